@@ -1,0 +1,199 @@
+"""What the machine has: GPUs through NVML, the host through psutil — or a declared plan.
+
+`probe()` reads the real machine; `planned()` builds the same `Hardware` for a machine
+you do not have (`--gpu-mem 24GiB --gpus 2`, `--gpu A100-80GB`). Everything downstream
+takes a `Hardware` value, so tests pass one in as data.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+
+from .errors import RankwiseError, did_you_mean
+from .units import GIB, parse_bytes
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    total_bytes: int
+    free_bytes: int | None = None
+    used_bytes: int | None = None
+    compute_capability: tuple[int, int] | None = None
+    bf16: bool = True
+
+    @property
+    def total_gib(self) -> float:
+        return self.total_bytes / GIB
+
+
+@dataclass(frozen=True)
+class Host:
+    cpu_cores: int
+    ram_total_bytes: int
+    ram_available_bytes: int
+    disk_free_bytes: int | None
+    disk_path: str
+
+
+@dataclass(frozen=True)
+class Hardware:
+    gpus: tuple[Gpu, ...]
+    host: Host | None = None
+    source: str = "probe"  # probe | declared
+    driver_version: str | None = None
+    cuda_version: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def has_gpu(self) -> bool:
+        return bool(self.gpus)
+
+    @property
+    def gpu_count(self) -> int:
+        return len(self.gpus)
+
+    @property
+    def gpu_bytes(self) -> int | None:
+        """Memory of the smallest GPU: per-GPU plans must fit the smallest."""
+        return min(g.total_bytes for g in self.gpus) if self.gpus else None
+
+    @property
+    def bf16(self) -> bool:
+        return bool(self.gpus) and all(g.bf16 for g in self.gpus)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["has_gpu"] = self.has_gpu
+        return d
+
+
+# Named GPUs for planning (memory as the card's marketing size in GiB-ish units,
+# compute capability from NVIDIA's CUDA GPUs table). bf16 needs compute capability >= 8.0.
+GPU_TABLE: dict[str, tuple[float, tuple[int, int]]] = {
+    "T4": (15.0, (7, 5)), "V100-16GB": (16.0, (7, 0)), "V100-32GB": (32.0, (7, 0)),
+    "RTX3090": (24.0, (8, 6)), "RTX4090": (24.0, (8, 9)), "RTX5090": (32.0, (12, 0)),
+    "A10G": (24.0, (8, 6)), "A10": (24.0, (8, 6)), "L4": (24.0, (8, 9)), "L40S": (48.0, (8, 9)),
+    "RTXA6000": (48.0, (8, 6)), "A40": (48.0, (8, 6)), "RTX6000ADA": (48.0, (8, 9)),
+    "A100-40GB": (40.0, (8, 0)), "A100-80GB": (80.0, (8, 0)), "H100-80GB": (80.0, (9, 0)),
+    "H100-94GB": (94.0, (9, 0)), "H200": (141.0, (9, 0)), "B200": (180.0, (10, 0)),
+    "MI300X": (192.0, (9, 4)),
+}
+# nvidia-smi reports slightly less than the marketing size; plan with what the driver exposes.
+_USABLE = {"T4": 15.0, "A100-40GB": 39.4, "A100-80GB": 79.2, "H100-80GB": 79.1, "RTX3090": 23.7,
+           "RTX4090": 23.6, "A10G": 22.1, "L4": 22.0, "H200": 139.8}
+
+
+def _norm(name: str) -> str:
+    return name.upper().replace(" ", "").replace("_", "-").replace("NVIDIA", "").replace("GEFORCE", "")
+
+
+def named_gpu(name: str) -> tuple[str, int, tuple[int, int]]:
+    key = _norm(name)
+    table = {_norm(k): k for k in GPU_TABLE}
+    for alias, real in (("A100", "A100-80GB"), ("H100", "H100-80GB"), ("V100", "V100-32GB")):
+        table.setdefault(alias, real)
+    if key not in table:
+        hint = did_you_mean(key, table) or ""
+        raise RankwiseError(f"--gpu: unknown GPU {name!r}",
+                            f"{hint} known: {', '.join(GPU_TABLE)}; or give --gpu-mem 24GiB instead".strip())
+    real = table[key]
+    size, cc = GPU_TABLE[real]
+    return real, int(_USABLE.get(real, size) * GIB), cc
+
+
+def planned(gpu_mem: str | None = None, gpus: int | None = None, gpu: str | None = None,
+            host: Host | None = None) -> Hardware:
+    """A declared machine: `--gpu NAME` or `--gpu-mem SIZE`, times `--gpus N`."""
+    count = 1 if gpus is None else gpus
+    if count < 1:
+        raise RankwiseError(f"--gpus: {count} is not a GPU count", "give 1 or more")
+    if gpu:
+        name, total, cc = named_gpu(gpu)
+        if gpu_mem:
+            total = parse_bytes(gpu_mem, "--gpu-mem")
+    else:
+        total = parse_bytes(gpu_mem, "--gpu-mem")
+        name, cc = f"declared {total / GIB:g} GiB GPU", (8, 0)
+    cards = tuple(Gpu(i, name, total, compute_capability=cc, bf16=cc >= (8, 0)) for i in range(count))
+    return Hardware(gpus=cards, host=host, source="declared")
+
+
+def probe_host(path: str = ".") -> Host:
+    import psutil  # cheap, but only the probe needs it
+
+    vm = psutil.virtual_memory()
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        free = None
+    return Host(cpu_cores=os.cpu_count() or 1, ram_total_bytes=vm.total, ram_available_bytes=vm.available,
+                disk_free_bytes=free, disk_path=os.path.abspath(path))
+
+
+def probe_gpus() -> tuple[tuple[Gpu, ...], str | None, str | None, tuple[str, ...]]:
+    """Every GPU through NVML. No NVML or no GPU is a valid, CPU-only answer."""
+    try:
+        import pynvml
+    except ImportError:
+        return (), None, None, ("nvidia-ml-py is not installed; no GPU probe",)
+    try:
+        pynvml.nvmlInit()
+    except Exception as e:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...: no usable NVIDIA driver
+        return (), None, None, (f"no NVIDIA driver found ({type(e).__name__})",)
+    try:
+        driver = _text(pynvml.nvmlSystemGetDriverVersion())
+        try:
+            v = pynvml.nvmlSystemGetCudaDriverVersion()
+            cuda = f"{v // 1000}.{(v % 1000) // 10}"
+        except Exception:
+            cuda = None
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+            try:
+                cc = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(h))
+            except Exception:
+                cc = None
+            gpus.append(Gpu(i, _text(pynvml.nvmlDeviceGetName(h)), int(mem.total), int(mem.free), int(mem.used),
+                            cc, bool(cc and cc >= (8, 0))))
+        return tuple(gpus), driver, cuda, ()
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def probe(path: str = ".") -> Hardware:
+    gpus, driver, cuda, notes = probe_gpus()
+    if not gpus and not notes:
+        notes = ("NVML found no GPU",)
+    return Hardware(gpus=gpus, host=probe_host(path), source="probe", driver_version=driver,
+                    cuda_version=cuda, notes=notes)
+
+
+def resolve(gpu_mem: str | None = None, gpus: int | None = None, gpu: str | None = None,
+            path: str = ".") -> Hardware:
+    """The hardware an advising command plans for: declared when flags say so, else probed."""
+    if gpu_mem or gpu:
+        return planned(gpu_mem, gpus, gpu, probe_host(path))
+    hw = probe(path)
+    if gpus is not None:
+        if not hw.gpus:
+            raise RankwiseError("--gpus needs a GPU size when no GPU is detected",
+                                "add --gpu-mem 80GiB or --gpu A100-80GB to plan for GPUs you do not have here")
+        if gpus < 1:
+            raise RankwiseError(f"--gpus: {gpus} is not a GPU count", "give 1 or more")
+        first = hw.gpus[0]
+        hw = Hardware(gpus=tuple(Gpu(i, first.name, first.total_bytes, compute_capability=first.compute_capability,
+                                     bf16=first.bf16) for i in range(gpus)),
+                      host=hw.host, source="probe", driver_version=hw.driver_version, cuda_version=hw.cuda_version)
+    return hw

@@ -1,0 +1,85 @@
+"""Exact shapes of any architecture transformers knows, by building it on the meta device.
+
+The meta device allocates no memory and reads no weights, so even a 70B model builds in
+seconds. This is the one place in `advisor/` that imports torch, and only when called:
+known families never come here (see `model.py`).
+"""
+from __future__ import annotations
+
+from .errors import RankwiseError
+
+
+def _family(module_name: str, leaf: str) -> str:
+    if leaf == "lm_head":
+        return "lm_head"
+    if "expert" in module_name:
+        return "experts"
+    if any(k in module_name for k in ("attn", "attention")):
+        return "attn"
+    return "mlp"
+
+
+def read_on_meta(name: str, source: str, cfg: dict):
+    import torch  # deferred: torch costs seconds to import and only unknown architectures need it
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from .model import Linear, ModelSpec
+
+    cfg = {k: v for k, v in cfg.items() if k not in ("auto_map",)}  # never pull remote code
+    try:
+        config = AutoConfig.for_model(**cfg)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except (ValueError, KeyError, TypeError) as e:
+        raise RankwiseError(f"{name}: transformers cannot build model_type {cfg.get('model_type')!r}: {e}",
+                            "check the config, or that your transformers version knows this architecture") from None
+
+    linears: dict[str, list] = {}
+    fam = dict.fromkeys(("embed", "attn", "mlp", "experts", "router", "norm", "lm_head", "other"), 0)
+    seen: set[int] = set()
+    experts = 0
+    for mod_name, mod in model.named_modules():
+        leaf = mod_name.rsplit(".", 1)[-1]
+        kind = type(mod).__name__
+        own = [(pn, p) for pn, p in mod.named_parameters(recurse=False) if id(p) not in seen]
+        for _, p in own:
+            seen.add(id(p))
+        n_own = sum(p.numel() for _, p in own)
+        if isinstance(mod, torch.nn.Linear) or kind == "Conv1D":  # GPT-2 style Conv1D holds (d_in, d_out)
+            fam_name = _family(mod_name, leaf)
+            d_in, d_out = (mod.in_features, mod.out_features) if kind != "Conv1D" else tuple(mod.weight.shape)
+            entry = linears.setdefault(leaf, [fam_name, d_in, d_out, 0, mod.bias is not None, True])
+            entry[3] += 1
+            fam[fam_name] += n_own
+        elif isinstance(mod, torch.nn.Embedding):
+            fam["embed"] += n_own
+        elif "norm" in kind.lower():
+            fam["norm"] += n_own
+        elif "router" in kind.lower() or (leaf == "gate" and "moe" in mod_name.lower() + kind.lower()):
+            fam["router"] += n_own
+        elif own and "expert" in kind.lower():
+            for pn, p in own:
+                if p.dim() == 3:  # fused (experts, d_out, d_in)
+                    experts = p.shape[0]
+                    entry = linears.setdefault(f"experts.{pn}", ["experts", p.shape[2], p.shape[1], 0, False, False])
+                    entry[3] += p.shape[0]
+                fam["experts"] += p.numel()
+        else:
+            fam["other"] += n_own
+    if not fam["other"]:
+        del fam["other"]
+    tied = bool(getattr(config, "tie_word_embeddings", False)) and fam["lm_head"] == 0
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = getattr(text, "num_attention_heads", 0) or 0
+    hidden = getattr(text, "hidden_size", 0) or 0
+    return ModelSpec(
+        name=name, source=source, model_type=config.model_type, hidden_size=hidden,
+        intermediate_size=getattr(text, "intermediate_size", 0) or 0,
+        num_layers=getattr(text, "num_hidden_layers", 0) or 0, num_heads=heads,
+        num_kv_heads=getattr(text, "num_key_value_heads", None) or heads,
+        head_dim=getattr(text, "head_dim", None) or (hidden // heads if heads else 0),
+        vocab_size=getattr(text, "vocab_size", 0) or 0,
+        max_positions=getattr(text, "max_position_embeddings", 0) or 0, tied_embeddings=tied,
+        linears=tuple(Linear(k, *v) for k, v in linears.items()), params_by_family=fam,
+        num_experts=experts, experts_per_token=getattr(text, "num_experts_per_tok", 0) or 0, config=cfg,
+    )

@@ -1,0 +1,77 @@
+"""The one schema: loading, locations in errors, overrides, safety."""
+import json
+
+import pytest
+
+from rankwise.advisor.config import RunConfig, apply_overrides, json_schema, load_config
+from rankwise.advisor.errors import ConfigError, RankwiseError
+
+
+def write(tmp_path, text, name="p.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_defaults_and_alpha():
+    cfg = RunConfig()
+    assert cfg.lora.r == 16 and cfg.lora.alpha_value == 32.0
+    assert cfg.resolved_optimizer("qlora") == "paged_adamw_8bit"
+    assert cfg.resolved_optimizer("lora") == "adamw_torch"
+
+
+def test_unknown_key_names_line_and_closest(tmp_path):
+    p = write(tmp_path, "model:\n  name: llama-3.1-8b\nlora:\n  rnak: 8\ntrian:\n  lr: 1e-4\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    text = str(e.value)
+    assert f"{p}:4: unknown key 'lora.rnak'" in text and "'r'" in text
+    assert f"{p}:5: unknown key 'trian'" in text and "'train'" in text
+    assert len(e.value.problems) == 2
+
+
+def test_bad_values_are_all_collected_with_lines(tmp_path):
+    p = write(tmp_path, "method: qlor\nlora:\n  r: 0\n  dropout: 2\ntrain:\n  lr: -1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    where = sorted(pr.where for pr in e.value.problems)
+    assert where == [f"{p}:1", f"{p}:3", f"{p}:4", f"{p}:6"]
+    assert "greater than or equal to 1" in str(e.value)
+
+
+def test_malformed_yaml_gives_line(tmp_path):
+    p = write(tmp_path, "lora:\n  r: 8\n   alpha: 16\n")
+    with pytest.raises(RankwiseError) as e:
+        load_config(p)
+    assert f"{p}:3" in e.value.message and "malformed YAML" in e.value.message
+
+
+def test_python_tags_are_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    p = write(tmp_path, f"name: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(RankwiseError) as e:
+        load_config(p)
+    assert "not allowed" in e.value.message
+    assert not marker.exists()
+
+
+def test_overrides_parse_yaml_values_and_reject_unknown(tmp_path):
+    p = write(tmp_path, "lora: {r: 8}\n")
+    cfg = load_config(p, ["lora.r=32", "train.lr=1e-4", "lora.target_modules=[q_proj, v_proj]"])
+    assert (cfg.lora.r, cfg.train.lr, cfg.lora.target_modules) == (32, 1e-4, ["q_proj", "v_proj"])
+    with pytest.raises(ConfigError) as e:
+        apply_overrides({}, ["lora.rank=3", "nokey"])
+    assert "did you mean 'r'" in str(e.value) and "expected key=value" in str(e.value)
+
+
+def test_relative_data_path_is_anchored_to_preset(tmp_path):
+    (tmp_path / "d.jsonl").write_text("{}\n")
+    cfg = load_config(write(tmp_path, "data: {path: d.jsonl}\n"))
+    assert cfg.data.path == str(tmp_path / "d.jsonl")
+
+
+def test_json_schema_forbids_unknown_keys():
+    schema = json_schema()
+    json.dumps(schema)
+    assert schema["additionalProperties"] is False
+    assert schema["$defs"]["LoraSection"]["properties"]["r"]["minimum"] == 1

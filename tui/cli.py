@@ -1,0 +1,80 @@
+"""The `rankwise` command: the headless twin of every TUI action.
+
+Each subcommand lives in `tui/commands/<noun>.py` with a `register(subparsers)` that adds
+its parser and sets `func`. This module only routes, and maps errors to exit codes:
+0 ok, 1 run failed, 2 bad input, 3 `check` found errors, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rankwise.advisor.errors import RankwiseError, UserInterrupt
+
+# modules under rankwise.tui.commands, in the order `--help` lists them
+COMMAND_MODULES = ("hw", "estimate", "advise", "check", "presets", "train", "runs", "merge", "schema")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rankwise",
+        description="Plan, check and run LoRA/QLoRA fine-tunes. With no command, opens the TUI; "
+                    "`rankwise --preset NAME` is the same headless run as `rankwise train --preset NAME`.",
+    )
+    parser.add_argument("--preset", help="headless run of this preset (same as `rankwise train --preset`)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a preset key, e.g. --set lora.r=32 (repeatable)")
+    parser.add_argument("--runs-dir", help="where runs are kept (default ./runs)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"rankwise.tui.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"rankwise.tui.commands.{name}":
+                raise
+            continue  # a command not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: usage errors exit 2 after printing usage
+        return int(e.code or 0)
+    try:
+        if args.command is None:
+            if args.preset:
+                from rankwise.tui.commands import train
+
+                return train.run_from_root(args)
+            return _open_tui(args)
+        return int(args.func(args) or 0)
+    except RankwiseError as e:
+        print(e.render(), file=sys.stderr)
+        return e.exit_code
+    except (KeyboardInterrupt, UserInterrupt):
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `rankwise runs | head`
+        return 0
+
+
+def _open_tui(args) -> int:
+    try:
+        from rankwise.tui.app import run_app
+    except ModuleNotFoundError:
+        build_parser().print_help()
+        return 0
+    return run_app(args)
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,28 @@
+"""Flags and output helpers shared by the commands."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rankwise.advisor import hardware
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+
+
+def add_planning(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("planning for another machine (instead of the probe)")
+    g.add_argument("--gpu-mem", metavar="SIZE", help="memory per GPU, e.g. 24GiB or 80GB")
+    g.add_argument("--gpus", type=int, metavar="N", help="number of GPUs")
+    g.add_argument("--gpu", metavar="NAME", help=f"a named GPU: {', '.join(hardware.GPU_TABLE)}")
+
+
+def hardware_from(args) -> hardware.Hardware:
+    return hardware.resolve(getattr(args, "gpu_mem", None), getattr(args, "gpus", None), getattr(args, "gpu", None))
+
+
+def print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
