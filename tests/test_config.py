@@ -75,3 +75,10 @@ def test_json_schema_forbids_unknown_keys():
     json.dumps(schema)
     assert schema["additionalProperties"] is False
     assert schema["$defs"]["LoraSection"]["properties"]["r"]["minimum"] == 1
+
+
+def test_shipped_json_schema_is_current():
+    from rankwise.advisor.presets import presets_dir
+
+    shipped = json.loads((presets_dir() / "rankwise-preset.schema.json").read_text())
+    assert shipped == json.loads(json.dumps(json_schema())), "run: rankwise schema --out presets/rankwise-preset.schema.json"
