@@ -21,3 +21,35 @@ def test_cli_help_imports_no_torch():
             "print(','.join(m for m in ('torch', 'transformers', 'peft', 'textual') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def _imports(path):
+    """Every module a file imports, deferred (in-function) imports included."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield a.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the package folder name
+                yield "rankwise." + path.parent.name + ("." + node.module if node.module else "")
+            elif node.module:
+                yield node.module
+
+
+def test_dependency_direction():
+    """tui -> trainer -> advisor: advisor imports neither; trainer never imports tui."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    heavy = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "textual")
+    for f in (root / "advisor").glob("*.py"):
+        for mod in _imports(f):
+            assert not mod.startswith(("rankwise.trainer", "rankwise.tui")), f"{f.name} imports {mod}"
+            if f.name != "meta.py":  # the meta-device reader defers torch into its one function
+                assert mod.split(".")[0] not in heavy, f"advisor/{f.name} imports {mod}"
+    for f in (root / "trainer").glob("*.py"):
+        for mod in _imports(f):
+            assert not mod.startswith("rankwise.tui"), f"trainer/{f.name} imports {mod}"
