@@ -1,0 +1,194 @@
+"""The progress panel: folding events, rendering at 80/120 columns, plain lines, following a log."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from rich.console import Console
+
+from rankwise.trainer.events import EventSink
+from rankwise.tui.panel import RunView, follow, plain_line, render, sparkline
+
+GIB = 1024 ** 3
+T0 = 1_800_000_000.0
+
+
+def recorded_events() -> list[dict]:
+    """A run as a worker writes it: start, steps with a falling loss, eval, checkpoint, retry, log, end."""
+    ev = [{"type": "start", "time": T0, "run_id": "chat-qlora-20261129-0200", "pid": 4242, "model": "llama-3.1-8b",
+           "method": "qlora", "device": "cuda:0 NVIDIA L4", "device_total_bytes": 24 * GIB, "max_steps": 200,
+           "epochs": 1, "micro_batch": 2, "grad_accum": 8, "estimate_peak_gib": 11.5, "resumed_from_step": 0}]
+    for i in range(1, 51):
+        ev.append({"type": "step", "time": T0 + 2 * i, "step": i, "max_steps": 200, "epoch": i / 100,
+                   "loss": 2.0 - i * 0.02, "lr": 1.5e-4, "grad_norm": 0.731, "tokens_per_s": 2345.6,
+                   "mem_bytes": 10 * GIB, "peak_mem_bytes": 12 * GIB, "eta_s": 300.0})
+    ev += [
+        {"type": "eval", "time": T0 + 101, "step": 50, "eval_loss": 1.3125},
+        {"type": "checkpoint", "time": T0 + 102, "step": 50, "path": "runs/chat/checkpoints/checkpoint-50"},
+        {"type": "retry", "time": T0 + 103, "attempt": 1, "reason": "CUDA out of memory", "micro_batch": 1,
+         "grad_accum": 16, "from_step": 50},
+        {"type": "log", "time": T0 + 104, "level": "warning", "message": "12 rows truncated to max_seq_len"},
+    ]
+    return ev
+
+
+END = {"type": "end", "time": T0 + 500, "status": "finished", "step": 200, "final_loss": 0.8123,
+       "best_eval_loss": 1.1, "peak_mem_bytes": 13 * GIB, "adapter_path": "runs/chat/adapter", "exit_code": 0}
+
+
+def folded(events) -> RunView:
+    view = RunView()
+    for e in events:
+        view.update(e)
+    return view
+
+
+def test_runview_folds_a_recorded_run():
+    view = folded(recorded_events())
+    assert (view.run_id, view.status, view.step, view.max_steps) == ("chat-qlora-20261129-0200", "running", 50, 200)
+    assert view.loss == pytest.approx(1.0)
+    assert len(view.losses) == 50 and view.losses[0] == pytest.approx(1.98)
+    assert view.eval_loss == 1.3125 and view.gap == pytest.approx(0.3125)
+    assert view.last_checkpoint.endswith("checkpoint-50") and len(view.retries) == 1
+    assert view.logs[-1] == ("warning", "12 rows truncated to max_seq_len")
+    assert view.peak_mem_bytes == 12 * GIB and view.pid == 4242
+    view.update(END)
+    assert view.status == "finished" and view.step == 200 and view.peak_mem_bytes == 13 * GIB
+
+
+def test_resumed_run_clears_the_old_end():
+    view = folded([*recorded_events(), {**END, "status": "interrupted", "step": 50}])
+    assert view.status == "interrupted"
+    view.update({**recorded_events()[0], "pid": 5555, "resumed_from_step": 50})
+    assert view.status == "running" and view.end is None and view.pid == 5555
+
+
+def text_at(view: RunView, width: int) -> str:
+    console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
+    console.print(render(view))
+    return console.export_text()
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_render_shows_key_fields_within_the_width(width):
+    view = folded(recorded_events())
+    text = text_at(view, width)
+    for needle in ("chat-qlora-20261129-0200", "running", "50/200", "25%", "ETA 5m00s", "epoch 0.50",
+                   "1.0000", "1.3125", "gap +0.3125", "1.50e-04", "0.731", "2,346 tokens/s",
+                   "10.0 GiB", "peak 12.0 GiB", "of 24.0 GiB", "est. 11.5 GiB", "checkpoint-50",
+                   "CUDA out of memory", "12 rows truncated"):
+        assert needle in text, f"{needle!r} missing at width {width}:\n{text}"
+    assert any(ch in text for ch in "▁▂▃▄▅▆▇█")
+    assert max(len(line) for line in text.splitlines()) <= width
+
+
+def test_render_finished_and_failed():
+    view = folded([*recorded_events(), END])
+    text = text_at(view, 80)
+    assert "finished" in text and "final loss 0.8123" in text and "runs/chat/adapter" in text
+    assert "ETA" not in text  # a finished run has no ETA
+    failed = folded([recorded_events()[0], {"type": "error", "time": T0 + 5, "message": "data.jsonl row 7: no text",
+                                            "hint": "fix the row"}, {**END, "status": "failed", "step": 0}])
+    text = text_at(failed, 80)
+    assert "failed" in text and "data.jsonl row 7: no text" in text and "hint: fix the row" in text
+
+
+def test_log_content_cannot_inject_markup_or_escapes():
+    view = folded([{"type": "log", "time": T0, "level": "info", "message": "[bold red]boom[/] \x1b[2J\rx"}])
+    text = text_at(view, 80)
+    assert "[bold red]boom[/]" in text and "\x1b" not in text and "\r" not in text
+
+
+def test_sparkline_scales_to_blocks():
+    assert sparkline([1, 2, 3, 4, 5, 6, 7, 8]) == "▁▂▃▄▅▆▇█"
+    assert sparkline([2.0, 2.0]) == "▁▁" and sparkline([]) == ""
+    assert len(sparkline(range(100), width=30)) == 30
+
+
+def test_plain_lines_have_no_control_characters():
+    events = [*recorded_events(), {"type": "log", "time": T0, "level": "warning", "message": "bad\x1b[31m\rrow"}, END]
+    lines = [plain_line(e) for e in events]
+    shown = [l for l in lines if l is not None]
+    assert all("\x1b" not in l and "\r" not in l and "\n" not in l for l in shown)
+    by_type = {e["type"]: l for e, l in zip(events, lines)}
+    assert by_type["step"].startswith("step 50/200") and "loss 1.0000" in by_type["step"]
+    assert by_type["eval"] == "eval step 50 eval_loss 1.3125"
+    assert by_type["checkpoint"] == "checkpoint step 50 runs/chat/checkpoints/checkpoint-50"
+    assert "CUDA out of memory" in by_type["retry"] and "micro_batch 1" in by_type["retry"]
+    assert by_type["end"].startswith("end finished step 200 final_loss 0.8123")
+    assert plain_line({"type": "log", "time": T0, "level": "info", "message": "x"}) is None
+
+
+@pytest.fixture
+def worker_pid():
+    """A live process that counts as a rankwise worker (its command line says so)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "rankwise-test-worker"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def _writer(path, events, delay=0.02):
+    def run():
+        sink = EventSink(path)
+        for e in events:
+            fields = {k: v for k, v in e.items() if k not in ("type", "time")}
+            sink.emit(e["type"], **fields)
+            time.sleep(delay)
+        sink.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_follow_non_tty_prints_plain_lines_until_end(tmp_path, worker_pid):
+    events = [{**recorded_events()[0], "pid": worker_pid}, *recorded_events()[1:6], END]
+    writer = _writer(tmp_path / "events.jsonl", events)
+    out = io.StringIO()
+    end = follow(tmp_path, console=Console(file=out), interval=0.01)
+    writer.join()
+    assert end is not None and end["status"] == "finished" and end["final_loss"] == 0.8123
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("start chat-qlora") and lines[-1].startswith("end finished")
+    assert sum(l.startswith("step ") for l in lines) == 5
+    assert "\x1b" not in out.getvalue()
+
+
+def test_follow_json_events_echoes_each_event(tmp_path, worker_pid):
+    events = [{**recorded_events()[0], "pid": worker_pid}, *recorded_events()[1:3], END]
+    writer = _writer(tmp_path / "events.jsonl", events)
+    out = io.StringIO()
+    end = follow(tmp_path, console=Console(file=out), json_events=True, interval=0.01)
+    writer.join()
+    echoed = [json.loads(l) for l in out.getvalue().splitlines()]
+    assert [e["type"] for e in echoed] == ["start", "step", "step", "end"] and end == echoed[-1]
+
+
+def test_follow_returns_none_when_the_process_dies_without_end(tmp_path):
+    (tmp_path / "events.jsonl").write_text(json.dumps(recorded_events()[0]) + "\n")
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    out = io.StringIO()
+    assert follow(tmp_path, console=Console(file=out), proc=proc, interval=0.01) is None
+    assert out.getvalue().startswith("start ")
+
+
+def test_follow_returns_end_written_just_before_exit(tmp_path):
+    (tmp_path / "events.jsonl").write_text("\n".join(json.dumps(e) for e in [recorded_events()[0], END]) + "\n")
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert follow(tmp_path, console=Console(file=io.StringIO()), proc=proc)["status"] == "finished"
+
+
+def test_follow_without_proc_stops_when_the_start_pid_is_gone(tmp_path):
+    """attach on a run whose worker was killed: no end event will ever come."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "events.jsonl").write_text(json.dumps({**recorded_events()[0], "pid": dead.pid}) + "\n")
+    assert follow(tmp_path, console=Console(file=io.StringIO()), interval=0.01) is None
