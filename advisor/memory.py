@@ -1,0 +1,327 @@
+"""The memory estimator: peak training memory per GPU for a LoRA/QLoRA plan.
+
+Physics first: every component is counted from the model's shapes (`ModelSpec`) for the
+stack rankwise trains with — transformers 5 + peft 0.21 + bitsandbytes under the HF
+Trainer, bf16/fp16 autocast, SDPA attention, non-reentrant gradient checkpointing.
+`peak_bytes` is what nvidia-smi would show at the peak (allocator peak + the allocator's
+cached-but-free share + the CUDA context), because that is what decides an OOM.
+`allocated_bytes` is the matching `torch.cuda.max_memory_allocated()` view.
+
+Only two numbers are not derived from shapes, each one named constant below with its
+source: the CUDA context size and the allocator's fragmentation share.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from .errors import RankwiseError
+from .model import Linear, ModelSpec
+
+if TYPE_CHECKING:  # only for the annotation: config imports pydantic, fine, but keep it lazy
+    from .config import RunConfig
+
+GIB = 1024 ** 3
+MIB = 1024 ** 2
+
+# CUDA context + cuBLAS/cuDNN handles and workspaces that nvidia-smi shows but the torch
+# allocator does not count. PyTorch's CUDA semantics notes put the context at "hundreds of
+# MB"; with lazy module loading (default since CUDA 11.7 / torch 1.13) it is ~300–500 MiB
+# on A100/H100 (torch forum "CUDA context memory" threads; our own reading of nvidia-smi
+# after `torch.zeros(1, device='cuda')` plus one cuBLAS matmul). One constant:
+CUDA_CONTEXT_BYTES = 500 * MIB
+
+# The caching allocator keeps freed blocks reserved; per-step tensors of changing sizes
+# (activations, logits, their gradients) leave split, cached-but-free segments, so
+# max_memory_reserved runs above max_memory_allocated. The share is applied to the
+# per-step (dynamic) memory only: weights and optimizer states are allocated once in
+# large blocks. Value: calibrated once on bench/memory_reference.csv (see
+# bench/estimator_accuracy.py), in line with PyTorch's allocator docs that blocks round
+# up to 2 MiB segments and split blocks are reused only for same-size-class requests.
+FRAGMENTATION = 0.10
+
+# QLoRA NF4 layout (Dettmers et al. 2023, "QLoRA", §3 Double Quantization; bitsandbytes
+# Params4bit defaults): 4 bits per weight, one fp32 absmax per 64-weight block; with double
+# quantization the absmax are 8-bit with one fp32 constant per 256 absmax.
+NF4_BLOCK = 64
+DQ_BLOCK = 256
+
+# bitsandbytes 8-bit optimizers (Dettmers et al. 2022, "8-bit Optimizers via Block-wise
+# Quantization"): each state is 1 byte per parameter plus one fp32 absmax per block
+# (bitsandbytes 0.50 optim/optimizer.py, Optimizer8bit init_state: blocksize = 256).
+OPT8_BLOCK = 256
+
+OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit")
+METHODS = ("lora", "qlora")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What will be trained, as far as memory cares."""
+
+    method: str  # "lora" | "qlora"
+    r: int = 16
+    targets: str | tuple[str, ...] = "standard"  # named set or module names
+    micro_batch: int = 1
+    seq_len: int = 2048
+    grad_checkpointing: bool = True
+    optimizer: str = "adamw_torch"  # adamw_torch | adamw_8bit | paged_adamw_8bit
+    double_quant: bool = True
+    dtype_bytes: int = 2  # 16-bit compute; 4 for fp32
+    gpus: int = 1
+    lora_dropout: bool = True  # dropout > 0 keeps a masked copy of each adapted input
+    kbit_upcast: bool = True  # peft prepare_model_for_kbit_training casts non-4-bit params to fp32
+
+    @classmethod
+    def from_config(cls, cfg: "RunConfig", method: str | None = None, gpus: int = 1) -> "Plan":
+        method = method or cfg.method
+        if method == "auto":
+            method = "lora"
+        targets = cfg.lora.target_modules
+        return cls(
+            method=method, r=cfg.lora.r,
+            targets=targets if isinstance(targets, str) else tuple(targets),
+            micro_batch=cfg.train.micro_batch, seq_len=cfg.train.max_seq_len,
+            grad_checkpointing=cfg.train.grad_checkpointing, optimizer=cfg.resolved_optimizer(method),
+            double_quant=cfg.quant.double_quant, dtype_bytes=4 if cfg.train.precision == "fp32" else 2,
+            gpus=gpus, lora_dropout=cfg.lora.dropout > 0,
+        )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    peak_bytes: int
+    components: dict[str, int]  # name -> bytes; they sum to peak_bytes
+    assumptions: tuple[str, ...]
+    plan: Plan
+    trainable_params: int
+    allocated_bytes: int = 0  # the torch.cuda.max_memory_allocated() view (no context, no fragmentation)
+    transients: dict[str, int] = field(default_factory=dict)  # the candidate peaks compared
+
+    @property
+    def peak_gib(self) -> float:
+        return self.peak_bytes / GIB
+
+    @property
+    def allocated_gib(self) -> float:
+        return self.allocated_bytes / GIB
+
+    @property
+    def reserved_bytes(self) -> int:
+        """The torch.cuda.max_memory_reserved() view: peak without the CUDA context."""
+        return self.peak_bytes - self.components.get("cuda_context", 0)
+
+    def to_dict(self) -> dict:
+        return {
+            "peak_gib": round(self.peak_gib, 3),
+            "allocated_gib": round(self.allocated_gib, 3),
+            "reserved_gib": round(self.reserved_bytes / GIB, 3),
+            "peak_bytes": self.peak_bytes,
+            "components": {k: round(v / GIB, 4) for k, v in self.components.items()},
+            "component_bytes": dict(self.components),
+            "assumptions": list(self.assumptions),
+            "method": self.plan.method,
+            "trainable_params": self.trainable_params,
+            "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.plan).items()},
+        }
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _check(spec: ModelSpec, plan: Plan) -> list[Linear]:
+    if plan.method not in METHODS:
+        raise RankwiseError(f"unknown method {plan.method!r}", "use lora or qlora")
+    if plan.r < 1:
+        raise RankwiseError(f"LoRA rank must be at least 1 (got {plan.r})", "use e.g. --rank 16")
+    if plan.optimizer not in OPTIMIZERS:
+        raise RankwiseError(f"unknown optimizer {plan.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}")
+    if plan.micro_batch < 1 or plan.seq_len < 1:
+        raise RankwiseError(f"batch and sequence length must be positive (got {plan.micro_batch}, {plan.seq_len})",
+                            "use e.g. --batch 1 --seq 2048")
+    if plan.dtype_bytes not in (2, 4):
+        raise RankwiseError(f"dtype_bytes must be 2 or 4 (got {plan.dtype_bytes})")
+    if plan.gpus < 1:
+        raise RankwiseError(f"gpus must be at least 1 (got {plan.gpus})")
+    targets = plan.targets if isinstance(plan.targets, str) else list(plan.targets)
+    return spec.resolve_targets(targets)
+
+
+# ------------------------------------------------------------------ static memory
+
+
+def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
+    """Base weights: 16-bit for LoRA; NF4 + constants + the parts QLoRA leaves unquantized."""
+    a = plan.dtype_bytes
+    if plan.method == "lora":
+        return {"base_weights": spec.total_params * a}
+    # bitsandbytes replaces every nn.Linear except the output head (transformers'
+    # get_keys_to_not_convert keeps lm_head) with Linear4bit; fused expert tensors are
+    # quantized like linears here (assumption noted in the estimate).
+    quant = sum(l.count * l.d_in * l.d_out for l in spec.linears if l.family != "lm_head")
+    rest = spec.total_params - quant  # embeddings, norms, lm_head, biases, routers
+    nf4 = quant // 2
+    if plan.double_quant:
+        consts = quant // NF4_BLOCK + 4 * (quant // (NF4_BLOCK * DQ_BLOCK))
+    else:
+        consts = 4 * (quant // NF4_BLOCK)
+    rest_bytes = 4 if plan.kbit_upcast else a
+    return {"base_weights": nf4, "quant_constants": consts, "unquantized_weights": rest * rest_bytes}
+
+
+def _optimizer_bytes(n: int, optimizer: str) -> int:
+    if optimizer == "adamw_torch":
+        return 8 * n  # fp32 exp_avg + exp_avg_sq (torch.optim.AdamW)
+    return 2 * n + 2 * 4 * -(-n // OPT8_BLOCK)  # two uint8 states + fp32 absmax per block
+
+
+# ------------------------------------------------------------------ activations
+
+
+def _lora_input_bytes(l: Linear, plan: Plan, from_norm: bool) -> int:
+    """Per token: what an adapted linear's LoRA branch saves for backward."""
+    a = plan.dtype_bytes
+    # QLoRA: norms upcast to fp32 emit fp32; autocast then saves a 16-bit cast for lora_A
+    in_bytes = 4 if (from_norm and plan.method == "qlora" and plan.kbit_upcast) else a
+    per = in_bytes * l.d_in  # lora_A's input (the dropout output when dropout > 0)
+    if in_bytes != a:
+        per += a * l.d_in  # the autocast copy matmul saves
+    if plan.lora_dropout:
+        per += l.d_in  # dropout's bool mask
+    return per + a * plan.r  # lora_B's input
+
+
+def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int:
+    """Per token, one decoder layer: tensors autograd keeps from forward to backward.
+
+    Frozen linears save nothing (their weight is frozen, their input is not needed);
+    RMSNorm saves its fp32 upcast input; SDPA (flash/mem-efficient) saves q, k, v, the
+    output and an fp32 logsumexp per head; SwiGLU saves gate, up and silu(gate)."""
+    a = plan.dtype_bytes
+    h, i = spec.hidden_size, spec.intermediate_size
+    qd, kvd = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
+    norms = 4 if spec.model_type == "gemma2" else 2
+    total = norms * 4 * h  # RMSNorm keeps the fp32 copy of its input
+    total += a * (qd + 2 * kvd) + a * qd + 4 * spec.num_heads  # SDPA: q, k, v, out, lse
+    moe = max(1, spec.experts_per_token) if spec.is_moe else 1
+    total += moe * 3 * a * i  # gate, up, act(gate) saved by act and mul
+    if spec.is_moe:
+        total += 4 * spec.num_experts  # router logits/softmax in fp32
+    per_layer = {l.name: l for l in adapted if l.family != "lm_head"}
+    for l in per_layer.values():
+        from_norm = l.name in ("q_proj", "k_proj", "v_proj", "qkv_proj", "gate_proj", "up_proj", "gate_up_proj")
+        total += (l.count // spec.num_layers) * _lora_input_bytes(l, plan, from_norm)
+    return total
+
+
+def layer_backward_transient_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """Per token: gradients alive while one layer runs backward (residual-stream grads
+    in and out, the MLP's intermediate grads)."""
+    a = plan.dtype_bytes
+    return a * (3 * spec.hidden_size + 2 * spec.intermediate_size)
+
+
+def logits_peak_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """Per token: vocab-sized buffers at the loss's peak.
+
+    transformers 5 `ForCausalLMLoss` upcasts the 16-bit logits with `logits.float()`, and
+    cross_entropy keeps the fp32 log_softmax for backward: forward peak 16-bit logits +
+    fp32 copy + fp32 log_softmax. In backward, NLL's dense fp32 gradient, the saved
+    log_softmax and log_softmax's fp32 input-gradient are alive together: 3 fp32 copies,
+    which is the larger of the two for 16-bit training (12 vs 10 bytes per logit)."""
+    a = plan.dtype_bytes
+    v = spec.vocab_size
+    softcap = a if spec.config.get("final_logit_softcapping") else 0  # Gemma 2 keeps tanh's output
+    forward = (a + (4 if a != 4 else 0) + 4) * v
+    backward = 12 * v
+    return max(forward, backward) + softcap * v
+
+
+# ------------------------------------------------------------------ the estimate
+
+
+def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
+    adapted = _check(spec, plan)
+    a = plan.dtype_bytes
+    tokens = plan.micro_batch * plan.seq_len
+    trainable = sum(l.count * plan.r * (l.d_in + l.d_out) for l in adapted)
+
+    comps: dict[str, int] = dict(_weights(spec, plan))
+    comps["lora_params"] = 4 * trainable  # peft autocast_adapter_dtype keeps adapters in fp32
+    comps["lora_grads"] = 4 * trainable
+    comps["optimizer_states"] = _optimizer_bytes(trainable, plan.optimizer)
+    if plan.gpus > 1:
+        comps["ddp_buckets"] = 4 * trainable  # DDP's flat gradient buckets (one more grad copy)
+
+    per_layer = layer_saved_bytes(spec, plan, adapted)
+    L = spec.num_layers
+    final_norm = 4 * spec.hidden_size
+    logits = tokens * logits_peak_bytes(spec, plan)
+    recompute = tokens * (per_layer + layer_backward_transient_bytes(spec, plan))
+    if plan.grad_checkpointing:
+        saved = tokens * (L * a * spec.hidden_size + final_norm)  # each layer's input (non-reentrant)
+        transient = max(logits, recompute)
+    else:
+        saved = tokens * (L * per_layer + final_norm)
+        transient = max(logits, tokens * layer_backward_transient_bytes(spec, plan))
+    comps["activations"] = saved + (transient if transient != logits else 0)
+    comps["logits_loss"] = logits if transient == logits else 0
+    allocated = sum(comps.values())
+    comps["allocator_overhead"] = int(FRAGMENTATION * (comps["activations"] + comps["logits_loss"]))
+    comps["cuda_context"] = CUDA_CONTEXT_BYTES
+    peak = sum(comps.values())
+
+    return Estimate(peak_bytes=peak, components=comps, assumptions=_assumptions(spec, plan, adapted, logits, recompute),
+                    plan=plan, trainable_params=trainable, allocated_bytes=allocated,
+                    transients={"logits_loss": logits, "layer_recompute": recompute})
+
+
+def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int, recompute: int) -> tuple[str, ...]:
+    out = [
+        "stack: transformers 5 + peft 0.21 under the HF Trainer, 16-bit autocast, SDPA (flash/memory-efficient) attention",
+        f"adapted modules: {', '.join(dict.fromkeys(l.name for l in adapted))}; LoRA weights and grads kept in fp32 (peft autocast_adapter_dtype)",
+        f"per-GPU micro-batch {plan.micro_batch} x {plan.seq_len} tokens, every sequence padded to full length (no packing savings)",
+    ]
+    if plan.method == "qlora":
+        dq = "double-quantized 8-bit absmax + fp32 per 256" if plan.double_quant else "fp32 absmax per 64 weights"
+        out.append(f"QLoRA: every linear except lm_head in NF4 (4 bits) with {dq}")
+        if plan.kbit_upcast:
+            out.append("prepare_model_for_kbit_training casts embeddings, norms, lm_head and biases to fp32 (peft 0.21 other.py)")
+        if spec.is_moe:
+            out.append("MoE expert tensors assumed quantized like linears")
+    else:
+        out.append(f"LoRA: base weights in {8 * plan.dtype_bytes}-bit")
+    if plan.grad_checkpointing:
+        out.append("non-reentrant gradient checkpointing: each layer's input kept, one layer recomputed in backward")
+        which = "the loss's vocab-sized buffers" if logits >= recompute else "one layer's recompute"
+        out.append(f"the transient peak is {which} ({logits / GIB:.2f} GiB logits/loss vs "
+                   f"{recompute / GIB:.2f} GiB layer recompute)")
+    else:
+        out.append("no gradient checkpointing: every layer's activations kept until backward")
+    out.append("logits: 16-bit logits + fp32 upcast + fp32 log_softmax; backward holds 3 fp32 vocab-sized copies")
+    out.append({"adamw_torch": "AdamW: fp32 m and v (8 bytes per trainable parameter)",
+                "adamw_8bit": "8-bit AdamW: 2 bytes per trainable parameter + block constants",
+                "paged_adamw_8bit": "paged 8-bit AdamW: resident on the GPU unless memory runs out (then paged to CPU)"}
+               [plan.optimizer])
+    if not plan.lora_dropout:
+        out.append("LoRA dropout 0: no masked input copies")
+    if plan.gpus > 1:
+        out.append(f"{plan.gpus} GPUs as DDP: a full copy per GPU, plus DDP's gradient buckets; per-GPU batch = micro_batch")
+    out.append(f"CUDA context {CUDA_CONTEXT_BYTES / GIB:.2f} GiB; allocator overhead {FRAGMENTATION:.0%} of per-step memory")
+    return tuple(out)
+
+
+def fit(est: Estimate, gpu_bytes: int | None) -> str:
+    """"fits" (peak <= 90% of the GPU), "tight" (<= 100%), "wont-fit", or "no-gpu"."""
+    if gpu_bytes is None:
+        return "no-gpu"
+    if est.peak_bytes <= 0.9 * gpu_bytes:
+        return "fits"
+    if est.peak_bytes <= gpu_bytes:
+        return "tight"
+    return "wont-fit"
+
+
+def with_plan(plan: Plan, **changes) -> Plan:
+    """A copy of `plan` with fields changed (for sweeps by the recommender)."""
+    return replace(plan, **changes)

@@ -1,0 +1,112 @@
+"""`rankwise estimate`: peak training memory per GPU, component by component."""
+from __future__ import annotations
+
+import argparse
+
+from rankwise.advisor.errors import RankwiseError
+from rankwise.advisor.units import gib
+
+from .common import add_json, add_planning, hardware_from, print_json
+
+FIT_TEXT = {"fits": "[green]fits[/green] (peak ≤ 90% of the GPU)",
+            "tight": "[yellow]tight[/yellow] (peak within the last 10% of the GPU: fragmentation may OOM)",
+            "wont-fit": "[red]won't fit[/red]",
+            "no-gpu": "no GPU found"}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("estimate", help="estimate peak GPU memory for a LoRA/QLoRA fine-tune",
+                       description="Estimate peak training memory per GPU (what nvidia-smi shows at the peak), "
+                                   "component by component. Flags override --preset.")
+    p.add_argument("--model", help="catalog name, local folder/config.json or cached model id (default llama-3.2-1b "
+                                   "or the preset's)")
+    p.add_argument("--method", choices=("lora", "qlora"), help="lora: 16-bit base; qlora: 4-bit NF4 base (default lora)")
+    p.add_argument("--rank", "-r", type=int, help="LoRA rank (default 16)")
+    p.add_argument("--targets", help="minimal | standard | aggressive | all-linear | q_proj,v_proj,... (default standard)")
+    p.add_argument("--batch", type=int, help="micro-batch per GPU (default 1)")
+    p.add_argument("--seq", type=int, help="sequence length in tokens (default 2048)")
+    p.add_argument("--grad-checkpointing", dest="grad_checkpointing", action=argparse.BooleanOptionalAction,
+                   default=None, help="recompute activations in backward (default on)")
+    p.add_argument("--optimizer", choices=("adamw_torch", "adamw_8bit", "paged_adamw_8bit"),
+                   help="default adamw_torch for lora, paged_adamw_8bit for qlora")
+    p.add_argument("--no-double-quant", dest="double_quant", action="store_false", default=None,
+                   help="QLoRA without double quantization of the constants")
+    p.add_argument("--preset", dest="estimate_preset", metavar="NAME|FILE",
+                   help="estimate a preset's config (flags override it)")
+    add_json(p)
+    add_planning(p)
+    p.set_defaults(func=run)
+
+
+def plan_from_args(args):
+    """Flags (over an optional preset) → (ModelSpec, Plan)."""
+    from rankwise.advisor.memory import Plan
+    from rankwise.advisor.model import load_model
+
+    preset = getattr(args, "estimate_preset", None)
+    if preset:
+        from rankwise.advisor.config import load_config
+        from rankwise.advisor.presets import resolve_preset
+
+        cfg = load_config(resolve_preset(preset))
+        method = args.method or (cfg.method if cfg.method != "auto" else "lora")
+        base = Plan.from_config(cfg, method=method)
+        model = args.model or cfg.model.name
+        if args.method and cfg.train.optimizer == "auto" and not args.optimizer:
+            base = Plan(**{**base.__dict__, "optimizer": cfg.resolved_optimizer(method)})
+    else:
+        method = args.method or "lora"
+        base = Plan(method=method, optimizer="paged_adamw_8bit" if method == "qlora" else "adamw_torch")
+        model = args.model or "llama-3.2-1b"
+    for flag, value in (("--rank", args.rank), ("--batch", args.batch), ("--seq", args.seq), ("--gpus", args.gpus)):
+        if value is not None and value < 1:
+            raise RankwiseError(f"{flag} must be at least 1 (got {value})", f"e.g. {flag} {16 if flag == '--rank' else 1}")
+    changes = {k: v for k, v in {
+        "r": args.rank, "targets": args.targets, "micro_batch": args.batch, "seq_len": args.seq,
+        "grad_checkpointing": args.grad_checkpointing, "optimizer": args.optimizer,
+        "double_quant": args.double_quant, "gpus": args.gpus}.items() if v is not None}
+    if "targets" in changes and not changes["targets"].strip():
+        raise RankwiseError("--targets is empty", "use minimal, standard, aggressive, all-linear or q_proj,v_proj")
+    plan = Plan(**{**base.__dict__, **changes})
+    return load_model(model), plan
+
+
+def run(args) -> int:
+    from rankwise.advisor.memory import estimate, fit
+
+    spec, plan = plan_from_args(args)
+    est = estimate(spec, plan)
+    hw = hardware_from(args)
+    gpu_bytes = hw.gpu_bytes
+    verdict = fit(est, gpu_bytes)
+    if args.json:
+        print_json({**est.to_dict(), "model": spec.name, "fit": verdict, "gpu_bytes": gpu_bytes})
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    title = (f"{spec.name} · {plan.method} r={plan.r} · batch {plan.micro_batch} × {plan.seq_len} · "
+             f"{'checkpointing' if plan.grad_checkpointing else 'no checkpointing'} · {plan.optimizer}")
+    t = Table(title=title, title_justify="left")
+    t.add_column("component")
+    t.add_column("GiB", justify="right")
+    t.add_column("share", justify="right")
+    for name, b in est.components.items():
+        if b:
+            t.add_row(name.replace("_", " "), f"{gib(b):.2f}", f"{b / est.peak_bytes:.0%}")
+    t.add_row("[bold]peak (nvidia-smi)[/bold]", f"[bold]{est.peak_gib:.2f}[/bold]", "100%")
+    console.print(t)
+    console.print(f"trainable parameters: {est.trainable_params:,} "
+                  f"({est.trainable_params / spec.total_params:.3%} of {spec.total_params:,})")
+    console.print(f"allocator peak (max_memory_allocated): {est.allocated_gib:.2f} GiB")
+    if gpu_bytes is None:
+        console.print(f"fit: {FIT_TEXT['no-gpu']} — plan for one with --gpu-mem 24GiB or --gpu A100-80GB "
+                      f"(the peak above is {est.peak_gib:.2f} GiB per GPU)")
+    else:
+        where = "declared" if hw.source == "declared" else "detected"
+        console.print(f"fit on the {where} GPU ({gib(gpu_bytes):.1f} GiB): {FIT_TEXT[verdict]}")
+    console.print("assumptions:")
+    for a in est.assumptions:
+        console.print(f"  [dim]- {a}[/dim]")
+    return 0
