@@ -1,0 +1,369 @@
+"""From a data file to tokenized training examples with the prompt masked out of the loss.
+
+`build_datasets(cfg, tokenizer)` reads `cfg.data.path` (any format `advisor.dataset`
+reads), renders each row to text, tokenizes in batches, and returns
+`(train, val, report)`; each example is `{"input_ids": [...], "labels": [...]}` with
+labels -100 on tokens the model must not learn to produce. `make_collator(tokenizer)`
+pads a batch to its longest example.
+
+How each format is rendered (and what is trained on):
+- chat (`messages`): the tokenizer's chat template. Every assistant turn is trained on
+  (its content and the template's end-of-turn marker); system/user/tool turns and the
+  template's role headers are masked. Each assistant span is found by rendering the
+  conversation up to that turn with and without it (the difference is exactly that turn);
+  templates that rewrite earlier turns fall back to finding the content in the text.
+- instruction (`instruction`, optional `input`, optional `system`, `output`): through
+  the chat template when the tokenizer has one (user = instruction, a blank line, input;
+  assistant = output), so the adapter learns the format the model is prompted with at
+  inference; without a chat template, the Alpaca prompt
+  "### Instruction:\\n…\\n\\n### Input:\\n…\\n\\n### Response:\\n" + output. Trained on the output.
+- prompt_completion: prompt + completion, concatenated as written (add your own
+  separator). Trained on the completion.
+- text: the whole text is trained on.
+Every example ends with EOS (trained on) unless the chat template already ends the last
+assistant turn with it, so the model learns to stop. BOS is added when the tokenizer
+adds it to plain text (and when the chat template writes it).
+
+Masking is exact at the character level: the full text is tokenized once (fast
+tokenizers give character offsets) and a token is trained on if its characters overlap a
+response span; slow tokenizers tokenize prompt and response pieces separately.
+
+Sequences longer than train.max_seq_len are cut at the end and counted; a row whose
+response is cut away entirely is a bad row. With data.packing, training examples are
+concatenated (in file order) and cut into max_seq_len chunks; labels keep their masks,
+but attention is NOT blocked between examples packed into one chunk (each example
+still starts after the previous one's EOS). Validation examples are never packed.
+"""
+from __future__ import annotations
+
+import bisect
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..advisor.config import RunConfig
+from ..advisor.dataset import FORMAT_HINT, SKIP_HINT, BadRow, check_row, detect_format, iter_rows
+from ..advisor.errors import RankwiseError
+
+IGNORE = -100
+BATCH = 512  # rows per tokenizer call: big enough to amortise the call, small enough for memory
+MAX_EXAMPLES = 5
+ALPACA = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+ALPACA_NO_INPUT = "### Instruction:\n{instruction}\n\n### Response:\n"
+
+
+@dataclass
+class DataReport:
+    """What build_datasets did: the trainer logs it and the run summary keeps it."""
+
+    format: str
+    train_rows: int
+    val_rows: int
+    truncated_rows: int
+    skipped_rows: int
+    skipped_examples: list[str] = field(default_factory=list)  # "file row N: reason", at most 5
+    train_tokens: int = 0  # tokens in the training examples (before packing; packing keeps them)
+    packed: bool = False
+    supervised_tokens: int = 0  # training tokens with a label (the response tokens)
+    train_sequences: int = 0  # sequences the trainer iterates: train_rows, or packed chunks
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Rendered:
+    where: str
+    text: str
+    spans: list[tuple[int, int]]  # trained-on character ranges of text
+    add_eos: bool
+
+
+class _Counter:
+    def __init__(self, skip: bool):
+        self.skip, self.skipped, self.examples, self.truncated = skip, 0, [], 0
+
+    def bad(self, where: str, reason: str) -> None:
+        if not self.skip:
+            raise RankwiseError(f"{where}: {reason}", SKIP_HINT)
+        self.skipped += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(f"{where}: {reason}")
+
+
+def _where(path: Path, n: int) -> str:
+    """JSONL rows are lines (file:N, so editors can jump there); other formats say row N."""
+    return f"{path}:{n}" if path.suffix.lower() in (".jsonl", ".ndjson") else f"{path} row {n}"
+
+
+# --------------------------------------------------------------------------- reading
+
+def _read(path: Path, declared: str, counter: _Counter, max_rows: int | None) -> tuple[str, list[tuple[str, dict]]]:
+    """Good rows (where, row) and the format; bad rows go to the counter."""
+    fmt = None if declared == "auto" else declared
+    rows: list[tuple[str, dict]] = []
+    pending: list[tuple[int, dict | BadRow]] = []  # rows seen before the format is known
+    for n, row in iter_rows(path, bad="yield"):
+        if fmt is None:
+            if isinstance(row, dict):
+                fmt = detect_format(row)
+            if fmt is None:
+                pending.append((n, row))
+                if len(pending) >= 100:
+                    break
+                continue
+        for m, r in pending + [(n, row)]:
+            reason = check_row(r, fmt)
+            if reason:
+                counter.bad(_where(path, m), reason)
+            else:
+                rows.append((_where(path, m), r))
+        pending = []
+        if max_rows is not None and len(rows) >= max_rows:
+            rows = rows[:max_rows]
+            break
+    if fmt is None:
+        if pending and all(isinstance(r, BadRow) for _, r in pending):
+            n, r = pending[0]
+            counter.bad(_where(path, n), r.reason)
+        seen = sorted({k for _, r in pending if isinstance(r, dict) for k in r})
+        raise RankwiseError(f"{path}: cannot tell the data format from the fields {seen or '(no rows)'}", FORMAT_HINT)
+    return fmt, rows
+
+
+# --------------------------------------------------------------------------- rendering
+
+def _template(tokenizer, messages: list[dict], generation: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    """Drop the whitespace a template puts after an end-of-turn marker from the trained span."""
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _render_chat(tokenizer, where: str, messages: list[dict]) -> _Rendered:
+    messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+    full = _template(tokenizer, messages, False)
+    eos = tokenizer.eos_token or ""
+    spans, cursor = [], 0
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        try:
+            before = _template(tokenizer, messages[:i], True) if i else None
+            upto = _template(tokenizer, messages[: i + 1], False)
+        except Exception:  # a template may refuse a partial conversation: fall back to searching
+            before = upto = None
+        if before is not None and full.startswith(upto) and upto.startswith(before) and len(before) >= cursor:
+            start, end = len(before), len(upto)
+        else:  # the template rewrites earlier turns (or i == 0): find the content itself
+            start = full.find(m["content"], cursor)
+            if start < 0:
+                raise ValueError(f"the chat template does not reproduce assistant message {i + 1}")
+            end = start + len(m["content"])
+            if eos and full.startswith(eos, end):
+                end += len(eos)
+        start, end = _trim(full, start, end)
+        spans.append((start, end))
+        cursor = end
+    last = full[spans[-1][0]:spans[-1][1]]
+    return _Rendered(where, full, spans, add_eos=not (eos and eos in last))
+
+
+def _instruction_messages(row: dict) -> list[dict]:
+    user = row["instruction"] + (f"\n\n{row['input']}" if (row.get("input") or "").strip() else "")
+    system = [{"role": "system", "content": row["system"]}] if (row.get("system") or "").strip() else []
+    return system + [{"role": "user", "content": user}, {"role": "assistant", "content": row["output"]}]
+
+
+def _plain(where: str, prompt: str, response: str) -> _Rendered:
+    return _Rendered(where, prompt + response, [(len(prompt), len(prompt) + len(response))], add_eos=True)
+
+
+def _render(tokenizer, fmt: str, where: str, row: dict, has_template: bool) -> _Rendered:
+    if fmt == "chat":
+        return _render_chat(tokenizer, where, row["messages"])
+    if fmt == "instruction":
+        if has_template:
+            return _render_chat(tokenizer, where, _instruction_messages(row))
+        inp = (row.get("input") or "").strip()
+        prompt = (ALPACA if inp else ALPACA_NO_INPUT).format(instruction=row["instruction"], input=inp)
+        if (row.get("system") or "").strip():
+            prompt = row["system"] + "\n\n" + prompt
+        return _plain(where, prompt, row["output"])
+    if fmt == "prompt_completion":
+        return _plain(where, row["prompt"], row["completion"])
+    return _plain(where, "", row["text"])
+
+
+# --------------------------------------------------------------------------- tokenizing
+
+def _adds_bos(tokenizer) -> bool:
+    """Does the tokenizer put BOS in front of plain text by itself (Llama does, Qwen does not)?"""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return False
+    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return bool(ids) and ids[0] == bos
+
+
+def _labels_from_offsets(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    labels = [IGNORE] * len(ids)
+    starts = [s for s, _ in offsets]
+    ends = [max(e, s + 1) for s, e in offsets]  # zero-width tokens count as their start char
+    for s, e in spans:
+        a = bisect.bisect_right(ends, s)  # first token ending after the span starts
+        b = bisect.bisect_left(starts, e)  # first token starting at/after the span ends
+        labels[a:b] = ids[a:b]
+    return labels
+
+
+def _encode_pieces(tokenizer, r: _Rendered) -> tuple[list[int], list[int]]:
+    """Slow tokenizers (no offsets): tokenize the prompt/response pieces one by one."""
+    ids: list[int] = []
+    labels: list[int] = []
+    cut = 0
+    for s, e in r.spans:
+        for (a, b), train in (((cut, s), False), ((s, e), True)):
+            if b > a:
+                piece = tokenizer(r.text[a:b], add_special_tokens=False)["input_ids"]
+                ids += piece
+                labels += piece if train else [IGNORE] * len(piece)
+        cut = e
+    if cut < len(r.text):
+        piece = tokenizer(r.text[cut:], add_special_tokens=False)["input_ids"]
+        ids += piece
+        labels += [IGNORE] * len(piece)
+    return ids, labels
+
+
+def _encode(tokenizer, rendered: list[_Rendered], max_len: int, counter: _Counter) -> list[dict]:
+    out: list[dict] = []
+    bos = [tokenizer.bos_token_id] if _adds_bos(tokenizer) else []
+    eos_id = tokenizer.eos_token_id
+    fast = bool(getattr(tokenizer, "is_fast", False))
+    for i in range(0, len(rendered), BATCH):
+        chunk = rendered[i:i + BATCH]
+        if fast:
+            enc = tokenizer([r.text for r in chunk], add_special_tokens=False, return_offsets_mapping=True,
+                            return_attention_mask=False)
+            pairs = [(ids, _labels_from_offsets(ids, offs, r.spans))
+                     for ids, offs, r in zip(enc["input_ids"], enc["offset_mapping"], chunk)]
+        else:
+            pairs = [_encode_pieces(tokenizer, r) for r in chunk]
+        for r, (ids, labels) in zip(chunk, pairs):
+            if bos and (not ids or ids[0] != bos[0]):
+                ids, labels = bos + ids, [IGNORE] + labels
+            if r.add_eos and eos_id is not None:
+                ids, labels = ids + [eos_id], labels + [eos_id]
+            if len(ids) > max_len:
+                counter.truncated += 1
+                first = next((k for k, lab in enumerate(labels) if lab != IGNORE), len(labels))
+                ids, labels = ids[:max_len], labels[:max_len]
+                if first >= max_len:
+                    counter.bad(r.where, f"the response is cut away entirely: the prompt alone is {first} tokens, "
+                                         f"over train.max_seq_len {max_len} (raise max_seq_len or shorten the prompt)")
+                    continue
+            if all(lab == IGNORE for lab in labels):
+                counter.bad(r.where, "no response tokens to learn from")
+                continue
+            out.append({"input_ids": ids, "labels": labels})
+    return out
+
+
+def _examples(path: Path, cfg: RunConfig, tokenizer, counter: _Counter, max_rows: int | None) -> tuple[str, list[dict]]:
+    fmt, rows = _read(path, cfg.data.format, counter, max_rows)
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if fmt == "chat" and not has_template:
+        raise RankwiseError(f"{path}: chat data (`messages`) needs a tokenizer with a chat template, and this one has none",
+                            "use the model's instruct/chat variant, or convert the rows to prompt/completion "
+                            "or text and set data.format")
+    rendered = []
+    for where, row in rows:
+        try:
+            rendered.append(_render(tokenizer, fmt, where, row, has_template))
+        except Exception as e:  # the template's own checks (role order, system not allowed, ...)
+            if isinstance(e, RankwiseError):
+                raise
+            counter.bad(where, f"the chat template rejected this conversation ({e})")
+    return fmt, _encode(tokenizer, rendered, cfg.train.max_seq_len, counter)
+
+
+# --------------------------------------------------------------------------- public API
+
+def pack(examples: list[dict], max_len: int) -> list[dict]:
+    """Concatenate examples and cut into max_len chunks (the last may be shorter)."""
+    out: list[dict] = []
+    ids: list[int] = []
+    labels: list[int] = []
+    for ex in examples:
+        ids += ex["input_ids"]
+        labels += ex["labels"]
+        while len(ids) >= max_len:
+            out.append({"input_ids": ids[:max_len], "labels": labels[:max_len]})
+            ids, labels = ids[max_len:], labels[max_len:]
+    if ids and any(lab != IGNORE for lab in labels):
+        out.append({"input_ids": ids, "labels": labels})
+    return out
+
+
+def build_datasets(cfg: RunConfig, tokenizer) -> tuple[list[dict], list[dict] | None, DataReport]:
+    """Tokenized train (and validation) examples, and a report of what was done."""
+    if not cfg.data.path:
+        raise RankwiseError("no training data: data.path is not set", "set data.path to a .jsonl/.json/.csv/.parquet "
+                                                                       "file or a saved Hugging Face dataset folder")
+    counter = _Counter(cfg.data.skip_bad_rows)
+    path = Path(cfg.data.path)
+    fmt, train = _examples(path, cfg, tokenizer, counter, cfg.data.max_rows)
+    if not train:
+        raise RankwiseError(f"{path}: no usable training rows ({counter.skipped} bad rows skipped)",
+                            "; ".join(counter.examples[:3]) or "the file has no rows")
+    val: list[dict] | None = None
+    if cfg.data.val_path:
+        _, val = _examples(Path(cfg.data.val_path), cfg, tokenizer, counter, None)
+        if not val:
+            raise RankwiseError(f"{cfg.data.val_path}: no usable validation rows", "check data.val_path")
+    elif cfg.data.val_ratio > 0:
+        n_val = max(1, round(len(train) * cfg.data.val_ratio))
+        if n_val >= len(train):
+            raise RankwiseError(f"{path}: {len(train)} usable rows are too few to hold out "
+                                f"data.val_ratio {cfg.data.val_ratio}", "add rows or set data.val_ratio: 0")
+        held = set(random.Random(cfg.train.seed).sample(range(len(train)), n_val))
+        val = [ex for k, ex in enumerate(train) if k in held]
+        train = [ex for k, ex in enumerate(train) if k not in held]
+    report = DataReport(format=fmt, train_rows=len(train), val_rows=len(val) if val else 0,
+                        truncated_rows=counter.truncated, skipped_rows=counter.skipped,
+                        skipped_examples=counter.examples, train_tokens=sum(len(e["input_ids"]) for e in train),
+                        packed=cfg.data.packing,
+                        supervised_tokens=sum(sum(lab != IGNORE for lab in e["labels"]) for e in train))
+    if cfg.data.packing:
+        train = pack(train, cfg.train.max_seq_len)
+    report.train_sequences = len(train)
+    return train, val, report
+
+
+def make_collator(tokenizer) -> Callable[[list[dict]], dict[str, Any]]:
+    """Right-pad a batch to its longest example: input_ids with the pad id (EOS if the
+    tokenizer has no pad token), labels with -100, attention_mask 1 on real tokens."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = 0 if pad_id is None else pad_id
+
+    def collate(batch: list[dict]) -> dict[str, Any]:
+        import torch  # deferred: the data module is imported on CLI paths that never collate
+
+        longest = max(len(ex["input_ids"]) for ex in batch)
+        ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), longest), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(batch), longest), dtype=torch.long)
+        for i, ex in enumerate(batch):
+            n = len(ex["input_ids"])
+            ids[i, :n] = torch.tensor(ex["input_ids"], dtype=torch.long)
+            labels[i, :n] = torch.tensor(ex["labels"], dtype=torch.long)
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    return collate
