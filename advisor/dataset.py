@@ -211,6 +211,13 @@ def _bad(path: Path, n: int, reason: str, bad: str) -> tuple[int, BadRow]:
     return n, BadRow(reason)
 
 
+def location(path: str | Path, n: int) -> str:
+    """Where a row is, as messages say it: `file:N` for JSONL (a line; editors jump there),
+    `file row N` for the other formats (see the module docstring for what N counts)."""
+    path = Path(path)
+    return f"{path}:{n}" if path.suffix.lower() in JSONL_SUFFIXES else f"{path} row {n}"
+
+
 def _kind(obj: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(obj), "a number" if isinstance(obj, (int, float)) else type(obj).__name__)
@@ -365,7 +372,7 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
         if reason:
             bad += 1
             if len(problems) < max_problems:
-                problems.append(f"{path.name} row {n}: {reason}")
+                problems.append(f"{location(path, n)}: {reason}")
         else:
             lengths.append(row_chars(row, fmt))
     lengths.sort()

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..advisor.config import RunConfig
-from ..advisor.dataset import FORMAT_HINT, SKIP_HINT, BadRow, check_row, detect_format, iter_rows
+from ..advisor.dataset import FORMAT_HINT, SKIP_HINT, BadRow, check_row, detect_format, iter_rows, location
 from ..advisor.errors import RankwiseError
 
 IGNORE = -100
@@ -92,11 +92,6 @@ class _Counter:
             self.examples.append(f"{where}: {reason}")
 
 
-def _where(path: Path, n: int) -> str:
-    """JSONL rows are lines (file:N, so editors can jump there); other formats say row N."""
-    return f"{path}:{n}" if path.suffix.lower() in (".jsonl", ".ndjson") else f"{path} row {n}"
-
-
 # --------------------------------------------------------------------------- reading
 
 def _read(path: Path, declared: str, counter: _Counter, max_rows: int | None) -> tuple[str, list[tuple[str, dict]]]:
@@ -116,9 +111,9 @@ def _read(path: Path, declared: str, counter: _Counter, max_rows: int | None) ->
         for m, r in pending + [(n, row)]:
             reason = check_row(r, fmt)
             if reason:
-                counter.bad(_where(path, m), reason)
+                counter.bad(location(path, m), reason)
             else:
-                rows.append((_where(path, m), r))
+                rows.append((location(path, m), r))
         pending = []
         if max_rows is not None and len(rows) >= max_rows:
             rows = rows[:max_rows]
@@ -126,7 +121,7 @@ def _read(path: Path, declared: str, counter: _Counter, max_rows: int | None) ->
     if fmt is None:
         if pending and all(isinstance(r, BadRow) for _, r in pending):
             n, r = pending[0]
-            counter.bad(_where(path, n), r.reason)
+            counter.bad(location(path, n), r.reason)
         seen = sorted({k for _, r in pending if isinstance(r, dict) for k in r})
         raise RankwiseError(f"{path}: cannot tell the data format from the fields {seen or '(no rows)'}", FORMAT_HINT)
     return fmt, rows

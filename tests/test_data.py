@@ -1,0 +1,362 @@
+"""The data pipeline: readers, format detection, prompt masking, bad rows, packing, collator.
+
+Real tokenizer (the shipped tiny byte-level Llama), real files written to tmp_path.
+"""
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from rankwise.advisor.config import RunConfig
+from rankwise.advisor.dataset import BadRow, detect_format, iter_rows, scan
+from rankwise.advisor.errors import RankwiseError
+from rankwise.trainer.data import IGNORE, _encode_pieces, _render, build_datasets, make_collator, pack
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "presets" / "assets"
+ROWS = [{"instruction": "Say hi", "input": "", "output": "hi"},
+        {"instruction": "Add", "input": "1 2", "output": "3"},
+        {"instruction": "Echo", "input": "x", "output": "x x"}]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(ASSETS / "tiny-llama")
+
+
+@pytest.fixture
+def plain_tok():
+    """The same tokenizer without a chat template (a base model's)."""
+    from transformers import AutoTokenizer
+    t = AutoTokenizer.from_pretrained(ASSETS / "tiny-llama")
+    t.chat_template = None
+    return t
+
+
+def cfg(path, **data):
+    train = data.pop("train", {})
+    return RunConfig.model_validate({"data": {"path": str(path), **data}, "train": train})
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def spans(tok, ex):
+    """Decoded runs of consecutive trained-on label tokens."""
+    runs, cur = [], []
+    for lab in ex["labels"] + [IGNORE]:
+        if lab == IGNORE:
+            if cur:
+                runs.append(tok.decode(cur))
+            cur = []
+        else:
+            cur.append(lab)
+    return runs
+
+
+# --------------------------------------------------------------------------- readers
+
+def write_hf_folder(folder, rows, stream=True):
+    """The layout Dataset.save_to_disk writes: state.json, dataset_info.json, IPC-stream .arrow shards."""
+    import pyarrow as pa
+    folder.mkdir(parents=True)
+    table = pa.Table.from_pylist(rows)
+    names = []
+    for k, part in enumerate((table.slice(0, 2), table.slice(2))):
+        name = f"data-{k:05d}-of-00002.arrow"
+        with pa.OSFile(str(folder / name), "wb") as sink:
+            writer = (pa.ipc.new_stream if stream else pa.ipc.new_file)(sink, table.schema)
+            writer.write_table(part)
+            writer.close()
+        names.append({"filename": name})
+    (folder / "state.json").write_text(json.dumps({"_data_files": names, "_fingerprint": "x", "_split": "train"}))
+    (folder / "dataset_info.json").write_text(json.dumps({"features": {}}))
+    return folder
+
+
+def test_jsonl_rows_are_line_numbers(tmp_path):
+    p = write_jsonl(tmp_path / "d.jsonl", [ROWS[0], "", ROWS[1]])
+    assert list(iter_rows(p)) == [(1, ROWS[0]), (3, ROWS[1])]
+
+
+def test_json_list_and_data_key_and_jsonl_in_json(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(ROWS))
+    (tmp_path / "b.json").write_text(json.dumps({"data": ROWS}))
+    write_jsonl(tmp_path / "c.json", ROWS)
+    for name in ("a.json", "b.json", "c.json"):
+        assert [r for _, r in iter_rows(tmp_path / name)] == ROWS, name
+    assert [n for n, _ in iter_rows(tmp_path / "a.json")] == [1, 2, 3]
+
+
+def test_csv_rows_count_like_a_spreadsheet(tmp_path):
+    p = tmp_path / "d.csv"
+    with open(p, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["instruction", "input", "output"])
+        w.writeheader()
+        w.writerows(ROWS)
+    got = list(iter_rows(p))
+    assert [n for n, _ in got] == [2, 3, 4]  # the header is spreadsheet row 1
+    assert [r for _, r in got] == ROWS
+
+
+def test_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.Table.from_pylist(ROWS), tmp_path / "d.parquet")
+    assert list(iter_rows(tmp_path / "d.parquet")) == list(enumerate(ROWS, start=1))
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_saved_hf_dataset_folder(tmp_path, stream):
+    folder = write_hf_folder(tmp_path / "ds", ROWS, stream=stream)
+    assert list(iter_rows(folder)) == list(enumerate(ROWS, start=1))
+
+
+def test_saved_hf_dataset_dict_uses_train_split(tmp_path):
+    write_hf_folder(tmp_path / "dd" / "train", ROWS)
+    (tmp_path / "dd" / "dataset_dict.json").write_text(json.dumps({"splits": ["train"]}))
+    assert [r for _, r in iter_rows(tmp_path / "dd")] == ROWS
+
+
+@pytest.mark.parametrize("make, expect", [
+    (lambda p: p / "missing.jsonl", "data file not found"),
+    (lambda p: (p / "d.txt").write_text("x") and p / "d.txt", "unsupported data file type"),
+    (lambda p: (p / "d.json").write_text("{broken") and p / "d.json", "d.json:1: not valid JSON"),
+    (lambda p: (p / "d.json").write_text('"just a string"') and p / "d.json", "expected a JSON list"),
+    (lambda p: (p / "d.parquet").write_text("not parquet") and p / "d.parquet", "not a readable parquet file"),
+    (lambda p: (p / "empty").mkdir() or p / "empty", "a folder without data files"),
+])
+def test_unreadable_files_name_the_file(tmp_path, make, expect):
+    path = make(tmp_path)
+    with pytest.raises(RankwiseError) as e:
+        list(iter_rows(path))
+    assert expect in e.value.message and path.name in e.value.message
+
+
+def test_broken_json_line_raises_or_yields(tmp_path):
+    p = write_jsonl(tmp_path / "d.jsonl", [ROWS[0], '{"instruction": "x", ', "[1, 2]", ROWS[1]])
+    with pytest.raises(RankwiseError, match=r"d\.jsonl:2: not valid JSON"):
+        list(iter_rows(p))
+    got = list(iter_rows(p, bad="yield"))
+    assert [n for n, _ in got] == [1, 2, 3, 4]
+    assert isinstance(got[1][1], BadRow) and "not valid JSON" in got[1][1].reason
+    assert isinstance(got[2][1], BadRow) and "got a list" in got[2][1].reason
+
+
+@pytest.mark.parametrize("row, fmt", [
+    ({"messages": []}, "chat"),
+    ({"instruction": "a", "input": "", "output": "b"}, "instruction"),
+    ({"instruction": "a", "output": "b"}, "instruction"),
+    ({"prompt": "a", "completion": "b"}, "prompt_completion"),
+    ({"text": "a"}, "text"),
+    ({"messages": [], "text": "a"}, "chat"),
+    ({"prompt": "a"}, None),
+    ({"question": "a", "answer": "b"}, None),
+    ({}, None),
+])
+def test_detect_format(row, fmt):
+    assert detect_format(row) == fmt
+
+
+def test_scan_reports_shape_and_problems(tmp_path):
+    p = write_jsonl(tmp_path / "d.jsonl", ROWS + [{"instruction": "x"}, "not json"])
+    s = scan(p)
+    assert (s.rows, s.format, s.bad_rows) == (5, "instruction", 2)
+    assert s.fields == ("instruction", "input", "output")
+    assert (s.min_chars, s.max_chars) == (len("Add" "1 2" "3"), len("Echo" "x" "x x"))
+    assert s.first_problems == [f"{p}:4: missing field 'output'", f"{p}:5: not valid JSON (Expecting value at column 1)"]
+    assert scan(p, limit=2).rows == 2 and not scan(p, limit=2).complete
+
+
+# --------------------------------------------------------------------------- masking
+
+def test_chat_masks_everything_but_the_answer(tok):
+    train, val, rep = build_datasets(cfg(ASSETS / "demo-chat.jsonl"), tok)
+    first = json.loads((ASSETS / "demo-chat.jsonl").read_text().splitlines()[0])
+    assert rep.format == "chat" and rep.train_rows == 64 and val is None
+    assert spans(tok, train[0]) == [first["messages"][1]["content"] + "</s>"]
+    assert tok.decode(train[0]["input_ids"]) == tok.apply_chat_template(first["messages"], tokenize=False)
+
+
+def test_multi_turn_chat_trains_on_every_assistant_turn(tok, tmp_path):
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "4"}]
+    train, _, _ = build_datasets(cfg(write_jsonl(tmp_path / "d.jsonl", [{"messages": msgs}])), tok)
+    assert spans(tok, train[0]) == ["Hello.</s>", "4</s>"]
+    assert train[0]["input_ids"][0] == tok.bos_token_id
+
+
+def test_instruction_through_the_chat_template(tok, tmp_path):
+    train, _, rep = build_datasets(cfg(write_jsonl(tmp_path / "d.jsonl", ROWS)), tok)
+    assert rep.format == "instruction"
+    assert [spans(tok, ex) for ex in train] == [["hi</s>"], ["3</s>"], ["x x</s>"]]
+    assert tok.decode(train[1]["input_ids"]).startswith("<s><|user|>\nAdd\n\n1 2</s>")
+
+
+def test_instruction_without_a_chat_template_uses_alpaca(plain_tok, tmp_path):
+    train, _, _ = build_datasets(cfg(write_jsonl(tmp_path / "d.jsonl", ROWS)), plain_tok)
+    assert [spans(plain_tok, ex) for ex in train] == [["hi</s>"], ["3</s>"], ["x x</s>"]]
+    assert plain_tok.decode(train[1]["input_ids"]) == "### Instruction:\nAdd\n\n### Input:\n1 2\n\n### Response:\n3</s>"
+
+
+def test_prompt_completion_and_text(tok, tmp_path):
+    p = write_jsonl(tmp_path / "pc.jsonl", [{"prompt": "Q: 1+1?\nA:", "completion": " 2"}])
+    train, _, rep = build_datasets(cfg(p), tok)
+    assert rep.format == "prompt_completion" and spans(tok, train[0]) == [" 2</s>"]
+    assert tok.decode(train[0]["input_ids"]) == "Q: 1+1?\nA: 2</s>"
+    train, _, rep = build_datasets(cfg(write_jsonl(tmp_path / "t.jsonl", [{"text": "free text"}])), tok)
+    assert rep.format == "text" and train[0]["labels"] == train[0]["input_ids"]
+    assert tok.decode(train[0]["input_ids"]) == "free text</s>"
+
+
+def test_declared_format_overrides_detection(tok, tmp_path):
+    p = write_jsonl(tmp_path / "d.jsonl", [{"text": "t", "prompt": "p", "completion": "c"}])
+    _, _, rep = build_datasets(cfg(p, format="text"), tok)
+    assert rep.format == "text"
+
+
+def test_slow_path_pieces_match_offsets(tok):
+    """Tokenizers without offsets tokenize pieces; on a byte-level vocab both must agree."""
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo."},
+            {"role": "user", "content": "Again"}, {"role": "assistant", "content": "Yo!"}]
+    r = _render(tok, "chat", "x", {"messages": msgs}, True)
+    enc = tok(r.text, add_special_tokens=False, return_offsets_mapping=True)
+    from rankwise.trainer.data import _labels_from_offsets
+    assert _encode_pieces(tok, r) == (enc["input_ids"], _labels_from_offsets(enc["input_ids"], enc["offset_mapping"], r.spans))
+
+
+def test_chat_without_template_is_a_clear_error(plain_tok):
+    with pytest.raises(RankwiseError, match="needs a tokenizer with a chat template"):
+        build_datasets(cfg(ASSETS / "demo-chat.jsonl"), plain_tok)
+
+
+# --------------------------------------------------------------------------- lengths, split, packing
+
+def test_truncation_is_counted_and_a_cut_away_response_is_a_bad_row(tok, tmp_path):
+    rows = [{"prompt": "p", "completion": "c" * 40}, {"prompt": "p" * 40, "completion": "c"}, {"prompt": "p", "completion": "c"}]
+    p = write_jsonl(tmp_path / "d.jsonl", rows)
+    with pytest.raises(RankwiseError, match=r"d\.jsonl:2: the response is cut away entirely"):
+        build_datasets(cfg(p, train={"max_seq_len": 16}), tok)
+    train, _, rep = build_datasets(cfg(p, skip_bad_rows=True, train={"max_seq_len": 16}), tok)
+    assert (rep.train_rows, rep.truncated_rows, rep.skipped_rows) == (2, 2, 1)
+    assert all(len(ex["input_ids"]) <= 16 for ex in train)
+    assert spans(tok, train[0]) == ["c" * 15]  # cut: no EOS
+
+
+def test_packing_keeps_every_supervised_token(tok):
+    c = cfg(ASSETS / "demo-chat.jsonl", train={"max_seq_len": 128})
+    plain, _, rep = build_datasets(c, tok)
+    c.data.packing = True
+    packed, _, prep = build_datasets(c, tok)
+    assert prep.packed and prep.train_sequences == len(packed) < len(plain)
+    assert all(len(ex["input_ids"]) == 128 for ex in packed[:-1]) and 0 < len(packed[-1]["input_ids"]) <= 128
+    flat = lambda exs, k: [t for ex in exs for t in ex[k]]
+    assert flat(packed, "input_ids") == flat(plain, "input_ids") and flat(packed, "labels") == flat(plain, "labels")
+    assert prep.supervised_tokens == rep.supervised_tokens == sum(t != IGNORE for t in flat(packed, "labels"))
+
+
+def test_pack_drops_a_tail_without_labels():
+    exs = [{"input_ids": [1, 2, 3], "labels": [IGNORE, 2, 3]}, {"input_ids": [4, 5], "labels": [IGNORE, IGNORE]}]
+    assert pack(exs, 4) == [{"input_ids": [1, 2, 3, 4], "labels": [IGNORE, 2, 3, IGNORE]}]
+
+
+def test_val_ratio_split_is_deterministic_by_seed(tok):
+    c = cfg(ASSETS / "demo-instruct.jsonl", val_ratio=0.25)
+    t1, v1, rep = build_datasets(c, tok)
+    t2, v2, _ = build_datasets(c, tok)
+    assert (rep.train_rows, rep.val_rows) == (48, 16) and v1 == v2 and t1 == t2
+    c.train.seed = 7
+    _, v3, _ = build_datasets(c, tok)
+    assert v3 != v1 and len(v3) == 16
+
+
+def test_val_path_and_max_rows(tok, tmp_path):
+    val = write_jsonl(tmp_path / "val.jsonl", ROWS)
+    train, v, rep = build_datasets(cfg(ASSETS / "demo-instruct.jsonl", val_path=str(val), max_rows=10), tok)
+    assert (rep.train_rows, rep.val_rows, len(v)) == (10, 3, 3)
+    assert spans(tok, v[2]) == ["x x</s>"]
+
+
+# --------------------------------------------------------------------------- bad rows
+
+BAD = [
+    ({"instruction": "a", "input": ""}, "missing field 'output'"),
+    ({"instruction": "a", "output": 3}, "field 'output' should be a string, got a number"),
+    ({"instruction": "a", "output": "  "}, "empty 'output'"),
+    ('{"instruction": "a", "output": ', "not valid JSON"),
+    ([1, 2], "expected a JSON object per line, got a list"),
+]
+
+
+@pytest.mark.parametrize("row, reason", BAD)
+def test_bad_row_names_file_row_and_fix(tok, tmp_path, row, reason):
+    p = write_jsonl(tmp_path / "d.jsonl", [ROWS[0], ROWS[1], row if isinstance(row, (dict, str)) else json.dumps(row)])
+    with pytest.raises(RankwiseError) as e:
+        build_datasets(cfg(p), tok)
+    assert e.value.message.startswith(f"{p}:3: ") and reason in e.value.message
+    assert "data.skip_bad_rows: true" in e.value.hint
+
+
+@pytest.mark.parametrize("msgs, reason", [
+    ([{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}], "message 2 has unknown role 'bot'"),
+    ([{"role": "user", "content": ["q"]}, {"role": "assistant", "content": "a"}], "message 1 content should be a string"),
+    ([{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}], "empty assistant response"),
+    ([{"role": "user", "content": "q"}], "no assistant message"),
+    ("hello", "'messages' should be a non-empty list"),
+])
+def test_bad_chat_rows(tok, tmp_path, msgs, reason):
+    p = write_jsonl(tmp_path / "d.jsonl", [{"messages": msgs}])
+    with pytest.raises(RankwiseError, match=reason):
+        build_datasets(cfg(p), tok)
+
+
+def test_skip_bad_rows_counts_them(tok, tmp_path):
+    rows = [ROWS[0]] + [r if isinstance(r, (dict, str)) else json.dumps(r) for r, _ in BAD] + [ROWS[1]]
+    p = write_jsonl(tmp_path / "d.jsonl", rows)
+    train, _, rep = build_datasets(cfg(p, skip_bad_rows=True), tok)
+    assert (rep.train_rows, rep.skipped_rows) == (2, len(BAD))
+    assert [s.split(": ", 1)[0] for s in rep.skipped_examples] == [f"{p}:{n}" for n in range(2, 7)]
+    assert rep.to_dict()["skipped_rows"] == len(BAD)
+
+
+def test_csv_ragged_row(tok, tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("instruction,input,output\nSay hi,,hi\nAdd,1,2,3\nEcho,x,x x\n")
+    with pytest.raises(RankwiseError, match=r"d\.csv row 3: has 4 cells but the header has 3"):
+        build_datasets(cfg(p), tok)
+    _, _, rep = build_datasets(cfg(p, skip_bad_rows=True), tok)
+    assert (rep.train_rows, rep.skipped_rows) == (2, 1)
+
+
+def test_nothing_left_after_skipping_is_an_error(tok, tmp_path):
+    p = write_jsonl(tmp_path / "d.jsonl", [{"instruction": "a"}, {"instruction": "b", "output": ""}])
+    with pytest.raises(RankwiseError, match="no usable training rows"):
+        build_datasets(cfg(p, skip_bad_rows=True), tok)
+
+
+def test_unknown_format_and_missing_path(tok, tmp_path):
+    p = write_jsonl(tmp_path / "d.jsonl", [{"question": "q", "answer": "a"}])
+    with pytest.raises(RankwiseError, match=r"cannot tell the data format from the fields \['answer', 'question'\]"):
+        build_datasets(cfg(p), tok)
+    with pytest.raises(RankwiseError, match="data file not found"):
+        build_datasets(cfg(tmp_path / "nope.jsonl"), tok)
+    with pytest.raises(RankwiseError, match="data.path is not set"):
+        build_datasets(RunConfig(), tok)
+
+
+# --------------------------------------------------------------------------- collator
+
+def test_collator_pads_to_the_longest(tok):
+    import torch
+    batch = [{"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]}, {"input_ids": [8], "labels": [8]}]
+    out = make_collator(tok)(batch)
+    pad = tok.pad_token_id
+    assert out["input_ids"].tolist() == [[5, 6, 7], [8, pad, pad]]
+    assert out["labels"].tolist() == [[IGNORE, 6, 7], [8, IGNORE, IGNORE]]
+    assert out["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert all(t.dtype == torch.long for t in out.values())
