@@ -85,6 +85,9 @@ ALIASES: dict[str, str] = {
     "qwen2.5-coder-7b": "qwen2.5-7b", "google/gemma-2-9b": "gemma-2-9b", "google/gemma-2-2b": "gemma-2-2b",
     "google/gemma-2-27b": "gemma-2-27b", "microsoft/phi-3-mini-4k-instruct": "phi-3-mini",
     "microsoft/phi-3.5-mini-instruct": "phi-3.5-mini",
+    # same shapes as their base models (config.json differs only in non-shape fields)
+    "meta-llama/llama-3.1-70b-instruct": "llama-3.1-70b", "mistralai/mistral-7b-instruct-v0.3": "mistral-7b",
+    "qwen/qwen2.5-coder-7b": "qwen2.5-7b", "qwen/qwen2.5-coder-7b-instruct": "qwen2.5-7b",
 }
 
 

@@ -1,0 +1,128 @@
+"""`rankwise presets`: every shipped preset, and whether it fits this machine (or a declared one).
+
+For each preset: its description, model, method and rank; the estimator's peak memory and
+fit verdict on the probed GPU or the one given with --gpu/--gpu-mem/--gpus; and its red-flag
+counts. A preset with `method: auto` is shown as the method auto would pick (LoRA when it
+fits with headroom, else QLoRA). A preset whose model is a local folder (demo-cpu) is
+estimated from that folder's config.json.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rankwise.advisor.errors import RankwiseError
+
+from .common import add_json, add_planning, hardware_from, print_json
+
+FIT_LABEL = {"fits": "fits", "tight": "tight", "wont-fit": "won't fit", "no-gpu": "no GPU"}
+FIT_STYLE = {"fits": "green", "tight": "yellow", "wont-fit": "red", "no-gpu": "dim"}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("presets", help="list shipped presets with their fit on this (or a declared) GPU",
+                       description="List the shipped presets: what each is for, its model, method and rank, "
+                                   "whether it fits the GPU (probed, or declared with --gpu/--gpu-mem/--gpus) "
+                                   "and its red-flag counts. Launch one with `rankwise train --preset NAME`.")
+    add_json(p)
+    add_planning(p)
+    p.set_defaults(func=run)
+
+
+def _method_for(cfg, spec, gpu_bytes, gpus) -> tuple[str, object]:
+    """(method, estimate): the preset's method, or what `auto` picks on this hardware."""
+    from rankwise.advisor.memory import Plan, estimate, fit
+
+    if cfg.method != "auto":
+        return cfg.method, estimate(spec, Plan.from_config(cfg, cfg.method, gpus=gpus))
+    lora = estimate(spec, Plan.from_config(cfg, "lora", gpus=gpus))
+    if gpu_bytes is None or fit(lora, gpu_bytes) == "fits":
+        return "lora", lora
+    return "qlora", estimate(spec, Plan.from_config(cfg, "qlora", gpus=gpus))
+
+
+def _findings(cfg, spec, hw, method) -> dict | None:
+    """Red-flag counts by severity, or None while the checker is not available."""
+    import importlib
+
+    try:
+        redflags = importlib.import_module("rankwise.advisor.redflags")
+    except ModuleNotFoundError as e:
+        if e.name != "rankwise.advisor.redflags":
+            raise
+        return None
+    counts: dict[str, int] = {}
+    for f in redflags.check(cfg, spec, hw, method):
+        sev = str(getattr(f, "severity", "warning"))
+        counts[sev] = counts.get(sev, 0) + 1
+    return counts
+
+
+def describe(name: str, path: Path, hw) -> dict:
+    """One preset's row. A preset that does not load is reported, not fatal: the list still shows."""
+    from rankwise.advisor.config import load_config
+    from rankwise.advisor.memory import fit
+    from rankwise.advisor.model import load_model
+
+    row = {"name": name, "path": str(path), "description": None, "model": None, "method": None, "rank": None,
+           "fit": None, "peak_gib": None, "findings": None, "error": None}
+    try:
+        cfg = load_config(path)
+        row.update(description=cfg.description, model=cfg.model.name, rank=cfg.lora.r, method=cfg.method)
+        spec = load_model(cfg.model.name)
+        gpus = max(1, len(hw.gpus)) if hw.gpus else 1
+        method, est = _method_for(cfg, spec, hw.gpu_bytes, gpus)
+        row.update(method=method, fit=fit(est, hw.gpu_bytes), peak_gib=round(est.peak_gib, 2),
+                   findings=_findings(cfg, spec, hw, method))
+        if cfg.method == "auto":
+            row["method_setting"] = "auto"
+    except RankwiseError as e:
+        row["error"] = e.message.splitlines()[0]
+    return row
+
+
+def _short_model(name: str | None) -> str:
+    if not name:
+        return "?"
+    p = Path(name)
+    return p.name if p.is_absolute() else name
+
+
+def run(args) -> int:
+    from rankwise.advisor.presets import shipped
+
+    hw = hardware_from(args)
+    rows = [describe(name, path, hw) for name, path in shipped().items()]
+    if args.json:
+        print_json(rows)
+        return 0
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console()
+    if not rows:
+        console.print("No shipped presets found.")
+        return 0
+    if hw.gpus:
+        console.print(f"Fit on {len(hw.gpus)}× {hw.gpus[0].name} ({hw.gpu_bytes / 1024 ** 3:.0f} GiB each, {hw.source}):")
+    else:
+        console.print("No GPU here: peaks shown, fit not judged (plan for one with --gpu L4 or --gpu-mem 24GiB).")
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        line = Text(r["name"].ljust(width), style="bold")
+        if r["error"]:
+            line.append("  error: " + r["error"], style="red")
+        else:
+            method = r["method"] + ("(auto)" if r.get("method_setting") == "auto" else "")
+            line.append(f"  {method} r={r['rank']}".ljust(15))
+            line.append(f"{r['peak_gib']:6.1f} GiB  ")
+            line.append(FIT_LABEL[r["fit"]].ljust(9), style=FIT_STYLE[r["fit"]])
+            if r["findings"] is not None:
+                counts = ", ".join(f"{n} {sev}" for sev, n in sorted(r["findings"].items()))
+                line.append(" flags: " + (counts or "none"), style="yellow" if counts else "dim")
+        console.print(line, overflow="fold")
+        detail = Text("  " + (r["description"] or "(no description)"), style="dim")
+        detail.append(f"\n  model: {_short_model(r['model'])}", style="dim")
+        console.print(detail, overflow="fold")
+    console.print("[dim]peak: estimated memory per GPU (`rankwise estimate --preset NAME` for the parts). "
+                  "Run one: `rankwise train --preset NAME`.[/dim]")
+    return 0
