@@ -192,3 +192,70 @@ def test_follow_without_proc_stops_when_the_start_pid_is_gone(tmp_path):
     dead.wait()
     (tmp_path / "events.jsonl").write_text(json.dumps({**recorded_events()[0], "pid": dead.pid}) + "\n")
     assert follow(tmp_path, console=Console(file=io.StringIO()), interval=0.01) is None
+
+
+def test_follow_in_a_terminal_draws_the_live_panel(tmp_path, worker_pid):
+    events = [{**recorded_events()[0], "pid": worker_pid}, *recorded_events()[1:8], END]
+    writer = _writer(tmp_path / "events.jsonl", events)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=80, color_system=None)
+    end = follow(tmp_path, console=console, interval=0.01)
+    writer.join()
+    assert end["status"] == "finished"
+    text = out.getvalue()
+    assert "chat-qlora-20261129-0200" in text and "finished" in text and "final loss 0.8123" in text
+    assert "╭" in text  # the panel, not plain lines
+    assert "end finished" not in text
+
+
+def _attach_in_pty(rankwise_cmd, runs, rid, keys: bytes):
+    """Run `rankwise attach` with a pseudo-terminal as stdin/stdout; press `keys` once the panel shows."""
+    import os
+    import pty
+    import select
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the CLI as a user runs it in a terminal
+        os.environ["COLUMNS"], os.environ["LINES"] = "80", "30"
+        os.execv(rankwise_cmd[0], [*rankwise_cmd, "attach", rid, "--runs-dir", str(runs)])
+    out = b""
+    deadline = time.monotonic() + 60
+    sent = False
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        if not sent and b"train loss" in out:
+            os.write(fd, keys)
+            sent = True
+    attrs = termios.tcgetattr(fd) if sent else None
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode("utf-8", "replace"))
+    return os.waitstatus_to_exitcode(status), text, attrs
+
+
+@pytest.mark.parametrize("keys", [b"q", b"\x03"], ids=["q", "ctrl-c"])
+def test_attach_detaches_on_q_and_ctrl_c_and_leaves_the_run_running(tmp_path, worker_pid, rankwise_cmd, keys):
+    import termios
+
+    run = tmp_path / "runs" / "live-1"
+    run.mkdir(parents=True)
+    (run / "events.jsonl").write_text(
+        "\n".join(json.dumps(e) for e in [{**recorded_events()[0], "pid": worker_pid}, *recorded_events()[1:5]])
+        + "\n")
+    rc, out, attrs = _attach_in_pty(rankwise_cmd, tmp_path / "runs", "live", keys)
+    assert rc == 0, out
+    assert "detached from live-1" in out and "keeps running" in out
+    assert attrs is not None and attrs[3] & termios.ICANON and attrs[3] & termios.ECHO  # terminal restored
+    os_kill_ok = subprocess.run(["kill", "-0", str(worker_pid)]).returncode == 0
+    assert os_kill_ok  # detaching never stops the run

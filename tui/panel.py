@@ -97,7 +97,8 @@ class RunView:
     last_checkpoint: str | None = None
     last_checkpoint_step: int | None = None
     retries: list = field(default_factory=list)
-    logs: deque = field(default_factory=lambda: deque(maxlen=4))
+    logs: deque = field(default_factory=lambda: deque(maxlen=4))  # from `log` events
+    log_tail: list = field(default_factory=list)  # last lines of train.log, when no `log` events come
     error: str | None = None
     error_hint: str | None = None
     end: dict | None = None
@@ -224,9 +225,10 @@ def render(view: RunView) -> RenderableType:
         grid.add_row("result", end_text(view.end))
 
     parts: list[RenderableType] = [grid]
-    if view.logs:
+    shown = list(view.logs) or [("info", line) for line in view.log_tail]
+    if shown:
         logs = Text()
-        for level, msg in view.logs:
+        for level, msg in shown:
             style = {"warning": "yellow", "error": "red"}.get(level, "dim")
             logs.append(("\n" if logs else "") + msg, style=style)
         parts.append(Text("recent log", style="dim underline"))
@@ -358,12 +360,26 @@ class _Keys:
         return False
 
 
-def _worker_gone(view: RunView, run_dir: Path) -> bool:
-    """The run's worker (from its start event) is no longer alive."""
-    if view.pid is None:
-        return False
-    from rankwise.trainer.runs import is_our_worker
+def read_log_tail(path: Path, n: int = 4, max_bytes: int = 8192) -> list[str]:
+    """The last `n` non-empty lines of a log file, cleaned (progress bars' \r and escapes removed)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    lines = [clean(l.split("\r")[-1]).strip() for l in data.splitlines()]
+    return [l for l in lines if l][-n:]
 
+
+def _worker_gone(view: RunView, run_dir: Path) -> bool:
+    """The run's worker is no longer alive (its start event's pid, or the run's status before one)."""
+    from rankwise.trainer.runs import is_our_worker, run_info
+
+    if view.pid is None:  # no start event yet: a fresh dir is starting, a stale one never started
+        return run_info(run_dir).status != "running"
     return not is_our_worker(view.pid, run_dir)
 
 
@@ -421,6 +437,8 @@ def follow(run_dir: Path, console: Console | None = None, json_events: bool = Fa
                 now = time.monotonic()
                 if now - last_check >= (0.5 if proc is not None else 2.0):
                     last_check = now
+                    if live is not None and not view.logs:
+                        view.log_tail = read_log_tail(run_dir / "train.log")
                     if dead():
                         done, end = step()  # the end event may have landed just before it exited
                         if live is not None:

@@ -99,7 +99,11 @@ def run_attach(args) -> int:
     console = Console()
     end = follow(run_dir, console=console, json_events=args.json_events, detach_keys=True)
     info = run_info(run_dir)
-    say = (lambda msg: print(msg, file=sys.stderr)) if args.json_events else console.print
+    def say(msg: str) -> None:
+        if args.json_events:  # stdout carries only JSON lines
+            print(msg, file=sys.stderr)
+        else:
+            console.print(msg, highlight=False, markup=False)
     if end is None:
         if info.status == "running":
             say(f"detached from {info.id}; it keeps running (`rankwise attach {info.id}` to come back, "
