@@ -441,6 +441,9 @@ def follow(run_dir: Path, console: Console | None = None, json_events: bool = Fa
                         view.log_tail = read_log_tail(run_dir / "train.log")
                     if dead():
                         done, end = step()  # the end event may have landed just before it exited
+                        if not done:
+                            view.status = "failed"
+                            view.logs.append(("error", "the worker exited without an end event"))
                         if live is not None:
                             live.update(render(view))
                         return end if done else None

@@ -50,8 +50,8 @@ def fmt_age(seconds: float | None) -> str:
     s = max(0, int(seconds))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if s >= size:
-            return f"{s // size}{unit} ago"
-    return f"{s}s ago"
+            return f"{s // size}{unit}"
+    return f"{s}s"
 
 
 def run_list(args) -> int:
@@ -71,21 +71,29 @@ def run_list(args) -> int:
     if not infos:
         console.print(f"No runs in {runs_dir_of(args)}. Start one with `rankwise train --preset demo-cpu`.")
         return 0
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col, just in (("id", "left"), ("status", "left"), ("step", "right"), ("loss", "right"),
-                      ("eval", "right"), ("started", "right")):
-        table.add_column(col, justify=just, no_wrap=col != "id", overflow="fold")
+    show_eval = any(i.eval_loss is not None for i in infos)
+    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold")
+    table.add_column("id", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("step", justify="right", no_wrap=True)
+    table.add_column("loss", justify="right", no_wrap=True)
+    if show_eval:
+        table.add_column("eval", justify="right", no_wrap=True)
+    table.add_column("age", justify="right", no_wrap=True)
     now = time.time()
     for i in infos:
         step = f"{i.step if i.step is not None else '-'}/{i.max_steps or '?'}"
-        table.add_row(Text(i.id), Text(i.status, style=STATUS_STYLE.get(i.status, "")), step,
-                      "-" if i.loss is None else f"{i.loss:.4f}",
-                      "-" if i.eval_loss is None else f"{i.eval_loss:.4f}",
-                      fmt_age(now - i.started if i.started else None))
+        cells = [Text(i.id), Text(i.status, style=STATUS_STYLE.get(i.status, "")), step,
+                 "-" if i.loss is None else f"{i.loss:.4f}"]
+        if show_eval:
+            cells.append("-" if i.eval_loss is None else f"{i.eval_loss:.4f}")
+        cells.append(fmt_age(now - i.started if i.started else None))
+        table.add_row(*cells)
     console.print(table)
     for i in infos:
         if i.note and i.status != "finished":
             console.print(Text(f"{i.id}: {i.note}", style="dim"))
+    console.print(Text("age: since the run started · `rankwise attach ID` shows one live", style="dim"))
     return 0
 
 
