@@ -301,7 +301,12 @@ def check_row(row: dict | BadRow, fmt: str) -> str | None:
     """Why this row cannot be trained on in format `fmt`, or None if it is fine."""
     if isinstance(row, BadRow):
         return row.reason
-    return CHECKS[fmt](row)
+    reason = CHECKS[fmt](row)
+    if reason:
+        other = detect_format(row)
+        if other and other != fmt:  # a row of another format in the middle of the file
+            reason += f" (this row looks like {other} data, the file's format is {fmt})"
+    return reason
 
 
 def row_chars(row: dict, fmt: str) -> int:
@@ -313,16 +318,15 @@ def row_chars(row: dict, fmt: str) -> int:
     return sum(len(row.get(k) or "") for k in keys)
 
 
-def resolve_format(path: Path, declared: str, first_rows: list[dict]) -> str:
-    """The declared format, or the one detected from the first recognisable row."""
-    if declared != "auto":
-        return declared
-    for row in first_rows:
-        fmt = detect_format(row)
-        if fmt:
-            return fmt
-    seen = sorted({k for r in first_rows for k in r})
-    raise RankwiseError(f"{path}: cannot tell the data format from the fields {seen or '(no rows)'}", FORMAT_HINT)
+def unknown_format(path: str | Path, fields: list[str]) -> RankwiseError:
+    """The error for a file whose rows match no format, with the likeliest fix."""
+    hint = FORMAT_HINT
+    if "conversations" in fields:
+        hint = ("ShareGPT rows (`conversations` of {from, value}) need converting to `messages` of "
+                "{role, content} (human → user, gpt → assistant); " + FORMAT_HINT)
+    elif "prompt" in fields or "completion" in fields:
+        hint = "prompt_completion rows need both `prompt` and `completion`; " + FORMAT_HINT
+    return RankwiseError(f"{path}: cannot tell the data format from the fields {fields or '(no rows)'}", hint)
 
 
 # --------------------------------------------------------------------------- scan
@@ -368,7 +372,10 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
             fields.update(dict.fromkeys(row))
             if fmt is None:
                 fmt = detect_format(row)
-        reason = check_row(row, fmt) if fmt else f"cannot tell the format from the fields {sorted(row)}"
+        if fmt:
+            reason = check_row(row, fmt)
+        else:
+            reason = row.reason if isinstance(row, BadRow) else f"cannot tell the format from the fields {sorted(row)}"
         if reason:
             bad += 1
             if len(problems) < max_problems:

@@ -172,6 +172,13 @@ def test_scan_reports_shape_and_problems(tmp_path):
     assert scan(p, limit=2).rows == 2 and not scan(p, limit=2).complete
 
 
+def test_scan_before_the_format_is_known(tmp_path):
+    p = write_jsonl(tmp_path / "d.jsonl", ["{oops", {"x": 1}] + [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}])
+    s = scan(p)
+    assert (s.rows, s.format, s.bad_rows) == (3, "chat", 2)
+    assert s.first_problems[0].startswith(f"{p}:1: not valid JSON") and "['x']" in s.first_problems[1]
+
+
 # --------------------------------------------------------------------------- masking
 
 def test_chat_masks_everything_but_the_answer(tok):
@@ -228,6 +235,16 @@ def test_slow_path_pieces_match_offsets(tok):
     enc = tok(r.text, add_special_tokens=False, return_offsets_mapping=True)
     from rankwise.trainer.data import _labels_from_offsets
     assert _encode_pieces(tok, r) == (enc["input_ids"], _labels_from_offsets(enc["input_ids"], enc["offset_mapping"], r.spans))
+
+
+def test_tokenizer_with_padding_baked_in_gives_the_same_examples(tmp_path):
+    """tokenizer.json may enable padding/truncation: then the transformers wrapper tokenizes."""
+    from transformers import AutoTokenizer
+    t = AutoTokenizer.from_pretrained(ASSETS / "tiny-llama")
+    ref, _, _ = build_datasets(cfg(ASSETS / "demo-chat.jsonl"), t)
+    t.backend_tokenizer.enable_padding(length=300, pad_id=0, pad_token="<pad>")
+    got, _, _ = build_datasets(cfg(ASSETS / "demo-chat.jsonl"), t)
+    assert got == ref
 
 
 def test_chat_without_template_is_a_clear_error(plain_tok):
@@ -337,6 +354,20 @@ def test_nothing_left_after_skipping_is_an_error(tok, tmp_path):
     p = write_jsonl(tmp_path / "d.jsonl", [{"instruction": "a"}, {"instruction": "b", "output": ""}])
     with pytest.raises(RankwiseError, match="no usable training rows"):
         build_datasets(cfg(p, skip_bad_rows=True), tok)
+
+
+def test_a_row_of_another_format_says_so(tok, tmp_path):
+    p = write_jsonl(tmp_path / "d.jsonl", [ROWS[0], {"text": "stray"}])
+    with pytest.raises(RankwiseError, match=r"d\.jsonl:2: missing field 'instruction' \(this row looks like text data, "
+                                            r"the file's format is instruction\)"):
+        build_datasets(cfg(p), tok)
+
+
+def test_sharegpt_rows_get_a_conversion_hint(tok, tmp_path):
+    p = write_jsonl(tmp_path / "d.jsonl", [{"conversations": [{"from": "human", "value": "q"}]}])
+    with pytest.raises(RankwiseError) as e:
+        build_datasets(cfg(p), tok)
+    assert "cannot tell the data format" in e.value.message and "human → user" in e.value.hint
 
 
 def test_unknown_format_and_missing_path(tok, tmp_path):

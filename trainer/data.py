@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..advisor.config import RunConfig
-from ..advisor.dataset import FORMAT_HINT, SKIP_HINT, BadRow, check_row, detect_format, iter_rows, location
+from ..advisor.dataset import SKIP_HINT, BadRow, check_row, detect_format, iter_rows, location, unknown_format
 from ..advisor.errors import RankwiseError
 
 IGNORE = -100
@@ -122,8 +122,7 @@ def _read(path: Path, declared: str, counter: _Counter, max_rows: int | None) ->
         if pending and all(isinstance(r, BadRow) for _, r in pending):
             n, r = pending[0]
             counter.bad(location(path, n), r.reason)
-        seen = sorted({k for _, r in pending if isinstance(r, dict) for k in r})
-        raise RankwiseError(f"{path}: cannot tell the data format from the fields {seen or '(no rows)'}", FORMAT_HINT)
+        raise unknown_format(path, sorted({k for _, r in pending if isinstance(r, dict) for k in r}))
     return fmt, rows
 
 
@@ -150,7 +149,7 @@ def _render_chat(tokenizer, where: str, messages: list[dict]) -> _Rendered:
             continue
         try:
             before = _template(tokenizer, messages[:i], True) if i else None
-            upto = _template(tokenizer, messages[: i + 1], False)
+            upto = full if i + 1 == len(messages) else _template(tokenizer, messages[: i + 1], False)
         except Exception:  # a template may refuse a partial conversation: fall back to searching
             before = upto = None
         if before is not None and full.startswith(upto) and upto.startswith(before) and len(before) >= cursor:
@@ -207,14 +206,25 @@ def _adds_bos(tokenizer) -> bool:
 
 
 def _labels_from_offsets(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """Labels = ids on tokens whose characters overlap a trained-on span, -100 elsewhere."""
     labels = [IGNORE] * len(ids)
-    starts = [s for s, _ in offsets]
-    ends = [max(e, s + 1) for s, e in offsets]  # zero-width tokens count as their start char
     for s, e in spans:
-        a = bisect.bisect_right(ends, s)  # first token ending after the span starts
-        b = bisect.bisect_left(starts, e)  # first token starting at/after the span ends
+        # zero-width tokens count as their start character
+        a = bisect.bisect_right(offsets, s, key=lambda o: max(o[1], o[0] + 1))  # first token ending after s
+        b = bisect.bisect_left(offsets, e, key=lambda o: o[0])  # first token starting at/after e
         labels[a:b] = ids[a:b]
     return labels
+
+
+def _batch_encode(tokenizer, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """(ids, character offsets) per text, without special tokens. Straight to the Rust
+    tokenizer when it is safe (no truncation/padding baked into tokenizer.json): the
+    transformers wrapper's per-encoding conversion costs as much as the tokenizing."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and backend.truncation is None and backend.padding is None:
+        return [(e.ids, e.offsets) for e in backend.encode_batch(texts, add_special_tokens=False)]
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
+    return list(zip(enc["input_ids"], enc["offset_mapping"]))
 
 
 def _encode_pieces(tokenizer, r: _Rendered) -> tuple[list[int], list[int]]:
@@ -244,10 +254,8 @@ def _encode(tokenizer, rendered: list[_Rendered], max_len: int, counter: _Counte
     for i in range(0, len(rendered), BATCH):
         chunk = rendered[i:i + BATCH]
         if fast:
-            enc = tokenizer([r.text for r in chunk], add_special_tokens=False, return_offsets_mapping=True,
-                            return_attention_mask=False)
             pairs = [(ids, _labels_from_offsets(ids, offs, r.spans))
-                     for ids, offs, r in zip(enc["input_ids"], enc["offset_mapping"], chunk)]
+                     for (ids, offs), r in zip(_batch_encode(tokenizer, [r.text for r in chunk]), chunk)]
         else:
             pairs = [_encode_pieces(tokenizer, r) for r in chunk]
         for r, (ids, labels) in zip(chunk, pairs):
@@ -263,7 +271,7 @@ def _encode(tokenizer, rendered: list[_Rendered], max_len: int, counter: _Counte
                     counter.bad(r.where, f"the response is cut away entirely: the prompt alone is {first} tokens, "
                                          f"over train.max_seq_len {max_len} (raise max_seq_len or shorten the prompt)")
                     continue
-            if all(lab == IGNORE for lab in labels):
+            if labels.count(IGNORE) == len(labels):
                 counter.bad(r.where, "no response tokens to learn from")
                 continue
             out.append({"input_ids": ids, "labels": labels})
@@ -334,7 +342,7 @@ def build_datasets(cfg: RunConfig, tokenizer) -> tuple[list[dict], list[dict] | 
                         truncated_rows=counter.truncated, skipped_rows=counter.skipped,
                         skipped_examples=counter.examples, train_tokens=sum(len(e["input_ids"]) for e in train),
                         packed=cfg.data.packing,
-                        supervised_tokens=sum(sum(lab != IGNORE for lab in e["labels"]) for e in train))
+                        supervised_tokens=sum(len(e["labels"]) - e["labels"].count(IGNORE) for e in train))
     if cfg.data.packing:
         train = pack(train, cfg.train.max_seq_len)
     report.train_sequences = len(train)
