@@ -259,3 +259,19 @@ def test_attach_detaches_on_q_and_ctrl_c_and_leaves_the_run_running(tmp_path, wo
     assert attrs is not None and attrs[3] & termios.ICANON and attrs[3] & termios.ECHO  # terminal restored
     os_kill_ok = subprocess.run(["kill", "-0", str(worker_pid)]).returncode == 0
     assert os_kill_ok  # detaching never stops the run
+
+
+def test_eta_from_the_step_rate_when_the_worker_gives_none():
+    view = folded([{"type": "start", "time": T0, "max_steps": 200, "resumed_from_step": 40},
+                   {"type": "step", "time": T0 + 100, "step": 90, "max_steps": 200, "loss": 1.0}])
+    assert view.eta() == pytest.approx(100 / 50 * 110)  # 50 steps since the (resumed) start took 100 s
+    assert "ETA 3m40s" in text_at(view, 80)
+
+
+def test_train_log_tail_keeps_the_last_clean_lines(tmp_path):
+    from rankwise.tui.panel import read_log_tail
+
+    log = tmp_path / "train.log"
+    log.write_text("a\nb\n\nloading 10%\rloading 50%\rloading 100%\n\x1b[31mred\x1b[0m\nlast\n")
+    assert read_log_tail(log, n=3) == ["loading 100%", "red", "last"]
+    assert read_log_tail(tmp_path / "missing.log") == []

@@ -28,12 +28,13 @@ SPARK = "▁▂▃▄▅▆▇█"
 GIB = 1024 ** 3
 STATUS_STYLE = {"running": "bold cyan", "starting": "cyan", "finished": "bold green",
                 "interrupted": "bold yellow", "failed": "bold red", "detached": "yellow"}
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")  # colour and cursor sequences, dropped whole
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def clean(value) -> str:
-    """A string from a log, safe to print: control characters (escapes, \\r) become spaces."""
-    return _CONTROL.sub(" ", str(value))
+    """A string from a log, safe to print: escape sequences go, other control characters (\\r) become spaces."""
+    return _CONTROL.sub(" ", _ANSI.sub("", str(value)))
 
 
 def sparkline(values, width: int = 30) -> str:
@@ -119,7 +120,7 @@ class RunView:
             for k in ("model", "method", "device", "device_total_bytes", "estimate_peak_gib", "resumed_from_step"):
                 setattr(self, k, e.get(k, getattr(self, k)))
             self.max_steps = e.get("max_steps") or self.max_steps
-            self.started = self.started or e.get("time")
+            self.started = e.get("time", self.started)  # the latest start: ETA counts from it (with resumed_from_step)
         elif t == "step":
             self.status = "running"
             self.step = e.get("step", self.step)
