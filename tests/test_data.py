@@ -237,14 +237,21 @@ def test_slow_path_pieces_match_offsets(tok):
     assert _encode_pieces(tok, r) == (enc["input_ids"], _labels_from_offsets(enc["input_ids"], enc["offset_mapping"], r.spans))
 
 
-def test_tokenizer_with_padding_baked_in_gives_the_same_examples(tmp_path):
-    """tokenizer.json may enable padding/truncation: then the transformers wrapper tokenizes."""
+def test_rust_fast_path_matches_the_transformers_wrapper(tok):
+    """tokenizer.json may enable padding/truncation; the fast path must not pad or cut,
+    must give the wrapper's ids and offsets, and must leave the user's tokenizer alone."""
     from transformers import AutoTokenizer
-    t = AutoTokenizer.from_pretrained(ASSETS / "tiny-llama")
-    ref, _, _ = build_datasets(cfg(ASSETS / "demo-chat.jsonl"), t)
-    t.backend_tokenizer.enable_padding(length=300, pad_id=0, pad_token="<pad>")
-    got, _, _ = build_datasets(cfg(ASSETS / "demo-chat.jsonl"), t)
-    assert got == ref
+
+    from rankwise.trainer.data import _batch_encoder
+    texts = ["<s><|user|>\nhi</s>\n", "a much longer text with é and 日本", ""]
+    enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
+    padded = AutoTokenizer.from_pretrained(ASSETS / "tiny-llama")
+    padded.backend_tokenizer.enable_padding(length=64, pad_id=0, pad_token="<pad>")
+    padded.backend_tokenizer.enable_truncation(max_length=4)
+    got = _batch_encoder(padded)(texts)
+    assert [list(i) for i, _ in got] == enc["input_ids"]
+    assert [list(map(tuple, o)) for _, o in got] == [list(map(tuple, o)) for o in enc["offset_mapping"]]
+    assert padded.backend_tokenizer.padding["length"] == 64 and padded.backend_tokenizer.truncation["max_length"] == 4
 
 
 def test_chat_without_template_is_a_clear_error(plain_tok):

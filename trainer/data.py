@@ -216,15 +216,26 @@ def _labels_from_offsets(ids: list[int], offsets: list[tuple[int, int]], spans: 
     return labels
 
 
-def _batch_encode(tokenizer, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
-    """(ids, character offsets) per text, without special tokens. Straight to the Rust
-    tokenizer when it is safe (no truncation/padding baked into tokenizer.json): the
-    transformers wrapper's per-encoding conversion costs as much as the tokenizing."""
+def _batch_encoder(tokenizer) -> Callable[[list[str]], list[tuple[list[int], list[tuple[int, int]]]]]:
+    """A function: texts -> (ids, character offsets) per text, no special tokens added.
+
+    Fast tokenizers go straight to a copy of their Rust tokenizer with padding and
+    truncation switched off (tokenizer.json often enables them; the transformers wrapper
+    resets them per call): the wrapper's per-encoding conversion costs as much as the
+    tokenizing itself. Others go through the wrapper."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and backend.truncation is None and backend.padding is None:
-        return [(e.ids, e.offsets) for e in backend.encode_batch(texts, add_special_tokens=False)]
-    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
-    return list(zip(enc["input_ids"], enc["offset_mapping"]))
+    if backend is not None:
+        from tokenizers import Tokenizer  # deferred: a transformers dependency, needed only here
+
+        rust = Tokenizer.from_str(backend.to_str())
+        rust.no_padding()
+        rust.no_truncation()
+        return lambda texts: [(e.ids, e.offsets) for e in rust.encode_batch(texts, add_special_tokens=False)]
+
+    def wrapped(texts: list[str]):
+        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
+        return list(zip(enc["input_ids"], enc["offset_mapping"]))
+    return wrapped
 
 
 def _encode_pieces(tokenizer, r: _Rendered) -> tuple[list[int], list[int]]:
@@ -251,11 +262,12 @@ def _encode(tokenizer, rendered: list[_Rendered], max_len: int, counter: _Counte
     bos = [tokenizer.bos_token_id] if _adds_bos(tokenizer) else []
     eos_id = tokenizer.eos_token_id
     fast = bool(getattr(tokenizer, "is_fast", False))
+    batch_encode = _batch_encoder(tokenizer) if fast else None
     for i in range(0, len(rendered), BATCH):
         chunk = rendered[i:i + BATCH]
         if fast:
             pairs = [(ids, _labels_from_offsets(ids, offs, r.spans))
-                     for (ids, offs), r in zip(_batch_encode(tokenizer, [r.text for r in chunk]), chunk)]
+                     for (ids, offs), r in zip(batch_encode([r.text for r in chunk]), chunk)]
         else:
             pairs = [_encode_pieces(tokenizer, r) for r in chunk]
         for r, (ids, labels) in zip(chunk, pairs):
