@@ -52,6 +52,41 @@ DQ_BLOCK = 256
 OPT8_BLOCK = 256
 
 OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit")
+
+
+@dataclass(frozen=True)
+class Stack:
+    """What a training stack does that changes memory (not tuning knobs: facts of its code).
+
+    `logits_fwd`/`logits_bwd`: bytes per logit (token x vocab entry) alive at the loss's
+    forward and backward peaks, for 16-bit compute."""
+
+    name: str
+    adapter_bytes: int  # LoRA weights (and their grads, and each AdamW state) per element
+    kbit_upcast: bool  # non-4-bit params cast to fp32 before training (peft prepare_model_for_kbit_training)
+    quantize_lm_head: bool  # the output head is 4-bit too
+    logits_fwd: int
+    logits_bwd: int
+
+
+STACKS: dict[str, Stack] = {
+    # transformers >= 4.50 (and 5.x) + peft under the HF Trainer: what rankwise runs.
+    # ForCausalLMLoss: 16-bit logits + fp32 `logits.float()` + fp32 log_softmax (forward);
+    # NLL grad + saved log_softmax + log_softmax input-grad, all fp32 (backward).
+    # peft autocast_adapter_dtype=True keeps adapters in fp32; transformers' bnb quantizer
+    # keeps lm_head unquantized (get_keys_to_not_convert).
+    "hf": Stack("hf", 4, True, False, 2 + 4 + 4, 12),
+    # transformers 4.46-4.49: ForCausalLMLoss also made `shift_logits = logits[..., :-1, :]
+    # .contiguous()`, one more fp32 copy in the forward peak.
+    "hf-4.46": Stack("hf-4.46", 4, True, False, 2 + 4 + 4 + 4, 12),
+    # LitGPT (bf16-true): everything bf16 incl. LoRA and AdamW states; chunked
+    # cross-entropy in bf16 (logits list + bf16 log_softmax kept through backward);
+    # Lightning's BitsandbytesPrecision quantizes every Linear incl. lm_head, no upcast.
+    "litgpt": Stack("litgpt", 2, False, True, 2 + 2, 2 + 2 + 2),
+    # torchtune (2024): bf16 LoRA params and AdamW states; the model returns fp32 logits
+    # (`output(h).float()`), cross_entropy keeps fp32 log_softmax.
+    "torchtune": Stack("torchtune", 2, False, False, 4 + 4, 12),
+}
 METHODS = ("lora", "qlora")
 
 
@@ -70,7 +105,7 @@ class Plan:
     dtype_bytes: int = 2  # 16-bit compute; 4 for fp32
     gpus: int = 1
     lora_dropout: bool = True  # dropout > 0 keeps a masked copy of each adapted input
-    kbit_upcast: bool = True  # peft prepare_model_for_kbit_training casts non-4-bit params to fp32
+    stack: str = "hf"  # which training stack's memory layout (see STACKS); rankwise trains with "hf"
 
     @classmethod
     def from_config(cls, cfg: "RunConfig", method: str | None = None, gpus: int = 1) -> "Plan":
@@ -141,6 +176,8 @@ def _check(spec: ModelSpec, plan: Plan) -> list[Linear]:
                             "use e.g. --batch 1 --seq 2048")
     if plan.dtype_bytes not in (2, 4):
         raise RankwiseError(f"dtype_bytes must be 2 or 4 (got {plan.dtype_bytes})")
+    if plan.stack not in STACKS:
+        raise RankwiseError(f"unknown stack {plan.stack!r}", f"use one of {', '.join(STACKS)}")
     if plan.gpus < 1:
         raise RankwiseError(f"gpus must be at least 1 (got {plan.gpus})")
     targets = plan.targets if isinstance(plan.targets, str) else list(plan.targets)
@@ -158,20 +195,23 @@ def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
     # bitsandbytes replaces every nn.Linear except the output head (transformers'
     # get_keys_to_not_convert keeps lm_head) with Linear4bit; fused expert tensors are
     # quantized like linears here (assumption noted in the estimate).
-    quant = sum(l.count * l.d_in * l.d_out for l in spec.linears if l.family != "lm_head")
+    st = STACKS[plan.stack]
+    quant = sum(l.count * l.d_in * l.d_out for l in spec.linears if l.family != "lm_head" or st.quantize_lm_head)
+    if st.quantize_lm_head and spec.tied_embeddings:
+        quant -= spec.vocab_size * spec.hidden_size  # a tied head is the embedding: not quantized
     rest = spec.total_params - quant  # embeddings, norms, lm_head, biases, routers
     nf4 = quant // 2
     if plan.double_quant:
         consts = quant // NF4_BLOCK + 4 * (quant // (NF4_BLOCK * DQ_BLOCK))
     else:
         consts = 4 * (quant // NF4_BLOCK)
-    rest_bytes = 4 if plan.kbit_upcast else a
+    rest_bytes = 4 if st.kbit_upcast else a
     return {"base_weights": nf4, "quant_constants": consts, "unquantized_weights": rest * rest_bytes}
 
 
-def _optimizer_bytes(n: int, optimizer: str) -> int:
+def _optimizer_bytes(n: int, optimizer: str, param_bytes: int = 4) -> int:
     if optimizer == "adamw_torch":
-        return 8 * n  # fp32 exp_avg + exp_avg_sq (torch.optim.AdamW)
+        return 2 * param_bytes * n  # exp_avg + exp_avg_sq in the parameter's dtype (torch.optim.AdamW)
     return 2 * n + 2 * 4 * -(-n // OPT8_BLOCK)  # two uint8 states + fp32 absmax per block
 
 
@@ -182,7 +222,7 @@ def _lora_input_bytes(l: Linear, plan: Plan, from_norm: bool) -> int:
     """Per token: what an adapted linear's LoRA branch saves for backward."""
     a = plan.dtype_bytes
     # QLoRA: norms upcast to fp32 emit fp32; autocast then saves a 16-bit cast for lora_A
-    in_bytes = 4 if (from_norm and plan.method == "qlora" and plan.kbit_upcast) else a
+    in_bytes = 4 if (from_norm and plan.method == "qlora" and STACKS[plan.stack].kbit_upcast) else a
     per = in_bytes * l.d_in  # lora_A's input (the dropout output when dropout > 0)
     if in_bytes != a:
         per += a * l.d_in  # the autocast copy matmul saves
@@ -229,12 +269,12 @@ def logits_peak_bytes(spec: ModelSpec, plan: Plan) -> int:
     fp32 copy + fp32 log_softmax. In backward, NLL's dense fp32 gradient, the saved
     log_softmax and log_softmax's fp32 input-gradient are alive together: 3 fp32 copies,
     which is the larger of the two for 16-bit training (12 vs 10 bytes per logit)."""
+    st = STACKS[plan.stack]
     a = plan.dtype_bytes
     v = spec.vocab_size
     softcap = a if spec.config.get("final_logit_softcapping") else 0  # Gemma 2 keeps tanh's output
-    forward = (a + (4 if a != 4 else 0) + 4) * v
-    backward = 12 * v
-    return max(forward, backward) + softcap * v
+    forward = st.logits_fwd - (2 if a == 4 and st.logits_fwd > 8 else 0)  # fp32 compute: .float() is a no-op
+    return (max(forward, st.logits_bwd) + softcap) * v
 
 
 # ------------------------------------------------------------------ the estimate
@@ -247,9 +287,10 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     trainable = sum(l.count * plan.r * (l.d_in + l.d_out) for l in adapted)
 
     comps: dict[str, int] = dict(_weights(spec, plan))
-    comps["lora_params"] = 4 * trainable  # peft autocast_adapter_dtype keeps adapters in fp32
-    comps["lora_grads"] = 4 * trainable
-    comps["optimizer_states"] = _optimizer_bytes(trainable, plan.optimizer)
+    ab = STACKS[plan.stack].adapter_bytes
+    comps["lora_params"] = ab * trainable  # hf: peft autocast_adapter_dtype keeps adapters in fp32
+    comps["lora_grads"] = ab * trainable
+    comps["optimizer_states"] = _optimizer_bytes(trainable, plan.optimizer, ab)
     if plan.gpus > 1:
         comps["ddp_buckets"] = 4 * trainable  # DDP's flat gradient buckets (one more grad copy)
 
@@ -277,15 +318,19 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
 
 
 def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int, recompute: int) -> tuple[str, ...]:
+    st = STACKS[plan.stack]
+    stack = ("transformers 5 + peft 0.21 under the HF Trainer, 16-bit autocast, SDPA (flash/memory-efficient) attention"
+             if plan.stack == "hf" else f"{plan.stack} (memory layout of that stack, see STACKS)")
     out = [
-        "stack: transformers 5 + peft 0.21 under the HF Trainer, 16-bit autocast, SDPA (flash/memory-efficient) attention",
-        f"adapted modules: {', '.join(dict.fromkeys(l.name for l in adapted))}; LoRA weights and grads kept in fp32 (peft autocast_adapter_dtype)",
+        f"stack: {stack}",
+        f"adapted modules: {', '.join(dict.fromkeys(l.name for l in adapted))}; LoRA weights, grads and AdamW "
+        f"states kept in {8 * st.adapter_bytes}-bit",
         f"per-GPU micro-batch {plan.micro_batch} x {plan.seq_len} tokens, every sequence padded to full length (no packing savings)",
     ]
     if plan.method == "qlora":
         dq = "double-quantized 8-bit absmax + fp32 per 256" if plan.double_quant else "fp32 absmax per 64 weights"
         out.append(f"QLoRA: every linear except lm_head in NF4 (4 bits) with {dq}")
-        if plan.kbit_upcast:
+        if STACKS[plan.stack].kbit_upcast:
             out.append("prepare_model_for_kbit_training casts embeddings, norms, lm_head and biases to fp32 (peft 0.21 other.py)")
         if spec.is_moe:
             out.append("MoE expert tensors assumed quantized like linears")
@@ -298,7 +343,10 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
                    f"{recompute / GIB:.2f} GiB layer recompute)")
     else:
         out.append("no gradient checkpointing: every layer's activations kept until backward")
-    out.append("logits: 16-bit logits + fp32 upcast + fp32 log_softmax; backward holds 3 fp32 vocab-sized copies")
+    if plan.stack == "hf":
+        out.append("loss: 16-bit logits + fp32 upcast + fp32 log_softmax; backward holds 3 fp32 vocab-sized copies")
+    else:
+        out.append(f"loss: {max(st.logits_fwd, st.logits_bwd)} bytes per logit at the loss's peak")
     out.append({"adamw_torch": "AdamW: fp32 m and v (8 bytes per trainable parameter)",
                 "adamw_8bit": "8-bit AdamW: 2 bytes per trainable parameter + block constants",
                 "paged_adamw_8bit": "paged 8-bit AdamW: resident on the GPU unless memory runs out (then paged to CPU)"}

@@ -1,0 +1,107 @@
+"""How close `rankwise estimate` comes to published, measured peak memory.
+
+Reads bench/memory_reference.csv (one published figure per row, with its source and every
+setting needed to reproduce it), estimates each row with the same code `rankwise
+estimate` runs, and prints measured vs estimated and the relative error, then the median
+and worst relative error over the rows in use. Rows marked use=no are listed with the
+reason they are left out.
+
+What is compared, by the row's `measure`:
+  allocated  torch.cuda.max_memory_allocated()  vs  Estimate.allocated_bytes
+  reserved   torch.cuda.max_memory_reserved()   vs  Estimate.reserved_bytes
+  nvidia-smi the process's GPU memory           vs  Estimate.peak_bytes
+  capacity   the card a run just fits (the next size OOMs): the peak is at most the card,
+             compared as nvidia-smi                vs  Estimate.peak_bytes
+Units: GB = 1e9 bytes, GiB = 2**30 bytes, as the source prints them.
+
+Run: python3 bench/estimator_accuracy.py [--csv FILE] [--verbose]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+from pathlib import Path
+
+from rankwise.advisor.memory import Estimate, Plan, estimate
+from rankwise.advisor.model import load_model, spec_from_config
+
+HERE = Path(__file__).resolve().parent
+UNITS = {"GB": 1e9, "GiB": 2 ** 30}
+
+
+def _spec(row: dict):
+    spec = load_model(row["model"])
+    if row["model_overrides"]:
+        cfg = dict(spec.config)
+        for kv in row["model_overrides"].split(";"):
+            k, v = kv.split("=")
+            cfg[k.strip()] = int(v)
+        spec = spec_from_config(spec.name, "catalog", cfg)
+    return spec
+
+
+def _plan(row: dict) -> Plan:
+    targets = row["targets"]
+    return Plan(
+        method=row["method"], r=int(row["r"]),
+        targets=targets if targets in ("minimal", "standard", "aggressive", "all-linear") else tuple(targets.split(",")),
+        micro_batch=int(row["batch"]), seq_len=int(row["seq"]), grad_checkpointing=row["grad_ckpt"] == "yes",
+        optimizer=row["optimizer"], double_quant=row["double_quant"] != "no", lora_dropout=row["lora_dropout"] == "yes",
+        stack=row["stack"],
+    )
+
+
+def estimated_bytes(est: Estimate, measure: str) -> int:
+    if measure == "allocated":
+        return est.allocated_bytes
+    if measure == "reserved":
+        return est.reserved_bytes
+    if measure in ("nvidia-smi", "capacity"):
+        return est.peak_bytes
+    raise ValueError(f"unknown measure {measure!r}")
+
+
+def evaluate(path: Path) -> tuple[list[dict], list[dict]]:
+    used, left_out = [], []
+    for row in csv.DictReader(path.open(encoding="utf-8")):
+        if row["use"] != "yes":
+            left_out.append(row)
+            continue
+        est = estimate(_spec(row), _plan(row))
+        measured = float(row["measured"]) * UNITS[row["unit"]]
+        got = estimated_bytes(est, row["measure"])
+        used.append({**row, "measured_b": measured, "estimated_b": got, "rel": (got - measured) / measured, "est": est})
+    return used, left_out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--csv", default=str(HERE / "memory_reference.csv"))
+    ap.add_argument("--verbose", action="store_true", help="also print each row's components")
+    args = ap.parse_args(argv)
+    used, left_out = evaluate(Path(args.csv))
+    print(f"{'row':28} {'stack':9} {'measure':10} {'measured':>10} {'estimated':>10} {'error':>7}")
+    for u in used:
+        unit = UNITS[u["unit"]]
+        print(f"{u['id']:28} {u['stack']:9} {u['measure']:10} {u['measured_b'] / unit:8.2f}{u['unit']:>3}"
+              f" {u['estimated_b'] / unit:8.2f}{u['unit']:>3} {u['rel']:+7.1%}")
+        if args.verbose:
+            comps = ", ".join(f"{k} {v / 2 ** 30:.2f}" for k, v in u["est"].components.items() if v)
+            print(f"    GiB: {comps}")
+    errs = [abs(u["rel"]) for u in used]
+    worst = max(used, key=lambda u: abs(u["rel"]))
+    print(f"\nrows used: {len(used)} of {len(used) + len(left_out)}")
+    print(f"median |relative error|: {statistics.median(errs):.1%}")
+    print(f"worst  |relative error|: {abs(worst['rel']):.1%} ({worst['id']})")
+    print(f"signed mean error: {statistics.mean(u['rel'] for u in used):+.1%}")
+    if left_out:
+        print("\nleft out (reason in the CSV's note):")
+        for r in left_out:
+            print(f"  {r['id']}: {r['note'][:110]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
