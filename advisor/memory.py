@@ -35,9 +35,11 @@ CUDA_CONTEXT_BYTES = 500 * MIB
 # (activations, logits, their gradients) leave split, cached-but-free segments, so
 # max_memory_reserved runs above max_memory_allocated. The share is applied to the
 # per-step (dynamic) memory only: weights and optimizer states are allocated once in
-# large blocks. Value: calibrated once on bench/memory_reference.csv (see
-# bench/estimator_accuracy.py), in line with PyTorch's allocator docs that blocks round
-# up to 2 MiB segments and split blocks are reused only for same-size-class requests.
+# large blocks. 10% is a judgment from the allocator's design (PyTorch "CUDA semantics",
+# memory management: blocks round up to 2 MiB segments, split blocks are reused only by
+# requests of the same size class), not fitted per row; with it the benchmark's
+# capacity rows (bench/memory_reference.csv: runs that just fit a card) land 2-3% under
+# the card, as an upper bound should.
 FRAGMENTATION = 0.10
 
 # QLoRA NF4 layout (Dettmers et al. 2023, "QLoRA", §3 Double Quantization; bitsandbytes
@@ -218,47 +220,68 @@ def _optimizer_bytes(n: int, optimizer: str, param_bytes: int = 4) -> int:
 # ------------------------------------------------------------------ activations
 
 
-def _lora_input_bytes(l: Linear, plan: Plan, from_norm: bool) -> int:
+def stream_bytes(plan: Plan) -> int:
+    """Bytes per element of the residual stream and of what 4-bit linears return.
+
+    With QLoRA on the hf stack, prepare_model_for_kbit_training leaves the embedding in
+    fp32, so the hidden states entering layer 0 are fp32; bitsandbytes' Linear4bit casts
+    its output back to its input's dtype (bitsandbytes nn/modules.py Linear4bit.forward:
+    `.to(inp_dtype)`) and fp32 + bf16 promotes to fp32, so the residual stream and the MLP
+    stay fp32 while the matmuls run in 16-bit."""
+    if plan.method == "qlora" and STACKS[plan.stack].kbit_upcast:
+        return 4
+    return plan.dtype_bytes
+
+
+def _lora_input_bytes(l: Linear, plan: Plan, in_bytes: int) -> int:
     """Per token: what an adapted linear's LoRA branch saves for backward."""
     a = plan.dtype_bytes
-    # QLoRA: norms upcast to fp32 emit fp32; autocast then saves a 16-bit cast for lora_A
-    in_bytes = 4 if (from_norm and plan.method == "qlora" and STACKS[plan.stack].kbit_upcast) else a
     per = in_bytes * l.d_in  # lora_A's input (the dropout output when dropout > 0)
     if in_bytes != a:
-        per += a * l.d_in  # the autocast copy matmul saves
+        per += a * l.d_in  # the 16-bit autocast copy lora_A's matmul saves
     if plan.lora_dropout:
         per += l.d_in  # dropout's bool mask
     return per + a * plan.r  # lora_B's input
+
+
+FROM_NORM = ("q_proj", "k_proj", "v_proj", "qkv_proj", "gate_proj", "up_proj", "gate_up_proj")
+FROM_MLP = ("down_proj",)
 
 
 def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int:
     """Per token, one decoder layer: tensors autograd keeps from forward to backward.
 
     Frozen linears save nothing (their weight is frozen, their input is not needed);
-    RMSNorm saves its fp32 upcast input; SDPA (flash/mem-efficient) saves q, k, v, the
-    output and an fp32 logsumexp per head; SwiGLU saves gate, up and silu(gate)."""
+    RMSNorm saves its fp32 upcast input; SDPA (flash/mem-efficient) saves 16-bit q, k, v,
+    the output and an fp32 logsumexp per head; SwiGLU saves gate, up and act(gate) in the
+    stream's dtype (fp32 for QLoRA on the hf stack, see `stream_bytes`)."""
     a = plan.dtype_bytes
+    s = stream_bytes(plan)
     h, i = spec.hidden_size, spec.intermediate_size
     qd, kvd = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
     norms = 4 if spec.model_type == "gemma2" else 2
     total = norms * 4 * h  # RMSNorm keeps the fp32 copy of its input
     total += a * (qd + 2 * kvd) + a * qd + 4 * spec.num_heads  # SDPA: q, k, v, out, lse
     moe = max(1, spec.experts_per_token) if spec.is_moe else 1
-    total += moe * 3 * a * i  # gate, up, act(gate) saved by act and mul
+    total += moe * 3 * s * i  # gate, up, act(gate) saved by act and mul
     if spec.is_moe:
         total += 4 * spec.num_experts  # router logits/softmax in fp32
     per_layer = {l.name: l for l in adapted if l.family != "lm_head"}
     for l in per_layer.values():
-        from_norm = l.name in ("q_proj", "k_proj", "v_proj", "qkv_proj", "gate_proj", "up_proj", "gate_up_proj")
-        total += (l.count // spec.num_layers) * _lora_input_bytes(l, plan, from_norm)
+        if l.name in FROM_NORM:
+            in_bytes = 4 if s == 4 else a  # the norm's output: fp32 when its weight was upcast
+        elif l.name in FROM_MLP:
+            in_bytes = s
+        else:
+            in_bytes = a  # o_proj: the attention output
+        total += (l.count // spec.num_layers) * _lora_input_bytes(l, plan, in_bytes)
     return total
 
 
 def layer_backward_transient_bytes(spec: ModelSpec, plan: Plan) -> int:
     """Per token: gradients alive while one layer runs backward (residual-stream grads
     in and out, the MLP's intermediate grads)."""
-    a = plan.dtype_bytes
-    return a * (3 * spec.hidden_size + 2 * spec.intermediate_size)
+    return stream_bytes(plan) * (3 * spec.hidden_size + 2 * spec.intermediate_size)
 
 
 def logits_peak_bytes(spec: ModelSpec, plan: Plan) -> int:
@@ -291,6 +314,10 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     comps["lora_params"] = ab * trainable  # hf: peft autocast_adapter_dtype keeps adapters in fp32
     comps["lora_grads"] = ab * trainable
     comps["optimizer_states"] = _optimizer_bytes(trainable, plan.optimizer, ab)
+    if plan.method == "qlora" and STACKS[plan.stack].kbit_upcast and plan.dtype_bytes == 2:
+        # the fp32 lm_head under 16-bit autocast: F.linear casts the weight to 16-bit and
+        # autograd saves that copy to compute the input gradient in backward
+        comps["lm_head_cast"] = 2 * spec.vocab_size * spec.hidden_size
     if plan.gpus > 1:
         comps["ddp_buckets"] = 4 * trainable  # DDP's flat gradient buckets (one more grad copy)
 
@@ -300,7 +327,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     logits = tokens * logits_peak_bytes(spec, plan)
     recompute = tokens * (per_layer + layer_backward_transient_bytes(spec, plan))
     if plan.grad_checkpointing:
-        saved = tokens * (L * a * spec.hidden_size + final_norm)  # each layer's input (non-reentrant)
+        saved = tokens * (L * stream_bytes(plan) * spec.hidden_size + final_norm)  # each layer's input
         transient = max(logits, recompute)
     else:
         saved = tokens * (L * per_layer + final_norm)
