@@ -92,6 +92,7 @@ def _json(path: Path, bad: str) -> Iterator[tuple[int, Any]]:
 
 
 def _csv(path: Path, bad: str) -> Iterator[tuple[int, Any]]:
+    csv.field_size_limit(2**31 - 1)  # the default (128 KiB per cell) is too small for long documents
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)

@@ -103,6 +103,12 @@ def test_csv_rows_count_like_a_spreadsheet(tmp_path):
     assert [r for _, r in got] == ROWS
 
 
+def test_csv_cells_longer_than_the_csv_module_default(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("text\n\"" + "word " * 40_000 + "\"\n")
+    assert [len(r["text"]) for _, r in iter_rows(p)] == [200_000]
+
+
 def test_parquet(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -198,6 +204,21 @@ def test_multi_turn_chat_trains_on_every_assistant_turn(tok, tmp_path):
     assert train[0]["input_ids"][0] == tok.bos_token_id
 
 
+def test_template_that_rewrites_earlier_turns_falls_back_to_finding_the_answer(tmp_path):
+    """Like Qwen3 dropping earlier reasoning: the prefix render differs, so each answer is found
+    in the text, after the question (which here quotes the answer)."""
+    from transformers import AutoTokenizer
+    t = AutoTokenizer.from_pretrained(ASSETS / "tiny-llama")
+    t.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] if loop.last or m['role'] != "
+                       "'assistant' else m['content'] + ' (earlier)' }}</s>\n{% endfor %}"
+                       "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+    msgs = [{"role": "user", "content": "Say ok"}, {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "Again: ok"}, {"role": "assistant", "content": "ok"}]
+    train, _, _ = build_datasets(cfg(write_jsonl(tmp_path / "d.jsonl", [{"messages": msgs}])), t)
+    assert spans(t, train[0]) == ["ok", "ok</s>"]
+    assert t.decode(train[0]["input_ids"]).startswith("<|user|>\nSay ok</s>\n<|assistant|>\nok (earlier)</s>")
+
+
 def test_instruction_through_the_chat_template(tok, tmp_path):
     train, _, rep = build_datasets(cfg(write_jsonl(tmp_path / "d.jsonl", ROWS)), tok)
     assert rep.format == "instruction"
@@ -219,6 +240,23 @@ def test_prompt_completion_and_text(tok, tmp_path):
     train, _, rep = build_datasets(cfg(write_jsonl(tmp_path / "t.jsonl", [{"text": "free text"}])), tok)
     assert rep.format == "text" and train[0]["labels"] == train[0]["input_ids"]
     assert tok.decode(train[0]["input_ids"]) == "free text</s>"
+
+
+def test_masking_with_a_sentencepiece_style_vocabulary(tmp_path):
+    """Llama-2/Mistral-style tokens carry their leading space ("▁Paris"): the response token
+    that starts with the space is trained on, the prompt's tokens are not."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer, raw.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    raw.train_from_iterator(["Q: What is the capital?\nA: Paris", "The capital is Paris."] * 20,
+                            trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>", "<s>", "</s>"]))
+    sp = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    p = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "Q: What is the capital?\nA:", "completion": " Paris"}])
+    train, _, _ = build_datasets(cfg(p), sp)
+    trained = [sp.convert_ids_to_tokens(lab) for lab in train[0]["labels"] if lab != IGNORE]
+    assert trained == ["▁Paris", "</s>"]
+    assert "▁Paris" not in sp.convert_ids_to_tokens(train[0]["input_ids"][:-2])
 
 
 def test_declared_format_overrides_detection(tok, tmp_path):
@@ -361,6 +399,12 @@ def test_nothing_left_after_skipping_is_an_error(tok, tmp_path):
     p = write_jsonl(tmp_path / "d.jsonl", [{"instruction": "a"}, {"instruction": "b", "output": ""}])
     with pytest.raises(RankwiseError, match="no usable training rows"):
         build_datasets(cfg(p, skip_bad_rows=True), tok)
+    p = write_jsonl(tmp_path / "broken.jsonl", ["{", "{"])
+    with pytest.raises(RankwiseError, match=r"no usable rows \(2 bad rows skipped\)"):
+        build_datasets(cfg(p, skip_bad_rows=True), tok)
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(RankwiseError, match="the file has no rows"):
+        build_datasets(cfg(tmp_path / "empty.jsonl"), tok)
 
 
 def test_a_row_of_another_format_says_so(tok, tmp_path):

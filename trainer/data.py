@@ -49,6 +49,7 @@ from ..advisor.errors import RankwiseError
 IGNORE = -100
 BATCH = 512  # rows per tokenizer call: big enough to amortise the call, small enough for memory
 MAX_EXAMPLES = 5
+# The Stanford Alpaca prompt (github.com/tatsu-lab/stanford_alpaca), without its preamble sentence.
 ALPACA = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 ALPACA_NO_INPUT = "### Instruction:\n{instruction}\n\n### Response:\n"
 
@@ -119,9 +120,13 @@ def _read(path: Path, declared: str, counter: _Counter, max_rows: int | None) ->
             rows = rows[:max_rows]
             break
     if fmt is None:
-        if pending and all(isinstance(r, BadRow) for _, r in pending):
-            n, r = pending[0]
-            counter.bad(location(path, n), r.reason)
+        if not pending:
+            raise RankwiseError(f"{path}: the file has no rows", "check data.path")
+        if all(isinstance(r, BadRow) for _, r in pending):
+            for n, r in pending:
+                counter.bad(location(path, n), r.reason)  # raises at the first unless skipping
+            raise RankwiseError(f"{path}: no usable rows ({counter.skipped} bad rows skipped)",
+                                "; ".join(counter.examples[:3]))
         raise unknown_format(path, sorted({k for _, r in pending if isinstance(r, dict) for k in r}))
     return fmt, rows
 
@@ -145,7 +150,9 @@ def _render_chat(tokenizer, where: str, messages: list[dict]) -> _Rendered:
     eos = tokenizer.eos_token or ""
     spans, cursor = [], 0
     for i, m in enumerate(messages):
-        if m["role"] != "assistant":
+        if m["role"] != "assistant":  # move past it, so an answer quoted in a question is not taken for it
+            at = full.find(m["content"], cursor)
+            cursor = at + len(m["content"]) if at >= 0 else cursor
             continue
         try:
             before = _template(tokenizer, messages[:i], True) if i else None
