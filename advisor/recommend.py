@@ -1,0 +1,350 @@
+"""The recommender: model + hardware + task (+ budget, data size) → a RunConfig with reasons.
+
+`advise(...)` picks the rank from the task's band and the data size (capped by a
+parameter budget), LoRA or QLoRA from the memory estimator, then alpha, targets, dropout,
+learning rate, schedule and batch shape. Every value it sets carries a reason; when
+nothing fits it recommends nothing and says which change would make it fit, by how much.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from . import memory
+from .config import RunConfig
+from .errors import RankwiseError
+from .hardware import Hardware
+from .model import ModelSpec
+from .units import gib, human_count
+
+# Rank bands by how far the task moves the model's behaviour. The LoRA paper (Hu et al.
+# 2021, §7.2) found r = 1–8 enough for GLUE-style adaptation; QLoRA (Dettmers et al. 2023)
+# used r = 64 on all linears for instruction tuning; code/maths/domain continued training
+# needs the higher ranks (Biderman et al. 2024, "LoRA Learns Less and Forgets Less").
+BANDS: dict[str, tuple[int, int]] = {
+    "classification": (4, 8), "format": (4, 8), "style": (4, 8),
+    "instruction": (16, 32), "chat": (16, 32),
+    "domain": (64, 128), "code": (64, 128), "reasoning": (64, 128),
+}
+NEW_KNOWLEDGE = ("domain", "code", "reasoning")
+LARGE_DATA = 10_000  # rows from which the upper end of the band pays off
+SMALL_DATA = 1_000  # below: more dropout, more epochs
+HUGE_DATA = 50_000  # above: dropout can go to 0
+TARGET_BATCH = 16  # effective batch; 16–32 is what LoRA recipes use (QLoRA paper: 16)
+MICRO_BATCHES = (16, 8, 4, 2, 1)
+CPU_LORA_MAX_PARAMS = 3e9  # no GPU: 16-bit weights of a ≤3B model (≤6 GiB) fit a workstation's RAM
+CHARS_PER_TOKEN = 4  # rough English average for BPE tokenizers (OpenAI tokenizer docs)
+
+
+@dataclass(frozen=True)
+class Advice:
+    method: str | None  # lora | qlora | None when nothing fits
+    config: RunConfig
+    estimate: memory.Estimate | None  # for the chosen method (for QLoRA when nothing fits)
+    estimates: dict[str, memory.Estimate]  # lora and qlora side by side, same settings
+    fits: dict[str, str]  # method → fits | tight | wont-fit | no-gpu
+    reasons: dict[str, str]  # dotted RunConfig field → why this value
+    findings: list = field(default_factory=list)  # redflags.Finding
+    suggestions: list[dict] = field(default_factory=list)  # what would make it fit
+    budget_arithmetic: str | None = None
+    first_sweep: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        est = dict(self.estimate.to_dict(), fit=self.fits.get(self.estimate.plan.method)) if self.estimate else None
+        return {
+            "method": self.method,
+            "config": self.config.model_dump(mode="json"),
+            "estimate": est,
+            "estimates": {m: dict(e.to_dict(), fit=self.fits[m]) for m, e in self.estimates.items()},
+            "reasons": dict(self.reasons),
+            "findings": [f.to_dict() for f in self.findings],
+            "suggestions": list(self.suggestions),
+            "budget_arithmetic": self.budget_arithmetic,
+            "first_sweep": list(self.first_sweep),
+            "notes": list(self.notes),
+        }
+
+
+# ------------------------------------------------------------------ method and fit
+
+
+def _gpus(hw: Hardware | None) -> int:
+    return hw.gpu_count if hw and hw.has_gpu else 1
+
+
+def _gpu_bytes(hw: Hardware | None) -> int | None:
+    return hw.gpu_bytes if hw and hw.has_gpu else None
+
+
+def _estimate(spec: ModelSpec, cfg: RunConfig, method: str, hw: Hardware | None) -> tuple[memory.Estimate, str]:
+    est = memory.estimate(spec, memory.Plan.from_config(cfg, method=method, gpus=_gpus(hw)))
+    return est, memory.fit(est, _gpu_bytes(hw))
+
+
+def choose_method(spec: ModelSpec, hw: Hardware | None, cfg: RunConfig) -> tuple[str, str]:
+    """method "auto" → (lora|qlora, reason): LoRA if its 16-bit estimate fits with headroom,
+    else QLoRA. With no GPU: by model size (LoRA up to 3B parameters)."""
+    if _gpu_bytes(hw) is None:
+        n = spec.total_params
+        if n <= CPU_LORA_MAX_PARAMS:
+            return "lora", (f"no GPU found or declared: LoRA, as {human_count(n)} parameters in 16-bit "
+                            f"({gib(2 * n):.1f} GiB) are small; plan for a GPU with --gpu-mem to check fit")
+        return "qlora", (f"no GPU found or declared: QLoRA, as {human_count(n)} parameters in 16-bit "
+                         f"({gib(2 * n):.1f} GiB) are large; plan for a GPU with --gpu-mem to check fit")
+    lora, lfit = _estimate(spec, cfg, "lora", hw)
+    have = gib(hw.gpu_bytes)
+    if lfit == "fits":
+        return "lora", f"LoRA's 16-bit estimate (~{lora.peak_gib:.1f} GiB) fits {have:.0f} GiB with headroom"
+    qlora, qfit = _estimate(spec, cfg, "qlora", hw)
+    verb = "does not fit" if lfit == "wont-fit" else "leaves too little headroom on"
+    return "qlora", (f"LoRA (~{lora.peak_gib:.1f} GiB) {verb} {have:.0f} GiB; QLoRA's 4-bit base needs "
+                     f"~{qlora.peak_gib:.1f} GiB ({qfit})")
+
+
+def _set(cfg: RunConfig, patch: dict[str, object]) -> RunConfig:
+    data = cfg.model_dump()
+    for key, value in patch.items():
+        node = data
+        *head, last = key.split(".")
+        for part in head:
+            node = node[part]
+        node[last] = value
+    return RunConfig.model_validate(data)
+
+
+def suggest_fixes(spec: ModelSpec, hw: Hardware | None, cfg: RunConfig, method: str) -> list[dict]:
+    """Changes that would lower the peak, each re-estimated: {change, patch, peak_gib, fit, saves_gib}."""
+    base, _ = _estimate(spec, cfg, method, hw)
+    t = cfg.train
+    tries: list[tuple[str, dict]] = []
+    if method == "lora":
+        tries.append(("switch to QLoRA (4-bit base)", {"method": "qlora"}))
+    if not t.grad_checkpointing:
+        tries.append(("turn gradient checkpointing on", {"train.grad_checkpointing": True}))
+    if t.micro_batch > 1:
+        tries.append((f"micro-batch 1 with grad_accum {t.grad_accum * t.micro_batch} (same effective batch)",
+                      {"train.micro_batch": 1, "train.grad_accum": t.grad_accum * t.micro_batch}))
+    for seq in (t.max_seq_len // 2, t.max_seq_len // 4):
+        if seq >= 256:
+            tries.append((f"shorter sequences: max_seq_len {seq}", {"train.max_seq_len": seq}))
+    if cfg.resolved_optimizer(method) != "paged_adamw_8bit":
+        tries.append(("paged 8-bit AdamW optimizer", {"train.optimizer": "paged_adamw_8bit"}))
+    if cfg.lora.r > 8:
+        tries.append((f"lower rank: r {cfg.lora.r // 2}", {"lora.r": cfg.lora.r // 2, "lora.alpha": cfg.lora.r}))
+    out = []
+    for change, patch in tries:
+        try:
+            new = _set(cfg, patch)
+        except Exception:  # a patch the schema refuses is simply not a suggestion
+            continue
+        est, f = _estimate(spec, new, patch.get("method", method), hw)
+        out.append({"change": change, "patch": patch, "peak_gib": round(est.peak_gib, 2), "fit": f,
+                    "saves_gib": round(base.peak_gib - est.peak_gib, 2)})
+    if hw and hw.has_gpu:
+        for n in (2, 4, 8):
+            if n > hw.gpu_count:
+                more = replace(hw, gpus=tuple(replace(hw.gpus[0], index=i) for i in range(n)))
+                est, f = _estimate(spec, cfg, method, more)
+                out.append({"change": f"{n} GPUs (DDP: each GPU holds a full copy; per-GPU memory does not shrink)",
+                            "patch": None, "peak_gib": round(est.peak_gib, 2), "fit": f,
+                            "saves_gib": round(base.peak_gib - est.peak_gib, 2)})
+                break
+    # everything together, and the GPU size the frugal plan needs
+    combined = {k: v for _, p in tries for k, v in p.items()}
+    if method == "lora":
+        combined["method"] = "qlora"
+    combined.pop("lora.r", None), combined.pop("lora.alpha", None)
+    if "train.max_seq_len" in combined:
+        combined["train.max_seq_len"] = max(256, t.max_seq_len // 2)
+    if combined:
+        new = _set(cfg, combined)
+        est, f = _estimate(spec, new, combined.get("method", method), hw)
+        out.append({"change": "all of: " + ", ".join(f"{k}={v}" for k, v in combined.items()),
+                    "patch": combined, "peak_gib": round(est.peak_gib, 2), "fit": f,
+                    "saves_gib": round(base.peak_gib - est.peak_gib, 2)})
+        need = est.peak_bytes / 0.9
+        out.append({"change": f"a GPU with at least {gib(need):.0f} GiB (the plan above with 10% headroom)",
+                    "patch": None, "peak_gib": round(est.peak_gib, 2), "fit": "fits", "saves_gib": 0.0})
+    return out
+
+
+# ------------------------------------------------------------------ the recommendation
+
+
+def _rank(task: str, rows: int | None) -> tuple[int, str]:
+    lo, hi = BANDS[task]
+    band = f"{task} sits in the {lo}–{hi} rank band"
+    if rows is None:
+        return lo, f"{band}; no data size given, so the lower end (pass --dataset or --samples to refine)"
+    if rows >= LARGE_DATA:
+        return hi, f"{band}; {rows:,} rows can use the upper end"
+    return lo, f"{band}; {rows:,} rows (< {LARGE_DATA:,}) favour the lower end to avoid overfitting"
+
+
+def _sweep(task: str, r: int, r_max: int | None) -> list[int]:
+    lo, hi = BANDS[task]
+    ranks = {max(1, lo // 2), lo, hi, hi * 2, r}
+    return sorted(x for x in ranks if r_max is None or x <= r_max)
+
+
+def _seq(spec: ModelSpec, seq_len: int | None, base: RunConfig | None, p95_chars: int | None) -> tuple[int, str]:
+    pos = spec.max_positions or 2048
+    if seq_len:
+        if seq_len > pos:
+            return pos, f"--seq {seq_len} is beyond the model's {pos} positions: capped"
+        return seq_len, f"--seq {seq_len}"
+    if p95_chars:
+        need = max(256, 2 ** math.ceil(math.log2(max(1, p95_chars // CHARS_PER_TOKEN))))
+        need = min(need, pos, 8192)
+        return need, (f"95% of rows are ≤ {p95_chars:,} characters (~{p95_chars // CHARS_PER_TOKEN:,} tokens at "
+                      f"~{CHARS_PER_TOKEN} chars/token): {need} covers them")
+    if base is not None and "max_seq_len" in base.train.model_fields_set:
+        return min(base.train.max_seq_len, pos), "from the base config"
+    return min(2048, pos), "2048 tokens covers most instruction/chat rows; pass --seq or --dataset to size it"
+
+
+def _dropout(rows: int | None) -> tuple[float, str]:
+    if rows is None:
+        return 0.05, "0.05 is the usual value (no data size given)"
+    if rows < SMALL_DATA:
+        return 0.1, f"{rows:,} rows is small data: 0.1 regularises against memorising it"
+    if rows >= HUGE_DATA:
+        return 0.0, f"{rows:,} rows is plenty: dropout adds little (0.0–0.05)"
+    return 0.05, f"{rows:,} rows: the usual 0.05"
+
+
+def _epochs(rows: int | None) -> tuple[float, str]:
+    if rows is None:
+        return 1.0, "one pass; set max_steps or epochs once the data size is known"
+    if rows < SMALL_DATA:
+        return 3.0, f"{rows:,} rows: 3 epochs (watch the validation loss for overfitting)"
+    if rows < LARGE_DATA:
+        return 2.0, f"{rows:,} rows: 2 epochs"
+    return 1.0, f"{rows:,} rows: one pass is usually enough"
+
+
+def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None = None,
+           dataset_rows: int | None = None, seq_len: int | None = None, base: RunConfig | None = None,
+           p95_chars: int | None = None) -> Advice:
+    if task not in BANDS:
+        raise RankwiseError(f"unknown task {task!r}", f"use one of: {', '.join(BANDS)}")
+    from .redflags import check  # redflags imports this module for suggest_fixes
+
+    reasons: dict[str, str] = {}
+    notes: list[str] = []
+    gpus = _gpus(hw)
+    cfg = (base or RunConfig()).model_copy(deep=True)
+    cfg.model.name = spec.name if base is None or not base.model.name else cfg.model.name
+    cfg.task = task
+
+    # targets and rank
+    targets = "aggressive" if task in NEW_KNOWLEDGE else "standard"
+    if not spec.target_set(targets):
+        targets = "all-linear"
+    reasons["lora.target_modules"] = (
+        f"{targets} ({', '.join(spec.target_set(targets))}): "
+        + ("the task must learn new facts/skills, so the MLP projections (where knowledge sits) are adapted too"
+           if task in NEW_KNOWLEDGE else "attention projections are enough to change behaviour and format; "
+           "minimal = q,v is cheaper, aggressive adds the MLP for new knowledge"))
+    r, why_r = _rank(task, dataset_rows)
+    per_unit = spec.lora_params(targets, 1)
+    arithmetic, r_max = None, None
+    if budget is not None:
+        r_max = budget // per_unit
+        lines = [f"per rank unit: Σ over adapted linears of (d_in + d_out) = {per_unit:,} parameters"]
+        for l in spec.resolve_targets(targets):
+            lines.append(f"  {l.name}: {l.count} × ({l.d_in} + {l.d_out}) = {l.count * (l.d_in + l.d_out):,}")
+        if r_max < 1:
+            raise RankwiseError(f"--budget {human_count(budget)}: even r = 1 on {targets} targets needs "
+                                f"{per_unit:,} parameters", f"raise the budget to at least {human_count(per_unit)}")
+        lines.append(f"largest r within {budget:,}: floor({budget:,} / {per_unit:,}) = {r_max}")
+        if r > r_max:
+            why_r += f"; capped to {r_max} by the {human_count(budget)} parameter budget"
+            r = r_max
+        else:
+            lines.append(f"the band's choice r = {r} is within the budget")
+        lines.append(f"trainable at r = {r}: {r} × {per_unit:,} = {r * per_unit:,}")
+        arithmetic = "\n".join(lines)
+    reasons["lora.r"] = f"{why_r}; trainable {human_count(r * per_unit)} parameters"
+    cfg.lora.r = r
+    cfg.lora.target_modules = targets
+    cfg.lora.alpha = float(2 * r)
+    reasons["lora.alpha"] = ("2·r, the common choice (update scale alpha/r = 2); alpha = r is the conservative "
+                             "alternative" + ("; for ranks ≥ 128 rsLoRA (alpha/√r) keeps high ranks learning"
+                                              if r >= 128 else ""))
+    cfg.lora.dropout, reasons["lora.dropout"] = _dropout(dataset_rows)
+    cfg.lora.bias = "none"
+    reasons["lora.bias"] = "none keeps the adapter small and mergeable"
+    cfg.lora.use_rslora = False
+
+    # sequence and batch
+    seq, reasons["train.max_seq_len"] = _seq(spec, seq_len, base, p95_chars)
+    cfg.train.max_seq_len = seq
+    cfg.train.grad_checkpointing = True
+    reasons["train.grad_checkpointing"] = "recomputing activations cuts their memory to one layer's worth (~30% slower)"
+    cfg.train.micro_batch, cfg.train.grad_accum = 1, max(1, math.ceil(TARGET_BATCH / gpus))
+
+    # method: compare both at micro-batch 1
+    estimates, fits = {}, {}
+    for m in ("lora", "qlora"):
+        estimates[m], fits[m] = _estimate(spec, cfg, m, hw)
+    if _gpu_bytes(hw) is None:
+        method, why_m = choose_method(spec, hw, cfg)
+        notes.append("no GPU found or declared: fit is not checked (info); plan with --gpu-mem 24GiB or --gpu NAME")
+    elif fits["lora"] == "fits":
+        method, why_m = choose_method(spec, hw, cfg)
+    elif fits["qlora"] in ("fits", "tight"):
+        method, why_m = choose_method(spec, hw, cfg)
+        if fits["qlora"] == "tight":
+            why_m += "; tight: keep micro-batch 1 and watch memory"
+    else:
+        method = None
+        why_m = (f"neither fits {gib(hw.gpu_bytes):.0f} GiB per GPU: LoRA needs ~{estimates['lora'].peak_gib:.1f} GiB, "
+                 f"QLoRA ~{estimates['qlora'].peak_gib:.1f} GiB — see the suggestions instead of a config that crashes")
+    reasons["method"] = why_m
+    cfg.method = method or "qlora"
+
+    if method is not None and _gpu_bytes(hw) is not None:
+        for mb in MICRO_BATCHES:
+            if mb > TARGET_BATCH // gpus and mb > 1:
+                continue
+            trial = _set(cfg, {"train.micro_batch": mb})
+            if mb == 1 or _estimate(spec, trial, method, hw)[1] == "fits":
+                cfg.train.micro_batch = mb
+                break
+        why_mb = (f"largest micro-batch whose estimate fits with headroom (tried {', '.join(map(str, MICRO_BATCHES))})")
+    else:
+        why_mb = "1: no GPU to size it against" if method else "1: the most frugal setting (nothing fits yet)"
+    cfg.train.grad_accum = max(1, math.ceil(TARGET_BATCH / (cfg.train.micro_batch * gpus)))
+    eff = cfg.train.micro_batch * cfg.train.grad_accum * gpus
+    reasons["train.micro_batch"] = why_mb
+    reasons["train.grad_accum"] = (f"effective batch = {cfg.train.micro_batch} × {cfg.train.grad_accum} × {gpus} GPU"
+                                   f"{'s' if gpus > 1 else ''} = {eff} (LoRA recipes use 16–32)")
+
+    # optimisation
+    chosen = method or "qlora"
+    cfg.train.lr = 2e-4 if chosen == "lora" else 1e-4
+    reasons["train.lr"] = ("LoRA: 2e-4 is typical (usual range 1e-4–5e-4)" if chosen == "lora" else
+                           "QLoRA: 1e-4 is typical (usual range 5e-5–2e-4; higher is unstable through the 4-bit base)")
+    cfg.train.scheduler, cfg.train.warmup_ratio, cfg.train.warmup_steps = "cosine", 0.03, None
+    reasons["train.scheduler"] = "cosine decay after a short warmup: the usual LoRA schedule"
+    reasons["train.warmup_ratio"] = "3% of steps warm up so Adam's early estimates do not spike the loss"
+    cfg.train.optimizer = "auto"
+    reasons["train.optimizer"] = ("auto: " + ("paged 8-bit AdamW, the QLoRA recipe (optimizer spikes page to CPU)"
+                                              if chosen == "qlora" else "AdamW; the adapter's states are small"))
+    cfg.train.epochs, reasons["train.epochs"] = _epochs(dataset_rows)
+    cfg.train.precision = "auto"
+    reasons["train.precision"] = ("auto: bf16 on this GPU" if hw and hw.has_gpu and hw.bf16 else
+                                  "auto: fp16 (this GPU lacks bf16)" if hw and hw.has_gpu else
+                                  "auto: bf16 where the GPU has it, else fp16")
+    cfg = RunConfig.model_validate(cfg.model_dump())  # re-validate the whole result
+
+    estimates, fits = {}, {}
+    for m in ("lora", "qlora"):
+        estimates[m], fits[m] = _estimate(spec, cfg, m, hw)
+    suggestions = [] if method is not None or _gpu_bytes(hw) is None else suggest_fixes(spec, hw, cfg, "qlora")
+    findings = check(cfg, spec, hw, method=chosen)
+    return Advice(method=method, config=cfg, estimate=estimates[chosen], estimates=estimates, fits=fits,
+                  reasons=reasons, findings=findings, suggestions=suggestions, budget_arithmetic=arithmetic,
+                  first_sweep=_sweep(task, r, r_max), notes=notes)

@@ -1,0 +1,364 @@
+"""Red flags: risky combinations in a run config, each with why and a concrete fix.
+
+`check(cfg, spec, hw)` runs every rule in `RULES` over one `Context` and returns the
+findings, errors first. A rule is one small function: `Context -> Finding | None`.
+Severities: error (the run will crash or cannot work), warning (it will run but is likely
+a mistake), info (worth knowing). A finding's `patch` holds dotted RunConfig keys whose
+values apply the fix (the TUI's "apply fix" key and `--set` use the same keys).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from .config import RunConfig
+from .errors import RankwiseError
+from .hardware import Hardware
+from .model import ModelSpec
+from .units import gib
+
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+# Usual learning-rate ranges. LoRA: 1e-4–5e-4 typical (Hu et al. 2021 used 2e-4–5e-4;
+# the peft/TRL examples use 2e-4); QLoRA: 5e-5–2e-4 (Dettmers et al. 2023, Table 9:
+# 2e-4 for ≤13B, 1e-4 for 33B/65B). Outside WARN_LR the run rarely learns or diverges.
+TYPICAL_LR = {"lora": (1e-4, 5e-4), "qlora": (5e-5, 2e-4)}
+WARN_LR = (1e-5, 1e-3)
+QLORA_MAX_LR = 5e-4
+RANK_RANGE = (1, 2048)
+DROPOUT_RANGE = (0.0, 0.5)
+EFFECTIVE_BATCH_RANGE = (4, 1024)
+LONG_SEQ = 4096  # without gradient checkpointing, activations at this length dominate memory
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: str  # error | warning | info
+    message: str
+    why: str
+    fix: str
+    patch: dict[str, object] | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a rule may look at, computed once."""
+
+    cfg: RunConfig
+    spec: ModelSpec | None
+    hw: Hardware | None
+    method: str  # lora | qlora (auto resolved)
+    method_note: str
+    estimate: object | None  # memory.Estimate for `method`, when the model is known
+    fit: str | None  # fits | tight | wont-fit | no-gpu
+    target_error: str | None  # why the target modules do not resolve on this model
+
+    @property
+    def gpus(self) -> int:
+        return self.hw.gpu_count if self.hw and self.hw.has_gpu else 1
+
+    @property
+    def r(self) -> int:
+        return self.cfg.lora.r
+
+    @property
+    def targets(self):
+        return self.cfg.lora.target_modules
+
+
+def _targets_all(ctx: Context) -> bool:
+    """aggressive / all-linear, or a list that adapts MLP as well as attention."""
+    t = ctx.targets
+    if isinstance(t, str):
+        return t in ("aggressive", "all-linear")
+    mlp_names = {"gate_proj", "up_proj", "down_proj", "gate_up_proj", "fc1", "fc2", "w1", "w2", "w3"}
+    return any(n in mlp_names for n in t) and len(t) >= 5
+
+
+# ------------------------------------------------------------------------------ rules
+
+
+def rank_out_of_range(ctx: Context) -> Finding | None:
+    lo, hi = RANK_RANGE
+    if lo <= ctx.r <= hi:
+        return None
+    return Finding("rank-out-of-range", "error", f"lora.r = {ctx.r} is outside {lo}–{hi}",
+                   "ranks above 2048 exceed most models' hidden size: the adapter is no longer low-rank "
+                   "and costs as much as full fine-tuning", "use a rank between 8 and 256", {"lora.r": 64})
+
+
+def dropout_out_of_range(ctx: Context) -> Finding | None:
+    d = ctx.cfg.lora.dropout
+    if DROPOUT_RANGE[0] <= d <= DROPOUT_RANGE[1]:
+        return None
+    return Finding("dropout-out-of-range", "warning", f"lora.dropout = {d:g} is above {DROPOUT_RANGE[1]:g}",
+                   "dropping more than half the adapter's input makes its updates mostly noise",
+                   "use 0.05 (0.1 for under ~1k rows)", {"lora.dropout": 0.05})
+
+
+def lr_out_of_range(ctx: Context) -> Finding | None:
+    lr = ctx.cfg.train.lr
+    lo, hi = TYPICAL_LR[ctx.method]
+    if WARN_LR[0] <= lr <= WARN_LR[1]:
+        return None
+    if ctx.method == "qlora" and lr > QLORA_MAX_LR and lr < 1e-2:
+        return None  # qlora-high-lr says it
+    typical = (lo * hi) ** 0.5
+    suggested = 2e-4 if ctx.method == "lora" else 1e-4
+    severity = "error" if lr >= 1e-2 else "warning"
+    return Finding("lr-out-of-range", severity,
+                   f"train.lr = {lr:g} is outside the usual {ctx.method.upper()} range ({lo:g}–{hi:g})",
+                   "too low and the adapter barely moves in the steps you pay for; too high and the loss "
+                   f"spikes or diverges (around {typical:.0e} is where LoRA runs usually land)",
+                   f"set train.lr to {suggested:g}", {"train.lr": suggested})
+
+
+def high_rank_high_dropout(ctx: Context) -> Finding | None:
+    if ctx.r > 256 and ctx.cfg.lora.dropout > 0.2:
+        return Finding("high-rank-high-dropout", "warning",
+                       f"rank {ctx.r} with dropout {ctx.cfg.lora.dropout:g}: over-regularised",
+                       "a high rank buys capacity and heavy dropout throws it away: you pay the memory "
+                       "of a large adapter for the fit of a small one",
+                       "lower lora.dropout to 0.05, or lower the rank if you wanted regularisation",
+                       {"lora.dropout": 0.05})
+    return None
+
+
+def alpha_below_rank(ctx: Context) -> Finding | None:
+    alpha = ctx.cfg.lora.alpha_value
+    if ctx.cfg.lora.use_rslora or alpha >= ctx.r:
+        return None
+    return Finding("alpha-below-rank", "warning", f"lora.alpha = {alpha:g} is below lora.r = {ctx.r}",
+                   f"the update is scaled by alpha/r = {alpha / ctx.r:.2g} < 1: the adapter's capacity is "
+                   "under-used and it learns slowly at a normal learning rate",
+                   f"set lora.alpha to 2·r = {2 * ctx.r} (or alpha = r)", {"lora.alpha": 2 * ctx.r})
+
+
+def all_modules_low_rank(ctx: Context) -> Finding | None:
+    if ctx.r < 8 and _targets_all(ctx):
+        return Finding("all-modules-low-rank", "warning",
+                       f"rank {ctx.r} spread over every linear layer ({ctx.targets if isinstance(ctx.targets, str) else 'attention + MLP'})",
+                       "adapting many modules at a very low rank spreads the capacity too thin: each module "
+                       "gets too few directions to matter",
+                       "raise lora.r to 8 or more, or adapt only the attention projections (standard)",
+                       {"lora.r": 8})
+    return None
+
+
+def qlora_high_lr(ctx: Context) -> Finding | None:
+    if ctx.method == "qlora" and QLORA_MAX_LR < ctx.cfg.train.lr:
+        return Finding("qlora-high-lr", "warning",
+                       f"QLoRA with train.lr = {ctx.cfg.train.lr:g} (> {QLORA_MAX_LR:g}): likely unstable",
+                       "gradients through the 4-bit de-quantized base are noisier; the QLoRA recipe used "
+                       "1e-4–2e-4 (Dettmers et al. 2023)", "set train.lr to 1e-4", {"train.lr": 1e-4})
+    return None
+
+
+def wont_fit(ctx: Context) -> Finding | None:
+    if ctx.estimate is None:
+        return None
+    peak = ctx.estimate.peak_gib
+    if ctx.fit == "no-gpu":
+        return Finding("wont-fit", "info", f"no GPU to fit against: {ctx.method.upper()} needs ~{peak:.1f} GiB",
+                       "no GPU was found or declared, so fit cannot be checked",
+                       "plan for a GPU with --gpu-mem 24GiB or --gpu A100-80GB")
+    if ctx.fit == "fits":
+        return None
+    have = gib(ctx.hw.gpu_bytes)
+    fix, patch = _fit_fix(ctx)
+    if ctx.fit == "tight":
+        return Finding("wont-fit", "warning", f"tight: ~{peak:.1f} GiB of {have:.1f} GiB per GPU",
+                       "little headroom is left for the CUDA context, fragmentation and long batches: "
+                       "an out-of-memory crash mid-run is likely", fix, patch)
+    return Finding("wont-fit", "error", f"will not fit: ~{peak:.1f} GiB needed, {have:.1f} GiB per GPU",
+                   f"the {ctx.method.upper()} estimate exceeds the GPU's memory: the run would crash "
+                   "with CUDA out of memory", fix, patch)
+
+
+def _fit_fix(ctx: Context) -> tuple[str, dict | None]:
+    from .recommend import suggest_fixes  # recommend imports this module
+
+    sugg = suggest_fixes(ctx.spec, ctx.hw, ctx.cfg, ctx.method)
+    good = [s for s in sugg if s["fit"] == "fits"] or [s for s in sugg if s["fit"] == "tight"]
+    if good:
+        best = good[0]
+        return f"{best['change']} (~{best['peak_gib']:.1f} GiB)", best["patch"]
+    if sugg:
+        lowest = min(sugg, key=lambda s: s["peak_gib"])
+        return (f"nothing single is enough; {lowest['change']} gets to ~{lowest['peak_gib']:.1f} GiB. "
+                "Use a larger GPU or more GPUs"), None
+    return "use a larger GPU or more GPUs", None
+
+
+def bf16_unsupported(ctx: Context) -> Finding | None:
+    if not (ctx.hw and ctx.hw.has_gpu) or ctx.hw.bf16:
+        return None
+    wants = [k for k, v in (("train.precision", ctx.cfg.train.precision),
+                            ("quant.compute_dtype", ctx.cfg.quant.compute_dtype)) if v in ("bf16", "bfloat16")]
+    if not wants:
+        return None
+    patch = {"train.precision": "fp16"} if "train.precision" in wants else {}
+    if "quant.compute_dtype" in wants:
+        patch["quant.compute_dtype"] = "float16"
+    return Finding("bf16-unsupported", "error", f"{' and '.join(wants)} asks for bf16, which this GPU lacks",
+                   "bf16 needs compute capability 8.0 or newer (Ampere); on older GPUs training fails "
+                   "or falls back to slow emulation", "use fp16 (or auto, which picks it)", patch)
+
+
+def fp16_on_bf16_gpu(ctx: Context) -> Finding | None:
+    if ctx.cfg.train.precision == "fp16" and ctx.hw and ctx.hw.has_gpu and ctx.hw.bf16:
+        return Finding("fp16-on-bf16-gpu", "info", "fp16 on a GPU that has bf16",
+                       "bf16 has fp32's exponent range: no loss scaling, fewer overflow spikes",
+                       "set train.precision to bf16 (or auto)", {"train.precision": "auto"})
+    return None
+
+
+def seq_beyond_positions(ctx: Context) -> Finding | None:
+    if not ctx.spec or not ctx.spec.max_positions:
+        return None
+    seq, pos = ctx.cfg.train.max_seq_len, ctx.spec.max_positions
+    if seq <= pos:
+        return None
+    return Finding("seq-beyond-positions", "warning",
+                   f"train.max_seq_len = {seq} is beyond {ctx.spec.name}'s {pos} positions",
+                   "positions past the pre-trained range are untrained (or rejected): quality drops "
+                   "and memory is spent on tokens the model cannot place",
+                   f"set train.max_seq_len to {pos} or less", {"train.max_seq_len": pos})
+
+
+def unknown_target_module(ctx: Context) -> Finding | None:
+    if ctx.target_error is None:
+        return None
+    names = ", ".join(ctx.spec.adaptable_names())
+    return Finding("unknown-target-module", "error", ctx.target_error,
+                   "peft refuses target modules the model does not have, so the run stops before training",
+                   f"use a named set (minimal, standard, aggressive, all-linear) or names {ctx.spec.name} has: {names}",
+                   {"lora.target_modules": "standard"})
+
+
+def trust_remote_code(ctx: Context) -> Finding | None:
+    if ctx.cfg.model.trust_remote_code:
+        return Finding("trust-remote-code", "warning", "model.trust_remote_code is on",
+                       "the model folder's Python code runs with your permissions when the model loads",
+                       "turn it off unless you have read that code and trust its source",
+                       {"model.trust_remote_code": False})
+    return None
+
+
+def effective_batch_small(ctx: Context) -> Finding | None:
+    eff = ctx.cfg.train.effective_batch * ctx.gpus
+    if eff >= EFFECTIVE_BATCH_RANGE[0]:
+        return None
+    accum = -(-16 // (ctx.cfg.train.micro_batch * ctx.gpus))
+    return Finding("effective-batch-small", "warning",
+                   f"effective batch {eff} (micro_batch {ctx.cfg.train.micro_batch} · grad_accum "
+                   f"{ctx.cfg.train.grad_accum} · {ctx.gpus} GPU{'s' if ctx.gpus > 1 else ''}) is very small",
+                   "each step follows the noise of a few examples: the loss jumps around and the "
+                   "learning rate must be lowered to compensate",
+                   f"raise train.grad_accum to {accum} for an effective batch of ~16", {"train.grad_accum": accum})
+
+
+def effective_batch_large(ctx: Context) -> Finding | None:
+    eff = ctx.cfg.train.effective_batch * ctx.gpus
+    if eff <= EFFECTIVE_BATCH_RANGE[1]:
+        return None
+    accum = max(1, 32 // (ctx.cfg.train.micro_batch * ctx.gpus))
+    return Finding("effective-batch-large", "warning", f"effective batch {eff} is implausibly large",
+                   "few optimizer steps per epoch: a LoRA fine-tune of a few thousand rows may take a "
+                   "handful of steps and barely learn", f"lower train.grad_accum to {accum}",
+                   {"train.grad_accum": accum})
+
+
+def rslora_off_high_rank(ctx: Context) -> Finding | None:
+    if ctx.r >= 128 and not ctx.cfg.lora.use_rslora:
+        return Finding("rslora-off-high-rank", "info", f"rank {ctx.r} without rsLoRA",
+                       "with alpha/r scaling, high ranks learn little more than low ones; rank-stabilised "
+                       "scaling alpha/√r keeps them learning (Kalajdzievski 2023)",
+                       "set lora.use_rslora: true and lower alpha (alpha ≈ 2·√r keeps the same start)",
+                       {"lora.use_rslora": True, "lora.alpha": round(2 * ctx.r ** 0.5, 1)})
+    return None
+
+
+def no_grad_checkpointing_long_seq(ctx: Context) -> Finding | None:
+    t = ctx.cfg.train
+    if t.grad_checkpointing or t.max_seq_len < LONG_SEQ:
+        return None
+    return Finding("no-grad-checkpointing-long-seq", "warning",
+                   f"gradient checkpointing off at max_seq_len {t.max_seq_len}",
+                   "every layer's activations are kept for the backward pass; at long sequences they "
+                   "dominate memory", "turn train.grad_checkpointing on (~30% slower, far less memory)",
+                   {"train.grad_checkpointing": True})
+
+
+def no_warmup(ctx: Context) -> Finding | None:
+    t = ctx.cfg.train
+    if t.warmup_ratio == 0 and not t.warmup_steps:
+        return Finding("no-warmup", "info", "no learning-rate warmup",
+                       "Adam's first steps use poor moment estimates; a short warmup avoids an early spike",
+                       "set train.warmup_ratio to 0.03", {"train.warmup_ratio": 0.03})
+    return None
+
+
+def alpha_far_above_rank(ctx: Context) -> Finding | None:
+    alpha = ctx.cfg.lora.alpha_value
+    if ctx.cfg.lora.use_rslora or alpha <= 8 * ctx.r:
+        return None
+    return Finding("alpha-far-above-rank", "warning", f"lora.alpha = {alpha:g} is over 8× lora.r = {ctx.r}",
+                   f"the update is scaled by {alpha / ctx.r:.3g}: like multiplying the learning rate, "
+                   "it makes the run unstable", f"set lora.alpha to 2·r = {2 * ctx.r}", {"lora.alpha": 2 * ctx.r})
+
+
+def model_unknown(ctx: Context) -> Finding | None:
+    if ctx.spec is not None:
+        return None
+    return Finding("checks-skipped", "info", f"model {ctx.cfg.model.name!r} is not known here: "
+                   "memory fit and shape checks skipped",
+                   "rankwise reads shapes from its catalog, a local folder or the local HF cache; "
+                   "nothing is downloaded", "pass --model with a catalog name or local folder of the same architecture")
+
+
+RULES: list[Callable[[Context], Finding | None]] = [
+    model_unknown, rank_out_of_range, dropout_out_of_range, lr_out_of_range, high_rank_high_dropout,
+    alpha_below_rank, alpha_far_above_rank, all_modules_low_rank, qlora_high_lr, wont_fit, bf16_unsupported,
+    fp16_on_bf16_gpu, seq_beyond_positions, unknown_target_module, trust_remote_code, effective_batch_small,
+    effective_batch_large, rslora_off_high_rank, no_grad_checkpointing_long_seq, no_warmup,
+]
+
+
+def context(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method: str | None = None) -> Context:
+    from . import memory
+    from .recommend import choose_method
+
+    method = method or cfg.method
+    target_error = None
+    if spec is not None:
+        try:
+            spec.resolve_targets(cfg.lora.target_modules)
+        except RankwiseError as e:
+            target_error = e.message
+    note = f"method {method} as configured"
+    if method == "auto":
+        if spec is None or target_error:
+            method, note = "lora", "method auto: LoRA assumed (the model's size is unknown here)"
+        else:
+            method, note = choose_method(spec, hw, cfg)
+    est = fit = None
+    if spec is not None and target_error is None:
+        est = memory.estimate(spec, memory.Plan.from_config(cfg, method=method, gpus=_gpus(hw)))
+        fit = memory.fit(est, hw.gpu_bytes if hw else None)
+    return Context(cfg, spec, hw, method, note, est, fit, target_error)
+
+
+def _gpus(hw: Hardware | None) -> int:
+    return hw.gpu_count if hw and hw.has_gpu else 1
+
+
+def check(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method: str | None = None) -> list[Finding]:
+    """Every red flag in `cfg` (for `spec` on `hw`), errors first."""
+    ctx = context(cfg, spec, hw, method)
+    found = [f for rule in RULES if (f := rule(ctx)) is not None]
+    return sorted(found, key=lambda f: SEVERITY_ORDER[f.severity])
