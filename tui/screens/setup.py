@@ -1,0 +1,243 @@
+"""Setup: the machine (or a planned GPU), the model, the task, the dataset and a budget."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+
+from ..widgets.bars import gib, gpu_line, usage_bar
+
+TASKS = ("classification", "format", "style", "instruction", "chat", "domain", "code", "reasoning")
+SCAN_LIMIT = 20000  # rows read by the quick scan; enough for length statistics
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the Advice screen asks the advisor about."""
+
+    model: str
+    task: str
+    hardware: object
+    budget: int | None = None
+    dataset: str | None = None
+    dataset_rows: int | None = None
+
+
+class HardwareProbed(Message):
+    def __init__(self, hardware) -> None:
+        super().__init__()
+        self.hardware = hardware
+
+
+class DatasetScanned(Message):
+    def __init__(self, path: str, result=None, error: str | None = None) -> None:
+        super().__init__()
+        self.path, self.result, self.error = path, result, error
+
+
+def hardware_text(hw) -> Text:
+    if hw is None:
+        return Text("probing the machine…", style="dim")
+    out = Text()
+    for g in hw.gpus:
+        out.append_text(gpu_line(g, 16))
+        out.append("\n")
+    if not hw.gpus:
+        out.append("No GPU found", style="bold yellow")
+        note = f" ({hw.notes[0]})" if getattr(hw, "notes", None) else ""
+        out.append(note + ": plan for one below (memory and count, or a GPU name)\n", style="yellow")
+    host = hw.host
+    if host is not None:
+        used = host.ram_total_bytes - host.ram_available_bytes
+        out.append("host ", style="bold")
+        out.append(f"{host.cpu_cores} cores  RAM ")
+        out.append_text(usage_bar(used, host.ram_total_bytes, 12))
+        out.append(f" {gib(host.ram_total_bytes)} GiB, {gib(host.ram_available_bytes)} free")
+    return out
+
+
+def scan_text(scan) -> Text:
+    fmt = scan.format or "unknown format"
+    t = Text(f"{scan.rows:,}{'' if scan.complete else '+'} rows · {fmt} · chars median {scan.median_chars:,}, "
+             f"p95 {scan.p95_chars:,}, max {scan.max_chars:,}")
+    if scan.bad_rows:
+        t.append(f" · {scan.bad_rows} bad", style="bold red")
+        if scan.first_problems:
+            t.append(f": {scan.first_problems[0]}", style="red")
+    return t
+
+
+class SetupScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+n", "advice", "Advice"),
+        Binding("escape", "blur", "Leave field", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._scan = None
+        self._scan_timer = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(hardware_text(self.app.ctx.hardware), id="hw")
+        with Horizontal(id="plan"):
+            yield Label("Plan GPU", classes="label")
+            yield Input(placeholder="memory e.g. 24GiB", id="gpu-mem", compact=True)
+            yield Input(placeholder="count", id="gpus", compact=True, restrict=r"[0-9]*")
+            yield Input(placeholder="or name: L4, A100-80GB", id="gpu-name", compact=True)
+        with Horizontal(id="setup-body"):
+            with Vertical(id="model-col"):
+                yield Label("Model: filter, path or HF id", classes="title")
+                yield Input(placeholder="filter or path", id="model", compact=True)
+                yield OptionList(*self._options(""), id="models", compact=True)
+            with Vertical(id="task-col"):
+                yield Label("Task", classes="title")
+                yield Select([(t, t) for t in TASKS], value="instruction", allow_blank=False, id="task",
+                             compact=True)
+                yield Label("Dataset (optional)", classes="title")
+                yield Input(placeholder="path to .jsonl/.json/.csv/.parquet", id="dataset", compact=True)
+                yield Static(Text("no dataset: advice from the task alone", style="dim"), id="scan")
+                yield Label("Trainable-parameter budget (optional)", classes="title")
+                yield Input(placeholder="e.g. 10M", id="budget", compact=True)
+                yield Static("", id="setup-error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        ctx = self.app.ctx
+        self.sub_title = "setup"
+        if ctx.hardware is None and ctx.probe:
+            self.probe()
+        self.query_one("#models", OptionList).highlighted = 0
+        self.query_one("#model", Input).focus()
+
+    # ---- hardware
+    @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
+    def probe(self) -> None:
+        from rankwise.advisor.hardware import probe
+
+        self.post_message(HardwareProbed(probe()))
+
+    def on_hardware_probed(self, message: HardwareProbed) -> None:
+        self.app.ctx.hardware = message.hardware
+        self.query_one("#hw", Static).update(hardware_text(message.hardware))
+
+    # ---- model list
+    def _options(self, text: str) -> list[Option]:
+        text = text.strip().lower()
+        names = [n for n in self.app.ctx.catalog if text in n.lower()] if text else list(self.app.ctx.catalog)
+        return [Option(n, id=n) for n in names]
+
+    @on(Input.Changed, "#model")
+    def _filter(self, event: Input.Changed) -> None:
+        ol = self.query_one("#models", OptionList)
+        ol.clear_options()
+        ol.add_options(self._options(event.value))
+        if ol.option_count:
+            ol.highlighted = 0
+
+    @on(Input.Submitted, "#model")
+    def _model_enter(self) -> None:
+        self.query_one("#task", Select).focus()
+
+    @on(OptionList.OptionSelected, "#models")
+    def _model_picked(self, event: OptionList.OptionSelected) -> None:
+        box = self.query_one("#model", Input)
+        with box.prevent(Input.Changed):
+            box.value = event.option.id
+        self.query_one("#task", Select).focus()
+
+    def chosen_model(self) -> str | None:
+        typed = self.query_one("#model", Input).value.strip()
+        if typed in self.app.ctx.catalog:
+            return typed
+        ol = self.query_one("#models", OptionList)
+        if ol.option_count and ol.highlighted is not None:
+            return ol.get_option_at_index(ol.highlighted).id
+        return typed or None
+
+    # ---- dataset scan (debounced, in a worker)
+    @on(Input.Changed, "#dataset")
+    def _dataset_changed(self, event: Input.Changed) -> None:
+        if self._scan_timer is not None:
+            self._scan_timer.stop()
+        self._scan = None
+        path = event.value.strip()
+        if not path:
+            self.query_one("#scan", Static).update(Text("no dataset: advice from the task alone", style="dim"))
+            return
+        self._scan_timer = self.set_timer(0.4, lambda: self.scan_dataset(path))
+
+    @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
+    def scan_dataset(self, path: str) -> None:
+        from rankwise.advisor.dataset import scan
+        from rankwise.advisor.errors import RankwiseError
+
+        p = Path(path).expanduser()
+        if not p.exists():
+            self.post_message(DatasetScanned(path, error=f"not found: {path}"))
+            return
+        try:
+            self.post_message(DatasetScanned(path, result=scan(p, limit=SCAN_LIMIT)))
+        except RankwiseError as e:
+            self.post_message(DatasetScanned(path, error=e.message))
+        except OSError as e:
+            self.post_message(DatasetScanned(path, error=str(e)))
+
+    def on_dataset_scanned(self, message: DatasetScanned) -> None:
+        if message.path != self.query_one("#dataset", Input).value.strip():
+            return  # typed on since
+        box = self.query_one("#scan", Static)
+        if message.error:
+            box.update(Text(message.error, style="red"))
+        else:
+            self._scan = message.result
+            box.update(scan_text(message.result))
+
+    # ---- to Advice
+    def planned_hardware(self):
+        """The probed machine, or the GPU planned in the fields (RankwiseError if they are wrong)."""
+        from rankwise.advisor.hardware import Hardware, planned
+
+        hw = self.app.ctx.hardware or Hardware(gpus=(), host=None, source="unknown")
+        mem = self.query_one("#gpu-mem", Input).value.strip()
+        count = self.query_one("#gpus", Input).value.strip()
+        name = self.query_one("#gpu-name", Input).value.strip()
+        if not (mem or name):
+            if count and hw.gpus:
+                return planned(gpu_mem=str(hw.gpu_bytes), gpus=int(count), host=hw.host)
+            return hw
+        return planned(gpu_mem=mem or None, gpus=int(count) if count else None, gpu=name or None, host=hw.host)
+
+    def action_advice(self) -> None:
+        from rankwise.advisor.errors import RankwiseError
+        from rankwise.advisor.units import parse_count
+
+        err = self.query_one("#setup-error", Static)
+        model = self.chosen_model()
+        try:
+            if not model:
+                raise RankwiseError("pick a model", "type to filter the catalog, or give a local path")
+            hw = self.planned_hardware()
+            text = self.query_one("#budget", Input).value.strip()
+            budget = parse_count(text, "budget") if text else None
+        except RankwiseError as e:
+            err.update(Text(e.message + (f" — {e.hint}" if e.hint else ""), style="red"))
+            return
+        err.update("")
+        dataset = self.query_one("#dataset", Input).value.strip() or None
+        rows = self._scan.rows if self._scan is not None else None
+        self.app.open_advice(Request(model=model, task=str(self.query_one("#task", Select).value),
+                                     hardware=hw, budget=budget, dataset=dataset, dataset_rows=rows))
+
+    def action_blur(self) -> None:
+        self.set_focus(None)
