@@ -1,0 +1,219 @@
+"""The memory estimator: components against hand-computed shapes, monotonicity, the CLI."""
+import csv
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rankwise.advisor.config import RunConfig
+from rankwise.advisor.errors import RankwiseError
+from rankwise.advisor.memory import GIB, Plan, estimate, fit
+from rankwise.advisor.model import load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Llama 3.1 8B from its config.json: hidden 4096, MLP 14336, 32 layers, 32 q heads and
+# 8 kv heads of 128, vocabulary 128256, untied head.
+H, I, L, V, KV = 4096, 14336, 32, 128256, 1024
+LAYER_LINEARS = H * H + H * KV + H * KV + H * H + 3 * H * I  # q, k, v, o, gate, up, down
+EMBED = HEAD = V * H
+NORMS = (2 * L + 1) * H
+
+
+@pytest.fixture(scope="module")
+def llama8b():
+    return load_model("llama-3.1-8b")
+
+
+def test_llama8b_lora_components_by_hand(llama8b):
+    est = estimate(llama8b, Plan("lora", r=16, targets="standard"))
+    total = L * LAYER_LINEARS + EMBED + HEAD + NORMS
+    assert est.components["base_weights"] == 2 * total  # bf16
+    lora = L * 16 * ((H + H) + (H + KV) + (H + KV) + (H + H))  # r·(d_in + d_out) for q, k, v, o
+    assert est.trainable_params == lora == 13_631_488
+    assert est.components["lora_params"] == est.components["lora_grads"] == 4 * lora  # fp32 adapters
+    assert est.components["optimizer_states"] == 8 * lora  # AdamW m + v in fp32
+    # the loss's peak: 3 fp32 vocab-sized copies in backward, 2048 tokens
+    assert est.components["logits_loss"] == 12 * 2048 * V
+
+
+def test_llama8b_qlora_components_by_hand(llama8b):
+    est = estimate(llama8b, Plan("qlora", r=16, targets="standard", optimizer="paged_adamw_8bit"))
+    quant = L * LAYER_LINEARS
+    assert est.components["base_weights"] == quant // 2  # NF4: 4 bits
+    assert est.components["quant_constants"] == quant // 64 + 4 * (quant // (64 * 256))  # 8-bit absmax + fp32 / 256
+    assert est.components["unquantized_weights"] == 4 * (EMBED + HEAD + NORMS)  # upcast to fp32 by peft
+    n = est.trainable_params
+    assert est.components["optimizer_states"] == 2 * n + 8 * -(-n // 256)  # two uint8 states + absmax per 256
+    no_dq = estimate(llama8b, Plan("qlora", optimizer="paged_adamw_8bit", double_quant=False))
+    assert no_dq.components["quant_constants"] == 4 * (quant // 64)
+
+
+def test_tied_small_model_by_hand():
+    spec = load_model("llama-3.2-1b")  # hidden 2048, MLP 8192, 16 layers, 8 kv heads of 64, tied head
+    h, i, layers, v, kv = 2048, 8192, 16, 128256, 512
+    total = layers * (2 * h * h + 2 * h * kv + 3 * h * i) + v * h + (2 * layers + 1) * h
+    est = estimate(spec, Plan("lora", r=8, targets="minimal"))
+    assert est.components["base_weights"] == 2 * total
+    assert est.trainable_params == layers * 8 * ((h + h) + (h + kv))  # q_proj, v_proj
+
+
+def test_components_sum_to_peak_and_views_are_ordered(llama8b):
+    for method in ("lora", "qlora"):
+        est = estimate(llama8b, Plan(method, micro_batch=2, seq_len=4096))
+        assert sum(est.components.values()) == est.peak_bytes
+        assert est.allocated_bytes < est.reserved_bytes < est.peak_bytes
+
+
+@pytest.mark.parametrize("field,low,high", [("r", 8, 64), ("micro_batch", 1, 4), ("seq_len", 1024, 8192)])
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_more_rank_batch_or_sequence_needs_more_memory(llama8b, method, field, low, high):
+    a = estimate(llama8b, Plan(method, **{field: low}))
+    b = estimate(llama8b, Plan(method, **{field: high}))
+    assert b.peak_bytes > a.peak_bytes
+
+
+def test_checkpointing_saves_activation_memory(llama8b):
+    on = estimate(llama8b, Plan("lora", seq_len=4096, grad_checkpointing=True))
+    off = estimate(llama8b, Plan("lora", seq_len=4096, grad_checkpointing=False))
+    act = lambda e: e.components["activations"] + e.components["logits_loss"]
+    assert act(on) < act(off) / 3
+
+
+def test_double_quant_and_qlora_save_memory(llama8b):
+    dq = estimate(llama8b, Plan("qlora", double_quant=True))
+    no = estimate(llama8b, Plan("qlora", double_quant=False))
+    assert dq.peak_bytes < no.peak_bytes
+    assert dq.peak_bytes < estimate(llama8b, Plan("lora")).peak_bytes
+
+
+def test_128k_vocabulary_logits_are_a_large_component(llama8b):
+    est = estimate(llama8b, Plan("qlora", seq_len=8192))
+    assert est.components["logits_loss"] / GIB > 10  # 12 bytes x 8192 x 128256
+    assert est.components["logits_loss"] == max(est.components.values())
+    small_vocab = estimate(load_model("llama-2-7b"), Plan("qlora", seq_len=8192))
+    assert small_vocab.components["logits_loss"] < est.components["logits_loss"] / 3
+
+
+def test_ddp_keeps_a_full_copy_per_gpu(llama8b):
+    one = estimate(llama8b, Plan("lora"))
+    two = estimate(llama8b, Plan("lora", gpus=2))
+    assert two.components["base_weights"] == one.components["base_weights"]
+    assert two.peak_bytes == one.peak_bytes + two.components["ddp_buckets"]
+
+
+@pytest.mark.parametrize("plan,match", [
+    (Plan("lora", r=0), "rank"),
+    (Plan("lora", optimizer="sgd"), "unknown optimizer 'sgd'"),
+    (Plan("lora", targets="q_proj,gate"), "gate not in"),
+    (Plan("dora"), "unknown method"),
+    (Plan("lora", seq_len=0), "positive"),
+])
+def test_impossible_plans_raise(llama8b, plan, match):
+    with pytest.raises(RankwiseError, match=match):
+        estimate(llama8b, plan)
+
+
+def test_fit_thresholds(llama8b):
+    est = estimate(llama8b, Plan("lora"))
+    assert fit(est, None) == "no-gpu"
+    assert fit(est, int(est.peak_bytes / 0.9) + 1) == "fits"
+    assert fit(est, est.peak_bytes) == "tight"
+    assert fit(est, est.peak_bytes - 1) == "wont-fit"
+
+
+def test_plan_from_config():
+    cfg = RunConfig.model_validate({"method": "qlora", "lora": {"r": 32, "target_modules": ["q_proj", "v_proj"]},
+                                    "train": {"micro_batch": 2, "max_seq_len": 1024, "precision": "fp32"}})
+    plan = Plan.from_config(cfg)
+    assert (plan.method, plan.r, plan.targets, plan.micro_batch, plan.seq_len) == ("qlora", 32, ("q_proj", "v_proj"), 2, 1024)
+    assert plan.optimizer == "paged_adamw_8bit" and plan.dtype_bytes == 4
+    assert Plan.from_config(cfg, method="lora").optimizer == "adamw_torch"
+
+
+def test_to_dict_is_json_ready(llama8b):
+    d = estimate(llama8b, Plan("qlora")).to_dict()
+    json.dumps(d)
+    assert abs(sum(d["components"].values()) - d["peak_gib"]) < 0.01
+    assert d["method"] == "qlora" and d["trainable_params"] > 0 and d["plan"]["targets"] == "standard"
+    assert any("prepare_model_for_kbit_training" in a for a in d["assumptions"])
+
+
+def test_benchmark_stays_within_target():
+    """bench/memory_reference.csv: published figures; the estimator must stay within the
+    target the benchmark reports (median <= 10%, no row over 25%)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import estimator_accuracy
+    finally:
+        sys.path.pop(0)
+    used, left_out = estimator_accuracy.evaluate(ROOT / "bench" / "memory_reference.csv")
+    errs = [abs(u["rel"]) for u in used]
+    assert len(used) + len(left_out) >= 20 and len(used) >= 12
+    assert statistics.median(errs) <= 0.10 and max(errs) <= 0.25
+    for row in csv.DictReader((ROOT / "bench" / "memory_reference.csv").open()):
+        assert row["source_url"].startswith("https://") and row["where"] and row["measured"]
+
+
+# ------------------------------------------------------------------ the command
+
+
+def test_estimate_text(rankwise_cmd):
+    r = subprocess.run(rankwise_cmd + ["estimate", "--model", "llama-3.1-8b", "--method", "qlora", "--rank", "32",
+                                       "--targets", "all-linear", "--gpu-mem", "24GiB"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "logits loss" in out and "peak (nvidia-smi)" in out and "trainable parameters: 83,886,080" in out
+    assert "fit on the declared GPU" in out
+
+
+def test_estimate_json(rankwise_cmd):
+    r = subprocess.run(rankwise_cmd + ["estimate", "--model", "qwen2.5-7b", "--batch", "2", "--seq", "1024",
+                                       "--no-grad-checkpointing", "--json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert {"peak_gib", "components", "assumptions", "fit", "gpu_bytes", "trainable_params"} <= set(d)
+    assert d["plan"]["grad_checkpointing"] is False and d["plan"]["optimizer"] == "adamw_torch"
+
+
+def test_estimate_preset_with_override(rankwise_cmd):
+    r = subprocess.run(rankwise_cmd + ["estimate", "--preset", "llama3.1-8b-chat-qlora-24gb", "--rank", "64", "--json"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["method"] == "qlora" and d["plan"]["r"] == 64 and d["plan"]["optimizer"] == "paged_adamw_8bit"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "llama-9000"], "unknown model 'llama-9000'"),
+    (["--rank", "0"], "--rank must be at least 1"),
+    (["--targets", "q_proj,qq_proj"], "qq_proj not in"),
+])
+def test_estimate_bad_input_exits_2(rankwise_cmd, args, message):
+    r = subprocess.run(rankwise_cmd + ["estimate"] + args, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------ against peft itself
+
+
+@pytest.mark.slow
+def test_trainable_params_match_peft():
+    """A tiny real Llama: the estimator's trainable count equals peft's."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rankwise.advisor.model import spec_from_config
+
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=300, max_position_embeddings=128)
+    spec = spec_from_config("tiny", "local", {**cfg.to_dict(), "model_type": "llama"})
+    for targets, r in (("standard", 8), ("all-linear", 4), ("minimal", 2)):
+        model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=r, target_modules=spec.target_set(targets)))
+        trainable, _ = model.get_nb_trainable_parameters()
+        assert estimate(spec, Plan("lora", r=r, targets=targets)).trainable_params == trainable
