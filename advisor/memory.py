@@ -359,6 +359,8 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         out.append(f"QLoRA: every linear except lm_head in NF4 (4 bits) with {dq}")
         if STACKS[plan.stack].kbit_upcast:
             out.append("prepare_model_for_kbit_training casts embeddings, norms, lm_head and biases to fp32 (peft 0.21 other.py)")
+            out.append("so the residual stream and MLP activations are fp32 (4-bit linears return their input's dtype), "
+                       "and the 16-bit autocast copy of the fp32 lm_head is kept for backward")
         if spec.is_moe:
             out.append("MoE expert tensors assumed quantized like linears")
     else:
