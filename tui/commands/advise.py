@@ -1,0 +1,216 @@
+"""`rankwise advise`: recommend LoRA or QLoRA and every knob, each with its reason."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .common import add_json, add_planning, hardware_from, print_json
+
+TASKS = ("classification", "format", "style", "instruction", "chat", "domain", "code", "reasoning")
+FIT_STYLE = {"fits": "green", "tight": "yellow", "wont-fit": "red", "no-gpu": "cyan"}
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("advise", help="recommend LoRA/QLoRA hyperparameters with reasons",
+                       description="Recommend the method (LoRA if it fits with headroom, else QLoRA), rank, alpha, "
+                                   "targets, dropout, learning rate, schedule and batch shape for a model, task and "
+                                   "GPU; every value with its reason. When nothing fits, says what would.")
+    p.add_argument("--model", required=True, help="catalog name, local model folder/config.json or cached model id")
+    p.add_argument("--task", required=True, choices=TASKS,
+                   help="what the fine-tune teaches: classification/format/style (rank 4–8), instruction/chat "
+                        "(16–32), domain/code/reasoning (64–128)")
+    p.add_argument("--budget", metavar="N", help="most trainable parameters, e.g. 10M: caps the rank")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--dataset", metavar="PATH", help="training data (.jsonl/.json/.csv/.parquet): rows are counted "
+                                                        "and lengths measured")
+    data.add_argument("--samples", type=int, metavar="N", help="number of training rows, if you know it")
+    p.add_argument("--seq", type=int, metavar="TOKENS", help="sequence length (default: from --dataset, else 2048)")
+    p.add_argument("--write-preset", metavar="FILE", help="also write the config as a YAML preset for `rankwise train`")
+    p.add_argument("--force", action="store_true", help="let --write-preset overwrite an existing file")
+    add_json(p)
+    add_planning(p)
+    p.set_defaults(func=run)
+
+
+def _dataset(path: str) -> tuple[int, int | None, str]:
+    """(rows, p95 characters or None, how counted). Uses the data scanner (no tokenizer)."""
+    from rankwise.advisor.dataset import scan
+
+    s = scan(path)
+    note = f"{path}: {s.rows:,} rows ({s.format or 'unknown'} format"
+    note += f", {s.bad_rows} bad)" if s.bad_rows else ")"
+    return s.rows, (s.p95_chars or None), note
+
+
+def run(args) -> int:
+    from rankwise.advisor.errors import RankwiseError
+    from rankwise.advisor.model import load_model
+    from rankwise.advisor.recommend import advise
+    from rankwise.advisor.units import parse_count
+
+    if args.samples is not None and args.samples < 1:
+        raise RankwiseError(f"--samples: {args.samples} is not a row count", "give the number of training rows, e.g. 5000")
+    if args.seq is not None and args.seq < 8:
+        raise RankwiseError(f"--seq: {args.seq} tokens is too short", "e.g. --seq 2048")
+    if args.write_preset and os.path.exists(args.write_preset) and not args.force:
+        raise RankwiseError(f"--write-preset: {args.write_preset} already exists", "pick another name or add --force")
+    budget = parse_count(args.budget, "--budget") if args.budget else None
+    spec = load_model(args.model)
+    hw = hardware_from(args)
+    from rankwise.advisor.config import RunConfig
+
+    base = RunConfig()
+    local = Path(args.model).expanduser()
+    base.model.name = str(local.resolve()) if local.exists() else args.model  # presets resolve relative paths
+    rows, p95, data_note = args.samples, None, None
+    if args.dataset:
+        rows, p95, data_note = _dataset(args.dataset)
+        base.data.path = str(Path(args.dataset).resolve())
+    advice = advise(spec, hw, args.task, budget=budget, dataset_rows=rows, seq_len=args.seq, base=base,
+                    p95_chars=p95)
+    if data_note:
+        advice.notes.insert(0, data_note)
+    if args.write_preset:
+        _write_preset(Path(args.write_preset), advice, args)
+    if args.json:
+        d = advice.to_dict()
+        d["hardware"] = {"gpus": hw.gpu_count, "gpu_gib": round(hw.gpu_bytes / 1024 ** 3, 2) if hw.gpu_bytes else None,
+                         "bf16": hw.bf16, "source": hw.source}
+        if args.write_preset:
+            d["preset"] = str(args.write_preset)
+        print_json(d)
+        return 0
+    _render(advice, spec, hw, args)
+    return 0
+
+
+# ------------------------------------------------------------------ preset
+
+
+def _scalar(value) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").removesuffix("...").strip()
+
+
+def preset_text(advice, command: str) -> str:
+    """The advice as a commented YAML preset (reasons beside the knobs)."""
+    cfg = advice.config
+    data = cfg.model_dump(mode="json", exclude_none=True)
+    lines = [f"# Written by: {command}",
+             f"# Method: {advice.method or 'none fits (QLoRA written; see the suggestions)'} — "
+             f"{advice.reasons.get('method', '')}",
+             f"# Check it: rankwise check FILE [--gpu-mem ...]   Launch: rankwise train --preset FILE",
+             f"# First sweep (ranks): {', '.join(map(str, advice.first_sweep))}"]
+    if not cfg.data.path:
+        lines.append("# Set data.path to your training data (.jsonl/.json/.csv/.parquet) before training.")
+    wanted = {"model": ("name",), "task": None, "data": ("path",), "method": None,
+              "lora": ("r", "alpha", "dropout", "bias", "target_modules", "use_rslora"),
+              "train": ("lr", "scheduler", "warmup_ratio", "epochs", "micro_batch", "grad_accum", "max_seq_len",
+                        "grad_checkpointing", "optimizer", "precision")}
+    for section, keys in wanted.items():
+        if keys is None:
+            reason = advice.reasons.get(section)
+            lines.append(f"{section}: {_scalar(data[section])}" + (f"  # {reason}" if reason else ""))
+            continue
+        body = [k for k in keys if k in data.get(section, {})]
+        if not body:
+            continue
+        lines.append(f"{section}:")
+        for key in body:
+            reason = advice.reasons.get(f"{section}.{key}")
+            lines.append(f"  {key}: {_scalar(data[section][key])}" + (f"  # {reason}" if reason else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _write_preset(path: Path, advice, args) -> None:
+    from rankwise.advisor.errors import RankwiseError
+
+    import shlex
+    import sys
+
+    command = "rankwise " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "rankwise advise"
+    text = preset_text(advice, command.replace("\n", " "))
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        if path.exists() and not args.force:  # appeared while we worked
+            raise RankwiseError(f"--write-preset: {path} already exists", "pick another name or add --force")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise RankwiseError(f"--write-preset: cannot write {path}: {e.strerror}", "check the folder exists and is writable") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+# ------------------------------------------------------------------ text
+
+
+def _render(advice, spec, hw, args) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from rankwise.advisor.units import human_count
+
+    console = Console(highlight=False)
+    where = (f"{hw.gpu_count} × {hw.gpus[0].name} ({hw.gpu_bytes / 1024 ** 3:.1f} GiB)" if hw.has_gpu
+             else "no GPU (CPU only)")
+    console.print(f"[bold]{escape(args.model)}[/bold] ({human_count(spec.total_params)} parameters), task "
+                  f"[bold]{args.task}[/bold], on {escape(where)}")
+    for note in advice.notes:
+        console.print(f"  [dim]{escape(note)}[/dim]")
+    if advice.method:
+        console.print(f"\n[bold green]Recommended: {advice.method.upper()}[/bold green] — {escape(advice.reasons['method'])}")
+    else:
+        console.print(f"\n[bold red]Nothing fits[/bold red] — {escape(advice.reasons['method'])}")
+
+    est = Table(title="Memory per GPU (same settings)", title_justify="left")
+    for col in ("method", "peak", "weights", "activations + loss", "fit"):
+        est.add_column(col, justify="left" if col in ("method", "fit") else "right")
+    for m, e in advice.estimates.items():
+        c = e.components
+        w = sum(v for k, v in c.items() if k in ("base_weights", "quant_constants", "unquantized_weights"))
+        act = c.get("activations", 0) + c.get("logits_loss", 0)
+        f = advice.fits[m]
+        est.add_row(m.upper() + (" ◀" if m == advice.method else ""), f"{e.peak_gib:.1f} GiB",
+                    f"{w / 1024 ** 3:.1f} GiB", f"{act / 1024 ** 3:.1f} GiB", f"[{FIT_STYLE[f]}]{f}[/{FIT_STYLE[f]}]")
+    console.print(est)
+
+    if advice.method:
+        t = Table(title="Config", title_justify="left", show_lines=False)
+        t.add_column("field")
+        t.add_column("value")
+        t.add_column("why", overflow="fold")
+        cfg = advice.config.model_dump(mode="json")
+        for key, reason in advice.reasons.items():
+            if key == "method":
+                continue
+            node = cfg
+            for part in key.split("."):
+                node = node[part]
+            t.add_row(key, escape(str(node)), escape(reason))
+        console.print(t)
+    if advice.budget_arithmetic:
+        console.print("[bold]Budget arithmetic[/bold]")
+        console.print(escape(advice.budget_arithmetic))
+    if advice.suggestions:
+        s = Table(title="What would make it fit (re-estimated)", title_justify="left")
+        for col in ("change", "peak", "fit"):
+            s.add_column(col)
+        for item in advice.suggestions:
+            f = item["fit"]
+            s.add_row(escape(item["change"]), f"{item['peak_gib']:.1f} GiB", f"[{FIT_STYLE[f]}]{f}[/{FIT_STYLE[f]}]")
+        console.print(s)
+    if advice.findings:
+        console.print("[bold]Red flags[/bold]")
+        for f in advice.findings:
+            st = SEVERITY_STYLE[f.severity]
+            console.print(f"  [{st}]{f.severity}[/{st}] {f.code}: {escape(f.message)} — fix: {escape(f.fix)}")
+    if advice.method:
+        console.print(f"\n[bold]First sweep[/bold]: ranks {', '.join(map(str, advice.first_sweep))} "
+                      f"(alpha = 2·r each; compare validation loss)")
+    if args.write_preset:
+        console.print(f"\nwrote {escape(str(args.write_preset))}: rankwise train --preset {escape(str(args.write_preset))}")
