@@ -58,36 +58,42 @@ OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit")
 
 @dataclass(frozen=True)
 class Stack:
-    """What a training stack does that changes memory (not tuning knobs: facts of its code).
-
-    `logits_fwd`/`logits_bwd`: bytes per logit (token x vocab entry) alive at the loss's
-    forward and backward peaks, for 16-bit compute."""
+    """What a training stack's code does that changes memory (facts, not tuning knobs)."""
 
     name: str
     adapter_bytes: int  # LoRA weights (and their grads, and each AdamW state) per element
     kbit_upcast: bool  # non-4-bit params cast to fp32 before training (peft prepare_model_for_kbit_training)
     quantize_lm_head: bool  # the output head is 4-bit too
-    logits_fwd: int
-    logits_bwd: int
+    loss_upcast: bool  # the loss runs on an fp32 copy of the logits
+    keeps_16bit_logits: bool  # the 16-bit logits stay alive beside that fp32 copy
+    shift_copy: bool  # the loss makes a shifted contiguous copy of the logits
+    bwd_copies: int  # vocab-sized tensors (in the loss dtype) alive at the loss's backward peak
+
+    def logits_bytes(self, a: int) -> int:
+        """Bytes per logit (token x vocab entry) at the loss's peak, for compute dtype `a`."""
+        ld = 4 if self.loss_upcast else a
+        fwd = (a if self.keeps_16bit_logits and ld != a else 0) + ld + (ld if self.shift_copy else 0) + ld
+        return max(fwd, self.bwd_copies * ld)
 
 
 STACKS: dict[str, Stack] = {
     # transformers >= 4.50 (and 5.x) + peft under the HF Trainer: what rankwise runs.
-    # ForCausalLMLoss: 16-bit logits + fp32 `logits.float()` + fp32 log_softmax (forward);
-    # NLL grad + saved log_softmax + log_softmax input-grad, all fp32 (backward).
+    # ForCausalLMLoss (transformers/loss/loss_utils.py): `logits.float()` beside the 16-bit
+    # logits, then cross_entropy keeps the fp32 log_softmax; in backward NLL's dense grad,
+    # the saved log_softmax and log_softmax's input-grad are alive together (3 fp32).
     # peft autocast_adapter_dtype=True keeps adapters in fp32; transformers' bnb quantizer
     # keeps lm_head unquantized (get_keys_to_not_convert).
-    "hf": Stack("hf", 4, True, False, 2 + 4 + 4, 12),
+    "hf": Stack("hf", 4, True, False, True, True, False, 3),
     # transformers 4.46-4.49: ForCausalLMLoss also made `shift_logits = logits[..., :-1, :]
     # .contiguous()`, one more fp32 copy in the forward peak.
-    "hf-4.46": Stack("hf-4.46", 4, True, False, 2 + 4 + 4 + 4, 12),
+    "hf-4.46": Stack("hf-4.46", 4, True, False, True, True, True, 3),
     # LitGPT (bf16-true): everything bf16 incl. LoRA and AdamW states; chunked
-    # cross-entropy in bf16 (logits list + bf16 log_softmax kept through backward);
+    # cross-entropy in bf16 (the logits list and bf16 log_softmax kept through backward);
     # Lightning's BitsandbytesPrecision quantizes every Linear incl. lm_head, no upcast.
-    "litgpt": Stack("litgpt", 2, False, True, 2 + 2, 2 + 2 + 2),
+    "litgpt": Stack("litgpt", 2, False, True, False, True, False, 3),
     # torchtune (2024): bf16 LoRA params and AdamW states; the model returns fp32 logits
-    # (`output(h).float()`), cross_entropy keeps fp32 log_softmax.
-    "torchtune": Stack("torchtune", 2, False, False, 4 + 4, 12),
+    # (`self.output(h).float()`), cross_entropy keeps fp32 log_softmax.
+    "torchtune": Stack("torchtune", 2, False, False, True, False, False, 3),
 }
 METHODS = ("lora", "qlora")
 
@@ -285,19 +291,15 @@ def layer_backward_transient_bytes(spec: ModelSpec, plan: Plan) -> int:
 
 
 def logits_peak_bytes(spec: ModelSpec, plan: Plan) -> int:
-    """Per token: vocab-sized buffers at the loss's peak.
+    """Per token: vocab-sized buffers at the loss's peak (see `Stack.logits_bytes`).
 
-    transformers 5 `ForCausalLMLoss` upcasts the 16-bit logits with `logits.float()`, and
+    On the hf stack, transformers 5 `ForCausalLMLoss` upcasts the 16-bit logits with `logits.float()`, and
     cross_entropy keeps the fp32 log_softmax for backward: forward peak 16-bit logits +
     fp32 copy + fp32 log_softmax. In backward, NLL's dense fp32 gradient, the saved
     log_softmax and log_softmax's fp32 input-gradient are alive together: 3 fp32 copies,
     which is the larger of the two for 16-bit training (12 vs 10 bytes per logit)."""
-    st = STACKS[plan.stack]
-    a = plan.dtype_bytes
-    v = spec.vocab_size
-    softcap = a if spec.config.get("final_logit_softcapping") else 0  # Gemma 2 keeps tanh's output
-    forward = st.logits_fwd - (2 if a == 4 and st.logits_fwd > 8 else 0)  # fp32 compute: .float() is a no-op
-    return (max(forward, st.logits_bwd) + softcap) * v
+    softcap = plan.dtype_bytes if spec.config.get("final_logit_softcapping") else 0  # Gemma 2 keeps tanh's output
+    return (STACKS[plan.stack].logits_bytes(plan.dtype_bytes) + softcap) * spec.vocab_size
 
 
 # ------------------------------------------------------------------ the estimate
@@ -305,7 +307,6 @@ def logits_peak_bytes(spec: ModelSpec, plan: Plan) -> int:
 
 def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     adapted = _check(spec, plan)
-    a = plan.dtype_bytes
     tokens = plan.micro_batch * plan.seq_len
     trainable = sum(l.count * plan.r * (l.d_in + l.d_out) for l in adapted)
 
@@ -328,12 +329,13 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     recompute = tokens * (per_layer + layer_backward_transient_bytes(spec, plan))
     if plan.grad_checkpointing:
         saved = tokens * (L * stream_bytes(plan) * spec.hidden_size + final_norm)  # each layer's input
-        transient = max(logits, recompute)
+        other = recompute  # backward re-runs one layer's forward, then its backward
     else:
         saved = tokens * (L * per_layer + final_norm)
-        transient = max(logits, tokens * layer_backward_transient_bytes(spec, plan))
-    comps["activations"] = saved + (transient if transient != logits else 0)
-    comps["logits_loss"] = logits if transient == logits else 0
+        other = tokens * layer_backward_transient_bytes(spec, plan)
+    at_loss = logits >= other  # which transient sits on top of the saved activations at the peak
+    comps["activations"] = saved + (0 if at_loss else other)
+    comps["logits_loss"] = logits if at_loss else 0
     allocated = sum(comps.values())
     comps["allocator_overhead"] = int(FRAGMENTATION * (comps["activations"] + comps["logits_loss"]))
     comps["cuda_context"] = CUDA_CONTEXT_BYTES
@@ -354,6 +356,9 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         f"states kept in {8 * st.adapter_bytes}-bit",
         f"per-GPU micro-batch {plan.micro_batch} x {plan.seq_len} tokens, every sequence padded to full length (no packing savings)",
     ]
+    if spec.model_type not in ("llama", "mistral", "mixtral", "qwen2", "gemma2", "phi3"):
+        out.append(f"activations follow a Llama-style decoder (RMSNorm, SwiGLU MLP, SDPA); for {spec.model_type} "
+                   "they are an approximation")
     if plan.method == "qlora":
         dq = "double-quantized 8-bit absmax + fp32 per 256" if plan.double_quant else "fp32 absmax per 64 weights"
         out.append(f"QLoRA: every linear except lm_head in NF4 (4 bits) with {dq}")
@@ -375,7 +380,7 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
     if plan.stack == "hf":
         out.append("loss: 16-bit logits + fp32 upcast + fp32 log_softmax; backward holds 3 fp32 vocab-sized copies")
     else:
-        out.append(f"loss: {max(st.logits_fwd, st.logits_bwd)} bytes per logit at the loss's peak")
+        out.append(f"loss: {st.logits_bytes(plan.dtype_bytes)} bytes per logit (token x vocab) at the loss's peak")
     out.append({"adamw_torch": "AdamW: fp32 m and v (8 bytes per trainable parameter)",
                 "adamw_8bit": "8-bit AdamW: 2 bytes per trainable parameter + block constants",
                 "paged_adamw_8bit": "paged 8-bit AdamW: resident on the GPU unless memory runs out (then paged to CPU)"}

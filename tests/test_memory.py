@@ -217,3 +217,9 @@ def test_trainable_params_match_peft():
         model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=r, target_modules=spec.target_set(targets)))
         trainable, _ = model.get_nb_trainable_parameters()
         assert estimate(spec, Plan("lora", r=r, targets=targets)).trainable_params == trainable
+
+
+def test_fp32_training_doubles_weights_and_keeps_one_logits_copy_less(llama8b):
+    est = estimate(llama8b, Plan("lora", dtype_bytes=4))
+    assert est.components["base_weights"] == 4 * llama8b.total_params
+    assert est.components["logits_loss"] == 12 * 2048 * V  # forward 4+4, backward 3 x 4
