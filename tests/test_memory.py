@@ -167,7 +167,7 @@ def test_estimate_text(rankwise_cmd):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert "logits loss" in out and "peak (nvidia-smi)" in out and "trainable parameters: 83,886,080" in out
+    assert "logits + loss" in out and "peak (nvidia-smi)" in out and "trainable parameters: 83,886,080" in out
     assert "fit on the declared GPU" in out
 
 

@@ -8,6 +8,12 @@ from rankwise.advisor.units import gib
 
 from .common import add_json, add_planning, hardware_from, print_json
 
+LABELS = {"base_weights": "base weights", "quant_constants": "NF4 quantization constants",
+          "unquantized_weights": "unquantized weights (fp32)", "lora_params": "LoRA weights", "lora_grads": "LoRA gradients",
+          "optimizer_states": "optimizer states", "lm_head_cast": "lm_head 16-bit copy", "ddp_buckets": "DDP gradient buckets",
+          "activations": "activations", "logits_loss": "logits + loss", "allocator_overhead": "allocator overhead",
+          "cuda_context": "CUDA context"}
+
 FIT_TEXT = {"fits": "[green]fits[/green] (peak ≤ 90% of the GPU)",
             "tight": "[yellow]tight[/yellow] (peak within the last 10% of the GPU: fragmentation may OOM)",
             "wont-fit": "[red]won't fit[/red]",
@@ -88,13 +94,14 @@ def run(args) -> int:
     console = Console()
     title = (f"{spec.name} · {plan.method} r={plan.r} · batch {plan.micro_batch} × {plan.seq_len} · "
              f"{'checkpointing' if plan.grad_checkpointing else 'no checkpointing'} · {plan.optimizer}")
-    t = Table(title=title, title_justify="left")
+    console.print(f"[bold]{title}[/bold]")
+    t = Table()
     t.add_column("component")
     t.add_column("GiB", justify="right")
     t.add_column("share", justify="right")
     for name, b in est.components.items():
         if b:
-            t.add_row(name.replace("_", " "), f"{gib(b):.2f}", f"{b / est.peak_bytes:.0%}")
+            t.add_row(LABELS.get(name, name.replace("_", " ")), f"{gib(b):.2f}", f"{b / est.peak_bytes:.0%}")
     t.add_row("[bold]peak (nvidia-smi)[/bold]", f"[bold]{est.peak_gib:.2f}[/bold]", "100%")
     console.print(t)
     console.print(f"trainable parameters: {est.trainable_params:,} "
