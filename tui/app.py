@@ -28,6 +28,7 @@ class Context:
     presets: dict[str, Path] | None = None  # None: the shipped ones, read when first needed
     clock: Callable[[], float] = time.time
     probe: bool = True  # probe the machine when hardware is None
+    planned: object | None = None  # the GPU planned on Setup, when one was
     overrides: list[str] = field(default_factory=list)
 
 

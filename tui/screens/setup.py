@@ -234,6 +234,7 @@ class SetupScreen(Screen):
             err.update(Text(e.message + (f" — {e.hint}" if e.hint else ""), style="red"))
             return
         err.update("")
+        self.app.ctx.planned = hw if hw is not self.app.ctx.hardware else None
         dataset = self.query_one("#dataset", Input).value.strip() or None
         rows = self._scan.rows if self._scan is not None else None
         self.app.open_advice(Request(model=model, task=str(self.query_one("#task", Select).value),

@@ -1,0 +1,377 @@
+"""Advice: the recommended config as a form; memory bars and red flags follow every edit.
+
+The advisor does all the work: `advise()` once (in a worker, with the model read), then on
+each edit `estimate()`/`fit()` for LoRA and QLoRA and `redflags.check()` — pure functions
+that answer in milliseconds. A fix is the finding's `patch` (dotted key → value) applied to
+the config and shown in the form.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pydantic import ValidationError
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+
+from ..widgets.bars import estimate_bar, legend
+
+# (dotted key, label, choices or None for a typed value)
+FIELDS: tuple[tuple[str, str, tuple | None], ...] = (
+    ("method", "method", ("auto", "lora", "qlora")),
+    ("lora.r", "rank", None),
+    ("lora.alpha", "alpha", None),
+    ("lora.target_modules", "target modules", None),
+    ("lora.dropout", "dropout", None),
+    ("lora.bias", "bias", ("none", "all", "lora_only")),
+    ("train.lr", "learning rate", None),
+    ("train.scheduler", "schedule", ("cosine", "linear", "constant")),
+    ("train.micro_batch", "micro-batch", None),
+    ("train.grad_accum", "grad accum", None),
+    ("train.max_seq_len", "seq len", None),
+    ("train.grad_checkpointing", "grad checkpoint", ("on", "off")),
+    ("train.optimizer", "optimizer", ("auto", "adamw_torch", "adamw_8bit", "paged_adamw_8bit")),
+)
+SEVERITY_MARK = {"error": ("✖", "bold red"), "warning": ("▲", "yellow"), "info": ("●", "cyan")}
+
+
+def wid(key: str) -> str:
+    return "f-" + key.replace(".", "--")
+
+
+def get(cfg, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def shown(key: str, value) -> str:
+    if key == "train.grad_checkpointing":
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return ",".join(value)
+    if value is None:
+        return ""
+    if key == "train.lr":
+        return f"{value:g}"
+    return str(value)
+
+
+def parsed(key: str, text: str):
+    """Form text → the value for the schema (pydantic validates and converts the rest)."""
+    text = text.strip()
+    if key == "train.grad_checkpointing":
+        return text == "on"
+    if key == "lora.target_modules":
+        if text in ("minimal", "standard", "aggressive", "all-linear"):
+            return text
+        return [p.strip() for p in text.split(",") if p.strip()]
+    if text == "" and key == "lora.alpha":
+        return None
+    return text
+
+
+def with_values(cfg, patch: dict):
+    """A new RunConfig with dotted keys set (ValidationError if a value is wrong)."""
+    from rankwise.advisor.config import RunConfig
+
+    data = cfg.model_dump()
+    for key, value in patch.items():
+        node = data
+        *head, last = key.split(".")
+        for part in head:
+            node = node[part]
+        node[last] = value
+    return RunConfig.model_validate(data)
+
+
+def field_doc(key: str) -> str:
+    from rankwise.advisor.config import RunConfig
+
+    model, info = RunConfig, None
+    for part in key.split("."):
+        info = model.model_fields.get(part)
+        if info is None:
+            return ""
+        model = info.annotation
+    return " ".join((info.description or "").split())
+
+
+class AdviceReady(Message):
+    def __init__(self, spec=None, advice=None, cfg=None, error: str | None = None) -> None:
+        super().__init__()
+        self.spec, self.advice, self.cfg, self.error = spec, advice, cfg, error
+
+
+class AdviceScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+f", "apply_fix", "Apply fix"),
+        Binding("ctrl+s", "save", "Save preset"),
+        Binding("ctrl+l", "launch", "Launch"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, request=None, cfg=None) -> None:
+        super().__init__()
+        self.request = request
+        self.base_cfg = cfg
+        self.spec = None
+        self.cfg = None  # the current, valid config
+        self.reasons: dict[str, str] = {}
+        self.findings: list = []
+        self.estimates: dict = {}
+        self.hardware = request.hardware if request is not None else None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(Text("reading the model…", style="dim"), id="mem")
+        with Horizontal(id="advice-body"):
+            with VerticalScroll(id="form"):
+                for key, label, choices in FIELDS:
+                    with Horizontal(classes="row", id=f"row-{wid(key)}"):
+                        yield Label(label)
+                        if choices:
+                            yield Select([(c, c) for c in choices], allow_blank=False, id=wid(key), compact=True)
+                        else:
+                            yield Input(id=wid(key), compact=True)
+            with Vertical(id="flags-col"):
+                yield Label("Red flags", classes="title")
+                yield OptionList(id="flags", compact=True)
+                yield Static("", id="flag-detail")
+        yield Static("", id="reason")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "advice"
+        if self.hardware is None:
+            self.hardware = getattr(self.app.ctx, "planned", None) or self.app.ctx.hardware
+        self.query_one("#form").disabled = True
+        self.prepare()
+
+    # ---- the advisor, once, in a worker
+    @work(thread=True, exclusive=True, group="advise", exit_on_error=False)
+    def prepare(self) -> None:
+        from rankwise.advisor.errors import RankwiseError
+        from rankwise.advisor.model import load_model
+
+        try:
+            if self.base_cfg is not None:
+                spec = load_model(self.base_cfg.model.name)
+                self.post_message(AdviceReady(spec=spec, cfg=self.base_cfg))
+                return
+            from rankwise.advisor.recommend import advise
+
+            r = self.request
+            spec = load_model(r.model)
+            advice = advise(spec, r.hardware, r.task, budget=r.budget, dataset_rows=r.dataset_rows)
+            cfg = advice.config
+            if r.dataset:
+                cfg = with_values(cfg, {"data.path": str(Path(r.dataset).expanduser().resolve())})
+            self.post_message(AdviceReady(spec=spec, advice=advice, cfg=cfg))
+        except RankwiseError as e:
+            self.post_message(AdviceReady(error=e.message + (f"\nhint: {e.hint}" if e.hint else "")))
+
+    def on_advice_ready(self, message: AdviceReady) -> None:
+        if message.error:
+            self.query_one("#mem", Static).update(Text(message.error, style="red"))
+            return
+        self.spec = message.spec
+        if message.advice is not None:
+            self.reasons = dict(message.advice.reasons)
+            if message.advice.method is None:
+                self.notify("nothing fits as recommended: see the red flags for what would", severity="warning")
+        self.sub_title = f"advice · {self.spec.name}"
+        self.show_config(message.cfg)
+        form = self.query_one("#form")
+        form.disabled = False
+        self.query_one(f"#{wid('lora.r')}", Input).focus()
+
+    # ---- form <-> config
+    def show_config(self, cfg) -> None:
+        """Put `cfg` in the form (without echo events) and recompute."""
+        for key, _label, choices in FIELDS:
+            w = self.query_one(f"#{wid(key)}")
+            value = shown(key, get(cfg, key))
+            with w.prevent(Input.Changed, Select.Changed):
+                if choices:
+                    w.value = value
+                else:
+                    w.value = value
+            self.query_one(f"#row-{wid(key)}").remove_class("invalid")
+        self.cfg = cfg
+        self.recompute()
+
+    def form_values(self) -> dict:
+        out = {}
+        for key, _label, _choices in FIELDS:
+            w = self.query_one(f"#{wid(key)}")
+            out[key] = parsed(key, str(w.value))
+        return out
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _edited(self, event) -> None:
+        if self.spec is None or self.cfg is None:
+            return
+        try:
+            cfg = with_values(self.cfg, self.form_values())
+        except ValidationError as e:
+            bad = {".".join(str(p) for p in err["loc"][:2]) for err in e.errors()}
+            for key, *_ in FIELDS:
+                self.query_one(f"#row-{wid(key)}").set_class(any(b.startswith(key) for b in bad), "invalid")
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            self.query_one("#reason", Static).update(Text(f"{where}: {first['msg']}", style="red"))
+            return
+        for key, *_ in FIELDS:
+            self.query_one(f"#row-{wid(key)}").remove_class("invalid")
+        self.cfg = cfg
+        self.recompute()
+
+    # ---- memory and red flags (pure advisor calls, milliseconds)
+    def recompute(self) -> None:
+        from rankwise.advisor.errors import RankwiseError
+        from rankwise.advisor.memory import Plan, estimate, fit
+        from rankwise.advisor.redflags import check
+
+        hw = self.hardware
+        gpus = max(1, len(hw.gpus)) if hw is not None and hw.gpus else 1
+        gpu_bytes = hw.gpu_bytes if hw is not None else None
+        mem = Text()
+        width = max(20, self.size.width - 4)
+        try:
+            self.estimates = {m: estimate(self.spec, Plan.from_config(self.cfg, m, gpus=gpus)) for m in ("lora", "qlora")}
+        except RankwiseError as e:
+            self.estimates = {}
+            mem.append(e.message, style="red")
+        for m, label in (("lora", "LoRA"), ("qlora", "QLoRA")):
+            if m in self.estimates:
+                est = self.estimates[m]
+                if mem:
+                    mem.append("\n")
+                chosen = self.cfg.method == m
+                mem.append_text(estimate_bar(label + ("*" if chosen else ""), est, gpu_bytes, fit(est, gpu_bytes), width))
+        if self.estimates:
+            mem.append("\n")
+            mem.append_text(legend(self.estimates.get("qlora" if self.cfg.method == "qlora" else "lora")))
+            if gpu_bytes is None:
+                mem.append("  no GPU: plan one on Setup", style="dim")
+        self.query_one("#mem", Static).update(mem)
+        self.findings = check(self.cfg, self.spec, hw)
+        flags = self.query_one("#flags", OptionList)
+        keep = flags.highlighted
+        flags.clear_options()
+        for f in self.findings:
+            mark, style = SEVERITY_MARK.get(f.severity, ("·", ""))
+            label = Text(f"{mark} ", style=style)
+            label.append(f.code, style="bold")
+            label.append(f" {f.message}")
+            if f.patch:
+                label.append(" [fix]", style="green")
+            flags.add_option(Option(label))
+        if not self.findings:
+            flags.add_option(Option(Text("no red flags", style="green"), disabled=True))
+        if self.findings:
+            flags.highlighted = min(keep or 0, len(self.findings) - 1)
+        self.show_finding()
+
+    def selected_finding(self):
+        flags = self.query_one("#flags", OptionList)
+        if not self.findings:
+            return None
+        i = flags.highlighted if flags.highlighted is not None else 0
+        return self.findings[min(i, len(self.findings) - 1)]
+
+    def show_finding(self) -> None:
+        f = self.selected_finding()
+        detail = Text()
+        if f is not None:
+            detail.append("why: ", style="bold")
+            detail.append(f.why)
+            detail.append("\nfix: ", style="bold")
+            detail.append(f.fix + ("  (^f applies it)" if f.patch else ""))
+        self.query_one("#flag-detail", Static).update(detail)
+
+    @on(OptionList.OptionHighlighted, "#flags")
+    def _flag_highlighted(self) -> None:
+        self.show_finding()
+
+    @on(OptionList.OptionSelected, "#flags")
+    def _flag_selected(self) -> None:
+        self.action_apply_fix()
+
+    def on_descendant_focus(self, event) -> None:
+        widget = getattr(event, "widget", None) or event.control
+        for key, label, _ in FIELDS:
+            if widget is not None and widget.id == wid(key):
+                why = self.reasons.get(key) or field_doc(key)
+                text = Text(f"{label}: ", style="bold")
+                text.append(why or "(no reason recorded)")
+                self.query_one("#reason", Static).update(text)
+                return
+
+    # ---- actions
+    def action_apply_fix(self) -> None:
+        f = self.selected_finding()
+        if f is None or self.cfg is None:
+            return
+        if not f.patch:
+            self.notify(f"{f.code}: no automatic fix — {f.fix}", severity="warning")
+            return
+        try:
+            cfg = with_values(self.cfg, dict(f.patch))
+        except ValidationError as e:
+            self.notify(f"fix for {f.code} does not validate: {e.errors()[0]['msg']}", severity="error")
+            return
+        self.show_config(cfg)
+        self.notify(f"applied: {', '.join(f'{k}={v}' for k, v in f.patch.items())}")
+
+    def preset_name(self) -> str:
+        name = self.cfg.name or f"{Path(self.cfg.model.name).name}-{self.cfg.task}"
+        return "".join(c if c.isalnum() or c in "._-" else "-" for c in name)
+
+    def action_save(self) -> None:
+        if self.cfg is None:
+            return
+        from .dialogs import PathScreen
+
+        default = self.app.ctx.runs_dir / "presets" / f"{self.preset_name()}.yaml"
+
+        def done(path: str | None) -> None:
+            if path:
+                self._write(Path(path).expanduser())
+
+        self.app.push_screen(PathScreen("Save this config as a preset file:", str(default)), done)
+
+    def _write(self, path: Path) -> Path | None:
+        from ..launch import write_preset
+
+        try:
+            write_preset(self.cfg, path)
+        except OSError as e:
+            self.notify(f"could not write {path}: {e}", severity="error")
+            return None
+        self.notify(f"saved {path}")
+        return path
+
+    def action_launch(self) -> None:
+        if self.cfg is None:
+            return
+        if not self.cfg.data.path:
+            self.notify("no dataset: give one on Setup before launching", severity="error")
+            return
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = self._write(self.app.ctx.runs_dir / "presets" / f"{self.preset_name()}-{stamp}.yaml")
+        if path is not None:
+            self.app.launch(path)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,172 @@
+"""Presets: every preset with its fit on this machine and its red flags; one key launches.
+
+Enter launches the selection, 1–9 the first nine, `e` opens one in Advice. Each row comes
+from the same `describe()` as `rankwise presets`, computed in a worker.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ..widgets.bars import FIT_LABEL, FIT_STYLE
+
+COLUMNS = ("#", "preset", "method", "peak", "fit", "flags")
+
+
+class PresetRows(Message):
+    def __init__(self, rows: list[dict]) -> None:
+        super().__init__()
+        self.rows = rows
+
+
+def describe_all(presets: dict[str, Path], hw) -> list[dict]:
+    """One row per preset, with its red-flag codes (a preset that does not load says why)."""
+    from rankwise.advisor.config import load_config
+    from rankwise.advisor.errors import RankwiseError
+    from rankwise.advisor.model import load_model
+    from rankwise.advisor.redflags import check
+    from rankwise.tui.commands.presets import describe
+
+    rows = []
+    for name, path in presets.items():
+        row = describe(name, path, hw)
+        row["codes"] = []
+        if not row["error"]:
+            try:
+                cfg = load_config(path)
+                row["codes"] = [(f.severity, f.code) for f in check(cfg, load_model(cfg.model.name), hw, row["method"])]
+            except RankwiseError as e:
+                row["error"] = e.message.splitlines()[0]
+        rows.append(row)
+    return rows
+
+
+def flags_cell(row: dict) -> Text:
+    counts: dict[str, int] = {}
+    for sev, _code in row.get("codes", []):
+        counts[sev] = counts.get(sev, 0) + 1
+    if not counts:
+        return Text("none", style="dim")
+    style = {"error": "red", "warning": "yellow", "info": "cyan"}
+    out = Text()
+    for sev in ("error", "warning", "info"):
+        if sev in counts:
+            out.append(f"{counts[sev]}{sev[0]} ", style=style[sev])
+    return out
+
+
+class PresetsScreen(Screen):
+    BINDINGS = [
+        Binding("enter", "launch_selected", "Launch", priority=True),
+        Binding("1", "launch_nth(0)", "Launch 1–9", key_display="1-9"),
+        *(Binding(str(i + 1), f"launch_nth({i})", show=False) for i in range(1, 9)),
+        Binding("e", "edit", "Edit in Advice"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield DataTable(id="presets", cursor_type="row", zebra_stripes=True)
+        yield Static(Text("estimating every preset…", style="dim"), id="preset-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "presets"
+        table = self.query_one(DataTable)
+        table.add_columns(*COLUMNS)
+        table.focus()
+        self.load()
+
+    @work(thread=True, exclusive=True, group="presets", exit_on_error=False)
+    def load(self) -> None:
+        ctx = self.app.ctx
+        hw = ctx.planned or ctx.hardware
+        if hw is None:
+            from rankwise.advisor.hardware import probe
+
+            hw = ctx.hardware = probe()
+        self.post_message(PresetRows(describe_all(self.app.presets(), hw)))
+
+    def on_preset_rows(self, message: PresetRows) -> None:
+        self.rows = message.rows
+        table = self.query_one(DataTable)
+        table.clear()
+        for i, r in enumerate(self.rows, 1):
+            num = str(i) if i <= 9 else ""
+            if r["error"]:
+                table.add_row(num, r["name"], Text("error", style="red"), "", "", "", key=r["name"])
+                continue
+            method = f"{r['method']} r{r['rank']}"
+            fit = Text(FIT_LABEL.get(r["fit"], str(r["fit"])), style=FIT_STYLE.get(r["fit"], ""))
+            table.add_row(num, r["name"], method, f"{r['peak_gib']:.1f}G", fit, flags_cell(r), key=r["name"])
+        self.show_detail()
+
+    @on(DataTable.RowHighlighted)
+    def show_detail(self) -> None:
+        row = self.selected()
+        detail = Text()
+        if row is None:
+            detail.append("no presets found" if not self.rows else "", style="dim")
+        elif row["error"]:
+            detail.append(row["error"], style="red")
+        else:
+            detail.append(row["description"] or "(no description)")
+            detail.append(f"\nmodel: {row['model']}", style="dim")
+            for sev, code in row["codes"]:
+                detail.append(f"\n{sev}: {code}", style={"error": "red", "warning": "yellow"}.get(sev, "cyan"))
+        self.query_one("#preset-detail", Static).update(detail)
+
+    def selected(self) -> dict | None:
+        table = self.query_one(DataTable)
+        if not self.rows or table.cursor_row is None or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    def _launch(self, row: dict | None) -> None:
+        if row is None:
+            return
+        if row["error"]:
+            self.notify(f"{row['name']}: {row['error']}", severity="error")
+            return
+        self.app.launch(Path(row["path"]))
+
+    def action_launch_selected(self) -> None:
+        self._launch(self.selected())
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self) -> None:
+        self.action_launch_selected()
+
+    def action_launch_nth(self, i: int) -> None:
+        if i < len(self.rows):
+            self.query_one(DataTable).move_cursor(row=i)
+            self._launch(self.rows[i])
+
+    def action_edit(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        from rankwise.advisor.config import load_config
+        from rankwise.advisor.errors import RankwiseError
+
+        try:
+            cfg = load_config(row["path"])
+        except RankwiseError as e:
+            self.notify(e.message, severity="error")
+            return
+        self.app.open_advice(cfg=cfg)
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()

@@ -1,0 +1,151 @@
+"""Runs: every run in the runs directory with status, step, loss and age; Enter attaches.
+
+The list is re-read in a worker every few seconds; the selected finished run shows its
+summary (final and best loss, time, peak memory against the estimate).
+"""
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+REFRESH_S = 2.0
+STATUS_STYLE = {"running": "bold cyan", "finished": "green", "failed": "bold red", "interrupted": "yellow"}
+
+
+class RunList(Message):
+    def __init__(self, runs: list) -> None:
+        super().__init__()
+        self.runs = runs
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunList)
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit} ago"
+    return f"{s}s ago"
+
+
+def summary_text(info) -> Text:
+    from ..panel import fmt_duration
+
+    t = Text(f"{info.id}", style="bold")
+    t.append(f"  {info.model or '?'} · {info.method or '?'}", style="dim")
+    s = info.summary or {}
+    if info.status != "finished" or not s:
+        if info.note or info.error:
+            t.append("\n" + (info.error or info.note), style="red" if info.status == "failed" else "yellow")
+        return t
+    parts = []
+    if s.get("final_loss") is not None:
+        parts.append(f"final loss {s['final_loss']:.4f}")
+    if s.get("best_eval_loss") is not None:
+        parts.append(f"best eval {s['best_eval_loss']:.4f}")
+    secs = s.get("train_seconds", s.get("elapsed_s", s.get("runtime_s")))
+    if secs is not None:
+        parts.append(f"time {fmt_duration(secs)}")
+    t.append("\n" + ("  ".join(parts) or "finished"))
+    peak = s.get("peak_mem_bytes", s.get("peak_memory_bytes"))
+    est = s.get("estimate_peak_gib")
+    if peak is not None or est is not None:
+        mem = Text("\npeak memory ")
+        mem.append(f"{peak / 1024 ** 3:.2f} GiB" if peak is not None else "?")
+        if est is not None:
+            mem.append(f" vs estimate {est:.2f} GiB")
+        t.append_text(mem)
+    if s.get("adapter") or s.get("adapter_path"):
+        t.append(f"\nadapter: {s.get('adapter_path') or s.get('adapter')}", style="dim")
+    return t
+
+
+class RunsScreen(Screen):
+    BINDINGS = [
+        Binding("enter", "attach", "Attach", priority=True),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Static(Text("reading runs…", style="dim"), id="run-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"runs in {self.app.ctx.runs_dir}"
+        table = self.query_one(DataTable)
+        table.add_column("run", key="run")
+        table.add_column("status", key="status")
+        table.add_column("step", key="step")
+        table.add_column("loss", key="loss")
+        table.add_column("age", key="age")
+        table.focus()
+        self.reload()
+        self.set_interval(REFRESH_S, self.reload)
+
+    @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
+    def reload(self) -> None:
+        from rankwise.trainer.runs import list_runs
+
+        self.post_message(RunList(list_runs(self.app.ctx.runs_dir)))
+
+    def on_run_list(self, message: RunList) -> None:
+        table = self.query_one(DataTable)
+        keep = self.selected()
+        self.runs = message.runs
+        now = self.app.ctx.clock()
+        table.clear()
+        for r in self.runs:
+            step = f"{r.step if r.step is not None else '-'}/{r.max_steps or '?'}"
+            loss = "-" if r.loss is None else f"{r.loss:.4f}"
+            when = r.updated or r.started
+            table.add_row(r.id, Text(r.status, style=STATUS_STYLE.get(r.status, "")), step, loss,
+                          age(now - when if when else None), key=r.id)
+        if keep is not None:
+            ids = [r.id for r in self.runs]
+            if keep.id in ids:
+                table.move_cursor(row=ids.index(keep.id))
+        self.show_detail()
+
+    @on(DataTable.RowHighlighted)
+    def show_detail(self) -> None:
+        info = self.selected()
+        detail = self.query_one("#run-detail", Static)
+        if info is None:
+            detail.update(Text(f"no runs in {self.app.ctx.runs_dir} yet: launch one from Presets (^p)", style="dim"))
+        else:
+            detail.update(summary_text(info))
+
+    def selected(self):
+        table = self.query_one(DataTable)
+        if not self.runs or table.cursor_row is None or table.cursor_row >= len(self.runs):
+            return None
+        return self.runs[table.cursor_row]
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self) -> None:
+        self.action_attach()
+
+    def action_attach(self) -> None:
+        info = self.selected()
+        if info is not None:
+            from pathlib import Path
+
+            self.app.attach(Path(info.dir))
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
