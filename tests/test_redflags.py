@@ -1,0 +1,157 @@
+"""Each red-flag rule fires where it should and stays quiet where it should; each patch fixes its flag."""
+import json
+
+import pytest
+
+from rankwise.advisor.config import RunConfig, apply_overrides, validate
+from rankwise.advisor.hardware import Hardware, planned
+from rankwise.advisor.model import load_model
+from rankwise.advisor.redflags import RULES, check
+
+# a config with no red flags on a 24 GiB GPU: the baseline every row tweaks
+CLEAN = {"model.name": "llama-3.1-8b", "method": "qlora", "lora.r": 16, "lora.alpha": 32, "train.lr": 1e-4,
+         "train.micro_batch": 1, "train.grad_accum": 16}
+
+HW = {
+    "24g": lambda: planned("24GiB"),
+    "80g": lambda: planned("80GiB"),
+    "80g-x4": lambda: planned("80GiB", gpus=4),
+    "16g": lambda: planned("16GiB"),
+    "t4": lambda: planned(gpu="T4"),
+    "a100": lambda: planned(gpu="A100-80GB"),
+    "cpu": lambda: Hardware(gpus=(), source="probe"),
+}
+
+
+def make(tweak: dict) -> RunConfig:
+    sets = [f"{k}={json.dumps(v)}" for k, v in {**CLEAN, **tweak}.items()]
+    return validate(apply_overrides({}, sets))
+
+
+def run(tweak: dict, hw: str, method=None):
+    cfg = make(tweak)
+    return cfg, check(cfg, load_model(cfg.model.name), HW[hw](), method)
+
+
+# (tweak, hardware, {code: severity} expected present, codes expected absent)
+TABLE = [
+    ({}, "24g", {}, ["*"]),
+    ({"lora.r": 512, "lora.alpha": 1024, "lora.dropout": 0.3}, "80g", {"high-rank-high-dropout": "warning"}, []),
+    ({"lora.r": 512, "lora.alpha": 1024, "lora.dropout": 0.1}, "80g", {}, ["high-rank-high-dropout"]),
+    ({"lora.r": 256, "lora.alpha": 512, "lora.dropout": 0.3}, "80g", {}, ["high-rank-high-dropout"]),
+    ({"lora.r": 32, "lora.alpha": 16}, "24g", {"alpha-below-rank": "warning"}, []),
+    ({"lora.r": 32, "lora.alpha": 32}, "24g", {}, ["alpha-below-rank"]),
+    ({"lora.r": 32, "lora.alpha": 16, "lora.use_rslora": True}, "24g", {}, ["alpha-below-rank"]),
+    ({"lora.r": 8, "lora.alpha": 128}, "24g", {"alpha-far-above-rank": "warning"}, []),
+    ({"lora.r": 4, "lora.alpha": 8, "lora.target_modules": "aggressive"}, "24g", {"all-modules-low-rank": "warning"}, []),
+    ({"lora.r": 4, "lora.alpha": 8, "lora.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                             "up_proj", "down_proj"]}, "24g",
+     {"all-modules-low-rank": "warning"}, []),
+    ({"lora.r": 4, "lora.alpha": 8, "lora.target_modules": "standard"}, "24g", {}, ["all-modules-low-rank"]),
+    ({"lora.r": 8, "lora.alpha": 16, "lora.target_modules": "all-linear"}, "24g", {}, ["all-modules-low-rank"]),
+    ({"train.lr": 1e-3}, "24g", {"qlora-high-lr": "warning"}, ["lr-out-of-range"]),
+    ({"train.lr": 2e-4}, "24g", {}, ["qlora-high-lr", "lr-out-of-range"]),
+    ({"method": "lora", "train.lr": 1e-3}, "80g", {}, ["qlora-high-lr", "lr-out-of-range"]),
+    ({"method": "lora", "train.lr": 3e-3}, "80g", {"lr-out-of-range": "warning"}, ["qlora-high-lr"]),
+    ({"method": "lora", "train.lr": 5e-6}, "80g", {"lr-out-of-range": "warning"}, []),
+    ({"method": "lora", "train.lr": 5e-2}, "80g", {"lr-out-of-range": "error"}, []),
+    ({"train.lr": 5e-6}, "24g", {"lr-out-of-range": "warning"}, ["qlora-high-lr"]),
+    ({"lora.r": 4096, "lora.alpha": 8192}, "80g", {"rank-out-of-range": "error"}, []),
+    ({"lora.r": 2048, "lora.alpha": 4096}, "80g", {}, ["rank-out-of-range"]),
+    ({"lora.dropout": 0.6}, "24g", {"dropout-out-of-range": "warning"}, []),
+    ({"lora.dropout": 0.5}, "24g", {}, ["dropout-out-of-range"]),
+    ({"model.name": "llama-3.1-70b"}, "24g", {"wont-fit": "error"}, []),
+    ({"method": "lora", "train.micro_batch": 2, "train.grad_accum": 8}, "24g", {"wont-fit": "warning"}, []),
+    ({}, "cpu", {"wont-fit": "info"}, ["bf16-unsupported"]),
+    ({"model.name": "llama-3.1-70b"}, "80g", {}, ["wont-fit"]),
+    ({"train.precision": "bf16"}, "t4", {"bf16-unsupported": "error"}, []),
+    ({"quant.compute_dtype": "bfloat16"}, "t4", {"bf16-unsupported": "error"}, []),
+    ({"train.precision": "bf16"}, "a100", {}, ["bf16-unsupported"]),
+    ({"train.precision": "bf16"}, "cpu", {}, ["bf16-unsupported"]),
+    ({"train.precision": "fp16"}, "a100", {"fp16-on-bf16-gpu": "info"}, []),
+    ({"train.precision": "fp16"}, "t4", {}, ["fp16-on-bf16-gpu"]),
+    ({"model.name": "llama-2-7b", "train.max_seq_len": 8192}, "80g", {"seq-beyond-positions": "warning"}, []),
+    ({"model.name": "llama-2-7b", "train.max_seq_len": 4096}, "80g", {}, ["seq-beyond-positions"]),
+    ({"lora.target_modules": ["q_proj", "qkv_proj"]}, "24g", {"unknown-target-module": "error"}, ["wont-fit"]),
+    ({"lora.target_modules": ["q_proj", "v_proj"]}, "24g", {}, ["unknown-target-module"]),
+    ({"model.name": "phi-3-mini", "lora.target_modules": ["q_proj", "v_proj"]}, "24g",
+     {"unknown-target-module": "error"}, []),
+    ({"model.trust_remote_code": True}, "24g", {"trust-remote-code": "warning"}, []),
+    ({"train.grad_accum": 2}, "24g", {"effective-batch-small": "warning"}, []),
+    ({"train.grad_accum": 4}, "24g", {}, ["effective-batch-small"]),
+    ({"train.grad_accum": 1}, "80g-x4", {}, ["effective-batch-small"]),
+    ({"train.micro_batch": 16, "train.grad_accum": 128}, "80g", {"effective-batch-large": "warning"}, []),
+    ({"train.grad_accum": 64}, "80g-x4", {}, ["effective-batch-large"]),
+    ({"lora.r": 128, "lora.alpha": 256}, "80g", {"rslora-off-high-rank": "info"}, []),
+    ({"lora.r": 128, "lora.alpha": 22.6, "lora.use_rslora": True}, "80g", {}, ["rslora-off-high-rank"]),
+    ({"lora.r": 64, "lora.alpha": 128}, "80g", {}, ["rslora-off-high-rank"]),
+    ({"train.grad_checkpointing": False, "train.max_seq_len": 4096}, "80g",
+     {"no-grad-checkpointing-long-seq": "warning"}, []),
+    ({"train.grad_checkpointing": False, "train.max_seq_len": 2048}, "80g", {}, ["no-grad-checkpointing-long-seq"]),
+    ({"train.warmup_ratio": 0.0}, "24g", {"no-warmup": "info"}, []),
+    ({"train.warmup_ratio": 0.0, "train.warmup_steps": 10}, "24g", {}, ["no-warmup"]),
+    # method auto resolves like the recommender: LoRA on 80 GiB (no QLoRA lr flag), QLoRA on 16 GiB
+    ({"method": "auto", "train.lr": 1e-3}, "80g", {}, ["qlora-high-lr"]),
+    ({"method": "auto", "train.lr": 1e-3}, "16g", {"qlora-high-lr": "warning"}, []),
+]
+
+
+@pytest.mark.parametrize("tweak,hw,present,absent", TABLE, ids=[f"{i}-{list(p) or a}" for i, (_, _, p, a) in enumerate(TABLE)])
+def test_rule_table(tweak, hw, present, absent):
+    _, findings = run(tweak, hw)
+    got = {f.code: f.severity for f in findings}
+    for code, severity in present.items():
+        assert got.get(code) == severity, (code, got)
+    if absent == ["*"]:
+        assert got == {}
+    for code in absent:
+        assert code not in got, (code, got)
+    for f in findings:
+        assert f.message and f.why and f.fix and f.severity in ("error", "warning", "info")
+
+
+@pytest.mark.parametrize("tweak,hw,present", [(t, h, p) for t, h, p, _ in TABLE if p],
+                         ids=[f"{i}" for i, (_, _, p, _) in enumerate(TABLE) if p])
+def test_patch_fixes_its_flag(tweak, hw, present):
+    """A finding's patch, applied as --set overrides, makes that finding go away."""
+    cfg, findings = run(tweak, hw)
+    for f in findings:
+        if f.code not in present or not f.patch:
+            continue
+        fixed = {**tweak, **f.patch}
+        _, again = run(fixed, hw)
+        assert f.code not in {g.code for g in again}, (f.code, f.patch)
+
+
+def test_unknown_model_runs_config_rules_only():
+    cfg = make({"lora.r": 32, "lora.alpha": 8, "train.lr": 2e-3})
+    findings = check(cfg, None, planned("24GiB"))
+    codes = {f.code: f.severity for f in findings}
+    assert codes["checks-skipped"] == "info"
+    assert {"alpha-below-rank", "qlora-high-lr"} <= set(codes)
+    assert "wont-fit" not in codes
+
+
+def test_method_argument_overrides_config():
+    cfg = make({"method": "lora", "train.lr": 1e-3})
+    spec = load_model("llama-3.1-8b")
+    assert "qlora-high-lr" in {f.code for f in check(cfg, spec, planned("24GiB"), "qlora")}
+    assert "qlora-high-lr" not in {f.code for f in check(cfg, spec, planned("80GiB"), "lora")}
+
+
+def test_errors_sort_first():
+    _, findings = run({"model.name": "llama-3.1-70b", "model.trust_remote_code": True, "train.warmup_ratio": 0.0}, "24g")
+    order = [f.severity for f in findings]
+    assert order == sorted(order, key=["error", "warning", "info"].index)
+    assert order[0] == "error" and "info" in order
+
+
+def test_every_required_code_has_a_rule():
+    """The codes the table exercises are all produced by RULES (one rule = one function)."""
+    codes = {c for _, _, p, _ in TABLE for c in p}
+    required = {"high-rank-high-dropout", "alpha-below-rank", "all-modules-low-rank", "qlora-high-lr",
+                "rank-out-of-range", "dropout-out-of-range", "lr-out-of-range", "wont-fit", "bf16-unsupported",
+                "seq-beyond-positions", "unknown-target-module", "trust-remote-code", "effective-batch-small",
+                "effective-batch-large", "rslora-off-high-rank", "no-grad-checkpointing-long-seq"}
+    assert required <= codes
+    assert len(RULES) == len(set(RULES))
