@@ -239,19 +239,14 @@ def stream_bytes(plan: Plan) -> int:
     return plan.dtype_bytes
 
 
-def _lora_input_bytes(l: Linear, plan: Plan, in_bytes: int) -> int:
-    """Per token: what an adapted linear's LoRA branch saves for backward."""
+def _lora_input_bytes(l: Linear, plan: Plan) -> int:
+    """Per token: what an adapted linear's LoRA branch saves for backward.
+
+    lora_A's matmul saves its 16-bit input: under autocast that is the cast copy (the fp32
+    dropout output or the fp32 input peft's `_cast_input_dtype` makes is not kept);
+    dropout keeps a bool mask; lora_B saves lora_A's r-wide output."""
     a = plan.dtype_bytes
-    per = in_bytes * l.d_in  # lora_A's input (the dropout output when dropout > 0)
-    if in_bytes != a:
-        per += a * l.d_in  # the 16-bit autocast copy lora_A's matmul saves
-    if plan.lora_dropout:
-        per += l.d_in  # dropout's bool mask
-    return per + a * plan.r  # lora_B's input
-
-
-FROM_NORM = ("q_proj", "k_proj", "v_proj", "qkv_proj", "gate_proj", "up_proj", "gate_up_proj")
-FROM_MLP = ("down_proj",)
+    return a * l.d_in + (l.d_in if plan.lora_dropout else 0) + a * plan.r
 
 
 def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int:
@@ -272,15 +267,8 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
     total += moe * 3 * s * i  # gate, up, act(gate) saved by act and mul
     if spec.is_moe:
         total += 4 * spec.num_experts  # router logits/softmax in fp32
-    per_layer = {l.name: l for l in adapted if l.family != "lm_head"}
-    for l in per_layer.values():
-        if l.name in FROM_NORM:
-            in_bytes = 4 if s == 4 else a  # the norm's output: fp32 when its weight was upcast
-        elif l.name in FROM_MLP:
-            in_bytes = s
-        else:
-            in_bytes = a  # o_proj: the attention output
-        total += (l.count // spec.num_layers) * _lora_input_bytes(l, plan, in_bytes)
+    for l in {l.name: l for l in adapted if l.family != "lm_head"}.values():
+        total += (l.count // spec.num_layers) * _lora_input_bytes(l, plan)
     return total
 
 
