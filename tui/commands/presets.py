@@ -2,9 +2,9 @@
 
 For each preset: its description, model, method and rank; the estimator's peak memory and
 fit verdict on the probed GPU or the one given with --gpu/--gpu-mem/--gpus; and its red-flag
-counts. A preset with `method: auto` is shown as the method auto would pick (LoRA when it
-fits with headroom, else QLoRA). A preset whose model is a local folder (demo-cpu) is
-estimated from that folder's config.json.
+counts — the same method choice, estimate and rules as `rankwise check` (a preset with
+`method: auto` shows what auto picks on that hardware). A preset whose model is a local
+folder (demo-cpu) is estimated from that folder's config.json.
 """
 from __future__ import annotations
 
@@ -28,51 +28,26 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _method_for(cfg, spec, gpu_bytes, gpus) -> tuple[str, object]:
-    """(method, estimate): the preset's method, or what `auto` picks on this hardware."""
-    from rankwise.advisor.memory import Plan, estimate, fit
-
-    if cfg.method != "auto":
-        return cfg.method, estimate(spec, Plan.from_config(cfg, cfg.method, gpus=gpus))
-    lora = estimate(spec, Plan.from_config(cfg, "lora", gpus=gpus))
-    if gpu_bytes is None or fit(lora, gpu_bytes) == "fits":
-        return "lora", lora
-    return "qlora", estimate(spec, Plan.from_config(cfg, "qlora", gpus=gpus))
-
-
-def _findings(cfg, spec, hw, method) -> dict | None:
-    """Red-flag counts by severity, or None while the checker is not available."""
-    import importlib
-
-    try:
-        redflags = importlib.import_module("rankwise.advisor.redflags")
-    except ModuleNotFoundError as e:
-        if e.name != "rankwise.advisor.redflags":
-            raise
-        return None
-    counts: dict[str, int] = {}
-    for f in redflags.check(cfg, spec, hw, method):
-        sev = str(getattr(f, "severity", "warning"))
-        counts[sev] = counts.get(sev, 0) + 1
-    return counts
-
-
 def describe(name: str, path: Path, hw) -> dict:
     """One preset's row. A preset that does not load is reported, not fatal: the list still shows."""
+    from rankwise.advisor import redflags
     from rankwise.advisor.config import load_config
-    from rankwise.advisor.memory import fit
     from rankwise.advisor.model import load_model
 
     row = {"name": name, "path": str(path), "description": None, "model": None, "method": None, "rank": None,
-           "fit": None, "peak_gib": None, "findings": None, "error": None}
+           "fit": None, "peak_gib": None, "findings": None, "finding_codes": None, "error": None}
     try:
         cfg = load_config(path)
         row.update(description=cfg.description, model=cfg.model.name, rank=cfg.lora.r, method=cfg.method)
         spec = load_model(cfg.model.name)
-        gpus = max(1, len(hw.gpus)) if hw.gpus else 1
-        method, est = _method_for(cfg, spec, hw.gpu_bytes, gpus)
-        row.update(method=method, fit=fit(est, hw.gpu_bytes), peak_gib=round(est.peak_gib, 2),
-                   findings=_findings(cfg, spec, hw, method))
+        ctx = redflags.context(cfg, spec, hw)  # the same method choice and estimate as `rankwise check`
+        found = redflags.run_rules(ctx)
+        counts: dict[str, int] = {}
+        for f in found:
+            counts[f.severity] = counts.get(f.severity, 0) + 1
+        row.update(method=ctx.method, fit=ctx.fit, findings=counts,
+                   finding_codes=[f"{f.severity}:{f.code}" for f in found],
+                   peak_gib=round(ctx.estimate.peak_gib, 2) if ctx.estimate is not None else None)
         if cfg.method == "auto":
             row["method_setting"] = "auto"
     except RankwiseError as e:
@@ -107,6 +82,8 @@ def run(args) -> int:
     else:
         console.print("No GPU here: peaks shown, fit not judged (plan for one with --gpu L4 or --gpu-mem 24GiB).")
     width = max(len(r["name"]) for r in rows)
+    console.print(Text(f"{'preset'.ljust(width)}  {'method'.ljust(13)}{'peak/GPU'.rjust(10)}  {'fit'.ljust(9)} red flags",
+                       style="bold"))
     for r in rows:
         line = Text(r["name"].ljust(width), style="bold")
         if r["error"]:
@@ -114,11 +91,11 @@ def run(args) -> int:
         else:
             method = r["method"] + ("(auto)" if r.get("method_setting") == "auto" else "")
             line.append(f"  {method} r={r['rank']}".ljust(15))
-            line.append(f"{r['peak_gib']:6.1f} GiB  ")
-            line.append(FIT_LABEL[r["fit"]].ljust(9), style=FIT_STYLE[r["fit"]])
+            line.append(f"{r['peak_gib']:6.1f} GiB  " if r["peak_gib"] is not None else "       ?    ")
+            line.append(FIT_LABEL.get(r["fit"], "?").ljust(9), style=FIT_STYLE.get(r["fit"], ""))
             if r["findings"] is not None:
                 counts = ", ".join(f"{n} {sev}" for sev, n in sorted(r["findings"].items()))
-                line.append(" flags: " + (counts or "none"), style="yellow" if counts else "dim")
+                line.append(" " + (counts or "none"), style="yellow" if counts else "dim")
         console.print(line, overflow="fold")
         detail = Text("  " + (r["description"] or "(no description)"), style="dim")
         detail.append(f"\n  model: {_short_model(r['model'])}", style="dim")
