@@ -71,8 +71,12 @@ def test_statuses_from_the_event_log(tmp_path, worker, dead_pid):
     make_run(runs, "done-2", [start(dead_pid), step(100, 0.5), end("finished", 100, 0.5)])
     make_run(runs, "crash-3", [start(dead_pid), step(30, 1.0), {"type": "error", "message": "CUDA error"},
                                end("failed", 30)])
-    make_run(runs, "killed-4", [start(dead_pid), step(40, 0.9),
-                                {"type": "checkpoint", "step": 40, "path": "checkpoints/checkpoint-40"}])
+    killed_dir = make_run(runs, "killed-4", [start(dead_pid), step(40, 0.9),
+                                             {"type": "checkpoint", "step": 40, "path": "checkpoints/checkpoint-40"}])
+    for n, complete in ((20, True), (40, True), (60, False)):  # 60 was being written when it died
+        (killed_dir / "checkpoints" / f"checkpoint-{n}").mkdir(parents=True)
+        if complete:
+            (killed_dir / "checkpoints" / f"checkpoint-{n}" / ".rankwise-complete").write_text("1\n")
     make_run(runs, "torn-5", [start(dead_pid), step(50, 0.8), end("interrupted", 50, 0.8)], torn='{"type": "st')
 
     live = run_info(runs / "live-1")
@@ -85,7 +89,9 @@ def test_statuses_from_the_event_log(tmp_path, worker, dead_pid):
     assert crash.status == "failed" and crash.error == "CUDA error"
     killed = run_info(runs / "killed-4")
     assert killed.status == "failed" and "--resume killed-4" in killed.note
-    assert killed.last_checkpoint == "checkpoints/checkpoint-40"
+    assert killed.checkpoint_step == 40 and killed.last_checkpoint.endswith("checkpoint-40")
+    gone = run_info(make_run(runs, "gone-6", [start(dead_pid), step(5, 2.0)]))
+    assert gone.status == "failed" and "no complete checkpoint" in gone.note and gone.checkpoint_step is None
     torn = run_info(runs / "torn-5")
     assert (torn.status, torn.step) == ("interrupted", 50)
 

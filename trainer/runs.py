@@ -28,10 +28,11 @@ from pathlib import Path
 from rankwise.advisor.errors import RankwiseError, closest
 
 from .events import EVENTS_FILE, read_events
+from .rundir import latest_checkpoint
 
 STATUSES = ("running", "finished", "failed", "interrupted")
 STARTING_GRACE_S = 120  # a run dir without a start event counts as starting this long (torch import + model load)
-DIED_NOTE = "process died without an end event; `rankwise train --resume {id}` continues from the last checkpoint"
+DIED_NOTE = "process died without an end event; `rankwise train --resume {id}` continues from its last checkpoint"
 
 
 @dataclass
@@ -52,7 +53,8 @@ class RunInfo:
     method: str | None = None
     note: str | None = None
     error: str | None = None
-    last_checkpoint: str | None = None
+    last_checkpoint: str | None = None  # the latest complete checkpoint (what --resume continues from)
+    checkpoint_step: int | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -135,8 +137,6 @@ def run_info(run_dir: str | Path) -> RunInfo:
             info.max_steps = e.get("max_steps") or info.max_steps
         elif t == "eval":
             info.eval_loss = e.get("eval_loss")
-        elif t == "checkpoint":
-            info.last_checkpoint = e.get("path")
         elif t == "error":
             info.error = e.get("message")
         elif t == "end":
@@ -165,6 +165,11 @@ def run_info(run_dir: str | Path) -> RunInfo:
     else:
         info.status = "failed"
         info.note = DIED_NOTE.format(id=info.id)
+    latest = latest_checkpoint(run_dir)  # only complete (marked) checkpoints count
+    info.last_checkpoint = str(latest[1]) if latest else None
+    info.checkpoint_step = latest[0] if latest else None
+    if info.status == "failed" and info.note == DIED_NOTE.format(id=info.id) and latest is None:
+        info.note = "process died without an end event and left no complete checkpoint; start it again"
     return info
 
 
