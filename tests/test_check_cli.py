@@ -1,0 +1,221 @@
+"""`rankwise check` and `rankwise advise` as a user runs them (subprocess), text and --json."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rankwise.advisor.config import load_config
+from rankwise.advisor.foreign import load_any
+
+FIX = Path(__file__).parent / "fixtures" / "check"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "rankwise.tui.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=60)
+
+
+# (fixture, extra flags, exit code, kind, codes present, codes absent)
+CHECKS = [
+    ("axolotl-qlora.yaml", ["--gpu-mem", "24GiB"], 0, "axolotl", [], ["wont-fit"]),
+    ("axolotl-risky.yaml", ["--gpu-mem", "24GiB"], 3, "axolotl",
+     ["unknown-target-module", "qlora-high-lr", "alpha-below-rank", "trust-remote-code", "effective-batch-small"], []),
+    ("axolotl-qlora.yaml", ["--gpu-mem", "8GiB"], 3, "axolotl", ["wont-fit"], []),
+    ("llamafactory-lora.yaml", ["--gpu-mem", "24GiB"], 0, "llama-factory", ["wont-fit"], ["alpha-below-rank"]),
+    ("llamafactory-lora.yaml", ["--gpu-mem", "80GiB"], 0, "llama-factory", [], ["wont-fit"]),
+    ("llamafactory-qlora-unknown-model.yaml", ["--gpu-mem", "24GiB"], 0, "llama-factory",
+     ["checks-skipped", "qlora-high-lr", "effective-batch-small"], ["wont-fit"]),
+    ("llamafactory-qlora-unknown-model.yaml", ["--gpu-mem", "24GiB", "--model", "qwen2.5-7b"], 0, "llama-factory",
+     ["qlora-high-lr"], ["checks-skipped"]),
+    ("clean.yaml", ["--gpu-mem", "24GiB"], 0, "rankwise", [], ["*"]),
+    ("clean.yaml", ["--gpu", "T4", "--set-dummy"], 2, None, [], []),  # unknown flag: usage error
+]
+
+
+@pytest.mark.parametrize("fixture,flags,code,kind,present,absent", CHECKS,
+                         ids=[f"{c[0]}-{'-'.join(c[1])}" for c in CHECKS])
+def test_check_json(fixture, flags, code, kind, present, absent):
+    out = cli("check", FIX / fixture, *flags, "--json")
+    assert out.returncode == code, out.stderr
+    if code == 2:
+        return
+    d = json.loads(out.stdout)
+    assert d["kind"] == kind
+    codes = {f["code"]: f for f in d["findings"]}
+    for c in present:
+        assert c in codes, (c, list(codes))
+    for c in absent:
+        assert (codes == {}) if c == "*" else (c not in codes), (c, list(codes))
+    assert (code == 3) == any(f["severity"] == "error" for f in d["findings"])
+    for f in d["findings"]:
+        assert set(f) >= {"code", "severity", "message", "why", "fix", "patch"}
+    assert "fit" in d
+    assert "Traceback" not in out.stderr and "kernels" not in out.stderr
+
+
+@pytest.mark.parametrize("fixture,flags,code,kind,present,absent", [c for c in CHECKS if c[2] != 2][:4])
+def test_check_text(fixture, flags, code, kind, present, absent):
+    out = cli("check", FIX / fixture, *flags)
+    assert out.returncode == code, out.stderr
+    assert f"({kind})" in out.stdout
+    for c in present:
+        assert c in out.stdout
+        assert "why:" in out.stdout and "fix:" in out.stdout
+
+
+def test_probed_machine_fit():
+    """Without planning flags the probe decides; with no GPU, fit is info, never an error."""
+    out = cli("check", FIX / "clean.yaml", "--json")
+    assert out.returncode == 0
+    d = json.loads(out.stdout)
+    if d["gpu_gib"] is None:  # the dev and CI machines have no GPU
+        assert d["fit"] == "no-gpu"
+        assert {f["code"]: f["severity"] for f in d["findings"]}["wont-fit"] == "info"
+    else:
+        assert d["fit"] in ("fits", "tight", "wont-fit")
+
+
+# bad input: exit 2, message names file:line and the fix
+BAD = [
+    ("axolotl-bad-value.yaml", ["axolotl-bad-value.yaml:5", "lora_dropout", "less than 1"]),
+    ("malformed.yaml", ["malformed.yaml:5", "malformed YAML"]),
+    ("unknown-key.yaml", ["unknown-key.yaml:4", "lora.rank", "did you mean 'r'"]),
+    ("does-not-exist.yaml", ["not found", "does-not-exist.yaml"]),
+]
+
+
+@pytest.mark.parametrize("fixture,expect", BAD, ids=[b[0] for b in BAD])
+@pytest.mark.parametrize("as_json", [False, True])
+def test_check_bad_input(fixture, expect, as_json):
+    out = cli("check", FIX / fixture, *(["--json"] if as_json else []))
+    assert out.returncode == 2
+    assert out.stdout == ""
+    for text in expect:
+        assert text in out.stderr, (text, out.stderr)
+    assert "Traceback" not in out.stderr
+
+
+def test_check_bad_model_flag_is_bad_input():
+    out = cli("check", FIX / "clean.yaml", "--model", "llama-9z")
+    assert out.returncode == 2 and "unknown model" in out.stderr
+
+
+def test_axolotl_mapping():
+    cfg, kind, notes = load_any(FIX / "axolotl-qlora.yaml")
+    assert kind == "axolotl"
+    assert (cfg.model.name, cfg.method, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout) == \
+           ("meta-llama/Llama-3.1-8B", "qlora", 32, 64, 0.05)
+    assert cfg.lora.target_modules == "all-linear"
+    t = cfg.train
+    assert (t.micro_batch, t.grad_accum, t.max_seq_len, t.lr, t.epochs, t.warmup_steps, t.scheduler) == \
+           (2, 4, 2048, 2e-4, 4, 10, "cosine")
+    assert t.grad_checkpointing and t.precision == "auto" and cfg.data.packing and cfg.data.val_ratio == 0.05
+    assert cfg.data.path == "mhenrichsen/alpaca_2k_test"
+    assert any("flash_attention" in n and "ignored" in n for n in notes)
+    assert t.optimizer == "adamw_torch"  # paged_adamw_32bit: 32-bit states, as adamw_torch for memory
+
+
+def test_llamafactory_mapping():
+    cfg, kind, notes = load_any(FIX / "llamafactory-lora.yaml")
+    assert kind == "llama-factory"
+    assert (cfg.method, cfg.lora.r, cfg.lora.alpha, cfg.lora.target_modules) == \
+           ("lora", 16, 32, ["q_proj", "k_proj", "v_proj", "o_proj"])
+    t = cfg.train
+    assert (t.micro_batch, t.grad_accum, t.max_seq_len, t.lr, t.epochs, t.warmup_ratio, t.precision) == \
+           (2, 8, 2048, 1e-4, 3, 0.1, "bf16")
+    assert any("template" in n for n in notes)
+    q, _, _ = load_any(FIX / "llamafactory-qlora-unknown-model.yaml")
+    assert q.method == "qlora" and q.lora.target_modules == "all-linear"
+
+
+# ------------------------------------------------------------------ advise
+
+
+ADVISE = [
+    (["--model", "llama-3.1-8b", "--task", "chat", "--gpu-mem", "16GiB"], "qlora"),
+    (["--model", "llama-3.1-8b", "--task", "instruction", "--gpu", "A100-80GB"], "lora"),
+    (["--model", "llama-3.1-70b", "--task", "chat", "--gpu-mem", "24GiB"], None),
+    (["--model", "llama-3.1-8b", "--task", "chat", "--budget", "10M", "--gpu-mem", "24GiB"], "lora"),
+]
+
+
+@pytest.mark.parametrize("args,method", ADVISE, ids=["-".join(a[1:4]) for a, _ in ADVISE])
+def test_advise_json_and_text(args, method):
+    out = cli("advise", *args, "--json")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["method"] == method
+    assert set(d) >= {"method", "config", "estimate", "estimates", "reasons", "findings", "suggestions", "first_sweep"}
+    assert d["config"]["lora"]["r"] >= 1 and d["reasons"]["lora.r"]
+    assert d["estimate"]["peak_gib"] > 0
+    text = cli("advise", *args)
+    assert text.returncode == 0, text.stderr
+    if method:
+        assert f"Recommended: {method.upper()}" in text.stdout and "First sweep" in text.stdout
+    else:
+        assert "Nothing fits" in text.stdout and "What would make it fit" in text.stdout
+    if "--budget" in args:
+        assert d["config"]["lora"]["r"] == 11 and "851,968" in d["budget_arithmetic"]
+        assert "Budget arithmetic" in text.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model", "llama-3.1-8b", "--task", "poetry"], "invalid choice"),
+    (["--model", "nope-1b", "--task", "chat"], "unknown model"),
+    (["--model", "llama-3.1-8b", "--task", "chat", "--budget", "ten"], "--budget"),
+    (["--model", "llama-3.1-8b", "--task", "chat", "--budget", "10k"], "budget"),
+    (["--model", "llama-3.1-8b", "--task", "chat", "--gpu-mem", "lots"], "--gpu-mem"),
+    (["--model", "llama-3.1-8b", "--task", "chat", "--dataset", "missing.jsonl"], "missing.jsonl"),
+    (["--model", "llama-3.1-8b", "--task", "chat", "--samples", "0"], "--samples"),
+])
+def test_advise_bad_input(args, needle):
+    out = cli("advise", *args)
+    assert out.returncode == 2
+    assert needle in out.stderr and "Traceback" not in out.stderr
+
+
+def test_advise_counts_dataset_rows():
+    data = ROOT / "presets" / "assets" / "demo-chat.jsonl"
+    rows = sum(1 for line in data.read_text().splitlines() if line.strip())
+    d = json.loads(cli("advise", "--model", "llama-3.2-1b", "--task", "chat", "--dataset", data, "--gpu-mem", "24GiB",
+                       "--json").stdout)
+    assert any(f"{rows:,} rows" in n for n in d["notes"])
+    assert str(rows) in d["reasons"]["lora.r"] and d["config"]["data"]["path"] == str(data)
+    assert d["config"]["lora"]["dropout"] == 0.1  # < 1k rows
+
+
+def test_write_preset_reloads_and_passes_check(tmp_path):
+    preset = tmp_path / "advised.yaml"
+    args = ["advise", "--model", "llama-3.1-8b", "--task", "code", "--samples", "20000", "--gpu-mem", "24GiB"]
+    out = cli(*args, "--write-preset", preset)
+    assert out.returncode == 0, out.stderr
+    text = preset.read_text()
+    assert "# " in text.split("lora:")[1].splitlines()[1]  # reasons beside the knobs
+    cfg = load_config(preset)
+    d = json.loads(cli(*args, "--json").stdout)
+    assert cfg.model_dump(mode="json") == d["config"]
+    chk = cli("check", preset, "--gpu-mem", "24GiB", "--json")
+    assert chk.returncode == 0, chk.stdout
+    assert not [f for f in json.loads(chk.stdout)["findings"] if f["severity"] != "info"]
+    # refuses to overwrite without --force, and leaves the file as it was
+    preset.write_text("# mine\n")
+    again = cli(*args, "--write-preset", preset)
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert preset.read_text() == "# mine\n"
+    assert cli(*args, "--write-preset", preset, "--force").returncode == 0
+    assert load_config(preset).lora.r == cfg.lora.r
+
+
+def test_advise_never_imports_torch():
+    code = ("import sys, io, contextlib\nfrom rankwise.tui import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    rc = cli.main(['advise', '--model', 'llama-3.1-8b', '--task', 'chat', '--gpu-mem', '24GiB', '--json'])\n"
+            "    rc2 = cli.main(['check', sys.argv[1], '--gpu-mem', '24GiB'])\n"
+            "print(rc, rc2, ','.join(m for m in ('torch', 'transformers', 'peft', 'bitsandbytes', 'textual') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(FIX / "axolotl-qlora.yaml")], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.split() == ["0", "0"], out.stdout + out.stderr
