@@ -235,6 +235,7 @@ class AdviceScreen(Screen):
             self.query_one(f"#row-{wid(key)}").remove_class("invalid")
         self.cfg = cfg
         self.recompute()
+        self.show_reason(self.focused)
 
     # ---- memory and red flags (pure advisor calls, milliseconds)
     def recompute(self) -> None:
@@ -309,7 +310,9 @@ class AdviceScreen(Screen):
         self.action_apply_fix()
 
     def on_descendant_focus(self, event) -> None:
-        widget = getattr(event, "widget", None) or event.control
+        self.show_reason(getattr(event, "widget", None) or event.control)
+
+    def show_reason(self, widget) -> None:
         for key, label, _ in FIELDS:
             if widget is not None and widget.id == wid(key):
                 why = self.reasons.get(key) or field_doc(key)

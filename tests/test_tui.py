@@ -1,0 +1,263 @@
+"""The TUI driven the Textual way: run_test at 80×24, Pilot key presses, hardware as data."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from textual.widgets import DataTable, Input, OptionList, Select, Static
+
+from rankwise.tui.app import build_app
+from tui_support import A100, L4, NO_GPU, NOW, SMALL_CATALOG, fake_run, gpu_presets, text_of
+
+SIZE = (80, 24)
+pytestmark = pytest.mark.anyio  # anyio (installed) runs the async tests on asyncio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"  # Textual runs on asyncio
+
+
+def app_for(tmp_path, hardware=L4, **kw):
+    kw.setdefault("presets", gpu_presets())
+    return build_app(hardware=hardware, runs_dir=tmp_path / "runs", catalog=SMALL_CATALOG, clock=lambda: NOW, **kw)
+
+
+async def settle(pilot):
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def to_advice(pilot, model="llama-3.1-8b", task="chat"):
+    """On Setup: type to filter the catalog, pick the task, go to Advice and wait for it."""
+    await pilot.press(*model)
+    select = pilot.app.screen.query_one("#task", Select)
+    select.value = task
+    await pilot.press("ctrl+n")
+    await settle(pilot)
+    return pilot.app.screen
+
+
+async def set_field(pilot, key: str, value: str):
+    from rankwise.tui.screens.advice import wid
+
+    box = pilot.app.screen.query_one(f"#{wid(key)}", Input)
+    box.focus()
+    await pilot.press("ctrl+u", *value)
+    await pilot.pause()
+
+
+async def test_setup_shows_gpus_host_and_filters_catalog(tmp_path):
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        hw = text_of(pilot.app.screen.query_one("#hw", Static))
+        assert "GPU0" in hw and "NVIDIA L4" in hw and "2.0/22.0 GiB used" in hw
+        assert "16 cores" in hw and "64.0 GiB" in hw
+        models = pilot.app.screen.query_one("#models", OptionList)
+        assert models.option_count == len(SMALL_CATALOG)
+        await pilot.press(*"llama")
+        assert [models.get_option_at_index(i).id for i in range(models.option_count)] == ["llama-3.2-1b", "llama-3.1-8b"]
+
+
+async def test_no_gpu_state_then_plan_for_a_declared_gpu(tmp_path):
+    async with app_for(tmp_path, hardware=NO_GPU).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "No GPU found" in text_of(pilot.app.screen.query_one("#hw", Static))
+        pilot.app.screen.query_one("#gpu-mem", Input).value = "24GiB"
+        pilot.app.screen.query_one("#gpus", Input).value = "2"
+        pilot.app.screen.query_one("#model", Input).focus()
+        advice = await to_advice(pilot)
+        assert advice.hardware.gpu_count == 2 and advice.hardware.gpu_bytes == 24 * 1024 ** 3
+        assert "/ 24.0 GiB" in text_of(advice.query_one("#mem", Static))
+
+
+async def test_bad_planned_gpu_is_said_on_setup(tmp_path):
+    async with app_for(tmp_path, hardware=NO_GPU).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pilot.app.screen.query_one("#gpu-name", Input).value = "A1000"
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert type(pilot.app.screen).__name__ == "SetupScreen"
+        assert "unknown GPU" in text_of(pilot.app.screen.query_one("#setup-error", Static))
+
+
+async def test_dataset_scan_runs_in_a_worker_and_shows_rows(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join('{"instruction": "say %d", "output": "%d"}\n' % (i, i) for i in range(40)))
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        box = pilot.app.screen.query_one("#dataset", Input)
+        box.focus()
+        await pilot.press(*str(data))
+        await pilot.pause(0.6)  # the scan is debounced
+        await settle(pilot)
+        scan = text_of(pilot.app.screen.query_one("#scan", Static))
+        assert "40 rows" in scan and "instruction" in scan
+
+
+async def test_catalog_model_and_task_give_advice(tmp_path):
+    from rankwise.advisor.model import load_model
+    from rankwise.advisor.recommend import advise
+
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot, "llama-3.1-8b", "chat")
+        assert type(screen).__name__ == "AdviceScreen"
+        expected = advise(load_model("llama-3.1-8b"), L4, "chat")
+        assert screen.cfg.lora.r == expected.config.lora.r
+        assert screen.query_one("#f-lora--r", Input).value == str(expected.config.lora.r)
+        assert screen.query_one("#f-method", Select).value == expected.config.method
+        mem = text_of(screen.query_one("#mem", Static))
+        assert "LoRA" in mem and "QLoRA" in mem and "/ 22.0 GiB" in mem
+        # the reason for the focused value is shown
+        await set_field(pilot, "lora.r", str(expected.config.lora.r))
+        assert expected.reasons["lora.r"][:30] in text_of(screen.query_one("#reason", Static))
+
+
+async def test_rank_edit_moves_memory_and_flags(tmp_path):
+    async with app_for(tmp_path, hardware=A100).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot, "llama-3.1-8b", "instruction")
+        before = {m: e.components["lora_params"] for m, e in screen.estimates.items()}
+        mem_before = text_of(screen.query_one("#mem", Static))
+        codes_before = {f.code for f in screen.findings}
+        await set_field(pilot, "lora.r", "512")
+        await set_field(pilot, "lora.alpha", "1024")
+        await set_field(pilot, "lora.dropout", "0.3")
+        assert screen.cfg.lora.r == 512
+        assert all(screen.estimates[m].components["lora_params"] > before[m] for m in before)
+        assert text_of(screen.query_one("#mem", Static)) != mem_before
+        codes = {f.code for f in screen.findings}
+        assert "high-rank-high-dropout" in codes and "high-rank-high-dropout" not in codes_before
+        flags = screen.query_one("#flags", OptionList)
+        assert any("high-rank-high-dropout" in str(flags.get_option_at_index(i).prompt)
+                   for i in range(flags.option_count))
+
+
+async def test_invalid_value_is_marked_and_keeps_last_good_config(tmp_path):
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot)
+        r = screen.cfg.lora.r
+        await set_field(pilot, "lora.r", "abc")
+        assert screen.cfg.lora.r == r
+        assert screen.query_one("#row-f-lora--r").has_class("invalid")
+        assert "lora.r" in text_of(screen.query_one("#reason", Static))
+
+
+async def test_apply_a_red_flag_fix(tmp_path):
+    async with app_for(tmp_path, hardware=A100).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot, "llama-3.1-8b", "instruction")
+        await set_field(pilot, "lora.alpha", "4")
+        finding = next(f for f in screen.findings if f.code == "alpha-below-rank")
+        assert finding.patch
+        flags = screen.query_one("#flags", OptionList)
+        flags.focus()
+        flags.highlighted = screen.findings.index(finding)
+        await pilot.pause()
+        assert "why:" in text_of(screen.query_one("#flag-detail", Static))
+        await pilot.press("ctrl+f")
+        await pilot.pause()
+        for key, value in finding.patch.items():
+            section, name = key.split(".")
+            assert getattr(getattr(screen.cfg, section), name) == value
+        assert "alpha-below-rank" not in {f.code for f in screen.findings}
+        assert screen.query_one("#f-lora--alpha", Input).value == str(screen.cfg.lora.alpha)
+
+
+async def test_save_writes_a_preset_the_schema_accepts(tmp_path):
+    from rankwise.advisor.config import load_config
+
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot)
+        await set_field(pilot, "lora.r", "24")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        path = tmp_path / "mine.yaml"
+        box = pilot.app.screen.query_one("#path", Input)
+        box.value = str(path)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert load_config(path).lora.r == 24
+        assert pilot.app.screen is screen
+
+
+async def test_presets_show_fit_and_flags_on_this_gpu(tmp_path):
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        screen = pilot.app.screen
+        table = screen.query_one(DataTable)
+        assert table.row_count == len(gpu_presets())
+        fits = {r["name"]: r["fit"] for r in screen.rows}
+        assert fits["llama3.1-70b-qlora-2x80gb"] == "wont-fit"  # a 70B does not fit one L4
+        assert set(fits.values()) <= {"fits", "tight", "wont-fit"}
+        assert str(table.get_row_at(0)[0]) == "1"
+        await pilot.press("e")
+        await settle(pilot)
+        assert type(pilot.app.screen).__name__ == "AdviceScreen"
+        assert pilot.app.screen.cfg.name == screen.rows[0]["name"] or pilot.app.screen.cfg.model.name == screen.rows[0]["model"]
+
+
+async def test_runs_list_summary_and_attach(tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs, "demo-cpu-20260101-000000", steps=5)
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        screen = pilot.app.screen
+        row = [str(c) for c in screen.query_one(DataTable).get_row_at(0)]
+        assert row[:4] == ["demo-cpu-20260101-000000", "finished", "5/5", "1.5000"]
+        assert row[4] == "9m ago"  # updated 548 s before the frozen clock
+        detail = text_of(screen.query_one("#run-detail", Static))
+        assert "final loss 1.5000" in detail and "best eval 2.2000" in detail and "vs estimate 0.05 GiB" in detail
+        await pilot.press("enter")
+        await settle(pilot)
+        run = pilot.app.screen
+        assert type(run).__name__ == "RunScreen"
+        assert run.view.step == 5 and run.view.status == "finished"
+        train, evals = run.query_one("#plot").points
+        assert [s for s, _ in train] == [1, 2, 3, 4, 5] and evals == ((5, 2.2),)
+        await pilot.press("d")
+        await pilot.pause()
+        assert type(pilot.app.screen).__name__ == "RunsScreen"
+
+
+async def test_stop_asks_first(tmp_path):
+    runs = tmp_path / "runs"
+    d = fake_run(runs, "r1", finished=True)
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        pilot.app.attach(d)
+        await settle(pilot)
+        await pilot.press("x")
+        await pilot.pause()
+        assert type(pilot.app.screen).__name__ == "ConfirmScreen"
+        await pilot.press("n")
+        await pilot.pause()
+        assert type(pilot.app.screen).__name__ == "RunScreen"
+
+
+def test_tui_process_never_imports_torch(tmp_path):
+    """Drive every screen in a fresh interpreter; torch/transformers/peft must stay out of it."""
+    code = textwrap.dedent(f"""
+        import asyncio, sys
+        sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
+        from tui_support import L4, SMALL_CATALOG, gpu_presets, fake_run
+        from pathlib import Path
+        from rankwise.tui.app import build_app
+        runs = Path({str(tmp_path)!r}) / "runs"
+        fake_run(runs, "r1")
+        async def main():
+            app = build_app(hardware=L4, runs_dir=runs, catalog=SMALL_CATALOG, presets=gpu_presets())
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.press(*"llama-3.1-8b", "ctrl+n")
+                await app.workers.wait_for_complete()
+                await pilot.press("ctrl+p"); await app.workers.wait_for_complete()
+                await pilot.press("ctrl+r"); await app.workers.wait_for_complete(); await pilot.pause()
+                await pilot.press("enter"); await app.workers.wait_for_complete(); await pilot.pause()
+                assert type(app.screen).__name__ == "RunScreen", app.screen
+        asyncio.run(main())
+        heavy = sorted(m for m in ("torch", "transformers", "peft", "bitsandbytes", "accelerate") if m in sys.modules)
+        print("HEAVY", heavy)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "HEAVY []" in out.stdout
