@@ -246,7 +246,19 @@ def test_saved_activations_match_a_real_llama_layer(targets):
     model = get_peft_model(LlamaForCausalLM(cfg).to(torch.bfloat16),
                            LoraConfig(r=8, lora_dropout=0.0, target_modules=spec.target_set(targets)))
     model.train()
-    last = model.base_model.model.model.layers[-1]  # its input requires grad, as in every layer but the first
+    batch, seq = 2, 128
+    measured = _saved_bytes_in_last_layer(model, model.base_model.model.model.layers,
+                                          lambda: model(input_ids=torch.randint(0, 1000, (batch, seq))))
+    plan = Plan("lora", r=8, targets=targets, lora_dropout=False)
+    estimated = layer_saved_bytes(spec, plan, spec.resolve_targets(targets)) * batch * seq
+    assert abs(estimated - measured) / measured < 0.06, (estimated, measured)
+
+
+def _saved_bytes_in_last_layer(model, layers, run) -> int:
+    """Bytes of the tensors autograd saves inside the last decoder layer (parameters excluded)."""
+    import torch
+
+    last = layers[-1]  # its input requires grad, as in every layer but the first
     inside = {"on": False}
     last.register_forward_pre_hook(lambda m, a: inside.__setitem__("on", True))
     last.register_forward_hook(lambda m, a, o: inside.__setitem__("on", False))
@@ -258,10 +270,43 @@ def test_saved_activations_match_a_real_llama_layer(targets):
             saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
-    batch, seq = 2, 128
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(input_ids=torch.randint(0, 1000, (batch, seq)))
-    measured = sum(saved.values())
-    plan = Plan("lora", r=8, targets=targets, lora_dropout=False)
-    estimated = layer_saved_bytes(spec, plan, spec.resolve_targets(targets)) * batch * seq
+        run()
+    return sum(saved.values())
+
+
+@pytest.mark.slow
+def test_qlora_stack_facts_and_saved_activations(tmp_path):
+    """Real bitsandbytes 4-bit + prepare_model_for_kbit_training (CPU): the facts the QLoRA
+    model rests on (fp32 embeddings/norms/lm_head, fp32 residual stream and MLP) and the
+    per-layer saved bytes."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
+
+    from rankwise.advisor.memory import layer_saved_bytes
+    from rankwise.advisor.model import spec_from_config
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=256, intermediate_size=688, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=1000, max_position_embeddings=512, attn_implementation="sdpa")
+    LlamaForCausalLM(cfg).save_pretrained(tmp_path)
+    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+                             bnb_4bit_use_double_quant=True)
+    model = LlamaForCausalLM.from_pretrained(tmp_path, quantization_config=bnb, dtype=torch.bfloat16, device_map="cpu")
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    assert model.lm_head.weight.dtype == model.model.embed_tokens.weight.dtype == torch.float32
+    assert model.model.layers[0].self_attn.q_proj.__class__.__name__ == "Linear4bit"
+    model = get_peft_model(model, LoraConfig(r=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
+    model.train()
+    layers = model.base_model.model.model.layers
+    dtypes = {}
+    layers[-1].mlp.down_proj.register_forward_pre_hook(lambda m, a: dtypes.__setitem__("down_in", a[0].dtype))
+    batch, seq = 2, 128
+    measured = _saved_bytes_in_last_layer(model, layers, lambda: model(input_ids=torch.randint(0, 1000, (batch, seq))))
+    assert dtypes["down_in"] == torch.float32  # the MLP runs in fp32 between the 4-bit matmuls
+
+    spec = spec_from_config("tiny", "local", {**cfg.to_dict(), "model_type": "llama"})
+    plan = Plan("qlora", r=8, targets="q_proj,v_proj", lora_dropout=False)
+    estimated = layer_saved_bytes(spec, plan, spec.resolve_targets("q_proj,v_proj")) * batch * seq
     assert abs(estimated - measured) / measured < 0.06, (estimated, measured)
