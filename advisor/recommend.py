@@ -132,6 +132,8 @@ def suggest_fixes(spec: ModelSpec, hw: Hardware | None, cfg: RunConfig, method: 
         tries.append(("paged 8-bit AdamW optimizer", {"train.optimizer": "paged_adamw_8bit"}))
     if cfg.lora.r > 8:
         tries.append((f"lower rank: r {cfg.lora.r // 2}", {"lora.r": cfg.lora.r // 2, "lora.alpha": cfg.lora.r}))
+    if cfg.lora.target_modules != "minimal" and spec.target_set("minimal"):
+        tries.append(("fewer target modules: minimal (q, v)", {"lora.target_modules": "minimal"}))
     out = []
     for change, patch in tries:
         try:
@@ -150,22 +152,20 @@ def suggest_fixes(spec: ModelSpec, hw: Hardware | None, cfg: RunConfig, method: 
                             "patch": None, "peak_gib": round(est.peak_gib, 2), "fit": f,
                             "saves_gib": round(base.peak_gib - est.peak_gib, 2)})
                 break
-    # everything together, and the GPU size the frugal plan needs
+    # everything together, and the GPU size the plan needs as it is
     combined = {k: v for _, p in tries for k, v in p.items()}
-    if method == "lora":
-        combined["method"] = "qlora"
-    combined.pop("lora.r", None), combined.pop("lora.alpha", None)
     if "train.max_seq_len" in combined:
         combined["train.max_seq_len"] = max(256, t.max_seq_len // 2)
-    if combined:
+    if len(tries) > 1:
         new = _set(cfg, combined)
         est, f = _estimate(spec, new, combined.get("method", method), hw)
         out.append({"change": "all of: " + ", ".join(f"{k}={v}" for k, v in combined.items()),
                     "patch": combined, "peak_gib": round(est.peak_gib, 2), "fit": f,
                     "saves_gib": round(base.peak_gib - est.peak_gib, 2)})
-        need = est.peak_bytes / 0.9
-        out.append({"change": f"a GPU with at least {gib(need):.0f} GiB (the plan above with 10% headroom)",
-                    "patch": None, "peak_gib": round(est.peak_gib, 2), "fit": "fits", "saves_gib": 0.0})
+    if hw and hw.has_gpu:
+        out.append({"change": f"a GPU with at least {math.ceil(gib(base.peak_bytes / 0.9))} GiB (this plan as it is, "
+                              "with 10% headroom)", "patch": None, "peak_gib": round(base.peak_gib, 2),
+                    "fit": "fits", "saves_gib": 0.0})
     return out
 
 
@@ -242,11 +242,15 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     targets = "aggressive" if task in NEW_KNOWLEDGE else "standard"
     if not spec.target_set(targets):
         targets = "all-linear"
-    reasons["lora.target_modules"] = (
-        f"{targets} ({', '.join(spec.target_set(targets))}): "
-        + ("the task must learn new facts/skills, so the MLP projections (where knowledge sits) are adapted too"
-           if task in NEW_KNOWLEDGE else "attention projections are enough to change behaviour and format; "
-           "minimal = q,v is cheaper, aggressive adds the MLP for new knowledge"))
+    if task not in NEW_KNOWLEDGE:
+        why_t = ("attention projections are enough to change behaviour and format; minimal = q,v is cheaper, "
+                 "aggressive adds the MLP for new knowledge")
+    elif spec.target_set("aggressive") == spec.target_set("standard"):
+        why_t = ("the task must learn new facts/skills, but this model's MLP experts are fused tensors LoRA "
+                 "cannot wrap: only the attention projections are adaptable")
+    else:
+        why_t = "the task must learn new facts/skills, so the MLP projections (where knowledge sits) are adapted too"
+    reasons["lora.target_modules"] = f"{targets} ({', '.join(spec.target_set(targets))}): {why_t}"
     r, why_r = _rank(task, dataset_rows)
     per_unit = spec.lora_params(targets, 1)
     arithmetic, r_max = None, None

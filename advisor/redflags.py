@@ -183,15 +183,18 @@ def _fit_fix(ctx: Context) -> tuple[str, dict | None]:
     from .recommend import suggest_fixes  # recommend imports this module
 
     sugg = suggest_fixes(ctx.spec, ctx.hw, ctx.cfg, ctx.method)
-    good = [s for s in sugg if s["fit"] == "fits"] or [s for s in sugg if s["fit"] == "tight"]
-    if good:
-        best = good[0]
-        return f"{best['change']} (~{best['peak_gib']:.1f} GiB)", best["patch"]
-    if sugg:
-        lowest = min(sugg, key=lambda s: s["peak_gib"])
-        return (f"nothing single is enough; {lowest['change']} gets to ~{lowest['peak_gib']:.1f} GiB. "
-                "Use a larger GPU or more GPUs"), None
-    return "use a larger GPU or more GPUs", None
+    changes = [s for s in sugg if s["patch"]]
+    gpu = [s["change"] for s in sugg if not s["patch"] and s["change"].startswith("a GPU")]
+    for level in ("fits", "tight"):
+        good = [s for s in changes if s["fit"] == level]
+        if good:
+            best = min(good, key=lambda s: len(s["patch"]))  # the smallest change that is enough
+            return f"{best['change']} (~{best['peak_gib']:.1f} GiB, {level})", best["patch"]
+    tail = "; or " + gpu[0] if gpu else ""
+    if changes:
+        lowest = min(changes, key=lambda s: s["peak_gib"])
+        return f"no config change is enough: {lowest['change']} still needs ~{lowest['peak_gib']:.1f} GiB{tail}", None
+    return "use a larger GPU" + tail, None
 
 
 def bf16_unsupported(ctx: Context) -> Finding | None:
@@ -359,6 +362,9 @@ def _gpus(hw: Hardware | None) -> int:
 
 def check(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method: str | None = None) -> list[Finding]:
     """Every red flag in `cfg` (for `spec` on `hw`), errors first."""
-    ctx = context(cfg, spec, hw, method)
+    return run_rules(context(cfg, spec, hw, method))
+
+
+def run_rules(ctx: Context) -> list[Finding]:
     found = [f for rule in RULES if (f := rule(ctx)) is not None]
     return sorted(found, key=lambda f: SEVERITY_ORDER[f.severity])
