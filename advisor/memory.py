@@ -9,10 +9,15 @@ cached-but-free share + the CUDA context), because that is what decides an OOM.
 
 Only two numbers are not derived from shapes, each one named constant below with its
 source: the CUDA context size and the allocator's fragmentation share.
+
+`Plan.stack` selects what a training stack's code keeps in memory (`STACKS`): "hf" is what
+rankwise trains with; the others exist so bench/estimator_accuracy.py can compare against
+figures published from LitGPT, torchtune or older transformers. Accuracy against those
+figures: run `python3 bench/estimator_accuracy.py`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import RankwiseError
@@ -391,7 +396,3 @@ def fit(est: Estimate, gpu_bytes: int | None) -> str:
         return "tight"
     return "wont-fit"
 
-
-def with_plan(plan: Plan, **changes) -> Plan:
-    """A copy of `plan` with fields changed (for sweeps by the recommender)."""
-    return replace(plan, **changes)
