@@ -1,0 +1,170 @@
+"""The worker's hooks into HF `Trainer`: progress events, checkpoint markers, stop on a
+signal, and the test seam that fakes a CUDA OOM on CPU.
+
+Progress leaves the loop only through `EventSink` (trainer/events.py). The per-step cost
+is a few attribute reads; the work (memory probe, JSON) happens once per logging step.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from . import rundir
+from .events import EventSink
+
+OOM_ENV = "RANKWISE_TEST_OOM_AT_STEPS"
+
+
+class TokenCounter:
+    """Wraps the collator: counts the real (unpadded) tokens handed to the model."""
+
+    def __init__(self, collate):
+        self.collate = collate
+        self.tokens = 0
+
+    def __call__(self, batch):
+        self.tokens += sum(len(ex["input_ids"]) for ex in batch)
+        return self.collate(batch)
+
+
+def memory(device: str) -> tuple[int | None, int | None]:
+    """(now, peak) bytes: CUDA reserved on GPU; process RSS on CPU."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.memory_reserved(), torch.cuda.max_memory_reserved()
+    import psutil
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak *= 1 if sys.platform == "darwin" else 1024  # Linux reports KiB, macOS bytes
+    return psutil.Process().memory_info().rss, peak
+
+
+class Events(TrainerCallback):
+    """step / eval / checkpoint events; remembers what summary.json needs."""
+
+    def __init__(self, sink: EventSink, device: str, tokens: TokenCounter):
+        self.sink, self.device, self.tokens = sink, device, tokens
+        self.final_loss = self.best_loss = self.best_eval = None
+        self.peak_mem = None
+        self.step = 0
+        self.max_steps = None
+        self._t0 = self._tok0 = self._step0 = None  # rate since this process's first step
+        self._last_t = self._last_tok = None
+        self.train_seconds = 0.0
+        self.train_tokens = 0
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.max_steps = state.max_steps
+        self._t0 = self._last_t = time.perf_counter()
+        self._tok0 = self._last_tok = self.tokens.tokens
+        self._step0 = state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs = logs or {}
+        now = time.perf_counter()
+        if "loss" in logs:
+            self._step_event(state, logs, now)
+        if "eval_loss" in logs:
+            loss = float(logs["eval_loss"])
+            self.best_eval = loss if self.best_eval is None else min(self.best_eval, loss)
+            self.sink.emit("eval", step=state.global_step, eval_loss=loss)
+
+    def _step_event(self, state, logs, now):
+        loss = float(logs["loss"])
+        self.final_loss = loss
+        self.best_loss = loss if self.best_loss is None else min(self.best_loss, loss)
+        self.step = state.global_step
+        toks = self.tokens.tokens
+        dt = now - self._last_t
+        rate = (toks - self._last_tok) / dt if dt > 0 else None
+        self._last_t, self._last_tok = now, toks
+        self.train_seconds, self.train_tokens = now - self._t0, toks - self._tok0
+        done = state.global_step - self._step0
+        eta = (state.max_steps - state.global_step) * (now - self._t0) / done if done > 0 else None
+        mem, peak = memory(self.device)
+        self.peak_mem = peak
+        self.sink.emit("step", step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0, 4),
+                       loss=loss, lr=logs.get("learning_rate"), grad_norm=_float(logs.get("grad_norm")),
+                       tokens_per_s=round(rate, 1) if rate else None, mem_bytes=mem, peak_mem_bytes=peak,
+                       eta_s=round(eta, 1) if eta is not None else None)
+
+    def on_train_end(self, args, state, control, **kw):
+        self.step = state.global_step
+        now = time.perf_counter()
+        if self._t0 is not None:
+            self.train_seconds, self.train_tokens = now - self._t0, self.tokens.tokens - self._tok0
+        self.peak_mem = memory(self.device)[1]
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.train_tokens / self.train_seconds if self.train_seconds > 0 else None
+
+
+def _float(v):
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+class Checkpoints(TrainerCallback):
+    """After HF saved checkpoint-N: write its completion marker, then the event."""
+
+    def __init__(self, sink: EventSink):
+        self.sink = sink
+
+    def on_save(self, args, state, control, **kw):
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if path.is_dir():
+            rundir.mark_complete(path)
+            self.sink.emit("checkpoint", step=state.global_step, path=str(path))
+
+
+class StopFlag(TrainerCallback):
+    """Reads the flag the SIGINT/SIGTERM handler sets (`stop.requested`): the current step
+    finishes, a checkpoint is saved, training stops."""
+
+    def __init__(self, stop):
+        self.stop = stop
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.stop.requested:
+            control.should_save = True
+            control.should_training_stop = True
+
+
+class FakeOOM(TrainerCallback):
+    """Test seam (CPU has no CUDA OOM): RANKWISE_TEST_OOM_AT_STEPS=5,9 raises
+    torch.OutOfMemoryError as optimizer step 5 (then 9) begins, each once per process.
+    Everything after the raise is the real retry path."""
+
+    def __init__(self, spec: str | None = None):
+        spec = os.environ.get(OOM_ENV, "") if spec is None else spec
+        self.pending = {int(s) for s in spec.replace(" ", "").split(",") if s}
+
+    def on_step_begin(self, args, state, control, **kw):
+        step = state.global_step + 1
+        if step in self.pending:
+            import torch
+
+            self.pending.discard(step)
+            raise torch.OutOfMemoryError(f"CUDA out of memory (faked by {OOM_ENV} at step {step})")
+
+
+class StartOnce(TrainerCallback):
+    """Emits `start` once per process, when HF knows max_steps (an OOM retry rebuilds the
+    Trainer; its `retry` event already says what changed)."""
+
+    def __init__(self, emit):
+        self.emit, self.done = emit, False
+
+    def on_train_begin(self, args, state, control, **kw):
+        if not self.done:
+            self.done = True
+            self.emit(state.max_steps)

@@ -1,0 +1,342 @@
+"""The training process: `python -m rankwise.trainer.worker RUN_DIR [--resume] [--force]`.
+
+`rankwise train` creates the run directory (with its resolved config.yaml) and starts this
+module in its own process session with stdout/stderr on train.log. It reads top to bottom:
+config → advisor check and estimate → tokenizer → data → model (LoRA or QLoRA) → HF
+Trainer → train (with the OOM retry) → adapter → summary.json → `end` event.
+
+Exit codes: 0 finished, 1 failed, 2 bad input (an error event says what), 130 interrupted.
+SIGINT and SIGTERM (`rankwise stop`) finish the current step, save a checkpoint and end
+with status interrupted; during loading they end the process at once (exit 130).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from rankwise.advisor.errors import RankwiseError
+
+from . import rundir
+from .events import EVENTS_FILE, EventSink
+
+MAX_OOM_RETRIES = 3
+log = logging.getLogger("rankwise.worker")
+SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+CATALOG_ONLY = ("catalog entries are architectures without weights; point model.name at a local folder "
+                "or a cached model id")
+
+
+class OOMGiveUp(Exception):
+    """CUDA ran out of memory and halving the micro-batch did not help (or cannot)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rankwise.trainer.worker")
+    p.add_argument("run_dir")
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    p.add_argument("--force", action="store_true", help="train despite error-level red flags")
+    args = p.parse_args(argv)
+    run_dir = Path(args.run_dir).resolve()
+    _output_to_log(run_dir / rundir.LOG)
+    stop = _install_signal_handlers()
+    sink = EventSink(run_dir / EVENTS_FILE)
+    state: dict = {"step": None}
+    try:
+        return train(run_dir, sink, stop, state, resume=args.resume, force=args.force)
+    except KeyboardInterrupt:  # a signal before the Trainer was running: nothing to checkpoint yet
+        log.info("interrupted before training started")
+        sink.emit("end", status="interrupted", step=state["step"], exit_code=130)
+        return 130
+    except RankwiseError as e:
+        log.error("%s%s", e.message, f" ({e.hint})" if e.hint else "")
+        sink.emit("error", message=e.message, hint=e.hint)
+        sink.emit("end", status="failed", step=state["step"], exit_code=2)
+        return 2
+    except OOMGiveUp as e:
+        log.error("%s", e)
+        sink.emit("error", message=str(e).split("\n")[0], hint="\n".join(str(e).split("\n")[1:]) or None)
+        sink.emit("end", status="failed", step=state["step"], exit_code=1)
+        return 1
+    except Exception as e:  # a bug or a library failure: the traceback goes to train.log
+        traceback.print_exc()
+        sink.emit("error", message=f"{type(e).__name__}: {e}", hint=f"see {run_dir / rundir.LOG}")
+        sink.emit("end", status="failed", step=state["step"], exit_code=1)
+        return 1
+    finally:
+        sink.close()
+
+
+def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force: bool) -> int:
+    cfg = rundir.load_config(run_dir)
+    log.info("run %s: loading libraries", run_dir.name)
+    import torch  # deferred: heavy, and only the worker trains
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, Trainer, TrainingArguments
+
+    from rankwise.advisor import hardware, redflags
+    from rankwise.advisor.model import load_model
+
+    from .callbacks import Checkpoints, Events, FakeOOM, StartOnce, StopFlag, TokenCounter
+    from .data import build_datasets, make_collator
+
+    # --- what to train, and does the advisor object? ------------------------------------------
+    spec = load_model(cfg.model.name)
+    model_dir = weights_dir(spec, cfg)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    hw = hardware.probe(str(run_dir))
+    ctx = redflags.context(cfg, spec, hw)
+    method = ctx.method
+    findings = redflags.check(cfg, spec, hw, method)
+    for f in findings:
+        log.log(logging.ERROR if f.severity == "error" else logging.WARNING if f.severity == "warning" else logging.INFO,
+                "red flag %s [%s]: %s — %s", f.code, f.severity, f.message, f.fix)
+        if f.severity != "info":
+            sink.emit("log", level=f.severity, message=f"{f.code}: {f.message}")
+    errors = [f for f in findings if f.severity == "error"]
+    if errors and not force:
+        raise RankwiseError(f"red flag {errors[0].code}: {errors[0].message}",
+                            f"{errors[0].fix} (or start it with --force)")
+    est = ctx.estimate
+    gpu_bytes = torch.cuda.get_device_properties(0).total_memory if device == "cuda" else None
+    if est is not None:
+        log.info("estimated peak %.2f GiB (%s) for %s on %s", est.peak_gib, method,
+                 f"{gpu_bytes / 2**30:.1f} GiB GPU" if gpu_bytes else "CPU", device)
+
+    # --- precision ---------------------------------------------------------------------------
+    bf16_ok = device == "cuda" and torch.cuda.is_bf16_supported()
+    precision = cfg.train.precision
+    if precision == "auto":
+        precision = ("bf16" if bf16_ok else "fp16") if device == "cuda" else "fp32"
+    if device == "cpu" and precision == "fp16":
+        raise RankwiseError("train.precision fp16 needs a GPU", "set train.precision: auto (fp32 on CPU) or bf16")
+    weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    compute = cfg.quant.compute_dtype
+    compute_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
+        compute, torch.float32 if device == "cpu" else (torch.bfloat16 if bf16_ok else torch.float16))
+    optim = cfg.resolved_optimizer(method)
+    optim = {"adamw_torch": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit",
+             "paged_adamw_8bit": "paged_adamw_8bit" if device == "cuda" else "adamw_bnb_8bit"}[optim]
+
+    # --- tokenizer and data ------------------------------------------------------------------
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
+    train_rows, val_rows, report = build_datasets(cfg, tokenizer)
+    log.info("data: %s", report.to_dict())
+    tokens = TokenCounter(make_collator(tokenizer))
+
+    def build_model():
+        kwargs = dict(trust_remote_code=cfg.model.trust_remote_code, use_safetensors=not cfg.model.allow_unsafe_weights)
+        if method == "qlora":
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type=cfg.quant.quant_type,
+                bnb_4bit_use_double_quant=cfg.quant.double_quant, bnb_4bit_compute_dtype=compute_dtype)
+            kwargs["device_map"] = {"": 0 if device == "cuda" else "cpu"}
+            kwargs["dtype"] = compute_dtype
+        else:
+            kwargs["dtype"] = weight_dtype
+        try:
+            model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+        except OSError as e:
+            raise RankwiseError(f"cannot load the weights in {model_dir}: {str(e).splitlines()[0]}",
+                                "the folder needs *.safetensors weights (or set model.allow_unsafe_weights "
+                                "for pickled .bin files you trust)") from None
+        if method == "qlora":
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.grad_checkpointing,
+                                                    gradient_checkpointing_kwargs={"use_reentrant": False})
+        targets = cfg.lora.target_modules
+        targets = spec.target_set(targets) if isinstance(targets, str) else list(targets)
+        torch.manual_seed(cfg.train.seed)  # the same LoRA init on every (re)build
+        lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha_value, lora_dropout=cfg.lora.dropout,
+                          bias=cfg.lora.bias, target_modules=targets, use_rslora=cfg.lora.use_rslora,
+                          task_type="CAUSAL_LM")
+        return get_peft_model(model, lora)
+
+    def build_trainer(model, micro: int, accum: int):
+        t = cfg.train
+        if t.report_to == "tensorboard":
+            os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
+        args = TrainingArguments(
+            output_dir=str(run_dir / rundir.CHECKPOINTS),
+            per_device_train_batch_size=micro, per_device_eval_batch_size=micro, gradient_accumulation_steps=accum,
+            learning_rate=t.lr, lr_scheduler_type=SCHEDULERS[t.scheduler],
+            warmup_steps=t.warmup_steps if t.warmup_steps is not None else t.warmup_ratio,  # < 1: a ratio
+            num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
+            gradient_checkpointing=t.grad_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False},
+            optim=optim, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed,
+            logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps,
+            save_total_limit=t.save_total_limit,
+            eval_strategy="steps" if val_rows else "no", eval_steps=t.eval_steps or t.save_steps,
+            bf16=precision == "bf16" and device == "cuda", fp16=precision == "fp16",
+            use_cpu=device == "cpu", report_to=["tensorboard"] if t.report_to == "tensorboard" else "none",
+            disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
+        )
+        return Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
+                       data_collator=tokens, callbacks=[events, checkpoints, StopFlag(stop), fake_oom, started])
+
+    # --- callbacks ---------------------------------------------------------------------------
+    events, checkpoints, fake_oom = Events(sink, device, tokens), Checkpoints(sink), FakeOOM()
+    latest = rundir.latest_checkpoint(run_dir) if resume else None
+    if resume:
+        log.info("resuming from %s", latest[1] if latest else "the beginning (no complete checkpoint)")
+    micro, accum = cfg.train.micro_batch, cfg.train.grad_accum
+    started = StartOnce(lambda max_steps: sink.emit(
+        "start", run_id=run_dir.name, pid=os.getpid(), model=cfg.model.name, method=method, device=device,
+        device_total_bytes=gpu_bytes, max_steps=max_steps, epochs=cfg.train.epochs, micro_batch=micro,
+        grad_accum=accum, estimate_peak_gib=round(est.peak_gib, 3) if est else None,
+        resumed_from_step=latest[0] if latest else None, train_rows=report.train_rows, val_rows=report.val_rows,
+        truncated_rows=report.truncated_rows, skipped_rows=report.skipped_rows))
+
+    # --- train, halving the micro-batch on CUDA OOM ------------------------------------------
+    t0 = time.time()
+    retries = 0
+    while True:
+        model = build_model()
+        model.print_trainable_parameters()
+        trainer = build_trainer(model, micro, accum)
+        oom = None
+        stop.armed = True
+        try:
+            trainer.train(resume_from_checkpoint=str(latest[1]) if latest else None)
+        except torch.OutOfMemoryError as e:
+            oom = str(e).splitlines()[0]
+        state["step"] = trainer.state.global_step
+        if oom is None:
+            break
+        del trainer, model
+        gc.collect()
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        retries += 1
+        if retries > MAX_OOM_RETRIES or micro == 1:
+            raise OOMGiveUp(oom_message(est, gpu_bytes, micro, accum, retries - 1, cfg))
+        micro, accum = halve(micro, accum)
+        latest = rundir.latest_checkpoint(run_dir)
+        log.warning("out of memory (%s): retry %d with micro_batch %d, grad_accum %d from %s", oom, retries,
+                    micro, accum, f"step {latest[0]}" if latest else "the start")
+        sink.emit("retry", attempt=retries, reason=oom, micro_batch=micro, grad_accum=accum,
+                  from_step=latest[0] if latest else 0)
+        _record_batch(run_dir, cfg, micro, accum)  # a later --resume starts with what fitted
+
+    # --- save and report ---------------------------------------------------------------------
+    ended_early = trainer.state.global_step < trainer.state.max_steps
+    status = "interrupted" if stop.requested and ended_early else "finished"
+    adapter = None
+    if status == "finished":
+        adapter = run_dir / rundir.ADAPTER
+        model.save_pretrained(adapter)
+    summary = {
+        "status": status, "step": events.step, "max_steps": events.max_steps, "method": method, "device": device,
+        "final_loss": events.final_loss, "best_train_loss": events.best_loss, "best_eval_loss": events.best_eval,
+        "runtime_s": round(time.time() - t0, 2),
+        "tokens_per_s": round(events.tokens_per_s, 1) if events.tokens_per_s else None,
+        "peak_mem_bytes": events.peak_mem, "peak_mem_kind": "cuda reserved" if device == "cuda" else "process RSS",
+        "estimate_peak_gib": round(est.peak_gib, 3) if est else None,
+        "estimate": est.to_dict() if est else None, "micro_batch": micro, "grad_accum": accum,
+        "oom_retries": retries, "data": report.to_dict(), "adapter_path": str(adapter) if adapter else None,
+        "last_checkpoint": str(c[1]) if (c := rundir.latest_checkpoint(run_dir)) else None,
+    }
+    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    code = 130 if status == "interrupted" else 0
+    log.info("run %s %s at step %s", run_dir.name, status, events.step)
+    sink.emit("end", status=status, step=events.step, final_loss=events.final_loss, best_eval_loss=events.best_eval,
+              peak_mem_bytes=events.peak_mem, adapter_path=summary["adapter_path"], exit_code=code)
+    return code
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def weights_dir(spec, cfg) -> str:
+    """The folder to load weights from: a local folder or a cached snapshot; never a download."""
+    if spec.source == "catalog" or not spec.path:
+        raise RankwiseError(f"model.name {cfg.model.name!r} is a catalog entry: {CATALOG_ONLY}",
+                            "e.g. model.name: /models/Llama-3.1-8B or a model id already in ~/.cache/huggingface")
+    return spec.path
+
+
+def halve(micro: int, accum: int) -> tuple[int, int]:
+    """Half the micro-batch, the same effective batch (rounded up when micro is odd)."""
+    new = max(1, micro // 2)
+    return new, math.ceil(micro * accum / new)
+
+
+def oom_message(est, gpu_bytes, micro: int, accum: int, retries: int, cfg) -> str:
+    gib = 2 ** 30
+    where = f"the {gpu_bytes / gib:.1f} GiB GPU" if gpu_bytes else "this device"
+    head = (f"out of memory at micro_batch {micro} (grad_accum {accum}) after {retries} "
+            f"retr{'y' if retries == 1 else 'ies'}; estimated peak {est.peak_gib:.1f} GiB on {where}" if est else
+            f"out of memory at micro_batch {micro} after {retries} retries on {where}")
+    fixes = []
+    if cfg.method != "qlora":
+        fixes.append("method: qlora (4-bit base weights)")
+    fixes.append(f"a shorter train.max_seq_len (now {cfg.train.max_seq_len})")
+    if not cfg.train.grad_checkpointing:
+        fixes.append("train.grad_checkpointing: true")
+    fixes.append("a smaller lora.r or fewer target modules")
+    return head + "\nto fit, try " + "; ".join(fixes) + " (`rankwise estimate` shows the effect)"
+
+
+def _record_batch(run_dir: Path, cfg, micro: int, accum: int) -> None:
+    cfg.train.micro_batch, cfg.train.grad_accum = micro, accum
+    rundir.write_atomic(run_dir / rundir.CONFIG, cfg.to_yaml())
+
+
+def _output_to_log(path: Path) -> None:
+    """Everything this process prints (Python, C libraries, warnings) goes to train.log."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+    os.environ["HF_HUB_OFFLINE"] = "1"  # nothing is ever downloaded
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_drop_kernels_line)
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.captureWarnings(True)
+
+
+def _drop_kernels_line(record: logging.LogRecord) -> bool:
+    """bitsandbytes on CPU logs that the optional `kernels` package is missing: harmless noise."""
+    return "kernels" not in str(record.msg)
+
+
+class _Stop:
+    armed = False  # the Trainer is running: a signal asks for a checkpoint and a stop
+    requested = False
+    signal = None
+
+
+def _install_signal_handlers():
+    """SIGINT/SIGTERM: while training, set the stop flag (the step finishes, a checkpoint is
+    saved); before that, interrupt at once."""
+    stop = _Stop()
+
+    def handler(signum, frame):
+        if stop.armed:
+            if not stop.requested:
+                log.warning("%s: finishing this step, saving a checkpoint, then stopping",
+                            signal.Signals(signum).name)
+            stop.requested, stop.signal = True, signum
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+if __name__ == "__main__":
+    sys.exit(main())

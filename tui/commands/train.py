@@ -1,0 +1,187 @@
+"""`rankwise train --preset NAME|FILE`: check everything, create the run dir, start the worker.
+
+Everything a user can get wrong (preset, --set, model path, data path, runs dir, error-level
+red flags) is checked here BEFORE the run directory exists: bad input exits 2 and leaves
+nothing behind. The worker (`python -m rankwise.trainer.worker RUN_DIR`) always runs in its
+own process session with its output on train.log, so closing the terminal or losing SSH
+does not stop it. In the foreground this command follows the run's event log with the
+panel; Ctrl-C asks the worker to checkpoint and stop, and keeps following until its `end`.
+Exit codes: 0 finished, 1 failed, 2 bad input, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from rankwise.advisor.errors import RankwiseError
+
+EXIT = {"finished": 0, "interrupted": 130}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a preset (headless; follows the run with a progress panel)",
+                       description="Train a LoRA/QLoRA adapter from a preset. The run goes on in its own "
+                                   "process: --detach returns at once, `rankwise attach RUN` shows it later.")
+    p.add_argument("--preset", default=argparse.SUPPRESS, metavar="NAME|FILE",
+                   help="a shipped preset name (see `rankwise presets`) or a YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE",
+                   help="override a preset key, e.g. --set lora.r=32 (repeatable)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN (id, prefix or dir) from its last complete checkpoint")
+    p.add_argument("--detach", action="store_true", help="start the run in the background and print its id")
+    p.add_argument("--force", action="store_true", help="train even when the config has error-level red flags")
+    p.add_argument("--runs-dir", default=argparse.SUPPRESS, help="where runs are kept (default: output.dir, ./runs)")
+    p.add_argument("--json-events", action="store_true", help="print each event as a JSON line instead of the panel")
+    p.set_defaults(func=run)
+
+
+def run_from_root(args) -> int:
+    """`rankwise --preset NAME [--set k=v]` with no command: the same headless run."""
+    return run(args)
+
+
+def run(args) -> int:
+    resume = getattr(args, "resume", None)
+    if resume:
+        run_dir = _prepare_resume(args)
+    else:
+        run_dir = _prepare_new(args)
+    proc = start_worker(run_dir, resume=bool(resume), force=getattr(args, "force", False))
+    if getattr(args, "detach", False):
+        print(f"started {run_dir} (pid {proc.pid}); `rankwise attach {run_dir.name}` follows it", file=sys.stderr)
+        print(run_dir.name)
+        return 0
+    return _follow(run_dir, proc, getattr(args, "json_events", False))
+
+
+# ------------------------------------------------------------------------ checking input
+
+
+def _prepare_new(args) -> Path:
+    from rankwise.advisor.config import load_config
+    from rankwise.advisor.presets import resolve_preset
+    from rankwise.trainer import rundir
+
+    ref = getattr(args, "preset", None)
+    if not ref:
+        raise RankwiseError("train needs --preset NAME|FILE (or --resume RUN)",
+                            "e.g. rankwise train --preset demo-cpu; `rankwise presets` lists the shipped ones")
+    preset = resolve_preset(ref)
+    cfg = load_config(preset, getattr(args, "overrides", None) or [])
+    check_inputs(cfg, force=getattr(args, "force", False))
+    root = rundir.runs_root(cfg, getattr(args, "runs_dir", None))
+    rundir.check_writable(root)
+    return rundir.create(root, rundir.run_name(cfg, preset), cfg)
+
+
+def _prepare_resume(args) -> Path:
+    from rankwise.trainer import rundir
+    from rankwise.trainer.runs import find_run, run_info
+
+    if getattr(args, "preset", None) or getattr(args, "overrides", None):
+        raise RankwiseError("--resume continues a run with its own config.yaml: drop --preset/--set",
+                            "to change settings, start a new run with `rankwise train --preset ...`")
+    run_dir = find_run(Path(getattr(args, "runs_dir", None) or rundir.DEFAULT_RUNS_DIR), args.resume)
+    info = run_info(run_dir)
+    if info.status == "running":
+        raise RankwiseError(f"run {info.id} is still running (pid {info.pid})",
+                            f"`rankwise attach {info.id}` follows it; `rankwise stop {info.id}` stops it")
+    if info.status == "finished":
+        raise RankwiseError(f"run {info.id} already finished (step {info.step})",
+                            "start a new run with `rankwise train --preset ...` (or raise max_steps in a new preset)")
+    cfg = rundir.load_config(run_dir)
+    check_inputs(cfg, force=getattr(args, "force", False))
+    rundir.check_writable(run_dir)
+    latest = rundir.latest_checkpoint(run_dir)
+    print(f"resuming {info.id} from " + (f"checkpoint {latest[0]}" if latest else "the start (no complete checkpoint)"),
+          file=sys.stderr)
+    return run_dir
+
+
+def check_inputs(cfg, force: bool = False) -> None:
+    """Model weights, data files and the advisor's error-level red flags, before anything is written."""
+    from rankwise.advisor import hardware, redflags
+    from rankwise.advisor.model import load_model
+    from rankwise.trainer.worker import CATALOG_ONLY
+
+    spec = load_model(cfg.model.name)
+    if spec.source == "catalog" or not spec.path:
+        raise RankwiseError(f"model.name {cfg.model.name!r} is a catalog entry: {CATALOG_ONLY}",
+                            "e.g. model.name: /models/Llama-3.1-8B or a model id already in ~/.cache/huggingface")
+    folder = Path(spec.path)
+    weights = list(folder.glob("*.safetensors")) or list(folder.glob("*.safetensors.index.json"))
+    if not weights:
+        pickled = list(folder.glob("*.bin"))
+        if not pickled:
+            raise RankwiseError(f"{folder} has no model weights (*.safetensors)",
+                                "point model.name at a folder with the weights, not just config.json")
+        if not cfg.model.allow_unsafe_weights:
+            raise RankwiseError(f"{folder} has only pickled .bin weights (pickle can run code)",
+                                "convert them to safetensors, or set model.allow_unsafe_weights: true if you trust them")
+    for key, path in (("data.path", cfg.data.path), ("data.val_path", cfg.data.val_path)):
+        if key == "data.path" and not path:
+            raise RankwiseError("no training data: data.path is not set", "set data.path in the preset or --set data.path=FILE")
+        if path and not Path(path).exists():
+            raise RankwiseError(f"{key} not found: {path}", "relative paths are resolved against the preset's folder")
+    findings = redflags.check(cfg, spec, hardware.probe())  # warnings: the worker logs them as events
+    errors = [f for f in findings if f.severity == "error"]
+    if errors and not force:
+        raise RankwiseError(f"{len(errors)} error-level red flag{'s' if len(errors) > 1 else ''}: {errors[0].message}",
+                            f"{errors[0].fix}; or train anyway with --force")
+
+
+# ------------------------------------------------------------------------ the worker
+
+
+def worker_command(run_dir: Path, resume: bool = False, force: bool = False) -> list[str]:
+    cmd = [sys.executable, "-m", "rankwise.trainer.worker", str(run_dir.resolve())]
+    return cmd + (["--resume"] if resume else []) + (["--force"] if force else [])
+
+
+def start_worker(run_dir: Path, resume: bool = False, force: bool = False) -> subprocess.Popen:
+    """The worker in its own session (an SSH drop or Ctrl-C in this terminal does not reach it)."""
+    from rankwise.trainer.rundir import LOG
+
+    with open(run_dir / LOG, "ab") as log:
+        return subprocess.Popen(worker_command(run_dir, resume, force), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+
+
+def _follow(run_dir: Path, proc: subprocess.Popen, json_events: bool) -> int:
+    from rich.console import Console
+
+    from rankwise.tui.panel import follow
+
+    console = Console()
+
+    def say(msg: str) -> None:
+        if json_events or not console.is_terminal:
+            print(msg, file=sys.stderr, flush=True)
+        else:
+            console.print(msg, highlight=False, markup=False)
+
+    def forward(signum, frame):  # Ctrl-C here: the worker checkpoints and ends; we keep following
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            say(f"stopping {run_dir.name}: finishing the step and saving a checkpoint…")
+
+    old = signal.signal(signal.SIGINT, forward)
+    try:
+        end = follow(run_dir, console=console, json_events=json_events, proc=proc)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    if end is None:
+        say(f"{run_dir.name}: the worker exited without an end event (exit {proc.poll()}); see {run_dir / 'train.log'}")
+        return 1
+    status = end.get("status")
+    if status == "finished":
+        say(f"adapter: {end.get('adapter_path')}  ·  merge it: rankwise merge {run_dir.name}")
+    elif status == "interrupted":
+        say(f"{run_dir.name} stopped at step {end.get('step')}; `rankwise train --resume {run_dir.name}` continues it")
+    return EXIT.get(status, end.get("exit_code") or 1)
