@@ -81,7 +81,9 @@ def _steps(dotted: str) -> Mapper:
 
 
 def _ax_adapter(value, out, notes):
-    if value in ("lora", "qlora"):
+    if value == "lora":
+        out.setdefault("method", "lora")  # load_in_4bit may already have made it QLoRA
+    elif value == "qlora":
         out["method"] = value
     elif value in (None, ""):
         notes.append("no adapter: a full fine-tune; checked as LoRA")

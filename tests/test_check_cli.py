@@ -219,3 +219,41 @@ def test_advise_never_imports_torch():
     out = subprocess.run([sys.executable, "-c", code, str(FIX / "axolotl-qlora.yaml")], capture_output=True,
                          text=True, timeout=60)
     assert out.stdout.split() == ["0", "0"], out.stdout + out.stderr
+
+
+# small foreign files: (yaml text, kind, expected dotted values, a note that must appear)
+FOREIGN = [
+    ("load_in_4bit: true\nadapter: lora\nbase_model: llama-3.1-8b\n", "axolotl", {"method": "qlora"}, None),
+    ("adapter: lora\nload_in_8bit: true\nbase_model: x\n", "axolotl", {"method": "lora"}, "8-bit"),
+    ("adapter: qlora\nlora_target_modules: q_proj\nmax_steps: -1\nbase_model: x\n", "axolotl",
+     {"lora.target_modules": ["q_proj"], "train.max_steps": None}, None),
+    ("model_name_or_path: x\nfinetuning_type: lora\nquantization_bit: 8\n", "llama-factory", {"method": "lora"}, "8-bit"),
+    ("model_name_or_path: x\nfinetuning_type: lora\ndisable_gradient_checkpointing: true\n"
+     "lr_scheduler_type: cosine_with_restarts\n", "llama-factory",
+     {"train.grad_checkpointing": False, "train.scheduler": "cosine"}, "cosine_with_restarts"),
+    ("model:\n  name: llama-3.1-8b\nlora:\n  r: 8\n", "rankwise", {"lora.r": 8}, None),
+]
+
+
+@pytest.mark.parametrize("text,kind,values,note", FOREIGN, ids=[f"{i}-{f[1]}" for i, f in enumerate(FOREIGN)])
+def test_foreign_small_cases(tmp_path, text, kind, values, note):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    cfg, got_kind, notes = load_any(path)
+    assert got_kind == kind
+    for dotted, value in values.items():
+        node = cfg
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        assert node == value, dotted
+    if note:
+        assert any(note in n for n in notes), notes
+
+
+def test_foreign_invalid_value_names_foreign_key_and_line(tmp_path):
+    path = tmp_path / "lf.yaml"
+    path.write_text("model_name_or_path: x\nfinetuning_type: lora\nlora_rank: 0\ncutoff_len: lots\n")
+    out = cli("check", path)
+    assert out.returncode == 2
+    assert "lf.yaml:3" in out.stderr and "lora_rank" in out.stderr
+    assert "lf.yaml:4" in out.stderr and "cutoff_len" in out.stderr

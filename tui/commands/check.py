@@ -51,7 +51,7 @@ def run(args) -> int:
             "fit": ctx.fit, "estimate": ctx.estimate.to_dict() if ctx.estimate else None,
             "gpu_gib": round(hw.gpu_bytes / 1024 ** 3, 2) if hw.gpu_bytes else None,
             "findings": [f.to_dict() for f in findings], "notes": notes + ([skipped] if skipped else []),
-            "errors": errors,
+            "errors": errors, "config": cfg.model_dump(mode="json"),
         })
         return 3 if errors else 0
     _render(args.file, kind, name, ctx, findings, notes, skipped, hw)
