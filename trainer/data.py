@@ -62,8 +62,8 @@ class DataReport:
     format: str
     train_rows: int
     val_rows: int
-    truncated_rows: int
-    skipped_rows: int
+    truncated_rows: int  # kept rows cut to max_seq_len (train and validation)
+    skipped_rows: int  # bad rows skipped (train and validation; only with data.skip_bad_rows)
     skipped_examples: list[str] = field(default_factory=list)  # "file row N: reason", at most 5
     train_tokens: int = 0  # tokens in the training examples (before packing; packing keeps them)
     packed: bool = False
@@ -293,13 +293,13 @@ class _Encoder:
             if r.add_eos and self.eos_id is not None:
                 ids, labels = ids + [self.eos_id], labels + [self.eos_id]
             if len(ids) > max_len:
-                self.counter.truncated += 1
                 first = next((k for k, lab in enumerate(labels) if lab != IGNORE), len(labels))
-                ids, labels = ids[:max_len], labels[:max_len]
                 if first >= max_len:
                     self.counter.bad(r.where, f"the response is cut away entirely: the prompt alone is {first} tokens, "
                                               f"over train.max_seq_len {max_len} (raise max_seq_len or shorten the prompt)")
                     continue
+                self.counter.truncated += 1  # kept, but cut at the end
+                ids, labels = ids[:max_len], labels[:max_len]
             if labels.count(IGNORE) == len(labels):
                 self.counter.bad(r.where, "no response tokens to learn from")
                 continue
