@@ -28,6 +28,7 @@ QLORA_MAX_LR = 5e-4
 RANK_RANGE = (1, 2048)
 DROPOUT_RANGE = (0.0, 0.5)
 EFFECTIVE_BATCH_RANGE = (4, 1024)
+NAMES = {"lora": "LoRA", "qlora": "QLoRA"}
 LONG_SEQ = 4096  # without gradient checkpointing, activations at this length dominate memory
 
 
@@ -111,7 +112,7 @@ def lr_out_of_range(ctx: Context) -> Finding | None:
     suggested = 2e-4 if ctx.method == "lora" else 1e-4
     severity = "error" if lr >= 1e-2 else "warning"
     return Finding("lr-out-of-range", severity,
-                   f"train.lr = {lr:g} is outside the usual {ctx.method.upper()} range ({lo:g}–{hi:g})",
+                   f"train.lr = {lr:g} is outside the usual {NAMES[ctx.method]} range ({lo:g}–{hi:g})",
                    "too low and the adapter barely moves in the steps you pay for; too high and the loss "
                    f"spikes or diverges (around {typical:.0e} is where LoRA runs usually land)",
                    f"set train.lr to {suggested:g}", {"train.lr": suggested})
@@ -163,7 +164,7 @@ def wont_fit(ctx: Context) -> Finding | None:
         return None
     peak = ctx.estimate.peak_gib
     if ctx.fit == "no-gpu":
-        return Finding("wont-fit", "info", f"no GPU to fit against: {ctx.method.upper()} needs ~{peak:.1f} GiB",
+        return Finding("wont-fit", "info", f"no GPU to fit against: {NAMES[ctx.method]} needs ~{peak:.1f} GiB",
                        "no GPU was found or declared, so fit cannot be checked",
                        "plan for a GPU with --gpu-mem 24GiB or --gpu A100-80GB")
     if ctx.fit == "fits":
@@ -175,7 +176,7 @@ def wont_fit(ctx: Context) -> Finding | None:
                        "little headroom is left for the CUDA context, fragmentation and long batches: "
                        "an out-of-memory crash mid-run is likely", fix, patch)
     return Finding("wont-fit", "error", f"will not fit: ~{peak:.1f} GiB needed, {have:.1f} GiB per GPU",
-                   f"the {ctx.method.upper()} estimate exceeds the GPU's memory: the run would crash "
+                   f"the {NAMES[ctx.method]} estimate exceeds the GPU's memory: the run would crash "
                    "with CUDA out of memory", fix, patch)
 
 

@@ -154,7 +154,7 @@ def test_advise_json_and_text(args, method):
     text = cli("advise", *args)
     assert text.returncode == 0, text.stderr
     if method:
-        assert f"Recommended: {method.upper()}" in text.stdout and "First sweep" in text.stdout
+        assert f"Recommended: {dict(lora='LoRA', qlora='QLoRA')[method]}" in text.stdout and "First sweep" in text.stdout
     else:
         assert "Nothing fits" in text.stdout and "What would make it fit" in text.stdout
     if "--budget" in args:

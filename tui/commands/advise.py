@@ -6,6 +6,8 @@ from pathlib import Path
 
 from .common import add_json, add_planning, hardware_from, print_json
 
+NAMES = {"lora": "LoRA", "qlora": "QLoRA"}
+
 TASKS = ("classification", "format", "style", "instruction", "chat", "domain", "code", "reasoning")
 FIT_STYLE = {"fits": "green", "tight": "yellow", "wont-fit": "red", "no-gpu": "cyan"}
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -163,7 +165,7 @@ def _render(advice, spec, hw, args) -> None:
     for note in advice.notes:
         console.print(f"  [dim]{escape(note)}[/dim]")
     if advice.method:
-        console.print(f"\n[bold green]Recommended: {advice.method.upper()}[/bold green] — {escape(advice.reasons['method'])}")
+        console.print(f"\n[bold green]Recommended: {NAMES[advice.method]}[/bold green] — {escape(advice.reasons['method'])}")
     else:
         console.print(f"\n[bold red]Nothing fits[/bold red] — {escape(advice.reasons['method'])}")
 
@@ -175,7 +177,7 @@ def _render(advice, spec, hw, args) -> None:
         w = sum(v for k, v in c.items() if k in ("base_weights", "quant_constants", "unquantized_weights"))
         act = c.get("activations", 0) + c.get("logits_loss", 0)
         f = advice.fits[m]
-        est.add_row(m.upper() + (" ◀" if m == advice.method else ""), f"{e.peak_gib:.1f} GiB",
+        est.add_row(NAMES[m] + (" ◀" if m == advice.method else ""), f"{e.peak_gib:.1f} GiB",
                     f"{w / 1024 ** 3:.1f} GiB", f"{act / 1024 ** 3:.1f} GiB", f"[{FIT_STYLE[f]}]{f}[/{FIT_STYLE[f]}]")
     console.print(est)
 

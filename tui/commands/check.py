@@ -9,6 +9,8 @@ import json
 
 from .common import add_json, add_planning, hardware_from, print_json
 
+NAMES = {"lora": "LoRA", "qlora": "QLoRA"}
+
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
@@ -67,7 +69,7 @@ def _render(path, kind, name, ctx, findings, notes, skipped, hw) -> None:
     if ctx.estimate is not None:
         where = f"{hw.gpu_bytes / 1024 ** 3:.0f} GiB GPU" if hw.gpu_bytes else "no GPU"
         fit = f", ~{ctx.estimate.peak_gib:.1f} GiB peak ({ctx.fit} on {where})"
-    console.print(f"[bold]{escape(str(path))}[/bold] ({kind}): {escape(name)}, {ctx.method.upper()}{fit}")
+    console.print(f"[bold]{escape(str(path))}[/bold] ({kind}): {escape(name)}, {NAMES[ctx.method]}{fit}")
     console.print(f"  [dim]{escape(ctx.method_note)}[/dim]")
     for note in notes + ([f"model not resolved: {skipped}"] if skipped else []):
         console.print(f"  [dim]note: {escape(note)}[/dim]")
