@@ -26,7 +26,13 @@ adds it to plain text (and when the chat template writes it).
 
 Masking is exact at the character level: the full text is tokenized once (fast
 tokenizers give character offsets) and a token is trained on if its characters overlap a
-response span; slow tokenizers tokenize prompt and response pieces separately.
+response span (so "▁Paris" is trained when the response is " Paris"; a token merged
+across the prompt/response boundary, rare with chat templates, is trained on). Slow
+tokenizers tokenize prompt and response pieces separately.
+
+Validation: data.val_path (its own file, same rules), or data.val_ratio of the usable
+training rows, drawn with train.seed (the same split on every run with that seed).
+data.max_rows caps the usable training rows read (before the val_ratio split).
 
 Sequences longer than train.max_seq_len are cut at the end and counted; a row whose
 response is cut away entirely is a bad row. With data.packing, training examples are
@@ -43,9 +49,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..advisor.config import RunConfig
-from ..advisor.dataset import SKIP_HINT, BadRow, check_row, detect_format, iter_rows, location, unknown_format
-from ..advisor.errors import RankwiseError
+from rankwise.advisor.config import RunConfig
+from rankwise.advisor.dataset import SKIP_HINT, BadRow, check_row, detect_format, iter_rows, location, unknown_format
+from rankwise.advisor.errors import RankwiseError
 
 IGNORE = -100
 BATCH = 512  # rows per tokenizer call: big enough to amortise the call, small enough for memory
