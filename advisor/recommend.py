@@ -347,6 +347,9 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     estimates, fits = {}, {}
     for m in ("lora", "qlora"):
         estimates[m], fits[m] = _estimate(spec, cfg, m, hw)
+    if method and cfg.train.micro_batch > 1:
+        reasons["method"] += (f" (at micro-batch 1; at the chosen micro-batch {cfg.train.micro_batch}: "
+                              f"~{estimates[method].peak_gib:.1f} GiB)")
     suggestions = [] if method is not None or _gpu_bytes(hw) is None else suggest_fixes(spec, hw, cfg, "qlora")
     findings = check(cfg, spec, hw, method=chosen)
     return Advice(method=method, config=cfg, estimate=estimates[chosen], estimates=estimates, fits=fits,
