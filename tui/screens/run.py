@@ -13,7 +13,7 @@ from pathlib import Path
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Container
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
@@ -59,7 +59,7 @@ class RunScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal(id="run-body"):
+        with Container(id="run-body"):
             yield Static("waiting for the first event…", id="panel")
             yield LossPlot(id="plot")
         yield Footer()

@@ -31,9 +31,20 @@ def plot(train: list[tuple[int, float]], evals: list[tuple[int, float]], width: 
         py = round((y1 - value) / (y1 - y0) * (rows * 4 - 1))
         return px // 2, py // 4, px % 2, py % 4
 
-    for s, v in train:
+    def dot(px: int, py: int) -> None:
+        grid[py // 4][px // 2] |= _DOTS[px % 2][py % 4]
+
+    prev = None
+    for s, v in sorted(train):
         cx, cy, dx, dy = place(s, v)
-        grid[cy][cx] |= _DOTS[dx][dy]
+        px, py = cx * 2 + dx, cy * 4 + dy
+        if prev is None:
+            dot(px, py)
+        else:  # join to the previous point so the curve reads as a line
+            n = max(abs(px - prev[0]), abs(py - prev[1]), 1)
+            for k in range(1, n + 1):
+                dot(round(prev[0] + (px - prev[0]) * k / n), round(prev[1] + (py - prev[1]) * k / n))
+        prev = (px, py)
     for s, v in evals:
         cx, cy, _dx, _dy = place(s, v)
         evalcells.add((cy, cx))
