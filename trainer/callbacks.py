@@ -42,7 +42,8 @@ def memory(device: str) -> tuple[int | None, int | None]:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak *= 1 if sys.platform == "darwin" else 1024  # Linux reports KiB, macOS bytes
-    return psutil.Process().memory_info().rss, peak
+    rss = psutil.Process().memory_info().rss
+    return rss, max(peak, rss)  # ru_maxrss trails the live RSS by a few pages
 
 
 class Events(TrainerCallback):

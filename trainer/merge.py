@@ -1,0 +1,85 @@
+"""Merge a run's adapter into its base model: W = W0 + (alpha/r)·BA, saved as a standalone model.
+
+The base is loaded in 16-bit on a GPU (fp32 on CPU) even for a QLoRA run: merging into
+4-bit weights would round the update away. The result (safetensors + tokenizer) loads with
+`AutoModelForCausalLM.from_pretrained(out)` and needs neither peft nor rankwise. It is
+written to a temporary folder beside `out` and renamed into place, so a failed merge
+leaves nothing half-written; a non-empty `out` is never overwritten.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from rankwise.advisor.errors import RankwiseError
+
+from . import rundir
+
+
+def quiet_bitsandbytes() -> None:
+    """bitsandbytes logs, on CPU at import, that the optional `kernels` package is missing: keep
+    that harmless line out of the user's terminal (its other messages still show)."""
+    import logging
+
+    logger = logging.getLogger("bitsandbytes")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.addFilter(lambda r: "kernels" not in str(r.msg))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RankwiseError(f"{out} exists and is not empty", "pass --out to a new folder, or remove it first")
+    rundir.check_writable(out.parent)
+
+
+def merge(run_dir: Path, out: Path | None = None) -> Path:
+    run_dir = Path(run_dir)
+    adapter = run_dir / rundir.ADAPTER
+    if not (adapter / "adapter_config.json").is_file():
+        raise RankwiseError(f"{run_dir.name} has no final adapter ({adapter})",
+                            "only a finished run can be merged; `rankwise train --resume` finishes an interrupted one")
+    out = Path(out) if out else run_dir / "merged"
+    check_out(out)
+    cfg = rundir.load_config(run_dir)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    quiet_bitsandbytes()
+    import warnings
+
+    import torch  # deferred: only merging needs it
+    import transformers
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+    from rankwise.advisor.model import load_model
+
+    from .worker import weights_dir
+
+    model_dir = weights_dir(load_model(cfg.model.name), cfg)
+    if torch.cuda.is_available():
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        dtype = torch.float32
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code,
+                                                use_safetensors=not cfg.model.allow_unsafe_weights)
+    merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
