@@ -15,6 +15,7 @@ from rankwise.advisor.errors import RankwiseError
 from .common import add_json, add_planning, hardware_from, print_json
 
 FIT_LABEL = {"fits": "fits", "tight": "tight", "wont-fit": "won't fit", "no-gpu": "no GPU"}
+SEV_SHORT = {"error": "error", "warning": "warn", "info": "info"}
 FIT_STYLE = {"fits": "green", "tight": "yellow", "wont-fit": "red", "no-gpu": "dim"}
 
 
@@ -71,6 +72,7 @@ def run(args) -> int:
         print_json(rows)
         return 0
     from rich.console import Console
+    from rich.padding import Padding
     from rich.text import Text
 
     console = Console()
@@ -82,7 +84,7 @@ def run(args) -> int:
     else:
         console.print("No GPU here: peaks shown, fit not judged (plan for one with --gpu L4 or --gpu-mem 24GiB).")
     width = max(len(r["name"]) for r in rows)
-    console.print(Text(f"{'preset'.ljust(width)}  {'method'.ljust(13)}{'peak/GPU'.rjust(10)}  {'fit'.ljust(9)} red flags",
+    console.print(Text(f"{'preset'.ljust(width)}  {'method'.ljust(12)}{'peak/GPU'.rjust(9)}  {'fit'.ljust(9)} red flags",
                        style="bold"))
     for r in rows:
         line = Text(r["name"].ljust(width), style="bold")
@@ -90,16 +92,17 @@ def run(args) -> int:
             line.append("  error: " + r["error"], style="red")
         else:
             method = r["method"] + ("(auto)" if r.get("method_setting") == "auto" else "")
-            line.append(f"  {method} r={r['rank']}".ljust(15))
-            line.append(f"{r['peak_gib']:6.1f} GiB  " if r["peak_gib"] is not None else "       ?    ")
+            line.append(f"  {method} r={r['rank']}".ljust(14))
+            line.append(f"{r['peak_gib']:5.1f} GiB  " if r["peak_gib"] is not None else "      ?    ")
             line.append(FIT_LABEL.get(r["fit"], "?").ljust(9), style=FIT_STYLE.get(r["fit"], ""))
             if r["findings"] is not None:
-                counts = ", ".join(f"{n} {sev}" for sev, n in sorted(r["findings"].items()))
+                counts = ", ".join(f"{r['findings'][sev]} {SEV_SHORT[sev]}" for sev in SEV_SHORT
+                                   if r["findings"].get(sev))
                 line.append(" " + (counts or "none"), style="yellow" if counts else "dim")
         console.print(line, overflow="fold")
-        detail = Text("  " + (r["description"] or "(no description)"), style="dim")
-        detail.append(f"\n  model: {_short_model(r['model'])}", style="dim")
-        console.print(detail, overflow="fold")
+        detail = Text(r["description"] or "(no description)", style="dim")
+        detail.append(f"\nmodel: {_short_model(r['model'])}", style="dim")
+        console.print(Padding(detail, (0, 0, 0, 2), expand=False))
     console.print("[dim]peak: estimated memory per GPU (`rankwise estimate --preset NAME` for the parts). "
                   "Run one: `rankwise train --preset NAME`.[/dim]")
     return 0
