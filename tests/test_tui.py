@@ -261,3 +261,47 @@ def test_tui_process_never_imports_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "HEAVY []" in out.stdout
+
+
+@pytest.mark.slow
+async def test_launch_demo_cpu_with_one_key_then_detach_and_reattach(tmp_path):
+    """A real training process: `1` on Presets starts demo-cpu detached; steps arrive on the Run screen."""
+    from rankwise.advisor.presets import shipped
+    from rankwise.tui.screens.run import RunScreen
+
+    app = build_app(hardware=NO_GPU, runs_dir=tmp_path / "runs", catalog=SMALL_CATALOG,
+                    presets={"demo-cpu": shipped()["demo-cpu"]})
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        await pilot.press("1")
+        seen_steps = set()
+        for _ in range(1200):  # up to 120 s: the worker imports torch, then trains 60 steps
+            await pilot.pause(0.1)
+            screen = app.screen
+            if isinstance(screen, RunScreen) and screen.view is not None:
+                seen_steps.add(screen.view.step)
+                if screen.view.status in ("finished", "failed", "interrupted"):
+                    break
+        screen = app.screen
+        assert isinstance(screen, RunScreen), "the launch never attached"
+        assert screen.view.status == "finished", screen.view.error
+        assert screen.view.step == 60 and len(seen_steps - {0, 60}) >= 2  # steps arrived one by one
+        train, _evals = screen.query_one("#plot").points
+        assert len(train) >= 10 and train[-1][1] < train[0][1]  # the loss curve is drawn and falls
+        run_id = screen.run_dir.name
+        assert (tmp_path / "runs" / run_id / "events.jsonl").is_file()
+
+        await pilot.press("d")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "PresetsScreen"
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        runs = app.screen
+        row = [str(c) for c in runs.query_one(DataTable).get_row_at(0)]
+        assert row[0] == run_id and row[1] == "finished" and row[2] == "60/60"
+        assert "final loss" in text_of(runs.query_one("#run-detail", Static))
+        await pilot.press("enter")
+        await settle(pilot)
+        again = app.screen
+        assert isinstance(again, RunScreen) and again.run_dir.name == run_id and again.view.step == 60

@@ -47,10 +47,10 @@ class RankwiseApp(App):
         self.ctx = ctx
         self._exit_when_ready = os.environ.get("RANKWISE_EXIT_WHEN_READY") == "1"
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         from .screens.setup import SetupScreen
 
-        self.push_screen(SetupScreen())
+        await self.push_screen(SetupScreen())
         if self._exit_when_ready:  # bench/tui_startup.py: the first screen is ready
             self.call_after_refresh(self.exit)
 

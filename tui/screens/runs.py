@@ -60,6 +60,8 @@ def summary_text(info) -> Text:
     if peak is not None or est is not None:
         mem = Text("\npeak memory ")
         mem.append(f"{peak / 1024 ** 3:.2f} GiB" if peak is not None else "?")
+        if s.get("peak_mem_kind"):
+            mem.append(f" ({s['peak_mem_kind']})", style="dim")
         if est is not None:
             mem.append(f" vs estimate {est:.2f} GiB")
         t.append_text(mem)
