@@ -212,3 +212,54 @@ def test_cli_runs_json_attach_and_stop(tmp_path, dead_pid, worker, rankwise_cmd)
                           text=True, timeout=60)
     assert stop.returncode == 0 and f"pid {worker.pid}" in stop.stdout
     assert worker.wait(timeout=10) == 0
+
+
+@pytest.mark.slow
+def test_end_to_end_detached_demo_run_listed_attached_and_finished(tmp_path, rankwise_cmd):
+    """`train --detach` → `runs --json` shows it → `attach` (non-TTY) follows it to `finished`."""
+    runs = tmp_path / "runs"
+    started = subprocess.run([*rankwise_cmd, "train", "--preset", "demo-cpu", "--detach", "--runs-dir", str(runs)],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    rid = started.stdout.strip().splitlines()[-1]
+    assert (runs / rid).is_dir()
+
+    listed = json.loads(subprocess.run([*rankwise_cmd, "runs", "--json", "--runs-dir", str(runs)],
+                                       capture_output=True, text=True, timeout=60).stdout)
+    assert [(r["id"], r["status"]) for r in listed] == [(rid, "running")]
+
+    att = subprocess.run([*rankwise_cmd, "attach", rid[:12], "--runs-dir", str(runs)], capture_output=True,
+                         text=True, timeout=600)
+    assert att.returncode == 0, att.stdout + att.stderr
+    lines = att.stdout.splitlines()
+    assert any(l.startswith(f"start {rid}") for l in lines) and any(l.startswith("step ") for l in lines)
+    assert lines[-1].startswith("end finished") and "\x1b" not in att.stdout
+
+    info = json.loads(subprocess.run([*rankwise_cmd, "runs", "--json", "--runs-dir", str(runs)],
+                                     capture_output=True, text=True, timeout=60).stdout)[0]
+    assert info["status"] == "finished" and info["step"] == info["max_steps"] and info["loss"] is not None
+    assert info["summary"] is not None  # summary.json written at the end
+    assert info["checkpoint_step"] == info["step"]
+
+
+@pytest.mark.slow
+def test_stop_a_real_detached_run_ends_it_interrupted(tmp_path, rankwise_cmd):
+    runs = tmp_path / "runs"
+    started = subprocess.run([*rankwise_cmd, "train", "--preset", "demo-cpu", "--detach", "--runs-dir", str(runs),
+                              "--set", "train.max_steps=400"], capture_output=True, text=True, timeout=120,
+                             cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    rid = started.stdout.strip().splitlines()[-1]
+    deadline = time.monotonic() + 300
+    while (run_info(runs / rid).step or 0) < 2:  # training has begun
+        assert time.monotonic() < deadline and run_info(runs / rid).status == "running"
+        time.sleep(0.5)
+    stop = subprocess.run([*rankwise_cmd, "stop", rid, "--wait", "--runs-dir", str(runs)], capture_output=True,
+                          text=True, timeout=300)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert "interrupted" in stop.stdout
+    info = run_info(runs / rid)
+    assert info.status == "interrupted" and info.step < 400
+    again = subprocess.run([*rankwise_cmd, "stop", rid, "--runs-dir", str(runs)], capture_output=True, text=True,
+                           timeout=60)
+    assert again.returncode == 2 and "not running" in again.stderr
