@@ -275,3 +275,14 @@ def test_train_log_tail_keeps_the_last_clean_lines(tmp_path):
     log.write_text("a\nb\n\nloading 10%\rloading 50%\rloading 100%\n\x1b[31mred\x1b[0m\nlast\n")
     assert read_log_tail(log, n=3) == ["loading 100%", "red", "last"]
     assert read_log_tail(tmp_path / "missing.log") == []
+
+
+def test_paths_inside_the_run_dir_are_shown_relative(tmp_path):
+    view = RunView(run_dir=tmp_path / "r-1")
+    for e in [{**recorded_events()[0], "model": "/abs/presets/assets/tiny-llama"},
+              {"type": "checkpoint", "time": T0, "step": 20, "path": str(tmp_path / "r-1/checkpoints/checkpoint-20")},
+              {**END, "adapter_path": str(tmp_path / "r-1/adapter")}]:
+        view.update(e)
+    text = text_at(view, 80)
+    assert "step 20: checkpoints/checkpoint-20" in text and "adapter: adapter" in text
+    assert "tiny-llama · qlora" in text and "/abs/" not in text and str(tmp_path) not in text

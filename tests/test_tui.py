@@ -305,3 +305,22 @@ async def test_launch_demo_cpu_with_one_key_then_detach_and_reattach(tmp_path):
         await settle(pilot)
         again = app.screen
         assert isinstance(again, RunScreen) and again.run_dir.name == run_id and again.view.step == 60
+
+
+async def test_arrow_keys_in_the_filter_pick_a_model(tmp_path):
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await pilot.press(*"llama", "down")
+        await pilot.pause()
+        assert pilot.app.screen.chosen_model() == "llama-3.1-8b"
+        assert "llama-3.1-8b" in str(pilot.app.screen.query_one("#model-title").content)
+
+
+async def test_no_color_is_respected(tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        assert pilot.app.no_color
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        table = pilot.app.screen.query_one(DataTable)
+        words = {str(table.get_row_at(i)[4]) for i in range(table.row_count)}
+        assert words and words <= {"fits", "tight", "won't fit"}  # the fit is said in words, not only colour

@@ -21,9 +21,10 @@ def env(**extra) -> dict:
     return e
 
 
-def train(runs: Path, *args, preset: str = "demo-cpu", timeout: float = 300, extra_env: dict | None = None,
+def train(runs: Path, *args, preset: str | None = "demo-cpu", timeout: float = 300, extra_env: dict | None = None,
           quick: bool = True) -> subprocess.CompletedProcess:
-    cmd = CLI + ["train", "--preset", preset, "--runs-dir", str(runs), *(QUICK if quick else []), *args]
+    cmd = CLI + ["train", *(["--preset", preset] if preset else []), "--runs-dir", str(runs),
+                 *(QUICK if quick else []), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env(**(extra_env or {})),
                           stdin=subprocess.DEVNULL)
 

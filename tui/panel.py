@@ -211,7 +211,7 @@ def render(view: RunView) -> RenderableType:
         grid.add_row("throughput", Text(f"{view.tokens_per_s:,.0f} tokens/s"))
     grid.add_row("memory", memory_text(view))
     if view.last_checkpoint:
-        grid.add_row("checkpoint", Text(clean(f"step {view.last_checkpoint_step}: {view.last_checkpoint}")))
+        grid.add_row("checkpoint", Text(clean(f"step {view.last_checkpoint_step}: {_rel(view, view.last_checkpoint)}")))
     if view.retries:
         last = view.retries[-1]
         grid.add_row("retries", Text(clean(f"{len(view.retries)}, last: {last.get('reason', '?')} → micro_batch "
@@ -223,7 +223,7 @@ def render(view: RunView) -> RenderableType:
             err.append("\nhint: " + clean(view.error_hint), style="yellow")
         grid.add_row("error", err)
     if view.end is not None:
-        grid.add_row("result", end_text(view.end))
+        grid.add_row("result", end_text({**view.end, "adapter_path": _rel(view, view.end.get("adapter_path"))}))
 
     parts: list[RenderableType] = [grid]
     shown = list(view.logs) or [("info", line) for line in view.log_tail]
@@ -238,9 +238,20 @@ def render(view: RunView) -> RenderableType:
     title = Text(view.run_id or "run", style="bold")
     title.append("  ")
     title.append(view.status, style=STATUS_STYLE.get(view.status, ""))
-    what = " · ".join(clean(x) for x in (view.model, view.method, view.device) if x)
+    model = Path(view.model).name if view.model and Path(view.model).is_absolute() else view.model
+    what = " · ".join(clean(x) for x in (model, view.method, view.device) if x)
     return Panel(Group(*parts), title=title, title_align="left", subtitle=Text(what) if what else None,
                  subtitle_align="right", border_style=STATUS_STYLE.get(view.status, "white").split()[-1])
+
+
+def _rel(view: RunView, path: str | None) -> str | None:
+    """A path inside the run dir, shown relative to it (the panel's title names the run)."""
+    if not path or view.run_dir is None:
+        return path
+    try:
+        return str(Path(path).resolve().relative_to(Path(view.run_dir).resolve()))
+    except (ValueError, OSError):
+        return path
 
 
 def memory_text(view: RunView) -> Text:
@@ -385,13 +396,14 @@ def _worker_gone(view: RunView, run_dir: Path) -> bool:
 
 
 def follow(run_dir: Path, console: Console | None = None, json_events: bool = False,
-           proc=None, detach_keys: bool = False, interval: float = 0.25) -> dict | None:
+           proc=None, detach_keys: bool = False, interval: float = 0.25, offset: int = 0) -> dict | None:
     """Show a run until it ends. Returns its `end` event, or None when the worker (`proc`, or
     the pid of its start event) exited without one, or the user detached (`q`/Ctrl-C with
     `detach_keys`). Without `detach_keys`, KeyboardInterrupt propagates to the caller."""
     run_dir = Path(run_dir)
     console = console or Console()
     tail = Tail(run_dir / EVENTS_FILE)
+    tail._pos = offset  # a resumed run: show only what this session appends (the old `end` is history)
     view = RunView(run_dir=run_dir)
     live_mode = console.is_terminal and not json_events
     out = console.file

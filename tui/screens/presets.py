@@ -65,9 +65,9 @@ def flags_cell(row: dict) -> Text:
 class PresetsScreen(Screen):
     BINDINGS = [
         Binding("enter", "launch_selected", "Launch", priority=True),
-        Binding("1", "launch_nth(0)", "Launch 1–9", key_display="1-9"),
+        Binding("1", "launch_nth(0)", "Launch #", key_display="1-9"),
         *(Binding(str(i + 1), f"launch_nth({i})", show=False) for i in range(1, 9)),
-        Binding("e", "edit", "Edit in Advice"),
+        Binding("e", "edit", "Edit"),
         Binding("escape", "back", "Back"),
     ]
 

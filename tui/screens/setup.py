@@ -80,6 +80,8 @@ class SetupScreen(Screen):
     BINDINGS = [
         Binding("ctrl+n", "advice", "Advice"),
         Binding("escape", "blur", "Leave field", show=False),
+        Binding("down", "model_step(1)", "Next model", show=False),
+        Binding("up", "model_step(-1)", "Previous model", show=False),
     ]
 
     def __init__(self) -> None:
@@ -97,7 +99,7 @@ class SetupScreen(Screen):
             yield Input(placeholder="or name: L4, A100-80GB", id="gpu-name", compact=True)
         with Horizontal(id="setup-body"):
             with Vertical(id="model-col"):
-                yield Label("Model: filter, path or HF id", classes="title")
+                yield Label("Model: filter, path or HF id", classes="title", id="model-title")
                 yield Input(placeholder="filter or path", id="model", compact=True)
                 yield OptionList(*self._options(""), id="models", compact=True)
             with Vertical(id="task-col"):
@@ -144,6 +146,20 @@ class SetupScreen(Screen):
         ol.add_options(self._options(event.value))
         if ol.option_count:
             ol.highlighted = 0
+
+    def action_model_step(self, delta: int) -> None:
+        """Up/Down in the filter box move through the matching models."""
+        ol = self.query_one("#models", OptionList)
+        if self.focused is not self.query_one("#model", Input) or not ol.option_count:
+            self.focus_next() if delta > 0 else self.focus_previous()
+            return
+        ol.highlighted = max(0, min(ol.option_count - 1, (ol.highlighted or 0) + delta))
+
+    @on(OptionList.OptionHighlighted, "#models")
+    @on(Input.Changed, "#model")
+    def _show_choice(self) -> None:
+        model = self.chosen_model()
+        self.query_one("#model-title", Label).update(f"Model: {model}" if model else "Model: filter, path or HF id")
 
     @on(Input.Submitted, "#model")
     def _model_enter(self) -> None:
