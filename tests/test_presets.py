@@ -84,3 +84,28 @@ def test_gpu_preset_passes_check_on_its_target_gpu(name, rankwise_cmd):
     report = json.loads(out.stdout)
     findings = report["findings"] if isinstance(report, dict) else report
     assert not [f for f in findings if f["severity"] in ("error", "warning")], findings
+
+
+def _restated_defaults(data: dict, model) -> list[str]:
+    out = []
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            continue
+        sub = field.annotation
+        if isinstance(value, dict) and isinstance(sub, type) and hasattr(sub, "model_fields"):
+            out += [f"{key}.{k}" for k in _restated_defaults(value, sub)]
+        elif field.default == value and key not in ("name", "description"):
+            out.append(key)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(shipped()))
+def test_presets_do_not_restate_schema_defaults(name):
+    """A default restated in a preset drifts when the schema's default changes (STYLE.md)."""
+    import yaml
+
+    from rankwise.advisor.config import RunConfig
+
+    data = yaml.safe_load(shipped()[name].read_text())
+    assert _restated_defaults(data, RunConfig) == []
