@@ -286,3 +286,13 @@ def test_paths_inside_the_run_dir_are_shown_relative(tmp_path):
     text = text_at(view, 80)
     assert "step 20: checkpoints/checkpoint-20" in text and "adapter: adapter" in text
     assert "tiny-llama · qlora" in text and "/abs/" not in text and str(tmp_path) not in text
+
+
+def test_a_rising_eval_loss_is_called_out():
+    base = recorded_events()[:3]
+    view = folded([*base, {"type": "eval", "time": T0, "step": 2, "eval_loss": 1.2}])
+    assert not view.eval_rising and "rising" not in text_at(view, 80)
+    view.update({"type": "eval", "time": T0, "step": 4, "eval_loss": 1.5})
+    assert view.eval_rising and "rising (best 1.2000)" in text_at(view, 80)
+    view.update({"type": "eval", "time": T0, "step": 6, "eval_loss": 1.1})
+    assert not view.eval_rising and view.best_eval_loss == 1.1

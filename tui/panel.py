@@ -86,6 +86,7 @@ class RunView:
     eval_loss: float | None = None
     eval_step: int | None = None
     best_eval_loss: float | None = None
+    eval_rising: bool = False  # the last eval is above the best so far: the usual first sign of overfitting
     lr: float | None = None
     grad_norm: float | None = None
     tokens_per_s: float | None = None
@@ -136,6 +137,7 @@ class RunView:
         elif t == "eval":
             self.eval_loss, self.eval_step = e.get("eval_loss"), e.get("step")
             if self.eval_loss is not None:
+                self.eval_rising = self.best_eval_loss is not None and self.eval_loss > self.best_eval_loss
                 self.best_eval_loss = min(self.best_eval_loss or self.eval_loss, self.eval_loss)
         elif t == "checkpoint":
             self.last_checkpoint, self.last_checkpoint_step = e.get("path"), e.get("step")
@@ -204,7 +206,9 @@ def render(view: RunView) -> RenderableType:
     if view.eval_loss is not None:
         ev = Text(f"{view.eval_loss:.4f} (step {view.eval_step})")
         if view.gap is not None:
-            ev.append(f"  gap {view.gap:+.4f}", style="yellow" if view.gap > 0.5 else "")
+            ev.append(f"  gap {view.gap:+.4f}")
+        if view.eval_rising:
+            ev.append(f"  rising (best {view.best_eval_loss:.4f})", style="yellow")
         grid.add_row("eval loss", ev)
     grid.add_row("lr / grad norm", Text(f"{_num(view.lr, '.2e')} / {_num(view.grad_norm, '.3f')}"))
     if view.tokens_per_s is not None:
