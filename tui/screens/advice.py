@@ -171,7 +171,8 @@ class AdviceScreen(Screen):
 
             r = self.request
             spec = load_model(r.model)
-            advice = advise(spec, r.hardware, r.task, budget=r.budget, dataset_rows=r.dataset_rows)
+            advice = advise(spec, r.hardware, r.task, budget=r.budget, dataset_rows=r.dataset_rows,
+                            p95_chars=r.p95_chars)
             cfg = advice.config
             if r.dataset:
                 cfg = with_values(cfg, {"data.path": str(Path(r.dataset).expanduser().resolve())})
@@ -253,18 +254,18 @@ class AdviceScreen(Screen):
         except RankwiseError as e:
             self.estimates = {}
             mem.append(e.message, style="red")
+        top = max((e.peak_bytes for e in self.estimates.values()), default=0)
         for m, label in (("lora", "LoRA"), ("qlora", "QLoRA")):
             if m in self.estimates:
                 est = self.estimates[m]
                 if mem:
                     mem.append("\n")
                 chosen = self.cfg.method == m
-                mem.append_text(estimate_bar(label + ("*" if chosen else ""), est, gpu_bytes, fit(est, gpu_bytes), width))
+                bar = estimate_bar(label + ("*" if chosen else ""), est, gpu_bytes, fit(est, gpu_bytes), width, top)
+                mem.append_text(bar)
         if self.estimates:
             mem.append("\n")
             mem.append_text(legend(self.estimates.get("qlora" if self.cfg.method == "qlora" else "lora")))
-            if gpu_bytes is None:
-                mem.append("  no GPU: plan one on Setup", style="dim")
         self.query_one("#mem", Static).update(mem)
         self.findings = check(self.cfg, self.spec, hw)
         flags = self.query_one("#flags", OptionList)

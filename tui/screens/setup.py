@@ -30,6 +30,7 @@ class Request:
     budget: int | None = None
     dataset: str | None = None
     dataset_rows: int | None = None
+    p95_chars: int | None = None
 
 
 class HardwareProbed(Message):
@@ -252,9 +253,11 @@ class SetupScreen(Screen):
         err.update("")
         self.app.ctx.planned = hw if hw is not self.app.ctx.hardware else None
         dataset = self.query_one("#dataset", Input).value.strip() or None
-        rows = self._scan.rows if self._scan is not None else None
+        scanned = self._scan if dataset else None
         self.app.open_advice(Request(model=model, task=str(self.query_one("#task", Select).value),
-                                     hardware=hw, budget=budget, dataset=dataset, dataset_rows=rows))
+                                     hardware=hw, budget=budget, dataset=dataset,
+                                     dataset_rows=scanned.rows if scanned else None,
+                                     p95_chars=scanned.p95_chars if scanned else None))
 
     def action_blur(self) -> None:
         self.set_focus(None)

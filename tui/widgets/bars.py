@@ -54,8 +54,9 @@ def gpu_line(gpu, width: int = 20) -> Text:
     return line
 
 
-def estimate_bar(label: str, est, gpu_bytes: int | None, verdict: str, width: int) -> Text:
-    """`LoRA  12.3 GiB / 24.0  fits` then a bar of components scaled to the GPU (or the peak)."""
+def estimate_bar(label: str, est, gpu_bytes: int | None, verdict: str, width: int, scale: int = 0) -> Text:
+    """`LoRA  12.3 GiB / 24.0  fits` then a bar of components scaled to the GPU (or to `scale`,
+    the largest peak shown, so bars side by side compare)."""
     head = Text(f"{label:<6}", style="bold")
     head.append(f"{est.peak_gib:6.1f} GiB")
     if gpu_bytes:
@@ -63,7 +64,7 @@ def estimate_bar(label: str, est, gpu_bytes: int | None, verdict: str, width: in
     else:
         head.append(" ")
     head.append(FIT_LABEL.get(verdict, verdict), style=FIT_STYLE.get(verdict, ""))
-    scale = max(gpu_bytes or 0, est.peak_bytes, 1)
+    scale = max(gpu_bytes or 0, est.peak_bytes, scale, 1)
     width = max(8, width)
     bar = Text()
     used = 0
