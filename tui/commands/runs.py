@@ -17,7 +17,7 @@ DEFAULT_RUNS_DIR = "runs"
 
 def _add_runs_dir(p: argparse.ArgumentParser) -> None:
     # the root parser has --runs-dir too; SUPPRESS keeps its value when given before the command
-    p.add_argument("--runs-dir", default=argparse.SUPPRESS, help="where runs are kept (default ./runs)")
+    p.add_argument("--runs-dir", default=argparse.SUPPRESS, metavar="DIR", help="where runs are kept (default ./runs)")
 
 
 def runs_dir_of(args) -> Path:
