@@ -324,3 +324,32 @@ async def test_no_color_is_respected(tmp_path, monkeypatch):
         table = pilot.app.screen.query_one(DataTable)
         words = {str(table.get_row_at(i)[4]) for i in range(table.row_count)}
         assert words and words <= {"fits", "tight", "won't fit"}  # the fit is said in words, not only colour
+
+
+@pytest.mark.slow
+async def test_edit_a_preset_in_advice_and_launch_it(tmp_path):
+    """`e` on Presets → Advice; change the rank; ^l writes a preset and trains it in its own process."""
+    from rankwise.advisor.config import load_config
+    from rankwise.advisor.presets import shipped
+    from rankwise.tui.screens.run import RunScreen
+
+    runs = tmp_path / "runs"
+    app = build_app(hardware=NO_GPU, runs_dir=runs, catalog=SMALL_CATALOG,
+                    presets={"demo-cpu": shipped()["demo-cpu"]})
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        await set_field(pilot, "lora.r", "8")
+        assert app.screen.cfg.lora.r == 8
+        await pilot.press("ctrl+l")
+        for _ in range(1200):
+            await pilot.pause(0.1)
+            if isinstance(app.screen, RunScreen) and app.screen.view is not None and app.screen.view.end:
+                break
+        screen = app.screen
+        assert isinstance(screen, RunScreen) and screen.view.status == "finished", screen.view
+        written = list((runs / "presets").glob("demo-cpu-*.yaml"))
+        assert len(written) == 1 and load_config(written[0]).lora.r == 8
+        assert load_config(screen.run_dir / "config.yaml").lora.r == 8
