@@ -348,16 +348,39 @@ def read_text(path: Path, what: str = "file") -> str:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a preset file, apply overrides, validate. Relative data paths stay as written;
-    `resolve_paths` anchors them to the preset's folder."""
+    """Read a preset file, apply overrides, validate. Relative paths written in the file are
+    anchored to the file's folder; relative paths given with `--set` to the current directory
+    (where the user typed them)."""
     path = Path(path)
     data, lines = parse_yaml(read_text(path, "preset"), str(path))
     if overrides:
         if data is not None and not isinstance(data, dict):
             validate(data, str(path), lines)  # raises the "expected a mapping" problem
-        data = apply_overrides(data or {}, overrides)
+        data = _anchor_raw(data or {}, path.parent)
+        data = _anchor_raw(apply_overrides(data, overrides), Path.cwd())
     cfg = validate(data, str(path), lines)
     return resolve_paths(cfg, path.parent)
+
+
+_PATH_KEYS = (("data", "path"), ("data", "val_path"))
+
+
+def _is_local_model(name: str, base: Path) -> bool:
+    return name.startswith((".", "/", "~")) or (base / name).exists()
+
+
+def _anchor_raw(data: dict, base: Path) -> dict:
+    """Anchor the relative paths of a raw (unvalidated) dict to `base`, leaving bad types to validation."""
+    data = json.loads(json.dumps(data))
+    for group, key in _PATH_KEYS:
+        value = data.get(group, {}).get(key) if isinstance(data.get(group), dict) else None
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            data[group][key] = str((base / value).resolve())
+    model = data.get("model")
+    name = model.get("name") if isinstance(model, dict) else None
+    if isinstance(name, str) and name and _is_local_model(name, base) and not Path(name).is_absolute():
+        model["name"] = str((base / Path(name).expanduser()).resolve())
+    return data
 
 
 def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
@@ -371,7 +394,7 @@ def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
     cfg.data.path = anchor(cfg.data.path)
     cfg.data.val_path = anchor(cfg.data.val_path)
     name = cfg.model.name
-    if name.startswith((".", "/", "~")) or (base / name).exists():
+    if _is_local_model(name, base):
         cfg.model.name = anchor(str(Path(name).expanduser()))
     return cfg
 

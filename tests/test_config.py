@@ -82,3 +82,16 @@ def test_shipped_json_schema_is_current():
 
     shipped = json.loads((presets_dir() / "rankwise-preset.schema.json").read_text())
     assert shipped == json.loads(json.dumps(json_schema())), "run: rankwise schema --out presets/rankwise-preset.schema.json"
+
+
+def test_set_paths_are_relative_to_the_current_directory(tmp_path, monkeypatch):
+    preset_dir, work = tmp_path / "presets", tmp_path / "work"
+    preset_dir.mkdir()
+    work.mkdir()
+    (preset_dir / "p.yaml").write_text("data: {path: in-preset.jsonl}\n")
+    monkeypatch.chdir(work)
+    cfg = load_config(preset_dir / "p.yaml", ["data.val_path=mine/val.jsonl"])
+    assert cfg.data.path == str(preset_dir / "in-preset.jsonl")  # written in the file: the file's folder
+    assert cfg.data.val_path == str(work / "mine" / "val.jsonl")  # typed by the user: where they typed it
+    cfg = load_config(preset_dir / "p.yaml", ["data.path=train.jsonl"])
+    assert cfg.data.path == str(work / "train.jsonl")
