@@ -143,24 +143,32 @@ def test_detach_prints_the_run_id_last_and_the_run_finishes(tmp_path):
 def test_sigterm_to_the_worker_checkpoints_and_ends_interrupted(tmp_path):
     """What `rankwise stop` does: SIGTERM to the pid of the start event."""
     runs = tmp_path / "runs"
-    proc = train(runs, "--detach", "--set", "train.max_steps=200", "--set", "train.save_steps=100")
+    proc = train(runs, "--detach", "--set", "train.max_steps=30", "--set", "train.save_steps=100",
+                 extra_env={"RANKWISE_TEST_STEP_DELAY": "0.2"})
     run_dir = runs / proc.stdout.strip().splitlines()[-1]
     evs = wait_for(run_dir, lambda evs: len(of_type(evs, "step")) >= 3)
     os.kill(of_type(evs, "start")[0]["pid"], signal.SIGTERM)
     evs = wait_for(run_dir, lambda evs: of_type(evs, "end"))
     end = of_type(evs, "end")[0]
-    assert end["status"] == "interrupted" and end["exit_code"] == 130 and 3 <= end["step"] < 200
+    assert end["status"] == "interrupted" and end["exit_code"] == 130 and 3 <= end["step"] < 30
     assert rundir.latest_checkpoint(run_dir)[0] == end["step"]  # a complete checkpoint at the stop
     assert of_type(evs, "checkpoint")[-1]["step"] == end["step"]
     assert summary(run_dir)["status"] == "interrupted" and not (run_dir / "adapter").exists()
+
+    # resumed in the foreground: follows the new session to its own end (the old `end` is history)
+    res = train(runs, "--resume", run_dir.name, preset=None, quick=False)
+    assert res.returncode == 0, res.stderr + tail_log(run_dir)
+    assert f"step {end['step'] + 1}/30" in res.stdout and f"step {end['step']}/30" not in res.stdout
+    assert of_type(events(run_dir), "end")[-1]["status"] == "finished" and (run_dir / "adapter").is_dir()
 
 
 @pytest.mark.slow
 def test_ctrl_c_in_the_foreground_stops_the_worker_cleanly_exit_130(tmp_path):
     runs = tmp_path / "runs"
-    cmd = CLI + ["train", "--preset", "demo-cpu", "--runs-dir", str(runs), *QUICK, "--set", "train.max_steps=200",
+    cmd = CLI + ["train", "--preset", "demo-cpu", "--runs-dir", str(runs), *QUICK, "--set", "train.max_steps=30",
                  "--set", "train.save_steps=100"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env(RANKWISE_TEST_STEP_DELAY="0.2"),
                             stdin=subprocess.DEVNULL)
     run_dir = wait_for_run_dir(runs)
     wait_for(run_dir, lambda evs: len(of_type(evs, "step")) >= 2)

@@ -1,5 +1,5 @@
 """The worker's hooks into HF `Trainer`: progress events, checkpoint markers, stop on a
-signal, and the test seam that fakes a CUDA OOM on CPU.
+signal, and the test seams (a fake CUDA OOM on CPU, a step delay).
 
 Progress leaves the loop only through `EventSink` (trainer/events.py). The per-step cost
 is a few attribute reads; the work (memory probe, JSON) happens once per logging step.
@@ -18,6 +18,7 @@ from . import rundir
 from .events import EventSink
 
 OOM_ENV = "RANKWISE_TEST_OOM_AT_STEPS"
+DELAY_ENV = "RANKWISE_TEST_STEP_DELAY"
 
 
 class TokenCounter:
@@ -140,14 +141,18 @@ class StopFlag(TrainerCallback):
             control.should_training_stop = True
 
 
-class FakeOOM(TrainerCallback):
-    """Test seam (CPU has no CUDA OOM): RANKWISE_TEST_OOM_AT_STEPS=5,9 raises
-    torch.OutOfMemoryError as optimizer step 5 (then 9) begins, each once per process.
-    Everything after the raise is the real retry path."""
+class TestSeams(TrainerCallback):
+    """What a test cannot get on CPU, faked at the narrowest point; unset in real runs.
 
-    def __init__(self, spec: str | None = None):
-        spec = os.environ.get(OOM_ENV, "") if spec is None else spec
+    RANKWISE_TEST_OOM_AT_STEPS=5,9 raises torch.OutOfMemoryError as optimizer step 5 (then 9)
+    begins, each once per process: everything after the raise is the real retry path.
+    RANKWISE_TEST_STEP_DELAY=0.3 sleeps after each step, so a test can signal or kill a run
+    mid-way (the tiny model trains 12 steps in under a second)."""
+
+    def __init__(self):
+        spec = os.environ.get(OOM_ENV, "")
         self.pending = {int(s) for s in spec.replace(" ", "").split(",") if s}
+        self.delay = float(os.environ.get(DELAY_ENV) or 0)
 
     def on_step_begin(self, args, state, control, **kw):
         step = state.global_step + 1
@@ -156,6 +161,10 @@ class FakeOOM(TrainerCallback):
 
             self.pending.discard(step)
             raise torch.OutOfMemoryError(f"CUDA out of memory (faked by {OOM_ENV} at step {step})")
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.delay:
+            time.sleep(self.delay)
 
 
 class StartOnce(TrainerCallback):

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.run_dir).resolve()
     _output_to_log(run_dir / rundir.LOG)
     stop = _install_signal_handlers()
+    _end_torn_line(run_dir / EVENTS_FILE)
     sink = EventSink(run_dir / EVENTS_FILE)
     state: dict = {"step": None}
     try:
@@ -84,7 +85,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     from rankwise.advisor import hardware, redflags
     from rankwise.advisor.model import load_model
 
-    from .callbacks import Checkpoints, Events, FakeOOM, StartOnce, StopFlag, TokenCounter
+    from .callbacks import Checkpoints, Events, StartOnce, StopFlag, TestSeams, TokenCounter
     from .data import build_datasets, make_collator
 
     # --- what to train, and does the advisor object? ------------------------------------------
@@ -178,10 +179,10 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
         )
         return Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
-                       data_collator=tokens, callbacks=[events, checkpoints, StopFlag(stop), fake_oom, started])
+                       data_collator=tokens, callbacks=[events, checkpoints, StopFlag(stop), seams, started])
 
     # --- callbacks ---------------------------------------------------------------------------
-    events, checkpoints, fake_oom = Events(sink, device, tokens), Checkpoints(sink), FakeOOM()
+    events, checkpoints, seams = Events(sink, device, tokens), Checkpoints(sink), TestSeams()
     latest = rundir.latest_checkpoint(run_dir) if resume else None
     if resume:
         log.info("resuming from %s", latest[1] if latest else "the beginning (no complete checkpoint)")
@@ -286,6 +287,17 @@ def oom_message(est, gpu_bytes, micro: int, accum: int, retries: int, cfg) -> st
 def _record_batch(run_dir: Path, cfg, micro: int, accum: int) -> None:
     cfg.train.micro_batch, cfg.train.grad_accum = micro, accum
     rundir.write_atomic(run_dir / rundir.CONFIG, cfg.to_yaml())
+
+
+def _end_torn_line(path: Path) -> None:
+    """A worker killed mid-write may leave half a line: end it, so our first event parses."""
+    try:
+        with open(path, "rb+") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() and (fh.seek(-1, os.SEEK_END), fh.read(1))[1] != b"\n":
+                fh.write(b"\n")
+    except FileNotFoundError:
+        pass
 
 
 def _output_to_log(path: Path) -> None:

@@ -44,16 +44,15 @@ def run_from_root(args) -> int:
 
 def run(args) -> int:
     resume = getattr(args, "resume", None)
-    if resume:
-        run_dir = _prepare_resume(args)
-    else:
-        run_dir = _prepare_new(args)
+    run_dir = _prepare_resume(args) if resume else _prepare_new(args)
+    events = run_dir / "events.jsonl"
+    offset = events.stat().st_size if events.exists() else 0  # a resumed run's old events are history
     proc = start_worker(run_dir, resume=bool(resume), force=getattr(args, "force", False))
     if getattr(args, "detach", False):
         print(f"started {run_dir} (pid {proc.pid}); `rankwise attach {run_dir.name}` follows it", file=sys.stderr)
         print(run_dir.name)
         return 0
-    return _follow(run_dir, proc, getattr(args, "json_events", False))
+    return _follow(run_dir, proc, getattr(args, "json_events", False), offset)
 
 
 # ------------------------------------------------------------------------ checking input
@@ -149,7 +148,7 @@ def start_worker(run_dir: Path, resume: bool = False, force: bool = False) -> su
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
 
 
-def _follow(run_dir: Path, proc: subprocess.Popen, json_events: bool) -> int:
+def _follow(run_dir: Path, proc: subprocess.Popen, json_events: bool, offset: int = 0) -> int:
     from rich.console import Console
 
     from rankwise.tui.panel import follow
@@ -169,7 +168,7 @@ def _follow(run_dir: Path, proc: subprocess.Popen, json_events: bool) -> int:
 
     old = signal.signal(signal.SIGINT, forward)
     try:
-        end = follow(run_dir, console=console, json_events=json_events, proc=proc)
+        end = follow(run_dir, console=console, json_events=json_events, proc=proc, offset=offset)
     finally:
         signal.signal(signal.SIGINT, old)
     try:
