@@ -241,6 +241,10 @@ def load_any(path: str | Path) -> tuple[RunConfig, str, list[str]]:
     """Any supported config file → (RunConfig, kind, notes). Invalid values raise a
     ConfigError located at the file's lines."""
     path = Path(path)
+    if not path.exists() and not str(path).endswith((".yaml", ".yml")) and "/" not in str(path):
+        from .presets import resolve_preset  # a shipped preset's name, as `train --preset` takes
+
+        path = resolve_preset(str(path))
     source = str(path)
     data, lines = parse_yaml(read_text(path, "config"), source)
     kind = detect(data)

@@ -257,3 +257,15 @@ def test_foreign_invalid_value_names_foreign_key_and_line(tmp_path):
     assert out.returncode == 2
     assert "lf.yaml:3" in out.stderr and "lora_rank" in out.stderr
     assert "lf.yaml:4" in out.stderr and "cutoff_len" in out.stderr
+
+
+def test_check_takes_a_shipped_preset_name():
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "rankwise.tui.cli", "check", "mistral-7b-style-qlora-12gb",
+                         "--gpu-mem", "12GiB", "--json"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "rankwise.tui.cli", "check", "mistral-7b-style-qlora-12g"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "mistral-7b-style-qlora-12gb" in bad.stderr and "Traceback" not in bad.stderr

@@ -19,7 +19,7 @@ def register(sub) -> None:
                        description="Check a config for risky combinations (rank/alpha/dropout/lr, memory fit, "
                                    "model shape, batch size). Reads rankwise presets, axolotl and LLaMA-Factory "
                                    "YAML. Exit 0: no errors; 3: error-level red flags; 2: bad input.")
-    p.add_argument("file", metavar="FILE", help="a YAML config (rankwise preset, axolotl or LLaMA-Factory)")
+    p.add_argument("file", metavar="FILE", help="a YAML config (rankwise preset, axolotl or LLaMA-Factory) or a shipped preset name")
     p.add_argument("--model", help="check against this model instead of the config's (catalog name or local folder)")
     p.add_argument("--method", choices=("lora", "qlora"), help="check as this method (default: the config's; auto "
                                                                  "resolves like `advise`)")
