@@ -353,3 +353,18 @@ async def test_edit_a_preset_in_advice_and_launch_it(tmp_path):
         written = list((runs / "presets").glob("demo-cpu-*.yaml"))
         assert len(written) == 1 and load_config(written[0]).lora.r == 8
         assert load_config(screen.run_dir / "config.yaml").lora.r == 8
+
+
+async def test_a_failing_worker_is_shown_not_swallowed(tmp_path):
+    def boom():
+        raise OSError("disk went away")
+
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        from textual.worker import WorkerFailed
+
+        worker = pilot.app.run_worker(boom, thread=True, group="scan", exit_on_error=False)
+        with pytest.raises(WorkerFailed):
+            await worker.wait()
+        await pilot.pause()
+        assert pilot.app.is_running
+        assert any(n.severity == "error" and "disk went away" in n.message for n in pilot.app._notifications)

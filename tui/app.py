@@ -54,6 +54,14 @@ class RankwiseApp(App):
         if self._exit_when_ready:  # bench/tui_startup.py: the first screen is ready
             self.call_after_refresh(self.exit)
 
+    def on_worker_state_changed(self, event) -> None:
+        """The one place a failed worker is shown (workers run with exit_on_error=False)."""
+        from textual.worker import WorkerState
+
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(f"{event.worker.group}: {type(error).__name__}: {error}", severity="error", timeout=10)
+
     # ---- routing
     def _show(self, screen_type, factory) -> None:
         """Go to the screen of this type if it is on the stack, else push a new one."""

@@ -17,6 +17,7 @@ from textual.widgets.option_list import Option
 from ..widgets.bars import gib, gpu_line, usage_bar
 
 TASKS = ("classification", "format", "style", "instruction", "chat", "domain", "code", "reasoning")
+PROBE_EVERY_S = 5.0
 SCAN_LIMIT = 20000  # rows read by the quick scan; enough for length statistics
 
 
@@ -120,6 +121,7 @@ class SetupScreen(Screen):
         self.sub_title = "setup"
         if ctx.hardware is None and ctx.probe:
             self.probe()
+            self.set_interval(PROBE_EVERY_S, self.probe)  # GPU memory in use changes; keep the bars true
         self.query_one("#models", OptionList).highlighted = 0
         self.query_one("#model", Input).focus()
 
