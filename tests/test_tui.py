@@ -350,7 +350,7 @@ async def test_edit_a_preset_in_advice_and_launch_it(tmp_path):
                 break
         screen = app.screen
         assert isinstance(screen, RunScreen) and screen.view.status == "finished", screen.view
-        written = list((runs / "presets").glob("demo-cpu-*.yaml"))
+        written = list((runs / ".launched").glob("demo-cpu-*.yaml"))
         assert len(written) == 1 and load_config(written[0]).lora.r == 8
         assert load_config(screen.run_dir / "config.yaml").lora.r == 8
 
@@ -368,3 +368,20 @@ async def test_a_failing_worker_is_shown_not_swallowed(tmp_path):
         await pilot.pause()
         assert pilot.app.is_running
         assert any(n.severity == "error" and "disk went away" in n.message for n in pilot.app._notifications)
+
+
+async def test_saved_presets_join_the_shipped_ones(tmp_path):
+    from rankwise.advisor.presets import shipped
+
+    app = build_app(hardware=L4, runs_dir=tmp_path / "runs", catalog=SMALL_CATALOG)
+    async with app.run_test(size=SIZE) as pilot:
+        await to_advice(pilot)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press("enter")  # the default path: <runs>/presets/<model>-<task>.yaml
+        await pilot.pause()
+        assert (tmp_path / "runs" / "presets" / "llama-3.1-8b-chat.yaml").is_file()
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        names = [r["name"] for r in app.screen.rows]
+        assert names == [*shipped(), "presets/llama-3.1-8b-chat"]

@@ -17,6 +17,9 @@ from typing import Callable
 from textual.app import App
 from textual.binding import Binding
 
+SAVED_PRESETS = "presets"  # under the runs dir: presets saved from the Advice screen
+LAUNCHED_PRESETS = ".launched"  # under the runs dir: the edited config each Advice launch ran
+
 
 @dataclass
 class Context:
@@ -112,11 +115,13 @@ class RankwiseApp(App):
         self.call_from_thread(self.attach, run_dir)
 
     def presets(self) -> dict[str, Path]:
-        if self.ctx.presets is None:
-            from rankwise.advisor.presets import shipped
+        """The presets given to build_app, or the shipped ones plus those saved from Advice."""
+        if self.ctx.presets is not None:
+            return self.ctx.presets
+        from rankwise.advisor.presets import shipped
 
-            self.ctx.presets = shipped()
-        return self.ctx.presets
+        saved = sorted((self.ctx.runs_dir / SAVED_PRESETS).glob("*.yaml"))
+        return {**shipped(), **{f"{SAVED_PRESETS}/{p.stem}": p for p in saved}}
 
 
 def build_app(hardware=None, runs_dir: str | Path = "runs", catalog: dict | None = None,

@@ -347,7 +347,9 @@ class AdviceScreen(Screen):
             return
         from .dialogs import PathScreen
 
-        default = self.app.ctx.runs_dir / "presets" / f"{self.preset_name()}.yaml"
+        from ..app import SAVED_PRESETS
+
+        default = self.app.ctx.runs_dir / SAVED_PRESETS / f"{self.preset_name()}.yaml"
 
         def done(path: str | None) -> None:
             if path:
@@ -373,7 +375,9 @@ class AdviceScreen(Screen):
             self.notify("no dataset: give one on Setup before launching", severity="error")
             return
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = self._write(self.app.ctx.runs_dir / "presets" / f"{self.preset_name()}-{stamp}.yaml")
+        from ..app import LAUNCHED_PRESETS
+
+        path = self._write(self.app.ctx.runs_dir / LAUNCHED_PRESETS / f"{self.preset_name()}-{stamp}.yaml")
         if path is not None:
             self.app.launch(path)
 
