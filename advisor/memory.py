@@ -12,7 +12,7 @@ source: the CUDA context size and the allocator's fragmentation share.
 
 `Plan.stack` selects what a training stack's code keeps in memory (`STACKS`): "hf" is what
 rankwise trains with; the others exist so bench/estimator_accuracy.py can compare against
-figures published from LitGPT, torchtune or older transformers. Accuracy against those
+figures published from LitGPT, torchtune, older transformers or fms-acceleration. Accuracy against those
 figures: run `python3 bench/estimator_accuracy.py`.
 """
 from __future__ import annotations
@@ -92,6 +92,18 @@ STACKS: dict[str, Stack] = {
     # transformers 4.46-4.49: ForCausalLMLoss also made `shift_logits = logits[..., :-1, :]
     # .contiguous()`, one more fp32 copy in the forward peak.
     "hf-4.46": Stack("hf-4.46", 4, True, False, True, True, True, 3),
+    # transformers 4.40-4.45 (Llama/Mistral/Mixtral ForCausalLM.forward before the 4.46 loss
+    # refactor): `logits = logits.float()` rebinds the name, so the 16-bit logits are freed
+    # (the frozen lm_head saves no input), then `shift_logits = logits[..., :-1, :].contiguous()`
+    # and CrossEntropyLoss: fp32 logits + shifted copy + log_softmax in forward, 3 fp32 copies
+    # in backward. peft 0.13 (autocast_adapter_dtype) keeps adapters fp32; TRL's SFTTrainer runs
+    # peft's prepare_model_for_kbit_training (fp32 upcast) on 4-bit models.
+    "hf-4.40": Stack("hf-4.40", 4, True, False, True, False, True, 3),
+    # fms-acceleration's accelerated-peft-bnb plugin on the same transformers: its own
+    # `_prepare_model_for_kbit_training` (plugins/accelerated-peft/.../framework_plugin_bnb.py)
+    # only freezes and enables checkpointing, without peft's fp32 upcast, so embeddings,
+    # norms and lm_head stay 16-bit and the residual stream stays 16-bit.
+    "fms-bnb": Stack("fms-bnb", 4, False, False, True, False, True, 3),
     # LitGPT (bf16-true): everything bf16 incl. LoRA and AdamW states; chunked
     # cross-entropy in bf16 (the logits list and bf16 log_softmax kept through backward);
     # Lightning's BitsandbytesPrecision quantizes every Linear incl. lm_head, no upcast.
