@@ -263,6 +263,23 @@ def test_tui_process_never_imports_torch(tmp_path):
     assert "HEAVY []" in out.stdout
 
 
+async def watch_run(pilot, limit_s: float = 400.0) -> set:
+    """Wait for the Run screen's run to end (the worker imports torch, then trains); the steps seen."""
+    import time
+
+    from rankwise.tui.screens.run import RunScreen
+
+    seen, deadline = set(), time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        await pilot.pause(0.1)
+        screen = pilot.app.screen
+        if isinstance(screen, RunScreen) and screen.view is not None:
+            seen.add(screen.view.step)
+            if screen.view.status in ("finished", "failed", "interrupted"):
+                break
+    return seen
+
+
 @pytest.mark.slow
 async def test_launch_demo_cpu_with_one_key_then_detach_and_reattach(tmp_path):
     """A real training process: `1` on Presets starts demo-cpu detached; steps arrive on the Run screen."""
@@ -275,14 +292,7 @@ async def test_launch_demo_cpu_with_one_key_then_detach_and_reattach(tmp_path):
         await pilot.press("ctrl+p")
         await settle(pilot)
         await pilot.press("1")
-        seen_steps = set()
-        for _ in range(1200):  # up to 120 s: the worker imports torch, then trains 60 steps
-            await pilot.pause(0.1)
-            screen = app.screen
-            if isinstance(screen, RunScreen) and screen.view is not None:
-                seen_steps.add(screen.view.step)
-                if screen.view.status in ("finished", "failed", "interrupted"):
-                    break
+        seen_steps = await watch_run(pilot)
         screen = app.screen
         assert isinstance(screen, RunScreen), "the launch never attached"
         assert screen.view.status == "finished", screen.view.error
@@ -344,10 +354,7 @@ async def test_edit_a_preset_in_advice_and_launch_it(tmp_path):
         await set_field(pilot, "lora.r", "8")
         assert app.screen.cfg.lora.r == 8
         await pilot.press("ctrl+l")
-        for _ in range(1200):
-            await pilot.pause(0.1)
-            if isinstance(app.screen, RunScreen) and app.screen.view is not None and app.screen.view.end:
-                break
+        await watch_run(pilot)
         screen = app.screen
         assert isinstance(screen, RunScreen) and screen.view.status == "finished", screen.view
         written = list((runs / ".launched").glob("demo-cpu-*.yaml"))
