@@ -392,3 +392,37 @@ async def test_saved_presets_join_the_shipped_ones(tmp_path):
         await settle(pilot)
         names = [r["name"] for r in app.screen.rows]
         assert names == [*shipped(), "presets/llama-3.1-8b-chat"]
+
+
+@pytest.mark.slow
+async def test_stop_a_live_run_after_confirming(tmp_path):
+    """x then y on a live run: the worker checkpoints and ends as interrupted."""
+    import time
+
+    from rankwise.advisor.config import load_config
+    from rankwise.advisor.presets import shipped
+    from rankwise.tui.launch import write_preset
+    from rankwise.tui.screens.advice import with_values
+    from rankwise.tui.screens.run import RunScreen
+
+    long = with_values(load_config(shipped()["demo-cpu"]), {"train.max_steps": 5000})
+    preset = write_preset(long, tmp_path / "long-demo.yaml")
+    app = build_app(hardware=NO_GPU, runs_dir=tmp_path / "runs", catalog=SMALL_CATALOG, presets={"long": preset})
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        await pilot.press("enter")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            await pilot.pause(0.1)
+            s = app.screen
+            if isinstance(s, RunScreen) and s.view is not None and s.view.step >= 4:
+                break
+        run = app.screen
+        assert isinstance(run, RunScreen) and run.view.status == "running"
+        await pilot.press("x")
+        await pilot.pause()
+        await pilot.press("y")
+        await watch_run(pilot, limit_s=120)
+        assert run.view.status == "interrupted" and 4 <= run.view.step < 5000
+        assert run.view.last_checkpoint is not None

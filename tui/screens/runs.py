@@ -39,8 +39,11 @@ def age(seconds: float | None) -> str:
 def summary_text(info) -> Text:
     from ..panel import fmt_duration
 
+    from pathlib import Path
+
     t = Text(f"{info.id}", style="bold")
-    t.append(f"  {info.model or '?'} · {info.method or '?'}", style="dim")
+    model = Path(info.model).name if info.model and Path(info.model).is_absolute() else info.model
+    t.append(f"  {model or '?'} · {info.method or '?'}", style="dim")
     s = info.summary or {}
     if info.status != "finished" or not s:
         if info.note or info.error:
