@@ -105,6 +105,31 @@ def field_doc(key: str) -> str:
     return " ".join((info.description or "").split())
 
 
+TALL = 32  # rows from which the advisor's notes and fit suggestions are shown too
+
+
+def notes_text(advice) -> Text:
+    """The advisor's notes: the rank sweep, the budget arithmetic, what would make it fit."""
+    out = Text()
+
+    def line(head: str, body: str, style: str = "") -> None:
+        if out:
+            out.append("\n")
+        out.append(head, style="bold")
+        out.append(body, style=style)
+
+    if advice.first_sweep:
+        line("first sweep: ", "r = " + ", ".join(map(str, advice.first_sweep)))
+    if advice.budget_arithmetic:
+        line("budget: ", advice.budget_arithmetic)
+    for note in advice.notes:
+        line("note: ", note, "dim")
+    if advice.method is None:
+        for sug in advice.suggestions[:4]:
+            line("to fit: ", f"{sug['change']} → {sug['peak_gib']:.1f} GiB ({sug['fit']})")
+    return out
+
+
 class AdviceReady(Message):
     def __init__(self, spec=None, advice=None, cfg=None, error: str | None = None) -> None:
         super().__init__()
@@ -146,6 +171,7 @@ class AdviceScreen(Screen):
                 yield Label("Red flags", classes="title")
                 yield OptionList(id="flags", compact=True)
                 yield Static("", id="flag-detail")
+                yield Static("", id="notes")
         yield Static("", id="reason")
         yield Footer()
 
@@ -154,7 +180,11 @@ class AdviceScreen(Screen):
         if self.hardware is None:
             self.hardware = getattr(self.app.ctx, "planned", None) or self.app.ctx.hardware
         self.query_one("#form").disabled = True
+        self.on_resize()
         self.prepare()
+
+    def on_resize(self) -> None:
+        self.set_class(self.app.size.height >= TALL, "-tall")  # room for the advisor's notes
 
     # ---- the advisor, once, in a worker
     @work(thread=True, exclusive=True, group="advise", exit_on_error=False)
@@ -190,6 +220,8 @@ class AdviceScreen(Screen):
             if message.advice.method is None:
                 self.notify("nothing fits as recommended: see the red flags for what would", severity="warning")
         self.sub_title = f"advice · {self.spec.name}"
+        if message.advice is not None:
+            self.query_one("#notes", Static).update(notes_text(message.advice))
         self.show_config(message.cfg)
         form = self.query_one("#form")
         form.disabled = False
