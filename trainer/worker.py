@@ -161,6 +161,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 
     def build_trainer(model, micro: int, accum: int):
         t = cfg.train
+        fields = TrainingArguments.__dataclass_fields__  # transformers 5 renamed gradient_ → activation_checkpointing
+        ckpt = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
         if t.report_to == "tensorboard":
             os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
         args = TrainingArguments(
@@ -169,7 +171,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             learning_rate=t.lr, lr_scheduler_type=SCHEDULERS[t.scheduler],
             warmup_steps=t.warmup_steps if t.warmup_steps is not None else t.warmup_ratio,  # < 1: a ratio
             num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
-            gradient_checkpointing=t.grad_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False},
+            **{ckpt: t.grad_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False}},  # non-reentrant
             optim=optim, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed,
             logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps,
             save_total_limit=t.save_total_limit,
