@@ -15,6 +15,12 @@ SIZE = (80, 24)
 pytestmark = pytest.mark.anyio  # anyio (installed) runs the async tests on asyncio
 
 
+@pytest.fixture(autouse=True)
+def empty_hf_cache(tmp_path, monkeypatch):
+    """The machine's own Hugging Face cache must not change what Setup lists."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+
+
 @pytest.fixture
 def anyio_backend():
     return "asyncio"  # Textual runs on asyncio
@@ -426,3 +432,25 @@ async def test_stop_a_live_run_after_confirming(tmp_path):
         await watch_run(pilot, limit_s=120)
         assert run.view.status == "interrupted" and 4 <= run.view.step < 5000
         assert run.view.last_checkpoint is not None
+
+
+async def test_models_in_the_local_hf_cache_are_offered(tmp_path, monkeypatch):
+    import shutil
+
+    from rankwise.advisor.presets import presets_dir
+
+    repo = tmp_path / "hub" / "models--acme--tiny-chat"
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    shutil.copy(presets_dir() / "assets" / "tiny-llama" / "config.json", snap / "config.json")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press(*"acme")
+        await pilot.pause()
+        assert pilot.app.screen.chosen_model() == "acme/tiny-chat"
+        advice = await to_advice(pilot, model="")
+        assert advice.spec is not None and advice.spec.total_params > 0
+        assert advice.cfg.model.name == "acme/tiny-chat"

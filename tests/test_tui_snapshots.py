@@ -27,6 +27,12 @@ train:
 """
 
 
+@pytest.fixture(autouse=True)
+def empty_hf_cache(tmp_path, monkeypatch):
+    """The machine's own Hugging Face cache must not change what Setup lists."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+
+
 @pytest.fixture
 def place(tmp_path, monkeypatch):
     """A working directory with a runs dir holding one finished and one live-looking run, and two presets."""

@@ -40,6 +40,24 @@ class HardwareProbed(Message):
         self.hardware = hardware
 
 
+class CachedModels(Message):
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__()
+        self.ids = ids
+
+
+def cached_model_ids() -> list[str]:
+    """Models already in the local Hugging Face cache (folder names only; nothing is read or fetched)."""
+    from rankwise.advisor.model import hf_cache_dir
+
+    root = hf_cache_dir()
+    try:
+        repos = sorted(root.glob("models--*"))
+    except OSError:
+        return []
+    return [d.name[len("models--"):].replace("--", "/") for d in repos if (d / "snapshots").is_dir()]
+
+
 class DatasetScanned(Message):
     def __init__(self, path: str, result=None, error: str | None = None) -> None:
         super().__init__()
@@ -90,6 +108,8 @@ class SetupScreen(Screen):
         super().__init__()
         self._scan = None
         self._scan_timer = None
+        self._cached: list[str] = []
+        self._filtered_for = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -124,6 +144,16 @@ class SetupScreen(Screen):
             self.set_interval(PROBE_EVERY_S, self.probe)  # GPU memory in use changes; keep the bars true
         self.query_one("#models", OptionList).highlighted = 0
         self.query_one("#model", Input).focus()
+        self.find_cached()
+
+    @work(thread=True, exclusive=True, group="hf-cache", exit_on_error=False)
+    def find_cached(self) -> None:
+        self.post_message(CachedModels(cached_model_ids()))
+
+    def on_cached_models(self, message: CachedModels) -> None:
+        self._cached = [m for m in message.ids if m not in self.app.ctx.catalog]
+        if self._cached:
+            self._filter_to(self.query_one("#model", Input).value)
 
     # ---- hardware
     @work(thread=True, exclusive=True, group="probe", exit_on_error=False)
@@ -139,16 +169,24 @@ class SetupScreen(Screen):
     # ---- model list
     def _options(self, text: str) -> list[Option]:
         text = text.strip().lower()
-        names = [n for n in self.app.ctx.catalog if text in n.lower()] if text else list(self.app.ctx.catalog)
-        return [Option(n, id=n) for n in names]
+        names = [n for n in self.app.ctx.catalog if text in n.lower()]
+        cached = [m for m in self._cached if text in m.lower()]
+        return [Option(n, id=n) for n in names] + [Option(Text.assemble(m, ("  HF cache", "dim")), id=m)
+                                                   for m in cached]
 
     @on(Input.Changed, "#model")
     def _filter(self, event: Input.Changed) -> None:
+        self._filter_to(event.value)
+
+    def _filter_to(self, text: str) -> None:
         ol = self.query_one("#models", OptionList)
+        keep = ol.get_option_at_index(ol.highlighted).id if ol.option_count and ol.highlighted is not None else None
         ol.clear_options()
-        ol.add_options(self._options(event.value))
+        ol.add_options(self._options(text))
         if ol.option_count:
-            ol.highlighted = 0
+            ids = [ol.get_option_at_index(i).id for i in range(ol.option_count)]
+            ol.highlighted = ids.index(keep) if keep in ids and text == self._filtered_for else 0
+        self._filtered_for = text
 
     def action_model_step(self, delta: int) -> None:
         """Up/Down in the filter box move through the matching models."""
@@ -177,7 +215,7 @@ class SetupScreen(Screen):
 
     def chosen_model(self) -> str | None:
         typed = self.query_one("#model", Input).value.strip()
-        if typed in self.app.ctx.catalog:
+        if typed in self.app.ctx.catalog or typed in self._cached:
             return typed
         ol = self.query_one("#models", OptionList)
         if ol.option_count and ol.highlighted is not None:
