@@ -454,3 +454,14 @@ async def test_models_in_the_local_hf_cache_are_offered(tmp_path, monkeypatch):
         advice = await to_advice(pilot, model="")
         assert advice.spec is not None and advice.spec.total_params > 0
         assert advice.cfg.model.name == "acme/tiny-chat"
+
+
+async def test_runs_stop_only_offers_running_runs(tmp_path):
+    fake_run(tmp_path / "runs", "done-1", finished=True)
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        await pilot.press("x")
+        await pilot.pause()
+        assert type(pilot.app.screen).__name__ == "RunsScreen"  # no dialog for a finished run
+        assert any("only a running run" in n.message for n in pilot.app._notifications)

@@ -88,6 +88,10 @@ class PresetsScreen(Screen):
         table.focus()
         self.load()
 
+    def on_screen_resume(self) -> None:
+        if self.rows:  # back from Advice or a run: a preset may have been saved since
+            self.load()
+
     @work(thread=True, exclusive=True, group="presets", exit_on_error=False)
     def load(self) -> None:
         ctx = self.app.ctx

@@ -45,6 +45,19 @@ def fold(view, e: dict, train: list, evals: list) -> None:
         evals.append((e.get("step", 0), e["eval_loss"]))
 
 
+def stop_run(screen, run_dir: Path) -> None:
+    """Ask the run's worker to checkpoint and stop (SIGTERM), and say what happened."""
+    from rankwise.advisor.errors import RankwiseError
+    from rankwise.trainer.runs import request_stop
+
+    try:
+        pid = request_stop(run_dir)
+    except RankwiseError as e:
+        screen.notify(e.message, severity="warning")
+        return
+    screen.notify(f"asked pid {pid} to checkpoint and stop")
+
+
 class RunScreen(Screen):
     BINDINGS = [
         Binding("d", "detach", "Detach (run goes on)"),
@@ -122,18 +135,7 @@ class RunScreen(Screen):
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self.stop_run()
+                stop_run(self, self.run_dir)
 
         self.app.push_screen(ConfirmScreen(f"Stop run {self.run_dir.name}?\nIt saves a checkpoint first; "
                                            f"`rankwise train --resume {self.run_dir.name}` continues it."), answer)
-
-    def stop_run(self) -> None:
-        from rankwise.advisor.errors import RankwiseError
-        from rankwise.trainer.runs import request_stop
-
-        try:
-            pid = request_stop(self.run_dir)
-        except RankwiseError as e:
-            self.notify(e.message, severity="warning")
-            return
-        self.notify(f"asked pid {pid} to checkpoint and stop")

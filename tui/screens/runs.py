@@ -76,6 +76,7 @@ def summary_text(info) -> Text:
 class RunsScreen(Screen):
     BINDINGS = [
         Binding("enter", "attach", "Attach", priority=True),
+        Binding("x", "stop", "Stop run"),
         Binding("escape", "back", "Back"),
     ]
 
@@ -150,6 +151,23 @@ class RunsScreen(Screen):
             from pathlib import Path
 
             self.app.attach(Path(info.dir))
+
+    def action_stop(self) -> None:
+        info = self.selected()
+        if info is None or info.status != "running":
+            self.notify("only a running run can be stopped", severity="warning")
+            return
+        from pathlib import Path
+
+        from .dialogs import ConfirmScreen
+        from .run import stop_run
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                stop_run(self, Path(info.dir))
+
+        self.app.push_screen(ConfirmScreen(f"Stop run {info.id}?\nIt saves a checkpoint first; "
+                                           f"`rankwise train --resume {info.id}` continues it."), answer)
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 2:
