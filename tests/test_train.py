@@ -86,7 +86,12 @@ BAD_INPUT = {
     "missing data": (["--set", "data.path=/nonexistent/data.jsonl"], "data.path not found"),
     "unknown key": (["--set", "lora.rank=8"], "unknown key 'lora.rank'"),
     "bad value": (["--set", "train.scheduler=sawtooth"], "train.scheduler"),
+    "no such preset key group": (["--set", "nope.x=1"], "unknown key 'nope'"),
 }
+try:
+    import tensorboard  # noqa: F401
+except ImportError:
+    BAD_INPUT["tensorboard not installed"] = (["--set", "train.report_to=tensorboard"], "tensorboard is not installed")
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUT))

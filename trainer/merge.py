@@ -69,7 +69,7 @@ def merge(run_dir: Path, out: Path | None = None) -> Path:
     else:
         dtype = torch.float32
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code,
-                                                use_safetensors=not cfg.model.allow_unsafe_weights)
+                                                use_safetensors=None if cfg.model.allow_unsafe_weights else True)
     merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
     tmp = out.with_name(f".{out.name}.partial")

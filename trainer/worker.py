@@ -108,8 +108,10 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     est = ctx.estimate
     gpu_bytes = torch.cuda.get_device_properties(0).total_memory if device == "cuda" else None
     if est is not None:
-        log.info("estimated peak %.2f GiB (%s) for %s on %s", est.peak_gib, method,
-                 f"{gpu_bytes / 2**30:.1f} GiB GPU" if gpu_bytes else "CPU", device)
+        where = f"the {gpu_bytes / 2**30:.1f} GiB GPU" if gpu_bytes else "CPU (the estimate is for a GPU)"
+        note = f"estimated peak {est.peak_gib:.2f} GiB ({method}) on {where}"
+        log.info("%s", note)
+        sink.emit("log", level="info", message=note)
 
     # --- precision ---------------------------------------------------------------------------
     bf16_ok = device == "cuda" and torch.cuda.is_bf16_supported()
@@ -133,7 +135,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     tokens = TokenCounter(make_collator(tokenizer))
 
     def build_model():
-        kwargs = dict(trust_remote_code=cfg.model.trust_remote_code, use_safetensors=not cfg.model.allow_unsafe_weights)
+        kwargs = dict(trust_remote_code=cfg.model.trust_remote_code,  # None: safetensors first, then .bin
+                      use_safetensors=None if cfg.model.allow_unsafe_weights else True)
         if method == "qlora":
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type=cfg.quant.quant_type,

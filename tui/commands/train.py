@@ -124,11 +124,20 @@ def check_inputs(cfg, force: bool = False) -> None:
             raise RankwiseError("no training data: data.path is not set", "set data.path in the preset or --set data.path=FILE")
         if path and not Path(path).exists():
             raise RankwiseError(f"{key} not found: {path}", "relative paths are resolved against the preset's folder")
+    if cfg.train.report_to == "tensorboard" and not any(map(_installed, ("tensorboard", "tensorboardX"))):
+        raise RankwiseError("train.report_to: tensorboard, but tensorboard is not installed",
+                            "pip install tensorboard, or set train.report_to: none (events.jsonl has every metric)")
     findings = redflags.check(cfg, spec, hardware.probe())  # warnings: the worker logs them as events
     errors = [f for f in findings if f.severity == "error"]
     if errors and not force:
         raise RankwiseError(f"{len(errors)} error-level red flag{'s' if len(errors) > 1 else ''}: {errors[0].message}",
                             f"{errors[0].fix}; or train anyway with --force")
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 # ------------------------------------------------------------------------ the worker
