@@ -45,7 +45,7 @@ def summary_text(info) -> Text:
     model = Path(info.model).name if info.model and Path(info.model).is_absolute() else info.model
     t.append(f"  {model or '?'} · {info.method or '?'}", style="dim")
     s = info.summary or {}
-    if info.status != "finished" or not s:
+    if info.status == "running" or not s:
         if info.note or info.error:
             t.append("\n" + (info.error or info.note), style="red" if info.status == "failed" else "yellow")
         return t
@@ -57,7 +57,9 @@ def summary_text(info) -> Text:
     secs = s.get("train_seconds", s.get("elapsed_s", s.get("runtime_s")))
     if secs is not None:
         parts.append(f"time {fmt_duration(secs)}")
-    t.append("\n" + ("  ".join(parts) or "finished"))
+    t.append("\n" + ("  ".join(parts) or info.status))
+    if info.status != "finished":
+        t.append(f"  ({info.status})", style="yellow")
     peak = s.get("peak_mem_bytes", s.get("peak_memory_bytes"))
     est = s.get("estimate_peak_gib")
     if peak is not None or est is not None:
