@@ -204,3 +204,18 @@ def test_ctrl_c_while_loading_exits_130_without_a_traceback(tmp_path):
     assert of_type(evs, "end")[0]["status"] == "interrupted" and of_type(evs, "end")[0]["exit_code"] == 130
     assert not of_type(evs, "step")
     assert "Traceback" not in (run_dir / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_root_preset_with_json_events_prints_only_json_lines(tmp_path):
+    import json
+
+    runs = tmp_path / "runs"
+    p = subprocess.run(CLI + ["--preset", "demo-cpu", "--runs-dir", str(runs), "--set", "train.max_steps=3",
+                              "--set", "train.logging_steps=1"],
+                       capture_output=True, text=True, env=env(), timeout=300, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0 and "step 3/3" in p.stdout  # `rankwise --preset` is `rankwise train --preset`
+    p = train(runs, "--json-events", "--set", "train.max_steps=3")
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(line) for line in p.stdout.splitlines()]
+    assert "start" in [e["type"] for e in lines] and lines[-1]["type"] == "end" and lines[-1]["status"] == "finished"

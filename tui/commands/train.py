@@ -127,7 +127,10 @@ def check_inputs(cfg, force: bool = False) -> None:
     if cfg.train.report_to == "tensorboard" and not any(map(_installed, ("tensorboard", "tensorboardX"))):
         raise RankwiseError("train.report_to: tensorboard, but tensorboard is not installed",
                             "pip install tensorboard, or set train.report_to: none (events.jsonl has every metric)")
-    findings = redflags.check(cfg, spec, hardware.probe())  # warnings: the worker logs them as events
+    hw = hardware.probe()
+    if cfg.train.precision == "fp16" and not hw.has_gpu:
+        raise RankwiseError("train.precision fp16 needs a GPU (none found)", "set train.precision: auto (fp32 on CPU)")
+    findings = redflags.check(cfg, spec, hw)  # warnings: the worker logs them as events
     errors = [f for f in findings if f.severity == "error"]
     if errors and not force:
         raise RankwiseError(f"{len(errors)} error-level red flag{'s' if len(errors) > 1 else ''}: {errors[0].message}",
