@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, Problem, RankwiseError, did_you_mean
 
@@ -131,6 +131,23 @@ class TrainSection(Section):
         return self.micro_batch * self.grad_accum
 
 
+class DistributedSection(Section):
+    strategy: Literal["auto", "ddp", "fsdp", "deepspeed"] = "auto"
+    """How several GPUs share the run. auto: DDP when the model fits one GPU, else FSDP.
+    ddp: a full copy per GPU. fsdp: weights, gradients and optimizer sharded across GPUs
+    (also FSDP+QLoRA). deepspeed: ZeRO-3 (needs the deepspeed package)."""
+    gpus: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = 1
+    """GPUs per machine to train on: a count, or auto for every visible GPU. More than one
+    launches through `accelerate launch` (`rankwise train --gpus N` overrides it)."""
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_count(cls, v: Any) -> Any:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError("give a GPU count (1 or more) or auto")
+
+
 class OutputSection(Section):
     dir: str = "runs"
     """Where run directories are created (relative to the current directory)."""
@@ -155,6 +172,7 @@ class RunConfig(Section):
     quant: QuantSection = Field(default_factory=QuantSection)
     train: TrainSection = Field(default_factory=TrainSection)
     output: OutputSection = Field(default_factory=OutputSection)
+    distributed: DistributedSection = Field(default_factory=DistributedSection)
 
     @model_validator(mode="after")
     def _val_ratio_or_path(self) -> "RunConfig":

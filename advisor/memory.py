@@ -17,7 +17,7 @@ figures: run `python3 bench/estimator_accuracy.py`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .errors import RankwiseError
@@ -59,6 +59,14 @@ DQ_BLOCK = 256
 OPT8_BLOCK = 256
 
 OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit")
+
+# How several GPUs share a run. "ddp": each GPU holds a full copy (DistributedDataParallel).
+# "fsdp" (FullyShardedDataParallel, FULL_SHARD) and "deepspeed" (ZeRO stage 3): parameters,
+# gradients and optimizer states sharded 1/N, each wrapped unit all-gathered in full while it
+# runs. ZeRO-3 is estimated with FSDP's arithmetic (its prefetch buckets play the part of the
+# prefetched layer): an approximation, said in the assumptions.
+STRATEGIES = ("ddp", "fsdp", "deepspeed")
+SHARDED = ("fsdp", "deepspeed")
 
 
 @dataclass(frozen=True)
@@ -131,9 +139,19 @@ class Plan:
     gpus: int = 1
     lora_dropout: bool = True  # dropout > 0 keeps a masked copy of each adapted input
     stack: str = "hf"  # which training stack's memory layout (see STACKS); rankwise trains with "hf"
+    strategy: str = "ddp"  # ddp | fsdp | deepspeed (see STRATEGIES); with gpus=1 ddp is plain one-GPU training
+
+    @property
+    def sharded(self) -> bool:
+        """Weights, gradients and optimizer states split over the GPUs (FSDP / ZeRO-3)."""
+        return self.strategy in SHARDED
 
     @classmethod
-    def from_config(cls, cfg: "RunConfig", method: str | None = None, gpus: int = 1) -> "Plan":
+    def from_config(cls, cfg: "RunConfig", method: str | None = None, gpus: int = 1,
+                    strategy: str | None = None) -> "Plan":
+        """`strategy` None takes cfg.distributed.strategy; "auto" stays ddp here: `auto_strategy`
+        resolves it against a GPU size."""
+        strategy = strategy or cfg.distributed.strategy
         method = method or cfg.method
         if method == "auto":
             method = "lora"
@@ -144,7 +162,7 @@ class Plan:
             micro_batch=cfg.train.micro_batch, seq_len=cfg.train.max_seq_len,
             grad_checkpointing=cfg.train.grad_checkpointing, optimizer=cfg.resolved_optimizer(method),
             double_quant=cfg.quant.double_quant, dtype_bytes=4 if cfg.train.precision == "fp32" else 2,
-            gpus=gpus, lora_dropout=cfg.lora.dropout > 0,
+            gpus=gpus, lora_dropout=cfg.lora.dropout > 0, strategy="ddp" if strategy == "auto" else strategy,
         )
 
 
@@ -181,6 +199,8 @@ class Estimate:
             "component_bytes": dict(self.components),
             "assumptions": list(self.assumptions),
             "method": self.plan.method,
+            "strategy": self.plan.strategy,
+            "gpus": self.plan.gpus,
             "trainable_params": self.trainable_params,
             "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.plan).items()},
         }
@@ -205,11 +225,23 @@ def _check(spec: ModelSpec, plan: Plan) -> list[Linear]:
         raise RankwiseError(f"unknown stack {plan.stack!r}", f"use one of {', '.join(STACKS)}")
     if plan.gpus < 1:
         raise RankwiseError(f"gpus must be at least 1 (got {plan.gpus})")
+    if plan.strategy not in STRATEGIES:
+        raise RankwiseError(f"unknown strategy {plan.strategy!r}", f"use one of {', '.join(STRATEGIES)}")
     targets = plan.targets if isinstance(plan.targets, str) else list(plan.targets)
     return spec.resolve_targets(targets)
 
 
 # ------------------------------------------------------------------ static memory
+
+
+def kbit_upcast(plan: Plan) -> bool:
+    """Does peft's prepare_model_for_kbit_training cast the non-4-bit weights to fp32?
+
+    Not under FSDP/ZeRO-3: FSDP flattens each unit's parameters into one tensor of one dtype,
+    so the FSDP+QLoRA recipe loads the model in the 4-bit storage dtype (bf16,
+    `bnb_4bit_quant_storage`) and skips the fp32 upcast (peft docs, accelerate/fsdp.md "Use PEFT
+    QLoRA and FSDP"; TRL's SFTTrainer skips prepare_model_for_kbit_training for sharded QLoRA)."""
+    return STACKS[plan.stack].kbit_upcast and not plan.sharded
 
 
 def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
@@ -230,7 +262,7 @@ def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
         consts = quant // NF4_BLOCK + 4 * (quant // (NF4_BLOCK * DQ_BLOCK))
     else:
         consts = 4 * (quant // NF4_BLOCK)
-    rest_bytes = 4 if st.kbit_upcast else a
+    rest_bytes = 4 if kbit_upcast(plan) else a
     return {"base_weights": nf4, "quant_constants": consts, "unquantized_weights": rest * rest_bytes}
 
 
@@ -238,6 +270,53 @@ def _optimizer_bytes(n: int, optimizer: str, param_bytes: int = 4) -> int:
     if optimizer == "adamw_torch":
         return 2 * param_bytes * n  # exp_avg + exp_avg_sq in the parameter's dtype (torch.optim.AdamW)
     return 2 * n + 2 * 4 * -(-n // OPT8_BLOCK)  # two uint8 states + fp32 absmax per block
+
+
+# ------------------------------------------------------------------ FSDP / ZeRO-3
+
+
+def layer_unit_params(spec: ModelSpec) -> int:
+    """Parameters of one decoder layer (its linears and RMSNorms): one FSDP unit under
+    TRANSFORMER_BASED_WRAP with the decoder layer class."""
+    linears = sum(l.params for l in spec.linears if l.family != "lm_head") // spec.num_layers
+    norms = (4 if spec.model_type == "gemma2" else 2) * spec.hidden_size
+    return linears + norms
+
+
+def unit_bytes(spec: ModelSpec, plan: Plan) -> tuple[int, int]:
+    """(one decoder layer, the root unit) as all-gathered in full, in bytes.
+
+    LoRA: the compute dtype. QLoRA: the 4-bit weights are packed in the storage dtype
+    (`bnb_4bit_quant_storage` = bf16: four 4-bit values per bf16 element), so a layer gathers
+    as many bytes as its NF4 weights; its norms are bf16. The root unit holds what no layer
+    holds (embeddings, final norm, lm_head), 16-bit (lm_head is not quantized)."""
+    a = plan.dtype_bytes
+    layer = layer_unit_params(spec)
+    root = spec.total_params - spec.num_layers * layer
+    if plan.method == "qlora":
+        quant = sum(l.count * l.d_in * l.d_out for l in spec.linears if l.family != "lm_head") // spec.num_layers
+        layer_b = quant // 2 + (layer - quant) * a
+    else:
+        layer_b = layer * a
+    return layer_b, root * a
+
+
+def _shard(spec: ModelSpec, plan: Plan, comps: dict[str, int]) -> dict[str, int]:
+    """Per-GPU share of the static memory under FULL_SHARD, plus the gather buffers.
+
+    Sharded 1/N: base and unquantized weights, LoRA weights, their gradients and optimizer
+    states. Not sharded: the NF4 quantization constants (bitsandbytes keeps each module's
+    quant_state as module metadata on every rank, not as an FSDP parameter). Gathered in full
+    while they run: the root unit (FSDP does not reshard the root after forward: it is needed
+    again in backward) and two decoder layers (the running one and the one prefetched,
+    forward_prefetch / BACKWARD_PRE)."""
+    n = plan.gpus
+    out = {k: -(-comps[k] // n) for k in ("base_weights", "unquantized_weights", "lora_params", "lora_grads",
+                                          "optimizer_states") if k in comps}
+    layer, root = unit_bytes(spec, plan)
+    out["gather_layers"] = 2 * layer
+    out["gather_root"] = root
+    return out
 
 
 # ------------------------------------------------------------------ activations
@@ -251,7 +330,7 @@ def stream_bytes(plan: Plan) -> int:
     its output back to its input's dtype (bitsandbytes nn/modules.py Linear4bit.forward:
     `.to(inp_dtype)`) and fp32 + bf16 promotes to fp32, so the residual stream and the MLP
     stay fp32 while the matmuls run in 16-bit."""
-    if plan.method == "qlora" and STACKS[plan.stack].kbit_upcast:
+    if plan.method == "qlora" and kbit_upcast(plan):
         return 4
     return plan.dtype_bytes
 
@@ -320,11 +399,13 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     comps["lora_params"] = ab * trainable  # hf: peft autocast_adapter_dtype keeps adapters in fp32
     comps["lora_grads"] = ab * trainable
     comps["optimizer_states"] = _optimizer_bytes(trainable, plan.optimizer, ab)
-    if plan.method == "qlora" and STACKS[plan.stack].kbit_upcast and plan.dtype_bytes == 2:
+    if plan.method == "qlora" and kbit_upcast(plan) and plan.dtype_bytes == 2:
         # the fp32 lm_head under 16-bit autocast: F.linear casts the weight to 16-bit and
         # autograd saves that copy to compute the input gradient in backward
         comps["lm_head_cast"] = 2 * spec.vocab_size * spec.hidden_size
-    if plan.gpus > 1:
+    if plan.sharded:
+        comps.update(_shard(spec, plan, comps))
+    elif plan.gpus > 1:
         comps["ddp_buckets"] = 4 * trainable  # DDP's flat gradient buckets (one more grad copy)
 
     per_layer = layer_saved_bytes(spec, plan, adapted)
@@ -367,7 +448,7 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
     if plan.method == "qlora":
         dq = "double-quantized 8-bit absmax + fp32 per 256" if plan.double_quant else "fp32 absmax per 64 weights"
         out.append(f"QLoRA: every linear except lm_head in NF4 (4 bits) with {dq}")
-        if STACKS[plan.stack].kbit_upcast:
+        if kbit_upcast(plan):
             out.append("prepare_model_for_kbit_training casts embeddings, norms, lm_head and biases to fp32 (peft 0.21 other.py)")
             out.append("so the residual stream and MLP activations are fp32 (4-bit linears return their input's dtype), "
                        "and the 16-bit autocast copy of the fp32 lm_head is kept for backward")
@@ -392,10 +473,26 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
                [plan.optimizer])
     if not plan.lora_dropout:
         out.append("LoRA dropout 0: no masked input copies")
-    if plan.gpus > 1:
+    if plan.sharded:
+        name = "FSDP (FULL_SHARD)" if plan.strategy == "fsdp" else "DeepSpeed ZeRO-3 (estimated like FSDP)"
+        out.append(f"{plan.gpus} GPU{'s' if plan.gpus > 1 else ''} as {name}: weights, LoRA weights, gradients and "
+                   f"optimizer states sharded 1/{plan.gpus}; NF4 constants replicated; the root unit (embeddings, "
+                   "lm_head) and two decoder layers (running + prefetched) gathered in full; per-GPU batch = micro_batch")
+        if plan.method == "qlora":
+            out.append("FSDP+QLoRA: bnb_4bit_quant_storage = the compute dtype, model loaded in it, no fp32 upcast")
+    elif plan.gpus > 1:
         out.append(f"{plan.gpus} GPUs as DDP: a full copy per GPU, plus DDP's gradient buckets; per-GPU batch = micro_batch")
     out.append(f"CUDA context {CUDA_CONTEXT_BYTES / GIB:.2f} GiB; allocator overhead {FRAGMENTATION:.0%} of per-step memory")
     return tuple(out)
+
+
+def auto_strategy(spec: ModelSpec, plan: Plan, gpu_bytes: int | None) -> tuple[str, Estimate]:
+    """strategy "auto": DDP when its estimate fits one GPU with headroom (or one GPU, or no
+    GPU size to check), else FSDP. Returns the strategy and its estimate."""
+    ddp = estimate(spec, replace(plan, strategy="ddp"))
+    if plan.gpus == 1 or gpu_bytes is None or fit(ddp, gpu_bytes) == "fits":
+        return "ddp", ddp
+    return "fsdp", estimate(spec, replace(plan, strategy="fsdp"))
 
 
 def fit(est: Estimate, gpu_bytes: int | None) -> str:
