@@ -199,7 +199,7 @@ class Estimate:
             "component_bytes": dict(self.components),
             "assumptions": list(self.assumptions),
             "method": self.plan.method,
-            "strategy": self.plan.strategy,
+            "strategy": self.plan.strategy if self.plan.gpus > 1 or self.plan.sharded else "single",
             "gpus": self.plan.gpus,
             "trainable_params": self.trainable_params,
             "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.plan).items()},

@@ -49,6 +49,7 @@ class Advice:
     budget_arithmetic: str | None = None
     first_sweep: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    strategy: dict | None = None  # {strategy, gpus, min_gpus, peak_gib, reason} (see choose_strategy)
 
     def to_dict(self) -> dict:
         est = dict(self.estimate.to_dict(), fit=self.fits.get(self.estimate.plan.method)) if self.estimate else None
@@ -63,6 +64,7 @@ class Advice:
             "budget_arithmetic": self.budget_arithmetic,
             "first_sweep": list(self.first_sweep),
             "notes": list(self.notes),
+            "strategy": dict(self.strategy) if self.strategy else None,
         }
 
 
@@ -78,8 +80,63 @@ def _gpu_bytes(hw: Hardware | None) -> int | None:
 
 
 def _estimate(spec: ModelSpec, cfg: RunConfig, method: str, hw: Hardware | None) -> tuple[memory.Estimate, str]:
-    est = memory.estimate(spec, memory.Plan.from_config(cfg, method=method, gpus=_gpus(hw)))
+    """Per-GPU estimate and fit on `hw`, with distributed.strategy auto resolved (DDP if it fits, else FSDP)."""
+    plan = memory.Plan.from_config(cfg, method=method, gpus=_gpus(hw))
+    if cfg.distributed.strategy == "auto":
+        est = memory.auto_strategy(spec, plan, _gpu_bytes(hw))[1]
+    else:
+        est = memory.estimate(spec, plan)
     return est, memory.fit(est, _gpu_bytes(hw))
+
+
+estimate_for = _estimate  # the one way redflags and the CLI estimate a config on hardware
+
+STRATEGY_NAMES = {"ddp": "DDP", "fsdp": "FSDP", "deepspeed": "DeepSpeed ZeRO-3"}
+
+
+def _counts(n: int) -> list[int]:
+    """GPU counts to try, up to n: powers of two and n itself."""
+    return sorted({k for k in (1, 2, 4, 8, 16, 32, 64) if k <= n} | {n})
+
+
+def choose_strategy(spec: ModelSpec, cfg: RunConfig, method: str, hw: Hardware | None) -> dict:
+    """How to use the GPUs: {strategy, gpus, min_gpus, peak_gib, fit, reason}.
+
+    DDP when a full copy fits one GPU with headroom (each GPU trains on its share of the
+    batch); else FSDP (weights, gradients and optimizer states sharded). `gpus` is every GPU
+    planned for; `min_gpus` the fewest that fit (None when even all of them do not)."""
+    n, gb = _gpus(hw), _gpu_bytes(hw)
+    plan = memory.Plan.from_config(cfg, method=method, gpus=n)
+    want = cfg.distributed.strategy
+    if want == "auto":
+        strategy, est = memory.auto_strategy(spec, plan, gb)
+    else:
+        strategy, est = want, memory.estimate(spec, plan)
+    f = memory.fit(est, gb)
+    minimum = None
+    for k in _counts(n):
+        trial = memory.estimate(spec, replace(plan, gpus=k, strategy="ddp" if k == 1 else strategy))
+        if memory.fit(trial, gb) == "fits":
+            minimum = k
+            break
+    name = STRATEGY_NAMES[strategy]
+    if n == 1:
+        reason = "one GPU: plain training, no distribution"
+    elif gb is None:
+        reason = f"{name}: no GPU size to check the fit against"
+    elif strategy == "ddp":
+        reason = (f"DDP: a full copy (~{est.peak_gib:.1f} GiB per GPU) fits one {gib(gb):.0f} GiB GPU, so each of the "
+                  f"{n} GPUs trains on its share of the batch (no sharding traffic)")
+    else:
+        full = memory.estimate(spec, replace(plan, strategy="ddp"))
+        reason = (f"{name}: a full copy needs ~{full.peak_gib:.1f} GiB, sharded over {n} GPUs "
+                  f"~{est.peak_gib:.1f} GiB per GPU ({f})")
+        if want == "auto" and memory.fit(full, gb) == "fits":
+            reason = f"{name} as configured: " + reason.split(": ", 1)[1]
+    if n > 1 and minimum is not None and minimum < n:
+        reason += f"; fits from {minimum} GPU{'s' if minimum > 1 else ''}, all {n} divide the time"
+    return {"strategy": strategy, "gpus": n, "min_gpus": minimum, "peak_gib": round(est.peak_gib, 2), "fit": f,
+            "reason": reason}
 
 
 def choose_method(spec: ModelSpec, hw: Hardware | None, cfg: RunConfig) -> tuple[str, str]:
@@ -148,10 +205,12 @@ def suggest_fixes(spec: ModelSpec, hw: Hardware | None, cfg: RunConfig, method: 
             if n > hw.gpu_count:
                 more = replace(hw, gpus=tuple(replace(hw.gpus[0], index=i) for i in range(n)))
                 est, f = _estimate(spec, cfg, method, more)
-                out.append({"change": f"{n} GPUs (DDP: each GPU holds a full copy; per-GPU memory does not shrink)",
-                            "patch": None, "peak_gib": round(est.peak_gib, 2), "fit": f,
-                            "saves_gib": round(base.peak_gib - est.peak_gib, 2)})
-                break
+                how = ("FSDP: weights, gradients and optimizer states sharded" if est.plan.sharded else
+                       "DDP: each GPU holds a full copy; per-GPU memory does not shrink")
+                out.append({"change": f"{n} GPUs ({how})", "patch": None, "peak_gib": round(est.peak_gib, 2),
+                            "fit": f, "saves_gib": round(base.peak_gib - est.peak_gib, 2)})
+                if f == "fits" or not est.plan.sharded:
+                    break
     # everything together, and the GPU size the plan needs as it is
     combined = {k: v for _, p in tries for k, v in p.items()}
     if "train.max_seq_len" in combined:
@@ -351,7 +410,13 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
         reasons["method"] += (f" (at micro-batch 1; at the chosen micro-batch {cfg.train.micro_batch}: "
                               f"~{estimates[method].peak_gib:.1f} GiB)")
     suggestions = [] if method is not None or _gpu_bytes(hw) is None else suggest_fixes(spec, hw, cfg, "qlora")
+    strategy = choose_strategy(spec, cfg, chosen, hw)
+    if gpus > 1:
+        cfg.distributed.strategy, cfg.distributed.gpus = strategy["strategy"], gpus
+        reasons["distributed.strategy"] = strategy["reason"]
+        reasons["distributed.gpus"] = (f"every planned GPU ({gpus})" + (f"; the fewest that fit: {strategy['min_gpus']}"
+                                                                         if strategy["min_gpus"] else "; none fits yet"))
     findings = check(cfg, spec, hw, method=chosen)
     return Advice(method=method, config=cfg, estimate=estimates[chosen], estimates=estimates, fits=fits,
                   reasons=reasons, findings=findings, suggestions=suggestions, budget_arithmetic=arithmetic,
-                  first_sweep=_sweep(task, r, r_max), notes=notes)
+                  first_sweep=_sweep(task, r, r_max), notes=notes, strategy=strategy)

@@ -8,7 +8,7 @@ values apply the fix (the TUI's "apply fix" key and `--set` use the same keys).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 from .config import RunConfig
@@ -198,6 +198,23 @@ def _fit_fix(ctx: Context) -> tuple[str, dict | None]:
     return "use a larger GPU" + tail, None
 
 
+def ddp_wont_fit(ctx: Context) -> Finding | None:
+    """DDP keeps a full copy per GPU: more GPUs do not help a model that does not fit one."""
+    if ctx.gpus < 2 or ctx.cfg.distributed.strategy != "ddp" or ctx.fit != "wont-fit":
+        return None
+    from . import memory
+
+    sharded = memory.estimate(ctx.spec, replace(ctx.estimate.plan, strategy="fsdp"))
+    if memory.fit(sharded, ctx.hw.gpu_bytes) != "fits":
+        return None  # sharding does not rescue it either: wont-fit says what would
+    return Finding("ddp-wont-fit", "error",
+                   f"DDP on {ctx.gpus} GPUs: each holds a full copy (~{ctx.estimate.peak_gib:.1f} GiB), more than "
+                   f"{gib(ctx.hw.gpu_bytes):.1f} GiB per GPU",
+                   "DDP replicates the model on every GPU, so adding GPUs does not lower per-GPU memory; FSDP "
+                   f"shards weights, gradients and optimizer states: ~{sharded.peak_gib:.1f} GiB per GPU here",
+                   "set distributed.strategy to fsdp (or auto)", {"distributed.strategy": "fsdp"})
+
+
 def bf16_unsupported(ctx: Context) -> Finding | None:
     if not (ctx.hw and ctx.hw.has_gpu) or ctx.hw.bf16:
         return None
@@ -327,15 +344,14 @@ def model_unknown(ctx: Context) -> Finding | None:
 
 RULES: list[Callable[[Context], Finding | None]] = [
     model_unknown, rank_out_of_range, dropout_out_of_range, lr_out_of_range, high_rank_high_dropout,
-    alpha_below_rank, alpha_far_above_rank, all_modules_low_rank, qlora_high_lr, wont_fit, bf16_unsupported,
+    alpha_below_rank, alpha_far_above_rank, all_modules_low_rank, qlora_high_lr, wont_fit, ddp_wont_fit, bf16_unsupported,
     fp16_on_bf16_gpu, seq_beyond_positions, unknown_target_module, trust_remote_code, effective_batch_small,
     effective_batch_large, rslora_off_high_rank, no_grad_checkpointing_long_seq, no_warmup,
 ]
 
 
 def context(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method: str | None = None) -> Context:
-    from . import memory
-    from .recommend import choose_method
+    from .recommend import choose_method, estimate_for
 
     method = method or cfg.method
     target_error = None
@@ -352,8 +368,7 @@ def context(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method:
             method, note = choose_method(spec, hw, cfg)
     est = fit = None
     if spec is not None and target_error is None:
-        est = memory.estimate(spec, memory.Plan.from_config(cfg, method=method, gpus=_gpus(hw)))
-        fit = memory.fit(est, hw.gpu_bytes if hw else None)
+        est, fit = estimate_for(spec, cfg, method, hw)
     return Context(cfg, spec, hw, method, note, est, fit, target_error)
 
 

@@ -28,6 +28,9 @@ def register(sub) -> None:
                                                         "and lengths measured")
     data.add_argument("--samples", type=int, metavar="N", help="number of training rows, if you know it")
     p.add_argument("--seq", type=int, metavar="TOKENS", help="sequence length (default: from --dataset, else 2048)")
+    p.add_argument("--strategy", choices=("auto", "ddp", "fsdp", "deepspeed"),
+                   help="how --gpus N share the run: ddp (full copy per GPU), fsdp (sharded), deepspeed (ZeRO-3); "
+                        "auto (default): DDP if the model fits one GPU, else FSDP")
     p.add_argument("--write-preset", metavar="FILE", help="also write the config as a YAML preset for `rankwise train`")
     p.add_argument("--force", action="store_true", help="let --write-preset overwrite an existing file")
     add_json(p)
@@ -63,6 +66,8 @@ def run(args) -> int:
     from rankwise.advisor.config import RunConfig
 
     base = RunConfig()
+    if getattr(args, "strategy", None):
+        base.distributed.strategy = args.strategy
     local = Path(args.model).expanduser()
     base.model.name = str(local.resolve()) if local.exists() else args.model  # presets resolve relative paths
     rows, p95, data_note = args.samples, None, None
@@ -111,6 +116,8 @@ def preset_text(advice, command: str) -> str:
               "lora": ("r", "alpha", "dropout", "bias", "target_modules", "use_rslora"),
               "train": ("lr", "scheduler", "warmup_ratio", "epochs", "micro_batch", "grad_accum", "max_seq_len",
                         "grad_checkpointing", "optimizer", "precision")}
+    if cfg.distributed.gpus != 1:
+        wanted["distributed"] = ("strategy", "gpus")
     for section, keys in wanted.items():
         if keys is None:
             reason = advice.reasons.get(section)
@@ -169,6 +176,9 @@ def _render(advice, spec, hw, args) -> None:
     else:
         console.print(f"\n[bold red]Nothing fits[/bold red] — {escape(advice.reasons['method'])}")
 
+    if advice.strategy and hw.gpu_count > 1:
+        s = advice.strategy
+        console.print(f"[bold]{s['gpus']} GPUs as {s['strategy'].upper()}[/bold] — {escape(s['reason'])}")
     est = Table(title="Memory per GPU (same settings)", title_justify="left")
     for col in ("method", "peak", "weights", "activations + loss", "fit"):
         est.add_column(col, justify="left" if col in ("method", "fit") else "right")

@@ -9,10 +9,11 @@ from rankwise.advisor.units import gib
 from .common import add_json, add_planning, hardware_from, print_json
 
 LABELS = {"base_weights": "base weights", "quant_constants": "NF4 quantization constants",
-          "unquantized_weights": "unquantized weights (fp32)", "lora_params": "LoRA weights", "lora_grads": "LoRA gradients",
+          "unquantized_weights": "unquantized weights (embeddings, norms, lm_head)", "lora_params": "LoRA weights", "lora_grads": "LoRA gradients",
           "optimizer_states": "optimizer states", "lm_head_cast": "lm_head 16-bit copy", "ddp_buckets": "DDP gradient buckets",
           "activations": "activations", "logits_loss": "logits + loss", "allocator_overhead": "allocator overhead",
-          "cuda_context": "CUDA context"}
+          "cuda_context": "CUDA context", "gather_layers": "FSDP gather: 2 decoder layers (running + prefetched)",
+          "gather_root": "FSDP gather: root unit (embeddings, lm_head)"}
 
 FIT_TEXT = {"fits": "[green]fits[/green] (peak ≤ 90% of the GPU)",
             "tight": "[yellow]tight[/yellow] (peak within the last 10% of the GPU: fragmentation may OOM)",
@@ -37,6 +38,9 @@ def register(sub) -> None:
                    help="default adamw_torch for lora, paged_adamw_8bit for qlora")
     p.add_argument("--no-double-quant", dest="double_quant", action="store_false", default=None,
                    help="QLoRA without double quantization of the constants")
+    p.add_argument("--strategy", choices=("auto", "ddp", "fsdp", "deepspeed"),
+                   help="with --gpus N > 1: ddp (full copy per GPU), fsdp (sharded; also FSDP+QLoRA), deepspeed "
+                        "(ZeRO-3, estimated like FSDP); auto (default): DDP if it fits one GPU, else FSDP")
     p.add_argument("--preset", dest="estimate_preset", metavar="NAME|FILE",
                    help="estimate a preset's config (flags override it)")
     add_json(p)
@@ -57,6 +61,9 @@ def plan_from_args(args):
         cfg = load_config(resolve_preset(preset))
         method = args.method or (cfg.method if cfg.method != "auto" else "lora")
         base = Plan.from_config(cfg, method=method)
+        if args.gpus is None and isinstance(cfg.distributed.gpus, int):
+            base = Plan(**{**base.__dict__, "gpus": cfg.distributed.gpus})
+        strategy = cfg.distributed.strategy
         model = args.model or cfg.model.name
         if args.method and cfg.train.optimizer == "auto" and not args.optimizer:
             base = Plan(**{**base.__dict__, "optimizer": cfg.resolved_optimizer(method)})
@@ -64,6 +71,7 @@ def plan_from_args(args):
         method = args.method or "lora"
         base = Plan(method=method, optimizer="paged_adamw_8bit" if method == "qlora" else "adamw_torch")
         model = args.model or "llama-3.2-1b"
+        strategy = "auto"
     for flag, value in (("--rank", args.rank), ("--batch", args.batch), ("--seq", args.seq), ("--gpus", args.gpus)):
         if value is not None and value < 1:
             raise RankwiseError(f"{flag} must be at least 1 (got {value})", f"e.g. {flag} {16 if flag == '--rank' else 1}")
@@ -73,17 +81,19 @@ def plan_from_args(args):
         "double_quant": args.double_quant, "gpus": args.gpus}.items() if v is not None}
     if "targets" in changes and not changes["targets"].strip():
         raise RankwiseError("--targets is empty", "use minimal, standard, aggressive, all-linear or q_proj,v_proj")
-    plan = Plan(**{**base.__dict__, **changes})
-    return load_model(model), plan
+    strategy = getattr(args, "strategy", None) or strategy
+    plan = Plan(**{**base.__dict__, **changes, "strategy": "ddp" if strategy == "auto" else strategy})
+    return load_model(model), plan, strategy
 
 
 def run(args) -> int:
-    from rankwise.advisor.memory import estimate, fit
+    from rankwise.advisor.memory import auto_strategy, estimate, fit
 
-    spec, plan = plan_from_args(args)
-    est = estimate(spec, plan)
+    spec, plan, strategy = plan_from_args(args)
     hw = hardware_from(args)
     gpu_bytes = hw.gpu_bytes
+    est = auto_strategy(spec, plan, gpu_bytes)[1] if strategy == "auto" else estimate(spec, plan)
+    plan = est.plan
     verdict = fit(est, gpu_bytes)
     if args.json:
         print_json({**est.to_dict(), "model": spec.name, "fit": verdict, "gpu_bytes": gpu_bytes})
@@ -94,6 +104,8 @@ def run(args) -> int:
     console = Console()
     title = (f"{spec.name} · {plan.method} r={plan.r} · batch {plan.micro_batch} × {plan.seq_len} · "
              f"{'checkpointing' if plan.grad_checkpointing else 'no checkpointing'} · {plan.optimizer}")
+    if plan.gpus > 1 or plan.sharded:
+        title += f" · {plan.gpus} GPU{'s' if plan.gpus > 1 else ''} {plan.strategy.upper()} (per GPU)"
     console.print(f"[bold]{title}[/bold]")
     t = Table()
     t.add_column("component")
