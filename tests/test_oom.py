@@ -57,3 +57,4 @@ def test_oom_at_micro_batch_1_fails_at_once(tmp_path):
     evs = events(run_dir)
     assert not of_type(evs, "retry")
     assert "micro_batch 1" in of_type(evs, "error")[0]["message"]
+    assert summary(run_dir)["status"] == "failed" and summary(run_dir)["exit_code"] == 1

@@ -54,25 +54,31 @@ def main(argv: list[str] | None = None) -> int:
         return train(run_dir, sink, stop, state, resume=args.resume, force=args.force)
     except KeyboardInterrupt:  # a signal before the Trainer was running: nothing to checkpoint yet
         log.info("interrupted before training started")
-        sink.emit("end", status="interrupted", step=state["step"], exit_code=130)
-        return 130
+        return _ended(run_dir, sink, "interrupted", 130, state)
     except RankwiseError as e:
         log.error("%s%s", e.message, f" ({e.hint})" if e.hint else "")
-        sink.emit("error", message=e.message, hint=e.hint)
-        sink.emit("end", status="failed", step=state["step"], exit_code=2)
-        return 2
+        return _ended(run_dir, sink, "failed", 2, state, e.message, e.hint)
     except OOMGiveUp as e:
         log.error("%s", e)
-        sink.emit("error", message=str(e).split("\n")[0], hint="\n".join(str(e).split("\n")[1:]) or None)
-        sink.emit("end", status="failed", step=state["step"], exit_code=1)
-        return 1
+        head, _, rest = str(e).partition("\n")
+        return _ended(run_dir, sink, "failed", 1, state, head, rest or None)
     except Exception as e:  # a bug or a library failure: the traceback goes to train.log
         traceback.print_exc()
-        sink.emit("error", message=f"{type(e).__name__}: {e}", hint=f"see {run_dir / rundir.LOG}")
-        sink.emit("end", status="failed", step=state["step"], exit_code=1)
-        return 1
+        return _ended(run_dir, sink, "failed", 1, state, f"{type(e).__name__}: {e}", f"see {run_dir / rundir.LOG}")
     finally:
         sink.close()
+
+
+def _ended(run_dir: Path, sink: EventSink, status: str, code: int, state: dict, error: str | None = None,
+           hint: str | None = None) -> int:
+    """A run that ended before its normal end: the error event, a short summary.json, the end event."""
+    if error:
+        sink.emit("error", message=error, hint=hint)
+    rundir.write_json(run_dir / rundir.SUMMARY, {
+        "status": status, "step": state["step"], "error": error, "hint": hint, "exit_code": code,
+        "last_checkpoint": str(c[1]) if (c := rundir.latest_checkpoint(run_dir)) else None})
+    sink.emit("end", status=status, step=state["step"], exit_code=code)
+    return code
 
 
 def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force: bool) -> int:
