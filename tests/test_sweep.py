@@ -1,0 +1,156 @@
+"""`rankwise sweep`: real tiny-model trials on CPU, resume, two workers on one SQLite sweep, bad input."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from train_helpers import CLI, env
+
+QUICK = ["--steps", "4", "--no-prune"]
+
+
+def sweep(tmp: Path, *args, timeout: float = 400) -> subprocess.CompletedProcess:
+    cmd = CLI + ["sweep", "--preset", "demo-cpu", "--runs-dir", str(tmp / "runs"),
+                 "--sweep-dir", str(tmp / "sweep"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env(), stdin=subprocess.DEVNULL)
+
+
+def run_dirs(tmp: Path, rank: int) -> list[Path]:
+    return sorted((tmp / "runs").glob(f"demo-cpu-sweep-r{rank}-*"))
+
+
+# ------------------------------------------------------------------ bad input (fast)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--preset", "no-such-preset"], "unknown preset 'no-such-preset'"),
+    (["--preset", "demo-cpu", "--ranks", "4,eight"], "--ranks '4,eight'"),
+    (["--preset", "demo-cpu", "--ranks", "0,4"], "ranks must be whole numbers >= 1"),
+    (["--preset", "demo-cpu", "--steps", "0"], "--steps 0"),
+    (["--preset", "demo-cpu", "--threshold", "5"], "--threshold 5"),
+])
+def test_bad_input_exits_2_with_a_message(tmp_path, args, words):
+    proc = subprocess.run(CLI + ["sweep", "--runs-dir", str(tmp_path / "runs"), *args], capture_output=True,
+                          text=True, env=env(), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def test_pruner_stops_only_clearly_worse_trials_in_their_second_half():
+    import optuna
+
+    from rankwise.trainer.sweep import clearly_worse_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(pruner=clearly_worse_pruner())
+    best = study.ask()
+    best.set_user_attr("max_steps", 8)
+    for step, v in ((2, 2.0), (4, 1.8), (6, 1.6), (8, 1.5)):
+        best.report(v, step)
+    study.tell(best, 1.5)
+
+    def verdict(step: int, value: float) -> bool:
+        t = study.ask()
+        t.set_user_attr("max_steps", 8)
+        t.report(value, step)
+        out = t.should_prune()
+        study.tell(t, state=optuna.trial.TrialState.FAIL)
+        return out
+
+    assert not verdict(2, 3.0)  # first half: too early to judge
+    assert verdict(4, 2.2)  # 22% worse than 1.8 at the same step
+    assert not verdict(4, 1.9)  # 5.6% worse: not clearly
+    assert not verdict(8, 3.0)  # already at the end: let it finish
+
+
+# ------------------------------------------------------------------ real sweeps (slow)
+
+
+@pytest.mark.slow
+def test_three_rank_sweep_recommends_a_rank_and_resumes_with_one_more(tmp_path):
+    from rankwise.advisor.config import load_config
+
+    proc = sweep(tmp_path, "--ranks", "2,8,32", *QUICK, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert [t["rank"] for t in out["trials"]] == [2, 8, 32]
+    assert all(t["status"] == "complete" and t["val_loss"] > 0 and t["train_loss"] > 0 for t in out["trials"])
+    assert out["recommended_rank"] in (2, 8, 32) and out["reason"]
+    assert out["knee_rank"] in (None, 2, 8, 32)
+    assert out["common_step"] == 4
+    sweep_dir = tmp_path / "sweep"
+    assert (sweep_dir / "sweep.db").is_file() and (sweep_dir / "results.csv").read_text().startswith("rank,status")
+    assert json.loads((sweep_dir / "results.json").read_text())["recommended_rank"] == out["recommended_rank"]
+    rec = load_config(sweep_dir / "recommended.yaml")
+    assert rec.lora.r == out["recommended_rank"] and rec.lora.alpha == 2 * rec.lora.r
+    assert rec.train.max_steps == 60  # the preset's own length, not the sweep's
+    for r in (2, 8, 32):  # each trial is a real run with its own event log, same seed and steps
+        (d,) = run_dirs(tmp_path, r)
+        cfg = load_config(d / "config.yaml")
+        assert (cfg.lora.r, cfg.lora.alpha, cfg.train.max_steps, cfg.train.seed) == (r, 2 * r, 4, 42)
+        assert '"type": "end"' in (d / "events.jsonl").read_text()
+
+    again = sweep(tmp_path, "--ranks", "2,8,16,32", *QUICK)  # the same sweep with one more rank
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming: r=2, 8, 32 already have a trial" in again.stderr
+    assert [len(run_dirs(tmp_path, r)) for r in (2, 8, 16, 32)] == [1, 1, 1, 1]  # only r=16 ran
+    assert "recommended rank: r=" in again.stdout and "rank (log2 axis)" in again.stdout
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path):
+    cmd = CLI + ["sweep", "--preset", "demo-cpu", "--runs-dir", str(tmp_path / "runs"), "--sweep-dir",
+                 str(tmp_path / "sweep"), "--ranks", "4,16", "--steps", "6", "--no-prune"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # r=16 runs first (largest first); wait until r=4 is training
+        r4 = run_dirs(tmp_path, 4)
+        if r4 and '"type": "step"' in ((r4[0] / "events.jsonl").read_text() if (r4[0] / "events.jsonl").exists() else ""):
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err[-3000:]
+    assert "re-run the same command" in err
+    assert len(run_dirs(tmp_path, 16)) == 1
+
+    again = subprocess.run(cmd + ["--json"], capture_output=True, text=True, env=env(), timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "r=4     running" in again.stderr and "resumed from its checkpoint" in again.stderr
+    assert "r=16    running" not in again.stderr  # the finished trial was not redone
+    (r16,) = run_dirs(tmp_path, 16)
+    (r4,) = run_dirs(tmp_path, 4)  # the interrupted run continued from its checkpoint, in its own dir
+    starts = lambda d: (d / "events.jsonl").read_text().count('"type": "start"')
+    assert (starts(r16), starts(r4)) == (1, 2)
+    out = json.loads(again.stdout)
+    assert {t["rank"]: t["status"] for t in out["trials"]} == {4: "complete", 16: "complete"}
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_sqlite_sweep_without_running_a_trial_twice(tmp_path):
+    base = CLI + ["sweep", "--preset", "demo-cpu", "--runs-dir", str(tmp_path / "runs"), "--sweep-dir",
+                  str(tmp_path / "sweep"), "--ranks", "4,16", *QUICK]
+    first = subprocess.Popen(base + ["--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    worker = subprocess.Popen(base + ["--worker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    w_out, w_err = worker.communicate(timeout=400)
+    f_out, f_err = first.communicate(timeout=400)
+    assert worker.returncode == 0, w_err[-3000:]
+    assert first.returncode == 0, f_err[-3000:]
+    assert [len(run_dirs(tmp_path, r)) for r in (4, 16)] == [1, 1]
+    ran = lambda err: {int(l.split()[0][2:]) for l in err.splitlines() if " complete " in l and l.strip().startswith("r=")}
+    assert ran(f_err) | ran(w_err) == {4, 16} and not ran(f_err) & ran(w_err), (f_err, w_err)
+    assert json.loads(f_out)["recommended_rank"] in (4, 16)
+
+    import optuna
+
+    study = optuna.load_study(study_name=json.loads(f_out)["sweep_id"],
+                              storage=f"sqlite:///{tmp_path / 'sweep' / 'sweep.db'}")
+    done = [t.params["rank"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(done) == [4, 16]

@@ -1,0 +1,663 @@
+"""The rank sweep: short real runs over a grid of ranks, tracked by Optuna, read by advisor/knee.py.
+
+Every trial is a real `rankwise train --detach` run (its own run directory and event log)
+of the same preset with `lora.r` (and alpha, kept at the preset's alpha/r ratio, 2 by
+default), the same data, seed and number of steps. The sweep only reads the trial's event
+log: eval losses are reported to Optuna as they arrive, and a trial the pruner finds
+clearly worse is stopped with `request_stop` (it checkpoints and ends interrupted).
+
+Optuna bookkeeping:
+- one study per sweep in `<sweep_dir>/sweep.db` (SQLite) by default, or `--storage URL`
+  (any RDB Optuna supports) shared by `--worker` processes on other machines;
+- the grid is a `GridSampler` over the planned ranks, and each grid point is enqueued as a
+  fixed trial: a worker claims a queued trial atomically (Optuna flips WAITING → RUNNING
+  in one guarded UPDATE), so two workers never run the same rank; GridSampler alone may
+  re-run a point under concurrency, as its own source says;
+- heartbeats mark a trial whose sweep process died as failed, and a copy of it is queued
+  again; it remembers the run directory, so a run that finished (or is still running in its
+  own session) after its sweep died is taken over, not trained again;
+- finished, pruned and failed trials are never redone: re-running the same command with the
+  same sweep directory continues where it stopped, and only new ranks run.
+
+Optuna is imported lazily (`rankwise sweep --help` stays fast).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rankwise.advisor import knee as kn
+from rankwise.advisor.errors import RankwiseError
+
+from .events import EVENTS_FILE, Tail, read_events
+
+DB = "sweep.db"
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+RECOMMENDED = "recommended.yaml"
+HEARTBEAT_S = 5
+GRACE_S = 30  # a RUNNING trial without a heartbeat for this long belongs to a dead sweep process
+PRUNE_MARGIN = 0.10  # "clearly worse": >10% above the best finished trial's eval loss at the same step
+PRUNE_AFTER = 0.5  # and only in the second half of the run (early losses of small ranks catch up)
+MAX_CURVE = 400  # points kept per curve in the study (downsampled beyond)
+OUTCOMES_NOT_DONE = ("interrupted", "unused", "duplicate")  # FAIL trials that do not count as a result
+
+
+@dataclass
+class SweepPlan:
+    preset: Path
+    cfg: object  # RunConfig of the preset (with --set applied)
+    name: str
+    ranks: list[int]
+    skipped: dict[int, str]
+    steps: int | None
+    minutes: float | None
+    alpha_ratio: float
+    sweep_dir: Path
+    runs_dir: Path
+    storage: str
+    study_name: str
+    threshold: float = kn.DEFAULT_THRESHOLD
+    prune: bool = True
+    slots: list[str | None] = field(default_factory=lambda: [None])  # CUDA_VISIBLE_DEVICES per parallel trial
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ planning (no optuna, no torch)
+
+
+def parse_ranks(text: str) -> list[int]:
+    try:
+        ranks = [int(x) for x in str(text).replace(" ", "").split(",") if x]
+    except ValueError:
+        raise RankwiseError(f"--ranks {text!r}: not a comma-separated list of whole numbers",
+                            "e.g. --ranks 4,8,16,32,64") from None
+    if not ranks or any(r < 1 for r in ranks):
+        raise RankwiseError(f"--ranks {text!r}: ranks must be whole numbers >= 1", "e.g. --ranks 4,8,16,32,64")
+    return sorted(set(ranks))
+
+
+def default_steps(cfg) -> int:
+    """A quarter of the preset's max_steps (at least 10), or 200 for a preset that trains by epochs."""
+    return max(10, cfg.train.max_steps // 4) if cfg.train.max_steps else 200
+
+
+def eval_every(steps: int) -> int:
+    """About five evals per trial, on a divisor of `steps` so the last step is evaluated."""
+    want = max(1, steps // 5)
+    divisors = [d for d in range(1, steps + 1) if steps % d == 0]
+    return min(divisors, key=lambda d: (abs(d - want), d))
+
+
+def sweep_id(name: str, cfg, steps: int | None, minutes: float | None) -> str:
+    """Same preset, overrides and length → same id: re-running the command resumes the sweep."""
+    base = cfg.model_copy(deep=True)
+    base.lora.r, base.lora.alpha = 1, None
+    digest = hashlib.sha256(f"{base.to_yaml()}|{steps}|{minutes}".encode()).hexdigest()[:8]
+    return f"{name}-{digest}"
+
+
+def fit_reason(cfg, rank: int, hw) -> str | None:
+    """Why this rank would not fit the GPU (None: it fits, or there is no GPU to judge)."""
+    from rankwise.advisor import redflags
+    from rankwise.advisor.model import load_model
+
+    if hw is None or hw.gpu_bytes is None:
+        return None
+    c = cfg.model_copy(deep=True)
+    c.lora.r = rank
+    try:
+        ctx = redflags.context(c, load_model(c.model.name), hw)
+    except RankwiseError:
+        return None
+    if ctx.fit == "wont-fit" and ctx.estimate is not None:
+        return (f"estimated peak {ctx.estimate.peak_gib:.1f} GiB > {hw.gpu_bytes / 2**30:.1f} GiB GPU "
+                f"({ctx.method}); skipped instead of running into an OOM")
+    return None
+
+
+def plan(preset_ref: str, overrides: list[str], ranks: list[int], steps: int | None, minutes: float | None,
+         hw, sweep_dir: str | None, runs_dir: str | None, storage: str | None,
+         threshold: float = kn.DEFAULT_THRESHOLD, prune: bool = True, slots: list[str | None] | None = None) -> SweepPlan:
+    from rankwise.advisor.config import load_config
+    from rankwise.advisor.presets import resolve_preset
+
+    from .rundir import check_writable, run_name, runs_root
+
+    if steps is not None and steps < 1:
+        raise RankwiseError(f"--steps {steps}: must be >= 1", "e.g. --steps 100")
+    if minutes is not None and minutes <= 0:
+        raise RankwiseError(f"--minutes {minutes}: must be > 0", "e.g. --minutes 10")
+    if not 0 < threshold < 1:
+        raise RankwiseError(f"--threshold {threshold}: must be between 0 and 1", "e.g. --threshold 0.02 for 2%")
+    preset = resolve_preset(preset_ref)
+    cfg = load_config(preset, overrides)
+    notes = []
+    if not cfg.data.val_path and not cfg.data.val_ratio:
+        cfg.data.val_ratio = 0.1
+        notes.append("the preset holds out no validation data; the sweep holds out 10% (data.val_ratio 0.1)")
+    if minutes is None and steps is None:
+        steps = default_steps(cfg)
+    if minutes is not None and steps is None:
+        steps = cfg.train.max_steps or None
+    ratio = (cfg.lora.alpha / cfg.lora.r) if cfg.lora.alpha is not None else 2.0
+    name = run_name(cfg, preset)
+    root = runs_root(cfg, runs_dir)
+    check_writable(root)
+    sid = sweep_id(name, cfg, steps, minutes)
+    sdir = Path(sweep_dir).expanduser() if sweep_dir else root / "sweeps" / sid
+    check_writable(sdir)
+    skipped = {r: why for r in ranks if (why := fit_reason(cfg, r, hw))}
+    if hw is None or hw.gpu_bytes is None:
+        notes.append("no GPU to plan for: no rank skipped for memory (pass --gpu-mem to check a GPU's size)")
+    run = [r for r in ranks if r not in skipped]
+    if not run:
+        raise RankwiseError(f"no rank in {ranks} fits the GPU: {skipped[ranks[0]]}",
+                            "try smaller ranks, method qlora, or a smaller micro_batch/max_seq_len")
+    return SweepPlan(preset=preset, cfg=cfg, name=name, ranks=run, skipped=skipped, steps=steps, minutes=minutes,
+                     alpha_ratio=ratio, sweep_dir=sdir.resolve(), runs_dir=root.resolve(),
+                     storage=storage or f"sqlite:///{(sdir / DB).resolve()}", study_name=sid,
+                     threshold=threshold, prune=prune, slots=slots or [None], notes=notes)
+
+
+def trial_config(p: SweepPlan, rank: int, phase: str = "sweep"):
+    """The preset with this rank, alpha at the same ratio, and the sweep's length and eval cadence."""
+    c = p.cfg.model_copy(deep=True)
+    c.lora.r = rank
+    c.lora.alpha = round(p.alpha_ratio * rank, 6)
+    c.output.name = f"{p.name}-{phase}-r{rank}"
+    if phase == "sweep" and p.steps:
+        c.train.max_steps = p.steps
+        c.train.eval_steps = eval_every(p.steps)
+        c.train.logging_steps = max(1, p.steps // 100)
+        c.train.save_steps = p.steps
+        c.train.save_total_limit = 1
+    return c
+
+
+def recommended_yaml(p: SweepPlan, rank: int, reason: str) -> str:
+    c = p.cfg.model_copy(deep=True)
+    c.lora.r = rank
+    c.lora.alpha = round(p.alpha_ratio * rank, 6)
+    c.name = f"{p.name}-r{rank}"
+    header = (f"# {p.name} with the rank chosen by `rankwise sweep` ({p.sweep_dir.name}):\n"
+              f"# {reason}\n# Launch: rankwise train --preset {p.sweep_dir / RECOMMENDED}\n")
+    return header + c.to_yaml()
+
+
+# ------------------------------------------------------------------ Optuna
+
+
+@contextmanager
+def _lock(sweep_dir: Path):
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with open(sweep_dir / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _requeue_stale(study, trial) -> None:
+    """Heartbeat callback: a trial whose sweep process died is queued again, with its run dir."""
+    study.enqueue_trial(dict(trial.params), user_attrs={k: v for k, v in trial.user_attrs.items()
+                                                         if k in ("run_dir", "phase")})
+
+
+def _quiet() -> None:
+    """Heartbeats with ask/tell are marked experimental; the sweep records them itself."""
+    import warnings
+
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+
+def open_study(p: SweepPlan, phase: str = "sweep", ranks: list[int] | None = None):
+    import optuna
+    from optuna.storages import RDBStorage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet()
+    p.sweep_dir.mkdir(parents=True, exist_ok=True)
+    storage = RDBStorage(p.storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                         heartbeat_stale_trial_callback=_requeue_stale,
+                         engine_kwargs={"connect_args": {"timeout": 60}} if p.storage.startswith("sqlite") else None)
+    name = p.study_name if phase == "sweep" else f"{p.study_name}-{phase}"
+    with _lock(p.sweep_dir):
+        return optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction="minimize",
+                                   sampler=optuna.samplers.GridSampler({"rank": sorted(ranks or p.ranks)}),
+                                   pruner=clearly_worse_pruner())
+
+
+def clearly_worse_pruner():
+    import optuna
+
+    class ClearlyWorse(optuna.pruners.BasePruner):
+        """Prune in the second half of a run when the eval loss is > PRUNE_MARGIN above the best
+        finished trial's at the same step. Median pruning would stop half the grid: too eager
+        for a sweep whose point is to compare every rank."""
+
+        def prune(self, study, trial) -> bool:
+            step = trial.last_step
+            if step is None:
+                return False
+            max_steps = trial.user_attrs.get("max_steps")
+            if max_steps and (step < PRUNE_AFTER * max_steps or step >= max_steps):
+                return False  # too early to judge, or already at the end: let it finish
+            value = trial.intermediate_values[step]
+            done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            ref = [t.intermediate_values[step] for t in done if step in t.intermediate_values]
+            return bool(ref) and value > min(ref) * (1 + PRUNE_MARGIN)
+
+    return ClearlyWorse()
+
+
+def _done_ranks(study) -> set[int]:
+    from optuna.trial import TrialState
+
+    out = set()
+    for t in study.get_trials(deepcopy=False):
+        rank = trial_rank(t)
+        if rank is None:
+            continue
+        if t.state == TrialState.FAIL and t.user_attrs.get("outcome") in OUTCOMES_NOT_DONE:
+            continue
+        out.add(rank)
+    return out
+
+
+def trial_rank(t) -> int | None:
+    """A trial's rank: its param once running, its queued fixed param while waiting."""
+    if "rank" in t.params:
+        return t.params["rank"]
+    return (t.system_attrs.get("fixed_params") or {}).get("rank")
+
+
+def enqueue(p: SweepPlan, study, ranks: list[int], phase: str = "sweep") -> list[int]:
+    """Queue the ranks that have no trial yet (finished, pruned, failed, running or queued)."""
+    with _lock(p.sweep_dir):
+        have = _done_ranks(study)
+        new = [r for r in ranks if r not in have]
+        for r in sorted(new, reverse=True):  # largest first: it sets the bar the pruner measures others by
+            study.enqueue_trial({"rank": r}, user_attrs={"phase": phase})
+    return new
+
+
+# ------------------------------------------------------------------ running trials
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _downsample(points: list, n: int = MAX_CURVE) -> list:
+    if len(points) <= n:
+        return points
+    k = math.ceil(len(points) / n)
+    return points[::k] + ([points[-1]] if (len(points) - 1) % k else [])
+
+
+def curve_from_events(events: list[dict]) -> tuple[list, list]:
+    steps, evals = {}, {}
+    for e in events:
+        if e.get("type") == "step" and e.get("loss") is not None:
+            steps[int(e["step"])] = float(e["loss"])
+        elif e.get("type") == "eval" and e.get("eval_loss") is not None:
+            evals[int(e["step"])] = float(e["eval_loss"])
+    return sorted(steps.items()), sorted(evals.items())
+
+
+def launch(p: SweepPlan, rank: int, phase: str, env: dict, resume: str | None = None) -> Path:
+    """`rankwise train --detach` for one trial; returns its run dir."""
+    from .rundir import write_atomic
+
+    cli = [sys.executable, "-m", "rankwise.tui.cli", "train", "--detach", "--runs-dir", str(p.runs_dir)]
+    if resume:
+        cmd = cli + ["--resume", resume]
+    else:
+        trials = p.sweep_dir / "trials"
+        trials.mkdir(parents=True, exist_ok=True)
+        path = trials / f"{phase}-r{rank}.yaml"
+        write_atomic(path, trial_config(p, rank, phase).to_yaml())
+        cmd = cli + ["--preset", str(path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=600)
+    if proc.returncode != 0:
+        raise RankwiseError(f"r={rank}: `rankwise train` refused the trial: {proc.stderr.strip().splitlines()[-1:]}",
+                            "run the trial preset by hand to see why: rankwise train --preset "
+                            f"{p.sweep_dir / 'trials' / f'{phase}-r{rank}.yaml'}")
+    run_id = proc.stdout.strip().splitlines()[-1]
+    return p.runs_dir / run_id
+
+
+def _takeover(p: SweepPlan, run_dir: str | None):
+    """A queued copy of a trial whose sweep died: its run may be finished, running, or resumable."""
+    from .runs import run_info
+
+    if not run_dir or not Path(run_dir).is_dir():
+        return None, None
+    info = run_info(run_dir)
+    if info.status in ("finished", "running"):
+        return Path(run_dir), None
+    if info.last_checkpoint:
+        return None, info.id  # resume it from its checkpoint
+    return None, None
+
+
+def _follow(p: SweepPlan, study, trial, run_dir: Path, phase: str, skip: int = 0):
+    """Read the run's events until its end: report eval losses, prune, cap by time, heartbeat."""
+    from .runs import run_info
+
+    tail = Tail(run_dir / EVENTS_FILE)
+    t0 = beat = time.monotonic()
+    pruned = capped = stop_sent = False
+    end = None
+    reported = set()
+    gone = False
+    fresh = skip == 0  # a resumed run's old end event says "interrupted" until its new start arrives
+    while end is None:
+        events = tail.poll()
+        dropped = min(skip, len(events))
+        skip -= dropped
+        fresh = fresh or any(e["type"] == "start" for e in events[dropped:])
+        for e in events[dropped:]:
+            if e["type"] == "eval" and e.get("eval_loss") is not None and e["step"] not in reported:
+                reported.add(e["step"])
+                trial.report(float(e["eval_loss"]), int(e["step"]))
+                if p.prune and phase == "sweep" and not stop_sent and trial.should_prune():
+                    pruned = stop_sent = _stop(run_dir)
+            elif e["type"] == "end":
+                end = e
+        if end is None:
+            now = time.monotonic()
+            if now - beat >= HEARTBEAT_S:
+                study._storage.record_heartbeat(trial._trial_id)
+                beat = now
+            if p.minutes and phase == "sweep" and not stop_sent and now - t0 > p.minutes * 60:
+                capped = stop_sent = _stop(run_dir)
+            info = run_info(run_dir) if fresh else None
+            if not fresh and now - t0 > 300:
+                end = {"status": "failed", "note": "the resumed run never started; see its train.log"}
+                break
+            if info is not None and info.status != "running":
+                if gone:  # no end event on a second look: it died (killed, OOM killer, reboot)
+                    end = {"status": "failed", "note": info.note or info.error}
+                    break
+                gone = True  # its end event may have landed after our poll: read once more
+                continue
+            time.sleep(0.5)
+    return end, pruned, capped
+
+
+def run_trial(p: SweepPlan, study, trial, env: dict, say) -> str:
+    """Run (or take over) one claimed trial to its end; tell Optuna. Returns the trial's status."""
+    from optuna.trial import TrialState
+
+    rank = trial.suggest_int("rank", 1, 1 << 16)
+    phase = trial.user_attrs.get("phase", "sweep")
+    if "fixed_params" not in study._storage.get_trial_system_attrs(trial._trial_id):
+        # not claimed from the queue (another worker took the last one between our check and ask)
+        trial.set_user_attr("outcome", "unused")
+        study.tell(trial, state=TrialState.FAIL)
+        return "unused"
+    others = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number and t.params.get("rank") == rank]
+    if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (t.state == TrialState.RUNNING and t.number < trial.number)
+           for t in others):
+        trial.set_user_attr("outcome", "duplicate")
+        study.tell(trial, state=TrialState.FAIL)
+        return "duplicate"
+    max_steps = p.steps if phase == "sweep" else p.cfg.train.max_steps
+    trial.set_user_attr("max_steps", max_steps)
+    earlier = trial.user_attrs.get("run_dir")
+    run_dir = None
+    try:
+        run_dir, resume = _takeover(p, earlier)
+        skip = 0
+        if run_dir is None:
+            if resume:  # its old events (up to the interrupted end) are history
+                skip = len(read_events(p.runs_dir / resume / EVENTS_FILE))
+            try:
+                run_dir = launch(p, rank, phase, env, resume)
+            except RankwiseError as e:
+                trial.set_user_attr("outcome", "failed")
+                trial.set_user_attr("note", e.message)
+                study.tell(trial, state=TrialState.FAIL)
+                say(rank, "failed", None, e.message)
+                return "failed"
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("run_id", run_dir.name)
+        say(rank, "running", run_dir.name,
+            ("resumed from its checkpoint" if resume else "taken over from an earlier sweep process") if earlier else None)
+        end, pruned, capped = _follow(p, study, trial, run_dir, phase, skip)
+    except KeyboardInterrupt:  # Ctrl-C: stop the trial's run, queue the trial again, leave
+        if run_dir is not None:
+            _stop(run_dir)
+            _wait_end(run_dir, 120)
+        study.enqueue_trial({"rank": rank}, user_attrs={"phase": phase, **({"run_dir": str(run_dir)} if run_dir else {})})
+        trial.set_user_attr("outcome", "interrupted")
+        study.tell(trial, state=TrialState.FAIL)
+        raise Interrupted(rank) from None
+
+    train, evals = curve_from_events(read_events(run_dir / EVENTS_FILE))
+    trial.set_user_attr("train", _downsample(train))
+    trial.set_user_attr("evals", evals[-MAX_CURVE:])
+    status = end.get("status")
+    if pruned and status == "interrupted":
+        trial.set_user_attr("outcome", "pruned")
+        study.tell(trial, state=TrialState.PRUNED)
+        say(rank, "pruned", run_dir.name, f"eval loss {evals[-1][1]:.4f} clearly worse at step {evals[-1][0]}"
+            if evals else None)
+        return "pruned"
+    if status == "finished" or (capped and status == "interrupted"):
+        if not evals:
+            trial.set_user_attr("outcome", "failed")
+            trial.set_user_attr("note", "no eval loss in the run's log (is there validation data?)")
+            study.tell(trial, state=TrialState.FAIL)
+            return "failed"
+        trial.set_user_attr("outcome", "complete")
+        if capped:
+            trial.set_user_attr("note", f"stopped at the {p.minutes:g}-minute cap, step {evals[-1][0]}")
+        study.tell(trial, evals[-1][1])
+        say(rank, "complete", run_dir.name, f"val loss {evals[-1][1]:.4f}")
+        return "complete"
+    note = end.get("note") or f"run ended {status}; see {run_dir / 'train.log'}"
+    errs = [e.get("message") for e in read_events(run_dir / EVENTS_FILE) if e.get("type") == "error"]
+    trial.set_user_attr("outcome", "failed")
+    trial.set_user_attr("note", errs[-1] if errs else note)
+    study.tell(trial, state=TrialState.FAIL)
+    say(rank, "failed", run_dir.name, errs[-1] if errs else note)
+    return "failed"
+
+
+def _stop(run_dir: Path) -> bool:
+    from .runs import request_stop
+
+    try:
+        request_stop(run_dir)
+    except RankwiseError:
+        pass  # already ended: its end event follows
+    return True
+
+
+def _wait_end(run_dir: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(e.get("type") == "end" for e in read_events(run_dir / EVENTS_FILE)):
+            return
+        time.sleep(0.3)
+
+
+def _waiting(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def _running(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def work(p: SweepPlan, phase: str, say, wait_for_others: bool = True, on_trial=None) -> list[str]:
+    """Claim and run queued trials until none is left, one per slot (GPU) in parallel; then, unless
+    `wait_for_others` is off, wait until other workers' trials end too."""
+    from optuna.storages import fail_stale_trials
+
+    statuses: list[str] = []
+    errors: list[BaseException] = []
+
+    def slot_loop(device: str | None) -> None:
+        study = open_study(p, phase)
+        env = {**os.environ}
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device
+        try:
+            while not errors:
+                fail_stale_trials(study)
+                if not _waiting(study):
+                    return
+                trial = study.ask()
+                statuses.append(run_trial(p, study, trial, env, say))
+                if on_trial:
+                    on_trial()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            errors.append(e)
+
+    slots = p.slots if len(p.slots) > 1 else [p.slots[0]]
+    if len(slots) == 1:
+        slot_loop(slots[0])
+    else:
+        threads = [threading.Thread(target=slot_loop, args=(d,), daemon=True) for d in slots]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.5)
+        except KeyboardInterrupt:
+            errors.append(Interrupted(0))
+            raise
+    if errors:
+        raise errors[0]
+    if wait_for_others:
+        study = open_study(p, phase)
+        while _running(study) or _waiting(study):
+            fail_stale_trials(study)
+            if _waiting(study):
+                return statuses + work(p, phase, say, wait_for_others, on_trial)
+            time.sleep(1.0)
+    return statuses
+
+
+# ------------------------------------------------------------------ results
+
+
+def curves(p: SweepPlan, phase: str = "sweep") -> tuple[list[kn.Curve], dict]:
+    """One curve per rank (its best-standing trial), plus the ranks skipped for memory."""
+    from optuna.trial import TrialState
+
+    study = open_study(p, phase)
+    order = {"complete": 0, "pruned": 1, "running": 2, "waiting": 3, "failed": 4}
+    best: dict[int, tuple[int, kn.Curve, dict]] = {}
+    for t in study.get_trials(deepcopy=False):
+        rank = trial_rank(t)
+        if rank is None:
+            continue
+        outcome = t.user_attrs.get("outcome")
+        if outcome in OUTCOMES_NOT_DONE:
+            continue
+        status = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.RUNNING: "running",
+                  TrialState.WAITING: "waiting"}.get(t.state, "failed")
+        train = t.user_attrs.get("train")
+        evals = t.user_attrs.get("evals")
+        if train is None and t.user_attrs.get("run_dir"):  # running: read its log so far
+            train, evals = curve_from_events(read_events(Path(t.user_attrs["run_dir"]) / EVENTS_FILE))
+        c = kn.Curve(rank, status, tuple(map(tuple, train or ())), tuple(map(tuple, evals or ())),
+                     t.user_attrs.get("note"))
+        if rank not in best or order[status] < best[rank][0]:
+            best[rank] = (order[status], c, {"run_id": t.user_attrs.get("run_id"),
+                                             "run_dir": t.user_attrs.get("run_dir"), "trial": t.number})
+    out = [c for _, c, _ in best.values()]
+    out += [kn.Curve(r, "skipped", note=why) for r, why in p.skipped.items() if r not in best]
+    runs = {r: meta for r, (_, _, meta) in best.items()}
+    return out, runs
+
+
+def write_results(p: SweepPlan, analysis: kn.Analysis, runs: dict, state: str, validation: dict | None = None,
+                  reason_suffix: str | None = None) -> dict:
+    from .rundir import write_atomic, write_json
+
+    trials = []
+    for r in analysis.results:
+        d = r.to_dict()
+        d.update(runs.get(r.rank, {}))
+        trials.append(d)
+    data = {
+        "sweep_id": p.study_name, "state": state, "preset": str(p.preset), "storage": p.storage,
+        "steps": p.steps, "minutes": p.minutes, "alpha_ratio": p.alpha_ratio, "threshold": p.threshold,
+        "recommended_rank": analysis.recommended_rank,
+        "reason": analysis.reason + (f"; {reason_suffix}" if reason_suffix else ""), "knee_rank": analysis.knee_rank,
+        "common_step": analysis.common_step, "sweep_dir": str(p.sweep_dir),
+        "recommended_preset": str(p.sweep_dir / RECOMMENDED) if analysis.recommended_rank is not None and state == "done" else None, "notes": list(p.notes) + list(analysis.notes),
+        "trials": trials, "validation": validation, "updated": time.time(),
+    }
+    p.sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_json(p.sweep_dir / RESULTS_JSON, data)
+    cols = ["rank", "status", "val_loss", "best_val_loss", "final_val_loss", "train_loss", "gap_start", "gap_end",
+            "gap_growing", "spikes", "roughness", "stable", "run_id", "note"]
+    lines = [",".join(cols)]
+    for t in trials:
+        lines.append(",".join(_csv(t.get(c)) for c in cols))
+    write_atomic(p.sweep_dir / RESULTS_CSV, "\n".join(lines) + "\n")
+    if analysis.recommended_rank is not None and state == "done":
+        write_atomic(p.sweep_dir / RECOMMENDED, recommended_yaml(p, analysis.recommended_rank, data["reason"]))
+    return data
+
+
+def _csv(v) -> str:
+    if v is None:
+        return ""
+    s = f"{v:.6g}" if isinstance(v, float) else str(v)
+    return '"' + s.replace('"', '""') + '"' if ("," in s or '"' in s) else s
+
+
+def read_results(sweep_dir: str | Path) -> dict | None:
+    try:
+        data = json.loads((Path(sweep_dir) / RESULTS_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def validate_top_two(p: SweepPlan, analysis: kn.Analysis, say) -> dict:
+    """Train the two best ranks for the preset's full length and compare their validation loss."""
+    done = sorted((r for r in analysis.results if r.status == "complete" and r.val_loss is not None),
+                  key=lambda r: r.val_loss)[:2]
+    ranks = sorted(r.rank for r in done)
+    study = open_study(p, "validate", ranks)
+    enqueue(p, study, ranks, "validate")
+    work(p, "validate", say)
+    cs, runs = curves(p, "validate")
+    full = {c.rank: c for c in cs}
+    rows = {}
+    for r in ranks:
+        c = full.get(r)
+        rows[r] = {"status": c.status if c else "missing", "val_loss": c.evals[-1][1] if c and c.evals else None,
+                   "best_val_loss": min(e for _, e in c.evals) if c and c.evals else None,
+                   "train_loss": c.train[-1][1] if c and c.train else None, **runs.get(r, {})}
+    ok = [(v["val_loss"], r) for r, v in rows.items() if v["val_loss"] is not None]
+    winner = min(ok)[1] if ok else None
+    return {"ranks": ranks, "runs": {str(r): v for r, v in rows.items()}, "winner": winner}

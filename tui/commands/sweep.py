@@ -1,0 +1,150 @@
+"""`rankwise sweep --preset P`: measure the rank instead of guessing it.
+
+Short real runs over a grid of ranks (trainer/sweep.py), read by advisor/knee.py: a table,
+a plot of validation loss against rank, the knee in words, the recommended rank and a
+preset written with it. Progress goes to stderr; the result (or `--json`) to stdout.
+Exit codes: 0 a rank was recommended, 1 no trial finished, 2 bad input, 130 interrupted
+(re-run the same command to continue).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import add_json, add_planning, hardware_from, print_json
+
+DEFAULT_RANKS = "4,8,16,32,64"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="short real runs over a grid of ranks; recommends the rank at the knee",
+                       description="Train the preset briefly at each rank (same data, seed and steps; alpha keeps "
+                                   "its ratio to r), find the knee of validation loss against rank, and write a "
+                                   "preset with the recommended rank. Trials are tracked by Optuna in "
+                                   "<runs-dir>/sweeps/<id>/sweep.db: re-run the same command to resume.")
+    p.add_argument("--preset", required=True, metavar="NAME|FILE", help="a shipped preset name or a YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE",
+                   help="override a preset key for every trial, e.g. --set train.lr=1e-4 (repeatable)")
+    p.add_argument("--ranks", default=DEFAULT_RANKS, metavar="R,R,...",
+                   help=f"ranks to try (default {DEFAULT_RANKS}); more can be added later to the same sweep")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, metavar="N",
+                        help="steps per trial (default: a quarter of the preset's max_steps, at least 10; "
+                             "200 for a preset that trains by epochs)")
+    length.add_argument("--minutes", type=float, metavar="M",
+                        help="wall-clock cap per trial; ranks are compared at the last eval step all reached")
+    p.add_argument("--refine", action="store_true", help="then try ranks around the best (16 → 12, 20, 24)")
+    p.add_argument("--validate", action="store_true",
+                   help="then train the two best ranks for the preset's full length and compare")
+    p.add_argument("--threshold", type=float, default=0.02, metavar="F",
+                   help="the knee: doubling the rank must improve validation loss by at least this (default 0.02)")
+    p.add_argument("--no-prune", dest="prune", action="store_false",
+                   help="run every trial to the end (default: stop trials >10%% worse than the best in their "
+                        "second half)")
+    p.add_argument("--sweep-dir", metavar="DIR", help="the sweep's folder (default <runs-dir>/sweeps/<id>)")
+    p.add_argument("--storage", metavar="URL",
+                   help="an Optuna storage URL shared by several machines, e.g. postgresql://host/db "
+                        "(default: SQLite in the sweep folder)")
+    p.add_argument("--worker", action="store_true",
+                   help="join a sweep started elsewhere (same preset, flags and --storage): run queued trials, "
+                        "then exit; the starting command analyses")
+    p.add_argument("--runs-dir", default=argparse.SUPPRESS, metavar="DIR",
+                   help="where the trials' runs are kept (default: output.dir, ./runs)")
+    add_json(p)
+    add_planning(p)
+    p.set_defaults(func=run)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _progress(rank: int, status: str, run_id: str | None, note: str | None) -> None:
+    _say(f"  r={rank:<5} {status:<9} {run_id or ''}" + (f"  {note}" if note else ""))
+
+
+def _slots(args) -> list[str | None]:
+    """One trial per GPU in parallel; on CPU (or when planning for another machine) one at a time."""
+    if getattr(args, "gpu_mem", None) or getattr(args, "gpu", None):
+        return [None]
+    from rankwise.advisor import hardware
+
+    gpus = hardware.probe().gpus
+    return [str(g.index) for g in gpus] if len(gpus) > 1 else [None]
+
+
+def run(args) -> int:
+    from rankwise.advisor import knee
+    from rankwise.trainer import sweep
+
+    ranks = sweep.parse_ranks(args.ranks)
+    p = sweep.plan(args.preset, getattr(args, "overrides", None) or [], ranks, args.steps, args.minutes,
+                   hardware_from(args), args.sweep_dir, getattr(args, "runs_dir", None), args.storage,
+                   threshold=args.threshold, prune=args.prune, slots=_slots(args))
+    study = sweep.open_study(p)
+    new = sweep.enqueue(p, study, p.ranks)
+    length = f"{p.steps} steps" if p.steps and not p.minutes else f"{p.minutes:g} min" + (
+        f" (at most {p.steps} steps)" if p.steps else "")
+    _say(f"sweep {p.study_name}: ranks {', '.join(map(str, p.ranks))}, {length} each, alpha = {p.alpha_ratio:g}·r")
+    _say(f"  folder {p.sweep_dir}" + ("" if p.storage.startswith("sqlite") else f"  storage {p.storage}"))
+    done = [r for r in p.ranks if r not in new]
+    if done:
+        _say(f"  resuming: r={', '.join(map(str, sorted(done)))} already have a trial (finished, running or queued)")
+    for r, why in p.skipped.items():
+        _say(f"  r={r}: {why}")
+    for note in p.notes:
+        _say(f"  note: {note}")
+    if len(p.slots) > 1:
+        _say(f"  {len(p.slots)} GPUs: one trial per GPU in parallel")
+
+    def partial() -> None:
+        if not args.worker:
+            cs, runs = sweep.curves(p)
+            sweep.write_results(p, knee.analyse(cs, p.threshold), runs, "running")
+
+    try:
+        sweep.work(p, "sweep", _progress, wait_for_others=not args.worker, on_trial=partial)
+        if args.worker:
+            _say(f"worker done: no queued trial left in {p.study_name}; the starting command analyses")
+            return 0
+        cs, runs = sweep.curves(p)
+        analysis = knee.analyse(cs, p.threshold)
+        if args.refine and analysis.recommended_rank is not None:
+            tested = [c.rank for c in cs]
+            extra = [r for r in knee.refine_ranks(analysis.recommended_rank, tested)
+                     if not sweep.fit_reason(p.cfg, r, hardware_from(args))]
+            if extra:
+                _say(f"refining around r={analysis.recommended_rank}: {', '.join(map(str, extra))}")
+                p.ranks = sorted(set(p.ranks) | set(extra))
+                sweep.enqueue(p, study, extra)
+                sweep.work(p, "sweep", _progress, on_trial=partial)
+                cs, runs = sweep.curves(p)
+                analysis = knee.analyse(cs, p.threshold)
+        validation = None
+        if args.validate and analysis.recommended_rank is not None:
+            _say("validating the two best ranks at the preset's full length")
+            validation = sweep.validate_top_two(p, analysis, _progress)
+    except sweep.Interrupted:
+        cs, runs = sweep.curves(p)
+        sweep.write_results(p, knee.analyse(cs, p.threshold), runs, "interrupted")
+        _say(f"interrupted: the running trial was stopped and queued again; re-run the same command "
+             f"(--sweep-dir {p.sweep_dir}) to continue")
+        return 130
+    suffix = validation_words(validation) if validation and validation.get("winner") is not None else None
+    data = sweep.write_results(p, analysis, runs, "done", validation, suffix)
+    if args.json:
+        print_json(data)
+    else:
+        from rich.console import Console
+
+        from rankwise.tui.sweep_view import render
+
+        for part in render(data):
+            Console(soft_wrap=True).print(part, highlight=False)
+    return 0 if data["recommended_rank"] is not None else 1
+
+
+def validation_words(v: dict) -> str:
+    rows = v["runs"]
+    parts = [f"r={r}: {row['val_loss']:.4f}" for r, row in rows.items() if row.get("val_loss") is not None]
+    return f"full-length validation loss {', '.join(parts)}: r={v['winner']} is better at full length"
