@@ -92,6 +92,7 @@ class RunView:
     tokens_per_s: float | None = None
     mem_bytes: int | None = None
     peak_mem_bytes: int | None = None
+    gpu_mem_bytes: list | None = None  # multi-GPU runs: memory in use on each local GPU (rank 0 reads NVML)
     eta_s: float | None = None
     started: float | None = None
     updated: float | None = None
@@ -131,6 +132,8 @@ class RunView:
                     setattr(self, k, e[k])
             if e.get("peak_mem_bytes") is not None:
                 self.peak_mem_bytes = max(self.peak_mem_bytes or 0, e["peak_mem_bytes"])
+            if isinstance(e.get("gpu_mem_bytes"), list):
+                self.gpu_mem_bytes = e["gpu_mem_bytes"]
             if e.get("loss") is not None:
                 self.loss = e["loss"]
                 self.losses.append(e["loss"])
@@ -274,6 +277,8 @@ def memory_text(view: RunView) -> Text:
         text.append(f"  est. {view.estimate_peak_gib:.1f} GiB")
         if view.peak_mem_bytes:
             text.append(f" (measured {view.peak_mem_bytes / GIB / view.estimate_peak_gib:.2f}×)", style="dim")
+    if view.gpu_mem_bytes and len(view.gpu_mem_bytes) > 1:
+        text.append("\nper GPU " + " · ".join(f"{i}: {fmt_gib(b)}" for i, b in enumerate(view.gpu_mem_bytes)))
     return text
 
 
