@@ -88,6 +88,19 @@ BAD_INPUT = {
     "bad value": (["--set", "train.scheduler=sawtooth"], "train.scheduler"),
     "no such preset key group": (["--set", "nope.x=1"], "unknown key 'nope'"),
 }
+BAD_ROWS = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n'
+
+
+def test_bad_rows_exit_2_before_the_run_dir_exists(tmp_path):
+    data = tmp_path / "bad.jsonl"
+    data.write_text(BAD_ROWS)
+    runs = tmp_path / "runs"
+    proc = train(runs, "--set", f"data.path={data}", quick=False, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{data}:2" in proc.stderr and "1 more bad row" in proc.stderr and "skip_bad_rows" in proc.stderr
+    assert "Traceback" not in proc.stderr and not runs.exists()
+
+
 try:
     import tensorboard  # noqa: F401
 except ImportError:

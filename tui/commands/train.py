@@ -123,7 +123,9 @@ def check_inputs(cfg, force: bool = False) -> None:
         if key == "data.path" and not path:
             raise RankwiseError("no training data: data.path is not set", "set data.path in the preset or --set data.path=FILE")
         if path and not Path(path).exists():
-            raise RankwiseError(f"{key} not found: {path}", "relative paths are resolved against the preset's folder")
+            raise RankwiseError(f"{key} not found: {path}", "relative paths in a preset are resolved against its folder, with --set against the current directory")
+        if path:
+            _check_rows(key, path, cfg)
     if cfg.train.report_to == "tensorboard" and not any(map(_installed, ("tensorboard", "tensorboardX"))):
         raise RankwiseError("train.report_to: tensorboard, but tensorboard is not installed",
                             "pip install tensorboard, or set train.report_to: none (events.jsonl has every metric)")
@@ -135,6 +137,25 @@ def check_inputs(cfg, force: bool = False) -> None:
     if errors and not force:
         raise RankwiseError(f"{len(errors)} error-level red flag{'s' if len(errors) > 1 else ''}: {errors[0].message}",
                             f"{errors[0].fix}; or train anyway with --force")
+
+
+def _check_rows(key: str, path: str, cfg) -> None:
+    """Read every row once (no tokenizer, no torch) so a bad row stops us before the run dir exists.
+    Rows that only tokenizing can reject (a response truncated away) are still caught by the worker."""
+    from rankwise.advisor.dataset import scan, unknown_format
+
+    found = scan(path, declared=cfg.data.format)
+    if found.rows == 0:
+        raise RankwiseError(f"{key}: {path} holds no rows", "point it at a file with training examples")
+    if found.format is None:
+        raise unknown_format(path, list(found.fields))
+    if found.bad_rows and not cfg.data.skip_bad_rows:
+        more = f" (and {found.bad_rows - 1} more bad row{'s' if found.bad_rows > 2 else ''})" if found.bad_rows > 1 else ""
+        raise RankwiseError(f"{found.first_problems[0]}{more}",
+                            "fix the row, or set data.skip_bad_rows: true to skip and count bad rows")
+    if found.bad_rows == found.rows:
+        raise RankwiseError(f"{key}: every row of {path} is bad, e.g. {found.first_problems[0]}",
+                            "check the file's format (data.format) and fields")
 
 
 def _installed(module: str) -> bool:
