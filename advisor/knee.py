@@ -243,3 +243,27 @@ def refine_ranks(best: int, tested: list[int]) -> list[int]:
         if r != best:
             out.add(r)
     return sorted(r for r in out if r not in tested)
+
+
+def validation_pair(analysis: Analysis) -> list[int]:
+    """The two candidates `--validate` trains at full length: the recommended rank and the best
+    other finished rank by validation loss."""
+    done = sorted((r for r in analysis.results if r.status == "complete" and r.val_loss is not None),
+                  key=lambda r: r.val_loss)
+    rec = analysis.recommended_rank
+    other = next((r.rank for r in done if r.rank != rec), None)
+    return sorted(r for r in (rec, other) if r is not None)
+
+
+def validated_pick(recommended: int, full: dict[int, float], threshold: float = DEFAULT_THRESHOLD) -> int:
+    """After full-length runs: keep the recommendation unless the other rank beat it there — a
+    smaller rank by anything, a larger one by at least the knee's threshold per doubling."""
+    if recommended not in full:
+        return min(full, key=full.get) if full else recommended
+    v = full[recommended]
+    for r, vr in full.items():
+        if r == recommended or vr >= v:
+            continue
+        if r < recommended or per_doubling(v, vr, recommended, r) >= threshold:
+            return r
+    return recommended

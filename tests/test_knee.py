@@ -118,3 +118,18 @@ def test_plot_puts_ranks_on_a_log2_axis():
     assert lines[0].rstrip().endswith("┤●")  # the highest loss (r=4) at the top left
     assert lines[4].rstrip().endswith("●") and lines[4].count("●") == 2  # 1.7 and 1.68 share the bottom row
     assert plot([], log2x=True) == ["(nothing to plot)"]
+
+
+@pytest.mark.parametrize("rec, full, want", [
+    (16, {16: 1.50, 64: 1.49}, 16),  # the larger rank is better by 0.3% per doubling: not worth it
+    (16, {16: 1.50, 64: 1.30}, 64),  # 6.7% per doubling at full length: the short sweep undersold it
+    (16, {8: 1.49, 16: 1.50}, 8),  # a smaller rank that is as good or better wins
+    (16, {8: 1.60, 16: 1.50}, 16),
+])
+def test_full_length_validation_decides_between_the_top_two(rec, full, want):
+    assert knee.validated_pick(rec, full) == want
+
+
+def test_validation_pair_is_the_recommendation_and_the_best_other():
+    a = knee.analyse(curves_for([2.0, 1.8, 1.7, 1.69, 1.685]))
+    assert a.recommended_rank == 16 and knee.validation_pair(a) == [16, 64]

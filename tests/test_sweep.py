@@ -33,6 +33,8 @@ def run_dirs(tmp: Path, rank: int) -> list[Path]:
     (["--preset", "demo-cpu", "--ranks", "0,4"], "ranks must be whole numbers >= 1"),
     (["--preset", "demo-cpu", "--steps", "0"], "--steps 0"),
     (["--preset", "demo-cpu", "--threshold", "5"], "--threshold 5"),
+    (["--preset", "llama3.1-8b-instruct-lora-80gb"], "is a catalog entry"),  # no weights here to train
+    (["--preset", "llama3.1-8b-instruct-lora-80gb", "--gpu-mem", "16GiB"], "no rank in [4, 8, 16, 32, 64] fits the GPU"),
 ])
 def test_bad_input_exits_2_with_a_message(tmp_path, args, words):
     proc = subprocess.run(CLI + ["sweep", "--runs-dir", str(tmp_path / "runs"), *args], capture_output=True,
@@ -106,7 +108,8 @@ def test_three_rank_sweep_recommends_a_rank_and_resumes_with_one_more(tmp_path):
 @pytest.mark.slow
 def test_an_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path):
     cmd = CLI + ["sweep", "--preset", "demo-cpu", "--runs-dir", str(tmp_path / "runs"), "--sweep-dir",
-                 str(tmp_path / "sweep"), "--ranks", "4,16", "--steps", "6", "--no-prune"]
+                 str(tmp_path / "sweep"), "--ranks", "4,16", "--steps", "6", "--no-prune",
+                 "--set", "train.max_steps=8", "--set", "train.eval_steps=4"]  # a short "full length" for --validate
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # r=16 runs first (largest first); wait until r=4 is training
@@ -121,16 +124,23 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path):
     assert "re-run the same command" in err
     assert len(run_dirs(tmp_path, 16)) == 1
 
-    again = subprocess.run(cmd + ["--json"], capture_output=True, text=True, env=env(), timeout=300)
+    again = subprocess.run(cmd + ["--json", "--validate"], capture_output=True, text=True, env=env(), timeout=400)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "r=4     running" in again.stderr and "resumed from its checkpoint" in again.stderr
-    assert "r=16    running" not in again.stderr  # the finished trial was not redone
+    assert "r=16    running   demo-cpu-sweep" not in again.stderr  # the finished trial was not redone
     (r16,) = run_dirs(tmp_path, 16)
     (r4,) = run_dirs(tmp_path, 4)  # the interrupted run continued from its checkpoint, in its own dir
     starts = lambda d: (d / "events.jsonl").read_text().count('"type": "start"')
     assert (starts(r16), starts(r4)) == (1, 2)
     out = json.loads(again.stdout)
     assert {t["rank"]: t["status"] for t in out["trials"]} == {4: "complete", 16: "complete"}
+    v = out["validation"]  # the top two trained again at the preset's full length (8 steps)
+    assert v["ranks"] == [4, 16] and v["winner"] in (4, 16) and out["recommended_rank"] == v["winner"]
+    assert all(row["status"] == "complete" and row["val_loss"] > 0 for row in v["runs"].values())
+    assert "at the preset's full length validation loss was" in out["reason"]
+    for r in (4, 16):
+        (d,) = sorted((tmp_path / "runs").glob(f"demo-cpu-validate-r{r}-*"))
+        assert '"max_steps": 8' in (d / "events.jsonl").read_text()
 
 
 @pytest.mark.slow
@@ -154,3 +164,27 @@ def test_two_workers_share_one_sqlite_sweep_without_running_a_trial_twice(tmp_pa
                               storage=f"sqlite:///{tmp_path / 'sweep' / 'sweep.db'}")
     done = [t.params["rank"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(done) == [4, 16]
+
+
+def test_one_trial_per_gpu_and_sequential_on_cpu():
+    from rankwise.advisor.hardware import Gpu, Hardware
+    from rankwise.tui.commands.sweep import slots_for
+
+    gib = 1024 ** 3
+    assert slots_for(Hardware(gpus=())) == [None]
+    assert slots_for(Hardware(gpus=(Gpu(0, "H100", 80 * gib),))) == [None]
+    assert slots_for(Hardware(gpus=tuple(Gpu(i, "H100", 80 * gib) for i in range(4)))) == ["0", "1", "2", "3"]
+
+
+def test_ranks_that_would_not_fit_the_planned_gpu_are_skipped_with_the_reason(tmp_path):
+    from rankwise.advisor.config import load_config
+    from rankwise.advisor.hardware import planned
+    from rankwise.advisor.presets import resolve_preset
+    from rankwise.trainer.sweep import fit_reason
+
+    cfg = load_config(resolve_preset("llama3.1-8b-instruct-lora-80gb"))
+    small = planned(gpu_mem="16GiB")
+    assert fit_reason(cfg, 8, None) is None  # no GPU to judge: nothing skipped
+    why = fit_reason(cfg, 8, small)
+    assert why and "estimated peak" in why and "> 16.0 GiB GPU" in why
+    assert fit_reason(cfg, 8, planned(gpu="A100-80GB")) is None

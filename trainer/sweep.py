@@ -232,11 +232,22 @@ def open_study(p: SweepPlan, phase: str = "sweep", ranks: list[int] | None = Non
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _quiet()
     p.sweep_dir.mkdir(parents=True, exist_ok=True)
-    storage = RDBStorage(p.storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                         heartbeat_stale_trial_callback=_requeue_stale,
-                         engine_kwargs={"connect_args": {"timeout": 60}} if p.storage.startswith("sqlite") else None)
     name = p.study_name if phase == "sweep" else f"{p.study_name}-{phase}"
-    with _lock(p.sweep_dir):
+    with _lock(p.sweep_dir):  # one process at a time creates the tables and the study (same machine)
+        for attempt in range(5):  # other machines on a shared --storage may be creating them too
+            try:
+                storage = RDBStorage(p.storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                     heartbeat_stale_trial_callback=_requeue_stale,
+                                     engine_kwargs={"connect_args": {"timeout": 60}}
+                                     if p.storage.startswith("sqlite") else None)
+                break
+            except Exception as e:  # noqa: BLE001 - sqlalchemy's errors
+                from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+                if attempt == 4 or isinstance(e, (ArgumentError, NoSuchModuleError)):  # a bad URL: no retry
+                    raise RankwiseError(f"--storage {p.storage}: cannot open it: {str(e).splitlines()[0]}",
+                                        "check the URL and that the database server is reachable") from None
+                time.sleep(1 + attempt)
         return optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction="minimize",
                                    sampler=optuna.samplers.GridSampler({"rank": sorted(ranks or p.ranks)}),
                                    pruner=clearly_worse_pruner())
@@ -366,12 +377,15 @@ def _follow(p: SweepPlan, study, trial, run_dir: Path, phase: str, skip: int = 0
     end = None
     reported = set()
     gone = False
+    trained_since = None
     fresh = skip == 0  # a resumed run's old end event says "interrupted" until its new start arrives
     while end is None:
         events = tail.poll()
         dropped = min(skip, len(events))
         skip -= dropped
-        fresh = fresh or any(e["type"] == "start" for e in events[dropped:])
+        if any(e["type"] == "start" for e in events[dropped:]):
+            fresh = True
+            trained_since = trained_since or time.monotonic()  # the time cap counts training, not loading
         for e in events[dropped:]:
             if e["type"] == "eval" and e.get("eval_loss") is not None and e["step"] not in reported:
                 reported.add(e["step"])
@@ -385,7 +399,7 @@ def _follow(p: SweepPlan, study, trial, run_dir: Path, phase: str, skip: int = 0
             if now - beat >= HEARTBEAT_S:
                 study._storage.record_heartbeat(trial._trial_id)
                 beat = now
-            if p.minutes and phase == "sweep" and not stop_sent and now - t0 > p.minutes * 60:
+            if p.minutes and phase == "sweep" and not stop_sent and trained_since and now - trained_since > p.minutes * 60:
                 capped = stop_sent = _stop(run_dir)
             info = run_info(run_dir) if fresh else None
             if not fresh and now - t0 > 300:
@@ -643,10 +657,8 @@ def read_results(sweep_dir: str | Path) -> dict | None:
 
 
 def validate_top_two(p: SweepPlan, analysis: kn.Analysis, say) -> dict:
-    """Train the two best ranks for the preset's full length and compare their validation loss."""
-    done = sorted((r for r in analysis.results if r.status == "complete" and r.val_loss is not None),
-                  key=lambda r: r.val_loss)[:2]
-    ranks = sorted(r.rank for r in done)
+    """Train the recommended rank and the best other one for the preset's full length, and compare."""
+    ranks = kn.validation_pair(analysis)
     study = open_study(p, "validate", ranks)
     enqueue(p, study, ranks, "validate")
     work(p, "validate", say)
@@ -658,6 +670,6 @@ def validate_top_two(p: SweepPlan, analysis: kn.Analysis, say) -> dict:
         rows[r] = {"status": c.status if c else "missing", "val_loss": c.evals[-1][1] if c and c.evals else None,
                    "best_val_loss": min(e for _, e in c.evals) if c and c.evals else None,
                    "train_loss": c.train[-1][1] if c and c.train else None, **runs.get(r, {})}
-    ok = [(v["val_loss"], r) for r, v in rows.items() if v["val_loss"] is not None]
-    winner = min(ok)[1] if ok else None
+    full = {r: v["val_loss"] for r, v in rows.items() if v["val_loss"] is not None}
+    winner = kn.validated_pick(analysis.recommended_rank, full, p.threshold) if full else None
     return {"ranks": ranks, "runs": {str(r): v for r, v in rows.items()}, "winner": winner}

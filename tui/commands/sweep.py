@@ -35,7 +35,8 @@ def register(sub) -> None:
                         help="wall-clock cap per trial; ranks are compared at the last eval step all reached")
     p.add_argument("--refine", action="store_true", help="then try ranks around the best (16 → 12, 20, 24)")
     p.add_argument("--validate", action="store_true",
-                   help="then train the two best ranks for the preset's full length and compare")
+                   help="then train the top two (the recommended rank and the best other) for the preset's full "
+                        "length and compare")
     p.add_argument("--threshold", type=float, default=0.02, metavar="F",
                    help="the knee: doubling the rank must improve validation loss by at least this (default 0.02)")
     p.add_argument("--no-prune", dest="prune", action="store_false",
@@ -69,8 +70,14 @@ def _slots(args) -> list[str | None]:
         return [None]
     from rankwise.advisor import hardware
 
-    gpus = hardware.probe().gpus
-    return [str(g.index) for g in gpus] if len(gpus) > 1 else [None]
+    return slots_for(hardware.probe())
+
+
+def slots_for(hw) -> list[str | None]:
+    """CUDA_VISIBLE_DEVICES for each parallel trial: one per GPU when there are several, else one
+    slot that leaves the environment alone. (Indices are NVML's; with CUDA_VISIBLE_DEVICES already
+    set to a subset, run one `--worker` per GPU instead.)"""
+    return [str(g.index) for g in hw.gpus] if len(hw.gpus) > 1 else [None]
 
 
 def run(args) -> int:
@@ -81,6 +88,10 @@ def run(args) -> int:
     p = sweep.plan(args.preset, getattr(args, "overrides", None) or [], ranks, args.steps, args.minutes,
                    hardware_from(args), args.sweep_dir, getattr(args, "runs_dir", None), args.storage,
                    threshold=args.threshold, prune=args.prune, slots=_slots(args))
+    from .train import check_inputs
+
+    for r in (min(p.ranks), max(p.ranks)):  # weights, data and error-level red flags: before any trial starts
+        check_inputs(sweep.trial_config(p, r))
     study = sweep.open_study(p)
     new = sweep.enqueue(p, study, p.ranks)
     length = f"{p.steps} steps" if p.steps and not p.minutes else f"{p.minutes:g} min" + (
@@ -122,7 +133,7 @@ def run(args) -> int:
                 analysis = knee.analyse(cs, p.threshold)
         validation = None
         if args.validate and analysis.recommended_rank is not None:
-            _say("validating the two best ranks at the preset's full length")
+            _say("validating the top two ranks at the preset's full length")
             validation = sweep.validate_top_two(p, analysis, _progress)
     except sweep.Interrupted:
         cs, runs = sweep.curves(p)
@@ -130,7 +141,13 @@ def run(args) -> int:
         _say(f"interrupted: the running trial was stopped and queued again; re-run the same command "
              f"(--sweep-dir {p.sweep_dir}) to continue")
         return 130
-    suffix = validation_words(validation) if validation and validation.get("winner") is not None else None
+    suffix = None
+    if validation and validation.get("winner") is not None:
+        suffix = validation_words(validation, analysis.recommended_rank)
+        if validation["winner"] != analysis.recommended_rank:  # the full-length runs are the stronger evidence
+            import dataclasses
+
+            analysis = dataclasses.replace(analysis, recommended_rank=validation["winner"])
     data = sweep.write_results(p, analysis, runs, "done", validation, suffix)
     if args.json:
         print_json(data)
@@ -144,7 +161,10 @@ def run(args) -> int:
     return 0 if data["recommended_rank"] is not None else 1
 
 
-def validation_words(v: dict) -> str:
+def validation_words(v: dict, short_pick: int | None) -> str:
     rows = v["runs"]
     parts = [f"r={r}: {row['val_loss']:.4f}" for r, row in rows.items() if row.get("val_loss") is not None]
-    return f"full-length validation loss {', '.join(parts)}: r={v['winner']} is better at full length"
+    words = f"at the preset's full length validation loss was {', '.join(parts)}"
+    if v["winner"] == short_pick:
+        return words + f", which confirms r={short_pick}"
+    return words + f": r={v['winner']} is better there, so r={v['winner']} is recommended"
