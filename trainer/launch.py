@@ -144,7 +144,7 @@ def accelerate_config(launch: Launch) -> dict:
 
 def write_config(launch: Launch, run_dir: Path) -> Path:
     """`<run_dir>/accelerate.yaml`, written through a temporary file and a rename."""
-    path = Path(run_dir) / CONFIG_FILE
+    path = Path(run_dir).resolve() / CONFIG_FILE
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(yaml.safe_dump(accelerate_config(launch), sort_keys=False), encoding="utf-8")
     os.replace(tmp, path)
