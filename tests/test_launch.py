@@ -141,3 +141,11 @@ def test_accelerate_reads_the_written_config(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-6:] == ["True", "8", "LlamaDecoderLayer", "False", "FULL_SHARD", "True"]
+
+
+def test_a_resumed_run_keeps_its_processes(tmp_path):
+    assert launch.previous_flags(tmp_path) == {}  # ran as one process: no accelerate.yaml
+    launch.write_config(launch.Launch("cpu", 2, main_port=29555), tmp_path)
+    assert launch.previous_flags(tmp_path) == {"processes": 2}
+    launch.write_config(launch.Launch("fsdp", 8, layer_cls="LlamaDecoderLayer", main_port=29555), tmp_path)
+    assert launch.previous_flags(tmp_path) == {"gpus": 8}

@@ -269,3 +269,17 @@ def plan(cfg, spec, hw, *, gpus: int | None = None, processes: int | None = None
                     layer_cls=decoder_layer_class(spec.config) if spec is not None else None)
     check(launch)
     return launch
+
+
+def previous_flags(run_dir: Path) -> dict:
+    """The process flags a run was started with, read back from its accelerate.yaml (one
+    machine only: a multi-machine resume names its nodes again). {} when it ran as one process."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        conf = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    n = conf.get("num_processes")
+    if not isinstance(n, int) or n < 2 or conf.get("num_machines", 1) != 1:
+        return {}
+    return {"processes": n} if conf.get("use_cpu") else {"gpus": n}
