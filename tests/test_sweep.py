@@ -188,3 +188,17 @@ def test_ranks_that_would_not_fit_the_planned_gpu_are_skipped_with_the_reason(tm
     why = fit_reason(cfg, 8, small)
     assert why and "estimated peak" in why and "> 16.0 GiB GPU" in why
     assert fit_reason(cfg, 8, planned(gpu="A100-80GB")) is None
+
+
+def test_queued_ranks_join_the_grid_and_the_last_one_ends_without_study_stop():
+    import optuna
+
+    from rankwise.trainer.sweep import rank_grid
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=rank_grid([8]))  # one grid point: GridSampler would call study.stop()
+    study.enqueue_trial({"rank": 8})
+    trial = study.ask()
+    assert trial.suggest_int("rank", 1, 1 << 16) == 8
+    study.tell(trial, 1.5)  # plain GridSampler: KeyError 'grid_id' (queued trial) or RuntimeError (stop outside optimize)
+    assert study.trials[0].system_attrs["grid_id"] == 0 and study.trials[0].state.name == "COMPLETE"

@@ -249,8 +249,29 @@ def open_study(p: SweepPlan, phase: str = "sweep", ranks: list[int] | None = Non
                                         "check the URL and that the database server is reachable") from None
                 time.sleep(1 + attempt)
         return optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction="minimize",
-                                   sampler=optuna.samplers.GridSampler({"rank": sorted(ranks or p.ranks)}),
+                                   sampler=rank_grid(sorted(ranks or p.ranks)),
                                    pruner=clearly_worse_pruner())
+
+
+def rank_grid(ranks: list[int]):
+    """Optuna's GridSampler over the ranks, for trials claimed from the queue: a queued rank gets
+    its grid id (so the grid's bookkeeping of visited points holds), and the sampler never calls
+    `study.stop()` — that is for `optimize()`; this loop ends when the queue is empty."""
+    import optuna
+
+    class RankGrid(optuna.samplers.GridSampler):
+        def before_trial(self, study, trial) -> None:
+            fixed = trial.system_attrs.get("fixed_params") or {}
+            if "grid_id" not in trial.system_attrs and fixed.get("rank") in ranks:
+                study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+                study._storage.set_trial_system_attr(trial._trial_id, "grid_id", ranks.index(fixed["rank"]))
+                return
+            super().before_trial(study, trial)
+
+        def after_trial(self, study, trial, state, values) -> None:
+            pass
+
+    return RankGrid({"rank": ranks})
 
 
 def clearly_worse_pruner():
@@ -568,6 +589,11 @@ def work(p: SweepPlan, phase: str, say, wait_for_others: bool = True, on_trial=N
         raise errors[0]
     if wait_for_others:
         study = open_study(p, phase)
+        from optuna.trial import TrialState
+
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            say(trial_rank(t), "elsewhere", t.user_attrs.get("run_id"),
+                f"running in another sweep process; taken over if its heartbeat stops for {GRACE_S} s")
         while _running(study) or _waiting(study):
             fail_stale_trials(study)
             if _waiting(study):
