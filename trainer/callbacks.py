@@ -18,7 +18,10 @@ from . import rundir
 from .events import EventSink
 
 OOM_ENV = "RANKWISE_TEST_OOM_AT_STEPS"
+OOM_EVAL_ENV = "RANKWISE_TEST_OOM_AT_EVAL"
 DELAY_ENV = "RANKWISE_TEST_STEP_DELAY"
+EVAL_DELAY_ENV = "RANKWISE_TEST_EVAL_DELAY"
+SAVE_DELAY_ENV = "RANKWISE_TEST_SAVE_DELAY"
 
 
 class TokenCounter:
@@ -124,6 +127,7 @@ class Checkpoints(TrainerCallback):
     def on_save(self, args, state, control, **kw):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if path.is_dir():
+            _test_delay(SAVE_DELAY_ENV)  # test seam: widen the saved-but-unmarked window
             rundir.mark_complete(path)
             self.sink.emit("checkpoint", step=state.global_step, path=str(path))
 
@@ -147,12 +151,26 @@ class TestSeams(TrainerCallback):
     RANKWISE_TEST_OOM_AT_STEPS=5,9 raises torch.OutOfMemoryError as optimizer step 5 (then 9)
     begins, each once per process: everything after the raise is the real retry path.
     RANKWISE_TEST_STEP_DELAY=0.3 sleeps after each step, so a test can signal or kill a run
-    mid-way (the tiny model trains 12 steps in under a second)."""
+    mid-way (the tiny model trains 12 steps in under a second).
+    RANKWISE_TEST_OOM_AT_EVAL=8 raises it in the evaluation run at global step 8 (once per
+    process); RANKWISE_TEST_EVAL_DELAY=0.5 sleeps per evaluation batch and
+    RANKWISE_TEST_SAVE_DELAY=0.5 between HF's checkpoint save and its completion marker, so a
+    test can signal or kill a run during evaluation or saving."""
 
     def __init__(self):
         spec = os.environ.get(OOM_ENV, "")
         self.pending = {int(s) for s in spec.replace(" ", "").split(",") if s}
+        self.pending_eval = {int(s) for s in os.environ.get(OOM_EVAL_ENV, "").replace(" ", "").split(",") if s}
         self.delay = float(os.environ.get(DELAY_ENV) or 0)
+
+    def on_prediction_step(self, args, state, control, **kw):
+        if state.global_step in self.pending_eval:
+            import torch
+
+            self.pending_eval.discard(state.global_step)
+            raise torch.OutOfMemoryError(f"CUDA out of memory (faked by {OOM_EVAL_ENV} in the evaluation "
+                                         f"at step {state.global_step})")
+        _test_delay(EVAL_DELAY_ENV)
 
     def on_step_begin(self, args, state, control, **kw):
         step = state.global_step + 1
@@ -178,3 +196,9 @@ class StartOnce(TrainerCallback):
         if not self.done:
             self.done = True
             self.emit(state.max_steps)
+
+
+def _test_delay(env: str) -> None:
+    delay = float(os.environ.get(env) or 0)
+    if delay:
+        time.sleep(delay)

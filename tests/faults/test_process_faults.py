@@ -1,0 +1,341 @@
+"""Faults on real processes: rankwise's workers and terminals killed, hung up, interrupted and
+starved of disk, with nothing mocked but what a CPU machine cannot have (a CUDA OOM, through
+the RANKWISE_TEST_OOM_* seams). Every test starts real `rankwise` processes on the shipped
+tiny model; the figures (kills survived, resumes identical, ...) go to tests/faults/figures.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+from fault_helpers import (CLI, FIGURES, PtyProc, adapter_close, alive, big_chat_data, detached, events_since,
+                           log_has, n_events, poll, popen, record, steps_args, wait_gone, write_figures)
+from train_helpers import adapter_weights, env, events, of_type, summary, tail_log, train
+
+from rankwise.trainer import rundir
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures():
+    yield
+    write_figures()
+
+
+def _step_losses(evs: list[dict]) -> dict[int, float]:
+    return {e["step"]: e["loss"] for e in evs if e["type"] == "step"}
+
+
+def _no_traceback(*texts: str) -> bool:
+    return not any("Traceback" in t for t in texts)
+
+
+# ------------------------------------------------------------------------------ SIGKILL x 10
+
+CHAIN_STEPS = 20
+
+
+def test_sigkill_at_ten_points_then_resume_matches_an_uninterrupted_run(tmp_path):
+    """One run killed 10 times (seeded points: 6 between checkpoints, 4 while a checkpoint is being
+    written), resumed after each kill; every resumed stretch repeats the uninterrupted run's
+    losses, and the final adapter equals its adapter. Then the newest checkpoint is torn by hand
+    (a truncated file, no marker): the last resume uses the one before it."""
+    args = steps_args(max_steps=CHAIN_STEPS, save_steps=4)
+    ref = train(tmp_path / "ref", *args, quick=False)
+    assert ref.returncode == 0, ref.stderr
+    (ref_dir,) = (tmp_path / "ref").iterdir()
+    ref_loss = _step_losses(events(ref_dir))
+    assert sorted(ref_loss) == list(range(1, CHAIN_STEPS + 1))
+
+    rng = random.Random(20261129)
+    saves = [4, 8, 12, 16]  # kill as checkpoint-N appears: HF is writing it, the marker is not there
+    between = sorted(rng.sample([s for s in range(2, CHAIN_STEPS) if s % 4], 6))
+    points = sorted([(s, "step") for s in between] + [(c, "save") for c in saves])
+    # RANKWISE_TEST_SAVE_DELAY holds the saved-but-unmarked window open for 0.2 s: the kill lands
+    # in it (or earlier, mid-file) every time, not by luck
+    slow = {"RANKWISE_TEST_STEP_DELAY": "0.1", "RANKWISE_TEST_SAVE_DELAY": "0.2"}
+    runs = tmp_path / "runs"
+    survived = identical = caught_unmarked = caught_mid_files = 0
+    run_id = run_dir = None
+    for i, (at, kind) in enumerate(points):
+        n0 = n_events(run_dir) if run_dir else 0
+        before = rundir.latest_checkpoint(run_dir) if run_dir else None
+        if run_id is None:
+            run_id, pid = detached(runs, *args, extra_env=slow)
+            run_dir = runs / run_id
+        else:
+            _, pid = detached(runs, "--resume", run_id, extra_env=slow, preset=None)
+        if kind == "step":
+            poll(lambda: any(e["type"] == "step" and e["step"] >= at for e in events_since(run_dir, n0)),
+                 what=f"step {at}; log: {tail_log(run_dir)}")
+        else:
+            ck = run_dir / "checkpoints" / f"checkpoint-{at}"
+            poll(ck.exists, every=0.002, what=f"{ck.name}; log: {tail_log(run_dir)}")
+        os.kill(pid, signal.SIGKILL)
+        wait_gone(pid)
+        if kind == "save":
+            caught_unmarked += not (ck / rundir.MARKER).exists()
+            caught_mid_files += not (ck / "trainer_state.json").exists()
+        seg = events_since(run_dir, n0)
+        starts = of_type(seg, "start")
+        # the resumed stretch started at the newest complete checkpoint and repeats the reference
+        ok = not of_type(seg, "end") and (i == 0 or (
+            len(starts) == 1 and starts[0]["resumed_from_step"] == (before[0] if before else None)))
+        ok = ok and all(abs(loss - ref_loss[s]) <= 1e-4 * abs(ref_loss[s]) for s, loss in _step_losses(seg).items())
+        survived += 1
+        identical += ok if i else 0
+    assert survived == 10
+
+    # a checkpoint caught half-written, made by hand: truncate a file, drop the marker
+    found = rundir.complete_checkpoints(run_dir)
+    assert len(found) >= 2, found
+    (newest, newest_dir), (prev, _) = found[-1], found[-2]
+    weights = newest_dir / "adapter_model.safetensors"
+    with open(weights, "r+b") as fh:
+        fh.truncate(weights.stat().st_size // 2)
+    (newest_dir / rundir.MARKER).unlink()
+    n0 = n_events(run_dir)
+    res = train(runs, "--resume", run_id, preset=None, quick=False)
+    assert res.returncode == 0, res.stderr + tail_log(run_dir)
+    assert f"from checkpoint {prev}" in res.stderr
+    seg = events_since(run_dir, n0)
+    assert of_type(seg, "start")[0]["resumed_from_step"] == prev
+    assert sorted(_step_losses(seg)) == list(range(prev + 1, CHAIN_STEPS + 1))
+    last_ok = all(abs(loss - ref_loss[s]) <= 1e-4 * abs(ref_loss[s]) for s, loss in _step_losses(seg).items())
+    same = adapter_close(adapter_weights(run_dir / "adapter"), adapter_weights(ref_dir / "adapter"))
+    identical += last_ok and same
+    record("sigkill", {"kills_tried": len(points), "kills_survived": survived,
+                       "kill_points": [f"{k}@{s}" for s, k in points],
+                       "save_kills_caught_unmarked": f"{caught_unmarked}/{len(saves)}",
+                       "save_kills_caught_before_all_files_written": f"{caught_mid_files}/{len(saves)}",
+                       "resumes_tried": len(points), "resumes_identical": identical,
+                       "torn_checkpoint_fallback": f"checkpoint-{newest} torn -> resumed from {prev}",
+                       "final_adapter_matches_reference_atol_1e-5": same})
+    assert caught_unmarked == len(saves)
+    assert same and identical == len(points), FIGURES["sigkill"]
+
+
+# ------------------------------------------------------------------------------ SIGHUP
+
+
+def test_sighup_of_attach_tui_and_foreground_train_leaves_the_runs_going(tmp_path):
+    """Closing a terminal (SIGHUP to its process group) showing `rankwise attach`, the TUI, or a
+    foreground `rankwise train`: the runs go on and finish; a new attach sees them finished."""
+    runs = tmp_path / "runs"
+    slow = {"RANKWISE_TEST_STEP_DELAY": "0.4"}
+    fg = PtyProc(CLI + ["train", "--preset", "demo-cpu", "--runs-dir", str(runs), *steps_args(max_steps=16)],
+                 extra_env=slow)
+    run_a, pid_a = detached(runs, *steps_args(max_steps=16), extra_env=slow)
+    dir_a = runs / run_a
+    poll(lambda: any(e["type"] == "step" for e in events(dir_a)) if (dir_a / "events.jsonl").exists() else False,
+         what="run A's first step")
+    att = PtyProc(CLI + ["attach", run_a, "--runs-dir", str(runs)])
+    tui = PtyProc(CLI + ["--runs-dir", str(runs)], cwd=tmp_path)
+    dir_b = poll(lambda: [p for p in runs.iterdir() if p.name != run_a], what="run B's dir")[0]
+    poll(lambda: any(e["type"] == "step" for e in events(dir_b)) if (dir_b / "events.jsonl").exists() else False,
+         what="run B's first step")
+    pid_b = of_type(events(dir_b), "start")[0]["pid"]
+    poll(lambda: len(tui.out) > 2000 and len(att.out) > 200, timeout=60, what="the TUI and attach to draw")
+    time.sleep(1.0)
+    outcome = {}
+    try:
+        for name, p in (("attach", att), ("tui", tui), ("foreground_train", fg)):
+            p.hangup()
+        for name, p in (("attach", att), ("tui", tui), ("foreground_train", fg)):
+            rc = p.wait(20)
+            outcome[name] = {"front_end_exit": rc if rc is not None else "still running after 20 s"}
+        workers_alive = alive(pid_a) and alive(pid_b)
+        for name, d in (("attach", dir_a), ("foreground_train", dir_b)):
+            end = poll(lambda: of_type(events(d), "end"), timeout=120, what=f"{d.name} to end")[-1]
+            new = subprocess.run(CLI + ["attach", d.name, "--runs-dir", str(runs)], capture_output=True, text=True,
+                                 timeout=60, env=env(), stdin=subprocess.DEVNULL)
+            outcome[name].update(run_status=end["status"], run_step=end["step"], new_attach_exit=new.returncode)
+        outcome["tui"].update(outcome["attach"] and {k: outcome["attach"][k]
+                                                      for k in ("run_status", "run_step", "new_attach_exit")})
+    finally:
+        for p in (att, tui, fg):
+            p.kill()
+    record("sighup", {**outcome, "workers_alive_after_hangup": workers_alive})
+    assert workers_alive
+    for name in ("attach", "tui", "foreground_train"):
+        o = outcome[name]
+        assert o["front_end_exit"] != "still running after 20 s", (name, o)
+        assert (o["run_status"], o["run_step"], o["new_attach_exit"]) == ("finished", 16, 0), (name, o)
+
+
+# ------------------------------------------------------------------------------ disk full
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 700 KiB tmpfs: the run's files and its first checkpoint fit, the second does not."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}); needs root / CAP_SYS_ADMIN")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_disk_full_while_checkpointing(tmp_path, small_fs):
+    runs = small_fs / "runs"
+    proc = popen(runs, *steps_args(max_steps=12, save_steps=4))
+    out, err = proc.communicate(timeout=180)
+    (run_dir,) = runs.iterdir()
+    marked = rundir.complete_checkpoints(run_dir)
+    log_tail = tail_log(run_dir, 60)
+    outcome = {"exit": proc.returncode, "traceback_on_terminal": not _no_traceback(out, err),
+               "terminal_message": (err.strip().splitlines() or [""])[-1][:300],
+               "complete_checkpoints": [s for s, _ in marked],
+               "unmarked_checkpoints": sorted(p.name for p in (run_dir / "checkpoints").iterdir()
+                                              if not (p / rundir.MARKER).exists()),
+               "end_event": bool(of_type(events(run_dir), "end"))}
+    # the last good checkpoint is intact: its tensors load
+    intact = bool(marked) and bool(adapter_weights(marked[-1][1]))
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small_fs)], check=True)  # space returns
+    res = train(runs, "--resume", run_dir.name, preset=None, quick=False)
+    evs = events(run_dir)
+    outcome.update(last_good_checkpoint_intact=intact, resume_exit=res.returncode,
+                   resumed_from=of_type(evs, "start")[-1]["resumed_from_step"],
+                   final=of_type(evs, "end")[-1]["status"] if of_type(evs, "end") else None)
+    record("disk_full", outcome)
+    assert marked and marked[-1][0] == 4 and intact, outcome
+    assert res.returncode == 0 and outcome["final"] == "finished", res.stderr + tail_log(run_dir)
+    assert outcome["resumed_from"] == 4
+    assert proc.returncode == 1 and not outcome["traceback_on_terminal"], (outcome, log_tail)
+    assert "no space" in err.lower() or "disk" in err.lower(), (err, log_tail)
+
+
+# ------------------------------------------------------------------------------ same name, same time
+
+
+def test_two_runs_with_the_same_name_started_at_once(tmp_path):
+    runs = tmp_path / "runs"
+    procs = [popen(runs, *steps_args(max_steps=8), "--detach") for _ in range(2)]
+    ids = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        ids.append(out.strip().splitlines()[-1])
+    assert len(set(ids)) == 2, ids
+    adapters = []
+    for rid in ids:
+        d = runs / rid
+        poll(lambda: of_type(events(d), "end"), timeout=180, what=f"{rid} to end")
+        evs = events(d)
+        assert len(of_type(evs, "start")) == 1 and len(of_type(evs, "end")) == 1, [e["type"] for e in evs]
+        assert of_type(evs, "end")[0]["status"] == "finished"
+        assert {e["step"] for e in of_type(evs, "step")} == set(range(1, 9))
+        assert json.loads((d / "adapter" / "adapter_config.json").read_text())["peft_type"] == "LORA"
+        adapters.append(adapter_weights(d / "adapter"))
+    same = adapter_close(*adapters)  # the same preset and seed: the same adapter, computed twice
+    record("same_name_concurrent", {"runs": ids, "both_finished": True, "adapters_load": True,
+                                    "adapters_equal": same})
+    assert same
+
+
+# ------------------------------------------------------------------------------ CUDA OOM (seam)
+
+
+def test_oom_at_first_step_mid_run_and_in_evaluation(tmp_path):
+    runs = tmp_path / "runs"
+    proc = train(runs, *steps_args(max_steps=12, save_steps=4, micro=8),
+                 extra_env={"RANKWISE_TEST_OOM_AT_STEPS": "1,6", "RANKWISE_TEST_OOM_AT_EVAL": "8"}, quick=False)
+    (run_dir,) = runs.iterdir()
+    assert proc.returncode == 0, proc.stderr + tail_log(run_dir)
+    evs = events(run_dir)
+    retries = of_type(evs, "retry")
+    got = [(r["attempt"], r["micro_batch"], r["grad_accum"], r["from_step"]) for r in retries]
+    record("oom", {"first_step": got[0] if got else None, "mid_run": got[1:2], "evaluation": got[2:3],
+                   "final": of_type(evs, "end")[-1]["status"], "final_step": of_type(evs, "end")[-1]["step"],
+                   "give_up_message": "covered by tests/test_oom.py (exit 1, 'out of memory at micro_batch 1')"})
+    assert got == [(1, 4, 2, 0), (2, 2, 4, 4), (3, 1, 8, 4)]
+    assert "step 1" in retries[0]["reason"] and "step 6" in retries[1]["reason"]
+    assert "evaluation" in retries[2]["reason"]
+    # nothing from earlier attempts is lost: their step events stay, checkpoint-4 stays complete
+    steps = [e["step"] for e in of_type(evs, "step")]
+    assert steps == [1, 2, 3, 4, 5] + [5, 6, 7, 8] + list(range(5, 13)), steps
+    assert [s for s, _ in rundir.complete_checkpoints(run_dir)][:1] == [4]
+    assert of_type(evs, "end")[-1]["step"] == 12 and summary(run_dir)["oom_retries"] == 3
+
+
+# ------------------------------------------------------------------------------ Ctrl-C per phase
+
+
+def _ctrl_c(tmp_path, phase: str, args: list[str], extra_env: dict, when) -> dict:
+    """Start a foreground `rankwise train` in its own process group, wait for `when(run_dir)`,
+    send SIGINT to the group (what a terminal does on Ctrl-C), and report what happened."""
+    runs = tmp_path / phase
+    proc = popen(runs, *args, extra_env=extra_env, start_new_session=True)
+    try:
+        run_dir = poll(lambda: next(iter(runs.iterdir()), None) if runs.is_dir() else None, timeout=120,
+                       what="the run dir")
+        seen = poll(lambda: when(run_dir), timeout=120, every=0.005, what=f"phase {phase}")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    evs = events(run_dir)
+    log = (run_dir / "train.log").read_text(errors="replace")
+    o = {"exit": proc.returncode, "no_traceback": _no_traceback(out, err, log),
+         "status": of_type(evs, "end")[-1]["status"] if of_type(evs, "end") else None,
+         "checkpoint": (rundir.latest_checkpoint(run_dir) or (None,))[0], "phase_hit": bool(seen)}
+    if o["checkpoint"] is not None:
+        res = train(runs, "--resume", run_dir.name, preset=None, quick=False)
+        o["resume_exit"] = res.returncode
+        o["resume_final_step"] = of_type(events(run_dir), "end")[-1]["step"]
+    o["_run_dir"] = run_dir
+    return o
+
+
+def _in_eval(run_dir):
+    evs = events(run_dir) if (run_dir / "events.jsonl").exists() else []
+    # step 4's log event is out and its eval event is not: the Trainer is evaluating (0.8 s per batch)
+    return any(e["type"] == "step" and e["step"] == 4 for e in evs) and not of_type(evs, "eval")
+
+
+def _saving(run_dir):
+    ck = run_dir / "checkpoints" / "checkpoint-4"
+    return ck.exists() and not (ck / rundir.MARKER).exists()
+
+
+def _preparing_data(run_dir):
+    return log_has(run_dir, "estimated peak") and not log_has(run_dir, "data: {")
+
+
+def test_ctrl_c_in_each_phase(tmp_path):
+    big = big_chat_data(tmp_path / "big.jsonl", 40000)
+    args = steps_args(max_steps=8, save_steps=4)
+    phases = {
+        "loading": (args, {}, lambda d: log_has(d, "loading libraries") and (time.sleep(0.5) or True)),
+        "data_preparation": (args + ["--set", f"data.path={big}"], {}, _preparing_data),
+        "training": (args, {"RANKWISE_TEST_STEP_DELAY": "0.3"},
+                     lambda d: (d / "events.jsonl").exists() and any(
+                         e["type"] == "step" and e["step"] >= 5 for e in events(d))),
+        "evaluation": (args, {"RANKWISE_TEST_EVAL_DELAY": "0.8"}, _in_eval),
+        "saving": (args, {"RANKWISE_TEST_SAVE_DELAY": "1.0"}, _saving),
+    }
+    results = {}
+    for phase, (a, e, when) in phases.items():
+        results[phase] = _ctrl_c(tmp_path, phase, a, e, when)
+    if results["data_preparation"]["_run_dir"]:
+        # the interrupt landed before the data report: it was preparing the data
+        results["data_preparation"]["phase_hit"] = not log_has(results["data_preparation"]["_run_dir"], "data: {")
+    for o in results.values():
+        o.pop("_run_dir")
+    record("ctrl_c", results)
+    for phase, o in results.items():
+        assert (o["exit"], o["status"], o["no_traceback"], o["phase_hit"]) == (130, "interrupted", True, True), (
+            phase, o)
+        if phase in ("training", "evaluation", "saving"):
+            assert o["checkpoint"] is not None and o.get("resume_exit") == 0 and o["resume_final_step"] == 8, (
+                phase, o)
