@@ -7,7 +7,7 @@ problem is collected before one `ConfigError` reports them all.
 """
 from __future__ import annotations
 
-import json
+import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -23,7 +23,8 @@ OPTIMIZERS: tuple[str, ...] = ("auto", "adamw_torch", "adamw_8bit", "paged_adamw
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True,
+                              allow_inf_nan=False)  # .inf epochs or .nan lr are mistakes, not settings
 
 
 class ModelSection(Section):
@@ -216,11 +217,44 @@ def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dic
     return out
 
 
+MAX_YAML_NODES = 100_000  # a preset has a few hundred; aliases may not expand past this ("billion laughs")
+
+
+def _expanded_size(node: yaml.Node, source: str) -> int:
+    """Nodes in the tree with every alias expanded, without expanding it; a recursive alias is refused."""
+    sizes: dict[int, int] = {}
+    busy: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        if id(n) in busy:
+            raise RankwiseError(f"{source}:{n.start_mark.line + 1}: a YAML alias refers to its own anchor",
+                                "presets are plain data: remove the recursive &anchor/*alias")
+        busy.add(id(n))
+        children = [c for kv in n.value for c in kv] if isinstance(n, yaml.MappingNode) else (
+            n.value if isinstance(n, yaml.SequenceNode) else [])
+        total = 1
+        for c in children:
+            total += size(c)
+            if total > MAX_YAML_NODES:
+                raise RankwiseError(f"{source}: YAML aliases expand to more than {MAX_YAML_NODES:,} values",
+                                    "presets are small: write the values out instead of nesting &anchors/*aliases")
+        busy.discard(id(n))
+        sizes[id(n)] = total
+        return total
+
+    return size(node)
+
+
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
     """Safe-load YAML, returning the data and where each key sits. Never runs code."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _expanded_size(node, source)  # before anything walks the aliases
         data = yaml.load(text, Loader=yaml.SafeLoader)
+        lines = _line_map(node) if node is not None else {}
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -233,7 +267,10 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
         raise RankwiseError(f"{source}: malformed YAML: {e}", "check the file is YAML text") from None
     except RecursionError:
         raise RankwiseError(f"{source}: YAML nested too deeply", "presets are at most a few levels deep") from None
-    return data, (_line_map(node) if node is not None else {})
+    except (ValueError, OverflowError) as e:  # e.g. an integer longer than Python reads (4300 digits)
+        raise RankwiseError(f"{source}: a value rankwise cannot read ({str(e)[:120]})",
+                            "check the numbers in the file") from None
+    return data, lines
 
 
 def _where(source: str, lines: dict[tuple, int], loc: tuple) -> str:
@@ -315,7 +352,7 @@ def validate(data: Any, source: str = "config", lines: dict | None = None) -> Ru
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply `--set a.b=value` overrides (values parsed as YAML scalars) to a raw dict."""
-    data = json.loads(json.dumps(data or {}))  # deep copy of plain data
+    data = copy.deepcopy(data or {})  # YAML may hold dates/bytes (not JSON); validation reports them
     problems = []
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -324,8 +361,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             problems.append(Problem(f"--set {item}", "expected key=value", "for example --set lora.r=32"))
             continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+            value = parse_yaml(raw, f"--set {key}")[0] if raw.strip() else None
+        except RankwiseError:
             value = raw
         node, model = data, RunConfig
         parts = key.split(".")
@@ -389,7 +426,7 @@ def _is_local_model(name: str, base: Path) -> bool:
 
 def _anchor_raw(data: dict, base: Path) -> dict:
     """Anchor the relative paths of a raw (unvalidated) dict to `base`, leaving bad types to validation."""
-    data = json.loads(json.dumps(data))
+    data = copy.deepcopy(data)
     for group, key in _PATH_KEYS:
         value = data.get(group, {}).get(key) if isinstance(data.get(group), dict) else None
         if isinstance(value, str) and value and not Path(value).is_absolute():

@@ -58,6 +58,9 @@ def _jsonl(path: Path, bad: str) -> Iterator[tuple[int, Any]]:
             except json.JSONDecodeError as e:
                 yield _bad(path, n, f"not valid JSON ({e.msg} at column {e.colno})", bad)
                 continue
+            except (ValueError, RecursionError) as e:  # an integer over 4300 digits, nesting too deep
+                yield _bad(path, n, f"not readable JSON ({str(e)[:100]})", bad)
+                continue
             if not isinstance(obj, dict):
                 yield _bad(path, n, f"expected a JSON object per line, got {_kind(obj)}", bad)
                 continue
@@ -79,6 +82,8 @@ def _json(path: Path, bad: str) -> Iterator[tuple[int, Any]]:
         raise RankwiseError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})",
                             "a .json dataset is a list of objects, or {\"data\": [...]}; "
                             "one object per line belongs in a .jsonl file") from None
+    except (ValueError, RecursionError) as e:  # an integer over 4300 digits, nesting too deep
+        raise RankwiseError(f"{path}: not readable JSON ({str(e)[:100]})", "check the file's numbers and nesting") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):

@@ -1,0 +1,331 @@
+"""Generated bad input (hypothesis): presets, --set overrides, axolotl/LLaMA-Factory configs, dataset rows.
+
+Every generated case must end in a valid result or a `RankwiseError` (exit 2 with a message) —
+never another exception (a traceback), a hang or a partial write. Two layers:
+1. in process, hundreds of examples against the loaders and the advisor's checks;
+2. through the real CLI in subprocesses (`check`, `estimate --preset`, `train --preset FILE`),
+   a few dozen examples each, marked slow.
+Each generated input is counted per family (tests/faults/conftest.py prints the figures).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from rankwise.advisor import hardware, redflags
+from rankwise.advisor.config import RunConfig, apply_overrides, load_config, parse_yaml, validate
+from rankwise.advisor.dataset import check_row, iter_rows, scan
+from rankwise.advisor.errors import RankwiseError
+from rankwise.advisor.foreign import AXOLOTL, LLAMAFACTORY, load_any
+from rankwise.advisor.model import load_model
+from rankwise.advisor.units import parse_bytes, parse_count
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "presets" / "demo-cpu.yaml"
+
+pytestmark = pytest.mark.timeout(120)
+FAST = settings(max_examples=150, deadline=10_000, database=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                         HealthCheck.data_too_large])
+
+# --------------------------------------------------------------------------- strategies
+
+SCALARS = (st.none() | st.booleans() | st.integers(min_value=-10**40, max_value=10**40)
+           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20)
+           | st.sampled_from(["", "auto", "lora", "qlora", "all-linear", "~", "1e999", "-1", "24GiB", "nan"]))
+VALUES = st.recursive(SCALARS, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+                      max_leaves=12)
+
+
+def _schema_paths() -> list[tuple[str, ...]]:
+    paths = []
+    for key, info in RunConfig.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, RunConfig.__mro__[1]):
+            paths += [(key, sub) for sub in ann.model_fields]
+        paths.append((key,))
+    return paths
+
+
+PATHS = _schema_paths()
+
+
+def _nest(pairs) -> dict:
+    out: dict = {}
+    for path, value in pairs:
+        node = out
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[path[-1]] = value
+    return out
+
+
+SCHEMA_SHAPED = st.lists(st.tuples(st.sampled_from(PATHS), VALUES), max_size=8).map(_nest)
+
+
+def _dump(data) -> str:
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+
+
+YAML_TRICKS = [
+    "",  # empty file
+    "\x00\x01\x02",
+    "a: &a [1,2]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+    "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+    "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\nname: *h\n",  # billion laughs
+    "lora: &x\n  r: 8\n  target_modules: *x\n",  # an alias inside its own anchor (recursive)
+    "a: &a [*a]\n",
+    "[" * 5000 + "]" * 5000,
+    "lora:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 300)),
+    "lora:\n\tr: 8\n",  # a tab
+    "lora:\n  r: 8\n  r: 16\n",  # duplicate keys
+    "train:\n  seed: " + "1" * 5000 + "\n",  # an int longer than Python parses by default
+    "train:\n  seed: 2001-12-14\n",  # a YAML timestamp
+    "name: !!binary aGVsbG8=\n",
+    "lora: !!set {a, b}\n",
+    "train:\n  epochs: .inf\n  lr: .nan\n",
+    "train:\n  epochs: .inf\n",
+    "train:\n  lr: .inf\n",
+    "lora:\n  r: 100000000000000000000000000000000000000\n",
+    "train:\n  max_seq_len: 10000000000000000000000000\n  micro_batch: 1000000000000000000\n",
+    "? [a, b]\n: c\n",
+    "1: 2\nnull: 3\n",
+    "--- a\n--- b\n",
+    "key: 'unterminated\n",
+    "model: {name: \u202e\u0000}\n",
+    "!!python/object/apply:os.system ['true']\n",
+]
+YAML_TEXT = st.one_of(
+    SCHEMA_SHAPED.map(_dump),
+    VALUES.map(_dump),
+    st.text(max_size=200),
+    st.sampled_from(YAML_TRICKS),
+)
+YAML_BYTES = st.one_of(YAML_TEXT.map(lambda t: t.encode("utf-8", "surrogatepass")), st.binary(max_size=200))
+OVERRIDE = st.one_of(
+    st.tuples(st.sampled_from([".".join(p) for p in PATHS]), st.text(max_size=20)).map("=".join),
+    st.tuples(st.sampled_from([".".join(p) for p in PATHS]), SCALARS.map(lambda v: json.dumps(v)
+              if not isinstance(v, float) or math.isfinite(v) else str(v))).map("=".join),
+    st.text(max_size=30),
+    st.sampled_from(["lora.r=" + "9" * 5000, "lora=1", "lora.r.x=1", "=", "a.b.c=", "train.seed=2001-12-14",
+                     "model.name=!!python/name:os.system", "data.path=[1, 2", "lora.target_modules=[q_proj, *x]"]),
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def ended_cleanly(figures, family: str, fn, *args):
+    """Run fn; a value or a RankwiseError is clean. Anything else is counted, then re-raised (a bug)."""
+    try:
+        result = fn(*args)
+    except RankwiseError as e:
+        assert str(e.message).strip(), "a RankwiseError without a message"
+        figures.tried(family, True)
+        return None
+    except BaseException:
+        figures.tried(family, False)
+        raise
+    figures.tried(family, True)
+    return result
+
+
+HW = hardware.planned(gpu_mem="24GiB")
+
+
+def advise_on(cfg: RunConfig):
+    """What `check` does with a config that validated: model, estimate, red flags."""
+    try:
+        spec = load_model(cfg.model.name)
+    except RankwiseError:
+        spec = None
+    redflags.run_rules(redflags.context(cfg, spec, HW, None))
+    redflags.run_rules(redflags.context(cfg, load_model("llama-3.2-1b"), HW, None))
+
+
+def _write(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+# --------------------------------------------------------------------------- presets and --set
+
+@FAST
+@given(text=YAML_BYTES, use_set=st.booleans())
+@example(text=b"train:\n  seed: " + b"1" * 5000 + b"\n", use_set=False)
+@example(text=b"train:\n  seed: 2001-12-14\n", use_set=True)
+@example(text=b"name: !!binary aGVsbG8=\n", use_set=True)
+@example(text=b"a: &a [*a]\n", use_set=False)
+@example(text=b"train:\n  epochs: .inf\n", use_set=False)
+@example(text=YAML_TRICKS[2].encode(), use_set=True)
+def test_generated_presets(generated_figures, fault_tmp, text, use_set):
+    path = _write(fault_tmp, "preset.yaml", text)
+
+    def load():
+        cfg = load_config(path, ["lora.r=8"] if use_set else [])
+        advise_on(cfg)
+        return cfg
+
+    ended_cleanly(generated_figures, "preset file", load)
+
+
+@FAST
+@given(data=SCHEMA_SHAPED)
+def test_generated_schema_values(generated_figures, data):
+    """Every schema field with values of every type, validated and (when valid) checked."""
+    def go():
+        cfg = validate(data, "gen.yaml", {})
+        advise_on(cfg)
+    ended_cleanly(generated_figures, "preset values", go)
+
+
+@FAST
+@given(overrides=st.lists(OVERRIDE, min_size=1, max_size=4))
+@example(overrides=["lora.r=" + "9" * 5000])
+@example(overrides=["train.seed=2001-12-14"])
+@example(overrides=["train.epochs=.inf"])
+def test_generated_overrides(generated_figures, overrides):
+    def go():
+        cfg = load_config(DEMO, overrides)
+        advise_on(cfg)
+    ended_cleanly(generated_figures, "--set overrides", go)
+
+
+# --------------------------------------------------------------------------- axolotl / LLaMA-Factory
+
+def _foreign(table, marks):
+    keys = st.sampled_from(sorted(table))
+    return st.tuples(st.dictionaries(keys, VALUES, min_size=1, max_size=8),
+                     st.sampled_from(sorted(marks))).map(lambda t: {t[1]: t[0].get(t[1], "x"), **t[0]})
+
+
+AXOLOTL_CFG = _foreign(AXOLOTL, {"base_model", "adapter", "lora_r", "micro_batch_size", "sequence_len"})
+LF_CFG = _foreign(LLAMAFACTORY, {"model_name_or_path", "finetuning_type", "lora_rank", "cutoff_len", "stage"})
+
+
+@FAST
+@given(data=st.one_of(AXOLOTL_CFG, LF_CFG))
+@example(data={"base_model": "x", "datasets": [{"path": "a"}, {"path": "b"}], "lora_r": "1" * 5000})
+@example(data={"base_model": "x", "num_epochs": math.inf})
+def test_generated_foreign_configs(generated_figures, fault_tmp, data):
+    path = _write(fault_tmp, "foreign.yaml", _dump(data).encode())
+
+    def go():
+        cfg, kind, notes = load_any(path)
+        assert kind in ("axolotl", "llama-factory", "rankwise")
+        advise_on(cfg)
+    ended_cleanly(generated_figures, "axolotl/LLaMA-Factory", go)
+
+
+# --------------------------------------------------------------------------- dataset rows
+
+ROW_FIELDS = ["messages", "instruction", "input", "output", "system", "prompt", "completion", "text", "role"]
+MESSAGES = st.lists(st.one_of(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "x", ""])
+                                                                | VALUES, "content": VALUES}), VALUES), max_size=4)
+ROW = st.dictionaries(st.sampled_from(ROW_FIELDS), st.one_of(VALUES, MESSAGES), max_size=5)
+JSON_LINE = st.one_of(
+    ROW.map(lambda r: json.dumps(r, allow_nan=True)),
+    VALUES.map(lambda v: json.dumps(v, allow_nan=True)),
+    st.text(max_size=40),
+    st.sampled_from(['{"text": ' + "1" * 5000 + "}", '{"text": "a"', "\x00", '{"text": "\\ud800"}', "[]", "\ufeff{}",
+                     '{"text": NaN}', '{"text": 1e999}', "  ", '{"messages": [{"role": "assistant", "content": "x"}]}']),
+)
+JSONL = st.lists(JSON_LINE, max_size=6).map(lambda lines: "\n".join(lines).encode("utf-8", "surrogatepass"))
+
+
+def _csv(rows: list[list[str]]) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    return buf.getvalue().encode("utf-8", "surrogatepass")
+
+
+CELL = st.one_of(st.text(max_size=20), st.sampled_from(["\x00", "a\x00b", "x" * 200_000, '"', "\r\n", ""]))
+CSV = st.one_of(
+    st.lists(st.lists(CELL, max_size=4), max_size=5).map(_csv),  # ragged rows, any header
+    st.tuples(st.sampled_from([["text"], ["instruction", "output"], ["prompt", "completion"], ["messages"]]),
+              st.lists(st.lists(CELL, max_size=3), max_size=4)).map(lambda t: _csv([t[0], *t[1]])),
+    st.binary(max_size=100),
+)
+
+
+def _parquet(columns: dict) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table(columns), buf)
+    return buf.getvalue()
+
+
+PARQUET_COLUMNS = st.dictionaries(
+    st.sampled_from(["text", "instruction", "output", "prompt", "completion", "messages"]),
+    st.sampled_from([[1, 2], [1.5, math.nan], [True, None], [b"\x00\xff", b""], [["a"], []], [{"role": "user"}, None],
+                     [[{"role": "assistant", "content": 3}], []], ["ok", None], ["", " "]]),
+    max_size=3,
+).filter(lambda d: d)
+
+
+def check_dataset(path: Path, fmt: str):
+    """What `train` does before the run dir exists: scan every row, then the per-row check."""
+    from rankwise.tui.commands.train import _check_rows
+
+    found = scan(path, declared=fmt)
+    for _, row in iter_rows(path, bad="yield"):
+        if found.format:
+            check_row(row, found.format)
+    cfg = RunConfig.model_validate({"data": {"path": str(path), "format": fmt}})
+    _check_rows("data.path", str(path), cfg)
+    return found
+
+
+FORMAT = st.sampled_from(["auto", "chat", "instruction", "prompt_completion", "text"])
+
+
+@FAST
+@given(kind=st.sampled_from([".jsonl", ".json", ".ndjson"]), body=JSONL, fmt=FORMAT)
+@example(kind=".jsonl", body=b'{"text": ' + b"1" * 5000 + b"}", fmt="auto")
+@example(kind=".json", body=b'[{"text": ' + b"1" * 5000 + b"}]", fmt="auto")
+def test_generated_json_rows(generated_figures, fault_tmp, kind, body, fmt):
+    path = _write(fault_tmp, "rows" + kind, body)
+    ended_cleanly(generated_figures, "dataset JSON/JSONL", check_dataset, path, fmt)
+
+
+@settings(FAST, max_examples=80)
+@given(body=CSV, fmt=FORMAT)
+@example(body=b"text\na\x00b\n", fmt="auto")
+def test_generated_csv_rows(generated_figures, fault_tmp, body, fmt):
+    path = _write(fault_tmp, "rows.csv", body)
+    ended_cleanly(generated_figures, "dataset CSV", check_dataset, path, fmt)
+
+
+@settings(FAST, max_examples=40)
+@given(columns=PARQUET_COLUMNS, fmt=FORMAT, garbage=st.booleans())
+def test_generated_parquet_rows(generated_figures, fault_tmp, columns, fmt, garbage):
+    body = _parquet(columns) if not garbage else b"PAR1" + json.dumps(columns, default=repr).encode()
+    path = _write(fault_tmp, "rows.parquet", body)
+    ended_cleanly(generated_figures, "dataset parquet", check_dataset, path, fmt)
+
+
+# --------------------------------------------------------------------------- units
+
+@FAST
+@given(text=st.one_of(st.text(max_size=20), st.floats(), st.integers(-10**30, 10**30),
+                      st.sampled_from(["1e999", "1e400GiB", "nan", "inf", "-0", "0.0e0", "9" * 400 + "GB"])))
+@example(text="1e999")
+@example(text=math.nan)
+@example(text=math.inf)
+def test_generated_sizes_and_counts(generated_figures, text):
+    ended_cleanly(generated_figures, "sizes/counts", parse_bytes, text, "--gpu-mem")
+    ended_cleanly(generated_figures, "sizes/counts", parse_count, text, "--budget")
