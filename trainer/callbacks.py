@@ -119,10 +119,19 @@ def _float(v):
 
 
 class Checkpoints(TrainerCallback):
-    """After HF saved checkpoint-N: write its completion marker, then the event."""
+    """After HF saved checkpoint-N: write its completion marker, then the event.
+
+    Before a save, the disk must have room for it (the newest checkpoint's size, or the
+    trainable weights and two Adam moments for the first): a full disk then ends the run with
+    a clear error while the error event, summary.json and `end` can still be written, and the
+    last complete checkpoint stays the one `--resume` continues from."""
 
     def __init__(self, sink: EventSink):
         self.sink = sink
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        if control.should_save:
+            check_space(Path(args.output_dir), state.global_step, model)
 
     def on_save(self, args, state, control, **kw):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -196,6 +205,31 @@ class StartOnce(TrainerCallback):
         if not self.done:
             self.done = True
             self.emit(state.max_steps)
+
+
+SPACE_MARGIN = 64 << 10  # room left for the error event, train.log and summary.json after a save
+
+
+def check_space(folder: Path, step: int, model=None) -> None:
+    import errno
+    import shutil
+
+    found = rundir.complete_checkpoints(folder.parent)
+    if found:
+        need = sum(f.stat().st_size for f in found[-1][1].iterdir() if f.is_file())
+    elif model is not None:  # adapter + Adam's two moments, fp32
+        need = 3 * 4 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+    else:
+        return
+    probe = folder if folder.exists() else folder.parent
+    free = shutil.disk_usage(probe).free
+    if free < need + SPACE_MARGIN:
+        mib = 2 ** 20
+        last = f"checkpoint {found[-1][0]}" if found else "the start (no checkpoint yet)"
+        raise OSError(errno.ENOSPC, f"disk full: checkpoint-{step} needs about {need / mib:.1f} MiB and "
+                                    f"{probe} has {free / mib:.1f} MiB free; free some space (or lower "
+                                    f"train.save_total_limit), then `rankwise train --resume "
+                                    f"{folder.parent.name}` continues from {last}")
 
 
 def _test_delay(env: str) -> None:
