@@ -49,6 +49,7 @@ HEARTBEAT_S = 5
 GRACE_S = 30  # a RUNNING trial without a heartbeat for this long belongs to a dead sweep process
 PRUNE_MARGIN = 0.10  # "clearly worse": >10% above the best finished trial's eval loss at the same step
 PRUNE_AFTER = 0.5  # and only in the second half of the run (early losses of small ranks catch up)
+PROGRESS_S = 10  # at most this often, a running trial's evals are written to results.json
 MAX_CURVE = 400  # points kept per curve in the study (downsampled beyond)
 OUTCOMES_NOT_DONE = ("interrupted", "unused", "duplicate")  # FAIL trials that do not count as a result
 
@@ -388,7 +389,7 @@ def _takeover(p: SweepPlan, run_dir: str | None):
     return None, None
 
 
-def _follow(p: SweepPlan, study, trial, run_dir: Path, phase: str, skip: int = 0):
+def _follow(p: SweepPlan, study, trial, run_dir: Path, phase: str, skip: int = 0, on_progress=None):
     """Read the run's events until its end: report eval losses, prune, cap by time, heartbeat."""
     from .runs import run_info
 
@@ -398,6 +399,7 @@ def _follow(p: SweepPlan, study, trial, run_dir: Path, phase: str, skip: int = 0
     end = None
     reported = set()
     gone = False
+    shown = 0.0
     trained_since = None
     fresh = skip == 0  # a resumed run's old end event says "interrupted" until its new start arrives
     while end is None:
@@ -411,6 +413,9 @@ def _follow(p: SweepPlan, study, trial, run_dir: Path, phase: str, skip: int = 0
             if e["type"] == "eval" and e.get("eval_loss") is not None and e["step"] not in reported:
                 reported.add(e["step"])
                 trial.report(float(e["eval_loss"]), int(e["step"]))
+                if on_progress and time.monotonic() - shown >= PROGRESS_S:
+                    on_progress()  # results.json shows the running trial's curve so far
+                    shown = time.monotonic()
                 if p.prune and phase == "sweep" and not stop_sent and trial.should_prune():
                     pruned = stop_sent = _stop(run_dir)
             elif e["type"] == "end":
@@ -436,7 +441,7 @@ def _follow(p: SweepPlan, study, trial, run_dir: Path, phase: str, skip: int = 0
     return end, pruned, capped
 
 
-def run_trial(p: SweepPlan, study, trial, env: dict, say) -> str:
+def run_trial(p: SweepPlan, study, trial, env: dict, say, on_progress=None) -> str:
     """Run (or take over) one claimed trial to its end; tell Optuna. Returns the trial's status."""
     from optuna.trial import TrialState
 
@@ -475,7 +480,9 @@ def run_trial(p: SweepPlan, study, trial, env: dict, say) -> str:
         trial.set_user_attr("run_id", run_dir.name)
         say(rank, "running", run_dir.name,
             ("resumed from its checkpoint" if resume else "taken over from an earlier sweep process") if earlier else None)
-        end, pruned, capped = _follow(p, study, trial, run_dir, phase, skip)
+        if on_progress:
+            on_progress()
+        end, pruned, capped = _follow(p, study, trial, run_dir, phase, skip, on_progress)
     except KeyboardInterrupt:  # Ctrl-C: stop the trial's run, queue the trial again, leave
         if run_dir is not None:
             _stop(run_dir)
@@ -565,7 +572,7 @@ def work(p: SweepPlan, phase: str, say, wait_for_others: bool = True, on_trial=N
                 if not _waiting(study):
                     return
                 trial = study.ask()
-                statuses.append(run_trial(p, study, trial, env, say))
+                statuses.append(run_trial(p, study, trial, env, say, on_trial))
                 if on_trial:
                     on_trial()
         except BaseException as e:  # noqa: BLE001 - handed to the main thread

@@ -108,12 +108,18 @@ def run(args) -> int:
     if len(p.slots) > 1:
         _say(f"  {len(p.slots)} GPUs: one trial per GPU in parallel")
 
+    import threading
+
+    writing = threading.Lock()  # with several GPUs, trials report from their own threads
+
     def partial() -> None:
         if not args.worker:
-            cs, runs = sweep.curves(p)
-            sweep.write_results(p, knee.analyse(cs, p.threshold), runs, "running")
+            with writing:
+                cs, runs = sweep.curves(p)
+                sweep.write_results(p, knee.analyse(cs, p.threshold), runs, "running")
 
     try:
+        partial()  # the Sweep screen shows the queued ranks at once
         sweep.work(p, "sweep", _progress, wait_for_others=not args.worker, on_trial=partial)
         if args.worker:
             _say(f"worker done: no queued trial left in {p.study_name}; the starting command analyses")
