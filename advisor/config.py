@@ -232,6 +232,12 @@ def _expanded_size(node: yaml.Node, source: str) -> int:
             raise RankwiseError(f"{source}:{n.start_mark.line + 1}: a YAML alias refers to its own anchor",
                                 "presets are plain data: remove the recursive &anchor/*alias")
         busy.add(id(n))
+        if isinstance(n, yaml.ScalarNode) and not n.value.isascii():
+            try:
+                n.value.encode("utf-8")
+            except UnicodeEncodeError:  # "\ud800" escapes: no file name or message can hold them
+                raise RankwiseError(f"{source}:{n.start_mark.line + 1}: a lone UTF-16 surrogate escape in a value",
+                                    "write the character itself, or a \\U escape of a real code point") from None
         children = [c for kv in n.value for c in kv] if isinstance(n, yaml.MappingNode) else (
             n.value if isinstance(n, yaml.SequenceNode) else [])
         total = 1

@@ -257,6 +257,17 @@ def _string(row: dict, key: str, *, required: bool = True, nonempty: bool = Fals
         return f"field '{key}' should be a string, got {_kind(row[key])}"
     if nonempty and not row[key].strip():
         return f"empty '{key}' (nothing to learn from)"
+    return _surrogate(row[key], f"field '{key}'")
+
+
+def _surrogate(text: str, what: str) -> str | None:
+    """JSON allows "\ud800" escapes that are no character; tokenizers reject them mid-run."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"{what} holds a lone UTF-16 surrogate escape ({text[e.start]!r}), not a character"
     return None
 
 
@@ -277,6 +288,8 @@ def _check_chat(row: dict) -> str | None:
         content = m.get("content")
         if not isinstance(content, str):
             return f"message {i} content should be a string, got {_kind(content)}"
+        if _surrogate(content, f"message {i} content"):
+            return _surrogate(content, f"message {i} content")
         if role == "assistant":
             if not content.strip():
                 return f"message {i} is an empty assistant response (nothing to learn from)"

@@ -168,6 +168,7 @@ def _write(folder: Path, name: str, data: bytes) -> Path:
 @example(text=b"train:\n  seed: 2001-12-14\n", use_set=True)
 @example(text=b"name: !!binary aGVsbG8=\n", use_set=True)
 @example(text=b"a: &a [*a]\n", use_set=False)
+@example(text=b'data:\n  path: "\\ud800"\n', use_set=True)
 @example(text=b"train:\n  epochs: .inf\n", use_set=False)
 @example(text=YAML_TRICKS[2].encode(), use_set=True)
 def test_generated_presets(generated_figures, fault_tmp, text, use_set):
@@ -196,6 +197,7 @@ def test_generated_schema_values(generated_figures, data):
 @example(overrides=["lora.r=" + "9" * 5000])
 @example(overrides=["train.seed=2001-12-14"])
 @example(overrides=["train.epochs=.inf"])
+@example(overrides=['data.path="\\ud800\\udc00"'])
 def test_generated_overrides(generated_figures, overrides):
     def go():
         cfg = load_config(DEMO, overrides)
@@ -329,3 +331,154 @@ def test_generated_parquet_rows(generated_figures, fault_tmp, columns, fmt, garb
 def test_generated_sizes_and_counts(generated_figures, text):
     ended_cleanly(generated_figures, "sizes/counts", parse_bytes, text, "--gpu-mem")
     ended_cleanly(generated_figures, "sizes/counts", parse_count, text, "--budget")
+
+
+# --------------------------------------------------------------------------- through the real CLI (subprocesses)
+
+CLI = [sys.executable, "-m", "rankwise.tui.cli"]
+SLOW = settings(max_examples=15, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _demo_dict() -> dict:
+    data = yaml.safe_load(DEMO.read_text())
+    data["model"]["name"] = str(DEMO.parent / data["model"]["name"])
+    data["data"]["path"] = str(DEMO.parent / data["data"]["path"])
+    return data
+
+
+def _mutated(pairs) -> dict:
+    data = _demo_dict()
+    for path, value in pairs:
+        node = data
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[path[-1]] = value
+    return data
+
+
+DEMO_MUTATED = st.lists(st.tuples(st.sampled_from(PATHS), VALUES), min_size=1, max_size=3).map(_mutated).map(_dump)
+CLI_PRESET = st.one_of(DEMO_MUTATED, YAML_TEXT).map(lambda t: t.encode("utf-8", "surrogatepass")) | st.binary(max_size=80)
+
+
+def cli(args, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_COLOR": "1"}
+    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env=env, errors="replace")
+
+
+def clean_exit(figures, family: str, out: subprocess.CompletedProcess, allowed=(0, 2)) -> None:
+    ok = (out.returncode in allowed and "Traceback" not in out.stderr
+          and (out.returncode == 0 or out.stderr.strip() or out.returncode == 3))
+    figures.tried(family, ok)
+    assert out.returncode in allowed, (out.returncode, out.stderr[-2000:])
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    if out.returncode == 2:
+        assert "error" in out.stderr.lower(), out.stderr
+
+
+def _fresh(folder: Path, name: str) -> Path:
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix=name, dir=folder))
+
+
+@pytest.mark.slow
+@SLOW
+@given(text=CLI_PRESET)
+@example(text=YAML_TRICKS[2].encode())
+def test_cli_check_generated(generated_figures, fault_tmp, text):
+    d = _fresh(fault_tmp, "check")
+    path = _write(d, "c.yaml", text)
+    clean_exit(generated_figures, "CLI check", cli(["check", path, "--gpu-mem", "24GiB"], d), allowed=(0, 2, 3))
+
+
+@pytest.mark.slow
+@SLOW
+@given(text=CLI_PRESET, flags=st.lists(st.sampled_from(["--rank", "--seq", "--batch", "--gpu-mem"]), max_size=1),
+       value=st.sampled_from(["0", "-1", "1e999", "nan", "99999999999999999999", "x", "24GiB"]))
+def test_cli_estimate_generated(generated_figures, fault_tmp, text, flags, value):
+    d = _fresh(fault_tmp, "est")
+    path = _write(d, "e.yaml", text)
+    args = ["estimate", "--preset", path] + [a for f in flags for a in (f, value)]
+    clean_exit(generated_figures, "CLI estimate --preset", cli(args, d))
+
+
+def _accepted_in_process(path: Path, overrides: list[str]) -> bool:
+    """Would `train` accept this input (and so start training)? Those are not run here."""
+    from rankwise.tui.commands.train import check_inputs
+
+    try:
+        check_inputs(load_config(path, overrides))
+    except RankwiseError:
+        return False
+    return True
+
+
+def _assert_no_run_dir(runs: Path) -> None:
+    left = [p for p in runs.rglob("*")] if runs.exists() else []
+    assert not left, f"a rejected input left files behind: {left}"
+
+
+@pytest.mark.slow
+@SLOW
+@given(text=DEMO_MUTATED.map(str.encode) | CLI_PRESET,
+       overrides=st.lists(OVERRIDE.filter(lambda o: "\x00" not in o), max_size=2))  # argv cannot hold NUL
+@example(text=b"train:\n  epochs: .inf\n", overrides=[])
+def test_cli_train_generated_preset(generated_figures, fault_tmp, text, overrides):
+    d = _fresh(fault_tmp, "train")
+    path = _write(d, "p.yaml", text)
+    if _accepted_in_process(path, overrides):
+        generated_figures.tried("CLI train --preset (valid: not trained)", True)
+        return
+    runs = d / "runs"
+    args = ["train", "--preset", path, "--runs-dir", runs] + [a for o in overrides for a in ("--set", o)]
+    clean_exit(generated_figures, "CLI train --preset", cli(args, d))
+    _assert_no_run_dir(runs)
+    assert not (d / "runs").exists() or not any((d / "runs").iterdir())
+
+
+@pytest.mark.slow
+@SLOW
+@given(kind=st.sampled_from([".jsonl", ".json", ".csv", ".parquet"]), body=st.one_of(JSONL, CSV, st.binary(max_size=60)))
+@example(kind=".jsonl", body=b'{"messages": [{"role": "assistant", "content": ' + b"1" * 5000 + b"}]}")
+def test_cli_train_generated_data(generated_figures, fault_tmp, kind, body):
+    d = _fresh(fault_tmp, "data")
+    data = _write(d, "rows" + kind, body)
+    preset = _write(d, "p.yaml", _dump(_mutated([(("data", "path"), str(data)), (("data", "val_ratio"), 0.0)])).encode())
+    if _accepted_in_process(preset, []):
+        generated_figures.tried("CLI train data rows (valid: not trained)", True)
+        return
+    runs = d / "runs"
+    clean_exit(generated_figures, "CLI train data rows", cli(["train", "--preset", preset, "--runs-dir", runs], d))
+    _assert_no_run_dir(runs)
+
+
+# --------------------------------------------------------------------------- regressions found by the generators
+
+def test_lone_surrogate_in_a_row_is_a_bad_row(tmp_path):
+    """'{"text": "a\\ud800"}' passed the pre-check, then the tokenizer raised TypeError mid-run (exit 1)."""
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"text": "a\\ud800"}\n{"messages": [{"role": "assistant", "content": "\\udfff"}]}\n')
+    found = scan(path)
+    assert found.bad_rows == 2 and "surrogate" in found.first_problems[0]
+
+
+@pytest.mark.parametrize("text", [YAML_TRICKS[2], "a: &a [*a]\n", 'data:\n  path: "\\ud800"\n',
+                                  "train:\n  seed: " + "1" * 5000 + "\n", "train:\n  epochs: .inf\n"])
+def test_yaml_regressions_are_bad_input(tmp_path, text):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(RankwiseError):
+        load_config(path, ["lora.r=8"])
+
+
+def test_dates_and_bytes_survive_set(tmp_path):
+    """A YAML date or !!binary value plus any --set raised TypeError (json round-trip copy)."""
+    path = tmp_path / "p.yaml"
+    path.write_text("name: !!binary aGVsbG8=\ntrain:\n  seed: 2001-12-14\n")
+    with pytest.raises(RankwiseError) as e:
+        load_config(path, ["lora.r=8"])
+    assert "train.seed" in e.value.message and "name" in e.value.message
