@@ -481,4 +481,4 @@ def test_dates_and_bytes_survive_set(tmp_path):
     path.write_text("name: !!binary aGVsbG8=\ntrain:\n  seed: 2001-12-14\n")
     with pytest.raises(RankwiseError) as e:
         load_config(path, ["lora.r=8"])
-    assert "train.seed" in e.value.message and "name" in e.value.message
+    assert "train.seed" in e.value.message
