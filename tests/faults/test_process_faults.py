@@ -83,15 +83,15 @@ def test_sigkill_at_ten_points_then_resume_matches_an_uninterrupted_run(tmp_path
         if kind == "save":
             caught_unmarked += not (ck / rundir.MARKER).exists()
             caught_mid_files += not (ck / "trainer_state.json").exists()
-        seg = events_since(run_dir, n0)
-        starts = of_type(seg, "start")
-        # the resumed stretch started at the newest complete checkpoint and repeats the reference
-        ok = not of_type(seg, "end") and (i == 0 or (
-            len(starts) == 1 and starts[0]["resumed_from_step"] == (before[0] if before else None)))
-        ok = ok and all(abs(loss - ref_loss[s]) <= 1e-4 * abs(ref_loss[s]) for s, loss in _step_losses(seg).items())
-        survived += 1
-        identical += ok if i else 0
-    assert survived == 10
+        if i:  # the resume after kill i-1: it started at the newest complete checkpoint and trained
+            seg = events_since(run_dir, n0)
+            starts = of_type(seg, "start")
+            ok = not of_type(seg, "end") and len(starts) == 1 and (
+                starts[0]["resumed_from_step"] == (before[0] if before else None))
+            survived += ok
+            # ... and repeated the uninterrupted run's losses step for step
+            identical += ok and all(abs(loss - ref_loss[s]) <= 1e-4 * abs(ref_loss[s])
+                                    for s, loss in _step_losses(seg).items())
 
     # a checkpoint caught half-written, made by hand: truncate a file, drop the marker
     found = rundir.complete_checkpoints(run_dir)
@@ -108,9 +108,11 @@ def test_sigkill_at_ten_points_then_resume_matches_an_uninterrupted_run(tmp_path
     seg = events_since(run_dir, n0)
     assert of_type(seg, "start")[0]["resumed_from_step"] == prev
     assert sorted(_step_losses(seg)) == list(range(prev + 1, CHAIN_STEPS + 1))
-    last_ok = all(abs(loss - ref_loss[s]) <= 1e-4 * abs(ref_loss[s]) for s, loss in _step_losses(seg).items())
+    last_ok = of_type(seg, "end")[-1]["status"] == "finished"
+    survived += last_ok  # the last kill: survived when the final resume finished from the fallback
     same = adapter_close(adapter_weights(run_dir / "adapter"), adapter_weights(ref_dir / "adapter"))
-    identical += last_ok and same
+    identical += last_ok and same and all(abs(loss - ref_loss[s]) <= 1e-4 * abs(ref_loss[s])
+                                          for s, loss in _step_losses(seg).items())
     record("sigkill", {"kills_tried": len(points), "kills_survived": survived,
                        "kill_points": [f"{k}@{s}" for s, k in points],
                        "save_kills_caught_unmarked": f"{caught_unmarked}/{len(saves)}",
@@ -119,7 +121,7 @@ def test_sigkill_at_ten_points_then_resume_matches_an_uninterrupted_run(tmp_path
                        "torn_checkpoint_fallback": f"checkpoint-{newest} torn -> resumed from {prev}",
                        "final_adapter_matches_reference_atol_1e-5": same})
     assert caught_unmarked == len(saves)
-    assert same and identical == len(points), FIGURES["sigkill"]
+    assert same and survived == identical == len(points), FIGURES["sigkill"]
 
 
 # ------------------------------------------------------------------------------ SIGHUP
@@ -178,14 +180,49 @@ def small_fs(tmp_path):
     """A 700 KiB tmpfs: the run's files and its first checkpoint fit, the second does not."""
     mnt = tmp_path / "small"
     mnt.mkdir()
+    if os.environ.get("RANKWISE_FAULTS_NO_MOUNT"):
+        yield None
+        return
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}); needs root / CAP_SYS_ADMIN")
+    if r.returncode != 0:  # not root (CI): the RLIMIT_FSIZE stand-in below
+        yield None
+        return
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+def _file_size_limit(limit: int):
+    def preexec():
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), no signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return preexec
+
+
+def _disk_full_fallback(tmp_path):
+    """Without a mountable file system: RLIMIT_FSIZE (inherited by the worker) makes any write
+    past 200 kB fail with EFBIG. It approximates ENOSPC per file: the first checkpoint's
+    optimizer.pt (~280 kB) cannot be written, small files still can."""
+    runs = tmp_path / "runs"
+    proc = popen(runs, *steps_args(max_steps=8, save_steps=4), preexec_fn=_file_size_limit(200_000))
+    out, err = proc.communicate(timeout=180)
+    (run_dir,) = runs.iterdir()
+    evs = events(run_dir)
+    outcome = {"kind": "RLIMIT_FSIZE stand-in (no tmpfs mount)", "exit": proc.returncode,
+               "traceback_on_terminal": not _no_traceback(out, err),
+               "error": (of_type(evs, "error") or [{}])[-1].get("message"),
+               "complete_checkpoints": [s for s, _ in rundir.complete_checkpoints(run_dir)]}
+    res = train(runs, "--resume", run_dir.name, preset=None, quick=False)
+    outcome.update(resume_exit=res.returncode, final=of_type(events(run_dir), "end")[-1]["status"])
+    record("disk_full", outcome)
+    assert proc.returncode == 1 and not outcome["traceback_on_terminal"] and outcome["error"], outcome
+    assert outcome["complete_checkpoints"] == [] and res.returncode == 0 and outcome["final"] == "finished", outcome
+
+
 def test_disk_full_while_checkpointing(tmp_path, small_fs):
+    if small_fs is None:
+        return _disk_full_fallback(tmp_path)
     runs = small_fs / "runs"
     proc = popen(runs, *steps_args(max_steps=12, save_steps=4))
     out, err = proc.communicate(timeout=180)
