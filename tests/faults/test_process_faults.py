@@ -367,9 +367,10 @@ def test_ctrl_c_in_each_phase(tmp_path):
     results = {}
     for phase, (a, e, when) in phases.items():
         results[phase] = _ctrl_c(tmp_path, phase, a, e, when)
-    if results["data_preparation"]["_run_dir"]:
-        # the interrupt landed before the data report: it was preparing the data
-        results["data_preparation"]["phase_hit"] = not log_has(results["data_preparation"]["_run_dir"], "data: {")
+    # where the interrupt landed, read back from train.log: loading = still importing the
+    # libraries (before the advisor check); data preparation = after it, before the data report
+    results["loading"]["phase_hit"] = not log_has(results["loading"]["_run_dir"], "estimated peak")
+    results["data_preparation"]["phase_hit"] = not log_has(results["data_preparation"]["_run_dir"], "data: {")
     for o in results.values():
         o.pop("_run_dir")
     record("ctrl_c", results)
