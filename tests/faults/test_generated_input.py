@@ -35,7 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "presets" / "demo-cpu.yaml"
 
 pytestmark = pytest.mark.timeout(120)
-FAST = settings(max_examples=150, deadline=10_000, database=None, suppress_health_check=[HealthCheck.too_slow,
+EXAMPLES = int(os.environ.get("RANKWISE_FAULT_EXAMPLES", "150"))  # bench/fault_figures.py raises it
+CLI_EXAMPLES = int(os.environ.get("RANKWISE_FAULT_CLI_EXAMPLES", "30"))  # each costs a subprocess (~0.5 s)
+FAST = settings(max_examples=EXAMPLES, deadline=10_000, database=None, suppress_health_check=[HealthCheck.too_slow,
                                                                          HealthCheck.data_too_large])
 
 # --------------------------------------------------------------------------- strategies
@@ -304,7 +306,7 @@ def test_generated_json_rows(generated_figures, fault_tmp, kind, body, fmt):
     ended_cleanly(generated_figures, "dataset JSON/JSONL", check_dataset, path, fmt)
 
 
-@settings(FAST, max_examples=80)
+@settings(FAST, max_examples=max(1, EXAMPLES * 8 // 15))
 @given(body=CSV, fmt=FORMAT)
 @example(body=b"text\na\x00b\n", fmt="auto")
 def test_generated_csv_rows(generated_figures, fault_tmp, body, fmt):
@@ -312,7 +314,7 @@ def test_generated_csv_rows(generated_figures, fault_tmp, body, fmt):
     ended_cleanly(generated_figures, "dataset CSV", check_dataset, path, fmt)
 
 
-@settings(FAST, max_examples=40)
+@settings(FAST, max_examples=max(1, EXAMPLES * 4 // 15))
 @given(columns=PARQUET_COLUMNS, fmt=FORMAT, garbage=st.booleans())
 def test_generated_parquet_rows(generated_figures, fault_tmp, columns, fmt, garbage):
     body = _parquet(columns) if not garbage else b"PAR1" + json.dumps(columns, default=repr).encode()
@@ -336,7 +338,7 @@ def test_generated_sizes_and_counts(generated_figures, text):
 # --------------------------------------------------------------------------- through the real CLI (subprocesses)
 
 CLI = [sys.executable, "-m", "rankwise.tui.cli"]
-SLOW = settings(max_examples=15, deadline=None, database=None,
+SLOW = settings(max_examples=CLI_EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
