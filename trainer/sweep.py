@@ -19,181 +19,41 @@ Optuna bookkeeping:
 - finished, pruned and failed trials are never redone: re-running the same command with the
   same sweep directory continues where it stopped, and only new ranks run.
 
-Optuna is imported lazily (`rankwise sweep --help` stays fast).
+Optuna is imported lazily (`rankwise sweep --help` stays fast). Planning (ranks, steps, the
+trial configs) and the results files live in trainer/sweep_plan.py.
 """
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
-import math
 import os
 import subprocess
 import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rankwise.advisor import knee as kn
 from rankwise.advisor.errors import RankwiseError
 
 from .events import EVENTS_FILE, Tail, read_events
+from .sweep_plan import (DB, MAX_CURVE, RECOMMENDED, RESULTS_CSV, RESULTS_JSON, SweepPlan, _downsample,
+                         curve_from_events, default_steps, eval_every, fit_reason, parse_ranks, plan, read_results,
+                         recommended_yaml, sweep_id, trial_config, write_results)
 
-DB = "sweep.db"
-RESULTS_JSON = "results.json"
-RESULTS_CSV = "results.csv"
-RECOMMENDED = "recommended.yaml"
+__all__ = [  # the sweep's one face for the CLI and the TUI: planning and results come from sweep_plan
+    "DB", "RECOMMENDED", "RESULTS_CSV", "RESULTS_JSON", "SweepPlan", "Interrupted", "clearly_worse_pruner",
+    "curves", "default_steps", "enqueue", "eval_every", "fit_reason", "open_study", "parse_ranks", "plan",
+    "rank_grid", "read_results", "recommended_yaml", "sweep_id", "trial_config", "validate_top_two", "work",
+    "write_results",
+]
+
 HEARTBEAT_S = 5
 GRACE_S = 30  # a RUNNING trial without a heartbeat for this long belongs to a dead sweep process
 PRUNE_MARGIN = 0.10  # "clearly worse": >10% above the best finished trial's eval loss at the same step
 PRUNE_AFTER = 0.5  # and only in the second half of the run (early losses of small ranks catch up)
 PROGRESS_S = 10  # at most this often, a running trial's evals are written to results.json
-MAX_CURVE = 400  # points kept per curve in the study (downsampled beyond)
 OUTCOMES_NOT_DONE = ("interrupted", "unused", "duplicate")  # FAIL trials that do not count as a result
-
-
-@dataclass
-class SweepPlan:
-    preset: Path
-    cfg: object  # RunConfig of the preset (with --set applied)
-    name: str
-    ranks: list[int]
-    skipped: dict[int, str]
-    steps: int | None
-    minutes: float | None
-    alpha_ratio: float
-    sweep_dir: Path
-    runs_dir: Path
-    storage: str
-    study_name: str
-    threshold: float = kn.DEFAULT_THRESHOLD
-    prune: bool = True
-    slots: list[str | None] = field(default_factory=lambda: [None])  # CUDA_VISIBLE_DEVICES per parallel trial
-    notes: list[str] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------ planning (no optuna, no torch)
-
-
-def parse_ranks(text: str) -> list[int]:
-    try:
-        ranks = [int(x) for x in str(text).replace(" ", "").split(",") if x]
-    except ValueError:
-        raise RankwiseError(f"--ranks {text!r}: not a comma-separated list of whole numbers",
-                            "e.g. --ranks 4,8,16,32,64") from None
-    if not ranks or any(r < 1 for r in ranks):
-        raise RankwiseError(f"--ranks {text!r}: ranks must be whole numbers >= 1", "e.g. --ranks 4,8,16,32,64")
-    return sorted(set(ranks))
-
-
-def default_steps(cfg) -> int:
-    """A quarter of the preset's max_steps (at least 10), or 200 for a preset that trains by epochs."""
-    return max(10, cfg.train.max_steps // 4) if cfg.train.max_steps else 200
-
-
-def eval_every(steps: int) -> int:
-    """About five evals per trial, on a divisor of `steps` so the last step is evaluated."""
-    want = max(1, steps // 5)
-    divisors = [d for d in range(1, steps + 1) if steps % d == 0]
-    return min(divisors, key=lambda d: (abs(d - want), d))
-
-
-def sweep_id(name: str, cfg, steps: int | None, minutes: float | None) -> str:
-    """Same preset, overrides and length → same id: re-running the command resumes the sweep."""
-    base = cfg.model_copy(deep=True)
-    base.lora.r, base.lora.alpha = 1, None
-    digest = hashlib.sha256(f"{base.to_yaml()}|{steps}|{minutes}".encode()).hexdigest()[:8]
-    return f"{name}-{digest}"
-
-
-def fit_reason(cfg, rank: int, hw) -> str | None:
-    """Why this rank would not fit the GPU (None: it fits, or there is no GPU to judge)."""
-    from rankwise.advisor import redflags
-    from rankwise.advisor.model import load_model
-
-    if hw is None or hw.gpu_bytes is None:
-        return None
-    c = cfg.model_copy(deep=True)
-    c.lora.r = rank
-    try:
-        ctx = redflags.context(c, load_model(c.model.name), hw)
-    except RankwiseError:
-        return None
-    if ctx.fit == "wont-fit" and ctx.estimate is not None:
-        return (f"estimated peak {ctx.estimate.peak_gib:.1f} GiB > {hw.gpu_bytes / 2**30:.1f} GiB GPU "
-                f"({ctx.method}); skipped instead of running into an OOM")
-    return None
-
-
-def plan(preset_ref: str, overrides: list[str], ranks: list[int], steps: int | None, minutes: float | None,
-         hw, sweep_dir: str | None, runs_dir: str | None, storage: str | None,
-         threshold: float = kn.DEFAULT_THRESHOLD, prune: bool = True, slots: list[str | None] | None = None) -> SweepPlan:
-    from rankwise.advisor.config import load_config
-    from rankwise.advisor.presets import resolve_preset
-
-    from .rundir import check_writable, run_name, runs_root
-
-    if steps is not None and steps < 1:
-        raise RankwiseError(f"--steps {steps}: must be >= 1", "e.g. --steps 100")
-    if minutes is not None and minutes <= 0:
-        raise RankwiseError(f"--minutes {minutes}: must be > 0", "e.g. --minutes 10")
-    if not 0 < threshold < 1:
-        raise RankwiseError(f"--threshold {threshold}: must be between 0 and 1", "e.g. --threshold 0.02 for 2%")
-    preset = resolve_preset(preset_ref)
-    cfg = load_config(preset, overrides)
-    notes = []
-    if not cfg.data.val_path and not cfg.data.val_ratio:
-        cfg.data.val_ratio = 0.1
-        notes.append("the preset holds out no validation data; the sweep holds out 10% (data.val_ratio 0.1)")
-    if minutes is None and steps is None:
-        steps = default_steps(cfg)
-    if minutes is not None and steps is None:
-        steps = cfg.train.max_steps or None
-    ratio = (cfg.lora.alpha / cfg.lora.r) if cfg.lora.alpha is not None else 2.0
-    name = run_name(cfg, preset)
-    root = runs_root(cfg, runs_dir)
-    check_writable(root)
-    sid = sweep_id(name, cfg, steps, minutes)
-    sdir = Path(sweep_dir).expanduser() if sweep_dir else root / "sweeps" / sid
-    check_writable(sdir)
-    skipped = {r: why for r in ranks if (why := fit_reason(cfg, r, hw))}
-    if hw is None or hw.gpu_bytes is None:
-        notes.append("no GPU to plan for: no rank skipped for memory (pass --gpu-mem to check a GPU's size)")
-    run = [r for r in ranks if r not in skipped]
-    if not run:
-        raise RankwiseError(f"no rank in {ranks} fits the GPU: {skipped[ranks[0]]}",
-                            "try smaller ranks, method qlora, or a smaller micro_batch/max_seq_len")
-    return SweepPlan(preset=preset, cfg=cfg, name=name, ranks=run, skipped=skipped, steps=steps, minutes=minutes,
-                     alpha_ratio=ratio, sweep_dir=sdir.resolve(), runs_dir=root.resolve(),
-                     storage=storage or f"sqlite:///{(sdir / DB).resolve()}", study_name=sid,
-                     threshold=threshold, prune=prune, slots=slots or [None], notes=notes)
-
-
-def trial_config(p: SweepPlan, rank: int, phase: str = "sweep"):
-    """The preset with this rank, alpha at the same ratio, and the sweep's length and eval cadence."""
-    c = p.cfg.model_copy(deep=True)
-    c.lora.r = rank
-    c.lora.alpha = round(p.alpha_ratio * rank, 6)
-    c.output.name = f"{p.name}-{phase}-r{rank}"
-    if phase == "sweep" and p.steps:
-        c.train.max_steps = p.steps
-        c.train.eval_steps = eval_every(p.steps)
-        c.train.logging_steps = max(1, p.steps // 100)
-        c.train.save_steps = p.steps
-        c.train.save_total_limit = 1
-    return c
-
-
-def recommended_yaml(p: SweepPlan, rank: int, reason: str) -> str:
-    c = p.cfg.model_copy(deep=True)
-    c.lora.r = rank
-    c.lora.alpha = round(p.alpha_ratio * rank, 6)
-    c.name = f"{p.name}-r{rank}"
-    header = (f"# {p.name} with the rank chosen by `rankwise sweep` ({p.sweep_dir.name}):\n"
-              f"# {reason}\n# Launch: rankwise train --preset {p.sweep_dir / RECOMMENDED}\n")
-    return header + c.to_yaml()
 
 
 # ------------------------------------------------------------------ Optuna
@@ -336,23 +196,6 @@ class Interrupted(Exception):
     pass
 
 
-def _downsample(points: list, n: int = MAX_CURVE) -> list:
-    if len(points) <= n:
-        return points
-    k = math.ceil(len(points) / n)
-    return points[::k] + ([points[-1]] if (len(points) - 1) % k else [])
-
-
-def curve_from_events(events: list[dict]) -> tuple[list, list]:
-    steps, evals = {}, {}
-    for e in events:
-        if e.get("type") == "step" and e.get("loss") is not None:
-            steps[int(e["step"])] = float(e["loss"])
-        elif e.get("type") == "eval" and e.get("eval_loss") is not None:
-            evals[int(e["step"])] = float(e["eval_loss"])
-    return sorted(steps.items()), sorted(evals.items())
-
-
 def launch(p: SweepPlan, rank: int, phase: str, env: dict, resume: str | None = None) -> Path:
     """`rankwise train --detach` for one trial; returns its run dir."""
     from .rundir import write_atomic
@@ -478,8 +321,15 @@ def run_trial(p: SweepPlan, study, trial, env: dict, say, on_progress=None) -> s
                 return "failed"
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("run_id", run_dir.name)
-        say(rank, "running", run_dir.name,
-            ("resumed from its checkpoint" if resume else "taken over from an earlier sweep process") if earlier else None)
+        if not earlier:
+            how = None
+        elif resume:
+            how = "resumed from its checkpoint"
+        elif Path(earlier) != run_dir:
+            how = f"started again ({Path(earlier).name} left no complete checkpoint)"
+        else:
+            how = "taken over from an earlier sweep process"
+        say(rank, "running", run_dir.name, how)
         if on_progress:
             on_progress()
         end, pruned, capped = _follow(p, study, trial, run_dir, phase, skip, on_progress)
@@ -641,52 +491,6 @@ def curves(p: SweepPlan, phase: str = "sweep") -> tuple[list[kn.Curve], dict]:
     out += [kn.Curve(r, "skipped", note=why) for r, why in p.skipped.items() if r not in best]
     runs = {r: meta for r, (_, _, meta) in best.items()}
     return out, runs
-
-
-def write_results(p: SweepPlan, analysis: kn.Analysis, runs: dict, state: str, validation: dict | None = None,
-                  reason_suffix: str | None = None) -> dict:
-    from .rundir import write_atomic, write_json
-
-    trials = []
-    for r in analysis.results:
-        d = r.to_dict()
-        d.update(runs.get(r.rank, {}))
-        trials.append(d)
-    data = {
-        "sweep_id": p.study_name, "state": state, "preset": str(p.preset), "storage": p.storage,
-        "steps": p.steps, "minutes": p.minutes, "alpha_ratio": p.alpha_ratio, "threshold": p.threshold,
-        "recommended_rank": analysis.recommended_rank,
-        "reason": analysis.reason + (f"; {reason_suffix}" if reason_suffix else ""), "knee_rank": analysis.knee_rank,
-        "common_step": analysis.common_step, "sweep_dir": str(p.sweep_dir),
-        "recommended_preset": str(p.sweep_dir / RECOMMENDED) if analysis.recommended_rank is not None and state == "done" else None, "notes": list(p.notes) + list(analysis.notes),
-        "trials": trials, "validation": validation, "updated": time.time(),
-    }
-    p.sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_json(p.sweep_dir / RESULTS_JSON, data)
-    cols = ["rank", "status", "val_loss", "best_val_loss", "final_val_loss", "train_loss", "gap_start", "gap_end",
-            "gap_growing", "spikes", "roughness", "stable", "run_id", "note"]
-    lines = [",".join(cols)]
-    for t in trials:
-        lines.append(",".join(_csv(t.get(c)) for c in cols))
-    write_atomic(p.sweep_dir / RESULTS_CSV, "\n".join(lines) + "\n")
-    if analysis.recommended_rank is not None and state == "done":
-        write_atomic(p.sweep_dir / RECOMMENDED, recommended_yaml(p, analysis.recommended_rank, data["reason"]))
-    return data
-
-
-def _csv(v) -> str:
-    if v is None:
-        return ""
-    s = f"{v:.6g}" if isinstance(v, float) else str(v)
-    return '"' + s.replace('"', '""') + '"' if ("," in s or '"' in s) else s
-
-
-def read_results(sweep_dir: str | Path) -> dict | None:
-    try:
-        data = json.loads((Path(sweep_dir) / RESULTS_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def validate_top_two(p: SweepPlan, analysis: kn.Analysis, say) -> dict:
