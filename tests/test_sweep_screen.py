@@ -11,7 +11,7 @@ from rankwise.advisor import knee
 from rankwise.tui.screens.sweep import SweepScreen
 from tui_support import text_of
 
-pytestmark = pytest.mark.anyio
+
 SIZE = (100, 40)
 
 
@@ -45,6 +45,7 @@ class Host(App):
         self.push_screen(SweepScreen(self.sweep_dir))
 
 
+@pytest.mark.anyio
 async def test_sweep_screen_waits_then_shows_table_plot_and_recommendation(tmp_path):
     from rankwise.trainer.sweep import write_results
 
@@ -82,3 +83,14 @@ def test_the_sweep_screen_keeps_torch_and_optuna_out_of_the_tui():
             "print(sorted(m for m in ('torch', 'optuna', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_launch_sweep_refuses_bad_input_before_starting_anything(tmp_path):
+    from rankwise.advisor.errors import RankwiseError
+    from rankwise.tui.screens.sweep import launch_sweep
+
+    with pytest.raises(RankwiseError, match="catalog entry"):
+        launch_sweep("llama3.1-8b-instruct-lora-80gb", tmp_path / "runs")
+    with pytest.raises(RankwiseError, match="--ranks"):
+        launch_sweep("demo-cpu", tmp_path / "runs", ranks="4,x")
+    assert not (tmp_path / "runs").exists()
