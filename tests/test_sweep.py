@@ -207,3 +207,40 @@ def test_queued_ranks_join_the_grid_and_the_last_one_ends_without_study_stop():
     assert trial.suggest_int("rank", 1, 1 << 16) == 8
     study.tell(trial, 1.5)  # plain GridSampler: KeyError 'grid_id' (queued trial) or RuntimeError (stop outside optimize)
     assert study.trials[0].system_attrs["grid_id"] == 0 and study.trials[0].state.name == "COMPLETE"
+
+
+@pytest.mark.slow
+def test_parallel_slots_run_one_trial_each_and_ctrl_c_stops_and_requeues_them_all(tmp_path, monkeypatch):
+    """The one-trial-per-GPU path on CPU: two slots with CUDA_VISIBLE_DEVICES="" (harmless without CUDA)."""
+    import os
+    import threading
+
+    from rankwise.advisor.hardware import Hardware
+    from rankwise.trainer import sweep as sw
+
+    monkeypatch.chdir(tmp_path)
+    for k, v in env().items():
+        monkeypatch.setenv(k, v)
+    p = sw.plan("demo-cpu", [], [4, 16], 6, None, Hardware(gpus=()), "sweep", "runs", None, prune=False,
+                slots=["", ""])
+    sw.enqueue(p, sw.open_study(p), p.ranks)
+    said = []
+
+    def ctrl_c_once_both_train():
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            logs = list((tmp_path / "runs").glob("*/events.jsonl"))
+            if len(logs) == 2 and all('"type": "step"' in f.read_text() for f in logs):
+                break
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c_once_both_train, daemon=True).start()
+    with pytest.raises(sw.Interrupted):
+        sw.work(p, "sweep", lambda *a: said.append(a))
+    assert {a[0] for a in said if a[1] == "running"} == {4, 16}  # both ran at once, one per slot
+    again = sw.work(p, "sweep", lambda *a: said.append(a))  # the interrupted ones (a trial may have just finished)
+    assert again and set(again) == {"complete"}
+    cs, _ = sw.curves(p)
+    assert {c.rank: c.status for c in cs} == {4: "complete", 16: "complete"}
+    assert len(list((tmp_path / "runs").glob("demo-cpu-sweep-r*"))) == 2  # each continued in its own run dir

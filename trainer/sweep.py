@@ -232,7 +232,8 @@ def _takeover(p: SweepPlan, run_dir: str | None):
     return None, None
 
 
-def _follow(p: SweepPlan, study, trial, run_dir: Path, phase: str, skip: int = 0, on_progress=None):
+def _follow(p: SweepPlan, study, trial, run_dir: Path, phase: str, skip: int = 0, on_progress=None,
+            stopping: threading.Event | None = None):
     """Read the run's events until its end: report eval losses, prune, cap by time, heartbeat."""
     from .runs import run_info
 
@@ -246,6 +247,8 @@ def _follow(p: SweepPlan, study, trial, run_dir: Path, phase: str, skip: int = 0
     trained_since = None
     fresh = skip == 0  # a resumed run's old end event says "interrupted" until its new start arrives
     while end is None:
+        if stopping is not None and stopping.is_set():
+            raise KeyboardInterrupt  # Ctrl-C reached the main thread: this trial thread stops the same way
         events = tail.poll()
         dropped = min(skip, len(events))
         skip -= dropped
@@ -284,7 +287,8 @@ def _follow(p: SweepPlan, study, trial, run_dir: Path, phase: str, skip: int = 0
     return end, pruned, capped
 
 
-def run_trial(p: SweepPlan, study, trial, env: dict, say, on_progress=None) -> str:
+def run_trial(p: SweepPlan, study, trial, env: dict, say, on_progress=None,
+              stopping: threading.Event | None = None) -> str:
     """Run (or take over) one claimed trial to its end; tell Optuna. Returns the trial's status."""
     from optuna.trial import TrialState
 
@@ -332,7 +336,7 @@ def run_trial(p: SweepPlan, study, trial, env: dict, say, on_progress=None) -> s
         say(rank, "running", run_dir.name, how)
         if on_progress:
             on_progress()
-        end, pruned, capped = _follow(p, study, trial, run_dir, phase, skip, on_progress)
+        end, pruned, capped = _follow(p, study, trial, run_dir, phase, skip, on_progress, stopping)
     except KeyboardInterrupt:  # Ctrl-C: stop the trial's run, queue the trial again, leave
         if run_dir is not None:
             _stop(run_dir)
@@ -410,6 +414,7 @@ def work(p: SweepPlan, phase: str, say, wait_for_others: bool = True, on_trial=N
 
     statuses: list[str] = []
     errors: list[BaseException] = []
+    stopping = threading.Event()
 
     def slot_loop(device: str | None) -> None:
         study = open_study(p, phase)
@@ -417,12 +422,12 @@ def work(p: SweepPlan, phase: str, say, wait_for_others: bool = True, on_trial=N
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
         try:
-            while not errors:
+            while not errors and not stopping.is_set():
                 fail_stale_trials(study)
                 if not _waiting(study):
                     return
                 trial = study.ask()
-                statuses.append(run_trial(p, study, trial, env, say, on_trial))
+                statuses.append(run_trial(p, study, trial, env, say, on_trial, stopping))
                 if on_trial:
                     on_trial()
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
@@ -439,9 +444,11 @@ def work(p: SweepPlan, phase: str, say, wait_for_others: bool = True, on_trial=N
             for t in threads:
                 while t.is_alive():
                     t.join(0.5)
-        except KeyboardInterrupt:
-            errors.append(Interrupted(0))
-            raise
+        except KeyboardInterrupt:  # every slot stops its run, queues its trial again, and ends
+            stopping.set()
+            for t in threads:
+                t.join(180)
+            raise Interrupted(0) from None
     if errors:
         raise errors[0]
     if wait_for_others:
