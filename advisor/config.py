@@ -238,6 +238,8 @@ def _expanded_size(node: yaml.Node, source: str) -> int:
             except UnicodeEncodeError:  # "\ud800" escapes: no file name or message can hold them
                 raise RankwiseError(f"{source}:{n.start_mark.line + 1}: a lone UTF-16 surrogate escape in a value",
                                     "write the character itself, or a \\U escape of a real code point") from None
+        if isinstance(n, yaml.MappingNode):
+            _no_duplicate_keys(n, source)
         children = [c for kv in n.value for c in kv] if isinstance(n, yaml.MappingNode) else (
             n.value if isinstance(n, yaml.SequenceNode) else [])
         total = 1
@@ -251,6 +253,19 @@ def _expanded_size(node: yaml.Node, source: str) -> int:
         return total
 
     return size(node)
+
+
+def _no_duplicate_keys(node: yaml.MappingNode, source: str) -> None:
+    """YAML keeps the last of two equal keys silently; a preset with `r: 8` and `r: 16` is a mistake."""
+    seen: dict[str, int] = {}
+    for k, _ in node.value:
+        if not isinstance(k, yaml.ScalarNode) or k.value == "<<":
+            continue
+        line = k.start_mark.line + 1
+        if k.value in seen:
+            raise RankwiseError(f"{source}:{line}: duplicate key '{k.value}' (also on line {seen[k.value]})",
+                                "keep one of them: YAML would silently use the last")
+        seen[k.value] = line
 
 
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:

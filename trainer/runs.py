@@ -110,7 +110,7 @@ def _config_name(run_dir: Path) -> str | None:
 
     try:
         cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, RecursionError, yaml.YAMLError):  # a damaged config.yaml: the dir name will do
         return None
     if not isinstance(cfg, dict):
         return None

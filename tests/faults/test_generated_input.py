@@ -477,6 +477,14 @@ def test_yaml_regressions_are_bad_input(tmp_path, text):
         load_config(path, ["lora.r=8"])
 
 
+def test_duplicate_keys_are_bad_input(tmp_path):
+    """`lora: {r: 8}` then `r: 16` under it was silently read as 16 (YAML keeps the last)."""
+    path = tmp_path / "p.yaml"
+    path.write_text("lora:\n  r: 8\n  r: 16\n")
+    with pytest.raises(RankwiseError, match=r"p.yaml:3: duplicate key 'r' \(also on line 2\)"):
+        load_config(path)
+
+
 def test_dates_and_bytes_survive_set(tmp_path):
     """A YAML date or !!binary value plus any --set raised TypeError (json round-trip copy)."""
     path = tmp_path / "p.yaml"
@@ -484,3 +492,43 @@ def test_dates_and_bytes_survive_set(tmp_path):
     with pytest.raises(RankwiseError) as e:
         load_config(path, ["lora.r=8"])
     assert "train.seed" in e.value.message
+
+
+# --------------------------------------------------------------------------- damaged run directories
+
+NUMBER = st.none() | st.integers(-10, 10**12) | st.floats(allow_nan=True, allow_infinity=True)
+# Fields typed as the worker writes them (numbers, strings): a damaged log is cut short, has garbage lines or
+# odd numbers. Hand-edited fields of the wrong type ("time": [..]) still crash run_info: see the report of issue 7.
+EVENT = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(["start", "step", "eval", "checkpoint", "end", "error", "retry"])},
+                          optional={"step": NUMBER, "max_steps": NUMBER, "loss": NUMBER, "pid": NUMBER,
+                                    "status": st.sampled_from(["finished", "failed", "interrupted", "running", "x"]),
+                                    "time": NUMBER, "eval_loss": NUMBER, "message": st.text(max_size=20)}),
+    VALUES,
+)
+EVENTS_TEXT = st.lists(st.one_of(EVENT.map(lambda e: json.dumps(e, allow_nan=True)), st.text(max_size=30)),
+                       max_size=6).map("\n".join)
+
+
+@settings(FAST, max_examples=max(1, EXAMPLES // 5))
+@example(events="", config=YAML_TRICKS[5], summary="{}")  # "[[[[…" 5000 deep: RecursionError in `runs`
+@given(events=EVENTS_TEXT, config=YAML_TEXT, summary=VALUES.map(lambda v: json.dumps(v, allow_nan=True)))
+def test_generated_run_dirs(generated_figures, fault_tmp, events, config, summary):
+    """`runs`, `attach`, `--resume` read run dirs that a crash, a full disk or a hand edit may have damaged."""
+    import tempfile
+
+    from rankwise.trainer import rundir
+    from rankwise.trainer.runs import find_run, list_runs, run_info
+
+    runs = Path(tempfile.mkdtemp(prefix="runs", dir=fault_tmp))
+    run = runs / "damaged-20260101-000000"
+    run.mkdir()
+    (run / "events.jsonl").write_text(events, errors="surrogatepass")
+    (run / "config.yaml").write_text(config, errors="surrogatepass")
+    (run / "summary.json").write_text(summary)
+
+    def go():
+        list_runs(runs)
+        run_info(find_run(runs, "damaged")).to_dict()
+        rundir.load_config(run)
+    ended_cleanly(generated_figures, "damaged run dirs", go)
