@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -128,6 +129,13 @@ class Checkpoints(TrainerCallback):
 
     def __init__(self, sink: EventSink):
         self.sink = sink
+        self.keep = None  # save_total_limit 1: we prune, after the new checkpoint is marked
+
+    def on_train_begin(self, args, state, control, **kw):
+        # HF deletes checkpoints past the limit BEFORE on_save (our marker): with a limit of 1 a
+        # crash in between would leave no complete checkpoint. HF keeps 2; we keep the user's 1.
+        if args.save_total_limit == 1:
+            self.keep, args.save_total_limit = 1, 2
 
     def on_step_end(self, args, state, control, model=None, **kw):
         if control.should_save:
@@ -139,6 +147,10 @@ class Checkpoints(TrainerCallback):
             _test_delay(SAVE_DELAY_ENV)  # test seam: widen the saved-but-unmarked window
             rundir.mark_complete(path)
             self.sink.emit("checkpoint", step=state.global_step, path=str(path))
+            if self.keep:
+                for _, old in rundir.complete_checkpoints(path.parent.parent)[:-self.keep]:
+                    (old / rundir.MARKER).unlink(missing_ok=True)  # unmarked first: never half-deleted but marked
+                    shutil.rmtree(old, ignore_errors=True)
 
 
 class StopFlag(TrainerCallback):
@@ -212,7 +224,6 @@ SPACE_MARGIN = 64 << 10  # room left for the error event, train.log and summary.
 
 def check_space(folder: Path, step: int, model=None) -> None:
     import errno
-    import shutil
 
     found = rundir.complete_checkpoints(folder.parent)
     if found:

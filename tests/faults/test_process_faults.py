@@ -124,6 +124,28 @@ def test_sigkill_at_ten_points_then_resume_matches_an_uninterrupted_run(tmp_path
     assert same and survived == identical == len(points), FIGURES["sigkill"]
 
 
+def test_sigkill_after_rotation_with_save_total_limit_1_keeps_a_complete_checkpoint(tmp_path):
+    """HF deletes checkpoints past save_total_limit before our marker lands on the new one: with a
+    limit of 1, a crash between the two used to leave no complete checkpoint (resume from step 0).
+    Now the old one goes only after the new one is marked, and the limit still holds at the end."""
+    runs = tmp_path / "runs"
+    args = steps_args(max_steps=12, save_steps=4, limit=1)
+    run_id, pid = detached(runs, *args, extra_env={"RANKWISE_TEST_SAVE_DELAY": "1.0"})
+    run_dir = runs / run_id
+    ck8 = run_dir / "checkpoints" / "checkpoint-8"
+    poll(lambda: (ck8 / "trainer_state.json").exists(), every=0.005, what="checkpoint-8 written")
+    time.sleep(0.2)  # HF has rotated; the marker waits for RANKWISE_TEST_SAVE_DELAY
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid)
+    kept = [s for s, _ in rundir.complete_checkpoints(run_dir)]
+    res = train(runs, "--resume", run_id, preset=None, quick=False)
+    left = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    record("rotation_limit_1", {"complete_after_kill": kept, "resume_exit": res.returncode, "left_at_end": left})
+    assert kept == [4] and not (ck8 / rundir.MARKER).exists()
+    assert res.returncode == 0 and "from checkpoint 4" in res.stderr, res.stderr + tail_log(run_dir)
+    assert left == ["checkpoint-12"]
+
+
 # ------------------------------------------------------------------------------ SIGHUP
 
 
