@@ -70,7 +70,7 @@ def is_run_dir(path: Path) -> bool:
 
 def pid_alive(pid: int | None) -> bool:
     """The process exists and is not a zombie."""
-    if not pid or pid <= 0:
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:  # a damaged log's "pid"
         return False
     import psutil  # light, and only needed here
 
@@ -118,10 +118,25 @@ def _config_name(run_dir: Path) -> str | None:
     return out.get("name") or cfg.get("name")
 
 
+_NUMBERS = ("time", "pid", "step", "max_steps", "loss", "eval_loss", "final_loss")
+_TEXTS = ("model", "method", "message", "status")
+
+
+def _typed(event: dict) -> dict:
+    """A hand-edited or damaged event: fields of the wrong type are dropped, not trusted."""
+    def ok(key, value):
+        if key == "pid":
+            return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
+        if key in _NUMBERS:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return key not in _TEXTS or isinstance(value, str)
+    return {k: v for k, v in event.items() if ok(k, v)}
+
+
 def run_info(run_dir: str | Path) -> RunInfo:
     """Everything `rankwise runs` shows about one run, from its files and the process table."""
     run_dir = Path(run_dir)
-    events = read_events(run_dir / EVENTS_FILE)
+    events = [_typed(e) for e in read_events(run_dir / EVENTS_FILE)]
     info = RunInfo(id=run_dir.name, dir=str(run_dir), name=_config_name(run_dir) or run_dir.name, status="running")
     end = start = None
     for e in events:

@@ -497,8 +497,9 @@ def test_dates_and_bytes_survive_set(tmp_path):
 # --------------------------------------------------------------------------- damaged run directories
 
 NUMBER = st.none() | st.integers(-10, 10**12) | st.floats(allow_nan=True, allow_infinity=True)
-# Fields typed as the worker writes them (numbers, strings): a damaged log is cut short, has garbage lines or
-# odd numbers. Hand-edited fields of the wrong type ("time": [..]) still crash run_info: see the report of issue 7.
+# A damaged log is cut short, has garbage lines, odd numbers, or hand-edited fields of any type
+# ({"type": "step", "time": [null]} and {"type": "start", "pid": 1e300} crashed `runs` and `attach`).
+NUMBER = NUMBER | VALUES
 EVENT = st.one_of(
     st.fixed_dictionaries({"type": st.sampled_from(["start", "step", "eval", "checkpoint", "end", "error", "retry"])},
                           optional={"step": NUMBER, "max_steps": NUMBER, "loss": NUMBER, "pid": NUMBER,
@@ -511,7 +512,9 @@ EVENTS_TEXT = st.lists(st.one_of(EVENT.map(lambda e: json.dumps(e, allow_nan=Tru
 
 
 @settings(FAST, max_examples=max(1, EXAMPLES // 5))
-@example(events="", config=YAML_TRICKS[5], summary="{}")  # "[[[[…" 5000 deep: RecursionError in `runs`
+@example(events="", config=YAML_TRICKS[5], summary="{}")
+@example(events='{"type": "step", "time": [null]}', config="{}", summary="{}")
+@example(events='{"type": "start", "pid": 1e300, "time": "x"}', config="{}", summary="{}")  # "[[[[…" 5000 deep: RecursionError in `runs`
 @given(events=EVENTS_TEXT, config=YAML_TEXT, summary=VALUES.map(lambda v: json.dumps(v, allow_nan=True)))
 def test_generated_run_dirs(generated_figures, fault_tmp, events, config, summary):
     """`runs`, `attach`, `--resume` read run dirs that a crash, a full disk or a hand edit may have damaged."""
