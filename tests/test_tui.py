@@ -465,3 +465,18 @@ async def test_runs_stop_only_offers_running_runs(tmp_path):
         await pilot.pause()
         assert type(pilot.app.screen).__name__ == "RunsScreen"  # no dialog for a finished run
         assert any("only a running run" in n.message for n in pilot.app._notifications)
+
+
+async def test_s_on_presets_starts_a_sweep_through_the_same_checks(tmp_path):
+    """`s` goes to the sweep launcher, which checks the input first: a GPU preset whose model has no
+    weights here is refused on screen, nothing starts and the Presets screen stays."""
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        screen = pilot.app.screen
+        await pilot.press("s")
+        await settle(pilot)
+        assert pilot.app.screen is screen
+        errors = [n.message for n in pilot.app._notifications if n.severity == "error"]
+        assert errors and "catalog" in errors[-1]
+        assert not (tmp_path / "runs" / "sweeps").exists() or not any((tmp_path / "runs" / "sweeps").iterdir())

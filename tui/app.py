@@ -114,6 +114,24 @@ class RankwiseApp(App):
             return
         self.call_from_thread(self.attach, run_dir)
 
+    def sweep(self, preset: Path) -> None:
+        """Start a background rank sweep of this preset file, then show its Sweep screen."""
+        self.notify(f"starting a rank sweep of {preset.stem}…", timeout=3)
+        self.run_worker(lambda: self._sweep(preset), thread=True, group="launch", exclusive=True,
+                        exit_on_error=False)
+
+    def _sweep(self, preset: Path) -> None:
+        from rankwise.advisor.errors import RankwiseError
+
+        from .screens.sweep import SweepScreen, launch_sweep
+
+        try:
+            sweep_dir = launch_sweep(preset, self.ctx.runs_dir)  # checks input, then `rankwise sweep` in its own session
+        except RankwiseError as e:
+            self.call_from_thread(self.notify, e.render(), severity="error", timeout=10)
+            return
+        self.call_from_thread(self.push_screen, SweepScreen(sweep_dir))
+
     def presets(self) -> dict[str, Path]:
         """The presets given to build_app, or the shipped ones plus those saved from Advice."""
         if self.ctx.presets is not None:

@@ -141,6 +141,7 @@ class AdviceScreen(Screen):
         Binding("ctrl+f", "apply_fix", "Apply fix"),
         Binding("ctrl+s", "save", "Save preset"),
         Binding("ctrl+l", "launch", "Launch"),
+        Binding("ctrl+w", "sweep", "Sweep ranks"),
         Binding("escape", "back", "Back"),
     ]
 
@@ -400,7 +401,7 @@ class AdviceScreen(Screen):
         self.notify(f"saved {path}")
         return path
 
-    def action_launch(self) -> None:
+    def action_launch(self, sweep: bool = False) -> None:
         if self.cfg is None:
             return
         if not self.cfg.data.path:
@@ -411,7 +412,10 @@ class AdviceScreen(Screen):
 
         path = self._write(self.app.ctx.runs_dir / LAUNCHED_PRESETS / f"{self.preset_name()}-{stamp}.yaml")
         if path is not None:
-            self.app.launch(path)
+            (self.app.sweep if sweep else self.app.launch)(path)
+
+    def action_sweep(self) -> None:
+        self.action_launch(sweep=True)
 
     def action_back(self) -> None:
         self.app.pop_screen()

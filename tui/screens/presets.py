@@ -68,6 +68,7 @@ class PresetsScreen(Screen):
         Binding("1", "launch_nth(0)", "Launch #", key_display="1-9"),
         *(Binding(str(i + 1), f"launch_nth({i})", show=False) for i in range(1, 9)),
         Binding("e", "edit", "Edit"),
+        Binding("s", "sweep_selected", "Sweep ranks"),
         Binding("escape", "back", "Back"),
     ]
 
@@ -137,13 +138,16 @@ class PresetsScreen(Screen):
             return None
         return self.rows[table.cursor_row]
 
-    def _launch(self, row: dict | None) -> None:
+    def _launch(self, row: dict | None, sweep: bool = False) -> None:
         if row is None:
             return
         if row["error"]:
             self.notify(f"{row['name']}: {row['error']}", severity="error")
             return
-        self.app.launch(Path(row["path"]))
+        (self.app.sweep if sweep else self.app.launch)(Path(row["path"]))
+
+    def action_sweep_selected(self) -> None:
+        self._launch(self.selected(), sweep=True)
 
     def action_launch_selected(self) -> None:
         self._launch(self.selected())
