@@ -232,6 +232,9 @@ def _expanded_size(node: yaml.Node, source: str) -> int:
             raise RankwiseError(f"{source}:{n.start_mark.line + 1}: a YAML alias refers to its own anchor",
                                 "presets are plain data: remove the recursive &anchor/*alias")
         busy.add(id(n))
+        if isinstance(n, yaml.ScalarNode) and "\x00" in n.value:  # "\0" escapes: no path or name holds one
+            raise RankwiseError(f"{source}:{n.start_mark.line + 1}: a NUL character in a value",
+                                "remove the \\0 escape")
         if isinstance(n, yaml.ScalarNode) and not n.value.isascii():
             try:
                 n.value.encode("utf-8")
@@ -380,6 +383,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key = key.strip()
         if not sep or not key:
             problems.append(Problem(f"--set {item}", "expected key=value", "for example --set lora.r=32"))
+            continue
+        if "\x00" in raw:
+            problems.append(Problem(f"--set {key}", "a NUL character in the value", "remove it"))
             continue
         try:
             value = parse_yaml(raw, f"--set {key}")[0] if raw.strip() else None

@@ -171,6 +171,7 @@ def _write(folder: Path, name: str, data: bytes) -> Path:
 @example(text=b"name: !!binary aGVsbG8=\n", use_set=True)
 @example(text=b"a: &a [*a]\n", use_set=False)
 @example(text=b'data:\n  path: "\\ud800"\n', use_set=True)
+@example(text=b'data:\n  path: "a\\0b"\nmodel:\n  name: "\\0"\n', use_set=False)
 @example(text=b"train:\n  epochs: .inf\n", use_set=False)
 @example(text=YAML_TRICKS[2].encode(), use_set=True)
 def test_generated_presets(generated_figures, fault_tmp, text, use_set):
@@ -200,6 +201,8 @@ def test_generated_schema_values(generated_figures, data):
 @example(overrides=["train.seed=2001-12-14"])
 @example(overrides=["train.epochs=.inf"])
 @example(overrides=['data.path="\\ud800\\udc00"'])
+@example(overrides=["data.path=\x00"])
+@example(overrides=['model.name="a\\0b"'])
 def test_generated_overrides(generated_figures, overrides):
     def go():
         cfg = load_config(DEMO, overrides)
