@@ -296,3 +296,24 @@ def test_a_rising_eval_loss_is_called_out():
     assert view.eval_rising and "rising (best 1.2000)" in text_at(view, 80)
     view.update({"type": "eval", "time": T0, "step": 6, "eval_loss": 1.1})
     assert not view.eval_rising and view.best_eval_loss == 1.1
+
+
+def test_wrong_typed_numbers_in_a_hand_edited_log_do_not_crash_the_viewers(tmp_path):
+    from rich.console import Console
+
+    from rankwise.trainer.events import read_events
+    from rankwise.tui.panel import RunView, plain_line, render
+
+    log = tmp_path / "events.jsonl"
+    log.write_text('{"type": "start", "time": "noon", "pid": "x", "max_steps": [3]}\n'
+                   '{"type": "step", "time": 1.0, "step": "two", "loss": "x", "lr": null, "eta_s": NaN}\n'
+                   '{"type": "eval", "time": 2.0, "step": 2, "eval_loss": {"a": 1}}\n'
+                   '{"type": 7}\n{"type": "end", "time": 3.0, "status": "finished", "final_loss": true}\n')
+    events = read_events(log)
+    assert [e["type"] for e in events] == ["start", "step", "eval", "end"]
+    assert "loss" not in events[1] and "step" not in events[1] and "eta_s" not in events[1]
+    view = RunView()
+    for e in events:
+        view.update(e)
+        plain_line(e)
+    Console(width=80, record=True, file=open(tmp_path / "out.txt", "w")).print(render(view))

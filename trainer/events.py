@@ -64,6 +64,14 @@ def _jsonable(v):
         return str(v)
 
 
+# Fields every reader may format as numbers; a hand-edited or foreign line that puts anything
+# else there loses the field rather than crashing a viewer.
+NUMERIC = ("time", "pid", "step", "max_steps", "epoch", "epochs", "loss", "lr", "grad_norm", "tokens_per_s",
+           "mem_bytes", "peak_mem_bytes", "eta_s", "eval_loss", "final_loss", "best_eval_loss", "attempt",
+           "micro_batch", "grad_accum", "from_step", "device_total_bytes", "estimate_peak_gib",
+           "resumed_from_step", "train_rows", "val_rows", "truncated_rows", "skipped_rows", "exit_code")
+
+
 def parse_line(line: str) -> dict | None:
     """One line → event, or None for a torn/partial or foreign line."""
     line = line.strip()
@@ -71,9 +79,16 @@ def parse_line(line: str) -> dict | None:
         return None
     try:
         event = json.loads(line)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
-    return event if isinstance(event, dict) and "type" in event else None
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        return None
+    for key in NUMERIC:
+        value = event.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or value != value or value in (float("inf"), float("-inf"))):
+            del event[key]
+    return event
 
 
 def read_events(path: str | Path) -> list[dict]:
