@@ -481,6 +481,19 @@ def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
     return cfg
 
 
+def with_values(cfg: RunConfig, patch: dict[str, Any]) -> RunConfig:
+    """A new RunConfig with dotted keys set (`{"lora.r": 32}`): how a red flag's fix, a TUI form
+    edit or a recommender trial changes a config. Raises pydantic's ValidationError on a bad value."""
+    data = cfg.model_dump()
+    for key, value in patch.items():
+        node = data
+        *head, last = key.split(".")
+        for part in head:
+            node = node[part]
+        node[last] = value
+    return RunConfig.model_validate(data)
+
+
 def json_schema() -> dict:
     """JSON Schema of RunConfig, for editors validating presets."""
     schema = RunConfig.model_json_schema()

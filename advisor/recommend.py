@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from . import memory
-from .config import RunConfig
+from .config import RunConfig, with_values
 from .errors import RankwiseError
 from .hardware import Hardware
 from .model import ModelSpec
@@ -159,17 +159,6 @@ def choose_method(spec: ModelSpec, hw: Hardware | None, cfg: RunConfig) -> tuple
                      f"~{qlora.peak_gib:.1f} GiB ({qfit})")
 
 
-def _set(cfg: RunConfig, patch: dict[str, object]) -> RunConfig:
-    data = cfg.model_dump()
-    for key, value in patch.items():
-        node = data
-        *head, last = key.split(".")
-        for part in head:
-            node = node[part]
-        node[last] = value
-    return RunConfig.model_validate(data)
-
-
 def suggest_fixes(spec: ModelSpec, hw: Hardware | None, cfg: RunConfig, method: str) -> list[dict]:
     """Changes that would lower the peak, each re-estimated: {change, patch, peak_gib, fit, saves_gib}."""
     base, _ = _estimate(spec, cfg, method, hw)
@@ -194,7 +183,7 @@ def suggest_fixes(spec: ModelSpec, hw: Hardware | None, cfg: RunConfig, method: 
     out = []
     for change, patch in tries:
         try:
-            new = _set(cfg, patch)
+            new = with_values(cfg, patch)
         except Exception:  # a patch the schema refuses is simply not a suggestion
             continue
         est, f = _estimate(spec, new, patch.get("method", method), hw)
@@ -216,7 +205,7 @@ def suggest_fixes(spec: ModelSpec, hw: Hardware | None, cfg: RunConfig, method: 
     if "train.max_seq_len" in combined:
         combined["train.max_seq_len"] = max(256, t.max_seq_len // 2)
     if len(tries) > 1:
-        new = _set(cfg, combined)
+        new = with_values(cfg, combined)
         est, f = _estimate(spec, new, combined.get("method", method), hw)
         out.append({"change": "all of: " + ", ".join(f"{k}={v}" for k, v in combined.items()),
                     "patch": combined, "peak_gib": round(est.peak_gib, 2), "fit": f,
@@ -372,7 +361,7 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
         for mb in MICRO_BATCHES:
             if mb > TARGET_BATCH // gpus and mb > 1:
                 continue
-            trial = _set(cfg, {"train.micro_batch": mb})
+            trial = with_values(cfg, {"train.micro_batch": mb})
             if mb == 1 or _estimate(spec, trial, method, hw)[1] == "fits":
                 cfg.train.micro_batch = mb
                 break

@@ -408,7 +408,7 @@ async def test_stop_a_live_run_after_confirming(tmp_path):
     from rankwise.advisor.config import load_config
     from rankwise.advisor.presets import shipped
     from rankwise.tui.launch import write_preset
-    from rankwise.tui.screens.advice import with_values
+    from rankwise.advisor.config import with_values
     from rankwise.tui.screens.run import RunScreen
 
     long = with_values(load_config(shipped()["demo-cpu"]), {"train.max_steps": 5000})

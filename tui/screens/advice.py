@@ -21,6 +21,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
+from rankwise.advisor.config import with_values
+
 from ..widgets.bars import estimate_bar, legend
 
 # (dotted key, label, choices or None for a typed value)
@@ -77,20 +79,6 @@ def parsed(key: str, text: str):
     if text == "" and key == "lora.alpha":
         return None
     return text
-
-
-def with_values(cfg, patch: dict):
-    """A new RunConfig with dotted keys set (ValidationError if a value is wrong)."""
-    from rankwise.advisor.config import RunConfig
-
-    data = cfg.model_dump()
-    for key, value in patch.items():
-        node = data
-        *head, last = key.split(".")
-        for part in head:
-            node = node[part]
-        node[last] = value
-    return RunConfig.model_validate(data)
 
 
 def field_doc(key: str) -> str:
