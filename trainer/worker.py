@@ -26,6 +26,7 @@ from rankwise.advisor.errors import RankwiseError
 
 from . import rundir
 from .events import EVENTS_FILE, EventSink
+from .launch import is_main_process, world_size
 
 MAX_OOM_RETRIES = 3
 log = logging.getLogger("rankwise.worker")
@@ -47,8 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.run_dir).resolve()
     _output_to_log(run_dir / rundir.LOG)
     stop = _install_signal_handlers()
-    _end_torn_line(run_dir / EVENTS_FILE)
-    sink = EventSink(run_dir / EVENTS_FILE)
+    if is_main_process():  # several processes (accelerate launch): rank 0 alone writes the event log
+        _end_torn_line(run_dir / EVENTS_FILE)
+    sink = RankSink(run_dir / EVENTS_FILE)
+    if world_size() > 1:  # the ranks share train.log: each line says whose it is
+        for h in logging.getLogger().handlers:
+            h.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s rank {os.environ.get('RANK', '0')} "
+                                             "%(name)s: %(message)s"))
     state: dict = {"step": None}
     try:
         return train(run_dir, sink, stop, state, resume=args.resume, force=args.force)
@@ -74,9 +80,10 @@ def _ended(run_dir: Path, sink: EventSink, status: str, code: int, state: dict, 
     """A run that ended before its normal end: the error event, a short summary.json, the end event."""
     if error:
         sink.emit("error", message=error, hint=hint)
-    rundir.write_json(run_dir / rundir.SUMMARY, {
-        "status": status, "step": state["step"], "error": error, "hint": hint, "exit_code": code,
-        "last_checkpoint": str(c[1]) if (c := rundir.latest_checkpoint(run_dir)) else None})
+    if is_main_process():  # the other ranks of a multi-process run leave the summary to rank 0
+        rundir.write_json(run_dir / rundir.SUMMARY, {
+            "status": status, "step": state["step"], "error": error, "hint": hint, "exit_code": code,
+            "last_checkpoint": str(c[1]) if (c := rundir.latest_checkpoint(run_dir)) else None})
     sink.emit("end", status=status, step=state["step"], exit_code=code)
     return code
 
@@ -91,14 +98,22 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     from rankwise.advisor import hardware, redflags
     from rankwise.advisor.model import load_model
 
-    from .callbacks import Checkpoints, Events, StartOnce, StopFlag, TestSeams, TokenCounter
+    from .callbacks import Events, StartOnce, TestSeams, TokenCounter
     from .data import build_datasets, make_collator
+
+    SyncedStop, RankZeroCheckpoints = _callbacks()
 
     # --- what to train, and does the advisor object? ------------------------------------------
     spec = load_model(cfg.model.name)
     model_dir = weights_dir(spec, cfg)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))  # set by accelerate launch; 0 for one process
+    sharded = any(os.environ.get(k, "").lower() in ("1", "true") for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
     hw = hardware.probe(str(run_dir))
+    if hw.gpus and device == "cuda":  # plan for the GPUs this run uses: one per process, over every machine
+        from dataclasses import replace
+
+        hw = replace(hw, gpus=tuple(replace(hw.gpus[0], index=i) for i in range(world_size())))
     ctx = redflags.context(cfg, spec, hw)
     method = ctx.method
     findings = redflags.check(cfg, spec, hw, method)
@@ -112,7 +127,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         raise RankwiseError(f"red flag {errors[0].code}: {errors[0].message}",
                             f"{errors[0].fix} (or start it with --force)")
     est = ctx.estimate
-    gpu_bytes = torch.cuda.get_device_properties(0).total_memory if device == "cuda" else None
+    gpu_bytes = torch.cuda.get_device_properties(local_rank).total_memory if device == "cuda" else None
     if est is not None:
         where = f"the {gpu_bytes / 2**30:.1f} GiB GPU" if gpu_bytes else "CPU (the estimate is for a GPU)"
         note = f"estimated peak {est.peak_gib:.2f} GiB ({method}) on {where}"
@@ -131,6 +146,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     compute_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
         compute, torch.float32 if device == "cpu" else (torch.bfloat16 if bf16_ok else torch.float16))
     optim = cfg.resolved_optimizer(method)
+    if sharded and cfg.train.optimizer == "auto":
+        optim = "adamw_torch"  # peft docs (accelerate/fsdp.md, caveats): paged_adamw_8bit fails saving FSDP+QLoRA checkpoints
     optim = {"adamw_torch": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit",
              "paged_adamw_8bit": "paged_adamw_8bit" if device == "cuda" else "adamw_bnb_8bit"}[optim]
 
@@ -144,10 +161,14 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         kwargs = dict(trust_remote_code=cfg.model.trust_remote_code,  # None: safetensors first, then .bin
                       use_safetensors=None if cfg.model.allow_unsafe_weights else True)
         if method == "qlora":
+            # FSDP/ZeRO-3 shard float tensors of one dtype: the 4-bit weights are stored in the compute
+            # dtype and the model loads in it, with no device_map (peft docs, "Use PEFT QLoRA and FSDP")
+            storage = {"bnb_4bit_quant_storage": compute_dtype} if sharded else {}
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type=cfg.quant.quant_type,
-                bnb_4bit_use_double_quant=cfg.quant.double_quant, bnb_4bit_compute_dtype=compute_dtype)
-            kwargs["device_map"] = {"": 0 if device == "cuda" else "cpu"}
+                bnb_4bit_use_double_quant=cfg.quant.double_quant, bnb_4bit_compute_dtype=compute_dtype, **storage)
+            if not sharded:
+                kwargs["device_map"] = {"": local_rank if device == "cuda" else "cpu"}  # DDP: each rank its own GPU
             kwargs["dtype"] = compute_dtype
         else:
             kwargs["dtype"] = weight_dtype
@@ -157,7 +178,12 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             raise RankwiseError(f"cannot load the weights in {model_dir}: {str(e).splitlines()[0]}",
                                 "the folder needs *.safetensors weights (or set model.allow_unsafe_weights "
                                 "for pickled .bin files you trust)") from None
-        if method == "qlora":
+        if method == "qlora" and sharded:
+            # prepare_model_for_kbit_training would cast norms/embeddings to fp32: FSDP cannot flatten
+            # mixed dtypes into one unit, so sharded QLoRA keeps them in the storage dtype (as TRL does);
+            # get_peft_model freezes the base and the Trainer turns on (non-reentrant) checkpointing
+            model.enable_input_require_grads()
+        elif method == "qlora":
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.grad_checkpointing,
                                                     gradient_checkpointing_kwargs={"use_reentrant": False})
         targets = cfg.lora.target_modules
@@ -190,10 +216,10 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
         )
         return Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
-                       data_collator=tokens, callbacks=[events, checkpoints, StopFlag(stop), seams, started])
+                       data_collator=tokens, callbacks=[events, checkpoints, SyncedStop(stop), seams, started])
 
     # --- callbacks ---------------------------------------------------------------------------
-    events, checkpoints, seams = Events(sink, device, tokens), Checkpoints(sink), TestSeams()
+    events, checkpoints, seams = Events(sink, device, tokens), RankZeroCheckpoints(sink), TestSeams()
     latest = rundir.latest_checkpoint(run_dir) if resume else None
     if resume:
         log.info("resuming from %s", latest[1] if latest else "the beginning (no complete checkpoint)")
@@ -203,6 +229,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         device_total_bytes=gpu_bytes, max_steps=max_steps, epochs=cfg.train.epochs, micro_batch=micro,
         grad_accum=accum, estimate_peak_gib=round(est.peak_gib, 3) if est else None,
         resumed_from_step=latest[0] if latest else None, train_rows=report.train_rows, val_rows=report.val_rows,
+        processes=world_size(), sharded=sharded,
         truncated_rows=report.truncated_rows, skipped_rows=report.skipped_rows))
 
     # --- train, halving the micro-batch on CUDA OOM ------------------------------------------
@@ -226,7 +253,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         if device == "cuda":
             torch.cuda.empty_cache()
         retries += 1
-        if retries > MAX_OOM_RETRIES or micro == 1:
+        if retries > MAX_OOM_RETRIES or micro == 1 or world_size() > 1:  # ranks cannot retry apart
             raise OOMGiveUp(oom_message(est, gpu_bytes, micro, accum, retries - 1, cfg))
         micro, accum = halve(micro, accum)
         latest = rundir.latest_checkpoint(run_dir)
@@ -242,7 +269,12 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     adapter = None
     if status == "finished":
         adapter = run_dir / rundir.ADAPTER
-        model.save_pretrained(adapter)
+        if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:  # a collective: every rank takes part
+            if trainer.is_fsdp_enabled:
+                trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")  # peft docs
+            trainer.save_model(str(adapter))
+        elif is_main_process():
+            model.save_pretrained(adapter)
     summary = {
         "status": status, "step": events.step, "max_steps": events.max_steps, "method": method, "device": device,
         "final_loss": events.final_loss, "best_train_loss": events.best_loss, "best_eval_loss": events.best_eval,
@@ -254,7 +286,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         "oom_retries": retries, "data": report.to_dict(), "adapter_path": str(adapter) if adapter else None,
         "last_checkpoint": str(c[1]) if (c := rundir.latest_checkpoint(run_dir)) else None,
     }
-    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    if is_main_process():
+        rundir.write_json(run_dir / rundir.SUMMARY, summary)
     code = 130 if status == "interrupted" else 0
     log.info("run %s %s at step %s", run_dir.name, status, events.step)
     sink.emit("end", status=status, step=events.step, final_loss=events.final_loss, best_eval_loss=events.best_eval,
@@ -293,6 +326,91 @@ def oom_message(est, gpu_bytes, micro: int, accum: int, retries: int, cfg) -> st
         fixes.append("train.grad_checkpointing: true")
     fixes.append("a smaller lora.r or fewer target modules")
     return head + "\nto fit, try " + "; ".join(fixes) + " (`rankwise estimate` shows the effect)"
+
+
+class RankSink:
+    """The event log, written by rank 0 only: the other ranks of an `accelerate launch` run
+    emit into nothing, so the log has one `start`, rank 0's steps and one `end`. On several
+    GPUs, rank 0's step events also carry `gpu_mem_bytes`: memory in use on each local GPU."""
+
+    def __init__(self, path: Path):
+        self.sink = EventSink(path) if is_main_process() else None
+        self.per_gpu = world_size() > 1
+
+    def emit(self, type_: str, **fields) -> dict:
+        if self.sink is None:
+            return {"type": type_, **fields}
+        if type_ == "step" and self.per_gpu and "gpu_mem_bytes" not in fields:
+            used = _gpu_mem_bytes()
+            if used:
+                fields["gpu_mem_bytes"] = used
+        return self.sink.emit(type_, **fields)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+
+
+def _gpu_mem_bytes() -> list[int] | None:
+    """Memory in use on each GPU this run sees (NVML: every process's share, not just rank 0's)."""
+    from rankwise.advisor.hardware import probe_gpus
+
+    gpus = probe_gpus()[0]
+    if not gpus:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        try:
+            wanted = [int(i) for i in visible.split(",")]
+            gpus = tuple(g for g in gpus if g.index in wanted)
+        except ValueError:
+            pass  # UUIDs: report every GPU
+    return [g.used_bytes for g in gpus]
+
+
+def _synced(flag: bool) -> bool:
+    """True on every rank when it is True on any (one all-reduce per step; only with several processes)."""
+    if world_size() == 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return flag
+    dev = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([1.0 if flag else 0.0], device=dev)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _barrier() -> None:
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+
+
+def _callbacks():
+    from .callbacks import Checkpoints, StopFlag
+
+    class SyncedStop(StopFlag):
+        """A stop asked of any rank (`rankwise stop` signals rank 0) stops every rank at the same step."""
+
+        def on_step_end(self, args, state, control, **kw):
+            if _synced(bool(self.stop.requested)):
+                self.stop.requested = True
+                super().on_step_end(args, state, control, **kw)
+
+    class RankZeroCheckpoints(Checkpoints):
+        """Marks a checkpoint complete once every rank has written its part; rank 0 marks it."""
+
+        def on_save(self, args, state, control, **kw):
+            _barrier()
+            if is_main_process():
+                super().on_save(args, state, control, **kw)
+
+    return SyncedStop, RankZeroCheckpoints
 
 
 def _record_batch(run_dir: Path, cfg, micro: int, accum: int) -> None:

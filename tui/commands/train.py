@@ -34,6 +34,15 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="train even when the config has error-level red flags")
     p.add_argument("--runs-dir", default=argparse.SUPPRESS, help="where runs are kept (default: output.dir, ./runs)")
     p.add_argument("--json-events", action="store_true", help="print each event as a JSON line instead of the panel")
+    d = p.add_argument_group("several GPUs, CPU processes or machines (through accelerate launch)")
+    d.add_argument("--gpus", type=int, metavar="N", help="train on N GPUs of this machine (default: distributed.gpus)")
+    d.add_argument("--processes", type=int, metavar="N", help="N CPU processes (gloo): the multi-process path anywhere")
+    d.add_argument("--nodes", type=int, metavar="N", help="machines in the run; start the same command on each")
+    d.add_argument("--node-rank", dest="node_rank", type=int, metavar="K", help="this machine's rank, 0 to N-1 (0: main)")
+    d.add_argument("--main-addr", dest="main_addr", metavar="HOST", help="address of the machine with --node-rank 0")
+    d.add_argument("--main-port", dest="main_port", type=int, metavar="P", help="its rendezvous port (default 29500)")
+    d.add_argument("--print-launch", dest="print_launch", action="store_true",
+                   help="create the run, print its `accelerate launch` command (for a cluster scheduler), start nothing")
     p.set_defaults(func=run)
 
 
@@ -47,7 +56,14 @@ def run(args) -> int:
     run_dir = _prepare_resume(args) if resume else _prepare_new(args)
     events = run_dir / "events.jsonl"
     offset = events.stat().st_size if events.exists() else 0  # a resumed run's old events are history
-    proc = start_worker(run_dir, resume=bool(resume), force=getattr(args, "force", False))
+    plan = getattr(args, "launch_plan", None)
+    if getattr(args, "print_launch", False):
+        return _print_launch(run_dir, plan, bool(resume), getattr(args, "force", False))
+    proc = start_worker(run_dir, resume=bool(resume), force=getattr(args, "force", False), plan=plan)
+    if plan is not None and plan.node_rank > 0:  # rank 0 (on the main machine) writes the events
+        print(f"node {plan.node_rank} of {plan.nodes}: {run_dir.name} started (pid {proc.pid}); the event log and "
+              f"the panel are on the main machine (--node-rank 0); output here: {run_dir / 'train.log'}", file=sys.stderr)
+        return 0 if getattr(args, "detach", False) else (1 if proc.wait() else 0)
     if getattr(args, "detach", False):
         print(f"started {run_dir} (pid {proc.pid}); `rankwise attach {run_dir.name}` follows it", file=sys.stderr)
         print(run_dir.name)
@@ -70,6 +86,7 @@ def _prepare_new(args) -> Path:
     preset = resolve_preset(ref)
     cfg = load_config(preset, getattr(args, "overrides", None) or [])
     check_inputs(cfg, force=getattr(args, "force", False))
+    args.launch_plan = plan_launch(args, cfg)
     root = rundir.runs_root(cfg, getattr(args, "runs_dir", None))
     rundir.check_writable(root)
     return rundir.create(root, rundir.run_name(cfg, preset), cfg)
@@ -92,6 +109,7 @@ def _prepare_resume(args) -> Path:
                             "start a new run with `rankwise train --preset ...` (or raise max_steps in a new preset)")
     cfg = rundir.load_config(run_dir)
     check_inputs(cfg, force=getattr(args, "force", False))
+    args.launch_plan = plan_launch(args, cfg, run_dir)
     rundir.check_writable(run_dir)
     latest = rundir.latest_checkpoint(run_dir)
     print(f"resuming {info.id} from " + (f"checkpoint {latest[0]}" if latest else "the start (no complete checkpoint)"),
@@ -172,12 +190,52 @@ def worker_command(run_dir: Path, resume: bool = False, force: bool = False) -> 
     return cmd + (["--resume"] if resume else []) + (["--force"] if force else [])
 
 
-def start_worker(run_dir: Path, resume: bool = False, force: bool = False) -> subprocess.Popen:
-    """The worker in its own session (an SSH drop or Ctrl-C in this terminal does not reach it)."""
+def plan_launch(args, cfg, resumed: Path | None = None):
+    """--gpus/--processes/--nodes (over the preset's `distributed` group) → a trainer.launch.Launch,
+    or None for one plain worker process. Bad flags are input errors, raised before the run dir exists.
+    A resumed run without flags keeps its processes (sharded checkpoints need the same count)."""
+    from rankwise.trainer import launch
+
+    flags = {k: getattr(args, k, None) for k in ("gpus", "processes", "nodes", "node_rank", "main_addr", "main_port")}
+    if resumed is not None and all(v is None for v in flags.values()):
+        flags.update(launch.previous_flags(resumed))
+    if all(v is None for v in flags.values()) and cfg.distributed.gpus == 1:
+        plan = None
+    else:
+        from rankwise.advisor import hardware
+        from rankwise.advisor.model import load_model
+
+        plan = launch.plan(cfg, load_model(cfg.model.name), hardware.probe(), **flags)
+    if plan is None and getattr(args, "print_launch", False):
+        raise RankwiseError("--print-launch is for runs of several processes",
+                            "add --gpus N, --processes N or --nodes N (one process: rankwise train --preset ...)")
+    return plan
+
+
+def _print_launch(run_dir: Path, plan, resume: bool, force: bool) -> int:
+    from rankwise.trainer import launch
+
+    config = launch.write_config(plan, run_dir)
+    print(f"run {run_dir.name} created; start this on every machine (NODE_RANK 0 to {plan.nodes - 1}, with the run "
+          "dir on a shared filesystem), e.g. NODE_RANK=$SLURM_NODEID:" if plan.nodes > 1 else
+          f"run {run_dir.name} created; start it with:", file=sys.stderr)
+    print(launch.printable(plan, config, run_dir, resume, force))
+    return 0
+
+
+def start_worker(run_dir: Path, resume: bool = False, force: bool = False, plan=None) -> subprocess.Popen:
+    """The worker in its own session (an SSH drop or Ctrl-C in this terminal does not reach it).
+    With a launch plan (several processes), `accelerate launch` starts the workers; rank 0 writes the events."""
     from rankwise.trainer.rundir import LOG
 
+    cmd, env = worker_command(run_dir, resume, force), None
+    if plan is not None:
+        from rankwise.trainer import launch
+
+        cmd = launch.command(plan, launch.write_config(plan, run_dir), run_dir, resume, force)
+        env = launch.environment(plan)
     with open(run_dir / LOG, "ab") as log:
-        return subprocess.Popen(worker_command(run_dir, resume, force), stdin=subprocess.DEVNULL, stdout=log,
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, env=env,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
 
 
