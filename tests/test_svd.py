@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from rankwise.trainer.svd import components, parse_layers, rank_band
 from train_helpers import CLI, env
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parent.parent  # not `from conftest`: tests/faults has a conftest too
 
 MODEL = str(ROOT / "presets" / "assets" / "tiny-llama")
 DATA = str(ROOT / "presets" / "assets" / "demo-chat.jsonl")
