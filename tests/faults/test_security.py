@@ -347,11 +347,14 @@ def test_preset_names_resolve_only_to_files(ref):
 @pytest.mark.slow
 def test_evil_model_remote_code_is_real(tmp_path):
     """Self-check: with trust_remote_code=True the evil model's code does run, so the offline run's check can fail."""
-    from transformers import AutoConfig
+    import subprocess
+    import sys
 
     marker = tmp_path / "ran"
     model = _evil_model(tmp_path / "m", marker)
-    AutoConfig.from_pretrained(model, trust_remote_code=False)
+    # In a subprocess: remote code registers classes inside transformers, which would leak into later tests.
+    load = "import sys; from transformers import AutoConfig; AutoConfig.from_pretrained(sys.argv[1], trust_remote_code={})"
+    subprocess.run([sys.executable, "-c", load.format(False), str(model)], check=True, capture_output=True)
     assert not marker.exists()
-    AutoConfig.from_pretrained(model, trust_remote_code=True)
+    subprocess.run([sys.executable, "-c", load.format(True), str(model)], check=True, capture_output=True)
     assert marker.exists()
