@@ -12,10 +12,12 @@ with status interrupted; during loading they end the process at once (exit 130).
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import logging
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -70,21 +72,55 @@ def main(argv: list[str] | None = None) -> int:
         return _ended(run_dir, sink, "failed", 1, state, head, rest or None)
     except Exception as e:  # a bug or a library failure: the traceback goes to train.log
         traceback.print_exc()
+        if _disk_full(e):
+            return _ended(run_dir, sink, "failed", 1, state, *_disk_full_message(run_dir, e))
         return _ended(run_dir, sink, "failed", 1, state, f"{type(e).__name__}: {e}", f"see {run_dir / rundir.LOG}")
     finally:
         sink.close()
 
 
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _disk_full(e: BaseException) -> bool:
+    """A write that failed for want of space, wherever it sits in the chain: torch's serializer
+    wraps the OSError in a RuntimeError ("unexpected pos ...", "file write failed")."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _DISK_ERRNOS:
+            return True
+        if isinstance(e, RuntimeError) and any(m in str(e) for m in ("unexpected pos", "file write failed")):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _disk_full_message(run_dir: Path, e: BaseException) -> tuple[str, str]:
+    """Drop the half-written checkpoints (no completion marker) so the last good one is what
+    --resume finds, and say what happened and what to do."""
+    latest = rundir.latest_checkpoint(run_dir)
+    for folder in (run_dir / rundir.CHECKPOINTS).glob("checkpoint-*"):
+        if not (folder / rundir.MARKER).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+    where = f"continues from checkpoint {latest[0]}" if latest else "starts over (no complete checkpoint yet)"
+    return (f"disk full while writing in {run_dir} ({type(e).__name__}: {e})",
+            f"free space, then `rankwise train --resume {run_dir.name}` {where}")
+
+
 def _ended(run_dir: Path, sink: EventSink, status: str, code: int, state: dict, error: str | None = None,
            hint: str | None = None) -> int:
     """A run that ended before its normal end: the error event, a short summary.json, the end event."""
-    if error:
-        sink.emit("error", message=error, hint=hint)
-    if is_main_process():  # the other ranks of a multi-process run leave the summary to rank 0
-        rundir.write_json(run_dir / rundir.SUMMARY, {
-            "status": status, "step": state["step"], "error": error, "hint": hint, "exit_code": code,
-            "last_checkpoint": str(c[1]) if (c := rundir.latest_checkpoint(run_dir)) else None})
-    sink.emit("end", status=status, step=state["step"], exit_code=code)
+    try:
+        if error:
+            sink.emit("error", message=error, hint=hint)
+        if is_main_process():  # the other ranks of a multi-process run leave the summary to rank 0
+            rundir.write_json(run_dir / rundir.SUMMARY, {
+                "status": status, "step": state["step"], "error": error, "hint": hint, "exit_code": code,
+                "last_checkpoint": str(c[1]) if (c := rundir.latest_checkpoint(run_dir)) else None})
+        sink.emit("end", status=status, step=state["step"], exit_code=code)
+    except OSError as e:  # a full disk can refuse even these few bytes: keep the exit code meaningful
+        log.error("could not record the end of the run (%s): %s%s", e, error or status, f" ({hint})" if hint else "")
     return code
 
 

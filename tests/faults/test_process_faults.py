@@ -233,11 +233,14 @@ def _disk_full_fallback(tmp_path):
     outcome = {"kind": "RLIMIT_FSIZE stand-in (no tmpfs mount)", "exit": proc.returncode,
                "traceback_on_terminal": not _no_traceback(out, err),
                "error": (of_type(evs, "error") or [{}])[-1].get("message"),
-               "complete_checkpoints": [s for s, _ in rundir.complete_checkpoints(run_dir)]}
+               "complete_checkpoints": [s for s, _ in rundir.complete_checkpoints(run_dir)],
+               "left_behind": [p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")]}
     res = train(runs, "--resume", run_dir.name, preset=None, quick=False)
     outcome.update(resume_exit=res.returncode, final=of_type(events(run_dir), "end")[-1]["status"])
     record("disk_full", outcome)
     assert proc.returncode == 1 and not outcome["traceback_on_terminal"] and outcome["error"], outcome
+    assert outcome["error"].startswith("disk full while writing"), outcome  # not torch's serializer message
+    assert outcome["left_behind"] == [], "the half-written checkpoint is removed"
     assert outcome["complete_checkpoints"] == [] and res.returncode == 0 and outcome["final"] == "finished", outcome
 
 
