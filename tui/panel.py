@@ -47,6 +47,17 @@ def sparkline(values, width: int = 30) -> str:
     return "".join(SPARK[0 if span == 0 else round((v - lo) / span * top)] for v in vals)
 
 
+def fmt_age(seconds: float | None) -> str:
+    """How long ago, in the largest whole unit: 45s, 12m, 3h, 2d."""
+    if seconds is None:
+        return "?"
+    s = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
 def fmt_duration(seconds) -> str:
     if seconds is None or seconds < 0:
         return "?"

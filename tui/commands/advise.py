@@ -4,13 +4,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .common import add_json, add_planning, hardware_from, print_json
+from .common import SEVERITY_STYLE, add_json, add_planning, hardware_from, print_json
 
 NAMES = {"lora": "LoRA", "qlora": "QLoRA"}
 
 TASKS = ("classification", "format", "style", "instruction", "chat", "domain", "code", "reasoning")
 FIT_STYLE = {"fits": "green", "tight": "yellow", "wont-fit": "red", "no-gpu": "cyan"}
-SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def register(sub) -> None:

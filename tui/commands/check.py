@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 
-from .common import add_json, add_planning, hardware_from, print_json
+from .common import SEVERITY_STYLE, add_json, add_planning, hardware_from, print_json
 
 NAMES = {"lora": "LoRA", "qlora": "QLoRA"}
 
-SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def register(sub) -> None:

@@ -44,18 +44,9 @@ def register(sub) -> None:
     p.set_defaults(func=run_stop)
 
 
-def fmt_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{s // size}{unit}"
-    return f"{s}s"
-
-
 def run_list(args) -> int:
     from rankwise.trainer.runs import list_runs
+    from rankwise.tui.panel import fmt_age
 
     infos = list_runs(runs_dir_of(args))
     if args.json:

@@ -27,13 +27,9 @@ class RunList(Message):
 
 
 def age(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{s // size}{unit} ago"
-    return f"{s}s ago"
+    from ..panel import fmt_age
+
+    return "?" if seconds is None else f"{fmt_age(seconds)} ago"
 
 
 def summary_text(info) -> Text:
