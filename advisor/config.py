@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError, Problem, RankwiseError, did_you_mean
 
 TaskKind = Literal["classification", "format", "style", "instruction", "chat", "domain", "code", "reasoning"]
+TASKS: tuple[str, ...] = get_args(TaskKind)
 TargetSet = Literal["minimal", "standard", "aggressive", "all-linear"]
 TARGET_SETS: tuple[str, ...] = ("minimal", "standard", "aggressive", "all-linear")
 OPTIMIZERS: tuple[str, ...] = ("auto", "adamw_torch", "adamw_8bit", "paged_adamw_8bit")

@@ -8,7 +8,7 @@ from .common import SEVERITY_STYLE, add_json, add_planning, hardware_from, print
 
 NAMES = {"lora": "LoRA", "qlora": "QLoRA"}
 
-TASKS = ("classification", "format", "style", "instruction", "chat", "domain", "code", "reasoning")
+from rankwise.advisor.config import TASKS  # the schema's task kinds
 FIT_STYLE = {"fits": "green", "tight": "yellow", "wont-fit": "red", "no-gpu": "cyan"}
 
 

@@ -16,7 +16,7 @@ from textual.widgets.option_list import Option
 
 from ..widgets.bars import gib, gpu_line, usage_bar
 
-TASKS = ("classification", "format", "style", "instruction", "chat", "domain", "code", "reasoning")
+from rankwise.advisor.config import TASKS  # the schema's task kinds
 PROBE_EVERY_S = 5.0
 SCAN_LIMIT = 20000  # rows read by the quick scan; enough for length statistics
 
