@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .errors import RankwiseError
-from .model import Linear, ModelSpec
+from .families import is_analytic
+from .spec import Linear, ModelSpec
 
 if TYPE_CHECKING:  # only for the annotation: config imports pydantic, fine, but keep it lazy
     from .config import RunConfig
@@ -279,7 +280,7 @@ def layer_unit_params(spec: ModelSpec) -> int:
     """Parameters of one decoder layer (its linears and RMSNorms): one FSDP unit under
     TRANSFORMER_BASED_WRAP with the decoder layer class."""
     linears = sum(l.params for l in spec.linears if l.family != "lm_head") // spec.num_layers
-    norms = (4 if spec.model_type == "gemma2" else 2) * spec.hidden_size
+    norms = spec.family.norms_per_layer * spec.hidden_size
     return linears + norms
 
 
@@ -356,8 +357,7 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
     s = stream_bytes(plan)
     h, i = spec.hidden_size, spec.intermediate_size
     qd, kvd = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
-    norms = 4 if spec.model_type == "gemma2" else 2
-    total = norms * 4 * h  # RMSNorm keeps the fp32 copy of its input
+    total = spec.family.norms_per_layer * 4 * h  # RMSNorm keeps the fp32 copy of its input
     total += a * (qd + 2 * kvd) + a * qd + 4 * spec.num_heads  # SDPA: q, k, v, out, lse
     moe = max(1, spec.experts_per_token) if spec.is_moe else 1
     total += moe * 3 * s * i  # gate, up, act(gate) saved by act and mul
@@ -382,7 +382,7 @@ def logits_peak_bytes(spec: ModelSpec, plan: Plan) -> int:
     fp32 copy + fp32 log_softmax. In backward, NLL's dense fp32 gradient, the saved
     log_softmax and log_softmax's fp32 input-gradient are alive together: 3 fp32 copies,
     which is the larger of the two for 16-bit training (12 vs 10 bytes per logit)."""
-    softcap = plan.dtype_bytes if spec.config.get("final_logit_softcapping") else 0  # Gemma 2 keeps tanh's output
+    softcap = plan.dtype_bytes if spec.family.final_softcap(spec.config) else 0  # Gemma 2 keeps tanh's output
     return (STACKS[plan.stack].logits_bytes(plan.dtype_bytes) + softcap) * spec.vocab_size
 
 
@@ -442,7 +442,7 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         f"states kept in {8 * st.adapter_bytes}-bit",
         f"per-GPU micro-batch {plan.micro_batch} x {plan.seq_len} tokens, every sequence padded to full length (no packing savings)",
     ]
-    if spec.model_type not in ("llama", "mistral", "mixtral", "qwen2", "gemma2", "phi3"):
+    if not is_analytic(spec.model_type):
         out.append(f"activations follow a Llama-style decoder (RMSNorm, SwiGLU MLP, SDPA); for {spec.model_type} "
                    "they are an approximation")
     if plan.method == "qlora":

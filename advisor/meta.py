@@ -2,11 +2,12 @@
 
 The meta device allocates no memory and reads no weights, so even a 70B model builds in
 seconds. This is the one place in `advisor/` that imports torch, and only when called:
-known families never come here (see `model.py`).
+families with a record in `families.py` never come here (see `model.py`).
 """
 from __future__ import annotations
 
 from .errors import RankwiseError
+from .spec import Linear, ModelSpec
 
 
 def _family(module_name: str, leaf: str) -> str:
@@ -19,11 +20,9 @@ def _family(module_name: str, leaf: str) -> str:
     return "mlp"
 
 
-def read_on_meta(name: str, source: str, cfg: dict):
+def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
     import torch  # deferred: torch costs seconds to import and only unknown architectures need it
     from transformers import AutoConfig, AutoModelForCausalLM
-
-    from .model import Linear, ModelSpec
 
     cfg = {k: v for k, v in cfg.items() if k not in ("auto_map",)}  # never pull remote code
     try:

@@ -1,0 +1,130 @@
+"""Model shapes: `ModelSpec` (what a model holds, never its weights) and its `Linear` kinds.
+
+Both readers build these: the analytic one from config.json (`model.py`, with the
+family records of `families.py`) and the meta-device one (`meta.py`). The estimator,
+recommender and red flags read them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from .errors import RankwiseError, closest
+from .families import Family, family_of
+
+# Named target sets (the schema's `lora.target_modules` accepts these or a list of names).
+TargetSet = Literal["minimal", "standard", "aggressive", "all-linear"]
+TARGET_SETS: tuple[str, ...] = get_args(TargetSet)
+
+
+@dataclass(frozen=True)
+class Linear:
+    """One kind of linear weight: `count` modules named `name` of shape d_in → d_out."""
+
+    name: str  # leaf name, as LoRA target_modules match it: "q_proj"
+    family: str  # attn | mlp | experts | lm_head
+    d_in: int
+    d_out: int
+    count: int
+    bias: bool = False
+    adaptable: bool = True  # an nn.Linear that LoRA target_modules can wrap (fused expert tensors are not)
+
+    @property
+    def params(self) -> int:
+        return self.count * (self.d_in * self.d_out + (self.d_out if self.bias else 0))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: str  # catalog | local | hf-cache
+    model_type: str
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    max_positions: int
+    tied_embeddings: bool
+    linears: tuple[Linear, ...]
+    params_by_family: dict[str, int]  # embed, attn, mlp, experts, router, norm, lm_head, other
+    num_experts: int = 0
+    experts_per_token: int = 0
+    config: dict = field(default_factory=dict, repr=False, compare=False)
+    path: str | None = None  # local folder holding weights/tokenizer, when there is one
+
+    @property
+    def total_params(self) -> int:
+        return sum(self.params_by_family.values())
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    def adaptable_names(self) -> list[str]:
+        """Module names LoRA can target, lm_head excluded (as peft's all-linear does)."""
+        return [l.name for l in self.linears if l.adaptable and l.family != "lm_head"]
+
+    @property
+    def family(self) -> Family:
+        """This architecture's record (`families.GENERIC` for one read on the meta device)."""
+        return family_of(self.model_type)
+
+    def target_set(self, kind: str) -> list[str]:
+        """A named target set → this model's module names."""
+        names = self.adaptable_names()
+        attn = [n for n in names if self.linear(n).family == "attn"]
+        mlp = [n for n in names if self.linear(n).family == "mlp"]
+        qv = [n for n in self.family.minimal_names if n in names] or [n for n in attn if "qkv" in n]
+        if kind == "minimal":
+            return qv
+        if kind == "standard":
+            return attn
+        if kind == "aggressive":
+            return attn + mlp
+        if kind == "all-linear":
+            return names
+        raise RankwiseError(f"unknown target set {kind!r}", f"use {', '.join(TARGET_SETS[:-1])} or {TARGET_SETS[-1]}")
+
+    def linear(self, name: str) -> Linear:
+        for l in self.linears:
+            if l.name == name:
+                return l
+        raise KeyError(name)
+
+    def resolve_targets(self, targets: str | list[str] | tuple[str, ...]) -> list[Linear]:
+        """Target modules (a named set, a comma list or a list) → the adapted linears.
+        A name the model does not have is an error that lists those it has."""
+        if isinstance(targets, str):
+            if targets in TARGET_SETS:
+                return [self.linear(n) for n in self.target_set(targets)]
+            targets = [t.strip() for t in targets.split(",") if t.strip()]
+        have = self.adaptable_names()
+        missing = [t for t in targets if t not in have]
+        if missing:
+            hint = f"{self.name} has: {', '.join(have)}"
+            sugg = [s for t in missing for s in closest(t, have, 1)]
+            if sugg:
+                hint = f"did you mean {', '.join(sugg)}? " + hint
+            raise RankwiseError(f"target module{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                                f"not in {self.name}", hint)
+        return [self.linear(n) for n in dict.fromkeys(targets)]
+
+    def lora_params(self, targets, r: int) -> int:
+        """Trainable LoRA parameters: Σ over adapted linears of r·(d_in + d_out)."""
+        return sum(l.count * r * (l.d_in + l.d_out) for l in self.resolve_targets(targets))
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name, "source": self.source, "model_type": self.model_type,
+            "total_params": self.total_params, "params_by_family": dict(self.params_by_family),
+            "layers": self.num_layers, "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size, "heads": self.num_heads,
+            "kv_heads": self.num_kv_heads, "head_dim": self.head_dim, "vocab_size": self.vocab_size,
+            "max_positions": self.max_positions, "tied_embeddings": self.tied_embeddings,
+            "num_experts": self.num_experts, "experts_per_token": self.experts_per_token,
+            "linears": [{"name": l.name, "family": l.family, "d_in": l.d_in, "d_out": l.d_out,
+                         "count": l.count, "bias": l.bias, "adaptable": l.adaptable} for l in self.linears],
+        }
