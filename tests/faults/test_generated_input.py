@@ -24,10 +24,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rankwise.advisor import hardware, redflags
-from rankwise.advisor.config import RunConfig, apply_overrides, load_config, parse_yaml, validate
+from rankwise.advisor.config import RunConfig
 from rankwise.advisor.dataset import check_row, iter_rows, scan
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.foreign import AXOLOTL, LLAMAFACTORY, load_any
+from rankwise.advisor.loader import apply_overrides, load_config, parse_yaml, validate
 from rankwise.advisor.model import load_model
 from rankwise.advisor.units import parse_bytes, parse_count
 
@@ -286,14 +287,14 @@ PARQUET_COLUMNS = st.dictionaries(
 
 def check_dataset(path: Path, fmt: str):
     """What `train` does before the run dir exists: scan every row, then the per-row check."""
-    from rankwise.tui.commands.train import _check_rows
+    from rankwise.trainer.start import check_rows
 
     found = scan(path, declared=fmt)
     for _, row in iter_rows(path, bad="yield"):
         if found.format:
             check_row(row, found.format)
     cfg = RunConfig.model_validate({"data": {"path": str(path), "format": fmt}})
-    _check_rows("data.path", str(path), cfg)
+    check_rows("data.path", str(path), cfg)
     return found
 
 
@@ -413,7 +414,7 @@ def test_cli_estimate_generated(generated_figures, fault_tmp, text, flags, value
 
 def _accepted_in_process(path: Path, overrides: list[str]) -> bool:
     """Would `train` accept this input (and so start training)? Those are not run here."""
-    from rankwise.tui.commands.train import check_inputs
+    from rankwise.trainer.start import check_inputs
 
     try:
         check_inputs(load_config(path, overrides))

@@ -20,9 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rankwise.advisor import hardware, redflags
-from rankwise.advisor.config import RunConfig, load_config, parse_yaml
+from rankwise.advisor.config import RunConfig
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.foreign import load_any
+from rankwise.advisor.loader import load_config, parse_yaml
 from rankwise.advisor.model import load_model
 from rankwise.advisor.presets import resolve_preset
 from rankwise.trainer import rundir
@@ -182,7 +183,7 @@ def _preset(folder: Path, model: Path, **train) -> Path:
 
 
 def test_pickled_weights_refused_unless_allowed(tmp_path):
-    from rankwise.tui.commands.train import check_inputs
+    from rankwise.trainer.start import check_inputs
 
     model = _evil_model(tmp_path / "m", tmp_path / "ran", weights="bin")
     preset = _preset(tmp_path, model)

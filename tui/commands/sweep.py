@@ -88,7 +88,7 @@ def run(args) -> int:
     p = sweep.plan(args.preset, getattr(args, "overrides", None) or [], ranks, args.steps, args.minutes,
                    hardware_from(args), args.sweep_dir, getattr(args, "runs_dir", None), args.storage,
                    threshold=args.threshold, prune=args.prune, slots=_slots(args))
-    from .train import check_inputs
+    from rankwise.trainer.start import check_inputs
 
     for r in (min(p.ranks), max(p.ranks)):  # weights, data and error-level red flags: before any trial starts
         check_inputs(sweep.trial_config(p, r))

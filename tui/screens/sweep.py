@@ -55,7 +55,7 @@ def launch_sweep(preset: str | Path, runs_dir: str | Path, ranks: str | None = N
 
     rank_list = sweep.parse_ranks(ranks or "4,8,16,32,64")
     plan = sweep.plan(str(preset), list(overrides), rank_list, steps, None, probe(), None, str(runs_dir), None)
-    from rankwise.tui.commands.train import check_inputs
+    from rankwise.trainer.start import check_inputs
 
     for r in (min(plan.ranks), max(plan.ranks)):  # weights, data, error-level red flags: said now, not in a log
         check_inputs(sweep.trial_config(plan, r))
