@@ -195,5 +195,5 @@ def resolve(gpu_mem: str | None = None, gpus: int | None = None, gpu: str | None
         first = hw.gpus[0]
         hw = Hardware(gpus=tuple(Gpu(i, first.name, first.total_bytes, compute_capability=first.compute_capability,
                                      bf16=first.bf16) for i in range(gpus)),
-                      host=hw.host, source="probe", driver_version=hw.driver_version, cuda_version=hw.cuda_version)
+                      host=hw.host, source="declared", driver_version=hw.driver_version, cuda_version=hw.cuda_version)
     return hw

@@ -150,8 +150,8 @@ class Plan:
     @classmethod
     def from_config(cls, cfg: "RunConfig", method: str | None = None, gpus: int = 1,
                     strategy: str | None = None) -> "Plan":
-        """`strategy` None takes cfg.distributed.strategy; "auto" stays ddp here: `auto_strategy`
-        resolves it against a GPU size."""
+        """`strategy` None takes cfg.distributed.strategy; "auto" stays ddp here: advisor.fit
+        resolves it against the hardware."""
         strategy = strategy or cfg.distributed.strategy
         method = method or cfg.method
         if method == "auto":
@@ -484,24 +484,3 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         out.append(f"{plan.gpus} GPUs as DDP: a full copy per GPU, plus DDP's gradient buckets; per-GPU batch = micro_batch")
     out.append(f"CUDA context {CUDA_CONTEXT_BYTES / GIB:.2f} GiB; allocator overhead {FRAGMENTATION:.0%} of per-step memory")
     return tuple(out)
-
-
-def auto_strategy(spec: ModelSpec, plan: Plan, gpu_bytes: int | None) -> tuple[str, Estimate]:
-    """strategy "auto": DDP when its estimate fits one GPU with headroom (or one GPU, or no
-    GPU size to check), else FSDP. Returns the strategy and its estimate."""
-    ddp = estimate(spec, replace(plan, strategy="ddp"))
-    if plan.gpus == 1 or gpu_bytes is None or fit(ddp, gpu_bytes) == "fits":
-        return "ddp", ddp
-    return "fsdp", estimate(spec, replace(plan, strategy="fsdp"))
-
-
-def fit(est: Estimate, gpu_bytes: int | None) -> str:
-    """"fits" (peak <= 90% of the GPU), "tight" (<= 100%), "wont-fit", or "no-gpu"."""
-    if gpu_bytes is None:
-        return "no-gpu"
-    if est.peak_bytes <= 0.9 * gpu_bytes:
-        return "fits"
-    if est.peak_bytes <= gpu_bytes:
-        return "tight"
-    return "wont-fit"
-

@@ -8,13 +8,14 @@ nothing fits it recommends nothing and says which change would make it fit, by h
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from . import memory
-from .config import RunConfig, with_values
+from . import fit, memory
+from .config import RunConfig, with_values, written
 from .errors import RankwiseError
 from .hardware import Hardware
 from .model import ModelSpec
+from .redflags import check
 from .units import gib, human_count
 
 # Rank bands by how far the task moves the model's behaviour. The LoRA paper (Hu et al.
@@ -32,7 +33,6 @@ SMALL_DATA = 1_000  # below: more dropout, more epochs
 HUGE_DATA = 50_000  # above: dropout can go to 0
 TARGET_BATCH = 16  # effective batch; 16–32 is what LoRA recipes use (QLoRA paper: 16)
 MICRO_BATCHES = (16, 8, 4, 2, 1)
-CPU_LORA_MAX_PARAMS = 3e9  # no GPU: 16-bit weights of a ≤3B model (≤6 GiB) fit a workstation's RAM
 CHARS_PER_TOKEN = 4  # rough English average for BPE tokenizers (OpenAI tokenizer docs)
 
 
@@ -71,32 +71,13 @@ class Advice:
 # ------------------------------------------------------------------ method and fit
 
 
-def _gpus(hw: Hardware | None) -> int:
-    return hw.gpu_count if hw and hw.has_gpu else 1
-
-
 def _gpu_bytes(hw: Hardware | None) -> int | None:
     return hw.gpu_bytes if hw and hw.has_gpu else None
 
 
-def _estimate(spec: ModelSpec, cfg: RunConfig, method: str, hw: Hardware | None) -> tuple[memory.Estimate, str]:
-    """Per-GPU estimate and fit on `hw`, with distributed.strategy auto resolved (DDP if it fits, else FSDP)."""
-    plan = memory.Plan.from_config(cfg, method=method, gpus=_gpus(hw))
-    if cfg.distributed.strategy == "auto":
-        est = memory.auto_strategy(spec, plan, _gpu_bytes(hw))[1]
-    else:
-        est = memory.estimate(spec, plan)
-    return est, memory.fit(est, _gpu_bytes(hw))
-
-
-estimate_for = _estimate  # the one way redflags and the CLI estimate a config on hardware
-
-STRATEGY_NAMES = {"ddp": "DDP", "fsdp": "FSDP", "deepspeed": "DeepSpeed ZeRO-3"}
-
-
-def _counts(n: int) -> list[int]:
-    """GPU counts to try, up to n: powers of two and n itself."""
-    return sorted({k for k in (1, 2, 4, 8, 16, 32, 64) if k <= n} | {n})
+def _side_by_side(spec: ModelSpec, cfg: RunConfig, hw: Hardware | None) -> tuple[dict, dict]:
+    judged = fit.side_by_side(spec, cfg, hw)
+    return {m: f.estimate for m, f in judged.items()}, {m: f.verdict for m, f in judged.items()}
 
 
 def choose_strategy(spec: ModelSpec, cfg: RunConfig, method: str, hw: Hardware | None) -> dict:
@@ -105,116 +86,14 @@ def choose_strategy(spec: ModelSpec, cfg: RunConfig, method: str, hw: Hardware |
     DDP when a full copy fits one GPU with headroom (each GPU trains on its share of the
     batch); else FSDP (weights, gradients and optimizer states sharded). `gpus` is every GPU
     planned for; `min_gpus` the fewest that fit (None when even all of them do not)."""
-    n, gb = _gpus(hw), _gpu_bytes(hw)
-    plan = memory.Plan.from_config(cfg, method=method, gpus=n)
-    want = cfg.distributed.strategy
-    if want == "auto":
-        strategy, est = memory.auto_strategy(spec, plan, gb)
-    else:
-        strategy, est = want, memory.estimate(spec, plan)
-    f = memory.fit(est, gb)
-    minimum = None
-    for k in _counts(n):
-        trial = memory.estimate(spec, replace(plan, gpus=k, strategy="ddp" if k == 1 else strategy))
-        if memory.fit(trial, gb) == "fits":
-            minimum = k
-            break
-    name = STRATEGY_NAMES[strategy]
-    if n == 1:
-        reason = "one GPU: plain training, no distribution"
-    elif gb is None:
-        reason = f"{name}: no GPU size to check the fit against"
-    elif strategy == "ddp":
-        reason = (f"DDP: a full copy (~{est.peak_gib:.1f} GiB per GPU) fits one {gib(gb):.0f} GiB GPU, so each of the "
-                  f"{n} GPUs trains on its share of the batch (no sharding traffic)")
-    else:
-        full = memory.estimate(spec, replace(plan, strategy="ddp"))
-        reason = (f"{name}: a full copy needs ~{full.peak_gib:.1f} GiB, sharded over {n} GPUs "
-                  f"~{est.peak_gib:.1f} GiB per GPU ({f})")
-        if want == "auto" and memory.fit(full, gb) == "fits":
-            reason = f"{name} as configured: " + reason.split(": ", 1)[1]
+    f = fit.assess(spec, cfg, hw, method=method)
+    minimum = fit.min_gpus(spec, cfg, method, hw)
+    reason = fit.strategy_reason(spec, cfg, f, hw)
+    n = f.gpus
     if n > 1 and minimum is not None and minimum < n:
         reason += f"; fits from {minimum} GPU{'s' if minimum > 1 else ''}, all {n} divide the time"
-    return {"strategy": strategy, "gpus": n, "min_gpus": minimum, "peak_gib": round(est.peak_gib, 2), "fit": f,
-            "reason": reason}
-
-
-def choose_method(spec: ModelSpec, hw: Hardware | None, cfg: RunConfig) -> tuple[str, str]:
-    """method "auto" → (lora|qlora, reason): LoRA if its 16-bit estimate fits with headroom,
-    else QLoRA. With no GPU: by model size (LoRA up to 3B parameters)."""
-    if _gpu_bytes(hw) is None:
-        n = spec.total_params
-        if n <= CPU_LORA_MAX_PARAMS:
-            return "lora", (f"no GPU found or declared: LoRA, as {human_count(n)} parameters in 16-bit "
-                            f"({gib(2 * n):.1f} GiB) are small; plan for a GPU with --gpu-mem to check fit")
-        return "qlora", (f"no GPU found or declared: QLoRA, as {human_count(n)} parameters in 16-bit "
-                         f"({gib(2 * n):.1f} GiB) are large; plan for a GPU with --gpu-mem to check fit")
-    lora, lfit = _estimate(spec, cfg, "lora", hw)
-    have = gib(hw.gpu_bytes)
-    if lfit == "fits":
-        return "lora", f"LoRA's 16-bit estimate (~{lora.peak_gib:.1f} GiB) fits {have:.0f} GiB with headroom"
-    qlora, qfit = _estimate(spec, cfg, "qlora", hw)
-    verb = "does not fit" if lfit == "wont-fit" else "leaves too little headroom on"
-    return "qlora", (f"LoRA (~{lora.peak_gib:.1f} GiB) {verb} {have:.0f} GiB; QLoRA's 4-bit base needs "
-                     f"~{qlora.peak_gib:.1f} GiB ({qfit})")
-
-
-def suggest_fixes(spec: ModelSpec, hw: Hardware | None, cfg: RunConfig, method: str) -> list[dict]:
-    """Changes that would lower the peak, each re-estimated: {change, patch, peak_gib, fit, saves_gib}."""
-    base, _ = _estimate(spec, cfg, method, hw)
-    t = cfg.train
-    tries: list[tuple[str, dict]] = []
-    if method == "lora":
-        tries.append(("switch to QLoRA (4-bit base)", {"method": "qlora"}))
-    if not t.grad_checkpointing:
-        tries.append(("turn gradient checkpointing on", {"train.grad_checkpointing": True}))
-    if t.micro_batch > 1:
-        tries.append((f"micro-batch 1 with grad_accum {t.grad_accum * t.micro_batch} (same effective batch)",
-                      {"train.micro_batch": 1, "train.grad_accum": t.grad_accum * t.micro_batch}))
-    for seq in (t.max_seq_len // 2, t.max_seq_len // 4):
-        if seq >= 256:
-            tries.append((f"shorter sequences: max_seq_len {seq}", {"train.max_seq_len": seq}))
-    if cfg.resolved_optimizer(method) != "paged_adamw_8bit":
-        tries.append(("paged 8-bit AdamW optimizer", {"train.optimizer": "paged_adamw_8bit"}))
-    if cfg.lora.r > 8:
-        tries.append((f"lower rank: r {cfg.lora.r // 2}", {"lora.r": cfg.lora.r // 2, "lora.alpha": cfg.lora.r}))
-    if cfg.lora.target_modules != "minimal" and spec.target_set("minimal"):
-        tries.append(("fewer target modules: minimal (q, v)", {"lora.target_modules": "minimal"}))
-    out = []
-    for change, patch in tries:
-        try:
-            new = with_values(cfg, patch)
-        except Exception:  # a patch the schema refuses is simply not a suggestion
-            continue
-        est, f = _estimate(spec, new, patch.get("method", method), hw)
-        out.append({"change": change, "patch": patch, "peak_gib": round(est.peak_gib, 2), "fit": f,
-                    "saves_gib": round(base.peak_gib - est.peak_gib, 2)})
-    if hw and hw.has_gpu:
-        for n in (2, 4, 8):
-            if n > hw.gpu_count:
-                more = replace(hw, gpus=tuple(replace(hw.gpus[0], index=i) for i in range(n)))
-                est, f = _estimate(spec, cfg, method, more)
-                how = ("FSDP: weights, gradients and optimizer states sharded" if est.plan.sharded else
-                       "DDP: each GPU holds a full copy; per-GPU memory does not shrink")
-                out.append({"change": f"{n} GPUs ({how})", "patch": None, "peak_gib": round(est.peak_gib, 2),
-                            "fit": f, "saves_gib": round(base.peak_gib - est.peak_gib, 2)})
-                if f == "fits" or not est.plan.sharded:
-                    break
-    # everything together, and the GPU size the plan needs as it is
-    combined = {k: v for _, p in tries for k, v in p.items()}
-    if "train.max_seq_len" in combined:
-        combined["train.max_seq_len"] = max(256, t.max_seq_len // 2)
-    if len(tries) > 1:
-        new = with_values(cfg, combined)
-        est, f = _estimate(spec, new, combined.get("method", method), hw)
-        out.append({"change": "all of: " + ", ".join(f"{k}={v}" for k, v in combined.items()),
-                    "patch": combined, "peak_gib": round(est.peak_gib, 2), "fit": f,
-                    "saves_gib": round(base.peak_gib - est.peak_gib, 2)})
-    if hw and hw.has_gpu:
-        out.append({"change": f"a GPU with at least {math.ceil(gib(base.peak_bytes / 0.9))} GiB (this plan as it is, "
-                              "with 10% headroom)", "patch": None, "peak_gib": round(base.peak_gib, 2),
-                    "fit": "fits", "saves_gib": 0.0})
-    return out
+    return {"strategy": f.estimate.plan.strategy, "gpus": n, "min_gpus": minimum, "peak_gib": round(f.peak_gib, 2),
+            "fit": f.verdict, "reason": reason}
 
 
 # ------------------------------------------------------------------ the recommendation
@@ -277,12 +156,12 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
            p95_chars: int | None = None) -> Advice:
     if task not in BANDS:
         raise RankwiseError(f"unknown task {task!r}", f"use one of: {', '.join(BANDS)}")
-    from .redflags import check  # redflags imports this module for suggest_fixes
-
     reasons: dict[str, str] = {}
     notes: list[str] = []
-    gpus = _gpus(hw)
+    gpus = hw.gpu_count if hw and hw.has_gpu else 1  # advice plans for every GPU of the machine
     cfg = (base or RunConfig()).model_copy(deep=True)
+    if gpus > 1:
+        cfg.distributed.gpus = gpus
     cfg.model.name = spec.name if base is None or not base.model.name else cfg.model.name
     cfg.task = task
 
@@ -338,16 +217,15 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     cfg.train.micro_batch, cfg.train.grad_accum = 1, max(1, math.ceil(TARGET_BATCH / gpus))
 
     # method: compare both at micro-batch 1
-    estimates, fits = {}, {}
-    for m in ("lora", "qlora"):
-        estimates[m], fits[m] = _estimate(spec, cfg, m, hw)
+    estimates, fits = _side_by_side(spec, cfg, hw)
+    auto = fit.assess(spec, with_values(cfg, {"method": "auto"}), hw)
     if _gpu_bytes(hw) is None:
-        method, why_m = choose_method(spec, hw, cfg)
+        method, why_m = auto.method, auto.method_reason
         notes.append("no GPU found or declared: fit is not checked (info); plan with --gpu-mem 24GiB or --gpu NAME")
     elif fits["lora"] == "fits":
-        method, why_m = choose_method(spec, hw, cfg)
+        method, why_m = auto.method, auto.method_reason
     elif fits["qlora"] in ("fits", "tight"):
-        method, why_m = choose_method(spec, hw, cfg)
+        method, why_m = auto.method, auto.method_reason
         if fits["qlora"] == "tight":
             why_m += "; tight: keep micro-batch 1 and watch memory"
     else:
@@ -362,7 +240,7 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
             if mb > TARGET_BATCH // gpus and mb > 1:
                 continue
             trial = with_values(cfg, {"train.micro_batch": mb})
-            if mb == 1 or _estimate(spec, trial, method, hw)[1] == "fits":
+            if mb == 1 or fit.assess(spec, trial, hw, method=method).verdict == "fits":
                 cfg.train.micro_batch = mb
                 break
         why_mb = (f"largest micro-batch whose estimate fits with headroom (tried {', '.join(map(str, MICRO_BATCHES))})")
@@ -390,15 +268,13 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     reasons["train.precision"] = ("auto: bf16 on this GPU" if hw and hw.has_gpu and hw.bf16 else
                                   "auto: fp16 (this GPU lacks bf16)" if hw and hw.has_gpu else
                                   "auto: bf16 where the GPU has it, else fp16")
-    cfg = RunConfig.model_validate(cfg.model_dump())  # re-validate the whole result
+    cfg = RunConfig.model_validate(written(cfg))  # re-validate the whole result (unset fields stay unset)
 
-    estimates, fits = {}, {}
-    for m in ("lora", "qlora"):
-        estimates[m], fits[m] = _estimate(spec, cfg, m, hw)
+    estimates, fits = _side_by_side(spec, cfg, hw)
     if method and cfg.train.micro_batch > 1:
         reasons["method"] += (f" (at micro-batch 1; at the chosen micro-batch {cfg.train.micro_batch}: "
                               f"~{estimates[method].peak_gib:.1f} GiB)")
-    suggestions = [] if method is not None or _gpu_bytes(hw) is None else suggest_fixes(spec, hw, cfg, "qlora")
+    suggestions = [] if method is not None or _gpu_bytes(hw) is None else fit.suggest_fixes(spec, hw, cfg, "qlora")
     strategy = choose_strategy(spec, cfg, chosen, hw)
     if gpus > 1:
         cfg.distributed.strategy, cfg.distributed.gpus = strategy["strategy"], gpus

@@ -8,16 +8,18 @@ values apply the fix (the TUI's "apply fix" key and `--set` use the same keys).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
-from .config import RunConfig
+from . import fit, ignored
+from .config import RunConfig, with_values
 from .errors import RankwiseError
+from .finding import SEVERITY_ORDER, Finding  # declared apart so ignored.py can make findings too
+from .fit import Fit
 from .hardware import Hardware
+from .memory import Estimate
 from .model import ModelSpec
 from .units import gib
-
-SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 # Usual learning-rate ranges. LoRA: 1e-4–5e-4 typical (Hu et al. 2021 used 2e-4–5e-4;
 # the peft/TRL examples use 2e-4); QLoRA: 5e-5–2e-4 (Dettmers et al. 2023, Table 9:
@@ -33,19 +35,6 @@ LONG_SEQ = 4096  # without gradient checkpointing, activations at this length do
 
 
 @dataclass(frozen=True)
-class Finding:
-    code: str
-    severity: str  # error | warning | info
-    message: str
-    why: str
-    fix: str
-    patch: dict[str, object] | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
 class Context:
     """Everything a rule may look at, computed once."""
 
@@ -54,13 +43,11 @@ class Context:
     hw: Hardware | None
     method: str  # lora | qlora (auto resolved)
     method_note: str
-    estimate: object | None  # memory.Estimate for `method`, when the model is known
+    estimate: Estimate | None  # for `method` per GPU, when the model is known
     fit: str | None  # fits | tight | wont-fit | no-gpu
     target_error: str | None  # why the target modules do not resolve on this model
-
-    @property
-    def gpus(self) -> int:
-        return self.hw.gpu_count if self.hw and self.hw.has_gpu else 1
+    gpus: int = 1  # GPUs the run trains on (advisor.fit.run_gpus)
+    judged: Fit | None = None  # the whole answer from advisor.fit, when the model is known
 
     @property
     def r(self) -> int:
@@ -181,9 +168,7 @@ def wont_fit(ctx: Context) -> Finding | None:
 
 
 def _fit_fix(ctx: Context) -> tuple[str, dict | None]:
-    from .recommend import suggest_fixes  # recommend imports this module
-
-    sugg = suggest_fixes(ctx.spec, ctx.hw, ctx.cfg, ctx.method)
+    sugg = fit.suggest_fixes(ctx.spec, ctx.hw, ctx.cfg, ctx.method)
     changes = [s for s in sugg if s["patch"]]
     gpu = [s["change"] for s in sugg if not s["patch"] and s["change"].startswith("a GPU")]
     for level in ("fits", "tight"):
@@ -202,10 +187,8 @@ def ddp_wont_fit(ctx: Context) -> Finding | None:
     """DDP keeps a full copy per GPU: more GPUs do not help a model that does not fit one."""
     if ctx.gpus < 2 or ctx.cfg.distributed.strategy != "ddp" or ctx.fit != "wont-fit":
         return None
-    from . import memory
-
-    sharded = memory.estimate(ctx.spec, replace(ctx.estimate.plan, strategy="fsdp"))
-    if memory.fit(sharded, ctx.hw.gpu_bytes) != "fits":
+    sharded = fit.assess(ctx.spec, with_values(ctx.cfg, {"distributed.strategy": "fsdp"}), ctx.hw, method=ctx.method)
+    if sharded.verdict != "fits":
         return None  # sharding does not rescue it either: wont-fit says what would
     return Finding("ddp-wont-fit", "error",
                    f"DDP on {ctx.gpus} GPUs: each holds a full copy (~{ctx.estimate.peak_gib:.1f} GiB), more than "
@@ -351,8 +334,7 @@ RULES: list[Callable[[Context], Finding | None]] = [
 
 
 def context(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method: str | None = None) -> Context:
-    from .recommend import choose_method, estimate_for
-
+    """The rules' view of `cfg`: method, GPUs and fit resolved by advisor.fit (the one answer)."""
     method = method or cfg.method
     target_error = None
     if spec is not None:
@@ -360,20 +342,14 @@ def context(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method:
             spec.resolve_targets(cfg.lora.target_modules)
         except RankwiseError as e:
             target_error = e.message
-    note = f"method {method} as configured"
-    if method == "auto":
-        if spec is None or target_error:
+    if spec is None or target_error:
+        note = f"method {method} as configured"
+        if method == "auto":
             method, note = "lora", "method auto: LoRA assumed (the model's size is unknown here)"
-        else:
-            method, note = choose_method(spec, hw, cfg)
-    est = fit = None
-    if spec is not None and target_error is None:
-        est, fit = estimate_for(spec, cfg, method, hw)
-    return Context(cfg, spec, hw, method, note, est, fit, target_error)
-
-
-def _gpus(hw: Hardware | None) -> int:
-    return hw.gpu_count if hw and hw.has_gpu else 1
+        return Context(cfg, spec, hw, method, note, None, None, target_error, fit.run_gpus(cfg, hw))
+    judged = fit.assess(spec, cfg, hw, method=None if method == "auto" else method)
+    return Context(cfg, spec, hw, judged.method, judged.method_reason, judged.estimate, judged.verdict, None,
+                   judged.gpus, judged)
 
 
 def check(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method: str | None = None) -> list[Finding]:
@@ -382,5 +358,5 @@ def check(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method: s
 
 
 def run_rules(ctx: Context) -> list[Finding]:
-    found = [f for rule in RULES if (f := rule(ctx)) is not None]
+    found = [f for rule in RULES + ignored.RULES if (f := rule(ctx)) is not None]  # + settings left unused
     return sorted(found, key=lambda f: SEVERITY_ORDER[f.severity])

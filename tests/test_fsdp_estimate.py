@@ -12,6 +12,7 @@ import pytest
 
 from rankwise.advisor import memory
 from rankwise.advisor.config import RunConfig
+from rankwise.advisor.fit import assess, verdict
 from rankwise.advisor.hardware import planned
 from rankwise.advisor.memory import Plan, estimate
 from rankwise.advisor.model import load_model
@@ -75,10 +76,11 @@ def test_single_gpu_estimate_is_unchanged_by_the_strategy_field(l70):
 
 
 def test_auto_strategy(l70):
-    gb = planned("80GiB").gpu_bytes
-    assert memory.auto_strategy(l70, Plan("lora", gpus=8), gb)[0] == "fsdp"
-    assert memory.auto_strategy(l70, Plan("qlora", gpus=8), gb)[0] == "ddp"
-    assert memory.auto_strategy(load_model("llama-3.1-8b"), Plan("lora", gpus=8), gb)[0] == "ddp"
+    hw = planned("80GiB", 8)
+    assert assess(l70, _cfg("lora"), hw).strategy == "fsdp"
+    assert assess(l70, _cfg("qlora"), hw).strategy == "ddp"
+    assert assess(load_model("llama-3.1-8b"), _cfg("lora", model="llama-3.1-8b"), hw).strategy == "ddp"
+    assert assess(l70, _cfg("lora"), planned("80GiB", 1)).strategy == "single"
 
 
 def _cfg(method: str, strategy: str = "auto", model: str = "llama-3.1-70b") -> RunConfig:
@@ -93,7 +95,7 @@ def test_recommend_fsdp_for_70b_lora_on_8x80(l70):
     assert (s["strategy"], s["gpus"], s["fit"]) == ("fsdp", 8, "fits")
     k = s["min_gpus"]
     assert 1 < k <= 8
-    at = lambda n: memory.fit(estimate(l70, Plan.from_config(_cfg("lora"), "lora", gpus=n, strategy="fsdp")),
+    at = lambda n: verdict(estimate(l70, Plan.from_config(_cfg("lora"), "lora", gpus=n, strategy="fsdp")).peak_bytes,
                               hw.gpu_bytes)
     assert at(k) == "fits" and at(k // 2) != "fits"  # the fewest GPUs that fit
     a = advise(l70, hw, "chat")

@@ -10,7 +10,8 @@ import pytest
 
 from rankwise.advisor.config import RunConfig
 from rankwise.advisor.errors import RankwiseError
-from rankwise.advisor.memory import GIB, Plan, estimate, fit
+from rankwise.advisor.fit import verdict
+from rankwise.advisor.memory import GIB, Plan, estimate
 from rankwise.advisor.model import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,10 +120,10 @@ def test_impossible_plans_raise(llama8b, plan, match):
 
 def test_fit_thresholds(llama8b):
     est = estimate(llama8b, Plan("lora"))
-    assert fit(est, None) == "no-gpu"
-    assert fit(est, int(est.peak_bytes / 0.9) + 1) == "fits"
-    assert fit(est, est.peak_bytes) == "tight"
-    assert fit(est, est.peak_bytes - 1) == "wont-fit"
+    assert verdict(est.peak_bytes, None) == "no-gpu"
+    assert verdict(est.peak_bytes, int(est.peak_bytes / 0.9) + 1) == "fits"
+    assert verdict(est.peak_bytes, est.peak_bytes) == "tight"
+    assert verdict(est.peak_bytes, est.peak_bytes - 1) == "wont-fit"
 
 
 def test_plan_from_config():

@@ -6,8 +6,9 @@ import subprocess
 
 import pytest
 
-from rankwise.advisor.config import load_config
-from rankwise.advisor.memory import Plan, estimate, fit
+from rankwise.advisor.loader import load_config
+from rankwise.advisor.fit import verdict
+from rankwise.advisor.memory import Plan, estimate
 from rankwise.advisor.model import load_model
 from rankwise.advisor.presets import shipped
 
@@ -44,7 +45,7 @@ def test_gpu_preset_fits_its_target_gpu_with_headroom(name):
     hw = planned(opts.get("--gpu-mem"), int(opts.get("--gpus", 1)), opts.get("--gpu"))
     cfg = load_config(shipped()[name])
     est = estimate(load_model(cfg.model.name), Plan.from_config(cfg, cfg.method, gpus=hw.gpu_count))
-    assert fit(est, hw.gpu_bytes) == "fits", f"{name}: {est.peak_gib:.1f} GiB on {hw.gpu_bytes / 2**30:.1f} GiB"
+    assert verdict(est.peak_bytes, hw.gpu_bytes) == "fits", f"{name}: {est.peak_gib:.1f} GiB on {hw.gpu_bytes / 2**30:.1f} GiB"
     # the header's figure stays the estimator's (within 10%: recalibrations move it a little)
     import re
 

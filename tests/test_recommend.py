@@ -2,7 +2,8 @@
 import pytest
 
 from rankwise.advisor import memory
-from rankwise.advisor.config import apply_overrides, validate
+from rankwise.advisor.fit import verdict
+from rankwise.advisor.loader import apply_overrides, validate
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.hardware import Hardware, planned
 from rankwise.advisor.model import load_model
@@ -70,11 +71,11 @@ def test_batch_is_the_largest_that_fits(results, i):
     est = memory.estimate(spec, memory.Plan.from_config(cfg, a.method, hw.gpu_count))
     assert est.peak_bytes == a.estimate.peak_bytes
     if cfg.train.micro_batch > 1:
-        assert memory.fit(est, hw.gpu_bytes) == "fits"
+        assert verdict(est.peak_bytes, hw.gpu_bytes) == "fits"
     if cfg.train.micro_batch < 16:
         bigger = validate(apply_overrides(cfg.model_dump(mode="json"), [f"train.micro_batch={cfg.train.micro_batch * 2}"]))
         est2 = memory.estimate(spec, memory.Plan.from_config(bigger, a.method, hw.gpu_count))
-        assert memory.fit(est2, hw.gpu_bytes) != "fits"
+        assert verdict(est2.peak_bytes, hw.gpu_bytes) != "fits"
 
 
 @pytest.mark.parametrize("i", [i for i, s in enumerate(SCENARIOS) if s[4]])

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import yaml
 
+from rankwise.advisor import fit
+from rankwise.advisor.config import with_values
 from rankwise.advisor.errors import RankwiseError
 
 CONFIG_FILE = "accelerate.yaml"
@@ -231,8 +233,6 @@ def plan(cfg, spec, hw, *, gpus: int | None = None, processes: int | None = None
     `hw` is the local machine (advisor.hardware.Hardware): `gpus: auto` means all its GPUs,
     and `distributed.strategy: auto` asks the advisor (DDP when a full copy fits one GPU with
     headroom, else FSDP)."""
-    from rankwise.advisor import memory
-
     if gpus is not None and processes is not None:
         raise RankwiseError("--gpus and --processes together", "--gpus N trains on GPUs, --processes N on the CPU")
     for flag, value, low in (("--gpus", gpus, 1), ("--processes", processes, 1), ("--nodes", nodes, 1),
@@ -255,10 +255,9 @@ def plan(cfg, spec, hw, *, gpus: int | None = None, processes: int | None = None
                                 "use fewer GPUs, `--processes N` to train on the CPU, or distributed.gpus: auto")
         strategy = cfg.distributed.strategy
         if strategy == "auto":
-            if count * nodes > 1 and spec is not None:
-                method = method or (cfg.method if cfg.method != "auto" else "lora")
-                p = memory.Plan.from_config(cfg, method=method, gpus=count * nodes)
-                strategy = memory.auto_strategy(spec, p, hw.gpu_bytes if hw is not None else None)[0]
+            if count * nodes > 1 and spec is not None:  # the advisor's one answer for this many GPUs
+                judged = fit.assess(spec, with_values(cfg, {"distributed.gpus": count * nodes}), hw, method=method)
+                strategy = judged.estimate.plan.strategy
             else:
                 strategy = "ddp"
     if count * nodes == 1:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from rankwise.advisor.config import TARGET_SETS
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.units import gib
 
@@ -48,55 +49,47 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def plan_from_args(args):
-    """Flags (over an optional preset) → (ModelSpec, Plan)."""
-    from rankwise.advisor.memory import Plan
+def config_from_args(args):
+    """Flags (over an optional preset) → (ModelSpec, RunConfig): each flag is a patch on the config."""
+    from rankwise.advisor.config import RunConfig, with_values
     from rankwise.advisor.model import load_model
 
     preset = getattr(args, "estimate_preset", None)
     if preset:
-        from rankwise.advisor.config import load_config
+        from rankwise.advisor.loader import load_config
         from rankwise.advisor.presets import resolve_preset
 
         cfg = load_config(resolve_preset(preset))
-        method = args.method or (cfg.method if cfg.method != "auto" else "lora")
-        base = Plan.from_config(cfg, method=method)
-        if args.gpus is None and isinstance(cfg.distributed.gpus, int):
-            base = Plan(**{**base.__dict__, "gpus": cfg.distributed.gpus})
-        strategy = cfg.distributed.strategy
-        model = args.model or cfg.model.name
-        if args.method and cfg.train.optimizer == "auto" and not args.optimizer:
-            base = Plan(**{**base.__dict__, "optimizer": cfg.resolved_optimizer(method)})
     else:
-        method = args.method or "lora"
-        base = Plan(method=method, optimizer="paged_adamw_8bit" if method == "qlora" else "adamw_torch")
-        model = args.model or "llama-3.2-1b"
-        strategy = "auto"
+        cfg = with_values(RunConfig(), {"method": "lora"})  # without a preset: LoRA unless --method says
     for flag, value in (("--rank", args.rank), ("--batch", args.batch), ("--seq", args.seq), ("--gpus", args.gpus)):
         if value is not None and value < 1:
             raise RankwiseError(f"{flag} must be at least 1 (got {value})", f"e.g. {flag} {16 if flag == '--rank' else 1}")
-    changes = {k: v for k, v in {
-        "r": args.rank, "targets": args.targets, "micro_batch": args.batch, "seq_len": args.seq,
-        "grad_checkpointing": args.grad_checkpointing, "optimizer": args.optimizer,
-        "double_quant": args.double_quant, "gpus": args.gpus}.items() if v is not None}
-    if "targets" in changes and not changes["targets"].strip():
-        raise RankwiseError("--targets is empty", "use minimal, standard, aggressive, all-linear or q_proj,v_proj")
-    strategy = getattr(args, "strategy", None) or strategy
-    plan = Plan(**{**base.__dict__, **changes, "strategy": "ddp" if strategy == "auto" else strategy})
-    return load_model(model), plan, strategy
+    targets = args.targets
+    if targets is not None:
+        if not targets.strip():
+            raise RankwiseError("--targets is empty", "use minimal, standard, aggressive, all-linear or q_proj,v_proj")
+        named = targets.strip() in TARGET_SETS
+        targets = targets.strip() if named else [t.strip() for t in targets.split(",") if t.strip()]
+    patch = {k: v for k, v in {
+        "model.name": args.model, "method": args.method, "lora.r": args.rank, "lora.target_modules": targets,
+        "train.micro_batch": args.batch, "train.max_seq_len": args.seq,
+        "train.grad_checkpointing": args.grad_checkpointing, "train.optimizer": args.optimizer,
+        "quant.double_quant": args.double_quant, "distributed.gpus": args.gpus,
+        "distributed.strategy": getattr(args, "strategy", None)}.items() if v is not None}
+    cfg = with_values(cfg, patch)
+    return load_model(cfg.model.name), cfg
 
 
 def run(args) -> int:
-    from rankwise.advisor.memory import auto_strategy, estimate, fit
+    from rankwise.advisor.fit import assess
 
-    spec, plan, strategy = plan_from_args(args)
+    spec, cfg = config_from_args(args)
     hw = hardware_from(args)
-    gpu_bytes = hw.gpu_bytes
-    est = auto_strategy(spec, plan, gpu_bytes)[1] if strategy == "auto" else estimate(spec, plan)
-    plan = est.plan
-    verdict = fit(est, gpu_bytes)
+    judged = assess(spec, cfg, hw)
+    est, plan, verdict, gpu_bytes = judged.estimate, judged.estimate.plan, judged.verdict, judged.gpu_bytes
     if args.json:
-        print_json({**est.to_dict(), "model": spec.name, "fit": verdict, "gpu_bytes": gpu_bytes})
+        print_json({**judged.to_dict(), "model": spec.name})
         return 0
     from rich.console import Console
     from rich.table import Table

@@ -1,0 +1,250 @@
+"""THE one way to ask "does this config fit this hardware".
+
+`assess(spec, cfg, hw)` resolves everything a config leaves open against the hardware —
+how many GPUs the run trains on, `method: auto`, `distributed.strategy: auto` — estimates
+the peak per GPU and gives the verdict. `rankwise estimate`, `check`, `advise`, `presets`,
+the Advice and Presets screens, the launch plan and the sweep all ask here, so they cannot
+disagree. `suggest_fixes` says what would make a plan fit, each change re-assessed here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from . import memory
+from .hardware import Hardware
+from .units import gib, human_count
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .model import ModelSpec
+
+VERDICTS = ("fits", "tight", "wont-fit", "no-gpu")
+# A plan "fits" when its peak stays under 90% of the GPU: the last 10% is where allocator
+# fragmentation and a long batch turn an estimate into an OOM (the estimator's own
+# allocator share is a judgment, see memory.FRAGMENTATION). "tight" is the last 10%.
+HEADROOM = 0.9
+# No GPU to judge against: LoRA for models whose 16-bit weights (≤ 6 GiB at 3B) fit a
+# workstation's RAM, else QLoRA.
+CPU_LORA_MAX_PARAMS = 3e9
+STRATEGY_NAMES = {"ddp": "DDP", "fsdp": "FSDP", "deepspeed": "DeepSpeed ZeRO-3"}
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A config judged on hardware: what will run, what it needs per GPU, and the verdict."""
+
+    method: str  # resolved: method auto is never left here
+    method_reason: str
+    gpus: int  # GPUs the run trains on (per machine)
+    estimate: memory.Estimate  # per GPU, for `method` and the resolved strategy
+    verdict: str  # fits | tight | wont-fit | no-gpu
+    gpu_bytes: int | None  # memory of the smallest GPU; None without a GPU
+    available_gpus: int  # GPUs the hardware has (0: none found or declared)
+
+    @property
+    def strategy(self) -> str:
+        """single | ddp | fsdp | deepspeed"""
+        plan = self.estimate.plan
+        return plan.strategy if plan.gpus > 1 or plan.sharded else "single"
+
+    @property
+    def peak_gib(self) -> float:
+        return self.estimate.peak_gib
+
+    @property
+    def short_of_gpus(self) -> bool:
+        """The config trains on more GPUs than the hardware has."""
+        return self.available_gpus > 0 and self.gpus > self.available_gpus
+
+    def to_dict(self) -> dict:
+        return {**self.estimate.to_dict(), "method": self.method, "method_reason": self.method_reason,
+                "strategy": self.strategy, "gpus": self.gpus, "fit": self.verdict, "gpu_bytes": self.gpu_bytes,
+                "available_gpus": self.available_gpus}
+
+
+def verdict(peak_bytes: int, gpu_bytes: int | None) -> str:
+    """fits (peak ≤ 90% of the GPU), tight (≤ 100%), wont-fit, or no-gpu."""
+    if gpu_bytes is None:
+        return "no-gpu"
+    if peak_bytes <= HEADROOM * gpu_bytes:
+        return "fits"
+    return "tight" if peak_bytes <= gpu_bytes else "wont-fit"
+
+
+def _gpu_bytes(hw: Hardware | None) -> int | None:
+    return hw.gpu_bytes if hw is not None and hw.has_gpu else None
+
+
+def run_gpus(cfg: "RunConfig", hw: Hardware | None) -> int:
+    """How many GPUs (per machine) the run trains on.
+
+    `distributed.gpus` when the config sets a count; `auto` = every GPU of the hardware. Left
+    unset (one plain process), a declared machine (`--gpus N`, the Setup screen's plan) means
+    "plan for these N GPUs"; on a probed machine it stays 1, as `rankwise train` runs it."""
+    have = hw.gpu_count if hw is not None and hw.has_gpu else 0
+    want = cfg.distributed.gpus
+    if want == "auto":
+        return max(1, have)
+    if "gpus" in cfg.distributed.model_fields_set:
+        return want
+    return max(1, have) if hw is not None and hw.source == "declared" else want
+
+
+def _estimate(spec: "ModelSpec", cfg: "RunConfig", method: str, gpus: int, gpu_bytes: int | None) -> memory.Estimate:
+    """Per-GPU estimate with `distributed.strategy: auto` resolved: DDP when a full copy fits
+    one GPU with headroom (or there is one GPU, or no size to judge), else FSDP."""
+    plan = memory.Plan.from_config(cfg, method=method, gpus=gpus)
+    if cfg.distributed.strategy != "auto":
+        return memory.estimate(spec, plan)
+    ddp = memory.estimate(spec, replace(plan, strategy="ddp"))
+    if gpus == 1 or gpu_bytes is None or verdict(ddp.peak_bytes, gpu_bytes) == "fits":
+        return ddp
+    return memory.estimate(spec, replace(plan, strategy="fsdp"))
+
+
+def _method(spec: "ModelSpec", cfg: "RunConfig", gpus: int, gpu_bytes: int | None) -> tuple[str, str]:
+    """method auto → (lora | qlora, why): LoRA if its 16-bit estimate fits with headroom, else
+    QLoRA. With no GPU: by model size."""
+    if gpu_bytes is None:
+        n = spec.total_params
+        big = n > CPU_LORA_MAX_PARAMS
+        return ("qlora" if big else "lora"), (
+            f"no GPU found or declared: {'QLoRA' if big else 'LoRA'}, as {human_count(n)} parameters in 16-bit "
+            f"({gib(2 * n):.1f} GiB) are {'large' if big else 'small'}; plan for a GPU with --gpu-mem to check fit")
+    have = gib(gpu_bytes)
+    lora = _estimate(spec, cfg, "lora", gpus, gpu_bytes)
+    lfit = verdict(lora.peak_bytes, gpu_bytes)
+    if lfit == "fits":
+        return "lora", f"LoRA's 16-bit estimate (~{lora.peak_gib:.1f} GiB) fits {have:.0f} GiB with headroom"
+    qlora = _estimate(spec, cfg, "qlora", gpus, gpu_bytes)
+    verb = "does not fit" if lfit == "wont-fit" else "leaves too little headroom on"
+    return "qlora", (f"LoRA (~{lora.peak_gib:.1f} GiB) {verb} {have:.0f} GiB; QLoRA's 4-bit base needs "
+                     f"~{qlora.peak_gib:.1f} GiB ({verdict(qlora.peak_bytes, gpu_bytes)})")
+
+
+def assess(spec: "ModelSpec", cfg: "RunConfig", hw: Hardware | None, method: str | None = None) -> Fit:
+    """`cfg` on `hw`: GPU count, method and strategy resolved, the per-GPU estimate, the verdict.
+
+    `method` judges the config as if it named that method (the Advice screen shows LoRA and
+    QLoRA side by side). Raises RankwiseError when the config cannot be estimated (e.g.
+    target modules the model lacks)."""
+    gpus, gpu_bytes = run_gpus(cfg, hw), _gpu_bytes(hw)
+    method = method or cfg.method
+    if method == "auto":
+        method, why = _method(spec, cfg, gpus, gpu_bytes)
+    else:
+        why = f"method {method} as configured"
+    est = _estimate(spec, cfg, method, gpus, gpu_bytes)
+    have = hw.gpu_count if hw is not None and hw.has_gpu else 0
+    return Fit(method, why, gpus, est, verdict(est.peak_bytes, gpu_bytes), gpu_bytes, have)
+
+
+def side_by_side(spec: "ModelSpec", cfg: "RunConfig", hw: Hardware | None) -> dict[str, Fit]:
+    """Every method judged with the same settings (the Advice screen's bars, `advise`'s table)."""
+    return {m: assess(spec, cfg, hw, method=m) for m in ("lora", "qlora")}
+
+
+def with_gpus(hw: Hardware, n: int) -> Hardware:
+    """The same machine with `n` GPUs of its first kind (to ask "would more GPUs help")."""
+    first = hw.gpus[0]
+    return replace(hw, gpus=tuple(replace(first, index=i) for i in range(n)), source="declared")
+
+
+def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", method: str) -> list[dict]:
+    """Changes that would lower the peak, each re-assessed: {change, patch, peak_gib, fit, saves_gib}."""
+    from .config import with_values
+
+    def judged(c: "RunConfig", m: str, h: Hardware | None = hw) -> Fit:
+        return assess(spec, c, h, method=m)
+
+    base = judged(cfg, method)
+    t = cfg.train
+    tries: list[tuple[str, dict]] = []
+    if method == "lora":
+        tries.append(("switch to QLoRA (4-bit base)", {"method": "qlora"}))
+    if not t.grad_checkpointing:
+        tries.append(("turn gradient checkpointing on", {"train.grad_checkpointing": True}))
+    if t.micro_batch > 1:
+        tries.append((f"micro-batch 1 with grad_accum {t.grad_accum * t.micro_batch} (same effective batch)",
+                      {"train.micro_batch": 1, "train.grad_accum": t.grad_accum * t.micro_batch}))
+    for seq in (t.max_seq_len // 2, t.max_seq_len // 4):
+        if seq >= 256:
+            tries.append((f"shorter sequences: max_seq_len {seq}", {"train.max_seq_len": seq}))
+    if cfg.resolved_optimizer(method) != "paged_adamw_8bit":
+        tries.append(("paged 8-bit AdamW optimizer", {"train.optimizer": "paged_adamw_8bit"}))
+    if cfg.lora.r > 8:
+        tries.append((f"lower rank: r {cfg.lora.r // 2}", {"lora.r": cfg.lora.r // 2, "lora.alpha": cfg.lora.r}))
+    if cfg.lora.target_modules != "minimal" and spec.target_set("minimal"):
+        tries.append(("fewer target modules: minimal (q, v)", {"lora.target_modules": "minimal"}))
+
+    def row(change: str, patch: dict | None, f: Fit) -> dict:
+        return {"change": change, "patch": patch, "peak_gib": round(f.peak_gib, 2), "fit": f.verdict,
+                "saves_gib": round(base.peak_gib - f.peak_gib, 2)}
+
+    out = []
+    for change, patch in tries:
+        try:
+            new = with_values(cfg, patch)
+        except Exception:  # a patch the schema refuses is simply not a suggestion
+            continue
+        out.append(row(change, patch, judged(new, patch.get("method", method))))
+    if hw is not None and hw.has_gpu:
+        for n in (2, 4, 8):
+            if n > base.gpus:
+                more = with_values(cfg, {"distributed.gpus": n})
+                f = judged(more, method, with_gpus(hw, max(n, hw.gpu_count)))
+                how = ("FSDP: weights, gradients and optimizer states sharded" if f.estimate.plan.sharded else
+                       "DDP: each GPU holds a full copy; per-GPU memory does not shrink")
+                out.append(row(f"{n} GPUs ({how})", None, f))
+                if f.verdict == "fits" or not f.estimate.plan.sharded:
+                    break
+    # everything together, and the GPU size the plan needs as it is
+    combined = {k: v for _, p in tries for k, v in p.items()}
+    if "train.max_seq_len" in combined:
+        combined["train.max_seq_len"] = max(256, t.max_seq_len // 2)
+    if len(tries) > 1:
+        new = with_values(cfg, combined)
+        f = judged(new, combined.get("method", method))
+        out.append(row("all of: " + ", ".join(f"{k}={v}" for k, v in combined.items()), combined, f))
+    if hw is not None and hw.has_gpu:
+        out.append({"change": f"a GPU with at least {math.ceil(gib(base.estimate.peak_bytes / HEADROOM))} GiB "
+                              "(this plan as it is, with 10% headroom)", "patch": None,
+                    "peak_gib": round(base.peak_gib, 2), "fit": "fits", "saves_gib": 0.0})
+    return out
+
+
+def min_gpus(spec: "ModelSpec", cfg: "RunConfig", method: str, hw: Hardware | None) -> int | None:
+    """The fewest GPUs (powers of two up to the planned count) on which the plan fits, with
+    the configured strategy (auto: DDP on one GPU, else as resolved); None when none does."""
+    from .config import with_values
+
+    n = run_gpus(cfg, hw)
+    if hw is None or not hw.has_gpu:
+        return None
+    for k in sorted({k for k in (1, 2, 4, 8, 16, 32, 64) if k <= n} | {n}):
+        f = assess(spec, with_values(cfg, {"distributed.gpus": k}), with_gpus(hw, max(k, 1)), method=method)
+        if f.verdict == "fits":
+            return k
+    return None
+
+
+def strategy_reason(spec: "ModelSpec", cfg: "RunConfig", f: Fit, hw: Hardware | None) -> str:
+    """Why the GPUs are used the way `f` uses them (the advisor's words)."""
+    n, gb = f.gpus, f.gpu_bytes
+    strategy = f.estimate.plan.strategy
+    name = STRATEGY_NAMES[strategy]
+    if n == 1:
+        return "one GPU: plain training, no distribution"
+    if gb is None:
+        return f"{name}: no GPU size to check the fit against"
+    if strategy == "ddp":
+        return (f"DDP: a full copy (~{f.peak_gib:.1f} GiB per GPU) fits one {gib(gb):.0f} GiB GPU, so each of the "
+                f"{n} GPUs trains on its share of the batch (no sharding traffic)")
+    full = memory.estimate(spec, replace(f.estimate.plan, strategy="ddp"))
+    reason = (f"{name}: a full copy needs ~{full.peak_gib:.1f} GiB, sharded over {n} GPUs "
+              f"~{f.peak_gib:.1f} GiB per GPU ({f.verdict})")
+    if cfg.distributed.strategy != "auto" and verdict(full.peak_bytes, gb) == "fits":
+        reason = f"{name} as configured: " + reason.split(": ", 1)[1]
+    return reason
