@@ -1,0 +1,102 @@
+"""Settings the resolved config will not use, each said as an info finding with why.
+
+A setting that is ignored warns rather than raises (STYLE: "three kinds of problem"): the
+run works, but not as the file reads. `redflags.run_rules` runs these `RULES` beside its own,
+so `rankwise check`, `advise`, the Advice screen and the worker's log show them. Info
+findings never change an exit code.
+
+"Written" means the user (or the tool that built the config) set the key: pydantic's
+`model_fields_set` of its section, not a comparison with the schema's default, so
+`epochs: 1` beside `max_steps: 200` is said although 1 is the default. Only `quant.*` also
+asks for a value other than the default, as the issue states it: writing out the QLoRA
+defaults in a LoRA preset is harmless, and tools that rebuild a config from a full dump
+(`with_values`, the recommender) mark every field as written.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from pydantic import BaseModel
+
+from .finding import Finding
+
+if TYPE_CHECKING:
+    from .redflags import Context
+
+
+def _written(section: BaseModel, name: str) -> bool:
+    return name in section.model_fields_set
+
+
+def _non_default(section: BaseModel, name: str) -> bool:
+    return _written(section, name) and getattr(section, name) != type(section).model_fields[name].default
+
+
+def _quantized_base(method: str) -> bool:
+    """Whether `method` stores the base in 4 bits, the only case that reads `quant.*`.
+    (Until advisor/methods.py holds the methods' descriptors; then ask its table.)"""
+    return method == "qlora"
+
+
+def quant_unused(ctx: Context) -> Finding | None:
+    if _quantized_base(ctx.method):
+        return None
+    q = ctx.cfg.quant
+    keys = [name for name in type(q).model_fields if _non_default(q, name)]
+    if not keys:
+        return None
+    said = ", ".join(f"quant.{k} {getattr(q, k)}" for k in keys)
+    how = "method lora" if ctx.cfg.method == "lora" else f"{ctx.method_note}"
+    return Finding("ignored-quant", "info", f"{said}: ignored, the base is not quantized ({how})",
+                   "quant.* configures the 4-bit (bitsandbytes) base of QLoRA; LoRA loads the base in 16-bit, "
+                   "so these settings change nothing",
+                   "remove them, or set method: qlora if you meant a 4-bit base")
+
+
+def warmup_ratio_overridden(ctx: Context) -> Finding | None:
+    t = ctx.cfg.train
+    if not _written(t, "warmup_ratio") or t.warmup_steps is None:
+        return None
+    return Finding("ignored-warmup-ratio", "info",
+                   f"train.warmup_ratio {t.warmup_ratio:g}: ignored, train.warmup_steps {t.warmup_steps} sets the warmup",
+                   "warmup_steps overrides warmup_ratio: the run warms up for exactly that many steps",
+                   "keep one of them: remove train.warmup_ratio, or remove train.warmup_steps to warm up by ratio")
+
+
+def epochs_overridden(ctx: Context) -> Finding | None:
+    t = ctx.cfg.train
+    if not _written(t, "epochs") or t.max_steps is None:
+        return None
+    return Finding("ignored-epochs", "info",
+                   f"train.epochs {t.epochs:g}: ignored, train.max_steps {t.max_steps} sets the length",
+                   "max_steps overrides epochs: the run stops after that many optimizer steps, however many "
+                   "passes over the data that is",
+                   "keep one of them: remove train.epochs, or remove train.max_steps to train by epochs")
+
+
+def eval_steps_without_validation(ctx: Context) -> Finding | None:
+    t, d = ctx.cfg.train, ctx.cfg.data
+    if not _written(t, "eval_steps") or t.eval_steps is None or d.val_path or d.val_ratio > 0:
+        return None
+    return Finding("ignored-eval-steps", "info",
+                   f"train.eval_steps {t.eval_steps}: ignored, there is no validation data",
+                   "evaluation needs data.val_path or data.val_ratio; without either the run never evaluates",
+                   "hold out validation rows with data.val_ratio: 0.05 (or give data.val_path), "
+                   "or remove train.eval_steps", {"data.val_ratio": 0.05})
+
+
+def strategy_single_process(ctx: Context) -> Finding | None:
+    dist = ctx.cfg.distributed
+    if not _non_default(dist, "strategy") or ctx.gpus > 1:
+        return None
+    return Finding("ignored-strategy", "info",
+                   f"distributed.strategy {dist.strategy}: ignored, the run trains on one GPU",
+                   "DDP, FSDP and DeepSpeed share work across several processes; on one GPU "
+                   f"(distributed.gpus {dist.gpus} here) the run is one plain process",
+                   "set distributed.gpus (or `rankwise train --gpus N`) to train on several GPUs, "
+                   "or remove distributed.strategy")
+
+
+RULES: list[Callable[[Context], Finding | None]] = [
+    quant_unused, warmup_ratio_overridden, epochs_overridden, eval_steps_without_validation, strategy_single_process,
+]
