@@ -1,4 +1,4 @@
-"""Hardware probe: real logic, with NVML faked at the module seam (this machine has no GPU)."""
+"""Hardware probe: real logic, with NVML faked at the module seam (so the answers hold on any machine, GPU or not)."""
 import json
 import subprocess
 import sys
@@ -74,14 +74,56 @@ def test_units():
     assert parse_count("10M") == 10**7 and parse_count("1.5B") == 1_500_000_000 and parse_count("500k") == 500_000
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "rankwise.tui.cli", *args], capture_output=True, text=True)
+STUB = """# a stand-in for pynvml (the seam hardware.probe_gpus imports), written by test_hw.py
+import types
+CARDS = {cards!r}
+def nvmlInit():
+    if CARDS is None:
+        raise RuntimeError("NVML Shared Library Not Found")
+def nvmlShutdown(): pass
+def nvmlSystemGetDriverVersion(): return "550.54.15"
+def nvmlSystemGetCudaDriverVersion(): return 12040
+def nvmlDeviceGetCount(): return len(CARDS)
+def nvmlDeviceGetHandleByIndex(i): return i
+def nvmlDeviceGetName(h): return CARDS[h][0]
+def nvmlDeviceGetMemoryInfo(h): return types.SimpleNamespace(total=CARDS[h][1], free=CARDS[h][1], used=0)
+def nvmlDeviceGetCudaComputeCapability(h): return CARDS[h][2]
+"""
 
 
-def test_hw_cli_text_and_json():
-    out = run_cli("hw")
+def run_cli(*args, nvml_dir=None):
+    """The CLI in a subprocess; with `nvml_dir`, a stub pynvml there answers instead of the machine's."""
+    import os
+
+    env = dict(os.environ)
+    if nvml_dir is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(nvml_dir), env.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-m", "rankwise.tui.cli", *args], capture_output=True, text=True, env=env)
+
+
+def machine(tmp_path, cards):
+    """A folder holding a pynvml stub for `cards` [(name, bytes, (major, minor))], or no driver for None."""
+    (tmp_path / "pynvml.py").write_text(STUB.format(cards=cards), encoding="utf-8")
+    return tmp_path
+
+
+def test_hw_cli_without_a_driver(tmp_path):
+    out = run_cli("hw", nvml_dir=machine(tmp_path, None))
     assert out.returncode == 0 and "Traceback" not in out.stderr
-    assert "No GPU found" in out.stdout and "CPU cores" in out.stdout  # this machine has no GPU
+    assert "No GPU found" in out.stdout and "CPU cores" in out.stdout
+
+
+def test_hw_cli_reads_the_probed_gpus(tmp_path):
+    cards = [("NVIDIA L4", 24 * GIB, (8, 9)), ("NVIDIA L4", 24 * GIB, (8, 9))]
+    out = run_cli("hw", nvml_dir=machine(tmp_path, cards))
+    assert out.returncode == 0 and "Traceback" not in out.stderr
+    assert "No GPU found" not in out.stdout and "NVIDIA L4" in out.stdout and "CPU cores" in out.stdout
+    out = run_cli("hw", "--json", nvml_dir=machine(tmp_path, cards))
+    data = json.loads(out.stdout)
+    assert [g["name"] for g in data["gpus"]] == ["NVIDIA L4", "NVIDIA L4"] and data["driver_version"] == "550.54.15"
+
+
+def test_hw_cli_planned_machine():
     out = run_cli("hw", "--gpu", "A100-80GB", "--gpus", "2", "--json")
     data = json.loads(out.stdout)
     assert out.returncode == 0 and len(data["gpus"]) == 2 and data["gpus"][0]["bf16"] is True
