@@ -2,19 +2,16 @@
 
 Presets are YAML files of this schema; `--set lora.r=32` edits it; the TUI form shows it;
 the advisor emits it; the trainer consumes it. Each field's docstring is its help text.
-Unknown keys are errors naming the file, the line and the closest valid key; every
-problem is collected before one `ConfigError` reports them all.
+This module is the schema alone, with the one way to address a field by dotted key
+(`get_key`, `set_key`, `with_values`, `field_help`); reading a file into it, with every
+problem located at its file and line, and `--set` overrides are in `loader.py`.
 """
 from __future__ import annotations
 
-import copy
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from .errors import ConfigError, Problem, RankwiseError, did_you_mean
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TaskKind = Literal["classification", "format", "style", "instruction", "chat", "domain", "code", "reasoning"]
 TASKS: tuple[str, ...] = get_args(TaskKind)
@@ -192,294 +189,41 @@ class RunConfig(Section):
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 
-# ---------------------------------------------------------------- loading with locations
+# ---------------------------------------------------------------- dotted keys
 
 
-def _all_keys(model: type[BaseModel]) -> dict[str, type[BaseModel] | None]:
-    out: dict[str, type[BaseModel] | None] = {}
-    for key, info in model.model_fields.items():
-        ann = info.annotation
-        out[key] = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-    return out
+def get_key(node: Any, key: str) -> Any:
+    """The value at a dotted key (`"lora.r"`) of a RunConfig, a section, or their dict dump."""
+    for part in key.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node
 
 
-def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
-    """(key, subkey, ...) → 1-based line, from a composed YAML node tree."""
-    out = {} if out is None else out
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
-            out[path + (key,)] = k.start_mark.line + 1
-            _line_map(v, path + (key,), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            out[path + (i,)] = v.start_mark.line + 1
-            _line_map(v, path + (i,), out)
-    return out
+def set_key(data: dict, key: str, value: Any) -> dict:
+    """Set a dotted key in a raw (dict) config, making the groups on the way (a group that
+    holds something else becomes a mapping: validation reports what was there)."""
+    *head, last = key.split(".")
+    node = data
+    for part in head:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[last] = value
+    return data
 
 
-MAX_YAML_NODES = 100_000  # a preset has a few hundred; aliases may not expand past this ("billion laughs")
-
-
-def _expanded_size(node: yaml.Node, source: str) -> int:
-    """Nodes in the tree with every alias expanded, without expanding it; a recursive alias is refused."""
-    sizes: dict[int, int] = {}
-    busy: set[int] = set()
-
-    def size(n: yaml.Node) -> int:
-        if id(n) in sizes:
-            return sizes[id(n)]
-        if id(n) in busy:
-            raise RankwiseError(f"{source}:{n.start_mark.line + 1}: a YAML alias refers to its own anchor",
-                                "presets are plain data: remove the recursive &anchor/*alias")
-        busy.add(id(n))
-        if isinstance(n, yaml.ScalarNode) and "\x00" in n.value:  # "\0" escapes: no path or name holds one
-            raise RankwiseError(f"{source}:{n.start_mark.line + 1}: a NUL character in a value",
-                                "remove the \\0 escape")
-        if isinstance(n, yaml.ScalarNode) and not n.value.isascii():
-            try:
-                n.value.encode("utf-8")
-            except UnicodeEncodeError:  # "\ud800" escapes: no file name or message can hold them
-                raise RankwiseError(f"{source}:{n.start_mark.line + 1}: a lone UTF-16 surrogate escape in a value",
-                                    "write the character itself, or a \\U escape of a real code point") from None
-        if isinstance(n, yaml.MappingNode):
-            _no_duplicate_keys(n, source)
-        children = [c for kv in n.value for c in kv] if isinstance(n, yaml.MappingNode) else (
-            n.value if isinstance(n, yaml.SequenceNode) else [])
-        total = 1
-        for c in children:
-            total += size(c)
-            if total > MAX_YAML_NODES:
-                raise RankwiseError(f"{source}: YAML aliases expand to more than {MAX_YAML_NODES:,} values",
-                                    "presets are small: write the values out instead of nesting &anchors/*aliases")
-        busy.discard(id(n))
-        sizes[id(n)] = total
-        return total
-
-    return size(node)
-
-
-def _no_duplicate_keys(node: yaml.MappingNode, source: str) -> None:
-    """YAML keeps the last of two equal keys silently; a preset with `r: 8` and `r: 16` is a mistake."""
-    seen: dict[str, int] = {}
-    for k, _ in node.value:
-        if not isinstance(k, yaml.ScalarNode) or k.value == "<<":
-            continue
-        line = k.start_mark.line + 1
-        if k.value in seen:
-            raise RankwiseError(f"{source}:{line}: duplicate key '{k.value}' (also on line {seen[k.value]})",
-                                "keep one of them: YAML would silently use the last")
-        seen[k.value] = line
-
-
-def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
-    """Safe-load YAML, returning the data and where each key sits. Never runs code."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None:
-            _expanded_size(node, source)  # before anything walks the aliases
-        data = yaml.load(text, Loader=yaml.SafeLoader)
-        lines = _line_map(node) if node is not None else {}
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        what = e.problem or str(e)
-        hint = "check the indentation and quoting near that line"
-        if "could not determine a constructor" in str(e):
-            what, hint = "YAML tags that construct objects are not allowed", "remove the !!tag; presets are plain data"
-        raise RankwiseError(f"{where}: malformed YAML: {what}", hint) from None
-    except yaml.YAMLError as e:
-        raise RankwiseError(f"{source}: malformed YAML: {e}", "check the file is YAML text") from None
-    except RecursionError:
-        raise RankwiseError(f"{source}: YAML nested too deeply", "presets are at most a few levels deep") from None
-    except (ValueError, OverflowError) as e:  # e.g. an integer longer than Python reads (4300 digits)
-        raise RankwiseError(f"{source}: a value rankwise cannot read ({str(e)[:120]})",
-                            "check the numbers in the file") from None
-    return data, lines
-
-
-def _where(source: str, lines: dict[tuple, int], loc: tuple) -> str:
-    for n in range(len(loc), 0, -1):
-        if loc[:n] in lines:
-            return f"{source}:{lines[loc[:n]]}"
-    return source
-
-
-def _unknown_key_problems(data: Any, model: type[BaseModel], source: str, lines: dict, path: tuple = ()) -> list[Problem]:
-    """Unknown keys, each with file:line and the closest valid key."""
-    if not isinstance(data, dict):
-        return []
-    problems = []
-    keys = _all_keys(model)
-    for key, value in data.items():
-        dotted = ".".join(str(p) for p in path + (key,))
-        if key not in keys:
-            hint = did_you_mean(str(key), keys) or f"valid keys here: {', '.join(keys)}"
-            problems.append(Problem(_where(source, lines, path + (key,)), f"unknown key '{dotted}'", hint))
-        elif keys[key] is not None:
-            problems.extend(_unknown_key_problems(value, keys[key], source, lines, path + (key,)))
-    return problems
-
-
-def _field_help(loc: tuple) -> str | None:
-    model: type[BaseModel] = RunConfig
+def field_help(key: str | tuple) -> str | None:
+    """A field's docstring (its help text), by dotted key or location tuple; None if no such field."""
+    parts = key.split(".") if isinstance(key, str) else key
+    model: Any = RunConfig
     info = None
-    for part in loc:
-        if not isinstance(part, str) or part not in model.model_fields:
+    for part in parts:
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(part, str) or fields is None or part not in fields:
             return None
-        info = model.model_fields[part]
-        ann = info.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
+        info = fields[part]
+        model = info.annotation
     return info.description if info else None
-
-
-def _validation_problems(err: ValidationError, source: str, lines: dict) -> list[Problem]:
-    problems = []
-    for e in err.errors():
-        if e["type"] == "extra_forbidden":
-            continue  # reported with its closest key by _unknown_key_problems
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("literal[", "list["))))
-        dotted = ".".join(str(p) for p in loc) or "(top level)"
-        msg = e["msg"]
-        if e["type"] == "literal_error":
-            msg = f"{msg}, got {e.get('input')!r}"
-        elif "input" in e and not isinstance(e["input"], (dict, list)):
-            msg = f"{msg} (got {e['input']!r})"
-        problems.append(Problem(_where(source, lines, loc), f"{dotted}: {msg}", _field_help(loc)))
-    # a union reports one error per branch; keep one line per location
-    seen, unique = set(), []
-    for p in problems:
-        if (p.where, p.message.split(":")[0]) not in seen:
-            seen.add((p.where, p.message.split(":")[0]))
-            unique.append(p)
-    return unique
-
-
-def validate(data: Any, source: str = "config", lines: dict | None = None) -> RunConfig:
-    """Dict → RunConfig, or one ConfigError listing every problem with file:line."""
-    lines = lines or {}
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(problems=[Problem(source, f"expected a mapping of settings, got {type(data).__name__}",
-                                            "a preset is YAML like `lora: {r: 16}`")], source=source)
-    problems = _unknown_key_problems(data, RunConfig, source, lines)
-    try:
-        cfg = RunConfig.model_validate(data)
-    except ValidationError as e:
-        problems += _validation_problems(e, source, lines)
-        cfg = None
-    if problems:
-        raise ConfigError(problems=problems, source=source)
-    return cfg
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply `--set a.b=value` overrides (values parsed as YAML scalars) to a raw dict."""
-    data = copy.deepcopy(data or {})  # YAML may hold dates/bytes (not JSON); validation reports them
-    problems = []
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            problems.append(Problem(f"--set {item}", "expected key=value", "for example --set lora.r=32"))
-            continue
-        if "\x00" in raw:
-            problems.append(Problem(f"--set {key}", "a NUL character in the value", "remove it"))
-            continue
-        try:
-            value = parse_yaml(raw, f"--set {key}")[0] if raw.strip() else None
-        except RankwiseError:
-            value = raw
-        node, model = data, RunConfig
-        parts = key.split(".")
-        for i, part in enumerate(parts):
-            keys = _all_keys(model) if model else {}
-            if model is not None and part not in keys:
-                dotted = ".".join(parts[: i + 1])
-                problems.append(Problem(f"--set {key}", f"unknown key '{dotted}'",
-                                        did_you_mean(part, keys) or f"valid keys: {', '.join(keys)}"))
-                break
-            if i == len(parts) - 1:
-                node[part] = value
-            else:
-                if not isinstance(node.get(part), dict):
-                    node[part] = {}
-                node, model = node[part], keys.get(part)
-                if model is None:
-                    problems.append(Problem(f"--set {key}", f"'{'.'.join(parts[: i + 1])}' is not a group"))
-                    break
-    if problems:
-        raise ConfigError(problems=problems, source="--set")
-    return data
-
-
-def read_text(path: Path, what: str = "file") -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise RankwiseError(f"{what} not found: {path}") from None
-    except IsADirectoryError:
-        raise RankwiseError(f"{what} is a directory, not a file: {path}") from None
-    except OSError as e:
-        raise RankwiseError(f"cannot read {what} {path}: {e.strerror}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise RankwiseError(f"{path}: not UTF-8 text (byte {e.start})", "is this really a YAML file?") from None
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a preset file, apply overrides, validate. Relative paths written in the file are
-    anchored to the file's folder; relative paths given with `--set` to the current directory
-    (where the user typed them)."""
-    path = Path(path)
-    data, lines = parse_yaml(read_text(path, "preset"), str(path))
-    if overrides:
-        if data is not None and not isinstance(data, dict):
-            validate(data, str(path), lines)  # raises the "expected a mapping" problem
-        data = _anchor_raw(data or {}, path.parent)
-        data = _anchor_raw(apply_overrides(data, overrides), Path.cwd())
-    cfg = validate(data, str(path), lines)
-    return resolve_paths(cfg, path.parent)
-
-
-_PATH_KEYS = (("data", "path"), ("data", "val_path"))
-
-
-def _is_local_model(name: str, base: Path) -> bool:
-    return name.startswith((".", "/", "~")) or (base / name).exists()
-
-
-def _anchor_raw(data: dict, base: Path) -> dict:
-    """Anchor the relative paths of a raw (unvalidated) dict to `base`, leaving bad types to validation."""
-    data = copy.deepcopy(data)
-    for group, key in _PATH_KEYS:
-        value = data.get(group, {}).get(key) if isinstance(data.get(group), dict) else None
-        if isinstance(value, str) and value and not Path(value).is_absolute():
-            data[group][key] = str((base / value).resolve())
-    model = data.get("model")
-    name = model.get("name") if isinstance(model, dict) else None
-    if isinstance(name, str) and name and _is_local_model(name, base) and not Path(name).is_absolute():
-        model["name"] = str((base / Path(name).expanduser()).resolve())
-    return data
-
-
-def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
-    """Make data and local-model paths absolute, relative to the preset's folder."""
-    def anchor(p: str | None) -> str | None:
-        if p is None or Path(p).is_absolute():
-            return p
-        return str((base / p).resolve())
-
-    cfg = cfg.model_copy(deep=True)
-    cfg.data.path = anchor(cfg.data.path)
-    cfg.data.val_path = anchor(cfg.data.val_path)
-    name = cfg.model.name
-    if _is_local_model(name, base):
-        cfg.model.name = anchor(str(Path(name).expanduser()))
-    return cfg
 
 
 def with_values(cfg: RunConfig, patch: dict[str, Any]) -> RunConfig:
@@ -487,11 +231,7 @@ def with_values(cfg: RunConfig, patch: dict[str, Any]) -> RunConfig:
     edit or a recommender trial changes a config. Raises pydantic's ValidationError on a bad value."""
     data = cfg.model_dump()
     for key, value in patch.items():
-        node = data
-        *head, last = key.split(".")
-        for part in head:
-            node = node[part]
-        node[last] = value
+        set_key(data, key, value)
     return RunConfig.model_validate(data)
 
 

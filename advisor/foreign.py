@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import RunConfig, parse_yaml, read_text, resolve_paths, validate
+from .config import RunConfig, set_key
 from .errors import ConfigError, Problem, RankwiseError
+from .loader import anchor_paths, parse_yaml, read_text, validate
 
 RANKWISE_KEYS = set(RunConfig.model_fields)
 AXOLOTL_MARKS = {"base_model", "adapter", "lora_r", "lora_alpha", "lora_target_modules", "lora_target_linear",
@@ -229,11 +230,7 @@ def translate(data: dict, kind: str) -> tuple[dict, dict[str, str], list[str]]:
                      f"equivalent (other tools' settings): {', '.join(ignored)}")
     nested: dict = {}
     for dotted, value in flat.items():
-        node = nested
-        *head, last = dotted.split(".")
-        for part in head:
-            node = node.setdefault(part, {})
-        node[last] = value
+        set_key(nested, dotted, value)
     return nested, origin, notes
 
 
@@ -249,7 +246,7 @@ def load_any(path: str | Path) -> tuple[RunConfig, str, list[str]]:
     data, lines = parse_yaml(read_text(path, "config"), source)
     kind = detect(data)
     if kind == "rankwise":
-        return resolve_paths(validate(data, source, lines), path.parent), kind, []
+        return validate(anchor_paths(data, path.parent), source, lines), kind, []
     nested, origin, notes = translate(data, kind)
     # locate each rankwise key at the foreign key it came from
     where = {tuple(dotted.split(".")): lines.get((foreign,), 0) for dotted, foreign in origin.items()}

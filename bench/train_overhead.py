@@ -50,7 +50,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
-from rankwise.advisor.config import apply_overrides, load_config
+from rankwise.advisor.loader import apply_overrides, load_config
 from rankwise.trainer.data import build_datasets, make_collator
 
 steps, out = int(sys.argv[1]), sys.argv[2]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rankwise.advisor.config import load_config
+from rankwise.advisor.loader import load_config
 from rankwise.advisor.foreign import load_any
 
 FIX = Path(__file__).parent / "fixtures" / "check"

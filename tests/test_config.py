@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from rankwise.advisor.config import RunConfig, apply_overrides, json_schema, load_config
+from rankwise.advisor.config import RunConfig, field_help, get_key, json_schema, set_key, with_values
 from rankwise.advisor.errors import ConfigError, RankwiseError
+from rankwise.advisor.loader import anchor_paths, apply_overrides, load_config, validate
 
 
 def write(tmp_path, text, name="p.yaml"):
@@ -95,3 +96,34 @@ def test_set_paths_are_relative_to_the_current_directory(tmp_path, monkeypatch):
     assert cfg.data.val_path == str(work / "mine" / "val.jsonl")  # typed by the user: where they typed it
     cfg = load_config(preset_dir / "p.yaml", ["data.path=train.jsonl"])
     assert cfg.data.path == str(work / "train.jsonl")
+
+
+def test_dotted_keys_get_and_set_on_models_and_dicts():
+    cfg = RunConfig()
+    assert get_key(cfg, "lora.r") == get_key(cfg.model_dump(), "lora.r") == 16
+    data = set_key({"lora": 5}, "lora.r", 8)  # a group holding a scalar becomes a mapping
+    assert data == {"lora": {"r": 8}}
+    assert with_values(cfg, {"lora.r": 32, "train.lr": 1e-4}).lora.r == 32 and cfg.lora.r == 16
+    assert field_help("lora.r").startswith("Rank.") and field_help(("lora", "target_modules", 0)) is None
+    assert field_help("lora.nope") is None and field_help("lora.r.x") is None
+
+
+def test_override_key_problems_name_the_part_that_is_wrong():
+    with pytest.raises(ConfigError) as e:
+        apply_overrides({}, ["train.lr.x=1", "lora.rr=2", "train=3"])
+    text = str(e.value)
+    assert "'train.lr' is not a group" in text and "unknown key 'lora.rr'" in text and "did you mean 'r'" in text
+    assert len(e.value.problems) == 2  # a whole group set to a value is validation's to report
+    with pytest.raises(ConfigError) as e:
+        validate(apply_overrides({}, ["train=3"]))
+    assert "train" in str(e.value)
+
+
+def test_model_folder_beside_the_preset_is_anchored_but_a_catalog_name_is_not(tmp_path, monkeypatch):
+    (tmp_path / "tiny").mkdir()
+    monkeypatch.chdir(tmp_path.parent)
+    cfg = load_config(write(tmp_path, "model: {name: tiny}\n"))
+    assert cfg.model.name == str(tmp_path / "tiny")
+    assert load_config(write(tmp_path, "model: {name: llama-3.1-8b}\n", "q.yaml")).model.name == "llama-3.1-8b"
+    assert anchor_paths({"data": {"path": "/abs.jsonl"}}, tmp_path) == {"data": {"path": "/abs.jsonl"}}
+    assert anchor_paths([1], tmp_path) == [1]  # not a mapping: left for validate to report

@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from rankwise.advisor.config import RunConfig, apply_overrides, validate
+from rankwise.advisor.config import RunConfig
 from rankwise.advisor.hardware import Hardware, planned
+from rankwise.advisor.loader import apply_overrides, validate
 from rankwise.advisor.model import load_model
 from rankwise.advisor.redflags import RULES, check
 

@@ -76,7 +76,7 @@ def test_pruner_stops_only_clearly_worse_trials_in_their_second_half():
 
 @pytest.mark.slow
 def test_three_rank_sweep_recommends_a_rank_and_resumes_with_one_more(tmp_path):
-    from rankwise.advisor.config import load_config
+    from rankwise.advisor.loader import load_config
 
     proc = sweep(tmp_path, "--ranks", "2,8,32", *QUICK, "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -182,7 +182,7 @@ def test_one_trial_per_gpu_and_sequential_on_cpu():
 
 
 def test_ranks_that_would_not_fit_the_planned_gpu_are_skipped_with_the_reason(tmp_path):
-    from rankwise.advisor.config import load_config
+    from rankwise.advisor.loader import load_config
     from rankwise.advisor.hardware import planned
     from rankwise.advisor.presets import resolve_preset
     from rankwise.trainer.sweep import fit_reason

@@ -21,7 +21,7 @@ def anyio_backend():
 
 
 def plan(tmp_path):
-    from rankwise.advisor.config import load_config
+    from rankwise.advisor.loader import load_config
     from rankwise.advisor.presets import resolve_preset
     from rankwise.trainer.sweep import SweepPlan
 

@@ -170,7 +170,7 @@ async def test_apply_a_red_flag_fix(tmp_path):
 
 
 async def test_save_writes_a_preset_the_schema_accepts(tmp_path):
-    from rankwise.advisor.config import load_config
+    from rankwise.advisor.loader import load_config
 
     async with app_for(tmp_path).run_test(size=SIZE) as pilot:
         screen = await to_advice(pilot)
@@ -345,7 +345,7 @@ async def test_no_color_is_respected(tmp_path, monkeypatch):
 @pytest.mark.slow
 async def test_edit_a_preset_in_advice_and_launch_it(tmp_path):
     """`e` on Presets → Advice; change the rank; ^l writes a preset and trains it in its own process."""
-    from rankwise.advisor.config import load_config
+    from rankwise.advisor.loader import load_config
     from rankwise.advisor.presets import shipped
     from rankwise.tui.screens.run import RunScreen
 
@@ -405,7 +405,7 @@ async def test_stop_a_live_run_after_confirming(tmp_path):
     """x then y on a live run: the worker checkpoints and ends as interrupted."""
     import time
 
-    from rankwise.advisor.config import load_config
+    from rankwise.advisor.loader import load_config
     from rankwise.advisor.presets import shipped
     from rankwise.tui.launch import write_preset
     from rankwise.advisor.config import with_values

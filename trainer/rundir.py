@@ -22,8 +22,9 @@ import re
 import time
 from pathlib import Path
 
-from rankwise.advisor.config import RunConfig, parse_yaml, read_text, validate
+from rankwise.advisor.config import RunConfig
 from rankwise.advisor.errors import RankwiseError
+from rankwise.advisor.loader import parse_yaml, read_text, validate
 
 CONFIG = "config.yaml"
 LOG = "train.log"

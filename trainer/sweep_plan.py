@@ -95,7 +95,7 @@ def fit_reason(cfg, rank: int, hw) -> str | None:
 def plan(preset_ref: str, overrides: list[str], ranks: list[int], steps: int | None, minutes: float | None,
          hw, sweep_dir: str | None, runs_dir: str | None, storage: str | None,
          threshold: float = kn.DEFAULT_THRESHOLD, prune: bool = True, slots: list[str | None] | None = None) -> SweepPlan:
-    from rankwise.advisor.config import load_config
+    from rankwise.advisor.loader import load_config
     from rankwise.advisor.presets import resolve_preset
 
     from .rundir import check_writable, run_name, runs_root

@@ -8,7 +8,7 @@ from .common import SEVERITY_STYLE, add_json, add_planning, hardware_from, print
 
 NAMES = {"lora": "LoRA", "qlora": "QLoRA"}
 
-from rankwise.advisor.config import TASKS  # the schema's task kinds
+from rankwise.advisor.config import TASKS, get_key  # the schema's task kinds; a field by dotted key
 FIT_STYLE = {"fits": "green", "tight": "yellow", "wont-fit": "red", "no-gpu": "cyan"}
 
 
@@ -199,10 +199,7 @@ def _render(advice, spec, hw, args) -> None:
         for key, reason in advice.reasons.items():
             if key == "method":
                 continue
-            node = cfg
-            for part in key.split("."):
-                node = node[part]
-            t.add_row(key, escape(str(node)), escape(reason))
+            t.add_row(key, escape(str(get_key(cfg, key))), escape(reason))
         console.print(t)
     if advice.budget_arithmetic:
         console.print("[bold]Budget arithmetic[/bold]")

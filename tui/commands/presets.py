@@ -32,7 +32,7 @@ def register(sub) -> None:
 def describe(name: str, path: Path, hw) -> dict:
     """One preset's row. A preset that does not load is reported, not fatal: the list still shows."""
     from rankwise.advisor import redflags
-    from rankwise.advisor.config import load_config
+    from rankwise.advisor.loader import load_config
     from rankwise.advisor.model import load_model
 
     row = {"name": name, "path": str(path), "description": None, "model": None, "method": None, "rank": None,

@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from rankwise.advisor.config import with_values
+from rankwise.advisor.config import get_key, with_values
 
 from ..widgets.bars import estimate_bar, legend
 
@@ -48,13 +48,6 @@ def wid(key: str) -> str:
     return "f-" + key.replace(".", "--")
 
 
-def get(cfg, key: str):
-    node = cfg
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
-
-
 def shown(key: str, value) -> str:
     if key == "train.grad_checkpointing":
         return "on" if value else "off"
@@ -79,18 +72,6 @@ def parsed(key: str, text: str):
     if text == "" and key == "lora.alpha":
         return None
     return text
-
-
-def field_doc(key: str) -> str:
-    from rankwise.advisor.config import RunConfig
-
-    model, info = RunConfig, None
-    for part in key.split("."):
-        info = model.model_fields.get(part)
-        if info is None:
-            return ""
-        model = info.annotation
-    return " ".join((info.description or "").split())
 
 
 TALL = 32  # rows from which the advisor's notes and fit suggestions are shown too
@@ -221,7 +202,7 @@ class AdviceScreen(Screen):
         """Put `cfg` in the form (without echo events) and recompute."""
         for key, _label, choices in FIELDS:
             w = self.query_one(f"#{wid(key)}")
-            value = shown(key, get(cfg, key))
+            value = shown(key, get_key(cfg, key))
             with w.prevent(Input.Changed, Select.Changed):
                 if choices:
                     w.value = value

@@ -28,7 +28,7 @@ class PresetRows(Message):
 
 def describe_all(presets: dict[str, Path], hw) -> list[dict]:
     """One row per preset, with its red-flag codes (a preset that does not load says why)."""
-    from rankwise.advisor.config import load_config
+    from rankwise.advisor.loader import load_config
     from rankwise.advisor.errors import RankwiseError
     from rankwise.advisor.model import load_model
     from rankwise.advisor.redflags import check
@@ -165,7 +165,7 @@ class PresetsScreen(Screen):
         row = self.selected()
         if row is None:
             return
-        from rankwise.advisor.config import load_config
+        from rankwise.advisor.loader import load_config
         from rankwise.advisor.errors import RankwiseError
 
         try:
