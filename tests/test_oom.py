@@ -28,7 +28,7 @@ def test_oom_retries_with_half_the_micro_batch_from_the_last_checkpoint(tmp_path
     assert (s["micro_batch"], s["grad_accum"], s["oom_retries"]) == (2, 2, 1)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())  # a later --resume starts with what fitted
     assert (cfg["train"]["micro_batch"], cfg["train"]["grad_accum"]) == (2, 2)
-    assert "retry 1" in proc.stdout or "retry" in proc.stdout  # the panel shows it
+    assert "retry 1: " in proc.stdout and "micro_batch 2, grad_accum 2, from step 4" in proc.stdout  # the panel says it
 
 
 @pytest.mark.slow
