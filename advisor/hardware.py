@@ -182,7 +182,13 @@ def probe(path: str = ".") -> Hardware:
 
 def resolve(gpu_mem: str | None = None, gpus: int | None = None, gpu: str | None = None,
             path: str = ".") -> Hardware:
-    """The hardware an advising command plans for: declared when flags say so, else probed."""
+    """The hardware an advising command plans for: declared when flags say so, else probed.
+    `--gpus 0` plans for a machine without a GPU (the CPU demo, or a GPU server judged as if bare)."""
+    if gpus == 0:
+        if gpu_mem or gpu:
+            raise RankwiseError("--gpus 0 plans for no GPU, but --gpu/--gpu-mem describe one",
+                                "drop --gpu/--gpu-mem, or give --gpus 1 or more")
+        return Hardware(gpus=(), host=probe_host(path), source="declared", notes=("planned without a GPU (--gpus 0)",))
     if gpu_mem or gpu:
         return planned(gpu_mem, gpus, gpu, probe_host(path))
     hw = probe(path)

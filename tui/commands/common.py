@@ -18,7 +18,7 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 def add_planning(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("planning for another machine (instead of the probe)")
     g.add_argument("--gpu-mem", metavar="SIZE", help="memory per GPU, e.g. 24GiB or 80GB")
-    g.add_argument("--gpus", type=int, metavar="N", help="number of GPUs")
+    g.add_argument("--gpus", type=int, metavar="N", help="number of GPUs (0: plan for a machine without one)")
     g.add_argument("--gpu", metavar="NAME", help=f"a named GPU: {', '.join(hardware.GPU_TABLE)}")
 
 

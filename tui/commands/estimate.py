@@ -49,8 +49,16 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lora.target_modules": "--targets",
+         "train.micro_batch": "--batch", "train.max_seq_len": "--seq", "train.grad_checkpointing": "--grad-checkpointing",
+         "train.optimizer": "--optimizer", "quant.double_quant": "--no-double-quant", "distributed.gpus": "--gpus",
+         "distributed.strategy": "--strategy"}
+
+
 def config_from_args(args):
     """Flags (over an optional preset) → (ModelSpec, RunConfig): each flag is a patch on the config."""
+    from pydantic import ValidationError
+
     from rankwise.advisor.config import RunConfig, with_values
     from rankwise.advisor.model import load_model
 
@@ -62,22 +70,30 @@ def config_from_args(args):
         cfg = load_config(resolve_preset(preset))
     else:
         cfg = with_values(RunConfig(), {"method": "lora"})  # without a preset: LoRA unless --method says
-    for flag, value in (("--rank", args.rank), ("--batch", args.batch), ("--seq", args.seq), ("--gpus", args.gpus)):
-        if value is not None and value < 1:
-            raise RankwiseError(f"{flag} must be at least 1 (got {value})", f"e.g. {flag} {16 if flag == '--rank' else 1}")
+    for flag, value, low in (("--rank", args.rank, 1), ("--batch", args.batch, 1), ("--seq", args.seq, 1),
+                             ("--gpus", args.gpus, 0)):
+        if value is not None and value < low:
+            raise RankwiseError(f"{flag} must be at least {low} (got {value})",
+                                f"e.g. {flag} {16 if flag == '--rank' else 1}")
     targets = args.targets
     if targets is not None:
         if not targets.strip():
             raise RankwiseError("--targets is empty", "use minimal, standard, aggressive, all-linear or q_proj,v_proj")
         named = targets.strip() in TARGET_SETS
         targets = targets.strip() if named else [t.strip() for t in targets.split(",") if t.strip()]
-    patch = {k: v for k, v in {
+    patch = {k: v for k, v in {  # one config key per flag (FLAGS names them back in errors)
         "model.name": args.model, "method": args.method, "lora.r": args.rank, "lora.target_modules": targets,
         "train.micro_batch": args.batch, "train.max_seq_len": args.seq,
         "train.grad_checkpointing": args.grad_checkpointing, "train.optimizer": args.optimizer,
-        "quant.double_quant": args.double_quant, "distributed.gpus": args.gpus,
+        "quant.double_quant": args.double_quant, "distributed.gpus": args.gpus or None,  # --gpus 0: no GPU
         "distributed.strategy": getattr(args, "strategy", None)}.items() if v is not None}
-    cfg = with_values(cfg, patch)
+    try:
+        cfg = with_values(cfg, patch)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        flag = FLAGS.get(key, key)
+        raise RankwiseError(f"{flag} {err.get('input')!r}: {err['msg']}", f"see `rankwise estimate --help` for {flag}")
     return load_model(cfg.model.name), cfg
 
 

@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from rankwise.advisor.config import get_key, with_values
+from rankwise.advisor.config import field_help, get_key, with_values
 
 from ..widgets.bars import estimate_bar, legend
 
@@ -243,31 +243,33 @@ class AdviceScreen(Screen):
     # ---- memory and red flags (pure advisor calls, milliseconds)
     def recompute(self) -> None:
         from rankwise.advisor.errors import RankwiseError
-        from rankwise.advisor.memory import Plan, estimate, fit
+        from rankwise.advisor.fit import assess, side_by_side
         from rankwise.advisor.redflags import check
 
         hw = self.hardware
-        gpus = max(1, len(hw.gpus)) if hw is not None and hw.gpus else 1
-        gpu_bytes = hw.gpu_bytes if hw is not None else None
         mem = Text()
         width = max(20, self.size.width - 4)
         try:
-            self.estimates = {m: estimate(self.spec, Plan.from_config(self.cfg, m, gpus=gpus)) for m in ("lora", "qlora")}
+            judged = side_by_side(self.spec, self.cfg, hw)  # the same answer as check, presets and estimate
+            chosen = assess(self.spec, self.cfg, hw).method if self.cfg.method == "auto" else self.cfg.method
         except RankwiseError as e:
-            self.estimates = {}
+            judged, chosen = {}, None
             mem.append(e.message, style="red")
+        self.judged, self.chosen = judged, chosen
+        self.estimates = {m: f.estimate for m, f in judged.items()}
         top = max((e.peak_bytes for e in self.estimates.values()), default=0)
         for m, label in (("lora", "LoRA"), ("qlora", "QLoRA")):
-            if m in self.estimates:
-                est = self.estimates[m]
+            if m in judged:
+                f = judged[m]
                 if mem:
                     mem.append("\n")
-                chosen = self.cfg.method == m
-                bar = estimate_bar(label + ("*" if chosen else ""), est, gpu_bytes, fit(est, gpu_bytes), width, top)
-                mem.append_text(bar)
+                name = label + ("*" if chosen == m else "")
+                if f.gpus > 1:
+                    name += f" {f.gpus}×{f.strategy.upper()}"
+                mem.append_text(estimate_bar(name, f.estimate, f.gpu_bytes, f.verdict, width, top))
         if self.estimates:
             mem.append("\n")
-            mem.append_text(legend(self.estimates.get("qlora" if self.cfg.method == "qlora" else "lora")))
+            mem.append_text(legend(self.estimates.get(chosen or "lora")))
         self.query_one("#mem", Static).update(mem)
         self.findings = check(self.cfg, self.spec, hw)
         flags = self.query_one("#flags", OptionList)
@@ -318,7 +320,7 @@ class AdviceScreen(Screen):
     def show_reason(self, widget) -> None:
         for key, label, _ in FIELDS:
             if widget is not None and widget.id == wid(key):
-                why = self.reasons.get(key) or field_doc(key)
+                why = self.reasons.get(key) or field_help(key)
                 text = Text(f"{label}: ", style="bold")
                 text.append(why or "(no reason recorded)")
                 self.query_one("#reason", Static).update(text)
