@@ -10,8 +10,8 @@ cached-but-free share + the CUDA context), because that is what decides an OOM.
 Only two numbers are not derived from shapes, each one named constant below with its
 source: the CUDA context size and the allocator's fragmentation share.
 
-`Plan.stack` selects what a training stack's code keeps in memory (`STACKS`): "hf" is what
-rankwise trains with; the others exist so bench/estimator_accuracy.py can compare against
+`Plan.stack` selects what a training stack's code keeps in memory: `HF` is what rankwise
+trains with; bench/stacks.py declares others so bench/estimator_accuracy.py can compare against
 figures published from LitGPT, torchtune, older transformers or fms-acceleration. Accuracy against those
 figures: run `python3 bench/estimator_accuracy.py`.
 """
@@ -20,8 +20,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from .config import OPTIMIZERS, STRATEGIES
 from .errors import RankwiseError
 from .families import is_analytic
+from .methods import DEFAULT as DEFAULT_METHOD, METHOD_NAMES, METHODS, Method
 from .spec import Linear, ModelSpec
 
 if TYPE_CHECKING:  # only for the annotation: config imports pydantic, fine, but keep it lazy
@@ -48,25 +50,16 @@ CUDA_CONTEXT_BYTES = 500 * MIB
 # the card, as an upper bound should.
 FRAGMENTATION = 0.10
 
-# QLoRA NF4 layout (Dettmers et al. 2023, "QLoRA", §3 Double Quantization; bitsandbytes
-# Params4bit defaults): 4 bits per weight, one fp32 absmax per 64-weight block; with double
-# quantization the absmax are 8-bit with one fp32 constant per 256 absmax.
-NF4_BLOCK = 64
-DQ_BLOCK = 256
-
 # bitsandbytes 8-bit optimizers (Dettmers et al. 2022, "8-bit Optimizers via Block-wise
 # Quantization"): each state is 1 byte per parameter plus one fp32 absmax per block
 # (bitsandbytes 0.50 optim/optimizer.py, Optimizer8bit init_state: blocksize = 256).
 OPT8_BLOCK = 256
 
-OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit")
-
 # How several GPUs share a run. "ddp": each GPU holds a full copy (DistributedDataParallel).
 # "fsdp" (FullyShardedDataParallel, FULL_SHARD) and "deepspeed" (ZeRO stage 3): parameters,
 # gradients and optimizer states sharded 1/N, each wrapped unit all-gathered in full while it
 # runs. ZeRO-3 is estimated with FSDP's arithmetic (its prefetch buckets play the part of the
-# prefetched layer): an approximation, said in the assumptions.
-STRATEGIES = ("ddp", "fsdp", "deepspeed")
+# prefetched layer): an approximation, said in the assumptions. (The names: config.STRATEGIES.)
 SHARDED = ("fsdp", "deepspeed")
 
 
@@ -90,45 +83,21 @@ class Stack:
         return max(fwd, self.bwd_copies * ld)
 
 
-STACKS: dict[str, Stack] = {
-    # transformers >= 4.50 (and 5.x) + peft under the HF Trainer: what rankwise runs.
-    # ForCausalLMLoss (transformers/loss/loss_utils.py): `logits.float()` beside the 16-bit
-    # logits, then cross_entropy keeps the fp32 log_softmax; in backward NLL's dense grad,
-    # the saved log_softmax and log_softmax's input-grad are alive together (3 fp32).
-    # peft autocast_adapter_dtype=True keeps adapters in fp32; transformers' bnb quantizer
-    # keeps lm_head unquantized (get_keys_to_not_convert).
-    "hf": Stack("hf", 4, True, False, True, True, False, 3),
-    # transformers 4.46-4.49: ForCausalLMLoss also made `shift_logits = logits[..., :-1, :]
-    # .contiguous()`, one more fp32 copy in the forward peak.
-    "hf-4.46": Stack("hf-4.46", 4, True, False, True, True, True, 3),
-    # transformers 4.40-4.45 (Llama/Mistral/Mixtral ForCausalLM.forward before the 4.46 loss
-    # refactor): `logits = logits.float()` rebinds the name, so the 16-bit logits are freed
-    # (the frozen lm_head saves no input), then `shift_logits = logits[..., :-1, :].contiguous()`
-    # and CrossEntropyLoss: fp32 logits + shifted copy + log_softmax in forward, 3 fp32 copies
-    # in backward. peft 0.13 (autocast_adapter_dtype) keeps adapters fp32; TRL's SFTTrainer runs
-    # peft's prepare_model_for_kbit_training (fp32 upcast) on 4-bit models.
-    "hf-4.40": Stack("hf-4.40", 4, True, False, True, False, True, 3),
-    # fms-acceleration's accelerated-peft-bnb plugin on the same transformers: its own
-    # `_prepare_model_for_kbit_training` (plugins/accelerated-peft/.../framework_plugin_bnb.py)
-    # only freezes and enables checkpointing, without peft's fp32 upcast, so embeddings,
-    # norms and lm_head stay 16-bit and the residual stream stays 16-bit.
-    "fms-bnb": Stack("fms-bnb", 4, False, False, True, False, True, 3),
-    # LitGPT (bf16-true): everything bf16 incl. LoRA and AdamW states; chunked
-    # cross-entropy in bf16 (the logits list and bf16 log_softmax kept through backward);
-    # Lightning's BitsandbytesPrecision quantizes every Linear incl. lm_head, no upcast.
-    "litgpt": Stack("litgpt", 2, False, True, False, True, False, 3),
-    # torchtune (2024): bf16 LoRA params and AdamW states; the model returns fp32 logits
-    # (`self.output(h).float()`), cross_entropy keeps fp32 log_softmax.
-    "torchtune": Stack("torchtune", 2, False, False, True, False, False, 3),
-}
-METHODS = ("lora", "qlora")
+# transformers >= 4.50 (and 5.x) + peft under the HF Trainer: what rankwise runs.
+# ForCausalLMLoss (transformers/loss/loss_utils.py): `logits.float()` beside the 16-bit
+# logits, then cross_entropy keeps the fp32 log_softmax; in backward NLL's dense grad,
+# the saved log_softmax and log_softmax's input-grad are alive together (3 fp32).
+# peft autocast_adapter_dtype=True keeps adapters in fp32; transformers' bnb quantizer
+# keeps lm_head unquantized (get_keys_to_not_convert). Other stacks' layouts, for comparing
+# against figures published from them, live in bench/stacks.py.
+HF = Stack("hf", 4, True, False, True, True, False, 3)
 
 
 @dataclass(frozen=True)
 class Plan:
     """What will be trained, as far as memory cares."""
 
-    method: str  # "lora" | "qlora"
+    method: str  # a name in methods.METHODS (how the base is stored: see `Plan.descriptor`)
     r: int = 16
     targets: str | tuple[str, ...] = "standard"  # named set or module names
     micro_batch: int = 1
@@ -139,8 +108,18 @@ class Plan:
     dtype_bytes: int = 2  # 16-bit compute; 4 for fp32
     gpus: int = 1
     lora_dropout: bool = True  # dropout > 0 keeps a masked copy of each adapted input
-    stack: str = "hf"  # which training stack's memory layout (see STACKS); rankwise trains with "hf"
+    stack: Stack = HF  # which training stack's memory layout; rankwise trains with HF (bench/stacks.py has others)
     strategy: str = "ddp"  # ddp | fsdp | deepspeed (see STRATEGIES); with gpus=1 ddp is plain one-GPU training
+
+    @property
+    def descriptor(self) -> Method:
+        """The method's descriptor (methods.py)."""
+        return METHODS[self.method]
+
+    @property
+    def descriptor(self) -> Method:
+        """The method's descriptor (methods.py)."""
+        return METHODS[self.method]
 
     @property
     def sharded(self) -> bool:
@@ -155,7 +134,7 @@ class Plan:
         strategy = strategy or cfg.distributed.strategy
         method = method or cfg.method
         if method == "auto":
-            method = "lora"
+            method = DEFAULT_METHOD
         targets = cfg.lora.target_modules
         return cls(
             method=method, r=cfg.lora.r,
@@ -203,7 +182,8 @@ class Estimate:
             "strategy": self.plan.strategy if self.plan.gpus > 1 or self.plan.sharded else "single",
             "gpus": self.plan.gpus,
             "trainable_params": self.trainable_params,
-            "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.plan).items()},
+            "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.plan).items()}
+            | {"stack": self.plan.stack.name},
         }
 
 
@@ -212,7 +192,7 @@ class Estimate:
 
 def _check(spec: ModelSpec, plan: Plan) -> list[Linear]:
     if plan.method not in METHODS:
-        raise RankwiseError(f"unknown method {plan.method!r}", "use lora or qlora")
+        raise RankwiseError(f"unknown method {plan.method!r}", f"use one of {', '.join(METHOD_NAMES)}")
     if plan.r < 1:
         raise RankwiseError(f"LoRA rank must be at least 1 (got {plan.r})", "use e.g. --rank 16")
     if plan.optimizer not in OPTIMIZERS:
@@ -222,8 +202,6 @@ def _check(spec: ModelSpec, plan: Plan) -> list[Linear]:
                             "use e.g. --batch 1 --seq 2048")
     if plan.dtype_bytes not in (2, 4):
         raise RankwiseError(f"dtype_bytes must be 2 or 4 (got {plan.dtype_bytes})")
-    if plan.stack not in STACKS:
-        raise RankwiseError(f"unknown stack {plan.stack!r}", f"use one of {', '.join(STACKS)}")
     if plan.gpus < 1:
         raise RankwiseError(f"gpus must be at least 1 (got {plan.gpus})")
     if plan.strategy not in STRATEGIES:
@@ -242,29 +220,27 @@ def kbit_upcast(plan: Plan) -> bool:
     so the FSDP+QLoRA recipe loads the model in the 4-bit storage dtype (bf16,
     `bnb_4bit_quant_storage`) and skips the fp32 upcast (peft docs, accelerate/fsdp.md "Use PEFT
     QLoRA and FSDP"; TRL's SFTTrainer skips prepare_model_for_kbit_training for sharded QLoRA)."""
-    return STACKS[plan.stack].kbit_upcast and not plan.sharded
+    return plan.stack.kbit_upcast and not plan.sharded
 
 
 def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
-    """Base weights: 16-bit for LoRA; NF4 + constants + the parts QLoRA leaves unquantized."""
+    """Base weights: in the compute dtype, or (a quantized method) its quantized linears +
+    their constants + the parts it leaves unquantized (methods.py describes the layout)."""
     a = plan.dtype_bytes
-    if plan.method == "lora":
+    q = plan.descriptor.quant
+    if q is None:
         return {"base_weights": spec.total_params * a}
     # bitsandbytes replaces every nn.Linear except the output head (transformers'
-    # get_keys_to_not_convert keeps lm_head) with Linear4bit; fused expert tensors are
+    # get_keys_to_not_convert keeps lm_head); fused expert tensors are
     # quantized like linears here (assumption noted in the estimate).
-    st = STACKS[plan.stack]
+    st = plan.stack
     quant = sum(l.count * l.d_in * l.d_out for l in spec.linears if l.family != "lm_head" or st.quantize_lm_head)
     if st.quantize_lm_head and spec.tied_embeddings:
         quant -= spec.vocab_size * spec.hidden_size  # a tied head is the embedding: not quantized
     rest = spec.total_params - quant  # embeddings, norms, lm_head, biases, routers
-    nf4 = quant // 2
-    if plan.double_quant:
-        consts = quant // NF4_BLOCK + 4 * (quant // (NF4_BLOCK * DQ_BLOCK))
-    else:
-        consts = 4 * (quant // NF4_BLOCK)
     rest_bytes = 4 if kbit_upcast(plan) else a
-    return {"base_weights": nf4, "quant_constants": consts, "unquantized_weights": rest * rest_bytes}
+    return {"base_weights": quant * q.bits // 8, "quant_constants": q.constants_bytes(quant, plan.double_quant),
+            "unquantized_weights": rest * rest_bytes}
 
 
 def _optimizer_bytes(n: int, optimizer: str, param_bytes: int = 4) -> int:
@@ -287,16 +263,18 @@ def layer_unit_params(spec: ModelSpec) -> int:
 def unit_bytes(spec: ModelSpec, plan: Plan) -> tuple[int, int]:
     """(one decoder layer, the root unit) as all-gathered in full, in bytes.
 
-    LoRA: the compute dtype. QLoRA: the 4-bit weights are packed in the storage dtype
-    (`bnb_4bit_quant_storage` = bf16: four 4-bit values per bf16 element), so a layer gathers
-    as many bytes as its NF4 weights; its norms are bf16. The root unit holds what no layer
-    holds (embeddings, final norm, lm_head), 16-bit (lm_head is not quantized)."""
+    An unquantized base: the compute dtype. A quantized one (QLoRA): the 4-bit weights are
+    packed in the storage dtype (`bnb_4bit_quant_storage` = bf16: four 4-bit values per bf16
+    element), so a layer gathers as many bytes as its quantized weights; its norms are bf16.
+    The root unit holds what no layer holds (embeddings, final norm, lm_head), 16-bit
+    (lm_head is not quantized)."""
     a = plan.dtype_bytes
     layer = layer_unit_params(spec)
     root = spec.total_params - spec.num_layers * layer
-    if plan.method == "qlora":
+    q = plan.descriptor.quant
+    if q is not None:
         quant = sum(l.count * l.d_in * l.d_out for l in spec.linears if l.family != "lm_head") // spec.num_layers
-        layer_b = quant // 2 + (layer - quant) * a
+        layer_b = quant * q.bits // 8 + (layer - quant) * a
     else:
         layer_b = layer * a
     return layer_b, root * a
@@ -326,12 +304,12 @@ def _shard(spec: ModelSpec, plan: Plan, comps: dict[str, int]) -> dict[str, int]
 def stream_bytes(plan: Plan) -> int:
     """Bytes per element of the residual stream and of what 4-bit linears return.
 
-    With QLoRA on the hf stack, prepare_model_for_kbit_training leaves the embedding in
+    With a quantized base (QLoRA) on the hf stack, prepare_model_for_kbit_training leaves the embedding in
     fp32, so the hidden states entering layer 0 are fp32; bitsandbytes' Linear4bit casts
     its output back to its input's dtype (bitsandbytes nn/modules.py Linear4bit.forward:
     `.to(inp_dtype)`) and fp32 + bf16 promotes to fp32, so the residual stream and the MLP
     stay fp32 while the matmuls run in 16-bit."""
-    if plan.method == "qlora" and kbit_upcast(plan):
+    if plan.descriptor.quantized and kbit_upcast(plan):
         return 4
     return plan.dtype_bytes
 
@@ -383,7 +361,7 @@ def logits_peak_bytes(spec: ModelSpec, plan: Plan) -> int:
     log_softmax and log_softmax's fp32 input-gradient are alive together: 3 fp32 copies,
     which is the larger of the two for 16-bit training (12 vs 10 bytes per logit)."""
     softcap = plan.dtype_bytes if spec.family.final_softcap(spec.config) else 0  # Gemma 2 keeps tanh's output
-    return (STACKS[plan.stack].logits_bytes(plan.dtype_bytes) + softcap) * spec.vocab_size
+    return (plan.stack.logits_bytes(plan.dtype_bytes) + softcap) * spec.vocab_size
 
 
 # ------------------------------------------------------------------ the estimate
@@ -395,11 +373,11 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     trainable = sum(l.count * plan.r * (l.d_in + l.d_out) for l in adapted)
 
     comps: dict[str, int] = dict(_weights(spec, plan))
-    ab = STACKS[plan.stack].adapter_bytes
+    ab = plan.stack.adapter_bytes
     comps["lora_params"] = ab * trainable  # hf: peft autocast_adapter_dtype keeps adapters in fp32
     comps["lora_grads"] = ab * trainable
     comps["optimizer_states"] = _optimizer_bytes(trainable, plan.optimizer, ab)
-    if plan.method == "qlora" and kbit_upcast(plan) and plan.dtype_bytes == 2:
+    if plan.descriptor.quantized and kbit_upcast(plan) and plan.dtype_bytes == 2:
         # the fp32 lm_head under 16-bit autocast: F.linear casts the weight to 16-bit and
         # autograd saves that copy to compute the input gradient in backward
         comps["lm_head_cast"] = 2 * spec.vocab_size * spec.hidden_size
@@ -433,9 +411,9 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
 
 
 def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int, recompute: int) -> tuple[str, ...]:
-    st = STACKS[plan.stack]
+    st = plan.stack
     stack = ("transformers 5 + peft 0.21 under the HF Trainer, 16-bit autocast, SDPA (flash/memory-efficient) attention"
-             if plan.stack == "hf" else f"{plan.stack} (memory layout of that stack, see STACKS)")
+             if plan.stack == HF else f"{plan.stack.name} (memory layout of that stack, see bench/stacks.py)")
     out = [
         f"stack: {stack}",
         f"adapted modules: {', '.join(dict.fromkeys(l.name for l in adapted))}; LoRA weights, grads and AdamW "
@@ -445,9 +423,9 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
     if not is_analytic(spec.model_type):
         out.append(f"activations follow a Llama-style decoder (RMSNorm, SwiGLU MLP, SDPA); for {spec.model_type} "
                    "they are an approximation")
-    if plan.method == "qlora":
-        dq = "double-quantized 8-bit absmax + fp32 per 256" if plan.double_quant else "fp32 absmax per 64 weights"
-        out.append(f"QLoRA: every linear except lm_head in NF4 (4 bits) with {dq}")
+    m = plan.descriptor
+    if m.quant is not None:
+        out.append(f"{m.label}: every linear except lm_head in {m.quant.describe(plan.double_quant)}")
         if kbit_upcast(plan):
             out.append("prepare_model_for_kbit_training casts embeddings, norms, lm_head and biases to fp32 (peft 0.21 other.py)")
             out.append("so the residual stream and MLP activations are fp32 (4-bit linears return their input's dtype), "
@@ -455,7 +433,7 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         if spec.is_moe:
             out.append("MoE expert tensors assumed quantized like linears")
     else:
-        out.append(f"LoRA: base weights in {8 * plan.dtype_bytes}-bit")
+        out.append(f"{m.label}: base weights in {8 * plan.dtype_bytes}-bit")
     if plan.grad_checkpointing:
         out.append("non-reentrant gradient checkpointing: each layer's input kept, one layer recomputed in backward")
         which = "the loss's vocab-sized buffers" if logits >= recompute else "one layer's recompute"
@@ -463,7 +441,7 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
                    f"{recompute / GIB:.2f} GiB layer recompute)")
     else:
         out.append("no gradient checkpointing: every layer's activations kept until backward")
-    if plan.stack == "hf":
+    if plan.stack == HF:
         out.append("loss: 16-bit logits + fp32 upcast + fp32 log_softmax; backward holds 3 fp32 vocab-sized copies")
     else:
         out.append(f"loss: {st.logits_bytes(plan.dtype_bytes)} bytes per logit (token x vocab) at the loss's peak")
@@ -478,8 +456,8 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         out.append(f"{plan.gpus} GPU{'s' if plan.gpus > 1 else ''} as {name}: weights, LoRA weights, gradients and "
                    f"optimizer states sharded 1/{plan.gpus}; NF4 constants replicated; the root unit (embeddings, "
                    "lm_head) and two decoder layers (running + prefetched) gathered in full; per-GPU batch = micro_batch")
-        if plan.method == "qlora":
-            out.append("FSDP+QLoRA: bnb_4bit_quant_storage = the compute dtype, model loaded in it, no fp32 upcast")
+        if m.quantized:
+            out.append(f"FSDP+{m.label}: bnb_4bit_quant_storage = the compute dtype, model loaded in it, no fp32 upcast")
     elif plan.gpus > 1:
         out.append(f"{plan.gpus} GPUs as DDP: a full copy per GPU, plus DDP's gradient buckets; per-GPU batch = micro_batch")
     out.append(f"CUDA context {CUDA_CONTEXT_BYTES / GIB:.2f} GiB; allocator overhead {FRAGMENTATION:.0%} of per-step memory")

@@ -27,6 +27,9 @@ from pathlib import Path
 from rankwise.advisor.memory import Estimate, Plan, estimate
 from rankwise.advisor.model import load_model, spec_from_config
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stacks import STACKS  # noqa: E402  (bench/ is a folder of scripts, not a package)
+
 HERE = Path(__file__).resolve().parent
 UNITS = {"GB": 1e9, "GiB": 2 ** 30}
 
@@ -49,7 +52,7 @@ def _plan(row: dict) -> Plan:
         targets=targets if targets in ("minimal", "standard", "aggressive", "all-linear") else tuple(targets.split(",")),
         micro_batch=int(row["batch"]), seq_len=int(row["seq"]), grad_checkpointing=row["grad_ckpt"] == "yes",
         optimizer=row["optimizer"], double_quant=row["double_quant"] != "no", lora_dropout=row["lora_dropout"] == "yes",
-        stack=row["stack"],
+        stack=STACKS[row["stack"]],
     )
 
 

@@ -1,0 +1,34 @@
+"""Memory layouts of training stacks other than the one rankwise trains with.
+
+The estimator (rankwise.advisor.memory) models what rankwise runs: `memory.HF`. Published
+memory figures come from older transformers, fms-acceleration, LitGPT and torchtune, whose code
+keeps different tensors alive; these layouts let bench/estimator_accuracy.py hold the same
+arithmetic against those figures. Benchmark-only: product code never reads this file.
+"""
+from __future__ import annotations
+
+from rankwise.advisor.memory import HF, Stack
+
+STACKS: dict[str, Stack] = {"hf": HF}
+# transformers 4.46-4.49: ForCausalLMLoss also made `shift_logits = logits[..., :-1, :]
+# .contiguous()`, one more fp32 copy in the forward peak.
+STACKS["hf-4.46"] = Stack("hf-4.46", 4, True, False, True, True, True, 3)
+# transformers 4.40-4.45 (Llama/Mistral/Mixtral ForCausalLM.forward before the 4.46 loss
+# refactor): `logits = logits.float()` rebinds the name, so the 16-bit logits are freed
+# (the frozen lm_head saves no input), then `shift_logits = logits[..., :-1, :].contiguous()`
+# and CrossEntropyLoss: fp32 logits + shifted copy + log_softmax in forward, 3 fp32 copies
+# in backward. peft 0.13 (autocast_adapter_dtype) keeps adapters fp32; TRL's SFTTrainer runs
+# peft's prepare_model_for_kbit_training (fp32 upcast) on 4-bit models.
+STACKS["hf-4.40"] = Stack("hf-4.40", 4, True, False, True, False, True, 3)
+# fms-acceleration's accelerated-peft-bnb plugin on the same transformers: its own
+# `_prepare_model_for_kbit_training` (plugins/accelerated-peft/.../framework_plugin_bnb.py)
+# only freezes and enables checkpointing, without peft's fp32 upcast, so embeddings,
+# norms and lm_head stay 16-bit and the residual stream stays 16-bit.
+STACKS["fms-bnb"] = Stack("fms-bnb", 4, False, False, True, False, True, 3)
+# LitGPT (bf16-true): everything bf16 incl. LoRA and AdamW states; chunked
+# cross-entropy in bf16 (the logits list and bf16 log_softmax kept through backward);
+# Lightning's BitsandbytesPrecision quantizes every Linear incl. lm_head, no upcast.
+STACKS["litgpt"] = Stack("litgpt", 2, False, True, False, True, False, 3)
+# torchtune (2024): bf16 LoRA params and AdamW states; the model returns fp32 logits
+# (`self.output(h).float()`), cross_entropy keeps fp32 log_softmax.
+STACKS["torchtune"] = Stack("torchtune", 2, False, False, True, False, False, 3)
