@@ -1,4 +1,4 @@
-"""`rankwise sweep`: real tiny-model trials on CPU, resume, two workers on one SQLite sweep, bad input."""
+"""`rankwise sweep`: real tiny-model trials on CPU, resume, two workers on one sweep folder, bad input."""
 from __future__ import annotations
 
 import json
@@ -35,6 +35,7 @@ def run_dirs(tmp: Path, rank: int) -> list[Path]:
     (["--preset", "demo-cpu", "--threshold", "5"], "--threshold 5"),
     (["--preset", "llama3.1-8b-instruct-lora-80gb"], "is a catalog entry"),  # no weights here to train
     (["--preset", "llama3.1-8b-instruct-lora-80gb", "--gpu-mem", "16GiB"], "no rank in [4, 8, 16, 32, 64] fits the GPU"),
+    (["--preset", "demo-cpu", "--storage", "postgresql://db/sweeps"], "--storage postgresql://db/sweeps: sweeps no longer"),
 ])
 def test_bad_input_exits_2_with_a_message(tmp_path, args, words):
     proc = subprocess.run(CLI + ["sweep", "--runs-dir", str(tmp_path / "runs"), *args], capture_output=True,
@@ -45,30 +46,67 @@ def test_bad_input_exits_2_with_a_message(tmp_path, args, words):
 
 
 def test_pruner_stops_only_clearly_worse_trials_in_their_second_half():
-    import optuna
+    from rankwise.trainer.sweep import clearly_worse
 
-    from rankwise.trainer.sweep import clearly_worse_pruner
+    best = {"rank": 32, "status": "complete", "evals": [[2, 2.0], [4, 1.8], [6, 1.6], [8, 1.5]]}
+    assert not clearly_worse(3.0, 2, 8, [best])  # first half: too early to judge
+    assert clearly_worse(2.2, 4, 8, [best])  # 22% worse than 1.8 at the same step
+    assert not clearly_worse(1.9, 4, 8, [best])  # 5.6% worse: not clearly
+    assert not clearly_worse(3.0, 8, 8, [best])  # already at the end: let it finish
+    assert not clearly_worse(3.0, 5, 8, [best])  # no finished trial has an eval at this step
+    assert not clearly_worse(3.0, 4, 8, [])  # nothing finished yet: nothing to compare with
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(pruner=clearly_worse_pruner())
-    best = study.ask()
-    best.set_user_attr("max_steps", 8)
-    for step, v in ((2, 2.0), (4, 1.8), (6, 1.6), (8, 1.5)):
-        best.report(v, step)
-    study.tell(best, 1.5)
 
-    def verdict(step: int, value: float) -> bool:
-        t = study.ask()
-        t.set_user_attr("max_steps", 8)
-        t.report(value, step)
-        out = t.should_prune()
-        study.tell(t, state=optuna.trial.TrialState.FAIL)
-        return out
+CLAIMER = """
+import sys, time
+from rankwise.trainer.sweep_trials import Ledger
+book, got = Ledger(sys.argv[1]), []
+while (t := book.claim("sweep")) is not None:
+    got.append(t["rank"])
+    book.update(t, status="complete")
+print(",".join(map(str, got)))
+"""
 
-    assert not verdict(2, 3.0)  # first half: too early to judge
-    assert verdict(4, 2.2)  # 22% worse than 1.8 at the same step
-    assert not verdict(4, 1.9)  # 5.6% worse: not clearly
-    assert not verdict(8, 3.0)  # already at the end: let it finish
+
+def test_processes_sharing_a_sweep_folder_claim_each_trial_once(tmp_path):
+    """The claim is made under the folder's file lock: four processes, 24 trials, none taken twice."""
+    import sys
+
+    from rankwise.trainer.sweep_trials import Ledger
+
+    ranks = list(range(1, 25))
+    assert Ledger(tmp_path).enqueue("sweep", ranks) == ranks
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    claimed = [int(r) for p in procs for r in p.communicate(timeout=120)[0].strip().split(",") if r]
+    assert sorted(claimed) == ranks  # every trial once, by one process
+    assert {t["status"] for t in Ledger(tmp_path).trials("sweep")} == {"complete"}
+    assert Ledger(tmp_path).enqueue("sweep", [4, 48]) == [48]  # done ranks are never queued again
+
+
+def test_a_running_trial_is_claimed_again_only_when_its_owner_is_gone(tmp_path):
+    import sys
+
+    from rankwise.trainer import sweep_trials as st
+
+    book = st.Ledger(tmp_path)
+    book.enqueue("sweep", [8])
+    mine = book.claim("sweep")
+    assert mine["rank"] == 8 and not mine["taken_over"] and book.claim("sweep") is None  # alive, beating: ours
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with book._change() as trials:  # as if another sweep process on this machine had claimed it, then died
+        trials["sweep-r8"].update(pid=int(dead.stdout), run_dir=str(tmp_path / "run"))
+    again = book.claim("sweep")
+    assert again["taken_over"] and again["run_dir"] == str(tmp_path / "run")  # its run dir goes with it
+    assert not book.update(mine, status="complete")  # the first owner lost it: its word no longer counts
+    with book._change() as trials:  # another machine's sweep process, silent for longer than the grace period
+        trials["sweep-r8"].update(host="elsewhere", beat=time.time() - st.GRACE_S - 1)
+    third = book.claim("sweep")
+    assert third["taken_over"] and book.claim("sweep") is None
+    book.requeue(third)  # Ctrl-C gives it back to the queue, with its run dir
+    (t,) = book.trials()
+    assert (t["status"], t["run_dir"]) == ("queued", str(tmp_path / "run"))
+    assert not book.claim("sweep")["taken_over"]  # a queued trial is claimed as queued
 
 
 # ------------------------------------------------------------------ real sweeps (slow)
@@ -87,7 +125,7 @@ def test_three_rank_sweep_recommends_a_rank_and_resumes_with_one_more(tmp_path):
     assert out["knee_rank"] in (None, 2, 8, 32)
     assert out["common_step"] == 4
     sweep_dir = tmp_path / "sweep"
-    assert (sweep_dir / "sweep.db").is_file() and (sweep_dir / "results.csv").read_text().startswith("rank,status")
+    assert (sweep_dir / "trials.json").is_file() and (sweep_dir / "results.csv").read_text().startswith("rank,status")
     assert json.loads((sweep_dir / "results.json").read_text())["recommended_rank"] == out["recommended_rank"]
     rec = load_config(sweep_dir / "recommended.yaml")
     assert rec.lora.r == out["recommended_rank"] and rec.lora.alpha == 2 * rec.lora.r
@@ -163,12 +201,11 @@ def test_two_workers_share_one_sqlite_sweep_without_running_a_trial_twice(tmp_pa
     assert ran(f_err) | ran(w_err) == {4, 16} and not ran(f_err) & ran(w_err), (f_err, w_err)
     assert json.loads(f_out)["recommended_rank"] in (4, 16)
 
-    import optuna
+    from rankwise.trainer.sweep_trials import Ledger
 
-    study = optuna.load_study(study_name=json.loads(f_out)["sweep_id"],
-                              storage=f"sqlite:///{tmp_path / 'sweep' / 'sweep.db'}")
-    done = [t.params["rank"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert sorted(done) == [4, 16]
+    trials = Ledger(tmp_path / "sweep").trials("sweep")
+    assert sorted((t["rank"], t["status"]) for t in trials) == [(4, "complete"), (16, "complete")]
+    assert {t["run_dir"] for t in trials} == {str(run_dirs(tmp_path, r)[0]) for r in (4, 16)}
 
 
 def test_one_trial_per_gpu_and_sequential_on_cpu():
@@ -195,20 +232,6 @@ def test_ranks_that_would_not_fit_the_planned_gpu_are_skipped_with_the_reason(tm
     assert fit_reason(cfg, 8, planned(gpu="A100-80GB")) is None
 
 
-def test_queued_ranks_join_the_grid_and_the_last_one_ends_without_study_stop():
-    import optuna
-
-    from rankwise.trainer.sweep import rank_grid
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=rank_grid([8]))  # one grid point: GridSampler would call study.stop()
-    study.enqueue_trial({"rank": 8})
-    trial = study.ask()
-    assert trial.suggest_int("rank", 1, 1 << 16) == 8
-    study.tell(trial, 1.5)  # plain GridSampler: KeyError 'grid_id' (queued trial) or RuntimeError (stop outside optimize)
-    assert study.trials[0].system_attrs["grid_id"] == 0 and study.trials[0].state.name == "COMPLETE"
-
-
 @pytest.mark.slow
 def test_parallel_slots_run_one_trial_each_and_ctrl_c_stops_and_requeues_them_all(tmp_path, monkeypatch):
     """The one-trial-per-GPU path on CPU: two slots with CUDA_VISIBLE_DEVICES="" (harmless without CUDA)."""
@@ -223,7 +246,7 @@ def test_parallel_slots_run_one_trial_each_and_ctrl_c_stops_and_requeues_them_al
         monkeypatch.setenv(k, v)
     p = sw.plan("demo-cpu", [], [4, 16], 6, None, Hardware(gpus=()), "sweep", "runs", None, prune=False,
                 slots=["", ""])
-    sw.enqueue(p, sw.open_study(p), p.ranks)
+    sw.enqueue(p, p.ranks)
     said = []
 
     def ctrl_c_once_both_train():

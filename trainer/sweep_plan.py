@@ -1,6 +1,6 @@
 """Planning a rank sweep and writing its results: which ranks, how long, which config per trial;
-results.json, results.csv and the recommended preset. No optuna, no torch (trainer/sweep.py runs
-the trials)."""
+results.json, results.csv and the recommended preset. No torch (trainer/sweep.py runs the trials,
+trainer/sweep_trials.py records them)."""
 from __future__ import annotations
 
 import hashlib
@@ -13,11 +13,12 @@ from pathlib import Path
 from rankwise.advisor import knee as kn
 from rankwise.advisor.errors import RankwiseError
 
-DB = "sweep.db"
+OPTUNA_DB = "sweep.db"  # where earlier rankwise sweeps kept their trials (Optuna): not read any more
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
 RECOMMENDED = "recommended.yaml"
-MAX_CURVE = 400  # points kept per curve in the study (downsampled beyond)
+MAX_CURVE = 400  # points kept per curve in the trials' record (downsampled beyond)
+TRIALS = "trials.json"  # the trials' record (trainer/sweep_trials.py)
 
 @dataclass
 class SweepPlan:
@@ -31,15 +32,15 @@ class SweepPlan:
     alpha_ratio: float
     sweep_dir: Path
     runs_dir: Path
-    storage: str
-    study_name: str
+    storage: str  # the trials' record: <sweep_dir>/trials.json (results.json names it)
+    study_name: str  # the sweep id
     threshold: float = kn.DEFAULT_THRESHOLD
     prune: bool = True
     slots: list[str | None] = field(default_factory=lambda: [None])  # CUDA_VISIBLE_DEVICES per parallel trial
     notes: list[str] = field(default_factory=list)
 
 
-# ------------------------------------------------------------------ planning (no optuna, no torch)
+# ------------------------------------------------------------------ planning (no torch)
 
 
 def parse_ranks(text: str) -> list[int]:
@@ -104,6 +105,11 @@ def plan(preset_ref: str, overrides: list[str], ranks: list[int], steps: int | N
         raise RankwiseError(f"--steps {steps}: must be >= 1", "e.g. --steps 100")
     if minutes is not None and minutes <= 0:
         raise RankwiseError(f"--minutes {minutes}: must be > 0", "e.g. --minutes 10")
+    if storage:
+        raise RankwiseError(f"--storage {storage}: sweeps no longer keep their trials in an Optuna database; "
+                            "the sweep folder is the record (trials.json beside the trials' run dirs)",
+                            "to share a sweep between machines, put --sweep-dir (and --runs-dir) on a filesystem "
+                            "they all mount and start the same command there with --worker")
     if not 0 < threshold < 1:
         raise RankwiseError(f"--threshold {threshold}: must be between 0 and 1", "e.g. --threshold 0.02 for 2%")
     preset = resolve_preset(preset_ref)
@@ -123,6 +129,9 @@ def plan(preset_ref: str, overrides: list[str], ranks: list[int], steps: int | N
     sid = sweep_id(name, cfg, steps, minutes)
     sdir = Path(sweep_dir).expanduser() if sweep_dir else root / "sweeps" / sid
     check_writable(sdir)
+    if (sdir / OPTUNA_DB).exists() and not (sdir / TRIALS).exists():
+        notes.append(f"{sdir / OPTUNA_DB} is from an older rankwise (Optuna): its trials are not read, so ranks "
+                     "run again here; its runs stay in the runs dir")
     skipped = {r: why for r in ranks if (why := fit_reason(cfg, r, hw))}
     if hw is None or hw.gpu_bytes is None:
         notes.append("no GPU to plan for: no rank skipped for memory (pass --gpu-mem to check a GPU's size)")
@@ -132,7 +141,7 @@ def plan(preset_ref: str, overrides: list[str], ranks: list[int], steps: int | N
                             "try smaller ranks, method qlora, or a smaller micro_batch/max_seq_len")
     return SweepPlan(preset=preset, cfg=cfg, name=name, ranks=run, skipped=skipped, steps=steps, minutes=minutes,
                      alpha_ratio=ratio, sweep_dir=sdir.resolve(), runs_dir=root.resolve(),
-                     storage=storage or f"sqlite:///{(sdir / DB).resolve()}", study_name=sid,
+                     storage=str((sdir / TRIALS).resolve()), study_name=sid,
                      threshold=threshold, prune=prune, slots=slots or [None], notes=notes)
 
 

@@ -20,8 +20,8 @@ def register(sub) -> None:
     p = sub.add_parser("sweep", help="short real runs over a grid of ranks; recommends the rank at the knee",
                        description="Train the preset briefly at each rank (same data, seed and steps; alpha keeps "
                                    "its ratio to r), find the knee of validation loss against rank, and write a "
-                                   "preset with the recommended rank. Trials are tracked by Optuna in "
-                                   "<runs-dir>/sweeps/<id>/sweep.db: re-run the same command to resume.")
+                                   "preset with the recommended rank. Trials are recorded in "
+                                   "<runs-dir>/sweeps/<id>/trials.json: re-run the same command to resume.")
     p.add_argument("--preset", required=True, metavar="NAME|FILE", help="a shipped preset name or a YAML file")
     p.add_argument("--set", dest="overrides", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE",
                    help="override a preset key for every trial, e.g. --set train.lr=1e-4 (repeatable)")
@@ -43,12 +43,10 @@ def register(sub) -> None:
                    help="run every trial to the end (default: stop trials >10%% worse than the best in their "
                         "second half)")
     p.add_argument("--sweep-dir", metavar="DIR", help="the sweep's folder (default <runs-dir>/sweeps/<id>)")
-    p.add_argument("--storage", metavar="URL",
-                   help="an Optuna storage URL shared by several machines, e.g. postgresql://host/db "
-                        "(default: SQLite in the sweep folder)")
+    p.add_argument("--storage", metavar="URL", help=argparse.SUPPRESS)  # gone with Optuna: exit 2 says what replaces it
     p.add_argument("--worker", action="store_true",
-                   help="join a sweep started elsewhere (same preset, flags and --storage): run queued trials, "
-                        "then exit; the starting command analyses")
+                   help="join a sweep started elsewhere (same preset and flags, the same --sweep-dir on a shared "
+                        "filesystem): run queued trials, then exit; the starting command analyses")
     p.add_argument("--runs-dir", default=argparse.SUPPRESS, metavar="DIR",
                    help="where the trials' runs are kept (default: output.dir, ./runs)")
     add_json(p)
@@ -92,12 +90,11 @@ def run(args) -> int:
 
     for r in (min(p.ranks), max(p.ranks)):  # weights, data and error-level red flags: before any trial starts
         check_inputs(sweep.trial_config(p, r))
-    study = sweep.open_study(p)
-    new = sweep.enqueue(p, study, p.ranks)
+    new = sweep.enqueue(p, p.ranks)
     length = f"{p.steps} steps" if p.steps and not p.minutes else f"{p.minutes:g} min" + (
         f" (at most {p.steps} steps)" if p.steps else "")
     _say(f"sweep {p.study_name}: ranks {', '.join(map(str, p.ranks))}, {length} each, alpha = {p.alpha_ratio:g}·r")
-    _say(f"  folder {p.sweep_dir}" + ("" if p.storage.startswith("sqlite") else f"  storage {p.storage}"))
+    _say(f"  folder {p.sweep_dir}")
     done = [r for r in p.ranks if r not in new]
     if done:
         _say(f"  resuming: r={', '.join(map(str, sorted(done)))} already have a trial (finished, running or queued)")
@@ -133,7 +130,7 @@ def run(args) -> int:
             if extra:
                 _say(f"refining around r={analysis.recommended_rank}: {', '.join(map(str, extra))}")
                 p.ranks = sorted(set(p.ranks) | set(extra))
-                sweep.enqueue(p, study, extra)
+                sweep.enqueue(p, extra)
                 sweep.work(p, "sweep", _progress, on_trial=partial)
                 cs, runs = sweep.curves(p)
                 analysis = knee.analyse(cs, p.threshold)
