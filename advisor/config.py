@@ -13,11 +13,30 @@ from typing import Annotated, Any, Literal, Union, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .methods import DEFAULT as DEFAULT_METHOD, METHODS, MethodChoice
+from .spec import TARGET_SETS, TargetSet  # ModelSpec.target_set resolves the named sets
+
+# The schema's enumerations, each declared once: the fields below are typed with them;
+# argparse `choices=` and the TUI form read the tuples. Methods come from the methods table.
+METHOD_CHOICES: tuple[str, ...] = get_args(MethodChoice)  # lora, qlora, ..., auto
 TaskKind = Literal["classification", "format", "style", "instruction", "chat", "domain", "code", "reasoning"]
 TASKS: tuple[str, ...] = get_args(TaskKind)
-TargetSet = Literal["minimal", "standard", "aggressive", "all-linear"]
-TARGET_SETS: tuple[str, ...] = ("minimal", "standard", "aggressive", "all-linear")
-OPTIMIZERS: tuple[str, ...] = ("auto", "adamw_torch", "adamw_8bit", "paged_adamw_8bit")
+Optimizer = Literal["adamw_torch", "adamw_8bit", "paged_adamw_8bit"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+OptimizerChoice = Literal[("auto",) + OPTIMIZERS]  # type: ignore[valid-type]  # auto: the method's default
+OPTIMIZER_CHOICES: tuple[str, ...] = get_args(OptimizerChoice)
+Strategy = Literal["ddp", "fsdp", "deepspeed"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+StrategyChoice = Literal[("auto",) + STRATEGIES]  # type: ignore[valid-type]  # auto: DDP if it fits, else FSDP
+STRATEGY_CHOICES: tuple[str, ...] = get_args(StrategyChoice)
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+Scheduler = Literal["cosine", "linear", "constant"]
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
+LoraBias = Literal["none", "all", "lora_only"]
+BIASES: tuple[str, ...] = get_args(LoraBias)
+QuantType = Literal["nf4", "fp4"]
+QUANT_TYPES: tuple[str, ...] = get_args(QuantType)
 
 
 class Section(BaseModel):
@@ -61,7 +80,7 @@ class LoraSection(Section):
     """Scaling numerator (update is alpha/r · BA). Unset: 2·r."""
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     """Dropout on the LoRA input. More for small datasets (0.05–0.1 typical)."""
-    bias: Literal["none", "all", "lora_only"] = "none"
+    bias: LoraBias = "none"
     """Which biases train. none keeps the adapter mergeable and small."""
     target_modules: Union[TargetSet, list[str]] = "standard"
     """Adapted linears: a named set (minimal = q,v; standard = q,k,v,o; aggressive =
@@ -75,7 +94,7 @@ class LoraSection(Section):
 
 
 class QuantSection(Section):
-    quant_type: Literal["nf4", "fp4"] = "nf4"
+    quant_type: QuantType = "nf4"
     """4-bit data type for QLoRA. NF4 is the QLoRA paper's choice."""
     double_quant: bool = True
     """Quantize the quantization constants too (saves ~0.37 bit/param)."""
@@ -86,7 +105,7 @@ class QuantSection(Section):
 class TrainSection(Section):
     lr: float = Field(2e-4, gt=0.0)
     """Peak learning rate."""
-    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    scheduler: Scheduler = "cosine"
     """Learning-rate schedule after warmup."""
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
     """Fraction of steps spent warming up (ignored when warmup_steps is set)."""
@@ -104,13 +123,13 @@ class TrainSection(Section):
     """Longest sequence in tokens; longer rows are truncated and counted."""
     grad_checkpointing: bool = True
     """Recompute activations in the backward pass: much less memory, ~30% slower."""
-    optimizer: Literal["auto", "adamw_torch", "adamw_8bit", "paged_adamw_8bit"] = "auto"
+    optimizer: OptimizerChoice = "auto"
     """auto: paged 8-bit AdamW for QLoRA (the QLoRA recipe), AdamW for LoRA."""
     weight_decay: float = Field(0.0, ge=0.0)
     """AdamW weight decay on the adapter weights."""
     max_grad_norm: float = Field(1.0, ge=0.0)
     """Gradient clipping norm (0 disables)."""
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    precision: Precision = "auto"
     """Training precision. auto: bf16 where the GPU has it, else fp16; fp32 on CPU."""
     seed: int = 42
     """Seed for data order, dropout and LoRA init."""
@@ -131,7 +150,7 @@ class TrainSection(Section):
 
 
 class DistributedSection(Section):
-    strategy: Literal["auto", "ddp", "fsdp", "deepspeed"] = "auto"
+    strategy: StrategyChoice = "auto"
     """How several GPUs share the run. auto: DDP when the model fits one GPU, else FSDP.
     ddp: a full copy per GPU. fsdp: weights, gradients and optimizer sharded across GPUs
     (also FSDP+QLoRA). deepspeed: ZeRO-3 (needs the deepspeed package)."""
@@ -165,7 +184,7 @@ class RunConfig(Section):
     task: TaskKind = "instruction"
     """What the fine-tune teaches; sets the rank band the advisor starts from."""
     data: DataSection = Field(default_factory=DataSection)
-    method: Literal["lora", "qlora", "auto"] = "auto"
+    method: MethodChoice = "auto"
     """lora: 16-bit base. qlora: 4-bit NF4 base. auto: LoRA if it fits with headroom."""
     lora: LoraSection = Field(default_factory=LoraSection)
     quant: QuantSection = Field(default_factory=QuantSection)
@@ -180,10 +199,11 @@ class RunConfig(Section):
         return self
 
     def resolved_optimizer(self, method: str | None = None) -> str:
+        """train.optimizer; auto: the method's default optimizer (methods.py)."""
         method = method or self.method
         if self.train.optimizer != "auto":
             return self.train.optimizer
-        return "paged_adamw_8bit" if method == "qlora" else "adamw_torch"
+        return METHODS[DEFAULT_METHOD if method == "auto" else method].optimizer
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)

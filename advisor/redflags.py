@@ -198,6 +198,19 @@ def ddp_wont_fit(ctx: Context) -> Finding | None:
                    "set distributed.strategy to fsdp (or auto)", {"distributed.strategy": "fsdp"})
 
 
+def too_few_gpus(ctx: Context) -> Finding | None:
+    """The config trains on more GPUs than the machine has (detected or declared)."""
+    j = ctx.judged
+    if j is None or not j.short_of_gpus:
+        return None
+    return Finding("too-few-gpus", "error",
+                   f"distributed.gpus = {j.gpus}, but the machine has {j.available_gpus} GPU"
+                   f"{'s' if j.available_gpus != 1 else ''}",
+                   "`rankwise train` refuses to start a run on GPUs that are not there; the estimate above is "
+                   f"per GPU for {j.gpus} GPUs", "set distributed.gpus to auto (every GPU here), or plan for the "
+                   "machine it will run on (--gpus N)", {"distributed.gpus": "auto"})
+
+
 def bf16_unsupported(ctx: Context) -> Finding | None:
     if not (ctx.hw and ctx.hw.has_gpu) or ctx.hw.bf16:
         return None
@@ -327,7 +340,7 @@ def model_unknown(ctx: Context) -> Finding | None:
 
 RULES: list[Callable[[Context], Finding | None]] = [
     model_unknown, rank_out_of_range, dropout_out_of_range, lr_out_of_range, high_rank_high_dropout,
-    alpha_below_rank, alpha_far_above_rank, all_modules_low_rank, qlora_high_lr, wont_fit, ddp_wont_fit, bf16_unsupported,
+    alpha_below_rank, alpha_far_above_rank, all_modules_low_rank, qlora_high_lr, wont_fit, ddp_wont_fit, too_few_gpus, bf16_unsupported,
     fp16_on_bf16_gpu, seq_beyond_positions, unknown_target_module, trust_remote_code, effective_batch_small,
     effective_batch_large, rslora_off_high_rank, no_grad_checkpointing_long_seq, no_warmup,
 ]

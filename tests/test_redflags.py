@@ -77,6 +77,9 @@ TABLE = [
     ({"model.name": "llama-3.1-70b", "method": "lora", "distributed.strategy": "fsdp"}, "80g-x4", {},
      ["ddp-wont-fit", "wont-fit"]),
     ({"model.name": "llama-3.1-8b", "method": "lora", "distributed.strategy": "ddp"}, "80g-x4", {}, ["ddp-wont-fit"]),
+    ({"distributed.gpus": 2}, "24g", {"too-few-gpus": "error"}, []),  # one GPU declared, the config wants two
+    ({"distributed.gpus": 4}, "80g-x4", {}, ["too-few-gpus"]),
+    ({"distributed.gpus": "auto"}, "80g-x4", {}, ["too-few-gpus"]),
     ({"model.name": UNKNOWN}, "24g", {"checks-skipped": "info"}, ["wont-fit"]),
     ({}, "24g", {}, ["checks-skipped"]),
     ({"train.precision": "bf16"}, "t4", {"bf16-unsupported": "error"}, []),

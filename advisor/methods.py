@@ -1,0 +1,121 @@
+"""Fine-tuning methods as data: one descriptor per method, and nothing else compares method names.
+
+A `Method` says how the frozen base is stored (and, when quantized, how: `FourBit`), what
+training adds, which optimizer `train.optimizer: auto` means for it, its usual
+learning-rate band, and the hooks the estimator (`memory.py`), the recommender, the red
+flags and the worker (`trainer/worker.py`: how the model is loaded) read. The schema's
+`method` values come from `METHODS` (plus "auto"), and so do the CLI's `--method` choices
+and the TUI form.
+
+Adding a method (DoRA, 8-bit LoRA, ...) is a new entry here; its estimator arithmetic
+beyond the base weights (e.g. DoRA's magnitude vectors) goes in `memory.py`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class FourBit:
+    """bitsandbytes 4-bit base linears (Linear4bit), the QLoRA layout (Dettmers et al. 2023,
+    "QLoRA", §3 Double Quantization; bitsandbytes Params4bit defaults): 4 bits per weight, one
+    fp32 absmax per 64-weight block; with double quantization the absmax are 8-bit with one
+    fp32 constant per 256 absmax. Every nn.Linear but the output head is replaced
+    (transformers' get_keys_to_not_convert keeps lm_head)."""
+
+    bits: int = 4
+    block: int = 64
+    dq_block: int = 256
+
+    def constants_bytes(self, weights: int, double_quant: bool) -> int:
+        """Bytes of quantization constants for `weights` quantized weights."""
+        if double_quant:
+            return weights // self.block + 4 * (weights // (self.block * self.dq_block))
+        return 4 * (weights // self.block)
+
+    def describe(self, double_quant: bool) -> str:
+        dq = (f"double-quantized 8-bit absmax + fp32 per {self.dq_block}" if double_quant
+              else f"fp32 absmax per {self.block} weights")
+        return f"NF4 ({self.bits} bits) with {dq}"
+
+    def load_kwargs(self, quant: Any, compute_dtype: Any, sharded: bool) -> dict:
+        """BitsAndBytesConfig(**these) for the base (`quant` is the config's QuantSection).
+        FSDP/ZeRO-3 shard float tensors of one dtype: the 4-bit weights are then stored in the
+        compute dtype (peft docs, accelerate/fsdp.md "Use PEFT QLoRA and FSDP")."""
+        out = {"load_in_4bit": True, "bnb_4bit_quant_type": quant.quant_type,
+               "bnb_4bit_use_double_quant": quant.double_quant, "bnb_4bit_compute_dtype": compute_dtype}
+        if sharded:
+            out["bnb_4bit_quant_storage"] = compute_dtype
+        return out
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str  # the schema's value (`method: lora`)
+    label: str  # how people write it (LoRA)
+    base: str  # how the frozen base weights are stored, for help and messages
+    adapter: str  # what training adds to the base
+    optimizer: str  # what `train.optimizer: auto` resolves to
+    optimizer_why: str
+    lr: float  # the recommender's learning rate
+    lr_range: tuple[float, float]  # the usual band; outside WARN_LR (redflags) the run rarely learns
+    lr_why: str
+    max_lr: float | None = None  # above it training is likely unstable (red flag qlora-high-lr)
+    quant: FourBit | None = None  # None: the base stays in the compute dtype (16-bit, or fp32)
+    peft: dict = field(default_factory=dict)  # extra peft LoraConfig arguments (e.g. use_dora)
+    compared: bool = True  # estimated side by side by `advise` and the Advice screen
+
+    @property
+    def quantized(self) -> bool:
+        """The base linears are quantized by bitsandbytes (and prepared for k-bit training)."""
+        return self.quant is not None
+
+    @property
+    def base_bits(self) -> int | None:
+        return self.quant.bits if self.quant else None
+
+
+# Learning rates. LoRA: 1e-4–5e-4 typical (Hu et al. 2021 used 2e-4–5e-4; the peft/TRL
+# examples use 2e-4). QLoRA: 5e-5–2e-4 (Dettmers et al. 2023, Table 9: 2e-4 for ≤13B,
+# 1e-4 for 33B/65B); above 5e-4 gradients through the de-quantized base are noisy.
+# Optimizers: QLoRA's recipe uses paged 8-bit AdamW (Dettmers et al. 2023, §3 Paged
+# Optimizers) so optimizer spikes page to CPU; LoRA's adapter states are small: AdamW.
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("lora", "LoRA", "16-bit", "low-rank A·B beside each adapted linear (Hu et al. 2021)",
+           optimizer="adamw_torch", optimizer_why="AdamW; the adapter's states are small",
+           lr=2e-4, lr_range=(1e-4, 5e-4), lr_why=""),
+    Method("qlora", "QLoRA", "4-bit NF4", "low-rank A·B beside each 4-bit linear (Dettmers et al. 2023)",
+           optimizer="paged_adamw_8bit", optimizer_why="paged 8-bit AdamW, the QLoRA recipe (optimizer spikes page to CPU)",
+           lr=1e-4, lr_range=(5e-5, 2e-4), lr_why="higher is unstable through the 4-bit base", max_lr=5e-4,
+           quant=FourBit()),
+)}
+
+METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
+MethodName = Literal[METHOD_NAMES]  # type: ignore[valid-type]  # the table's names, for the schema
+MethodChoice = Literal[METHOD_NAMES + ("auto",)]  # type: ignore[valid-type]  # `method:` in a preset
+COMPARED: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.compared)
+# The method assumed for `method: auto` where nothing is estimated (model unknown), and the
+# leanest one compared (the recommender's fallback when nothing fits).
+DEFAULT = METHOD_NAMES[0]
+LEANEST = min(COMPARED, key=lambda n: METHODS[n].base_bits or 16)
+
+
+def label(name: str) -> str:
+    """LoRA for "lora": the name people write."""
+    return METHODS[name].label
+
+
+def _e(x: float) -> str:
+    return f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e")  # 2e-4, as papers write it
+
+
+def lr_reason(m: Method) -> str:
+    """Why the recommender sets `m.lr`."""
+    lo, hi = m.lr_range
+    return f"{m.label}: {_e(m.lr)} is typical (usual range {_e(lo)}–{_e(hi)}{'; ' + m.lr_why if m.lr_why else ''})"
+
+
+def help_text() -> str:
+    """`--method` help: each method and how it stores the base."""
+    return "; ".join(f"{m.name}: {m.base} base" for m in METHODS.values())
