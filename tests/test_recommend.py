@@ -26,6 +26,25 @@ SCENARIOS = [
 ]
 
 
+# The verdicts each scenario must get (fits: under 90% of the GPU; tight: under 100%), stated
+# here and checked by hand where weights alone decide (test_weights_alone_bound_the_verdicts)
+FITS = [
+    {"lora": "wont-fit", "qlora": "fits"},  # 8B: 16-bit weights 14.96 GiB, over 90% of 16 GiB before anything else
+    {"lora": "tight", "qlora": "fits"},  # 8B at 4096 tokens: weights 15 GiB + activations land in 24 GiB's last 10%
+    {"lora": "fits", "qlora": "fits"},  # 8B: 15 GiB of weights on 80 GiB
+    {"lora": "fits", "qlora": "fits"},  # 7.6B: 14.2 GiB of weights on 80 GiB
+    {"lora": "wont-fit", "qlora": "wont-fit"},  # 70B: even 4-bit weights are 32.9 GiB > 24 GiB
+    {"lora": "fits", "qlora": "fits"},  # 1.2B: 2.3 GiB of weights on 24 GiB
+    {"lora": "fits", "qlora": "fits"},  # 0.5B: 0.9 GiB of weights on 24 GiB
+    {"lora": "wont-fit", "qlora": "fits"},  # 7.2B: 16-bit weights 13.5 GiB + activations at rank 64–128 > 16 GiB
+]
+# published parameter counts (model cards), for the weights-only bounds
+PARAMS = {"llama-3.1-8b": 8.03e9, "qwen2.5-7b": 7.62e9, "llama-3.1-70b": 70.6e9, "llama-3.2-1b": 1.24e9,
+          "qwen2.5-0.5b": 0.49e9, "mistral-7b": 7.24e9}
+GIB = 2 ** 30
+DECIDED_BY_WEIGHTS = {0: {"lora"}, 4: {"lora", "qlora"}}  # 8B LoRA on 16 GiB; 70B on 24 GiB
+
+
 @pytest.fixture(scope="module")
 def results():
     return {i: advise(load_model(m), planned(mem) if mem else Hardware(gpus=()), task, **kw)
@@ -50,16 +69,26 @@ def test_scenario(results, i):
         assert 5e-5 <= cfg.train.lr <= 2e-4
     for field in ADVISED_FIELDS:
         assert a.reasons.get(field), field
-    # the method rule: LoRA iff its 16-bit estimate fits with headroom; else QLoRA if it fits
-    if a.fits["lora"] == "fits":
-        assert a.method == "lora"
-    elif a.fits["qlora"] in ("fits", "tight"):
-        assert a.method == "qlora"
-    else:
-        assert a.method is None
+    assert a.fits == FITS[i]
     assert set(a.estimates) == {"lora", "qlora"}
     # the config round-trips through the schema
     assert validate(a.config.model_dump(mode="json")) == a.config
+
+
+@pytest.mark.parametrize("i", range(len(SCENARIOS)), ids=[f"{s[0]}-{s[2]}" for s in SCENARIOS])
+def test_weights_alone_bound_the_verdicts(results, i):
+    """Hand arithmetic, not the estimator: LoRA holds at least 2 bytes per parameter, QLoRA at least
+    half a byte. Weights past 90% of the GPU cannot fit with headroom; past 100% they cannot fit."""
+    model, _, mem, *_ = SCENARIOS[i]
+    gpu = planned(mem).gpu_bytes
+    decided = set()
+    for method, floor in (("lora", 2 * PARAMS[model]), ("qlora", 0.5 * PARAMS[model])):
+        if floor > gpu:
+            assert results[i].fits[method] == "wont-fit", (method, floor / GIB)
+        elif floor > 0.9 * gpu:
+            assert results[i].fits[method] != "fits", (method, floor / GIB)
+        decided |= {method} if floor > 0.9 * gpu else set()
+    assert decided == DECIDED_BY_WEIGHTS.get(i, set())  # the bound bites where the table says it does
 
 
 @pytest.mark.parametrize("i", [i for i, s in enumerate(SCENARIOS) if s[4]])
