@@ -10,29 +10,24 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from textual.app import App
 from textual.binding import Binding
+from textual.worker import WorkerState
 
-SAVED_PRESETS = "presets"  # under the runs dir: presets saved from the Advice screen
-LAUNCHED_PRESETS = ".launched"  # under the runs dir: the edited config each Advice launch ran
+from rankwise.advisor.errors import RankwiseError
+from rankwise.advisor.presets import shipped
 
-
-@dataclass
-class Context:
-    """What every screen reads: the machine, where runs live, the model catalog, the presets."""
-
-    hardware: object | None  # advisor.hardware.Hardware, or None until probed
-    runs_dir: Path
-    catalog: dict
-    presets: dict[str, Path] | None = None  # None: the shipped ones, read when first needed
-    clock: Callable[[], float] = time.time
-    probe: bool = True  # probe the machine when hardware is None
-    planned: object | None = None  # the GPU planned on Setup, when one was
-    overrides: list[str] = field(default_factory=list)
+from .context import SAVED_PRESETS, Context
+from .launch import launch
+from .screens.advice import AdviceScreen
+from .screens.presets import PresetsScreen
+from .screens.run import RunScreen
+from .screens.runs import RunsScreen
+from .screens.setup import SetupScreen
+from .screens.sweep import SweepScreen, launch_sweep
 
 
 class RankwiseApp(App):
@@ -51,16 +46,12 @@ class RankwiseApp(App):
         self._exit_when_ready = os.environ.get("RANKWISE_EXIT_WHEN_READY") == "1"
 
     async def on_mount(self) -> None:
-        from .screens.setup import SetupScreen
-
         await self.push_screen(SetupScreen())
         if self._exit_when_ready:  # bench/tui_startup.py: the first screen is ready
             self.call_after_refresh(self.exit)
 
     def on_worker_state_changed(self, event) -> None:
         """The one place a failed worker is shown (workers run with exit_on_error=False)."""
-        from textual.worker import WorkerState
-
         if event.state == WorkerState.ERROR:
             error = event.worker.error
             self.notify(f"{event.worker.group}: {type(error).__name__}: {error}", severity="error", timeout=10)
@@ -76,23 +67,15 @@ class RankwiseApp(App):
         self.push_screen(factory())
 
     def action_presets(self) -> None:
-        from .screens.presets import PresetsScreen
-
         self._show(PresetsScreen, PresetsScreen)
 
     def action_runs(self) -> None:
-        from .screens.runs import RunsScreen
-
         self._show(RunsScreen, RunsScreen)
 
     def open_advice(self, request=None, cfg=None) -> None:
-        from .screens.advice import AdviceScreen
-
         self.push_screen(AdviceScreen(request=request, cfg=cfg))
 
     def attach(self, run_dir: Path) -> None:
-        from .screens.run import RunScreen
-
         self.push_screen(RunScreen(Path(run_dir)))
 
     def launch(self, preset: Path) -> None:
@@ -102,10 +85,6 @@ class RankwiseApp(App):
                         exit_on_error=False)
 
     def _launch(self, preset: Path) -> None:
-        from rankwise.advisor.errors import RankwiseError
-
-        from .launch import launch
-
         try:
             run_dir = launch(preset, self.ctx.runs_dir)
         except RankwiseError as e:
@@ -121,10 +100,6 @@ class RankwiseApp(App):
                         exit_on_error=False)
 
     def _sweep(self, preset: Path) -> None:
-        from rankwise.advisor.errors import RankwiseError
-
-        from .screens.sweep import SweepScreen, launch_sweep
-
         try:
             sweep_dir = launch_sweep(preset, self.ctx.runs_dir)  # checks input, then `rankwise sweep` in its own session
         except RankwiseError as e:
@@ -136,8 +111,6 @@ class RankwiseApp(App):
         """The presets given to build_app, or the shipped ones plus those saved from Advice."""
         if self.ctx.presets is not None:
             return self.ctx.presets
-        from rankwise.advisor.presets import shipped
-
         saved = sorted((self.ctx.runs_dir / SAVED_PRESETS).glob("*.yaml"))
         return {**shipped(), **{f"{SAVED_PRESETS}/{p.stem}": p for p in saved}}
 

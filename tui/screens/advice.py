@@ -23,6 +23,7 @@ from textual.widgets.option_list import Option
 
 from rankwise.advisor.config import field_help, get_key, with_values
 
+from ..context import LAUNCHED_PRESETS, SAVED_PRESETS
 from ..widgets.bars import estimate_bar, legend
 
 # (dotted key, label, choices or None for a typed value)
@@ -351,8 +352,6 @@ class AdviceScreen(Screen):
             return
         from .dialogs import PathScreen
 
-        from ..app import SAVED_PRESETS
-
         default = self.app.ctx.runs_dir / SAVED_PRESETS / f"{self.preset_name()}.yaml"
 
         def done(path: str | None) -> None:
@@ -379,8 +378,6 @@ class AdviceScreen(Screen):
             self.notify("no dataset: give one on Setup before launching", severity="error")
             return
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        from ..app import LAUNCHED_PRESETS
-
         path = self._write(self.app.ctx.runs_dir / LAUNCHED_PRESETS / f"{self.preset_name()}-{stamp}.yaml")
         if path is not None:
             (self.app.sweep if sweep else self.app.launch)(path)
