@@ -67,7 +67,10 @@ def _render(path, kind, name, ctx, findings, notes, skipped, hw) -> None:
     fit = ""
     if ctx.estimate is not None:
         where = f"{hw.gpu_bytes / 1024 ** 3:.0f} GiB GPU" if hw.gpu_bytes else "no GPU"
-        fit = f", ~{ctx.estimate.peak_gib:.1f} GiB peak ({ctx.fit} on {where})"
+        per = ""
+        if ctx.judged is not None and ctx.judged.gpus > 1:
+            per = f" per GPU, {ctx.judged.gpus} GPUs as {ctx.judged.strategy.upper()}"
+        fit = f", ~{ctx.estimate.peak_gib:.1f} GiB peak{per} ({ctx.fit} on {where})"
     console.print(f"[bold]{escape(str(path))}[/bold] ({kind}): {escape(name)}, {NAMES[ctx.method]}{fit}")
     console.print(f"  [dim]{escape(ctx.method_note)}[/dim]")
     for note in notes + ([f"model not resolved: {skipped}"] if skipped else []):

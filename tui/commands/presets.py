@@ -49,6 +49,8 @@ def describe(name: str, path: Path, hw) -> dict:
         row.update(method=ctx.method, fit=ctx.fit, findings=counts,
                    finding_codes=[f"{f.severity}:{f.code}" for f in found],
                    peak_gib=round(ctx.estimate.peak_gib, 2) if ctx.estimate is not None else None)
+        if ctx.judged is not None:
+            row.update(strategy=ctx.judged.strategy, gpus=ctx.judged.gpus)
         if cfg.method == "auto":
             row["method_setting"] = "auto"
     except RankwiseError as e:
