@@ -62,6 +62,7 @@ class Method:
     lr_range: tuple[float, float]  # the usual band; outside WARN_LR (redflags) the run rarely learns
     lr_why: str
     max_lr: float | None = None  # above it training is likely unstable (red flag qlora-high-lr)
+    max_lr_why: str = ""
     quant: FourBit | None = None  # None: the base stays in the compute dtype (16-bit, or fp32)
     peft: dict = field(default_factory=dict)  # extra peft LoraConfig arguments (e.g. use_dora)
     compared: bool = True  # estimated side by side by `advise` and the Advice screen
@@ -88,6 +89,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("qlora", "QLoRA", "4-bit NF4", "low-rank A·B beside each 4-bit linear (Dettmers et al. 2023)",
            optimizer="paged_adamw_8bit", optimizer_why="paged 8-bit AdamW, the QLoRA recipe (optimizer spikes page to CPU)",
            lr=1e-4, lr_range=(5e-5, 2e-4), lr_why="higher is unstable through the 4-bit base", max_lr=5e-4,
+           max_lr_why="gradients through the 4-bit de-quantized base are noisier; the QLoRA recipe used "
+                      "1e-4–2e-4 (Dettmers et al. 2023)",
            quant=FourBit()),
 )}
 
@@ -106,14 +109,15 @@ def label(name: str) -> str:
     return METHODS[name].label
 
 
-def _e(x: float) -> str:
-    return f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e")  # 2e-4, as papers write it
+def lr_text(x: float) -> str:
+    """2e-4, as papers write a learning rate."""
+    return f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e")
 
 
 def lr_reason(m: Method) -> str:
     """Why the recommender sets `m.lr`."""
     lo, hi = m.lr_range
-    return f"{m.label}: {_e(m.lr)} is typical (usual range {_e(lo)}–{_e(hi)}{'; ' + m.lr_why if m.lr_why else ''})"
+    return f"{m.label}: {lr_text(m.lr)} is typical (usual range {lr_text(lo)}–{lr_text(hi)}{'; ' + m.lr_why if m.lr_why else ''})"
 
 
 def help_text() -> str:

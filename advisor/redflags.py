@@ -18,19 +18,16 @@ from .finding import SEVERITY_ORDER, Finding  # declared apart so ignored.py can
 from .fit import Fit
 from .hardware import Hardware
 from .memory import Estimate
+from .methods import METHODS, lr_text
 from .model import ModelSpec
 from .units import gib
 
-# Usual learning-rate ranges. LoRA: 1e-4–5e-4 typical (Hu et al. 2021 used 2e-4–5e-4;
-# the peft/TRL examples use 2e-4); QLoRA: 5e-5–2e-4 (Dettmers et al. 2023, Table 9:
-# 2e-4 for ≤13B, 1e-4 for 33B/65B). Outside WARN_LR the run rarely learns or diverges.
-TYPICAL_LR = {"lora": (1e-4, 5e-4), "qlora": (5e-5, 2e-4)}
+# Usual learning-rate bands per method: methods.py (with their sources). Outside WARN_LR
+# the run rarely learns or diverges, whatever the method.
 WARN_LR = (1e-5, 1e-3)
-QLORA_MAX_LR = 5e-4
 RANK_RANGE = (1, 2048)
 DROPOUT_RANGE = (0.0, 0.5)
 EFFECTIVE_BATCH_RANGE = (4, 1024)
-NAMES = {"lora": "LoRA", "qlora": "QLoRA"}
 LONG_SEQ = 4096  # without gradient checkpointing, activations at this length dominate memory
 
 
@@ -90,16 +87,17 @@ def dropout_out_of_range(ctx: Context) -> Finding | None:
 
 def lr_out_of_range(ctx: Context) -> Finding | None:
     lr = ctx.cfg.train.lr
-    lo, hi = TYPICAL_LR[ctx.method]
+    m = METHODS[ctx.method]
+    lo, hi = m.lr_range
     if WARN_LR[0] <= lr <= WARN_LR[1]:
         return None
-    if ctx.method == "qlora" and lr > QLORA_MAX_LR and lr < 1e-2:
+    if m.max_lr is not None and m.max_lr < lr < 1e-2:
         return None  # qlora-high-lr says it
     typical = (lo * hi) ** 0.5
-    suggested = 2e-4 if ctx.method == "lora" else 1e-4
+    suggested = m.lr
     severity = "error" if lr >= 1e-2 else "warning"
     return Finding("lr-out-of-range", severity,
-                   f"train.lr = {lr:g} is outside the usual {NAMES[ctx.method]} range ({lo:g}–{hi:g})",
+                   f"train.lr = {lr:g} is outside the usual {m.label} range ({lo:g}–{hi:g})",
                    "too low and the adapter barely moves in the steps you pay for; too high and the loss "
                    f"spikes or diverges (around {typical:.0e} is where LoRA runs usually land)",
                    f"set train.lr to {suggested:g}", {"train.lr": suggested})
@@ -138,11 +136,11 @@ def all_modules_low_rank(ctx: Context) -> Finding | None:
 
 
 def qlora_high_lr(ctx: Context) -> Finding | None:
-    if ctx.method == "qlora" and QLORA_MAX_LR < ctx.cfg.train.lr:
+    m = METHODS[ctx.method]  # a method with a learning-rate ceiling (QLoRA's 4-bit base)
+    if m.max_lr is not None and m.max_lr < ctx.cfg.train.lr:
         return Finding("qlora-high-lr", "warning",
-                       f"QLoRA with train.lr = {ctx.cfg.train.lr:g} (> {QLORA_MAX_LR:g}): likely unstable",
-                       "gradients through the 4-bit de-quantized base are noisier; the QLoRA recipe used "
-                       "1e-4–2e-4 (Dettmers et al. 2023)", "set train.lr to 1e-4", {"train.lr": 1e-4})
+                       f"{m.label} with train.lr = {ctx.cfg.train.lr:g} (> {m.max_lr:g}): likely unstable",
+                       m.max_lr_why, f"set train.lr to {lr_text(m.lr)}", {"train.lr": m.lr})
     return None
 
 
@@ -151,7 +149,7 @@ def wont_fit(ctx: Context) -> Finding | None:
         return None
     peak = ctx.estimate.peak_gib
     if ctx.fit == "no-gpu":
-        return Finding("wont-fit", "info", f"no GPU to fit against: {NAMES[ctx.method]} needs ~{peak:.1f} GiB",
+        return Finding("wont-fit", "info", f"no GPU to fit against: {METHODS[ctx.method].label} needs ~{peak:.1f} GiB",
                        "no GPU was found or declared, so fit cannot be checked",
                        "plan for a GPU with --gpu-mem 24GiB or --gpu A100-80GB")
     if ctx.fit == "fits":
@@ -163,7 +161,7 @@ def wont_fit(ctx: Context) -> Finding | None:
                        "little headroom is left for the CUDA context, fragmentation and long batches: "
                        "an out-of-memory crash mid-run is likely", fix, patch)
     return Finding("wont-fit", "error", f"will not fit: ~{peak:.1f} GiB needed, {have:.1f} GiB per GPU",
-                   f"the {NAMES[ctx.method]} estimate exceeds the GPU's memory: the run would crash "
+                   f"the {METHODS[ctx.method].label} estimate exceeds the GPU's memory: the run would crash "
                    "with CUDA out of memory", fix, patch)
 
 
