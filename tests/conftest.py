@@ -14,3 +14,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def rankwise_cmd():
     """The CLI as a user runs it, in a subprocess."""
     return [sys.executable, "-m", "rankwise.tui.cli"]
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """One real demo-cpu run (a few seconds on the tiny model), as the worker writes it: log,
+    start, steps, evals, checkpoints, an OOM retry (the CPU's stand-in for CUDA OOM) and end."""
+    from train_helpers import only_run, tail_log, train
+
+    runs = tmp_path_factory.mktemp("demo-run") / "runs"
+    out = train(runs, "--set", "train.eval_steps=4", extra_env={"RANKWISE_TEST_OOM_AT_STEPS": "6"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = only_run(runs)
+    assert (run / "events.jsonl").is_file(), tail_log(run)
+    return run

@@ -78,11 +78,11 @@ def test_bad_launch_flags_exit_2_before_the_run_dir(tmp_path, flags, what):
 
 
 def test_panel_shows_every_gpus_memory():
+    from rankwise.trainer.events import Start, Step
     from rankwise.tui.panel import RunView, memory_text
 
     view = RunView()
-    view.update({"type": "start", "device": "cuda", "device_total_bytes": 80 * 2**30})
-    view.update({"type": "step", "step": 1, "mem_bytes": 30 * 2**30, "peak_mem_bytes": 31 * 2**30,
-                 "gpu_mem_bytes": [31 * 2**30, 29 * 2**30]})
+    view.update(Start(device="cuda", device_total_bytes=80 * 2**30))
+    view.update(Step(step=1, mem_bytes=30 * 2**30, peak_mem_bytes=31 * 2**30, gpu_mem_bytes=[31 * 2**30, 29 * 2**30]))
     text = memory_text(view).plain
     assert "per GPU 0: 31.0 GiB · 1: 29.0 GiB" in text

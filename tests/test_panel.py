@@ -1,4 +1,5 @@
-"""The progress panel: folding events, rendering at 80/120 columns, plain lines, following a log."""
+"""The progress panel: folding a real run's events, rendering at 80/120 columns, plain lines,
+following a log as it grows (headless, attach)."""
 from __future__ import annotations
 
 import io
@@ -7,65 +8,84 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from rankwise.trainer.events import EventSink
-from rankwise.tui.panel import RunView, follow, plain_line, render, sparkline
+from rankwise.trainer.events import (Checkpoint, End, Error, Eval, EventSink, Log, Retry, Start, Step, read_events,
+                                     typed)
+from rankwise.tui.formatting import sparkline
+from rankwise.tui.panel import RunView, plain_line, render
+from rankwise.tui.terminal import follow
 
 GIB = 1024 ** 3
 T0 = 1_800_000_000.0
 
 
-def recorded_events() -> list[dict]:
-    """A run as a worker writes it: start, steps with a falling loss, eval, checkpoint, retry, log, end."""
-    ev = [{"type": "start", "time": T0, "run_id": "chat-qlora-20261129-0200", "pid": 4242, "model": "llama-3.1-8b",
-           "method": "qlora", "device": "cuda:0 NVIDIA L4", "device_total_bytes": 24 * GIB, "max_steps": 200,
-           "epochs": 1, "micro_batch": 2, "grad_accum": 8, "estimate_peak_gib": 11.5, "resumed_from_step": 0}]
-    for i in range(1, 51):
-        ev.append({"type": "step", "time": T0 + 2 * i, "step": i, "max_steps": 200, "epoch": i / 100,
-                   "loss": 2.0 - i * 0.02, "lr": 1.5e-4, "grad_norm": 0.731, "tokens_per_s": 2345.6,
-                   "mem_bytes": 10 * GIB, "peak_mem_bytes": 12 * GIB, "eta_s": 300.0})
-    ev += [
-        {"type": "eval", "time": T0 + 101, "step": 50, "eval_loss": 1.3125},
-        {"type": "checkpoint", "time": T0 + 102, "step": 50, "path": "runs/chat/checkpoints/checkpoint-50"},
-        {"type": "retry", "time": T0 + 103, "attempt": 1, "reason": "CUDA out of memory", "micro_batch": 1,
-         "grad_accum": 16, "from_step": 50},
-        {"type": "log", "time": T0 + 104, "level": "warning", "message": "12 rows truncated to max_seq_len"},
-    ]
-    return ev
+def recorded(run_dir: Path) -> list:
+    """The run's events as the viewers get them: typed."""
+    return [typed(e) for e in read_events(run_dir / "events.jsonl")]
 
 
-END = {"type": "end", "time": T0 + 500, "status": "finished", "step": 200, "final_loss": 0.8123,
-       "best_eval_loss": 1.1, "peak_mem_bytes": 13 * GIB, "adapter_path": "runs/chat/adapter", "exit_code": 0}
+def of(events, cls) -> list:
+    return [e for e in events if isinstance(e, cls)]
 
 
-def folded(events) -> RunView:
-    view = RunView()
+def folded(events, run_dir=None) -> RunView:
+    view = RunView(run_dir=run_dir)
     for e in events:
         view.update(e)
     return view
 
 
-def test_runview_folds_a_recorded_run():
-    view = folded(recorded_events())
-    assert (view.run_id, view.status, view.step, view.max_steps) == ("chat-qlora-20261129-0200", "running", 50, 200)
-    assert view.loss == pytest.approx(1.0)
-    assert len(view.losses) == 50 and view.losses[0] == pytest.approx(1.98)
-    assert view.eval_loss == 1.3125 and view.gap == pytest.approx(0.3125)
-    assert view.last_checkpoint.endswith("checkpoint-50") and len(view.retries) == 1
-    assert view.logs[-1] == ("warning", "12 rows truncated to max_seq_len")
-    assert view.peak_mem_bytes == 12 * GIB and view.pid == 4242
-    view.update(END)
-    assert view.status == "finished" and view.step == 200 and view.peak_mem_bytes == 13 * GIB
+@pytest.fixture(scope="module")
+def failed_run(tmp_path_factory) -> Path:
+    """A real run that fails: out of memory at micro-batch 1, where halving cannot help."""
+    from train_helpers import only_run, train
+
+    runs = tmp_path_factory.mktemp("failed-run") / "runs"
+    out = train(runs, "--set", "train.micro_batch=1", extra_env={"RANKWISE_TEST_OOM_AT_STEPS": "2"})
+    assert out.returncode == 1, out.stderr[-3000:]
+    return only_run(runs)
 
 
-def test_resumed_run_clears_the_old_end():
-    view = folded([*recorded_events(), {**END, "status": "interrupted", "step": 50}])
+def test_the_real_run_has_every_kind_of_event(demo_run):
+    kinds = {type(e) for e in recorded(demo_run)}
+    assert {Start, Step, Eval, Checkpoint, Retry, Log, End} <= kinds
+
+
+def test_runview_folds_a_real_run(demo_run):
+    events = recorded(demo_run)
+    start, steps, evals, end = of(events, Start)[-1], of(events, Step), of(events, Eval), of(events, End)[-1]
+    running = folded(events[:-1], demo_run)
+    assert (running.run_id, running.status, running.step) == (demo_run.name, "running", steps[-1].step)
+    assert running.max_steps == start.max_steps == steps[-1].max_steps and running.start.pid == start.pid
+    assert running.loss == steps[-1].loss and running.losses[-1] == steps[-1].loss
+    assert [s for s, _ in running.train_curve] == [s.step for s in steps]  # the retried steps twice, as trained
+    assert running.last_eval == (evals[-1].step, evals[-1].eval_loss)
+    assert running.gap == pytest.approx(evals[-1].eval_loss - steps[-1].loss)
+    assert running.checkpoint == of(events, Checkpoint)[-1] and running.retries == of(events, Retry)
+    assert ("warning", of(events, Log)[0].message) in running.logs
+    assert running.peak_mem_bytes == max(s.peak_mem_bytes for s in steps)
+    view = folded(events, demo_run)
+    assert view.status == end.status == "finished" and view.end == end and view.peak_mem_bytes == end.peak_mem_bytes
+    assert view.best_eval_loss == end.best_eval_loss == min(e.eval_loss for e in evals)
+
+
+def test_resumed_run_clears_the_old_end(demo_run):
+    events = recorded(demo_run)
+    view = folded([*events[:-1], replace(events[-1], status="interrupted")])
     assert view.status == "interrupted"
-    view.update({**recorded_events()[0], "pid": 5555, "resumed_from_step": 50})
-    assert view.status == "running" and view.end is None and view.pid == 5555
+    again = replace(of(events, Start)[0], pid=5555, resumed_from_step=8)
+    view.update(again)
+    assert view.status == "running" and view.end is None and view.start.pid == 5555
+
+
+def test_a_step_without_a_field_keeps_the_last_value():
+    view = folded([Step(step=1, lr=1e-4, tokens_per_s=100.0, loss=2.0), Step(step=2, lr=None, loss=1.5)])
+    assert view.last_step.lr == 1e-4 and view.last_step.tokens_per_s == 100.0 and view.train_curve == [(1, 2.0), (2, 1.5)]
 
 
 def text_at(view: RunView, width: int) -> str:
@@ -75,31 +95,40 @@ def text_at(view: RunView, width: int) -> str:
 
 
 @pytest.mark.parametrize("width", [80, 120])
-def test_render_shows_key_fields_within_the_width(width):
-    view = folded(recorded_events())
+def test_render_shows_key_fields_within_the_width(demo_run, width):
+    events = recorded(demo_run)
+    start, last, ev = of(events, Start)[-1], of(events, Step)[-2], of(events, Eval)[-2]
+    upto = events.index(last) + 1
+    view = folded([e for e in events[:upto]], demo_run)
     text = text_at(view, width)
-    for needle in ("chat-qlora-20261129-0200", "running", "50/200", "25%", "ETA 5m00s", "epoch 0.50",
-                   "1.0000", "1.3125", "gap +0.3125", "1.50e-04", "0.731", "2,346 tokens/s",
-                   "10.0 GiB", "peak 12.0 GiB", "of 24.0 GiB", "est. 11.5 GiB", "checkpoint-50",
-                   "CUDA out of memory", "12 rows truncated"):
+    for needle in (demo_run.name, "running", f"{last.step}/{start.max_steps}",
+                   f"{100 * last.step / start.max_steps:.0f}%", "ETA", f"epoch {last.epoch:.2f}",
+                   f"{last.loss:.4f}", f"{ev.eval_loss:.4f} (step {ev.step})", f"{last.lr:.2e}",
+                   f"{last.grad_norm:.3f}", f"{last.tokens_per_s:,.0f} tokens/s", "RSS",
+                   f"est. {start.estimate_peak_gib:.1f} GiB", "checkpoints/checkpoint-", "CUDA out of memory",
+                   [e for e in of(events, Log) if e.level == "warning"][0].message[:20],
+                   f"{Path(start.model).name} · {start.method} · {start.device}"):
         assert needle in text, f"{needle!r} missing at width {width}:\n{text}"
     assert any(ch in text for ch in "▁▂▃▄▅▆▇█")
     assert max(len(line) for line in text.splitlines()) <= width
 
 
-def test_render_finished_and_failed():
-    view = folded([*recorded_events(), END])
-    text = text_at(view, 80)
-    assert "finished" in text and "final loss 0.8123" in text and "runs/chat/adapter" in text
+def test_render_finished_and_failed(demo_run, failed_run):
+    events = recorded(demo_run)
+    end = of(events, End)[-1]
+    text = text_at(folded(events, demo_run), 80)
+    assert "finished" in text and f"final loss {end.final_loss:.4f}" in text and "adapter: adapter" in text
     assert "ETA" not in text  # a finished run has no ETA
-    failed = folded([recorded_events()[0], {"type": "error", "time": T0 + 5, "message": "data.jsonl row 7: no text",
-                                            "hint": "fix the row"}, {**END, "status": "failed", "step": 0}])
-    text = text_at(failed, 80)
-    assert "failed" in text and "data.jsonl row 7: no text" in text and "hint: fix the row" in text
+    failed = recorded(failed_run)
+    error = of(failed, Error)[-1]
+    text = text_at(folded(failed, failed_run), 80)
+    assert of(failed, End)[-1].status == "failed"
+    assert "failed" in text and "out of memory" in text and error.message.startswith("out of memory")
+    assert error.hint and "hint:" in text
 
 
 def test_log_content_cannot_inject_markup_or_escapes():
-    view = folded([{"type": "log", "time": T0, "level": "info", "message": "[bold red]boom[/] \x1b[2J\rx"}])
+    view = folded([Log(time=T0, level="info", message="[bold red]boom[/] \x1b[2J\rx")])
     text = text_at(view, 80)
     assert "[bold red]boom[/]" in text and "\x1b" not in text and "\r" not in text
 
@@ -110,18 +139,25 @@ def test_sparkline_scales_to_blocks():
     assert len(sparkline(range(100), width=30)) == 30
 
 
-def test_plain_lines_have_no_control_characters():
-    events = [*recorded_events(), {"type": "log", "time": T0, "level": "warning", "message": "bad\x1b[31m\rrow"}, END]
+def test_plain_lines_of_a_real_run(demo_run):
+    events = [*recorded(demo_run), Log(time=T0, level="warning", message="bad\x1b[31m\rrow")]
     lines = [plain_line(e) for e in events]
     shown = [l for l in lines if l is not None]
     assert all("\x1b" not in l and "\r" not in l and "\n" not in l for l in shown)
-    by_type = {e["type"]: l for e, l in zip(events, lines)}
-    assert by_type["step"].startswith("step 50/200") and "loss 1.0000" in by_type["step"]
-    assert by_type["eval"] == "eval step 50 eval_loss 1.3125"
-    assert by_type["checkpoint"] == "checkpoint step 50 runs/chat/checkpoints/checkpoint-50"
-    assert "CUDA out of memory" in by_type["retry"] and "micro_batch 1" in by_type["retry"]
-    assert by_type["end"].startswith("end finished step 200 final_loss 0.8123")
-    assert plain_line({"type": "log", "time": T0, "level": "info", "message": "x"}) is None
+    for e, line in zip(events, lines):
+        if isinstance(e, Step):
+            assert line.startswith(f"step {e.step}/{e.max_steps} epoch {e.epoch:.2f} loss {e.loss:.4f}")
+        elif isinstance(e, Eval):
+            assert line == f"eval step {e.step} eval_loss {e.eval_loss:.4f}"
+        elif isinstance(e, Checkpoint):
+            assert line == f"checkpoint step {e.step} {e.path}"
+        elif isinstance(e, Retry):
+            assert e.reason in line and f"micro_batch {e.micro_batch}" in line
+        elif isinstance(e, End):
+            assert line.startswith(f"end finished step {e.step} final_loss {e.final_loss:.4f}")
+        elif isinstance(e, Log):
+            assert (line is None) == (e.level == "info")
+    assert plain_line(Log(time=T0, level="info", message="x")) is None
 
 
 @pytest.fixture
@@ -133,12 +169,16 @@ def worker_pid():
     proc.wait()
 
 
-def _writer(path, events, delay=0.02):
+def replayed(run_dir: Path, pid: int) -> list:
+    """The real run's events, its start's pid swapped for a live process."""
+    return [replace(e, pid=pid) if isinstance(e, Start) else e for e in recorded(run_dir)]
+
+
+def _writer(path, events, delay=0.01):
     def run():
         sink = EventSink(path)
         for e in events:
-            fields = {k: v for k, v in e.items() if k not in ("type", "time")}
-            sink.emit(e["type"], **fields)
+            sink.emit(e.type, **{k: v for k, v in e.to_dict().items() if k != "type" and v is not None})
             time.sleep(delay)
         sink.close()
 
@@ -147,63 +187,75 @@ def _writer(path, events, delay=0.02):
     return t
 
 
-def test_follow_non_tty_prints_plain_lines_until_end(tmp_path, worker_pid):
-    events = [{**recorded_events()[0], "pid": worker_pid}, *recorded_events()[1:6], END]
+def test_follow_non_tty_prints_plain_lines_until_end(tmp_path, demo_run, worker_pid):
+    events = replayed(demo_run, worker_pid)
     writer = _writer(tmp_path / "events.jsonl", events)
     out = io.StringIO()
     end = follow(tmp_path, console=Console(file=out), interval=0.01)
     writer.join()
-    assert end is not None and end["status"] == "finished" and end["final_loss"] == 0.8123
+    assert end == events[-1].to_dict() and end["status"] == "finished"
     lines = out.getvalue().splitlines()
-    assert lines[0].startswith("start chat-qlora") and lines[-1].startswith("end finished")
-    assert sum(l.startswith("step ") for l in lines) == 5
-    assert "\x1b" not in out.getvalue()
+    assert lines == [l for l in map(plain_line, events) if l is not None]
 
 
-def test_follow_json_events_echoes_each_event(tmp_path, worker_pid):
-    events = [{**recorded_events()[0], "pid": worker_pid}, *recorded_events()[1:3], END]
+def test_follow_json_events_echoes_each_event(tmp_path, demo_run, worker_pid):
+    events = replayed(demo_run, worker_pid)
     writer = _writer(tmp_path / "events.jsonl", events)
     out = io.StringIO()
     end = follow(tmp_path, console=Console(file=out), json_events=True, interval=0.01)
     writer.join()
     echoed = [json.loads(l) for l in out.getvalue().splitlines()]
-    assert [e["type"] for e in echoed] == ["start", "step", "step", "end"] and end == echoed[-1]
+    assert [e["type"] for e in echoed] == [e.type for e in events] and end == echoed[-1]
+    assert [typed(e) for e in echoed] == [typed(e) for e in read_events(tmp_path / "events.jsonl")]
 
 
-def test_follow_returns_none_when_the_process_dies_without_end(tmp_path):
-    (tmp_path / "events.jsonl").write_text(json.dumps(recorded_events()[0]) + "\n")
+def test_follow_returns_none_when_the_process_dies_without_end(tmp_path, demo_run):
+    start = of(recorded(demo_run), Start)[0]
+    (tmp_path / "events.jsonl").write_text(json.dumps(start.to_dict()) + "\n")
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     out = io.StringIO()
     assert follow(tmp_path, console=Console(file=out), proc=proc, interval=0.01) is None
-    assert out.getvalue().startswith("start ")
+    assert out.getvalue() == plain_line(start) + "\n"
 
 
-def test_follow_returns_end_written_just_before_exit(tmp_path):
-    (tmp_path / "events.jsonl").write_text("\n".join(json.dumps(e) for e in [recorded_events()[0], END]) + "\n")
+def test_follow_returns_end_written_just_before_exit(tmp_path, demo_run):
+    (tmp_path / "events.jsonl").write_text((demo_run / "events.jsonl").read_text())
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     assert follow(tmp_path, console=Console(file=io.StringIO()), proc=proc)["status"] == "finished"
 
 
-def test_follow_without_proc_stops_when_the_start_pid_is_gone(tmp_path):
+def test_follow_without_proc_stops_when_the_start_pid_is_gone(tmp_path, demo_run):
     """attach on a run whose worker was killed: no end event will ever come."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (tmp_path / "events.jsonl").write_text(json.dumps({**recorded_events()[0], "pid": dead.pid}) + "\n")
+    events = [e for e in replayed(demo_run, dead.pid) if not isinstance(e, End)]
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e.to_dict()) + "\n" for e in events))
     assert follow(tmp_path, console=Console(file=io.StringIO()), interval=0.01) is None
 
 
-def test_follow_in_a_terminal_draws_the_live_panel(tmp_path, worker_pid):
-    events = [{**recorded_events()[0], "pid": worker_pid}, *recorded_events()[1:8], END]
-    writer = _writer(tmp_path / "events.jsonl", events)
+def test_follow_from_an_offset_shows_only_the_resumed_part(tmp_path, demo_run, worker_pid):
+    """A resumed run: the old end is history; the panel follows what the new process appends."""
+    old = (demo_run / "events.jsonl").read_bytes()
+    (tmp_path / "events.jsonl").write_bytes(old)
+    writer = _writer(tmp_path / "events.jsonl", replayed(demo_run, worker_pid))
+    out = io.StringIO()
+    end = follow(tmp_path, console=Console(file=out), interval=0.01, offset=len(old))
+    writer.join()
+    assert end["status"] == "finished"
+    assert out.getvalue().count("end finished") == 1 and out.getvalue().count("start ") == 1
+
+
+def test_follow_in_a_terminal_draws_the_live_panel(tmp_path, demo_run, worker_pid):
+    writer = _writer(tmp_path / "events.jsonl", replayed(demo_run, worker_pid))
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=80, color_system=None)
     end = follow(tmp_path, console=console, interval=0.01)
     writer.join()
     assert end["status"] == "finished"
     text = out.getvalue()
-    assert "chat-qlora-20261129-0200" in text and "finished" in text and "final loss 0.8123" in text
+    assert demo_run.name in text and "finished" in text and f"final loss {end['final_loss']:.4f}" in text
     assert "╭" in text  # the panel, not plain lines
     assert "end finished" not in text
 
@@ -245,14 +297,14 @@ def _attach_in_pty(rankwise_cmd, runs, rid, keys: bytes):
 
 
 @pytest.mark.parametrize("keys", [b"q", b"\x03"], ids=["q", "ctrl-c"])
-def test_attach_detaches_on_q_and_ctrl_c_and_leaves_the_run_running(tmp_path, worker_pid, rankwise_cmd, keys):
+def test_attach_detaches_on_q_and_ctrl_c_and_leaves_the_run_running(tmp_path, demo_run, worker_pid, rankwise_cmd,
+                                                                    keys):
     import termios
 
     run = tmp_path / "runs" / "live-1"
     run.mkdir(parents=True)
-    (run / "events.jsonl").write_text(
-        "\n".join(json.dumps(e) for e in [{**recorded_events()[0], "pid": worker_pid}, *recorded_events()[1:5]])
-        + "\n")
+    events = [e for e in replayed(demo_run, worker_pid) if not isinstance(e, End)]
+    (run / "events.jsonl").write_text("".join(json.dumps(e.to_dict()) + "\n" for e in events))
     rc, out, attrs = _attach_in_pty(rankwise_cmd, tmp_path / "runs", "live", keys)
     assert rc == 0, out
     assert "detached from live-1" in out and "keeps running" in out
@@ -262,14 +314,14 @@ def test_attach_detaches_on_q_and_ctrl_c_and_leaves_the_run_running(tmp_path, wo
 
 
 def test_eta_from_the_step_rate_when_the_worker_gives_none():
-    view = folded([{"type": "start", "time": T0, "max_steps": 200, "resumed_from_step": 40},
-                   {"type": "step", "time": T0 + 100, "step": 90, "max_steps": 200, "loss": 1.0}])
+    view = folded([Start(time=T0, max_steps=200, resumed_from_step=40),
+                   Step(time=T0 + 100, step=90, max_steps=200, loss=1.0)])
     assert view.eta() == pytest.approx(100 / 50 * 110)  # 50 steps since the (resumed) start took 100 s
     assert "ETA 3m40s" in text_at(view, 80)
 
 
 def test_train_log_tail_keeps_the_last_clean_lines(tmp_path):
-    from rankwise.tui.panel import read_log_tail
+    from rankwise.tui.runview import read_log_tail
 
     log = tmp_path / "train.log"
     log.write_text("a\nb\n\nloading 10%\rloading 50%\rloading 100%\n\x1b[31mred\x1b[0m\nlast\n")
@@ -277,33 +329,25 @@ def test_train_log_tail_keeps_the_last_clean_lines(tmp_path):
     assert read_log_tail(tmp_path / "missing.log") == []
 
 
-def test_paths_inside_the_run_dir_are_shown_relative(tmp_path):
-    view = RunView(run_dir=tmp_path / "r-1")
-    for e in [{**recorded_events()[0], "model": "/abs/presets/assets/tiny-llama"},
-              {"type": "checkpoint", "time": T0, "step": 20, "path": str(tmp_path / "r-1/checkpoints/checkpoint-20")},
-              {**END, "adapter_path": str(tmp_path / "r-1/adapter")}]:
-        view.update(e)
-    text = text_at(view, 80)
-    assert "step 20: checkpoints/checkpoint-20" in text and "adapter: adapter" in text
-    assert "tiny-llama · qlora" in text and "/abs/" not in text and str(tmp_path) not in text
+def test_paths_inside_the_run_dir_are_shown_relative(demo_run):
+    events = recorded(demo_run)
+    text = text_at(folded(events, demo_run), 80)
+    step = of(events, Checkpoint)[-1].step
+    assert f"step {step}: checkpoints/checkpoint-{step}" in text and "adapter: adapter" in text
+    assert "tiny-llama · lora" in text and str(demo_run) not in text
+    assert Path(of(events, Start)[0].model).is_absolute() and "/presets/" not in text
 
 
 def test_a_rising_eval_loss_is_called_out():
-    base = recorded_events()[:3]
-    view = folded([*base, {"type": "eval", "time": T0, "step": 2, "eval_loss": 1.2}])
+    view = folded([Step(step=1, loss=1.0), Eval(time=T0, step=2, eval_loss=1.2)])
     assert not view.eval_rising and "rising" not in text_at(view, 80)
-    view.update({"type": "eval", "time": T0, "step": 4, "eval_loss": 1.5})
+    view.update(Eval(time=T0, step=4, eval_loss=1.5))
     assert view.eval_rising and "rising (best 1.2000)" in text_at(view, 80)
-    view.update({"type": "eval", "time": T0, "step": 6, "eval_loss": 1.1})
+    view.update(Eval(time=T0, step=6, eval_loss=1.1))
     assert not view.eval_rising and view.best_eval_loss == 1.1
 
 
 def test_wrong_typed_numbers_in_a_hand_edited_log_do_not_crash_the_viewers(tmp_path):
-    from rich.console import Console
-
-    from rankwise.trainer.events import read_events
-    from rankwise.tui.panel import RunView, plain_line, render
-
     log = tmp_path / "events.jsonl"
     log.write_text('{"type": "start", "time": "noon", "pid": "x", "max_steps": [3]}\n'
                    '{"type": "step", "time": 1.0, "step": "two", "loss": "x", "lr": null, "eta_s": NaN}\n'
@@ -313,7 +357,7 @@ def test_wrong_typed_numbers_in_a_hand_edited_log_do_not_crash_the_viewers(tmp_p
     assert [e["type"] for e in events] == ["start", "step", "eval", "end"]
     assert "loss" not in events[1] and "step" not in events[1] and "eta_s" not in events[1]
     view = RunView()
-    for e in events:
+    for e in map(typed, events):
         view.update(e)
         plain_line(e)
     Console(width=80, record=True, file=open(tmp_path / "out.txt", "w")).print(render(view))

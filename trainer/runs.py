@@ -118,25 +118,10 @@ def _config_name(run_dir: Path) -> str | None:
     return out.get("name") or cfg.get("name")
 
 
-_NUMBERS = ("time", "pid", "step", "max_steps", "loss", "eval_loss", "final_loss")
-_TEXTS = ("model", "method", "message", "status")
-
-
-def _typed(event: dict) -> dict:
-    """A hand-edited or damaged event: fields of the wrong type are dropped, not trusted."""
-    def ok(key, value):
-        if key == "pid":
-            return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
-        if key in _NUMBERS:
-            return isinstance(value, (int, float)) and not isinstance(value, bool)
-        return key not in _TEXTS or isinstance(value, str)
-    return {k: v for k, v in event.items() if ok(k, v)}
-
-
 def run_info(run_dir: str | Path) -> RunInfo:
     """Everything `rankwise runs` shows about one run, from its files and the process table."""
     run_dir = Path(run_dir)
-    events = [_typed(e) for e in read_events(run_dir / EVENTS_FILE)]
+    events = read_events(run_dir / EVENTS_FILE)  # fields of the wrong type (a hand edit, damage) already dropped
     info = RunInfo(id=run_dir.name, dir=str(run_dir), name=_config_name(run_dir) or run_dir.name, status="running")
     end = start = None
     for e in events:

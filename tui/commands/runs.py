@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 def run_list(args) -> int:
     from rankwise.trainer.runs import list_runs
-    from rankwise.tui.panel import fmt_age
+    from rankwise.tui.formatting import fmt_age
 
     infos = list_runs(runs_dir_of(args))
     if args.json:
@@ -56,7 +56,7 @@ def run_list(args) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from rankwise.tui.panel import STATUS_STYLE
+    from rankwise.tui.style import status_style
 
     console = Console()
     if not infos:
@@ -74,7 +74,7 @@ def run_list(args) -> int:
     now = time.time()
     for i in infos:
         step = f"{i.step if i.step is not None else '-'}/{i.max_steps or '?'}"
-        cells = [Text(i.id), Text(i.status, style=STATUS_STYLE.get(i.status, "")), step,
+        cells = [Text(i.id), Text(i.status, style=status_style(i.status)), step,
                  "-" if i.loss is None else f"{i.loss:.4f}"]
         if show_eval:
             cells.append("-" if i.eval_loss is None else f"{i.eval_loss:.4f}")
@@ -92,7 +92,7 @@ def run_attach(args) -> int:
     from rich.console import Console
 
     from rankwise.trainer.runs import find_run, run_info
-    from rankwise.tui.panel import follow
+    from rankwise.tui.terminal import follow
 
     run_dir = find_run(runs_dir_of(args), args.run)
     console = Console()

@@ -89,7 +89,7 @@ def _print_launch(prepared) -> int:
 def _follow(run_dir: Path, proc: subprocess.Popen, json_events: bool, offset: int = 0) -> int:
     from rich.console import Console
 
-    from rankwise.tui.panel import follow
+    from rankwise.tui.terminal import follow
 
     console = Console()
 

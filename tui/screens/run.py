@@ -1,8 +1,8 @@
 """Run: the live progress panel (the headless run's renderable) and a loss plot.
 
-A worker tails the run's `events.jsonl`, folds events into a `RunView` and posts snapshots;
-snapshots replace each other in the queue, so a slow link shows the newest state, not a
-backlog. `d` leaves the run going; `x` asks it to checkpoint and stop (after confirming).
+A worker follows the run's `events.jsonl` (trainer/follow.py), folds events into a `RunView`
+and posts snapshots; snapshots replace each other in the queue, so a slow link shows the
+newest state, not a backlog. `d` leaves the run going; `x` asks it to checkpoint and stop (after confirming).
 """
 from __future__ import annotations
 
@@ -22,27 +22,18 @@ from textual.worker import get_current_worker
 from ..widgets.lossplot import LossPlot
 
 POLL_S = 0.25
-CHECK_ALIVE_S = 2.0
+LOG_TAIL_S = 2.0  # how often train.log's last lines are re-read while no `log` events come
 
 
 class RunSnapshot(Message):
     """The newest folded state of the run; a newer one replaces an older one still queued."""
 
-    def __init__(self, view, train: tuple, evals: tuple) -> None:
+    def __init__(self, view) -> None:
         super().__init__()
-        self.view, self.train, self.evals = view, train, evals
+        self.view = view
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunSnapshot)
-
-
-def fold(view, e: dict, train: list, evals: list) -> None:
-    view.update(e)
-    t = e.get("type")
-    if t == "step" and isinstance(e.get("loss"), (int, float)):
-        train.append((e.get("step", 0), e["loss"]))
-    elif t == "eval" and isinstance(e.get("eval_loss"), (int, float)):
-        evals.append((e.get("step", 0), e["eval_loss"]))
 
 
 def stop_run(screen, run_dir: Path) -> None:
@@ -87,45 +78,41 @@ class RunScreen(Screen):
 
     @work(thread=True, exclusive=True, group="tail", exit_on_error=False)
     def tail(self) -> None:
-        from rankwise.trainer.events import EVENTS_FILE, Tail
+        from rankwise.trainer.follow import Follower
         from rankwise.trainer.runs import run_info
 
-        from ..panel import RunView, read_log_tail
+        from ..runview import RunView, read_log_tail
 
         worker = get_current_worker()
         view = RunView(run_dir=self.run_dir)
-        log = Tail(self.run_dir / EVENTS_FILE)
-        train: list = []
-        evals: list = []
-        last_check = 0.0
+        follower = Follower(self.run_dir, poll=POLL_S)
+        tail_read = 0.0
         first = True
-        while not worker.is_cancelled:
-            events = log.poll()
+        for events in follower:
+            if worker.is_cancelled:
+                return
             for e in events:
-                fold(view, e, train, evals)
-            now = time.monotonic()
-            if not events and now - last_check > CHECK_ALIVE_S and view.end is None:
-                last_check = now
-                if not view.logs:
-                    view.log_tail = read_log_tail(self.run_dir / "train.log")
-                info = run_info(self.run_dir)
-                if info.status == "failed" and view.status not in ("finished", "failed", "interrupted"):
-                    view.status = "failed"
-                    view.error = view.error or info.note or info.error
-                events = [None]  # something changed enough to redraw
+                view.update(e)
+            if not events and not view.logs and time.monotonic() - tail_read >= LOG_TAIL_S:
+                tail_read = time.monotonic()
+                lines = read_log_tail(self.run_dir / "train.log")
+                if lines != view.log_tail:
+                    view.log_tail = lines
+                    events = [None]  # a redraw
             if events or first:
-                self.post_message(RunSnapshot(copy.deepcopy(view), tuple(train), tuple(evals)))
+                self.post_message(RunSnapshot(copy.deepcopy(view)))
                 first = False
-            if view.end is not None or view.status == "failed" and view.pid is not None:
-                break
-            time.sleep(POLL_S)
+        if follower.gone:
+            info = run_info(self.run_dir)
+            view.worker_gone(info.note or info.error)
+            self.post_message(RunSnapshot(copy.deepcopy(view)))
 
     def on_run_snapshot(self, message: RunSnapshot) -> None:
         from ..panel import render
 
         self.view = message.view
         self.query_one("#panel", Static).update(render(message.view))
-        self.query_one(LossPlot).points = (message.train, message.evals)
+        self.query_one(LossPlot).points = (tuple(message.view.train_curve), tuple(message.view.eval_curve))
 
     def action_detach(self) -> None:
         self.app.pop_screen()

@@ -13,8 +13,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from ..style import SEVERITY_STYLE, status_style
+
 REFRESH_S = 2.0
-STATUS_STYLE = {"running": "bold cyan", "finished": "green", "failed": "bold red", "interrupted": "yellow"}
 
 
 class RunList(Message):
@@ -27,15 +28,15 @@ class RunList(Message):
 
 
 def age(seconds: float | None) -> str:
-    from ..panel import fmt_age
+    from ..formatting import fmt_age
 
     return "?" if seconds is None else f"{fmt_age(seconds)} ago"
 
 
 def summary_text(info) -> Text:
-    from ..panel import fmt_duration
-
     from pathlib import Path
+
+    from ..formatting import fmt_duration
 
     t = Text(f"{info.id}", style="bold")
     model = Path(info.model).name if info.model and Path(info.model).is_absolute() else info.model
@@ -43,7 +44,7 @@ def summary_text(info) -> Text:
     s = info.summary or {}
     if info.status == "running" or not s:
         if info.note or info.error:
-            t.append("\n" + (info.error or info.note), style="red" if info.status == "failed" else "yellow")
+            t.append("\n" + (info.error or info.note), style=SEVERITY_STYLE["error" if info.status == "failed" else "warning"])
         return t
     parts = []
     if s.get("final_loss") is not None:
@@ -55,7 +56,7 @@ def summary_text(info) -> Text:
         parts.append(f"time {fmt_duration(secs)}")
     t.append("\n" + ("  ".join(parts) or info.status))
     if info.status != "finished":
-        t.append(f"  ({info.status})", style="yellow")
+        t.append(f"  ({info.status})", style=status_style(info.status))
     peak = s.get("peak_mem_bytes", s.get("peak_memory_bytes"))
     est = s.get("estimate_peak_gib")
     if peak is not None or est is not None:
@@ -116,7 +117,7 @@ class RunsScreen(Screen):
             step = f"{r.step if r.step is not None else '-'}/{r.max_steps or '?'}"
             loss = "-" if r.loss is None else f"{r.loss:.4f}"
             when = r.updated or r.started
-            table.add_row(r.id, Text(r.status, style=STATUS_STYLE.get(r.status, "")), step, loss,
+            table.add_row(r.id, Text(r.status, style=status_style(r.status)), step, loss,
                           age(now - when if when else None), key=r.id)
         if keep is not None:
             ids = [r.id for r in self.runs]
