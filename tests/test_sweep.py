@@ -187,7 +187,36 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_workers_share_one_sqlite_sweep_without_running_a_trial_twice(tmp_path):
+def test_a_trial_outlives_its_killed_sweep_and_the_next_sweep_takes_it_over(tmp_path):
+    """Each trial is a worker in its own session: SIGKILL of the sweep leaves it training, and the
+    same command, run again, follows that run to its end instead of training the rank again."""
+    from rankwise.trainer.runs import run_info
+
+    cmd = CLI + ["sweep", "--preset", "demo-cpu", "--runs-dir", str(tmp_path / "runs"), "--sweep-dir",
+                 str(tmp_path / "sweep"), "--ranks", "8", "--steps", "120", "--no-prune", "--set", "train.micro_batch=1"]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env())
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # wait for the trial's first step
+        found = run_dirs(tmp_path, 8)
+        if found and '"type": "step"' in ((found[0] / "events.jsonl").read_text()
+                                          if (found[0] / "events.jsonl").exists() else ""):
+            break
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.2)
+    first.kill()
+    first.communicate(timeout=60)
+    (run,) = run_dirs(tmp_path, 8)
+    assert run_info(run).status == "running"  # the sweep died; its trial did not
+
+    again = subprocess.run(cmd + ["--json"], capture_output=True, text=True, env=env(), timeout=400)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "taken over from an earlier sweep process" in again.stderr
+    assert run_dirs(tmp_path, 8) == [run] and (run / "events.jsonl").read_text().count('"type": "start"') == 1
+    assert [t["status"] for t in json.loads(again.stdout)["trials"]] == ["complete"]
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_sweep_folder_without_running_a_trial_twice(tmp_path):
     base = CLI + ["sweep", "--preset", "demo-cpu", "--runs-dir", str(tmp_path / "runs"), "--sweep-dir",
                   str(tmp_path / "sweep"), "--ranks", "4,16", *QUICK]
     first = subprocess.Popen(base + ["--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())

@@ -1,6 +1,6 @@
 """A sweep's results (its results.json) as rich renderables: the table, the plot of validation
 loss against rank, the recommendation in words. Shared by `rankwise sweep` and the Sweep
-screen. No torch, no optuna: it only reads the dict."""
+screen. No torch: it only reads the dict."""
 from __future__ import annotations
 
 from rich.table import Table

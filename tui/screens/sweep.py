@@ -1,7 +1,7 @@
 """Sweep: one rank sweep's results — the table, validation loss against rank, the recommendation.
 
 It only reads `<sweep_dir>/results.json` (written by `rankwise sweep` after every trial), in
-a worker, every few seconds while the sweep runs; no torch, no optuna in this process.
+a worker, every few seconds while the sweep runs; no torch in this process.
 `launch_sweep` starts `rankwise sweep` in its own process session (like a training run, it
 outlives the TUI) and returns the folder to show.
 """
