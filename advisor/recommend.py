@@ -14,6 +14,7 @@ from . import fit, memory
 from .config import RunConfig, with_values, written
 from .errors import RankwiseError
 from .hardware import Hardware
+from .methods import LEANEST, METHODS, lr_reason
 from .model import ModelSpec
 from .redflags import check
 from .units import gib, human_count
@@ -218,22 +219,20 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
 
     # method: compare both at micro-batch 1
     estimates, fits = _side_by_side(spec, cfg, hw)
-    auto = fit.assess(spec, with_values(cfg, {"method": "auto"}), hw)
+    auto = fit.assess(spec, with_values(cfg, {"method": "auto"}), hw)  # the first method that fits with headroom
+    method, why_m = auto.method, auto.method_reason
     if _gpu_bytes(hw) is None:
-        method, why_m = auto.method, auto.method_reason
         notes.append("no GPU found or declared: fit is not checked (info); plan with --gpu-mem 24GiB or --gpu NAME")
-    elif fits["lora"] == "fits":
-        method, why_m = auto.method, auto.method_reason
-    elif fits["qlora"] in ("fits", "tight"):
-        method, why_m = auto.method, auto.method_reason
-        if fits["qlora"] == "tight":
-            why_m += "; tight: keep micro-batch 1 and watch memory"
-    else:
+    elif fits[method] == "tight":
+        why_m += "; tight: keep micro-batch 1 and watch memory"
+    elif fits[method] != "fits":
         method = None
-        why_m = (f"neither fits {gib(hw.gpu_bytes):.0f} GiB per GPU: LoRA needs ~{estimates['lora'].peak_gib:.1f} GiB, "
-                 f"QLoRA ~{estimates['qlora'].peak_gib:.1f} GiB — see the suggestions instead of a config that crashes")
+        needs = ", ".join(f"{METHODS[m].label} {'needs ' if i == 0 else ''}~{e.peak_gib:.1f} GiB"
+                          for i, (m, e) in enumerate(estimates.items()))
+        why_m = (f"{'neither' if len(estimates) == 2 else 'none'} fits {gib(hw.gpu_bytes):.0f} GiB per GPU: {needs} "
+                 "— see the suggestions instead of a config that crashes")
     reasons["method"] = why_m
-    cfg.method = method or "qlora"
+    cfg.method = method or LEANEST
 
     if method is not None and _gpu_bytes(hw) is not None:
         for mb in MICRO_BATCHES:
@@ -253,16 +252,14 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
                                    f"{'s' if gpus > 1 else ''} = {eff} (LoRA recipes use 16–32)")
 
     # optimisation
-    chosen = method or "qlora"
-    cfg.train.lr = 2e-4 if chosen == "lora" else 1e-4
-    reasons["train.lr"] = ("LoRA: 2e-4 is typical (usual range 1e-4–5e-4)" if chosen == "lora" else
-                           "QLoRA: 1e-4 is typical (usual range 5e-5–2e-4; higher is unstable through the 4-bit base)")
+    chosen = method or LEANEST
+    cfg.train.lr = METHODS[chosen].lr
+    reasons["train.lr"] = lr_reason(METHODS[chosen])
     cfg.train.scheduler, cfg.train.warmup_ratio, cfg.train.warmup_steps = "cosine", 0.03, None
     reasons["train.scheduler"] = "cosine decay after a short warmup: the usual LoRA schedule"
     reasons["train.warmup_ratio"] = "3% of steps warm up so Adam's early estimates do not spike the loss"
     cfg.train.optimizer = "auto"
-    reasons["train.optimizer"] = ("auto: " + ("paged 8-bit AdamW, the QLoRA recipe (optimizer spikes page to CPU)"
-                                              if chosen == "qlora" else "AdamW; the adapter's states are small"))
+    reasons["train.optimizer"] = "auto: " + METHODS[chosen].optimizer_why
     cfg.train.epochs, reasons["train.epochs"] = _epochs(dataset_rows)
     cfg.train.precision = "auto"
     reasons["train.precision"] = ("auto: bf16 on this GPU" if hw and hw.has_gpu and hw.bf16 else
@@ -274,7 +271,7 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     if method and cfg.train.micro_batch > 1:
         reasons["method"] += (f" (at micro-batch 1; at the chosen micro-batch {cfg.train.micro_batch}: "
                               f"~{estimates[method].peak_gib:.1f} GiB)")
-    suggestions = [] if method is not None or _gpu_bytes(hw) is None else fit.suggest_fixes(spec, hw, cfg, "qlora")
+    suggestions = [] if method is not None or _gpu_bytes(hw) is None else fit.suggest_fixes(spec, hw, cfg, LEANEST)
     strategy = choose_strategy(spec, cfg, chosen, hw)
     if gpus > 1:
         cfg.distributed.strategy, cfg.distributed.gpus = strategy["strategy"], gpus
