@@ -23,6 +23,7 @@ OOM_EVAL_ENV = "RANKWISE_TEST_OOM_AT_EVAL"
 DELAY_ENV = "RANKWISE_TEST_STEP_DELAY"
 EVAL_DELAY_ENV = "RANKWISE_TEST_EVAL_DELAY"
 SAVE_DELAY_ENV = "RANKWISE_TEST_SAVE_DELAY"
+LAYERS_ENV = "RANKWISE_TEST_LAYERS_TO"
 
 
 class TokenCounter:
@@ -176,13 +177,27 @@ class TestSeams(TrainerCallback):
     RANKWISE_TEST_OOM_AT_EVAL=8 raises it in the evaluation run at global step 8 (once per
     process); RANKWISE_TEST_EVAL_DELAY=0.5 sleeps per evaluation batch and
     RANKWISE_TEST_SAVE_DELAY=0.5 between HF's checkpoint save and its completion marker, so a
-    test can signal or kill a run during evaluation or saving."""
+    test can signal or kill a run during evaluation or saving.
+    RANKWISE_TEST_LAYERS_TO=FILE writes, as training begins, what each adapted layer's base
+    really is (class, weight type, 4-bit quant type, dtype) as JSON, so a test can see the
+    trained model's base is 4-bit rather than infer it from a log line."""
 
     def __init__(self):
         spec = os.environ.get(OOM_ENV, "")
         self.pending = {int(s) for s in spec.replace(" ", "").split(",") if s}
         self.pending_eval = {int(s) for s in os.environ.get(OOM_EVAL_ENV, "").replace(" ", "").split(",") if s}
         self.delay = float(os.environ.get(DELAY_ENV) or 0)
+
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        path = os.environ.get(LAYERS_ENV)
+        if path and model is not None:
+            import json
+
+            layers = {name: {"class": type(m.base_layer).__name__, "weight": type(m.base_layer.weight).__name__,
+                             "quant_type": getattr(m.base_layer.weight, "quant_type", None),
+                             "dtype": str(m.base_layer.weight.dtype)}
+                      for name, m in model.named_modules() if hasattr(m, "base_layer")}  # peft's LoRA wrappers
+            Path(path).write_text(json.dumps(layers), encoding="utf-8")
 
     def on_prediction_step(self, args, state, control, **kw):
         if state.global_step in self.pending_eval:
