@@ -25,6 +25,7 @@ import traceback
 from pathlib import Path
 
 from rankwise.advisor.errors import RankwiseError
+from rankwise.advisor.methods import LEANEST, METHODS
 
 from . import rundir
 from .events import EVENTS_FILE, EventSink
@@ -196,13 +197,11 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     def build_model():
         kwargs = dict(trust_remote_code=cfg.model.trust_remote_code,  # None: safetensors first, then .bin
                       use_safetensors=None if cfg.model.allow_unsafe_weights else True)
-        if method == "qlora":
-            # FSDP/ZeRO-3 shard float tensors of one dtype: the 4-bit weights are stored in the compute
-            # dtype and the model loads in it, with no device_map (peft docs, "Use PEFT QLoRA and FSDP")
-            storage = {"bnb_4bit_quant_storage": compute_dtype} if sharded else {}
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type=cfg.quant.quant_type,
-                bnb_4bit_use_double_quant=cfg.quant.double_quant, bnb_4bit_compute_dtype=compute_dtype, **storage)
+        how = METHODS[method]  # how the base is stored (methods.py)
+        if how.quantized:
+            # sharded (FSDP/ZeRO-3): the quantized weights are stored in the compute dtype and the model
+            # loads in it, with no device_map (peft docs, "Use PEFT QLoRA and FSDP"; see FourBit.load_kwargs)
+            kwargs["quantization_config"] = BitsAndBytesConfig(**how.quant.load_kwargs(cfg.quant, compute_dtype, sharded))
             if not sharded:
                 kwargs["device_map"] = {"": local_rank if device == "cuda" else "cpu"}  # DDP: each rank its own GPU
             kwargs["dtype"] = compute_dtype
@@ -214,12 +213,12 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             raise RankwiseError(f"cannot load the weights in {model_dir}: {str(e).splitlines()[0]}",
                                 "the folder needs *.safetensors weights (or set model.allow_unsafe_weights "
                                 "for pickled .bin files you trust)") from None
-        if method == "qlora" and sharded:
+        if how.quantized and sharded:
             # prepare_model_for_kbit_training would cast norms/embeddings to fp32: FSDP cannot flatten
             # mixed dtypes into one unit, so sharded QLoRA keeps them in the storage dtype (as TRL does);
             # get_peft_model freezes the base and the Trainer turns on (non-reentrant) checkpointing
             model.enable_input_require_grads()
-        elif method == "qlora":
+        elif how.quantized:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.grad_checkpointing,
                                                     gradient_checkpointing_kwargs={"use_reentrant": False})
         targets = cfg.lora.target_modules
@@ -227,7 +226,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         torch.manual_seed(cfg.train.seed)  # the same LoRA init on every (re)build
         lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha_value, lora_dropout=cfg.lora.dropout,
                           bias=cfg.lora.bias, target_modules=targets, use_rslora=cfg.lora.use_rslora,
-                          task_type="CAUSAL_LM")
+                          task_type="CAUSAL_LM", **how.peft)
         return get_peft_model(model, lora)
 
     def build_trainer(model, micro: int, accum: int):
@@ -355,8 +354,8 @@ def oom_message(est, gpu_bytes, micro: int, accum: int, retries: int, cfg) -> st
             f"retr{'y' if retries == 1 else 'ies'}; estimated peak {est.peak_gib:.1f} GiB on {where}" if est else
             f"out of memory at micro_batch {micro} after {retries} retries on {where}")
     fixes = []
-    if cfg.method != "qlora":
-        fixes.append("method: qlora (4-bit base weights)")
+    if cfg.method != LEANEST:
+        fixes.append(f"method: {LEANEST} ({METHODS[LEANEST].base} base weights)")
     fixes.append(f"a shorter train.max_seq_len (now {cfg.train.max_seq_len})")
     if not cfg.train.grad_checkpointing:
         fixes.append("train.grad_checkpointing: true")
