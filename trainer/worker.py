@@ -7,18 +7,17 @@ Trainer → train (with the OOM retry) → adapter → summary.json → `end` ev
 
 Exit codes: 0 finished, 1 failed, 2 bad input (an error event says what), 130 interrupted.
 SIGINT and SIGTERM (`rankwise stop`) finish the current step, save a checkpoint and end
-with status interrupted; during loading they end the process at once (exit 130).
+with status interrupted; during loading they end the process at once (exit 130). The
+process plumbing (output to train.log, signals, rank 0's event log, the ranks agreeing, a
+full disk) is in process.py.
 """
 from __future__ import annotations
 
 import argparse
-import errno
 import gc
 import logging
 import math
 import os
-import shutil
-import signal
 import sys
 import time
 import traceback
@@ -30,6 +29,8 @@ from rankwise.advisor.methods import LEANEST, METHODS
 from . import rundir
 from .events import EVENTS_FILE, EventSink
 from .launch import is_main_process, world_size
+from .process import (RankSink, disk_full, disk_full_message, end_torn_line, install_signal_handlers,
+                      output_to_log, rank_callbacks)
 
 MAX_OOM_RETRIES = 3
 log = logging.getLogger("rankwise.worker")
@@ -49,15 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="train despite error-level red flags")
     args = p.parse_args(argv)
     run_dir = Path(args.run_dir).resolve()
-    _output_to_log(run_dir / rundir.LOG)
-    stop = _install_signal_handlers()
+    output_to_log(run_dir / rundir.LOG)  # first: whatever follows may print
+    stop = install_signal_handlers()
     if is_main_process():  # several processes (accelerate launch): rank 0 alone writes the event log
-        _end_torn_line(run_dir / EVENTS_FILE)
+        end_torn_line(run_dir / EVENTS_FILE)
     sink = RankSink(run_dir / EVENTS_FILE)
-    if world_size() > 1:  # the ranks share train.log: each line says whose it is
-        for h in logging.getLogger().handlers:
-            h.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s rank {os.environ.get('RANK', '0')} "
-                                             "%(name)s: %(message)s"))
     state: dict = {"step": None}
     try:
         return train(run_dir, sink, stop, state, resume=args.resume, force=args.force)
@@ -73,40 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         return _ended(run_dir, sink, "failed", 1, state, head, rest or None)
     except Exception as e:  # a bug or a library failure: the traceback goes to train.log
         traceback.print_exc()
-        if _disk_full(e):
-            return _ended(run_dir, sink, "failed", 1, state, *_disk_full_message(run_dir, e))
+        if disk_full(e):
+            return _ended(run_dir, sink, "failed", 1, state, *disk_full_message(run_dir, e))
         return _ended(run_dir, sink, "failed", 1, state, f"{type(e).__name__}: {e}", f"see {run_dir / rundir.LOG}")
     finally:
         sink.close()
-
-
-_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-def _disk_full(e: BaseException) -> bool:
-    """A write that failed for want of space, wherever it sits in the chain: torch's serializer
-    wraps the OSError in a RuntimeError ("unexpected pos ...", "file write failed")."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in _DISK_ERRNOS:
-            return True
-        if isinstance(e, RuntimeError) and any(m in str(e) for m in ("unexpected pos", "file write failed")):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
-
-
-def _disk_full_message(run_dir: Path, e: BaseException) -> tuple[str, str]:
-    """Drop the half-written checkpoints (no completion marker) so the last good one is what
-    --resume finds, and say what happened and what to do."""
-    latest = rundir.latest_checkpoint(run_dir)
-    for folder in (run_dir / rundir.CHECKPOINTS).glob("checkpoint-*"):
-        if not (folder / rundir.MARKER).exists():
-            shutil.rmtree(folder, ignore_errors=True)
-    where = f"continues from checkpoint {latest[0]}" if latest else "starts over (no complete checkpoint yet)"
-    return (f"disk full while writing in {run_dir} ({type(e).__name__}: {e})",
-            f"free space, then `rankwise train --resume {run_dir.name}` {where}")
 
 
 def _ended(run_dir: Path, sink: EventSink, status: str, code: int, state: dict, error: str | None = None,
@@ -138,7 +106,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     from .callbacks import Events, StartOnce, TestSeams, TokenCounter
     from .data import build_datasets, make_collator
 
-    SyncedStop, RankZeroCheckpoints = _callbacks()
+    SyncedStop, RankZeroCheckpoints = rank_callbacks()
 
     # --- what to train, and does the advisor object? ------------------------------------------
     spec = load_model(cfg.model.name)
@@ -363,155 +331,9 @@ def oom_message(est, gpu_bytes, micro: int, accum: int, retries: int, cfg) -> st
     return head + "\nto fit, try " + "; ".join(fixes) + " (`rankwise estimate` shows the effect)"
 
 
-class RankSink:
-    """The event log, written by rank 0 only: the other ranks of an `accelerate launch` run
-    emit into nothing, so the log has one `start`, rank 0's steps and one `end`. On several
-    GPUs, rank 0's step events also carry `gpu_mem_bytes`: memory in use on each local GPU."""
-
-    def __init__(self, path: Path):
-        self.sink = EventSink(path) if is_main_process() else None
-        self.per_gpu = world_size() > 1
-
-    def emit(self, type_: str, **fields) -> dict:
-        if self.sink is None:
-            return {"type": type_, **fields}
-        if type_ == "step" and self.per_gpu and "gpu_mem_bytes" not in fields:
-            used = _gpu_mem_bytes()
-            if used:
-                fields["gpu_mem_bytes"] = used
-        return self.sink.emit(type_, **fields)
-
-    def close(self) -> None:
-        if self.sink is not None:
-            self.sink.close()
-
-
-def _gpu_mem_bytes() -> list[int] | None:
-    """Memory in use on each GPU this run sees (NVML: every process's share, not just rank 0's)."""
-    from rankwise.advisor.hardware import probe_gpus
-
-    gpus = probe_gpus()[0]
-    if not gpus:
-        return None
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible:
-        try:
-            wanted = [int(i) for i in visible.split(",")]
-            gpus = tuple(g for g in gpus if g.index in wanted)
-        except ValueError:
-            pass  # UUIDs: report every GPU
-    return [g.used_bytes for g in gpus]
-
-
-def _synced(flag: bool) -> bool:
-    """True on every rank when it is True on any (one all-reduce per step; only with several processes)."""
-    if world_size() == 1:
-        return flag
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        return flag
-    dev = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([1.0 if flag else 0.0], device=dev)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
-def _barrier() -> None:
-    if world_size() > 1:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.barrier()
-
-
-def _callbacks():
-    from .callbacks import Checkpoints, StopFlag
-
-    class SyncedStop(StopFlag):
-        """A stop asked of any rank (`rankwise stop` signals rank 0) stops every rank at the same step."""
-
-        def on_step_end(self, args, state, control, **kw):
-            if _synced(bool(self.stop.requested)):
-                self.stop.requested = True
-                super().on_step_end(args, state, control, **kw)
-
-    class RankZeroCheckpoints(Checkpoints):
-        """Marks a checkpoint complete once every rank has written its part; rank 0 marks it."""
-
-        def on_save(self, args, state, control, **kw):
-            _barrier()
-            if is_main_process():
-                super().on_save(args, state, control, **kw)
-
-    return SyncedStop, RankZeroCheckpoints
-
-
 def _record_batch(run_dir: Path, cfg, micro: int, accum: int) -> None:
     cfg.train.micro_batch, cfg.train.grad_accum = micro, accum
     rundir.write_atomic(run_dir / rundir.CONFIG, cfg.to_yaml())
-
-
-def _end_torn_line(path: Path) -> None:
-    """A worker killed mid-write may leave half a line: end it, so our first event parses."""
-    try:
-        with open(path, "rb+") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() and (fh.seek(-1, os.SEEK_END), fh.read(1))[1] != b"\n":
-                fh.write(b"\n")
-    except FileNotFoundError:
-        pass
-
-
-def _output_to_log(path: Path) -> None:
-    """Everything this process prints (Python, C libraries, warnings) goes to train.log."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
-    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
-    os.environ["HF_HUB_OFFLINE"] = "1"  # nothing is ever downloaded
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_drop_kernels_line)
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    logging.captureWarnings(True)
-
-
-def _drop_kernels_line(record: logging.LogRecord) -> bool:
-    """bitsandbytes on CPU logs that the optional `kernels` package is missing: harmless noise."""
-    return "kernels" not in str(record.msg)
-
-
-class _Stop:
-    armed = False  # the Trainer is running: a signal asks for a checkpoint and a stop
-    requested = False
-    signal = None
-
-
-def _install_signal_handlers():
-    """SIGINT/SIGTERM: while training, set the stop flag (the step finishes, a checkpoint is
-    saved); before that, interrupt at once."""
-    stop = _Stop()
-
-    def handler(signum, frame):
-        if stop.armed:
-            if not stop.requested:
-                log.warning("%s: finishing this step, saving a checkpoint, then stopping",
-                            signal.Signals(signum).name)
-            stop.requested, stop.signal = True, signum
-        else:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return stop
 
 
 if __name__ == "__main__":

@@ -1,0 +1,62 @@
+"""The worker's process plumbing (trainer/process.py) on its own: a full disk recognised through
+torch's wrapping, the half-written checkpoints it leaves dropped, a torn event line ended.
+The whole worker under these faults is tests/faults/test_process_faults.py."""
+import errno
+import json
+
+from rankwise.trainer import rundir
+from rankwise.trainer.events import read_events
+from rankwise.trainer.process import disk_full, disk_full_message, drop_kernels_line, end_torn_line
+
+
+def _wrapped(inner: BaseException) -> RuntimeError:
+    try:
+        try:
+            raise inner
+        except OSError as e:
+            raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos 128") from e
+    except RuntimeError as e:
+        return e
+
+
+def test_disk_full_is_found_anywhere_in_the_chain():
+    assert disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert disk_full(_wrapped(OSError(errno.EDQUOT, "Disk quota exceeded")))
+    assert disk_full(RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed"))
+    assert not disk_full(OSError(errno.EACCES, "Permission denied"))
+    looped = ValueError("a")
+    looped.__context__ = ValueError("b")
+    looped.__context__.__context__ = looped  # a cycle in the chain ends the walk
+    assert not disk_full(looped)
+
+
+def test_disk_full_drops_unmarked_checkpoints_and_says_where_resume_starts(tmp_path):
+    run = tmp_path / "demo-20260101-000000"
+    done, torn = run / rundir.CHECKPOINTS / "checkpoint-4", run / rundir.CHECKPOINTS / "checkpoint-8"
+    done.mkdir(parents=True)
+    torn.mkdir()
+    rundir.mark_complete(done)
+    message, hint = disk_full_message(run, OSError(errno.ENOSPC, "No space left on device"))
+    assert done.is_dir() and not torn.exists()
+    assert message.startswith("disk full") and f"--resume {run.name}` continues from checkpoint 4" in hint
+
+
+def test_a_torn_last_line_is_ended_so_the_next_event_parses(tmp_path):
+    log = tmp_path / "events.jsonl"
+    end_torn_line(log)  # no log yet: nothing to do
+    assert not log.exists()
+    log.write_text(json.dumps({"type": "step", "step": 1}) + '\n{"type": "st')
+    end_torn_line(log)
+    end_torn_line(log)  # ended once, not twice
+    with open(log, "a") as fh:
+        fh.write(json.dumps({"type": "end", "status": "finished"}) + "\n")
+    assert [e["type"] for e in read_events(log)] == ["step", "end"]
+    assert log.read_text().count("\n") == 3
+
+
+def test_the_kernels_notice_is_dropped_from_train_log():
+    import logging
+
+    record = lambda msg: logging.LogRecord("bitsandbytes", logging.WARNING, __file__, 1, msg, None, None)
+    assert not drop_kernels_line(record("kernels package not found: falling back"))
+    assert drop_kernels_line(record("loading the model"))

@@ -1,0 +1,212 @@
+"""The worker process's plumbing, apart from the training recipe in worker.py.
+
+Where its output goes (train.log, never a download), how a signal stops it (a checkpoint
+when training, at once before), which rank writes the event log and how the ranks of an
+`accelerate launch` run agree (one all-reduce a step, a barrier per save), and how a write
+that failed for want of space is recognised and cleaned up after. No torch at import: the
+worker redirects its output before it loads anything heavy.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from . import rundir
+from .events import EventSink
+from .launch import is_main_process, world_size
+
+log = logging.getLogger("rankwise.worker")  # the worker's name in train.log, as before the split
+
+# ------------------------------------------------------------------------- output
+
+
+def output_to_log(path: Path) -> None:
+    """Everything this process prints (Python, C libraries, warnings) goes to train.log."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+    os.environ["HF_HUB_OFFLINE"] = "1"  # nothing is ever downloaded
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    rank = f"rank {os.environ.get('RANK', '0')} " if world_size() > 1 else ""  # ranks share train.log
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {rank}%(name)s: %(message)s"))
+    handler.addFilter(drop_kernels_line)
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.captureWarnings(True)
+
+
+def drop_kernels_line(record: logging.LogRecord) -> bool:
+    """bitsandbytes on CPU logs that the optional `kernels` package is missing: harmless noise."""
+    return "kernels" not in str(record.msg)
+
+
+def end_torn_line(path: Path) -> None:
+    """A worker killed mid-write may leave half a line: end it, so our first event parses."""
+    try:
+        with open(path, "rb+") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() and (fh.seek(-1, os.SEEK_END), fh.read(1))[1] != b"\n":
+                fh.write(b"\n")
+    except FileNotFoundError:
+        pass
+
+
+# ------------------------------------------------------------------------- signals
+
+
+class Stop:
+    armed = False  # the Trainer is running: a signal asks for a checkpoint and a stop
+    requested = False
+    signal = None
+
+
+def install_signal_handlers() -> Stop:
+    """SIGINT/SIGTERM: while training, set the stop flag (the step finishes, a checkpoint is
+    saved); before that, interrupt at once."""
+    stop = Stop()
+
+    def handler(signum, frame):
+        if stop.armed:
+            if not stop.requested:
+                log.warning("%s: finishing this step, saving a checkpoint, then stopping",
+                            signal.Signals(signum).name)
+            stop.requested, stop.signal = True, signum
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+# ------------------------------------------------------------------------- ranks
+
+
+class RankSink:
+    """The event log, written by rank 0 only: the other ranks of an `accelerate launch` run
+    emit into nothing, so the log has one `start`, rank 0's steps and one `end`. On several
+    GPUs, rank 0's step events also carry `gpu_mem_bytes`: memory in use on each local GPU."""
+
+    def __init__(self, path: Path):
+        self.sink = EventSink(path) if is_main_process() else None
+        self.per_gpu = world_size() > 1
+
+    def emit(self, type_: str, **fields) -> dict:
+        if self.sink is None:
+            return {"type": type_, **fields}
+        if type_ == "step" and self.per_gpu and "gpu_mem_bytes" not in fields:
+            used = _gpu_mem_bytes()
+            if used:
+                fields["gpu_mem_bytes"] = used
+        return self.sink.emit(type_, **fields)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+
+
+def _gpu_mem_bytes() -> list[int] | None:
+    """Memory in use on each GPU this run sees (NVML: every process's share, not just rank 0's)."""
+    from rankwise.advisor.hardware import probe_gpus
+
+    gpus = probe_gpus()[0]
+    if not gpus:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        try:
+            wanted = [int(i) for i in visible.split(",")]
+            gpus = tuple(g for g in gpus if g.index in wanted)
+        except ValueError:
+            pass  # UUIDs: report every GPU
+    return [g.used_bytes for g in gpus]
+
+
+def synced(flag: bool) -> bool:
+    """True on every rank when it is True on any (one all-reduce per step; only with several processes)."""
+    if world_size() == 1:
+        return flag
+    import torch  # deferred: only a multi-process run gets here, after the worker loaded it
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return flag
+    dev = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([1.0 if flag else 0.0], device=dev)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+
+
+def rank_callbacks():
+    """The stop flag and checkpoint marker, made safe for several ranks. Built on call:
+    trainer/callbacks.py imports transformers, which the worker loads only once its output
+    goes to train.log."""
+    from .callbacks import Checkpoints, StopFlag
+
+    class SyncedStop(StopFlag):
+        """A stop asked of any rank (`rankwise stop` signals rank 0) stops every rank at the same step."""
+
+        def on_step_end(self, args, state, control, **kw):
+            if synced(bool(self.stop.requested)):
+                self.stop.requested = True
+                super().on_step_end(args, state, control, **kw)
+
+    class RankZeroCheckpoints(Checkpoints):
+        """Marks a checkpoint complete once every rank has written its part; rank 0 marks it."""
+
+        def on_save(self, args, state, control, **kw):
+            barrier()
+            if is_main_process():
+                super().on_save(args, state, control, **kw)
+
+    return SyncedStop, RankZeroCheckpoints
+
+
+# ------------------------------------------------------------------------- a full disk
+
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def disk_full(e: BaseException) -> bool:
+    """A write that failed for want of space, wherever it sits in the chain: torch's serializer
+    wraps the OSError in a RuntimeError ("unexpected pos ...", "file write failed")."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _DISK_ERRNOS:
+            return True
+        if isinstance(e, RuntimeError) and any(m in str(e) for m in ("unexpected pos", "file write failed")):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def disk_full_message(run_dir: Path, e: BaseException) -> tuple[str, str]:
+    """Drop the half-written checkpoints (no completion marker) so the last good one is what
+    --resume finds, and say what happened and what to do."""
+    latest = rundir.latest_checkpoint(run_dir)
+    for folder in (run_dir / rundir.CHECKPOINTS).glob("checkpoint-*"):
+        if not (folder / rundir.MARKER).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+    where = f"continues from checkpoint {latest[0]}" if latest else "starts over (no complete checkpoint yet)"
+    return (f"disk full while writing in {run_dir} ({type(e).__name__}: {e})",
+            f"free space, then `rankwise train --resume {run_dir.name}` {where}")
