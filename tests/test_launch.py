@@ -149,3 +149,61 @@ def test_a_resumed_run_keeps_its_processes(tmp_path):
     assert launch.previous_flags(tmp_path) == {"processes": 2}
     launch.write_config(launch.Launch("fsdp", 8, layer_cls="LlamaDecoderLayer", main_port=29555), tmp_path)
     assert launch.previous_flags(tmp_path) == {"gpus": 8}
+
+
+# ------------------------------------------------------------------ trainer/start.py: prepare, then start
+
+
+def test_the_worker_command_is_built_in_one_place(tmp_path):
+    from rankwise.trainer.start import worker_command
+
+    argv, env = worker_command(tmp_path, resume=True, force=True)
+    assert argv == [sys.executable, "-m", "rankwise.trainer.worker", str(tmp_path.resolve()), "--resume", "--force"]
+    assert env is None  # one process: this environment
+    plan = launch.Launch("cpu", 2, main_port=29555)
+    argv, env = worker_command(tmp_path, plan=plan, env={"PATH": "/bin"})
+    assert argv[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert argv[argv.index("-m", 3):] == ["-m", "rankwise.trainer.worker", str(tmp_path.resolve())]
+    assert env["CUDA_VISIBLE_DEVICES"] == "" and env["PATH"] == "/bin" and (tmp_path / "accelerate.yaml").is_file()
+
+
+def test_prepare_checks_everything_and_writes_nothing(tmp_path):
+    from rankwise.trainer import start
+
+    runs = tmp_path / "runs"
+    prepared = start.prepare("demo-cpu", ["lora.r=4"], runs_dir=runs)
+    assert (prepared.cfg.lora.r, prepared.name, prepared.launch, prepared.resume) == (4, "demo-cpu", None, False)
+    assert not runs.exists()
+    for kwargs, words in (({"overrides": ["data.path=/no/such.jsonl"]}, "data.path not found"),
+                          ({"overrides": ["model.name=llama-3.1-8b"]}, "is a catalog entry"),
+                          ({"flags": start.LaunchFlags(gpus=2, processes=2)}, "--gpus and --processes together"),
+                          ({"resume": "some-run"}, "drop --preset/--set")):
+        with pytest.raises(RankwiseError, match=words):
+            start.prepare("demo-cpu", runs_dir=runs, **kwargs)
+    assert not runs.exists()  # bad input left nothing behind
+    with pytest.raises(RankwiseError, match="--print-launch is for runs of several processes"):
+        start.printable_launch(prepared)
+    assert not runs.exists()
+
+
+@pytest.mark.slow
+def test_start_runs_the_worker_in_its_own_session_and_returns_at_once(tmp_path):
+    """What the TUI and the sweep call in-process (and `train --detach`): the run dir, its config,
+    and a worker that no signal to this terminal's session reaches; it trains to its end on its own."""
+    import os
+
+    from rankwise.trainer import start
+    from rankwise.trainer.events import read_events
+    from rankwise.trainer.rundir import load_config
+
+    prepared = start.prepare("demo-cpu", ["train.max_steps=3", "train.eval_steps=3", "train.save_steps=3"],
+                             runs_dir=tmp_path / "runs")
+    started = start.start(prepared)
+    assert started.run_dir.parent == tmp_path / "runs" and started.offset == 0
+    assert load_config(started.run_dir).train.max_steps == 3
+    assert os.getsid(started.pid) == started.pid != os.getsid(0)  # a session of its own: an SSH drop does not reach it
+    assert started.proc.wait(timeout=300) == 0  # it trained on its own; this process only waited
+    end = [e for e in read_events(started.run_dir / "events.jsonl") if e["type"] == "end"]
+    assert end and end[-1]["status"] == "finished", (started.run_dir / "train.log").read_text()[-2000:]
+    with pytest.raises(RankwiseError, match="already finished"):
+        start.prepare(resume=started.run_dir.name, runs_dir=tmp_path / "runs")
