@@ -4,12 +4,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .common import SEVERITY_STYLE, add_json, add_planning, hardware_from, print_json
+from rankwise.advisor.config import STRATEGY_CHOICES, TASKS, get_key  # the schema's enumerations; a field by dotted key
+from rankwise.advisor.methods import LEANEST, label
 
-NAMES = {"lora": "LoRA", "qlora": "QLoRA"}
+from ..style import FIT_STYLE, GOOD, SEVERITY_STYLE
+from .common import add_json, add_planning, hardware_from, print_json
 
-from rankwise.advisor.config import TASKS, get_key  # the schema's task kinds; a field by dotted key
-FIT_STYLE = {"fits": "green", "tight": "yellow", "wont-fit": "red", "no-gpu": "cyan"}
 
 
 def register(sub) -> None:
@@ -27,7 +27,7 @@ def register(sub) -> None:
                                                         "and lengths measured")
     data.add_argument("--samples", type=int, metavar="N", help="number of training rows, if you know it")
     p.add_argument("--seq", type=int, metavar="TOKENS", help="sequence length (default: from --dataset, else 2048)")
-    p.add_argument("--strategy", choices=("auto", "ddp", "fsdp", "deepspeed"),
+    p.add_argument("--strategy", choices=STRATEGY_CHOICES,
                    help="how --gpus N share the run: ddp (full copy per GPU), fsdp (sharded), deepspeed (ZeRO-3); "
                         "auto (default): DDP if the model fits one GPU, else FSDP")
     p.add_argument("--write-preset", metavar="FILE", help="also write the config as a YAML preset for `rankwise train`")
@@ -105,7 +105,7 @@ def preset_text(advice, command: str) -> str:
     cfg = advice.config
     data = cfg.model_dump(mode="json", exclude_none=True)
     lines = [f"# Written by: {command}",
-             f"# Method: {advice.method or 'none fits (QLoRA written; see the suggestions)'} — "
+             f"# Method: {advice.method or f'none fits ({label(LEANEST)} written; see the suggestions)'} — "
              f"{advice.reasons.get('method', '')}",
              f"# Check it: rankwise check FILE [--gpu-mem ...]   Launch: rankwise train --preset FILE",
              f"# First sweep (ranks): {', '.join(map(str, advice.first_sweep))}"]
@@ -171,9 +171,9 @@ def _render(advice, spec, hw, args) -> None:
     for note in advice.notes:
         console.print(f"  [dim]{escape(note)}[/dim]")
     if advice.method:
-        console.print(f"\n[bold green]Recommended: {NAMES[advice.method]}[/bold green] — {escape(advice.reasons['method'])}")
+        console.print(f"\n[bold {GOOD}]Recommended: {label(advice.method)}[/] — {escape(advice.reasons['method'])}")
     else:
-        console.print(f"\n[bold red]Nothing fits[/bold red] — {escape(advice.reasons['method'])}")
+        console.print(f"\n[{FIT_STYLE['wont-fit']}]Nothing fits[/] — {escape(advice.reasons['method'])}")
 
     if advice.strategy and hw.gpu_count > 1:
         s = advice.strategy
@@ -186,7 +186,7 @@ def _render(advice, spec, hw, args) -> None:
         w = sum(v for k, v in c.items() if k in ("base_weights", "quant_constants", "unquantized_weights"))
         act = c.get("activations", 0) + c.get("logits_loss", 0)
         f = advice.fits[m]
-        est.add_row(NAMES[m] + (" ◀" if m == advice.method else ""), f"{e.peak_gib:.1f} GiB",
+        est.add_row(label(m) + (" ◀" if m == advice.method else ""), f"{e.peak_gib:.1f} GiB",
                     f"{w / 1024 ** 3:.1f} GiB", f"{act / 1024 ** 3:.1f} GiB", f"[{FIT_STYLE[f]}]{f}[/{FIT_STYLE[f]}]")
     console.print(est)
 

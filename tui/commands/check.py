@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 
-from .common import SEVERITY_STYLE, add_json, add_planning, hardware_from, print_json
+from rankwise.advisor.methods import METHOD_NAMES, label
 
-NAMES = {"lora": "LoRA", "qlora": "QLoRA"}
+from ..style import GOOD, SEVERITY_STYLE
+from .common import add_json, add_planning, hardware_from, print_json
 
 
 
@@ -20,7 +21,7 @@ def register(sub) -> None:
                                    "YAML. Exit 0: no errors; 3: error-level red flags; 2: bad input.")
     p.add_argument("file", metavar="FILE", help="a YAML config (rankwise preset, axolotl or LLaMA-Factory) or a shipped preset name")
     p.add_argument("--model", help="check against this model instead of the config's (catalog name or local folder)")
-    p.add_argument("--method", choices=("lora", "qlora"), help="check as this method (default: the config's; auto "
+    p.add_argument("--method", choices=METHOD_NAMES, help="check as this method (default: the config's; auto "
                                                                  "resolves like `advise`)")
     add_json(p)
     add_planning(p)
@@ -71,12 +72,12 @@ def _render(path, kind, name, ctx, findings, notes, skipped, hw) -> None:
         if ctx.judged is not None and ctx.judged.gpus > 1:
             per = f" per GPU, {ctx.judged.gpus} GPUs as {ctx.judged.strategy.upper()}"
         fit = f", ~{ctx.estimate.peak_gib:.1f} GiB peak{per} ({ctx.fit} on {where})"
-    console.print(f"[bold]{escape(str(path))}[/bold] ({kind}): {escape(name)}, {NAMES[ctx.method]}{fit}")
+    console.print(f"[bold]{escape(str(path))}[/bold] ({kind}): {escape(name)}, {label(ctx.method)}{fit}")
     console.print(f"  [dim]{escape(ctx.method_note)}[/dim]")
     for note in notes + ([f"model not resolved: {skipped}"] if skipped else []):
         console.print(f"  [dim]note: {escape(note)}[/dim]")
     if not findings:
-        console.print("[green]no red flags[/green]")
+        console.print(f"[{GOOD}]no red flags[/{GOOD}]")
         return
     for f in findings:
         style = SEVERITY_STYLE[f.severity]

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from rankwise.advisor.config import TARGET_SETS
+from rankwise.advisor import methods
+from rankwise.advisor.config import OPTIMIZERS, STRATEGY_CHOICES, TARGET_SETS
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.units import gib
 
+from ..style import FIT_LABEL, FIT_STYLE
 from .common import add_json, add_planning, hardware_from, print_json
 
 LABELS = {"base_weights": "base weights", "quant_constants": "NF4 quantization constants",
@@ -16,10 +18,10 @@ LABELS = {"base_weights": "base weights", "quant_constants": "NF4 quantization c
           "cuda_context": "CUDA context", "gather_layers": "FSDP gather: 2 decoder layers (running + prefetched)",
           "gather_root": "FSDP gather: root unit (embeddings, lm_head)"}
 
-FIT_TEXT = {"fits": "[green]fits[/green] (peak ≤ 90% of the GPU)",
-            "tight": "[yellow]tight[/yellow] (peak within the last 10% of the GPU: fragmentation may OOM)",
-            "wont-fit": "[red]won't fit[/red]",
-            "no-gpu": "no GPU found"}
+FIT_TEXT = {v: f"[{FIT_STYLE[v]}]{FIT_LABEL[v]}[/]" + why for v, why in (
+    ("fits", " (peak ≤ 90% of the GPU)"),
+    ("tight", " (peak within the last 10% of the GPU: fragmentation may OOM)"),
+    ("wont-fit", ""))} | {"no-gpu": "no GPU found"}
 
 
 def register(sub) -> None:
@@ -28,18 +30,18 @@ def register(sub) -> None:
                                    "component by component. Flags override --preset.")
     p.add_argument("--model", help="catalog name, local folder/config.json or cached model id (default llama-3.2-1b "
                                    "or the preset's)")
-    p.add_argument("--method", choices=("lora", "qlora"), help="lora: 16-bit base; qlora: 4-bit NF4 base (default lora)")
+    p.add_argument("--method", choices=methods.METHOD_NAMES, help=f"{methods.help_text()} (default {methods.DEFAULT})")
     p.add_argument("--rank", "-r", type=int, help="LoRA rank (default 16)")
-    p.add_argument("--targets", help="minimal | standard | aggressive | all-linear | q_proj,v_proj,... (default standard)")
+    p.add_argument("--targets", help=f"{' | '.join(TARGET_SETS)} | q_proj,v_proj,... (default standard)")
     p.add_argument("--batch", type=int, help="micro-batch per GPU (default 1)")
     p.add_argument("--seq", type=int, help="sequence length in tokens (default 2048)")
     p.add_argument("--grad-checkpointing", dest="grad_checkpointing", action=argparse.BooleanOptionalAction,
                    default=None, help="recompute activations in backward (default on)")
-    p.add_argument("--optimizer", choices=("adamw_torch", "adamw_8bit", "paged_adamw_8bit"),
-                   help="default adamw_torch for lora, paged_adamw_8bit for qlora")
+    p.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="default " + ", ".join(f"{m.optimizer} for {m.name}" for m in methods.METHODS.values()))
     p.add_argument("--no-double-quant", dest="double_quant", action="store_false", default=None,
                    help="QLoRA without double quantization of the constants")
-    p.add_argument("--strategy", choices=("auto", "ddp", "fsdp", "deepspeed"),
+    p.add_argument("--strategy", choices=STRATEGY_CHOICES,
                    help="with --gpus N > 1: ddp (full copy per GPU), fsdp (sharded; also FSDP+QLoRA), deepspeed "
                         "(ZeRO-3, estimated like FSDP); auto (default): DDP if it fits one GPU, else FSDP")
     p.add_argument("--preset", dest="estimate_preset", metavar="NAME|FILE",
@@ -69,7 +71,7 @@ def config_from_args(args):
 
         cfg = load_config(resolve_preset(preset))
     else:
-        cfg = with_values(RunConfig(), {"method": "lora"})  # without a preset: LoRA unless --method says
+        cfg = with_values(RunConfig(), {"method": methods.DEFAULT})  # without a preset: LoRA unless --method says
     for flag, value, low in (("--rank", args.rank, 1), ("--batch", args.batch, 1), ("--seq", args.seq, 1),
                              ("--gpus", args.gpus, 0)):
         if value is not None and value < low:
