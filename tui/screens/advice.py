@@ -21,26 +21,27 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from rankwise.advisor.config import field_help, get_key, with_values
+from rankwise.advisor.config import BIASES, OPTIMIZER_CHOICES, SCHEDULERS, TARGET_SETS, field_help, get_key, with_values
+from rankwise.advisor.methods import DEFAULT as DEFAULT_METHOD, METHOD_NAMES, METHODS
 
 from ..context import LAUNCHED_PRESETS, SAVED_PRESETS
 from ..widgets.bars import estimate_bar, legend
 
-# (dotted key, label, choices or None for a typed value)
+# (dotted key, label, choices or None for a typed value); the choices are the schema's enumerations
 FIELDS: tuple[tuple[str, str, tuple | None], ...] = (
-    ("method", "method", ("auto", "lora", "qlora")),
+    ("method", "method", ("auto",) + METHOD_NAMES),
     ("lora.r", "rank", None),
     ("lora.alpha", "alpha", None),
     ("lora.target_modules", "target modules", None),
     ("lora.dropout", "dropout", None),
-    ("lora.bias", "bias", ("none", "all", "lora_only")),
+    ("lora.bias", "bias", BIASES),
     ("train.lr", "learning rate", None),
-    ("train.scheduler", "schedule", ("cosine", "linear", "constant")),
+    ("train.scheduler", "schedule", SCHEDULERS),
     ("train.micro_batch", "micro-batch", None),
     ("train.grad_accum", "grad accum", None),
     ("train.max_seq_len", "seq len", None),
     ("train.grad_checkpointing", "grad checkpoint", ("on", "off")),
-    ("train.optimizer", "optimizer", ("auto", "adamw_torch", "adamw_8bit", "paged_adamw_8bit")),
+    ("train.optimizer", "optimizer", OPTIMIZER_CHOICES),
 )
 SEVERITY_MARK = {"error": ("✖", "bold red"), "warning": ("▲", "yellow"), "info": ("●", "cyan")}
 
@@ -67,7 +68,7 @@ def parsed(key: str, text: str):
     if key == "train.grad_checkpointing":
         return text == "on"
     if key == "lora.target_modules":
-        if text in ("minimal", "standard", "aggressive", "all-linear"):
+        if text in TARGET_SETS:
             return text
         return [p.strip() for p in text.split(",") if p.strip()]
     if text == "" and key == "lora.alpha":
@@ -259,18 +260,16 @@ class AdviceScreen(Screen):
         self.judged, self.chosen = judged, chosen
         self.estimates = {m: f.estimate for m, f in judged.items()}
         top = max((e.peak_bytes for e in self.estimates.values()), default=0)
-        for m, label in (("lora", "LoRA"), ("qlora", "QLoRA")):
-            if m in judged:
-                f = judged[m]
-                if mem:
-                    mem.append("\n")
-                name = label + ("*" if chosen == m else "")
-                if f.gpus > 1:
-                    name += f" {f.gpus}×{f.strategy.upper()}"
-                mem.append_text(estimate_bar(name, f.estimate, f.gpu_bytes, f.verdict, width, top))
+        for m, f in judged.items():  # the methods the table compares, in its order
+            if mem:
+                mem.append("\n")
+            name = METHODS[m].label + ("*" if chosen == m else "")
+            if f.gpus > 1:
+                name += f" {f.gpus}×{f.strategy.upper()}"
+            mem.append_text(estimate_bar(name, f.estimate, f.gpu_bytes, f.verdict, width, top))
         if self.estimates:
             mem.append("\n")
-            mem.append_text(legend(self.estimates.get(chosen or "lora")))
+            mem.append_text(legend(self.estimates.get(chosen or DEFAULT_METHOD)))
         self.query_one("#mem", Static).update(mem)
         self.findings = check(self.cfg, self.spec, hw)
         flags = self.query_one("#flags", OptionList)
