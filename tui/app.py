@@ -28,6 +28,7 @@ from .screens.run import RunScreen
 from .screens.runs import RunsScreen
 from .screens.setup import SetupScreen
 from .screens.sweep import SweepScreen, launch_sweep
+from .style import css_variables
 
 
 class RankwiseApp(App):
@@ -44,6 +45,10 @@ class RankwiseApp(App):
         super().__init__()
         self.ctx = ctx
         self._exit_when_ready = os.environ.get("RANKWISE_EXIT_WHEN_READY") == "1"
+
+    def get_css_variables(self) -> dict[str, str]:
+        """The theme's, plus the one style table's colours ($severity-error, $status-failed, ...)."""
+        return {**super().get_css_variables(), **css_variables()}
 
     async def on_mount(self) -> None:
         await self.push_screen(SetupScreen())

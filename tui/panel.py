@@ -22,7 +22,7 @@ from rankwise.trainer.events import Checkpoint, End, Error, Eval, Event, Log, Re
 
 from .formatting import GIB, clean, fmt_duration, fmt_gib, fmt_num, sparkline
 from .runview import RunView
-from .style import SEVERITY_STYLE, status_style
+from .style import message_style, status_style
 
 __all__ = ["RunView", "render", "plain_line", "memory_text", "end_text", "retry_text"]
 
@@ -69,7 +69,7 @@ def render(view: RunView) -> RenderableType:
         if view.gap is not None:
             ev.append(f"  gap {view.gap:+.4f}")
         if view.eval_rising:
-            ev.append(f"  rising (best {view.best_eval_loss:.4f})", style=SEVERITY_STYLE["warning"])
+            ev.append(f"  rising (best {view.best_eval_loss:.4f})", style=message_style("warning"))
         grid.add_row("eval loss", ev)
     grid.add_row("lr / grad norm", Text(f"{fmt_num(last.lr, '.2e')} / {fmt_num(last.grad_norm, '.3f')}"))
     if last.tokens_per_s is not None:
@@ -82,11 +82,11 @@ def render(view: RunView) -> RenderableType:
         r = view.retries[-1]
         grid.add_row("retries", Text(clean(f"{len(view.retries)}, last: {_q(r.reason)} → micro_batch "
                                            f"{_q(r.micro_batch)}, grad_accum {_q(r.grad_accum)}"),
-                                     style=SEVERITY_STYLE["warning"]))
+                                     style=message_style("warning")))
     if view.error:
-        err = Text(clean(view.error), style=SEVERITY_STYLE["error"])
+        err = Text(clean(view.error), style=message_style("error"))
         if view.error_hint:
-            err.append("\nhint: " + clean(view.error_hint), style=SEVERITY_STYLE["warning"])
+            err.append("\nhint: " + clean(view.error_hint), style=message_style("warning"))
         grid.add_row("error", err)
     if view.end is not None:
         grid.add_row("result", end_text(view.end, _rel(view, view.end.adapter_path)))
@@ -96,7 +96,7 @@ def render(view: RunView) -> RenderableType:
     if shown:
         logs = Text()
         for level, msg in shown:
-            logs.append(("\n" if logs else "") + msg, style="dim" if level == "info" else SEVERITY_STYLE.get(level, "dim"))
+            logs.append(("\n" if logs else "") + msg, style=message_style(level))
         parts.append(Text("recent log", style="dim underline"))
         parts.append(logs)
 
@@ -133,7 +133,7 @@ def memory_text(view: RunView) -> Text:
             text.append(f" of {fmt_gib(total)}")
             if view.peak_mem_bytes:
                 share = view.peak_mem_bytes / total
-                text.append(f" ({100 * share:.0f}%)", style=SEVERITY_STYLE["error"] if share > 0.95 else "")
+                text.append(f" ({100 * share:.0f}%)", style=message_style("error") if share > 0.95 else "")
     if start.estimate_peak_gib is not None:
         text.append(f"  est. {start.estimate_peak_gib:.1f} GiB")
         if view.peak_mem_bytes and start.estimate_peak_gib > 0:

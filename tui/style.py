@@ -20,9 +20,10 @@ STATUS_STYLE = {
 FIT_LABEL = {"fits": "fits", "tight": "tight", "wont-fit": "won't fit", "no-gpu": "no GPU"}
 FIT_STYLE = {"fits": "bold green", "tight": "bold yellow", "wont-fit": "bold red", "no-gpu": "dim"}
 
-# red-flag findings and log lines
+# red-flag findings and log lines: the severity word or mark, and a message of that severity
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 SEVERITY_MARK = {"error": "✖", "warning": "▲", "info": "●"}
+MESSAGE_STYLE = {"error": "red", "warning": "yellow", "info": "dim"}
 
 GOOD = "green"  # "no red flags", an applicable fix, a recommendation
 
@@ -39,10 +40,16 @@ def severity_style(severity: str | None) -> str:
     return SEVERITY_STYLE.get(severity or "", "dim")
 
 
+def message_style(severity: str | None) -> str:
+    return MESSAGE_STYLE.get(severity or "", "dim")
+
+
 def css_variables() -> dict[str, str]:
-    """The same colours for Textual CSS: `$severity-error`, `$fit-wont-fit`, `$status-failed`, ..."""
+    """The same colours for Textual CSS: `$severity-error`, `$fit-wont-fit`, `$status-failed`, ...
+    (a style without a colour of its own, like "dim", has no variable)."""
     out = {}
-    for prefix, table in (("status", STATUS_STYLE), ("fit", FIT_STYLE), ("severity", SEVERITY_STYLE)):
+    for prefix, table in (("status", STATUS_STYLE), ("fit", FIT_STYLE), ("severity", SEVERITY_STYLE),
+                          ("message", MESSAGE_STYLE)):
         for key, style in table.items():
             colours = [w for w in style.split() if w not in ("bold", "dim", "italic", "underline")]
             if colours:  # "dim" alone has no colour of its own

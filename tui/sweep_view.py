@@ -8,8 +8,7 @@ from rich.text import Text
 
 from rankwise.advisor.textplot import plot
 
-STATUS_STYLE = {"complete": "green", "pruned": "yellow", "failed": "red", "skipped": "dim", "running": "cyan",
-                "waiting": "dim"}
+from .style import GOOD, message_style, status_style
 
 
 def _f(v, digits: int = 4) -> str:
@@ -33,7 +32,7 @@ def table(data: dict) -> Table:
         else:
             stab = ("stable" if r.get("stable") else "unstable") + (f", {r['spikes']} spike(s)" if r.get("spikes") else "")
         rank = f"{r['rank']} ◀" if r["rank"] == rec else str(r["rank"])
-        t.add_row(rank, Text(r.get("status", "?"), style=STATUS_STYLE.get(r.get("status"), "")), _f(r.get("val_loss")),
+        t.add_row(rank, Text(r.get("status", "?"), style=status_style(r.get("status"))), _f(r.get("val_loss")),
                   _f(r.get("best_val_loss")), _f(r.get("train_loss")), gap, stab)
     return t
 
@@ -54,11 +53,11 @@ def render(data: dict) -> list:
     rec = data.get("recommended_rank")
     if rec is not None:
         words = Text()
-        words.append(f"recommended rank: r={rec}", style="bold green")
+        words.append(f"recommended rank: r={rec}", style="bold " + GOOD)
         words.append(f" — {data.get('reason', '')}")
         out.append(words)
     else:
-        out.append(Text(f"no recommendation: {data.get('reason', '')}", style="red"))
+        out.append(Text(f"no recommendation: {data.get('reason', '')}", style=message_style("error")))
     for note in data.get("notes", []):
         out.append(Text(f"· {note}", style="dim"))
     if data.get("recommended_preset"):

@@ -12,11 +12,10 @@ from pathlib import Path
 
 from rankwise.advisor.errors import RankwiseError
 
+from ..style import FIT_LABEL, fit_style, message_style
 from .common import add_json, add_planning, hardware_from, print_json
 
-FIT_LABEL = {"fits": "fits", "tight": "tight", "wont-fit": "won't fit", "no-gpu": "no GPU"}
 SEV_SHORT = {"error": "error", "warning": "warn", "info": "info"}
-FIT_STYLE = {"fits": "green", "tight": "yellow", "wont-fit": "red", "no-gpu": "dim"}
 
 
 def register(sub) -> None:
@@ -91,12 +90,12 @@ def run(args) -> int:
     for r in rows:
         line = Text(r["name"].ljust(width), style="bold")
         if r["error"]:
-            line.append("  error: " + r["error"], style="red")
+            line.append("  error: " + r["error"], style=message_style("error"))
         else:
             method = r["method"] + ("(auto)" if r.get("method_setting") == "auto" else "")
             line.append(f"  {method} r={r['rank']}".ljust(14))
             line.append(f"{r['peak_gib']:5.1f} GiB  " if r["peak_gib"] is not None else "      ?    ")
-            line.append(FIT_LABEL.get(r["fit"], "?").ljust(9), style=FIT_STYLE.get(r["fit"], ""))
+            line.append(FIT_LABEL.get(r["fit"], "?").ljust(9), style=fit_style(r["fit"]))
             if r["findings"] is not None:
                 counts = ", ".join(f"{r['findings'][sev]} {SEV_SHORT[sev]}" for sev in SEV_SHORT
                                    if r["findings"].get(sev))

@@ -25,6 +25,7 @@ from rankwise.advisor.config import BIASES, OPTIMIZER_CHOICES, SCHEDULERS, TARGE
 from rankwise.advisor.methods import DEFAULT as DEFAULT_METHOD, METHOD_NAMES, METHODS
 
 from ..context import LAUNCHED_PRESETS, SAVED_PRESETS
+from ..style import GOOD, SEVERITY_MARK, message_style, severity_style
 from ..widgets.bars import estimate_bar, legend
 
 # (dotted key, label, choices or None for a typed value); the choices are the schema's enumerations
@@ -43,7 +44,6 @@ FIELDS: tuple[tuple[str, str, tuple | None], ...] = (
     ("train.grad_checkpointing", "grad checkpoint", ("on", "off")),
     ("train.optimizer", "optimizer", OPTIMIZER_CHOICES),
 )
-SEVERITY_MARK = {"error": ("✖", "bold red"), "warning": ("▲", "yellow"), "info": ("●", "cyan")}
 
 
 def wid(key: str) -> str:
@@ -184,7 +184,7 @@ class AdviceScreen(Screen):
 
     def on_advice_ready(self, message: AdviceReady) -> None:
         if message.error:
-            self.query_one("#mem", Static).update(Text(message.error, style="red"))
+            self.query_one("#mem", Static).update(Text(message.error, style=message_style("error")))
             return
         self.spec = message.spec
         if message.advice is not None:
@@ -234,7 +234,7 @@ class AdviceScreen(Screen):
                 self.query_one(f"#row-{wid(key)}").set_class(any(b.startswith(key) for b in bad), "invalid")
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            self.query_one("#reason", Static).update(Text(f"{where}: {first['msg']}", style="red"))
+            self.query_one("#reason", Static).update(Text(f"{where}: {first['msg']}", style=message_style("error")))
             return
         for key, *_ in FIELDS:
             self.query_one(f"#row-{wid(key)}").remove_class("invalid")
@@ -256,7 +256,7 @@ class AdviceScreen(Screen):
             chosen = assess(self.spec, self.cfg, hw).method if self.cfg.method == "auto" else self.cfg.method
         except RankwiseError as e:
             judged, chosen = {}, None
-            mem.append(e.message, style="red")
+            mem.append(e.message, style=message_style("error"))
         self.judged, self.chosen = judged, chosen
         self.estimates = {m: f.estimate for m, f in judged.items()}
         top = max((e.peak_bytes for e in self.estimates.values()), default=0)
@@ -276,15 +276,14 @@ class AdviceScreen(Screen):
         keep = flags.highlighted
         flags.clear_options()
         for f in self.findings:
-            mark, style = SEVERITY_MARK.get(f.severity, ("·", ""))
-            label = Text(f"{mark} ", style=style)
+            label = Text(f"{SEVERITY_MARK.get(f.severity, '·')} ", style=severity_style(f.severity))
             label.append(f.code, style="bold")
             label.append(f" {f.message}")
             if f.patch:
-                label.append(" [fix]", style="green")
+                label.append(" [fix]", style=GOOD)
             flags.add_option(Option(label))
         if not self.findings:
-            flags.add_option(Option(Text("no red flags", style="green"), disabled=True))
+            flags.add_option(Option(Text("no red flags", style=GOOD), disabled=True))
         if self.findings:
             flags.highlighted = min(keep or 0, len(self.findings) - 1)
         self.show_finding()

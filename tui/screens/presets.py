@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ..widgets.bars import FIT_LABEL, FIT_STYLE
+from ..style import FIT_LABEL, fit_style, message_style, severity_style
 
 COLUMNS = ("#", "preset", "method", "peak", "fit", "flags")
 
@@ -54,11 +54,10 @@ def flags_cell(row: dict) -> Text:
         counts[sev] = counts.get(sev, 0) + 1
     if not counts:
         return Text("none", style="dim")
-    style = {"error": "red", "warning": "yellow", "info": "cyan"}
     out = Text()
     for sev in ("error", "warning", "info"):
         if sev in counts:
-            out.append(f"{counts[sev]}{sev[0]} ", style=style[sev])
+            out.append(f"{counts[sev]}{sev[0]} ", style=severity_style(sev))
     return out
 
 
@@ -110,10 +109,10 @@ class PresetsScreen(Screen):
         for i, r in enumerate(self.rows, 1):
             num = str(i) if i <= 9 else ""
             if r["error"]:
-                table.add_row(num, r["name"], Text("error", style="red"), "", "", "", key=r["name"])
+                table.add_row(num, r["name"], Text("error", style=severity_style("error")), "", "", "", key=r["name"])
                 continue
             method = f"{r['method']} r{r['rank']}"
-            fit = Text(FIT_LABEL.get(r["fit"], str(r["fit"])), style=FIT_STYLE.get(r["fit"], ""))
+            fit = Text(FIT_LABEL.get(r["fit"], str(r["fit"])), style=fit_style(r["fit"]))
             table.add_row(num, r["name"], method, f"{r['peak_gib']:.1f}G", fit, flags_cell(r), key=r["name"])
         self.show_detail()
 
@@ -124,12 +123,12 @@ class PresetsScreen(Screen):
         if row is None:
             detail.append("no presets found" if not self.rows else "", style="dim")
         elif row["error"]:
-            detail.append(row["error"], style="red")
+            detail.append(row["error"], style=message_style("error"))
         else:
             detail.append(row["description"] or "(no description)")
             detail.append(f"\nmodel: {row['model']}", style="dim")
             for sev, code in row["codes"]:
-                detail.append(f"\n{sev}: {code}", style={"error": "red", "warning": "yellow"}.get(sev, "cyan"))
+                detail.append(f"\n{sev}: {code}", style=severity_style(sev))
         self.query_one("#preset-detail", Static).update(detail)
 
     def selected(self) -> dict | None:

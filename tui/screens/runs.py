@@ -13,7 +13,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ..style import SEVERITY_STYLE, status_style
+from ..style import message_style, status_style
 
 REFRESH_S = 2.0
 
@@ -44,7 +44,7 @@ def summary_text(info) -> Text:
     s = info.summary or {}
     if info.status == "running" or not s:
         if info.note or info.error:
-            t.append("\n" + (info.error or info.note), style=SEVERITY_STYLE["error" if info.status == "failed" else "warning"])
+            t.append("\n" + (info.error or info.note), style=message_style("error" if info.status == "failed" else "warning"))
         return t
     parts = []
     if s.get("final_loss") is not None:

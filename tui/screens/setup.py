@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
+from ..style import message_style, severity_style
 from ..widgets.bars import gib, gpu_line, usage_bar
 
 from rankwise.advisor.config import TASKS  # the schema's task kinds
@@ -72,9 +73,9 @@ def hardware_text(hw) -> Text:
         out.append_text(gpu_line(g, 16))
         out.append("\n")
     if not hw.gpus:
-        out.append("No GPU found", style="bold yellow")
+        out.append("No GPU found", style="bold " + message_style("warning"))
         note = f" ({hw.notes[0]})" if getattr(hw, "notes", None) else ""
-        out.append(note + ": plan for one below (memory and count, or a GPU name)\n", style="yellow")
+        out.append(note + ": plan for one below (memory and count, or a GPU name)\n", style=message_style("warning"))
     host = hw.host
     if host is not None:
         used = host.ram_total_bytes - host.ram_available_bytes
@@ -90,9 +91,9 @@ def scan_text(scan) -> Text:
     t = Text(f"{scan.rows:,}{'' if scan.complete else '+'} rows · {fmt} · chars median {scan.median_chars:,}, "
              f"p95 {scan.p95_chars:,}, max {scan.max_chars:,}")
     if scan.bad_rows:
-        t.append(f" · {scan.bad_rows} bad", style="bold red")
+        t.append(f" · {scan.bad_rows} bad", style=severity_style("error"))
         if scan.first_problems:
-            t.append(f": {scan.first_problems[0]}", style="red")
+            t.append(f": {scan.first_problems[0]}", style=message_style("error"))
     return t
 
 
@@ -255,7 +256,7 @@ class SetupScreen(Screen):
             return  # typed on since
         box = self.query_one("#scan", Static)
         if message.error:
-            box.update(Text(message.error, style="red"))
+            box.update(Text(message.error, style=message_style("error")))
         else:
             self._scan = message.result
             box.update(scan_text(message.result))
@@ -288,7 +289,7 @@ class SetupScreen(Screen):
             text = self.query_one("#budget", Input).value.strip()
             budget = parse_count(text, "budget") if text else None
         except RankwiseError as e:
-            err.update(Text(e.message + (f" — {e.hint}" if e.hint else ""), style="red"))
+            err.update(Text(e.message + (f" — {e.hint}" if e.hint else ""), style=message_style("error")))
             return
         err.update("")
         self.app.ctx.planned = hw if hw is not self.app.ctx.hardware else None

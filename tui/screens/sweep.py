@@ -21,6 +21,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from ..style import GOOD, message_style, status_style
+
 REFRESH_S = 2.0
 LOG = "sweep.log"
 
@@ -112,7 +114,7 @@ class SweepScreen(Screen):
 
         state = self.query_one("#sweep-state", Static)
         if message.error:
-            state.update(Text(message.error, style="red"))
+            state.update(Text(message.error, style=message_style("error")))
             return
         data = message.data
         if data is None:
@@ -139,7 +141,7 @@ class SweepScreen(Screen):
         rec = data.get("recommended_rank")
         if rec is not None:
             t.append(f"recommended rank r={rec}" + (" (so far)" if data.get("state") != "done" else ""),
-                     style="bold green")
+                     style="bold " + GOOD)
             t.append(f" — {data.get('reason', '')}")
         else:
             t.append(data.get("reason") or "no trial finished yet", style="dim")
@@ -149,5 +151,5 @@ class SweepScreen(Screen):
             t.append(f"\npreset: {data['recommended_preset']}  ·  rankwise train --preset {data['recommended_preset']}")
         if data.get("state") == "interrupted":
             t.append(f"\ninterrupted: `rankwise sweep --preset ... --sweep-dir {data.get('sweep_dir')}` continues it",
-                     style="yellow")
+                     style=status_style("interrupted"))
         return t

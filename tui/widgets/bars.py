@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from ..style import FIT_LABEL, FIT_STYLE, fit_style
+
 GIB = 1024 ** 3
-FIT_LABEL = {"fits": "fits", "tight": "tight", "wont-fit": "won't fit", "no-gpu": "no GPU"}
-FIT_STYLE = {"fits": "bold green", "tight": "bold yellow", "wont-fit": "bold red", "no-gpu": "dim"}
 
 # estimator component → (group label, bar character, style)
 GROUPS = (
@@ -63,7 +63,7 @@ def estimate_bar(label: str, est, gpu_bytes: int | None, verdict: str, width: in
         head.append(f" / {gib(gpu_bytes)} GiB ")
     else:
         head.append(" ")
-    head.append(FIT_LABEL.get(verdict, verdict), style=FIT_STYLE.get(verdict, ""))
+    head.append(FIT_LABEL.get(verdict, verdict), style=fit_style(verdict))
     scale = max(gpu_bytes or 0, est.peak_bytes, scale, 1)
     width = max(8, width)
     bar = Text()
@@ -76,7 +76,7 @@ def estimate_bar(label: str, est, gpu_bytes: int | None, verdict: str, width: in
     if used < width:
         bar.append("·" * (width - used), style="dim")
     if gpu_bytes and est.peak_bytes > gpu_bytes:
-        bar.append("▶", style="bold red")  # over the edge
+        bar.append("▶", style=FIT_STYLE["wont-fit"])  # over the edge
     return Text.assemble(head, "\n", bar)
 
 
