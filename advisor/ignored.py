@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable
 from pydantic import BaseModel
 
 from .finding import Finding
+from .methods import METHODS
 
 if TYPE_CHECKING:
     from .redflags import Context
@@ -33,9 +34,8 @@ def _non_default(section: BaseModel, name: str) -> bool:
 
 
 def _quantized_base(method: str) -> bool:
-    """Whether `method` stores the base in 4 bits, the only case that reads `quant.*`.
-    (Until advisor/methods.py holds the methods' descriptors; then ask its table.)"""
-    return method == "qlora"
+    """Whether `method` quantizes the base (methods.py), the only case that reads `quant.*`."""
+    return METHODS[method].quantized
 
 
 def quant_unused(ctx: Context) -> Finding | None:
@@ -46,7 +46,7 @@ def quant_unused(ctx: Context) -> Finding | None:
     if not keys:
         return None
     said = ", ".join(f"quant.{k} {getattr(q, k)}" for k in keys)
-    how = "method lora" if ctx.cfg.method == "lora" else f"{ctx.method_note}"
+    how = ctx.method_note if ctx.cfg.method == "auto" else f"method {ctx.cfg.method}"
     return Finding("ignored-quant", "info", f"{said}: ignored, the base is not quantized ({how})",
                    "quant.* configures the 4-bit (bitsandbytes) base of QLoRA; LoRA loads the base in 16-bit, "
                    "so these settings change nothing",
