@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from rankwise.advisor.errors import RankwiseError
+from rankwise.trainer.events import build
 from rankwise.trainer.runs import find_run, list_runs, request_stop, run_info
 
 T0 = 1_800_000_000.0
@@ -26,17 +27,22 @@ def make_run(runs: Path, rid: str, events: list[dict], torn: str | None = None, 
     return d
 
 
+def ev(type_: str, **fields) -> dict:
+    """An event as a worker writes it (checked against its class, so the test cannot drift from the log)."""
+    build(type_, **fields)
+    return {"type": type_, **fields}
+
+
 def start(pid: int, **kw) -> dict:
-    return {"type": "start", "run_id": "x", "pid": pid, "model": "llama-3.2-1b", "method": "lora",
-            "max_steps": 100, **kw}
+    return ev("start", run_id="x", pid=pid, model="llama-3.2-1b", method="lora", max_steps=100, **kw)
 
 
 def step(n: int, loss: float) -> dict:
-    return {"type": "step", "step": n, "max_steps": 100, "loss": loss}
+    return ev("step", step=n, max_steps=100, loss=loss)
 
 
 def end(status: str, n: int, loss: float | None = None) -> dict:
-    return {"type": "end", "status": status, "step": n, "final_loss": loss}
+    return ev("end", status=status, step=n, final_loss=loss)
 
 
 @pytest.fixture
@@ -67,12 +73,12 @@ def dead_pid():
 
 def test_statuses_from_the_event_log(tmp_path, worker, dead_pid):
     runs = tmp_path / "runs"
-    make_run(runs, "live-1", [start(worker.pid), step(10, 1.5), {"type": "eval", "step": 10, "eval_loss": 1.7}])
+    make_run(runs, "live-1", [start(worker.pid), step(10, 1.5), ev("eval", step=10, eval_loss=1.7)])
     make_run(runs, "done-2", [start(dead_pid), step(100, 0.5), end("finished", 100, 0.5)])
-    make_run(runs, "crash-3", [start(dead_pid), step(30, 1.0), {"type": "error", "message": "CUDA error"},
+    make_run(runs, "crash-3", [start(dead_pid), step(30, 1.0), ev("error", message="CUDA error"),
                                end("failed", 30)])
     killed_dir = make_run(runs, "killed-4", [start(dead_pid), step(40, 0.9),
-                                             {"type": "checkpoint", "step": 40, "path": "checkpoints/checkpoint-40"}])
+                                             ev("checkpoint", step=40, path="checkpoints/checkpoint-40")])
     for n, complete in ((20, True), (40, True), (60, False)):  # 60 was being written when it died
         (killed_dir / "checkpoints" / f"checkpoint-{n}").mkdir(parents=True)
         if complete:
