@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import memory
 from .hardware import Hardware
+from .methods import COMPARED, DEFAULT, LEANEST, METHODS
 from .units import gib, human_count
 
 if TYPE_CHECKING:
@@ -105,23 +106,25 @@ def _estimate(spec: "ModelSpec", cfg: "RunConfig", method: str, gpus: int, gpu_b
 
 
 def _method(spec: "ModelSpec", cfg: "RunConfig", gpus: int, gpu_bytes: int | None) -> tuple[str, str]:
-    """method auto → (lora | qlora, why): LoRA if its 16-bit estimate fits with headroom, else
-    QLoRA. With no GPU: by model size."""
+    """method auto → (name, why): the table's first method (LoRA) if its estimate fits with
+    headroom, else the leanest (QLoRA). With no GPU: by model size."""
+    first, lean = METHODS[DEFAULT], METHODS[LEANEST]
     if gpu_bytes is None:
         n = spec.total_params
         big = n > CPU_LORA_MAX_PARAMS
-        return ("qlora" if big else "lora"), (
-            f"no GPU found or declared: {'QLoRA' if big else 'LoRA'}, as {human_count(n)} parameters in 16-bit "
+        pick = lean if big else first
+        return pick.name, (
+            f"no GPU found or declared: {pick.label}, as {human_count(n)} parameters in 16-bit "
             f"({gib(2 * n):.1f} GiB) are {'large' if big else 'small'}; plan for a GPU with --gpu-mem to check fit")
     have = gib(gpu_bytes)
-    lora = _estimate(spec, cfg, "lora", gpus, gpu_bytes)
-    lfit = verdict(lora.peak_bytes, gpu_bytes)
-    if lfit == "fits":
-        return "lora", f"LoRA's 16-bit estimate (~{lora.peak_gib:.1f} GiB) fits {have:.0f} GiB with headroom"
-    qlora = _estimate(spec, cfg, "qlora", gpus, gpu_bytes)
-    verb = "does not fit" if lfit == "wont-fit" else "leaves too little headroom on"
-    return "qlora", (f"LoRA (~{lora.peak_gib:.1f} GiB) {verb} {have:.0f} GiB; QLoRA's 4-bit base needs "
-                     f"~{qlora.peak_gib:.1f} GiB ({verdict(qlora.peak_bytes, gpu_bytes)})")
+    est = _estimate(spec, cfg, first.name, gpus, gpu_bytes)
+    v = verdict(est.peak_bytes, gpu_bytes)
+    if v == "fits":
+        return first.name, f"{first.label}'s {first.base} estimate (~{est.peak_gib:.1f} GiB) fits {have:.0f} GiB with headroom"
+    lean_est = _estimate(spec, cfg, lean.name, gpus, gpu_bytes)
+    verb = "does not fit" if v == "wont-fit" else "leaves too little headroom on"
+    return lean.name, (f"{first.label} (~{est.peak_gib:.1f} GiB) {verb} {have:.0f} GiB; {lean.label}'s {lean.base} "
+                       f"base needs ~{lean_est.peak_gib:.1f} GiB ({verdict(lean_est.peak_bytes, gpu_bytes)})")
 
 
 def assess(spec: "ModelSpec", cfg: "RunConfig", hw: Hardware | None, method: str | None = None) -> Fit:
@@ -143,7 +146,7 @@ def assess(spec: "ModelSpec", cfg: "RunConfig", hw: Hardware | None, method: str
 
 def side_by_side(spec: "ModelSpec", cfg: "RunConfig", hw: Hardware | None) -> dict[str, Fit]:
     """Every method judged with the same settings (the Advice screen's bars, `advise`'s table)."""
-    return {m: assess(spec, cfg, hw, method=m) for m in ("lora", "qlora")}
+    return {m: assess(spec, cfg, hw, method=m) for m in COMPARED}
 
 
 def with_gpus(hw: Hardware, n: int) -> Hardware:
@@ -162,8 +165,8 @@ def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", meth
     base = judged(cfg, method)
     t = cfg.train
     tries: list[tuple[str, dict]] = []
-    if method == "lora":
-        tries.append(("switch to QLoRA (4-bit base)", {"method": "qlora"}))
+    if method != LEANEST:
+        tries.append((f"switch to {METHODS[LEANEST].label} ({METHODS[LEANEST].base} base)", {"method": LEANEST}))
     if not t.grad_checkpointing:
         tries.append(("turn gradient checkpointing on", {"train.grad_checkpointing": True}))
     if t.micro_batch > 1:

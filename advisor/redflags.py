@@ -18,7 +18,7 @@ from .finding import SEVERITY_ORDER, Finding  # declared apart so ignored.py can
 from .fit import Fit
 from .hardware import Hardware
 from .memory import Estimate
-from .methods import METHODS, lr_text
+from .methods import DEFAULT, METHODS, lr_text
 from .model import ModelSpec
 from .units import gib
 
@@ -356,7 +356,7 @@ def context(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method:
     if spec is None or target_error:
         note = f"method {method} as configured"
         if method == "auto":
-            method, note = "lora", "method auto: LoRA assumed (the model's size is unknown here)"
+            method, note = DEFAULT, f"method auto: {METHODS[DEFAULT].label} assumed (the model's size is unknown here)"
         return Context(cfg, spec, hw, method, note, None, None, target_error, fit.run_gpus(cfg, hw))
     judged = fit.assess(spec, cfg, hw, method=None if method == "auto" else method)
     return Context(cfg, spec, hw, judged.method, judged.method_reason, judged.estimate, judged.verdict, None,
