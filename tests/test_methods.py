@@ -58,11 +58,11 @@ def test_every_method_reaches_schema_cli_and_form(name):
 
 def test_a_name_outside_the_table_is_refused_everywhere():
     with pytest.raises(Exception):
-        RunConfig(method="dora")
+        RunConfig(method="no-such-method")
     with pytest.raises(SystemExit):
-        cli.build_parser().parse_args(["estimate", "--method", "dora"])
+        cli.build_parser().parse_args(["estimate", "--method", "no-such-method"])
     with pytest.raises(Exception) as e:
-        estimate(load_model("llama-3.2-1b"), Plan("dora"))
+        estimate(load_model("llama-3.2-1b"), Plan("no-such-method"))
     assert all(n in e.value.hint for n in METHOD_NAMES)
 
 
