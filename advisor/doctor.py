@@ -17,14 +17,15 @@ times their spread). A run shorter than a rule needs is not judged by it.
 
 A resumed run (or an OOM retry) logs its steps again from its checkpoint: the later log wins.
 The reader drops a non-finite number, so a `step` event without its `loss` (the writer always
-writes one) reads as a NaN/Inf loss. `diagnosis` events the live run recorded are kept when
+writes one) reads as a NaN/Inf loss, and one without the `grad_norm` earlier steps had as a
+NaN/Inf gradient norm. `diagnosis` events the live run recorded are kept when
 the rules no longer reproduce them (e.g. a NaN only the live process saw).
 """
 from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from .finding import SEVERITY_ORDER
@@ -148,7 +149,7 @@ def read_run(events, cfg=None) -> Run:
     evals: dict[int, float] = {}
     recorded: dict[str, Diagnosis] = {}
     info: dict[str, Any] = {}
-    ended = False
+    ended = had_grad = False
     for e in events:
         kind = _field(e, "type")
         if kind == "start":
@@ -165,9 +166,12 @@ def read_run(events, cfg=None) -> Run:
             points = {s: p for s, p in points.items() if s <= back}
             evals = {s: v for s, v in evals.items() if s <= back}
         elif kind == "step" and isinstance(_field(e, "step"), int):
-            loss = _num(_field(e, "loss"))
+            loss, grad = _num(_field(e, "loss")), _num(_field(e, "grad_norm"))
+            if grad is None and had_grad:
+                grad = math.nan  # logged before, missing now: the reader dropped a NaN/Inf
+            had_grad = had_grad or grad is not None
             points[_field(e, "step")] = Point(
-                _field(e, "step"), loss if loss is not None else math.nan, _num(_field(e, "grad_norm")),
+                _field(e, "step"), loss if loss is not None else math.nan, grad,
                 _num(_field(e, "lr")), _num(_field(e, "tokens_per_s")), _field(e, "peak_mem_bytes"))
             info["max_steps"] = _field(e, "max_steps") or info.get("max_steps")
         elif kind == "eval" and isinstance(_field(e, "step"), int) and _num(_field(e, "eval_loss")) is not None:
@@ -227,15 +231,26 @@ def _r(x, digits: int = 4):
     return float(f"{x:.{digits}g}")
 
 
-def _train_near(run: Run, step: int) -> float | None:
-    """Mean of the last 3 finite train losses at or before `step` (a single logged loss is noisy)."""
-    before = [p.loss for p in run.points if p.step <= step and math.isfinite(p.loss)][-3:]
-    return sum(before) / len(before) if before else None
+def _train_near(run: Run, step: int, k: int = 2) -> float | None:
+    """The train loss at `step`: the median of the 2k+1 finite logged losses centred on it (one
+    logged loss is noisy; a window ending at the step lags a falling curve and would make the
+    eval/train gap look like it grows). None until the k losses after it are logged, unless the
+    run has ended (then the window is cut at its end)."""
+    pts = [p for p in run.points if math.isfinite(p.loss)]
+    i = next((n for n, p in enumerate(pts) if p.step >= step), None)
+    if i is None or (i + k >= len(pts) and not run.ended):
+        return None
+    return statistics.median(p.loss for p in pts[max(0, i - k):i + k + 1])
 
 
 def _lr_patch(run: Run, factor: float) -> dict:
+    """A lower lr: `factor` times the run's, and at most the top of the method's usual band."""
     lr = run.lr()
-    return {"train.lr": float(f"{lr * factor:.2g}")} if lr else {}
+    if not lr:
+        return {}
+    method = METHODS.get(run.method or getattr(run.cfg, "method", None) or "")
+    top = method.lr_range[1] if method else math.inf
+    return {"train.lr": float(f"{min(lr * factor, top):.2g}")}
 
 
 # ---------------------------------------------------------------- rules
@@ -283,7 +298,10 @@ def loss_zero_masked(run: Run) -> Diagnosis | None:
 
 
 def loss_flat(run: Run) -> Diagnosis | None:
-    peak = max((p.lr for p in run.points if p.lr), default=None)
+    lrs = [p.lr for p in run.points if p.lr is not None]
+    if run.cfg is None and len(lrs) >= 2 and lrs[-1] > lrs[-2]:
+        return None  # still warming up (with the config, its peak lr says how far)
+    peak = run.lr()
     trained = [p for p in run.points if p.lr and peak and p.lr >= 0.5 * peak and math.isfinite(p.loss)]
     losses = run.losses
     if len(trained) < FLAT_MIN_STEPS or len(losses) < FLAT_MIN_STEPS:
@@ -473,7 +491,8 @@ RULES: list[Callable[[Run], Diagnosis | None]] = [
 
 def run_rules(run: Run) -> list[Diagnosis]:
     """Every diagnosis, errors first, then newest first; recorded ones the rules no longer see are kept."""
-    found = {d.code: d for d in (rule(run) for rule in RULES) if d is not None}
+    found = {d.code: replace(d, evidence={k: v for k, v in d.evidence.items() if v is not None})
+             for d in (rule(run) for rule in RULES) if d is not None}
     for d in run.recorded:
         found.setdefault(d.code, d)
     return sorted(found.values(), key=lambda d: (SEVERITY_ORDER[d.severity], -(d.step or 0)))

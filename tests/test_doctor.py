@@ -1,0 +1,335 @@
+"""The run doctor: each diagnosis fires on a stream that has the problem and stays quiet on its
+near miss; real tiny runs provoked into failures fire the right code; `rankwise doctor`.
+
+Synthetic streams are written as the worker writes them (checked by the event classes) and
+read back through the real reader (`parse_line`: a NaN loss arrives as a step without one),
+so the doctor sees exactly what it sees on a real log."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rankwise.advisor import doctor
+from rankwise.trainer.events import build, parse_line, typed
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------ building streams
+
+
+def ev(type_: str, **fields) -> dict:
+    build(type_, **fields)  # the worker could write it
+    return {"type": type_, "time": 1.0, **fields}
+
+
+def read(events: list[dict]) -> list[dict]:
+    """Through the real reader, as `rankwise doctor` reads a log."""
+    return [e for e in (parse_line(json.dumps(x)) for x in events) if e is not None]
+
+
+def noisy(values, sigma: float, seed: int = 1) -> list[float]:
+    rng = random.Random(seed)
+    return [v + rng.gauss(0.0, sigma) for v in values]
+
+
+def decay(n: int, start: float = 3.0, floor: float = 1.0, rate: float = 0.08) -> list[float]:
+    """A healthy curve: fast fall, then levelling off."""
+    return [floor + (start - floor) * math.exp(-rate * i) for i in range(n)]
+
+
+def stream(losses, *, grads=None, rates=None, peaks=None, lrs=None, evals=(), ended=True, device="cuda",
+           start_extra=None, max_steps=None) -> list[dict]:
+    n = len(losses)
+    max_steps = max_steps or n
+    out = [ev("start", run_id="x", pid=123, model="m", method="lora", device=device, max_steps=max_steps,
+              **(start_extra or {}))]
+    evals = dict(evals)
+    for i, loss in enumerate(losses, start=1):
+        out.append(ev("step", step=i, max_steps=max_steps, loss=loss,
+                      grad_norm=grads[i - 1] if grads else 1.0,
+                      lr=lrs[i - 1] if lrs else 2e-4,
+                      tokens_per_s=rates[i - 1] if rates else 1000.0,
+                      peak_mem_bytes=peaks[i - 1] if peaks else 10 << 30))
+        if i in evals:
+            out.append(ev("eval", step=i, eval_loss=evals[i]))
+    if ended:
+        out.append(ev("end", status="finished", step=n, final_loss=losses[-1]))
+    return read(out)
+
+
+def codes(events, **kw) -> dict[str, doctor.Diagnosis]:
+    return {d.code: d for d in doctor.diagnose(events, **kw)}
+
+
+HEALTHY = noisy(decay(60), 0.03)
+FLAT_NOISE = 0.15
+
+
+def _evals_over(train: list[float], evals: dict[int, float]) -> list[dict]:
+    return stream(train, evals=evals.items())
+
+
+def _with(values: list[float], at: int, value: float) -> list[float]:
+    out = list(values)
+    out[at - 1] = value
+    return out
+
+
+# Each row: (code, severity when it fires, the stream that has the problem, its near miss).
+CASES = {
+    "loss-nan": (
+        "error",
+        lambda: stream(_with(HEALTHY, 30, math.nan)),
+        lambda: stream(_with(HEALTHY, 30, 40.0)),  # huge but finite: a spike, not a NaN
+    ),
+    "loss-nan/grad": (
+        "error",
+        lambda: stream(HEALTHY, grads=_with([1.0] * 60, 30, math.inf)),
+        lambda: stream(HEALTHY, grads=_with([1.0] * 60, 30, 1e6)),
+    ),
+    "loss-zero-masked": (
+        "error",
+        lambda: stream([0.0] * 20),
+        lambda: stream(decay(40, start=2.0, floor=0.0, rate=0.3)),  # reaches ~0 by memorizing, not from the start
+    ),
+    "loss-flat": (
+        "warning",
+        lambda: stream(noisy([3.0] * 30, FLAT_NOISE)),
+        lambda: stream(noisy([3.0 - 0.03 * i for i in range(30)], FLAT_NOISE)),  # falls 0.9: a slow but real fall
+    ),
+    "loss-flat/warmup": (
+        "warning",
+        lambda: stream(noisy([3.0] * 30, FLAT_NOISE), lrs=[2e-4 * min(1.0, (i + 1) / 10) for i in range(30)]),
+        # still warming up: only 8 of the logged steps ran at >= half the peak lr
+        lambda: stream(noisy([3.0] * 30, FLAT_NOISE), lrs=[2e-4 * min(1.0, (i + 1) / 40) for i in range(30)]),
+    ),
+    "loss-spikes": (
+        "warning",
+        lambda: stream(_with(HEALTHY, 40, 3.0)),  # ~2.6x the band, far beyond the noise
+        lambda: stream(_with(HEALTHY, 40, HEALTHY[39] * 1.15)),
+    ),
+    "loss-spikes/early": (
+        "warning",
+        lambda: stream([2.5, 3.4, 7.7, 10.2] + [5.0] * 16),  # demo-cpu at lr 5
+        lambda: stream([2.5, 3.4, 4.6, 3.3] + decay(16, start=3.0)),  # a rough start, under twice its band
+    ),
+    "grad-explosion": (
+        "warning",
+        lambda: stream(HEALTHY, grads=_with(noisy([1.0] * 60, 0.1), 30, 15.0)),
+        lambda: stream(HEALTHY, grads=_with(noisy([1.0] * 60, 0.1), 30, 5.0)),  # demo-cpu has such jumps
+    ),
+    "grad-explosion/growth": (
+        "warning",
+        lambda: stream(HEALTHY, grads=noisy([1.0] * 30, 0.1) + [4.0, 4.5, 5.0] + [1.0] * 27),
+        lambda: stream(HEALTHY, grads=noisy([1.0] * 30, 0.1) + [4.0, 4.5] + [1.0] * 28),
+    ),
+    "overfitting": (
+        "warning",
+        lambda: _evals_over(decay(40), {8: 2.0, 16: 1.6, 24: 1.5, 32: 1.56, 40: 1.62}),
+        lambda: _evals_over(decay(40), {8: 2.0, 16: 1.6, 24: 1.5, 32: 1.56, 40: 1.55}),  # one rise, then down
+    ),
+    "gap-widening": (
+        "info",
+        lambda: _evals_over(decay(40, floor=0.5), {10: 1.5, 20: 1.45, 30: 1.44, 40: 1.44}),
+        lambda: _evals_over(decay(40, floor=1.2), {10: 1.5, 20: 1.45, 30: 1.44, 40: 1.44}),  # eval under train
+    ),
+    "underfitting": (
+        "info",
+        lambda: stream(noisy([3.0 - 0.04 * i for i in range(40)], 0.03)),
+        lambda: stream(noisy(decay(40, rate=0.2), 0.03)),  # levelled off
+    ),
+    "underfitting/running": (
+        "info",
+        lambda: stream(noisy([3.0 - 0.04 * i for i in range(40)], 0.03)),
+        lambda: stream(noisy([3.0 - 0.04 * i for i in range(40)], 0.03), ended=False, max_steps=100),
+    ),
+    "throughput-drop": (
+        "warning",
+        lambda: stream(HEALTHY, rates=noisy([1000.0] * 50, 50) + [400.0] * 10),
+        lambda: stream(HEALTHY, rates=noisy([1000.0] * 50, 50) + [600.0] * 10),
+    ),
+    "throughput-drop/cpu": (
+        "info",  # a CPU's rate follows whatever else the machine runs
+        lambda: stream(HEALTHY, rates=noisy([1000.0] * 50, 50) + [400.0] * 10, device="cpu"),
+        lambda: stream(HEALTHY, rates=noisy([1000.0] * 50, 50) + [600.0] * 10, device="cpu"),
+    ),
+    "memory-creep": (
+        "warning",
+        lambda: stream(HEALTHY, peaks=[int((10 + 0.05 * i) * 2**30) for i in range(60)]),
+        # the longest batch arrives once (+20%), then the peak stays: no climb
+        lambda: stream(HEALTHY, peaks=[10 << 30] * 40 + [12 << 30] * 20),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fires_and_near_miss_is_quiet(case):
+    code = case.split("/")[0]
+    severity, bad, near = CASES[case]
+    fired = codes(bad())
+    assert code in fired, f"{code} did not fire; got {sorted(fired)}"
+    assert fired[code].severity == severity
+    d = fired[code]
+    assert d.why and d.fix and d.message and d.evidence and isinstance(d.step, int)
+    json.dumps(d.to_dict(), allow_nan=False)  # evidence is JSON as it is (no NaN)
+    assert code not in codes(near()), f"{code} fired on its near miss"
+
+
+def test_every_code_is_covered_and_nothing_else_is_produced():
+    assert {c.split("/")[0] for c in CASES} == set(doctor.CODES)
+    produced = set()
+    for _, bad, near in CASES.values():
+        produced |= set(codes(bad())) | set(codes(near()))
+    assert produced <= set(doctor.CODES)
+    assert len(doctor.RULES) == len(doctor.CODES)
+
+
+def test_healthy_stream_is_quiet():
+    curve = decay(60)
+    evals = {s: curve[s - 1] + 0.1 for s in (10, 20, 30, 40, 50, 60)}  # eval follows train a little above
+    assert codes(stream(HEALTHY, evals=evals.items(), grads=noisy([1.0] * 60, 0.2),
+                        rates=noisy([1000.0] * 60, 100), peaks=[10 << 30] * 60)) == {}
+
+
+def test_typed_events_read_the_same():
+    events = stream(_with(HEALTHY, 40, 3.0), evals={8: 2.0, 16: 1.6, 24: 1.5, 32: 1.56, 40: 1.62}.items())
+    as_typed = [t for t in map(typed, events) if t is not None]
+    assert [d.to_dict() for d in doctor.diagnose(as_typed)] == [d.to_dict() for d in doctor.diagnose(events)]
+
+
+def test_live_nan_is_seen_in_typed_events():
+    """In the worker the emitted events still hold the NaN the reader would drop."""
+    events = [build("start", max_steps=5)] + [build("step", step=i, loss=2.0 if i < 4 else math.nan)
+                                             for i in range(1, 6)]
+    (d,) = [d for d in doctor.diagnose(events) if d.code == "loss-nan"]
+    assert d.step == 4 and d.evidence["loss"] == "nan" and d.evidence["last_finite_step"] == 3
+
+
+def test_resumed_run_keeps_the_later_log():
+    """Steps logged after the checkpoint a run resumed from are trained again; the new log wins."""
+    first = stream(_with(HEALTHY[:30], 25, math.nan), ended=False, max_steps=60)
+    resumed = [ev("start", run_id="x", pid=124, max_steps=60, resumed_from_step=20)]
+    resumed += [ev("step", step=i, max_steps=60, loss=HEALTHY[i - 1], lr=2e-4, grad_norm=1.0) for i in range(21, 61)]
+    assert "loss-nan" in codes(first)
+    assert "loss-nan" not in codes(first + read(resumed))
+
+
+def test_patches_use_the_run_config():
+    from rankwise.advisor.config import RunConfig
+
+    cfg = RunConfig.model_validate({"train": {"lr": 1e-8}, "lora": {"r": 8, "alpha": 16}})
+    d = codes(stream(noisy([3.0] * 30, FLAT_NOISE)), cfg=cfg)["loss-flat"]
+    assert d.patch == {"train.lr": 2e-4, "lora.alpha": 32.0}  # methods.py's LoRA lr, alpha doubled
+    cfg = RunConfig.model_validate({"train": {"lr": 5.0}})
+    d = codes(stream(HEALTHY, grads=_with([1.0] * 60, 30, 50.0)), cfg=cfg)["grad-explosion"]
+    assert d.patch == {"train.lr": 5e-4}  # halved, but no higher than the top of LoRA's usual band
+
+
+def test_recorded_diagnosis_is_kept():
+    """A diagnosis the live run recorded stands even when the log alone does not show it again."""
+    rec = {"type": "diagnosis", "time": 1.0, "code": "loss-nan", "severity": "error", "step": 7,
+           "message": "the loss is NaN/Inf at step 7", "why": "w", "fix": "f", "evidence": {"loss": "nan"}}
+    found = codes(stream(HEALTHY) + [rec])
+    assert found["loss-nan"].step == 7 and doctor.worst(list(found.values())) == "error"
+
+
+def test_readme_lists_every_code():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("### `rankwise doctor RUN")
+    section = readme[start:readme.index("\n### ", start + 1)]
+    listed = set(re.findall(r"^- `([a-z-]+)`", section, re.M))
+    assert listed == set(doctor.CODES)
+
+
+# ------------------------------------------------------------------ rankwise doctor
+
+
+def _write_run(runs: Path, rid: str, events: list[dict]) -> Path:
+    d = runs / rid
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text("name: x\nmodel:\n  name: llama-3.2-1b\nlora:\n  r: 8\n  alpha: 16\n"
+                                   "train:\n  lr: 1.0e-8\n")
+    (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return d
+
+
+def test_cli_json_and_exit_codes(tmp_path, rankwise_cmd):
+    runs = tmp_path / "runs"
+    _write_run(runs, "flat-1", stream(noisy([3.0] * 30, FLAT_NOISE)))
+    _write_run(runs, "nan-1", stream(_with(HEALTHY, 30, math.nan)))
+    _write_run(runs, "ok-1", stream(HEALTHY))
+
+    def doctor_cli(*args):
+        return subprocess.run(rankwise_cmd + ["doctor", "--runs-dir", str(runs), *args], capture_output=True,
+                              text=True, timeout=60)
+
+    out = doctor_cli("flat", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["run"] == "flat-1" and data["status"] == "finished"
+    (d,) = data["diagnoses"]
+    assert d["code"] == "loss-flat" and d["patch"] == {"train.lr": 2e-4, "lora.alpha": 32.0}
+    out = doctor_cli("nan-1", "--json")
+    assert out.returncode == 3 and json.loads(out.stdout)["diagnoses"][0]["code"] == "loss-nan"
+    out = doctor_cli("nan-1")
+    assert out.returncode == 3 and "loss-nan at step 30" in out.stdout and "fix:" in out.stdout
+    out = doctor_cli("ok-1")
+    assert out.returncode == 0 and "no diagnoses" in out.stdout
+    out = doctor_cli("nope")
+    assert out.returncode == 2 and "no run 'nope'" in out.stderr and "Traceback" not in out.stderr
+
+
+# ------------------------------------------------------------------ real tiny runs
+
+
+def _diagnosed_run(tmp_path, *args, preset="demo-cpu", quick=False):
+    from train_helpers import events, only_run, tail_log, train
+
+    runs = tmp_path / "runs"
+    out = train(runs, *args, preset=preset, quick=quick)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = only_run(runs)
+    return codes(events(run)), run, tail_log(run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["demo-cpu", "demo-cpu-qlora"])
+def test_demo_preset_at_its_settings_is_healthy(tmp_path, preset):
+    found, run, log = _diagnosed_run(tmp_path, preset=preset)
+    loud = {c: d.message for c, d in found.items() if d.severity != "info"}
+    assert loud == {}, log
+
+
+SHORT = ["--set", "train.logging_steps=1", "--set", "train.micro_batch=4", "--set", "train.save_steps=100"]
+
+
+@pytest.mark.slow
+def test_very_high_lr_spikes_and_explodes(tmp_path):
+    found, _, log = _diagnosed_run(tmp_path, "--force", "--set", "train.lr=5", "--set", "train.max_steps=8", *SHORT)
+    assert {"loss-spikes", "grad-explosion"} <= set(found), (sorted(found), log)
+
+
+@pytest.mark.slow
+def test_lr_near_zero_is_flat(tmp_path):
+    found, _, log = _diagnosed_run(tmp_path, "--set", "train.lr=1e-8", "--set", "train.max_steps=16", *SHORT)
+    assert "loss-flat" in found, (sorted(found), log)
+    assert found["loss-flat"].patch["train.lr"] == 2e-4
+
+
+@pytest.mark.slow
+def test_many_epochs_on_a_handful_of_rows_overfit(tmp_path):
+    rows = (ROOT / "presets/assets/demo-chat.jsonl").read_text().splitlines()[:12]
+    data = tmp_path / "few.jsonl"
+    data.write_text("\n".join(rows) + "\n")
+    found, _, log = _diagnosed_run(tmp_path, "--set", f"data.path={data}", "--set", "data.val_ratio=0.34",
+                                   "--set", "train.max_steps=40", "--set", "train.eval_steps=4",
+                                   "--set", "train.logging_steps=2", "--set", "train.micro_batch=4",
+                                   "--set", "train.save_steps=100")
+    assert "overfitting" in found, (sorted(found), log)
