@@ -29,16 +29,6 @@ class Family:
     final_softcap_default: float | None = None  # final_logit_softcapping when config.json does not say
 
     @property
-    def attn_names(self) -> tuple[str, ...]:
-        """Leaf names of the attention projections (as LoRA target_modules match them)."""
-        return ((self.fused_qkv,) if self.fused_qkv else ("q_proj", "k_proj", "v_proj")) + ("o_proj",)
-
-    @property
-    def mlp_names(self) -> tuple[str, ...]:
-        """Leaf names of a dense MLP's projections (MoE experts are fused tensors, see model.py)."""
-        return ((self.fused_gate_up,) if self.fused_gate_up else ("gate_proj", "up_proj")) + ("down_proj",)
-
-    @property
     def minimal_names(self) -> tuple[str, ...]:
         """The `minimal` target set: q and v (the LoRA paper's choice), or the fused qkv."""
         return (self.fused_qkv,) if self.fused_qkv else ("q_proj", "v_proj")

@@ -10,7 +10,8 @@ from .errors import RankwiseError
 from .spec import Linear, ModelSpec
 
 
-def _family(module_name: str, leaf: str) -> str:
+def _linear_family(module_name: str, leaf: str) -> str:
+    """Which `Linear.family` (attn | mlp | experts | lm_head) a module found on the meta device belongs to."""
     if leaf == "lm_head":
         return "lm_head"
     if "expert" in module_name:
@@ -45,7 +46,7 @@ def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
             seen.add(id(p))
         n_own = sum(p.numel() for _, p in own)
         if isinstance(mod, torch.nn.Linear) or kind == "Conv1D":  # GPT-2 style Conv1D holds (d_in, d_out)
-            fam_name = _family(mod_name, leaf)
+            fam_name = _linear_family(mod_name, leaf)
             d_in, d_out = (mod.in_features, mod.out_features) if kind != "Conv1D" else tuple(mod.weight.shape)
             entry = linears.setdefault(leaf, [fam_name, d_in, d_out, 0, mod.bias is not None, True])
             entry[3] += 1
