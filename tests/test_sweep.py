@@ -109,6 +109,32 @@ def test_a_running_trial_is_claimed_again_only_when_its_owner_is_gone(tmp_path):
     assert not book.claim("sweep")["taken_over"]  # a queued trial is claimed as queued
 
 
+def test_a_claim_keeps_beating_while_its_block_runs_and_learns_when_it_is_lost(tmp_path, monkeypatch):
+    from rankwise.trainer import sweep_trials as st
+
+    monkeypatch.setattr(st, "HEARTBEAT_S", 0.05)
+    book = st.Ledger(tmp_path)
+    book.enqueue("sweep", [8])
+    mine = book.claim("sweep")
+    with book.beating(mine) as lost:
+        deadline = time.monotonic() + 30
+        while book.trials()[0]["beat"] == mine["beat"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert book.trials()[0]["beat"] > mine["beat"]  # beating while the block (e.g. the data scan) runs
+        with book._change() as trials:  # another process claims it (as if ours had gone quiet)
+            trials["sweep-r8"]["token"] = "theirs"
+        assert lost.wait(30)
+
+
+def test_a_taken_over_run_is_followed_from_its_latest_start(tmp_path):
+    from rankwise.trainer.sweep import _last_start
+
+    assert _last_start(tmp_path) == 0  # no log yet
+    first = '{"type": "start", "time": 1, "pid": 10}\n{"type": "end", "time": 2, "status": "interrupted"}\n'
+    (tmp_path / "events.jsonl").write_text(first + '{"type": "start", "time": 3, "pid": 11}\n{"type": "step", "time": 4, "step": 1}\n')
+    assert _last_start(tmp_path) == len(first.encode())
+
+
 # ------------------------------------------------------------------ real sweeps (slow)
 
 

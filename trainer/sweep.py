@@ -28,7 +28,8 @@ from pathlib import Path
 from rankwise.advisor import knee as kn
 from rankwise.advisor.errors import RankwiseError
 
-from .events import EVENTS_FILE, Tail, read_events
+from .events import EVENTS_FILE, Eval, Start, read_events
+from .follow import Follower
 from .sweep_plan import (MAX_CURVE, RECOMMENDED, RESULTS_CSV, RESULTS_JSON, SweepPlan, _downsample,
                          curve_from_events, default_steps, eval_every, fit_reason, parse_ranks, plan, read_results,
                          recommended_yaml, sweep_id, trial_config, write_results)
@@ -102,69 +103,69 @@ def _takeover(run_dir: str | None) -> tuple[Path | None, Path | None]:
     return None, None
 
 
-def _follow(p: SweepPlan, book: Ledger, trial: dict, run_dir: Path, skip: int = 0, on_progress=None,
+def _last_start(run_dir: Path) -> int:
+    """The byte offset of the run's latest `start` event (0: none yet): a run resumed before it was
+    taken over has an earlier `end` (interrupted) that is history."""
+    from .events import parse_line
+
+    pos = last = 0
+    try:
+        with open(run_dir / EVENTS_FILE, "rb") as fh:
+            for line in fh:
+                event = parse_line(line.decode("utf-8", errors="replace"))
+                if event is not None and event["type"] == "start":
+                    last = pos
+                pos += len(line)
+    except FileNotFoundError:
+        pass
+    return last
+
+
+def _follow(p: SweepPlan, book: Ledger, trial: dict, run_dir: Path, offset: int = 0, on_progress=None,
             stopping: threading.Event | None = None, proc: subprocess.Popen | None = None):
-    """Read the run's events until its end: prune, cap by time, heartbeat. (end, pruned, capped)."""
+    """Follow the run's events until its end: prune, cap by time, heartbeat. (end, pruned, capped).
+    `offset`: where this start's events begin (a resumed run's old end is history)."""
     from .runs import run_info
 
     phase, max_steps = trial["phase"], trial.get("max_steps")
-    tail = Tail(run_dir / EVENTS_FILE)
-    t0 = beat = time.monotonic()
-    pruned = capped = stop_sent = gone = False
-    end = None
+    follower = Follower(run_dir, from_offset=offset, proc=proc, poll=0.5)
+    beat = time.monotonic()
+    pruned = capped = stop_sent = False
     seen: set[int] = set()
     shown = 0.0
     trained_since = None
-    fresh = skip == 0  # a resumed run's old end event says "interrupted" until its new start arrives
-    while end is None:
+    for events in follower:
         if stopping is not None and stopping.is_set():
             raise KeyboardInterrupt  # Ctrl-C reached the main thread: this trial thread stops the same way
-        events = tail.poll()
-        dropped = min(skip, len(events))
-        skip -= dropped
-        if any(e["type"] == "start" for e in events[dropped:]):
-            fresh = True
-            trained_since = trained_since or time.monotonic()  # the time cap counts training, not loading
-        for e in events[dropped:]:
-            if e["type"] == "eval" and e.get("eval_loss") is not None and e.get("step") is not None \
-                    and e["step"] not in seen:
-                seen.add(e["step"])
+        for e in events:
+            if isinstance(e, Start):
+                trained_since = trained_since or time.monotonic()  # the time cap counts training, not loading
+            elif isinstance(e, Eval) and e.eval_loss is not None and e.step is not None and e.step not in seen:
+                seen.add(e.step)
                 if on_progress and time.monotonic() - shown >= PROGRESS_S:
                     on_progress()  # results.json shows the running trial's curve so far
                     shown = time.monotonic()
                 if p.prune and phase == "sweep" and not stop_sent:
                     done = [t for t in book.trials(phase) if t.get("status") == "complete"]
-                    if clearly_worse(float(e["eval_loss"]), int(e["step"]), max_steps, done):
+                    if clearly_worse(e.eval_loss, e.step, max_steps, done):
                         pruned = stop_sent = _stop(run_dir)
-            elif e["type"] == "end":
-                end = e
-        if end is None:
-            now = time.monotonic()
-            if now - beat >= HEARTBEAT_S:
-                if not book.update(trial):
-                    raise _Lost
-                beat = now
-            if p.minutes and phase == "sweep" and not stop_sent and trained_since and now - trained_since > p.minutes * 60:
-                capped = stop_sent = _stop(run_dir)
-            if proc is not None:
-                proc.poll()  # our worker: reap it once it exits
-            info = run_info(run_dir) if fresh else None
-            if not fresh and now - t0 > 300:
-                end = {"status": "failed", "note": "the resumed run never started; see its train.log"}
-                break
-            if info is not None and info.status != "running":
-                if gone:  # no end event on a second look: it died (killed, OOM killer, reboot)
-                    end = {"status": "failed", "note": info.note or info.error}
-                    break
-                gone = True  # its end event may have landed after our poll: read once more
-                continue
-            time.sleep(0.5)
+        now = time.monotonic()
+        if follower.end is None and now - beat >= HEARTBEAT_S:
+            if not book.update(trial):
+                raise _Lost
+            beat = now
+        if p.minutes and phase == "sweep" and not stop_sent and trained_since and now - trained_since > p.minutes * 60:
+            capped = stop_sent = _stop(run_dir)
     if proc is not None:
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
-    return end, pruned, capped
+    if follower.end is not None:
+        return follower.end.to_dict(), pruned, capped
+    info = run_info(run_dir)  # no end event: it died (killed, OOM killer, reboot) or never started
+    return {"status": "failed", "note": info.note or info.error or "the run never started; see its train.log"}, \
+        pruned, capped
 
 
 def run_trial(p: SweepPlan, book: Ledger, trial: dict, env: dict, say, on_progress=None,
@@ -176,17 +177,16 @@ def run_trial(p: SweepPlan, book: Ledger, trial: dict, env: dict, say, on_progre
     run_dir = proc = None
     try:
         run_dir, resume = _takeover(earlier)
-        skip = 0
+        offset = _last_start(run_dir) if run_dir is not None else 0  # a run taken over: from its latest start
         if run_dir is None:
-            if resume is not None:  # its old events (up to the interrupted end) are history
-                skip = len(read_events(resume / EVENTS_FILE))
             try:
-                started = launch(p, rank, phase, env, resume)
+                with book.beating(trial):  # checking the run may scan a large dataset: the claim stays ours
+                    started = launch(p, rank, phase, env, resume)
             except RankwiseError as e:
                 book.update(trial, status="failed", note=e.message)
                 say(rank, "failed", None, e.message)
                 return "failed"
-            run_dir, proc = started.run_dir, started.proc
+            run_dir, proc, offset = started.run_dir, started.proc, started.offset  # a resumed run's old events are history
         book.update(trial, run_dir=str(run_dir), run_id=run_dir.name, max_steps=trial["max_steps"])
         if not earlier:
             how = None
@@ -199,7 +199,7 @@ def run_trial(p: SweepPlan, book: Ledger, trial: dict, env: dict, say, on_progre
         say(rank, "running", run_dir.name, how)
         if on_progress:
             on_progress()
-        end, pruned, capped = _follow(p, book, trial, run_dir, skip, on_progress, stopping, proc)
+        end, pruned, capped = _follow(p, book, trial, run_dir, offset, on_progress, stopping, proc)
     except KeyboardInterrupt:  # Ctrl-C: stop the trial's run, queue the trial again, leave
         if run_dir is not None:
             _stop(run_dir)

@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -116,6 +117,26 @@ class Ledger:
                 return False
             t.update(fields, beat=time.time())
             return True
+
+    @contextmanager
+    def beating(self, trial: dict):
+        """A heartbeat for this claimed trial every HEARTBEAT_S while the block runs (starting the
+        run, which may scan a large dataset, included); yields an Event set when the trial is lost."""
+        lost, done = threading.Event(), threading.Event()
+
+        def beat() -> None:
+            while not done.wait(HEARTBEAT_S):
+                if not self.update(trial):
+                    lost.set()
+                    return
+
+        thread = threading.Thread(target=beat, daemon=True, name=f"beat-{key(trial['phase'], trial['rank'])}")
+        thread.start()
+        try:
+            yield lost
+        finally:
+            done.set()
+            thread.join()
 
     def requeue(self, trial: dict, **fields) -> None:
         """Give a claimed trial back to the queue (Ctrl-C), keeping its run directory."""
