@@ -7,10 +7,10 @@ findings never change an exit code.
 
 "Written" means the user (or the tool that built the config) set the key: pydantic's
 `model_fields_set` of its section, not a comparison with the schema's default, so
-`epochs: 1` beside `max_steps: 200` is said although 1 is the default. Only `quant.*` also
-asks for a value other than the default, as the issue states it: writing out the QLoRA
-defaults in a LoRA preset is harmless, and tools that rebuild a config from a full dump
-(`with_values`, the recommender) mark every field as written.
+`epochs: 1` beside `max_steps: 200` is said although 1 is the default (`with_values` and the
+recommender keep unset fields unset, so their configs say only what they chose). `quant.*`
+and `distributed.strategy` also ask for a value other than the default: the QLoRA defaults or
+`strategy: auto` written out in a one-GPU LoRA preset describe what would be used, not a wish.
 """
 from __future__ import annotations
 
