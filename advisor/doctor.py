@@ -51,7 +51,7 @@ ZERO_LOSS = 1e-3  # nats/token: an untrained adapter predicts real text at the b
 # low from the first logged step only happens when the loss averages over no token at all (every label -100)
 MASKED_SHARE = 0.01  # under 1% of the training tokens carry a label: almost nothing is learned per step
 # loss-flat / underfitting
-FLAT_MIN_STEPS = 12  # logged losses (at >= half the peak lr, i.e. past warmup) before "flat" is judged
+FLAT_MIN_STEPS = 12  # logged losses past warmup (from the first at >= half the peak lr) before "flat" is judged
 FLAT_SIGMAS = 3.0  # a fall under 3 standard errors of the two window medians' difference is noise
 FLAT_REL = 0.02  # ... or under 2% of the starting loss: real but too small to be learning
 UNDERFIT_SHARE = 0.5  # still falling at >= half the run's average rate over its last third: not converged
@@ -302,7 +302,8 @@ def loss_flat(run: Run) -> Diagnosis | None:
     if run.cfg is None and len(lrs) >= 2 and lrs[-1] > lrs[-2]:
         return None  # still warming up (with the config, its peak lr says how far)
     peak = run.lr()
-    trained = [p for p in run.points if p.lr and peak and p.lr >= 0.5 * peak and math.isfinite(p.loss)]
+    warm = next((i for i, p in enumerate(run.points) if p.lr and peak and p.lr >= 0.5 * peak), len(run.points))
+    trained = [p for p in run.points[warm:] if math.isfinite(p.loss)]  # past warmup (the decay still trains)
     losses = run.losses
     if len(trained) < FLAT_MIN_STEPS or len(losses) < FLAT_MIN_STEPS:
         return None

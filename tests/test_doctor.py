@@ -290,20 +290,24 @@ def test_cli_json_and_exit_codes(tmp_path, rankwise_cmd):
 
 
 def _diagnosed_run(tmp_path, *args, preset="demo-cpu", quick=False):
-    from train_helpers import events, only_run, tail_log, train
+    """Train, then ask `rankwise doctor RUN --json` as a user would: {code: diagnosis dict}."""
+    from train_helpers import CLI, env, only_run, tail_log, train
 
     runs = tmp_path / "runs"
     out = train(runs, *args, preset=preset, quick=quick)
     assert out.returncode == 0, out.stderr[-3000:]
     run = only_run(runs)
-    return codes(events(run)), run, tail_log(run)
+    out = subprocess.run(CLI + ["doctor", run.name, "--runs-dir", str(runs), "--json"], capture_output=True,
+                         text=True, timeout=120, env=env())
+    assert out.returncode in (0, 3), out.stderr
+    return {d["code"]: d for d in json.loads(out.stdout)["diagnoses"]}, run, tail_log(run)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["demo-cpu", "demo-cpu-qlora"])
 def test_demo_preset_at_its_settings_is_healthy(tmp_path, preset):
     found, run, log = _diagnosed_run(tmp_path, preset=preset)
-    loud = {c: d.message for c, d in found.items() if d.severity != "info"}
+    loud = {c: d["message"] for c, d in found.items() if d["severity"] != "info"}
     assert loud == {}, log
 
 
@@ -320,7 +324,7 @@ def test_very_high_lr_spikes_and_explodes(tmp_path):
 def test_lr_near_zero_is_flat(tmp_path):
     found, _, log = _diagnosed_run(tmp_path, "--set", "train.lr=1e-8", "--set", "train.max_steps=16", *SHORT)
     assert "loss-flat" in found, (sorted(found), log)
-    assert found["loss-flat"].patch["train.lr"] == 2e-4
+    assert found["loss-flat"]["patch"]["train.lr"] == 2e-4  # from the run's config.yaml
 
 
 @pytest.mark.slow

@@ -286,18 +286,28 @@ class _Encoder:
         self.eos_id = tokenizer.eos_token_id
         self.batch_encode = _batch_encoder(tokenizer) if getattr(tokenizer, "is_fast", False) else None
 
-    def __call__(self, chunk: list[_Rendered]) -> list[dict]:
+    def full(self, chunk: list[_Rendered]) -> list[tuple[list[int], list[int], list[tuple[int, int]] | None]]:
+        """(ids, labels, character offsets) per rendered row, BOS/EOS added as training adds them,
+        before truncation (offsets None from a slow tokenizer). `rankwise check --data` reads this too."""
         if self.batch_encode:
-            pairs = [(ids, _labels_from_offsets(ids, offs, r.spans))
-                     for (ids, offs), r in zip(self.batch_encode([r.text for r in chunk]), chunk)]
+            triples = [(ids, _labels_from_offsets(ids, offs, r.spans), list(offs))
+                       for (ids, offs), r in zip(self.batch_encode([r.text for r in chunk]), chunk)]
         else:
-            pairs = [_encode_pieces(self.tokenizer, r) for r in chunk]
-        bos, max_len, out = self.bos, self.max_len, []
-        for r, (ids, labels) in zip(chunk, pairs):
+            triples = [(*_encode_pieces(self.tokenizer, r), None) for r in chunk]
+        bos, out = self.bos, []
+        for r, (ids, labels, offs) in zip(chunk, triples):
             if bos and (not ids or ids[0] != bos[0]):
                 ids, labels = bos + ids, [IGNORE] + labels
+                offs = [(0, 0)] + offs if offs is not None else None
             if r.add_eos and self.eos_id is not None:
                 ids, labels = ids + [self.eos_id], labels + [self.eos_id]
+                offs = offs + [(len(r.text), len(r.text))] if offs is not None else None
+            out.append((ids, labels, offs))
+        return out
+
+    def __call__(self, chunk: list[_Rendered]) -> list[dict]:
+        max_len, out = self.max_len, []
+        for r, (ids, labels, _) in zip(chunk, self.full(chunk)):
             if len(ids) > max_len:
                 first = next((k for k, lab in enumerate(labels) if lab != IGNORE), len(labels))
                 if first >= max_len:
@@ -313,24 +323,30 @@ class _Encoder:
         return out
 
 
+def _rendered(rows: _Rows, tokenizer) -> Iterator[_Rendered]:
+    """The good rows of a file rendered to text with their trained-on spans (bad ones counted)."""
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    for where, row in rows:
+        if rows.fmt == "chat" and not has_template:
+            raise RankwiseError(f"{rows.path}: chat data (`messages`) needs a tokenizer with a chat template, "
+                                "and this one has none", "use the model's instruct/chat variant, or convert the rows "
+                                                         "to prompt/completion or text and set data.format")
+        try:
+            yield _render(tokenizer, rows.fmt, where, row, has_template)
+        except RankwiseError:
+            raise
+        except Exception as e:  # the template's own checks (role order, system not allowed, ...)
+            rows.counter.bad(where, f"the chat template rejected this conversation ({e})")
+
+
 def _examples(path: Path, cfg: RunConfig, tokenizer, counter: _Counter, max_rows: int | None) -> tuple[str, list[dict]]:
     """Read, render and tokenize a file a batch at a time (only one batch of text in memory)."""
     rows = _Rows(path, cfg.data.format, counter, max_rows)
     encode = _Encoder(tokenizer, cfg.train.max_seq_len, counter)
-    has_template = bool(getattr(tokenizer, "chat_template", None))
     out: list[dict] = []
     chunk: list[_Rendered] = []
-    for where, row in rows:
-        if rows.fmt == "chat" and not has_template:
-            raise RankwiseError(f"{path}: chat data (`messages`) needs a tokenizer with a chat template, "
-                                "and this one has none", "use the model's instruct/chat variant, or convert the rows "
-                                                         "to prompt/completion or text and set data.format")
-        try:
-            chunk.append(_render(tokenizer, rows.fmt, where, row, has_template))
-        except RankwiseError:
-            raise
-        except Exception as e:  # the template's own checks (role order, system not allowed, ...)
-            counter.bad(where, f"the chat template rejected this conversation ({e})")
+    for rendered in _rendered(rows, tokenizer):
+        chunk.append(rendered)
         if len(chunk) >= BATCH:
             out += encode(chunk)
             chunk = []

@@ -1,4 +1,5 @@
 """`rankwise check FILE`: red flags in a rankwise preset, an axolotl or a LLaMA-Factory config.
+`rankwise check --data FILE`: the dataset as training sees it (tui/commands/datacheck.py).
 
 Exit 0 when no error-level finding, 3 when one exists, 2 for bad input (unreadable file,
 malformed YAML, invalid values: each named with file:line).
@@ -19,16 +20,25 @@ def register(sub) -> None:
                        description="Check a config for risky combinations (rank/alpha/dropout/lr, memory fit, "
                                    "model shape, batch size). Reads rankwise presets, axolotl and LLaMA-Factory "
                                    "YAML. Exit 0: no errors; 3: error-level red flags; 2: bad input.")
-    p.add_argument("file", metavar="FILE", help="a YAML config (rankwise preset, axolotl or LLaMA-Factory) or a shipped preset name")
+    p.add_argument("file", metavar="FILE", nargs="?",
+                   help="a YAML config (rankwise preset, axolotl or LLaMA-Factory) or a shipped preset name "
+                        "(with --data: optional, gives the model, format and max_seq_len)")
     p.add_argument("--model", help="check against this model instead of the config's (catalog name or local folder)")
     p.add_argument("--method", choices=METHOD_NAMES, help="check as this method (default: the config's; auto "
                                                                  "resolves like `advise`)")
+    from .datacheck import add_data_flags  # the --data branch lives beside, in datacheck.py
+
+    add_data_flags(p)
     add_json(p)
     add_planning(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.data or not args.file:
+        from .datacheck import run_data
+
+        return run_data(args)
     from rankwise.advisor.errors import RankwiseError
     from rankwise.advisor.foreign import load_any
     from rankwise.advisor.model import load_model

@@ -57,7 +57,7 @@ def _render(info, found) -> None:
 
     from rankwise.tui.style import SEVERITY_MARK, severity_style, status_style
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # file:line stays on one line (grep, editors)
     step = f"step {info.step if info.step is not None else '-'}/{info.max_steps or '?'}"
     console.print(f"[bold]{escape(info.id)}[/bold] [{status_style(info.status)}]{info.status}[/] {step}")
     if not found:

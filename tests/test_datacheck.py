@@ -1,0 +1,139 @@
+"""`rankwise check --data`: a dataset as training sees it, through the trainer's own data path."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "presets" / "assets" / "tiny-llama"
+CHAT = ROOT / "presets" / "assets" / "demo-chat.jsonl"
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "rankwise.tui.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=120, env=None)
+
+
+def write_rows(path: Path, rows: list[dict | str]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_masks_exactly_as_training_does():
+    """The trained-token count is the trainer's own (build_datasets on the same file and tokenizer)."""
+    from transformers import AutoTokenizer
+
+    from rankwise.advisor.config import RunConfig
+    from rankwise.trainer.data import build_datasets
+    from rankwise.trainer.datacheck import check_data
+
+    tok = AutoTokenizer.from_pretrained(TINY)
+    cfg = RunConfig.model_validate({"data": {"path": str(CHAT)}, "train": {"max_seq_len": 40}})
+    _, _, report = build_datasets(cfg, tok)
+    c = check_data(CHAT, str(TINY), max_seq_len=40)
+    assert c.tokenizer == "model" and c.format == "chat" and c.rows == 64
+    assert (c.trained_tokens, c.tokens, c.truncated_rows) == (report.supervised_tokens, report.train_tokens,
+                                                               report.truncated_rows)
+    assert 0 < c.truncated_into_response <= c.truncated_rows
+    assert c.token_p50 <= c.token_p95 <= c.token_max
+
+
+def test_all_responses_cut_away_is_an_error_naming_the_rows(tmp_path):
+    """Prompts longer than max_seq_len: no response token survives, the check says which rows."""
+    data = write_rows(tmp_path / "long-prompts.jsonl",
+                      [{"prompt": "Tell me about the weather in some detail please. " * 3 + f"#{i}",
+                        "completion": " Sunny."} for i in range(5)])
+    out = cli("check", "--data", data, "--model", TINY, "--max-seq-len", "32", "--json")
+    assert out.returncode == 3, out.stderr
+    c = json.loads(out.stdout)
+    assert c["trained_tokens"] == 0 and c["no_trained_rows"] == 5
+    assert c["no_trained"] == [f"{data}:{n}" for n in range(1, 6)]
+    assert [f["code"] for f in c["findings"] if f["severity"] == "error"] == ["no-trained-tokens"]
+    out = cli("check", "--data", data, "--model", TINY, "--max-seq-len", "32")
+    assert out.returncode == 3 and f"{data}:1" in out.stdout and "no-trained-tokens" in out.stdout
+
+
+def test_some_rows_without_trained_tokens_and_truncated_responses(tmp_path):
+    long = {"prompt": "x" * 60, "completion": " y"}
+    short = {"prompt": "Q: 2+2?", "completion": " A: 4, as anyone who can count knows very well."}
+    data = write_rows(tmp_path / "mixed.jsonl", [short, long, {"prompt": "Q: 3+3?", "completion": " 6" * 20}])
+    out = cli("check", "--data", data, "--model", TINY, "--max-seq-len", "40", "--json")
+    assert out.returncode == 0, out.stderr
+    c = json.loads(out.stdout)
+    found = {f["code"]: f for f in c["findings"]}
+    assert c["no_trained"] == [f"{data}:2"]
+    assert found["rows-without-trained-tokens"]["severity"] == "warning"
+    assert c["truncated_into_response"] == 3  # rows 1 and 3 keep part of their answer, row 2 none
+    assert found["truncated-responses"]["severity"] == "warning"
+    assert found["truncated-responses"]["patch"] == {"train.max_seq_len": 64}
+
+
+def test_bad_empty_and_duplicate_rows_are_named(tmp_path):
+    row = {"instruction": "Say hi.", "output": "Hi."}
+    data = write_rows(tmp_path / "rows.jsonl", [row, row, {"instruction": "Say bye.", "output": ""}, "{not json",
+                                                {"instruction": "Count.", "output": "1 2 3"}])
+    out = cli("check", "--data", data, "--model", TINY, "--json")
+    assert out.returncode == 0, out.stderr
+    c = json.loads(out.stdout)
+    assert (c["rows"], c["usable_rows"], c["bad_rows"], c["empty_rows"], c["duplicate_rows"]) == (5, 3, 2, 1, 1)
+    assert c["duplicates"] == [f"{data}:2 (same as {data}:1)"]
+    assert any(b.startswith(f"{data}:3: empty 'output'") for b in c["bad"])
+    assert any(b.startswith(f"{data}:4: not valid JSON") for b in c["bad"])
+    found = {f["code"]: f for f in c["findings"]}
+    assert found["duplicate-rows"]["severity"] == "warning"  # 1 of 3 usable rows
+    assert found["bad-rows"]["patch"] == {"data.skip_bad_rows": True}
+
+
+def test_preview_marks_trained_tokens_with_brackets_off_a_terminal():
+    out = cli("check", "--data", CHAT, "--model", TINY)
+    assert out.returncode == 0, out.stderr
+    assert "[[The capital of Canada is Ottawa.</s>]]" in out.stdout
+    assert "What is the capital of Canada?" in out.stdout.split("[[")[0] + out.stdout  # the prompt, unmarked
+    assert "\x1b[" not in out.stdout
+
+
+def test_preview_in_json():
+    out = cli("check", "--data", CHAT, "--model", TINY, "--json")
+    first = json.loads(out.stdout)["preview"][0]
+    assert first["where"] == f"{CHAT}:1"
+    assert first["marked"].endswith("[[The capital of Canada is Ottawa.</s>]]\n")
+    assert [s["text"] for s in first["segments"] if s["trained"]] == ["The capital of Canada is Ottawa.</s>"]
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", None])
+def test_byte_stand_in_is_said(model):
+    out = cli("check", "--data", CHAT, *(["--model", model] if model else []), "--json")
+    assert out.returncode == 0, out.stderr
+    c = json.loads(out.stdout)
+    assert c["tokenizer"] == "byte stand-in" and "byte-level stand-in" in c["tokenizer_note"]
+    assert "byte-tokenizer" in {f["code"] for f in c["findings"]}
+
+
+def test_a_preset_gives_model_format_and_max_seq_len():
+    out = cli("check", "demo-cpu", "--data", CHAT, "--json")
+    assert out.returncode == 0, out.stderr
+    c = json.loads(out.stdout)
+    assert c["tokenizer"] == "model" and c["max_seq_len"] == 128 and Path(c["model"]).name == "tiny-llama"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data", "missing.jsonl", "--model", str(TINY)], "data file not found"),
+    (["--data", str(CHAT), "--model", "no-such-model-xyz"], "unknown model"),
+    (["--data", str(CHAT), "--max-seq-len", "2"], "--max-seq-len 2 is too small"),
+    ([], "check needs a config FILE, or --data"),
+])
+def test_bad_input_exits_2(args, message):
+    out = cli("check", *args)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_check_without_data_imports_no_torch():
+    code = ("import sys, io, contextlib\nfrom rankwise.tui import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()): rc = cli.main(['check', 'demo-cpu', '--json'])\n"
+            "print(rc, ','.join(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0"]
