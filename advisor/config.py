@@ -8,6 +8,7 @@ problem located at its file and line, and `--set` overrides are in `loader.py`.
 """
 from __future__ import annotations
 
+import copy
 from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
@@ -246,10 +247,29 @@ def field_help(key: str | tuple) -> str | None:
     return info.description if info else None
 
 
+def written(model: BaseModel) -> dict[str, Any]:
+    """The fields a config was given (loaded or assigned), as plain data; defaults left out.
+
+    Unlike pydantic's `exclude_unset`, a section whose own fields were assigned in place
+    (`cfg.lora.r = 8`) counts as given even though `cfg.lora` itself was never assigned."""
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            inner = written(value)
+            if inner or name in model.model_fields_set:
+                out[name] = inner
+        elif name in model.model_fields_set:
+            out[name] = copy.deepcopy(value)
+    return out
+
+
 def with_values(cfg: RunConfig, patch: dict[str, Any]) -> RunConfig:
     """A new RunConfig with dotted keys set (`{"lora.r": 32}`): how a red flag's fix, a TUI form
-    edit or a recommender trial changes a config. Raises pydantic's ValidationError on a bad value."""
-    data = cfg.model_dump()
+    edit or a recommender trial changes a config. Raises pydantic's ValidationError on a bad value.
+    Fields the config left unset stay unset (advisor.fit and the ignored-settings pass ask which
+    fields the user wrote)."""
+    data = written(cfg)
     for key, value in patch.items():
         set_key(data, key, value)
     return RunConfig.model_validate(data)
