@@ -76,20 +76,22 @@ def sweep_id(name: str, cfg, steps: int | None, minutes: float | None) -> str:
 
 def fit_reason(cfg, rank: int, hw) -> str | None:
     """Why this rank would not fit the GPU (None: it fits, or there is no GPU to judge)."""
-    from rankwise.advisor import redflags
+    from rankwise.advisor.fit import assess
     from rankwise.advisor.model import load_model
 
     if hw is None or hw.gpu_bytes is None:
         return None
     c = cfg.model_copy(deep=True)
     c.lora.r = rank
+    if "gpus" not in c.distributed.model_fields_set:
+        c.distributed.gpus = 1  # a trial runs as one plain process on its slot's GPU
     try:
-        ctx = redflags.context(c, load_model(c.model.name), hw)
+        judged = assess(load_model(c.model.name), c, hw)
     except RankwiseError:
         return None
-    if ctx.fit == "wont-fit" and ctx.estimate is not None:
-        return (f"estimated peak {ctx.estimate.peak_gib:.1f} GiB > {hw.gpu_bytes / 2**30:.1f} GiB GPU "
-                f"({ctx.method}); skipped instead of running into an OOM")
+    if judged.verdict == "wont-fit":
+        return (f"estimated peak {judged.peak_gib:.1f} GiB > {hw.gpu_bytes / 2**30:.1f} GiB GPU "
+                f"({judged.method}); skipped instead of running into an OOM")
     return None
 
 
