@@ -432,7 +432,7 @@ async def test_stop_a_live_run_after_confirming(tmp_path):
         await pilot.press("y")
         await watch_run(pilot, limit_s=120)
         assert run.view.status == "interrupted" and 4 <= run.view.step < 5000
-        assert run.view.last_checkpoint is not None
+        assert run.view.checkpoint is not None
 
 
 async def test_models_in_the_local_hf_cache_are_offered(tmp_path, monkeypatch):
