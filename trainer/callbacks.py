@@ -24,6 +24,8 @@ DELAY_ENV = "RANKWISE_TEST_STEP_DELAY"
 EVAL_DELAY_ENV = "RANKWISE_TEST_EVAL_DELAY"
 SAVE_DELAY_ENV = "RANKWISE_TEST_SAVE_DELAY"
 LAYERS_ENV = "RANKWISE_TEST_LAYERS_TO"
+HOLD_ENV = "RANKWISE_TEST_HOLD_IN"
+HOLD_MAX_S = 300  # a held worker whose test died goes on by itself
 
 
 class TokenCounter:
@@ -146,10 +148,15 @@ class Checkpoints(TrainerCallback):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if path.is_dir():
             _test_delay(SAVE_DELAY_ENV)  # test seam: widen the saved-but-unmarked window
+            if os.environ.get(HOLD_ENV) == "saving":
+                _hold(f"saving checkpoint-{state.global_step} (saved, not marked)")
             rundir.mark_complete(path)
             self.sink.emit("checkpoint", step=state.global_step, path=str(path))
             if self.keep:
+                best = Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None
                 for _, old in rundir.complete_checkpoints(path.parent.parent)[:-self.keep]:
+                    if old.name == best:
+                        continue  # the best by eval loss stays, as HF's rotation keeps it (train.stop_on)
                     (old / rundir.MARKER).unlink(missing_ok=True)  # unmarked first: never half-deleted but marked
                     shutil.rmtree(old, ignore_errors=True)
 
@@ -178,6 +185,11 @@ class TestSeams(TrainerCallback):
     process); RANKWISE_TEST_EVAL_DELAY=0.5 sleeps per evaluation batch and
     RANKWISE_TEST_SAVE_DELAY=0.5 between HF's checkpoint save and its completion marker, so a
     test can signal or kill a run during evaluation or saving.
+    RANKWISE_TEST_HOLD_IN=training:5 | evaluation | saving holds the run once in that phase
+    (after step 5's event; at the first evaluation batch; between HF's first checkpoint save and
+    its marker) until a SIGINT/SIGTERM arrives, having said "test seam: holding in ..." in
+    train.log: a test waits for that line and signals a run that is certainly in the phase,
+    whatever the machine's load.
     RANKWISE_TEST_LAYERS_TO=FILE writes, as training begins, what each adapted layer's base
     really is (class, weight type, 4-bit quant type, dtype) as JSON, so a test can see the
     trained model's base is 4-bit rather than infer it from a log line."""
@@ -199,7 +211,13 @@ class TestSeams(TrainerCallback):
                       for name, m in model.named_modules() if hasattr(m, "base_layer")}  # peft's LoRA wrappers
             Path(path).write_text(json.dumps(layers), encoding="utf-8")
 
+    def on_log(self, args, state, control, logs=None, **kw):
+        if "loss" in (logs or {}) and os.environ.get(HOLD_ENV) == f"training:{state.global_step}":
+            _hold(f"training after step {state.global_step}")  # after Events wrote the step event
+
     def on_prediction_step(self, args, state, control, **kw):
+        if os.environ.get(HOLD_ENV) == "evaluation":
+            _hold(f"evaluation at step {state.global_step}")
         if state.global_step in self.pending_eval:
             import torch
 
@@ -256,6 +274,39 @@ def check_space(folder: Path, step: int, model=None) -> None:
                                     f"{probe} has {free / mib:.1f} MiB free; free some space (or lower "
                                     f"train.save_total_limit), then `rankwise train --resume "
                                     f"{folder.parent.name}` continues from {last}")
+
+
+_held: set[str] = set()
+
+
+def _hold(where: str) -> None:
+    """Test seam (RANKWISE_TEST_HOLD_IN): once per process and phase, wait here for SIGINT or
+    SIGTERM. The worker's own handler still runs on it (it asks for the stop being tested)."""
+    import logging
+    import signal
+
+    phase = where.split()[0]
+    if phase in _held:
+        return
+    _held.add(phase)
+    got: list[int] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, frame):
+        got.append(signum)
+        if callable(previous[signum]):
+            previous[signum](signum, frame)
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        logging.getLogger("rankwise.worker").warning("test seam: holding in %s until a signal", where)
+        end = time.monotonic() + HOLD_MAX_S
+        while not got and time.monotonic() < end:
+            time.sleep(0.01)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _test_delay(env: str) -> None:

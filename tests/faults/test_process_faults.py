@@ -339,10 +339,16 @@ def _ctrl_c(tmp_path, phase: str, args: list[str], extra_env: dict, when) -> dic
     send SIGINT to the group (what a terminal does on Ctrl-C), and report what happened."""
     runs = tmp_path / phase
     proc = popen(runs, *args, extra_env=extra_env, start_new_session=True)
+
+    def running(found):  # what we wait for, or the reason it will never come
+        if not found and proc.poll() is not None:
+            raise AssertionError(f"{phase}: rankwise train exited {proc.returncode} first: {proc.stderr.read()}")
+        return found
+
     try:
-        run_dir = poll(lambda: next(iter(runs.iterdir()), None) if runs.is_dir() else None, timeout=120,
+        run_dir = poll(lambda: running(next(iter(runs.iterdir()), None) if runs.is_dir() else None), timeout=120,
                        what="the run dir")
-        seen = poll(lambda: when(run_dir), timeout=120, every=0.005, what=f"phase {phase}")
+        seen = poll(lambda: running(when(run_dir)), timeout=120, every=0.005, what=f"phase {phase}")
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -358,18 +364,13 @@ def _ctrl_c(tmp_path, phase: str, args: list[str], extra_env: dict, when) -> dic
         o["resume_exit"] = res.returncode
         o["resume_final_step"] = of_type(events(run_dir), "end")[-1]["step"]
     o["_run_dir"] = run_dir
+    o["_tails"] = {"train.log": log[-3000:], "stderr": err[-1500:]}  # said only when the phase fails
     return o
 
 
-def _in_eval(run_dir):
-    evs = events(run_dir) if (run_dir / "events.jsonl").exists() else []
-    # step 4's log event is out and its eval event is not: the Trainer is evaluating (0.8 s per batch)
-    return any(e["type"] == "step" and e["step"] == 4 for e in evs) and not of_type(evs, "eval")
-
-
-def _saving(run_dir):
-    ck = run_dir / "checkpoints" / "checkpoint-4"
-    return ck.exists() and not (ck / rundir.MARKER).exists()
+def _held_in(phase: str):
+    """The run says (train.log) that the RANKWISE_TEST_HOLD_IN seam holds it in `phase` until a signal."""
+    return lambda run_dir: log_has(run_dir, f"test seam: holding in {phase}")
 
 
 def _preparing_data(run_dir):
@@ -377,16 +378,18 @@ def _preparing_data(run_dir):
 
 
 def test_ctrl_c_in_each_phase(tmp_path):
+    """Ctrl-C in each phase, each signal sent when the run's own log says it is in that phase (never
+    after a delay): training, evaluation and saving hold there until the signal (RANKWISE_TEST_HOLD_IN);
+    loading and data preparation are seconds long and end with a log line of their own."""
     big = big_chat_data(tmp_path / "big.jsonl", 40000)
     args = steps_args(max_steps=8, save_steps=4)
+    hold = "RANKWISE_TEST_HOLD_IN"
     phases = {
-        "loading": (args, {}, lambda d: log_has(d, "loading libraries") and (time.sleep(0.5) or True)),
+        "loading": (args, {}, lambda d: log_has(d, "loading libraries")),
         "data_preparation": (args + ["--set", f"data.path={big}"], {}, _preparing_data),
-        "training": (args, {"RANKWISE_TEST_STEP_DELAY": "0.3"},
-                     lambda d: (d / "events.jsonl").exists() and any(
-                         e["type"] == "step" and e["step"] >= 5 for e in events(d))),
-        "evaluation": (args, {"RANKWISE_TEST_EVAL_DELAY": "0.8"}, _in_eval),
-        "saving": (args, {"RANKWISE_TEST_SAVE_DELAY": "1.0"}, _saving),
+        "training": (args, {hold: "training:5"}, _held_in("training")),
+        "evaluation": (args, {hold: "evaluation"}, _held_in("evaluation")),
+        "saving": (args, {hold: "saving"}, _held_in("saving")),
     }
     results = {}
     for phase, (a, e, when) in phases.items():
@@ -395,12 +398,15 @@ def test_ctrl_c_in_each_phase(tmp_path):
     # libraries (before the advisor check); data preparation = after it, before the data report
     results["loading"]["phase_hit"] = not log_has(results["loading"]["_run_dir"], "estimated peak")
     results["data_preparation"]["phase_hit"] = not log_has(results["data_preparation"]["_run_dir"], "data: {")
+    tails = {phase: o.pop("_tails") for phase, o in results.items()}
     for o in results.values():
         o.pop("_run_dir")
     record("ctrl_c", results)
     for phase, o in results.items():
         assert (o["exit"], o["status"], o["no_traceback"], o["phase_hit"]) == (130, "interrupted", True, True), (
-            phase, o)
+            phase, o, tails[phase])
         if phase in ("training", "evaluation", "saving"):
-            assert o["checkpoint"] is not None and o.get("resume_exit") == 0 and o["resume_final_step"] == 8, (
-                phase, o)
+            # the stop finishes the step it lands in and saves there: held after step 5 -> 6; in step 4's
+            # evaluation or save -> step 5
+            assert (o["checkpoint"], o.get("resume_exit"), o.get("resume_final_step")) == (
+                {"training": 6, "evaluation": 5, "saving": 5}[phase], 0, 8), (phase, o)
