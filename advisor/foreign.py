@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from . import config
 from .config import RunConfig, set_key
 from .errors import ConfigError, Problem, RankwiseError
 from .loader import anchor_paths, parse_yaml, read_text, validate
@@ -47,7 +48,7 @@ def _targets(value, out, notes):
 
 def _scheduler(value, out, notes):
     mapped = SCHEDULERS.get(str(value), value)
-    if mapped != value and str(value) not in ("cosine", "linear", "constant"):
+    if mapped != value and str(value) not in config.SCHEDULERS:
         notes.append(f"scheduler {value!r} checked as {mapped!r}")
     out["train.scheduler"] = mapped
 

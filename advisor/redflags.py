@@ -56,12 +56,15 @@ class Context:
 
 
 def _targets_all(ctx: Context) -> bool:
-    """aggressive / all-linear, or a list that adapts MLP as well as attention."""
+    """aggressive / all-linear, or a list that adapts MLP as well as attention (the model's own
+    linears say which is which; without a model, a list of five or more names counts)."""
     t = ctx.targets
     if isinstance(t, str):
         return t in ("aggressive", "all-linear")
-    mlp_names = {"gate_proj", "up_proj", "down_proj", "gate_up_proj", "fc1", "fc2", "w1", "w2", "w3"}
-    return any(n in mlp_names for n in t) and len(t) >= 5
+    if ctx.spec is None or ctx.target_error:
+        return len(t) >= 5
+    kinds = {l.family for l in ctx.spec.resolve_targets(list(t))}
+    return {"attn", "mlp"} <= kinds
 
 
 # ------------------------------------------------------------------------------ rules

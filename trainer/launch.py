@@ -36,12 +36,13 @@ from pathlib import Path
 import yaml
 
 from rankwise.advisor import fit
+from rankwise.advisor import config
 from rankwise.advisor.config import with_values
 from rankwise.advisor.errors import RankwiseError
 
 CONFIG_FILE = "accelerate.yaml"
 DEFAULT_PORT = 29500  # torchrun's default rendezvous port
-STRATEGIES = ("ddp", "fsdp", "deepspeed", "cpu")
+STRATEGIES = (*config.STRATEGIES, "cpu")  # the schema's strategies, and CPU processes (gloo)
 WORKER = "rankwise.trainer.worker"
 
 
@@ -70,7 +71,7 @@ class Launch:
 def check(launch: Launch) -> None:
     """Impossible launches, as user errors naming the flag."""
     if launch.strategy not in STRATEGIES:
-        raise RankwiseError(f"unknown strategy {launch.strategy!r}", f"use one of {', '.join(STRATEGIES[:3])}")
+        raise RankwiseError(f"unknown strategy {launch.strategy!r}", f"use one of {', '.join(config.STRATEGIES)}")
     if launch.processes < 1:
         raise RankwiseError(f"--gpus/--processes: {launch.processes} is not a process count", "give 1 or more")
     if launch.nodes < 1:
