@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .doctor import CODES as DOCTOR_CODES  # `train.stop_on` takes the run doctor's codes
 from .methods import DEFAULT as DEFAULT_METHOD, METHODS, MethodChoice
 from .spec import TARGET_SETS, TargetSet  # ModelSpec.target_set resolves the named sets
 
@@ -31,6 +32,7 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 StrategyChoice = Literal[("auto",) + STRATEGIES]  # type: ignore[valid-type]  # auto: DDP if it fits, else FSDP
 STRATEGY_CHOICES: tuple[str, ...] = get_args(StrategyChoice)
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
+DoctorCode = Literal[tuple(DOCTOR_CODES)]  # type: ignore[valid-type]  # advisor/doctor.py's diagnoses
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 Scheduler = Literal["cosine", "linear", "constant"]
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
@@ -144,6 +146,13 @@ class TrainSection(Section):
     """Checkpoints kept on disk."""
     report_to: Literal["none", "tensorboard"] = "none"
     """Also log to TensorBoard (in the run directory)."""
+    stop_on: list[DoctorCode] = Field(default_factory=list)
+    """Run-doctor codes that stop the run (e.g. [overfitting, loss-spikes]): a checkpoint is
+    saved where one fires, training ends, and the best checkpoint by eval loss becomes the
+    adapter (summary.json says which). Codes: `rankwise doctor` in the README."""
+    stop_on_nan: bool = True
+    """Stop at once when the loss or gradient norm turns NaN/Inf (loss-nan), keeping the best
+    checkpoint from before it, rather than training on NaN weights."""
 
     @property
     def effective_batch(self) -> int:

@@ -231,13 +231,17 @@ def _r(x, digits: int = 4):
     return float(f"{x:.{digits}g}")
 
 
-def _train_near(run: Run, step: int, k: int = 2) -> float | None:
+def _train_near(run: Run, step: int, k: int = 2, centred: bool = True) -> float | None:
     """The train loss at `step`: the median of the 2k+1 finite logged losses centred on it (one
     logged loss is noisy; a window ending at the step lags a falling curve and would make the
     eval/train gap look like it grows). None until the k losses after it are logged, unless the
-    run has ended (then the window is cut at its end)."""
+    run has ended (then the window is cut at its end). `centred=False`: the k+1 up to the step
+    (known at once, for a rule that must not wait)."""
     pts = [p for p in run.points if math.isfinite(p.loss)]
     i = next((n for n, p in enumerate(pts) if p.step >= step), None)
+    if not centred:
+        before = [p.loss for p in pts if p.step <= step][-(k + 1):]
+        return statistics.median(before) if before else None
     if i is None or (i + k >= len(pts) and not run.ended):
         return None
     return statistics.median(p.loss for p in pts[max(0, i - k):i + k + 1])
@@ -379,7 +383,8 @@ def overfitting(run: Run) -> Diagnosis | None:
         rising = all(ev[k][1] > ev[k - 1][1] for k in range(j - OVERFIT_RISES + 1, j + 1))
         if not rising or best_i > j - OVERFIT_RISES or ev[j][1] < ev[best_i][1] * (1 + EVAL_RISE):
             continue
-        t_best, t_now = _train_near(run, ev[best_i][0]), _train_near(run, ev[j][0])
+        # trailing windows: the stop (train.stop_on) should come at this evaluation, not steps later
+        t_best, t_now = _train_near(run, ev[best_i][0], centred=False), _train_near(run, ev[j][0], centred=False)
         if t_best is None or t_now is None or t_now >= t_best:
             continue  # the train loss is not falling: not memorizing
         patch = {"train.stop_on": ["overfitting"]}

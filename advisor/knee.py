@@ -8,12 +8,14 @@ them the curves it read from each trial's event log, the tests feed them synthet
   doubling, i.e. (v(r) - v(r')) / v(r) < threshold · log2(r'/r). Checking every larger rank,
   not only 2r, keeps one noisy neighbour from hiding a later gain. A rank with no larger
   tested rank cannot be a knee: nothing says doubling it would not help.
-- **Overfitting signal**: the gap eval loss − train loss grows over the run while the
-  eval loss has risen from its best.
-- **Stability**: spikes (a step's loss > 25% above the median of the five before it) and the
-  variance of the step-to-step changes around their own trend (second differences, scaled to
-  the loss's noise level relative to its mean). A smoothly falling curve is not "rough"; a
-  jagged one is. Fewer than MIN_STEPS logged losses: not judged.
+- **Overfitting signal** and **stability** are the run doctor's (advisor/doctor.py), run on
+  each trial's curve, so the sweep and `rankwise doctor` never disagree: a trial overfits when
+  the doctor says `overfitting` (eval loss up at consecutive evaluations while the train loss
+  falls) and is unstable when it says `loss-spikes`, `grad-explosion` or `loss-nan`.
+- **Roughness**, shown beside it: the variance of the step-to-step changes around their own
+  trend (second differences, scaled to the loss's noise level relative to its mean). A
+  smoothly falling curve is not "rough"; a jagged one is. Fewer than MIN_STEPS logged losses:
+  not measured.
 """
 from __future__ import annotations
 
@@ -21,12 +23,12 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
+from . import doctor
+
 DEFAULT_THRESHOLD = 0.02  # the issue's default: doubling the rank must buy >= 2% validation loss
-SPIKE = 0.25  # a step loss more than 25% above the median of the previous five counts as a spike
 ROUGH = 0.15  # step-to-step noise above 15% of the mean loss: a rough curve (a judgment, not a measurement)
-MIN_STEPS = 8  # fewer logged losses than this: too short to judge stability
-GAP_RISE = 0.02  # the gap must grow by >= 2% of the best eval loss to count as growing
-EVAL_RISE = 0.01  # and the last eval loss must sit >= 1% above the best one
+MIN_STEPS = 8  # fewer logged losses than this: too short to measure roughness
+UNSTABLE = ("loss-nan", "loss-spikes", "grad-explosion")  # the doctor's codes that make a trial unstable
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Curve:
     train: tuple[tuple[int, float], ...] = ()
     evals: tuple[tuple[int, float], ...] = ()
     note: str | None = None
+    codes: tuple[str, ...] | None = None  # the doctor's codes from the trial's whole event log, when read
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class RankResult:
     roughness: float | None
     stable: bool
     note: str | None = None
+    diagnoses: tuple[str, ...] = ()  # the run doctor's codes for this trial
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -96,27 +100,36 @@ def gaps(curve: Curve) -> list[float]:
     return out
 
 
+def diagnoses(curve: Curve) -> dict[str, doctor.Diagnosis]:
+    """The run doctor's diagnoses of one trial, from its curve (the events the curve came from)."""
+    done = curve.status == "complete"
+    last = curve.train[-1][0] if curve.train else None
+    events = [{"type": "start", "max_steps": last if done else None}]
+    events += [{"type": "step", "step": s, "loss": loss} for s, loss in curve.train]
+    events += [{"type": "eval", "step": s, "eval_loss": v} for s, v in curve.evals]
+    if done:
+        events.append({"type": "end", "status": "finished"})
+    return {d.code: d for d in doctor.diagnose(events)}
+
+
 def gap_growing(curve: Curve) -> bool:
-    """Overfitting signal: the eval/train gap widened and the eval loss rose from its best."""
-    g = gaps(curve)
-    if len(g) < 3 or not curve.evals:
-        return False
-    evals = [e for _, e in curve.evals]
-    best = min(evals)
-    scale = abs(best) or 1.0
-    return g[-1] - min(g[: len(g) // 2 + 1]) >= GAP_RISE * scale and evals[-1] >= best * (1 + EVAL_RISE)
+    """Overfitting signal: the doctor's `overfitting`."""
+    return "overfitting" in diagnoses(curve)
+
+
+def _spikes(found: dict) -> int:
+    if "loss-spikes" not in found:
+        return 0
+    d = found["loss-spikes"]
+    return int(d.evidence.get("spikes", 1)) if d is not None else 1
 
 
 def stability(train: tuple[tuple[int, float], ...]) -> tuple[int, float | None]:
-    """(spikes, roughness); roughness None when the curve is too short to judge."""
+    """(spikes as the doctor counts them, roughness); roughness None when too short to measure."""
     losses = [loss for _, loss in train]
+    spikes = _spikes(diagnoses(Curve(0, "running", tuple(train))))
     if len(losses) < MIN_STEPS:
-        return 0, None
-    spikes = 0
-    for i in range(1, len(losses)):
-        ref = statistics.median(losses[max(0, i - 5):i])
-        if ref > 0 and losses[i] > ref * (1 + SPIKE):
-            spikes += 1
+        return spikes, None
     deltas = [b - a for a, b in zip(losses, losses[1:])]
     second = [b - a for a, b in zip(deltas, deltas[1:])]  # a smooth trend has near-zero second differences
     mean = sum(losses) / len(losses)
@@ -134,7 +147,10 @@ def eval_at(curve: Curve, step: int | None) -> float | None:
 
 
 def result(curve: Curve, common_step: int | None) -> RankResult:
-    spikes, rough = stability(curve.train)
+    found = diagnoses(curve)  # from the curve; the whole log (grad norms, NaN) says more when the sweep read it
+    if curve.codes is not None:
+        found = {c: found.get(c) for c in curve.codes}
+    rough = stability(curve.train)[1]
     g = gaps(curve)
     evals = [e for _, e in curve.evals]
     at = common_step if curve.status == "complete" else None
@@ -142,8 +158,9 @@ def result(curve: Curve, common_step: int | None) -> RankResult:
         rank=curve.rank, status=curve.status, val_loss=eval_at(curve, at) if curve.evals else None,
         best_val_loss=min(evals) if evals else None, final_val_loss=evals[-1] if evals else None,
         train_loss=curve.train[-1][1] if curve.train else None,
-        gap_start=g[0] if g else None, gap_end=g[-1] if g else None, gap_growing=gap_growing(curve),
-        spikes=spikes, roughness=rough, stable=spikes == 0 and (rough is None or rough < ROUGH), note=curve.note)
+        gap_start=g[0] if g else None, gap_end=g[-1] if g else None, gap_growing="overfitting" in found,
+        spikes=_spikes(found), roughness=rough, stable=not set(UNSTABLE) & set(found), note=curve.note,
+        diagnoses=tuple(sorted(found)))
 
 
 # ------------------------------------------------------------------ across ranks
@@ -210,11 +227,12 @@ def analyse(curves: list[Curve], threshold: float = DEFAULT_THRESHOLD) -> Analys
     notes = []
     for r in results:
         if r.status == "complete" and r.gap_growing:
-            notes.append(f"r={r.rank}: the train/val gap grows and validation loss rose from its best "
-                         f"(overfitting signal)")
+            notes.append(f"r={r.rank}: validation loss rose at consecutive evaluations while the train loss fell "
+                         f"(overfitting, as `rankwise doctor` says)")
         if r.status == "complete" and not r.stable:
-            notes.append(f"r={r.rank}: unstable loss curve ({r.spikes} spike(s), step-to-step spread "
-                         f"{_pct(r.roughness or 0)} of the loss)")
+            codes = ", ".join(c for c in r.diagnoses if c in UNSTABLE)
+            notes.append(f"r={r.rank}: unstable loss curve ({codes}" + (f", {r.spikes} spike(s)" if r.spikes else "")
+                         + ")")
         if r.status == "pruned":
             notes.append(f"r={r.rank}: pruned early (clearly worse than the best trial at the same step); "
                          f"not used for the knee")

@@ -337,3 +337,111 @@ def test_many_epochs_on_a_handful_of_rows_overfit(tmp_path):
                                    "--set", "train.logging_steps=2", "--set", "train.micro_batch=4",
                                    "--set", "train.save_steps=100")
     assert "overfitting" in found, (sorted(found), log)
+
+
+# ------------------------------------------------------------------ the live checkup (in the worker)
+
+
+def _checkup(tmp_path, **train):
+    from transformers import TrainerControl
+
+    from rankwise.advisor.config import RunConfig
+    from rankwise.trainer.checkup import Checkup, Watched
+    from rankwise.trainer.events import EventSink, read_events
+
+    sink = Watched(EventSink(tmp_path / "events.jsonl"))
+    check = Checkup(sink, RunConfig.model_validate({"train": train}))
+    sink.emit("start", max_steps=100)
+    return sink, check, TrainerControl(), lambda: read_events(tmp_path / "events.jsonl")
+
+
+def test_checkup_writes_each_diagnosis_once_and_stops_on_nan_without_a_save(tmp_path):
+    sink, check, control, log = _checkup(tmp_path)
+    for i, loss in enumerate(HEALTHY[:20], start=1):
+        sink.emit("step", step=i, loss=loss, lr=2e-4, grad_norm=1.0)
+        check.on_log(None, None, control)
+    assert not control.should_training_stop and check.fired == set()
+    sink.emit("step", step=21, loss=math.nan, lr=2e-4, grad_norm=math.nan)  # what the live process sees
+    check.on_log(None, None, control)
+    assert control.should_training_stop and not control.should_save  # NaN weights: nothing worth saving
+    assert check.stopped.code == "loss-nan" and check.stopped.step == 21
+    sink.emit("step", step=22, loss=math.nan, lr=2e-4)
+    check.on_log(None, None, control)
+    diag = [e for e in log() if e["type"] == "diagnosis"]
+    assert [(d["code"], d["severity"], d["step"]) for d in diag] == [("loss-nan", "error", 21)]
+    assert diag[0]["fix"] and diag[0]["evidence"]["loss"] == "nan"
+
+
+def test_checkup_stop_on_saves_then_stops_and_nan_can_be_let_through(tmp_path):
+    sink, check, control, _ = _checkup(tmp_path, stop_on=["loss-spikes"], stop_on_nan=False)
+    for i, loss in enumerate(_with(HEALTHY, 40, 3.0)[:40], start=1):
+        sink.emit("step", step=i, loss=loss, lr=2e-4, grad_norm=1.0)
+        check.on_log(None, None, control)
+        if i == 39:
+            assert not control.should_training_stop
+    assert control.should_training_stop and control.should_save and check.stopped.code == "loss-spikes"
+    (tmp_path / "b").mkdir()
+    sink, check, control, _ = _checkup(tmp_path / "b", stop_on_nan=False)
+    sink.emit("step", step=1, loss=math.nan, lr=2e-4)
+    check.on_log(None, None, control)
+    assert "loss-nan" in check.fired and not control.should_training_stop
+
+
+def test_checkup_history_is_bounded(tmp_path):
+    from rankwise.trainer.checkup import FIRST_KEPT, RECENT_KEPT
+
+    sink, check, _, _ = _checkup(tmp_path)
+    for i in range(1, FIRST_KEPT + RECENT_KEPT + 200):
+        sink.emit("step", step=i, loss=2.0, lr=2e-4)
+    steps = [e.step for e in sink.kept if e.type == "step"]
+    assert len(steps) == FIRST_KEPT + RECENT_KEPT
+    assert steps[:FIRST_KEPT] == list(range(1, FIRST_KEPT + 1)) and steps[-1] == FIRST_KEPT + RECENT_KEPT + 199
+
+
+def test_stop_on_takes_only_doctor_codes():
+    from pydantic import ValidationError
+
+    from rankwise.advisor.config import RunConfig
+
+    assert RunConfig.model_validate({"train": {"stop_on": list(doctor.CODES)}}).train.stop_on == list(doctor.CODES)
+    with pytest.raises(ValidationError, match="overfiting"):
+        RunConfig.model_validate({"train": {"stop_on": ["overfiting"]}})
+
+
+@pytest.mark.slow
+def test_stop_on_overfitting_keeps_the_best_checkpoint(tmp_path):
+    from train_helpers import CLI, env, only_run, summary
+
+    rows = (ROOT / "presets/assets/demo-chat.jsonl").read_text().splitlines()[:12]
+    data = tmp_path / "few.jsonl"
+    data.write_text("\n".join(rows) + "\n")
+    runs = tmp_path / "runs"
+    out = subprocess.run(CLI + ["train", "--preset", "demo-cpu", "--runs-dir", str(runs), "--set", f"data.path={data}",
+                                "--set", "data.val_ratio=0.34", "--set", "train.max_steps=60", "--set",
+                                "train.eval_steps=4", "--set", "train.save_steps=4", "--set", "train.logging_steps=2",
+                                "--set", "train.micro_batch=4", "--set", "train.stop_on=[overfitting]"],
+                         capture_output=True, text=True, timeout=600, env=env(), stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = only_run(runs)
+    s = summary(run)
+    evals = {e["step"]: e["eval_loss"] for e in read([json.loads(l) for l in (run / "events.jsonl").open()])
+             if e["type"] == "eval"}
+    assert s["stopped_by"]["code"] == "overfitting" and s["step"] == s["stopped_by"]["step"] < 60
+    kept = s["adapter_from"]
+    assert kept["eval_loss"] == min(evals.values()) and kept["step"] == min(evals, key=evals.get)
+    assert (run / "adapter" / "adapter_model.safetensors").read_bytes() == \
+        (Path(kept["checkpoint"]) / "adapter_model.safetensors").read_bytes()
+    assert "diagnosis warning overfitting" in out.stdout  # the headless panel's plain lines
+
+
+@pytest.mark.slow
+def test_responses_nearly_all_cut_fire_loss_zero_masked(tmp_path):
+    """Prompts that fill max_seq_len leave one trained token per row: the doctor says the labels are masked,
+    and `check --data` says which rows lose their response."""
+    data = tmp_path / "long-prompts.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{i:03d}" + "Q" * 124, "completion": " The answer."}) + "\n"
+                            for i in range(16)))  # one byte-token each: 127 prompt tokens, then 1 of the answer
+    found, _, log = _diagnosed_run(tmp_path, "--set", f"data.path={data}", "--set", "data.val_ratio=0",
+                                   "--set", "train.max_seq_len=128", "--set", "train.max_steps=4", *SHORT)
+    assert found["loss-zero-masked"]["severity"] == "warning", (sorted(found), log)
+    assert found["loss-zero-masked"]["evidence"]["trained_share"] < 0.01

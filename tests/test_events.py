@@ -19,7 +19,7 @@ from rankwise.trainer.events import (CLASSES, SCHEMA, End, EventSink, Start, Ste
                                      read_events, typed)
 from rankwise.trainer.follow import Follower
 
-SAMPLE = {int: 7, float: 1.5, str: "x y", bool: True, list: [3, 4]}
+SAMPLE = {int: 7, float: 1.5, str: "x y", bool: True, list: [3, 4], dict: {"loss": 1.5, "steps": [3, 4]}}
 
 
 def sample(cls):

@@ -38,8 +38,8 @@ class Event:
     time: float | None = None
 
     def to_dict(self) -> dict:
-        """The JSON shape: `type`, `time`, then every declared field (null where absent)."""
-        return {"type": self.type, **asdict(self)}
+        """The JSON shape, as the log line holds it: `type`, then the fields that are set."""
+        return {"type": self.type, **{k: v for k, v in asdict(self).items() if v is not None}}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +65,8 @@ class Start(Event):
     sharded: bool | None = None  # FSDP or DeepSpeed shards the model over them
     truncated_rows: int | None = None
     skipped_rows: int | None = None
+    train_tokens: int | None = None  # tokens in the training examples
+    supervised_tokens: int | None = None  # ... of them with a label (trained on): the doctor's masked-share check
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,7 +145,23 @@ class Error(Event):
     hint: str | None = None
 
 
-CLASSES: dict[str, type[Event]] = {c.type: c for c in (Start, Step, Eval, Checkpoint, Retry, Log, End, Error)}
+@dataclass(frozen=True, kw_only=True)
+class Diagnosis(Event):
+    """The run doctor (advisor/doctor.py) saw a problem: written once per code, when it first fires."""
+
+    type: ClassVar[str] = "diagnosis"
+    code: str | None = None  # one of advisor.doctor.CODES
+    severity: str | None = None  # error | warning | info
+    step: int | None = None  # where it was first seen
+    message: str | None = None
+    why: str | None = None
+    fix: str | None = None
+    evidence: dict | None = None  # the numbers that triggered it
+    patch: dict | None = None  # dotted config keys that apply the fix
+
+
+CLASSES: dict[str, type[Event]] = {c.type: c for c in (Start, Step, Eval, Checkpoint, Retry, Log, End, Error,
+                                                       Diagnosis)}
 TYPES = tuple(CLASSES)
 
 

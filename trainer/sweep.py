@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from rankwise.advisor import knee as kn
+from rankwise.advisor.doctor import diagnose
 from rankwise.advisor.errors import RankwiseError
 
 from .events import EVENTS_FILE, Eval, Start, read_events
@@ -316,10 +317,12 @@ def curves(p: SweepPlan, phase: str = "sweep") -> tuple[list[kn.Curve], dict]:
     for t in Ledger(p.sweep_dir).trials(phase):
         status = {"queued": "waiting"}.get(t.get("status"), t.get("status"))
         train, evals = t.get("train"), t.get("evals")
-        if train is None and t.get("run_dir"):  # running (or queued again): its log so far
-            train, evals = curve_from_events(read_events(Path(t["run_dir"]) / EVENTS_FILE))
+        log = read_events(Path(t["run_dir"]) / EVENTS_FILE) if t.get("run_dir") else []
+        if train is None and log:  # running (or queued again): its log so far
+            train, evals = curve_from_events(log)
+        codes = tuple(d.code for d in diagnose(log)) if log else None  # the verdicts `rankwise doctor` gives
         out.append(kn.Curve(t["rank"], status, tuple(map(tuple, train or ())), tuple(map(tuple, evals or ())),
-                            t.get("note")))
+                            t.get("note"), codes))
         runs[t["rank"]] = {"run_id": t.get("run_id"), "run_dir": t.get("run_dir"), "trial": t.get("seq")}
     out += [kn.Curve(r, "skipped", note=why) for r, why in p.skipped.items() if r not in runs]
     return out, runs

@@ -104,6 +104,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     from rankwise.advisor.model import load_model
 
     from .callbacks import Events, StartOnce, TestSeams, TokenCounter
+    from .checkup import Checkup, Watched, best_checkpoint, keep_adapter
     from .data import build_datasets, make_collator
 
     SyncedStop, RankZeroCheckpoints = rank_callbacks()
@@ -217,11 +218,16 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             bf16=precision == "bf16" and device == "cuda", fp16=precision == "fp16",
             use_cpu=device == "cpu", report_to=["tensorboard"] if t.report_to == "tensorboard" else "none",
             disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
+            # HF then keeps the best checkpoint out of save_total_limit's rotation: a run the doctor
+            # stops (train.stop_on) keeps it as the adapter
+            metric_for_best_model="eval_loss" if val_rows else None, greater_is_better=False if val_rows else None,
         )
         return Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
-                       data_collator=tokens, callbacks=[events, checkpoints, SyncedStop(stop), seams, started])
+                       data_collator=tokens, callbacks=[events, checkup, checkpoints, SyncedStop(stop), seams, started])
 
     # --- callbacks ---------------------------------------------------------------------------
+    sink = Watched(sink)  # the run doctor reads what was emitted (checkup.py)
+    checkup = Checkup(sink, cfg)  # after Events: it reads the step and eval events Events just wrote
     events, checkpoints, seams = Events(sink, device, tokens), RankZeroCheckpoints(sink), TestSeams()
     latest = rundir.latest_checkpoint(run_dir) if resume else None
     if resume:
@@ -233,7 +239,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         grad_accum=accum, estimate_peak_gib=round(est.peak_gib, 3) if est else None,
         resumed_from_step=latest[0] if latest else None, train_rows=report.train_rows, val_rows=report.val_rows,
         processes=world_size(), sharded=sharded,
-        truncated_rows=report.truncated_rows, skipped_rows=report.skipped_rows))
+        truncated_rows=report.truncated_rows, skipped_rows=report.skipped_rows, train_tokens=report.train_tokens,
+        supervised_tokens=report.supervised_tokens))
 
     # --- train, halving the micro-batch on CUDA OOM ------------------------------------------
     t0 = time.time()
@@ -269,15 +276,26 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     # --- save and report ---------------------------------------------------------------------
     ended_early = trainer.state.global_step < trainer.state.max_steps
     status = "interrupted" if stop.requested and ended_early else "finished"
-    adapter = None
+    adapter = kept = None
+    stopped = checkup.stopped  # the run doctor stopped it (train.stop_on / stop_on_nan)
+    if stopped is not None and not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
+        kept = best_checkpoint(run_dir, checkup.eval_losses(), stopped.step if stopped.code == "loss-nan" else None)
     if status == "finished":
         adapter = run_dir / rundir.ADAPTER
-        if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:  # a collective: every rank takes part
+        if kept is not None:
+            if is_main_process():
+                keep_adapter(kept[1], adapter)
+        elif stopped is not None and stopped.code == "loss-nan":
+            adapter = None  # nothing from before the NaN to keep
+        elif trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:  # a collective: every rank takes part
             if trainer.is_fsdp_enabled:
                 trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")  # peft docs
             trainer.save_model(str(adapter))
         elif is_main_process():
             model.save_pretrained(adapter)
+    nan = stopped is not None and stopped.code == "loss-nan"
+    if nan:
+        status = "failed"  # with the adapter from before the NaN, when a checkpoint was there
     summary = {
         "status": status, "step": events.step, "max_steps": events.max_steps, "method": method, "device": device,
         "final_loss": events.final_loss, "best_train_loss": events.best_loss, "best_eval_loss": events.best_eval,
@@ -288,11 +306,22 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         "estimate": est.to_dict() if est else None, "micro_batch": micro, "grad_accum": accum,
         "oom_retries": retries, "data": report.to_dict(), "adapter_path": str(adapter) if adapter else None,
         "last_checkpoint": str(c[1]) if (c := rundir.latest_checkpoint(run_dir)) else None,
+        "diagnoses": sorted(checkup.fired),
     }
+    if stopped is not None:
+        summary["stopped_by"] = {"code": stopped.code, "step": stopped.step, "message": stopped.message}
+        summary["adapter_from"] = ({"checkpoint": str(kept[1]), "step": kept[0], "eval_loss": kept[2],
+                                    "why": "the best eval loss among the kept checkpoints" if kept[2] is not None
+                                    else "the newest checkpoint (no eval loss to choose by)"}
+                                   if kept else {"checkpoint": None, "why": "the model at the stop" if adapter
+                                                 else "no checkpoint from before the NaN: no adapter"})
     if is_main_process():
         rundir.write_json(run_dir / rundir.SUMMARY, summary)
-    code = 130 if status == "interrupted" else 0
+    code = {"interrupted": 130, "failed": 1}.get(status, 0)
     log.info("run %s %s at step %s", run_dir.name, status, events.step)
+    if nan:
+        sink.emit("error", message=f"stopped at step {events.step}: {stopped.message}",
+                  hint=f"{stopped.fix} (train.stop_on_nan: false trains on instead)")
     sink.emit("end", status=status, step=events.step, final_loss=events.final_loss, best_eval_loss=events.best_eval,
               peak_mem_bytes=events.peak_mem, adapter_path=summary["adapter_path"], exit_code=code)
     return code

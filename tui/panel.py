@@ -18,11 +18,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from rankwise.trainer.events import Checkpoint, End, Error, Eval, Event, Log, Retry, Start, Step
+from rankwise.trainer.events import Checkpoint, Diagnosis, End, Error, Eval, Event, Log, Retry, Start, Step
 
 from .formatting import GIB, clean, fmt_duration, fmt_gib, fmt_num, sparkline
 from .runview import RunView
-from .style import message_style, status_style
+from .style import SEVERITY_MARK, message_style, severity_style, status_style
 
 __all__ = ["RunView", "render", "plain_line", "memory_text", "end_text", "retry_text"]
 
@@ -92,6 +92,9 @@ def render(view: RunView) -> RenderableType:
         grid.add_row("result", end_text(view.end, _rel(view, view.end.adapter_path)))
 
     parts: list[RenderableType] = [grid]
+    if view.diagnoses:
+        parts.append(Text("diagnoses (rankwise doctor)", style="dim underline"))
+        parts.append(diagnoses_text(view.current_diagnoses[:MAX_DIAGNOSES]))
     shown = list(view.logs) or [("info", line) for line in view.log_tail]
     if shown:
         logs = Text()
@@ -107,6 +110,21 @@ def render(view: RunView) -> RenderableType:
     what = " · ".join(clean(x) for x in (model, start.method, start.device) if x)
     return Panel(Group(*parts), title=title, title_align="left", subtitle=Text(what) if what else None,
                  subtitle_align="right", border_style=(status_style(view.status) or "white").split()[-1])
+
+
+MAX_DIAGNOSES = 4  # the newest; `rankwise doctor RUN` lists them all
+
+
+def diagnoses_text(diagnoses: list[Diagnosis]) -> Text:
+    """One diagnosis a line (newest first), its fix under it."""
+    t = Text()
+    for d in diagnoses:
+        sev = d.severity if d.severity in SEVERITY_MARK else "warning"
+        t.append(("\n" if t else "") + f"{SEVERITY_MARK[sev]} {clean(d.code or '?')}", style=severity_style(sev))
+        t.append(clean(f" (step {_q(d.step)}): {d.message or ''}"))
+        if d.fix:
+            t.append("\n  fix: " + clean(d.fix), style="dim")
+    return t
 
 
 def _rel(view: RunView, path: str | None) -> str | None:
@@ -187,6 +205,10 @@ def plain_line(e: Event) -> str | None:
         line = retry_text(e)
     elif isinstance(e, Error):
         line = f"error: {e.message or ''}" + (f" (hint: {e.hint})" if e.hint else "")
+    elif isinstance(e, Diagnosis):
+        line = f"diagnosis {_q(e.severity)} {_q(e.code)} at step {_q(e.step)}: {e.message or ''}"
+        if e.fix:
+            line += f" (fix: {e.fix})"
     elif isinstance(e, Log) and e.level in ("warning", "error"):
         line = f"{e.level}: {e.message or ''}"
     elif isinstance(e, End):

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from rankwise.trainer.events import Checkpoint, End, Error, Eval, Event, Log, Retry, Start, Step
+from rankwise.trainer.events import Checkpoint, Diagnosis, End, Error, Eval, Event, Log, Retry, Start, Step
 
 from .formatting import clean
 
@@ -39,6 +39,7 @@ class RunView:
     log_tail: list = field(default_factory=list)  # last lines of train.log, when no `log` events come
     error: str | None = None
     error_hint: str | None = None
+    diagnoses: dict = field(default_factory=dict)  # code → the run doctor's Diagnosis event (the latest per code)
     end: End | None = None
     started: float | None = None
     updated: float | None = None
@@ -79,6 +80,9 @@ class RunView:
             self.logs.append((e.level or "info", clean(e.message or "")))
         elif isinstance(e, Error):
             self.error, self.error_hint = e.message, e.hint
+        elif isinstance(e, Diagnosis):
+            self.diagnoses.pop(e.code, None)  # re-inserted: the dict's order is arrival order
+            self.diagnoses[e.code] = e
         elif isinstance(e, End):
             self.end = e
             self.status = e.status or "failed"
@@ -92,6 +96,11 @@ class RunView:
         """The worker exited without an end event: the run failed (killed, OOM killer, reboot)."""
         self.status = "failed"
         self.error = self.error or note or "the worker exited without an end event"
+
+    @property
+    def current_diagnoses(self) -> list[Diagnosis]:
+        """What the run doctor said, newest first."""
+        return list(reversed(self.diagnoses.values()))
 
     @property
     def loss(self) -> float | None:
