@@ -306,7 +306,8 @@ def loss_flat(run: Run) -> Diagnosis | None:
     if run.cfg is None and len(lrs) >= 2 and lrs[-1] > lrs[-2]:
         return None  # still warming up (with the config, its peak lr says how far)
     peak = run.lr()
-    warm = next((i for i, p in enumerate(run.points) if p.lr and peak and p.lr >= 0.5 * peak), len(run.points))
+    warm = 0 if peak is None else next((i for i, p in enumerate(run.points) if p.lr and p.lr >= 0.5 * peak),
+                                       len(run.points))  # no lr logged (a sweep's curve): every step counts
     trained = [p for p in run.points[warm:] if math.isfinite(p.loss)]  # past warmup (the decay still trains)
     losses = run.losses
     if len(trained) < FLAT_MIN_STEPS or len(losses) < FLAT_MIN_STEPS:

@@ -99,6 +99,11 @@ CASES = {
         lambda: stream([0.0] * 20),
         lambda: stream(decay(40, start=2.0, floor=0.0, rate=0.3)),  # reaches ~0 by memorizing, not from the start
     ),
+    "loss-zero-masked/share": (
+        "warning",  # a few tokens still trained: error only when none is
+        lambda: stream(HEALTHY, start_extra={"train_tokens": 10_000, "supervised_tokens": 50}),
+        lambda: stream(HEALTHY, start_extra={"train_tokens": 10_000, "supervised_tokens": 200}),
+    ),
     "loss-flat": (
         "warning",
         lambda: stream(noisy([3.0] * 30, FLAT_NOISE)),
@@ -180,6 +185,24 @@ def test_fires_and_near_miss_is_quiet(case):
     assert d.why and d.fix and d.message and d.evidence and isinstance(d.step, int)
     json.dumps(d.to_dict(), allow_nan=False)  # evidence is JSON as it is (no NaN)
     assert code not in codes(near()), f"{code} fired on its near miss"
+
+
+def test_sweep_and_doctor_agree_on_a_log():
+    """The sweep reads a trial's log into a curve plus the doctor's codes: its verdicts are the doctor's."""
+    from rankwise.advisor import knee
+    from rankwise.trainer.sweep_plan import curve_from_events
+
+    for events, unstable, overfit in [
+        (stream(HEALTHY, grads=_with([1.0] * 60, 30, 50.0)), True, False),  # grad-explosion: only the log shows it
+        (stream(_with(HEALTHY, 30, math.nan)), True, False),  # a NaN the curve drops
+        (_evals_over(decay(40), {8: 2.0, 16: 1.6, 24: 1.5, 32: 1.56, 40: 1.62}), False, True),
+        (stream(HEALTHY), False, False),
+    ]:
+        train, evals = curve_from_events(events)
+        codes = tuple(d.code for d in doctor.diagnose(events))
+        r = knee.result(knee.Curve(16, "complete", tuple(train), tuple(evals), codes=codes), None)
+        assert (not r.stable, r.gap_growing) == (unstable, overfit), codes
+        assert (not r.stable) == bool(set(codes) & set(knee.UNSTABLE)) and r.gap_growing == ("overfitting" in codes)
 
 
 def test_every_code_is_covered_and_nothing_else_is_produced():
@@ -445,3 +468,46 @@ def test_responses_nearly_all_cut_fire_loss_zero_masked(tmp_path):
                                    "--set", "train.max_seq_len=128", "--set", "train.max_steps=4", *SHORT)
     assert found["loss-zero-masked"]["severity"] == "warning", (sorted(found), log)
     assert found["loss-zero-masked"]["evidence"]["trained_share"] < 0.01
+
+
+# ------------------------------------------------------------------ the Run screen (Pilot)
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"  # Textual runs on asyncio
+
+
+@pytest.mark.anyio
+async def test_run_screen_shows_diagnoses_newest_first_with_the_fix(tmp_path):
+    import io
+
+    from rich.console import Console
+    from textual.widgets import Static
+    from tui_support import NO_GPU, NOW, SMALL_CATALOG, fake_run
+
+    from rankwise.trainer.events import EventSink
+    from rankwise.tui.app import build_app
+
+    run = fake_run(tmp_path / "runs", "flat-20260101-000000", steps=5, finished=False)
+    sink = EventSink(run / "events.jsonl")  # what the worker's checkup writes
+    flat, spikes = doctor.diagnose(stream(noisy([3.0] * 30, FLAT_NOISE))), doctor.diagnose(stream(_with(HEALTHY, 40, 3.0)))
+    for d in flat + spikes:  # in the order a run would find them
+        sink.emit("diagnosis", code=d.code, severity=d.severity, step=d.step, message=d.message, why=d.why,
+                  fix=d.fix, evidence=d.evidence, patch=d.patch)
+    sink.emit("end", status="finished", step=5)
+    sink.close()
+    app = build_app(hardware=NO_GPU, runs_dir=tmp_path / "runs", catalog=SMALL_CATALOG, clock=lambda: NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.attach(run)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = pilot.app.screen
+        assert type(screen).__name__ == "RunScreen" and screen.view.status == "finished"
+        assert [d.code for d in screen.view.current_diagnoses] == ["loss-spikes", "loss-flat"]  # newest first
+        out = io.StringIO()
+        Console(file=out, width=116, color_system=None).print(screen.query_one("#panel", Static).content)
+        text = out.getvalue()
+        assert "diagnoses (rankwise doctor)" in text
+        assert text.index("loss-spikes (step 40)") < text.index("loss-flat (step 30)")
+        assert "fix: raise train.lr or lora.alpha" in text
