@@ -1,8 +1,8 @@
 """The run doctor: what is wrong with a run, seen in its event log, and what to change.
 
 `diagnose(events, cfg=None)` reads a run's events — as `trainer/events.py` reads them (dicts) or
-as its typed classes (attributes); `_field` reads either — builds one `Run` (the series every
-rule looks at, computed once) and runs each rule in `RULES` over it. A rule is one small
+as its typed classes — into one `Run` (the series every rule looks at, computed once) and runs
+each rule in `RULES` over it. A rule is one small
 function: `Run -> Diagnosis | None`. Pure: no torch, no file I/O (the callers read the log).
 
 A diagnosis says where it was first seen (`step`), the numbers that triggered it (`evidence`),
@@ -10,16 +10,10 @@ why it happens, the fix in a sentence and `patch`, the dotted RunConfig keys tha
 (as red flags have; concrete values when `cfg`, the run's config, is given). Severities:
 error (the run is wasting its compute), warning (likely a problem), info (worth knowing).
 
-Noise is measured on the run itself, never assumed: σ of the logged loss is the robust
-spread of its step-to-step differences (1.4826·MAD/√2: the MAD ignores spikes and, taken
-around the median difference, the falling trend; a difference of two noisy values has √2
-times their spread). A run shorter than a rule needs is not judged by it.
-
-A resumed run (or an OOM retry) logs its steps again from its checkpoint: the later log wins.
-The reader drops a non-finite number, so a `step` event without its `loss` (the writer always
-writes one) reads as a NaN/Inf loss, and one without the `grad_norm` earlier steps had as a
-NaN/Inf gradient norm. `diagnosis` events the live run recorded are kept when
-the rules no longer reproduce them (e.g. a NaN only the live process saw).
+Noise is measured on the run itself, never assumed (advisor/runlog.py reads the events into
+series and holds the statistics). A run shorter than a rule needs is not judged by it.
+`diagnosis` events the live run recorded are kept when the rules no longer reproduce them
+(e.g. a NaN only the live process saw).
 """
 from __future__ import annotations
 
@@ -30,6 +24,7 @@ from typing import Any, Callable
 
 from .finding import SEVERITY_ORDER
 from .methods import METHODS
+from .runlog import Run, field_of, noise, read_run, rounded as _r, slope, train_near, window_fall
 
 # Every code a rule can give, with what it means: `train.stop_on`, the README and the tests read this.
 CODES: dict[str, str] = {
@@ -95,156 +90,11 @@ class Diagnosis:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Point:
-    step: int
-    loss: float  # NaN when the log holds no finite loss for this step
-    grad_norm: float | None
-    lr: float | None
-    tokens_per_s: float | None
-    peak_mem: int | None
-
-
-@dataclass(frozen=True)
-class Run:
-    """What the rules read, computed once from the events."""
-
-    points: tuple[Point, ...]
-    evals: tuple[tuple[int, float], ...]
-    device: str | None = None
-    device_total_bytes: int | None = None
-    max_steps: int | None = None
-    method: str | None = None
-    ended: bool = False  # an end event, or the last logged step reached max_steps
-    trained_share: float | None = None  # supervised / training tokens, when the start event says
-    cfg: Any = None  # the run's RunConfig, for concrete patches
-    recorded: tuple[Diagnosis, ...] = ()
-
-    @property
-    def losses(self) -> list[float]:
-        return [p.loss for p in self.points if math.isfinite(p.loss)]
-
-    def lr(self) -> float | None:
-        """The configured peak lr, else the highest logged one."""
-        if self.cfg is not None:
-            return self.cfg.train.lr
-        seen = [p.lr for p in self.points if p.lr]
-        return max(seen) if seen else None
-
-
-# ---------------------------------------------------------------- reading events
-
-
-def _field(event, name: str):
-    """A field of a dict event (the reader's) or a typed one (trainer/events.py classes)."""
-    return event.get(name) if isinstance(event, dict) else getattr(event, name, None)
-
-
-def _num(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def read_run(events, cfg=None) -> Run:
-    points: dict[int, Point] = {}
-    evals: dict[int, float] = {}
-    recorded: dict[str, Diagnosis] = {}
-    info: dict[str, Any] = {}
-    ended = had_grad = False
-    for e in events:
-        kind = _field(e, "type")
-        if kind == "start":
-            info.update({k: _field(e, k) for k in ("device", "device_total_bytes", "max_steps", "method")})
-            sup, tot = _num(_field(e, "supervised_tokens")), _num(_field(e, "train_tokens"))
-            info["trained_share"] = sup / tot if sup is not None and tot else info.get("trained_share")
-            back = _field(e, "resumed_from_step")
-            ended = False
-            if back is not None:  # steps after the checkpoint are trained again: the new log wins
-                points = {s: p for s, p in points.items() if s <= back}
-                evals = {s: v for s, v in evals.items() if s <= back}
-        elif kind == "retry":
-            back = _field(e, "from_step") or 0
-            points = {s: p for s, p in points.items() if s <= back}
-            evals = {s: v for s, v in evals.items() if s <= back}
-        elif kind == "step" and isinstance(_field(e, "step"), int):
-            loss, grad = _num(_field(e, "loss")), _num(_field(e, "grad_norm"))
-            if grad is None and had_grad:
-                grad = math.nan  # logged before, missing now: the reader dropped a NaN/Inf
-            had_grad = had_grad or grad is not None
-            points[_field(e, "step")] = Point(
-                _field(e, "step"), loss if loss is not None else math.nan, grad,
-                _num(_field(e, "lr")), _num(_field(e, "tokens_per_s")), _field(e, "peak_mem_bytes"))
-            info["max_steps"] = _field(e, "max_steps") or info.get("max_steps")
-        elif kind == "eval" and isinstance(_field(e, "step"), int) and _num(_field(e, "eval_loss")) is not None:
-            evals[_field(e, "step")] = _num(_field(e, "eval_loss"))
-        elif kind == "end":
-            ended = True
-        elif kind == "diagnosis" and _field(e, "code") in CODES:
-            d = _from_event(e)
-            recorded.setdefault(d.code, d)
-    pts = tuple(points[s] for s in sorted(points))
-    if pts and info.get("max_steps") and pts[-1].step >= info["max_steps"]:
-        ended = True
-    return Run(pts, tuple(sorted(evals.items())), info.get("device"), info.get("device_total_bytes"),
-               info.get("max_steps"), info.get("method"), ended, info.get("trained_share"), cfg,
-               tuple(recorded.values()))
-
-
 def _from_event(e) -> Diagnosis:
-    sev = _field(e, "severity")
-    return Diagnosis(_field(e, "code"), sev if sev in SEVERITY_ORDER else "warning", _field(e, "step"),
-                     _field(e, "message") or "", _field(e, "why") or "", _field(e, "fix") or "",
-                     _field(e, "evidence") or {}, _field(e, "patch"))
-
-
-# ---------------------------------------------------------------- statistics
-
-
-def noise(values: list[float]) -> float:
-    """σ of a series' noise from its step-to-step differences (robust; see the module docstring)."""
-    diffs = [b - a for a, b in zip(values, values[1:])]
-    if len(diffs) < 2:
-        return 0.0
-    mid = statistics.median(diffs)
-    return 1.4826 * statistics.median(abs(d - mid) for d in diffs) / math.sqrt(2)
-
-
-def _fall(values: list[float]) -> tuple[float, float, float, float]:
-    """(first-window median, last-window median, the fall between them, its standard error)."""
-    w = max(3, len(values) // 4)
-    first, last = statistics.median(values[:w]), statistics.median(values[-w:])
-    se = 1.2533 * noise(values) * math.sqrt(2 / w)  # the median's standard error is 1.2533·σ/√w
-    return first, last, first - last, se
-
-
-def _slope(xs: list[float], ys: list[float]) -> float:
-    """Theil–Sen slope: the median of the pairwise slopes (one wild point cannot tilt it)."""
-    pairs = [(ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(len(xs)) for j in range(i + 1, len(xs)) if xs[j] != xs[i]]
-    return statistics.median(pairs) if pairs else 0.0
-
-
-def _r(x, digits: int = 4):
-    """A number for `evidence`: rounded, and JSON-safe ("nan"/"inf" for the non-finite)."""
-    if x is None or isinstance(x, (int, bool)):
-        return x
-    if not math.isfinite(x):
-        return str(x)
-    return float(f"{x:.{digits}g}")
-
-
-def _train_near(run: Run, step: int, k: int = 2, centred: bool = True) -> float | None:
-    """The train loss at `step`: the median of the 2k+1 finite logged losses centred on it (one
-    logged loss is noisy; a window ending at the step lags a falling curve and would make the
-    eval/train gap look like it grows). None until the k losses after it are logged, unless the
-    run has ended (then the window is cut at its end). `centred=False`: the k+1 up to the step
-    (known at once, for a rule that must not wait)."""
-    pts = [p for p in run.points if math.isfinite(p.loss)]
-    i = next((n for n, p in enumerate(pts) if p.step >= step), None)
-    if not centred:
-        before = [p.loss for p in pts if p.step <= step][-(k + 1):]
-        return statistics.median(before) if before else None
-    if i is None or (i + k >= len(pts) and not run.ended):
-        return None
-    return statistics.median(p.loss for p in pts[max(0, i - k):i + k + 1])
+    sev = field_of(e, "severity")
+    return Diagnosis(field_of(e, "code"), sev if sev in SEVERITY_ORDER else "warning", field_of(e, "step"),
+                     field_of(e, "message") or "", field_of(e, "why") or "", field_of(e, "fix") or "",
+                     field_of(e, "evidence") or {}, field_of(e, "patch"))
 
 
 def _lr_patch(run: Run, factor: float) -> dict:
@@ -312,7 +162,7 @@ def loss_flat(run: Run) -> Diagnosis | None:
     losses = run.losses
     if len(trained) < FLAT_MIN_STEPS or len(losses) < FLAT_MIN_STEPS:
         return None
-    first, last, fall, se = _fall(losses)
+    first, last, fall, se = window_fall(losses)
     needed = max(FLAT_SIGMAS * se, FLAT_REL * abs(first))
     if abs(fall) >= needed:
         return None  # fell (or rose: loss-spikes and grad-explosion judge that) beyond the noise
@@ -385,7 +235,7 @@ def overfitting(run: Run) -> Diagnosis | None:
         if not rising or best_i > j - OVERFIT_RISES or ev[j][1] < ev[best_i][1] * (1 + EVAL_RISE):
             continue
         # trailing windows: the stop (train.stop_on) should come at this evaluation, not steps later
-        t_best, t_now = _train_near(run, ev[best_i][0], centred=False), _train_near(run, ev[j][0], centred=False)
+        t_best, t_now = train_near(run, ev[best_i][0], centred=False), train_near(run, ev[j][0], centred=False)
         if t_best is None or t_now is None or t_now >= t_best:
             continue  # the train loss is not falling: not memorizing
         patch = {"train.stop_on": ["overfitting"]}
@@ -404,7 +254,7 @@ def overfitting(run: Run) -> Diagnosis | None:
 
 
 def gap_widening(run: Run) -> Diagnosis | None:
-    gaps = [(s, v - t) for s, v in run.evals if (t := _train_near(run, s)) is not None]
+    gaps = [(s, v - t) for s, v in run.evals if (t := train_near(run, s)) is not None]
     best = min((v for _, v in run.evals), default=None)
     for j in range(GAP_EVALS - 1, len(gaps)):
         last = gaps[j - GAP_EVALS + 1:j + 1]
@@ -426,25 +276,25 @@ def underfitting(run: Run) -> Diagnosis | None:
     pts = [p for p in run.points if math.isfinite(p.loss)]
     if not run.ended or len(pts) < FLAT_MIN_STEPS:
         return None
-    first, last, fall, se = _fall([p.loss for p in pts])
-    w = max(3, len(pts) // 4)  # _fall's windows: their centres are the span the fall happened over
+    first, last, fall, se = window_fall([p.loss for p in pts])
+    w = max(3, len(pts) // 4)  # window_fall's windows: their centres are the span the fall happened over
     span = (pts[-1 - w // 2].step - pts[w // 2].step) or 1
-    t = max(4, len(pts) // 3)
-    tail = pts[-t:][::max(1, t // 100)]  # the last third, at most ~100 points: the slope takes every pair
-    slope = _slope([p.step for p in tail], [p.loss for p in tail])
-    tail_fall = -slope * (tail[-1].step - tail[0].step)
-    if fall <= 0 or -slope < UNDERFIT_SHARE * fall / span or tail_fall < FLAT_SIGMAS * se:
+    n = max(4, len(pts) // 3)
+    tail = pts[-n:][::max(1, n // 100)]  # the last third, at most ~100 points: the slope takes every pair
+    rate = slope([p.step for p in tail], [p.loss for p in tail])
+    tail_fall = -rate * (tail[-1].step - tail[0].step)
+    if fall <= 0 or -rate < UNDERFIT_SHARE * fall / span or tail_fall < FLAT_SIGMAS * se:
         return None
     patch = None
     if run.cfg is not None:
-        t = run.cfg.train
-        patch = {"train.max_steps": 2 * t.max_steps} if t.max_steps else {"train.epochs": 2 * t.epochs}
+        tr = run.cfg.train
+        patch = {"train.max_steps": 2 * tr.max_steps} if tr.max_steps else {"train.epochs": 2 * tr.epochs}
     return Diagnosis("underfitting", "info", pts[-1].step,
-                     f"the loss was still falling at the end: {-slope * 100:.3g} per 100 steps over the last "
-                     f"{t} logged steps ({fall / span * 100:.3g} on average)",
+                     f"the loss was still falling at the end: {-rate * 100:.3g} per 100 steps over the last "
+                     f"{n} logged steps ({fall / span * 100:.3g} on average)",
                      "training stopped before the loss levelled off: the adapter can still learn from this data",
                      "train longer (more steps or epochs), or a higher learning rate",
-                     {"slope_per_100": _r(-slope * 100), "average_per_100": _r(fall / span * 100),
+                     {"slope_per_100": _r(-rate * 100), "average_per_100": _r(fall / span * 100),
                       "loss_now": _r(last)}, patch)
 
 
@@ -500,8 +350,9 @@ def run_rules(run: Run) -> list[Diagnosis]:
     """Every diagnosis, errors first, then newest first; recorded ones the rules no longer see are kept."""
     found = {d.code: replace(d, evidence={k: v for k, v in d.evidence.items() if v is not None})
              for d in (rule(run) for rule in RULES) if d is not None}
-    for d in run.recorded:
-        found.setdefault(d.code, d)
+    for e in run.recorded:
+        if field_of(e, "code") in CODES:
+            found.setdefault(field_of(e, "code"), _from_event(e))
     return sorted(found.values(), key=lambda d: (SEVERITY_ORDER[d.severity], -(d.step or 0)))
 
 

@@ -250,6 +250,11 @@ def test_patches_use_the_run_config():
     cfg = RunConfig.model_validate({"train": {"lr": 1e-8}, "lora": {"r": 8, "alpha": 16}})
     d = codes(stream(noisy([3.0] * 30, FLAT_NOISE)), cfg=cfg)["loss-flat"]
     assert d.patch == {"train.lr": 2e-4, "lora.alpha": 32.0}  # methods.py's LoRA lr, alpha doubled
+    cfg = RunConfig.model_validate({"train": {"max_steps": 40}})
+    d = codes(stream(noisy([3.0 - 0.04 * i for i in range(40)], 0.03)), cfg=cfg)["underfitting"]
+    assert d.patch == {"train.max_steps": 80} and re.fullmatch(r"the loss was still falling at the end: [\d.]+ per "
+                                                                r"100 steps over the last 13 logged steps \([\d.]+ on "
+                                                                r"average\)", d.message), d.message
     cfg = RunConfig.model_validate({"train": {"lr": 5.0}})
     d = codes(stream(HEALTHY, grads=_with([1.0] * 60, 30, 50.0)), cfg=cfg)["grad-explosion"]
     assert d.patch == {"train.lr": 5e-4}  # halved, but no higher than the top of LoRA's usual band
