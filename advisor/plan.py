@@ -1,0 +1,141 @@
+"""What an estimate is about and what it returns: the training stack's memory layout
+(`Stack`, `HF`), the plan (`Plan`: method, rank, targets, batch, sequence, optimizer, GPUs)
+and the result (`Estimate`: peak and its components). The arithmetic is in memory.py.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from .methods import DEFAULT as DEFAULT_METHOD, METHODS, Method
+
+if TYPE_CHECKING:  # only for the annotation
+    from .config import RunConfig
+
+GIB = 1024 ** 3
+
+# How several GPUs share a run. "ddp": each GPU holds a full copy (DistributedDataParallel).
+# "fsdp" (FullyShardedDataParallel, FULL_SHARD) and "deepspeed" (ZeRO stage 3): parameters,
+# gradients and optimizer states sharded 1/N, each wrapped unit all-gathered in full while it
+# runs. ZeRO-3 is estimated with FSDP's arithmetic (its prefetch buckets play the part of the
+# prefetched layer): an approximation, said in the assumptions. (The names: config.STRATEGIES.)
+SHARDED = ("fsdp", "deepspeed")
+
+
+@dataclass(frozen=True)
+class Stack:
+    """What a training stack's code does that changes memory (facts, not tuning knobs)."""
+
+    name: str
+    adapter_bytes: int  # LoRA weights (and their grads, and each AdamW state) per element
+    kbit_upcast: bool  # non-4-bit params cast to fp32 before training (peft prepare_model_for_kbit_training)
+    quantize_lm_head: bool  # the output head is 4-bit too
+    loss_upcast: bool  # the loss runs on an fp32 copy of the logits
+    keeps_16bit_logits: bool  # the 16-bit logits stay alive beside that fp32 copy
+    shift_copy: bool  # the loss makes a shifted contiguous copy of the logits
+    bwd_copies: int  # vocab-sized tensors (in the loss dtype) alive at the loss's backward peak
+
+    def logits_bytes(self, a: int) -> int:
+        """Bytes per logit (token x vocab entry) at the loss's peak, for compute dtype `a`."""
+        ld = 4 if self.loss_upcast else a
+        fwd = (a if self.keeps_16bit_logits and ld != a else 0) + ld + (ld if self.shift_copy else 0) + ld
+        return max(fwd, self.bwd_copies * ld)
+
+
+# transformers >= 4.50 (and 5.x) + peft under the HF Trainer: what rankwise runs.
+# ForCausalLMLoss (transformers/loss/loss_utils.py): `logits.float()` beside the 16-bit
+# logits, then cross_entropy keeps the fp32 log_softmax; in backward NLL's dense grad,
+# the saved log_softmax and log_softmax's input-grad are alive together (3 fp32).
+# peft autocast_adapter_dtype=True keeps adapters in fp32; transformers' bnb quantizer
+# keeps lm_head unquantized (get_keys_to_not_convert). Other stacks' layouts, for comparing
+# against figures published from them, live in bench/stacks.py.
+HF = Stack("hf", 4, True, False, True, True, False, 3)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What will be trained, as far as memory cares."""
+
+    method: str  # a name in methods.METHODS (how the base is stored: see `Plan.descriptor`)
+    r: int = 16
+    targets: str | tuple[str, ...] = "standard"  # named set or module names
+    micro_batch: int = 1
+    seq_len: int = 2048
+    grad_checkpointing: bool = True
+    optimizer: str = "adamw_torch"  # adamw_torch | adamw_8bit | paged_adamw_8bit
+    double_quant: bool = True
+    dtype_bytes: int = 2  # 16-bit compute; 4 for fp32
+    gpus: int = 1
+    lora_dropout: bool = True  # dropout > 0 keeps a masked copy of each adapted input
+    stack: Stack = HF  # which training stack's memory layout; rankwise trains with HF (bench/stacks.py has others)
+    strategy: str = "ddp"  # ddp | fsdp | deepspeed (see STRATEGIES); with gpus=1 ddp is plain one-GPU training
+
+    @property
+    def descriptor(self) -> Method:
+        """The method's descriptor (methods.py)."""
+        return METHODS[self.method]
+
+    @property
+    def sharded(self) -> bool:
+        """Weights, gradients and optimizer states split over the GPUs (FSDP / ZeRO-3)."""
+        return self.strategy in SHARDED
+
+    @classmethod
+    def from_config(cls, cfg: "RunConfig", method: str | None = None, gpus: int = 1,
+                    strategy: str | None = None) -> "Plan":
+        """`strategy` None takes cfg.distributed.strategy; "auto" stays ddp here: advisor.fit
+        resolves it against the hardware."""
+        strategy = strategy or cfg.distributed.strategy
+        method = method or cfg.method
+        if method == "auto":
+            method = DEFAULT_METHOD
+        targets = cfg.lora.target_modules
+        return cls(
+            method=method, r=cfg.lora.r,
+            targets=targets if isinstance(targets, str) else tuple(targets),
+            micro_batch=cfg.train.micro_batch, seq_len=cfg.train.max_seq_len,
+            grad_checkpointing=cfg.train.grad_checkpointing, optimizer=cfg.resolved_optimizer(method),
+            double_quant=cfg.quant.double_quant, dtype_bytes=4 if cfg.train.precision == "fp32" else 2,
+            gpus=gpus, lora_dropout=cfg.lora.dropout > 0, strategy="ddp" if strategy == "auto" else strategy,
+        )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    peak_bytes: int
+    components: dict[str, int]  # name -> bytes; they sum to peak_bytes
+    assumptions: tuple[str, ...]
+    plan: Plan
+    trainable_params: int
+    allocated_bytes: int = 0  # the torch.cuda.max_memory_allocated() view (no context, no fragmentation)
+    transients: dict[str, int] = field(default_factory=dict)  # the candidate peaks compared
+
+    @property
+    def peak_gib(self) -> float:
+        return self.peak_bytes / GIB
+
+    @property
+    def allocated_gib(self) -> float:
+        return self.allocated_bytes / GIB
+
+    @property
+    def reserved_bytes(self) -> int:
+        """The torch.cuda.max_memory_reserved() view: peak without the CUDA context."""
+        return self.peak_bytes - self.components.get("cuda_context", 0)
+
+    def to_dict(self) -> dict:
+        return {
+            "peak_gib": round(self.peak_gib, 3),
+            "allocated_gib": round(self.allocated_gib, 3),
+            "reserved_gib": round(self.reserved_bytes / GIB, 3),
+            "peak_bytes": self.peak_bytes,
+            "components": {k: round(v / GIB, 4) for k, v in self.components.items()},
+            "component_bytes": dict(self.components),
+            "assumptions": list(self.assumptions),
+            "method": self.plan.method,
+            "strategy": self.plan.strategy if self.plan.gpus > 1 or self.plan.sharded else "single",
+            "gpus": self.plan.gpus,
+            "trainable_params": self.trainable_params,
+            "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.plan).items()}
+            | {"stack": self.plan.stack.name},
+        }
