@@ -415,6 +415,27 @@ def test_checkup_stop_on_saves_then_stops_and_nan_can_be_let_through(tmp_path):
     assert "loss-nan" in check.fired and not control.should_training_stop
 
 
+def test_checkup_of_a_resumed_run_sees_the_earlier_log(tmp_path):
+    """A resumed run's doctor judges the whole run (a converged tail alone would look flat) and does not
+    write a code the log already holds."""
+    from rankwise.advisor.config import RunConfig
+    from rankwise.trainer.checkup import Checkup, Watched
+    from rankwise.trainer.events import EventSink
+
+    before = stream(_with(HEALTHY[:40], 35, 3.0), ended=False, max_steps=60)
+    before.append(ev("diagnosis", code="loss-spikes", severity="warning", step=35, message="m", fix="f"))
+    sink = Watched(EventSink(tmp_path / "events.jsonl"), history=before)
+    check = Checkup(sink, RunConfig())
+    assert check.fired == {"loss-spikes"}
+    sink.emit("start", max_steps=60, resumed_from_step=40)
+    for i in range(41, 61):
+        sink.emit("step", step=i, loss=HEALTHY[i - 1], lr=2e-4, grad_norm=1.0)
+        check.on_log(None, None, __import__("transformers").TrainerControl())
+    assert "loss-flat" not in check.fired  # the tail alone (steps 41-60) is nearly flat; the run is not
+    assert "loss-flat" in codes(sink.kept[-21:])  # typed events, as the worker holds them
+    assert not (tmp_path / "events.jsonl").read_text().count('"diagnosis"')
+
+
 def test_checkup_history_is_bounded(tmp_path):
     from rankwise.trainer.checkup import FIRST_KEPT, RECENT_KEPT
 

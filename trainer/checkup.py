@@ -21,6 +21,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from rankwise.advisor.doctor import Diagnosis, diagnose
+from rankwise.advisor.runlog import field_of
 
 from . import rundir
 from .process import synced
@@ -31,28 +32,35 @@ log = logging.getLogger("rankwise.worker")
 
 
 class Watched:
-    """An event sink that remembers, boundedly, what it emitted (for the doctor)."""
+    """An event sink that remembers, boundedly, what it emitted (for the doctor). `history`: the
+    events already in the log (a resumed run), so the doctor sees the whole run, not its tail."""
 
-    def __init__(self, sink):
+    def __init__(self, sink, history=()):
         self.sink = sink
         self.kept: list = []
         self._steps = 0
+        for e in history:
+            self._keep(e)
 
     def emit(self, type_: str, **fields):
         event = self.sink.emit(type_, **fields)
-        self.kept.append(event)
-        if type_ == "step":
-            self._steps += 1
-            if self._steps > FIRST_KEPT + RECENT_KEPT:  # drop the oldest step after the first block
-                nth = 0
-                for i, e in enumerate(self.kept):
-                    if _type(e) == "step":
-                        nth += 1
-                        if nth == FIRST_KEPT + 1:
-                            del self.kept[i]
-                            break
-                self._steps -= 1
+        self._keep(event)
         return event
+
+    def _keep(self, event) -> None:
+        self.kept.append(event)
+        if _type(event) != "step":
+            return
+        self._steps += 1
+        if self._steps > FIRST_KEPT + RECENT_KEPT:  # drop the oldest step after the first block
+            nth = 0
+            for i, e in enumerate(self.kept):
+                if _type(e) == "step":
+                    nth += 1
+                    if nth == FIRST_KEPT + 1:
+                        del self.kept[i]
+                        break
+            self._steps -= 1
 
     def close(self) -> None:
         self.sink.close()
@@ -66,7 +74,8 @@ class Checkup(TrainerCallback):
     def __init__(self, watched: Watched, cfg):
         self.watched, self.cfg = watched, cfg
         self.stop_codes = set(cfg.train.stop_on) | ({"loss-nan"} if cfg.train.stop_on_nan else set())
-        self.fired: set[str] = set()
+        # codes already written (before a resume) are not written again
+        self.fired: set[str] = {field_of(e, "code") for e in watched.kept if _type(e) == "diagnosis"}
         self.stopped: Diagnosis | None = None  # the diagnosis that stopped the run
 
     def on_log(self, args, state, control, logs=None, **kw):

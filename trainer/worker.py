@@ -27,7 +27,7 @@ from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.methods import LEANEST, METHODS
 
 from . import rundir
-from .events import EVENTS_FILE, EventSink
+from .events import EVENTS_FILE, EventSink, read_events
 from .launch import is_main_process, world_size
 from .process import (RankSink, disk_full, disk_full_message, end_torn_line, install_signal_handlers,
                       output_to_log, rank_callbacks)
@@ -226,7 +226,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
                        data_collator=tokens, callbacks=[events, checkup, checkpoints, SyncedStop(stop), seams, started])
 
     # --- callbacks ---------------------------------------------------------------------------
-    sink = Watched(sink)  # the run doctor reads what was emitted (checkup.py)
+    # the run doctor reads what was emitted (checkup.py); a resumed run's earlier log too
+    sink = Watched(sink, read_events(run_dir / EVENTS_FILE) if resume else ())
     checkup = Checkup(sink, cfg)  # after Events: it reads the step and eval events Events just wrote
     events, checkpoints, seams = Events(sink, device, tokens), RankZeroCheckpoints(sink), TestSeams()
     latest = rundir.latest_checkpoint(run_dir) if resume else None
