@@ -93,3 +93,20 @@ def test_runs(snap_compare, place, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_run(snap_compare, place, size):
     assert snap_compare(make(place), terminal_size=size, run_before=steps("ctrl+r", "wait", "enter", "wait"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_run_with_diagnoses(snap_compare, place, size):
+    """The Run screen with the run doctor's diagnoses (newest first, each with its fix)."""
+    from rankwise.trainer.events import EventSink
+
+    sink = EventSink("runs/demo-cpu-20270115-080000/events.jsonl")  # what the worker's checkup writes
+    sink.emit("diagnosis", time=NOW - 530, code="gap-widening", severity="info", step=4,
+              message="the eval-train gap grew from 0.0756 to 0.397 over 3 evaluations",
+              fix="watch the eval loss; more dropout, a lower rank or fewer epochs if it turns up")
+    sink.emit("diagnosis", time=NOW - 529, code="overfitting", severity="warning", step=6,
+              message="eval loss up 2x in a row to 1.5 (best 1.36 at step 4) while the train loss fell to 0.704",
+              fix="keep the checkpoint at step 4 (train.stop_on: [overfitting] does it), add dropout, lower "
+                  "lora.r or train fewer epochs")
+    sink.close()
+    assert snap_compare(make(place), terminal_size=size, run_before=steps("ctrl+r", "wait", "enter", "wait"))
