@@ -129,7 +129,8 @@ def loss_nan(run: Run) -> Diagnosis | None:
                      "lower train.lr (about 10x), train in bf16 rather than fp16, keep gradient clipping on "
                      "(train.max_grad_norm: 1.0); resume from the last checkpoint before the NaN",
                      {"loss": _r(bad.loss), "grad_norm": _r(bad.grad_norm), "lr": _r(bad.lr),
-                      "last_finite_loss": _r(last.loss) if last else None, "last_finite_step": last.step if last else None},
+                      "last_finite_loss": _r(last.loss) if last else None,
+                      "last_finite_step": last.step if last else None},
                      patch or None)
 
 

@@ -517,7 +517,8 @@ async def test_run_screen_shows_diagnoses_newest_first_with_the_fix(tmp_path):
 
     run = fake_run(tmp_path / "runs", "flat-20260101-000000", steps=5, finished=False)
     sink = EventSink(run / "events.jsonl")  # what the worker's checkup writes
-    flat, spikes = doctor.diagnose(stream(noisy([3.0] * 30, FLAT_NOISE))), doctor.diagnose(stream(_with(HEALTHY, 40, 3.0)))
+    flat = doctor.diagnose(stream(noisy([3.0] * 30, FLAT_NOISE)))
+    spikes = doctor.diagnose(stream(_with(HEALTHY, 40, 3.0)))
     for d in flat + spikes:  # in the order a run would find them
         sink.emit("diagnosis", code=d.code, severity=d.severity, step=d.step, message=d.message, why=d.why,
                   fix=d.fix, evidence=d.evidence, patch=d.patch)

@@ -84,8 +84,8 @@ class Checkup(TrainerCallback):
             if d.code in self.fired:
                 continue
             self.fired.add(d.code)
-            log.log(logging.ERROR if d.severity == "error" else logging.WARNING, "doctor: %s [%s] at step %s: %s — %s",
-                    d.code, d.severity, d.step, d.message, d.fix)
+            level = {"error": logging.ERROR, "warning": logging.WARNING}.get(d.severity, logging.INFO)
+            log.log(level, "doctor: %s [%s] at step %s: %s — %s", d.code, d.severity, d.step, d.message, d.fix)
             self.watched.emit("diagnosis", code=d.code, severity=d.severity, step=d.step, message=d.message,
                               why=d.why, fix=d.fix, evidence=d.evidence, patch=d.patch)
             if d.code in self.stop_codes and self.stopped is None:
@@ -95,15 +95,16 @@ class Checkup(TrainerCallback):
             control.should_save = control.should_save or not nan  # a checkpoint of NaN weights is no use
             control.should_training_stop = True
             if self.stopped is not None:
-                log.warning("doctor: stopping the run (train.stop_on): %s at step %s", self.stopped.code,
-                            self.stopped.step)
+                why = "train.stop_on_nan" if nan else "train.stop_on"
+                log.warning("doctor: stopping the run (%s): %s at step %s", why, self.stopped.code, self.stopped.step)
 
     def eval_losses(self) -> dict[int, float]:
-        return {e.step if not isinstance(e, dict) else e.get("step"): e.eval_loss if not isinstance(e, dict)
-                else e.get("eval_loss") for e in self.watched.kept if _type(e) == "eval"}
+        """Eval loss by step, as this process saw them (a resumed run's earlier ones included)."""
+        return {field_of(e, "step"): field_of(e, "eval_loss") for e in self.watched.kept if _type(e) == "eval"}
 
 
-def best_checkpoint(run_dir: Path, evals: dict[int, float], before: int | None = None) -> tuple[int, Path, float | None] | None:
+def best_checkpoint(run_dir: Path, evals: dict[int, float],
+                    before: int | None = None) -> tuple[int, Path, float | None] | None:
     """The complete checkpoint with the lowest eval loss at its step (those before `before` only);
     without an eval at any of them, the newest. (step, path, eval loss or None)."""
     found = [(s, p) for s, p in rundir.complete_checkpoints(run_dir) if before is None or s < before]

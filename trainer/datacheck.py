@@ -143,7 +143,8 @@ def check_data(path: str | Path, model: str | None = None, fmt: str = "auto", ma
         kind, note = "model", "the given tokenizer"
     path = Path(path)
     if not path.exists():
-        raise RankwiseError(f"data file not found: {path}", "give a .jsonl/.json/.csv/.parquet file or a saved dataset folder")
+        raise RankwiseError(f"data file not found: {path}",
+                            "give a .jsonl/.json/.csv/.parquet file or a saved dataset folder")
     recorder = _Recorder()
     rows = _Rows(path, fmt, recorder, None)
     encoder = _Encoder(tokenizer, max_len, recorder)

@@ -79,7 +79,8 @@ def _render(c) -> None:
         console.print(f"  why: {escape(f.why)}")
         console.print(f"  fix: {escape(f.fix)}")
         if f.patch:
-            console.print("  [dim]" + escape(" ".join(f"--set {k}={json.dumps(v)}" for k, v in f.patch.items())) + "[/]")
+            sets = " ".join(f"--set {k}={json.dumps(v)}" for k, v in f.patch.items())
+            console.print(f"  [dim]{escape(sets)}[/dim]")
     if not c.preview:
         return
     marks = console.is_terminal and not console.no_color  # colour on a terminal; [[brackets]] otherwise
