@@ -1,0 +1,161 @@
+"""Builds advisor/model_index.json from public sources (run by hand; the tests never run it).
+
+    python3 bench/model_index_build.py LITGPT_CONFIG_PY > advisor/model_index.json
+
+LITGPT_CONFIG_PY is `litgpt/config.py` of github.com/Lightning-AI/litgpt at LITGPT_COMMIT (it
+imports only the standard library, PyYAML and typing_extensions). Each litgpt entry names its
+Hugging Face id (`hf_config`) and its shape; this script maps litgpt's names onto config.json's:
+
+    n_embd → hidden_size            n_layer → num_hidden_layers      n_head → num_attention_heads
+    n_query_groups → num_key_value_heads                              head_size → head_dim
+    intermediate_size → intermediate_size (moe_intermediate_size for Qwen3 MoE)
+    padded_vocab_size → vocab_size (the embedding's rows)             block_size → max_position_embeddings
+    n_expert / n_expert_per_token → num_local_experts (num_experts for Qwen3 MoE) / num_experts_per_tok
+
+litgpt does not record whether the output projection shares the embedding; `TIED` lists the
+models torchtune builds with tied embeddings (github.com/pytorch/torchtune at TORCHTUNE_COMMIT,
+the `_model_builders.py` named there). Every other entry is untied, and tests/test_model_index.py
+checks the totals of those families against their model cards. The Qwen2 entries (not in litgpt)
+are read from torchtune's qwen2 builders. model_type is the one the model's config.json names
+(`MODEL_TYPES`, by id prefix).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+LITGPT = {"repo": "Lightning-AI/litgpt", "path": "litgpt/config.py",
+          "commit": "26857050fe3ff627cd714fe92f5838f51a3d5efa"}
+TORCHTUNE_COMMIT = "bd2a0fc7c31430972728494fa01aaeeb0ebf1ba1"
+
+
+def torchtune(path: str) -> dict:
+    return {"repo": "pytorch/torchtune", "path": path, "commit": TORCHTUNE_COMMIT}
+
+
+# Families people fine-tune (litgpt also lists Pythia, StableLM, Falcon 1, Code Llama, ...: left out).
+# (id prefix, config.json model_type); the first match wins.
+MODEL_TYPES = [
+    ("meta-llama/", "llama"), ("nvidia/Llama-3.1-Nemotron", "llama"), ("deepseek-ai/DeepSeek-R1-Distill-Llama", "llama"),
+    ("TinyLlama/", "llama"), ("HuggingFaceTB/SmolLM2", "llama"), ("tiiuae/Falcon3", "llama"),
+    ("mistralai/Mixtral", "mixtral"), ("mistralai/Mistral", "mistral"), ("unsloth/Mistral-7B-v0.2", "mistral"),
+    ("Qwen/Qwen2.5-0", "qwen2"), ("Qwen/Qwen2.5-1", "qwen2"), ("Qwen/Qwen2.5-3", "qwen2"), ("Qwen/Qwen2.5-7", "qwen2"),
+    ("Qwen/QwQ", "qwen2"),
+    ("Qwen/Qwen3-30B-A3B", "qwen3_moe"), ("Qwen/Qwen3-235B-A22B", "qwen3_moe"), ("Qwen/Qwen3-", "qwen3"),
+    ("google/gemma-2-", "gemma2"), ("google/gemma-3-1b", "gemma3_text"),
+    ("microsoft/Phi-3", "phi3"), ("microsoft/phi-4", "phi3"), ("microsoft/Phi-4-reasoning", "phi3"),
+    ("allenai/OLMo-2", "olmo2"),
+]
+# Left out on purpose: gemma-3-4b/12b/27b (multimodal: litgpt lists the text decoder only, the
+# vision tower would be missing from the estimate); Phi-4-mini and Qwen3-4B-2507 (tied
+# embeddings not recorded in either source); Qwen2.5-Coder/-Math (same).
+SKIP = ("google/gemma-3-4b", "google/gemma-3-12b", "google/gemma-3-27b", "microsoft/Phi-4-mini",
+        "Qwen/Qwen3-4B-Thinking-2507", "Qwen/Qwen3-4B-Instruct-2507")
+
+# Tied input/output embeddings, as torchtune builds them.
+TIED = {
+    "meta-llama/Llama-3.2-1B": torchtune("torchtune/models/llama3_2/_model_builders.py"),
+    "meta-llama/Llama-3.2-3B": torchtune("torchtune/models/llama3_2/_model_builders.py"),
+    "Qwen/Qwen2.5-0.5B": torchtune("torchtune/models/qwen2_5/_model_builders.py"),
+    "Qwen/Qwen2.5-1.5B": torchtune("torchtune/models/qwen2_5/_model_builders.py"),
+    "Qwen/Qwen2.5-3B": torchtune("torchtune/models/qwen2_5/_model_builders.py"),
+    "Qwen/Qwen3-0.6B": torchtune("torchtune/models/qwen3/_model_builders.py"),
+    "Qwen/Qwen3-1.7B": torchtune("torchtune/models/qwen3/_model_builders.py"),
+    "Qwen/Qwen3-4B": torchtune("torchtune/models/qwen3/_model_builders.py"),
+    "HuggingFaceTB/SmolLM2-": torchtune("torchtune/models/smol/_component_builders.py"),
+}
+
+# Families whose config class ties embeddings unless config.json says otherwise; the key is left
+# out so the default applies (rankwise.advisor.families' gemma2 record; Gemma3TextConfig).
+TIED_BY_DEFAULT = {"gemma2": "the family's default (advisor/families.py: Gemma2Config ties)",
+                   "gemma3_text": "the family's default (transformers Gemma3TextConfig ties)"}
+
+# torchtune/models/qwen2/_model_builders.py: qwen2_0_5b, qwen2_1_5b, qwen2_7b (from the -Instruct cards).
+QWEN2 = [  # (ids, hidden, inter, layers, heads, kv, vocab, positions, tied)
+    (["Qwen/Qwen2-0.5B", "Qwen/Qwen2-0.5B-Instruct"], 896, 4864, 24, 14, 2, 151936, 32768, True),
+    (["Qwen/Qwen2-1.5B", "Qwen/Qwen2-1.5B-Instruct"], 1536, 8960, 28, 12, 2, 151936, 32768, True),
+    (["Qwen/Qwen2-7B", "Qwen/Qwen2-7B-Instruct"], 3584, 18944, 28, 28, 4, 152064, 32768, False),
+]
+
+
+def model_type(hf_id: str) -> str | None:
+    if hf_id.startswith(SKIP):
+        return None
+    return next((mt for prefix, mt in MODEL_TYPES if hf_id.startswith(prefix)), None)
+
+
+def tied(hf_id: str) -> dict | None:
+    """The source saying `hf_id` ties its embeddings, or None (untied)."""
+    for prefix, src in TIED.items():
+        base = hf_id.removesuffix("-Instruct").removesuffix("-Base")
+        if base == prefix or (prefix.endswith("-") and hf_id.startswith(prefix)):
+            return src
+    return None
+
+
+def from_litgpt(entry: dict, mt: str, Config) -> dict:
+    """One litgpt entry (its defaults filled in by litgpt's own `Config`) → config.json fields."""
+    c = Config(**entry)
+    if entry.get("padded_vocab_size") is None and c.padded_vocab_size != c.vocab_size:
+        raise SystemExit(f"{c.name}: litgpt pads the vocabulary itself; the embedding's rows are not recorded")
+    if c.bias:
+        raise SystemExit(f"{c.name}: biased linears are not mapped")
+    cfg = {"model_type": mt, "hidden_size": c.n_embd, "num_hidden_layers": c.n_layer,
+           "num_attention_heads": c.n_head, "num_key_value_heads": c.n_query_groups,
+           "intermediate_size": c.intermediate_size, "vocab_size": c.padded_vocab_size,
+           "max_position_embeddings": c.block_size}
+    if c.head_size != c.n_embd // c.n_head:
+        cfg["head_dim"] = c.head_size
+    if c.n_expert and mt == "mixtral":
+        cfg.update(num_local_experts=c.n_expert, num_experts_per_tok=c.n_expert_per_token)
+    elif c.n_expert:  # Qwen3MoeConfig: every layer sparse, experts of moe_intermediate_size
+        cfg.update(num_experts=c.n_expert, num_experts_per_tok=c.n_expert_per_token,
+                   moe_intermediate_size=c.moe_intermediate_size, decoder_sparse_step=1, mlp_only_layers=[])
+    return cfg
+
+
+def add(groups: dict, cfg: dict, ids: list[str], src: dict) -> None:
+    """Ids with the same fields share one group; each group lists which source gave which ids."""
+    group = groups.setdefault(json.dumps(cfg, sort_keys=True), {"config": cfg, "ids": [], "sources": []})
+    group["ids"].extend(ids)
+    same = [s for s in group["sources"] if {k: v for k, v in s.items() if k != "ids"} == src]
+    if same:
+        same[0]["ids"].extend(ids)
+    else:
+        group["sources"].append({"ids": list(ids), **src})
+
+
+def build(litgpt_config_py: str) -> dict:
+    spec = importlib.util.spec_from_file_location("litgpt_config", litgpt_config_py)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    groups: dict[str, dict] = {}
+    for c in mod.configs:
+        hf_id = c["hf_config"]["org"] + "/" + c["hf_config"]["name"]
+        mt = model_type(hf_id)
+        if mt is None:
+            continue
+        cfg = from_litgpt(c, mt, mod.Config)
+        src = {"shape": LITGPT}
+        tie_src = tied(hf_id)
+        if mt in TIED_BY_DEFAULT:
+            src["tie_word_embeddings"] = TIED_BY_DEFAULT[mt]
+        else:
+            cfg["tie_word_embeddings"] = tie_src is not None
+            if tie_src:
+                src["tie_word_embeddings"] = tie_src
+        add(groups, cfg, [hf_id], src)
+    for ids, h, inter, layers, heads, kv, vocab, pos, tie in QWEN2:
+        cfg = {"model_type": "qwen2", "hidden_size": h, "num_hidden_layers": layers, "num_attention_heads": heads,
+               "num_key_value_heads": kv, "intermediate_size": inter, "vocab_size": vocab,
+               "max_position_embeddings": pos, "tie_word_embeddings": tie}
+        src = torchtune("torchtune/models/qwen2/_model_builders.py")
+        add(groups, cfg, ids, {"shape": src, "tie_word_embeddings": src})
+    return {"about": "Hugging Face model ids -> config.json fields that decide shapes; built by "
+                     "bench/model_index_build.py", "groups": list(groups.values())}
+
+
+if __name__ == "__main__":
+    json.dump(build(sys.argv[1]), sys.stdout, indent=1)
+    sys.stdout.write("\n")
