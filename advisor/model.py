@@ -1,7 +1,8 @@
 """The model reader: `--model` → a `ModelSpec` (shapes, never weights).
 
 A name resolves, in order, to a local directory or config.json, a model id in the local
-Hugging Face cache (offline), or a catalog entry. Families with a record in `families.py`
+Hugging Face cache (offline), a catalog entry, or a Hugging Face id of the model index
+(`model_index.py`: re-uploads and instruct variants included). Families with a record in `families.py`
 (Llama, Mistral, Mixtral, Qwen2, Gemma 2, Phi-3) are computed analytically from config.json
 in microseconds; any other architecture transformers knows is instantiated on the meta
 device (see `meta.py`). The shapes themselves (`ModelSpec`, `Linear`) live in `spec.py`.
@@ -12,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from . import catalog
+from . import catalog, model_index
 from .errors import RankwiseError, closest
 from .families import FAMILIES, is_analytic
 from .meta import read_on_meta  # light: it imports torch only inside read_on_meta
@@ -141,19 +142,23 @@ def load_model(name: str) -> ModelSpec:
         if not (p / "config.json").is_file():
             raise RankwiseError(f"{p} has no config.json", "point --model at a transformers model folder")
         return spec_from_config(name, "local", _read_config(p / "config.json", name), str(p))
+    looks_like_path = name.startswith((".", "/", "~")) or name.endswith(".json")
+    if "/" in name and not looks_like_path:
+        snap = _cached_snapshot(name)
+        if snap:  # the real config.json (and weights, for training) beat any table
+            return spec_from_config(name, "hf-cache", _read_config(snap / "config.json", name), str(snap))
     found = catalog.lookup(name)
     if found:
         key, cfg = found
         return spec_from_config(key, "catalog", cfg)
-    if "/" in name and not name.startswith((".", "/", "~")):
-        snap = _cached_snapshot(name)
-        if snap:
-            return spec_from_config(name, "hf-cache", _read_config(snap / "config.json", name), str(snap))
-    looks_like_path = name.startswith((".", "/", "~")) or name.endswith(".json")
-    names = list(catalog.CATALOG)
-    near = closest(name.lower().split("/")[-1], names, 3)
+    entry = None if looks_like_path else model_index.lookup(name)
+    if entry:  # families with no record in families.py are read on the meta device from these fields
+        return spec_from_config(name, "index", entry.config)
     if looks_like_path:
         raise RankwiseError(f"model path not found: {name}", "check the path; it must hold config.json")
-    hint = (f"closest catalog names: {', '.join(near)}" if near else f"catalog: {', '.join(names)}")
-    hint += "; a local folder or a model already in the Hugging Face cache also works (nothing is downloaded)"
+    names = list(catalog.CATALOG)
+    near = closest(name.lower().split("/")[-1], names, 3) + model_index.close_ids(name)
+    hint = (f"closest known names: {', '.join(near)}" if near else f"catalog: {', '.join(names)}")
+    hint += ("; a local folder, a model already in the Hugging Face cache or a Hugging Face id of the "
+             "model index also works (nothing is downloaded)")
     raise RankwiseError(f"unknown model {name!r}", hint)

@@ -37,7 +37,7 @@ class Linear:
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    source: str  # catalog | local | hf-cache
+    source: str  # catalog | index | local | hf-cache
     model_type: str
     hidden_size: int
     intermediate_size: int
