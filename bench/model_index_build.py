@@ -1,6 +1,6 @@
 """Builds advisor/model_index.json from public sources (run by hand; the tests never run it).
 
-    python3 bench/model_index_build.py LITGPT_CONFIG_PY > advisor/model_index.json
+    python3 bench/model_index_build.py LITGPT_CONFIG_PY UNSLOTH_MAPPER_PY > advisor/model_index.json
 
 LITGPT_CONFIG_PY is `litgpt/config.py` of github.com/Lightning-AI/litgpt at LITGPT_COMMIT (it
 imports only the standard library, PyYAML and typing_extensions). Each litgpt entry names its
@@ -18,6 +18,10 @@ the `_model_builders.py` named there). Every other entry is untied, and tests/te
 checks the totals of those families against their model cards. The Qwen2 entries (not in litgpt)
 are read from torchtune's qwen2 builders. model_type is the one the model's config.json names
 (`MODEL_TYPES`, by id prefix).
+
+UNSLOTH_MAPPER_PY is `unsloth/models/mapper.py` of github.com/unslothai/unsloth at UNSLOTH_COMMIT:
+unsloth's table of its re-uploads (16-bit copies and bitsandbytes 4-bit uploads) and the
+original each copies. Every re-upload of an indexed original joins the original's group.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ import sys
 LITGPT = {"repo": "Lightning-AI/litgpt", "path": "litgpt/config.py",
           "commit": "26857050fe3ff627cd714fe92f5838f51a3d5efa"}
 TORCHTUNE_COMMIT = "bd2a0fc7c31430972728494fa01aaeeb0ebf1ba1"
+UNSLOTH = {"repo": "unslothai/unsloth", "path": "unsloth/models/mapper.py",
+           "commit": "015bdef0d94a241bcd94eec7a405b1700632180d"}
 
 
 def torchtune(path: str) -> dict:
@@ -126,7 +132,39 @@ def add(groups: dict, cfg: dict, ids: list[str], src: dict) -> None:
         group["sources"].append({"ids": list(ids), **src})
 
 
-def build(litgpt_config_py: str) -> dict:
+def _same_model(hf_id: str) -> str:
+    """An id as Meta's renamed repositories spell it alike (Meta-Llama-3.1-8B is now Llama-3.1-8B)."""
+    org, _, base = hf_id.lower().rpartition("/")
+    return f"{org}/{base.removeprefix('meta-')}"
+
+
+def add_reuploads(groups: dict, unsloth_mapper_py: str) -> None:
+    """unsloth's re-uploads of indexed originals join the originals' groups."""
+    import ast
+
+    tree = ast.parse(open(unsloth_mapper_py, encoding="utf-8").read())
+    table = next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                 and getattr(node.targets[0], "id", "") == "__INT_TO_FLOAT_MAPPER")
+    where = {_same_model(i): g for g in groups.values() for i in g["ids"]}
+    for key, values in table.items():
+        values = values["16"] if isinstance(values, dict) else values
+        names = [key, *values]
+        originals = [n for n in names if not n.lower().startswith("unsloth/") and _same_model(n) in where]
+        if not originals:
+            continue
+        group = where[_same_model(originals[0])]
+        new = [n for n in dict.fromkeys(names) if n.lower().startswith("unsloth/")
+               and n.lower() not in {i.lower() for i in group["ids"]}]
+        if new:
+            group["ids"].extend(new)
+            same = [s for s in group["sources"] if s.get("reupload_list") == UNSLOTH]
+            if same:
+                same[0]["ids"].extend(new)
+            else:
+                group["sources"].append({"ids": new, "reupload_list": UNSLOTH})
+
+
+def build(litgpt_config_py: str, unsloth_mapper_py: str) -> dict:
     spec = importlib.util.spec_from_file_location("litgpt_config", litgpt_config_py)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -152,10 +190,11 @@ def build(litgpt_config_py: str) -> dict:
                "max_position_embeddings": pos, "tie_word_embeddings": tie}
         src = torchtune("torchtune/models/qwen2/_model_builders.py")
         add(groups, cfg, ids, {"shape": src, "tie_word_embeddings": src})
+    add_reuploads(groups, unsloth_mapper_py)
     return {"about": "Hugging Face model ids -> config.json fields that decide shapes; built by "
                      "bench/model_index_build.py", "groups": list(groups.values())}
 
 
 if __name__ == "__main__":
-    json.dump(build(sys.argv[1]), sys.stdout, indent=1)
+    json.dump(build(sys.argv[1], sys.argv[2]), sys.stdout, indent=1)
     sys.stdout.write("\n")
