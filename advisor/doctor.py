@@ -69,7 +69,7 @@ GAP_RISE = 0.05  # by 5% of the best eval loss in all
 TPUT_WINDOW = 8  # logged steps in the recent window (medians: eval/save pauses fall out)
 TPUT_SKIP = 2  # the first rates include start-up and the first compile of kernels
 TPUT_DROP = 0.5  # the recent median under half the earlier median
-MEM_WINDOW = 8
+MEM_WINDOW = 8  # logged steps whose rises are counted: long enough that one long batch is one rise of eight
 MEM_CREEP = 0.10  # the measured peak grew 10% since the first third of the run (past warm-up) ...
 MEM_MIN_BYTES = 64 << 20  # ... and by 64 MiB: allocator rounding and RSS noise stay below
 MEM_RISES = 0.6  # rising at >= 60% of the recent steps: a climb, not the one longest batch arriving
