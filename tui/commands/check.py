@@ -26,6 +26,12 @@ def register(sub) -> None:
     p.add_argument("--model", help="check against this model instead of the config's (catalog name or local folder)")
     p.add_argument("--method", choices=METHOD_NAMES, help="check as this method (default: the config's; auto "
                                                                  "resolves like `advise`)")
+    p.add_argument("--set", dest="check_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="try a fix: the file's own key (lora_alpha=32, peft_config.r=16) or a rankwise key "
+                        "(lora.alpha=32); repeatable")
+    p.add_argument("--require-fit", action="store_true",
+                   help="a gate for scripts: exit 3 when the memory fit could not be checked (model unknown "
+                        "offline, no GPU declared)")
     from .datacheck import add_data_flags  # the --data branch lives beside, in datacheck.py
 
     add_data_flags(p)
@@ -39,42 +45,34 @@ def run(args) -> int:
         from .datacheck import run_data
 
         return run_data(args)
-    from rankwise.advisor.errors import RankwiseError
-    from rankwise.advisor.foreign import load_any
-    from rankwise.advisor.model import load_model
-    from rankwise.advisor.redflags import context, run_rules
+    from rankwise.advisor.foreign import read
+    from rankwise.advisor.foreign.report import judge
 
-    cfg, kind, notes = load_any(args.file)
-    hw = hardware_from(args)
-    name = args.model or cfg.model.name
-    spec, skipped = None, None
-    try:
-        spec = load_model(name)
-    except RankwiseError as e:
-        if args.model:
-            raise  # the user named it on the command line: a bad flag
-        skipped = e.message + (f" ({e.hint})" if e.hint else "")
-    ctx = context(cfg, spec, hw, args.method)
-    findings = run_rules(ctx)
-    errors = sum(f.severity == "error" for f in findings)
+    report = judge(read(args.file, args.check_set), hardware_from(args), args.model, args.method)
+    gate = 3 if report.errors or (args.require_fit and not report.fit_checked) else 0
     if args.json:
+        r, ctx = report.reading, report.ctx
+        hw = hardware_from(args)
         print_json({
-            "file": args.file, "kind": kind, "model": name, "method": ctx.method, "method_note": ctx.method_note,
-            "fit": ctx.fit, "estimate": ctx.estimate.to_dict() if ctx.estimate else None,
+            "file": args.file, "kind": r.kind, "layout": r.layout, "model": report.model, "method": ctx.method,
+            "method_note": ctx.method_note, "fit": ctx.fit, "fit_checked": report.fit_checked,
+            "unchecked_reason": report.unchecked_reason,
+            "estimate": ctx.estimate.to_dict() if ctx.estimate else None,
             "gpu_gib": round(hw.gpu_bytes / 1024 ** 3, 2) if hw.gpu_bytes else None,
-            "findings": [f.to_dict() for f in findings], "notes": notes + ([skipped] if skipped else []),
-            "errors": errors, "config": cfg.model_dump(mode="json"),
+            "findings": report.findings, "notes": report.notes + ([report.unresolved] if report.unresolved else []),
+            "unread": r.unread, "blank": r.blank, "errors": report.errors, "config": r.cfg.model_dump(mode="json"),
         })
-        return 3 if errors else 0
-    _render(args.file, kind, name, ctx, findings, notes, skipped, hw)
-    return 3 if errors else 0
+        return gate
+    _render(args, report, hardware_from(args))
+    return gate
 
 
-def _render(path, kind, name, ctx, findings, notes, skipped, hw) -> None:
+def _render(args, report, hw) -> None:
     from rich.console import Console
     from rich.markup import escape
 
     console = Console(highlight=False)
+    r, ctx = report.reading, report.ctx
     fit = ""
     if ctx.estimate is not None:
         where = f"{hw.gpu_bytes / 1024 ** 3:.0f} GiB GPU" if hw.gpu_bytes else "no GPU"
@@ -82,20 +80,26 @@ def _render(path, kind, name, ctx, findings, notes, skipped, hw) -> None:
         if ctx.judged is not None and ctx.judged.gpus > 1:
             per = f" per GPU, {ctx.judged.gpus} GPUs as {ctx.judged.strategy.upper()}"
         fit = f", ~{ctx.estimate.peak_gib:.1f} GiB peak{per} ({ctx.fit} on {where})"
-    console.print(f"[bold]{escape(str(path))}[/bold] ({kind}): {escape(name)}, {label(ctx.method)}{fit}")
+    console.print(f"[bold]{escape(str(args.file))}[/bold] ({r.kind}): {escape(report.model)}, {label(ctx.method)}{fit}")
     console.print(f"  [dim]{escape(ctx.method_note)}[/dim]")
-    for note in notes + ([f"model not resolved: {skipped}"] if skipped else []):
+    for note in report.notes + ([f"model not resolved: {report.unresolved}"] if report.unresolved else []):
         console.print(f"  [dim]note: {escape(note)}[/dim]")
-    if not findings:
-        console.print(f"[{GOOD}]no red flags[/{GOOD}]")
-        return
-    for f in findings:
-        style = SEVERITY_STYLE[f.severity]
-        console.print(f"\n[{style}]{f.severity.upper():7}[/{style}] [bold]{f.code}[/bold]: {escape(f.message)}")
-        console.print(f"  why: {escape(f.why)}")
-        console.print(f"  fix: {escape(f.fix)}")
-        if f.patch:
-            sets = " ".join(f"--set {k}={json.dumps(v)}" for k, v in f.patch.items())
+    for f in report.findings:
+        style = SEVERITY_STYLE[f["severity"]]
+        at = ", ".join(f"{k['key']}" + (f" (line {k['line']})" if k.get("line") else f" ({k['default']})"
+                                        if k.get("default") else "") for k in f.get("keys", []))
+        console.print(f"\n[{style}]{f['severity'].upper():7}[/{style}] [bold]{f['code']}[/bold]: {escape(f['message'])}")
+        if at and r.tool is not None:
+            console.print(f"  at: {escape(r.source)}: {escape(at)}")
+        console.print(f"  why: {escape(f['why'])}")
+        console.print(f"  fix: {escape(f['fix'])}")
+        if f.get("set"):
+            sets = " ".join(f"--set {k}={json.dumps(v)}" for k, v in f["set"].items())
             console.print(f"  [dim]{escape(sets)}[/dim]")
-    counts = {s: sum(f.severity == s for f in findings) for s in SEVERITY_STYLE}
-    console.print("\n" + ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items()))
+    counts = {s: sum(f["severity"] == s for f in report.findings) for s in SEVERITY_STYLE}
+    summary = ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items())
+    if not report.findings:
+        console.print(f"[{GOOD}]no red flags[/{GOOD}]")
+    fit_said = "fit checked" if report.fit_checked else f"fit NOT checked: {report.unchecked_reason}"
+    gate = " (--require-fit: exit 3)" if args.require_fit and not report.fit_checked else ""
+    console.print(("\n" if report.findings else "") + f"{summary}; {escape(fit_said)}{gate}")

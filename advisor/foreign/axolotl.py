@@ -1,0 +1,282 @@
+"""axolotl YAML: its keys, its defaults, what rankwise does not model.
+
+Sources (axolotl @ 067b021c8b87a9e5e380b9173c704cf7340e30f5):
+- src/axolotl/utils/schemas/training.py HyperparametersConfig: gradient_accumulation_steps 1,
+  micro_batch_size 1, batch_size "total batch size" (None), optimizer adamw_torch_fused,
+  lr_scheduler cosine, num_epochs 1.0, weight_decay 0.0; learning_rate has no default (required).
+- src/axolotl/utils/schemas/peft.py LoraConfig: lora_dropout 0.0, load_in_4bit/8bit False.
+- src/axolotl/utils/schemas/config.py: gradient_checkpointing False ("offload", "offload_disk" too),
+  sequence_len 512, bf16 "auto", val_set_size 0.0.
+- src/axolotl/utils/config/__init__.py normalize_config: gradient_accumulation_steps =
+  batch_size // micro_batch_size when only batch_size is given.
+- src/axolotl/core/builders/base.py: warmup min(3% of steps, 100) when neither warmup key is set
+  (rankwise's warmup_ratio 0.03 already).
+- lora_r/lora_alpha unset: peft LoraConfig's r=8, lora_alpha=8 (axolotl passes them through,
+  src/axolotl/loaders/adapter.py).
+- A string lora_target_modules goes to peft as is: a regex matched against each full module name.
+Unknown keys: axolotl warns and drops them, so rankwise warns too.
+"""
+from __future__ import annotations
+
+from .known_keys import AXOLOTL_KEYS
+from .mapping import (Default, Out, Tool, dora_method, method_with, not_modelled, optimizer, positive_count,
+                      precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
+                      names_for_set, OPTIMS_BACK)
+
+MARKS = {"base_model", "adapter", "lora_r", "lora_alpha", "lora_target_modules", "lora_target_linear",
+         "micro_batch_size", "sequence_len", "load_in_4bit", "load_in_8bit", "datasets", "num_epochs",
+         "sample_packing", "lr_scheduler", "val_set_size"}
+PREFERENCE = {"dpo": "paired", "ipo": "paired", "orpo": "paired", "simpo": "paired", "kto": "unpaired",
+              "grpo": "online", "gdpo": "online", "ebft": "online"}
+
+
+def _adapter(value, out: Out):
+    if value == "lora":
+        out.default("method", "lora")  # load_in_4bit may already have made it QLoRA
+    elif value == "qlora":
+        out.set("method", "qlora")
+    else:
+        out.set("method", value)  # invalid: reported at its line
+
+
+def _4bit(value, out: Out):
+    if value is True:
+        out.set("method", "qlora")
+
+
+def _8bit(value, out: Out):
+    if value is not True:
+        return
+    eight = method_with(True, 8)
+    if eight:
+        out.set("method", eight)
+    else:
+        out.not_modelled("an 8-bit (LLM.int8) base: ~1 byte per weight where the estimate counts 2 (16-bit LoRA)",
+                         "load_in_4bit: true with adapter: qlora is the leanest base rankwise estimates")
+
+
+def _dora(value, out: Out):
+    if value is not True:
+        return
+    method = dora_method(quantized=out.values.get("method") == "qlora")
+    if method:
+        out.set("method", method)
+    else:
+        out.not_modelled("DoRA: a magnitude vector per adapted linear and a weight-norm pass each step "
+                         "(more activation memory and ~1.5-2x step time than LoRA)")
+
+
+def _linear(value, out: Out):
+    if value is True:
+        out.set("lora.target_modules", "all-linear")
+
+
+def _gc(value, out: Out):
+    if value in ("offload", "offload_disk"):
+        out.set("train.grad_checkpointing", True)
+        out.not_modelled(f"checkpointed activations offloaded to {'disk' if value == 'offload_disk' else 'CPU'}: "
+                         "less GPU memory than estimated, slower steps")
+    elif isinstance(value, str):
+        out.set("train.grad_checkpointing", value.lower() not in ("false", "no", "0"))
+    else:
+        out.set("train.grad_checkpointing", value)
+
+
+def _batch_size(value, out: Out):
+    if positive_count(value):
+        out.extra["batch_size"] = value  # resolved after micro_batch_size (finish)
+
+
+DATA_FORMATS = {"chat_template": "chat", "sharegpt": "chat", "alpaca": "instruction", "alpaca_chat": "instruction",
+                "completion": "text", "pretrain": "text", "input_output": "prompt_completion"}
+
+
+def _datasets(value, out: Out):
+    if not (isinstance(value, list) and value and isinstance(value[0], dict) and value[0].get("path")):
+        return
+    first = value[0]
+    out.set("data.path", str(first["path"]))
+    kind = str(first.get("type", "")).split(".")[0] if first.get("type") else ""
+    if kind in DATA_FORMATS:
+        out.set("data.format", DATA_FORMATS[kind])
+    if len(value) > 1:
+        out.notes.append(f"{len(value)} datasets: only the first ({first['path']}) is read")
+
+
+def _val(value, out: Out):
+    if isinstance(value, (int, float)) and 0 < value < 1:
+        out.set("data.val_ratio", value)
+    elif value:
+        out.notes.append(f"val_set_size {value} is a row count: rankwise uses data.val_ratio")
+
+
+def _rl(value, out: Out):
+    if value:
+        out.stage = str(value).lower()
+
+
+def _fsdp(value, out: Out):
+    if value:
+        out.set("distributed.strategy", "fsdp")
+        if isinstance(value, list) and any("offload" in str(v) for v in value):
+            out.not_modelled("FSDP parameter offload to CPU: less GPU memory than estimated, slower steps")
+
+
+def _fsdp_config(value, out: Out):
+    if not isinstance(value, dict) or not value:
+        return
+    out.set("distributed.strategy", "fsdp")
+    if value.get("offload_params") or value.get("fsdp_offload_params") or value.get("cpu_offload"):
+        out.not_modelled("FSDP parameter offload to CPU: less GPU memory than estimated, slower steps")
+    if value.get("activation_checkpointing") or value.get("fsdp_activation_checkpointing"):
+        out.set("train.grad_checkpointing", True)
+
+
+def _deepspeed(value, out: Out):
+    if not value:
+        return
+    name = str(value).lower()
+    if "zero3" in name or "zero_3" in name or "z3" in name:
+        out.set("distributed.strategy", "deepspeed")
+        if "offload" in name:
+            out.not_modelled("ZeRO-3 offload to CPU: less GPU memory than estimated, slower steps")
+    else:
+        out.set("distributed.strategy", "ddp")
+        out.not_modelled(f"DeepSpeed {value}: ZeRO-1/2 shard optimizer states (and gradients) across GPUs; "
+                         "judged as DDP, so per-GPU memory is over-estimated a little")
+
+
+def _plugins(value, out: Out):
+    for p in value if isinstance(value, list) else [value]:
+        name = str(p).lower()
+        if "cut_cross_entropy" in name:
+            out.not_modelled("Cut Cross-Entropy: the logits (vocab x tokens) are never materialised, so the "
+                             "estimate's logits term is too high")
+        elif "liger" in name:
+            out.not_modelled("Liger kernels (fused RMSNorm/SwiGLU/RoPE/cross-entropy): lower activation memory "
+                             "than estimated")
+        elif p:
+            out.not_modelled(f"plugin {p}: its memory effect")
+
+
+def _special_tokens(value, out: Out):
+    if isinstance(value, dict) and set(value) - {"pad_token", "eos_token", "bos_token", "unk_token"}:
+        out.not_modelled("special tokens beyond pad/eos/bos/unk: new tokens resize the embeddings "
+                         "(train them with lora_modules_to_save)")
+
+
+def _tokens(value, out: Out):
+    if value:
+        out.not_modelled("new tokens resize the embeddings; trained only with lora_modules_to_save")
+
+
+def _base_model(value, out: Out):
+    out.set("model.name", value)
+    name = str(value).lower()
+    for q in ("gptq", "awq", "aqlm", "exl2", "bnb-4bit", "hqq"):
+        if q in name:
+            out.not_modelled(f"a pre-quantized {q.upper()} base: its weights take ~4 bits, the estimate counts "
+                             "them as the method's base (16-bit for LoRA)")
+            break
+
+
+TABLE = {
+    "base_model": _base_model, "adapter": _adapter, "load_in_4bit": _4bit, "load_in_8bit": _8bit,
+    "peft_use_dora": _dora, "lora_r": to("lora.r"), "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"),
+    "lora_target_modules": targets_mapper("regex"), "lora_target_linear": _linear,
+    "peft_use_rslora": to("lora.use_rslora"), "learning_rate": to("train.lr", lambda v: float(v) if isinstance(v, str) else v),
+    "lr_scheduler": scheduler, "micro_batch_size": to("train.micro_batch"), "batch_size": _batch_size,
+    "gradient_accumulation_steps": to("train.grad_accum"), "sequence_len": to("train.max_seq_len"),
+    "gradient_checkpointing": _gc, "optimizer": optimizer, "num_epochs": to("train.epochs"),
+    "max_steps": steps("train.max_steps"), "warmup_steps": steps("train.warmup_steps"),
+    "warmup_ratio": to("train.warmup_ratio"), "bf16": precision_bf16, "fp16": precision_fp16,
+    "trust_remote_code": to("model.trust_remote_code"), "datasets": _datasets, "val_set_size": _val,
+    "sample_packing": to("data.packing"), "weight_decay": to("train.weight_decay"),
+    "max_grad_norm": to("train.max_grad_norm"), "seed": to("train.seed"), "logging_steps": to("train.logging_steps"),
+    "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
+    "save_total_limit": to("train.save_total_limit"), "rl": _rl, "fsdp": _fsdp, "fsdp_config": _fsdp_config,
+    "deepspeed": _deepspeed, "plugins": _plugins, "special_tokens": _special_tokens, "tokens": _tokens,
+    "added_tokens_overrides": _tokens, "gptq": not_modelled("a GPTQ base: its weights take ~4 bits, the estimate "
+                                                            "counts them as 16-bit"),
+}
+
+# keys that change memory, speed or advice in ways the estimate does not include
+NOT_MODELLED = {
+    "flash_attention": "FlashAttention: attention activations grow linearly with the sequence, not quadratically; "
+                       "the estimate assumes PyTorch SDPA",
+    "sdp_attention": "the attention kernel: activation memory and speed",
+    "xformers_attention": "xFormers attention: activation memory and speed",
+    "flex_attention": "flex attention: activation memory and speed",
+    "s2_attention": "shifted-sparse attention (LongLoRA): activation memory at long sequences",
+    "cut_cross_entropy": "Cut Cross-Entropy: the logits are never materialised (the estimate counts them)",
+    "liger_rope": "a Liger kernel: lower activation memory than estimated",
+    "liger_rms_norm": "a Liger kernel: lower activation memory than estimated",
+    "liger_glu_activation": "a Liger kernel: lower activation memory than estimated",
+    "liger_layer_norm": "a Liger kernel: lower activation memory than estimated",
+    "liger_fused_linear_cross_entropy": "Liger fused linear cross-entropy: the logits are never materialised",
+    "liger_cross_entropy": "a Liger kernel: lower activation memory than estimated",
+    "lora_mlp_kernel": "axolotl's fused LoRA MLP kernel: less activation memory, faster steps",
+    "lora_qkv_kernel": "axolotl's fused LoRA QKV kernel: less activation memory, faster steps",
+    "lora_o_kernel": "axolotl's fused LoRA O kernel: less activation memory, faster steps",
+    "lora_modules_to_save": "full trainable copies of these modules (e.g. embed_tokens, lm_head): their weights, "
+                            "gradients and optimizer states are not in the estimate",
+    "lora_target_parameters": "LoRA on parameters (e.g. MoE experts): adapter size and memory not estimated",
+    "loraplus_lr_ratio": "LoRA+: the B matrices learn at learning_rate x this ratio; the lr checks see the base lr",
+    "activation_offloading": "activations offloaded to CPU: less GPU memory than estimated",
+    "context_parallel_size": "sequences split across GPUs: activation memory per GPU divided",
+    "sequence_parallel_degree": "sequences split across GPUs: activation memory per GPU divided",
+    "tensor_parallel_size": "tensor parallelism: weights split across GPUs",
+    "expert_parallel_size": "expert parallelism: MoE experts split across GPUs",
+    "dp_shard_size": "FSDP shard group size (ND parallelism)",
+    "unsloth_lora_mlp": "Unsloth's fused LoRA kernels: less activation memory",
+    "unsloth_lora_qkv": "Unsloth's fused LoRA kernels: less activation memory",
+    "unsloth_lora_o": "Unsloth's fused LoRA kernels: less activation memory",
+    "peft_layers_to_transform": "LoRA on some layers only: fewer adapter parameters than estimated",
+    "lora_rank_pattern": "per-module ranks: adapter size differs from lora_r everywhere",
+    "relora": "ReLoRA restarts: merges and re-inits the adapter during training",
+    "fp8": "FP8 training: smaller activations and weights than estimated",
+    "torch_compile": "torch.compile: activation memory and speed differ",
+    "gradient_checkpointing_kwargs": "",  # read with gradient_checkpointing (use_reentrant): no memory effect
+}
+NOT_MODELLED = {k: v for k, v in NOT_MODELLED.items() if v}
+
+DEFAULTS = (
+    Default("train.grad_accum", 1, "schemas/training.py: gradient_accumulation_steps default=1"),
+    Default("lora.dropout", 0.0, "schemas/peft.py: lora_dropout = 0.0"),
+    Default("train.grad_checkpointing", False, "schemas/config.py: gradient_checkpointing default=False"),
+    Default("train.max_seq_len", 512, "schemas/config.py: sequence_len default=512"),
+    Default("lora.r", 8, "peft LoraConfig r=8 (axolotl passes lora_r through)"),
+    Default("lora.alpha", 8, "peft LoraConfig lora_alpha=8 (axolotl passes lora_alpha through)"),
+)
+
+
+def finish(out: Out) -> None:
+    """What needs several keys: batch_size → gradient accumulation (normalize_config)."""
+    total = out.extra.get("batch_size")
+    if total and "train.grad_accum" not in out.values:
+        out.key = "batch_size"
+        out.set("train.grad_accum", max(1, total // int(out.values.get("train.micro_batch", 1) or 1)))
+
+
+def _method_back(value):
+    if value == "qlora":
+        return {"adapter": "qlora", "load_in_4bit": True}
+    return {"adapter": "lora", "load_in_4bit": False, "load_in_8bit": False}
+
+
+def _targets_back(value):
+    if value == "all-linear":
+        return {"lora_target_linear": True}
+    return {"lora_target_linear": False, "lora_target_modules": names_for_set(value) if isinstance(value, str) else value}
+
+
+REVERSE = {
+    "method": _method_back, "lora.target_modules": _targets_back,
+    "train.optimizer": lambda v: {"optimizer": OPTIMS_BACK.get(v, v)},
+    "train.grad_checkpointing": lambda v: {"gradient_checkpointing": v},
+    "data.val_ratio": lambda v: {"val_set_size": v},
+    "train.precision": lambda v: {"bf16": v == "bf16" or ("auto" if v == "auto" else False), "fp16": v == "fp16"},
+}
+
+TOOL = Tool("axolotl", "axolotl", "flat", TABLE, DEFAULTS, NOT_MODELLED, AXOLOTL_KEYS, "warning", REVERSE,
+            renames_of(TABLE), finish=finish, preference=PREFERENCE, stage_key="rl")

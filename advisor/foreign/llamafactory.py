@@ -1,0 +1,312 @@
+"""LLaMA-Factory YAML, both layouts: the flat one (`model_name_or_path`, `finetuning_type`, ...)
+and the newer one (`model:`, `peft_config:`, `quant_config:`, `dist_config:`).
+
+Sources (LLaMA-Factory @ ff6d4d12eeb035d6ce06805a5733dd7b29f2ac30):
+- flat: src/llamafactory/hparams/finetuning_args.py: lora_rank 8, lora_alpha None → lora_rank * 2
+  (__post_init__), lora_dropout 0.0, lora_target "all" (comma-separated names, or all);
+  data_args.py: cutoff_len 2048; model_args.py: disable_gradient_checkpointing False (checkpointing
+  on), quantization_bit None, quantization_method bnb. Training keys are transformers'
+  Seq2SeqTrainingArguments (5.x): per_device_train_batch_size 8, gradient_accumulation_steps 1,
+  learning_rate 5e-5, num_train_epochs 3.0, lr_scheduler_type linear, warmup 0, optim adamw_torch_fused.
+- newer layout: src/llamafactory/v1/config/training_args.py: micro_batch_size 1, global_batch_size
+  None, cutoff_len 2048, learning_rate 1e-4, num_train_epochs 3, bf16 True,
+  enable_activation_checkpointing True; v1/plugins/model_plugins/peft.py LoraParams: r 8,
+  lora_alpha 16, lora_dropout 0.05, target_modules "all" (a string other than all goes to peft: a regex).
+Unknown keys: LLaMA-Factory refuses them (hparams/parser.py: HfArgumentParser with
+allow_extra_keys=False raises "Some keys are not used by the HfArgumentParser"), so rankwise
+reports them as errors.
+"""
+from __future__ import annotations
+
+from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
+from .mapping import (Default, Out, Tool, dora_method, method_with, not_modelled, optimizer, precision_bf16,
+                      precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK)
+
+MARKS = {"model_name_or_path", "finetuning_type", "lora_rank", "lora_target", "cutoff_len",
+         "per_device_train_batch_size", "quantization_bit", "stage", "template", "num_train_epochs",
+         "lr_scheduler_type", "dataset", "do_train"}
+V1_MARKS = {"peft_config", "quant_config", "dist_config", "kernel_config", "model_class", "train_dataset"}
+V1_SECTIONS = ("peft_config", "quant_config", "dist_config", "kernel_config", "init_config", "optim_config",
+               "lr_scheduler_config")
+PREFERENCE = {"dpo": "paired", "rm": "paired", "kto": "unpaired", "ppo": "online", "orpo": "paired",
+              "simpo": "paired"}
+PRE_QUANTIZED = "a pre-quantized {} base: its weights take ~2-4 bits, the estimate counts them as 16-bit"
+
+
+def _type(value, out: Out):
+    if value == "lora":
+        out.default("method", "lora")
+    else:
+        out.not_modelled(f"finetuning_type {value}: not a LoRA fine-tune (checked as LoRA)",
+                         "rankwise estimates LoRA and QLoRA", {"finetuning_type": "lora"})
+
+
+def _quant_bit(value, out: Out):
+    if value in (4, "4"):
+        method = method_with(True, 4)
+        out.set("method", method or "qlora")
+    elif value in (8, "8"):
+        eight = method_with(True, 8)
+        if eight:
+            out.set("method", eight)
+        else:
+            out.not_modelled("an 8-bit base: ~1 byte per weight where the estimate counts 2 (16-bit LoRA)",
+                             "quantization_bit: 4 is the leanest base rankwise estimates", {"quantization_bit": 4})
+    elif value not in (None, ""):
+        out.set("method", f"quantization_bit {value}")  # invalid: reported at its line
+
+
+def _quant_method(value, out: Out):
+    if value and str(value).lower() not in ("bnb", "bitsandbytes", "bnb_4bit"):
+        out.not_modelled(f"quantization_method {value}: a different quantizer's base layout (memory judged as "
+                         "bitsandbytes NF4 when quantization_bit is 4)")
+
+
+def _dora(value, out: Out):
+    if value is not True:
+        return
+    method = dora_method(quantized=out.values.get("method") == "qlora")
+    if method:
+        out.set("method", method)
+    else:
+        out.not_modelled("DoRA: a magnitude vector per adapted linear and a weight-norm pass each step "
+                         "(more activation memory and ~1.5-2x step time than LoRA)")
+
+
+def _no_gc(value, out: Out):
+    if value is True:
+        out.set("train.grad_checkpointing", False)
+    elif value is False:
+        out.set("train.grad_checkpointing", True)
+
+
+def _dataset(value, out: Out):
+    out.notes.append(f"{out.key} {value!r} names LLaMA-Factory dataset_info.json entries: data checks skipped")
+
+
+def _val(value, out: Out):
+    if isinstance(value, (int, float)) and 0 < value < 1:
+        out.set("data.val_ratio", value)
+
+
+def _stage(value, out: Out):
+    if value and str(value).lower() not in ("sft", "pt"):
+        out.stage = str(value).lower()
+
+
+def _pref_loss(value, out: Out):
+    if out.stage and str(value).lower() in ("orpo", "simpo"):
+        out.stage = str(value).lower()
+
+
+def _deepspeed(value, out: Out):
+    if not value:
+        return
+    name = str(value).lower()
+    if "z3" in name or "zero3" in name:
+        out.set("distributed.strategy", "deepspeed")
+        if "offload" in name:
+            out.not_modelled("ZeRO-3 offload to CPU: less GPU memory than estimated, slower steps")
+    else:
+        out.set("distributed.strategy", "ddp")
+        out.not_modelled(f"DeepSpeed {value}: ZeRO-0/1/2 (judged as DDP: ZeRO-1/2 shard optimizer states "
+                         "across GPUs, so per-GPU memory is over-estimated a little)")
+
+
+def _model(value, out: Out):
+    out.set("model.name", value)
+    name = str(value).lower()
+    for q in ("gptq", "awq", "aqlm", "exl2", "bnb-4bit", "hqq"):
+        if q in name:
+            out.not_modelled(PRE_QUANTIZED.format(q.upper()))
+            break
+
+
+def _flash(value, out: Out):
+    if value and str(value).lower() not in ("auto", "sdpa", "disabled"):
+        out.not_modelled(f"attention kernel {value}: activation memory and speed (the estimate assumes SDPA)")
+
+
+FLAT = {
+    "model_name_or_path": _model, "finetuning_type": _type, "quantization_bit": _quant_bit,
+    "quantization_method": _quant_method, "use_dora": _dora, "lora_rank": to("lora.r"),
+    "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"), "lora_target": targets_mapper("names"),
+    "use_rslora": to("lora.use_rslora"), "learning_rate": to("train.lr"), "lr_scheduler_type": scheduler,
+    "per_device_train_batch_size": to("train.micro_batch"), "gradient_accumulation_steps": to("train.grad_accum"),
+    "cutoff_len": to("train.max_seq_len"), "num_train_epochs": to("train.epochs"), "max_steps": steps("train.max_steps"),
+    "warmup_ratio": to("train.warmup_ratio"), "warmup_steps": steps("train.warmup_steps"), "bf16": precision_bf16,
+    "fp16": precision_fp16, "trust_remote_code": to("model.trust_remote_code"), "dataset": _dataset,
+    "disable_gradient_checkpointing": _no_gc, "optim": optimizer, "weight_decay": to("train.weight_decay"),
+    "max_grad_norm": to("train.max_grad_norm"), "seed": to("train.seed"), "logging_steps": to("train.logging_steps"),
+    "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
+    "save_total_limit": to("train.save_total_limit"), "packing": to("data.packing"), "val_size": _val,
+    "max_samples": to("data.max_rows"), "stage": _stage, "pref_loss": _pref_loss, "deepspeed": _deepspeed,
+    "flash_attn": _flash,
+}
+
+NOT_MODELLED = {
+    "pissa_init": "PiSSA: the adapter starts from the base's principal singular vectors (an SVD at start-up; "
+                  "the lr band differs from LoRA's)",
+    "pissa_convert": "PiSSA conversion of the saved adapter",
+    "loraplus_lr_ratio": "LoRA+: the B matrices learn at learning_rate x this ratio; the lr checks see the base lr",
+    "enable_liger_kernel": "Liger kernels (fused RMSNorm/SwiGLU/RoPE/cross-entropy): lower activation memory "
+                           "than estimated",
+    "use_unsloth": "Unsloth's kernels and gradient offload: less memory than estimated",
+    "use_unsloth_gc": "Unsloth's gradient-checkpointing offload: less memory than estimated",
+    "neat_packing": "packing without cross-attention between packed sequences (same memory as packing)",
+    "additional_target": "full trainable copies of these modules: weights, gradients and optimizer states not "
+                         "in the estimate",
+    "resize_vocab": "a resized vocabulary: embeddings and the output head grow",
+    "new_special_tokens": "new tokens resize the embeddings",
+    "add_tokens": "new tokens resize the embeddings",
+    "add_special_tokens": "new tokens resize the embeddings",
+    "lora_parameters": "LoRA on parameters (e.g. MoE experts): adapter size not estimated",
+    "use_llama_pro": "LLaMA Pro block expansion: extra trainable blocks",
+    "use_galore": "GaLore projected optimizer states", "use_apollo": "APOLLO optimizer states",
+    "use_badam": "BAdam block-wise optimizer", "use_adam_mini": "Adam-mini optimizer states",
+    "shift_attn": "shifted-sparse attention (LongLoRA): activation memory at long sequences",
+    "rope_scaling": "RoPE scaling: the model reads sequences beyond its trained positions",
+    "use_kt": "KTransformers: experts kept on CPU, GPU memory much lower than estimated",
+    "kt_config": "KTransformers: experts kept on CPU, GPU memory much lower than estimated",
+    "gradient_checkpointing_kwargs": "",
+}
+NOT_MODELLED = {k: v for k, v in NOT_MODELLED.items() if v}
+
+DEFAULTS = (
+    Default("lora.r", 8, "hparams/finetuning_args.py: lora_rank default=8"),
+    Default("lora.dropout", 0.0, "hparams/finetuning_args.py: lora_dropout default=0.0"),
+    Default("lora.target_modules", "all-linear", "hparams/finetuning_args.py: lora_target default='all'"),
+    Default("train.micro_batch", 8, "transformers TrainingArguments per_device_train_batch_size=8"),
+    Default("train.grad_accum", 1, "transformers TrainingArguments gradient_accumulation_steps=1"),
+    Default("train.lr", 5e-5, "transformers TrainingArguments learning_rate=5e-5"),
+    Default("train.epochs", 3.0, "transformers TrainingArguments num_train_epochs=3.0", unless=("train.max_steps",)),
+    Default("train.scheduler", "linear", "transformers TrainingArguments lr_scheduler_type='linear'"),
+    Default("train.warmup_ratio", 0.0, "transformers TrainingArguments warmup_steps=0",
+            unless=("train.warmup_steps",)),
+)
+
+
+def _back_quant(value):
+    return {"quantization_bit": 4} if value == "qlora" else {"quantization_bit": None}
+
+
+def _back_targets(value):
+    if value == "all-linear":
+        return {"lora_target": "all"}
+    return {"lora_target": ",".join(names_for_set(value) if isinstance(value, str) else value)}
+
+
+REVERSE = {
+    "method": _back_quant, "lora.target_modules": _back_targets,
+    "train.grad_checkpointing": lambda v: {"disable_gradient_checkpointing": not v},
+    "train.optimizer": lambda v: {"optim": OPTIMS_BACK.get(v, v)},
+    "data.val_ratio": lambda v: {"val_size": v},
+    "train.precision": lambda v: {"bf16": v == "bf16", "fp16": v == "fp16"},
+}
+
+TOOL = Tool("llama-factory", "LLaMA-Factory", "flat", FLAT, DEFAULTS, NOT_MODELLED, LLAMAFACTORY_KEYS, "error",
+            REVERSE, renames_of(FLAT), preference=PREFERENCE, stage_key="stage")
+
+
+# ------------------------------------------------------------------ the newer layout
+
+
+def _v1_peft(value, out: Out):
+    if str(value).lower() == "lora":
+        out.default("method", "lora")
+    elif value:
+        out.not_modelled(f"peft_config name {value}: not LoRA (checked as LoRA)")
+
+
+def _v1_quant(value, out: Out):
+    _quant_bit(value, out)
+
+
+def _v1_dist(value, out: Out):
+    name = str(value or "").lower()
+    if name.startswith("fsdp"):
+        out.set("distributed.strategy", "fsdp")
+    elif name.startswith("deepspeed"):
+        out.set("distributed.strategy", "deepspeed")
+    elif name == "ddp":
+        out.set("distributed.strategy", "ddp")
+
+
+def _v1_kernels(value, out: Out):
+    if value:
+        out.not_modelled(f"kernel plugin {value}: fused kernels (RMSNorm, SwiGLU, RoPE, ...) lower activation "
+                         "memory than estimated")
+
+
+def _v1_global(value, out: Out):
+    out.extra["global_batch_size"] = value
+
+
+def _v1_finish(out: Out) -> None:
+    total = out.extra.get("global_batch_size")
+    if isinstance(total, int) and total > 0 and "train.grad_accum" not in out.values:
+        out.key = "global_batch_size"
+        micro = int(out.values.get("train.micro_batch", 1) or 1)
+        out.set("train.grad_accum", max(1, total // micro))
+        out.notes.append("global_batch_size spans every data-parallel GPU: read as one GPU's accumulation")
+
+
+V1 = {
+    "model": _model, "trust_remote_code": to("model.trust_remote_code"), "flash_attn": _flash,
+    "peft_config.name": _v1_peft, "peft_config.r": to("lora.r"), "peft_config.lora_alpha": to("lora.alpha"),
+    "peft_config.lora_dropout": to("lora.dropout"), "peft_config.target_modules": targets_mapper("regex"),
+    "peft_config.use_rslora": to("lora.use_rslora"), "peft_config.use_dora": _dora,
+    "peft_config.modules_to_save": not_modelled("full trainable copies of these modules: weights, gradients and "
+                                                "optimizer states not in the estimate"),
+    "quant_config.quantization_bit": _v1_quant, "dist_config.name": _v1_dist, "kernel_config.name": _v1_kernels,
+    "micro_batch_size": to("train.micro_batch"), "global_batch_size": _v1_global, "cutoff_len": to("train.max_seq_len"),
+    "learning_rate": to("train.lr"), "num_train_epochs": to("train.epochs"), "max_steps": steps("train.max_steps"),
+    "max_grad_norm": to("train.max_grad_norm"), "bf16": precision_bf16,
+    "enable_activation_checkpointing": to("train.grad_checkpointing"), "seed": to("train.seed"),
+    "logging_steps": to("train.logging_steps"), "save_steps": steps("train.save_steps"),
+    "save_total_limit": to("train.save_total_limit"), "train_dataset": _dataset,
+}
+V1_NOT_MODELLED = {"cp_size": "context parallelism: sequences split across GPUs",
+                   "mp_shard_size": "model sharding group size", "init_config": "model initialisation plugin"}
+V1_DEFAULTS = (
+    Default("lora.r", 8, "v1/plugins/model_plugins/peft.py LoraParams r=8"),
+    Default("lora.alpha", 16, "v1/plugins/model_plugins/peft.py LoraParams lora_alpha=16"),
+    Default("lora.target_modules", "all-linear", "v1/plugins/model_plugins/peft.py LoraParams target_modules='all'"),
+    Default("train.micro_batch", 1, "v1/config/training_args.py micro_batch_size=1"),
+    Default("train.grad_accum", 1, "v1/config/training_args.py global_batch_size=None (no accumulation)"),
+    Default("train.lr", 1e-4, "v1/config/training_args.py learning_rate=1e-4"),
+    Default("train.epochs", 3.0, "v1/config/training_args.py num_train_epochs=3", unless=("train.max_steps",)),
+    Default("train.precision", "bf16", "v1/config/training_args.py bf16=True"),
+)
+V1_PEFT_KEYS = frozenset({"name", "r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "use_dora",
+                          "modules_to_save", "freeze_vision_tower", "freeze_multi_modal_projector",
+                          "freeze_language_model", "adapter_name_or_path", "export_dir", "export_size",
+                          "infer_dtype", "merge_adapters"})
+
+
+def _v1_back_quant(value):
+    return {"quant_config.quantization_bit": 4} if value == "qlora" else {"quant_config": None}
+
+
+V1_REVERSE = {
+    "method": _v1_back_quant,
+    "lora.target_modules": lambda v: {"peft_config.target_modules": "all" if v == "all-linear" else
+                                      (names_for_set(v) if isinstance(v, str) else v)},
+    "train.grad_checkpointing": lambda v: {"enable_activation_checkpointing": v},
+    "train.precision": lambda v: {"bf16": v == "bf16"},
+}
+
+TOOL_V1 = Tool("llama-factory", "LLaMA-Factory", "v1", V1, V1_DEFAULTS, V1_NOT_MODELLED, LLAMAFACTORY_V1_KEYS,
+               "error", V1_REVERSE, renames_of(V1), finish=_v1_finish)
+
+
+def flatten_v1(data: dict) -> dict:
+    """The newer layout's sections one level flat: `peft_config: {r: 16}` → `peft_config.r: 16`."""
+    flat: dict = {}
+    for key, value in data.items():
+        if key in V1_SECTIONS and isinstance(value, dict):
+            for sub, v in value.items():
+                flat[f"{key}.{sub}"] = v
+        else:
+            flat[key] = value
+    return flat

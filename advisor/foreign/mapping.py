@@ -1,0 +1,251 @@
+"""The machinery every foreign tool shares: a tool's description, mapping one key at a time,
+peft's target-module semantics, and the reverse map that writes a fix as the tool's keys.
+
+A `Tool` says, for one foreign config format: which keys map to which rankwise keys (`table`,
+one `Mapper` per key), the tool's own defaults where they differ from rankwise's
+(`defaults`, each with its source), which keys change memory or advice in ways rankwise
+does not estimate (`not_modelled`: key → what it changes), which keys it knows at all (a typo
+is then told from a setting rankwise need not read), and how a rankwise key is written back
+as the tool's keys (`reverse`).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .. import config
+from ..methods import METHODS
+
+Mapper = Callable[[Any, "Out"], None]
+
+
+@dataclass(frozen=True)
+class Said:
+    """A finding about a foreign key: code, severity, the foreign key (dotted path for nested
+    layouts), message, why, fix, and the fix as the tool's keys."""
+
+    code: str
+    severity: str
+    key: str
+    message: str
+    why: str
+    fix: str
+    patch: dict | None = None  # the tool's keys
+
+
+@dataclass
+class Out:
+    """What mapping a file produces: rankwise dotted values, where each came from, notes, findings."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)  # dotted rankwise key → foreign key
+    notes: list[str] = field(default_factory=list)
+    said: list[Said] = field(default_factory=list)
+    targets: tuple[Any, str, str] | None = None  # (raw value, foreign key, "regex" | "names")
+    stage: str | None = None  # a preference stage (dpo, kto, orpo, ...) or None for SFT
+    extra: dict = field(default_factory=dict)  # what a tool's `finish` combines (axolotl batch_size)
+    key: str = ""  # the foreign key being mapped
+
+    def set(self, dotted: str, value: Any) -> None:
+        self.values[dotted] = value
+        self.origin[dotted] = self.key
+
+    def default(self, dotted: str, value: Any) -> None:
+        if dotted not in self.values:
+            self.set(dotted, value)
+
+    def not_modelled(self, what: str, fix: str = "", patch: dict | None = None) -> None:
+        self.said.append(Said("not-modelled", "info", self.key, f"{self.key}: not modelled: {what}",
+                              "rankwise's estimate and checks do not include this setting's effect",
+                              fix or "read the estimate with this in mind", patch))
+
+
+@dataclass(frozen=True)
+class Default:
+    """A tool's own default for a rankwise key, applied when the file leaves the key unset."""
+
+    dotted: str
+    value: Any
+    source: str  # file:line-ish citation at the fetched commit
+    unless: tuple[str, ...] = ()  # not applied when one of these rankwise keys is set (it would be ignored)
+
+
+@dataclass(frozen=True)
+class Tool:
+    kind: str  # the name `check` reports (axolotl, llama-factory)
+    label: str
+    layout: str  # the format's variant (flat, v1)
+    table: dict[str, Mapper]
+    defaults: tuple[Default, ...]
+    not_modelled: dict[str, str]  # key → what it changes (reported when set to something other than off)
+    known: frozenset[str]  # every key the tool accepts
+    unknown_severity: str  # error: the tool refuses unknown keys; warning: it drops them
+    reverse: dict[str, Callable[[Any], dict]]  # rankwise dotted key → {tool key: value}
+    renames: dict[str, str] = field(default_factory=dict)  # dotted → tool key where values read the same
+    finish: Callable[[Out], None] | None = None  # what needs several keys at once
+    preference: dict[str, str] = field(default_factory=dict)  # stage → paired | unpaired | online
+    stage_key: str = ""  # the key naming the training stage
+
+
+# ------------------------------------------------------------------ mappers
+
+
+def to(dotted: str, convert: Callable[[Any], Any] = lambda v: v) -> Mapper:
+    def put(value, out):
+        out.set(dotted, convert(value))
+    put.dotted = dotted  # type: ignore[attr-defined]  # read by renames_of
+    return put
+
+
+def steps(dotted: str) -> Mapper:
+    """A step count where -1/0 means "unset" (both tools, after HF TrainingArguments)."""
+    def put(value, out):
+        if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
+            return
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        elif isinstance(value, float) and 0 < value < 1 and dotted == "train.warmup_steps":
+            out.set("train.warmup_ratio", value)  # HF Trainer reads a warmup_steps below 1 as a ratio
+            return
+        out.set(dotted, value)
+    put.dotted = dotted  # type: ignore[attr-defined]
+    return put
+
+
+def not_modelled(what: str) -> Mapper:
+    def put(value, out):
+        if value not in (False, None, "", 0, [], {}):
+            out.not_modelled(what)
+    return put
+
+
+# HF transformers' scheduler names (both tools use them) that rankwise's three cover
+SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant", "constant_with_warmup": "constant",
+              "cosine_with_min_lr": "cosine", "cosine_with_restarts": "cosine", "warmup_stable_decay": "constant",
+              "one_cycle": "cosine", "rex": "linear", "polynomial": "linear", "inverse_sqrt": "linear",
+              "reduce_lr_on_plateau": "constant"}
+# optimizer names → rankwise's, by the memory their states take (fused/32-bit AdamW: two fp32 states)
+OPTIMS = {"adamw_torch": "adamw_torch", "adamw_torch_fused": "adamw_torch", "adamw_hf": "adamw_torch",
+          "adamw_apex_fused": "adamw_torch", "paged_adamw_32bit": "adamw_torch", "adamw_torch_4bit": "adamw_8bit",
+          "adamw_bnb_8bit": "adamw_8bit", "adamw_8bit": "adamw_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
+          "ademamix_8bit": "adamw_8bit", "paged_ademamix_8bit": "paged_adamw_8bit"}
+OPTIMS_BACK = {"adamw_torch": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}
+
+
+def scheduler(value, out):
+    name = str(value)
+    mapped = SCHEDULERS.get(name, value)
+    if mapped != value and name not in config.SCHEDULERS:
+        out.notes.append(f"{out.key} {value!r} checked as {mapped!r}")
+    out.set("train.scheduler", mapped)
+
+
+def optimizer(value, out):
+    name = str(value)
+    if name in OPTIMS:
+        out.set("train.optimizer", OPTIMS[name])
+    else:
+        out.not_modelled(f"optimizer {value!r}: its state memory (AdamW's two fp32 states per trainable "
+                         "weight are assumed)")
+
+
+def precision_bf16(value, out):
+    if value is True or value == "full":
+        out.set("train.precision", "bf16")
+    elif value == "auto":
+        out.set("train.precision", "auto")
+    elif value is not False:
+        out.set("train.precision", value)  # invalid: reported at its line
+
+
+def precision_fp16(value, out):
+    if value is True:
+        out.default("train.precision", "fp16")
+
+
+def method_with(quantized: bool, bits: int) -> str | None:
+    """The methods table's entry for a `bits`-bit base (LoRA for 16), or None when there is none."""
+    for name, m in METHODS.items():
+        if not m.peft and (m.base_bits or 16) == bits and m.quantized == quantized:
+            return name
+    return None
+
+
+def dora_method(quantized: bool) -> str | None:
+    """The methods table's DoRA entry (peft use_dora) for this base, or None when there is none."""
+    for name, m in METHODS.items():
+        if m.peft.get("use_dora") and m.quantized == quantized:
+            return name
+    return None
+
+
+def positive_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+# ------------------------------------------------------------------ peft target modules
+
+COMMON_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "qkv_proj",
+                  "gate_up_proj", "w1", "w2", "w3", "query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h",
+                  "c_attn", "c_proj", "c_fc", "fc1", "fc2", "out_proj", "Wqkv")
+# where a decoder's linears sit, in the layouts of text and vision-language models (llava, qwen2.5-vl, ...)
+PATHS = ("model.layers.0.{g}.{n}", "model.language_model.layers.0.{g}.{n}", "language_model.model.layers.0.{g}.{n}",
+         "model.text_model.layers.0.{g}.{n}", "model.model.layers.0.{g}.{n}", "transformer.h.0.{g}.{n}",
+         "model.layers.0.{n}")
+GROUPS = ("self_attn", "mlp", "attn", "attention", "feed_forward", "block_sparse_moe", "mlp.experts.0",
+          "block_sparse_moe.experts.0", "self_attention")
+
+
+def match_targets(raw: Any, how: str, names: list[str]) -> tuple[list[str], list[str]]:
+    """peft's rule for `target_modules` over a decoder's linear leaf names → (matched, unmatched items).
+
+    A string (`how` regex) must match a module's full name (peft: `re.fullmatch(target_modules,
+    key)`); list items (`how` names) match a module whose name is the item or ends with "." + item
+    (peft: `key.endswith(f".{target_key}")`), so `self_attn.q_proj` is q_proj."""
+    if how == "regex":
+        try:
+            rx = re.compile(str(raw))
+        except re.error:
+            return [], [str(raw)]
+        hit = [n for n in names if any(rx.fullmatch(p.format(g=g, n=n)) for p in PATHS for g in GROUPS)]
+        return hit, ([] if hit else [str(raw)])
+    items = [str(i).strip() for i in (raw if isinstance(raw, list) else str(raw).split(",")) if str(i).strip()]
+    hit, missed = [], []
+    for item in items:
+        leaf = item.rsplit(".", 1)[-1]
+        (hit if leaf in names else missed).append(leaf if leaf in names else item)
+    return list(dict.fromkeys(hit)), missed
+
+
+def targets_mapper(how: str, all_words: tuple[str, ...] = ("all", "all-linear", "all_linear")) -> Mapper:
+    """A target-modules key: `all` → all-linear; otherwise peft's semantics (regex or names),
+    resolved against common linear names now and against the model's own linears in `check`."""
+    def put(value, out):
+        if isinstance(value, str) and value.strip() in all_words:
+            out.set("lora.target_modules", "all-linear")
+            return
+        kind = how if isinstance(value, str) else "names"
+        out.targets = (value, out.key, kind)
+        hit, _ = match_targets(value, kind, list(COMMON_LINEARS))
+        if kind == "names":  # keep the names the user wrote (leaf of each), known or not: check says which
+            hit = list(dict.fromkeys(str(i).strip().rsplit(".", 1)[-1] for i in
+                                     (value if isinstance(value, list) else str(value).split(",")) if str(i).strip()))
+        out.set("lora.target_modules", hit or [str(value)])
+    return put
+
+
+def names_for_set(kind: str) -> list[str]:
+    """A named target set written as module names, for a tool with no named sets (Llama-style names)."""
+    return {"minimal": ["q_proj", "v_proj"], "standard": ["q_proj", "k_proj", "v_proj", "o_proj"],
+            "aggressive": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}.get(kind, [])
+
+
+def renames_of(table: dict[str, Mapper]) -> dict[str, str]:
+    """dotted → tool key for the keys a table maps one-to-one (the same value on both sides)."""
+    out: dict[str, str] = {}
+    for key, mapper in table.items():
+        dotted = getattr(mapper, "dotted", None)
+        if dotted and dotted not in out:
+            out[dotted] = key
+    return out

@@ -1,0 +1,223 @@
+"""A config file of any supported kind → a `Reading`: the RunConfig, what each rankwise key came
+from (the foreign key and its line), the tool's defaults used, and what was said about keys
+rankwise does not model, does not know, or left blank.
+
+Detection: a rankwise preset's keys are the schema's; otherwise the tool whose marker keys the
+file uses (the newer LLaMA-Factory layout by its `peft_config:`/`quant_config:`/... sections).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig, set_key
+from ..errors import ConfigError, Problem, RankwiseError, closest, did_you_mean
+from ..loader import _key_problem, anchor_paths, apply_overrides, parse_yaml, read_text, validate
+from . import axolotl, llamafactory
+from .mapping import Default, Out, Said, Tool, match_targets
+
+RANKWISE_KEYS = set(RunConfig.model_fields)
+TOOLS = (axolotl.TOOL, llamafactory.TOOL, llamafactory.TOOL_V1)
+
+
+def detect_tool(data: Any) -> Tool | None:
+    """The foreign tool (and layout) a parsed file is written for; None for a rankwise preset."""
+    if not isinstance(data, dict):
+        return None
+    keys = set(map(str, data))
+    if keys <= RANKWISE_KEYS:
+        return None
+    if keys & llamafactory.V1_MARKS:
+        return llamafactory.TOOL_V1
+    ax, lf = len(keys & axolotl.MARKS), len(keys & llamafactory.MARKS)
+    if max(ax, lf) == 0:
+        return None
+    return axolotl.TOOL if ax >= lf else llamafactory.TOOL
+
+
+def detect(data: Any) -> str:
+    """rankwise | axolotl | llama-factory."""
+    tool = detect_tool(data)
+    return tool.kind if tool else "rankwise"
+
+
+@dataclass
+class Reading:
+    """One file read: the config and everything needed to speak about it in the file's own terms."""
+
+    cfg: RunConfig
+    kind: str  # rankwise | axolotl | llama-factory
+    source: str
+    tool: Tool | None = None
+    notes: list[str] = field(default_factory=list)
+    said: list[Said] = field(default_factory=list)
+    origin: dict[str, str] = field(default_factory=dict)  # dotted rankwise key → foreign key
+    defaulted: dict[str, Default] = field(default_factory=dict)  # dotted → the tool's default used
+    lines: dict[tuple, int] = field(default_factory=dict)
+    targets: tuple | None = None  # (raw value, foreign key, regex|names): peft semantics, resolved per model
+    stage: str | None = None
+    unread: list[str] = field(default_factory=list)  # keys the tool has that change neither memory nor advice
+    blank: list[str] = field(default_factory=list)  # keys written without a value: unset
+
+    @property
+    def layout(self) -> str:
+        return self.tool.layout if self.tool else "rankwise"
+
+    def line(self, foreign_key: str) -> int | None:
+        return self.lines.get(tuple(foreign_key.split(".")))
+
+
+def _is_known(tool: Tool, key: str) -> bool:
+    head, _, sub = key.partition(".")
+    if head not in tool.known:
+        return False
+    return not (sub and head == "peft_config") or sub in llamafactory.V1_PEFT_KEYS
+
+
+def translate(data: dict, tool: Tool) -> tuple[dict, Out, list[str], list[str]]:
+    """Foreign mapping → (nested rankwise dict, Out, unread keys, blank keys)."""
+    flat = llamafactory.flatten_v1(data) if tool.layout == "v1" else data
+    out = Out()
+    unread, blank = [], []
+    for key, value in flat.items():
+        key = str(key)
+        out.key = key
+        if value is None or (isinstance(value, str) and not value.strip()):
+            blank.append(key)  # both tools read a blank value as unset
+        elif key in tool.table:
+            tool.table[key](value, out)
+        elif key in tool.not_modelled:
+            if value not in (False, 0, [], {}):
+                out.not_modelled(tool.not_modelled[key])
+        elif _is_known(tool, key):
+            unread.append(key)
+        else:
+            near = closest(key, sorted(tool.known | set(tool.table)), 1)
+            refuses = tool.unknown_severity == "error"
+            used = ""
+            if near and near[0] in tool.table and near[0] not in flat:
+                used = f"; {near[0]} is unset, so {tool.label}'s default is used"
+            out.said.append(Said(
+                "unknown-key", tool.unknown_severity, key, f"{key}: not a {tool.label} key{used}",
+                f"{tool.label} {'refuses the file (unknown keys are an error)' if refuses else 'warns and drops it'}",
+                f"did you mean {near[0]}?" if near else "remove it", {near[0]: value} if near else None))
+    if tool.finish:
+        tool.finish(out)
+    defaulted = {}
+    for d in tool.defaults:
+        if d.dotted not in out.values and not any(u in out.values for u in d.unless):
+            out.values[d.dotted] = d.value
+            defaulted[d.dotted] = d
+    out.extra["defaulted"] = defaulted
+    nested: dict = {}
+    for dotted, value in out.values.items():
+        set_key(nested, dotted, value)
+    return nested, out, unread, blank
+
+
+def _split_overrides(tool: Tool | None, overrides: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """`--set` items → (the file's own keys, rankwise keys); a key of neither is a bad flag."""
+    own, ours, problems = [], [], []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if tool is not None and sep and (key in tool.table or key in tool.not_modelled or _is_known(tool, key)):
+            own.append((key, raw))
+        elif not sep or _key_problem(key) is None:
+            ours.append(item)  # apply_overrides reports a missing "="
+        else:
+            choices = sorted(tool.known | set(tool.table)) if tool else []
+            hint = did_you_mean(key, choices) if tool else None
+            p = _key_problem(key)
+            problems.append(Problem(f"--set {key}", f"not a {tool.label} key nor a rankwise key" if tool else p.message,
+                                    hint or p.hint))
+    if problems:
+        raise ConfigError(problems=problems, source="--set")
+    return own, ours
+
+
+def read(path: str | Path, overrides: list[str] | None = None) -> Reading:
+    """Any supported config file (or a shipped preset's name) → Reading. Invalid values raise a
+    ConfigError located at the file's lines; an empty file is bad input."""
+    path = Path(path)
+    if not path.exists() and not str(path).endswith((".yaml", ".yml")) and "/" not in str(path):
+        from ..presets import resolve_preset  # a shipped preset's name, as `train --preset` takes
+
+        path = resolve_preset(str(path))
+    source = str(path)
+    data, lines = parse_yaml(read_text(path, "config"), source)
+    if data is None or data == {}:
+        raise RankwiseError(f"{source}: no settings (the file is empty or only comments)",
+                            "give a rankwise preset, an axolotl or a LLaMA-Factory config")
+    tool = detect_tool(data)
+    own, ours = _split_overrides(tool, overrides or [])
+    if tool is None:
+        data = anchor_paths(data, path.parent)
+        if ours:
+            data = anchor_paths(apply_overrides(data, ours), Path.cwd())
+        return Reading(validate(data, source, lines), "rankwise", source, lines=lines)
+    if own:
+        data = dict(data)
+        for key, raw in own:
+            value = parse_yaml(raw, f"--set {key}")[0] if raw.strip() else None
+            head, _, sub = key.partition(".")
+            if sub and isinstance(data.get(head), dict):
+                data[head] = {**data[head], sub: value}
+            else:
+                data[key] = value
+    nested, out, unread, blank = translate(data, tool)
+    if ours:
+        nested = apply_overrides(nested, ours)
+    where = {tuple(d.split(".")): lines.get(tuple(f.split(".")), 0) for d, f in out.origin.items()}
+    try:
+        cfg = validate(nested, source, {k: v for k, v in where.items() if v})
+    except ConfigError as e:
+        problems = []
+        for p in e.problems:
+            foreign = out.origin.get(p.message.split(":")[0])
+            problems.append(Problem(p.where, f"{foreign} (→ {p.message})" if foreign else p.message, p.hint))
+        raise ConfigError(problems=problems, source=f"{source} ({tool.kind})") from None
+    notes = list(out.notes)
+    defaulted = out.extra["defaulted"]
+    if defaulted:
+        notes.append(f"{tool.label} defaults used: " + ", ".join(
+            f"{d.dotted} {d.value}" for d in defaulted.values()))
+    return Reading(cfg, tool.kind, source, tool, notes, list(out.said), dict(out.origin), defaulted, lines,
+                   out.targets, out.stage, unread, blank)
+
+
+def load_any(path: str | Path) -> tuple[RunConfig, str, list[str]]:
+    """Any supported config file → (RunConfig, kind, notes)."""
+    r = read(path)
+    return r.cfg, r.kind, r.notes + [s.message for s in r.said] + unread_notes(r)
+
+
+def unread_notes(r: Reading) -> list[str]:
+    """The keys the tool has that change neither memory nor advice, said once."""
+    if not r.unread:
+        return []
+    n = len(r.unread)
+    return [f"ignored {n} {r.kind} key{'s' if n > 1 else ''} with no rankwise equivalent (no effect on memory "
+            f"or advice): {', '.join(r.unread)}"]
+
+
+def resolve_targets(reading: Reading, names: list[str]) -> RunConfig:
+    """The file's target modules under peft's rules against the model's own linear names: a
+    regex matched against full module names, list items by suffix (`self_attn.q_proj` is q_proj).
+    Items that name no linear of the model are dropped with a note when others match (peft too
+    only fails when nothing matches)."""
+    if reading.targets is None:
+        return reading.cfg
+    raw, key, how = reading.targets
+    hit, missed = match_targets(raw, how, names)
+    if not hit:
+        return reading.cfg  # the checks say "unknown target module" with the model's names
+    paths = [m for m in missed if "." in m or how == "regex"]
+    if paths:
+        reading.notes.append(f"{key}: {', '.join(map(str, paths))} name no linear layer of the language model "
+                             "(vision tower, projector or embeddings): not counted, as peft skips them")
+    plain = [m for m in missed if m not in paths]  # a bare name the model lacks is likely a typo: the checks say so
+    from ..config import with_values
+
+    return with_values(reading.cfg, {"lora.target_modules": hit + plain})

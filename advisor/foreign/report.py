@@ -1,0 +1,87 @@
+"""`rankwise check FILE` as data: a file read, judged on the hardware, and spoken about in its own
+language. The CLI (tui/commands/check.py) only renders a `Report`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import RankwiseError
+from ..finding import SEVERITY_ORDER
+from .language import estimated_cfg, localize, multi_gpu, stage_findings
+from .reading import Reading, resolve_targets, unread_notes
+
+if TYPE_CHECKING:
+    from ..hardware import Hardware
+    from ..redflags import Context
+
+FIT_ANSWERS = ("fits", "tight", "wont-fit")
+
+
+@dataclass
+class Report:
+    reading: Reading
+    model: str
+    ctx: "Context"
+    findings: list[dict]  # localized (language.localize), errors first
+    notes: list[str] = field(default_factory=list)
+    unresolved: str | None = None  # why the model could not be read
+
+    @property
+    def fit_checked(self) -> bool:
+        """Whether the memory fit was judged against a GPU (the gate `--require-fit` asks for)."""
+        return self.ctx.fit in FIT_ANSWERS
+
+    @property
+    def unchecked_reason(self) -> str | None:
+        if self.fit_checked:
+            return None
+        if self.unresolved:
+            return f"model {self.model} not resolved offline"
+        if self.ctx.target_error:
+            return "the target modules do not resolve on this model"
+        if self.ctx.fit == "no-gpu":
+            return "no GPU found or declared (--gpu NAME or --gpu-mem)"
+        return "no estimate"
+
+    @property
+    def errors(self) -> int:
+        return sum(f["severity"] == "error" for f in self.findings)
+
+
+def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: str | None = None) -> Report:
+    """Read → resolved model → red flags, ignored settings and the file's own findings."""
+    from .. import fit
+    from ..model import load_model
+    from ..redflags import context, run_rules
+
+    name = model or reading.cfg.model.name
+    spec, unresolved = None, None
+    try:
+        spec = load_model(name)
+    except RankwiseError as e:
+        if model:
+            raise  # named on the command line: a bad flag
+        unresolved = e.message + (f" ({e.hint})" if e.hint else "")
+    cfg = reading.cfg
+    if spec is not None:
+        cfg = resolve_targets(reading, spec.adaptable_names())
+        reading.cfg = cfg
+    ctx = context(estimated_cfg(reading, cfg), spec, hw, method)
+    findings = run_rules(ctx)
+    findings, said = stage_findings(reading, findings)
+    said = list(reading.said) + said
+    if spec is not None and ctx.judged is not None and reading.tool is not None \
+            and cfg.distributed.strategy not in ("auto", "ddp") and ctx.judged.gpus == 1 and hw.has_gpu:
+        from ..config import with_values
+
+        need = fit.min_gpus(spec, with_values(cfg, {"distributed.gpus": 8}), ctx.method, hw)
+        extra = multi_gpu(reading, ctx.judged, need)
+        if extra:
+            said.append(extra)
+    out = [localize(f, reading) for f in findings] + [localize(s, reading) for s in said]
+    out.sort(key=lambda d: SEVERITY_ORDER[d["severity"]])
+    notes = reading.notes + unread_notes(reading)
+    if reading.blank:
+        notes.append(f"blank (read as unset): {', '.join(reading.blank)}")
+    return Report(reading, name, ctx, out, notes, unresolved)
