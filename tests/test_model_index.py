@@ -1,0 +1,208 @@
+"""The model index: Hugging Face ids resolve offline to shapes whose parameter totals match
+the published ones; re-uploads and instruct variants resolve to their original; nothing is
+downloaded."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rankwise.advisor import model, model_index
+from rankwise.advisor.errors import RankwiseError
+from rankwise.advisor.families import FAMILIES
+from rankwise.advisor.model import load_model, spec_from_config
+
+GROUPS = json.loads(model_index.INDEX_FILE.read_text())["groups"]
+
+# Architectures in the index that no family record in families.py describes, so the reader
+# builds them on the meta device (torch, a few seconds) from the index's fields:
+ON_META = {
+    "qwen3": "q_norm/k_norm RMSNorms over each head: no family field says so",
+    "qwen3_moe": "Qwen3 attention plus 128 experts of moe_intermediate_size in every layer",
+    "olmo2": "norms after attention and MLP plus q/k norms over all heads",
+    "gemma3_text": "Gemma 2's four norms plus q/k norms and sliding-window layers",
+}
+
+# Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
+# count the card states ("Number of Parameters: 7.61B" for Qwen, "1.23B" style figures elsewhere)
+# or, where the card text gives only a class ("8B"), the size the Hub shows on the card from the
+# safetensors index. Qwen2.5-32B is left out: its card says 32.5B, its own config.json adds up to 32.76B.
+PUBLISHED = [
+    ("meta-llama/Llama-3.2-1B", 1.24e9), ("meta-llama/Llama-3.2-3B", 3.21e9),
+    ("meta-llama/Meta-Llama-3.1-8B", 8.03e9), ("meta-llama/Meta-Llama-3.1-70B", 70.6e9),
+    ("meta-llama/Meta-Llama-3.1-405B", 406e9), ("meta-llama/Llama-2-7b-hf", 6.74e9),
+    ("meta-llama/Llama-2-13b-hf", 13.0e9), ("meta-llama/Llama-2-70b-hf", 69.0e9),
+    ("deepseek-ai/DeepSeek-R1-Distill-Llama-70B", 70.6e9),
+    ("mistralai/Mistral-7B-v0.1", 7.24e9), ("mistralai/Mistral-7B-v0.3", 7.25e9),
+    ("mistralai/Mixtral-8x7B-v0.1", 46.7e9), ("mistralai/Mixtral-8x22B-v0.1", 141e9),
+    ("mistralai/Mistral-Large-Instruct-2407", 123e9),
+    ("Qwen/Qwen2.5-0.5B", 0.49e9), ("Qwen/Qwen2.5-1.5B", 1.54e9), ("Qwen/Qwen2.5-3B", 3.09e9),
+    ("Qwen/Qwen2.5-7B", 7.61e9), ("Qwen/Qwen2.5-14B", 14.7e9), ("Qwen/Qwen2.5-72B", 72.7e9),
+    ("Qwen/Qwen2-1.5B", 1.54e9), ("Qwen/Qwen2-7B", 7.61e9),
+    ("google/gemma-2-2b", 2.61e9), ("google/gemma-2-9b", 9.24e9), ("google/gemma-2-27b", 27.2e9),
+    ("microsoft/Phi-3-mini-4k-instruct", 3.82e9), ("microsoft/phi-4", 14.7e9),
+    ("HuggingFaceTB/SmolLM2-135M", 135e6), ("HuggingFaceTB/SmolLM2-360M", 362e6), ("HuggingFaceTB/SmolLM2-1.7B", 1.71e9),
+    ("TinyLlama/TinyLlama-1.1B-Chat-v1.0", 1.1e9),
+    ("tiiuae/Falcon3-1B-Base", 1.67e9), ("tiiuae/Falcon3-3B-Base", 3.23e9), ("tiiuae/Falcon3-7B-Base", 7.46e9),
+    ("tiiuae/Falcon3-10B-Base", 10.3e9),
+]
+# Read on the meta device (seconds each): the slow ones only in the full suite.
+PUBLISHED_ON_META = [
+    ("Qwen/Qwen3-8B", 8.2e9), ("allenai/OLMo-2-1124-7B", 7.3e9), ("google/gemma-3-1b-it", 1.0e9),
+    ("Qwen/Qwen3-30B-A3B", 30.5e9),
+    pytest.param("Qwen/Qwen3-0.6B", 0.6e9, marks=pytest.mark.slow),
+    pytest.param("Qwen/Qwen3-1.7B", 1.7e9, marks=pytest.mark.slow),
+    pytest.param("Qwen/Qwen3-4B", 4.0e9, marks=pytest.mark.slow),
+    pytest.param("Qwen/Qwen3-14B", 14.8e9, marks=pytest.mark.slow),
+    pytest.param("Qwen/Qwen3-32B", 32.8e9, marks=pytest.mark.slow),
+    pytest.param("Qwen/Qwen3-235B-A22B", 235e9, marks=pytest.mark.slow),
+    pytest.param("allenai/OLMo-2-1124-13B", 13.7e9, marks=pytest.mark.slow),
+]
+
+
+def one_layer(spec) -> int:
+    """Parameters in one decoder layer (everything but the embedding and the output head, per layer)."""
+    fam = spec.params_by_family
+    return (spec.total_params - fam["embed"] - fam.get("lm_head", 0)) // spec.num_layers
+
+
+@pytest.mark.parametrize("model_id,published", PUBLISHED + PUBLISHED_ON_META)
+def test_parameter_totals_match_the_published_ones(model_id, published):
+    entry = model_index.lookup(model_id)
+    assert entry and entry.model_id == model_id
+    spec = spec_from_config(model_id, "index", entry.config)  # the index's own numbers (a few are catalog names too)
+    tolerance = one_layer(spec) / 2  # a wrong layer count is a whole layer off
+    assert abs(spec.total_params - published) < tolerance, (model_id, spec.total_params)
+    # and the published figure is precise enough to tell a layer more or less apart
+    assert abs(spec.total_params - one_layer(spec) - published) > tolerance
+
+
+def test_the_index_is_large_small_and_cited():
+    originals = [i for i in model_index.listed_ids() if not i.lower().startswith("unsloth/")]
+    assert len(originals) >= 110 and len(model_index.listed_ids()) >= 150
+    assert model_index.INDEX_FILE.stat().st_size < 1_000_000
+    for g in GROUPS:
+        cited = [i for s in g["sources"] for i in s["ids"]]
+        assert sorted(cited) == sorted(g["ids"]), g["ids"][0]  # every id has its source
+        for s in g["sources"]:
+            for where in (v for k, v in s.items() if k != "ids" and isinstance(v, dict)):
+                assert set(where) == {"repo", "path", "commit"} and len(where["commit"]) == 40
+    lowered = [i.lower() for i in model_index.listed_ids()]
+    assert len(lowered) == len(set(lowered)), "an id in two groups"
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=[g["ids"][0] for g in GROUPS])
+def test_every_entry_is_read_analytically_or_named_as_meta(group, monkeypatch):
+    mt = group["config"]["model_type"]
+    if mt not in FAMILIES:
+        assert mt in ON_META, f"{group['ids'][0]}: {mt} has no family record and is not listed in ON_META"
+        return
+
+    def no_meta(*args, **kwargs):
+        raise AssertionError(f"{group['ids'][0]} went to the meta-device reader")
+
+    monkeypatch.setattr(model, "read_on_meta", no_meta)
+    spec = spec_from_config(group["ids"][0], "index", dict(group["config"]))
+    assert spec.family is FAMILIES[mt] and spec.target_set("minimal")
+
+
+@pytest.mark.parametrize("model_type", sorted(ON_META))
+def test_the_meta_families_are_built_on_the_meta_device(model_type, monkeypatch):
+    group = next(g for g in GROUPS if g["config"]["model_type"] == model_type)
+    called = []
+    real = model.read_on_meta
+    monkeypatch.setattr(model, "read_on_meta", lambda *a: called.append(a) or real(*a))
+    spec = load_model(group["ids"][0])
+    assert called and spec.model_type == model_type and spec.adaptable_names()
+
+
+# Names from axolotl's examples and unsloth's table of its uploads, and the original each copies.
+SAME_AS = [
+    ("NousResearch/Llama-2-7b-hf", "meta-llama/Llama-2-7b-hf"),
+    ("NousResearch/Llama-3.2-1B", "meta-llama/Llama-3.2-1B"),
+    ("NousResearch/Meta-Llama-3.1-8B", "meta-llama/Meta-Llama-3.1-8B"),
+    ("NousResearch/Meta-Llama-3-8B-Instruct", "meta-llama/Meta-Llama-3-8B"),
+    ("mistral-community/Mixtral-8x22B-v0.1", "mistralai/Mixtral-8x22B-v0.1"),
+    ("meta-llama/Llama-3.1-8B", "meta-llama/Meta-Llama-3.1-8B"),  # Meta's repositories renamed
+    ("meta-llama/Llama-3.1-70B-Instruct", "meta-llama/Meta-Llama-3.1-70B"),
+    ("meta-llama/Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-1B"),
+    ("unsloth/llama-3-8b-bnb-4bit", "meta-llama/Meta-Llama-3-8B"),
+    ("unsloth/Llama-3.2-3B-Instruct-unsloth-bnb-4bit", "meta-llama/Llama-3.2-3B"),
+    ("unsloth/mistral-7b-v0.3-bnb-4bit", "mistralai/Mistral-7B-v0.3"),
+    ("unsloth/tinyllama-bnb-4bit", "TinyLlama/TinyLlama-1.1B-Chat-v1.0"),
+    ("unsloth/Qwen2.5-7B-Instruct-bnb-4bit", "Qwen/Qwen2.5-7B"),
+    ("unsloth/gemma-2-9b-it-bnb-4bit", "google/gemma-2-9b"),
+    ("unsloth/Phi-3.5-mini-instruct", "microsoft/Phi-3-mini-4k-instruct"),
+    ("unsloth/SmolLM2-360M-Instruct-bnb-4bit", "HuggingFaceTB/SmolLM2-360M"),  # the suffix rule, not unsloth's table
+    ("Qwen/Qwen2-7B-Chat", "Qwen/Qwen2-7B"),  # the variant rule
+    ("GOOGLE/GEMMA-2-2B-IT", "google/gemma-2-2b"),  # any case
+    ("meta-llama/llama-3.2-1b-instruct", "meta-llama/Llama-3.2-1B"),
+]
+
+
+@pytest.mark.parametrize("name,original", SAME_AS)
+def test_reuploads_and_variants_resolve_to_the_original(name, original):
+    entry, base = model_index.lookup(name), model_index.lookup(original)
+    assert entry and base and entry.config == base.config
+    assert load_model(name).total_params == load_model(original).total_params
+
+
+@pytest.mark.parametrize("name", ["someone/Llama-2-7b-hf", "meta-llama/Llama-2-7b-hf-extra", "Qwen/Qwen9-7B",
+                                  "unsloth/not-a-model-bnb-4bit"])
+def test_names_the_index_does_not_know_stay_unknown(name):
+    assert model_index.lookup(name) is None
+    with pytest.raises(RankwiseError, match="unknown model"):
+        load_model(name)
+
+
+def test_catalog_names_keep_working_and_agree_with_the_index():
+    for name, model_id in [("llama-3.1-8b", "meta-llama/Meta-Llama-3.1-8B"), ("llama-3.2-1b", "meta-llama/Llama-3.2-1B"),
+                           ("qwen2.5-7b", "Qwen/Qwen2.5-7B"), ("gemma-2-9b", "google/gemma-2-9b"),
+                           ("mistral-7b", "mistralai/Mistral-7B-v0.3"), ("mixtral-8x7b", "mistralai/Mixtral-8x7B-v0.1")]:
+        cat, idx = load_model(name), spec_from_config(model_id, "index", model_index.lookup(model_id).config)
+        assert cat.source == "catalog"
+        assert (cat.total_params, cat.linears) == (idx.total_params, idx.linears), name
+
+
+def test_a_model_in_the_hf_cache_wins_over_the_index(tmp_path, monkeypatch):
+    snap = tmp_path / "models--meta-llama--Llama-3.2-1B" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    tiny = json.loads((model.Path(__file__).parent.parent / "presets/assets/tiny-llama/config.json").read_text())
+    (snap / "config.json").write_text(json.dumps(tiny))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    spec = load_model("meta-llama/Llama-3.2-1B")
+    assert spec.source == "hf-cache" and spec.path == str(snap) and spec.hidden_size == tiny["hidden_size"]
+
+
+# The CLI as a user runs it with torch unimportable, every socket refused and an empty HF home.
+PRELUDE = ("import socket, sys\n"
+           "def refuse(*a, **k): raise OSError('network use in an offline test')\n"
+           "socket.socket.connect = refuse; socket.create_connection = refuse\n"
+           "for m in ('torch', 'transformers', 'peft', 'bitsandbytes', 'accelerate'): sys.modules[m] = None\n"
+           "from rankwise.tui.cli import main\nsys.exit(main(sys.argv[1:]))")
+
+
+def run_offline(tmp_path, *args):
+    env = {**__import__("os").environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
+           "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", PRELUDE, *args], capture_output=True, text=True, timeout=120, env=env)
+    assert not (tmp_path / "hf").exists(), "something was written to the Hugging Face home"
+    return out
+
+
+def test_estimate_for_an_hf_id_offline_without_torch(tmp_path):
+    out = run_offline(tmp_path, "estimate", "--model", "meta-llama/Llama-3.2-1B-Instruct", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["peak_bytes"] > load_model("llama-3.2-1b").total_params * 2
+
+
+def test_check_of_an_axolotl_file_naming_a_reupload_gets_a_fit_answer(tmp_path):
+    cfg = tmp_path / "axolotl.yml"
+    cfg.write_text("base_model: NousResearch/Llama-2-7b-hf\nadapter: lora\nlora_r: 16\nlora_alpha: 32\n"
+                   "lora_target_linear: true\nsequence_len: 2048\nmicro_batch_size: 2\n"
+                   "gradient_checkpointing: true\ndatasets:\n  - path: data.jsonl\n    type: alpaca\n")
+    out = run_offline(tmp_path, "check", str(cfg), "--gpu-mem", "24GiB", "--json")
+    assert out.returncode in (0, 3), out.stderr  # 3: an error-level finding, which a fit answer may be
+    report = json.loads(out.stdout)
+    assert report["model"] == "NousResearch/Llama-2-7b-hf" and report["fit"] in ("fits", "tight", "wont-fit")
+    assert report["estimate"]["peak_bytes"] > 13e9  # 6.74B parameters in 16 bit
