@@ -236,9 +236,37 @@ NOT_MODELLED = {
     "relora": "ReLoRA restarts: merges and re-inits the adapter during training",
     "fp8": "FP8 training: smaller activations and weights than estimated",
     "torch_compile": "torch.compile: activation memory and speed differ",
-    "gradient_checkpointing_kwargs": "",  # read with gradient_checkpointing (use_reentrant): no memory effect
+    "liger_rms_norm_gated": "a Liger kernel: lower activation memory than estimated",
+    "flash_attn_cross_entropy": "FlashAttention's fused cross-entropy: the logits' float copy is avoided",
+    "flash_attn_rms_norm": "FlashAttention's fused RMSNorm: lower activation memory",
+    "fused_attn_kernel": "a fused attention kernel: activation memory and speed",
+    "gemma4_hybrid_attn_impl": "the attention kernel: activation memory and speed",
+    "use_kernels": "Hugging Face kernels (fused layers): activation memory and speed",
+    "use_v1_kernels": "fused kernels: activation memory and speed",
+    "use_scattermoe": "ScatterMoE expert kernels: MoE activation memory and speed",
+    "use_sonicmoe": "SonicMoE expert kernels: MoE activation memory and speed",
+    "use_dsv4_kernels": "fused kernels: activation memory and speed",
+    "use_glm_dsa_kernels": "fused kernels: activation memory and speed",
+    "experts_implementation": "the MoE experts' implementation: activation memory and speed",
+    "llama4_linearized_experts": "experts as separate linears: LoRA can target them (adapter size not estimated)",
+    "quantize_moe_experts": "MoE expert weights quantized apart from the rest: base memory differs from estimated",
+    "dsv4_fp4_grouped_mode": "FP4 expert weights: base memory differs from estimated",
+    "nvfp4_merge_aware": "NVFP4 weights: base memory differs from estimated",
+    "model_quantization_config": "a torchao/other quantization of the base: base memory differs from estimated",
+    "bnb_config_kwargs": "bitsandbytes options (quant type, double quantization): read as NF4 with double quant",
+    "unfrozen_parameters": "parameters trained in full beside LoRA: their gradients and optimizer states are "
+                           "not in the estimate",
+    "device_map": "weights placed across devices or the CPU: per-GPU memory differs from estimated",
+    "relora_cpu_offload": "ReLoRA merges on the CPU",
+    "expert_parallel_num_nvl_bytes": "expert parallelism buffers", "expert_parallel_token_capacity":
+        "expert parallelism: token capacity per expert",
 }
-NOT_MODELLED = {k: v for k, v in NOT_MODELLED.items() if v}
+
+
+def _attn(value, out: Out):
+    if str(value).lower() not in ("eager", "sdpa", "none", "false"):
+        out.not_modelled(f"attention kernel {value}: activation memory and speed (the estimate assumes SDPA)")
+TABLE["attn_implementation"] = _attn
 
 DEFAULTS = (
     Default("train.grad_accum", 1, "schemas/training.py: gradient_accumulation_steps default=1"),

@@ -168,9 +168,31 @@ NOT_MODELLED = {
     "rope_scaling": "RoPE scaling: the model reads sequences beyond its trained positions",
     "use_kt": "KTransformers: experts kept on CPU, GPU memory much lower than estimated",
     "kt_config": "KTransformers: experts kept on CPU, GPU memory much lower than estimated",
-    "gradient_checkpointing_kwargs": "",
+    "image_max_pixels": "image tokens join the sequence: activation memory beyond cutoff_len's text",
+    "video_max_pixels": "video frames' tokens join the sequence: activation memory beyond cutoff_len's text",
+    "kt_cpu_activation": "KTransformers activations on the CPU", "kt_weight_path": "KTransformers CPU weights",
+    "tensor_model_parallel_size": "Megatron tensor parallelism: weights split across GPUs",
+    "pipeline_model_parallel_size": "Megatron pipeline parallelism: layers split across GPUs",
+    "context_parallel_size": "context parallelism: sequences split across GPUs",
+    "expert_model_parallel_size": "expert parallelism: MoE experts split across GPUs",
+    "use_distributed_optimizer": "Megatron's distributed optimizer: optimizer states sharded across GPUs",
 }
-NOT_MODELLED = {k: v for k, v in NOT_MODELLED.items() if v}
+
+
+def _unfrozen(what: str):
+    def put(value, out: Out):
+        if value is False:
+            out.not_modelled(what)
+    return put
+
+
+FLAT.update({
+    "double_quantization": to("quant.double_quant"),
+    "freeze_vision_tower": _unfrozen("the vision tower trains in full: its gradients and optimizer states are "
+                                     "not in the estimate"),
+    "freeze_multi_modal_projector": _unfrozen("the multimodal projector trains in full: its gradients and "
+                                              "optimizer states are not in the estimate"),
+})
 
 DEFAULTS = (
     Default("lora.r", 8, "hparams/finetuning_args.py: lora_rank default=8"),
