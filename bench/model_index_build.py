@@ -85,6 +85,37 @@ QWEN2 = [  # (ids, hidden, inter, layers, heads, kv, vocab, positions, tied)
 ]
 
 
+def github(repo: str, path: str, commit: str) -> dict:
+    return {"repo": repo, "path": path, "commit": commit}
+
+
+# config.json as quoted in public repositories (the fields that decide shapes, copied as written).
+QUOTED = [
+    # Mistral-Nemo-Instruct-2407 is the instruct fine-tune of the base (its model card).
+    (["mistralai/Mistral-Nemo-Base-2407", "mistralai/Mistral-Nemo-Instruct-2407"],
+     {"model_type": "mistral", "hidden_size": 5120, "num_hidden_layers": 40, "num_attention_heads": 32,
+      "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 14336, "vocab_size": 131072,
+      "max_position_embeddings": 128000, "tie_word_embeddings": False},
+     github("kevinstephano/thunder_model_blocks", "thunder_model_blocks/mistral/mistral_config.py",
+            "a23dd8fe87e974d06332635cfd3064614c47ae27")),
+    # Yi's own configuration class (architectures LlamaForCausalLM), its defaults being Yi-6B's config.json
+    (["01-ai/Yi-6B", "01-ai/Yi-6B-Chat"],
+     {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+      "num_key_value_heads": 4, "intermediate_size": 11008, "vocab_size": 64000, "max_position_embeddings": 4096,
+      "tie_word_embeddings": False},
+     github("InternLM/InternEvo-HFModels", "huggingface_model/yi/yi_6B/configuration_yi.py",
+            "3850aa4158bc2bd5e1d193807d39378c010b85a0")),
+]
+
+# Fine-tunes that keep their base model's architecture: (id, base id in litgpt). The base is named by
+# DeepSeek-R1's README ("Distilled Model | Base Model"); the context length is left out (the
+# fine-tunes extend it), and the totals are checked against the cards in the tests.
+R1_README = github("deepseek-ai/DeepSeek-R1", "README.md", "0cf78561f1d51c84a21b2190626b21116d5c68bb")
+FINE_TUNES = [("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "Qwen/Qwen2.5-Math-7B"),
+              ("deepseek-ai/DeepSeek-R1-Distill-Qwen-14B", "Qwen/Qwen2.5-14B"),
+              ("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "Qwen/Qwen2.5-32B")]
+
+
 def model_type(hf_id: str) -> str | None:
     if hf_id.startswith(SKIP):
         return None
@@ -184,6 +215,14 @@ def build(litgpt_config_py: str, unsloth_mapper_py: str) -> dict:
             if tie_src:
                 src["tie_word_embeddings"] = tie_src
         add(groups, cfg, [hf_id], src)
+    by_hf_id = {c["hf_config"]["org"] + "/" + c["hf_config"]["name"]: c for c in mod.configs}
+    for tuned, base in FINE_TUNES:
+        cfg = from_litgpt(by_hf_id[base], "qwen2", mod.Config)
+        del cfg["max_position_embeddings"]
+        cfg["tie_word_embeddings"] = False
+        add(groups, cfg, [tuned], {"shape": LITGPT, "base_model": R1_README})
+    for ids, cfg, src in QUOTED:
+        add(groups, dict(cfg), ids, {"config": src})
     for ids, h, inter, layers, heads, kv, vocab, pos, tie in QWEN2:
         cfg = {"model_type": "qwen2", "hidden_size": h, "num_hidden_layers": layers, "num_attention_heads": heads,
                "num_key_value_heads": kv, "intermediate_size": inter, "vocab_size": vocab,
