@@ -40,11 +40,11 @@ def torchtune(path: str) -> dict:
     return {"repo": "pytorch/torchtune", "path": path, "commit": TORCHTUNE_COMMIT}
 
 
-# Families people fine-tune (litgpt also lists Pythia, StableLM, Falcon 1, Code Llama, ...: left out).
+# Families people fine-tune (litgpt also lists Pythia, StableLM, Falcon 1, OpenLLaMA, ...: left out).
 # (id prefix, config.json model_type); the first match wins.
 MODEL_TYPES = [
     ("meta-llama/", "llama"), ("nvidia/Llama-3.1-Nemotron", "llama"), ("deepseek-ai/DeepSeek-R1-Distill-Llama", "llama"),
-    ("TinyLlama/", "llama"), ("HuggingFaceTB/SmolLM2", "llama"), ("tiiuae/Falcon3", "llama"),
+    ("TinyLlama/", "llama"), ("codellama/", "llama"), ("HuggingFaceTB/SmolLM2", "llama"), ("tiiuae/Falcon3", "llama"),
     ("mistralai/Mixtral", "mixtral"), ("mistralai/Mistral", "mistral"), ("unsloth/Mistral-7B-v0.2", "mistral"),
     ("Qwen/Qwen2.5-0", "qwen2"), ("Qwen/Qwen2.5-1", "qwen2"), ("Qwen/Qwen2.5-3", "qwen2"), ("Qwen/Qwen2.5-7", "qwen2"),
     ("Qwen/QwQ", "qwen2"),
@@ -135,7 +135,9 @@ def from_litgpt(entry: dict, mt: str, Config) -> dict:
     """One litgpt entry (its defaults filled in by litgpt's own `Config`) → config.json fields."""
     c = Config(**entry)
     if entry.get("padded_vocab_size") is None and c.padded_vocab_size != c.vocab_size:
-        raise SystemExit(f"{c.name}: litgpt pads the vocabulary itself; the embedding's rows are not recorded")
+        print(f"left out {c.name}: litgpt pads its vocabulary itself, the embedding's rows are not recorded",
+              file=sys.stderr)
+        return None
     if c.bias:
         raise SystemExit(f"{c.name}: biased linears are not mapped")
     cfg = {"model_type": mt, "hidden_size": c.n_embd, "num_hidden_layers": c.n_layer,
@@ -206,6 +208,8 @@ def build(litgpt_config_py: str, unsloth_mapper_py: str) -> dict:
         if mt is None:
             continue
         cfg = from_litgpt(c, mt, mod.Config)
+        if cfg is None:
+            continue
         src = {"shape": LITGPT}
         tie_src = tied(hf_id)
         if mt in TIED_BY_DEFAULT:
