@@ -133,7 +133,8 @@ def estimated_cfg(reading: "Reading", cfg):
 def multi_gpu(reading: "Reading", judged: "Fit | None", gpus_needed: int | None) -> Said | None:
     """A config written for several GPUs (FSDP, DeepSpeed) judged on one: say `--gpus N`."""
     strategy = reading.cfg.distributed.strategy
-    if reading.tool is None or strategy in ("auto", "ddp") or judged is None or judged.gpus > 1:
+    if reading.tool is None or strategy in ("auto", "ddp") or judged is None or judged.gpus > 1 \
+            or judged.verdict == "fits":
         return None
     key = reading.origin.get("distributed.strategy", "")
     need = f"it fits on {gpus_needed}" if gpus_needed else "it does not fit on up to 8 of these GPUs either"

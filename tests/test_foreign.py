@@ -1,0 +1,241 @@
+"""axolotl and LLaMA-Factory configs read faithfully (issue 12): each tool's own defaults, blank
+values, unknown keys, both LLaMA-Factory layouts, peft's target-module rules, every memory-relevant
+key mapped or said; findings in the file's language; the fit gate; `rankwise import`.
+
+Small fixture files in tests/fixtures/check/foreign-*.yaml, one per key family or default; the
+CLI runs as a user runs it (subprocess) where exit codes and output are the point."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rankwise.advisor.config import get_key
+from rankwise.advisor.foreign import read
+from rankwise.advisor.foreign.report import judge
+from rankwise.advisor.hardware import resolve
+from rankwise.advisor.loader import load_config
+
+FIX = Path(__file__).parent / "fixtures" / "check"
+README = Path(__file__).resolve().parent.parent / "README.md"
+GPU24 = resolve("24GiB", None, None)
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "rankwise.tui.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def check_json(fixture, *flags):
+    out = cli("check", FIX / fixture, "--gpu-mem", "24GiB", "--json", *flags)
+    assert out.returncode in (0, 3), out.stderr
+    return out.returncode, json.loads(out.stdout)
+
+
+# ------------------------------------------------------------------ each tool's own defaults
+
+# (fixture, {dotted rankwise key: the value the tool itself would use})
+DEFAULTS = [
+    ("foreign-axolotl-defaults.yaml", {  # axolotl schemas/training.py, peft.py, config.py; peft LoraConfig
+        "train.grad_accum": 1, "lora.dropout": 0.0, "train.grad_checkpointing": False, "train.max_seq_len": 512,
+        "lora.alpha": 8, "train.micro_batch": 1, "lora.r": 16, "data.format": "chat"}),
+    ("foreign-axolotl-batch-size.yaml", {"train.micro_batch": 2, "train.grad_accum": 8}),  # batch_size 16 // 2
+    ("foreign-axolotl-blank-typo.yaml", {"train.scheduler": "cosine", "lora.alpha": 8}),  # blank = unset
+    ("foreign-lf-defaults.yaml", {  # LLaMA-Factory finetuning_args.py + transformers TrainingArguments
+        "lora.r": 8, "lora.alpha_value": 16, "lora.dropout": 0.0, "lora.target_modules": "all-linear",
+        "train.micro_batch": 8, "train.grad_accum": 1, "train.lr": 5e-5, "train.epochs": 3.0,
+        "train.scheduler": "linear", "train.warmup_ratio": 0.0, "train.grad_checkpointing": True,
+        "train.max_seq_len": 2048}),
+    ("foreign-lf-v1.yaml", {  # the newer layout: v1 training_args.py, LoraParams
+        "method": "qlora", "lora.r": 32, "lora.alpha": 64, "lora.dropout": 0.05, "lora.target_modules": "all-linear",
+        "train.micro_batch": 2, "train.lr": 1e-4, "train.max_seq_len": 1024, "train.max_steps": 10,
+        "train.precision": "bf16", "distributed.strategy": "fsdp"}),
+    ("foreign-fsdp.yaml", {"method": "qlora", "distributed.strategy": "fsdp", "train.grad_checkpointing": True}),
+]
+
+
+@pytest.mark.parametrize("fixture,values", DEFAULTS, ids=[d[0] for d in DEFAULTS])
+def test_tool_defaults(fixture, values):
+    r = read(FIX / fixture)
+    assert r.kind in ("axolotl", "llama-factory")
+    for dotted, value in values.items():
+        assert get_key(r.cfg, dotted) == value, (dotted, get_key(r.cfg, dotted))
+
+
+def test_layouts_are_told_apart():
+    assert (read(FIX / "foreign-lf-v1.yaml").kind, read(FIX / "foreign-lf-v1.yaml").layout) == ("llama-factory", "v1")
+    assert read(FIX / "foreign-lf-defaults.yaml").layout == "flat"
+    assert read(FIX / "foreign-axolotl-defaults.yaml").kind == "axolotl"
+
+
+def test_blank_values_are_unset_not_errors():
+    r = read(FIX / "foreign-axolotl-blank-typo.yaml")
+    assert set(r.blank) == {"lr_scheduler", "wandb_project"}
+
+
+# ------------------------------------------------------------------ unknown keys: the closest key
+
+
+@pytest.mark.parametrize("fixture,key,closest,severity,code", [
+    ("foreign-axolotl-blank-typo.yaml", "lora_alpah", "lora_alpha", "warning", 0),  # axolotl warns, drops it
+    ("foreign-lf-typo.yaml", "lora_rnak", "lora_rank", "error", 3),  # LLaMA-Factory refuses the file
+])
+def test_unknown_key_names_the_closest(fixture, key, closest, severity, code):
+    rc, d = check_json(fixture, "--model", "llama-3.2-1b", "--set", "per_device_train_batch_size=1"
+                       if "lf" in fixture else "micro_batch_size=1")
+    found = [f for f in d["findings"] if f["code"] == "unknown-key"]
+    assert len(found) == 1 and found[0]["severity"] == severity
+    f = found[0]
+    assert f["keys"][0]["key"] == key and f["keys"][0]["line"] == 4 + ("axolotl" in fixture)
+    assert closest in f["fix"] and f["set"] == {closest: yaml.safe_load((FIX / fixture).read_text())[key]}
+    assert rc == code
+
+
+# ------------------------------------------------------------------ peft's target-module rules
+
+
+@pytest.mark.parametrize("fixture,targets", [
+    ("foreign-targets-suffix.yaml", ["q_proj", "v_proj"]),
+    ("foreign-targets-regex.yaml", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+])
+def test_peft_target_rules_resolve_on_the_model(fixture, targets):
+    report = judge(read(FIX / fixture), GPU24)
+    assert report.reading.cfg.lora.target_modules == targets
+    assert report.fit_checked and "unknown-target-module" not in {f["code"] for f in report.findings}
+
+
+def test_a_bare_unknown_target_name_is_still_an_error():
+    rc, d = check_json("axolotl-risky.yaml")  # q_proj, v_proj, qkv_proj on Llama: qkv_proj is a typo here
+    assert rc == 3 and "unknown-target-module" in {f["code"] for f in d["findings"]}
+
+
+# ------------------------------------------------------------------ keys rankwise does not model: said, never silent
+
+
+def test_not_modelled_keys_are_each_said_at_their_line():
+    r = read(FIX / "foreign-not-modelled.yaml")
+    text = (FIX / "foreign-not-modelled.yaml").read_text().splitlines()
+    said = {s.key for s in r.said if s.code == "not-modelled"}
+    assert said == {"load_in_8bit", "peft_use_dora", "gradient_checkpointing", "plugins", "liger_rms_norm",
+                    "flash_attention", "lora_modules_to_save", "deepspeed"}
+    for s in r.said:
+        assert text[r.line(s.key) - 1].startswith(s.key + ":")
+    assert r.unread == []  # nothing in this file is left unread
+    assert r.cfg.method == "lora" and r.cfg.train.grad_checkpointing  # offload is checkpointing, plus more
+
+
+def test_preference_stage_keeps_its_lr_and_doubles_the_pairs():
+    dpo, sft = judge(read(FIX / "foreign-dpo.yaml"), GPU24), judge(read(FIX / "foreign-sft-twin.yaml"), GPU24)
+    codes = {f["code"] for f in dpo.findings}
+    assert "preference-stage" in codes and "lr-out-of-range" not in codes  # 5e-6 is a DPO learning rate
+    assert "lr-out-of-range" in {f["code"] for f in sft.findings}  # the same 5e-6 for SFT is low
+    assert dpo.ctx.estimate.peak_bytes > sft.ctx.estimate.peak_bytes  # chosen + rejected per example
+
+
+def test_multi_gpu_config_says_gpus():
+    rc, d = check_json("foreign-fsdp.yaml")
+    f = {f["code"]: f for f in d["findings"]}["multi-gpu-config"]
+    assert re.search(r"--gpus \d+", f["fix"]) and f["keys"][0]["key"] == "fsdp_config"
+    n = int(re.search(r"--gpus (\d+)", f["fix"]).group(1))
+    rc2, d2 = check_json("foreign-fsdp.yaml", "--gpus", str(n))
+    assert d2["fit"] in ("fits", "tight") and "multi-gpu-config" not in {f["code"] for f in d2["findings"]}
+
+
+# ------------------------------------------------------------------ findings in the file's language; --set
+
+
+def test_findings_name_the_files_keys_lines_and_fixes():
+    small = cli("check", FIX / "axolotl-qlora.yaml", "--gpu-mem", "8GiB")
+    assert small.returncode == 3
+    assert "at: " in small.stdout and "sequence_len (line 16)" in small.stdout.replace("\n", "")
+    out = cli("check", FIX / "axolotl-risky.yaml", "--gpu-mem", "24GiB")
+    assert "lora_alpha (line 10)" in out.stdout.replace("\n", "") and "lora.alpha" not in out.stdout
+    sets = re.findall(r"--set (\S+)=", out.stdout)
+    assert sets and not [k for k in sets if "." in k]  # axolotl keys, not rankwise's dotted ones
+
+
+@pytest.mark.parametrize("override", ["lora_alpha=128", "lora.alpha=128"])
+def test_set_takes_the_files_keys_and_rankwise_keys(override):
+    _, before = check_json("axolotl-risky.yaml")
+    assert "alpha-below-rank" in {f["code"] for f in before["findings"]}
+    _, after = check_json("axolotl-risky.yaml", "--set", override)
+    assert "alpha-below-rank" not in {f["code"] for f in after["findings"]}
+    assert after["config"]["lora"]["alpha"] == 128
+
+
+def test_set_unknown_key_is_bad_input_with_the_closest():
+    out = cli("check", FIX / "axolotl-risky.yaml", "--set", "lora_alpah=1")
+    assert out.returncode == 2 and "lora_alpha" in out.stderr and "Traceback" not in out.stderr
+
+
+# ------------------------------------------------------------------ the gate
+
+
+def test_unchecked_fit_is_said_and_gated():
+    unknown = FIX / "llamafactory-qlora-unknown-model.yaml"
+    plain = cli("check", unknown, "--gpu-mem", "24GiB")
+    assert plain.returncode == 0 and "fit NOT checked" in plain.stdout.replace("\n", " ")
+    gated = cli("check", unknown, "--gpu-mem", "24GiB", "--require-fit")
+    assert gated.returncode == 3 and "--require-fit" in gated.stdout
+    ok = cli("check", FIX / "foreign-axolotl-defaults.yaml", "--gpu-mem", "24GiB", "--require-fit", "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["fit_checked"] is True
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "{}\n"])
+def test_empty_file_is_bad_input(tmp_path, text):
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    out = cli("check", path)
+    assert out.returncode == 2 and "no settings" in out.stderr and out.stdout == ""
+
+
+# ------------------------------------------------------------------ rankwise import
+
+
+@pytest.mark.parametrize("fixture", ["axolotl-qlora.yaml", "foreign-lf-v1.yaml", "foreign-not-modelled.yaml"])
+def test_import_writes_a_preset_train_loads(tmp_path, fixture):
+    out = tmp_path / "imported.yaml"
+    done = cli("import", FIX / fixture, "--out", out)
+    assert done.returncode == 0, done.stderr
+    cfg, source = load_config(out), read(FIX / fixture)
+    for dotted in ("method", "lora.r", "lora.alpha", "lora.dropout", "lora.target_modules", "train.lr",
+                   "train.micro_batch", "train.grad_accum", "train.max_seq_len", "train.grad_checkpointing",
+                   "distributed.strategy"):
+        assert get_key(cfg, dotted) == get_key(source.cfg, dotted), dotted
+    assert cfg.model.name == source.cfg.model.name
+    text = out.read_text()
+    assert "# from " in text
+    for s in source.said:
+        assert s.key in text.split("No rankwise equivalent")[1]  # each unmodelled key has its note
+    again = cli("import", FIX / fixture, "--out", out)
+    assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_import_refuses_a_rankwise_preset():
+    out = cli("import", FIX / "clean.yaml")
+    assert out.returncode == 2 and "already a rankwise preset" in out.stderr
+
+
+# ------------------------------------------------------------------ codes: documented and exercised
+
+FOREIGN_CODES = {"not-modelled", "unknown-key", "preference-stage", "multi-gpu-config"}
+
+
+def test_foreign_codes_are_documented_and_produced():
+    text = README.read_text(encoding="utf-8")
+    start = text.index("\nForeign-config codes: ")
+    paragraph = text[start:text.index("\n\n", start + 1)]
+    assert set(re.findall(r"\b[a-z0-9]+(?:-[a-z0-9]+)+\b", paragraph)) == FOREIGN_CODES
+    import rankwise.advisor.foreign as pkg
+
+    declared = set()
+    for py in Path(pkg.__file__).parent.glob("*.py"):
+        declared |= set(re.findall(r'Said\(\s*"([a-z-]+)"', py.read_text()))
+    assert declared == FOREIGN_CODES
+    produced = set()
+    for fixture in ("foreign-not-modelled.yaml", "foreign-lf-typo.yaml", "foreign-dpo.yaml", "foreign-fsdp.yaml"):
+        produced |= {f["code"] for f in judge(read(FIX / fixture), GPU24).findings}
+    assert FOREIGN_CODES <= produced
