@@ -335,8 +335,9 @@ def model_unknown(ctx: Context) -> Finding | None:
         return None
     return Finding("checks-skipped", "info", f"model {ctx.cfg.model.name!r} is not known here: "
                    "memory fit and shape checks skipped",
-                   "rankwise reads shapes from its catalog, a local folder or the local HF cache; "
-                   "nothing is downloaded", "pass --model with a catalog name or local folder of the same architecture")
+                   "rankwise reads shapes from its catalog, its model index of Hugging Face ids, a local folder "
+                   "or the local HF cache; nothing is downloaded",
+                   "pass --model with a catalog name, an indexed HF id or a local folder of the same architecture")
 
 
 RULES: list[Callable[[Context], Finding | None]] = [

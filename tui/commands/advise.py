@@ -17,7 +17,7 @@ def register(sub) -> None:
                        description="Recommend the method (LoRA if it fits with headroom, else QLoRA), rank, alpha, "
                                    "targets, dropout, learning rate, schedule and batch shape for a model, task and "
                                    "GPU; every value with its reason. When nothing fits, says what would.")
-    p.add_argument("--model", required=True, help="catalog name, local model folder/config.json or cached model id")
+    p.add_argument("--model", required=True, help="catalog name, Hugging Face id (model index or local cache), local model folder/config.json")
     p.add_argument("--task", required=True, choices=TASKS,
                    help="what the fine-tune teaches: classification/format/style (rank 4–8), instruction/chat "
                         "(16–32), domain/code/reasoning (64–128)")

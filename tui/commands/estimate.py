@@ -28,7 +28,7 @@ def register(sub) -> None:
     p = sub.add_parser("estimate", help="estimate peak GPU memory for a LoRA/QLoRA fine-tune",
                        description="Estimate peak training memory per GPU (what nvidia-smi shows at the peak), "
                                    "component by component. Flags override --preset.")
-    p.add_argument("--model", help="catalog name, local folder/config.json or cached model id (default llama-3.2-1b "
+    p.add_argument("--model", help="catalog name, Hugging Face id (model index or local cache), local folder/config.json (default llama-3.2-1b "
                                    "or the preset's)")
     p.add_argument("--method", choices=methods.METHOD_NAMES, help=f"{methods.help_text()} (default {methods.DEFAULT})")
     p.add_argument("--rank", "-r", type=int, help="LoRA rank (default 16)")
