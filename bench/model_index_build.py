@@ -54,10 +54,9 @@ MODEL_TYPES = [
     ("allenai/OLMo-2", "olmo2"),
 ]
 # Left out on purpose: gemma-3-4b/12b/27b (multimodal: litgpt lists the text decoder only, the
-# vision tower would be missing from the estimate); Phi-4-mini and Qwen3-4B-2507 (tied
-# embeddings not recorded in either source); Qwen2.5-Coder/-Math (same).
-SKIP = ("google/gemma-3-4b", "google/gemma-3-12b", "google/gemma-3-27b", "microsoft/Phi-4-mini",
-        "Qwen/Qwen3-4B-Thinking-2507", "Qwen/Qwen3-4B-Instruct-2507")
+# vision tower would be missing from the estimate); Phi-4-mini and Qwen2.5-Coder/-Math (tied
+# embeddings recorded in no source at hand).
+SKIP = ("google/gemma-3-4b", "google/gemma-3-12b", "google/gemma-3-27b", "microsoft/Phi-4-mini")
 
 # Tied input/output embeddings, as torchtune builds them.
 TIED = {
@@ -71,6 +70,10 @@ TIED = {
     "Qwen/Qwen3-4B": torchtune("torchtune/models/qwen3/_model_builders.py"),
     "HuggingFaceTB/SmolLM2-": torchtune("torchtune/models/smol/_component_builders.py"),
 }
+# The Qwen3-4B 2507 releases (262144 positions, rope_theta 5e6) as their config.json is quoted here:
+QWEN3_4B_2507 = {"repo": "akougkas/warpio-cli", "path": "warpio-docs/ai-docs/model_cards/qwen3:4b.md",
+                 "commit": "e84bac5ae0e0519356116b2813604b13df368029"}
+TIED["Qwen/Qwen3-4B-Instruct-2507"] = TIED["Qwen/Qwen3-4B-Thinking-2507"] = QWEN3_4B_2507
 
 # Families whose config class ties embeddings unless config.json says otherwise; the key is left
 # out so the default applies (rankwise.advisor.families' gemma2 record; Gemma3TextConfig).

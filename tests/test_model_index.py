@@ -60,6 +60,7 @@ PUBLISHED_ON_META = [
     pytest.param("Qwen/Qwen3-32B", 32.8e9, marks=pytest.mark.slow),
     pytest.param("Qwen/Qwen3-235B-A22B", 235e9, marks=pytest.mark.slow),
     pytest.param("allenai/OLMo-2-1124-13B", 13.7e9, marks=pytest.mark.slow),
+    pytest.param("Qwen/Qwen3-4B-Instruct-2507", 4.0e9, marks=pytest.mark.slow),
 ]
 
 
