@@ -175,7 +175,7 @@ def test_prepare_checks_everything_and_writes_nothing(tmp_path):
     assert (prepared.cfg.lora.r, prepared.name, prepared.launch, prepared.resume) == (4, "demo-cpu", None, False)
     assert not runs.exists()
     for kwargs, words in (({"overrides": ["data.path=/no/such.jsonl"]}, "data.path not found"),
-                          ({"overrides": ["model.name=llama-3.1-8b"]}, "is a catalog entry"),
+                          ({"overrides": ["model.name=llama-3.1-8b"]}, "has no weights on this machine"),
                           ({"flags": start.LaunchFlags(gpus=2, processes=2)}, "--gpus and --processes together"),
                           ({"resume": "some-run"}, "drop --preset/--set")):
         with pytest.raises(RankwiseError, match=words):

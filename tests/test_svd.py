@@ -64,7 +64,7 @@ def test_svd_on_the_tiny_model_returns_a_band_and_a_spectrum():
 
 @pytest.mark.parametrize("args, words", [
     (["--model", MODEL, "--dataset", "nope.jsonl"], "--dataset not found"),
-    (["--model", "llama-3.1-8b", "--dataset", DATA], "catalog entry"),
+    (["--model", "llama-3.1-8b", "--dataset", DATA], "has no weights on this machine"),
     (["--model", MODEL, "--dataset", DATA, "--layers", "9"], "out of range"),
     (["--model", MODEL, "--dataset", DATA, "--samples", "1"], "--samples 1"),
 ])

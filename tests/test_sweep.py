@@ -33,7 +33,7 @@ def run_dirs(tmp: Path, rank: int) -> list[Path]:
     (["--preset", "demo-cpu", "--ranks", "0,4"], "ranks must be whole numbers >= 1"),
     (["--preset", "demo-cpu", "--steps", "0"], "--steps 0"),
     (["--preset", "demo-cpu", "--threshold", "5"], "--threshold 5"),
-    (["--preset", "llama3.1-8b-instruct-lora-80gb"], "is a catalog entry"),  # no weights here to train
+    (["--preset", "llama3.1-8b-instruct-lora-80gb"], "has no weights on this machine"),  # no weights here to train
     (["--preset", "llama3.1-8b-instruct-lora-80gb", "--gpu-mem", "16GiB"], "no rank in [4, 8, 16, 32, 64] fits the GPU"),
     (["--preset", "demo-cpu", "--storage", "postgresql://db/sweeps"], "--storage postgresql://db/sweeps: sweeps no longer"),
 ])

@@ -89,7 +89,7 @@ def test_launch_sweep_refuses_bad_input_before_starting_anything(tmp_path):
     from rankwise.advisor.errors import RankwiseError
     from rankwise.tui.screens.sweep import launch_sweep
 
-    with pytest.raises(RankwiseError, match="catalog entry"):
+    with pytest.raises(RankwiseError, match="has no weights on this machine"):
         launch_sweep("llama3.1-8b-instruct-lora-80gb", tmp_path / "runs")
     with pytest.raises(RankwiseError, match="--ranks"):
         launch_sweep("demo-cpu", tmp_path / "runs", ranks="4,x")

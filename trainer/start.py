@@ -135,13 +135,10 @@ def check_inputs(cfg: RunConfig, force: bool = False) -> None:
     from rankwise.advisor import hardware, redflags
     from rankwise.advisor.model import load_model
 
-    from .worker import CATALOG_ONLY  # light at import: the worker defers torch into its functions
+    from .worker import weights_dir  # light at import: the worker defers torch into its functions
 
     spec = load_model(cfg.model.name)
-    if spec.source == "catalog" or not spec.path:
-        raise RankwiseError(f"model.name {cfg.model.name!r} is a catalog entry: {CATALOG_ONLY}",
-                            "e.g. model.name: /models/Llama-3.1-8B or a model id already in ~/.cache/huggingface")
-    folder = Path(spec.path)
+    folder = Path(weights_dir(spec, cfg))
     weights = list(folder.glob("*.safetensors")) or list(folder.glob("*.safetensors.index.json"))
     if not weights:
         pickled = list(folder.glob("*.bin"))

@@ -151,8 +151,8 @@ def analyse(model_name: str, dataset: str | Path, samples: int = 64, layers: str
     from rankwise.advisor.model import load_model
 
     spec = load_model(model_name)
-    if spec.source == "catalog" or not spec.path:
-        raise RankwiseError(f"--model {model_name!r} is a catalog entry without weights here",
+    if not spec.path:  # a catalog or model-index entry: the architecture only
+        raise RankwiseError(f"--model {model_name!r} has no weights on this machine ({spec.source} entry)",
                             "give a local model folder or a model id already in ~/.cache/huggingface")
     if not Path(dataset).exists():
         raise RankwiseError(f"--dataset not found: {dataset}", "give a JSONL/JSON/CSV/Parquet file or a saved dataset folder")

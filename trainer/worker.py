@@ -35,8 +35,7 @@ from .process import (RankSink, disk_full, disk_full_message, end_torn_line, ins
 MAX_OOM_RETRIES = 3
 log = logging.getLogger("rankwise.worker")
 SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
-CATALOG_ONLY = ("catalog entries are architectures without weights; point model.name at a local folder "
-                "or a cached model id")
+NO_WEIGHTS_HINT = "e.g. model.name: /models/Llama-3.1-8B, or a model id already in ~/.cache/huggingface"
 
 
 class OOMGiveUp(Exception):
@@ -333,9 +332,10 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 
 def weights_dir(spec, cfg) -> str:
     """The folder to load weights from: a local folder or a cached snapshot; never a download."""
-    if spec.source == "catalog" or not spec.path:
-        raise RankwiseError(f"model.name {cfg.model.name!r} is a catalog entry: {CATALOG_ONLY}",
-                            "e.g. model.name: /models/Llama-3.1-8B or a model id already in ~/.cache/huggingface")
+    if not spec.path:  # a catalog or model-index entry: the architecture only
+        raise RankwiseError(f"model.name {cfg.model.name!r} has no weights on this machine: rankwise knows its "
+                            f"architecture ({spec.source}) but never downloads; point model.name at a local folder "
+                            "or a model id already in the local Hugging Face cache", NO_WEIGHTS_HINT)
     return spec.path
 
 
