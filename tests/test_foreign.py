@@ -239,3 +239,41 @@ def test_foreign_codes_are_documented_and_produced():
     for fixture in ("foreign-not-modelled.yaml", "foreign-lf-typo.yaml", "foreign-dpo.yaml", "foreign-fsdp.yaml"):
         produced |= {f["code"] for f in judge(read(FIX / fixture), GPU24).findings}
     assert FOREIGN_CODES <= produced
+
+
+# ------------------------------------------------------------------ generated files end cleanly through the whole check
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from rankwise.advisor.errors import RankwiseError  # noqa: E402
+from rankwise.advisor.foreign import AXOLOTL, LLAMAFACTORY, LLAMAFACTORY_V1  # noqa: E402
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 5000), st.floats(allow_nan=False, allow_infinity=False),
+                    st.sampled_from(["", "all", "q_proj,v_proj", "[", "(q|v)_proj", "cosine", "zero3.json", "4",
+                                     "llama-3.2-1b", "offload", "dpo", "fsdp2", "lora", "qlora"]))
+VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3), st.dictionaries(st.sampled_from(["name", "x", "path"]),
+                                                                             SCALARS, max_size=2))
+
+
+def _nest(flat: dict) -> dict:
+    out: dict = {}
+    for key, value in flat.items():
+        head, _, sub = key.partition(".")
+        if sub:
+            out.setdefault(head, {})[sub] = value
+        else:
+            out[key] = value
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=st.sampled_from([AXOLOTL, LLAMAFACTORY, LLAMAFACTORY_V1]), data=st.data())
+def test_generated_foreign_files_end_cleanly(tmp_path, table, data):
+    flat = data.draw(st.dictionaries(st.sampled_from(sorted(table)), VALUES, min_size=1, max_size=8))
+    path = tmp_path / "gen.yaml"
+    path.write_text(yaml.safe_dump(_nest(flat)))
+    try:
+        report = judge(read(path, []), GPU24)
+    except RankwiseError:
+        return  # bad input, said with a message (exit 2)
+    assert report.findings is not None and all(f["code"] for f in report.findings)

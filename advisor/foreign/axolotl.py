@@ -180,11 +180,19 @@ def _base_model(value, out: Out):
             break
 
 
+def _number(value):
+    """axolotl takes learning_rate as a string too ("2e-4"); a string that is no number stays (reported)."""
+    try:
+        return float(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
+
+
 TABLE = {
     "base_model": _base_model, "adapter": _adapter, "load_in_4bit": _4bit, "load_in_8bit": _8bit,
     "peft_use_dora": _dora, "lora_r": to("lora.r"), "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"),
     "lora_target_modules": targets_mapper("regex"), "lora_target_linear": _linear,
-    "peft_use_rslora": to("lora.use_rslora"), "learning_rate": to("train.lr", lambda v: float(v) if isinstance(v, str) else v),
+    "peft_use_rslora": to("lora.use_rslora"), "learning_rate": to("train.lr", _number),
     "lr_scheduler": scheduler, "micro_batch_size": to("train.micro_batch"), "batch_size": _batch_size,
     "gradient_accumulation_steps": to("train.grad_accum"), "sequence_len": to("train.max_seq_len"),
     "gradient_checkpointing": _gc, "optimizer": optimizer, "num_epochs": to("train.epochs"),

@@ -40,7 +40,9 @@ def foreign_key(reading: "Reading", dotted: str) -> str | None:
     if tool is None:
         return None
     if dotted in tool.reverse:
-        keys = list(tool.reverse[dotted](None) if dotted != "method" else tool.reverse[dotted]("qlora"))
+        from ..config import get_key
+
+        keys = list(tool.reverse[dotted](get_key(reading.cfg, dotted)))  # the keys that would say its value
         return keys[0] if keys else None
     return tool.renames.get(dotted)
 

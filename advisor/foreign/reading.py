@@ -7,12 +7,13 @@ file uses (the newer LLaMA-Factory layout by its `peft_config:`/`quant_config:`/
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, set_key
-from ..errors import ConfigError, Problem, RankwiseError, closest, did_you_mean
+from ..errors import ConfigError, Problem, RankwiseError, did_you_mean
 from ..loader import _key_problem, anchor_paths, apply_overrides, parse_yaml, read_text, validate
 from . import axolotl, llamafactory
 from .mapping import Default, Out, Said, Tool, match_targets
@@ -93,7 +94,7 @@ def translate(data: dict, tool: Tool) -> tuple[dict, Out, list[str], list[str]]:
         elif _is_known(tool, key):
             unread.append(key)
         else:
-            near = closest(key, sorted(tool.known | set(tool.table)), 1)
+            near = difflib.get_close_matches(key, sorted(tool.known | set(tool.table)), 1, 0.75)  # a typo, not a guess
             refuses = tool.unknown_severity == "error"
             used = ""
             if near and near[0] in tool.table and near[0] not in flat:
