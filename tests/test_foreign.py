@@ -277,3 +277,26 @@ def test_generated_foreign_files_end_cleanly(tmp_path, table, data):
     except RankwiseError:
         return  # bad input, said with a message (exit 2)
     assert report.findings is not None and all(f["code"] for f in report.findings)
+
+
+def test_set_takes_nested_keys_of_the_newer_layout():
+    _, d = check_json("foreign-lf-v1.yaml", "--set", "peft_config.r=8", "--set", "quant_config.quantization_bit=8")
+    assert d["config"]["lora"]["r"] == 8 and d["method"] == "lora"  # no 8-bit method: said as not-modelled
+    assert "quant_config.quantization_bit" in {k["key"] for f in d["findings"] for k in f["keys"]}
+
+
+def test_printed_fixes_apply_as_they_are_printed():
+    """Each `--set` line check prints can be pasted back: the finding it fixes goes away."""
+    out = cli("check", FIX / "axolotl-risky.yaml", "--gpu-mem", "24GiB")
+    line = next(l.strip() for l in out.stdout.splitlines() if l.strip().startswith("--set lora_alpha="))
+    again = cli("check", FIX / "axolotl-risky.yaml", "--gpu-mem", "24GiB", "--json", *line.split())
+    assert "alpha-below-rank" not in {f["code"] for f in json.loads(again.stdout)["findings"]}
+
+
+def test_bench_runs_over_a_folder(capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import foreign_configs
+
+    assert foreign_configs.main([str(FIX)]) == 0
+    text = capsys.readouterr().out
+    assert "tracebacks: 0" in text and "fit answer:" in text and "keys left unread:" in text

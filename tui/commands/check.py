@@ -94,7 +94,7 @@ def _render(args, report, hw) -> None:
         console.print(f"  why: {escape(f['why'])}")
         console.print(f"  fix: {escape(f['fix'])}")
         if f.get("set"):
-            sets = " ".join(f"--set {k}={json.dumps(v)}" for k, v in f["set"].items())
+            sets = " ".join(f"--set {k}={json.dumps(v, separators=(',', ':'))}" for k, v in f["set"].items())
             console.print(f"  [dim]{escape(sets)}[/dim]")
     counts = {s: sum(f["severity"] == s for f in report.findings) for s in SEVERITY_STYLE}
     summary = ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items())
