@@ -72,7 +72,7 @@ def test_dependency_direction():
 
     root = Path(__file__).resolve().parent.parent
     heavy = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "textual")
-    for f in (root / "advisor").glob("*.py"):
+    for f in (root / "advisor").rglob("*.py"):  # advisor/foreign/ too
         for mod in _imports(f):
             assert not mod.startswith(("rankwise.trainer", "rankwise.tui")), f"{f.name} imports {mod}"
             if f.name != "meta.py":  # the meta-device reader defers torch into its one function
