@@ -348,12 +348,18 @@ RULES: list[Callable[[Run], Diagnosis | None]] = [
 
 
 def run_rules(run: Run) -> list[Diagnosis]:
-    """Every diagnosis, errors first, then newest first; recorded ones the rules no longer see are kept."""
+    """Every diagnosis, errors first, then newest first. One the live run recorded keeps the step it
+    was first seen at (the rules' numbers are the latest); one the rules no longer see is kept as recorded."""
     found = {d.code: replace(d, evidence={k: v for k, v in d.evidence.items() if v is not None})
              for d in (rule(run) for rule in RULES) if d is not None}
     for e in run.recorded:
-        if field_of(e, "code") in CODES:
-            found.setdefault(field_of(e, "code"), _from_event(e))
+        code, first = field_of(e, "code"), field_of(e, "step")
+        if code not in CODES:
+            continue
+        if code not in found:
+            found[code] = _from_event(e)
+        elif isinstance(first, int) and found[code].step is not None and first < found[code].step:
+            found[code] = replace(found[code], step=first)
     return sorted(found.values(), key=lambda d: (SEVERITY_ORDER[d.severity], -(d.step or 0)))
 
 

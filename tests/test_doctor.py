@@ -266,6 +266,10 @@ def test_recorded_diagnosis_is_kept():
            "message": "the loss is NaN/Inf at step 7", "why": "w", "fix": "f", "evidence": {"loss": "nan"}}
     found = codes(stream(HEALTHY) + [rec])
     assert found["loss-nan"].step == 7 and doctor.worst(list(found.values())) == "error"
+    # one the rules still see keeps the step it was first seen at, with the latest numbers
+    rec = {**rec, "code": "loss-flat", "severity": "warning", "step": 12}
+    found = codes(stream(noisy([3.0] * 30, FLAT_NOISE)) + [rec])
+    assert found["loss-flat"].step == 12 and found["loss-flat"].evidence["steps"] == 30
 
 
 def test_readme_lists_every_code():
