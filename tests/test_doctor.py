@@ -485,6 +485,9 @@ def test_stop_on_overfitting_keeps_the_best_checkpoint(tmp_path):
     assert (run / "adapter" / "adapter_model.safetensors").read_bytes() == \
         (Path(kept["checkpoint"]) / "adapter_model.safetensors").read_bytes()
     assert "diagnosis warning overfitting" in out.stdout  # the headless panel's plain lines
+    out = subprocess.run(CLI + ["doctor", run.name, "--runs-dir", str(runs), "--json"], capture_output=True,
+                         text=True, timeout=120, env=env())
+    assert json.loads(out.stdout)["stopped_by"] == s["stopped_by"]
 
 
 @pytest.mark.slow

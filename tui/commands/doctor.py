@@ -45,7 +45,7 @@ def run(args) -> int:
     code = 3 if any(d.severity == "error" for d in found) else 0
     if args.json:
         print_json({"run": info.id, "status": info.status, "step": info.step, "max_steps": info.max_steps,
-                    "diagnoses": [d.to_dict() for d in found]})
+                    "diagnoses": [d.to_dict() for d in found], "stopped_by": _stopped(info)})
         return code
     _render(info, found)
     return code
@@ -60,6 +60,12 @@ def _render(info, found) -> None:
     console = Console(highlight=False, soft_wrap=True)  # file:line stays on one line (grep, editors)
     step = f"step {info.step if info.step is not None else '-'}/{info.max_steps or '?'}"
     console.print(f"[bold]{escape(info.id)}[/bold] [{status_style(info.status)}]{info.status}[/] {step}")
+    stopped = _stopped(info)
+    if stopped:
+        kept = (info.summary or {}).get("adapter_from") or {}
+        switch = "train.stop_on_nan" if stopped.get("code") == "loss-nan" else "train.stop_on"
+        console.print(f"  stopped by {escape(str(stopped.get('code')))} at step {stopped.get('step')} ({switch}); "
+                      f"adapter from {escape(str(kept.get('checkpoint') or 'the model at the stop'))}")
     if not found:
         console.print("[green]no diagnoses: nothing in the log looks wrong[/green]")
         return
@@ -75,3 +81,9 @@ def _render(info, found) -> None:
         if d.patch:
             sets = " ".join(f"--set {k}={json.dumps(v)}" for k, v in d.patch.items())
             console.print(f"  [dim]{escape(sets)}[/dim]")
+
+
+def _stopped(info) -> dict | None:
+    """What summary.json says stopped the run (train.stop_on / stop_on_nan), if the doctor did."""
+    stopped = (info.summary or {}).get("stopped_by")
+    return stopped if isinstance(stopped, dict) else None
