@@ -300,3 +300,28 @@ def test_bench_runs_over_a_folder(capsys):
     assert foreign_configs.main([str(FIX)]) == 0
     text = capsys.readouterr().out
     assert "tracebacks: 0" in text and "fit answer:" in text and "keys left unread:" in text
+
+
+@pytest.mark.parametrize("text,key", [
+    ("base_model: llama-3.2-1b\nlora_r: 8\nlearning_rate: 0.0002\nmicro_batch_size: 1\n", "adapter"),  # axolotl
+    ("model_name_or_path: llama-3.2-1b\nfinetuning_type: full\nstage: sft\n", "finetuning_type"),
+])
+def test_a_full_fine_tune_is_a_warning_not_a_quiet_lora(tmp_path, text, key):
+    path = tmp_path / "full.yaml"
+    path.write_text(text)
+    said = [s for s in read(path).said if s.key == key]
+    assert said and said[0].severity == "warning" and "fine-tune" in said[0].message
+
+
+@pytest.mark.parametrize("text", ["peft_use_dora: true\nadapter: qlora\n", "adapter: qlora\npeft_use_dora: true\n"])
+def test_dora_is_judged_after_the_method_whatever_the_order(tmp_path, text):
+    path = tmp_path / "dora.yaml"
+    path.write_text("base_model: llama-3.2-1b\nload_in_4bit: true\n" + text)
+    r = read(path)
+    from rankwise.advisor.methods import METHODS
+
+    dora = [n for n, m in METHODS.items() if m.peft.get("use_dora") and m.quantized]
+    if dora:  # the methods table has a 4-bit DoRA entry: the file is judged as it
+        assert r.cfg.method == dora[0]
+    else:  # otherwise said, on the line that asked for it
+        assert [s.key for s in r.said if s.code == "not-modelled"] == ["peft_use_dora"] and r.cfg.method == "qlora"

@@ -19,7 +19,7 @@ Unknown keys: axolotl warns and drops them, so rankwise warns too.
 from __future__ import annotations
 
 from .known_keys import AXOLOTL_KEYS
-from .mapping import (Default, Out, Tool, dora_method, method_with, not_modelled, optimizer, positive_count,
+from .mapping import (Default, Out, Tool, dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
                       names_for_set, OPTIMS_BACK)
 
@@ -53,17 +53,6 @@ def _8bit(value, out: Out):
     else:
         out.not_modelled("an 8-bit (LLM.int8) base: ~1 byte per weight where the estimate counts 2 (16-bit LoRA)",
                          "load_in_4bit: true with adapter: qlora is the leanest base rankwise estimates")
-
-
-def _dora(value, out: Out):
-    if value is not True:
-        return
-    method = dora_method(quantized=out.values.get("method") == "qlora")
-    if method:
-        out.set("method", method)
-    else:
-        out.not_modelled("DoRA: a magnitude vector per adapted linear and a weight-norm pass each step "
-                         "(more activation memory and ~1.5-2x step time than LoRA)")
 
 
 def _linear(value, out: Out):
@@ -190,7 +179,7 @@ def _number(value):
 
 TABLE = {
     "base_model": _base_model, "adapter": _adapter, "load_in_4bit": _4bit, "load_in_8bit": _8bit,
-    "peft_use_dora": _dora, "lora_r": to("lora.r"), "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"),
+    "peft_use_dora": dora, "lora_r": to("lora.r"), "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"),
     "lora_target_modules": targets_mapper("regex"), "lora_target_linear": _linear,
     "peft_use_rslora": to("lora.use_rslora"), "learning_rate": to("train.lr", _number),
     "lr_scheduler": scheduler, "micro_batch_size": to("train.micro_batch"), "batch_size": _batch_size,
@@ -288,6 +277,12 @@ DEFAULTS = (
 
 def finish(out: Out) -> None:
     """What needs several keys: batch_size → gradient accumulation (normalize_config)."""
+    if "method" not in out.values:
+        out.key = "adapter"
+        out.set("method", "lora")
+        out.not_modelled("no adapter: a full fine-tune, every weight trained with its gradients and optimizer "
+                         "states (far more memory); checked as LoRA", "set adapter: lora or qlora",
+                         {"adapter": "lora"}, severity="warning")
     total = out.extra.get("batch_size")
     if total and "train.grad_accum" not in out.values:
         out.key = "batch_size"

@@ -19,7 +19,7 @@ reports them as errors.
 from __future__ import annotations
 
 from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
-from .mapping import (Default, Out, Tool, dora_method, method_with, not_modelled, optimizer, precision_bf16,
+from .mapping import (Default, Out, Tool, dora, method_with, not_modelled, optimizer, precision_bf16,
                       precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK)
 
 MARKS = {"model_name_or_path", "finetuning_type", "lora_rank", "lora_target", "cutoff_len",
@@ -37,8 +37,9 @@ def _type(value, out: Out):
     if value == "lora":
         out.default("method", "lora")
     else:
-        out.not_modelled(f"finetuning_type {value}: not a LoRA fine-tune (checked as LoRA)",
-                         "rankwise estimates LoRA and QLoRA", {"finetuning_type": "lora"})
+        out.not_modelled(f"finetuning_type {value}: not a LoRA fine-tune, far more memory for a full or partial "
+                         "fine-tune (checked as LoRA)", "rankwise estimates LoRA and QLoRA",
+                         {"finetuning_type": "lora"}, severity="warning")
 
 
 def _quant_bit(value, out: Out):
@@ -60,17 +61,6 @@ def _quant_method(value, out: Out):
     if value and str(value).lower() not in ("bnb", "bitsandbytes", "bnb_4bit"):
         out.not_modelled(f"quantization_method {value}: a different quantizer's base layout (memory judged as "
                          "bitsandbytes NF4 when quantization_bit is 4)")
-
-
-def _dora(value, out: Out):
-    if value is not True:
-        return
-    method = dora_method(quantized=out.values.get("method") == "qlora")
-    if method:
-        out.set("method", method)
-    else:
-        out.not_modelled("DoRA: a magnitude vector per adapted linear and a weight-norm pass each step "
-                         "(more activation memory and ~1.5-2x step time than LoRA)")
 
 
 def _no_gc(value, out: Out):
@@ -129,7 +119,7 @@ def _flash(value, out: Out):
 
 FLAT = {
     "model_name_or_path": _model, "finetuning_type": _type, "quantization_bit": _quant_bit,
-    "quantization_method": _quant_method, "use_dora": _dora, "lora_rank": to("lora.r"),
+    "quantization_method": _quant_method, "use_dora": dora, "lora_rank": to("lora.r"),
     "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"), "lora_target": targets_mapper("names"),
     "use_rslora": to("lora.use_rslora"), "learning_rate": to("train.lr"), "lr_scheduler_type": scheduler,
     "per_device_train_batch_size": to("train.micro_batch"), "gradient_accumulation_steps": to("train.grad_accum"),
@@ -277,7 +267,7 @@ V1 = {
     "model": _model, "trust_remote_code": to("model.trust_remote_code"), "flash_attn": _flash,
     "peft_config.name": _v1_peft, "peft_config.r": to("lora.r"), "peft_config.lora_alpha": to("lora.alpha"),
     "peft_config.lora_dropout": to("lora.dropout"), "peft_config.target_modules": targets_mapper("regex"),
-    "peft_config.use_rslora": to("lora.use_rslora"), "peft_config.use_dora": _dora,
+    "peft_config.use_rslora": to("lora.use_rslora"), "peft_config.use_dora": dora,
     "peft_config.modules_to_save": not_modelled("full trainable copies of these modules: weights, gradients and "
                                                 "optimizer states not in the estimate"),
     "quant_config.quantization_bit": _v1_quant, "dist_config.name": _v1_dist, "kernel_config.name": _v1_kernels,

@@ -55,8 +55,8 @@ class Out:
         if dotted not in self.values:
             self.set(dotted, value)
 
-    def not_modelled(self, what: str, fix: str = "", patch: dict | None = None) -> None:
-        self.said.append(Said("not-modelled", "info", self.key, f"{self.key}: not modelled: {what}",
+    def not_modelled(self, what: str, fix: str = "", patch: dict | None = None, severity: str = "info") -> None:
+        self.said.append(Said("not-modelled", severity, self.key, f"{self.key}: not modelled: {what}",
                               "rankwise's estimate and checks do not include this setting's effect",
                               fix or "read the estimate with this in mind", patch))
 
@@ -178,6 +178,26 @@ def dora_method(quantized: bool) -> str | None:
         if m.peft.get("use_dora") and m.quantized == quantized:
             return name
     return None
+
+
+def dora(value, out: "Out") -> None:
+    """peft use_dora: resolved once the method is known (the file may name it later), in `resolve_dora`."""
+    if value is True:
+        out.extra["dora"] = out.key
+
+
+def resolve_dora(out: "Out") -> None:
+    """use_dora → the methods table's DoRA entry for this base, or said as not modelled."""
+    key = out.extra.get("dora")
+    if not key:
+        return
+    out.key = key
+    method = dora_method(quantized=out.values.get("method") == "qlora")
+    if method:
+        out.set("method", method)
+    else:
+        out.not_modelled("DoRA: a magnitude vector per adapted linear and a weight-norm pass each step "
+                         "(more activation memory and ~1.5-2x step time than LoRA)")
 
 
 def positive_count(value: Any) -> bool:

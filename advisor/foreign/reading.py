@@ -16,7 +16,7 @@ from ..config import RunConfig, set_key
 from ..errors import ConfigError, Problem, RankwiseError, did_you_mean
 from ..loader import _key_problem, anchor_paths, apply_overrides, parse_yaml, read_text, validate
 from . import axolotl, llamafactory
-from .mapping import Default, Out, Said, Tool, match_targets
+from .mapping import Default, Out, Said, Tool, match_targets, resolve_dora
 
 RANKWISE_KEYS = set(RunConfig.model_fields)
 TOOLS = (axolotl.TOOL, llamafactory.TOOL, llamafactory.TOOL_V1)
@@ -105,6 +105,7 @@ def translate(data: dict, tool: Tool) -> tuple[dict, Out, list[str], list[str]]:
                 f"did you mean {near[0]}?" if near else "remove it", {near[0]: value} if near else None))
     if tool.finish:
         tool.finish(out)
+    resolve_dora(out)
     defaulted = {}
     for d in tool.defaults:
         if d.dotted not in out.values and not any(u in out.values for u in d.unless):
