@@ -8,8 +8,11 @@ dotted keys written as the tool's where the value reads the same on both sides.
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING
+
+import yaml
 
 from ..finding import Finding
 from .mapping import Said
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
     from ..fit import Fit
     from .reading import Reading
 
+PAIR = re.compile(r"\b((?:model|data|lora|quant|train|distributed)\.[a-z_]+|method)=([^,;\s]+)")
 DOTTED = re.compile(r"\b(?:model|data|lora|quant|train|distributed|output)\.[a-z_]+\b|\bmethod\b")
 # Preference tuning learns at far lower rates than SFT: DPO used 1e-6 (Rafailov et al. 2023, App. B;
 # TRL DPOConfig learning_rate default 1e-6), Zephyr 5e-7 (Tunstall et al. 2023); LoRA DPO runs go
@@ -74,7 +78,17 @@ def _speak(text: str, reading: "Reading") -> str:
         if used and getattr(tool.table.get(used), "dotted", None) == dotted:
             return used
         return tool.renames.get(dotted, dotted)
-    return DOTTED.sub(swap, text) if tool else text
+    def swap_pair(m: re.Match) -> str:  # "train.optimizer=paged_adamw_8bit" → the tool's keys and values
+        dotted, raw = m.group(1), m.group(2)
+        if dotted not in tool.reverse:
+            return m.group(0)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            return m.group(0)
+        return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                         for k, v in tool.reverse[dotted](value).items())
+    return DOTTED.sub(swap, PAIR.sub(swap_pair, text)) if tool else text
 
 
 def localize(f: Finding | Said, reading: "Reading") -> dict:
