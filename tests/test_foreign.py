@@ -325,3 +325,10 @@ def test_dora_is_judged_after_the_method_whatever_the_order(tmp_path, text):
         assert r.cfg.method == dora[0]
     else:  # otherwise said, on the line that asked for it
         assert [s.key for s in r.said if s.code == "not-modelled"] == ["peft_use_dora"] and r.cfg.method == "qlora"
+
+
+def test_set_on_a_rankwise_preset_takes_rankwise_keys():
+    _, d = check_json("clean.yaml", "--set", "lora.r=8")
+    assert d["kind"] == "rankwise" and d["config"]["lora"]["r"] == 8
+    bad = cli("check", FIX / "clean.yaml", "--set", "lora.rank=8")
+    assert bad.returncode == 2 and "did you mean 'r'" in bad.stderr
