@@ -255,6 +255,9 @@ NOT_MODELLED = {
                            "not in the estimate",
     "device_map": "weights placed across devices or the CPU: per-GPU memory differs from estimated",
     "relora_cpu_offload": "ReLoRA merges on the CPU",
+    "peft": "peft options (e.g. LoftQ initialisation of a quantized base)",
+    "freeze_mm_modules": "which multimodal modules train: an unfrozen vision tower or projector is not in the "
+                         "estimate",
     "expert_parallel_num_nvl_bytes": "expert parallelism buffers", "expert_parallel_token_capacity":
         "expert parallelism: token capacity per expert",
 }

@@ -166,6 +166,8 @@ NOT_MODELLED = {
     "context_parallel_size": "context parallelism: sequences split across GPUs",
     "expert_model_parallel_size": "expert parallelism: MoE experts split across GPUs",
     "use_distributed_optimizer": "Megatron's distributed optimizer: optimizer states sharded across GPUs",
+    "sequence_parallel": "Megatron sequence parallelism: activations split across GPUs",
+    "use_v1_kernels": "fused kernels (RMSNorm, SwiGLU, RoPE, ...): lower activation memory than estimated",
 }
 
 
