@@ -61,9 +61,14 @@ class DataSection(Section):
     path: str | None = None
     """Training data: a .jsonl, .json, .csv or .parquet file, or a saved HF dataset folder.
     Relative paths are resolved against the preset's folder."""
-    format: Literal["auto", "chat", "instruction", "prompt_completion", "text"] = "auto"
-    """Row format. auto: `messages` → chat, `instruction`/`output` → instruction,
-    `prompt`/`completion` → prompt_completion, `text` → text."""
+    format: Literal["auto", "chat", "sharegpt", "instruction", "prompt_completion", "text"] = "auto"
+    """Row format. auto: `messages` → chat, `conversations` → sharegpt, `instruction`/`output` →
+    instruction, `prompt`/`completion` → prompt_completion, `text` → text (`chosen` + `rejected`
+    is preference data: explained, not trained; see columns)."""
+    columns: dict[str, str] = {}
+    """Read a file's own field names as rankwise's: {rankwise field: file field}, e.g.
+    {output: answer} or {messages: chosen} (SFT on a preference file's chosen conversations).
+    Fields: messages, conversations, tools, instruction, input, output, system, prompt, completion, text."""
     val_path: str | None = None
     """Validation data in its own file (same formats). Overrides val_ratio."""
     val_ratio: float = Field(0.0, ge=0.0, lt=1.0)
@@ -74,6 +79,19 @@ class DataSection(Section):
     """Skip and count rows with missing fields or wrong types instead of stopping."""
     max_rows: int | None = Field(None, ge=1)
     """Use at most this many training rows (quick trials)."""
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, v: dict[str, str]) -> dict[str, str]:
+        import difflib
+
+        from .dataset import COLUMNS  # one list of the fields rankwise reads
+        for key in v:
+            if key not in COLUMNS:
+                near = difflib.get_close_matches(key, COLUMNS, n=1)
+                raise ValueError(f"data.columns: '{key}' is not a field rankwise reads"
+                                 + (f" (did you mean '{near[0]}'?)" if near else "") + f"; fields: {', '.join(COLUMNS)}")
+        return v
 
 
 class LoraSection(Section):

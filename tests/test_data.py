@@ -366,7 +366,8 @@ def test_bad_row_names_file_row_and_fix(tok, tmp_path, row, reason):
 
 @pytest.mark.parametrize("msgs, reason", [
     ([{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}], "message 2 has unknown role 'bot'"),
-    ([{"role": "user", "content": ["q"]}, {"role": "assistant", "content": "a"}], "message 1 content should be a string"),
+    ([{"role": "user", "content": 3}, {"role": "assistant", "content": "a"}], "message 1 content should be a string"),
+    ([{"role": "user", "content": ["q"]}, {"role": "assistant", "content": "a"}], "message 1 content part 1 should be an object"),
     ([{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}], "empty assistant response"),
     ([{"role": "user", "content": "q"}], "no assistant message"),
     ("hello", "'messages' should be a non-empty list"),
@@ -414,11 +415,13 @@ def test_a_row_of_another_format_says_so(tok, tmp_path):
         build_datasets(cfg(p), tok)
 
 
-def test_sharegpt_rows_get_a_conversion_hint(tok, tmp_path):
+def test_sharegpt_rows_are_read_and_checked_by_turn(tok, tmp_path):
     p = write_jsonl(tmp_path / "d.jsonl", [{"conversations": [{"from": "human", "value": "q"}]}])
-    with pytest.raises(RankwiseError) as e:
+    with pytest.raises(RankwiseError, match=r"d.jsonl:1: no assistant message"):
         build_datasets(cfg(p), tok)
-    assert "cannot tell the data format" in e.value.message and "human → user" in e.value.hint
+    p = write_jsonl(tmp_path / "d.jsonl", [{"conversations": [{"from": "human", "value": "q"}, {"from": "bot", "value": "a"}]}])
+    with pytest.raises(RankwiseError, match=r"turn 2 has unknown speaker 'bot'"):
+        build_datasets(cfg(p), tok)
 
 
 def test_unknown_format_and_missing_path(tok, tmp_path):

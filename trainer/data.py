@@ -50,7 +50,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from rankwise.advisor.config import RunConfig
-from rankwise.advisor.dataset import SKIP_HINT, BadRow, check_row, detect_format, iter_rows, location, unknown_format
+from rankwise.advisor.dataset import (SKIP_HINT, BadRow, apply_columns, detect_format, iter_rows, location,
+                                      preference_error, prepare_row, unknown_format)
 from rankwise.advisor.errors import RankwiseError
 
 IGNORE = -100
@@ -103,33 +104,38 @@ class _Counter:
 # --------------------------------------------------------------------------- reading
 
 class _Rows:
-    """The good rows of a file as (where, row), streamed; `fmt` is known once the first
-    recognisable row is read. Bad rows go to the counter (which raises unless skipping)."""
+    """The good rows of a file as (where, prepared row), streamed; `fmt` is known once the first
+    recognisable row is read. Bad rows go to the counter (which raises unless skipping).
+    `columns` is data.columns; preference data stops the read with what to do instead."""
 
-    def __init__(self, path: Path, declared: str, counter: _Counter, max_rows: int | None):
-        self.path, self.counter, self.max_rows = path, counter, max_rows
+    def __init__(self, path: Path, declared: str, counter: _Counter, max_rows: int | None,
+                 columns: dict[str, str] | None = None):
+        self.path, self.counter, self.max_rows, self.columns = path, counter, max_rows, columns
         self.fmt = None if declared == "auto" else declared
 
     def __iter__(self) -> Iterator[tuple[str, dict]]:
-        path, counter = self.path, self.counter
+        path, counter, columns = self.path, self.counter, self.columns
         good = 0
         pending: list[tuple[int, dict | BadRow]] = []  # rows seen before the format is known
         for n, row in iter_rows(path, bad="yield"):
+            row = apply_columns(row, columns)
             if self.fmt is None:
                 if isinstance(row, dict):
                     self.fmt = detect_format(row)
+                    if self.fmt == "preference":
+                        raise preference_error(path, row)
                 if self.fmt is None:
                     pending.append((n, row))
                     if len(pending) >= 100:
                         break
                     continue
             for m, r in pending + [(n, row)] if pending else [(n, row)]:
-                reason = check_row(r, self.fmt)
+                ready, reason = prepare_row(r, self.fmt)
                 if reason:
                     counter.bad(location(path, m), reason)
                 elif self.max_rows is None or good < self.max_rows:
                     good += 1
-                    yield location(path, m), r
+                    yield location(path, m), ready
             pending = []
             if self.max_rows is not None and good >= self.max_rows:
                 return
@@ -146,8 +152,28 @@ class _Rows:
 
 # --------------------------------------------------------------------------- rendering
 
-def _template(tokenizer, messages: list[dict], generation: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+def _template(tokenizer, messages: list[dict], generation: bool, tools: list | None = None) -> str:
+    return tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=generation)
+
+
+def _template_name(tokenizer) -> str:
+    return f"the chat template of {getattr(tokenizer, 'name_or_path', '') or 'this tokenizer'}"
+
+
+def _check_tool_rendering(tokenizer, where: str, messages: list[dict], full: str) -> None:
+    """Tool calls must reach the text: a template that ignores them would teach the model to
+    answer after a tool result it never asked for."""
+    calls = [c["function"]["name"] for m in messages for c in m.get("tool_calls", ())]
+    if not calls:
+        return
+    template = getattr(tokenizer, "chat_template", None) or ""
+    missing = [name for name in calls if name not in full]
+    if "tool_calls" not in template or missing:
+        raise RankwiseError(
+            f"{where}: an assistant turn calls tools ({', '.join(dict.fromkeys(calls))}), and {_template_name(tokenizer)} "
+            "does not render tool calls" + (f" ({', '.join(missing)} is missing from the rendered text)" if missing else ""),
+            "train a model whose chat template supports tools (it reads message.tool_calls, as Qwen2.5 and "
+            "Llama 3.1 do), or drop the tool-call rows")
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
@@ -157,25 +183,25 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _render_chat(tokenizer, where: str, messages: list[dict]) -> _Rendered:
-    messages = [{"role": m["role"], "content": m["content"]} for m in messages]
-    full = _template(tokenizer, messages, False)
+def _render_chat(tokenizer, where: str, messages: list[dict], tools: list | None = None) -> _Rendered:
+    full = _template(tokenizer, messages, False, tools)
+    _check_tool_rendering(tokenizer, where, messages, full)
     eos = tokenizer.eos_token or ""
     spans, cursor = [], 0
     for i, m in enumerate(messages):
         if m["role"] != "assistant":  # move past it, so an answer quoted in a question is not taken for it
-            at = full.find(m["content"], cursor)
+            at = full.find(m["content"], cursor) if m["content"] else -1
             cursor = at + len(m["content"]) if at >= 0 else cursor
             continue
         try:
-            before = _template(tokenizer, messages[:i], True) if i else None
-            upto = full if i + 1 == len(messages) else _template(tokenizer, messages[: i + 1], False)
+            before = _template(tokenizer, messages[:i], True, tools) if i else None
+            upto = full if i + 1 == len(messages) else _template(tokenizer, messages[: i + 1], False, tools)
         except Exception:  # a template may refuse a partial conversation: fall back to searching
             before = upto = None
         if before is not None and full.startswith(upto) and upto.startswith(before) and len(before) >= cursor:
             start, end = len(before), len(upto)
         else:  # the template rewrites earlier turns (or i == 0): find the content itself
-            start = full.find(m["content"], cursor)
+            start = full.find(m["content"], cursor) if m["content"] and not m.get("tool_calls") else -1
             if start < 0:
                 raise ValueError(f"the chat template does not reproduce assistant message {i + 1}")
             end = start + len(m["content"])
@@ -199,8 +225,8 @@ def _plain(where: str, prompt: str, response: str) -> _Rendered:
 
 
 def _render(tokenizer, fmt: str, where: str, row: dict, has_template: bool) -> _Rendered:
-    if fmt == "chat":
-        return _render_chat(tokenizer, where, row["messages"])
+    if fmt in ("chat", "sharegpt"):
+        return _render_chat(tokenizer, where, row["messages"], row.get("tools"))
     if fmt == "instruction":
         if has_template:
             return _render_chat(tokenizer, where, _instruction_messages(row))
@@ -327,8 +353,8 @@ def _rendered(rows: _Rows, tokenizer) -> Iterator[_Rendered]:
     """The good rows of a file rendered to text with their trained-on spans (bad ones counted)."""
     has_template = bool(getattr(tokenizer, "chat_template", None))
     for where, row in rows:
-        if rows.fmt == "chat" and not has_template:
-            raise RankwiseError(f"{rows.path}: chat data (`messages`) needs a tokenizer with a chat template, "
+        if rows.fmt in ("chat", "sharegpt") and not has_template:
+            raise RankwiseError(f"{rows.path}: {rows.fmt} data (`messages`/`conversations`) needs a tokenizer with a chat template, "
                                 "and this one has none", "use the model's instruct/chat variant, or convert the rows "
                                                          "to prompt/completion or text and set data.format")
         try:
@@ -341,7 +367,7 @@ def _rendered(rows: _Rows, tokenizer) -> Iterator[_Rendered]:
 
 def _examples(path: Path, cfg: RunConfig, tokenizer, counter: _Counter, max_rows: int | None) -> tuple[str, list[dict]]:
     """Read, render and tokenize a file a batch at a time (only one batch of text in memory)."""
-    rows = _Rows(path, cfg.data.format, counter, max_rows)
+    rows = _Rows(path, cfg.data.format, counter, max_rows, cfg.data.columns)
     encode = _Encoder(tokenizer, cfg.train.max_seq_len, counter)
     out: list[dict] = []
     chunk: list[_Rendered] = []
