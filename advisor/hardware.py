@@ -86,6 +86,70 @@ _USABLE = {"T4": 15.0, "A100-40GB": 39.4, "A100-80GB": 79.2, "H100-80GB": 79.1, 
            "RTX4090": 23.6, "A10G": 22.1, "L4": 22.0, "H200": 139.8}
 
 
+@dataclass(frozen=True)
+class GpuSpeed:
+    """What the time planner (advisor/time.py) divides the work by: peak dense 16-bit tensor
+    throughput (bf16, or fp16 where the card has no bf16; no 2:4 sparsity) and memory bandwidth."""
+
+    tflops: float  # dense bf16/fp16 tensor TFLOP/s, FP32 accumulate
+    bandwidth_gbs: float  # memory bandwidth, GB/s (10^9 bytes)
+    source: str
+
+
+# Vendor datasheets (NVIDIA product datasheets / architecture whitepapers, AMD's MI300X
+# datasheet); the sparse figures they headline are halved to the dense rate. GeForce cards
+# run FP16 with FP32 accumulate at half the FP16-accumulate rate (Ampere GA102 / Ada AD102
+# whitepapers, "Peak FP16 Tensor TFLOPS with FP32 Accumulate"): that is the rate training uses.
+GPU_SPEED: dict[str, GpuSpeed] = {
+    "T4": GpuSpeed(65.0, 320.0, "NVIDIA T4 datasheet: 65 TFLOPS mixed-precision FP16, 320 GB/s"),
+    "V100-16GB": GpuSpeed(125.0, 900.0, "NVIDIA V100 datasheet (SXM2): 125 tensor TFLOPS, 900 GB/s"),
+    "V100-32GB": GpuSpeed(125.0, 900.0, "NVIDIA V100 datasheet (SXM2): 125 tensor TFLOPS, 900 GB/s"),
+    "RTX3090": GpuSpeed(71.0, 936.0, "NVIDIA Ampere GA102 whitepaper: 71 FP16 tensor TFLOPS (FP32 acc.), 936 GB/s"),
+    "RTX4090": GpuSpeed(165.2, 1008.0, "NVIDIA Ada AD102 whitepaper: 165.2 FP16 tensor TFLOPS (FP32 acc.), 1008 GB/s"),
+    "RTX5090": GpuSpeed(209.5, 1792.0, "NVIDIA Blackwell GB202 whitepaper: 209.5 FP16 tensor TFLOPS (FP32 acc.), 1792 GB/s"),
+    "A10G": GpuSpeed(70.0, 600.0, "no datasheet (AWS-only A10 variant): ~70 TFLOPS as AWS g5 material states, A10's 600 GB/s"),
+    "A10": GpuSpeed(125.0, 600.0, "NVIDIA A10 datasheet: 250 BF16 TFLOPS sparse (125 dense), 600 GB/s"),
+    "L4": GpuSpeed(121.0, 300.0, "NVIDIA L4 datasheet: 242 BF16 TFLOPS sparse (121 dense), 300 GB/s"),
+    "L40S": GpuSpeed(362.0, 864.0, "NVIDIA L40S datasheet: 733 BF16 TFLOPS sparse (362 dense), 864 GB/s"),
+    "RTXA6000": GpuSpeed(154.8, 768.0, "NVIDIA RTX A6000 datasheet: 309.7 tensor TFLOPS sparse (154.8 dense), 768 GB/s"),
+    "A40": GpuSpeed(149.7, 696.0, "NVIDIA A40 datasheet: 299.4 BF16 TFLOPS sparse (149.7 dense), 696 GB/s"),
+    "RTX6000ADA": GpuSpeed(364.2, 960.0, "NVIDIA RTX 6000 Ada datasheet: 728.5 tensor TFLOPS sparse (364.2 dense), 960 GB/s"),
+    "A100-40GB": GpuSpeed(312.0, 1555.0, "NVIDIA A100 datasheet: 312 BF16 TFLOPS dense, 1555 GB/s (40GB)"),
+    "A100-80GB": GpuSpeed(312.0, 2039.0, "NVIDIA A100 datasheet: 312 BF16 TFLOPS dense, 2039 GB/s (80GB SXM)"),
+    "H100-80GB": GpuSpeed(989.0, 3350.0, "NVIDIA H100 datasheet (SXM): 1979 BF16 TFLOPS sparse (989 dense), 3.35 TB/s"),
+    "H100-94GB": GpuSpeed(835.0, 3900.0, "NVIDIA H100 datasheet (NVL): 1671 BF16 TFLOPS sparse (835 dense), 3.9 TB/s"),
+    "H200": GpuSpeed(989.0, 4800.0, "NVIDIA H200 datasheet (SXM): 1979 BF16 TFLOPS sparse (989 dense), 4.8 TB/s"),
+    "B200": GpuSpeed(2250.0, 8000.0, "NVIDIA DGX B200 / HGX B200 datasheet: 4.5 PFLOPS BF16 sparse per GPU (2.25 dense), 8 TB/s"),
+    "MI300X": GpuSpeed(1307.4, 5300.0, "AMD Instinct MI300X datasheet: 1307.4 BF16 TFLOPS dense, 5.3 TB/s"),
+}
+# A GPU with no name in the table (a declared `--gpu-mem` card, an unknown probe): planned as
+# an A100-40GB, and the time output says so.
+DEFAULT_SPEED_GPU = "A100-40GB"
+
+
+def speed_of(name: str) -> tuple[str | None, GpuSpeed]:
+    """The table's name and speed for a GPU name as NVML or `--gpu` gives it ("NVIDIA H100 80GB
+    HBM3", "NVIDIA GeForce RTX 4090", "H200"); (None, the default card's) for an unknown one."""
+    key = _norm(name)
+    for k in GPU_SPEED:  # exact table names first
+        if _norm(k) == key:
+            return k, GPU_SPEED[k]
+    flat = key.replace("-", "")
+    best = None
+    for k in GPU_SPEED:
+        parts = _norm(k).split("-")
+        if parts[0] in flat and all(p in flat for p in parts[1:]):
+            if best is None or len(_norm(k)) > len(_norm(best)):
+                best = k
+    if best is None:
+        for alias, real in (("A100", "A100-80GB"), ("H100", "H100-80GB"), ("V100", "V100-32GB"),
+                            ("A6000", "RTXA6000"), ("6000ADA", "RTX6000ADA")):
+            if alias in flat:
+                best = real
+                break
+    return (best, GPU_SPEED[best]) if best else (None, GPU_SPEED[DEFAULT_SPEED_GPU])
+
+
 def _norm(name: str) -> str:
     return name.upper().replace(" ", "").replace("_", "-").replace("NVIDIA", "").replace("GEFORCE", "")
 

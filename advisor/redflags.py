@@ -340,11 +340,59 @@ def model_unknown(ctx: Context) -> Finding | None:
                    "pass --model with a catalog name, an indexed HF id or a local folder of the same architecture")
 
 
+def _host(ctx: Context):
+    """The host plan (advisor/host_plan.py) when there is a model and a host to judge against."""
+    if ctx.judged is None or ctx.spec is None or ctx.hw is None or ctx.hw.host is None:
+        return None
+    from .host_plan import plan_host
+
+    return plan_host(ctx.spec, ctx.cfg, ctx.judged, ctx.hw)
+
+
+def host_ram_short(ctx: Context) -> Finding | None:
+    h = _host(ctx)
+    if h is None or not (h.ram_short or h.merge_ram_short):
+        return None
+    have = gib(h.ram_available)
+    if h.ram_short:
+        worst = max(("loading", h.load_bytes), ("training", h.train_bytes), ("saving a checkpoint", h.save_bytes),
+                    key=lambda kv: kv[1])
+        fix = ("train with distributed.strategy ddp on a model that fits one GPU (FSDP gathers the full model to "
+               "save), or use a machine with more RAM" if ctx.judged.estimate.plan.sharded else
+               f"free host RAM or use a machine with at least {gib(h.ram_bytes):.0f} GiB; QLoRA or a smaller model "
+               "lowers it")
+        return Finding("host-ram-short", "error", f"host RAM: {worst[0]} needs ~{gib(worst[1]):.1f} GiB, "
+                       f"{have:.1f} GiB available", "the kernel's OOM killer ends the run (no traceback, no end event)",
+                       fix)
+    return Finding("host-ram-short", "warning", f"host RAM: `rankwise merge` needs ~{gib(h.merge_bytes):.1f} GiB "
+                   f"(the base in 16-bit on the CPU), {have:.1f} GiB available",
+                   "training fits, but merging the adapter into the base here would be killed",
+                   "keep the adapter (it loads on the base with peft) or merge on a machine with more RAM")
+
+
+def disk_short(ctx: Context) -> Finding | None:
+    h = _host(ctx)
+    if h is None or not (h.disk_short or h.merged_disk_short):
+        return None
+    free = gib(h.disk_free)
+    if h.disk_short:
+        return Finding("disk-short", "error", f"disk: {h.checkpoints} checkpoints of ~{gib(h.checkpoint_bytes):.2f} GiB "
+                       f"and the adapter need ~{gib(h.disk_bytes):.1f} GiB, {free:.1f} GiB free at {h.disk_path}",
+                       "a save on a full disk fails the run at that checkpoint",
+                       "free disk, write runs elsewhere (output.dir), or keep fewer checkpoints "
+                       "(train.save_total_limit 1)",
+                       {"train.save_total_limit": 1} if ctx.cfg.train.save_total_limit > 1 else None)
+    return Finding("disk-short", "warning", f"disk: a merged model needs ~{gib(h.merged_bytes):.1f} GiB more than "
+                   f"the run's ~{gib(h.disk_bytes):.1f} GiB; {free:.1f} GiB free at {h.disk_path}",
+                   "training fits, but `rankwise merge` would fill the disk",
+                   "keep the adapter only, or merge to another disk")
+
+
 RULES: list[Callable[[Context], Finding | None]] = [
     model_unknown, rank_out_of_range, dropout_out_of_range, lr_out_of_range, high_rank_high_dropout,
     alpha_below_rank, alpha_far_above_rank, all_modules_low_rank, qlora_high_lr, wont_fit, ddp_wont_fit, too_few_gpus, bf16_unsupported,
     fp16_on_bf16_gpu, seq_beyond_positions, unknown_target_module, trust_remote_code, effective_batch_small,
-    effective_batch_large, rslora_off_high_rank, no_grad_checkpointing_long_seq, no_warmup,
+    effective_batch_large, rslora_off_high_rank, no_grad_checkpointing_long_seq, no_warmup, host_ram_short, disk_short,
 ]
 
 

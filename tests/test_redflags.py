@@ -6,10 +6,11 @@ from rule_codes import declared, documented
 
 from rankwise.advisor import ignored
 from rankwise.advisor.config import RunConfig
-from rankwise.advisor.hardware import Hardware, planned
+from rankwise.advisor.hardware import Hardware, Host, planned
 from rankwise.advisor.loader import apply_overrides, validate
 from rankwise.advisor.model import load_model
 from rankwise.advisor.redflags import RULES, check
+from rankwise.advisor.units import GIB
 
 # a config with no red flags on a 24 GiB GPU: the baseline every row tweaks
 CLEAN = {"model.name": "llama-3.1-8b", "method": "qlora", "lora.r": 16, "lora.alpha": 32, "train.lr": 1e-4,
@@ -23,6 +24,12 @@ HW = {
     "t4": lambda: planned(gpu="T4"),
     "a100": lambda: planned(gpu="A100-80GB"),
     "cpu": lambda: Hardware(gpus=(), source="probe"),
+    # host RAM available / free disk as data (advisor/host_plan.py judges against them)
+    "24g-ram2": lambda: planned("24GiB", host=Host(8, 4 * GIB, 2 * GIB, 500 * GIB, "/runs")),
+    "24g-ram12": lambda: planned("24GiB", host=Host(8, 16 * GIB, 12 * GIB, 500 * GIB, "/runs")),
+    "24g-ram64": lambda: planned("24GiB", host=Host(8, 64 * GIB, 64 * GIB, 500 * GIB, "/runs")),
+    "24g-disk35": lambda: planned("24GiB", host=Host(8, 64 * GIB, 64 * GIB, 35 * GIB, "/runs")),
+    "24g-disk5": lambda: planned("24GiB", host=Host(8, 64 * GIB, 64 * GIB, 5 * GIB, "/runs")),
 }
 
 
@@ -108,6 +115,14 @@ TABLE = [
     ({"train.grad_checkpointing": False, "train.max_seq_len": 2048}, "80g", {}, ["no-grad-checkpointing-long-seq"]),
     ({"train.warmup_ratio": 0.0}, "24g", {"no-warmup": "info"}, []),
     ({"train.warmup_ratio": 0.0, "train.warmup_steps": 10}, "24g", {}, ["no-warmup"]),
+    # the machine around the GPU: an 8B QLoRA loads a 5 GB shard at a time on a ~3 GiB process;
+    # merging holds the base in 16-bit (~15 GiB); 400 checkpoints of ~0.12 GiB fill 35 GiB
+    ({}, "24g-ram2", {"host-ram-short": "error"}, []),
+    ({}, "24g-ram12", {"host-ram-short": "warning"}, []),
+    ({}, "24g-ram64", {}, ["host-ram-short", "disk-short"]),
+    ({"train.save_total_limit": 400}, "24g-disk35", {"disk-short": "error"}, []),
+    ({"train.save_total_limit": 100}, "24g-disk35", {}, ["disk-short"]),
+    ({}, "24g-disk5", {"disk-short": "warning"}, []),  # the run fits; a merged 16 GB model would not
     # method auto resolves like the recommender: LoRA on 80 GiB (no QLoRA lr flag), QLoRA on 16 GiB
     ({"method": "auto", "train.lr": 1e-3}, "80g", {}, ["qlora-high-lr"]),
     ({"method": "auto", "train.lr": 1e-3}, "16g", {"qlora-high-lr": "warning"}, []),

@@ -106,8 +106,11 @@ def run(args) -> int:
     hw = hardware_from(args)
     judged = assess(spec, cfg, hw)
     est, plan, verdict, gpu_bytes = judged.estimate, judged.estimate.plan, judged.verdict, judged.gpu_bytes
+    from rankwise.advisor.forecast import forecast
+
+    ahead = forecast(spec, cfg, judged, hw, price=getattr(args, "price", None))
     if args.json:
-        print_json({**judged.to_dict(), "model": spec.name})
+        print_json({**judged.to_dict(), "model": spec.name, **ahead.to_dict()})
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -136,7 +139,8 @@ def run(args) -> int:
     else:
         where = "declared" if hw.source == "declared" else "detected"
         console.print(f"fit on the {where} GPU ({gib(gpu_bytes):.1f} GiB): {FIT_TEXT[verdict]}")
+    console.print(ahead.line())
     console.print("assumptions:")
-    for a in est.assumptions:
+    for a in est.assumptions + ahead.time.assumptions + ahead.host.notes:
         console.print(f"  [dim]- {a}[/dim]")
     return 0

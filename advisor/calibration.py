@@ -1,0 +1,121 @@
+"""What this machine's finished runs teach the time planner.
+
+A run directory (`<runs>/<run-id>/`, written by trainer/worker.py) holds its resolved
+`config.yaml`, `events.jsonl` (one JSON object a line) and `summary.json`. They are read here
+as plain files — the advisor imports nothing from the trainer — into `Calibration` points:
+the seconds per optimizer step the run measured (between its first and last step events) and
+what advisor/time.py plans for that same config on the device it ran on. `plan_time` then
+scales its step time by the similar runs' measured/planned ratio and says which runs it used.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import RankwiseError
+from .hardware import Gpu, Hardware, Host, speed_of
+from .time import Calibration, DataShape, Device, plan_time
+
+NEWEST = 20  # runs read at most (newest first): planning stays well under a second
+MIN_STEPS = 4  # a run must have measured at least this many steps between two step events
+SCAN_ROWS = 5000  # rows of a run's data scanned for its length profile (the same scan a new plan makes)
+
+
+def _events(path: Path) -> list[dict]:
+    out = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(ev, dict):
+                    out.append(ev)
+    except OSError:
+        return []
+    return out
+
+
+def _hardware(device_name: str, host: Host | None) -> Hardware:
+    if device_name == "cpu":
+        return Hardware(gpus=(), host=host, source="declared")
+    name, _ = speed_of(device_name)
+    return Hardware(gpus=(Gpu(0, name or device_name, 80 << 30),), host=host, source="declared")
+
+
+def scan_for(cfg, limit: int = SCAN_ROWS):
+    """advisor/dataset.scan of cfg's training data, or None when it cannot be read."""
+    from .dataset import scan
+
+    if not cfg.data.path:
+        return None
+    try:
+        return scan(cfg.data.path, limit=limit, declared=cfg.data.format)
+    except (RankwiseError, OSError):
+        return None
+
+
+def point(run_dir: Path, host: Host | None = None) -> Calibration | None:
+    """A finished run → its calibration point; None when it cannot teach anything."""
+    from .fit import assess
+    from .loader import load_config
+    from .model import load_model
+
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("status") != "finished":
+        return None
+    events = _events(run_dir / "events.jsonl")
+    steps = [e for e in events if e.get("type") == "step" and isinstance(e.get("step"), int)
+             and isinstance(e.get("time"), (int, float))]
+    starts = [e for e in events if e.get("type") == "start"]
+    if len(steps) < 2 or not starts or steps[-1]["step"] - steps[0]["step"] < MIN_STEPS:
+        return None
+    start = starts[-1]
+    if start.get("resumed_from_step") or len(starts) > 1:
+        return None  # a resumed or restarted run's clock mixes two processes
+    measured = (steps[-1]["time"] - steps[0]["time"]) / (steps[-1]["step"] - steps[0]["step"])
+    device = "cpu" if summary.get("device") == "cpu" else (start.get("device_name") or "")
+    if not device:
+        return None  # a GPU run from before runs recorded the GPU's name
+    try:
+        cfg = load_config(run_dir / "config.yaml")
+        spec = load_model(cfg.model.name)
+        hw = _hardware(device, host)
+        fit = assess(spec, cfg, hw, method=summary.get("method") or None)
+        micro, accum = summary.get("micro_batch"), summary.get("grad_accum")
+        if isinstance(micro, int) and isinstance(accum, int):  # after an OOM retry: what really ran
+            from .config import with_values
+
+            cfg = with_values(cfg, {"train.micro_batch": micro, "train.grad_accum": accum})
+            fit = assess(spec, cfg, hw, method=fit.method)
+        scan = scan_for(cfg)
+        data = DataShape.from_scan(scan, cfg, spec) if scan is not None and scan.rows else None
+        planned = plan_time(spec, cfg, fit, hw, data)
+    except (RankwiseError, ValueError, OSError):
+        return None
+    runtime = summary.get("runtime_s")
+    n = summary.get("step") or steps[-1]["step"]
+    setup = runtime - n * measured if isinstance(runtime, (int, float)) and runtime > n * measured else None
+    return Calibration(run_id=run_dir.name, device=Device.of(hw).name, method=fit.method, params=spec.total_params,
+                       seq_len=cfg.train.max_seq_len, measured_step_s=measured, planned_step_s=planned.step_s,
+                       setup_s=setup)
+
+
+def from_runs(runs_dir: str | Path, host: Host | None = None, newest: int = NEWEST) -> list[Calibration]:
+    """Calibration points of the newest finished runs under `runs_dir` (missing folder: none)."""
+    root = Path(runs_dir)
+    try:
+        dirs = [d for d in root.iterdir() if (d / "summary.json").is_file()]
+    except OSError:
+        return []
+    dirs.sort(key=lambda d: (d / "summary.json").stat().st_mtime, reverse=True)
+    out = []
+    for d in dirs[:newest]:
+        p = point(d, host)
+        if p is not None:
+            out.append(p)
+    return out

@@ -1,0 +1,88 @@
+"""Time, cost, host RAM and disk for one config on one machine: what `estimate`, `advise`,
+`presets`, the Advice screen and `rankwise train`'s pre-launch line show beside memory.
+
+The edges live here (scanning the data, reading this machine's finished runs, the user's
+prices); the arithmetic is in time.py (time), host_plan.py (RAM, disk) and pricing.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .calibration import from_runs, scan_for
+from .hardware import Hardware
+from .host_plan import HostPlan, plan_host
+from .pricing import price_for
+from .time import DataShape, TimePlan, duration, plan_time
+from .units import gib
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .fit import Fit
+    from .model import ModelSpec
+
+SCAN_ROWS = 20000  # rows of data.path read for lengths (a larger file: its first rows, said in the notes)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    time: TimePlan
+    host: HostPlan
+    price_source: str
+
+    def to_dict(self) -> dict:
+        t = self.time.to_dict()
+        if t["cost"] is not None:
+            t["cost"]["source"] = self.price_source
+        return {"time": t, "host": self.host.to_dict()}
+
+    def line(self) -> str:
+        """One line: time · cost · host RAM · disk."""
+        t, h = self.time, self.host
+        cal = ", calibrated" if t.calibrated_from else ""
+        if t.total_s is None:
+            parts = [f"time {t.step_s:.1f} s/step ({t.tokens_per_s:,.0f} tok/s{cal}; steps unknown: no data, no max_steps)"]
+        else:
+            parts = [f"time ~{duration(t.total_s)} ({t.steps:,} steps, {t.tokens_per_s:,.0f} tok/s{cal})"]
+        if t.cost is not None:
+            parts.append(f"cost ~{t.cost:,.2f} ({t.price_per_gpu_hour:g}/GPU-h × {t.gpus})")
+        ram = f"host RAM {gib(h.ram_bytes):.1f} GiB"
+        if h.ram_available is not None:
+            ram += f" of {gib(h.ram_available):.0f}"
+        disk = f"disk {gib(h.disk_bytes):.1f} GiB"
+        if h.disk_free is not None:
+            disk += f" of {gib(h.disk_free):.0f} free"
+        return " · ".join(parts + [ram, disk])
+
+
+def forecast(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | None, price: float | None = None,
+             runs_dir: str | Path | None = None, scan=None, calibrate: bool = True) -> Forecast:
+    """`cfg` as `fit` resolved it on `hw`: the time plan (data scanned, calibrated from the finished
+    runs under `runs_dir`, default cfg.output.dir), its cost, and the host plan."""
+    if scan is None:
+        scan = scan_for(cfg, SCAN_ROWS)
+    data = DataShape.from_scan(scan, cfg, spec) if scan is not None and scan.rows else None
+    host = hw.host if hw is not None else None
+    points = from_runs(runs_dir or cfg.output.dir, host) if calibrate else []
+    t = plan_time(spec, cfg, fit, hw, data, points)
+    per_hour, source = price_for(t.device, price)
+    if per_hour is not None and hw is not None and hw.has_gpu:
+        t = plan_time(spec, cfg, fit, hw, data, points, price=per_hour)
+    if scan is not None and not scan.complete:
+        t = _noted(t, f"data: the first {scan.rows:,} rows scanned; the file holds more (steps are a lower bound)")
+    return Forecast(t, plan_host(spec, cfg, fit, hw), source)
+
+
+def _noted(t: TimePlan, note: str) -> TimePlan:
+    from dataclasses import replace
+
+    return replace(t, assumptions=t.assumptions + (note,))
+
+
+def sweep_cost(forecasts: list[Forecast]) -> dict:
+    """A planned sweep: its trials' seconds and cost summed (cost None when any trial has no price)."""
+    total_s = sum(f.time.total_s or 0.0 for f in forecasts)
+    costs = [f.time.cost for f in forecasts]
+    return {"trials": len(forecasts), "total_s": round(total_s, 1),
+            "cost": None if not costs or any(c is None for c in costs) else round(sum(costs), 2)}

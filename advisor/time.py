@@ -1,0 +1,345 @@
+"""The time planner: how long a resolved config trains on given hardware, and what it costs.
+
+Physics first, as in memory.py: the work of one micro-batch is counted from the model's
+shapes (`ModelSpec`) and the plan a `Fit` resolved (method, strategy, GPUs) —
+
+- the frozen base's linears: forward 2 FLOPs per weight per token; backward computes
+  activation gradients only (2 per weight per token: no weight gradients for a frozen base);
+  gradient checkpointing runs each decoder layer's forward again in backward (+2, the output
+  head is not checkpointed);
+- the adapter: r·(d_in + d_out) weights per adapted linear, forward 2, backward 4 (its
+  activation and weight gradients), recomputed under checkpointing;
+- attention's quadratic term: QKᵀ and A·V, 4·L·heads·head_dim per token per layer forward,
+  twice that backward; flash/SDPA kernels skip the masked half of a causal mask, eager
+  attention computes it and writes the L×L scores to memory (bytes over bandwidth);
+- the weights read per pass (16-bit), or for a 4-bit base the dequantization: 4-bit read,
+  16-bit written and read back by the matmul — bytes over memory bandwidth;
+- a fixed per-layer cost per pass (kernel launches and Python: what dominates tiny models);
+
+divided by the device's sustained throughput: peak dense TFLOP/s and bandwidth from the GPU
+table (hardware.GPU_SPEED, datasheets) times an efficiency factor for the stack
+(`STACKS`, each with its source). Finished runs on this machine correct that factor
+(`Calibration`, advisor/calibration.py reads them). No torch, no I/O here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
+
+from .hardware import Hardware, speed_of
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .fit import Fit
+    from .model import ModelSpec
+
+ATTENTION = ("sdpa", "eager")  # rankwise trains with transformers' default, SDPA
+
+# One token ≈ 4 characters of English text (OpenAI's tokenizer documentation, "What are
+# tokens"): how a scan's character lengths become tokens without a tokenizer. A vocabulary of
+# at most 512 entries is a byte-level tokenizer (the shipped tiny model): 1 character, 1 token.
+CHARS_PER_TOKEN = 4.0
+BYTE_VOCAB = 512
+# Tokens a chat/instruction template adds around a row (role markers, BOS/EOS): a judgment
+# from Llama 3's template (~5 tokens per message header) for a two-message row.
+TEMPLATE_TOKENS = 12
+
+
+@dataclass(frozen=True)
+class StackSpeed:
+    """How close a training stack gets to the device's peak, with where the number comes from."""
+
+    name: str
+    efficiency: float  # sustained share of peak dense TFLOP/s for the counted FLOPs
+    bandwidth_share: float  # sustained share of peak memory bandwidth
+    kbit_factor: float  # throughput of a 4-bit base relative to a 16-bit one at the same FLOPs
+    layer_overhead_s: float  # fixed seconds per decoder layer per pass (launches, Python)
+    step_overhead_s: float  # fixed seconds per optimizer step (optimizer, logging, scheduler)
+    source: str
+
+
+# transformers + peft under the HF Trainer on a GPU (what rankwise runs). efficiency: the
+# fms-acceleration benchmark's Mistral-7B LoRA rows on one A100-80GB (refs/a100_80gb.csv at
+# 0aab2c6: 3598 and 3632 train tokens/s at batch 4 and 8 × 4096, checkpointing, FA2) are 0.55
+# of the A100's 312 TFLOP/s under this FLOP count; kbit_factor: its baseline-peft-bnb QLoRA rows
+# (2749 and 2881 tokens/s) are 0.76 and 0.79 of those LoRA rows — bitsandbytes dequantizes each
+# weight and then runs an unfused 16-bit GEMM. bandwidth_share 0.8: STREAM-like copies reach
+# ~80-90% of HBM peak (NVIDIA's bandwidthTest); layer_overhead_s: ~40 kernels per layer per
+# pass at ~10 µs launch+Python each (PyTorch eager; a judgment, small beside the FLOPs of a 7B).
+GPU_HF = StackSpeed("hf", 0.55, 0.8, 0.78, 4e-4, 0.02,
+                    "fitted to fms-acceleration refs/a100_80gb.csv (Mistral-7B LoRA/QLoRA, 1×A100-80GB)")
+# The CPU (the demo): PyTorch's fp32 GEMMs sustain ~10 GFLOP/s per core on small matrices
+# (an AVX2 core peaks at 32 FLOPs/cycle; small training GEMMs reach a fraction), ~10 GB/s
+# per socket for weights streamed, and every op costs ~0.1 ms of dispatch, so a decoder layer
+# pass ~10 ms and a Trainer step ~0.25 s. Conservative on purpose: one finished demo run
+# calibrates it (advisor/calibration.py).
+CPU_GFLOPS_PER_CORE = 10.0
+CPU_BANDWIDTH_GBS = 10.0
+CPU_HF = StackSpeed("hf-cpu", 1.0, 1.0, 0.5, 1e-2, 0.25,
+                    "conservative CPU figures (10 GFLOP/s per core, 10 ms per layer pass); calibrate with a demo run")
+STACKS = {s.name: s for s in (GPU_HF, CPU_HF)}
+
+# Several GPUs: DDP overlaps its gradient all-reduce with backward (small LoRA gradients);
+# FSDP/ZeRO-3 all-gather every layer's weights in forward and backward. Judgments, said in
+# the assumptions: 0.95 and 0.85 of N× one GPU's throughput.
+SCALING = {"single": 1.0, "ddp": 0.95, "fsdp": 0.85, "deepspeed": 0.85}
+
+# Before the first step: reading the weights (disk → host → GPU, ~1 GB/s from a local SSD
+# through safetensors) plus process start and model build (~15 s on a GPU box, ~5 s for the
+# demo). Judgments; calibration replaces them with what this machine took.
+LOAD_GBS = 1.0
+SETUP_S = {"gpu": 15.0, "cpu": 5.0}
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the work is divided by."""
+
+    name: str  # the GPU table's name, "cpu", or the planned-as card
+    kind: str  # gpu | cpu
+    tflops: float
+    bandwidth_gbs: float
+    stack: StackSpeed
+    source: str
+
+    @classmethod
+    def of(cls, hw: Hardware | None) -> "Device":
+        if hw is not None and hw.has_gpu:
+            gpu = hw.gpus[0]
+            known, speed = speed_of(gpu.name)
+            name = known or f"{gpu.name} (planned as an A100-40GB)"
+            return cls(name, "gpu", speed.tflops, speed.bandwidth_gbs, GPU_HF, speed.source)
+        cores = hw.host.cpu_cores if hw is not None and hw.host is not None else 1
+        return cls("cpu", "cpu", cores * CPU_GFLOPS_PER_CORE / 1000, CPU_BANDWIDTH_GBS, CPU_HF,
+                   f"{cores} cores × {CPU_GFLOPS_PER_CORE:g} GFLOP/s")
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What the planner knows of the training data: rows and tokens per row."""
+
+    rows: int  # training rows (after the validation split and max_rows)
+    tokens_per_row: float  # mean tokens of a row as the model sees it
+    long_tokens_per_row: float  # a long row (p95): what a padded micro-batch of several rows reaches
+    source: str  # scan | recorded | assumed
+
+    @classmethod
+    def from_scan(cls, scan, cfg: "RunConfig", spec: "ModelSpec") -> "DataShape":
+        """From advisor/dataset.scan (characters) → tokens, with the config's split and max_rows."""
+        per = 1.0 if spec.vocab_size <= BYTE_VOCAB else CHARS_PER_TOKEN
+        rows = scan.rows - scan.bad_rows
+        if cfg.data.max_rows:
+            rows = min(rows, cfg.data.max_rows)
+        rows = max(1, rows - int(rows * cfg.data.val_ratio))
+        return cls(rows, scan.median_chars / per + TEMPLATE_TOKENS, scan.p95_chars / per + TEMPLATE_TOKENS, "scan")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A finished run of this machine: its plan against what it measured."""
+
+    run_id: str
+    device: str  # Device.name it ran on
+    method: str
+    params: int
+    seq_len: int
+    measured_step_s: float  # wall seconds per optimizer step over its training steps
+    planned_step_s: float  # what this planner says for that run, uncalibrated
+    setup_s: float | None = None  # seconds before its first step and after its last (load, final save)
+
+    @property
+    def factor(self) -> float:
+        return self.measured_step_s / self.planned_step_s
+
+    def similar(self, device: str, method: str, params: int, seq_len: int) -> bool:
+        """Same device and method; model size and sequence length within 4× (the shape the
+        efficiency depends on)."""
+        return (self.device == device and self.method == method and 0.25 <= self.params / max(params, 1) <= 4
+                and 0.25 <= self.seq_len / max(seq_len, 1) <= 4)
+
+
+@dataclass(frozen=True)
+class TimePlan:
+    tokens_per_s: float  # real (unpadded) training tokens per second, all GPUs
+    step_s: float
+    total_s: float | None  # setup + steps (None when the steps are not known)
+    train_s: float | None  # the steps alone: what the panel's ETA counts down
+    setup_s: float
+    steps: int | None  # None: epochs over data the planner has not seen
+    tokens: int | None  # real training tokens over the run
+    device: str
+    efficiency: float  # the stack's efficiency after calibration
+    calibrated_from: tuple[str, ...]
+    parts: dict[str, float]  # seconds per micro-batch: compute, memory, attention, overhead
+    assumptions: tuple[str, ...]
+    price_per_gpu_hour: float | None = None
+    gpus: int = 1
+    cost: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"tokens_per_s": round(self.tokens_per_s, 1), "step_s": round(self.step_s, 4),
+                "total_s": _round(self.total_s, 1), "train_s": _round(self.train_s, 1), "setup_s": round(self.setup_s, 1),
+                "steps": self.steps, "tokens": self.tokens, "device": self.device,
+                "efficiency": round(self.efficiency, 4), "calibrated_from": list(self.calibrated_from),
+                "parts_s": {k: round(v, 5) for k, v in self.parts.items()},
+                "cost": None if self.cost is None else {"price_per_gpu_hour": self.price_per_gpu_hour,
+                                                        "gpus": self.gpus, "total": round(self.cost, 2)},
+                "assumptions": list(self.assumptions)}
+
+
+# ---------------------------------------------------------------------------- the work
+
+
+def linear_work(spec: "ModelSpec", fit: "Fit") -> tuple[int, int, int]:
+    """(base weights in decoder-layer linears, in the output head, adapter weights) for `fit`'s plan."""
+    plan = fit.estimate.plan
+    head = sum(l.params for l in spec.linears if l.family == "lm_head")
+    body = sum(l.params for l in spec.linears if l.family != "lm_head")
+    if spec.is_moe and spec.num_experts:  # a token runs through its routed experts only
+        experts = sum(l.params for l in spec.linears if l.family == "experts")
+        body -= experts - experts * spec.experts_per_token // spec.num_experts
+    targets = plan.targets if isinstance(plan.targets, str) else list(plan.targets)
+    adapter = spec.lora_params(targets, plan.r)
+    return body, head, adapter
+
+
+def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_len: int,
+                        attention: str = "sdpa", efficiency: float | None = None) -> dict[str, float]:
+    """Seconds of one micro-batch (per GPU) by part, for sequences padded to `padded_len`."""
+    plan = fit.estimate.plan
+    st = device.stack
+    eff = st.efficiency if efficiency is None else efficiency
+    quant = plan.descriptor.quant
+    b, L = plan.micro_batch, padded_len
+    tokens = b * L
+    body, head, adapter = linear_work(spec, fit)
+    ckpt = plan.grad_checkpointing
+    passes = 3 if ckpt else 2  # forward, backward (+ the recomputed forward)
+    base_flops = tokens * (2 * (body + head) + 2 * (body + head) + (2 * body if ckpt else 0))
+    adapter_flops = tokens * adapter * (2 + 4 + (2 if ckpt else 0))
+    attn_width = spec.num_heads * spec.head_dim
+    span = L if attention == "eager" else L / 2  # causal: flash/SDPA kernels skip the masked half
+    attn_flops = tokens * spec.num_layers * 4 * span * attn_width * (1 + 2 + (1 if ckpt else 0))
+    peak = device.tflops * 1e12 * eff * (st.kbit_factor if quant else 1.0)
+    bw = device.bandwidth_gbs * 1e9 * st.bandwidth_share
+    if quant:  # dequantize: 4-bit read, 16-bit written, 16-bit read by the GEMM, each pass
+        weight_bytes = passes * body * (quant.bits / 8 + 2 + 2)
+    else:
+        weight_bytes = passes * body * plan.dtype_bytes
+    weight_bytes += 2 * head * plan.dtype_bytes
+    attn_bytes = 0.0
+    if attention == "eager":  # the L×L scores: written, softmaxed in fp32, read by A·V; twice in backward
+        attn_bytes = b * spec.num_heads * L * L * spec.num_layers * 12 * (1 + 2 + (1 if ckpt else 0))
+    return {"compute": (base_flops + adapter_flops) / peak, "attention": attn_flops / peak + attn_bytes / bw,
+            "memory": weight_bytes / bw,  # FSDP gathers each full layer: the same bytes per GPU
+            "overhead": spec.num_layers * passes * st.layer_overhead_s}
+
+
+def data_shape(cfg: "RunConfig", spec: "ModelSpec", scan=None) -> DataShape:
+    """The data as far as it is known: a scan of data.path, else every row a full max_seq_len."""
+    if scan is not None and scan.rows:
+        return DataShape.from_scan(scan, cfg, spec)
+    L = cfg.train.max_seq_len
+    rows = cfg.data.max_rows or 0
+    return DataShape(rows, L, L, "assumed")
+
+
+def _round(x: float | None, n: int) -> float | None:
+    return None if x is None else round(x, n)
+
+
+def steps_and_tokens(cfg: "RunConfig", fit: "Fit", data: DataShape) -> tuple[int | None, int, int, int | None]:
+    """(optimizer steps, real tokens per step, padded length per micro-batch, real tokens in total)."""
+    t = cfg.train
+    L = t.max_seq_len
+    per_row = min(data.tokens_per_row, L)
+    if cfg.data.packing:
+        seqs = max(1, math.ceil(data.rows * per_row / L)) if data.rows else 0
+        real_per_seq, padded = L, L
+    else:
+        seqs = data.rows
+        real_per_seq = per_row
+        padded = int(min(L, data.long_tokens_per_row if t.micro_batch > 1 else per_row))
+    batch = t.micro_batch * fit.gpus
+    if t.max_steps:
+        steps = t.max_steps
+    elif seqs:
+        per_epoch = max(1, math.ceil(seqs / batch) // t.grad_accum)  # HF: len(dataloader) // grad_accum
+        steps = math.ceil(t.epochs * per_epoch)
+    else:
+        steps = None  # epochs over data the planner has not seen
+    tokens_per_step = int(batch * t.grad_accum * real_per_seq)
+    if not seqs and not t.max_steps:
+        total = None
+    elif t.max_steps or not seqs:
+        total = steps * tokens_per_step
+    else:
+        total = int(min(steps * tokens_per_step, t.epochs * seqs * real_per_seq))
+    return steps, tokens_per_step, max(1, padded), total
+
+
+def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | None, data: DataShape | None = None,
+              calibration: Iterable[Calibration] = (), price: float | None = None,
+              attention: str = "sdpa") -> TimePlan:
+    """Tokens/s, step and total seconds, and cost of `cfg` as `fit` resolved it on `hw`."""
+    if attention not in ATTENTION:
+        raise ValueError(f"attention {attention!r}: one of {ATTENTION}")
+    device = Device.of(hw)
+    data = data or data_shape(cfg, spec)
+    steps, tok_step, padded, tokens = steps_and_tokens(cfg, fit, data)
+    parts = micro_batch_seconds(spec, fit, device, padded, attention)
+    strategy = fit.strategy
+    step_s = (cfg.train.grad_accum * sum(parts.values()) + device.stack.step_overhead_s) / SCALING[strategy]
+    weights_gb = fit.estimate.components.get("base_weights", 0) / 1e9
+    setup_s = SETUP_S[device.kind] + weights_gb * fit.gpus / LOAD_GBS
+    plan = fit.estimate.plan
+    similar = [c for c in calibration if c.similar(device.name, fit.method, spec.total_params, plan.seq_len)]
+    notes = [f"{device.name}: {device.tflops:g} TFLOP/s, {device.bandwidth_gbs:g} GB/s ({device.source})",
+             f"stack {device.stack.name}: efficiency {device.stack.efficiency:g} ({device.stack.source})",
+             f"{'flash/SDPA' if attention == 'sdpa' else 'eager'} attention; "
+             f"{'checkpointing recomputes each layer' if plan.grad_checkpointing else 'no recomputation'}"]
+    efficiency = device.stack.efficiency
+    if similar:
+        # the geometric mean of the similar runs' measured/planned ratios corrects the step time
+        k = math.exp(sum(math.log(c.factor) for c in similar) / len(similar))
+        step_s *= k
+        efficiency /= k
+        setups = [c.setup_s for c in similar if c.setup_s is not None]
+        if setups:
+            setup_s = sorted(setups)[len(setups) // 2]  # what this machine took (the load included)
+        notes.append(f"calibrated ×{k:.2f} from {len(similar)} run(s) on {device.name}: {', '.join(c.run_id for c in similar)}")
+    if data.source == "assumed":
+        notes.append("no data scanned: every row assumed a full max_seq_len" +
+                     ("" if cfg.train.max_steps else "; give data.path (or --dataset) for steps from epochs"))
+    elif data.source == "scan":
+        per = "1 character a token (byte-level vocabulary)" if spec.vocab_size <= BYTE_VOCAB else \
+            f"characters / {CHARS_PER_TOKEN:g}"
+        notes.append(f"{data.rows} training rows, ~{data.tokens_per_row:.0f} tokens each ({per}, "
+                     f"+ {TEMPLATE_TOKENS} template tokens)")
+    if fit.gpus > 1:
+        notes.append(f"{fit.gpus} GPUs ({strategy}): {SCALING[strategy]:.0%} scaling")
+    train_s = None if steps is None else steps * step_s
+    gpus = fit.gpus if device.kind == "gpu" else 0
+    cost = None
+    if price is not None and gpus and train_s is not None:
+        cost = price * gpus * (setup_s + train_s) / 3600
+    return TimePlan(tokens_per_s=tok_step / step_s if step_s else 0.0, step_s=step_s,
+                    total_s=None if train_s is None else setup_s + train_s,
+                    train_s=train_s, setup_s=setup_s, steps=steps, tokens=tokens, device=device.name,
+                    efficiency=efficiency, calibrated_from=tuple(c.run_id for c in similar), parts=parts,
+                    assumptions=tuple(notes), price_per_gpu_hour=price if gpus else None, gpus=max(gpus, 1), cost=cost)
+
+
+def duration(seconds: float | None) -> str:
+    """3h 12m, 4m 05s, 37s."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    if s >= 86400:
+        return f"{s // 86400}d {s % 86400 // 3600}h"
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s}s"
