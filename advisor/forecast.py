@@ -57,12 +57,17 @@ class Forecast:
 
 
 def forecast(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | None, price: float | None = None,
-             runs_dir: str | Path | None = None, scan=None, calibrate: bool = True) -> Forecast:
+             runs_dir: str | Path | None = None, scan=None, calibrate: bool = True,
+             rows: int | None = None) -> Forecast:
     """`cfg` as `fit` resolved it on `hw`: the time plan (data scanned, calibrated from the finished
-    runs under `runs_dir`, default cfg.output.dir), its cost, and the host plan."""
+    runs under `runs_dir`, default cfg.output.dir), its cost, and the host plan. `rows`: a row
+    count without the data (`advise --samples`): each row then counts as a full max_seq_len."""
     if scan is None:
         scan = scan_for(cfg, SCAN_ROWS)
     data = DataShape.from_scan(scan, cfg, spec) if scan is not None and scan.rows else None
+    if data is None and rows:
+        L = cfg.train.max_seq_len
+        data = DataShape(rows, L, L, "assumed")
     host = hw.host if hw is not None else None
     points = from_runs(runs_dir or cfg.output.dir, host) if calibrate else []
     t = plan_time(spec, cfg, fit, hw, data, points)

@@ -67,6 +67,8 @@ class Start(Event):
     skipped_rows: int | None = None
     train_tokens: int | None = None  # tokens in the training examples
     supervised_tokens: int | None = None  # ... of them with a label (trained on): the doctor's masked-share check
+    planned_s: float | None = None  # the time planner's seconds for the training steps (advisor/time.py): the ETA before step 1
+    device_name: str | None = None  # the GPU's name (NVML/torch) or "cpu": which runs calibrate which plans
 
 
 @dataclass(frozen=True, kw_only=True)

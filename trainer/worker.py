@@ -104,7 +104,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 
     from .callbacks import Events, StartOnce, TestSeams, TokenCounter
     from .checkup import Checkup, Watched, best_checkpoint, keep_adapter
-    from .data import build_datasets, make_collator
+    from .data import make_collator
+    from .data_cache import prepare_data
 
     SyncedStop, RankZeroCheckpoints = rank_callbacks()
 
@@ -138,6 +139,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         note = f"estimated peak {est.peak_gib:.2f} GiB ({method}) on {where}"
         log.info("%s", note)
         sink.emit("log", level="info", message=note)
+    ahead = _forecast(spec, cfg, ctx, hw, run_dir)
+    device_name = (torch.cuda.get_device_name(local_rank) if device == "cuda" else "cpu")
 
     # --- precision ---------------------------------------------------------------------------
     bf16_ok = device == "cuda" and torch.cuda.is_bf16_supported()
@@ -158,7 +161,9 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 
     # --- tokenizer and data ------------------------------------------------------------------
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
-    train_rows, val_rows, report = build_datasets(cfg, tokenizer)
+    train_rows, val_rows, report, cached = prepare_data(cfg, tokenizer, log)
+    log.info("data: %s %s (%.1f s)", "read from the cache" if cached["hit"] else "built and stored in the cache",
+             cached["dir"], cached["seconds"])
     log.info("data: %s", report.to_dict())
     tokens = TokenCounter(make_collator(tokenizer))
 
@@ -240,7 +245,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         resumed_from_step=latest[0] if latest else None, train_rows=report.train_rows, val_rows=report.val_rows,
         processes=world_size(), sharded=sharded,
         truncated_rows=report.truncated_rows, skipped_rows=report.skipped_rows, train_tokens=report.train_tokens,
-        supervised_tokens=report.supervised_tokens))
+        supervised_tokens=report.supervised_tokens, device_name=device_name,
+        planned_s=round(ahead.time.step_s * max_steps, 1) if ahead is not None and max_steps else None))
 
     # --- train, halving the micro-batch on CUDA OOM ------------------------------------------
     t0 = time.time()
@@ -328,6 +334,22 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 
 
 # ------------------------------------------------------------------------------- helpers
+
+
+def _forecast(spec, cfg, ctx, hw, run_dir: Path):
+    """The time planner's view of this run (calibrated from the runs beside it), logged once; None
+    when it cannot plan. A planner failure must never stop a training run, so it is only logged."""
+    if ctx.judged is None:
+        return None
+    from rankwise.advisor.forecast import forecast
+
+    try:
+        ahead = forecast(spec, cfg, ctx.judged, hw, runs_dir=run_dir.parent)
+    except Exception as e:  # noqa: BLE001 — see the docstring
+        log.warning("time planner: %s: %s", type(e).__name__, e)
+        return None
+    log.info("plan: %s", ahead.line())
+    return ahead
 
 
 def weights_dir(spec, cfg) -> str:

@@ -51,7 +51,7 @@ def render(view: RunView) -> RenderableType:
     steps = Text(f"{view.step}/{total or '?'}{frac}")
     eta = view.eta()
     if view.status == "running" and eta is not None:
-        steps.append(f"  ETA {fmt_duration(eta)}")
+        steps.append(f"  ETA {fmt_duration(eta)}" + (" (planned)" if view.eta_planned else ""))
     if last.epoch is not None:
         steps.append(f"  epoch {last.epoch:.2f}")
     prog = Table.grid(padding=(0, 1))
@@ -180,7 +180,8 @@ def plain_line(e: Event) -> str | None:
     if isinstance(e, Start):
         resumed = f" resumed from step {e.resumed_from_step}" if e.resumed_from_step else ""
         line = (f"start {e.run_id or ''} model {_q(e.model)} method {_q(e.method)} "
-                f"device {_q(e.device)} max_steps {_q(e.max_steps)}{resumed}")
+                f"device {_q(e.device)} max_steps {_q(e.max_steps)}{resumed}"
+                + (f" planned {fmt_duration(e.planned_s)}" if e.planned_s is not None else ""))
     elif isinstance(e, Step):
         parts = [f"step {_q(e.step)}/{e.max_steps or '?'}"]
         if e.epoch is not None:

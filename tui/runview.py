@@ -123,13 +123,28 @@ class RunView:
         return self.last_eval[1] - self.loss
 
     def eta(self) -> float | None:
+        """Seconds left: measured from the steps so far, else the planner's (`eta_planned`)."""
         if self.last_step is not None and self.last_step.eta_s is not None:
             return self.last_step.eta_s
         if self.started and self.updated and self.step and self.max_steps:
             done = self.step - ((self.start.resumed_from_step if self.start else None) or 0)
             if done > 0:
                 return (self.updated - self.started) / done * (self.max_steps - self.step)
-        return None
+        return self.planned_eta()
+
+    def planned_eta(self) -> float | None:
+        """Before the first measured step: the start event's planned seconds for the steps left."""
+        planned = self.start.planned_s if self.start is not None else None
+        if planned is None or not self.max_steps:
+            return None
+        return planned * max(0, self.max_steps - self.step) / self.max_steps
+
+    @property
+    def eta_planned(self) -> bool:
+        """The ETA shown is the planner's, not yet measured."""
+        measured = (self.last_step is not None and self.last_step.eta_s is not None) or (
+            self.step > ((self.start.resumed_from_step if self.start else None) or 0))
+        return not measured and self.planned_eta() is not None
 
 
 def read_log_tail(path: Path, n: int = 4, max_bytes: int = 8192) -> list[str]:

@@ -79,16 +79,29 @@ def run(args) -> int:
         advice.notes.insert(0, data_note)
     if args.write_preset:
         _write_preset(Path(args.write_preset), advice, args)
+    ahead = _forecast(spec, advice, hw, args, rows)
     if args.json:
         d = advice.to_dict()
+        if ahead is not None:
+            d.update(ahead.to_dict())
         d["hardware"] = {"gpus": hw.gpu_count, "gpu_gib": round(hw.gpu_bytes / 1024 ** 3, 2) if hw.gpu_bytes else None,
                          "bf16": hw.bf16, "source": hw.source}
         if args.write_preset:
             d["preset"] = str(args.write_preset)
         print_json(d)
         return 0
-    _render(advice, spec, hw, args)
+    _render(advice, spec, hw, args, ahead)
     return 0
+
+
+def _forecast(spec, advice, hw, args, rows):
+    """Time, cost, host RAM and disk of the recommended config (advisor/forecast.py)."""
+    from rankwise.advisor.fit import assess
+    from rankwise.advisor.forecast import forecast
+    from rankwise.advisor.methods import LEANEST
+
+    judged = assess(spec, advice.config, hw, method=advice.method or LEANEST)
+    return forecast(spec, advice.config, judged, hw, price=getattr(args, "price", None), rows=rows)
 
 
 # ------------------------------------------------------------------ preset
@@ -156,7 +169,7 @@ def _write_preset(path: Path, advice, args) -> None:
 # ------------------------------------------------------------------ text
 
 
-def _render(advice, spec, hw, args) -> None:
+def _render(advice, spec, hw, args, ahead=None) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -189,6 +202,8 @@ def _render(advice, spec, hw, args) -> None:
         est.add_row(label(m) + (" ◀" if m == advice.method else ""), f"{e.peak_gib:.1f} GiB",
                     f"{w / 1024 ** 3:.1f} GiB", f"{act / 1024 ** 3:.1f} GiB", f"[{FIT_STYLE[f]}]{f}[/{FIT_STYLE[f]}]")
     console.print(est)
+    if ahead is not None:
+        console.print(escape(ahead.line()))
 
     if advice.method:
         t = Table(title="Config", title_justify="left", show_lines=False)

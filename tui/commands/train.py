@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="train even when the config has error-level red flags")
     p.add_argument("--runs-dir", default=argparse.SUPPRESS, help="where runs are kept (default: output.dir, ./runs)")
     p.add_argument("--json-events", action="store_true", help="print each event as a JSON line instead of the panel")
+    p.add_argument("--price", type=float, metavar="PER_GPU_HOUR", help="price of one GPU-hour for the pre-launch cost "
+                   "figure (default: the user config's prices:, else a list price per named GPU)")
     d = p.add_argument_group("several GPUs, CPU processes or machines (through accelerate launch)")
     d.add_argument("--gpus", type=int, metavar="N", help="train on N GPUs of this machine (default: distributed.gpus)")
     d.add_argument("--processes", type=int, metavar="N", help="N CPU processes (gloo): the multi-process path anywhere")
@@ -61,6 +63,8 @@ def run(args) -> int:
                                                    else "the start (no complete checkpoint)"), file=sys.stderr)
     if getattr(args, "print_launch", False):
         return _print_launch(prepared)
+    if not resume:
+        _plan_line(prepared.cfg, prepared.root, getattr(args, "price", None))
     started = start.start(prepared)
     run_dir, plan, proc = started.run_dir, prepared.launch, started.proc
     if plan is not None and plan.node_rank > 0:  # rank 0 (on the main machine) writes the events
@@ -72,6 +76,27 @@ def run(args) -> int:
         print(run_dir.name)
         return 0
     return _follow(run_dir, proc, getattr(args, "json_events", False), started.offset)
+
+
+def _plan_line(cfg, runs_dir, price=None) -> None:
+    """The pre-launch summary on stderr: peak memory, time, cost, host RAM and disk (advisor/forecast.py)."""
+    from rankwise.advisor import hardware
+    from rankwise.advisor.errors import RankwiseError
+    from rankwise.advisor.fit import assess
+    from rankwise.advisor.forecast import forecast
+    from rankwise.advisor.model import load_model
+
+    try:
+        spec = load_model(cfg.model.name)
+        where = Path(runs_dir).resolve()
+        while not where.exists() and where != where.parent:  # the runs dir is created at start
+            where = where.parent
+        hw = hardware.probe(str(where))
+        judged = assess(spec, cfg, hw)
+        ahead = forecast(spec, cfg, judged, hw, price=price, runs_dir=runs_dir)
+    except (RankwiseError, OSError):
+        return  # the worker's own checks say what is wrong
+    print(f"plan: peak ~{judged.peak_gib:.1f} GiB per GPU ({judged.method}) · {ahead.line()}", file=sys.stderr)
 
 
 def _print_launch(prepared) -> int:
