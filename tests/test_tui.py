@@ -102,6 +102,32 @@ async def test_dataset_scan_runs_in_a_worker_and_shows_rows(tmp_path):
         assert "40 rows" in scan and "instruction" in scan
 
 
+@pytest.mark.slow
+async def test_dataset_token_check_runs_in_its_own_process(tmp_path):
+    """A picked dataset is also tokenized with the model's tokenizer (`rankwise check --data` in a
+    subprocess, so the TUI stays torch-free): trained share and masking problems show on Setup."""
+    from rankwise.advisor.presets import presets_dir
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join('{"instruction": "say %d", "output": "%d"}\n' % (i, i) for i in range(40)))
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        screen = pilot.app.screen
+        screen.query_one("#model", Input).focus()
+        await pilot.press(*str(presets_dir() / "assets" / "tiny-llama"))
+        screen.query_one("#dataset", Input).focus()
+        await pilot.press(*str(data))
+        await pilot.pause(0.6)  # the scan is debounced
+        scan = ""
+        for _ in range(50):  # the scan worker, then the check worker it starts: wait on each
+            await settle(pilot)
+            scan = text_of(screen.query_one("#scan", Static))
+            if "trained" in scan or "token check" in scan:
+                break
+        assert "40 rows" in scan
+        assert "% trained" in scan and "0 rows with nothing trained" in scan, scan
+        assert "stand-in" not in scan  # the tiny model's own tokenizer was used
+
+
 async def test_catalog_model_and_task_give_advice(tmp_path):
     from rankwise.advisor.model import load_model
     from rankwise.advisor.recommend import advise

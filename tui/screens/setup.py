@@ -1,6 +1,9 @@
 """Setup: the machine (or a planned GPU), the model, the task, the dataset and a budget."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from ..widgets.bars import gib, gpu_line, usage_bar
 from rankwise.advisor.config import TASKS  # the schema's task kinds
 PROBE_EVERY_S = 5.0
 SCAN_LIMIT = 20000  # rows read by the quick scan; enough for length statistics
+DATACHECK_TIMEOUT_S = 300  # the tokenizing check of a large file; past it the quick scan stands alone
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,28 @@ class DatasetScanned(Message):
     def __init__(self, path: str, result=None, error: str | None = None) -> None:
         super().__init__()
         self.path, self.result, self.error = path, result, error
+
+
+class DataChecked(Message):
+    def __init__(self, path: str, report: dict | None = None, error: str | None = None) -> None:
+        super().__init__()
+        self.path, self.report, self.error = path, report, error
+
+
+def datacheck_text(report: dict) -> Text:
+    """The tokenizing check in one or two lines: what is trained, what is cut, the worst finding."""
+    tokens = report.get("tokens") or 0
+    share = (report.get("trained_tokens") or 0) / tokens if tokens else 0.0
+    t = Text(f"tokens p50 {report.get('token_p50')}, p95 {report.get('token_p95')} · {share:.0%} trained · "
+             f"{report.get('no_trained_rows', 0)} rows with nothing trained · "
+             f"{report.get('truncated_rows', 0)} truncated at {report.get('max_seq_len')}")
+    if report.get("tokenizer") != "model":
+        t.append(" (byte-level stand-in: the model has no local tokenizer)", style="dim")
+    worst = next(iter(report.get("findings") or []), None)
+    if worst:
+        head = worst["message"].split(": ", 1)[0]  # the count; the rows are in `rankwise check --data`
+        t.append(f"\n{worst['code']}: {head}", style=severity_style(worst["severity"]))
+    return t
 
 
 def hardware_text(hw) -> Text:
@@ -259,7 +285,43 @@ class SetupScreen(Screen):
             box.update(Text(message.error, style=message_style("error")))
         else:
             self._scan = message.result
-            box.update(scan_text(message.result))
+            text = scan_text(message.result)
+            text.append("\nchecking tokens and masking…", style="dim")
+            box.update(text)
+            self.check_data(message.path, self.chosen_model())
+
+    @work(thread=True, exclusive=True, group="datacheck", exit_on_error=False)
+    def check_data(self, path: str, model: str | None) -> None:
+        """`rankwise check --data` in its own process: it tokenizes with the model's tokenizer
+        (transformers, so torch), which this torch-free TUI never imports."""
+        cmd = [sys.executable, "-m", "rankwise.tui.cli", "check", "--data", path, "--json"]
+        if model:
+            cmd += ["--model", model]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=DATACHECK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.post_message(DataChecked(path, error=f"the token check took over {DATACHECK_TIMEOUT_S} s: "
+                                                      f"run `rankwise check --data {path}` in a shell"))
+            return
+        if out.returncode in (0, 3):  # 3: an error-level finding, shown as such
+            try:
+                self.post_message(DataChecked(path, report=json.loads(out.stdout)))
+                return
+            except json.JSONDecodeError:
+                pass
+        said = [line for line in out.stderr.splitlines() if line.strip()]
+        self.post_message(DataChecked(path, error=(said[0] if said else f"exit {out.returncode}").removeprefix("error: ")))
+
+    def on_data_checked(self, message: DataChecked) -> None:
+        if message.path != self.query_one("#dataset", Input).value.strip() or self._scan is None:
+            return  # typed on since
+        text = scan_text(self._scan)
+        text.append("\n")
+        if message.error:
+            text.append(f"token check: {message.error}", style=message_style("error"))
+        else:
+            text.append_text(datacheck_text(message.report))
+        self.query_one("#scan", Static).update(text)
 
     # ---- to Advice
     def planned_hardware(self):
