@@ -1,0 +1,279 @@
+"""The time, cost, host RAM and disk planner (advisor/time.py, calibration.py, host_plan.py, pricing.py).
+
+Hardware and hosts are data; the calibration run is a real run directory written through the
+event classes (trainer/events.py) and rundir's config writer, as the worker writes one.
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rankwise.advisor.calibration import from_runs
+from rankwise.advisor.config import RunConfig, with_values
+from rankwise.advisor.errors import RankwiseError
+from rankwise.advisor.fit import assess
+from rankwise.advisor.forecast import forecast, sweep_cost
+from rankwise.advisor.hardware import Hardware, Host, planned, speed_of
+from rankwise.advisor.host_plan import CHECKPOINT_EXTRA, PROCESS_GPU, SHARD_BYTES, plan_host
+from rankwise.advisor.model import load_model
+from rankwise.advisor.pricing import price_for
+from rankwise.advisor.time import DataShape, micro_batch_seconds, plan_time
+from rankwise.advisor.units import GIB
+from rankwise.trainer.events import EventSink
+from rankwise.trainer.rundir import SUMMARY, write_json
+
+A100 = lambda: planned(gpu="A100-80GB")  # noqa: E731
+HOST = Host(16, 256 * GIB, 200 * GIB, 2000 * GIB, "/runs")
+
+
+def cfg_of(**patch) -> RunConfig:
+    base = {"method": "lora", "train.max_steps": 100, "train.micro_batch": 1, "train.grad_accum": 8,
+            "train.max_seq_len": 2048, "data.packing": True}
+    return with_values(RunConfig(), {**base, **patch})
+
+
+def planned_time(model="llama-3.1-8b", hw=A100, attention="sdpa", calibration=(), **patch):
+    spec, cfg, h = load_model(model), cfg_of(**patch), hw()
+    fit = assess(spec, cfg, h)
+    return plan_time(spec, cfg, fit, h, calibration=calibration, attention=attention)
+
+
+def test_twice_the_steps_twice_the_time():
+    one, two = planned_time(**{"train.max_steps": 100}), planned_time(**{"train.max_steps": 200})
+    assert two.step_s == one.step_s
+    assert two.train_s == pytest.approx(2 * one.train_s)
+    assert two.tokens == 2 * one.tokens
+    assert two.setup_s == one.setup_s  # loading does not grow with the steps
+
+
+def test_epochs_over_scanned_rows():
+    """steps from epochs: ceil(rows / (micro_batch · GPUs)) // grad_accum per epoch, as the HF Trainer counts."""
+    spec, h = load_model("llama-3.1-8b"), A100()
+    cfg = with_values(RunConfig(), {"method": "lora", "train.micro_batch": 2, "train.grad_accum": 4, "train.epochs": 3})
+    fit = assess(spec, cfg, h)
+    t = plan_time(spec, cfg, fit, h, DataShape(1000, 300, 600, "scan"))
+    assert t.steps == 3 * (500 // 4)
+    assert t.tokens == int(3 * 1000 * 300)
+    unknown = plan_time(spec, cfg, fit, h)  # epochs over data nobody scanned: no total
+    assert unknown.steps is None and unknown.total_s is None and unknown.step_s > 0
+
+
+def _per_token(L: int, attention: str) -> float:
+    t = planned_time(attention=attention, **{"train.max_seq_len": L})
+    return t.step_s / (L * 8)
+
+
+def test_long_sequences_superlinear_with_eager_about_linear_with_sdpa():
+    sdpa = _per_token(16384, "sdpa") / _per_token(1024, "sdpa")
+    eager = _per_token(16384, "eager") / _per_token(1024, "eager")
+    assert 1.0 < sdpa < 1.5  # the causal kernel's quadratic FLOPs are a fraction of an 8B's linears
+    assert eager > 2.5  # the L×L scores through memory dominate
+    assert eager > 2 * sdpa
+
+
+def test_checkpointing_adds_the_recompute():
+    spec, h = load_model("llama-3.1-8b"), A100()
+    on, off = cfg_of(), cfg_of(**{"train.grad_checkpointing": False})
+    fon, foff = assess(spec, on, h), assess(spec, off, h)
+    a = micro_batch_seconds(spec, fon, _device(h), 2048)
+    b = micro_batch_seconds(spec, foff, _device(h), 2048)
+    # by hand: the recomputed forward is 2 FLOPs per decoder-layer weight per token (lm_head is
+    # not checkpointed), 2 per adapter weight, over the device's sustained FLOP/s
+    body = sum(l.params for l in spec.linears if l.family != "lm_head")
+    adapter = spec.lora_params("standard", 16)
+    sustained = 312e12 * 0.55
+    assert a["compute"] - b["compute"] == pytest.approx(2048 * (2 * body + 2 * adapter) / sustained)
+    ratio = planned_time().step_s / planned_time(**{"train.grad_checkpointing": False}).step_s
+    # a frozen base's forward + backward is ~4N FLOPs a token (no weight gradients), so recomputing
+    # the forward (2N) adds up to half; the output head and the per-step costs do not recompute
+    assert 1.35 < ratio < 1.5
+
+
+def _device(h):
+    from rankwise.advisor.time import Device
+
+    return Device.of(h)
+
+
+def test_quantized_base_is_slower_and_faster_gpu_is_faster():
+    assert planned_time(method="qlora").step_s > planned_time().step_s
+    assert planned_time(hw=lambda: planned(gpu="H100")).step_s < planned_time().step_s
+    assert speed_of("NVIDIA A100-SXM4-80GB")[0] == "A100-80GB"
+    assert speed_of("NVIDIA GeForce RTX 4090")[0] == "RTX4090"
+    assert speed_of("declared 24 GiB GPU")[0] is None
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def _record_run(root, run_id, cfg: RunConfig, step_s: float, device_name: str, steps=20, method="lora",
+                device="cuda"):
+    """A finished run dir as the worker writes it: config.yaml, events through EventSink, summary.json."""
+    d = root / run_id
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    sink = EventSink(d / "events.jsonl")
+    t0 = 1_800_000_000.0
+    sink.emit("start", time=t0, run_id=run_id, model=cfg.model.name, method=method, device=device,
+              max_steps=steps, device_name=device_name)
+    for s in range(2, steps + 1, 2):
+        sink.emit("step", time=t0 + 5 + s * step_s, step=s, max_steps=steps, loss=1.0)
+    sink.emit("end", time=t0 + 10 + steps * step_s, status="finished", step=steps)
+    sink.close()
+    write_json(d / SUMMARY, {"status": "finished", "step": steps, "method": method, "device": device,
+                             "runtime_s": 12 + steps * step_s, "micro_batch": cfg.train.micro_batch,
+                             "grad_accum": cfg.train.grad_accum})
+    return d
+
+
+def test_calibration_moves_the_estimate_toward_a_recorded_run(tmp_path):
+    base = planned_time()
+    cfg = cfg_of(**{"model.name": "llama-3.1-8b"})
+    _record_run(tmp_path, "slow-a100", cfg, 3 * base.step_s, "NVIDIA A100-SXM4-80GB")
+    _record_run(tmp_path, "other-gpu", cfg, 10 * base.step_s, "NVIDIA H100 80GB HBM3")  # not this GPU
+    _record_run(tmp_path, "other-method", cfg_of(**{"model.name": "llama-3.1-8b", "method": "qlora"}),
+                10 * base.step_s, "NVIDIA A100-SXM4-80GB", method="qlora")
+    points = from_runs(tmp_path)
+    assert {p.run_id for p in points} == {"slow-a100", "other-gpu", "other-method"}
+    cal = planned_time(calibration=points)
+    assert cal.calibrated_from == ("slow-a100",)
+    assert cal.step_s == pytest.approx(3 * base.step_s, rel=1e-6)  # this very shape: the measurement itself
+    assert cal.efficiency == pytest.approx(base.efficiency / 3, rel=1e-6)
+    assert any("calibrated ×3.00" in a and "slow-a100" in a for a in cal.assumptions)
+    assert cal.setup_s == pytest.approx(12, abs=0.01)  # runtime minus its steps
+    # a similar shape (70B is too far from 8B; a 3B is within 4×) borrows the same correction
+    near = planned_time(model="llama-3.2-3b", calibration=points)
+    far = planned_time(model="llama-3.1-70b", calibration=points)
+    assert near.calibrated_from == ("slow-a100",) and far.calibrated_from == ()
+    assert base.calibrated_from == ()
+
+
+def test_calibration_skips_runs_that_cannot_teach(tmp_path):
+    cfg = cfg_of(**{"model.name": "llama-3.1-8b"})
+    d = _record_run(tmp_path, "failed", cfg, 1.0, "NVIDIA A100-SXM4-80GB")
+    write_json(d / SUMMARY, {"status": "failed", "step": 3, "device": "cuda"})
+    _record_run(tmp_path, "no-gpu-name", cfg, 1.0, None)
+    (tmp_path / "not-a-run").mkdir()
+    assert from_runs(tmp_path) == [] and from_runs(tmp_path / "missing") == []
+
+
+# ----------------------------------------------------------------------------- host RAM and disk
+
+
+def test_7b_merge_ram_and_disk_by_hand():
+    spec = load_model("llama-2-7b")
+    assert spec.total_params == 6_738_415_616  # Llama 2 7B's published parameter count
+    cfg = with_values(RunConfig(), {"method": "lora", "model.name": "llama-2-7b"})  # r 16 on q,k,v,o; save_total_limit 2
+    hw = planned(gpu="A100-80GB", host=HOST)
+    h = plan_host(spec, cfg, assess(spec, cfg, hw), hw)
+    adapter_params = 32 * 4 * 16 * (4096 + 4096)  # layers × q,k,v,o × r × (d_in + d_out)
+    assert adapter_params == 16_777_216
+    assert h.adapter_bytes == 4 * adapter_params  # fp32
+    assert h.merged_bytes == 2 * 6_738_415_616  # the merged model in 16-bit
+    # merge.py on a GPU machine: the base in bf16 on the CPU + the adapter + one 5 GB shard being written
+    assert h.merge_bytes == PROCESS_GPU + 13_476_831_232 + 67_108_864 + SHARD_BYTES
+    assert h.load_bytes == PROCESS_GPU + SHARD_BYTES  # low-memory loading: one shard at a time
+    assert h.load_full_bytes == PROCESS_GPU + 2 * 13_476_831_232
+    # a checkpoint: adapter (fp32) + AdamW's two fp32 moments + the small files; three on disk at once
+    assert h.checkpoint_bytes == 67_108_864 + 8 * adapter_params + CHECKPOINT_EXTRA
+    assert h.checkpoints == 3 and h.disk_bytes == 3 * h.checkpoint_bytes + 67_108_864
+    assert not h.ram_short and not h.disk_short
+
+
+def test_small_host_raises_the_red_flags():
+    from rankwise.advisor.redflags import check
+
+    spec = load_model("llama-2-7b")
+    cfg = with_values(RunConfig(), {"method": "lora", "model.name": "llama-2-7b", "train.lr": 2e-4,
+                                    "train.save_total_limit": 2})
+    tiny = planned(gpu="A100-80GB", host=Host(4, 8 * GIB, 4 * GIB, GIB // 2, "/small"))
+    got = {f.code: f for f in check(cfg, spec, tiny)}
+    assert got["host-ram-short"].severity == "error" and "GiB available" in got["host-ram-short"].message
+    assert got["disk-short"].severity == "error" and "/small" in got["disk-short"].message
+    assert got["disk-short"].patch == {"train.save_total_limit": 1}
+    roomy = planned(gpu="A100-80GB", host=HOST)
+    assert not {"host-ram-short", "disk-short"} & {f.code for f in check(cfg, spec, roomy)}
+    assert not {"host-ram-short", "disk-short"} & {f.code for f in check(cfg, spec, planned(gpu="A100-80GB"))}
+
+
+def test_sharded_save_gathers_the_full_model():
+    spec = load_model("llama-3.1-70b")
+    cfg = with_values(RunConfig(), {"method": "qlora", "model.name": "llama-3.1-70b", "distributed.gpus": 2,
+                                    "distributed.strategy": "fsdp"})
+    hw = planned(gpu="A100-80GB", gpus=2, host=HOST)
+    h = plan_host(spec, cfg, assess(spec, cfg, hw), hw)
+    assert h.save_bytes == PROCESS_GPU + 2 * spec.total_params
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+def test_cost_from_price_user_config_and_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert price_for("A100-80GB", 2.5) == (2.5, "--price")
+    assert price_for("A100-80GB")[0] == 1.79  # the default list price
+    assert price_for("cpu") == (None, "no GPU")
+    (tmp_path / "rankwise").mkdir()
+    (tmp_path / "rankwise" / "config.yaml").write_text("prices:\n  NVIDIA A100-SXM4-80GB: 1.10\n")
+    assert price_for("A100-80GB")[0] == 1.10
+    (tmp_path / "rankwise" / "config.yaml").write_text("prices: [1, 2]\n")
+    with pytest.raises(RankwiseError, match="must be a mapping"):
+        price_for("A100-80GB")
+    (tmp_path / "rankwise" / "config.yaml").write_text("prices: {H100: !!python/object:os.system ls}\n")
+    with pytest.raises(RankwiseError, match="not valid YAML"):  # safe_load refuses objects
+        price_for("A100-80GB")
+    with pytest.raises(RankwiseError, match="negative"):
+        price_for("A100-80GB", -1.0)
+
+
+def test_cost_of_a_run_and_of_a_sweep(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    spec = load_model("llama-3.1-8b")
+    hw = planned(gpu="A100-80GB", gpus=2, host=HOST)
+    trials = []
+    for r in (8, 16, 32):
+        cfg = cfg_of(**{"lora.r": r, "distributed.gpus": 2})
+        trials.append(forecast(spec, cfg, assess(spec, cfg, hw), hw, price=2.0, runs_dir=tmp_path))
+    for f in trials:
+        assert f.time.cost == pytest.approx(2.0 * 2 * f.time.total_s / 3600)
+    total = sweep_cost(trials)
+    assert total["trials"] == 3 and total["cost"] == pytest.approx(sum(f.time.cost for f in trials), abs=0.01)
+
+
+# ----------------------------------------------------------------------------- where it shows
+
+
+def cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "rankwise.tui.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=120, env={**__import__("os").environ, "XDG_CONFIG_HOME": str(cwd)})
+
+
+@pytest.mark.parametrize("command", [["estimate", "--model", "llama-3.1-8b"], ["advise", "--model", "llama-3.1-8b",
+                                                                                 "--task", "chat", "--samples", "2000"]])
+def test_json_has_time_and_host(command, tmp_path):
+    p = cli(*command, "--gpu", "A100-80GB", "--price", "2.5", "--json", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    for key in ("tokens_per_s", "step_s", "total_s", "tokens", "calibrated_from", "cost"):
+        assert key in d["time"], key
+    assert d["time"]["tokens_per_s"] > 0 and d["time"]["calibrated_from"] == []
+    assert d["host"]["ram_gib"] > 0 and d["host"]["disk_gib"] > 0
+    if d["time"]["total_s"] is not None:
+        assert d["time"]["cost"]["total"] == pytest.approx(2.5 * d["time"]["total_s"] / 3600, abs=0.01)
+    text = cli(*command, "--gpu", "A100-80GB", cwd=tmp_path)
+    assert "time " in text.stdout and "host RAM" in text.stdout and "disk" in text.stdout
+
+
+def test_panel_eta_planned_before_steps_measured_after():
+    from rankwise.trainer.events import Start, Step
+    from rankwise.tui.runview import RunView
+
+    view = RunView()
+    view.update(Start(time=100.0, max_steps=10, planned_s=50.0))
+    assert view.eta() == 50.0 and view.eta_planned
+    view.update(Step(time=110.0, step=2, max_steps=10, eta_s=40.0))
+    assert view.eta() == 40.0 and not view.eta_planned
+    plain = RunView()
+    plain.update(Start(time=100.0, max_steps=10))
+    assert plain.eta() is None and not plain.eta_planned
