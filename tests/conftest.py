@@ -8,6 +8,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach a hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# tokenized datasets of the test runs go to a folder of this session, not the user's cache
+os.environ.setdefault("RANKWISE_DATA_CACHE", __import__("tempfile").mkdtemp(prefix="rankwise-test-data-cache-"))
 
 
 @pytest.fixture

@@ -76,6 +76,8 @@ class DataReport:
     packed: bool = False
     supervised_tokens: int = 0  # training tokens with a label (the response tokens)
     train_sequences: int = 0  # sequences the trainer iterates: train_rows, or packed chunks
+    cache_dir: str = ""  # where the tokenized examples are kept (trainer/data_cache.py)
+    cache_hit: bool = False  # read from that cache instead of built
 
     def to_dict(self) -> dict:
         return asdict(self)

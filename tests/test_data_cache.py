@@ -1,0 +1,133 @@
+"""The tokenized-data cache: a hit serves the same examples, any change to the file, the
+tokenizer or a setting misses, a damaged entry is rebuilt, `rankwise cache` lists and clears,
+and a resumed run reads the cache instead of tokenizing again (its train.log says so)."""
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from train_helpers import CLI, env, of_type, train, wait_for
+
+from rankwise.advisor.config import RunConfig
+from rankwise.trainer import data_cache
+from rankwise.trainer.data import build_datasets
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "presets" / "assets" / "tiny-llama"
+ROWS = [{"messages": [{"role": "user", "content": f"What is {k}+{k}?"}, {"role": "assistant", "content": f"{2 * k}"}]}
+        for k in range(40)]
+
+
+@pytest.fixture
+def tok():
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(TINY)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANKWISE_DATA_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def cfg(path, **data):
+    train_ = data.pop("train", {"max_seq_len": 128})
+    return RunConfig.model_validate({"data": {"path": str(path), "val_ratio": 0.1, **data}, "train": train_})
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+class Builds:
+    """data.build_datasets, counting how often the cache had to call it."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, cfg, tok):
+        self.calls += 1
+        return build_datasets(cfg, tok)
+
+
+def test_hit_serves_the_same_examples_memory_mapped(tok, tmp_path, cache):
+    c = cfg(write(tmp_path / "d.jsonl", ROWS))
+    built = Builds()
+    train, val, report, info = data_cache.prepare_data(c, tok, build=built)
+    assert not info["hit"] and built.calls == 1 and Path(info["dir"]).parent == cache
+    again, val2, report2, info2 = data_cache.prepare_data(c, tok, build=built)
+    assert info2["hit"] and built.calls == 1 and report2.cache_hit and report2.cache_dir == info["dir"]
+    fresh, fresh_val, fresh_report = build_datasets(c, tok)
+    assert [again[i] for i in range(len(again))] == fresh and list(val2) == fresh_val
+    assert report2.train_rows == fresh_report.train_rows == len(again) == 36 and report2.val_rows == 4
+
+
+@pytest.mark.parametrize("change", ["content", "tokenizer", "chat template", "max_seq_len", "packing", "seed",
+                                    "columns", "max_rows"])
+def test_any_change_misses(tok, tmp_path, cache, change):
+    path = write(tmp_path / "d.jsonl", ROWS)
+    built = Builds()
+    data_cache.prepare_data(cfg(path), tok, build=built)
+    c = cfg(path)
+    if change == "content":  # same size, same name: one answer changed
+        write(path, ROWS[:-1] + [{"messages": [ROWS[-1]["messages"][0], {"role": "assistant", "content": "79"}]}])
+    elif change == "tokenizer":
+        tok.add_tokens(["<extra>"])
+    elif change == "chat template":
+        tok.chat_template = tok.chat_template.replace("<|", "<<|")
+    elif change == "max_seq_len":
+        c.train.max_seq_len = 64
+    elif change == "packing":
+        c.data.packing = True
+    elif change == "seed":
+        c.train.seed += 1
+    elif change == "columns":
+        c.data.columns = {"text": "unused"}
+    elif change == "max_rows":
+        c.data.max_rows = 20
+    train, _, _, info = data_cache.prepare_data(c, tok, build=built)
+    assert not info["hit"] and built.calls == 2
+    assert [train[i] for i in range(len(train))] == build_datasets(c, tok)[0]
+
+
+def test_a_damaged_entry_is_built_again(tok, tmp_path, cache):
+    c = cfg(write(tmp_path / "d.jsonl", ROWS))
+    _, _, _, info = data_cache.prepare_data(c, tok)
+    (Path(info["dir"]) / "train.arrow").write_bytes(b"not arrow")
+    train, _, _, info = data_cache.prepare_data(c, tok)
+    assert not info["hit"] and len(train) == 36
+
+
+def test_cache_command_lists_and_clears(tok, tmp_path, cache):
+    c = cfg(write(tmp_path / "d.jsonl", ROWS))
+    _, _, _, info = data_cache.prepare_data(c, tok)
+    e = env(RANKWISE_DATA_CACHE=str(cache))
+    out = subprocess.run(CLI + ["cache", "--json"], capture_output=True, text=True, env=e, timeout=60)
+    assert out.returncode == 0, out.stderr
+    listed = json.loads(out.stdout)
+    assert listed["dir"] == str(cache) and [x["dir"] for x in listed["entries"]] == [info["dir"]]
+    out = subprocess.run(CLI + ["cache", "--clear"], capture_output=True, text=True, env=e, timeout=60)
+    assert out.returncode == 0 and "removed 1" in out.stdout and not Path(info["dir"]).exists()
+
+
+@pytest.mark.slow
+def test_resume_reads_the_tokenized_data_from_the_cache(tmp_path):
+    """A run stopped after a checkpoint and resumed: the data phase of the resumed session reads
+    the cache (train.log says so) instead of building again."""
+    import os
+    import signal
+
+    runs = tmp_path / "runs"
+    e = {"RANKWISE_DATA_CACHE": str(tmp_path / "cache"), "RANKWISE_TEST_STEP_DELAY": "0.2"}
+    proc = train(runs, "--detach", "--set", "train.max_steps=30", "--set", "train.save_steps=2", extra_env=e)
+    run = runs / proc.stdout.strip().splitlines()[-1]
+    evs = wait_for(run, lambda evs: of_type(evs, "checkpoint"))
+    os.kill(of_type(evs, "start")[0]["pid"], signal.SIGTERM)
+    wait_for(run, lambda evs: of_type(evs, "end"))
+    assert "data: built and stored in the cache" in (run / "train.log").read_text()
+    e.pop("RANKWISE_TEST_STEP_DELAY")
+    again = train(runs, "--resume", run.name, preset=None, quick=False, extra_env=e)
+    assert again.returncode == 0, again.stderr
+    log = (run / "train.log").read_text()
+    assert log.count("data: built and stored") == 1 and log.count("data: read from the cache") == 1
