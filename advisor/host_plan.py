@@ -1,7 +1,8 @@
 """The machine around the GPU: host RAM to load, save and merge, and disk for what a run writes.
 
 Counted from the model's size and the resolved plan (a `Fit`), against `Host` (RAM
-available, free disk where runs are written). `advisor/redflags.py` turns a shortfall into
+available, free disk where runs are written) when the machine was probed — a declared plan
+(`--gpu`, `--gpu-mem`) is for another machine, so its figures are shown, not judged. `advisor/redflags.py` turns a shortfall into
 `host-ram-short` / `disk-short`. No torch, no I/O.
 """
 from __future__ import annotations
@@ -116,7 +117,9 @@ def plan_host(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
     # merge.py: bf16/fp16 where CUDA is available, fp32 otherwise; the merged copy is saved shard by shard
     merge = (PROCESS_GPU if gpu else PROCESS_CPU) + (2 if gpu else 4) * n + adapter + shard
     keep = cfg.train.save_total_limit + 1  # HF writes the new checkpoint before it rotates out the oldest
-    host = hw.host if hw is not None else None
+    # only a probed machine's host is the one the run will have: a declared plan (`--gpu A100-80GB`)
+    # is for another machine, and this one's RAM and disk say nothing about it
+    host = hw.host if hw is not None and hw.source == "probe" else None
     return HostPlan(load_bytes=int(load), load_full_bytes=int(load_full), train_bytes=int(train), save_bytes=int(save),
                     merge_bytes=int(merge), checkpoint_bytes=int(ckpt), checkpoints=keep, adapter_bytes=int(adapter),
                     merged_bytes=int(b16), ram_available=host.ram_available_bytes if host else None,

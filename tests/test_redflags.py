@@ -1,5 +1,6 @@
 """Each red-flag rule fires where it should and stays quiet where it should; each patch fixes its flag."""
 import json
+from dataclasses import replace
 
 import pytest
 from rule_codes import declared, documented
@@ -24,13 +25,19 @@ HW = {
     "t4": lambda: planned(gpu="T4"),
     "a100": lambda: planned(gpu="A100-80GB"),
     "cpu": lambda: Hardware(gpus=(), source="probe"),
-    # host RAM available / free disk as data (advisor/host_plan.py judges against them)
-    "24g-ram2": lambda: planned("24GiB", host=Host(8, 4 * GIB, 2 * GIB, 500 * GIB, "/runs")),
-    "24g-ram12": lambda: planned("24GiB", host=Host(8, 16 * GIB, 12 * GIB, 500 * GIB, "/runs")),
-    "24g-ram64": lambda: planned("24GiB", host=Host(8, 64 * GIB, 64 * GIB, 500 * GIB, "/runs")),
-    "24g-disk35": lambda: planned("24GiB", host=Host(8, 64 * GIB, 64 * GIB, 35 * GIB, "/runs")),
-    "24g-disk5": lambda: planned("24GiB", host=Host(8, 64 * GIB, 64 * GIB, 5 * GIB, "/runs")),
+    # a probed machine's host as data: RAM available / free disk (advisor/host_plan.py judges against them)
+    "24g-ram2": lambda: probed(Host(8, 4 * GIB, 2 * GIB, 500 * GIB, "/runs")),
+    "24g-ram12": lambda: probed(Host(8, 16 * GIB, 12 * GIB, 500 * GIB, "/runs")),
+    "24g-ram64": lambda: probed(Host(8, 64 * GIB, 64 * GIB, 500 * GIB, "/runs")),
+    "24g-disk35": lambda: probed(Host(8, 64 * GIB, 64 * GIB, 35 * GIB, "/runs")),
+    "24g-disk5": lambda: probed(Host(8, 64 * GIB, 64 * GIB, 5 * GIB, "/runs")),
+    "24g-declared-ram2": lambda: planned("24GiB", host=Host(8, 4 * GIB, 2 * GIB, 500 * GIB, "/runs")),
 }
+
+
+def probed(host: Host) -> Hardware:
+    """A 24 GiB GPU machine as the probe would report it, with this host."""
+    return replace(planned("24GiB"), host=host, source="probe")
 
 
 def make(tweak: dict) -> RunConfig:
@@ -123,6 +130,7 @@ TABLE = [
     ({"train.save_total_limit": 400}, "24g-disk35", {"disk-short": "error"}, []),
     ({"train.save_total_limit": 100}, "24g-disk35", {}, ["disk-short"]),
     ({}, "24g-disk5", {"disk-short": "warning"}, []),  # the run fits; a merged 16 GB model would not
+    ({}, "24g-declared-ram2", {}, ["host-ram-short"]),  # a declared machine's host is not this one: not judged
     # method auto resolves like the recommender: LoRA on 80 GiB (no QLoRA lr flag), QLoRA on 16 GiB
     ({"method": "auto", "train.lr": 1e-3}, "80g", {}, ["qlora-high-lr"]),
     ({"method": "auto", "train.lr": 1e-3}, "16g", {"qlora-high-lr": "warning"}, []),

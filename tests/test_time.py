@@ -6,6 +6,7 @@ event classes (trainer/events.py) and rundir's config writer, as the worker writ
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -187,14 +188,15 @@ def test_small_host_raises_the_red_flags():
     spec = load_model("llama-2-7b")
     cfg = with_values(RunConfig(), {"method": "lora", "model.name": "llama-2-7b", "train.lr": 2e-4,
                                     "train.save_total_limit": 2})
-    tiny = planned(gpu="A100-80GB", host=Host(4, 8 * GIB, 4 * GIB, GIB // 2, "/small"))
+    tiny = replace(planned(gpu="A100-80GB"), host=Host(4, 8 * GIB, 4 * GIB, GIB // 2, "/small"), source="probe")
     got = {f.code: f for f in check(cfg, spec, tiny)}
     assert got["host-ram-short"].severity == "error" and "GiB available" in got["host-ram-short"].message
     assert got["disk-short"].severity == "error" and "/small" in got["disk-short"].message
     assert got["disk-short"].patch == {"train.save_total_limit": 1}
-    roomy = planned(gpu="A100-80GB", host=HOST)
+    roomy = replace(tiny, host=HOST)
     assert not {"host-ram-short", "disk-short"} & {f.code for f in check(cfg, spec, roomy)}
-    assert not {"host-ram-short", "disk-short"} & {f.code for f in check(cfg, spec, planned(gpu="A100-80GB"))}
+    declared = planned(gpu="A100-80GB", host=tiny.host)  # planning for another machine: this host is not judged
+    assert not {"host-ram-short", "disk-short"} & {f.code for f in check(cfg, spec, declared)}
 
 
 def test_sharded_save_gathers_the_full_model():
