@@ -58,10 +58,11 @@ class Forecast:
 
 def forecast(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | None, price: float | None = None,
              runs_dir: str | Path | None = None, scan=None, calibrate: bool = True,
-             rows: int | None = None) -> Forecast:
+             rows: int | None = None, points: list | None = None) -> Forecast:
     """`cfg` as `fit` resolved it on `hw`: the time plan (data scanned, calibrated from the finished
     runs under `runs_dir`, default cfg.output.dir), its cost, and the host plan. `rows`: a row
-    count without the data (`advise --samples`): each row then counts as a full max_seq_len."""
+    count without the data (`advise --samples`): each row then counts as a full max_seq_len.
+    `points`: calibration points already read (a screen that re-plans on every edit reads them once)."""
     if scan is None:
         scan = scan_for(cfg, SCAN_ROWS)
     data = DataShape.from_scan(scan, cfg, spec) if scan is not None and scan.rows else None
@@ -69,7 +70,8 @@ def forecast(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | Non
         L = cfg.train.max_seq_len
         data = DataShape(rows, L, L, "assumed")
     host = hw.host if hw is not None else None
-    points = from_runs(runs_dir or cfg.output.dir, host) if calibrate else []
+    if points is None:
+        points = from_runs(runs_dir or cfg.output.dir, host) if calibrate else []
     t = plan_time(spec, cfg, fit, hw, data, points)
     per_hour, source = price_for(t.device, price)
     if per_hour is not None and hw is not None and hw.has_gpu:

@@ -270,6 +270,9 @@ class AdviceScreen(Screen):
         if self.estimates:
             mem.append("\n")
             mem.append_text(legend(self.estimates.get(chosen or DEFAULT_METHOD)))
+            ahead = self._forecast(judged.get(chosen or DEFAULT_METHOD))
+            if ahead is not None:
+                mem.append("\n" + ahead.line(), style="dim")
         self.query_one("#mem", Static).update(mem)
         self.findings = check(self.cfg, self.spec, hw)
         flags = self.query_one("#flags", OptionList)
@@ -287,6 +290,27 @@ class AdviceScreen(Screen):
         if self.findings:
             flags.highlighted = min(keep or 0, len(self.findings) - 1)
         self.show_finding()
+
+    def _forecast(self, judged):
+        """Time, cost, host RAM and disk beside the bars (advisor/forecast.py). The data scan and
+        this machine's finished runs are read once per screen, not on every edit."""
+        from rankwise.advisor.calibration import from_runs, scan_for
+        from rankwise.advisor.errors import RankwiseError
+        from rankwise.advisor.forecast import forecast
+
+        if judged is None:
+            return None
+        hw = self.hardware
+        if getattr(self, "_points", None) is None:
+            runs = getattr(getattr(self.app, "ctx", None), "runs_dir", None) or self.cfg.output.dir
+            self._points = from_runs(runs, hw.host if hw is not None else None)
+        key = (self.cfg.data.path, self.cfg.data.format)
+        if getattr(self, "_scan", (None, None))[0] != key:
+            self._scan = (key, scan_for(self.cfg) if self.cfg.data.path else None)
+        try:
+            return forecast(self.spec, self.cfg, judged, hw, scan=self._scan[1], points=self._points)
+        except RankwiseError:
+            return None
 
     def selected_finding(self):
         flags = self.query_one("#flags", OptionList)
