@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def describe(name: str, path: Path, hw) -> dict:
+def describe(name: str, path: Path, hw, price: float | None = None) -> dict:
     """One preset's row. A preset that does not load is reported, not fatal: the list still shows."""
     from rankwise.advisor import redflags
     from rankwise.advisor.loader import load_config
@@ -50,11 +50,25 @@ def describe(name: str, path: Path, hw) -> dict:
                    peak_gib=round(ctx.estimate.peak_gib, 2) if ctx.estimate is not None else None)
         if ctx.judged is not None:
             row.update(strategy=ctx.judged.strategy, gpus=ctx.judged.gpus)
+            from rankwise.advisor.forecast import forecast
+
+            ahead = forecast(spec, cfg, ctx.judged, hw, price=price)
+            row.update(ahead.to_dict())
         if cfg.method == "auto":
             row["method_setting"] = "auto"
     except RankwiseError as e:
         row["error"] = e.message.splitlines()[0]
     return row
+
+
+def _time_text(t: dict) -> str:
+    """~1h 20m (400 steps) · cost ~2.39, or 3.1 s/step when the steps are not known."""
+    from rankwise.advisor.time import duration
+
+    if t["total_s"] is None:
+        return f"time {t['step_s']:.1f} s/step"
+    out = f"time ~{duration(t['total_s'])} ({t['steps']:,} steps)"
+    return out + (f" · cost ~{t['cost']['total']:,.2f}" if t.get("cost") else "")
 
 
 def _short_model(name: str | None) -> str:
@@ -68,7 +82,7 @@ def run(args) -> int:
     from rankwise.advisor.presets import shipped
 
     hw = hardware_from(args)
-    rows = [describe(name, path, hw) for name, path in shipped().items()]
+    rows = [describe(name, path, hw, getattr(args, "price", None)) for name, path in shipped().items()]
     if args.json:
         print_json(rows)
         return 0
@@ -103,6 +117,8 @@ def run(args) -> int:
         console.print(line, overflow="fold")
         detail = Text(r["description"] or "(no description)", style="dim")
         detail.append(f"\nmodel: {_short_model(r['model'])}", style="dim")
+        if r.get("time"):
+            detail.append(f" · {_time_text(r['time'])}", style="dim")
         console.print(Padding(detail, (0, 0, 0, 2), expand=False))
     console.print("[dim]peak: estimated memory per GPU (`rankwise estimate --preset NAME` for the parts). "
                   "Run one: `rankwise train --preset NAME`.[/dim]")
