@@ -1,0 +1,195 @@
+"""Talk to what a run trained: its base model with the adapter on top, loaded the way training
+loaded it (a QLoRA run's base in 4-bit NF4 through the methods table's quant settings), so the
+answers are the trained model's, and the same model answers with the adapter switched off.
+
+`Bench.open(run_dir, checkpoint=None)` loads once; `answer(messages, adapter=True|False, ...)`
+renders the conversation with the model's chat template (the Alpaca prompt without one, as
+trainer/data.py trains instruction rows), generates, and streams the new text through
+`on_text`. Base answers come from the same weights with peft's `disable_adapter()`, so
+/base, /adapter and /both never load a second copy. `rankwise compare` and the training
+samples reuse `generate_ids` so every face decodes alike.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from rankwise.advisor.errors import RankwiseError
+
+from . import rundir
+from .data import ALPACA_NO_INPUT
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Generation settings: temperature 0 is greedy decoding (the same answer every time)."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int = 0
+
+
+def adapter_dir(run_dir: Path, checkpoint: int | None = None) -> Path:
+    """The run's final adapter, or checkpoint N's (HF saves the PEFT adapter in each checkpoint)."""
+    run_dir = Path(run_dir)
+    if checkpoint is None:
+        path = run_dir / rundir.ADAPTER
+        if not (path / "adapter_config.json").is_file():
+            steps = [s for s, _ in rundir.complete_checkpoints(run_dir)]
+            raise RankwiseError(f"{run_dir.name} has no final adapter ({path})",
+                                f"pass --checkpoint N (complete checkpoints: {', '.join(map(str, steps))})" if steps
+                                else "only a finished run has one; `rankwise train --resume` finishes an interrupted run")
+        return path
+    found = dict(rundir.complete_checkpoints(run_dir))
+    if checkpoint not in found or not (found[checkpoint] / "adapter_config.json").is_file():
+        raise RankwiseError(f"{run_dir.name} has no complete checkpoint {checkpoint}",
+                            f"complete checkpoints: {', '.join(map(str, sorted(found))) or 'none'}")
+    return found[checkpoint]
+
+
+def trained_method(run_dir: Path, cfg) -> str:
+    """The method the run resolved (`auto` becomes lora or qlora at start): summary.json, else the
+    start event, else the config's own value."""
+    try:
+        method = json.loads((Path(run_dir) / rundir.SUMMARY).read_text(encoding="utf-8")).get("method")
+    except (OSError, ValueError, AttributeError):
+        method = None
+    if not method:
+        from .events import EVENTS_FILE, read_events
+
+        method = next((e.get("method") for e in reversed(read_events(Path(run_dir) / EVENTS_FILE))
+                       if e.get("type") == "start" and e.get("method")), None)
+    return method or cfg.method
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from .merge import quiet_bitsandbytes
+
+    quiet_bitsandbytes()
+    import warnings
+
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def load_base(run_dir: Path, cfg):
+    """(model, tokenizer, model_dir) with the base loaded as the run trained it: 4-bit for a
+    quantized method (methods.py's quant settings, compute dtype as the worker picks it), else
+    bf16/fp16 on a GPU and fp32 on the CPU."""
+    quiet_libraries()
+    import torch  # deferred: heavy, and only the bench needs it
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    from rankwise.advisor.methods import METHODS
+    from rankwise.advisor.model import load_model
+
+    from .worker import weights_dir
+
+    model_dir = weights_dir(load_model(cfg.model.name), cfg)
+    method = trained_method(run_dir, cfg)
+    how = METHODS.get(method)
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    dtype = (torch.bfloat16 if bf16 else torch.float16) if cuda else torch.float32
+    kwargs = dict(trust_remote_code=cfg.model.trust_remote_code,
+                  use_safetensors=None if cfg.model.allow_unsafe_weights else True)
+    if how is not None and how.quantized:
+        compute = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
+            cfg.quant.compute_dtype, dtype)
+        kwargs.update(quantization_config=BitsAndBytesConfig(**how.quant.load_kwargs(cfg.quant, compute, False)),
+                      device_map={"": 0 if cuda else "cpu"}, dtype=compute)
+    else:
+        kwargs["dtype"] = dtype
+        if cuda:
+            kwargs["device_map"] = {"": 0}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+    except OSError as e:
+        raise RankwiseError(f"cannot load the weights in {model_dir}: {str(e).splitlines()[0]}",
+                            "the run's model.name must still point at its base weights") from None
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
+    model.eval()
+    return model, tokenizer, model_dir
+
+
+def prompt_text(tokenizer, messages: list[dict]) -> str:
+    """The text the model is prompted with: its chat template with the generation prompt, or the
+    Alpaca prompt trainer/data.py trains instruction rows with when it has none."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    user = "\n\n".join(m["content"] for m in messages if m["role"] == "user")
+    return ALPACA_NO_INPUT.format(instruction=user)
+
+
+def generate_ids(model, tokenizer, prompt_ids: list[int], settings: Settings,
+                 on_text: Callable[[str], None] | None = None) -> str:
+    """Generate after `prompt_ids` (already tokenized, special tokens included); the new text."""
+    import torch
+    from transformers import TextStreamer
+
+    class _Stream(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False):
+            if text:
+                on_text(text)
+
+    device = next(model.parameters()).device
+    ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+    sample = settings.temperature > 0
+    kwargs = dict(max_new_tokens=settings.max_new_tokens, do_sample=sample,
+                  pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+    if sample:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+    else:  # greedy: no sampling knobs (generation_config's own would only warn)
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    if on_text is not None:
+        kwargs["streamer"] = _Stream(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    torch.manual_seed(settings.seed)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+class Bench:
+    """One run's base + adapter in memory; answers with or without the adapter."""
+
+    def __init__(self, run_dir: Path, model, tokenizer, cfg, adapter: Path):
+        self.run_dir, self.model, self.tokenizer, self.cfg, self.adapter = run_dir, model, tokenizer, cfg, adapter
+
+    @classmethod
+    def open(cls, run_dir: Path, checkpoint: int | None = None) -> "Bench":
+        run_dir = Path(run_dir)
+        adapter = adapter_dir(run_dir, checkpoint)  # before the slow load: a missing adapter is bad input
+        cfg = rundir.load_config(run_dir)
+        base, tokenizer, _ = load_base(run_dir, cfg)
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(base, adapter)
+        model.eval()
+        return cls(run_dir, model, tokenizer, cfg, adapter)
+
+    def encode(self, messages: list[dict]) -> list[int]:
+        text = prompt_text(self.tokenizer, messages)
+        # the template writes BOS itself when it has one; plain text gets the tokenizer's own specials
+        special = not getattr(self.tokenizer, "chat_template", None)
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    def answer_ids(self, prompt_ids: list[int], adapter: bool, settings: Settings,
+                   on_text: Callable[[str], None] | None = None) -> str:
+        if adapter:
+            return generate_ids(self.model, self.tokenizer, prompt_ids, settings, on_text)
+        with self.model.disable_adapter():
+            return generate_ids(self.model, self.tokenizer, prompt_ids, settings, on_text)
+
+    def answer(self, messages: list[dict], adapter: bool = True, settings: Settings = Settings(),
+               on_text: Callable[[str], None] | None = None) -> str:
+        return self.answer_ids(self.encode(messages), adapter, settings, on_text)
