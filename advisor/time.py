@@ -221,7 +221,11 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     attn_width = spec.num_heads * spec.head_dim
     span = L if attention == "eager" else L / 2  # causal: flash/SDPA kernels skip the masked half
     attn_flops = tokens * spec.num_layers * 4 * span * attn_width * (1 + 2 + (1 if ckpt else 0))
-    peak = device.tflops * 1e12 * eff * (st.kbit_factor if quant else 1.0)
+    # the 4-bit slowdown is measured where peft's prepare_model_for_kbit_training runs (fp32 norms,
+    # embeddings and output head beside bitsandbytes' unfused dequantize + GEMM); sharded QLoRA skips
+    # it and stores the 4-bit weights in the compute dtype (trainer/worker.py, methods.FourBit)
+    slow = st.kbit_factor if quant and not plan.sharded else 1.0
+    peak = device.tflops * 1e12 * eff * slow
     bw = device.bandwidth_gbs * 1e9 * st.bandwidth_share
     if quant:  # dequantize: 4-bit read, 16-bit written, 16-bit read by the GEMM, each pass
         weight_bytes = passes * body * (quant.bits / 8 + 2 + 2)
