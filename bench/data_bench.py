@@ -51,7 +51,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from rankwise.advisor.config import RunConfig
-    from rankwise.trainer.data import build_datasets
+    from rankwise.trainer.data_build import build_datasets
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
     tok = AutoTokenizer.from_pretrained(ROOT / "presets" / "assets" / "tiny-llama")

@@ -51,7 +51,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 from rankwise.advisor.loader import apply_overrides, load_config
-from rankwise.trainer.data import build_datasets, make_collator
+from rankwise.trainer.data import make_collator
+from rankwise.trainer.data_build import build_datasets
 
 steps, out = int(sys.argv[1]), sys.argv[2]
 cfg = load_config(sys.argv[3], json.loads(sys.argv[4]))  # the same resolved config rankwise trains

@@ -11,7 +11,8 @@ import pytest
 from rankwise.advisor.config import RunConfig
 from rankwise.advisor.dataset import BadRow, detect_format, iter_rows, scan
 from rankwise.advisor.errors import RankwiseError
-from rankwise.trainer.data import IGNORE, _encode_pieces, _render, build_datasets, make_collator, pack
+from rankwise.trainer.data import IGNORE, _encode_pieces, _render, make_collator
+from rankwise.trainer.data_build import build_datasets, pack
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "presets" / "assets"
@@ -310,21 +311,52 @@ def test_truncation_is_counted_and_a_cut_away_response_is_a_bad_row(tok, tmp_pat
     assert spans(tok, train[0]) == ["c" * 15]  # cut: no EOS
 
 
-def test_packing_keeps_every_supervised_token(tok):
+def test_packing_places_whole_examples_best_fit_with_restarting_positions(tok):
     c = cfg(ASSETS / "demo-chat.jsonl", train={"max_seq_len": 128})
     plain, _, rep = build_datasets(c, tok)
     c.data.packing = True
     packed, _, prep = build_datasets(c, tok)
     assert prep.packed and prep.train_sequences == len(packed) < len(plain)
-    assert all(len(ex["input_ids"]) == 128 for ex in packed[:-1]) and 0 < len(packed[-1]["input_ids"]) <= 128
-    flat = lambda exs, k: [t for ex in exs for t in ex[k]]
-    assert flat(packed, "input_ids") == flat(plain, "input_ids") and flat(packed, "labels") == flat(plain, "labels")
-    assert prep.supervised_tokens == rep.supervised_tokens == sum(t != IGNORE for t in flat(packed, "labels"))
+    assert all(len(ex["input_ids"]) <= 128 for ex in packed)
+    pieces = []  # cut each sequence where its positions restart: the examples, whole
+    for ex in packed:
+        starts = [k for k, pos in enumerate(ex["position_ids"]) if pos == 0] + [len(ex["input_ids"])]
+        assert ex["position_ids"] == [k - s for s, e in zip(starts, starts[1:]) for k in range(s, e)]
+        pieces += [(tuple(ex["input_ids"][s:e]), tuple(ex["labels"][s:e])) for s, e in zip(starts, starts[1:])]
+    assert sorted(pieces) == sorted((tuple(e["input_ids"]), tuple(e["labels"])) for e in plain)
+    assert prep.supervised_tokens == rep.supervised_tokens and prep.train_tokens == rep.train_tokens
+    assert prep.packing_efficiency == round(rep.train_tokens / (len(packed) * 128), 4) and prep.packing_efficiency > 0.8
 
 
-def test_pack_drops_a_tail_without_labels():
-    exs = [{"input_ids": [1, 2, 3], "labels": [IGNORE, 2, 3]}, {"input_ids": [4, 5], "labels": [IGNORE, IGNORE]}]
-    assert pack(exs, 4) == [{"input_ids": [1, 2, 3, 4], "labels": [IGNORE, 2, 3, IGNORE]}]
+def test_best_fit_fills_the_fullest_sequence_that_still_has_room():
+    from rankwise.trainer.data_build import best_fit
+    assert best_fit([5, 3, 4, 2, 1], 6) == [[0, 4], [2, 3], [1]]  # 5+1, 4+2, 3 (not 5, 4, 3+2+1)
+    assert sorted(map(sorted, best_fit([6, 6, 2, 9], 9))) == [[0], [1, 2], [3]]
+    exs = [{"input_ids": [1, 2, 3], "labels": [IGNORE, 2, 3]}, {"input_ids": [4, 5], "labels": [IGNORE, 5]}]
+    assert pack(exs, 5) == [{"input_ids": [1, 2, 3, 4, 5], "labels": [IGNORE, 2, 3, IGNORE, 5],
+                             "position_ids": [0, 1, 2, 0, 1]}]
+
+
+def test_packed_examples_do_not_attend_to_each_other(tok):
+    """The tiny model's logits for an example packed behind another equal its logits alone:
+    restarting position_ids (no attention mask) keep the packed examples apart."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(ASSETS / "tiny-llama").eval()
+    a = {"input_ids": tok("The capital of France", add_special_tokens=False)["input_ids"]}
+    b = {"input_ids": tok("is Paris", add_special_tokens=False)["input_ids"]}
+    for ex in (a, b):
+        ex["labels"] = list(ex["input_ids"])
+    collate = make_collator(tok)
+    packed = pack([a, b], 64)[0]
+    batch = collate([packed])
+    assert "attention_mask" not in batch
+    with torch.no_grad():
+        together = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
+        alone = model(**{k: v for k, v in collate([b]).items() if k != "labels"}).logits[0]
+    at = next(k for k in range(1, len(packed["input_ids"])) if packed["input_ids"][k:k + len(b["input_ids"])]
+              == b["input_ids"] and packed["position_ids"][k] == 0)  # where b starts in the packed sequence
+    assert torch.allclose(together[at:at + len(b["input_ids"])], alone, atol=1e-5)
 
 
 def test_val_ratio_split_is_deterministic_by_seed(tok):

@@ -10,7 +10,7 @@ from train_helpers import CLI, env, of_type, train, wait_for
 
 from rankwise.advisor.config import RunConfig
 from rankwise.trainer import data_cache
-from rankwise.trainer.data import build_datasets
+from rankwise.trainer.data_build import build_arrow, build_datasets
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "presets" / "assets" / "tiny-llama"
@@ -41,14 +41,14 @@ def write(path, rows):
 
 
 class Builds:
-    """data.build_datasets, counting how often the cache had to call it."""
+    """data_build.build_arrow, counting how often the cache had to call it."""
 
     def __init__(self):
         self.calls = 0
 
-    def __call__(self, cfg, tok):
+    def __call__(self, cfg, tok, folder, progress):
         self.calls += 1
-        return build_datasets(cfg, tok)
+        return build_arrow(cfg, tok, folder, progress)
 
 
 def test_hit_serves_the_same_examples_memory_mapped(tok, tmp_path, cache):

@@ -13,7 +13,8 @@ import pytest
 from rankwise.advisor.config import RunConfig
 from rankwise.advisor.dataset import iter_rows, scan
 from rankwise.advisor.errors import RankwiseError
-from rankwise.trainer.data import IGNORE, build_datasets
+from rankwise.trainer.data import IGNORE
+from rankwise.trainer.data_build import build_datasets
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "presets" / "assets" / "tiny-llama"

@@ -28,7 +28,7 @@ def test_masks_exactly_as_training_does():
     from transformers import AutoTokenizer
 
     from rankwise.advisor.config import RunConfig
-    from rankwise.trainer.data import build_datasets
+    from rankwise.trainer.data_build import build_datasets
     from rankwise.trainer.datacheck import check_data
 
     tok = AutoTokenizer.from_pretrained(TINY)

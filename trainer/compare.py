@@ -97,6 +97,25 @@ def held_out_rows(run_dir: Path, cfg, tokenizer, n: int, prompts: Path | None) -
     return rows
 
 
+def sample_rows(cfg, tokenizer, val) -> list[Row]:
+    """The prompts `train.sample_prompts` names, as Rows: user messages rendered as chat renders
+    them, or (auto) the first validation rows' prompts as training rendered them."""
+    from .chat import prompt_text
+
+    wanted = cfg.train.sample_prompts
+    if wanted is None and not cfg.train.sample_every:
+        return []
+    if isinstance(wanted, list):
+        special = not getattr(tokenizer, "chat_template", None)
+        return [Row(prompt=p, reference=None, prompt_ids=tokenizer(
+            prompt_text(tokenizer, [{"role": "user", "content": p}]), add_special_tokens=special)["input_ids"])
+            for p in wanted]
+    return _rows_from_examples(val, tokenizer, SAMPLE_ROWS) if val else []
+
+
+SAMPLE_ROWS = 3  # train.sample_prompts: auto
+
+
 def _nll(model, row: Row) -> tuple[float, int]:
     import torch
 

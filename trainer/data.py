@@ -1,9 +1,10 @@
 """From a data file to tokenized training examples with the prompt masked out of the loss.
 
-`build_datasets(cfg, tokenizer)` reads `cfg.data.path` (any format `advisor.dataset`
-reads), renders each row to text, tokenizes in batches, and returns
-`(train, val, report)`; each example is `{"input_ids": [...], "labels": [...]}` with
-labels -100 on tokens the model must not learn to produce. `make_collator(tokenizer)`
+The rules of turning a row into an example live here: reading good rows (`_Rows`),
+rendering (`_render`), tokenizing and masking (`_Encoder`). `trainer/data_build.py` runs
+them over a whole file (in parallel, to Arrow; `build_datasets` there returns lists) and
+`trainer/data_cache.py` keeps the result. Each example is `{"input_ids": [...], "labels": [...]}`
+with labels -100 on tokens the model must not learn to produce. `make_collator(tokenizer)`
 pads a batch to its longest example.
 
 How each format is rendered (and what is trained on):
@@ -35,21 +36,18 @@ training rows, drawn with train.seed (the same split on every run with that seed
 data.max_rows caps the usable training rows read (before the val_ratio split).
 
 Sequences longer than train.max_seq_len are cut at the end and counted; a row whose
-response is cut away entirely is a bad row. With data.packing, training examples are
-concatenated (in file order) and cut into max_seq_len chunks; labels keep their masks,
-but attention is NOT blocked between examples packed into one chunk (each example
-still starts after the previous one's EOS). Validation examples are never packed.
+response is cut away entirely is a bad row. With data.packing, whole training examples are
+placed into max_seq_len sequences (best fit, never cut) with position_ids restarting per
+example, which keeps their attention apart (trainer/data_build.py). Validation examples are
+never packed.
 """
 from __future__ import annotations
 
 import bisect
-import gc
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from rankwise.advisor.config import RunConfig
 from rankwise.advisor.dataset import (SKIP_HINT, BadRow, apply_columns, detect_format, iter_rows, location,
                                       preference_error, prepare_row, unknown_format)
 from rankwise.advisor.errors import RankwiseError
@@ -76,6 +74,7 @@ class DataReport:
     packed: bool = False
     supervised_tokens: int = 0  # training tokens with a label (the response tokens)
     train_sequences: int = 0  # sequences the trainer iterates: train_rows, or packed chunks
+    packing_efficiency: float | None = None  # packed tokens / (sequences × max_seq_len), with data.packing
     cache_dir: str = ""  # where the tokenized examples are kept (trainer/data_cache.py)
     cache_hit: bool = False  # read from that cache instead of built
 
@@ -367,90 +366,12 @@ def _rendered(rows: _Rows, tokenizer) -> Iterator[_Rendered]:
             rows.counter.bad(where, f"the chat template rejected this conversation ({e})")
 
 
-def _examples(path: Path, cfg: RunConfig, tokenizer, counter: _Counter, max_rows: int | None) -> tuple[str, list[dict]]:
-    """Read, render and tokenize a file a batch at a time (only one batch of text in memory)."""
-    rows = _Rows(path, cfg.data.format, counter, max_rows, cfg.data.columns)
-    encode = _Encoder(tokenizer, cfg.train.max_seq_len, counter)
-    out: list[dict] = []
-    chunk: list[_Rendered] = []
-    for rendered in _rendered(rows, tokenizer):
-        chunk.append(rendered)
-        if len(chunk) >= BATCH:
-            out += encode(chunk)
-            chunk = []
-    if chunk:
-        out += encode(chunk)
-    return rows.fmt, out
-
-
-# --------------------------------------------------------------------------- public API
-
-def pack(examples: list[dict], max_len: int) -> list[dict]:
-    """Concatenate examples and cut into max_len chunks (the last may be shorter)."""
-    out: list[dict] = []
-    ids: list[int] = []
-    labels: list[int] = []
-    for ex in examples:
-        ids += ex["input_ids"]
-        labels += ex["labels"]
-        while len(ids) >= max_len:
-            out.append({"input_ids": ids[:max_len], "labels": labels[:max_len]})
-            ids, labels = ids[max_len:], labels[max_len:]
-    if ids and any(lab != IGNORE for lab in labels):
-        out.append({"input_ids": ids, "labels": labels})
-    return out
-
-
-def build_datasets(cfg: RunConfig, tokenizer) -> tuple[list[dict], list[dict] | None, DataReport]:
-    """Tokenized train (and validation) examples, and a report of what was done."""
-    # Millions of small lists and no reference cycles: the cyclic GC would rescan them over and
-    # over as they pile up (bench/data_bench.py, 100k rows: 20.5 s with it, 17.2 s without).
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _build(cfg, tokenizer)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _build(cfg: RunConfig, tokenizer) -> tuple[list[dict], list[dict] | None, DataReport]:
-    if not cfg.data.path:
-        raise RankwiseError("no training data: data.path is not set", "set data.path to a .jsonl/.json/.csv/.parquet "
-                                                                       "file or a saved Hugging Face dataset folder")
-    counter = _Counter(cfg.data.skip_bad_rows)
-    path = Path(cfg.data.path)
-    fmt, train = _examples(path, cfg, tokenizer, counter, cfg.data.max_rows)
-    if not train:
-        raise RankwiseError(f"{path}: no usable training rows ({counter.skipped} bad rows skipped)",
-                            "; ".join(counter.examples[:3]) or "the file has no rows")
-    val: list[dict] | None = None
-    if cfg.data.val_path:
-        _, val = _examples(Path(cfg.data.val_path), cfg, tokenizer, counter, None)
-        if not val:
-            raise RankwiseError(f"{cfg.data.val_path}: no usable validation rows", "check data.val_path")
-    elif cfg.data.val_ratio > 0:
-        n_val = max(1, round(len(train) * cfg.data.val_ratio))
-        if n_val >= len(train):
-            raise RankwiseError(f"{path}: {len(train)} usable rows are too few to hold out "
-                                f"data.val_ratio {cfg.data.val_ratio}", "add rows or set data.val_ratio: 0")
-        held = set(random.Random(cfg.train.seed).sample(range(len(train)), n_val))
-        val = [ex for k, ex in enumerate(train) if k in held]
-        train = [ex for k, ex in enumerate(train) if k not in held]
-    report = DataReport(format=fmt, train_rows=len(train), val_rows=len(val) if val else 0,
-                        truncated_rows=counter.truncated, skipped_rows=counter.skipped,
-                        skipped_examples=counter.examples, train_tokens=sum(len(e["input_ids"]) for e in train),
-                        packed=cfg.data.packing,
-                        supervised_tokens=sum(len(e["labels"]) - e["labels"].count(IGNORE) for e in train))
-    if cfg.data.packing:
-        train = pack(train, cfg.train.max_seq_len)
-    report.train_sequences = len(train)
-    return train, val, report
-
-
 def make_collator(tokenizer) -> Callable[[list[dict]], dict[str, Any]]:
     """Right-pad a batch to its longest example: input_ids with the pad id (EOS if the
-    tokenizer has no pad token), labels with -100, attention_mask 1 on real tokens."""
+    tokenizer has no pad token), labels with -100, attention_mask 1 on real tokens.
+    Packed examples (with position_ids) get position_ids instead of an attention mask: the
+    padding continues as one more sequence, and the model separates the sequences by where
+    the positions restart (see trainer/data_build.py)."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     pad_id = 0 if pad_id is None else pad_id
 
@@ -460,12 +381,19 @@ def make_collator(tokenizer) -> Callable[[list[dict]], dict[str, Any]]:
         longest = max(len(ex["input_ids"]) for ex in batch)
         ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
         labels = torch.full((len(batch), longest), IGNORE, dtype=torch.long)
+        packed = "position_ids" in batch[0]
         mask = torch.zeros((len(batch), longest), dtype=torch.long)
+        positions = torch.zeros((len(batch), longest), dtype=torch.long)
         for i, ex in enumerate(batch):
             n = len(ex["input_ids"])
             ids[i, :n] = torch.tensor(ex["input_ids"], dtype=torch.long)
             labels[i, :n] = torch.tensor(ex["labels"], dtype=torch.long)
             mask[i, :n] = 1
+            if packed:
+                positions[i, :n] = torch.tensor(ex["position_ids"], dtype=torch.long)
+                positions[i, n:] = torch.arange(longest - n)
+        if packed:  # no KV cache: transformers reads packed position_ids as sequence boundaries only without one
+            return {"input_ids": ids, "labels": labels, "position_ids": positions, "use_cache": False}
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
     return collate

@@ -130,20 +130,6 @@ class ArrowExamples:
             yield from batch.to_pylist()
 
 
-def _write(path: Path, examples) -> None:
-    import pyarrow as pa
-    import pyarrow.ipc as ipc
-
-    first = examples[0] if len(examples) else {"input_ids": [], "labels": []}
-    schema = pa.schema([(c, pa.list_(pa.int32())) for c in first])
-    with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, schema) as writer:
-        step = 4096
-        for a in range(0, len(examples), step):  # a batch at a time: no second full copy in memory
-            chunk = examples[a:a + step]
-            writer.write_batch(pa.record_batch([pa.array([ex[c] for ex in chunk], pa.list_(pa.int32()))
-                                                for c in schema.names], schema=schema))
-
-
 @contextmanager
 def _locked(root: Path, key: str):
     root.mkdir(parents=True, exist_ok=True)
@@ -165,12 +151,13 @@ def _load(folder: Path):
     return train, val, report
 
 
-def prepare_data(cfg: RunConfig, tokenizer, log=None, build=None) -> tuple[Any, Any, Any, dict]:
+def prepare_data(cfg: RunConfig, tokenizer, log=None, build=None, progress=None) -> tuple[Any, Any, Any, dict]:
     """(train, val, report, cache info): from the cache when it holds this build, else built
-    (by `build`, default data.build_datasets) and stored. info: {"dir", "hit", "seconds"}."""
-    from .data import build_datasets
+    into it (by `build(cfg, tokenizer, folder, progress)`, default data_build.build_arrow).
+    info: {"dir", "hit", "seconds"}."""
+    from .data_build import build_arrow
 
-    build = build or build_datasets
+    build = build or build_arrow
     started = time.monotonic()
     key, parts = cache_key(cfg, tokenizer)
     root = cache_root()
@@ -186,18 +173,17 @@ def prepare_data(cfg: RunConfig, tokenizer, log=None, build=None) -> tuple[Any, 
                 shutil.rmtree(folder, ignore_errors=True)
                 hit = False
         if not hit:
-            train, val, report = build(cfg, tokenizer)
             tmp = root / f"{key}.tmp{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            _write(tmp / "train.arrow", train)
-            if val:
-                _write(tmp / "val.arrow", val)
-            (tmp / "meta.json").write_text(json.dumps({"key": parts, "report": report.to_dict(),
-                                                       "data_path": str(cfg.data.path), "created": time.time()},
-                                                      indent=1))
-            os.replace(tmp, folder)  # whole or not at all: a killed build leaves no half entry
-            train, val, report = _load(folder)  # memory-mapped: the lists built above can go
+            try:
+                report = build(cfg, tokenizer, tmp, progress)
+                (tmp / "meta.json").write_text(json.dumps({"key": parts, "report": report.to_dict(),
+                                                           "data_path": str(cfg.data.path), "created": time.time()},
+                                                          indent=1))
+                os.replace(tmp, folder)  # whole or not at all: a killed build leaves no half entry
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            train, val, report = _load(folder)
     report.cache_dir, report.cache_hit = str(folder), hit
     info = {"dir": str(folder), "hit": hit, "seconds": round(time.monotonic() - started, 2)}
     return train, val, report, info
