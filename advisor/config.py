@@ -171,6 +171,13 @@ class TrainSection(Section):
     stop_on_nan: bool = True
     """Stop at once when the loss or gradient norm turns NaN/Inf (loss-nan), keeping the best
     checkpoint from before it, rather than training on NaN weights."""
+    sample_every: int | None = Field(None, ge=1)
+    """Steps between samples: the model in training answers a few held-out prompts (greedy, 48
+    new tokens), written as `sample` events the panel and `attach` show. Unset: off, unless
+    sample_prompts is set, which samples at each evaluation."""
+    sample_prompts: Union[list[str], Literal["auto"], None] = None
+    """Prompts to sample: a list of user messages, or auto = the first three validation rows'
+    prompts (exactly as training renders them). Unset with sample_every set: auto."""
 
     @property
     def effective_batch(self) -> int:

@@ -110,6 +110,12 @@ class Events(TrainerCallback):
             self.train_seconds, self.train_tokens = now - self._t0, self.tokens.tokens - self._tok0
         self.peak_mem = memory(self.device)[1]
 
+    def exclude(self, seconds: float) -> None:
+        """Time spent outside training (samples) does not count in tokens/s or the ETA."""
+        if self._t0 is not None:
+            self._t0 += seconds
+            self._last_t += seconds
+
     @property
     def tokens_per_s(self) -> float | None:
         return self.train_tokens / self.train_seconds if self.train_seconds > 0 else None
@@ -237,6 +243,46 @@ class TestSeams(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
         if self.delay:
             time.sleep(self.delay)
+
+
+class Samples(TrainerCallback):
+    """The model in training answers a few held-out prompts every `every` steps (None: at each
+    evaluation), greedy, as `sample` events. `rows`: trainer/compare.py's Rows (prompt text, the
+    prompt's token ids as training renders them, the reference answer or None)."""
+
+    MAX_NEW_TOKENS = 48
+
+    def __init__(self, sink: EventSink, tokenizer, rows: list, every: int | None, clock: Events | None = None):
+        self.sink, self.tokenizer, self.rows, self.every, self.clock = sink, tokenizer, rows, every, clock
+        self._done: set[int] = set()
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        if self.every and state.global_step % self.every == 0:
+            self._sample(model, state.global_step)
+
+    def on_evaluate(self, args, state, control, model=None, **kw):
+        if not self.every:
+            self._sample(model, state.global_step)
+
+    def _sample(self, model, step: int) -> None:
+        if model is None or not self.rows or step in self._done:
+            return
+        self._done.add(step)
+        from .chat import Settings, generate_ids
+
+        settings = Settings(max_new_tokens=self.MAX_NEW_TOKENS, temperature=0.0)
+        was_training = model.training
+        t0 = time.perf_counter()
+        model.eval()
+        try:
+            for row in self.rows:
+                text = generate_ids(model, self.tokenizer, row.prompt_ids, settings).strip()
+                self.sink.emit("sample", step=step, prompt=row.prompt, text=text, reference=row.reference)
+        finally:
+            if was_training:
+                model.train()
+            if self.clock is not None:
+                self.clock.exclude(time.perf_counter() - t0)
 
 
 class StartOnce(TrainerCallback):

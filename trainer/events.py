@@ -162,8 +162,19 @@ class Diagnosis(Event):
     patch: dict | None = None  # dotted config keys that apply the fix
 
 
+@dataclass(frozen=True, kw_only=True)
+class Sample(Event):
+    """What the model in training answers to a held-out prompt (train.sample_every / sample_prompts)."""
+
+    type: ClassVar[str] = "sample"
+    step: int | None = None
+    prompt: str | None = None
+    text: str | None = None  # the generated answer (greedy)
+    reference: str | None = None  # the validation row's own answer, when the prompt came from one
+
+
 CLASSES: dict[str, type[Event]] = {c.type: c for c in (Start, Step, Eval, Checkpoint, Retry, Log, End, Error,
-                                                       Diagnosis)}
+                                                       Diagnosis, Sample)}
 TYPES = tuple(CLASSES)
 
 

@@ -227,13 +227,15 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             metric_for_best_model="eval_loss" if val_rows else None, greater_is_better=False if val_rows else None,
         )
         return Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
-                       data_collator=tokens, callbacks=[events, checkup, checkpoints, SyncedStop(stop), seams, started])
+                       data_collator=tokens, callbacks=[events, checkup, checkpoints, SyncedStop(stop), seams, started]
+                       + ([samples] if samples else []))
 
     # --- callbacks ---------------------------------------------------------------------------
     # the run doctor reads what was emitted (checkup.py); a resumed run's earlier log too
     sink = Watched(sink, read_events(run_dir / EVENTS_FILE) if resume else ())
     checkup = Checkup(sink, cfg)  # after Events: it reads the step and eval events Events just wrote
     events, checkpoints, seams = Events(sink, device, tokens), RankZeroCheckpoints(sink), TestSeams()
+    samples = _samples(cfg, tokenizer, val_rows, sink, sharded, events)
     latest = rundir.latest_checkpoint(run_dir) if resume else None
     if resume:
         log.info("resuming from %s", latest[1] if latest else "the beginning (no complete checkpoint)")
@@ -350,6 +352,24 @@ def _forecast(spec, cfg, ctx, hw, run_dir: Path):
         return None
     log.info("plan: %s", ahead.line())
     return ahead
+
+
+def _samples(cfg, tokenizer, val_rows, sink, sharded: bool, clock):
+    """train.sample_every / sample_prompts: the callback that writes `sample` events (rank 0; not
+    for a sharded model, whose generate would need every rank), or None."""
+    from .callbacks import Samples
+    from .compare import sample_rows
+
+    rows = sample_rows(cfg, tokenizer, val_rows)
+    if not rows:
+        if cfg.train.sample_every or cfg.train.sample_prompts:
+            log.warning("samples: no prompts (sample_prompts auto needs validation rows)")
+        return None
+    if sharded or not is_main_process():
+        if sharded:
+            log.warning("samples: not taken from a sharded model (FSDP/DeepSpeed)")
+        return None
+    return Samples(sink, tokenizer, rows, cfg.train.sample_every, clock)
 
 
 def weights_dir(spec, cfg) -> str:

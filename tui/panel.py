@@ -18,7 +18,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from rankwise.trainer.events import Checkpoint, Diagnosis, End, Error, Eval, Event, Log, Retry, Start, Step
+from rankwise.trainer.events import Checkpoint, Diagnosis, End, Error, Eval, Event, Log, Retry, Sample, Start, Step
 
 from .formatting import GIB, clean, fmt_duration, fmt_gib, fmt_num, sparkline
 from .runview import RunView
@@ -95,6 +95,9 @@ def render(view: RunView) -> RenderableType:
     if view.diagnoses:
         parts.append(Text("diagnoses (rankwise doctor)", style="dim underline"))
         parts.append(diagnoses_text(view.current_diagnoses[:MAX_DIAGNOSES]))
+    if view.samples:
+        parts.append(Text(f"samples at step {_q(view.samples[-1].step)}", style="dim underline"))
+        parts.append(samples_text(view.samples[:MAX_SAMPLES]))
     shown = list(view.logs) or [("info", line) for line in view.log_tail]
     if shown:
         logs = Text()
@@ -113,6 +116,22 @@ def render(view: RunView) -> RenderableType:
 
 
 MAX_DIAGNOSES = 4  # the newest; `rankwise doctor RUN` lists them all
+MAX_SAMPLES = 3  # the newest step's first few; events.jsonl keeps them all
+SAMPLE_CHARS = 160  # a sample's prompt and answer each kept to one or two lines at 80 columns
+
+
+def _short(text: str | None) -> str:
+    text = " ".join(clean(text or "").split())
+    return text if len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 1] + "…"
+
+
+def samples_text(samples: list[Sample]) -> Text:
+    """Each sample's prompt, then what the model answers now."""
+    out = Text()
+    for s in samples:
+        out.append(("\n" if out else "") + "› " + _short(s.prompt), style="dim")
+        out.append("\n  " + _short(s.text))
+    return out
 
 
 def diagnoses_text(diagnoses: list[Diagnosis]) -> Text:
@@ -210,6 +229,8 @@ def plain_line(e: Event) -> str | None:
         line = f"diagnosis {_q(e.severity)} {_q(e.code)} at step {_q(e.step)}: {e.message or ''}"
         if e.fix:
             line += f" (fix: {e.fix})"
+    elif isinstance(e, Sample):
+        line = f"sample step {_q(e.step)}: {_short(e.prompt)} → {_short(e.text)}"
     elif isinstance(e, Log) and e.level in ("warning", "error"):
         line = f"{e.level}: {e.message or ''}"
     elif isinstance(e, End):

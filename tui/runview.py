@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from rankwise.trainer.events import Checkpoint, Diagnosis, End, Error, Eval, Event, Log, Retry, Start, Step
+from rankwise.trainer.events import Checkpoint, Diagnosis, End, Error, Eval, Event, Log, Retry, Sample, Start, Step
 
 from .formatting import clean
 
@@ -40,6 +40,7 @@ class RunView:
     error: str | None = None
     error_hint: str | None = None
     diagnoses: dict = field(default_factory=dict)  # code → the run doctor's Diagnosis event (the latest per code)
+    samples: list = field(default_factory=list)  # the newest step's Sample events (train.sample_every)
     end: End | None = None
     started: float | None = None
     updated: float | None = None
@@ -83,6 +84,10 @@ class RunView:
         elif isinstance(e, Diagnosis):
             self.diagnoses.pop(e.code, None)  # re-inserted: the dict's order is arrival order
             self.diagnoses[e.code] = e
+        elif isinstance(e, Sample):
+            if self.samples and self.samples[-1].step != e.step:
+                self.samples = []  # a newer step's samples replace the older ones
+            self.samples.append(e)
         elif isinstance(e, End):
             self.end = e
             self.status = e.status or "failed"
