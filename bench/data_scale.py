@@ -1,0 +1,133 @@
+"""Time to data ready at scale: rankwise's data build (cold, and warm from its cache) beside the
+script a user would otherwise write, on the same realistic chat file and tokenizer.
+
+    python bench/data_scale.py --rows 50000 200000 [1000000] [--procs 2] [--out /tmp/rankwise-data-scale]
+
+The file: short multi-turn chat rows (an optional system prompt, one to three user/assistant
+exchanges, ~180 tokens of the tiny byte-level Llama's tokenizer in presets/assets), seeded.
+- rankwise cold: a fresh cache folder, `trainer.data_cache.prepare_data` as the worker calls it
+  (TOKENIZERS_PARALLELISM=false as the worker sets it, RANKWISE_DATA_PROCS=--procs): read,
+  check, render, tokenize with exact per-turn masks, validation split, write Arrow.
+- rankwise warm: the same again (a resume, a re-run, the next sweep trial): a cache hit.
+- baseline: Hugging Face datasets `load_dataset("json")` + `map(apply_chat_template,
+  num_proc=--procs)` (one render per row, no masks, no checks), with a fresh datasets cache.
+Each runs in its own process; time is wall-clock from the process start (imports included) to
+data ready; peak RSS is the process's own (ru_maxrss) and its largest child's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKENIZER = ROOT / "presets" / "assets" / "tiny-llama"
+WORDS = ("the a of to and in is it that for on with as was at by be this from or have an they which one you were "
+         "all we can her has there been if more when will would who so no model data train loss rate step batch "
+         "paris rome oslo weather river city number answer question because first then after before small large "
+         "quickly slowly always never please thanks explain short long").split()
+
+RANKWISE = r'''
+import json, os, resource, sys, time
+t0 = time.monotonic()
+from transformers import AutoTokenizer
+from rankwise.advisor.config import RunConfig
+from rankwise.trainer.data_cache import prepare_data
+path, tokdir = sys.argv[1], sys.argv[2]
+tok = AutoTokenizer.from_pretrained(tokdir)
+cfg = RunConfig.model_validate({"data": {"path": path, "val_ratio": 0.01}, "train": {"max_seq_len": 512}})
+train, val, report, info = prepare_data(cfg, tok)
+n = len(train)
+self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+kids_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"seconds": time.monotonic() - t0, "rows": n, "hit": info["hit"], "rss_gib": self_kib / 2**20,
+                  "child_rss_gib": kids_kib / 2**20, "tokens": report.train_tokens, "skipped": report.skipped_rows,
+                  "truncated": report.truncated_rows}))
+'''
+
+BASELINE = r'''
+import json, resource, sys, time
+t0 = time.monotonic()
+from datasets import load_dataset
+from transformers import AutoTokenizer
+path, tokdir, cache, procs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+tok = AutoTokenizer.from_pretrained(tokdir)
+ds = load_dataset("json", data_files=path, split="train", cache_dir=cache)
+def render(batch):
+    texts = [tok.apply_chat_template(m, tokenize=False) for m in batch["messages"]]
+    return {"input_ids": tok(texts, add_special_tokens=False)["input_ids"]}
+ds = ds.map(render, batched=True, num_proc=procs, remove_columns=ds.column_names)
+n = len(ds)
+self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+kids_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"seconds": time.monotonic() - t0, "rows": n, "rss_gib": self_kib / 2**20,
+                  "child_rss_gib": kids_kib / 2**20}))
+'''
+
+
+def sentence(rng: random.Random, lo: int, hi: int) -> str:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(lo, hi))]
+    return " ".join(words).capitalize() + rng.choice(".?!")
+
+
+def make_file(path: Path, rows: int, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    with open(path, "w") as fh:
+        for _ in range(rows):
+            msgs = [{"role": "system", "content": sentence(rng, 3, 6)}] if rng.random() < 0.3 else []
+            for _ in range(rng.choice((1, 1, 2, 3))):
+                msgs.append({"role": "user", "content": sentence(rng, 3, 9)})
+                msgs.append({"role": "assistant", "content": sentence(rng, 4, 14)})
+            fh.write(json.dumps({"messages": msgs}) + "\n")
+
+
+def run(script: str, args: list[str], env: dict) -> dict:
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, nargs="+", default=[50_000, 200_000])
+    ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "rankwise-data-scale"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "RANKWISE_DATA_PROCS": str(args.procs),
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    print(f"| rows | rankwise cold | rankwise warm | rankwise peak RSS (worker / largest child) "
+          f"| baseline cold | baseline peak RSS (main / largest child) | cold ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for n in args.rows:
+        data = out / f"chat-{n}.jsonl"
+        if not data.exists():
+            make_file(data, n)
+        cache = out / f"cache-{n}"
+        shutil.rmtree(cache, ignore_errors=True)
+        env_r = {**env, "RANKWISE_DATA_CACHE": str(cache)}
+        cold = run(RANKWISE, [str(data), str(TOKENIZER)], env_r)
+        warm = run(RANKWISE, [str(data), str(TOKENIZER)], env_r)
+        assert not cold["hit"] and warm["hit"] and warm["rows"] == cold["rows"]
+        hf_cache = out / f"hf-{n}"
+        shutil.rmtree(hf_cache, ignore_errors=True)
+        base = run(BASELINE, [str(data), str(TOKENIZER), str(hf_cache), str(args.procs)], env)
+        shutil.rmtree(hf_cache, ignore_errors=True)
+        print(f"| {n:,} | {cold['seconds']:.1f} s | {warm['seconds']:.1f} s | {cold['rss_gib']:.2f} / "
+              f"{cold['child_rss_gib']:.2f} GiB | {base['seconds']:.1f} s | {base['rss_gib']:.2f} / "
+              f"{base['child_rss_gib']:.2f} GiB | {cold['seconds'] / base['seconds']:.2f}x |", flush=True)
+        print(f"  (rankwise: {cold['rows']:,} train rows, {cold['tokens'] / max(cold['rows'], 1):.0f} tokens/row, "
+              f"{cold['truncated']} truncated, {cold['skipped']} skipped)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
