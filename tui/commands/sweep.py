@@ -78,6 +78,35 @@ def slots_for(hw) -> list[str | None]:
     return [str(g.index) for g in hw.gpus] if len(hw.gpus) > 1 else [None]
 
 
+def _planned(p, ranks: list[int], args) -> str | None:
+    """The queued trials' planned time and cost, summed (advisor/forecast.py); None when not plannable."""
+    from rankwise.advisor.errors import RankwiseError
+    from rankwise.advisor.fit import assess
+    from rankwise.advisor.forecast import forecast, sweep_cost
+    from rankwise.advisor.model import load_model
+    from rankwise.advisor.time import duration
+    from rankwise.trainer import sweep
+
+    if not ranks:
+        return None
+    try:
+        hw = hardware_from(args)
+        spec = load_model(p.cfg.model.name)
+        trials = []
+        for r in ranks:
+            c = sweep.trial_config(p, r)
+            trials.append(forecast(spec, c, assess(spec, c, hw), hw, price=getattr(args, "price", None),
+                                   runs_dir=p.runs_dir))
+    except RankwiseError:
+        return None
+    total = sweep_cost(trials)
+    if any(f.time.total_s is None for f in trials):
+        return None
+    cost = f", cost ~{total['cost']:,.2f}" if total["cost"] is not None else ""
+    capped = f" (each at most {p.minutes:g} min)" if p.minutes else ""
+    return f"plan: {total['trials']} trials, ~{duration(total['total_s'])} of training in all{capped}{cost}"
+
+
 def run(args) -> int:
     from rankwise.advisor import knee
     from rankwise.trainer import sweep
@@ -104,6 +133,9 @@ def run(args) -> int:
         _say(f"  note: {note}")
     if len(p.slots) > 1:
         _say(f"  {len(p.slots)} GPUs: one trial per GPU in parallel")
+    planned = _planned(p, new, args)
+    if planned:
+        _say(f"  {planned}")
 
     import threading
 
