@@ -44,6 +44,23 @@ def merge(run_dir: Path, out: Path | None = None) -> Path:
                             "only a finished run can be merged; `rankwise train --resume` finishes an interrupted one")
     out = Path(out) if out else run_dir / "merged"
     check_out(out)
+    merged, tokenizer = merged_model(run_dir)
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def merged_model(run_dir: Path):
+    """(the merged model in memory, its tokenizer): what `merge` saves and `export` converts."""
+    adapter = Path(run_dir) / rundir.ADAPTER
     cfg = rundir.load_config(run_dir)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -72,14 +89,4 @@ def merge(run_dir: Path, out: Path | None = None) -> Path:
                                                 use_safetensors=None if cfg.model.allow_unsafe_weights else True)
     merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        merged.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return merged, tokenizer
