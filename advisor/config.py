@@ -40,6 +40,12 @@ LoraBias = Literal["none", "all", "lora_only"]
 BIASES: tuple[str, ...] = get_args(LoraBias)
 QuantType = Literal["nf4", "fp4"]
 QUANT_TYPES: tuple[str, ...] = get_args(QuantType)
+# transformers' attn_implementation values rankwise offers; auto: transformers' own choice (SDPA)
+Attention = Literal["auto", "sdpa", "eager", "flash_attention_2"]
+ATTENTIONS: tuple[str, ...] = get_args(Attention)
+# fused training kernels; liger: the HF Trainer's Liger integration (use_liger_kernel)
+Kernels = Literal["none", "liger"]
+KERNELS: tuple[str, ...] = get_args(Kernels)
 
 
 class Section(BaseModel):
@@ -152,6 +158,14 @@ class TrainSection(Section):
     """Gradient clipping norm (0 disables)."""
     precision: Precision = "auto"
     """Training precision. auto: bf16 where the GPU has it, else fp16; fp32 on CPU."""
+    attention: Attention = "auto"
+    """Attention kernel (transformers attn_implementation). auto/sdpa: PyTorch SDPA, no
+    seq×seq scores kept; eager: plain matmul+softmax, keeps batch×heads×seq² scores per layer
+    (much more memory at long sequences); flash_attention_2: needs the flash-attn package and
+    an Ampere or newer GPU."""
+    kernels: Kernels = "none"
+    """Fused kernels. liger: Liger's fused linear cross-entropy (never holds the vocabulary-sized
+    logits), RMSNorm, SwiGLU, RoPE (Triton, GPU only; `pip install 'rankwise[kernels]'`)."""
     seed: int = 42
     """Seed for data order, dropout and LoRA init."""
     logging_steps: int = Field(10, ge=1)

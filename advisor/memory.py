@@ -17,13 +17,13 @@ figures: run `python3 bench/estimator_accuracy.py`.
 """
 from __future__ import annotations
 
-from .config import OPTIMIZERS, STRATEGIES
+from .config import ATTENTIONS, OPTIMIZERS, STRATEGIES
 from .errors import RankwiseError
 from .families import is_analytic
 from .methods import METHOD_NAMES, METHODS
 from .spec import Linear, ModelSpec
 
-from .plan import GIB, HF, Estimate, Plan, Stack  # noqa: F401  (callers name them memory.Plan, memory.HF, ...)
+from .plan import GIB, HF, LOSSES, Estimate, Plan, Stack  # noqa: F401  (callers name them memory.Plan, memory.HF, ...)
 
 MIB = 1024 ** 2
 
@@ -50,6 +50,10 @@ FRAGMENTATION = 0.10
 # (bitsandbytes 0.50 optim/optimizer.py, Optimizer8bit init_state: blocksize = 256).
 OPT8_BLOCK = 256
 
+ATTENTION_TEXT = {"sdpa": "SDPA (flash/memory-efficient) attention",
+                  "flash_attention_2": "flash-attention 2 (no seq×seq scores kept)",
+                  "eager": "eager attention (seq×seq scores kept)"}
+
 # ------------------------------------------------------------------ validation
 
 
@@ -69,6 +73,10 @@ def _check(spec: ModelSpec, plan: Plan) -> list[Linear]:
         raise RankwiseError(f"gpus must be at least 1 (got {plan.gpus})")
     if plan.strategy not in STRATEGIES:
         raise RankwiseError(f"unknown strategy {plan.strategy!r}", f"use one of {', '.join(STRATEGIES)}")
+    if plan.attention not in ATTENTIONS or plan.attention == "auto":
+        raise RankwiseError(f"unknown attention {plan.attention!r}", f"use one of {', '.join(ATTENTIONS[1:])}")
+    if plan.loss not in LOSSES:
+        raise RankwiseError(f"unknown loss {plan.loss!r}", f"use one of {', '.join(LOSSES)}")
     targets = plan.targets if isinstance(plan.targets, str) else list(plan.targets)
     return spec.resolve_targets(targets)
 
@@ -97,12 +105,15 @@ def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
     # get_keys_to_not_convert keeps lm_head); fused expert tensors are
     # quantized like linears here (assumption noted in the estimate).
     st = plan.stack
-    quant = sum(l.count * l.d_in * l.d_out for l in spec.linears if l.family != "lm_head" or st.quantize_lm_head)
+    qlin = [l for l in spec.linears if l.family != "lm_head" or st.quantize_lm_head]
+    quant = sum(l.count * l.d_in * l.d_out for l in qlin)
+    rows = sum(l.count * l.d_out for l in qlin)
     if st.quantize_lm_head and spec.tied_embeddings:
         quant -= spec.vocab_size * spec.hidden_size  # a tied head is the embedding: not quantized
+        rows -= spec.vocab_size
     rest = spec.total_params - quant  # embeddings, norms, lm_head, biases, routers
     rest_bytes = 4 if kbit_upcast(plan) else a
-    return {"base_weights": quant * q.bits // 8, "quant_constants": q.constants_bytes(quant, plan.double_quant),
+    return {"base_weights": quant * q.bits // 8, "quant_constants": q.constants_bytes(quant, plan.double_quant, rows),
             "unquantized_weights": rest * rest_bytes}
 
 
@@ -199,20 +210,82 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
     h, i = spec.hidden_size, spec.intermediate_size
     qd, kvd = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
     total = spec.family.norms_per_layer * 4 * h  # RMSNorm keeps the fp32 copy of its input
-    total += a * (qd + 2 * kvd) + a * qd + 4 * spec.num_heads  # SDPA: q, k, v, out, lse
+    total += a * (qd + 2 * kvd) + a * qd  # q, k, v and the attention output
+    total += _attention_saved_bytes(spec, plan)
     moe = max(1, spec.experts_per_token) if spec.is_moe else 1
     total += moe * 3 * s * i  # gate, up, act(gate) saved by act and mul
     if spec.is_moe:
         total += 4 * spec.num_experts  # router logits/softmax in fp32
+    dora = plan.descriptor.dora
     for l in {l.name: l for l in adapted if l.family != "lm_head"}.values():
         total += (l.count // spec.num_layers) * _lora_input_bytes(l, plan)
+        if dora:
+            # peft dora.py forward: `(mag_norm_scale - 1) * base_result + mag_norm_scale * lora_result
+            # * scaling` saves base_result and lora_result (both d_out wide) for the magnitude's gradient
+            total += (l.count // spec.num_layers) * 2 * a * l.d_out
+    q = plan.descriptor.quant
+    if q is not None and q.saves_input:
+        # bnb MatMul8bitLt keeps each frozen linear's input (`ctx.tensors = (CAt, subA, A)`); new beyond
+        # what is counted above: the two norm outputs (attention and MLP inputs) and down_proj's input
+        total += s * (2 * h + moe * i)
     return total
+
+
+def _attention_saved_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """Per token, one layer: what attention saves beyond q, k, v and its output.
+
+    sdpa / flash_attention_2 (flash or memory-efficient kernels): an fp32 logsumexp per head,
+    no seq×seq scores. eager (transformers' eager_attention_forward): `softmax(..., dtype=float32)`
+    saves its fp32 output for backward and the `.to(query.dtype)` copy is saved by the matmul with
+    v: (4 + a) bytes per score, B×H×S² scores a layer, i.e. H·S per token (dropout 0 keeps no mask)."""
+    if plan.attention == "eager":
+        return (4 + plan.dtype_bytes) * spec.num_heads * plan.seq_len
+    return 4 * spec.num_heads
 
 
 def layer_backward_transient_bytes(spec: ModelSpec, plan: Plan) -> int:
     """Per token: gradients alive while one layer runs backward (residual-stream grads
     in and out, the MLP's intermediate grads)."""
-    return stream_bytes(plan) * (3 * spec.hidden_size + 2 * spec.intermediate_size)
+    out = stream_bytes(plan) * (3 * spec.hidden_size + 2 * spec.intermediate_size)
+    if plan.attention == "eager":  # the scores' gradient: 16-bit from the matmul, fp32 through softmax
+        out += (4 + plan.dtype_bytes) * spec.num_heads * plan.seq_len
+    return out
+
+
+def layer_weight_transient_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int:
+    """Bytes, not per token: the largest weight-sized temporary one linear makes while its layer runs.
+
+    DoRA (peft tuners/lora/dora.py, `get_weight_norm` in every training forward): the adapted
+    weight `weight + scaling * lora_weight` is built in full to take its row norms: the 16-bit
+    lora_weight, its scaled copy and the sum (3 weight-sized 16-bit tensors), plus the de-quantized
+    base weight for a quantized base (`dequantize_module_weight`). An 8-bit base (bnb
+    MatMul8bitLt.backward): the whole weight de-quantized to 16-bit for the input gradient."""
+    a = plan.dtype_bytes
+    m = plan.descriptor
+    lin = [l for l in spec.linears if l.family != "lm_head"]
+    out = 0
+    if m.dora and adapted:
+        big = max(l.d_in * l.d_out for l in adapted if l.family != "lm_head")
+        out = (3 + (1 if m.quantized else 0)) * a * big
+    if m.quant is not None and m.quant.backward_dequant and lin:
+        out = max(out, a * max(l.d_in * l.d_out for l in lin))
+    return out
+
+
+def fused_loss_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """Bytes at the peak of Liger's fused linear cross-entropy (the whole micro-batch).
+
+    liger_kernel/ops/fused_linear_cross_entropy.py (linkedin/Liger-Kernel @ead96b6,
+    fused_linear_cross_entropy_forward): tokens are cut into chunks of
+    `next_power_of_2(cdiv(BT, cdiv(V, H)))` rows; one chunk's logits (chunk × V, the input's
+    dtype) exist at a time and the kernel overwrites them with their gradient in place;
+    `grad_input` (BT × H, the input's dtype) is filled during forward and kept for backward;
+    `loss_1d` is fp32 per token. The vocabulary-sized logits of the whole batch never exist."""
+    bt = plan.micro_batch * plan.seq_len
+    v, h = spec.vocab_size, spec.hidden_size
+    inc = -(-v // h)
+    chunk = 1 << max(0, (-(-bt // inc) - 1).bit_length())
+    return plan.dtype_bytes * chunk * v + stream_bytes(plan) * bt * h + 4 * bt
 
 
 def logits_peak_bytes(spec: ModelSpec, plan: Plan) -> int:
@@ -234,6 +307,8 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     adapted = _check(spec, plan)
     tokens = plan.micro_batch * plan.seq_len
     trainable = sum(l.count * plan.r * (l.d_in + l.d_out) for l in adapted)
+    if plan.descriptor.dora:  # one magnitude per output row of each adapted linear (peft DoraLinearLayer.weight)
+        trainable += sum(l.count * l.d_out for l in adapted)
 
     comps: dict[str, int] = dict(_weights(spec, plan))
     ab = plan.stack.adapter_bytes
@@ -252,14 +327,15 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     per_layer = layer_saved_bytes(spec, plan, adapted)
     L = spec.num_layers
     final_norm = 4 * spec.hidden_size
-    logits = tokens * logits_peak_bytes(spec, plan)
-    recompute = tokens * (per_layer + layer_backward_transient_bytes(spec, plan))
+    logits = fused_loss_bytes(spec, plan) if plan.loss == "fused" else tokens * logits_peak_bytes(spec, plan)
+    weight_tmp = layer_weight_transient_bytes(spec, plan, adapted)
+    recompute = tokens * (per_layer + layer_backward_transient_bytes(spec, plan)) + weight_tmp
     if plan.grad_checkpointing:
         saved = tokens * (L * stream_bytes(plan) * spec.hidden_size + final_norm)  # each layer's input
         other = recompute  # backward re-runs one layer's forward, then its backward
     else:
         saved = tokens * (L * per_layer + final_norm)
-        other = tokens * layer_backward_transient_bytes(spec, plan)
+        other = tokens * layer_backward_transient_bytes(spec, plan) + weight_tmp
     at_loss = logits >= other  # which transient sits on top of the saved activations at the peak
     comps["activations"] = saved + (0 if at_loss else other)
     comps["logits_loss"] = logits if at_loss else 0
@@ -275,7 +351,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
 
 def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int, recompute: int) -> tuple[str, ...]:
     st = plan.stack
-    stack = ("transformers 5 + peft 0.21 under the HF Trainer, 16-bit autocast, SDPA (flash/memory-efficient) attention"
+    stack = (f"transformers 5 + peft 0.21 under the HF Trainer, 16-bit autocast, {ATTENTION_TEXT[plan.attention]}"
              if plan.stack == HF else f"{plan.stack.name} (memory layout of that stack, see bench/stacks.py)")
     out = [
         f"stack: {stack}",
@@ -295,6 +371,9 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
                        "and the 16-bit autocast copy of the fp32 lm_head is kept for backward")
         if spec.is_moe:
             out.append("MoE expert tensors assumed quantized like linears")
+        if m.quant.saves_input:
+            out.append("LLM.int8 linears keep their input for backward and de-quantize the weight to 16-bit in it "
+                       "(bitsandbytes 0.50 MatMul8bitLt)")
     else:
         out.append(f"{m.label}: base weights in {8 * plan.dtype_bytes}-bit")
     if plan.grad_checkpointing:
@@ -304,7 +383,16 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
                    f"{recompute / GIB:.2f} GiB layer recompute)")
     else:
         out.append("no gradient checkpointing: every layer's activations kept until backward")
-    if plan.stack == HF:
+    if m.dora:
+        out.append("DoRA: a trainable magnitude per output row of each adapted linear; each forward builds the "
+                   "adapted weight in full for its row norms, and saves the base and LoRA outputs (peft dora.py)")
+    if plan.attention == "eager":
+        out.append(f"eager attention: fp32 softmax + its 16-bit copy kept per layer "
+                   f"({plan.micro_batch} x {spec.num_heads} heads x {plan.seq_len}² scores)")
+    if plan.loss == "fused":
+        out.append("loss: Liger fused linear cross-entropy: one chunk of logits at a time, grad_input kept; "
+                   "no vocab-sized logits for the whole batch")
+    elif plan.stack == HF:
         out.append("loss: 16-bit logits + fp32 upcast + fp32 log_softmax; backward holds 3 fp32 vocab-sized copies")
     else:
         out.append(f"loss: {st.logits_bytes(plan.dtype_bytes)} bytes per logit (token x vocab) at the loss's peak")

@@ -28,8 +28,11 @@ class FourBit:
     block: int = 64
     dq_block: int = 256
 
-    def constants_bytes(self, weights: int, double_quant: bool) -> int:
-        """Bytes of quantization constants for `weights` quantized weights."""
+    saves_input = False  # bnb MatMul4Bit keeps only the packed weight for backward (autograd/_functions.py)
+    backward_dequant = False  # the 16-bit weight de-quantized in backward (not counted for 4-bit: it never set a peak)
+
+    def constants_bytes(self, weights: int, double_quant: bool, rows: int = 0) -> int:
+        """Bytes of quantization constants for `weights` quantized weights (`rows`: their output rows)."""
         if double_quant:
             return weights // self.block + 4 * (weights // (self.block * self.dq_block))
         return 4 * (weights // self.block)
@@ -51,6 +54,37 @@ class FourBit:
 
 
 @dataclass(frozen=True)
+class EightBit:
+    """bitsandbytes LLM.int8 base linears (Linear8bitLt; Dettmers et al. 2022, "LLM.int8()"):
+    each weight one int8 (`Int8Params.CB`) plus one fp32 absmax per output row (`SCB`,
+    bitsandbytes 0.50 functional.int8_vectorwise_quant). Outliers (activation columns above
+    llm_int8_threshold, 6.0 in transformers' BitsAndBytesConfig) are decomposed at run time from
+    the input: no stored outlier weights. What training adds (bitsandbytes 0.50
+    autograd/_functions.py MatMul8bitLt): forward keeps the linear's input A for backward
+    (`ctx.tensors = (CAt, subA, A)`), and backward de-quantizes the whole weight to the
+    input's dtype (`state.CB.to(ctx.dtype_A, copy=True)`) for the input gradient."""
+
+    bits: int = 8
+    saves_input = True
+    backward_dequant = True
+
+    def constants_bytes(self, weights: int, double_quant: bool, rows: int = 0) -> int:
+        return 4 * rows  # SCB: one fp32 per output row
+
+    def describe(self, double_quant: bool) -> str:
+        return "LLM.int8 (8 bits) with an fp32 absmax per output row"
+
+    def load_kwargs(self, quant: Any, compute_dtype: Any, sharded: bool) -> dict:
+        """BitsAndBytesConfig(**these). Int8Params cannot be flattened with 16-bit tensors into one
+        FSDP unit (peft/accelerate document FSDP only for 4-bit with bnb_4bit_quant_storage)."""
+        if sharded:
+            from .errors import RankwiseError
+            raise RankwiseError("an 8-bit (LLM.int8) base cannot be sharded with FSDP/ZeRO-3",
+                                "use distributed.strategy: ddp, or the 4-bit method (FSDP+QLoRA)")
+        return {"load_in_8bit": True}
+
+
+@dataclass(frozen=True)
 class Method:
     name: str  # the schema's value (`method: lora`)
     label: str  # how people write it (LoRA)
@@ -63,7 +97,7 @@ class Method:
     lr_why: str
     max_lr: float | None = None  # above it training is likely unstable (red flag qlora-high-lr)
     max_lr_why: str = ""
-    quant: FourBit | None = None  # None: the base stays in the compute dtype (16-bit, or fp32)
+    quant: FourBit | EightBit | None = None  # None: the base stays in the compute dtype (16-bit, or fp32)
     peft: dict = field(default_factory=dict)  # extra peft LoraConfig arguments (e.g. use_dora)
     compared: bool = True  # estimated side by side by `advise` and the Advice screen
 
@@ -71,6 +105,11 @@ class Method:
     def quantized(self) -> bool:
         """The base linears are quantized by bitsandbytes (and prepared for k-bit training)."""
         return self.quant is not None
+
+    @property
+    def dora(self) -> bool:
+        """peft use_dora: a magnitude vector per adapted linear and a weight-norm pass each step."""
+        return bool(self.peft.get("use_dora"))
 
     @property
     def base_bits(self) -> int | None:
@@ -92,6 +131,24 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            max_lr_why="gradients through the 4-bit de-quantized base are noisier; the QLoRA recipe used "
                       "1e-4–2e-4 (Dettmers et al. 2023)",
            quant=FourBit()),
+    # 8-bit base: half LoRA's weight memory, no 4-bit rounding; LLM.int8's matmul is slower than
+    # 16-bit (Dettmers et al. 2022, §5: outlier decomposition). LoRA's learning rates.
+    Method("lora-8bit", "8-bit LoRA", "8-bit LLM.int8", "low-rank A·B beside each 8-bit linear",
+           optimizer="adamw_torch", optimizer_why="AdamW; the adapter's states are small",
+           lr=2e-4, lr_range=(1e-4, 5e-4), lr_why="", quant=EightBit(), compared=False),
+    # DoRA (Liu et al. 2024, "DoRA: Weight-Decomposed Low-Rank Adaptation"): LoRA on the weight's
+    # direction plus a trainable magnitude per output row; +1-4 points over LoRA at the same rank on
+    # commonsense reasoning with LLaMA 7B-13B (Table 1), most at low ranks; each step re-computes
+    # the adapted weight's row norms (peft tuners/lora/dora.py), so it costs memory and time.
+    Method("dora", "DoRA", "16-bit", "LoRA on the weight's direction + a trainable magnitude per output row "
+           "(Liu et al. 2024)", optimizer="adamw_torch", optimizer_why="AdamW; the adapter's states are small",
+           lr=2e-4, lr_range=(1e-4, 5e-4), lr_why="", peft={"use_dora": True}, compared=False),
+    Method("qdora", "QDoRA", "4-bit NF4", "DoRA beside each 4-bit linear (peft use_dora on Linear4bit)",
+           optimizer="paged_adamw_8bit", optimizer_why="paged 8-bit AdamW, the QLoRA recipe (optimizer spikes page to CPU)",
+           lr=1e-4, lr_range=(5e-5, 2e-4), lr_why="higher is unstable through the 4-bit base", max_lr=5e-4,
+           max_lr_why="gradients through the 4-bit de-quantized base are noisier; the QLoRA recipe used "
+                      "1e-4–2e-4 (Dettmers et al. 2023)",
+           quant=FourBit(), peft={"use_dora": True}, compared=False),
 )}
 
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)

@@ -21,6 +21,12 @@ GIB = 1024 ** 3
 # prefetched layer): an approximation, said in the assumptions. (The names: config.STRATEGIES.)
 SHARDED = ("fsdp", "deepspeed")
 
+# How the loss is computed, as far as memory cares. standard: the lm_head's vocab-sized logits
+# are materialised and the loss runs on them (Stack.logits_bytes). fused: the lm_head matmul and
+# cross-entropy run chunk by chunk (Liger's fused linear cross-entropy; `memory.fused_loss_bytes`).
+LOSSES = ("standard", "fused")
+KERNEL_LOSS = {"none": "standard", "liger": "fused"}  # train.kernels -> the loss it computes
+
 
 @dataclass(frozen=True)
 class Stack:
@@ -69,6 +75,8 @@ class Plan:
     lora_dropout: bool = True  # dropout > 0 keeps a masked copy of each adapted input
     stack: Stack = HF  # which training stack's memory layout; rankwise trains with HF (bench/stacks.py has others)
     strategy: str = "ddp"  # ddp | fsdp | deepspeed (see STRATEGIES); with gpus=1 ddp is plain one-GPU training
+    attention: str = "sdpa"  # sdpa | eager | flash_attention_2 (config.ATTENTIONS; auto is sdpa)
+    loss: str = "standard"  # standard: vocab-sized logits; fused: Liger's fused linear cross-entropy (LOSSES)
 
     @property
     def descriptor(self) -> Method:
@@ -97,6 +105,8 @@ class Plan:
             grad_checkpointing=cfg.train.grad_checkpointing, optimizer=cfg.resolved_optimizer(method),
             double_quant=cfg.quant.double_quant, dtype_bytes=4 if cfg.train.precision == "fp32" else 2,
             gpus=gpus, lora_dropout=cfg.lora.dropout > 0, strategy="ddp" if strategy == "auto" else strategy,
+            attention="sdpa" if cfg.train.attention == "auto" else cfg.train.attention,
+            loss=KERNEL_LOSS[cfg.train.kernels],
         )
 
 

@@ -16,7 +16,8 @@ from rankwise.tui.screens.advice import FIELDS
 ROOT = Path(__file__).resolve().parent.parent
 # Files that may spell a method's name: the table itself, and the foreign-config readers,
 # whose `adapter: qlora` / `finetuning_type: lora` are axolotl's and LLaMA-Factory's own values.
-MAY_SPELL = {"advisor/methods.py", "advisor/foreign.py"}
+MAY_SPELL = {"advisor/methods.py"}
+MAY_SPELL_UNDER = "advisor/foreign/"  # one module per foreign tool (advisor/foreign.py was split)
 
 
 def _spelled(path: Path) -> list[tuple[int, str]]:
@@ -33,7 +34,7 @@ def test_no_method_name_is_spelled_outside_the_table():
     for folder in ("advisor", "trainer", "tui"):
         for f in sorted((ROOT / folder).rglob("*.py")):
             rel = f.relative_to(ROOT).as_posix()
-            if rel not in MAY_SPELL:
+            if rel not in MAY_SPELL and not rel.startswith(MAY_SPELL_UNDER):
                 found += [f"{rel}:{line}: {name!r}" for line, name in _spelled(f)]
     assert not found, "compare through advisor/methods.py instead:\n" + "\n".join(found)
 
@@ -76,7 +77,8 @@ def test_the_estimator_stores_the_base_as_the_descriptor_says(name):
         assert est.components["base_weights"] == 2 * spec.total_params and "quant_constants" not in est.components
     else:
         assert est.components["base_weights"] == quantized * m.quant.bits // 8
-        assert est.components["quant_constants"] == m.quant.constants_bytes(quantized, True) > 0
+        rows = sum(l.count * l.d_out for l in spec.linears if l.family != "lm_head")
+        assert est.components["quant_constants"] == m.quant.constants_bytes(quantized, True, rows) > 0
     assert any(a.startswith(m.label + ":") for a in est.assumptions)
 
 

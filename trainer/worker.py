@@ -153,6 +153,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     compute = cfg.quant.compute_dtype
     compute_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
         compute, torch.float32 if device == "cpu" else (torch.bfloat16 if bf16_ok else torch.float16))
+    attn, liger = kernel_options(cfg, device)
     optim = cfg.resolved_optimizer(method)
     if sharded and cfg.train.optimizer == "auto":
         optim = "adamw_torch"  # peft docs (accelerate/fsdp.md, caveats): paged_adamw_8bit fails saving FSDP+QLoRA checkpoints
@@ -169,6 +170,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 
     def build_model():
         kwargs = dict(trust_remote_code=cfg.model.trust_remote_code,  # None: safetensors first, then .bin
+        if attn:
+            kwargs["attn_implementation"] = attn
                       use_safetensors=None if cfg.model.allow_unsafe_weights else True)
         how = METHODS[method]  # how the base is stored (methods.py)
         if how.quantized:
@@ -220,6 +223,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             save_total_limit=t.save_total_limit,
             eval_strategy="steps" if val_rows else "no", eval_steps=t.eval_steps or t.save_steps,
             bf16=precision == "bf16" and device == "cuda", fp16=precision == "fp16",
+            use_liger_kernel=liger,  # HF Trainer's Liger integration (kernel_options checked it can run)
             use_cpu=device == "cpu", report_to=["tensorboard"] if t.report_to == "tensorboard" else "none",
             disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
             # HF then keeps the best checkpoint out of save_total_limit's rotation: a run the doctor
@@ -336,6 +340,30 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 
 
 # ------------------------------------------------------------------------------- helpers
+def kernel_options(cfg, device: str) -> tuple[str | None, bool]:
+    """(attn_implementation for from_pretrained, or None for transformers' choice; use Liger?).
+    Options this machine cannot run are bad input (exit 2), said before anything loads."""
+    import importlib.util
+
+    attn = None if cfg.train.attention == "auto" else cfg.train.attention
+    if attn == "flash_attention_2":
+        if device != "cuda":
+            raise RankwiseError("train.attention flash_attention_2 needs an NVIDIA GPU (Ampere or newer); this "
+                                "machine has none", "set train.attention: sdpa (the same memory, no extra package)")
+        if importlib.util.find_spec("flash_attn") is None:
+            raise RankwiseError("train.attention flash_attention_2 needs the flash-attn package",
+                                "pip install flash-attn --no-build-isolation, or set train.attention: sdpa")
+    liger = cfg.train.kernels == "liger"
+    if liger:
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise RankwiseError("train.kernels liger needs the liger-kernel package",
+                                "pip install 'rankwise[kernels]', or set train.kernels: none")
+        if device != "cuda":
+            raise RankwiseError("train.kernels liger runs Triton kernels, which need a GPU; this machine has none",
+                                "set train.kernels: none on the CPU")
+    return attn, liger
+
+
 
 
 def _forecast(spec, cfg, ctx, hw, run_dir: Path):

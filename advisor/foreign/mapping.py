@@ -172,10 +172,12 @@ def method_with(quantized: bool, bits: int) -> str | None:
     return None
 
 
-def dora_method(quantized: bool) -> str | None:
-    """The methods table's DoRA entry (peft use_dora) for this base, or None when there is none."""
+def dora_method(base: str | None) -> str | None:
+    """The methods table's DoRA entry (peft use_dora) on the same base as method `base` (None: the
+    16-bit one), or None when the table has none (an 8-bit DoRA)."""
+    bits = METHODS[base].base_bits if base in METHODS else None
     for name, m in METHODS.items():
-        if m.peft.get("use_dora") and m.quantized == quantized:
+        if m.dora and m.base_bits == bits:
             return name
     return None
 
@@ -183,16 +185,16 @@ def dora_method(quantized: bool) -> str | None:
 def dora(value, out: "Out") -> None:
     """peft use_dora: resolved once the method is known (the file may name it later), in `resolve_dora`."""
     if value is True:
-        out.extra["dora"] = out.key
+        out.extra["use_dora"] = out.key
 
 
 def resolve_dora(out: "Out") -> None:
     """use_dora → the methods table's DoRA entry for this base, or said as not modelled."""
-    key = out.extra.get("dora")
+    key = out.extra.get("use_dora")
     if not key:
         return
     out.key = key
-    method = dora_method(quantized=out.values.get("method") == "qlora")
+    method = dora_method(out.values.get("method"))
     if method:
         out.set("method", method)
     else:

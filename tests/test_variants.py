@@ -1,0 +1,229 @@
+"""Method variants (DoRA, QDoRA, 8-bit LoRA) and training options (attention, fused loss): each
+moves the right component by the amount hand arithmetic gives, maps from other tools' keys, and
+trains the tiny model on the CPU where the CPU can run it; GPU-only options exit 2 there."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from train_helpers import events, of_type, only_run, tail_log, train
+
+from rankwise.advisor.config import RunConfig
+from rankwise.advisor.errors import RankwiseError
+from rankwise.advisor.foreign import read
+from rankwise.advisor.memory import (Plan, estimate, fused_loss_bytes, layer_saved_bytes,
+                                     layer_weight_transient_bytes, stream_bytes)
+from rankwise.advisor.methods import METHODS
+from rankwise.advisor.model import load_model
+
+SPEC = load_model("llama-3.1-8b")  # h 4096, i 14336, 32 heads (8 kv), vocab 128256
+NAMES = {m.label: n for n, m in METHODS.items()}  # tests name methods by label, as people write them
+LORA, QLORA, DORA, QDORA, LORA8 = (NAMES[k] for k in ("LoRA", "QLoRA", "DoRA", "QDoRA", "8-bit LoRA"))
+
+
+def _adapted(plan):
+    return SPEC.resolve_targets(plan.targets if isinstance(plan.targets, str) else list(plan.targets))
+
+
+# ------------------------------------------------------------------ DoRA
+
+
+@pytest.mark.parametrize("dora,base", [(DORA, LORA), (QDORA, QLORA)])
+@pytest.mark.parametrize("targets", ["standard", "all-linear"])
+def test_dora_adds_magnitudes_saved_outputs_and_the_weight_norm_temporary(dora, base, targets):
+    d, b = Plan(dora, targets=targets, optimizer="adamw_torch"), Plan(base, targets=targets, optimizer="adamw_torch")
+    ed, eb = estimate(SPEC, d), estimate(SPEC, b)
+    adapted = _adapted(d)
+    mags = sum(l.count * l.d_out for l in adapted)  # one magnitude per output row (peft DoraLinearLayer.weight)
+    assert ed.trainable_params - eb.trainable_params == mags
+    assert ed.components["lora_params"] - eb.components["lora_params"] == 4 * mags  # fp32 adapters
+    assert ed.components["optimizer_states"] - eb.components["optimizer_states"] == 8 * mags  # AdamW m, v
+    # per token and layer: base_result and lora_result saved (16-bit, d_out wide) per adapted linear
+    per_layer = sum((l.count // SPEC.num_layers) * 2 * 2 * l.d_out for l in {l.name: l for l in adapted}.values())
+    assert layer_saved_bytes(SPEC, d, adapted) - layer_saved_bytes(SPEC, b, adapted) == per_layer
+    # the adapted weight built in full for its norms: lora_weight, scaled, sum (+ de-quantized base)
+    big = max(l.d_in * l.d_out for l in adapted)
+    assert layer_weight_transient_bytes(SPEC, d, adapted) == (3 + METHODS[dora].quantized) * 2 * big
+    assert layer_weight_transient_bytes(SPEC, b, adapted) == 0
+    assert ed.peak_bytes > eb.peak_bytes
+    assert any(a.startswith("DoRA:") for a in ed.assumptions)
+
+
+# ------------------------------------------------------------------ 8-bit base
+
+
+def test_8bit_base_is_one_byte_a_weight_plus_a_row_scale():
+    e8, e16 = estimate(SPEC, Plan(LORA8)), estimate(SPEC, Plan(LORA))
+    lin = [l for l in SPEC.linears if l.family != "lm_head"]
+    weights = sum(l.count * l.d_in * l.d_out for l in lin)
+    assert e8.components["base_weights"] == weights  # int8 CB
+    assert e8.components["quant_constants"] == 4 * sum(l.count * l.d_out for l in lin)  # fp32 SCB per row
+    assert e8.components["unquantized_weights"] == 4 * (SPEC.total_params - weights)  # kbit upcast to fp32
+    assert e8.peak_bytes < e16.peak_bytes
+
+
+def test_8bit_linears_keep_their_inputs_and_dequantize_in_backward():
+    p8, p4 = Plan(LORA8, targets="minimal"), Plan(QLORA, targets="minimal")
+    adapted = _adapted(p8)
+    s = stream_bytes(p8)
+    assert s == stream_bytes(p4) == 4  # both upcast: fp32 residual stream
+    h, i = SPEC.hidden_size, SPEC.intermediate_size
+    assert layer_saved_bytes(SPEC, p8, adapted) - layer_saved_bytes(SPEC, p4, adapted) == s * (2 * h + i)
+    assert layer_weight_transient_bytes(SPEC, p8, adapted) == 2 * h * i  # the largest linear, 16-bit
+    assert layer_weight_transient_bytes(SPEC, p4, adapted) == 0
+
+
+def test_8bit_cannot_be_sharded():
+    with pytest.raises(RankwiseError, match="8-bit"):
+        METHODS[LORA8].quant.load_kwargs(None, None, sharded=True)
+    assert METHODS[LORA8].quant.load_kwargs(None, None, sharded=False) == {"load_in_8bit": True}
+
+
+# ------------------------------------------------------------------ attention
+
+
+@pytest.mark.parametrize("seq", [512, 2048, 8192])
+@pytest.mark.parametrize("method", [LORA, QLORA])
+def test_eager_attention_keeps_fp32_softmax_and_its_copy_per_layer(seq, method):
+    eager, sdpa = Plan(method, seq_len=seq, attention="eager"), Plan(method, seq_len=seq)
+    adapted = _adapted(eager)
+    H = SPEC.num_heads
+    # per token: (4 + 2) bytes x H x S scores, replacing SDPA's fp32 logsumexp per head
+    assert layer_saved_bytes(SPEC, eager, adapted) - layer_saved_bytes(SPEC, sdpa, adapted) == 6 * H * seq - 4 * H
+    no_ckpt_e = estimate(SPEC, replace(eager, grad_checkpointing=False)).components["activations"]
+    no_ckpt_s = estimate(SPEC, replace(sdpa, grad_checkpointing=False)).components["activations"]
+    # every layer keeps them: B x H x S^2 x 6 bytes x L more (plus the backward transient's scores grad)
+    scores = SPEC.num_layers * 6 * H * seq * seq
+    assert no_ckpt_e - no_ckpt_s >= scores - SPEC.num_layers * 4 * H * seq
+    assert estimate(SPEC, Plan(method, seq_len=seq, attention="flash_attention_2")).peak_bytes == \
+        estimate(SPEC, sdpa).peak_bytes
+
+
+def test_eager_grows_quadratically_sdpa_linearly():
+    def act(attn, seq):
+        return estimate(SPEC, Plan(LORA, seq_len=seq, attention=attn, grad_checkpointing=False)).components["activations"]
+    assert act("sdpa", 4096) / act("sdpa", 2048) == pytest.approx(2, rel=0.02)
+    assert act("eager", 4096) / act("eager", 2048) > 2.5
+
+
+# ------------------------------------------------------------------ fused loss
+
+
+@pytest.mark.parametrize("batch,seq", [(1, 4096), (2, 2048), (4, 8192)])
+def test_fused_loss_holds_one_chunk_of_logits_and_grad_input(batch, seq):
+    fused, std = Plan(LORA, micro_batch=batch, seq_len=seq, loss="fused"), Plan(LORA, micro_batch=batch, seq_len=seq)
+    bt, V, H = batch * seq, SPEC.vocab_size, SPEC.hidden_size
+    inc = -(-V // H)  # 32 for 128256 / 4096
+    chunk = 1
+    while chunk < -(-bt // inc):
+        chunk *= 2  # triton.next_power_of_2
+    by_hand = 2 * chunk * V + 2 * bt * H + 4 * bt
+    assert fused_loss_bytes(SPEC, fused) == by_hand
+    ef, es = estimate(SPEC, fused), estimate(SPEC, std)
+    assert es.transients["logits_loss"] == bt * 12 * V  # 3 fp32 vocab-sized copies in backward
+    assert ef.transients["logits_loss"] == by_hand < es.transients["logits_loss"] / 5
+    assert ef.peak_bytes < es.peak_bytes
+    assert any("Liger" in a for a in ef.assumptions)
+
+
+# ------------------------------------------------------------------ schema -> plan, validation
+
+
+@pytest.mark.parametrize("attention,kernels,plan_attn,plan_loss", [
+    ("auto", "none", "sdpa", "standard"), ("eager", "none", "eager", "standard"),
+    ("flash_attention_2", "liger", "flash_attention_2", "fused")])
+def test_the_schema_fields_reach_the_plan(attention, kernels, plan_attn, plan_loss):
+    cfg = RunConfig.model_validate({"train": {"attention": attention, "kernels": kernels}})
+    p = Plan.from_config(cfg, method=LORA)
+    assert (p.attention, p.loss) == (plan_attn, plan_loss)
+
+
+@pytest.mark.parametrize("bad", [{"attention": "flash"}, {"attention": "auto"}, {"loss": "liger"}])
+def test_an_unknown_option_is_refused_with_the_choices(bad):
+    with pytest.raises(RankwiseError) as e:
+        estimate(SPEC, Plan(LORA, **bad))
+    assert "use one of" in e.value.hint
+
+
+def test_bad_option_in_a_preset_names_the_choices():
+    with pytest.raises(Exception, match="flash_attention_2"):
+        RunConfig.model_validate({"train": {"attention": "flash2"}})
+
+
+# ------------------------------------------------------------------ other tools' keys
+
+
+@pytest.mark.parametrize("text,method", [
+    ("base_model: llama-3.1-8b\nadapter: lora\nload_in_8bit: true\n", LORA8),
+    ("base_model: llama-3.1-8b\nadapter: lora\npeft_use_dora: true\n", DORA),
+    ("base_model: llama-3.1-8b\npeft_use_dora: true\nadapter: qlora\nload_in_4bit: true\n", QDORA),
+    ("model_name_or_path: llama-3.1-8b\nfinetuning_type: lora\nuse_dora: true\nstage: sft\n", DORA),
+    ("model_name_or_path: llama-3.1-8b\nfinetuning_type: lora\nquantization_bit: 8\nstage: sft\n", LORA8),
+])
+def test_other_tools_keys_map_to_the_variants(tmp_path, text, method):
+    f = tmp_path / "x.yaml"
+    f.write_text(text)
+    assert read(f).cfg.method == method
+
+
+# ------------------------------------------------------------------ the trainer on the CPU
+
+
+@pytest.mark.parametrize("option,needs", [("train.kernels=liger", "liger"),
+                                          ("train.attention=flash_attention_2", "flash")])
+def test_gpu_only_options_are_bad_input_on_the_cpu(option, needs):
+    from rankwise.trainer.worker import kernel_options
+
+    key, value = option.split("=")
+    cfg = RunConfig.model_validate({"train": {key.split(".")[1]: value}})
+    with pytest.raises(RankwiseError) as e:
+        kernel_options(cfg, "cpu")
+    assert needs in e.value.message and ("pip install" in e.value.hint or "set train." in e.value.hint)
+    assert kernel_options(RunConfig(), "cpu") == (None, False)
+
+
+@pytest.mark.slow
+def test_liger_on_the_cpu_exits_2_with_the_hint(tmp_path):
+    runs = tmp_path / "runs"
+    proc = train(runs, "--set", "train.kernels=liger")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "liger" in out and "train.kernels" in out and "Traceback" not in out
+
+
+def _trains(tmp_path, *sets, preset="demo-cpu", layers=None):
+    runs = tmp_path / "runs"
+    extra = {"RANKWISE_TEST_LAYERS_TO": str(layers)} if layers else None
+    args = [a for s in sets for a in ("--set", s)]
+    proc = train(runs, "--set", "train.max_steps=8", *args, preset=preset, extra_env=extra)
+    run_dir = only_run(runs)
+    assert proc.returncode == 0, proc.stderr + tail_log(run_dir)
+    steps = of_type(events(run_dir), "step")
+    assert len(steps) == 8 and steps[-1]["loss"] < steps[0]["loss"]
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    return run_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("label,preset", [("DoRA", "demo-cpu"), ("QDoRA", "demo-cpu-qlora")])
+def test_dora_trains_magnitudes(tmp_path, label, preset):
+    run_dir = _trains(tmp_path, f"method={NAMES[label]}", preset=preset)
+    from train_helpers import adapter_weights
+    mags = [k for k in adapter_weights(run_dir / "adapter") if "magnitude" in k]
+    assert mags, "DoRA's magnitude vectors are in the adapter"
+    assert json.loads((run_dir / "adapter" / "adapter_config.json").read_text())["use_dora"] is True
+
+
+@pytest.mark.slow
+def test_8bit_lora_trains_on_an_llm_int8_base(tmp_path):
+    layers = tmp_path / "layers.json"
+    _trains(tmp_path, f"method={LORA8}", layers=layers)
+    assert {(v["class"], v["weight"], v["dtype"]) for v in json.loads(layers.read_text()).values()} == {
+        ("Linear8bitLt", "Int8Params", "torch.int8")}
+
+
+@pytest.mark.slow
+def test_eager_attention_trains(tmp_path):
+    run_dir = _trains(tmp_path, "train.attention=eager")
+    assert "eager" in (run_dir / "config.yaml").read_text()
