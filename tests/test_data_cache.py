@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from train_helpers import CLI, env, of_type, train, wait_for
+from train_helpers import CLI, env, events, of_type, train, wait_for
 
 from rankwise.advisor.config import RunConfig
 from rankwise.trainer import data_cache
@@ -91,6 +91,18 @@ def test_any_change_misses(tok, tmp_path, cache, change):
     assert [train[i] for i in range(len(train))] == build_datasets(c, tok)[0]
 
 
+def test_progress_is_reported_while_building(tok, tmp_path, cache, monkeypatch):
+    from rankwise.trainer import data_build
+    monkeypatch.setattr(data_build, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr(data_build, "BATCH", 8)  # several batches from a small file
+    seen = []
+    data_cache.prepare_data(cfg(write(tmp_path / "d.jsonl", ROWS)), tok, progress=lambda *a: seen.append(a))
+    rows = [r for r, _, _ in seen]
+    assert rows == sorted(rows) and rows[-1] == 40 and len(seen) >= 5
+    assert all(rate > 0 for _, _, rate in seen) and seen[-1][1] == 40
+    assert any(total and 30 <= total <= 50 for _, total, _ in seen[:-1])  # estimated from the file's size
+
+
 def test_a_damaged_entry_is_built_again(tok, tmp_path, cache):
     c = cfg(write(tmp_path / "d.jsonl", ROWS))
     _, _, _, info = data_cache.prepare_data(c, tok)
@@ -131,3 +143,6 @@ def test_resume_reads_the_tokenized_data_from_the_cache(tmp_path):
     assert again.returncode == 0, again.stderr
     log = (run / "train.log").read_text()
     assert log.count("data: built and stored") == 1 and log.count("data: read from the cache") == 1
+    ready = [ev for ev in of_type(events(run), "data") if ev["phase"] == "ready"]
+    assert [ev["cached"] for ev in ready] == [False, True] and ready[1]["cache_dir"] == ready[0]["cache_dir"]
+    assert "data ready: 58 training rows (from the cache)" in again.stdout  # the console says it too

@@ -189,6 +189,33 @@ def prepare_data(cfg: RunConfig, tokenizer, log=None, build=None, progress=None)
     return train, val, report, info
 
 
+# --------------------------------------------------------------------------- telling the user
+
+def data_progress(sink, log):
+    """A progress function for the build: `data` events and a train.log line every few seconds."""
+    def progress(rows: int, total: int | None, rate: float) -> None:
+        eta = (total - rows) / rate if total and rate and total > rows else None
+        sink.emit("data", phase="progress", rows=rows, total_rows=total, rows_per_s=round(rate, 1),
+                  eta_s=round(eta, 1) if eta is not None else None)
+        log.info("data: %d%s rows read, %.0f rows/s%s", rows, f" of ~{total}" if total else "", rate,
+                 f", eta {eta:.0f} s" if eta is not None else "")
+    return progress
+
+
+def data_ready(sink, log, report, info: dict) -> None:
+    """What was done to the rows, in train.log and as a `data` event (the console and panel show it)."""
+    log.info("data: %s %s (%.1f s)", "read from the cache" if info["hit"] else "built and stored in the cache",
+             info["dir"], info["seconds"])
+    log.info("data: %s", report.to_dict())
+    if report.skipped_rows:
+        log.warning("data: %d bad rows skipped, e.g. %s", report.skipped_rows, "; ".join(report.skipped_examples))
+    if report.truncated_rows:
+        log.warning("data: %d rows truncated to train.max_seq_len", report.truncated_rows)
+    sink.emit("data", phase="ready", rows=report.train_rows, cached=info["hit"], cache_dir=info["dir"],
+              skipped_rows=report.skipped_rows, truncated_rows=report.truncated_rows,
+              packing_efficiency=report.packing_efficiency, examples=list(report.skipped_examples[:3]) or None)
+
+
 # --------------------------------------------------------------------------- listing
 
 def entries(root: Path | None = None) -> list[dict]:

@@ -173,8 +173,27 @@ class Sample(Event):
     reference: str | None = None  # the validation row's own answer, when the prompt came from one
 
 
+@dataclass(frozen=True, kw_only=True)
+class Data(Event):
+    """Data preparation (trainer/data_build.py): `progress` every few seconds while the training
+    set is built, then `ready` once, saying what was done to the rows."""
+
+    type: ClassVar[str] = "data"
+    phase: str | None = None  # progress | ready
+    rows: int | None = None  # rows read so far (progress) / training rows (ready)
+    total_rows: int | None = None  # the file's rows, estimated from its size while reading
+    rows_per_s: float | None = None
+    eta_s: float | None = None
+    cached: bool | None = None  # ready: read from the data cache instead of built
+    cache_dir: str | None = None
+    skipped_rows: int | None = None
+    truncated_rows: int | None = None
+    packing_efficiency: float | None = None
+    examples: list[str] | None = None  # the first skipped rows, "file:line: reason"
+
+
 CLASSES: dict[str, type[Event]] = {c.type: c for c in (Start, Step, Eval, Checkpoint, Retry, Log, End, Error,
-                                                       Diagnosis, Sample)}
+                                                       Diagnosis, Sample, Data)}
 TYPES = tuple(CLASSES)
 
 

@@ -105,7 +105,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     from .callbacks import Events, StartOnce, TestSeams, TokenCounter
     from .checkup import Checkup, Watched, best_checkpoint, keep_adapter
     from .data import make_collator
-    from .data_cache import prepare_data
+    from .data_cache import data_progress, data_ready, prepare_data
 
     SyncedStop, RankZeroCheckpoints = rank_callbacks()
 
@@ -162,10 +162,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 
     # --- tokenizer and data ------------------------------------------------------------------
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
-    train_rows, val_rows, report, cached = prepare_data(cfg, tokenizer, log)
-    log.info("data: %s %s (%.1f s)", "read from the cache" if cached["hit"] else "built and stored in the cache",
-             cached["dir"], cached["seconds"])
-    log.info("data: %s", report.to_dict())
+    train_rows, val_rows, report, cached = prepare_data(cfg, tokenizer, log, progress=data_progress(sink, log))
+    data_ready(sink, log, report, cached)
     tokens = TokenCounter(make_collator(tokenizer))
 
     def build_model():

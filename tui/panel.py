@@ -18,10 +18,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from rankwise.trainer.events import Checkpoint, Diagnosis, End, Error, Eval, Event, Log, Retry, Sample, Start, Step
+from rankwise.trainer.events import Checkpoint, Data, Diagnosis, End, Error, Eval, Event, Log, Retry, Sample, Start, Step
 
 from .formatting import GIB, clean, fmt_duration, fmt_gib, fmt_num, sparkline
-from .runview import RunView
+from .runview import RunView, data_text
 from .style import SEVERITY_MARK, message_style, severity_style, status_style
 
 __all__ = ["RunView", "render", "plain_line", "memory_text", "end_text", "retry_text"]
@@ -231,6 +231,8 @@ def plain_line(e: Event) -> str | None:
             line += f" (fix: {e.fix})"
     elif isinstance(e, Sample):
         line = f"sample step {_q(e.step)}: {_short(e.prompt)} → {_short(e.text)}"
+    elif isinstance(e, Data):
+        line = data_text(e)
     elif isinstance(e, Log) and e.level in ("warning", "error"):
         line = f"{e.level}: {e.message or ''}"
     elif isinstance(e, End):

@@ -12,9 +12,9 @@ from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from rankwise.trainer.events import Checkpoint, Diagnosis, End, Error, Eval, Event, Log, Retry, Sample, Start, Step
+from rankwise.trainer.events import Checkpoint, Data, Diagnosis, End, Error, Eval, Event, Log, Retry, Sample, Start, Step
 
-from .formatting import clean
+from .formatting import clean, fmt_duration
 
 SPARK_POINTS = 60  # the loss sparkline's width
 
@@ -79,6 +79,10 @@ class RunView:
             self.retries.append(e)
         elif isinstance(e, Log):
             self.logs.append((e.level or "info", clean(e.message or "")))
+        elif isinstance(e, Data):
+            if self.logs and self.logs[-1][1].startswith("data: reading") and e.phase == "progress":
+                self.logs.pop()  # the newest progress replaces the last one
+            self.logs.append(("warning" if e.skipped_rows or e.truncated_rows else "info", data_text(e)))
         elif isinstance(e, Error):
             self.error, self.error_hint = e.message, e.hint
         elif isinstance(e, Diagnosis):
@@ -164,3 +168,23 @@ def read_log_tail(path: Path, n: int = 4, max_bytes: int = 8192) -> list[str]:
         return []
     lines = [clean(l.split("\r")[-1]).strip() for l in data.splitlines()]
     return [l for l in lines if l][-n:]
+
+
+def data_text(e: Data) -> str:
+    """One line for a data event: progress (rows, rows/s, ETA) or what was done to the rows."""
+    if e.phase == "progress":
+        total = f" of ~{e.total_rows:,}" if e.total_rows else ""
+        rate = f", {e.rows_per_s:,.0f} rows/s" if e.rows_per_s else ""
+        eta = f", eta {fmt_duration(e.eta_s)}" if e.eta_s is not None else ""
+        return clean(f"data: reading {e.rows or 0:,}{total} rows{rate}{eta}")
+    parts = [f"data ready: {e.rows or 0:,} training rows" + (" (from the cache)" if e.cached else "")]
+    if e.skipped_rows:
+        parts.append(f"{e.skipped_rows:,} bad rows skipped")
+    if e.truncated_rows:
+        parts.append(f"{e.truncated_rows:,} truncated to max_seq_len")
+    if e.packing_efficiency is not None:
+        parts.append(f"packing {e.packing_efficiency:.0%} full")
+    line = ", ".join(parts)
+    if e.examples:
+        line += "; e.g. " + e.examples[0]
+    return clean(line)
