@@ -341,8 +341,10 @@ def model_unknown(ctx: Context) -> Finding | None:
 
 
 def _host(ctx: Context):
-    """The host plan (advisor/host_plan.py) when there is a model and a host to judge against."""
-    if ctx.judged is None or ctx.spec is None or ctx.hw is None or ctx.hw.host is None:
+    """The host plan (advisor/host_plan.py) when there is a model and a GPU machine's host to judge
+    against. Without a GPU nothing is judged, as with the fit: the config is being planned for a
+    GPU machine elsewhere (a CPU run's RAM is the estimate's peak, shown by `estimate`)."""
+    if ctx.judged is None or ctx.spec is None or ctx.hw is None or ctx.hw.host is None or not ctx.hw.has_gpu:
         return None
     from .host_plan import plan_host
 
