@@ -114,7 +114,7 @@ def test_axolotl_mapping():
            (2, 4, 2048, 2e-4, 4, 10, "cosine")
     assert t.grad_checkpointing and t.precision == "auto" and cfg.data.packing and cfg.data.val_ratio == 0.05
     assert cfg.data.path == "mhenrichsen/alpaca_2k_test"
-    assert any(n.startswith("flash_attention: not modelled") for n in notes)  # issue 12: said, not ignored
+    assert t.attention == "flash_attention_2"  # flash_attention: true (issue 11: modelled, no longer only said)
     assert t.optimizer == "adamw_torch"  # paged_adamw_32bit: 32-bit states, as adamw_torch for memory
 
 
@@ -224,10 +224,11 @@ def test_advise_never_imports_torch():
 # small foreign files: (yaml text, kind, expected dotted values, a note that must appear)
 FOREIGN = [
     ("load_in_4bit: true\nadapter: lora\nbase_model: llama-3.1-8b\n", "axolotl", {"method": "qlora"}, None),
-    ("adapter: lora\nload_in_8bit: true\nbase_model: x\n", "axolotl", {"method": "lora"}, "8-bit"),
+    ("adapter: lora\nload_in_8bit: true\nbase_model: x\n", "axolotl", {"method": "lora-8bit"}, None),  # issue 11
     ("adapter: qlora\nlora_target_modules: q_proj\nmax_steps: -1\nbase_model: x\n", "axolotl",
      {"lora.target_modules": ["q_proj"], "train.max_steps": None}, None),
-    ("model_name_or_path: x\nfinetuning_type: lora\nquantization_bit: 8\n", "llama-factory", {"method": "lora"}, "8-bit"),
+    ("model_name_or_path: x\nfinetuning_type: lora\nquantization_bit: 8\n", "llama-factory", {"method": "lora-8bit"},
+     None),
     ("model_name_or_path: x\nfinetuning_type: lora\ndisable_gradient_checkpointing: true\n"
      "lr_scheduler_type: cosine_with_restarts\n", "llama-factory",
      {"train.grad_checkpointing": False, "train.scheduler": "cosine"}, "cosine_with_restarts"),

@@ -167,6 +167,22 @@ def test_other_tools_keys_map_to_the_variants(tmp_path, text, method):
     assert read(f).cfg.method == method
 
 
+@pytest.mark.parametrize("text,attention,kernels", [
+    ("base_model: llama-3.1-8b\nadapter: lora\nflash_attention: true\n", "flash_attention_2", "none"),
+    ("base_model: llama-3.1-8b\nadapter: lora\nattn_implementation: eager\n", "eager", "none"),
+    ("base_model: llama-3.1-8b\nadapter: lora\nplugins: [axolotl.integrations.liger.LigerPlugin]\n"
+     "liger_fused_linear_cross_entropy: true\n", "auto", "liger"),
+    ("model_name_or_path: llama-3.1-8b\nfinetuning_type: lora\nflash_attn: disabled\nstage: sft\n", "eager", "none"),
+    ("model_name_or_path: llama-3.1-8b\nfinetuning_type: lora\nflash_attn: fa2\nenable_liger_kernel: true\n"
+     "stage: sft\n", "flash_attention_2", "liger"),
+])
+def test_other_tools_attention_and_liger_keys_map_to_the_options(tmp_path, text, attention, kernels):
+    f = tmp_path / "x.yaml"
+    f.write_text(text)
+    cfg = read(f).cfg
+    assert (cfg.train.attention, cfg.train.kernels) == (attention, kernels)
+
+
 # ------------------------------------------------------------------ the trainer on the CPU
 
 

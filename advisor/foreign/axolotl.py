@@ -18,6 +18,7 @@ Unknown keys: axolotl warns and drops them, so rankwise warns too.
 """
 from __future__ import annotations
 
+from ..config import ATTENTIONS
 from .known_keys import AXOLOTL_KEYS
 from .mapping import (Default, Out, Tool, dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
@@ -199,9 +200,6 @@ TABLE = {
 
 # keys that change memory, speed or advice in ways the estimate does not include
 NOT_MODELLED = {
-    "flash_attention": "FlashAttention: attention activations grow linearly with the sequence, not quadratically; "
-                       "the estimate assumes PyTorch SDPA",
-    "sdp_attention": "the attention kernel: activation memory and speed",
     "xformers_attention": "xFormers attention: activation memory and speed",
     "flex_attention": "flex attention: activation memory and speed",
     "s2_attention": "shifted-sparse attention (LongLoRA): activation memory at long sequences",
@@ -210,7 +208,6 @@ NOT_MODELLED = {
     "liger_rms_norm": "a Liger kernel: lower activation memory than estimated",
     "liger_glu_activation": "a Liger kernel: lower activation memory than estimated",
     "liger_layer_norm": "a Liger kernel: lower activation memory than estimated",
-    "liger_fused_linear_cross_entropy": "Liger fused linear cross-entropy: the logits are never materialised",
     "liger_cross_entropy": "a Liger kernel: lower activation memory than estimated",
     "lora_mlp_kernel": "axolotl's fused LoRA MLP kernel: less activation memory, faster steps",
     "lora_qkv_kernel": "axolotl's fused LoRA QKV kernel: less activation memory, faster steps",
@@ -264,9 +261,31 @@ NOT_MODELLED = {
 
 
 def _attn(value, out: Out):
-    if str(value).lower() not in ("eager", "sdpa", "none", "false"):
+    if str(value) in ATTENTIONS:
+        out.set("train.attention", str(value))
+    elif str(value).lower() not in ("none", "false"):
         out.not_modelled(f"attention kernel {value}: activation memory and speed (the estimate assumes SDPA)")
+
+
+def _attn_flag(attention: str):
+    """flash_attention: true / sdp_attention: true / eager_attention: true -> train.attention."""
+    def put(value, out: Out):
+        if value is True:
+            out.set("train.attention", attention)
+    return put
+
+
+def _liger_flce(value, out: Out):
+    """Liger's fused linear cross-entropy: what train.kernels: liger turns on (with the other Liger kernels)."""
+    if value is True:
+        out.set("train.kernels", "liger")
+
+
 TABLE["attn_implementation"] = _attn
+TABLE["flash_attention"] = _attn_flag("flash_attention_2")
+TABLE["sdp_attention"] = _attn_flag("sdpa")
+TABLE["eager_attention"] = _attn_flag("eager")
+TABLE["liger_fused_linear_cross_entropy"] = _liger_flce
 
 DEFAULTS = (
     Default("train.grad_accum", 1, "schemas/training.py: gradient_accumulation_steps default=1"),

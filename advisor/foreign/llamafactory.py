@@ -112,9 +112,21 @@ def _model(value, out: Out):
             break
 
 
+# LLaMA-Factory's flash_attn values (hparams/model_args.py AttentionFunction) -> train.attention
+FLASH_ATTN = {"fa2": "flash_attention_2", "sdpa": "sdpa", "disabled": "eager"}
+
+
 def _flash(value, out: Out):
-    if value and str(value).lower() not in ("auto", "sdpa", "disabled"):
+    attention = FLASH_ATTN.get(str(value).lower())
+    if attention:
+        out.set("train.attention", attention)
+    elif value and str(value).lower() != "auto":
         out.not_modelled(f"attention kernel {value}: activation memory and speed (the estimate assumes SDPA)")
+
+
+def _liger(value, out: Out):
+    if value is True:
+        out.set("train.kernels", "liger")
 
 
 FLAT = {
@@ -131,7 +143,7 @@ FLAT = {
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
     "save_total_limit": to("train.save_total_limit"), "packing": to("data.packing"), "val_size": _val,
     "max_samples": to("data.max_rows"), "stage": _stage, "pref_loss": _pref_loss, "deepspeed": _deepspeed,
-    "flash_attn": _flash,
+    "flash_attn": _flash, "enable_liger_kernel": _liger,
 }
 
 NOT_MODELLED = {
@@ -139,8 +151,6 @@ NOT_MODELLED = {
                   "the lr band differs from LoRA's)",
     "pissa_convert": "PiSSA conversion of the saved adapter",
     "loraplus_lr_ratio": "LoRA+: the B matrices learn at learning_rate x this ratio; the lr checks see the base lr",
-    "enable_liger_kernel": "Liger kernels (fused RMSNorm/SwiGLU/RoPE/cross-entropy): lower activation memory "
-                           "than estimated",
     "use_unsloth": "Unsloth's kernels and gradient offload: less memory than estimated",
     "use_unsloth_gc": "Unsloth's gradient-checkpointing offload: less memory than estimated",
     "neat_packing": "packing without cross-attention between packed sequences (same memory as packing)",

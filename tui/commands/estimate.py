@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 
 from rankwise.advisor import methods
-from rankwise.advisor.config import OPTIMIZERS, STRATEGY_CHOICES, TARGET_SETS
+from rankwise.advisor.config import ATTENTIONS, KERNELS, OPTIMIZERS, STRATEGY_CHOICES, TARGET_SETS
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.units import gib
 
 from ..style import FIT_LABEL, FIT_STYLE
 from .common import add_json, add_planning, hardware_from, print_json
 
-LABELS = {"base_weights": "base weights", "quant_constants": "NF4 quantization constants",
+LABELS = {"base_weights": "base weights", "quant_constants": "quantization constants",
           "unquantized_weights": "unquantized weights (embeddings, norms, lm_head)", "lora_params": "LoRA weights", "lora_grads": "LoRA gradients",
           "optimizer_states": "optimizer states", "lm_head_cast": "lm_head 16-bit copy", "ddp_buckets": "DDP gradient buckets",
           "activations": "activations", "logits_loss": "logits + loss", "allocator_overhead": "allocator overhead",
@@ -44,6 +44,11 @@ def register(sub) -> None:
     p.add_argument("--strategy", choices=STRATEGY_CHOICES,
                    help="with --gpus N > 1: ddp (full copy per GPU), fsdp (sharded; also FSDP+QLoRA), deepspeed "
                         "(ZeRO-3, estimated like FSDP); auto (default): DDP if it fits one GPU, else FSDP")
+    p.add_argument("--attention", choices=ATTENTIONS,
+                   help="attention kernel: eager keeps batch x heads x seq² scores per layer; sdpa/flash_attention_2 "
+                        "keep none (default auto = sdpa)")
+    p.add_argument("--kernels", choices=KERNELS,
+                   help="liger: Liger's fused linear cross-entropy, no vocabulary-sized logits (default none)")
     p.add_argument("--preset", dest="estimate_preset", metavar="NAME|FILE",
                    help="estimate a preset's config (flags override it)")
     add_json(p)
@@ -54,7 +59,7 @@ def register(sub) -> None:
 FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lora.target_modules": "--targets",
          "train.micro_batch": "--batch", "train.max_seq_len": "--seq", "train.grad_checkpointing": "--grad-checkpointing",
          "train.optimizer": "--optimizer", "quant.double_quant": "--no-double-quant", "distributed.gpus": "--gpus",
-         "distributed.strategy": "--strategy"}
+         "distributed.strategy": "--strategy", "train.attention": "--attention", "train.kernels": "--kernels"}
 
 
 def config_from_args(args):
@@ -88,7 +93,9 @@ def config_from_args(args):
         "train.micro_batch": args.batch, "train.max_seq_len": args.seq,
         "train.grad_checkpointing": args.grad_checkpointing, "train.optimizer": args.optimizer,
         "quant.double_quant": args.double_quant, "distributed.gpus": args.gpus or None,  # --gpus 0: no GPU
-        "distributed.strategy": getattr(args, "strategy", None)}.items() if v is not None}
+        "distributed.strategy": getattr(args, "strategy", None),
+        "train.attention": getattr(args, "attention", None), "train.kernels": getattr(args, "kernels", None)}.items()
+        if v is not None}
     try:
         cfg = with_values(cfg, patch)
     except ValidationError as e:
