@@ -279,3 +279,41 @@ def test_panel_eta_planned_before_steps_measured_after():
     plain = RunView()
     plain.update(Start(time=100.0, max_steps=10))
     assert plain.eta() is None and not plain.eta_planned
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"  # Textual runs on asyncio
+
+
+@pytest.mark.anyio
+async def test_advice_screen_shows_the_line_and_learns_from_a_run(tmp_path, monkeypatch):
+    """The Advice screen's line under the bars (Pilot), calibrated once an L4 run of the shape is recorded."""
+    from textual.widgets import Static
+    from tui_support import L4, NOW, SMALL_CATALOG, gpu_presets, text_of
+
+    from rankwise.tui.app import build_app
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for method in ("lora", "qlora"):  # whichever method the advice picks, one run has its shape
+        cfg = with_values(RunConfig(), {"model.name": "llama-3.1-8b", "method": method, "train.max_seq_len": 2048})
+        _record_run(tmp_path / "runs", f"l4-{method}", cfg, 9.0, "NVIDIA L4", method=method)
+    for runs, calibrated in ((tmp_path / "none", False), (tmp_path / "runs", True)):
+        app = build_app(hardware=L4, runs_dir=runs, catalog=SMALL_CATALOG, presets=gpu_presets(), clock=lambda: NOW)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press(*"llama-3.1-8b", "ctrl+n")
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+            mem = text_of(pilot.app.screen.query_one("#mem", Static))
+            assert "time " in mem and "tok/s" in mem and "host RAM" in mem and "disk" in mem
+            assert ("calibrated" in mem) is calibrated, mem
+
+
+def test_train_prints_the_plan_before_launch(tmp_path, capsys):
+    from rankwise.advisor.loader import load_config
+    from rankwise.advisor.presets import resolve_preset
+    from rankwise.tui.commands.train import _plan_line
+
+    _plan_line(load_config(resolve_preset("demo-cpu")), tmp_path / "runs")
+    err = capsys.readouterr().err
+    assert err.startswith("plan: peak ~") and "60 steps" in err and "host RAM" in err and "disk" in err
