@@ -317,3 +317,11 @@ def test_train_prints_the_plan_before_launch(tmp_path, capsys):
     _plan_line(load_config(resolve_preset("demo-cpu")), tmp_path / "runs")
     err = capsys.readouterr().err
     assert err.startswith("plan: peak ~") and "60 steps" in err and "host RAM" in err and "disk" in err
+
+
+def test_every_named_gpu_has_a_speed_and_a_price():
+    from rankwise.advisor.hardware import GPU_SPEED, GPU_TABLE
+    from rankwise.advisor.pricing import DEFAULT_PRICES
+
+    assert set(GPU_SPEED) == set(GPU_TABLE) == set(DEFAULT_PRICES)
+    assert all(s.tflops > 0 and s.bandwidth_gbs > 0 and s.source for s in GPU_SPEED.values())
