@@ -127,6 +127,10 @@ class QuantSection(Section):
     """Quantize the quantization constants too (saves ~0.37 bit/param)."""
     compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     """Dtype of the de-quantized matmuls. auto: bf16 where supported, else fp16 (fp32 on CPU)."""
+    kbit_upcast: bool = True
+    """Keep peft's fp32 upcast of the non-quantized weights (embeddings, norms, lm_head) of a
+    4-/8-bit base (prepare_model_for_kbit_training). false: cast them back to the compute
+    dtype, as axolotl does: less memory (16-bit embeddings, lm_head and residual stream)."""
 
 
 class TrainSection(Section):

@@ -90,8 +90,10 @@ def kbit_upcast(plan: Plan) -> bool:
     Not under FSDP/ZeRO-3: FSDP flattens each unit's parameters into one tensor of one dtype,
     so the FSDP+QLoRA recipe loads the model in the 4-bit storage dtype (bf16,
     `bnb_4bit_quant_storage`) and skips the fp32 upcast (peft docs, accelerate/fsdp.md "Use PEFT
-    QLoRA and FSDP"; TRL's SFTTrainer skips prepare_model_for_kbit_training for sharded QLoRA)."""
-    return plan.stack.kbit_upcast and not plan.sharded
+    QLoRA and FSDP"; TRL's SFTTrainer skips prepare_model_for_kbit_training for sharded QLoRA).
+    Nor with `quant.kbit_upcast: false` (the worker casts them back to the compute dtype, as axolotl's
+    loaders/model.py `_convert_embedding_modules_dtype` does after prepare_model_for_kbit_training)."""
+    return plan.stack.kbit_upcast and plan.kbit_upcast and not plan.sharded
 
 
 def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:

@@ -243,3 +243,34 @@ def test_8bit_lora_trains_on_an_llm_int8_base(tmp_path):
 def test_eager_attention_trains(tmp_path):
     run_dir = _trains(tmp_path, "train.attention=eager")
     assert "eager" in (run_dir / "config.yaml").read_text()
+
+
+# ------------------------------------------------------------------ the k-bit fp32 upcast
+
+
+@pytest.mark.parametrize("method", [QLORA, LORA8, QDORA])
+def test_undoing_the_kbit_upcast_keeps_the_other_weights_and_the_stream_16_bit(method):
+    up, down = Plan(method, seq_len=4096), Plan(method, seq_len=4096, kbit_upcast=False)
+    eu, ed = estimate(SPEC, up), estimate(SPEC, down)
+    rest = eu.components["unquantized_weights"] // 4  # embeddings, norms, lm_head: fp32 when upcast
+    assert ed.components["unquantized_weights"] == 2 * rest
+    assert (stream_bytes(up), stream_bytes(down)) == (4, 2)
+    assert "lm_head_cast" in eu.components and "lm_head_cast" not in ed.components
+    # checkpointing keeps each layer's input: in the stream's dtype
+    assert eu.components["activations"] - ed.components["activations"] >= 4096 * SPEC.num_layers * 2 * SPEC.hidden_size
+    assert not any("prepare_model_for_kbit_training casts" in a for a in ed.assumptions)
+
+
+def test_the_upcast_option_reaches_the_plan_and_does_nothing_to_a_16bit_base():
+    cfg = RunConfig.model_validate({"quant": {"kbit_upcast": False}})
+    assert Plan.from_config(cfg, method=QLORA).kbit_upcast is False
+    assert estimate(SPEC, Plan(LORA, kbit_upcast=False)).peak_bytes == estimate(SPEC, Plan(LORA)).peak_bytes
+
+
+@pytest.mark.slow
+def test_qlora_trains_with_the_upcast_undone(tmp_path):
+    run_dir = _trains(tmp_path, "quant.kbit_upcast=false", "quant.compute_dtype=bfloat16", preset="demo-cpu-qlora")
+    log = (run_dir / "train.log").read_text()
+    import re
+    n = re.search(r"quant.kbit_upcast false: (\d+) non-quantized tensors kept in torch.bfloat16", log)
+    assert n and int(n.group(1)) > 0, log[-2000:]

@@ -168,10 +168,10 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 
     def build_model():
         kwargs = dict(trust_remote_code=cfg.model.trust_remote_code,  # None: safetensors first, then .bin
-        if attn:
-            kwargs["attn_implementation"] = attn
                       use_safetensors=None if cfg.model.allow_unsafe_weights else True)
         how = METHODS[method]  # how the base is stored (methods.py)
+        if attn:
+            kwargs["attn_implementation"] = attn
         if how.quantized:
             # sharded (FSDP/ZeRO-3): the quantized weights are stored in the compute dtype and the model
             # loads in it, with no device_map (peft docs, "Use PEFT QLoRA and FSDP"; see FourBit.load_kwargs)
@@ -195,6 +195,11 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         elif how.quantized:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.grad_checkpointing,
                                                     gradient_checkpointing_kwargs={"use_reentrant": False})
+            if not cfg.quant.kbit_upcast:  # undo peft's fp32 upcast of the non-quantized weights (as axolotl does)
+                cast = [p for p in model.parameters() if p.dtype == torch.float32 and p.dtype != compute_dtype]
+                for p in cast:
+                    p.data = p.data.to(compute_dtype)
+                log.info("quant.kbit_upcast false: %d non-quantized tensors kept in %s", len(cast), compute_dtype)
         targets = cfg.lora.target_modules
         targets = spec.target_set(targets) if isinstance(targets, str) else list(targets)
         torch.manual_seed(cfg.train.seed)  # the same LoRA init on every (re)build
@@ -221,9 +226,9 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             save_total_limit=t.save_total_limit,
             eval_strategy="steps" if val_rows else "no", eval_steps=t.eval_steps or t.save_steps,
             bf16=precision == "bf16" and device == "cuda", fp16=precision == "fp16",
-            use_liger_kernel=liger,  # HF Trainer's Liger integration (kernel_options checked it can run)
             use_cpu=device == "cpu", report_to=["tensorboard"] if t.report_to == "tensorboard" else "none",
             disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
+            use_liger_kernel=liger,  # HF Trainer's Liger integration (kernel_options checked it can run)
             # HF then keeps the best checkpoint out of save_total_limit's rotation: a run the doctor
             # stops (train.stop_on) keeps it as the adapter
             metric_for_best_model="eval_loss" if val_rows else None, greater_is_better=False if val_rows else None,
@@ -338,6 +343,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 
 
 # ------------------------------------------------------------------------------- helpers
+
+
 def kernel_options(cfg, device: str) -> tuple[str | None, bool]:
     """(attn_implementation for from_pretrained, or None for transformers' choice; use Liger?).
     Options this machine cannot run are bad input (exit 2), said before anything loads."""
@@ -360,8 +367,6 @@ def kernel_options(cfg, device: str) -> tuple[str | None, bool]:
             raise RankwiseError("train.kernels liger runs Triton kernels, which need a GPU; this machine has none",
                                 "set train.kernels: none on the CPU")
     return attn, liger
-
-
 
 
 def _forecast(spec, cfg, ctx, hw, run_dir: Path):

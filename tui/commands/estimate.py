@@ -47,6 +47,8 @@ def register(sub) -> None:
     p.add_argument("--attention", choices=ATTENTIONS,
                    help="attention kernel: eager keeps batch x heads x seq² scores per layer; sdpa/flash_attention_2 "
                         "keep none (default auto = sdpa)")
+    p.add_argument("--kbit-upcast", dest="kbit_upcast", action=argparse.BooleanOptionalAction, default=None,
+                   help="4-/8-bit base: keep peft's fp32 upcast of embeddings, norms, lm_head (default on)")
     p.add_argument("--kernels", choices=KERNELS,
                    help="liger: Liger's fused linear cross-entropy, no vocabulary-sized logits (default none)")
     p.add_argument("--preset", dest="estimate_preset", metavar="NAME|FILE",
@@ -59,7 +61,8 @@ def register(sub) -> None:
 FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lora.target_modules": "--targets",
          "train.micro_batch": "--batch", "train.max_seq_len": "--seq", "train.grad_checkpointing": "--grad-checkpointing",
          "train.optimizer": "--optimizer", "quant.double_quant": "--no-double-quant", "distributed.gpus": "--gpus",
-         "distributed.strategy": "--strategy", "train.attention": "--attention", "train.kernels": "--kernels"}
+         "distributed.strategy": "--strategy", "train.attention": "--attention", "train.kernels": "--kernels",
+         "quant.kbit_upcast": "--kbit-upcast"}
 
 
 def config_from_args(args):
@@ -94,7 +97,8 @@ def config_from_args(args):
         "train.grad_checkpointing": args.grad_checkpointing, "train.optimizer": args.optimizer,
         "quant.double_quant": args.double_quant, "distributed.gpus": args.gpus or None,  # --gpus 0: no GPU
         "distributed.strategy": getattr(args, "strategy", None),
-        "train.attention": getattr(args, "attention", None), "train.kernels": getattr(args, "kernels", None)}.items()
+        "train.attention": getattr(args, "attention", None), "train.kernels": getattr(args, "kernels", None),
+        "quant.kbit_upcast": getattr(args, "kbit_upcast", None)}.items()
         if v is not None}
     try:
         cfg = with_values(cfg, patch)
