@@ -43,6 +43,7 @@ def test_lora_trains_the_loss_falls_and_the_adapter_reloads(tmp_path):
     start, steps, end = of_type(evs, "start")[0], of_type(evs, "step"), of_type(evs, "end")[-1]
     assert (start["method"], start["device"], start["max_steps"], start["micro_batch"]) == ("lora", "cpu", 16, 4)
     assert start["estimate_peak_gib"] > 0 and start["train_rows"] + start["val_rows"] == 64
+    assert start["device_name"] == "cpu" and start["planned_s"] > 0  # the time planner's seconds for the 16 steps
     assert [e["step"] for e in steps] == list(range(1, 17))
     first, last = sum(e["loss"] for e in steps[:3]) / 3, sum(e["loss"] for e in steps[-3:]) / 3
     assert last < 0.8 * first, (first, last)
