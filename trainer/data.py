@@ -91,15 +91,29 @@ class _Rendered:
 
 
 class _Counter:
+    """Bad rows: raised at once, or (skipping) counted with the first MAX_EXAMPLES in file order
+    (rows the reader rejects arrive before those the tokenizer rejects in the same batch)."""
+
     def __init__(self, skip: bool):
         self.skip, self.skipped, self.examples, self.truncated = skip, 0, [], 0
+        self._order: list[tuple] = []
 
     def bad(self, where: str, reason: str) -> None:
         if not self.skip:
             raise RankwiseError(f"{where}: {reason}", SKIP_HINT)
         self.skipped += 1
-        if len(self.examples) < MAX_EXAMPLES:
-            self.examples.append(f"{where}: {reason}")
+        key = _row_order(where)
+        if len(self.examples) < MAX_EXAMPLES or key < self._order[-1]:
+            at = bisect.bisect(self._order, key)
+            self._order.insert(at, key)
+            self.examples.insert(at, f"{where}: {reason}")
+            del self._order[MAX_EXAMPLES:], self.examples[MAX_EXAMPLES:]
+
+
+def _row_order(where: str) -> tuple:
+    """("file", N) from "file:N" or "file row N" (see advisor.dataset.location)."""
+    head, _, n = where.rpartition(" row ") if " row " in where else where.rpartition(":")
+    return (head, int(n)) if n.isdigit() else (where, 0)
 
 
 # --------------------------------------------------------------------------- reading

@@ -189,6 +189,32 @@ def prepare_data(cfg: RunConfig, tokenizer, log=None, build=None, progress=None)
     return train, val, report, info
 
 
+def scan_once(path: str | Path, declared: str = "auto", columns: dict[str, str] | None = None):
+    """advisor.dataset.scan over the whole file, remembered by the file's content (and the format,
+    columns and reading code): the pre-flight check of a re-run, a resume or a sweep trial over a
+    million rows costs a hash, not a second read."""
+    from rankwise.advisor.dataset import DatasetScan, scan
+
+    rules = hashlib.blake2b(SOURCES[1].read_bytes(), digest_size=8).hexdigest()
+    key = hashlib.blake2b(json.dumps([content_fingerprint(path), declared, columns, rules, str(path)],
+                                     sort_keys=True).encode(), digest_size=12).hexdigest()
+    memo = cache_root() / "scans" / f"{key}.json"
+    try:
+        d = json.loads(memo.read_text())
+        return DatasetScan(**{**d, "fields": tuple(d["fields"])})
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    found = scan(path, declared=declared, columns=columns)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(found.to_dict()))
+        os.replace(tmp, memo)
+    except OSError:  # a read-only cache folder: the scan still stands
+        pass
+    return found
+
+
 # --------------------------------------------------------------------------- telling the user
 
 def data_progress(sink, log):
@@ -224,7 +250,7 @@ def entries(root: Path | None = None) -> list[dict]:
     out = []
     if not root.is_dir():
         return out
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and (p / "meta.json").exists()):
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and (p / "meta.json").exists()):  # not scans/
         try:
             meta = json.loads((folder / "meta.json").read_text())
         except (OSError, ValueError):
@@ -242,6 +268,7 @@ def clear(root: Path | None = None) -> tuple[int, int]:
     for e in found:
         shutil.rmtree(e["dir"], ignore_errors=True)
     if root.is_dir():
+        shutil.rmtree(root / "scans", ignore_errors=True)
         for stale in list(root.glob("*.tmp*")) + list(root.glob("*.lock")):
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     return len(found), sum(e["bytes"] for e in found)

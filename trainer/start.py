@@ -171,9 +171,11 @@ def check_inputs(cfg: RunConfig, force: bool = False) -> None:
 def check_rows(key: str, path: str, cfg: RunConfig) -> None:
     """Read every row once (no tokenizer, no torch) so a bad row stops us before the run dir exists.
     Rows that only tokenizing can reject (a response truncated away) are still caught by the worker."""
-    from rankwise.advisor.dataset import preference_error, scan, unknown_format
+    from rankwise.advisor.dataset import preference_error, unknown_format
 
-    found = scan(path, declared=cfg.data.format, columns=cfg.data.columns)
+    from .data_cache import scan_once  # remembered by content: a re-run or sweep trial does not read it again
+
+    found = scan_once(path, cfg.data.format, cfg.data.columns)
     if found.rows == 0:
         raise RankwiseError(f"{key}: {path} holds no rows", "point it at a file with training examples")
     if found.format is None:
@@ -181,9 +183,11 @@ def check_rows(key: str, path: str, cfg: RunConfig) -> None:
     if found.format == "preference":
         raise preference_error(path, dict.fromkeys(found.fields))
     if found.bad_rows and not cfg.data.skip_bad_rows:
-        more = f" (and {found.bad_rows - 1} more bad row{'s' if found.bad_rows > 2 else ''})" if found.bad_rows > 1 else ""
+        more = (f" (and {found.bad_rows - 1} more bad row{'s' if found.bad_rows > 2 else ''}: "
+                + "; ".join(found.first_problems[1:3]) + (", ..." if found.bad_rows > 3 else "") + ")"
+                if found.bad_rows > 1 else "")
         raise RankwiseError(f"{found.first_problems[0]}{more}",
-                            "fix the row, or set data.skip_bad_rows: true to skip and count bad rows")
+                            "fix the rows, or set data.skip_bad_rows: true to skip and count bad rows")
     if found.bad_rows == found.rows:
         raise RankwiseError(f"{key}: every row of {path} is bad, e.g. {found.first_problems[0]}",
                             "check the file's format (data.format) and fields")
