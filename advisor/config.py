@@ -31,7 +31,7 @@ Strategy = Literal["ddp", "fsdp", "deepspeed"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 StrategyChoice = Literal[("auto",) + STRATEGIES]  # type: ignore[valid-type]  # auto: DDP if it fits, else FSDP
 STRATEGY_CHOICES: tuple[str, ...] = get_args(StrategyChoice)
-Precision = Literal["auto", "bf16", "fp16", "fp32"]
+Precision = Literal["auto", "bf16", "fp16", "fp32", "pure_bf16"]
 DoctorCode = Literal[tuple(DOCTOR_CODES)]  # type: ignore[valid-type]  # advisor/doctor.py's diagnoses
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 Scheduler = Literal["cosine", "linear", "constant"]
@@ -161,7 +161,9 @@ class TrainSection(Section):
     max_grad_norm: float = Field(1.0, ge=0.0)
     """Gradient clipping norm (0 disables)."""
     precision: Precision = "auto"
-    """Training precision. auto: bf16 where the GPU has it, else fp16; fp32 on CPU."""
+    """Training precision. auto: bf16 where the GPU has it, else fp16; fp32 on CPU. bf16/fp16:
+    16-bit weights under autocast, adapters and optimizer states fp32. pure_bf16: no autocast,
+    adapters and AdamW states bf16 too (less memory, less precise updates)."""
     attention: Attention = "auto"
     """Attention kernel (transformers attn_implementation). auto/sdpa: PyTorch SDPA, no
     seq×seq scores kept; eager: plain matmul+softmax, keeps batch×heads×seq² scores per layer

@@ -119,6 +119,13 @@ def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
             "unquantized_weights": rest * rest_bytes}
 
 
+def adapter_bytes(plan: Plan) -> int:
+    """Bytes per LoRA element (weights, their gradients, each AdamW state). The stack's (hf: fp32, peft
+    autocast_adapter_dtype=True); pure bf16 loads the adapters with autocast_adapter_dtype=False, so they,
+    their gradients and torch AdamW's exp_avg/exp_avg_sq (created like the parameter) are bf16."""
+    return 2 if plan.pure_bf16 else plan.stack.adapter_bytes
+
+
 def _optimizer_bytes(n: int, optimizer: str, param_bytes: int = 4) -> int:
     if optimizer == "adamw_torch":
         return 2 * param_bytes * n  # exp_avg + exp_avg_sq in the parameter's dtype (torch.optim.AdamW)
@@ -313,7 +320,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
         trainable += sum(l.count * l.d_out for l in adapted)
 
     comps: dict[str, int] = dict(_weights(spec, plan))
-    ab = plan.stack.adapter_bytes
+    ab = adapter_bytes(plan)
     comps["lora_params"] = ab * trainable  # hf: peft autocast_adapter_dtype keeps adapters in fp32
     comps["lora_grads"] = ab * trainable
     comps["optimizer_states"] = _optimizer_bytes(trainable, plan.optimizer, ab)
@@ -358,7 +365,7 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
     out = [
         f"stack: {stack}",
         f"adapted modules: {', '.join(dict.fromkeys(l.name for l in adapted))}; LoRA weights, grads and AdamW "
-        f"states kept in {8 * st.adapter_bytes}-bit",
+        f"states kept in {8 * adapter_bytes(plan)}-bit" + (" (pure bf16: no autocast)" if plan.pure_bf16 else ""),
         f"per-GPU micro-batch {plan.micro_batch} x {plan.seq_len} tokens, every sequence padded to full length (no packing savings)",
     ]
     if not is_analytic(spec.model_type):

@@ -76,6 +76,7 @@ class Plan:
     stack: Stack = HF  # which training stack's memory layout; rankwise trains with HF (bench/stacks.py has others)
     strategy: str = "ddp"  # ddp | fsdp | deepspeed (see STRATEGIES); with gpus=1 ddp is plain one-GPU training
     attention: str = "sdpa"  # sdpa | eager | flash_attention_2 (config.ATTENTIONS; auto is sdpa)
+    pure_bf16: bool = False  # train.precision pure_bf16: no autocast, bf16 adapters and optimizer states
     kbit_upcast: bool = True  # quant.kbit_upcast: keep peft's fp32 upcast of a quantized base's other weights
     loss: str = "standard"  # standard: vocab-sized logits; fused: Liger's fused linear cross-entropy (LOSSES)
 
@@ -108,6 +109,7 @@ class Plan:
             gpus=gpus, lora_dropout=cfg.lora.dropout > 0, strategy="ddp" if strategy == "auto" else strategy,
             attention="sdpa" if cfg.train.attention == "auto" else cfg.train.attention,
             loss=KERNEL_LOSS[cfg.train.kernels], kbit_upcast=cfg.quant.kbit_upcast,
+            pure_bf16=cfg.train.precision == "pure_bf16",
         )
 
 

@@ -274,3 +274,29 @@ def test_qlora_trains_with_the_upcast_undone(tmp_path):
     import re
     n = re.search(r"quant.kbit_upcast false: (\d+) non-quantized tensors kept in torch.bfloat16", log)
     assert n and int(n.group(1)) > 0, log[-2000:]
+
+
+# ------------------------------------------------------------------ pure bf16
+
+
+@pytest.mark.parametrize("method,optimizer", [(LORA, "adamw_torch"), (QLORA, "adamw_torch"), (DORA, "adamw_8bit")])
+def test_pure_bf16_halves_the_adapter_its_grads_and_adamw_states(method, optimizer):
+    auto, pure = Plan(method, optimizer=optimizer), Plan(method, optimizer=optimizer, pure_bf16=True)
+    ea, ep = estimate(SPEC, auto), estimate(SPEC, pure)
+    n = ea.trainable_params
+    assert (ea.components["lora_params"], ep.components["lora_params"]) == (4 * n, 2 * n)
+    assert (ea.components["lora_grads"], ep.components["lora_grads"]) == (4 * n, 2 * n)
+    if optimizer == "adamw_torch":  # exp_avg, exp_avg_sq in the parameter's dtype
+        assert (ea.components["optimizer_states"], ep.components["optimizer_states"]) == (8 * n, 4 * n)
+    else:  # 8-bit states do not depend on the parameter's dtype
+        assert ea.components["optimizer_states"] == ep.components["optimizer_states"]
+    assert RunConfig.model_validate({"train": {"precision": "pure_bf16"}}).train.precision == "pure_bf16"
+    assert Plan.from_config(RunConfig.model_validate({"train": {"precision": "pure_bf16"}}), method=method).pure_bf16
+
+
+@pytest.mark.slow
+def test_pure_bf16_trains_bf16_adapters(tmp_path):
+    from train_helpers import adapter_weights
+    run_dir = _trains(tmp_path, "train.precision=pure_bf16")
+    import torch
+    assert {t.dtype for t in adapter_weights(run_dir / "adapter").values()} == {torch.bfloat16}

@@ -223,7 +223,7 @@ def world_size(env: dict | None = None) -> int:
 
 def mixed_precision(precision: str, bf16: bool) -> str:
     """train.precision → accelerate's mixed_precision (auto: bf16 where the GPUs have it, else fp16)."""
-    return {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}.get(precision, "bf16" if bf16 else "fp16")
+    return {"fp32": "no", "pure_bf16": "no", "fp16": "fp16", "bf16": "bf16"}.get(precision, "bf16" if bf16 else "fp16")
 
 
 def plan(cfg, spec, hw, *, gpus: int | None = None, processes: int | None = None, nodes: int | None = None,

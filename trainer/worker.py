@@ -149,10 +149,12 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         precision = ("bf16" if bf16_ok else "fp16") if device == "cuda" else "fp32"
     if device == "cpu" and precision == "fp16":
         raise RankwiseError("train.precision fp16 needs a GPU", "set train.precision: auto (fp32 on CPU) or bf16")
-    weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    pure = precision == "pure_bf16"  # no autocast: weights, adapters and optimizer states all bf16
+    weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
+                    "pure_bf16": torch.bfloat16}[precision]
     compute = cfg.quant.compute_dtype
     compute_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
-        compute, torch.float32 if device == "cpu" else (torch.bfloat16 if bf16_ok else torch.float16))
+        compute, torch.bfloat16 if pure else torch.float32 if device == "cpu" else (torch.bfloat16 if bf16_ok else torch.float16))
     attn, liger = kernel_options(cfg, device)
     optim = cfg.resolved_optimizer(method)
     if sharded and cfg.train.optimizer == "auto":
@@ -206,7 +208,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha_value, lora_dropout=cfg.lora.dropout,
                           bias=cfg.lora.bias, target_modules=targets, use_rslora=cfg.lora.use_rslora,
                           task_type="CAUSAL_LM", **how.peft)
-        return get_peft_model(model, lora)
+        return get_peft_model(model, lora, autocast_adapter_dtype=not pure)  # pure bf16: adapters stay bf16
 
     def build_trainer(model, micro: int, accum: int):
         t = cfg.train

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from rankwise.advisor import methods
-from rankwise.advisor.config import ATTENTIONS, KERNELS, OPTIMIZERS, STRATEGY_CHOICES, TARGET_SETS
+from rankwise.advisor.config import ATTENTIONS, KERNELS, OPTIMIZERS, PRECISIONS, STRATEGY_CHOICES, TARGET_SETS
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.units import gib
 
@@ -47,6 +47,8 @@ def register(sub) -> None:
     p.add_argument("--attention", choices=ATTENTIONS,
                    help="attention kernel: eager keeps batch x heads x seq² scores per layer; sdpa/flash_attention_2 "
                         "keep none (default auto = sdpa)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="pure_bf16: no autocast, bf16 adapters and optimizer states; fp32: 4-byte compute (default auto)")
     p.add_argument("--kbit-upcast", dest="kbit_upcast", action=argparse.BooleanOptionalAction, default=None,
                    help="4-/8-bit base: keep peft's fp32 upcast of embeddings, norms, lm_head (default on)")
     p.add_argument("--kernels", choices=KERNELS,
@@ -62,7 +64,7 @@ FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lor
          "train.micro_batch": "--batch", "train.max_seq_len": "--seq", "train.grad_checkpointing": "--grad-checkpointing",
          "train.optimizer": "--optimizer", "quant.double_quant": "--no-double-quant", "distributed.gpus": "--gpus",
          "distributed.strategy": "--strategy", "train.attention": "--attention", "train.kernels": "--kernels",
-         "quant.kbit_upcast": "--kbit-upcast"}
+         "quant.kbit_upcast": "--kbit-upcast", "train.precision": "--precision"}
 
 
 def config_from_args(args):
@@ -98,7 +100,8 @@ def config_from_args(args):
         "quant.double_quant": args.double_quant, "distributed.gpus": args.gpus or None,  # --gpus 0: no GPU
         "distributed.strategy": getattr(args, "strategy", None),
         "train.attention": getattr(args, "attention", None), "train.kernels": getattr(args, "kernels", None),
-        "quant.kbit_upcast": getattr(args, "kbit_upcast", None)}.items()
+        "quant.kbit_upcast": getattr(args, "kbit_upcast", None),
+        "train.precision": getattr(args, "precision", None)}.items()
         if v is not None}
     try:
         cfg = with_values(cfg, patch)
