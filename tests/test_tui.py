@@ -387,6 +387,9 @@ async def test_edit_a_preset_in_advice_and_launch_it(tmp_path):
         await set_field(pilot, "lora.r", "8")
         assert app.screen.cfg.lora.r == 8
         await pilot.press("ctrl+l")
+        await pilot.pause()
+        assert "r=8" in app.screen.question  # the one-line confirmation of what starts
+        await pilot.press("y")
         await watch_run(pilot)
         screen = app.screen
         assert isinstance(screen, RunScreen) and screen.view.status == "finished", screen.view
@@ -507,3 +510,69 @@ async def test_s_on_presets_starts_a_sweep_through_the_same_checks(tmp_path):
         errors = [n.message for n in pilot.app._notifications if n.severity == "error"]
         assert errors and "catalog" in errors[-1]
         assert not (tmp_path / "runs" / "sweeps").exists()  # refused before its folder is made
+
+
+# ---- issue 16: what is on screen is what runs; keys land where they were typed
+
+
+async def test_save_and_launch_refuse_while_a_field_is_invalid(tmp_path):
+    """`rank 8x` on screen: ^s and ^l refuse, name the rank and focus it; nothing is written."""
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot)
+        screen.cfg = screen.cfg.model_copy(update={"data": screen.cfg.data.model_copy(update={"path": "x.jsonl"})})
+        await set_field(pilot, "lora.r", "8x")
+        pilot.app.screen.query_one("#f-lora--dropout", Input).focus()
+        for key in ("ctrl+s", "ctrl+l"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert pilot.app.screen is screen, f"{key} opened a dialog over an invalid form"
+            assert screen.focused is screen.query_one("#f-lora--r", Input)
+            said = [n.message for n in pilot.app._notifications]
+            assert any("rank is invalid" in m for m in said), said
+        assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.yaml"))
+
+
+async def test_stale_bars_and_flags_say_so(tmp_path):
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot)
+        assert "last valid value" not in text_of(screen.query_one("#mem", Static))
+        await set_field(pilot, "lora.r", "8x")
+        assert "showing the last valid value" in text_of(screen.query_one("#mem", Static))
+        assert "last valid value" in str(screen.query_one("#flags-title").content)
+        await set_field(pilot, "lora.r", "8")
+        assert "last valid value" not in text_of(screen.query_one("#mem", Static))
+        assert "last valid value" not in str(screen.query_one("#flags-title").content)
+
+
+async def test_launch_confirms_method_rank_and_fit_in_one_line(tmp_path):
+    from rankwise.tui.screens.dialogs import ConfirmScreen
+
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot)
+        screen.cfg = screen.cfg.model_copy(update={"data": screen.cfg.data.model_copy(update={"path": "x.jsonl"})})
+        await set_field(pilot, "lora.r", "24")
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        dialog = pilot.app.screen
+        assert isinstance(dialog, ConfirmScreen)
+        assert "\n" not in dialog.question
+        assert "r=24" in dialog.question and "LoRA" in dialog.question and "NVIDIA L4" in dialog.question
+        assert any(w in dialog.question for w in ("fits", "tight", "won't fit"))
+        await pilot.press("n")
+        await pilot.pause()
+        assert pilot.app.screen is screen
+        assert not (tmp_path / "runs" / ".launched").exists()  # nothing started, nothing written
+
+
+async def test_save_dialog_takes_a_name(tmp_path):
+    from rankwise.advisor.loader import load_config
+
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await to_advice(pilot)
+        await set_field(pilot, "lora.r", "24")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press("ctrl+u", *"mychat", "enter")
+        await pilot.pause()
+        path = tmp_path / "runs" / "presets" / "mychat.yaml"
+        assert load_config(path).lora.r == 24

@@ -25,7 +25,7 @@ from rankwise.advisor.config import BIASES, OPTIMIZER_CHOICES, SCHEDULERS, TARGE
 from rankwise.advisor.methods import DEFAULT as DEFAULT_METHOD, METHOD_NAMES, METHODS
 
 from ..context import LAUNCHED_PRESETS, SAVED_PRESETS
-from ..style import GOOD, SEVERITY_MARK, message_style, severity_style
+from ..style import FIT_LABEL, GOOD, SEVERITY_MARK, message_style, severity_style
 from ..widgets.bars import estimate_bar, legend
 
 # (dotted key, label, choices or None for a typed value); the choices are the schema's enumerations
@@ -74,6 +74,16 @@ def parsed(key: str, text: str):
     if text == "" and key == "lora.alpha":
         return None
     return text
+
+
+def preset_path(answer: str, folder: Path) -> Path:
+    """The save dialog's answer: a bare name is `folder/NAME.yaml` (listed on Presets); a path is
+    kept, with `.yaml` added when it has no suffix."""
+    answer = answer.strip()
+    if "/" not in answer and not answer.startswith("~"):
+        return folder / (answer if answer.endswith((".yaml", ".yml")) else f"{answer}.yaml")
+    path = Path(answer).expanduser()
+    return path if path.suffix in (".yaml", ".yml") else path.with_name(path.name + ".yaml")
 
 
 TALL = 32  # rows from which the advisor's notes and fit suggestions are shown too
@@ -125,6 +135,8 @@ class AdviceScreen(Screen):
         self.reasons: dict[str, str] = {}
         self.findings: list = []
         self.estimates: dict = {}
+        self.invalid: dict[str, str] = {}  # field key -> why its text is not a valid value
+        self._mem = Text()  # the bars of the last valid config
         self.hardware = request.hardware if request is not None else None
 
     def compose(self) -> ComposeResult:
@@ -140,7 +152,7 @@ class AdviceScreen(Screen):
                         else:
                             yield Input(id=wid(key), compact=True)
             with Vertical(id="flags-col"):
-                yield Label("Red flags", classes="title")
+                yield Label("Red flags", classes="title", id="flags-title")
                 yield OptionList(id="flags", compact=True)
                 yield Static("", id="flag-detail")
                 yield Static("", id="notes")
@@ -229,18 +241,49 @@ class AdviceScreen(Screen):
         try:
             cfg = with_values(self.cfg, self.form_values())
         except ValidationError as e:
-            bad = {".".join(str(p) for p in err["loc"][:2]) for err in e.errors()}
+            self.invalid = {}
+            for err in e.errors():
+                where = ".".join(str(p) for p in err["loc"])
+                key = next((k for k, *_ in FIELDS if where == k or where.startswith(k + ".")), where)
+                self.invalid.setdefault(key, err["msg"])
             for key, *_ in FIELDS:
-                self.query_one(f"#row-{wid(key)}").set_class(any(b.startswith(key) for b in bad), "invalid")
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            self.query_one("#reason", Static).update(Text(f"{where}: {first['msg']}", style=message_style("error")))
+                self.query_one(f"#row-{wid(key)}").set_class(key in self.invalid, "invalid")
+            key, msg = next(iter(self.invalid.items()))
+            self.query_one("#reason", Static).update(Text(f"{key}: {msg}", style=message_style("error")))
+            self.show_stale()
             return
         for key, *_ in FIELDS:
             self.query_one(f"#row-{wid(key)}").remove_class("invalid")
+        self.invalid = {}
         self.cfg = cfg
         self.recompute()
         self.show_reason(self.focused)
+
+    def label_of(self, key: str) -> str:
+        return next((label for k, label, _ in FIELDS if k == key), key)
+
+    def show_stale(self) -> None:
+        """Bars and flags are those of the last valid config while a field is invalid: say so."""
+        stale = bool(self.invalid)
+        mem = Text()
+        if stale:
+            label = self.label_of(next(iter(self.invalid)))
+            mem.append(f"showing the last valid value: {label} is invalid\n", style=message_style("warning"))
+        mem.append_text(self._mem)
+        self.query_one("#mem", Static).update(mem)
+        self.query_one("#flags-title", Label).update("Red flags (last valid value)" if stale else "Red flags")
+
+    def refuse_invalid(self, what: str) -> bool:
+        """Save and launch use what is on screen: while a field is invalid they refuse, naming and
+        focusing it."""
+        if not self.invalid:
+            return False
+        key, msg = next(iter(self.invalid.items()))
+        widget = self.query(f"#{wid(key)}")
+        if widget:
+            widget.first().focus()
+        self.notify(f"not {what}: {self.label_of(key)} is invalid ({msg})", severity="error")
+        return True
 
     # ---- memory and red flags (pure advisor calls, milliseconds)
     def recompute(self) -> None:
@@ -273,7 +316,8 @@ class AdviceScreen(Screen):
             ahead = self._forecast(judged.get(chosen or DEFAULT_METHOD))
             if ahead is not None:
                 mem.append("\n" + ahead.line(), style="dim")
-        self.query_one("#mem", Static).update(mem)
+        self._mem = mem
+        self.show_stale()
         self.findings = check(self.cfg, self.spec, hw)
         flags = self.query_one("#flags", OptionList)
         keep = flags.highlighted
@@ -370,39 +414,60 @@ class AdviceScreen(Screen):
         return "".join(c if c.isalnum() or c in "._-" else "-" for c in name)
 
     def action_save(self) -> None:
-        if self.cfg is None:
+        if self.cfg is None or self.refuse_invalid("saved"):
             return
         from .dialogs import PathScreen
 
-        default = self.app.ctx.runs_dir / SAVED_PRESETS / f"{self.preset_name()}.yaml"
+        folder = self.app.ctx.runs_dir / SAVED_PRESETS
+        cfg = self.cfg
 
-        def done(path: str | None) -> None:
-            if path:
-                self._write(Path(path).expanduser())
+        def done(answer: str | None) -> None:
+            if answer:
+                self._write(preset_path(answer, folder), cfg)
 
-        self.app.push_screen(PathScreen("Save this config as a preset file:", str(default)), done)
+        self.app.push_screen(PathScreen(f"Save as a preset: a name (saved in {folder}/) or a path:",
+                                        self.preset_name()), done)
 
-    def _write(self, path: Path) -> Path | None:
+    def _write(self, path: Path, cfg=None) -> Path | None:
         from ..launch import write_preset
 
         try:
-            write_preset(self.cfg, path)
+            write_preset(cfg or self.cfg, path)
         except OSError as e:
             self.notify(f"could not write {path}: {e}", severity="error")
             return None
         self.notify(f"saved {path}")
         return path
 
+    def launch_line(self, sweep: bool = False) -> str:
+        """The exact config a launch starts, in one line: method, rank, GPU fit."""
+        cfg, chosen = self.cfg, getattr(self, "chosen", None)
+        method = METHODS[chosen].label if chosen in METHODS else cfg.method
+        f = getattr(self, "judged", {}).get(chosen)
+        fit = f"{FIT_LABEL.get(f.verdict, f.verdict)}, peak {f.estimate.peak_bytes / 1024 ** 3:.1f} GiB" if f else "fit unknown"
+        gpu = self.hardware.gpus[0].name if self.hardware is not None and self.hardware.gpus else "no GPU"
+        what = "a rank sweep of" if sweep else "training"
+        return f"Start {what} {cfg.model.name}: {method} r={cfg.lora.r} alpha={cfg.lora.alpha} on {gpu} — {fit}?"
+
     def action_launch(self, sweep: bool = False) -> None:
-        if self.cfg is None:
+        if self.cfg is None or self.refuse_invalid("launched"):
             return
         if not self.cfg.data.path:
             self.notify("no dataset: give one on Setup before launching", severity="error")
             return
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = self._write(self.app.ctx.runs_dir / LAUNCHED_PRESETS / f"{self.preset_name()}-{stamp}.yaml")
-        if path is not None:
-            (self.app.sweep if sweep else self.app.launch)(path)
+        from .dialogs import ConfirmScreen
+
+        cfg = self.cfg
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            path = self._write(self.app.ctx.runs_dir / LAUNCHED_PRESETS / f"{self.preset_name()}-{stamp}.yaml", cfg)
+            if path is not None:
+                (self.app.sweep if sweep else self.app.launch)(path)
+
+        self.app.push_screen(ConfirmScreen(self.launch_line(sweep)), confirmed)
 
     def action_sweep(self) -> None:
         self.action_launch(sweep=True)
