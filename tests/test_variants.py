@@ -300,3 +300,57 @@ def test_pure_bf16_trains_bf16_adapters(tmp_path):
     run_dir = _trains(tmp_path, "train.precision=pure_bf16")
     import torch
     assert {t.dtype for t in adapter_weights(run_dir / "adapter").values()} == {torch.bfloat16}
+
+
+# ------------------------------------------------------------------ real lengths
+
+
+def _texts(tmp_path, lengths):
+    f = tmp_path / "rows.jsonl"
+    f.write_text("".join(json.dumps({"text": "word " * (n // 5)}) + "\n" for n in lengths))
+    return f
+
+
+@pytest.mark.parametrize("max_seq_len,packing,expect", [
+    (4096, False, "longest"),  # the longest row is shorter than max_seq_len: estimated at it
+    (256, False, "limit"),  # longer rows are truncated at max_seq_len
+    (4096, True, "limit"),  # packing fills every sequence to max_seq_len
+])
+def test_the_peak_is_estimated_at_the_longest_row(tmp_path, max_seq_len, packing, expect):
+    from rankwise.advisor.dataset import scan
+    from rankwise.advisor.plan import padded_length
+
+    found = scan(_texts(tmp_path, [100, 400, 2000, 6000]))
+    cfg = RunConfig.model_validate({"train": {"max_seq_len": max_seq_len}, "data": {"packing": packing}})
+    seq, note = padded_length(cfg, SPEC, found)
+    longest = -(-found.max_chars // 4) + 12  # ~4 characters a token + the template's tokens
+    assert found.max_chars >= 6000 - 5 and longest < 4096
+    assert seq == (longest if expect == "longest" else max_seq_len)
+    assert ("packing" in note) if packing else (str(found.path) in note and f"{longest:,}" in note)
+    real = estimate(SPEC, replace(Plan.from_config(cfg, method=LORA), seq_len=seq))
+    full = estimate(SPEC, Plan.from_config(cfg, method=LORA))
+    assert (real.peak_bytes < full.peak_bytes) == (expect == "longest")
+
+
+def test_a_byte_level_vocabulary_counts_a_token_a_character(tmp_path):
+    from rankwise.advisor.dataset import scan
+    from rankwise.advisor.plan import padded_length
+
+    tiny = load_model(str(__import__("pathlib").Path(__file__).resolve().parent.parent / "presets/assets/tiny-llama"))
+    found = scan(_texts(tmp_path, [50, 300]))
+    seq, _ = padded_length(RunConfig(), tiny, found)
+    assert seq == found.max_chars + 12
+
+
+def test_estimate_dataset_flag_reports_the_lengths(rankwise_cmd, tmp_path):
+    import subprocess
+    data = _texts(tmp_path, [100, 1000])
+    base = rankwise_cmd + ["estimate", "--model", "llama-3.1-8b", "--json"]
+    r = subprocess.run(base + ["--dataset", str(data)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    plain = json.loads(subprocess.run(base, capture_output=True, text=True, timeout=60).stdout)
+    assert d["lengths"]["max_seq_len"] == 2048 and d["plan"]["seq_len"] == d["lengths"]["seq_len"] < 2048
+    assert d["peak_bytes"] < plain["peak_bytes"] and "lengths" not in plain
+    bad = subprocess.run(base + ["--dataset", str(tmp_path / "missing.jsonl")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

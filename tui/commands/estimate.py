@@ -53,6 +53,9 @@ def register(sub) -> None:
                    help="4-/8-bit base: keep peft's fp32 upcast of embeddings, norms, lm_head (default on)")
     p.add_argument("--kernels", choices=KERNELS,
                    help="liger: Liger's fused linear cross-entropy, no vocabulary-sized logits (default none)")
+    p.add_argument("--dataset", metavar="PATH",
+                   help="estimate at the data's real lengths: with packing off, the longest row (up to --seq) "
+                        "instead of every row padded to --seq")
     p.add_argument("--preset", dest="estimate_preset", metavar="NAME|FILE",
                    help="estimate a preset's config (flags override it)")
     add_json(p)
@@ -113,10 +116,31 @@ def config_from_args(args):
     return load_model(cfg.model.name), cfg
 
 
+DATASET_SCAN_ROWS = 200_000  # enough for the longest row of most fine-tuning sets, in seconds
+
+
+def real_lengths(args, spec, cfg):
+    """--dataset: (the config estimated at the data's longest row, the note saying so); (cfg, None) without it."""
+    if not getattr(args, "dataset", None):
+        return cfg, None
+    from rankwise.advisor.config import with_values
+    from rankwise.advisor.dataset import scan
+    from rankwise.advisor.plan import padded_length
+
+    found = scan(args.dataset, limit=DATASET_SCAN_ROWS, declared=cfg.data.format, columns=cfg.data.columns)
+    if found.rows == found.bad_rows:
+        raise RankwiseError(f"--dataset {args.dataset}: no usable rows", "; ".join(found.first_problems[:2]) or
+                            "check the file with `rankwise check --data`")
+    seq, note = padded_length(cfg, spec, found)
+    return with_values(cfg, {"train.max_seq_len": seq}), {"seq_len": seq, "max_seq_len": cfg.train.max_seq_len,
+                                                         "note": note}
+
+
 def run(args) -> int:
     from rankwise.advisor.fit import assess
 
     spec, cfg = config_from_args(args)
+    cfg, lengths = real_lengths(args, spec, cfg)
     hw = hardware_from(args)
     judged = assess(spec, cfg, hw)
     est, plan, verdict, gpu_bytes = judged.estimate, judged.estimate.plan, judged.verdict, judged.gpu_bytes
@@ -124,7 +148,7 @@ def run(args) -> int:
 
     ahead = forecast(spec, cfg, judged, hw, price=getattr(args, "price", None))
     if args.json:
-        print_json({**judged.to_dict(), "model": spec.name, **ahead.to_dict()})
+        print_json({**judged.to_dict(), "model": spec.name, **ahead.to_dict(), **({"lengths": lengths} if lengths else {})})
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -155,6 +179,6 @@ def run(args) -> int:
         console.print(f"fit on the {where} GPU ({gib(gpu_bytes):.1f} GiB): {FIT_TEXT[verdict]}")
     console.print(ahead.line())
     console.print("assumptions:")
-    for a in est.assumptions + ahead.time.assumptions + ahead.host.notes:
+    for a in ((lengths["note"],) if lengths else ()) + est.assumptions + ahead.time.assumptions + ahead.host.notes:
         console.print(f"  [dim]- {a}[/dim]")
     return 0
