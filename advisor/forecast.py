@@ -42,7 +42,8 @@ class Forecast:
         t, h = self.time, self.host
         cal = ", calibrated" if t.calibrated_from else ""
         if t.total_s is None:
-            parts = [f"time {t.step_s:.1f} s/step ({t.tokens_per_s:,.0f} tok/s{cal}; steps unknown: no data, no max_steps)"]
+            parts = [f"time {t.step_s:.1f} s/step ({t.tokens_per_s:,.0f} tok/s{cal}; "
+                     "steps unknown: no data, no max_steps)"]
         else:
             parts = [f"time ~{duration(t.total_s)} ({t.steps:,} steps, {t.tokens_per_s:,.0f} tok/s{cal})"]
         if t.cost is not None:

@@ -2,7 +2,8 @@
 
 Counted from the model's size and the resolved plan (a `Fit`), against `Host` (RAM
 available, free disk where runs are written) when the machine was probed — a declared plan
-(`--gpu`, `--gpu-mem`) is for another machine, so its figures are shown, not judged. `advisor/redflags.py` turns a shortfall into
+(`--gpu`, `--gpu-mem`) is for another machine, so its figures are shown, not judged.
+`advisor/redflags.py` turns a shortfall into
 `host-ram-short` / `disk-short`. No torch, no I/O.
 """
 from __future__ import annotations
@@ -100,7 +101,8 @@ def plan_host(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
     load = base + shard
     load_full = base + 2 * b16  # the state dict and the model it fills, both on the host
     if plan.descriptor.quantized:
-        notes.append("4-bit quantization on load: each 16-bit shard passes through the host, then is quantized on the GPU")
+        notes.append("4-bit quantization on load: each 16-bit shard passes through the host, "
+                     "then is quantized on the GPU")
     train = base
     if not gpu:  # CPU training: weights (fp32 on the CPU), adapter, optimizer and activations in host RAM
         train = base + fit.estimate.peak_bytes - fit.estimate.components.get("cuda_context", 0)

@@ -46,7 +46,8 @@ def user_prices(path: Path | None = None) -> dict[str, float]:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise RankwiseError(f"{path}: not valid YAML ({str(e).splitlines()[0]})", "see `prices:` in the README") from None
+        raise RankwiseError(f"{path}: not valid YAML ({str(e).splitlines()[0]})",
+                            "see `prices:` in the README") from None
     prices = data.get("prices", {}) if isinstance(data, dict) else None
     if not isinstance(prices, dict):
         raise RankwiseError(f"{path}: `prices` must be a mapping of GPU name to price per GPU-hour",
@@ -64,7 +65,8 @@ def price_for(device: str, price: float | None = None, path: Path | None = None)
     """(price per GPU-hour, where it came from) for a device the time planner named; None on the CPU."""
     if price is not None:
         if price < 0:
-            raise RankwiseError(f"--price {price}: a price cannot be negative", "give the price per GPU-hour, e.g. 2.50")
+            raise RankwiseError(f"--price {price}: a price cannot be negative",
+                                "give the price per GPU-hour, e.g. 2.50")
         return price, "--price"
     if device == "cpu":
         return None, "no GPU"

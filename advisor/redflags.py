@@ -378,8 +378,9 @@ def disk_short(ctx: Context) -> Finding | None:
         return None
     free = gib(h.disk_free)
     if h.disk_short:
-        return Finding("disk-short", "error", f"disk: {h.checkpoints} checkpoints of ~{gib(h.checkpoint_bytes):.2f} GiB "
-                       f"and the adapter need ~{gib(h.disk_bytes):.1f} GiB, {free:.1f} GiB free at {h.disk_path}",
+        return Finding("disk-short", "error",
+                       f"disk: {h.checkpoints} checkpoints of ~{gib(h.checkpoint_bytes):.2f} GiB and the adapter "
+                       f"need ~{gib(h.disk_bytes):.1f} GiB, {free:.1f} GiB free at {h.disk_path}",
                        "a save on a full disk fails the run at that checkpoint",
                        "free disk, write runs elsewhere (output.dir), or keep fewer checkpoints "
                        "(train.save_total_limit 1)",

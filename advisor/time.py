@@ -179,7 +179,8 @@ class TimePlan:
 
     def to_dict(self) -> dict:
         return {"tokens_per_s": round(self.tokens_per_s, 1), "step_s": round(self.step_s, 4),
-                "total_s": _round(self.total_s, 1), "train_s": _round(self.train_s, 1), "setup_s": round(self.setup_s, 1),
+                "total_s": _round(self.total_s, 1), "train_s": _round(self.train_s, 1),
+                "setup_s": round(self.setup_s, 1),
                 "steps": self.steps, "tokens": self.tokens, "device": self.device,
                 "efficiency": round(self.efficiency, 4), "calibrated_from": list(self.calibrated_from),
                 "parts_s": {k: round(v, 5) for k, v in self.parts.items()},
@@ -312,7 +313,8 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
         setups = [c.setup_s for c in similar if c.setup_s is not None]
         if setups:
             setup_s = sorted(setups)[len(setups) // 2]  # what this machine took (the load included)
-        notes.append(f"calibrated ×{k:.2f} from {len(similar)} run(s) on {device.name}: {', '.join(c.run_id for c in similar)}")
+        notes.append(f"calibrated ×{k:.2f} from {len(similar)} run(s) on {device.name}: "
+                     + ", ".join(c.run_id for c in similar))
     if data.source == "assumed":
         notes.append("no data scanned: every row assumed a full max_seq_len" +
                      ("" if cfg.train.max_steps else "; give data.path (or --dataset) for steps from epochs"))

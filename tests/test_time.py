@@ -15,7 +15,7 @@ from rankwise.advisor.config import RunConfig, with_values
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.fit import assess
 from rankwise.advisor.forecast import forecast, sweep_cost
-from rankwise.advisor.hardware import Hardware, Host, planned, speed_of
+from rankwise.advisor.hardware import Host, planned, speed_of
 from rankwise.advisor.host_plan import CHECKPOINT_EXTRA, PROCESS_GPU, SHARD_BYTES, plan_host
 from rankwise.advisor.model import load_model
 from rankwise.advisor.pricing import price_for
@@ -165,7 +165,8 @@ def test_calibration_skips_runs_that_cannot_teach(tmp_path):
 def test_7b_merge_ram_and_disk_by_hand():
     spec = load_model("llama-2-7b")
     assert spec.total_params == 6_738_415_616  # Llama 2 7B's published parameter count
-    cfg = with_values(RunConfig(), {"method": "lora", "model.name": "llama-2-7b"})  # r 16 on q,k,v,o; save_total_limit 2
+    # defaults: r 16 on q,k,v,o; save_total_limit 2
+    cfg = with_values(RunConfig(), {"method": "lora", "model.name": "llama-2-7b"})
     hw = planned(gpu="A100-80GB", host=HOST)
     h = plan_host(spec, cfg, assess(spec, cfg, hw), hw)
     adapter_params = 32 * 4 * 16 * (4096 + 4096)  # layers × q,k,v,o × r × (d_in + d_out)
@@ -251,8 +252,8 @@ def cli(*args, cwd):
                           cwd=cwd, timeout=120, env={**__import__("os").environ, "XDG_CONFIG_HOME": str(cwd)})
 
 
-@pytest.mark.parametrize("command", [["estimate", "--model", "llama-3.1-8b"], ["advise", "--model", "llama-3.1-8b",
-                                                                                 "--task", "chat", "--samples", "2000"]])
+@pytest.mark.parametrize("command", [["estimate", "--model", "llama-3.1-8b"],
+                                     ["advise", "--model", "llama-3.1-8b", "--task", "chat", "--samples", "2000"]])
 def test_json_has_time_and_host(command, tmp_path):
     p = cli(*command, "--gpu", "A100-80GB", "--price", "2.5", "--json", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
