@@ -105,17 +105,22 @@ def point(run_dir: Path, host: Host | None = None) -> Calibration | None:
                        setup_s=setup)
 
 
+_SEEN: dict[tuple, Calibration | None] = {}  # (run dir, summary mtime, host) → its point: `presets` plans many configs
+
+
 def from_runs(runs_dir: str | Path, host: Host | None = None, newest: int = NEWEST) -> list[Calibration]:
     """Calibration points of the newest finished runs under `runs_dir` (missing folder: none)."""
     root = Path(runs_dir)
     try:
-        dirs = [d for d in root.iterdir() if (d / "summary.json").is_file()]
+        dirs = [(d, (d / "summary.json").stat().st_mtime) for d in root.iterdir() if (d / "summary.json").is_file()]
     except OSError:
         return []
-    dirs.sort(key=lambda d: (d / "summary.json").stat().st_mtime, reverse=True)
+    dirs.sort(key=lambda dm: dm[1], reverse=True)
     out = []
-    for d in dirs[:newest]:
-        p = point(d, host)
-        if p is not None:
-            out.append(p)
+    for d, mtime in dirs[:newest]:
+        key = (str(d.resolve()), mtime, host)
+        if key not in _SEEN:
+            _SEEN[key] = point(d, host)
+        if _SEEN[key] is not None:
+            out.append(_SEEN[key])
     return out
