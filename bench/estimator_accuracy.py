@@ -13,6 +13,9 @@ What is compared, by the row's `measure`:
   capacity   the card a run just fits (the next size OOMs): the peak is at most the card,
              compared as nvidia-smi                vs  Estimate.peak_bytes
 Units: GB = 1e9 bytes, GiB = 2**30 bytes, as the source prints them.
+`options`: the run's other settings as the estimator's Plan fields, `key=value;...` (yes/no for
+flags): kbit_upcast=no (the 4-bit base's other weights kept 16-bit), attention=eager, loss=fused
+(Liger), pure_bf16=yes.
 
 Run: python3 bench/estimator_accuracy.py [--csv FILE] [--verbose]
 """
@@ -45,6 +48,18 @@ def _spec(row: dict):
     return spec
 
 
+OPTION_VALUES = {"yes": True, "no": False}
+
+
+def _options(row: dict) -> dict:
+    """The `options` column as Plan keyword arguments."""
+    out = {}
+    for kv in filter(None, (row.get("options") or "").split(";")):
+        k, v = kv.split("=")
+        out[k.strip()] = OPTION_VALUES.get(v.strip(), v.strip())
+    return out
+
+
 def _plan(row: dict) -> Plan:
     targets = row["targets"]
     return Plan(
@@ -52,7 +67,7 @@ def _plan(row: dict) -> Plan:
         targets=targets if targets in ("minimal", "standard", "aggressive", "all-linear") else tuple(targets.split(",")),
         micro_batch=int(row["batch"]), seq_len=int(row["seq"]), grad_checkpointing=row["grad_ckpt"] == "yes",
         optimizer=row["optimizer"], double_quant=row["double_quant"] != "no", lora_dropout=row["lora_dropout"] == "yes",
-        stack=STACKS[row["stack"]],
+        stack=STACKS[row["stack"]], **_options(row),
     )
 
 

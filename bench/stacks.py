@@ -23,8 +23,8 @@ STACKS["hf-4.40"] = Stack("hf-4.40", 4, True, False, True, False, True, 3)
 # fms-acceleration's accelerated-peft-bnb plugin on the same transformers: its own
 # `_prepare_model_for_kbit_training` (plugins/accelerated-peft/.../framework_plugin_bnb.py)
 # only freezes and enables checkpointing, without peft's fp32 upcast, so embeddings,
-# norms and lm_head stay 16-bit and the residual stream stays 16-bit.
-STACKS["fms-bnb"] = Stack("fms-bnb", 4, False, False, True, False, True, 3)
+# norms and lm_head stay 16-bit and the residual stream stays 16-bit: hf-4.40 with the
+# product option `quant.kbit_upcast: false` (the CSV's options column: kbit_upcast=no).
 # LitGPT (bf16-true): everything bf16 incl. LoRA and AdamW states; chunked
 # cross-entropy in bf16 (the logits list and bf16 log_softmax kept through backward);
 # Lightning's BitsandbytesPrecision quantizes every Linear incl. lm_head, no upcast.
