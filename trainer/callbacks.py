@@ -247,7 +247,7 @@ class TestSeams(TrainerCallback):
 
 class Samples(TrainerCallback):
     """The model in training answers a few held-out prompts every `every` steps (None: at each
-    evaluation), greedy, as `sample` events. `rows`: trainer/compare.py's Rows (prompt text, the
+    evaluation), greedy, as `sample` events. `rows`: trainer/prompts.py's Rows (prompt text, the
     prompt's token ids as training renders them, the reference answer or None)."""
 
     MAX_NEW_TOKENS = 48
@@ -268,7 +268,7 @@ class Samples(TrainerCallback):
         if model is None or not self.rows or step in self._done:
             return
         self._done.add(step)
-        from .chat import Settings, generate_ids
+        from .generation import Settings, generate_ids
 
         settings = Settings(max_new_tokens=self.MAX_NEW_TOKENS, temperature=0.0)
         was_training = model.training

@@ -3,34 +3,22 @@ loaded it (a QLoRA run's base in 4-bit NF4 through the methods table's quant set
 answers are the trained model's, and the same model answers with the adapter switched off.
 
 `Bench.open(run_dir, checkpoint=None)` loads once; `answer(messages, adapter=True|False, ...)`
-renders the conversation with the model's chat template (the Alpaca prompt without one, as
-trainer/data.py trains instruction rows), generates, and streams the new text through
-`on_text`. Base answers come from the same weights with peft's `disable_adapter()`, so
-/base, /adapter and /both never load a second copy. `rankwise compare` and the training
-samples reuse `generate_ids` so every face decodes alike.
+renders the conversation as trainer/prompts.py does, generates (trainer/generation.py), and
+streams the new text through `on_text`. Base answers come from the same weights with peft's
+`disable_adapter()`, so /base, /adapter and /both never load a second copy. `load_base` is also compare's loader.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from rankwise.advisor.errors import RankwiseError
 
 from . import rundir
-from .data import ALPACA_NO_INPUT
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Generation settings: temperature 0 is greedy decoding (the same answer every time)."""
-
-    max_new_tokens: int = 128
-    temperature: float = 0.7
-    top_p: float = 0.9
-    seed: int = 0
+from .generation import Settings, generate_ids
+from .prompts import encode
 
 
 def adapter_dir(run_dir: Path, checkpoint: int | None = None) -> Path:
@@ -122,43 +110,6 @@ def load_base(run_dir: Path, cfg):
     return model, tokenizer, model_dir
 
 
-def prompt_text(tokenizer, messages: list[dict]) -> str:
-    """The text the model is prompted with: its chat template with the generation prompt, or the
-    Alpaca prompt trainer/data.py trains instruction rows with when it has none."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    user = "\n\n".join(m["content"] for m in messages if m["role"] == "user")
-    return ALPACA_NO_INPUT.format(instruction=user)
-
-
-def generate_ids(model, tokenizer, prompt_ids: list[int], settings: Settings,
-                 on_text: Callable[[str], None] | None = None) -> str:
-    """Generate after `prompt_ids` (already tokenized, special tokens included); the new text."""
-    import torch
-    from transformers import TextStreamer
-
-    class _Stream(TextStreamer):
-        def on_finalized_text(self, text: str, stream_end: bool = False):
-            if text:
-                on_text(text)
-
-    device = next(model.parameters()).device
-    ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-    sample = settings.temperature > 0
-    kwargs = dict(max_new_tokens=settings.max_new_tokens, do_sample=sample,
-                  pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
-    if sample:
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-    else:  # greedy: no sampling knobs (generation_config's own would only warn)
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    if on_text is not None:
-        kwargs["streamer"] = _Stream(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    torch.manual_seed(settings.seed)
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-
-
 class Bench:
     """One run's base + adapter in memory; answers with or without the adapter."""
 
@@ -178,10 +129,7 @@ class Bench:
         return cls(run_dir, model, tokenizer, cfg, adapter)
 
     def encode(self, messages: list[dict]) -> list[int]:
-        text = prompt_text(self.tokenizer, messages)
-        # the template writes BOS itself when it has one; plain text gets the tokenizer's own specials
-        special = not getattr(self.tokenizer, "chat_template", None)
-        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+        return encode(self.tokenizer, messages)
 
     def answer_ids(self, prompt_ids: list[int], adapter: bool, settings: Settings,
                    on_text: Callable[[str], None] | None = None) -> str:

@@ -19,50 +19,15 @@ optimizer state.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rankwise.advisor.errors import RankwiseError
 
 from . import rundir
-from .chat import Settings, adapter_dir, generate_ids, load_base
+from .chat import adapter_dir, load_base
 from .data import IGNORE
-
-
-@dataclass
-class Row:
-    prompt: str
-    reference: str | None
-    prompt_ids: list[int]
-    input_ids: list[int] | None = None
-    labels: list[int] | None = None
-    answers: dict = field(default_factory=dict)  # model name → generation
-    losses: dict = field(default_factory=dict)  # model name → (nll sum, tokens)
-
-
-def _split(ids: list[int], labels: list[int] | None) -> list[int]:
-    """The prompt of an example: its tokens before the first trained one."""
-    if labels is None:
-        return ids
-    first = next((k for k, lab in enumerate(labels) if lab != IGNORE), len(ids))
-    return list(ids[:first])
-
-
-def _rows_from_examples(examples, tokenizer, n: int) -> list[Row]:
-    rows = []
-    for k in range(min(n, len(examples))):
-        ex = examples[k]
-        ids, labels = list(ex["input_ids"]), list(ex["labels"])
-        prompt_ids = _split(ids, labels)
-        if not prompt_ids or len(prompt_ids) == len(ids):
-            continue  # a text row (all trained) or nothing trained: no prompt to answer
-        # the trained span of the first answer is the reference the model is compared with
-        first = len(prompt_ids)
-        end = next((k for k in range(first, len(labels)) if labels[k] == IGNORE), len(labels))
-        rows.append(Row(prompt=tokenizer.decode(prompt_ids, skip_special_tokens=True).strip(),
-                        reference=tokenizer.decode(ids[first:end], skip_special_tokens=True).strip(),
-                        prompt_ids=prompt_ids, input_ids=ids, labels=labels))
-    return rows
+from .generation import Settings, generate_ids
+from .prompts import Row, rows_from_examples, user_row
 
 
 def held_out_rows(run_dir: Path, cfg, tokenizer, n: int, prompts: Path | None) -> list[Row]:
@@ -71,19 +36,14 @@ def held_out_rows(run_dir: Path, cfg, tokenizer, n: int, prompts: Path | None) -
         if not prompts.is_file():
             raise RankwiseError(f"--prompts {prompts}: no such file", "give a .txt (one prompt a line) or a data file")
         if prompts.suffix == ".txt":
-            from .chat import prompt_text
-
             lines = [l.strip() for l in prompts.read_text(encoding="utf-8").splitlines() if l.strip()][:n]
-            special = not getattr(tokenizer, "chat_template", None)
-            return [Row(prompt=l, reference=None, prompt_ids=tokenizer(
-                prompt_text(tokenizer, [{"role": "user", "content": l}]), add_special_tokens=special)["input_ids"])
-                for l in lines]
+            return [user_row(tokenizer, l) for l in lines]
         from .data_build import build_datasets
 
         data = cfg.data.model_copy(update={"path": str(prompts), "val_path": None, "val_ratio": 0.0, "packing": False,
                                            "max_rows": n})
         examples, _, _ = build_datasets(cfg.model_copy(update={"data": data}), tokenizer)
-        rows = _rows_from_examples(examples, tokenizer, n)
+        rows = rows_from_examples(examples, tokenizer, n)
     else:
         from .data_cache import prepare_data
 
@@ -91,29 +51,10 @@ def held_out_rows(run_dir: Path, cfg, tokenizer, n: int, prompts: Path | None) -
         if not val:
             raise RankwiseError(f"{run_dir.name} held out no validation rows (data.val_ratio 0, no data.val_path)",
                                 "pass --prompts FILE (a data file like the training data, or .txt prompts)")
-        rows = _rows_from_examples(val, tokenizer, n)
+        rows = rows_from_examples(val, tokenizer, n)
     if not rows:
         raise RankwiseError("no rows with a prompt to compare on", "text rows train on everything; pass --prompts FILE")
     return rows
-
-
-def sample_rows(cfg, tokenizer, val) -> list[Row]:
-    """The prompts `train.sample_prompts` names, as Rows: user messages rendered as chat renders
-    them, or (auto) the first validation rows' prompts as training rendered them."""
-    from .chat import prompt_text
-
-    wanted = cfg.train.sample_prompts
-    if wanted is None and not cfg.train.sample_every:
-        return []
-    if isinstance(wanted, list):
-        special = not getattr(tokenizer, "chat_template", None)
-        return [Row(prompt=p, reference=None, prompt_ids=tokenizer(
-            prompt_text(tokenizer, [{"role": "user", "content": p}]), add_special_tokens=special)["input_ids"])
-            for p in wanted]
-    return _rows_from_examples(val, tokenizer, SAMPLE_ROWS) if val else []
-
-
-SAMPLE_ROWS = 3  # train.sample_prompts: auto
 
 
 def _nll(model, row: Row) -> tuple[float, int]:

@@ -391,7 +391,7 @@ def _samples(cfg, tokenizer, val_rows, sink, sharded: bool, clock):
     """train.sample_every / sample_prompts: the callback that writes `sample` events (rank 0; not
     for a sharded model, whose generate would need every rank), or None."""
     from .callbacks import Samples
-    from .compare import sample_rows
+    from .prompts import sample_rows
 
     rows = sample_rows(cfg, tokenizer, val_rows)
     if not rows:

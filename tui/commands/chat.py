@@ -14,7 +14,7 @@ HELP = "/adapter, /base, /both switch who answers; /reset forgets the conversati
 
 
 def add_generation(p) -> None:
-    from rankwise.trainer.chat import Settings
+    from rankwise.trainer.generation import Settings
 
     d = Settings()
     g = p.add_argument_group("generation")
@@ -27,7 +27,7 @@ def add_generation(p) -> None:
 
 def settings_of(args):
     from rankwise.advisor.errors import RankwiseError
-    from rankwise.trainer.chat import Settings
+    from rankwise.trainer.generation import Settings
 
     if args.max_new_tokens < 1 or args.temperature < 0 or not 0 < args.top_p <= 1:
         raise RankwiseError("bad generation settings", "--max-new-tokens ≥ 1, --temperature ≥ 0, 0 < --top-p ≤ 1")
