@@ -199,13 +199,13 @@ def test_gpu_only_options_are_bad_input_on_the_cpu(option, needs):
     assert kernel_options(RunConfig(), "cpu") == (None, False)
 
 
-@pytest.mark.slow
 def test_liger_on_the_cpu_exits_2_with_the_hint(tmp_path):
     runs = tmp_path / "runs"
     proc = train(runs, "--set", "train.kernels=liger")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     out = proc.stdout + proc.stderr
     assert "liger" in out and "train.kernels" in out and "Traceback" not in out
+    assert not runs.exists() or not any(runs.iterdir())  # said before a run directory is made
 
 
 def _trains(tmp_path, *sets, preset="demo-cpu", layers=None):

@@ -161,6 +161,8 @@ def check_inputs(cfg: RunConfig, force: bool = False) -> None:
     hw = hardware.probe()
     if cfg.train.precision == "fp16" and not hw.has_gpu:
         raise RankwiseError("train.precision fp16 needs a GPU (none found)", "set train.precision: auto (fp32 on CPU)")
+    from .worker import kernel_options  # the worker's own check (attention kernel, Liger), before a run dir exists
+    kernel_options(cfg, "cuda" if hw.has_gpu else "cpu")
     findings = redflags.check(cfg, spec, hw)  # warnings: the worker logs them as events
     errors = [f for f in findings if f.severity == "error"]
     if errors and not force:
