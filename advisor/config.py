@@ -91,7 +91,7 @@ class DataSection(Section):
     def _known_columns(cls, v: dict[str, str]) -> dict[str, str]:
         import difflib
 
-        from .dataset import COLUMNS  # one list of the fields rankwise reads
+        from .rowformat import COLUMNS  # one list of the fields rankwise reads
         for key in v:
             if key not in COLUMNS:
                 near = difflib.get_close_matches(key, COLUMNS, n=1)
