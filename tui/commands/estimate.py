@@ -125,7 +125,7 @@ def real_lengths(args, spec, cfg):
         return cfg, None
     from rankwise.advisor.config import with_values
     from rankwise.advisor.dataset import scan
-    from rankwise.advisor.plan import padded_length
+    from rankwise.advisor.lengths import padded_length
 
     found = scan(args.dataset, limit=DATASET_SCAN_ROWS, declared=cfg.data.format, columns=cfg.data.columns)
     if found.rows == found.bad_rows:
