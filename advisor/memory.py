@@ -20,7 +20,9 @@ from __future__ import annotations
 from .config import ATTENTIONS, OPTIMIZERS, STRATEGIES
 from .errors import RankwiseError
 from .families import is_analytic
-from .methods import METHOD_NAMES, METHODS
+from dataclasses import replace
+
+from .methods import METHOD_NAMES, METHODS, PreQuantized, unquantized_twin
 from .spec import Linear, ModelSpec
 
 from .plan import GIB, HF, LOSSES, Estimate, Plan, Stack  # noqa: F401  (callers name them memory.Plan, memory.HF, ...)
@@ -100,6 +102,13 @@ def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
     """Base weights: in the compute dtype, or (a quantized method) its quantized linears +
     their constants + the parts it leaves unquantized (methods.py describes the layout)."""
     a = plan.dtype_bytes
+    pre = PreQuantized.of(spec.config)
+    if pre is not None:  # the shipped format, whatever the method (bitsandbytes cannot re-quantize it)
+        lin = [l for l in spec.linears if l.family != "lm_head"]
+        packed = sum(l.count * pre.weight_bytes(l.d_in, l.d_out)[0] for l in lin)
+        consts = sum(l.count * pre.weight_bytes(l.d_in, l.d_out)[1] for l in lin)
+        rest = spec.total_params - sum(l.count * l.d_in * l.d_out for l in lin)
+        return {"base_weights": packed, "quant_constants": consts, "unquantized_weights": rest * a}
     q = plan.descriptor.quant
     if q is None:
         return {"base_weights": spec.total_params * a}
@@ -313,6 +322,11 @@ def logits_peak_bytes(spec: ModelSpec, plan: Plan) -> int:
 
 
 def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
+    asked = plan.method
+    pre = PreQuantized.of(spec.config)
+    if pre is not None:
+        _check(spec, plan)  # an unknown method is still refused by its own name
+        plan = replace(plan, method=unquantized_twin(plan.method))  # bitsandbytes does not re-quantize it
     adapted = _check(spec, plan)
     tokens = plan.micro_batch * plan.seq_len
     trainable = sum(l.count * plan.r * (l.d_in + l.d_out) for l in adapted)
@@ -353,7 +367,13 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     comps["cuda_context"] = CUDA_CONTEXT_BYTES
     peak = sum(comps.values())
 
-    return Estimate(peak_bytes=peak, components=comps, assumptions=_assumptions(spec, plan, adapted, logits, recompute),
+    notes = _assumptions(spec, plan, adapted, logits, recompute)
+    if pre is not None:
+        notes = (pre.describe() + (f"; {METHODS[asked].label}'s bitsandbytes quantization does not apply, estimated "
+                                   f"as {plan.descriptor.label} on it" if asked != plan.method else "")
+                 + "; activations as for a 16-bit base (the GPTQ/AWQ kernel's own saved tensors are not modelled)",
+                 ) + notes
+    return Estimate(peak_bytes=peak, components=comps, assumptions=notes,
                     plan=plan, trainable_params=trainable, allocated_bytes=allocated,
                     transients={"logits_loss": logits, "layer_recompute": recompute})
 

@@ -85,6 +85,45 @@ class EightBit:
 
 
 @dataclass(frozen=True)
+class PreQuantized:
+    """A base shipped already quantized (GPTQ, AWQ), read from its config.json's
+    `quantization_config`: its linears stay in that format whatever the method, LoRA trains
+    beside them (peft's GPTQ/AWQ layers), and bitsandbytes' 4-/8-bit cannot be applied on top.
+    Storage per linear (d_in x d_out), with G = d_in / group_size groups (one when group_size is -1):
+      GPTQ (gptqmodel / auto-gptq QuantLinear buffers): qweight bits/8 a weight, qzeros bits/8 and
+      fp16 scales per (group, output), g_idx int32 per input row;
+      AWQ (AutoAWQ WQLinear_GEMM buffers): qweight bits/8 a weight, qzeros bits/8 and fp16 scales
+      per (group, output), no g_idx.
+    The output head stays 16-bit in both (neither quantizes lm_head by default)."""
+
+    fmt: str  # gptq | awq
+    bits: int
+    group_size: int  # -1: one group per input row span (the whole d_in)
+
+    FORMATS = ("gptq", "awq")
+    PACKAGES = {"gptq": ("gptqmodel",), "awq": ("gptqmodel", "awq")}  # any one loads it (transformers 5)
+
+    @classmethod
+    def of(cls, config: dict) -> "PreQuantized | None":
+        q = config.get("quantization_config") or {}
+        fmt = str(q.get("quant_method", "")).lower()
+        if fmt not in cls.FORMATS:
+            return None
+        return cls(fmt, int(q.get("bits") or q.get("w_bit") or 4), int(q.get("group_size") or q.get("q_group_size") or 128))
+
+    def weight_bytes(self, d_in: int, d_out: int) -> tuple[int, int]:
+        """(packed weights, constants) of one linear, in bytes."""
+        groups = 1 if self.group_size <= 0 else -(-d_in // self.group_size)
+        constants = groups * d_out * (2 * 8 + self.bits) // 8 + (4 * d_in if self.fmt == "gptq" else 0)
+        return d_in * d_out * self.bits // 8, constants
+
+    def describe(self) -> str:
+        group = "per input row span" if self.group_size <= 0 else f"per {self.group_size} inputs"
+        return (f"pre-quantized {self.fmt.upper()} {self.bits}-bit base (config.json quantization_config): "
+                f"fp16 scale + {self.bits}-bit zero {group}" + (", int32 g_idx per input" if self.fmt == "gptq" else ""))
+
+
+@dataclass(frozen=True)
 class Method:
     name: str  # the schema's value (`method: lora`)
     label: str  # how people write it (LoRA)
@@ -159,6 +198,15 @@ COMPARED: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.compared
 # leanest one compared (the recommender's fallback when nothing fits).
 DEFAULT = METHOD_NAMES[0]
 LEANEST = min(COMPARED, key=lambda n: METHODS[n].base_bits or 16)
+
+
+def unquantized_twin(name: str) -> str:
+    """The entry with the same adapter (peft arguments) on an unquantized base: what a method means
+    on a pre-quantized (GPTQ/AWQ) base, which bitsandbytes does not quantize again (QLoRA -> LoRA)."""
+    m = METHODS[name]
+    if m.quant is None:
+        return name
+    return next(n for n, t in METHODS.items() if t.quant is None and t.peft == m.peft)
 
 
 def label(name: str) -> str:

@@ -318,7 +318,7 @@ def _texts(tmp_path, lengths):
 ])
 def test_the_peak_is_estimated_at_the_longest_row(tmp_path, max_seq_len, packing, expect):
     from rankwise.advisor.dataset import scan
-    from rankwise.advisor.plan import padded_length
+    from rankwise.advisor.lengths import padded_length
 
     found = scan(_texts(tmp_path, [100, 400, 2000, 6000]))
     cfg = RunConfig.model_validate({"train": {"max_seq_len": max_seq_len}, "data": {"packing": packing}})
@@ -334,7 +334,7 @@ def test_the_peak_is_estimated_at_the_longest_row(tmp_path, max_seq_len, packing
 
 def test_a_byte_level_vocabulary_counts_a_token_a_character(tmp_path):
     from rankwise.advisor.dataset import scan
-    from rankwise.advisor.plan import padded_length
+    from rankwise.advisor.lengths import padded_length
 
     tiny = load_model(str(__import__("pathlib").Path(__file__).resolve().parent.parent / "presets/assets/tiny-llama"))
     found = scan(_texts(tmp_path, [50, 300]))
@@ -354,3 +354,50 @@ def test_estimate_dataset_flag_reports_the_lengths(rankwise_cmd, tmp_path):
     assert d["peak_bytes"] < plain["peak_bytes"] and "lengths" not in plain
     bad = subprocess.run(base + ["--dataset", str(tmp_path / "missing.jsonl")], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------------------------ pre-quantized (GPTQ/AWQ) bases
+
+
+def _prequantized(fmt, bits=4, group=128):
+    from rankwise.advisor.model import spec_from_config
+    cfg = dict(SPEC.config)
+    cfg["quantization_config"] = {"quant_method": fmt, "bits": bits, "group_size": group}
+    return spec_from_config(SPEC.name, "catalog", cfg)
+
+
+@pytest.mark.parametrize("fmt,bits,group", [("gptq", 4, 128), ("gptq", 8, -1), ("awq", 4, 64)])
+def test_a_prequantized_base_is_estimated_in_its_shipped_storage(fmt, bits, group):
+    spec = _prequantized(fmt, bits, group)
+    lin = [l for l in spec.linears if l.family != "lm_head"]
+    est = estimate(spec, Plan(LORA))
+    packed = sum(l.count * l.d_in * l.d_out for l in lin) * bits // 8
+    consts = 0
+    for l in lin:  # fp16 scale + bits-wide zero per (group, output); GPTQ's int32 g_idx per input
+        groups = 1 if group < 0 else l.d_in // group
+        consts += l.count * (groups * l.d_out * (16 + bits) // 8 + (4 * l.d_in if fmt == "gptq" else 0))
+    assert est.components["base_weights"] == packed
+    assert est.components["quant_constants"] == consts
+    assert est.components["unquantized_weights"] == 2 * (spec.total_params - sum(l.count * l.d_in * l.d_out for l in lin))
+    assert est.peak_bytes < estimate(SPEC, Plan(LORA)).peak_bytes
+    assert est.assumptions[0].startswith(f"pre-quantized {fmt.upper()} {bits}-bit")
+
+
+@pytest.mark.parametrize("asked,twin", [(QLORA, LORA), (QDORA, DORA), (LORA8, LORA)])
+def test_bitsandbytes_methods_on_a_prequantized_base_are_their_unquantized_twin(asked, twin):
+    spec = _prequantized("gptq")
+    est = estimate(spec, Plan(asked, optimizer="adamw_torch"))
+    assert est.plan.method == twin
+    assert est.peak_bytes == estimate(spec, Plan(twin, optimizer="adamw_torch")).peak_bytes
+    assert "bitsandbytes quantization does not apply" in est.assumptions[0]
+
+
+def test_training_a_prequantized_base_without_its_package_is_bad_input():
+    from rankwise.trainer.worker import prequantized
+    import importlib.util
+    if importlib.util.find_spec("gptqmodel"):
+        pytest.skip("gptqmodel is installed here")
+    with pytest.raises(RankwiseError) as e:
+        prequantized(_prequantized("gptq"))
+    assert "GPTQ" in e.value.message and "rankwise[prequantized]" in e.value.hint
+    assert prequantized(SPEC) is None

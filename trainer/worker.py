@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 
 from rankwise.advisor.errors import RankwiseError
-from rankwise.advisor.methods import LEANEST, METHODS
+from rankwise.advisor.methods import LEANEST, METHODS, PreQuantized, unquantized_twin
 
 from . import rundir
 from .events import EVENTS_FILE, EventSink, read_events
@@ -156,6 +156,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     compute_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
         compute, torch.bfloat16 if pure else torch.float32 if device == "cpu" else (torch.bfloat16 if bf16_ok else torch.float16))
     attn, liger = kernel_options(cfg, device)
+    prequantized(spec)  # a GPTQ/AWQ base without the package that loads it: exit 2 here
     optim = cfg.resolved_optimizer(method)
     if sharded and cfg.train.optimizer == "auto":
         optim = "adamw_torch"  # peft docs (accelerate/fsdp.md, caveats): paged_adamw_8bit fails saving FSDP+QLoRA checkpoints
@@ -172,6 +173,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         kwargs = dict(trust_remote_code=cfg.model.trust_remote_code,  # None: safetensors first, then .bin
                       use_safetensors=None if cfg.model.allow_unsafe_weights else True)
         how = METHODS[method]  # how the base is stored (methods.py)
+        if prequantized(spec):  # GPTQ/AWQ weights load as shipped; bitsandbytes does not quantize them again
+            how = METHODS[unquantized_twin(method)]
         if attn:
             kwargs["attn_implementation"] = attn
         if how.quantized:
@@ -369,6 +372,19 @@ def kernel_options(cfg, device: str) -> tuple[str | None, bool]:
             raise RankwiseError("train.kernels liger runs Triton kernels, which need a GPU; this machine has none",
                                 "set train.kernels: none on the CPU")
     return attn, liger
+
+
+def prequantized(spec) -> "PreQuantized | None":
+    """The base's shipped quantization (GPTQ/AWQ, from config.json), or None; bad input (exit 2)
+    when no package that loads it is installed."""
+    import importlib.util
+
+    pre = PreQuantized.of(spec.config)
+    if pre is not None and not any(importlib.util.find_spec(m) for m in pre.PACKAGES[pre.fmt]):
+        raise RankwiseError(f"{spec.name} is a pre-quantized {pre.fmt.upper()} model, and loading it needs "
+                            f"{' or '.join(pre.PACKAGES[pre.fmt])}", "pip install 'rankwise[prequantized]' (GPU "
+                            "kernels), or train a 16-bit copy of the model with method: qlora")
+    return pre
 
 
 def _forecast(spec, cfg, ctx, hw, run_dir: Path):
