@@ -401,3 +401,12 @@ def test_training_a_prequantized_base_without_its_package_is_bad_input():
         prequantized(_prequantized("gptq"))
     assert "GPTQ" in e.value.message and "rankwise[prequantized]" in e.value.hint
     assert prequantized(SPEC) is None
+
+
+@pytest.mark.parametrize("prequantized", [False, True])
+def test_the_oom_message_never_tells_a_prequantized_base_to_switch_to_4bit(prequantized):
+    from rankwise.trainer.worker import oom_message
+    cfg = RunConfig.model_validate({"method": LORA})
+    est = estimate(_prequantized("gptq") if prequantized else SPEC, Plan(LORA))
+    text = oom_message(est, 24 * 2 ** 30, 1, 8, 2, cfg, prequantized=prequantized)
+    assert (f"method: {QLORA}" in text) is not prequantized and "max_seq_len" in text

@@ -284,7 +284,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             torch.cuda.empty_cache()
         retries += 1
         if retries > MAX_OOM_RETRIES or micro == 1 or world_size() > 1:  # ranks cannot retry apart
-            raise OOMGiveUp(oom_message(est, gpu_bytes, micro, accum, retries - 1, cfg))
+            raise OOMGiveUp(oom_message(est, gpu_bytes, micro, accum, retries - 1, cfg,
+                                        prequantized=PreQuantized.of(spec.config) is not None))
         micro, accum = halve(micro, accum)
         latest = rundir.latest_checkpoint(run_dir)
         log.warning("out of memory (%s): retry %d with micro_batch %d, grad_accum %d from %s", oom, retries,
@@ -436,14 +437,16 @@ def halve(micro: int, accum: int) -> tuple[int, int]:
     return new, math.ceil(micro * accum / new)
 
 
-def oom_message(est, gpu_bytes, micro: int, accum: int, retries: int, cfg) -> str:
+def oom_message(est, gpu_bytes, micro: int, accum: int, retries: int, cfg, prequantized: bool = False) -> str:
+    """What to change after the last OOM retry. A pre-quantized (GPTQ/AWQ) base is never told to
+    switch to the 4-bit method: bitsandbytes does not quantize it again."""
     gib = 2 ** 30
     where = f"the {gpu_bytes / gib:.1f} GiB GPU" if gpu_bytes else "this device"
     head = (f"out of memory at micro_batch {micro} (grad_accum {accum}) after {retries} "
             f"retr{'y' if retries == 1 else 'ies'}; estimated peak {est.peak_gib:.1f} GiB on {where}" if est else
             f"out of memory at micro_batch {micro} after {retries} retries on {where}")
     fixes = []
-    if cfg.method != LEANEST:
+    if cfg.method != LEANEST and not prequantized:
         fixes.append(f"method: {LEANEST} ({METHODS[LEANEST].base} base weights)")
     fixes.append(f"a shorter train.max_seq_len (now {cfg.train.max_seq_len})")
     if not cfg.train.grad_checkpointing:
