@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
 from .hardware import Hardware, speed_of
+from .memory import kbit_upcast
 
 if TYPE_CHECKING:
     from .config import RunConfig
     from .fit import Fit
     from .model import ModelSpec
 
-ATTENTION = ("sdpa", "eager")  # rankwise trains with transformers' default, SDPA
+ATTENTION = ("sdpa", "eager", "flash_attention_2")  # train.attention (auto: SDPA, transformers' default)
 
 # One token ≈ 4 characters of English text (OpenAI's tokenizer documentation, "What are
 # tokens"): how a scan's character lengths become tokens without a tokenizer. A vocabulary of
@@ -206,9 +207,11 @@ def linear_work(spec: "ModelSpec", fit: "Fit") -> tuple[int, int, int]:
 
 
 def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_len: int,
-                        attention: str = "sdpa", efficiency: float | None = None) -> dict[str, float]:
-    """Seconds of one micro-batch (per GPU) by part, for sequences padded to `padded_len`."""
+                        attention: str | None = None, efficiency: float | None = None) -> dict[str, float]:
+    """Seconds of one micro-batch (per GPU) by part, for sequences padded to `padded_len`;
+    `attention` None: the plan's (train.attention)."""
     plan = fit.estimate.plan
+    attention = attention or plan.attention
     st = device.stack
     eff = st.efficiency if efficiency is None else efficiency
     quant = plan.descriptor.quant
@@ -222,10 +225,11 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     attn_width = spec.num_heads * spec.head_dim
     span = L if attention == "eager" else L / 2  # causal: flash/SDPA kernels skip the masked half
     attn_flops = tokens * spec.num_layers * 4 * span * attn_width * (1 + 2 + (1 if ckpt else 0))
-    # the 4-bit slowdown is measured where peft's prepare_model_for_kbit_training runs (fp32 norms,
-    # embeddings and output head beside bitsandbytes' unfused dequantize + GEMM); sharded QLoRA skips
-    # it and stores the 4-bit weights in the compute dtype (trainer/worker.py, methods.FourBit)
-    slow = st.kbit_factor if quant and not plan.sharded else 1.0
+    # the 4-bit slowdown is measured where peft's prepare_model_for_kbit_training upcasts (fp32 norms,
+    # embeddings and output head beside bitsandbytes' unfused dequantize + GEMM); without the upcast
+    # (quant.kbit_upcast false, or sharded QLoRA, which skips it) fms-acceleration's
+    # accelerated-peft-bnb rows run at 0.95-0.97 of 16-bit LoRA: the dequantize bytes below cover that
+    slow = st.kbit_factor if quant and kbit_upcast(plan) else 1.0
     peak = device.tflops * 1e12 * eff * slow
     bw = device.bandwidth_gbs * 1e9 * st.bandwidth_share
     if quant:  # dequantize: 4-bit read, 16-bit written, 16-bit read by the GEMM, each pass
@@ -233,11 +237,21 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     else:
         weight_bytes = passes * body * plan.dtype_bytes
     weight_bytes += 2 * head * plan.dtype_bytes
+    dora_flops = dora_bytes = 0.0
+    if plan.descriptor.peft.get("use_dora"):
+        # peft's DoRA (tuners/lora/dora.py) forms B·A and the row norms of W + s·B·A in each forward
+        # (no backward: the norm is detached): 2·r·d_in·d_out FLOPs and ~14 bytes per weight
+        # (W read, B·A written in fp32, both read for the norm) per adapted linear per forward pass
+        fwd = passes - 1
+        for l in spec.resolve_targets(plan.targets if isinstance(plan.targets, str) else list(plan.targets)):
+            dora_flops += fwd * l.count * 2 * plan.r * l.d_in * l.d_out
+            dora_bytes += fwd * l.count * l.d_in * l.d_out * 14
     attn_bytes = 0.0
     if attention == "eager":  # the L×L scores: written, softmaxed in fp32, read by A·V; twice in backward
         attn_bytes = b * spec.num_heads * L * L * spec.num_layers * 12 * (1 + 2 + (1 if ckpt else 0))
-    return {"compute": (base_flops + adapter_flops) / peak, "attention": attn_flops / peak + attn_bytes / bw,
-            "memory": weight_bytes / bw,  # FSDP gathers each full layer: the same bytes per GPU
+    return {"compute": (base_flops + adapter_flops + dora_flops) / peak,
+            "attention": attn_flops / peak + attn_bytes / bw,
+            "memory": (weight_bytes + dora_bytes) / bw,  # FSDP gathers each full layer: the same bytes per GPU
             "overhead": spec.num_layers * passes * st.layer_overhead_s}
 
 
@@ -286,8 +300,9 @@ def steps_and_tokens(cfg: "RunConfig", fit: "Fit", data: DataShape) -> tuple[int
 
 def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | None, data: DataShape | None = None,
               calibration: Iterable[Calibration] = (), price: float | None = None,
-              attention: str = "sdpa") -> TimePlan:
+              attention: str | None = None) -> TimePlan:
     """Tokens/s, step and total seconds, and cost of `cfg` as `fit` resolved it on `hw`."""
+    attention = attention or fit.estimate.plan.attention
     if attention not in ATTENTION:
         raise ValueError(f"attention {attention!r}: one of {ATTENTION}")
     device = Device.of(hw)
@@ -302,7 +317,7 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
     similar = [c for c in calibration if c.similar(device.name, fit.method, spec.total_params, plan.seq_len)]
     notes = [f"{device.name}: {device.tflops:g} TFLOP/s, {device.bandwidth_gbs:g} GB/s ({device.source})",
              f"stack {device.stack.name}: efficiency {device.stack.efficiency:g} ({device.stack.source})",
-             f"{'flash/SDPA' if attention == 'sdpa' else 'eager'} attention; "
+             f"{'eager' if attention == 'eager' else 'flash/SDPA'} attention; "
              f"{'checkpointing recomputes each layer' if plan.grad_checkpointing else 'no recomputation'}"]
     efficiency = device.stack.efficiency
     if similar:

@@ -35,6 +35,10 @@ def predict(row: dict) -> float:
              "train.grad_checkpointing": row["grad_ckpt"] == "yes", "data.packing": row["packing"] == "yes",
              "train.grad_accum": int(row["grad_accum"] or 1), "distributed.gpus": gpus,
              "distributed.strategy": "ddp" if row["strategy"] == "single" else row["strategy"]}
+    for option in filter(None, row.get("options", "").split(";")):  # e.g. kbit_upcast=no
+        key, _, value = option.partition("=")
+        patch[{"kbit_upcast": "quant.kbit_upcast", "attention": "train.attention"}[key.strip()]] = (
+            {"yes": True, "no": False}.get(value.strip(), value.strip()))
     if row["epochs"]:
         patch["train.epochs"] = float(row["epochs"])
     else:

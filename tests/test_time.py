@@ -34,7 +34,7 @@ def cfg_of(**patch) -> RunConfig:
     return with_values(RunConfig(), {**base, **patch})
 
 
-def planned_time(model="llama-3.1-8b", hw=A100, attention="sdpa", calibration=(), **patch):
+def planned_time(model="llama-3.1-8b", hw=A100, attention=None, calibration=(), **patch):
     spec, cfg, h = load_model(model), cfg_of(**patch), hw()
     fit = assess(spec, cfg, h)
     return plan_time(spec, cfg, fit, h, calibration=calibration, attention=attention)
@@ -326,3 +326,15 @@ def test_every_named_gpu_has_a_speed_and_a_price():
 
     assert set(GPU_SPEED) == set(GPU_TABLE) == set(DEFAULT_PRICES)
     assert all(s.tflops > 0 and s.bandwidth_gbs > 0 and s.source for s in GPU_SPEED.values())
+
+
+def test_the_configs_attention_upcast_and_dora_options():
+    """train.attention, quant.kbit_upcast and DoRA change the planned work as the stack does."""
+    sdpa, eager = planned_time(**{"train.max_seq_len": 8192}), planned_time(**{"train.max_seq_len": 8192,
+                                                                             "train.attention": "eager"})
+    assert eager.step_s > 1.5 * sdpa.step_s  # the config's attention, not an argument
+    upcast = planned_time(method="qlora")
+    kept = planned_time(method="qlora", **{"quant.kbit_upcast": False})
+    assert kept.step_s < upcast.step_s and kept.step_s > planned_time().step_s  # dequantizing still costs
+    dora = planned_time(method="dora")
+    assert dora.step_s > planned_time().step_s and dora.parts["memory"] > planned_time().parts["memory"]
