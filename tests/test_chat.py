@@ -148,3 +148,23 @@ def test_listed_sample_prompts_are_answered_at_each_evaluation(tmp_path):
     samples = [e for e in evs if e["type"] == "sample"]
     assert [s["step"] for s in samples] == [e["step"] for e in evs if e["type"] == "eval"] == [2, 4]
     assert {s["prompt"] for s in samples} == {QUESTION} and all(s.get("reference") is None for s in samples)
+
+
+@pytest.mark.slow
+def test_a_qlora_run_is_chatted_with_on_its_4bit_base(tmp_path, capsys):
+    from train_helpers import only_run, train
+
+    from rankwise.trainer.chat import Bench
+
+    runs = tmp_path / "runs"
+    out = train(runs, preset="demo-cpu-qlora")
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = only_run(runs)
+    bench = Bench.open(run)
+    bases = {type(m.base_layer).__name__ for _, m in bench.model.named_modules() if hasattr(m, "base_layer")}
+    quant = {getattr(m.base_layer.weight, "quant_type", None) for _, m in bench.model.named_modules()
+             if hasattr(m, "base_layer")}
+    assert bases == {"Linear4bit"} and quant == {"nf4"}  # as the run trained it
+    code, out, err = chat(capsys, run, "--prompt", QUESTION, *GREEDY)
+    assert code == 0, err
+    assert answer(out, "adapter")

@@ -83,7 +83,8 @@ def _same_base(run_dir: Path, cfg, other: Path) -> None:
     if mine[1] != theirs[1]:
         from rankwise.advisor.methods import METHODS
 
-        if METHODS[mine[1]].quantized != METHODS[theirs[1]].quantized:
+        a, b = METHODS.get(mine[1]), METHODS.get(theirs[1])
+        if a is not None and b is not None and a.quantized != b.quantized:
             raise RankwiseError(f"{other.name} trained on a {theirs[1]} base, {run_dir.name} on a {mine[1]} base",
                                 "--against compares adapters trained on the same stored base (both 4-bit or neither)")
 
