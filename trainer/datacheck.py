@@ -134,8 +134,9 @@ def load_tokenizer(model: str | None, trust_remote_code: bool = False) -> tuple[
 
 
 def check_data(path: str | Path, model: str | None = None, fmt: str = "auto", max_seq_len: int | None = None,
-               tokenizer=None, trust_remote_code: bool = False) -> DataCheck:
-    """Read, render, tokenize and mask `path` as training would; report what it found."""
+               tokenizer=None, trust_remote_code: bool = False, columns: dict[str, str] | None = None) -> DataCheck:
+    """Read, render, tokenize and mask `path` as training would; report what it found.
+    `columns` is data.columns (the preset's, when FILE is given)."""
     max_len = max_seq_len or RunConfig().train.max_seq_len
     if tokenizer is None:
         tokenizer, kind, note = load_tokenizer(model, trust_remote_code)
@@ -146,7 +147,7 @@ def check_data(path: str | Path, model: str | None = None, fmt: str = "auto", ma
         raise RankwiseError(f"data file not found: {path}",
                             "give a .jsonl/.json/.csv/.parquet file or a saved dataset folder")
     recorder = _Recorder()
-    rows = _Rows(path, fmt, recorder, None)
+    rows = _Rows(path, fmt, recorder, None, columns)
     encoder = _Encoder(tokenizer, max_len, recorder)
     out = DataCheck(str(path), model, kind, note, None, max_len)
     lengths: list[int] = []
