@@ -576,3 +576,71 @@ async def test_save_dialog_takes_a_name(tmp_path):
         await pilot.pause()
         path = tmp_path / "runs" / "presets" / "mychat.yaml"
         assert load_config(path).lora.r == 24
+
+
+async def burst(pilot, *keys: str):
+    """Keys as SSH delivers typed-ahead input: all in the app's queue at once, no pause between."""
+    from textual import events
+
+    app = pilot.app
+    for key in keys:
+        char = key if len(key) == 1 else None
+        name = {".": "full_stop", "/": "slash", "-": "minus", "_": "underscore", "~": "tilde"}.get(key, key)
+        event = events.Key(name, char)
+        event.set_sender(app)
+        app._driver.send_message(event)
+    await pilot.pause()
+    await settle(pilot)
+    while app._keys or (app._key_feeder is not None and not app._key_feeder.done()):
+        await pilot.pause()
+    await settle(pilot)
+
+
+async def test_a_burst_on_advice_lands_field_by_field(tmp_path):
+    """`C-u 512 Tab Tab Tab 0.3` in one burst: rank 512, dropout 0.3, and ^s saves rank 512."""
+    async with app_for(tmp_path, hardware=A100).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot, "llama-3.1-8b", "instruction")
+        screen.query_one("#f-lora--r", Input).focus()
+        await pilot.pause()
+        await burst(pilot, "ctrl+u", "5", "1", "2", "tab", "tab", "tab", "ctrl+u", "0", ".", "3")
+        assert screen.query_one("#f-lora--r", Input).value == "512"
+        assert screen.query_one("#f-lora--dropout", Input).value == "0.3"
+        assert screen.cfg.lora.r == 512 and screen.cfg.lora.dropout == 0.3
+
+
+async def test_a_burst_on_setup_lands_field_by_field(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"instruction": "hi", "output": "there"}\n')
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await burst(pilot, "8", "b", "enter", "tab", *str(data), "tab", "1", "0", "M")
+        screen = pilot.app.screen
+        assert screen.query_one("#model", Input).value == "8b"
+        assert screen.query_one("#dataset", Input).value == str(data)
+        assert screen.query_one("#budget", Input).value == "10M"
+
+
+async def test_keys_after_a_screen_change_go_to_the_new_screen(tmp_path):
+    """`C-n 64`: Advice opens for the model typed (not '8b64') and 64 goes to its focused field."""
+    from rankwise.tui.screens.advice import AdviceScreen
+
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await burst(pilot, "8", "b", "ctrl+n", "ctrl+u", "6", "4")
+        screen = pilot.app.screen
+        assert isinstance(screen, AdviceScreen) and screen.spec.name.endswith("8b") or "8b" in screen.request.model
+        assert screen.request.model == "llama-3.1-8b"
+        assert screen.query_one("#f-lora--r", Input).value == "64" and screen.cfg.lora.r == 64
+
+
+async def test_a_digit_after_ctrl_p_launches_not_types(tmp_path):
+    from rankwise.tui.screens.presets import PresetsScreen
+
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await burst(pilot, "ctrl+p", "2")
+        assert isinstance(pilot.app.screen, PresetsScreen) or pilot.app.screen_stack[1:2]
+        setup = pilot.app.screen_stack[1]
+        assert setup.query_one("#model", Input).value == ""
+        assert pilot.app.screen_stack[2:3] and isinstance(pilot.app.screen_stack[2], PresetsScreen)
+        assert pilot.app.screen_stack[2].query_one(DataTable).cursor_row == 1  # `2` picked the second preset

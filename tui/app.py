@@ -8,11 +8,14 @@ in this process: training runs in its own process, started by `rankwise train --
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
+from textual import events
 from textual.app import App
 from textual.binding import Binding
 from textual.worker import WorkerState
@@ -45,6 +48,83 @@ class RankwiseApp(App):
         super().__init__()
         self.ctx = ctx
         self._exit_when_ready = os.environ.get("RANKWISE_EXIT_WHEN_READY") == "1"
+        self._keys: deque[events.Key] = deque()  # typed ahead, not yet handed on
+        self._key_feeder: asyncio.Task | None = None
+        self._released: set[int] = set()  # ids of keys handed on by the feeder
+        self._in_flight: events.Key | None = None  # the key handed on last, until it is handled
+        self._holds: set[str] = set()  # while not empty, typed keys wait (a screen is not ready yet)
+
+    # ---- type-ahead: keys are handled one at a time, in order, by the widget focused then
+    # Textual hands a key to the focused widget's queue and runs non-priority bindings (Tab,
+    # ^n, ^s...) only when the key has bubbled back up to the app, while the app already hands
+    # the next keys to the same widget: over SSH a burst `C-u 512 Tab Tab Tab 0.3` put every
+    # letter into the rank. Here the app hands a key on only when the previous one has been
+    # handled through (its bubbling, its binding, the messages and screen changes it caused)
+    # and no screen holds the keys (Advice until its form is filled; a launch until its screen).
+    KEY_SETTLE_MAX_S = 0.1  # never hold a key longer for a pump that stays busy (a live log)...
+    KEY_IN_FLIGHT_MAX_S = 2.0  # ...nor for a key that never comes back (its widget went away)
+    KEY_HOLD_MAX_S = 15.0  # nor for a screen that never says it is ready
+
+    def hold_keys(self, name: str) -> None:
+        self._holds.add(name)
+
+    def release_keys(self, name: str) -> None:
+        self._holds.discard(name)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):
+            if not event.is_forwarded and id(event) not in self._released:
+                self._keys.append(event)
+                if self._key_feeder is None or self._key_feeder.done():
+                    self._key_feeder = asyncio.create_task(self._feed_keys())
+                return
+            handed_on = id(event) in self._released  # else: bubbled back up to the app
+            self._released.discard(id(event))
+            await super().on_event(event)
+            if event is self._in_flight and (not handed_on or not event.is_forwarded):
+                self._in_flight = None  # its bindings have run here, or a priority binding took it
+            return
+        await super().on_event(event)
+
+    def _busy(self) -> bool:
+        pumps = [self, *self.screen_stack, *self.screen.walk_children()]
+        return any(p.message_queue_size for p in pumps)
+
+    async def _settle(self) -> None:
+        """Until the key in flight is handled (taken by a widget, or bubbled back to the app where
+        the bindings run), every message queue of the app and its screens stays empty for a few
+        turns of the loop (what the key caused: a Submitted, a focus change, a screen's mount)
+        and no screen holds the keys."""
+        start = held_since = time.monotonic()
+        quiet = 0
+        while quiet < 3:
+            await asyncio.sleep(0)
+            if self._holds:
+                if time.monotonic() - held_since < self.KEY_HOLD_MAX_S:
+                    await asyncio.sleep(0.01)
+                    quiet, start = 0, time.monotonic()  # the limits below count from the release
+                    continue
+                self._holds.clear()
+            key = self._in_flight
+            if key is not None and not key._stop_propagation:
+                if time.monotonic() - start < self.KEY_IN_FLIGHT_MAX_S:
+                    quiet = 0
+                    continue
+                self._in_flight = None
+            if self._busy():
+                quiet = 0
+                if time.monotonic() - start > self.KEY_SETTLE_MAX_S:
+                    return
+                continue
+            quiet += 1
+
+    async def _feed_keys(self) -> None:
+        while self._keys:
+            await self._settle()
+            event = self._keys.popleft()
+            self._released.add(id(event))
+            self._in_flight = event
+            self.post_message(event)
 
     def get_css_variables(self) -> dict[str, str]:
         """The theme's, plus the one style table's colours ($severity-error, $status-failed, ...)."""
@@ -78,6 +158,7 @@ class RankwiseApp(App):
         self._show(RunsScreen, RunsScreen)
 
     def open_advice(self, request=None, cfg=None) -> None:
+        self.hold_keys("advice")  # until its form is filled (AdviceScreen releases it)
         self.push_screen(AdviceScreen(request=request, cfg=cfg))
 
     def attach(self, run_dir: Path) -> None:
@@ -86,6 +167,7 @@ class RankwiseApp(App):
     def launch(self, preset: Path) -> None:
         """Start a detached run of this preset file in a worker, then attach to it."""
         self.notify(f"starting {preset.stem}…", timeout=3)
+        self.hold_keys("launch")  # keys typed now are for the Run screen (or the error)
         self.run_worker(lambda: self._launch(preset), thread=True, group="launch", exclusive=True,
                         exit_on_error=False)
 
@@ -95,8 +177,13 @@ class RankwiseApp(App):
         except RankwiseError as e:
             self.call_from_thread(self.notify, e.render() if hasattr(e, "render") else str(e),
                                   severity="error", timeout=10)
+            self.call_from_thread(self.release_keys, "launch")
             return
+        except BaseException:
+            self.call_from_thread(self.release_keys, "launch")
+            raise
         self.call_from_thread(self.attach, run_dir)
+        self.call_from_thread(self.release_keys, "launch")
 
     def sweep(self, preset: Path) -> None:
         """Start a background rank sweep of this preset file, then show its Sweep screen."""

@@ -164,6 +164,7 @@ class AdviceScreen(Screen):
         if self.hardware is None:
             self.hardware = getattr(self.app.ctx, "planned", None) or self.app.ctx.hardware
         self.query_one("#form").disabled = True
+        self.app.hold_keys("advice")  # keys typed ahead wait for the form (app.py's key queue)
         self.on_resize()
         self.prepare()
 
@@ -197,6 +198,7 @@ class AdviceScreen(Screen):
     def on_advice_ready(self, message: AdviceReady) -> None:
         if message.error:
             self.query_one("#mem", Static).update(Text(message.error, style=message_style("error")))
+            self.app.release_keys("advice")
             return
         self.spec = message.spec
         if message.advice is not None:
@@ -210,6 +212,10 @@ class AdviceScreen(Screen):
         form = self.query_one("#form")
         form.disabled = False
         self.query_one(f"#{wid('lora.r')}", Input).focus()
+        self.app.release_keys("advice")
+
+    def on_unmount(self) -> None:
+        self.app.release_keys("advice")
 
     # ---- form <-> config
     def show_config(self, cfg) -> None:

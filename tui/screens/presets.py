@@ -86,7 +86,11 @@ class PresetsScreen(Screen):
         table = self.query_one(DataTable)
         table.add_columns(*COLUMNS)
         table.focus()
+        self.app.hold_keys("presets")  # a digit typed ahead launches a row: wait for the rows
         self.load()
+
+    def on_unmount(self) -> None:
+        self.app.release_keys("presets")
 
     def on_screen_resume(self) -> None:
         if self.rows:  # back from Advice or a run: a preset may have been saved since
@@ -100,7 +104,10 @@ class PresetsScreen(Screen):
             from rankwise.advisor.hardware import probe
 
             hw = ctx.hardware = probe()
-        self.post_message(PresetRows(describe_all(self.app.presets(), hw)))
+        try:
+            self.post_message(PresetRows(describe_all(self.app.presets(), hw)))
+        finally:  # after the rows are queued: typed-ahead keys reach them (app.py's key queue)
+            self.app.call_from_thread(self.app.release_keys, "presets")
 
     def on_preset_rows(self, message: PresetRows) -> None:
         self.rows = message.rows
