@@ -103,6 +103,31 @@ def test_progress_is_reported_while_building(tok, tmp_path, cache, monkeypatch):
     assert any(total and 30 <= total <= 50 for _, total, _ in seen[:-1])  # estimated from the file's size
 
 
+def _prepare_in_a_process(path, cache, out):
+    import os
+    os.environ["RANKWISE_DATA_CACHE"] = str(cache)
+    from transformers import AutoTokenizer
+    train, _, _, info = data_cache.prepare_data(cfg(path), AutoTokenizer.from_pretrained(TINY))
+    out.put((info["hit"], len(train)))
+
+
+def test_processes_of_one_run_build_once(tmp_path, cache):
+    """Two processes asking at once (the ranks of a multi-process run, parallel sweep trials):
+    one builds under the lock, the other waits and reads what it stored."""
+    import multiprocessing as mp
+    path = write(tmp_path / "d.jsonl", ROWS)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_prepare_in_a_process, args=(path, cache, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert results == [(False, 36), (True, 36)]
+    assert len(data_cache.entries(cache)) == 1
+
+
 def test_a_damaged_entry_is_built_again(tok, tmp_path, cache):
     c = cfg(write(tmp_path / "d.jsonl", ROWS))
     _, _, _, info = data_cache.prepare_data(c, tok)
