@@ -195,9 +195,10 @@ class TrainSection(Section):
     """Steps between samples: the model in training answers a few held-out prompts (greedy, 48
     new tokens), written as `sample` events the panel and `attach` show. Unset: off, unless
     sample_prompts is set, which samples at each evaluation."""
-    sample_prompts: Union[list[str], Literal["auto"], None] = None
-    """Prompts to sample: a list of user messages, or auto = the first three validation rows'
-    prompts (exactly as training renders them). Unset with sample_every set: auto."""
+    sample_prompts: Union[list[str], str, None] = None
+    """Prompts to sample: a list of user messages, a text file of them (one a line; relative to
+    the preset), or auto = the first three validation rows' prompts (exactly as training renders
+    them). Unset with sample_every set: auto."""
 
     @property
     def effective_batch(self) -> int:

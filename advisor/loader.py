@@ -270,7 +270,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     return validate(data, str(path), lines)
 
 
-_PATH_KEYS = ("data.path", "data.val_path")
+_PATH_KEYS = ("data.path", "data.val_path", "train.sample_prompts")
+_NOT_PATHS = ("auto",)  # words a path key also takes (train.sample_prompts: auto)
 
 
 def _is_local_model(name: str, base: Path) -> bool:
@@ -287,7 +288,7 @@ def anchor_paths(data: Any, base: Path) -> Any:
     for key in _PATH_KEYS:
         group, _, name = key.partition(".")
         value = data[group].get(name) if isinstance(data.get(group), dict) else None
-        if isinstance(value, str) and value and not Path(value).is_absolute():
+        if isinstance(value, str) and value and value not in _NOT_PATHS and not Path(value).is_absolute():
             data[group][name] = str((base / value).resolve())
     model = data.get("model")
     name = model.get("name") if isinstance(model, dict) else None

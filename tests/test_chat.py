@@ -137,12 +137,17 @@ def test_the_panel_and_attach_show_the_newest_samples(sampled_run, rankwise_cmd)
 
 
 @pytest.mark.slow
-def test_listed_sample_prompts_are_answered_at_each_evaluation(tmp_path):
+@pytest.mark.parametrize("given", ["list", "file"])
+def test_named_sample_prompts_are_answered_at_each_evaluation(tmp_path, given):
     from train_helpers import events, only_run, train
 
     runs = tmp_path / "runs"
+    prompts = json.dumps([QUESTION])
+    if given == "file":
+        (tmp_path / "prompts.txt").write_text(f"\n{QUESTION}\n\n")
+        prompts = str(tmp_path / "prompts.txt")
     out = train(runs, "--set", "train.max_steps=4", "--set", "train.eval_steps=2",
-                "--set", f"train.sample_prompts={json.dumps([QUESTION])}")
+                "--set", f"train.sample_prompts={prompts}")
     assert out.returncode == 0, out.stderr[-3000:]
     evs = events(only_run(runs))
     samples = [e for e in evs if e["type"] == "sample"]

@@ -27,7 +27,7 @@ from . import rundir
 from .chat import adapter_dir, load_base
 from .data import IGNORE
 from .generation import Settings, generate_ids
-from .prompts import Row, rows_from_examples, user_row
+from .prompts import Row, prompts_file, rows_from_examples, user_row
 
 
 def held_out_rows(run_dir: Path, cfg, tokenizer, n: int, prompts: Path | None) -> list[Row]:
@@ -36,8 +36,7 @@ def held_out_rows(run_dir: Path, cfg, tokenizer, n: int, prompts: Path | None) -
         if not prompts.is_file():
             raise RankwiseError(f"--prompts {prompts}: no such file", "give a .txt (one prompt a line) or a data file")
         if prompts.suffix == ".txt":
-            lines = [l.strip() for l in prompts.read_text(encoding="utf-8").splitlines() if l.strip()][:n]
-            return [user_row(tokenizer, l) for l in lines]
+            return [user_row(tokenizer, l) for l in prompts_file(prompts, "--prompts")[:n]]
         from .data_build import build_datasets
 
         data = cfg.data.model_copy(update={"path": str(prompts), "val_path": None, "val_ratio": 0.0, "packing": False,

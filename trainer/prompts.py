@@ -5,6 +5,9 @@ continue). Used by chat, compare and the samples taken while training."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from rankwise.advisor.errors import RankwiseError
 
 from .data import ALPACA_NO_INPUT, IGNORE
 
@@ -64,6 +67,20 @@ def sample_rows(cfg, tokenizer, val) -> list[Row]:
     wanted = cfg.train.sample_prompts
     if wanted is None and not cfg.train.sample_every:
         return []
+    if isinstance(wanted, str) and wanted != "auto":
+        wanted = prompts_file(Path(wanted), "train.sample_prompts")
     if isinstance(wanted, list):
         return [user_row(tokenizer, p) for p in wanted]
     return rows_from_examples(val, tokenizer, SAMPLE_ROWS) if val else []
+
+
+def prompts_file(path: Path, what: str) -> list[str]:
+    """A text file of prompts, one a line (blank lines skipped)."""
+    try:
+        text = path.expanduser().read_text(encoding="utf-8")
+    except OSError as e:
+        raise RankwiseError(f"{what} {path}: {e.strerror or e}", "a text file of prompts, one a line (or auto, or a list)") from None
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    if not lines:
+        raise RankwiseError(f"{what} {path}: no prompts in the file", "one prompt a line")
+    return lines
