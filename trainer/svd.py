@@ -86,20 +86,21 @@ def rank_band(comp: dict[str, int], hidden: int) -> list[int]:
 
 
 def _texts(path: str | Path, tokenizer, samples: int) -> tuple[list[str], int]:
-    from rankwise.advisor.dataset import check_row, detect_format, iter_rows
+    from rankwise.advisor.dataset import detect_format, iter_rows, prepare_row
 
     texts, skipped = [], 0
     has_template = bool(getattr(tokenizer, "chat_template", None))
     for _, row in iter_rows(path, bad="yield"):
         fmt = detect_format(row) if isinstance(row, dict) else None
-        if fmt is None or check_row(row, fmt):
+        row = prepare_row(row, fmt)[0] if fmt and fmt != "preference" else None  # ShareGPT → messages, parts joined
+        if row is None:
             skipped += 1
             continue
-        if fmt in ("chat", "instruction"):
-            msgs = row["messages"] if fmt == "chat" else [
+        if fmt in ("chat", "sharegpt", "instruction"):
+            msgs = row["messages"] if fmt != "instruction" else [
                 {"role": "user", "content": row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")},
                 {"role": "assistant", "content": row["output"]}]
-            msgs = [{"role": m["role"], "content": m["content"]} for m in msgs]
+            msgs = [{"role": m["role"], "content": m["content"] or ""} for m in msgs]
             text = (tokenizer.apply_chat_template(msgs, tokenize=False) if has_template
                     else "\n".join(f"{m['role']}: {m['content']}" for m in msgs))
         elif fmt == "prompt_completion":
