@@ -47,6 +47,14 @@ CUDA_CONTEXT_BYTES = 500 * MIB
 # the card, as an upper bound should.
 FRAGMENTATION = 0.10
 
+# NCCL's buffers for one channel's connection to one peer, one per protocol (NVIDIA/nccl
+# src/init.cc @5067397: DEFAULT_BUFFSIZE 4 MiB for SIMPLE; DEFAULT_LL128_BUFFSIZE =
+# NCCL_LL128_ELEMS_PER_THREAD 120 x NCCL_LL128_MAX_NTHREADS 640 x NCCL_STEPS 8 x 8 bytes;
+# DEFAULT_LL_BUFFSIZE = NCCL_LL_LINES_PER_THREAD 8 x NCCL_LL_MAX_NTHREADS 512 x NCCL_STEPS 8 x
+# 16-byte lines; src/include/device.h). Said, not added: the channel and peer count is NCCL's
+# topology search's (ring: one receive peer a channel, tree: up to NCCL_MAX_TREE_ARITY 3 + 1).
+NCCL_CONNECTION_BYTES = (1 << 22) + 120 * 640 * 8 * 8 + 8 * 512 * 8 * 16
+
 # bitsandbytes 8-bit optimizers (Dettmers et al. 2022, "8-bit Optimizers via Block-wise
 # Quantization"): each state is 1 byte per parameter plus one fp32 absmax per block
 # (bitsandbytes 0.50 optim/optimizer.py, Optimizer8bit init_state: blocksize = 256).
@@ -440,5 +448,9 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
             out.append(f"FSDP+{m.label}: bnb_4bit_quant_storage = the compute dtype, model loaded in it, no fp32 upcast")
     elif plan.gpus > 1:
         out.append(f"{plan.gpus} GPUs as DDP: a full copy per GPU, plus DDP's gradient buckets; per-GPU batch = micro_batch")
+    if plan.gpus > 1:
+        out.append(f"not counted: NCCL's communication buffers, {NCCL_CONNECTION_BYTES / MIB:.1f} MiB per channel and "
+                   "peer connection, allocated by NCCL outside PyTorch's caching allocator (nvidia-smi shows them, "
+                   "max_memory_reserved does not); how many channels and peers depends on the topology NCCL detects")
     out.append(f"CUDA context {CUDA_CONTEXT_BYTES / GIB:.2f} GiB; allocator overhead {FRAGMENTATION:.0%} of per-step memory")
     return tuple(out)
