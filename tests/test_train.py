@@ -100,7 +100,7 @@ def test_qlora_trains_in_4bit_and_the_loss_falls(tmp_path):
 
 BAD_INPUT = {
     "missing model path": (["--set", "model.name=/nonexistent/model"], "model path not found"),
-    "catalog-only model": (["--set", "model.name=llama-3.2-1b"], "catalog entries are architectures without weights"),
+    "catalog-only model": (["--set", "model.name=llama-3.2-1b"], "has no weights on this machine"),
     "missing data": (["--set", "data.path=/nonexistent/data.jsonl"], "data.path not found"),
     "unknown key": (["--set", "lora.rank=8"], "unknown key 'lora.rank'"),
     "bad value": (["--set", "train.scheduler=sawtooth"], "train.scheduler"),
