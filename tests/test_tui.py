@@ -644,3 +644,31 @@ async def test_a_digit_after_ctrl_p_launches_not_types(tmp_path):
         assert setup.query_one("#model", Input).value == ""
         assert pilot.app.screen_stack[2:3] and isinstance(pilot.app.screen_stack[2], PresetsScreen)
         assert pilot.app.screen_stack[2].query_one(DataTable).cursor_row == 1  # `2` picked the second preset
+
+
+async def test_runs_screen_reads_on_from_offsets_and_repaints_only_on_change(tmp_path):
+    from rankwise.trainer.events import EventSink
+
+    runs = tmp_path / "runs"
+    fake_run(runs, "done-1", steps=5)
+    live = fake_run(runs, "live-1", steps=3, finished=False, t0=NOW - 30)
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert screen.renders == 1
+        screen.reload()
+        await settle(pilot)
+        assert screen.renders == 1  # nothing changed: the table is not rebuilt
+        watch = screen.watch
+        assert runs / "done-1" in watch._done  # an ended run is not read again
+        fold, tail = watch._folds[runs / "live-1"]
+        assert tail._pos == (live / "events.jsonl").stat().st_size  # read up to the end, once
+        sink = EventSink(live / "events.jsonl")
+        sink.emit("step", step=4, max_steps=3, loss=1.5, lr=1e-4, grad_norm=1.0, time=NOW - 1)
+        sink.close()
+        screen.reload()
+        await settle(pilot)
+        assert screen.renders == 2
+        row = [str(c) for c in screen.query_one(DataTable).get_row(str("live-1"))]
+        assert row[2].startswith("4/") and row[3] == "1.5000"

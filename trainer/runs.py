@@ -22,12 +22,12 @@ import json
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rankwise.advisor.errors import RankwiseError, closest
 
-from .events import EVENTS_FILE, read_events
+from .events import EVENTS_FILE, Tail, read_events
 from .rundir import latest_checkpoint
 
 STATUSES = ("running", "finished", "failed", "interrupted")
@@ -118,31 +118,53 @@ def _config_name(run_dir: Path) -> str | None:
     return out.get("name") or cfg.get("name")
 
 
-def run_info(run_dir: str | Path) -> RunInfo:
-    """Everything `rankwise runs` shows about one run, from its files and the process table."""
+@dataclass
+class _Fold:
+    """What a run's events said so far: run_info's fold, kept between looks by `RunsWatch`."""
+
+    info: RunInfo
+    start: dict | None = None
+    end: dict | None = None
+    last_time: float | None = None
+
+    def add(self, events: list[dict]) -> None:
+        info = self.info
+        for e in events:
+            t = e.get("type")
+            if t == "start":
+                self.start, self.end = e, None  # a resumed run appends a new start; an older end no longer counts
+                info.pid = e.get("pid")
+                info.started = info.started or e.get("time")
+                info.model, info.method = e.get("model"), e.get("method")
+                info.max_steps = e.get("max_steps", info.max_steps)
+            elif t == "step":
+                info.step, info.loss = e.get("step", info.step), e.get("loss", info.loss)
+                info.max_steps = e.get("max_steps") or info.max_steps
+            elif t == "eval":
+                info.eval_loss = e.get("eval_loss")
+            elif t == "error":
+                info.error = e.get("message")
+            elif t == "end":
+                self.end = e
+        if events:
+            self.last_time = events[-1].get("time")
+
+
+def _fresh_fold(run_dir: Path) -> _Fold:
+    return _Fold(RunInfo(id=run_dir.name, dir=str(run_dir), name=_config_name(run_dir) or run_dir.name,
+                         status="running"))
+
+
+def run_info(run_dir: str | Path, fold: _Fold | None = None) -> RunInfo:
+    """Everything `rankwise runs` shows about one run, from its files and the process table.
+    `fold`: the events already folded (RunsWatch); none: the whole log is read."""
     run_dir = Path(run_dir)
-    events = read_events(run_dir / EVENTS_FILE)  # fields of the wrong type (a hand edit, damage) already dropped
-    info = RunInfo(id=run_dir.name, dir=str(run_dir), name=_config_name(run_dir) or run_dir.name, status="running")
-    end = start = None
-    for e in events:
-        t = e.get("type")
-        if t == "start":
-            start, end = e, None  # a resumed run appends a new start; an older end no longer counts
-            info.pid = e.get("pid")
-            info.started = info.started or e.get("time")
-            info.model, info.method = e.get("model"), e.get("method")
-            info.max_steps = e.get("max_steps", info.max_steps)
-        elif t == "step":
-            info.step, info.loss = e.get("step", info.step), e.get("loss", info.loss)
-            info.max_steps = e.get("max_steps") or info.max_steps
-        elif t == "eval":
-            info.eval_loss = e.get("eval_loss")
-        elif t == "error":
-            info.error = e.get("message")
-        elif t == "end":
-            end = e
-    if events:
-        info.updated = events[-1].get("time")
+    if fold is None:
+        fold = _fresh_fold(run_dir)
+        fold.add(read_events(run_dir / EVENTS_FILE))  # fields of the wrong type (a hand edit, damage) already dropped
+    info = replace(fold.info, extra=dict(fold.info.extra))
+    end, start = fold.end, fold.start
+    info.updated = fold.last_time
     if info.updated is None or info.started is None:
         try:
             mtime = max(p.stat().st_mtime for p in [run_dir, *run_dir.iterdir()])
@@ -181,6 +203,48 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
     root = runs_dir.resolve()
     infos = [run_info(p) for p in runs_dir.iterdir() if _inside(p, root) and is_run_dir(p)]
     return sorted(infos, key=lambda i: (i.started or 0.0, i.id), reverse=True)
+
+
+class RunsWatch:
+    """`list_runs` for a screen that looks every few seconds: each run's events.jsonl is read on
+    from where the last look stopped (offsets kept, events folded once), and a run that has
+    ended (end event and summary.json seen) is not looked at again until its log grows (--resume)."""
+
+    def __init__(self, runs_dir: str | Path):
+        self.runs_dir = Path(runs_dir)
+        self._folds: dict[Path, tuple[_Fold, Tail]] = {}
+        self._done: dict[Path, tuple[RunInfo, int]] = {}  # an ended run, and its log's size then
+
+    def list(self) -> list[RunInfo]:
+        if not self.runs_dir.is_dir():
+            return []
+        root = self.runs_dir.resolve()
+        infos = []
+        for p in self.runs_dir.iterdir():
+            if p in self._done:
+                info, size = self._done[p]
+                if _size(p / EVENTS_FILE) == size:
+                    infos.append(info)
+                    continue
+                del self._done[p]
+            if not (_inside(p, root) and is_run_dir(p)):
+                continue
+            if p not in self._folds:
+                self._folds[p] = (_fresh_fold(p), Tail(p / EVENTS_FILE))
+            fold, tail = self._folds[p]
+            fold.add(tail.poll())
+            info = run_info(p, fold)
+            if fold.end is not None and info.summary is not None:
+                self._done[p] = (info, _size(p / EVENTS_FILE))
+            infos.append(info)
+        return sorted(infos, key=lambda i: (i.started or 0.0, i.id), reverse=True)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -82,6 +82,9 @@ class RunsScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.runs: list = []
+        self.watch = None  # trainer.runs.RunsWatch: each log read on from its offset, ended runs not re-read
+        self.renders = 0  # times the table was rebuilt (only when a row changed)
+        self._rows: list = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -103,22 +106,30 @@ class RunsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
     def reload(self) -> None:
-        from rankwise.trainer.runs import list_runs
+        from rankwise.trainer.runs import RunsWatch
 
-        self.post_message(RunList(list_runs(self.app.ctx.runs_dir)))
+        if self.watch is None:
+            self.watch = RunsWatch(self.app.ctx.runs_dir)
+        self.post_message(RunList(self.watch.list()))
 
     def on_run_list(self, message: RunList) -> None:
-        table = self.query_one(DataTable)
-        keep = self.selected()
-        self.runs = message.runs
         now = self.app.ctx.clock()
-        table.clear()
-        for r in self.runs:
+        rows = []
+        for r in message.runs:
             step = f"{r.step if r.step is not None else '-'}/{r.max_steps or '?'}"
             loss = "-" if r.loss is None else f"{r.loss:.4f}"
             when = r.updated or r.started
-            table.add_row(r.id, Text(r.status, style=status_style(r.status)), step, loss,
-                          age(now - when if when else None), key=r.id)
+            rows.append((r.id, r.status, step, loss, age(now - when if when else None)))
+        if rows == self._rows and self.renders:
+            self.runs = message.runs
+            return  # nothing on screen changed: no repaint
+        table = self.query_one(DataTable)
+        keep = self.selected()
+        self.runs, self._rows = message.runs, rows
+        self.renders += 1
+        table.clear()
+        for run_id, status, step, loss, when in rows:
+            table.add_row(run_id, Text(status, style=status_style(status)), step, loss, when, key=run_id)
         if keep is not None:
             ids = [r.id for r in self.runs]
             if keep.id in ids:
