@@ -1,0 +1,146 @@
+"""Activations: what autograd keeps per token from forward to backward, and the transients on
+top of it (one layer's backward, the loss's vocabulary-sized buffers), for the stack rankwise
+trains with. memory.py adds them to the static memory; the constants behind each count are cited
+where they are used.
+"""
+from __future__ import annotations
+
+from .plan import Plan
+from .spec import Linear, ModelSpec
+
+
+def kbit_upcast(plan: Plan) -> bool:
+    """Does peft's prepare_model_for_kbit_training cast the non-4-bit weights to fp32?
+
+    Not under FSDP/ZeRO-3: FSDP flattens each unit's parameters into one tensor of one dtype,
+    so the FSDP+QLoRA recipe loads the model in the 4-bit storage dtype (bf16,
+    `bnb_4bit_quant_storage`) and skips the fp32 upcast (peft docs, accelerate/fsdp.md "Use PEFT
+    QLoRA and FSDP"; TRL's SFTTrainer skips prepare_model_for_kbit_training for sharded QLoRA).
+    Nor with `quant.kbit_upcast: false` (the worker casts them back to the compute dtype, as axolotl's
+    loaders/model.py `_convert_embedding_modules_dtype` does after prepare_model_for_kbit_training)."""
+    return plan.stack.kbit_upcast and plan.kbit_upcast and not plan.sharded
+
+
+def stream_bytes(plan: Plan) -> int:
+    """Bytes per element of the residual stream and of what 4-bit linears return.
+
+    With a quantized base (QLoRA) on the hf stack, prepare_model_for_kbit_training leaves the embedding in
+    fp32, so the hidden states entering layer 0 are fp32; bitsandbytes' Linear4bit casts
+    its output back to its input's dtype (bitsandbytes nn/modules.py Linear4bit.forward:
+    `.to(inp_dtype)`) and fp32 + bf16 promotes to fp32, so the residual stream and the MLP
+    stay fp32 while the matmuls run in 16-bit."""
+    if plan.descriptor.quantized and kbit_upcast(plan):
+        return 4
+    return plan.dtype_bytes
+
+
+def _lora_input_bytes(l: Linear, plan: Plan) -> int:
+    """Per token: what an adapted linear's LoRA branch saves for backward.
+
+    lora_A's matmul saves its 16-bit input: under autocast that is the cast copy (the fp32
+    dropout output or the fp32 input peft's `_cast_input_dtype` makes is not kept);
+    dropout keeps a bool mask; lora_B saves lora_A's r-wide output."""
+    a = plan.dtype_bytes
+    return a * l.d_in + (l.d_in if plan.lora_dropout else 0) + a * plan.r
+
+
+def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int:
+    """Per token, one decoder layer: tensors autograd keeps from forward to backward.
+
+    Frozen linears save nothing (their weight is frozen, their input is not needed);
+    RMSNorm saves its fp32 upcast input; SDPA (flash/mem-efficient) saves 16-bit q, k, v,
+    the output and an fp32 logsumexp per head; SwiGLU saves gate, up and act(gate) in the
+    stream's dtype (fp32 for QLoRA on the hf stack, see `stream_bytes`)."""
+    a = plan.dtype_bytes
+    s = stream_bytes(plan)
+    h, i = spec.hidden_size, spec.intermediate_size
+    qd, kvd = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
+    total = spec.family.norms_per_layer * 4 * h  # RMSNorm keeps the fp32 copy of its input
+    total += a * (qd + 2 * kvd) + a * qd  # q, k, v and the attention output
+    total += _attention_saved_bytes(spec, plan)
+    moe = max(1, spec.experts_per_token) if spec.is_moe else 1
+    total += moe * 3 * s * i  # gate, up, act(gate) saved by act and mul
+    if spec.is_moe:
+        total += 4 * spec.num_experts  # router logits/softmax in fp32
+    dora = plan.descriptor.dora
+    for l in {l.name: l for l in adapted if l.family != "lm_head"}.values():
+        total += (l.count // spec.num_layers) * _lora_input_bytes(l, plan)
+        if dora:
+            # peft dora.py forward: `(mag_norm_scale - 1) * base_result + mag_norm_scale * lora_result
+            # * scaling` saves base_result and lora_result (both d_out wide) for the magnitude's gradient
+            total += (l.count // spec.num_layers) * 2 * a * l.d_out
+    q = plan.descriptor.quant
+    if q is not None and q.saves_input:
+        # bnb MatMul8bitLt keeps each frozen linear's input (`ctx.tensors = (CAt, subA, A)`); new beyond
+        # what is counted above: the two norm outputs (attention and MLP inputs) and down_proj's input
+        total += s * (2 * h + moe * i)
+    return total
+
+
+def _attention_saved_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """Per token, one layer: what attention saves beyond q, k, v and its output.
+
+    sdpa / flash_attention_2 (flash or memory-efficient kernels): an fp32 logsumexp per head,
+    no seq×seq scores. eager (transformers' eager_attention_forward): `softmax(..., dtype=float32)`
+    saves its fp32 output for backward and the `.to(query.dtype)` copy is saved by the matmul with
+    v: (4 + a) bytes per score, B×H×S² scores a layer, i.e. H·S per token (dropout 0 keeps no mask)."""
+    if plan.attention == "eager":
+        return (4 + plan.dtype_bytes) * spec.num_heads * plan.seq_len
+    return 4 * spec.num_heads
+
+
+def layer_backward_transient_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """Per token: gradients alive while one layer runs backward (residual-stream grads
+    in and out, the MLP's intermediate grads)."""
+    out = stream_bytes(plan) * (3 * spec.hidden_size + 2 * spec.intermediate_size)
+    if plan.attention == "eager":  # the scores' gradient: 16-bit from the matmul, fp32 through softmax
+        out += (4 + plan.dtype_bytes) * spec.num_heads * plan.seq_len
+    return out
+
+
+def layer_weight_transient_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int:
+    """Bytes, not per token: the largest weight-sized temporary one linear makes while its layer runs.
+
+    DoRA (peft tuners/lora/dora.py, `get_weight_norm` in every training forward): the adapted
+    weight `weight + scaling * lora_weight` is built in full to take its row norms: the 16-bit
+    lora_weight, its scaled copy and the sum (3 weight-sized 16-bit tensors), plus the de-quantized
+    base weight for a quantized base (`dequantize_module_weight`). An 8-bit base (bnb
+    MatMul8bitLt.backward): the whole weight de-quantized to 16-bit for the input gradient."""
+    a = plan.dtype_bytes
+    m = plan.descriptor
+    lin = [l for l in spec.linears if l.family != "lm_head"]
+    out = 0
+    if m.dora and adapted:
+        big = max(l.d_in * l.d_out for l in adapted if l.family != "lm_head")
+        out = (3 + (1 if m.quantized else 0)) * a * big
+    if m.quant is not None and m.quant.backward_dequant and lin:
+        out = max(out, a * max(l.d_in * l.d_out for l in lin))
+    return out
+
+
+def fused_loss_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """Bytes at the peak of Liger's fused linear cross-entropy (the whole micro-batch).
+
+    liger_kernel/ops/fused_linear_cross_entropy.py (linkedin/Liger-Kernel @ead96b6,
+    fused_linear_cross_entropy_forward): tokens are cut into chunks of
+    `next_power_of_2(cdiv(BT, cdiv(V, H)))` rows; one chunk's logits (chunk × V, the input's
+    dtype) exist at a time and the kernel overwrites them with their gradient in place;
+    `grad_input` (BT × H, the input's dtype) is filled during forward and kept for backward;
+    `loss_1d` is fp32 per token. The vocabulary-sized logits of the whole batch never exist."""
+    bt = plan.micro_batch * plan.seq_len
+    v, h = spec.vocab_size, spec.hidden_size
+    inc = -(-v // h)
+    chunk = 1 << max(0, (-(-bt // inc) - 1).bit_length())
+    return plan.dtype_bytes * chunk * v + stream_bytes(plan) * bt * h + 4 * bt
+
+
+def logits_peak_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """Per token: vocab-sized buffers at the loss's peak (see `Stack.logits_bytes`).
+
+    On the hf stack, transformers 5 `ForCausalLMLoss` upcasts the 16-bit logits with `logits.float()`, and
+    cross_entropy keeps the fp32 log_softmax for backward: forward peak 16-bit logits +
+    fp32 copy + fp32 log_softmax. In backward, NLL's dense fp32 gradient, the saved
+    log_softmax and log_softmax's fp32 input-gradient are alive together: 3 fp32 copies,
+    which is the larger of the two for 16-bit training (12 vs 10 bytes per logit)."""
+    softcap = plan.dtype_bytes if spec.family.final_softcap(spec.config) else 0  # Gemma 2 keeps tanh's output
+    return (plan.stack.logits_bytes(plan.dtype_bytes) + softcap) * spec.vocab_size
