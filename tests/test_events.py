@@ -88,7 +88,7 @@ def test_a_reader_drops_wrong_typed_fields(line, kept, dropped):
 def test_unreadable_lines_are_skipped():
     for line in ("", "not json", "[1, 2]", '{"time": 1}', '{"type": 7}', "[" * 5000):
         assert parse_line(line) is None
-    assert typed(parse_line('{"type": "sample", "text": "hi"}')) is None  # a type without a class: no viewer shows it
+    assert typed(parse_line('{"type": "telemetry", "text": "hi"}')) is None  # a type without a class: no viewer shows it
 
 
 def test_the_real_worker_writes_only_declared_fields(demo_run):
