@@ -419,6 +419,9 @@ def _samples(cfg, tokenizer, val_rows, sink, sharded: bool, clock):
         if sharded:
             log.warning("samples: not taken from a sharded model (FSDP/DeepSpeed)")
         return None
+    if not cfg.train.sample_every and not val_rows:
+        log.warning("samples: taken at each evaluation, and this run has no validation data; set train.sample_every")
+        return None
     return Samples(sink, tokenizer, rows, cfg.train.sample_every, clock)
 
 
