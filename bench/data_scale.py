@@ -99,6 +99,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[50_000, 200_000])
     ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--no-baseline", action="store_true", help="time rankwise only (after a change to it)")
     ap.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "rankwise-data-scale"))
     args = ap.parse_args()
     out = Path(args.out)
@@ -120,11 +121,14 @@ def main() -> None:
         assert not cold["hit"] and warm["hit"] and warm["rows"] == cold["rows"]
         hf_cache = out / f"hf-{n}"
         shutil.rmtree(hf_cache, ignore_errors=True)
-        base = run(BASELINE, [str(data), str(TOKENIZER), str(hf_cache), str(args.procs)], env)
+        base = None if args.no_baseline else run(BASELINE, [str(data), str(TOKENIZER), str(hf_cache), str(args.procs)],
+                                                 env)
         shutil.rmtree(hf_cache, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
+        base_cols = (f"{base['seconds']:.1f} s | {base['rss_gib']:.2f} / {base['child_rss_gib']:.2f} GiB | "
+                     f"{cold['seconds'] / base['seconds']:.2f}x") if base else "- | - | -"
         print(f"| {n:,} | {cold['seconds']:.1f} s | {warm['seconds']:.1f} s | {cold['rss_gib']:.2f} / "
-              f"{cold['child_rss_gib']:.2f} GiB | {base['seconds']:.1f} s | {base['rss_gib']:.2f} / "
-              f"{base['child_rss_gib']:.2f} GiB | {cold['seconds'] / base['seconds']:.2f}x |", flush=True)
+              f"{cold['child_rss_gib']:.2f} GiB | {base_cols} |", flush=True)
         print(f"  (rankwise: {cold['rows']:,} train rows, {cold['tokens'] / max(cold['rows'], 1):.0f} tokens/row, "
               f"{cold['truncated']} truncated, {cold['skipped']} skipped)", flush=True)
 
