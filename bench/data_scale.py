@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,8 +105,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "RANKWISE_DATA_PROCS": str(args.procs),
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    print(f"| rows | rankwise cold | rankwise warm | rankwise peak RSS (worker / largest child) "
-          f"| baseline cold | baseline peak RSS (main / largest child) | cold ratio |")
+    print("| rows | rankwise cold | rankwise warm | rankwise peak RSS (worker / largest child) "
+          "| baseline cold | baseline peak RSS (main / largest child) | cold ratio |")
     print("|---|---|---|---|---|---|---|")
     for n in args.rows:
         data = out / f"chat-{n}.jsonl"
