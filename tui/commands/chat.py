@@ -112,11 +112,12 @@ def side_by_side(base: str, adapter: str) -> str:
         return f"base> {base.strip()}\nadapter> {adapter.strip()}"
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_lines=False, expand=True)
     table.add_column("base")
     table.add_column("adapter")
-    table.add_row(base.strip(), adapter.strip())
+    table.add_row(Text(base.strip()), Text(adapter.strip()))  # Text: a model's "[b]" is not markup
     console = Console()
     with console.capture() as cap:
         console.print(table)

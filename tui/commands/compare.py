@@ -55,11 +55,12 @@ def run(args) -> int:
 def show(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from rankwise.trainer.compare import summary
 
     console = Console()
-    console.print(summary(result), highlight=False)
+    console.print(Text(summary(result)))
     names = ["base", "adapter"] + (["against"] if "against" in result else [])
     table = Table(show_lines=True, expand=True)
     table.add_column("prompt")
@@ -71,5 +72,5 @@ def show(result: dict) -> None:
         for name in names:
             loss = r.get(f"{name}_loss")
             cells.append((r.get(name) or "") + (f"\n(loss {loss:.3f})" if loss is not None else ""))
-        table.add_row(*cells)
+        table.add_row(*map(Text, cells))  # Text: prompts and answers are data, never markup
     console.print(table)
