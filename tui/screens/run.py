@@ -36,6 +36,29 @@ class RunSnapshot(Message):
         return isinstance(message, RunSnapshot)
 
 
+PLOT_POINTS = 1000  # a curve keeps at most about this many points for the plot (braille: 2 a column)
+
+
+def thin(curve: list, keep_last: int) -> list:
+    """Every k-th point of a long curve, then its last `keep_last` points whole (the sparkline's)."""
+    head, tail = curve[:-keep_last], curve[-keep_last:]
+    k = max(1, len(head) // PLOT_POINTS)
+    return head[::k] + tail
+
+
+def snapshot(view):
+    """The view as the screen gets it: its own copies of what the worker goes on changing, with
+    the curves thinned (a deep copy of 60,000 points four times a second cost most of a core)."""
+    from ..runview import SPARK_POINTS
+
+    snap = copy.copy(view)
+    snap.train_curve = thin(view.train_curve, SPARK_POINTS)
+    snap.eval_curve = thin(view.eval_curve, SPARK_POINTS)
+    snap.retries, snap.log_tail, snap.samples = list(view.retries), list(view.log_tail), list(view.samples)
+    snap.logs, snap.diagnoses = copy.copy(view.logs), dict(view.diagnoses)
+    return snap
+
+
 def stop_run(screen, run_dir: Path) -> None:
     """Ask the run's worker to checkpoint and stop (SIGTERM), and say what happened."""
     from rankwise.advisor.errors import RankwiseError
@@ -100,12 +123,12 @@ class RunScreen(Screen):
                     view.log_tail = lines
                     events = [None]  # a redraw
             if events or first:
-                self.post_message(RunSnapshot(copy.deepcopy(view)))
+                self.post_message(RunSnapshot(snapshot(view)))
                 first = False
         if follower.gone:
             info = run_info(self.run_dir)
             view.worker_gone(info.note or info.error)
-            self.post_message(RunSnapshot(copy.deepcopy(view)))
+            self.post_message(RunSnapshot(snapshot(view)))
 
     def on_run_snapshot(self, message: RunSnapshot) -> None:
         from ..panel import render
