@@ -672,3 +672,23 @@ async def test_runs_screen_reads_on_from_offsets_and_repaints_only_on_change(tmp
         assert screen.renders == 2
         row = [str(c) for c in screen.query_one(DataTable).get_row(str("live-1"))]
         assert row[2].startswith("4/") and row[3] == "1.5000"
+
+
+async def test_focus_is_a_mark_not_only_a_colour_and_titles_are_not_error_red(tmp_path, monkeypatch):
+    from textual.color import Color
+
+    from rankwise.tui.style import css_variables
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = pilot.app.screen
+        model, dataset = screen.query_one("#model", Input), screen.query_one("#dataset", Input)
+        assert screen.focused is model
+        assert model.styles.border_left[0] == "outer" and dataset.styles.border_left[0] in ("blank", "")
+        dataset.focus()
+        await pilot.pause()
+        assert dataset.styles.border_left[0] == "outer" and model.styles.border_left[0] in ("blank", "")
+        red = Color.parse(css_variables()["severity-error"])
+        for title in screen.query(".title"):
+            assert title.styles.color.rgb != red.rgb
