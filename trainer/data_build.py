@@ -236,11 +236,13 @@ def _split(all_path: Path, held: set[int], train_path: Path, val_path: Path) -> 
     import numpy as np
     import pyarrow as pa
 
-    table = _open_table(all_path)
+    import pyarrow.ipc as ipc
+
     held_sorted = np.fromiter(sorted(held), dtype=np.int64, count=len(held))
     train_w, val_w = _Writer(train_path), _Writer(val_path)
     start = 0
-    for batch in table.to_batches():
+    reader = ipc.open_file(pa.OSFile(str(all_path)))  # read a batch at a time, not mapped: the worker's RSS stays small
+    for batch in (reader.get_batch(i) for i in range(reader.num_record_batches)):
         n = batch.num_rows
         mask = np.zeros(n, dtype=bool)
         lo, hi = np.searchsorted(held_sorted, [start, start + n])
