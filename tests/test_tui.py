@@ -692,3 +692,51 @@ async def test_focus_is_a_mark_not_only_a_colour_and_titles_are_not_error_red(tm
         red = Color.parse(css_variables()["severity-error"])
         for title in screen.query(".title"):
             assert title.styles.color.rgb != red.rgb
+
+
+async def test_f2_is_a_second_back_key_and_esc_on_an_edited_form_asks(tmp_path):
+    from rankwise.tui.screens.advice import AdviceScreen
+    from rankwise.tui.screens.dialogs import ConfirmScreen
+    from rankwise.tui.screens.setup import SetupScreen
+
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot)
+        await pilot.press("f2")  # nothing edited: straight back
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, SetupScreen)
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, AdviceScreen)
+        await set_field(pilot, "lora.r", "24")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, ConfirmScreen) and "edits" in pilot.app.screen.question
+        await pilot.press("n")
+        await pilot.pause()
+        assert pilot.app.screen is screen and screen.cfg.lora.r == 24
+        await pilot.press("escape", "y")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, SetupScreen)
+
+
+async def test_ctrl_w_sweeps_and_is_not_delete_word_in_a_field(tmp_path):
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot)
+        await set_field(pilot, "lora.r", "24")
+        await pilot.press("ctrl+w")
+        await pilot.pause()
+        assert screen.query_one("#f-lora--r", Input).value == "24"
+        said = [n.message for n in pilot.app._notifications]
+        assert any("no dataset" in m for m in said), said  # the sweep's own check answered
+
+
+async def test_f1_shows_the_keys(tmp_path):
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert pilot.app.screen.query("HelpPanel")
+        await pilot.press("f1")
+        await pilot.pause()
+        assert not pilot.app.screen.query("HelpPanel")

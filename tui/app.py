@@ -42,6 +42,7 @@ class RankwiseApp(App):
         Binding("ctrl+p", "presets", "Presets"),
         Binding("ctrl+r", "runs", "Runs"),
         Binding("ctrl+q", "quit", "Quit"),
+        Binding("f1", "toggle_help", "Keys", show=False),
     ]
 
     def __init__(self, ctx: Context):
@@ -140,6 +141,13 @@ class RankwiseApp(App):
         if event.state == WorkerState.ERROR:
             error = event.worker.error
             self.notify(f"{event.worker.group}: {type(error).__name__}: {error}", severity="error", timeout=10)
+
+    def action_toggle_help(self) -> None:
+        """F1: Textual's key panel (every binding of the focused widget and its screen), again hides it."""
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
 
     # ---- routing
     def _show(self, screen_type, factory) -> None:

@@ -122,8 +122,9 @@ class AdviceScreen(Screen):
         Binding("ctrl+f", "apply_fix", "Apply fix"),
         Binding("ctrl+s", "save", "Save preset"),
         Binding("ctrl+l", "launch", "Launch"),
-        Binding("ctrl+w", "sweep", "Sweep ranks"),
-        Binding("escape", "back", "Back"),
+        # priority: a focused Input would take ^w as delete-word (it wiped the rank)
+        Binding("ctrl+w", "sweep", "Sweep ranks", priority=True),
+        Binding("escape,f2", "back", "Back", key_display="esc/F2"),  # F2: screen/tmux pass it at once
     ]
 
     def __init__(self, request=None, cfg=None) -> None:
@@ -136,6 +137,7 @@ class AdviceScreen(Screen):
         self.findings: list = []
         self.estimates: dict = {}
         self.invalid: dict[str, str] = {}  # field key -> why its text is not a valid value
+        self.shown_cfg = None
         self._mem = Text()  # the bars of the last valid config
         self.hardware = request.hardware if request is not None else None
 
@@ -209,6 +211,7 @@ class AdviceScreen(Screen):
         if message.advice is not None:
             self.query_one("#notes", Static).update(notes_text(message.advice))
         self.show_config(message.cfg)
+        self.shown_cfg = self.cfg  # what Advice proposed: Esc asks first once the form differs
         form = self.query_one("#form")
         form.disabled = False
         self.query_one(f"#{wid('lora.r')}", Input).focus()
@@ -478,5 +481,19 @@ class AdviceScreen(Screen):
     def action_sweep(self) -> None:
         self.action_launch(sweep=True)
 
+    def edited(self) -> bool:
+        return bool(self.invalid) or (self.cfg is not None and self.cfg != self.shown_cfg)
+
     def action_back(self) -> None:
-        self.app.pop_screen()
+        """Back to where Advice was opened from; with edits on the form, after asking."""
+        if not self.edited():
+            self.app.pop_screen()
+            return
+        from .dialogs import ConfirmScreen
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.app.pop_screen()
+
+        self.app.push_screen(ConfirmScreen("Leave Advice? Your edits to this config are lost "
+                                           "(^s saves them first)."), answer)

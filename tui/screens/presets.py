@@ -68,7 +68,7 @@ class PresetsScreen(Screen):
         *(Binding(str(i + 1), f"launch_nth({i})", show=False) for i in range(1, 9)),
         Binding("e", "edit", "Edit"),
         Binding("s", "sweep_selected", "Sweep ranks"),
-        Binding("escape", "back", "Back"),
+        Binding("escape,f2", "back", "Back", key_display="esc/F2"),  # F2: screen/tmux pass it at once; a lone Esc they may hold
     ]
 
     def __init__(self) -> None:

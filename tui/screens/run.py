@@ -76,7 +76,7 @@ class RunScreen(Screen):
     BINDINGS = [
         Binding("d", "detach", "Detach (run goes on)"),
         Binding("x", "stop", "Stop after checkpoint"),
-        Binding("escape", "detach", "Back", show=False),
+        Binding("escape,f2", "detach", "Back", show=False),
     ]
 
     def __init__(self, run_dir: Path) -> None:

@@ -76,7 +76,7 @@ class RunsScreen(Screen):
     BINDINGS = [
         Binding("enter", "attach", "Attach", priority=True),
         Binding("x", "stop", "Stop run"),
-        Binding("escape", "back", "Back"),
+        Binding("escape,f2", "back", "Back", key_display="esc/F2"),
     ]
 
     def __init__(self) -> None:

@@ -76,7 +76,7 @@ def launch_sweep(preset: str | Path, runs_dir: str | Path, ranks: str | None = N
 class SweepScreen(Screen):
     """`SweepScreen(sweep_dir)`: push it after `launch_sweep`, or on any finished sweep folder."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("r", "reload", "Reload")]
+    BINDINGS = [Binding("escape,f2", "app.pop_screen", "Back", key_display="esc/F2"), Binding("r", "reload", "Reload")]
     DEFAULT_CSS = """
     SweepScreen #sweep-body { padding: 0 1; }
     SweepScreen #sweep-state { color: $text-muted; }
