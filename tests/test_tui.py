@@ -740,3 +740,15 @@ async def test_f1_shows_the_keys(tmp_path):
         await pilot.press("f1")
         await pilot.pause()
         assert not pilot.app.screen.query("HelpPanel")
+
+
+async def test_the_selected_flags_fix_is_on_screen_at_80x24(tmp_path):
+    async with app_for(tmp_path, hardware=A100).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot, "llama-3.1-8b", "instruction")
+        await set_field(pilot, "lora.alpha", "4")
+        finding = next(f for f in screen.findings if f.code == "alpha-below-rank")
+        flags = screen.query_one("#flags", OptionList)
+        flags.highlighted = screen.findings.index(finding)
+        await pilot.pause()
+        svg = pilot.app.export_screenshot().replace("&#160;", " ")
+        assert "(^f applies it)" in svg and "fix: " in svg

@@ -86,6 +86,7 @@ def preset_path(answer: str, folder: Path) -> Path:
     return path if path.suffix in (".yaml", ".yml") else path.with_name(path.name + ".yaml")
 
 
+NARROW = 80  # columns under which the form narrows (at 60 the flags had 14 columns)
 TALL = 32  # rows from which the advisor's notes and fit suggestions are shown too
 
 
@@ -172,6 +173,7 @@ class AdviceScreen(Screen):
 
     def on_resize(self) -> None:
         self.set_class(self.app.size.height >= TALL, "-tall")  # room for the advisor's notes
+        self.set_class(self.app.size.width < NARROW, "-narrow")  # a narrower form leaves the flags room
 
     # ---- the advisor, once, in a worker
     @work(thread=True, exclusive=True, group="advise", exit_on_error=False)
@@ -375,11 +377,13 @@ class AdviceScreen(Screen):
     def show_finding(self) -> None:
         f = self.selected_finding()
         detail = Text()
-        if f is not None:
-            detail.append("why: ", style="bold")
+        if f is not None:  # the fix first: at 80×24 the box is short and the why is the part to lose
+            detail.append("fix: ", style="bold")
+            detail.append(f.fix)
+            if f.patch:
+                detail.append("  (^f applies it)", style=GOOD)
+            detail.append("\nwhy: ", style="bold")
             detail.append(f.why)
-            detail.append("\nfix: ", style="bold")
-            detail.append(f.fix + ("  (^f applies it)" if f.patch else ""))
         self.query_one("#flag-detail", Static).update(detail)
 
     @on(OptionList.OptionHighlighted, "#flags")
