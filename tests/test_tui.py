@@ -86,7 +86,8 @@ async def test_bad_planned_gpu_is_said_on_setup(tmp_path):
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert type(pilot.app.screen).__name__ == "SetupScreen"
-        assert "unknown GPU" in text_of(pilot.app.screen.query_one("#setup-error", Static))
+        said = text_of(pilot.app.screen.query_one("#plan-error", Static))  # next to the plan fields
+        assert "unknown GPU" in said and "--gpu" not in said  # in the TUI's words, not the CLI's
 
 
 async def test_dataset_scan_runs_in_a_worker_and_shows_rows(tmp_path):
@@ -752,3 +753,23 @@ async def test_the_selected_flags_fix_is_on_screen_at_80x24(tmp_path):
         await pilot.pause()
         svg = pilot.app.export_screenshot().replace("&#160;", " ")
         assert "(^f applies it)" in svg and "fix: " in svg
+
+
+async def test_setup_errors_sit_by_their_field_and_advice_does_not_open(tmp_path):
+    from rankwise.tui.screens.setup import SetupScreen
+
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = pilot.app.screen
+        await pilot.press(*"no-such-model")
+        screen.query_one("#dataset", Input).value = str(tmp_path / "missing.jsonl")
+        screen.query_one("#budget", Input).value = "lots"
+        screen.query_one("#model", Input).focus()
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, SetupScreen)  # Advice did not open
+        assert "no-such-model" in text_of(screen.query_one("#model-error", Static))
+        assert "missing.jsonl" in text_of(screen.query_one("#dataset-error", Static))
+        assert "budget" in text_of(screen.query_one("#setup-error", Static))
+        assert text_of(screen.query_one("#plan-error", Static)) == ""
+        assert screen.focused is screen.query_one("#model", Input)

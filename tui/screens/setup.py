@@ -123,6 +123,18 @@ def scan_text(scan) -> Text:
     return t
 
 
+# the CLI's flags in the advisor's messages, as the Setup fields they are here
+TUI_WORDS = (("--gpu-mem", "the GPU memory field"), ("--gpus", "the GPU count field"),
+             ("--gpu", "the GPU name field"), ("pass --dataset or --samples", "pick a dataset"),
+             ("--dataset", "the dataset field"), ("--budget", "the budget field"), ("--model", "the model field"))
+
+
+def in_tui_words(text: str) -> str:
+    for flag, words in TUI_WORDS:
+        text = text.replace(flag, words)
+    return text
+
+
 class SetupScreen(Screen):
     BINDINGS = [
         Binding("ctrl+n", "advice", "Advice"),
@@ -146,10 +158,12 @@ class SetupScreen(Screen):
             yield Input(placeholder="memory e.g. 24GiB", id="gpu-mem", compact=True)
             yield Input(placeholder="count", id="gpus", compact=True, restrict=r"[0-9]*")
             yield Input(placeholder="or name: L4, A100-80GB", id="gpu-name", compact=True)
+        yield Static("", id="plan-error", classes="field-error")
         with Horizontal(id="setup-body"):
             with Vertical(id="model-col"):
                 yield Label("Model: filter, path or HF id", classes="title", id="model-title")
                 yield Input(placeholder="filter or path", id="model", compact=True)
+                yield Static("", id="model-error", classes="field-error")
                 yield OptionList(*self._options(""), id="models", compact=True)
             with Vertical(id="task-col"):
                 yield Label("Task", classes="title")
@@ -158,6 +172,7 @@ class SetupScreen(Screen):
                 yield Label("Dataset (optional)", classes="title")
                 yield Input(placeholder="path to .jsonl/.json/.csv/.parquet", id="dataset", compact=True)
                 yield Static(Text("no dataset: advice from the task alone", style="dim"), id="scan")
+                yield Static("", id="dataset-error", classes="field-error")
                 yield Label("Trainable-parameter budget (optional)", classes="title")
                 yield Input(placeholder="e.g. 10M", id="budget", compact=True)
                 yield Static("", id="setup-error")
@@ -338,22 +353,56 @@ class SetupScreen(Screen):
             return hw
         return planned(gpu_mem=mem or None, gpus=int(count) if count else None, gpu=name or None, host=hw.host)
 
-    def action_advice(self) -> None:
+    def setup_errors(self) -> tuple[dict[str, str], object, int | None]:
+        """Every problem of the form, keyed by the field whose error line says it, in the TUI's words;
+        and the planned hardware and budget when they are right."""
         from rankwise.advisor.errors import RankwiseError
         from rankwise.advisor.units import parse_count
 
-        err = self.query_one("#setup-error", Static)
+        errors: dict[str, str] = {}
+
+        def said(e: RankwiseError) -> str:
+            return in_tui_words(e.message + (f" — {e.hint}" if e.hint else ""))
+
         model = self.chosen_model()
+        if not model:
+            errors["model"] = "pick a model: type to filter the catalog, or give a local path"
+        elif (model not in self.app.ctx.catalog and model not in self._cached and "/" not in model
+              and not Path(model).expanduser().exists()):
+            errors["model"] = f"{model!r} is no catalog model, cached model or path: pick one from the list"
+        elif model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
+            errors["model"] = f"no folder {model}: give the path of a model folder (with config.json)"
+        hw = budget = None
         try:
-            if not model:
-                raise RankwiseError("pick a model", "type to filter the catalog, or give a local path")
             hw = self.planned_hardware()
-            text = self.query_one("#budget", Input).value.strip()
+        except RankwiseError as e:
+            errors["plan"] = said(e)
+        except ValueError as e:
+            errors["plan"] = in_tui_words(str(e))
+        text = self.query_one("#budget", Input).value.strip()
+        try:
             budget = parse_count(text, "budget") if text else None
         except RankwiseError as e:
-            err.update(Text(e.message + (f" — {e.hint}" if e.hint else ""), style=message_style("error")))
+            errors["budget"] = said(e)
+        dataset = self.query_one("#dataset", Input).value.strip()
+        if dataset and not Path(dataset).expanduser().exists():
+            errors["dataset"] = f"no file {dataset}: give the path of a .jsonl/.json/.csv/.parquet file"
+        return errors, hw, budget
+
+    def action_advice(self) -> None:
+        errors, hw, budget = self.setup_errors()
+        for field, box in (("model", "#model-error"), ("plan", "#plan-error"), ("dataset", "#dataset-error"),
+                           ("budget", "#setup-error")):
+            line = self.query_one(box, Static)
+            line.update(Text(errors[field], style=message_style("error")) if field in errors else "")
+            if line.has_class("field-error"):
+                line.display = field in errors
+        if errors:  # Advice does not open on a broken Setup; the first wrong field gets the focus
+            first = next(iter(errors))
+            self.query_one({"model": "#model", "plan": "#gpu-mem", "dataset": "#dataset",
+                            "budget": "#budget"}[first], Input).focus()
             return
-        err.update("")
+        model = self.chosen_model()
         self.app.ctx.planned = hw if hw is not self.app.ctx.hardware else None
         dataset = self.query_one("#dataset", Input).value.strip() or None
         scanned = self._scan if dataset else None
