@@ -773,3 +773,22 @@ async def test_setup_errors_sit_by_their_field_and_advice_does_not_open(tmp_path
         assert "budget" in text_of(screen.query_one("#setup-error", Static))
         assert text_of(screen.query_one("#plan-error", Static)) == ""
         assert screen.focused is screen.query_one("#model", Input)
+
+
+async def test_a_failed_launch_leaves_nothing_in_launched(tmp_path):
+    """A catalog model without local weights: the launch is refused in words, and the preset it
+    would have run is removed again."""
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"instruction": "hi", "output": "there"}\n')
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot)
+        screen.cfg = screen.cfg.model_copy(update={"data": screen.cfg.data.model_copy(update={"path": str(data)})})
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(pilot)
+        said = [n.message for n in pilot.app._notifications if n.severity == "error"]
+        assert said and "hint:   hint:" not in said[-1] and not said[-1].startswith("error:"), said
+        launched = tmp_path / "runs" / ".launched"
+        assert not launched.exists() or not any(launched.iterdir())
+        assert pilot.app.screen is screen

@@ -23,7 +23,7 @@ from textual.worker import WorkerState
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.presets import shipped
 
-from .context import SAVED_PRESETS, Context
+from .context import LAUNCHED_PRESETS, SAVED_PRESETS, Context
 from .launch import launch
 from .screens.advice import AdviceScreen
 from .screens.presets import PresetsScreen
@@ -32,6 +32,12 @@ from .screens.runs import RunsScreen
 from .screens.setup import SetupScreen
 from .screens.sweep import SweepScreen, launch_sweep
 from .style import css_variables
+
+
+def said(e: RankwiseError) -> str:
+    """An error for a notification: the message, then its hint once (no CLI `error:` prefix)."""
+    hint = (e.hint or "").strip().removeprefix("hint:").strip()
+    return e.message + (f"\nhint: {hint}" if hint else "")
 
 
 class RankwiseApp(App):
@@ -183,8 +189,9 @@ class RankwiseApp(App):
         try:
             run_dir = launch(preset, self.ctx.runs_dir)
         except RankwiseError as e:
-            self.call_from_thread(self.notify, e.render() if hasattr(e, "render") else str(e),
-                                  severity="error", timeout=10)
+            if preset.parent == self.ctx.runs_dir / LAUNCHED_PRESETS:
+                preset.unlink(missing_ok=True)  # a launch that did not start leaves nothing behind
+            self.call_from_thread(self.notify, said(e), title="not started", severity="error", timeout=10)
             self.call_from_thread(self.release_keys, "launch")
             return
         except BaseException:
@@ -203,7 +210,7 @@ class RankwiseApp(App):
         try:
             sweep_dir = launch_sweep(preset, self.ctx.runs_dir)  # checks input, then `rankwise sweep` in its own session
         except RankwiseError as e:
-            self.call_from_thread(self.notify, e.render(), severity="error", timeout=10)
+            self.call_from_thread(self.notify, said(e), title="not started", severity="error", timeout=10)
             return
         self.call_from_thread(self.push_screen, SweepScreen(sweep_dir))
 
