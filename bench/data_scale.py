@@ -12,11 +12,27 @@ exchanges, ~180 tokens of the tiny byte-level Llama's tokenizer in presets/asset
 - baseline: Hugging Face datasets `load_dataset("json")` + `map(apply_chat_template,
   num_proc=--procs)` (one render per row, no masks, no checks), with a fresh datasets cache.
 Each runs in its own process; time is wall-clock from the process start (imports included) to
-data ready; peak RSS is the process's own (ru_maxrss) and its largest child's.
+data ready; peak RSS is the process's own (ru_maxrss) and its largest child's. The baseline needs
+`pip install datasets` (not a rankwise dependency). Not timed: train's pre-flight row scan in the
+CLI process (a first read of a new file; remembered by content afterwards).
+
+Measured on the 2-core shared development machine (2026-12-02, other sessions' tests running, so
+figures move by tens of percent between runs; --procs 2):
+
+| rows | rankwise cold | rankwise warm | rankwise peak RSS (worker / child) | baseline cold | baseline RSS | ratio |
+|---|---|---|---|---|---|---|
+| 50,000 | 10.5 s | 2.5 s | 0.45 / 0.32 GiB | 8.0 s | 0.54 / 0.40 GiB | 1.30x |
+| 200,000 | 67.5 s | 3.2 s | 0.47 / 0.32 GiB | (80.5 s in a busier run) | | |
+| 1,000,000 | 133–197 s | 3.0–3.7 s | 0.58 / 0.32 GiB | 76.4 s | 0.63 / 0.57 GiB | 2.58x |
+
+The cold gap is the exact masking (a template render per assistant turn and one before it, where
+the baseline renders each row once) and the parent process, which reads and checks every row
+alone; moving the JSON parsing and row checks into the workers is the next step.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -88,6 +104,8 @@ def make_file(path: Path, rows: int, seed: int = 0) -> None:
 
 
 def run(script: str, args: list[str], env: dict) -> dict:
+    if script is BASELINE and importlib.util.find_spec("datasets") is None:
+        raise SystemExit("the baseline needs Hugging Face datasets: pip install datasets (or use --no-baseline)")
     out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(f"failed:\n{out.stderr[-3000:]}")
