@@ -516,20 +516,29 @@ async def test_s_on_presets_starts_a_sweep_through_the_same_checks(tmp_path):
 # ---- issue 16: what is on screen is what runs; keys land where they were typed
 
 
+def tiny_model() -> str:
+    """The shipped tiny model: a local folder with weights, so launch is on."""
+    from pathlib import Path
+
+    import rankwise.tui as tui_pkg
+
+    return str(Path(tui_pkg.__file__).resolve().parents[1] / "presets" / "assets" / "tiny-llama")
+
+
 async def test_save_and_launch_refuse_while_a_field_is_invalid(tmp_path):
     """`rank 8x` on screen: ^s and ^l refuse, name the rank and focus it; nothing is written."""
     async with app_for(tmp_path).run_test(size=SIZE) as pilot:
-        screen = await to_advice(pilot)
+        screen = await to_advice(pilot, tiny_model())
         screen.cfg = screen.cfg.model_copy(update={"data": screen.cfg.data.model_copy(update={"path": "x.jsonl"})})
         await set_field(pilot, "lora.r", "8x")
         pilot.app.screen.query_one("#f-lora--dropout", Input).focus()
-        for key in ("ctrl+s", "ctrl+l"):
+        for key, word in (("ctrl+s", "not saved"), ("ctrl+l", "not launched")):
             await pilot.press(key)
             await pilot.pause()
             assert pilot.app.screen is screen, f"{key} opened a dialog over an invalid form"
             assert screen.focused is screen.query_one("#f-lora--r", Input)
             said = [n.message for n in pilot.app._notifications]
-            assert any("rank is invalid" in m for m in said), said
+            assert any(word in m and "rank is invalid" in m for m in said), said
         assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.yaml"))
 
 
@@ -549,7 +558,7 @@ async def test_launch_confirms_method_rank_and_fit_in_one_line(tmp_path):
     from rankwise.tui.screens.dialogs import ConfirmScreen
 
     async with app_for(tmp_path).run_test(size=SIZE) as pilot:
-        screen = await to_advice(pilot)
+        screen = await to_advice(pilot, tiny_model())
         screen.cfg = screen.cfg.model_copy(update={"data": screen.cfg.data.model_copy(update={"path": "x.jsonl"})})
         await set_field(pilot, "lora.r", "24")
         await pilot.press("ctrl+l")
@@ -558,6 +567,7 @@ async def test_launch_confirms_method_rank_and_fit_in_one_line(tmp_path):
         assert isinstance(dialog, ConfirmScreen)
         assert "\n" not in dialog.question
         assert "r=24" in dialog.question and "LoRA" in dialog.question and "NVIDIA L4" in dialog.question
+        assert "tiny-llama" in dialog.question
         assert any(w in dialog.question for w in ("fits", "tight", "won't fit"))
         await pilot.press("n")
         await pilot.pause()
@@ -776,13 +786,17 @@ async def test_setup_errors_sit_by_their_field_and_advice_does_not_open(tmp_path
 
 
 async def test_a_failed_launch_leaves_nothing_in_launched(tmp_path):
-    """A catalog model without local weights: the launch is refused in words, and the preset it
-    would have run is removed again."""
-    data = tmp_path / "d.jsonl"
-    data.write_text('{"instruction": "hi", "output": "there"}\n')
+    """A local model and a dataset that went away after Advice: the launch is refused in words,
+    and the preset it would have run is removed again."""
+    from pathlib import Path
+
+    import rankwise.tui as tui_pkg
+
+    model = Path(tui_pkg.__file__).resolve().parents[1] / "presets" / "assets" / "tiny-llama"
     async with app_for(tmp_path).run_test(size=SIZE) as pilot:
-        screen = await to_advice(pilot)
-        screen.cfg = screen.cfg.model_copy(update={"data": screen.cfg.data.model_copy(update={"path": str(data)})})
+        screen = await to_advice(pilot, str(model))
+        gone = str(tmp_path / "gone.jsonl")
+        screen.cfg = screen.cfg.model_copy(update={"data": screen.cfg.data.model_copy(update={"path": gone})})
         await pilot.press("ctrl+l")
         await pilot.pause()
         await pilot.press("y")
@@ -792,3 +806,15 @@ async def test_a_failed_launch_leaves_nothing_in_launched(tmp_path):
         launched = tmp_path / "runs" / ".launched"
         assert not launched.exists() or not any(launched.iterdir())
         assert pilot.app.screen is screen
+
+
+async def test_launch_is_off_with_a_reason_for_a_model_without_weights(tmp_path):
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot)  # llama-3.1-8b from the catalog: the architecture only
+        assert screen.check_action("launch", ()) is None and screen.check_action("sweep", ()) is None
+        said = [n.message for n in pilot.app._notifications]
+        assert any("no weights on this machine" in m for m in said), said
+        screen.cfg = screen.cfg.model_copy(update={"data": screen.cfg.data.model_copy(update={"path": "x.jsonl"})})
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        assert pilot.app.screen is screen  # no confirmation of a launch that can only fail

@@ -214,6 +214,9 @@ class AdviceScreen(Screen):
             self.query_one("#notes", Static).update(notes_text(message.advice))
         self.show_config(message.cfg)
         self.shown_cfg = self.cfg  # what Advice proposed: Esc asks first once the form differs
+        if self.no_weights():
+            self.notify(self.no_weights(), severity="warning", timeout=8)
+            self.refresh_bindings()
         form = self.query_one("#form")
         form.disabled = False
         self.query_one(f"#{wid('lora.r')}", Input).focus()
@@ -451,6 +454,19 @@ class AdviceScreen(Screen):
             return None
         self.notify(f"saved {path}")
         return path
+
+    def no_weights(self) -> str | None:
+        """Why launch is off: a catalog or model-index entry has the architecture, not the weights."""
+        if self.spec is None or self.spec.path:
+            return None
+        return (f"launch is off: {self.spec.name} has no weights on this machine (rankwise never downloads); "
+                "give a local model folder or a model in the Hugging Face cache on Setup")
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """^l and ^w show dimmed (not hidden) while there is nothing to train: see no_weights()."""
+        if action in ("launch", "sweep") and self.no_weights():
+            return None
+        return True
 
     def launch_line(self, sweep: bool = False) -> str:
         """The exact config a launch starts, in one line: method, rank, GPU fit."""
