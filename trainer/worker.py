@@ -429,7 +429,7 @@ def weights_dir(spec, cfg) -> str:
     """The folder to load weights from: a local folder or a cached snapshot; never a download."""
     if not spec.path:  # a catalog or model-index entry: the architecture only
         raise RankwiseError(f"model.name {cfg.model.name!r} has no weights on this machine: rankwise knows its "
-                            f"architecture ({spec.source}) but never downloads; point model.name at a local folder "
+                            f"architecture ({spec.source}) but nothing is downloaded; point model.name at a local folder "
                             "or a model id already in the local Hugging Face cache", NO_WEIGHTS_HINT)
     return spec.path
 

@@ -463,8 +463,9 @@ class AdviceScreen(Screen):
                 "give a local model folder or a model in the Hugging Face cache on Setup")
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        """^l and ^w show dimmed (not hidden) while there is nothing to train: see no_weights()."""
-        if action in ("launch", "sweep") and self.no_weights():
+        """^l shows dimmed (not hidden) while there is nothing to train: see no_weights(). ^w stays
+        live so a focused field never receives it as delete-word; the sweep then says why it is off."""
+        if action == "launch" and self.no_weights():
             return None
         return True
 
@@ -480,6 +481,10 @@ class AdviceScreen(Screen):
 
     def action_launch(self, sweep: bool = False) -> None:
         if self.cfg is None or self.refuse_invalid("launched"):
+            return
+        if self.no_weights():
+            self.notify(self.no_weights().replace("launch is off", "the sweep is off" if sweep else "launch is off"),
+                        severity="warning", timeout=8)
             return
         if not self.cfg.data.path:
             self.notify("no dataset: give one on Setup before launching", severity="error")
