@@ -171,3 +171,18 @@ def test_resume_reads_the_tokenized_data_from_the_cache(tmp_path):
     ready = [ev for ev in of_type(events(run), "data") if ev["phase"] == "ready"]
     assert [ev["cached"] for ev in ready] == [False, True] and ready[1]["cache_dir"] == ready[0]["cache_dir"]
     assert "data ready: 58 training rows (from the cache)" in again.stdout  # the console says it too
+
+
+def test_the_default_cache_lives_in_the_runs_dir_and_is_not_a_run(tmp_path, monkeypatch):
+    """rankwise writes only where the user said runs go: without $RANKWISE_DATA_CACHE the cache is
+    `<runs dir>/.data-cache`, and `rankwise runs` does not take it for a run."""
+    from rankwise.trainer.data_cache import CACHE_DIR, cache_root
+    from rankwise.trainer.runs import list_runs
+
+    monkeypatch.delenv("RANKWISE_DATA_CACHE", raising=False)
+    runs = tmp_path / "my-runs"
+    assert cache_root(runs) == runs / CACHE_DIR
+    assert cache_root() == Path("runs") / CACHE_DIR
+    (runs / CACHE_DIR / "somekey").mkdir(parents=True)
+    (runs / CACHE_DIR / "somekey" / "meta.json").write_text("{}")
+    assert list_runs(runs) == []

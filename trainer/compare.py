@@ -44,9 +44,9 @@ def held_out_rows(run_dir: Path, cfg, tokenizer, n: int, prompts: Path | None) -
         examples, _, _ = build_datasets(cfg.model_copy(update={"data": data}), tokenizer)
         rows = rows_from_examples(examples, tokenizer, n)
     else:
-        from .data_cache import prepare_data
+        from .data_cache import cache_root, prepare_data
 
-        _, val, _, _ = prepare_data(cfg, tokenizer)
+        _, val, _, _ = prepare_data(cfg, tokenizer, root=cache_root(run_dir.parent))  # the run's own build
         if not val:
             raise RankwiseError(f"{run_dir.name} held out no validation rows (data.val_ratio 0, no data.val_path)",
                                 "pass --prompts FILE (a data file like the training data, or .txt prompts)")

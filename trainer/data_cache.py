@@ -11,8 +11,9 @@ A hit maps the examples from Arrow files (memory-mapped: a million rows cost lit
 skips reading and tokenizing; `--resume`, a re-run and every sweep trial over the same file hit.
 Processes of one multi-process run take a file lock: the first builds, the others wait and hit.
 
-The folder is $RANKWISE_DATA_CACHE, else $XDG_CACHE_HOME/rankwise/data, else
-~/.cache/rankwise/data; one sub-folder per key (`rankwise cache` lists them, `--clear` empties).
+The folder is $RANKWISE_DATA_CACHE, else `.data-cache/` inside the runs directory (rankwise
+writes only where the user said runs go); one sub-folder per key (`rankwise cache` lists them,
+`--clear` empties).
 """
 from __future__ import annotations
 
@@ -34,12 +35,15 @@ SOURCES = (Path(__file__).with_name("data.py"), Path(__file__).with_name("data_b
            *(Path(__file__).resolve().parent.parent / "advisor" / f for f in ("dataset.py", "rowformat.py")))
 
 
-def cache_root() -> Path:
-    """Where tokenized datasets are kept (see the module docstring)."""
+CACHE_DIR = ".data-cache"  # inside the runs directory
+
+
+def cache_root(runs_dir: str | Path | None = None) -> Path:
+    """Where tokenized datasets are kept: $RANKWISE_DATA_CACHE, else `<runs dir>/.data-cache`
+    (the runs dir is the one place the user chose for rankwise to write; default ./runs)."""
     if os.environ.get("RANKWISE_DATA_CACHE"):
         return Path(os.environ["RANKWISE_DATA_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "rankwise" / "data"
+    return Path(runs_dir or "runs").expanduser() / CACHE_DIR
 
 
 # --------------------------------------------------------------------------- the key
@@ -151,7 +155,8 @@ def _load(folder: Path):
     return train, val, report
 
 
-def prepare_data(cfg: RunConfig, tokenizer, log=None, build=None, progress=None) -> tuple[Any, Any, Any, dict]:
+def prepare_data(cfg: RunConfig, tokenizer, log=None, build=None, progress=None,
+                 root: Path | None = None) -> tuple[Any, Any, Any, dict]:
     """(train, val, report, cache info): from the cache when it holds this build, else built
     into it (by `build(cfg, tokenizer, folder, progress)`, default data_build.build_arrow).
     info: {"dir", "hit", "seconds"}."""
@@ -160,7 +165,7 @@ def prepare_data(cfg: RunConfig, tokenizer, log=None, build=None, progress=None)
     build = build or build_arrow
     started = time.monotonic()
     key, parts = cache_key(cfg, tokenizer)
-    root = cache_root()
+    root = root or cache_root()
     folder = root / key
     with _locked(root, key):
         hit = (folder / "meta.json").exists()

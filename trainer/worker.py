@@ -105,7 +105,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     from .callbacks import Events, StartOnce, TestSeams, TokenCounter
     from .checkup import Checkup, Watched, best_checkpoint, keep_adapter
     from .data import make_collator
-    from .data_cache import data_progress, data_ready, prepare_data
+    from .data_cache import cache_root, data_progress, data_ready, prepare_data
 
     SyncedStop, RankZeroCheckpoints = rank_callbacks()
 
@@ -165,7 +165,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 
     # --- tokenizer and data ------------------------------------------------------------------
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
-    train_rows, val_rows, report, cached = prepare_data(cfg, tokenizer, log, progress=data_progress(sink, log))
+    train_rows, val_rows, report, cached = prepare_data(cfg, tokenizer, log, progress=data_progress(sink, log),
+                                                          root=cache_root(run_dir.parent))
     data_ready(sink, log, report, cached)
     tokens = TokenCounter(make_collator(tokenizer))
 

@@ -1,6 +1,7 @@
 """`rankwise cache [--clear]`: the tokenized datasets kept for re-runs, resumes and sweep trials."""
 from __future__ import annotations
 
+import argparse
 import time
 
 from rankwise.advisor.units import gib
@@ -12,8 +13,11 @@ def register(sub) -> None:
     p = sub.add_parser("cache", help="list (or --clear) the tokenized datasets kept between runs",
                        description="Training tokenizes data.path once per file content, tokenizer and data "
                                    "settings and keeps the result; re-runs, --resume and sweep trials read it. "
-                                   "The folder is $RANKWISE_DATA_CACHE (default ~/.cache/rankwise/data).")
+                                   "The folder is $RANKWISE_DATA_CACHE (default <runs dir>/.data-cache).")
     p.add_argument("--clear", action="store_true", help="remove every cached dataset")
+    # the root parser has --runs-dir too; SUPPRESS keeps its value when given before the command
+    p.add_argument("--runs-dir", default=argparse.SUPPRESS, metavar="DIR",
+                   help="the runs directory whose .data-cache to list (default ./runs)")
     add_json(p)
     p.set_defaults(func=run)
 
@@ -21,7 +25,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from rankwise.trainer.data_cache import cache_root, clear, entries  # light: no torch
 
-    root = cache_root()
+    root = cache_root(getattr(args, "runs_dir", None))
     if args.clear:
         n, freed = clear(root)
         if args.json:
