@@ -10,7 +10,6 @@ streams the new text through `on_text`. Base answers come from the same weights 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -54,26 +53,12 @@ def trained_method(run_dir: Path, cfg) -> str:
     return method or cfg.method
 
 
-def quiet_libraries() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from .merge import quiet_bitsandbytes
-
-    quiet_bitsandbytes()
-    import warnings
-
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
-
-
 def load_base(run_dir: Path, cfg):
     """(model, tokenizer, model_dir) with the base loaded as the run trained it: 4-bit for a
     quantized method (methods.py's quant settings, compute dtype as the worker picks it), else
     bf16/fp16 on a GPU and fp32 on the CPU."""
+    from .merge import quiet_libraries
+
     quiet_libraries()
     import torch  # deferred: heavy, and only the bench needs it
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig

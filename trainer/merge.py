@@ -58,23 +58,31 @@ def merge(run_dir: Path, out: Path | None = None) -> Path:
     return out
 
 
-def merged_model(run_dir: Path):
-    """(the merged model in memory, its tokenizer): what `merge` saves and `export` converts."""
-    adapter = Path(run_dir) / rundir.ADAPTER
-    cfg = rundir.load_config(run_dir)
+def quiet_libraries() -> None:
+    """Offline, no progress bars, no library chatter: for the commands that load a model in the
+    user's terminal (merge, export, chat, compare)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     quiet_bitsandbytes()
     import warnings
 
-    import torch  # deferred: only merging needs it
-    import transformers
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import transformers  # deferred: only the model-loading commands need it
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def merged_model(run_dir: Path):
+    """(the merged model in memory, its tokenizer): what `merge` saves and `export` converts."""
+    adapter = Path(run_dir) / rundir.ADAPTER
+    cfg = rundir.load_config(run_dir)
+    quiet_libraries()
+
+    import torch  # deferred: only merging needs it
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rankwise.advisor.model import load_model
 
