@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from ..config import ATTENTIONS
 from .known_keys import AXOLOTL_KEYS
-from .mapping import (Default, Out, Tool, dora, method_with, not_modelled, optimizer, positive_count,
+from .mapping import (Default, Out, Tool, deepspeed,
+                      dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
                       names_for_set, OPTIMS_BACK)
 
@@ -122,20 +123,6 @@ def _fsdp_config(value, out: Out):
         out.set("train.grad_checkpointing", True)
 
 
-def _deepspeed(value, out: Out):
-    if not value:
-        return
-    name = str(value).lower()
-    if "zero3" in name or "zero_3" in name or "z3" in name:
-        out.set("distributed.strategy", "deepspeed")
-        if "offload" in name:
-            out.not_modelled("ZeRO-3 offload to CPU: less GPU memory than estimated, slower steps")
-    else:
-        out.set("distributed.strategy", "ddp")
-        out.not_modelled(f"DeepSpeed {value}: ZeRO-1/2 shard optimizer states (and gradients) across GPUs; "
-                         "judged as DDP, so per-GPU memory is over-estimated a little")
-
-
 def _plugins(value, out: Out):
     for p in value if isinstance(value, list) else [value]:
         name = str(p).lower()
@@ -193,7 +180,7 @@ TABLE = {
     "max_grad_norm": to("train.max_grad_norm"), "seed": to("train.seed"), "logging_steps": to("train.logging_steps"),
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
     "save_total_limit": to("train.save_total_limit"), "rl": _rl, "fsdp": _fsdp, "fsdp_config": _fsdp_config,
-    "deepspeed": _deepspeed, "plugins": _plugins, "special_tokens": _special_tokens, "tokens": _tokens,
+    "deepspeed": deepspeed, "plugins": _plugins, "special_tokens": _special_tokens, "tokens": _tokens,
     "added_tokens_overrides": _tokens, "gptq": not_modelled("a GPTQ base: its weights take ~4 bits, the estimate "
                                                             "counts them as 16-bit"),
 }

@@ -19,7 +19,8 @@ reports them as errors.
 from __future__ import annotations
 
 from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
-from .mapping import (Default, Out, Tool, dora, method_with, not_modelled, optimizer, precision_bf16,
+from .mapping import (Default, Out, Tool, deepspeed,
+                      dora, method_with, not_modelled, optimizer, precision_bf16,
                       precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK)
 
 MARKS = {"model_name_or_path", "finetuning_type", "lora_rank", "lora_target", "cutoff_len",
@@ -89,20 +90,6 @@ def _pref_loss(value, out: Out):
         out.stage = str(value).lower()
 
 
-def _deepspeed(value, out: Out):
-    if not value:
-        return
-    name = str(value).lower()
-    if "z3" in name or "zero3" in name:
-        out.set("distributed.strategy", "deepspeed")
-        if "offload" in name:
-            out.not_modelled("ZeRO-3 offload to CPU: less GPU memory than estimated, slower steps")
-    else:
-        out.set("distributed.strategy", "ddp")
-        out.not_modelled(f"DeepSpeed {value}: ZeRO-0/1/2 (judged as DDP: ZeRO-1/2 shard optimizer states "
-                         "across GPUs, so per-GPU memory is over-estimated a little)")
-
-
 def _model(value, out: Out):
     out.set("model.name", value)
     name = str(value).lower()
@@ -142,7 +129,7 @@ FLAT = {
     "max_grad_norm": to("train.max_grad_norm"), "seed": to("train.seed"), "logging_steps": to("train.logging_steps"),
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
     "save_total_limit": to("train.save_total_limit"), "packing": to("data.packing"), "val_size": _val,
-    "max_samples": to("data.max_rows"), "stage": _stage, "pref_loss": _pref_loss, "deepspeed": _deepspeed,
+    "max_samples": to("data.max_rows"), "stage": _stage, "pref_loss": _pref_loss, "deepspeed": deepspeed,
     "flash_attn": _flash, "enable_liger_kernel": _liger,
 }
 

@@ -159,6 +159,22 @@ def precision_bf16(value, out):
         out.set("train.precision", value)  # invalid: reported at its line
 
 
+def deepspeed(value, out):
+    """A DeepSpeed config path (both tools take one): ZeRO-3 is estimated as sharded (like FSDP);
+    ZeRO-0/1/2 as DDP, said, since ZeRO-1/2 shard optimizer states (and gradients) across GPUs."""
+    if not value:
+        return
+    name = str(value).lower()
+    if "zero3" in name or "zero_3" in name or "z3" in name:
+        out.set("distributed.strategy", "deepspeed")
+        if "offload" in name:
+            out.not_modelled("ZeRO-3 offload to CPU: less GPU memory than estimated, slower steps")
+    else:
+        out.set("distributed.strategy", "ddp")
+        out.not_modelled(f"DeepSpeed {value}: ZeRO-0/1/2 shard at most optimizer states and gradients across "
+                         "GPUs; judged as DDP, so per-GPU memory is over-estimated a little")
+
+
 def precision_fp16(value, out):
     if value is True:
         out.default("train.precision", "fp16")
