@@ -227,7 +227,7 @@ def min_gpus(spec: "ModelSpec", cfg: "RunConfig", method: str, hw: Hardware | No
     if hw is None or not hw.has_gpu:
         return None
     for k in sorted({k for k in (1, 2, 4, 8, 16, 32, 64) if k <= n} | {n}):
-        f = assess(spec, with_values(cfg, {"distributed.gpus": k}), with_gpus(hw, max(k, 1)), method=method)
+        f = assess(spec, with_values(cfg, {"distributed.gpus": k}), with_gpus(hw, k), method=method)
         if f.verdict == "fits":
             return k
     return None

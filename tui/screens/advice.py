@@ -302,15 +302,16 @@ class AdviceScreen(Screen):
     # ---- memory and red flags (pure advisor calls, milliseconds)
     def recompute(self) -> None:
         from rankwise.advisor.errors import RankwiseError
-        from rankwise.advisor.fit import assess, side_by_side
-        from rankwise.advisor.redflags import check
+        from rankwise.advisor.fit import side_by_side
+        from rankwise.advisor.redflags import context, run_rules
 
         hw = self.hardware
         mem = Text()
         width = max(20, self.size.width - 4)
+        ctx = context(self.cfg, self.spec, hw)  # method auto resolved by advisor.fit, once for bars and flags
         try:
             judged = side_by_side(self.spec, self.cfg, hw)  # the same answer as check, presets and estimate
-            chosen = assess(self.spec, self.cfg, hw).method if self.cfg.method == "auto" else self.cfg.method
+            chosen = ctx.method
         except RankwiseError as e:
             judged, chosen = {}, None
             mem.append(e.message, style=message_style("error"))
@@ -332,7 +333,7 @@ class AdviceScreen(Screen):
                 mem.append("\n" + ahead.line(), style="dim")
         self._mem = mem
         self.show_stale()
-        self.findings = check(self.cfg, self.spec, hw)
+        self.findings = run_rules(ctx)
         flags = self.query_one("#flags", OptionList)
         keep = flags.highlighted
         flags.clear_options()
