@@ -30,13 +30,15 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from .errors import RankwiseError
+from .tokens import BATCH as TOKEN_BATCH, token_lengths
 from .rowformat import (  # noqa: F401 (re-exported: the row formats are part of reading data)
     COLUMNS, FORMAT_HINT, FORMATS, ROLES, SHAREGPT_ROLES, BadRow, _kind, apply_columns, check_row, detect_format,
-    preference_error, prepare_row, row_chars, unknown_format)
+    preference_error, prepare_row, row_chars, row_text, unknown_format)
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
 COMPRESSIONS = (".gz", ".zst")
+QUICK_SCAN_ROWS = 20_000  # rows the TUI's quick scan reads: enough for length statistics
 SKIP_HINT = "fix the row, or set data.skip_bad_rows: true to skip and count bad rows"
 
 
@@ -307,7 +309,8 @@ def location(path: str | Path, n: int) -> str:
 
 @dataclass(frozen=True)
 class DatasetScan:
-    """A quick look at a dataset: for `advise --dataset` and the TUI (no tokenizer needed)."""
+    """A quick look at a dataset: for `advise --dataset` and the TUI. Lengths in characters; also
+    in tokens (`*_tokens`, counted by `tokens_by`) when scan was given the model's tokenizer."""
 
     path: str
     rows: int  # rows read (good + bad)
@@ -320,6 +323,10 @@ class DatasetScan:
     bad_rows: int
     first_problems: list[str] = field(default_factory=list)
     complete: bool = True  # False when `limit` stopped the scan early
+    median_tokens: int | None = None  # the row's text in the model's tokens (no template tokens)
+    p95_tokens: int | None = None
+    max_tokens: int | None = None
+    tokens_by: str | None = None  # whose tokenizer counted them
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -329,14 +336,17 @@ class DatasetScan:
 
 
 def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max_problems: int = 5,
-         columns: dict[str, str] | None = None) -> DatasetScan:
+         columns: dict[str, str] | None = None, tokenizer: Any = None, tokenizer_name: str | None = None) -> DatasetScan:
     """Read up to `limit` rows: format, fields, length percentiles (characters), bad rows.
-    `columns` is data.columns (the file's field names read as rankwise's)."""
+    `columns` is data.columns (the file's field names read as rankwise's). With `tokenizer` (a
+    `tokenizers.Tokenizer`, advisor/tokens.py) the percentiles are also counted in tokens."""
     path = Path(path)
     fmt = None if declared == "auto" else declared
     rows = bad = 0
     fields: dict[str, None] = {}
     lengths: list[int] = []
+    texts: list[str] = []  # awaiting the tokenizer, a batch at a time
+    counted: list[int] = []
     problems: list[str] = []
     complete = True
     for n, row in iter_rows(path, bad="yield"):
@@ -357,11 +367,35 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
             bad += 1
             if len(problems) < max_problems:
                 problems.append(f"{location(path, n)}: {reason}")
+        elif tokenizer is not None:
+            texts.append(row_text(good, fmt))
+            lengths.append(len(texts[-1]))
+            if len(texts) >= TOKEN_BATCH:
+                counted += token_lengths(tokenizer, texts)
+                texts = []
         else:
             lengths.append(row_chars(good, fmt))
+    by_tokens: dict = {}
+    if tokenizer is not None:
+        counted = sorted(counted + token_lengths(tokenizer, texts))
+        by_tokens = dict(median_tokens=int(statistics.median(counted)) if counted else 0,
+                         p95_tokens=_percentile(counted, 0.95), max_tokens=counted[-1] if counted else 0,
+                         tokens_by=tokenizer_name or "the model's tokenizer")
     lengths.sort()
-    pick = (lambda q: lengths[min(len(lengths) - 1, int(q * len(lengths)))]) if lengths else (lambda q: 0)
-    return DatasetScan(path=str(path), rows=rows, format=fmt, fields=tuple(fields), min_chars=pick(0.0),
-                       median_chars=int(statistics.median(lengths)) if lengths else 0, p95_chars=pick(0.95),
-                       max_chars=lengths[-1] if lengths else 0, bad_rows=bad, first_problems=problems,
-                       complete=complete)
+    return DatasetScan(path=str(path), rows=rows, format=fmt, fields=tuple(fields), min_chars=_percentile(lengths, 0.0),
+                       median_chars=int(statistics.median(lengths)) if lengths else 0,
+                       p95_chars=_percentile(lengths, 0.95), max_chars=lengths[-1] if lengths else 0, bad_rows=bad,
+                       first_problems=problems, complete=complete, **by_tokens)
+
+
+def scan_for_model(path: str | Path, spec: Any = None, **kwargs: Any) -> DatasetScan:
+    """scan, counted in `spec`'s tokens when the model's tokenizer is on this machine
+    (advisor/tokens.py; spec.path is its local folder), else in characters only."""
+    from .tokens import local_tokenizer
+
+    tokenizer = local_tokenizer(getattr(spec, "path", None))
+    return scan(path, tokenizer=tokenizer, tokenizer_name=f"{spec.name}'s tokenizer" if tokenizer else None, **kwargs)
+
+
+def _percentile(ordered: list[int], q: float) -> int:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0

@@ -65,7 +65,7 @@ def forecast(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | Non
     count without the data (`advise --samples`): each row then counts as a full max_seq_len.
     `points`: calibration points already read (a screen that re-plans on every edit reads them once)."""
     if scan is None:
-        scan = scan_for(cfg, SCAN_ROWS)
+        scan = scan_for(cfg, SCAN_ROWS, spec)
     data = DataShape.from_scan(scan, cfg, spec) if scan is not None and scan.rows else None
     if data is None and rows:
         L = cfg.train.max_seq_len

@@ -17,6 +17,7 @@ from .hardware import Hardware
 from .methods import LEANEST, METHODS, lr_reason
 from .model import ModelSpec
 from .redflags import check
+from .time import TEMPLATE_TOKENS
 from .units import gib, human_count
 
 # Rank bands by how far the task moves the model's behaviour. The LoRA paper (Hu et al.
@@ -116,12 +117,18 @@ def _sweep(task: str, r: int, r_max: int | None) -> list[int]:
     return sorted(x for x in ranks if r_max is None or x <= r_max)
 
 
-def _seq(spec: ModelSpec, seq_len: int | None, base: RunConfig | None, p95_chars: int | None) -> tuple[int, str]:
+def _seq(spec: ModelSpec, seq_len: int | None, base: RunConfig | None, p95_chars: int | None,
+         p95_tokens: int | None = None) -> tuple[int, str]:
     pos = spec.max_positions or 2048
     if seq_len:
         if seq_len > pos:
             return pos, f"--seq {seq_len} is beyond the model's {pos} positions: capped"
         return seq_len, f"--seq {seq_len}"
+    if p95_tokens:  # counted by the model's own tokenizer (advisor/tokens.py), + the template's tokens
+        need = max(256, 2 ** math.ceil(math.log2(p95_tokens + TEMPLATE_TOKENS)))
+        need = min(need, pos, 8192)
+        return need, (f"95% of rows are ≤ {p95_tokens:,} tokens (counted by the model's tokenizer, + "
+                      f"{TEMPLATE_TOKENS} template tokens): {need} covers them")
     if p95_chars:
         need = max(256, 2 ** math.ceil(math.log2(max(1, p95_chars // CHARS_PER_TOKEN))))
         need = min(need, pos, 8192)
@@ -154,7 +161,7 @@ def _epochs(rows: int | None) -> tuple[float, str]:
 
 def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None = None,
            dataset_rows: int | None = None, seq_len: int | None = None, base: RunConfig | None = None,
-           p95_chars: int | None = None) -> Advice:
+           p95_chars: int | None = None, p95_tokens: int | None = None) -> Advice:
     if task not in BANDS:
         raise RankwiseError(f"unknown task {task!r}", f"use one of: {', '.join(BANDS)}")
     reasons: dict[str, str] = {}
@@ -211,7 +218,7 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     cfg.lora.use_rslora = False
 
     # sequence and batch
-    seq, reasons["train.max_seq_len"] = _seq(spec, seq_len, base, p95_chars)
+    seq, reasons["train.max_seq_len"] = _seq(spec, seq_len, base, p95_chars, p95_tokens)
     cfg.train.max_seq_len = seq
     cfg.train.grad_checkpointing = True
     reasons["train.grad_checkpointing"] = "recomputing activations cuts their memory to one layer's worth (~30% slower)"

@@ -300,14 +300,20 @@ def check_row(row: dict | BadRow, fmt: str) -> str | None:
     return prepare_row(row, fmt)[1]
 
 
-def row_chars(row: dict, fmt: str) -> int:
-    """Characters of text in a prepared row (see prepare_row): the size figure that scan reports."""
+def row_text(row: dict, fmt: str) -> str:
+    """The text of a prepared row (see prepare_row), its parts run together: what scan measures
+    (characters, or tokens with the model's tokenizer). Tool calls count as their JSON arguments."""
     if fmt in ("chat", "sharegpt"):
-        return sum(len(m["content"] or "") + sum(len(json.dumps(c["function"]["arguments"]))
-                                                for c in m.get("tool_calls", ())) for m in row["messages"])
+        return "".join((m["content"] or "") + "".join(json.dumps(c["function"]["arguments"])
+                                                        for c in m.get("tool_calls", ())) for m in row["messages"])
     keys = {"instruction": ("instruction", "input", "system", "output"), "prompt_completion": ("prompt", "completion"),
             "text": ("text",)}[fmt]
-    return sum(len(row.get(k) or "") for k in keys)
+    return "".join(row.get(k) or "" for k in keys)
+
+
+def row_chars(row: dict, fmt: str) -> int:
+    """Characters of text in a prepared row: the size figure that scan reports."""
+    return len(row_text(row, fmt))
 
 
 def unknown_format(path: str | Path, fields: list[str]) -> RankwiseError:

@@ -124,16 +124,30 @@ class DataShape:
     tokens_per_row: float  # mean tokens of a row as the model sees it
     long_tokens_per_row: float  # a long row (p95): what a padded micro-batch of several rows reaches
     source: str  # scan | recorded | assumed
+    counted_by: str | None = None  # the tokenizer that counted a scan's rows (None: characters / 4)
 
     @classmethod
     def from_scan(cls, scan, cfg: "RunConfig", spec: "ModelSpec") -> "DataShape":
-        """From advisor/dataset.scan (characters) → tokens, with the config's split and max_rows."""
-        per = 1.0 if spec.vocab_size <= BYTE_VOCAB else CHARS_PER_TOKEN
+        """From advisor/dataset.scan (tokens when it counted them, else characters → tokens), with the
+        config's split and max_rows."""
         rows = scan.rows - scan.bad_rows
         if cfg.data.max_rows:
             rows = min(rows, cfg.data.max_rows)
         rows = max(1, rows - int(rows * cfg.data.val_ratio))
-        return cls(rows, scan.median_chars / per + TEMPLATE_TOKENS, scan.p95_chars / per + TEMPLATE_TOKENS, "scan")
+        median, p95 = scan_tokens(scan, spec, "median"), scan_tokens(scan, spec, "p95")
+        return cls(rows, median + TEMPLATE_TOKENS, p95 + TEMPLATE_TOKENS, "scan", getattr(scan, "tokens_by", None))
+
+
+def chars_per_token(spec: "ModelSpec") -> float:
+    """The characters-to-tokens rate used when no tokenizer counted the rows."""
+    return 1.0 if spec.vocab_size <= BYTE_VOCAB else CHARS_PER_TOKEN
+
+
+def scan_tokens(scan, spec: "ModelSpec", which: str) -> float:
+    """A scan's `which` (median | p95 | max) row length in tokens, template tokens not included:
+    the tokenizer's count when scan had one, else characters at chars_per_token."""
+    counted = getattr(scan, f"{which}_tokens", None)
+    return counted if counted is not None else getattr(scan, f"{which}_chars") / chars_per_token(spec)
 
 
 @dataclass(frozen=True)
@@ -334,8 +348,9 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
         notes.append("no data scanned: every row assumed a full max_seq_len" +
                      ("" if cfg.train.max_steps else "; give data.path (or --dataset) for steps from epochs"))
     elif data.source == "scan":
-        per = "1 character a token (byte-level vocabulary)" if spec.vocab_size <= BYTE_VOCAB else \
-            f"characters / {CHARS_PER_TOKEN:g}"
+        per = (f"counted by {data.counted_by}" if data.counted_by else
+               "1 character a token (byte-level vocabulary)" if spec.vocab_size <= BYTE_VOCAB else
+               f"characters / {CHARS_PER_TOKEN:g}")
         notes.append(f"{data.rows} training rows, ~{data.tokens_per_row:.0f} tokens each ({per}, "
                      f"+ {TEMPLATE_TOKENS} template tokens)")
     if fit.gpus > 1:

@@ -37,14 +37,17 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _dataset(path: str) -> tuple[int, int | None, str]:
-    """(rows, p95 characters or None, how counted). Uses the data scanner (no tokenizer)."""
-    from rankwise.advisor.dataset import scan
+def _dataset(path: str, spec) -> tuple[int, int | None, int | None, str]:
+    """(rows, p95 characters or None, p95 tokens or None, how counted). The data scanner reads the
+    rows; the model's own tokenizer counts them when it is on this machine (advisor/tokens.py)."""
+    from rankwise.advisor.dataset import scan_for_model
 
-    s = scan(path)
+    s = scan_for_model(path, spec)
     note = f"{path}: {s.rows:,} rows ({s.format or 'unknown'} format"
     note += f", {s.bad_rows} bad)" if s.bad_rows else ")"
-    return s.rows, (s.p95_chars or None), note
+    note += (f"; lengths counted by {s.tokens_by}" if s.tokens_by else
+             f"; lengths at ~4 characters a token ({spec.name}'s tokenizer is not on this machine)")
+    return s.rows, (s.p95_chars or None), s.p95_tokens, note
 
 
 def run(args) -> int:
@@ -69,12 +72,12 @@ def run(args) -> int:
         base.distributed.strategy = args.strategy
     local = Path(args.model).expanduser()
     base.model.name = str(local.resolve()) if local.exists() else args.model  # presets resolve relative paths
-    rows, p95, data_note = args.samples, None, None
+    rows, p95, p95_tokens, data_note = args.samples, None, None, None
     if args.dataset:
-        rows, p95, data_note = _dataset(args.dataset)
+        rows, p95, p95_tokens, data_note = _dataset(args.dataset, spec)
         base.data.path = str(Path(args.dataset).resolve())
     advice = advise(spec, hw, args.task, budget=budget, dataset_rows=rows, seq_len=args.seq, base=base,
-                    p95_chars=p95)
+                    p95_chars=p95, p95_tokens=p95_tokens)
     if data_note:
         advice.notes.insert(0, data_note)
     if args.write_preset:

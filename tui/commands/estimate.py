@@ -124,10 +124,11 @@ def real_lengths(args, spec, cfg):
     if not getattr(args, "dataset", None):
         return cfg, None
     from rankwise.advisor.config import with_values
-    from rankwise.advisor.dataset import scan
+    from rankwise.advisor.dataset import scan_for_model
     from rankwise.advisor.lengths import padded_length
 
-    found = scan(args.dataset, limit=DATASET_SCAN_ROWS, declared=cfg.data.format, columns=cfg.data.columns)
+    found = scan_for_model(args.dataset, spec, limit=DATASET_SCAN_ROWS, declared=cfg.data.format,
+                           columns=cfg.data.columns)
     if found.rows == found.bad_rows:
         raise RankwiseError(f"--dataset {args.dataset}: no usable rows", "; ".join(found.first_problems[:2]) or
                             "check the file with `rankwise check --data`")

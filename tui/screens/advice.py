@@ -190,8 +190,13 @@ class AdviceScreen(Screen):
 
             r = self.request
             spec = load_model(r.model)
+            p95_tokens = None
+            if r.dataset and spec.path:  # the model's tokenizer is here: count tokens as `advise --dataset` does
+                from rankwise.advisor.dataset import QUICK_SCAN_ROWS, scan_for_model
+
+                p95_tokens = scan_for_model(Path(r.dataset).expanduser(), spec, limit=QUICK_SCAN_ROWS).p95_tokens
             advice = advise(spec, r.hardware, r.task, budget=r.budget, dataset_rows=r.dataset_rows,
-                            p95_chars=r.p95_chars)
+                            p95_chars=r.p95_chars, p95_tokens=p95_tokens)
             cfg = advice.config
             if r.dataset:
                 cfg = with_values(cfg, {"data.path": str(Path(r.dataset).expanduser().resolve())})
@@ -363,9 +368,9 @@ class AdviceScreen(Screen):
         if getattr(self, "_points", None) is None:
             runs = getattr(getattr(self.app, "ctx", None), "runs_dir", None) or self.cfg.output.dir
             self._points = from_runs(runs, hw.host if hw is not None else None)
-        key = (self.cfg.data.path, self.cfg.data.format)
+        key = (self.cfg.data.path, self.cfg.data.format, self.spec.path)
         if getattr(self, "_scan", (None, None))[0] != key:
-            self._scan = (key, scan_for(self.cfg) if self.cfg.data.path else None)
+            self._scan = (key, scan_for(self.cfg, spec=self.spec) if self.cfg.data.path else None)
         try:
             return forecast(self.spec, self.cfg, judged, hw, scan=self._scan[1], points=self._points)
         except RankwiseError:
@@ -502,6 +507,9 @@ class AdviceScreen(Screen):
             if path is not None:
                 (self.app.sweep if sweep else self.app.launch)(path)
 
+        if sweep:  # the sweep confirms its own size and planned time (app.sweep); asking twice helps no one
+            confirmed(True)
+            return
         self.app.push_screen(ConfirmScreen(self.launch_line(sweep)), confirmed)
 
     def action_sweep(self) -> None:

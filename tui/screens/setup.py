@@ -22,7 +22,6 @@ from ..widgets.bars import gib, gpu_line, usage_bar
 
 from rankwise.advisor.config import TASKS  # the schema's task kinds
 PROBE_EVERY_S = 5.0
-SCAN_LIMIT = 20000  # rows read by the quick scan; enough for length statistics
 DATACHECK_TIMEOUT_S = 300  # the tokenizing check of a large file; past it the quick scan stands alone
 
 
@@ -278,7 +277,7 @@ class SetupScreen(Screen):
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
     def scan_dataset(self, path: str) -> None:
-        from rankwise.advisor.dataset import scan
+        from rankwise.advisor.dataset import QUICK_SCAN_ROWS, scan
         from rankwise.advisor.errors import RankwiseError
 
         p = Path(path).expanduser()
@@ -286,7 +285,7 @@ class SetupScreen(Screen):
             self.post_message(DatasetScanned(path, error=f"not found: {path}"))
             return
         try:
-            self.post_message(DatasetScanned(path, result=scan(p, limit=SCAN_LIMIT)))
+            self.post_message(DatasetScanned(path, result=scan(p, limit=QUICK_SCAN_ROWS)))
         except RankwiseError as e:
             self.post_message(DatasetScanned(path, error=e.message))
         except OSError as e:

@@ -1,0 +1,105 @@
+"""`advise --dataset` / `estimate --dataset` count rows in the model's own tokens (issue 17) when its
+tokenizer is on this machine — through the `tokenizers` library, so the advice path stays torch-free —
+and say when they fall back to ~4 characters a token."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rankwise.advisor.dataset import scan, scan_for_model
+from rankwise.advisor.model import load_model
+from rankwise.advisor.rowformat import prepare_row, row_text
+from rankwise.advisor.tokens import local_tokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "presets" / "assets" / "tiny-llama"
+CHAT = ROOT / "presets" / "assets" / "demo-chat.jsonl"
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "rankwise.tui.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def flat(text):
+    return " ".join(text.split())
+
+
+def long_rows(path: Path, n: int = 40, chars: int = 1500) -> Path:
+    """Chat rows whose answers are `chars` characters of varied text."""
+    words = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex".split()
+    with path.open("w") as f:
+        for i in range(n):
+            answer = " ".join(words[(i + k) % len(words)] for k in range(chars // 5))[:chars]
+            f.write(json.dumps({"messages": [{"role": "user", "content": f"question {i}"},
+                                             {"role": "assistant", "content": answer}]}) + "\n")
+    return path
+
+
+def test_scan_counts_what_the_models_tokenizer_counts():
+    from transformers import AutoTokenizer  # the reference: transformers' own tokenizer of the same folder
+
+    reference = AutoTokenizer.from_pretrained(TINY)
+    texts = []
+    for line in CHAT.read_text().splitlines():
+        good, _ = prepare_row(json.loads(line), "chat")
+        texts.append(row_text(good, "chat"))
+    counts = sorted(len(reference(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    found = scan(CHAT, tokenizer=local_tokenizer(TINY), tokenizer_name="tiny")
+    assert found.max_tokens == counts[-1]
+    assert found.p95_tokens == counts[min(len(counts) - 1, int(0.95 * len(counts)))]
+    assert found.tokens_by == "tiny"
+    assert found.max_chars == max(len(t) for t in texts)  # characters unchanged by the tokenizer
+
+
+def test_no_local_tokenizer_counts_characters_only(tmp_path):
+    spec = load_model("llama-3.1-8b")  # a catalog entry: no weights, no tokenizer on this machine
+    assert spec.path is None and local_tokenizer(spec.path) is None
+    found = scan_for_model(CHAT, spec)
+    assert found.p95_tokens is None and found.tokens_by is None and found.p95_chars > 0
+    assert local_tokenizer(tmp_path) is None  # a folder without tokenizer.json
+
+
+def test_advise_sizes_max_seq_len_from_real_tokens(tmp_path):
+    data = long_rows(tmp_path / "long.jsonl", chars=400)
+    out = cli("advise", "--model", TINY, "--task", "chat", "--dataset", data, "--json")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    found = scan(data, tokenizer=local_tokenizer(TINY))
+    # tiny-llama's byte-level vocabulary: ~1 token a character, so ~400 tokens a row need 512 (its
+    # max positions); 4 characters a token would have said 256 and truncated every row
+    assert 256 < found.p95_tokens + 12 <= 512
+    assert d["config"]["train"]["max_seq_len"] == 512
+    assert "counted by the model's tokenizer" in d["reasons"]["train.max_seq_len"]
+    assert any("lengths counted by" in n for n in d["notes"])
+
+
+def test_advise_says_when_it_falls_back_to_characters(tmp_path):
+    out = cli("advise", "--model", "llama-3.1-8b", "--task", "chat", "--dataset", CHAT, "--json")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert "chars/token" in d["reasons"]["train.max_seq_len"]
+    assert any("~4 characters a token" in n and "not on this machine" in n for n in d["notes"])
+
+
+def test_estimate_dataset_counts_tokens(tmp_path):
+    data = long_rows(tmp_path / "long.jsonl", n=10, chars=600)
+    out = cli("estimate", "--model", TINY, "--dataset", data, "--json")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    found = scan(data, tokenizer=local_tokenizer(TINY))
+    assert "tokens by" in flat(d["lengths"]["note"])
+    assert d["lengths"]["seq_len"] == found.max_tokens + 12  # + the template allowance (advisor/time.py)
+
+
+@pytest.mark.parametrize("command", ["advise", "estimate"])
+def test_counting_tokens_imports_no_torch(command):
+    args = ["advise", "--model", str(TINY), "--task", "chat", "--dataset", str(CHAT), "--json"] if command == "advise" \
+        else ["estimate", "--model", str(TINY), "--dataset", str(CHAT), "--json"]
+    code = ("import sys, io, contextlib\nfrom rankwise.tui import cli\n"
+            f"with contextlib.redirect_stdout(io.StringIO()): rc = cli.main({args!r})\n"
+            "print(rc, ','.join(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0"]
