@@ -10,6 +10,31 @@ from .errors import RankwiseError
 from .spec import Linear, ModelSpec
 
 
+# Path components of the parts a multimodal model adds to its language model: their weights are
+# counted (family "vision": loaded and frozen, as peft leaves them) but are no LoRA targets here.
+TOWER_PARTS = ("vision", "visual", "audio", "multi_modal", "mm_projector", "image_newline")
+
+
+def _in_tower(module_name: str) -> bool:
+    return any(part.startswith(TOWER_PARTS) or part.startswith(("embed_vision", "embed_audio"))
+               for part in module_name.split("."))
+
+
+def _model_class(cfg: dict):
+    """The class that builds the whole model: the multimodal one when config.json has a vision or
+    audio tower (its weights load with the language model), else the causal LM."""
+    from transformers import AutoModelForCausalLM
+
+    towers = any(k.endswith(("vision_config", "audio_config")) and v for k, v in cfg.items())
+    if towers:
+        try:
+            from transformers import AutoModelForMultimodalLM
+        except ImportError:  # older transformers
+            from transformers import AutoModelForImageTextToText as AutoModelForMultimodalLM
+        return AutoModelForMultimodalLM, AutoModelForCausalLM
+    return AutoModelForCausalLM, None
+
+
 def _linear_family(module_name: str, leaf: str) -> str:
     """Which `Linear.family` (attn | mlp | experts | lm_head) a module found on the meta device belongs to."""
     if leaf == "lm_head":
@@ -23,19 +48,25 @@ def _linear_family(module_name: str, leaf: str) -> str:
 
 def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
     import torch  # deferred: torch costs seconds to import and only unknown architectures need it
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     cfg = {k: v for k, v in cfg.items() if k not in ("auto_map",)}  # never pull remote code
     try:
         config = AutoConfig.for_model(**cfg)
+        first, fallback = _model_class(cfg)
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config)
+            try:
+                model = first.from_config(config)
+            except ValueError:
+                if fallback is None:
+                    raise
+                model = fallback.from_config(config)
     except (ValueError, KeyError, TypeError) as e:
         raise RankwiseError(f"{name}: transformers cannot build model_type {cfg.get('model_type')!r}: {e}",
                             "check the config, or that your transformers version knows this architecture") from None
 
     linears: dict[str, list] = {}
-    fam = dict.fromkeys(("embed", "attn", "mlp", "experts", "router", "norm", "lm_head", "other"), 0)
+    fam = dict.fromkeys(("embed", "attn", "mlp", "experts", "router", "norm", "lm_head", "vision", "other"), 0)
     seen: set[int] = set()
     experts = 0
     for mod_name, mod in model.named_modules():
@@ -45,7 +76,11 @@ def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
         for _, p in own:
             seen.add(id(p))
         n_own = sum(p.numel() for _, p in own)
-        if isinstance(mod, torch.nn.Linear) or kind == "Conv1D":  # GPT-2 style Conv1D holds (d_in, d_out)
+        if _in_tower(mod_name):
+            fam["vision"] += n_own
+        elif leaf == "router":  # Llama 4's router is an nn.Linear subclass: no LoRA target
+            fam["router"] += n_own
+        elif isinstance(mod, torch.nn.Linear) or kind == "Conv1D":  # GPT-2 style Conv1D holds (d_in, d_out)
             fam_name = _linear_family(mod_name, leaf)
             d_in, d_out = (mod.in_features, mod.out_features) if kind != "Conv1D" else tuple(mod.weight.shape)
             entry = linears.setdefault(leaf, [fam_name, d_in, d_out, 0, mod.bias is not None, True])
@@ -66,8 +101,9 @@ def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
                 fam["experts"] += p.numel()
         else:
             fam["other"] += n_own
-    if not fam["other"]:
-        del fam["other"]
+    for key in ("vision", "other"):
+        if not fam[key]:
+            del fam[key]
     tied = bool(getattr(config, "tie_word_embeddings", False)) and fam["lm_head"] == 0
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     heads = getattr(text, "num_attention_heads", 0) or 0

@@ -49,7 +49,7 @@ class ModelSpec:
     max_positions: int
     tied_embeddings: bool
     linears: tuple[Linear, ...]
-    params_by_family: dict[str, int]  # embed, attn, mlp, experts, router, norm, lm_head, other
+    params_by_family: dict[str, int]  # embed, attn, mlp, experts, router, norm, lm_head, vision, other
     num_experts: int = 0
     experts_per_token: int = 0
     config: dict = field(default_factory=dict, repr=False, compare=False)

@@ -22,6 +22,10 @@ are read from torchtune's qwen2 builders. model_type is the one the model's conf
 UNSLOTH_MAPPER_PY is `unsloth/models/mapper.py` of github.com/unslothai/unsloth at UNSLOTH_COMMIT:
 unsloth's table of its re-uploads (16-bit copies and bitsandbytes 4-bit uploads) and the
 original each copies. Every re-upload of an indexed original joins the original's group.
+
+Last, `model_index_defaults.py` (beside this file) adds architectures whose transformers configuration
+class defaults are the checkpoint its docstring names, and aliases of indexed ids; building those
+imports transformers.
 """
 from __future__ import annotations
 
@@ -200,6 +204,20 @@ def add_reuploads(groups: dict, unsloth_mapper_py: str) -> None:
                 group["sources"].append({"ids": new, "reupload_list": UNSLOTH})
 
 
+def add_defaults(groups: dict) -> None:
+    """transformers configuration classes whose defaults are their docstring's checkpoint, and the
+    aliases of indexed ids (bench/model_index_defaults.py says which and why)."""
+    from model_index_defaults import ALIASES, DEFAULTS, defaults_config, transformers_source
+
+    for ids, mt, checkpoint in DEFAULTS:
+        add(groups, defaults_config(mt), ids, {"config": transformers_source(mt, checkpoint)})
+    where = {i: g for g in groups.values() for i in g["ids"]}
+    for alias, original, src in ALIASES:
+        group = where[original]
+        group["ids"].append(alias)
+        group["sources"].append({"ids": [alias], "same_model_as": original, "source": src})
+
+
 def build(litgpt_config_py: str, unsloth_mapper_py: str) -> dict:
     spec = importlib.util.spec_from_file_location("litgpt_config", litgpt_config_py)
     mod = importlib.util.module_from_spec(spec)
@@ -237,6 +255,7 @@ def build(litgpt_config_py: str, unsloth_mapper_py: str) -> dict:
         src = torchtune("torchtune/models/qwen2/_model_builders.py")
         add(groups, cfg, ids, {"shape": src, "tie_word_embeddings": src})
     add_reuploads(groups, unsloth_mapper_py)
+    add_defaults(groups)
     return {"about": "Hugging Face model ids -> config.json fields that decide shapes; built by "
                      "bench/model_index_build.py", "groups": list(groups.values())}
 

@@ -21,6 +21,18 @@ ON_META = {
     "qwen3_moe": "Qwen3 attention plus 128 experts of moe_intermediate_size in every layer",
     "olmo2": "norms after attention and MLP plus q/k norms over all heads",
     "gemma3_text": "Gemma 2's four norms plus q/k norms and sliding-window layers",
+    # transformers configuration-class defaults (bench/model_index_defaults.py):
+    "qwen2_moe": "60 experts plus a gated shared expert in every layer",
+    "qwen3_next": "Gated DeltaNet linear attention in 3 layers of 4, 512 experts plus a shared one",
+    "qwen3_5_moe": "Qwen3-Next's hybrid layers and a vision tower (multimodal)",
+    "jamba": "Mamba layers interleaved with attention, experts every other layer",
+    "gemma": "GeGLU MLP, (1 + weight) RMSNorms, head_dim 256",
+    "llava": "a CLIP vision tower and projector before a Llama decoder",
+    "mllama": "a vision encoder and cross-attention layers in the decoder",
+    "llama4": "16 experts plus a shared expert, chunked attention, a vision tower",
+    "voxtral": "a Whisper-style audio encoder and projector before the decoder",
+    "kimi_linear": "Kimi Delta Attention and MLA layers, 256 experts",
+    "gptj": "parallel attention and MLP, biased MLP, LayerNorm",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -61,6 +73,17 @@ PUBLISHED_ON_META = [
     pytest.param("Qwen/Qwen3-235B-A22B", 235e9, marks=pytest.mark.slow),
     pytest.param("allenai/OLMo-2-1124-13B", 13.7e9, marks=pytest.mark.slow),
     pytest.param("Qwen/Qwen3-4B-Instruct-2507", 4.0e9, marks=pytest.mark.slow),
+    # transformers defaults: the card's figure (Jamba: 51.6B on the Hub, "52B" in the card's text)
+    ("Qwen/Qwen1.5-MoE-A2.7B", 14.3e9), ("ai21labs/Jamba-v0.1", 51.6e9), ("google/gemma-7b", 8.54e9),
+    ("llava-hf/llava-1.5-7b-hf", 7.06e9), ("meta-llama/Llama-3.2-11B-Vision", 10.6e9),
+    ("mistralai/Voxtral-Mini-3B-2507", 4.68e9), ("EleutherAI/gpt-j-6B", 6.05e9),
+]
+# Cards that state only the size class ("80B in total"): within 2.5% of it. Kimi Linear's "48B" counts
+# no embeddings, so its figure is checked without them.
+PUBLISHED_CLASS = [
+    ("Qwen/Qwen3-Next-80B-A3B-Instruct", 80e9, False), ("Qwen/Qwen3.5-35B-A3B", 35e9, False),
+    ("meta-llama/Llama-4-Scout-17B-16E", 109e9, False),  # also axolotl's examples/llama-4/README.md
+    ("moonshotai/Kimi-Linear-48B-A3B-Instruct", 48e9, True),
 ]
 
 
@@ -81,6 +104,13 @@ def test_parameter_totals_match_the_published_ones(model_id, published):
     assert abs(spec.total_params - one_layer(spec) - published) > tolerance
 
 
+@pytest.mark.parametrize("model_id,published,less_embeddings", PUBLISHED_CLASS)
+def test_parameter_totals_match_the_published_size_class(model_id, published, less_embeddings):
+    spec = load_model(model_id)
+    total = spec.total_params - (spec.params_by_family["embed"] if less_embeddings else 0)
+    assert abs(total - published) < 0.025 * published, (model_id, total)
+
+
 def test_the_index_is_large_small_and_cited():
     originals = [i for i in model_index.listed_ids() if not i.lower().startswith("unsloth/")]
     assert len(originals) >= 130 and len(model_index.listed_ids()) >= 300
@@ -90,6 +120,9 @@ def test_the_index_is_large_small_and_cited():
         assert sorted(cited) == sorted(g["ids"]), g["ids"][0]  # every id has its source
         for s in g["sources"]:
             for where in (v for k, v in s.items() if k != "ids" and isinstance(v, dict)):
+                if "package" in where:  # a configuration class of an installed package, at its version
+                    assert where["package"] == "transformers" and where["version"] and where["class"], where
+                    continue
                 assert set(where) == {"repo", "path", "commit"} and len(where["commit"]) == 40
     lowered = [i.lower() for i in model_index.listed_ids()]
     assert len(lowered) == len(set(lowered)), "an id in two groups"
@@ -141,6 +174,8 @@ SAME_AS = [
     ("Qwen/Qwen2-7B-Chat", "Qwen/Qwen2-7B"),  # the variant rule
     ("GOOGLE/GEMMA-2-2B-IT", "google/gemma-2-2b"),  # any case
     ("meta-llama/llama-3.2-1b-instruct", "meta-llama/Llama-3.2-1B"),
+    ("axolotl-quants/Llama-4-Scout-17B-16E-Linearized-bnb-nf4-bf16", "meta-llama/Llama-4-Scout-17B-16E"),
+    ("mhenrichsen/gemma-7b", "google/gemma-7b"),  # aliases (bench/model_index_defaults.py)
 ]
 
 
@@ -210,3 +245,13 @@ def test_check_of_an_axolotl_file_naming_a_reupload_gets_a_fit_answer(tmp_path):
     report = json.loads(out.stdout)
     assert report["model"] == "NousResearch/Llama-2-7b-hf" and report["fit"] in ("fits", "tight", "wont-fit")
     assert report["estimate"]["peak_bytes"] > 13e9  # 6.74B parameters in 16 bit
+
+
+def test_a_multimodal_entry_counts_its_tower_but_offers_no_tower_targets():
+    """llava-1.5: a CLIP ViT-L/14-336 tower and a projector load with the decoder; peft-style names
+    are the decoder's only (a tower's q_proj must not merge with the decoder's)."""
+    spec = load_model("llava-hf/llava-1.5-7b-hf")
+    assert 0.3e9 < spec.params_by_family["vision"] < 0.35e9
+    q = spec.linear("q_proj")
+    assert (q.d_in, q.d_out, q.count) == (4096, 4096, 32)
+    assert "fc1" not in spec.adaptable_names()
