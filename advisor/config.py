@@ -155,7 +155,7 @@ class TrainSection(Section):
     grad_checkpointing: bool = True
     """Recompute activations in the backward pass: much less memory, ~30% slower."""
     optimizer: OptimizerChoice = "auto"
-    """auto: paged 8-bit AdamW for QLoRA (the QLoRA recipe), AdamW for LoRA."""
+    """auto: paged 8-bit AdamW for QLoRA (paging as in QLoRA, whose paper used 32-bit states), AdamW for LoRA."""
     weight_decay: float = Field(0.0, ge=0.0)
     """AdamW weight decay on the adapter weights."""
     max_grad_norm: float = Field(1.0, ge=0.0)

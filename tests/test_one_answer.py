@@ -74,7 +74,7 @@ async def _screens(machine: str, tmp_path) -> dict:
                     clock=lambda: NOW)
     out = {}
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("ctrl+p")
+        await pilot.press("ctrl+o")
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
         presets = pilot.app.screen

@@ -83,7 +83,7 @@ def test_advice(snap_compare, place, size):
 
 @pytest.mark.parametrize("size", SMALL)
 def test_presets(snap_compare, place, size):
-    assert snap_compare(make(place), terminal_size=size, run_before=steps("ctrl+p", "wait"))
+    assert snap_compare(make(place), terminal_size=size, run_before=steps("ctrl+o", "wait"))
 
 
 @pytest.mark.parametrize("size", SMALL)

@@ -30,7 +30,8 @@ from .screens.presets import PresetsScreen
 from .screens.run import RunScreen
 from .screens.runs import RunsScreen
 from .screens.setup import SetupScreen
-from .screens.sweep import SweepScreen, launch_sweep
+from .screens.dialogs import ConfirmScreen
+from .screens.sweep import SweepScreen, plan_sweep, start_sweep
 from .style import css_variables
 
 
@@ -43,12 +44,15 @@ def said(e: RankwiseError) -> str:
 class RankwiseApp(App):
     CSS_PATH = "rankwise.tcss"
     TITLE = "rankwise"
-    ENABLE_COMMAND_PALETTE = False
+    # Every binding has an id: `keys:` in the user config remaps it (tui/keys.py, README "Keys").
+    # ctrl+p is Textual's command palette (every screen's actions by name); Presets is ^o.
+    # ^o/^r work everywhere; a screen shows them in its footer where there is room (their GO_KEYS).
     BINDINGS = [
-        Binding("ctrl+p", "presets", "Presets"),
-        Binding("ctrl+r", "runs", "Runs"),
-        Binding("ctrl+q", "quit", "Quit"),
-        Binding("f1", "toggle_help", "Keys", show=False),
+        Binding("ctrl+o", "presets", "Presets", id="app.presets", show=False),
+        Binding("ctrl+r", "runs", "Runs", id="app.runs", show=False),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+        Binding("f1", "toggle_help", "Keys", key_display="F1", id="app.keys"),
+        Binding("ctrl+p", "command_palette", "Palette", id="app.palette", priority=True, show=False),
     ]
 
     def __init__(self, ctx: Context):
@@ -139,6 +143,11 @@ class RankwiseApp(App):
 
     async def on_mount(self) -> None:
         await self.push_screen(SetupScreen())
+        if self.ctx.overrides:
+            from .overrides import said as set_words
+
+            self.notify(f"{set_words(self.ctx.overrides)}: applied to every preset, Advice form, launch and sweep",
+                        timeout=8)
         if self._exit_when_ready:  # bench/tui_startup.py: the first screen is ready
             self.call_after_refresh(self.exit)
 
@@ -147,6 +156,21 @@ class RankwiseApp(App):
         if event.state == WorkerState.ERROR:
             error = event.worker.error
             self.notify(f"{event.worker.group}: {type(error).__name__}: {error}", severity="error", timeout=10)
+
+    def get_system_commands(self, screen):
+        """The command palette (^p): this screen's and the app's actions by name, then Textual's own."""
+        from functools import partial
+
+        from textual.app import SystemCommand
+
+        seen = set()
+        for key, (node, binding, enabled, tooltip) in screen.active_bindings.items():
+            if not enabled or not binding.description or binding.action in seen or binding.id in (None, "app.palette"):
+                continue
+            seen.add(binding.action)
+            yield SystemCommand(binding.description, f"{self.get_key_display(binding)} · {tooltip or binding.id}",
+                                partial(self.call_later, self.run_action, binding.action, node))
+        yield from super().get_system_commands(screen)
 
     def action_toggle_help(self) -> None:
         """F1: Textual's key panel (every binding of the focused widget and its screen), again hides it."""
@@ -178,19 +202,18 @@ class RankwiseApp(App):
     def attach(self, run_dir: Path) -> None:
         self.push_screen(RunScreen(Path(run_dir)))
 
-    def launch(self, preset: Path) -> None:
-        """Start a detached run of this preset file in a worker, then attach to it."""
+    def launch(self, preset: Path, overrides: tuple[str, ...] = ()) -> None:
+        """Start a detached run of this preset file (with these --set values) in a worker, then attach to it."""
         self.notify(f"starting {preset.stem}…", timeout=3)
         self.hold_keys("launch")  # keys typed now are for the Run screen (or the error)
-        self.run_worker(lambda: self._launch(preset), thread=True, group="launch", exclusive=True,
+        self.run_worker(lambda: self._launch(preset, tuple(overrides)), thread=True, group="launch", exclusive=True,
                         exit_on_error=False)
 
-    def _launch(self, preset: Path) -> None:
+    def _launch(self, preset: Path, overrides: tuple[str, ...] = ()) -> None:
         try:
-            run_dir = launch(preset, self.ctx.runs_dir)
+            run_dir = launch(preset, self.ctx.runs_dir, overrides)
         except RankwiseError as e:
-            if preset.parent == self.ctx.runs_dir / LAUNCHED_PRESETS:
-                preset.unlink(missing_ok=True)  # a launch that did not start leaves nothing behind
+            self._discard(preset)
             self.call_from_thread(self.notify, said(e), title="not started", severity="error", timeout=10)
             self.call_from_thread(self.release_keys, "launch")
             return
@@ -200,17 +223,58 @@ class RankwiseApp(App):
         self.call_from_thread(self.attach, run_dir)
         self.call_from_thread(self.release_keys, "launch")
 
-    def sweep(self, preset: Path) -> None:
-        """Start a background rank sweep of this preset file, then show its Sweep screen."""
-        self.notify(f"starting a rank sweep of {preset.stem}…", timeout=3)
-        self.run_worker(lambda: self._sweep(preset), thread=True, group="launch", exclusive=True,
-                        exit_on_error=False)
+    def sweep(self, preset: Path, overrides: tuple[str, ...] = ()) -> None:
+        """Check and size a rank sweep of this preset (in a worker), confirm it in one line (trials,
+        ranks, planned time), then start it and show its Sweep screen. A sweep of the same plan that
+        already runs is shown, not started twice."""
+        self.notify(f"sizing a rank sweep of {preset.stem}…", timeout=3)
+        self.hold_keys("sweep")  # keys typed now are for the confirmation (or the error)
+        self.run_worker(lambda: self._plan_sweep(preset, tuple(overrides)), thread=True, group="launch",
+                        exclusive=True, exit_on_error=False)
 
-    def _sweep(self, preset: Path) -> None:
+    def _discard(self, preset: Path) -> None:
+        if preset.parent == self.ctx.runs_dir / LAUNCHED_PRESETS:
+            preset.unlink(missing_ok=True)  # a launch that did not start leaves nothing behind
+
+    def _plan_sweep(self, preset: Path, overrides: tuple[str, ...]) -> None:
         try:
-            sweep_dir = launch_sweep(preset, self.ctx.runs_dir)  # checks input, then `rankwise sweep` in its own session
+            self._size_sweep(preset, overrides)
+        finally:
+            self.call_from_thread(self.release_keys, "sweep")
+
+    def _size_sweep(self, preset: Path, overrides: tuple[str, ...]) -> None:
+        from rankwise.trainer.sweep_driver import is_running
+
+        try:
+            start = plan_sweep(preset, self.ctx.runs_dir, overrides=overrides, hw=self.ctx.hardware)
         except RankwiseError as e:
+            self._discard(preset)
             self.call_from_thread(self.notify, said(e), title="not started", severity="error", timeout=10)
+            return
+        if is_running(start.plan.sweep_dir):
+            self._discard(preset)
+            self.call_from_thread(self.notify, f"this sweep already runs: {start.plan.sweep_dir.name}", timeout=5)
+            self.call_from_thread(self.push_screen, SweepScreen(start.plan.sweep_dir))
+            return
+        self.call_from_thread(self._confirm_sweep, preset, start)
+
+    def _confirm_sweep(self, preset: Path, start) -> None:
+        def answer(yes: bool | None) -> None:
+            if not yes:
+                self._discard(preset)
+                return
+            self.run_worker(lambda: self._start_sweep(preset, start), thread=True, group="launch", exclusive=True,
+                            exit_on_error=False)
+
+        self.push_screen(ConfirmScreen(start.question()), answer)
+
+    def _start_sweep(self, preset: Path, start) -> None:
+        try:
+            sweep_dir = start_sweep(start)  # `rankwise sweep` in its own session: it outlives the TUI
+        except OSError as e:
+            self._discard(preset)
+            self.call_from_thread(self.notify, f"could not start the sweep: {e}", title="not started",
+                                  severity="error", timeout=10)
             return
         self.call_from_thread(self.push_screen, SweepScreen(sweep_dir))
 
@@ -224,21 +288,28 @@ class RankwiseApp(App):
 
 def build_app(hardware=None, runs_dir: str | Path = "runs", catalog: dict | None = None,
               presets: dict[str, Path] | None = None, clock: Callable[[], float] | None = None,
-              probe: bool = True) -> RankwiseApp:
+              probe: bool = True, keymap: dict[str, str] | None = None,
+              overrides: list[str] | tuple[str, ...] = ()) -> RankwiseApp:
     """The one factory. `hardware=None` probes the machine in a worker (unless `probe=False`)."""
     if catalog is None:
         from rankwise.advisor.catalog import CATALOG
 
         catalog = CATALOG
     ctx = Context(hardware=hardware, runs_dir=Path(runs_dir), catalog=dict(catalog), presets=presets,
-                  clock=clock or time.time, probe=probe)
-    return RankwiseApp(ctx)
+                  clock=clock or time.time, probe=probe, overrides=list(overrides))
+    app = RankwiseApp(ctx)
+    if keymap:
+        app.set_keymap(keymap)  # `keys:` of the user config (tui/keys.py)
+    return app
 
 
 def run_app(args) -> int:
     """`rankwise` with no command (tui/cli.py calls this)."""
+    from .keys import user_keymap
+    from .overrides import check_overrides
+
     runs_dir = getattr(args, "runs_dir", None) or "runs"
-    app = build_app(runs_dir=runs_dir)
-    app.ctx.overrides = list(getattr(args, "overrides", None) or [])
+    overrides = check_overrides(getattr(args, "overrides", None) or [])  # bad --set: exit 2 before the TUI opens
+    app = build_app(runs_dir=runs_dir, keymap=user_keymap(), overrides=overrides)
     app.run()
     return int(app.return_code or 0)

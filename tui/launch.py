@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 
-def launch(preset: Path, runs_dir: Path) -> Path:
-    """Start a detached run of this preset file; returns its directory. Bad input raises
-    RankwiseError (shown as a notification) before anything is written."""
+def launch(preset: Path, runs_dir: Path, overrides: tuple[str, ...] = ()) -> Path:
+    """Start a detached run of this preset file (with `rankwise --set` values); returns its directory.
+    Bad input raises RankwiseError (shown as a notification) before anything is written."""
     from rankwise.trainer import start
 
-    return start.start(start.prepare(preset, runs_dir=runs_dir)).run_dir
+    return start.start(start.prepare(preset, list(overrides), runs_dir=runs_dir)).run_dir
 
 
 def write_preset(cfg, path: Path) -> Path:

@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def describe(name: str, path: Path, hw, price: float | None = None) -> dict:
+def describe(name: str, path: Path, hw, price: float | None = None, overrides: list[str] | tuple = ()) -> dict:
     """One preset's row. A preset that does not load is reported, not fatal: the list still shows."""
     from rankwise.advisor import redflags
     from rankwise.advisor.loader import load_config
@@ -37,7 +37,7 @@ def describe(name: str, path: Path, hw, price: float | None = None) -> dict:
     row = {"name": name, "path": str(path), "description": None, "model": None, "method": None, "rank": None,
            "fit": None, "peak_gib": None, "findings": None, "finding_codes": None, "error": None}
     try:
-        cfg = load_config(path)
+        cfg = load_config(path, list(overrides))  # the TUI's `rankwise --set` applies to every preset
         row.update(description=cfg.description, model=cfg.model.name, rank=cfg.lora.r, method=cfg.method)
         spec = load_model(cfg.model.name)
         ctx = redflags.context(cfg, spec, hw)  # the same method choice and estimate as `rankwise check`

@@ -79,7 +79,18 @@ def slots_for(hw) -> list[str | None]:
 
 
 def _planned(p, ranks: list[int], args) -> str | None:
-    """The queued trials' planned time and cost, summed (advisor/forecast.py); None when not plannable."""
+    from rankwise.advisor.errors import RankwiseError
+
+    try:
+        hw = hardware_from(args)
+    except RankwiseError:
+        return None
+    return planned_words(p, ranks, hw, getattr(args, "price", None))
+
+
+def planned_words(p, ranks: list[int], hw, price: float | None = None) -> str | None:
+    """The queued trials' planned time and cost, summed (advisor/forecast.py, advisor/time.py);
+    None when not plannable. The CLI's `plan:` line and the TUI's sweep confirmation."""
     from rankwise.advisor.errors import RankwiseError
     from rankwise.advisor.fit import assess
     from rankwise.advisor.forecast import forecast, sweep_cost
@@ -90,13 +101,11 @@ def _planned(p, ranks: list[int], args) -> str | None:
     if not ranks:
         return None
     try:
-        hw = hardware_from(args)
         spec = load_model(p.cfg.model.name)
         trials = []
         for r in ranks:
             c = sweep.trial_config(p, r)
-            trials.append(forecast(spec, c, assess(spec, c, hw), hw, price=getattr(args, "price", None),
-                                   runs_dir=p.runs_dir))
+            trials.append(forecast(spec, c, assess(spec, c, hw), hw, price=price, runs_dir=p.runs_dir))
     except RankwiseError:
         return None
     total = sweep_cost(trials)
@@ -147,6 +156,11 @@ def run(args) -> int:
                 cs, runs = sweep.curves(p)
                 sweep.write_results(p, knee.analyse(cs, p.threshold), runs, "running")
 
+    from rankwise.trainer import sweep_driver
+
+    sweep_driver.stop_on_sigterm()  # `kill` and the TUI's stop end it as Ctrl-C does: the trial stopped and requeued
+    if not args.worker:
+        sweep_driver.record(p.sweep_dir)  # the Sweep screen finds the process to stop here
     try:
         partial()  # the Sweep screen shows the queued ranks at once
         sweep.work(p, "sweep", _progress, wait_for_others=not args.worker, on_trial=partial)
@@ -170,7 +184,7 @@ def run(args) -> int:
         if args.validate and analysis.recommended_rank is not None:
             _say("validating the top two ranks at the preset's full length")
             validation = sweep.validate_top_two(p, analysis, _progress)
-    except sweep.Interrupted:
+    except (sweep.Interrupted, KeyboardInterrupt):  # KeyboardInterrupt: stopped between trials
         cs, runs = sweep.curves(p)
         sweep.write_results(p, knee.analyse(cs, p.threshold), runs, "interrupted")
         _say(f"interrupted: the running trial was stopped and queued again; re-run the same command "

@@ -120,12 +120,17 @@ class AdviceReady(Message):
 
 class AdviceScreen(Screen):
     BINDINGS = [
-        Binding("ctrl+f", "apply_fix", "Apply fix"),
-        Binding("ctrl+s", "save", "Save preset"),
-        Binding("ctrl+l", "launch", "Launch"),
+        Binding("ctrl+f", "apply_fix", "Fix", tooltip="Apply the selected red flag's fix", id="advice.apply_fix"),
+        Binding("ctrl+s", "save", "Save", tooltip="Save as a preset", id="advice.save"),
+        Binding("ctrl+l", "launch", "Launch", id="advice.launch"),
         # priority: a focused Input would take ^w as delete-word (it wiped the rank)
-        Binding("ctrl+w", "sweep", "Sweep ranks", priority=True),
-        Binding("escape,f2", "back", "Back", key_display="esc/F2"),  # F2: screen/tmux pass it at once
+        Binding("ctrl+w", "sweep", "Sweep", tooltip="Sweep ranks", priority=True, id="advice.sweep"),
+        # F2: screen/tmux pass it at once
+        Binding("escape,f2", "back", "Back", key_display="esc/F2", id="advice.back"),
+        # ↑/↓ move between the form's fields (priority: a closed Select would open on them; an open
+        # one, the flags list and a dialog keep them, see check_action); Tab too
+        Binding("down", "field_step(1)", "Next field", show=False, priority=True, id="advice.next_field"),
+        Binding("up", "field_step(-1)", "Previous field", show=False, priority=True, id="advice.previous_field"),
     ]
 
     def __init__(self, request=None, cfg=None) -> None:
@@ -160,7 +165,7 @@ class AdviceScreen(Screen):
                 yield Static("", id="flag-detail")
                 yield Static("", id="notes")
         yield Static("", id="reason")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "advice"
@@ -200,6 +205,9 @@ class AdviceScreen(Screen):
             cfg = advice.config
             if r.dataset:
                 cfg = with_values(cfg, {"data.path": str(Path(r.dataset).expanduser().resolve())})
+            from ..overrides import with_overrides
+
+            cfg = with_overrides(cfg, self.app.ctx.overrides)  # `rankwise --set`: in the form, so it is what runs
             self.post_message(AdviceReady(spec=spec, advice=advice, cfg=cfg))
         except RankwiseError as e:
             self.post_message(AdviceReady(error=e.message + (f"\nhint: {e.hint}" if e.hint else "")))
@@ -473,7 +481,24 @@ class AdviceScreen(Screen):
         live so a focused field never receives it as delete-word; the sweep then says why it is off."""
         if action == "launch" and self.no_weights():
             return None
+        if action == "field_step":
+            return self.in_form(self.focused) or False  # False: the key goes on to the focused widget
         return True
+
+    def in_form(self, widget) -> bool:
+        """An Input or a closed Select of the form (an open Select's list has the focus, not the Select)."""
+        if self.app.screen is not self or not isinstance(widget, (Input, Select)):
+            return False
+        if isinstance(widget, Select) and widget.expanded:
+            return False
+        return any(a.id == "form" for a in widget.ancestors)
+
+    def action_field_step(self, delta: int) -> None:
+        fields = [self.query_one(f"#{wid(key)}") for key, *_ in FIELDS]
+        fields = [w for w in fields if w.display and not w.disabled]
+        if self.focused in fields:
+            i = fields.index(self.focused)
+            fields[max(0, min(len(fields) - 1, i + delta))].focus()
 
     def launch_line(self, sweep: bool = False) -> str:
         """The exact config a launch starts, in one line: method, rank, GPU fit."""

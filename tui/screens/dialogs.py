@@ -10,7 +10,8 @@ from textual.widgets import Input, Static
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+    BINDINGS = [Binding("y", "answer(True)", "Yes", id="dialog.yes"),
+                Binding("n,escape", "answer(False)", "No", id="dialog.no")]
 
     def __init__(self, question: str) -> None:
         super().__init__()
@@ -26,7 +27,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class PathScreen(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
 
     def __init__(self, prompt: str, value: str) -> None:
         super().__init__()

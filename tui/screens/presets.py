@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from ..keys import GO_RUNS
 from ..style import FIT_LABEL, fit_style, message_style, severity_style
 
 COLUMNS = ("#", "preset", "method", "peak", "fit", "flags")
@@ -26,7 +27,7 @@ class PresetRows(Message):
         self.rows = rows
 
 
-def describe_all(presets: dict[str, Path], hw) -> list[dict]:
+def describe_all(presets: dict[str, Path], hw, overrides: list[str] | tuple = ()) -> list[dict]:
     """One row per preset, with its red-flag codes (a preset that does not load says why)."""
     from rankwise.advisor.loader import load_config
     from rankwise.advisor.errors import RankwiseError
@@ -36,11 +37,11 @@ def describe_all(presets: dict[str, Path], hw) -> list[dict]:
 
     rows = []
     for name, path in presets.items():
-        row = describe(name, path, hw)
+        row = describe(name, path, hw, overrides=overrides)
         row["codes"] = []
         if not row["error"]:
             try:
-                cfg = load_config(path)
+                cfg = load_config(path, list(overrides))
                 row["codes"] = [(f.severity, f.code) for f in check(cfg, load_model(cfg.model.name), hw, row["method"])]
             except RankwiseError as e:
                 row["error"] = e.message.splitlines()[0]
@@ -63,12 +64,14 @@ def flags_cell(row: dict) -> Text:
 
 class PresetsScreen(Screen):
     BINDINGS = [
-        Binding("enter", "launch_selected", "Launch", priority=True),
-        Binding("1", "launch_nth(0)", "Launch #", key_display="1-9"),
-        *(Binding(str(i + 1), f"launch_nth({i})", show=False) for i in range(1, 9)),
-        Binding("e", "edit", "Edit"),
-        Binding("s", "sweep_selected", "Sweep ranks"),
-        Binding("escape,f2", "back", "Back", key_display="esc/F2"),  # F2: screen/tmux pass it at once; a lone Esc they may hold
+        Binding("enter", "launch_selected", "Launch", priority=True, key_display="⏎/1-9", id="presets.launch"),
+        *(Binding(str(i + 1), f"launch_nth({i})", f"Launch #{i + 1}", show=False, id=f"presets.launch_{i + 1}")
+          for i in range(9)),
+        Binding("e", "edit", "Edit", id="presets.edit"),
+        Binding("s", "sweep_selected", "Sweep", id="presets.sweep"),
+        # F2: screen/tmux pass it at once; a lone Esc they may hold
+        Binding("escape,f2", "back", "Back", key_display="esc/F2", id="presets.back"),
+        GO_RUNS,
     ]
 
     def __init__(self) -> None:
@@ -79,10 +82,12 @@ class PresetsScreen(Screen):
         yield Header()
         yield DataTable(id="presets", cursor_type="row", zebra_stripes=True)
         yield Static(Text("estimating every preset…", style="dim"), id="preset-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.sub_title = "presets"
+        from ..overrides import said
+
+        self.sub_title = "presets" + (f" · {said(self.app.ctx.overrides)}" if self.app.ctx.overrides else "")
         table = self.query_one(DataTable)
         table.add_columns(*COLUMNS)
         table.focus()
@@ -105,7 +110,7 @@ class PresetsScreen(Screen):
 
             hw = ctx.hardware = probe()
         try:
-            self.post_message(PresetRows(describe_all(self.app.presets(), hw)))
+            self.post_message(PresetRows(describe_all(self.app.presets(), hw, ctx.overrides)))
         finally:  # after the rows are queued: typed-ahead keys reach them (app.py's key queue)
             self.app.call_from_thread(self.app.release_keys, "presets")
 
@@ -150,7 +155,7 @@ class PresetsScreen(Screen):
         if row["error"]:
             self.notify(f"{row['name']}: {row['error']}", severity="error")
             return
-        (self.app.sweep if sweep else self.app.launch)(Path(row["path"]))
+        (self.app.sweep if sweep else self.app.launch)(Path(row["path"]), tuple(self.app.ctx.overrides))
 
     def action_sweep_selected(self) -> None:
         self._launch(self.selected(), sweep=True)
@@ -175,7 +180,7 @@ class PresetsScreen(Screen):
         from rankwise.advisor.errors import RankwiseError
 
         try:
-            cfg = load_config(row["path"])
+            cfg = load_config(row["path"], list(self.app.ctx.overrides))
         except RankwiseError as e:
             self.notify(e.message, severity="error")
             return

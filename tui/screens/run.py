@@ -74,9 +74,9 @@ def stop_run(screen, run_dir: Path) -> None:
 
 class RunScreen(Screen):
     BINDINGS = [
-        Binding("d", "detach", "Detach (run goes on)"),
-        Binding("x", "stop", "Stop after checkpoint"),
-        Binding("escape,f2", "detach", "Back", show=False),
+        Binding("d", "detach", "Detach (run goes on)", id="run.detach"),
+        Binding("x", "stop", "Stop after checkpoint", id="run.stop"),
+        Binding("escape,f2", "detach", "Back", show=False, id="run.back"),
     ]
 
     def __init__(self, run_dir: Path) -> None:
@@ -89,7 +89,7 @@ class RunScreen(Screen):
         with Container(id="run-body"):
             yield Static("waiting for the first event…", id="panel")
             yield LossPlot(id="plot")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = f"run {self.run_dir.name}"

@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
+from ..keys import GO_PRESETS, GO_RUNS
 from ..style import message_style, severity_style
 from ..widgets.bars import gib, gpu_line, usage_bar
 
@@ -136,10 +137,12 @@ def in_tui_words(text: str) -> str:
 
 class SetupScreen(Screen):
     BINDINGS = [
-        Binding("ctrl+n", "advice", "Advice"),
-        Binding("escape", "blur", "Leave field", show=False),
-        Binding("down", "model_step(1)", "Next model", show=False),
-        Binding("up", "model_step(-1)", "Previous model", show=False),
+        Binding("ctrl+n", "advice", "Advice", id="setup.advice"),
+        Binding("tab", "app.focus_next", "Next field", key_display="tab", id="setup.next_field"),
+        Binding("escape", "blur", "Leave field", show=False, id="setup.leave_field"),
+        Binding("down", "model_step(1)", "Next model", show=False, id="setup.next_model"),
+        Binding("up", "model_step(-1)", "Previous model", show=False, id="setup.previous_model"),
+        GO_PRESETS, GO_RUNS,
     ]
 
     def __init__(self) -> None:
@@ -175,7 +178,7 @@ class SetupScreen(Screen):
                 yield Label("Trainable-parameter budget (optional)", classes="title")
                 yield Input(placeholder="e.g. 10M", id="budget", compact=True)
                 yield Static("", id="setup-error")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         ctx = self.app.ctx

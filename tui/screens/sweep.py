@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -37,6 +38,12 @@ class SweepData(Message):
         return isinstance(message, SweepData)
 
 
+class SweepStopped(Message):
+    def __init__(self, words: str, left: bool) -> None:
+        super().__init__()
+        self.words, self.left = words, left
+
+
 def read(sweep_dir: Path) -> tuple[dict | None, str | None]:
     path = Path(sweep_dir) / "results.json"
     try:
@@ -48,35 +55,84 @@ def read(sweep_dir: Path) -> tuple[dict | None, str | None]:
     return (data, None) if isinstance(data, dict) else (None, f"{path}: not a results object")
 
 
-def launch_sweep(preset: str | Path, runs_dir: str | Path, ranks: str | None = None, steps: int | None = None,
-                 overrides: tuple[str, ...] = ()) -> Path:
-    """Start `rankwise sweep` in the background (own session, output in <sweep_dir>/sweep.log);
-    returns its sweep folder. Bad input raises RankwiseError before anything starts."""
-    from rankwise.advisor.hardware import probe
+@dataclass
+class SweepStart:
+    """A checked sweep, not started yet: what `s` confirms in one line before anything runs."""
+
+    plan: object  # trainer.sweep.SweepPlan
+    preset: str
+    runs_dir: Path
+    ranks: list[int]
+    steps: int | None
+    overrides: tuple[str, ...]
+    todo: list[int]  # ranks with no finished trial yet
+    planned: str | None  # "plan: 5 trials, ~3m 10s of training in all" (advisor/time.py), None when unknown
+
+    def question(self) -> str:
+        p = self.plan
+        each = f"{p.steps} steps each" if p.steps else "each by its preset's length"
+        done = sorted(set(p.ranks) - set(self.todo))
+        again = f" (r={', '.join(map(str, done))} already done)" if done else ""
+        # planned_words: "plan: N trials, ~T of training in all[, cost ~C]"; the count is said here already
+        plan = self.planned.split(", ", 1)[-1] + " (planned)" if self.planned else "time unknown (not plannable)"
+        return (f"Start a rank sweep of {p.name}: {len(self.todo)} trials (r={', '.join(map(str, self.todo))})"
+                f"{again}, {each}, {plan}?")
+
+
+def plan_sweep(preset: str | Path, runs_dir: str | Path, ranks: str | None = None, steps: int | None = None,
+               overrides: tuple[str, ...] = (), hw=None) -> SweepStart:
+    """Check a sweep of this preset and size it (trials, ranks, planned time); starts nothing.
+    Bad input raises RankwiseError."""
     from rankwise.trainer import sweep
-
-    rank_list = sweep.parse_ranks(ranks or "4,8,16,32,64")
-    plan = sweep.plan(str(preset), list(overrides), rank_list, steps, None, probe(), None, str(runs_dir), None)
     from rankwise.trainer.start import check_inputs
+    from rankwise.trainer.sweep_trials import Ledger
 
+    from ..commands.sweep import planned_words
+
+    if hw is None:
+        from rankwise.advisor.hardware import probe
+
+        hw = probe()
+    rank_list = sweep.parse_ranks(ranks or "4,8,16,32,64")
+    plan = sweep.plan(str(preset), list(overrides), rank_list, steps, None, hw, None, str(runs_dir), None)
     for r in (min(plan.ranks), max(plan.ranks)):  # weights, data, error-level red flags: said now, not in a log
         check_inputs(sweep.trial_config(plan, r))
-    plan.sweep_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "rankwise.tui.cli", "sweep", "--preset", str(preset), "--runs-dir", str(runs_dir),
-           "--sweep-dir", str(plan.sweep_dir), "--ranks", ",".join(map(str, rank_list))]
-    cmd += ["--steps", str(steps)] if steps else []
-    for o in overrides:
+    finished = {t["rank"] for t in Ledger(plan.sweep_dir).trials("sweep")
+                if t.get("status") in ("complete", "pruned", "failed")}
+    todo = [r for r in plan.ranks if r not in finished]
+    return SweepStart(plan, str(preset), Path(runs_dir), rank_list, steps, tuple(overrides), todo,
+                      planned_words(plan, todo, hw))
+
+
+def start_sweep(s: SweepStart) -> Path:
+    """Start `rankwise sweep` in the background (own session, output in <sweep_dir>/sweep.log);
+    returns its sweep folder."""
+    s.plan.sweep_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "rankwise.tui.cli", "sweep", "--preset", s.preset, "--runs-dir", str(s.runs_dir),
+           "--sweep-dir", str(s.plan.sweep_dir), "--ranks", ",".join(map(str, s.ranks))]
+    cmd += ["--steps", str(s.steps)] if s.steps else []
+    for o in s.overrides:
         cmd += ["--set", o]
-    with open(plan.sweep_dir / LOG, "ab") as log:
+    with open(s.plan.sweep_dir / LOG, "ab") as log:
         subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                          start_new_session=True, close_fds=True)
-    return plan.sweep_dir
+    return s.plan.sweep_dir
+
+
+def launch_sweep(preset: str | Path, runs_dir: str | Path, ranks: str | None = None, steps: int | None = None,
+                 overrides: tuple[str, ...] = ()) -> Path:
+    """Check, then start, a sweep without asking (the headless twin of `s` on Presets)."""
+    return start_sweep(plan_sweep(preset, runs_dir, ranks, steps, overrides))
 
 
 class SweepScreen(Screen):
     """`SweepScreen(sweep_dir)`: push it after `launch_sweep`, or on any finished sweep folder."""
 
-    BINDINGS = [Binding("escape,f2", "app.pop_screen", "Back", key_display="esc/F2"), Binding("r", "reload", "Reload")]
+    BINDINGS = [
+        Binding("x", "stop", "Stop sweep", id="sweep.stop"),
+        Binding("r", "reload", "Reload", id="sweep.reload"),
+        Binding("escape,f2", "app.pop_screen", "Back", key_display="esc/F2", id="sweep.back"),
+    ]
     DEFAULT_CSS = """
     SweepScreen #sweep-body { padding: 0 1; }
     SweepScreen #sweep-state { color: $text-muted; }
@@ -87,6 +143,7 @@ class SweepScreen(Screen):
         super().__init__()
         self.sweep_dir = Path(sweep_dir)
         self.data: dict | None = None
+        self.stopping = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -95,7 +152,7 @@ class SweepScreen(Screen):
             yield Static(id="sweep-table")
             yield Static(id="sweep-plot")
             yield Static(id="sweep-reason")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = f"sweep {self.sweep_dir.name}"
@@ -104,6 +161,45 @@ class SweepScreen(Screen):
 
     def action_reload(self) -> None:
         self.load()
+
+    def action_stop(self) -> None:
+        """Stop the whole sweep (after asking): the sweep process stops its trial with a checkpoint and
+        queues it again, no further trial starts, and any trial run left is stopped (trainer/sweep_driver.py)."""
+        from rankwise.trainer.sweep_driver import is_running
+
+        from .dialogs import ConfirmScreen
+
+        if self.stopping:
+            return
+        if not is_running(self.sweep_dir):
+            self.notify("nothing of this sweep is running", severity="warning")
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.stopping = True
+                self.query_one("#sweep-state", Static).update(
+                    Text("stopping the sweep: its running trial saves a checkpoint, then stops…",
+                         style=message_style("warning")))
+                self.stop_sweep()
+
+        self.app.push_screen(ConfirmScreen(f"Stop the sweep {self.sweep_dir.name}? The running trial stops after a "
+                                           "checkpoint and no other trial starts (re-running it continues)."), answer)
+
+    @work(thread=True, exclusive=True, group="sweep-stop", exit_on_error=False)
+    def stop_sweep(self) -> None:
+        from rankwise.trainer.sweep_driver import stop
+
+        try:
+            done = stop(self.sweep_dir)
+        finally:
+            self.app.call_from_thread(setattr, self, "stopping", False)
+        self.post_message(SweepStopped(done.words(), bool(done.left)))
+
+    def on_sweep_stopped(self, message: "SweepStopped") -> None:
+        self.notify(f"sweep {self.sweep_dir.name}: {message.words}", severity="warning" if message.left else "information",
+                    timeout=10)
+        self.action_reload()
 
     @work(thread=True, exclusive=True, group="sweep", exit_on_error=False)
     def load(self) -> None:
@@ -127,7 +223,7 @@ class SweepScreen(Screen):
             return
         self.data = data
         done = sum(1 for t in data.get("trials", []) if t.get("status") in ("complete", "pruned", "failed", "skipped"))
-        state.update(Text(f"{data.get('state', '?')} · {done}/{len(data.get('trials', []))} trials · "
+        state.update(Text(("stopping… · " if self.stopping else "") + f"{data.get('state', '?')} · {done}/{len(data.get('trials', []))} trials · "
                           f"{data.get('steps') or '?'} steps each · {self.sweep_dir}"))
         self.query_one("#sweep-table", Static).update(table(data))
         self.query_one("#sweep-plot", Static).update(Text("\n".join(plot_lines(data))))

@@ -1,0 +1,119 @@
+"""Issue 16, stoppable work: `s` says the sweep's size and planned time before anything starts, and
+the Sweep screen stops the whole sweep (its process, its trial's run; nothing is left running)."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from rankwise.advisor.presets import shipped
+from rankwise.tui.app import build_app
+from tui_support import NO_GPU, NOW, SMALL_CATALOG
+
+SIZE = (80, 24)
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def empty_hf_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+
+
+def demo_app(tmp_path):
+    return build_app(hardware=NO_GPU, runs_dir=tmp_path / "runs", catalog=SMALL_CATALOG, clock=lambda: NOW,
+                     presets={"demo-cpu": shipped()["demo-cpu"]})
+
+
+async def settle(pilot):
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def until(pilot, condition, what: str, timeout: float = 240.0):
+    """Wait for something the sweep's processes write (a file's content), not for a time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        await pilot.pause(0.2)
+
+
+async def test_s_confirms_the_sweeps_size_and_planned_time_and_no_starts_nothing(tmp_path):
+    from rankwise.tui.screens.dialogs import ConfirmScreen
+    from rankwise.tui.screens.presets import PresetsScreen
+
+    async with demo_app(tmp_path).run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+        dialog = pilot.app.screen
+        assert isinstance(dialog, ConfirmScreen)
+        q = dialog.question
+        assert "\n" not in q
+        assert "5 trials (r=4, 8, 16, 32, 64)" in q and "steps each" in q
+        assert "of training in all (planned)" in q  # advisor/time.py's total, as `rankwise sweep` prints it
+        await pilot.press("n")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, PresetsScreen)
+        assert not (tmp_path / "runs" / "sweeps").exists()  # refused: no folder, no process
+
+
+def _results(runs):
+    found = list(runs.glob("sweeps/*/results.json"))
+    return json.loads(found[0].read_text()) if found else {}
+
+
+def _trials(runs):
+    found = list(runs.glob("sweeps/*/trials.json"))
+    return json.loads(found[0].read_text()).get("trials", {}) if found else {}
+
+
+def _trial_stepping(runs) -> bool:
+    """A trial's worker is training (its run logged a step): the sweep and a run are both alive."""
+    from pathlib import Path
+
+    from rankwise.trainer.events import read_events
+
+    return any(t.get("status") == "running" and t.get("run_dir")
+               and any(e.get("type") == "step" for e in read_events(Path(t["run_dir"]) / "events.jsonl"))
+               for t in _trials(runs).values())
+
+
+@pytest.mark.slow
+async def test_the_sweep_screen_stops_the_whole_sweep_and_leaves_nothing_running(tmp_path):
+    from rankwise.trainer.runs import list_runs
+    from rankwise.trainer.sweep_driver import is_running, processes
+    from rankwise.tui.screens.sweep import SweepScreen
+
+    runs = tmp_path / "runs"
+    async with demo_app(tmp_path).run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, SweepScreen)
+        sweep_dir = screen.sweep_dir
+        await until(pilot, lambda: (sweep_dir / "driver.json").is_file(), "the sweep process to record itself")
+        await until(pilot, lambda: _trial_stepping(runs), "the first trial to train")
+        assert processes(sweep_dir)
+        await pilot.press("x")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(pilot)  # the stop worker waits for the sweep process and the trial's run to end
+        assert not is_running(sweep_dir)
+        assert not processes(sweep_dir)
+        assert [r.id for r in list_runs(runs) if r.status == "running"] == []
+        assert _results(runs).get("state") == "interrupted"
+        statuses = sorted(t["status"] for t in _trials(runs).values())
+        assert "running" not in statuses and "queued" in statuses  # the stopped trial waits to be continued
+        said = [n.message for n in pilot.app._notifications]
+        assert any("stopped" in m and "still running" not in m for m in said), said
