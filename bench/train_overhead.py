@@ -69,7 +69,9 @@ torch.manual_seed(cfg.train.seed)
 model = get_peft_model(model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha_value, lora_dropout=cfg.lora.dropout,
     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], task_type="CAUSAL_LM"))
 t = cfg.train
+ckpt = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient_checkpointing"
 args = TrainingArguments(output_dir=out, per_device_train_batch_size=t.micro_batch, gradient_accumulation_steps=t.grad_accum,
+    **{ckpt: t.grad_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False}},
     learning_rate=t.lr, lr_scheduler_type="cosine", warmup_steps=t.warmup_ratio, max_steps=steps, optim="adamw_torch",
     max_grad_norm=t.max_grad_norm, seed=t.seed, logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps,
     eval_strategy="no", use_cpu=True, report_to="none", disable_tqdm=True, remove_unused_columns=False)
@@ -87,6 +89,13 @@ Trainer(model=model, args=args, train_dataset=train, data_collator=counting, cal
 rates = sorted(clock.rates[1:])
 print(json.dumps({"tokens_per_s": clock.rate, "interval_median": rates[len(rates) // 2]}))
 '''
+
+
+def bare_script(gpu: bool) -> str:
+    """The bare script; on a GPU (bench/gpu_suite.py) with a bf16 base and bf16 autocast, as rankwise trains there."""
+    if not gpu:
+        return BARE
+    return BARE.replace("dtype=torch.float32", "dtype=torch.bfloat16").replace("use_cpu=True", "use_cpu=False, bf16=True")
 
 
 def bare_run(steps: int, tmp: Path) -> float:

@@ -1,0 +1,40 @@
+"""bench/gpu_suite.py is ready for the first GPU session: its dry run (tiny shapes of the same
+architectures, on the CPU) goes through every step a GPU run takes — random-weight model folder,
+preset, `rankwise estimate`, `rankwise train`, the CSV row, the bare-HF throughput comparison."""
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_dry_run_writes_a_row_per_case_and_the_throughput_line(tmp_path):
+    out = tmp_path / "gpu.csv"
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_suite.py"), "--dry-run", "--models", "llama-3.2-1b",
+                        "--max-cases", "1", "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["model"], row["method"], row["status"]) == ("llama-3.2-1b", "lora", "ok")
+    assert float(row["est_peak_gib"]) > 0 and float(row["tokens_per_s"]) > 0 and float(row["planned_tokens_per_s"]) > 0
+    assert row["nvml_peak_gib"] == "" and "no GPU figure" in row["note"]  # the CPU has none: said, not faked
+    line = next(l for l in p.stdout.splitlines() if l.startswith("throughput ("))
+    assert "rankwise" in line and "bare HF Trainer" in line and "ratio" in line
+
+
+def test_case_order_puts_the_headline_cases_first():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gpu_suite
+
+    todo = gpu_suite.cases(list(gpu_suite.MODELS), liger=True)
+    assert [(c["model"], c["method"]) for c in todo[:4]] == [
+        ("llama-3.2-1b", "lora"), ("llama-3.2-1b", "qlora"), ("llama-3.1-8b", "lora"), ("llama-3.1-8b", "qlora")]
+    assert all(c["seq"] == 2048 and c["grad_ckpt"] for c in todo[:4])
+    assert len({tuple(sorted(c.items())) for c in todo}) == len(todo)  # no case twice
+    assert {c["model"] for c in todo} == set(gpu_suite.MODELS)
+    assert not [c for c in gpu_suite.cases(list(gpu_suite.MODELS), liger=False) if c["kernels"] == "liger"]
