@@ -61,7 +61,7 @@ def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
                 if fallback is None:
                     raise
                 model = fallback.from_config(config)
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise RankwiseError(f"{name}: transformers cannot build model_type {cfg.get('model_type')!r}: {e}",
                             "check the config, or that your transformers version knows this architecture") from None
 
@@ -106,16 +106,21 @@ def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
             del fam[key]
     tied = bool(getattr(config, "tie_word_embeddings", False)) and fam["lm_head"] == 0
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    heads = getattr(text, "num_attention_heads", 0) or 0
-    hidden = getattr(text, "hidden_size", 0) or 0
+
+    def field(key: str, default=0):
+        try:  # Gemma 4's config raises (not AttributeError) for fields that vary per layer
+            return getattr(text, key, default) or default
+        except Exception:  # noqa: BLE001 — a per-layer field has no one value: the default stands
+            return default
+
+    heads = field("num_attention_heads")
+    hidden = field("hidden_size")
     return ModelSpec(
         name=name, source=source, model_type=config.model_type, hidden_size=hidden,
-        intermediate_size=getattr(text, "intermediate_size", 0) or 0,
-        num_layers=getattr(text, "num_hidden_layers", 0) or 0, num_heads=heads,
-        num_kv_heads=getattr(text, "num_key_value_heads", None) or heads,
-        head_dim=getattr(text, "head_dim", None) or (hidden // heads if heads else 0),
-        vocab_size=getattr(text, "vocab_size", 0) or 0,
-        max_positions=getattr(text, "max_position_embeddings", 0) or 0, tied_embeddings=tied,
+        intermediate_size=field("intermediate_size"), num_layers=field("num_hidden_layers"), num_heads=heads,
+        num_kv_heads=field("num_key_value_heads") or heads,
+        head_dim=field("head_dim") or (hidden // heads if heads else 0), vocab_size=field("vocab_size"),
+        max_positions=field("max_position_embeddings"), tied_embeddings=tied,
         linears=tuple(Linear(k, *v) for k, v in linears.items()), params_by_family=fam,
-        num_experts=experts, experts_per_token=getattr(text, "num_experts_per_tok", 0) or 0, config=cfg,
+        num_experts=experts, experts_per_token=field("num_experts_per_tok"), config=cfg,
     )

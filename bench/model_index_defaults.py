@@ -29,6 +29,13 @@ DEFAULTS = [
     (["mistralai/Voxtral-Mini-3B-2507"], "voxtral", "mistralai/Voxtral-Mini-3B-2507"),
     (["moonshotai/Kimi-Linear-48B-A3B-Instruct"], "kimi_linear", "moonshotai/Kimi-Linear-48B-A3B-Instruct"),
     (["EleutherAI/gpt-j-6B"], "gptj", "EleutherAI/gpt-j-6B"),
+    # The class transformers added for GLM-4.7-Flash (model_type glm4_moe_lite); its docstring names GLM-4.5,
+    # but its defaults are a 30B-A3B MoE (64 experts, 4 active), as axolotl's examples/glm47-flash/README.md
+    # describes GLM-4.7-Flash.
+    (["zai-org/GLM-4.7-Flash"], "glm4_moe_lite", "zai-org/GLM-4.5"),
+    # Starcoder2Config's docstring names starcoder2-7b; its defaults are the 3B (30 layers, 3072 wide, 24 heads,
+    # 2 KV heads: the StarCoder2 paper's 3B row, arXiv 2402.19173 Table 6), the total checked against the card.
+    (["bigcode/starcoder2-3b"], "starcoder2", "bigcode/starcoder2-7b"),
 ]
 
 AXOLOTL_COMMIT = "067b021c8b87a9e5e380b9173c704cf7340e30f5"
@@ -40,6 +47,12 @@ def axolotl(path: str) -> dict:
 
 # (id, the indexed id it is a copy of, the source saying so). Joined to the original's group.
 ALIASES = [
+    # "They use the same architecture" (OpenAI's safeguard models built upon GPT-OSS)
+    # -- needs openai/gpt-oss-20b in the index: left out until a source gives the 20b's shape.
+    # Ministral 3 comes as Base, Instruct and Reasoning releases of each size (the collection axolotl's
+    # examples/ministral3/README.md links); axolotl's vision example trains the Reasoning one on images.
+    ("mistralai/Ministral-3-3B-Reasoning-2512", "mistralai/Ministral-3-3B-Instruct-2512",
+     axolotl("examples/ministral3/vision/ministral3-3b-vision-qlora.yml")),
     # "Llama 4 Scout 17Bx16Experts (109B)": the README lists the linearized Scout configs under it
     # (its experts stored as linear layers, "delinearize-llama4" turns it back: same weights).
     ("axolotl-quants/Llama-4-Scout-17B-16E-Linearized-bnb-nf4-bf16", "meta-llama/Llama-4-Scout-17B-16E",
@@ -62,13 +75,152 @@ def transformers_source(model_type: str, checkpoint: str) -> dict:
             "docstring_checkpoint": checkpoint}
 
 
-def defaults_config(model_type: str) -> dict:
-    """The class's defaults as config.json would hold them, less what every config holds alike
-    (token ids, dtype, generation and label fields of PreTrainedConfig)."""
-    from transformers import AutoConfig, PretrainedConfig
+def shape_fields(cfg: dict) -> dict:
+    """A config as config.json would hold it, less what every config holds alike (token ids, dtype,
+    generation and label fields of PreTrainedConfig), at every level (text/vision/audio configs)."""
+    from transformers import PretrainedConfig
 
     generic = PretrainedConfig().to_dict()
-    cfg = AutoConfig.for_model(model_type).to_dict()
-    drop = {"transformers_version", "architectures", "id2label", "label2id", "dtype", "torch_dtype"}
-    return {k: v for k, v in cfg.items()
+    drop = {"transformers_version", "architectures", "id2label", "label2id", "dtype", "torch_dtype",
+            "bos_token_id", "eos_token_id", "pad_token_id"}
+    return {k: shape_fields(v) if isinstance(v, dict) and "model_type" in v else v for k, v in cfg.items()
             if k not in drop and not (k in generic and generic[k] == v and k != "tie_word_embeddings")}
+
+
+def defaults_config(model_type: str) -> dict:
+    """The class's defaults as config.json would hold them (`shape_fields`)."""
+    from transformers import AutoConfig
+
+    return shape_fields(AutoConfig.for_model(model_type).to_dict())
+
+
+# ---------------------------------------------------------------- conversion scripts' variant tables
+
+def hf_transformers(path: str, commit: str) -> dict:
+    return {"repo": "huggingface/transformers", "path": path, "commit": commit}
+
+
+GEMMA3_CONVERT = hf_transformers("src/transformers/models/gemma3/convert_gemma3_weights.py",
+                                 "c1a83acdb3fd77f2e897215d94a5ceaf05c885f1")
+GEMMA4_CONVERT = hf_transformers("src/transformers/models/gemma4/convert_gemma4_weights.py",
+                                 "ca5ff0b0d29a3b30277e4518644df411193f9490")
+
+
+def _gemma3(text: dict | None, vision: bool) -> dict:
+    """`_VARIANTS` of convert_gemma3_weights.py: Gemma3Config(text_config=Gemma3TextConfig(...),
+    vision_config=_VISION_CONFIG or None) as the script writes config.json."""
+    from transformers import Gemma3Config, Gemma3TextConfig
+
+    vision_config = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27,
+                     "num_attention_heads": 16, "num_channels": 3, "image_size": 896, "patch_size": 14,
+                     "hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6, "attention_dropout": 0.0,
+                     "vision_use_head": False}
+    if not vision:  # the text-only variants are saved as Gemma3ForCausalLM (model_type gemma3_text)
+        return Gemma3TextConfig(**text).to_dict()
+    return Gemma3Config(text_config=Gemma3TextConfig(**text), vision_config=vision_config).to_dict()
+
+
+_G3_COMMON = {"head_dim": 256, "sliding_window": 1024, "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+              "rope_theta": 1_000_000, "rope_local_base_freq": 10_000, "attn_logit_softcapping": None,
+              "query_pre_attn_scalar": 256}
+
+
+def _gemma4(variant: str) -> dict:
+    """`_VARIANTS` of convert_gemma4_weights.py (the vision and audio configs as the script sets them)."""
+    from transformers import Gemma4AudioConfig, Gemma4Config, Gemma4TextConfig, Gemma4VisionConfig
+
+    on_device = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=16, num_attention_heads=12,
+                     num_key_value_heads=12, head_dim=64, global_head_dim=64, default_output_length=280,
+                     pooling_kernel_size=3, use_clipped_linears=True)
+    large = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
+                 num_key_value_heads=16, head_dim=72, global_head_dim=72, default_output_length=280,
+                 pooling_kernel_size=3, use_clipped_linears=False, standardize=True)
+    rope = {"full_attention": {"rope_theta": 1_000_000.0, "rope_type": "proportional", "partial_rotary_factor": 0.25},
+            "sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"}}
+    default_types = ["sliding_attention"] * 5 + ["full_attention"]
+    if variant == "e2b":
+        text = dict(hidden_size=1536, hidden_size_per_layer_input=256, intermediate_size=4 * 1536, num_hidden_layers=35,
+                    layer_types=(["sliding_attention"] * 4 + ["full_attention"]) * 7, num_attention_heads=8,
+                    num_key_value_heads=1, num_global_key_value_heads=None, attention_k_eq_v=False,
+                    use_bidirectional_attention=None, num_kv_shared_layers=20, use_double_wide_mlp=True,
+                    final_logit_softcapping=30.0, rope_parameters=rope)
+        return Gemma4Config(text_config=Gemma4TextConfig(**text), vision_config=Gemma4VisionConfig(**on_device),
+                            audio_config=Gemma4AudioConfig(), vision_soft_tokens_per_image=280).to_dict()
+    if variant == "31b":
+        text = dict(hidden_size=5376, hidden_size_per_layer_input=0, intermediate_size=4 * 5376, num_hidden_layers=60,
+                    layer_types=default_types * 10, num_attention_heads=32, num_key_value_heads=16,
+                    num_global_key_value_heads=4, attention_k_eq_v=True, use_bidirectional_attention="vision",
+                    num_kv_shared_layers=0, sliding_window=1024, final_logit_softcapping=30.0, rope_parameters=rope,
+                    max_position_embeddings=262_144)
+    else:  # 26b-a4b
+        text = dict(hidden_size=2816, hidden_size_per_layer_input=0, intermediate_size=2112, num_hidden_layers=30,
+                    layer_types=default_types * 5, num_attention_heads=16, num_key_value_heads=8,
+                    num_global_key_value_heads=2, attention_k_eq_v=True, use_bidirectional_attention="vision",
+                    num_kv_shared_layers=0, enable_moe_block=True, num_experts=128, moe_intermediate_size=704,
+                    top_k_experts=8, sliding_window=1024, final_logit_softcapping=30.0, rope_parameters=rope,
+                    max_position_embeddings=262_144)
+    return Gemma4Config(text_config=Gemma4TextConfig(**text), vision_config=Gemma4VisionConfig(**large),
+                        vision_soft_tokens_per_image=280).to_dict()
+
+
+MLC_PRESETS = {"repo": "mlc-ai/mlc-llm", "path": "python/mlc_llm/model/model_preset.py",
+               "commit": "79d603f085f50500e9509fa01785ffa7ecfaaa93"}
+
+
+def _mlc(key: str) -> dict:
+    """MLC LLM's copy of a model's config.json (MODEL_PRESETS[key]) from that file at that commit
+    (`git show COMMIT:python/mlc_llm/model/model_preset.py > $MLC_PRESET_FILE` before a build)."""
+    import ast
+    import os
+
+    tree = ast.parse(open(os.environ.get("MLC_PRESET_FILE", "/tmp/mlc_preset.py"), encoding="utf-8").read())
+    node = next(n for n in tree.body if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "MODEL_PRESETS")
+    presets = ast.literal_eval(node.value)
+    return dict(presets[key])
+
+
+def _phi_1_5() -> dict:
+    """MLC's phi-1_5 preset is the remote-code `phi-msft` config.json; the same shape in transformers' PhiConfig
+    names: n_embd → hidden_size, n_layer → num_hidden_layers, n_head → num_attention_heads, n_inner None →
+    4·n_embd, rotary_dim / head size → partial_rotary_factor, n_positions → max_position_embeddings."""
+    from transformers import PhiConfig
+
+    m = _mlc("phi-1_5")
+    head = m["n_embd"] // m["n_head"]
+    return PhiConfig(vocab_size=m["vocab_size"], hidden_size=m["n_embd"], intermediate_size=4 * m["n_embd"],
+                     num_hidden_layers=m["n_layer"], num_attention_heads=m["n_head"],
+                     partial_rotary_factor=m["rotary_dim"] / head, max_position_embeddings=m["n_positions"],
+                     tie_word_embeddings=m["tie_word_embeddings"]).to_dict()
+
+
+# (ids, a function building config.json's fields, the source whose table it transcribes)
+VARIANTS = [
+    # the preset's conversation template names it Ministral-3-3B-Instruct-2512; its architectures field,
+    # Mistral3ForConditionalGeneration, is model_type mistral3 (MLC sets the top level to its text model's type)
+    (["mistralai/Ministral-3-3B-Instruct-2512"], lambda: {**_mlc("ministral3_3b_2512"), "model_type": "mistral3"},
+     MLC_PRESETS),
+    # The preset leaves out q_lora_rank, whose default (1536) would add a query compression V2-Lite does not
+    # have ("DeepSeek-V2-Lite ... does not compress the queries": the DeepSeek-V2 paper, arXiv 2405.04434,
+    # appendix B); config.json says null.
+    (["deepseek-ai/DeepSeek-V2-Lite", "deepseek-ai/DeepSeek-V2-Lite-Chat"],
+     lambda: {**_mlc("deepseek_v2_lite"), "q_lora_rank": None}, MLC_PRESETS),
+    (["microsoft/phi-1_5"], _phi_1_5, MLC_PRESETS),
+    (["google/gemma-3-270m"], lambda: _gemma3(dict(vocab_size=262_144, hidden_size=640, intermediate_size=2048,
+                                                   num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1,
+                                                   head_dim=256, max_position_embeddings=32768,
+                                                   query_pre_attn_scalar=256, sliding_window=512, rope_scaling=None),
+                                              False), GEMMA3_CONVERT),
+    (["google/gemma-3-4b-it", "google/gemma-3-4b-pt"],
+     lambda: _gemma3(dict(_G3_COMMON, vocab_size=262_208, hidden_size=2560, intermediate_size=2560 * 8 // 2,
+                          num_attention_heads=8, num_hidden_layers=34, num_key_value_heads=4), True), GEMMA3_CONVERT),
+    (["google/gemma-3-12b-it", "google/gemma-3-12b-pt"],
+     lambda: _gemma3(dict(_G3_COMMON, vocab_size=262_208, hidden_size=30 * 128, intermediate_size=30 * 128 * 8 // 2,
+                          num_attention_heads=16, num_hidden_layers=48, num_key_value_heads=8), True), GEMMA3_CONVERT),
+    (["google/gemma-3-27b-it", "google/gemma-3-27b-pt"],
+     lambda: _gemma3(dict(_G3_COMMON, vocab_size=262_208, hidden_size=42 * 128, intermediate_size=42 * 128 * 8 // 2,
+                          num_attention_heads=32, num_hidden_layers=62, num_key_value_heads=16, head_dim=128,
+                          query_pre_attn_scalar=42 * 128 // 32), True), GEMMA3_CONVERT),
+    (["google/gemma-4-E2B", "google/gemma-4-E2B-it"], lambda: _gemma4("e2b"), GEMMA4_CONVERT),
+    (["google/gemma-4-31B", "google/gemma-4-31B-it"], lambda: _gemma4("31b"), GEMMA4_CONVERT),
+    (["google/gemma-4-26B-A4B", "google/gemma-4-26B-A4B-it"], lambda: _gemma4("26b-a4b"), GEMMA4_CONVERT),
+]

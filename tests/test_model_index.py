@@ -33,6 +33,14 @@ ON_META = {
     "voxtral": "a Whisper-style audio encoder and projector before the decoder",
     "kimi_linear": "Kimi Delta Attention and MLA layers, 256 experts",
     "gptj": "parallel attention and MLP, biased MLP, LayerNorm",
+    "glm4_moe_lite": "multi-head latent attention, 64 routed experts plus a shared one",
+    "starcoder2": "LayerNorm, biased linears, a GELU MLP",
+    # conversion scripts' variant tables and MLC LLM's copies of config.json:
+    "gemma3": "Gemma 3 text decoder and a SigLIP vision tower",
+    "gemma4": "per-layer inputs, shared KV layers, sliding/global attention, a vision (and audio) tower",
+    "mistral3": "a Ministral 3 decoder and a Pixtral vision tower",
+    "deepseek_v2": "multi-head latent attention, 64 routed experts plus 2 shared",
+    "phi": "parallel attention and MLP, partial rotary, LayerNorm",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -77,6 +85,9 @@ PUBLISHED_ON_META = [
     ("Qwen/Qwen1.5-MoE-A2.7B", 14.3e9), ("ai21labs/Jamba-v0.1", 51.6e9), ("google/gemma-7b", 8.54e9),
     ("llava-hf/llava-1.5-7b-hf", 7.06e9), ("meta-llama/Llama-3.2-11B-Vision", 10.6e9),
     ("mistralai/Voxtral-Mini-3B-2507", 4.68e9), ("EleutherAI/gpt-j-6B", 6.05e9),
+    ("bigcode/starcoder2-3b", 3.03e9), ("google/gemma-3-270m", 268e6), ("google/gemma-3-4b-it", 4.3e9),
+    ("google/gemma-3-12b-it", 12.2e9), ("google/gemma-3-27b-it", 27.4e9), ("deepseek-ai/DeepSeek-V2-Lite", 15.7e9),
+    ("microsoft/phi-1_5", 1.42e9), ("google/gemma-4-E2B", 5.1e9),  # Gemma 4 E2B: "5.1B with embeddings"
 ]
 # Cards that state only the size class ("80B in total"): within 2.5% of it. Kimi Linear's "48B" counts
 # no embeddings, so its figure is checked without them.
@@ -84,6 +95,9 @@ PUBLISHED_CLASS = [
     ("Qwen/Qwen3-Next-80B-A3B-Instruct", 80e9, False), ("Qwen/Qwen3.5-35B-A3B", 35e9, False),
     ("meta-llama/Llama-4-Scout-17B-16E", 109e9, False),  # also axolotl's examples/llama-4/README.md
     ("moonshotai/Kimi-Linear-48B-A3B-Instruct", 48e9, True),
+    ("zai-org/GLM-4.7-Flash", 30e9, False),  # "a 30B-A3B MoE model": axolotl's examples/glm47-flash/README.md
+    ("google/gemma-4-31B", 31e9, False), ("google/gemma-4-26B-A4B", 26e9, False),
+    ("mistralai/Ministral-3-3B-Instruct-2512", 3.8e9, False),  # 3.4B language model + 0.4B vision encoder
 ]
 
 
@@ -176,6 +190,8 @@ SAME_AS = [
     ("meta-llama/llama-3.2-1b-instruct", "meta-llama/Llama-3.2-1B"),
     ("axolotl-quants/Llama-4-Scout-17B-16E-Linearized-bnb-nf4-bf16", "meta-llama/Llama-4-Scout-17B-16E"),
     ("mhenrichsen/gemma-7b", "google/gemma-7b"),  # aliases (bench/model_index_defaults.py)
+    ("mistralai/Ministral-3-3B-Reasoning-2512", "mistralai/Ministral-3-3B-Instruct-2512"),
+    ("google/gemma-3-270m-it", "google/gemma-3-270m"),
 ]
 
 
