@@ -23,4 +23,7 @@ class Finding:
     patch: dict[str, object] | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        from .evidence import rule  # data only
+
+        status, keys = rule(self.code)
+        return dict(asdict(self), status=status, citations=list(keys))

@@ -155,20 +155,23 @@ class Method:
         return self.quant.bits if self.quant else None
 
 
-# Learning rates. LoRA: 1e-4–5e-4 typical (Hu et al. 2021 used 2e-4–5e-4; the peft/TRL
-# examples use 2e-4). QLoRA: 5e-5–2e-4 (Dettmers et al. 2023, Table 9: 2e-4 for ≤13B,
-# 1e-4 for 33B/65B); above 5e-4 gradients through the de-quantized base are noisy.
-# Optimizers: QLoRA's recipe uses paged 8-bit AdamW (Dettmers et al. 2023, §3 Paged
-# Optimizers) so optimizer spikes page to CPU; LoRA's adapter states are small: AdamW.
+# Learning rates: the recommender and the red flags use advisor/coupling.py (by model size and
+# alpha, the same for LoRA and QLoRA: QLoRA's own recipe, Dettmers et al. 2023 Appendix B, set
+# 2e-4 for 7B/13B and 1e-4 for 33B/65B, by size, not by quantization). `lr`/`lr_range` here stay
+# the run doctor's fallbacks; `max_lr` is the practitioner guide's QLoRA ceiling (red flag
+# qlora-high-lr, info). Optimizers: paged AdamW for 4-bit bases (Dettmers et al. 2023, §3 Paged
+# Optimizers; the paper's runs used paged 32-bit AdamW, rankwise pages 8-bit states); LoRA's
+# adapter states are small: AdamW.
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("lora", "LoRA", "16-bit", "low-rank A·B beside each adapted linear (Hu et al. 2021)",
            optimizer="adamw_torch", optimizer_why="AdamW; the adapter's states are small",
            lr=2e-4, lr_range=(1e-4, 5e-4), lr_why=""),
     Method("qlora", "QLoRA", "4-bit NF4", "low-rank A·B beside each 4-bit linear (Dettmers et al. 2023)",
-           optimizer="paged_adamw_8bit", optimizer_why="paged 8-bit AdamW, the QLoRA recipe (optimizer spikes page to CPU)",
-           lr=1e-4, lr_range=(5e-5, 2e-4), lr_why="higher is unstable through the 4-bit base", max_lr=5e-4,
-           max_lr_why="gradients through the 4-bit de-quantized base are noisier; the QLoRA recipe used "
-                      "1e-4–2e-4 (Dettmers et al. 2023)",
+           optimizer="paged_adamw_8bit", optimizer_why="paged 8-bit AdamW: paging moves optimizer spikes to CPU memory as in QLoRA, whose "
+           "paper used paged 32-bit AdamW; 8-bit states save a little more memory",
+           lr=1e-4, lr_range=(5e-5, 2e-4), lr_why="the guide's lower QLoRA rate", max_lr=5e-4,
+           max_lr_why="the guide keeps QLoRA lower because gradients through the 4-bit de-quantized base are "
+                      "noisier (no study here measured it)",
            quant=FourBit()),
     # 8-bit base: half LoRA's weight memory, no 4-bit rounding; LLM.int8's matmul is slower than
     # 16-bit (Dettmers et al. 2022, §5: outlier decomposition). LoRA's learning rates.
@@ -183,10 +186,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "(Liu et al. 2024)", optimizer="adamw_torch", optimizer_why="AdamW; the adapter's states are small",
            lr=2e-4, lr_range=(1e-4, 5e-4), lr_why="", peft={"use_dora": True}, compared=False),
     Method("qdora", "QDoRA", "4-bit NF4", "DoRA beside each 4-bit linear (peft use_dora on Linear4bit)",
-           optimizer="paged_adamw_8bit", optimizer_why="paged 8-bit AdamW, the QLoRA recipe (optimizer spikes page to CPU)",
-           lr=1e-4, lr_range=(5e-5, 2e-4), lr_why="higher is unstable through the 4-bit base", max_lr=5e-4,
-           max_lr_why="gradients through the 4-bit de-quantized base are noisier; the QLoRA recipe used "
-                      "1e-4–2e-4 (Dettmers et al. 2023)",
+           optimizer="paged_adamw_8bit", optimizer_why="paged 8-bit AdamW: paging moves optimizer spikes to CPU memory as in QLoRA, whose "
+           "paper used paged 32-bit AdamW; 8-bit states save a little more memory",
+           lr=1e-4, lr_range=(5e-5, 2e-4), lr_why="the guide's lower QLoRA rate", max_lr=5e-4,
+           max_lr_why="the guide keeps QLoRA lower because gradients through the 4-bit de-quantized base are "
+                      "noisier (no study here measured it)",
            quant=FourBit(), peft={"use_dora": True}, compared=False),
 )}
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from . import fit, memory
+from . import coupling, evidence, fit, memory
 from .config import RunConfig, with_values, written
 from .errors import RankwiseError
 from .hardware import Hardware
-from .methods import LEANEST, METHODS, lr_reason
+from .methods import LEANEST, METHODS
 from .model import ModelSpec
 from .redflags import check
 from .time import TEMPLATE_TOKENS
@@ -30,10 +30,22 @@ BANDS: dict[str, tuple[int, int]] = {
     "domain": (64, 128), "code": (64, 128), "reasoning": (64, 128),
 }
 NEW_KNOWLEDGE = ("domain", "code", "reasoning")
-LARGE_DATA = 10_000  # rows from which the upper end of the band pays off
-SMALL_DATA = 1_000  # below: more dropout, more epochs
-HUGE_DATA = 50_000  # above: dropout can go to 0
+LARGE_DATA = 10_000  # rows from which 2 epochs become 1 (the guide's epochs rule)
+SMALL_DATA = 1_000  # below: 3 epochs
 TARGET_BATCH = 16  # effective batch; 16–32 is what LoRA recipes use (QLoRA paper: 16)
+LARGE_BATCH = 32  # above: TML's large-batch penalty for LoRA (a note)
+VAL_RATIO = 0.05  # held out for evaluation by default (train.stop_on keeps the best checkpoint)
+# Capacity (TML 2025 "LoRA Without Regret": LoRA matches full fine-tuning until the data's
+# information exceeds the adapter's). rankwise's arithmetic, status "derived": an adapter holds
+# ~2 bits per trainable parameter (TML's estimate) and a fine-tune's data is taken to carry at most
+# ~1 bit per trained token beyond what the base already predicts (an assumption); trained tokens
+# above 2x the trainable parameters make the plan look capacity-limited.
+BITS_PER_PARAM = 2.0
+BITS_PER_TOKEN = 1.0
+# Red flags of the guide's rules that the evidence contradicts, by the field advise set on that
+# evidence: advise says them in that field's reason instead of flagging its own output.
+GUIDE_FLAGGED = {"alpha-below-rank": "lora.alpha", "all-modules-low-rank": "lora.r", "qlora-high-lr": "train.lr"}
+WIDE_RANK = 256  # code/reasoning, capacity-limited: Biderman et al. 2024 recommend r = 256 for code
 MICRO_BATCHES = (16, 8, 4, 2, 1)
 CHARS_PER_TOKEN = 4  # rough English average for BPE tokenizers (OpenAI tokenizer docs)
 
@@ -52,6 +64,8 @@ class Advice:
     first_sweep: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     strategy: dict | None = None  # {strategy, gpus, min_gpus, peak_gib, reason} (see choose_strategy)
+    citations: dict[str, list[str]] = field(default_factory=dict)  # field → claim keys (advisor/evidence.py)
+    statuses: dict[str, str] = field(default_factory=dict)  # field → evidence | guide-rule | ... | derived
 
     def to_dict(self) -> dict:
         est = dict(self.estimate.to_dict(), fit=self.fits.get(self.estimate.plan.method)) if self.estimate else None
@@ -67,6 +81,8 @@ class Advice:
             "first_sweep": list(self.first_sweep),
             "notes": list(self.notes),
             "strategy": dict(self.strategy) if self.strategy else None,
+            "citations": {k: list(v) for k, v in self.citations.items()},
+            "statuses": dict(self.statuses),
         }
 
 
@@ -101,14 +117,42 @@ def choose_strategy(spec: ModelSpec, cfg: RunConfig, method: str, hw: Hardware |
 # ------------------------------------------------------------------ the recommendation
 
 
-def _rank(task: str, rows: int | None) -> tuple[int, str]:
-    lo, hi = BANDS[task]
-    band = f"{task} sits in the {lo}–{hi} rank band"
+def trained_tokens(rows: int | None, epochs: float, seq_len: int, row_tokens: int | None) -> tuple[int | None, str]:
+    """Tokens the run trains on (rows x epochs x tokens a row) and how they were counted."""
     if rows is None:
-        return lo, f"{band}; no data size given, so the lower end (pass --dataset or --samples to refine)"
-    if rows >= LARGE_DATA:
-        return hi, f"{band}; {rows:,} rows can use the upper end"
-    return lo, f"{band}; {rows:,} rows (< {LARGE_DATA:,}) favour the lower end to avoid overfitting"
+        return None, "no data size given"
+    if row_tokens:
+        per, how = min(row_tokens, seq_len), "median row length"
+    else:
+        per, how = seq_len // 2, f"half of max_seq_len {seq_len} a row (lengths unknown; pass --dataset)"
+    return int(rows * epochs * per), f"{rows:,} rows × {epochs:g} epoch{'s' if epochs != 1 else ''} × ~{per:,} tokens ({how})"
+
+
+def capacity_limited(tokens: int | None, trainable: int) -> bool:
+    """More information in the data than the adapter holds (BITS_PER_PARAM, BITS_PER_TOKEN above)."""
+    return tokens is not None and tokens * BITS_PER_TOKEN > trainable * BITS_PER_PARAM
+
+
+def _rank(task: str, spec: ModelSpec, targets: str, tokens: int | None, how: str) -> tuple[int, str, list[str]]:
+    """The task band's lower end as the prior; its upper end when the data's trained tokens exceed
+    the lower end's capacity. Returns (r, why, notes)."""
+    lo, hi = BANDS[task]
+    why = f"{task} sits in the {lo}–{hi} rank band (the guide's prior)"
+    notes: list[str] = []
+    if tokens is None:
+        return lo, why + "; no data size given, so the lower end (pass --dataset or --samples for the capacity check)", notes
+    cap = lambda r: int(spec.lora_params(targets, r) * BITS_PER_PARAM / BITS_PER_TOKEN)  # noqa: E731
+    if not capacity_limited(tokens, spec.lora_params(targets, lo)):
+        return lo, (why + f"; capacity check: ~{human_count(tokens)} trained tokens ({how}) fit r = {lo}'s "
+                          f"~{human_count(cap(lo))}-token capacity"), notes
+    why += (f"; capacity check: ~{human_count(tokens)} trained tokens ({how}) exceed r = {lo}'s "
+            f"~{human_count(cap(lo))}: the upper end")
+    if capacity_limited(tokens, spec.lora_params(targets, hi)):
+        wider = f"; code/reasoning at r = {WIDE_RANK} if memory allows (Biderman et al. 2024)" if task in NEW_KNOWLEDGE else ""
+        notes.append(f"capacity-limited: ~{human_count(tokens)} trained tokens exceed even r = {hi}'s "
+                     f"~{human_count(cap(hi))}-token capacity (TML 2025): a higher rank should still help"
+                     f"{wider}; sweep it")
+    return hi, why, notes
 
 
 def _sweep(task: str, r: int, r_max: int | None) -> list[int]:
@@ -139,14 +183,10 @@ def _seq(spec: ModelSpec, seq_len: int | None, base: RunConfig | None, p95_chars
     return min(2048, pos), "2048 tokens covers most instruction/chat rows; pass --seq or --dataset to size it"
 
 
-def _dropout(rows: int | None) -> tuple[float, str]:
-    if rows is None:
-        return 0.05, "0.05 is the usual value (no data size given)"
-    if rows < SMALL_DATA:
-        return 0.1, f"{rows:,} rows is small data: 0.1 regularises against memorising it"
-    if rows >= HUGE_DATA:
-        return 0.0, f"{rows:,} rows is plenty: dropout adds little (0.0–0.05)"
-    return 0.05, f"{rows:,} rows: the usual 0.05"
+def _dropout() -> tuple[float, str]:
+    return 0.05, ("0.05 whatever the data size: no study here ties dropout to the row count; QLoRA used 0.1 up "
+                  "to 13B and 0.05 above, Unsloth 0 (the validation split and keeping the best checkpoint guard "
+                  "against overfitting instead)")
 
 
 def _epochs(rows: int | None) -> tuple[float, str]:
@@ -161,7 +201,8 @@ def _epochs(rows: int | None) -> tuple[float, str]:
 
 def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None = None,
            dataset_rows: int | None = None, seq_len: int | None = None, base: RunConfig | None = None,
-           p95_chars: int | None = None, p95_tokens: int | None = None) -> Advice:
+           p95_chars: int | None = None, p95_tokens: int | None = None, median_chars: int | None = None,
+           median_tokens: int | None = None) -> Advice:
     if task not in BANDS:
         raise RankwiseError(f"unknown task {task!r}", f"use one of: {', '.join(BANDS)}")
     reasons: dict[str, str] = {}
@@ -173,20 +214,33 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     cfg.model.name = spec.name if base is None or not base.model.name else cfg.model.name
     cfg.task = task
 
-    # targets and rank
-    targets = "aggressive" if task in NEW_KNOWLEDGE else "standard"
-    if not spec.target_set(targets):
-        targets = "all-linear"
-    if task not in NEW_KNOWLEDGE:
-        why_t = ("attention projections are enough to change behaviour and format; minimal = q,v is cheaper, "
-                 "aggressive adds the MLP for new knowledge")
-    elif spec.target_set("aggressive") == spec.target_set("standard"):
-        why_t = ("the task must learn new facts/skills, but this model's MLP experts are fused tensors LoRA "
-                 "cannot wrap: only the attention projections are adaptable")
+    cites: dict[str, list[str]] = {}
+    status: dict[str, str] = {}
+
+    def why(key: str, text: str, st: str, *claims: str) -> None:
+        reasons[key], status[key], cites[key] = text, st, list(claims)
+
+    # sequence and epochs first: the rank's capacity check counts the trained tokens
+    seq, why_seq = _seq(spec, seq_len, base, p95_chars, p95_tokens)
+    epochs, why_ep = _epochs(dataset_rows)
+
+    # targets: every linear layer, for every task (the studies below, at matched parameter counts too)
+    targets = "all-linear"
+    adapted = spec.target_set(targets)
+    if set(adapted) == set(spec.target_set("standard")):
+        why_t = ("this model's MLP experts are fused tensors LoRA cannot wrap, so only the attention projections are "
+                 "adaptable: attention-only is the weakest option in every study (QLoRA §4, TML, Biderman Fig. 7)")
     else:
-        why_t = "the task must learn new facts/skills, so the MLP projections (where knowledge sits) are adapted too"
-    reasons["lora.target_modules"] = f"{targets} ({', '.join(spec.target_set(targets))}): {why_t}"
-    r, why_r = _rank(task, dataset_rows)
+        why_t = ("every linear layer, for every task: QLoRA (§4), LoRA Without Regret (even with little data and at "
+                 "matched parameters), Biderman et al. (Fig. 7), Raschka and Unsloth all find all-linear better than "
+                 "attention-only; standard (q,k,v,o) and minimal (q,v) remain memory-saving choices that cost quality "
+                 "(the guide's attention-only rule is contradicted)")
+    why("lora.target_modules", f"{targets} ({', '.join(adapted)}): {why_t}", "evidence", "qlora-all-linear",
+        "tml-all-layers", "biderman-targets", "raschka-all-layers", "unsloth-targets", "peft-all-linear")
+    row_tokens = median_tokens or ((median_chars // CHARS_PER_TOKEN) if median_chars else None)
+    tokens, how = trained_tokens(dataset_rows, epochs, seq, row_tokens)
+    r, why_r, rank_notes = _rank(task, spec, targets, tokens, how)
+    notes.extend(rank_notes)
     per_unit = spec.lora_params(targets, 1)
     arithmetic, r_max = None, None
     if budget is not None:
@@ -199,26 +253,35 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
                                 f"{per_unit:,} parameters", f"raise the budget to at least {human_count(per_unit)}")
         lines.append(f"largest r within {budget:,}: floor({budget:,} / {per_unit:,}) = {r_max}")
         if r > r_max:
-            why_r += f"; capped to {r_max} by the {human_count(budget)} parameter budget"
+            why_r += (f"; capped to {r_max} by the {human_count(budget)} parameter budget, kept on every linear layer: "
+                      "at a fixed budget more matrices at a lower rank did better (LoRA Table 5; TML: rank 1 suffices "
+                      "for RL)")
             r = r_max
         else:
             lines.append(f"the band's choice r = {r} is within the budget")
         lines.append(f"trainable at r = {r}: {r} × {per_unit:,} = {r * per_unit:,}")
         arithmetic = "\n".join(lines)
-    reasons["lora.r"] = f"{why_r}; trainable {human_count(r * per_unit)} parameters"
+    why("lora.r", f"{why_r}; trainable {human_count(r * per_unit)} parameters",
+        "guide-rule" if tokens is None and budget is None else "derived", "guide-bands", "tml-capacity",
+        *(["lora-table5"] if budget is not None else []), *(["biderman-rank"] if task in NEW_KNOWLEDGE else []))
     cfg.lora.r = r
     cfg.lora.target_modules = targets
-    cfg.lora.alpha = float(2 * r)
-    reasons["lora.alpha"] = ("2·r, the common choice (update scale alpha/r = 2); alpha = r is the conservative "
-                             "alternative" + ("; for ranks ≥ 128 rsLoRA (alpha/√r) keeps high ranks learning"
-                                              if r >= 128 else ""))
-    cfg.lora.dropout, reasons["lora.dropout"] = _dropout(dataset_rows)
+    cfg.lora.alpha = coupling.ALPHA
+    why("lora.alpha", (f"{coupling.ALPHA:g} at every rank (update scale {coupling.ALPHA:g}/r = "
+                       f"{coupling.ALPHA / r:.3g}): rankwise's one parametrisation — with alpha fixed the best "
+                       "learning rate hardly moves with rank (LoRA Without Regret; TRL's recipe: alpha 16 at r = 256; "
+                       "QLoRA: alpha 16 at r = 64). The guide's alpha = 2r"
+                       + (" is the same value at r = 16" if r == 16 else f" would be {2 * r}")
+                       + "; under it the learning rate must fall as rank rises (Biderman halved it at r = 256)"),
+        "evidence", "tml-lr-rank", "trl-recipe", "qlora-recipe", "guide-alpha", "biderman-lr")
+    cfg.lora.dropout, text = _dropout()
+    why("lora.dropout", text, "guide-rule", "guide-dropout", "qlora-recipe", "unsloth-defaults")
     cfg.lora.bias = "none"
-    reasons["lora.bias"] = "none keeps the adapter small and mergeable"
+    why("lora.bias", "none keeps the adapter small and mergeable", "unsourced")
     cfg.lora.use_rslora = False
 
     # sequence and batch
-    seq, reasons["train.max_seq_len"] = _seq(spec, seq_len, base, p95_chars, p95_tokens)
+    reasons["train.max_seq_len"] = why_seq
     cfg.train.max_seq_len = seq
     cfg.train.grad_checkpointing = True
     reasons["train.grad_checkpointing"] = "recomputing activations cuts their memory to one layer's worth (~30% slower)"
@@ -260,18 +323,40 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
 
     # optimisation
     chosen = method or LEANEST
-    cfg.train.lr = METHODS[chosen].lr
-    reasons["train.lr"] = lr_reason(METHODS[chosen])
+    cfg.train.lr = coupling.learning_rate(spec.total_params, r, cfg.lora.alpha_value)
+    why("train.lr", f"{METHODS[chosen].label}: " + coupling.reason(spec.total_params, r, cfg.lora.alpha_value)
+        + " (QLoRA's own recipe set it by model size, not by quantization: 2e-4 for 7B/13B, 1e-4 for 33B/65B; "
+          "the guide's lower QLoRA rate is contradicted)",
+        "derived", "tml-lr-rank", "tinker-lr-size", "qlora-recipe", "unsloth-defaults", "guide-qlora-lr")
     cfg.train.scheduler, cfg.train.warmup_ratio, cfg.train.warmup_steps = "cosine", 0.03, None
-    reasons["train.scheduler"] = "cosine decay after a short warmup: the usual LoRA schedule"
-    reasons["train.warmup_ratio"] = "3% of steps warm up so Adam's early estimates do not spike the loss"
+    why("train.scheduler", "cosine decay after a short warmup: the usual LoRA schedule (QLoRA's Guanaco runs used "
+        "a constant one)", "guide-rule", "qlora-recipe")
+    why("train.warmup_ratio", "3% of steps warm up so Adam's early estimates do not spike the loss", "guide-rule",
+        "qlora-recipe")
     cfg.train.optimizer = "auto"
-    reasons["train.optimizer"] = "auto: " + METHODS[chosen].optimizer_why
-    cfg.train.epochs, reasons["train.epochs"] = _epochs(dataset_rows)
+    why("train.optimizer", "auto: " + METHODS[chosen].optimizer_why, "evidence",
+        *(["qlora-optimizer"] if METHODS[chosen].quantized else []))
+    cfg.train.epochs = epochs
+    why("train.epochs", why_ep, "guide-rule", "guide-dropout", "unsloth-defaults")
+    if not (cfg.data.val_path or cfg.data.val_ratio):
+        cfg.data.val_ratio = VAL_RATIO
+    if "overfitting" not in cfg.train.stop_on:
+        cfg.train.stop_on = [*cfg.train.stop_on, "overfitting"]
+    why("data.val_ratio", (f"{cfg.data.val_ratio:g} of the rows held out: the run evaluates at each save "
+                           "and the epochs are judged on the validation loss" if not cfg.data.val_path else
+                           "data.val_path is given: validation comes from it"), "unsourced")
+    why("train.stop_on", ("overfitting: when the eval loss rises for several evaluations the run stops and the best "
+                          "checkpoint by eval loss becomes the adapter (a run that finishes keeps its last state)"),
+        "unsourced")
     cfg.train.precision = "auto"
     reasons["train.precision"] = ("auto: bf16 on this GPU" if hw and hw.has_gpu and hw.bf16 else
                                   "auto: fp16 (this GPU lacks bf16)" if hw and hw.has_gpu else
                                   "auto: bf16 where the GPU has it, else fp16")
+    if METHODS[chosen].quantized and hw and hw.has_gpu and not hw.bf16:
+        notes.append("QLoRA with fp16 compute (this GPU lacks bf16): the QLoRA README reports instabilities with "
+                     "fp16 compute; keep gradient clipping on and watch for loss spikes, or use a bf16 GPU")
+        cites.setdefault("train.precision", []).append("qlora-fp16")
+        status["train.precision"] = "evidence"
     cfg = RunConfig.model_validate(written(cfg))  # re-validate the whole result (unset fields stay unset)
 
     estimates, fits = _side_by_side(spec, cfg, hw)
@@ -285,7 +370,25 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
         reasons["distributed.strategy"] = strategy["reason"]
         reasons["distributed.gpus"] = (f"every planned GPU ({gpus})" + (f"; the fewest that fit: {strategy['min_gpus']}"
                                                                          if strategy["min_gpus"] else "; none fits yet"))
-    findings = check(cfg, spec, hw, method=chosen)
+    eff = cfg.train.effective_batch * (cfg.distributed.gpus if isinstance(cfg.distributed.gpus, int) else gpus)
+    if eff > LARGE_BATCH:
+        notes.append(f"effective batch {eff} (> {LARGE_BATCH}): LoRA pays a larger penalty than full fine-tuning at "
+                     "large batches and a higher rank does not remove it (TML 2025); fewer GPUs or a smaller "
+                     "micro-batch keep it near 16–32")
+        cites.setdefault("train.grad_accum", []).append("tml-batch")
+    for key in reasons:
+        status.setdefault(key, "derived")
+        cites.setdefault(key, [])
+    findings = []
+    for f in check(cfg, spec, hw, method=chosen):
+        st, keys = evidence.rule(f.code)
+        key = GUIDE_FLAGGED.get(f.code)
+        if st == "guide-rule-contradicted" and key in reasons:  # chosen on the evidence: said in the reason
+            reasons[key] += f"; the guide's {f.code} rule would flag it ({f.message}), but {f.why}"
+            cites[key] += [k for k in keys if k not in cites[key]]
+            continue
+        findings.append(f)
     return Advice(method=method, config=cfg, estimate=estimates[chosen], estimates=estimates, fits=fits,
                   reasons=reasons, findings=findings, suggestions=suggestions, budget_arithmetic=arithmetic,
-                  first_sweep=_sweep(task, r, r_max), notes=notes, strategy=strategy)
+                  first_sweep=_sweep(task, r, r_max), notes=notes, strategy=strategy, citations=cites,
+                  statuses=status)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from . import fit, ignored
+from . import coupling, fit, ignored
 from .config import RunConfig, with_values
 from .errors import RankwiseError
 from .finding import SEVERITY_ORDER, Finding  # declared apart so ignored.py can make findings too
@@ -22,9 +22,9 @@ from .methods import DEFAULT, METHODS, lr_text
 from .model import ModelSpec
 from .units import gib
 
-# Usual learning-rate bands per method: methods.py (with their sources). Outside WARN_LR
-# the run rarely learns or diverges, whatever the method.
-WARN_LR = (1e-5, 1e-3)
+# Learning rates are judged against rankwise's one alpha/lr parametrisation (advisor/coupling.py):
+# the rate it would set for this model size and alpha, and coupling.band() around it.
+ERROR_LR = 1e-2  # at or above: diverges, whatever the model
 RANK_RANGE = (1, 2048)
 DROPOUT_RANGE = (0.0, 0.5)
 EFFECTIVE_BATCH_RANGE = (4, 1024)
@@ -53,6 +53,16 @@ class Context:
     @property
     def targets(self):
         return self.cfg.lora.target_modules
+
+    @property
+    def params(self) -> int | None:
+        return self.spec.total_params if self.spec is not None else None
+
+    def fitting_lr(self, alpha: float | None = None, rslora: bool | None = None) -> float:
+        """rankwise's learning rate for this model, rank and alpha (advisor/coupling.py)."""
+        lora = self.cfg.lora
+        return coupling.learning_rate(self.params, self.r, lora.alpha_value if alpha is None else alpha,
+                                      lora.use_rslora if rslora is None else rslora)
 
 
 def _targets_all(ctx: Context) -> bool:
@@ -90,20 +100,18 @@ def dropout_out_of_range(ctx: Context) -> Finding | None:
 
 def lr_out_of_range(ctx: Context) -> Finding | None:
     lr = ctx.cfg.train.lr
-    m = METHODS[ctx.method]
-    lo, hi = m.lr_range
-    if WARN_LR[0] <= lr <= WARN_LR[1]:
+    fitting = ctx.fitting_lr()
+    lo, hi = coupling.band(fitting)
+    if lo <= lr <= hi and lr < ERROR_LR:
         return None
-    if m.max_lr is not None and m.max_lr < lr < 1e-2:
-        return None  # qlora-high-lr says it
-    typical = (lo * hi) ** 0.5
-    suggested = m.lr
-    severity = "error" if lr >= 1e-2 else "warning"
+    severity = "error" if lr >= ERROR_LR else "warning"
+    alpha = ctx.cfg.lora.alpha_value
     return Finding("lr-out-of-range", severity,
-                   f"train.lr = {lr:g} is outside the usual {m.label} range ({lo:g}–{hi:g})",
-                   "too low and the adapter barely moves in the steps you pay for; too high and the loss "
-                   f"spikes or diverges (around {typical:.0e} is where LoRA runs usually land)",
-                   f"set train.lr to {suggested:g}", {"train.lr": suggested})
+                   f"train.lr = {lr:g} is outside {lo:.2g}–{hi:.2g}, the band around {fitting:g} "
+                   f"({coupling.size_text(ctx.params)}, alpha {alpha:g}{' with rsLoRA' if ctx.cfg.lora.use_rslora else ''})",
+                   "too low and the adapter barely moves in the steps you pay for; too high and the loss spikes or "
+                   "diverges. The learning rate that fits is set by model size and alpha (a larger alpha is a "
+                   "larger step), the same for LoRA and QLoRA", f"set train.lr to {fitting:g}", {"train.lr": fitting})
 
 
 def high_rank_high_dropout(ctx: Context) -> Finding | None:
@@ -118,32 +126,47 @@ def high_rank_high_dropout(ctx: Context) -> Finding | None:
 
 
 def alpha_below_rank(ctx: Context) -> Finding | None:
+    """The guide's rule (alpha >= r), where it differs from rankwise's fixed alpha = 32: info, because
+    the published recipes train well below it (QLoRA alpha/r = 0.25, TRL alpha 16 at r = 256)."""
     alpha = ctx.cfg.lora.alpha_value
-    if ctx.cfg.lora.use_rslora or alpha >= ctx.r:
+    if ctx.cfg.lora.use_rslora or alpha >= ctx.r or alpha >= coupling.ALPHA:
         return None
-    return Finding("alpha-below-rank", "warning", f"lora.alpha = {alpha:g} is below lora.r = {ctx.r}",
-                   f"the update is scaled by alpha/r = {alpha / ctx.r:.2g} < 1: the adapter's capacity is "
-                   "under-used and it learns slowly at a normal learning rate",
-                   f"set lora.alpha to 2·r = {2 * ctx.r} (or alpha = r)", {"lora.alpha": 2 * ctx.r})
+    fitting = ctx.fitting_lr()
+    return Finding("alpha-below-rank", "info", f"lora.alpha = {alpha:g} is below lora.r = {ctx.r} (the guide: alpha ≥ r)",
+                   f"the update is scaled by alpha/r = {alpha / ctx.r:.2g}; the guide calls that under-used, but "
+                   "the QLoRA paper's recipe uses alpha/r = 0.25 with lr 2e-4 and TRL's LoRA-Without-Regret recipe "
+                   "alpha 16 at r = 256: a smaller alpha is a smaller step that the learning rate makes up "
+                   f"(rankwise's rate for alpha {alpha:g} here: {fitting:g})",
+                   f"nothing, if train.lr is near {fitting:g}; or rankwise's fixed alpha {coupling.ALPHA:g} with lr "
+                   f"{ctx.fitting_lr(coupling.ALPHA):g}",
+                   {"lora.alpha": coupling.ALPHA, "train.lr": ctx.fitting_lr(coupling.ALPHA)})
 
 
 def all_modules_low_rank(ctx: Context) -> Finding | None:
+    """The guide's rule, contradicted by the LoRA paper's fixed-budget ablation (Table 5) and by
+    TML's rank-1 RL: info."""
     if ctx.r < 8 and _targets_all(ctx):
-        return Finding("all-modules-low-rank", "warning",
+        return Finding("all-modules-low-rank", "info",
                        f"rank {ctx.r} spread over every linear layer ({ctx.targets if isinstance(ctx.targets, str) else 'attention + MLP'})",
-                       "adapting many modules at a very low rank spreads the capacity too thin: each module "
-                       "gets too few directions to matter",
-                       "raise lora.r to 8 or more, or adapt only the attention projections (standard)",
-                       {"lora.r": 8})
+                       "the guide says a low rank over many modules spreads the capacity too thin; the LoRA paper's "
+                       "fixed-budget ablation (Table 5) found more matrices at a lower rank better, and LoRA Without "
+                       "Regret matched full fine-tuning in RL at rank 1 on every layer",
+                       "nothing, if the rank is a budget or the task is small; raise lora.r to 8 or more if the "
+                       "validation loss stalls", {"lora.r": 8})
     return None
 
 
 def qlora_high_lr(ctx: Context) -> Finding | None:
-    m = METHODS[ctx.method]  # a method with a learning-rate ceiling (QLoRA's 4-bit base)
+    """The guide's lower QLoRA rate: info. QLoRA's own recipe set the rate by model size (2e-4 for
+    7B/13B), not by quantization; lr-out-of-range judges the rate itself, the same for LoRA and QLoRA."""
+    m = METHODS[ctx.method]  # a method with a learning-rate ceiling in the guide (QLoRA's 4-bit base)
     if m.max_lr is not None and m.max_lr < ctx.cfg.train.lr:
-        return Finding("qlora-high-lr", "warning",
-                       f"{m.label} with train.lr = {ctx.cfg.train.lr:g} (> {m.max_lr:g}): likely unstable",
-                       m.max_lr_why, f"set train.lr to {lr_text(m.lr)}", {"train.lr": m.lr})
+        fitting = ctx.fitting_lr()
+        return Finding("qlora-high-lr", "info",
+                       f"{m.label} with train.lr = {ctx.cfg.train.lr:g} (the guide: at most {m.max_lr:g})",
+                       m.max_lr_why + "; the QLoRA paper itself set the rate by model size (2e-4 for 7B/13B, "
+                       "1e-4 for 33B/65B), not lower for 4-bit", f"set train.lr to {lr_text(fitting)} if the loss "
+                       "spikes", {"train.lr": fitting})
     return None
 
 
@@ -291,14 +314,23 @@ def effective_batch_large(ctx: Context) -> Finding | None:
                    {"train.grad_accum": accum})
 
 
+RSLORA_MIN_SCALE = 0.25  # alpha/r below it at a high rank: rankwise's alpha = 32 at r = 128 is the edge
+
+
 def rslora_off_high_rank(ctx: Context) -> Finding | None:
-    if ctx.r >= 128 and not ctx.cfg.lora.use_rslora:
-        return Finding("rslora-off-high-rank", "info", f"rank {ctx.r} without rsLoRA",
-                       "with alpha/r scaling, high ranks learn little more than low ones; rank-stabilised "
-                       "scaling alpha/√r keeps them learning (Kalajdzievski 2023)",
-                       "set lora.use_rslora: true and lower alpha (alpha ≈ 2·√r keeps the same start)",
-                       {"lora.use_rslora": True, "lora.alpha": round(2 * ctx.r ** 0.5, 1)})
-    return None
+    """alpha held fixed at a high rank makes alpha/r small: rsLoRA's case (Kalajdzievski 2023). Not
+    at alpha = 2r (scale 2), where rsLoRA with alpha = 2·√r gives the same scale."""
+    lora = ctx.cfg.lora
+    scale = lora.alpha_value / ctx.r
+    if ctx.r < 128 or lora.use_rslora or scale >= RSLORA_MIN_SCALE:
+        return None
+    alpha = coupling.ALPHA / 4  # rsLoRA alpha 8: scale 8/√r, the fixed-alpha equivalent 8·√r (128 at r = 256)
+    return Finding("rslora-off-high-rank", "info", f"rank {ctx.r} with alpha/r = {scale:.3g} and no rsLoRA",
+                   "rsLoRA (Kalajdzievski 2023) finds that with alpha/r scaling a high rank learns little more than a "
+                   "low one and alpha/√r keeps it learning; LoRA Without Regret found alpha fixed at 32 trains "
+                   "well at every rank (the sources disagree)",
+                   f"try lora.use_rslora: true with alpha {alpha:g} and lr {ctx.fitting_lr(alpha, True):g} in a sweep",
+                   {"lora.use_rslora": True, "lora.alpha": alpha, "train.lr": ctx.fitting_lr(alpha, True)})
 
 
 def no_grad_checkpointing_long_seq(ctx: Context) -> Finding | None:
@@ -321,13 +353,21 @@ def no_warmup(ctx: Context) -> Finding | None:
     return None
 
 
+FAR_ALPHA = 2 * coupling.ALPHA  # alpha above it and above 8·r: far above rankwise's fixed alpha too
+
+
 def alpha_far_above_rank(ctx: Context) -> Finding | None:
+    """The guide's alpha > 8·r, rank-aware: at a low rank rankwise's own alpha = 32 is over 8·r (TML's
+    RL recipe: r = 1, alpha = 32), so it fires only where alpha is also over twice that."""
     alpha = ctx.cfg.lora.alpha_value
-    if ctx.cfg.lora.use_rslora or alpha <= 8 * ctx.r:
+    if ctx.cfg.lora.use_rslora or alpha <= 8 * ctx.r or alpha <= FAR_ALPHA:
         return None
-    return Finding("alpha-far-above-rank", "warning", f"lora.alpha = {alpha:g} is over 8× lora.r = {ctx.r}",
+    return Finding("alpha-far-above-rank", "warning",
+                   f"lora.alpha = {alpha:g} is over 8× lora.r = {ctx.r} and over {FAR_ALPHA:g}",
                    f"the update is scaled by {alpha / ctx.r:.3g}: like multiplying the learning rate, "
-                   "it makes the run unstable", f"set lora.alpha to 2·r = {2 * ctx.r}", {"lora.alpha": 2 * ctx.r})
+                   "it makes the run unstable", f"set lora.alpha to {coupling.ALPHA:g} (rankwise's fixed alpha) and "
+                   f"train.lr to {ctx.fitting_lr(coupling.ALPHA):g}",
+                   {"lora.alpha": coupling.ALPHA, "train.lr": ctx.fitting_lr(coupling.ALPHA)})
 
 
 def model_unknown(ctx: Context) -> Finding | None:
@@ -391,11 +431,34 @@ def disk_short(ctx: Context) -> Finding | None:
                    "keep the adapter only, or merge to another disk")
 
 
+def adapter_start(ctx: Context) -> Finding | None:
+    """lora.init / LoRA+: an error where peft cannot start it on this method, else when it is worth it (the
+    papers' results, advisor/adapter_init.py)."""
+    from . import adapter_init
+    from .plan import Plan
+
+    lora = ctx.cfg.lora
+    if lora.init == "default" and lora.loraplus_lr_ratio is None:
+        return None
+    try:
+        adapter_init.check(Plan.from_config(ctx.cfg, method=ctx.method))
+    except RankwiseError as e:
+        return Finding("adapter-start", "error", e.message, "peft cannot start this adapter on this base",
+                       e.hint or "", {"lora.init": "default", "lora.init_iters": None})
+    parts = ([adapter_init.WHY[lora.init]] if lora.init != "default" else []) + \
+        ([adapter_init.WHY["loraplus"]] if lora.loraplus_lr_ratio is not None else [])
+    what = " and ".join(([f"lora.init {lora.init}"] if lora.init != "default" else [])
+                        + ([f"LoRA+ (ratio {lora.loraplus_lr_ratio:g})"] if lora.loraplus_lr_ratio is not None else []))
+    return Finding("adapter-start", "info", f"{what}: when it is worth it", "; ".join(parts),
+                   "keep it if the task matches; `rankwise estimate` shows its start-up memory and time")
+
+
 RULES: list[Callable[[Context], Finding | None]] = [
     model_unknown, rank_out_of_range, dropout_out_of_range, lr_out_of_range, high_rank_high_dropout,
     alpha_below_rank, alpha_far_above_rank, all_modules_low_rank, qlora_high_lr, wont_fit, ddp_wont_fit, too_few_gpus, bf16_unsupported,
     fp16_on_bf16_gpu, seq_beyond_positions, unknown_target_module, trust_remote_code, effective_batch_small,
     effective_batch_large, rslora_off_high_rank, no_grad_checkpointing_long_seq, no_warmup, host_ram_short, disk_short,
+    adapter_start,
 ]
 
 

@@ -158,7 +158,7 @@ def test_advise_json_and_text(args, method):
     else:
         assert "Nothing fits" in text.stdout and "What would make it fit" in text.stdout
     if "--budget" in args:
-        assert d["config"]["lora"]["r"] == 11 and "851,968" in d["budget_arithmetic"]
+        assert d["config"]["lora"]["r"] == 3 and "2,621,440" in d["budget_arithmetic"]  # all-linear (issue 18)
         assert "Budget arithmetic" in text.stdout
 
 
@@ -184,7 +184,9 @@ def test_advise_counts_dataset_rows():
                        "--json").stdout)
     assert any(f"{rows:,} rows" in n for n in d["notes"])
     assert str(rows) in d["reasons"]["lora.r"] and d["config"]["data"]["path"] == str(data)
-    assert d["config"]["lora"]["dropout"] == 0.1  # < 1k rows
+    assert d["config"]["lora"]["dropout"] == 0.05  # not tiered by rows (issue 18: no source ties it to the row count)
+    assert d["config"]["data"]["val_ratio"] == 0.05 and "capacity check:" in d["reasons"]["lora.r"]
+    assert d["citations"]["lora.target_modules"] and d["statuses"]["lora.target_modules"] == "evidence"
 
 
 def test_write_preset_reloads_and_passes_check(tmp_path):

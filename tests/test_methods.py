@@ -84,14 +84,19 @@ def test_the_estimator_stores_the_base_as_the_descriptor_says(name):
 
 @pytest.mark.parametrize("gpu,expected", [("16GiB", "qlora"), ("80GiB", "lora")])
 def test_the_recommender_takes_lr_and_reasons_from_the_chosen_method(gpu, expected):
+    from rankwise.advisor.coupling import learning_rate
     from rankwise.advisor.hardware import planned
     from rankwise.advisor.recommend import advise
 
-    # Llama 3.1 8B: 16 GB of 16-bit weights alone overflow a 16 GiB card; on 80 GiB LoRA fits
-    a = advise(load_model("llama-3.1-8b"), planned(gpu), "chat")
+    # Llama 3.1 8B: 16 GB of 16-bit weights alone overflow a 16 GiB card; on 80 GiB LoRA fits.
+    # The learning rate is the same for LoRA and QLoRA (issue 18: QLoRA's recipe set it by model
+    # size, not by quantization): advisor/coupling.py, 2e-4 for 8B at alpha 32.
+    spec = load_model("llama-3.1-8b")
+    a = advise(spec, planned(gpu), "chat")
     assert a.method == expected
     m = METHODS[a.method]
-    assert a.config.train.lr == m.lr and a.reasons["train.lr"].startswith(m.label + ":")
+    assert a.config.train.lr == learning_rate(spec.total_params, a.config.lora.r) == 2e-4
+    assert a.reasons["train.lr"].startswith(m.label + ":")
     assert a.reasons["train.optimizer"] == "auto: " + m.optimizer_why
 
 

@@ -13,7 +13,7 @@ import sys
 from rankwise.advisor.errors import RankwiseError, UserInterrupt
 
 # modules under rankwise.tui.commands, in the order `--help` lists them
-COMMAND_MODULES = ("hw", "estimate", "advise", "check", "importer", "presets", "train", "runs", "doctor", "sweep", "svd", "merge", "cache", "schema", "chat", "compare", "export")
+COMMAND_MODULES = ("hw", "estimate", "advise", "check", "importer", "presets", "train", "runs", "doctor", "sweep", "svd", "merge", "cache", "schema", "chat", "compare", "export", "evidence")
 
 
 def build_parser() -> argparse.ArgumentParser:

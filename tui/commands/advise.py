@@ -32,6 +32,8 @@ def register(sub) -> None:
                         "auto (default): DDP if the model fits one GPU, else FSDP")
     p.add_argument("--write-preset", metavar="FILE", help="also write the config as a YAML preset for `rankwise train`")
     p.add_argument("--force", action="store_true", help="let --write-preset overwrite an existing file")
+    p.add_argument("--why", metavar="FIELD", help="the sources behind one advised value, with locators and quotes "
+                                                  "(a dotted field: lora.alpha, train.lr, lora.target_modules, ...)")
     add_json(p)
     add_planning(p)
     p.set_defaults(func=run)
@@ -47,6 +49,7 @@ def _dataset(path: str, spec) -> tuple[int, int | None, int | None, str]:
     note += f", {s.bad_rows} bad)" if s.bad_rows else ")"
     note += (f"; lengths counted by {s.tokens_by}" if s.tokens_by else
              f"; lengths at ~4 characters a token ({spec.name}'s tokenizer is not on this machine)")
+    _dataset.median = (s.median_chars or None, s.median_tokens)  # the rank's capacity check (issue 18)
     return s.rows, (s.p95_chars or None), s.p95_tokens, note
 
 
@@ -73,11 +76,16 @@ def run(args) -> int:
     local = Path(args.model).expanduser()
     base.model.name = str(local.resolve()) if local.exists() else args.model  # presets resolve relative paths
     rows, p95, p95_tokens, data_note = args.samples, None, None, None
+    median_chars = median_tokens = None
     if args.dataset:
         rows, p95, p95_tokens, data_note = _dataset(args.dataset, spec)
+        median_chars, median_tokens = _dataset.median
         base.data.path = str(Path(args.dataset).resolve())
     advice = advise(spec, hw, args.task, budget=budget, dataset_rows=rows, seq_len=args.seq, base=base,
-                    p95_chars=p95, p95_tokens=p95_tokens)
+                    p95_chars=p95, p95_tokens=p95_tokens, median_chars=median_chars, median_tokens=median_tokens)
+    if args.why and args.why not in advice.reasons:
+        raise RankwiseError(f"--why {args.why}: advise sets no such field",
+                            f"one of: {', '.join(k for k in advice.reasons)}")
     if data_note:
         advice.notes.insert(0, data_note)
     if args.write_preset:
@@ -85,6 +93,8 @@ def run(args) -> int:
     ahead = _forecast(spec, advice, hw, args, rows)
     if args.json:
         d = advice.to_dict()
+        if args.why:
+            d["why"] = why_dict(advice, args.why)
         if ahead is not None:
             d.update(ahead.to_dict())
         d["hardware"] = {"gpus": hw.gpu_count, "gpu_gib": round(hw.gpu_bytes / 1024 ** 3, 2) if hw.gpu_bytes else None,
@@ -130,7 +140,8 @@ def preset_text(advice, command: str) -> str:
     wanted = {"model": ("name",), "task": None, "data": ("path",), "method": None,
               "lora": ("r", "alpha", "dropout", "bias", "target_modules", "use_rslora"),
               "train": ("lr", "scheduler", "warmup_ratio", "epochs", "micro_batch", "grad_accum", "max_seq_len",
-                        "grad_checkpointing", "optimizer", "precision")}
+                        "grad_checkpointing", "optimizer", "precision", "stop_on")}
+    wanted["data"] = ("path", "val_ratio")
     if cfg.distributed.gpus != 1:
         wanted["distributed"] = ("strategy", "gpus")
     for section, keys in wanted.items():
@@ -237,6 +248,46 @@ def _render(advice, spec, hw, args, ahead=None) -> None:
             console.print(f"  [{st}]{f.severity}[/{st}] {f.code}: {escape(f.message)} — fix: {escape(f.fix)}")
     if advice.method:
         console.print(f"\n[bold]First sweep[/bold]: ranks {', '.join(map(str, advice.first_sweep))} "
-                      f"(alpha = 2·r each; compare validation loss)")
+                      f"(alpha {advice.config.lora.alpha_value:g} and lr {advice.config.train.lr:g} at each rank; "
+                      "compare validation loss)")
+    if args.why:
+        print_why(console, advice, args.why)
+    elif advice.method:
+        console.print("[dim]Sources for a value: add --why FIELD (e.g. --why lora.alpha); all: rankwise evidence[/dim]")
     if args.write_preset:
         console.print(f"\nwrote {escape(str(args.write_preset))}: rankwise train --preset {escape(str(args.write_preset))}")
+
+
+# ------------------------------------------------------------------ sources (--why)
+
+
+def why_dict(advice, key: str) -> dict:
+    """{field, value, reason, status, sources: [{key, title, authors, year, url, locator, quote, verbatim,
+    setting, kind}]} for one advised field."""
+    from rankwise.advisor.config import get_key
+    from rankwise.advisor.evidence import CLAIMS, SOURCES
+
+    out = []
+    for k in advice.citations.get(key, []):
+        c, src = CLAIMS[k], SOURCES[CLAIMS[k].source]
+        out.append({"key": k, "title": src.title, "authors": src.authors, "year": src.year, "url": src.url,
+                    "locator": c.locator, "quote": c.quote, "verbatim": c.verbatim, "setting": c.setting,
+                    "kind": c.kind})
+    return {"field": key, "value": get_key(advice.config.model_dump(mode="json"), key),
+            "reason": advice.reasons.get(key), "status": advice.statuses.get(key), "sources": out}
+
+
+def print_why(console, advice, key: str) -> None:
+    from rich.markup import escape
+
+    d = why_dict(advice, key)
+    console.print(f"\n[bold]Why {escape(key)} = {escape(str(d['value']))}[/bold] [dim]({d['status']})[/dim]")
+    console.print(f"  {escape(d['reason'] or '')}")
+    if not d["sources"]:
+        console.print("  [dim]no source cited: arithmetic from the other values, or unsourced (said as such)[/dim]")
+    for s in d["sources"]:
+        console.print(f"  [bold]{escape(s['title'])}[/bold] — {escape(s['authors'])} ({s['year'] or 'n.d.'})"
+                      + (f" {escape(s['url'])}" if s["url"] else ""))
+        quote = f"\u201c{s['quote']}\u201d" if s["verbatim"] else f"paraphrase: {s['quote']}"
+        console.print(f"    {escape(s['locator'])}: {escape(quote)}")
+        console.print(f"    [dim]setting: {escape(s['setting'])}[/dim]")
