@@ -38,6 +38,9 @@ Scheduler = Literal["cosine", "linear", "constant"]
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 LoraBias = Literal["none", "all", "lora_only"]
 BIASES: tuple[str, ...] = get_args(LoraBias)
+# how the adapter starts (peft init_lora_weights); advisor/adapter_init.py holds what each costs and why
+LoraInit = Literal["default", "gaussian", "pissa", "olora", "loftq", "eva"]
+LORA_INITS: tuple[str, ...] = get_args(LoraInit)
 QuantType = Literal["nf4", "fp4"]
 QUANT_TYPES: tuple[str, ...] = get_args(QuantType)
 # transformers' attn_implementation values rankwise offers; auto: transformers' own choice (SDPA)
@@ -114,6 +117,18 @@ class LoraSection(Section):
     standard + gate/up/down; all-linear) or a list of module names."""
     use_rslora: bool = False
     """Rank-stabilised scaling alpha/sqrt(r): keeps high ranks learning."""
+    init: LoraInit = "default"
+    """How the adapter starts (peft init_lora_weights). default: A random, B zero (Hu et al.).
+    gaussian: A Gaussian. pissa: A·B from the base's top-r singular vectors, the base keeps the
+    residual (an SVD of each adapted linear at start-up). olora: A·B from a QR decomposition.
+    loftq: 4-bit base only, A·B fit the quantization error (needs a CUDA GPU). eva: A from the
+    SVD of the adapted layers' inputs on the first training batches."""
+    init_iters: int | None = Field(None, ge=1)
+    """pissa: iterations of the fast randomized SVD (peft pissa_niter_N; seconds instead of
+    minutes for a 7B). Unset: the exact SVD."""
+    loraplus_lr_ratio: float | None = Field(None, ge=1.0)
+    """LoRA+: the B matrices learn at train.lr × this ratio (peft create_loraplus_optimizer; the
+    paper suggests 16). Unset: one learning rate for A and B."""
 
     @property
     def alpha_value(self) -> float:

@@ -25,6 +25,7 @@ from dataclasses import replace
 from .methods import METHOD_NAMES, METHODS, PreQuantized, unquantized_twin
 from .spec import Linear, ModelSpec
 
+from .adapter_init import start_up
 from .activations import (fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes, layer_saved_bytes,
                           layer_weight_transient_bytes, logits_peak_bytes, stream_bytes)
 from .plan import GIB, HF, LOSSES, Estimate, Plan, Stack  # noqa: F401  (callers name them memory.Plan, memory.HF, ...)
@@ -236,8 +237,20 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     comps["allocator_overhead"] = int(FRAGMENTATION * (comps["activations"] + comps["logits_loss"]))
     comps["cuda_context"] = CUDA_CONTEXT_BYTES
     peak = sum(comps.values())
+    init = start_up(spec, plan, adapted)
+    init_peak = 0
+    if init.transient_bytes and not plan.sharded:  # sharded: rank 0 initialises on the CPU before FSDP wraps
+        resident = sum(comps.get(k, 0) for k in ("base_weights", "quant_constants", "unquantized_weights",
+                                                  "lora_params", "cuda_context"))
+        init_peak = resident + init.transient_bytes
+        if init_peak > peak:  # the start-up, not training, sets the peak
+            comps["adapter_init"] = init_peak - peak
+            peak = init_peak
 
     notes = _assumptions(spec, plan, adapted, logits, recompute)
+    if init.note:
+        notes += (init.note + (f"; start-up peak {init_peak / GIB:.2f} GiB" if init_peak else
+                               "; run on the CPU before FSDP/ZeRO-3 shards the model" if plan.sharded else ""),)
     if pre is not None:
         notes = (pre.describe() + (f"; {METHODS[asked].label}'s bitsandbytes quantization does not apply, estimated "
                                    f"as {plan.descriptor.label} on it" if asked != plan.method else "")
@@ -245,7 +258,8 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
                  ) + notes
     return Estimate(peak_bytes=peak, components=comps, assumptions=notes,
                     plan=plan, trainable_params=trainable, allocated_bytes=allocated,
-                    transients={"logits_loss": logits, "layer_recompute": recompute})
+                    transients={"logits_loss": logits, "layer_recompute": recompute, "adapter_init": init_peak},
+                    init_flops=init.flops)
 
 
 def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int, recompute: int) -> tuple[str, ...]:

@@ -79,6 +79,8 @@ class Plan:
     pure_bf16: bool = False  # train.precision pure_bf16: no autocast, bf16 adapters and optimizer states
     kbit_upcast: bool = True  # quant.kbit_upcast: keep peft's fp32 upcast of a quantized base's other weights
     loss: str = "standard"  # standard: vocab-sized logits; fused: Liger's fused linear cross-entropy (LOSSES)
+    init: str = "default"  # lora.init: how the adapter starts (config.LORA_INITS; adapter_init.py costs it)
+    init_iters: int | None = None  # lora.init_iters: PiSSA's fast-SVD iterations (None: the exact SVD)
 
     @property
     def descriptor(self) -> Method:
@@ -109,7 +111,7 @@ class Plan:
             gpus=gpus, lora_dropout=cfg.lora.dropout > 0, strategy="ddp" if strategy == "auto" else strategy,
             attention="sdpa" if cfg.train.attention == "auto" else cfg.train.attention,
             loss=KERNEL_LOSS[cfg.train.kernels], kbit_upcast=cfg.quant.kbit_upcast,
-            pure_bf16=cfg.train.precision == "pure_bf16",
+            pure_bf16=cfg.train.precision == "pure_bf16", init=cfg.lora.init, init_iters=cfg.lora.init_iters,
         )
 
 
@@ -122,6 +124,7 @@ class Estimate:
     trainable_params: int
     allocated_bytes: int = 0  # the torch.cuda.max_memory_allocated() view (no context, no fragmentation)
     transients: dict[str, int] = field(default_factory=dict)  # the candidate peaks compared
+    init_flops: float = 0.0  # the adapter initialisation's factorisation FLOPs (adapter_init.py), for the planner
 
     @property
     def peak_gib(self) -> float:

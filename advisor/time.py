@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
+from .adapter_init import start_up_seconds
 from .hardware import Hardware, speed_of
 from .memory import kbit_upcast
 
@@ -327,6 +328,7 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
     step_s = (cfg.train.grad_accum * sum(parts.values()) + device.stack.step_overhead_s) / SCALING[strategy]
     weights_gb = fit.estimate.components.get("base_weights", 0) / 1e9
     setup_s = SETUP_S[device.kind] + weights_gb * fit.gpus / LOAD_GBS
+    init_s = start_up_seconds(fit.estimate.init_flops, device.tflops, device.stack.efficiency, device.kind == "gpu")
     plan = fit.estimate.plan
     similar = [c for c in calibration if c.similar(device.name, fit.method, spec.total_params, plan.seq_len)]
     notes = [f"{device.name}: {device.tflops:g} TFLOP/s, {device.bandwidth_gbs:g} GB/s ({device.source})",
@@ -344,6 +346,10 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
             setup_s = sorted(setups)[len(setups) // 2]  # what this machine took (the load included)
         notes.append(f"calibrated ×{k:.2f} from {len(similar)} run(s) on {device.name}: "
                      + ", ".join(c.run_id for c in similar))
+    if init_s:  # after calibration: a calibrating run's setup did not include this factorisation
+        setup_s += init_s
+        notes.append(f"lora.init {fit.estimate.plan.init}: at least {duration(init_s)} of factorisation at start-up "
+                     "(fp32 FLOPs at the device's fp32 rate; cuSOLVER runs below it, see advisor/adapter_init.py)")
     if data.source == "assumed":
         notes.append("no data scanned: every row assumed a full max_seq_len" +
                      ("" if cfg.train.max_steps else "; give data.path (or --dataset) for steps from epochs"))

@@ -163,6 +163,8 @@ def check_inputs(cfg: RunConfig, force: bool = False) -> None:
         raise RankwiseError("train.precision fp16 needs a GPU (none found)", "set train.precision: auto (fp32 on CPU)")
     from .worker import kernel_options  # the worker's own check (attention kernel, Liger), before a run dir exists
     kernel_options(cfg, "cuda" if hw.has_gpu else "cpu")
+    from .adapter_init import check_options  # lora.init / LoRA+ (the worker checks again with the resolved method)
+    check_options(cfg, "cuda" if hw.has_gpu else "cpu", cfg.distributed.strategy in ("fsdp", "deepspeed"))
     findings = redflags.check(cfg, spec, hw)  # warnings: the worker logs them as events
     errors = [f for f in findings if f.severity == "error"]
     if errors and not force:

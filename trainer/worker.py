@@ -26,7 +26,7 @@ from pathlib import Path
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.methods import LEANEST, METHODS, PreQuantized, unquantized_twin
 
-from . import rundir
+from . import adapter_init, rundir
 from .events import EVENTS_FILE, EventSink, read_events
 from .launch import is_main_process, world_size
 from .process import (RankSink, disk_full, disk_full_message, end_torn_line, install_signal_handlers,
@@ -97,7 +97,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     log.info("run %s: loading libraries", run_dir.name)
     import torch  # deferred: heavy, and only the worker trains
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainingArguments
 
     from rankwise.advisor import hardware, redflags
     from rankwise.advisor.model import load_model
@@ -156,6 +156,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     compute_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
         compute, torch.bfloat16 if pure else torch.float32 if device == "cpu" else (torch.bfloat16 if bf16_ok else torch.float16))
     attn, liger = kernel_options(cfg, device)
+    adapter_init.check_options(cfg, device, sharded, method)  # lora.init / LoRA+ this machine or launch cannot run
     prequantized(spec)  # a GPTQ/AWQ base without the package that loads it: exit 2 here
     optim = cfg.resolved_optimizer(method)
     if sharded and cfg.train.optimizer == "auto":
@@ -211,8 +212,15 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         torch.manual_seed(cfg.train.seed)  # the same LoRA init on every (re)build
         lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha_value, lora_dropout=cfg.lora.dropout,
                           bias=cfg.lora.bias, target_modules=targets, use_rslora=cfg.lora.use_rslora,
-                          task_type="CAUSAL_LM", **how.peft)
-        return get_peft_model(model, lora, autocast_adapter_dtype=not pure)  # pure bf16: adapters stay bf16
+                          task_type="CAUSAL_LM", **how.peft, **adapter_init.peft_init(cfg))
+        model = get_peft_model(model, lora, autocast_adapter_dtype=not pure)  # pure bf16: adapters stay bf16
+        adapter_init.after_wrap(model, cfg, run_dir, model_dir, eva_batches)
+        return model
+
+    def eva_batches():  # EVA's forwards: the training rows as the Trainer batches them (peft moves them to the model)
+        from torch.utils.data import DataLoader
+
+        return DataLoader(train_rows, batch_size=cfg.train.micro_batch, collate_fn=make_collator(tokenizer))
 
     def build_trainer(model, micro: int, accum: int):
         t = cfg.train
@@ -239,7 +247,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             # stops (train.stop_on) keeps it as the adapter
             metric_for_best_model="eval_loss" if val_rows else None, greater_is_better=False if val_rows else None,
         )
-        return Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
+        return adapter_init.trainer_class(cfg)(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
                        data_collator=tokens, callbacks=[events, checkup, checkpoints, SyncedStop(stop), seams, started]
                        + ([samples] if samples else []))
 
@@ -314,7 +322,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
                 trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")  # peft docs
             trainer.save_model(str(adapter))
         elif is_main_process():
-            model.save_pretrained(adapter)
+            adapter_init.save_adapter(model, adapter, cfg, run_dir)  # PiSSA/OLoRA converted for the original base
     nan = stopped is not None and stopped.code == "loss-nan"
     if nan:
         status = "failed"  # with the adapter from before the NaN, when a checkpoint was there

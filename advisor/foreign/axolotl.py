@@ -23,7 +23,7 @@ from .known_keys import AXOLOTL_KEYS
 from .mapping import (Default, Out, Tool, deepspeed,
                       dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
-                      names_for_set, OPTIMS_BACK)
+                      names_for_set, OPTIMS_BACK, loraplus, peft_init)
 
 MARKS = {"base_model", "adapter", "lora_r", "lora_alpha", "lora_target_modules", "lora_target_linear",
          "micro_batch_size", "sequence_len", "load_in_4bit", "load_in_8bit", "datasets", "num_epochs",
@@ -101,6 +101,17 @@ def _val(value, out: Out):
         out.notes.append(f"val_set_size {value} is a row count: rankwise uses data.val_ratio")
 
 
+def _peft(value, out: Out):
+    """peft: {loftq_config: {loftq_bits: N}}: LoftQ (src/axolotl/loaders/adapter.py sets init_lora_weights
+    loftq with LoftQConfig(loftq_bits)); rankwise runs LoftQ on a 4-bit base only."""
+    bits = ((value or {}).get("loftq_config") or {}).get("loftq_bits") if isinstance(value, dict) else None
+    if bits in (4, "4"):
+        out.set("lora.init", "loftq")
+    elif bits:
+        out.not_modelled(f"LoftQ at {bits} bits: rankwise runs LoftQ on a 4-bit base only",
+                         "loftq_bits: 4 with load_in_4bit: true")
+
+
 def _rl(value, out: Out):
     if value:
         out.stage = str(value).lower()
@@ -167,7 +178,8 @@ def _number(value):
 
 TABLE = {
     "base_model": _base_model, "adapter": _adapter, "load_in_4bit": _4bit, "load_in_8bit": _8bit,
-    "peft_use_dora": dora, "lora_r": to("lora.r"), "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"),
+    "peft_use_dora": dora, "peft_init_lora_weights": peft_init, "loraplus_lr_ratio": loraplus, "peft": _peft,
+    "lora_r": to("lora.r"), "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"),
     "lora_target_modules": targets_mapper("regex"), "lora_target_linear": _linear,
     "peft_use_rslora": to("lora.use_rslora"), "learning_rate": to("train.lr", _number),
     "lr_scheduler": scheduler, "micro_batch_size": to("train.micro_batch"), "batch_size": _batch_size,
@@ -202,7 +214,6 @@ NOT_MODELLED = {
     "lora_modules_to_save": "full trainable copies of these modules (e.g. embed_tokens, lm_head): their weights, "
                             "gradients and optimizer states are not in the estimate",
     "lora_target_parameters": "LoRA on parameters (e.g. MoE experts): adapter size and memory not estimated",
-    "loraplus_lr_ratio": "LoRA+: the B matrices learn at learning_rate x this ratio; the lr checks see the base lr",
     "activation_offloading": "activations offloaded to CPU: less GPU memory than estimated",
     "context_parallel_size": "sequences split across GPUs: activation memory per GPU divided",
     "sequence_parallel_degree": "sequences split across GPUs: activation memory per GPU divided",
@@ -239,7 +250,6 @@ NOT_MODELLED = {
                            "not in the estimate",
     "device_map": "weights placed across devices or the CPU: per-GPU memory differs from estimated",
     "relora_cpu_offload": "ReLoRA merges on the CPU",
-    "peft": "peft options (e.g. LoftQ initialisation of a quantized base)",
     "freeze_mm_modules": "which multimodal modules train: an unfrozen vision tower or projector is not in the "
                          "estimate",
     "expert_parallel_num_nvl_bytes": "expert parallelism buffers", "expert_parallel_token_capacity":

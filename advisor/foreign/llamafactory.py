@@ -21,7 +21,8 @@ from __future__ import annotations
 from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
 from .mapping import (Default, Out, Tool, deepspeed,
                       dora, method_with, not_modelled, optimizer, precision_bf16,
-                      precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK)
+                      precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK,
+                      loraplus)
 
 MARKS = {"model_name_or_path", "finetuning_type", "lora_rank", "lora_target", "cutoff_len",
          "per_device_train_batch_size", "quantization_bit", "stage", "template", "num_train_epochs",
@@ -111,6 +112,30 @@ def _flash(value, out: Out):
         out.not_modelled(f"attention kernel {value}: activation memory and speed (the estimate assumes SDPA)")
 
 
+PISSA_ITER = 16  # hparams/finetuning_args.py: pissa_iter default=16 (-1: the exact SVD)
+
+
+def _pissa_iters(out: Out) -> None:
+    iters = out.extra.get("pissa_iter", PISSA_ITER)
+    if isinstance(iters, int) and iters > 0:
+        out.set("lora.init_iters", iters)
+    else:
+        out.values.pop("lora.init_iters", None)
+
+
+def _pissa_init(value, out: Out):
+    """pissa_init: true -> lora.init pissa; FSVD with pissa_iter iterations (model/adapter.py:288-294)."""
+    if value is True:
+        out.set("lora.init", "pissa")
+        _pissa_iters(out)
+
+
+def _pissa_iter(value, out: Out):
+    out.extra["pissa_iter"] = value
+    if out.values.get("lora.init") == "pissa":
+        _pissa_iters(out)
+
+
 def _liger(value, out: Out):
     if value is True:
         out.set("train.kernels", "liger")
@@ -130,14 +155,12 @@ FLAT = {
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
     "save_total_limit": to("train.save_total_limit"), "packing": to("data.packing"), "val_size": _val,
     "max_samples": to("data.max_rows"), "stage": _stage, "pref_loss": _pref_loss, "deepspeed": deepspeed,
-    "flash_attn": _flash, "enable_liger_kernel": _liger,
+    "flash_attn": _flash, "enable_liger_kernel": _liger, "pissa_init": _pissa_init, "pissa_iter": _pissa_iter,
+    "loraplus_lr_ratio": loraplus,
 }
 
 NOT_MODELLED = {
-    "pissa_init": "PiSSA: the adapter starts from the base's principal singular vectors (an SVD at start-up; "
-                  "the lr band differs from LoRA's)",
     "pissa_convert": "PiSSA conversion of the saved adapter",
-    "loraplus_lr_ratio": "LoRA+: the B matrices learn at learning_rate x this ratio; the lr checks see the base lr",
     "use_unsloth": "Unsloth's kernels and gradient offload: less memory than estimated",
     "use_unsloth_gc": "Unsloth's gradient-checkpointing offload: less memory than estimated",
     "neat_packing": "packing without cross-attention between packed sequences (same memory as packing)",

@@ -218,6 +218,31 @@ def resolve_dora(out: "Out") -> None:
                          "(more activation memory and ~1.5-2x step time than LoRA)")
 
 
+# peft init_lora_weights values -> lora.init (True/False: peft's default, False only for debugging)
+PEFT_INITS = {"true": "default", "gaussian": "gaussian", "pissa": "pissa", "olora": "olora", "eva": "eva",
+              "loftq": "loftq"}
+
+
+def peft_init(value, out: "Out") -> None:
+    """peft's init_lora_weights as a tool passes it through (axolotl peft_init_lora_weights): lora.init, with
+    pissa_niter_N as lora.init_iters N; peft's other initialisations (corda, orthogonal, ...) are reported."""
+    text = str(value).lower()
+    if text.startswith("pissa_niter_") and text[len("pissa_niter_"):].isdigit():
+        out.set("lora.init", "pissa")
+        out.set("lora.init_iters", int(text[len("pissa_niter_"):]))
+    elif text in PEFT_INITS:
+        out.set("lora.init", PEFT_INITS[text])
+    elif value not in (None, "", False):
+        out.not_modelled(f"init_lora_weights {value}: an initialisation rankwise does not train (start-up cost "
+                         "not estimated)", "use one of default, gaussian, pissa, olora, loftq, eva")
+
+
+def loraplus(value, out: "Out") -> None:
+    """loraplus_lr_ratio (axolotl and LLaMA-Factory, both peft's create_loraplus_optimizer)."""
+    if value not in (None, "", 0):
+        out.set("lora.loraplus_lr_ratio", float(value) if isinstance(value, (int, float, str)) else value)
+
+
 def positive_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from rankwise.advisor import methods
-from rankwise.advisor.config import ATTENTIONS, KERNELS, OPTIMIZERS, PRECISIONS, STRATEGY_CHOICES, TARGET_SETS
+from rankwise.advisor.config import (ATTENTIONS, KERNELS, LORA_INITS, OPTIMIZERS, PRECISIONS, STRATEGY_CHOICES,
+                                     TARGET_SETS)
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.units import gib
 
@@ -16,7 +17,8 @@ LABELS = {"base_weights": "base weights", "quant_constants": "quantization const
           "optimizer_states": "optimizer states", "lm_head_cast": "lm_head 16-bit copy", "ddp_buckets": "DDP gradient buckets",
           "activations": "activations", "logits_loss": "logits + loss", "allocator_overhead": "allocator overhead",
           "cuda_context": "CUDA context", "gather_layers": "FSDP gather: 2 decoder layers (running + prefetched)",
-          "gather_root": "FSDP gather: root unit (embeddings, lm_head)"}
+          "gather_root": "FSDP gather: root unit (embeddings, lm_head)",
+          "adapter_init": "adapter initialisation (start-up, above training)"}
 
 FIT_TEXT = {v: f"[{FIT_STYLE[v]}]{FIT_LABEL[v]}[/]" + why for v, why in (
     ("fits", " (peak ≤ 90% of the GPU)"),
@@ -53,6 +55,11 @@ def register(sub) -> None:
                    help="4-/8-bit base: keep peft's fp32 upcast of embeddings, norms, lm_head (default on)")
     p.add_argument("--kernels", choices=KERNELS,
                    help="liger: Liger's fused linear cross-entropy, no vocabulary-sized logits (default none)")
+    p.add_argument("--init", choices=LORA_INITS,
+                   help="how the adapter starts: pissa/olora/loftq add an SVD/QR per adapted linear at start-up "
+                        "(memory and time estimated); eva a few forwards (default default)")
+    p.add_argument("--init-iters", dest="init_iters", type=int, metavar="N",
+                   help="--init pissa: fast-SVD iterations (default: the exact SVD)")
     p.add_argument("--dataset", metavar="PATH",
                    help="estimate at the data's real lengths: with packing off, the longest row (up to --seq) "
                         "instead of every row padded to --seq")
@@ -67,7 +74,8 @@ FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lor
          "train.micro_batch": "--batch", "train.max_seq_len": "--seq", "train.grad_checkpointing": "--grad-checkpointing",
          "train.optimizer": "--optimizer", "quant.double_quant": "--no-double-quant", "distributed.gpus": "--gpus",
          "distributed.strategy": "--strategy", "train.attention": "--attention", "train.kernels": "--kernels",
-         "quant.kbit_upcast": "--kbit-upcast", "train.precision": "--precision"}
+         "quant.kbit_upcast": "--kbit-upcast", "train.precision": "--precision", "lora.init": "--init",
+         "lora.init_iters": "--init-iters"}
 
 
 def config_from_args(args):
@@ -104,7 +112,8 @@ def config_from_args(args):
         "distributed.strategy": getattr(args, "strategy", None),
         "train.attention": getattr(args, "attention", None), "train.kernels": getattr(args, "kernels", None),
         "quant.kbit_upcast": getattr(args, "kbit_upcast", None),
-        "train.precision": getattr(args, "precision", None)}.items()
+        "train.precision": getattr(args, "precision", None), "lora.init": getattr(args, "init", None),
+        "lora.init_iters": getattr(args, "init_iters", None)}.items()
         if v is not None}
     try:
         cfg = with_values(cfg, patch)
@@ -145,6 +154,9 @@ def run(args) -> int:
     hw = hardware_from(args)
     judged = assess(spec, cfg, hw)
     est, plan, verdict, gpu_bytes = judged.estimate, judged.estimate.plan, judged.verdict, judged.gpu_bytes
+    from rankwise.advisor.adapter_init import check as check_init
+
+    check_init(plan)  # lora.init the method cannot start: exit 2
     from rankwise.advisor.forecast import forecast
 
     ahead = forecast(spec, cfg, judged, hw, price=getattr(args, "price", None))
