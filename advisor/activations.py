@@ -56,6 +56,7 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
     h, i = spec.hidden_size, spec.intermediate_size
     qd, kvd = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
     total = spec.family.norms_per_layer * 4 * h  # RMSNorm keeps the fp32 copy of its input
+    total += 4 * spec.family.qk_norm_inputs(spec.num_heads, spec.num_kv_heads, spec.head_dim)  # q/k norms: the same
     total += a * (qd + 2 * kvd) + a * qd  # q, k, v and the attention output
     total += _attention_saved_bytes(spec, plan)
     moe = max(1, spec.experts_per_token) if spec.is_moe else 1

@@ -26,7 +26,12 @@ class Family:
     fused_qkv: str | None = None  # one linear computes q, k and v (its leaf name)
     fused_gate_up: str | None = None  # one linear computes the MLP's gate and up projections
     experts_key: str | None = None  # config.json key holding the number of experts (MoE); None: dense
+    expert_inter_key: str | None = None  # config.json key of one expert's MLP width (None: intermediate_size)
     final_softcap_default: float | None = None  # final_logit_softcapping when config.json does not say
+    # RMSNorms on the queries and keys after their projection: "head" normalises each head with one
+    # head_dim-wide weight shared by all heads (Qwen3, Gemma 3); "all" normalises all query heads together
+    # and all key heads together (OLMo 2: weights of heads·head_dim and kv_heads·head_dim); None: no q/k norm.
+    qk_norm: str | None = None
 
     @property
     def minimal_names(self) -> tuple[str, ...]:
@@ -35,6 +40,18 @@ class Family:
 
     def experts(self, cfg: dict) -> int:
         return int(cfg.get(self.experts_key) or 0) if self.experts_key else 0
+
+    def qk_norm_params(self, heads: int, kv_heads: int, head_dim: int) -> int:
+        """The q/k norms' weights in one layer."""
+        if self.qk_norm == "head":
+            return 2 * head_dim
+        if self.qk_norm == "all":
+            return (heads + kv_heads) * head_dim
+        return 0
+
+    def qk_norm_inputs(self, heads: int, kv_heads: int, head_dim: int) -> int:
+        """Elements per token the q/k norms take in one layer (each keeps an fp32 copy for backward)."""
+        return (heads + kv_heads) * head_dim if self.qk_norm else 0
 
     def final_softcap(self, cfg: dict) -> float | None:
         """The final logits' tanh soft-capping (Gemma 2), from config.json or the family's default."""
@@ -56,7 +73,27 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            final_softcap_default=30.0),
     # Phi3Attention.qkv_proj and Phi3MLP.gate_up_proj: fused projections
     Family("phi3", "models/phi3/modeling_phi3.py", fused_qkv="qkv_proj", fused_gate_up="gate_up_proj"),
+    # Qwen3Attention: q_norm/k_norm = Qwen3RMSNorm(head_dim) applied to each head after q_proj/k_proj
+    Family("qwen3", "models/qwen3/modeling_qwen3.py", qk_norm="head"),
+    # Qwen3MoeSparseMoeBlock: a router `gate` and num_experts experts of moe_intermediate_size in every layer
+    # (decoder_sparse_step 1, no mlp_only_layers: other layouts are read on the meta device); Qwen3 attention
+    Family("qwen3_moe", "models/qwen3_moe/modeling_qwen3_moe.py", qk_norm="head", experts_key="num_experts",
+           expert_inter_key="moe_intermediate_size"),
+    # Olmo2DecoderLayer: post_attention_layernorm and post_feedforward_layernorm only; Olmo2Attention:
+    # q_norm = RMSNorm(heads·head_dim), k_norm = RMSNorm(kv_heads·head_dim) over the whole projection
+    Family("olmo2", "models/olmo2/modeling_olmo2.py", qk_norm="all"),
+    # Gemma3DecoderLayer: Gemma 2's four RMSNorms; Gemma3Attention: q_norm/k_norm over each head;
+    # Gemma3TextConfig ties embeddings and has no final soft-capping by default
+    Family("gemma3_text", "models/gemma3/modeling_gemma3.py", norms_per_layer=4, tied_default=True, qk_norm="head"),
 )}
+
+
+def analytic_layout(fam: Family, cfg: dict) -> bool:
+    """Does config.json describe the layout the family's record covers? A MoE whose dense and sparse
+    layers mix (Qwen3-MoE's mlp_only_layers / decoder_sparse_step) is read on the meta device."""
+    if fam.expert_inter_key and (cfg.get("mlp_only_layers") or int(cfg.get("decoder_sparse_step") or 1) != 1):
+        return False
+    return True
 
 # What the estimator assumes for an architecture with no record (read on the meta device):
 # a Llama-style decoder (two RMSNorms a layer, no soft-capping). Said in the estimate's assumptions.
@@ -68,6 +105,6 @@ def family_of(model_type: str) -> Family:
     return FAMILIES.get(model_type, GENERIC)
 
 
-def is_analytic(model_type: str) -> bool:
+def is_analytic(model_type: str, cfg: dict | None = None) -> bool:
     """Shapes computed from config.json alone (no torch)."""
-    return model_type in FAMILIES
+    return model_type in FAMILIES and (cfg is None or analytic_layout(FAMILIES[model_type], cfg))

@@ -3,7 +3,8 @@
 A name resolves, in order, to a local directory or config.json, a model id in the local
 Hugging Face cache (offline), a catalog entry, or a Hugging Face id of the model index
 (`model_index.py`: re-uploads and instruct variants included). Families with a record in `families.py`
-(Llama, Mistral, Mixtral, Qwen2, Gemma 2, Phi-3) are computed analytically from config.json
+(Llama, Mistral, Mixtral, Qwen2, Qwen3 and Qwen3-MoE, OLMo 2, Gemma 2, Gemma 3 text, Phi-3) are
+computed analytically from config.json
 in microseconds; any other architecture transformers knows is instantiated on the meta
 device (see `meta.py`). The shapes themselves (`ModelSpec`, `Linear`) live in `spec.py`.
 """
@@ -38,6 +39,7 @@ def _analytic(name: str, source: str, cfg: dict) -> ModelSpec:
     qkv_bias = fam.qkv_bias or o_bias
     mlp_bias = bool(cfg.get("mlp_bias", False))
     experts = fam.experts(cfg)
+    expert_inter = int(cfg[fam.expert_inter_key]) if fam.expert_inter_key and experts else inter
 
     if fam.fused_qkv:
         attn = [Linear(fam.fused_qkv, "attn", h, (heads + 2 * kv) * hd, L, qkv_bias)]
@@ -46,8 +48,8 @@ def _analytic(name: str, source: str, cfg: dict) -> ModelSpec:
                 Linear("v_proj", "attn", h, kv * hd, L, qkv_bias)]
     attn.append(Linear("o_proj", "attn", heads * hd, h, L, o_bias))
     if experts:  # transformers 5 fuses each layer's experts into 3-D tensors (not nn.Linear)
-        mlp = [Linear("experts.gate_up_proj", "experts", h, 2 * inter, L * experts, adaptable=False),
-               Linear("experts.down_proj", "experts", inter, h, L * experts, adaptable=False)]
+        mlp = [Linear("experts.gate_up_proj", "experts", h, 2 * expert_inter, L * experts, adaptable=False),
+               Linear("experts.down_proj", "experts", expert_inter, h, L * experts, adaptable=False)]
     elif fam.fused_gate_up:
         mlp = [Linear(fam.fused_gate_up, "mlp", h, 2 * inter, L, mlp_bias)]
     else:
@@ -62,7 +64,7 @@ def _analytic(name: str, source: str, cfg: dict) -> ModelSpec:
         "mlp": sum(l.params for l in mlp if l.family == "mlp"),
         "experts": sum(l.params for l in mlp if l.family == "experts"),
         "router": L * experts * h,
-        "norm": (fam.norms_per_layer * L + 1) * h,
+        "norm": (fam.norms_per_layer * L + 1) * h + L * fam.qk_norm_params(heads, kv, hd),
         "lm_head": 0 if tied else vocab * h,
     }
     return ModelSpec(
@@ -79,7 +81,7 @@ def spec_from_config(name: str, source: str, cfg: dict, path: str | None = None)
     mt = cfg.get("model_type")
     if not mt:
         raise RankwiseError(f"{name}: config.json has no model_type", "is this a transformers model config?")
-    if is_analytic(mt):
+    if is_analytic(mt, cfg):
         try:
             spec = _analytic(name, source, cfg)
         except KeyError as e:

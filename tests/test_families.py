@@ -67,3 +67,62 @@ def test_gemma2_soft_capping_defaults_on_and_costs_one_more_logits_copy():
     off = spec_from_config("gemma-2-2b", "catalog", {**catalog.CATALOG["gemma-2-2b"], "final_logit_softcapping": None})
     plan = Plan("lora")
     assert logits_peak_bytes(capped, plan) - logits_peak_bytes(off, plan) == plan.dtype_bytes * capped.vocab_size
+
+
+# Families with q/k norms, read analytically since the index lists them (Qwen3, Qwen3-MoE, OLMo 2, Gemma 3 text):
+# the same shapes as transformers builds on the meta device, and `advise` on them never imports torch.
+QK_NORM_IDS = ["Qwen/Qwen3-0.6B", "Qwen/Qwen3-8B", "Qwen/Qwen3-30B-A3B", "allenai/OLMo-2-1124-7B",
+               "google/gemma-3-1b-it"]
+
+
+def _shape(spec):
+    linears = sorted((l.name, l.family, l.d_in, l.d_out, l.count, l.bias, l.adaptable) for l in spec.linears)
+    return linears, {k: v for k, v in spec.params_by_family.items() if v}, spec.tied_embeddings, spec.num_experts
+
+
+@pytest.mark.parametrize("model_id", QK_NORM_IDS)
+def test_qk_norm_families_are_analytic_and_match_the_meta_device(model_id, monkeypatch):
+    from rankwise.advisor import model_index
+    from rankwise.advisor.meta import read_on_meta
+
+    cfg = model_index.lookup(model_id).config
+    exact = read_on_meta(model_id, "index", dict(cfg))
+
+    def no_meta(*args, **kwargs):
+        raise AssertionError(f"{model_id} went to the meta-device reader")
+
+    monkeypatch.setattr(model, "read_on_meta", no_meta)
+    analytic = spec_from_config(model_id, "index", dict(cfg))
+    assert analytic.family.qk_norm and _shape(analytic) == _shape(exact)
+
+
+def test_a_qwen3_moe_with_dense_layers_goes_to_the_meta_device(monkeypatch):
+    from rankwise.advisor import model_index
+
+    cfg = {**model_index.lookup("Qwen/Qwen3-30B-A3B").config, "mlp_only_layers": [0]}
+    called = []
+    monkeypatch.setattr(model, "read_on_meta", lambda *a: called.append(a) or "meta")
+    assert spec_from_config("mixed", "local", cfg) == "meta" and called
+
+
+def test_qk_norms_keep_their_fp32_inputs_for_backward():
+    """A Qwen3 layer saves 4 bytes per q and k element more than the same shapes without q/k norms."""
+    from rankwise.advisor.activations import layer_saved_bytes
+    from rankwise.advisor.plan import Plan
+
+    qwen3 = load_model("Qwen/Qwen3-8B")
+    as_llama = spec_from_config("llama-shaped", "local", {**qwen3.config, "model_type": "llama", "head_dim": 128})
+    plan = Plan("lora", r=16, targets="standard")
+    extra = layer_saved_bytes(qwen3, plan, qwen3.resolve_targets("standard")) - layer_saved_bytes(
+        as_llama, plan, as_llama.resolve_targets("standard"))
+    assert extra == 4 * (32 + 8) * 128
+
+
+@pytest.mark.parametrize("model_id", ["Qwen/Qwen3-8B", "allenai/OLMo-2-1124-7B", "google/gemma-3-1b-it",
+                                      pytest.param("Qwen/Qwen3-30B-A3B", marks=pytest.mark.slow)])
+def test_advise_on_qk_norm_families_without_torch(model_id):
+    out = subprocess.run([sys.executable, "-c", PRELUDE, "advise", "--model", model_id, "--task", "instruction",
+                          "--gpu-mem", "24GiB", "--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    advice = json.loads(out.stdout)
+    assert all(e["peak_bytes"] > 0 for e in advice["estimates"].values())

@@ -16,11 +16,7 @@ GROUPS = json.loads(model_index.INDEX_FILE.read_text())["groups"]
 
 # Architectures in the index that no family record in families.py describes, so the reader
 # builds them on the meta device (torch, a few seconds) from the index's fields:
-ON_META = {
-    "qwen3": "q_norm/k_norm RMSNorms over each head: no family field says so",
-    "qwen3_moe": "Qwen3 attention plus 128 experts of moe_intermediate_size in every layer",
-    "olmo2": "norms after attention and MLP plus q/k norms over all heads",
-    "gemma3_text": "Gemma 2's four norms plus q/k norms and sliding-window layers",
+ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records since their q/k-norm field)
     # transformers configuration-class defaults (bench/model_index_defaults.py):
     "qwen2_moe": "60 experts plus a gated shared expert in every layer",
     "qwen3_next": "Gated DeltaNet linear attention in 3 layers of 4, 512 experts plus a shared one",
