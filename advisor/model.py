@@ -1,8 +1,9 @@
 """The model reader: `--model` → a `ModelSpec` (shapes, never weights).
 
 A name resolves, in order, to a local directory or config.json, a model id in the local
-Hugging Face cache (offline), a catalog entry, or a Hugging Face id of the model index
-(`model_index.py`: re-uploads and instruct variants included). Families with a record in `families.py`
+Hugging Face cache (offline), a config.json fetched earlier with --fetch-config (`config_cache.py`),
+a catalog entry, a Hugging Face id of the model index (`model_index.py`: re-uploads and instruct
+variants included), and last, only with --fetch-config, a config.json fetched now. Families with a record in `families.py`
 (Llama, Mistral, Mixtral, Qwen2, Qwen3 and Qwen3-MoE, OLMo 2, Gemma 2, Gemma 3 text, Phi-3) are
 computed analytically from config.json
 in microseconds; any other architecture transformers knows is instantiated on the meta
@@ -14,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from . import catalog, model_index
+from . import catalog, config_cache, model_index
 from .errors import RankwiseError, closest
 from .families import FAMILIES, is_analytic
 from .meta import read_on_meta  # light: it imports torch only inside read_on_meta
@@ -127,9 +128,10 @@ def _read_config(path: Path, name: str) -> dict:
         raise RankwiseError(f"{path}:{e.lineno}: not valid JSON: {e.msg}", "is this a model's config.json?") from None
     if not isinstance(data, dict):
         raise RankwiseError(f"{path}: expected a JSON object", "is this a model's config.json?")
-    if "text_config" in data and "hidden_size" not in data and isinstance(data["text_config"], dict):
+    towers = any(k.endswith(("vision_config", "audio_config")) and v for k, v in data.items())
+    if "text_config" in data and "hidden_size" not in data and isinstance(data["text_config"], dict) and not towers:
         data = {**data["text_config"], "model_type": data["text_config"].get("model_type", data.get("model_type"))}
-    return data
+    return data  # a multimodal config stays whole: its towers load with the language model (meta.py)
 
 
 def load_model(name: str) -> ModelSpec:
@@ -149,6 +151,9 @@ def load_model(name: str) -> ModelSpec:
         snap = _cached_snapshot(name)
         if snap:  # the real config.json (and weights, for training) beat any table
             return spec_from_config(name, "hf-cache", _read_config(snap / "config.json", name), str(snap))
+    fetched = None if looks_like_path else config_cache.cached(name)
+    if fetched:  # fetched earlier with --fetch-config (config.json only: no weights)
+        return spec_from_config(name, "fetched", _read_config(fetched, name))
     found = catalog.lookup(name)
     if found:
         key, cfg = found
@@ -158,9 +163,13 @@ def load_model(name: str) -> ModelSpec:
         return spec_from_config(name, "index", entry.config)
     if looks_like_path:
         raise RankwiseError(f"model path not found: {name}", "check the path; it must hold config.json")
+    if config_cache.enabled() and config_cache.is_model_id(name):  # asked for: fetch config.json alone
+        return spec_from_config(name, "fetched", _read_config(config_cache.fetch(name), name))
     names = list(catalog.CATALOG)
     near = closest(name.lower().split("/")[-1], names, 3) + model_index.close_ids(name)
     hint = (f"closest known names: {', '.join(near)}" if near else f"catalog: {', '.join(names)}")
     hint += ("; a local folder, a model already in the Hugging Face cache or a Hugging Face id of the "
              "model index also works (nothing is downloaded)")
+    if config_cache.is_model_id(name):
+        hint += "; --fetch-config fetches this id's config.json (no weights) and keeps it for later runs"
     raise RankwiseError(f"unknown model {name!r}", hint)

@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: usage errors exit 2 after printing usage
         return int(e.code or 0)
+    from rankwise.advisor import config_cache
+
+    config_cache.configure(getattr(args, "fetch_config", False), getattr(args, "runs_dir", None))
     try:
         if args.command is None:
             if args.preset:

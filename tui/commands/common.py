@@ -18,6 +18,10 @@ def add_planning(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gpu-mem", metavar="SIZE", help="memory per GPU, e.g. 24GiB or 80GB")
     g.add_argument("--gpus", type=int, metavar="N", help="number of GPUs (0: plan for a machine without one)")
     g.add_argument("--gpu", metavar="NAME", help=f"a named GPU: {', '.join(hardware.GPU_TABLE)}")
+    g.add_argument("--fetch-config", action="store_true", default=argparse.SUPPRESS,
+                   help="for a Hugging Face id rankwise does not know: fetch just its config.json (no weights) "
+                        "and keep it under <runs dir>/.model-configs ($RANKWISE_CACHE moves it); never when "
+                        "HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set")
     g.add_argument("--price", type=float, metavar="PER_GPU_HOUR",
                    help="price of one GPU-hour for the cost figure (default: prices: in ~/.config/rankwise/config.yaml, "
                         "else a list price per named GPU)")
