@@ -135,7 +135,51 @@ def test_a_taken_over_run_is_followed_from_its_latest_start(tmp_path):
     assert _last_start(tmp_path) == len(first.encode())
 
 
+def test_trials_follow_the_one_alpha_lr_parametrisation(tmp_path):
+    """alpha is held at every rank; the lr moves with rank only where the parametrisation says (rsLoRA:
+    the update scale alpha/sqrt(r) grows with r, so the lr falls as sqrt(r0/r)... times sqrt, see coupling)."""
+    from rankwise.advisor import coupling
+    from rankwise.trainer import sweep as sw
+
+    p = sw.plan("demo-cpu", [], [4, 16, 64], 4, None, None, str(tmp_path / "s"), str(tmp_path / "runs"), None)
+    assert [(c.lora.alpha, c.train.lr) for c in (sw.trial_config(p, r) for r in (4, 16, 64))] == [(32, 3e-3)] * 3
+    rs = sw.plan("demo-cpu", ["lora.use_rslora=true"], [4, 16, 64], 4, None, None, str(tmp_path / "s2"),
+                 str(tmp_path / "runs"), None)
+    lrs = [sw.trial_config(rs, r).train.lr for r in (4, 16, 64)]
+    assert lrs[1] == 3e-3 and lrs[0] > lrs[1] > lrs[2]  # the preset's rank keeps its lr
+    assert lrs[2] == pytest.approx(3e-3 * coupling.learning_rate(None, 64, 32, True)
+                                   / coupling.learning_rate(None, 16, 32, True), rel=1e-2)
+    grid = sw.plan("demo-cpu", [], [4, 8], 4, None, None, str(tmp_path / "s3"), str(tmp_path / "runs"), None,
+                   lrs=sw.parse_lrs("1e-4,4e-4"))
+    assert grid.phases() == ["sweep-lr0.0001", "sweep-lr0.0004"]
+    assert sw.trial_config(grid, 8, "sweep-lr0.0004").train.lr == 4e-4
+    assert any("too short to separate ranks" in n for n in p.notes)  # 4 steps x 8 x 128 tokens: far under capacity
+    with pytest.raises(Exception, match="--lrs"):
+        sw.parse_lrs("1e-4,fast")
+
+
 # ------------------------------------------------------------------ real sweeps (slow)
+
+
+@pytest.mark.slow
+def test_a_learning_rate_grid_compares_each_rank_at_its_best(tmp_path):
+    proc = sweep(tmp_path, "--ranks", "2,8", "--lrs", "3e-4,3e-3", *QUICK, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["lrs"] == [3e-4, 3e-3] and out["alpha"] == 32
+    assert "learning rates 0.0003, 0.003 at each rank" in " ".join(proc.stderr.split())
+    for t in out["trials"]:
+        losses = {float(k): v for k, v in t["lr_losses"].items()}
+        assert set(losses) == {3e-4, 3e-3} and all(v > 0 for v in losses.values())
+        assert t["lr"] == min(losses, key=losses.get)  # the rank at its best learning rate
+        assert t["val_loss"] == losses[t["lr"]]
+    for r in (2, 8):  # one real run per rank and learning rate
+        assert len(sorted((tmp_path / "runs").glob(f"demo-cpu-sweep-lr*-r{r}-*"))) == 2
+    from rankwise.advisor.loader import load_config
+
+    rec = load_config(tmp_path / "sweep" / "recommended.yaml")
+    best = next(t for t in out["trials"] if t["rank"] == out["recommended_rank"])
+    assert rec.train.lr == best["lr"] and rec.lora.alpha == 32
 
 
 @pytest.mark.slow
@@ -154,12 +198,13 @@ def test_three_rank_sweep_recommends_a_rank_and_resumes_with_one_more(tmp_path):
     assert (sweep_dir / "trials.json").is_file() and (sweep_dir / "results.csv").read_text().startswith("rank,status")
     assert json.loads((sweep_dir / "results.json").read_text())["recommended_rank"] == out["recommended_rank"]
     rec = load_config(sweep_dir / "recommended.yaml")
-    assert rec.lora.r == out["recommended_rank"] and rec.lora.alpha == 2 * rec.lora.r
+    # alpha held at the preset's value (r 16, alpha unset: 32) at every rank, lr unchanged (advisor/coupling.py)
+    assert rec.lora.r == out["recommended_rank"] and rec.lora.alpha == 32 and rec.train.lr == 3e-3
     assert rec.train.max_steps == 60  # the preset's own length, not the sweep's
     for r in (2, 8, 32):  # each trial is a real run with its own event log, same seed and steps
         (d,) = run_dirs(tmp_path, r)
         cfg = load_config(d / "config.yaml")
-        assert (cfg.lora.r, cfg.lora.alpha, cfg.train.max_steps, cfg.train.seed) == (r, 2 * r, 4, 42)
+        assert (cfg.lora.r, cfg.lora.alpha, cfg.train.lr, cfg.train.max_steps, cfg.train.seed) == (r, 32, 3e-3, 4, 42)
         assert '"type": "end"' in (d / "events.jsonl").read_text()
 
     again = sweep(tmp_path, "--ranks", "2,8,16,32", *QUICK)  # the same sweep with one more rank

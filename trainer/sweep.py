@@ -1,7 +1,9 @@
 """The rank sweep: short real runs over a grid of ranks, recorded in the sweep folder, read by advisor/knee.py.
 
-Every trial is a real run of the same preset with `lora.r` (and alpha, kept at the preset's
-alpha/r ratio, 2 by default), the same data, seed and number of steps, started through
+Every trial is a real run of the same preset with `lora.r` (alpha held at the preset's value
+and the learning rate moved with rank as advisor/coupling.py says: rankwise's one alpha/lr
+parametrisation; with `--lrs` one trial per rank and learning rate, each rank compared at its
+best), the same data, seed and number of steps, started through
 trainer/start.py like any run: checked, then a worker in its own process session with its own
 run directory and event log, so a trial outlives the sweep process like any run. The sweep
 only reads the trial's event log: a trial clearly worse than the best finished one (`clearly_worse`)
@@ -32,14 +34,16 @@ from rankwise.advisor.errors import RankwiseError
 from .events import EVENTS_FILE, Eval, Start, read_events
 from .follow import Follower
 from .sweep_plan import (MAX_CURVE, RECOMMENDED, RESULTS_CSV, RESULTS_JSON, SweepPlan, _downsample,
-                         curve_from_events, default_steps, eval_every, fit_reason, parse_ranks, plan, read_results,
-                         recommended_yaml, sweep_id, trial_config, write_results)
+                         curve_from_events, default_steps, eval_every, fit_reason, parse_lrs, parse_ranks, phase_lr,
+                         plan, read_results, recommended_yaml, sweep_id, too_short, trial_config, trial_lr,
+                         write_results)
 from .sweep_trials import GRACE_S, HEARTBEAT_S, TRIALS, Ledger, is_stale
 
 __all__ = [  # the sweep's one face for the CLI and the TUI: planning and results come from sweep_plan
     "RECOMMENDED", "RESULTS_CSV", "RESULTS_JSON", "TRIALS", "SweepPlan", "Interrupted", "clearly_worse", "curves",
     "default_steps", "enqueue", "eval_every", "fit_reason", "parse_ranks", "plan", "read_results",
     "recommended_yaml", "sweep_id", "trial_config", "validate_top_two", "work", "write_results",
+    "parse_lrs", "phase_lr", "trial_lr", "too_short", "best_curves",
 ]
 
 PRUNE_MARGIN = 0.10  # "clearly worse": >10% above the best finished trial's eval loss at the same step
@@ -173,7 +177,7 @@ def run_trial(p: SweepPlan, book: Ledger, trial: dict, env: dict, say, on_progre
               stopping: threading.Event | None = None) -> str:
     """Run (or take over) one claimed trial to its end and record how it ended. Returns its status."""
     rank, phase = trial["rank"], trial["phase"]
-    trial["max_steps"] = p.steps if phase == "sweep" else p.cfg.train.max_steps
+    trial["max_steps"] = p.steps if phase.startswith("sweep") else p.cfg.train.max_steps
     earlier = trial.get("run_dir")
     run_dir = proc = None
     try:
@@ -325,6 +329,35 @@ def curves(p: SweepPlan, phase: str = "sweep") -> tuple[list[kn.Curve], dict]:
                             t.get("note"), codes))
         runs[t["rank"]] = {"run_id": t.get("run_id"), "run_dir": t.get("run_dir"), "trial": t.get("seq")}
     out += [kn.Curve(r, "skipped", note=why) for r, why in p.skipped.items() if r not in runs]
+    return out, runs
+
+
+def best_curves(p: SweepPlan) -> tuple[list[kn.Curve], dict]:
+    """One curve per rank, at that rank's best learning rate of the grid (--lrs): the lowest last eval
+    loss among its finished trials. Each rank's run says which lr won and every lr's loss. Without a
+    grid, `curves(p)`."""
+    if len(p.lrs) <= 1:
+        return curves(p)
+    by_rank: dict[int, list[tuple[float, kn.Curve, dict]]] = {}
+    skipped = []
+    for phase in p.phases():
+        lr = phase_lr(phase)
+        cs, runs = curves(p, phase)
+        for c in cs:
+            if c.status == "skipped":
+                skipped.append(c)
+                continue
+            by_rank.setdefault(c.rank, []).append((lr, c, runs.get(c.rank, {})))
+    out, runs = [], {}
+    for rank, tried in sorted(by_rank.items()):
+        done = [t for t in tried if t[1].status == "complete" and t[1].evals]
+        lr, curve, run = min(done, key=lambda t: t[1].evals[-1][1]) if done else tried[0]
+        out.append(curve)
+        runs[rank] = {**run, "lr": trial_lr(p, rank, lr),
+                      "lr_losses": {f"{trial_lr(p, rank, x):g}": (c.evals[-1][1] if c.evals else None)
+                                    for x, c, _ in tried}}
+    seen = {c.rank for c in out}
+    out += [c for c in skipped if c.rank not in seen and not seen.add(c.rank)]
     return out, runs
 
 

@@ -38,6 +38,38 @@ class SweepPlan:
     prune: bool = True
     slots: list[str | None] = field(default_factory=lambda: [None])  # CUDA_VISIBLE_DEVICES per parallel trial
     notes: list[str] = field(default_factory=list)
+    alpha: float | None = None  # held at every rank (advisor/coupling.py); None: the preset's alpha
+    lrs: list[float] = field(default_factory=list)  # a learning-rate grid per rank (--lrs); empty: the preset's
+
+    @property
+    def alpha_value(self) -> float:
+        return self.alpha if self.alpha is not None else self.cfg.lora.alpha_value
+
+    def phases(self) -> list[str]:
+        """One sweep phase per learning rate of the grid ("sweep" alone without --lrs)."""
+        return [lr_phase(lr) for lr in self.lrs] if len(self.lrs) > 1 else ["sweep"]
+
+
+def lr_phase(lr: float) -> str:
+    """The sweep phase of one learning rate of the grid: sweep-lr0.0002."""
+    return f"sweep-lr{lr:g}"
+
+
+def phase_lr(phase: str) -> float | None:
+    return float(phase[len("sweep-lr"):]) if phase.startswith("sweep-lr") else None
+
+
+def parse_lrs(text: str | None) -> list[float]:
+    if not text:
+        return []
+    try:
+        lrs = [float(x) for x in str(text).replace(" ", "").split(",") if x]
+    except ValueError:
+        raise RankwiseError(f"--lrs {text!r}: not a comma-separated list of learning rates",
+                            "e.g. --lrs 1e-4,2e-4,4e-4") from None
+    if not lrs or any(not 0 < x < 1 for x in lrs):
+        raise RankwiseError(f"--lrs {text!r}: learning rates must be between 0 and 1", "e.g. --lrs 1e-4,2e-4,4e-4")
+    return sorted(set(lrs))
 
 
 # ------------------------------------------------------------------ planning (no torch)
@@ -67,9 +99,10 @@ def eval_every(steps: int) -> int:
 
 
 def sweep_id(name: str, cfg, steps: int | None, minutes: float | None) -> str:
-    """Same preset, overrides and length → same id: re-running the command resumes the sweep."""
+    """Same preset, overrides and length → same id: re-running the command resumes the sweep (a
+    learning-rate grid adds phases to the same sweep)."""
     base = cfg.model_copy(deep=True)
-    base.lora.r, base.lora.alpha = 1, None
+    base.lora.r, base.lora.alpha = 1, cfg.lora.alpha_value  # alpha is held at every rank: part of the sweep
     digest = hashlib.sha256(f"{base.to_yaml()}|{steps}|{minutes}".encode()).hexdigest()[:8]
     return f"{name}-{digest}"
 
@@ -97,7 +130,8 @@ def fit_reason(cfg, rank: int, hw) -> str | None:
 
 def plan(preset_ref: str, overrides: list[str], ranks: list[int], steps: int | None, minutes: float | None,
          hw, sweep_dir: str | None, runs_dir: str | None, storage: str | None,
-         threshold: float = kn.DEFAULT_THRESHOLD, prune: bool = True, slots: list[str | None] | None = None) -> SweepPlan:
+         threshold: float = kn.DEFAULT_THRESHOLD, prune: bool = True, slots: list[str | None] | None = None,
+         lrs: list[float] | None = None) -> SweepPlan:
     from rankwise.advisor.loader import load_config
     from rankwise.advisor.presets import resolve_preset
 
@@ -141,19 +175,64 @@ def plan(preset_ref: str, overrides: list[str], ranks: list[int], steps: int | N
     if not run:
         raise RankwiseError(f"no rank in {ranks} fits the GPU: {skipped[ranks[0]]}",
                             "try smaller ranks, method qlora, or a smaller micro_batch/max_seq_len")
+    short = too_short(cfg, run, steps)
+    if short:
+        notes.append(short)
     return SweepPlan(preset=preset, cfg=cfg, name=name, ranks=run, skipped=skipped, steps=steps, minutes=minutes,
                      alpha_ratio=ratio, sweep_dir=sdir.resolve(), runs_dir=root.resolve(),
                      storage=str((sdir / TRIALS).resolve()), study_name=sid,
-                     threshold=threshold, prune=prune, slots=slots or [None], notes=notes)
+                     threshold=threshold, prune=prune, slots=slots or [None], notes=notes,
+                     alpha=cfg.lora.alpha_value, lrs=list(lrs or []))
+
+
+def too_short(cfg, ranks: list[int], steps: int | None) -> str | None:
+    """Why trials of `steps` cannot separate the ranks, or None. Early in training every rank follows
+    the same loss curve; a low rank falls off it only once the tokens trained exceed its capacity
+    (TML 2025, "LoRA Without Regret"; the capacity arithmetic of advisor/recommend.py)."""
+    from rankwise.advisor.model import load_model
+    from rankwise.advisor.recommend import capacity_limited
+    from rankwise.advisor.units import human_count
+
+    if not steps or len(ranks) < 2:
+        return None
+    try:
+        spec = load_model(cfg.model.name)
+        trainable = spec.lora_params(cfg.lora.target_modules, min(ranks))
+    except RankwiseError:
+        return None
+    tokens = steps * cfg.train.effective_batch * cfg.train.max_seq_len  # at most: every row a full sequence
+    if capacity_limited(tokens, trainable):
+        return None
+    from rankwise.advisor.recommend import BITS_PER_PARAM, BITS_PER_TOKEN
+
+    cap = int(trainable * BITS_PER_PARAM / BITS_PER_TOKEN)
+    return (f"trials too short to separate ranks: {steps} steps train on at most ~{human_count(tokens)} tokens, "
+            f"within even r={min(ranks)}'s ~{human_count(cap)}-token capacity ({human_count(trainable)} trainable "
+            "parameters); every rank follows the same loss curve that early (low ranks fall off it only after "
+            "enough steps, TML 2025), so differences between ranks are mostly noise: give more --steps or --minutes")
+
+
+def trial_lr(p: SweepPlan, rank: int, lr: float | None = None) -> float:
+    """The learning rate of a trial: the preset's (or the grid's `lr`), moved with rank as rankwise's
+    one parametrisation says (advisor/coupling.py): unchanged at a fixed alpha, scaled under rsLoRA."""
+    from rankwise.advisor import coupling
+
+    base = lr if lr is not None else p.cfg.train.lr
+    lora = p.cfg.lora
+    ratio = coupling.learning_rate(None, rank, p.alpha_value, lora.use_rslora) / \
+        coupling.learning_rate(None, lora.r, p.alpha_value, lora.use_rslora)
+    return float(f"{base * ratio:.3g}")
 
 
 def trial_config(p: SweepPlan, rank: int, phase: str = "sweep"):
-    """The preset with this rank, alpha at the same ratio, and the sweep's length and eval cadence."""
+    """The preset with this rank, alpha held (rankwise's one parametrisation, advisor/coupling.py),
+    the phase's learning rate, and the sweep's length and eval cadence."""
     c = p.cfg.model_copy(deep=True)
     c.lora.r = rank
-    c.lora.alpha = round(p.alpha_ratio * rank, 6)
+    c.lora.alpha = p.alpha_value
+    c.train.lr = trial_lr(p, rank, phase_lr(phase))
     c.output.name = f"{p.name}-{phase}-r{rank}"
-    if phase == "sweep" and p.steps:
+    if phase.startswith("sweep") and p.steps:
         c.train.max_steps = p.steps
         c.train.eval_steps = eval_every(p.steps)
         c.train.logging_steps = max(1, p.steps // 100)
@@ -162,10 +241,11 @@ def trial_config(p: SweepPlan, rank: int, phase: str = "sweep"):
     return c
 
 
-def recommended_yaml(p: SweepPlan, rank: int, reason: str) -> str:
+def recommended_yaml(p: SweepPlan, rank: int, reason: str, lr: float | None = None) -> str:
     c = p.cfg.model_copy(deep=True)
     c.lora.r = rank
-    c.lora.alpha = round(p.alpha_ratio * rank, 6)
+    c.lora.alpha = p.alpha_value
+    c.train.lr = trial_lr(p, rank, lr)
     c.name = f"{p.name}-r{rank}"
     header = (f"# {p.name} with the rank chosen by `rankwise sweep` ({p.sweep_dir.name}):\n"
               f"# {reason}\n# Launch: rankwise train --preset {p.sweep_dir / RECOMMENDED}\n")
@@ -201,25 +281,34 @@ def write_results(p: SweepPlan, analysis: kn.Analysis, runs: dict, state: str, v
         d = r.to_dict()
         d.update(runs.get(r.rank, {}))
         trials.append(d)
+    losses = [t["val_loss"] for t in trials if t.get("status") == "complete" and t.get("val_loss") is not None]
+    close = []
+    if len(losses) >= 2 and (max(losses) - min(losses)) < p.threshold * min(losses):
+        close = [f"every rank within {100 * (max(losses) / min(losses) - 1):.1f}% of the best (under the "
+                 f"{100 * p.threshold:g}% threshold): the trials may be too short to separate ranks (low ranks fall "
+                 "off the loss curve only after enough steps, TML 2025); longer --steps or --minutes can tell them "
+                 "apart"]
     data = {
         "sweep_id": p.study_name, "state": state, "preset": str(p.preset), "storage": p.storage,
         "steps": p.steps, "minutes": p.minutes, "alpha_ratio": p.alpha_ratio, "threshold": p.threshold,
+        "alpha": p.alpha_value, "lrs": list(p.lrs),
         "recommended_rank": analysis.recommended_rank,
         "reason": analysis.reason + (f"; {reason_suffix}" if reason_suffix else ""), "knee_rank": analysis.knee_rank,
         "common_step": analysis.common_step, "sweep_dir": str(p.sweep_dir),
-        "recommended_preset": str(p.sweep_dir / RECOMMENDED) if analysis.recommended_rank is not None and state == "done" else None, "notes": list(p.notes) + list(analysis.notes),
+        "recommended_preset": str(p.sweep_dir / RECOMMENDED) if analysis.recommended_rank is not None and state == "done" else None, "notes": list(p.notes) + list(analysis.notes) + close,
         "trials": trials, "validation": validation, "updated": time.time(),
     }
     p.sweep_dir.mkdir(parents=True, exist_ok=True)
     write_json(p.sweep_dir / RESULTS_JSON, data)
     cols = ["rank", "status", "val_loss", "best_val_loss", "final_val_loss", "train_loss", "gap_start", "gap_end",
-            "gap_growing", "spikes", "roughness", "stable", "run_id", "note"]
+            "gap_growing", "spikes", "roughness", "stable", "run_id", "note", "lr"]
     lines = [",".join(cols)]
     for t in trials:
         lines.append(",".join(_csv(t.get(c)) for c in cols))
     write_atomic(p.sweep_dir / RESULTS_CSV, "\n".join(lines) + "\n")
     if analysis.recommended_rank is not None and state == "done":
-        write_atomic(p.sweep_dir / RECOMMENDED, recommended_yaml(p, analysis.recommended_rank, data["reason"]))
+        best_lr = runs.get(analysis.recommended_rank, {}).get("lr") if len(p.lrs) > 1 else None
+        write_atomic(p.sweep_dir / RECOMMENDED, recommended_yaml(p, analysis.recommended_rank, data["reason"], best_lr))
     return data
 
 

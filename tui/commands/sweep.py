@@ -18,8 +18,10 @@ DEFAULT_RANKS = "4,8,16,32,64"
 
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="short real runs over a grid of ranks; recommends the rank at the knee",
-                       description="Train the preset briefly at each rank (same data, seed and steps; alpha keeps "
-                                   "its ratio to r), find the knee of validation loss against rank, and write a "
+                       description="Train the preset briefly at each rank (same data, seed and steps; alpha held "
+                                   "at the preset's value and the learning rate moved with rank as rankwise's one "
+                                   "alpha/lr parametrisation says; --lrs tries a small learning-rate grid per rank), "
+                                   "find the knee of validation loss against rank, and write a "
                                    "preset with the recommended rank. Trials are recorded in "
                                    "<runs-dir>/sweeps/<id>/trials.json: re-run the same command to resume.")
     p.add_argument("--preset", required=True, metavar="NAME|FILE", help="a shipped preset name or a YAML file")
@@ -27,6 +29,9 @@ def register(sub) -> None:
                    help="override a preset key for every trial, e.g. --set train.lr=1e-4 (repeatable)")
     p.add_argument("--ranks", default=DEFAULT_RANKS, metavar="R,R,...",
                    help=f"ranks to try (default {DEFAULT_RANKS}); more can be added later to the same sweep")
+    p.add_argument("--lrs", metavar="LR,LR,...",
+                   help="a learning-rate grid per rank, e.g. 1e-4,2e-4,4e-4: each rank is compared at its best "
+                        "(default: the preset's train.lr only)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, metavar="N",
                         help="steps per trial (default: a quarter of the preset's max_steps, at least 10; "
@@ -121,17 +126,21 @@ def run(args) -> int:
     from rankwise.trainer import sweep
 
     ranks = sweep.parse_ranks(args.ranks)
+    lrs = sweep.parse_lrs(getattr(args, "lrs", None))
     p = sweep.plan(args.preset, getattr(args, "overrides", None) or [], ranks, args.steps, args.minutes,
                    hardware_from(args), args.sweep_dir, getattr(args, "runs_dir", None), args.storage,
-                   threshold=args.threshold, prune=args.prune, slots=_slots(args))
+                   threshold=args.threshold, prune=args.prune, slots=_slots(args), lrs=lrs)
     from rankwise.trainer.start import check_inputs
 
     for r in (min(p.ranks), max(p.ranks)):  # weights, data and error-level red flags: before any trial starts
         check_inputs(sweep.trial_config(p, r))
-    new = sweep.enqueue(p, p.ranks)
+    new = sorted(set().union(*(sweep.enqueue(p, p.ranks, phase) for phase in p.phases())))
     length = f"{p.steps} steps" if p.steps and not p.minutes else f"{p.minutes:g} min" + (
         f" (at most {p.steps} steps)" if p.steps else "")
-    _say(f"sweep {p.study_name}: ranks {', '.join(map(str, p.ranks))}, {length} each, alpha = {p.alpha_ratio:g}·r")
+    lr_words = (f"learning rates {', '.join(f'{x:g}' for x in p.lrs)} at each rank (each rank at its best)"
+                if len(p.lrs) > 1 else f"lr {sweep.trial_lr(p, p.cfg.lora.r):g}")
+    _say(f"sweep {p.study_name}: ranks {', '.join(map(str, p.ranks))}, {length} each, alpha {p.alpha_value:g} at "
+         f"every rank, {lr_words}")
     _say(f"  folder {p.sweep_dir}")
     done = [r for r in p.ranks if r not in new]
     if done:
@@ -153,7 +162,7 @@ def run(args) -> int:
     def partial() -> None:
         if not args.worker:
             with writing:
-                cs, runs = sweep.curves(p)
+                cs, runs = sweep.best_curves(p)
                 sweep.write_results(p, knee.analyse(cs, p.threshold), runs, "running")
 
     from rankwise.trainer import sweep_driver
@@ -163,11 +172,12 @@ def run(args) -> int:
         sweep_driver.record(p.sweep_dir)  # the Sweep screen finds the process to stop here
     try:
         partial()  # the Sweep screen shows the queued ranks at once
-        sweep.work(p, "sweep", _progress, wait_for_others=not args.worker, on_trial=partial)
+        for phase in p.phases():
+            sweep.work(p, phase, _progress, wait_for_others=not args.worker, on_trial=partial)
         if args.worker:
             _say(f"worker done: no queued trial left in {p.study_name}; the starting command analyses")
             return 0
-        cs, runs = sweep.curves(p)
+        cs, runs = sweep.best_curves(p)
         analysis = knee.analyse(cs, p.threshold)
         if args.refine and analysis.recommended_rank is not None:
             tested = [c.rank for c in cs]
@@ -176,16 +186,17 @@ def run(args) -> int:
             if extra:
                 _say(f"refining around r={analysis.recommended_rank}: {', '.join(map(str, extra))}")
                 p.ranks = sorted(set(p.ranks) | set(extra))
-                sweep.enqueue(p, extra)
-                sweep.work(p, "sweep", _progress, on_trial=partial)
-                cs, runs = sweep.curves(p)
+                for phase in p.phases():
+                    sweep.enqueue(p, extra, phase)
+                    sweep.work(p, phase, _progress, on_trial=partial)
+                cs, runs = sweep.best_curves(p)
                 analysis = knee.analyse(cs, p.threshold)
         validation = None
         if args.validate and analysis.recommended_rank is not None:
             _say("validating the top two ranks at the preset's full length")
             validation = sweep.validate_top_two(p, analysis, _progress)
     except (sweep.Interrupted, KeyboardInterrupt):  # KeyboardInterrupt: stopped between trials
-        cs, runs = sweep.curves(p)
+        cs, runs = sweep.best_curves(p)
         sweep.write_results(p, knee.analyse(cs, p.threshold), runs, "interrupted")
         _say(f"interrupted: the running trial was stopped and queued again; re-run the same command "
              f"(--sweep-dir {p.sweep_dir}) to continue")
