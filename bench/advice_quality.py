@@ -1,0 +1,568 @@
+"""How good is `rankwise advise`? Regret of the advised config on a synthetic world, on the CPU.
+
+Nothing is downloaded: the script makes its own world, tokenizer and base model from fixed seeds.
+
+The world. Entities with two-syllable names ("ka zor") drawn from a small syllable set, each with
+one value per attribute (city, job, colour, pet, ...; every value equally likely). Rendered as text
+in two ways: statements ("ka zor lives in vek .") and questions ("q : where does ka zor live ? a :
+vek ."). The tokenizer is word level (one token per syllable, keyword and value).
+
+The base. A tiny Llama (transformers LlamaConfig, random init) pretrained on statements and
+questions about the *known* entities, so it knows them and knows how questions map to facts. It is
+saved (config.json + safetensors) under a cache folder outside the repository
+($RANKWISE_BENCH_CACHE, default <tmp>/rankwise-bench/advice_quality/<hash of its settings>) and
+reused by later runs.
+
+The tasks, mirroring `rankwise advise --task`:
+- knowledge (advised as task `domain`): new facts about *unseen* entities. Training rows: every
+  statement about the new entities, plus the questions about half of them. Evaluated on the
+  questions about the other half (held-out entities): can the adapter store new facts so that they
+  can be asked for in another form?
+- format (advised as task `format`): a new format for asking about *known* entities, a card
+  ("card : ka zor | city = vek |", words the base never saw). Trained on the cards of some known
+  entities, evaluated on the cards of the other known entities (held out): the new format must
+  reach facts the base already holds.
+The eval loss is the mean cross-entropy of the attribute-value tokens of the held-out rows.
+
+The advised config comes from rankwise's recommender at run time (`advise()`, the function behind
+`rankwise advise --json`, here for this model on this machine, with the task's row count and
+sequence length), so the script measures whatever the advice is when it runs. `--advice-from REV`
+also scores the advice of an older commit (its recommender, called the same way) against the same
+grid.
+
+Training is a plain peft loop that applies the settings the trainer's worker passes to peft and
+the HF Trainer (trainer/worker.py): LoraConfig(r, alpha, dropout, bias, target set resolved by the
+model spec, rsLoRA), AdamW with the config's weight decay and gradient clipping, the config's
+scheduler with its warmup ratio, the effective batch (micro-batch × grad accum) as one batch, the
+config's epochs, the loss over the completion tokens. Not the worker itself: a subprocess per
+trial would cost more time in start-up than in training. Evaluation is at the end of training (no
+best-checkpoint selection, which would need a validation split apart from the eval rows).
+
+The grid (per task; settings it does not sweep stay at the advice's values):
+- targets: all-linear, and attention-only (`standard`) at the same rank *and* at the rank that
+  matches all-linear's trainable parameter count;
+- rank: a few values from capacity-limited to ample;
+- α/lr coupling: α = 2r (the update scale stays 2: the stable lr should fall as r rises) and α
+  fixed (the scale falls as 1/r: the optimal lr should stay put);
+- epochs: a short and a longer run;
+- the learning rate swept per condition (each condition at its best lr).
+Regret = (eval loss of the advised config − best eval loss of the grid) / best eval loss. The
+target is regret ≤ 5% for each task. Also shown: the regret of the advice's choices with only its
+learning rate swept ("structure" regret: does the advice pick the right targets/rank/α/epochs even
+when the lr scale does not transfer to a model this small), the best lr per rank and coupling
+(where does the lr optimum move), all-linear vs attention-only at matched parameters, and the best
+loss by rank (is the rank capacity-limited). The point is the logic of the advice, not absolute
+numbers: a model this small is not a 7B model.
+
+Run: python3 bench/advice_quality.py [--quick] [--threads 1|2] [--cache DIR] [--advice-from REV]
+--quick (a few minutes) uses a smaller world, a short pretraining and a small grid; the default
+(full) mode is sized to stay under ~40 minutes on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+SYLLABLES = ["ka", "zor", "mi", "tel", "vo", "rin", "sa", "bek", "lu", "dra", "pi", "mon", "ze", "gul", "to", "fen",
+             "ri", "yas", "no", "kul", "be", "thar", "wi", "dun"]
+ATTRIBUTES = {  # name → (statement template, question, values)
+    "city": ("{e} lives in {v} .", "where does {e} live ?",
+             ["vek", "orla", "tamsin", "brev", "quill", "osk", "merra", "dalun", "sif", "pell", "karst", "ume",
+              "hollin", "zask", "ferro", "nim"]),
+    "job": ("{e} works as a {v} .", "what is the job of {e} ?",
+            ["smith", "baker", "sailor", "scribe", "miner", "weaver", "healer", "hunter", "potter", "tanner",
+             "mason", "brewer", "fletcher", "cooper", "glazier", "dyer"]),
+    "color": ("the favourite colour of {e} is {v} .", "what colour does {e} like ?",
+              ["red", "blue", "green", "amber", "violet", "grey", "white", "black", "teal", "gold", "pink", "rust",
+               "olive", "navy", "cream", "plum"]),
+    "pet": ("{e} keeps a {v} .", "what pet does {e} keep ?",
+            ["cat", "dog", "hawk", "goat", "toad", "owl", "fox", "crow", "mole", "hare", "newt", "wren", "lynx",
+             "eel", "ram", "moth"]),
+    "food": ("{e} eats {v} every day .", "what does {e} eat ?",
+             ["bread", "figs", "rice", "plums", "beans", "cheese", "eggs", "soup", "nuts", "dates", "kale", "corn",
+              "pears", "oats", "honey", "leeks"]),
+}
+SPECIALS = ["<pad>", "<s>", "</s>"]
+TASKS = {"knowledge": "domain", "format": "format"}  # bench task → rankwise advise --task
+
+
+@dataclass(frozen=True)
+class Mode:
+    known: int  # entities in pretraining
+    new: int  # unseen entities (knowledge task)
+    attributes: int  # how many of ATTRIBUTES each entity has
+    format_train: int  # known entities whose cards are trained (the rest are evaluated)
+    hidden: int
+    layers: int
+    pretrain_steps: int
+    ranks: tuple[int, ...]  # all-linear ranks of the grid (attention-only at these and at matched params)
+    epochs: tuple[float, ...]
+    lrs: tuple[float, ...]
+    alpha_fixed: float = 32.0
+
+
+MODES = {
+    "quick": Mode(known=80, new=40, attributes=3, format_train=48, hidden=48, layers=2, pretrain_steps=500,
+                  ranks=(4,), epochs=(2.0,), lrs=(3e-3, 1e-2)),
+    "full": Mode(known=200, new=120, attributes=5, format_train=100, hidden=64, layers=3, pretrain_steps=2000,
+                 ranks=(1, 4, 16, 64), epochs=(1.0, 3.0), lrs=(1e-3, 3e-3, 1e-2, 3e-2), alpha_fixed=32.0),
+}
+SEED = 0
+
+
+# ------------------------------------------------------------------ the world
+
+
+@dataclass
+class Row:
+    prompt: list[int]  # not trained on
+    completion: list[int]  # trained on
+    scored: list[int] = field(default_factory=list)  # indices into completion: the value tokens (eval loss)
+
+
+class World:
+    def __init__(self, mode: Mode, seed: int = SEED):
+        rng = random.Random(seed)
+        names = [f"{a} {b}" for a in SYLLABLES for b in SYLLABLES if a != b]
+        rng.shuffle(names)
+        self.attrs = list(ATTRIBUTES)[:mode.attributes]
+        self.known = names[:mode.known]
+        self.new = names[mode.known:mode.known + mode.new]
+        self.facts = {e: {a: rng.choice(ATTRIBUTES[a][2]) for a in self.attrs} for e in self.known + self.new}
+        words = set(SYLLABLES) | {"q", "a", ":", "card", "|", "="}
+        for a in self.attrs:
+            st, q, values = ATTRIBUTES[a]
+            words |= set(st.split()) | set(q.split()) | set(values) | {a}
+        words -= {"{e}", "{v}"}
+        self.vocab = {w: i for i, w in enumerate(SPECIALS + sorted(words))}
+        self.rng = rng
+
+    def ids(self, text: str) -> list[int]:
+        return [self.vocab[w] for w in text.split()]
+
+    def statement(self, e: str, a: str) -> Row:
+        st = ATTRIBUTES[a][0].format(e=e, v=self.facts[e][a])
+        toks = self.ids(st) + [self.vocab["</s>"]]
+        return Row([self.vocab["<s>"]], toks, [toks.index(self.vocab[self.facts[e][a]])])
+
+    def question(self, e: str, a: str) -> Row:
+        prompt = [self.vocab["<s>"]] + self.ids(f"q : {ATTRIBUTES[a][1].format(e=e)} a :")
+        return Row(prompt, self.ids(f"{self.facts[e][a]} .") + [self.vocab["</s>"]], [0])
+
+    def card(self, e: str, a: str) -> Row:
+        prompt = [self.vocab["<s>"]] + self.ids(f"card : {e} | {a} =")
+        return Row(prompt, self.ids(f"{self.facts[e][a]} |") + [self.vocab["</s>"]], [0])
+
+    def pretrain_rows(self) -> list[Row]:
+        return [f(e, a) for e in self.known for a in self.attrs for f in (self.statement, self.question)]
+
+    def task(self, name: str, mode: Mode) -> tuple[list[Row], list[Row]]:
+        """(train rows, held-out eval rows) of a task."""
+        rng = random.Random(f"{SEED}-{name}")
+        if name == "knowledge":
+            asked = self.new[: len(self.new) // 2]
+            held = self.new[len(self.new) // 2:]
+            train = [self.statement(e, a) for e in self.new for a in self.attrs]
+            train += [self.question(e, a) for e in asked for a in self.attrs]
+            rng.shuffle(train)
+            return train, [self.question(e, a) for e in held for a in self.attrs]
+        known = list(self.known)
+        rng.shuffle(known)
+        train = [self.card(e, a) for e in known[:mode.format_train] for a in self.attrs]
+        rng.shuffle(train)
+        return train, [self.card(e, a) for e in known[mode.format_train:] for a in self.attrs]
+
+
+# ------------------------------------------------------------------ batches and loss
+
+
+def batch(rows: list[Row], pad: int, score_only: bool = False):
+    import torch
+
+    n = max(len(r.prompt) + len(r.completion) for r in rows)
+    ids = torch.full((len(rows), n), pad, dtype=torch.long)
+    labels = torch.full((len(rows), n), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), n), dtype=torch.long)
+    for i, r in enumerate(rows):
+        seq = r.prompt + r.completion
+        ids[i, :len(seq)] = torch.tensor(seq)
+        mask[i, :len(seq)] = 1
+        keep = r.scored if score_only else range(len(r.completion))
+        for j in keep:
+            labels[i, len(r.prompt) + j] = r.completion[j]
+    return ids, mask, labels
+
+
+def loss_of(model, ids, mask, labels):
+    import torch.nn.functional as F
+
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+
+
+def eval_loss(model, rows: list[Row], pad: int, score_only: bool = True) -> float:
+    import torch
+
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(rows), 128):
+            ids, mask, labels = batch(rows[i:i + 128], pad, score_only=score_only)
+            n = int((labels[:, 1:] != -100).sum())
+            total += float(loss_of(model, ids, mask, labels)) * n
+            count += n
+    return total / count
+
+
+# ------------------------------------------------------------------ the base model (cached)
+
+
+def base_model(world: World, mode: Mode, cache: Path, log) -> Path:
+    key = hashlib.sha256(json.dumps([asdict(mode), sorted(world.vocab.items()), SEED]).encode()).hexdigest()[:12]
+    out = cache / f"base-{key}"
+    if (out / "done.json").exists():
+        log(f"base model: cached in {out}")
+        return out
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    t0 = time.time()
+    torch.manual_seed(SEED)
+    cfg = LlamaConfig(vocab_size=len(world.vocab), hidden_size=mode.hidden, intermediate_size=4 * mode.hidden,
+                      num_hidden_layers=mode.layers, num_attention_heads=4, num_key_value_heads=2,
+                      head_dim=mode.hidden // 4, max_position_embeddings=64, rms_norm_eps=1e-5,
+                      tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = LlamaForCausalLM(cfg)
+    rows = world.pretrain_rows()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / mode.pretrain_steps)))
+    rng = random.Random(SEED)
+    model.train()
+    for step in range(mode.pretrain_steps):
+        ids, mask, labels = batch(rng.sample(rows, 64), 0)
+        labels[:, 1:][mask[:, 1:] == 1] = ids[:, 1:][mask[:, 1:] == 1]  # pretraining: every token
+        loss = loss_of(model, ids, mask, labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step(), sched.step(), opt.zero_grad()
+        if step % 500 == 0 or step == mode.pretrain_steps - 1:
+            log(f"  pretrain step {step}: loss {loss.item():.3f}")
+    qa = [world.question(e, a) for e in world.known for a in world.attrs]
+    known_loss = eval_loss(model, qa, 0)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    (out / "vocab.json").write_text(json.dumps(world.vocab))
+    (out / "done.json").write_text(json.dumps({"known_question_loss": known_loss, "seconds": time.time() - t0}))
+    log(f"base model: pretrained in {time.time() - t0:.0f} s; value loss on known questions {known_loss:.3f} "
+        f"(chance {math.log(len(ATTRIBUTES['city'][2])):.2f}) → {out}")
+    return out
+
+
+# ------------------------------------------------------------------ one fine-tune
+
+
+@dataclass(frozen=True)
+class Trial:
+    targets: str  # a rankwise target set
+    r: int
+    alpha: float
+    lr: float
+    epochs: float
+    coupling: str = ""  # "2r" | "fixed" | "advised"
+    matched: bool = False  # attention-only at all-linear's parameter count
+
+
+def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: list[Row]) -> float:
+    """Held-out eval loss after LoRA training with the trial's knobs and the config's other settings.
+
+    With data.val_ratio, that share of the rows is held out as the run's validation split and
+    evaluated at every eval_steps (else save_steps) and at the end, as the worker's Trainer does;
+    with train.stop_on overfitting, the run stops where the doctor's rule fires (the eval loss rose
+    OVERFIT_RISES times in a row, EVAL_RISE above its best) and keeps the best evaluation's adapter."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import get_scheduler
+
+    from rankwise.advisor.doctor import EVAL_RISE, OVERFIT_RISES
+
+    t = cfg.train
+    val: list[Row] = []
+    if cfg.data.val_ratio:
+        rows = list(train)
+        random.Random(t.seed).shuffle(rows)
+        n_val = max(1, round(cfg.data.val_ratio * len(rows)))
+        val, train = rows[:n_val], rows[n_val:]
+    model = copy.deepcopy(base)
+    torch.manual_seed(t.seed)
+    lora = LoraConfig(r=trial.r, lora_alpha=trial.alpha, lora_dropout=cfg.lora.dropout, bias=cfg.lora.bias,
+                      target_modules=spec.target_set(trial.targets), use_rslora=cfg.lora.use_rslora,
+                      task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+    bs = t.micro_batch * t.grad_accum
+    per_epoch = math.ceil(len(train) / bs)
+    total = max(1, math.ceil(per_epoch * trial.epochs))
+    warm = t.warmup_steps if t.warmup_steps is not None else math.ceil(t.warmup_ratio * total)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=trial.lr, weight_decay=t.weight_decay)
+    names = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}  # as trainer/worker.py
+    sched = get_scheduler(names[t.scheduler], opt, num_warmup_steps=warm, num_training_steps=total)
+    every = t.eval_steps or t.save_steps
+    rng = random.Random(t.seed)
+    order: list[Row] = []
+    evals: list[tuple[float, dict]] = []  # (val loss, adapter state)
+    model.train()
+    for step in range(1, total + 1):
+        if len(order) < bs:
+            more = list(train)
+            rng.shuffle(more)
+            order += more
+        rows, order = order[:bs], order[bs:]
+        loss = loss_of(model, *batch(rows, 0))
+        loss.backward()
+        if t.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+        opt.step(), sched.step(), opt.zero_grad()
+        if val and (step % every == 0 or step == total):
+            v = eval_loss(model, val, 0, score_only=False)
+            model.train()
+            evals.append((v, {k: x.detach().clone() for k, x in model.state_dict().items() if "lora_" in k}))
+            ev = [e[0] for e in evals]
+            best_i = min(range(len(ev)), key=ev.__getitem__)
+            if ("overfitting" in t.stop_on and len(ev) > OVERFIT_RISES and best_i < len(ev) - OVERFIT_RISES
+                    and all(ev[k] > ev[k - 1] for k in range(len(ev) - OVERFIT_RISES, len(ev)))
+                    and ev[-1] >= ev[best_i] * (1 + EVAL_RISE)):
+                model.load_state_dict(evals[best_i][1], strict=False)  # stopped: the best checkpoint is kept
+                break
+    out = eval_loss(model, held, 0)
+    return out if math.isfinite(out) else float("inf")
+
+
+# ------------------------------------------------------------------ the advice and the grid
+
+
+ADVISE_AT = """
+import json, sys
+from rankwise.advisor import hardware
+from rankwise.advisor.model import load_model
+from rankwise.advisor.recommend import advise
+folder, task, rows, seq = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+hw = hardware.resolve(None, None, None)
+cfg = advise(load_model(folder), hw, task, dataset_rows=rows, seq_len=seq).config
+print(json.dumps(cfg.model_dump(mode="json")))
+"""
+
+
+def advised(spec, task: str, rows: int, seq: int, source: str, cache: Path):
+    """The advised RunConfig for a task, by `source`:
+    - "now": rankwise's recommender in this process, as `rankwise advise --json` computes it
+      (hardware as probed, the task's row count and sequence length);
+    - "json:FILE": the `config` of a saved `rankwise advise --json` output;
+    - "git:REV": the same call to the recommender of commit REV (its advisor/ exported with git
+      archive into the cache and imported in a subprocess in place of the installed one)."""
+    import subprocess
+
+    from rankwise.advisor.config import RunConfig
+
+    if source == "now":
+        from rankwise.advisor import hardware
+        from rankwise.advisor.recommend import advise
+
+        hw = hardware.resolve(None, None, None)  # what `rankwise advise` uses without planning flags
+        return advise(spec, hw, TASKS[task], dataset_rows=rows, seq_len=seq).config
+    if source.startswith("json:"):
+        return RunConfig.model_validate(json.loads(Path(source[5:]).read_text())["config"])
+    repo = Path(__file__).resolve().parent.parent
+    sha = subprocess.run(["git", "rev-parse", source[4:]], cwd=repo, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    root = cache / f"advisor-{sha[:12]}"
+    if not (root / "rankwise" / "__init__.py").exists():
+        (root / "rankwise").mkdir(parents=True, exist_ok=True)
+        tar = subprocess.run(["git", "archive", sha, "advisor"], cwd=repo, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(root / "rankwise")], input=tar, check=True)
+        (root / "rankwise" / "__init__.py").write_text("")
+    env = dict(os.environ, PYTHONPATH=str(root))  # found before the editable install's finder
+    done = subprocess.run([sys.executable, "-c", ADVISE_AT, spec.name, TASKS[task], str(rows),
+                           str(seq)], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"advice at {source} failed:\n{done.stderr[-2000:]}")
+    return RunConfig.model_validate(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def grid(spec, mode: Mode, lrs: tuple[float, ...]) -> list[Trial]:
+    per_all, per_att = spec.lora_params("all-linear", 1), spec.lora_params("standard", 1)
+    out = []
+    for r in mode.ranks:
+        shapes = [("all-linear", r, False), ("standard", r, False),
+                  ("standard", max(1, round(r * per_all / per_att)), True)]
+        for targets, rr, matched in shapes:
+            for coupling in ("2r", "fixed"):
+                alpha = 2.0 * rr if coupling == "2r" else mode.alpha_fixed
+                for ep in mode.epochs:
+                    out += [Trial(targets, rr, alpha, lr, ep, coupling, matched) for lr in lrs]
+    return out
+
+
+def condition(t: Trial) -> tuple:
+    return (t.targets, t.r, t.coupling, t.epochs, t.matched)
+
+
+def best_per_condition(results: dict[Trial, float]) -> dict[tuple, tuple[Trial, float]]:
+    best: dict[tuple, tuple[Trial, float]] = {}
+    for t, v in results.items():
+        k = condition(t)
+        if k not in best or v < best[k][1]:
+            best[k] = (t, v)
+    return best
+
+
+def describe(t: Trial) -> str:
+    return f"{t.targets} r={t.r} α={t.alpha:g} lr={t.lr:g} ep={t.epochs:g}"
+
+
+def as_trial(cfg, coupling: str = "advised") -> Trial:
+    targets = cfg.lora.target_modules if isinstance(cfg.lora.target_modules, str) else ",".join(cfg.lora.target_modules)
+    return Trial(targets, cfg.lora.r, cfg.lora.alpha_value, cfg.train.lr, cfg.train.epochs, coupling)
+
+
+def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str], cache: Path, log) -> dict:
+    """The grid and every advice's config (each also with its lr swept) on one task. Settings the
+    grid does not sweep (dropout, batch, schedule, ...) come from the first advice."""
+    train, held = world.task(task, mode)
+    seq = max(len(r.prompt) + len(r.completion) for r in train)
+    advices = {}
+    for src in sources:
+        cfg = advised(spec, task, len(train), seq, src, cache)
+        advices[src] = (cfg, as_trial(cfg, f"advised {src}"))
+        log(f"[{task}] {len(train)} train rows, {len(held)} held-out; advice {src} (task {TASKS[task]}): "
+            f"{describe(advices[src][1])} dropout={cfg.lora.dropout:g} "
+            f"batch={cfg.train.micro_batch * cfg.train.grad_accum} rslora={cfg.lora.use_rslora}")
+    untuned = eval_loss(base, held, 0)
+    log(f"  [{task}] the base without an adapter: held-out loss {untuned:.3f} (chance {math.log(16):.3f})")
+    lrs = tuple(sorted(set(mode.lrs)))
+    first = advices[sources[0]][0]
+    jobs = [(first, t) for t in grid(spec, mode, lrs)]
+    for cfg, adv in advices.values():
+        jobs += [(cfg, replace(adv, lr=lr)) for lr in sorted(set(lrs) | {adv.lr})]
+    results: dict[Trial, float] = {}
+    t0 = time.time()
+    for i, (cfg, t) in enumerate(jobs):
+        if t not in results:
+            results[t] = finetune(base, spec, t, cfg, train, held)
+        if (i + 1) % 20 == 0 or i + 1 == len(jobs):
+            log(f"  [{task}] {i + 1}/{len(jobs)} trials, {time.time() - t0:.0f} s")
+    best = best_per_condition(results)
+    grid_best = min(v for k, (t, v) in best.items() if not k[2].startswith("advised"))
+    rows = []
+    for src, (cfg, adv) in advices.items():
+        rows.append({"source": src, "advice": adv, "loss": results[adv], "best_lr": best[condition(adv)]})
+    overall = min([grid_best] + [r["best_lr"][1] for r in rows])
+    return {"task": task, "advices": rows, "results": results, "best": best, "grid_best": overall,
+            "per_all": spec.lora_params("all-linear", 1), "per_att": spec.lora_params("standard", 1),
+            "untuned": untuned, "seconds": time.time() - t0, "lrs": lrs, "rows": len(train), "held": len(held)}
+
+
+# ------------------------------------------------------------------ report
+
+
+def regret(v: float, best: float) -> float:
+    return (v - best) / best
+
+
+def report(out: list[dict], mode: Mode) -> None:
+    print("\nRegret of the advised config (eval loss vs the best of the grid and the advised configs; target ≤ 5%)")
+    head = (f"{'task':<10} {'advice':<14} {'advised config':<40} {'loss':>6} {'best':>6} {'regret':>7} "
+            f"{'lr swept':>9}  ≤5%")
+    print(head)
+    print("-" * len(head))
+    for o in out:
+        for a in o["advices"]:
+            r1, r2 = regret(a["loss"], o["grid_best"]), regret(a["best_lr"][1], o["grid_best"])
+            print(f"{o['task']:<10} {a['source'][:14]:<14} {describe(a['advice']):<40} {a['loss']:>6.3f} "
+                  f"{o['grid_best']:>6.3f} {r1:>7.1%} {r2:>9.1%}  {'yes' if r1 <= 0.05 else 'no'}")
+    print("(regret: the advised config as advised; lr swept: the advice's other choices at their best lr)")
+    for o in out:
+        best = o["best"]
+        winner = min(best.values(), key=lambda tv: tv[1])
+        edge = winner[0].lr in (o["lrs"][0], o["lrs"][-1])
+        print(f"\n[{o['task']}] {o['rows']} train rows, {o['held']} held-out; {len(o['results'])} trials in "
+              f"{o['seconds']:.0f} s; the base without an adapter {o['untuned']:.3f}, chance {math.log(16):.3f}")
+        print(f"  best: {describe(winner[0])} ({winner[0].coupling}) → {winner[1]:.3f}"
+              f"{'  (its lr is at the edge of the sweep)' if edge else ''}")
+        for a in o["advices"]:
+            print(f"  advice {a['source']}: at its best lr {a['best_lr'][0].lr:g} → {a['best_lr'][1]:.3f}")
+        print("  all-linear vs attention-only, same rank and matched parameters (best over lr, α, epochs):")
+        for r in mode.ranks:
+            matched_r = max(1, round(r * o["per_all"] / o["per_att"]))
+            cells = []
+            for targets, rr, matched, label in (("all-linear", r, False, "all-linear"), ("standard", r, False, "attention"),
+                                                ("standard", matched_r, True, "attention")):
+                c = [(t, v) for k, (t, v) in best.items() if k[0] == targets and k[1] == rr and k[4] == matched
+                     and not k[2].startswith("advised")]
+                t, v = min(c, key=lambda tv: tv[1])
+                n = rr * (o["per_all"] if targets == "all-linear" else o["per_att"])
+                cells.append(f"{label} r={rr} ({n:,}) {v:.3f}")
+            print("    " + " | ".join(cells))
+        print(f"  best lr by rank, all-linear (α=2r | α={mode.alpha_fixed:g} fixed), best epochs:")
+        for r in mode.ranks:
+            cells = []
+            for coupling in ("2r", "fixed"):
+                c = [(t, v) for k, (t, v) in best.items() if k[0] == "all-linear" and k[1] == r and k[2] == coupling
+                     and not k[4]]
+                t, v = min(c, key=lambda tv: tv[1])
+                cells.append(f"lr {t.lr:g} ep {t.epochs:g} → {v:.3f}")
+            print(f"    r={r:<3} " + " | ".join(cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small world, short pretraining, small grid (a few minutes)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads, at most 2 (default 1: on a shared, "
+                   "loaded 2-core machine 2 threads ran steps ~10x slower)")
+    p.add_argument("--cache", help="where the pretrained base is kept (default $RANKWISE_BENCH_CACHE or "
+                                   "<tmp>/rankwise-bench/advice_quality)")
+    p.add_argument("--advice-from", action="append", default=[], metavar="REV",
+                   help="also score the advice of git commit REV (e.g. the one before a recommender change); "
+                        "repeatable")
+    p.add_argument("--tasks", default="knowledge,format", help="comma list of tasks (default both)")
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(max(1, min(args.threads, 2)))
+    mode = MODES["quick" if args.quick else "full"]
+    cache = Path(args.cache or os.environ.get("RANKWISE_BENCH_CACHE")
+                 or Path(tempfile.gettempdir()) / "rankwise-bench" / "advice_quality")
+    sources = ["now"] + [f"git:{rev}" for rev in args.advice_from]
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    t0 = time.time()
+    world = World(mode)
+    log(f"world: {len(world.known)} known and {len(world.new)} new entities, {len(world.attrs)} attributes "
+        f"(16 values each), vocabulary {len(world.vocab)}; mode {'quick' if args.quick else 'full'}")
+    folder = base_model(world, mode, cache, log)
+    from transformers import LlamaForCausalLM
+
+    from rankwise.advisor.model import load_model
+
+    base = LlamaForCausalLM.from_pretrained(folder)
+    spec = load_model(str(folder))
+    out = [run_task(t, world, mode, base, spec, sources, cache, log) for t in args.tasks.split(",")]
+    report(out, mode)
+    print(f"\nwall time {time.time() - t0:.0f} s ({torch.get_num_threads()} threads)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

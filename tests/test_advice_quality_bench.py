@@ -1,0 +1,45 @@
+"""bench/advice_quality.py end to end in its --quick mode: the synthetic world, a pretrained tiny
+Llama (cached in a temp folder), LoRA trials for the advised configs and the grid, the regret table."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "advice_quality.py"
+
+
+def _table(out: str) -> list[list[str]]:
+    """The regret table's rows (task, advice, ..., loss, best, regret, lr swept, ok)."""
+    lines = out.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("task ") and "regret" in l) + 2
+    rows = []
+    for line in lines[start:]:
+        if not line.strip() or line.startswith("("):
+            break
+        rows.append(line.split())
+    return rows
+
+
+@pytest.mark.slow
+def test_quick_mode_prints_a_finite_regret_per_task(tmp_path):
+    env = dict(os.environ, RANKWISE_BENCH_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, env=env,
+                          timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _table(done.stdout)
+    assert sorted(r[0] for r in rows) == ["format", "knowledge"]  # one advice ("now") per task kind
+    for r in rows:
+        loss, best, regret = float(r[-5]), float(r[-4]), float(r[-3].rstrip("%"))
+        assert math.isfinite(loss) and math.isfinite(best) and math.isfinite(regret)
+        assert best <= loss and regret >= 0  # the best is over the grid and the advised configs alike
+        assert r[-1] in ("yes", "no")
+    assert any(p.name.startswith("base-") for p in (tmp_path / "cache").iterdir())  # the pretrained base is kept
+    again = subprocess.run([sys.executable, str(BENCH), "--quick", "--tasks", "format"], capture_output=True,
+                           text=True, env=env, timeout=1200)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "base model: cached in" in again.stdout
