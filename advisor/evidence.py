@@ -207,6 +207,22 @@ def cite(keys) -> str:
     return "; ".join(out)
 
 
+SHORT = {"dettmers2023": "QLoRA", "qlora-code": "QLoRA code", "hu2021": "LoRA", "biderman2024": "Biderman et al.",
+         "tml2025": "LoRA Without Regret", "kalajdzievski2023": "rsLoRA", "raschka2023": "Raschka",
+         "unsloth-guide": "Unsloth", "peft-docs": "PEFT docs", "trl-docs": "TRL docs", "guide": "the guide"}
+
+
+def names(keys) -> str:
+    """The sources of these claims, once each and short: 'QLoRA 2023 · LoRA Without Regret 2025'."""
+    seen: list[str] = []
+    for k in keys:
+        s = SOURCES[CLAIMS[k].source]
+        name = SHORT[s.key] + (f" {s.year}" if s.year else "")
+        if name not in seen:
+            seen.append(name)
+    return " · ".join(seen)
+
+
 def to_dict() -> dict:
     """The registry as JSON: sources, claims, statuses, red-flag codes."""
     from dataclasses import asdict

@@ -140,6 +140,7 @@ class AdviceScreen(Screen):
         self.spec = None
         self.cfg = None  # the current, valid config
         self.reasons: dict[str, str] = {}
+        self.citations: dict[str, list[str]] = {}  # field → claim keys (advisor/evidence.py)
         self.findings: list = []
         self.estimates: dict = {}
         self.invalid: dict[str, str] = {}  # field key -> why its text is not a valid value
@@ -220,6 +221,7 @@ class AdviceScreen(Screen):
         self.spec = message.spec
         if message.advice is not None:
             self.reasons = dict(message.advice.reasons)
+            self.citations = dict(message.advice.citations)
             if message.advice.method is None:
                 self.notify("nothing fits as recommended: see the red flags for what would", severity="warning")
         self.sub_title = f"advice · {self.spec.name}"
@@ -420,6 +422,10 @@ class AdviceScreen(Screen):
                 why = self.reasons.get(key) or field_help(key)
                 text = Text(f"{label}: ", style="bold")
                 text.append(why or "(no reason recorded)")
+                if self.citations.get(key):  # the sources behind it (rankwise advise --why KEY quotes them)
+                    from rankwise.advisor.evidence import names
+
+                    text.append(f"\nsources: {names(self.citations[key])}", style="dim")
                 self.query_one("#reason", Static).update(text)
                 return
 
