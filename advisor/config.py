@@ -29,9 +29,13 @@ OptimizerChoice = Literal[("auto",) + OPTIMIZERS]  # type: ignore[valid-type]  #
 OPTIMIZER_CHOICES: tuple[str, ...] = get_args(OptimizerChoice)
 Strategy = Literal["ddp", "fsdp", "deepspeed"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
+Offload = Literal["none", "params", "params_and_optimizer"]  # distributed.offload (advisor/sharding.py)
+OFFLOADS: tuple[str, ...] = get_args(Offload)
+FsdpSharding = Literal["full", "shard_grad_op", "hybrid"]  # distributed.fsdp_sharding (advisor/sharding.py)
+FSDP_SHARDINGS: tuple[str, ...] = get_args(FsdpSharding)
 StrategyChoice = Literal[("auto",) + STRATEGIES]  # type: ignore[valid-type]  # auto: DDP if it fits, else FSDP
 STRATEGY_CHOICES: tuple[str, ...] = get_args(StrategyChoice)
-Precision = Literal["auto", "bf16", "fp16", "fp32", "pure_bf16"]
+Precision = Literal["auto", "bf16", "fp16", "fp32", "pure_bf16", "fp32_master"]
 DoctorCode = Literal[tuple(DOCTOR_CODES)]  # type: ignore[valid-type]  # advisor/doctor.py's diagnoses
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 Scheduler = Literal["cosine", "linear", "constant"]
@@ -178,7 +182,8 @@ class TrainSection(Section):
     precision: Precision = "auto"
     """Training precision. auto: bf16 where the GPU has it, else fp16; fp32 on CPU. bf16/fp16:
     16-bit weights under autocast, adapters and optimizer states fp32. pure_bf16: no autocast,
-    adapters and AdamW states bf16 too (less memory, less precise updates)."""
+    adapters and AdamW states bf16 too (less memory, less precise updates). fp32_master (FSDP):
+    weights kept fp32 in their shards, gathered and computed in bf16 (FSDP MixedPrecision)."""
     attention: Attention = "auto"
     """Attention kernel (transformers attn_implementation). auto/sdpa: PyTorch SDPA, no
     seq×seq scores kept; eager: plain matmul+softmax, keeps batch×heads×seq² scores per layer
@@ -228,6 +233,15 @@ class DistributedSection(Section):
     gpus: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = 1
     """GPUs per machine to train on: a count, or auto for every visible GPU. More than one
     launches through `accelerate launch` (`rankwise train --gpus N` overrides it)."""
+    offload: Offload = "none"
+    """CPU offload under FSDP/ZeRO-3 (2+ GPUs). params: the sharded weights wait in host RAM and
+    are copied in per layer (DeepSpeed only: FSDP offloads weights with their gradients and
+    optimizer); params_and_optimizer: weights, gradients and optimizer states in host RAM, the
+    optimizer steps on the CPU. Less GPU memory, slower steps, much more host RAM."""
+    fsdp_sharding: FsdpSharding = "full"
+    """FSDP sharding strategy. full: weights gathered per layer and freed (FULL_SHARD). shard_grad_op:
+    weights stay gathered from forward to backward (less communication, the whole model in full on
+    each GPU at the peak). hybrid: full sharding within a machine, replicas across machines."""
 
     @field_validator("gpus", mode="before")
     @classmethod

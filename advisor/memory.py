@@ -25,6 +25,7 @@ from dataclasses import replace
 from .methods import METHOD_NAMES, METHODS, PreQuantized, unquantized_twin
 from .spec import Linear, ModelSpec
 
+from . import sharding
 from .adapter_init import start_up
 from .activations import (fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes, layer_saved_bytes,
                           layer_weight_transient_bytes, logits_peak_bytes, stream_bytes)
@@ -213,8 +214,11 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
         # the fp32 lm_head under 16-bit autocast: F.linear casts the weight to 16-bit and
         # autograd saves that copy to compute the input gradient in backward
         comps["lm_head_cast"] = 2 * spec.vocab_size * spec.hidden_size
+    offloaded = 0
     if plan.sharded:
+        offloaded = sharding.host_bytes(plan, comps)  # the unsharded totals, before _shard splits them
         comps.update(_shard(spec, plan, comps))
+        comps.update(sharding.adjust(plan, comps, unit_bytes(spec, plan)[0], spec.num_layers))
     elif plan.gpus > 1:
         comps["ddp_buckets"] = 4 * trainable  # DDP's flat gradient buckets (one more grad copy)
 
@@ -247,7 +251,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
             comps["adapter_init"] = init_peak - peak
             peak = init_peak
 
-    notes = _assumptions(spec, plan, adapted, logits, recompute)
+    notes = _assumptions(spec, plan, adapted, logits, recompute) + (sharding.notes(plan, offloaded) if plan.sharded else ())
     if init.note:
         notes += (init.note + (f"; start-up peak {init_peak / GIB:.2f} GiB" if init_peak else
                                "; run on the CPU before FSDP/ZeRO-3 shards the model" if plan.sharded else ""),)

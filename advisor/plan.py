@@ -81,6 +81,9 @@ class Plan:
     loss: str = "standard"  # standard: vocab-sized logits; fused: Liger's fused linear cross-entropy (LOSSES)
     init: str = "default"  # lora.init: how the adapter starts (config.LORA_INITS; adapter_init.py costs it)
     init_iters: int | None = None  # lora.init_iters: PiSSA's fast-SVD iterations (None: the exact SVD)
+    offload: str = "none"  # distributed.offload: none | params | params_and_optimizer (sharding.py)
+    fsdp_sharding: str = "full"  # distributed.fsdp_sharding: full | shard_grad_op | hybrid (sharding.py)
+    fp32_master: bool = False  # train.precision fp32_master: fp32 shards, bf16 gathered compute (FSDP)
 
     @property
     def descriptor(self) -> Method:
@@ -112,6 +115,8 @@ class Plan:
             attention="sdpa" if cfg.train.attention == "auto" else cfg.train.attention,
             loss=KERNEL_LOSS[cfg.train.kernels], kbit_upcast=cfg.quant.kbit_upcast,
             pure_bf16=cfg.train.precision == "pure_bf16", init=cfg.lora.init, init_iters=cfg.lora.init_iters,
+            offload=cfg.distributed.offload, fsdp_sharding=cfg.distributed.fsdp_sharding,
+            fp32_master=cfg.train.precision == "fp32_master",
         )
 
 

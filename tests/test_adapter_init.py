@@ -205,7 +205,7 @@ def test_pissa_and_olora_train_and_their_adapter_fits_the_original_base(tmp_path
 
 @pytest.mark.slow
 def test_eva_and_loraplus_train(tmp_path):
-    run_dir = _trains(tmp_path, "lora.init=eva", "lora.loraplus_lr_ratio=16")
+    run_dir = _trains(tmp_path, "lora.init=eva", "lora.loraplus_lr_ratio=4")
     conf = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
     assert conf["init_lora_weights"] == "eva" and conf["rank_pattern"]  # EVA moved ranks between layers
     assert "lora.init eva" in (run_dir / "train.log").read_text()

@@ -44,6 +44,8 @@ CONFIG_FILE = "accelerate.yaml"
 DEFAULT_PORT = 29500  # torchrun's default rendezvous port
 STRATEGIES = (*config.STRATEGIES, "cpu")  # the schema's strategies, and CPU processes (gloo)
 WORKER = "rankwise.trainer.worker"
+# distributed.fsdp_sharding -> FSDP v1 ShardingStrategy names (accelerate's fsdp_sharding_strategy)
+FSDP_SHARDING = {"full": "FULL_SHARD", "shard_grad_op": "SHARD_GRAD_OP", "hybrid": "HYBRID_SHARD"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class Launch:
     main_port: int = DEFAULT_PORT
     mixed_precision: str = "bf16"  # bf16 | fp16 | no
     layer_cls: str | None = None  # the decoder layer class FSDP wraps, e.g. LlamaDecoderLayer
+    offload: str = "none"  # distributed.offload: none | params | params_and_optimizer (advisor/sharding.py)
+    sharding: str = "full"  # distributed.fsdp_sharding: full | shard_grad_op | hybrid
 
     @property
     def total_processes(self) -> int:
@@ -84,6 +88,16 @@ def check(launch: Launch) -> None:
                             "e.g. --main-addr 10.0.0.1 --main-port 29500 on every machine")
     if not 1 <= launch.main_port <= 65535:
         raise RankwiseError(f"--main-port {launch.main_port} is not a TCP port", "e.g. --main-port 29500")
+    if launch.offload != "none" and launch.strategy not in ("fsdp", "deepspeed"):
+        raise RankwiseError(f"distributed.offload {launch.offload} needs distributed.strategy fsdp or deepspeed "
+                            f"(this launch is {launch.strategy})", "set distributed.strategy: fsdp, or distributed.offload: none")
+    if launch.offload == "params" and launch.strategy == "fsdp":
+        raise RankwiseError("distributed.offload params with FSDP: FSDP offloads parameters with their gradients "
+                            "and optimizer states (CPUOffload(offload_params=True))",
+                            "use distributed.offload: params_and_optimizer, or distributed.strategy: deepspeed")
+    if launch.sharding != "full" and launch.strategy != "fsdp":
+        raise RankwiseError(f"distributed.fsdp_sharding {launch.sharding} needs distributed.strategy fsdp "
+                            f"(this launch is {launch.strategy})", "set distributed.strategy: fsdp")
     if launch.strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
         raise RankwiseError("distributed.strategy deepspeed, but deepspeed is not installed",
                             "pip install deepspeed, or use distributed.strategy: fsdp")
@@ -125,9 +139,9 @@ def accelerate_config(launch: Launch) -> dict:
         fsdp = {
             "fsdp_version": 1,
             "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-            "fsdp_sharding_strategy": "FULL_SHARD",
+            "fsdp_sharding_strategy": FSDP_SHARDING[launch.sharding],
             "fsdp_state_dict_type": "SHARDED_STATE_DICT",
-            "fsdp_offload_params": False,
+            "fsdp_offload_params": launch.offload == "params_and_optimizer",  # params, grads and optimizer on CPU
             "fsdp_cpu_ram_efficient_loading": True,
             "fsdp_sync_module_states": True,  # required with cpu_ram_efficient_loading (rank 0 loads, broadcasts)
             "fsdp_use_orig_params": False,  # PEFT: frozen and trainable params in separate units, real savings
@@ -141,7 +155,8 @@ def accelerate_config(launch: Launch) -> dict:
     else:
         cfg["distributed_type"] = "DEEPSPEED"
         cfg["deepspeed_config"] = {"zero_stage": 3, "zero3_init_flag": True, "zero3_save_16bit_model": True,
-                                   "offload_optimizer_device": "none", "offload_param_device": "none"}
+                                   "offload_optimizer_device": "cpu" if launch.offload == "params_and_optimizer" else "none",
+                                   "offload_param_device": "cpu" if launch.offload != "none" else "none"}
     return cfg
 
 
@@ -223,7 +238,10 @@ def world_size(env: dict | None = None) -> int:
 
 def mixed_precision(precision: str, bf16: bool) -> str:
     """train.precision → accelerate's mixed_precision (auto: bf16 where the GPUs have it, else fp16)."""
-    return {"fp32": "no", "pure_bf16": "no", "fp16": "fp16", "bf16": "bf16"}.get(precision, "bf16" if bf16 else "fp16")
+    # fp32_master: the model loads in fp32 and FSDP's MixedPrecision (accelerate builds it from "bf16") gathers
+    # and computes in bf16 while the shards stay fp32
+    return {"fp32": "no", "pure_bf16": "no", "fp16": "fp16", "bf16": "bf16", "fp32_master": "bf16"}.get(
+        precision, "bf16" if bf16 else "fp16")
 
 
 def plan(cfg, spec, hw, *, gpus: int | None = None, processes: int | None = None, nodes: int | None = None,
@@ -262,13 +280,30 @@ def plan(cfg, spec, hw, *, gpus: int | None = None, processes: int | None = None
             else:
                 strategy = "ddp"
     if count * nodes == 1:
+        one_process(cfg)
         return None  # one process: plain python, as always
     launch = Launch(strategy=strategy, processes=count, nodes=nodes, node_rank=node_rank, main_addr=main_addr,
                     main_port=main_port or (DEFAULT_PORT if nodes > 1 else free_port()),
                     mixed_precision=mixed_precision(cfg.train.precision, bool(hw is not None and hw.bf16)),
-                    layer_cls=decoder_layer_class(spec.config) if spec is not None else None)
+                    layer_cls=decoder_layer_class(spec.config) if spec is not None else None,
+                    offload=cfg.distributed.offload, sharding=cfg.distributed.fsdp_sharding)
+    if cfg.train.precision == "fp32_master" and launch.strategy != "fsdp":
+        raise RankwiseError(f"train.precision fp32_master is FSDP mixed precision; this launch is {launch.strategy}",
+                            "set distributed.strategy: fsdp, or train.precision: bf16")
     check(launch)
     return launch
+
+
+def one_process(cfg) -> None:
+    """The FSDP/ZeRO-3 options are bad input for a run of one process (rankwise trains one GPU without FSDP)."""
+    sharded_only = [f"{k} {v}" for k, v, off in (
+        ("distributed.offload", cfg.distributed.offload, "none"),
+        ("distributed.fsdp_sharding", cfg.distributed.fsdp_sharding, "full"),
+        ("train.precision", cfg.train.precision, None)) if v != off and (off is not None or v == "fp32_master")]
+    if sharded_only:
+        raise RankwiseError(f"{', '.join(sharded_only)}: FSDP/ZeRO-3 options, and this run is one process "
+                            "(rankwise trains one GPU without FSDP)",
+                            "train on --gpus 2 or more with distributed.strategy: fsdp, or drop the option")
 
 
 def previous_flags(run_dir: Path) -> dict:

@@ -205,6 +205,7 @@ def plan_launch(cfg: RunConfig, flags: LaunchFlags = LaunchFlags(), resumed: Pat
     if resumed is not None and not given:
         given = launching.previous_flags(resumed)
     if not given and cfg.distributed.gpus == 1:
+        launching.one_process(cfg)  # offload / FSDP sharding / fp32 master need a sharded launch: exit 2
         return None
     from rankwise.advisor import hardware
     from rankwise.advisor.model import load_model

@@ -150,8 +150,12 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     if device == "cpu" and precision == "fp16":
         raise RankwiseError("train.precision fp16 needs a GPU", "set train.precision: auto (fp32 on CPU) or bf16")
     pure = precision == "pure_bf16"  # no autocast: weights, adapters and optimizer states all bf16
+    if precision == "fp32_master" and not (sharded and device == "cuda"):
+        raise RankwiseError("train.precision fp32_master is FSDP mixed precision on GPUs (fp32 shards, bf16 compute)",
+                            "train on --gpus 2+ with distributed.strategy: fsdp, or set train.precision: bf16")
+    # fp32_master: fp32 weights, which FSDP shards in fp32 and gathers in bf16 (launch.mixed_precision: bf16)
     weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
-                    "pure_bf16": torch.bfloat16}[precision]
+                    "pure_bf16": torch.bfloat16, "fp32_master": torch.float32}[precision]
     compute = cfg.quant.compute_dtype
     compute_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
         compute, torch.bfloat16 if pure else torch.float32 if device == "cpu" else (torch.bfloat16 if bf16_ok else torch.float16))
@@ -239,7 +243,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps,
             save_total_limit=t.save_total_limit,
             eval_strategy="steps" if val_rows else "no", eval_steps=t.eval_steps or t.save_steps,
-            bf16=precision == "bf16" and device == "cuda", fp16=precision == "fp16",
+            bf16=precision in ("bf16", "fp32_master") and device == "cuda", fp16=precision == "fp16",
             use_cpu=device == "cpu", report_to=["tensorboard"] if t.report_to == "tensorboard" else "none",
             disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
             use_liger_kernel=liger,  # HF Trainer's Liger integration (kernel_options checked it can run)

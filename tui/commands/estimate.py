@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from rankwise.advisor import methods
-from rankwise.advisor.config import (ATTENTIONS, KERNELS, LORA_INITS, OPTIMIZERS, PRECISIONS, STRATEGY_CHOICES,
-                                     TARGET_SETS)
+from rankwise.advisor.config import (ATTENTIONS, FSDP_SHARDINGS, KERNELS, LORA_INITS, OFFLOADS, OPTIMIZERS, PRECISIONS,
+                                     STRATEGY_CHOICES, TARGET_SETS)
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.units import gib
 
@@ -49,8 +49,14 @@ def register(sub) -> None:
     p.add_argument("--attention", choices=ATTENTIONS,
                    help="attention kernel: eager keeps batch x heads x seq² scores per layer; sdpa/flash_attention_2 "
                         "keep none (default auto = sdpa)")
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="pure_bf16: no autocast, bf16 adapters and optimizer states; fp32: 4-byte compute (default auto)")
+    p.add_argument("--precision", choices=PRECISIONS, type=lambda s: s.replace("-", "_"),
+                   help="pure_bf16: no autocast, bf16 adapters and optimizer states; fp32: 4-byte compute; "
+                        "fp32_master (FSDP): fp32 weight shards, bf16 gathered compute (default auto)")
+    p.add_argument("--offload", choices=OFFLOADS, type=lambda s: s.replace("-", "_"),
+                   help="FSDP/ZeRO-3 CPU offload: params (DeepSpeed only) or params_and_optimizer (default none)")
+    p.add_argument("--fsdp-sharding", dest="fsdp_sharding", choices=FSDP_SHARDINGS, type=lambda s: s.replace("-", "_"),
+                   help="FSDP: full (FULL_SHARD), shard_grad_op (weights kept gathered forward to backward), hybrid "
+                        "(default full)")
     p.add_argument("--kbit-upcast", dest="kbit_upcast", action=argparse.BooleanOptionalAction, default=None,
                    help="4-/8-bit base: keep peft's fp32 upcast of embeddings, norms, lm_head (default on)")
     p.add_argument("--kernels", choices=KERNELS,
@@ -75,7 +81,8 @@ FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lor
          "train.optimizer": "--optimizer", "quant.double_quant": "--no-double-quant", "distributed.gpus": "--gpus",
          "distributed.strategy": "--strategy", "train.attention": "--attention", "train.kernels": "--kernels",
          "quant.kbit_upcast": "--kbit-upcast", "train.precision": "--precision", "lora.init": "--init",
-         "lora.init_iters": "--init-iters"}
+         "lora.init_iters": "--init-iters", "distributed.offload": "--offload",
+         "distributed.fsdp_sharding": "--fsdp-sharding"}
 
 
 def config_from_args(args):
@@ -113,7 +120,8 @@ def config_from_args(args):
         "train.attention": getattr(args, "attention", None), "train.kernels": getattr(args, "kernels", None),
         "quant.kbit_upcast": getattr(args, "kbit_upcast", None),
         "train.precision": getattr(args, "precision", None), "lora.init": getattr(args, "init", None),
-        "lora.init_iters": getattr(args, "init_iters", None)}.items()
+        "lora.init_iters": getattr(args, "init_iters", None), "distributed.offload": getattr(args, "offload", None),
+        "distributed.fsdp_sharding": getattr(args, "fsdp_sharding", None)}.items()
         if v is not None}
     try:
         cfg = with_values(cfg, patch)
@@ -157,6 +165,9 @@ def run(args) -> int:
     from rankwise.advisor.adapter_init import check as check_init
 
     check_init(plan)  # lora.init the method cannot start: exit 2
+    from rankwise.advisor.sharding import check as check_sharding
+
+    check_sharding(plan)  # offload / FSDP sharding / fp32 master where the strategy cannot run them: exit 2
     from rankwise.advisor.forecast import forecast
 
     ahead = forecast(spec, cfg, judged, hw, price=getattr(args, "price", None))

@@ -1,0 +1,93 @@
+"""FSDP / ZeRO-3 variants per GPU: CPU offload (`distributed.offload`), the FSDP sharding strategy
+(`distributed.fsdp_sharding`) and fp32 master weights (`train.precision: fp32_master`). memory.py's
+`_shard` counts FULL_SHARD in the compute dtype; this module changes what that leaves on the GPU.
+
+- FSDP ShardingStrategy (PyTorch docs, torch.distributed.fsdp.ShardingStrategy): FULL_SHARD gathers
+  each unit for its forward and again for its backward and frees it after; SHARD_GRAD_OP "does not
+  reshard [parameters] after the forward, and only reshards them after the backward computation", so
+  at the start of backward every decoder layer is gathered in full; HYBRID_SHARD is FULL_SHARD within
+  a machine and replication across machines (the estimate is for one machine: the same as FULL_SHARD).
+- CPU offload: FSDP's `CPUOffload(offload_params=True)` keeps the sharded parameters and their
+  gradients on the CPU and the optimizer steps there (its states are created beside the CPU
+  parameters); FSDP has no parameters-only offload. DeepSpeed ZeRO-3 offloads parameters
+  (`offload_param`) and optimizer states (`offload_optimizer`, with the fp32 gradients it steps on)
+  separately. Each unit is still gathered on the GPU while it runs.
+- fp32 master weights: the model loaded in fp32, FSDP MixedPrecision(param_dtype=bf16): each rank keeps
+  its fp32 shard, casts it to a bf16 shard (`_mp_shard`) and all-gathers bf16 (FSDP
+  _flat_param.py `_use_low_precision_shard`), so compute and the gathered units are bf16 while the
+  stored shards are 4 bytes a weight. (accelerate's FSDP preparation upcasts trainable low-precision
+  flat parameters to fp32 in any case: accelerator.py "FSDP upcast of low precision parameters".)
+No torch here.
+"""
+from __future__ import annotations
+
+from .errors import RankwiseError
+from .plan import Plan
+
+OFFLOADED = {"params": ("base_weights", "unquantized_weights", "lora_params"),
+             "params_and_optimizer": ("base_weights", "unquantized_weights", "lora_params", "lora_grads",
+                                      "optimizer_states")}
+
+
+def check(plan: Plan) -> None:
+    """Combinations the trainer cannot run (exit 2, naming the fix)."""
+    if plan.offload != "none" and not plan.sharded:
+        raise RankwiseError(f"distributed.offload {plan.offload} needs FSDP or DeepSpeed ZeRO-3 over 2+ GPUs "
+                            f"(strategy is {plan.strategy} on {plan.gpus} GPU{'s' if plan.gpus > 1 else ''})",
+                            "set distributed.strategy: fsdp (or deepspeed) with --gpus N, or distributed.offload: none")
+    if plan.offload == "params" and plan.strategy == "fsdp":
+        raise RankwiseError("distributed.offload params with FSDP: FSDP offloads the parameters with their gradients "
+                            "and optimizer states (CPUOffload(offload_params=True)); it has no parameters-only offload",
+                            "use distributed.offload: params_and_optimizer, or distributed.strategy: deepspeed")
+    if plan.fsdp_sharding != "full" and plan.strategy != "fsdp":
+        raise RankwiseError(f"distributed.fsdp_sharding {plan.fsdp_sharding} is an FSDP strategy (strategy is "
+                            f"{plan.strategy})", "set distributed.strategy: fsdp, or distributed.fsdp_sharding: full")
+    if plan.fp32_master and plan.strategy != "fsdp":
+        raise RankwiseError("train.precision fp32_master is FSDP mixed precision (fp32 shards, bf16 compute) "
+                            f"and the strategy is {plan.strategy}",
+                            "set distributed.strategy: fsdp with --gpus N, or train.precision: bf16")
+    if plan.fp32_master and plan.descriptor.quantized:
+        raise RankwiseError(f"train.precision fp32_master with {plan.descriptor.label}: the sharded 4-/8-bit recipe "
+                            "stores the packed weights in the compute dtype (bnb_4bit_quant_storage)",
+                            "use method: lora for fp32 master weights, or train.precision: bf16")
+
+
+def adjust(plan: Plan, comps: dict[str, int], layer: int, layers: int) -> dict[str, int]:
+    """The per-GPU components after FULL_SHARD (memory._shard) changed for `plan`'s variants. `layer`:
+    bytes of one gathered decoder layer; `layers`: how many decoder layers the model has."""
+    out = dict(comps)
+    if plan.fp32_master:
+        for k in ("base_weights", "unquantized_weights"):  # fp32 shards where the compute-dtype ones were
+            if k in out:
+                out[k] = out[k] * 4 // plan.dtype_bytes
+        out["gather_layers"] += 2 * -(-layer // plan.gpus)  # the bf16 copy of the local shard of each gathered unit
+    if plan.fsdp_sharding == "shard_grad_op":
+        out["gather_layers"] = layers * layer  # every layer stays gathered from its forward to its backward
+    for k in OFFLOADED.get(plan.offload, ()):
+        if k in out:
+            out[k] = 0
+    return out
+
+
+def host_bytes(plan: Plan, full: dict[str, int]) -> int:
+    """Host RAM the offload holds on this machine (every rank's shards: the full unsharded totals)."""
+    return sum(full.get(k, 0) for k in OFFLOADED.get(plan.offload, ())) * (2 if plan.fp32_master else 1)
+
+
+def notes(plan: Plan, offloaded: int) -> tuple[str, ...]:
+    out = []
+    if plan.fsdp_sharding == "shard_grad_op":
+        out.append("FSDP SHARD_GRAD_OP: weights stay gathered from forward to backward: every decoder layer in full "
+                   "at the start of backward (less communication than FULL_SHARD)")
+    elif plan.fsdp_sharding == "hybrid":
+        out.append("FSDP HYBRID_SHARD: sharded within a machine, replicated across machines; estimated for one "
+                   "machine (the same as FULL_SHARD there)")
+    if plan.offload != "none":
+        what = ("weights, LoRA weights, gradients and optimizer states" if plan.offload == "params_and_optimizer"
+                else "weights and LoRA weights")
+        out.append(f"CPU offload ({plan.offload}): {what} held in host RAM ({offloaded / 2**30:.1f} GiB over the "
+                   "machine's ranks), copied in per unit; the gathered units stay on the GPU; slower steps")
+    if plan.fp32_master:
+        out.append("fp32 master weights (FSDP MixedPrecision param_dtype bf16): shards stored fp32, each gathered "
+                   "unit and the compute in bf16, plus a bf16 copy of the local shard per gathered unit")
+    return tuple(out)

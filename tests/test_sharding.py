@@ -1,0 +1,134 @@
+"""FSDP / ZeRO-3 variants: CPU offload, the FSDP sharding strategy and fp32 master weights — per-GPU memory,
+the accelerate config the trainer launches with, and exit 2 where they cannot run."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from train_helpers import CLI, env, train
+
+from rankwise.advisor import sharding
+from rankwise.advisor.config import RunConfig, with_values
+from rankwise.advisor.errors import RankwiseError
+from rankwise.advisor.hardware import planned
+from rankwise.advisor.memory import Plan, estimate, unit_bytes
+from rankwise.advisor.model import load_model
+from rankwise.trainer import launch
+
+
+@pytest.fixture(scope="module")
+def l70():
+    return load_model("llama-3.1-70b")
+
+
+def _est(spec, **kw):
+    return estimate(spec, Plan(kw.pop("method", "lora"), gpus=kw.pop("gpus", 8), strategy=kw.pop("strategy", "fsdp"), **kw))
+
+
+def test_shard_grad_op_keeps_every_layer_gathered_until_backward(l70):
+    full, sgo = _est(l70), _est(l70, fsdp_sharding="shard_grad_op")
+    layer = unit_bytes(l70, Plan("lora"))[0]
+    assert full.components["gather_layers"] == 2 * layer
+    assert sgo.components["gather_layers"] == l70.num_layers * layer
+    assert sgo.peak_bytes - full.peak_bytes == (l70.num_layers - 2) * layer
+    assert _est(l70, fsdp_sharding="hybrid").peak_bytes == full.peak_bytes  # one machine: FULL_SHARD
+
+
+@pytest.mark.parametrize("strategy,offload,gone,kept", [
+    ("fsdp", "params_and_optimizer", ("base_weights", "lora_params", "lora_grads", "optimizer_states"), ()),
+    ("deepspeed", "params", ("base_weights", "lora_params"), ("lora_grads", "optimizer_states")),
+    ("deepspeed", "params_and_optimizer", ("base_weights", "lora_params", "lora_grads", "optimizer_states"), ()),
+])
+def test_offload_moves_the_shards_to_host_ram(l70, strategy, offload, gone, kept):
+    base, off = _est(l70, strategy=strategy), _est(l70, strategy=strategy, offload=offload)
+    for k in gone:
+        assert base.components[k] > 0 and off.components[k] == 0, k
+    for k in kept:
+        assert off.components[k] == base.components[k], k
+    assert off.components["gather_layers"] == base.components["gather_layers"]  # units still gathered on the GPU
+    assert off.peak_bytes == base.peak_bytes - sum(base.components[k] for k in gone)
+    host = sum(8 * base.components[k] for k in gone if k != "base_weights") + 2 * l70.total_params
+    note = next(a for a in off.assumptions if a.startswith("CPU offload"))
+    assert f"{host / 2**30:.0f}" in note or f"{host / 2**30:.1f}" in note  # the unsharded totals, ~the 16-bit model
+
+
+def test_fp32_master_stores_fp32_shards_and_gathers_bf16(l70):
+    bf16, master = _est(l70), _est(l70, fp32_master=True)
+    layer = unit_bytes(l70, Plan("lora"))[0]
+    assert master.components["base_weights"] == 2 * bf16.components["base_weights"]
+    assert master.components["gather_layers"] == 2 * layer + 2 * -(-layer // 8)  # + the bf16 copy of each local shard
+    assert master.components["gather_root"] == bf16.components["gather_root"]  # gathered in bf16
+    assert master.components["activations"] == bf16.components["activations"]  # bf16 compute
+
+
+@pytest.mark.parametrize("kw,needs", [
+    ({"strategy": "ddp", "offload": "params_and_optimizer"}, "needs FSDP or DeepSpeed"),
+    ({"offload": "params"}, "no parameters-only offload"),
+    ({"strategy": "deepspeed", "fsdp_sharding": "shard_grad_op"}, "is an FSDP strategy"),
+    ({"strategy": "ddp", "fp32_master": True}, "FSDP mixed precision"),
+    ({"method": "qlora", "fp32_master": True}, "bnb_4bit_quant_storage"),
+])
+def test_what_the_strategy_cannot_run_is_refused(kw, needs):
+    with pytest.raises(RankwiseError) as e:
+        sharding.check(Plan(kw.pop("method", "lora"), gpus=2, strategy=kw.pop("strategy", "fsdp"), **kw))
+    assert needs in e.value.message and e.value.hint
+
+
+@pytest.mark.parametrize("strategy,offload,sharding_,expect", [
+    ("fsdp", "params_and_optimizer", "shard_grad_op", {"fsdp_offload_params": True, "fsdp_sharding_strategy": "SHARD_GRAD_OP"}),
+    ("fsdp", "none", "hybrid", {"fsdp_offload_params": False, "fsdp_sharding_strategy": "HYBRID_SHARD"}),
+])
+def test_accelerate_config_carries_offload_and_sharding(strategy, offload, sharding_, expect):
+    conf = launch.accelerate_config(launch.Launch(strategy, 2, offload=offload, sharding=sharding_))
+    assert {k: conf["fsdp_config"][k] for k in expect} == expect
+
+
+@pytest.mark.parametrize("offload,param,optim", [("params", "cpu", "none"), ("params_and_optimizer", "cpu", "cpu"),
+                                                 ("none", "none", "none")])
+def test_deepspeed_offload_devices(offload, param, optim, monkeypatch):
+    monkeypatch.setattr(launch.importlib.util, "find_spec", lambda name: object())  # deepspeed "installed" (config only)
+    ds = launch.accelerate_config(launch.Launch("deepspeed", 2, offload=offload))["deepspeed_config"]
+    assert (ds["offload_param_device"], ds["offload_optimizer_device"]) == (param, optim)
+
+
+def test_fp32_master_launches_fsdp_with_bf16_mixed_precision():
+    assert launch.mixed_precision("fp32_master", bf16=False) == "bf16"
+    spec = load_model("llama-3.1-8b")
+    hw = planned(gpu="A100-80GB", gpus=2)
+    cfg = with_values(RunConfig(), {"model.name": "llama-3.1-8b", "method": "lora", "train.precision": "fp32_master",
+                                     "distributed.strategy": "fsdp", "distributed.gpus": 2})
+    got = launch.plan(cfg, spec, hw)
+    assert got.strategy == "fsdp" and launch.accelerate_config(got)["mixed_precision"] == "bf16"
+    with pytest.raises(RankwiseError, match="FSDP mixed precision"):
+        launch.plan(with_values(cfg, {"distributed.strategy": "ddp"}), spec, hw)
+
+
+@pytest.mark.parametrize("key,value", [("distributed.offload", "params_and_optimizer"),
+                                       ("distributed.fsdp_sharding", "shard_grad_op"),
+                                       ("train.precision", "fp32_master")])
+def test_a_one_process_run_refuses_the_sharded_options(key, value):
+    cfg = with_values(RunConfig(), {"model.name": "llama-3.1-8b", key: value})
+    with pytest.raises(RankwiseError, match="one process"):
+        launch.plan(cfg, load_model("llama-3.1-8b"), planned(gpu="A100-80GB"))
+
+
+def test_train_on_the_cpu_exits_2_before_a_run_dir(tmp_path):
+    runs = tmp_path / "runs"
+    proc = train(runs, "--set", "distributed.offload=params_and_optimizer")
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 2 and "one process" in out and "Traceback" not in out, out
+    assert not runs.exists() or not any(p.is_dir() and not p.name.startswith(".") for p in runs.iterdir())
+
+
+def test_estimate_flags(l70):
+    ok = subprocess.run(CLI + ["estimate", "--model", "llama-3.1-70b", "--gpus", "8", "--gpu-mem", "80GiB", "--strategy",
+                               "fsdp", "--precision", "fp32-master", "--offload", "params-and-optimizer",
+                               "--fsdp-sharding", "full", "--json"], capture_output=True, text=True, env=env(), timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    import json
+    plan = json.loads(ok.stdout)["plan"]
+    assert (plan["fp32_master"], plan["offload"], plan["fsdp_sharding"]) == (True, "params_and_optimizer", "full")
+    bad = subprocess.run(CLI + ["estimate", "--model", "llama-3.1-70b", "--gpus", "8", "--gpu-mem", "80GiB", "--strategy",
+                                "ddp", "--offload", "params_and_optimizer"], capture_output=True, text=True, env=env(),
+                         timeout=120)
+    assert bad.returncode == 2 and "distributed.offload" in " ".join(bad.stderr.split())
