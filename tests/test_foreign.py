@@ -115,6 +115,10 @@ def test_peft_target_rules_resolve_on_the_model(fixture, targets):
 def test_a_bare_unknown_target_name_is_still_an_error():
     rc, d = check_json("axolotl-risky.yaml")  # q_proj, v_proj, qkv_proj on Llama: qkv_proj is a typo here
     assert rc == 3 and "unknown-target-module" in {f["code"] for f in d["findings"]}
+    bad = next(f for f in d["findings"] if f["code"] == "unknown-target-module")
+    assert "qkv_proj" in bad["message"] and bad["keys"][0]["key"] == "lora_target_modules"
+    # and the fit is still answered, for the names peft adapts (it fails only when none matches)
+    assert d["fit"] in ("fits", "tight", "wont-fit") and d["config"]["lora"]["target_modules"] == ["q_proj", "v_proj"]
 
 
 # ------------------------------------------------------------------ keys rankwise does not model: said, never silent
@@ -227,7 +231,7 @@ def test_import_refuses_a_rankwise_preset():
 
 # ------------------------------------------------------------------ codes: documented and exercised
 
-FOREIGN_CODES = {"not-modelled", "unknown-key", "preference-stage", "multi-gpu-config"}
+FOREIGN_CODES = {"not-modelled", "unknown-key", "preference-stage", "multi-gpu-config", "unknown-target-module"}
 
 
 def test_foreign_codes_are_documented_and_produced():
@@ -242,7 +246,8 @@ def test_foreign_codes_are_documented_and_produced():
         declared |= set(re.findall(r'Said\(\s*"([a-z-]+)"', py.read_text()))
     assert declared == FOREIGN_CODES
     produced = set()
-    for fixture in ("foreign-not-modelled.yaml", "foreign-lf-typo.yaml", "foreign-dpo.yaml", "foreign-fsdp.yaml"):
+    for fixture in ("foreign-not-modelled.yaml", "foreign-lf-typo.yaml", "foreign-dpo.yaml", "foreign-fsdp.yaml",
+                    "axolotl-risky.yaml"):
         produced |= {f["code"] for f in judge(read(FIX / fixture), GPU24).findings}
     assert FOREIGN_CODES <= produced
 

@@ -219,7 +219,13 @@ def resolve_targets(reading: Reading, names: list[str]) -> RunConfig:
     if paths:
         reading.notes.append(f"{key}: {', '.join(map(str, paths))} name no linear layer of the language model "
                              "(vision tower, projector or embeddings): not counted, as peft skips them")
-    plain = [m for m in missed if m not in paths]  # a bare name the model lacks is likely a typo: the checks say so
+    plain = [m for m in missed if m not in paths]  # a bare name the model lacks: a typo or another architecture's
+    if plain:  # an error, as before; the estimate goes on with the names peft would adapt
+        model = reading.cfg.model.name
+        reading.said.append(Said(
+            "unknown-target-module", "error", key, f"{key}: {', '.join(plain)} not in {model}",
+            f"a typo or a module of another architecture: peft adapts only {', '.join(hit)} of this list",
+            f"use names {model} has: {', '.join(names)}"))
     from ..config import with_values
 
-    return with_values(reading.cfg, {"lora.target_modules": hit + plain})
+    return with_values(reading.cfg, {"lora.target_modules": hit})
