@@ -56,7 +56,8 @@ def _options(row: dict) -> dict:
     out = {}
     for kv in filter(None, (row.get("options") or "").split(";")):
         k, v = kv.split("=")
-        out[k.strip()] = OPTION_VALUES.get(v.strip(), v.strip())
+        v = v.strip()
+        out[k.strip()] = OPTION_VALUES.get(v, int(v) if v.isdigit() else v)  # gpus=2: a count
     return out
 
 
