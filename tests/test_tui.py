@@ -240,7 +240,7 @@ async def test_runs_list_summary_and_attach(tmp_path):
         screen = pilot.app.screen
         row = [str(c) for c in screen.query_one(DataTable).get_row_at(0)]
         assert row[:4] == ["demo-cpu-20260101-000000", "finished", "5/5", "1.5000"]
-        assert row[4] == "9m ago"  # updated 548 s before the frozen clock
+        assert row[4] == "10m ago"  # started 600 s before the frozen clock (`rankwise runs` says the same)
         detail = text_of(screen.query_one("#run-detail", Static))
         assert "final loss 1.5000" in detail and "best eval 2.2000" in detail and "vs estimate 0.05 GiB" in detail
         await pilot.press("enter")

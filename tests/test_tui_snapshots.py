@@ -111,3 +111,44 @@ def test_run_with_diagnoses(snap_compare, place, size):
                   "lora.r or train fewer epochs")
     sink.close()
     assert snap_compare(make(place), terminal_size=size, run_before=steps("ctrl+r", "wait", "enter", "wait"))
+
+
+@pytest.mark.parametrize("size", SMALL)
+def test_sweep_confirmation(snap_compare, place, size):
+    """`s` on Presets: the sweep's trials, ranks and planned time in one line before anything starts."""
+    from rankwise.advisor.presets import shipped
+
+    app = make({"demo-cpu": shipped()["demo-cpu"]}, NO_GPU)
+    assert snap_compare(app, terminal_size=size, run_before=steps("ctrl+o", "wait", "s", "wait"))
+
+
+@pytest.mark.parametrize("size", SMALL)
+def test_sweep(snap_compare, place, size):
+    """The Sweep screen of a running sweep: its table, plot and recommendation so far; x stops it."""
+    from pathlib import Path
+
+    from rankwise.advisor import knee
+    from rankwise.advisor.loader import load_config
+    from rankwise.advisor.presets import resolve_preset
+    from rankwise.trainer.sweep import SweepPlan, write_results
+    from rankwise.tui.screens.sweep import SweepScreen
+
+    preset = resolve_preset("demo-cpu")
+    p = SweepPlan(preset=preset, cfg=load_config(preset), name="demo-cpu", ranks=[4, 8, 16, 32], skipped={},
+                  steps=20, minutes=None, alpha_ratio=2.0, sweep_dir=Path("sweeps/demo-cpu-snap"),
+                  runs_dir=Path("runs"), storage="trials.json", study_name="demo-cpu-snap")  # relative: the cwd is tmp
+
+    def curve(rank, final):
+        return knee.Curve(rank, "complete", tuple((s, 3.0 - s * 0.05) for s in range(1, 21)),
+                          tuple((s, final + (20 - s) * 0.01) for s in (5, 10, 15, 20)))
+
+    write_results(p, knee.analyse([curve(32, 1.69), curve(16, 1.70), knee.Curve(8, "running"),
+                                   knee.Curve(4, "waiting")]), {}, "running")
+
+    async def run_before(pilot):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.app.push_screen(SweepScreen(p.sweep_dir))
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(make(place), terminal_size=size, run_before=run_before)

@@ -266,6 +266,7 @@ class RankwiseApp(App):
             self.run_worker(lambda: self._start_sweep(preset, start), thread=True, group="launch", exclusive=True,
                             exit_on_error=False)
 
+        self.clear_notifications()  # "sizing a rank sweep…" is answered by the question
         self.push_screen(ConfirmScreen(start.question()), answer)
 
     def _start_sweep(self, preset: Path, start) -> None:

@@ -70,7 +70,7 @@ def run_list(args) -> int:
     table.add_column("loss", justify="right", no_wrap=True)
     if show_eval:
         table.add_column("eval", justify="right", no_wrap=True)
-    table.add_column("age", justify="right", no_wrap=True)
+    table.add_column("started", justify="right", no_wrap=True)
     now = time.time()
     for i in infos:
         step = f"{i.step if i.step is not None else '-'}/{i.max_steps or '?'}"
@@ -78,13 +78,14 @@ def run_list(args) -> int:
                  "-" if i.loss is None else f"{i.loss:.4f}"]
         if show_eval:
             cells.append("-" if i.eval_loss is None else f"{i.eval_loss:.4f}")
-        cells.append(fmt_age(now - i.started if i.started else None))
+        cells.append(fmt_age(now - i.started if i.started else None) + (" ago" if i.started else ""))
         table.add_row(*cells)
     console.print(table)
     for i in infos:
         if i.note and i.status != "finished":
             console.print(Text(f"{i.id}: {i.note}", style="dim"))
-    console.print(Text("age: since the run started · `rankwise attach ID` shows one live", style="dim"))
+    console.print(Text("started: how long ago each run started (the TUI's Runs says the same) · "
+                       "`rankwise attach ID` shows one live", style="dim"))
     return 0
 
 

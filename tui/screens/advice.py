@@ -130,6 +130,7 @@ class AdviceScreen(Screen):
         # ↑/↓ move between the form's fields (priority: a closed Select would open on them; an open
         # one, the flags list and a dialog keep them, see check_action); Tab too
         Binding("down", "field_step(1)", "Next field", show=False, priority=True, id="advice.next_field"),
+        Binding("tab", "app.focus_next", "Field", key_display="tab/↑↓", id="advice.tab"),
         Binding("up", "field_step(-1)", "Previous field", show=False, priority=True, id="advice.previous_field"),
     ]
 
@@ -166,7 +167,7 @@ class AdviceScreen(Screen):
                 yield Static("", id="flag-detail")
                 yield Static("", id="notes")
         yield Static("", id="reason")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # room for tab/↑↓; ^p is in F1's list
 
     def on_mount(self) -> None:
         self.sub_title = "advice"

@@ -138,7 +138,10 @@ class PresetsScreen(Screen):
             detail.append(row["error"], style=message_style("error"))
         else:
             detail.append(row["description"] or "(no description)")
-            detail.append(f"\nmodel: {row['model']}", style="dim")
+            model = row["model"] or "?"
+            if Path(model).is_absolute():  # a local folder: its name (the path alone filled the line at 80×24)
+                model = f"{Path(model).name} (local folder)"
+            detail.append(f"\nmodel: {model}", style="dim")
             for sev, code in row["codes"]:
                 detail.append(f"\n{sev}: {code}", style=severity_style(sev))
         self.query_one("#preset-detail", Static).update(detail)

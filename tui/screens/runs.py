@@ -1,4 +1,4 @@
-"""Runs: every run in the runs directory with status, step, loss and age; Enter attaches.
+"""Runs: every run in the runs directory with status, step, loss and when it started; Enter attaches.
 
 The list is re-read in a worker every few seconds; the selected finished run shows its
 summary (final and best loss, time, peak memory against the estimate).
@@ -74,9 +74,9 @@ def summary_text(info) -> Text:
 
 class RunsScreen(Screen):
     BINDINGS = [
-        Binding("enter", "attach", "Attach", priority=True),
-        Binding("x", "stop", "Stop run"),
-        Binding("escape,f2", "back", "Back", key_display="esc/F2"),
+        Binding("enter", "attach", "Attach", priority=True, id="runs.attach"),
+        Binding("x", "stop", "Stop run", id="runs.stop"),
+        Binding("escape,f2", "back", "Back", key_display="esc/F2", id="runs.back"),
     ]
 
     def __init__(self) -> None:
@@ -90,7 +90,7 @@ class RunsScreen(Screen):
         yield Header()
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static(Text("reading runs…", style="dim"), id="run-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = f"runs in {self.app.ctx.runs_dir}"
@@ -99,7 +99,7 @@ class RunsScreen(Screen):
         table.add_column("status", key="status")
         table.add_column("step", key="step")
         table.add_column("loss", key="loss")
-        table.add_column("age", key="age")
+        table.add_column("started", key="started")  # since the run started, as `rankwise runs` says
         table.focus()
         self.reload()
         self.set_interval(REFRESH_S, self.reload)
@@ -118,8 +118,7 @@ class RunsScreen(Screen):
         for r in message.runs:
             step = f"{r.step if r.step is not None else '-'}/{r.max_steps or '?'}"
             loss = "-" if r.loss is None else f"{r.loss:.4f}"
-            when = r.updated or r.started
-            rows.append((r.id, r.status, step, loss, age(now - when if when else None)))
+            rows.append((r.id, r.status, step, loss, age(now - r.started if r.started else None)))
         if rows == self._rows and self.renders:
             self.runs = message.runs
             return  # nothing on screen changed: no repaint
@@ -141,9 +140,12 @@ class RunsScreen(Screen):
         info = self.selected()
         detail = self.query_one("#run-detail", Static)
         if info is None:
-            detail.update(Text(f"no runs in {self.app.ctx.runs_dir} yet: launch one from Presets (^p)", style="dim"))
+            detail.update(Text(f"no runs in {self.app.ctx.runs_dir} yet: launch one from Presets (^o)", style="dim"))
         else:
-            detail.update(summary_text(info))
+            text = summary_text(info)
+            if info.status == "running" and info.updated:  # liveness: the column says when it started
+                text.append(f"\nlast event {age(self.app.ctx.clock() - info.updated)}", style="dim")
+            detail.update(text)
 
     def selected(self):
         table = self.query_one(DataTable)

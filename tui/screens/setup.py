@@ -112,6 +112,30 @@ def hardware_text(hw) -> Text:
     return out
 
 
+def plan_text(probed, hw) -> Text:
+    """One line: the GPU the advice is for, and where that came from (probed here, or declared in
+    the fields). `hw` None: not decided yet (the fields are empty); False: the fields are wrong."""
+    if probed is None and not hw:
+        return Text("advice for: this machine, once probed…", style="dim")
+    if hw is False:
+        return Text("advice for: the GPU in the fields, once they are right (^n says what is wrong)",
+                    style=message_style("warning"))
+    hw = hw or probed
+    t = Text("advice for: ", style="bold")
+    if hw.gpus:
+        g = hw.gpus[0]
+        name = f"{gib(hw.gpu_bytes)} GiB GPU" if g.name.startswith("declared") else f"{g.name} {gib(hw.gpu_bytes)} GiB"
+        t.append(f"{hw.gpu_count}× {name}" if hw.gpu_count > 1 else name)
+    else:
+        return t.append("no GPU found on this machine: plan for one in the row above")
+    if hw is probed or hw.source == "probe":
+        t.append(" (probed here)", style="dim")
+    else:
+        t.append(" (declared, not this machine's)" if probed is not None and probed.gpus else " (declared)",
+                 style=message_style("warning"))
+    return t
+
+
 def scan_text(scan) -> Text:
     fmt = scan.format or "unknown format"
     t = Text(f"{scan.rows:,}{'' if scan.complete else '+'} rows · {fmt} · chars median {scan.median_chars:,}, "
@@ -161,6 +185,7 @@ class SetupScreen(Screen):
             yield Input(placeholder="count", id="gpus", compact=True, restrict=r"[0-9]*")
             yield Input(placeholder="or name: L4, A100-80GB", id="gpu-name", compact=True)
         yield Static("", id="plan-error", classes="field-error")
+        yield Static(plan_text(self.app.ctx.hardware, None), id="plan-note")
         with Horizontal(id="setup-body"):
             with Vertical(id="model-col"):
                 yield Label("Model: filter, path or HF id", classes="title", id="model-title")
@@ -168,7 +193,7 @@ class SetupScreen(Screen):
                 yield Static("", id="model-error", classes="field-error")
                 yield OptionList(*self._options(""), id="models", compact=True)
             with Vertical(id="task-col"):
-                yield Label("Task", classes="title")
+                yield Label("Task", classes="title", id="task-title")
                 yield Select([(t, t) for t in TASKS], value="instruction", allow_blank=False, id="task",
                              compact=True)
                 yield Label("Dataset (optional)", classes="title")
@@ -187,8 +212,35 @@ class SetupScreen(Screen):
             self.probe()
             self.set_interval(PROBE_EVERY_S, self.probe)  # GPU memory in use changes; keep the bars true
         self.query_one("#models", OptionList).highlighted = 0
-        self.query_one("#model", Input).focus()
+        self.first_focus(ctx.hardware)
         self.find_cached()
+
+    def first_focus(self, hw) -> None:
+        """The first field the screen asks for: the GPU row when no GPU was found (its banner asks for
+        one), else the model. A probe that answers late moves the focus only if nothing was typed yet."""
+        untouched = all(not w.value for w in self.query(Input)) and self.focused in (
+            None, self.query_one("#model"), self.query_one("#gpu-mem"))
+        if untouched:
+            self.query_one("#gpu-mem" if hw is not None and not hw.gpus else "#model", Input).focus()
+
+    @on(Input.Submitted, "#plan Input")
+    def _plan_enter(self) -> None:
+        self.query_one("#model", Input).focus()  # Enter in the GPU row: on to the model
+
+    @on(Input.Changed, "#plan Input")
+    def _plan_changed(self) -> None:
+        self.show_plan()
+
+    def show_plan(self) -> None:
+        """Confirm the GPU the advice will be for, and whether it was probed or declared here."""
+        from rankwise.advisor.errors import RankwiseError
+
+        try:
+            hw = self.planned_hardware()
+        except (RankwiseError, ValueError):
+            hw = False  # said when Advice is asked for (the plan's error line)
+        note = self.query_one("#plan-note", Static)
+        note.update(plan_text(self.app.ctx.hardware, hw))
 
     @work(thread=True, exclusive=True, group="hf-cache", exit_on_error=False)
     def find_cached(self) -> None:
@@ -207,8 +259,12 @@ class SetupScreen(Screen):
         self.post_message(HardwareProbed(probe()))
 
     def on_hardware_probed(self, message: HardwareProbed) -> None:
+        first = self.app.ctx.hardware is None
         self.app.ctx.hardware = message.hardware
         self.query_one("#hw", Static).update(hardware_text(message.hardware))
+        self.show_plan()
+        if first:
+            self.first_focus(message.hardware)
 
     # ---- model list
     def _options(self, text: str) -> list[Option]:
@@ -399,6 +455,7 @@ class SetupScreen(Screen):
             line.update(Text(errors[field], style=message_style("error")) if field in errors else "")
             if line.has_class("field-error"):
                 line.display = field in errors
+        self.query_one("#plan-note").display = "plan" not in errors  # the error says more
         if errors:  # Advice does not open on a broken Setup; the first wrong field gets the focus
             first = next(iter(errors))
             self.query_one({"model": "#model", "plan": "#gpu-mem", "dataset": "#dataset",
@@ -414,4 +471,20 @@ class SetupScreen(Screen):
                                      p95_chars=scanned.p95_chars if scanned else None))
 
     def action_blur(self) -> None:
+        """Esc leaves the field (the screen's keys then act alone); typing brings the field back."""
+        self._left = self.focused
         self.set_focus(None)
+
+    def on_key(self, event) -> None:
+        """After Esc nothing is focused: a typed character goes back into the field that was left
+        (the model filter if none), instead of nowhere."""
+        if self.focused is None and event.is_printable and event.character:
+            box = getattr(self, "_left", None)
+            box = box if isinstance(box, Input) and box.is_mounted else self.query_one("#model", Input)
+            box.select_on_focus = False  # type on at the end, not over the field's selected text
+            box.focus()
+            box.cursor_position = len(box.value)
+            box.insert_text_at_cursor(event.character)
+            # focus() is deferred (app.call_later) and posts Focus to the box: restore after it
+            self.app.call_later(box.call_later, setattr, box, "select_on_focus", True)
+            event.stop()
