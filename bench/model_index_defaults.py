@@ -25,7 +25,6 @@ DEFAULTS = [
     (["google/gemma-7b"], "gemma", "google/gemma-7b"),
     (["llava-hf/llava-1.5-7b-hf"], "llava", "llava-hf/llava-1.5-7b-hf"),
     (["meta-llama/Llama-3.2-11B-Vision"], "mllama", "meta-llama/Llama-3.2-11B-Vision"),
-    (["meta-llama/Llama-4-Scout-17B-16E"], "llama4", "meta-llama/Llama-4-Scout-17B-16E"),
     (["mistralai/Voxtral-Mini-3B-2507"], "voxtral", "mistralai/Voxtral-Mini-3B-2507"),
     (["moonshotai/Kimi-Linear-48B-A3B-Instruct"], "kimi_linear", "moonshotai/Kimi-Linear-48B-A3B-Instruct"),
     (["EleutherAI/gpt-j-6B"], "gptj", "EleutherAI/gpt-j-6B"),
@@ -45,10 +44,29 @@ def axolotl(path: str) -> dict:
     return {"repo": "axolotl-ai-cloud/axolotl", "path": path, "commit": AXOLOTL_COMMIT}
 
 
+# "Supervised Fine-Tuning with 4/8-bit GPTQ Quantization ... llama3_lora_sft_gptq.yaml" (and AWQ, AQLM)
+LLAMA_FACTORY_README = {"repo": "hiyouga/LLaMA-Factory", "path": "examples/README.md",
+                        "commit": "ff6d4d12eeb035d6ce06805a5733dd7b29f2ac30"}
+
 # (id, the indexed id it is a copy of, the source saying so). Joined to the original's group.
 ALIASES = [
-    # "They use the same architecture" (OpenAI's safeguard models built upon GPT-OSS)
-    # -- needs openai/gpt-oss-20b in the index: left out until a source gives the 20b's shape.
+    # "They use the same architecture, so the same examples below can be re-used" (GPT-OSS-Safeguard)
+    ("openai/gpt-oss-safeguard-20b", "openai/gpt-oss-20b", axolotl("examples/gpt-oss/README.md")),
+    # the Maverick counterpart of the linearized Scout (axolotl's `delinearize-llama4`, docs/cli.qmd)
+    ("axolotl-quants/Llama-4-Maverick-17B-128E-Linearized-bnb-nf4-bf16", "meta-llama/Llama-4-Maverick-17B-128E",
+     axolotl("docs/cli.qmd")),
+    ("alpindale/Llama-3.2-11B-Vision-Instruct", "meta-llama/Llama-3.2-11B-Vision",  # an ungated copy of Meta's
+     axolotl("examples/llama-3-vision/lora-11b.yaml")),
+    # Copies of Llama models under another name: the repository's own name says which model and format;
+    # the examples that use them name the family. A pre-quantized copy's 4-bit (or 2-bit) storage is said
+    # as not modelled by `check` (advisor/foreign): the estimate counts the method's base.
+    ("casperhansen/llama-3-70b-fp16", "meta-llama/Meta-Llama-3-70B", axolotl("examples/llama-3/qlora-fsdp-70b.yaml")),
+    ("hugging-quants/Meta-Llama-3.1-405B-BNB-NF4-BF16", "meta-llama/Meta-Llama-3.1-405B",
+     axolotl("examples/llama-3/qlora-fsdp-405b.yaml")),
+    ("TheBloke/Llama-2-7B-GPTQ", "meta-llama/Llama-2-7b-hf", axolotl("examples/llama-2/gptq-lora.yml")),
+    ("TechxGenus/Meta-Llama-3-8B-Instruct-AWQ", "meta-llama/Meta-Llama-3-8B", LLAMA_FACTORY_README),
+    ("TechxGenus/Meta-Llama-3-8B-Instruct-GPTQ", "meta-llama/Meta-Llama-3-8B", LLAMA_FACTORY_README),
+    ("ISTA-DASLab/Meta-Llama-3-8B-Instruct-AQLM-2Bit-1x16", "meta-llama/Meta-Llama-3-8B", LLAMA_FACTORY_README),
     # Ministral 3 comes as Base, Instruct and Reasoning releases of each size (the collection axolotl's
     # examples/ministral3/README.md links); axolotl's vision example trains the Reasoning one on images.
     ("mistralai/Ministral-3-3B-Reasoning-2512", "mistralai/Ministral-3-3B-Instruct-2512",
@@ -193,8 +211,47 @@ def _phi_1_5() -> dict:
                      tie_word_embeddings=m["tie_word_embeddings"]).to_dict()
 
 
+TORCHTUNE_LLAMA4 = {"repo": "pytorch/torchtune", "path": "torchtune/models/llama4/_model_builders.py",
+                    "commit": "bd2a0fc7c31430972728494fa01aaeeb0ebf1ba1"}
+
+
+def _llama4(maverick: bool) -> dict:
+    """Llama4Config as torchtune's llama4_scout_17b_16e / llama4_maverick_17b_128e builders build it.
+
+    Text: Llama4TextConfig's defaults are Scout's decoder (5120 wide, 48 layers, 40 heads, 8 KV heads, vocab
+    202048, experts of 8192 and a shared one, q/k norm); Maverick's builder changes num_experts 128,
+    moe_every_n_layers 2 (dense layers of mlp_hidden_dim 16384 between), use_qk_norm False.
+    Vision (both builders): clip_embed_dim 1408, clip_num_layers 34, num_heads 16, patch 14, tiles of 336,
+    an MLP of 4·1408 (torchtune clip_vision_encoder), projection_embed_dim 4096. Llama4VisionConfig's own
+    defaults (768 wide) are not these."""
+    from transformers import Llama4Config, Llama4TextConfig, Llama4VisionConfig
+
+    text = Llama4TextConfig(**({"num_local_experts": 128, "interleave_moe_layer_step": 2, "use_qk_norm": False}
+                               if maverick else {}))
+    vision = Llama4VisionConfig(hidden_size=1408, intermediate_size=4 * 1408, num_hidden_layers=34,
+                                num_attention_heads=16, patch_size=14, image_size=336, projector_input_dim=4096,
+                                projector_output_dim=4096, vision_output_dim=4096)
+    return Llama4Config(text_config=text, vision_config=vision).to_dict()
+
+
+# config.json of openai/gpt-oss-20b as a repository copies it (its shape fields; the copy's
+# quantization_config is dropped: the original's experts are MXFP4, which axolotl's examples dequantize).
+GPT_OSS_20B = {"repo": "EchoCog/gpt-oss-20b", "path": "config.json", "commit": "52971a17bf2f66dd519c8d26217b1405e425a246"}
+
+
+def _gpt_oss_20b() -> dict:
+    return {"model_type": "gpt_oss", "attention_bias": True, "head_dim": 64, "hidden_size": 2880,
+            "intermediate_size": 2880, "layer_types": ["sliding_attention", "full_attention"] * 12,
+            "max_position_embeddings": 131072, "num_attention_heads": 64, "num_experts_per_tok": 4,
+            "num_hidden_layers": 24, "num_key_value_heads": 8, "num_local_experts": 32, "sliding_window": 128,
+            "swiglu_limit": 7.0, "tie_word_embeddings": False, "vocab_size": 201088}
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
+    (["meta-llama/Llama-4-Scout-17B-16E"], lambda: _llama4(False), TORCHTUNE_LLAMA4),
+    (["meta-llama/Llama-4-Maverick-17B-128E"], lambda: _llama4(True), TORCHTUNE_LLAMA4),
+    (["openai/gpt-oss-20b"], _gpt_oss_20b, GPT_OSS_20B),
     # the preset's conversation template names it Ministral-3-3B-Instruct-2512; its architectures field,
     # Mistral3ForConditionalGeneration, is model_type mistral3 (MLC sets the top level to its text model's type)
     (["mistralai/Ministral-3-3B-Instruct-2512"], lambda: {**_mlc("ministral3_3b_2512"), "model_type": "mistral3"},

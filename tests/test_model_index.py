@@ -37,6 +37,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "mistral3": "a Ministral 3 decoder and a Pixtral vision tower",
     "deepseek_v2": "multi-head latent attention, 64 routed experts plus 2 shared",
     "phi": "parallel attention and MLP, partial rotary, LayerNorm",
+    "gpt_oss": "32 experts with biases, attention sinks, alternating sliding-window layers",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -84,12 +85,14 @@ PUBLISHED_ON_META = [
     ("bigcode/starcoder2-3b", 3.03e9), ("google/gemma-3-270m", 268e6), ("google/gemma-3-4b-it", 4.3e9),
     ("google/gemma-3-12b-it", 12.2e9), ("google/gemma-3-27b-it", 27.4e9), ("deepseek-ai/DeepSeek-V2-Lite", 15.7e9),
     ("microsoft/phi-1_5", 1.42e9), ("google/gemma-4-E2B", 5.1e9),  # Gemma 4 E2B: "5.1B with embeddings"
+    ("openai/gpt-oss-20b", 20.9e9),  # OpenAI's gpt-oss model card (arXiv 2508.10925): 20.9B total
 ]
 # Cards that state only the size class ("80B in total"): within 2.5% of it. Kimi Linear's "48B" counts
 # no embeddings, so its figure is checked without them.
 PUBLISHED_CLASS = [
     ("Qwen/Qwen3-Next-80B-A3B-Instruct", 80e9, False), ("Qwen/Qwen3.5-35B-A3B", 35e9, False),
     ("meta-llama/Llama-4-Scout-17B-16E", 109e9, False),  # also axolotl's examples/llama-4/README.md
+    ("meta-llama/Llama-4-Maverick-17B-128E", 400e9, False),  # "Llama 4 Maverick 17Bx128Experts (400B)": the same
     ("moonshotai/Kimi-Linear-48B-A3B-Instruct", 48e9, True),
     ("zai-org/GLM-4.7-Flash", 30e9, False),  # "a 30B-A3B MoE model": axolotl's examples/glm47-flash/README.md
     ("google/gemma-4-31B", 31e9, False), ("google/gemma-4-26B-A4B", 26e9, False),
@@ -188,6 +191,9 @@ SAME_AS = [
     ("mhenrichsen/gemma-7b", "google/gemma-7b"),  # aliases (bench/model_index_defaults.py)
     ("mistralai/Ministral-3-3B-Reasoning-2512", "mistralai/Ministral-3-3B-Instruct-2512"),
     ("google/gemma-3-270m-it", "google/gemma-3-270m"),
+    ("openai/gpt-oss-safeguard-20b", "openai/gpt-oss-20b"),
+    ("TechxGenus/Meta-Llama-3-8B-Instruct-AWQ", "meta-llama/Meta-Llama-3-8B"),
+    ("alpindale/Llama-3.2-11B-Vision-Instruct", "meta-llama/Llama-3.2-11B-Vision"),
 ]
 
 
