@@ -40,6 +40,7 @@ class SweepPlan:
     notes: list[str] = field(default_factory=list)
     alpha: float | None = None  # held at every rank (advisor/coupling.py); None: the preset's alpha
     lrs: list[float] = field(default_factory=list)  # a learning-rate grid per rank (--lrs); empty: the preset's
+    best_lrs: dict[int, float] = field(default_factory=dict)  # each rank's best rate of the grid (for --validate)
 
     @property
     def alpha_value(self) -> float:
@@ -230,7 +231,8 @@ def trial_config(p: SweepPlan, rank: int, phase: str = "sweep"):
     c = p.cfg.model_copy(deep=True)
     c.lora.r = rank
     c.lora.alpha = p.alpha_value
-    c.train.lr = trial_lr(p, rank, phase_lr(phase))
+    c.train.lr = trial_lr(p, rank, phase_lr(phase)) if phase != "validate" or rank not in p.best_lrs \
+        else p.best_lrs[rank]
     c.output.name = f"{p.name}-{phase}-r{rank}"
     if phase.startswith("sweep") and p.steps:
         c.train.max_steps = p.steps

@@ -39,9 +39,10 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _dataset(path: str, spec) -> tuple[int, int | None, int | None, str]:
-    """(rows, p95 characters or None, p95 tokens or None, how counted). The data scanner reads the
-    rows; the model's own tokenizer counts them when it is on this machine (advisor/tokens.py)."""
+def _dataset(path: str, spec) -> tuple[int, int | None, int | None, str, tuple[int | None, int | None]]:
+    """(rows, p95 characters or None, p95 tokens or None, how counted, (median characters, median
+    tokens) for the rank's capacity check). The data scanner reads the rows; the model's own
+    tokenizer counts them when it is on this machine (advisor/tokens.py)."""
     from rankwise.advisor.dataset import scan_for_model
 
     s = scan_for_model(path, spec)
@@ -49,8 +50,7 @@ def _dataset(path: str, spec) -> tuple[int, int | None, int | None, str]:
     note += f", {s.bad_rows} bad)" if s.bad_rows else ")"
     note += (f"; lengths counted by {s.tokens_by}" if s.tokens_by else
              f"; lengths at ~4 characters a token ({spec.name}'s tokenizer is not on this machine)")
-    _dataset.median = (s.median_chars or None, s.median_tokens)  # the rank's capacity check (issue 18)
-    return s.rows, (s.p95_chars or None), s.p95_tokens, note
+    return s.rows, (s.p95_chars or None), s.p95_tokens, note, (s.median_chars or None, s.median_tokens)
 
 
 def run(args) -> int:
@@ -78,8 +78,7 @@ def run(args) -> int:
     rows, p95, p95_tokens, data_note = args.samples, None, None, None
     median_chars = median_tokens = None
     if args.dataset:
-        rows, p95, p95_tokens, data_note = _dataset(args.dataset, spec)
-        median_chars, median_tokens = _dataset.median
+        rows, p95, p95_tokens, data_note, (median_chars, median_tokens) = _dataset(args.dataset, spec)
         base.data.path = str(Path(args.dataset).resolve())
     advice = advise(spec, hw, args.task, budget=budget, dataset_rows=rows, seq_len=args.seq, base=base,
                     p95_chars=p95, p95_tokens=p95_tokens, median_chars=median_chars, median_tokens=median_tokens)

@@ -194,6 +194,7 @@ def run(args) -> int:
         validation = None
         if args.validate and analysis.recommended_rank is not None:
             _say("validating the top two ranks at the preset's full length")
+            p.best_lrs = {r: run["lr"] for r, run in runs.items() if run.get("lr")}  # each at its best rate (--lrs)
             validation = sweep.validate_top_two(p, analysis, _progress)
     except (sweep.Interrupted, KeyboardInterrupt):  # KeyboardInterrupt: stopped between trials
         cs, runs = sweep.best_curves(p)
