@@ -5,7 +5,7 @@ and error handling are the real ones) over every *.yml/*.yaml under DIR and prin
 files, tracebacks (uncaught exceptions), the share with a fit answer (fits/tight/wont-fit),
 exit codes, findings per code, and the foreign keys left unread (neither mapped nor reported).
 
-    python3 bench/foreign_configs.py DIR [--gpu RTX4090] [--show-unread] [--show-errors]
+    python3 bench/foreign_configs.py DIR [--gpu RTX4090] [--show-unread] [--show-errors] [--show-unchecked]
 
 The corpus is the two projects' example LoRA/QLoRA configs, fetched outside the repository
 (see the issue's closing note for the commits).
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpu", default="RTX4090", help="GPU to judge fit against (default RTX4090)")
     p.add_argument("--show-unread", action="store_true", help="list each file's unread keys")
     p.add_argument("--show-errors", action="store_true", help="print stderr of exit-2 files")
+    p.add_argument("--show-unchecked", action="store_true",
+                   help="every cause of a missing fit answer with its files (default: the 15 most common causes)")
     args = p.parse_args(argv)
     files = sorted(f for f in args.dir.rglob("*") if f.suffix in (".yml", ".yaml") and f.is_file())
     if not files:
@@ -83,6 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     print("findings per code:")
     for code, c in codes.most_common():
         print(f"  {code:34} {c}")
+    unchecked = [r for r in results if r["json"] and r["json"].get("fit") not in FIT_ANSWERS]
+    causes = Counter(r["json"].get("unchecked_reason") or "(no reason given)" for r in unchecked)
+    print(f"fit not checked: {len(unchecked)} ({len(causes)} causes)")
+    for cause, c in causes.most_common(None if args.show_unchecked else 15):
+        print(f"  {c:3} {cause}")
+        if args.show_unchecked:
+            for r in unchecked:
+                if (r["json"].get("unchecked_reason") or "(no reason given)") == cause:
+                    print(f"        {Path(r['file']).name}")
     print(f"keys left unread: {sum(unread.values())} ({len(unread)} distinct)")
     for key, c in unread.most_common(40 if not args.show_unread else None):
         print(f"  {key:34} {c}")
