@@ -21,18 +21,18 @@ def _in_tower(module_name: str) -> bool:
 
 
 def _model_class(cfg: dict):
-    """The class that builds the whole model: the multimodal one when config.json has a vision or
-    audio tower (its weights load with the language model), else the causal LM."""
+    """(first, fallback) classes to build the whole model: the multimodal one first when config.json
+    has a vision or audio tower (its weights load with the language model), else the causal LM."""
     from transformers import AutoModelForCausalLM
 
+    try:
+        from transformers import AutoModelForMultimodalLM
+    except ImportError:  # older transformers
+        from transformers import AutoModelForImageTextToText as AutoModelForMultimodalLM
     towers = any(k.endswith(("vision_config", "audio_config")) and v for k, v in cfg.items())
     if towers:
-        try:
-            from transformers import AutoModelForMultimodalLM
-        except ImportError:  # older transformers
-            from transformers import AutoModelForImageTextToText as AutoModelForMultimodalLM
         return AutoModelForMultimodalLM, AutoModelForCausalLM
-    return AutoModelForCausalLM, None
+    return AutoModelForCausalLM, AutoModelForMultimodalLM  # Mistral 4's text model is registered only there
 
 
 def _linear_family(module_name: str, leaf: str) -> str:
@@ -58,8 +58,6 @@ def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
             try:
                 model = first.from_config(config)
             except ValueError:
-                if fallback is None:
-                    raise
                 model = fallback.from_config(config)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise RankwiseError(f"{name}: transformers cannot build model_type {cfg.get('model_type')!r}: {e}",

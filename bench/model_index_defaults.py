@@ -247,8 +247,37 @@ def _gpt_oss_20b() -> dict:
             "swiglu_limit": 7.0, "tie_word_embeddings": False, "vocab_size": 201088}
 
 
+LITGPT = {"repo": "Lightning-AI/litgpt", "path": "litgpt/config.py", "commit": "26857050fe3ff627cd714fe92f5838f51a3d5efa"}
+TORCHTUNE_QWEN2 = {"repo": "pytorch/torchtune", "path": "torchtune/models/qwen2/_model_builders.py",
+                   "commit": "bd2a0fc7c31430972728494fa01aaeeb0ebf1ba1"}
+
+
+def _pythia_1_4b() -> dict:
+    """litgpt's pythia-1.4b(-deduped) entry in GPTNeoXConfig's names: n_embd 2048, n_layer 24, n_head 16,
+    intermediate_size 8192, padded_vocab_size 50304, rotary_percentage 0.25, parallel_residual, untied head."""
+    from transformers import GPTNeoXConfig
+
+    return GPTNeoXConfig(hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, intermediate_size=8192,
+                         vocab_size=50304, rotary_pct=0.25, use_parallel_residual=True, tie_word_embeddings=False,
+                         max_position_embeddings=2048).to_dict()
+
+
+def _qwen2_vl_7b() -> dict:
+    """Qwen2-VL-7B: the Qwen2-7B decoder (torchtune's qwen2_7b, the index's Qwen/Qwen2-7B group) and
+    Qwen2VLVisionConfig's tower (32 blocks of 1280, the 675M ViT the Qwen2-VL paper, arXiv 2409.12191, gives every
+    size), its merger projecting to the decoder's width."""
+    from transformers import Qwen2VLConfig
+
+    text = {"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
+            "intermediate_size": 18944, "vocab_size": 152064, "max_position_embeddings": 32768,
+            "tie_word_embeddings": False}
+    return Qwen2VLConfig(text_config=text, vision_config={"hidden_size": 3584}).to_dict()
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
+    (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
+    (["Qwen/Qwen2-VL-7B", "Qwen/Qwen2-VL-7B-Instruct"], _qwen2_vl_7b, TORCHTUNE_QWEN2),
     (["meta-llama/Llama-4-Scout-17B-16E"], lambda: _llama4(False), TORCHTUNE_LLAMA4),
     (["meta-llama/Llama-4-Maverick-17B-128E"], lambda: _llama4(True), TORCHTUNE_LLAMA4),
     (["openai/gpt-oss-20b"], _gpt_oss_20b, GPT_OSS_20B),

@@ -38,6 +38,8 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "deepseek_v2": "multi-head latent attention, 64 routed experts plus 2 shared",
     "phi": "parallel attention and MLP, partial rotary, LayerNorm",
     "gpt_oss": "32 experts with biases, attention sinks, alternating sliding-window layers",
+    "gpt_neox": "parallel attention and MLP, partial rotary, biased linears, LayerNorm",
+    "qwen2_vl": "a Qwen2 decoder with a 675M ViT and its merger",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -86,6 +88,7 @@ PUBLISHED_ON_META = [
     ("google/gemma-3-12b-it", 12.2e9), ("google/gemma-3-27b-it", 27.4e9), ("deepseek-ai/DeepSeek-V2-Lite", 15.7e9),
     ("microsoft/phi-1_5", 1.42e9), ("google/gemma-4-E2B", 5.1e9),  # Gemma 4 E2B: "5.1B with embeddings"
     ("openai/gpt-oss-20b", 20.9e9),  # OpenAI's gpt-oss model card (arXiv 2508.10925): 20.9B total
+    ("EleutherAI/pythia-1.4b-deduped", 1_414_647_808), ("Qwen/Qwen2-VL-7B-Instruct", 8.29e9),
 ]
 # Cards that state only the size class ("80B in total"): within 2.5% of it. Kimi Linear's "48B" counts
 # no embeddings, so its figure is checked without them.
