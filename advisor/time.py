@@ -63,13 +63,15 @@ class StackSpeed:
 
 # transformers + peft under the HF Trainer on a GPU (what rankwise runs). efficiency: the
 # fms-acceleration benchmark's Mistral-7B LoRA rows on one A100-80GB (refs/a100_80gb.csv at
-# 0aab2c6: 3598 and 3632 train tokens/s at batch 4 and 8 × 4096, checkpointing, FA2) are 0.55
-# of the A100's 312 TFLOP/s under this FLOP count; kbit_factor: its baseline-peft-bnb QLoRA rows
+# 0aab2c6: 3598 and 3632 train tokens/s at batch 4 and 8 × 4096, checkpointing, FA2) are 0.70
+# of the A100's 312 TFLOP/s under this FLOP count, once the non-GEMM activation traffic
+# (`activation_bytes`) is counted beside it at the bandwidth (0.55 when it was not: the efficiency
+# then stood in for that traffic, which is a larger share of a small model's step); kbit_factor: its baseline-peft-bnb QLoRA rows
 # (2749 and 2881 tokens/s) are 0.76 and 0.79 of those LoRA rows — bitsandbytes dequantizes each
 # weight and then runs an unfused 16-bit GEMM. bandwidth_share 0.8: STREAM-like copies reach
 # ~80-90% of HBM peak (NVIDIA's bandwidthTest); layer_overhead_s: ~40 kernels per layer per
 # pass at ~10 µs launch+Python each (PyTorch eager; a judgment, small beside the FLOPs of a 7B).
-GPU_HF = StackSpeed("hf", 0.55, 0.8, 0.78, 4e-4, 0.02,
+GPU_HF = StackSpeed("hf", 0.70, 0.8, 0.78, 4e-4, 0.02,
                     "fitted to fms-acceleration refs/a100_80gb.csv (Mistral-7B LoRA/QLoRA, 1×A100-80GB)")
 # The CPU (the demo): PyTorch's fp32 GEMMs sustain ~10 GFLOP/s per core on small matrices
 # (an AVX2 core peaks at 32 FLOPs/cycle; small training GEMMs reach a fraction), ~10 GB/s
@@ -221,6 +223,36 @@ def linear_work(spec: "ModelSpec", fit: "Fit") -> tuple[int, int, int]:
     return body, head, adapter
 
 
+def activation_bytes(spec: "ModelSpec", plan, adapted) -> int:
+    """Bytes the non-GEMM operations of one decoder layer read and write per token, forward: each
+    elementwise op reads its inputs and writes its output through memory (PyTorch eager, no fusion),
+    counted from transformers' modeling_llama and peft's LoRA forward —
+
+    - RMSNorm (LlamaRMSNorm): the input upcast to fp32, squared mean, the rsqrt product, the cast back
+      and the weight product: (4a + 20)·h per norm;
+    - RoPE (apply_rotary_pos_emb: rotate_half's slices and cat, two products and a sum) on q and k: ~10·a
+      bytes per element;
+    - the attention kernel's own reads and writes (q, k, v in, the output out);
+    - two residual additions in the stream's dtype (read two, write one);
+    - SwiGLU: act(gate) and act·up (read three, write two intermediate-wide tensors);
+    - LoRA per adapted linear (peft lora.Linear.forward): dropout's output and mask over the input
+      when dropout > 0, and `result + lora_B(...) * scaling` (scale, add: read three, write two over
+      the output).
+    Backward touches about twice these bytes (the gradient and the saved input read, the input
+    gradient written), and checkpointing runs the forward again. a: the compute dtype's bytes."""
+    from .activations import stream_bytes
+
+    a, s = plan.dtype_bytes, stream_bytes(plan)
+    h, i = spec.hidden_size, spec.intermediate_size
+    qd, kvd = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
+    moe = max(1, spec.experts_per_token) if spec.is_moe else 1
+    out = spec.family.norms_per_layer * (4 * a + 20) * h + 10 * a * (qd + kvd) + a * (2 * qd + 2 * kvd)
+    out += 2 * 3 * s * h + moe * 5 * s * i
+    for l in {l.name: l for l in adapted if l.family != "lm_head"}.values():
+        out += (l.count // spec.num_layers) * (((2 * a + 1) * l.d_in if plan.lora_dropout else 0) + 5 * a * l.d_out)
+    return out
+
+
 def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_len: int,
                         attention: str | None = None, efficiency: float | None = None) -> dict[str, float]:
     """Seconds of one micro-batch (per GPU) by part, for sequences padded to `padded_len`;
@@ -261,12 +293,15 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
         for l in spec.resolve_targets(plan.targets if isinstance(plan.targets, str) else list(plan.targets)):
             dora_flops += fwd * l.count * 2 * plan.r * l.d_in * l.d_out
             dora_bytes += fwd * l.count * l.d_in * l.d_out * 14
+    adapted = spec.resolve_targets(plan.targets if isinstance(plan.targets, str) else list(plan.targets))
+    act_bytes = tokens * spec.num_layers * activation_bytes(spec, plan, adapted) * (1 + 2 + (1 if ckpt else 0))
     attn_bytes = 0.0
     if attention == "eager":  # the L×L scores: written, softmaxed in fp32, read by A·V; twice in backward
         attn_bytes = b * spec.num_heads * L * L * spec.num_layers * 12 * (1 + 2 + (1 if ckpt else 0))
     return {"compute": (base_flops + adapter_flops + dora_flops) / peak,
             "attention": attn_flops / peak + attn_bytes / bw,
             "memory": (weight_bytes + dora_bytes) / bw,  # FSDP gathers each full layer: the same bytes per GPU
+            "activations": act_bytes / bw,
             "overhead": spec.num_layers * passes * st.layer_overhead_s}
 
 

@@ -69,7 +69,7 @@ def test_long_sequences_superlinear_with_eager_about_linear_with_sdpa():
     sdpa = _per_token(16384, "sdpa") / _per_token(1024, "sdpa")
     eager = _per_token(16384, "eager") / _per_token(1024, "eager")
     assert 1.0 < sdpa < 1.5  # the causal kernel's quadratic FLOPs are a fraction of an 8B's linears
-    assert eager > 2.5  # the L×L scores through memory dominate
+    assert eager > 2.0  # the L×L scores through memory dominate (beside the linear activation traffic)
     assert eager > 2 * sdpa
 
 
@@ -83,7 +83,9 @@ def test_checkpointing_adds_the_recompute():
     # not checkpointed), 2 per adapter weight, over the device's sustained FLOP/s
     body = sum(l.params for l in spec.linears if l.family != "lm_head")
     adapter = spec.lora_params("standard", 16)
-    sustained = 312e12 * 0.55
+    from rankwise.advisor.time import GPU_HF
+
+    sustained = 312e12 * GPU_HF.efficiency
     assert a["compute"] - b["compute"] == pytest.approx(2048 * (2 * body + 2 * adapter) / sustained)
     ratio = planned_time().step_s / planned_time(**{"train.grad_checkpointing": False}).step_s
     # a frozen base's forward + backward is ~4N FLOPs a token (no weight gradients), so recomputing
@@ -338,3 +340,23 @@ def test_the_configs_attention_upcast_and_dora_options():
     assert kept.step_s < upcast.step_s and kept.step_s > planned_time().step_s  # dequantizing still costs
     dora = planned_time(method="dora")
     assert dora.step_s > planned_time().step_s and dora.parts["memory"] > planned_time().parts["memory"]
+
+
+def test_activation_traffic_by_hand_and_its_share_grows_as_models_shrink():
+    """Llama 3.1 8B, LoRA on q,k,v,o with dropout, 16-bit: per token per layer forward, RMSNorm 2·28·h,
+    RoPE 10·2·(q + kv), attention IO 2·(2q + 2kv), residuals 6·2·h, SwiGLU 5·2·i, LoRA dropout 5·d_in and
+    scale+add 10·d_out per adapted linear."""
+    from rankwise.advisor.time import activation_bytes
+
+    spec, h = load_model("llama-3.1-8b"), A100()
+    fit = assess(spec, cfg_of(), h)
+    plan = fit.estimate.plan
+    lora = 5 * 4096 + 10 * 4096 + 2 * (5 * 4096 + 10 * 1024) + 5 * 4096 + 10 * 4096
+    by_hand = 2 * 28 * 4096 + 10 * 2 * (4096 + 1024) + 2 * (2 * 4096 + 2 * 1024) + 6 * 2 * 4096 + 5 * 2 * 14336 + lora
+    assert activation_bytes(spec, plan, spec.resolve_targets("standard")) == by_hand
+    share = {}
+    for name in ("llama-3.2-1b", "llama-3.1-8b"):
+        s = load_model(name)
+        parts = micro_batch_seconds(s, assess(s, with_values(cfg_of(), {"model.name": name}), h), _device(h), 2048)
+        share[name] = parts["activations"] / sum(parts.values())
+    assert share["llama-3.2-1b"] > share["llama-3.1-8b"] > 0
