@@ -69,6 +69,20 @@ SOURCES: dict[str, Source] = {s.key: s for s in (
            "https://huggingface.co/docs/peft/package_reference/lora", "docs"),
     Source("trl-docs", "Hugging Face", 2025, "TRL documentation: LoRA Without Regret",
            "https://huggingface.co/docs/trl/main/en/lora_without_regret", "recipe"),
+    Source("meng2024", "Meng, Wang, Zhang", 2024, "PiSSA: Principal Singular Values and Singular Vectors Adaptation "
+           "of Large Language Models", "https://arxiv.org/abs/2404.02948", "ablation"),
+    Source("pissa-code", "Meng et al.", 2024, "GraphPKU/PiSSA (the paper's code and README)",
+           "https://github.com/GraphPKU/PiSSA", "recipe"),
+    Source("hayou2024", "Hayou, Ghosh, Yu", 2024, "LoRA+: Efficient Low Rank Adaptation of Large Models",
+           "https://arxiv.org/abs/2402.12354", "ablation"),
+    Source("li2023loftq", "Li, Yu, Liang, He, Karampatziakis, Chen, Zhao", 2023,
+           "LoftQ: LoRA-Fine-Tuning-Aware Quantization for Large Language Models", "https://arxiv.org/abs/2310.08659",
+           "ablation"),
+    Source("buyukakyuz2024", "Büyükakyüz", 2024, "OLoRA: Orthonormal Low-Rank Adaptation of Large Language Models",
+           "https://arxiv.org/abs/2406.01775", "ablation"),
+    Source("paischer2024", "Paischer, Hauzenberger, Schmied, Alkin, Deisenroth, Hochreiter", 2024,
+           "One Initialization to Rule them All: Fine-tuning via Explained Variance Adaptation",
+           "https://arxiv.org/abs/2410.07170", "ablation"),
     Source("guide", "the practitioner guide rankwise's first rules came from (not named in the repository)", None,
            "LoRA/QLoRA rules of thumb: rank bands by task, alpha = 2r, attention-only targets, four red flags",
            None, "guide"),
@@ -169,6 +183,27 @@ CLAIMS: dict[str, Claim] = {c.key: c for c in (
           "every module spreads it too thin.", False, "rules of thumb", "guide"),
     Claim("guide-qlora-lr", "guide", "learning rate",
           "2e-4 for LoRA, a lower 1e-4 for QLoRA because of the 4-bit base.", False, "rules of thumb", "guide"),
+    # --- adapter initialisation and LoRA+ (red flag adapter-start; advisor/adapter_init.py)
+    Claim("pissa-vs-lora", "pissa-code", "README, introduction",
+          "On five common benchmarks, PiSSA outperforms LoRA on all of them using exactly the same setups except for "
+          "a different initialization.", True, "Mistral-7B and others; GSM8K 72.86% (PiSSA) vs 67.7% (LoRA)", "ablation"),
+    Claim("pissa-4bit", "pissa-code", "README, introduction",
+          "On a 4-bit Llama 2-7B, PiSSA reached 49.13% on GSM8K against QLoRA's 39.8% and LoftQ's 40.71%; its fast "
+          "SVD initialises in a few seconds.", False, "Llama 2-7B, NF4, GSM8K", "ablation"),
+    Claim("loraplus-ratio", "hayou2024", "abstract; §5",
+          "Setting B's learning rate a fixed ratio above A's improves results by 1-2% and speeds fine-tuning up to "
+          "about 2x at LoRA's cost; a ratio of 2^4 is suggested for LLaMA-class models.", False,
+          "RoBERTa, GPT-2, Llama-7B on GLUE and MNLI", "ablation"),
+    Claim("loftq-low-bits", "li2023loftq", "abstract; §4",
+          "Initialising the adapter from the SVD of the quantization error beats QLoRA most at 2 and 3 bits; at 4 "
+          "bits the gain is small.", False, "DeBERTa, BART, Llama-2 7B/13B at 2-4 bits", "ablation"),
+    Claim("olora-convergence", "buyukakyuz2024", "abstract",
+          "An orthonormal QR-based start makes LoRA converge faster than the default initialisation on LLaMA-class "
+          "models at the same rank.", False, "Llama 2 7B, Mistral 7B, Qwen2 and others", "ablation"),
+    Claim("eva-convergence", "paischer2024", "abstract",
+          "Starting A from the SVD of the adapted layers' input activations, with ranks moved to where the variance "
+          "is, converges faster and scores highest on average across language, vision and RL tasks.", False,
+          "Llama 2/3, Gemma 2 on math and reasoning; vision and RL tasks", "ablation"),
     Claim("guide-dropout", "guide", "dropout and epochs",
           "Dropout 0.05 (0.1 on small data); 1-3 epochs by data size, watching the validation loss.", False,
           "rules of thumb", "guide"),
@@ -186,6 +221,8 @@ RULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "lr-out-of-range": ("derived", ("tml-lr-rank", "tinker-lr-size", "qlora-recipe", "biderman-lr")),
     "effective-batch-large": ("evidence", ("tml-batch",)),
     "no-warmup": ("unsourced", ()),
+    "adapter-start": ("evidence", ("pissa-vs-lora", "pissa-4bit", "loraplus-ratio", "loftq-low-bits",
+                                   "olora-convergence", "eva-convergence")),
     "dropout-out-of-range": ("unsourced", ()),
 }
 
@@ -209,7 +246,9 @@ def cite(keys) -> str:
 
 SHORT = {"dettmers2023": "QLoRA", "qlora-code": "QLoRA code", "hu2021": "LoRA", "biderman2024": "Biderman et al.",
          "tml2025": "LoRA Without Regret", "kalajdzievski2023": "rsLoRA", "raschka2023": "Raschka",
-         "unsloth-guide": "Unsloth", "peft-docs": "PEFT docs", "trl-docs": "TRL docs", "guide": "the guide"}
+         "unsloth-guide": "Unsloth", "peft-docs": "PEFT docs", "trl-docs": "TRL docs", "guide": "the guide",
+         "meng2024": "PiSSA", "pissa-code": "PiSSA code", "hayou2024": "LoRA+", "li2023loftq": "LoftQ",
+         "buyukakyuz2024": "OLoRA", "paischer2024": "EVA"}
 
 
 def names(keys) -> str:
