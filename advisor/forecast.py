@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .calibration import from_runs, scan_for
+from .compare_plan import ComparePlan, plan_compare
 from .hardware import Hardware
 from .host_plan import HostPlan, plan_host
 from .pricing import price_for
@@ -30,12 +31,16 @@ class Forecast:
     time: TimePlan
     host: HostPlan
     price_source: str
+    compare: ComparePlan | None = None  # trying the trained run: `rankwise compare` (compare_plan.py)
 
     def to_dict(self) -> dict:
         t = self.time.to_dict()
         if t["cost"] is not None:
             t["cost"]["source"] = self.price_source
-        return {"time": t, "host": self.host.to_dict()}
+        out = {"time": t, "host": self.host.to_dict()}
+        if self.compare is not None:
+            out["compare"] = self.compare.to_dict()
+        return out
 
     def line(self) -> str:
         """One line: time · cost · host RAM · disk."""
@@ -79,7 +84,7 @@ def forecast(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | Non
         t = plan_time(spec, cfg, fit, hw, data, points, price=per_hour)
     if scan is not None and not scan.complete:
         t = _noted(t, f"data: the first {scan.rows:,} rows scanned; the file holds more (steps are a lower bound)")
-    return Forecast(t, plan_host(spec, cfg, fit, hw), source)
+    return Forecast(t, plan_host(spec, cfg, fit, hw), source, plan_compare(spec, fit, hw, data))
 
 
 def _noted(t: TimePlan, note: str) -> TimePlan:

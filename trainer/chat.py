@@ -38,6 +38,21 @@ def adapter_dir(run_dir: Path, checkpoint: int | None = None) -> Path:
     return found[checkpoint]
 
 
+def latest_adapter(run_dir: Path) -> tuple[Path, int | None]:
+    """(adapter, checkpoint step or None) to talk to: the final adapter, else the latest complete
+    checkpoint's (a run still training, stopped or failed after saving one). RankwiseError when
+    the run has neither."""
+    try:
+        return adapter_dir(run_dir), None
+    except RankwiseError:
+        pass
+    for step, folder in reversed(rundir.complete_checkpoints(run_dir)):
+        if (folder / "adapter_config.json").is_file():
+            return folder, step
+    raise RankwiseError(f"{Path(run_dir).name} has no adapter yet: no final adapter and no complete checkpoint",
+                        "a run saves one at each train.save_steps and at its end; try again once it has")
+
+
 def trained_method(run_dir: Path, cfg) -> str:
     """The method the run resolved (`auto` becomes lora or qlora at start): summary.json, else the
     start event, else the config's own value."""

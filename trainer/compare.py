@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 from rankwise.advisor.errors import RankwiseError
 
@@ -89,8 +90,10 @@ def _same_base(run_dir: Path, cfg, other: Path) -> None:
 
 
 def compare(run_dir: Path, n: int = 20, prompts: Path | None = None, against: Path | None = None,
-            settings: Settings = Settings(temperature=0.0, max_new_tokens=64)) -> dict:
-    """The comparison as the JSON shape `rankwise compare --json` prints."""
+            settings: Settings = Settings(temperature=0.0, max_new_tokens=64),
+            progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """The comparison as the JSON shape `rankwise compare --json` prints. `progress(stage, done,
+    total)`: "load" once, then each model's rows as they are done."""
     run_dir = Path(run_dir)
     if n < 1:
         raise RankwiseError("--n must be at least 1")
@@ -100,6 +103,8 @@ def compare(run_dir: Path, n: int = 20, prompts: Path | None = None, against: Pa
     if against is not None:
         theirs = adapter_dir(against)
         _same_base(run_dir, cfg, Path(against))
+    if progress:
+        progress("load", 0, 0)
     model, tokenizer, _ = load_base(run_dir, cfg)
     rows = held_out_rows(run_dir, cfg, tokenizer, n, prompts)
     from peft import PeftModel
@@ -112,18 +117,22 @@ def compare(run_dir: Path, n: int = 20, prompts: Path | None = None, against: Pa
     for name in names:
         if name == "base":
             with model.disable_adapter():
-                _run_rows(model, tokenizer, rows, name, settings)
+                _run_rows(model, tokenizer, rows, name, settings, progress)
         else:
             model.set_adapter(name)
-            _run_rows(model, tokenizer, rows, name, settings)
+            _run_rows(model, tokenizer, rows, name, settings, progress)
     return _report(run_dir, against, rows, names)
 
 
-def _run_rows(model, tokenizer, rows: list[Row], name: str, settings: Settings) -> None:
-    for row in rows:
+def _run_rows(model, tokenizer, rows: list[Row], name: str, settings: Settings, progress=None) -> None:
+    for k, row in enumerate(rows):
+        if progress:
+            progress(name, k, len(rows))
         if row.labels is not None:
             row.losses[name] = _nll(model, row)
         row.answers[name] = generate_ids(model, tokenizer, row.prompt_ids, settings).strip()
+    if progress:
+        progress(name, len(rows), len(rows))
 
 
 def _mean(rows: list[Row], name: str) -> float | None:

@@ -44,6 +44,9 @@ def register(sub) -> None:
     who.add_argument("--both", action="store_true", help="start with both answering, side by side")
     p.add_argument("--checkpoint", type=int, metavar="N", help="the adapter of checkpoint N instead of the final one")
     p.add_argument("--prompt", metavar="TEXT", help="print one answer to TEXT and exit")
+    p.add_argument("--serve", action="store_true",
+                   help="JSON lines for programs (the TUI's chat screen): {\"prompt\": TEXT, \"who\": "
+                        "\"adapter|base|both\"} a line on stdin; ready, token, done and error lines on stdout")
     add_generation(p)
     _add_runs_dir(p)
     p.set_defaults(func=run)
@@ -55,6 +58,10 @@ def run(args) -> int:
 
     settings = settings_of(args)
     run_dir = find_run(runs_dir_of(args), args.run)
+    if args.serve:
+        from rankwise.trainer.chat_serve import serve
+
+        return serve(run_dir, args.checkpoint, settings)
     adapter_dir(run_dir, args.checkpoint)  # bad input before the slow load
     mode = "base" if args.base else "both" if args.both else "adapter"
     tty = sys.stdin.isatty() and args.prompt is None

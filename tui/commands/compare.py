@@ -11,6 +11,8 @@ from .runs import _add_runs_dir, runs_dir_of
 
 
 def register(sub) -> None:
+    from rankwise.advisor.compare_plan import NEW_TOKENS, ROWS  # the planner prices these defaults
+
     p = sub.add_parser("compare", help="the adapter against its base on held-out rows: response perplexity and answers",
                        description="On the run's validation rows (split and masked exactly as training did) or a "
                                    "prompts file: the response loss and perplexity under the base and under the "
@@ -20,11 +22,14 @@ def register(sub) -> None:
     p.add_argument("--prompts", metavar="FILE", help="rows to compare on instead of the validation rows: a data file "
                                                      "(any training format; its responses are the references) or a "
                                                      ".txt file of prompts, one a line (answers only, no loss)")
-    p.add_argument("--n", type=int, default=20, metavar="N", help="compare on the first N rows (default 20)")
+    p.add_argument("--n", type=int, default=ROWS, metavar="N", help=f"compare on the first N rows (default {ROWS})")
     p.add_argument("--against", metavar="RUN2", help="also compare with this run's adapter (the same base model)")
     add_generation(p)
-    p.set_defaults(temperature=0.0, max_new_tokens=64)  # greedy: a comparison should not depend on sampling luck
+    p.set_defaults(temperature=0.0, max_new_tokens=NEW_TOKENS)  # greedy: a comparison should not depend on sampling luck
     add_json(p)
+    p.add_argument("--progress", action="store_true",
+                   help='progress as JSON lines on stderr, {"progress": {"stage": "load|base|adapter|against", '
+                        '"done": K, "total": N}} (for programs: the TUI\'s compare view)')
     _add_runs_dir(p)
     p.set_defaults(func=run)
 
@@ -44,12 +49,19 @@ def run(args) -> int:
         print(f"comparing {run_dir.name} on {args.n} rows …", file=sys.stderr, flush=True)
     from rankwise.trainer.compare import compare
 
-    result = compare(run_dir, args.n, Path(args.prompts) if args.prompts else None, against, settings)
+    result = compare(run_dir, args.n, Path(args.prompts) if args.prompts else None, against, settings,
+                     progress=_progress_line if args.progress else None)
     if args.json:
         print_json(result)
         return 0
     show(result)
     return 0
+
+
+def _progress_line(stage: str, done: int, total: int) -> None:
+    import json
+
+    print(json.dumps({"progress": {"stage": stage, "done": done, "total": total}}), file=sys.stderr, flush=True)
 
 
 def show(result: dict) -> None:

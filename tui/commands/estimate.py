@@ -202,6 +202,8 @@ def run(args) -> int:
         where = "declared" if hw.source == "declared" else "detected"
         console.print(f"fit on the {where} GPU ({gib(gpu_bytes):.1f} GiB): {FIT_TEXT[verdict]}")
     console.print(ahead.line())
+    if ahead.compare is not None:
+        console.print(ahead.compare.line())
     console.print("assumptions:")
     for a in ((lengths["note"],) if lengths else ()) + est.assumptions + ahead.time.assumptions + ahead.host.notes:
         console.print(f"  [dim]- {a}[/dim]")

@@ -1,4 +1,5 @@
-"""Runs: every run in the runs directory with status, step, loss and when it started; Enter attaches.
+"""Runs: every run in the runs directory with status, step, loss and when it started; Enter attaches, `c` chats
+with the selected run's adapter (screens/chat.py), `v` compares it with its base (screens/compare.py).
 
 The list is re-read in a worker every few seconds; the selected finished run shows its
 summary (final and best loss, time, peak memory against the estimate).
@@ -76,6 +77,8 @@ class RunsScreen(Screen):
     BINDINGS = [
         Binding("enter", "attach", "Attach", priority=True, id="runs.attach"),
         Binding("x", "stop", "Stop run", id="runs.stop"),
+        Binding("c", "chat", "Chat", id="runs.chat"),
+        Binding("v", "compare", "vs base", id="runs.compare"),
         Binding("escape,f2", "back", "Back", key_display="esc/F2", id="runs.back"),
     ]
 
@@ -180,6 +183,40 @@ class RunsScreen(Screen):
 
         self.app.push_screen(ConfirmScreen(f"Stop run {info.id}?\nIt saves a checkpoint first; "
                                            f"`rankwise train --resume {info.id}` continues it."), answer)
+
+    def action_chat(self) -> None:
+        """Chat with the selected run's adapter (its latest checkpoint's while it has no final one)."""
+        self._bench("chat")
+
+    def action_compare(self) -> None:
+        """The selected run's adapter against its base on the held-out rows."""
+        self._bench("compare")
+
+    def _bench(self, what: str) -> None:
+        from pathlib import Path
+
+        from rankwise.advisor.errors import RankwiseError
+        from rankwise.trainer.chat import adapter_dir, latest_adapter
+
+        info = self.selected()
+        if info is None:
+            self.notify("no run selected", severity="warning")
+            return
+        try:  # before a process starts: a run with nothing to load says why at once
+            latest_adapter(Path(info.dir)) if what == "chat" else adapter_dir(Path(info.dir))
+        except RankwiseError as e:
+            hint = (e.hint or "").strip().removeprefix("hint:").strip()
+            self.notify(e.message + (f"\nhint: {hint}" if hint else ""), title=f"no {what}", severity="warning",
+                        timeout=8)
+            return
+        if what == "chat":
+            from .chat import ChatScreen
+
+            self.app.push_screen(ChatScreen(Path(info.dir)))
+        else:
+            from .compare import CompareScreen
+
+            self.app.push_screen(CompareScreen(Path(info.dir)))
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 2:
