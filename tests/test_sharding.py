@@ -132,3 +132,24 @@ def test_estimate_flags(l70):
                                 "ddp", "--offload", "params_and_optimizer"], capture_output=True, text=True, env=env(),
                          timeout=120)
     assert bad.returncode == 2 and "distributed.offload" in " ".join(bad.stderr.split())
+
+
+@pytest.mark.parametrize("text,strategy,offload,sharding_", [
+    ("base_model: llama-3.1-8b\nadapter: lora\nfsdp: [full_shard, auto_wrap, offload]\n", "fsdp",
+     "params_and_optimizer", "full"),
+    ("base_model: llama-3.1-8b\nadapter: lora\nfsdp_config:\n  fsdp_sharding_strategy: SHARD_GRAD_OP\n", "fsdp", "none",
+     "shard_grad_op"),
+    ("base_model: llama-3.1-8b\nadapter: lora\nfsdp_config:\n  reshard_after_forward: false\n  offload_params: true\n",
+     "fsdp", "params_and_optimizer", "shard_grad_op"),
+    ("base_model: llama-3.1-8b\nadapter: lora\ndeepspeed: deepspeed_configs/zero3_bf16_cpuoffload_params.json\n",
+     "deepspeed", "params", "full"),
+    ("model_name_or_path: llama-3.1-8b\nfinetuning_type: lora\nstage: sft\n"
+     "deepspeed: examples/deepspeed/ds_z3_offload_config.json\n", "deepspeed", "params_and_optimizer", "full"),
+])
+def test_other_tools_offload_and_sharding_keys_map(tmp_path, text, strategy, offload, sharding_):
+    from rankwise.advisor.foreign import read
+
+    f = tmp_path / "x.yaml"
+    f.write_text(text)
+    d = read(f).cfg.distributed
+    assert (d.strategy, d.offload, d.fsdp_sharding) == (strategy, offload, sharding_)

@@ -117,11 +117,19 @@ def _rl(value, out: Out):
         out.stage = str(value).lower()
 
 
+# FSDP sharding strategies as axolotl writes them (the fsdp list's words, fsdp_config's *_sharding_strategy)
+FSDP_SHARDING = {"full_shard": "full", "shard_grad_op": "shard_grad_op", "hybrid_shard": "hybrid"}
+
+
 def _fsdp(value, out: Out):
     if value:
         out.set("distributed.strategy", "fsdp")
-        if isinstance(value, list) and any("offload" in str(v) for v in value):
-            out.not_modelled("FSDP parameter offload to CPU: less GPU memory than estimated, slower steps")
+        words = [str(v).lower() for v in value] if isinstance(value, list) else str(value).lower().split()
+        if any("offload" in w for w in words):  # FSDP's CPUOffload: parameters, gradients and optimizer together
+            out.set("distributed.offload", "params_and_optimizer")
+        for w in words:
+            if w in FSDP_SHARDING:
+                out.set("distributed.fsdp_sharding", FSDP_SHARDING[w])
 
 
 def _fsdp_config(value, out: Out):
@@ -129,7 +137,12 @@ def _fsdp_config(value, out: Out):
         return
     out.set("distributed.strategy", "fsdp")
     if value.get("offload_params") or value.get("fsdp_offload_params") or value.get("cpu_offload"):
-        out.not_modelled("FSDP parameter offload to CPU: less GPU memory than estimated, slower steps")
+        out.set("distributed.offload", "params_and_optimizer")
+    strategy = str(value.get("sharding_strategy") or value.get("fsdp_sharding_strategy") or "").lower()
+    if strategy in FSDP_SHARDING:
+        out.set("distributed.fsdp_sharding", FSDP_SHARDING[strategy])
+    elif value.get("reshard_after_forward") is False:  # FSDP2: no reshard after forward = SHARD_GRAD_OP
+        out.set("distributed.fsdp_sharding", "shard_grad_op")
     if value.get("activation_checkpointing") or value.get("fsdp_activation_checkpointing"):
         out.set("train.grad_checkpointing", True)
 

@@ -167,8 +167,9 @@ def deepspeed(value, out):
     name = str(value).lower()
     if "zero3" in name or "zero_3" in name or "z3" in name:
         out.set("distributed.strategy", "deepspeed")
-        if "offload" in name:
-            out.not_modelled("ZeRO-3 offload to CPU: less GPU memory than estimated, slower steps")
+        if "offload" in name:  # axolotl zero3_bf16_cpuoffload_params.json offloads parameters only; its
+            # zero3_bf16_cpuoffload_all.json and LLaMA-Factory's ds_z3_offload_config.json offload both
+            out.set("distributed.offload", "params" if "offload_param" in name else "params_and_optimizer")
     else:
         out.set("distributed.strategy", "ddp")
         out.not_modelled(f"DeepSpeed {value}: ZeRO-0/1/2 shard at most optimizer states and gradients across "
