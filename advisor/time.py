@@ -93,6 +93,10 @@ SCALING = {"single": 1.0, "ddp": 0.95, "fsdp": 0.85, "deepspeed": 0.85}
 # through safetensors) plus process start and model build (~15 s on a GPU box, ~5 s for the
 # demo). Judgments; calibration replaces them with what this machine took.
 LOAD_GBS = 1.0
+# distributed.offload: each pass copies the rank's shard of every unit from host RAM before the gather
+# (FSDP CPUOffload / ZeRO-3 offload_param). PCIe 4.0 x16: 16 GT/s x 16 lanes, 128b/130b coding = 31.5
+# GB/s a direction (PCI-SIG PCIe 4.0 base specification), at the stack's bandwidth share.
+PCIE_GBS = 31.5
 SETUP_S = {"gpu": 15.0, "cpu": 5.0}
 
 
@@ -298,7 +302,13 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     attn_bytes = 0.0
     if attention == "eager":  # the L×L scores: written, softmaxed in fp32, read by A·V; twice in backward
         attn_bytes = b * spec.num_heads * L * L * spec.num_layers * 12 * (1 + 2 + (1 if ckpt else 0))
+    offload_s = 0.0
+    if plan.sharded and plan.offload != "none":
+        stored = (body * (quant.bits / 8 if quant else plan.dtype_bytes) + head * plan.dtype_bytes) \
+            * (2 if plan.fp32_master else 1)
+        offload_s = passes * stored / fit.gpus / (PCIE_GBS * 1e9 * st.bandwidth_share)
     return {"compute": (base_flops + adapter_flops + dora_flops) / peak,
+            **({"offload": offload_s} if offload_s else {}),
             "attention": attn_flops / peak + attn_bytes / bw,
             "memory": (weight_bytes + dora_bytes) / bw,  # FSDP gathers each full layer: the same bytes per GPU
             "activations": act_bytes / bw,
@@ -396,6 +406,9 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
                      f"+ {TEMPLATE_TOKENS} template tokens)")
     if fit.gpus > 1:
         notes.append(f"{fit.gpus} GPUs ({strategy}): {SCALING[strategy]:.0%} scaling")
+    if "offload" in parts:
+        notes.append(f"CPU offload: each pass copies this rank's weight shards from host RAM over PCIe 4.0 x16 "
+                     f"({PCIE_GBS:g} GB/s at {device.stack.bandwidth_share:.0%}): {parts['offload']:.2f} s a micro-batch")
     train_s = None if steps is None else steps * step_s
     gpus = fit.gpus if device.kind == "gpu" else 0
     cost = None

@@ -153,3 +153,19 @@ def test_other_tools_offload_and_sharding_keys_map(tmp_path, text, strategy, off
     f.write_text(text)
     d = read(f).cfg.distributed
     assert (d.strategy, d.offload, d.fsdp_sharding) == (strategy, offload, sharding_)
+
+
+def test_offload_costs_the_shards_copy_over_pcie_each_pass(l70):
+    """70B LoRA over 8 GPUs with checkpointing: 3 passes each copy 1/8 of the 16-bit weights over PCIe 4.0 x16."""
+    from rankwise.advisor import fit as fitting
+    from rankwise.advisor.time import GPU_HF, PCIE_GBS, micro_batch_seconds, Device
+
+    hw = planned(gpu="A100-80GB", gpus=8)
+    parts = {}
+    for offload in ("none", "params_and_optimizer"):
+        cfg = with_values(RunConfig(), {"model.name": "llama-3.1-70b", "method": "lora", "distributed.gpus": 8,
+                                         "distributed.strategy": "fsdp", "distributed.offload": offload})
+        parts[offload] = micro_batch_seconds(l70, fitting.assess(l70, cfg, hw), Device.of(hw), 2048)
+    stored = 2 * sum(l.params for l in l70.linears)  # body + head, 16-bit
+    assert "offload" not in parts["none"]
+    assert parts["params_and_optimizer"]["offload"] == pytest.approx(3 * stored / 8 / (PCIE_GBS * 1e9 * GPU_HF.bandwidth_share))
