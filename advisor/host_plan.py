@@ -108,6 +108,9 @@ def plan_host(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
         train = base + fit.estimate.peak_bytes - fit.estimate.components.get("cuda_context", 0)
         load = max(load, base + 4 * n)
         notes.append("no GPU: the model trains in host RAM (fp32 on the CPU)")
+    if fit.estimate.host_offload_bytes:  # distributed.offload: every rank's shards wait in this machine's RAM
+        train += fit.estimate.host_offload_bytes
+        notes.append(f"CPU offload: {fit.estimate.host_offload_bytes / 2**30:.1f} GiB of shards in host RAM while training")
     trainable = fit.estimate.trainable_params
     opt = OPTIMIZER_STATE_BYTES.get(plan.optimizer, 8)
     adapter = trainable * ADAPTER_BYTES

@@ -263,7 +263,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     return Estimate(peak_bytes=peak, components=comps, assumptions=notes,
                     plan=plan, trainable_params=trainable, allocated_bytes=allocated,
                     transients={"logits_loss": logits, "layer_recompute": recompute, "adapter_init": init_peak},
-                    init_flops=init.flops)
+                    init_flops=init.flops, host_offload_bytes=offloaded)
 
 
 def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int, recompute: int) -> tuple[str, ...]:

@@ -130,6 +130,7 @@ class Estimate:
     allocated_bytes: int = 0  # the torch.cuda.max_memory_allocated() view (no context, no fragmentation)
     transients: dict[str, int] = field(default_factory=dict)  # the candidate peaks compared
     init_flops: float = 0.0  # the adapter initialisation's factorisation FLOPs (adapter_init.py), for the planner
+    host_offload_bytes: int = 0  # distributed.offload: the shards held in host RAM over the machine's ranks
 
     @property
     def peak_gib(self) -> float:

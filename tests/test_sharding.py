@@ -169,3 +169,18 @@ def test_offload_costs_the_shards_copy_over_pcie_each_pass(l70):
     stored = 2 * sum(l.params for l in l70.linears)  # body + head, 16-bit
     assert "offload" not in parts["none"]
     assert parts["params_and_optimizer"]["offload"] == pytest.approx(3 * stored / 8 / (PCIE_GBS * 1e9 * GPU_HF.bandwidth_share))
+
+
+def test_offloaded_shards_count_in_host_ram_while_training(l70):
+    from rankwise.advisor import fit as fitting
+    from rankwise.advisor.host_plan import plan_host
+
+    hw = planned(gpu="A100-80GB", gpus=8)
+    train = {}
+    for offload in ("none", "params_and_optimizer"):
+        cfg = with_values(RunConfig(), {"model.name": "llama-3.1-70b", "method": "lora", "distributed.gpus": 8,
+                                         "distributed.strategy": "fsdp", "distributed.offload": offload})
+        judged = fitting.assess(l70, cfg, hw)
+        train[offload] = (plan_host(l70, cfg, judged, hw).train_bytes, judged.estimate.host_offload_bytes)
+    assert train["none"][1] == 0
+    assert train["params_and_optimizer"][0] - train["none"][0] == train["params_and_optimizer"][1] > 2 * l70.total_params
