@@ -236,7 +236,8 @@ def _llama4(maverick: bool) -> dict:
 
 # config.json of openai/gpt-oss-20b as a repository copies it (its shape fields; the copy's
 # quantization_config is dropped: the original's experts are MXFP4, which axolotl's examples dequantize).
-GPT_OSS_20B = {"repo": "EchoCog/gpt-oss-20b", "path": "config.json", "commit": "52971a17bf2f66dd519c8d26217b1405e425a246"}
+GPT_OSS_20B = {"repo": "EchoCog/gpt-oss-20b", "path": "config.json",
+               "commit": "52971a17bf2f66dd519c8d26217b1405e425a246"}
 
 
 def _gpt_oss_20b() -> dict:
@@ -247,7 +248,8 @@ def _gpt_oss_20b() -> dict:
             "swiglu_limit": 7.0, "tie_word_embeddings": False, "vocab_size": 201088}
 
 
-LITGPT = {"repo": "Lightning-AI/litgpt", "path": "litgpt/config.py", "commit": "26857050fe3ff627cd714fe92f5838f51a3d5efa"}
+LITGPT = {"repo": "Lightning-AI/litgpt", "path": "litgpt/config.py",
+          "commit": "26857050fe3ff627cd714fe92f5838f51a3d5efa"}
 TORCHTUNE_QWEN2 = {"repo": "pytorch/torchtune", "path": "torchtune/models/qwen2/_model_builders.py",
                    "commit": "bd2a0fc7c31430972728494fa01aaeeb0ebf1ba1"}
 
