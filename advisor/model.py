@@ -6,7 +6,8 @@ a catalog entry, a Hugging Face id of the model index (`model_index.py`: re-uplo
 variants included), and last, only with --fetch-config, a config.json fetched now. Families with a
 record in `families.py` (Llama, Mistral, Mixtral, Qwen2, Qwen3 and Qwen3-MoE, OLMo 2, Gemma 2,
 Gemma 3 text, Phi-3) are computed analytically from config.json in microseconds; any other
-architecture transformers knows is instantiated on the meta device (see `meta.py`). The shapes themselves (`ModelSpec`, `Linear`) live in `spec.py`.
+architecture transformers knows is instantiated on the meta device (see `meta.py`). The shapes
+themselves (`ModelSpec`, `Linear`) live in `spec.py`.
 """
 from __future__ import annotations
 
