@@ -256,7 +256,7 @@ def names(keys) -> str:
     seen: list[str] = []
     for k in keys:
         s = SOURCES[CLAIMS[k].source]
-        name = SHORT[s.key] + (f" {s.year}" if s.year else "")
+        name = SHORT.get(s.key, s.title.split(":")[0]) + (f" {s.year}" if s.year else "")
         if name not in seen:
             seen.append(name)
     return " · ".join(seen)
