@@ -32,8 +32,8 @@ DEFAULTS = [
     # but its defaults are a 30B-A3B MoE (64 experts, 4 active), as axolotl's examples/glm47-flash/README.md
     # describes GLM-4.7-Flash.
     (["zai-org/GLM-4.7-Flash"], "glm4_moe_lite", "zai-org/GLM-4.5"),
-    # Starcoder2Config's docstring names starcoder2-7b; its defaults are the 3B (30 layers, 3072 wide, 24 heads,
-    # 2 KV heads: the StarCoder2 paper's 3B row, arXiv 2402.19173 Table 6), the total checked against the card.
+    # Starcoder2Config's docstring names starcoder2-7b, but its defaults are a 3B (30 layers, 3072 wide, 24 heads,
+    # 2 KV heads, vocabulary 49152, tied): the total is checked against starcoder2-3b's card (3.03B).
     (["bigcode/starcoder2-3b"], "starcoder2", "bigcode/starcoder2-7b"),
 ]
 
