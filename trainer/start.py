@@ -164,7 +164,8 @@ def check_inputs(cfg: RunConfig, force: bool = False) -> None:
     from .worker import kernel_options  # the worker's own check (attention kernel, Liger), before a run dir exists
     kernel_options(cfg, "cuda" if hw.has_gpu else "cpu")
     from .adapter_init import check_options  # lora.init / LoRA+ (the worker checks again with the resolved method)
-    check_options(cfg, "cuda" if hw.has_gpu else "cpu", cfg.distributed.strategy in ("fsdp", "deepspeed"))
+    check_options(cfg, "cuda" if hw.has_gpu else "cpu",
+                  cfg.distributed.strategy in ("fsdp", "deepspeed") and cfg.distributed.gpus != 1)
     findings = redflags.check(cfg, spec, hw)  # warnings: the worker logs them as events
     errors = [f for f in findings if f.severity == "error"]
     if errors and not force:
