@@ -397,5 +397,20 @@ def scan_for_model(path: str | Path, spec: Any = None, **kwargs: Any) -> Dataset
     return scan(path, tokenizer=tokenizer, tokenizer_name=f"{spec.name}'s tokenizer" if tokenizer else None, **kwargs)
 
 
+def advice_inputs(found: DatasetScan) -> dict:
+    """What recommend.advise takes from a dataset (its data keyword arguments): the CLI's `advise
+    --dataset` and the Advice screen both hand over exactly this, so they give one answer."""
+    return dict(dataset_rows=found.rows, p95_chars=found.p95_chars or None, p95_tokens=found.p95_tokens,
+                median_chars=found.median_chars or None, median_tokens=found.median_tokens)
+
+
+def scan_note(found: DatasetScan, model_name: str) -> str:
+    """The advice's first note on its data: rows, format, bad rows, how lengths were counted."""
+    note = f"{found.path}: {found.rows:,} rows ({found.format or 'unknown'} format"
+    note += f", {found.bad_rows} bad)" if found.bad_rows else ")"
+    return note + (f"; lengths counted by {found.tokens_by}" if found.tokens_by else
+                   f"; lengths at ~4 characters a token ({model_name}'s tokenizer is not on this machine)")
+
+
 def _percentile(ordered: list[int], q: float) -> int:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0

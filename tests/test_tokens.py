@@ -103,3 +103,36 @@ def test_counting_tokens_imports_no_torch(command):
             "print(rc, ','.join(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0"]
+
+
+@pytest.fixture(scope="module")
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_advice_screen_reads_the_dataset_as_advise_does(tmp_path):
+    """Setup → Advice with a dataset gives the CLI's answer: the same rows and token counts reach
+    the recommender (the screen scans the whole file with the model's tokenizer, as the CLI does)."""
+    from rankwise.advisor.hardware import resolve
+    from rankwise.tui.app import build_app
+    from rankwise.tui.screens.setup import Request
+
+    data = long_rows(tmp_path / "long.jsonl", n=300, chars=400)
+    out = cli("advise", "--model", TINY, "--task", "chat", "--dataset", data, "--gpu-mem", "24GiB", "--json")
+    assert out.returncode == 0, out.stderr
+    want = json.loads(out.stdout)
+    hw = resolve("24GiB", None, None)
+    app = build_app(hardware=hw, runs_dir=tmp_path / "runs", catalog={}, presets={})
+    async with app.run_test(size=(120, 40)) as pilot:
+        # a stale quick-scan row count, as Setup hands over for a big file: the screen re-reads the file
+        app.open_advice(Request(model=str(TINY), task="chat", hardware=hw, dataset=str(data), dataset_rows=20))
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = pilot.app.screen
+        notes = " ".join(str(screen.query_one("#notes").render()).split())
+    assert screen.cfg.lora.r == want["config"]["lora"]["r"]
+    assert screen.cfg.train.max_seq_len == want["config"]["train"]["max_seq_len"] == 512
+    assert screen.reasons["train.max_seq_len"] == want["reasons"]["train.max_seq_len"]
+    assert screen.reasons["lora.r"] == want["reasons"]["lora.r"]
+    assert flat(want["notes"][0]) in notes and "300 rows" in notes

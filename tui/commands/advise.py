@@ -39,20 +39,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _dataset(path: str, spec) -> tuple[int, int | None, int | None, str, tuple[int | None, int | None]]:
-    """(rows, p95 characters or None, p95 tokens or None, how counted, (median characters, median
-    tokens) for the rank's capacity check). The data scanner reads the rows; the model's own
-    tokenizer counts them when it is on this machine (advisor/tokens.py)."""
-    from rankwise.advisor.dataset import scan_for_model
-
-    s = scan_for_model(path, spec)
-    note = f"{path}: {s.rows:,} rows ({s.format or 'unknown'} format"
-    note += f", {s.bad_rows} bad)" if s.bad_rows else ")"
-    note += (f"; lengths counted by {s.tokens_by}" if s.tokens_by else
-             f"; lengths at ~4 characters a token ({spec.name}'s tokenizer is not on this machine)")
-    return s.rows, (s.p95_chars or None), s.p95_tokens, note, (s.median_chars or None, s.median_tokens)
-
-
 def run(args) -> int:
     from rankwise.advisor.errors import RankwiseError
     from rankwise.advisor.model import load_model
@@ -75,13 +61,14 @@ def run(args) -> int:
         base.distributed.strategy = args.strategy
     local = Path(args.model).expanduser()
     base.model.name = str(local.resolve()) if local.exists() else args.model  # presets resolve relative paths
-    rows, p95, p95_tokens, data_note = args.samples, None, None, None
-    median_chars = median_tokens = None
-    if args.dataset:
-        rows, p95, p95_tokens, data_note, (median_chars, median_tokens) = _dataset(args.dataset, spec)
+    data, data_note = {"dataset_rows": args.samples}, None
+    if args.dataset:  # the rows read, in the model's own tokens when its tokenizer is here (advisor/tokens.py)
+        from rankwise.advisor.dataset import advice_inputs, scan_for_model, scan_note
+
+        found = scan_for_model(args.dataset, spec)
+        data, data_note = advice_inputs(found), scan_note(found, spec.name)
         base.data.path = str(Path(args.dataset).resolve())
-    advice = advise(spec, hw, args.task, budget=budget, dataset_rows=rows, seq_len=args.seq, base=base,
-                    p95_chars=p95, p95_tokens=p95_tokens, median_chars=median_chars, median_tokens=median_tokens)
+    advice = advise(spec, hw, args.task, budget=budget, seq_len=args.seq, base=base, **data)
     if args.why and args.why not in advice.reasons:
         raise RankwiseError(f"--why {args.why}: advise sets no such field",
                             f"one of: {', '.join(k for k in advice.reasons)}")
@@ -89,7 +76,7 @@ def run(args) -> int:
         advice.notes.insert(0, data_note)
     if args.write_preset:
         _write_preset(Path(args.write_preset), advice, args)
-    ahead = _forecast(spec, advice, hw, args, rows)
+    ahead = _forecast(spec, advice, hw, args, data["dataset_rows"])
     if args.json:
         d = advice.to_dict()
         if args.why:

@@ -197,13 +197,15 @@ class AdviceScreen(Screen):
 
             r = self.request
             spec = load_model(r.model)
-            p95_tokens = None
-            if r.dataset and spec.path:  # the model's tokenizer is here: count tokens as `advise --dataset` does
-                from rankwise.advisor.dataset import QUICK_SCAN_ROWS, scan_for_model
+            data, note = {"dataset_rows": r.dataset_rows}, None
+            if r.dataset:  # the whole file, as `advise --dataset` reads it: one answer on both
+                from rankwise.advisor.dataset import advice_inputs, scan_for_model, scan_note
 
-                p95_tokens = scan_for_model(Path(r.dataset).expanduser(), spec, limit=QUICK_SCAN_ROWS).p95_tokens
-            advice = advise(spec, r.hardware, r.task, budget=r.budget, dataset_rows=r.dataset_rows,
-                            p95_chars=r.p95_chars, p95_tokens=p95_tokens)
+                found = scan_for_model(Path(r.dataset).expanduser(), spec)
+                data, note = advice_inputs(found), scan_note(found, spec.name)
+            advice = advise(spec, r.hardware, r.task, budget=r.budget, **data)
+            if note:
+                advice.notes.insert(0, note)
             cfg = advice.config
             if r.dataset:
                 cfg = with_values(cfg, {"data.path": str(Path(r.dataset).expanduser().resolve())})
