@@ -72,9 +72,12 @@ def _unreadable(path: Path, e: Exception) -> RankwiseError:
     return RankwiseError(f"{path}: cannot decompress the file ({e})", "check that the download is complete")
 
 
-def _jsonl(path: Path, bad: str) -> Iterator[tuple[int, Any]]:
+def jsonl_lines(path: Path) -> Iterator[bytes]:
+    """The raw lines of a JSONL file (decompressed), as `for line in file` gives them; a broken
+    compressed file is a RankwiseError naming it."""
     try:
-        yield from _jsonl_lines(path, bad)
+        with _open(path) as fh:
+            yield from fh
     except (EOFError, gzip.BadGzipFile) as e:
         raise _unreadable(path, e) from None
     except OSError as e:
@@ -83,30 +86,34 @@ def _jsonl(path: Path, bad: str) -> Iterator[tuple[int, Any]]:
         raise
 
 
-def _jsonl_lines(path: Path, bad: str) -> Iterator[tuple[int, Any]]:
-    with _open(path) as fh:
-        for n, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield _bad(path, n, f"not valid UTF-8 text ({e.reason} at byte {e.start})", bad)
-                continue
-            if n == 1:
-                line = line.lstrip("\ufeff")
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield _bad(path, n, f"not valid JSON ({e.msg} at column {e.colno})", bad)
-                continue
-            except (ValueError, RecursionError) as e:  # an integer over 4300 digits, nesting too deep
-                yield _bad(path, n, f"not readable JSON ({str(e)[:100]})", bad)
-                continue
-            if not isinstance(obj, dict):
-                yield _bad(path, n, f"expected a JSON object per line, got {_kind(obj)}", bad)
-                continue
-            yield n, obj
+def parse_line(n: int, raw: bytes) -> dict | BadRow | None:
+    """Line `n` (1-based) of a JSONL file: the row, why it cannot be read, or None for a blank line."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return BadRow(f"not valid UTF-8 text ({e.reason} at byte {e.start})")
+    if n == 1:
+        line = line.lstrip("\ufeff")
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        return BadRow(f"not valid JSON ({e.msg} at column {e.colno})")
+    except (ValueError, RecursionError) as e:  # an integer over 4300 digits, nesting too deep
+        return BadRow(f"not readable JSON ({str(e)[:100]})")
+    if not isinstance(obj, dict):
+        return BadRow(f"expected a JSON object per line, got {_kind(obj)}")
+    return obj
+
+
+def _jsonl(path: Path, bad: str) -> Iterator[tuple[int, Any]]:
+    for n, raw in enumerate(jsonl_lines(path), start=1):
+        row = parse_line(n, raw)
+        if isinstance(row, BadRow):
+            yield _bad(path, n, row.reason, bad)
+        elif row is not None:
+            yield n, row
 
 
 def _json(path: Path, bad: str) -> Iterator[tuple[int, Any]]:
@@ -301,8 +308,23 @@ def _bad(path: Path, n: int, reason: str, bad: str) -> tuple[int, BadRow]:
 def location(path: str | Path, n: int) -> str:
     """Where a row is, as messages say it: `file:N` for JSONL (a line; editors jump there),
     `file row N` for the other formats (see the module docstring for what N counts)."""
-    path = getattr(n, "file", None) or Path(path)
-    return f"{path}:{n}" if data_suffix(path)[0] in JSONL_SUFFIXES else f"{path} row {n}"
+    return f"{location_prefix(getattr(n, 'file', None) or path)}{n}"
+
+
+def location_prefix(path: str | Path) -> str:
+    """`location(path, n)` without the number: "file:" or "file row "."""
+    path = Path(path)
+    return f"{path}:" if data_suffix(path)[0] in JSONL_SUFFIXES else f"{path} row "
+
+
+def jsonl_files(path: str | Path) -> list[Path] | None:
+    """The files that hold `path`'s rows when every one is JSONL (a .jsonl file, or a folder of
+    .jsonl shards, compressed or not), in the order iter_rows reads them; else None."""
+    path = Path(path)
+    if path.is_dir():
+        found = [] if _is_saved_dataset(path) else shards(path)
+        return found if found and all(data_suffix(f)[0] in JSONL_SUFFIXES for f in found) else None
+    return [path] if data_suffix(path)[0] in JSONL_SUFFIXES else None
 
 
 # --------------------------------------------------------------------------- scan

@@ -233,12 +233,13 @@ def test_the_direct_template_renderer_writes_what_apply_chat_template_writes(tok
     """Rendering skips apply_chat_template's per-call normalizing for plain string messages; the
     text must be the same for every prefix of every demo conversation, with and without the
     generation prompt (tool calls and tools still go through apply_chat_template)."""
-    from rankwise.trainer.data import _direct_renderer, _template
+    from rankwise.trainer.data import _direct_renderer, _renderer
     for t in (tok, tool_tok):
         assert _direct_renderer(t) is not None
         for line in (ROOT / "presets" / "assets" / "demo-chat.jsonl").read_text().splitlines():
             msgs = json.loads(line)["messages"]
+            assert _renderer(t, msgs, None) is _direct_renderer(t)
             for n in range(1, len(msgs) + 1):
                 for gen in (False, True):
-                    assert _template(t, msgs[:n], gen) == t.apply_chat_template(msgs[:n], tokenize=False,
-                                                                                 add_generation_prompt=gen)
+                    assert _direct_renderer(t)(msgs[:n], gen) == t.apply_chat_template(msgs[:n], tokenize=False,
+                                                                                        add_generation_prompt=gen)

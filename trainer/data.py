@@ -44,6 +44,7 @@ never packed.
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -126,52 +127,60 @@ class _Rows:
     def __init__(self, path: Path, declared: str, counter: _Counter, max_rows: int | None,
                  columns: dict[str, str] | None = None):
         self.path, self.counter, self.max_rows, self.columns = path, counter, max_rows, columns
-        self.fmt = None if declared == "auto" else declared
+        self.declared, self.fmt = declared, None if declared == "auto" else declared
 
     def __iter__(self) -> Iterator[tuple[str, dict]]:
         path, counter, columns = self.path, self.counter, self.columns
+        rows = ((n, apply_columns(row, columns)) for n, row in iter_rows(path, bad="yield"))
+        self.fmt, head = _format_of(path, self.declared, rows, counter)
         good = 0
-        pending: list[tuple[int, dict | BadRow]] = []  # rows seen before the format is known
-        for n, row in iter_rows(path, bad="yield"):
-            row = apply_columns(row, columns)
-            if self.fmt is None:
-                if isinstance(row, dict):
-                    self.fmt = detect_format(row)
-                    if self.fmt == "preference":
-                        raise preference_error(path, row)
-                if self.fmt is None:
-                    pending.append((n, row))
-                    if len(pending) >= 100:
-                        break
-                    continue
-            for m, r in pending + [(n, row)] if pending else [(n, row)]:
-                ready, reason = prepare_row(r, self.fmt)
-                if reason:
-                    counter.bad(location(path, m), reason)
-                elif self.max_rows is None or good < self.max_rows:
-                    good += 1
-                    yield location(path, m), ready
-            pending = []
+        for n, row in itertools.chain(head, rows):
+            ready, reason = prepare_row(row, self.fmt)
+            if reason:
+                counter.bad(location(path, n), reason)
+                continue
+            good += 1
+            yield location(path, n), ready
             if self.max_rows is not None and good >= self.max_rows:
                 return
-        if self.fmt is None:
-            if not pending:
-                raise RankwiseError(f"{path}: the file has no rows", "check data.path")
-            if all(isinstance(r, BadRow) for _, r in pending):
-                for n, r in pending:
-                    counter.bad(location(path, n), r.reason)  # raises at the first unless skipping
-                raise RankwiseError(f"{path}: no usable rows ({counter.skipped} bad rows skipped)",
-                                    "; ".join(counter.examples[:3]))
-            raise unknown_format(path, sorted({k for _, r in pending if isinstance(r, dict) for k in r}))
+
+
+def _format_of(path: Path, declared: str, rows: Iterator[tuple[int, Any]], counter: _Counter) -> tuple[str, list]:
+    """The file's format: `declared`, else that of the first recognisable row of `rows` ((row
+    number, row with data.columns applied), read from the file's start). Returns it with the rows
+    read to find it (to be read with it, before the rest of `rows`). Preference data, a file of
+    only bad rows (each counted) and one whose first 100 rows are of no format end the read."""
+    if declared != "auto":
+        return declared, []
+    head: list[tuple[int, Any]] = []
+    for n, row in rows:
+        head.append((n, row))
+        fmt = detect_format(row) if isinstance(row, dict) else None
+        if fmt == "preference":
+            raise preference_error(path, row)
+        if fmt is not None:
+            return fmt, head
+        if len(head) >= 100:
+            break
+    if not head:
+        raise RankwiseError(f"{path}: the file has no rows", "check data.path")
+    if all(isinstance(r, BadRow) for _, r in head):
+        for n, r in head:
+            counter.bad(location(path, n), r.reason)  # raises at the first unless skipping
+        raise RankwiseError(f"{path}: no usable rows ({counter.skipped} bad rows skipped)",
+                            "; ".join(counter.examples[:3]))
+    raise unknown_format(path, sorted({k for _, r in head if isinstance(r, dict) for k in r}))
 
 
 # --------------------------------------------------------------------------- rendering
 
-def _template(tokenizer, messages: list[dict], generation: bool, tools: list | None = None) -> str:
+def _renderer(tokenizer, messages: list[dict], tools: list | None) -> Callable[[list[dict], bool], str]:
+    """How to render (a prefix of) this conversation: `_direct_renderer` when it may, else
+    apply_chat_template."""
     fast = _direct_renderer(tokenizer) if tools is None else None
     if fast is not None and all(type(v) is str for m in messages for v in m.values()):
-        return fast(messages, generation)
-    return tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=generation)
+        return fast
+    return lambda msgs, gen: tokenizer.apply_chat_template(msgs, tools=tools, tokenize=False, add_generation_prompt=gen)
 
 
 _RENDERERS: dict[tuple, Callable | None] = {}
@@ -196,8 +205,19 @@ def _direct_renderer(tokenizer) -> Callable[[list[dict], bool], str] | None:
     except Exception:
         return None
 
+    # Template.render merges the template's globals (a ChainMap) into a new context per call: most
+    # of the cost of a short conversation. The same context over plain dicts prepared once renders
+    # the same text.
+    env, globals_ = compiled.environment, dict(compiled.globals)
+    base = {**globals_, **special, "tools": None, "documents": None}
+    concat, root, context = env.concat, compiled.root_render_func, env.context_class
+
     def render(msgs: list[dict], gen: bool) -> str:
-        return compiled.render(messages=msgs, tools=None, documents=None, add_generation_prompt=gen, **special)
+        try:
+            return concat(root(context(env, {**base, "messages": msgs, "add_generation_prompt": gen}, compiled.name,
+                                       compiled.blocks, globals=globals_)))
+        except Exception:  # the template refuses: raise what Template.render raises
+            return compiled.render(messages=msgs, tools=None, documents=None, add_generation_prompt=gen, **special)
 
     def agrees(sample: list[dict]) -> bool:
         return all(render(sample[:n], gen) == tokenizer.apply_chat_template(sample[:n], tokenize=False,
@@ -246,7 +266,8 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def _render_chat(tokenizer, where: str, messages: list[dict], tools: list | None = None) -> _Rendered:
-    full = _template(tokenizer, messages, False, tools)
+    template = _renderer(tokenizer, messages, tools)
+    full = template(messages, False)
     _check_tool_rendering(tokenizer, where, messages, full)
     eos = tokenizer.eos_token or ""
     spans, cursor = [], 0
@@ -256,8 +277,8 @@ def _render_chat(tokenizer, where: str, messages: list[dict], tools: list | None
             cursor = at + len(m["content"]) if at >= 0 else cursor
             continue
         try:
-            before = _template(tokenizer, messages[:i], True, tools) if i else None
-            upto = full if i + 1 == len(messages) else _template(tokenizer, messages[: i + 1], False, tools)
+            before = template(messages[:i], True) if i else None
+            upto = full if i + 1 == len(messages) else template(messages[: i + 1], False)
         except Exception:  # a template may refuse a partial conversation: fall back to searching
             before = upto = None
         if before is not None and full.startswith(upto) and upto.startswith(before) and len(before) >= cursor:
@@ -313,24 +334,67 @@ def _adds_bos(tokenizer) -> bool:
     return bool(ids) and ids[0] == bos
 
 
-def _labels_from_offsets(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
-    """Labels = ids on tokens whose characters overlap a trained-on span, -100 elsewhere."""
+def _labels_from_offsets(ids: list[int], offsets, spans: list[tuple[int, int]]) -> list[int]:
+    """Labels = ids on tokens whose characters overlap a trained-on span, -100 elsewhere.
+    `offsets`: a list of (start, end) per token, or an `_Offsets` (which also guesses where to look)."""
     labels = [IGNORE] * len(ids)
+    near = getattr(offsets, "near", None)
     for s, e in spans:
         # zero-width tokens count as their start character
-        a = bisect.bisect_right(offsets, s, key=lambda o: max(o[1], o[0] + 1))  # first token ending after s
-        b = bisect.bisect_left(offsets, e, key=lambda o: o[0])  # first token starting at/after e
+        a = _first(offsets, lambda o: max(o[1], o[0] + 1) > s, near(s) if near else None)  # first token ending after s
+        b = _first(offsets, lambda o: o[0] >= e, near(e) if near else None)  # first token starting at/after e
         labels[a:b] = ids[a:b]
     return labels
 
 
-def _batch_encoder(tokenizer) -> Callable[[list[str]], list[tuple[list[int], list[tuple[int, int]]]]]:
+def _first(offsets, past: Callable[[tuple[int, int]], bool], guess: int | None) -> int:
+    """The first token index k whose offsets are `past` a character (len(offsets) if none is), as
+    bisect finds it in the sorted offsets. `guess` (a token at that character) is checked first:
+    two lookups instead of a search."""
+    n = len(offsets)
+    if guess is not None:
+        for k in (guess, guess + 1):
+            if k <= n and (k == n or past(offsets[k])) and (k == 0 or not past(offsets[k - 1])):
+                return k
+    return bisect.bisect_left(offsets, True, key=past)
+
+
+class _Offsets:
+    """The character offsets of a Rust `Encoding`, read a token at a time: building the whole list
+    of tuples costs a fifth of tokenizing, and masking needs only the tokens at span edges."""
+
+    __slots__ = ("enc", "n")
+
+    def __init__(self, enc):
+        self.enc, self.n = enc, len(enc)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k: int) -> tuple[int, int]:
+        if not 0 <= k < self.n:
+            raise IndexError(k)
+        found = self.enc.token_to_chars(k)
+        return found if found is not None else self.enc.offsets[k]  # a token of no sequence: as the list has it
+
+    def __iter__(self):
+        return iter(self.enc.offsets)
+
+    def near(self, char: int) -> int | None:
+        """The token holding character `char` (the token count past the last one), or None."""
+        k = self.enc.char_to_token(char)
+        if k is None and self.n and self[self.n - 1][1] <= char:
+            return self.n
+        return k
+
+
+def _batch_encoder(tokenizer) -> Callable[[list[str]], list[tuple[list[int], Any]]]:
     """A function: texts -> (ids, character offsets) per text, no special tokens added.
 
     Fast tokenizers go straight to a copy of their Rust tokenizer with padding and
     truncation switched off (tokenizer.json often enables them; the transformers wrapper
     resets them per call): the wrapper's per-encoding conversion costs as much as the
-    tokenizing itself. Others go through the wrapper."""
+    tokenizing itself; offsets come as `_Offsets`. Others go through the wrapper (offsets as lists)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         from tokenizers import Tokenizer  # deferred: a transformers dependency, needed only here
@@ -338,7 +402,7 @@ def _batch_encoder(tokenizer) -> Callable[[list[str]], list[tuple[list[int], lis
         rust = Tokenizer.from_str(backend.to_str())
         rust.no_padding()
         rust.no_truncation()
-        return lambda texts: [(e.ids, e.offsets) for e in rust.encode_batch(texts, add_special_tokens=False)]
+        return lambda texts: [(e.ids, _Offsets(e)) for e in rust.encode_batch(texts, add_special_tokens=False)]
 
     def wrapped(texts: list[str]):
         enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
@@ -368,17 +432,20 @@ def _encode_pieces(tokenizer, r: _Rendered) -> tuple[list[int], list[int]]:
 class _Encoder:
     """Tokenizes rendered rows a batch at a time into examples (BOS/EOS, truncation, masks)."""
 
-    def __init__(self, tokenizer, max_len: int, counter: _Counter):
-        self.tokenizer, self.max_len, self.counter = tokenizer, max_len, counter
+    def __init__(self, tokenizer, max_len: int):
+        self.tokenizer, self.max_len = tokenizer, max_len
         self.bos = [tokenizer.bos_token_id] if _adds_bos(tokenizer) else []
         self.eos_id = tokenizer.eos_token_id
         self.batch_encode = _batch_encoder(tokenizer) if getattr(tokenizer, "is_fast", False) else None
 
     def full(self, chunk: list[_Rendered]) -> list[tuple[list[int], list[int], list[tuple[int, int]] | None]]:
         """(ids, labels, character offsets) per rendered row, BOS/EOS added as training adds them,
-        before truncation (offsets None from a slow tokenizer). `rankwise check --data` reads this too."""
+        before truncation (offsets None from a slow tokenizer). `rankwise check --data` reads this."""
+        return self._encode(chunk, offsets=True)
+
+    def _encode(self, chunk: list[_Rendered], offsets: bool) -> list[tuple[list[int], list[int], Any]]:
         if self.batch_encode:
-            triples = [(ids, _labels_from_offsets(ids, offs, r.spans), list(offs))
+            triples = [(ids, _labels_from_offsets(ids, offs, r.spans), list(offs) if offsets else None)
                        for (ids, offs), r in zip(self.batch_encode([r.text for r in chunk]), chunk)]
         else:
             triples = [(*_encode_pieces(self.tokenizer, r), None) for r in chunk]
@@ -393,21 +460,23 @@ class _Encoder:
             out.append((ids, labels, offs))
         return out
 
-    def __call__(self, chunk: list[_Rendered]) -> list[dict]:
+    def __call__(self, chunk: list[_Rendered]) -> list[tuple[list[int], list[int], bool] | str]:
+        """Per rendered row, in order: (input_ids, labels, truncated), cut to max_seq_len, or the
+        reason the row cannot be trained on (a bad row)."""
         max_len, out = self.max_len, []
-        for r, (ids, labels, _) in zip(chunk, self.full(chunk)):
-            if len(ids) > max_len:
+        for ids, labels, _ in self._encode(chunk, offsets=False):
+            truncated = len(ids) > max_len
+            if truncated:
                 first = next((k for k, lab in enumerate(labels) if lab != IGNORE), len(labels))
                 if first >= max_len:
-                    self.counter.bad(r.where, f"the response is cut away entirely: the prompt alone is {first} tokens, "
-                                              f"over train.max_seq_len {max_len} (raise max_seq_len or shorten the prompt)")
+                    out.append(f"the response is cut away entirely: the prompt alone is {first} tokens, "
+                               f"over train.max_seq_len {max_len} (raise max_seq_len or shorten the prompt)")
                     continue
-                self.counter.truncated += 1  # kept, but cut at the end
-                ids, labels = ids[:max_len], labels[:max_len]
+                ids, labels = ids[:max_len], labels[:max_len]  # kept, but cut at the end
             if labels.count(IGNORE) == len(labels):
-                self.counter.bad(r.where, "no response tokens to learn from")
+                out.append("no response tokens to learn from")
                 continue
-            out.append({"input_ids": ids, "labels": labels})
+            out.append((ids, labels, truncated))
         return out
 
 

@@ -2,12 +2,13 @@
 
 `build_arrow(cfg, tokenizer, folder)` does what `data.py` describes (same reader, renderer,
 masking, truncation and bad-row rules; `data.py` holds them) for files of a million rows:
-- the parent process reads and checks rows (file:line for each bad one, failing at the first
-  unless data.skip_bad_rows) and hands batches of good rows to worker processes, a bounded
-  number at a time, so the file is never held in memory;
-- workers render and tokenize; what only the tokenizer can reject (a response cut away by
-  max_seq_len, a template refusing a conversation) comes back with the batch and is counted
-  or raised in file order, in the same single pass;
+- the parent process tells the format from the first rows and hands batches of rows to worker
+  processes, a bounded number at a time, so the file is never held in memory: JSONL as raw
+  lines (the workers parse and check them), other file types as rows it read;
+- workers parse, check, render and tokenize; each row's outcome comes back in file order, and
+  the parent counts or raises bad rows in that order (file:line, failing at the first unless
+  data.skip_bad_rows), what the reader rejects and what only the tokenizer can (a response cut
+  away by max_seq_len, a template refusing a conversation) alike, in one pass;
 - examples go to an Arrow file as int32 lists (4 bytes a token, memory-mapped when read back),
   never to Python lists of the whole set;
 - the validation split (data.val_ratio, drawn with train.seed) and packing run over that file.
@@ -24,67 +25,95 @@ example attends to another (tests/test_data_packing.py checks the logits).
 """
 from __future__ import annotations
 
+import gc
+import itertools
 import os
 import random
 import time
 from array import array
 from collections import deque
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from rankwise.advisor.config import RunConfig
+from rankwise.advisor.dataset import (apply_columns, iter_rows, jsonl_files, jsonl_lines, location, location_prefix,
+                                      parse_line, prepare_row)
 from rankwise.advisor.errors import RankwiseError
 
-from .data import BATCH, IGNORE, DataReport, _Counter, _Encoder, _render, _Rows
+from .data import BATCH, IGNORE, DataReport, _Counter, _Encoder, _format_of, _render
 
 PROGRESS_EVERY = 5.0  # seconds between progress reports
 INLINE_BATCHES = 2  # files up to this many batches are built in the calling process (no pool start-up)
 
-_STATE: dict = {}  # the worker's tokenizer and encoder (set once per process)
+_STATE: dict = {}  # the tokenizer and encoder (set in the parent before the worker processes fork)
+
+# What became of each row of a batch (blank lines are no row), in file order:
+KEPT, READ_BAD, TOKEN_BAD, FATAL = 0, 1, 2, 3  # an example; bad to the reader; bad to the template or
+# tokenizer (a good row to the reader: it counts toward data.max_rows); an error that ends the build
 
 
 # --------------------------------------------------------------------------- workers
 
-class _Recorded(_Counter):
-    """A worker's counter: remembers bad rows for the parent to count or raise, in order."""
-
-    def __init__(self):
-        super().__init__(skip=True)
-        self.all: list[tuple[str, str]] = []
-
-    def bad(self, where: str, reason: str) -> None:
-        self.all.append((where, reason))
-
-
 def _init(tokenizer, max_len: int) -> None:
-    _STATE.update(tokenizer=tokenizer, max_len=max_len, encoder=None,
+    _STATE.update(tokenizer=tokenizer, encoder=_Encoder(tokenizer, max_len),
                   has_template=bool(getattr(tokenizer, "chat_template", None)))
 
 
-def _work(job: tuple[str, list[tuple[str, dict]]]):
-    """Render and tokenize one batch of good rows. Returns ("ok", ids, labels, lengths,
-    supervised, bad rows, truncated) with flat int32 arrays, or ("error", message, hint)."""
-    fmt, items = job
-    tok, rec = _STATE["tokenizer"], _Recorded()
-    encoder = _STATE.get("encoder")
-    if encoder is None:
-        encoder = _STATE["encoder"] = _Encoder(tok, _STATE["max_len"], rec)
-    encoder.counter = rec
-    rendered = []
-    for where, row in items:
+def _work(job: tuple):
+    """Read, check, render and tokenize one batch of rows: `(format, data.columns, location prefix,
+    first line number, raw JSONL lines)`, or `(format, None, None, None, [(where, row), ...])` for rows
+    the parent read (other file types; data.columns applied). Returns (codes, bad rows as (where,
+    reason), (message, hint) of a FATAL or None, ids, labels, lengths, supervised tokens, truncated
+    flags): one code per row in file order, the arrays (flat int32 ids/labels) for the KEPT ones."""
+    fmt, columns, prefix, first, items = job
+    tok, encoder, has_template = _STATE["tokenizer"], _STATE["encoder"], _STATE["has_template"]
+    entries: list = []  # per row: None (rendered, awaiting the tokenizer) or (code, where, reason)
+    rendered: list = []
+    fatal = None
+    for i, item in enumerate(items):
+        if prefix is not None:
+            row = parse_line(first + i, item)
+            if row is None:  # a blank line
+                continue
+            where = f"{prefix}{first + i}"
+            if columns and isinstance(row, dict):
+                row = apply_columns(row, columns)
+        else:
+            where, row = item
+        ready, reason = prepare_row(row, fmt)
+        if reason:
+            entries.append((READ_BAD, where, reason))
+            continue
         try:
-            rendered.append(_render(tok, fmt, where, row, _STATE["has_template"]))
+            rendered.append(_render(tok, fmt, where, ready, has_template))
+            entries.append(None)
         except RankwiseError as e:
-            return "error", e.message, e.hint
+            entries.append((FATAL, where, None))
+            fatal = (e.message, e.hint)
+            break
         except Exception as e:  # the template's own checks (role order, system not allowed, ...)
-            rec.bad(where, f"the chat template rejected this conversation ({e})")
-    ids, labels, lengths, supervised = array("i"), array("i"), array("i"), array("i")
-    for ex in encoder(rendered):
-        ids.extend(ex["input_ids"])
-        labels.extend(ex["labels"])
-        lengths.append(len(ex["input_ids"]))
-        supervised.append(len(ex["labels"]) - ex["labels"].count(IGNORE))
-    return "ok", ids, labels, lengths, supervised, rec.all, rec.truncated
+            entries.append((TOKEN_BAD, where, f"the chat template rejected this conversation ({e})"))
+    codes, bad = bytearray(), []
+    ids, labels, lengths, supervised, truncated = array("i"), array("i"), array("i"), array("i"), bytearray()
+    encoded = iter(zip(rendered, encoder(rendered) if rendered else ()))
+    for entry in entries:
+        if entry is not None:
+            codes.append(entry[0])
+            if entry[0] != FATAL:
+                bad.append(entry[1:])
+            continue
+        r, ex = next(encoded)
+        if isinstance(ex, str):
+            codes.append(TOKEN_BAD)
+            bad.append((r.where, ex))
+            continue
+        codes.append(KEPT)
+        ids.extend(ex[0])
+        labels.extend(ex[1])
+        lengths.append(len(ex[0]))
+        supervised.append(len(ex[1]) - ex[1].count(IGNORE))
+        truncated.append(ex[2])
+    return codes, bad, fatal, ids, labels, lengths, supervised, truncated
 
 
 # --------------------------------------------------------------------------- Arrow
@@ -140,80 +169,140 @@ def _procs() -> int:
     return max(1, int(env)) if env and env.isdigit() else min(8, os.cpu_count() or 1)
 
 
+def _jobs(path: Path, declared: str, columns: dict | None, counter: _Counter) -> tuple[str, Iterator[tuple]]:
+    """The file's format and its rows as worker jobs of BATCH rows, read lazily in file order.
+    JSONL (a file or a folder of JSONL shards) goes as raw lines: the workers parse and check them."""
+    rows = ((n, apply_columns(row, columns)) for n, row in iter_rows(path, bad="yield"))
+    fmt, head = _format_of(path, declared, rows, counter)
+    files = jsonl_files(path)
+
+    def lines() -> Iterator[tuple]:
+        for f in files:
+            prefix, batch, first = location_prefix(f), [], 1
+            for raw in jsonl_lines(f):
+                batch.append(raw)
+                if len(batch) >= BATCH:
+                    yield fmt, columns, prefix, first, batch
+                    first, batch = first + len(batch), []
+            if batch:
+                yield fmt, columns, prefix, first, batch
+
+    def parsed() -> Iterator[tuple]:
+        prefix, batch = location_prefix(path), []
+        for n, row in itertools.chain(head, rows):
+            batch.append((location(path, n) if getattr(n, "file", None) else f"{prefix}{n}", row))
+            if len(batch) >= BATCH:
+                yield fmt, None, None, None, batch
+                batch = []
+        if batch:
+            yield fmt, None, None, None, batch
+
+    if files:
+        rows.close()  # read again from the start, as lines
+        return fmt, lines()
+    return fmt, parsed()
+
+
 def _write_file(path: Path, cfg: RunConfig, tokenizer, counter: _Counter, max_rows: int | None, out: Path,
                 progress: Callable | None) -> tuple[str, array, array]:
-    """Read, check, render and tokenize one data file into `out`; (format, lengths, supervised)."""
-    rows = _Rows(path, cfg.data.format, counter, max_rows, cfg.data.columns)
-    has_template = bool(getattr(tokenizer, "chat_template", None))
+    """Read, check, render and tokenize one data file into `out`; (format, lengths, supervised).
+    Rows are taken in file order whichever process read them: the first bad one raises (unless
+    skipping), data.max_rows counts the rows good to the reader, as `data._Rows` does."""
+    fmt, jobs = _jobs(path, cfg.data.format, cfg.data.columns, counter)
+    refuse = None
+    if fmt in ("chat", "sharegpt") and not getattr(tokenizer, "chat_template", None):
+        refuse = RankwiseError(f"{path}: {fmt} data (`messages`/`conversations`) needs a tokenizer with a chat "
+                               "template, and this one has none", "use the model's instruct/chat variant, or "
+                               "convert the rows to prompt/completion or text and set data.format")
     writer = _Writer(out)
     lengths, supervised = array("i"), array("i")
     pool, pending = None, deque()
-    procs = _procs()
     size = path.stat().st_size if path.is_file() else None
     started = last = time.monotonic()
-    state = {"rows": 0, "bytes_per_row": None}
+    state = {"good": 0, "done": False, "bytes_per_row": None}
 
     def take(result) -> None:
-        if result[0] == "error":
-            raise RankwiseError(result[1], result[2])
-        _, ids, labels, lens, sup, bad, truncated = result
-        for where, reason in bad:
-            counter.bad(where, reason)  # raises at the first unless skipping
-        counter.truncated += truncated
-        writer.write([_list_array(ids, lens), _list_array(labels, lens)])
-        lengths.extend(lens)
-        supervised.extend(sup)
-
-    def submit(batch: list) -> None:
-        nonlocal pool, last
-        if rows.fmt in ("chat", "sharegpt") and not has_template:
-            raise RankwiseError(f"{rows.path}: {rows.fmt} data (`messages`/`conversations`) needs a tokenizer with a "
-                                "chat template, and this one has none", "use the model's instruct/chat variant, or "
-                                "convert the rows to prompt/completion or text and set data.format")
-        state["rows"] += len(batch)
-        if pool is None and procs > 1 and state["rows"] > INLINE_BATCHES * BATCH:
-            import multiprocessing as mp
-
-            os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker process: they are the parallelism
-            pool = mp.get_context("fork").Pool(procs, initializer=_init, initargs=(tokenizer, cfg.train.max_seq_len))
-        job = (rows.fmt, batch)
-        if pool is None:
-            take(_work(job))
+        nonlocal last
+        codes, bad, fatal, ids, labels, lens, sup, truncated = result
+        kept = len(lens)
+        if bad or fatal or refuse or (max_rows is not None and state["good"] + len(codes) >= max_rows):
+            kept, b = 0, iter(bad)
+            for code in codes:
+                if max_rows is not None and state["good"] >= max_rows:
+                    break
+                if code == READ_BAD:
+                    counter.bad(*next(b))  # raises at the first unless skipping
+                    continue
+                if refuse:
+                    raise refuse
+                state["good"] += 1
+                if code == FATAL:
+                    raise RankwiseError(*fatal)
+                if code == TOKEN_BAD:
+                    counter.bad(*next(b))
+                else:
+                    kept += 1
+            state["done"] = max_rows is not None and state["good"] >= max_rows
         else:
-            pending.append(pool.apply_async(_work, (job,)))
-            while len(pending) > 2 * procs:  # bounded: the reader waits for the workers
-                take(pending.popleft().get())
+            state["good"] += len(codes)
+        tokens = sum(lens[:kept])
+        counter.truncated += sum(truncated[:kept])
+        writer.write([_list_array(ids[:tokens], lens[:kept]), _list_array(labels[:tokens], lens[:kept])])
+        lengths.extend(lens[:kept])
+        supervised.extend(sup[:kept])
         now = time.monotonic()
         if progress and now - last >= PROGRESS_EVERY:
             last = now
-            rate = state["rows"] / max(now - started, 1e-9)
+            rows = state["good"]
             if state["bytes_per_row"] is None and size:
-                state["bytes_per_row"] = _bytes_per_row(path, state["rows"])
+                state["bytes_per_row"] = _bytes_per_row(path, rows)
             total = int(size / state["bytes_per_row"]) if size and state["bytes_per_row"] else None
             if max_rows:
                 total = min(total or max_rows, max_rows)
-            progress(state["rows"], total, rate)
+            progress(rows, total, rows / max(now - started, 1e-9))
+
+    def drain() -> None:
+        while pending and not state["done"]:
+            take(pending.popleft().get())
 
     _init(tokenizer, cfg.train.max_seq_len)
     try:
-        batch: list = []
-        for item in rows:
-            batch.append(item)
-            if len(batch) >= BATCH:
-                submit(batch)
-                batch = []
-        if batch:
-            submit(batch)
-        while pending:
-            take(pending.popleft().get())
+        head = list(itertools.islice(jobs, INLINE_BATCHES + 1))
+        procs = _procs()
+        if procs > 1 and len(head) > INLINE_BATCHES:
+            import multiprocessing as mp
+
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker process: they are the parallelism
+            gc.freeze()  # the workers inherit _STATE, and never scan (nor copy) what they inherit in collections
+            try:
+                pool = mp.get_context("fork").Pool(procs)
+            finally:
+                gc.unfreeze()
+        for job in head:
+            (take(_work(job)) if pool is None else pending.append(pool.apply_async(_work, (job,))))
+        while not state["done"]:
+            try:
+                job = next(jobs, None)
+            except RankwiseError:  # the file cannot be read on: what came before it is reported first
+                drain()
+                raise
+            if job is None:
+                break
+            if pool is None:
+                take(_work(job))
+                continue
+            pending.append(pool.apply_async(_work, (job,)))
+            while len(pending) > 2 * procs and not state["done"]:  # bounded: the reader waits for the workers
+                take(pending.popleft().get())
+        drain()
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
         writer.close()
     if progress:
-        progress(state["rows"], state["rows"], state["rows"] / max(time.monotonic() - started, 1e-9))
-    return rows.fmt, lengths, supervised
+        progress(state["good"], state["good"], state["good"] / max(time.monotonic() - started, 1e-9))
+    return fmt, lengths, supervised
 
 
 def _bytes_per_row(path: Path, rows: int) -> float | None:

@@ -148,7 +148,7 @@ def check_data(path: str | Path, model: str | None = None, fmt: str = "auto", ma
                             "give a .jsonl/.json/.csv/.parquet file or a saved dataset folder")
     recorder = _Recorder()
     rows = _Rows(path, fmt, recorder, None, columns)
-    encoder = _Encoder(tokenizer, max_len, recorder)
+    encoder = _Encoder(tokenizer, max_len)
     out = DataCheck(str(path), model, kind, note, None, max_len)
     lengths: list[int] = []
     seen: dict[str, str] = {}
