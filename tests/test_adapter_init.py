@@ -201,6 +201,19 @@ def test_pissa_and_olora_train_and_their_adapter_fits_the_original_base(tmp_path
     assert torch.allclose(trained, converted, atol=1e-3), (trained - converted).abs().max()
     plain = _logits(run_dir / "adapter-init")  # the initial adapter, as a plain LoRA: B·A on the base
     assert not torch.allclose(plain, converted, atol=1e-3)
+    # a kept checkpoint (train.stop_on) is converted the same way: the last one gives the final adapter
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from rankwise.trainer.adapter_init import keep_checkpoint
+    from rankwise.trainer.rundir import load_config
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(TINY, dtype=torch.float32), str(last),
+                                      is_trainable=True)
+    keep_checkpoint(model, last, tmp_path / "kept", load_config(run_dir), run_dir)
+    kept = json.loads((tmp_path / "kept" / "adapter_config.json").read_text())
+    assert (kept["r"], kept["init_lora_weights"]) == (2 * 16, True)  # converted, not a copy of the checkpoint
+    assert torch.allclose(_logits(tmp_path / "kept"), converted, atol=1e-3)
 
 
 @pytest.mark.slow

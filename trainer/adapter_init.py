@@ -94,6 +94,22 @@ def save_adapter(model, path: Path, cfg, run_dir: Path) -> None:
         model.save_pretrained(path)
 
 
+def keep_checkpoint(model, checkpoint: Path, path: Path, cfg, run_dir: Path) -> None:
+    """The adapter of an earlier checkpoint (train.stop_on keeps the best) as the run's adapter. A PiSSA/OLoRA
+    checkpoint holds the adapter for the residual base: it is loaded into the model and saved converted,
+    like the final one; any other is copied as is."""
+    if cfg.lora.init not in CONVERTED:
+        from .checkup import keep_adapter
+
+        keep_adapter(checkpoint, path)
+        return
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
+    save_adapter(model, path, cfg, run_dir)
+
+
 def trainer_class(cfg):
     """The HF Trainer, or with lora.loraplus_lr_ratio one whose optimizer is peft's LoRA+ optimizer
     (the same optimizer class and arguments the Trainer would build, B matrices at lr × ratio)."""

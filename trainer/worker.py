@@ -103,7 +103,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     from rankwise.advisor.model import load_model
 
     from .callbacks import Events, StartOnce, TestSeams, TokenCounter
-    from .checkup import Checkup, Watched, best_checkpoint, keep_adapter
+    from .checkup import Checkup, Watched, best_checkpoint
     from .data import make_collator
     from .data_cache import cache_root, data_progress, data_ready, prepare_data
 
@@ -318,7 +318,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         adapter = run_dir / rundir.ADAPTER
         if kept is not None:
             if is_main_process():
-                keep_adapter(kept[1], adapter)
+                adapter_init.keep_checkpoint(model, kept[1], adapter, cfg, run_dir)  # PiSSA/OLoRA: converted
         elif stopped is not None and stopped.code == "loss-nan":
             adapter = None  # nothing from before the NaN to keep
         elif trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:  # a collective: every rank takes part
