@@ -222,3 +222,11 @@ def test_eva_and_loraplus_train(tmp_path):
     conf = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
     assert conf["init_lora_weights"] == "eva" and conf["rank_pattern"]  # EVA moved ranks between layers
     assert "lora.init eva" in (run_dir / "train.log").read_text()
+
+
+def test_a_loraplus_ratio_that_is_no_number_is_reported_at_its_line(tmp_path):
+    f = tmp_path / "x.yaml"
+    f.write_text("base_model: llama-3.1-8b\nadapter: lora\nloraplus_lr_ratio: lots\n")
+    proc = subprocess.run(CLI + ["check", str(f)], capture_output=True, text=True, env=env(), timeout=120)
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 2 and "x.yaml:3" in out and "loraplus_lr_ratio" in out and "Traceback" not in out

@@ -241,7 +241,11 @@ def peft_init(value, out: "Out") -> None:
 def loraplus(value, out: "Out") -> None:
     """loraplus_lr_ratio (axolotl and LLaMA-Factory, both peft's create_loraplus_optimizer)."""
     if value not in (None, "", 0):
-        out.set("lora.loraplus_lr_ratio", float(value) if isinstance(value, (int, float, str)) else value)
+        try:
+            value = float(value) if isinstance(value, str) else value
+        except ValueError:
+            pass  # a string that is no number stays: reported at its line
+        out.set("lora.loraplus_lr_ratio", value)
 
 
 def positive_count(value: Any) -> bool:
