@@ -85,8 +85,16 @@ def _trial_stepping(runs) -> bool:
                for t in _trials(runs).values())
 
 
+def _trial_started(runs) -> bool:
+    """A trial's run folder is recorded: its worker is loading (no step yet, usually no start event)."""
+    return any(t.get("status") == "running" and t.get("run_dir") for t in _trials(runs).values())
+
+
 @pytest.mark.slow
-async def test_the_sweep_screen_stops_the_whole_sweep_and_leaves_nothing_running(tmp_path):
+@pytest.mark.parametrize("when", ["training", "starting"])
+async def test_the_sweep_screen_stops_the_whole_sweep_and_leaves_nothing_running(tmp_path, when):
+    """Stopped while its trial trains, or while the trial's worker is still loading (a stop then
+    used to miss the worker: no pid in its log yet, so the trial trained to its end)."""
     from rankwise.trainer.runs import list_runs
     from rankwise.trainer.sweep_driver import is_running, processes
     from rankwise.tui.screens.sweep import SweepScreen
@@ -103,7 +111,8 @@ async def test_the_sweep_screen_stops_the_whole_sweep_and_leaves_nothing_running
         assert isinstance(screen, SweepScreen)
         sweep_dir = screen.sweep_dir
         await until(pilot, lambda: (sweep_dir / "driver.json").is_file(), "the sweep process to record itself")
-        await until(pilot, lambda: _trial_stepping(runs), "the first trial to train")
+        await until(pilot, lambda: _trial_stepping(runs) if when == "training" else _trial_started(runs),
+                    f"the first trial {when}")
         assert processes(sweep_dir)
         await pilot.press("x")
         await pilot.pause()
@@ -112,6 +121,8 @@ async def test_the_sweep_screen_stops_the_whole_sweep_and_leaves_nothing_running
         assert not is_running(sweep_dir)
         assert not processes(sweep_dir)
         assert [r.id for r in list_runs(runs) if r.status == "running"] == []
+        trial_runs = [r for r in list_runs(runs) if "-sweep-r" in r.id]
+        assert trial_runs and all(r.status != "finished" for r in trial_runs), [(r.id, r.status) for r in trial_runs]
         assert _results(runs).get("state") == "interrupted"
         statuses = sorted(t["status"] for t in _trials(runs).values())
         assert "running" not in statuses and "queued" in statuses  # the stopped trial waits to be continued

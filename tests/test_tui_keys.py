@@ -287,3 +287,18 @@ async def test_footers_keep_their_main_keys_whole_at_80x24(tmp_path):
             for want in expect[name]:
                 assert want in text, (name, text)
             assert all(right <= SIZE[0] for _, right in shown), (name, shown)
+
+
+async def test_presets_keep_the_cursor_on_its_preset_when_the_list_reloads(tmp_path):
+    """Back on Presets (from a run, a sweep or Advice) the rows are re-read: `s` or Enter then must act
+    on the preset the cursor was on, not on the first row (a second sweep started that way)."""
+    async with app_for(tmp_path).run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        screen = pilot.app.screen
+        await pilot.press("down", "down")
+        picked = screen.selected()["name"]
+        assert picked != screen.rows[0]["name"]
+        screen.load()  # what coming back to the screen does
+        await settle(pilot)
+        assert screen.selected()["name"] == picked

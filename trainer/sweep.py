@@ -22,6 +22,7 @@ Planning (ranks, steps, the trial configs) and the results files live in trainer
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -207,8 +208,10 @@ def run_trial(p: SweepPlan, book: Ledger, trial: dict, env: dict, say, on_progre
         end, pruned, capped = _follow(p, book, trial, run_dir, offset, on_progress, stopping, proc)
     except KeyboardInterrupt:  # Ctrl-C: stop the trial's run, queue the trial again, leave
         if run_dir is not None:
-            _stop(run_dir)
-            _wait_end(run_dir, 120)
+            _stop(run_dir, proc)
+            _wait_end(run_dir, 120, proc)
+            if proc is not None and proc.poll() is not None and not _ended(run_dir):
+                record_stopped(run_dir, proc.returncode)
         book.requeue(trial, **({"run_dir": str(run_dir), "run_id": run_dir.name} if run_dir else {}))
         raise Interrupted(rank) from None
     except _Lost:
@@ -238,20 +241,40 @@ def run_trial(p: SweepPlan, book: Ledger, trial: dict, env: dict, say, on_progre
     return "failed"
 
 
-def _stop(run_dir: Path) -> bool:
+def _ended(run_dir: Path) -> bool:
+    return any(e.get("type") == "end" for e in read_events(run_dir / EVENTS_FILE))
+
+
+def _stop(run_dir: Path, proc: subprocess.Popen | None = None) -> bool:
     from .runs import request_stop
 
     try:
         request_stop(run_dir)
-    except RankwiseError:
-        pass  # already ended: its end event follows
+    except RankwiseError:  # already ended (its end event follows), or still starting: no start event, so
+        if proc is not None and proc.poll() is None and not _ended(run_dir):  # no pid in its log yet
+            try:
+                proc.send_signal(signal.SIGTERM)  # the worker we started: it ends `interrupted` at once
+            except ProcessLookupError:
+                pass
     return True
 
 
-def _wait_end(run_dir: Path, timeout: float) -> None:
+def record_stopped(run_dir: Path, code: int | None) -> None:
+    """The end of a trial stopped while its worker was still loading: SIGTERM came before the worker
+    could handle it, so it left no end event (and `rankwise runs` would call it starting)."""
+    from .events import EventSink
+
+    sink = EventSink(run_dir / EVENTS_FILE)
+    try:
+        sink.emit("end", status="interrupted", step=0, exit_code=code)
+    finally:
+        sink.close()
+
+
+def _wait_end(run_dir: Path, timeout: float, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(e.get("type") == "end" for e in read_events(run_dir / EVENTS_FILE)):
+        if _ended(run_dir) or (proc is not None and proc.poll() is not None):
             return
         time.sleep(0.3)
 

@@ -74,18 +74,36 @@ def processes(sweep_dir: Path) -> list[int]:
     return [p for p in dict.fromkeys(pids) if p != os.getpid() and _is_sweep_process(p)]
 
 
-def running_trials(sweep_dir: Path) -> list[Path]:
-    """Run folders of the sweep's trials whose worker still runs."""
+def _starting_worker(run_dir: Path) -> int | None:
+    """The worker of a run still starting (no start event, so no pid in its log): found by the run
+    folder on its command line."""
+    import psutil
+
+    marks = {str(run_dir), str(run_dir.resolve())}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if "rankwise" in cmdline and any(m in cmdline.split() for m in marks):
+            return proc.info["pid"]
+    return None
+
+
+def running_trials(sweep_dir: Path) -> dict[Path, int | None]:
+    """Run folders of the sweep's trials whose worker still runs -> the pid of a worker still
+    starting (None: a started worker, stopped with request_stop)."""
     from .runs import is_our_worker, run_info
 
-    out = []
+    out: dict[Path, int | None] = {}
     for t in Ledger(Path(sweep_dir)).trials():
         run_dir = Path(t["run_dir"]) if t.get("run_dir") else None
         if run_dir is None or not run_dir.is_dir():
             continue
         info = run_info(run_dir)
-        if info.status == "running" and is_our_worker(info.pid, run_dir):
-            out.append(run_dir)
+        if info.status != "running":
+            continue
+        if is_our_worker(info.pid, run_dir):
+            out[run_dir] = None
+        elif info.pid is None and (pid := _starting_worker(run_dir)) is not None:
+            out[run_dir] = pid
     return out
 
 
@@ -141,14 +159,25 @@ def stop(sweep_dir: str | Path, timeout: float = 180.0) -> Stopped:
             done.left.append(f"pid {pid} (not allowed to signal it: stop it as the user that started it)")
     _wait(lambda: not any(_is_sweep_process(p) for p in done.processes), timeout)
     done.left += [f"sweep process {p}" for p in done.processes if _is_sweep_process(p)]
-    stopped = []
-    for run_dir in running_trials(sweep_dir):  # a sweep killed hard, or one that could not stop its trial
+    stopped, loading = [], {}
+    for run_dir, starting in running_trials(sweep_dir).items():  # a sweep killed hard, or one that could not stop its trial
         try:
-            request_stop(run_dir)
+            if starting is None:
+                request_stop(run_dir)
+            else:
+                os.kill(starting, signal.SIGTERM)  # still loading: it ends `interrupted` at once
+                loading[run_dir] = starting
             stopped.append(run_dir)
-        except RankwiseError:
+        except (RankwiseError, ProcessLookupError):
             pass  # ended meanwhile
-    _wait(lambda: all(any(e.get("type") == "end" for e in read_events(d / EVENTS_FILE)) for d in stopped), timeout)
+    _wait(lambda: all(any(e.get("type") == "end" for e in read_events(d / EVENTS_FILE))
+                      or d not in running_trials(sweep_dir) for d in stopped), timeout)
+    from .runs import pid_alive
+    from .sweep import record_stopped
+
+    for run_dir, pid in loading.items():  # killed before it could write its end: say it for it
+        if not pid_alive(pid) and not any(e.get("type") == "end" for e in read_events(run_dir / EVENTS_FILE)):
+            record_stopped(run_dir, None)
     done.runs = [d.name for d in stopped]
     done.left += [f"trial run {d.name}" for d in running_trials(sweep_dir)]
     me = socket.gethostname()

@@ -115,6 +115,7 @@ class PresetsScreen(Screen):
             self.app.call_from_thread(self.app.release_keys, "presets")
 
     def on_preset_rows(self, message: PresetRows) -> None:
+        keep = self.selected()  # back from Advice, a run or a sweep: the cursor stays on its preset
         self.rows = message.rows
         table = self.query_one(DataTable)
         table.clear()
@@ -126,6 +127,9 @@ class PresetsScreen(Screen):
             method = f"{r['method']} r{r['rank']}"
             fit = Text(FIT_LABEL.get(r["fit"], str(r["fit"])), style=fit_style(r["fit"]))
             table.add_row(num, r["name"], method, f"{r['peak_gib']:.1f}G", fit, flags_cell(r), key=r["name"])
+        names = [r["name"] for r in self.rows]
+        if keep is not None and keep["name"] in names:
+            table.move_cursor(row=names.index(keep["name"]))
         self.show_detail()
 
     @on(DataTable.RowHighlighted)

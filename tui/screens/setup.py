@@ -209,6 +209,7 @@ class SetupScreen(Screen):
         ctx = self.app.ctx
         self.sub_title = "setup"
         if ctx.hardware is None and ctx.probe:
+            self.app.hold_keys("probe")  # typed-ahead keys wait for the first focus the probe decides
             self.probe()
             self.set_interval(PROBE_EVERY_S, self.probe)  # GPU memory in use changes; keep the bars true
         self.query_one("#models", OptionList).highlighted = 0
@@ -256,7 +257,11 @@ class SetupScreen(Screen):
     def probe(self) -> None:
         from rankwise.advisor.hardware import probe
 
-        self.post_message(HardwareProbed(probe()))
+        try:
+            self.post_message(HardwareProbed(probe()))
+        except BaseException:
+            self.app.call_from_thread(self.app.release_keys, "probe")  # the worker's error is shown by the app
+            raise
 
     def on_hardware_probed(self, message: HardwareProbed) -> None:
         first = self.app.ctx.hardware is None
@@ -265,6 +270,7 @@ class SetupScreen(Screen):
         self.show_plan()
         if first:
             self.first_focus(message.hardware)
+            self.app.call_later(self.app.release_keys, "probe")  # after the focus (focus() is deferred too)
 
     # ---- model list
     def _options(self, text: str) -> list[Option]:
