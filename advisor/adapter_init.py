@@ -115,12 +115,19 @@ def start_up(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> StartUp:
         flops = sum(c * _qr_flops(a, b) for c, a, b in each)
         note = (f"OLoRA start-up: a QR of each adapted linear in fp32; the largest ({big.name}) holds "
                 f"{tmp / 2**30:.2f} GiB of temporaries (peft olora_init)")
-    elif init == "loftq":
+    elif init == "loftq" and plan.descriptor.quantized:
         tmp = 10 * m * n + 4 * k * (m + n)
         flops = sum(c * _svd_flops(a, b) for c, a, b in each)
         note = (f"LoftQ start-up: each adapted 4-bit linear's original weight read from the safetensors in fp32, "
                 f"its quantization residual and that residual's SVD; the largest ({big.name}) holds "
                 f"{tmp / 2**30:.2f} GiB of temporaries (peft replace_lora_weights_loftq)")
+    elif init == "loftq":  # a 16-bit base: peft loftq_init NF4-rounds each adapted weight in place
+        tmp = 16 * m * n + m * n // 2 + 4 * k * (m + n)
+        flops = sum(c * _svd_flops(a, b) for c, a, b in each)
+        note = (f"LoftQ start-up on a 16-bit base: each adapted weight in fp32, its residual, the NF4 copy, the "
+                f"de-quantized fp32 weight and the residual's SVD; the largest ({big.name}) holds {tmp / 2**30:.2f} GiB "
+                "of temporaries (peft loftq_init); the base trains NF4-rounded (still 16-bit in memory): the "
+                "adapter is for the 4-bit base")
     else:  # eva
         tmp = int(sum(c * 4 * EVA_RHO * r * b for c, a, b in each))
         flops = 0.0
@@ -147,10 +154,10 @@ def check(plan: Plan, *, cuda: bool | None = None) -> None:
         raise RankwiseError(f"lora.init pissa on a {m.base} base: peft's pissa_init takes the SVD of a float weight "
                             "and refuses quantized ones (LLaMA-Factory refuses it too: hparams/parser.py)",
                             "use method: lora (16-bit base), or lora.init: loftq for a 4-bit base")
-    if init == "loftq" and not (m.quant is not None and m.quant.bits == 4 and not m.dora):
-        raise RankwiseError(f"lora.init loftq with method {m.name}: LoftQ fits the adapter to a 4-bit base's "
-                            "quantization error (peft replace_lora_weights_loftq works on 4-bit linears)",
-                            "use method: qlora with lora.init: loftq, or lora.init: pissa on a 16-bit base")
+    if init == "loftq" and (m.dora or (m.quant is not None and m.quant.bits != 4)):
+        raise RankwiseError(f"lora.init loftq with method {m.name}: peft's LoftQ starts plain LoRA on a 16-bit base "
+                            "(loftq_init) or on a 4-bit one (replace_lora_weights_loftq), not on this base or DoRA",
+                            "use method: qlora (or lora) with lora.init: loftq")
     if init == "loftq" and plan.sharded:
         raise RankwiseError("lora.init loftq with FSDP/ZeRO-3: peft re-initialises each 4-bit linear from the full "
                             "weight on one GPU, before sharding, which the sharded QLoRA recipe does not load",

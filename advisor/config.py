@@ -125,7 +125,8 @@ class LoraSection(Section):
     """How the adapter starts (peft init_lora_weights). default: A random, B zero (Hu et al.).
     gaussian: A Gaussian. pissa: A·B from the base's top-r singular vectors, the base keeps the
     residual (an SVD of each adapted linear at start-up). olora: A·B from a QR decomposition.
-    loftq: 4-bit base only, A·B fit the quantization error (needs a CUDA GPU). eva: A from the
+    loftq: A·B fit the 4-bit quantization error (QLoRA; on a 16-bit base the weights are NF4-rounded
+    in place and the adapter is for the 4-bit base; needs a CUDA GPU). eva: A from the
     SVD of the adapted layers' inputs on the first training batches."""
     init_iters: int | None = Field(None, ge=1)
     """pissa: iterations of the fast randomized SVD (peft pissa_niter_N; seconds instead of

@@ -50,6 +50,17 @@ def test_fast_svd_and_qr_cost_less_than_the_exact_svd_and_default_costs_nothing(
     assert exact.peak_bytes == default.peak_bytes  # below the training peak here: the peak is unchanged
 
 
+def test_loftq_on_a_16bit_base_rounds_in_place_and_on_a_4bit_base_reads_the_safetensors():
+    spec, lora = _est("loftq")
+    _, qlora = _est("loftq", method="qlora")
+    m = n = spec.hidden_size
+    assert lora.transients["adapter_init"] - sum(lora.components[k] for k in ("base_weights", "lora_params",
+                                                                             "cuda_context")) \
+        == 16 * m * n + m * n // 2 + 4 * n * (m + n)
+    assert any("adapter is for the 4-bit base" in a for a in lora.assumptions)
+    assert any("replace_lora_weights_loftq" in a for a in qlora.assumptions)
+
+
 def test_start_up_sets_the_peak_when_it_is_above_training():
     """A short sequence without much activation: the exact SVD of the largest MLP linear sets the peak."""
     _, est = _est("pissa", targets="all-linear", seq_len=16)
@@ -78,7 +89,8 @@ def test_the_planner_adds_the_factorisation_to_setup():
 @pytest.mark.parametrize("method,init,extra,cuda,needs", [
     ("qlora", "pissa", {}, None, "refuses quantized"),
     ("lora-8bit", "pissa", {}, None, "refuses quantized"),
-    ("lora", "loftq", {}, None, "4-bit base"),
+    ("lora-8bit", "loftq", {}, None, "not on this base"),
+    ("dora", "loftq", {}, None, "not on this base"),
     ("qlora", "loftq", {}, False, "CUDA GPU"),
     ("qlora", "loftq", {"strategy": "fsdp", "gpus": 2}, True, "FSDP/ZeRO-3"),
     ("lora", "olora", {"init_iters": 4}, None, "init_iters"),
@@ -89,7 +101,8 @@ def test_what_peft_cannot_start_is_refused_with_the_fix(method, init, extra, cud
     assert needs in e.value.message and e.value.hint
 
 
-@pytest.mark.parametrize("method,init", [("lora", "pissa"), ("qlora", "olora"), ("qlora", "eva"), ("qlora", "loftq")])
+@pytest.mark.parametrize("method,init", [("lora", "pissa"), ("qlora", "olora"), ("qlora", "eva"), ("qlora", "loftq"),
+                                         ("lora", "loftq")])
 def test_what_peft_can_start_passes(method, init):
     adapter_init.check(Plan(method, init=init), cuda=True)
 

@@ -150,7 +150,7 @@ TABLE = [
     # lora.init / LoRA+: an error where peft cannot start it (PiSSA's SVD refuses a 4-bit weight, LoftQ needs
     # one), else the papers' case for it
     ({"method": "qlora", "lora.init": "pissa"}, "24g", {"adapter-start": "error"}, []),
-    ({"method": "lora", "lora.init": "loftq"}, "80g", {"adapter-start": "error"}, []),
+    ({"method": "lora-8bit", "lora.init": "loftq"}, "80g", {"adapter-start": "error"}, []),
     ({"method": "lora", "lora.init": "pissa", "lora.init_iters": 4}, "80g", {"adapter-start": "info"}, []),
     ({"method": "qlora", "lora.init": "loftq"}, "24g", {"adapter-start": "info"}, []),
     ({"lora.loraplus_lr_ratio": 16}, "24g", {"adapter-start": "info"}, []),

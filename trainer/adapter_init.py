@@ -48,9 +48,14 @@ def check_options(cfg, device: str, sharded: bool, method: str | None = None) ->
         raise RankwiseError("lora.init loftq needs bitsandbytes", "pip install bitsandbytes")
 
 
-def peft_init(cfg) -> dict:
-    """LoraConfig arguments for lora.init (loftq starts as default and is replaced after wrapping)."""
+def peft_init(cfg, quantized: bool) -> dict:
+    """LoraConfig arguments for lora.init. loftq on a 4-bit base starts as default and is replaced after
+    wrapping; on a 16-bit base peft's loftq_init NF4-rounds each adapted weight and fits A·B to the error."""
     init = cfg.lora.init
+    if init == "loftq" and not quantized:
+        from peft import LoftQConfig
+
+        return {"init_lora_weights": "loftq", "loftq_config": LoftQConfig(loftq_bits=4)}
     if init in ("default", "loftq"):
         return {}
     if init == "pissa":
@@ -62,7 +67,7 @@ def peft_init(cfg) -> dict:
     return {"init_lora_weights": init}  # gaussian, olora
 
 
-def after_wrap(model, cfg, run_dir: Path, model_dir: str, batches) -> None:
+def after_wrap(model, cfg, run_dir: Path, model_dir: str, batches, quantized: bool) -> None:
     """What lora.init does once the model is wrapped: EVA's forwards, LoftQ's replacement, or keeping the
     initial PiSSA/OLoRA adapter for the conversion at save. `batches`: a callable giving an iterable of
     collated training batches (EVA only)."""
@@ -72,7 +77,7 @@ def after_wrap(model, cfg, run_dir: Path, model_dir: str, batches) -> None:
 
         log.info("lora.init eva: no-grad forwards over the training batches for the input SVD")
         initialize_lora_eva_weights(model, batches(), show_progress_bar=False)
-    elif init == "loftq":
+    elif init == "loftq" and quantized:
         from peft import replace_lora_weights_loftq
 
         log.info("lora.init loftq: re-initialising each 4-bit linear's adapter from %s", model_dir)
