@@ -11,8 +11,10 @@ import pytest
 from rankwise.advisor.config import RunConfig
 from rankwise.advisor.dataset import BadRow, detect_format, iter_rows, scan
 from rankwise.advisor.errors import RankwiseError
-from rankwise.trainer.data import IGNORE, _encode_pieces, _render, make_collator
-from rankwise.trainer.data_build import build_datasets, pack
+from rankwise.trainer.data import IGNORE, _render, make_collator
+from rankwise.trainer.data_arrow import pack
+from rankwise.trainer.data_build import build_datasets
+from rankwise.trainer.data_encoder import _encode_pieces
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "presets" / "assets"
@@ -272,7 +274,7 @@ def test_slow_path_pieces_match_offsets(tok):
             {"role": "user", "content": "Again"}, {"role": "assistant", "content": "Yo!"}]
     r = _render(tok, "chat", "x", {"messages": msgs}, True)
     enc = tok(r.text, add_special_tokens=False, return_offsets_mapping=True)
-    from rankwise.trainer.data import _labels_from_offsets
+    from rankwise.trainer.data_encoder import _labels_from_offsets
     assert _encode_pieces(tok, r) == (enc["input_ids"], _labels_from_offsets(enc["input_ids"], enc["offset_mapping"], r.spans))
 
 
@@ -281,7 +283,7 @@ def test_rust_fast_path_matches_the_transformers_wrapper(tok):
     must give the wrapper's ids and offsets, and must leave the user's tokenizer alone."""
     from transformers import AutoTokenizer
 
-    from rankwise.trainer.data import _batch_encoder
+    from rankwise.trainer.data_encoder import _batch_encoder
     texts = ["<s><|user|>\nhi</s>\n", "a much longer text with é and 日本", ""]
     enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
     padded = AutoTokenizer.from_pretrained(ASSETS / "tiny-llama")
@@ -329,7 +331,7 @@ def test_packing_places_whole_examples_best_fit_with_restarting_positions(tok):
 
 
 def test_best_fit_fills_the_fullest_sequence_that_still_has_room():
-    from rankwise.trainer.data_build import best_fit
+    from rankwise.trainer.data_arrow import best_fit
     assert best_fit([5, 3, 4, 2, 1], 6) == [[0, 4], [2, 3], [1]]  # 5+1, 4+2, 3 (not 5, 4, 3+2+1)
     assert sorted(map(sorted, best_fit([6, 6, 2, 9], 9))) == [[0], [1, 2], [3]]
     exs = [{"input_ids": [1, 2, 3], "labels": [IGNORE, 2, 3]}, {"input_ids": [4, 5], "labels": [IGNORE, 5]}]

@@ -9,19 +9,12 @@ masking, truncation and bad-row rules; `data.py` holds them) for files of a mill
   the parent counts or raises bad rows in that order (file:line, failing at the first unless
   data.skip_bad_rows), what the reader rejects and what only the tokenizer can (a response cut
   away by max_seq_len, a template refusing a conversation) alike, in one pass;
-- examples go to an Arrow file as int32 lists (4 bytes a token, memory-mapped when read back),
-  never to Python lists of the whole set;
-- the validation split (data.val_ratio, drawn with train.seed) and packing run over that file.
+- examples go to an Arrow file (trainer/data_arrow.py: int32 lists, never Python lists of the
+  whole set); the validation split (data.val_ratio, drawn with train.seed) and best-fit packing
+  run over that file.
 Progress (rows, rows/s, ETA) goes to `progress(done_rows, total_estimate, rows_per_s)` every
 few seconds. Processes: RANKWISE_DATA_PROCS, else the CPU count (at most 8); small files stay in
 one process.
-
-Packing (data.packing) is best-fit decreasing: examples are placed whole (never cut) into
-max_seq_len sequences, each into the fullest one it still fits, and every packed sequence
-carries position_ids that restart at 0 for each example. transformers (5.x, masking_utils)
-turns restarting position_ids without an attention mask into a block-diagonal mask for the
-eager, SDPA and flex kernels and flash-attention reads them as sequence boundaries, so no
-example attends to another (tests/test_data_packing.py checks the logits).
 """
 from __future__ import annotations
 
@@ -40,7 +33,9 @@ from rankwise.advisor.dataset import (apply_columns, iter_rows, jsonl_files, jso
                                       parse_line, prepare_row)
 from rankwise.advisor.errors import RankwiseError
 
-from .data import BATCH, IGNORE, DataReport, _Counter, _Encoder, _format_of, _render
+from .data import BATCH, IGNORE, DataReport, _Counter, _format_of, _render
+from .data_arrow import list_array, Writer, pack_file, read_examples, split
+from .data_encoder import _Encoder
 
 PROGRESS_EVERY = 5.0  # seconds between progress reports
 INLINE_BATCHES = 2  # files up to this many batches are built in the calling process (no pool start-up)
@@ -94,7 +89,9 @@ def _work(job: tuple):
         except Exception as e:  # the template's own checks (role order, system not allowed, ...)
             entries.append((TOKEN_BAD, where, f"the chat template rejected this conversation ({e})"))
     codes, bad = bytearray(), []
-    ids, labels, lengths, supervised, truncated = array("i"), array("i"), array("i"), array("i"), bytearray()
+    ids: list[int] = []
+    labels: list[int] = []
+    lengths, supervised, truncated = array("i"), array("i"), bytearray()
     encoded = iter(zip(rendered, encoder(rendered) if rendered else ()))
     for entry in entries:
         if entry is not None:
@@ -108,58 +105,12 @@ def _work(job: tuple):
             bad.append((r.where, ex))
             continue
         codes.append(KEPT)
-        ids.extend(ex[0])
-        labels.extend(ex[1])
+        ids += ex[0]
+        labels += ex[1]
         lengths.append(len(ex[0]))
         supervised.append(len(ex[1]) - ex[1].count(IGNORE))
         truncated.append(ex[2])
-    return codes, bad, fatal, ids, labels, lengths, supervised, truncated
-
-
-# --------------------------------------------------------------------------- Arrow
-
-def _schema(packed: bool = False):
-    import pyarrow as pa
-
-    cols = ["input_ids", "labels"] + (["position_ids"] if packed else [])
-    return pa.schema([(c, pa.list_(pa.int32())) for c in cols])
-
-
-def _list_array(flat, lengths):
-    import numpy as np
-    import pyarrow as pa
-
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
-    np.cumsum(np.frombuffer(lengths, dtype=np.int32) if isinstance(lengths, array) else lengths, out=offsets[1:])
-    values = np.frombuffer(flat, dtype=np.int32) if isinstance(flat, array) else flat
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int32()))
-
-
-def _open_table(path: Path):
-    import pyarrow as pa
-    import pyarrow.ipc as ipc
-
-    return ipc.open_file(pa.memory_map(str(path), "r")).read_all()
-
-
-class _Writer:
-    def __init__(self, path: Path, packed: bool = False):
-        import pyarrow as pa
-        import pyarrow.ipc as ipc
-
-        self.schema = _schema(packed)
-        self.sink = pa.OSFile(str(path), "wb")
-        self.writer = ipc.new_file(self.sink, self.schema)
-
-    def write(self, columns: list) -> None:
-        import pyarrow as pa
-
-        if len(columns[0]):
-            self.writer.write_batch(pa.record_batch(columns, schema=self.schema))
-
-    def close(self) -> None:
-        self.writer.close()
-        self.sink.close()
+    return codes, bad, fatal, array("i", ids), array("i", labels), lengths, supervised, truncated
 
 
 # --------------------------------------------------------------------------- one file
@@ -214,7 +165,7 @@ def _write_file(path: Path, cfg: RunConfig, tokenizer, counter: _Counter, max_ro
         refuse = RankwiseError(f"{path}: {fmt} data (`messages`/`conversations`) needs a tokenizer with a chat "
                                "template, and this one has none", "use the model's instruct/chat variant, or "
                                "convert the rows to prompt/completion or text and set data.format")
-    writer = _Writer(out)
+    writer = Writer(out)
     lengths, supervised = array("i"), array("i")
     pool, pending = None, deque()
     size = path.stat().st_size if path.is_file() else None
@@ -245,11 +196,13 @@ def _write_file(path: Path, cfg: RunConfig, tokenizer, counter: _Counter, max_ro
             state["done"] = max_rows is not None and state["good"] >= max_rows
         else:
             state["good"] += len(codes)
-        tokens = sum(lens[:kept])
-        counter.truncated += sum(truncated[:kept])
-        writer.write([_list_array(ids[:tokens], lens[:kept]), _list_array(labels[:tokens], lens[:kept])])
-        lengths.extend(lens[:kept])
-        supervised.extend(sup[:kept])
+        if kept < len(lens):  # rows past data.max_rows
+            tokens = sum(lens[:kept])
+            ids, labels, lens, sup, truncated = ids[:tokens], labels[:tokens], lens[:kept], sup[:kept], truncated[:kept]
+        counter.truncated += sum(truncated)
+        writer.write([list_array(ids, lens), list_array(labels, lens)])
+        lengths.extend(lens)
+        supervised.extend(sup)
         now = time.monotonic()
         if progress and now - last >= PROGRESS_EVERY:
             last = now
@@ -319,106 +272,6 @@ def _bytes_per_row(path: Path, rows: int) -> float | None:
         return fh.tell() / n if n else None
 
 
-# --------------------------------------------------------------------------- split and pack
-
-def _split(all_path: Path, held: set[int], train_path: Path, val_path: Path) -> None:
-    import numpy as np
-    import pyarrow as pa
-
-    import pyarrow.ipc as ipc
-
-    held_sorted = np.fromiter(sorted(held), dtype=np.int64, count=len(held))
-    train_w, val_w = _Writer(train_path), _Writer(val_path)
-    start = 0
-    reader = ipc.open_file(pa.OSFile(str(all_path)))  # read a batch at a time, not mapped: the worker's RSS stays small
-    for batch in (reader.get_batch(i) for i in range(reader.num_record_batches)):
-        n = batch.num_rows
-        mask = np.zeros(n, dtype=bool)
-        lo, hi = np.searchsorted(held_sorted, [start, start + n])
-        mask[held_sorted[lo:hi] - start] = True
-        val_w.write(batch.filter(pa.array(mask)).columns)
-        train_w.write(batch.filter(pa.array(~mask)).columns)
-        start += n
-    train_w.close()
-    val_w.close()
-
-
-def best_fit(lengths, capacity: int) -> list[list[int]]:
-    """Best-fit decreasing: example indices grouped into bins of at most `capacity` tokens, each
-    example placed into the bin with the least room that still holds it (a segment tree over the
-    room left finds it in log(capacity) steps). Bins come in the order they were opened."""
-    size = 1
-    while size < capacity + 1:
-        size *= 2
-    tree = [0] * (2 * size)  # max over [room .. ] of "a bin with this much room exists"
-    rooms: list[list[int]] = [[] for _ in range(capacity + 1)]  # room left → bins with that room
-    bins: list[list[int]] = []
-    room_of: list[int] = []
-
-    def mark(r: int) -> None:
-        i = r + size
-        tree[i] = 1 if rooms[r] else 0
-        i //= 2
-        while i:
-            tree[i] = tree[2 * i] | tree[2 * i + 1]
-            i //= 2
-
-    def smallest_at_least(need: int) -> int | None:
-        """The smallest room >= need that some bin has."""
-        def down(i, lo, hi):
-            if hi < need or not tree[i]:
-                return None
-            if lo == hi:
-                return lo
-            mid = (lo + hi) // 2
-            left = down(2 * i, lo, mid)
-            return left if left is not None else down(2 * i + 1, mid + 1, hi)
-        return down(1, 0, size - 1)
-
-    for k in sorted(range(len(lengths)), key=lambda k: -lengths[k]):
-        n = min(lengths[k], capacity)
-        r = smallest_at_least(n)
-        if r is None:
-            bins.append([k])
-            room_of.append(capacity - n)
-            b = len(bins) - 1
-        else:
-            b = rooms[r].pop()
-            mark(r)
-            bins[b].append(k)
-            room_of[b] = r - n
-        rooms[room_of[b]].append(b)
-        mark(room_of[b])
-    return bins
-
-
-def _pack(train_path: Path, lengths: array, capacity: int, out: Path) -> tuple[int, int]:
-    """Write the packed sequences of `train_path` to `out`; (sequences, tokens)."""
-    import numpy as np
-    import pyarrow as pa
-
-    table = _open_table(train_path)
-    bins = best_fit(lengths, capacity)
-    lens = np.frombuffer(lengths, dtype=np.int32)
-    writer = _Writer(out, packed=True)
-    tokens = 0
-    for a in range(0, len(bins), 1024):
-        group = bins[a:a + 1024]
-        order = np.fromiter((k for b in group for k in b), dtype=np.int64)
-        taken = table.take(pa.array(order))
-        ex_lens = lens[order]
-        bin_lens = np.fromiter((int(lens[b].sum()) for b in group), dtype=np.int32, count=len(group))
-        flat_ids = taken.column("input_ids").combine_chunks().flatten()
-        flat_labels = taken.column("labels").combine_chunks().flatten()
-        starts = np.repeat(np.cumsum(ex_lens) - ex_lens, ex_lens)
-        positions = (np.arange(int(ex_lens.sum()), dtype=np.int64) - starts).astype(np.int32)
-        writer.write([_list_array(flat_ids, bin_lens), _list_array(flat_labels, bin_lens),
-                      _list_array(positions, bin_lens)])
-        tokens += int(ex_lens.sum())
-    writer.close()
-    return len(bins), tokens
-
-
 # --------------------------------------------------------------------------- the whole build
 
 def build_arrow(cfg: RunConfig, tokenizer, folder: Path, progress: Callable | None = None) -> DataReport:
@@ -449,7 +302,7 @@ def build_arrow(cfg: RunConfig, tokenizer, folder: Path, progress: Callable | No
             raise RankwiseError(f"{path}: {n} usable rows are too few to hold out "
                                 f"data.val_ratio {cfg.data.val_ratio}", "add rows or set data.val_ratio: 0")
         held = set(random.Random(cfg.train.seed).sample(range(n), n_val))
-        _split(folder / "all.arrow", held, folder / "train.arrow", folder / "val.arrow")
+        split(folder / "all.arrow", held, folder / "train.arrow", folder / "val.arrow")
         (folder / "all.arrow").unlink()
         lengths = array("i", (x for k, x in enumerate(lengths) if k not in held))
         supervised = array("i", (x for k, x in enumerate(supervised) if k not in held))
@@ -460,7 +313,7 @@ def build_arrow(cfg: RunConfig, tokenizer, folder: Path, progress: Callable | No
                         skipped_rows=counter.skipped, skipped_examples=counter.examples, train_tokens=sum(lengths),
                         packed=cfg.data.packing, supervised_tokens=sum(supervised), train_sequences=len(lengths))
     if cfg.data.packing:
-        sequences, tokens = _pack(folder / "train.arrow", lengths, cfg.train.max_seq_len, folder / "packed.arrow")
+        sequences, tokens = pack_file(folder / "train.arrow", lengths, cfg.train.max_seq_len, folder / "packed.arrow")
         os.replace(folder / "packed.arrow", folder / "train.arrow")
         report.train_sequences = sequences
         report.packing_efficiency = round(tokens / (sequences * cfg.train.max_seq_len), 4)
@@ -468,11 +321,6 @@ def build_arrow(cfg: RunConfig, tokenizer, folder: Path, progress: Callable | No
 
 
 # --------------------------------------------------------------------------- lists (tests, small data)
-
-def read_examples(path: Path) -> list[dict]:
-    """An Arrow file of examples as a list of {"input_ids": [...], "labels": [...], ...}."""
-    return _open_table(path).to_pylist()
-
 
 def build_datasets(cfg: RunConfig, tokenizer) -> tuple[list[dict], list[dict] | None, DataReport]:
     """The build as Python lists (train, validation or None, report): for tests and small data;
@@ -484,16 +332,3 @@ def build_datasets(cfg: RunConfig, tokenizer) -> tuple[list[dict], list[dict] | 
         train = read_examples(Path(tmp) / "train.arrow")
         val = read_examples(Path(tmp) / "val.arrow") if (Path(tmp) / "val.arrow").exists() else None
     return train, val, report
-
-
-def pack(examples: list[dict], max_len: int) -> list[dict]:
-    """Best-fit packing of a list of examples (see best_fit), with position_ids per example."""
-    out = []
-    for b in best_fit([len(ex["input_ids"]) for ex in examples], max_len):
-        seq = {"input_ids": [], "labels": [], "position_ids": []}
-        for k in b:
-            seq["input_ids"] += examples[k]["input_ids"]
-            seq["labels"] += examples[k]["labels"]
-            seq["position_ids"] += list(range(len(examples[k]["input_ids"])))
-        out.append(seq)
-    return out

@@ -6,7 +6,8 @@ a finished build under the cache folder, keyed by everything that changes the ex
 - the tokenizer (its full tokenizer.json, or its vocabulary files) and its chat template;
 - the data settings (format, columns, packing, skip_bad_rows, max_rows, val_ratio),
   train.max_seq_len and train.seed (the validation split);
-- the masking rules: the source of trainer/data.py, data_build.py and advisor/dataset.py, rowformat.py.
+- the masking rules: the source of trainer/data.py, data_build.py, data_encoder.py, data_arrow.py and
+  advisor/dataset.py, rowformat.py.
 A hit maps the examples from Arrow files (memory-mapped: a million rows cost little RAM) and
 skips reading and tokenizing; `--resume`, a re-run and every sweep trial over the same file hit.
 Processes of one multi-process run take a file lock: the first builds, the others wait and hit.
@@ -31,8 +32,9 @@ from rankwise.advisor.config import RunConfig
 from rankwise.advisor.dataset import data_suffix
 
 VERSION = 1  # the stored layout
-SOURCES = (Path(__file__).with_name("data.py"), Path(__file__).with_name("data_build.py"),
-           *(Path(__file__).resolve().parent.parent / "advisor" / f for f in ("dataset.py", "rowformat.py")))
+READING = tuple(Path(__file__).resolve().parent.parent / "advisor" / f for f in ("dataset.py", "rowformat.py"))
+SOURCES = (*(Path(__file__).with_name(f) for f in ("data.py", "data_build.py", "data_encoder.py", "data_arrow.py")),
+           *READING)
 
 
 CACHE_DIR = ".data-cache"  # inside the runs directory
@@ -200,7 +202,7 @@ def scan_once(path: str | Path, declared: str = "auto", columns: dict[str, str] 
     million rows costs a hash, not a second read."""
     from rankwise.advisor.dataset import DatasetScan, scan
 
-    rules = hashlib.blake2b(b"".join(p.read_bytes() for p in SOURCES[2:]), digest_size=8).hexdigest()
+    rules = hashlib.blake2b(b"".join(p.read_bytes() for p in READING), digest_size=8).hexdigest()
     key = hashlib.blake2b(json.dumps([content_fingerprint(path), declared, columns, rules, str(path)],
                                      sort_keys=True).encode(), digest_size=12).hexdigest()
     memo = cache_root() / "scans" / f"{key}.json"

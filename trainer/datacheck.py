@@ -22,7 +22,8 @@ from rankwise.advisor.config import RunConfig
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.finding import SEVERITY_ORDER, Finding
 
-from .data import BATCH, IGNORE, _Counter, _Encoder, _Rendered, _rendered, _Rows
+from .data import BATCH, IGNORE, _Counter, _Rendered, _rendered, _Rows
+from .data_encoder import _Encoder
 
 TRUNCATED_WARN = 0.05  # over 1 row in 20 loses part of its answer: the model learns answers that stop mid-way
 DUPLICATES_WARN = 0.10  # over 1 row in 10 repeated: those rows weigh double and are memorized first
