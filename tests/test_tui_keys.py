@@ -47,10 +47,11 @@ def values(screen) -> dict[str, str]:
 
 def owners():
     from rankwise.tui.app import RankwiseApp
-    from rankwise.tui.screens import advice, dialogs, presets, run, runs, setup, sweep
+    from rankwise.tui.screens import advice, chat, compare, dialogs, presets, run, runs, setup, sweep
 
     return [RankwiseApp, setup.SetupScreen, advice.AdviceScreen, presets.PresetsScreen, runs.RunsScreen,
-            run.RunScreen, sweep.SweepScreen, dialogs.ConfirmScreen, dialogs.PathScreen]
+            run.RunScreen, sweep.SweepScreen, dialogs.ConfirmScreen, dialogs.PathScreen, chat.ChatScreen,
+            compare.CompareScreen]
 
 
 def test_every_binding_of_the_app_and_its_screens_has_an_id():
@@ -67,7 +68,7 @@ def test_every_binding_of_the_app_and_its_screens_has_an_id():
 def test_the_readme_lists_every_binding_id():
     from pathlib import Path
 
-    from rankwise.tui.keys import binding_ids
+    from rankwise.tui.app import binding_ids
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     listed = {i for i in binding_ids() if f"`{i}`" in readme}
@@ -93,13 +94,14 @@ async def test_ctrl_p_is_the_command_palette_and_it_runs_screen_actions_by_name(
 
 
 async def test_ctrl_o_is_presets_and_the_keymap_in_the_user_config_moves_it(tmp_path):
+    from rankwise.tui.app import binding_ids
     from rankwise.tui.keys import user_keymap
     from rankwise.tui.screens.presets import PresetsScreen
     from rankwise.tui.screens.setup import SetupScreen
 
     config = tmp_path / "config.yaml"
     config.write_text("prices: {L4: 0.7}\nkeys:\n  app.presets: f3\n  setup.advice: ctrl+t\n")
-    keymap = user_keymap(config)
+    keymap = user_keymap(binding_ids(), config)
     assert keymap == {"app.presets": "f3", "setup.advice": "ctrl+t"}
     async with app_for(tmp_path, keymap=keymap).run_test(size=SIZE) as pilot:
         await settle(pilot)

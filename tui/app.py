@@ -44,7 +44,7 @@ def said(e: RankwiseError) -> str:
 class RankwiseApp(App):
     CSS_PATH = "rankwise.tcss"
     TITLE = "rankwise"
-    # Every binding has an id: `keys:` in the user config remaps it (tui/keys.py, README "Keys").
+    # Every binding has an id: `keys:` in the user config remaps it (tui/keys.py, binding_ids below).
     # ctrl+p is Textual's command palette (every screen's actions by name); Presets is ^o.
     # ^o/^r work everywhere; a screen shows them in its footer where there is room (their GO_KEYS).
     BINDINGS = [
@@ -287,6 +287,20 @@ class RankwiseApp(App):
         return {**shipped(), **{f"{SAVED_PRESETS}/{p.stem}": p for p in saved}}
 
 
+def binding_ids() -> dict[str, str]:
+    """Every binding id of the app and its screens -> its default keys (what `keys:` may name)."""
+    from .screens import chat, compare, dialogs
+
+    owners = [RankwiseApp, SetupScreen, AdviceScreen, PresetsScreen, RunsScreen, RunScreen, SweepScreen,
+              dialogs.ConfirmScreen, dialogs.PathScreen, chat.ChatScreen, compare.CompareScreen]
+    ids: dict[str, str] = {}
+    for owner in owners:
+        for b in owner.BINDINGS:
+            if isinstance(b, Binding) and b.id:
+                ids.setdefault(b.id, b.key)
+    return ids
+
+
 def build_app(hardware=None, runs_dir: str | Path = "runs", catalog: dict | None = None,
               presets: dict[str, Path] | None = None, clock: Callable[[], float] | None = None,
               probe: bool = True, keymap: dict[str, str] | None = None,
@@ -311,6 +325,6 @@ def run_app(args) -> int:
 
     runs_dir = getattr(args, "runs_dir", None) or "runs"
     overrides = check_overrides(getattr(args, "overrides", None) or [])  # bad --set: exit 2 before the TUI opens
-    app = build_app(runs_dir=runs_dir, keymap=user_keymap(), overrides=overrides)
+    app = build_app(runs_dir=runs_dir, keymap=user_keymap(binding_ids()), overrides=overrides)
     app.run()
     return int(app.return_code or 0)

@@ -1,4 +1,4 @@
-"""Bindings several screens share, and the user's keymap (`keys:` in the user config).
+"""The user's keymap: `keys:` in the user config.
 
 Every binding has an id (`screen.action`); `keys:` in `~/.config/rankwise/config.yaml` maps ids to
 keys (Textual's keymap: `App.set_keymap`), e.g.
@@ -14,38 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.binding import Binding
-
 from rankwise.advisor.errors import RankwiseError, closest
 
-# a screen's footer shows where it can go (the app's ^o/^r bindings are hidden: not every footer has room)
-GO_PRESETS = Binding("ctrl+o", "app.presets", "Presets", id="app.presets")
-GO_RUNS = Binding("ctrl+r", "app.runs", "Runs", id="app.runs")
 
-
-def binding_ids() -> dict[str, str]:
-    """Every binding id of the app and its screens -> its default keys."""
-    from .app import RankwiseApp
-    from .screens import advice, dialogs, presets, run, runs, setup, sweep
-
-    owners = [RankwiseApp, setup.SetupScreen, advice.AdviceScreen, presets.PresetsScreen, runs.RunsScreen,
-              run.RunScreen, sweep.SweepScreen, dialogs.ConfirmScreen, dialogs.PathScreen]
-    for extra in ("chat", "compare"):  # screens that may not exist in every checkout
-        try:
-            module = __import__(f"rankwise.tui.screens.{extra}", fromlist=["x"])
-        except ImportError:
-            continue
-        owners += [v for v in vars(module).values() if isinstance(v, type) and "BINDINGS" in vars(v)]
-    ids: dict[str, str] = {}
-    for owner in owners:
-        for b in owner.BINDINGS:
-            if isinstance(b, Binding) and b.id:
-                ids.setdefault(b.id, b.key)
-    return ids
-
-
-def user_keymap(path: Path | None = None) -> dict[str, str]:
-    """`keys:` of the user config ({} without a file or section), checked against the binding ids."""
+def user_keymap(known: dict[str, str], path: Path | None = None) -> dict[str, str]:
+    """`keys:` of the user config ({} without a file or section), checked against the binding ids
+    `known` (app.binding_ids())."""
     import yaml
 
     from rankwise.advisor.pricing import user_config_path
@@ -65,7 +39,6 @@ def user_keymap(path: Path | None = None) -> dict[str, str]:
     if not isinstance(keys, dict):
         raise RankwiseError(f"{path}: `keys` must be a mapping of binding id to keys",
                             "e.g. keys: {app.presets: f3}; F1 in the TUI lists the keys")
-    known = binding_ids()
     out = {}
     for bid, value in keys.items():
         if str(bid) not in known:

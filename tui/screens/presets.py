@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ..keys import GO_RUNS
+from ..bindings import GO_RUNS
 from ..style import FIT_LABEL, fit_style, message_style, severity_style
 
 COLUMNS = ("#", "preset", "method", "peak", "fit", "flags")
