@@ -128,3 +128,35 @@ async def test_the_sweep_screen_stops_the_whole_sweep_and_leaves_nothing_running
         assert "running" not in statuses and "queued" in statuses  # the stopped trial waits to be continued
         said = [n.message for n in pilot.app._notifications]
         assert any("stopped" in m and "still running" not in m for m in said), said
+
+
+@pytest.mark.slow
+async def test_x_on_runs_for_a_sweeps_trial_offers_to_stop_the_whole_sweep(tmp_path):
+    """Stopping a trial alone let its sweep start the next one: Runs says so and stops the sweep."""
+    from rankwise.trainer.runs import list_runs
+    from rankwise.trainer.sweep_driver import is_running
+    from rankwise.tui.screens.dialogs import ConfirmScreen
+    from rankwise.tui.screens.sweep import SweepScreen
+
+    runs = tmp_path / "runs"
+    async with demo_app(tmp_path).run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        sweep_dir = pilot.app.screen.sweep_dir
+        await until(pilot, lambda: _trial_started(runs) and (sweep_dir / "driver.json").is_file(), "a trial to start")
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        await until(pilot, lambda: any("-sweep-r" in r.id for r in pilot.app.screen.runs), "the trial on Runs")
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, ConfirmScreen)
+        assert "trial of the running sweep" in pilot.app.screen.question
+        await pilot.press("y")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, SweepScreen) and pilot.app.screen.sweep_dir == sweep_dir
+        assert not is_running(sweep_dir)
+        assert [r.id for r in list_runs(runs) if r.status == "running"] == []

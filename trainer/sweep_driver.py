@@ -107,6 +107,20 @@ def running_trials(sweep_dir: Path) -> dict[Path, int | None]:
     return out
 
 
+def sweep_of(run_dir: str | Path, runs_dir: str | Path) -> Path | None:
+    """The sweep folder (under <runs_dir>/sweeps, where sweeps go by default) whose trials name this
+    run, while that sweep still runs; None otherwise."""
+    run_dir = Path(run_dir).resolve()
+    for trials in sorted(Path(runs_dir).glob("sweeps/*/trials.json")):
+        try:
+            named = {Path(t["run_dir"]).resolve() for t in Ledger(trials.parent).trials() if t.get("run_dir")}
+        except RankwiseError:
+            continue  # a damaged record: not this run's sweep to judge
+        if run_dir in named and processes(trials.parent):
+            return trials.parent
+    return None
+
+
 def is_running(sweep_dir: Path) -> bool:
     return bool(processes(sweep_dir) or running_trials(sweep_dir))
 

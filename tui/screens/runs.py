@@ -174,8 +174,23 @@ class RunsScreen(Screen):
             return
         from pathlib import Path
 
+        from rankwise.trainer.sweep_driver import sweep_of
+
         from .dialogs import ConfirmScreen
         from .run import stop_run
+
+        sweep_dir = sweep_of(info.dir, self.app.ctx.runs_dir)
+        if sweep_dir is not None:  # stopping the trial alone: its sweep would start the next one
+            def stop_sweep(yes: bool | None) -> None:
+                if yes:
+                    from .sweep import SweepScreen
+
+                    self.app.push_screen(SweepScreen(sweep_dir, stop=True))
+
+            self.app.push_screen(ConfirmScreen(f"Run {info.id} is a trial of the running sweep {sweep_dir.name}: "
+                                               "stopped alone, the sweep starts its next trial. Stop the whole "
+                                               "sweep?"), stop_sweep)
+            return
 
         def answer(yes: bool | None) -> None:
             if yes:

@@ -139,9 +139,10 @@ class SweepScreen(Screen):
     SweepScreen #sweep-plot { margin: 1 0; }
     """
 
-    def __init__(self, sweep_dir: Path) -> None:
+    def __init__(self, sweep_dir: Path, stop: bool = False) -> None:
         super().__init__()
         self.sweep_dir = Path(sweep_dir)
+        self._stop_at_mount = stop  # asked already (Runs, for one of its trials)
         self.data: dict | None = None
         self.stopping = False
 
@@ -158,6 +159,8 @@ class SweepScreen(Screen):
         self.sub_title = f"sweep {self.sweep_dir.name}"
         self.action_reload()
         self._timer = self.set_interval(REFRESH_S, self.action_reload)
+        if self._stop_at_mount:
+            self.stop_now()
 
     def action_reload(self) -> None:
         self.load()
@@ -177,14 +180,17 @@ class SweepScreen(Screen):
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self.stopping = True
-                self.query_one("#sweep-state", Static).update(
-                    Text("stopping the sweep: its running trial saves a checkpoint, then stops…",
-                         style=message_style("warning")))
-                self.stop_sweep()
+                self.stop_now()
 
         self.app.push_screen(ConfirmScreen(f"Stop the sweep {self.sweep_dir.name}? The running trial stops after a "
                                            "checkpoint and no other trial starts (re-running it continues)."), answer)
+
+    def stop_now(self) -> None:
+        """Stop the sweep without asking (the question was asked: here, or on Runs for one of its trials)."""
+        self.stopping = True
+        self.query_one("#sweep-state", Static).update(
+            Text("stopping the sweep: its running trial saves a checkpoint, then stops…", style=message_style("warning")))
+        self.stop_sweep()
 
     @work(thread=True, exclusive=True, group="sweep-stop", exit_on_error=False)
     def stop_sweep(self) -> None:
