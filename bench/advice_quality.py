@@ -15,14 +15,17 @@ reused by later runs.
 
 The tasks, mirroring `rankwise advise --task`:
 - knowledge (advised as task `domain`): new facts about *unseen* entities. Training rows: every
-  statement about the new entities, plus the questions about half of them. Evaluated on the
-  questions about the other half (held-out entities): can the adapter store new facts so that they
-  can be asked for in another form?
+  statement about the new entities, plus the questions about half of them. Two eval sets, scored
+  apart from the same trials: `knowledge`, the statements about the other half (trained rows: did
+  the adapter store the facts? the capacity question), and `extraction`, the questions about that
+  half (held-out entities: can the stored facts be asked for in another form?). In the full run no
+  config got `extraction` below chance: a model this small stores but does not extract, so its
+  regret says little about facts (it measures how well a config keeps its uncertainty calibrated).
 - format (advised as task `format`): a new format for asking about *known* entities, a card
   ("card : ka zor | city = vek |", words the base never saw). Trained on the cards of some known
   entities, evaluated on the cards of the other known entities (held out): the new format must
   reach facts the base already holds.
-The eval loss is the mean cross-entropy of the attribute-value tokens of the held-out rows.
+Each eval loss is the mean cross-entropy of the attribute-value tokens of its rows (chance: ln 16).
 
 The advised config comes from rankwise's recommender at run time (`advise()`, the function behind
 `rankwise advise --json`, here for this model on this machine, with the task's row count and
@@ -167,7 +170,7 @@ class World:
         return [f(e, a) for e in self.known for a in self.attrs for f in (self.statement, self.question)]
 
     def task(self, name: str, mode: Mode) -> tuple[list[Row], list[Row]]:
-        """(train rows, held-out eval rows) of a task."""
+        """(train rows, {metric: eval rows}) of a task."""
         rng = random.Random(f"{SEED}-{name}")
         if name == "knowledge":
             asked = self.new[: len(self.new) // 2]
@@ -175,12 +178,13 @@ class World:
             train = [self.statement(e, a) for e in self.new for a in self.attrs]
             train += [self.question(e, a) for e in asked for a in self.attrs]
             rng.shuffle(train)
-            return train, [self.question(e, a) for e in held for a in self.attrs]
+            recall = [self.statement(e, a) for e in held for a in self.attrs]  # trained rows: stored?
+            return train, {"knowledge": recall, "extraction": [self.question(e, a) for e in held for a in self.attrs]}
         known = list(self.known)
         rng.shuffle(known)
         train = [self.card(e, a) for e in known[:mode.format_train] for a in self.attrs]
         rng.shuffle(train)
-        return train, [self.card(e, a) for e in known[mode.format_train:] for a in self.attrs]
+        return train, {"format": [self.card(e, a) for e in known[mode.format_train:] for a in self.attrs]}
 
 
 # ------------------------------------------------------------------ batches and loss
@@ -283,8 +287,8 @@ class Trial:
     matched: bool = False  # attention-only at all-linear's parameter count
 
 
-def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: list[Row]) -> float:
-    """Held-out eval loss after LoRA training with the trial's knobs and the config's other settings.
+def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, list[Row]]) -> dict[str, float]:
+    """Eval loss of each eval set after LoRA training with the trial's knobs and the config's other settings.
 
     With data.val_ratio, that share of the rows is held out as the run's validation split and
     evaluated at every eval_steps (else save_steps) and at the end, as the worker's Trainer does;
@@ -344,8 +348,8 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: list[Row]) -
                     and ev[-1] >= ev[best_i] * (1 + EVAL_RISE)):
                 model.load_state_dict(evals[best_i][1], strict=False)  # stopped: the best checkpoint is kept
                 break
-    out = eval_loss(model, held, 0)
-    return out if math.isfinite(out) else float("inf")
+    out = {k: eval_loss(model, rows, 0) for k, rows in held.items()}
+    return {k: v if math.isfinite(v) else float("inf") for k, v in out.items()}
 
 
 # ------------------------------------------------------------------ the advice and the grid
@@ -435,41 +439,49 @@ def as_trial(cfg, coupling: str = "advised") -> Trial:
     return Trial(targets, cfg.lora.r, cfg.lora.alpha_value, cfg.train.lr, cfg.train.epochs, coupling)
 
 
-def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str], cache: Path, log) -> dict:
-    """The grid and every advice's config (each also with its lr swept) on one task. Settings the
-    grid does not sweep (dropout, batch, schedule, ...) come from the first advice."""
+def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str], cache: Path, log) -> list[dict]:
+    """The grid and every advice's config (each also with its lr swept) on one task; one result per
+    eval set (metric). Settings the grid does not sweep (dropout, batch, schedule, validation
+    split, ...) come from the first advice."""
     train, held = world.task(task, mode)
     seq = max(len(r.prompt) + len(r.completion) for r in train)
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in held.items())
     advices = {}
     for src in sources:
         cfg = advised(spec, task, len(train), seq, src, cache)
         advices[src] = (cfg, as_trial(cfg, f"advised {src}"))
-        log(f"[{task}] {len(train)} train rows, {len(held)} held-out; advice {src} (task {TASKS[task]}): "
-            f"{describe(advices[src][1])} dropout={cfg.lora.dropout:g} "
+        log(f"[{task}] {len(train)} train rows, eval rows: {sizes}; advice {src} (task {TASKS[task]}): "
+            f"{describe(advices[src][1])} dropout={cfg.lora.dropout:g} val_ratio={cfg.data.val_ratio:g} "
             f"batch={cfg.train.micro_batch * cfg.train.grad_accum} rslora={cfg.lora.use_rslora}")
-    untuned = eval_loss(base, held, 0)
-    log(f"  [{task}] the base without an adapter: held-out loss {untuned:.3f} (chance {math.log(16):.3f})")
+    untuned = {k: eval_loss(base, rows, 0) for k, rows in held.items()}
+    log(f"  [{task}] the base without an adapter: " + ", ".join(f"{k} {v:.3f}" for k, v in untuned.items())
+        + f" (chance {math.log(16):.3f})")
     lrs = tuple(sorted(set(mode.lrs)))
     first = advices[sources[0]][0]
     jobs = [(first, t) for t in grid(spec, mode, lrs)]
     for cfg, adv in advices.values():
         jobs += [(cfg, replace(adv, lr=lr)) for lr in sorted(set(lrs) | {adv.lr})]
-    results: dict[Trial, float] = {}
+    losses: dict[Trial, dict[str, float]] = {}
     t0 = time.time()
     for i, (cfg, t) in enumerate(jobs):
-        if t not in results:
-            results[t] = finetune(base, spec, t, cfg, train, held)
+        if t not in losses:
+            losses[t] = finetune(base, spec, t, cfg, train, held)
         if (i + 1) % 20 == 0 or i + 1 == len(jobs):
             log(f"  [{task}] {i + 1}/{len(jobs)} trials, {time.time() - t0:.0f} s")
-    best = best_per_condition(results)
-    grid_best = min(v for k, (t, v) in best.items() if not k[2].startswith("advised"))
-    rows = []
-    for src, (cfg, adv) in advices.items():
-        rows.append({"source": src, "advice": adv, "loss": results[adv], "best_lr": best[condition(adv)]})
-    overall = min([grid_best] + [r["best_lr"][1] for r in rows])
-    return {"task": task, "advices": rows, "results": results, "best": best, "grid_best": overall,
-            "per_all": spec.lora_params("all-linear", 1), "per_att": spec.lora_params("standard", 1),
-            "untuned": untuned, "seconds": time.time() - t0, "lrs": lrs, "rows": len(train), "held": len(held)}
+    seconds = time.time() - t0
+    out = []
+    for metric in held:
+        results = {t: v[metric] for t, v in losses.items()}
+        best = best_per_condition(results)
+        grid_best = min(v for k, (t, v) in best.items() if not k[2].startswith("advised"))
+        rows = [{"source": src, "advice": adv, "loss": results[adv], "best_lr": best[condition(adv)]}
+                for src, (cfg, adv) in advices.items()]
+        out.append({"task": metric, "advices": rows, "results": results, "best": best,
+                    "grid_best": min([grid_best] + [r["best_lr"][1] for r in rows]),
+                    "per_all": spec.lora_params("all-linear", 1), "per_att": spec.lora_params("standard", 1),
+                    "untuned": untuned[metric], "seconds": seconds, "lrs": lrs, "rows": len(train),
+                    "held": len(held[metric])})
+    return out
 
 
 # ------------------------------------------------------------------ report
@@ -495,7 +507,7 @@ def report(out: list[dict], mode: Mode) -> None:
         best = o["best"]
         winner = min(best.values(), key=lambda tv: tv[1])
         edge = winner[0].lr in (o["lrs"][0], o["lrs"][-1])
-        print(f"\n[{o['task']}] {o['rows']} train rows, {o['held']} held-out; {len(o['results'])} trials in "
+        print(f"\n[{o['task']}] {o['rows']} train rows, {o['held']} eval rows; {len(o['results'])} trials in "
               f"{o['seconds']:.0f} s; the base without an adapter {o['untuned']:.3f}, chance {math.log(16):.3f}")
         print(f"  best: {describe(winner[0])} ({winner[0].coupling}) → {winner[1]:.3f}"
               f"{'  (its lr is at the edge of the sweep)' if edge else ''}")
@@ -558,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = LlamaForCausalLM.from_pretrained(folder)
     spec = load_model(str(folder))
-    out = [run_task(t, world, mode, base, spec, sources, cache, log) for t in args.tasks.split(",")]
+    out = [m for t in args.tasks.split(",") for m in run_task(t, world, mode, base, spec, sources, cache, log)]
     report(out, mode)
     print(f"\nwall time {time.time() - t0:.0f} s ({torch.get_num_threads()} threads)")
     return 0

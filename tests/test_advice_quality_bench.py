@@ -32,7 +32,7 @@ def test_quick_mode_prints_a_finite_regret_per_task(tmp_path):
                           timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = _table(done.stdout)
-    assert sorted(r[0] for r in rows) == ["format", "knowledge"]  # one advice ("now") per task kind
+    assert sorted(r[0] for r in rows) == ["extraction", "format", "knowledge"]  # one advice ("now") per eval set
     for r in rows:
         loss, best, regret = float(r[-5]), float(r[-4]), float(r[-3].rstrip("%"))
         assert math.isfinite(loss) and math.isfinite(best) and math.isfinite(regret)
