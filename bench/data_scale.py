@@ -60,11 +60,11 @@ tok = AutoTokenizer.from_pretrained(tokdir)
 cfg = RunConfig.model_validate({"data": {"path": path, "val_ratio": 0.01}, "train": {"max_seq_len": 512}})
 train, val, report, info = prepare_data(cfg, tok)
 n = len(train)
-self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-kids_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"seconds": time.monotonic() - t0, "rows": n, "hit": info["hit"], "rss_gib": self_kib / 2**20,
-                  "child_rss_gib": kids_kib / 2**20, "tokens": report.train_tokens, "skipped": report.skipped_rows,
-                  "truncated": report.truncated_rows}))
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"seconds": time.monotonic() - t0, "rows": n, "hit": info["hit"], "rss_gib": me.ru_maxrss / 2**20,
+                  "child_rss_gib": kids.ru_maxrss / 2**20, "tokens": report.train_tokens, "skipped": report.skipped_rows,
+                  "truncated": report.truncated_rows,
+                  "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime}))
 '''
 
 BASELINE = r'''
@@ -80,10 +80,10 @@ def render(batch):
     return {"input_ids": tok(texts, add_special_tokens=False)["input_ids"]}
 ds = ds.map(render, batched=True, num_proc=procs, remove_columns=ds.column_names)
 n = len(ds)
-self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-kids_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"seconds": time.monotonic() - t0, "rows": n, "rss_gib": self_kib / 2**20,
-                  "child_rss_gib": kids_kib / 2**20}))
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"seconds": time.monotonic() - t0, "rows": n, "rss_gib": me.ru_maxrss / 2**20,
+                  "child_rss_gib": kids.ru_maxrss / 2**20,
+                  "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime}))
 '''
 
 
@@ -148,6 +148,9 @@ def main() -> None:
               f"{cold['child_rss_gib']:.2f} GiB | {base_cols} |", flush=True)
         print(f"  (rankwise: {cold['rows']:,} train rows, {cold['tokens'] / max(cold['rows'], 1):.0f} tokens/row, "
               f"{cold['truncated']} truncated, {cold['skipped']} skipped)", flush=True)
+        if base:  # CPU seconds of each process tree: what other work on a shared machine moves least
+            print(f"  (CPU time, all processes: rankwise cold {cold['cpu']:.1f} s, baseline {base['cpu']:.1f} s, "
+                  f"ratio {cold['cpu'] / base['cpu']:.2f}x)", flush=True)
 
 
 if __name__ == "__main__":
