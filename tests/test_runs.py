@@ -269,3 +269,35 @@ def test_stop_a_real_detached_run_ends_it_interrupted(tmp_path, rankwise_cmd):
     again = subprocess.run([*rankwise_cmd, "stop", rid, "--runs-dir", str(runs)], capture_output=True, text=True,
                            timeout=60)
     assert again.returncode == 2 and "not running" in again.stderr
+
+
+@pytest.mark.slow
+def test_stop_reaches_a_run_still_loading(tmp_path, rankwise_cmd):
+    """Before its start event (libraries, data, model: minutes for a big model) a run's pid is only in
+    worker.pid (trainer/start.py): `rankwise stop` reaches it there and the run ends interrupted."""
+    runs = tmp_path / "runs"
+    started = subprocess.run([*rankwise_cmd, "train", "--preset", "demo-cpu", "--detach", "--runs-dir", str(runs)],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    rid = started.stdout.strip().splitlines()[-1]
+    run_dir = runs / rid
+    deadline = time.monotonic() + 120
+    while "loading libraries" not in ((run_dir / "train.log").read_text() if (run_dir / "train.log").exists() else ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    info = run_info(run_dir)
+    if any(e.get("type") == "start" for e in _events(run_dir)):
+        pytest.skip("the run got past loading before the check (a very fast machine)")
+    assert info.status == "running" and info.pid == int((run_dir / "worker.pid").read_text())
+    stop = subprocess.run([*rankwise_cmd, "stop", rid, "--wait", "--runs-dir", str(runs)], capture_output=True,
+                          text=True, timeout=300)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    info = run_info(run_dir)
+    assert info.status == "interrupted", (info, (run_dir / "train.log").read_text()[-2000:])
+    assert not any(e.get("type") == "start" for e in _events(run_dir))  # it never began training
+
+
+def _events(run_dir):
+    from rankwise.trainer.events import read_events
+
+    return read_events(run_dir / "events.jsonl")

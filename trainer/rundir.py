@@ -32,6 +32,7 @@ CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
 SUMMARY = "summary.json"
 MARKER = ".rankwise-complete"
+PID = "worker.pid"  # the started process, written at once: a stop reaches a run that is still loading
 DEFAULT_RUNS_DIR = "runs"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

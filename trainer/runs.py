@@ -28,7 +28,7 @@ from pathlib import Path
 from rankwise.advisor.errors import RankwiseError, closest
 
 from .events import EVENTS_FILE, Tail, read_events
-from .rundir import latest_checkpoint
+from .rundir import PID as PID_FILE, latest_checkpoint
 
 STATUSES = ("running", "finished", "failed", "interrupted")
 STARTING_GRACE_S = 120  # a run dir without a start event counts as starting this long (torch import + model load)
@@ -95,6 +95,15 @@ def is_our_worker(pid: int | None, run_dir: Path) -> bool:
     run_dir = Path(run_dir)
     marks = {str(run_dir), str(run_dir.resolve()), run_dir.name, "rankwise"}
     return any(m and m in cmdline for m in marks)
+
+
+def _started_pid(run_dir: Path) -> int | None:
+    """The pid trainer/start.py recorded for this run, if that process is still this run's worker."""
+    try:
+        pid = int((run_dir / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if is_our_worker(pid, run_dir) else None
 
 
 def _load_json(path: Path) -> dict | None:
@@ -179,9 +188,13 @@ def run_info(run_dir: str | Path, fold: _Fold | None = None) -> RunInfo:
         info.step = end.get("step", info.step)
         info.loss = end.get("final_loss", info.loss) if end.get("final_loss") is not None else info.loss
     elif start is None:
+        loading = _started_pid(run_dir)
         fresh = info.updated is not None and time.time() - info.updated < STARTING_GRACE_S
-        info.status = "running" if fresh else "failed"
-        info.note = "starting (no start event yet)" if fresh else "no start event: the worker never started; see train.log"
+        if loading is not None:  # its process is alive: loading libraries, data or the model
+            info.pid = loading
+        info.status = "running" if loading is not None or fresh else "failed"
+        info.note = ("starting (no start event yet)" if info.status == "running" else
+                     "no start event: the worker never started; see train.log")
     elif is_our_worker(info.pid, run_dir):
         info.status = "running"
     else:

@@ -244,6 +244,9 @@ def start(prepared: Prepared, env: dict | None = None) -> Started:
     with open(run_dir / rundir.LOG, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, close_fds=True)
+    # until the worker's start event (after libraries, data and model: minutes for a big model) this
+    # is the only record of its pid; `rankwise stop` and the TUI read it (runs.run_info)
+    (run_dir / rundir.PID).write_text(f"{proc.pid}\n")
     return Started(run_dir=run_dir, proc=proc, offset=offset)
 
 
