@@ -121,6 +121,7 @@ MODES = {
                  ranks=(1, 4, 16, 64), epochs=(1.0, 3.0), lrs=(1e-3, 3e-3, 1e-2, 3e-2), alpha_fixed=32.0),
 }
 SEED = 0
+BASE_FIELDS = ("known", "new", "attributes", "format_train", "hidden", "layers", "pretrain_steps")
 
 
 # ------------------------------------------------------------------ the world
@@ -232,7 +233,8 @@ def eval_loss(model, rows: list[Row], pad: int, score_only: bool = True) -> floa
 
 
 def base_model(world: World, mode: Mode, cache: Path, log) -> Path:
-    key = hashlib.sha256(json.dumps([asdict(mode), sorted(world.vocab.items()), SEED]).encode()).hexdigest()[:12]
+    made = {k: v for k, v in asdict(mode).items() if k in BASE_FIELDS}  # the grid does not change the base
+    key = hashlib.sha256(json.dumps([made, sorted(world.vocab.items()), SEED]).encode()).hexdigest()[:12]
     out = cache / f"base-{key}"
     if (out / "done.json").exists():
         log(f"base model: cached in {out}")
@@ -547,11 +549,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="also score the advice of git commit REV (e.g. the one before a recommender change); "
                         "repeatable")
     p.add_argument("--tasks", default="knowledge,format", help="comma list of tasks (default both)")
+    p.add_argument("--ranks", help="all-linear ranks of the grid, e.g. 4,64 (default: the mode's)")
+    p.add_argument("--epochs", help="epochs of the grid, e.g. 3,10 (default: the mode's)")
+    p.add_argument("--lrs", help="learning rates swept per condition, e.g. 3e-3,1e-2 (default: the mode's)")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(max(1, min(args.threads, 2)))
     mode = MODES["quick" if args.quick else "full"]
+    for name, kind in (("ranks", int), ("epochs", float), ("lrs", float)):
+        if getattr(args, name):
+            mode = replace(mode, **{name: tuple(kind(x) for x in getattr(args, name).split(","))})
     cache = Path(args.cache or os.environ.get("RANKWISE_BENCH_CACHE")
                  or Path(tempfile.gettempdir()) / "rankwise-bench" / "advice_quality")
     sources = ["now"] + [f"git:{rev}" for rev in args.advice_from]
