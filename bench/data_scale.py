@@ -17,17 +17,23 @@ data ready; peak RSS is the process's own (ru_maxrss) and its largest child's. T
 CLI process (a first read of a new file; remembered by content afterwards).
 
 Measured on the 2-core shared development machine (2026-12-02, other sessions' tests running, so
-figures move by tens of percent between runs; --procs 2):
+wall-clock figures move by tens of percent between runs and between the two sides; --procs 2).
+After the workers took over JSON parsing and row checks, masking read offsets only at span edges
+and the template renderer stopped rebuilding its Jinja context per call:
 
-| rows | rankwise cold | rankwise warm | rankwise peak RSS (worker / child) | baseline cold | baseline RSS | ratio |
-|---|---|---|---|---|---|---|
-| 50,000 | 10.5 s | 2.5 s | 0.45 / 0.32 GiB | 8.0 s | 0.54 / 0.40 GiB | 1.30x |
-| 200,000 | 67.5 s | 3.2 s | 0.47 / 0.32 GiB | (80.5 s in a busier run) | | |
-| 1,000,000 | 133–197 s | 3.0–3.7 s | 0.58 / 0.32 GiB | 76.4 s | 0.63 / 0.57 GiB | 2.58x |
+| rows | rankwise cold | rankwise warm | rankwise peak RSS (worker / child) | baseline cold | baseline RSS | ratio | CPU ratio |
+|---|---|---|---|---|---|---|---|
+| 50,000 | 9.5 s | 4.6 s | 0.43 / 0.28 GiB | 14.6 s | 0.54 / 0.39 GiB | 0.65x | 0.90x |
+| 200,000 | 37.2 s | 4.5 s | 0.45 / 0.28 GiB | 36.5 s | 0.54 / 0.42 GiB | 1.02x | 0.94x |
+| 1,000,000 | 86.3 s | 3.6 s | 0.56 / 0.28 GiB | 149.3 s | 0.62 / 0.55 GiB | 0.58x | |
+| 1,000,000 | 170.9 s | 4.4 s | 0.56 / 0.28 GiB | 164.8 s | 0.63 / 0.56 GiB | 1.04x | 0.96x |
 
-The cold gap is the exact masking (a template render per assistant turn and one before it, where
-the baseline renders each row once) and the parent process, which reads and checks every row
-alone; moving the JSON parsing and row checks into the workers is the next step.
+(Two 1M runs, load average 1.5-4 in the first, 3-4 in the second: the first baseline ran under more
+load than its rankwise side; the same baseline took 76.4 s on a quieter machine earlier. Before these
+changes: 50k 1.24x, 200k 1.36x, 1M 133-197 s, 2.6x.) Both sides pay the same tokenizer (about half
+the CPU time); rankwise renders the
+chat template once per assistant turn and once before it (exact per-turn masks), the baseline once
+per row, and rankwise's JSON parsing and checks are about what datasets' Arrow JSON reader costs.
 """
 from __future__ import annotations
 
