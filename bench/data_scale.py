@@ -31,9 +31,9 @@ and the template renderer stopped rebuilding its Jinja context per call:
 (Two 1M runs, load average 1.5-4 in the first, 3-4 in the second: the first baseline ran under more
 load than its rankwise side; the same baseline took 76.4 s on a quieter machine earlier. Before these
 changes: 50k 1.24x, 200k 1.36x, 1M 133-197 s, 2.6x.) Both sides pay the same tokenizer (about half
-the CPU time); rankwise renders the
-chat template once per assistant turn and once before it (exact per-turn masks), the baseline once
-per row, and rankwise's JSON parsing and checks are about what datasets' Arrow JSON reader costs.
+the CPU time); rankwise renders the chat template once per assistant turn and once before it (exact
+per-turn masks), the baseline once per row, and rankwise's JSON parsing and checks cost about what
+datasets' Arrow JSON reader does.
 """
 from __future__ import annotations
 
