@@ -70,7 +70,7 @@ def test_setup(snap_compare, place, size):
     assert snap_compare(make(place), terminal_size=size, run_before=steps())
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SMALL)
 def test_setup_no_gpu(snap_compare, place, size):
     assert snap_compare(make(place, NO_GPU), terminal_size=size, run_before=steps())
 
@@ -91,7 +91,7 @@ def test_runs(snap_compare, place, size):
     assert snap_compare(make(place), terminal_size=size, run_before=steps("ctrl+r", "wait"))
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SMALL)
 def test_run(snap_compare, place, size):
     assert snap_compare(make(place), terminal_size=size, run_before=steps("ctrl+r", "wait", "enter", "wait"))
 

@@ -74,9 +74,10 @@ def stop_run(screen, run_dir: Path) -> None:
 
 class RunScreen(Screen):
     BINDINGS = [
-        Binding("d", "detach", "Detach (run goes on)", id="run.detach"),
-        Binding("x", "stop", "Stop after checkpoint", id="run.stop"),
-        Binding("escape,f2", "detach", "Back", show=False, id="run.back"),
+        Binding("d", "detach", "Detach", tooltip="Leave this screen; the run goes on", id="run.detach"),
+        Binding("x", "stop", "Stop", tooltip="Stop after the next checkpoint (then --resume continues)", id="run.stop"),
+        Binding("escape,f2", "detach", "Back", key_display="esc/F2", tooltip="Leave this screen; the run goes on",
+                id="run.back"),
     ]
 
     def __init__(self, run_dir: Path) -> None:
