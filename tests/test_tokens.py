@@ -125,8 +125,7 @@ async def test_advice_screen_reads_the_dataset_as_advise_does(tmp_path):
     hw = resolve("24GiB", None, None)
     app = build_app(hardware=hw, runs_dir=tmp_path / "runs", catalog={}, presets={})
     async with app.run_test(size=(120, 40)) as pilot:
-        # a stale quick-scan row count, as Setup hands over for a big file: the screen re-reads the file
-        app.open_advice(Request(model=str(TINY), task="chat", hardware=hw, dataset=str(data), dataset_rows=20))
+        app.open_advice(Request(model=str(TINY), task="chat", hardware=hw, dataset=str(data)))
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
         screen = pilot.app.screen

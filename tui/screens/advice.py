@@ -197,7 +197,7 @@ class AdviceScreen(Screen):
 
             r = self.request
             spec = load_model(r.model)
-            data, note = {"dataset_rows": r.dataset_rows}, None
+            data, note = {}, None
             if r.dataset:  # the whole file, as `advise --dataset` reads it: one answer on both
                 from rankwise.advisor.dataset import advice_inputs, scan_for_model, scan_note
 

@@ -34,9 +34,7 @@ class Request:
     task: str
     hardware: object
     budget: int | None = None
-    dataset: str | None = None
-    dataset_rows: int | None = None
-    p95_chars: int | None = None
+    dataset: str | None = None  # Advice reads it whole, as `advise --dataset` does (Setup's scan is a quick look)
 
 
 class HardwareProbed(Message):
@@ -386,11 +384,8 @@ class SetupScreen(Screen):
         model = self.chosen_model()
         self.app.ctx.planned = hw if hw is not self.app.ctx.hardware else None
         dataset = self.query_one("#dataset", Input).value.strip() or None
-        scanned = self._scan if dataset else None
         self.app.open_advice(Request(model=model, task=str(self.query_one("#task", Select).value),
-                                     hardware=hw, budget=budget, dataset=dataset,
-                                     dataset_rows=scanned.rows if scanned else None,
-                                     p95_chars=scanned.p95_chars if scanned else None))
+                                     hardware=hw, budget=budget, dataset=dataset))
 
     def action_blur(self) -> None:
         """Esc leaves the field (the screen's keys then act alone); typing brings the field back."""
