@@ -177,8 +177,9 @@ def loss_flat(run: Run) -> Diagnosis | None:
                      f"the loss has not fallen: {first:.3g} at the start, {last:.3g} now ({len(losses)} logged steps)",
                      "the adapter barely moves: learning rate or alpha too low, too few trainable parameters "
                      "(rank, target modules), or a frozen adapter",
-                     "raise train.lr or lora.alpha (alpha = 2r is the usual start; raise it if the model "
-                     "under-learns), or raise lora.r / adapt more modules",
+                     "raise train.lr or lora.alpha (rankwise sets the rate by model size at alpha 32: "
+                     "`rankwise advise --why train.lr`; the guide's rule: raise alpha if the model under-learns), "
+                     "or raise lora.r / adapt more modules",
                      {"start_loss": _r(first), "loss_now": _r(last), "fall": _r(fall), "needed": _r(needed),
                       "noise": _r(noise(losses)), "steps": len(losses), "peak_lr": _r(peak)}, patch or None)
 
