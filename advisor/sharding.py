@@ -33,7 +33,7 @@ def check(plan: Plan) -> None:
     """Combinations the trainer cannot run (exit 2, naming the fix)."""
     if plan.offload != "none" and not plan.sharded:
         raise RankwiseError(f"distributed.offload {plan.offload} needs FSDP or DeepSpeed ZeRO-3 over 2+ GPUs "
-                            f"(strategy is {plan.strategy} on {plan.gpus} GPU{'s' if plan.gpus > 1 else ''})",
+                            f"(strategy is {plan.strategy}, {plan.gpus} process{'es' if plan.gpus > 1 else ''})",
                             "set distributed.strategy: fsdp (or deepspeed) with --gpus N, or distributed.offload: none")
     if plan.offload == "params" and plan.strategy == "fsdp":
         raise RankwiseError("distributed.offload params with FSDP: FSDP offloads the parameters with their gradients "

@@ -35,10 +35,11 @@ from pathlib import Path
 
 import yaml
 
-from rankwise.advisor import fit
+from rankwise.advisor import fit, sharding
 from rankwise.advisor import config
 from rankwise.advisor.config import with_values
 from rankwise.advisor.errors import RankwiseError
+from rankwise.advisor.plan import Plan
 
 CONFIG_FILE = "accelerate.yaml"
 DEFAULT_PORT = 29500  # torchrun's default rendezvous port
@@ -88,16 +89,6 @@ def check(launch: Launch) -> None:
                             "e.g. --main-addr 10.0.0.1 --main-port 29500 on every machine")
     if not 1 <= launch.main_port <= 65535:
         raise RankwiseError(f"--main-port {launch.main_port} is not a TCP port", "e.g. --main-port 29500")
-    if launch.offload != "none" and launch.strategy not in ("fsdp", "deepspeed"):
-        raise RankwiseError(f"distributed.offload {launch.offload} needs distributed.strategy fsdp or deepspeed "
-                            f"(this launch is {launch.strategy})", "set distributed.strategy: fsdp, or distributed.offload: none")
-    if launch.offload == "params" and launch.strategy == "fsdp":
-        raise RankwiseError("distributed.offload params with FSDP: FSDP offloads parameters with their gradients "
-                            "and optimizer states (CPUOffload(offload_params=True))",
-                            "use distributed.offload: params_and_optimizer, or distributed.strategy: deepspeed")
-    if launch.sharding != "full" and launch.strategy != "fsdp":
-        raise RankwiseError(f"distributed.fsdp_sharding {launch.sharding} needs distributed.strategy fsdp "
-                            f"(this launch is {launch.strategy})", "set distributed.strategy: fsdp")
     if launch.strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
         raise RankwiseError("distributed.strategy deepspeed, but deepspeed is not installed",
                             "pip install deepspeed, or use distributed.strategy: fsdp")
@@ -287,9 +278,8 @@ def plan(cfg, spec, hw, *, gpus: int | None = None, processes: int | None = None
                     mixed_precision=mixed_precision(cfg.train.precision, bool(hw is not None and hw.bf16)),
                     layer_cls=decoder_layer_class(spec.config) if spec is not None else None,
                     offload=cfg.distributed.offload, sharding=cfg.distributed.fsdp_sharding)
-    if cfg.train.precision == "fp32_master" and launch.strategy != "fsdp":
-        raise RankwiseError(f"train.precision fp32_master is FSDP mixed precision; this launch is {launch.strategy}",
-                            "set distributed.strategy: fsdp, or train.precision: bf16")
+    # offload, FSDP sharding and fp32 master weights this strategy cannot run: the estimator's own rules
+    sharding.check(Plan.from_config(cfg, method=method, gpus=count * nodes, strategy=strategy))
     check(launch)
     return launch
 
