@@ -9,7 +9,7 @@ import pytest
 
 from rankwise.advisor.presets import shipped
 from rankwise.tui.app import build_app
-from tui_support import NO_GPU, NOW, SMALL_CATALOG
+from tui_support import NO_GPU, NOW, SMALL_CATALOG, settle
 
 SIZE = (80, 24)
 pytestmark = pytest.mark.anyio
@@ -28,11 +28,6 @@ def empty_hf_cache(tmp_path, monkeypatch):
 def demo_app(tmp_path):
     return build_app(hardware=NO_GPU, runs_dir=tmp_path / "runs", catalog=SMALL_CATALOG, clock=lambda: NOW,
                      presets={"demo-cpu": shipped()["demo-cpu"]})
-
-
-async def settle(pilot):
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 async def until(pilot, condition, what: str, timeout: float = 240.0):

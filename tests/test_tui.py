@@ -9,7 +9,7 @@ import pytest
 from textual.widgets import DataTable, Input, OptionList, Select, Static
 
 from rankwise.tui.app import build_app
-from tui_support import A100, L4, NO_GPU, NOW, SMALL_CATALOG, fake_run, gpu_presets, text_of
+from tui_support import A100, L4, NO_GPU, NOW, SMALL_CATALOG, app_for, fake_run, gpu_presets, settle, text_of
 
 SIZE = (80, 24)
 pytestmark = pytest.mark.anyio  # anyio (installed) runs the async tests on asyncio
@@ -24,16 +24,6 @@ def empty_hf_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def anyio_backend():
     return "asyncio"  # Textual runs on asyncio
-
-
-def app_for(tmp_path, hardware=L4, **kw):
-    kw.setdefault("presets", gpu_presets())
-    return build_app(hardware=hardware, runs_dir=tmp_path / "runs", catalog=SMALL_CATALOG, clock=lambda: NOW, **kw)
-
-
-async def settle(pilot):
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 async def to_advice(pilot, model="llama-3.1-8b", task="chat"):

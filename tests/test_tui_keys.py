@@ -11,8 +11,7 @@ import pytest
 from textual.binding import Binding
 from textual.widgets import DataTable, Input, OptionList, Select, Static
 
-from rankwise.tui.app import build_app
-from tui_support import A100, L4, NO_GPU, NOW, SMALL_CATALOG, gpu_presets, text_of
+from tui_support import A100, L4, NO_GPU, app_for, settle, text_of
 
 SIZE = (80, 24)
 pytestmark = pytest.mark.anyio
@@ -26,16 +25,6 @@ def anyio_backend():
 @pytest.fixture(autouse=True)
 def empty_hf_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
-
-
-def app_for(tmp_path, hardware=L4, **kw):
-    kw.setdefault("presets", gpu_presets())
-    return build_app(hardware=hardware, runs_dir=tmp_path / "runs", catalog=SMALL_CATALOG, clock=lambda: NOW, **kw)
-
-
-async def settle(pilot):
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
 
 
 def values(screen) -> dict[str, str]:

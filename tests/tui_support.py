@@ -24,6 +24,20 @@ def gpu_presets() -> dict[str, Path]:
     return {k: v for k, v in shipped().items() if not k.startswith("demo")}
 
 
+def app_for(tmp_path: Path, hardware=L4, **kw):
+    """The app over a small catalog, the shipped GPU presets and a fixed clock, with runs in tmp_path/runs."""
+    from rankwise.tui.app import build_app
+
+    kw.setdefault("presets", gpu_presets())
+    return build_app(hardware=hardware, runs_dir=tmp_path / "runs", catalog=SMALL_CATALOG, clock=lambda: NOW, **kw)
+
+
+async def settle(pilot) -> None:
+    """Until the app's workers are done and the messages they posted are handled."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 def text_of(widget) -> str:
     content = widget.content
     return getattr(content, "plain", None) or str(content)
