@@ -250,8 +250,8 @@ def _stop(run_dir: Path, proc: subprocess.Popen | None = None) -> bool:
 
     try:
         request_stop(run_dir)
-    except RankwiseError:  # already ended (its end event follows), or still starting: no start event, so
-        if proc is not None and proc.poll() is None and not _ended(run_dir):  # no pid in its log yet
+    except RankwiseError:  # already ended (its end event follows), or its worker.pid not written yet
+        if proc is not None and proc.poll() is None and not _ended(run_dir):
             try:
                 proc.send_signal(signal.SIGTERM)  # the worker we started: it ends `interrupted` at once
             except ProcessLookupError:

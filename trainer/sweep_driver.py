@@ -74,36 +74,19 @@ def processes(sweep_dir: Path) -> list[int]:
     return [p for p in dict.fromkeys(pids) if p != os.getpid() and _is_sweep_process(p)]
 
 
-def _starting_worker(run_dir: Path) -> int | None:
-    """The worker of a run still starting (no start event, so no pid in its log): found by the run
-    folder on its command line."""
-    import psutil
-
-    marks = {str(run_dir), str(run_dir.resolve())}
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(proc.info.get("cmdline") or [])
-        if "rankwise" in cmdline and any(m in cmdline.split() for m in marks):
-            return proc.info["pid"]
-    return None
-
-
-def running_trials(sweep_dir: Path) -> dict[Path, int | None]:
-    """Run folders of the sweep's trials whose worker still runs -> the pid of a worker still
-    starting (None: a started worker, stopped with request_stop)."""
+def running_trials(sweep_dir: Path) -> list[Path]:
+    """Run folders of the sweep's trials whose worker still runs (its pid from the event log, or from
+    worker.pid while it is still loading: runs.run_info)."""
     from .runs import is_our_worker, run_info
 
-    out: dict[Path, int | None] = {}
+    out: list[Path] = []
     for t in Ledger(Path(sweep_dir)).trials():
         run_dir = Path(t["run_dir"]) if t.get("run_dir") else None
         if run_dir is None or not run_dir.is_dir():
             continue
         info = run_info(run_dir)
-        if info.status != "running":
-            continue
-        if is_our_worker(info.pid, run_dir):
-            out[run_dir] = None
-        elif info.pid is None and (pid := _starting_worker(run_dir)) is not None:
-            out[run_dir] = pid
+        if info.status == "running" and is_our_worker(info.pid, run_dir):
+            out.append(run_dir)
     return out
 
 
@@ -158,6 +141,7 @@ def stop(sweep_dir: str | Path, timeout: float = 180.0) -> Stopped:
     """Stop the whole sweep: its processes (each stops its trial's run with a checkpoint and queues
     the trial again), then any trial run still running. Waits up to `timeout` s for each stage."""
     from .runs import request_stop
+    from .sweep import _ended, record_stopped
 
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / DRIVER).is_file() and not (sweep_dir / "trials.json").is_file():
@@ -173,27 +157,24 @@ def stop(sweep_dir: str | Path, timeout: float = 180.0) -> Stopped:
             done.left.append(f"pid {pid} (not allowed to signal it: stop it as the user that started it)")
     _wait(lambda: not any(_is_sweep_process(p) for p in done.processes), timeout)
     done.left += [f"sweep process {p}" for p in done.processes if _is_sweep_process(p)]
-    stopped, loading = [], {}
-    for run_dir, starting in running_trials(sweep_dir).items():  # a sweep killed hard, or one that could not stop its trial
+    stopped, loading = [], []
+    for run_dir in running_trials(sweep_dir):  # a sweep killed hard, or one that could not stop its trial
+        events = read_events(run_dir / EVENTS_FILE)
         try:
-            if starting is None:
-                request_stop(run_dir)
-            else:
-                os.kill(starting, signal.SIGTERM)  # still loading: it ends `interrupted` at once
-                loading[run_dir] = starting
+            request_stop(run_dir)  # a worker still loading ends `interrupted` at once
             stopped.append(run_dir)
+            if not any(e.get("type") == "start" for e in events):
+                loading.append(run_dir)
         except (RankwiseError, ProcessLookupError):
             pass  # ended meanwhile
-    _wait(lambda: all(any(e.get("type") == "end" for e in read_events(d / EVENTS_FILE))
-                      or d not in running_trials(sweep_dir) for d in stopped), timeout)
-    from .runs import pid_alive
-    from .sweep import record_stopped
+    _wait(lambda: all(_ended(d) or d not in running_trials(sweep_dir) for d in stopped), timeout)
 
-    for run_dir, pid in loading.items():  # killed before it could write its end: say it for it
-        if not pid_alive(pid) and not any(e.get("type") == "end" for e in read_events(run_dir / EVENTS_FILE)):
+    still = running_trials(sweep_dir)
+    for run_dir in loading:  # killed before it could write its end: say it for it
+        if not _ended(run_dir) and run_dir not in still:
             record_stopped(run_dir, None)
     done.runs = [d.name for d in stopped]
-    done.left += [f"trial run {d.name}" for d in running_trials(sweep_dir)]
+    done.left += [f"trial run {d.name}" for d in still]
     me = socket.gethostname()
     done.left += [f"r={t['rank']} on {t.get('host')} (another machine's sweep process)"
                   for t in Ledger(sweep_dir).trials() if t.get("status") == "running" and t.get("host") not in (None, me)]
