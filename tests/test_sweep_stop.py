@@ -87,9 +87,11 @@ def _trial_started(runs) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("when", ["training", "starting"])
-async def test_the_sweep_screen_stops_the_whole_sweep_and_leaves_nothing_running(tmp_path, when):
+async def test_the_sweep_screen_stops_the_whole_sweep_and_leaves_nothing_running(tmp_path, when, monkeypatch):
     """Stopped while its trial trains, or while the trial's worker is still loading (a stop then
     used to miss the worker: no pid in its log yet, so the trial trained to its end)."""
+    if when == "training":  # the trial holds after its 2nd step until a signal: a 15-step demo trial
+        monkeypatch.setenv("RANKWISE_TEST_HOLD_IN", "training:2")  # could otherwise end before the stop lands
     from rankwise.trainer.runs import list_runs
     from rankwise.trainer.sweep_driver import is_running, processes
     from rankwise.tui.screens.sweep import SweepScreen
