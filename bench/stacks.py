@@ -1,9 +1,9 @@
 """Memory layouts of training stacks other than the one rankwise trains with.
 
 The estimator (rankwise.advisor.memory) models what rankwise runs: `memory.HF`. Published
-memory figures come from older transformers, fms-acceleration, LitGPT and torchtune, whose code
-keeps different tensors alive; these layouts let bench/estimator_accuracy.py hold the same
-arithmetic against those figures. Benchmark-only: product code never reads this file.
+memory figures come from older transformers, fms-acceleration, Answer.AI's fsdp_qlora, LitGPT and
+torchtune, whose code keeps different tensors alive; these layouts let bench/estimator_accuracy.py
+hold the same arithmetic against those figures. Benchmark-only: product code never reads this file.
 """
 from __future__ import annotations
 
@@ -29,6 +29,21 @@ STACKS["hf-4.40"] = Stack("hf-4.40", 4, True, False, True, False, True, 3)
 # cross-entropy in bf16 (the logits list and bf16 log_softmax kept through backward);
 # Lightning's BitsandbytesPrecision quantizes every Linear incl. lm_head, no upcast.
 STACKS["litgpt"] = Stack("litgpt", 2, False, True, False, True, False, 3)
+# Answer.AI fsdp_qlora train.py (github.com/AnswerDotAI/fsdp_qlora @50efa1e, Mar 2024, the
+# benchmarks_03_2024.md runs) with its default `--precision bf16`: every parameter bf16, no
+# autocast, no FSDP MixedPrecision (README "bf16": "updates will be done in bf16"), so LoRA and
+# AdamW states are bf16; its own loading (replace_linear on model.model: lm_head stays bf16) and no
+# prepare_model_for_kbit_training, so no fp32 upcast. transformers 4.38-4.39 LlamaForCausalLM:
+# `logits.float()` rebinds, `shift_logits ... .contiguous()`, CrossEntropyLoss (as hf-4.40). The
+# training loop keeps `output` (and so the fp32 `output.logits`) alive through `loss.backward()`
+# and only then sets `output = None`: one more fp32 vocab-sized tensor at the loss's backward peak
+# (the saved log_softmax, NLL's grad and log_softmax's grad_input beside it: 4 copies).
+STACKS["fsdp-qlora"] = Stack("fsdp-qlora", 2, False, False, True, False, True, 4)
 # torchtune (2024): bf16 LoRA params and AdamW states; the model returns fp32 logits
 # (`self.output(h).float()`), cross_entropy keeps fp32 log_softmax.
 STACKS["torchtune"] = Stack("torchtune", 2, False, False, True, False, False, 3)
+
+# The stacks that are what rankwise itself trains with: HF transformers + peft under the HF Trainer
+# (TRL's SFTTrainer is one) with accelerate. Issue 11 counts their rows twice in the benchmark's median.
+# fsdp-qlora, LitGPT and torchtune run their own training loops.
+TRAINER_STACKS = frozenset({"hf", "hf-4.46", "hf-4.40"})
