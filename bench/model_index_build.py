@@ -214,12 +214,16 @@ def add_reuploads(groups: dict, unsloth_mapper_py: str) -> None:
 def add_defaults(groups: dict) -> None:
     """transformers configuration classes whose defaults are their docstring's checkpoint, and the
     aliases of indexed ids (bench/model_index_defaults.py says which and why)."""
-    from model_index_defaults import ALIASES, DEFAULTS, VARIANTS, defaults_config, shape_fields, transformers_source
+    from model_index_defaults import (ALIASES, DEFAULTS, DEFAULTS_EXCEPT, VARIANTS, defaults_config, shape_fields,
+                                      transformers_source)
 
     for ids, mt, checkpoint in DEFAULTS:
         add(groups, defaults_config(mt), ids, {"config": transformers_source(mt, checkpoint)})
-    for ids, config, src in VARIANTS:
-        add(groups, shape_fields(config()), ids, {"config": src})
+    for ids, config, src in VARIANTS:  # one source, or several by role ({"config": ..., "base_model": ...})
+        add(groups, shape_fields(config()), ids, src if "config" in src else {"config": src})
+    for ids, mt, checkpoint, overrides, src in DEFAULTS_EXCEPT:
+        add(groups, {**defaults_config(mt), **overrides}, ids,
+            {"config": transformers_source(mt, checkpoint), "overrides": src})
     where = {i: g for g in groups.values() for i in g["ids"]}
     for alias, original, src in ALIASES:
         group = where[original]

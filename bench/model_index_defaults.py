@@ -16,7 +16,7 @@ from __future__ import annotations
 # qwen3_vl_moe, qwen3_5 (defaults 9.4B, named 27B), deepseek_v2 (38.6B, named V2-Lite 15.7B),
 # gemma3 (2.7B, named gemma-3-4b-it), nemotron_h, gpt_oss (the 120b's shape, named 20b), apertus,
 # falcon, falcon_h1, olmo3, glm4_moe (GLM-4.5-Air's 106B, named GLM-4.5), mistral3 (untied head
-# missing), arcee. Not buildable here: lfm2_moe, ministral, mistral4, gemma4, gemma3n (needs PIL).
+# missing: DEFAULTS_EXCEPT), arcee. Not buildable here: lfm2_moe, ministral, mistral4, gemma4, gemma3n (needs PIL).
 DEFAULTS = [
     (["Qwen/Qwen1.5-MoE-A2.7B"], "qwen2_moe", "Qwen/Qwen1.5-MoE-A2.7B"),
     (["Qwen/Qwen3-Next-80B-A3B-Instruct"], "qwen3_next", "Qwen/Qwen3-Next-80B-A3B-Instruct"),
@@ -35,6 +35,16 @@ DEFAULTS = [
     # Starcoder2Config's docstring names starcoder2-7b, but its defaults are a 3B (30 layers, 3072 wide, 24 heads,
     # 2 KV heads, vocabulary 49152, tied): the total is checked against starcoder2-3b's card (3.03B).
     (["bigcode/starcoder2-3b"], "starcoder2", "bigcode/starcoder2-7b"),
+]
+
+# (ids, model_type, the checkpoint the docstring names, fields that differ from the defaults, their source).
+# Mistral3Config's defaults are Mistral Small 3.1 (the Mistral Small 3 decoder, a Pixtral tower) but tie the output
+# head to the embedding; the head is a separate tensor (lm_head.weight in Mistral Small 3's safetensors index).
+DEFAULTS_EXCEPT = [
+    (["mistralai/Mistral-Small-3.1-24B-Instruct-2503"], "mistral3",
+     "mistralai/Mistral-Small-3.1-24B-Instruct-2503", {"tie_word_embeddings": False},
+     {"repo": "OpenMOSE/RWKV-LM-RLHF", "path": "main/tokenizer/mistralsmall3/model.safetensors.index.json",
+      "commit": "7e8f62ab3f43bd70de656d5205d1cb4216b4ea58"}),
 ]
 
 AXOLOTL_COMMIT = "067b021c8b87a9e5e380b9173c704cf7340e30f5"
@@ -78,7 +88,19 @@ ALIASES = [
     ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "meta-llama/Llama-4-Scout-17B-16E",
      axolotl("examples/llama-4/README.md")),
     # "# use google/gemma-7b if you have access" above `base_model: mhenrichsen/gemma-7b`
-    ("mhenrichsen/gemma-7b", "google/gemma-7b", axolotl("examples/archived/gemma/qlora.yml")),
+    ("mhenrichsen/gemma-7b", "google/gemma-7b", axolotl("examples/archived/gemma/qlora.yml")),    # NVFP4 (ModelOpt) copies, as the examples' first lines say: "Qwen3-30B-A3B MoE LoRA on an NVFP4 (modelopt)
+    # checkpoint", "Qwen3-Next-80B-A3B MoE LoRA on an NVFP4 ...", "Gemma-4-26B-A4B MoE LoRA on an NVFP4 ...". Their
+    # 4-bit storage is said as not modelled by `check`, like the GPTQ/AWQ copies above.
+    ("nvidia/Qwen3-30B-A3B-NVFP4", "Qwen/Qwen3-30B-A3B", axolotl("examples/qwen3/30b-a3b-nvfp4-lora.yaml")),
+    ("nvidia/Qwen3-Next-80B-A3B-Instruct-NVFP4", "Qwen/Qwen3-Next-80B-A3B-Instruct",
+     axolotl("examples/qwen3-next/qwen3-next-80b-a3b-nvfp4-lora.yaml")),
+    ("nvidia/Gemma-4-26B-A4B-NVFP4", "google/gemma-4-26B-A4B", axolotl("examples/gemma4/26b-a4b-moe-nvfp4-lora.yaml")),
+    # the README's table: `35b-a3b-moe-qlora.yaml` (base_model Qwen3.5-35B-A3B-Base) | Qwen3.5-35B-A3B
+    ("Qwen/Qwen3.5-35B-A3B-Base", "Qwen/Qwen3.5-35B-A3B", axolotl("examples/qwen3.5/README.md")),
+    # Magistral Small, "found on HuggingFace at 2506, 2507 ..., and 2509 (see Vision)"; "MistralAI has released
+    # their 2509 model with vision capabilities": Mistral Small 3.1's vision-language architecture
+    ("mistralai/Magistral-Small-2509", "mistralai/Mistral-Small-3.1-24B-Instruct-2503",
+     axolotl("examples/magistral/README.md")),
 ]
 
 
@@ -276,6 +298,64 @@ def _qwen2_vl_7b() -> dict:
     return Qwen2VLConfig(text_config=text, vision_config={"hidden_size": 3584}).to_dict()
 
 
+MEGATRON_BRIDGE_COMMIT = "067f987df03b8355b03192d88d70f1709fedf51a"
+
+
+def megatron_bridge(path: str) -> dict:
+    return {"repo": "NVIDIA-NeMo/Megatron-Bridge", "path": path, "commit": MEGATRON_BRIDGE_COMMIT}
+
+
+# Megatron-Bridge's tests copy the config.json of Qwen3.5-27B (qwen3_5_27b_config_dict) and Qwen3.5-397B-A17B
+# (qwen3_5_397b_a17b_config_dict); its VL test pairs both text configs with Qwen3_5VisionConfig() (_make_vision_config).
+QWEN35_TEXT = megatron_bridge("tests/unit_tests/models/qwen/test_qwen35_bridge.py")
+QWEN35_VL = megatron_bridge("tests/unit_tests/models/qwen_vl/test_qwen35_vl_bridge.py")
+_QWEN35_COMMON = dict(vocab_size=248320, max_position_embeddings=262144, tie_word_embeddings=False, head_dim=256,
+                      full_attention_interval=4, linear_conv_kernel_dim=4, linear_key_head_dim=128,
+                      linear_value_head_dim=128, linear_num_key_heads=16)
+
+
+def _qwen3_5(moe: bool) -> dict:
+    """Every Qwen3.5 is a vision-language model ("All Qwen3.5 models are early-fusion vision-language models":
+    axolotl's examples/qwen3.5/README.md): the text config as Megatron-Bridge's test copies it (head_dim 256 from
+    its VL test's copy), the vision tower Qwen3_5VisionConfig's (27 blocks of 1152), its merger projecting to the
+    decoder's width (out_hidden_size)."""
+    from transformers import Qwen3_5Config, Qwen3_5MoeConfig, Qwen3_5MoeVisionConfig, Qwen3_5VisionConfig
+
+    if not moe:
+        text = dict(_QWEN35_COMMON, hidden_size=5120, intermediate_size=17408, num_hidden_layers=64,
+                    num_attention_heads=24, num_key_value_heads=4, linear_num_value_heads=48)
+        return Qwen3_5Config(text_config=text, vision_config=Qwen3_5VisionConfig(out_hidden_size=5120).to_dict(),
+                             tie_word_embeddings=False).to_dict()
+    text = dict(_QWEN35_COMMON, hidden_size=4096, intermediate_size=1024, moe_intermediate_size=1024,
+                shared_expert_intermediate_size=4096, num_experts=512, num_experts_per_tok=10, num_hidden_layers=60,
+                num_attention_heads=32, num_key_value_heads=2, linear_num_value_heads=64)
+    return Qwen3_5MoeConfig(text_config=text, vision_config=Qwen3_5MoeVisionConfig(out_hidden_size=4096).to_dict(),
+                            tie_word_embeddings=False).to_dict()
+
+
+# Mistral Small 3 (2501): params.json of Mistral-Small-24B-Instruct-2501 as a repository copies it, and beside it
+# the safetensors index (lm_head.weight listed: untied; total_size 47144806400 bytes of bf16 = 23,572,403,200).
+MISTRAL_SMALL_3 = {"repo": "OpenMOSE/RWKV-LM-RLHF", "path": "main/tokenizer/mistralsmall3/params.json",
+                   "commit": "c394e06d2ea0fdad4679af83b9dd77b517a87f49"}
+MISTRAL_SMALL_3_INDEX = {"repo": "OpenMOSE/RWKV-LM-RLHF", "path": "main/tokenizer/mistralsmall3/model.safetensors.index.json",
+                         "commit": "7e8f62ab3f43bd70de656d5205d1cb4216b4ea58"}
+# "Building upon Mistral Small 3.1 (2503) ... 24B parameters": Magistral-Small-2506's card as a repository copies it
+MAGISTRAL_CARD = {"repo": "WillIsback/sportsee", "path": "docs/magistral-small.md",
+                  "commit": "6236c44607df2c96e936770712acde78e1ebecfe"}
+
+
+def _mistral_small(positions: bool) -> dict:
+    """params.json in config.json's names: dim → hidden_size, n_layers → num_hidden_layers, head_dim, hidden_dim →
+    intermediate_size, n_heads → num_attention_heads, n_kv_heads → num_key_value_heads, vocab_size, max_seq_len →
+    max_position_embeddings. Mistral Small 3.1's text decoder has these shapes too (Mistral3Config's text defaults,
+    its docstring naming Mistral-Small-3.1-24B-Instruct-2503); the text-only models built on 3.1 (Devstral, Magistral)
+    leave the context length out, 3.1 having extended it."""
+    cfg = {"model_type": "mistral", "hidden_size": 5120, "num_hidden_layers": 40, "head_dim": 128,
+           "intermediate_size": 32768, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 131072,
+           "tie_word_embeddings": False}
+    return {**cfg, "max_position_embeddings": 32768} if positions else cfg
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -311,4 +391,18 @@ VARIANTS = [
     (["google/gemma-4-E2B", "google/gemma-4-E2B-it"], lambda: _gemma4("e2b"), GEMMA4_CONVERT),
     (["google/gemma-4-31B", "google/gemma-4-31B-it"], lambda: _gemma4("31b"), GEMMA4_CONVERT),
     (["google/gemma-4-26B-A4B", "google/gemma-4-26B-A4B-it"], lambda: _gemma4("26b-a4b"), GEMMA4_CONVERT),
+    (["Qwen/Qwen3.5-27B"], lambda: _qwen3_5(False), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),
+    (["Qwen/Qwen3.5-397B-A17B"], lambda: _qwen3_5(True), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),
+    (["mistralai/Mistral-Small-24B-Base-2501", "mistralai/Mistral-Small-24B-Instruct-2501"],
+     lambda: _mistral_small(True), {"config": MISTRAL_SMALL_3, "tie_word_embeddings": MISTRAL_SMALL_3_INDEX}),
+    # "fine-tuned ontop of Mistral-Small-3.1 ... without the vision layer"
+    (["mistralai/Devstral-Small-2507"], lambda: _mistral_small(False),
+     {"config": MISTRAL_SMALL_3, "tie_word_embeddings": MISTRAL_SMALL_3_INDEX,
+      "base_model": axolotl("examples/devstral/README.md")}),
+    (["mistralai/Magistral-Small-2506"], lambda: _mistral_small(False),
+     {"config": MISTRAL_SMALL_3, "tie_word_embeddings": MISTRAL_SMALL_3_INDEX, "base_model": MAGISTRAL_CARD}),
+    # "Magistral Small is a 24B parameter opensource model ... found on HuggingFace at 2506, 2507 (see Thinking)"
+    (["mistralai/Magistral-Small-2507"], lambda: _mistral_small(False),
+     {"config": MISTRAL_SMALL_3, "tie_word_embeddings": MISTRAL_SMALL_3_INDEX,
+      "base_model": axolotl("examples/magistral/README.md")}),
 ]

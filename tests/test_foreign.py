@@ -342,3 +342,16 @@ def test_set_on_a_rankwise_preset_takes_rankwise_keys():
     assert d["kind"] == "rankwise" and d["config"]["lora"]["r"] == 8
     bad = cli("check", FIX / "clean.yaml", "--set", "lora.rank=8")
     assert bad.returncode == 2 and "did you mean 'r'" in bad.stderr
+
+
+@pytest.mark.parametrize("text,key", [
+    ("base_model: nvidia/Qwen3-30B-A3B-NVFP4\nadapter: lora\n", "base_model"),  # axolotl
+    ("model_name_or_path: nvidia/Qwen3-30B-A3B-NVFP4\nfinetuning_type: lora\nstage: sft\n", "model_name_or_path"),
+])
+def test_an_nvfp4_copy_is_its_original_with_the_storage_said(tmp_path, text, key):
+    """An NVFP4 (ModelOpt) copy has its original's shapes (tests/test_model_index.py SAME_AS); its 4-bit storage is
+    said, not counted as a 16-bit base quietly."""
+    path = tmp_path / "nvfp4.yaml"
+    path.write_text(text)
+    said = [s for s in read(path).said if s.key == key and s.code == "not-modelled"]
+    assert said and "NVFP4" in said[0].message

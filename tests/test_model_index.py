@@ -21,6 +21,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "qwen2_moe": "60 experts plus a gated shared expert in every layer",
     "qwen3_next": "Gated DeltaNet linear attention in 3 layers of 4, 512 experts plus a shared one",
     "qwen3_5_moe": "Qwen3-Next's hybrid layers and a vision tower (multimodal)",
+    "qwen3_5": "Gated DeltaNet linear attention in 3 layers of 4, gated attention, a vision tower",
     "jamba": "Mamba layers interleaved with attention, experts every other layer",
     "gemma": "GeGLU MLP, (1 + weight) RMSNorms, head_dim 256",
     "llava": "a CLIP vision tower and projector before a Llama decoder",
@@ -67,6 +68,10 @@ PUBLISHED = [
     ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", 7.62e9), ("deepseek-ai/DeepSeek-R1-Distill-Qwen-14B", 14.8e9),
     ("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", 32.8e9), ("codellama/CodeLlama-7b-hf", 6.74e9),
     ("codellama/CodeLlama-34b-hf", 33.7e9),
+    # Mistral Small 3: its safetensors index's total_size, 47144806400 bytes of bf16 (github.com/OpenMOSE/RWKV-LM-RLHF
+    # at 7e8f62a, main/tokenizer/mistralsmall3/model.safetensors.index.json); Magistral Small 2507: "Parameters:
+    # 23.6B" (github.com/oumi-ai/oumi at 36cfa19, configs/recipes/mistral_magistral/README.md)
+    ("mistralai/Mistral-Small-24B-Instruct-2501", 47_144_806_400 // 2), ("mistralai/Magistral-Small-2507", 23.6e9),
 ]
 # Read on the meta device (seconds each): the slow ones only in the full suite.
 PUBLISHED_ON_META = [
@@ -100,6 +105,9 @@ PUBLISHED_CLASS = [
     ("zai-org/GLM-4.7-Flash", 30e9, False),  # "a 30B-A3B MoE model": axolotl's examples/glm47-flash/README.md
     ("google/gemma-4-31B", 31e9, False), ("google/gemma-4-26B-A4B", 26e9, False),
     ("mistralai/Ministral-3-3B-Instruct-2512", 3.8e9, False),  # 3.4B language model + 0.4B vision encoder
+    ("Qwen/Qwen3.5-27B", 27e9, False), ("Qwen/Qwen3.5-397B-A17B", 397e9, False),
+    # "With 24 billion parameters": transformers' docs/source/en/model_doc/mistral3.md
+    ("mistralai/Mistral-Small-3.1-24B-Instruct-2503", 24e9, False),
 ]
 
 
@@ -197,6 +205,9 @@ SAME_AS = [
     ("openai/gpt-oss-safeguard-20b", "openai/gpt-oss-20b"),
     ("TechxGenus/Meta-Llama-3-8B-Instruct-AWQ", "meta-llama/Meta-Llama-3-8B"),
     ("alpindale/Llama-3.2-11B-Vision-Instruct", "meta-llama/Llama-3.2-11B-Vision"),
+    ("nvidia/Qwen3-30B-A3B-NVFP4", "Qwen/Qwen3-30B-A3B"), ("Qwen/Qwen3.5-35B-A3B-Base", "Qwen/Qwen3.5-35B-A3B"),
+    ("mistralai/Magistral-Small-2509", "mistralai/Mistral-Small-3.1-24B-Instruct-2503"),
+    ("mistralai/Devstral-Small-2507", "mistralai/Magistral-Small-2506"),  # both Mistral Small 3.1's text decoder
 ]
 
 

@@ -174,7 +174,7 @@ def _tokens(value, out: Out):
 def _base_model(value, out: Out):
     out.set("model.name", value)
     name = str(value).lower()
-    for q in ("gptq", "awq", "aqlm", "exl2", "bnb-4bit", "hqq"):
+    for q in ("gptq", "awq", "aqlm", "exl2", "bnb-4bit", "hqq", "nvfp4"):
         if q in name:
             out.not_modelled(f"a pre-quantized {q.upper()} base: its weights take ~4 bits, the estimate counts "
                              "them as the method's base (16-bit for LoRA)")

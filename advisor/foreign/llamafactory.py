@@ -94,7 +94,7 @@ def _pref_loss(value, out: Out):
 def _model(value, out: Out):
     out.set("model.name", value)
     name = str(value).lower()
-    for q in ("gptq", "awq", "aqlm", "exl2", "bnb-4bit", "hqq"):
+    for q in ("gptq", "awq", "aqlm", "exl2", "bnb-4bit", "hqq", "nvfp4"):
         if q in name:
             out.not_modelled(PRE_QUANTIZED.format(q.upper()))
             break
