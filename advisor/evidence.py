@@ -83,6 +83,11 @@ SOURCES: dict[str, Source] = {s.key: s for s in (
     Source("paischer2024", "Paischer, Hauzenberger, Schmied, Alkin, Deisenroth, Hochreiter", 2024,
            "One Initialization to Rule them All: Fine-tuning via Explained Variance Adaptation",
            "https://arxiv.org/abs/2410.07170", "ablation"),
+    Source("zhou2023", "Zhou, Liu, Xu, Iyer, Sun, Mao, Ma, Efrat, Yu, Yu, Zhang, Ghosh, Lewis, Zettlemoyer, Levy", 2023,
+           "LIMA: Less Is More for Alignment", "https://arxiv.org/abs/2305.11206", "recipe"),
+    Source("gekhman2024", "Gekhman, Yona, Aharoni, Eyal, Feder, Reichart, Herzig", 2024,
+           "Does Fine-Tuning LLMs on New Knowledge Encourage Hallucinations?", "https://arxiv.org/abs/2405.05904",
+           "ablation"),
     Source("guide", "the practitioner guide rankwise's first rules came from (not named in the repository)", None,
            "LoRA/QLoRA rules of thumb: rank bands by task, alpha = 2r, attention-only targets, four red flags",
            None, "guide"),
@@ -204,6 +209,13 @@ CLAIMS: dict[str, Claim] = {c.key: c for c in (
           "Starting A from the SVD of the adapted layers' input activations, with ranks moved to where the variance "
           "is, converges faster and scores highest on average across language, vision and RL tasks.", False,
           "Llama 2/3, Gemma 2 on math and reasoning; vision and RL tasks", "ablation"),
+    Claim("lima-epochs", "zhou2023", "§3 'Training LIMA'",
+          "1,000 examples fine-tuned for 15 epochs; the checkpoint was picked between the 5th and the 10th epoch "
+          "with a small held-out set.", False, "LLaMA 65B, full fine-tuning, AdamW, batch 32", "recipe"),
+    Claim("gekhman-slow", "gekhman2024", "abstract; §4 (learning curves of Known vs Unknown examples)",
+          "large language models struggle to acquire new factual knowledge through fine-tuning, as fine-tuning "
+          "examples that introduce new knowledge are learned significantly slower than those consistent with the "
+          "model's knowledge.", True, "PaLM 2-M, closed-book QA (EntityQuestions)", "ablation"),
     Claim("guide-dropout", "guide", "dropout and epochs",
           "Dropout 0.05 (0.1 on small data); 1-3 epochs by data size, watching the validation loss.", False,
           "rules of thumb", "guide"),

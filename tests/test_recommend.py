@@ -169,13 +169,27 @@ def test_budget_too_small_is_a_user_error():
 # is 16 × 2,621,440 = 41.9M parameters, ~2 bits each: 83.9M tokens of capacity at ~1 bit a token. Rows
 # without lengths count half of max_seq_len 2048 = 1024 tokens each: 20k rows × 1 epoch = 20.5M tokens
 # fit r = 16; 100k rows = 102M exceed it (the band's upper end, 32). Dropout stays 0.05 whatever the
-# rows (no source ties it to the row count); epochs keep the guide's rule.
-@pytest.mark.parametrize("rows,r,dropout,epochs", [(None, 16, 0.05, 1.0), (500, 16, 0.05, 3.0), (5_000, 16, 0.05, 2.0),
+# rows (no source ties it to the row count); epochs keep the guide's rule from 1,000 rows, and under it
+# follow LIMA's 1,000-row recipe (10 epochs, the validation split keeping the best checkpoint): 500 rows
+# × 10 epochs × 1024 = 5.1M tokens still fit r = 16.
+@pytest.mark.parametrize("rows,r,dropout,epochs", [(None, 16, 0.05, 1.0), (500, 16, 0.05, 10.0), (5_000, 16, 0.05, 2.0),
                                                    (20_000, 16, 0.05, 1.0), (100_000, 32, 0.05, 1.0)])
 def test_data_size_moves_rank_dropout_epochs(rows, r, dropout, epochs):
     a = advise(load_model("llama-3.1-8b"), planned("80GiB"), "chat", dataset_rows=rows)
     assert (a.config.lora.r, a.config.lora.dropout, a.config.train.epochs) == (r, dropout, epochs)
     assert ("capacity check:" in a.reasons["lora.r"]) == (rows is not None)
+
+
+@pytest.mark.parametrize("task,slow", [("chat", False), ("domain", True), ("format", False), ("code", True)])
+def test_small_data_trains_longer_and_cites_why(task, slow):
+    a = advise(load_model("llama-3.2-1b"), planned("80GiB"), task, dataset_rows=999)
+    assert a.config.train.epochs == 10.0
+    assert a.config.data.val_ratio > 0 and "overfitting" in a.config.train.stop_on  # what picks the checkpoint
+    assert a.statuses["train.epochs"] == "evidence"
+    assert "lima-epochs" in a.citations["train.epochs"]
+    assert ("gekhman-slow" in a.citations["train.epochs"]) == slow
+    at_1000 = advise(load_model("llama-3.2-1b"), planned("80GiB"), task, dataset_rows=1_000)
+    assert at_1000.config.train.epochs == 2.0 and at_1000.statuses["train.epochs"] == "guide-rule"
 
 
 def test_capacity_limited_says_so_and_points_code_to_256():
