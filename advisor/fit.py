@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from .model import ModelSpec
 
 VERDICTS = ("fits", "tight", "wont-fit", "no-gpu")
-# A plan "fits" when its peak stays under 90% of the GPU: the last 10% is where allocator
-# fragmentation and a long batch turn an estimate into an OOM (the estimator's own
-# allocator share is a judgment, see memory.FRAGMENTATION). "tight" is the last 10%.
+# A plan "fits" when its peak stays under 90% of the GPU: the last 10% is where what the
+# estimate leaves out (the allocator's block order, a long batch) turns an estimate into an OOM
+# (the cached blocks it counts: allocator.py). "tight" is the last 10%.
 HEADROOM = 0.9
 # No GPU to judge against: LoRA for models whose 16-bit weights (≤ 6 GiB at 3B) fit a
 # workstation's RAM, else QLoRA.

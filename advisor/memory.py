@@ -4,11 +4,12 @@ Physics first: every component is counted from the model's shapes (`ModelSpec`) 
 stack rankwise trains with — transformers 5 + peft 0.21 + bitsandbytes under the HF
 Trainer, bf16/fp16 autocast, SDPA attention, non-reentrant gradient checkpointing.
 `peak_bytes` is what nvidia-smi would show at the peak (allocator peak + the allocator's
-cached-but-free share + the CUDA context), because that is what decides an OOM.
-`allocated_bytes` is the matching `torch.cuda.max_memory_allocated()` view.
+cached-but-free blocks + NCCL's buffers + the CUDA context), because that is what decides an OOM.
+`allocated_bytes` is the matching `torch.cuda.max_memory_allocated()` view. The cached blocks and
+NCCL's buffers are counted from the allocator's and NCCL's own rules in allocator.py.
 
-Only two numbers are not derived from shapes, each one named constant below with its
-source: the CUDA context size and the allocator's fragmentation share.
+One number is not derived from shapes or source code, a named constant below with its source:
+the CUDA context size.
 
 `Plan.stack` selects what a training stack's code keeps in memory: `HF` is what rankwise
 trains with; bench/stacks.py declares others so bench/estimator_accuracy.py can compare against
@@ -25,7 +26,7 @@ from dataclasses import replace
 from .methods import METHOD_NAMES, METHODS, PreQuantized, unquantized_twin
 from .spec import Linear, ModelSpec
 
-from . import sharding
+from . import allocator, sharding
 from .adapter_init import start_up
 from .activations import (fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes, layer_saved_bytes,
                           layer_weight_transient_bytes, logits_peak_bytes, stream_bytes)
@@ -40,24 +41,9 @@ MIB = 1024 ** 2
 # after `torch.zeros(1, device='cuda')` plus one cuBLAS matmul). One constant:
 CUDA_CONTEXT_BYTES = 500 * MIB
 
-# The caching allocator keeps freed blocks reserved; per-step tensors of changing sizes
-# (activations, logits, their gradients) leave split, cached-but-free segments, so
-# max_memory_reserved runs above max_memory_allocated. The share is applied to the
-# per-step (dynamic) memory only: weights and optimizer states are allocated once in
-# large blocks. 10% is a judgment from the allocator's design (PyTorch "CUDA semantics",
-# memory management: blocks round up to 2 MiB segments, split blocks are reused only by
-# requests of the same size class), not fitted per row; with it the benchmark's
-# capacity rows (bench/memory_reference.csv: runs that just fit a card) land 2-3% under
-# the card, as an upper bound should.
+# compare_plan's inference estimate only (training counts the allocator in allocator.py): a judgment
+# from the allocator's design, 10% of the loss pass's buffers, not fitted per row.
 FRAGMENTATION = 0.10
-
-# NCCL's buffers for one channel's connection to one peer, one per protocol (NVIDIA/nccl
-# src/init.cc @5067397: DEFAULT_BUFFSIZE 4 MiB for SIMPLE; DEFAULT_LL128_BUFFSIZE =
-# NCCL_LL128_ELEMS_PER_THREAD 120 x NCCL_LL128_MAX_NTHREADS 640 x NCCL_STEPS 8 x 8 bytes;
-# DEFAULT_LL_BUFFSIZE = NCCL_LL_LINES_PER_THREAD 8 x NCCL_LL_MAX_NTHREADS 512 x NCCL_STEPS 8 x
-# 16-byte lines; src/include/device.h). Said, not added: the channel and peer count is NCCL's
-# topology search's (ring: one receive peer a channel, tree: up to NCCL_MAX_TREE_ARITY 3 + 1).
-NCCL_CONNECTION_BYTES = (1 << 22) + 120 * 640 * 8 * 8 + 8 * 512 * 8 * 16
 
 # bitsandbytes 8-bit optimizers (Dettmers et al. 2022, "8-bit Optimizers via Block-wise
 # Quantization"): each state is 1 byte per parameter plus one fp32 absmax per block
@@ -237,9 +223,16 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     at_loss = logits >= other  # which transient sits on top of the saved activations at the peak
     comps["activations"] = saved + (0 if at_loss else other)
     comps["logits_loss"] = logits if at_loss else 0
+    if plan.sharded and plan.strategy == "fsdp":  # one LoRA unit's gradient while it reduce-scatters
+        comps["fsdp_grad_buffers"] = allocator.fsdp_grad_bytes(plan, trainable // L)
     allocated = sum(comps.values())
-    comps["allocator_overhead"] = int(FRAGMENTATION * (comps["activations"] + comps["logits_loss"]))
+    moe = max(1, spec.experts_per_token) if spec.is_moe else 1
+    comps["allocator_overhead"] = allocator.pool_floor_bytes(plan)
+    comps["allocator_cached"] = allocator.cached_bytes(plan, tokens, spec.vocab_size, logits, other,
+                                                       moe * stream_bytes(plan) * spec.intermediate_size)
     comps["cuda_context"] = CUDA_CONTEXT_BYTES
+    if plan.gpus > 1:
+        comps["nccl_buffers"] = allocator.nccl_bytes(plan)
     peak = sum(comps.values())
     init = start_up(spec, plan, adapted)
     init_peak = 0
@@ -328,9 +321,6 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
             out.append(f"FSDP+{m.label}: bnb_4bit_quant_storage = the compute dtype, model loaded in it, no fp32 upcast")
     elif plan.gpus > 1:
         out.append(f"{plan.gpus} GPUs as DDP: a full copy per GPU, plus DDP's gradient buckets; per-GPU batch = micro_batch")
-    if plan.gpus > 1:
-        out.append(f"not counted: NCCL's communication buffers, {NCCL_CONNECTION_BYTES / MIB:.1f} MiB per channel and "
-                   "peer connection, allocated by NCCL outside PyTorch's caching allocator (nvidia-smi shows them, "
-                   "max_memory_reserved does not); how many channels and peers depends on the topology NCCL detects")
-    out.append(f"CUDA context {CUDA_CONTEXT_BYTES / GIB:.2f} GiB; allocator overhead {FRAGMENTATION:.0%} of per-step memory")
+    out.append(allocator.describe(plan))
+    out.append(f"CUDA context {CUDA_CONTEXT_BYTES / GIB:.2f} GiB")
     return tuple(out)

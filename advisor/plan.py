@@ -13,6 +13,8 @@ if TYPE_CHECKING:  # only for the annotation
     from .config import RunConfig
 
 GIB = 1024 ** 3
+# Components PyTorch's caching allocator does not hold: nvidia-smi shows them, max_memory_reserved does not.
+OUTSIDE_ALLOCATOR = ("cuda_context", "nccl_buffers")
 
 # How several GPUs share a run. "ddp": each GPU holds a full copy (DistributedDataParallel).
 # "fsdp" (FullyShardedDataParallel, FULL_SHARD) and "deepspeed" (ZeRO stage 3): parameters,
@@ -41,11 +43,15 @@ class Stack:
     shift_copy: bool  # the loss makes a shifted contiguous copy of the logits
     bwd_copies: int  # vocab-sized tensors (in the loss dtype) alive at the loss's backward peak
 
-    def logits_bytes(self, a: int) -> int:
-        """Bytes per logit (token x vocab entry) at the loss's peak, for compute dtype `a`."""
+    def loss_phases(self, a: int) -> tuple[int, int]:
+        """Bytes per logit (token x vocab entry) alive at the loss's forward and backward peaks."""
         ld = 4 if self.loss_upcast else a
         fwd = (a if self.keeps_16bit_logits and ld != a else 0) + ld + (ld if self.shift_copy else 0) + ld
-        return max(fwd, self.bwd_copies * ld)
+        return fwd, self.bwd_copies * ld
+
+    def logits_bytes(self, a: int) -> int:
+        """Bytes per logit (token x vocab entry) at the loss's peak, for compute dtype `a`."""
+        return max(self.loss_phases(a))
 
 
 # transformers >= 4.50 (and 5.x) + peft under the HF Trainer: what rankwise runs.
@@ -142,8 +148,9 @@ class Estimate:
 
     @property
     def reserved_bytes(self) -> int:
-        """The torch.cuda.max_memory_reserved() view: peak without the CUDA context."""
-        return self.peak_bytes - self.components.get("cuda_context", 0)
+        """The torch.cuda.max_memory_reserved() view: peak without what PyTorch's allocator does not hold
+        (the CUDA context, NCCL's buffers)."""
+        return self.peak_bytes - sum(self.components.get(k, 0) for k in OUTSIDE_ALLOCATOR)
 
     def to_dict(self) -> dict:
         return {

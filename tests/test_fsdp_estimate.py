@@ -68,7 +68,9 @@ def test_fsdp_qlora_storage_dtype_and_replicated_constants(l70, n):
 def test_ddp_keeps_the_full_copy(l70):
     one, eight = estimate(l70, Plan("qlora", gpus=1)), estimate(l70, Plan("qlora", gpus=8, strategy="ddp"))
     assert eight.components["base_weights"] == one.components["base_weights"]
-    assert eight.peak_bytes == one.peak_bytes + eight.components["ddp_buckets"]
+    assert eight.peak_bytes == one.peak_bytes + eight.components["ddp_buckets"] + eight.components["nccl_buffers"]
+    # NCCL: 32 channels (its cap) x ring + tree peer x (4 MiB SIMPLE + LL128 120*640*8*8 + LL 8*512*8*16)
+    assert eight.components["nccl_buffers"] == 32 * 2 * (4 * 2 ** 20 + 120 * 640 * 64 + 8 * 512 * 128)
 
 
 def test_single_gpu_estimate_is_unchanged_by_the_strategy_field(l70):

@@ -103,7 +103,9 @@ def test_ddp_keeps_a_full_copy_per_gpu(llama8b):
     one = estimate(llama8b, Plan("lora"))
     two = estimate(llama8b, Plan("lora", gpus=2))
     assert two.components["base_weights"] == one.components["base_weights"]
-    assert two.peak_bytes == one.peak_bytes + two.components["ddp_buckets"]
+    assert two.peak_bytes == one.peak_bytes + two.components["ddp_buckets"] + two.components["nccl_buffers"]
+    # NCCL: 32 channels (its cap) x ring + tree peer x (4 MiB SIMPLE + LL128 120*640*8*8 + LL 8*512*8*16)
+    assert two.components["nccl_buffers"] == 32 * 2 * (4 * 2 ** 20 + 120 * 640 * 64 + 8 * 512 * 128)
 
 
 @pytest.mark.parametrize("plan,match", [

@@ -15,7 +15,9 @@ from .common import add_json, add_planning, hardware_from, print_json
 LABELS = {"base_weights": "base weights", "quant_constants": "quantization constants",
           "unquantized_weights": "unquantized weights (embeddings, norms, lm_head)", "lora_params": "LoRA weights", "lora_grads": "LoRA gradients",
           "optimizer_states": "optimizer states", "lm_head_cast": "lm_head 16-bit copy", "ddp_buckets": "DDP gradient buckets",
-          "activations": "activations", "logits_loss": "logits + loss", "allocator_overhead": "allocator overhead",
+          "activations": "activations", "logits_loss": "logits + loss", "allocator_overhead": "allocator: partly used segments",
+          "allocator_cached": "allocator: cached blocks the peak cannot reuse", "nccl_buffers": "NCCL buffers",
+          "fsdp_grad_buffers": "FSDP gradient reduce-scatter buffers",
           "cuda_context": "CUDA context", "gather_layers": "FSDP gather: 2 decoder layers (running + prefetched)",
           "gather_root": "FSDP gather: root unit (embeddings, lm_head)",
           "adapter_init": "adapter initialisation (start-up, above training)"}

@@ -15,7 +15,8 @@ GROUPS = (
     ("weights", "█", "blue", ("base_weights", "unquantized_weights", "quant_constants")),
     ("adapter+optim", "▓", "magenta", ("lora_params", "lora_grads", "optimizer_states")),
     ("activations", "▒", "cyan", ("activations", "logits_loss")),
-    ("overhead", "░", "white", ("allocator_overhead", "cuda_context")),
+    ("overhead", "░", "white", ("allocator_overhead", "allocator_cached", "cuda_context", "nccl_buffers",
+                                "fsdp_grad_buffers")),
 )
 
 
