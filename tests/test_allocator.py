@@ -6,6 +6,8 @@ vocabulary 128256.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from rankwise.advisor import allocator
@@ -68,8 +70,7 @@ def test_loss_peak_keeps_the_hole_and_one_layers_mlp_blocks(llama8b):
 
 def test_recompute_peak_keeps_what_the_loss_reserved_beyond_it(llama8b):
     # a 2k vocabulary: one layer's recompute outweighs the loss's buffers
-    spec = load_model("llama-3.1-8b")
-    spec = type(spec)(**{**spec.__dict__, "vocab_size": 2048})
+    spec = replace(llama8b, vocab_size=2048)
     est = estimate(spec, Plan("lora", micro_batch=1, seq_len=2048))
     logits, recompute, t = est.transients["logits_loss"], est.transients["layer_recompute"], 2048
     assert recompute > logits and est.components["logits_loss"] == 0
