@@ -286,15 +286,17 @@ def _pythia_1_4b() -> dict:
                          max_position_embeddings=2048).to_dict()
 
 
+# The Qwen2-7B decoder (torchtune's qwen2_7b, the index's Qwen/Qwen2-7B group)
+QWEN2_7B_TEXT = {"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
+                 "intermediate_size": 18944, "vocab_size": 152064, "tie_word_embeddings": False}
+
+
 def _qwen2_vl_7b() -> dict:
-    """Qwen2-VL-7B: the Qwen2-7B decoder (torchtune's qwen2_7b, the index's Qwen/Qwen2-7B group) and
-    Qwen2VLVisionConfig's tower (32 blocks of 1280, the 675M ViT the Qwen2-VL paper, arXiv 2409.12191, gives every
-    size), its merger projecting to the decoder's width."""
+    """Qwen2-VL-7B: the Qwen2-7B decoder and Qwen2VLVisionConfig's tower (32 blocks of 1280, the 675M ViT the
+    Qwen2-VL paper, arXiv 2409.12191, gives every size), its merger projecting to the decoder's width."""
     from transformers import Qwen2VLConfig
 
-    text = {"hidden_size": 3584, "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
-            "intermediate_size": 18944, "vocab_size": 152064, "max_position_embeddings": 32768,
-            "tie_word_embeddings": False}
+    text = {**QWEN2_7B_TEXT, "max_position_embeddings": 32768}
     return Qwen2VLConfig(text_config=text, vision_config={"hidden_size": 3584}).to_dict()
 
 
@@ -356,6 +358,37 @@ def _mistral_small(positions: bool) -> dict:
     return {**cfg, "max_position_embeddings": 32768} if positions else cfg
 
 
+# GLM-4.5-Air's config.json as Megatron-Bridge's test copies it ("Mock config for GLM 4.5 Air 106B model"), under
+# transformers' model_type glm4_moe (the copy names the remote-code "glm" its auto_map loads; the fields are Glm4MoeConfig's).
+GLM45_AIR = megatron_bridge("tests/unit_tests/models/glm/test_glm45_bridge.py")
+
+
+def _glm45_air() -> dict:
+    from transformers import Glm4MoeConfig
+
+    return Glm4MoeConfig(attention_bias=True, first_k_dense_replace=1, head_dim=128, hidden_size=4096,
+                         intermediate_size=10944, max_position_embeddings=131072, moe_intermediate_size=1408,
+                         n_routed_experts=128, n_shared_experts=1, num_attention_heads=96, num_experts_per_tok=8,
+                         num_hidden_layers=46, num_key_value_heads=8, partial_rotary_factor=0.5,
+                         routed_scaling_factor=2.5, tie_word_embeddings=False, use_qk_norm=False,
+                         vocab_size=151552).to_dict()
+
+
+# Qwen2.5-VL at 3584 wide and 28 layers (the 7B) as a repository prints the loaded model: 32 vision blocks of 1280
+# (MLP 3420, Conv3d patches 2x14x14), a merger from 4·1280 to 3584, the Qwen2-7B decoder's shapes (28 layers,
+# q 3584, k/v 512, MLP 18944, 152064 rows), a separate lm_head. (Qwen2_5_VLConfig's context length, 128000, stays.)
+QWEN25_VL_GRAPH = {"repo": "acproject/duorou", "path": "docs/qwen2.5vl_graph.md",
+                   "commit": "11191b4f9dd928d67dcb3911a181c89024e2e256"}
+
+
+def _qwen2_5_vl_7b() -> dict:
+    from transformers import Qwen2_5_VLConfig
+
+    vision = {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "out_hidden_size": 3584, "patch_size": 14,
+              "temporal_patch_size": 2}
+    return Qwen2_5_VLConfig(text_config=QWEN2_7B_TEXT, vision_config=vision, tie_word_embeddings=False).to_dict()
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -391,6 +424,8 @@ VARIANTS = [
     (["google/gemma-4-E2B", "google/gemma-4-E2B-it"], lambda: _gemma4("e2b"), GEMMA4_CONVERT),
     (["google/gemma-4-31B", "google/gemma-4-31B-it"], lambda: _gemma4("31b"), GEMMA4_CONVERT),
     (["google/gemma-4-26B-A4B", "google/gemma-4-26B-A4B-it"], lambda: _gemma4("26b-a4b"), GEMMA4_CONVERT),
+    (["zai-org/GLM-4.5-Air"], _glm45_air, GLM45_AIR),
+    (["Qwen/Qwen2.5-VL-7B-Instruct"], _qwen2_5_vl_7b, QWEN25_VL_GRAPH),
     (["Qwen/Qwen3.5-27B"], lambda: _qwen3_5(False), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),
     (["Qwen/Qwen3.5-397B-A17B"], lambda: _qwen3_5(True), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),
     (["mistralai/Mistral-Small-24B-Base-2501", "mistralai/Mistral-Small-24B-Instruct-2501"],

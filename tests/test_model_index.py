@@ -41,6 +41,8 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "gpt_oss": "32 experts with biases, attention sinks, alternating sliding-window layers",
     "gpt_neox": "parallel attention and MLP, partial rotary, biased linears, LayerNorm",
     "qwen2_vl": "a Qwen2 decoder with a 675M ViT and its merger",
+    "qwen2_5_vl": "a Qwen2 decoder with a windowed-attention ViT and its merger",
+    "glm4_moe": "128 routed experts plus a shared one after a dense first layer, biased q/k/v",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -94,6 +96,7 @@ PUBLISHED_ON_META = [
     ("microsoft/phi-1_5", 1.42e9), ("google/gemma-4-E2B", 5.1e9),  # Gemma 4 E2B: "5.1B with embeddings"
     ("openai/gpt-oss-20b", 20.9e9),  # OpenAI's gpt-oss model card (arXiv 2508.10925): 20.9B total
     ("EleutherAI/pythia-1.4b-deduped", 1_414_647_808), ("Qwen/Qwen2-VL-7B-Instruct", 8.29e9),
+    ("Qwen/Qwen2.5-VL-7B-Instruct", 8.29e9),
 ]
 # Cards that state only the size class ("80B in total"): within 2.5% of it. Kimi Linear's "48B" counts
 # no embeddings, so its figure is checked without them.
@@ -106,6 +109,7 @@ PUBLISHED_CLASS = [
     ("google/gemma-4-31B", 31e9, False), ("google/gemma-4-26B-A4B", 26e9, False),
     ("mistralai/Ministral-3-3B-Instruct-2512", 3.8e9, False),  # 3.4B language model + 0.4B vision encoder
     ("Qwen/Qwen3.5-27B", 27e9, False), ("Qwen/Qwen3.5-397B-A17B", 397e9, False),
+    ("zai-org/GLM-4.5-Air", 106e9, False),  # "GLM 4.5 Air 106B": the Megatron-Bridge test its config comes from
     # "With 24 billion parameters": transformers' docs/source/en/model_doc/mistral3.md
     ("mistralai/Mistral-Small-3.1-24B-Instruct-2503", 24e9, False),
 ]
