@@ -100,7 +100,15 @@ ALIASES = [
     # Magistral Small, "found on HuggingFace at 2506, 2507 ..., and 2509 (see Vision)"; "MistralAI has released
     # their 2509 model with vision capabilities": Mistral Small 3.1's vision-language architecture
     ("mistralai/Magistral-Small-2509", "mistralai/Mistral-Small-3.1-24B-Instruct-2503",
-     axolotl("examples/magistral/README.md")),
+     axolotl("examples/magistral/README.md")),    # a BF16 conversion of DeepSeek-V3-0324 ("need to convert to BF16 checkpoint first"), an update of V3 in V3's
+    # architecture; the example trains it with LLaMA-Factory's deepseek3 template
+    ("deepseek-ai/DeepSeek-V3-0324-BF16", "deepseek-ai/DeepSeek-V3",
+     {"repo": "hiyouga/LLaMA-Factory", "path": "examples/ktransformers/train_lora/deepseek_v3_lora_sft_kt.yaml",
+      "commit": "ff6d4d12eeb035d6ce06805a5733dd7b29f2ac30"}),
+    # "Base DeepSeek-R1-Distill-Qwen-14B." (a leaderboard's entry for it; docker's model card gives 14.77B, Qwen2)
+    ("agentica-org/DeepCoder-14B-Preview", "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
+     {"repo": "AIComputing101/llm-leaderboard", "path": "models/together/deepcoder-14b-preview.md",
+      "commit": "90557b50558dc8c6aa7ccfa2b1f392d01da641b5"}),
 ]
 
 
@@ -389,6 +397,26 @@ def _qwen2_5_vl_7b() -> dict:
     return Qwen2_5_VLConfig(text_config=QWEN2_7B_TEXT, vision_config=vision, tie_word_embeddings=False).to_dict()
 
 
+# DeepSeek-V3's config.json as Megatron-Bridge's test copies it (ds_v3_config: 61 layers of 7168, 256 routed experts,
+# MLA with q_lora_rank 1536; its quantization_config, fp8 storage of the original, left out). The multi-token
+# prediction module (num_nextn_predict_layers) is not built by transformers: 671B, as the V3 README counts.
+DEEPSEEK_V3 = megatron_bridge("tests/unit_tests/models/deepseek/test_deepseek_bridges.py")
+
+
+def _deepseek_v3() -> dict:
+    from transformers import DeepseekV3Config
+
+    return DeepseekV3Config(
+        first_k_dense_replace=3, hidden_size=7168, intermediate_size=18432, kv_lora_rank=512,
+        max_position_embeddings=163840, moe_intermediate_size=2048, n_group=8, n_routed_experts=256,
+        n_shared_experts=1, norm_topk_prob=True, num_attention_heads=128, num_experts_per_tok=8, num_hidden_layers=61,
+        num_key_value_heads=128, q_lora_rank=1536, qk_nope_head_dim=128, qk_rope_head_dim=64,
+        routed_scaling_factor=2.5, tie_word_embeddings=False, topk_group=4, v_head_dim=128, vocab_size=129280,
+        rope_theta=10000, rope_scaling={"beta_fast": 32, "beta_slow": 1, "factor": 40, "mscale": 1.0,
+                                        "mscale_all_dim": 1.0, "original_max_position_embeddings": 4096,
+                                        "type": "yarn"}).to_dict()
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -425,6 +453,7 @@ VARIANTS = [
     (["google/gemma-4-31B", "google/gemma-4-31B-it"], lambda: _gemma4("31b"), GEMMA4_CONVERT),
     (["google/gemma-4-26B-A4B", "google/gemma-4-26B-A4B-it"], lambda: _gemma4("26b-a4b"), GEMMA4_CONVERT),
     (["zai-org/GLM-4.5-Air"], _glm45_air, GLM45_AIR),
+    (["deepseek-ai/DeepSeek-V3"], _deepseek_v3, DEEPSEEK_V3),
     (["Qwen/Qwen2.5-VL-7B-Instruct"], _qwen2_5_vl_7b, QWEN25_VL_GRAPH),
     (["Qwen/Qwen3.5-27B"], lambda: _qwen3_5(False), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),
     (["Qwen/Qwen3.5-397B-A17B"], lambda: _qwen3_5(True), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),

@@ -43,6 +43,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "qwen2_vl": "a Qwen2 decoder with a 675M ViT and its merger",
     "qwen2_5_vl": "a Qwen2 decoder with a windowed-attention ViT and its merger",
     "glm4_moe": "128 routed experts plus a shared one after a dense first layer, biased q/k/v",
+    "deepseek_v3": "multi-head latent attention with query compression, 256 routed experts plus a shared one",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -110,6 +111,8 @@ PUBLISHED_CLASS = [
     ("mistralai/Ministral-3-3B-Instruct-2512", 3.8e9, False),  # 3.4B language model + 0.4B vision encoder
     ("Qwen/Qwen3.5-27B", 27e9, False), ("Qwen/Qwen3.5-397B-A17B", 397e9, False),
     ("zai-org/GLM-4.5-Air", 106e9, False),  # "GLM 4.5 Air 106B": the Megatron-Bridge test its config comes from
+    # "671B total parameters": github.com/deepseek-ai/DeepSeek-V3 at acbbd89, README.md
+    pytest.param("deepseek-ai/DeepSeek-V3", 671e9, False, marks=pytest.mark.slow),
     # "With 24 billion parameters": transformers' docs/source/en/model_doc/mistral3.md
     ("mistralai/Mistral-Small-3.1-24B-Instruct-2503", 24e9, False),
 ]
@@ -212,6 +215,7 @@ SAME_AS = [
     ("nvidia/Qwen3-30B-A3B-NVFP4", "Qwen/Qwen3-30B-A3B"), ("Qwen/Qwen3.5-35B-A3B-Base", "Qwen/Qwen3.5-35B-A3B"),
     ("mistralai/Magistral-Small-2509", "mistralai/Mistral-Small-3.1-24B-Instruct-2503"),
     ("mistralai/Devstral-Small-2507", "mistralai/Magistral-Small-2506"),  # both Mistral Small 3.1's text decoder
+    ("agentica-org/DeepCoder-14B-Preview", "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B"),
 ]
 
 
