@@ -11,6 +11,8 @@ multimodal model's towers load with its language model.
 """
 from __future__ import annotations
 
+from model_index_build import QUOTED  # the config.json copies the build script quotes (Mistral Nemo's decoder)
+
 # (ids, model_type, the checkpoint the class's docstring names). Left out because the defaults are
 # not the named checkpoint (their totals differ from the card's): seed_oss, smolvlm, qwen2_vl, qwen3_vl,
 # qwen3_vl_moe, qwen3_5 (defaults 9.4B, named 27B), deepseek_v2 (38.6B, named V2-Lite 15.7B),
@@ -417,6 +419,21 @@ def _deepseek_v3() -> dict:
                                         "type": "yarn"}).to_dict()
 
 
+# "12B parameter multimodal decoder based on Mistral Nemo and 400M parameter vision encoder": pixtral-12b as
+# transformers loads it (LlavaForConditionalGeneration), its tower PixtralVisionConfig's defaults (the docstring names
+# pixtral-12b), its decoder the index's Mistral-Nemo-Base-2407 config.
+PIXTRAL_README = {"repo": "openvinotoolkit/openvino_notebooks", "path": "notebooks/pixtral/README.md",
+                  "commit": "027b97060080b805b9a67adb95dd423d277ce6fb"}
+NEMO_CONFIG, NEMO_SOURCE = next((cfg, src) for ids, cfg, src in QUOTED if "mistralai/Mistral-Nemo-Base-2407" in ids)
+
+
+def _pixtral_12b() -> dict:
+    from transformers import LlavaConfig, PixtralVisionConfig
+
+    return LlavaConfig(vision_config=PixtralVisionConfig().to_dict(), text_config=dict(NEMO_CONFIG),
+                       projector_hidden_act="gelu", image_token_index=10, vision_feature_layer=-1).to_dict()
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -454,6 +471,9 @@ VARIANTS = [
     (["google/gemma-4-26B-A4B", "google/gemma-4-26B-A4B-it"], lambda: _gemma4("26b-a4b"), GEMMA4_CONVERT),
     (["zai-org/GLM-4.5-Air"], _glm45_air, GLM45_AIR),
     (["deepseek-ai/DeepSeek-V3"], _deepseek_v3, DEEPSEEK_V3),
+    (["mistral-community/pixtral-12b"], _pixtral_12b,
+     {"config": NEMO_SOURCE, "base_model": PIXTRAL_README,
+      "vision_config": transformers_source("pixtral", "mistral-labs/pixtral-12b")}),
     (["Qwen/Qwen2.5-VL-7B-Instruct"], _qwen2_5_vl_7b, QWEN25_VL_GRAPH),
     (["Qwen/Qwen3.5-27B"], lambda: _qwen3_5(False), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),
     (["Qwen/Qwen3.5-397B-A17B"], lambda: _qwen3_5(True), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),

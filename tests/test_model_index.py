@@ -97,7 +97,7 @@ PUBLISHED_ON_META = [
     ("microsoft/phi-1_5", 1.42e9), ("google/gemma-4-E2B", 5.1e9),  # Gemma 4 E2B: "5.1B with embeddings"
     ("openai/gpt-oss-20b", 20.9e9),  # OpenAI's gpt-oss model card (arXiv 2508.10925): 20.9B total
     ("EleutherAI/pythia-1.4b-deduped", 1_414_647_808), ("Qwen/Qwen2-VL-7B-Instruct", 8.29e9),
-    ("Qwen/Qwen2.5-VL-7B-Instruct", 8.29e9),
+    ("Qwen/Qwen2.5-VL-7B-Instruct", 8.29e9), ("mistral-community/pixtral-12b", 12.7e9),
 ]
 # Cards that state only the size class ("80B in total"): within 2.5% of it. Kimi Linear's "48B" counts
 # no embeddings, so its figure is checked without them.
