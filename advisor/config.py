@@ -31,7 +31,7 @@ Strategy = Literal["ddp", "fsdp", "deepspeed"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 Offload = Literal["none", "params", "params_and_optimizer"]  # distributed.offload (advisor/sharding.py)
 OFFLOADS: tuple[str, ...] = get_args(Offload)
-FsdpSharding = Literal["full", "shard_grad_op", "hybrid"]  # distributed.fsdp_sharding (advisor/sharding.py)
+FsdpSharding = Literal["full", "shard_grad_op", "hybrid", "no_shard"]  # distributed.fsdp_sharding (advisor/sharding.py)
 FSDP_SHARDINGS: tuple[str, ...] = get_args(FsdpSharding)
 StrategyChoice = Literal[("auto",) + STRATEGIES]  # type: ignore[valid-type]  # auto: DDP if it fits, else FSDP
 STRATEGY_CHOICES: tuple[str, ...] = get_args(StrategyChoice)
@@ -174,6 +174,10 @@ class TrainSection(Section):
     """Longest sequence in tokens; longer rows are truncated and counted."""
     grad_checkpointing: bool = True
     """Recompute activations in the backward pass: much less memory, ~30% slower."""
+    checkpointing_reentrant: bool = False
+    """With grad_checkpointing: torch's reentrant checkpoint (use_reentrant=True, the default of axolotl
+    and LLaMA-Factory) instead of the non-reentrant one. Same saved inputs; the reentrant one recomputes
+    each layer in full and keeps its output through that layer's backward (one hidden-state tensor more)."""
     optimizer: OptimizerChoice = "auto"
     """auto: paged 8-bit AdamW for QLoRA (paging as in QLoRA, whose paper used 32-bit states), AdamW for LoRA."""
     weight_decay: float = Field(0.0, ge=0.0)
@@ -242,7 +246,8 @@ class DistributedSection(Section):
     fsdp_sharding: FsdpSharding = "full"
     """FSDP sharding strategy. full: weights gathered per layer and freed (FULL_SHARD). shard_grad_op:
     weights stay gathered from forward to backward (less communication, the whole model in full on
-    each GPU at the peak). hybrid: full sharding within a machine, replicas across machines."""
+    each GPU at the peak). hybrid: full sharding within a machine, replicas across machines. no_shard:
+    a full replica per GPU, gradients all-reduced (FSDP's DDP; NO_SHARD)."""
 
     @field_validator("gpus", mode="before")
     @classmethod

@@ -54,6 +54,23 @@ ATTENTION_TEXT = {"sdpa": "SDPA (flash/memory-efficient) attention",
                   "flash_attention_2": "flash-attention 2 (no seq×seq scores kept)",
                   "eager": "eager attention (seq×seq scores kept)"}
 
+# torch 2.13 utils/checkpoint.py. Both variants keep each checkpointed layer's inputs and recompute it once
+# in backward, so the saved activations are the same. Non-reentrant: the recomputation "stops ... as soon
+# as all needed intermediate activations have been recomputed" (early stop), and each recomputed tensor is
+# dropped as backward unpacks it; a decoder layer's last op (the residual add) saves nothing, so its output
+# is never recomputed. Reentrant (CheckpointFunction.backward): `outputs = ctx.run_function(*detached_inputs)`
+# recomputes the layer "in its entirety" and holds `outputs` through `torch.autograd.backward(outputs, ...)`:
+# one hidden-state tensor more at the layer's backward. Its need for an input that requires grad is met
+# either way (transformers' activation_checkpointing_enable calls enable_input_require_grads). Under FSDP
+# both recompute on the unit the pre-backward hook gathered (_flat_param.py keeps the views "to support
+# reentrant activation checkpointing ... in the backward pass's recomputed forward"): no second gather.
+REENTRANT_TEXT = {
+    False: "non-reentrant gradient checkpointing: each layer's input kept, one layer recomputed in backward "
+           "(stopping at the last tensor backward needs)",
+    True: "reentrant gradient checkpointing: each layer's input kept (as non-reentrant), one layer recomputed in "
+          "full in backward, its output held through that layer's backward (one hidden-state tensor more); "
+          "FSDP recomputes on the unit already gathered for backward"}
+
 # ------------------------------------------------------------------ validation
 
 
@@ -167,7 +184,7 @@ def _shard(spec: ModelSpec, plan: Plan, comps: dict[str, int]) -> dict[str, int]
     while they run: the root unit (FSDP does not reshard the root after forward: it is needed
     again in backward) and two decoder layers (the running one and the one prefetched,
     forward_prefetch / BACKWARD_PRE)."""
-    n = plan.gpus
+    n = sharding.shards(plan)
     out = {k: -(-comps[k] // n) for k in ("base_weights", "unquantized_weights", "lora_params", "lora_grads",
                                           "optimizer_states") if k in comps}
     layer, root = unit_bytes(spec, plan)
@@ -214,6 +231,8 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     logits = fused_loss_bytes(spec, plan) if plan.loss == "fused" else tokens * logits_peak_bytes(spec, plan)
     weight_tmp = layer_weight_transient_bytes(spec, plan, adapted)
     recompute = tokens * (per_layer + layer_backward_transient_bytes(spec, plan)) + weight_tmp
+    if plan.reentrant and plan.grad_checkpointing:  # the recomputed layer's output, alive through its backward (_assumptions says why)
+        recompute += tokens * stream_bytes(plan) * spec.hidden_size
     if plan.grad_checkpointing:
         saved = tokens * (L * stream_bytes(plan) * spec.hidden_size + final_norm)  # each layer's input
         other = recompute  # backward re-runs one layer's forward, then its backward
@@ -287,7 +306,7 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
     else:
         out.append(f"{m.label}: base weights in {8 * plan.dtype_bytes}-bit")
     if plan.grad_checkpointing:
-        out.append("non-reentrant gradient checkpointing: each layer's input kept, one layer recomputed in backward")
+        out.append(REENTRANT_TEXT[plan.reentrant])
         which = "the loss's vocab-sized buffers" if logits >= recompute else "one layer's recompute"
         out.append(f"the transient peak is {which} ({logits / GIB:.2f} GiB logits/loss vs "
                    f"{recompute / GIB:.2f} GiB layer recompute)")

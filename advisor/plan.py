@@ -74,6 +74,7 @@ class Plan:
     micro_batch: int = 1
     seq_len: int = 2048
     grad_checkpointing: bool = True
+    reentrant: bool = False  # train.checkpointing_reentrant: torch's reentrant checkpoint (use_reentrant=True)
     optimizer: str = "adamw_torch"  # adamw_torch | adamw_8bit | paged_adamw_8bit
     double_quant: bool = True
     dtype_bytes: int = 2  # 16-bit compute; 4 for fp32
@@ -88,7 +89,7 @@ class Plan:
     init: str = "default"  # lora.init: how the adapter starts (config.LORA_INITS; adapter_init.py costs it)
     init_iters: int | None = None  # lora.init_iters: PiSSA's fast-SVD iterations (None: the exact SVD)
     offload: str = "none"  # distributed.offload: none | params | params_and_optimizer (sharding.py)
-    fsdp_sharding: str = "full"  # distributed.fsdp_sharding: full | shard_grad_op | hybrid (sharding.py)
+    fsdp_sharding: str = "full"  # distributed.fsdp_sharding: full | shard_grad_op | hybrid | no_shard (sharding.py)
     fp32_master: bool = False  # train.precision fp32_master: fp32 shards, bf16 gathered compute (FSDP)
 
     @property
@@ -115,7 +116,8 @@ class Plan:
             method=method, r=cfg.lora.r,
             targets=targets if isinstance(targets, str) else tuple(targets),
             micro_batch=cfg.train.micro_batch, seq_len=cfg.train.max_seq_len,
-            grad_checkpointing=cfg.train.grad_checkpointing, optimizer=cfg.resolved_optimizer(method),
+            grad_checkpointing=cfg.train.grad_checkpointing, reentrant=cfg.train.checkpointing_reentrant,
+            optimizer=cfg.resolved_optimizer(method),
             double_quant=cfg.quant.double_quant, dtype_bytes=4 if cfg.train.precision == "fp32" else 2,
             gpus=gpus, lora_dropout=cfg.lora.dropout > 0, strategy="ddp" if strategy == "auto" else strategy,
             attention="sdpa" if cfg.train.attention == "auto" else cfg.train.attention,

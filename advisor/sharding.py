@@ -7,6 +7,13 @@
   reshard [parameters] after the forward, and only reshards them after the backward computation", so
   at the start of backward every decoder layer is gathered in full; HYBRID_SHARD is FULL_SHARD within
   a machine and replication across machines (the estimate is for one machine: the same as FULL_SHARD).
+  NO_SHARD keeps the whole flat parameter on every rank: unshard is "a no-op" (FlatParamHandle.unshard)
+  and the gradient is all-reduced in place on `flat_param.grad` (_runtime_utils.py `_reduce_grad_no_shard`),
+  so each GPU holds the full weights, LoRA weights, gradients and optimizer states like DDP, without DDP's
+  gradient buckets and with no gathered copies. Under parameter mixed precision (fp32_master) the bf16
+  `_mp_shard` is the unsharded parameter a unit computes with, freed at its reshard (_flat_param.py
+  `post_reshard`: "For NO_SHARD, _mp_shard is not freed in the post-unshard ...
+  we delay the free until the reshard"): bf16 copies of the running units, where FULL_SHARD gathers.
 - CPU offload: FSDP's `CPUOffload(offload_params=True)` keeps the sharded parameters and their
   gradients on the CPU and the optimizer steps there (its states are created beside the CPU
   parameters); FSDP has no parameters-only offload. DeepSpeed ZeRO-3 offloads parameters
@@ -52,6 +59,11 @@ def check(plan: Plan) -> None:
                             "use method: lora for fp32 master weights, or train.precision: bf16")
 
 
+def shards(plan: Plan) -> int:
+    """How many ways the weights, gradients and optimizer states are split (NO_SHARD: not at all)."""
+    return 1 if plan.fsdp_sharding == "no_shard" else plan.gpus
+
+
 def adjust(plan: Plan, comps: dict[str, int], layer: int, layers: int) -> dict[str, int]:
     """The per-GPU components after FULL_SHARD (memory._shard) changed for `plan`'s variants. `layer`:
     bytes of one gathered decoder layer; `layers`: how many decoder layers the model has."""
@@ -60,7 +72,10 @@ def adjust(plan: Plan, comps: dict[str, int], layer: int, layers: int) -> dict[s
         for k in ("base_weights", "unquantized_weights"):  # fp32 shards where the compute-dtype ones were
             if k in out:
                 out[k] = out[k] * 4 // plan.dtype_bytes
-        out["gather_layers"] += 2 * -(-layer // plan.gpus)  # the bf16 copy of the local shard of each gathered unit
+        if plan.fsdp_sharding != "no_shard":  # NO_SHARD: that bf16 copy is the gathered unit itself
+            out["gather_layers"] += 2 * -(-layer // plan.gpus)  # the bf16 copy of the local shard of each gathered unit
+    if plan.fsdp_sharding == "no_shard" and not plan.fp32_master:
+        out["gather_layers"] = out["gather_root"] = 0  # the local flat parameter is the full one: nothing gathered
     if plan.fsdp_sharding == "shard_grad_op":
         out["gather_layers"] = layers * layer  # every layer stays gathered from its forward to its backward
     for k in OFFLOADED.get(plan.offload, ()):
@@ -71,7 +86,8 @@ def adjust(plan: Plan, comps: dict[str, int], layer: int, layers: int) -> dict[s
 
 def host_bytes(plan: Plan, full: dict[str, int]) -> int:
     """Host RAM the offload holds on this machine (every rank's shards: the full unsharded totals)."""
-    return sum(full.get(k, 0) for k in OFFLOADED.get(plan.offload, ())) * (2 if plan.fp32_master else 1)
+    copies = plan.gpus if plan.fsdp_sharding == "no_shard" else 1  # NO_SHARD: every rank offloads a full replica
+    return sum(full.get(k, 0) for k in OFFLOADED.get(plan.offload, ())) * (2 if plan.fp32_master else 1) * copies
 
 
 def notes(plan: Plan, offloaded: int) -> tuple[str, ...]:
@@ -79,6 +95,10 @@ def notes(plan: Plan, offloaded: int) -> tuple[str, ...]:
     if plan.fsdp_sharding == "shard_grad_op":
         out.append("FSDP SHARD_GRAD_OP: weights stay gathered from forward to backward: every decoder layer in full "
                    "at the start of backward (less communication than FULL_SHARD)")
+    elif plan.fsdp_sharding == "no_shard":
+        out.append("FSDP NO_SHARD: a full replica of the weights, LoRA weights, gradients and optimizer states per "
+                   "GPU (nothing sharded or gathered), gradients all-reduced in place (no DDP buckets)"
+                   + ("; the bf16 copy of each running unit under fp32 master weights" if plan.fp32_master else ""))
     elif plan.fsdp_sharding == "hybrid":
         out.append("FSDP HYBRID_SHARD: sharded within a machine, replicated across machines; estimated for one "
                    "machine (the same as FULL_SHARD there)")

@@ -285,6 +285,26 @@ class Samples(TrainerCallback):
                 self.clock.exclude(time.perf_counter() - t0)
 
 
+class CheckpointVariant(TrainerCallback):
+    """Logs once which torch.utils.checkpoint variant the model's layers run, read from the model after the
+    Trainer turned checkpointing on (transformers binds `use_reentrant` into each layer's checkpoint function)."""
+
+    def __init__(self, sink):
+        self.sink, self.done = sink, False
+
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        if self.done or model is None:
+            return
+        self.done = True
+        flags = {getattr(m._gradient_checkpointing_func, "keywords", {}).get("use_reentrant")
+                 for m in model.modules() if getattr(m, "gradient_checkpointing", False)
+                 and hasattr(m, "_gradient_checkpointing_func")}
+        if flags:
+            names = ", ".join(sorted("reentrant" if f else "non-reentrant" for f in flags))
+            self.sink.emit("log", level="info", message=f"gradient checkpointing: {names} "
+                           f"(use_reentrant={'/'.join(str(f) for f in sorted(flags, key=str))})")
+
+
 class StartOnce(TrainerCallback):
     """Emits `start` once per process, when HF knows max_steps (an OOM retry rebuilds the
     Trainer; its `retry` event already says what changed)."""

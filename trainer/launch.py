@@ -46,7 +46,8 @@ DEFAULT_PORT = 29500  # torchrun's default rendezvous port
 STRATEGIES = (*config.STRATEGIES, "cpu")  # the schema's strategies, and CPU processes (gloo)
 WORKER = "rankwise.trainer.worker"
 # distributed.fsdp_sharding -> FSDP v1 ShardingStrategy names (accelerate's fsdp_sharding_strategy)
-FSDP_SHARDING = {"full": "FULL_SHARD", "shard_grad_op": "SHARD_GRAD_OP", "hybrid": "HYBRID_SHARD"}
+FSDP_SHARDING = {"full": "FULL_SHARD", "shard_grad_op": "SHARD_GRAD_OP", "hybrid": "HYBRID_SHARD",
+                 "no_shard": "NO_SHARD"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Launch:
     mixed_precision: str = "bf16"  # bf16 | fp16 | no
     layer_cls: str | None = None  # the decoder layer class FSDP wraps, e.g. LlamaDecoderLayer
     offload: str = "none"  # distributed.offload: none | params | params_and_optimizer (advisor/sharding.py)
-    sharding: str = "full"  # distributed.fsdp_sharding: full | shard_grad_op | hybrid
+    sharding: str = "full"  # distributed.fsdp_sharding: full | shard_grad_op | hybrid | no_shard
 
     @property
     def total_processes(self) -> int:

@@ -102,7 +102,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     from rankwise.advisor import hardware, redflags
     from rankwise.advisor.model import load_model
 
-    from .callbacks import Events, StartOnce, TestSeams, TokenCounter
+    from .callbacks import CheckpointVariant, Events, StartOnce, TestSeams, TokenCounter
     from .checkup import Checkup, Watched, best_checkpoint
     from .data import make_collator
     from .data_cache import cache_root, data_progress, data_ready, prepare_data
@@ -160,6 +160,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     compute_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
         compute, torch.bfloat16 if pure else torch.float32 if device == "cpu" else (torch.bfloat16 if bf16_ok else torch.float16))
     attn, liger = kernel_options(cfg, device)
+    # torch.utils.checkpoint's variant, for the Trainer and peft (advisor/memory.py REENTRANT_TEXT: what each keeps)
+    checkpointing = {"use_reentrant": cfg.train.checkpointing_reentrant}
     adapter_init.check_options(cfg, device, sharded, method)  # lora.init / LoRA+ this machine or launch cannot run
     prequantized(spec)  # a GPTQ/AWQ base without the package that loads it: exit 2 here
     optim = cfg.resolved_optimizer(method)
@@ -201,11 +203,11 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         if how.quantized and sharded:
             # prepare_model_for_kbit_training would cast norms/embeddings to fp32: FSDP cannot flatten
             # mixed dtypes into one unit, so sharded QLoRA keeps them in the storage dtype (as TRL does);
-            # get_peft_model freezes the base and the Trainer turns on (non-reentrant) checkpointing
+            # get_peft_model freezes the base and the Trainer turns on checkpointing
             model.enable_input_require_grads()
         elif how.quantized:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.grad_checkpointing,
-                                                    gradient_checkpointing_kwargs={"use_reentrant": False})
+                                                    gradient_checkpointing_kwargs=checkpointing)
             if not cfg.quant.kbit_upcast:  # undo peft's fp32 upcast of the non-quantized weights (as axolotl does)
                 cast = [p for p in model.parameters() if p.dtype == torch.float32 and p.dtype != compute_dtype]
                 for p in cast:
@@ -238,7 +240,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             learning_rate=t.lr, lr_scheduler_type=SCHEDULERS[t.scheduler],
             warmup_steps=t.warmup_steps if t.warmup_steps is not None else t.warmup_ratio,  # < 1: a ratio
             num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
-            **{ckpt: t.grad_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False}},  # non-reentrant
+            **{ckpt: t.grad_checkpointing, f"{ckpt}_kwargs": checkpointing},
             optim=optim, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed,
             logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps,
             save_total_limit=t.save_total_limit,
@@ -252,7 +254,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             metric_for_best_model="eval_loss" if val_rows else None, greater_is_better=False if val_rows else None,
         )
         return adapter_init.trainer_class(cfg)(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
-                       data_collator=tokens, callbacks=[events, checkup, checkpoints, SyncedStop(stop), seams, started]
+                       data_collator=tokens, callbacks=[events, checkup, checkpoints, SyncedStop(stop), seams, started,
+                                                        variant]
                        + ([samples] if samples else []))
 
     # --- callbacks ---------------------------------------------------------------------------
@@ -265,6 +268,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     if resume:
         log.info("resuming from %s", latest[1] if latest else "the beginning (no complete checkpoint)")
     micro, accum = cfg.train.micro_batch, cfg.train.grad_accum
+    variant = CheckpointVariant(sink)  # the run's log says which checkpoint variant the model runs
     started = StartOnce(lambda max_steps: sink.emit(
         "start", run_id=run_dir.name, pid=os.getpid(), model=cfg.model.name, method=method, device=device,
         device_total_bytes=gpu_bytes, max_steps=max_steps, epochs=cfg.train.epochs, micro_batch=micro,

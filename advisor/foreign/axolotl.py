@@ -7,6 +7,9 @@ Sources (axolotl @ 067b021c8b87a9e5e380b9173c704cf7340e30f5):
 - src/axolotl/utils/schemas/peft.py LoraConfig: lora_dropout 0.0, load_in_4bit/8bit False.
 - src/axolotl/utils/schemas/config.py: gradient_checkpointing False ("offload", "offload_disk" too),
   sequence_len 512, bf16 "auto", val_set_size 0.0.
+- src/axolotl/utils/config/__init__.py normalize_config: gradient_checkpointing_kwargs {"use_reentrant":
+  True} when checkpointing is on and neither gradient_checkpointing_kwargs, rl nor unfrozen_parameters is set
+  (core/builders/base.py: {"use_reentrant": False} when the kwargs are still unset, e.g. with rl).
 - src/axolotl/utils/config/__init__.py normalize_config: gradient_accumulation_steps =
   batch_size // micro_batch_size when only batch_size is given.
 - src/axolotl/core/builders/base.py: warmup min(3% of steps, 100) when neither warmup key is set
@@ -23,7 +26,7 @@ from .known_keys import AXOLOTL_KEYS
 from .mapping import (Default, Out, Tool, deepspeed,
                       dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
-                      names_for_set, OPTIMS_BACK, loraplus, peft_init)
+                      names_for_set, OPTIMS_BACK, loraplus, peft_init, FSDP_SHARDING, fsdp_words)
 
 MARKS = {"base_model", "adapter", "lora_r", "lora_alpha", "lora_target_modules", "lora_target_linear",
          "micro_batch_size", "sequence_len", "load_in_4bit", "load_in_8bit", "datasets", "num_epochs",
@@ -117,19 +120,10 @@ def _rl(value, out: Out):
         out.stage = str(value).lower()
 
 
-# FSDP sharding strategies as axolotl writes them (the fsdp list's words, fsdp_config's *_sharding_strategy)
-FSDP_SHARDING = {"full_shard": "full", "shard_grad_op": "shard_grad_op", "hybrid_shard": "hybrid"}
-
-
-def _fsdp(value, out: Out):
-    if value:
-        out.set("distributed.strategy", "fsdp")
-        words = [str(v).lower() for v in value] if isinstance(value, list) else str(value).lower().split()
-        if any("offload" in w for w in words):  # FSDP's CPUOffload: parameters, gradients and optimizer together
-            out.set("distributed.offload", "params_and_optimizer")
-        for w in words:
-            if w in FSDP_SHARDING:
-                out.set("distributed.fsdp_sharding", FSDP_SHARDING[w])
+def _gc_kwargs(value, out: Out):
+    """gradient_checkpointing_kwargs: {use_reentrant: ...} goes to the HF Trainer as is (core/builders/base.py)."""
+    if isinstance(value, dict) and isinstance(value.get("use_reentrant"), bool):
+        out.set("train.checkpointing_reentrant", value["use_reentrant"])
 
 
 def _fsdp_config(value, out: Out):
@@ -197,14 +191,14 @@ TABLE = {
     "peft_use_rslora": to("lora.use_rslora"), "learning_rate": to("train.lr", _number),
     "lr_scheduler": scheduler, "micro_batch_size": to("train.micro_batch"), "batch_size": _batch_size,
     "gradient_accumulation_steps": to("train.grad_accum"), "sequence_len": to("train.max_seq_len"),
-    "gradient_checkpointing": _gc, "optimizer": optimizer, "num_epochs": to("train.epochs"),
+    "gradient_checkpointing": _gc, "gradient_checkpointing_kwargs": _gc_kwargs, "optimizer": optimizer, "num_epochs": to("train.epochs"),
     "max_steps": steps("train.max_steps"), "warmup_steps": steps("train.warmup_steps"),
     "warmup_ratio": to("train.warmup_ratio"), "bf16": precision_bf16, "fp16": precision_fp16,
     "trust_remote_code": to("model.trust_remote_code"), "datasets": _datasets, "val_set_size": _val,
     "sample_packing": to("data.packing"), "weight_decay": to("train.weight_decay"),
     "max_grad_norm": to("train.max_grad_norm"), "seed": to("train.seed"), "logging_steps": to("train.logging_steps"),
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
-    "save_total_limit": to("train.save_total_limit"), "rl": _rl, "fsdp": _fsdp, "fsdp_config": _fsdp_config,
+    "save_total_limit": to("train.save_total_limit"), "rl": _rl, "fsdp": fsdp_words, "fsdp_config": _fsdp_config,
     "deepspeed": deepspeed, "plugins": _plugins, "special_tokens": _special_tokens, "tokens": _tokens,
     "added_tokens_overrides": _tokens, "gptq": not_modelled("a GPTQ base: its weights take ~4 bits, the estimate "
                                                             "counts them as 16-bit"),
@@ -315,6 +309,12 @@ def finish(out: Out) -> None:
         out.not_modelled("no adapter: a full fine-tune, every weight trained with its gradients and optimizer "
                          "states (far more memory); checked as LoRA", "set adapter: lora or qlora",
                          {"adapter": "lora"}, severity="warning")
+    if out.values.get("train.grad_checkpointing") and "train.checkpointing_reentrant" not in out.values:
+        # utils/config/__init__.py normalize_config: checkpointing with no gradient_checkpointing_kwargs and no
+        # rl is {"use_reentrant": True}; with rl, core/builders/base.py passes {"use_reentrant": False}
+        # (Gemma 4 is forced to False there too; unfrozen_parameters, which also skips it, is not read here)
+        out.key = "gradient_checkpointing"
+        out.set("train.checkpointing_reentrant", out.stage is None)
     total = out.extra.get("batch_size")
     if total and "train.grad_accum" not in out.values:
         out.key = "batch_size"
@@ -337,6 +337,7 @@ REVERSE = {
     "method": _method_back, "lora.target_modules": _targets_back,
     "train.optimizer": lambda v: {"optimizer": OPTIMS_BACK.get(v, v)},
     "train.grad_checkpointing": lambda v: {"gradient_checkpointing": v},
+    "train.checkpointing_reentrant": lambda v: {"gradient_checkpointing_kwargs": {"use_reentrant": v}},
     "data.val_ratio": lambda v: {"val_set_size": v},
     "train.precision": lambda v: {"bf16": v == "bf16" or ("auto" if v == "auto" else False), "fp16": v == "fp16"},
 }

@@ -5,7 +5,8 @@ Sources (LLaMA-Factory @ ff6d4d12eeb035d6ce06805a5733dd7b29f2ac30):
 - flat: src/llamafactory/hparams/finetuning_args.py: lora_rank 8, lora_alpha None → lora_rank * 2
   (__post_init__), lora_dropout 0.0, lora_target "all" (comma-separated names, or all);
   data_args.py: cutoff_len 2048; model_args.py: disable_gradient_checkpointing False (checkpointing
-  on), quantization_bit None, quantization_method bnb. Training keys are transformers'
+  on), use_reentrant_gc True (model_utils/checkpointing.py: {"use_reentrant": use_reentrant_gc}, False under
+  FSDP2), quantization_bit None, quantization_method bnb. `fsdp` is transformers' FSDPOption words. Training keys are transformers'
   Seq2SeqTrainingArguments (5.x): per_device_train_batch_size 8, gradient_accumulation_steps 1,
   learning_rate 5e-5, num_train_epochs 3.0, lr_scheduler_type linear, warmup 0, optim adamw_torch_fused.
 - newer layout: src/llamafactory/v1/config/training_args.py: micro_batch_size 1, global_batch_size
@@ -22,7 +23,7 @@ from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
 from .mapping import (Default, Out, Tool, deepspeed,
                       dora, method_with, not_modelled, optimizer, precision_bf16,
                       precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK,
-                      loraplus)
+                      loraplus, fsdp_words)
 
 MARKS = {"model_name_or_path", "finetuning_type", "lora_rank", "lora_target", "cutoff_len",
          "per_device_train_batch_size", "quantization_bit", "stage", "template", "num_train_epochs",
@@ -156,7 +157,7 @@ FLAT = {
     "save_total_limit": to("train.save_total_limit"), "packing": to("data.packing"), "val_size": _val,
     "max_samples": to("data.max_rows"), "stage": _stage, "pref_loss": _pref_loss, "deepspeed": deepspeed,
     "flash_attn": _flash, "enable_liger_kernel": _liger, "pissa_init": _pissa_init, "pissa_iter": _pissa_iter,
-    "loraplus_lr_ratio": loraplus,
+    "loraplus_lr_ratio": loraplus, "use_reentrant_gc": to("train.checkpointing_reentrant"), "fsdp": fsdp_words,
 }
 
 NOT_MODELLED = {
@@ -210,6 +211,8 @@ DEFAULTS = (
     Default("lora.r", 8, "hparams/finetuning_args.py: lora_rank default=8"),
     Default("lora.dropout", 0.0, "hparams/finetuning_args.py: lora_dropout default=0.0"),
     Default("lora.target_modules", "all-linear", "hparams/finetuning_args.py: lora_target default='all'"),
+    Default("train.checkpointing_reentrant", True, "hparams/model_args.py: use_reentrant_gc default=True "
+            "(model_utils/checkpointing.py passes it to torch's checkpoint; FSDP2 launches force it False)"),
     Default("train.micro_batch", 8, "transformers TrainingArguments per_device_train_batch_size=8"),
     Default("train.grad_accum", 1, "transformers TrainingArguments gradient_accumulation_steps=1"),
     Default("train.lr", 5e-5, "transformers TrainingArguments learning_rate=5e-5"),
@@ -233,6 +236,7 @@ def _back_targets(value):
 REVERSE = {
     "method": _back_quant, "lora.target_modules": _back_targets,
     "train.grad_checkpointing": lambda v: {"disable_gradient_checkpointing": not v},
+    "train.checkpointing_reentrant": lambda v: {"use_reentrant_gc": v},
     "train.optimizer": lambda v: {"optim": OPTIMS_BACK.get(v, v)},
     "data.val_ratio": lambda v: {"val_size": v},
     "train.precision": lambda v: {"bf16": v == "bf16", "fp16": v == "fp16"},

@@ -98,6 +98,24 @@ def to(dotted: str, convert: Callable[[Any], Any] = lambda v: v) -> Mapper:
     return put
 
 
+# FSDP sharding strategies as the HF TrainingArguments `fsdp` option words (axolotl's fsdp list, LLaMA-Factory's
+# flat `fsdp` key: transformers' FSDPOption) and fsdp_config's *_sharding_strategy, in lower case
+FSDP_SHARDING = {"full_shard": "full", "shard_grad_op": "shard_grad_op", "hybrid_shard": "hybrid",
+                 "no_shard": "no_shard"}
+
+
+def fsdp_words(value, out: "Out") -> None:
+    """`fsdp: [full_shard, auto_wrap]` / `fsdp: "no_shard offload"`: FSDP, its sharding and CPU offload."""
+    if value:
+        out.set("distributed.strategy", "fsdp")
+        words = [str(v).lower() for v in value] if isinstance(value, list) else str(value).lower().split()
+        if any("offload" in w for w in words):  # FSDP's CPUOffload: parameters, gradients and optimizer together
+            out.set("distributed.offload", "params_and_optimizer")
+        for w in words:
+            if w in FSDP_SHARDING:
+                out.set("distributed.fsdp_sharding", FSDP_SHARDING[w])
+
+
 def steps(dotted: str) -> Mapper:
     """A step count where -1/0 means "unset" (both tools, after HF TrainingArguments)."""
     def put(value, out):

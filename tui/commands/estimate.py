@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--seq", type=int, help="sequence length in tokens (default 2048)")
     p.add_argument("--grad-checkpointing", dest="grad_checkpointing", action=argparse.BooleanOptionalAction,
                    default=None, help="recompute activations in backward (default on)")
+    p.add_argument("--reentrant", dest="reentrant", action=argparse.BooleanOptionalAction, default=None,
+                   help="checkpoint with torch's reentrant variant (use_reentrant=True, axolotl's and LLaMA-Factory's "
+                        "default): one hidden-state tensor more per recomputed layer (default off)")
     p.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="default " + ", ".join(f"{m.optimizer} for {m.name}" for m in methods.METHODS.values()))
     p.add_argument("--no-double-quant", dest="double_quant", action="store_false", default=None,
@@ -58,7 +61,7 @@ def register(sub) -> None:
                    help="FSDP/ZeRO-3 CPU offload: params (DeepSpeed only) or params_and_optimizer (default none)")
     p.add_argument("--fsdp-sharding", dest="fsdp_sharding", choices=FSDP_SHARDINGS, type=lambda s: s.replace("-", "_"),
                    help="FSDP: full (FULL_SHARD), shard_grad_op (weights kept gathered forward to backward), hybrid "
-                        "(default full)")
+                        "no_shard (a full replica per GPU, all-reduced gradients) (default full)")
     p.add_argument("--kbit-upcast", dest="kbit_upcast", action=argparse.BooleanOptionalAction, default=None,
                    help="4-/8-bit base: keep peft's fp32 upcast of embeddings, norms, lm_head (default on)")
     p.add_argument("--kernels", choices=KERNELS,
@@ -80,6 +83,7 @@ def register(sub) -> None:
 
 FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lora.target_modules": "--targets",
          "train.micro_batch": "--batch", "train.max_seq_len": "--seq", "train.grad_checkpointing": "--grad-checkpointing",
+         "train.checkpointing_reentrant": "--reentrant",
          "train.optimizer": "--optimizer", "quant.double_quant": "--no-double-quant", "distributed.gpus": "--gpus",
          "distributed.strategy": "--strategy", "train.attention": "--attention", "train.kernels": "--kernels",
          "quant.kbit_upcast": "--kbit-upcast", "train.precision": "--precision", "lora.init": "--init",
@@ -117,6 +121,7 @@ def config_from_args(args):
         "model.name": args.model, "method": args.method, "lora.r": args.rank, "lora.target_modules": targets,
         "train.micro_batch": args.batch, "train.max_seq_len": args.seq,
         "train.grad_checkpointing": args.grad_checkpointing, "train.optimizer": args.optimizer,
+        "train.checkpointing_reentrant": getattr(args, "reentrant", None),
         "quant.double_quant": args.double_quant, "distributed.gpus": args.gpus or None,  # --gpus 0: no GPU
         "distributed.strategy": getattr(args, "strategy", None),
         "train.attention": getattr(args, "attention", None), "train.kernels": getattr(args, "kernels", None),
