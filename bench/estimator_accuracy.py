@@ -20,7 +20,7 @@ What is compared, by the row's `measure`:
 Units: GB = 1e9 bytes, GiB = 2**30 bytes, as the source prints them.
 `options`: the run's other settings as the estimator's Plan fields, `key=value;...` (yes/no for
 flags): kbit_upcast=no (the 4-bit base's other weights kept 16-bit), attention=eager, loss=fused
-(Liger), pure_bf16=yes.
+(Liger), pure_bf16=yes, reentrant=yes (torch's reentrant checkpoint), fsdp_sharding=no_shard (FSDP NO_SHARD).
 
 Run: python3 bench/estimator_accuracy.py [--csv FILE] [--verbose]
 """
