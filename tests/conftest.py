@@ -19,14 +19,23 @@ def rankwise_cmd():
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory) -> Path:
+def demo_training(tmp_path_factory):
     """One real demo-cpu run (a few seconds on the tiny model), as the worker writes it: log,
-    start, steps, evals, checkpoints, an OOM retry (the CPU's stand-in for CUDA OOM) and end."""
+    start, steps, evals, checkpoints, an OOM retry (the CPU's stand-in for CUDA OOM) and end.
+    (run folder, the finished `rankwise train` process): 12 steps at micro_batch 4, grad_accum 1,
+    a checkpoint and an evaluation every 4 steps, an OOM as step 6 begins."""
     from train_helpers import only_run, tail_log, train
 
     runs = tmp_path_factory.mktemp("demo-run") / "runs"
-    out = train(runs, "--set", "train.eval_steps=4", extra_env={"RANKWISE_TEST_OOM_AT_STEPS": "6"})
+    out = train(runs, "--set", "train.eval_steps=4", "--set", "train.grad_accum=1",
+                extra_env={"RANKWISE_TEST_OOM_AT_STEPS": "6"})
     assert out.returncode == 0, out.stderr[-3000:]
     run = only_run(runs)
     assert (run / "events.jsonl").is_file(), tail_log(run)
-    return run
+    return run, out
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_training) -> Path:
+    """The session's demo run folder (read-only: a test that changes a run copies it first)."""
+    return demo_training[0]

@@ -11,10 +11,10 @@ OOM = "RANKWISE_TEST_OOM_AT_STEPS"
 
 
 @pytest.mark.slow
-def test_oom_retries_with_half_the_micro_batch_from_the_last_checkpoint(tmp_path):
-    runs = tmp_path / "runs"
-    proc = train(runs, "--set", "train.micro_batch=4", "--set", "train.grad_accum=1", extra_env={OOM: "6"})
-    run_dir = only_run(runs)
+def test_oom_retries_with_half_the_micro_batch_from_the_last_checkpoint(demo_training):
+    """The session's demo run (conftest.py): micro_batch 4, grad_accum 1, a checkpoint every 4 steps and
+    an OOM as step 6 begins."""
+    run_dir, proc = demo_training
     assert proc.returncode == 0, proc.stderr + tail_log(run_dir)
     evs = events(run_dir)
     (retry,) = of_type(evs, "retry")
