@@ -39,3 +39,20 @@ def demo_training(tmp_path_factory):
 def demo_run(demo_training) -> Path:
     """The session's demo run folder (read-only: a test that changes a run copies it first)."""
     return demo_training[0]
+
+
+@pytest.fixture(scope="session")
+def qlora_run(tmp_path_factory):
+    """One real demo-cpu-qlora run at the preset's own settings (40 steps, micro_batch 8, a step event
+    every 2 steps), with what each adapted layer's base really was (RANKWISE_TEST_LAYERS_TO):
+    (run folder, the finished `rankwise train` process, {layer: class, weight, quant_type, dtype})."""
+    import json
+
+    from train_helpers import only_run, tail_log, train
+
+    runs = tmp_path_factory.mktemp("qlora-run") / "runs"
+    layers = runs.parent / "layers.json"
+    out = train(runs, preset="demo-cpu-qlora", quick=False, extra_env={"RANKWISE_TEST_LAYERS_TO": str(layers)})
+    run = only_run(runs)
+    assert out.returncode == 0, out.stderr[-3000:] + tail_log(run)
+    return run, out, json.loads(layers.read_text())

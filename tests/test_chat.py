@@ -156,15 +156,10 @@ def test_named_sample_prompts_are_answered_at_each_evaluation(tmp_path, given):
 
 
 @pytest.mark.slow
-def test_a_qlora_run_is_chatted_with_on_its_4bit_base(tmp_path, capsys):
-    from train_helpers import only_run, train
-
+def test_a_qlora_run_is_chatted_with_on_its_4bit_base(qlora_run, capsys):
     from rankwise.trainer.chat import Bench
 
-    runs = tmp_path / "runs"
-    out = train(runs, preset="demo-cpu-qlora")
-    assert out.returncode == 0, out.stderr[-3000:]
-    run = only_run(runs)
+    run = qlora_run[0]  # the session's demo-cpu-qlora run (conftest.py)
     bench = Bench.open(run)
     bases = {type(m.base_layer).__name__ for _, m in bench.model.named_modules() if hasattr(m, "base_layer")}
     quant = {getattr(m.base_layer.weight, "quant_type", None) for _, m in bench.model.named_modules()

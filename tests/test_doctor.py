@@ -323,22 +323,34 @@ def test_cli_json_and_exit_codes(tmp_path, rankwise_cmd):
 
 def _diagnosed_run(tmp_path, *args, preset="demo-cpu", quick=False):
     """Train, then ask `rankwise doctor RUN --json` as a user would: {code: diagnosis dict}."""
-    from train_helpers import CLI, env, only_run, tail_log, train
+    from train_helpers import only_run, tail_log, train
 
     runs = tmp_path / "runs"
     out = train(runs, *args, preset=preset, quick=quick)
     assert out.returncode == 0, out.stderr[-3000:]
     run = only_run(runs)
-    out = subprocess.run(CLI + ["doctor", run.name, "--runs-dir", str(runs), "--json"], capture_output=True,
+    return _diagnosed(run), run, tail_log(run)
+
+
+def _diagnosed(run):
+    from train_helpers import CLI, env
+
+    out = subprocess.run(CLI + ["doctor", run.name, "--runs-dir", str(run.parent), "--json"], capture_output=True,
                          text=True, timeout=120, env=env())
     assert out.returncode in (0, 3), out.stderr
-    return {d["code"]: d for d in json.loads(out.stdout)["diagnoses"]}, run, tail_log(run)
+    return {d["code"]: d for d in json.loads(out.stdout)["diagnoses"]}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["demo-cpu", "demo-cpu-qlora"])
-def test_demo_preset_at_its_settings_is_healthy(tmp_path, preset):
-    found, run, log = _diagnosed_run(tmp_path, preset=preset)
+def test_demo_preset_at_its_settings_is_healthy(tmp_path, preset, request):
+    if preset == "demo-cpu-qlora":  # the session's run of it at its settings (conftest.py; test_train, test_chat)
+        from train_helpers import tail_log
+
+        run = request.getfixturevalue("qlora_run")[0]
+        found, log = _diagnosed(run), tail_log(run)
+    else:
+        found, run, log = _diagnosed_run(tmp_path, preset=preset)
     loud = {c: d["message"] for c, d in found.items() if d["severity"] != "info"}
     assert loud == {}, log
 

@@ -77,20 +77,15 @@ def test_lora_trains_the_loss_falls_and_the_adapter_reloads(tmp_path):
 
 
 @pytest.mark.slow
-def test_qlora_trains_in_4bit_and_the_loss_falls(tmp_path):
-    runs = tmp_path / "runs"
-    layers_file = tmp_path / "layers.json"
-    proc = train(runs, "--set", "train.max_steps=10", preset="demo-cpu-qlora",
-                 extra_env={"RANKWISE_TEST_LAYERS_TO": str(layers_file)})
-    run_dir = only_run(runs)
+def test_qlora_trains_in_4bit_and_the_loss_falls(qlora_run):
+    run_dir, proc, layers = qlora_run  # the session's demo-cpu-qlora run at the preset's settings (conftest.py)
     assert proc.returncode == 0, proc.stderr + tail_log(run_dir)
     assert "kernels" not in proc.stdout + proc.stderr
     evs = events(run_dir)
     assert of_type(evs, "start")[0]["method"] == "qlora"
     steps = of_type(evs, "step")
-    assert len(steps) == 10 and steps[-1]["loss"] < 0.8 * steps[0]["loss"]
+    assert [e["step"] for e in steps] == list(range(2, 41, 2)) and steps[-1]["loss"] < 0.8 * steps[0]["loss"]
     # the model that trained: every adapted layer's base is a bitsandbytes 4-bit NF4 layer (packed uint8)
-    layers = json.loads(layers_file.read_text())
     assert len(layers) == 7 * 2  # all-linear on the tiny Llama's 2 layers: q, k, v, o, gate, up, down
     assert {(v["class"], v["weight"], v["quant_type"], v["dtype"]) for v in layers.values()} == {
         ("Linear4bit", "Params4bit", "nf4", "torch.uint8")}
