@@ -64,6 +64,7 @@ ATTENTION_TEXT = {"sdpa": "SDPA (flash/memory-efficient) attention",
 # either way (transformers' activation_checkpointing_enable calls enable_input_require_grads). Under FSDP
 # both recompute on the unit the pre-backward hook gathered (_flat_param.py keeps the views "to support
 # reentrant activation checkpointing ... in the backward pass's recomputed forward"): no second gather.
+# Measured with torch's profiler on the CPU (tests/test_checkpoint_variants.py): the peaks differ by that tensor.
 REENTRANT_TEXT = {
     False: "non-reentrant gradient checkpointing: each layer's input kept, one layer recomputed in backward "
            "(stopping at the last tensor backward needs)",

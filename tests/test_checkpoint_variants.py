@@ -116,3 +116,39 @@ def test_the_variant_reaches_the_models_checkpoint_function(tmp_path, reentrant)
                     f"(use_reentrant={reentrant})"], said
     steps = of_type(evs, "step")
     assert steps and all(s["grad_norm"] > 0 for s in steps)  # the LoRA weights inside the checkpoints get gradients
+
+
+def _peak_live_bytes(reentrant: bool, cfg, tokens) -> int:
+    """The most bytes of CPU tensors alive at once over one LoRA forward + backward with checkpointing, from
+    torch's profiler memory timeline (every allocation and free, in order)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import MemoryProfileTimeline
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                                                             lora_dropout=0.0))
+    model.train()
+    model.base_model.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": reentrant})
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        loss = model(input_ids=tokens).logits.float().mean()
+        loss.backward()
+    _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline(torch.device("cpu"))
+    return max(sum(s) for s in sizes)
+
+
+@pytest.mark.slow
+def test_reentrant_costs_what_torch_measures_one_hidden_state():
+    """The estimate's reentrant term against torch itself: an fp32 Llama on the CPU, peak live bytes per variant."""
+    import torch
+    from transformers import LlamaConfig
+
+    cfg = LlamaConfig(hidden_size=256, intermediate_size=688, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=4, vocab_size=64, max_position_embeddings=2048)
+    tokens = torch.randint(0, 64, (2, 1024))
+    measured = _peak_live_bytes(True, cfg, tokens) - _peak_live_bytes(False, cfg, tokens)
+    fp32 = Plan("lora", dtype_bytes=4)
+    term = tokens.numel() * stream_bytes(fp32) * cfg.hidden_size  # what memory.estimate adds under reentrant
+    assert abs(measured - term) <= 0.02 * term, (measured, term)
