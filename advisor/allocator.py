@@ -37,16 +37,16 @@ and (b) one layer's recompute and backward (which can split the loss's freed fp3
 under max_split_size may split any larger block). What is cached at the allocated peak is that
 high-water mark minus the allocated peak: at a loss peak, terms 1 + 2; at a recompute peak, what the
 loss's set exceeds the recompute by (often 0).
-Plus the pool floor, which no retry releases (`allocator_overhead`): every stream that allocates keeps one partly used kLargeBuffer segment and one
-kSmallBuffer segment (1-10 MiB and <= 1 MiB requests are carved from them). FSDP (v1) allocates on
+Plus the pool floor, which no retry releases (`allocator_overhead`): every stream that allocates
+keeps one partly used kLargeBuffer segment and one kSmallBuffer segment (1-10 MiB and <= 1 MiB requests are carved from them). FSDP (v1) allocates on
 three more streams (torch/distributed/fsdp/_runtime_utils.py `_init_streams`: `_unshard_stream` for
 all-gathers, `_post_backward_stream` for reduce-scatters, `_pre_unshard_stream` for mixed-precision
 casts); their blocks are reused only by their own stream.
 
 Left out: the order of allocations in address space (which freed neighbours merge), the recompute's
-own temporaries inside one layer, the allocator's 512 B rounding (at most 511 B a tensor) and the
-2 MiB segment rounding (under 2 MiB a large tensor, a few hundred tensors a step: < 1 GiB only for
-tiny models, where it is a few MiB); `PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`: one segment a
+own temporaries inside one layer, the allocator's 512 B rounding (under 512 B a tensor) and the
+2 MiB segment rounding (under 2 MiB a large tensor, a few hundred of them a step: well under 1 GiB);
+DeepSpeed's own streams and buffers (ZeRO-3 is counted with FSDP's); `PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`: one segment a
 stream that grows by mapping kLargeBuffer/kSmallBuffer pages (`auto segment_size = pool->is_small ?
 kSmallBuffer : kLargeBuffer`) and splits at any remainder >= 512 B; the holes above stay mapped until
 an OOM retry or empty_cache() unmaps their pages, so max_memory_reserved is counted the same, but a
@@ -153,7 +153,7 @@ def nccl_bytes(plan: Plan) -> int:
 def fsdp_grad_bytes(plan: Plan, unit_trainable: int) -> int:
     """FSDP's gradient buffers for one trainable unit while it reduce-scatters: the unsharded gradient
     in the compute dtype and the 1/N output it is scattered into (torch/distributed/fsdp/
-    _runtime_utils.py `_reduce_grad`: `padded_unsharded_grad`, `new_sharded_grad =
+    _runtime_utils.py `_get_reduce_scatter_tensors`: `padded_unsharded_grad`, `new_sharded_grad =
     torch.empty_like(chunks[0])`). PEFT's FSDP wrap puts the adapters in units of their own
     (peft utils/other.py `fsdp_auto_wrap_policy`), so a unit's trainables are one layer's LoRA weights."""
     a = plan.dtype_bytes
