@@ -38,20 +38,22 @@ under max_split_size may split any larger block). What is cached at the allocate
 high-water mark minus the allocated peak: at a loss peak, terms 1 + 2; at a recompute peak, what the
 loss's set exceeds the recompute by (often 0).
 Plus the pool floor, which no retry releases (`allocator_overhead`): every stream that allocates
-keeps one partly used kLargeBuffer segment and one kSmallBuffer segment (1-10 MiB and <= 1 MiB requests are carved from them). FSDP (v1) allocates on
-three more streams (torch/distributed/fsdp/_runtime_utils.py `_init_streams`: `_unshard_stream` for
-all-gathers, `_post_backward_stream` for reduce-scatters, `_pre_unshard_stream` for mixed-precision
-casts); their blocks are reused only by their own stream.
+keeps one partly used kLargeBuffer segment and one kSmallBuffer segment (1-10 MiB and <= 1 MiB
+requests are carved from them). FSDP (v1) allocates on three more streams
+(torch/distributed/fsdp/_runtime_utils.py `_init_streams`: `_unshard_stream` for all-gathers,
+`_post_backward_stream` for reduce-scatters, `_pre_unshard_stream` for mixed-precision casts); their
+blocks are reused only by their own stream.
 
 Left out: the order of allocations in address space (which freed neighbours merge), the recompute's
-own temporaries inside one layer, the allocator's 512 B rounding (under 512 B a tensor) and the
-2 MiB segment rounding (under 2 MiB a large tensor, a few hundred of them a step: well under 1 GiB);
-DeepSpeed's own streams and buffers (ZeRO-3 is counted with FSDP's); `PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`: one segment a
-stream that grows by mapping kLargeBuffer/kSmallBuffer pages (`auto segment_size = pool->is_small ?
-kSmallBuffer : kLargeBuffer`) and splits at any remainder >= 512 B; the holes above stay mapped until
-an OOM retry or empty_cache() unmaps their pages, so max_memory_reserved is counted the same, but a
-run near the card's limit gets them back page by page where the default allocator releases only
-whole unsplit segments (so this estimate is an upper bound there). No torch here.
+own temporaries inside one layer, the allocator's 512 B rounding (under 512 B a tensor) and the 2
+MiB segment rounding (under 2 MiB a large tensor, a few hundred of them a step: well under 1 GiB);
+DeepSpeed's own streams and buffers (ZeRO-3 is counted with FSDP's);
+`PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`: one segment a stream that grows by mapping
+kLargeBuffer/kSmallBuffer pages (`auto segment_size = pool->is_small ? kSmallBuffer : kLargeBuffer`)
+and splits at any remainder >= 512 B; the holes above stay mapped until an OOM retry or
+empty_cache() unmaps their pages, so max_memory_reserved is counted the same, but a run near the
+card's limit gets them back page by page where the default allocator releases only whole unsplit
+segments (so this estimate is an upper bound there). No torch here.
 """
 from __future__ import annotations
 
