@@ -1,24 +1,27 @@
 """`rankwise merge RUN`: W0 + BA in the base weights, a standalone model with the PEFT model's logits."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
-from train_helpers import CLI, env, only_run, train
+from train_helpers import CLI, env
 
 from test_train import MODEL, _logits
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", ["demo-cpu", "demo-cpu-qlora"])
-def test_merge_matches_the_peft_model_and_refuses_to_overwrite(tmp_path, preset):
+@pytest.mark.parametrize("trained", [pytest.param("demo_training", id="demo-cpu"),  # the session's runs (conftest.py)
+                                     pytest.param("qlora_run", id="demo-cpu-qlora")])
+def test_merge_matches_the_peft_model_and_refuses_to_overwrite(tmp_path, trained, request):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    session_run = request.getfixturevalue(trained)[0]
     runs = tmp_path / "runs"
-    assert train(runs, "--set", "train.max_steps=6", preset=preset).returncode == 0
-    run_dir = only_run(runs)
+    run_dir = runs / session_run.name  # a copy of the session's run: merge writes into the run folder
+    shutil.copytree(session_run, run_dir)
     merge = subprocess.run(CLI + ["merge", run_dir.name, "--runs-dir", str(runs)], capture_output=True, text=True,
                            env=env(), timeout=300)
     assert merge.returncode == 0, merge.stderr
