@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -12,6 +13,7 @@ from rankwise.trainer import rundir
 from rankwise.tui.cli import main
 
 QUESTION = "What is the capital of Canada?"
+TINY = Path(__file__).resolve().parent.parent / "presets" / "assets" / "tiny-llama"
 GREEDY = ["--temperature", "0", "--max-new-tokens", "24"]
 
 
@@ -136,18 +138,35 @@ def test_the_panel_and_attach_show_the_newest_samples(sampled_run, rankwise_cmd)
                                                         if e["type"] == "sample"]
 
 
+def _named_prompts(tmp_path) -> dict[str, str]:
+    """train.sample_prompts as a list and as a file of the same prompt (blank lines skipped)."""
+    (tmp_path / "prompts.txt").write_text(f"\n{QUESTION}\n\n")
+    return {"list": json.dumps([QUESTION]), "file": str(tmp_path / "prompts.txt")}
+
+
+def test_named_sample_prompts_as_a_list_or_a_file_are_the_same_prompts(tmp_path):
+    """Both forms, given as `--set` gives them, name the same rows to sample (the worker's sample_rows);
+    the run below trains with the file form."""
+    from transformers import AutoTokenizer
+
+    from rankwise.advisor.loader import load_config
+    from rankwise.advisor.presets import resolve_preset
+    from rankwise.trainer.prompts import sample_rows
+
+    tok = AutoTokenizer.from_pretrained(TINY)
+    rows = {given: sample_rows(load_config(resolve_preset("demo-cpu"), [f"train.sample_prompts={value}"]), tok, None)
+            for given, value in _named_prompts(tmp_path).items()}
+    assert [(r.prompt, r.reference) for r in rows["list"]] == [(QUESTION, None)]
+    assert [(r.prompt, r.prompt_ids) for r in rows["file"]] == [(r.prompt, r.prompt_ids) for r in rows["list"]]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("given", ["list", "file"])
-def test_named_sample_prompts_are_answered_at_each_evaluation(tmp_path, given):
+def test_named_sample_prompts_are_answered_at_each_evaluation(tmp_path):
     from train_helpers import events, only_run, train
 
     runs = tmp_path / "runs"
-    prompts = json.dumps([QUESTION])
-    if given == "file":
-        (tmp_path / "prompts.txt").write_text(f"\n{QUESTION}\n\n")
-        prompts = str(tmp_path / "prompts.txt")
     out = train(runs, "--set", "train.max_steps=4", "--set", "train.eval_steps=2",
-                "--set", f"train.sample_prompts={prompts}")
+                "--set", f"train.sample_prompts={_named_prompts(tmp_path)['file']}")
     assert out.returncode == 0, out.stderr[-3000:]
     evs = events(only_run(runs))
     samples = [e for e in evs if e["type"] == "sample"]
