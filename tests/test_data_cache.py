@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from train_helpers import CLI, env, events, of_type, train, wait_for
+from train_helpers import CLI, env, events, of_type, tail_log, train, wait_for
 
 from rankwise.advisor.config import RunConfig
 from rankwise.trainer import data_cache
@@ -156,14 +156,17 @@ def test_resume_reads_the_tokenized_data_from_the_cache(tmp_path):
     import signal
 
     runs = tmp_path / "runs"
-    e = {"RANKWISE_DATA_CACHE": str(tmp_path / "cache"), "RANKWISE_TEST_STEP_DELAY": "0.2"}
-    proc = train(runs, "--detach", "--set", "train.max_steps=30", "--set", "train.save_steps=2", extra_env=e)
+    # the run holds after step 3 (a checkpoint at 2 behind it) until the signal: it cannot end first
+    e = {"RANKWISE_DATA_CACHE": str(tmp_path / "cache"), "RANKWISE_TEST_HOLD_IN": "training:3"}
+    proc = train(runs, "--detach", "--set", "train.max_steps=8", "--set", "train.save_steps=2", extra_env=e)
     run = runs / proc.stdout.strip().splitlines()[-1]
-    evs = wait_for(run, lambda evs: of_type(evs, "checkpoint"))
+    evs = wait_for(run, lambda evs: "test seam: holding" in tail_log(run))
+    assert [c["step"] for c in of_type(evs, "checkpoint")] == [2]
     os.kill(of_type(evs, "start")[0]["pid"], signal.SIGTERM)
-    wait_for(run, lambda evs: of_type(evs, "end"))
+    evs = wait_for(run, lambda evs: of_type(evs, "end"))
     assert "data: built and stored in the cache" in (run / "train.log").read_text()
-    e.pop("RANKWISE_TEST_STEP_DELAY")
+    assert of_type(evs, "end")[0]["status"] == "interrupted"
+    e.pop("RANKWISE_TEST_HOLD_IN")
     again = train(runs, "--resume", run.name, preset=None, quick=False, extra_env=e)
     assert again.returncode == 0, again.stderr
     log = (run / "train.log").read_text()
