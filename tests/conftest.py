@@ -42,6 +42,25 @@ def demo_run(demo_training) -> Path:
 
 
 @pytest.fixture(scope="session")
+def lora_run(tmp_path_factory):
+    """One real demo-cpu LoRA run of 16 steps at micro_batch 8 (one evaluation batch holds all 6 held-out
+    rows), a checkpoint and an evaluation every 8 steps, a step event every step, with what each adapted
+    layer's base really was (RANKWISE_TEST_LAYERS_TO): (run folder, the finished `rankwise train` process,
+    {layer: class, weight, quant_type, dtype})."""
+    import json
+
+    from train_helpers import only_run, tail_log, train
+
+    runs = tmp_path_factory.mktemp("lora-run") / "runs"
+    layers = runs.parent / "layers.json"
+    out = train(runs, "--set", "train.max_steps=16", "--set", "train.micro_batch=8", "--set", "train.save_steps=8",
+                "--set", "train.eval_steps=8", extra_env={"RANKWISE_TEST_LAYERS_TO": str(layers)})
+    run = only_run(runs)
+    assert out.returncode == 0, out.stderr[-3000:] + tail_log(run)
+    return run, out, json.loads(layers.read_text())
+
+
+@pytest.fixture(scope="session")
 def qlora_run(tmp_path_factory):
     """One real demo-cpu-qlora run at the preset's own settings (40 steps, micro_batch 8, a step event
     every 2 steps), with what each adapted layer's base really was (RANKWISE_TEST_LAYERS_TO):

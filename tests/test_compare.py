@@ -62,20 +62,17 @@ def test_the_adapter_lowers_the_response_loss(result):
 
 
 @pytest.mark.slow
-def test_the_adapter_loss_is_the_runs_own_eval_loss_at_full_batch(demo_run, capsys):
+def test_the_adapter_loss_is_the_runs_own_eval_loss_at_full_batch(lora_run, capsys):
     """One evaluation batch holds every held-out row when micro_batch ≥ their count: the Trainer's
-    eval loss is then the token mean compare computes, over the same masked tokens."""
-    from train_helpers import events, only_run, train
+    eval loss is then the token mean compare computes, over the same masked tokens. The session's
+    LoRA run (conftest.py): micro_batch 8 for the 6 held-out rows, the last evaluation at its last step."""
+    from train_helpers import events
 
-    runs = demo_run.parent.parent / "full-batch-runs"
-    if not runs.exists():
-        out = train(runs, "--set", "train.micro_batch=8", "--set", "train.eval_steps=12")
-        assert out.returncode == 0, out.stderr[-3000:]
-    run = only_run(runs)
-    code, out, err = compare(capsys, runs, run.name, "--json")
+    run = lora_run[0]
+    code, out, err = compare(capsys, run.parent, run.name, "--json")
     assert code == 0, err
     last_eval = [e for e in events(run) if e["type"] == "eval"][-1]
-    assert last_eval["step"] == 12
+    assert last_eval["step"] == 16 == [e for e in events(run) if e["type"] == "end"][-1]["step"]
     assert json.loads(out)["adapter_loss"] == pytest.approx(last_eval["eval_loss"], rel=1e-4)
 
 

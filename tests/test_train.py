@@ -1,7 +1,6 @@
 """`rankwise train` end to end: real LoRA/QLoRA training of the shipped tiny Llama on CPU."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -9,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from train_helpers import (CLI, QUICK, adapter_weights, env, events, has_control_chars, of_type, only_run, summary,
-                           tail_log, train, wait_for, wait_for_run_dir)
+from train_helpers import (CLI, QUICK, env, events, has_control_chars, of_type, summary, tail_log, train, wait_for,
+                           wait_for_run_dir)
 
 from rankwise.trainer import rundir
 
@@ -26,14 +25,9 @@ def _logits(model, tok):
 
 
 @pytest.mark.slow
-def test_lora_trains_the_loss_falls_and_the_adapter_reloads(tmp_path):
-    runs = tmp_path / "runs"
-    layers_file = tmp_path / "layers.json"
-    proc = train(runs, "--set", "train.max_steps=16", "--set", "train.save_steps=8",
-                 extra_env={"RANKWISE_TEST_LAYERS_TO": str(layers_file)})
-    run_dir = only_run(runs)
+def test_lora_trains_the_loss_falls_and_the_adapter_reloads(lora_run):
+    run_dir, proc, layers = lora_run  # the session's 16-step LoRA run at micro_batch 8 (conftest.py)
     # LoRA's base stays in plain full-precision linears on CPU (the 4-bit test asserts the opposite)
-    layers = json.loads(layers_file.read_text())
     assert layers and {(v["class"], v["weight"], v["quant_type"], v["dtype"]) for v in layers.values()} == {
         ("Linear", "Parameter", None, "torch.float32")}
     assert proc.returncode == 0, proc.stderr + tail_log(run_dir)
@@ -41,7 +35,7 @@ def test_lora_trains_the_loss_falls_and_the_adapter_reloads(tmp_path):
     assert "kernels" not in proc.stdout + proc.stderr
     evs = events(run_dir)
     start, steps, end = of_type(evs, "start")[0], of_type(evs, "step"), of_type(evs, "end")[-1]
-    assert (start["method"], start["device"], start["max_steps"], start["micro_batch"]) == ("lora", "cpu", 16, 4)
+    assert (start["method"], start["device"], start["max_steps"], start["micro_batch"]) == ("lora", "cpu", 16, 8)
     assert start["estimate_peak_gib"] > 0 and start["train_rows"] + start["val_rows"] == 64
     assert start["device_name"] == "cpu" and start["planned_s"] > 0  # the time planner's seconds for the 16 steps
     assert [e["step"] for e in steps] == list(range(1, 17))
@@ -53,7 +47,7 @@ def test_lora_trains_the_loss_falls_and_the_adapter_reloads(tmp_path):
     assert len(rates) >= len(steps) // 2 and all(r > 0 for r in rates), [e["tokens_per_s"] for e in steps]
     assert all(e["peak_mem_bytes"] >= e["mem_bytes"] > 0 for e in steps)
     assert [e["step"] for e in of_type(evs, "checkpoint")] == [8, 16]
-    assert of_type(evs, "eval") and end["status"] == "finished" and end["exit_code"] == 0 and end["step"] == 16
+    assert [e["step"] for e in of_type(evs, "eval")] == [8, 16] and end["status"] == "finished" and end["exit_code"] == 0 and end["step"] == 16
     s = summary(run_dir)
     assert s["status"] == "finished" and s["step"] == 16 and s["final_loss"] == steps[-1]["loss"]
     assert s["peak_mem_bytes"] > 0 and s["estimate_peak_gib"] > 0 and s["data"]["format"] == "chat"
