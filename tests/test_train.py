@@ -168,14 +168,14 @@ def test_detach_prints_the_run_id_last_and_the_run_finishes(tmp_path):
 def test_sigterm_to_the_worker_checkpoints_and_ends_interrupted(tmp_path):
     """What `rankwise stop` does: SIGTERM to the pid of the start event."""
     runs = tmp_path / "runs"
-    proc = train(runs, "--detach", "--set", "train.max_steps=30", "--set", "train.save_steps=100",
-                 extra_env={"RANKWISE_TEST_STEP_DELAY": "0.2"})
+    proc = train(runs, "--detach", "--set", "train.max_steps=8", "--set", "train.save_steps=100",
+                 extra_env={"RANKWISE_TEST_HOLD_IN": "training:3"})  # holds after step 3 until the signal
     run_dir = runs / proc.stdout.strip().splitlines()[-1]
-    evs = wait_for(run_dir, lambda evs: len(of_type(evs, "step")) >= 3)
+    evs = wait_for(run_dir, lambda evs: "test seam: holding" in tail_log(run_dir))
     os.kill(of_type(evs, "start")[0]["pid"], signal.SIGTERM)
     evs = wait_for(run_dir, lambda evs: of_type(evs, "end"))
     end = of_type(evs, "end")[0]
-    assert end["status"] == "interrupted" and end["exit_code"] == 130 and 3 <= end["step"] < 30
+    assert end["status"] == "interrupted" and end["exit_code"] == 130 and 3 <= end["step"] < 8
     assert rundir.latest_checkpoint(run_dir)[0] == end["step"]  # a complete checkpoint at the stop
     assert of_type(evs, "checkpoint")[-1]["step"] == end["step"]
     assert summary(run_dir)["status"] == "interrupted" and not (run_dir / "adapter").exists()
@@ -183,20 +183,19 @@ def test_sigterm_to_the_worker_checkpoints_and_ends_interrupted(tmp_path):
     # resumed in the foreground: follows the new session to its own end (the old `end` is history)
     res = train(runs, "--resume", run_dir.name, preset=None, quick=False)
     assert res.returncode == 0, res.stderr + tail_log(run_dir)
-    assert f"step {end['step'] + 1}/30" in res.stdout and f"step {end['step']}/30" not in res.stdout
+    assert f"step {end['step'] + 1}/8" in res.stdout and f"step {end['step']}/8" not in res.stdout
     assert of_type(events(run_dir), "end")[-1]["status"] == "finished" and (run_dir / "adapter").is_dir()
 
 
 @pytest.mark.slow
 def test_ctrl_c_in_the_foreground_stops_the_worker_cleanly_exit_130(tmp_path):
     runs = tmp_path / "runs"
-    cmd = CLI + ["train", "--preset", "demo-cpu", "--runs-dir", str(runs), *QUICK, "--set", "train.max_steps=30",
-                 "--set", "train.save_steps=100"]
+    cmd = CLI + ["train", "--preset", "demo-cpu", "--runs-dir", str(runs), *QUICK, "--set", "train.save_steps=100"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env(RANKWISE_TEST_STEP_DELAY="0.2"),
+                            env=env(RANKWISE_TEST_HOLD_IN="training:2"),  # holds after step 2 until the signal
                             stdin=subprocess.DEVNULL)
     run_dir = wait_for_run_dir(runs)
-    wait_for(run_dir, lambda evs: len(of_type(evs, "step")) >= 2)
+    wait_for(run_dir, lambda evs: "test seam: holding" in tail_log(run_dir))
     proc.send_signal(signal.SIGINT)  # what the terminal does on Ctrl-C (the worker is in its own session)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
