@@ -239,10 +239,6 @@ def test_8bit_lora_trains_on_an_llm_int8_base(tmp_path):
         ("Linear8bitLt", "Int8Params", "torch.int8")}
 
 
-@pytest.mark.slow
-def test_eager_attention_trains(tmp_path):
-    run_dir = _trains(tmp_path, "train.attention=eager")
-    assert "eager" in (run_dir / "config.yaml").read_text()
 
 
 # ------------------------------------------------------------------ the k-bit fp32 upcast
@@ -295,11 +291,14 @@ def test_pure_bf16_halves_the_adapter_its_grads_and_adamw_states(method, optimiz
 
 
 @pytest.mark.slow
-def test_pure_bf16_trains_bf16_adapters(tmp_path):
+def test_pure_bf16_trains_bf16_adapters_and_eager_attention_trains(tmp_path):
+    """Two options of one LoRA run (each its own code path: the dtype of the adapter and its optimizer
+    states; the attention implementation the base is loaded with)."""
     from train_helpers import adapter_weights
-    run_dir = _trains(tmp_path, "train.precision=pure_bf16")
+    run_dir = _trains(tmp_path, "train.precision=pure_bf16", "train.attention=eager")
     import torch
     assert {t.dtype for t in adapter_weights(run_dir / "adapter").values()} == {torch.bfloat16}
+    assert "eager" in (run_dir / "config.yaml").read_text()
 
 
 # ------------------------------------------------------------------ real lengths
