@@ -224,7 +224,8 @@ def test_cli_runs_json_attach_and_stop(tmp_path, dead_pid, worker, rankwise_cmd)
 def test_end_to_end_detached_demo_run_listed_attached_and_finished(tmp_path, rankwise_cmd):
     """`train --detach` → `runs --json` shows it → `attach` (non-TTY) follows it to `finished`."""
     runs = tmp_path / "runs"
-    started = subprocess.run([*rankwise_cmd, "train", "--preset", "demo-cpu", "--detach", "--runs-dir", str(runs)],
+    started = subprocess.run([*rankwise_cmd, "train", "--preset", "demo-cpu", "--detach", "--runs-dir", str(runs),
+                              "--set", "train.max_steps=20"],  # one checkpoint (save_steps 20), at the end
                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert started.returncode == 0, started.stderr
     rid = started.stdout.strip().splitlines()[-1]
