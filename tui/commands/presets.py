@@ -47,7 +47,7 @@ def describe(name: str, path: Path, hw, price: float | None = None, overrides: l
             counts[f.severity] = counts.get(f.severity, 0) + 1
         row.update(method=ctx.method, fit=ctx.fit, findings=counts,
                    finding_codes=[f"{f.severity}:{f.code}" for f in found],
-                   peak_gib=round(ctx.estimate.peak_gib, 2) if ctx.estimate is not None else None)
+                   peak_gib=round(ctx.estimate.peak_gib, 3) if ctx.estimate is not None else None)
         if ctx.judged is not None:
             row.update(strategy=ctx.judged.strategy, gpus=ctx.judged.gpus)
             from rankwise.advisor.forecast import forecast
