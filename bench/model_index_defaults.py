@@ -17,7 +17,7 @@ from model_index_build import QUOTED  # the config.json copies the build script 
 # not the named checkpoint (their totals differ from the card's): seed_oss, smolvlm, qwen2_vl, qwen3_vl,
 # qwen3_vl_moe, qwen3_5 (defaults 9.4B, named 27B), deepseek_v2 (38.6B, named V2-Lite 15.7B),
 # gemma3 (2.7B, named gemma-3-4b-it), nemotron_h, gpt_oss (the 120b's shape, named 20b), apertus,
-# falcon, falcon_h1, olmo3, glm4_moe (GLM-4.5-Air's 106B, named GLM-4.5), mistral3 (untied head
+# falcon_h1, olmo3, glm4_moe (GLM-4.5-Air's 106B, named GLM-4.5), mistral3 (untied head
 # missing: DEFAULTS_EXCEPT), arcee. Not buildable here: lfm2_moe, ministral, mistral4, gemma4, gemma3n (needs PIL).
 DEFAULTS = [
     (["Qwen/Qwen1.5-MoE-A2.7B"], "qwen2_moe", "Qwen/Qwen1.5-MoE-A2.7B"),
@@ -37,6 +37,19 @@ DEFAULTS = [
     # Starcoder2Config's docstring names starcoder2-7b, but its defaults are a 3B (30 layers, 3072 wide, 24 heads,
     # 2 KV heads, vocabulary 49152, tied): the total is checked against starcoder2-3b's card (3.03B).
     (["bigcode/starcoder2-3b"], "starcoder2", "bigcode/starcoder2-7b"),
+    # FalconConfig's defaults are falcon-7b's shape (71 heads of 64 sharing one K/V head, parallel attention, 32
+    # layers of 4544, vocabulary 65024, the head tied to the embedding): 6.92B, the card's "7B" (litgpt's
+    # falcon-7b entry has the same shape). Falcon's other sizes (40b, 180B) are not these defaults.
+    (["tiiuae/falcon-7b"], "falcon", "tiiuae/falcon-7b"),
+    # Mistral4Config's defaults are Mistral Small 4's text model (36 layers of 4096, MLA, 128 experts of 2048 plus a
+    # shared one, 4 active): 118.97B, the "119B parameter (6.5B active)" of axolotl's examples/mistral4/README.md.
+    # The release is multimodal; its vision tower (its shape is in no source at hand, a Pixtral-sized tower would be
+    # ~0.4B, under 0.5% of the total) is not counted.
+    (["mistralai/Mistral-Small-4-119B-2603"], "mistral4", "mistralai/Mistral-Small-4-119B-2603"),
+    # MiniMaxM2Config's docstring names MiniMax-Text-01-hf, but its defaults are MiniMax-M2's (62 layers of 3072,
+    # 48 heads of 128 over 8 K/V heads, 256 experts of 1536 with 8 active, vocabulary 200064, 196608 positions):
+    # 228.7B, the "~230B" of axolotl's examples/minimax/m2-qlora.yaml. The checkpoint's FP8 storage is not modelled.
+    (["MiniMaxAI/MiniMax-M2"], "minimax_m2", "MiniMaxAI/MiniMax-Text-01-hf"),
 ]
 
 # (ids, model_type, the checkpoint the docstring names, fields that differ from the defaults, their source).
@@ -97,6 +110,10 @@ ALIASES = [
     ("nvidia/Qwen3-Next-80B-A3B-Instruct-NVFP4", "Qwen/Qwen3-Next-80B-A3B-Instruct",
      axolotl("examples/qwen3-next/qwen3-next-80b-a3b-nvfp4-lora.yaml")),
     ("nvidia/Gemma-4-26B-A4B-NVFP4", "google/gemma-4-26B-A4B", axolotl("examples/gemma4/26b-a4b-moe-nvfp4-lora.yaml")),
+    # a BF16 copy of Mistral-Small-4-119B-2603, which the README names ("available on HuggingFace at ...") above the
+    # examples that train the copy
+    ("axolotl-ai-co/Mistral-Small-4-119B-2603-BF16", "mistralai/Mistral-Small-4-119B-2603",
+     axolotl("examples/mistral4/README.md")),
     # the README's table: `35b-a3b-moe-qlora.yaml` (base_model Qwen3.5-35B-A3B-Base) | Qwen3.5-35B-A3B
     ("Qwen/Qwen3.5-35B-A3B-Base", "Qwen/Qwen3.5-35B-A3B", axolotl("examples/qwen3.5/README.md")),
     # Magistral Small, "found on HuggingFace at 2506, 2507 ..., and 2509 (see Vision)"; "MistralAI has released

@@ -32,6 +32,9 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "gptj": "parallel attention and MLP, biased MLP, LayerNorm",
     "glm4_moe_lite": "multi-head latent attention, 64 routed experts plus a shared one",
     "starcoder2": "LayerNorm, biased linears, a GELU MLP",
+    "falcon": "parallel attention and MLP, one K/V head, LayerNorm",
+    "mistral4": "multi-head latent attention, 128 routed experts plus a shared one",
+    "minimax_m2": "256 experts with 8 active in every layer",
     # conversion scripts' variant tables and MLC LLM's copies of config.json:
     "gemma3": "Gemma 3 text decoder and a SigLIP vision tower",
     "gemma4": "per-layer inputs, shared KV layers, sliding/global attention, a vision (and audio) tower",
@@ -115,6 +118,9 @@ PUBLISHED_CLASS = [
     pytest.param("deepseek-ai/DeepSeek-V3", 671e9, False, marks=pytest.mark.slow),
     # "With 24 billion parameters": transformers' docs/source/en/model_doc/mistral3.md
     ("mistralai/Mistral-Small-3.1-24B-Instruct-2503", 24e9, False),
+    ("tiiuae/falcon-7b", 7e9, False),  # "Falcon-7B is a 7B parameters causal decoder-only model" (its card)
+    ("mistralai/Mistral-Small-4-119B-2603", 119e9, False),  # "a 119B parameter (6.5B active)": axolotl's README
+    ("MiniMaxAI/MiniMax-M2", 230e9, False),  # "~230B FP8 params": axolotl's examples/minimax/m2-qlora.yaml
 ]
 
 
