@@ -230,6 +230,30 @@ def _gemma4(variant: str) -> dict:
                         vision_soft_tokens_per_image=280).to_dict()
 
 
+GEMMA4_UNIFIED_CONVERT = hf_transformers("src/transformers/models/gemma4_unified/convert_gemma4_unified_weights.py",
+                                         "aa291ac486da4f6cc50fc72aea9014bd54a45a4f")
+
+
+def _gemma4_unified_12b() -> dict:
+    """`_VARIANTS["gemma-4-12b"]` of convert_gemma4_unified_weights.py: Gemma 4 Unified, the encoder-free member of
+    Gemma 4 (image patches and audio frames projected straight into the decoder; the script keeps the vision and
+    audio configs' defaults)."""
+    from transformers import (Gemma4UnifiedAudioConfig, Gemma4UnifiedConfig, Gemma4UnifiedTextConfig,
+                              Gemma4UnifiedVisionConfig)
+
+    rope = {"full_attention": {"rope_theta": 1_000_000.0, "rope_type": "proportional", "partial_rotary_factor": 0.25},
+            "sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"}}
+    text = Gemma4UnifiedTextConfig(
+        hidden_size=3840, intermediate_size=4 * 3840, num_hidden_layers=48,
+        layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 8, num_attention_heads=16,
+        num_key_value_heads=8, num_global_key_value_heads=1, attention_k_eq_v=True, use_bidirectional_attention="vision",
+        num_kv_shared_layers=0, use_double_wide_mlp=False, final_logit_softcapping=30.0, rope_parameters=rope,
+        vocab_size_per_layer_input=0, hidden_size_per_layer_input=0, enable_moe_block=False, num_experts=None,
+        top_k_experts=None, moe_intermediate_size=None)
+    return Gemma4UnifiedConfig(text_config=text, vision_config=Gemma4UnifiedVisionConfig(),
+                               audio_config=Gemma4UnifiedAudioConfig()).to_dict()
+
+
 MLC_PRESETS = {"repo": "mlc-ai/mlc-llm", "path": "python/mlc_llm/model/model_preset.py",
                "commit": "79d603f085f50500e9509fa01785ffa7ecfaaa93"}
 
@@ -486,6 +510,7 @@ VARIANTS = [
     (["google/gemma-4-E2B", "google/gemma-4-E2B-it"], lambda: _gemma4("e2b"), GEMMA4_CONVERT),
     (["google/gemma-4-31B", "google/gemma-4-31B-it"], lambda: _gemma4("31b"), GEMMA4_CONVERT),
     (["google/gemma-4-26B-A4B", "google/gemma-4-26B-A4B-it"], lambda: _gemma4("26b-a4b"), GEMMA4_CONVERT),
+    (["google/gemma-4-12B", "google/gemma-4-12B-it"], _gemma4_unified_12b, GEMMA4_UNIFIED_CONVERT),
     (["zai-org/GLM-4.5-Air"], _glm45_air, GLM45_AIR),
     (["deepseek-ai/DeepSeek-V3"], _deepseek_v3, DEEPSEEK_V3),
     (["mistral-community/pixtral-12b"], _pixtral_12b,

@@ -35,6 +35,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "falcon": "parallel attention and MLP, one K/V head, LayerNorm",
     "mistral4": "multi-head latent attention, 128 routed experts plus a shared one",
     "minimax_m2": "256 experts with 8 active in every layer",
+    "gemma4_unified": "the Gemma 4 decoder with image patches and audio frames projected straight into it (no towers)",
     # conversion scripts' variant tables and MLC LLM's copies of config.json:
     "gemma3": "Gemma 3 text decoder and a SigLIP vision tower",
     "gemma4": "per-layer inputs, shared KV layers, sliding/global attention, a vision (and audio) tower",
@@ -121,6 +122,7 @@ PUBLISHED_CLASS = [
     ("tiiuae/falcon-7b", 7e9, False),  # "Falcon-7B is a 7B parameters causal decoder-only model" (its card)
     ("mistralai/Mistral-Small-4-119B-2603", 119e9, False),  # "a 119B parameter (6.5B active)": axolotl's README
     ("MiniMaxAI/MiniMax-M2", 230e9, False),  # "~230B FP8 params": axolotl's examples/minimax/m2-qlora.yaml
+    ("google/gemma-4-12B-it", 12e9, False),  # the 12B of its name (axolotl's examples/gemma4-unified/README.md)
 ]
 
 
