@@ -386,6 +386,26 @@ def _qwen3_5(moe: bool) -> dict:
                             tie_word_embeddings=False).to_dict()
 
 
+# Qwen3-VL-4B-Instruct's config.json as musubi-tuner vendors it ("Vendored copy of the Qwen3-VL-4B-Instruct config.json"):
+# a Qwen3-4B-shaped decoder with tied embeddings and a 24-block ViT of 1024 whose merger projects to 2560.
+QWEN3_VL_4B = {"repo": "kohya-ss/musubi-tuner", "path": "src/musubi_tuner/krea2/krea2_encoder.py",
+               "commit": "7c1cf7275b83d641c87dbbade14aad8abe6c6546"}
+
+
+def _qwen3_vl_4b() -> dict:
+    from transformers import Qwen3VLConfig
+
+    text = {"attention_bias": False, "head_dim": 128, "hidden_act": "silu", "hidden_size": 2560, "intermediate_size": 9728,
+            "max_position_embeddings": 262144, "num_attention_heads": 32, "num_hidden_layers": 36,
+            "num_key_value_heads": 8, "rms_norm_eps": 1e-06, "rope_theta": 5000000, "tie_word_embeddings": True,
+            "rope_scaling": {"mrope_interleaved": True, "mrope_section": [24, 20, 20], "rope_type": "default"},
+            "vocab_size": 151936}
+    vision = {"deepstack_visual_indexes": [5, 11, 17], "depth": 24, "hidden_act": "gelu_pytorch_tanh", "hidden_size": 1024,
+              "in_channels": 3, "intermediate_size": 4096, "num_heads": 16, "num_position_embeddings": 2304,
+              "out_hidden_size": 2560, "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2}
+    return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True).to_dict()
+
+
 # Mistral Small 3 (2501): params.json of Mistral-Small-24B-Instruct-2501 as a repository copies it, and beside it
 # the safetensors index (lm_head.weight listed: untied; total_size 47144806400 bytes of bf16 = 23,572,403,200).
 MISTRAL_SMALL_3 = {"repo": "OpenMOSE/RWKV-LM-RLHF", "path": "main/tokenizer/mistralsmall3/params.json",
@@ -517,6 +537,7 @@ VARIANTS = [
      {"config": NEMO_SOURCE, "base_model": PIXTRAL_README,
       "vision_config": transformers_source("pixtral", "mistral-labs/pixtral-12b")}),
     (["Qwen/Qwen2.5-VL-7B-Instruct"], _qwen2_5_vl_7b, QWEN25_VL_GRAPH),
+    (["Qwen/Qwen3-VL-4B-Instruct"], _qwen3_vl_4b, QWEN3_VL_4B),
     (["Qwen/Qwen3.5-27B"], lambda: _qwen3_5(False), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),
     (["Qwen/Qwen3.5-397B-A17B"], lambda: _qwen3_5(True), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),
     (["mistralai/Mistral-Small-24B-Base-2501", "mistralai/Mistral-Small-24B-Instruct-2501"],
