@@ -406,6 +406,25 @@ def _qwen3_vl_4b() -> dict:
     return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True).to_dict()
 
 
+# Qwen3-VL-30B-A3B: the decoder as slime's scripts/models/qwen3-vl-30b-a3b.sh gives it (48 layers of 2048, 32 heads of 128
+# over 4 K/V heads, 128 experts of 768 with 8 active in every layer, vocabulary 151936, untied head, rotary base 5e6:
+# Qwen3-30B-A3B's shape), the vision tower Qwen3VLMoeVisionConfig's defaults (27 blocks of 1152, the docstring naming
+# Qwen3-VL-30B-A3B-Instruct) with its merger projecting to the decoder's width.
+QWEN3_VL_30B_A3B = {"repo": "THUDM/slime", "path": "scripts/models/qwen3-vl-30b-a3b.sh",
+                    "commit": "dfdf8e3dcabd502250b0a5f43c8cf4c8c971a131"}
+
+
+def _qwen3_vl_30b_a3b() -> dict:
+    from transformers import Qwen3VLMoeConfig, Qwen3VLMoeVisionConfig
+
+    text = dict(hidden_size=2048, intermediate_size=6144, moe_intermediate_size=768, num_hidden_layers=48,
+                num_attention_heads=32, num_key_value_heads=4, head_dim=128, num_experts=128, num_experts_per_tok=8,
+                decoder_sparse_step=1, mlp_only_layers=[], vocab_size=151936, rope_theta=5000000,
+                max_position_embeddings=262144, tie_word_embeddings=False)
+    return Qwen3VLMoeConfig(text_config=text, vision_config=Qwen3VLMoeVisionConfig(out_hidden_size=2048).to_dict(),
+                            tie_word_embeddings=False).to_dict()
+
+
 # Mistral Small 3 (2501): params.json of Mistral-Small-24B-Instruct-2501 as a repository copies it, and beside it
 # the safetensors index (lm_head.weight listed: untied; total_size 47144806400 bytes of bf16 = 23,572,403,200).
 MISTRAL_SMALL_3 = {"repo": "OpenMOSE/RWKV-LM-RLHF", "path": "main/tokenizer/mistralsmall3/params.json",
@@ -538,6 +557,8 @@ VARIANTS = [
       "vision_config": transformers_source("pixtral", "mistral-labs/pixtral-12b")}),
     (["Qwen/Qwen2.5-VL-7B-Instruct"], _qwen2_5_vl_7b, QWEN25_VL_GRAPH),
     (["Qwen/Qwen3-VL-4B-Instruct"], _qwen3_vl_4b, QWEN3_VL_4B),
+    (["Qwen/Qwen3-VL-30B-A3B-Instruct"], _qwen3_vl_30b_a3b,
+     {"config": QWEN3_VL_30B_A3B, "vision_config": transformers_source("qwen3_vl_moe", "Qwen/Qwen3-VL-30B-A3B-Instruct")}),
     (["Qwen/Qwen3.5-27B"], lambda: _qwen3_5(False), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),
     (["Qwen/Qwen3.5-397B-A17B"], lambda: _qwen3_5(True), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),
     (["mistralai/Mistral-Small-24B-Base-2501", "mistralai/Mistral-Small-24B-Instruct-2501"],
