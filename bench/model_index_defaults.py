@@ -50,6 +50,11 @@ DEFAULTS = [
     # 48 heads of 128 over 8 K/V heads, 256 experts of 1536 with 8 active, vocabulary 200064, 196608 positions):
     # 228.7B, the "~230B" of axolotl's examples/minimax/m2-qlora.yaml. The checkpoint's FP8 storage is not modelled.
     (["MiniMaxAI/MiniMax-M2"], "minimax_m2", "MiniMaxAI/MiniMax-Text-01-hf"),
+    # DeepseekV4Config's defaults are DeepSeek-V4-Flash (the docstring names its -Base sibling; transformers' deepseek_v4.md:
+    # Flash, Pro and their -Base "share the same architecture; they differ only in width / depth / expert count"):
+    # 284.3B, the card's "284B total parameters (13B activated)".
+    (["deepseek-ai/DeepSeek-V4-Flash", "deepseek-ai/DeepSeek-V4-Flash-Base"], "deepseek_v4",
+     "deepseek-ai/DeepSeek-V4-Flash-Base"),
 ]
 
 # (ids, model_type, the checkpoint the docstring names, fields that differ from the defaults, their source).
@@ -110,6 +115,8 @@ ALIASES = [
     ("nvidia/Qwen3-Next-80B-A3B-Instruct-NVFP4", "Qwen/Qwen3-Next-80B-A3B-Instruct",
      axolotl("examples/qwen3-next/qwen3-next-80b-a3b-nvfp4-lora.yaml")),
     ("nvidia/Gemma-4-26B-A4B-NVFP4", "google/gemma-4-26B-A4B", axolotl("examples/gemma4/26b-a4b-moe-nvfp4-lora.yaml")),
+    # "This guide trains the MoE experts ... on the NVFP4 checkpoint nvidia/DeepSeek-V4-Flash-NVFP4" of DeepSeek-V4-Flash
+    ("nvidia/DeepSeek-V4-Flash-NVFP4", "deepseek-ai/DeepSeek-V4-Flash", axolotl("examples/deepseek-v4/README.md")),
     # a BF16 copy of Mistral-Small-4-119B-2603, which the README names ("available on HuggingFace at ...") above the
     # examples that train the copy
     ("axolotl-ai-co/Mistral-Small-4-119B-2603-BF16", "mistralai/Mistral-Small-4-119B-2603",

@@ -37,6 +37,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "minimax_m2": "256 experts with 8 active in every layer",
     "qwen3_vl": "a Qwen3 decoder with a ViT whose intermediate features are added to early layers (DeepStack)",
     "qwen3_vl_moe": "Qwen3-30B-A3B's 128-expert decoder with a DeepStack ViT",
+    "deepseek_v4": "hybrid compressed attention, hyper-connections, hash-routed and top-k routed experts",
     "gemma4_unified": "the Gemma 4 decoder with image patches and audio frames projected straight into it (no towers)",
     # conversion scripts' variant tables and MLC LLM's copies of config.json:
     "gemma3": "Gemma 3 text decoder and a SigLIP vision tower",
@@ -126,7 +127,9 @@ PUBLISHED_CLASS = [
     ("tiiuae/falcon-7b", 7e9, False),  # "Falcon-7B is a 7B parameters causal decoder-only model" (its card)
     ("mistralai/Mistral-Small-4-119B-2603", 119e9, False),  # "a 119B parameter (6.5B active)": axolotl's README
     ("MiniMaxAI/MiniMax-M2", 230e9, False),  # "~230B FP8 params": axolotl's examples/minimax/m2-qlora.yaml
-    ("google/gemma-4-12B-it", 12e9, False),  # the 12B of its name (axolotl's examples/gemma4-unified/README.md)
+    ("google/gemma-4-12B-it", 12e9, False),
+    # "284B total parameters (13B activated)": its card (quoted at featherless.ai/models/deepseek-ai/DeepSeek-V4-Flash)
+    pytest.param("deepseek-ai/DeepSeek-V4-Flash", 284e9, False, marks=pytest.mark.slow),  # the 12B of its name (axolotl's examples/gemma4-unified/README.md)
 ]
 
 
@@ -228,6 +231,7 @@ SAME_AS = [
     ("mistralai/Magistral-Small-2509", "mistralai/Mistral-Small-3.1-24B-Instruct-2503"),
     ("mistralai/Devstral-Small-2507", "mistralai/Magistral-Small-2506"),  # both Mistral Small 3.1's text decoder
     ("agentica-org/DeepCoder-14B-Preview", "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B"),
+    ("axolotl-ai-co/Mistral-Small-4-119B-2603-BF16", "mistralai/Mistral-Small-4-119B-2603"),
 ]
 
 
