@@ -291,6 +291,18 @@ def _phi_1_5() -> dict:
                      tie_word_embeddings=m["tie_word_embeddings"]).to_dict()
 
 
+def _stablelm_2_1_6b() -> dict:
+    """MLC's stablelm-2-zephyr-1_6b preset (its config.json) in StableLmConfig: 24 layers of 2048, 32 heads, MLP 5632,
+    q/k/v biases, LayerNorm, rotary on a quarter of each head, vocabulary 100352, untied head. Zephyr is the
+    instruction-tuned release of StableLM 2 1.6B, the base the examples train ("base and instruction-tuned versions of
+    StableLM 2 1.6B": the Stable LM 2 1.6B Technical Report, arXiv:2402.17834, abstract)."""
+    from transformers import StableLmConfig
+
+    m = _mlc("stablelm-2-zephyr-1_6b")
+    return StableLmConfig(**{k: v for k, v in m.items() if k not in ("architectures", "torch_dtype",
+                                                                    "transformers_version")}).to_dict()
+
+
 TORCHTUNE_LLAMA4 = {"repo": "pytorch/torchtune", "path": "torchtune/models/llama4/_model_builders.py",
                     "commit": "bd2a0fc7c31430972728494fa01aaeeb0ebf1ba1"}
 
@@ -538,6 +550,9 @@ VARIANTS = [
     (["deepseek-ai/DeepSeek-V2-Lite", "deepseek-ai/DeepSeek-V2-Lite-Chat"],
      lambda: {**_mlc("deepseek_v2_lite"), "q_lora_rank": None}, MLC_PRESETS),
     (["microsoft/phi-1_5"], _phi_1_5, MLC_PRESETS),
+    (["stabilityai/stablelm-2-1_6b", "stabilityai/stablelm-2-zephyr-1_6b"], _stablelm_2_1_6b,
+     {"config": MLC_PRESETS, "base_model": "the instruction-tuned release of StableLM 2 1.6B (Stable LM 2 1.6B Technical "
+                                           "Report, arXiv:2402.17834, abstract)"}),
     (["google/gemma-3-270m"], lambda: _gemma3(dict(vocab_size=262_144, hidden_size=640, intermediate_size=2048,
                                                    num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1,
                                                    head_dim=256, max_position_embeddings=32768,

@@ -38,6 +38,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "qwen3_vl": "a Qwen3 decoder with a ViT whose intermediate features are added to early layers (DeepStack)",
     "qwen3_vl_moe": "Qwen3-30B-A3B's 128-expert decoder with a DeepStack ViT",
     "deepseek_v4": "hybrid compressed attention, hyper-connections, hash-routed and top-k routed experts",
+    "stablelm": "LayerNorm, q/k/v biases, rotary on a quarter of each head",
     "gemma4_unified": "the Gemma 4 decoder with image patches and audio frames projected straight into it (no towers)",
     # conversion scripts' variant tables and MLC LLM's copies of config.json:
     "gemma3": "Gemma 3 text decoder and a SigLIP vision tower",
@@ -105,6 +106,7 @@ PUBLISHED_ON_META = [
     ("openai/gpt-oss-20b", 20.9e9),  # OpenAI's gpt-oss model card (arXiv 2508.10925): 20.9B total
     ("EleutherAI/pythia-1.4b-deduped", 1_414_647_808), ("Qwen/Qwen2-VL-7B-Instruct", 8.29e9),
     ("Qwen/Qwen2.5-VL-7B-Instruct", 8.29e9), ("mistral-community/pixtral-12b", 12.7e9),
+    ("stabilityai/stablelm-2-1_6b", 1_644_417_024),  # the card's architecture table
     ("Qwen/Qwen3-VL-30B-A3B-Instruct", 31.07e9),  # the Hub's 31.07B
     ("Qwen/Qwen3-VL-4B-Instruct", 4.44e9),  # the Hub's 4.44B (quoted at mixpeek.com/model/Qwen/Qwen3-VL-4B-Instruct)
 ]
