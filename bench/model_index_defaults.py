@@ -444,6 +444,21 @@ def _qwen3_vl_30b_a3b() -> dict:
                             tie_word_embeddings=False).to_dict()
 
 
+# Yi-34B's shape as Megatron-LM's NVLM example builds its "yi-34b" language model (Nous-Hermes-2-Yi-34B's weights, a Yi-34B
+# fine-tune): 60 layers of 7168, 56 heads over 8 K/V groups, SwiGLU 20480, vocabulary 64000, untied head, rotary base 5e6, no
+# biases; "The Yi series models follow the same model architecture as LLaMA" and Yi-34B-Chat is one of "two chat models based
+# on previous released base models" (01-ai/Yi's README).
+YI_34B = {"repo": "NVIDIA/Megatron-LM", "path": "examples/multimodal/nvlm/pretrain_yi_34b_internvit_6b.sh",
+          "commit": "7f2bc4ffdc085fa7f07c6944dd6331ebc09ed5e5"}
+YI_README = {"repo": "01-ai/Yi", "path": "README.md", "commit": "002dde960468571be2b00a34726489b60b36c7a6"}
+
+
+def _yi_34b() -> dict:
+    return {"model_type": "llama", "hidden_size": 7168, "num_hidden_layers": 60, "num_attention_heads": 56,
+            "num_key_value_heads": 8, "intermediate_size": 20480, "vocab_size": 64000, "rope_theta": 5000000.0,
+            "tie_word_embeddings": False}
+
+
 # Mistral Small 3 (2501): params.json of Mistral-Small-24B-Instruct-2501 as a repository copies it, and beside it
 # the safetensors index (lm_head.weight listed: untied; total_size 47144806400 bytes of bf16 = 23,572,403,200).
 MISTRAL_SMALL_3 = {"repo": "OpenMOSE/RWKV-LM-RLHF", "path": "main/tokenizer/mistralsmall3/params.json",
@@ -579,6 +594,7 @@ VARIANTS = [
       "vision_config": transformers_source("pixtral", "mistral-labs/pixtral-12b")}),
     (["Qwen/Qwen2.5-VL-7B-Instruct"], _qwen2_5_vl_7b, QWEN25_VL_GRAPH),
     (["Qwen/Qwen3-VL-4B-Instruct"], _qwen3_vl_4b, QWEN3_VL_4B),
+    (["01-ai/Yi-34B", "01-ai/Yi-34B-Chat"], _yi_34b, {"config": YI_34B, "base_model": YI_README}),
     (["Qwen/Qwen3-VL-30B-A3B-Instruct"], _qwen3_vl_30b_a3b,
      {"config": QWEN3_VL_30B_A3B, "vision_config": transformers_source("qwen3_vl_moe", "Qwen/Qwen3-VL-30B-A3B-Instruct")}),
     (["Qwen/Qwen3.5-27B"], lambda: _qwen3_5(False), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),

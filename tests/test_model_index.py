@@ -130,6 +130,7 @@ PUBLISHED_CLASS = [
     ("mistralai/Mistral-Small-4-119B-2603", 119e9, False),  # "a 119B parameter (6.5B active)": axolotl's README
     ("MiniMaxAI/MiniMax-M2", 230e9, False),  # "~230B FP8 params": axolotl's examples/minimax/m2-qlora.yaml
     ("google/gemma-4-12B-it", 12e9, False),
+    ("01-ai/Yi-34B-Chat", 34e9, False),  # "two bilingual ... base models with the parameter sizes of 6B and 34B": Yi's README
     # "284B total parameters (13B activated)": its card (quoted at featherless.ai/models/deepseek-ai/DeepSeek-V4-Flash)
     pytest.param("deepseek-ai/DeepSeek-V4-Flash", 284e9, False, marks=pytest.mark.slow),  # the 12B of its name (axolotl's examples/gemma4-unified/README.md)
 ]
