@@ -115,6 +115,9 @@ ALIASES = [
     ("nvidia/Qwen3-Next-80B-A3B-Instruct-NVFP4", "Qwen/Qwen3-Next-80B-A3B-Instruct",
      axolotl("examples/qwen3-next/qwen3-next-80b-a3b-nvfp4-lora.yaml")),
     ("nvidia/Gemma-4-26B-A4B-NVFP4", "google/gemma-4-26B-A4B", axolotl("examples/gemma4/26b-a4b-moe-nvfp4-lora.yaml")),
+    # "base_model: Qwen/Qwen3-4B-Instruct-2507" in its card's front matter (a fine-tune: the same architecture)
+    ("katanemo/Plano-Orchestrator-4B", "Qwen/Qwen3-4B-Instruct-2507",
+     "the card's base_model: Qwen/Qwen3-4B-Instruct-2507 (huggingface.co/katanemo/Plano-Orchestrator-4B, README.md)"),
     # "This guide trains the MoE experts ... on the NVFP4 checkpoint nvidia/DeepSeek-V4-Flash-NVFP4" of DeepSeek-V4-Flash
     ("nvidia/DeepSeek-V4-Flash-NVFP4", "deepseek-ai/DeepSeek-V4-Flash", axolotl("examples/deepseek-v4/README.md")),
     # a BF16 copy of Mistral-Small-4-119B-2603, which the README names ("available on HuggingFace at ...") above the

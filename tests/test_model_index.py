@@ -235,6 +235,8 @@ SAME_AS = [
     ("mistralai/Devstral-Small-2507", "mistralai/Magistral-Small-2506"),  # both Mistral Small 3.1's text decoder
     ("agentica-org/DeepCoder-14B-Preview", "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B"),
     ("axolotl-ai-co/Mistral-Small-4-119B-2603-BF16", "mistralai/Mistral-Small-4-119B-2603"),
+    ("katanemo/Plano-Orchestrator-4B", "Qwen/Qwen3-4B-Instruct-2507"),
+    ("nvidia/DeepSeek-V4-Flash-NVFP4", "deepseek-ai/DeepSeek-V4-Flash"),
 ]
 
 
