@@ -46,18 +46,19 @@ def check_json(fixture, *flags):
 DEFAULTS = [
     ("foreign-axolotl-defaults.yaml", {  # axolotl schemas/training.py, peft.py, config.py; peft LoraConfig
         "train.grad_accum": 1, "lora.dropout": 0.0, "train.grad_checkpointing": False, "train.max_seq_len": 512,
-        "lora.alpha": 8, "train.micro_batch": 1, "lora.r": 16, "data.format": "chat"}),
+        "lora.alpha": 8, "train.micro_batch": 1, "lora.r": 16, "data.format": "chat",
+        "quant.kbit_upcast": False}),  # axolotl casts embeddings/lm_head/norms back to 16-bit
     ("foreign-axolotl-batch-size.yaml", {"train.micro_batch": 2, "train.grad_accum": 8}),  # batch_size 16 // 2
     ("foreign-axolotl-blank-typo.yaml", {"train.scheduler": "cosine", "lora.alpha": 8}),  # blank = unset
     ("foreign-lf-defaults.yaml", {  # LLaMA-Factory finetuning_args.py + transformers TrainingArguments
         "lora.r": 8, "lora.alpha_value": 16, "lora.dropout": 0.0, "lora.target_modules": "all-linear",
         "train.micro_batch": 8, "train.grad_accum": 1, "train.lr": 5e-5, "train.epochs": 3.0,
         "train.scheduler": "linear", "train.warmup_ratio": 0.0, "train.grad_checkpointing": True,
-        "train.max_seq_len": 2048}),
+        "train.max_seq_len": 2048, "quant.kbit_upcast": False}),
     ("foreign-lf-v1.yaml", {  # the newer layout: v1 training_args.py, LoraParams
         "method": "qlora", "lora.r": 32, "lora.alpha": 64, "lora.dropout": 0.05, "lora.target_modules": "all-linear",
         "train.micro_batch": 2, "train.lr": 1e-4, "train.max_seq_len": 1024, "train.max_steps": 10,
-        "train.precision": "bf16", "distributed.strategy": "fsdp"}),
+        "train.precision": "bf16", "distributed.strategy": "fsdp", "quant.kbit_upcast": False}),
     ("foreign-fsdp.yaml", {"method": "qlora", "distributed.strategy": "fsdp", "train.grad_checkpointing": True}),
 ]
 

@@ -298,6 +298,9 @@ DEFAULTS = (
     Default("train.max_seq_len", 512, "schemas/config.py: sequence_len default=512"),
     Default("lora.r", 8, "peft LoraConfig r=8 (axolotl passes lora_r through)"),
     Default("lora.alpha", 8, "peft LoraConfig lora_alpha=8 (axolotl passes lora_alpha through)"),
+    Default("quant.kbit_upcast", False, "loaders/model.py: after prepare_model_for_kbit_training, lora/qlora "
+            "adapters cast norms, embed_tokens and lm_head back to torch_dtype (_convert_embedding_modules_dtype; "
+            "QLoRA under FSDP or ZeRO-3 skips the upcast instead)"),
 )
 
 

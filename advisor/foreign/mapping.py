@@ -210,7 +210,7 @@ def method_with(quantized: bool, bits: int) -> str | None:
 def dora_method(base: str | None) -> str | None:
     """The methods table's DoRA entry (peft use_dora) on the same base as method `base` (None: the
     16-bit one), or None when the table has none (an 8-bit DoRA)."""
-    bits = METHODS[base].base_bits if base in METHODS else None
+    bits = METHODS[base].base_bits if isinstance(base, str) and base in METHODS else None  # a list: reported at its line
     for name, m in METHODS.items():
         if m.dora and m.base_bits == bits:
             return name
