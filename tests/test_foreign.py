@@ -138,6 +138,15 @@ def test_not_modelled_keys_are_each_said_at_their_line():
     assert r.cfg.method == "lora-8bit" and r.cfg.train.grad_checkpointing  # offload is checkpointing, plus more
 
 
+def test_precision_padding_and_generation_keys_are_read_or_said():
+    """bfloat16 turns the Trainer's bf16 on (axolotl core/builders/base.py); pad_to_sequence_len: true is
+    the estimate's own padding and fsdp_version either FSDP; eval_batch_size and a vLLM server are said."""
+    r = read(FIX / "foreign-axolotl-more-keys.yaml")
+    assert r.cfg.train.precision == "bf16" and not r.cfg.quant.kbit_upcast
+    assert {s.key for s in r.said if s.code == "not-modelled"} == {"eval_batch_size", "vllm"}
+    assert r.unread == []
+
+
 def test_preference_stage_keeps_its_lr_and_doubles_the_pairs():
     dpo, sft = judge(read(FIX / "foreign-dpo.yaml"), GPU24), judge(read(FIX / "foreign-sft-twin.yaml"), GPU24)
     codes = {f["code"] for f in dpo.findings}

@@ -291,6 +291,39 @@ TABLE["sdp_attention"] = _attn_flag("sdpa")
 TABLE["eager_attention"] = _attn_flag("eager")
 TABLE["liger_fused_linear_cross_entropy"] = _liger_flce
 
+
+def _bfloat16(value, out: Out):
+    """bfloat16: true loads the model in bf16 and turns the Trainer's bf16 on (core/builders/base.py
+    _configure_precision_settings: bf16 = cfg.bf16 or cfg.bfloat16), whatever the schema's "No AMP" says."""
+    if value is True:
+        out.default("train.precision", "bf16")
+
+
+def _padded(value, out: Out):
+    """pad_to_sequence_len: true is the estimate's own assumption (every row at sequence_len); false pads
+    each batch to its longest row, which `--dataset` measures; without it the estimate is the worst case."""
+
+
+def _read_as_sharded(value, out: Out):
+    """fsdp_version 1 or 2: either shards parameters, gradients and optimizer states as estimated."""
+
+
+TABLE["bfloat16"] = _bfloat16
+TABLE["float16"] = not_modelled("fp16 weights without the Trainer's fp16 autocast (utils/config: torch_dtype "
+                                "float16; core/builders/base.py: fp16 only from cfg.fp16): precision not modelled")
+TABLE["pad_to_sequence_len"] = _padded
+TABLE["fsdp_version"] = _read_as_sharded
+NOT_MODELLED.update({
+    "vllm": "a vLLM server for online RL generation: on a GPU shared with training it takes its "
+            "gpu_memory_utilization share, which the estimate does not count",
+    "eval_batch_size": "the evaluation batch: an eval forward (no gradients) at its own batch size; its logits can "
+                       "exceed training's when it is larger than micro_batch_size",
+    "torch_compile_mode": "torch.compile: activation memory and speed differ",
+    "model_quantization_config_kwargs": "a torchao/other quantization of the base: base memory differs from "
+                                        "estimated",
+    "resize_token_embeddings_to_32x": "embedding rows rounded up to a multiple of 32 after new tokens (a few rows)",
+})
+
 DEFAULTS = (
     Default("train.grad_accum", 1, "schemas/training.py: gradient_accumulation_steps default=1"),
     Default("lora.dropout", 0.0, "schemas/peft.py: lora_dropout = 0.0"),

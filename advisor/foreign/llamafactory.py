@@ -162,6 +162,8 @@ FLAT = {
 
 NOT_MODELLED = {
     "pissa_convert": "PiSSA conversion of the saved adapter",
+    "per_device_eval_batch_size": "the evaluation batch: an eval forward (no gradients) at its own batch size; "
+                                  "its logits can exceed training's when it is larger than the training batch",
     "use_unsloth": "Unsloth's kernels and gradient offload: less memory than estimated",
     "use_unsloth_gc": "Unsloth's gradient-checkpointing offload: less memory than estimated",
     "neat_packing": "packing without cross-attention between packed sequences (same memory as packing)",
