@@ -59,8 +59,8 @@ loss by rank (is the rank capacity-limited). The point is the logic of the advic
 numbers: a model this small is not a 7B model.
 
 Measured (3 December 2026, the shared 2-core machine, 1 thread, beside the CI suite; "now" = the
-advice of 16cc9e9 (unchanged since), which trains 10 epochs under 1,000 rows; "old" = 985e8ce, 3 epochs). Full mode
-(ranks 4, 16, 64; epochs 3, 10; lrs 1e-3, 3e-3, 1e-2): pretraining 126 s; knowledge 116 trials in
+advice of 16cc9e9 (unchanged since), which trains 10 epochs under 1,000 rows; "old" = 985e8ce,
+3 epochs). Full mode (ranks 4, 16, 64; epochs 3, 10; lrs 1e-3, 3e-3, 1e-2): pretraining 126 s; knowledge 116 trials in
 2348 s, format 116 in 1028 s; 58.5 min wall in all on one loaded thread (over the 40-minute aim: the
 10-epoch trials cost 3.3x the 3-epoch ones; 2 threads on a quiet machine should halve it, not
 measured). Model 0.2M parameters; a rank unit is 4,224 LoRA parameters on all-linear, 1,344 on
