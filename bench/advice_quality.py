@@ -60,11 +60,12 @@ numbers: a model this small is not a 7B model.
 
 Measured (3 December 2026, the shared 2-core machine, 1 thread, beside the CI suite; "now" = the
 advice of 16cc9e9 (unchanged since), which trains 10 epochs under 1,000 rows; "old" = 985e8ce,
-3 epochs). Full mode (ranks 4, 16, 64; epochs 3, 10; lrs 1e-3, 3e-3, 1e-2): pretraining 126 s; knowledge 116 trials in
-2348 s, format 116 in 1028 s; 58.5 min wall in all on one loaded thread (over the 40-minute aim: the
-10-epoch trials cost 3.3x the 3-epoch ones; 2 threads on a quiet machine should halve it, not
-measured). Model 0.2M parameters; a rank unit is 4,224 LoRA parameters on all-linear, 1,344 on
-attention; held-out loss without an adapter 6.04 (knowledge), 8.85 (format); chance ln 16 = 2.773.
+3 epochs). Full mode (ranks 4, 16, 64; epochs 3, 10; lrs 1e-3, 3e-3, 1e-2): pretraining 126 s;
+knowledge 116 trials in 2348 s, format 116 in 1028 s; 58.5 min wall in all on one loaded thread
+(over the 40-minute aim: the 10-epoch trials cost 3.3x the 3-epoch ones; 2 threads on a quiet
+machine should halve it, not measured). Model 0.2M parameters; a rank unit is 4,224 LoRA
+parameters on all-linear, 1,344 on attention; held-out loss without an adapter 6.04 (knowledge),
+8.85 (format); chance ln 16 = 2.773.
 
   eval set    advice  advised config                          loss   best   regret  lr swept
   knowledge   now     all-linear r=64 α=32 lr=5e-4 ep=10     2.465  1.127  118.8%    34.1%
