@@ -13,6 +13,15 @@ os.environ.setdefault("RANKWISE_DATA_CACHE", __import__("tempfile").mkdtemp(pref
 
 
 @pytest.fixture
+def steady_cursor(monkeypatch):
+    """An Input's cursor stays shown instead of blinking on a 0.5 s timer: a snapshot taken on a busy
+    machine caught it on or off by chance (CI: test_advice[120x40] differed by the rank field's cursor)."""
+    from textual.widgets import Input
+
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+
+
+@pytest.fixture
 def rankwise_cmd():
     """The CLI as a user runs it, in a subprocess."""
     return [sys.executable, "-m", "rankwise.tui.cli"]

@@ -266,7 +266,7 @@ def test_the_chat_screen_keeps_the_tui_process_torch_free(demo_run):
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_snapshot_chat_without_an_adapter(snap_compare, tmp_path, monkeypatch):
+def test_snapshot_chat_without_an_adapter(snap_compare, tmp_path, monkeypatch, steady_cursor):
     """The chat screen's layout at 80×24: status, transcript, input line, footer with ^t and esc/F2."""
     from rankwise.tui.screens.chat import ChatScreen
 

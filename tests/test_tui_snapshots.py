@@ -10,7 +10,7 @@ import pytest
 from rankwise.tui.app import build_app
 from tui_support import L4, NO_GPU, NOW, SMALL_CATALOG, fake_run
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.usefixtures("steady_cursor")]
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 SMALL = [*SIZES, pytest.param((60, 20), id="60x20")]  # the screens issue 16 fixed for small terminals
 
