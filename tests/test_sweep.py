@@ -219,7 +219,10 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path):
     cmd = CLI + ["sweep", "--preset", "demo-cpu", "--runs-dir", str(tmp_path / "runs"), "--sweep-dir",
                  str(tmp_path / "sweep"), "--ranks", "4,16", "--steps", "6", "--no-prune",
                  "--set", "train.max_steps=8", "--set", "train.eval_steps=4"]  # a short "full length" for --validate
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    # r=4's trial holds after its step 2 until the stop's signal: on a busy machine it could otherwise
+    # finish before the Ctrl-C lands (the sweep then ends 0, with nothing to resume)
+    held = {**env(), "RANKWISE_TEST_HOLD_IN": "training:2@-sweep-r4-"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=held)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # r=16 runs first (largest first); wait until r=4 is training
         r4 = run_dirs(tmp_path, 4)
@@ -344,6 +347,7 @@ def test_parallel_slots_run_one_trial_each_and_ctrl_c_stops_and_requeues_them_al
     monkeypatch.chdir(tmp_path)
     for k, v in env().items():
         monkeypatch.setenv(k, v)
+    monkeypatch.setenv("RANKWISE_TEST_HOLD_IN", "training:2")  # each trial holds there until the Ctrl-C's stop
     p = sw.plan("demo-cpu", [], [4, 16], 6, None, Hardware(gpus=()), "sweep", "runs", None, prune=False,
                 slots=["", ""])
     sw.enqueue(p, p.ranks)
@@ -362,6 +366,7 @@ def test_parallel_slots_run_one_trial_each_and_ctrl_c_stops_and_requeues_them_al
     with pytest.raises(sw.Interrupted):
         sw.work(p, "sweep", lambda *a: said.append(a))
     assert {a[0] for a in said if a[1] == "running"} == {4, 16}  # both ran at once, one per slot
+    monkeypatch.delenv("RANKWISE_TEST_HOLD_IN")  # the resumed trials run through
     again = sw.work(p, "sweep", lambda *a: said.append(a))  # the interrupted ones (a trial may have just finished)
     assert again and set(again) == {"complete"}
     cs, _ = sw.curves(p)

@@ -154,7 +154,7 @@ class Checkpoints(TrainerCallback):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if path.is_dir():
             _test_delay(SAVE_DELAY_ENV)  # test seam: widen the saved-but-unmarked window
-            if os.environ.get(HOLD_ENV) == "saving":
+            if _hold_wanted("saving", args):
                 _hold(f"saving checkpoint-{state.global_step} (saved, not marked)")
             rundir.mark_complete(path)
             self.sink.emit("checkpoint", step=state.global_step, path=str(path))
@@ -192,6 +192,7 @@ class TestSeams(TrainerCallback):
     RANKWISE_TEST_SAVE_DELAY=0.5 between HF's checkpoint save and its completion marker, so a
     test can signal or kill a run during evaluation or saving.
     RANKWISE_TEST_HOLD_IN=training:5 | evaluation | saving holds the run once in that phase
+    (`training:5@-r4-`: only a run whose output folder's path contains "-r4-", one trial of a sweep)
     (after step 5's event; at the first evaluation batch; between HF's first checkpoint save and
     its marker) until a SIGINT/SIGTERM arrives, having said "test seam: holding in ..." in
     train.log: a test waits for that line and signals a run that is certainly in the phase,
@@ -218,11 +219,11 @@ class TestSeams(TrainerCallback):
             Path(path).write_text(json.dumps(layers), encoding="utf-8")
 
     def on_log(self, args, state, control, logs=None, **kw):
-        if "loss" in (logs or {}) and os.environ.get(HOLD_ENV) == f"training:{state.global_step}":
+        if "loss" in (logs or {}) and _hold_wanted(f"training:{state.global_step}", args):
             _hold(f"training after step {state.global_step}")  # after Events wrote the step event
 
     def on_prediction_step(self, args, state, control, **kw):
-        if os.environ.get(HOLD_ENV) == "evaluation":
+        if _hold_wanted("evaluation", args):
             _hold(f"evaluation at step {state.global_step}")
         if state.global_step in self.pending_eval:
             import torch
@@ -343,6 +344,12 @@ def check_space(folder: Path, step: int, model=None) -> None:
 
 
 _held: set[str] = set()
+
+
+def _hold_wanted(phase: str, args) -> bool:
+    """RANKWISE_TEST_HOLD_IN asks for `phase` here, in this run (its `@part` names the run's folder)."""
+    wanted, _, only = (os.environ.get(HOLD_ENV) or "").partition("@")
+    return wanted == phase and only in str(args.output_dir)
 
 
 def _hold(where: str) -> None:
