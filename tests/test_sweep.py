@@ -224,9 +224,9 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_trials(tmp_path):
     held = {**env(), "RANKWISE_TEST_HOLD_IN": "training:2@-sweep-r4-"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=held)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:  # r=16 runs first (largest first); wait until r=4 is training
+    while time.monotonic() < deadline:  # r=16 runs first (largest first); wait until r=4 is held in training
         r4 = run_dirs(tmp_path, 4)
-        if r4 and '"type": "step"' in ((r4[0] / "events.jsonl").read_text() if (r4[0] / "events.jsonl").exists() else ""):
+        if r4 and "test seam: holding" in ((r4[0] / "train.log").read_text() if (r4[0] / "train.log").exists() else ""):
             break
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.2)
@@ -356,8 +356,8 @@ def test_parallel_slots_run_one_trial_each_and_ctrl_c_stops_and_requeues_them_al
     def ctrl_c_once_both_train():
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            logs = list((tmp_path / "runs").glob("*/events.jsonl"))
-            if len(logs) == 2 and all('"type": "step"' in f.read_text() for f in logs):
+            logs = list((tmp_path / "runs").glob("*/train.log"))
+            if len(logs) == 2 and all("test seam: holding" in f.read_text() for f in logs):  # both held mid-training
                 break
             time.sleep(0.2)
         os.kill(os.getpid(), signal.SIGINT)
