@@ -1,10 +1,17 @@
 import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A background job of a non-interactive shell (`pytest &`, a CI step put in the background) starts
+# with SIGINT ignored, and every process a test starts would inherit that: the Ctrl-C tests (attach,
+# train, sweep) then saw their signal ignored. Tests run with Ctrl-C handled, as in a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach a hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -119,6 +119,9 @@ class PtyProc:
 
         def ctty():
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            # a terminal's shell starts with SIGHUP at its default; a runner under nohup would pass
+            # SIG_IGN on, and the TUI then outlived its closed terminal (seen in a nohup'd CI run)
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
         self.proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=e, cwd=cwd,
                                      start_new_session=True, preexec_fn=ctty, close_fds=True)
