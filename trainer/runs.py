@@ -106,13 +106,10 @@ def _started_pid(run_dir: Path) -> int | None:
     return pid if is_our_worker(pid, run_dir) else None
 
 
-def _ended_meanwhile(run_dir: Path) -> bool:
-    """No end event was read, and the worker is no longer there: did it write one since? A worker
-    writes its end event before it exits, so a second read after the process check cannot miss it
+def _ended_since(run_dir: Path) -> bool:
+    """Does the event log end the run now? Asked of a run found gone without an end event read: a
+    worker writes its end event before it exits, so a read after the process check cannot miss it
     (without it, `stop --wait` on a busy machine reported a run that ended `interrupted` as failed)."""
-    pid = _started_pid(run_dir)
-    if pid is not None:
-        return False
     fold = _fresh_fold(run_dir)
     fold.add(read_events(run_dir / EVENTS_FILE))
     return fold.end is not None
@@ -199,8 +196,6 @@ def run_info(run_dir: str | Path, fold: _Fold | None = None) -> RunInfo:
         info.status = end.get("status") if end.get("status") in STATUSES else "failed"
         info.step = end.get("step", info.step)
         info.loss = end.get("final_loss", info.loss) if end.get("final_loss") is not None else info.loss
-    elif _ended_meanwhile(run_dir):  # the events were read, then the worker wrote its end and exited
-        return run_info(run_dir)
     elif start is None:
         loading = _started_pid(run_dir)
         fresh = info.updated is not None and time.time() - info.updated < STARTING_GRACE_S
@@ -214,6 +209,8 @@ def run_info(run_dir: str | Path, fold: _Fold | None = None) -> RunInfo:
     else:
         info.status = "failed"
         info.note = DIED_NOTE.format(id=info.id)
+    if end is None and info.status == "failed" and _ended_since(run_dir):
+        return run_info(run_dir)  # the events were read, then the worker wrote its end and exited
     latest = latest_checkpoint(run_dir)  # only complete (marked) checkpoints count
     info.last_checkpoint = str(latest[1]) if latest else None
     info.checkpoint_step = latest[0] if latest else None
