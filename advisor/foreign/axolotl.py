@@ -235,6 +235,12 @@ NOT_MODELLED = {
     "relora": "ReLoRA restarts: merges and re-inits the adapter during training",
     "fp8": "FP8 training: smaller activations and weights than estimated",
     "torch_compile": "torch.compile: activation memory and speed differ",
+    "torch_compile_mode": "torch.compile: activation memory and speed differ",
+    "vllm": "a vLLM server for online RL generation: on a GPU shared with training it takes its "
+            "gpu_memory_utilization share, which the estimate does not count",
+    "eval_batch_size": "the evaluation batch: an eval forward (no gradients) at its own batch size; its logits can "
+                       "exceed training's when it is larger than micro_batch_size",
+    "resize_token_embeddings_to_32x": "embedding rows rounded up to a multiple of 32 after new tokens (a few rows)",
     "liger_rms_norm_gated": "a Liger kernel: lower activation memory than estimated",
     "flash_attn_cross_entropy": "FlashAttention's fused cross-entropy: the logits' float copy is avoided",
     "flash_attn_rms_norm": "FlashAttention's fused RMSNorm: lower activation memory",
@@ -252,6 +258,8 @@ NOT_MODELLED = {
     "dsv4_fp4_grouped_mode": "FP4 expert weights: base memory differs from estimated",
     "nvfp4_merge_aware": "NVFP4 weights: base memory differs from estimated",
     "model_quantization_config": "a torchao/other quantization of the base: base memory differs from estimated",
+    "model_quantization_config_kwargs": "a torchao/other quantization of the base: base memory differs from "
+                                        "estimated",
     "bnb_config_kwargs": "bitsandbytes options (quant type, double quantization): read as NF4 with double quant",
     "unfrozen_parameters": "parameters trained in full beside LoRA: their gradients and optimizer states are "
                            "not in the estimate",
@@ -299,30 +307,18 @@ def _bfloat16(value, out: Out):
         out.default("train.precision", "bf16")
 
 
-def _padded(value, out: Out):
-    """pad_to_sequence_len: true is the estimate's own assumption (every row at sequence_len); false pads
-    each batch to its longest row, which `--dataset` measures; without it the estimate is the worst case."""
-
-
-def _read_as_sharded(value, out: Out):
-    """fsdp_version 1 or 2: either shards parameters, gradients and optimizer states as estimated."""
+def _as_estimated(value, out: Out):
+    """Read, and already what the estimate assumes: pad_to_sequence_len (true: every row at
+    sequence_len; false: each batch at its longest row, the worst case of which is the estimate's,
+    and what `--dataset` measures) and fsdp_version (FSDP1 or 2 shard the same tensors)."""
 
 
 TABLE["bfloat16"] = _bfloat16
 TABLE["float16"] = not_modelled("fp16 weights without the Trainer's fp16 autocast (utils/config: torch_dtype "
                                 "float16; core/builders/base.py: fp16 only from cfg.fp16): precision not modelled")
-TABLE["pad_to_sequence_len"] = _padded
-TABLE["fsdp_version"] = _read_as_sharded
-NOT_MODELLED.update({
-    "vllm": "a vLLM server for online RL generation: on a GPU shared with training it takes its "
-            "gpu_memory_utilization share, which the estimate does not count",
-    "eval_batch_size": "the evaluation batch: an eval forward (no gradients) at its own batch size; its logits can "
-                       "exceed training's when it is larger than micro_batch_size",
-    "torch_compile_mode": "torch.compile: activation memory and speed differ",
-    "model_quantization_config_kwargs": "a torchao/other quantization of the base: base memory differs from "
-                                        "estimated",
-    "resize_token_embeddings_to_32x": "embedding rows rounded up to a multiple of 32 after new tokens (a few rows)",
-})
+TABLE["pad_to_sequence_len"] = _as_estimated
+TABLE["fsdp_version"] = _as_estimated
+
 
 DEFAULTS = (
     Default("train.grad_accum", 1, "schemas/training.py: gradient_accumulation_steps default=1"),
