@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from train_helpers import (CLI, QUICK, env, events, has_control_chars, of_type, summary, tail_log, train, wait_for,
-                           wait_for_run_dir)
+from train_helpers import (CLI, QUICK, env, events, has_control_chars, of_type, only_run, summary, tail_log, train,
+                           wait_for, wait_for_run_dir)
 
 from rankwise.trainer import rundir
 
@@ -106,6 +106,24 @@ def test_bad_rows_exit_2_before_the_run_dir_exists(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert f"{data}:2" in proc.stderr and "1 more bad row" in proc.stderr and "skip_bad_rows" in proc.stderr
     assert "Traceback" not in proc.stderr and not runs.exists()
+
+
+def test_skipped_bad_rows_are_counted_in_the_data_event_and_training_goes_on(tmp_path):
+    # the data event carries the first skipped rows as strings; the writer once refused them (the schema
+    # checked every list field for whole numbers), so any run with a skipped row died at "data ready"
+    good = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+    data = tmp_path / "some-bad.jsonl"
+    data.write_text(good * 24 + "not json\n" + good * 8)
+    runs = tmp_path / "runs"
+    proc = train(runs, "--set", f"data.path={data}", "--set", "data.skip_bad_rows=true",
+                 "--set", "train.max_steps=2", timeout=240)
+    run_dir = only_run(runs)
+    assert proc.returncode == 0, proc.stderr + tail_log(run_dir)
+    ready = [e for e in of_type(events(run_dir), "data") if e.get("phase") == "ready"]
+    assert ready and ready[-1]["skipped_rows"] == 1, ready
+    assert ready[-1]["examples"] == [f"{data}:25: not valid JSON (Expecting value at column 1)"]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("data ready:"))  # the plain panel's line
+    assert f"1 bad row skipped; e.g. {data}:25: not valid JSON" in line, line
 
 
 try:

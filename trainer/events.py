@@ -198,13 +198,17 @@ TYPES = tuple(CLASSES)
 
 
 def _kinds(cls: type[Event]) -> dict[str, tuple[type, dict]]:
-    """Field name → (base type, metadata), from the class's annotations (`int | None` → int)."""
+    """Field name → (base type, metadata), from the class's annotations (`int | None` → int); a list
+    field's metadata also holds its item type under "item" (`list[str] | None` → list, {"item": str})."""
     hints = typing.get_type_hints(cls)
     out = {}
     for f in fields(cls):
         hint = hints[f.name]
         base = next(a for a in typing.get_args(hint) if a is not type(None))
-        out[f.name] = (typing.get_origin(base) or base, f.metadata)
+        meta = dict(f.metadata)
+        if typing.get_origin(base) is list:
+            meta["item"] = typing.get_args(base)[0]
+        out[f.name] = (typing.get_origin(base) or base, meta)
     return out
 
 
@@ -212,7 +216,14 @@ SCHEMA: dict[str, dict[str, tuple[type, dict]]] = {t: _kinds(c) for t, c in CLAS
 _BASE = _kinds(Event)
 
 
-def _writable(kind: type, value) -> bool:
+def _item_ok(item: type, v) -> bool:
+    """One item of a list field: a str, or a whole number that is not a bool."""
+    if item is int:
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    return isinstance(v, item)
+
+
+def _writable(kind: type, meta: dict, value) -> bool:
     """What a writer may pass: the declared type (NaN allowed: a diverging loss is a fact to record)."""
     if value is None:
         return True
@@ -223,8 +234,7 @@ def _writable(kind: type, value) -> bool:
     if kind is int:
         return isinstance(value, numbers.Integral)
     if kind is list:
-        return isinstance(value, (list, tuple)) and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
+        return isinstance(value, (list, tuple)) and all(_item_ok(meta["item"], v) for v in value)
     return isinstance(value, kind)
 
 
@@ -243,7 +253,8 @@ def _readable(kind: type, meta: dict, value):
                 return _BAD
         return value
     if kind is list:
-        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        item = meta["item"]
+        ok = isinstance(value, list) and all(_item_ok(item, v) and (item is not int or v >= 0) for v in value)
         return value if ok else _BAD
     return value if isinstance(value, kind) else _BAD
 
@@ -262,8 +273,9 @@ def build(type_: str, **fields_) -> Event:
         if name not in schema:
             raise TypeError(f"{type_} event has no field {name!r} (declared: {', '.join(schema)})")
         kind, meta = schema[name]
-        if not _writable(kind, value):
-            raise TypeError(f"{type_} event field {name!r} wants {kind.__name__}, got {type(value).__name__} {value!r}")
+        if not _writable(kind, meta, value):
+            want = f"list[{meta['item'].__name__}]" if kind is list else kind.__name__
+            raise TypeError(f"{type_} event field {name!r} wants {want}, got {type(value).__name__} {value!r}")
     return cls(**fields_)
 
 

@@ -179,7 +179,7 @@ def data_text(e: Data) -> str:
         return clean(f"data: reading {e.rows or 0:,}{total} rows{rate}{eta}")
     parts = [f"data ready: {e.rows or 0:,} training rows" + (" (from the cache)" if e.cached else "")]
     if e.skipped_rows:
-        parts.append(f"{e.skipped_rows:,} bad rows skipped")
+        parts.append(f"{e.skipped_rows:,} bad row{'s' if e.skipped_rows != 1 else ''} skipped")
     if e.truncated_rows:
         parts.append(f"{e.truncated_rows:,} truncated to max_seq_len")
     if e.packing_efficiency is not None:
