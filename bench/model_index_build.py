@@ -44,7 +44,7 @@ def torchtune(path: str) -> dict:
     return {"repo": "pytorch/torchtune", "path": path, "commit": TORCHTUNE_COMMIT}
 
 
-# Families people fine-tune (litgpt also lists Pythia, StableLM, Falcon 1, OpenLLaMA, ...: left out).
+# Families people fine-tune (litgpt also lists Pythia, StableLM, Falcon 1, ...: left out).
 # (id prefix, config.json model_type); the first match wins.
 MODEL_TYPES = [
     ("meta-llama/", "llama"), ("nvidia/Llama-3.1-Nemotron", "llama"), ("deepseek-ai/DeepSeek-R1-Distill-Llama", "llama"),
@@ -55,7 +55,7 @@ MODEL_TYPES = [
     ("Qwen/Qwen3-30B-A3B", "qwen3_moe"), ("Qwen/Qwen3-235B-A22B", "qwen3_moe"), ("Qwen/Qwen3-", "qwen3"),
     ("google/gemma-2-", "gemma2"), ("google/gemma-3-1b", "gemma3_text"),
     ("microsoft/Phi-3", "phi3"), ("microsoft/phi-4", "phi3"), ("microsoft/Phi-4-reasoning", "phi3"),
-    ("allenai/OLMo-2", "olmo2"),
+    ("allenai/OLMo-2", "olmo2"), ("openlm-research/open_llama", "llama"),
 ]
 # Left out on purpose: gemma-3-4b/12b/27b (multimodal: litgpt lists the text decoder only, the
 # vision tower would be missing from the estimate); Phi-4-mini and Qwen2.5-Coder/-Math (tied

@@ -140,6 +140,11 @@ ALIASES = [
     ("agentica-org/DeepCoder-14B-Preview", "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
      {"repo": "AIComputing101/llm-leaderboard", "path": "models/together/deepcoder-14b-preview.md",
       "commit": "90557b50558dc8c6aa7ccfa2b1f392d01da641b5"}),
+    # "The v2 models are trained on a mixture of ... We follow the exactly same ... model architecture ... The only
+    # difference between our setting and the original one is the dataset used": OpenLLaMA 3Bv2 is the 3B's shape
+    # (litgpt's open_llama_3b entry)
+    ("openlm-research/open_llama_3b_v2", "openlm-research/open_llama_3b",
+     {"repo": "openlm-research/open_llama", "path": "README.md", "commit": "6e7f73eab7e799e2464f38ed977e537bae02873e"}),
 ]
 
 
@@ -553,6 +558,45 @@ def _pixtral_12b() -> dict:
                        projector_hidden_act="gelu", image_token_index=10, vision_feature_layer=-1).to_dict()
 
 
+
+# Falcon-H1-0.5B's config.json as Megatron-Bridge's Falcon-H1 bridge test copies it (FALCON_H1_500M_CONFIG: 36 parallel
+# Mamba-2 + attention + MLP layers of 1024, vocabulary 32784, untied head); the bridge's docs name Falcon-H1-0.5B-Instruct
+# as the checkpoint its examples target. The sizes 1.5B to 34B differ (intermediate sizes and vocabularies in no source at
+# hand), so they are not entered from it. The copy leaves out mamba_d_ssm, which FalconH1Config requires to be
+# mamba_n_heads · mamba_d_head (24 · 64 = 1536; its default, 1024, fails that check).
+FALCON_H1_05B = megatron_bridge("tests/unit_tests/models/falcon_h1/test_falcon_h1_bridge.py")
+FALCON_H1_DOCS = megatron_bridge("docs/models/falcon/falcon-h1.md")
+
+
+def _falcon_h1_05b() -> dict:
+    from transformers import FalconH1Config
+
+    return FalconH1Config(
+        attention_bias=False, attention_in_multiplier=1.0, attention_out_multiplier=0.9375, attn_layer_indices=None,
+        embedding_multiplier=5.656854249492381, head_dim=64, hidden_act="silu", hidden_size=1024,
+        intermediate_size=2048, key_multiplier=0.39062499999999994, lm_head_multiplier=0.0390625, mamba_chunk_size=128,
+        mamba_conv_bias=True, mamba_d_conv=4, mamba_d_head=64, mamba_d_state=128, mamba_expand=2, mamba_n_groups=1,
+        mamba_n_heads=24, mamba_d_ssm=24 * 64, mamba_norm_before_gate=False, mamba_proj_bias=False, mamba_rms_norm=False, mamba_use_mlp=True,
+        max_position_embeddings=16384, mlp_bias=False, mlp_multipliers=[0.8838834764831844, 0.5859375],
+        num_attention_heads=8, num_hidden_layers=36, num_key_value_heads=2, projectors_bias=False, rms_norm_eps=1e-5,
+        rope_theta=100000000000.0, ssm_in_multiplier=1.25,
+        ssm_multipliers=[0.3535533905932738, 0.25, 0.3535533905932738, 0.5, 0.3535533905932738],
+        ssm_out_multiplier=0.23570226039551587, tie_word_embeddings=False, vocab_size=32784).to_dict()
+
+
+# MiMo-7B's config.json in its GitHub repository (model_type mimo, remote code MiMoForCausalLM: "MiMo follows Qwen2 attention
+# behavior and adds MTP on top", Megatron-Bridge's mimo_bridge.py). Entered as the Qwen2 decoder it is (36 layers of 4096,
+# 32 heads over 8 K/V heads, q/k/v biases, MLP 11008, vocabulary 151680, untied head); its multi-token-prediction layers
+# (num_nextn_predict_layers) are not counted, as for DeepSeek-V3: ~0.2B each (a decoder layer and a 2h->h projection).
+MIMO_CONFIG = {"repo": "XiaomiMiMo/MiMo", "path": "config.json", "commit": "43be2d82b1696a3645bdaccc7e268271b402766f"}
+MIMO_README = {"repo": "XiaomiMiMo/MiMo", "path": "README.md", "commit": "0036ab5039bb35c2fd4812848411793d70795080"}
+
+
+def _mimo_7b() -> dict:
+    return {"model_type": "qwen2", "hidden_size": 4096, "num_hidden_layers": 36, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 11008, "vocab_size": 151680,
+            "max_position_embeddings": 32768, "rope_theta": 640000, "tie_word_embeddings": False}
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -616,4 +660,8 @@ VARIANTS = [
     (["mistralai/Magistral-Small-2507"], lambda: _mistral_small(False),
      {"config": MISTRAL_SMALL_3, "tie_word_embeddings": MISTRAL_SMALL_3_INDEX,
       "base_model": axolotl("examples/magistral/README.md")}),
+    (["tiiuae/Falcon-H1-0.5B-Instruct"], _falcon_h1_05b, {"config": FALCON_H1_05B, "checkpoint": FALCON_H1_DOCS}),
+    # "MiMo-7B-RL | RL model trained from SFT model", "MiMo-7B-SFT | SFT model trained from base model": one architecture
+    (["XiaomiMiMo/MiMo-7B-Base", "XiaomiMiMo/MiMo-7B-SFT", "XiaomiMiMo/MiMo-7B-RL", "XiaomiMiMo/MiMo-7B-RL-Zero"],
+     _mimo_7b, {"config": MIMO_CONFIG, "base_model": MIMO_README}),
 ]

@@ -52,6 +52,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "qwen2_5_vl": "a Qwen2 decoder with a windowed-attention ViT and its merger",
     "glm4_moe": "128 routed experts plus a shared one after a dense first layer, biased q/k/v",
     "deepseek_v3": "multi-head latent attention with query compression, 256 routed experts plus a shared one",
+    "falcon_h1": "Mamba-2, attention and MLP side by side in every layer, muP multipliers",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -237,6 +238,7 @@ SAME_AS = [
     ("axolotl-ai-co/Mistral-Small-4-119B-2603-BF16", "mistralai/Mistral-Small-4-119B-2603"),
     ("katanemo/Plano-Orchestrator-4B", "Qwen/Qwen3-4B-Instruct-2507"),
     ("nvidia/DeepSeek-V4-Flash-NVFP4", "deepseek-ai/DeepSeek-V4-Flash"),
+    ("openlm-research/open_llama_3b_v2", "openlm-research/open_llama_3b"), ("XiaomiMiMo/MiMo-7B-RL", "XiaomiMiMo/MiMo-7B-Base"),
 ]
 
 
