@@ -415,6 +415,28 @@ def _qwen3_5(moe: bool) -> dict:
                             tie_word_embeddings=False).to_dict()
 
 
+# Qwen3.5-9B: the decoder as slime's scripts/models/qwen3.5-9B.sh gives it (32 layers of 4096, 16 heads of 256 over 4 K/V
+# heads, gated attention, MLP 12288, vocabulary 248320, untied head); its Gated DeltaNet layers as a tensor manifest of the
+# checkpoint lists them (in_proj_qkv 8192 x 4096 = 16 key heads of 128 twice and 32 value heads of 128, A_log of 32,
+# conv1d 8192 x 4: linear_num_key_heads 16, linear_num_value_heads 32, head dims 128, kernel 4), and its vision tower
+# (27 blocks of 1152, merger to 4096) Qwen3_5VisionConfig's. The manifest's 775 tensors hold 9,653,104,368 parameters,
+# 243,290,624 of them the 15 mtp.* tensors transformers does not build: the rest, 9,409,813,744, is this config's total
+# (tests/test_model_index.py). The context length (262144) is the family's, as Megatron-Bridge's copies of the 27B and
+# 397B configs hold it.
+QWEN35_9B = {"repo": "THUDM/slime", "path": "scripts/models/qwen3.5-9B.sh", "commit": "624b824a898ab0ec1fcb4d373004c7f3852bf515"}
+QWEN35_9B_TENSORS = {"repo": "jyohukuchan/uLLM-project",
+                     "path": "benchmarks/results/2026-07-01/aq/2026-07-01-ullm-quant-plan-qwen35-9b.json",
+                     "commit": "b020bcf9c4ba81b68fd1fdedb000b38e4505648d"}
+
+
+def _qwen3_5_9b() -> dict:
+    from transformers import Qwen3_5Config, Qwen3_5VisionConfig
+
+    text = dict(_QWEN35_COMMON, hidden_size=4096, intermediate_size=12288, num_hidden_layers=32, num_attention_heads=16,
+                num_key_value_heads=4, linear_num_value_heads=32)
+    return Qwen3_5Config(text_config=text, vision_config=Qwen3_5VisionConfig(out_hidden_size=4096).to_dict(),
+                         tie_word_embeddings=False).to_dict()
+
 # Qwen3-VL-4B-Instruct's config.json as musubi-tuner vendors it ("Vendored copy of the Qwen3-VL-4B-Instruct config.json"):
 # a Qwen3-4B-shaped decoder with tied embeddings and a 24-block ViT of 1024 whose merger projects to 2560.
 QWEN3_VL_4B = {"repo": "kohya-ss/musubi-tuner", "path": "src/musubi_tuner/krea2/krea2_encoder.py",
@@ -597,6 +619,30 @@ def _mimo_7b() -> dict:
             "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 11008, "vocab_size": 151680,
             "max_position_embeddings": 32768, "rope_theta": 640000, "tie_word_embeddings": False}
 
+
+# Nemotron 3 Nano 30B-A3B: config.json as Megatron-Bridge's NemotronH bridge test copies it (active_nemotronh_config_dict:
+# 52 layers of 2688, the pattern MEMEM*E... of 23 Mamba-2, 23 MoE and 6 attention layers, 64 Mamba heads of 64 in 8 groups,
+# state 128, 32 heads of 128 over 2 K/V heads, vocabulary 131072, untied head; the fixture sets n_routed_experts None) and
+# its experts as Megatron-Bridge's Nemotron3NanoProvider gave them (128 routed experts of 1856 with 6 active, a shared
+# expert of 3712, context 262144), before the size-specific providers were removed.
+NEMOTRON_H_TEST = megatron_bridge("tests/unit_tests/models/nemotronh/test_nemotron_h_bridge.py")
+NEMOTRON3_NANO_PROVIDER = {"repo": "NVIDIA-NeMo/Megatron-Bridge",
+                           "path": "src/megatron/bridge/models/nemotronh/nemotron_h_provider.py",
+                           "commit": "38b4a06ba1ede1b84f6607885821495717d05a7a"}
+
+
+def _nemotron3_nano() -> dict:
+    from transformers import NemotronHConfig
+
+    return NemotronHConfig(
+        hidden_size=2688, num_hidden_layers=52,
+        hybrid_override_pattern="MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME", num_attention_heads=32,
+        num_key_value_heads=2, head_dim=128, intermediate_size=1856, mamba_num_heads=64, mamba_head_dim=64,
+        ssm_state_size=128, n_groups=8, conv_kernel=4, expand=2, vocab_size=131072, tie_word_embeddings=False,
+        max_position_embeddings=262144, n_routed_experts=128, moe_intermediate_size=1856,
+        moe_shared_expert_intermediate_size=3712, num_experts_per_tok=6, n_shared_experts=1,
+        routed_scaling_factor=2.5).to_dict()
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -648,6 +694,8 @@ VARIANTS = [
      {"config": QWEN3_VL_30B_A3B, "vision_config": transformers_source("qwen3_vl_moe", "Qwen/Qwen3-VL-30B-A3B-Instruct")}),
     (["Qwen/Qwen3.5-27B"], lambda: _qwen3_5(False), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),
     (["Qwen/Qwen3.5-397B-A17B"], lambda: _qwen3_5(True), {"config": QWEN35_TEXT, "vision_config": QWEN35_VL}),
+    (["Qwen/Qwen3.5-9B"], _qwen3_5_9b,
+     {"config": QWEN35_9B, "linear_attention": QWEN35_9B_TENSORS, "vision_config": QWEN35_VL}),
     (["mistralai/Mistral-Small-24B-Base-2501", "mistralai/Mistral-Small-24B-Instruct-2501"],
      lambda: _mistral_small(True), {"config": MISTRAL_SMALL_3, "tie_word_embeddings": MISTRAL_SMALL_3_INDEX}),
     # "fine-tuned ontop of Mistral-Small-3.1 ... without the vision layer"
@@ -664,4 +712,6 @@ VARIANTS = [
     # "MiMo-7B-RL | RL model trained from SFT model", "MiMo-7B-SFT | SFT model trained from base model": one architecture
     (["XiaomiMiMo/MiMo-7B-Base", "XiaomiMiMo/MiMo-7B-SFT", "XiaomiMiMo/MiMo-7B-RL", "XiaomiMiMo/MiMo-7B-RL-Zero"],
      _mimo_7b, {"config": MIMO_CONFIG, "base_model": MIMO_README}),
+    (["nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"], _nemotron3_nano,
+     {"config": NEMOTRON_H_TEST, "experts": NEMOTRON3_NANO_PROVIDER}),
 ]

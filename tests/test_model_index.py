@@ -53,6 +53,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "glm4_moe": "128 routed experts plus a shared one after a dense first layer, biased q/k/v",
     "deepseek_v3": "multi-head latent attention with query compression, 256 routed experts plus a shared one",
     "falcon_h1": "Mamba-2, attention and MLP side by side in every layer, muP multipliers",
+    "nemotron_h": "Mamba-2 layers with a few attention layers, 128 routed experts plus a shared one",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -110,6 +111,11 @@ PUBLISHED_ON_META = [
     ("stabilityai/stablelm-2-1_6b", 1_644_417_024),  # the card's architecture table
     ("Qwen/Qwen3-VL-30B-A3B-Instruct", 31.07e9),  # the Hub's 31.07B
     ("Qwen/Qwen3-VL-4B-Instruct", 4.44e9),  # the Hub's 4.44B (quoted at mixpeek.com/model/Qwen/Qwen3-VL-4B-Instruct)
+    # Qwen3.5-9B: the 775 tensors of its checkpoint less the 15 mtp.* ones transformers does not build
+    # (github.com/jyohukuchan/uLLM-project at b020bcf, benchmarks/results/2026-07-01/aq/2026-07-01-ullm-quant-plan-qwen35-9b.json)
+    ("Qwen/Qwen3.5-9B", 9_653_104_368 - 243_290_624),
+    # "31.6B total / 3.6B active": github.com/NVIDIA-NeMo/Nemotron at e27b371, README.md
+    ("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", 31.6e9),
 ]
 # Cards that state only the size class ("80B in total"): within 2.5% of it. Kimi Linear's "48B" counts
 # no embeddings, so its figure is checked without them.
