@@ -145,6 +145,9 @@ ALIASES = [
     # (litgpt's open_llama_3b entry)
     ("openlm-research/open_llama_3b_v2", "openlm-research/open_llama_3b",
      {"repo": "openlm-research/open_llama", "path": "README.md", "commit": "6e7f73eab7e799e2464f38ed977e537bae02873e"}),
+    # "GLM-5.2 (glm_moe_dsa) MoE LoRA on an NVFP4 (modelopt) checkpoint" above `base_model: Mapika/GLM-5.2-NVFP4`; its
+    # 4-bit storage is said as not modelled by `check`, like the other NVFP4 copies above
+    ("Mapika/GLM-5.2-NVFP4", "zai-org/GLM-5.2", axolotl("examples/glm_moe_dsa/glm-5.2-nvfp4-lora.yaml")),
 ]
 
 
@@ -643,6 +646,22 @@ def _nemotron3_nano() -> dict:
         moe_shared_expert_intermediate_size=3712, num_experts_per_tok=6, n_shared_experts=1,
         routed_scaling_factor=2.5).to_dict()
 
+
+# GLM-5.2 (744B-A40B): GlmMoeDsaConfig's defaults are GLM-5's shape as slime's scripts/models/glm5-744B-A40B.sh gives it
+# (78 layers of 6144, 3 dense of 12288 then 75 MoE layers of 256 experts of 2048 with 8 active and a shared one, MLA with
+# q_lora_rank 2048, kv_lora_rank 512, q/k heads 192 + 64, v heads 256, 64 heads, vocabulary 154880, untied head);
+# slime's glm5.2-744B-A40B.sh is the same but for the rotary base (8e6) and DSA cross-layer index sharing: "Only the
+# computing layers (layer 1,2,3,7,11,...,75 in Megatron 1-indexing) carry indexer weights", the schedule
+# index_topk_freq=4, index_skip_topk_offset=3, which GlmMoeDsaConfig turns into exactly those 21 "full" indexer layers.
+GLM52 = {"repo": "THUDM/slime", "path": "scripts/models/glm5.2-744B-A40B.sh", "commit": "624b824a898ab0ec1fcb4d373004c7f3852bf515"}
+
+
+def _glm52() -> dict:
+    from transformers import GlmMoeDsaConfig
+
+    return GlmMoeDsaConfig(index_topk_freq=4, index_skip_topk_offset=3,
+                           rope_parameters={"rope_theta": 8000000.0, "rope_type": "default"}).to_dict()
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -714,4 +733,5 @@ VARIANTS = [
      _mimo_7b, {"config": MIMO_CONFIG, "base_model": MIMO_README}),
     (["nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"], _nemotron3_nano,
      {"config": NEMOTRON_H_TEST, "experts": NEMOTRON3_NANO_PROVIDER}),
+    (["zai-org/GLM-5.2"], _glm52, {"config": GLM52, "defaults": transformers_source("glm_moe_dsa", "zai-org/GLM-5")}),
 ]

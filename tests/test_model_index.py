@@ -54,6 +54,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "deepseek_v3": "multi-head latent attention with query compression, 256 routed experts plus a shared one",
     "falcon_h1": "Mamba-2, attention and MLP side by side in every layer, muP multipliers",
     "nemotron_h": "Mamba-2 layers with a few attention layers, 128 routed experts plus a shared one",
+    "glm_moe_dsa": "multi-head latent attention with a DeepSeek sparse-attention indexer, 256 routed experts plus a shared one",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -140,6 +141,8 @@ PUBLISHED_CLASS = [
     ("01-ai/Yi-34B-Chat", 34e9, False),  # "two bilingual ... base models with the parameter sizes of 6B and 34B": Yi's README
     # "284B total parameters (13B activated)": its card (quoted at featherless.ai/models/deepseek-ai/DeepSeek-V4-Flash)
     pytest.param("deepseek-ai/DeepSeek-V4-Flash", 284e9, False, marks=pytest.mark.slow),  # the 12B of its name (axolotl's examples/gemma4-unified/README.md)
+    # "GLM-5.2 744B-A40B": slime's scripts/models/glm5.2-744B-A40B.sh (github.com/THUDM/slime at 624b824)
+    pytest.param("zai-org/GLM-5.2", 744e9, False, marks=pytest.mark.slow),
 ]
 
 
@@ -245,6 +248,7 @@ SAME_AS = [
     ("katanemo/Plano-Orchestrator-4B", "Qwen/Qwen3-4B-Instruct-2507"),
     ("nvidia/DeepSeek-V4-Flash-NVFP4", "deepseek-ai/DeepSeek-V4-Flash"),
     ("openlm-research/open_llama_3b_v2", "openlm-research/open_llama_3b"), ("XiaomiMiMo/MiMo-7B-RL", "XiaomiMiMo/MiMo-7B-Base"),
+    ("Mapika/GLM-5.2-NVFP4", "zai-org/GLM-5.2"),
 ]
 
 
