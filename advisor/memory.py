@@ -176,6 +176,14 @@ def unit_bytes(spec: ModelSpec, plan: Plan) -> tuple[int, int]:
     return layer_b, root * a
 
 
+def largest_weight_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """Bytes of the largest single weight of a decoder layer as stored: 4-bit packed under a quantized method
+    (as unit_bytes counts it), else the compute dtype. (A fused expert tensor is counted per expert.)"""
+    q = plan.descriptor.quant
+    biggest = max((l.d_in * l.d_out for l in spec.linears if l.family != "lm_head"), default=0)
+    return biggest * q.bits // 8 if q is not None else biggest * plan.dtype_bytes
+
+
 def _shard(spec: ModelSpec, plan: Plan, comps: dict[str, int]) -> dict[str, int]:
     """Per-GPU share of the static memory under FULL_SHARD, plus the gather buffers.
 
@@ -222,7 +230,8 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     if plan.sharded:
         offloaded = sharding.host_bytes(plan, comps)  # the unsharded totals, before _shard splits them
         comps.update(_shard(spec, plan, comps))
-        comps.update(sharding.adjust(plan, comps, unit_bytes(spec, plan)[0], spec.num_layers))
+        comps.update(sharding.adjust(plan, comps, unit_bytes(spec, plan)[0], spec.num_layers,
+                                     largest_weight_bytes(spec, plan)))
     elif plan.gpus > 1:
         comps["ddp_buckets"] = 4 * trainable  # DDP's flat gradient buckets (one more grad copy)
 
@@ -333,10 +342,17 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
     if not plan.lora_dropout:
         out.append("LoRA dropout 0: no masked input copies")
     if plan.sharded:
-        name = "FSDP (FULL_SHARD)" if plan.strategy == "fsdp" else "DeepSpeed ZeRO-3 (estimated like FSDP)"
+        name = "FSDP (FULL_SHARD)" if plan.strategy == "fsdp" else "DeepSpeed ZeRO-3"
+        running = ("two decoder layers (running + prefetched)" if plan.strategy == "fsdp" else
+                   f"the running decoder layer plus a prefetch of {sharding.DS_PREFETCH_BUCKET_ELEMS:.0e} elements "
+                   "(stage3_prefetch_bucket_size)")
         out.append(f"{plan.gpus} GPU{'s' if plan.gpus > 1 else ''} as {name}: weights, LoRA weights, gradients and "
                    f"optimizer states sharded 1/{plan.gpus}; NF4 constants replicated; the root unit (embeddings, "
-                   "lm_head) and two decoder layers (running + prefetched) gathered in full; per-GPU batch = micro_batch")
+                   f"lm_head) and {running} gathered in full; per-GPU batch = micro_batch")
+        if plan.strategy == "deepspeed":
+            out.append(f"ZeRO-3 contiguous gradient bucket: reduce_bucket_size {sharding.DS_REDUCE_BUCKET_ELEMS:.0e} "
+                       f"elements x {plan.dtype_bytes} bytes, allocated for the run (DeepSpeed's defaults, as "
+                       "`accelerate config` leaves them; a JSON config with other bucket sizes is not read)")
         if m.quantized:
             out.append(f"FSDP+{m.label}: bnb_4bit_quant_storage = the compute dtype, model loaded in it, no fp32 upcast")
     elif plan.gpus > 1:

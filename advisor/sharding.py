@@ -24,6 +24,15 @@
   _flat_param.py `_use_low_precision_shard`), so compute and the gathered units are bf16 while the
   stored shards are 4 bytes a weight. (accelerate's FSDP preparation upcasts trainable low-precision
   flat parameters to fp32 in any case: accelerator.py "FSDP upcast of low precision parameters".)
+- DeepSpeed ZeRO-3 holds what FSDP does not (`zero3_adjust`): the contiguous gradient bucket of
+  reduce_bucket_size elements, allocated when the optimizer is built and kept, and a parameter prefetch
+  of stage3_prefetch_bucket_size elements instead of FSDP's whole next unit. The values are DeepSpeed's
+  defaults wherever the config comes from `accelerate config` (no JSON file): accelerate's DeepSpeedPlugin
+  writes only stage, offload_optimizer/offload_param and stage3_gather_16bit_weights_on_model_save into
+  zero_optimization (accelerate v0.28.0 src/accelerate/utils/dataclasses.py, DeepSpeedPlugin.__post_init__),
+  and the hidden_size**2 bucket fills of accelerator._prepare_deepspeed (and transformers'
+  trainer_config_finalize) replace only values written as "auto" (`fill_match`: `if config.get(ds_key) ==
+  "auto"`). A JSON config with other bucket sizes is not read here (the estimate says which it assumed).
 No torch here.
 """
 from __future__ import annotations
@@ -34,6 +43,13 @@ from .plan import Plan
 OFFLOADED = {"params": ("base_weights", "unquantized_weights", "lora_params"),
              "params_and_optimizer": ("base_weights", "unquantized_weights", "lora_params", "lora_grads",
                                       "optimizer_states")}
+
+
+# DeepSpeed v0.14.0 (microsoft/DeepSpeed @ce78a632ac82a535588520e3712b35e996b46865), deepspeed/runtime/zero/config.py:
+# `reduce_bucket_size: int = Field(pp_int(5e8))` (L105), `prefetch_bucket_size: int = Field(pp_int(5e7),
+# alias="stage3_prefetch_bucket_size")` (L194), `contiguous_gradients: bool = True` (L94). Elements, not bytes.
+DS_REDUCE_BUCKET_ELEMS = 500_000_000
+DS_PREFETCH_BUCKET_ELEMS = 50_000_000
 
 
 def check(plan: Plan) -> None:
@@ -64,10 +80,31 @@ def shards(plan: Plan) -> int:
     return 1 if plan.fsdp_sharding == "no_shard" else plan.gpus
 
 
-def adjust(plan: Plan, comps: dict[str, int], layer: int, layers: int) -> dict[str, int]:
+def zero3_grad_bucket_bytes(plan: Plan) -> int:
+    """ZeRO-3's contiguous gradient bucket: with contiguous_gradients, stage3.py (v0.14.0 L489-492) allocates
+    `torch.empty(self.reduce_bucket_size, dtype=self.dtype, device=...)` when the optimizer is built and keeps it
+    for the run (freed only in `destroy`); `self.dtype` is the first trainable parameter's dtype (L149), the 16-bit
+    compute dtype under DeepSpeed's bf16/fp16 (the engine casts the module to it)."""
+    return DS_REDUCE_BUCKET_ELEMS * plan.dtype_bytes
+
+
+def zero3_gathered_bytes(plan: Plan, layer: int, largest: int) -> int:
+    """The decoder-layer parameters ZeRO-3 holds gathered at once: the running layer, and what the prefetcher
+    fetches ahead of it. partitioned_param_coordinator.py (v0.14.0 L353-372) prefetches trace parameters
+    `while ... numel_prefetching < max_params_to_prefetch` (= min(max_live_parameters - available,
+    prefetch_bucket_size)): up to the bucket plus the one parameter that crosses it (`largest`: bytes of the
+    largest weight in a layer), never more than a layer."""
+    return layer + min(layer, DS_PREFETCH_BUCKET_ELEMS * plan.dtype_bytes + largest)
+
+
+def adjust(plan: Plan, comps: dict[str, int], layer: int, layers: int, largest: int = 0) -> dict[str, int]:
     """The per-GPU components after FULL_SHARD (memory._shard) changed for `plan`'s variants. `layer`:
-    bytes of one gathered decoder layer; `layers`: how many decoder layers the model has."""
+    bytes of one gathered decoder layer; `layers`: how many decoder layers the model has; `largest`: bytes of
+    the largest single weight of a layer as stored (ZeRO-3's prefetch)."""
     out = dict(comps)
+    if plan.strategy == "deepspeed":
+        out["gather_layers"] = zero3_gathered_bytes(plan, layer, largest)
+        out["zero3_grad_bucket"] = zero3_grad_bucket_bytes(plan)
     if plan.fp32_master:
         for k in ("base_weights", "unquantized_weights"):  # fp32 shards where the compute-dtype ones were
             if k in out:

@@ -184,3 +184,27 @@ def test_offloaded_shards_count_in_host_ram_while_training(l70):
         train[offload] = (plan_host(l70, cfg, judged, hw).train_bytes, judged.estimate.host_offload_bytes)
     assert train["none"][1] == 0
     assert train["params_and_optimizer"][0] - train["none"][0] == train["params_and_optimizer"][1] > 2 * l70.total_params
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_zero3_holds_its_gradient_bucket_and_prefetches_a_bucket_not_a_unit(l70, method):
+    """ZeRO-3 at DeepSpeed's defaults (as `accelerate config` leaves them): the contiguous gradient bucket of
+    reduce_bucket_size 16-bit elements for the run, and the running layer plus a prefetch of
+    stage3_prefetch_bucket_size elements (plus the weight that crosses it) where FSDP gathers a whole next unit."""
+    ds, fsdp = _est(l70, method=method, gpus=2, strategy="deepspeed"), _est(l70, method=method, gpus=2)
+    plan = Plan(method)
+    layer = unit_bytes(l70, plan)[0]
+    largest = 8192 * 28672 * 2 if method == "lora" else 8192 * 28672 // 2  # the MLP's weight: bf16, or NF4 packed
+    assert ds.components["zero3_grad_bucket"] == 500_000_000 * 2  # deepspeed config.py: reduce_bucket_size 5e8
+    assert "zero3_grad_bucket" not in fsdp.components
+    assert ds.components["gather_layers"] == layer + min(layer, 50_000_000 * 2 + largest) < 2 * layer
+    assert fsdp.components["gather_layers"] == 2 * layer
+    assert any(a.startswith("ZeRO-3 contiguous gradient bucket") for a in ds.assumptions)
+    assert ds.allocated_bytes - fsdp.allocated_bytes == (
+        ds.components["zero3_grad_bucket"] + ds.components["gather_layers"] - fsdp.components["gather_layers"]
+        - fsdp.components["fsdp_grad_buffers"])
+
+
+def test_zero3_bucket_stays_on_the_gpu_under_offload(l70):
+    got = _est(l70, gpus=2, strategy="deepspeed", offload="params_and_optimizer")
+    assert got.components["zero3_grad_bucket"] == sharding.DS_REDUCE_BUCKET_ELEMS * 2  # torch.empty on the device
