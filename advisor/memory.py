@@ -259,6 +259,8 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     comps["allocator_overhead"] = allocator.pool_floor_bytes(plan)
     comps["allocator_cached"] = allocator.cached_bytes(plan, tokens, spec.vocab_size, logits, other,
                                                        moe * stream_bytes(plan) * spec.intermediate_size)
+    if plan.sharded and plan.offload != "none":  # reserved by FSDP's pre-unshard stream, not allocated
+        comps["offload_staging"] = sharding.offload_staging_bytes(plan, *unit_bytes(spec, plan))
     comps["cuda_context"] = CUDA_CONTEXT_BYTES
     if plan.gpus > 1:
         comps["nccl_buffers"] = allocator.nccl_bytes(plan)

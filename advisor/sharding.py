@@ -121,6 +121,22 @@ def adjust(plan: Plan, comps: dict[str, int], layer: int, layers: int, largest: 
     return out
 
 
+def offload_staging_bytes(plan: Plan, layer: int, root: int) -> int:
+    """FSDP CPU offload: the device copy of a unit's shard before its all-gather, cached in the pre-unshard
+    stream's pool. `_unshard` runs `handle.pre_unshard()` under `pre_unshard_stream` (torch
+    distributed/fsdp/_runtime_utils.py), which for offloaded parameters calls `flat_param_to(self.device,
+    non_blocking=True)` ("This creates a new tensor distinct from any attributes", _flat_param.py
+    `pre_unshard`): the 1/N shard copied to the GPU, all-gathered from and dropped. The block is freed into
+    that stream's pool, which only that stream reuses (allocator.py: `get_free_block` refuses other streams'
+    blocks), so it stays reserved at the size of the largest unit's shard (the root's, or a layer's): one copy
+    at a time, a lower bound where copies overlap. Reserved, not allocated at the compute peak (each copy is
+    dropped once its all-gather is done). DeepSpeed's parameter offload stages through its own buffers (not
+    counted)."""
+    if plan.offload == "none" or plan.strategy != "fsdp" or plan.fsdp_sharding == "no_shard":
+        return 0
+    return -(-max(layer, root) // plan.gpus)
+
+
 def host_bytes(plan: Plan, full: dict[str, int]) -> int:
     """Host RAM the offload holds on this machine (every rank's shards: the full unsharded totals)."""
     copies = plan.gpus if plan.fsdp_sharding == "no_shard" else 1  # NO_SHARD: every rank offloads a full replica
@@ -143,7 +159,9 @@ def notes(plan: Plan, offloaded: int) -> tuple[str, ...]:
         what = ("weights, LoRA weights, gradients and optimizer states" if plan.offload == "params_and_optimizer"
                 else "weights and LoRA weights")
         out.append(f"CPU offload ({plan.offload}): {what} held in host RAM ({offloaded / 2**30:.1f} GiB over the "
-                   "machine's ranks), copied in per unit; the gathered units stay on the GPU; slower steps")
+                   "machine's ranks), copied in per unit; the gathered units stay on the GPU; slower steps"
+                   + ("; the device copy of the largest unit's shard stays cached in FSDP's pre-unshard stream"
+                      if plan.strategy == "fsdp" and plan.fsdp_sharding != "no_shard" else ""))
     if plan.fp32_master:
         out.append("fp32 master weights (FSDP MixedPrecision param_dtype bf16): shards stored fp32, each gathered "
                    "unit and the compute in bf16, plus a bf16 copy of the local shard per gathered unit")

@@ -46,7 +46,8 @@ def test_offload_moves_the_shards_to_host_ram(l70, strategy, offload, gone, kept
     for k in kept:
         assert off.components[k] == base.components[k], k
     assert off.components["gather_layers"] == base.components["gather_layers"]  # units still gathered on the GPU
-    assert off.peak_bytes == base.peak_bytes - sum(base.components[k] for k in gone)
+    staged = off.components.get("offload_staging", 0)  # FSDP's shard copy cached on the pre-unshard stream
+    assert off.peak_bytes == base.peak_bytes - sum(base.components[k] for k in gone) + staged
     host = sum(8 * base.components[k] for k in gone if k != "base_weights") + 2 * l70.total_params
     note = next(a for a in off.assumptions if a.startswith("CPU offload"))
     assert f"{host / 2**30:.0f}" in note or f"{host / 2**30:.1f}" in note  # the unsharded totals, ~the 16-bit model
@@ -208,3 +209,17 @@ def test_zero3_holds_its_gradient_bucket_and_prefetches_a_bucket_not_a_unit(l70,
 def test_zero3_bucket_stays_on_the_gpu_under_offload(l70):
     got = _est(l70, gpus=2, strategy="deepspeed", offload="params_and_optimizer")
     assert got.components["zero3_grad_bucket"] == sharding.DS_REDUCE_BUCKET_ELEMS * 2  # torch.empty on the device
+
+
+def test_fsdp_offload_keeps_the_largest_shard_copy_cached_in_the_pre_unshard_stream(l70):
+    """FSDP's pre_unshard copies an offloaded unit's shard to the GPU on the pre-unshard stream; the block stays in
+    that stream's pool: reserved (and nvidia-smi) memory, not allocated."""
+    on = _est(l70, method="qlora", gpus=2, offload="params_and_optimizer")
+    off = _est(l70, method="qlora", gpus=2)
+    layer, root = unit_bytes(l70, Plan("qlora"))
+    assert on.components["offload_staging"] == -(-max(layer, root) // 2) == sharding.offload_staging_bytes(
+        Plan("qlora", gpus=2, strategy="fsdp", offload="params_and_optimizer"), layer, root)
+    assert "offload_staging" not in off.components
+    assert on.reserved_bytes - on.allocated_bytes >= on.components["offload_staging"]
+    ds = _est(l70, method="qlora", gpus=2, strategy="deepspeed", offload="params_and_optimizer")
+    assert ds.components["offload_staging"] == 0  # DeepSpeed stages through its own buffers (not counted)
