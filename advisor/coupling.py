@@ -19,9 +19,11 @@ from __future__ import annotations
 import math
 
 ALPHA = 32.0  # held at every rank (TML 2025 "LoRA Without Regret"; TRL's GRPO recipe uses 32)
-# Peak learning rate at alpha = 32 by model size (parameters up to the bound). 1-3B: TML/Tinker
-# measured ~1e-3, rankwise takes half (the measured optimum is for their batch and data); up to
-# 20B: 2e-4 (QLoRA 7B/13B; Tinker ~3e-4 for 8B); above: 1e-4 (QLoRA 33B/65B; Tinker ~3e-4 at 70B).
+# Peak learning rate at alpha = 32 by model size (parameters up to the bound). 1-3B: Tinker's sweep
+# measured 1e-3 (tinker-cookbook hyperparam_utils.get_lr @02face3: Llama-3.2-1B/3B; tulu3, batch 128,
+# 780 steps), rankwise takes half (the optimum is for their batch and data); up to 20B: 2e-4 (QLoRA
+# 7B/13B; Tinker 3e-4 for Llama-3.1-8B, 1e-3 for Qwen3-8B: the family moves it too); above: 1e-4
+# (QLoRA 33B/65B; Tinker 3e-4 for Llama-3.1-70B and Qwen3-32B).
 SIZE_LR: tuple[tuple[float, float], ...] = ((3.5e9, 5e-4), (20e9, 2e-4), (math.inf, 1e-4))
 UNKNOWN_SIZE_LR = 2e-4  # model size unknown: the 7B-13B value
 BAND = (1 / 20, 8.0)  # lr-out-of-range: an order-of-magnitude mistake, not a tuning choice (measured lr

@@ -59,6 +59,10 @@ SOURCES: dict[str, Source] = {s.key: s for s in (
            "https://arxiv.org/abs/2405.09673", "ablation"),
     Source("tml2025", "Schulman and Thinking Machines Lab", 2025, "LoRA Without Regret",
            "https://thinkingmachines.ai/blog/lora/", "ablation"),
+    Source("tinker-cookbook", "Thinking Machines Lab", None,
+           "tinker-cookbook: hyperparam_utils.get_lr (empirical LoRA learning rates) and the chat_sl SFT sweep results",
+           "https://github.com/thinking-machines-lab/tinker-cookbook/blob/02face348b50f74bd3afbe4254ab520b03690946/"
+           "tinker_cookbook/hyperparam_utils.py", "ablation"),
     Source("kalajdzievski2023", "Kalajdzievski", 2023, "A Rank Stabilization Scaling Factor for Fine-Tuning with LoRA",
            "https://arxiv.org/abs/2312.03732", "theory"),
     Source("raschka2023", "Raschka", 2023, "Practical Tips for Finetuning LLMs Using LoRA (Low-Rank Adaptation)",
@@ -137,9 +141,13 @@ CLAIMS: dict[str, Claim] = {c.key: c for c in (
     Claim("tml-lr-rank", "trl-docs", "'Key findings' 3, summarising LoRA Without Regret (TML 2025)",
           "The 1/r scaling in LoRA makes the optimal learning rate approximately rank-independent.", True,
           "TML: alpha = 32 at every rank, Llama 3 / Qwen3, Tulu3 SFT, ranks 1-512, Adam", "ablation"),
-    Claim("tinker-lr-size", "tml2025", "Tinker's LoRA learning-rate sweep by model (as summarised in issue 18)",
-          "Measured LoRA optima at alpha = 32: about 1e-3 for 1-3B models and about 3e-4 for 8B and 70B.", False,
-          "Tinker, Llama 3 family, SFT", "ablation"),
+    Claim("tinker-lr-size", "tinker-cookbook", "hyperparam_utils.py, get_lr() docstring and its _LORA_LR table "
+          "(commit 02face3); recipes/chat_sl/results/sft_sweep.md",
+          "Returns empirically-determined optimal LoRA learning rates from a comprehensive SFT sweep across all "
+          "Tinker models (tulu3 dataset, batch_size=128, 780 steps).", True,
+          "LoRA at alpha = 32 (get_lora_lr_over_full_finetune_lr's default); the table: Llama-3.2-1B and 3B 1e-3, "
+          "Llama-3.1-8B and Llama-3.1/3.3-70B 3e-4, Qwen3-4B and Qwen3-8B 1e-3, Qwen3-32B 3e-4, gpt-oss-20b 1e-4",
+          "ablation"),
     Claim("biderman-lr", "biderman2024", "hyperparameter appendix (as summarised in issue 18; not re-checked here)",
           "With alpha = 2r the learning rate had to come down as rank rose: it was halved at r = 256.", False,
           "Llama-2 7B, code and math, alpha = 2r", "recipe"),
