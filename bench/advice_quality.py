@@ -93,7 +93,7 @@ within 5%. What the grid says about the advice's logic:
 - rank: the format band's r=4 is capacity- or speed-limited here (all-linear 1.081 at r=4 vs
   0.768 at r=16); knowledge keeps improving to r=64 (2.059, 1.566, 1.127).
 
-Run: python3 bench/advice_quality.py [--quick] [--threads 1|2] [--cache DIR] [--advice-from REV]
+Run: python3 bench/advice_quality.py [--quick] [--jobs N] [--threads 1|2] [--cache DIR] [--advice-from REV]
      [--tasks knowledge,format] [--ranks 4,16,64] [--epochs 3,10] [--lrs 1e-3,3e-3,1e-2]
 --quick (a few minutes) uses a smaller world, a short pretraining and a small grid; the default
 (full) mode took 58.5 minutes on one thread of a loaded 2-core machine (see Measured).
@@ -391,6 +391,43 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
     return {k: v if math.isfinite(v) else float("inf") for k, v in out.items()}
 
 
+_POOL_STATE: dict = {}  # a worker process's base model, spec and rows (set once, by _pool_init)
+
+
+def _pool_init(folder: str, train: list[Row], held: dict[str, list[Row]]) -> None:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from rankwise.advisor.model import load_model
+    from rankwise.trainer.merge import quiet_libraries
+
+    quiet_libraries()  # a worker's library chatter (bitsandbytes' missing `kernels`, progress bars) stays out
+    torch.set_num_threads(1)
+    _POOL_STATE.update(base=LlamaForCausalLM.from_pretrained(folder), spec=load_model(folder), train=train,
+                       held=held)
+
+
+def _pool_trial(job):
+    cfg, t = job
+    st = _POOL_STATE
+    return t, finetune(st["base"], st["spec"], t, cfg, st["train"], st["held"])
+
+
+def run_trials(todo: list, base, spec, train: list[Row], held: dict[str, list[Row]], workers: int):
+    """(trial, eval losses) for each (cfg, trial) of `todo`, in order. With workers > 1 the trials run in
+    that many spawned processes of one torch thread each, each loading the base from its folder: a trial
+    depends only on its own seed, so the figures are the same as in one process."""
+    if workers <= 1:
+        for cfg, t in todo:
+            yield t, finetune(base, spec, t, cfg, train, held)
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that has run torch
+    with ctx.Pool(workers, initializer=_pool_init, initargs=(str(base.name_or_path), train, held)) as pool:
+        yield from pool.imap(_pool_trial, todo)
+
+
 # ------------------------------------------------------------------ the advice and the grid
 
 
@@ -478,7 +515,8 @@ def as_trial(cfg, coupling: str = "advised") -> Trial:
     return Trial(targets, cfg.lora.r, cfg.lora.alpha_value, cfg.train.lr, cfg.train.epochs, coupling)
 
 
-def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str], cache: Path, log) -> list[dict]:
+def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str], cache: Path, log,
+             workers: int = 1) -> list[dict]:
     """The grid and every advice's config (each also with its lr swept) on one task; one result per
     eval set (metric). Settings the grid does not sweep (dropout, batch, schedule, validation
     split, ...) come from the first advice."""
@@ -500,13 +538,17 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
     jobs = [(first, t) for t in grid(spec, mode, lrs)]
     for cfg, adv in advices.values():
         jobs += [(cfg, replace(adv, lr=lr)) for lr in sorted(set(lrs) | {adv.lr})]
+    todo, seen = [], set()  # each trial once, with the config it first came with
+    for cfg, t in jobs:
+        if t not in seen:
+            seen.add(t)
+            todo.append((cfg, t))
     losses: dict[Trial, dict[str, float]] = {}
     t0 = time.time()
-    for i, (cfg, t) in enumerate(jobs):
-        if t not in losses:
-            losses[t] = finetune(base, spec, t, cfg, train, held)
-        if (i + 1) % 20 == 0 or i + 1 == len(jobs):
-            log(f"  [{task}] {i + 1}/{len(jobs)} trials, {time.time() - t0:.0f} s")
+    for i, (t, loss) in enumerate(run_trials(todo, base, spec, train, held, workers)):
+        losses[t] = loss
+        if (i + 1) % 20 == 0 or i + 1 == len(todo):
+            log(f"  [{task}] {i + 1}/{len(todo)} trials, {time.time() - t0:.0f} s")
     seconds = time.time() - t0
     out = []
     for metric in held:
@@ -580,6 +622,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small world, short pretraining, small grid (a few minutes)")
     p.add_argument("--threads", type=int, default=1, help="torch threads, at most 2 (default 1: on a shared, "
                    "loaded 2-core machine 2 threads ran steps ~10x slower)")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="trials run at once, each in its own process of one thread (default: 2 where the "
+                        "machine has 2 cores; the figures do not depend on it)")
     p.add_argument("--cache", help="where the pretrained base is kept (default $RANKWISE_BENCH_CACHE or "
                                    "<tmp>/rankwise-bench/advice_quality)")
     p.add_argument("--advice-from", action="append", default=[], metavar="REV",
@@ -615,9 +660,12 @@ def main(argv: list[str] | None = None) -> int:
 
     base = LlamaForCausalLM.from_pretrained(folder)
     spec = load_model(str(folder))
-    out = [m for t in args.tasks.split(",") for m in run_task(t, world, mode, base, spec, sources, cache, log)]
+    jobs = max(1, args.jobs)
+    out = [m for t in args.tasks.split(",")
+           for m in run_task(t, world, mode, base, spec, sources, cache, log, workers=jobs)]
     report(out, mode)
-    print(f"\nwall time {time.time() - t0:.0f} s ({torch.get_num_threads()} threads)")
+    print(f"\nwall time {time.time() - t0:.0f} s ({jobs} trial process{'es' if jobs > 1 else ''} of "
+          f"{1 if jobs > 1 else torch.get_num_threads()} thread{'s' if jobs == 1 and torch.get_num_threads() > 1 else ''})")
     return 0
 
 

@@ -28,8 +28,8 @@ def _table(out: str) -> list[list[str]]:
 @pytest.mark.slow
 def test_quick_mode_prints_a_finite_regret_per_task(tmp_path):
     env = dict(os.environ, RANKWISE_BENCH_CACHE=str(tmp_path / "cache"))
-    done = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, env=env,
-                          timeout=1200)
+    done = subprocess.run([sys.executable, str(BENCH), "--quick", "--jobs", "1"], capture_output=True, text=True,
+                          env=env, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = _table(done.stdout)
     assert sorted(r[0] for r in rows) == ["extraction", "format", "knowledge"]  # one advice ("now") per eval set
@@ -39,9 +39,12 @@ def test_quick_mode_prints_a_finite_regret_per_task(tmp_path):
         assert best <= loss and regret >= 0  # the best is over the grid and the advised configs alike
         assert r[-1] in ("yes", "no")
     assert any(p.name.startswith("base-") for p in (tmp_path / "cache").iterdir())  # the pretrained base is kept
-    # again with a smaller grid (one lr instead of two: 8 trials, not 14): the base is cached, whatever the grid
-    again = subprocess.run([sys.executable, str(BENCH), "--quick", "--tasks", "format", "--lrs", "1e-2"],
-                           capture_output=True, text=True, env=env, timeout=1200)
+    # again with a smaller grid (one lr instead of two: 8 trials, not 14) in two trial processes: the base
+    # is cached, whatever the grid, and the advised config's loss is the same trial's loss as in one process
+    again = subprocess.run([sys.executable, str(BENCH), "--quick", "--tasks", "format", "--lrs", "1e-2",
+                            "--jobs", "2"], capture_output=True, text=True, env=env, timeout=1200)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "base model: cached in" in again.stdout
-    assert [r[0] for r in _table(again.stdout)] == ["format"]
+    assert "base model: cached in" in again.stdout and "2 trial processes" in again.stdout
+    assert "kernels" not in again.stdout + again.stderr
+    [row] = _table(again.stdout)
+    assert row[0] == "format" and row[-5] == next(r for r in rows if r[0] == "format")[-5]
