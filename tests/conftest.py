@@ -13,6 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+# One intra-op thread for torch here and in every process a test starts: the tests train models of a
+# few hundred thousand parameters, where a second OpenMP thread only spins, and on a busy 2-core
+# machine a spinning thread waits for a core (tests/test_resume.py's SIGKILL test: 37 s at 1 thread,
+# 64 s at 2, on this machine under load). Both cores are used by running two test processes instead.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach a hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # tokenized datasets of the test runs go to a folder of this session, not the user's cache
