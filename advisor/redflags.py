@@ -289,7 +289,8 @@ def model_unknown(ctx: Context) -> Finding | None:
     return Finding("checks-skipped", "info", f"model {ctx.cfg.model.name!r} is not known here: "
                    "memory fit and shape checks skipped",
                    "rankwise reads shapes from its catalog, its model index of Hugging Face ids, a local folder "
-                   "or the local HF cache; nothing is downloaded",
+                   "or the local HF cache; nothing is downloaded unless asked",
+                   "add --fetch-config to fetch just this id's config.json (no weights; kept for later runs), or "
                    "pass --model with a catalog name, an indexed HF id or a local folder of the same architecture")
 
 
