@@ -147,6 +147,21 @@ def test_precision_padding_and_generation_keys_are_read_or_said():
     assert r.unread == []
 
 
+def test_online_rl_settings_are_said_not_called_harmless():
+    """axolotl's trl: and ebft: blocks set how many rollouts are generated and how long (memory the estimate
+    does not count), and model_config overrides config.json: each is said at its line, none is left in the
+    "no effect on memory" list."""
+    path = FIX / "foreign-axolotl-online-rl.yaml"
+    r = read(path)
+    said = {s.key: s.message for s in r.said if s.code == "not-modelled"}
+    assert set(said) == {"trl", "ebft", "model_config"}, said
+    assert "rollouts" in said["trl"] and "rollouts" in said["ebft"] and "output_router_logits" in said["model_config"]
+    assert r.unread == []
+    lines = path.read_text().splitlines()
+    for key in said:
+        assert lines[r.line(key) - 1].startswith(key + ":")
+
+
 def test_preference_stage_keeps_its_lr_and_doubles_the_pairs():
     dpo, sft = judge(read(FIX / "foreign-dpo.yaml"), GPU24), judge(read(FIX / "foreign-sft-twin.yaml"), GPU24)
     codes = {f["code"] for f in dpo.findings}

@@ -238,6 +238,12 @@ NOT_MODELLED = {
     "torch_compile_mode": "torch.compile: activation memory and speed differ",
     "vllm": "a vLLM server for online RL generation: on a GPU shared with training it takes its "
             "gpu_memory_utilization share, which the estimate does not count",
+    "trl": "the online-RL trainer's settings (num_generations x max_completion_length): rollouts are generated "
+           "and scored in training, memory the estimate does not count",
+    "ebft": "EBFT's settings (samples per prompt, generation length, feature layers): rollouts and the feature "
+            "network's passes, memory the estimate does not count",
+    "model_config": "overrides of the model's config.json (e.g. output_router_logits: every MoE layer's router "
+                    "logits kept for the aux loss): the shapes are read from the unchanged config",
     "eval_batch_size": "the evaluation batch: an eval forward (no gradients) at its own batch size; its logits can "
                        "exceed training's when it is larger than micro_batch_size",
     "resize_token_embeddings_to_32x": "embedding rows rounded up to a multiple of 32 after new tokens (a few rows)",
