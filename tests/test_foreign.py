@@ -140,10 +140,12 @@ def test_not_modelled_keys_are_each_said_at_their_line():
 
 def test_precision_padding_and_generation_keys_are_read_or_said():
     """bfloat16 turns the Trainer's bf16 on (axolotl core/builders/base.py); pad_to_sequence_len: true is
-    the estimate's own padding and fsdp_version either FSDP; eval_batch_size and a vLLM server are said."""
+    the estimate's own padding, fsdp_version either FSDP and low_cpu_mem_usage the host plan's loading; eval_batch_size,
+    a vLLM server and loading on the CPU until sharded are said."""
     r = read(FIX / "foreign-axolotl-more-keys.yaml")
     assert r.cfg.train.precision == "bf16" and not r.cfg.quant.kbit_upcast
-    assert {s.key for s in r.said if s.code == "not-modelled"} == {"eval_batch_size", "vllm"}
+    assert {s.key for s in r.said if s.code == "not-modelled"} == {"eval_batch_size", "vllm",
+                                                                  "experimental_skip_move_to_device"}
     assert r.unread == []
 
 

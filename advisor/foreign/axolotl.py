@@ -242,6 +242,8 @@ NOT_MODELLED = {
            "and scored in training, memory the estimate does not count",
     "ebft": "EBFT's settings (samples per prompt, generation length, feature layers): rollouts and the feature "
             "network's passes, memory the estimate does not count",
+    "experimental_skip_move_to_device": "the model stays on the CPU until FSDP shards it: a lower loading peak on "
+                                        "the GPU (the estimate is the training peak)",
     "model_config": "overrides of the model's config.json (e.g. output_router_logits: every MoE layer's router "
                     "logits kept for the aux loss): the shapes are read from the unchanged config",
     "eval_batch_size": "the evaluation batch: an eval forward (no gradients) at its own batch size; its logits can "
@@ -316,7 +318,9 @@ def _bfloat16(value, out: Out):
 def _as_estimated(value, out: Out):
     """Read, and already what the estimate assumes: pad_to_sequence_len (true: every row at
     sequence_len; false: each batch at its longest row, the worst case of which is the estimate's,
-    and what `--dataset` measures) and fsdp_version (FSDP1 or 2 shard the same tensors)."""
+    and what `--dataset` measures), fsdp_version (FSDP1 or 2 shard the same tensors) and
+    low_cpu_mem_usage (one shard at a time: the host-RAM plan's `load` figure; it also gives the
+    figure without low-memory loading)."""
 
 
 TABLE["bfloat16"] = _bfloat16
@@ -324,6 +328,7 @@ TABLE["float16"] = not_modelled("fp16 weights without the Trainer's fp16 autocas
                                 "float16; core/builders/base.py: fp16 only from cfg.fp16): precision not modelled")
 TABLE["pad_to_sequence_len"] = _as_estimated
 TABLE["fsdp_version"] = _as_estimated
+TABLE["low_cpu_mem_usage"] = _as_estimated
 
 
 DEFAULTS = (
