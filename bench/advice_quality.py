@@ -284,8 +284,13 @@ def eval_loss(model, rows: list[Row], pad: int, score_only: bool = True) -> floa
 
 
 def base_model(world: World, mode: Mode, cache: Path, log) -> Path:
+    import inspect
+
     made = {k: v for k, v in asdict(mode).items() if k in BASE_FIELDS}  # the grid does not change the base
-    key = hashlib.sha256(json.dumps([made, sorted(world.vocab.items()), SEED]).encode()).hexdigest()[:12]
+    # the code that makes the world and pretrains is in the key too: a base cached by an older version of
+    # it is not the base this version would make, and must not be reused
+    code = "".join(inspect.getsource(f) for f in (World, batch, loss_of, base_model))
+    key = hashlib.sha256(json.dumps([made, sorted(world.vocab.items()), SEED, code]).encode()).hexdigest()[:12]
     out = cache / f"base-{key}"
     if (out / "done.json").exists():
         log(f"base model: cached in {out}")
