@@ -184,7 +184,7 @@ def largest_weight_bytes(spec: ModelSpec, plan: Plan) -> int:
     return biggest * q.bits // 8 if q is not None else biggest * plan.dtype_bytes
 
 
-def _shard(spec: ModelSpec, plan: Plan, comps: dict[str, int]) -> dict[str, int]:
+def _shard(plan: Plan, comps: dict[str, int], layer: int, root: int) -> dict[str, int]:
     """Per-GPU share of the static memory under FULL_SHARD, plus the gather buffers.
 
     Sharded 1/N: base and unquantized weights, LoRA weights, their gradients and optimizer
@@ -192,11 +192,10 @@ def _shard(spec: ModelSpec, plan: Plan, comps: dict[str, int]) -> dict[str, int]
     quant_state as module metadata on every rank, not as an FSDP parameter). Gathered in full
     while they run: the root unit (FSDP does not reshard the root after forward: it is needed
     again in backward) and two decoder layers (the running one and the one prefetched,
-    forward_prefetch / BACKWARD_PRE)."""
+    forward_prefetch / BACKWARD_PRE). `layer`, `root`: the gathered units' bytes (unit_bytes)."""
     n = sharding.shards(plan)
     out = {k: -(-comps[k] // n) for k in ("base_weights", "unquantized_weights", "lora_params", "lora_grads",
                                           "optimizer_states") if k in comps}
-    layer, root = unit_bytes(spec, plan)
     out["gather_layers"] = 2 * layer
     out["gather_root"] = root
     return out
@@ -227,11 +226,11 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
         # autograd saves that copy to compute the input gradient in backward
         comps["lm_head_cast"] = 2 * spec.vocab_size * spec.hidden_size
     offloaded = 0
+    layer_unit, root_unit = unit_bytes(spec, plan) if plan.sharded else (0, 0)  # the gathered units' bytes
     if plan.sharded:
         offloaded = sharding.host_bytes(plan, comps)  # the unsharded totals, before _shard splits them
-        comps.update(_shard(spec, plan, comps))
-        comps.update(sharding.adjust(plan, comps, unit_bytes(spec, plan)[0], spec.num_layers,
-                                     largest_weight_bytes(spec, plan)))
+        comps.update(_shard(plan, comps, layer_unit, root_unit))
+        comps.update(sharding.adjust(plan, comps, layer_unit, spec.num_layers, largest_weight_bytes(spec, plan)))
     elif plan.gpus > 1:
         comps["ddp_buckets"] = 4 * trainable  # DDP's flat gradient buckets (one more grad copy)
 
@@ -260,7 +259,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     comps["allocator_cached"] = allocator.cached_bytes(plan, tokens, spec.vocab_size, logits, other,
                                                        moe * stream_bytes(plan) * spec.intermediate_size)
     if plan.sharded and plan.offload != "none":  # reserved by FSDP's pre-unshard stream, not allocated
-        comps["offload_staging"] = sharding.offload_staging_bytes(plan, *unit_bytes(spec, plan))
+        comps["offload_staging"] = sharding.offload_staging_bytes(plan, layer_unit, root_unit)
     comps["cuda_context"] = CUDA_CONTEXT_BYTES
     if plan.gpus > 1:
         comps["nccl_buffers"] = allocator.nccl_bytes(plan)

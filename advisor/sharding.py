@@ -121,6 +121,11 @@ def adjust(plan: Plan, comps: dict[str, int], layer: int, layers: int, largest: 
     return out
 
 
+def _stages_offload(plan: Plan) -> bool:
+    """Whether FSDP copies offloaded shards to the GPU on its pre-unshard stream (offload_staging_bytes)."""
+    return plan.offload != "none" and plan.strategy == "fsdp" and plan.fsdp_sharding != "no_shard"
+
+
 def offload_staging_bytes(plan: Plan, layer: int, root: int) -> int:
     """FSDP CPU offload: the device copy of a unit's shard before its all-gather, cached in the pre-unshard
     stream's pool. `_unshard` runs `handle.pre_unshard()` under `pre_unshard_stream` (torch
@@ -132,9 +137,7 @@ def offload_staging_bytes(plan: Plan, layer: int, root: int) -> int:
     at a time, a lower bound where copies overlap. Reserved, not allocated at the compute peak (each copy is
     dropped once its all-gather is done). DeepSpeed's parameter offload stages through its own buffers (not
     counted)."""
-    if plan.offload == "none" or plan.strategy != "fsdp" or plan.fsdp_sharding == "no_shard":
-        return 0
-    return -(-max(layer, root) // plan.gpus)
+    return -(-max(layer, root) // plan.gpus) if _stages_offload(plan) else 0
 
 
 def host_bytes(plan: Plan, full: dict[str, int]) -> int:
@@ -161,7 +164,7 @@ def notes(plan: Plan, offloaded: int) -> tuple[str, ...]:
         out.append(f"CPU offload ({plan.offload}): {what} held in host RAM ({offloaded / 2**30:.1f} GiB over the "
                    "machine's ranks), copied in per unit; the gathered units stay on the GPU; slower steps"
                    + ("; the device copy of the largest unit's shard stays cached in FSDP's pre-unshard stream"
-                      if plan.strategy == "fsdp" and plan.fsdp_sharding != "no_shard" else ""))
+                      if _stages_offload(plan) else ""))
     if plan.fp32_master:
         out.append("fp32 master weights (FSDP MixedPrecision param_dtype bf16): shards stored fp32, each gathered "
                    "unit and the compute in bf16, plus a bf16 copy of the local shard per gathered unit")
