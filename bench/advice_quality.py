@@ -683,8 +683,9 @@ def main(argv: list[str] | None = None) -> int:
     out = [m for t in args.tasks.split(",")
            for m in run_task(t, world, mode, base, spec, sources, cache, log, workers=jobs)]
     report(out, mode)
+    threads = 1 if jobs > 1 else torch.get_num_threads()  # a trial process runs one thread
     print(f"\nwall time {time.time() - t0:.0f} s ({jobs} trial process{'es' if jobs > 1 else ''} of "
-          f"{1 if jobs > 1 else torch.get_num_threads()} thread{'s' if jobs == 1 and torch.get_num_threads() > 1 else ''})")
+          f"{threads} thread{'s' if threads > 1 else ''})")
     return 0
 
 
