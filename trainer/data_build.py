@@ -250,7 +250,10 @@ def _write_file(path: Path, cfg: RunConfig, tokenizer, counter: _Counter, max_ro
         drain()
     finally:
         if pool is not None:
-            pool.terminate()
+            # close, not terminate: at most 2 x procs batches are still queued, and they finish. terminate
+            # kills workers, and one killed while it holds the result queue's lock left the pool's task
+            # thread waiting on that lock for ever (CI: a bad row in a big file hung instead of exit 2)
+            pool.close()
             pool.join()
         writer.close()
     if progress:
