@@ -63,6 +63,10 @@ SOURCES: dict[str, Source] = {s.key: s for s in (
            "tinker-cookbook: hyperparam_utils.get_lr (empirical LoRA learning rates) and the chat_sl SFT sweep results",
            "https://github.com/thinking-machines-lab/tinker-cookbook/blob/02face348b50f74bd3afbe4254ab520b03690946/"
            "tinker_cookbook/hyperparam_utils.py", "ablation"),
+    Source("tinker-cookbook-formula", "Thinking Machines Lab", None,
+           "tinker-cookbook: hyperparam_utils.get_lr, the formula-based version (LoRA rate scaled by hidden size)",
+           "https://github.com/thinking-machines-lab/tinker-cookbook/blob/9dfcc3a2cf44432d621a01005073dc6d76a1e87a/"
+           "tinker_cookbook/hyperparam_utils.py", "recipe"),
     Source("kalajdzievski2023", "Kalajdzievski", 2023, "A Rank Stabilization Scaling Factor for Fine-Tuning with LoRA",
            "https://arxiv.org/abs/2312.03732", "theory"),
     Source("raschka2023", "Raschka", 2023, "Practical Tips for Finetuning LLMs Using LoRA (Low-Rank Adaptation)",
@@ -148,6 +152,12 @@ CLAIMS: dict[str, Claim] = {c.key: c for c in (
           "LoRA at alpha = 32 (get_lora_lr_over_full_finetune_lr's default); the table: Llama-3.2-1B and 3B 1e-3, "
           "Llama-3.1-8B and Llama-3.1/3.3-70B 3e-4, Qwen3-4B and Qwen3-8B 1e-3, Qwen3-32B 3e-4, gpt-oss-20b 1e-4",
           "ablation"),
+    Claim("tinker-lr-width", "tinker-cookbook-formula", "hyperparam_utils.py, get_lr() (commit 9dfcc3a)",
+          "Applies model-family-specific scaling based on hidden size. Only Llama and Qwen families have calibrated "
+          "formulas; other models raise NotImplementedError.", True,
+          "LoRA rate = 5e-4 x (2000 / hidden_size) ** e, e = 0.781 for Llama and 0.0775 for Qwen (the code under that "
+          "docstring); calibrated on models 2048 wide and wider, so rankwise's use below that width is an extrapolation",
+          "recipe"),
     Claim("biderman-lr", "biderman2024", "hyperparameter appendix (as summarised in issue 18; not re-checked here)",
           "With alpha = 2r the learning rate had to come down as rank rose: it was halved at r = 256.", False,
           "Llama-2 7B, code and math, alpha = 2r", "recipe"),
@@ -238,7 +248,7 @@ RULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "qlora-high-lr": ("guide-rule-contradicted", ("guide-qlora-lr", "qlora-recipe", "unsloth-defaults")),
     "high-rank-high-dropout": ("guide-rule", ("guide-dropout",)),
     "rslora-off-high-rank": ("evidence", ("rslora-scale", "tml-lr-rank")),
-    "lr-out-of-range": ("derived", ("tml-lr-rank", "tinker-lr-size", "qlora-recipe", "biderman-lr")),
+    "lr-out-of-range": ("derived", ("tml-lr-rank", "tinker-lr-size", "tinker-lr-width", "qlora-recipe", "biderman-lr")),
     "effective-batch-large": ("evidence", ("tml-batch",)),
     "no-warmup": ("unsourced", ()),
     "adapter-start": ("evidence", ("pissa-vs-lora", "pissa-4bit", "loraplus-ratio", "loftq-low-bits",

@@ -336,11 +336,13 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
 
     # optimisation
     chosen = method or LEANEST
-    cfg.train.lr = coupling.learning_rate(spec.total_params, r, cfg.lora.alpha_value)
-    why("train.lr", f"{METHODS[chosen].label}: " + coupling.reason(spec.total_params, r, cfg.lora.alpha_value)
+    width = {"hidden": spec.hidden_size, "model_type": spec.model_type}
+    narrow = ("tinker-lr-width",) if coupling.width_factor(**width) != 1 else ()  # below the calibrated widths
+    cfg.train.lr = coupling.learning_rate(spec.total_params, r, cfg.lora.alpha_value, **width)
+    why("train.lr", f"{METHODS[chosen].label}: " + coupling.reason(spec.total_params, r, cfg.lora.alpha_value, **width)
         + " (QLoRA's own recipe set it by model size, not by quantization: 2e-4 for 7B/13B, 1e-4 for 33B/65B; "
           "the guide's lower QLoRA rate is contradicted)",
-        "derived", "tml-lr-rank", "tinker-lr-size", "qlora-recipe", "unsloth-defaults", "guide-qlora-lr")
+        "derived", "tml-lr-rank", "tinker-lr-size", *narrow, "qlora-recipe", "unsloth-defaults", "guide-qlora-lr")
     cfg.train.scheduler, cfg.train.warmup_ratio, cfg.train.warmup_steps = "cosine", 0.03, None
     why("train.scheduler", "cosine decay after a short warmup: the usual LoRA schedule (QLoRA's Guanaco runs used "
         "a constant one)", "guide-rule", "qlora-recipe")

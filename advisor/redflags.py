@@ -22,6 +22,7 @@ from .hardware import Hardware
 from .memory import Estimate
 from .methods import DEFAULT, METHODS, lr_text
 from .model import ModelSpec
+from .size_bound import Bound
 
 # Learning rates are judged against rankwise's one alpha/lr parametrisation (advisor/coupling.py):
 # the rate it would set for this model size and alpha, and coupling.band() around it.
@@ -46,6 +47,7 @@ class Context:
     target_error: str | None  # why the target modules do not resolve on this model
     gpus: int = 1  # GPUs the run trains on (advisor.fit.run_gpus)
     judged: Fit | None = None  # the whole answer from advisor.fit, when the model is known
+    bound: "Bound | None" = None  # model unknown: its peak bounded from its name's size (advisor/size_bound.py)
 
     @property
     def r(self) -> int:
@@ -62,8 +64,9 @@ class Context:
     def fitting_lr(self, alpha: float | None = None, rslora: bool | None = None) -> float:
         """rankwise's learning rate for this model, rank and alpha (advisor/coupling.py)."""
         lora = self.cfg.lora
+        width = {"hidden": self.spec.hidden_size, "model_type": self.spec.model_type} if self.spec else {}
         return coupling.learning_rate(self.params, self.r, lora.alpha_value if alpha is None else alpha,
-                                      lora.use_rslora if rslora is None else rslora)
+                                      lora.use_rslora if rslora is None else rslora, **width)
 
 
 def _targets_all(ctx: Context) -> bool:
@@ -286,8 +289,13 @@ def alpha_far_above_rank(ctx: Context) -> Finding | None:
 def model_unknown(ctx: Context) -> Finding | None:
     if ctx.spec is not None:
         return None
-    return Finding("checks-skipped", "info", f"model {ctx.cfg.model.name!r} is not known here: "
-                   "memory fit and shape checks skipped",
+    b = ctx.bound
+    skipped = ("shape checks skipped; memory fit judged approximately from the size in its name "
+               f"({b.size.text}: {b.verdict})" if b is not None and b.decided else
+               "memory fit and shape checks skipped" + (
+                   f" (its name's size, {b.size.text}, bounds the peak at {b.range_text()}: undecided)"
+                   if b is not None and b.stand_ins and b.gpu_bytes else ""))
+    return Finding("checks-skipped", "info", f"model {ctx.cfg.model.name!r} is not known here: {skipped}",
                    "rankwise reads shapes from its catalog, its model index of Hugging Face ids, a local folder "
                    "or the local HF cache; nothing is downloaded unless asked",
                    "add --fetch-config to fetch just this id's config.json (no weights; kept for later runs), or "
