@@ -75,8 +75,8 @@ def band(lr: float) -> tuple[float, float]:
 
 
 def lr_text(lr: float) -> str:
-    """A learning rate as papers write it: 2e-4, 1.4e-4, 7.5e-3."""
-    return f"{lr:.1e}".replace(".0e", "e").replace("e-0", "e-")
+    """A learning rate as papers write it: 2e-4, 1.4e-4, 7.5e-3 (two significant figures at most)."""
+    return f"{lr:.1e}".replace(".0e", "e").replace("e-0", "e-").replace("e+0", "e")
 
 
 def size_text(params: int | float | None) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .coupling import lr_text
+
 
 @dataclass(frozen=True)
 class FourBit:
@@ -216,11 +218,6 @@ def unquantized_twin(name: str) -> str:
 def label(name: str) -> str:
     """LoRA for "lora": the name people write."""
     return METHODS[name].label
-
-
-def lr_text(x: float) -> str:
-    """2e-4, as papers write a learning rate."""
-    return f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e")
 
 
 def lr_reason(m: Method) -> str:
