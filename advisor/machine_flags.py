@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # only for the annotations: redflags imports these rules
 
 def wont_fit(ctx: Context) -> Finding | None:
     if ctx.estimate is None:
-        return None
+        return _bounded_wont_fit(ctx)
     peak = ctx.estimate.peak_gib
     if ctx.fit == "no-gpu":
         return Finding("wont-fit", "info", f"no GPU to fit against: {METHODS[ctx.method].label} needs ~{peak:.1f} GiB",
@@ -35,6 +35,25 @@ def wont_fit(ctx: Context) -> Finding | None:
     return Finding("wont-fit", "error", f"will not fit: ~{peak:.1f} GiB needed, {have:.1f} GiB per GPU",
                    f"the {METHODS[ctx.method].label} estimate exceeds the GPU's memory: the run would crash "
                    "with CUDA out of memory", fix, patch)
+
+
+def _bounded_wont_fit(ctx: Context) -> Finding | None:
+    """An unknown model whose name's size decides the fit (advisor/size_bound.py): tight or won't fit at both
+    ends of the stand-ins' range."""
+    from .size_bound import finding_text
+
+    b = ctx.bound
+    if b is None or b.verdict not in ("tight", "wont-fit"):
+        return None
+    fix = ("use a larger GPU, more GPUs (--gpus N with FSDP) or a leaner method; --fetch-config reads the "
+           "model's config.json for an exact estimate and the changes that would make it fit")
+    if b.verdict == "tight":
+        return Finding("wont-fit", "warning", f"tight (approximate): {finding_text(b)}",
+                       "little headroom is left for the CUDA context, fragmentation and long batches: "
+                       "an out-of-memory crash mid-run is likely", fix)
+    return Finding("wont-fit", "error", f"will not fit (approximate): {finding_text(b)}",
+                   f"even the lowest {METHODS[ctx.method].label} estimate among models of this size exceeds the "
+                   "GPU's memory: the run would crash with CUDA out of memory", fix)
 
 
 def _fit_fix(ctx: Context) -> tuple[str, dict | None]:

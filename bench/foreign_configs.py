@@ -2,7 +2,8 @@
 
 Runs `rankwise check FILE --gpu NAME --json` in-process (the CLI's own `main`, so exit codes
 and error handling are the real ones) over every *.yml/*.yaml under DIR and prints:
-files, tracebacks (uncaught exceptions), the share with a fit answer (fits/tight/wont-fit),
+files, tracebacks (uncaught exceptions), the share with a fit answer (fits/tight/wont-fit; those
+bounded from the size a model's name states, advisor/size_bound.py, counted apart),
 exit codes, findings per code, and the foreign keys left unread (neither mapped nor reported).
 
     python3 bench/foreign_configs.py DIR [--gpu RTX4090] [--show-unread] [--show-errors] [--show-unchecked]
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     rcs = Counter(r["rc"] for r in results)
     tracebacks = [r for r in results if r["traceback"]]
     answered = [r for r in results if r["json"] and r["json"].get("fit") in FIT_ANSWERS]
+    bounded = [r for r in answered if r["json"].get("fit_basis") == "name-size"]  # from the name's size only
     verdicts = Counter(r["json"].get("fit") for r in results if r["json"])
     kinds = Counter(r["json"].get("kind") for r in results if r["json"])
     codes = Counter(f["code"] for r in results if r["json"] for f in r["json"]["findings"])
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     n = len(files)
     print(f"files: {n}  (gpu {args.gpu})")
     print(f"tracebacks: {len(tracebacks)}")
-    print(f"fit answer: {len(answered)}/{n} = {100 * len(answered) / n:.1f}%  verdicts: {dict(verdicts)}")
+    print(f"fit answer: {len(answered)}/{n} = {100 * len(answered) / n:.1f}% (of which {len(bounded)} bounded from "
+          f"the name's size, approximate)  verdicts: {dict(verdicts)}")
     print(f"kinds: {dict(kinds)}")
     print("exit codes: " + ", ".join(f"{rc}: {c}" for rc, c in sorted(rcs.items(), key=lambda x: str(x[0]))))
     print("findings per code:")

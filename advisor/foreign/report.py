@@ -3,17 +3,19 @@ language. The CLI (tui/commands/check.py) only renders a `Report`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..errors import RankwiseError
 from ..finding import SEVERITY_ORDER
 from .language import estimated_cfg, localize, multi_gpu, stage_findings
+from .mapping import match_targets
 from .reading import Reading, resolve_targets, unread_notes
 
 if TYPE_CHECKING:
     from ..hardware import Hardware
     from ..redflags import Context
+    from ..size_bound import Bound
 
 FIT_ANSWERS = ("fits", "tight", "wont-fit")
 
@@ -28,14 +30,36 @@ class Report:
     unresolved: str | None = None  # why the model could not be read
 
     @property
+    def bound(self) -> "Bound | None":
+        """An unresolved model's peak bounded from the size its name states (advisor/size_bound.py)."""
+        return self.ctx.bound
+
+    @property
+    def fit(self) -> str | None:
+        """The estimate's verdict, else a bound's when both its ends agree (approximate: `fit_basis`)."""
+        if self.ctx.fit is not None or self.bound is None:
+            return self.ctx.fit
+        return self.bound.verdict
+
+    @property
+    def fit_basis(self) -> str | None:
+        """estimate (the model's shape) | name-size (bounded from the name) | None (no answer)."""
+        if self.ctx.fit in FIT_ANSWERS:
+            return "estimate"
+        return "name-size" if self.bound is not None and self.bound.decided else None
+
+    @property
     def fit_checked(self) -> bool:
-        """Whether the memory fit was judged against a GPU (the gate `--require-fit` asks for)."""
-        return self.ctx.fit in FIT_ANSWERS
+        """Whether the memory fit was judged against a GPU (the gate `--require-fit` asks for): from the
+        estimate, or from the name's size when the whole bounded range gives one answer."""
+        return self.fit in FIT_ANSWERS
 
     @property
     def unchecked_reason(self) -> str | None:
         if self.fit_checked:
             return None
+        if self.unresolved and self.bound is not None and self.bound.gpu_bytes:
+            return f"model {self.model} not resolved offline; {self.bound.why_undecided()}"
         if self.unresolved:
             return f"model {self.model} not resolved offline"
         if self.ctx.target_error:
@@ -49,9 +73,19 @@ class Report:
         return sum(f["severity"] == "error" for f in self.findings)
 
 
+def _matcher(reading: Reading):
+    """The file's target modules as peft would match them on a list of linear names (a stand-in's), when the
+    file wrote them in its own way (a regex, dotted paths); None: the config's list says it."""
+    if reading.targets is None:
+        return None
+    raw, _, how = reading.targets
+    return lambda names: match_targets(raw, how, names)[0]
+
+
 def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: str | None = None) -> Report:
-    """Read → resolved model → red flags, ignored settings and the file's own findings."""
-    from .. import fit
+    """Read → resolved model (or, unresolved, a bound from its name's size) → red flags, ignored settings
+    and the file's own findings."""
+    from .. import fit, size_bound
     from ..model import load_model
     from ..redflags import context, run_rules
 
@@ -68,6 +102,8 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         cfg = resolve_targets(reading, spec.adaptable_names())
         reading.cfg = cfg
     ctx = context(estimated_cfg(reading, cfg), spec, hw, method)
+    if spec is None:
+        ctx = replace(ctx, bound=size_bound.bound(name, ctx.cfg, hw, ctx.method, _matcher(reading)))
     findings = run_rules(ctx)
     findings, said = stage_findings(reading, findings)
     said = list(reading.said) + said

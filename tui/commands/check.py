@@ -55,8 +55,9 @@ def run(args) -> int:
         hw = hardware_from(args)
         print_json({
             "file": args.file, "kind": r.kind, "layout": r.layout, "model": report.model, "method": ctx.method,
-            "method_note": ctx.method_note, "fit": ctx.fit, "fit_checked": report.fit_checked,
-            "unchecked_reason": report.unchecked_reason,
+            "method_note": ctx.method_note, "fit": report.fit, "fit_checked": report.fit_checked,
+            "unchecked_reason": report.unchecked_reason, "fit_basis": report.fit_basis,
+            "fit_bound": report.bound.to_dict() if report.bound else None,
             "estimate": ctx.estimate.to_dict() if ctx.estimate else None,
             "gpu_gib": round(hw.gpu_bytes / 1024 ** 3, 2) if hw.gpu_bytes else None,
             "findings": report.findings, "notes": report.notes + ([report.unresolved] if report.unresolved else []),
@@ -80,8 +81,14 @@ def _render(args, report, hw) -> None:
         if ctx.judged is not None and ctx.judged.gpus > 1:
             per = f" per GPU, {ctx.judged.gpus} GPUs as {ctx.judged.strategy.upper()}"
         fit = f", ~{ctx.estimate.peak_gib:.1f} GiB peak{per} ({ctx.fit} on {where})"
+    elif report.bound is not None and report.bound.stand_ins:
+        where = f"{hw.gpu_bytes / 1024 ** 3:.0f} GiB GPU" if hw.gpu_bytes else "no GPU"
+        b = report.bound
+        fit = f", {b.range_text()} peak, approximate ({b.verdict or 'undecided'} on {where})"
     console.print(f"[bold]{escape(str(args.file))}[/bold] ({r.kind}): {escape(report.model)}, {label(ctx.method)}{fit}")
     console.print(f"  [dim]{escape(ctx.method_note)}[/dim]")
+    if report.bound is not None:
+        console.print(f"  [dim]{escape(report.bound.basis())}[/dim]")
     for note in report.notes + ([f"model not resolved: {report.unresolved}"] if report.unresolved else []):
         console.print(f"  [dim]note: {escape(note)}[/dim]")
     for f in report.findings:
@@ -100,6 +107,7 @@ def _render(args, report, hw) -> None:
     summary = ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items())
     if not report.findings:
         console.print(f"[{GOOD}]no red flags[/{GOOD}]")
-    fit_said = "fit checked" if report.fit_checked else f"fit NOT checked: {report.unchecked_reason}"
+    fit_said = ("fit checked" + (" (approximate, from the name's size)" if report.fit_basis == "name-size" else "")
+                if report.fit_checked else f"fit NOT checked: {report.unchecked_reason}")
     gate = " (--require-fit: exit 3)" if args.require_fit and not report.fit_checked else ""
     console.print(("\n" if report.findings else "") + f"{summary}; {escape(fit_said)}{gate}")
