@@ -148,6 +148,9 @@ ALIASES = [
     # "GLM-5.2 (glm_moe_dsa) MoE LoRA on an NVFP4 (modelopt) checkpoint" above `base_model: Mapika/GLM-5.2-NVFP4`; its
     # 4-bit storage is said as not modelled by `check`, like the other NVFP4 copies above
     ("Mapika/GLM-5.2-NVFP4", "zai-org/GLM-5.2", axolotl("examples/glm_moe_dsa/glm-5.2-nvfp4-lora.yaml")),
+    # "We are using the 'converted' base models ... We've tested using the LnL-AI/dbrx-base-converted-v2 model as the
+    # base model": dbrx-base's weights with its experts re-laid out (the same parameters)
+    ("LnL-AI/dbrx-base-converted-v2", "databricks/dbrx-base", axolotl("examples/archived/dbrx/README.md")),
 ]
 
 
@@ -662,6 +665,116 @@ def _glm52() -> dict:
     return GlmMoeDsaConfig(index_topk_freq=4, index_skip_topk_offset=3,
                            rope_parameters={"rope_theta": 8000000.0, "rope_type": "default"}).to_dict()
 
+
+# GenZ-LLM-Analyzer's model tables copy the shape fields of Hugging Face config.json files, each under the URL of the
+# config.json it copies ("# https://huggingface.co/<id>/blob/main/config.json").
+def genz(path: str, commit: str) -> dict:
+    return {"repo": "abhibambhaniya/GenZ-LLM-Analyzer", "path": path, "commit": commit}
+
+
+GENZ_ALIBABA = genz("GenZ/Models/Model_sets/alibaba.py", "13ebfb842b4248bf0252d089a904181e33ead320")
+GENZ_MISTRAL = genz("GenZ/Models/Model_sets/mistral.py", "13ebfb842b4248bf0252d089a904181e33ead320")
+GENZ_MISC = genz("GenZ/Models/Model_sets/misc.py", "0794055bd6e0e8f019e54f5fd3fe1156dc46c94c")
+
+# Qwen-7B (remote code QWenLMHeadModel, model_type qwen): GenZ's copy of its config.json (32 layers of 4096, 32 heads,
+# intermediate_size 22016, vocabulary 151936). In Qwen's modeling_qwen.py each block is the Qwen2 layout: c_attn, one
+# q/k/v projection with a bias; c_proj without one (no_bias); an MLP of w1, w2 (hidden -> intermediate_size // 2, no
+# bias) and c_proj back; two RMSNorms; a separate lm_head. Entered as that Qwen2 decoder (MHA: 32 K/V heads, MLP 11008).
+QWEN_MODELING = {"repo": "Palpitate-v/LLM4ADD", "path": "modeling_qwen.py", "commit": "9abbf7c721d504235c65c94a443f77540d89d367"}
+
+
+def _qwen_7b() -> dict:
+    return {"model_type": "qwen2", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+            "num_key_value_heads": 32, "intermediate_size": 22016 // 2, "vocab_size": 151936,
+            "max_position_embeddings": 8192, "tie_word_embeddings": False}
+
+
+# Ministral-8B-Instruct-2410: GenZ's copy of its config.json (36 layers of 4096, 32 heads over 8 K/V heads, MLP 12288,
+# vocabulary 131072); MistralForCausalLM with an untied head (8.02B on its card; tied it would be 7.48B).
+def _ministral_8b() -> dict:
+    return {"model_type": "mistral", "hidden_size": 4096, "num_hidden_layers": 36, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": 12288, "vocab_size": 131072,
+            "max_position_embeddings": 32768, "tie_word_embeddings": False}
+
+
+# databricks/dbrx-base: GenZ's copy of its config.json (40 layers of 6144, 48 heads over 8 K/V heads, 16 experts of
+# 10752 with 4 active, vocabulary 100352, context 32768) in DbrxConfig's nested names. The attention block (clip_qkv 8,
+# rope_theta 500000) and the untied head are as mlxcel's test copies dbrx-instruct's config.json, whose shape fields are
+# the base's (the same 6144/48/40/8/10752/16/4/100352).
+DBRX_INSTRUCT_CONFIG = {"repo": "lablup/mlxcel", "path": "src/models/dbrx_tests.rs",
+                        "commit": "08e0903694fd368eec795583d326875e90fde879"}
+
+
+def _dbrx() -> dict:
+    from transformers import DbrxConfig
+
+    return DbrxConfig(d_model=6144, n_heads=48, n_layers=40, max_seq_len=32768, vocab_size=100352,
+                      attn_config={"kv_n_heads": 8, "clip_qkv": 8, "rope_theta": 500000}, tie_word_embeddings=False,
+                      ffn_config={"ffn_hidden_size": 10752, "moe_num_experts": 16, "moe_top_k": 4}).to_dict()
+
+
+# AI21-Jamba-1.5-Large: GenZ's copy of its config.json (72 layers of 8192, attention every 8th layer from the 4th, 16
+# experts of 24576 with 2 active every other layer from the 2nd, Mamba state 16, conv 4, dt rank 512, expand 2, 64 heads
+# over 8 K/V heads, vocabulary 65536, context 262144) in JambaConfig (whose head is untied by default, as Jamba-v0.1's).
+def _jamba_15_large() -> dict:
+    from transformers import JambaConfig
+
+    return JambaConfig(hidden_size=8192, intermediate_size=24576, num_hidden_layers=72, num_attention_heads=64,
+                       num_key_value_heads=8, num_experts=16, num_experts_per_tok=2, attn_layer_offset=4,
+                       attn_layer_period=8, expert_layer_offset=1, expert_layer_period=2, mamba_d_conv=4,
+                       mamba_d_state=16, mamba_dt_rank=512, mamba_expand=2, vocab_size=65536,
+                       max_position_embeddings=262144).to_dict()
+
+
+# mlxcel's loader tests copy the config.json of the mlx-community 4-bit conversions ("Mirrors the real checkpoint's
+# config.json"); the shape fields are the original's (the quantization block is the conversion's own and is left out).
+def mlxcel(path: str, commit: str) -> dict:
+    return {"repo": "lablup/mlxcel", "path": path, "commit": commit}
+
+
+SEED_OSS_CONFIG = mlxcel("src/models/seed_oss_tests.rs", "3e30f61ad6f3f7cc3530a831067acf79596d3205")
+APERTUS_CONFIG = mlxcel("src/models/apertus_tests.rs", "0c09b02acfc37251f44afcfe3dbf84792d8fe8f8")
+TRINITY_CONFIG = mlxcel("src/models/afmoe_tests.rs", "1a0ff240c88aed27f912765534c126975e6c2678")
+
+
+def _seed_oss_36b() -> dict:
+    """Seed-OSS-36B-Instruct: 64 layers of 5120, 80 heads of 128 over 8 K/V heads, q/k/v biases, MLP 27648, vocabulary
+    155136, untied head, rotary base 1e7, 524288 positions."""
+    from transformers import SeedOssConfig
+
+    return SeedOssConfig(hidden_size=5120, num_hidden_layers=64, num_attention_heads=80, num_key_value_heads=8, head_dim=128,
+                         intermediate_size=27648, vocab_size=155136, attention_bias=True, attention_out_bias=False,
+                         mlp_bias=False, max_position_embeddings=524288, tie_word_embeddings=False,
+                         rope_parameters={"rope_theta": 10000000.0, "rope_type": "default"}).to_dict()
+
+
+def _apertus_8b() -> dict:
+    """Apertus-8B-Instruct-2509: 32 layers of 4096, 32 heads over 8 K/V heads, a 2-matrix xIELU MLP of 21504, q/k norms,
+    vocabulary 131072, untied head, llama3 rotary scaling (factor 8 from 8192), 65536 positions."""
+    from transformers import ApertusConfig
+
+    return ApertusConfig(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                         intermediate_size=21504, vocab_size=131072, max_position_embeddings=65536,
+                         tie_word_embeddings=False).to_dict()
+
+
+def _trinity_nano() -> dict:
+    """Trinity-Nano-Preview (AfmoeForCausalLM): 1024 wide, heads of 128 (8, over 2 K/V heads), 2 dense layers of 3072
+    then MoE layers of 128 experts of 256 with 8 active and a shared one, vocabulary 200192, untied head. The copy
+    truncates layer_types to 8 entries and says "the real file lists 56"; the 56 layers are entered with the copy's
+    3-sliding-1-full pattern (global_attn_every_n_layers 4; sliding and full layers hold the same weights)."""
+    from transformers import AfmoeConfig
+
+    return AfmoeConfig(
+        head_dim=128, hidden_size=1024, intermediate_size=3072, num_hidden_layers=56,
+        layer_types=(["sliding_attention"] * 3 + ["full_attention"]) * 14, global_attn_every_n_layers=4,
+        max_position_embeddings=131072, moe_intermediate_size=256, mup_enabled=True, n_group=1, topk_group=1,
+        num_attention_heads=8, num_key_value_heads=2, num_dense_layers=2, num_expert_groups=1, num_limited_groups=1,
+        num_experts=128, num_experts_per_tok=8, num_shared_experts=1, route_norm=True, route_scale=2.826,
+        score_func="sigmoid", sliding_window=2048, rope_theta=10000, tie_word_embeddings=False,
+        vocab_size=200192).to_dict()
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -734,4 +847,11 @@ VARIANTS = [
     (["nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"], _nemotron3_nano,
      {"config": NEMOTRON_H_TEST, "experts": NEMOTRON3_NANO_PROVIDER}),
     (["zai-org/GLM-5.2"], _glm52, {"config": GLM52, "defaults": transformers_source("glm_moe_dsa", "zai-org/GLM-5")}),
+    (["Qwen/Qwen-7B"], _qwen_7b, {"config": GENZ_ALIBABA, "layout": QWEN_MODELING}),
+    (["mistralai/Ministral-8B-Instruct-2410"], _ministral_8b, GENZ_MISTRAL),
+    (["databricks/dbrx-base"], _dbrx, {"config": GENZ_MISC, "attn_config": DBRX_INSTRUCT_CONFIG}),
+    (["ai21labs/AI21-Jamba-1.5-Large"], _jamba_15_large, GENZ_MISC),
+    (["ByteDance-Seed/Seed-OSS-36B-Instruct"], _seed_oss_36b, SEED_OSS_CONFIG),
+    (["swiss-ai/Apertus-8B-Instruct-2509"], _apertus_8b, APERTUS_CONFIG),
+    (["arcee-ai/Trinity-Nano-Preview"], _trinity_nano, TRINITY_CONFIG),
 ]

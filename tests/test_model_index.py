@@ -55,6 +55,10 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "falcon_h1": "Mamba-2, attention and MLP side by side in every layer, muP multipliers",
     "nemotron_h": "Mamba-2 layers with a few attention layers, 128 routed experts plus a shared one",
     "glm_moe_dsa": "multi-head latent attention with a DeepSeek sparse-attention indexer, 256 routed experts plus a shared one",
+    "dbrx": "16 experts with 4 active in every layer, a fused q/k/v projection",
+    "seed_oss": "q/k/v biases, heads of 128 wider than hidden / heads",
+    "apertus": "a two-matrix xIELU MLP, q/k norms",
+    "afmoe": "2 dense layers then 128 experts plus a shared one, a gated attention output, four norms a layer",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -86,6 +90,7 @@ PUBLISHED = [
     # at 7e8f62a, main/tokenizer/mistralsmall3/model.safetensors.index.json); Magistral Small 2507: "Parameters:
     # 23.6B" (github.com/oumi-ai/oumi at 36cfa19, configs/recipes/mistral_magistral/README.md)
     ("mistralai/Mistral-Small-24B-Instruct-2501", 47_144_806_400 // 2), ("mistralai/Magistral-Small-2507", 23.6e9),
+    ("Qwen/Qwen-7B", 7.72e9), ("mistralai/Ministral-8B-Instruct-2410", 8.02e9),  # the Hub's figures
 ]
 # Read on the meta device (seconds each): the slow ones only in the full suite.
 PUBLISHED_ON_META = [
@@ -143,6 +148,14 @@ PUBLISHED_CLASS = [
     pytest.param("deepseek-ai/DeepSeek-V4-Flash", 284e9, False, marks=pytest.mark.slow),  # the 12B of its name (axolotl's examples/gemma4-unified/README.md)
     # "GLM-5.2 744B-A40B": slime's scripts/models/glm5.2-744B-A40B.sh (github.com/THUDM/slime at 624b824)
     pytest.param("zai-org/GLM-5.2", 744e9, False, marks=pytest.mark.slow),
+    # "DBRX-132B-Base": github.com/hiyouga/LLaMA-Factory at ff6d4d1, src/llamafactory/extras/constants.py
+    ("databricks/dbrx-base", 132e9, False),
+    # 398B total, 94B active: the Jamba-1.5 paper (arXiv 2408.12570), Table 1
+    ("ai21labs/AI21-Jamba-1.5-Large", 398e9, False),
+    # "a series of 36B parameter open source models": axolotl's examples/seed-oss/README.md
+    ("ByteDance-Seed/Seed-OSS-36B-Instruct", 36e9, False),
+    ("swiss-ai/Apertus-8B-Instruct-2509", 8e9, False),  # the 8B of its name and axolotl's apertus-8b example
+    ("arcee-ai/Trinity-Nano-Preview", 6e9, False),  # "6B" total, 1B active: its card
 ]
 
 
@@ -248,7 +261,7 @@ SAME_AS = [
     ("katanemo/Plano-Orchestrator-4B", "Qwen/Qwen3-4B-Instruct-2507"),
     ("nvidia/DeepSeek-V4-Flash-NVFP4", "deepseek-ai/DeepSeek-V4-Flash"),
     ("openlm-research/open_llama_3b_v2", "openlm-research/open_llama_3b"), ("XiaomiMiMo/MiMo-7B-RL", "XiaomiMiMo/MiMo-7B-Base"),
-    ("Mapika/GLM-5.2-NVFP4", "zai-org/GLM-5.2"),
+    ("Mapika/GLM-5.2-NVFP4", "zai-org/GLM-5.2"), ("LnL-AI/dbrx-base-converted-v2", "databricks/dbrx-base"),
 ]
 
 
