@@ -107,6 +107,10 @@ def big_chat_data(path: Path, rows: int) -> Path:
     return path
 
 
+# CSI (ESC [ ... final byte), OSC (ESC ] ... BEL or ESC \), and the two-byte ESC sequences
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78DEHM]")
+
+
 class PtyProc:
     """A command in its own session with a pseudo-terminal as its controlling terminal (what a
     terminal emulator or sshd gives a shell); the output is drained so the child never blocks."""
@@ -139,6 +143,10 @@ class PtyProc:
             if not data:
                 return
             self.out += data
+
+    def text(self) -> str:
+        """What the terminal was sent, without its escape sequences (colours, cursor moves, modes)."""
+        return _ESCAPES.sub("", bytes(self.out).decode("utf-8", errors="replace"))
 
     def hangup(self) -> None:
         """What a terminal does when its window closes or the SSH link drops: SIGHUP to the

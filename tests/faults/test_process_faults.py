@@ -5,9 +5,13 @@ tiny model; the figures (kills survived, resumes identical, ...) go to tests/fau
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import random
+import re
+import shutil
 import signal
 import subprocess
 import time
@@ -39,35 +43,70 @@ def _no_traceback(*texts: str) -> bool:
 # ------------------------------------------------------------------------------ SIGKILL x 10
 
 CHAIN_STEPS = 20
+CHAIN_ARGS = steps_args(max_steps=CHAIN_STEPS, save_steps=4)
+_SAVES = [4, 8, 12, 16]  # kill as checkpoint-N appears: HF is writing it, the marker is not there
+_BETWEEN = sorted(random.Random(20261129).sample([s for s in range(2, CHAIN_STEPS) if s % 4], 6))  # 2 5 7 10 15 19
+KILL_POINTS = sorted([(s, "step") for s in _BETWEEN] + [(c, "save") for c in _SAVES])
+# the ten points in three chains, one run and one test each, so pytest-xdist runs them side by side (as one
+# chain of ten it was the suite's longest test, 226 s): before and during the first checkpoint; around the
+# second; the last two checkpoints and after the last
+CHAINS = {"early": KILL_POINTS[:3], "middle": KILL_POINTS[3:6], "late": KILL_POINTS[6:]}
+assert sorted(p for c in CHAINS.values() for p in c) == KILL_POINTS
 
 
-def test_sigkill_at_ten_points_then_resume_matches_an_uninterrupted_run(tmp_path):
-    """One run killed 10 times (seeded points: 6 between checkpoints, 4 while a checkpoint is being
-    written), resumed after each kill; every resumed stretch repeats the uninterrupted run's
-    losses, and the final adapter equals its adapter. Then the newest checkpoint is torn by hand
+@pytest.fixture(scope="session")
+def chain_reference(tmp_path_factory):
+    """The uninterrupted run the chains are compared with, trained once per test session: a function that
+    returns (run folder, {step: loss}). Under pytest-xdist its folder is in the session's temp folder that
+    all workers share, named by the run's arguments; the first worker to ask trains it, the others wait on
+    a file lock. A chain asks after its kills, so the reference trains while other tests run."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # one per session, shared by the workers (pytest-xdist's documented pattern)
+    key = hashlib.sha256(json.dumps(CHAIN_ARGS).encode()).hexdigest()[:12]
+    folder = base / f"sigkill-reference-{key}"
+    folder.mkdir(exist_ok=True)
+
+    def get():
+        with open(folder / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (folder / "done").exists():
+                shutil.rmtree(folder / "ref", ignore_errors=True)  # a failed try of another worker
+                ref = train(folder / "ref", *CHAIN_ARGS, quick=False)
+                assert ref.returncode == 0, ref.stderr
+                (folder / "done").touch()
+        (ref_dir,) = (folder / "ref").iterdir()
+        ref_loss = _step_losses(events(ref_dir))
+        assert sorted(ref_loss) == list(range(1, CHAIN_STEPS + 1))
+        return ref_dir, ref_loss
+    return get
+
+
+def _repeats(seg: list[dict], ref_loss: dict[int, float]) -> bool:
+    return all(abs(loss - ref_loss[s]) <= 1e-4 * abs(ref_loss[s]) for s, loss in _step_losses(seg).items())
+
+
+@pytest.mark.parametrize("chain", list(CHAINS))
+def test_sigkill_at_ten_points_then_resume_matches_an_uninterrupted_run(tmp_path, chain, chain_reference):
+    """Ten kills at seeded points (6 between checkpoints, 4 while a checkpoint is being written), in three
+    chains of 3 or 4: a chain's run is killed at each of its points and resumed after each kill; every
+    stretch, the first included, repeats the uninterrupted run's losses, and the chain's final adapter
+    equals its adapter. Where a chain ends with two complete checkpoints, the newest is then torn by hand
     (a truncated file, no marker): the last resume uses the one before it."""
-    args = steps_args(max_steps=CHAIN_STEPS, save_steps=4)
-    ref = train(tmp_path / "ref", *args, quick=False)
-    assert ref.returncode == 0, ref.stderr
-    (ref_dir,) = (tmp_path / "ref").iterdir()
-    ref_loss = _step_losses(events(ref_dir))
-    assert sorted(ref_loss) == list(range(1, CHAIN_STEPS + 1))
-
-    rng = random.Random(20261129)
-    saves = [4, 8, 12, 16]  # kill as checkpoint-N appears: HF is writing it, the marker is not there
-    between = sorted(rng.sample([s for s in range(2, CHAIN_STEPS) if s % 4], 6))
-    points = sorted([(s, "step") for s in between] + [(c, "save") for c in saves])
+    points = CHAINS[chain]
+    saves = [at for at, kind in points if kind == "save"]
     # RANKWISE_TEST_SAVE_DELAY holds the saved-but-unmarked window open for 0.2 s: the kill lands
     # in it (or earlier, mid-file) every time, not by luck
     slow = {"RANKWISE_TEST_STEP_DELAY": "0.1", "RANKWISE_TEST_SAVE_DELAY": "0.2"}
     runs = tmp_path / "runs"
-    survived = identical = caught_unmarked = caught_mid_files = 0
+    caught_unmarked = caught_mid_files = 0
+    stretches = []  # (resumed, it began where it should and never ended, its events), per kill
     run_id = run_dir = None
     for i, (at, kind) in enumerate(points):
         n0 = n_events(run_dir) if run_dir else 0
         before = rundir.latest_checkpoint(run_dir) if run_dir else None
         if run_id is None:
-            run_id, pid = detached(runs, *args, extra_env=slow)
+            run_id, pid = detached(runs, *CHAIN_ARGS, extra_env=slow)
             run_dir = runs / run_id
         else:
             _, pid = detached(runs, "--resume", run_id, extra_env=slow, preset=None)
@@ -82,24 +121,27 @@ def test_sigkill_at_ten_points_then_resume_matches_an_uninterrupted_run(tmp_path
         if kind == "save":
             caught_unmarked += not (ck / rundir.MARKER).exists()
             caught_mid_files += not (ck / "trainer_state.json").exists()
-        if i:  # the resume after kill i-1: it started at the newest complete checkpoint and trained
-            seg = events_since(run_dir, n0)
-            starts = of_type(seg, "start")
-            ok = not of_type(seg, "end") and len(starts) == 1 and (
-                starts[0]["resumed_from_step"] == (before[0] if before else None))
-            survived += ok
-            # ... and repeated the uninterrupted run's losses step for step
-            identical += ok and all(abs(loss - ref_loss[s]) <= 1e-4 * abs(ref_loss[s])
-                                    for s, loss in _step_losses(seg).items())
+        # this stretch (a fresh start, or the resume after the kill before) started at the newest complete
+        # checkpoint and trained until the kill
+        seg = events_since(run_dir, n0)
+        starts = of_type(seg, "start")
+        ok = not of_type(seg, "end") and len(starts) == 1 and (
+            starts[0]["resumed_from_step"] == (before[0] if before else None))
+        stretches.append((bool(i), ok, seg))
 
     # a checkpoint caught half-written, made by hand: truncate a file, drop the marker
     found = rundir.complete_checkpoints(run_dir)
-    assert len(found) >= 2, found
-    (newest, newest_dir), (prev, _) = found[-1], found[-2]
-    weights = newest_dir / "adapter_model.safetensors"
-    with open(weights, "r+b") as fh:
-        fh.truncate(weights.stat().st_size // 2)
-    (newest_dir / rundir.MARKER).unlink()
+    assert found, "every chain passes checkpoint-4 before its last kill"
+    torn = None
+    if len(found) >= 2:
+        (newest, newest_dir), (prev, _) = found[-1], found[-2]
+        weights = newest_dir / "adapter_model.safetensors"
+        with open(weights, "r+b") as fh:
+            fh.truncate(weights.stat().st_size // 2)
+        (newest_dir / rundir.MARKER).unlink()
+        torn = f"checkpoint-{newest} torn -> resumed from {prev}"
+    else:
+        prev = found[-1][0]
     n0 = n_events(run_dir)
     res = train(runs, "--resume", run_id, preset=None, quick=False)
     assert res.returncode == 0, res.stderr + tail_log(run_dir)
@@ -107,20 +149,23 @@ def test_sigkill_at_ten_points_then_resume_matches_an_uninterrupted_run(tmp_path
     seg = events_since(run_dir, n0)
     assert of_type(seg, "start")[0]["resumed_from_step"] == prev
     assert sorted(_step_losses(seg)) == list(range(prev + 1, CHAIN_STEPS + 1))
-    last_ok = of_type(seg, "end")[-1]["status"] == "finished"
-    survived += last_ok  # the last kill: survived when the final resume finished from the fallback
+    # the last kill: survived when the final resume finished (from the fallback where one was torn)
+    stretches.append((True, of_type(seg, "end")[-1]["status"] == "finished", seg))
+
+    ref_dir, ref_loss = chain_reference()
     same = adapter_close(adapter_weights(run_dir / "adapter"), adapter_weights(ref_dir / "adapter"))
-    identical += last_ok and same and all(abs(loss - ref_loss[s]) <= 1e-4 * abs(ref_loss[s])
-                                          for s, loss in _step_losses(seg).items())
-    record("sigkill", {"kills_tried": len(points), "kills_survived": survived,
-                       "kill_points": [f"{k}@{s}" for s, k in points],
-                       "save_kills_caught_unmarked": f"{caught_unmarked}/{len(saves)}",
-                       "save_kills_caught_before_all_files_written": f"{caught_mid_files}/{len(saves)}",
-                       "resumes_tried": len(points), "resumes_identical": identical,
-                       "torn_checkpoint_fallback": f"checkpoint-{newest} torn -> resumed from {prev}",
-                       "final_adapter_matches_reference_atol_1e-5": same})
+    survived = sum(ok for resumed, ok, _ in stretches if resumed)
+    identical = sum(ok and _repeats(seg, ref_loss) for resumed, ok, seg in stretches if resumed)
+    first_ok, first_identical = stretches[0][1], _repeats(stretches[0][2], ref_loss)
+    FIGURES.setdefault("sigkill", {})[chain] = {
+        "kills_tried": len(points), "kills_survived": survived, "kill_points": [f"{k}@{s}" for s, k in points],
+        "save_kills_caught_unmarked": f"{caught_unmarked}/{len(saves)}",
+        "save_kills_caught_before_all_files_written": f"{caught_mid_files}/{len(saves)}",
+        "resumes_tried": len(points), "resumes_identical": identical,
+        "first_stretch_identical": first_ok and first_identical, "torn_checkpoint_fallback": torn,
+        "final_adapter_matches_reference_atol_1e-5": same}
     assert caught_unmarked == len(saves)
-    assert same and survived == identical == len(points), FIGURES["sigkill"]
+    assert first_ok and first_identical and same and survived == identical == len(points), FIGURES["sigkill"][chain]
 
 
 def test_sigkill_after_rotation_with_save_total_limit_1_keeps_a_complete_checkpoint(tmp_path):
@@ -165,8 +210,11 @@ def test_sighup_of_attach_tui_and_foreground_train_leaves_the_runs_going(tmp_pat
     poll(lambda: any(e["type"] == "step" for e in events(dir_b)) if (dir_b / "events.jsonl").exists() else False,
          what="run B's first step")
     pid_b = of_type(events(dir_b), "start")[0]["pid"]
-    poll(lambda: len(tui.out) > 2000 and len(att.out) > 200, timeout=60, what="the TUI and attach to draw")
-    time.sleep(1.0)
+    # hang up once each front end shows what it is there for: attach and the foreground train their run's
+    # progress past step 0, the TUI its first full screen (the key bar is its last line)
+    past_step_0 = re.compile(r"step\s+\S*\s+[1-9]\d*/16 ")
+    poll(lambda: past_step_0.search(att.text()) and past_step_0.search(fg.text()) and "^q Quit" in tui.text(),
+         timeout=120, what="attach and the foreground train to show a step, and the TUI its key bar")
     outcome = {}
     try:
         for name, p in (("attach", att), ("tui", tui), ("foreground_train", fg)):
