@@ -775,6 +775,44 @@ def _trinity_nano() -> dict:
         vocab_size=200192).to_dict()
 
 
+# Olmo 3 7B as the "From scratch" notebook of LLMs-from-scratch builds it (OLMO3_CONFIG_7B, the weights of Olmo-3-1025-7B,
+# -7B-Instruct or -7B-Think loaded into it): 32 layers of 4096, 32 heads of 128 with 32 K/V heads, MLP 11008, q/k norms
+# over the whole projection, post-norms, 3 sliding (4096) to 1 full layers, YaRN (factor 8 from 8192, base 5e5),
+# vocabulary 100278, a separate out_head, 65536 positions. The notebook: "you can also use the intermediate checkpoints
+# listed [in the olmo-3-post-training collection]; since they all have the same architecture" (the -Instruct-SFT stage).
+OLMO3_7B = {"repo": "rasbt/LLMs-from-scratch", "path": "ch05/13_olmo3/standalone-olmo3.ipynb",
+            "commit": "66855e0bb43009152539e9eeb363390d54b2eabf"}
+
+
+def _olmo3_7b() -> dict:
+    from transformers import Olmo3Config
+
+    return Olmo3Config(
+        vocab_size=100278, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+        num_key_value_heads=32, max_position_embeddings=65536, sliding_window=4096,
+        layer_types=(["sliding_attention"] * 3 + ["full_attention"]) * 8, rms_norm_eps=1e-6, tie_word_embeddings=False,
+        rope_parameters={"rope_type": "yarn", "rope_theta": 500000.0, "factor": 8.0, "original_max_position_embeddings": 8192,
+                         "attention_factor": 1.2079441541679836, "beta_fast": 32.0, "beta_slow": 1.0}).to_dict()
+
+
+# C4AI Command R7B's config.json as go-inference's Cohere test data copies it (Cohere2ForCausalLM: 32 layers of 4096, 32
+# heads over 8 K/V heads, MLP 14336, vocabulary 256000, logit_scale 0.25, 3 sliding (4096) to 1 global layers,
+# sliding_window_pattern 4). The copy names no tie_word_embeddings, so Cohere2Config's default applies: the head shares
+# the embedding (8.03B; an untied head would make it 9.08B). transformers' docs/source/en/model_doc/cohere2.md loads the
+# model as CohereForAI/c4ai-command-r7b-12-2024, the id the examples use.
+COMMAND_R7B = {"repo": "dAppCore/go-inference", "path": "go/model/cohere/testdata/CohereLabs-c4ai-command-r7b-12-2024-config.json",
+               "commit": "034e83f57f3b17f722b27d23ca16c0f7b4edb594"}
+
+
+def _command_r7b() -> dict:
+    from transformers import Cohere2Config
+
+    return Cohere2Config(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                         num_key_value_heads=8, vocab_size=256000, logit_scale=0.25, max_position_embeddings=8192,
+                         sliding_window=4096, layer_norm_eps=1e-5,
+                         rope_parameters={"rope_type": "default", "rope_theta": 50000.0}).to_dict()
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -854,4 +892,7 @@ VARIANTS = [
     (["ByteDance-Seed/Seed-OSS-36B-Instruct"], _seed_oss_36b, SEED_OSS_CONFIG),
     (["swiss-ai/Apertus-8B-Instruct-2509"], _apertus_8b, APERTUS_CONFIG),
     (["arcee-ai/Trinity-Nano-Preview"], _trinity_nano, TRINITY_CONFIG),
+    (["allenai/Olmo-3-1025-7B", "allenai/Olmo-3-7B-Instruct", "allenai/Olmo-3-7B-Think", "allenai/Olmo-3-7B-Instruct-SFT"],
+     _olmo3_7b, OLMO3_7B),
+    (["CohereLabs/c4ai-command-r7b-12-2024", "CohereForAI/c4ai-command-r7b-12-2024"], _command_r7b, COMMAND_R7B),
 ]

@@ -59,6 +59,8 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "seed_oss": "q/k/v biases, heads of 128 wider than hidden / heads",
     "apertus": "a two-matrix xIELU MLP, q/k norms",
     "afmoe": "2 dense layers then 128 experts plus a shared one, a gated attention output, four norms a layer",
+    "olmo3": "OLMo 2's post-norm layers with 3 sliding-window layers to 1 full",
+    "cohere2": "LayerNorm, parallel attention and MLP, 3 sliding-window layers to 1 global without positions",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -91,6 +93,7 @@ PUBLISHED = [
     # 23.6B" (github.com/oumi-ai/oumi at 36cfa19, configs/recipes/mistral_magistral/README.md)
     ("mistralai/Mistral-Small-24B-Instruct-2501", 47_144_806_400 // 2), ("mistralai/Magistral-Small-2507", 23.6e9),
     ("Qwen/Qwen-7B", 7.72e9), ("mistralai/Ministral-8B-Instruct-2410", 8.02e9),  # the Hub's figures
+    ("allenai/Olmo-3-1025-7B", 7.3e9), ("CohereForAI/c4ai-command-r7b-12-2024", 8.03e9),  # the Hub's figures
 ]
 # Read on the meta device (seconds each): the slow ones only in the full suite.
 PUBLISHED_ON_META = [
