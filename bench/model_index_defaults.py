@@ -151,6 +151,13 @@ ALIASES = [
     # "We are using the 'converted' base models ... We've tested using the LnL-AI/dbrx-base-converted-v2 model as the
     # base model": dbrx-base's weights with its experts re-laid out (the same parameters)
     ("LnL-AI/dbrx-base-converted-v2", "databricks/dbrx-base", axolotl("examples/archived/dbrx/README.md")),
+    # "DeepSeek-V2.5 is an upgraded version that combines DeepSeek-V2-Chat and DeepSeek-Coder-V2-Instruct", "236 Billion"
+    ("deepseek-ai/DeepSeek-V2.5", "deepseek-ai/DeepSeek-V2",
+     {"repo": "xorbitsai/inference", "path": "doc/source/models/builtin/llm/deepseek-v2.5.rst",
+      "commit": "da7beeb0bc6085b9f22ca05e8f8894dcf76c4ea5"}),
+    # its bitsandbytes 4-bit copy, trained by axolotl's deepseek-v2 example (chat_template deepseek_v2); the 4-bit storage
+    # is said as not modelled by `check`, like the other pre-quantized copies above
+    ("axolotl-quants/DeepSeek-V2.5-bnb-nf4-bf16", "deepseek-ai/DeepSeek-V2", axolotl("examples/deepseek-v2/qlora-fsdp-2_5.yaml")),
 ]
 
 
@@ -813,6 +820,28 @@ def _command_r7b() -> dict:
                          rope_parameters={"rope_type": "default", "rope_theta": 50000.0}).to_dict()
 
 
+# DeepSeek-V2 (236B): the DeepSeek-V2 paper (arXiv 2405.04434), section 3.1.2, "Model Hyper-Parameters": 60 layers of
+# 5120; MLA with 128 heads of 128, KV compression 512, query compression 1536, decoupled rotary heads of 64; "all FFNs
+# except for the first layer" are MoE layers of 2 shared and 160 routed experts of 1536 with 6 active; "236B total
+# parameters". The first layer's dense FFN (12288), the vocabulary (102400) and the routing groups (8, 3 chosen) are
+# Megatron-Bridge's DeepSeekV2ModelProvider (its deepseek_v2_bridge.py unties the output head), before the size-specific
+# providers were removed.
+DEEPSEEK_V2_PROVIDER = {"repo": "NVIDIA-NeMo/Megatron-Bridge", "path": "src/megatron/bridge/models/deepseek/deepseek_provider.py",
+                        "commit": "dc805f5cf9e0001c1f7c860ebb8e42c580ef45b3"}
+DEEPSEEK_V2_BRIDGE = {"repo": "NVIDIA-NeMo/Megatron-Bridge", "path": "src/megatron/bridge/models/deepseek/deepseek_v2_bridge.py",
+                      "commit": "dc805f5cf9e0001c1f7c860ebb8e42c580ef45b3"}
+
+
+def _deepseek_v2() -> dict:
+    from transformers import DeepseekV2Config
+
+    return DeepseekV2Config(
+        hidden_size=5120, num_hidden_layers=60, num_attention_heads=128, num_key_value_heads=128, q_lora_rank=1536,
+        kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, intermediate_size=12288,
+        first_k_dense_replace=1, moe_intermediate_size=1536, n_routed_experts=160, n_shared_experts=2,
+        num_experts_per_tok=6, n_group=8, topk_group=3, vocab_size=102400, tie_word_embeddings=False).to_dict()
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -895,4 +924,7 @@ VARIANTS = [
     (["allenai/Olmo-3-1025-7B", "allenai/Olmo-3-7B-Instruct", "allenai/Olmo-3-7B-Think", "allenai/Olmo-3-7B-Instruct-SFT"],
      _olmo3_7b, OLMO3_7B),
     (["CohereLabs/c4ai-command-r7b-12-2024", "CohereForAI/c4ai-command-r7b-12-2024"], _command_r7b, COMMAND_R7B),
+    (["deepseek-ai/DeepSeek-V2", "deepseek-ai/DeepSeek-V2-Chat"], _deepseek_v2,
+     {"config": "the DeepSeek-V2 paper (arXiv 2405.04434), section 3.1.2", "dense_ffn_and_vocabulary": DEEPSEEK_V2_PROVIDER,
+      "tie_word_embeddings": DEEPSEEK_V2_BRIDGE}),
 ]

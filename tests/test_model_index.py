@@ -159,6 +159,7 @@ PUBLISHED_CLASS = [
     ("ByteDance-Seed/Seed-OSS-36B-Instruct", 36e9, False),
     ("swiss-ai/Apertus-8B-Instruct-2509", 8e9, False),  # the 8B of its name and axolotl's apertus-8b example
     ("arcee-ai/Trinity-Nano-Preview", 6e9, False),  # "6B" total, 1B active: its card
+    ("deepseek-ai/DeepSeek-V2", 236e9, False),  # "236B total parameters": the DeepSeek-V2 paper, section 3.1.2
 ]
 
 
@@ -265,6 +266,7 @@ SAME_AS = [
     ("nvidia/DeepSeek-V4-Flash-NVFP4", "deepseek-ai/DeepSeek-V4-Flash"),
     ("openlm-research/open_llama_3b_v2", "openlm-research/open_llama_3b"), ("XiaomiMiMo/MiMo-7B-RL", "XiaomiMiMo/MiMo-7B-Base"),
     ("Mapika/GLM-5.2-NVFP4", "zai-org/GLM-5.2"), ("LnL-AI/dbrx-base-converted-v2", "databricks/dbrx-base"),
+    ("axolotl-quants/DeepSeek-V2.5-bnb-nf4-bf16", "deepseek-ai/DeepSeek-V2"),
 ]
 
 
