@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from . import fit
 from .config import with_values
 from .finding import Finding
-from .methods import METHODS
+from .methods import LEANEST, METHODS
 from .units import gib
 
 if TYPE_CHECKING:  # only for the annotations: redflags imports these rules
@@ -45,8 +45,9 @@ def _bounded_wont_fit(ctx: Context) -> Finding | None:
     b = ctx.bound
     if b is None or b.verdict not in ("tight", "wont-fit"):
         return None
-    fix = ("use a larger GPU, more GPUs (--gpus N with FSDP) or a leaner method; --fetch-config reads the "
-           "model's config.json for an exact estimate and the changes that would make it fit")
+    lean = "" if ctx.method == LEANEST else f" or {METHODS[LEANEST].label}"
+    fix = (f"use a larger GPU, more GPUs (--gpus N with FSDP){lean}; --fetch-config reads the model's config.json "
+           "for an exact estimate and the changes that would make it fit")
     if b.verdict == "tight":
         return Finding("wont-fit", "warning", f"tight (approximate): {finding_text(b)}",
                        "little headroom is left for the CUDA context, fragmentation and long batches: "

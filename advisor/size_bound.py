@@ -71,8 +71,12 @@ class NameSize:
     nominal: bool = False  # experts x size (8x7B): more than the total, as experts share attention and embeddings
 
     def describe(self) -> str:
+        """`70B, dense` · `122B-A10B: 122B total, 10B active, MoE` · `8x7B: 56B nominal, MoE`."""
+        if not self.moe:
+            return f"{self.text}, dense"
+        what = "nominal" if self.nominal else "total"
         active = f", {human_count(self.active)} active" if self.active else ""
-        return f"{human_count(self.total)} ({'MoE' + active if self.moe else 'dense'})"
+        return f"{self.text}: {human_count(self.total)} {what}{active}, MoE"
 
 
 def _count(num: str, unit: str) -> float:
@@ -221,13 +225,13 @@ class Bound:
         kind = "MoE" if self.size.moe else "dense"
         if not self.stand_ins:
             lo, hi = (human_count(b * self.size.total) for b in BAND)
-            return (f"approximate from the name's size: {self.size.text} read as {self.size.describe()}, but no "
-                    f"analytically read {kind} model of the index is named {lo}–{hi} to stand in")
-        names = [s.name for s in self.stand_ins]
+            return (f"approximate from the name's size ({self.size.describe()}), but no analytically read "
+                    f"{kind} model of the index is named {lo}–{hi} to stand in")
+        names = list(dict.fromkeys(s.name for s in self.stand_ins))
         listed = ", ".join(names) if len(names) <= 4 else f"{', '.join(names[:2])}, … {names[-1]}"
         sizes = [s.params for s in self.stand_ins]
-        return (f"approximate from the name's size: {self.size.text} read as {self.size.describe()}; the config "
-                f"estimated on {len(names)} indexed {kind} model{'s' if len(names) > 1 else ''} of "
+        return (f"approximate from the name's size ({self.size.describe()}): the config estimated on {len(names)} "
+                f"indexed {kind} model{'s' if len(names) > 1 else ''} of "
                 f"{human_count(min(sizes))}–{human_count(max(sizes))} ({listed}), their weights scaled to "
                 f"{human_count(self.size.total)}")
 
@@ -238,8 +242,8 @@ class Bound:
                 "high_gib": round(gib(self.high_bytes), 3) if self.high_bytes is not None else None,
                 "band": [round(b, 3) for b in BAND], "basis": self.basis(), "text": finding_text(self),
                 "stand_ins": [{"name": s.name, "params": s.params, "named": s.named, "scale": round(s.scale, 3),
-                               "peak_gib": round(gib(s.peak_bytes), 3),
-                               "weights_gib": round(gib(s.weight_bytes), 3), "method": s.method} for s in self.stand_ins]}
+                               "peak_gib": round(gib(s.peak_bytes), 3), "weights_gib": round(gib(s.weight_bytes), 3),
+                               "method": s.method} for s in self.stand_ins]}
 
 
 Match = Callable[[list[str]], list[str]]
@@ -302,6 +306,32 @@ def bound(model: str, cfg: "RunConfig", hw: "Hardware | None", method: str,
     return Bound(model, size, unique, gpu_bytes, min(peaks), max(peaks))
 
 
+def auto_method(model: str, cfg: "RunConfig", hw: "Hardware | None",
+                match: Match | None = None) -> tuple[str, str, Bound] | None:
+    """`method: auto` for a model known by its name's size, as fit.assess resolves it for a known one: the
+    table's first method (LoRA) when its whole range fits with headroom, else the leanest (QLoRA); with no
+    GPU, by the name's size (fit.CPU_LORA_MAX_PARAMS). None when the name states no size."""
+    from .methods import DEFAULT, LEANEST, METHODS
+
+    first, lean = METHODS[DEFAULT], METHODS[LEANEST]
+    b = bound(model, cfg, hw, first.name, match)
+    if b is None:
+        return None
+    if b.gpu_bytes is None:
+        big = b.size.total > fit.CPU_LORA_MAX_PARAMS
+        pick = lean if big else first
+        return (pick.name, f"method auto: no GPU found or declared: {pick.label}, as the name's "
+                f"{human_count(b.size.total)} parameters are {'large' if big else 'small'}",
+                b if pick is first else bound(model, cfg, hw, lean.name, match))
+    if b.verdict == "fits":
+        return first.name, (f"method auto: {first.label}'s range ({b.range_text()}, approximate) fits "
+                            f"{gib(b.gpu_bytes):.0f} GiB with headroom"), b
+    lb = bound(model, cfg, hw, lean.name, match)
+    said = b.range_text() if b.stand_ins else "no range"
+    return lean.name, (f"method auto: {first.label} ({said}, approximate) is not sure to fit "
+                       f"{gib(b.gpu_bytes):.0f} GiB with headroom; {lean.label}"), lb
+
+
 def finding_text(b: Bound) -> str:
     """One line: the range, the verdict or why there is none, the basis."""
     if not b.stand_ins:
@@ -312,11 +342,12 @@ def finding_text(b: Bound) -> str:
         return (f"{b.range_text()} on {have} from one stand-in: one architecture is no range, and its weights "
                 f"alone fit, so it cannot tell (--fetch-config or --model); {b.basis()}")
     if v == "wont-fit" and b.weights_alone_too_big:
-        return f"{v}: the weights alone exceed {have} ({b.range_text()} in all); {b.basis()}"
+        return f"the weights alone exceed {have} ({b.range_text()} in all); {b.basis()}"
     if v is None:
         return (f"between {b.range_text()} on {have}: cannot tell without the shape "
                 f"(--fetch-config or --model); {b.basis()}")
-    return f"{v} ({b.range_text()} on {have}); {b.basis()}"
+    return f"{b.range_text()} on {have}; {b.basis()}"
 
 
-__all__ = ["BAND", "WEIGHT_PARTS", "NameSize", "Bound", "StandIn", "name_size", "stand_ins", "bound", "finding_text"]
+__all__ = ["BAND", "WEIGHT_PARTS", "NameSize", "Bound", "StandIn", "name_size", "stand_ins", "bound", "auto_method",
+           "finding_text"]

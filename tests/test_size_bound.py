@@ -170,10 +170,21 @@ def test_json_keeps_its_keys_and_adds_the_bound(tmp_path):
             "estimate", "gpu_gib", "findings", "notes", "unread", "blank", "errors", "config"} <= set(d)
     assert {"low_gib", "high_gib", "verdict", "decided", "size", "total_params", "moe", "band", "basis",
             "stand_ins"} <= set(d["fit_bound"])
-    assert {"name", "params", "named", "scale", "peak_gib", "weights_gib", "method"} <= set(d["fit_bound"]["stand_ins"][0])
+    row = d["fit_bound"]["stand_ins"][0]
+    assert {"name", "params", "named", "scale", "peak_gib", "weights_gib", "method"} <= set(row)
 
 
 def test_a_name_without_a_size_is_unchanged(tmp_path):
     rc, d = check_json(axolotl(tmp_path, "google/gemma-3n-E2B-it"), "--gpu", "RTX4090", "--require-fit")
     assert rc == 3 and d["fit"] is None and d["fit_bound"] is None and d["fit_basis"] is None
     assert d["unchecked_reason"] == "model google/gemma-3n-E2B-it not resolved offline"
+
+
+@pytest.mark.parametrize("model,method", [("some-org/Unknown-0.5B", "lora"), ("some-org/Unknown-70B", "qlora")])
+def test_method_auto_is_resolved_on_the_names_size(tmp_path, model, method):
+    """A rankwise preset with method auto: LoRA when its whole range fits with headroom, else QLoRA."""
+    path = tmp_path / "preset.yaml"
+    path.write_text(f"model:\n  name: {model}\nmethod: auto\ntrain:\n  max_seq_len: 512\n")
+    _, d = check_json(path, "--gpu", "RTX4090")
+    assert d["method"] == method and "approximate" in d["method_note"]
+    assert {s["method"] for s in d["fit_bound"]["stand_ins"]} == {method}

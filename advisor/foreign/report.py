@@ -103,7 +103,12 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         reading.cfg = cfg
     ctx = context(estimated_cfg(reading, cfg), spec, hw, method)
     if spec is None:
-        ctx = replace(ctx, bound=size_bound.bound(name, ctx.cfg, hw, ctx.method, _matcher(reading)))
+        auto = None if (method or cfg.method) != "auto" else size_bound.auto_method(name, ctx.cfg, hw,
+                                                                                    _matcher(reading))
+        if auto is not None:  # method auto resolved on the name's size, as fit.assess does on a known model's
+            ctx = replace(ctx, method=auto[0], method_note=auto[1], bound=auto[2])
+        else:
+            ctx = replace(ctx, bound=size_bound.bound(name, ctx.cfg, hw, ctx.method, _matcher(reading)))
     findings = run_rules(ctx)
     findings, said = stage_findings(reading, findings)
     said = list(reading.said) + said
