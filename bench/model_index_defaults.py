@@ -842,6 +842,26 @@ def _deepseek_v2() -> dict:
         num_experts_per_tok=6, n_group=8, topk_group=3, vocab_size=102400, tie_word_embeddings=False).to_dict()
 
 
+# LFM2-8B-A1B: mlxcel's trimmed copy of its config.json, the loader validated against the mlx-community 4-bit conversion of
+# the checkpoint (24 layers of 2048: 18 short-conv and 6 attention layers as layer_types lists them, 32 heads of 64 over 8
+# K/V heads, 2 dense layers of 7168 then 32 experts of 1792 with 4 active, vocabulary 65536). The copy names no
+# tie_word_embeddings, so Lfm2MoeConfig's default applies: the head shares the embedding (8.34B, the card's 8.3B).
+LFM2_8B_A1B = mlxcel("src/models/lfm2_tests.rs", "e69fb5118f9b394c601cebd33d7c3d2dad19b503")
+
+
+def _lfm2_8b_a1b() -> dict:
+    from transformers import Lfm2MoeConfig
+
+    attention = {2, 6, 10, 14, 18, 21}
+    return Lfm2MoeConfig(
+        vocab_size=65536, hidden_size=2048, intermediate_size=7168, moe_intermediate_size=1792, num_hidden_layers=24,
+        num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=128000, norm_eps=1e-5, conv_bias=False,
+        conv_L_cache=3, num_dense_layers=2, num_experts=32, num_experts_per_tok=4, norm_topk_prob=True,
+        use_expert_bias=True, routed_scaling_factor=1.0,
+        layer_types=["full_attention" if i in attention else "conv" for i in range(24)],
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}).to_dict()
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -927,4 +947,5 @@ VARIANTS = [
     (["deepseek-ai/DeepSeek-V2", "deepseek-ai/DeepSeek-V2-Chat"], _deepseek_v2,
      {"config": "the DeepSeek-V2 paper (arXiv 2405.04434), section 3.1.2", "dense_ffn_and_vocabulary": DEEPSEEK_V2_PROVIDER,
       "tie_word_embeddings": DEEPSEEK_V2_BRIDGE}),
+    (["LiquidAI/LFM2-8B-A1B"], _lfm2_8b_a1b, LFM2_8B_A1B),
 ]

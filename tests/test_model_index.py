@@ -61,6 +61,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "afmoe": "2 dense layers then 128 experts plus a shared one, a gated attention output, four norms a layer",
     "olmo3": "OLMo 2's post-norm layers with 3 sliding-window layers to 1 full",
     "cohere2": "LayerNorm, parallel attention and MLP, 3 sliding-window layers to 1 global without positions",
+    "lfm2_moe": "short gated convolutions in 18 of 24 layers, 32 experts after 2 dense layers",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -160,6 +161,7 @@ PUBLISHED_CLASS = [
     ("swiss-ai/Apertus-8B-Instruct-2509", 8e9, False),  # the 8B of its name and axolotl's apertus-8b example
     ("arcee-ai/Trinity-Nano-Preview", 6e9, False),  # "6B" total, 1B active: its card
     ("deepseek-ai/DeepSeek-V2", 236e9, False),  # "236B total parameters": the DeepSeek-V2 paper, section 3.1.2
+    ("LiquidAI/LFM2-8B-A1B", 8.3e9, False),  # "8.3B total parameters, 1.5B active": its card
 ]
 
 
