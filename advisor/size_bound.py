@@ -10,7 +10,8 @@ peak of a LoRA/QLoRA run is mostly set by that count. So:
    `PaddleOCR-VL-1.6`), dates (`2409`), context lengths (`-8k`), training tokens (`-3T`), a size
    glued to letters or digits (`r7b`, `7b1`), an active count alone (`MoE-A2.7B`), a size next
    to an expert count (`Llama-4-Scout-17B-16E`: 17B is the active count) and names with two
-   total sizes (`OLMoE-1B-7B`). No size: no answer, as before.
+   total sizes (`OLMoE-1B-7B`). No size: no answer, as before; nor for a checkpoint shipped quantized
+   (`-GPTQ`, `-AWQ`, `-FP8`, `-bnb-4bit`: `PREQUANTIZED`), whose weights the stand-ins do not store alike.
 2. `bound(...)` estimates the config on stand-ins: the models of the index and the catalog
    whose shapes are computed analytically (no torch: `check` stays fast), of the same kind
    (MoE when the name says experts or an active count, else dense), whose size as named lies
@@ -58,6 +59,9 @@ EXPERTS_X = re.compile(_EDGE_L + r"(\d+)[xX]" + _NUM + r"([Bb])" + _EDGE_R)  # 8
 ACTIVE = re.compile(_EDGE_L + r"[Aa]" + _NUM + r"([BbMm])" + _EDGE_R)  # A10B, a800m
 EXPERT_COUNT = re.compile(_EDGE_L + r"\d+[Ee]" + _EDGE_R)  # 16E, 128E (Llama 4: the size is the active one)
 SIZE = re.compile(_EDGE_L + _NUM + r"([BbMm])" + _EDGE_R)
+# A checkpoint shipped quantized (GPTQ, AWQ, FP8, bitsandbytes, GGUF, ...) stores its weights in a format the
+# stand-ins (estimated as the method loads an unquantized base) do not: no bound is given for it.
+PREQUANTIZED = re.compile(r"(?i)(?<![a-z])(gptq|awq|gguf|exl2|mlx|fp8|int4|int8|w4a16|w8a8|nf4|bnb|\d+bit)(?![a-z])")
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,8 @@ def _pool() -> tuple[Candidate, ...]:
         if not is_analytic(cfg.get("model_type", ""), cfg):
             continue
         spec = spec_from_config(name, source, dict(cfg))
-        shape = (spec.model_type, spec.total_params, spec.num_layers, spec.hidden_size, spec.vocab_size)
+        shape = (spec.model_type, spec.num_layers, spec.hidden_size, spec.intermediate_size, spec.num_heads,
+                 spec.num_kv_heads, spec.num_experts, spec.vocab_size // 1024)  # CodeLlama's 32016 is Llama 2's 32000
         if shape in seen:
             continue
         seen.add(shape)
@@ -289,7 +294,7 @@ def bound(model: str, cfg: "RunConfig", hw: "Hardware | None", method: str,
     `method` is a resolved method name (not auto). `match`: the file's target modules as peft would match
     them on a list of linear names (a foreign file's regex), else the config's own list is intersected."""
     size = name_size(model)
-    if size is None:
+    if size is None or PREQUANTIZED.search(str(model).rsplit("/", 1)[-1]):
         return None
     gpu_bytes = hw.gpu_bytes if hw is not None and hw.has_gpu else None
     rows = []

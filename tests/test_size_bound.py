@@ -95,8 +95,10 @@ def test_one_architecture_gives_no_range():
     assert Bound("m", size, one, 8 * 2 ** 30, 20 * 2 ** 30, 20 * 2 ** 30).verdict == "wont-fit"
 
 
-def test_no_size_no_bound():
-    assert bound("google/gemma-3n-E2B-it", cfg(), planned("24GiB"), "lora") is None
+@pytest.mark.parametrize("name", ["google/gemma-3n-E2B-it", "some-org/Unknown-7B-GPTQ", "some-org/Unknown-7B-AWQ",
+                                  "some-org/Unknown-8B-FP8", "unsloth/Unknown-8B-bnb-4bit", "Qwen/Qwen-7B-Chat-Int4"])
+def test_no_size_or_a_quantized_checkpoint_no_bound(name):
+    assert bound(name, cfg(), planned("24GiB"), "lora") is None
 
 
 # ------------------------------------------------------------------ rankwise check on an axolotl file
