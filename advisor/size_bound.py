@@ -22,8 +22,10 @@ peak of a LoRA/QLoRA run is mostly set by that count. So:
    rounding (Qwen2.5-7B holds 7.6B): everything else — adapter, optimizer states, activations,
    logits, gather buffers, allocator — is the stand-in's own, from its real shape. The answer
    is the lowest and highest of those peaks.
-3. The verdict (`fit.verdict`) at both ends: the same at both → that verdict, approximate;
-   different → undecided (the GPU's limit lies inside the range: the shape decides).
+3. The verdict (`fit.verdict`) at both ends: the same at both, over `MIN_STAND_INS` architectures at
+   least → that verdict, approximate; different → undecided (the GPU's limit lies inside the range:
+   the shape decides). With one architecture only "won't fit", and only when its weights alone exceed
+   the GPU. `auto_method` resolves `method: auto` on the range as fit.assess does on one estimate.
 """
 from __future__ import annotations
 
