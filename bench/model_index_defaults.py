@@ -862,6 +862,46 @@ def _lfm2_8b_a1b() -> dict:
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}).to_dict()
 
 
+# Minitron-4B-Base and Nemotron-Mini-4B-Instruct: Megatron-Bridge's Nemotron3ModelProvider4B ("Maps to:
+# nvidia/Minitron-4B-Base, nvidia/Nemotron-Mini-4B-Instruct", the commit that added the Nemotron bridge: 32 layers of 3072,
+# squared-ReLU MLP 9216, 24 heads of 128 over 8 K/V groups, rotary on half of each head, LayerNorm1P, an untied head);
+# the vocabulary (256000) as the bridge's unit test gives it for that shape (nemotron_config_dict).
+NEMOTRON_4B_PROVIDER = {"repo": "NVIDIA-NeMo/Megatron-Bridge", "path": "src/megatron/bridge/models/nemotron/nemotron_provider.py",
+                        "commit": "07465021ad706a2dea0fe52ee3ed586d2ff6753c"}
+NEMOTRON_BRIDGE_TEST = {"repo": "NVIDIA-NeMo/Megatron-Bridge", "path": "tests/unit_tests/models/nemotron/test_nemotron_bridge.py",
+                        "commit": "ebdef7c11b14bec53c4abedf4783bb75d70ef406"}
+
+
+def _nemotron_4b() -> dict:
+    from transformers import NemotronConfig
+
+    return NemotronConfig(hidden_size=3072, intermediate_size=9216, num_hidden_layers=32, num_attention_heads=24,
+                          num_key_value_heads=8, head_dim=128, partial_rotary_factor=0.5, hidden_act="relu2",
+                          vocab_size=256000, max_position_embeddings=4096, norm_eps=1e-5,
+                          tie_word_embeddings=False).to_dict()
+
+
+# Falcon-H1 1.5B-Deep, 7B and 34B: Megatron-Bridge's size providers (FalconH1ModelProvider1P5BDeep / 7B / 34B, "Based on:
+# https://huggingface.co/tiiuae/Falcon-H1-<size>-Instruct"), before they were removed: layers, width, MLP, attention and K/V
+# heads, Mamba-2 heads, head size, groups and state, RMS-normed SSM output, vocabulary, untied head. The attention head size
+# (128, not width / heads) is the "d_head" column of transformers' FalconH1Config table, which gives one row per size (the
+# -Base and -Instruct releases of a size share it). mamba_d_ssm is heads x head size, as FalconH1Config requires.
+FALCON_H1_PROVIDERS = {"repo": "NVIDIA-NeMo/Megatron-Bridge", "path": "src/megatron/bridge/models/falcon_h1/falconh1_provider.py",
+                       "commit": "cd7dac7aaf2310f40ee8496cf93538f32531129e"}
+FALCON_H1_TABLE = hf_transformers("docs/source/en/model_doc/falcon_h1.md", "9243e99d559dd84d476ff5c882c7c440d4de458c")
+
+
+def _falcon_h1(layers: int, hidden: int, mlp: int, heads: int, kv: int, ssm_heads: int, ssm_head: int, groups: int,
+               vocab: int, positions: int) -> dict:
+    from transformers import FalconH1Config
+
+    return FalconH1Config(
+        num_hidden_layers=layers, hidden_size=hidden, intermediate_size=mlp, num_attention_heads=heads,
+        num_key_value_heads=kv, head_dim=128, mamba_n_heads=ssm_heads, mamba_d_head=ssm_head,
+        mamba_d_ssm=ssm_heads * ssm_head, mamba_n_groups=groups, mamba_d_state=256, mamba_d_conv=4, mamba_expand=2,
+        mamba_rms_norm=True, vocab_size=vocab, tie_word_embeddings=False, max_position_embeddings=positions).to_dict()
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -948,4 +988,15 @@ VARIANTS = [
      {"config": "the DeepSeek-V2 paper (arXiv 2405.04434), section 3.1.2", "dense_ffn_and_vocabulary": DEEPSEEK_V2_PROVIDER,
       "tie_word_embeddings": DEEPSEEK_V2_BRIDGE}),
     (["LiquidAI/LFM2-8B-A1B"], _lfm2_8b_a1b, LFM2_8B_A1B),
+    (["nvidia/Minitron-4B-Base", "nvidia/Nemotron-Mini-4B-Instruct"], _nemotron_4b,
+     {"config": NEMOTRON_4B_PROVIDER, "vocab_size": NEMOTRON_BRIDGE_TEST}),
+    (["tiiuae/Falcon-H1-1.5B-Deep-Base", "tiiuae/Falcon-H1-1.5B-Deep-Instruct"],
+     lambda: _falcon_h1(66, 1280, 3072, 6, 2, 24, 64, 1, 65537, 131072),
+     {"config": FALCON_H1_PROVIDERS, "head_dim": FALCON_H1_TABLE}),
+    (["tiiuae/Falcon-H1-7B-Base", "tiiuae/Falcon-H1-7B-Instruct"],
+     lambda: _falcon_h1(44, 3072, 12288, 12, 2, 24, 128, 1, 130049, 262144),
+     {"config": FALCON_H1_PROVIDERS, "head_dim": FALCON_H1_TABLE}),
+    (["tiiuae/Falcon-H1-34B-Base", "tiiuae/Falcon-H1-34B-Instruct"],
+     lambda: _falcon_h1(72, 5120, 21504, 20, 4, 32, 128, 2, 261120, 262144),
+     {"config": FALCON_H1_PROVIDERS, "head_dim": FALCON_H1_TABLE}),
 ]

@@ -62,6 +62,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "olmo3": "OLMo 2's post-norm layers with 3 sliding-window layers to 1 full",
     "cohere2": "LayerNorm, parallel attention and MLP, 3 sliding-window layers to 1 global without positions",
     "lfm2_moe": "short gated convolutions in 18 of 24 layers, 32 experts after 2 dense layers",
+    "nemotron": "LayerNorm1P, a squared-ReLU MLP without a gate, rotary on half of each head",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -95,6 +96,7 @@ PUBLISHED = [
     ("mistralai/Mistral-Small-24B-Instruct-2501", 47_144_806_400 // 2), ("mistralai/Magistral-Small-2507", 23.6e9),
     ("Qwen/Qwen-7B", 7.72e9), ("mistralai/Ministral-8B-Instruct-2410", 8.02e9),  # the Hub's figures
     ("allenai/Olmo-3-1025-7B", 7.3e9), ("CohereForAI/c4ai-command-r7b-12-2024", 8.03e9),  # the Hub's figures
+    ("nvidia/Nemotron-Mini-4B-Instruct", 4.19e9),  # the Hub's figure
 ]
 # Read on the meta device (seconds each): the slow ones only in the full suite.
 PUBLISHED_ON_META = [
@@ -162,6 +164,7 @@ PUBLISHED_CLASS = [
     ("arcee-ai/Trinity-Nano-Preview", 6e9, False),  # "6B" total, 1B active: its card
     ("deepseek-ai/DeepSeek-V2", 236e9, False),  # "236B total parameters": the DeepSeek-V2 paper, section 3.1.2
     ("LiquidAI/LFM2-8B-A1B", 8.3e9, False),  # "8.3B total parameters, 1.5B active": its card
+    ("tiiuae/Falcon-H1-34B-Base", 34e9, False),  # the 34B of its name (33.6B)
 ]
 
 
