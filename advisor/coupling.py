@@ -3,7 +3,7 @@
 alpha is held at ALPHA = 32 at every rank (the update is scaled by 32/r: "LoRA Without Regret",
 Thinking Machines 2025, and TRL's recipe hold alpha fixed). Under that parametrisation the best
 learning rate hardly moves with rank (TML), so the learning rate is set by model size alone
-(`SIZE_LR`; below 2048 wide, also by width: `width_factor`) and the same for LoRA and QLoRA (QLoRA's own recipe changed it by model size, not by
+(`SIZE_LR`) and the same for LoRA and QLoRA (QLoRA's own recipe changed it by model size, not by
 quantization: 2e-4 for 7B/13B, 1e-4 for 33B/65B).
 
 A config that sets alpha otherwise is judged through its fixed-alpha equivalent: alpha itself,
@@ -28,9 +28,11 @@ SIZE_LR: tuple[tuple[float, float], ...] = ((3.5e9, 5e-4), (20e9, 2e-4), (math.i
 UNKNOWN_SIZE_LR = 2e-4  # model size unknown: the 7B-13B value
 # Below the narrowest model those sweeps measured (Llama-3.2-1B, hidden 2048) the table has no row.
 # Tinker's formula-based get_lr (tinker-cookbook @9dfcc3a, hyperparam_utils.py) scales the LoRA rate
-# with width as (2000 / hidden) ** e, e calibrated per family: 0.781 on Llama, 0.0775 on Qwen. rankwise
-# applies that factor to the 1-3B rate for models narrower than WIDTH_REF (an extrapolation below the
-# calibrated widths, said so in the reason); families other than Qwen take Llama's exponent.
+# with width as (2000 / hidden) ** e, e calibrated per family: 0.781 on Llama, 0.0775 on Qwen. Applied
+# to narrower models that is an extrapolation, and on bench/advice_quality.py's 64-wide Llama it
+# overshot: x15 (7.5e-3) trained worse than the 1-3B rate on two of three eval sets (the optimum there
+# was ~3e-3, x6). So the rate stays the table's; the reason says the optimum may be higher and by how
+# much the formula would say (`width_factor`), and points to a learning-rate sweep.
 WIDTH_REF = 2048
 WIDTH_EXPONENT = 0.781  # Llama
 FAMILY_WIDTH_EXPONENT = {"qwen": 0.0775}  # model_type prefix -> exponent
@@ -49,11 +51,11 @@ def width_factor(hidden: int | None, model_type: str | None = None) -> float:
     return (WIDTH_REF / hidden) ** width_exponent(model_type)
 
 
-def size_lr(params: int | float | None, hidden: int | None = None, model_type: str | None = None) -> float:
-    """The learning rate at alpha = 32 for a model of `params` parameters (and `hidden` width)."""
+def size_lr(params: int | float | None) -> float:
+    """The learning rate at alpha = 32 for a model of `params` parameters."""
     if not params:
         return UNKNOWN_SIZE_LR
-    return next(lr for bound, lr in SIZE_LR if params <= bound) * width_factor(hidden, model_type)
+    return next(lr for bound, lr in SIZE_LR if params <= bound)
 
 
 def equivalent_alpha(r: int, alpha: float, rslora: bool = False) -> float:
@@ -61,11 +63,10 @@ def equivalent_alpha(r: int, alpha: float, rslora: bool = False) -> float:
     return alpha * math.sqrt(r) if rslora else alpha
 
 
-def learning_rate(params: int | float | None, r: int, alpha: float = ALPHA, rslora: bool = False, *,
-                  hidden: int | None = None, model_type: str | None = None) -> float:
-    """THE learning rate for a config: by model size (and width, below 2048), coupled to alpha (and
-    rank, under rsLoRA). Two significant figures, as papers write them."""
-    lr = size_lr(params, hidden, model_type) * math.sqrt(ALPHA / equivalent_alpha(r, alpha, rslora))
+def learning_rate(params: int | float | None, r: int, alpha: float = ALPHA, rslora: bool = False) -> float:
+    """THE learning rate for a config: by model size, coupled to alpha (and rank, under rsLoRA).
+    Two significant figures, as papers write them."""
+    lr = size_lr(params) * math.sqrt(ALPHA / equivalent_alpha(r, alpha, rslora))
     return float(f"{lr:.2g}")
 
 
@@ -90,14 +91,15 @@ def size_text(params: int | float | None) -> str:
 def reason(params: int | float | None, r: int, alpha: float = ALPHA, rslora: bool = False, *,
            hidden: int | None = None, model_type: str | None = None) -> str:
     """Why `learning_rate(...)` is what it is, in one line."""
-    lr = learning_rate(params, r, alpha, rslora, hidden=hidden, model_type=model_type)
-    base = lr_text(float(f"{size_lr(params, hidden, model_type):.2g}"))
+    lr = learning_rate(params, r, alpha, rslora)
+    base = lr_text(size_lr(params))
     text = f"{base} for {size_text(params)} at alpha = {ALPHA:g}, the same at every rank and for LoRA and QLoRA"
     factor = width_factor(hidden, model_type) if params else 1.0
     if factor != 1.0:
-        text += (f" (hidden size {hidden}, narrower than Llama-3.2-1B's {WIDTH_REF}, the narrowest model Tinker "
-                 f"calibrated: their width scaling ({WIDTH_REF}/{hidden})^{width_exponent(model_type):g} = "
-                 f"x{factor:.2g} on the 1-3B rate, extrapolated)")
+        text += (f" (hidden size {hidden} is narrower than Llama-3.2-1B's {WIDTH_REF}, the narrowest model the "
+                 f"sources measured: the best rate may be higher; Tinker's width scaling, ({WIDTH_REF}/{hidden})"
+                 f"^{width_exponent(model_type):g}, would say x{factor:.2g}, unverified this far out and too high "
+                 f"on rankwise's 64-wide bench model: sweep it, e.g. rankwise sweep --lrs)")
     eq = equivalent_alpha(r, alpha, rslora)
     if eq != ALPHA:
         text += f"; alpha {'·√r ' if rslora else ''}= {eq:g} scales it by √(32/{eq:g}): {lr_text(lr)}"

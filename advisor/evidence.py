@@ -156,7 +156,7 @@ CLAIMS: dict[str, Claim] = {c.key: c for c in (
           "Applies model-family-specific scaling based on hidden size. Only Llama and Qwen families have calibrated "
           "formulas; other models raise NotImplementedError.", True,
           "LoRA rate = 5e-4 x (2000 / hidden_size) ** e, e = 0.781 for Llama and 0.0775 for Qwen (the code under that "
-          "docstring); calibrated on models 2048 wide and wider, so rankwise's use below that width is an extrapolation",
+          "docstring); calibrated on models 2048 wide and wider: below that width rankwise quotes it as a hint, not the rate",
           "recipe"),
     Claim("biderman-lr", "biderman2024", "hyperparameter appendix (as summarised in issue 18; not re-checked here)",
           "With alpha = 2r the learning rate had to come down as rank rose: it was halved at r = 256.", False,
@@ -248,7 +248,7 @@ RULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "qlora-high-lr": ("guide-rule-contradicted", ("guide-qlora-lr", "qlora-recipe", "unsloth-defaults")),
     "high-rank-high-dropout": ("guide-rule", ("guide-dropout",)),
     "rslora-off-high-rank": ("evidence", ("rslora-scale", "tml-lr-rank")),
-    "lr-out-of-range": ("derived", ("tml-lr-rank", "tinker-lr-size", "tinker-lr-width", "qlora-recipe", "biderman-lr")),
+    "lr-out-of-range": ("derived", ("tml-lr-rank", "tinker-lr-size", "qlora-recipe", "biderman-lr")),
     "effective-batch-large": ("evidence", ("tml-batch",)),
     "no-warmup": ("unsourced", ()),
     "adapter-start": ("evidence", ("pissa-vs-lora", "pissa-4bit", "loraplus-ratio", "loftq-low-bits",

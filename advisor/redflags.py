@@ -64,9 +64,8 @@ class Context:
     def fitting_lr(self, alpha: float | None = None, rslora: bool | None = None) -> float:
         """rankwise's learning rate for this model, rank and alpha (advisor/coupling.py)."""
         lora = self.cfg.lora
-        width = {"hidden": self.spec.hidden_size, "model_type": self.spec.model_type} if self.spec else {}
         return coupling.learning_rate(self.params, self.r, lora.alpha_value if alpha is None else alpha,
-                                      lora.use_rslora if rslora is None else rslora, **width)
+                                      lora.use_rslora if rslora is None else rslora)
 
 
 def _targets_all(ctx: Context) -> bool:

@@ -91,9 +91,7 @@ def _check_scenario(scenario):
         assert all(k in evidence.CLAIMS for k in a.citations[key]), key
     cfg = a.config
     assert cfg.lora.target_modules == "all-linear" and cfg.lora.alpha == coupling.ALPHA
-    spec = load_model(scenario[1])
-    assert cfg.train.lr == coupling.learning_rate(spec.total_params, cfg.lora.r, hidden=spec.hidden_size,
-                                                  model_type=spec.model_type)
+    assert cfg.train.lr == coupling.learning_rate(load_model(scenario[1]).total_params, cfg.lora.r)
 
 
 @pytest.mark.parametrize("scenario", QUICK, ids=["-".join(map(str, s)) for s in QUICK])
@@ -157,26 +155,30 @@ def test_learning_rate_by_size_and_alpha(params, r, alpha, rslora, lr):
 
 
 
-@pytest.mark.parametrize("hidden,model_type,lr", [
-    (2048, "llama", 5e-4), (4096, "llama", 5e-4),  # at and above the narrowest calibrated width: the table
-    (576, "llama", 1.3e-3),  # SmolLM2-135M's width: 5e-4 x (2048/576)^0.781
-    (64, "llama", 7.5e-3),  # the demo's tiny Llama: x15, an extrapolation
-    (896, "qwen2", 5.3e-4),  # Qwen's exponent is 0.0775: width hardly moves it
-    (64, "mistral", 7.5e-3),  # families Tinker did not calibrate take Llama's exponent
+@pytest.mark.parametrize("hidden,model_type,factor", [
+    (2048, "llama", None), (4096, "llama", None),  # at and above the narrowest measured width: no hint
+    (576, "llama", "x2.7"),  # SmolLM2-135M's width: (2048/576)^0.781
+    (64, "llama", "x15"),  # the demo's tiny Llama
+    (896, "qwen2", "x1.1"),  # Qwen's exponent is 0.0775: width hardly moves it
+    (64, "mistral", "x15"),  # families Tinker did not calibrate take Llama's exponent
 ])
-def test_learning_rate_rises_for_models_narrower_than_the_calibrated_ones(hidden, model_type, lr):
-    assert coupling.learning_rate(0.5e9, 16, hidden=hidden, model_type=model_type) == lr
+def test_narrow_models_keep_the_size_rate_and_are_told_the_width_scaling(hidden, model_type, factor):
+    """Tinker's width scaling is quoted as a hint below 2048 wide, not applied: on advice_quality's
+    64-wide model its x15 overshot (regret 79.7/26.8/187.7% vs 65.0/34.9/95.2% at the size rate)."""
+    assert coupling.learning_rate(0.5e9, 16) == 5e-4
     why = coupling.reason(0.5e9, 16, hidden=hidden, model_type=model_type)
-    assert ("extrapolated" in why) == (lr != 5e-4)
+    assert (factor is not None) == ("sweep it" in why)
+    if factor:
+        assert f"would say {factor}," in why
 
 
-def test_advice_on_the_demo_model_cites_the_width_scaling_and_flags_nothing():
+def test_advice_on_the_demo_model_cites_the_width_hint_and_flags_nothing():
     spec = load_model(str(Path(__file__).parents[1] / "presets/assets/tiny-llama"))
     a = advise(spec, planned("16GiB"), "chat")
-    assert a.config.train.lr == coupling.learning_rate(spec.total_params, a.config.lora.r, hidden=64,
-                                                       model_type="llama") > 5e-3
-    assert "tinker-lr-width" in a.citations["train.lr"] and "extrapolated" in a.reasons["train.lr"]
+    assert a.config.train.lr == coupling.learning_rate(spec.total_params, a.config.lora.r) == 5e-4
+    assert "tinker-lr-width" in a.citations["train.lr"] and "would say x15" in a.reasons["train.lr"]
     assert not [f.code for f in a.findings if f.code == "lr-out-of-range"]
+
 
 # ------------------------------------------------------------------ recipe regression
 

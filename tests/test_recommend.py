@@ -28,8 +28,7 @@ SCENARIOS = [
 ]
 # learning rate at alpha = 32 by model size, the same for LoRA and QLoRA (advisor/coupling.py SIZE_LR,
 # written out: up to 3.5B 5e-4, up to 20B 2e-4, above 1e-4)
-LR = {"llama-3.1-8b": 2e-4, "qwen2.5-7b": 2e-4, "llama-3.1-70b": 1e-4, "llama-3.2-1b": 5e-4,
-      "qwen2.5-0.5b": 5.3e-4,  # 896 wide: x(2048/896)^0.0775, Tinker's Qwen width scaling
+LR = {"llama-3.1-8b": 2e-4, "qwen2.5-7b": 2e-4, "llama-3.1-70b": 1e-4, "llama-3.2-1b": 5e-4, "qwen2.5-0.5b": 5e-4,
       "mistral-7b": 2e-4}
 
 
