@@ -86,6 +86,25 @@ cached by an older world, not traced), so the figures moved:
   extraction  now     (as above)                             2.975  2.206   34.9%     6.9%
   format      now     all-linear r=4 α=32 lr=5e-4 ep=10      1.968  1.008   95.2%    70.9%
 
+A learning rate scaled by width, tried and not kept (3 December, later; the same base, 38.8 min wall
+beside other work): below 2048 wide, Tinker's formula-based get_lr (tinker-cookbook @9dfcc3a) would
+scale the LoRA rate by (2048/hidden)^0.781 on Llama: x15 here, 7.5e-3. Scored against the advice
+before it (`--advice-from 2810b21`, lr 5e-4) on the same grid:
+
+  eval set    advice       advised config                          loss   best   regret  lr swept
+  knowledge   width lr     all-linear r=64 α=32 lr=7.5e-3 ep=10   2.689  1.497   79.7%    14.3%
+  knowledge   size lr      all-linear r=64 α=32 lr=5e-4 ep=10     2.470  1.497   65.0%    14.3%
+  extraction  width lr     (as above)                             2.798  2.206   26.8%     6.9%
+  extraction  size lr      (as above)                             2.975  2.206   34.9%     6.9%
+  format      width lr     all-linear r=4 α=32 lr=7.5e-3 ep=10    2.901  1.008  187.7%    70.9%
+  format      size lr      all-linear r=4 α=32 lr=5e-4 ep=10      1.968  1.008   95.2%    70.9%
+
+The optimum of the advised structure is 3e-3 (knowledge) and 1e-3 (format, r=4: alpha/r = 8), x2-6
+the size rate, not x15: the formula, calibrated on models 2048 wide and wider, overshoots this far
+out. The advice keeps the size rate and quotes the formula as a hint with a sweep suggestion. The
+pretrained base reproduced the run above exactly (held-out 5.639 / 10.535 without an adapter, the
+same size-rate losses), so the cache key fix (d3c7df2) holds.
+
 Best: knowledge and extraction all-linear r=64 α=128 (2r) lr 1e-3, the sweep's lowest lr; format
 attention-only r=64 α=32 lr 3e-3. The logic findings below held in both runs.
 
