@@ -25,6 +25,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RANKWISE_DATA_CACHE", __import__("tempfile").mkdtemp(prefix="rankwise-test-data-cache-"))
 
 
+def pytest_sessionstart(session):
+    """The process-fault figures (tests/faults/figures.json) are this session's: the controller (or a
+    run without xdist) clears the last session's file; the workers then merge their shares into it."""
+    if not hasattr(session.config, "workerinput"):
+        (Path(__file__).parent / "faults" / "figures.json").unlink(missing_ok=True)
+
+
 @pytest.fixture
 def steady_cursor(monkeypatch):
     """An Input's cursor stays shown instead of blinking on a 0.5 s timer: a snapshot taken on a busy

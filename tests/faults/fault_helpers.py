@@ -31,9 +31,21 @@ def record(key: str, value) -> None:
 
 
 def write_figures() -> None:
+    """Merge this process's figures into figures.json: under pytest-xdist each worker runs some of the
+    module's tests and writes its own share, under a lock, so the file ends with all of them."""
     if not FIGURES:
         return
-    FIGURES_FILE.write_text(json.dumps(FIGURES, indent=2, sort_keys=True) + "\n")
+    with open(FIGURES_FILE.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            merged = json.loads(FIGURES_FILE.read_text()) if FIGURES_FILE.exists() else {}
+        except ValueError:  # a file torn by an older, unlocked writer: start again
+            merged = {}
+        merged = merged if isinstance(merged, dict) else {}
+        for key, value in FIGURES.items():  # one level deep: the SIGKILL chains of two workers sit side by side
+            old = merged.get(key)
+            merged[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
+        FIGURES_FILE.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
     print("\nprocess-fault figures:\n" + json.dumps(FIGURES, indent=2, sort_keys=True))
 
 
