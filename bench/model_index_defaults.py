@@ -158,6 +158,12 @@ ALIASES = [
     # its bitsandbytes 4-bit copy, trained by axolotl's deepseek-v2 example (chat_template deepseek_v2); the 4-bit storage
     # is said as not modelled by `check`, like the other pre-quantized copies above
     ("axolotl-quants/DeepSeek-V2.5-bnb-nf4-bf16", "deepseek-ai/DeepSeek-V2", axolotl("examples/deepseek-v2/qlora-fsdp-2_5.yaml")),
+    # "Original model: cogito-v1-preview-qwen-14B by Deep Cogito / Based on: Qwen2.5-14B by Qwen" (an exl2 conversion's
+    # card, above the original card it copies); 14.8B on the Hub (Qwen2.5-14B's 14.77B). Deep Cogito's own release post
+    # was not at hand.
+    ("deepcogito/cogito-v1-preview-qwen-14B", "Qwen/Qwen2.5-14B",
+     "the card of cgus/cogito-v1-preview-qwen-14B-exl2 at db190f9 (huggingface.co/cgus/cogito-v1-preview-qwen-14B-exl2, "
+     "README.md): \"Based on: Qwen2.5-14B by Qwen\""),
 ]
 
 
@@ -902,6 +908,35 @@ def _falcon_h1(layers: int, hidden: int, mlp: int, heads: int, kv: int, ssm_head
         mamba_rms_norm=True, vocab_size=vocab, tie_word_embeddings=False, max_position_embeddings=positions).to_dict()
 
 
+# Cogito v1 preview 3B: Llama 3.2 3B's decoder (litgpt's Llama-3.2-3B entry) with the output head untied. Its name says
+# llama-3B; "3.61B params" (whatmodel.sh's page for it, github.com/jakemanger/whatmodel, pages/model/
+# cogito-v1-preview-llama-3b.md on main: no snapshot of that repository could be had, so no commit) and the Hub's "4B"
+# (the deepcogito Cogito v1 Preview collection) are Llama 3.2 3B's 3.21B plus an untied 128256 x 3072 head (3.607B); with
+# the tied head it would be 3.21B. Deep Cogito's own statement of the base was not at hand.
+COGITO_3B_SIZE = ("whatmodel.sh's page for deepcogito/cogito-v1-preview-llama-3B (github.com/jakemanger/whatmodel, "
+                  "pages/model/cogito-v1-preview-llama-3b.md on main): \"3.61B params\"")
+
+
+def _cogito_3b() -> dict:
+    return {"model_type": "llama", "hidden_size": 3072, "num_hidden_layers": 28, "num_attention_heads": 24,
+            "num_key_value_heads": 8, "intermediate_size": 8192, "vocab_size": 128256, "max_position_embeddings": 131072,
+            "tie_word_embeddings": False}
+
+
+# Cerebras-GPT 1.3B: "exactly the same architecture that was used for OpenAI GPT-2, only the model sizes are different.
+# Same tokenizer" (GPT-2's 50257 tokens, learned positions, the head tied to the embedding, an MLP of 4 x width); the
+# table's row: hidden size 2048, 24 decoders, 16 heads, max. length 2048, "1,316 M" parameters (this builds 1,315.7M).
+CEREBRAS_TABLE = {"repo": "huplay/open-all-gpt", "path": "models/Cerebras/README.md",
+                  "commit": "56a69bbc8f848449efe9cd8d7547d4a2459dbf34"}
+
+
+def _cerebras_gpt_1_3b() -> dict:
+    from transformers import GPT2Config
+
+    return GPT2Config(n_embd=2048, n_layer=24, n_head=16, n_positions=2048, vocab_size=50257,
+                      tie_word_embeddings=True).to_dict()
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -999,4 +1034,7 @@ VARIANTS = [
     (["tiiuae/Falcon-H1-34B-Base", "tiiuae/Falcon-H1-34B-Instruct"],
      lambda: _falcon_h1(72, 5120, 21504, 20, 4, 32, 128, 2, 261120, 262144),
      {"config": FALCON_H1_PROVIDERS, "head_dim": FALCON_H1_TABLE}),
+    (["deepcogito/cogito-v1-preview-llama-3B"], _cogito_3b,
+     {"config": LITGPT, "base_model": "its name (cogito-v1-preview-llama-3B)", "tie_word_embeddings": COGITO_3B_SIZE}),
+    (["cerebras/Cerebras-GPT-1.3B"], _cerebras_gpt_1_3b, CEREBRAS_TABLE),
 ]

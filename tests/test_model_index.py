@@ -63,6 +63,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "cohere2": "LayerNorm, parallel attention and MLP, 3 sliding-window layers to 1 global without positions",
     "lfm2_moe": "short gated convolutions in 18 of 24 layers, 32 experts after 2 dense layers",
     "nemotron": "LayerNorm1P, a squared-ReLU MLP without a gate, rotary on half of each head",
+    "gpt2": "learned positions, a fused q/k/v Conv1D, a GELU MLP, LayerNorm, biased linears",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -97,6 +98,7 @@ PUBLISHED = [
     ("Qwen/Qwen-7B", 7.72e9), ("mistralai/Ministral-8B-Instruct-2410", 8.02e9),  # the Hub's figures
     ("allenai/Olmo-3-1025-7B", 7.3e9), ("CohereForAI/c4ai-command-r7b-12-2024", 8.03e9),  # the Hub's figures
     ("nvidia/Nemotron-Mini-4B-Instruct", 4.19e9),  # the Hub's figure
+    ("deepcogito/cogito-v1-preview-llama-3B", 3.61e9),  # whatmodel.sh's page for it (bench/model_index_defaults.py)
 ]
 # Read on the meta device (seconds each): the slow ones only in the full suite.
 PUBLISHED_ON_META = [
@@ -128,6 +130,7 @@ PUBLISHED_ON_META = [
     ("Qwen/Qwen3.5-9B", 9_653_104_368 - 243_290_624),
     # "31.6B total / 3.6B active": github.com/NVIDIA-NeMo/Nemotron at e27b371, README.md
     ("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", 31.6e9),
+    ("cerebras/Cerebras-GPT-1.3B", 1_316e6),  # "1,316 M": github.com/huplay/open-all-gpt at 56a69bb, models/Cerebras/README.md
 ]
 # Cards that state only the size class ("80B in total"): within 2.5% of it. Kimi Linear's "48B" counts
 # no embeddings, so its figure is checked without them.
@@ -272,6 +275,7 @@ SAME_AS = [
     ("openlm-research/open_llama_3b_v2", "openlm-research/open_llama_3b"), ("XiaomiMiMo/MiMo-7B-RL", "XiaomiMiMo/MiMo-7B-Base"),
     ("Mapika/GLM-5.2-NVFP4", "zai-org/GLM-5.2"), ("LnL-AI/dbrx-base-converted-v2", "databricks/dbrx-base"),
     ("axolotl-quants/DeepSeek-V2.5-bnb-nf4-bf16", "deepseek-ai/DeepSeek-V2"),
+    ("deepcogito/cogito-v1-preview-qwen-14B", "Qwen/Qwen2.5-14B"),
 ]
 
 
