@@ -937,6 +937,18 @@ def _cerebras_gpt_1_3b() -> dict:
                       tie_word_embeddings=True).to_dict()
 
 
+# XGen-7B-8K-Base: its own config.json (the Hub repository at that revision): LlamaForCausalLM, 32 layers of 4096, 32 heads,
+# MLP 11008, vocabulary 51200 (its tiktoken-based tokenizer), 8192 positions, untied head: 6.90B, the "7B" of the
+# family's README ("the family of XGen models (`7B`)": github.com/salesforce/xgen at c2efe4a, README.md).
+XGEN_CONFIG = ("huggingface.co/Salesforce/xgen-7b-8k-base at 8c8fad8b920f622ca62615d84c174163f070a72f, config.json")
+
+
+def _xgen_7b() -> dict:
+    return {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+            "num_key_value_heads": 32, "intermediate_size": 11008, "vocab_size": 51200, "max_position_embeddings": 8192,
+            "rms_norm_eps": 1e-6, "tie_word_embeddings": False}
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -1037,4 +1049,7 @@ VARIANTS = [
     (["deepcogito/cogito-v1-preview-llama-3B"], _cogito_3b,
      {"config": LITGPT, "base_model": "its name (cogito-v1-preview-llama-3B)", "tie_word_embeddings": COGITO_3B_SIZE}),
     (["cerebras/Cerebras-GPT-1.3B"], _cerebras_gpt_1_3b, CEREBRAS_TABLE),
+    (["Salesforce/xgen-7b-8k-base"], _xgen_7b,
+     {"config": XGEN_CONFIG, "size": {"repo": "salesforce/xgen", "path": "README.md",
+                                      "commit": "c2efe4af4470d30bd6902a04fb533e4ba2f93c57"}}),
 ]

@@ -168,6 +168,8 @@ PUBLISHED_CLASS = [
     ("deepseek-ai/DeepSeek-V2", 236e9, False),  # "236B total parameters": the DeepSeek-V2 paper, section 3.1.2
     ("LiquidAI/LFM2-8B-A1B", 8.3e9, False),  # "8.3B total parameters, 1.5B active": its card
     ("tiiuae/Falcon-H1-34B-Base", 34e9, False),  # the 34B of its name (33.6B)
+    # "the family of XGen models (`7B`)": github.com/salesforce/xgen at c2efe4a, README.md (6.90B)
+    ("Salesforce/xgen-7b-8k-base", 7e9, False),
 ]
 
 
