@@ -949,6 +949,26 @@ def _xgen_7b() -> dict:
             "rms_norm_eps": 1e-6, "tie_word_embeddings": False}
 
 
+# GLM-4-32B-0414: Glm4ForCausalLM with 61 layers of 6144, 48 heads of 128 over 2 K/V heads, MLP 23040, vocabulary 151552,
+# rotary on half of each head, no q/k/v bias, 32768 positions, an untied head, as a config.json for that architecture
+# holds them (the Edens-Gate/GLM-v2-lora adapter's, which names no base). Checked against llama.cpp's load of
+# GLM-Z1-32B-0414 ("developed based on GLM-4-32B-0414": GLM-4's README) in ik_llama.cpp pull request #344: n_head 48,
+# n_head_kv 2, head size 128, n_ff 23040, n_vocab 151552, 61 layers by its tensor counts (245 f32 norms = 4 x 61 + 1), and
+# "model params = 32.57 B", which this shape builds (32.566B; 60 or 62 layers would be 32.07B or 33.07B).
+GLM4_32B_CONFIG = "huggingface.co/Edens-Gate/GLM-v2-lora at 6c23bbb, config.json"
+GLM4_32B_LOAD = ("github.com/ikawrakow/ik_llama.cpp pull request #344 (Add GLM-4-0414 Model Support), the load log of "
+                 "GLM-Z1-32B-0414: \"model params = 32.57 B\"")
+GLM4_README = {"repo": "THUDM/GLM-4", "path": "README.md", "commit": "3f79b543647b792aa167c712cd327475ec423f7b"}
+
+
+def _glm4_32b() -> dict:
+    from transformers import Glm4Config
+
+    return Glm4Config(hidden_size=6144, num_hidden_layers=61, num_attention_heads=48, num_key_value_heads=2, head_dim=128,
+                      intermediate_size=23040, vocab_size=151552, partial_rotary_factor=0.5, max_position_embeddings=32768,
+                      attention_bias=False, rms_norm_eps=1e-5, tie_word_embeddings=False).to_dict()
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -1052,4 +1072,6 @@ VARIANTS = [
     (["Salesforce/xgen-7b-8k-base"], _xgen_7b,
      {"config": XGEN_CONFIG, "size": {"repo": "salesforce/xgen", "path": "README.md",
                                       "commit": "c2efe4af4470d30bd6902a04fb533e4ba2f93c57"}}),
+    (["THUDM/GLM-4-32B-0414"], _glm4_32b,
+     {"config": GLM4_32B_CONFIG, "checked_against": GLM4_32B_LOAD, "z1_based_on_it": GLM4_README}),
 ]

@@ -64,6 +64,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "lfm2_moe": "short gated convolutions in 18 of 24 layers, 32 experts after 2 dense layers",
     "nemotron": "LayerNorm1P, a squared-ReLU MLP without a gate, rotary on half of each head",
     "gpt2": "learned positions, a fused q/k/v Conv1D, a GELU MLP, LayerNorm, biased linears",
+    "glm4": "rotary on half of each head, a fused gate/up projection, norms after attention and MLP too",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -130,7 +131,9 @@ PUBLISHED_ON_META = [
     ("Qwen/Qwen3.5-9B", 9_653_104_368 - 243_290_624),
     # "31.6B total / 3.6B active": github.com/NVIDIA-NeMo/Nemotron at e27b371, README.md
     ("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", 31.6e9),
-    ("cerebras/Cerebras-GPT-1.3B", 1_316e6),  # "1,316 M": github.com/huplay/open-all-gpt at 56a69bb, models/Cerebras/README.md
+    ("cerebras/Cerebras-GPT-1.3B", 1_316e6),
+    # "model params = 32.57 B" (llama.cpp's load of GLM-Z1-32B-0414, built on it): ik_llama.cpp pull request #344
+    ("THUDM/GLM-4-32B-0414", 32.57e9),  # "1,316 M": github.com/huplay/open-all-gpt at 56a69bb, models/Cerebras/README.md
 ]
 # Cards that state only the size class ("80B in total"): within 2.5% of it. Kimi Linear's "48B" counts
 # no embeddings, so its figure is checked without them.
