@@ -969,6 +969,25 @@ def _glm4_32b() -> dict:
                       attention_bias=False, rms_norm_eps=1e-5, tie_word_embeddings=False).to_dict()
 
 
+# GLM-4.6V-Flash: Glm4vForConditionalGeneration (its repository's README commit "Glm4vMoeForConditionalGeneration change to
+# Glm4vForConditionalGeneration") at GLM-4.1V-9B's shape, as a fine-tune named for it copies its config.json: a text
+# decoder of 40 layers of 4096, 32 heads over 2 K/V heads, MLP 13696, vocabulary 151552, 131072 positions, an untied head,
+# and a vision tower of 24 blocks of 1536 (image 336). The copy's vision block is cut short where it was read; its other
+# fields (12 heads, MLP 13696, out_hidden_size 4096, merge 2) are Glm4vVisionConfig's defaults, the class's docstring
+# checkpoint being GLM-4.1V-9B-Thinking. The whole builds 10.293B, 20.59 GB in bf16: the checkpoint's four shards are
+# 5.32 + 5.3 + 5.3 + 4.66 = 20.58 GB as the Hub lists them (huggingface.co/zai-org/GLM-4.6V-Flash/tree/main), its
+# "10B" (one 4096-wide text layer is 0.22B, 0.44 GB).
+GLM46V_FLASH_CONFIG = "huggingface.co/AiAsistent/GLM-4.6V-Flash-Polymath-Instruct (main), config.json"
+GLM46V_FLASH_FILES = ("huggingface.co/zai-org/GLM-4.6V-Flash/tree/main (at 411bb4d): model-0000{1..4}-of-00004.safetensors, "
+                      "5.32 + 5.3 + 5.3 + 4.66 GB")
+
+
+def _glm46v_flash() -> dict:
+    from transformers import Glm4vConfig
+
+    return Glm4vConfig(text_config=dict(max_position_embeddings=131072)).to_dict()
+
+
 # (ids, a function building config.json's fields, the source whose table it transcribes)
 VARIANTS = [
     (["EleutherAI/pythia-1.4b", "EleutherAI/pythia-1.4b-deduped"], _pythia_1_4b, LITGPT),
@@ -1074,4 +1093,7 @@ VARIANTS = [
                                       "commit": "c2efe4af4470d30bd6902a04fb533e4ba2f93c57"}}),
     (["THUDM/GLM-4-32B-0414"], _glm4_32b,
      {"config": GLM4_32B_CONFIG, "checked_against": GLM4_32B_LOAD, "z1_based_on_it": GLM4_README}),
+    (["zai-org/GLM-4.6V-Flash"], _glm46v_flash,
+     {"config": GLM46V_FLASH_CONFIG, "vision_config": transformers_source("glm4v", "zai-org/GLM-4.1V-9B-Thinking"),
+      "checked_against": GLM46V_FLASH_FILES}),
 ]

@@ -65,6 +65,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "nemotron": "LayerNorm1P, a squared-ReLU MLP without a gate, rotary on half of each head",
     "gpt2": "learned positions, a fused q/k/v Conv1D, a GELU MLP, LayerNorm, biased linears",
     "glm4": "rotary on half of each head, a fused gate/up projection, norms after attention and MLP too",
+    "glm4v": "a GLM-4 decoder with 3-axis rotary positions and a 24-block ViT with its merger",
 }
 
 # Published totals. Source: each model's Hugging Face card, huggingface.co/<id> — the parameter
@@ -133,7 +134,9 @@ PUBLISHED_ON_META = [
     ("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", 31.6e9),
     ("cerebras/Cerebras-GPT-1.3B", 1_316e6),
     # "model params = 32.57 B" (llama.cpp's load of GLM-Z1-32B-0414, built on it): ik_llama.cpp pull request #344
-    ("THUDM/GLM-4-32B-0414", 32.57e9),  # "1,316 M": github.com/huplay/open-all-gpt at 56a69bb, models/Cerebras/README.md
+    ("THUDM/GLM-4-32B-0414", 32.57e9),
+    # its four bf16 shards, 5.32 + 5.3 + 5.3 + 4.66 GB as the Hub lists them (huggingface.co/zai-org/GLM-4.6V-Flash)
+    ("zai-org/GLM-4.6V-Flash", 20.58e9 / 2),  # "1,316 M": github.com/huplay/open-all-gpt at 56a69bb, models/Cerebras/README.md
 ]
 # Cards that state only the size class ("80B in total"): within 2.5% of it. Kimi Linear's "48B" counts
 # no embeddings, so its figure is checked without them.
