@@ -18,7 +18,7 @@ from model_index_build import QUOTED  # the config.json copies the build script 
 # qwen3_vl_moe, qwen3_5 (defaults 9.4B, named 27B), deepseek_v2 (38.6B, named V2-Lite 15.7B),
 # gemma3 (2.7B, named gemma-3-4b-it), nemotron_h, gpt_oss (the 120b's shape, named 20b), apertus,
 # falcon_h1, olmo3, glm4_moe (GLM-4.5-Air's 106B, named GLM-4.5), mistral3 (untied head
-# missing: DEFAULTS_EXCEPT), arcee, glm46v (GLM-4.1V-9B's 10.3B; GLM-4.6V-Flash's shape is in no source at hand),
+# missing: DEFAULTS_EXCEPT), arcee, glm46v (GLM-4.1V-9B's 10.3B: GLM-4.6V-Flash is built from a config.json copy in VARIANTS),
 # gemma4_unified (3.0B, named gemma-4-12B-it: VARIANTS uses its conversion table). Not buildable here (the defaults
 # fail to build, or need PIL/timm): lfm2_moe, ministral, hunyuan_v1_dense, nemotron, dbrx, gemma3n.
 DEFAULTS = [
