@@ -340,7 +340,8 @@ DEFAULTS = (
     Default("lora.alpha", 8, "peft LoraConfig lora_alpha=8 (axolotl passes lora_alpha through)"),
     Default("quant.kbit_upcast", False, "loaders/model.py: after prepare_model_for_kbit_training, lora/qlora "
             "adapters cast norms, embed_tokens and lm_head back to torch_dtype (_convert_embedding_modules_dtype; "
-            "QLoRA under FSDP or ZeRO-3 skips the upcast instead)"),
+            "QLoRA under FSDP or ZeRO-3 skips the upcast instead)",
+            quantized_only=True),
 )
 
 

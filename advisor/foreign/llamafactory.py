@@ -223,7 +223,8 @@ DEFAULTS = (
     Default("train.warmup_ratio", 0.0, "transformers TrainingArguments warmup_steps=0",
             unless=("train.warmup_steps",)),
     Default("quant.kbit_upcast", False, "model/model_utils/checkpointing.py prepare_model_for_training: no "
-            "prepare_model_for_kbit_training; only upcast_layernorm (default False) casts the 1-D norm weights to fp32"),
+            "prepare_model_for_kbit_training; only upcast_layernorm (default False) casts the 1-D norm weights to fp32",
+            quantized_only=True),
 )
 
 
@@ -320,7 +321,8 @@ V1_DEFAULTS = (
     Default("train.epochs", 3.0, "v1/config/training_args.py num_train_epochs=3", unless=("train.max_steps",)),
     Default("train.precision", "bf16", "v1/config/training_args.py bf16=True"),
     Default("quant.kbit_upcast", False, "v1 never calls prepare_model_for_kbit_training (only the trainable "
-            "LoRA weights are cast to fp32: v1/plugins/model_plugins/peft.py cast_trainable_params_to_fp32)"),
+            "LoRA weights are cast to fp32: v1/plugins/model_plugins/peft.py cast_trainable_params_to_fp32)",
+            quantized_only=True),
 )
 V1_PEFT_KEYS = frozenset({"name", "r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "use_dora",
                           "modules_to_save", "freeze_vision_tower", "freeze_multi_modal_projector",

@@ -69,6 +69,7 @@ class Default:
     value: Any
     source: str  # file:line-ish citation at the fetched commit
     unless: tuple[str, ...] = ()  # not applied when one of these rankwise keys is set (it would be ignored)
+    quantized_only: bool = False  # only for a quantized base (quant.*): elsewhere the tool never reads it
 
 
 @dataclass(frozen=True)

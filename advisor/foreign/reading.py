@@ -15,6 +15,7 @@ from typing import Any
 from ..config import RunConfig, set_key
 from ..errors import ConfigError, Problem, RankwiseError, did_you_mean
 from ..loader import _key_problem, anchor_paths, apply_overrides, parse_yaml, read_text, validate
+from ..methods import METHODS
 from . import axolotl, llamafactory
 from .mapping import Default, Out, Said, Tool, match_targets, resolve_dora
 
@@ -107,7 +108,10 @@ def translate(data: dict, tool: Tool) -> tuple[dict, Out, list[str], list[str]]:
         tool.finish(out)
     resolve_dora(out)
     defaulted = {}
+    quantized = METHODS[out.values["method"]].quantized if out.values.get("method") in METHODS else True
     for d in tool.defaults:
+        if d.quantized_only and not quantized:
+            continue  # a default the tool applies to a quantized base only: not "written" in a LoRA file
         if d.dotted not in out.values and not any(u in out.values for u in d.unless):
             out.values[d.dotted] = d.value
             defaulted[d.dotted] = d
