@@ -81,6 +81,15 @@ def test_a_lora_file_is_not_given_the_quantized_bases_defaults(fixture):
     assert "ignored-quant" not in {f["code"] for f in json.loads(out.stdout)["findings"]}
 
 
+def test_a_file_that_leaves_the_method_to_rankwise_is_not_given_the_upcast_default(tmp_path):
+    """LLaMA-Factory v1 with a peft_config rankwise has no method for (freeze): method auto."""
+    f = tmp_path / "freeze.yaml"
+    f.write_text("model: Qwen/Qwen3-4B\npeft_config:\n  name: freeze\n  freeze_trainable_layers: 2\n"
+                 "train_dataset: data/v1_sft_demo.yaml\nmicro_batch_size: 1\ncutoff_len: 2048\nmax_steps: 10\n")
+    r = read(f)
+    assert r.kind == "llama-factory" and "quant.kbit_upcast" not in r.defaulted
+
+
 def test_a_qlora_file_gets_the_tools_upcast_default():
     r = read(FIX / "foreign-lf-v1.yaml")
     assert r.cfg.method == "qlora" and r.defaulted["quant.kbit_upcast"].value is False

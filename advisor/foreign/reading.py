@@ -108,7 +108,8 @@ def translate(data: dict, tool: Tool) -> tuple[dict, Out, list[str], list[str]]:
         tool.finish(out)
     resolve_dora(out)
     defaulted = {}
-    quantized = METHODS[out.values["method"]].quantized if out.values.get("method") in METHODS else True
+    method = out.values.get("method")  # unset (auto): rankwise chooses, so a quantized base is not the file's
+    quantized = method in METHODS and METHODS[method].quantized
     for d in tool.defaults:
         if d.quantized_only and not quantized:
             continue  # a default the tool applies to a quantized base only: not "written" in a LoRA file
