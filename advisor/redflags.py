@@ -110,11 +110,11 @@ def lr_out_of_range(ctx: Context) -> Finding | None:
     severity = "error" if lr >= ERROR_LR else "warning"
     alpha = ctx.cfg.lora.alpha_value
     return Finding("lr-out-of-range", severity,
-                   f"train.lr = {lr:g} is outside {lo:.2g}–{hi:.2g}, the band around {fitting:g} "
+                   f"train.lr = {lr:g} is outside {lo:.2g}–{hi:.2g}, the band around {lr_text(fitting)} "
                    f"({coupling.size_text(ctx.params)}, alpha {alpha:g}{' with rsLoRA' if ctx.cfg.lora.use_rslora else ''})",
                    "too low and the adapter barely moves in the steps you pay for; too high and the loss spikes or "
                    "diverges. The learning rate that fits is set by model size and alpha (a larger alpha is a "
-                   "larger step), the same for LoRA and QLoRA", f"set train.lr to {fitting:g}", {"train.lr": fitting})
+                   "larger step), the same for LoRA and QLoRA", f"set train.lr to {lr_text(fitting)}", {"train.lr": fitting})
 
 
 def high_rank_high_dropout(ctx: Context) -> Finding | None:
@@ -139,9 +139,9 @@ def alpha_below_rank(ctx: Context) -> Finding | None:
                    f"the update is scaled by alpha/r = {alpha / ctx.r:.2g}; the guide calls that under-used, but "
                    "the QLoRA paper's recipe uses alpha/r = 0.25 with lr 2e-4 and TRL's LoRA-Without-Regret recipe "
                    "alpha 16 at r = 256: a smaller alpha is a smaller step that the learning rate makes up "
-                   f"(rankwise's rate for alpha {alpha:g} here: {fitting:g})",
-                   f"nothing, if train.lr is near {fitting:g}; or rankwise's fixed alpha {coupling.ALPHA:g} with lr "
-                   f"{ctx.fitting_lr(coupling.ALPHA):g}",
+                   f"(rankwise's rate for alpha {alpha:g} here: {lr_text(fitting)})",
+                   f"nothing, if train.lr is near {lr_text(fitting)}; or rankwise's fixed alpha {coupling.ALPHA:g} with lr "
+                   f"{lr_text(ctx.fitting_lr(coupling.ALPHA))}",
                    {"lora.alpha": coupling.ALPHA, "train.lr": ctx.fitting_lr(coupling.ALPHA)})
 
 
@@ -244,7 +244,7 @@ def rslora_off_high_rank(ctx: Context) -> Finding | None:
                    "rsLoRA (Kalajdzievski 2023) finds that with alpha/r scaling a high rank learns little more than a "
                    "low one and alpha/√r keeps it learning; LoRA Without Regret found alpha fixed at 32 trains "
                    "well at every rank (the sources disagree)",
-                   f"try lora.use_rslora: true with alpha {alpha:g} and lr {ctx.fitting_lr(alpha, True):g} in a sweep",
+                   f"try lora.use_rslora: true with alpha {alpha:g} and lr {lr_text(ctx.fitting_lr(alpha, True))} in a sweep",
                    {"lora.use_rslora": True, "lora.alpha": alpha, "train.lr": ctx.fitting_lr(alpha, True)})
 
 
@@ -281,7 +281,7 @@ def alpha_far_above_rank(ctx: Context) -> Finding | None:
                    f"lora.alpha = {alpha:g} is over 8× lora.r = {ctx.r} and over {FAR_ALPHA:g}",
                    f"the update is scaled by {alpha / ctx.r:.3g}: like multiplying the learning rate, "
                    "it makes the run unstable", f"set lora.alpha to {coupling.ALPHA:g} (rankwise's fixed alpha) and "
-                   f"train.lr to {ctx.fitting_lr(coupling.ALPHA):g}",
+                   f"train.lr to {lr_text(ctx.fitting_lr(coupling.ALPHA))}",
                    {"lora.alpha": coupling.ALPHA, "train.lr": ctx.fitting_lr(coupling.ALPHA)})
 
 

@@ -68,6 +68,11 @@ def run(args) -> int:
     return gate
 
 
+def _plain(value):
+    """A value as a user writes it on the command line: 32, not 32.0."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _render(args, report, hw) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -101,7 +106,7 @@ def _render(args, report, hw) -> None:
         console.print(f"  why: {escape(f['why'])}")
         console.print(f"  fix: {escape(f['fix'])}")
         if f.get("set"):
-            sets = " ".join(f"--set {k}={json.dumps(v, separators=(',', ':'))}" for k, v in f["set"].items())
+            sets = " ".join(f"--set {k}={json.dumps(_plain(v), separators=(',', ':'))}" for k, v in f["set"].items())
             console.print(f"  [dim]{escape(sets)}[/dim]")
     counts = {s: sum(f["severity"] == s for f in report.findings) for s in SEVERITY_STYLE}
     summary = ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items())
