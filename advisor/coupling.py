@@ -96,10 +96,9 @@ def reason(params: int | float | None, r: int, alpha: float = ALPHA, rslora: boo
     text = f"{base} for {size_text(params)} at alpha = {ALPHA:g}, the same at every rank and for LoRA and QLoRA"
     factor = width_factor(hidden, model_type) if params else 1.0
     if factor != 1.0:
-        text += (f" (hidden size {hidden} is narrower than Llama-3.2-1B's {WIDTH_REF}, the narrowest model the "
-                 f"sources measured: the best rate may be higher; Tinker's width scaling, ({WIDTH_REF}/{hidden})"
-                 f"^{width_exponent(model_type):g}, would say x{factor:.2g}, unverified this far out and too high "
-                 f"on rankwise's 64-wide bench model: sweep it, e.g. rankwise sweep --lrs)")
+        text += (f" (hidden size {hidden}, narrower than any model the sources measured: the best rate may be "
+                 f"higher; Tinker's width scaling, ({WIDTH_REF}/{hidden})^{width_exponent(model_type):g}, would say "
+                 f"x{factor:.2g}, unverified this far out: sweep it, rankwise sweep --lrs)")
     eq = equivalent_alpha(r, alpha, rslora)
     if eq != ALPHA:
         text += f"; alpha {'·√r ' if rslora else ''}= {eq:g} scales it by √(32/{eq:g}): {lr_text(lr)}"
