@@ -90,6 +90,15 @@ def test_a_file_that_leaves_the_method_to_rankwise_is_not_given_the_upcast_defau
     assert r.kind == "llama-factory" and "quant.kbit_upcast" not in r.defaulted
 
 
+@pytest.mark.parametrize("adapter", ["[]", "{a: 1}", "7"])
+def test_an_invalid_adapter_value_is_bad_input_not_a_crash(tmp_path, adapter):
+    """hypothesis found `adapter: []` crashing the upcast-default check (an unhashable method)."""
+    f = tmp_path / "bad.yml"
+    f.write_text(f"base_model: llama-3.2-1b\nadapter: {adapter}\n")
+    out = cli("check", f, "--gpu-mem", "24GiB")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+
+
 def test_a_qlora_file_gets_the_tools_upcast_default():
     r = read(FIX / "foreign-lf-v1.yaml")
     assert r.cfg.method == "qlora" and r.defaulted["quant.kbit_upcast"].value is False

@@ -109,7 +109,7 @@ def translate(data: dict, tool: Tool) -> tuple[dict, Out, list[str], list[str]]:
     resolve_dora(out)
     defaulted = {}
     method = out.values.get("method")  # unset (auto): rankwise chooses, so a quantized base is not the file's
-    quantized = method in METHODS and METHODS[method].quantized
+    quantized = isinstance(method, str) and method in METHODS and METHODS[method].quantized  # invalid: said later
     for d in tool.defaults:
         if d.quantized_only and not quantized:
             continue  # a default the tool applies to a quantized base only: not "written" in a LoRA file
