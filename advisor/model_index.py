@@ -66,6 +66,11 @@ def _table() -> tuple[list[dict], dict[str, tuple[int, str]], dict[str, tuple[in
     return groups, by_id, by_base
 
 
+def groups() -> list[dict]:
+    """The index's groups (config, ids, sources), read once."""
+    return _table()[0]
+
+
 def listed_ids() -> list[str]:
     """Every id the index lists (re-uploads and variants resolve on top of these)."""
     return [model_id for g in _table()[0] for model_id in g["ids"]]

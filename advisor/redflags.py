@@ -13,6 +13,7 @@ from typing import Callable
 
 from . import coupling, fit, ignored
 from .config import RunConfig
+from .coupling import lr_text
 from .errors import RankwiseError
 from .finding import SEVERITY_ORDER, Finding  # declared apart so ignored.py can make findings too
 from .machine_flags import (bf16_unsupported, ddp_wont_fit, disk_short, fp16_on_bf16_gpu, host_ram_short, too_few_gpus,
@@ -20,7 +21,7 @@ from .machine_flags import (bf16_unsupported, ddp_wont_fit, disk_short, fp16_on_
 from .fit import Fit
 from .hardware import Hardware
 from .memory import Estimate
-from .methods import DEFAULT, METHODS, lr_text
+from .methods import DEFAULT, METHODS
 from .model import ModelSpec
 from .size_bound import Bound
 
@@ -289,11 +290,14 @@ def model_unknown(ctx: Context) -> Finding | None:
     if ctx.spec is not None:
         return None
     b = ctx.bound
-    skipped = ("shape checks skipped; memory fit judged approximately from the size in its name "
-               f"({b.size.text}: {b.verdict})" if b is not None and b.decided else
-               "memory fit and shape checks skipped" + (
-                   f" (its name's size, {b.size.text}, bounds the peak at {b.range_text()}: undecided)"
-                   if b is not None and b.stand_ins and b.gpu_bytes else ""))
+    if b is not None and b.decided:
+        skipped = ("shape checks skipped; memory fit judged approximately from the size in its name "
+                   f"({b.size.text}: {b.verdict})")
+    elif b is not None and b.stand_ins and b.gpu_bytes:
+        skipped = (f"memory fit and shape checks skipped (its name's size, {b.size.text}, bounds the peak at "
+                   f"{b.range_text()}: undecided)")
+    else:
+        skipped = "memory fit and shape checks skipped"
     return Finding("checks-skipped", "info", f"model {ctx.cfg.model.name!r} is not known here: {skipped}",
                    "rankwise reads shapes from its catalog, its model index of Hugging Face ids, a local folder "
                    "or the local HF cache; nothing is downloaded unless asked",

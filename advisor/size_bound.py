@@ -133,15 +133,12 @@ class Candidate:
 @lru_cache(maxsize=1)
 def _pool() -> tuple[Candidate, ...]:
     """Every analytically read model of the index and the catalog, one per distinct shape."""
-    import json
-
     from . import catalog, model_index
     from .families import is_analytic
     from .model import spec_from_config
 
     entries = [(key, "catalog", cfg) for key, cfg in catalog.CATALOG.items()]
-    groups = json.loads(model_index.INDEX_FILE.read_text(encoding="utf-8"))["groups"]
-    entries += [(g["ids"][0], "index", g["config"]) for g in groups]
+    entries += [(g["ids"][0], "index", g["config"]) for g in model_index.groups()]
     out, seen = [], set()
     for name, source, cfg in entries:
         if not is_analytic(cfg.get("model_type", ""), cfg):

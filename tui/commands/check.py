@@ -80,14 +80,13 @@ def _render(args, report, hw) -> None:
     console = Console(highlight=False)
     r, ctx = report.reading, report.ctx
     fit = ""
+    where = f"{hw.gpu_bytes / 1024 ** 3:.0f} GiB GPU" if hw.gpu_bytes else "no GPU"
     if ctx.estimate is not None:
-        where = f"{hw.gpu_bytes / 1024 ** 3:.0f} GiB GPU" if hw.gpu_bytes else "no GPU"
         per = ""
         if ctx.judged is not None and ctx.judged.gpus > 1:
             per = f" per GPU, {ctx.judged.gpus} GPUs as {ctx.judged.strategy.upper()}"
         fit = f", ~{ctx.estimate.peak_gib:.1f} GiB peak{per} ({ctx.fit} on {where})"
     elif report.bound is not None and report.bound.stand_ins:
-        where = f"{hw.gpu_bytes / 1024 ** 3:.0f} GiB GPU" if hw.gpu_bytes else "no GPU"
         b = report.bound
         fit = f", {b.range_text()} peak, approximate ({b.verdict or 'undecided'} on {where})"
     console.print(f"[bold]{escape(str(args.file))}[/bold] ({r.kind}): {escape(report.model)}, {label(ctx.method)}{fit}")
