@@ -61,7 +61,8 @@ def register(sub) -> None:
                    help="FSDP/ZeRO-3 CPU offload: params (DeepSpeed only) or params_and_optimizer (default none)")
     p.add_argument("--fsdp-sharding", dest="fsdp_sharding", choices=FSDP_SHARDINGS, type=lambda s: s.replace("-", "_"),
                    help="FSDP: full (FULL_SHARD), shard_grad_op (weights kept gathered forward to backward), hybrid "
-                        "no_shard (a full replica per GPU, all-reduced gradients) (default full)")
+                        "(sharded within a machine, replicated across machines), no_shard (a full replica per GPU, "
+                        "all-reduced gradients) (default full)")
     p.add_argument("--kbit-upcast", dest="kbit_upcast", action=argparse.BooleanOptionalAction, default=None,
                    help="4-/8-bit base: keep peft's fp32 upcast of embeddings, norms, lm_head (default on)")
     p.add_argument("--kernels", choices=KERNELS,
