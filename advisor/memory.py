@@ -251,6 +251,11 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     at_loss = logits >= other  # which transient sits on top of the saved activations at the peak
     comps["activations"] = saved + (0 if at_loss else other)
     comps["logits_loss"] = logits if at_loss else 0
+    hold = sharding.checkpoint_hold_bytes(plan, L, tokens * stream_bytes(plan) * spec.hidden_size)
+    if hold and hold + recompute > max(logits, other):  # the end of backward: first layer's recompute + the hold
+        comps["activations"] = saved + recompute
+        comps["logits_loss"] = 0
+        comps["fsdp_checkpoint_hold"] = hold
     if plan.sharded and plan.strategy == "fsdp":  # one LoRA unit's gradient while it reduce-scatters
         comps["fsdp_grad_buffers"] = allocator.fsdp_grad_bytes(plan, trainable // L)
     allocated = sum(comps.values())
@@ -275,6 +280,10 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
             peak = init_peak
 
     notes = _assumptions(spec, plan, adapted, logits, recompute) + (sharding.notes(plan, offloaded) if plan.sharded else ())
+    if comps.get("fsdp_checkpoint_hold"):
+        notes += ("reentrant checkpointing around each FSDP unit (this stack's checkpoint call): FSDP's reshard "
+                  "hooks keep every layer's input and its gradient to the end of backward, where the peak is "
+                  f"(+{comps['fsdp_checkpoint_hold'] / GIB:.2f} GiB)",)
     if init.note:
         notes += (init.note + (f"; start-up peak {init_peak / GIB:.2f} GiB" if init_peak else
                                "; run on the CPU before FSDP/ZeRO-3 shards the model" if plan.sharded else ""),)

@@ -42,6 +42,9 @@ class Stack:
     keeps_16bit_logits: bool  # the 16-bit logits stay alive beside that fp32 copy
     shift_copy: bool  # the loss makes a shifted contiguous copy of the logits
     bwd_copies: int  # vocab-sized tensors (in the loss dtype) alive at the loss's backward peak
+    # the model's forward calls checkpoint(decoder_layer.__call__, ...) around the layer, so under FSDP the
+    # checkpoint wraps the FSDP unit (transformers before GradientCheckpointingLayer; sharding.checkpoint_hold_bytes)
+    checkpoint_wraps_unit: bool = False
 
     def loss_phases(self, a: int) -> tuple[int, int]:
         """Bytes per logit (token x vocab entry) alive at the loss's forward and backward peaks."""

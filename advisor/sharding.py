@@ -33,6 +33,21 @@
   and the hidden_size**2 bucket fills of accelerator._prepare_deepspeed (and transformers'
   trainer_config_finalize) replace only values written as "auto" (`fill_match`: `if config.get(ds_key) ==
   "auto"`). A JSON config with other bucket sizes is not read here (the estimate says which it assumed).
+- Reentrant checkpointing around an FSDP unit (`checkpoint_hold_bytes`): FSDP (v1) reshards a unit whose
+  flat parameter is frozen (a decoder layer's base weights, LoRA wrapped in units of its own) from a hook on
+  the unit's inputs, registered in its pre-forward when grad is enabled (_runtime_utils.py
+  `_register_post_backward_reshard_only_hook`: `register_multi_grad_hook(inp_tensors, ...)`, kept in
+  `_post_backward_hook_state` until `_finalize_params` at the end of backward). register_multi_grad_hook keeps
+  each input's grad_fn, for a leaf its AccumulateGrad (autograd/graph.py `grad_fns =
+  list(map(_get_grad_fn_or_grad_acc, tensors))`, read again inside the hook), and an AccumulateGrad keeps its
+  tensor and so the tensor's .grad. Where the checkpoint wraps the unit (transformers' models called
+  `self._gradient_checkpointing_func(decoder_layer.__call__, ...)` until GradientCheckpointingLayer,
+  huggingface/transformers#37223 for Llama-family models, #38913 for the rest, 4.52-4.53), the unit's
+  pre-forward runs with grad only in the reentrant recompute, on the leaves `detach_variable` made of the
+  saved inputs: every layer's input and its gradient stay alive to the end of backward, where they would
+  be freed layer by layer. The same code in torch 2.3.1 and 2.13. Non-reentrant checkpointing recomputes
+  without re-entering the unit's forward, and transformers 5's layers checkpoint inside the unit
+  (FSDP(checkpoint(layer))): no hold. tests/test_checkpoint_hold.py measures it with torch's profiler.
 No torch here.
 """
 from __future__ import annotations
@@ -138,6 +153,18 @@ def offload_staging_bytes(plan: Plan, layer: int, root: int) -> int:
     dropped once its all-gather is done). DeepSpeed's parameter offload stages through its own buffers (not
     counted)."""
     return -(-max(layer, root) // plan.gpus) if _stages_offload(plan) else 0
+
+
+def checkpoint_hold_bytes(plan: Plan, layers: int, layer_input_bytes: int) -> int:
+    """What FSDP's reshard hooks keep alive at the end of backward, beyond what the recompute of the first
+    layer holds, when reentrant checkpointing wraps each FSDP unit (see the module's docstring): every layer's
+    input and its gradient. `layer_input_bytes`: one layer's checkpointed input. Returns the gradients held,
+    less the two the first layer's backward holds anyway (the incoming and the outgoing one): the inputs are
+    the saved activations, already counted."""
+    if not (plan.sharded and plan.strategy == "fsdp" and plan.grad_checkpointing and plan.reentrant
+            and plan.stack.checkpoint_wraps_unit):
+        return 0
+    return max(0, layers - 2) * layer_input_bytes
 
 
 def host_bytes(plan: Plan, full: dict[str, int]) -> int:

@@ -8,9 +8,11 @@ linear, transformers' gradient checkpointing (reentrant unless --non-reentrant),
 peft model (peft's fsdp_auto_wrap_policy: decoder layers and each LoRA linear their own units, FULL_SHARD,
 BACKWARD_PRE, limit_all_gathers). It prints rank 0's peak live bytes over one step (torch's profiler memory
 timeline, after a warm-up step) at 512 and 1,024 tokens a sequence and the slope per token; run it with and
-without --fsdp and compare the slopes. On torch 2.13 (CPU) they are equal: FSDP's Python logic holds nothing more
-per token there. The published GPU runs grow by about one more hidden state per checkpointed layer (the notes);
-a GPU with two devices and NCCL is what this probe cannot stand in for. A bench script, not a test (~1 min).
+without --fsdp and compare the slopes. On torch 2.13 (CPU) they are equal here, because transformers 5 checkpoints
+inside each FSDP unit (GradientCheckpointingLayer). The published runs' excess came from transformers 4.40, whose
+model forward checkpoints around each unit: FSDP's reshard-only hook then holds every layer's input and its
+gradient to the end of backward (advisor/sharding.py, checkpoint_hold_bytes). tests/test_checkpoint_hold.py
+measures that layout; this probe does not build it. A bench script, not a test (~1 min).
 """
 from __future__ import annotations
 

@@ -12,14 +12,20 @@ from rankwise.advisor.memory import HF, Stack
 STACKS: dict[str, Stack] = {"hf": HF}
 # transformers 4.46-4.49: ForCausalLMLoss also made `shift_logits = logits[..., :-1, :]
 # .contiguous()`, one more fp32 copy in the forward peak.
-STACKS["hf-4.46"] = Stack("hf-4.46", 4, True, False, True, True, True, 3)
+STACKS["hf-4.46"] = Stack("hf-4.46", 4, True, False, True, True, True, 3, checkpoint_wraps_unit=True)
 # transformers 4.40-4.45 (Llama/Mistral/Mixtral ForCausalLM.forward before the 4.46 loss
 # refactor): `logits = logits.float()` rebinds the name, so the 16-bit logits are freed
 # (the frozen lm_head saves no input), then `shift_logits = logits[..., :-1, :].contiguous()`
 # and CrossEntropyLoss: fp32 logits + shifted copy + log_softmax in forward, 3 fp32 copies
 # in backward. peft 0.13 (autocast_adapter_dtype) keeps adapters fp32; TRL's SFTTrainer runs
 # peft's prepare_model_for_kbit_training (fp32 upcast) on 4-bit models.
-STACKS["hf-4.40"] = Stack("hf-4.40", 4, True, False, True, False, True, 3)
+STACKS["hf-4.40"] = Stack("hf-4.40", 4, True, False, True, False, True, 3, checkpoint_wraps_unit=True)
+# Both (transformers before 4.52) checkpoint around each decoder layer from the model's forward,
+# `self._gradient_checkpointing_func(decoder_layer.__call__, ...)`: under FSDP the checkpoint wraps the
+# FSDP unit, and reentrant checkpointing then holds every layer's input and its gradient to the end of
+# backward (advisor/sharding.py, checkpoint_hold_bytes). Answer.AI's fsdp_qlora applies torch's
+# apply_activation_checkpointing after wrapping (train.py @50efa1e), which puts the checkpoint inside
+# each FSDP unit: no hold.
 # fms-acceleration's accelerated-peft-bnb plugin on the same transformers: its own
 # `_prepare_model_for_kbit_training` (plugins/accelerated-peft/.../framework_plugin_bnb.py)
 # only freezes and enables checkpointing, without peft's fp32 upcast, so embeddings,
