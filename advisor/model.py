@@ -172,4 +172,8 @@ def load_model(name: str) -> ModelSpec:
              "model index also works (nothing is downloaded)")
     if config_cache.is_model_id(name):
         hint += "; --fetch-config fetches this id's config.json (no weights) and keeps it for later runs"
-    raise RankwiseError(f"unknown model {name!r}", hint)
+    raise UnknownModel(f"unknown model {name!r}", hint)
+
+
+class UnknownModel(RankwiseError):
+    """A model name that is no path, not cached, not in the catalog nor the model index."""

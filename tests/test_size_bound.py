@@ -190,3 +190,65 @@ def test_method_auto_is_resolved_on_the_names_size(tmp_path, model, method):
     _, d = check_json(path, "--gpu", "RTX4090")
     assert d["method"] == method and "approximate" in d["method_note"]
     assert {s["method"] for s in d["fit_bound"]["stand_ins"]} == {method}
+
+
+# ------------------------------------------------------------------ estimate: the same bound for an unknown model
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """Nothing cached or fetched: an unknown id stays unknown."""
+    from rankwise.advisor import config_cache
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("RANKWISE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    config_cache.configure(False)
+
+
+def estimate(capsys, *argv) -> tuple[int, str, str]:
+    from rankwise.tui import cli
+
+    rc = cli.main(["estimate", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, " ".join(err.split())
+
+
+def test_estimate_bounds_an_unknown_model_from_its_names_size(offline, capsys):
+    rc, out, err = estimate(capsys, "--model", "some-org/Unknown-70B", "--method", "qlora", "--gpu", "RTX4090",
+                            "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["approximate"] is True and d["fit_basis"] == "name-size" and d["method"] == "qlora"
+    hw = planned(gpu="RTX4090")
+    flags = with_values(RunConfig(), {"model.name": "some-org/Unknown-70B", "method": "qlora"})  # estimate's defaults
+    expected = bound("some-org/Unknown-70B", flags, hw, "qlora")  # the flags' config, bounded as check bounds it
+    assert d["fit_bound"]["low_gib"] == round(expected.low_bytes / 2**30, 3)
+    assert d["fit_bound"]["high_gib"] == round(expected.high_bytes / 2**30, 3)
+    assert d["verdict"] == expected.verdict == "wont-fit"
+    rc, text, _ = estimate(capsys, "--model", "some-org/Unknown-70B", "--method", "qlora", "--gpu", "RTX4090")
+    flat = " ".join(text.split())
+    assert rc == 0 and "approximate" in flat and expected.range_text() in flat and "won't fit" in flat
+    assert "--fetch-config" in flat
+
+
+def test_estimate_method_auto_on_an_unknown_model_picks_by_the_range(offline, capsys, tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("model:\n  name: some-org/Unknown-70B\nmethod: auto\ntrain:\n  max_seq_len: 512\n")
+    rc, out, err = estimate(capsys, "--preset", str(preset), "--gpu", "RTX4090", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["method"] == "qlora" and {s["method"] for s in d["fit_bound"]["stand_ins"]} == {"qlora"}
+
+
+@pytest.mark.parametrize("argv,said", [
+    (["--model", "some-org/Unknown"], "unknown model"),  # no size in the name
+    (["--model", "some-org/Unknown-900B"], "no analytically read dense model of the index is named 636B–1.27T"),  # nothing of that size stands in
+    (["--model", "some-org/Unknown-7B", "--dataset", "rows.jsonl"], "unknown model"),  # lengths need its tokenizer
+])
+def test_estimate_still_refuses_what_it_cannot_bound(offline, capsys, argv, said):
+    (offline / "rows.jsonl").write_text('{"text": "hello"}\n')
+    rc, out, err = estimate(capsys, *argv, "--gpu", "RTX4090")
+    assert rc == 2 and said in err and "Traceback" not in err, err
+    assert out == ""

@@ -92,12 +92,11 @@ FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lor
          "distributed.fsdp_sharding": "--fsdp-sharding"}
 
 
-def config_from_args(args):
-    """Flags (over an optional preset) → (ModelSpec, RunConfig): each flag is a patch on the config."""
+def flags_config(args):
+    """Flags (over an optional preset) → RunConfig: each flag is a patch on the config."""
     from pydantic import ValidationError
 
     from rankwise.advisor.config import RunConfig, with_values
-    from rankwise.advisor.model import load_model
 
     preset = getattr(args, "estimate_preset", None)
     if preset:
@@ -138,7 +137,7 @@ def config_from_args(args):
         key = ".".join(str(p) for p in err["loc"])
         flag = FLAGS.get(key, key)
         raise RankwiseError(f"{flag} {err.get('input')!r}: {err['msg']}", f"see `rankwise estimate --help` for {flag}")
-    return load_model(cfg.model.name), cfg
+    return cfg
 
 
 DATASET_SCAN_ROWS = 200_000  # enough for the longest row of most fine-tuning sets, in seconds
@@ -162,10 +161,58 @@ def real_lengths(args, spec, cfg):
                                                          "note": note}
 
 
+def name_bound(args, cfg, unknown):
+    """A model rankwise does not know whose name states its size: the config's peak bounded on indexed models of
+    about that size (advisor/size_bound.py, as `check` does), printed as an approximate answer. Re-raises
+    `unknown` where the name states no size, no indexed model stands in, or --dataset needs the tokenizer."""
+    from rankwise.advisor import size_bound
+
+    name = cfg.model.name
+    if getattr(args, "dataset", None) or size_bound.name_size(name) is None:
+        raise unknown
+    hw = hardware_from(args)
+    said = None
+    if cfg.method == "auto":
+        picked = size_bound.auto_method(name, cfg, hw)
+        if picked is None:
+            raise unknown
+        method, said, b = picked
+    else:
+        method, b = cfg.method, size_bound.bound(name, cfg, hw, cfg.method)
+    if b is None or not b.stand_ins:
+        raise RankwiseError(unknown.message, (b.basis() + "; " if b is not None else "") + (unknown.hint or ""))
+    exact = ("for the exact estimate: --fetch-config (this id's config.json only, no weights), or --model with a "
+             "local folder or config.json")
+    if args.json:
+        print_json({"model": name, "method": method, "approximate": True, "fit_basis": "name-size",
+                    "verdict": b.verdict, "fit_bound": b.to_dict(), "exact": exact})
+        return 0
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    plan = f"{method} r={cfg.lora.r} · batch {cfg.train.micro_batch} × {cfg.train.max_seq_len}"
+    console.print(f"[bold]{escape(name)} · {plan}[/bold] (not in the catalog or the model index: approximate)")
+    console.print(f"peak per GPU: [bold]{b.range_text()}[/bold]" + (f", {FIT_WORDS[b.verdict]}" if b.decided else ""))
+    console.print(escape(size_bound.finding_text(b)), soft_wrap=False)
+    if said:
+        console.print(escape(said))
+    console.print(escape(exact))
+    return 0
+
+
+FIT_WORDS = {"fits": "fits", "tight": "tight", "wont-fit": "won't fit"}
+
+
 def run(args) -> int:
     from rankwise.advisor.fit import assess
+    from rankwise.advisor.model import UnknownModel, load_model
 
-    spec, cfg = config_from_args(args)
+    cfg = flags_config(args)
+    try:
+        spec = load_model(cfg.model.name)
+    except UnknownModel as unknown:
+        return name_bound(args, cfg, unknown)
     cfg, lengths = real_lengths(args, spec, cfg)
     hw = hardware_from(args)
     judged = assess(spec, cfg, hw)
