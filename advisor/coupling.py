@@ -51,6 +51,16 @@ def width_factor(hidden: int | None, model_type: str | None = None) -> float:
     return (WIDTH_REF / hidden) ** width_exponent(model_type)
 
 
+def width_hint(params: int | float | None, hidden: int | None, model_type: str | None = None) -> float:
+    """The width factor `reason` quotes as a hint (1.0: none; no hint when the model size is unknown)."""
+    return width_factor(hidden, model_type) if params else 1.0
+
+
+def width_claims(params: int | float | None, hidden: int | None, model_type: str | None = None) -> tuple[str, ...]:
+    """The registry claim behind that hint, when `reason` gives it."""
+    return ("tinker-lr-width",) if width_hint(params, hidden, model_type) != 1.0 else ()
+
+
 def size_lr(params: int | float | None) -> float:
     """The learning rate at alpha = 32 for a model of `params` parameters."""
     if not params:
@@ -94,7 +104,7 @@ def reason(params: int | float | None, r: int, alpha: float = ALPHA, rslora: boo
     lr = learning_rate(params, r, alpha, rslora)
     base = lr_text(size_lr(params))
     text = f"{base} for {size_text(params)} at alpha = {ALPHA:g}, the same at every rank and for LoRA and QLoRA"
-    factor = width_factor(hidden, model_type) if params else 1.0
+    factor = width_hint(params, hidden, model_type)
     if factor != 1.0:
         text += (f" (hidden size {hidden}, narrower than any model the sources measured: the best rate may be "
                  f"higher; Tinker's width scaling, ({WIDTH_REF}/{hidden})^{width_exponent(model_type):g}, would say "

@@ -337,7 +337,7 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     # optimisation
     chosen = method or LEANEST
     width = {"hidden": spec.hidden_size, "model_type": spec.model_type}
-    narrow = ("tinker-lr-width",) if coupling.width_factor(**width) != 1 else ()  # below the measured widths
+    narrow = coupling.width_claims(spec.total_params, **width)  # below the measured widths: the hint's source
     cfg.train.lr = coupling.learning_rate(spec.total_params, r, cfg.lora.alpha_value)
     why("train.lr", f"{METHODS[chosen].label}: " + coupling.reason(spec.total_params, r, cfg.lora.alpha_value, **width)
         + " (QLoRA's own recipe set it by model size, not by quantization: 2e-4 for 7B/13B, 1e-4 for 33B/65B; "
