@@ -20,6 +20,8 @@ For each case the suite records:
 Throughput: `rankwise train` against a bare HF Trainer + PEFT script on the same model, data,
 LoRA and arguments (bench/train_overhead.py's method), at one case.
 
+After the cases, when the budget allows, bench/gpu_fsdp_probe.py (one minute) writes gpu_fsdp_results.csv
+beside the CSV: FSDP's hold under reentrant checkpointing and what FSDP's initialisation leaves cached.
 Cases run in priority order (1B first, then 8B, then the rest) until --budget-s is spent; rows
 are written to the CSV as they finish, so a cut-off run keeps what it measured. --dry-run uses
 tiny versions of the same architectures (2 layers, hidden 64) on the CPU: no GPU figures, every
@@ -229,6 +231,14 @@ def throughput(model_dir: Path, data: Path, folder: Path, dry: bool) -> str:
             f"bare HF Trainer {theirs:,.0f} tokens/s, ratio {ours / theirs:.3f}")
 
 
+def fsdp_probe(out: Path) -> str:
+    """bench/gpu_fsdp_probe.py on the first model (about a minute): FSDP's hold and its initialisation's cache."""
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_fsdp_probe.py"), "--out", str(out)],
+                       capture_output=True, text=True, timeout=900)
+    said = (p.stdout.strip().splitlines() or [""])[-1]
+    return f"fsdp probe: {said}" if p.returncode == 0 else f"fsdp probe failed: {p.stderr[-1500:]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "bench" / "gpu_results.csv"))
@@ -236,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-s", type=float, default=420.0, help="stop starting cases after this (default 420)")
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU: exercise every path, no GPU figures")
     ap.add_argument("--no-throughput", action="store_true")
+    ap.add_argument("--no-fsdp-probe", action="store_true", help="skip bench/gpu_fsdp_probe.py at the end")
     ap.add_argument("--max-cases", type=int, help="run at most this many cases (the suite's test)")
     ap.add_argument("--scratch", help="where model folders go (default: a temporary folder, removed after)")
     args = ap.parse_args(argv)
@@ -289,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+    if not args.no_fsdp_probe and not dry and args.budget_s - (time.perf_counter() - start) > 0:
+        notes.append(fsdp_probe(out.with_name("gpu_fsdp_results.csv")))
     for n in notes:
         print(n)
     print(f"wrote {out} in {time.perf_counter() - start:.0f} s")

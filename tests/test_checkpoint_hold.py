@@ -2,6 +2,9 @@
 estimated only for stacks whose checkpoint call wraps the FSDP unit, and measured against torch itself."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from rankwise.advisor import sharding
@@ -11,6 +14,7 @@ from rankwise.advisor.model import load_model
 from rankwise.advisor.plan import HF, Stack
 
 # transformers 4.40's layout (bench/stacks.py "hf-4.40"): the model's forward checkpoints decoder_layer.__call__
+ROOT = Path(__file__).resolve().parent.parent
 WRAPS = Stack("hf-4.40", 4, True, False, True, False, True, 3, checkpoint_wraps_unit=True)
 
 
@@ -68,70 +72,25 @@ def test_two_layers_hold_nothing_more(l8):
     assert sharding.checkpoint_hold_bytes(plan, 3, 10**6) == 10**6
 
 
-def _peak_live_bytes(layers: int, around_unit: bool, tokens, pg_file) -> int:
-    """Peak live CPU bytes over one LoRA forward + backward of an fp32 Llama under FSDP (one gloo rank),
-    reentrant checkpointing either around each FSDP unit (transformers 4.40's call) or inside it (transformers
-    5's GradientCheckpointingLayer), from torch's profiler memory timeline after a warm-up step."""
-    import torch
-    import torch.distributed as dist
-    import torch.utils.checkpoint as ckpt
-    from peft import LoraConfig, get_peft_model
-    from peft.utils.other import fsdp_auto_wrap_policy
-    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-    from torch.distributed.fsdp import ShardingStrategy
-    from torch.profiler import ProfilerActivity, profile
-    from torch.profiler._memory_profiler import MemoryProfileTimeline
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    class AroundUnit(torch.nn.Module):
-        def __init__(self, unit):
-            super().__init__()
-            self.unit = unit
-
-        def forward(self, hidden_states, **kw):
-            return ckpt.checkpoint(lambda h: self.unit(h, **kw), hidden_states, use_reentrant=True)
-
-    cfg = LlamaConfig(hidden_size=256, intermediate_size=688, num_hidden_layers=layers, num_attention_heads=4,
-                      num_key_value_heads=4, vocab_size=64, max_position_embeddings=2048, use_cache=False)
-    dist.init_process_group("gloo", init_method=f"file://{pg_file}", rank=0, world_size=1)
-    try:
-        torch.manual_seed(0)
-        model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=8, target_modules=["q_proj", "v_proj", "down_proj"],
-                                                                 lora_dropout=0.0))
-        model.train()
-        if not around_unit:
-            model.base_model.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
-        model.enable_input_require_grads()
-        # as transformers 4.40's Trainer wraps a LoRA model: peft's policy, LoRA linears in units of their own
-        model = FSDP(model, auto_wrap_policy=fsdp_auto_wrap_policy(model), sharding_strategy=ShardingStrategy.FULL_SHARD,
-                     device_id=torch.device("cpu"))
-        if around_unit:
-            stack = next(m for n, m in model.named_modules() if n.endswith("model.layers"))
-            for i in range(len(stack)):
-                stack[i] = AroundUnit(stack[i])
-        for _ in range(2):  # the second step is measured (lazy initialisation out of the way)
-            with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
-                         with_stack=True) as prof:
-                model(input_ids=tokens).logits.float().mean().backward()
-        _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline(torch.device("cpu"))
-        live = [sum(s) for s in sizes]
-        return max(live) - live[0]
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.mark.slow
 def test_torch_holds_what_the_estimate_adds(tmp_path):
-    """Measured: reentrant checkpointing around each FSDP unit peaks higher than inside it by the estimate's hold,
-    (layers - 2) layer inputs, and not at all with two layers."""
+    """Measured (bench/gpu_fsdp_probe.py's `measure`: one gloo rank, torch's profiler): reentrant checkpointing
+    around each FSDP unit peaks higher than inside it by the estimate's hold, (layers - 2) layer inputs, and not
+    at all with two layers. An fp32 Llama with a 64-token vocabulary, so the layers, not the loss, set the peak."""
     import torch
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from gpu_fsdp_probe import measure
 
     tokens = torch.randint(0, 64, (2, 1024))
     hidden, one_input = 256, tokens.numel() * 256 * 4  # fp32
     plan = Plan("lora", dtype_bytes=4, gpus=2, strategy="fsdp", reentrant=True, stack=WRAPS)
     assert stream_bytes(plan) * hidden * tokens.numel() == one_input
     for layers in (2, 5):
-        measured = (_peak_live_bytes(layers, True, tokens, tmp_path / f"a{layers}")
-                    - _peak_live_bytes(layers, False, tokens, tmp_path / f"b{layers}"))
+        config = dict(model_type="llama", hidden_size=hidden, intermediate_size=688, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=4, vocab_size=64, max_position_embeddings=2048)
+        around, inside = (measure(config, wraps, True, tokens, tmp_path / f"{wraps}{layers}", dtype_name="float32")
+                          for wraps in (True, False))
+        measured = around["peak_allocated"] - inside["peak_allocated"]
         expected = sharding.checkpoint_hold_bytes(plan, layers, one_input)
         assert abs(measured - expected) <= 0.02 * one_input, (layers, measured, expected)

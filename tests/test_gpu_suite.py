@@ -38,3 +38,19 @@ def test_case_order_puts_the_headline_cases_first():
     assert len({tuple(sorted(c.items())) for c in todo}) == len(todo)  # no case twice
     assert {c["model"] for c in todo} == set(gpu_suite.MODELS)
     assert not [c for c in gpu_suite.cases(list(gpu_suite.MODELS), liger=False) if c["kernels"] == "liger"]
+
+
+@pytest.mark.slow
+def test_fsdp_probe_dry_run_writes_the_three_variants(tmp_path):
+    """bench/gpu_fsdp_probe.py's CPU run: each variant in its own process, the hold around the units against
+    the estimate's (the GPU run adds allocated/reserved after wrapping and at the peak)."""
+    out = tmp_path / "fsdp.csv"
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_fsdp_probe.py"), "--dry-run", "--out", str(out)],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = {r["variant"]: r for r in csv.DictReader(out.open())}
+    assert set(rows) == {"around", "inside", "around-nonreentrant"}
+    assert all(r["device"] == "cpu" and r["peak_reserved_mib"] == "" for r in rows.values())  # no GPU figure faked
+    hold, measured = float(rows["around"]["est_hold_mib"]), float(rows["around"]["around_minus_inside_mib"])
+    assert hold > 0 and abs(measured - hold) <= 0.25 * hold, (measured, hold)
+    assert "around - inside" in p.stdout

@@ -1,0 +1,205 @@
+"""What one GPU can tell about FSDP's memory (issue 11's open rows in bench/memory_reference.csv).
+
+    python3 bench/gpu_fsdp_probe.py [--out bench/gpu_fsdp_results.csv] [--model llama-3.2-1b] [--seq 2048]
+    python3 bench/gpu_fsdp_probe.py --dry-run --out /tmp/fsdp_dry.csv   # the CPU (gloo), tiny shapes
+
+One rank (NCCL on the GPU, gloo on the CPU; at world size 1 FSDP runs NO_SHARD, with the same hooks), a
+random-weight model built from the catalog config (bf16; nothing is downloaded), peft LoRA r=16 on every
+linear, wrapped as transformers' Trainer wraps a LoRA model (peft's fsdp_auto_wrap_policy: each decoder layer
+a frozen unit, each LoRA linear a unit of its own). Each variant runs in a process of its own, so one's cache
+does not serve the next:
+- around: reentrant checkpointing around each FSDP unit (transformers 4.40's call, checkpoint(layer.__call__));
+- inside: reentrant checkpointing inside each unit (transformers 5's GradientCheckpointingLayer: what rankwise runs);
+- around-nonreentrant: the control (non-reentrant checkpointing recomputes without re-entering the unit).
+For each: memory after wrapping (allocated, reserved: what FSDP's initialisation leaves cached, the open question of
+aai-l2-7b-qlora-512) and the peak of the second training step (forward + backward). The difference of `around` over
+`inside` is set beside rankwise's estimate of FSDP's hold (advisor/sharding.py checkpoint_hold_bytes), measured
+on the CPU by tests/test_checkpoint_hold.py with this file's `measure`. On the CPU the peaks come from torch's
+profiler memory timeline (live tensors: no reserved figure). About a minute on one GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = {"around": (True, True), "inside": (False, True), "around-nonreentrant": (True, False)}
+FIELDS = ("model", "variant", "seq", "batch", "device", "wrap_allocated_mib", "wrap_reserved_mib",
+          "static_est_mib", "peak_allocated_mib", "peak_reserved_mib", "est_hold_mib", "around_minus_inside_mib",
+          "note")
+MIB = 2 ** 20
+
+
+def model_config(name: str, dry: bool) -> dict:
+    from rankwise.advisor.catalog import lookup
+
+    found = lookup(name)
+    if found is None:
+        raise SystemExit(f"{name}: not a catalog entry")
+    cfg = {k: v for k, v in found[1].items() if k != "architectures"}
+    if dry:  # the same architecture at toy size; four layers, so the hold (layers - 2 inputs) shows
+        cfg.update(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                   num_key_value_heads=2, head_dim=16, vocab_size=512)
+    return cfg
+
+
+def measure(config: dict, around: bool, reentrant: bool, tokens, pg_file: Path, dtype_name: str = "bfloat16") -> dict:
+    """Bytes after FSDP wraps the LoRA model and at the peak of a second forward + backward (one rank).
+    `tokens`: input ids (batch x seq). GPU: torch.cuda's allocated/reserved; CPU: live bytes from the profiler."""
+    import torch
+    import torch.distributed as dist
+    import torch.utils.checkpoint as ckpt
+    from peft import LoraConfig, get_peft_model
+    from peft.utils.other import fsdp_auto_wrap_policy
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp import ShardingStrategy
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    class AroundUnit(torch.nn.Module):
+        """transformers 4.40's LlamaModel.forward: checkpoint(decoder_layer.__call__, hidden_states, ...)."""
+
+        def __init__(self, unit):
+            super().__init__()
+            self.unit = unit
+
+        def forward(self, hidden_states, **kw):
+            return ckpt.checkpoint(lambda h: self.unit(h, **kw), hidden_states, use_reentrant=reentrant)
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+    dist.init_process_group("nccl" if cuda else "gloo", init_method=f"file://{pg_file}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        cfg = AutoConfig.for_model(**{**config, "use_cache": False})
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype_name))
+        model = get_peft_model(model, LoraConfig(r=16, target_modules="all-linear", lora_dropout=0.0))
+        model.train()
+        if not around:
+            model.base_model.model.activation_checkpointing_enable(
+                activation_checkpointing_kwargs={"use_reentrant": reentrant})
+        model.enable_input_require_grads()
+        model = FSDP(model, auto_wrap_policy=fsdp_auto_wrap_policy(model), sharding_strategy=ShardingStrategy.FULL_SHARD,
+                     device_id=device)
+        if around:
+            layers = next(m for n, m in model.named_modules() if n.endswith("model.layers"))
+            for i in range(len(layers)):
+                layers[i] = AroundUnit(layers[i])
+        tokens = tokens.to(device)
+        out = {"device": torch.cuda.get_device_name() if cuda else "cpu"}
+
+        def step():
+            model(input_ids=tokens).logits.float().mean().backward()
+
+        if cuda:
+            torch.cuda.synchronize()
+            out["wrap_allocated"], out["wrap_reserved"] = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
+            step()  # lazy initialisation out of the way; its LoRA grads stay, static as rankwise counts them
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            step()
+            torch.cuda.synchronize()
+            out["peak_allocated"] = torch.cuda.max_memory_allocated() - base
+            out["peak_reserved"] = torch.cuda.max_memory_reserved()
+            out["peak_allocated_total"] = torch.cuda.max_memory_allocated()
+        else:
+            from torch.profiler import ProfilerActivity, profile
+            from torch.profiler._memory_profiler import MemoryProfileTimeline
+
+            step()  # as on the GPU
+            with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
+                         with_stack=True) as prof:
+                step()
+            _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline(torch.device("cpu"))
+            live = [sum(s) for s in sizes]
+            out["peak_allocated"] = max(live) - live[0]
+        return out
+    finally:
+        dist.destroy_process_group()
+
+
+def expected(config: dict, tokens: int) -> tuple[int, int]:
+    """(the static bytes rankwise counts after wrapping: weights and LoRA weights; the hold it adds around units)."""
+    from dataclasses import replace
+
+    from rankwise.advisor import sharding
+    from rankwise.advisor.activations import stream_bytes
+    from rankwise.advisor.memory import Plan, estimate
+    from rankwise.advisor.model import spec_from_config
+    from rankwise.advisor.plan import HF
+
+    spec = spec_from_config("probe", "local", config)
+    plan = Plan("lora", r=16, targets="all-linear", micro_batch=1, seq_len=tokens)
+    est = estimate(spec, plan)
+    static = sum(est.components.get(k, 0) for k in ("base_weights", "unquantized_weights", "lora_params"))
+    hold_plan = Plan("lora", gpus=2, strategy="fsdp", reentrant=True, stack=replace(HF, checkpoint_wraps_unit=True))
+    return static, sharding.checkpoint_hold_bytes(hold_plan, spec.num_layers, tokens * stream_bytes(plan) * spec.hidden_size)
+
+
+def one(args) -> int:
+    """--variant: measure in this process, print JSON."""
+    import torch
+
+    config = model_config(args.model, args.dry_run)
+    tokens = torch.randint(0, config["vocab_size"], (args.batch, args.seq))
+    around, reentrant = VARIANTS[args.variant]
+    with tempfile.TemporaryDirectory() as tmp:
+        got = measure(config, around, reentrant, tokens, Path(tmp) / "pg")
+    print(json.dumps(got))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=str(ROOT / "bench" / "gpu_fsdp_results.csv"))
+    ap.add_argument("--model", default="llama-3.2-1b")
+    ap.add_argument("--seq", type=int, default=2048)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU: the code paths, no GPU figures")
+    ap.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.variant:
+        return one(args)
+    config = model_config(args.model, args.dry_run)
+    tokens = args.batch * args.seq
+    static, hold = expected(config, tokens)
+    got = {}
+    for variant in VARIANTS:
+        cmd = [sys.executable, __file__, "--variant", variant, "--model", args.model, "--seq", str(args.seq),
+               "--batch", str(args.batch)] + (["--dry-run"] if args.dry_run else [])
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        if p.returncode != 0:
+            print(f"{variant}: failed\n{p.stderr[-3000:]}", file=sys.stderr)
+            return 1
+        got[variant] = json.loads(p.stdout.strip().splitlines()[-1])
+    diff = got["around"]["peak_allocated"] - got["inside"]["peak_allocated"]
+    mib = lambda b: "" if b is None else f"{b / MIB:.1f}"  # noqa: E731
+    out = Path(args.out)
+    with out.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
+        w.writeheader()
+        for variant, g in got.items():
+            w.writerow({"model": args.model, "variant": variant, "seq": args.seq, "batch": args.batch,
+                        "device": g["device"], "wrap_allocated_mib": mib(g.get("wrap_allocated")),
+                        "wrap_reserved_mib": mib(g.get("wrap_reserved")), "static_est_mib": mib(static),
+                        "peak_allocated_mib": mib(g["peak_allocated"]), "peak_reserved_mib": mib(g.get("peak_reserved")),
+                        "est_hold_mib": mib(hold if variant == "around" else 0),
+                        "around_minus_inside_mib": mib(diff) if variant == "around" else "",
+                        "note": ("step peak above the memory allocated before it" if g["device"] != "cpu" else
+                                 "dry run (CPU): live-tensor peak from the profiler, no reserved figure")})
+    print(f"around - inside: {mib(diff)} MiB measured, {mib(hold)} MiB estimated (FSDP's hold); after wrapping: "
+          f"{mib(got['inside'].get('wrap_reserved')) or '-'} MiB reserved, {mib(got['inside'].get('wrap_allocated')) or '-'} "
+          f"allocated, {mib(static)} MiB counted static -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
