@@ -18,6 +18,7 @@ LABELS = {"base_weights": "base weights", "quant_constants": "quantization const
           "activations": "activations", "logits_loss": "logits + loss", "allocator_overhead": "allocator: partly used segments",
           "allocator_cached": "allocator: cached blocks the peak cannot reuse", "nccl_buffers": "NCCL buffers",
           "fsdp_grad_buffers": "FSDP gradient reduce-scatter buffers",
+          "fsdp_checkpoint_hold": "FSDP reshard hooks: layer-input gradients held to the end of backward",
           "cuda_context": "CUDA context", "gather_layers": "FSDP gather: 2 decoder layers (running + prefetched)",
           "gather_root": "FSDP gather: root unit (embeddings, lm_head)",
           "adapter_init": "adapter initialisation (start-up, above training)"}
