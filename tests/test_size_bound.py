@@ -252,3 +252,13 @@ def test_estimate_still_refuses_what_it_cannot_bound(offline, capsys, argv, said
     rc, out, err = estimate(capsys, *argv, "--gpu", "RTX4090")
     assert rc == 2 and said in err and "Traceback" not in err, err
     assert out == ""
+
+
+def test_estimate_refuses_for_an_unknown_model_what_it_refuses_for_a_known_one(offline, capsys):
+    """Offload without sharding cannot run whatever the model: the bounded answer exits 2 as the exact one does."""
+    said = []
+    for model in ("some-org/Unknown-8B", "llama-3.1-8b"):
+        rc, out, err = estimate(capsys, "--model", model, "--offload", "params_and_optimizer", "--gpu", "RTX4090")
+        assert rc == 2 and out == "" and "Traceback" not in err, err
+        said.append(err)
+    assert said[0] == said[1] and "needs FSDP or DeepSpeed ZeRO-3" in said[0]

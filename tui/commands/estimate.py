@@ -162,6 +162,16 @@ def real_lengths(args, spec, cfg):
                                                          "note": note}
 
 
+def refuse_unrunnable(plan) -> None:
+    """Exit 2 for what the trainer cannot start: a lora.init the method cannot take, offload / FSDP sharding /
+    fp32 master weights the strategy cannot run."""
+    from rankwise.advisor.adapter_init import check as check_init
+    from rankwise.advisor.sharding import check as check_sharding
+
+    check_init(plan)
+    check_sharding(plan)
+
+
 def name_bound(args, cfg, unknown):
     """A model rankwise does not know whose name states its size: the config's peak bounded on indexed models of
     about that size (advisor/size_bound.py, as `check` does), printed as an approximate answer. Re-raises
@@ -182,6 +192,9 @@ def name_bound(args, cfg, unknown):
         method, b = cfg.method, size_bound.bound(name, cfg, hw, cfg.method)
     if b is None or not b.stand_ins:
         raise RankwiseError(unknown.message, (b.basis() + "; " if b is not None else "") + (unknown.hint or ""))
+    from rankwise.advisor.fit import assess
+
+    refuse_unrunnable(assess(size_bound.stand_ins(b.size)[0].spec, cfg, hw, method=method).estimate.plan)
     exact = ("for the exact estimate: --fetch-config (this id's config.json only, no weights), or --model with a "
              "local folder or config.json")
     if args.json:
@@ -218,12 +231,7 @@ def run(args) -> int:
     hw = hardware_from(args)
     judged = assess(spec, cfg, hw)
     est, plan, verdict, gpu_bytes = judged.estimate, judged.estimate.plan, judged.verdict, judged.gpu_bytes
-    from rankwise.advisor.adapter_init import check as check_init
-
-    check_init(plan)  # lora.init the method cannot start: exit 2
-    from rankwise.advisor.sharding import check as check_sharding
-
-    check_sharding(plan)  # offload / FSDP sharding / fp32 master where the strategy cannot run them: exit 2
+    refuse_unrunnable(plan)
     from rankwise.advisor.forecast import forecast
 
     ahead = forecast(spec, cfg, judged, hw, price=getattr(args, "price", None))
