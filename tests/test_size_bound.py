@@ -262,3 +262,32 @@ def test_estimate_refuses_for_an_unknown_model_what_it_refuses_for_a_known_one(o
         assert rc == 2 and out == "" and "Traceback" not in err, err
         said.append(err)
     assert said[0] == said[1] and "needs FSDP or DeepSpeed ZeRO-3" in said[0]
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SIZES = st.sampled_from(["0.5B", "1B", "3B", "7B", "8B", "13B", "34B", "70B", "405B", "900B", "8x7B", "8x22B",
+                         "30B-A3B", "122B-A10B", "235B-A22B", "450M", "E2B", "0B", "1e3B", "7b", "-7B", ""])
+FLAG_SETS = st.lists(st.sampled_from([
+    ("--method", "qlora"), ("--method", "lora-8bit"), ("--method", "dora"), ("--rank", "64"), ("--rank", "0"),
+    ("--seq", "512"), ("--batch", "4"), ("--gpus", "2"), ("--strategy", "fsdp"), ("--strategy", "deepspeed"),
+    ("--offload", "params_and_optimizer"), ("--init", "pissa"), ("--init", "loftq"), ("--targets", "all-linear"),
+    ("--targets", "q_proj,nonsense"), ("--targets", " "), ("--kernels", "liger"), ("--precision", "fp32_master"),
+    ("--gpu-mem", "24GiB"), ("--gpu", "H100-80GB"), ("--gpus", "0")]), max_size=4)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(org=st.sampled_from(["some-org/", "", "a/b/"]), stem=st.sampled_from(["Unknown-", "Frob_", "x-"]),
+       size=SIZES, flags=FLAG_SETS)
+def test_estimate_of_any_unknown_name_answers_or_says_why(offline, capsys, org, stem, size, flags):
+    """Whatever the name and flags: an answer (exit 0, JSON with an exact peak or a bound) or a clear refusal
+    (exit 2, a message), never a traceback."""
+    argv = ["--model", f"{org}{stem}{size}", *[x for f in flags for x in f], "--json"]
+    rc, out, err = estimate(capsys, *argv)
+    assert "Traceback" not in err and rc in (0, 2), (argv, rc, err)
+    if rc == 0:
+        d = json.loads(out)
+        assert d.get("fit_basis") == "name-size" and d["fit_bound"]["low_gib"] <= d["fit_bound"]["high_gib"], argv
+    else:
+        assert out == "" and err.startswith("error: "), (argv, err)
