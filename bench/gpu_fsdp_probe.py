@@ -77,8 +77,9 @@ def measure(config: dict, around: bool, reentrant: bool, tokens, pg_file: Path, 
     try:
         torch.manual_seed(0)
         cfg = AutoConfig.for_model(**{**config, "use_cache": False})
-        with torch.device(device):
-            model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype_name))
+        # built on the CPU: FSDP moves each unit to the GPU as it wraps it (device_id), as for rank 0 of a
+        # low-memory / cpu_ram_efficient_loading start, so the wrap figures include what that leaves cached
+        model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype_name))
         model = get_peft_model(model, LoraConfig(r=16, target_modules="all-linear", lora_dropout=0.0))
         model.train()
         if not around:
