@@ -54,3 +54,40 @@ def test_fsdp_probe_dry_run_writes_the_three_variants(tmp_path):
     hold, measured = float(rows["around"]["est_hold_mib"]), float(rows["around"]["around_minus_inside_mib"])
     assert hold > 0 and abs(measured - hold) <= 0.25 * hold, (measured, hold)
     assert "around - inside" in p.stdout
+
+
+# The device image's Python packages (../.library/device/KINDS.md, "Python packages already there", read
+# 2026-11-17), the ones rankwise's dependency tree can touch.
+DEVICE_IMAGE = {"torch", "transformers", "peft", "accelerate", "safetensors", "pyarrow", "psutil", "nvidia-ml-py",
+                "pyyaml", "numpy", "triton", "huggingface-hub", "tokenizers", "packaging", "filelock", "fsspec",
+                "jinja2", "networkx", "sympy", "regex", "requests", "tqdm", "setuptools", "wheel", "pip"}
+
+
+def _name(requirement: str) -> str:
+    import re
+
+    return re.split(r"[ ;<>=!~\[(]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_the_gpu_bundle_carries_what_the_device_image_lacks():
+    """Every runtime dependency of rankwise, and every requirement of what the bundle carries, is in the device
+    image or in bench/gpu_wheels.txt; the pins are the versions this repository is tested with."""
+    import importlib.metadata as md
+
+    pins = {}
+    for line in (ROOT / "bench" / "gpu_wheels.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[_name(name)] = version.strip()
+    have = DEVICE_IMAGE | set(pins)
+    deps = [_name(r) for r in md.requires("rankwise") if "extra ==" not in r]
+    assert set(deps) <= have, set(deps) - have
+    for name, version in pins.items():
+        if name == "liger-kernel":  # the kernels extra: GPU-only, not installed here
+            continue
+        assert md.version(name) == version, (name, md.version(name), version)
+        needs = {_name(r) for r in md.requires(name) or () if "extra ==" not in r and "sys_platform" not in r
+                 and "platform_system" not in r}
+        assert needs <= have, (name, needs - have)
+    device = (ROOT / "bench" / "gpu_device.sh").read_text()
+    assert "--find-links .gpu-wheels" in device and "gpu_suite.py" in device and "$OUT" in device

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Download bench/gpu_wheels.txt for the device machine (CPython 3.12, x86-64 Linux) into .gpu-wheels/
+# (git-ignored; the device call carries it: see bench/gpu_device.sh). About 50 MB, mostly bitsandbytes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .gpu-wheels
+grep -v '^#' bench/gpu_wheels.txt | grep -v '^$' > .gpu-wheels/requirements.txt
+python3 -m pip download --quiet --no-deps --only-binary=:all: --implementation cp --python-version 3.12 \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d .gpu-wheels -r .gpu-wheels/requirements.txt
+du -sh .gpu-wheels

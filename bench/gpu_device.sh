@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole GPU check, as one command on the device machine (its image's python3 holds torch; nothing can be
+# fetched there). From this machine, after bench/gpu_bundle.sh:
+#   run(command="bash bench/gpu_device.sh", carry=[".gpu-wheels"], timeout_s=600)
+# It installs the carried wheels and rankwise itself (no network, no dependency resolution), then runs
+# bench/gpu_suite.py (which ends with bench/gpu_fsdp_probe.py) with its CSVs and log written to $OUT.
+set -uo pipefail
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+OUT="${OUT:-bench/out}"
+mkdir -p "$OUT"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 -c "import torch, transformers, peft, accelerate; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
+'transformers', transformers.__version__, 'peft', peft.__version__, 'accelerate', accelerate.__version__)"
+  python3 -m pip install --quiet --no-index --no-deps --find-links .gpu-wheels -r .gpu-wheels/requirements.txt &&
+  python3 -m pip install --quiet --no-index --no-deps --no-build-isolation -e . &&
+  python3 -c "import rankwise.advisor, bitsandbytes, pydantic; print('rankwise ready; bitsandbytes', bitsandbytes.__version__)" &&
+  timeout 540 python3 bench/gpu_suite.py --out "$OUT/gpu_results.csv" --budget-s "${GPU_BUDGET_S:-330}"
+} 2>&1 | tee "$OUT/gpu_device.log"
