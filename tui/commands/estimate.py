@@ -207,15 +207,12 @@ def name_bound(args, cfg, unknown):
     console = Console()
     plan = f"{method} r={cfg.lora.r} · batch {cfg.train.micro_batch} × {cfg.train.max_seq_len}"
     console.print(f"[bold]{escape(name)} · {plan}[/bold] (not in the catalog or the model index: approximate)")
-    console.print(f"peak per GPU: [bold]{b.range_text()}[/bold]" + (f", {FIT_WORDS[b.verdict]}" if b.decided else ""))
+    console.print(f"peak per GPU: [bold]{b.range_text()}[/bold]" + (f", {FIT_LABEL[b.verdict]}" if b.decided else ""))
     console.print(escape(size_bound.finding_text(b)), soft_wrap=False)
     if said:
         console.print(escape(said))
     console.print(escape(exact))
     return 0
-
-
-FIT_WORDS = {"fits": "fits", "tight": "tight", "wont-fit": "won't fit"}
 
 
 def run(args) -> int:
