@@ -564,6 +564,10 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
     advices = {}
     for src in sources:
         cfg = advised(spec, task, len(train), seq, src, cache)
+        if SEED:  # another draw: the trials' data order, split and initialisation move with it
+            from rankwise.advisor.config import with_values
+
+            cfg = with_values(cfg, {"train.seed": cfg.train.seed + SEED})
         advices[src] = (cfg, as_trial(cfg, f"advised {src}"))
         log(f"[{task}] {len(train)} train rows, eval rows: {sizes}; advice {src} (task {TASKS[task]}): "
             f"{describe(advices[src][1])} dropout={cfg.lora.dropout:g} val_ratio={cfg.data.val_ratio:g} "
@@ -656,6 +660,7 @@ def report(out: list[dict], mode: Mode) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global SEED
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small world, short pretraining, small grid (a few minutes)")
     p.add_argument("--threads", type=int, default=1, help="torch threads, at most 2 (default 1: on a shared, "
@@ -672,7 +677,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ranks", help="all-linear ranks of the grid, e.g. 4,64 (default: the mode's)")
     p.add_argument("--epochs", help="epochs of the grid, e.g. 3,10 (default: the mode's)")
     p.add_argument("--lrs", help="learning rates swept per condition, e.g. 3e-3,1e-2 (default: the mode's)")
+    p.add_argument("--seed", type=int, default=SEED,
+                   help=f"the world's, the base model's and the trials' seed (default {SEED}: the figures in the "
+                        "notes); another seed shows how much a conclusion depends on the draw")
     args = p.parse_args(argv)
+    SEED = args.seed
     import torch
 
     torch.set_num_threads(max(1, min(args.threads, 2)))
@@ -688,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, flush=True)
 
     t0 = time.time()
-    world = World(mode)
+    world = World(mode, seed=SEED)
     log(f"world: {len(world.known)} known and {len(world.new)} new entities, {len(world.attrs)} attributes "
         f"(16 values each), vocabulary {len(world.vocab)}; mode {'quick' if args.quick else 'full'}")
     folder = base_model(world, mode, cache, log)
