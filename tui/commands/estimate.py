@@ -198,8 +198,10 @@ def name_bound(args, cfg, unknown):
     exact = ("for the exact estimate: --fetch-config (this id's config.json only, no weights), or --model with a "
              "local folder or config.json")
     if args.json:
-        print_json({"model": name, "method": method, "approximate": True, "fit_basis": "name-size",
-                    "verdict": b.verdict, "fit_bound": b.to_dict(), "exact": exact})
+        # the exact answer's keys where they have a value here (no single peak: its keys are null), plus the bound
+        print_json({"model": name, "method": method, "fit": b.verdict, "gpu_bytes": b.gpu_bytes,
+                    "peak_bytes": None, "peak_gib": None, "approximate": True, "fit_basis": "name-size",
+                    "fit_bound": b.to_dict(), "exact": exact})
         return 0
     from rich.console import Console
     from rich.markup import escape
