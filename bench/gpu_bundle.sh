@@ -4,7 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .gpu-wheels
-grep -v '^#' bench/gpu_wheels.txt | grep -v '^$' > .gpu-wheels/requirements.txt
+python3 - > .gpu-wheels/requirements.txt <<'PY'
+import importlib.metadata as md
+for line in open("bench/gpu_wheels.txt"):
+    line = line.strip()
+    if not line or line.startswith("#"):
+        continue
+    name, _, pinned = line.partition("==")
+    try:
+        print(f"{name}=={md.version(name)}")  # what this environment runs and tests with
+    except md.PackageNotFoundError:
+        print(line if pinned else name)
+PY
 python3 -m pip download --quiet --no-deps --only-binary=:all: --implementation cp --python-version 3.12 \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d .gpu-wheels -r .gpu-wheels/requirements.txt

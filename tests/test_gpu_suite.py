@@ -70,24 +70,29 @@ def _name(requirement: str) -> str:
 
 
 def test_the_gpu_bundle_carries_what_the_device_image_lacks():
-    """Every runtime dependency of rankwise, and every requirement of what the bundle carries, is in the device
-    image or in bench/gpu_wheels.txt; the pins are the versions this repository is tested with."""
+    """Every runtime dependency of rankwise, and every requirement of what the bundle carries (at the versions
+    installed here, which bench/gpu_bundle.sh downloads), is in the device image or in bench/gpu_wheels.txt."""
     import importlib.metadata as md
 
-    pins = {}
+    carried = {}
     for line in (ROOT / "bench" / "gpu_wheels.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            name, version = line.split("==")
-            pins[_name(name)] = version.strip()
-    have = DEVICE_IMAGE | set(pins)
+            name, _, pinned = line.partition("==")
+            carried[_name(name)] = pinned.strip()
+    have = DEVICE_IMAGE | set(carried)
     deps = [_name(r) for r in md.requires("rankwise") if "extra ==" not in r]
     assert set(deps) <= have, set(deps) - have
-    for name, version in pins.items():
-        if name == "liger-kernel":  # the kernels extra: GPU-only, not installed here
+    checked = 0
+    for name, pinned in carried.items():
+        try:
+            requires = md.requires(name) or ()
+        except md.PackageNotFoundError:  # GPU-only extras: pinned in the file instead
+            assert pinned, f"{name} is neither installed here nor pinned in bench/gpu_wheels.txt"
             continue
-        assert md.version(name) == version, (name, md.version(name), version)
-        needs = {_name(r) for r in md.requires(name) or () if "extra ==" not in r and "sys_platform" not in r
+        needs = {_name(r) for r in requires if "extra ==" not in r and "sys_platform" not in r
                  and "platform_system" not in r}
         assert needs <= have, (name, needs - have)
+        checked += 1
+    assert checked >= len(carried) - 1
     device = (ROOT / "bench" / "gpu_device.sh").read_text()
     assert "--find-links .gpu-wheels" in device and "gpu_suite.py" in device and "$OUT" in device
