@@ -191,10 +191,10 @@ class TestSeams(TrainerCallback):
     process); RANKWISE_TEST_EVAL_DELAY=0.5 sleeps per evaluation batch and
     RANKWISE_TEST_SAVE_DELAY=0.5 between HF's checkpoint save and its completion marker, so a
     test can signal or kill a run during evaluation or saving.
-    RANKWISE_TEST_HOLD_IN=training:5 | evaluation | saving holds the run once in that phase
+    RANKWISE_TEST_HOLD_IN=training:5 | evaluation | saving | imports holds the run once in that phase
     (`training:5@-r4-`: only a run whose output folder's path contains "-r4-", one trial of a sweep)
     (after step 5's event; at the first evaluation batch; between HF's first checkpoint save and
-    its marker) until a SIGINT/SIGTERM arrives, having said "test seam: holding in ..." in
+    its marker; while the worker loads its libraries) until a SIGINT/SIGTERM arrives, having said "test seam: holding in ..." in
     train.log: a test waits for that line and signals a run that is certainly in the phase,
     whatever the machine's load.
     RANKWISE_TEST_LAYERS_TO=FILE writes, as training begins, what each adapted layer's base
@@ -348,8 +348,19 @@ _held: set[str] = set()
 
 def _hold_wanted(phase: str, args) -> bool:
     """RANKWISE_TEST_HOLD_IN asks for `phase` here, in this run (its `@part` names the run's folder)."""
+    return _hold_asked(phase, str(args.output_dir))
+
+
+def _hold_asked(phase: str, place: str) -> bool:
     wanted, _, only = (os.environ.get(HOLD_ENV) or "").partition("@")
-    return wanted == phase and only in str(args.output_dir)
+    return wanted == phase and only in place
+
+
+def hold_in_imports(run_dir: Path) -> None:
+    """Test seam: RANKWISE_TEST_HOLD_IN=imports holds the worker while it loads its libraries (the signal
+    it waits for must be deferred to their end: trainer/process.py `Stop.deferring`)."""
+    if _hold_asked("imports", str(run_dir)):
+        _hold("imports, the libraries loading")
 
 
 def _hold(where: str) -> None:

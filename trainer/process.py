@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import rundir
@@ -69,11 +70,27 @@ class Stop:
     armed = False  # the Trainer is running: a signal asks for a checkpoint and a stop
     requested = False
     signal = None
+    # importing the libraries: a KeyboardInterrupt raised there can land in a C++ module initialiser, which
+    # cannot pass it on (torch's pybind11 code calls std::terminate: the process aborts, and the run ends with
+    # no end event), so a signal is only noted and acted on when the imports are done
+    deferred = False
+
+    @contextmanager
+    def deferring(self):
+        """A section a signal must not cut: a stop asked for in it interrupts as the section ends."""
+        self.deferred = True
+        try:
+            yield
+        finally:
+            self.deferred = False
+        if self.requested and not self.armed:
+            raise KeyboardInterrupt
 
 
 def install_signal_handlers() -> Stop:
     """SIGINT/SIGTERM: while training, set the stop flag (the step finishes, a checkpoint is
-    saved); before that, interrupt at once."""
+    saved); while the libraries load, note it and interrupt once they are loaded; otherwise
+    interrupt at once."""
     stop = Stop()
 
     def handler(signum, frame):
@@ -81,6 +98,10 @@ def install_signal_handlers() -> Stop:
             if not stop.requested:
                 log.warning("%s: finishing this step, saving a checkpoint, then stopping",
                             signal.Signals(signum).name)
+            stop.requested, stop.signal = True, signum
+        elif stop.deferred:
+            if not stop.requested:
+                log.warning("%s: stopping once the libraries are loaded", signal.Signals(signum).name)
             stop.requested, stop.signal = True, signum
         else:
             raise KeyboardInterrupt

@@ -95,17 +95,20 @@ def _ended(run_dir: Path, sink: EventSink, status: str, code: int, state: dict, 
 def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force: bool) -> int:
     cfg = rundir.load_config(run_dir)
     log.info("run %s: loading libraries", run_dir.name)
-    import torch  # deferred: heavy, and only the worker trains
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainingArguments
+    with stop.deferring():  # a stop asked for now interrupts once they are loaded (Stop.deferred says why)
+        import torch  # deferred: heavy, and only the worker trains
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainingArguments
 
-    from rankwise.advisor import hardware, redflags
-    from rankwise.advisor.model import load_model
+        from rankwise.advisor import hardware, redflags
+        from rankwise.advisor.model import load_model
 
-    from .callbacks import CheckpointVariant, Events, StartOnce, TestSeams, TokenCounter
-    from .checkup import Checkup, Watched, best_checkpoint
-    from .data import make_collator
-    from .data_cache import cache_root, data_progress, data_ready, prepare_data
+        from .callbacks import CheckpointVariant, Events, StartOnce, TestSeams, TokenCounter, hold_in_imports
+        from .checkup import Checkup, Watched, best_checkpoint
+        from .data import make_collator
+        from .data_cache import cache_root, data_progress, data_ready, prepare_data
+
+        hold_in_imports(run_dir)
 
     SyncedStop, RankZeroCheckpoints = rank_callbacks()
 
