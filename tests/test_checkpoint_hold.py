@@ -11,11 +11,22 @@ from rankwise.advisor import sharding
 from rankwise.advisor.activations import stream_bytes
 from rankwise.advisor.memory import Plan, estimate
 from rankwise.advisor.model import load_model
-from rankwise.advisor.plan import HF, Stack
+from rankwise.advisor.plan import HF
 
-# transformers 4.40's layout (bench/stacks.py "hf-4.40"): the model's forward checkpoints decoder_layer.__call__
 ROOT = Path(__file__).resolve().parent.parent
-WRAPS = Stack("hf-4.40", 4, True, False, True, False, True, 3, checkpoint_wraps_unit=True)
+
+
+def _bench(module: str):
+    """A bench/ script imported as a module."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return __import__(module)
+    finally:
+        sys.path.pop(0)
+
+
+# the benchmark's transformers 4.40 layout: the model's forward checkpoints decoder_layer.__call__
+WRAPS = _bench("stacks").STACKS["hf-4.40"]
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +90,7 @@ def test_torch_holds_what_the_estimate_adds(tmp_path):
     at all with two layers. An fp32 Llama with a 64-token vocabulary, so the layers, not the loss, set the peak."""
     import torch
 
-    sys.path.insert(0, str(ROOT / "bench"))
-    from gpu_fsdp_probe import measure
-
+    measure = _bench("gpu_fsdp_probe").measure
     tokens = torch.randint(0, 64, (2, 1024))
     hidden, one_input = 256, tokens.numel() * 256 * 4  # fp32
     plan = Plan("lora", dtype_bytes=4, gpus=2, strategy="fsdp", reentrant=True, stack=WRAPS)

@@ -194,9 +194,9 @@ class TestSeams(TrainerCallback):
     RANKWISE_TEST_HOLD_IN=training:5 | evaluation | saving | imports holds the run once in that phase
     (`training:5@-r4-`: only a run whose output folder's path contains "-r4-", one trial of a sweep)
     (after step 5's event; at the first evaluation batch; between HF's first checkpoint save and
-    its marker; while the worker loads its libraries) until a SIGINT/SIGTERM arrives, having said "test seam: holding in ..." in
-    train.log: a test waits for that line and signals a run that is certainly in the phase,
-    whatever the machine's load.
+    its marker; while the worker loads its libraries) until a SIGINT/SIGTERM arrives, having said
+    "test seam: holding in ..." in train.log: a test waits for that line and signals a run that is
+    certainly in the phase, whatever the machine's load.
     RANKWISE_TEST_LAYERS_TO=FILE writes, as training begins, what each adapted layer's base
     really is (class, weight type, 4-bit quant type, dtype) as JSON, so a test can see the
     trained model's base is 4-bit rather than infer it from a log line."""
