@@ -44,6 +44,9 @@ requests are carved from them). FSDP (v1) allocates on three more streams
 `_post_backward_stream` for reduce-scatters, `_pre_unshard_stream` for mixed-precision casts); their
 blocks are reused only by their own stream.
 
+FSDP's wrapping, where rank 0 holds the model on the CPU, is replayed request by request in fsdp_wrap.py
+(through the same rules); what it leaves cached is reported apart from the peak (Estimate.releasable_bytes).
+
 Left out: the order of allocations in address space (which freed neighbours merge), the recompute's
 own temporaries inside one layer, the allocator's 512 B rounding (under 512 B a tensor) and the 2
 MiB segment rounding (under 2 MiB a large tensor, a few hundred of them a step: well under 1 GiB);

@@ -26,11 +26,11 @@ from dataclasses import replace
 from .methods import METHOD_NAMES, METHODS, PreQuantized, unquantized_twin
 from .spec import Linear, ModelSpec
 
-from . import allocator, sharding
+from . import allocator, fsdp_wrap, sharding
 from .adapter_init import start_up
 from .activations import (fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes, layer_saved_bytes,
                           layer_weight_transient_bytes, logits_peak_bytes, stream_bytes)
-from .plan import GIB, HF, LOSSES, Estimate, Plan, Stack  # noqa: F401  (callers name them memory.Plan, memory.HF, ...)
+from .plan import GIB, HF, LOSSES, OUTSIDE_ALLOCATOR, Estimate, Plan, Stack  # noqa: F401  (callers name them memory.Plan, memory.HF, ...)
 
 MIB = 1024 ** 2
 
@@ -263,6 +263,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     comps["allocator_overhead"] = allocator.pool_floor_bytes(plan)
     comps["allocator_cached"] = allocator.cached_bytes(plan, tokens, spec.vocab_size, logits, other,
                                                        moe * stream_bytes(plan) * spec.intermediate_size)
+    wrap = _wrap(spec, plan, adapted)
     if plan.sharded and plan.offload != "none":  # reserved by FSDP's pre-unshard stream, not allocated
         comps["offload_staging"] = sharding.offload_staging_bytes(plan, layer_unit, root_unit)
     comps["cuda_context"] = CUDA_CONTEXT_BYTES
@@ -278,8 +279,28 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
         if init_peak > peak:  # the start-up, not training, sets the peak
             comps["adapter_init"] = init_peak - peak
             peak = init_peak
+    releasable = 0
+    if wrap is not None:
+        outside = sum(comps.get(k, 0) for k in OUTSIDE_ALLOCATOR)
+        train_reserved = peak - outside
+        # the step's default-stream requests over 1 MiB reuse wrapping's cached blocks; the rest stay cached
+        reused = sum(comps.get(k, 0) for k in REUSES_WRAP_CACHE)
+        reused += int(comps.get("optimizer_states", 0) * fsdp_wrap.large_pool_share(plan, adapted, adapter_bytes(plan),
+                                                                                     _wrap_shards(plan)))
+        wrap_peak = wrap.peak_allocated + outside  # wrapping's own high-water mark: tensors alive, not cached
+        if wrap_peak > peak:
+            comps["fsdp_wrap"] = wrap_peak - peak
+            peak = wrap_peak
+        releasable = max(train_reserved + max(0, wrap.cached - reused), wrap.peak_reserved) - (peak - outside)
+        releasable = max(0, releasable)
 
     notes = _assumptions(spec, plan, adapted, logits, recompute) + (sharding.notes(plan, offloaded) if plan.sharded else ())
+    if wrap is not None:
+        notes += (f"FSDP wraps on the GPU (rank 0 holds the model on the CPU; each unit moved, broadcast, flattened and "
+                  f"sharded there): {wrap.peak_allocated / GIB:.2f} GiB alive at its height"
+                  + (" (the peak)" if comps.get("fsdp_wrap") else "")
+                  + (f"; the blocks it frees stay cached and the step reuses only part of them: max_memory_reserved "
+                     f"reads {releasable / GIB:.2f} GiB more, handed back if memory runs short" if releasable else ""),)
     if comps.get("fsdp_checkpoint_hold"):
         notes += ("reentrant checkpointing around each FSDP unit (this stack's checkpoint call): FSDP's reshard "
                   "hooks keep every layer's input and its gradient to the end of backward, where the peak is "
@@ -294,8 +315,27 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
                  ) + notes
     return Estimate(peak_bytes=peak, components=comps, assumptions=notes,
                     plan=plan, trainable_params=trainable, allocated_bytes=allocated,
-                    transients={"logits_loss": logits, "layer_recompute": recompute, "adapter_init": init_peak},
-                    init_flops=init.flops, host_offload_bytes=offloaded)
+                    transients={"logits_loss": logits, "layer_recompute": recompute, "adapter_init": init_peak}
+                    | ({"fsdp_wrap": wrap.peak_allocated} if wrap is not None else {}),
+                    init_flops=init.flops, host_offload_bytes=offloaded, releasable_bytes=releasable)
+
+
+# Training's default-stream requests above 1 MiB, which can split wrapping's cached blocks (fsdp_wrap.py).
+# The optimizer states join them where the adapters' shards are large-pool requests. What stays cached is
+# releasable (whole free segments, handed back on an OOM retry): Estimate.releasable_bytes, not the peak.
+REUSES_WRAP_CACHE = ("activations", "logits_loss", "allocator_cached", "fsdp_checkpoint_hold", "fsdp_grad_buffers")
+
+
+def _wrap_shards(plan: Plan) -> int:
+    return 1 if plan.fsdp_sharding == "no_shard" else sharding.shards(plan)
+
+
+def _wrap(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> fsdp_wrap.WrapReserve | None:
+    """Rank 0's wrapping replayed, where the stack wraps a CPU-held model on the GPU (Stack.fsdp_wrap_from_cpu)."""
+    if not (plan.sharded and plan.strategy == "fsdp" and plan.stack.wraps_from_cpu(plan.descriptor.quantized)):
+        return None
+    units = fsdp_wrap.units(spec, plan, adapted, adapter_bytes(plan))
+    return fsdp_wrap.replay(units, _wrap_shards(plan), plan.offload != "none")
 
 
 def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int, recompute: int) -> tuple[str, ...]:

@@ -45,6 +45,13 @@ class Stack:
     # the model's forward calls checkpoint(decoder_layer.__call__, ...) around the layer, so under FSDP the
     # checkpoint wraps the FSDP unit (transformers before GradientCheckpointingLayer; sharding.checkpoint_hold_bytes)
     checkpoint_wraps_unit: bool = False
+    # which bases rank 0 holds on the CPU for FSDP (v1) to move, broadcast, flatten and shard unit by unit on
+    # the GPU as it wraps (device_id + sync_module_states), the freed blocks staying reserved (fsdp_wrap.py):
+    # "none" | "unquantized" | "all"
+    fsdp_wrap_from_cpu: str = "none"
+
+    def wraps_from_cpu(self, quantized: bool) -> bool:
+        return self.fsdp_wrap_from_cpu == "all" or (self.fsdp_wrap_from_cpu == "unquantized" and not quantized)
 
     def loss_phases(self, a: int) -> tuple[int, int]:
         """Bytes per logit (token x vocab entry) alive at the loss's forward and backward peaks."""
@@ -64,7 +71,11 @@ class Stack:
 # peft autocast_adapter_dtype=True keeps adapters in fp32; transformers' bnb quantizer
 # keeps lm_head unquantized (get_keys_to_not_convert). Other stacks' layouts, for comparing
 # against figures published from them, live in bench/stacks.py.
-HF = Stack("hf", 4, True, False, True, True, False, 3)
+# Under FSDP, trainer/launch.py sets accelerate's cpu_ram_efficient_loading + sync_module_states: rank 0
+# loads a 16-bit base on the CPU (the others on meta) and FSDP puts it on the GPU as it wraps. A 4-bit
+# base is loaded quantized by transformers' bitsandbytes quantizer (update_device_map: the current GPU)
+# on every rank, a path fsdp_wrap.py does not replay: "unquantized".
+HF = Stack("hf", 4, True, False, True, True, False, 3, fsdp_wrap_from_cpu="unquantized")
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,10 @@ class Estimate:
     transients: dict[str, int] = field(default_factory=dict)  # the candidate peaks compared
     init_flops: float = 0.0  # the adapter initialisation's factorisation FLOPs (adapter_init.py), for the planner
     host_offload_bytes: int = 0  # distributed.offload: the shards held in host RAM over the machine's ranks
+    # cached-but-free blocks max_memory_reserved counts (and nvidia-smi shows while the card has room) that the
+    # allocator hands back when memory runs short (an OOM retry releases whole free segments): not in the peak
+    # (FSDP's wrapping leaves them: fsdp_wrap.py)
+    releasable_bytes: int = 0
 
     @property
     def peak_gib(self) -> float:
@@ -154,14 +169,15 @@ class Estimate:
     @property
     def reserved_bytes(self) -> int:
         """The torch.cuda.max_memory_reserved() view: peak without what PyTorch's allocator does not hold
-        (the CUDA context, NCCL's buffers)."""
-        return self.peak_bytes - sum(self.components.get(k, 0) for k in OUTSIDE_ALLOCATOR)
+        (the CUDA context, NCCL's buffers), with the releasable cached blocks."""
+        return self.peak_bytes - sum(self.components.get(k, 0) for k in OUTSIDE_ALLOCATOR) + self.releasable_bytes
 
     def to_dict(self) -> dict:
         return {
             "peak_gib": round(self.peak_gib, 3),
             "allocated_gib": round(self.allocated_gib, 3),
             "reserved_gib": round(self.reserved_bytes / GIB, 3),
+            "releasable_gib": round(self.releasable_bytes / GIB, 3),
             "peak_bytes": self.peak_bytes,
             "components": {k: round(v / GIB, 4) for k, v in self.components.items()},
             "component_bytes": dict(self.components),

@@ -84,7 +84,9 @@ def estimated_bytes(est: Estimate, measure: str) -> int:
         return est.allocated_bytes
     if measure == "reserved":
         return est.reserved_bytes
-    if measure in ("nvidia-smi", "capacity"):
+    if measure == "nvidia-smi":  # with room on the card it also shows the releasable cached blocks
+        return est.peak_bytes + est.releasable_bytes
+    if measure == "capacity":
         return est.peak_bytes
     raise ValueError(f"unknown measure {measure!r}")
 

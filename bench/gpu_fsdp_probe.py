@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {"around": (True, True), "inside": (False, True), "around-nonreentrant": (True, False)}
 FIELDS = ("model", "variant", "seq", "batch", "device", "wrap_allocated_mib", "wrap_reserved_mib",
-          "static_est_mib", "peak_allocated_mib", "peak_reserved_mib", "est_hold_mib", "around_minus_inside_mib",
-          "note")
+          "wrap_reserved_est_mib", "static_est_mib", "peak_allocated_mib", "peak_reserved_mib", "est_hold_mib",
+          "around_minus_inside_mib", "note")
 MIB = 2 ** 20
 
 
@@ -126,11 +126,13 @@ def measure(config: dict, around: bool, reentrant: bool, tokens, pg_file: Path, 
         dist.destroy_process_group()
 
 
-def expected(config: dict, tokens: int) -> tuple[int, int]:
-    """(the static bytes rankwise counts after wrapping: weights and LoRA weights; the hold it adds around units)."""
+def expected(config: dict, tokens: int) -> tuple[int, int, int]:
+    """(the static bytes rankwise counts after wrapping: weights and LoRA weights; the hold it adds around units;
+    the reserve advisor/fsdp_wrap.py replays for this wrap: one rank, so NO_SHARD, moved from the CPU, no
+    broadcast, fp32 adapters as peft makes them here)."""
     from dataclasses import replace
 
-    from rankwise.advisor import sharding
+    from rankwise.advisor import fsdp_wrap, memory, sharding
     from rankwise.advisor.activations import stream_bytes
     from rankwise.advisor.memory import Plan, estimate
     from rankwise.advisor.model import spec_from_config
@@ -141,7 +143,10 @@ def expected(config: dict, tokens: int) -> tuple[int, int]:
     est = estimate(spec, plan)
     static = sum(est.components.get(k, 0) for k in ("base_weights", "unquantized_weights", "lora_params"))
     hold_plan = Plan("lora", gpus=2, strategy="fsdp", reentrant=True, stack=replace(HF, checkpoint_wraps_unit=True))
-    return static, sharding.checkpoint_hold_bytes(hold_plan, spec.num_layers, tokens * stream_bytes(plan) * spec.hidden_size)
+    hold = sharding.checkpoint_hold_bytes(hold_plan, spec.num_layers, tokens * stream_bytes(plan) * spec.hidden_size)
+    units = fsdp_wrap.units(spec, plan, memory._check(spec, plan), memory.adapter_bytes(plan))
+    wrap = fsdp_wrap.replay(units, 1, False, broadcast=False).peak_reserved
+    return static, hold, wrap
 
 
 def one(args) -> int:
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         return one(args)
     config = model_config(args.model, args.dry_run)
     tokens = args.batch * args.seq
-    static, hold = expected(config, tokens)
+    static, hold, wrap = expected(config, tokens)
     got = {}
     for variant in VARIANTS:
         cmd = [sys.executable, __file__, "--variant", variant, "--model", args.model, "--seq", str(args.seq),
@@ -190,15 +195,16 @@ def main(argv: list[str] | None = None) -> int:
         for variant, g in got.items():
             w.writerow({"model": args.model, "variant": variant, "seq": args.seq, "batch": args.batch,
                         "device": g["device"], "wrap_allocated_mib": mib(g.get("wrap_allocated")),
-                        "wrap_reserved_mib": mib(g.get("wrap_reserved")), "static_est_mib": mib(static),
+                        "wrap_reserved_mib": mib(g.get("wrap_reserved")), "wrap_reserved_est_mib": mib(wrap),
+                        "static_est_mib": mib(static),
                         "peak_allocated_mib": mib(g["peak_allocated"]), "peak_reserved_mib": mib(g.get("peak_reserved")),
                         "est_hold_mib": mib(hold if variant == "around" else 0),
                         "around_minus_inside_mib": mib(diff) if variant == "around" else "",
                         "note": ("step peak above the memory allocated before it" if g["device"] != "cpu" else
                                  "dry run (CPU): live-tensor peak from the profiler, no reserved figure")})
     print(f"around - inside: {mib(diff)} MiB measured, {mib(hold)} MiB estimated (FSDP's hold); after wrapping: "
-          f"{mib(got['inside'].get('wrap_reserved')) or '-'} MiB reserved, {mib(got['inside'].get('wrap_allocated')) or '-'} "
-          f"allocated, {mib(static)} MiB counted static -> {out}")
+          f"{mib(got['inside'].get('wrap_reserved')) or '-'} MiB reserved ({mib(wrap)} MiB replayed), "
+          f"{mib(got['inside'].get('wrap_allocated')) or '-'} allocated, {mib(static)} MiB counted static -> {out}")
     return 0
 
 

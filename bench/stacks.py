@@ -12,14 +12,16 @@ from rankwise.advisor.memory import HF, Stack
 STACKS: dict[str, Stack] = {"hf": HF}
 # transformers 4.46-4.49: ForCausalLMLoss also made `shift_logits = logits[..., :-1, :]
 # .contiguous()`, one more fp32 copy in the forward peak.
-STACKS["hf-4.46"] = Stack("hf-4.46", 4, True, False, True, True, True, 3, checkpoint_wraps_unit=True)
+STACKS["hf-4.46"] = Stack("hf-4.46", 4, True, False, True, True, True, 3, checkpoint_wraps_unit=True,
+                          fsdp_wrap_from_cpu="unquantized")
 # transformers 4.40-4.45 (Llama/Mistral/Mixtral ForCausalLM.forward before the 4.46 loss
 # refactor): `logits = logits.float()` rebinds the name, so the 16-bit logits are freed
 # (the frozen lm_head saves no input), then `shift_logits = logits[..., :-1, :].contiguous()`
 # and CrossEntropyLoss: fp32 logits + shifted copy + log_softmax in forward, 3 fp32 copies
 # in backward. peft 0.13 (autocast_adapter_dtype) keeps adapters fp32; TRL's SFTTrainer runs
 # peft's prepare_model_for_kbit_training (fp32 upcast) on 4-bit models.
-STACKS["hf-4.40"] = Stack("hf-4.40", 4, True, False, True, False, True, 3, checkpoint_wraps_unit=True)
+STACKS["hf-4.40"] = Stack("hf-4.40", 4, True, False, True, False, True, 3, checkpoint_wraps_unit=True,
+                          fsdp_wrap_from_cpu="unquantized")
 # Both (transformers before 4.52) checkpoint around each decoder layer from the model's forward,
 # `self._gradient_checkpointing_func(decoder_layer.__call__, ...)`: under FSDP the checkpoint wraps the
 # FSDP unit, and reentrant checkpointing then holds every layer's input and its gradient to the end of
@@ -44,7 +46,7 @@ STACKS["litgpt"] = Stack("litgpt", 2, False, True, False, True, False, 3)
 # training loop keeps `output` (and so the fp32 `output.logits`) alive through `loss.backward()`
 # and only then sets `output = None`: one more fp32 vocab-sized tensor at the loss's backward peak
 # (the saved log_softmax, NLL's grad and log_softmax's grad_input beside it: 4 copies).
-STACKS["fsdp-qlora"] = Stack("fsdp-qlora", 2, False, False, True, False, True, 4)
+STACKS["fsdp-qlora"] = Stack("fsdp-qlora", 2, False, False, True, False, True, 4, fsdp_wrap_from_cpu="all")
 # torchtune (2024): bf16 LoRA params and AdamW states; the model returns fp32 logits
 # (`self.output(h).float()`), cross_entropy keeps fp32 log_softmax.
 STACKS["torchtune"] = Stack("torchtune", 2, False, False, True, False, False, 3)

@@ -85,7 +85,8 @@ def test_fsdp_counts_nccl_streams_and_gradient_buffers(llama8b):
     assert c["allocator_overhead"] == 4 * (20 * MIB + 2 * MIB)  # the default stream + FSDP's three
     per_layer = est.trainable_params // 32  # one layer's LoRA weights: a unit of their own
     assert c["fsdp_grad_buffers"] == 2 * per_layer + -(-2 * per_layer // 2)  # bf16 unsharded grad + 1/2 shard
-    assert est.reserved_bytes == est.peak_bytes - c["cuda_context"] - c["nccl_buffers"]
+    # plus what FSDP's wrapping leaves cached (tests/test_fsdp_wrap.py): reserved, handed back when short
+    assert est.reserved_bytes == est.peak_bytes - c["cuda_context"] - c["nccl_buffers"] + est.releasable_bytes
 
 
 def test_one_gpu_has_no_communication(llama8b):

@@ -2,10 +2,8 @@
 estimated only for stacks whose checkpoint call wraps the FSDP unit, and measured against torch itself."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
+from train_helpers import bench_module
 
 from rankwise.advisor import sharding
 from rankwise.advisor.activations import stream_bytes
@@ -13,20 +11,9 @@ from rankwise.advisor.memory import Plan, estimate
 from rankwise.advisor.model import load_model
 from rankwise.advisor.plan import HF
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _bench(module: str):
-    """A bench/ script imported as a module."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        return __import__(module)
-    finally:
-        sys.path.pop(0)
-
 
 # the benchmark's transformers 4.40 layout: the model's forward checkpoints decoder_layer.__call__
-WRAPS = _bench("stacks").STACKS["hf-4.40"]
+WRAPS = bench_module("stacks").STACKS["hf-4.40"]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +77,7 @@ def test_torch_holds_what_the_estimate_adds(tmp_path):
     at all with two layers. An fp32 Llama with a 64-token vocabulary, so the layers, not the loss, set the peak."""
     import torch
 
-    measure = _bench("gpu_fsdp_probe").measure
+    measure = bench_module("gpu_fsdp_probe").measure
     tokens = torch.randint(0, 64, (2, 1024))
     hidden, one_input = 256, tokens.numel() * 256 * 4  # fp32
     plan = Plan("lora", dtype_bytes=4, gpus=2, strategy="fsdp", reentrant=True, stack=WRAPS)

@@ -54,6 +54,9 @@ def test_fsdp_probe_dry_run_writes_the_three_variants(tmp_path):
     hold, measured = float(rows["around"]["est_hold_mib"]), float(rows["around"]["around_minus_inside_mib"])
     assert hold > 0 and abs(measured - hold) <= 0.25 * hold, (measured, hold)
     assert "around - inside" in p.stdout
+    # the replayed reserve after wrapping sits beside the GPU's (empty on the CPU: no reserved figure there)
+    assert all(float(r["wrap_reserved_est_mib"]) >= float(r["static_est_mib"]) > 0 for r in rows.values())
+    assert all(r["wrap_reserved_mib"] == "" for r in rows.values())
 
 
 # The device image's Python packages (../.library/device/KINDS.md, "Python packages already there", read

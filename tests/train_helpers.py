@@ -86,3 +86,13 @@ def adapter_weights(folder: Path) -> dict:
 
 def has_control_chars(text: str) -> bool:
     return any((ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in text)
+
+
+def bench_module(name: str):
+    """A bench/ script imported as a module (bench/ is a folder of scripts, not a package), without leaving
+    bench/ on sys.path."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)

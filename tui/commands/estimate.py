@@ -19,6 +19,7 @@ LABELS = {"base_weights": "base weights", "quant_constants": "quantization const
           "allocator_cached": "allocator: cached blocks the peak cannot reuse", "nccl_buffers": "NCCL buffers",
           "fsdp_grad_buffers": "FSDP gradient reduce-scatter buffers",
           "fsdp_checkpoint_hold": "FSDP reshard hooks: layer-input gradients held to the end of backward",
+          "fsdp_wrap": "FSDP wrapping on the GPU (start-up, above training)",
           "cuda_context": "CUDA context", "gather_layers": "FSDP gather: 2 decoder layers (running + prefetched)",
           "gather_root": "FSDP gather: root unit (embeddings, lm_head)",
           "adapter_init": "adapter initialisation (start-up, above training)"}
@@ -258,6 +259,10 @@ def run(args) -> int:
     console.print(f"trainable parameters: {est.trainable_params:,} "
                   f"({est.trainable_params / spec.total_params:.3%} of {spec.total_params:,})")
     console.print(f"allocator peak (max_memory_allocated): {est.allocated_gib:.2f} GiB")
+    if est.releasable_bytes:
+        console.print(f"reserved (max_memory_reserved) up to {gib(est.reserved_bytes):.2f} GiB: "
+                      f"{gib(est.releasable_bytes):.2f} GiB of it blocks FSDP's wrapping left cached, handed back "
+                      "if memory runs short (not in the peak)")
     if gpu_bytes is None:
         console.print(f"fit: {FIT_TEXT['no-gpu']} — plan for one with --gpu-mem 24GiB or --gpu A100-80GB "
                       f"(the peak above is {est.peak_gib:.2f} GiB per GPU)")
