@@ -172,10 +172,11 @@ def broadcast_events(tensors: tuple[int, ...], bucket: int = BROADCAST_BUCKET, f
 
 
 def requests(units: tuple[Unit, ...], shards: int, offload: bool, *, moves: bool = True, broadcast: bool = True,
-             bucket: int = BROADCAST_BUCKET) -> list[Event]:
+             preloaded: bool = False, bucket: int = BROADCAST_BUCKET) -> list[Event]:
     """Rank 0's requests while FSDP wraps `units` (in wrapping order) over `shards` ranks, in order.
-    `moves` False: the model is already on its device (no step 1); `broadcast` False: sync_module_states
-    off (no step 2).
+    `moves` False: the model is already on its device (no step 1); `preloaded`: it was loaded there before
+    wrapping (every unit's tensors allocated first, as a loader that puts the model on the GPU does);
+    `broadcast` False: sync_module_states off (no step 2).
 
     The originals are freed last: `_init_param_handle_from_module` keeps them in its `managed_params` list
     until it returns, after the shard is cut and the unsharded flat parameter freed (measured on the CPU:
@@ -189,11 +190,15 @@ def requests(units: tuple[Unit, ...], shards: int, offload: bool, *, moves: bool
         out.append((n, size))
         return n
 
-    for unit in units:
-        originals = [malloc(t) for t in unit.tensors] if moves else []
-        if moves:
-            for t in unit.kept:  # the quant states: they stay
-                malloc(t)
+    loaded = [[malloc(t) for t in u.tensors] + [malloc(t) for t in u.kept] for u in units] if preloaded else None
+    for k, unit in enumerate(units):
+        if loaded is not None:
+            originals = loaded[k][:len(unit.tensors)]  # the quant states after them stay
+        else:
+            originals = [malloc(t) for t in unit.tensors] if moves else []
+            if moves:
+                for t in unit.kept:  # the quant states: they stay
+                    malloc(t)
         if broadcast:
             out += broadcast_events(unit.tensors, bucket, n + 1)
             n += len(_buckets(unit.tensors, bucket))
@@ -213,11 +218,11 @@ def requests(units: tuple[Unit, ...], shards: int, offload: bool, *, moves: bool
 
 @lru_cache(maxsize=256)
 def replay(units: tuple[Unit, ...], shards: int, offload: bool, *, moves: bool = True,
-           broadcast: bool = True) -> WrapReserve:
+           broadcast: bool = True, preloaded: bool = False) -> WrapReserve:
     """The default stream's reserve after rank 0 wraps `units` over `shards` ranks (`requests`)."""
     mem = Allocator()
     blocks: dict[int, _Block] = {}
-    for i, size in requests(units, shards, offload, moves=moves, broadcast=broadcast):
+    for i, size in requests(units, shards, offload, moves=moves, broadcast=broadcast, preloaded=preloaded):
         if size > 0:
             blocks[i] = mem.malloc(size)
         else:

@@ -98,12 +98,24 @@ def plan_host(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
     shard = min(SHARD_BYTES, b16)
     plan = fit.estimate.plan
     notes = []
+    procs = plan.gpus if gpu else 1  # one process a GPU, each with its own torch and CUDA runtime
     load = base + shard
     load_full = base + 2 * b16  # the state dict and the model it fills, both on the host
     if plan.descriptor.quantized:
         notes.append("4-bit quantization on load: each 16-bit shard passes through the host, "
                      "then is quantized on the GPU")
-    train = base
+    elif plan.sharded and gpu:
+        # no device_map under FSDP/ZeRO-3: the whole 16-bit model is read into host RAM, on every rank
+        # (transformers 5.24 reads the weights on every rank, cpu_ram_efficient_loading or not:
+        # tests/test_host_load.py), before FSDP moves it to the GPU unit by unit
+        load = base + b16
+        notes.append(f"FSDP/ZeRO-3 load: every rank reads the whole 16-bit model into host RAM "
+                     f"({procs} x {b16 / GIB:.1f} GiB on this machine) before it is sharded")
+    if procs > 1:
+        load, load_full = procs * load, procs * load_full
+        notes.append(f"{procs} processes on this machine, each with its own torch/CUDA runtime "
+                     f"(~{PROCESS_GPU / GIB:.0f} GiB each)")
+    train = procs * base
     if not gpu:  # CPU training: weights (fp32 on the CPU), adapter, optimizer and activations in host RAM
         train = base + fit.estimate.peak_bytes - fit.estimate.components.get("cuda_context", 0)
         load = max(load, base + 4 * n)
@@ -116,8 +128,10 @@ def plan_host(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
     adapter = trainable * ADAPTER_BYTES
     ckpt = adapter + trainable * opt + CHECKPOINT_EXTRA
     save = base + ckpt
+    if procs > 1:
+        save = (procs - 1) * base + save  # the others wait while rank 0 writes
     if plan.sharded:  # FULL_STATE_DICT: rank 0 gathers the whole model on the host to save the adapter
-        save = base + b16
+        save = procs * base + b16
         notes.append("FSDP/ZeRO-3 save: rank 0 gathers the full 16-bit model in host RAM (FULL_STATE_DICT)")
     # merge.py: bf16/fp16 where CUDA is available, fp32 otherwise; the merged copy is saved shard by shard
     merge = (PROCESS_GPU if gpu else PROCESS_CPU) + (2 if gpu else 4) * n + adapter + shard

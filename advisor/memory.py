@@ -296,8 +296,11 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
 
     notes = _assumptions(spec, plan, adapted, logits, recompute) + (sharding.notes(plan, offloaded) if plan.sharded else ())
     if wrap is not None:
-        notes += (f"FSDP wraps on the GPU (rank 0 holds the model on the CPU; each unit moved, broadcast, flattened and "
-                  f"sharded there): {wrap.peak_allocated / GIB:.2f} GiB alive at its height"
+        where = ("rank 0 holds the model on the CPU; each unit moved, broadcast, flattened and sharded there"
+                 if plan.stack.fsdp_start(plan.descriptor.quantized) == "cpu" else
+                 "transformers loads the quantized base whole onto every GPU first (its bitsandbytes quantizer's "
+                 "device_map); then each unit is broadcast, flattened and sharded there")
+        notes += (f"FSDP wraps on the GPU ({where}): {wrap.peak_allocated / GIB:.2f} GiB alive at its height"
                   + (" (the peak)" if comps.get("fsdp_wrap") else "")
                   + (f"; the blocks it frees stay cached and the step reuses only part of them: max_memory_reserved "
                      f"reads {releasable / GIB:.2f} GiB more, handed back if memory runs short" if releasable else ""),)
@@ -331,11 +334,13 @@ def _wrap_shards(plan: Plan) -> int:
 
 
 def _wrap(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> fsdp_wrap.WrapReserve | None:
-    """Rank 0's wrapping replayed, where the stack wraps a CPU-held model on the GPU (Stack.fsdp_wrap_from_cpu)."""
-    if not (plan.sharded and plan.strategy == "fsdp" and plan.stack.wraps_from_cpu(plan.descriptor.quantized)):
+    """Rank 0's wrapping replayed, where the stack says where the base is when FSDP wraps it (Stack.fsdp_start)."""
+    start = plan.stack.fsdp_start(plan.descriptor.quantized)
+    if not (plan.sharded and plan.strategy == "fsdp") or start == "none":
         return None
     units = fsdp_wrap.units(spec, plan, adapted, adapter_bytes(plan))
-    return fsdp_wrap.replay(units, _wrap_shards(plan), plan.offload != "none")
+    return fsdp_wrap.replay(units, _wrap_shards(plan), plan.offload != "none", moves=start == "cpu",
+                            preloaded=start == "gpu")
 
 
 def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int, recompute: int) -> tuple[str, ...]:

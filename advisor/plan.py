@@ -45,13 +45,14 @@ class Stack:
     # the model's forward calls checkpoint(decoder_layer.__call__, ...) around the layer, so under FSDP the
     # checkpoint wraps the FSDP unit (transformers before GradientCheckpointingLayer; sharding.checkpoint_hold_bytes)
     checkpoint_wraps_unit: bool = False
-    # which bases rank 0 holds on the CPU for FSDP (v1) to move, broadcast, flatten and shard unit by unit on
-    # the GPU as it wraps (device_id + sync_module_states), the freed blocks staying reserved (fsdp_wrap.py):
-    # "none" | "unquantized" | "all"
-    fsdp_wrap_from_cpu: str = "none"
+    # where a base is when FSDP (v1) wraps it (device_id + sync_module_states), 16-bit and quantized: "cpu" (rank 0
+    # holds it on the CPU; FSDP moves, broadcasts, flattens and shards each unit on the GPU), "gpu" (loaded onto
+    # every GPU first, then flattened and sharded there) or "none" (not replayed); fsdp_wrap.py replays it
+    fsdp_start_16bit: str = "none"
+    fsdp_start_quantized: str = "none"
 
-    def wraps_from_cpu(self, quantized: bool) -> bool:
-        return self.fsdp_wrap_from_cpu == "all" or (self.fsdp_wrap_from_cpu == "unquantized" and not quantized)
+    def fsdp_start(self, quantized: bool) -> str:
+        return self.fsdp_start_quantized if quantized else self.fsdp_start_16bit
 
     def loss_phases(self, a: int) -> tuple[int, int]:
         """Bytes per logit (token x vocab entry) alive at the loss's forward and backward peaks."""
@@ -73,9 +74,11 @@ class Stack:
 # against figures published from them, live in bench/stacks.py.
 # Under FSDP, trainer/launch.py sets accelerate's cpu_ram_efficient_loading + sync_module_states: rank 0
 # loads a 16-bit base on the CPU (the others on meta) and FSDP puts it on the GPU as it wraps. A 4-bit
-# base is loaded quantized by transformers' bitsandbytes quantizer (update_device_map: the current GPU)
-# on every rank, a path fsdp_wrap.py does not replay: "unquantized".
-HF = Stack("hf", 4, True, False, True, True, False, 3, fsdp_wrap_from_cpu="unquantized")
+# base is loaded quantized onto every rank's GPU: transformers 5.24's bitsandbytes quantizer sets
+# device_map to the current GPU (quantizers/auto.py update_device_map) and its loader no longer moves
+# quantized weights to the CPU under FSDP as 4.40-4.4x did (modeling_utils `_load_state_dict_into_meta_model`:
+# "quantize the parameter on the GPU and then cast it to CPU"); read, not yet measured on a GPU.
+HF = Stack("hf", 4, True, False, True, True, False, 3, fsdp_start_16bit="cpu", fsdp_start_quantized="gpu")
 
 
 @dataclass(frozen=True)

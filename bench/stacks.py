@@ -13,7 +13,7 @@ STACKS: dict[str, Stack] = {"hf": HF}
 # transformers 4.46-4.49: ForCausalLMLoss also made `shift_logits = logits[..., :-1, :]
 # .contiguous()`, one more fp32 copy in the forward peak.
 STACKS["hf-4.46"] = Stack("hf-4.46", 4, True, False, True, True, True, 3, checkpoint_wraps_unit=True,
-                          fsdp_wrap_from_cpu="unquantized")
+                          fsdp_start_16bit="cpu", fsdp_start_quantized="cpu")
 # transformers 4.40-4.45 (Llama/Mistral/Mixtral ForCausalLM.forward before the 4.46 loss
 # refactor): `logits = logits.float()` rebinds the name, so the 16-bit logits are freed
 # (the frozen lm_head saves no input), then `shift_logits = logits[..., :-1, :].contiguous()`
@@ -21,7 +21,10 @@ STACKS["hf-4.46"] = Stack("hf-4.46", 4, True, False, True, True, True, 3, checkp
 # in backward. peft 0.13 (autocast_adapter_dtype) keeps adapters fp32; TRL's SFTTrainer runs
 # peft's prepare_model_for_kbit_training (fp32 upcast) on 4-bit models.
 STACKS["hf-4.40"] = Stack("hf-4.40", 4, True, False, True, False, True, 3, checkpoint_wraps_unit=True,
-                          fsdp_wrap_from_cpu="unquantized")
+                          fsdp_start_16bit="cpu", fsdp_start_quantized="cpu")
+# Under FSDP both start as Answer.AI's fsdp_qlora does: a 16-bit base on rank 0's CPU (cpu_ram_efficient_loading),
+# and a 4-bit one quantized on the GPU, then moved to rank 0's CPU (the others' to meta) with its quant_state left
+# on the GPU (modeling_utils `_load_state_dict_into_meta_model`, 4.40-4.4x); FSDP moves each unit back as it wraps.
 # Both (transformers before 4.52) checkpoint around each decoder layer from the model's forward,
 # `self._gradient_checkpointing_func(decoder_layer.__call__, ...)`: under FSDP the checkpoint wraps the
 # FSDP unit, and reentrant checkpointing then holds every layer's input and its gradient to the end of
@@ -46,7 +49,8 @@ STACKS["litgpt"] = Stack("litgpt", 2, False, True, False, True, False, 3)
 # training loop keeps `output` (and so the fp32 `output.logits`) alive through `loss.backward()`
 # and only then sets `output = None`: one more fp32 vocab-sized tensor at the loss's backward peak
 # (the saved log_softmax, NLL's grad and log_softmax's grad_input beside it: 4 copies).
-STACKS["fsdp-qlora"] = Stack("fsdp-qlora", 2, False, False, True, False, True, 4, fsdp_wrap_from_cpu="all")
+STACKS["fsdp-qlora"] = Stack("fsdp-qlora", 2, False, False, True, False, True, 4, fsdp_start_16bit="cpu",
+                              fsdp_start_quantized="cpu")
 # torchtune (2024): bf16 LoRA params and AdamW states; the model returns fp32 logits
 # (`self.output(h).float()`), cross_entropy keeps fp32 log_softmax.
 STACKS["torchtune"] = Stack("torchtune", 2, False, False, True, False, False, 3)

@@ -206,12 +206,17 @@ def test_preference_stage_keeps_its_lr_and_doubles_the_pairs():
 
 
 def test_multi_gpu_config_says_gpus():
-    rc, d = check_json("foreign-fsdp.yaml")
+    # 48 GiB cards: a QLoRA 70B loads whole onto each GPU (~38 GiB, transformers 5) before FSDP shards it
+    rc, d = check_json("foreign-fsdp.yaml", "--gpu-mem", "48GiB")
     f = {f["code"]: f for f in d["findings"]}["multi-gpu-config"]
     assert re.search(r"--gpus \d+", f["fix"]) and f["keys"][0]["key"] == "fsdp_config"
     n = int(re.search(r"--gpus (\d+)", f["fix"]).group(1))
-    rc2, d2 = check_json("foreign-fsdp.yaml", "--gpus", str(n))
+    rc2, d2 = check_json("foreign-fsdp.yaml", "--gpu-mem", "48GiB", "--gpus", str(n))
     assert d2["fit"] in ("fits", "tight") and "multi-gpu-config" not in {f["code"] for f in d2["findings"]}
+    # 24 GiB cards cannot hold that start-up whatever their number: said, not a GPU count that fails
+    rc3, d3 = check_json("foreign-fsdp.yaml")
+    f3 = {f["code"]: f for f in d3["findings"]}["multi-gpu-config"]
+    assert "does not fit on up to 8 of these GPUs either" in f3["message"]
 
 
 # ------------------------------------------------------------------ findings in the file's language; --set

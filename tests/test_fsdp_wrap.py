@@ -92,6 +92,10 @@ def test_each_unit_moves_broadcasts_flattens_shards_then_frees_its_originals():
     assert offloaded == [10, 20, 30, 15, -30, -15, -10, -20]  # the shard goes to the CPU
     no_shard = [n for _, n in fsdp_wrap.requests((Unit((10, 20)),), 1, offload=False, broadcast=False)]
     assert no_shard == [10, 20, 30, -10, -20]  # NO_SHARD keeps the flat parameter
+    # loaded onto the GPU before wrapping: every unit's tensors (and quant states, which stay) first
+    preloaded = [n for _, n in fsdp_wrap.requests((Unit((10, 20), (5,)), Unit((30,))), 2, offload=False,
+                                                  moves=False, preloaded=True, bucket=1000)]
+    assert preloaded == [10, 20, 5, 30, 30, -30, 30, 15, -30, -10, -20, 30, 15, -30, -30]
 
 
 def _runs_sorted(events: list[int]) -> list[int]:
@@ -150,7 +154,7 @@ def test_a_short_step_leaves_wrappings_cache_reserved_but_not_in_the_peak(l2):
     reused = sum(got.components.get(k, 0) for k in memory.REUSES_WRAP_CACHE)  # the adapters' shards are small-pool
     assert got.releasable_bytes == wrap.cached - reused > 0
     assert any("max_memory_reserved reads" in a for a in got.assumptions)
-    without = estimate(l2, replace(plan, stack=replace(AAI, fsdp_wrap_from_cpu="none")))
+    without = estimate(l2, replace(plan, stack=replace(AAI, fsdp_start_16bit="none")))
     # handed back on an OOM retry (whole free segments): max_memory_reserved shows it, the peak does not
     assert got.peak_bytes == without.peak_bytes == sum(got.components.values())
     assert got.reserved_bytes - without.reserved_bytes == got.releasable_bytes
@@ -194,13 +198,27 @@ def test_wrapping_peaks_at_the_root_unit_and_is_counted_by_the_allocators_rules(
 
 
 @pytest.mark.parametrize("change", [dict(strategy="deepspeed"), dict(gpus=1, strategy="ddp"),
-                                    dict(stack=HF, method="qlora")])
+                                    dict(stack=replace(AAI, fsdp_start_quantized="none"))])
 def test_no_wrap_cache_where_the_path_is_not_replayed(l2, change):
-    """ZeRO-3 (its own partitioning), one GPU, and rankwise's own QLoRA under FSDP (transformers loads the
-    quantized base on the GPU, a path not replayed)."""
+    """ZeRO-3 (its own partitioning), one GPU, and a stack whose start is not known."""
     plan = replace(_aai("qlora", 512), **{**change, "stack": change.get("stack", AAI)})
     got = estimate(l2, plan)
     assert got.releasable_bytes == 0 and "fsdp_wrap" not in got.transients
+
+
+def test_rankwise_loads_a_quantized_base_whole_onto_each_gpu_before_fsdp_shards_it():
+    """transformers 5.24 loads a 4-bit base onto the current GPU (its bitsandbytes quantizer's device_map) on
+    every rank, and no longer moves it to the CPU under FSDP as 4.4x did: at start-up each GPU holds the whole
+    quantized model, more than a 70B step over two GPUs holds."""
+    spec = load_model("llama-3.1-70b")
+    plan = Plan("qlora", gpus=2, strategy="fsdp", seq_len=2048)
+    got = estimate(spec, plan)
+    whole = sum(sum(u.tensors) + sum(u.kept) for u in fsdp_wrap.units(spec, plan, memory._check(spec, plan), 4))
+    assert got.transients["fsdp_wrap"] >= whole > 35 * 2 ** 30
+    assert got.components["fsdp_wrap"] > 0 and got.peak_bytes == sum(got.components.values())
+    assert any("loads the quantized base whole onto every GPU" in a for a in got.assumptions)
+    four_40 = estimate(spec, replace(plan, stack=bench_module("stacks").STACKS["hf-4.40"]))
+    assert four_40.peak_bytes < whole  # 4.40 parked it on rank 0's CPU: FSDP moved it unit by unit
 
 
 def test_rankwise_wraps_a_16_bit_base_from_the_cpu(l2):

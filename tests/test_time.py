@@ -208,7 +208,23 @@ def test_sharded_save_gathers_the_full_model():
                                     "distributed.strategy": "fsdp"})
     hw = planned(gpu="A100-80GB", gpus=2, host=HOST)
     h = plan_host(spec, cfg, assess(spec, cfg, hw), hw)
-    assert h.save_bytes == PROCESS_GPU + 2 * spec.total_params
+    assert h.save_bytes == 2 * PROCESS_GPU + 2 * spec.total_params  # two processes; rank 0 gathers the model
+    assert h.train_bytes == 2 * PROCESS_GPU
+
+
+def test_each_fsdp_rank_reads_a_16_bit_base_into_host_ram():
+    """transformers 5.24 reads the weights on every rank (tests/test_host_load.py measures it): a 16-bit 70B over
+    8 GPUs of one machine needs 8 x 141 GB of host RAM to load; a 4-bit base streams shard by shard to each GPU."""
+    spec = load_model("llama-3.1-70b")
+    hw = planned(gpu="A100-80GB", gpus=8, host=HOST)
+    got = {}
+    for method in ("lora", "qlora"):
+        cfg = with_values(RunConfig(), {"method": method, "model.name": "llama-3.1-70b", "distributed.gpus": 8,
+                                        "distributed.strategy": "fsdp"})
+        got[method] = plan_host(spec, cfg, assess(spec, cfg, hw), hw)
+    assert got["lora"].load_bytes == 8 * (PROCESS_GPU + 2 * spec.total_params)
+    assert got["qlora"].load_bytes == 8 * (PROCESS_GPU + SHARD_BYTES)
+    assert any("every rank reads the whole 16-bit model" in n for n in got["lora"].notes)
 
 
 # ----------------------------------------------------------------------------- cost

@@ -190,10 +190,13 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             kwargs["attn_implementation"] = attn
         if how.quantized:
             # sharded (FSDP/ZeRO-3): the quantized weights are stored in the compute dtype and the model
-            # loads in it, with no device_map (peft docs, "Use PEFT QLoRA and FSDP"; see FourBit.load_kwargs)
+            # loads in it (peft docs, "Use PEFT QLoRA and FSDP"; see FourBit.load_kwargs)
             kwargs["quantization_config"] = BitsAndBytesConfig(**how.quant.load_kwargs(cfg.quant, compute_dtype, sharded))
-            if not sharded:
-                kwargs["device_map"] = {"": local_rank if device == "cuda" else "cpu"}  # DDP: each rank its own GPU
+            # each rank quantizes onto its own GPU (DDP; and FSDP, which then shards it): left unset, transformers'
+            # bitsandbytes quantizer picks torch.cuda.current_device(), which is 0 on every rank until the
+            # Trainer's accelerator sets the device (after this load). ZeRO-3 partitions as it loads: no map
+            if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() not in ("1", "true"):
+                kwargs["device_map"] = {"": local_rank if device == "cuda" else "cpu"}
             kwargs["dtype"] = compute_dtype
         else:
             kwargs["dtype"] = weight_dtype
