@@ -14,8 +14,12 @@ does not serve the next:
 For each: memory after wrapping (allocated, reserved: what FSDP's initialisation leaves cached, the open question of
 aai-l2-7b-qlora-512) and the peak of the second training step (forward + backward). The difference of `around` over
 `inside` is set beside rankwise's estimate of FSDP's hold (advisor/sharding.py checkpoint_hold_bytes), measured
-on the CPU by tests/test_checkpoint_hold.py with this file's `measure`. On the CPU the peaks come from torch's
-profiler memory timeline (live tensors: no reserved figure). About a minute on one GPU.
+on the CPU by tests/test_checkpoint_hold.py with this file's `measure`. Beside each, wrap_reserved_est_mib is what
+advisor/fsdp_wrap.py replays for that wrap. A fourth process, qlora-start, loads the same model in 4 bits as
+rankwise's worker does under FSDP (transformers' bitsandbytes quantizer, onto the GPU) and wraps it: the most
+alive at once against the replay's `preloaded` start, the claim behind "a 70B QLoRA needs ~38 GiB per GPU to
+start". On the CPU the peaks come from torch's profiler memory timeline (live tensors: no reserved figure).
+About two minutes on one GPU.
 """
 from __future__ import annotations
 
@@ -126,6 +130,62 @@ def measure(config: dict, around: bool, reentrant: bool, tokens, pg_file: Path, 
         dist.destroy_process_group()
 
 
+def measure_qlora_start(config: dict, folder: Path, pg_file: Path) -> dict:
+    """A 4-bit base as rankwise's worker loads it under FSDP (transformers' bitsandbytes quantizer onto the
+    rank's GPU, no device_map given), then wrapped like `measure`: what the GPU holds after loading, the most it
+    held while loading and wrapping, and what wrapping leaves reserved (advisor/fsdp_wrap.py's `preloaded`
+    start). Random weights written to `folder` first, as a checkpoint would be; nothing downloaded."""
+    import torch
+    import torch.distributed as dist
+    from peft import LoraConfig, get_peft_model
+    from peft.utils.other import fsdp_auto_wrap_policy
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp import ShardingStrategy
+    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(**{**config, "use_cache": False}),
+                                     dtype=torch.bfloat16).save_pretrained(folder)
+    os.environ.update(ACCELERATE_USE_FSDP="true", FSDP_CPU_RAM_EFFICIENT_LOADING="true")
+    dist.init_process_group("nccl" if cuda else "gloo", init_method=f"file://{pg_file}", rank=0, world_size=1)
+    try:
+        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                 bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_storage=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=bnb, dtype=torch.bfloat16)
+        out = {"device": torch.cuda.get_device_name() if cuda else "cpu",
+               "loaded_on": sorted({p.device.type for p in model.parameters()})}
+        if cuda:
+            torch.cuda.synchronize()
+            out["load_allocated"] = torch.cuda.memory_allocated()
+        model = get_peft_model(model, LoraConfig(r=16, target_modules="all-linear", lora_dropout=0.0))
+        model = FSDP(model, auto_wrap_policy=fsdp_auto_wrap_policy(model), sharding_strategy=ShardingStrategy.FULL_SHARD,
+                     device_id=device, use_orig_params=False)
+        if cuda:
+            torch.cuda.synchronize()
+            out["wrap_allocated"], out["wrap_reserved"] = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
+            out["peak_allocated"] = torch.cuda.max_memory_allocated()
+        out["wrapped"] = type(model).__name__
+        return out
+    finally:
+        dist.destroy_process_group()
+
+
+def expected_qlora_start(config: dict) -> tuple[int, int]:
+    """(the most alive, the reserve) fsdp_wrap.py replays for `measure_qlora_start`: rankwise's stack, one rank
+    (NO_SHARD), the whole 4-bit model loaded first, no broadcast."""
+    from rankwise.advisor import fsdp_wrap, memory
+    from rankwise.advisor.memory import Plan
+    from rankwise.advisor.model import spec_from_config
+
+    spec = spec_from_config("probe", "local", config)
+    plan = Plan("qlora", r=16, targets="all-linear", gpus=2, strategy="fsdp")
+    units = fsdp_wrap.units(spec, plan, memory._check(spec, plan), memory.adapter_bytes(plan))
+    got = fsdp_wrap.replay(units, 1, False, moves=False, broadcast=False, preloaded=True)
+    return got.peak_allocated, got.peak_reserved
+
+
 def expected(config: dict, tokens: int) -> tuple[int, int, int]:
     """(the static bytes rankwise counts after wrapping: weights and LoRA weights; the hold it adds around units;
     the reserve advisor/fsdp_wrap.py replays for this wrap: one rank, so NO_SHARD, moved from the CPU, no
@@ -154,6 +214,10 @@ def one(args) -> int:
     import torch
 
     config = model_config(args.model, args.dry_run)
+    if args.variant == "qlora-start":
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(measure_qlora_start(config, Path(tmp) / "model", Path(tmp) / "pg")))
+        return 0
     tokens = torch.randint(0, config["vocab_size"], (args.batch, args.seq))
     around, reentrant = VARIANTS[args.variant]
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU: the code paths, no GPU figures")
-    ap.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    ap.add_argument("--variant", choices=sorted(VARIANTS) + ["qlora-start"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.variant:
         return one(args)
@@ -177,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     tokens = args.batch * args.seq
     static, hold, wrap = expected(config, tokens)
     got = {}
-    for variant in VARIANTS:
+    for variant in [*VARIANTS, "qlora-start"]:
         cmd = [sys.executable, __file__, "--variant", variant, "--model", args.model, "--seq", str(args.seq),
                "--batch", str(args.batch)] + (["--dry-run"] if args.dry_run else [])
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
@@ -186,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{variant}: failed\n{p.stderr[-3000:]}", file=sys.stderr)
             return 1
         got[variant] = json.loads(p.stdout.strip().splitlines()[-1])
+    start = got.pop("qlora-start")
+    alive_est, reserve_est = expected_qlora_start(config)
     diff = got["around"]["peak_allocated"] - got["inside"]["peak_allocated"]
     mib = lambda b: "" if b is None else f"{b / MIB:.1f}"  # noqa: E731
     out = Path(args.out)
@@ -202,9 +268,19 @@ def main(argv: list[str] | None = None) -> int:
                         "around_minus_inside_mib": mib(diff) if variant == "around" else "",
                         "note": ("step peak above the memory allocated before it" if g["device"] != "cpu" else
                                  "dry run (CPU): live-tensor peak from the profiler, no reserved figure")})
+        w.writerow({"model": args.model, "variant": "qlora-start", "device": start["device"],
+                    "wrap_allocated_mib": mib(start.get("wrap_allocated")), "wrap_reserved_mib": mib(start.get("wrap_reserved")),
+                    "wrap_reserved_est_mib": mib(reserve_est), "static_est_mib": mib(alive_est),
+                    "peak_allocated_mib": mib(start.get("peak_allocated")),
+                    "note": f"4-bit base loaded by transformers under FSDP onto {'/'.join(start['loaded_on'])} (after "
+                            f"loading {mib(start.get('load_allocated')) or '-'} MiB allocated), then wrapped; "
+                            "static_est_mib: the most alive at once that fsdp_wrap.py replays (preloaded), "
+                            "against peak_allocated_mib"})
     print(f"around - inside: {mib(diff)} MiB measured, {mib(hold)} MiB estimated (FSDP's hold); after wrapping: "
           f"{mib(got['inside'].get('wrap_reserved')) or '-'} MiB reserved ({mib(wrap)} MiB replayed), "
-          f"{mib(got['inside'].get('wrap_allocated')) or '-'} allocated, {mib(static)} MiB counted static -> {out}")
+          f"{mib(got['inside'].get('wrap_allocated')) or '-'} allocated, {mib(static)} MiB counted static; 4-bit start: "
+          f"loaded on {'/'.join(start['loaded_on'])}, {mib(start.get('peak_allocated')) or '-'} MiB at most alive "
+          f"({mib(alive_est)} MiB replayed) -> {out}")
     return 0
 
 

@@ -41,7 +41,7 @@ def test_case_order_puts_the_headline_cases_first():
 
 
 @pytest.mark.slow
-def test_fsdp_probe_dry_run_writes_the_three_variants(tmp_path):
+def test_fsdp_probe_dry_run_writes_the_three_variants_and_the_4bit_start(tmp_path):
     """bench/gpu_fsdp_probe.py's CPU run: each variant in its own process, the hold around the units against
     the estimate's (the GPU run adds allocated/reserved after wrapping and at the peak)."""
     out = tmp_path / "fsdp.csv"
@@ -49,7 +49,10 @@ def test_fsdp_probe_dry_run_writes_the_three_variants(tmp_path):
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     rows = {r["variant"]: r for r in csv.DictReader(out.open())}
-    assert set(rows) == {"around", "inside", "around-nonreentrant"}
+    assert set(rows) == {"around", "inside", "around-nonreentrant", "qlora-start"}
+    # the 4-bit start rankwise's worker makes under FSDP: on the CPU bitsandbytes quantizes there, FSDP wraps it
+    assert "loaded by transformers under FSDP onto cpu" in rows["qlora-start"]["note"]
+    assert float(rows["qlora-start"]["static_est_mib"]) > 0
     assert all(r["device"] == "cpu" and r["peak_reserved_mib"] == "" for r in rows.values())  # no GPU figure faked
     hold, measured = float(rows["around"]["est_hold_mib"]), float(rows["around"]["around_minus_inside_mib"])
     assert hold > 0 and abs(measured - hold) <= 0.25 * hold, (measured, hold)
