@@ -99,6 +99,22 @@ def test_an_invalid_adapter_value_is_bad_input_not_a_crash(tmp_path, adapter):
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
 
 
+@pytest.mark.parametrize("tool", ["llama-factory", "axolotl"])
+@pytest.mark.parametrize("micro", ["all", "[null]", "-1"])
+def test_a_bad_micro_batch_beside_a_total_batch_exits_2(tmp_path, micro, tool):
+    """hypothesis found LLaMA-Factory v1's global_batch_size dividing by a micro_batch_size of 'all' or a list;
+    axolotl's batch_size did the same."""
+    f = tmp_path / "bad.yaml"
+    if tool == "axolotl":
+        f.write_text(f"base_model: llama-3.2-1b\nadapter: lora\nmicro_batch_size: {micro}\nbatch_size: 8\n")
+    else:
+        f.write_text((FIX / "foreign-lf-v1.yaml").read_text().replace(
+            "micro_batch_size: 2", f"micro_batch_size: {micro}\nglobal_batch_size: 8"))
+    out = cli("check", f, "--gpu-mem", "24GiB")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "micro_batch_size" in out.stderr + out.stdout
+
+
 def test_a_qlora_file_gets_the_tools_upcast_default():
     r = read(FIX / "foreign-lf-v1.yaml")
     assert r.cfg.method == "qlora" and r.defaulted["quant.kbit_upcast"].value is False

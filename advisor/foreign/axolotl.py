@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ..config import ATTENTIONS
 from .known_keys import AXOLOTL_KEYS
-from .mapping import (Default, Out, Tool, deepspeed,
+from .mapping import (Default, Out, Tool, accumulate_to, deepspeed,
                       dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
                       names_for_set, OPTIMS_BACK, loraplus, peft_init, FSDP_SHARDING, fsdp_words)
@@ -359,10 +359,7 @@ def finish(out: Out) -> None:
         # (Gemma 4 is forced to False there too; unfrozen_parameters, which also skips it, is not read here)
         out.key = "gradient_checkpointing"
         out.set("train.checkpointing_reentrant", out.stage is None)
-    total = out.extra.get("batch_size")
-    if total and "train.grad_accum" not in out.values:
-        out.key = "batch_size"
-        out.set("train.grad_accum", max(1, total // int(out.values.get("train.micro_batch", 1) or 1)))
+    accumulate_to(out, "batch_size", out.extra.get("batch_size"))
 
 
 def _method_back(value):

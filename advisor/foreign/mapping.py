@@ -271,6 +271,16 @@ def positive_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+def accumulate_to(out: Out, key: str, total: Any) -> None:
+    """A tool's total batch read as gradient accumulation over the micro-batch, when the file does not set the
+    accumulation itself. A micro-batch that is not a positive count is left for the schema to report (its
+    message names the key); no accumulation is derived from it."""
+    micro = out.values.get("train.micro_batch", 1)
+    if positive_count(total) and positive_count(micro) and "train.grad_accum" not in out.values:
+        out.key = key
+        out.set("train.grad_accum", max(1, total // micro))
+
+
 # ------------------------------------------------------------------ peft target modules
 
 COMMON_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "qkv_proj",
