@@ -264,7 +264,7 @@ async def test_footers_keep_their_main_keys_whole_at_80x24(tmp_path):
     async with app_for(tmp_path, presets=presets).run_test(size=SIZE) as pilot:
         await settle(pilot)
         expect = {
-            "setup": ["Next field", "Advice", "Presets", "Runs", "Quit", "Keys", "Palette"],
+            "setup": ["Field", "Advice", "Presets", "Runs", "Quit", "Keys", "Palette"],
             "presets": ["Launch", "Edit", "Sweep", "Back", "Runs", "Keys", "Palette"],
             "runs": ["Attach", "Stop run", "Back", "Keys", "Palette"],
             "advice": ["Field", "Fix", "Save", "Launch", "Sweep", "Back", "Keys"],
@@ -278,6 +278,19 @@ async def test_footers_keep_their_main_keys_whole_at_80x24(tmp_path):
             for want in expect[name]:
                 assert want in text, (name, text)
             assert all(right <= SIZE[0] for _, right in shown), (name, shown)
+
+
+async def test_setup_footer_keeps_quit_whole_at_60_columns(tmp_path):
+    """At 60 columns the palette key, docked right, covered the setup footer's "^q Quit" (its tab key read
+    "Next field"); now it reads "Field" and Quit ends before the palette key starts."""
+    async with app_for(tmp_path).run_test(size=(60, 24)) as pilot:
+        await settle(pilot)
+        await pilot.pause()
+        keys = {" ".join(str(k.render()).split()): k.region for k in pilot.app.screen.query("FooterKey")
+                if k.region.width}
+        palette = next(r for t, r in keys.items() if t.endswith("Palette"))
+        quit_ = next(r for t, r in keys.items() if t.endswith("Quit"))
+        assert quit_.right <= palette.x, keys
 
 
 async def test_presets_keep_the_cursor_on_its_preset_when_the_list_reloads(tmp_path):

@@ -76,7 +76,7 @@ class DataChecked(Message):
 class SetupScreen(Screen):
     BINDINGS = [
         Binding("ctrl+n", "advice", "Advice", id="setup.advice"),
-        Binding("tab", "app.focus_next", "Next field", key_display="tab", id="setup.next_field"),
+        Binding("tab", "app.focus_next", "Field", key_display="tab", id="setup.next_field"),
         Binding("escape", "blur", "Leave field", show=False, id="setup.leave_field"),
         Binding("down", "model_step(1)", "Next model", show=False, id="setup.next_model"),
         Binding("up", "model_step(-1)", "Previous model", show=False, id="setup.previous_model"),
