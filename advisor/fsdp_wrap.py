@@ -230,37 +230,6 @@ def replay(units: tuple[Unit, ...], shards: int, offload: bool, *, moves: bool =
     return WrapReserve(mem.peak_reserved, mem.allocated, mem.peak_allocated)
 
 
-def units(spec, plan, adapted, adapter_bytes: int) -> tuple[Unit, ...]:
-    """The FSDP units in wrapping order (the auto-wrap recursion wraps children first): per decoder layer its
-    adapters' units (each lora_A / lora_B a unit of its own: peft's and fsdp_qlora's lambda policy on leaves
-    whose weight requires grad), then the layer (its linears as stored, its norms); the root (embeddings,
-    final norm, untied lm_head) last. `adapted`: the adapted linears (memory._check)."""
-    a = 4 if plan.fp32_master else plan.dtype_bytes
-    q = plan.descriptor.quant
-    L = spec.num_layers
-    layer: list[int] = []
-    kept: list[int] = []
-    for lin in spec.linears:
-        if lin.family == "lm_head":
-            continue
-        for _ in range(max(1, lin.count // L)):
-            w = lin.d_in * lin.d_out
-            layer.append(w * q.bits // 8 if q is not None else w * a)
-            if q is not None:
-                kept.append(q.constants_bytes(w, plan.double_quant, lin.d_out))
-            if lin.bias:
-                layer.append(lin.d_out * a)
-    layer += [spec.hidden_size * a] * spec.family.norms_per_layer
-    lora = tuple(t for lin in adapted if lin.family != "lm_head" for _ in range(max(1, lin.count // L))
-                 for t in (plan.r * lin.d_in * adapter_bytes, lin.d_out * plan.r * adapter_bytes))
-    head = spec.vocab_size * spec.hidden_size
-    root = [head * a, spec.hidden_size * a] + ([] if spec.tied_embeddings else [head * a])
-    head_lora = tuple(t for lin in adapted if lin.family == "lm_head"
-                      for t in (plan.r * lin.d_in * adapter_bytes, lin.d_out * plan.r * adapter_bytes))
-    per_layer = tuple(Unit((t,)) for t in lora) + (Unit(tuple(layer), tuple(kept)),)
-    return per_layer * L + tuple(Unit((t,)) for t in head_lora) + (Unit(tuple(root)),)
-
-
 def large_pool_share(plan, adapted, adapter_bytes: int, shards: int) -> float:
     """The share of the adapters' bytes whose per-rank shard is over 1 MiB (large-pool requests, which can
     reuse wrapping's cached blocks); the rest, and their optimizer states, come from the small pool."""

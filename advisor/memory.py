@@ -333,12 +333,49 @@ def _wrap_shards(plan: Plan) -> int:
     return 1 if plan.fsdp_sharding == "no_shard" else sharding.shards(plan)
 
 
+def wrap_units(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> tuple[fsdp_wrap.Unit, ...]:
+    """The FSDP units in wrapping order, as fsdp_wrap.py replays them (the auto-wrap recursion wraps children
+    first): per decoder layer its adapters' units (each lora_A / lora_B a unit of its own: peft's and
+    fsdp_qlora's lambda policy on leaves whose weight requires grad), then the layer (its linears as stored, a
+    fused expert tensor holding every expert of its layer, its norms); the root last (embeddings, what no layer
+    holds, an untied lm_head). The layer and the root add up to unit_bytes."""
+    a = 4 if plan.fp32_master else plan.dtype_bytes
+    ab = adapter_bytes(plan)
+    q = plan.descriptor.quant
+    L = spec.num_layers
+    layer: list[int] = []
+    kept: list[int] = []
+    for lin in spec.linears:
+        if lin.family == "lm_head":
+            continue
+        per_layer = max(1, lin.count // L)
+        tensors, experts = (1, per_layer) if not lin.adaptable else (per_layer, 1)
+        for _ in range(tensors):
+            w = experts * lin.d_in * lin.d_out
+            layer.append(w * q.bits // 8 if q is not None else w * a)
+            if q is not None:  # bitsandbytes' quant_state tensors move with the weight and stay
+                kept.append(q.constants_bytes(w, plan.double_quant, experts * lin.d_out))
+            if lin.bias:
+                layer.append(experts * lin.d_out * a)
+    layer += [spec.hidden_size * a] * spec.family.norms_per_layer
+    lora = tuple(t for lin in adapted if lin.family != "lm_head" for _ in range(max(1, lin.count // L))
+                 for t in (plan.r * lin.d_in * ab, lin.d_out * plan.r * ab))
+    head = spec.vocab_size * spec.hidden_size
+    heads = 1 if spec.tied_embeddings else 2
+    rest = spec.total_params - L * layer_unit_params(spec) - heads * head  # final norm, routers, ...
+    root = [head * a, rest * a] + ([] if spec.tied_embeddings else [head * a])
+    head_lora = tuple(t for lin in adapted if lin.family == "lm_head"
+                      for t in (plan.r * lin.d_in * ab, lin.d_out * plan.r * ab))
+    per = tuple(fsdp_wrap.Unit((t,)) for t in lora) + (fsdp_wrap.Unit(tuple(layer), tuple(kept)),)
+    return per * L + tuple(fsdp_wrap.Unit((t,)) for t in head_lora) + (fsdp_wrap.Unit(tuple(root)),)
+
+
 def _wrap(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> fsdp_wrap.WrapReserve | None:
     """Rank 0's wrapping replayed, where the stack says where the base is when FSDP wraps it (Stack.fsdp_start)."""
     start = plan.stack.fsdp_start(plan.descriptor.quantized)
     if not (plan.sharded and plan.strategy == "fsdp") or start == "none":
         return None
-    units = fsdp_wrap.units(spec, plan, adapted, adapter_bytes(plan))
+    units = wrap_units(spec, plan, adapted)
     return fsdp_wrap.replay(units, _wrap_shards(plan), plan.offload != "none", moves=start == "cpu",
                             preloaded=start == "gpu")
 

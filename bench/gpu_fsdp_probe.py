@@ -181,7 +181,7 @@ def expected_qlora_start(config: dict) -> tuple[int, int]:
 
     spec = spec_from_config("probe", "local", config)
     plan = Plan("qlora", r=16, targets="all-linear", gpus=2, strategy="fsdp")
-    units = fsdp_wrap.units(spec, plan, memory._check(spec, plan), memory.adapter_bytes(plan))
+    units = memory.wrap_units(spec, plan, memory._check(spec, plan))
     got = fsdp_wrap.replay(units, 1, False, moves=False, broadcast=False, preloaded=True)
     return got.peak_allocated, got.peak_reserved
 
@@ -204,7 +204,7 @@ def expected(config: dict, tokens: int) -> tuple[int, int, int]:
     static = sum(est.components.get(k, 0) for k in ("base_weights", "unquantized_weights", "lora_params"))
     hold_plan = Plan("lora", gpus=2, strategy="fsdp", reentrant=True, stack=replace(HF, checkpoint_wraps_unit=True))
     hold = sharding.checkpoint_hold_bytes(hold_plan, spec.num_layers, tokens * stream_bytes(plan) * spec.hidden_size)
-    units = fsdp_wrap.units(spec, plan, memory._check(spec, plan), memory.adapter_bytes(plan))
+    units = memory.wrap_units(spec, plan, memory._check(spec, plan))
     wrap = fsdp_wrap.replay(units, 1, False, broadcast=False).peak_reserved
     return static, hold, wrap
 

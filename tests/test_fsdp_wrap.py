@@ -124,7 +124,7 @@ def test_torch_wraps_in_the_order_replayed(tmp_path):
     probe = bench_module("fsdp_wrap_probe")
     spec = spec_from_config("probe", "local", probe.CONFIG)
     plan = Plan("lora", r=probe.RANK, targets="all-linear", gpus=2, strategy="fsdp", stack=AAI)
-    units = fsdp_wrap.units(spec, plan, memory._check(spec, plan), memory.adapter_bytes(plan))
+    units = memory.wrap_units(spec, plan, memory._check(spec, plan))
     # on the CPU the originals are where FSDP wants them: each unit's requests without its moves (but with
     # the originals' frees, which come from FSDP letting go of them)
     expected = [n for u in units for _, n in fsdp_wrap.requests((u,), 2, offload=False, broadcast=False)[len(u.tensors):]]
@@ -150,7 +150,7 @@ def test_a_short_step_leaves_wrappings_cache_reserved_but_not_in_the_peak(l2):
     plan = _aai("lora", 512)
     got = estimate(l2, plan)
     adapted = memory._check(l2, plan)
-    wrap = fsdp_wrap.replay(fsdp_wrap.units(l2, plan, adapted, 2), 2, False)
+    wrap = fsdp_wrap.replay(memory.wrap_units(l2, plan, adapted), 2, False)
     reused = sum(got.components.get(k, 0) for k in memory.REUSES_WRAP_CACHE)  # the adapters' shards are small-pool
     assert got.releasable_bytes == wrap.cached - reused > 0
     assert any("max_memory_reserved reads" in a for a in got.assumptions)
@@ -188,7 +188,7 @@ def test_wrapping_peaks_at_the_root_unit_and_is_counted_by_the_allocators_rules(
     moved, flattened into a 500 MiB flat parameter and sharded while its originals are alive."""
     plan = _aai("qlora", 512)
     adapted = memory._check(l2, plan)
-    wrap = fsdp_wrap.replay(fsdp_wrap.units(l2, plan, adapted, 2), 2, False)
+    wrap = fsdp_wrap.replay(memory.wrap_units(l2, plan, adapted), 2, False)
     head = l2.vocab_size * l2.hidden_size * 2  # 250 MiB
     assert wrap.peak_reserved - wrap.allocated >= 2 * head  # the root's moved originals and flat, cached
     est = estimate(l2, plan)
@@ -213,7 +213,7 @@ def test_rankwise_loads_a_quantized_base_whole_onto_each_gpu_before_fsdp_shards_
     spec = load_model("llama-3.1-70b")
     plan = Plan("qlora", gpus=2, strategy="fsdp", seq_len=2048)
     got = estimate(spec, plan)
-    whole = sum(sum(u.tensors) + sum(u.kept) for u in fsdp_wrap.units(spec, plan, memory._check(spec, plan), 4))
+    whole = sum(sum(u.tensors) + sum(u.kept) for u in memory.wrap_units(spec, plan, memory._check(spec, plan)))
     assert got.transients["fsdp_wrap"] >= whole > 35 * 2 ** 30
     assert got.components["fsdp_wrap"] > 0 and got.peak_bytes == sum(got.components.values())
     assert any("loads the quantized base whole onto every GPU" in a for a in got.assumptions)
@@ -227,11 +227,27 @@ def test_rankwise_wraps_a_16_bit_base_from_the_cpu(l2):
     assert estimate(l2, plan).releasable_bytes > 0
 
 
+@pytest.mark.parametrize("name", ["llama-3.1-8b", "llama-3.2-1b", "qwen2.5-7b", "gemma-2-9b", "mixtral-8x7b",
+                                  "phi-3-mini"])
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_the_units_hold_what_the_estimate_gathers(name, method):
+    """The replay's units add up to the estimate's own unit sizes (memory.unit_bytes), across layouts: tied
+    heads, q/k/v biases, Gemma's four norms a layer, Mixtral's fused expert tensors (one a layer, every expert)."""
+    spec = load_model(name)
+    plan = Plan(method, targets="all-linear", gpus=2, strategy="fsdp")
+    units = memory.wrap_units(spec, plan, memory._check(spec, plan))
+    layer, root = memory.unit_bytes(spec, plan)
+    frozen = units[len(units) // spec.num_layers - 1]  # each layer: its adapters' units, then the layer
+    assert sum(frozen.tensors) == layer and sum(units[-1].tensors) == root
+    assert sum(len(u.tensors) == 1 for u in units[:-1]) == 2 * sum(
+        l.count for l in memory._check(spec, plan) if l.family != "lm_head")  # lora_A, lora_B per adapted linear
+
+
 def test_the_replay_is_cheap_enough_for_the_fit_search(l2):
     """80 layers: a few thousand requests; cached per (units, shards, offload)."""
     spec = load_model("llama-3.1-70b")
     plan = replace(_aai("qlora", 2048), gpus=8)
-    units = fsdp_wrap.units(spec, plan, memory._check(spec, plan), 2)
+    units = memory.wrap_units(spec, plan, memory._check(spec, plan))
     assert len(fsdp_wrap.requests(units, 8, False)) < 20_000
     assert fsdp_wrap.replay(units, 8, False) is fsdp_wrap.replay(units, 8, False)
     assert sharding.shards(plan) == 8
