@@ -219,6 +219,17 @@ def test_rankwise_loads_a_quantized_base_whole_onto_each_gpu_before_fsdp_shards_
     assert any("loads the quantized base whole onto every GPU" in a for a in got.assumptions)
     four_40 = estimate(spec, replace(plan, stack=bench_module("stacks").STACKS["hf-4.40"]))
     assert four_40.peak_bytes < whole  # 4.40 parked it on rank 0's CPU: FSDP moved it unit by unit
+    # and the advice says why more GPUs do not help
+    from rankwise.advisor.config import RunConfig, with_values
+    from rankwise.advisor.fit import assess, strategy_reason
+    from rankwise.advisor.hardware import planned
+
+    cfg = with_values(RunConfig(), {"model.name": "llama-3.1-70b", "method": "qlora", "distributed.gpus": 2,
+                                    "distributed.strategy": "fsdp"})
+    hw = planned("24GiB", 2)
+    judged = assess(spec, cfg, hw)
+    assert judged.verdict == "wont-fit"
+    assert "the whole 4-bit model is loaded onto each GPU" in strategy_reason(spec, cfg, judged, hw)
 
 
 def test_rankwise_wraps_a_16_bit_base_from_the_cpu(l2):
