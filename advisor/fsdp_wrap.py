@@ -14,10 +14,12 @@ then the layer, ..., the root last), in torch 2.2-2.13 FSDP1 (distributed/fsdp/_
    flight (`max_in_flight = 2` in c10d comm.cpp `broadcast_coalesced`: the older one finishes, its
    flat tensor freed, before a third is made);
 3. `FlatParamHandle.flatten_tensors`: `torch.cat` of the unit's tensors into one flat parameter, the
-   originals still alive; then `_use_unsharded_views` replaces them by views, freeing them;
+   originals still alive;
 4. `shard()`: rank 0's chunk `.clone()`d (`_get_shard`) and the unsharded storage resized to 0
    (NO_SHARD keeps the flat parameter whole); with CPU offload the shard then moves to the CPU
-   (`flat_param_to(cpu)`), its GPU block freed.
+   (`flat_param_to(cpu)`), its GPU block freed;
+5. the originals are freed last, when `_init_param_handle_from_module` returns and drops its
+   `managed_params` list (measured: `requests`).
 Nothing calls `empty_cache()` between wrapping and training, so the freed blocks stay reserved on the
 default stream (and `reset_peak_memory_stats` starts the peak from that reserve). Training's
 default-stream tensors can reuse them (a large request splits any larger free block); the gathered
@@ -25,8 +27,9 @@ units (the unshard stream) and the reduce-scattered gradients (the post-backward
 neither can requests of 1 MiB or less (the small pool). The caching allocator's rules are
 allocator.py's; `Allocator` below replays them request by request.
 
-Left out: the other ranks (they materialise empty tensors on the GPU, `param_init_fn`/`to_empty`, then
-receive the broadcast: no moved copies; rank 0 is the one the published figures log and the highest);
+Left out: the other ranks (in fsdp_qlora they materialise empty tensors on the GPU, `param_init_fn`/
+`to_empty`, then receive the broadcast: no moved copies; under transformers 5 they read the weights too and
+move them as rank 0 does; rank 0 is the one the published figures log, and never lower);
 the CPU side; buffers (rotary inv_freq: bytes). No torch here.
 """
 from __future__ import annotations

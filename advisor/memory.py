@@ -358,14 +358,17 @@ def wrap_units(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> tuple[fsdp
             if lin.bias:
                 layer.append(experts * lin.d_out * a)
     layer += [spec.hidden_size * a] * spec.family.norms_per_layer
+
+    def a_b(lin: Linear) -> tuple[int, int]:  # lora_A, lora_B of one adapted linear
+        return plan.r * lin.d_in * ab, lin.d_out * plan.r * ab
+
     lora = tuple(t for lin in adapted if lin.family != "lm_head" for _ in range(max(1, lin.count // L))
-                 for t in (plan.r * lin.d_in * ab, lin.d_out * plan.r * ab))
+                 for t in a_b(lin))
     head = spec.vocab_size * spec.hidden_size
     heads = 1 if spec.tied_embeddings else 2
     rest = spec.total_params - L * layer_unit_params(spec) - heads * head  # final norm, routers, ...
     root = [head * a, rest * a] + ([] if spec.tied_embeddings else [head * a])
-    head_lora = tuple(t for lin in adapted if lin.family == "lm_head"
-                      for t in (plan.r * lin.d_in * ab, lin.d_out * plan.r * ab))
+    head_lora = tuple(t for lin in adapted if lin.family == "lm_head" for t in a_b(lin))
     per = tuple(fsdp_wrap.Unit((t,)) for t in lora) + (fsdp_wrap.Unit(tuple(layer), tuple(kept)),)
     return per * L + tuple(fsdp_wrap.Unit((t,)) for t in head_lora) + (fsdp_wrap.Unit(tuple(root)),)
 

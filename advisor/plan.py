@@ -72,8 +72,9 @@ class Stack:
 # peft autocast_adapter_dtype=True keeps adapters in fp32; transformers' bnb quantizer
 # keeps lm_head unquantized (get_keys_to_not_convert). Other stacks' layouts, for comparing
 # against figures published from them, live in bench/stacks.py.
-# Under FSDP, trainer/launch.py sets accelerate's cpu_ram_efficient_loading + sync_module_states: rank 0
-# loads a 16-bit base on the CPU (the others on meta) and FSDP puts it on the GPU as it wraps. A 4-bit
+# Under FSDP, trainer/launch.py sets accelerate's cpu_ram_efficient_loading + sync_module_states: a 16-bit
+# base is loaded on the CPU (by every rank in transformers 5.24: tests/test_host_load.py) and FSDP puts it
+# on the GPU as it wraps. A 4-bit
 # base is loaded quantized onto every rank's GPU: transformers 5.24's bitsandbytes quantizer sets
 # device_map to the current GPU (quantizers/auto.py update_device_map) and its loader no longer moves
 # quantized weights to the CPU under FSDP as 4.40-4.4x did (modeling_utils `_load_state_dict_into_meta_model`:

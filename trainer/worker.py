@@ -117,7 +117,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     model_dir = weights_dir(spec, cfg)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))  # set by accelerate launch; 0 for one process
-    sharded = any(os.environ.get(k, "").lower() in ("1", "true") for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
+    fsdp, zero3 = (os.environ.get(k, "").lower() in ("1", "true") for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
+    sharded = fsdp or zero3
     hw = hardware.probe(str(run_dir))
     if hw.gpus and device == "cuda":  # plan for the GPUs this run uses: one per process, over every machine
         from dataclasses import replace
@@ -195,7 +196,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             # each rank quantizes onto its own GPU (DDP; and FSDP, which then shards it): left unset, transformers'
             # bitsandbytes quantizer picks torch.cuda.current_device(), which is 0 on every rank until the
             # Trainer's accelerator sets the device (after this load). ZeRO-3 partitions as it loads: no map
-            if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() not in ("1", "true"):
+            if not zero3:
                 kwargs["device_map"] = {"": local_rank if device == "cuda" else "cpu"}
             kwargs["dtype"] = compute_dtype
         else:

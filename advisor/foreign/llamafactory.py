@@ -23,7 +23,7 @@ from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
 from .mapping import (Default, Out, Tool, accumulate_to, deepspeed,
                       dora, method_with, not_modelled, optimizer, precision_bf16,
                       precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK,
-                      loraplus, fsdp_words, positive_count)
+                      loraplus, fsdp_words)
 
 MARKS = {"model_name_or_path", "finetuning_type", "lora_rank", "lora_target", "cutoff_len",
          "per_device_train_batch_size", "quantization_bit", "stage", "template", "num_train_epochs",
@@ -286,10 +286,8 @@ def _v1_global(value, out: Out):
 
 
 def _v1_finish(out: Out) -> None:
-    if "train.grad_accum" not in out.values and positive_count(out.extra.get("global_batch_size")):
-        accumulate_to(out, "global_batch_size", out.extra["global_batch_size"])
-        if "train.grad_accum" in out.values:
-            out.notes.append("global_batch_size spans every data-parallel GPU: read as one GPU's accumulation")
+    if accumulate_to(out, "global_batch_size", out.extra.get("global_batch_size")):
+        out.notes.append("global_batch_size spans every data-parallel GPU: read as one GPU's accumulation")
 
 
 V1 = {

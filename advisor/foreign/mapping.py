@@ -271,14 +271,16 @@ def positive_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def accumulate_to(out: Out, key: str, total: Any) -> None:
+def accumulate_to(out: Out, key: str, total: Any) -> bool:
     """A tool's total batch read as gradient accumulation over the micro-batch, when the file does not set the
-    accumulation itself. A micro-batch that is not a positive count is left for the schema to report (its
-    message names the key); no accumulation is derived from it."""
+    accumulation itself; True when it was. A micro-batch that is not a positive count is left for the schema
+    to report (its message names the key); no accumulation is derived from it."""
     micro = out.values.get("train.micro_batch", 1)
-    if positive_count(total) and positive_count(micro) and "train.grad_accum" not in out.values:
-        out.key = key
-        out.set("train.grad_accum", max(1, total // micro))
+    if not (positive_count(total) and positive_count(micro) and "train.grad_accum" not in out.values):
+        return False
+    out.key = key
+    out.set("train.grad_accum", max(1, total // micro))
+    return True
 
 
 # ------------------------------------------------------------------ peft target modules
