@@ -294,7 +294,19 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
         releasable = max(train_reserved + max(0, wrap.cached - reused), wrap.peak_reserved) - (peak - outside)
         releasable = max(0, releasable)
 
+    load = _zero3_load(spec, plan, adapted)
+    if load:
+        load += sum(comps.get(k, 0) for k in OUTSIDE_ALLOCATOR)
+        if load > peak:
+            comps["zero3_load"] = load - peak
+            peak = load
+
     notes = _assumptions(spec, plan, adapted, logits, recompute) + (sharding.notes(plan, offloaded) if plan.sharded else ())
+    if load:
+        notes += (f"ZeRO-3 starts from the quantized base whole on each GPU ({load / GIB:.2f} GiB with the CUDA "
+                  "context): transformers does not partition a quantized model as it loads (no zero.Init) and its "
+                  "bitsandbytes quantizer puts it on the GPU; DeepSpeed then partitions it"
+                  + (" (the peak; more GPUs do not lower it)" if comps.get("zero3_load") else ""),)
     if wrap is not None:
         where = ("rank 0 holds the model on the CPU; each unit moved, broadcast, flattened and sharded there"
                  if plan.stack.fsdp_start(plan.descriptor.quantized) == "cpu" else
@@ -327,6 +339,18 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
 # The optimizer states join them where the adapters' shards are large-pool requests. What stays cached is
 # releasable (whole free segments, handed back on an OOM retry): Estimate.releasable_bytes, not the peak.
 REUSES_WRAP_CACHE = ("activations", "logits_loss", "allocator_cached", "fsdp_checkpoint_hold", "fsdp_grad_buffers")
+
+
+def _zero3_load(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int:
+    """Bytes alive on each GPU when DeepSpeed ZeRO-3 starts from a quantized base the stack loaded whole onto every
+    GPU (Stack.zero3_start_quantized "gpu"): every stored tensor, the NF4 constants and the adapters (peft wraps it
+    before DeepSpeed partitions it); 0 where the stack partitions as it loads. DeepSpeed's Init(module=) partitions
+    parameter by parameter (deepspeed runtime/zero/parameter_offload.py _convert_to_zero_parameters), and its
+    stage-3 optimizer's defragment() empties the cache afterwards (runtime/zero/utils.py): nothing releasable."""
+    if not (plan.sharded and plan.strategy == "deepspeed" and plan.descriptor.quantized
+            and plan.stack.zero3_start_quantized == "gpu"):
+        return 0
+    return sum(sum(u.tensors) + sum(u.kept) for u in wrap_units(spec, plan, adapted))
 
 
 def _wrap_shards(plan: Plan) -> int:

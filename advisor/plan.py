@@ -50,6 +50,9 @@ class Stack:
     # every GPU first, then flattened and sharded there) or "none" (not replayed); fsdp_wrap.py replays it
     fsdp_start_16bit: str = "none"
     fsdp_start_quantized: str = "none"
+    # where a quantized base is when DeepSpeed ZeRO-3 partitions it: "gpu" (loaded whole onto every GPU first:
+    # transformers builds a quantized model without zero.Init) or "none" (not modelled)
+    zero3_start_quantized: str = "none"
 
     def fsdp_start(self, quantized: bool) -> str:
         return self.fsdp_start_quantized if quantized else self.fsdp_start_16bit
@@ -79,7 +82,11 @@ class Stack:
 # device_map to the current GPU (quantizers/auto.py update_device_map) and its loader no longer moves
 # quantized weights to the CPU under FSDP as 4.40-4.4x did (modeling_utils `_load_state_dict_into_meta_model`:
 # "quantize the parameter on the GPU and then cast it to CPU"); read, not yet measured on a GPU.
-HF = Stack("hf", 4, True, False, True, True, False, 3, fsdp_start_16bit="cpu", fsdp_start_quantized="gpu")
+# Under ZeRO-3 the same holds for a quantized base, and has since transformers 4.3x: it is built without
+# deepspeed.zero.Init (`needs_zero3_init = is_deepspeed_zero3_enabled() and not _is_quantized ...` in 5.24's
+# modeling_utils), so it loads whole onto each GPU and DeepSpeed partitions it after.
+HF = Stack("hf", 4, True, False, True, True, False, 3, fsdp_start_16bit="cpu", fsdp_start_quantized="gpu",
+           zero3_start_quantized="gpu")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ STACKS: dict[str, Stack] = {"hf": HF}
 # transformers 4.46-4.49: ForCausalLMLoss also made `shift_logits = logits[..., :-1, :]
 # .contiguous()`, one more fp32 copy in the forward peak.
 STACKS["hf-4.46"] = Stack("hf-4.46", 4, True, False, True, True, True, 3, checkpoint_wraps_unit=True,
-                          fsdp_start_16bit="cpu", fsdp_start_quantized="cpu")
+                          fsdp_start_16bit="cpu", fsdp_start_quantized="cpu", zero3_start_quantized="gpu")
 # transformers 4.40-4.45 (Llama/Mistral/Mixtral ForCausalLM.forward before the 4.46 loss
 # refactor): `logits = logits.float()` rebinds the name, so the 16-bit logits are freed
 # (the frozen lm_head saves no input), then `shift_logits = logits[..., :-1, :].contiguous()`
@@ -21,7 +21,7 @@ STACKS["hf-4.46"] = Stack("hf-4.46", 4, True, False, True, True, True, 3, checkp
 # in backward. peft 0.13 (autocast_adapter_dtype) keeps adapters fp32; TRL's SFTTrainer runs
 # peft's prepare_model_for_kbit_training (fp32 upcast) on 4-bit models.
 STACKS["hf-4.40"] = Stack("hf-4.40", 4, True, False, True, False, True, 3, checkpoint_wraps_unit=True,
-                          fsdp_start_16bit="cpu", fsdp_start_quantized="cpu")
+                          fsdp_start_16bit="cpu", fsdp_start_quantized="cpu", zero3_start_quantized="gpu")
 # Under FSDP both start as Answer.AI's fsdp_qlora does: a 16-bit base on rank 0's CPU (cpu_ram_efficient_loading),
 # and a 4-bit one quantized on the GPU, then moved to rank 0's CPU (the others' to meta) with its quant_state left
 # on the GPU (modeling_utils `_load_state_dict_into_meta_model`, 4.40-4.4x); FSDP moves each unit back as it wraps.

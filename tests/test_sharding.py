@@ -223,3 +223,46 @@ def test_fsdp_offload_keeps_the_largest_shard_copy_cached_in_the_pre_unshard_str
     assert on.reserved_bytes - on.allocated_bytes >= on.components["offload_staging"]
     ds = _est(l70, method="qlora", gpus=2, strategy="deepspeed", offload="params_and_optimizer")
     assert ds.components["offload_staging"] == 0  # DeepSpeed stages through its own buffers (not counted)
+
+
+def test_zero3_starts_from_the_quantized_base_whole_on_each_gpu(l70):
+    """transformers builds a quantized model without zero.Init, so each rank loads it whole onto its GPU and
+    DeepSpeed partitions it after: the start-up holds every stored tensor, whatever the GPU count or offload."""
+    from rankwise.advisor import memory
+
+    plan = Plan("qlora", gpus=2, strategy="deepspeed", seq_len=2048)
+    whole = sum(sum(u.tensors) + sum(u.kept) for u in memory.wrap_units(l70, plan, memory._check(l70, plan)))
+    assert whole > 35 * 2 ** 30  # 70B in NF4 with its constants, embeddings and head
+    for kw in ({}, {"offload": "params_and_optimizer"}, {"gpus": 8}):
+        got = _est(l70, method="qlora", gpus=kw.pop("gpus", 2), strategy="deepspeed", seq_len=2048, **kw)
+        outside = got.components["cuda_context"] + got.components["nccl_buffers"]
+        assert got.peak_bytes == whole + outside == sum(got.components.values())
+        assert got.components["zero3_load"] > 0 and got.releasable_bytes == 0
+        assert any("ZeRO-3 starts from the quantized base whole" in a for a in got.assumptions)
+    # the step alone, as before: a 16-bit base is not loaded whole onto the GPU, FSDP has its own start
+    assert "zero3_load" not in _est(l70, gpus=2, strategy="deepspeed").components
+    assert "zero3_load" not in _est(l70, method="qlora", gpus=2).components
+    from dataclasses import replace
+
+    from rankwise.advisor.memory import HF
+    unknown = _est(l70, method="qlora", gpus=2, strategy="deepspeed", stack=replace(HF, zero3_start_quantized="none"))
+    assert "zero3_load" not in unknown.components and unknown.peak_bytes < whole
+
+
+def test_a_small_quantized_model_under_zero3_is_set_by_its_step(l70):
+    """The start-up only sets the peak when the whole 4-bit model outweighs a step: an 8B's does not."""
+    spec = load_model("llama-3.1-8b")
+    got = estimate(spec, Plan("qlora", gpus=2, strategy="deepspeed", micro_batch=2, seq_len=2048))
+    assert "zero3_load" not in got.components
+    assert any("ZeRO-3 starts from the quantized base whole" in a and "the peak" not in a for a in got.assumptions)
+
+
+def test_advice_says_zero3_offload_does_not_lower_a_quantized_start(l70):
+    from rankwise.advisor.fit import assess, strategy_reason
+
+    cfg = with_values(RunConfig(), {"model.name": "llama-3.1-70b", "method": "qlora", "distributed.gpus": 2,
+                                    "distributed.strategy": "deepspeed", "distributed.offload": "params_and_optimizer"})
+    hw = planned("24GiB", 2)
+    judged = assess(l70, cfg, hw)
+    assert judged.verdict == "wont-fit"
+    assert "loaded onto each GPU before DeepSpeed partitions it" in strategy_reason(l70, cfg, judged, hw)

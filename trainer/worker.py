@@ -193,11 +193,13 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             # sharded (FSDP/ZeRO-3): the quantized weights are stored in the compute dtype and the model
             # loads in it (peft docs, "Use PEFT QLoRA and FSDP"; see FourBit.load_kwargs)
             kwargs["quantization_config"] = BitsAndBytesConfig(**how.quant.load_kwargs(cfg.quant, compute_dtype, sharded))
-            # each rank quantizes onto its own GPU (DDP; and FSDP, which then shards it): left unset, transformers'
-            # bitsandbytes quantizer picks torch.cuda.current_device(), which is 0 on every rank until the
-            # Trainer's accelerator sets the device (after this load). ZeRO-3 partitions as it loads: no map
-            if not zero3:
-                kwargs["device_map"] = {"": local_rank if device == "cuda" else "cpu"}
+            # each rank quantizes onto its own GPU (DDP; FSDP and ZeRO-3, which then shard it): left unset,
+            # transformers' bitsandbytes quantizer picks torch.cuda.current_device(), which is 0 on every rank
+            # until the Trainer's accelerator sets the device (after this load). ZeRO-3 does not partition a
+            # quantized model as it loads: transformers builds it without zero.Init (modeling_utils
+            # `needs_zero3_init = ... and not _is_quantized`), and before TrainingArguments exists it does not
+            # know ZeRO-3 is on (is_deepspeed_zero3_enabled reads the HfDeepSpeedConfig it creates)
+            kwargs["device_map"] = {"": local_rank if device == "cuda" else "cpu"}
             kwargs["dtype"] = compute_dtype
         else:
             kwargs["dtype"] = weight_dtype

@@ -20,6 +20,7 @@ LABELS = {"base_weights": "base weights", "quant_constants": "quantization const
           "fsdp_grad_buffers": "FSDP gradient reduce-scatter buffers",
           "fsdp_checkpoint_hold": "FSDP reshard hooks: layer-input gradients held to the end of backward",
           "fsdp_wrap": "FSDP wrapping on the GPU (start-up, above training)",
+          "zero3_load": "ZeRO-3 start-up: the 4-bit base whole on the GPU",
           "cuda_context": "CUDA context", "gather_layers": "FSDP gather: 2 decoder layers (running + prefetched)",
           "gather_root": "FSDP gather: root unit (embeddings, lm_head)",
           "adapter_init": "adapter initialisation (start-up, above training)"}
