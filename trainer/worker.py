@@ -195,10 +195,9 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             kwargs["quantization_config"] = BitsAndBytesConfig(**how.quant.load_kwargs(cfg.quant, compute_dtype, sharded))
             # each rank quantizes onto its own GPU (DDP; FSDP and ZeRO-3, which then shard it): left unset,
             # transformers' bitsandbytes quantizer picks torch.cuda.current_device(), which is 0 on every rank
-            # until the Trainer's accelerator sets the device (after this load). ZeRO-3 does not partition a
-            # quantized model as it loads: transformers builds it without zero.Init (modeling_utils
-            # `needs_zero3_init = ... and not _is_quantized`), and before TrainingArguments exists it does not
-            # know ZeRO-3 is on (is_deepspeed_zero3_enabled reads the HfDeepSpeedConfig it creates)
+            # until accelerate's state sets the device. ZeRO-3 does not partition a quantized model as it loads
+            # either: transformers builds it without zero.Init (modeling_utils `needs_zero3_init = ... and not
+            # _is_quantized`), so it too is loaded whole onto each GPU (memory._zero3_load)
             kwargs["device_map"] = {"": local_rank if device == "cuda" else "cpu"}
             kwargs["dtype"] = compute_dtype
         else:
@@ -237,7 +236,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 
         return DataLoader(train_rows, batch_size=cfg.train.micro_batch, collate_fn=make_collator(tokenizer))
 
-    def build_trainer(model, micro: int, accum: int):
+    def training_args(micro: int, accum: int):
         t = cfg.train
         fields = TrainingArguments.__dataclass_fields__  # transformers 5 renamed gradient_ → activation_checkpointing
         ckpt = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
@@ -262,6 +261,9 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             # stops (train.stop_on) keeps it as the adapter
             metric_for_best_model="eval_loss" if val_rows else None, greater_is_better=False if val_rows else None,
         )
+        return args
+
+    def build_trainer(model, args):
         return adapter_init.trainer_class(cfg)(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
                        data_collator=tokens, callbacks=[events, checkup, checkpoints, SyncedStop(stop), seams, started,
                                                         variant]
@@ -292,9 +294,14 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     t0 = time.time()
     retries = 0
     while True:
+        # the arguments before the model: under ZeRO-3 they create the HfDeepSpeedConfig that tells transformers to
+        # build a 16-bit model under deepspeed.zero.Init (partitioned as it loads); built after it, the model loads
+        # whole and DeepSpeed's engine moves it whole onto each GPU before partitioning (engine.py
+        # _configure_distributed_model: module.to(device) unless it has ds_id). They also set each rank's device.
+        args = training_args(micro, accum)
         model = build_model()
         model.print_trainable_parameters()
-        trainer = build_trainer(model, micro, accum)
+        trainer = build_trainer(model, args)
         oom = None
         stop.armed = True
         try:
