@@ -104,12 +104,20 @@ def plan_host(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
     if plan.descriptor.quantized:
         notes.append("4-bit quantization on load: each 16-bit shard passes through the host, "
                      "then is quantized on the GPU")
+    elif plan.sharded and gpu and plan.strategy == "deepspeed":
+        # ZeRO-3 builds the model under deepspeed.zero.Init (the worker creates TrainingArguments, and with them
+        # the HfDeepSpeedConfig, first): transformers 5.24 reads every checkpoint file into one state dict on rank
+        # 0 (map_location "cpu"; "meta" on the others) and copies it into the partitions (modeling_utils
+        # `_load_pretrained_model`); read from source, not measured
+        load = base + -(-b16 // max(1, procs))  # spread over the ranks below: procs x load = procs x base + b16
+        notes.append(f"ZeRO-3 load: rank 0 reads the whole 16-bit model into host RAM ({b16 / GIB:.1f} GiB), "
+                     "the other ranks only its shapes")
     elif plan.sharded and gpu:
-        # no device_map under FSDP/ZeRO-3: the whole 16-bit model is read into host RAM, on every rank
+        # no device_map under FSDP: the whole 16-bit model is read into host RAM, on every rank
         # (transformers 5.24 reads the weights on every rank, cpu_ram_efficient_loading or not:
         # tests/test_host_load.py), before FSDP moves it to the GPU unit by unit
         load = base + b16
-        notes.append(f"FSDP/ZeRO-3 load: every rank reads the whole 16-bit model into host RAM "
+        notes.append(f"FSDP load: every rank reads the whole 16-bit model into host RAM "
                      f"({procs} x {b16 / GIB:.1f} GiB on this machine) before it is sharded")
     if procs > 1:
         load, load_full = procs * load, procs * load_full

@@ -227,6 +227,19 @@ def test_each_fsdp_rank_reads_a_16_bit_base_into_host_ram():
     assert any("every rank reads the whole 16-bit model" in n for n in got["lora"].notes)
 
 
+def test_zero3_reads_a_16_bit_base_on_rank_0_only():
+    """Under zero.Init (the worker builds TrainingArguments first) transformers 5.24 reads the checkpoint on rank 0
+    and puts the others' state dict on meta: one whole 16-bit model on the host, not one per rank."""
+    spec = load_model("llama-3.1-70b")
+    hw = planned(gpu="A100-80GB", gpus=8, host=HOST)
+    cfg = with_values(RunConfig(), {"method": "lora", "model.name": "llama-3.1-70b", "distributed.gpus": 8,
+                                    "distributed.strategy": "deepspeed"})
+    h = plan_host(spec, cfg, assess(spec, cfg, hw), hw)
+    b16 = 2 * spec.total_params
+    assert 8 * PROCESS_GPU + b16 <= h.load_bytes < 8 * PROCESS_GPU + b16 + 8
+    assert any("rank 0 reads the whole 16-bit model" in n for n in h.notes)
+
+
 # ----------------------------------------------------------------------------- cost
 
 
