@@ -131,8 +131,11 @@ class Plan:
     def from_config(cls, cfg: "RunConfig", method: str | None = None, gpus: int = 1,
                     strategy: str | None = None) -> "Plan":
         """`strategy` None takes cfg.distributed.strategy; "auto" stays ddp here: advisor.fit
-        resolves it against the hardware."""
+        resolves it against the hardware. One GPU is plain training whatever the strategy says: the
+        launcher runs one process without FSDP or DeepSpeed (trainer/launch.py `resolve`)."""
         strategy = strategy or cfg.distributed.strategy
+        if gpus == 1:
+            strategy = "ddp"
         method = method or cfg.method
         if method == "auto":
             method = DEFAULT_METHOD

@@ -266,3 +266,19 @@ def test_advice_says_zero3_offload_does_not_lower_a_quantized_start(l70):
     judged = assess(l70, cfg, hw)
     assert judged.verdict == "wont-fit"
     assert "loaded onto each GPU before DeepSpeed partitions it" in strategy_reason(l70, cfg, judged, hw)
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed"])
+def test_one_gpu_is_estimated_as_it_runs_plain_whatever_the_strategy(strategy):
+    """The launcher runs one GPU as one plain process (trainer/launch.py resolve: no FSDP, no DeepSpeed), so the
+    estimate of one GPU is the plain one: no gathered units, the 4-bit base's fp32 upcast kept, the same peak."""
+    from rankwise.advisor import fit
+
+    spec = load_model("llama-3.1-8b")
+    base = {"model.name": "llama-3.1-8b", "method": "qlora", "distributed.gpus": 1}
+    hw = planned("80GiB", 1)
+    plain = fit.assess(spec, with_values(RunConfig(), base), hw)
+    named = fit.assess(spec, with_values(RunConfig(), {**base, "distributed.strategy": strategy}), hw)
+    assert not named.estimate.plan.sharded and "gather_root" not in named.estimate.components
+    assert named.peak_gib == plain.peak_gib
+    assert Plan.from_config(with_values(RunConfig(), {**base, "distributed.strategy": strategy}), gpus=2).strategy == strategy

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from rankwise.advisor.config import STRATEGY_CHOICES, TASKS, get_key  # the schema's enumerations; a field by dotted key
+from rankwise.advisor.fit import STRATEGY_NAMES
 from rankwise.advisor.methods import LEANEST, label
 
 from ..style import FIT_STYLE, GOOD, SEVERITY_STYLE
@@ -190,7 +191,7 @@ def _render(advice, spec, hw, args, ahead=None) -> None:
 
     if advice.strategy and hw.gpu_count > 1:
         s = advice.strategy
-        console.print(f"[bold]{s['gpus']} GPUs as {s['strategy'].upper()}[/bold] — {escape(s['reason'])}")
+        console.print(f"[bold]{s['gpus']} GPUs as {STRATEGY_NAMES[s['strategy']]}[/bold] — {escape(s['reason'])}")
     est = Table(title="Memory per GPU (same settings)", title_justify="left")
     for col in ("method", "peak", "weights", "activations + loss", "fit"):
         est.add_column(col, justify="left" if col in ("method", "fit") else "right")
