@@ -282,3 +282,18 @@ def test_one_gpu_is_estimated_as_it_runs_plain_whatever_the_strategy(strategy):
     assert not named.estimate.plan.sharded and "gather_root" not in named.estimate.components
     assert named.peak_gib == plain.peak_gib
     assert Plan.from_config(with_values(RunConfig(), {**base, "distributed.strategy": strategy}), gpus=2).strategy == strategy
+
+
+def test_the_commands_name_zero3_as_the_advice_does():
+    """estimate's title and advise's strategy line say "DeepSpeed ZeRO-3" (fit.STRATEGY_NAMES), and the ZeRO-3 start
+    of a 4-bit 70B shows as its own row."""
+    est = subprocess.run(CLI + ["estimate", "--model", "llama-3.1-70b", "--method", "qlora", "--gpus", "2", "--gpu-mem",
+                                "80GiB", "--strategy", "deepspeed"], capture_output=True, text=True, env=env(),
+                         timeout=120)
+    adv = subprocess.run(CLI + ["advise", "--model", "llama-3.1-70b", "--task", "chat", "--gpus", "2", "--gpu-mem",
+                                "80GiB", "--strategy", "deepspeed"], capture_output=True, text=True, env=env(),
+                         timeout=120)
+    assert est.returncode == 0 and adv.returncode == 0, est.stderr + adv.stderr
+    out = " ".join(est.stdout.split())
+    assert "2 GPUs DeepSpeed ZeRO-3 (per GPU)" in out and "ZeRO-3 start-up: the 4-bit base whole on the GPU" in out
+    assert "2 GPUs as DeepSpeed ZeRO-3" in " ".join(adv.stdout.split()) and "DEEPSPEED" not in adv.stdout + est.stdout

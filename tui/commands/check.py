@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from rankwise.advisor.fit import STRATEGY_NAMES
 from rankwise.advisor.methods import METHOD_NAMES, label
 
 from ..style import GOOD, SEVERITY_STYLE
@@ -84,7 +85,7 @@ def _render(args, report, hw) -> None:
     if ctx.estimate is not None:
         per = ""
         if ctx.judged is not None and ctx.judged.gpus > 1:
-            per = f" per GPU, {ctx.judged.gpus} GPUs as {ctx.judged.strategy.upper()}"
+            per = f" per GPU, {ctx.judged.gpus} GPUs as {STRATEGY_NAMES[ctx.judged.strategy]}"
         fit = f", ~{ctx.estimate.peak_gib:.1f} GiB peak{per} ({ctx.fit} on {where})"
     elif report.bound is not None and report.bound.stand_ins:
         b = report.bound

@@ -7,6 +7,7 @@ from rankwise.advisor import methods
 from rankwise.advisor.config import (ATTENTIONS, FSDP_SHARDINGS, KERNELS, LORA_INITS, OFFLOADS, OPTIMIZERS, PRECISIONS,
                                      STRATEGY_CHOICES, TARGET_SETS)
 from rankwise.advisor.errors import RankwiseError
+from rankwise.advisor.fit import STRATEGY_NAMES
 from rankwise.advisor.units import gib
 
 from ..style import FIT_LABEL, FIT_STYLE
@@ -246,7 +247,7 @@ def run(args) -> int:
     title = (f"{spec.name} · {plan.method} r={plan.r} · batch {plan.micro_batch} × {plan.seq_len} · "
              f"{'checkpointing' if plan.grad_checkpointing else 'no checkpointing'} · {plan.optimizer}")
     if plan.gpus > 1 or plan.sharded:
-        title += f" · {plan.gpus} GPU{'s' if plan.gpus > 1 else ''} {plan.strategy.upper()} (per GPU)"
+        title += f" · {plan.gpus} GPU{'s' if plan.gpus > 1 else ''} {STRATEGY_NAMES[plan.strategy]} (per GPU)"
     console.print(f"[bold]{title}[/bold]")
     t = Table()
     t.add_column("component")
