@@ -249,12 +249,12 @@ def strategy_reason(spec: "ModelSpec", cfg: "RunConfig", f: Fit, hw: Hardware | 
     reason = (f"{name}: a full copy needs ~{full.peak_gib:.1f} GiB, sharded over {n} GPUs "
               f"~{f.peak_gib:.1f} GiB per GPU ({f.verdict})")
     plan = f.estimate.plan
+    whole = ("; that is its start-up: the whole 4-bit model is loaded onto each GPU before {} it, so more GPUs do "
+             "not lower it")
     if f.estimate.components.get("zero3_load"):  # the quantized base loaded whole before DeepSpeed partitions it
-        reason += ("; that is its start-up: the whole 4-bit model is loaded onto each GPU before DeepSpeed "
-                   "partitions it, so more GPUs do not lower it")
+        reason += whole.format("DeepSpeed partitions")
     elif f.estimate.components.get("fsdp_wrap"):  # the start-up, not a step, sets that peak (memory._wrap)
-        reason += ("; that is its start-up: the whole 4-bit model is loaded onto each GPU before FSDP shards it, so "
-                   "more GPUs do not lower it" if plan.stack.fsdp_start(plan.descriptor.quantized) == "gpu" else
+        reason += (whole.format("FSDP shards") if plan.stack.fsdp_start(plan.descriptor.quantized) == "gpu" else
                    "; that is its start-up: FSDP builds each unit on the GPU as it shards it, the root unit "
                    "(embeddings and head) whole")
     if cfg.distributed.strategy != "auto" and verdict(full.peak_bytes, gb) == "fits":

@@ -130,6 +130,11 @@ class Unit:
     tensors: tuple[int, ...]
     kept: tuple[int, ...] = ()
 
+    @property
+    def stored(self) -> int:
+        """Every byte of the unit as stored: its parameters and the tensors kept beside them."""
+        return sum(self.tensors) + sum(self.kept)
+
 
 @dataclass(frozen=True)
 class WrapReserve:

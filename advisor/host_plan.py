@@ -100,6 +100,7 @@ def plan_host(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
     notes = []
     procs = plan.gpus if gpu else 1  # one process a GPU, each with its own torch and CUDA runtime
     load = base + shard
+    once = 0  # host bytes one process holds however many there are (ZeRO-3: rank 0's copy of the model)
     load_full = base + 2 * b16  # the state dict and the model it fills, both on the host
     if plan.descriptor.quantized:
         notes.append("4-bit quantization on load: each 16-bit shard passes through the host, "
@@ -109,7 +110,7 @@ def plan_host(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
         # the HfDeepSpeedConfig, first): transformers 5.24 reads every checkpoint file into one state dict on rank
         # 0 (map_location "cpu"; "meta" on the others) and copies it into the partitions (modeling_utils
         # `_load_pretrained_model`); read from source, not measured
-        load = base + -(-b16 // max(1, procs))  # spread over the ranks below: procs x load = procs x base + b16
+        load, once = base, b16
         notes.append(f"ZeRO-3 load: rank 0 reads the whole 16-bit model into host RAM ({b16 / GIB:.1f} GiB), "
                      "the other ranks only its shapes")
     elif plan.sharded and gpu:
@@ -123,6 +124,7 @@ def plan_host(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
         load, load_full = procs * load, procs * load_full
         notes.append(f"{procs} processes on this machine, each with its own torch/CUDA runtime "
                      f"(~{PROCESS_GPU / GIB:.0f} GiB each)")
+    load += once
     train = procs * base
     if not gpu:  # CPU training: weights (fp32 on the CPU), adapter, optimizer and activations in host RAM
         train = base + fit.estimate.peak_bytes - fit.estimate.components.get("cuda_context", 0)

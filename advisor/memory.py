@@ -350,7 +350,7 @@ def _zero3_load(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int:
     if not (plan.sharded and plan.strategy == "deepspeed" and plan.descriptor.quantized
             and plan.stack.zero3_start_quantized == "gpu"):
         return 0
-    return sum(sum(u.tensors) + sum(u.kept) for u in wrap_units(spec, plan, adapted))
+    return sum(u.stored for u in wrap_units(spec, plan, adapted))
 
 
 def _wrap_shards(plan: Plan) -> int:

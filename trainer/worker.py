@@ -117,8 +117,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     model_dir = weights_dir(spec, cfg)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))  # set by accelerate launch; 0 for one process
-    fsdp, zero3 = (os.environ.get(k, "").lower() in ("1", "true") for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
-    sharded = fsdp or zero3
+    sharded = any(os.environ.get(k, "").lower() in ("1", "true") for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
     hw = hardware.probe(str(run_dir))
     if hw.gpus and device == "cuda":  # plan for the GPUs this run uses: one per process, over every machine
         from dataclasses import replace
