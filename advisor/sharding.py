@@ -67,22 +67,27 @@ DS_REDUCE_BUCKET_ELEMS = 500_000_000
 DS_PREFETCH_BUCKET_ELEMS = 50_000_000
 
 
+def _runs_as(plan: Plan) -> str:
+    """How the plan runs, for a message (one GPU is one plain process whatever the strategy: Plan.from_config)."""
+    return "one GPU runs as one plain process" if plan.gpus == 1 else f"strategy is {plan.strategy}, {plan.gpus} processes"
+
+
 def check(plan: Plan) -> None:
     """Combinations the trainer cannot run (exit 2, naming the fix)."""
     if plan.offload != "none" and not plan.sharded:
         raise RankwiseError(f"distributed.offload {plan.offload} needs FSDP or DeepSpeed ZeRO-3 over 2+ GPUs "
-                            f"(strategy is {plan.strategy}, {plan.gpus} process{'es' if plan.gpus > 1 else ''})",
+                            f"({_runs_as(plan)})",
                             "set distributed.strategy: fsdp (or deepspeed) with --gpus N, or distributed.offload: none")
     if plan.offload == "params" and plan.strategy == "fsdp":
         raise RankwiseError("distributed.offload params with FSDP: FSDP offloads the parameters with their gradients "
                             "and optimizer states (CPUOffload(offload_params=True)); it has no parameters-only offload",
                             "use distributed.offload: params_and_optimizer, or distributed.strategy: deepspeed")
     if plan.fsdp_sharding != "full" and plan.strategy != "fsdp":
-        raise RankwiseError(f"distributed.fsdp_sharding {plan.fsdp_sharding} is an FSDP strategy (strategy is "
-                            f"{plan.strategy})", "set distributed.strategy: fsdp, or distributed.fsdp_sharding: full")
+        raise RankwiseError(f"distributed.fsdp_sharding {plan.fsdp_sharding} is an FSDP strategy ({_runs_as(plan)})",
+                            "set distributed.strategy: fsdp with --gpus N, or distributed.fsdp_sharding: full")
     if plan.fp32_master and plan.strategy != "fsdp":
         raise RankwiseError("train.precision fp32_master is FSDP mixed precision (fp32 shards, bf16 compute) "
-                            f"and the strategy is {plan.strategy}",
+                            f"and {_runs_as(plan)}",
                             "set distributed.strategy: fsdp with --gpus N, or train.precision: bf16")
     if plan.fp32_master and plan.descriptor.quantized:
         raise RankwiseError(f"train.precision fp32_master with {plan.descriptor.label}: the sharded 4-/8-bit recipe "

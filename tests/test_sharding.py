@@ -282,6 +282,11 @@ def test_one_gpu_is_estimated_as_it_runs_plain_whatever_the_strategy(strategy):
     assert not named.estimate.plan.sharded and "gather_root" not in named.estimate.components
     assert named.peak_gib == plain.peak_gib
     assert Plan.from_config(with_values(RunConfig(), {**base, "distributed.strategy": strategy}), gpus=2).strategy == strategy
+    # and an option only sharding runs have is refused saying why, not that the strategy is DDP
+    offloaded = with_values(RunConfig(), {**base, "distributed.strategy": strategy,
+                                          "distributed.offload": "params_and_optimizer"})
+    with pytest.raises(RankwiseError, match="one GPU runs as one plain process"):
+        sharding.check(Plan.from_config(offloaded, gpus=1))
 
 
 def test_the_commands_name_zero3_as_the_advice_does():
