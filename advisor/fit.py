@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from . import memory
+from .errors import RankwiseError
 from .hardware import Hardware
 from .methods import COMPARED, DEFAULT, LEANEST, METHODS
 from .units import gib, human_count
@@ -182,32 +183,56 @@ def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", meth
     if cfg.lora.target_modules != "minimal" and spec.target_set("minimal"):
         tries.append(("fewer target modules: minimal (q, v)", {"lora.target_modules": "minimal"}))
 
+    # how the GPUs share the run: only where it is already sharded (2+ GPUs), with the strategy made explicit
+    plan = base.estimate.plan
+    offload: list[tuple[str, dict]] = []
+    sharing: list[tuple[str, dict]] = []
+    if plan.sharded:
+        name, other = STRATEGY_NAMES[plan.strategy], "deepspeed" if plan.strategy == "fsdp" else "fsdp"
+        if plan.offload != "params_and_optimizer":
+            offload.append((f"CPU offload of weights, gradients and optimizer states ({name}; slower steps, "
+                            "much more host RAM)",
+                            {"distributed.strategy": plan.strategy, "distributed.offload": "params_and_optimizer"}))
+        if plan.strategy == "fsdp" and plan.fsdp_sharding in ("shard_grad_op", "no_shard"):
+            sharing.append(("FSDP full sharding (weights gathered per layer, not held from forward to backward)",
+                            {"distributed.strategy": "fsdp", "distributed.fsdp_sharding": "full"}))
+        sharing.append((f"{STRATEGY_NAMES[other]} instead of {name}"
+                        + (" (needs the deepspeed package)" if other == "deepspeed" else ""),
+                        {"distributed.strategy": other}))
+
     def row(change: str, patch: dict | None, f: Fit) -> dict:
         return {"change": change, "patch": patch, "peak_gib": round(f.peak_gib, 2), "fit": f.verdict,
                 "saves_gib": round(base.peak_gib - f.peak_gib, 2)}
 
     out = []
-    for change, patch in tries:
+    for change, patch in tries + offload + sharing:
         try:
             new = with_values(cfg, patch)
         except Exception:  # a patch the schema refuses is simply not a suggestion
             continue
-        out.append(row(change, patch, judged(new, patch.get("method", method))))
+        try:
+            f = judged(new, patch.get("method", method))
+        except RankwiseError:  # a combination the estimate refuses (e.g. offload params under FSDP)
+            continue
+        if patch.keys() <= {"distributed.strategy"} and f.peak_gib >= base.peak_gib:
+            continue  # the other strategy is a suggestion only where it is lower
+        out.append(row(change, patch, f))
     if hw is not None and hw.has_gpu:
         for n in (2, 4, 8):
             if n > base.gpus:
                 more = with_values(cfg, {"distributed.gpus": n})
                 f = judged(more, method, with_gpus(hw, max(n, hw.gpu_count)))
-                how = ("FSDP: weights, gradients and optimizer states sharded" if f.estimate.plan.sharded else
+                how = (f"{STRATEGY_NAMES[f.estimate.plan.strategy]}: weights, gradients and optimizer states sharded"
+                       if f.estimate.plan.sharded else
                        "DDP: each GPU holds a full copy; per-GPU memory does not shrink")
                 out.append(row(f"{n} GPUs ({how})", None, f))
                 if f.verdict == "fits" or not f.estimate.plan.sharded:
                     break
     # everything together, and the GPU size the plan needs as it is
-    combined = {k: v for _, p in tries for k, v in p.items()}
+    combined = {k: v for _, p in tries + offload for k, v in p.items()}  # offload keeps this strategy
     if "train.max_seq_len" in combined:
         combined["train.max_seq_len"] = max(256, t.max_seq_len // 2)
-    if len(tries) > 1:
+    if len(tries + offload) > 1:
         new = with_values(cfg, combined)
         f = judged(new, combined.get("method", method))
         out.append(row("all of: " + ", ".join(f"{k}={v}" for k, v in combined.items()), combined, f))

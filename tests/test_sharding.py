@@ -301,4 +301,46 @@ def test_the_commands_name_zero3_as_the_advice_does():
     assert est.returncode == 0 and adv.returncode == 0, est.stderr + adv.stderr
     out = " ".join(est.stdout.split())
     assert "2 GPUs DeepSpeed ZeRO-3 (per GPU)" in out and "ZeRO-3 start-up: the 4-bit base whole on the GPU" in out
-    assert "2 GPUs as DeepSpeed ZeRO-3" in " ".join(adv.stdout.split()) and "DEEPSPEED" not in adv.stdout + est.stdout
+    line = " ".join(adv.stdout.split())
+    assert "2 GPUs as DeepSpeed ZeRO-3: a full copy needs" in line and "DEEPSPEED" not in adv.stdout + est.stdout
+    assert "ZeRO-3 — " not in line and "ZeRO-3: DeepSpeed" not in line  # the name once, not again in the reason
+    # a sharded strategy chosen where a full copy would fit says it was the config's choice
+    small = subprocess.run(CLI + ["advise", "--model", "llama-3.1-8b", "--task", "chat", "--gpus", "2", "--gpu-mem",
+                                  "80GiB", "--strategy", "fsdp"], capture_output=True, text=True, env=env(), timeout=120)
+    assert small.returncode == 0, small.stderr
+    assert "2 GPUs as FSDP (as configured): a full copy needs" in " ".join(small.stdout.split())
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed"])
+def test_suggestions_offer_offload_and_the_other_strategy_where_they_are_lower(l70, strategy):
+    """A 16-bit 70B LoRA on 2 x 80 GiB does not fit sharded; with weights, gradients and optimizer states in host
+    RAM it does. Each row is the estimate of its own patch; the other strategy is offered only where it is lower."""
+    from rankwise.advisor.fit import assess, suggest_fixes
+
+    cfg = with_values(RunConfig(), {"model.name": "llama-3.1-70b", "method": "lora", "distributed.gpus": 2,
+                                    "distributed.strategy": strategy})
+    hw = planned("80GiB", 2)
+    base = assess(l70, cfg, hw)
+    assert base.verdict == "wont-fit"
+    rows = suggest_fixes(l70, hw, cfg, "lora")
+    off = [s for s in rows if s["patch"] and s["patch"].get("distributed.offload") == "params_and_optimizer"
+           and len(s["patch"]) == 2]
+    assert len(off) == 1 and off[0]["fit"] == "fits" and off[0]["patch"]["distributed.strategy"] == strategy
+    assert off[0]["peak_gib"] == round(assess(l70, with_values(cfg, off[0]["patch"]), hw).peak_gib, 2)
+    other = "deepspeed" if strategy == "fsdp" else "fsdp"
+    swap = [s for s in rows if s["patch"] == {"distributed.strategy": other}]
+    lower = assess(l70, with_values(cfg, {"distributed.strategy": other}), hw).peak_gib < base.peak_gib
+    assert len(swap) == lower
+    assert all(s["peak_gib"] < base.peak_gib for s in swap)
+    together = [s for s in rows if s["change"].startswith("all of:")][0]
+    assert together["patch"]["distributed.offload"] == "params_and_optimizer"
+    assert together["patch"]["distributed.strategy"] == strategy  # offload keeps the strategy; no swap mixed in
+
+
+def test_a_plain_run_gets_no_sharing_suggestions(l70):
+    """One GPU: offload and the strategies need 2+ GPUs (sharding.check), so they are not offered as changes."""
+    from rankwise.advisor.fit import suggest_fixes
+
+    cfg = with_values(RunConfig(), {"model.name": "llama-3.1-70b", "method": "lora"})
+    rows = suggest_fixes(l70, planned("80GiB"), cfg, "lora")
+    assert rows and not any(s["patch"] and any(k.startswith("distributed.") for k in s["patch"]) for s in rows)
