@@ -191,7 +191,11 @@ def _render(advice, spec, hw, args, ahead=None) -> None:
 
     if advice.strategy and hw.gpu_count > 1:
         s = advice.strategy
-        console.print(f"[bold]{s['gpus']} GPUs as {STRATEGY_NAMES[s['strategy']]}[/bold] — {escape(s['reason'])}")
+        name = STRATEGY_NAMES[s["strategy"]]
+        reason = s["reason"].removeprefix(f"{name}: ")  # the reason opens with the name the line already gives
+        if reason.startswith(f"{name} as configured: "):
+            name, reason = f"{name} (as configured)", reason.removeprefix(f"{name} as configured: ")
+        console.print(f"[bold]{s['gpus']} GPUs as {name}[/bold]: {escape(reason)}")
     est = Table(title="Memory per GPU (same settings)", title_justify="left")
     for col in ("method", "peak", "weights", "activations + loss", "fit"):
         est.add_column(col, justify="left" if col in ("method", "fit") else "right")
