@@ -279,6 +279,8 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
         if init_peak > peak:  # the start-up, not training, sets the peak
             comps["adapter_init"] = init_peak - peak
             peak = init_peak
+        # max_memory_allocated is over the whole run: a start-up above the step is what it reads
+        allocated = max(allocated, init_peak - comps["cuda_context"])
     releasable = 0
     if wrap is not None:
         outside = sum(comps.get(k, 0) for k in OUTSIDE_ALLOCATOR)
@@ -288,6 +290,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
         reused += int(comps.get("optimizer_states", 0) * fsdp_wrap.large_pool_share(plan, adapted, adapter_bytes(plan),
                                                                                      _wrap_shards(plan)))
         wrap_peak = wrap.peak_allocated + outside  # wrapping's own high-water mark: tensors alive, not cached
+        allocated = max(allocated, wrap.peak_allocated)
         if wrap_peak > peak:
             comps["fsdp_wrap"] = wrap_peak - peak
             peak = wrap_peak
@@ -295,6 +298,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
         releasable = max(0, releasable)
 
     load = _zero3_load(spec, plan, adapted)
+    allocated = max(allocated, load)
     if load:
         load += sum(comps.get(k, 0) for k in OUTSIDE_ALLOCATOR)
         if load > peak:

@@ -15,6 +15,9 @@ if TYPE_CHECKING:  # only for the annotation
 GIB = 1024 ** 3
 # Components PyTorch's caching allocator does not hold: nvidia-smi shows them, max_memory_reserved does not.
 OUTSIDE_ALLOCATOR = ("cuda_context", "nccl_buffers")
+# Components that are a start-up's excess over the training step (memory.estimate adds one only where the start-up
+# sets the peak): adapter initialisation, FSDP wrapping on the GPU, ZeRO-3 loading a quantized base whole.
+STARTUPS = ("adapter_init", "fsdp_wrap", "zero3_load")
 
 # How several GPUs share a run. "ddp": each GPU holds a full copy (DistributedDataParallel).
 # "fsdp" (FullyShardedDataParallel, FULL_SHARD) and "deepspeed" (ZeRO stage 3): parameters,
@@ -163,7 +166,9 @@ class Estimate:
     assumptions: tuple[str, ...]
     plan: Plan
     trainable_params: int
-    allocated_bytes: int = 0  # the torch.cuda.max_memory_allocated() view (no context, no fragmentation)
+    # the torch.cuda.max_memory_allocated() view over the run (no context, no fragmentation): the step's tensors,
+    # or a start-up's (adapter init, FSDP wrapping, ZeRO-3's quantized load) where that holds more
+    allocated_bytes: int = 0
     transients: dict[str, int] = field(default_factory=dict)  # the candidate peaks compared
     init_flops: float = 0.0  # the adapter initialisation's factorisation FLOPs (adapter_init.py), for the planner
     host_offload_bytes: int = 0  # distributed.offload: the shards held in host RAM over the machine's ranks

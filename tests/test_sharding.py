@@ -192,7 +192,12 @@ def test_zero3_holds_its_gradient_bucket_and_prefetches_a_bucket_not_a_unit(l70,
     """ZeRO-3 at DeepSpeed's defaults (as `accelerate config` leaves them): the contiguous gradient bucket of
     reduce_bucket_size 16-bit elements for the run, and the running layer plus a prefetch of
     stage3_prefetch_bucket_size elements (plus the weight that crosses it) where FSDP gathers a whole next unit."""
-    ds, fsdp = _est(l70, method=method, gpus=2, strategy="deepspeed"), _est(l70, method=method, gpus=2)
+    from dataclasses import replace
+
+    from rankwise.advisor.memory import HF
+    steps = replace(HF, zero3_start_quantized="none", fsdp_start_quantized="none")  # the steps: no 4-bit start-up
+    ds, fsdp = (_est(l70, method=method, gpus=2, strategy="deepspeed", stack=steps),
+                _est(l70, method=method, gpus=2, stack=steps))
     plan = Plan(method)
     layer = unit_bytes(l70, plan)[0]
     largest = 8192 * 28672 * 2 if method == "lora" else 8192 * 28672 // 2  # the MLP's weight: bf16, or NF4 packed
@@ -238,6 +243,7 @@ def test_zero3_starts_from_the_quantized_base_whole_on_each_gpu(l70):
         outside = got.components["cuda_context"] + got.components["nccl_buffers"]
         assert got.peak_bytes == whole + outside == sum(got.components.values())
         assert got.components["zero3_load"] > 0 and got.releasable_bytes == 0
+        assert got.allocated_bytes == whole  # max_memory_allocated over the run reads the start-up
         assert any("ZeRO-3 starts from the quantized base whole" in a for a in got.assumptions)
     # the step alone, as before: a 16-bit base is not loaded whole onto the GPU, FSDP has its own start
     assert "zero3_load" not in _est(l70, gpus=2, strategy="deepspeed").components

@@ -8,6 +8,7 @@ from rankwise.advisor.config import (ATTENTIONS, FSDP_SHARDINGS, KERNELS, LORA_I
                                      STRATEGY_CHOICES, TARGET_SETS)
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.fit import STRATEGY_NAMES
+from rankwise.advisor.plan import STARTUPS
 from rankwise.advisor.units import gib
 
 from ..style import FIT_LABEL, FIT_STYLE
@@ -260,7 +261,9 @@ def run(args) -> int:
     console.print(t)
     console.print(f"trainable parameters: {est.trainable_params:,} "
                   f"({est.trainable_params / spec.total_params:.3%} of {spec.total_params:,})")
-    console.print(f"allocator peak (max_memory_allocated): {est.allocated_gib:.2f} GiB")
+    startup = any(est.components.get(k) for k in STARTUPS)
+    console.print(f"allocator peak (max_memory_allocated): {est.allocated_gib:.2f} GiB"
+                  + (" (at start-up, above a training step)" if startup else ""))
     if est.releasable_bytes:
         console.print(f"reserved (max_memory_reserved) up to {gib(est.reserved_bytes):.2f} GiB: "
                       f"{gib(est.releasable_bytes):.2f} GiB of it blocks FSDP's wrapping left cached, handed back "
