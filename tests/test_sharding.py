@@ -156,6 +156,61 @@ def test_other_tools_offload_and_sharding_keys_map(tmp_path, text, strategy, off
     assert (d.strategy, d.offload, d.fsdp_sharding) == (strategy, offload, sharding_)
 
 
+ZERO3_ALL = {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu", "pin_memory": True},
+                                   "offload_param": {"device": "cpu", "pin_memory": True},
+                                   "reduce_bucket_size": "auto"}, "bf16": {"enabled": "auto"}}
+
+
+@pytest.mark.parametrize("ds,strategy,offload,said", [
+    (ZERO3_ALL, "deepspeed", "params_and_optimizer", None),  # a name that says nothing: the content decides
+    ({"zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}}}, "deepspeed", "params", None),
+    ({"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}}, "deepspeed", "none",
+     "optimizer states only"),
+    ({"zero_optimization": {"stage": 3, "offload_param": {"device": "nvme"}, "offload_optimizer": {"device": "nvme"}}},
+     "deepspeed", "params_and_optimizer", "NVMe offload"),
+    ({"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}}, "ddp", "none", "ZeRO stage 2"),
+    ({"zero_optimization": {"stage": 3, "offload_param": {"device": "none"}}}, "deepspeed", "none", None),
+])
+@pytest.mark.parametrize("tool", ["axolotl", "llama-factory"])
+def test_a_deepspeed_json_is_read_for_its_stage_and_offload(tmp_path, ds, strategy, offload, said, tool):
+    """The file the config names, found beside it (not in the working directory), decides the stage and the offload,
+    whatever its name; what rankwise cannot express is said."""
+    import json
+
+    from rankwise.advisor.foreign import read
+
+    (tmp_path / "zero3_offload_misleading_name.json").write_text(json.dumps(ds))
+    head = ("base_model: llama-3.1-8b\nadapter: lora\n" if tool == "axolotl" else
+            "model_name_or_path: llama-3.1-8b\nfinetuning_type: lora\nstage: sft\n")
+    f = tmp_path / "x.yaml"
+    f.write_text(head + "deepspeed: zero3_offload_misleading_name.json\n")
+    r = read(f)
+    d = r.cfg.distributed
+    assert (d.strategy, d.offload) == (strategy, offload)
+    assert r.kind == tool
+    messages = " ".join(s.message for s in r.said)
+    if said:
+        assert said in messages
+    else:
+        assert "deepspeed" not in messages.lower()
+    if strategy == "deepspeed":
+        assert any("ZeRO-3 from " + str(tmp_path) in n for n in r.notes)
+
+
+@pytest.mark.parametrize("content,why", [("{not json", "could not be read as JSON"), ("[3]", "not a JSON object"),
+                                         (None, "not found")])
+def test_a_deepspeed_file_that_cannot_be_read_is_judged_by_its_name(tmp_path, content, why):
+    from rankwise.advisor.foreign import read
+
+    if content is not None:
+        (tmp_path / "zero3_bf16_cpuoffload_all.json").write_text(content)
+    f = tmp_path / "x.yaml"
+    f.write_text("base_model: llama-3.1-8b\nadapter: lora\ndeepspeed: zero3_bf16_cpuoffload_all.json\n")
+    r = read(f)
+    assert (r.cfg.distributed.strategy, r.cfg.distributed.offload) == ("deepspeed", "params_and_optimizer")
+    assert any(why in n and "judged by its name as ZeRO-3 with CPU offload" in n for n in r.notes)
+
+
 def test_offload_costs_the_shards_copy_over_pcie_each_pass(l70):
     """70B LoRA over 8 GPUs with checkpointing: 3 passes each copy 1/8 of the 16-bit weights over PCIe 4.0 x16."""
     from rankwise.advisor import fit as fitting

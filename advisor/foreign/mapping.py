@@ -178,21 +178,86 @@ def precision_bf16(value, out):
         out.set("train.precision", value)  # invalid: reported at its line
 
 
+DS_FILE_MAX = 1 << 20  # bytes: a DeepSpeed JSON is a few hundred; anything larger is not one
+
+
+def _deepspeed_json(value, out) -> tuple[dict | None, str]:
+    """The DeepSpeed config a `deepspeed:` value names → (its dict or None, how it was found). A dict is the
+    config inline (HF TrainingArguments takes one); a path is read from the working directory, where both
+    tools' trainers open it, then beside the config file. Plain JSON (json.loads): nothing is executed."""
+    import json
+    from pathlib import Path
+
+    if isinstance(value, dict):
+        return value, "inline"
+    path = Path(str(value)).expanduser()
+    for where in (Path.cwd(), out.extra.get("config_dir")):
+        if where is None:
+            continue
+        p = path if path.is_absolute() else Path(where) / path
+        if p.is_file():
+            try:
+                if p.stat().st_size > DS_FILE_MAX:
+                    return None, f"{p} is over {DS_FILE_MAX // 1024} KiB, not a DeepSpeed config"
+                data = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError) as e:
+                return None, f"{p} could not be read as JSON ({type(e).__name__}: {e})"
+            return (data, str(p)) if isinstance(data, dict) else (None, f"{p} is not a JSON object")
+    return None, "not found in the working directory or beside the config"
+
+
+def _offloaded(zero: dict, key: str) -> bool:
+    """DeepSpeed's offload_param / offload_optimizer: on when its device is cpu or nvme."""
+    sub = zero.get(key)
+    return isinstance(sub, dict) and str(sub.get("device", "none")).lower() in ("cpu", "nvme")
+
+
 def deepspeed(value, out):
-    """A DeepSpeed config path (both tools take one): ZeRO-3 is estimated as sharded (like FSDP);
-    ZeRO-0/1/2 as DDP, said, since ZeRO-1/2 shard optimizer states (and gradients) across GPUs."""
+    """A DeepSpeed config (both tools take a path; HF takes a dict): ZeRO-3 is estimated as sharded (like
+    FSDP), its offload from the file's offload_param / offload_optimizer; ZeRO-0/1/2 as DDP, said, since
+    ZeRO-1/2 shard optimizer states (and gradients) across GPUs. A file that cannot be found is judged by its
+    name (axolotl's and LLaMA-Factory's shipped names say the stage and the offload), said."""
     if not value:
         return
-    name = str(value).lower()
-    if "zero3" in name or "zero_3" in name or "z3" in name:
+    data, how = _deepspeed_json(value, out)
+    if data is None:
+        name = str(value).lower()
+        stage = 3 if ("zero3" in name or "zero_3" in name or "z3" in name) else None
+        # axolotl zero3_bf16_cpuoffload_params.json offloads parameters only; its zero3_bf16_cpuoffload_all.json
+        # and LLaMA-Factory's ds_z3_offload_config.json offload both
+        param = "offload" in name
+        optim = param and "offload_param" not in name
+        out.notes.append(f"{out.key}: {value}: {how}; judged by its name as "
+                         + (f"ZeRO-3{' with CPU offload' if param else ''}" if stage == 3 else "ZeRO-0/1/2"))
+    else:
+        zero = data.get("zero_optimization") if isinstance(data.get("zero_optimization"), dict) else {}
+        try:
+            stage = int(zero.get("stage", 0))
+        except (TypeError, ValueError):
+            stage = None
+        param, optim = _offloaded(zero, "offload_param"), _offloaded(zero, "offload_optimizer")
+        if "nvme" in (str((zero.get(k) or {}).get("device", "")).lower() for k in ("offload_param", "offload_optimizer")
+                      if isinstance(zero.get(k), dict)):
+            out.not_modelled(f"{value}: NVMe offload is judged as CPU offload (the GPU side is the same; host RAM "
+                             "and disk are not)")
+    if stage == 3:
         out.set("distributed.strategy", "deepspeed")
-        if "offload" in name:  # axolotl zero3_bf16_cpuoffload_params.json offloads parameters only; its
-            # zero3_bf16_cpuoffload_all.json and LLaMA-Factory's ds_z3_offload_config.json offload both
-            out.set("distributed.offload", "params" if "offload_param" in name else "params_and_optimizer")
+        if param:
+            out.set("distributed.offload", "params_and_optimizer" if optim else "params")
+        elif optim:
+            out.not_modelled(f"{value}: ZeRO-3 offloads the optimizer states only (offload_optimizer without "
+                             "offload_param); rankwise offloads parameters too or nothing, so this is estimated "
+                             "without offload: the optimizer states are counted on the GPU (an over-estimate)",
+                             "distributed.offload: params_and_optimizer to estimate both in host RAM")
+        if data is not None:
+            out.notes.append(f"{out.key}: ZeRO-3 from {how}; rankwise trains with DeepSpeed's own bucket sizes "
+                             "(accelerate's ZeRO-3), not the file's")
     else:
         out.set("distributed.strategy", "ddp")
-        out.not_modelled(f"DeepSpeed {value}: ZeRO-0/1/2 shard at most optimizer states and gradients across "
-                         "GPUs; judged as DDP, so per-GPU memory is over-estimated a little")
+        what = value if data is None else f"ZeRO stage {zero.get('stage', 0)}"
+        out.not_modelled(f"DeepSpeed {what}: ZeRO-0/1/2 shard at most "
+                         "optimizer states and gradients across GPUs; judged as DDP, so per-GPU memory is "
+                         "over-estimated a little")
 
 
 def precision_fp16(value, out):

@@ -77,10 +77,12 @@ def _is_known(tool: Tool, key: str) -> bool:
     return not (sub and head == "peft_config") or sub in llamafactory.V1_PEFT_KEYS
 
 
-def translate(data: dict, tool: Tool) -> tuple[dict, Out, list[str], list[str]]:
-    """Foreign mapping → (nested rankwise dict, Out, unread keys, blank keys)."""
+def translate(data: dict, tool: Tool, config_dir: Path | None = None) -> tuple[dict, Out, list[str], list[str]]:
+    """Foreign mapping → (nested rankwise dict, Out, unread keys, blank keys). `config_dir`: the file's folder,
+    where a path the file names (a DeepSpeed JSON) is looked for after the working directory."""
     flat = llamafactory.flatten_v1(data) if tool.layout == "v1" else data
     out = Out()
+    out.extra["config_dir"] = config_dir
     unread, blank = [], []
     for key, value in flat.items():
         key = str(key)
@@ -173,7 +175,7 @@ def read(path: str | Path, overrides: list[str] | None = None) -> Reading:
                 data[head] = {**data[head], sub: value}
             else:
                 data[key] = value
-    nested, out, unread, blank = translate(data, tool)
+    nested, out, unread, blank = translate(data, tool, path.parent)
     if ours:
         nested = apply_overrides(nested, ours)
     where = {tuple(d.split(".")): lines.get(tuple(f.split(".")), 0) for d, f in out.origin.items()}
