@@ -65,11 +65,11 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
         total += 4 * spec.num_experts  # router logits/softmax in fp32
     dora = plan.descriptor.dora
     for l in {l.name: l for l in adapted if l.family != "lm_head"}.values():
-        total += (l.count // spec.num_layers) * _lora_input_bytes(l, plan)
+        total += l.count * _lora_input_bytes(l, plan) // spec.num_layers  # a module in only some layers: averaged
         if dora:
             # peft dora.py forward: `(mag_norm_scale - 1) * base_result + mag_norm_scale * lora_result
             # * scaling` saves base_result and lora_result (both d_out wide) for the magnitude's gradient
-            total += (l.count // spec.num_layers) * 2 * a * l.d_out
+            total += l.count * 2 * a * l.d_out // spec.num_layers
     q = plan.descriptor.quant
     if q is not None and q.saves_input:
         # bnb MatMul8bitLt keeps each frozen linear's input (`ctx.tensors = (CAt, subA, A)`); new beyond

@@ -195,7 +195,8 @@ def requests(units: tuple[Unit, ...], shards: int, offload: bool, *, moves: bool
     def malloc(size: int) -> int:
         nonlocal n
         n += 1
-        out.append((n, size))
+        if size:  # an empty tensor asks the allocator for nothing
+            out.append((n, size))
         return n
 
     loaded = [[malloc(t) for t in u.tensors] + [malloc(t) for t in u.kept] for u in units] if preloaded else None
@@ -220,8 +221,8 @@ def requests(units: tuple[Unit, ...], shards: int, offload: bool, *, moves: bool
                 out.append((shard, -size))
         elif offload:
             out.append((flat, -total))
-        out += [(i, -t) for i, t in zip(originals, unit.tensors)]
-    return out
+        out += [(i, -t) for i, t in zip(originals, unit.tensors) if t]
+    return [e for e in out if e[1]]  # nothing for an empty unit's flat parameter or shard
 
 
 @lru_cache(maxsize=256)

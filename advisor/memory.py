@@ -361,6 +361,13 @@ def _wrap_shards(plan: Plan) -> int:
     return 1 if plan.fsdp_sharding == "no_shard" else sharding.shards(plan)
 
 
+def _per_layer(count: int, layers: int) -> tuple[float, ...]:
+    """How many of `count` modules an average decoder layer holds, one share a module: whole ones, then the
+    share of one that is left (1 module over 47 layers: (1/47,))."""
+    whole, part = divmod(count, layers)
+    return (1.0,) * whole + ((part / layers,) if part else ())
+
+
 def wrap_units(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> tuple[fsdp_wrap.Unit, ...]:
     """The FSDP units in wrapping order, as fsdp_wrap.py replays them (the auto-wrap recursion wraps children
     first): per decoder layer its adapters' units (each lora_A / lora_B a unit of its own: peft's and
@@ -376,27 +383,29 @@ def wrap_units(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> tuple[fsdp
     for lin in spec.linears:
         if lin.family == "lm_head":
             continue
-        per_layer = max(1, lin.count // L)
-        tensors, experts = (1, per_layer) if not lin.adaptable else (per_layer, 1)
-        for _ in range(tensors):
-            w = experts * lin.d_in * lin.d_out
+        # a fused expert tensor holds every expert of its layer; a module in only some of the layers (a dense
+        # first layer, another attention kind) is an average layer's share of one
+        shares = _per_layer(lin.count, L) if lin.adaptable else (lin.count / L,)
+        for share in shares:
+            w, d_out = int(share * lin.d_in * lin.d_out), int(share * lin.d_out)
             layer.append(w * q.bits // 8 if q is not None else w * a)
             if q is not None:  # bitsandbytes' quant_state tensors move with the weight and stay
-                kept.append(q.constants_bytes(w, plan.double_quant, experts * lin.d_out))
+                kept.append(q.constants_bytes(w, plan.double_quant, d_out))
             if lin.bias:
-                layer.append(experts * lin.d_out * a)
+                layer.append(d_out * a)
     layer += [spec.hidden_size * a] * spec.family.norms_per_layer
 
-    def a_b(lin: Linear) -> tuple[int, int]:  # lora_A, lora_B of one adapted linear
-        return plan.r * lin.d_in * ab, lin.d_out * plan.r * ab
+    def a_b(lin: Linear, share: float) -> tuple[int, int]:  # lora_A, lora_B of one adapted linear
+        return int(share * plan.r * lin.d_in) * ab, int(share * lin.d_out * plan.r) * ab
 
-    lora = tuple(t for lin in adapted if lin.family != "lm_head" for _ in range(max(1, lin.count // L))
-                 for t in a_b(lin))
+    lora = tuple(t for lin in adapted if lin.family != "lm_head" for share in _per_layer(lin.count, L)
+                 for t in a_b(lin, share))
     head = spec.vocab_size * spec.hidden_size
     heads = 1 if spec.tied_embeddings else 2
-    rest = spec.total_params - L * layer_unit_params(spec) - heads * head  # final norm, routers, ...
+    # final norm, routers, ...; never below 0 (a generic architecture's norms a layer are an assumption)
+    rest = max(0, spec.total_params - L * layer_unit_params(spec) - heads * head)
     root = [head * a, rest * a] + ([] if spec.tied_embeddings else [head * a])
-    head_lora = tuple(t for lin in adapted if lin.family == "lm_head" for t in a_b(lin))
+    head_lora = tuple(t for lin in adapted if lin.family == "lm_head" for t in a_b(lin, 1))
     per = tuple(fsdp_wrap.Unit((t,)) for t in lora) + (fsdp_wrap.Unit(tuple(layer), tuple(kept)),)
     return per * L + tuple(fsdp_wrap.Unit((t,)) for t in head_lora) + (fsdp_wrap.Unit(tuple(root)),)
 

@@ -39,11 +39,39 @@ def _linear_family(module_name: str, leaf: str) -> str:
     """Which `Linear.family` (attn | mlp | experts | lm_head) a module found on the meta device belongs to."""
     if leaf == "lm_head":
         return "lm_head"
+    if "shared_expert" in module_name:  # DeepSeek's shared_experts, Llama 4's shared_expert: every token runs them
+        return "mlp"
     if "expert" in module_name:
         return "experts"
     if any(k in module_name for k in ("attn", "attention")):
         return "attn"
     return "mlp"
+
+
+def _one_linear(name: str, shapes: dict[tuple, int]) -> Linear:
+    """The linears named `name` (a leaf name: what peft's target_modules matches) → one `Linear`. Layers that
+    differ give one name several shapes: DeepSeek-V2/V3 and GLM-4.5's first dense layers beside the shared
+    experts of the MoE layers (both `gate_proj`), Llama 4's dense and MoE layers. They become one linear of the
+    total count with the shared dimension kept and the other averaged, so its parameters, and r x (d_in + d_out)
+    x count for its adapters, are the sum over the variants (to rounding)."""
+    if len(shapes) == 1:
+        (fam, d_in, d_out, bias, adaptable), count = next(iter(shapes.items()))
+        return Linear(name, fam, d_in, d_out, count, bias, adaptable)
+    count = sum(shapes.values())
+    fams = {k[0] for k in shapes}
+    fam = fams.pop() if len(fams) == 1 else "mlp"
+    ins, outs = {k[1] for k in shapes}, {k[2] for k in shapes}
+    params = sum(c * k[1] * k[2] for k, c in shapes.items())
+    if len(ins) == 1:
+        d_in = ins.pop()
+        d_out = round(params / (count * d_in))
+    elif len(outs) == 1:
+        d_out = outs.pop()
+        d_in = round(params / (count * d_out))
+    else:  # both differ: the input averaged, the output set by the parameters
+        d_in = round(sum(c * k[1] for k, c in shapes.items()) / count)
+        d_out = round(params / (count * d_in))
+    return Linear(name, fam, d_in, d_out, count, any(k[3] for k in shapes), all(k[4] for k in shapes))
 
 
 def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
@@ -63,7 +91,7 @@ def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
         raise RankwiseError(f"{name}: transformers cannot build model_type {cfg.get('model_type')!r}: {e}",
                             "check the config, or that your transformers version knows this architecture") from None
 
-    linears: dict[str, list] = {}
+    linears: dict[str, dict[tuple, int]] = {}  # leaf name → {(family, d_in, d_out, bias, adaptable): count}
     fam = dict.fromkeys(("embed", "attn", "mlp", "experts", "router", "norm", "lm_head", "vision", "other"), 0)
     seen: set[int] = set()
     experts = 0
@@ -81,8 +109,9 @@ def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
         elif isinstance(mod, torch.nn.Linear) or kind == "Conv1D":  # GPT-2 style Conv1D holds (d_in, d_out)
             fam_name = _linear_family(mod_name, leaf)
             d_in, d_out = (mod.in_features, mod.out_features) if kind != "Conv1D" else tuple(mod.weight.shape)
-            entry = linears.setdefault(leaf, [fam_name, d_in, d_out, 0, mod.bias is not None, True])
-            entry[3] += 1
+            shapes = linears.setdefault(leaf, {})
+            key = (fam_name, d_in, d_out, mod.bias is not None, True)
+            shapes[key] = shapes.get(key, 0) + 1
             fam[fam_name] += n_own
         elif isinstance(mod, torch.nn.Embedding):
             fam["embed"] += n_own
@@ -91,11 +120,20 @@ def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
         elif "router" in kind.lower() or (leaf == "gate" and "moe" in mod_name.lower() + kind.lower()):
             fam["router"] += n_own
         elif own and "expert" in kind.lower():
+            stacked = getattr(mod, "moe_num_experts", None) or getattr(mod, "num_experts", None)
             for pn, p in own:
                 if p.dim() == 3:  # fused (experts, d_out, d_in)
-                    experts = p.shape[0]
-                    entry = linears.setdefault(f"experts.{pn}", ["experts", p.shape[2], p.shape[1], 0, False, False])
-                    entry[3] += p.shape[0]
+                    n_exp, d_out, d_in = p.shape
+                elif (p.dim() == 2 and not pn.endswith("bias") and isinstance(stacked, int) and stacked > 1
+                      and p.shape[0] % stacked == 0):
+                    n_exp, d_out, d_in = stacked, p.shape[0] // stacked, p.shape[1]  # DBRX: experts stacked in rows
+                else:
+                    n_exp = 0
+                if n_exp:
+                    experts = n_exp
+                    shapes = linears.setdefault(f"experts.{pn}", {})
+                    key = ("experts", d_in, d_out, False, False)
+                    shapes[key] = shapes.get(key, 0) + n_exp
                 fam["experts"] += p.numel()
         else:
             fam["other"] += n_own
@@ -119,6 +157,6 @@ def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
         num_kv_heads=field("num_key_value_heads") or heads,
         head_dim=field("head_dim") or (hidden // heads if heads else 0), vocab_size=field("vocab_size"),
         max_positions=field("max_position_embeddings"), tied_embeddings=tied,
-        linears=tuple(Linear(k, *v) for k, v in linears.items()), params_by_family=fam,
+        linears=tuple(_one_linear(k, v) for k, v in linears.items()), params_by_family=fam,
         num_experts=experts, experts_per_token=field("num_experts_per_tok"), config=cfg,
     )

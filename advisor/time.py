@@ -253,7 +253,7 @@ def activation_bytes(spec: "ModelSpec", plan, adapted) -> int:
     out = spec.family.norms_per_layer * (4 * a + 20) * h + 10 * a * (qd + kvd) + a * (2 * qd + 2 * kvd)
     out += 2 * 3 * s * h + moe * 5 * s * i
     for l in {l.name: l for l in adapted if l.family != "lm_head"}.values():
-        out += (l.count // spec.num_layers) * (((2 * a + 1) * l.d_in if plan.lora_dropout else 0) + 5 * a * l.d_out)
+        out += l.count * (((2 * a + 1) * l.d_in if plan.lora_dropout else 0) + 5 * a * l.d_out) // spec.num_layers
     return out
 
 

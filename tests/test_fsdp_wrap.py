@@ -133,6 +133,21 @@ def test_torch_wraps_in_the_order_replayed(tmp_path):
     assert measured["broadcast"] == [n for _, n in fsdp_wrap.broadcast_events(probe.BROADCAST, probe.BUCKET)]
 
 
+def test_an_empty_tensor_asks_for_nothing():
+    """A unit with an empty tensor (a root with nothing beside its embeddings) makes no request for it: without the
+    broadcast (which flattens it with the others into one bucket) its wrap is that of the unit without it."""
+    empty = (fsdp_wrap.Unit((4096, 0)), fsdp_wrap.Unit((0, 2 * 2 ** 20, 2 ** 20)))
+    plain = (fsdp_wrap.Unit((4096,)), fsdp_wrap.Unit((2 * 2 ** 20, 2 ** 20)))
+    for shards, offload in ((2, False), (1, True), (4, True)):
+        assert all(n for _, n in fsdp_wrap.requests(empty, shards, offload))
+        assert fsdp_wrap.replay(empty, shards, offload).peak_allocated >= fsdp_wrap.replay(plain, shards,
+                                                                                           offload).peak_allocated
+        got = [n for _, n in fsdp_wrap.requests(empty, shards, offload, broadcast=False)]
+        assert got == [n for _, n in fsdp_wrap.requests(plain, shards, offload, broadcast=False)]
+        assert (fsdp_wrap.replay(empty, shards, offload, broadcast=False)
+                == fsdp_wrap.replay(plain, shards, offload, broadcast=False))
+
+
 # ---------------------------------------------------------------- the estimate
 
 @pytest.fixture(scope="module")

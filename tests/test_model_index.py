@@ -245,6 +245,42 @@ def test_the_meta_families_are_built_on_the_meta_device(model_type, monkeypatch)
     assert called and spec.model_type == model_type and spec.adaptable_names()
 
 
+META_GROUPS = [g for g in GROUPS if g["config"]["model_type"] not in FAMILIES]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group", META_GROUPS, ids=[g["ids"][0] for g in META_GROUPS])
+def test_meta_read_linears_add_up_to_the_modules_and_shard(group):
+    """Read on the meta device, a model's linears hold the parameters of its linear modules (what the meta device
+    counted as attention, MLP, experts and head), however its layers differ (a dense first layer beside shared
+    experts, two attention kinds, experts stacked in rows), and an FSDP plan is estimated, wrapping replayed."""
+    from rankwise.advisor import memory
+
+    spec = load_model(group["ids"][0])
+    fam = spec.params_by_family
+    linears = sum(l.params for l in spec.linears if not (l.family == "lm_head" and spec.tied_embeddings))
+    modules = sum(fam.get(k, 0) for k in ("attn", "mlp", "experts", "lm_head"))
+    assert abs(linears - modules) <= 1e-3 * modules
+    for method in ("lora", "qlora"):
+        got = memory.estimate(spec, memory.Plan(method, targets="all-linear", gpus=2, strategy="fsdp"))
+        assert got.peak_bytes == sum(got.components.values())
+
+
+def test_a_dense_first_layer_and_shared_experts_are_one_linear_of_the_right_size():
+    """GLM-4.7-Flash: layer 0's MLP is dense (intermediate 10240), layers 1-46 have one shared expert (1536) beside
+    64 routed ones; both are `gate_proj`, as peft's target_modules sees them. It used to take layer 0's shape for all
+    47 (2.5B parameters too many) and crash the FSDP wrap replay on a negative root unit."""
+    from rankwise.advisor import memory
+
+    spec = load_model("zai-org/GLM-4.7-Flash")
+    gate = spec.linear("gate_proj")
+    assert (gate.family, gate.d_in, gate.count) == ("mlp", 2048, 47)  # shared experts run for every token: mlp
+    assert gate.d_out == round((10240 + 46 * 1536) / 47)
+    assert spec.linear("experts.gate_up_proj").count == 46 * 64
+    got = memory.estimate(spec, memory.Plan("qlora", targets="all-linear", gpus=2, strategy="fsdp"))
+    assert got.components["fsdp_wrap"] > 0 or got.transients["fsdp_wrap"] > 0
+
+
 # Names from axolotl's examples and unsloth's table of its uploads, and the original each copies.
 SAME_AS = [
     ("NousResearch/Llama-2-7b-hf", "meta-llama/Llama-2-7b-hf"),
