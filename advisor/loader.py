@@ -197,6 +197,9 @@ def validate(data: Any, source: str = "config", lines: dict | None = None) -> Ru
     if not isinstance(data, dict):
         raise ConfigError(problems=[Problem(source, f"expected a mapping of settings, got {type(data).__name__}",
                                             "a preset is YAML like `lora: {r: 16}`")], source=source)
+    stranger = _not_a_training_config(data, source)
+    if stranger is not None:
+        raise ConfigError(problems=[stranger], source=source)
     problems = _unknown_key_problems(data, RunConfig, source, lines)
     try:
         cfg = RunConfig.model_validate(data)
@@ -206,6 +209,55 @@ def validate(data: Any, source: str = "config", lines: dict | None = None) -> Ru
     if problems:
         raise ConfigError(problems=problems, source=source)
     return cfg
+
+
+# accelerate's launcher config (`accelerate config` writes it): its keys, and how its settings are said in rankwise
+ACCELERATE_MARKS = {"compute_environment", "distributed_type"}
+ACCELERATE_STRATEGY = {"FSDP": "fsdp", "DEEPSPEED": "deepspeed", "MULTI_GPU": "ddp"}
+FSDP_SHARDING = {"FULL_SHARD": "full", "1": "full", "SHARD_GRAD_OP": "shard_grad_op", "2": "shard_grad_op",
+                 "NO_SHARD": "no_shard", "3": "no_shard", "HYBRID_SHARD": "hybrid", "4": "hybrid"}
+
+
+def _accelerate_flags(data: dict) -> list[str]:
+    """An accelerate config's launch settings as rankwise flags (what `rankwise train` passes to accelerate)."""
+    flags = []
+    strategy = ACCELERATE_STRATEGY.get(str(data.get("distributed_type", "")).upper())
+    if strategy:
+        flags.append(f"--set distributed.strategy={strategy}")
+    n = data.get("num_processes")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+        flags.append(f"--gpus {n}")
+    fsdp = data.get("fsdp_config") if isinstance(data.get("fsdp_config"), dict) else {}
+    if strategy == "fsdp":
+        if fsdp.get("fsdp_offload_params") is True:
+            flags.append("--set distributed.offload=params_and_optimizer")
+        sharding = FSDP_SHARDING.get(str(fsdp.get("fsdp_sharding_strategy", "")).upper())
+        if fsdp.get("fsdp_reshard_after_forward") is False:  # FSDP2's SHARD_GRAD_OP
+            sharding = "shard_grad_op"
+        if sharding and sharding != "full":
+            flags.append(f"--set distributed.fsdp_sharding={sharding}")
+    return flags
+
+
+def _not_a_training_config(data: dict, source: str) -> Problem | None:
+    """One problem for a file that is not a training config at all (rather than one per key): an accelerate
+    launcher config, or 3+ keys none of which a rankwise preset has (the tools' files are told apart before)."""
+    keys = [str(k) for k in data]
+    if set(keys) & set(RunConfig.model_fields):
+        return None
+    if ACCELERATE_MARKS & set(keys):
+        flags = _accelerate_flags(data)
+        return Problem(source, "an accelerate launcher config (compute_environment, distributed_type), not a training "
+                               "config: rankwise runs `accelerate launch` itself",
+                       "give the training config (a rankwise preset, an axolotl or a LLaMA-Factory YAML)"
+                       + (f"; this file's launch settings are {' '.join(flags)}" if flags else ""))
+    if len(keys) < 3:
+        return None  # a typo or two: the per-key messages say "did you mean"
+    shown = ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
+    return Problem(source, f"not a training config rankwise reads: none of its {len(keys)} keys ({shown}) is a "
+                           "rankwise preset's, and none marks an axolotl or LLaMA-Factory config",
+                   "give a rankwise preset (`rankwise presets` lists the shipped ones), an axolotl or a "
+                   "LLaMA-Factory config")
 
 
 # ---------------------------------------------------------------- --set overrides

@@ -272,3 +272,14 @@ def test_check_takes_a_shipped_preset_name():
     bad = subprocess.run([sys.executable, "-m", "rankwise.tui.cli", "check", "mistral-7b-style-qlora-12g"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "mistral-7b-style-qlora-12gb" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_check_of_an_accelerate_config_exits_2_with_one_message(tmp_path):
+    from test_config import ACCELERATE
+
+    f = tmp_path / "fsdp.yaml"
+    f.write_text(ACCELERATE)
+    p = cli("check", f)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    text = " ".join(p.stderr.split())
+    assert "1 problem" in text and "an accelerate launcher config" in text and "--gpus 4" in text

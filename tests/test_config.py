@@ -31,6 +31,41 @@ def test_unknown_key_names_line_and_closest(tmp_path):
     assert len(e.value.problems) == 2
 
 
+ACCELERATE = """compute_environment: LOCAL_MACHINE
+distributed_type: FSDP
+fsdp_config:
+  fsdp_offload_params: true
+  fsdp_sharding_strategy: SHARD_GRAD_OP
+mixed_precision: bf16
+num_processes: 4
+"""
+
+
+def test_an_accelerate_config_is_told_apart_with_its_settings_as_flags(tmp_path):
+    """`accelerate config`'s file given where a training config goes: one problem saying what it is, and its launch
+    settings written as rankwise's flags (not 7 unknown keys)."""
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, ACCELERATE))
+    (p,) = e.value.problems
+    assert "an accelerate launcher config" in p.message
+    assert p.hint.endswith("--set distributed.strategy=fsdp --gpus 4 --set distributed.offload=params_and_optimizer "
+                           "--set distributed.fsdp_sharding=shard_grad_op")
+    with pytest.raises(ConfigError) as e:  # FSDP2 says SHARD_GRAD_OP as reshard_after_forward: false
+        load_config(write(tmp_path, "compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nfsdp_config:\n"
+                                    "  fsdp_version: 2\n  fsdp_reshard_after_forward: false\n"))
+    assert e.value.problems[0].hint.endswith("--set distributed.strategy=fsdp --set distributed.fsdp_sharding=shard_grad_op")
+
+
+def test_a_file_with_no_training_keys_is_one_problem_but_typos_still_get_did_you_mean(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, "<|a|>: 1\n<|b|>: 2\n<|c|>: 3\n<|d|>: 4\n"))
+    (p,) = e.value.problems
+    assert "none of its 4 keys (<|a|>, <|b|>, <|c|>, <|d|>)" in p.message and "rankwise presets" in p.hint
+    with pytest.raises(ConfigError) as e:  # two misspelt groups: each named with its closest key
+        load_config(write(tmp_path, "lroa:\n  r: 8\ntrian:\n  lr: 1e-4\n"))
+    assert len(e.value.problems) == 2 and "'train'" in str(e.value)
+
+
 def test_bad_values_are_all_collected_with_lines(tmp_path):
     p = write(tmp_path, "method: qlor\nlora:\n  r: 0\n  dropout: 2\ntrain:\n  lr: -1\n")
     with pytest.raises(ConfigError) as e:
