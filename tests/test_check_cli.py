@@ -164,7 +164,7 @@ def test_advise_json_and_text(args, method):
 
 @pytest.mark.parametrize("args,needle", [
     (["--model", "llama-3.1-8b", "--task", "poetry"], "invalid choice"),
-    (["--model", "nope-1b", "--task", "chat"], "unknown model"),
+    (["--model", "nope-model", "--task", "chat"], "unknown model"),
     (["--model", "llama-3.1-8b", "--task", "chat", "--budget", "ten"], "--budget"),
     (["--model", "llama-3.1-8b", "--task", "chat", "--budget", "10k"], "budget"),
     (["--model", "llama-3.1-8b", "--task", "chat", "--gpu-mem", "lots"], "--gpu-mem"),
@@ -283,3 +283,22 @@ def test_check_of_an_accelerate_config_exits_2_with_one_message(tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr
     text = " ".join(p.stderr.split())
     assert "1 problem" in text and "an accelerate launcher config" in text and "--gpus 4" in text
+
+
+def test_advise_on_a_model_known_only_by_its_names_size_answers_the_method_approximately(tmp_path):
+    """As `estimate` and `check` do: the range each method's peak lies in, from indexed models of that size; the
+    method from those ranges; the rest needs the shape, and what needs the model itself is refused (exit 2)."""
+    p = cli("advise", "--model", "someorg/Foo-7B", "--task", "chat", "--gpu", "RTX4090", "--json")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["approximate"] and d["fit_basis"] == "name-size" and d["method"] == "qlora"
+    assert d["bounds"]["qlora"]["verdict"] == "fits" and d["bounds"]["lora"]["high_gib"] > d["bounds"]["qlora"]["high_gib"]
+    big = json.loads(cli("advise", "--model", "someorg/Foo-70B", "--task", "chat", "--gpu", "RTX4090", "--json").stdout)
+    assert big["method"] is None and big["bounds"]["qlora"]["verdict"] == "wont-fit"
+    text = " ".join(cli("advise", "--model", "someorg/Foo-70B", "--task", "chat", "--gpu", "RTX4090").stdout.split())
+    assert "Nothing fits" in text and "needs the shape: --fetch-config" in text
+    refused = cli("advise", "--model", "someorg/Foo-7B", "--task", "chat", "--write-preset", tmp_path / "x.yaml")
+    assert refused.returncode == 2 and "--write-preset needs the model's shape" in refused.stderr
+    assert not (tmp_path / "x.yaml").exists()
+    nameless = cli("advise", "--model", "someorg/Foo", "--task", "chat")
+    assert nameless.returncode == 2 and "unknown model" in nameless.stderr and "Traceback" not in nameless.stderr

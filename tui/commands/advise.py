@@ -42,7 +42,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from rankwise.advisor.errors import RankwiseError
-    from rankwise.advisor.model import load_model
+    from rankwise.advisor.model import UnknownModel, load_model
     from rankwise.advisor.recommend import advise
     from rankwise.advisor.units import parse_count
 
@@ -53,7 +53,10 @@ def run(args) -> int:
     if args.write_preset and os.path.exists(args.write_preset) and not args.force:
         raise RankwiseError(f"--write-preset: {args.write_preset} already exists", "pick another name or add --force")
     budget = parse_count(args.budget, "--budget") if args.budget else None
-    spec = load_model(args.model)
+    try:
+        spec = load_model(args.model)
+    except UnknownModel as unknown:
+        return _name_bound(args, unknown)
     hw = hardware_from(args)
     from rankwise.advisor.config import RunConfig
 
@@ -91,6 +94,60 @@ def run(args) -> int:
         print_json(d)
         return 0
     _render(advice, spec, hw, args, ahead)
+    return 0
+
+
+def _name_bound(args, unknown) -> int:
+    """A model rankwise does not know whose name states its size (as `estimate` and `check` answer it,
+    advisor/size_bound.py): the method from the range each method's peak lies in, said as approximate; the rest of
+    the advice needs the shape. Re-raises `unknown` where the name states no size or no indexed model stands in;
+    --dataset (the tokenizer), --write-preset and --why need the model itself."""
+    from rankwise.advisor import size_bound
+    from rankwise.advisor.config import RunConfig
+    from rankwise.advisor.errors import RankwiseError
+    from rankwise.advisor.methods import COMPARED
+
+    name = args.model
+    if size_bound.name_size(name) is None:
+        raise unknown
+    need = next((flag for flag, given in (("--dataset", args.dataset), ("--write-preset", args.write_preset),
+                                          ("--why", args.why)) if given), None)
+    if need:
+        raise RankwiseError(f"{unknown.message}; {need} needs the model's shape", unknown.hint)
+    cfg = RunConfig()
+    cfg.model.name = name
+    if args.seq:
+        cfg.train.max_seq_len = args.seq
+    if getattr(args, "strategy", None):
+        cfg.distributed.strategy = args.strategy
+    hw = hardware_from(args)
+    bounds = {m: size_bound.bound(name, cfg, hw, m) for m in COMPARED}
+    picked = size_bound.auto_method(name, cfg, hw)
+    if picked is None or not any(b is not None and b.stand_ins for b in bounds.values()):
+        raise unknown
+    method, why, _ = picked
+    fits = not (bounds[method] is not None and bounds[method].verdict == "wont-fit")
+    exact = ("the rest of the advice (rank, alpha, targets, learning rate, batch) needs the shape: --fetch-config "
+             "(this id's config.json only, no weights), or --model with a local folder or config.json")
+    if args.json:
+        print_json({"model": name, "approximate": True, "fit_basis": "name-size", "method": method if fits else None,
+                    "reasons": {"method": why}, "bounds": {m: b.to_dict() for m, b in bounds.items() if b is not None},
+                    "exact": exact})
+        return 0
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+    console.print(f"[bold]{escape(name)}[/bold], task [bold]{args.task}[/bold] (not in the catalog or the model "
+                  "index: approximate, from the size its name states)")
+    if not fits:
+        console.print(f"\n[{FIT_STYLE['wont-fit']}]Nothing fits[/] — {escape(why)} does not fit either")
+    else:
+        console.print(f"\n[bold {GOOD}]Method: {label(method)}[/] — {escape(why)}")
+    for m, b in bounds.items():
+        if b is not None:
+            console.print(f"  {label(m)}: {escape(size_bound.finding_text(b))}")
+    console.print(escape(exact))
     return 0
 
 
