@@ -104,12 +104,13 @@ def test_bad_launch_flags_are_user_errors(kw, what):
         launch.plan(RunConfig(), load_model("llama-3.1-8b"), planned("80GiB", 2), **kw)
 
 
-def test_deepspeed_needs_the_package():
-    import importlib.util
-
+@pytest.mark.parametrize("installed", [False, True])
+def test_deepspeed_needs_the_package(installed, monkeypatch):
+    """Whether deepspeed is importable is the one fact faked (find_spec): the dev extra installs it."""
     cfg = RunConfig()
     cfg.distributed.strategy = "deepspeed"
-    if importlib.util.find_spec("deepspeed") is None:
+    monkeypatch.setattr(launch.importlib.util, "find_spec", lambda name: object() if installed else None)
+    if not installed:
         with pytest.raises(RankwiseError, match="deepspeed is not installed"):
             launch.plan(cfg, load_model("llama-3.1-8b"), planned("80GiB", 2), gpus=2)
     else:
@@ -207,3 +208,11 @@ def test_start_runs_the_worker_in_its_own_session_and_returns_at_once(tmp_path):
     assert end and end[-1]["status"] == "finished", (started.run_dir / "train.log").read_text()[-2000:]
     with pytest.raises(RankwiseError, match="already finished"):
         start.prepare(resume=started.run_dir.name, runs_dir=tmp_path / "runs")
+
+
+def test_a_quantized_base_loads_onto_its_ranks_device_outside_zero3():
+    """DDP and FSDP: each rank onto its own GPU (the quantizer would take GPU 0 on every rank); ZeRO-3 passes none
+    (tests/test_zero3_load.py: transformers refuses a device_map there)."""
+    from rankwise.trainer.worker import quantized_device_map
+
+    assert quantized_device_map("cuda", 3) == {"": 3} and quantized_device_map("cpu", 0) == {"": "cpu"}

@@ -92,7 +92,7 @@ def check(launch: Launch) -> None:
         raise RankwiseError(f"--main-port {launch.main_port} is not a TCP port", "e.g. --main-port 29500")
     if launch.strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
         raise RankwiseError("distributed.strategy deepspeed, but deepspeed is not installed",
-                            "pip install deepspeed, or use distributed.strategy: fsdp")
+                            "pip install 'rankwise[deepspeed]' (or pip install deepspeed), or use distributed.strategy: fsdp")
 
 
 def decoder_layer_class(model_config: dict) -> str | None:

@@ -192,12 +192,9 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             # sharded (FSDP/ZeRO-3): the quantized weights are stored in the compute dtype and the model
             # loads in it (peft docs, "Use PEFT QLoRA and FSDP"; see FourBit.load_kwargs)
             kwargs["quantization_config"] = BitsAndBytesConfig(**how.quant.load_kwargs(cfg.quant, compute_dtype, sharded))
-            # each rank quantizes onto its own GPU (DDP; FSDP and ZeRO-3, which then shard it): left unset,
-            # transformers' bitsandbytes quantizer picks torch.cuda.current_device(), which is 0 on every rank
-            # until accelerate's state sets the device. ZeRO-3 does not partition a quantized model as it loads
-            # either: transformers builds it without zero.Init (modeling_utils `needs_zero3_init = ... and not
-            # _is_quantized`), so it too is loaded whole onto each GPU (memory._zero3_load)
-            kwargs["device_map"] = {"": local_rank if device == "cuda" else "cpu"}
+            where = quantized_device_map(device, local_rank)
+            if where is not None:
+                kwargs["device_map"] = where
             kwargs["dtype"] = compute_dtype
         else:
             kwargs["dtype"] = weight_dtype
@@ -434,6 +431,22 @@ def _forecast(spec, cfg, ctx, hw, run_dir: Path):
         return None
     log.info("plan: %s", ahead.line())
     return ahead
+
+
+def quantized_device_map(device: str, local_rank: int) -> dict | None:
+    """Where a quantized base is loaded: each rank onto its own GPU (DDP; FSDP, which then shards it). Left unset,
+    transformers' bitsandbytes quantizer takes torch.cuda.current_device(), 0 on every rank until accelerate's
+    state sets the device. Under ZeRO-3, None: transformers refuses any device_map there ("DeepSpeed Zero-3 is not
+    compatible with passing a `device_map`", integrations/accelerate.py check_and_set_device_map), and the
+    TrainingArguments built before the model have set this rank's device, which the quantizer then takes. ZeRO-3
+    does not partition a quantized model as it loads (modeling_utils `needs_zero3_init = ... and not
+    _is_quantized`): it is loaded whole onto each GPU (memory._zero3_load). Both measured on the CPU:
+    bench/zero3_load_probe.py."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled():
+        return None
+    return {"": local_rank if device == "cuda" else "cpu"}
 
 
 def _samples(cfg, tokenizer, val_rows, sink, sharded: bool, clock):

@@ -1,0 +1,59 @@
+"""How transformers loads a model under rankwise's ZeRO-3 launch (bench/zero3_load_probe.py, real DeepSpeed on its
+CPU accelerator): what memory._zero3_load and the worker's quantized_device_map assume."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rankwise.advisor.memory import Plan, estimate
+from rankwise.advisor.model import spec_from_config
+
+pytest.importorskip("deepspeed")  # the dev extra installs it
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("z3") / "load.json"
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "zero3_load_probe.py"), str(out)], capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_the_launch_turns_zero3_on_before_the_model_loads(probed):
+    """accelerate launch's environment for rankwise's config, TrainingArguments first (the worker's order)."""
+    assert probed["zero3_enabled"] and probed["distributed_type"].endswith("DEEPSPEED")
+
+
+def test_a_16_bit_base_is_partitioned_as_it_loads(probed):
+    """zero.Init: each rank holds its partition only (here the one rank of one: an empty local tensor)."""
+    got = probed["16bit"]
+    assert got["partitioned"] and got["embed_shape"] == [0] and got["embed_full"] == [96, 64]
+    assert got["proj_shape"] == [0] and got["proj_full"] == [64, 64]
+
+
+def test_a_4_bit_base_is_loaded_whole_which_the_estimate_counts(probed):
+    """No zero.Init for a quantized model: every rank holds all of it (packed NF4 in bf16 storage, 16-bit
+    embeddings) until DeepSpeed partitions it; memory._zero3_load counts that start."""
+    got = probed["4bit"]
+    assert not got["partitioned"] and got["proj"] == "Linear4bit"
+    assert got["proj_shape"] == [64 * 64 // 4, 1] and got["proj_dtype"] == "bfloat16"  # 4 NF4 values a bf16 element
+    assert got["embed_shape"] == got["embed_full"] == [96, 64]
+    from importlib import util
+
+    spec_file = util.spec_from_file_location("probe", ROOT / "bench" / "zero3_load_probe.py")
+    probe = util.module_from_spec(spec_file)
+    spec_file.loader.exec_module(probe)
+    spec = spec_from_config("probe", "local", probe.CONFIG)
+    est = estimate(spec, Plan("qlora", targets="all-linear", gpus=2, strategy="deepspeed"))
+    assert any("ZeRO-3 starts from the quantized base whole" in a for a in est.assumptions)
+
+
+def test_the_worker_passes_no_device_map_under_zero3_which_transformers_refuses(probed):
+    assert probed["device_map"] is None
+    assert "not compatible with passing a `device_map`" in probed["4bit_device_map_error"]
