@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from train_helpers import bench_module, events, of_type, only_run, tail_log, train
 
 from rankwise.advisor.memory import Plan, estimate
 from rankwise.advisor.model import spec_from_config
@@ -44,12 +45,7 @@ def test_a_4_bit_base_is_loaded_whole_which_the_estimate_counts(probed):
     assert not got["partitioned"] and got["proj"] == "Linear4bit"
     assert got["proj_shape"] == [64 * 64 // 4, 1] and got["proj_dtype"] == "bfloat16"  # 4 NF4 values a bf16 element
     assert got["embed_shape"] == got["embed_full"] == [96, 64]
-    from importlib import util
-
-    spec_file = util.spec_from_file_location("probe", ROOT / "bench" / "zero3_load_probe.py")
-    probe = util.module_from_spec(spec_file)
-    spec_file.loader.exec_module(probe)
-    spec = spec_from_config("probe", "local", probe.CONFIG)
+    spec = spec_from_config("probe", "local", bench_module("zero3_load_probe").CONFIG)
     est = estimate(spec, Plan("qlora", targets="all-linear", gpus=2, strategy="deepspeed"))
     assert any("ZeRO-3 starts from the quantized base whole" in a for a in est.assumptions)
 
@@ -57,3 +53,24 @@ def test_a_4_bit_base_is_loaded_whole_which_the_estimate_counts(probed):
 def test_the_worker_passes_no_device_map_under_zero3_which_transformers_refuses(probed):
     assert probed["device_map"] is None
     assert "not compatible with passing a `device_map`" in probed["4bit_device_map_error"]
+
+
+def test_the_worker_trains_lora_under_zero3_on_one_rank(tmp_path):
+    """`rankwise train` with the environment accelerate launch gives one rank of rankwise's ZeRO-3 config: the
+    worker's own path (arguments, then the model under zero.Init, DeepSpeed's engine, its checkpoints, the adapter
+    gathered and saved) on the CPU. QLoRA stops at the first checkpoint here: bitsandbytes' CPU weight repacking
+    (functional.py _convert_weight_packed_for_cpu_inverse) asserts uint8 storage, and ZeRO-3 stores it in bf16."""
+    from safetensors import safe_open
+
+    from rankwise.trainer.launch import free_port
+
+    runs = tmp_path / "runs"
+    p = train(runs, preset="demo-cpu", extra_env=bench_module("zero3_load_probe").launch_env(free_port()))
+    run = only_run(runs)
+    assert p.returncode == 0, p.stderr[-2000:] + tail_log(run)
+    assert of_type(events(run), "end")[-1]["status"] == "finished"
+    assert any((c / "global_step12").is_dir() for c in (run / "checkpoints").iterdir())  # DeepSpeed's own checkpoint
+    with safe_open(str(run / "adapter" / "adapter_model.safetensors"), "pt") as f:
+        shapes = {k: tuple(f.get_tensor(k).shape) for k in f.keys()}
+    assert shapes and all(0 not in s for s in shapes.values())  # gathered, not the empty local partitions
+    assert all(s[0] == 16 for k, s in shapes.items() if "lora_A" in k)
