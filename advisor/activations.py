@@ -53,14 +53,13 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
     stream's dtype (fp32 for QLoRA on the hf stack, see `stream_bytes`)."""
     a = plan.dtype_bytes
     s = stream_bytes(plan)
-    h, i = spec.hidden_size, spec.intermediate_size
+    h = spec.hidden_size
     qd, kvd = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
     total = spec.family.norms_per_layer * 4 * h  # RMSNorm keeps the fp32 copy of its input
     total += 4 * spec.family.qk_norm_inputs(spec.num_heads, spec.num_kv_heads, spec.head_dim)  # q/k norms: the same
     total += a * (qd + 2 * kvd) + a * qd  # q, k, v and the attention output
     total += _attention_saved_bytes(spec, plan)
-    moe = max(1, spec.experts_per_token) if spec.is_moe else 1
-    total += moe * 3 * s * i  # gate, up, act(gate) saved by act and mul
+    total += 3 * s * spec.mlp_width  # gate, up, act(gate) saved by act and mul, in each expert a token runs
     if spec.is_moe:
         total += 4 * spec.num_experts  # router logits/softmax in fp32
     dora = plan.descriptor.dora

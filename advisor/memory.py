@@ -259,10 +259,9 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     if plan.sharded and plan.strategy == "fsdp":  # one LoRA unit's gradient while it reduce-scatters
         comps["fsdp_grad_buffers"] = allocator.fsdp_grad_bytes(plan, trainable // L)
     allocated = sum(comps.values())
-    moe = max(1, spec.experts_per_token) if spec.is_moe else 1
     comps["allocator_overhead"] = allocator.pool_floor_bytes(plan)
     comps["allocator_cached"] = allocator.cached_bytes(plan, tokens, spec.vocab_size, logits, other,
-                                                       moe * stream_bytes(plan) * spec.intermediate_size)
+                                                       stream_bytes(plan) * spec.mlp_width)
     wrap = _wrap(spec, plan, adapted)
     if plan.sharded and plan.offload != "none":  # reserved by FSDP's pre-unshard stream, not allocated
         comps["offload_staging"] = sharding.offload_staging_bytes(plan, layer_unit, root_unit)

@@ -63,6 +63,22 @@ class ModelSpec:
     def is_moe(self) -> bool:
         return self.num_experts > 0
 
+    @property
+    def mlp_width(self) -> int:
+        """The MLP width one token passes through in an average decoder layer. Dense: the intermediate size. MoE:
+        each routed expert's width (its fused tensors hold gate, up and down: 3 x hidden x width a expert) times the
+        experts a token is routed to, in the layers that have experts, plus the MLP every token runs there or in
+        the dense layers (shared experts, DeepSeek's and GLM's first layers: the `mlp` family's down_proj input,
+        averaged over the layers). config.json's intermediate_size is the dense layers' width in DeepSeek, GLM
+        and Qwen-MoE (6144 where a Qwen3-30B-A3B expert is 768), so it is not used for an MoE."""
+        experts = [l for l in self.linears if l.family == "experts"]
+        if not (self.is_moe and experts and self.num_experts):
+            return self.intermediate_size * (max(1, self.experts_per_token) if self.is_moe else 1)
+        width = sum(l.d_in * l.d_out for l in experts) // (3 * self.hidden_size)
+        routed = width * max(1, self.experts_per_token) * experts[0].count // (self.num_experts * self.num_layers)
+        every = [l for l in self.linears if l.family == "mlp" and l.d_out == self.hidden_size]  # down projections
+        return routed + sum(l.d_in * l.count for l in every) // self.num_layers
+
     def adaptable_names(self) -> list[str]:
         """Module names LoRA can target, lm_head excluded (as peft's all-linear does)."""
         return [l.name for l in self.linears if l.adaptable and l.family != "lm_head"]

@@ -247,11 +247,10 @@ def activation_bytes(spec: "ModelSpec", plan, adapted) -> int:
     from .activations import stream_bytes
 
     a, s = plan.dtype_bytes, stream_bytes(plan)
-    h, i = spec.hidden_size, spec.intermediate_size
+    h = spec.hidden_size
     qd, kvd = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
-    moe = max(1, spec.experts_per_token) if spec.is_moe else 1
     out = spec.family.norms_per_layer * (4 * a + 20) * h + 10 * a * (qd + kvd) + a * (2 * qd + 2 * kvd)
-    out += 2 * 3 * s * h + moe * 5 * s * i
+    out += 2 * 3 * s * h + 5 * s * spec.mlp_width
     for l in {l.name: l for l in adapted if l.family != "lm_head"}.values():
         out += l.count * (((2 * a + 1) * l.d_in if plan.lora_dropout else 0) + 5 * a * l.d_out) // spec.num_layers
     return out

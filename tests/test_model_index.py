@@ -399,3 +399,27 @@ def test_a_multimodal_entry_counts_its_tower_but_offers_no_tower_targets():
     q = spec.linear("q_proj")
     assert (q.d_in, q.d_out, q.count) == (4096, 4096, 32)
     assert "fc1" not in spec.adaptable_names()
+
+
+@pytest.mark.parametrize("model_id,width", [
+    ("mixtral-8x7b", 2 * 14336),  # intermediate_size is the expert's width: as before
+    ("Qwen/Qwen3-30B-A3B", 8 * 768),  # config's intermediate_size (6144) is not an expert's (768)
+    ("Qwen/Qwen1.5-MoE-A2.7B", 4 * 1408 + 5632),  # four routed experts and the shared one
+    ("deepseek-ai/DeepSeek-V2-Lite", 6 * 1408 * 26 // 27 + (26 * 2 * 1408 + 10944) // 27),  # dense first layer
+    ("llama-3.1-8b", 14336),
+])
+def test_a_token_runs_through_its_experts_width_not_the_dense_size(model_id, width):
+    """The saved MLP activations a token leaves in an MoE layer: the routed experts' width and what every token
+    runs (shared experts, a dense first layer averaged over the layers), not config.json's dense intermediate_size."""
+    from dataclasses import replace
+
+    from rankwise.advisor.activations import layer_saved_bytes, stream_bytes
+    from rankwise.advisor.memory import Plan
+
+    spec = load_model(model_id)
+    assert abs(spec.mlp_width - width) <= 1
+    plan = Plan("lora", targets="standard")
+    adapted = spec.resolve_targets("standard")
+    one = layer_saved_bytes(spec, plan, adapted)
+    wider = layer_saved_bytes(replace(spec, intermediate_size=2 * spec.intermediate_size), plan, adapted)
+    assert wider - one == (0 if spec.is_moe else 3 * stream_bytes(plan) * spec.intermediate_size)
