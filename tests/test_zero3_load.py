@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from train_helpers import bench_module, events, of_type, only_run, tail_log, train
+from train_helpers import RANK_VARS, adapter_shapes, bench_module, events, of_type, only_run, run_ranks, tail_log, train
 
 from rankwise.advisor.memory import Plan, estimate
 from rankwise.advisor.model import spec_from_config
@@ -60,8 +60,6 @@ def test_the_worker_trains_lora_under_zero3_on_one_rank(tmp_path):
     worker's own path (arguments, then the model under zero.Init, DeepSpeed's engine, its checkpoints, the adapter
     gathered and saved) on the CPU. QLoRA stops at the first checkpoint here: bitsandbytes' CPU weight repacking
     (functional.py _convert_weight_packed_for_cpu_inverse) asserts uint8 storage, and ZeRO-3 stores it in bf16."""
-    from safetensors import safe_open
-
     from rankwise.trainer.launch import free_port
 
     runs = tmp_path / "runs"
@@ -70,8 +68,7 @@ def test_the_worker_trains_lora_under_zero3_on_one_rank(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:] + tail_log(run)
     assert of_type(events(run), "end")[-1]["status"] == "finished"
     assert any((c / "global_step12").is_dir() for c in (run / "checkpoints").iterdir())  # DeepSpeed's own checkpoint
-    with safe_open(str(run / "adapter" / "adapter_model.safetensors"), "pt") as f:
-        shapes = {k: tuple(f.get_tensor(k).shape) for k in f.keys()}
+    shapes = adapter_shapes(run)
     assert shapes and all(0 not in s for s in shapes.values())  # gathered, not the empty local partitions
     assert all(s[0] == 16 for k, s in shapes.items() if "lora_A" in k)
 
@@ -80,26 +77,12 @@ def test_two_zero3_ranks_partition_train_and_gather_the_adapter(tmp_path):
     """Two worker ranks (torch.distributed.run, as accelerate's launcher starts them) under rankwise's ZeRO-3
     environment: both train to the end, both take part in the save (a collective under ZeRO-3), and rank 0 writes
     the whole adapter, gathered from the partitions (none empty)."""
-    from safetensors import safe_open
-
-    from rankwise.advisor.loader import load_config
-    from rankwise.advisor.presets import resolve_preset
-    from rankwise.trainer import rundir
-    from rankwise.trainer.launch import free_port
-    from train_helpers import QUICK, env
-
-    cfg = load_config(resolve_preset("demo-cpu"), [QUICK[i + 1] for i in range(0, len(QUICK), 2)])
-    run = rundir.create(tmp_path / "runs", "z3", cfg)
-    e = {k: v for k, v in env(**bench_module("zero3_load_probe").launch_env(0)).items()
-         if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT", "MASTER_ADDR")}
-    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                        str(free_port()), "-m", "rankwise.trainer.worker", str(run)],
-                       capture_output=True, text=True, env=e, timeout=600)
+    env = {k: v for k, v in bench_module("zero3_load_probe").launch_env(0).items() if k not in RANK_VARS}
+    p, run = run_ranks(tmp_path / "runs", "demo-cpu", env)
     assert p.returncode == 0, p.stderr[-2000:] + tail_log(run)
     log = (run / "train.log").read_text()
     assert "rank 1 rankwise.worker: run" in log and "finished at step 12" in log
     assert of_type(events(run), "end")[-1]["status"] == "finished"
-    with safe_open(str(run / "adapter" / "adapter_model.safetensors"), "pt") as f:
-        shapes = {k: tuple(f.get_tensor(k).shape) for k in f.keys()}
+    shapes = adapter_shapes(run)
     assert shapes and all(0 not in s for s in shapes.values())
     assert shapes["base_model.model.model.layers.0.mlp.down_proj.lora_A.weight"] == (16, 128)

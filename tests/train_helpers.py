@@ -96,3 +96,46 @@ def bench_module(name: str):
         return __import__(name)
     finally:
         sys.path.pop(0)
+
+
+RANK_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT", "MASTER_ADDR")
+
+
+def fsdp_env(layer_cls: str | None) -> dict:
+    """What `accelerate launch` gives each worker for rankwise's FSDP config (trainer/launch.py accelerate_config;
+    accelerate utils/launch.py prepare_multi_gpu_env: FSDP_<KEY> for each fsdp_<key>), for the CPU: there
+    accelerate refuses sync_module_states ("not supported on cpu"), and cpu_ram_efficient_loading needs it, so
+    both are off (each rank loads the whole model, as a GPU run's rank 0 does)."""
+    from rankwise.trainer.launch import Launch, accelerate_config
+
+    fsdp = accelerate_config(Launch("fsdp", processes=2, mixed_precision="no", layer_cls=layer_cls))["fsdp_config"]
+    out = {"ACCELERATE_USE_FSDP": "true", "ACCELERATE_MIXED_PRECISION": "no"}
+    for key, value in fsdp.items():
+        name = "TRANSFORMER_CLS_TO_WRAP" if key == "fsdp_transformer_layer_cls_to_wrap" else key.removeprefix("fsdp_").upper()
+        out[f"FSDP_{name}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    out.update(FSDP_CPU_RAM_EFFICIENT_LOADING="false", FSDP_SYNC_MODULE_STATES="false")
+    return out
+
+
+def run_ranks(runs: Path, preset: str, launch_env: dict, n: int = 2, timeout: float = 600) -> tuple[subprocess.CompletedProcess, Path]:
+    """A run of `preset` (QUICK) trained by `n` worker ranks that torch.distributed.run starts, as accelerate's
+    launcher does on a GPU machine, with `launch_env` (what accelerate launch would set for the strategy)."""
+    from rankwise.advisor.loader import load_config
+    from rankwise.advisor.presets import resolve_preset
+    from rankwise.trainer import rundir
+    from rankwise.trainer.launch import free_port
+
+    cfg = load_config(resolve_preset(preset), [QUICK[i + 1] for i in range(0, len(QUICK), 2)])
+    run = rundir.create(runs, preset, cfg)
+    e = {k: v for k, v in env(**launch_env).items() if k not in RANK_VARS}
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_port",
+                        str(free_port()), "-m", "rankwise.trainer.worker", str(run)],
+                       capture_output=True, text=True, env=e, timeout=timeout, stdin=subprocess.DEVNULL)
+    return p, run
+
+
+def adapter_shapes(run_dir: Path) -> dict[str, tuple[int, ...]]:
+    from safetensors import safe_open
+
+    with safe_open(str(run_dir / "adapter" / "adapter_model.safetensors"), "pt") as f:
+        return {k: tuple(f.get_tensor(k).shape) for k in f.keys()}
