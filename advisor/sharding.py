@@ -63,6 +63,8 @@ OFFLOADED = {"params": ("base_weights", "unquantized_weights", "lora_params"),
 # DeepSpeed v0.14.0 (microsoft/DeepSpeed @ce78a632ac82a535588520e3712b35e996b46865), deepspeed/runtime/zero/config.py:
 # `reduce_bucket_size: int = Field(pp_int(5e8))` (L105), `prefetch_bucket_size: int = Field(pp_int(5e7),
 # alias="stage3_prefetch_bucket_size")` (L194), `contiguous_gradients: bool = True` (L94). Elements, not bytes.
+# The same in DeepSpeed 0.19.8 (config.py L113, L222; stage3.py L780-784 allocates the bucket with torch.empty per
+# communication dtype), the version tests/test_zero3_load.py trains with.
 DS_REDUCE_BUCKET_ELEMS = 500_000_000
 DS_PREFETCH_BUCKET_ELEMS = 50_000_000
 
