@@ -73,7 +73,7 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
     if q is not None and q.saves_input:
         # bnb MatMul8bitLt keeps each frozen linear's input (`ctx.tensors = (CAt, subA, A)`); new beyond
         # what is counted above: the two norm outputs (attention and MLP inputs) and down_proj's input
-        total += s * (2 * h + moe * i)
+        total += s * (2 * h + spec.mlp_width)
     return total
 
 
