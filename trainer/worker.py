@@ -204,6 +204,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             raise RankwiseError(f"cannot load the weights in {model_dir}: {str(e).splitlines()[0]}",
                                 "the folder needs *.safetensors weights (or set model.allow_unsafe_weights "
                                 "for pickled .bin files you trust)") from None
+        if how.quantized and device == "cpu":
+            keep_4bit_trainable_on_cpu(model)
         if how.quantized and sharded:
             # prepare_model_for_kbit_training would cast norms/embeddings to fp32: FSDP cannot flatten
             # mixed dtypes into one unit, so sharded QLoRA keeps them in the storage dtype (as TRL does);
@@ -431,6 +433,23 @@ def _forecast(spec, cfg, ctx, hw, run_dir: Path):
         return None
     log.info("plan: %s", ahead.line())
     return ahead
+
+
+def keep_4bit_trainable_on_cpu(model) -> int:
+    """Stop bitsandbytes repacking the 4-bit weights for its CPU inference kernel; returns how many layers.
+
+    On a CPU with AVX512-BF16, bitsandbytes 0.50's Linear4bit.forward converts its weight for the CPU gemv kernel
+    the first time it runs in eval mode without grad (the Trainer's evaluation), for good: every later forward,
+    training included, goes through bitsandbytes::gemv_4bit, which has no autograd kernel, so the gradient
+    through each frozen 4-bit layer is lost and every adapter before the last layer trains on a wrong gradient
+    (measured: layer 0's LoRA gradient changes by 85% after one evaluation, same weights and batch;
+    tests/test_qlora_cpu.py). The conversion is gated on the module's `support_avx512bf16_for_cpu`."""
+    n = 0
+    for module in model.modules():
+        if getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
 
 
 def quantized_device_map(device: str, local_rank: int) -> dict | None:
