@@ -15,19 +15,23 @@ from pathlib import Path
 from rankwise.advisor.errors import RankwiseError
 
 from . import rundir
+from .process import drop_kernels_line
 
 
 def quiet_bitsandbytes() -> None:
-    """bitsandbytes logs, on CPU at import, that the optional `kernels` package is missing: keep
-    that harmless line out of the user's terminal (its other messages still show)."""
+    """bitsandbytes on a CPU with AVX512-BF16 tries, at import, to load a gemm kernel from the Hub
+    through the optional `kernels` package (a dependency of transformers since 5.25): offline, that
+    package logs a skipped trust check and bitsandbytes logs the failed load (or, without the package,
+    that it is missing). Keep those harmless lines out of the user's terminal; other messages still show."""
     import logging
 
-    logger = logging.getLogger("bitsandbytes")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.addFilter(lambda r: "kernels" not in str(r.msg))
-        logger.addHandler(handler)
-        logger.propagate = False
+    for name in ("bitsandbytes", "kernels"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler()
+            handler.addFilter(drop_kernels_line)
+            logger.addHandler(handler)
+            logger.propagate = False
 
 
 def check_out(out: Path) -> None:

@@ -48,7 +48,8 @@ def output_to_log(path: Path) -> None:
 
 
 def drop_kernels_line(record: logging.LogRecord) -> bool:
-    """bitsandbytes on CPU logs that the optional `kernels` package is missing: harmless noise."""
+    """bitsandbytes on CPU logs that its Hub kernel could not be loaded (the optional `kernels` package
+    missing, or offline), and that package logs a skipped trust check: harmless noise."""
     return "kernels" not in str(record.msg)
 
 
