@@ -7,7 +7,7 @@ families with a record in `families.py` never come here (see `model.py`).
 from __future__ import annotations
 
 from .errors import RankwiseError
-from .spec import Linear, ModelSpec
+from .spec import Linear, ModelSpec, experts_per_token
 
 
 # Path components of the parts a multimodal model adds to its language model: their weights are
@@ -158,5 +158,5 @@ def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
         head_dim=field("head_dim") or (hidden // heads if heads else 0), vocab_size=field("vocab_size"),
         max_positions=field("max_position_embeddings"), tied_embeddings=tied,
         linears=tuple(_one_linear(k, v) for k, v in linears.items()), params_by_family=fam,
-        num_experts=experts, experts_per_token=field("num_experts_per_tok"), config=cfg,
+        num_experts=experts, experts_per_token=experts_per_token(cfg) or field("num_experts_per_tok"), config=cfg,
     )

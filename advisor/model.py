@@ -19,7 +19,7 @@ from . import catalog, config_cache, model_index
 from .errors import RankwiseError, closest
 from .families import FAMILIES, is_analytic
 from .meta import read_on_meta  # light: it imports torch only inside read_on_meta
-from .spec import Linear, ModelSpec
+from .spec import Linear, ModelSpec, experts_per_token
 
 __all__ = ["Linear", "ModelSpec", "load_model", "spec_from_config", "hf_cache_dir"]
 
@@ -72,7 +72,7 @@ def _analytic(name: str, source: str, cfg: dict) -> ModelSpec:
         name=name, source=source, model_type=fam.model_type, hidden_size=h, intermediate_size=inter, num_layers=L,
         num_heads=heads, num_kv_heads=kv, head_dim=hd, vocab_size=vocab,
         max_positions=int(cfg.get("max_position_embeddings") or 0), tied_embeddings=tied, linears=linears,
-        params_by_family=by_family, num_experts=experts, experts_per_token=int(cfg.get("num_experts_per_tok") or 0),
+        params_by_family=by_family, num_experts=experts, experts_per_token=experts_per_token(cfg),
         config=cfg,
     )
 

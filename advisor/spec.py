@@ -17,6 +17,25 @@ TargetSet = Literal["minimal", "standard", "aggressive", "all-linear"]
 TARGET_SETS: tuple[str, ...] = get_args(TargetSet)
 
 
+# config.json keys of the experts a token is routed to, by architecture: most (Mixtral, Qwen-MoE, DeepSeek,
+# OLMoE, gpt-oss, Llama 4) `num_experts_per_tok`; DBRX nests `moe_top_k` in `ffn_config`; Hunyuan's
+# `moe_topk` may be a list (one value a layer).
+TOP_K_KEYS = ("num_experts_per_tok", "moe_top_k", "moe_topk", "num_experts_per_token")
+
+
+def experts_per_token(cfg: dict) -> int:
+    """How many experts a token runs, from a config.json dict (its text config and DBRX's `ffn_config` looked
+    in too); 0 when none is stated (a dense model)."""
+    for where in (cfg, cfg.get("text_config") or {}, cfg.get("ffn_config") or {}):
+        for key in TOP_K_KEYS:
+            value = where.get(key) if isinstance(where, dict) else None
+            if isinstance(value, list) and value:
+                value = max(value)
+            if isinstance(value, int) and value > 0:
+                return value
+    return 0
+
+
 @dataclass(frozen=True)
 class Linear:
     """One kind of linear weight: `count` modules named `name` of shape d_in → d_out."""

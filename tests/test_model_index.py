@@ -407,6 +407,7 @@ def test_a_multimodal_entry_counts_its_tower_but_offers_no_tower_targets():
     ("Qwen/Qwen1.5-MoE-A2.7B", 4 * 1408 + 5632),  # four routed experts and the shared one
     ("deepseek-ai/DeepSeek-V2-Lite", 6 * 1408 * 26 // 27 + (26 * 2 * 1408 + 10944) // 27),  # dense first layer
     ("llama-3.1-8b", 14336),
+    ("databricks/dbrx-base", 4 * 10752),  # top-k nested in ffn_config (moe_top_k), experts stacked in rows
 ])
 def test_a_token_runs_through_its_experts_width_not_the_dense_size(model_id, width):
     """The saved MLP activations a token leaves in an MoE layer: the routed experts' width and what every token
