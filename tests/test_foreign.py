@@ -312,7 +312,8 @@ def test_import_refuses_a_rankwise_preset():
 
 # ------------------------------------------------------------------ codes: documented and exercised
 
-FOREIGN_CODES = {"not-modelled", "unknown-key", "preference-stage", "multi-gpu-config", "unknown-target-module"}
+FOREIGN_CODES = {"not-modelled", "unknown-key", "preference-stage", "multi-gpu-config", "unknown-target-module",
+                 "full-finetune"}
 
 
 def test_foreign_codes_are_documented_and_produced():
@@ -328,7 +329,7 @@ def test_foreign_codes_are_documented_and_produced():
     assert declared == FOREIGN_CODES
     produced = set()
     for fixture in ("foreign-not-modelled.yaml", "foreign-lf-typo.yaml", "foreign-dpo.yaml", "foreign-fsdp.yaml",
-                    "axolotl-risky.yaml"):
+                    "axolotl-risky.yaml", "foreign-full-7b.yaml"):
         produced |= {f["code"] for f in judge(read(FIX / fixture), GPU24).findings}
     assert FOREIGN_CODES <= produced
 
@@ -397,11 +398,56 @@ def test_bench_runs_over_a_folder(capsys):
     ("base_model: llama-3.2-1b\nlora_r: 8\nlearning_rate: 0.0002\nmicro_batch_size: 1\n", "adapter"),  # axolotl
     ("model_name_or_path: llama-3.2-1b\nfinetuning_type: full\nstage: sft\n", "finetuning_type"),
 ])
-def test_a_full_fine_tune_is_a_warning_not_a_quiet_lora(tmp_path, text, key):
+def test_a_full_fine_tune_is_said_not_judged_as_lora(tmp_path, text, key):
+    """A small model's full fine-tune on 24 GiB: its floor is under the GPU, so the fit is left unchecked (a
+    warning at the file's key), not given from the LoRA estimate of the same settings."""
     path = tmp_path / "full.yaml"
     path.write_text(text)
-    said = [s for s in read(path).said if s.key == key]
-    assert said and said[0].severity == "warning" and "fine-tune" in said[0].message
+    report = judge(read(path), GPU24)
+    said = [f for f in report.findings if f["code"] == "full-finetune"]
+    assert said and said[0]["severity"] == "warning" and said[0]["message"].startswith(f"{key}: a full fine-tune")
+    assert report.fit is None and not report.fit_checked and "full fine-tune" in report.unchecked_reason
+    assert not {"lr-out-of-range", "wont-fit", "alpha-below-rank"} & {f["code"] for f in report.findings}
+
+
+def test_a_full_fine_tune_whose_weights_gradients_and_states_exceed_the_gpu_will_not_fit():
+    """7B, bf16, torch AdamW (states in the parameters' dtype): 2 + 2 + 4 bytes a parameter, ~54 GiB, over 24 GiB
+    before any activation. The LoRA estimate of the same settings fits 24 GiB, and was the answer before."""
+    from rankwise.advisor.model import load_model
+
+    rc, d = check_json("foreign-full-7b.yaml")
+    params = load_model("mistral-7b").total_params
+    assert rc == 3 and d["method"] == "full" and d["fit"] == "wont-fit" and d["fit_basis"] == "full-floor"
+    assert d["full_finetune"]["floor_bytes"] == params * (2 + 2 + 2 * 2) and d["estimate"] is None
+    codes = {f["code"]: f for f in d["findings"]}
+    assert codes["full-finetune"]["severity"] == "error" and "lr-out-of-range" not in codes  # 5e-6: a full FT's rate
+    lora = judge(read(FIX / "foreign-full-7b.yaml"), GPU24).ctx.fit
+    assert lora in ("fits", "tight")  # what was said before: the LoRA estimate of these settings
+
+
+def test_a_full_fine_tune_written_for_fsdp_and_judged_on_one_gpu_says_how_many_it_needs(tmp_path):
+    """54 GiB of floor: sharded over N GPUs, 54/N GiB each; on 24 GiB cards (23.6 usable) 3 is the fewest."""
+    path = tmp_path / "full-fsdp.yaml"
+    path.write_text((FIX / "foreign-full-7b.yaml").read_text() + "fsdp_version: 2\nfsdp_config:\n  offload_params: false\n")
+    report = judge(read(path), GPU24)
+    said = next(f for f in report.findings if f["code"] == "full-finetune")
+    floor = report.full.bytes
+    n = next(n for n in range(2, 9) if floor / n <= GPU24.gpu_bytes)
+    assert said["severity"] == "error" and f"--gpus {n}" in said["fix"] and n == 3
+
+
+@pytest.mark.parametrize("strategy,gpus,divides", [("fsdp", 4, {"weights", "grads", "states"}),
+                                                   ("ddp", 4, set())])
+def test_a_full_fine_tunes_floor_divides_where_the_strategy_shards(strategy, gpus, divides):
+    from rankwise.advisor.foreign.full_ft import floor
+    from rankwise.advisor.model import load_model
+    from rankwise.advisor.plan import Plan
+
+    spec = load_model("llama-3.1-8b")
+    one = floor("adapter", spec, Plan("lora", optimizer="adamw_torch", gpus=1), None)
+    many = floor("adapter", spec, Plan("lora", optimizer="adamw_torch", gpus=gpus, strategy=strategy), None)
+    for part in ("weights", "grads", "states"):
+        assert getattr(many, part) == getattr(one, part) // (gpus if part in divides else 1)
 
 
 @pytest.mark.parametrize("text", ["peft_use_dora: true\nadapter: qlora\n", "adapter: qlora\npeft_use_dora: true\n"])

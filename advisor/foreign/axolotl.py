@@ -350,6 +350,7 @@ def finish(out: Out) -> None:
     if "method" not in out.values:
         out.key = "adapter"
         out.set("method", "lora")
+        out.full = "adapter"
         out.not_modelled("no adapter: a full fine-tune, every weight trained with its gradients and optimizer "
                          "states (far more memory); checked as LoRA", "set adapter: lora or qlora",
                          {"adapter": "lora"}, severity="warning")

@@ -40,6 +40,8 @@ def _type(value, out: Out):
     if value == "lora":
         out.default("method", "lora")
     else:
+        if value == "full":
+            out.full = out.key
         out.not_modelled(f"finetuning_type {value}: not a LoRA fine-tune, far more memory for a full or partial "
                          "fine-tune (checked as LoRA)", "rankwise estimates LoRA and QLoRA",
                          {"finetuning_type": "lora"}, severity="warning")

@@ -44,6 +44,7 @@ class Out:
     said: list[Said] = field(default_factory=list)
     targets: tuple[Any, str, str] | None = None  # (raw value, foreign key, "regex" | "names")
     stage: str | None = None  # a preference stage (dpo, kto, orpo, ...) or None for SFT
+    full: str | None = None  # the key that makes it a full fine-tune (advisor/foreign/full_ft.py), or None
     extra: dict = field(default_factory=dict)  # what a tool's `finish` combines (axolotl batch_size)
     key: str = ""  # the foreign key being mapped
 

@@ -59,6 +59,7 @@ class Reading:
     lines: dict[tuple, int] = field(default_factory=dict)
     targets: tuple | None = None  # (raw value, foreign key, regex|names): peft semantics, resolved per model
     stage: str | None = None
+    full: str | None = None  # the foreign key that makes it a full fine-tune (full_ft.py), or None
     unread: list[str] = field(default_factory=list)  # keys the tool has that change neither memory nor advice
     blank: list[str] = field(default_factory=list)  # keys written without a value: unset
 
@@ -193,7 +194,7 @@ def read(path: str | Path, overrides: list[str] | None = None) -> Reading:
         notes.append(f"{tool.label} defaults used: " + ", ".join(
             f"{d.dotted} {d.value}" for d in defaulted.values()))
     return Reading(cfg, tool.kind, source, tool, notes, list(out.said), dict(out.origin), defaulted, lines,
-                   out.targets, out.stage, unread, blank)
+                   out.targets, out.stage, out.full, unread, blank)
 
 
 def load_any(path: str | Path) -> tuple[RunConfig, str, list[str]]:

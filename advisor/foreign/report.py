@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import RankwiseError
 from ..finding import SEVERITY_ORDER
+from .full_ft import LORA_ONLY, Floor, floor, gpus_needed
 from .language import estimated_cfg, localize, multi_gpu, stage_findings
 from .mapping import match_targets
 from .reading import Reading, resolve_targets, unread_notes
@@ -28,6 +29,7 @@ class Report:
     findings: list[dict]  # localized (language.localize), errors first
     notes: list[str] = field(default_factory=list)
     unresolved: str | None = None  # why the model could not be read
+    full: Floor | None = None  # a full fine-tune: judged by its floor, not by the LoRA estimate (full_ft.py)
 
     @property
     def bound(self) -> "Bound | None":
@@ -36,14 +38,20 @@ class Report:
 
     @property
     def fit(self) -> str | None:
-        """The estimate's verdict, else a bound's when both its ends agree (approximate: `fit_basis`)."""
+        """The estimate's verdict, else a bound's when both its ends agree (approximate: `fit_basis`); a full
+        fine-tune's is its floor's (wont-fit, or None: not checked)."""
+        if self.full is not None:
+            return self.full.verdict
         if self.ctx.fit is not None or self.bound is None:
             return self.ctx.fit
         return self.bound.verdict
 
     @property
     def fit_basis(self) -> str | None:
-        """estimate (the model's shape) | name-size (bounded from the name) | None (no answer)."""
+        """estimate (the model's shape) | name-size (bounded from the name) | full-floor (a full fine-tune's
+        weights, gradients and optimizer states alone) | None (no answer)."""
+        if self.full is not None:
+            return "full-floor" if self.fit in FIT_ANSWERS else None
         if self.ctx.fit in FIT_ANSWERS:
             return "estimate"
         return "name-size" if self.bound is not None and self.bound.decided else None
@@ -58,6 +66,8 @@ class Report:
     def unchecked_reason(self) -> str | None:
         if self.fit_checked:
             return None
+        if self.full is not None:
+            return self.full.unchecked_reason()
         if self.unresolved and self.bound is not None and self.bound.gpu_bytes:
             return f"model {self.model} not resolved offline; {self.bound.why_undecided()}"
         if self.unresolved:
@@ -120,9 +130,22 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         extra = multi_gpu(reading, ctx.judged, need)
         if extra:
             said.append(extra)
+    full = None
+    if reading.full and spec is not None and ctx.judged is not None:  # the LoRA estimate is not this run's
+        full = floor(reading.full, spec, ctx.judged.estimate.plan, ctx.judged.gpu_bytes)
+        findings = [f for f in findings if f.code not in LORA_ONLY]
+        said = [s for s in said if s.code not in LORA_ONLY and not (s.code == "not-modelled" and s.key == reading.full)]
+        more = None
+        if full.verdict == "wont-fit" and full.gpus == 1 and cfg.distributed.strategy in ("fsdp", "deepspeed"):
+            more = gpus_needed(reading.full, spec, ctx.judged.estimate.plan, full.gpu_bytes, cfg.distributed.strategy)
+        said.append(full.finding(ctx.judged.peak_gib, more))
     out = [localize(f, reading) for f in findings] + [localize(s, reading) for s in said]
     out.sort(key=lambda d: SEVERITY_ORDER[d["severity"]])
     notes = reading.notes + unread_notes(reading)
+    if full is not None and reading.defaulted:  # the tool's LoRA defaults play no part in a full fine-tune
+        prefix = f"{reading.tool.label} defaults used: "
+        kept = [f"{d.dotted} {d.value}" for d in reading.defaulted.values() if not d.dotted.startswith("lora.")]
+        notes = [n for n in notes if not n.startswith(prefix)] + ([prefix + ", ".join(kept)] if kept else [])
     if reading.blank:
         notes.append(f"blank (read as unset): {', '.join(reading.blank)}")
-    return Report(reading, name, ctx, out, notes, unresolved)
+    return Report(reading, name, ctx, out, notes, unresolved, full)

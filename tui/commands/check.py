@@ -16,6 +16,9 @@ from .common import add_json, add_planning, hardware_from, print_json
 
 
 
+FULL_NOTE = "no adapter: every weight trains; judged by what its weights, gradients and optimizer states need"
+
+
 def register(sub) -> None:
     p = sub.add_parser("check", help="find red flags in a preset, axolotl or LLaMA-Factory config",
                        description="Check a config for risky combinations (rank/alpha/dropout/lr, memory fit, "
@@ -52,14 +55,15 @@ def run(args) -> int:
     report = judge(read(args.file, args.check_set), hardware_from(args), args.model, args.method)
     gate = 3 if report.errors or (args.require_fit and not report.fit_checked) else 0
     if args.json:
-        r, ctx = report.reading, report.ctx
+        r, ctx, full = report.reading, report.ctx, report.full
         hw = hardware_from(args)
         print_json({
-            "file": args.file, "kind": r.kind, "layout": r.layout, "model": report.model, "method": ctx.method,
-            "method_note": ctx.method_note, "fit": report.fit, "fit_checked": report.fit_checked,
+            "file": args.file, "kind": r.kind, "layout": r.layout, "model": report.model,
+            "method": "full" if full else ctx.method, "method_note": FULL_NOTE if full else ctx.method_note,
+            "full_finetune": full.to_dict() if full else None, "fit": report.fit, "fit_checked": report.fit_checked,
             "unchecked_reason": report.unchecked_reason, "fit_basis": report.fit_basis,
             "fit_bound": report.bound.to_dict() if report.bound else None,
-            "estimate": ctx.estimate.to_dict() if ctx.estimate else None,
+            "estimate": ctx.estimate.to_dict() if ctx.estimate and not full else None,
             "gpu_gib": round(hw.gpu_bytes / 1024 ** 3, 2) if hw.gpu_bytes else None,
             "findings": report.findings, "notes": report.notes + ([report.unresolved] if report.unresolved else []),
             "unread": r.unread, "blank": r.blank, "errors": report.errors, "config": r.cfg.model_dump(mode="json"),
@@ -82,7 +86,12 @@ def _render(args, report, hw) -> None:
     r, ctx = report.reading, report.ctx
     fit = ""
     where = f"{hw.gpu_bytes / 1024 ** 3:.0f} GiB GPU" if hw.gpu_bytes else "no GPU"
-    if ctx.estimate is not None:
+    if report.full is not None:
+        f = report.full
+        per = f" per GPU, {f.gpus} GPUs" if f.gpus > 1 else ""
+        floor = "weights on the CPU" if f.offloaded else f"at least {f.bytes / 1024 ** 3:.1f} GiB{per} before activations"
+        fit = f", {floor} ({report.fit or 'fit not checked'} on {where})"
+    elif ctx.estimate is not None:
         per = ""
         if ctx.judged is not None and ctx.judged.gpus > 1:
             per = f" per GPU, {ctx.judged.gpus} GPUs as {STRATEGY_NAMES[ctx.judged.strategy]}"
@@ -90,8 +99,9 @@ def _render(args, report, hw) -> None:
     elif report.bound is not None and report.bound.stand_ins:
         b = report.bound
         fit = f", {b.range_text()} peak, approximate ({b.verdict or 'undecided'} on {where})"
-    console.print(f"[bold]{escape(str(args.file))}[/bold] ({r.kind}): {escape(report.model)}, {label(ctx.method)}{fit}")
-    console.print(f"  [dim]{escape(ctx.method_note)}[/dim]")
+    method = "full fine-tune" if report.full else label(ctx.method)
+    console.print(f"[bold]{escape(str(args.file))}[/bold] ({r.kind}): {escape(report.model)}, {method}{fit}")
+    console.print(f"  [dim]{escape(FULL_NOTE if report.full else ctx.method_note)}[/dim]")
     if report.bound is not None:
         console.print(f"  [dim]{escape(report.bound.basis())}[/dim]")
     for note in report.notes + ([f"model not resolved: {report.unresolved}"] if report.unresolved else []):
