@@ -306,13 +306,13 @@ def _mlc(key: str) -> dict:
     return dict(presets[key])
 
 
-def _phi_1_5() -> dict:
-    """MLC's phi-1_5 preset is the remote-code `phi-msft` config.json; the same shape in transformers' PhiConfig
-    names: n_embd → hidden_size, n_layer → num_hidden_layers, n_head → num_attention_heads, n_inner None →
+def _phi_msft(key: str) -> dict:
+    """MLC's phi-1_5 and phi-2 presets are the remote-code `phi-msft` config.json; the same shape in transformers'
+    PhiConfig names: n_embd → hidden_size, n_layer → num_hidden_layers, n_head → num_attention_heads, n_inner None →
     4·n_embd, rotary_dim / head size → partial_rotary_factor, n_positions → max_position_embeddings."""
     from transformers import PhiConfig
 
-    m = _mlc("phi-1_5")
+    m = _mlc(key)
     head = m["n_embd"] // m["n_head"]
     return PhiConfig(vocab_size=m["vocab_size"], hidden_size=m["n_embd"], intermediate_size=4 * m["n_embd"],
                      num_hidden_layers=m["n_layer"], num_attention_heads=m["n_head"],
@@ -1004,7 +1004,8 @@ VARIANTS = [
     # appendix B); config.json says null.
     (["deepseek-ai/DeepSeek-V2-Lite", "deepseek-ai/DeepSeek-V2-Lite-Chat"],
      lambda: {**_mlc("deepseek_v2_lite"), "q_lora_rank": None}, MLC_PRESETS),
-    (["microsoft/phi-1_5"], _phi_1_5, MLC_PRESETS),
+    (["microsoft/phi-1_5"], lambda: _phi_msft("phi-1_5"), MLC_PRESETS),
+    (["microsoft/phi-2"], lambda: _phi_msft("phi-2"), MLC_PRESETS),
     (["stabilityai/stablelm-2-1_6b", "stabilityai/stablelm-2-zephyr-1_6b"], _stablelm_2_1_6b,
      {"config": MLC_PRESETS, "base_model": "the instruction-tuned release of StableLM 2 1.6B (Stable LM 2 1.6B Technical "
                                            "Report, arXiv:2402.17834, abstract)"}),
