@@ -131,6 +131,10 @@ class LoraSection(Section):
     init_iters: int | None = Field(None, ge=1)
     """pissa: iterations of the fast randomized SVD (peft pissa_niter_N; seconds instead of
     minutes for a 7B). Unset: the exact SVD."""
+    modules_to_save: list[str] = Field(default_factory=list)
+    """Modules trained in full beside the adapter (peft modules_to_save): [embed_tokens, lm_head] to teach new
+    tokens or a new chat template. Each gets a trainable copy with its gradients and optimizer states (an
+    8B model's embed_tokens and lm_head: ~1B parameters), and the saved adapter holds the copies. Empty: none."""
     loraplus_lr_ratio: float | None = Field(None, ge=1.0)
     """LoRA+: the B matrices learn at train.lr × this ratio (peft create_loraplus_optimizer; the
     paper suggests 16). Unset: one learning rate for A and B."""

@@ -95,6 +95,13 @@ def _check(spec: ModelSpec, plan: Plan) -> list[Linear]:
         raise RankwiseError(f"unknown attention {plan.attention!r}", f"use one of {', '.join(ATTENTIONS[1:])}")
     if plan.loss not in LOSSES:
         raise RankwiseError(f"unknown loss {plan.loss!r}", f"use one of {', '.join(LOSSES)}")
+    if plan.modules_to_save and plan.descriptor.quantized:
+        frozen = [n for n, _, emb in spec.saved_modules(plan.modules_to_save)
+                  if not emb and n not in ("lm_head", "embed_out")]
+        if frozen:
+            raise RankwiseError(f"lora.modules_to_save: {', '.join(frozen)} are {plan.descriptor.label}'s "
+                                f"{plan.descriptor.base} linears, which cannot train in full",
+                                "keep embed_tokens / lm_head there (they stay 16-bit), or use method: lora")
     targets = plan.targets if isinstance(plan.targets, str) else list(plan.targets)
     return spec.resolve_targets(targets)
 
@@ -130,6 +137,27 @@ def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
     rest_bytes = 4 if kbit_upcast(plan) else a
     return {"base_weights": quant * q.bits // 8, "quant_constants": q.constants_bytes(quant, plan.double_quant, rows),
             "unquantized_weights": rest * rest_bytes}
+
+
+def saved_module_bytes(spec: ModelSpec, plan: Plan) -> tuple[dict[str, int], int]:
+    """lora.modules_to_save: ({component: bytes}, parameters). peft's ModulesToSaveWrapper deep-copies each
+    module into a trainable copy beside the frozen original (which the base weights already count), so the copy,
+    its gradient and its optimizer states are added, in the module's dtype: the compute dtype, or fp32 for the
+    embeddings and lm_head that prepare_model_for_kbit_training upcasts on a 4-/8-bit base (kbit_upcast), or fp32
+    training. Optimizer states: torch AdamW's two in the parameter's dtype; a bitsandbytes 8-bit AdamW keeps
+    embeddings in 32-bit (transformers' Trainer.create_optimizer registers `optim_bits: 32` for every nn.Embedding,
+    the trainable copy included: two fp32 states) and the rest in 8 bits."""
+    saved = spec.saved_modules(plan.modules_to_save)
+    if not saved:
+        return {}, 0
+    wb = 4 if plan.dtype_bytes == 4 or (plan.descriptor.quantized and kbit_upcast(plan)) else plan.dtype_bytes
+    n = sum(p for _, p, _ in saved)
+    emb = sum(p for _, p, is_emb in saved if is_emb)
+    if plan.optimizer == "adamw_torch":
+        states = _optimizer_bytes(n, plan.optimizer, wb)
+    else:
+        states = 2 * 4 * emb + _optimizer_bytes(n - emb, plan.optimizer, wb)
+    return {"saved_modules": n * wb, "saved_modules_grads": n * wb, "saved_modules_optimizer": states}, n
 
 
 def adapter_bytes(plan: Plan) -> int:
@@ -184,6 +212,9 @@ def largest_weight_bytes(spec: ModelSpec, plan: Plan) -> int:
     return biggest * q.bits // 8 if q is not None else biggest * plan.dtype_bytes
 
 
+SAVED_MODULES = ("saved_modules", "saved_modules_grads", "saved_modules_optimizer")  # saved_module_bytes
+
+
 def _shard(plan: Plan, comps: dict[str, int], layer: int, root: int) -> dict[str, int]:
     """Per-GPU share of the static memory under FULL_SHARD, plus the gather buffers.
 
@@ -195,7 +226,7 @@ def _shard(plan: Plan, comps: dict[str, int], layer: int, root: int) -> dict[str
     forward_prefetch / BACKWARD_PRE). `layer`, `root`: the gathered units' bytes (unit_bytes)."""
     n = sharding.shards(plan)
     out = {k: -(-comps[k] // n) for k in ("base_weights", "unquantized_weights", "lora_params", "lora_grads",
-                                          "optimizer_states") if k in comps}
+                                          "optimizer_states", *SAVED_MODULES) if k in comps}
     out["gather_layers"] = 2 * layer
     out["gather_root"] = root
     return out
@@ -221,6 +252,8 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     comps["lora_params"] = ab * trainable  # hf: peft autocast_adapter_dtype keeps adapters in fp32
     comps["lora_grads"] = ab * trainable
     comps["optimizer_states"] = _optimizer_bytes(trainable, plan.optimizer, ab)
+    saved, saved_params = saved_module_bytes(spec, plan)
+    comps.update(saved)
     if plan.descriptor.quantized and kbit_upcast(plan) and plan.dtype_bytes == 2:
         # the fp32 lm_head under 16-bit autocast: F.linear casts the weight to 16-bit and
         # autograd saves that copy to compute the input gradient in backward
@@ -232,7 +265,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
         comps.update(_shard(plan, comps, layer_unit, root_unit))
         comps.update(sharding.adjust(plan, comps, layer_unit, spec.num_layers, largest_weight_bytes(spec, plan)))
     elif plan.gpus > 1:
-        comps["ddp_buckets"] = 4 * trainable  # DDP's flat gradient buckets (one more grad copy)
+        comps["ddp_buckets"] = 4 * trainable + saved.get("saved_modules_grads", 0)  # DDP's flat gradient buckets (one more grad copy)
 
     per_layer = layer_saved_bytes(spec, plan, adapted)
     L = spec.num_layers
@@ -332,7 +365,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
                  + "; activations as for a 16-bit base (the GPTQ/AWQ kernel's own saved tensors are not modelled)",
                  ) + notes
     return Estimate(peak_bytes=peak, components=comps, assumptions=notes,
-                    plan=plan, trainable_params=trainable, allocated_bytes=allocated,
+                    plan=plan, trainable_params=trainable + saved_params, allocated_bytes=allocated,
                     transients={"logits_loss": logits, "layer_recompute": recompute, "adapter_init": init_peak}
                     | ({"fsdp_wrap": wrap.peak_allocated} if wrap is not None else {}),
                     init_flops=init.flops, host_offload_bytes=offloaded, releasable_bytes=releasable)
@@ -456,6 +489,10 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
     if m.dora:
         out.append("DoRA: a trainable magnitude per output row of each adapted linear; each forward builds the "
                    "adapted weight in full for its row norms, and saves the base and LoRA outputs (peft dora.py)")
+    if plan.modules_to_save:
+        out.append(f"modules_to_save {', '.join(plan.modules_to_save)}: peft trains a copy of each in full beside the "
+                   "frozen original (its gradient and optimizer states too; a bitsandbytes 8-bit AdamW keeps "
+                   "embeddings' states in 32-bit); the adapter checkpoint holds the copies")
     if plan.attention == "eager":
         out.append(f"eager attention: fp32 softmax + its 16-bit copy kept per layer "
                    f"({plan.micro_batch} x {spec.num_heads} heads x {plan.seq_len}² scores)")

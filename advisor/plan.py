@@ -119,6 +119,7 @@ class Plan:
     offload: str = "none"  # distributed.offload: none | params | params_and_optimizer (sharding.py)
     fsdp_sharding: str = "full"  # distributed.fsdp_sharding: full | shard_grad_op | hybrid | no_shard (sharding.py)
     fp32_master: bool = False  # train.precision fp32_master: fp32 shards, bf16 gathered compute (FSDP)
+    modules_to_save: tuple[str, ...] = ()  # lora.modules_to_save: modules trained in full (memory.saved_modules)
 
     @property
     def descriptor(self) -> Method:
@@ -155,7 +156,7 @@ class Plan:
             loss=KERNEL_LOSS[cfg.train.kernels], kbit_upcast=cfg.quant.kbit_upcast,
             pure_bf16=cfg.train.precision == "pure_bf16", init=cfg.lora.init, init_iters=cfg.lora.init_iters,
             offload=cfg.distributed.offload, fsdp_sharding=cfg.distributed.fsdp_sharding,
-            fp32_master=cfg.train.precision == "fp32_master",
+            fp32_master=cfg.train.precision == "fp32_master", modules_to_save=tuple(cfg.lora.modules_to_save),
         )
 
 

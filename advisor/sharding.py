@@ -55,9 +55,10 @@ from __future__ import annotations
 from .errors import RankwiseError
 from .plan import Plan
 
-OFFLOADED = {"params": ("base_weights", "unquantized_weights", "lora_params"),
+OFFLOADED = {"params": ("base_weights", "unquantized_weights", "lora_params", "saved_modules"),
              "params_and_optimizer": ("base_weights", "unquantized_weights", "lora_params", "lora_grads",
-                                      "optimizer_states")}
+                                      "optimizer_states", "saved_modules", "saved_modules_grads",
+                                      "saved_modules_optimizer")}
 
 
 # DeepSpeed v0.14.0 (microsoft/DeepSpeed @ce78a632ac82a535588520e3712b35e996b46865), deepspeed/runtime/zero/config.py:

@@ -20,6 +20,8 @@ TARGET_SETS: tuple[str, ...] = get_args(TargetSet)
 # config.json keys of the experts a token is routed to, by architecture: most (Mixtral, Qwen-MoE, DeepSeek,
 # OLMoE, gpt-oss, Llama 4) `num_experts_per_tok`; DBRX nests `moe_top_k` in `ffn_config`; Hunyuan's
 # `moe_topk` may be a list (one value a layer).
+# The input embedding's module name across transformers' architectures (Llama-likes, GPT-2, GPT-NeoX, Falcon/BLOOM).
+EMBEDDING_NAMES = ("embed_tokens", "wte", "tok_embeddings", "word_embeddings", "embed_in")
 TOP_K_KEYS = ("num_experts_per_tok", "moe_top_k", "moe_topk", "num_experts_per_token")
 
 
@@ -146,6 +148,26 @@ class ModelSpec:
             raise RankwiseError(f"target module{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                                 f"not in {self.name}", hint)
         return [self.linear(n) for n in dict.fromkeys(targets)]
+
+    def saved_modules(self, names) -> list[tuple[str, int, bool]]:
+        """lora.modules_to_save → (name, parameters, is an embedding) each: peft deep-copies each matched module
+        into a trainable copy. `embed_tokens` (or another name of the input embedding) is the embedding family,
+        `lm_head` the output head (a tied head is the embedding's matrix: its copy is as large), and a linear name
+        counts every layer's module of that name. A name the model does not have is an error listing those it has."""
+        out = []
+        for name in names:
+            if name == "lm_head" or name == "embed_out":
+                out.append((name, self.params_by_family.get("lm_head") or self.vocab_size * self.hidden_size, False))
+            elif name in EMBEDDING_NAMES:
+                out.append((name, self.params_by_family.get("embed", 0), True))
+            elif name in self.adaptable_names():
+                out.append((name, self.linear(name).params, False))
+            else:
+                have = ["embed_tokens", "lm_head", *self.adaptable_names()]
+                sugg = closest(name, have, 1)
+                raise RankwiseError(f"lora.modules_to_save: {name} not in {self.name}",
+                                    (f"did you mean {sugg[0]}? " if sugg else "") + f"rankwise counts: {', '.join(have)}")
+        return out
 
     def lora_params(self, targets, r: int) -> int:
         """Trainable LoRA parameters: Σ over adapted linears of r·(d_in + d_out)."""

@@ -224,6 +224,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         torch.manual_seed(cfg.train.seed)  # the same LoRA init on every (re)build
         lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha_value, lora_dropout=cfg.lora.dropout,
                           bias=cfg.lora.bias, target_modules=targets, use_rslora=cfg.lora.use_rslora,
+                          modules_to_save=list(cfg.lora.modules_to_save) or None,
                           task_type="CAUSAL_LM", **how.peft, **adapter_init.peft_init(cfg, how.quantized))
         model = get_peft_model(model, lora, autocast_adapter_dtype=not pure)  # pure bf16: adapters stay bf16
         adapter_init.after_wrap(model, cfg, run_dir, model_dir, eva_batches, how.quantized)

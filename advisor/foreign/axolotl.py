@@ -26,7 +26,7 @@ from .known_keys import AXOLOTL_KEYS
 from .mapping import (Default, Out, Tool, accumulate_to, deepspeed,
                       dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
-                      names_for_set, OPTIMS_BACK, loraplus, peft_init, FSDP_SHARDING, fsdp_words)
+                      names_for_set, OPTIMS_BACK, loraplus, peft_init, FSDP_SHARDING, fsdp_words, modules_to_save)
 
 MARKS = {"base_model", "adapter", "lora_r", "lora_alpha", "lora_target_modules", "lora_target_linear",
          "micro_batch_size", "sequence_len", "load_in_4bit", "load_in_8bit", "datasets", "num_epochs",
@@ -187,6 +187,7 @@ TABLE = {
     "base_model": _base_model, "adapter": _adapter, "load_in_4bit": _4bit, "load_in_8bit": _8bit,
     "peft_use_dora": dora, "peft_init_lora_weights": peft_init, "loraplus_lr_ratio": loraplus, "peft": _peft,
     "lora_r": to("lora.r"), "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"),
+    "lora_modules_to_save": modules_to_save,
     "lora_target_modules": targets_mapper("regex"), "lora_target_linear": _linear,
     "peft_use_rslora": to("lora.use_rslora"), "learning_rate": to("train.lr", _number),
     "lr_scheduler": scheduler, "micro_batch_size": to("train.micro_batch"), "batch_size": _batch_size,
@@ -218,8 +219,6 @@ NOT_MODELLED = {
     "lora_mlp_kernel": "axolotl's fused LoRA MLP kernel: less activation memory, faster steps",
     "lora_qkv_kernel": "axolotl's fused LoRA QKV kernel: less activation memory, faster steps",
     "lora_o_kernel": "axolotl's fused LoRA O kernel: less activation memory, faster steps",
-    "lora_modules_to_save": "full trainable copies of these modules (e.g. embed_tokens, lm_head): their weights, "
-                            "gradients and optimizer states are not in the estimate",
     "lora_target_parameters": "LoRA on parameters (e.g. MoE experts): adapter size and memory not estimated",
     "activation_offloading": "activations offloaded to CPU: less GPU memory than estimated",
     "context_parallel_size": "sequences split across GPUs: activation memory per GPU divided",

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
 from .mapping import (Default, Out, Tool, accumulate_to, deepspeed,
-                      dora, method_with, not_modelled, optimizer, precision_bf16,
+                      dora, method_with, optimizer, precision_bf16,
                       precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK,
-                      loraplus, fsdp_words)
+                      loraplus, fsdp_words, modules_to_save)
 
 MARKS = {"model_name_or_path", "finetuning_type", "lora_rank", "lora_target", "cutoff_len",
          "per_device_train_batch_size", "quantization_bit", "stage", "template", "num_train_epochs",
@@ -148,6 +148,7 @@ FLAT = {
     "model_name_or_path": _model, "finetuning_type": _type, "quantization_bit": _quant_bit,
     "quantization_method": _quant_method, "use_dora": dora, "lora_rank": to("lora.r"),
     "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"), "lora_target": targets_mapper("names"),
+    "additional_target": modules_to_save,
     "use_rslora": to("lora.use_rslora"), "learning_rate": to("train.lr"), "lr_scheduler_type": scheduler,
     "per_device_train_batch_size": to("train.micro_batch"), "gradient_accumulation_steps": to("train.grad_accum"),
     "cutoff_len": to("train.max_seq_len"), "num_train_epochs": to("train.epochs"), "max_steps": steps("train.max_steps"),
@@ -169,8 +170,6 @@ NOT_MODELLED = {
     "use_unsloth": "Unsloth's kernels and gradient offload: less memory than estimated",
     "use_unsloth_gc": "Unsloth's gradient-checkpointing offload: less memory than estimated",
     "neat_packing": "packing without cross-attention between packed sequences (same memory as packing)",
-    "additional_target": "full trainable copies of these modules: weights, gradients and optimizer states not "
-                         "in the estimate",
     "resize_vocab": "a resized vocabulary: embeddings and the output head grow",
     "new_special_tokens": "new tokens resize the embeddings",
     "add_tokens": "new tokens resize the embeddings",
@@ -297,8 +296,7 @@ V1 = {
     "peft_config.name": _v1_peft, "peft_config.r": to("lora.r"), "peft_config.lora_alpha": to("lora.alpha"),
     "peft_config.lora_dropout": to("lora.dropout"), "peft_config.target_modules": targets_mapper("regex"),
     "peft_config.use_rslora": to("lora.use_rslora"), "peft_config.use_dora": dora,
-    "peft_config.modules_to_save": not_modelled("full trainable copies of these modules: weights, gradients and "
-                                                "optimizer states not in the estimate"),
+    "peft_config.modules_to_save": modules_to_save,
     "quant_config.quantization_bit": _v1_quant, "dist_config.name": _v1_dist, "kernel_config.name": _v1_kernels,
     "micro_batch_size": to("train.micro_batch"), "global_batch_size": _v1_global, "cutoff_len": to("train.max_seq_len"),
     "learning_rate": to("train.lr"), "num_train_epochs": to("train.epochs"), "max_steps": steps("train.max_steps"),

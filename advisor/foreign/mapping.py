@@ -400,6 +400,15 @@ def targets_mapper(how: str, all_words: tuple[str, ...] = ("all", "all-linear", 
     return put
 
 
+def modules_to_save(value, out: "Out") -> None:
+    """peft modules_to_save (axolotl lora_modules_to_save, LLaMA-Factory additional_target): a list or a comma
+    string of module names → lora.modules_to_save."""
+    names = [str(i).strip() for i in (value if isinstance(value, list) else str(value or "").split(","))
+             if str(i).strip()]
+    if names:
+        out.set("lora.modules_to_save", names)
+
+
 def names_for_set(kind: str) -> list[str]:
     """A named target set written as module names, for a tool with no named sets (Llama-style names)."""
     return {"minimal": ["q_proj", "v_proj"], "standard": ["q_proj", "k_proj", "v_proj", "o_proj"],

@@ -25,7 +25,9 @@ LABELS = {"base_weights": "base weights", "quant_constants": "quantization const
           "zero3_load": "ZeRO-3 start-up: the 4-bit base whole on the GPU",
           "cuda_context": "CUDA context", "gather_layers": "FSDP gather: 2 decoder layers (running + prefetched)",
           "gather_root": "FSDP gather: root unit (embeddings, lm_head)",
-          "adapter_init": "adapter initialisation (start-up, above training)"}
+          "adapter_init": "adapter initialisation (start-up, above training)",
+          "saved_modules": "modules_to_save: trainable copies", "saved_modules_grads": "modules_to_save: gradients",
+          "saved_modules_optimizer": "modules_to_save: optimizer states"}
 
 FIT_TEXT = {v: f"[{FIT_STYLE[v]}]{FIT_LABEL[v]}[/]" + why for v, why in (
     ("fits", " (peak ≤ 90% of the GPU)"),
@@ -77,6 +79,19 @@ def register(sub) -> None:
                         "(memory and time estimated); eva a few forwards (default default)")
     p.add_argument("--init-iters", dest="init_iters", type=int, metavar="N",
                    help="--init pissa: fast-SVD iterations (default: the exact SVD)")
+    p.add_argument("--dropout", type=float, metavar="P", help="LoRA dropout (default 0.05; 0 keeps no masked copy "
+                   "of each adapted input)")
+    p.add_argument("--modules-to-save", dest="modules_to_save", metavar="NAMES",
+                   help="modules trained in full beside the adapter, e.g. embed_tokens,lm_head (peft modules_to_save: "
+                        "a trainable copy, its gradients and optimizer states each); none: no module (default none)")
+    p.add_argument("--loss", choices=("standard", "fused"),
+                   help="standard: vocabulary-sized logits; fused: never materialised (Liger's fused linear "
+                        "cross-entropy, as --kernels liger; Cut Cross-Entropy holds the same) (default standard)")
+    p.add_argument("--load", choices=("16bit", "8bit", "4bit"),
+                   help="how the base loads: 16bit (LoRA), 8bit (LLM.int8), 4bit (NF4, QLoRA); with --dora the DoRA "
+                        "method on that base. GPTQ/AWQ bases are read from the model's own config (default: --method's)")
+    p.add_argument("--dora", dest="use_dora", action="store_true", default=None,
+                   help="DoRA (peft use_dora) on the --load base")
     p.add_argument("--dataset", metavar="PATH",
                    help="estimate at the data's real lengths: with packing off, the longest row (up to --seq) "
                         "instead of every row padded to --seq")
@@ -94,7 +109,37 @@ FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lor
          "distributed.strategy": "--strategy", "train.attention": "--attention", "train.kernels": "--kernels",
          "quant.kbit_upcast": "--kbit-upcast", "train.precision": "--precision", "lora.init": "--init",
          "lora.init_iters": "--init-iters", "distributed.offload": "--offload",
-         "distributed.fsdp_sharding": "--fsdp-sharding"}
+         "distributed.fsdp_sharding": "--fsdp-sharding", "lora.dropout": "--dropout",
+         "lora.modules_to_save": "--modules-to-save"}
+
+
+def _method_flags(args) -> str | None:
+    """--load and --dora → the methods table's entry (None: neither given). Refused beside a --method that says
+    otherwise, and where the table has no such method (DoRA on an 8-bit base)."""
+    load, dora = getattr(args, "load", None), getattr(args, "use_dora", None)
+    if load is None and not dora:
+        return None
+    bits = {"16bit": 16, "8bit": 8, "4bit": 4}[load or "16bit"]
+    found = [n for n, m in methods.METHODS.items() if (m.base_bits or 16) == bits and m.dora == bool(dora)
+             and set(m.peft) <= {"use_dora"}]
+    if not found:
+        raise RankwiseError(f"--load {load or '16bit'}{' --dora' if dora else ''}: no such method",
+                            f"methods: {', '.join(methods.METHOD_NAMES)}")
+    if args.method and args.method != found[0]:
+        raise RankwiseError(f"--method {args.method} and --load/--dora ({found[0]}) disagree", "give one of them")
+    return found[0]
+
+
+def _kernels_flag(args) -> str | None:
+    """--loss fused is --kernels liger (the fused loss rankwise trains with); refused beside a --kernels that
+    says otherwise."""
+    loss, kernels = getattr(args, "loss", None), getattr(args, "kernels", None)
+    if loss is None:
+        return kernels
+    want = "liger" if loss == "fused" else "none"
+    if kernels is not None and kernels != want:
+        raise RankwiseError(f"--loss {loss} and --kernels {kernels} disagree", "give one of them")
+    return want
 
 
 def flags_config(args):
@@ -122,14 +167,18 @@ def flags_config(args):
             raise RankwiseError("--targets is empty", "use minimal, standard, aggressive, all-linear or q_proj,v_proj")
         named = targets.strip() in TARGET_SETS
         targets = targets.strip() if named else [t.strip() for t in targets.split(",") if t.strip()]
+    saved = getattr(args, "modules_to_save", None)
+    if saved is not None:
+        saved = [] if saved.strip() == "none" else [t.strip() for t in saved.split(",") if t.strip()]
     patch = {k: v for k, v in {  # one config key per flag (FLAGS names them back in errors)
-        "model.name": args.model, "method": args.method, "lora.r": args.rank, "lora.target_modules": targets,
+        "model.name": args.model, "method": _method_flags(args) or args.method,
+        "lora.dropout": getattr(args, "dropout", None), "lora.modules_to_save": saved, "lora.r": args.rank, "lora.target_modules": targets,
         "train.micro_batch": args.batch, "train.max_seq_len": args.seq,
         "train.grad_checkpointing": args.grad_checkpointing, "train.optimizer": args.optimizer,
         "train.checkpointing_reentrant": getattr(args, "reentrant", None),
         "quant.double_quant": args.double_quant, "distributed.gpus": args.gpus or None,  # --gpus 0: no GPU
         "distributed.strategy": getattr(args, "strategy", None),
-        "train.attention": getattr(args, "attention", None), "train.kernels": getattr(args, "kernels", None),
+        "train.attention": getattr(args, "attention", None), "train.kernels": _kernels_flag(args),
         "quant.kbit_upcast": getattr(args, "kbit_upcast", None),
         "train.precision": getattr(args, "precision", None), "lora.init": getattr(args, "init", None),
         "lora.init_iters": getattr(args, "init_iters", None), "distributed.offload": getattr(args, "offload", None),

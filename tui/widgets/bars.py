@@ -13,7 +13,8 @@ GIB = 1024 ** 3
 # estimator component → (group label, bar character, style)
 GROUPS = (
     ("weights", "█", "blue", ("base_weights", "unquantized_weights", "quant_constants")),
-    ("adapter+optim", "▓", "magenta", ("lora_params", "lora_grads", "optimizer_states")),
+    ("adapter+optim", "▓", "magenta", ("lora_params", "lora_grads", "optimizer_states", "saved_modules",
+                                       "saved_modules_grads", "saved_modules_optimizer")),
     ("activations", "▒", "cyan", ("activations", "logits_loss")),
     ("overhead", "░", "white", ("allocator_overhead", "allocator_cached", "cuda_context", "nccl_buffers",
                                 "fsdp_grad_buffers")),
