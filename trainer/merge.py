@@ -68,7 +68,12 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     quiet_bitsandbytes()
+    import logging
     import warnings
+
+    # DeepSpeed (an optional extra), when installed, is imported along the way and says on a machine without a
+    # GPU that it set its accelerator to the CPU: a logger-level filter outlives the handler it adds at import
+    logging.getLogger("DeepSpeed").addFilter(lambda r: "Setting accelerator to CPU" not in r.getMessage())
 
     import transformers  # deferred: only the model-loading commands need it
 
