@@ -68,6 +68,17 @@ class ModelSection(Section):
     """Run Python code shipped with the model. Off unless you trust the source."""
     allow_unsafe_weights: bool = False
     """Also load pickled `.bin` weights when no safetensors exist (pickle can run code)."""
+    added_tokens: list[str] = Field(default_factory=list)
+    """New tokens for the tokenizer (e.g. ["<|tool_call|>"]): the embeddings are resized to hold them and their
+    rows train with the adapter (peft trainable tokens: the input embedding, and the output head where untied);
+    the adapter then holds the resized embedding and head. Empty: none."""
+
+    @field_validator("added_tokens")
+    @classmethod
+    def _tokens_are_text(cls, v: list[str]) -> list[str]:
+        if any(not t or t != t.strip() for t in v):
+            raise ValueError("model.added_tokens: each token is a non-empty string without surrounding spaces")
+        return v
 
 
 class DataSection(Section):

@@ -136,6 +136,9 @@ def plan_host(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
     trainable = fit.estimate.trainable_params
     opt = OPTIMIZER_STATE_BYTES.get(plan.optimizer, 8)
     adapter = trainable * ADAPTER_BYTES
+    if plan.added_tokens:  # peft saves a resized embedding and head whole (save_embedding_layers="auto"), 16-bit
+        grown = spec.with_added_tokens(plan.added_tokens).params_by_family
+        adapter += 2 * (grown.get("embed", 0) + grown.get("lm_head", 0))
     ckpt = adapter + trainable * opt + CHECKPOINT_EXTRA
     save = base + ckpt
     if procs > 1:

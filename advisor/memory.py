@@ -241,9 +241,12 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     if pre is not None:
         _check(spec, plan)  # an unknown method is still refused by its own name
         plan = replace(plan, method=unquantized_twin(plan.method))  # bitsandbytes does not re-quantize it
+    spec = spec.with_added_tokens(plan.added_tokens)  # the resized vocabulary: embeddings, head and logits
     adapted = _check(spec, plan)
     tokens = plan.micro_batch * plan.seq_len
     trainable = sum(l.count * plan.r * (l.d_in + l.d_out) for l in adapted)
+    if plan.added_tokens:  # peft trainable tokens: the new rows of the embedding, and of an untied head
+        trainable += plan.added_tokens * spec.hidden_size * (1 + bool(spec.params_by_family.get("lm_head")))
     if plan.descriptor.dora:  # one magnitude per output row of each adapted linear (peft DoraLinearLayer.weight)
         trainable += sum(l.count * l.d_out for l in adapted)
 
@@ -489,6 +492,10 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
     if m.dora:
         out.append("DoRA: a trainable magnitude per output row of each adapted linear; each forward builds the "
                    "adapted weight in full for its row norms, and saves the base and LoRA outputs (peft dora.py)")
+    if plan.added_tokens:
+        out.append(f"{plan.added_tokens} added tokens: the embedding (and an untied lm_head) resized by as many rows "
+                   "(at most: a vocabulary padded past its tokenizer has room), their rows trained (peft trainable "
+                   "tokens); the adapter and each checkpoint hold the resized embedding and head whole")
     if plan.modules_to_save:
         out.append(f"modules_to_save {', '.join(plan.modules_to_save)}: peft trains a copy of each in full beside the "
                    "frozen original (its gradient and optimizer states too; a bitsandbytes 8-bit AdamW keeps "

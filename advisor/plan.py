@@ -120,6 +120,7 @@ class Plan:
     fsdp_sharding: str = "full"  # distributed.fsdp_sharding: full | shard_grad_op | hybrid | no_shard (sharding.py)
     fp32_master: bool = False  # train.precision fp32_master: fp32 shards, bf16 gathered compute (FSDP)
     modules_to_save: tuple[str, ...] = ()  # lora.modules_to_save: modules trained in full (memory.saved_modules)
+    added_tokens: int = 0  # len(model.added_tokens): rows added to the embedding (and an untied head), trained
 
     @property
     def descriptor(self) -> Method:
@@ -157,6 +158,7 @@ class Plan:
             pure_bf16=cfg.train.precision == "pure_bf16", init=cfg.lora.init, init_iters=cfg.lora.init_iters,
             offload=cfg.distributed.offload, fsdp_sharding=cfg.distributed.fsdp_sharding,
             fp32_master=cfg.train.precision == "fp32_master", modules_to_save=tuple(cfg.lora.modules_to_save),
+            added_tokens=len(cfg.model.added_tokens),
         )
 
 

@@ -149,6 +149,20 @@ class ModelSpec:
                                 f"not in {self.name}", hint)
         return [self.linear(n) for n in dict.fromkeys(targets)]
 
+    def with_added_tokens(self, n: int) -> "ModelSpec":
+        """The model after model.added_tokens: `n` more rows in the embedding and in an untied head (at most: a
+        vocabulary padded past its tokenizer takes new tokens into rows it already has)."""
+        if n <= 0:
+            return self
+        from dataclasses import replace as _replace
+
+        fam = dict(self.params_by_family)
+        fam["embed"] = fam.get("embed", 0) + n * self.hidden_size
+        if fam.get("lm_head"):
+            fam["lm_head"] += n * self.hidden_size
+        linears = tuple(_replace(l, d_out=l.d_out + n) if l.family == "lm_head" else l for l in self.linears)
+        return _replace(self, vocab_size=self.vocab_size + n, params_by_family=fam, linears=linears)
+
     def saved_modules(self, names) -> list[tuple[str, int, bool]]:
         """lora.modules_to_save → (name, parameters, is an embedding) each: peft deep-copies each matched module
         into a trainable copy. `embed_tokens` (or another name of the input embedding) is the embedding family,

@@ -124,3 +124,61 @@ def test_the_tiny_model_trains_its_embeddings_and_head_in_full(tmp_path):
         assert (saved[key].float() - original.float()).abs().max() > 0  # trained, not the frozen original
     config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
     assert sorted(config["modules_to_save"]) == sorted(BOTH)
+
+
+# ------------------------------------------------------------------ model.added_tokens
+
+
+def test_added_tokens_grow_the_vocabulary_and_train_their_rows():
+    """3 tokens on an 8B (untied head): 3 rows more in the embedding and the head, the logits 3 wider, and the
+    rows trained (peft trainable tokens) in both."""
+    without = estimate(SPEC, Plan("lora"))
+    with_ = estimate(SPEC, Plan("lora", added_tokens=3))
+    assert with_.trainable_params - without.trainable_params == 2 * 3 * SPEC.hidden_size
+    assert with_.components["base_weights"] - without.components["base_weights"] == 2 * 2 * 3 * SPEC.hidden_size
+    assert with_.components["logits_loss"] > without.components["logits_loss"]
+
+
+@pytest.mark.parametrize("text", ["base_model: llama-3.2-1b\nadapter: lora\ntokens:\n  - <|a|>\n  - <|b|>\n",
+                                  "model_name_or_path: llama-3.2-1b\nfinetuning_type: lora\nstage: sft\n"
+                                  "add_tokens: <|a|>\nadd_special_tokens: <|b|>,<|a|>\n"])
+def test_other_tools_new_tokens_map_to_added_tokens(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert read(path).cfg.model.added_tokens == ["<|a|>", "<|b|>"]
+
+
+@pytest.mark.slow
+def test_the_tiny_model_learns_a_new_token_and_merge_keeps_it(tmp_path):
+    """A token the base tokenizer does not have: one id past the vocabulary, its embedding and head rows trained
+    and saved in the adapter, and the merged model's tokenizer and rows carry it."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"mark {i}"},
+                                                     {"role": "assistant", "content": f"<|mark|> {i}"}]}) + "\n"
+                            for i in range(16)))
+    runs = tmp_path / "runs"
+    proc = train(runs, "--set", "train.max_steps=4", "--set", f"data.path={data}", "--set", "data.val_ratio=0",
+                 "--set", "model.added_tokens=['<|mark|>']")
+    run_dir = only_run(runs)
+    assert proc.returncode == 0, proc.stderr + tail_log(run_dir)
+    base_tok = AutoTokenizer.from_pretrained(ASSETS / "tiny-llama")
+    new_id = len(base_tok)
+    assert "<|mark|>" not in base_tok.get_vocab()
+    config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+    assert config["trainable_token_indices"] == {"embed_tokens": [new_id], "lm_head": [new_id]}
+    saved = adapter_weights(run_dir / "adapter")
+    rows = {k.split(".token_adapter")[0].rsplit(".", 1)[-1]: v for k, v in saved.items() if "trainable_tokens_delta" in k}
+    assert set(rows) == {"embed_tokens", "lm_head"} and all(v.shape == (1, 64) for v in rows.values())
+
+    merge = subprocess.run([sys.executable, "-m", "rankwise.tui.cli", "merge", run_dir.name, "--runs-dir", str(runs)],
+                           capture_output=True, text=True, timeout=300)
+    assert merge.returncode == 0, merge.stderr
+    out = run_dir / "merged"
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.convert_tokens_to_ids("<|mark|>") == new_id and len(tok("<|mark|>", add_special_tokens=False)["input_ids"]) == 1
+    merged = load_file(str(out / "model.safetensors"))
+    emb = next(v for k, v in merged.items() if k.endswith("embed_tokens.weight"))
+    assert emb.shape[0] == new_id + 1 and (emb[new_id].float() - rows["embed_tokens"][0].float()).abs().max() == 0

@@ -27,6 +27,7 @@ from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.methods import LEANEST, METHODS, PreQuantized, unquantized_twin
 
 from . import adapter_init, rundir
+from . import tokens as added_tokens
 from .events import EVENTS_FILE, EventSink, read_events
 from .launch import is_main_process, world_size
 from .process import (RankSink, disk_full, disk_full_message, end_torn_line, install_signal_handlers,
@@ -175,6 +176,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 
     # --- tokenizer and data ------------------------------------------------------------------
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
+    added_ids = added_tokens.add_to(tokenizer, cfg.model.added_tokens) if cfg.model.added_tokens else []
     train_rows, val_rows, report, cached = prepare_data(cfg, tokenizer, log, progress=data_progress(sink, log),
                                                           root=cache_root(run_dir.parent))
     data_ready(sink, log, report, cached)
@@ -204,6 +206,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             raise RankwiseError(f"cannot load the weights in {model_dir}: {str(e).splitlines()[0]}",
                                 "the folder needs *.safetensors weights (or set model.allow_unsafe_weights "
                                 "for pickled .bin files you trust)") from None
+        if added_ids:
+            added_tokens.fit_model(model, tokenizer)
         if how.quantized and device == "cpu":
             keep_4bit_trainable_on_cpu(model)
         if how.quantized and sharded:
@@ -225,6 +229,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha_value, lora_dropout=cfg.lora.dropout,
                           bias=cfg.lora.bias, target_modules=targets, use_rslora=cfg.lora.use_rslora,
                           modules_to_save=list(cfg.lora.modules_to_save) or None,
+                          trainable_token_indices=added_tokens.trainable_indices(model, added_ids,
+                                                                                 cfg.lora.modules_to_save),
                           task_type="CAUSAL_LM", **how.peft, **adapter_init.peft_init(cfg, how.quantized))
         model = get_peft_model(model, lora, autocast_adapter_dtype=not pure)  # pure bf16: adapters stay bf16
         adapter_init.after_wrap(model, cfg, run_dir, model_dir, eva_batches, how.quantized)

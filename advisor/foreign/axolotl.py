@@ -26,7 +26,7 @@ from .known_keys import AXOLOTL_KEYS
 from .mapping import (Default, Out, Tool, accumulate_to, deepspeed,
                       dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
-                      names_for_set, OPTIMS_BACK, loraplus, peft_init, FSDP_SHARDING, fsdp_words, modules_to_save)
+                      names_for_set, OPTIMS_BACK, loraplus, peft_init, FSDP_SHARDING, fsdp_words, modules_to_save, added_tokens)
 
 MARKS = {"base_model", "adapter", "lora_r", "lora_alpha", "lora_target_modules", "lora_target_linear",
          "micro_batch_size", "sequence_len", "load_in_4bit", "load_in_8bit", "datasets", "num_epochs",
@@ -160,9 +160,10 @@ def _special_tokens(value, out: Out):
                          "(train them with lora_modules_to_save)")
 
 
-def _tokens(value, out: Out):
+def _token_overrides(value, out: Out):
     if value:
-        out.not_modelled("new tokens resize the embeddings; trained only with lora_modules_to_save")
+        out.not_modelled("tokens renamed in place (no new rows): their embeddings train only with "
+                         "lora_modules_to_save")
 
 
 def _base_model(value, out: Out):
@@ -200,8 +201,8 @@ TABLE = {
     "max_grad_norm": to("train.max_grad_norm"), "seed": to("train.seed"), "logging_steps": to("train.logging_steps"),
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
     "save_total_limit": to("train.save_total_limit"), "rl": _rl, "fsdp": fsdp_words, "fsdp_config": _fsdp_config,
-    "deepspeed": deepspeed, "plugins": _plugins, "special_tokens": _special_tokens, "tokens": _tokens,
-    "added_tokens_overrides": _tokens, "gptq": not_modelled("a GPTQ base: its weights take ~4 bits, the estimate "
+    "deepspeed": deepspeed, "plugins": _plugins, "special_tokens": _special_tokens, "tokens": added_tokens,
+    "added_tokens_overrides": _token_overrides, "gptq": not_modelled("a GPTQ base: its weights take ~4 bits, the estimate "
                                                             "counts them as 16-bit"),
 }
 

@@ -23,7 +23,7 @@ from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
 from .mapping import (Default, Out, Tool, accumulate_to, deepspeed,
                       dora, method_with, optimizer, precision_bf16,
                       precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK,
-                      loraplus, fsdp_words, modules_to_save)
+                      loraplus, fsdp_words, modules_to_save, added_tokens)
 
 MARKS = {"model_name_or_path", "finetuning_type", "lora_rank", "lora_target", "cutoff_len",
          "per_device_train_batch_size", "quantization_bit", "stage", "template", "num_train_epochs",
@@ -148,7 +148,8 @@ FLAT = {
     "model_name_or_path": _model, "finetuning_type": _type, "quantization_bit": _quant_bit,
     "quantization_method": _quant_method, "use_dora": dora, "lora_rank": to("lora.r"),
     "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"), "lora_target": targets_mapper("names"),
-    "additional_target": modules_to_save,
+    "additional_target": modules_to_save, "add_tokens": added_tokens, "add_special_tokens": added_tokens,
+    "new_special_tokens": added_tokens,
     "use_rslora": to("lora.use_rslora"), "learning_rate": to("train.lr"), "lr_scheduler_type": scheduler,
     "per_device_train_batch_size": to("train.micro_batch"), "gradient_accumulation_steps": to("train.grad_accum"),
     "cutoff_len": to("train.max_seq_len"), "num_train_epochs": to("train.epochs"), "max_steps": steps("train.max_steps"),
@@ -171,9 +172,6 @@ NOT_MODELLED = {
     "use_unsloth_gc": "Unsloth's gradient-checkpointing offload: less memory than estimated",
     "neat_packing": "packing without cross-attention between packed sequences (same memory as packing)",
     "resize_vocab": "a resized vocabulary: embeddings and the output head grow",
-    "new_special_tokens": "new tokens resize the embeddings",
-    "add_tokens": "new tokens resize the embeddings",
-    "add_special_tokens": "new tokens resize the embeddings",
     "lora_parameters": "LoRA on parameters (e.g. MoE experts): adapter size not estimated",
     "use_llama_pro": "LLaMA Pro block expansion: extra trainable blocks",
     "use_galore": "GaLore projected optimizer states", "use_apollo": "APOLLO optimizer states",

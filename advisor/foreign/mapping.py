@@ -409,6 +409,16 @@ def modules_to_save(value, out: "Out") -> None:
         out.set("lora.modules_to_save", names)
 
 
+def added_tokens(value, out: "Out") -> None:
+    """New tokens (axolotl `tokens`, LLaMA-Factory `add_tokens` / `add_special_tokens` / `new_special_tokens`): a
+    list or a comma string → model.added_tokens (the keys' tokens together, in order)."""
+    names = [str(i).strip() for i in (value if isinstance(value, list) else str(value or "").split(","))
+             if str(i).strip()]
+    if names:
+        have = out.values.get("model.added_tokens", [])
+        out.set("model.added_tokens", have + [t for t in names if t not in have])
+
+
 def names_for_set(kind: str) -> list[str]:
     """A named target set written as module names, for a tool with no named sets (Llama-style names)."""
     return {"minimal": ["q_proj", "v_proj"], "standard": ["q_proj", "k_proj", "v_proj", "o_proj"],
