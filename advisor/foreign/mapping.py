@@ -196,7 +196,11 @@ def _deepspeed_json(value, out) -> tuple[dict | None, str]:
         if where is None:
             continue
         p = path if path.is_absolute() else Path(where) / path
-        if p.is_file():
+        try:
+            found = p.is_file()
+        except (OSError, ValueError):  # a name too long for the file system (is_file raises ENAMETOOLONG), a NUL
+            found = False
+        if found:
             try:
                 if p.stat().st_size > DS_FILE_MAX:
                     return None, f"{p} is over {DS_FILE_MAX // 1024} KiB, not a DeepSpeed config"

@@ -230,6 +230,7 @@ LF_CFG = _foreign(LLAMAFACTORY, {"model_name_or_path", "finetuning_type", "lora_
 @example(data={"base_model": "x", "datasets": [{"path": "a"}, {"path": "b"}], "lora_r": "1" * 5000})
 @example(data={"base_model": "x", "num_epochs": math.inf})
 @example(data={"adapter": []})  # a list as the method crashed the quantized-only defaults (CI, 3 Dec)
+@example(data={"base_model": "x", "deepspeed": ["z" * 300]})  # a name too long: is_file raised (4 Dec)
 def test_generated_foreign_configs(generated_figures, fault_tmp, data):
     path = _write(fault_tmp, "foreign.yaml", _dump(data).encode())
 
