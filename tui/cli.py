@@ -7,6 +7,7 @@ its parser and sets `func`. This module only routes, and maps errors to exit cod
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -64,6 +65,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `rankwise runs | head`
         return 0
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        # a path or name given on the command line or in a config that the file system cannot hold (Path.is_file
+        # and friends raise for it): bad input wherever it is looked up
+        name = str(e.filename or "")
+        print(RankwiseError(f"a name too long for the file system: {name[:80]}{'…' if len(name) > 80 else ''}",
+                            "check the path or model name you gave (a file name holds at most 255 bytes)").render(),
+              file=sys.stderr)
+        return 2
 
 
 def _open_tui(args) -> int:

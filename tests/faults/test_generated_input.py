@@ -543,3 +543,13 @@ def test_generated_run_dirs(generated_figures, fault_tmp, events, config, summar
         run_info(find_run(runs, "damaged")).to_dict()
         rundir.load_config(run)
     ended_cleanly(generated_figures, "damaged run dirs", go)
+
+
+@pytest.mark.parametrize("args", [["estimate", "--model", "z" * 300], ["check", "z" * 300],
+                                  ["train", "--preset", "demo-cpu", "--set", "data.path=" + "z" * 300]])
+def test_a_name_too_long_for_the_file_system_is_bad_input(generated_figures, fault_tmp, args):
+    """Path.is_file and friends raise ENAMETOOLONG (errno 36) where a name is over 255 bytes: wherever a model
+    name or path is looked up, that is the user's input, so exit 2 with the name, never a traceback."""
+    out = cli(args + (["--runs-dir", str(fault_tmp / "runs-too-long")] if args[0] == "train" else []), fault_tmp)
+    clean_exit(generated_figures, "names too long", out, allowed=(2,))
+    assert "too long" in out.stderr and not (fault_tmp / "runs-too-long").exists()
