@@ -6,7 +6,7 @@ recommender and red flags read them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
 from .errors import RankwiseError, closest
@@ -17,11 +17,11 @@ TargetSet = Literal["minimal", "standard", "aggressive", "all-linear"]
 TARGET_SETS: tuple[str, ...] = get_args(TargetSet)
 
 
+# The input embedding's module name across transformers' architectures (Llama-likes, GPT-2, GPT-NeoX, Falcon/BLOOM).
+EMBEDDING_NAMES = ("embed_tokens", "wte", "tok_embeddings", "word_embeddings", "embed_in")
 # config.json keys of the experts a token is routed to, by architecture: most (Mixtral, Qwen-MoE, DeepSeek,
 # OLMoE, gpt-oss, Llama 4) `num_experts_per_tok`; DBRX nests `moe_top_k` in `ffn_config`; Hunyuan's
 # `moe_topk` may be a list (one value a layer).
-# The input embedding's module name across transformers' architectures (Llama-likes, GPT-2, GPT-NeoX, Falcon/BLOOM).
-EMBEDDING_NAMES = ("embed_tokens", "wte", "tok_embeddings", "word_embeddings", "embed_in")
 TOP_K_KEYS = ("num_experts_per_tok", "moe_top_k", "moe_topk", "num_experts_per_token")
 
 
@@ -154,14 +154,12 @@ class ModelSpec:
         vocabulary padded past its tokenizer takes new tokens into rows it already has)."""
         if n <= 0:
             return self
-        from dataclasses import replace as _replace
-
         fam = dict(self.params_by_family)
         fam["embed"] = fam.get("embed", 0) + n * self.hidden_size
         if fam.get("lm_head"):
             fam["lm_head"] += n * self.hidden_size
-        linears = tuple(_replace(l, d_out=l.d_out + n) if l.family == "lm_head" else l for l in self.linears)
-        return _replace(self, vocab_size=self.vocab_size + n, params_by_family=fam, linears=linears)
+        linears = tuple(replace(l, d_out=l.d_out + n) if l.family == "lm_head" else l for l in self.linears)
+        return replace(self, vocab_size=self.vocab_size + n, params_by_family=fam, linears=linears)
 
     def saved_modules(self, names) -> list[tuple[str, int, bool]]:
         """lora.modules_to_save → (name, parameters, is an embedding) each: peft deep-copies each matched module

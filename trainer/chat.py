@@ -18,6 +18,7 @@ from rankwise.advisor.errors import RankwiseError
 from . import rundir
 from .generation import Settings, generate_ids
 from .prompts import encode
+from .tokens import carry
 
 
 def adapter_dir(run_dir: Path, checkpoint: int | None = None) -> Path:
@@ -106,11 +107,7 @@ def load_base(run_dir: Path, cfg):
         raise RankwiseError(f"cannot load the weights in {model_dir}: {str(e).splitlines()[0]}",
                             "the run's model.name must still point at its base weights") from None
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
-    if cfg.model.added_tokens:  # the run's tokens, the same ids: the adapter holds the resized embeddings
-        from .tokens import add_to, fit_model
-
-        add_to(tokenizer, cfg.model.added_tokens)
-        fit_model(model, tokenizer)
+    carry(tokenizer, model, cfg.model.added_tokens)  # the run's tokens, the same ids, the resized embeddings
     model.eval()
     return model, tokenizer, model_dir
 

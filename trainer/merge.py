@@ -16,6 +16,7 @@ from rankwise.advisor.errors import RankwiseError
 
 from . import rundir
 from .process import drop_kernels_line
+from .tokens import carry
 
 
 def quiet_bitsandbytes() -> None:
@@ -105,10 +106,6 @@ def merged_model(run_dir: Path):
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code,
                                                 use_safetensors=None if cfg.model.allow_unsafe_weights else True)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
-    if cfg.model.added_tokens:  # the run's tokens, the same ids: the adapter holds the resized embeddings
-        from .tokens import add_to, fit_model
-
-        add_to(tokenizer, cfg.model.added_tokens)
-        fit_model(base, tokenizer)
+    carry(tokenizer, base, cfg.model.added_tokens)  # the run's tokens, the same ids, the resized embeddings
     merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
     return merged, tokenizer

@@ -30,6 +30,14 @@ def fit_model(model, tokenizer) -> None:
         model.resize_token_embeddings(len(tokenizer))
 
 
+def carry(tokenizer, model, tokens) -> None:
+    """A command that loads a run's adapter (merge, chat, compare): the run's tokens added to the base tokenizer,
+    so they get the ids they trained with, and the base resized to hold them, as the adapter's embeddings are."""
+    if tokens:
+        add_to(tokenizer, tokens)
+        fit_model(model, tokenizer)
+
+
 def _leaf(model, module) -> str | None:
     for name, mod in model.named_modules():
         if mod is module:

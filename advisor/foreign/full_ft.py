@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from ..plan import Plan
     from ..spec import ModelSpec
 
+NOTE = "no adapter: every weight trains; judged by what its weights, gradients and optimizer states need"
+
 # Rules whose answer is about the LoRA adapter or the LoRA estimate: not this run's.
 LORA_ONLY = frozenset({
     "wont-fit", "ddp-wont-fit", "disk-short", "host-ram-short", "multi-gpu-config", "adapter-start",
@@ -114,7 +116,7 @@ def gpus_needed(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None
     """The fewest GPUs (2-8) under `strategy` whose floor is under the GPU: None when none is (or no GPU)."""
     from dataclasses import replace
 
-    for n in range(2, 9):
-        if gpu_bytes and floor(key, spec, replace(plan, gpus=n, strategy=strategy), gpu_bytes).verdict is None:
-            return n
-    return None
+    if not gpu_bytes:
+        return None
+    return next((n for n in range(2, 9)
+                 if floor(key, spec, replace(plan, gpus=n, strategy=strategy), gpu_bytes).verdict is None), None)

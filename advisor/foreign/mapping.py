@@ -404,11 +404,15 @@ def targets_mapper(how: str, all_words: tuple[str, ...] = ("all", "all-linear", 
     return put
 
 
+def _listed(value) -> list[str]:
+    """A key's names written as a list or a comma string, each stripped, empty ones dropped."""
+    return [str(i).strip() for i in (value if isinstance(value, list) else str(value or "").split(",")) if str(i).strip()]
+
+
 def modules_to_save(value, out: "Out") -> None:
     """peft modules_to_save (axolotl lora_modules_to_save, LLaMA-Factory additional_target): a list or a comma
     string of module names → lora.modules_to_save."""
-    names = [str(i).strip() for i in (value if isinstance(value, list) else str(value or "").split(","))
-             if str(i).strip()]
+    names = _listed(value)
     if names:
         out.set("lora.modules_to_save", names)
 
@@ -416,8 +420,7 @@ def modules_to_save(value, out: "Out") -> None:
 def added_tokens(value, out: "Out") -> None:
     """New tokens (axolotl `tokens`, LLaMA-Factory `add_tokens` / `add_special_tokens` / `new_special_tokens`): a
     list or a comma string → model.added_tokens (the keys' tokens together, in order)."""
-    names = [str(i).strip() for i in (value if isinstance(value, list) else str(value or "").split(","))
-             if str(i).strip()]
+    names = _listed(value)
     if names:
         have = out.values.get("model.added_tokens", [])
         out.set("model.added_tokens", have + [t for t in names if t not in have])

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import RankwiseError
 from ..finding import SEVERITY_ORDER
-from .full_ft import LORA_ONLY, Floor, floor, gpus_needed
+from .full_ft import LORA_ONLY, NOTE, Floor, floor, gpus_needed
 from .language import estimated_cfg, localize, multi_gpu, stage_findings
 from .mapping import match_targets
 from .reading import Reading, resolve_targets, unread_notes
@@ -35,6 +35,15 @@ class Report:
     def bound(self) -> "Bound | None":
         """An unresolved model's peak bounded from the size its name states (advisor/size_bound.py)."""
         return self.ctx.bound
+
+    @property
+    def method(self) -> str:
+        """What trains: the resolved method, or `full` (a full fine-tune, judged by its floor)."""
+        return "full" if self.full is not None else self.ctx.method
+
+    @property
+    def method_note(self) -> str:
+        return NOTE if self.full is not None else self.ctx.method_note
 
     @property
     def fit(self) -> str | None:

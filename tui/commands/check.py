@@ -16,9 +16,6 @@ from .common import add_json, add_planning, hardware_from, print_json
 
 
 
-FULL_NOTE = "no adapter: every weight trains; judged by what its weights, gradients and optimizer states need"
-
-
 def register(sub) -> None:
     p = sub.add_parser("check", help="find red flags in a preset, axolotl or LLaMA-Factory config",
                        description="Check a config for risky combinations (rank/alpha/dropout/lr, memory fit, "
@@ -59,7 +56,7 @@ def run(args) -> int:
         hw = hardware_from(args)
         print_json({
             "file": args.file, "kind": r.kind, "layout": r.layout, "model": report.model,
-            "method": "full" if full else ctx.method, "method_note": FULL_NOTE if full else ctx.method_note,
+            "method": report.method, "method_note": report.method_note,
             "full_finetune": full.to_dict() if full else None, "fit": report.fit, "fit_checked": report.fit_checked,
             "unchecked_reason": report.unchecked_reason, "fit_basis": report.fit_basis,
             "fit_bound": report.bound.to_dict() if report.bound else None,
@@ -101,7 +98,7 @@ def _render(args, report, hw) -> None:
         fit = f", {b.range_text()} peak, approximate ({b.verdict or 'undecided'} on {where})"
     method = "full fine-tune" if report.full else label(ctx.method)
     console.print(f"[bold]{escape(str(args.file))}[/bold] ({r.kind}): {escape(report.model)}, {method}{fit}")
-    console.print(f"  [dim]{escape(FULL_NOTE if report.full else ctx.method_note)}[/dim]")
+    console.print(f"  [dim]{escape(report.method_note)}[/dim]")
     if report.bound is not None:
         console.print(f"  [dim]{escape(report.bound.basis())}[/dim]")
     for note in report.notes + ([f"model not resolved: {report.unresolved}"] if report.unresolved else []):
