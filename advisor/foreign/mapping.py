@@ -358,6 +358,14 @@ def accumulate_to(out: Out, key: str, total: Any) -> bool:
 COMMON_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "qkv_proj",
                   "gate_up_proj", "w1", "w2", "w3", "query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h",
                   "c_attn", "c_proj", "c_fc", "fc1", "fc2", "out_proj", "Wqkv")
+# The part of a decoder layer a common linear name belongs to in the architectures that use it (names used by
+# more than one part, such as GPT-2's c_proj or GPT-NeoX's dense, are left out): what a name the model lacks
+# meant to adapt. "mlp" covers a dense MLP and routed experts (spec.Linear.family "mlp" / "experts").
+ROLE = {**dict.fromkeys(("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "c_attn",
+                         "out_proj", "Wqkv"), "attention"),
+        **dict.fromkeys(("gate_proj", "up_proj", "down_proj", "gate_up_proj", "w1", "w2", "w3", "dense_h_to_4h",
+                         "dense_4h_to_h", "c_fc", "fc1", "fc2"), "MLP")}
+ROLE_FAMILIES = {"attention": ("attn",), "MLP": ("mlp", "experts")}
 # where a decoder's linears sit, in the layouts of text and vision-language models (llava, qwen2.5-vl, ...)
 PATHS = ("model.layers.0.{g}.{n}", "model.language_model.layers.0.{g}.{n}", "language_model.model.layers.0.{g}.{n}",
          "model.text_model.layers.0.{g}.{n}", "model.model.layers.0.{g}.{n}", "transformer.h.0.{g}.{n}",

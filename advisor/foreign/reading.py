@@ -10,14 +10,17 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import RunConfig, set_key
 from ..errors import ConfigError, Problem, RankwiseError, did_you_mean
 from ..loader import _key_problem, anchor_paths, apply_overrides, parse_yaml, read_text, validate
 from ..methods import METHODS
 from . import axolotl, llamafactory
-from .mapping import Default, Out, Said, Tool, match_targets, resolve_dora
+from .mapping import ROLE, ROLE_FAMILIES, Default, Out, Said, Tool, match_targets, resolve_dora
+
+if TYPE_CHECKING:
+    from ..spec import ModelSpec
 
 RANKWISE_KEYS = set(RunConfig.model_fields)
 TOOLS = (axolotl.TOOL, llamafactory.TOOL, llamafactory.TOOL_V1)
@@ -212,14 +215,16 @@ def unread_notes(r: Reading) -> list[str]:
             f"or advice): {', '.join(r.unread)}"]
 
 
-def resolve_targets(reading: Reading, names: list[str]) -> RunConfig:
+def resolve_targets(reading: Reading, spec: "ModelSpec") -> RunConfig:
     """The file's target modules under peft's rules against the model's own linear names: a
     regex matched against full module names, list items by suffix (`self_attn.q_proj` is q_proj).
     Items that name no linear of the model are dropped with a note when others match (peft too
-    only fails when nothing matches)."""
+    only fails when nothing matches): a path into a vision tower or projector quietly, a bare name
+    said by what it leaves out (`missed_names`)."""
     if reading.targets is None:
         return reading.cfg
     raw, key, how = reading.targets
+    names = spec.adaptable_names()
     hit, missed = match_targets(raw, how, names)
     if not hit:
         return reading.cfg  # the checks say "unknown target module" with the model's names
@@ -228,12 +233,41 @@ def resolve_targets(reading: Reading, names: list[str]) -> RunConfig:
         reading.notes.append(f"{key}: {', '.join(map(str, paths))} name no linear layer of the language model "
                              "(vision tower, projector or embeddings): not counted, as peft skips them")
     plain = [m for m in missed if m not in paths]  # a bare name the model lacks: a typo or another architecture's
-    if plain:  # an error, as before; the estimate goes on with the names peft would adapt
-        model = reading.cfg.model.name
-        reading.said.append(Said(
-            "unknown-target-module", "error", key, f"{key}: {', '.join(plain)} not in {model}",
-            f"a typo or a module of another architecture: peft adapts only {', '.join(hit)} of this list",
-            f"use names {model} has: {', '.join(names)}"))
+    if plain:
+        reading.said.append(missed_names(key, plain, hit, spec, list if isinstance(raw, list) else ",".join))
     from ..config import with_values
 
     return with_values(reading.cfg, {"lora.target_modules": hit})
+
+
+def missed_names(key: str, plain: list[str], hit: list[str], spec: "ModelSpec", written=list) -> Said:
+    """Bare target names `spec` lacks, beside names it has (`hit`). peft adapts the names that match and
+    skips the rest without a word (it fails only when none matches), so the run trains; what matters is
+    what the skipped names meant to adapt. A name of another architecture's attention or MLP (`ROLE`) whose
+    part of this model is left frozen: a warning naming this model's modules for that part (GLM-4's MLP is
+    `gate_up_proj`, so `gate_proj, up_proj` adapt nothing of it). A part this model has no module for
+    beyond those adapted (Apertus has no gate projection): info. A name of no known role: a warning (a typo
+    or a module this model lacks). The fix is the key's value as the file writes it (`written`: a list, or
+    a comma string)."""
+    model = spec.name
+    roles = {ROLE[m] for m in plain if m in ROLE}
+    families = {f for r in roles for f in ROLE_FAMILIES[r]}
+    frozen = [l.name for l in spec.linears if l.adaptable and l.family in families and l.name not in hit]
+    unknown = [m for m in plain if m not in ROLE]
+    skipped = f"{key}: {', '.join(plain)} not in {model}: peft skips {'them' if len(plain) > 1 else 'it'} " \
+              f"and adapts {', '.join(hit)}"
+    if frozen:
+        parts = " and ".join(f"its {r}" for r in sorted(roles))
+        return Said("unknown-target-module", "warning", key, skipped,
+                    f"{', '.join(plain)} {'are' if len(plain) > 1 else 'is'} another architecture's name"
+                    f"{'s' if len(plain) > 1 else ''}: {model} names {parts} modules {', '.join(frozen)}, which stay"
+                    f"{'' if len(frozen) > 1 else 's'} frozen", f"target {', '.join(frozen)} in place of "
+                    f"{', '.join(plain)}", {key: written(hit + frozen)})
+    if not unknown:
+        return Said("unknown-target-module", "info", key, skipped,
+                    f"{model} has no such module{'s' if len(plain) > 1 else ''}: its {' and '.join(sorted(roles))} "
+                    "modules are all adapted already, so nothing is left out", f"drop {', '.join(plain)}",
+                    {key: written(hit)})
+    return Said("unknown-target-module", "warning", key, skipped,
+                "a typo or a module of another architecture: what it meant to adapt stays frozen",
+                f"use names {model} has: {', '.join(spec.adaptable_names())}", {key: written(hit)})

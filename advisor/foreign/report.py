@@ -118,7 +118,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         unresolved = e.message + (f" ({e.hint})" if e.hint else "")
     cfg = reading.cfg
     if spec is not None:
-        cfg = resolve_targets(reading, spec.adaptable_names())
+        cfg = resolve_targets(reading, spec)
         reading.cfg = cfg
     ctx = context(estimated_cfg(reading, cfg), spec, hw, method)
     if spec is None:
