@@ -432,16 +432,59 @@ def test_bench_runs_over_a_folder(capsys):
     ("base_model: llama-3.2-1b\nlora_r: 8\nlearning_rate: 0.0002\nmicro_batch_size: 1\n", "adapter"),  # axolotl
     ("model_name_or_path: llama-3.2-1b\nfinetuning_type: full\nstage: sft\n", "finetuning_type"),
 ])
-def test_a_full_fine_tune_is_said_not_judged_as_lora(tmp_path, text, key):
-    """A small model's full fine-tune on 24 GiB: its floor is under the GPU, so the fit is left unchecked (a
-    warning at the file's key), not given from the LoRA estimate of the same settings."""
+def test_a_full_fine_tune_is_estimated_as_one_not_as_lora(tmp_path, text, key):
+    """A small model's full fine-tune on 24 GiB: estimated as a full fine-tune (every weight with its gradient
+    and optimizer states, plus the run's activations, logits and buffers), not from the LoRA estimate of the
+    same settings; the LoRA-only checks are dropped."""
+    from rankwise.advisor.fit import verdict
+    from rankwise.advisor.model import load_model
+
     path = tmp_path / "full.yaml"
     path.write_text(text)
     report = judge(read(path), GPU24)
     said = [f for f in report.findings if f["code"] == "full-finetune"]
-    assert said and said[0]["severity"] == "warning" and said[0]["message"].startswith(f"{key}: a full fine-tune")
-    assert report.fit is None and not report.fit_checked and "full fine-tune" in report.unchecked_reason
+    assert said and said[0]["message"].startswith(f"{key}: a full fine-tune")
+    full = report.full
+    n = load_model("llama-3.2-1b").total_params
+    assert full.weights == full.grads == 2 * n and full.peak > full.bytes  # bf16 weights and gradients, and more
+    assert full.bytes < GPU24.gpu_bytes and report.fit == verdict(full.peak, GPU24.gpu_bytes) and report.fit_checked
+    assert report.fit_basis == "full-estimate"
+    assert said[0]["severity"] == {"fits": "info", "tight": "warning", "wont-fit": "error"}[report.fit]
+    assert report.ctx.estimate.peak_bytes != full.peak  # not the LoRA estimate's answer
     assert not {"lr-out-of-range", "wont-fit", "alpha-below-rank"} & {f["code"] for f in report.findings}
+
+
+def _full(tmp_path, extra: str, gpu=GPU24):
+    path = tmp_path / "full.yaml"
+    path.write_text("base_model: llama-3.2-1b\nsequence_len: 2048\nmicro_batch_size: 2\nbf16: true\n"
+                    "gradient_checkpointing: true\n" + extra)
+    return judge(read(path), gpu).full
+
+
+def test_a_full_fine_tunes_peak_holds_gradients_beside_the_forward_only_when_they_accumulate(tmp_path):
+    """One micro-batch a step: the Trainer sets gradients to None after each step, so the forward (activations,
+    logits) and the gradients are not alive together: the larger counts. Accumulating: both."""
+    one = _full(tmp_path, "gradient_accumulation_steps: 1\n")
+    many = _full(tmp_path, "gradient_accumulation_steps: 4\n")
+    forward = sum(one.rest[k] for k in ("activations", "logits_loss"))
+    other = sum(v for k, v in one.rest.items() if k not in ("activations", "logits_loss"))
+    assert one.rest == many.rest and not one.accumulates and many.accumulates
+    assert one.peak == one.weights + one.states + max(one.grads, forward) + other
+    assert many.peak == many.weights + many.states + many.grads + forward + other > one.peak
+
+
+def test_a_full_fine_tune_under_ddp_adds_the_gradient_buckets_and_dpo_its_reference_model(tmp_path):
+    """DDP keeps a flat bucket copy of every gradient; TRL's DPO deep-copies the policy as its reference when no
+    adapter is trained (ORPO is reference-free)."""
+    from rankwise.advisor.hardware import resolve as hw
+
+    two = hw("80GiB", None, None)
+    two = __import__("rankwise.advisor.fit", fromlist=["with_gpus"]).with_gpus(two, 2)
+    ddp = _full(tmp_path, "ddp: true\n", two)
+    assert ddp.gpus == 2 and ddp.rest["ddp_buckets"] == ddp.grads
+    dpo = _full(tmp_path, "rl: dpo\n")
+    orpo = _full(tmp_path, "rl: orpo\n")
+    assert dpo.rest["reference_model"] == dpo.weights and "reference_model" not in orpo.rest
 
 
 def test_a_full_fine_tune_whose_weights_gradients_and_states_exceed_the_gpu_will_not_fit():

@@ -1,31 +1,61 @@
 """A full fine-tune in a foreign config (axolotl with no `adapter`, LLaMA-Factory `finetuning_type: full`).
 
-rankwise estimates LoRA and QLoRA. Judging a full fine-tune by the LoRA estimate of the same settings would
-say "fits" where the run needs several times the memory, so `check` does not: it gives the part of a full
-fine-tune that is plain arithmetic, a floor, and judges by it only when the floor alone is over the GPU.
+rankwise trains LoRA and QLoRA. Judging a full fine-tune by the LoRA estimate of the same settings would say
+"fits" where the run needs several times the memory, so `check` estimates it apart, from two parts:
 
-The floor per GPU: every weight in the compute dtype, its gradient in the same dtype (the HF Trainer's
-parameters train in the dtype they load in: axolotl and LLaMA-Factory load the model in bf16/fp16 when the
-config asks for it), and the optimizer's states for every weight (torch AdamW: exp_avg and exp_avg_sq
-`zeros_like` the parameter; 8-bit AdamW: one byte each plus block constants; `memory._optimizer_bytes`).
-Sharded (FSDP full/hybrid, ZeRO-3) all three divide by the GPUs; FSDP SHARD_GRAD_OP keeps the gathered
-weights whole through the step, so only gradients and states divide; with CPU offload the floor says
-nothing, and the fit is left unchecked. Left out, so it stays a floor: activations,
-fp32 master weights, communication buffers, the allocator's cache and the CUDA context.
+The floor per GPU, plain arithmetic: every weight in the compute dtype, its gradient in the same dtype (the HF
+Trainer's parameters train in the dtype they load in: axolotl and LLaMA-Factory load the model in bf16/fp16
+when the config asks for it; fp32 with `fp32_master`), and the optimizer's states for every weight (torch
+AdamW: exp_avg and exp_avg_sq `zeros_like` the parameter; 8-bit AdamW: one byte each plus block constants;
+`memory._optimizer_bytes`). Sharded (FSDP full/hybrid, ZeRO-3) all three divide by the GPUs; FSDP
+SHARD_GRAD_OP keeps the gathered weights whole through the step, so only gradients and states divide.
+
+The rest (`rest_of`): what the same settings hold beside their parameters, taken from rankwise's estimate of a
+16-bit LoRA with every linear adapted at rank 1, dropout 0 and nothing else trained (so its adapter is ~0):
+activations, logits and loss, FSDP/ZeRO-3 gathered units and buckets, NCCL, the allocator's cache, the CUDA
+context. Every linear's input is saved for backward either way (for the LoRA A gradient there, for the weight
+gradient here), so the activations are the same but for rank-1 extras. Added for a full fine-tune: DDP's
+gradient buckets (a second copy of every gradient: DistributedDataParallel's default gradient_as_bucket_view
+False), and under FSDP one decoder layer's unsharded gradient while it reduce-scatters (allocator.fsdp_grad_bytes).
+
+The peak: weights and states always; gradients and the forward (activations and logits) together when
+gradients accumulate over micro-batches (the first micro-batch's gradients are alive through the next
+forward), else the larger of the two (the Trainer sets gradients to None after each step, so a forward runs
+without them and backward frees activations as it creates gradients). The optimizer is the HF Trainer's fused
+AdamW (transformers 5's default `adamw_torch_fused`, no temporaries) or bitsandbytes' 8-bit AdamW (per-tensor
+steps): no optimizer temporaries are counted. Not counted: a full fine-tune's optimizer step with the foreach
+(non-fused) AdamW, whose temporaries are the size of the parameters in a group.
+
+The verdict: wont-fit when the floor alone is over the GPU; else the estimate's (fits, tight, wont-fit),
+against the same 90% headroom as LoRA's (fit.verdict). With CPU offload neither is checked.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..units import gib
 from .mapping import Said
 
 if TYPE_CHECKING:
+    from ..config import RunConfig
+    from ..hardware import Hardware
     from ..plan import Plan
     from ..spec import ModelSpec
 
-NOTE = "no adapter: every weight trains; judged by what its weights, gradients and optimizer states need"
+NOTE = "no adapter: every weight trains; estimated with its gradients and optimizer states"
+
+# The LoRA estimate's parts that are its adapter or its base's storage (the floor counts the weights), or
+# LoRA-specific start-up peaks; everything else in it is the run's, whatever trains (`rest_of`).
+NOT_REST = frozenset({"base_weights", "quant_constants", "unquantized_weights", "lora_params", "lora_grads",
+                      "optimizer_states", "saved_modules", "saved_modules_grads", "saved_modules_optimizer",
+                      "ddp_buckets", "fsdp_grad_buffers", "adapter_init", "lm_head_cast", "fsdp_wrap", "zero3_load"})
+FORWARD = ("activations", "logits_loss")
+# Preference stages whose trainer keeps a reference model. TRL's DPOTrainer and KTOTrainer, given no ref_model
+# and no peft adapter, deep-copy the policy (`create_reference_model`), frozen, in its dtype, prepared (sharded)
+# like it; with an adapter the reference is the base with the adapter disabled, no copy. ORPO and SimPO are
+# reference-free (as is LLaMA-Factory's dpo stage with pref_loss orpo/simpo, not read here).
+REFERENCE_STAGES = frozenset({"dpo", "ipo", "kto"})
 
 # Rules whose answer is about the LoRA adapter or the LoRA estimate: not this run's.
 LORA_ONLY = frozenset({
@@ -46,29 +76,63 @@ class Floor:
     gpus: int
     gpu_bytes: int | None
     offloaded: bool
+    rest: dict[str, int] = field(default_factory=dict)  # the run's other memory (`rest_of`); empty: not estimated
+    accumulates: bool = False  # gradients accumulate over micro-batches: alive through the next forward
 
     @property
     def bytes(self) -> int:
+        """The floor: weights, gradients and optimizer states per GPU."""
         return self.weights + self.grads + self.states
 
     @property
-    def verdict(self) -> str | None:
-        """wont-fit when the floor alone is over the GPU; None (not checked) otherwise."""
-        if self.offloaded or self.gpu_bytes is None or self.bytes <= self.gpu_bytes:
+    def peak(self) -> int | None:
+        """The estimated peak per GPU (the module docstring says how), None without `rest` or under offload."""
+        if not self.rest or self.offloaded:
             return None
-        return "wont-fit"
+        forward = sum(self.rest.get(k, 0) for k in FORWARD)
+        other = sum(v for k, v in self.rest.items() if k not in FORWARD)
+        held = self.grads + forward if self.accumulates else max(self.grads, forward)
+        return self.weights + self.states + held + other
+
+    @property
+    def components(self) -> dict[str, int]:
+        """The peak's parts, as `estimate --json` names them (grads and forward both listed)."""
+        return {"weights": self.weights, "grads": self.grads, "optimizer_states": self.states, **self.rest}
+
+    @property
+    def verdict(self) -> str | None:
+        """wont-fit when the floor alone is over the GPU; else the estimate's verdict; None (not checked) with
+        CPU offload, no GPU or no estimate."""
+        from ..fit import verdict
+
+        if self.offloaded or self.gpu_bytes is None:
+            return None
+        if self.bytes > self.gpu_bytes:
+            return "wont-fit"
+        return verdict(self.peak, self.gpu_bytes) if self.peak is not None else None
+
+    @property
+    def basis(self) -> str:
+        """full-floor (the floor alone decides) | full-estimate (the whole estimate does)."""
+        return "full-floor" if self.gpu_bytes is not None and self.bytes > self.gpu_bytes else "full-estimate"
 
     def text(self) -> str:
         per = " per GPU" if self.gpus > 1 else ""
-        return (f"at least {gib(self.bytes):.1f} GiB{per} for the {self.params / 1e9:.1f}B weights, their gradients "
-                f"and optimizer states ({gib(self.weights):.1f} + {gib(self.grads):.1f} + {gib(self.states):.1f} "
-                "GiB), before activations")
+        floor_text = (f"{gib(self.bytes):.1f} GiB{per} for the {self.params / 1e9:.1f}B weights, their gradients "
+                      f"and optimizer states ({gib(self.weights):.1f} + {gib(self.grads):.1f} + "
+                      f"{gib(self.states):.1f} GiB)")
+        if self.peak is None or self.basis == "full-floor":
+            return f"at least {floor_text}, before activations"
+        forward = gib(sum(self.rest.get(k, 0) for k in FORWARD))
+        return (f"~{gib(self.peak):.1f} GiB{per}: {floor_text}, with activations and logits "
+                f"{forward:.1f} GiB " + ("beside the gradients (they accumulate over micro-batches)"
+                                          if self.accumulates else "(held apart from the gradients)")
+                + " and buffers, cache and CUDA context")
 
     def unchecked_reason(self) -> str:
         if self.offloaded:
-            return "a full fine-tune with CPU offload: rankwise estimates LoRA and QLoRA, not full fine-tunes"
-        return (f"a full fine-tune: {self.text()}; rankwise estimates LoRA and QLoRA, not the rest of a full "
-                "fine-tune")
+            return "a full fine-tune with CPU offload: rankwise does not estimate what stays on the GPU"
+        return f"a full fine-tune: {self.text()}; not estimated further"
 
     def finding(self, lora_peak_gib: float | None, gpus_needed: int | None = None) -> Said:
         """What `check` says about it, at the key that makes it one; `gpus_needed`: a config written for several
@@ -79,12 +143,20 @@ class Floor:
         fix = f"train an adapter: {adapter}{lora}, then check again"
         if gpus_needed:
             fix += f"; as written, for several GPUs: rankwise check FILE --gpus {gpus_needed} (the floor fits there)"
-        why = ("every weight trains, so its gradient and optimizer states are held too; rankwise estimates LoRA "
-               "and QLoRA, so the LoRA estimate of these settings is not this run's")
+        why = ("every weight trains, so its gradient and optimizer states are held too; the LoRA estimate of these "
+               "settings is not this run's")
         patch = {self.key: "lora"}
-        if self.verdict == "wont-fit":
+        verdict, per = self.verdict, " per GPU" if self.gpus > 1 else ""
+        if verdict == "wont-fit":
             return Said("full-finetune", "error", self.key, f"{self.key}: a full fine-tune will not fit: "
-                        f"{self.text()}, over {gib(self.gpu_bytes):.1f} GiB per GPU", why, fix, patch)
+                        f"{self.text()}, over {gib(self.gpu_bytes):.1f} GiB{per}", why, fix, patch)
+        if verdict == "tight":
+            return Said("full-finetune", "warning", self.key, f"{self.key}: a full fine-tune, tight: {self.text()}, "
+                        f"of {gib(self.gpu_bytes):.1f} GiB{per}", why + "; little headroom is left for long batches "
+                        "and fragmentation", fix, patch)
+        if verdict == "fits":
+            return Said("full-finetune", "info", self.key, f"{self.key}: a full fine-tune: {self.text()}, "
+                        f"of {gib(self.gpu_bytes):.1f} GiB{per}", why, "none needed", None)
         what = "its weights and gradients sit on the CPU" if self.offloaded else self.text()
         return Said("full-finetune", "warning", self.key, f"{self.key}: a full fine-tune, fit not checked: {what}",
                     why, fix, patch)
@@ -92,14 +164,18 @@ class Floor:
     def to_dict(self) -> dict:
         return {"key": self.key, "params": self.params, "floor_bytes": self.bytes, "weights_bytes": self.weights,
                 "grads_bytes": self.grads, "optimizer_bytes": self.states, "gpus": self.gpus,
-                "offloaded": self.offloaded, "fit": self.verdict}
+                "offloaded": self.offloaded, "fit": self.verdict, "peak_bytes": self.peak,
+                "components": self.components if self.peak is not None else None,
+                "grads_with_forward": self.accumulates}
 
 
-def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None) -> Floor:
-    """The floor of a full fine-tune of `spec` under `plan` (its precision, optimizer, GPUs and strategy)."""
+def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest: dict[str, int] | None = None,
+          accumulates: bool = False, stage: str | None = None) -> Floor:
+    """A full fine-tune of `spec` under `plan` (its precision, optimizer, GPUs and strategy): the floor, and with
+    `rest` (`rest_of`) the estimate; a preference `stage` that keeps a reference model adds its copy."""
     from ..memory import _optimizer_bytes
 
-    n, a = spec.total_params, plan.dtype_bytes
+    n, a = spec.total_params, 4 if plan.fp32_master else plan.dtype_bytes
     weights, grads, states = n * a, n * a, _optimizer_bytes(n, plan.optimizer, a)
     gpus = plan.gpus
     if plan.sharded and gpus > 1:
@@ -109,7 +185,31 @@ def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None) -> F
             grads //= gpus
             states //= gpus
     offloaded = plan.offload != "none"
-    return Floor(key, n, weights, grads, states, gpus, gpu_bytes, offloaded)
+    rest = dict(rest or {})
+    if rest and stage in REFERENCE_STAGES:
+        rest["reference_model"] = weights
+    return Floor(key, n, weights, grads, states, gpus, gpu_bytes, offloaded, rest, accumulates)
+
+
+def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None") -> dict[str, int]:
+    """What a full fine-tune with `cfg`'s settings holds beside its weights, gradients and optimizer states
+    (the module docstring says how it is taken from a LoRA estimate)."""
+    from ..allocator import fsdp_grad_bytes
+    from ..config import with_values
+    from ..fit import assess
+    from ..memory import unit_bytes
+
+    bare = with_values(cfg, {"lora.target_modules": "all-linear", "lora.r": 1, "lora.dropout": 0.0,
+                             "lora.modules_to_save": [], "lora.bias": "none"})
+    est = assess(spec, bare, hw, method="lora").estimate
+    plan = est.plan
+    rest = {k: v for k, v in est.components.items() if k not in NOT_REST}
+    a = 4 if plan.fp32_master else plan.dtype_bytes
+    if plan.gpus > 1 and not plan.sharded:  # DDP: the flat gradient buckets, a second copy of every gradient
+        rest["ddp_buckets"] = spec.total_params * a
+    elif plan.sharded and plan.strategy == "fsdp":  # one decoder layer's gradient while it reduce-scatters
+        rest["fsdp_grad_buffers"] = fsdp_grad_bytes(plan, unit_bytes(spec, plan)[0] // plan.dtype_bytes)
+    return rest
 
 
 def gpus_needed(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, strategy: str) -> int | None:

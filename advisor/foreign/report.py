@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import RankwiseError
 from ..finding import SEVERITY_ORDER
-from .full_ft import LORA_ONLY, NOTE, Floor, floor, gpus_needed
+from .full_ft import LORA_ONLY, NOTE, Floor, floor, gpus_needed, rest_of
 from .language import estimated_cfg, localize, multi_gpu, stage_findings
 from .mapping import match_targets
 from .reading import Reading, resolve_targets, unread_notes
@@ -29,7 +29,7 @@ class Report:
     findings: list[dict]  # localized (language.localize), errors first
     notes: list[str] = field(default_factory=list)
     unresolved: str | None = None  # why the model could not be read
-    full: Floor | None = None  # a full fine-tune: judged by its floor, not by the LoRA estimate (full_ft.py)
+    full: Floor | None = None  # a full fine-tune: estimated apart, not by the LoRA estimate (full_ft.py)
 
     @property
     def bound(self) -> "Bound | None":
@@ -38,7 +38,7 @@ class Report:
 
     @property
     def method(self) -> str:
-        """What trains: the resolved method, or `full` (a full fine-tune, judged by its floor)."""
+        """What trains: the resolved method, or `full` (a full fine-tune, full_ft.py)."""
         return "full" if self.full is not None else self.ctx.method
 
     @property
@@ -48,7 +48,7 @@ class Report:
     @property
     def fit(self) -> str | None:
         """The estimate's verdict, else a bound's when both its ends agree (approximate: `fit_basis`); a full
-        fine-tune's is its floor's (wont-fit, or None: not checked)."""
+        fine-tune's is its own (full_ft.Floor.verdict: None when not checked)."""
         if self.full is not None:
             return self.full.verdict
         if self.ctx.fit is not None or self.bound is None:
@@ -58,9 +58,10 @@ class Report:
     @property
     def fit_basis(self) -> str | None:
         """estimate (the model's shape) | name-size (bounded from the name) | full-floor (a full fine-tune's
-        weights, gradients and optimizer states alone) | None (no answer)."""
+        weights, gradients and optimizer states alone over the GPU) | full-estimate (a full fine-tune's whole
+        estimate) | None (no answer)."""
         if self.full is not None:
-            return "full-floor" if self.fit in FIT_ANSWERS else None
+            return self.full.basis if self.fit in FIT_ANSWERS else None
         if self.ctx.fit in FIT_ANSWERS:
             return "estimate"
         return "name-size" if self.bound is not None and self.bound.decided else None
@@ -141,7 +142,9 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
             said.append(extra)
     full = None
     if reading.full and spec is not None and ctx.judged is not None:  # the LoRA estimate is not this run's
-        full = floor(reading.full, spec, ctx.judged.estimate.plan, ctx.judged.gpu_bytes)
+        plan = ctx.judged.estimate.plan
+        rest = rest_of(spec, ctx.cfg, hw) if plan.offload == "none" else None
+        full = floor(reading.full, spec, plan, ctx.judged.gpu_bytes, rest, ctx.cfg.train.grad_accum > 1, reading.stage)
         findings = [f for f in findings if f.code not in LORA_ONLY]
         said = [s for s in said if s.code not in LORA_ONLY and not (s.code == "not-modelled" and s.key == reading.full)]
         more = None

@@ -86,7 +86,12 @@ def _render(args, report, hw) -> None:
     if report.full is not None:
         f = report.full
         per = f" per GPU, {f.gpus} GPUs" if f.gpus > 1 else ""
-        floor = "weights on the CPU" if f.offloaded else f"at least {f.bytes / 1024 ** 3:.1f} GiB{per} before activations"
+        if f.offloaded:
+            floor = "weights on the CPU"
+        elif f.peak is not None and f.basis == "full-estimate":
+            floor = f"~{f.peak / 1024 ** 3:.1f} GiB peak{per}"
+        else:
+            floor = f"at least {f.bytes / 1024 ** 3:.1f} GiB{per} before activations"
         fit = f", {floor} ({report.fit or 'fit not checked'} on {where})"
     elif ctx.estimate is not None:
         per = ""
