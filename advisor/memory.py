@@ -365,7 +365,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     if pre is not None:
         notes = (pre.describe() + (f"; {METHODS[asked].label}'s bitsandbytes quantization does not apply, estimated "
                                    f"as {plan.descriptor.label} on it" if asked != plan.method else "")
-                 + "; activations as for a 16-bit base (the GPTQ/AWQ kernel's own saved tensors are not modelled)",
+                 + f"; activations as for a 16-bit base (the {pre.fmt.upper()} kernel's own saved tensors are not modelled)",
                  ) + notes
     return Estimate(peak_bytes=peak, components=comps, assumptions=notes,
                     plan=plan, trainable_params=trainable + saved_params, allocated_bytes=allocated,
@@ -480,7 +480,7 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         if m.quant.saves_input:
             out.append("LLM.int8 linears keep their input for backward and de-quantize the weight to 16-bit in it "
                        "(bitsandbytes 0.50 MatMul8bitLt)")
-    else:
+    elif PreQuantized.of(spec.config) is None:  # a pre-quantized base says its storage first (estimate)
         out.append(f"{m.label}: base weights in {8 * plan.dtype_bytes}-bit")
     if plan.grad_checkpointing:
         out.append(REENTRANT_TEXT[plan.reentrant])

@@ -88,22 +88,32 @@ class EightBit:
 
 @dataclass(frozen=True)
 class PreQuantized:
-    """A base shipped already quantized (GPTQ, AWQ), read from its config.json's
-    `quantization_config`: its linears stay in that format whatever the method, LoRA trains
-    beside them (peft's GPTQ/AWQ layers), and bitsandbytes' 4-/8-bit cannot be applied on top.
+    """A base shipped already quantized (GPTQ, AWQ, AQLM), read from its config.json's
+    `quantization_config` (or, for a model known only by name, from what its name states:
+    `model.name_quantization`): its linears stay in that format whatever the method, LoRA trains
+    beside them (peft's GPTQ/AWQ/AQLM layers), and bitsandbytes' 4-/8-bit cannot be applied on top.
     Storage per linear (d_in x d_out), with G = d_in / group_size groups (one when group_size is -1):
       GPTQ (gptqmodel / auto-gptq QuantLinear buffers): qweight bits/8 a weight, qzeros bits/8 and
       fp16 scales per (group, output), g_idx int32 per input row;
       AWQ (AutoAWQ WQLinear_GEMM buffers): qweight bits/8 a weight, qzeros bits/8 and fp16 scales
-      per (group, output), no g_idx.
-    The output head stays 16-bit in both (neither quantizes lm_head by default)."""
+      per (group, output), no g_idx;
+      AQLM (Egiazarian et al. 2024; aqlm's QuantizedLinear, src/aqlm/inference.py): each run of
+      `group_size` inputs (in_group_size) of each output is `codebooks` codes of `codebook_bits` bits
+      (an int8/int16 per code), plus per linear the fp16 codebooks (codebooks x 2^codebook_bits x
+      in_group_size values) and one fp16 scale per output row (out_group_size 1). 1x16 with groups of 8:
+      2 bits a weight.
+    The output head stays 16-bit in all three (none quantizes lm_head by default)."""
 
-    fmt: str  # gptq | awq
-    bits: int
-    group_size: int  # -1: one group per input row span (the whole d_in)
+    fmt: str  # gptq | awq | aqlm
+    bits: int  # per weight (AQLM: codebooks x codebook_bits / group_size)
+    group_size: int  # -1: one group per input row span (the whole d_in); AQLM: in_group_size
+    codebooks: int = 0  # AQLM num_codebooks
+    codebook_bits: int = 0  # AQLM nbits_per_codebook
+    inferred: str = ""  # where it comes from when not config.json: the model's name, or --load
 
-    FORMATS = ("gptq", "awq")
-    PACKAGES = {"gptq": ("gptqmodel",), "awq": ("gptqmodel", "awq")}  # any one loads it (transformers 5)
+    FORMATS = ("gptq", "awq", "aqlm")
+    PACKAGES = {"gptq": ("gptqmodel",), "awq": ("gptqmodel", "awq"), "aqlm": ("aqlm",)}  # any one loads it
+    INSTALL = {"gptq": "rankwise[prequantized]", "awq": "rankwise[prequantized]", "aqlm": "aqlm[gpu]"}
 
     @classmethod
     def of(cls, config: dict) -> "PreQuantized | None":
@@ -111,17 +121,31 @@ class PreQuantized:
         fmt = str(q.get("quant_method", "")).lower()
         if fmt not in cls.FORMATS:
             return None
-        return cls(fmt, int(q.get("bits") or q.get("w_bit") or 4), int(q.get("group_size") or q.get("q_group_size") or 128))
+        why = str(q.get("rankwise_inferred") or "")
+        if fmt == "aqlm":  # transformers AqlmConfig's defaults: 1 codebook of 16 bits, groups of 8 inputs
+            books, nbits, group = int(q.get("num_codebooks") or 1), int(q.get("nbits_per_codebook") or 16), \
+                int(q.get("in_group_size") or 8)
+            return cls(fmt, max(1, books * nbits // group), group, books, nbits, why)
+        return cls(fmt, int(q.get("bits") or q.get("w_bit") or 4),
+                   int(q.get("group_size") or q.get("q_group_size") or 128), inferred=why)
 
     def weight_bytes(self, d_in: int, d_out: int) -> tuple[int, int]:
         """(packed weights, constants) of one linear, in bytes."""
+        if self.fmt == "aqlm":
+            code_bytes = 1 if self.codebook_bits <= 8 else 2 if self.codebook_bits <= 16 else 4
+            codes = d_out * -(-d_in // self.group_size) * self.codebooks * code_bytes
+            return codes, self.codebooks * 2 ** self.codebook_bits * self.group_size * 2 + 2 * d_out
         groups = 1 if self.group_size <= 0 else -(-d_in // self.group_size)
         constants = groups * d_out * (2 * 8 + self.bits) // 8 + (4 * d_in if self.fmt == "gptq" else 0)
         return d_in * d_out * self.bits // 8, constants
 
     def describe(self) -> str:
+        where = self.inferred or "config.json quantization_config"
+        if self.fmt == "aqlm":
+            return (f"pre-quantized AQLM {self.bits}-bit base ({where}): {self.codebooks}x{self.codebook_bits} "
+                    f"codes per {self.group_size} inputs, fp16 codebooks and an fp16 scale per output")
         group = "per input row span" if self.group_size <= 0 else f"per {self.group_size} inputs"
-        return (f"pre-quantized {self.fmt.upper()} {self.bits}-bit base (config.json quantization_config): "
+        return (f"pre-quantized {self.fmt.upper()} {self.bits}-bit base ({where}): "
                 f"fp16 scale + {self.bits}-bit zero {group}" + (", int32 g_idx per input" if self.fmt == "gptq" else ""))
 
 

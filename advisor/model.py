@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from . import catalog, config_cache, model_index
@@ -134,6 +135,46 @@ def _read_config(path: Path, name: str) -> dict:
     return data  # a multimodal config stays whole: its towers load with the language model (meta.py)
 
 
+def name_quantization(name: str) -> dict | None:
+    """The shipped quantization a model's name states (GPTQ, AWQ, AQLM), as config.json's
+    `quantization_config` would: for a model known by name only (catalog, index), whose config at hand is
+    the unquantized original's. Bits from `4bit`/`int4`/`w4a16`, default 4, the group from `128g`, default
+    128: the defaults of AutoGPTQ's BaseQuantizeConfig (bits 4, group_size 128) and AutoAWQ's quant_config
+    (w_bit 4, q_group_size 128), and TheBloke's GPTQ main branches ("4-bit, 128g"). AQLM from `2Bit-1x16`
+    (codebooks x bits per codebook; the group is the inputs that make the bits: 1 x 16 / 2 = 8), default
+    transformers' AqlmConfig (1x16, groups of 8). None when the name states none of them."""
+    low = name.lower()
+    fmt = next((f for f in ("aqlm", "gptq", "awq") if re.search(rf"(^|[^a-z]){f}([^a-z]|$)", low)), None)
+    if fmt is None:
+        return None
+    found = re.search(r"(?:^|[^a-z0-9])(?:int([1-8])|w([1-8])a16|([1-8])[-_]?bit)(?:[^a-z0-9]|$)", low)
+    bits = next((x for x in found.groups() if x), None) if found else None
+    if fmt == "aqlm":
+        books = re.search(r"(?:^|[^0-9])([1-8])x(8|16)(?:[^0-9]|$)", low)
+        n, nbits = (int(books.group(1)), int(books.group(2))) if books else (1, 16)
+        b = int(bits) if bits else 2
+        return {"quant_method": "aqlm", "num_codebooks": n, "nbits_per_codebook": nbits,
+                "in_group_size": max(1, n * nbits // b), "out_group_size": 1,
+                "rankwise_inferred": _stated("AQLM", name, [(bits, f"{b}-bit"), (books, f"{n}x{nbits}")])}
+    group = re.search(r"(?:^|[^a-z0-9])(\d{2,4})g(?:[^a-z]|$)|(?:^|[-_])g(\d{2,4})(?:[^0-9]|$)", low)
+    b, g = int(bits) if bits else 4, int(next(x for x in group.groups() if x)) if group else 128
+    return {"quant_method": fmt, "bits": b, "group_size": g,
+            "rankwise_inferred": _stated(fmt.upper(), name, [(bits, f"{b}-bit"), (group, f"group {g}")])}
+
+
+def _stated(fmt: str, name: str, parts: list) -> str:
+    """What `name_quantization` read from the name and what it assumed."""
+    said = [text for found, text in parts if found]
+    assumed = [text for found, text in parts if not found]
+    return (f"{name} says {fmt}" + (f" {', '.join(said)}" if said else "")
+            + (f"; {', '.join(assumed)} assumed" if assumed else ""))
+
+
+def _with_name_quantization(name: str, cfg: dict) -> dict:
+    q = None if cfg.get("quantization_config") else name_quantization(name)
+    return {**cfg, "quantization_config": q} if q else cfg
+
+
 def load_model(name: str) -> ModelSpec:
     """Resolve `--model NAME` without touching the network or any weights."""
     name = str(name).strip()
@@ -157,10 +198,10 @@ def load_model(name: str) -> ModelSpec:
     found = catalog.lookup(name)
     if found:
         key, cfg = found
-        return spec_from_config(key, "catalog", cfg)
+        return spec_from_config(key, "catalog", _with_name_quantization(name, cfg))
     entry = None if looks_like_path else model_index.lookup(name)
     if entry:  # families with no record in families.py are read on the meta device from these fields
-        return spec_from_config(name, "index", entry.config)
+        return spec_from_config(name, "index", _with_name_quantization(name, entry.config))
     if looks_like_path:
         raise RankwiseError(f"model path not found: {name}", "check the path; it must hold config.json")
     if config_cache.enabled() and config_cache.is_model_id(name):  # asked for: fetch config.json alone

@@ -173,6 +173,16 @@ def test_a_name_of_another_architecture_is_a_warning_naming_this_models_modules(
     assert d["fit"] in ("fits", "tight", "wont-fit") and d["config"]["lora"]["target_modules"] == ["q_proj", "v_proj"]
 
 
+def test_a_pre_quantized_base_named_so_is_estimated_in_its_storage_not_said_unmodelled(tmp_path):
+    f = tmp_path / "gptq.yaml"
+    f.write_text("base_model: TheBloke/Llama-2-7B-GPTQ\nadapter: lora\ngptq: true\nsequence_len: 1024\n"
+                 "lora_target_linear: true\nmicro_batch_size: 1\ngradient_accumulation_steps: 8\n")
+    report = judge(read(f), GPU24)
+    assert not [s for s in report.findings if s["code"] == "not-modelled" and "pre-quantized" in s["message"]]
+    assert any(n.startswith("estimated in its shipped storage: pre-quantized GPTQ 4-bit") for n in report.notes)
+    assert report.ctx.estimate.components["base_weights"] < 4 * 2 ** 30  # 6.5B linear weights at 4 bits
+
+
 @pytest.mark.parametrize("model,targets,severity,frozen", [
     # GLM-4 fuses gate and up into gate_up_proj: gate_proj/up_proj adapt nothing of its MLP (axolotl's glm4 example)
     ("THUDM/GLM-4-32B-0414", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],

@@ -382,6 +382,83 @@ def test_a_prequantized_base_is_estimated_in_its_shipped_storage(fmt, bits, grou
     assert est.assumptions[0].startswith(f"pre-quantized {fmt.upper()} {bits}-bit")
 
 
+@pytest.mark.parametrize("books,nbits,group", [(1, 16, 8), (2, 8, 8), (1, 16, 16)])
+def test_an_aqlm_base_is_its_codes_codebooks_and_scales(books, nbits, group):
+    """aqlm's QuantizedLinear: codes (outputs x inputs/group x codebooks, int8 up to 8 bits else int16), fp16
+    codebooks (codebooks x 2^bits x group) and one fp16 scale per output, per linear."""
+    from rankwise.advisor.model import spec_from_config
+    cfg = {**SPEC.config, "quantization_config": {"quant_method": "aqlm", "num_codebooks": books,
+                                                  "nbits_per_codebook": nbits, "in_group_size": group}}
+    spec = spec_from_config(SPEC.name, "catalog", cfg)
+    est = estimate(spec, Plan(LORA))
+    lin = [l for l in spec.linears if l.family != "lm_head"]
+    code = 1 if nbits <= 8 else 2
+    assert est.components["base_weights"] == sum(l.count * l.d_out * (l.d_in // group) * books * code for l in lin)
+    assert est.components["quant_constants"] == sum(l.count * (books * 2 ** nbits * group * 2 + 2 * l.d_out)
+                                                    for l in lin)
+    bits = books * nbits // group
+    assert est.assumptions[0].startswith(f"pre-quantized AQLM {bits}-bit")
+    # 2 bits a weight (1x16 in 8s): a quarter of the 4-bit GPTQ packing, plus ~1 MiB of codebook per linear
+    if (books, nbits, group) == (1, 16, 8):
+        gptq = estimate(_prequantized("gptq"), Plan(LORA)).components["base_weights"]
+        assert est.components["base_weights"] * 2 == gptq
+
+
+@pytest.mark.parametrize("name,expect", [
+    ("TheBloke/Llama-2-7B-GPTQ", {"quant_method": "gptq", "bits": 4, "group_size": 128}),  # 7B is no bit count
+    ("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int8", {"quant_method": "gptq", "bits": 8, "group_size": 128}),
+    ("hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4", {"quant_method": "awq", "bits": 4, "group_size": 128}),
+    ("someone/model-GPTQ-4bit-32g", {"quant_method": "gptq", "bits": 4, "group_size": 32}),
+    ("ISTA-DASLab/Meta-Llama-3-8B-Instruct-AQLM-2Bit-1x16",
+     {"quant_method": "aqlm", "num_codebooks": 1, "nbits_per_codebook": 16, "in_group_size": 8}),
+    ("ISTA-DASLab/Llama-2-7b-AQLM-2Bit-2x8-hf",
+     {"quant_method": "aqlm", "num_codebooks": 2, "nbits_per_codebook": 8, "in_group_size": 8}),
+    ("meta-llama/Llama-3.1-8B", None), ("someone/hawq-tuned", None),  # "awq" inside a word is not AWQ
+])
+def test_a_models_name_says_its_shipped_quantization(name, expect):
+    from rankwise.advisor.model import name_quantization
+    got = name_quantization(name)
+    assert (got if got is None else {k: got[k] for k in expect}) == expect
+    if got:
+        assert name in got["rankwise_inferred"]
+
+
+def test_an_indexed_pre_quantized_copy_is_estimated_in_its_storage_and_its_file_says_so():
+    """TheBloke/Llama-2-7B-GPTQ is indexed as Llama-2-7b's shape; its name says GPTQ: the estimate counts the
+    4-bit storage (not 16-bit) and `check` on axolotl's example notes it instead of "not modelled"."""
+    spec = load_model("TheBloke/Llama-2-7B-GPTQ")
+    plain = load_model("meta-llama/Llama-2-7b-hf")
+    est, est16 = estimate(spec, Plan(LORA)), estimate(plain, Plan(LORA))
+    assert est.components["base_weights"] * 2 == sum(l.count * l.d_in * l.d_out for l in plain.linears
+                                                     if l.family != "lm_head")  # 4 bits a weight
+    assert est.peak_bytes < est16.peak_bytes - 8 * 2 ** 30
+    assert "TheBloke/Llama-2-7B-GPTQ says GPTQ" in est.assumptions[0]
+
+
+@pytest.mark.parametrize("flags,bits", [(["--load", "gptq"], 4), (["--load", "awq", "--quant-bits", "8"], 8),
+                                        (["--load", "aqlm"], 2), (["--load", "aqlm", "--quant-bits", "4"], 4)])
+def test_estimate_writes_down_a_pre_quantized_base(flags, bits):
+    import subprocess
+    import sys
+    base = [sys.executable, "-m", "rankwise.tui.cli", "estimate", "--model", "llama-3.1-8b", "--gpu-mem", "24GiB", "--json"]
+    out = subprocess.run(base + flags, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    lin = sum(l.count * l.d_in * l.d_out for l in SPEC.linears if l.family != "lm_head")
+    assert d["component_bytes"]["base_weights"] == lin * bits // 8 and d["plan"]["method"] == LORA
+    assert f"--load {flags[1]}" in d["assumptions"][0]
+
+
+@pytest.mark.parametrize("flags,says", [(["--load", "gptq", "--method", QLORA], "already quantized"),
+                                        (["--quant-bits", "4"], "--load gptq, awq or aqlm")])
+def test_estimate_refuses_a_pre_quantized_base_under_bitsandbytes(flags, says):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "rankwise.tui.cli", "estimate", "--model", "llama-3.1-8b", *flags],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr
+
+
 @pytest.mark.parametrize("asked,twin", [(QLORA, LORA), (QDORA, DORA), (LORA8, LORA)])
 def test_bitsandbytes_methods_on_a_prequantized_base_are_their_unquantized_twin(asked, twin):
     spec = _prequantized("gptq")
@@ -400,6 +477,11 @@ def test_training_a_prequantized_base_without_its_package_is_bad_input():
         prequantized(_prequantized("gptq"))
     assert "GPTQ" in e.value.message and "rankwise[prequantized]" in e.value.hint
     assert prequantized(SPEC) is None
+    if not importlib.util.find_spec("aqlm"):
+        aqlm = replace(SPEC, config={**SPEC.config, "quantization_config": {"quant_method": "aqlm"}})
+        with pytest.raises(RankwiseError) as e:
+            prequantized(aqlm)
+        assert "AQLM" in e.value.message and "aqlm[gpu]" in e.value.hint
 
 
 @pytest.mark.parametrize("prequantized", [False, True])

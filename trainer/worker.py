@@ -414,14 +414,14 @@ def kernel_options(cfg, device: str) -> tuple[str | None, bool]:
 
 
 def prequantized(spec) -> "PreQuantized | None":
-    """The base's shipped quantization (GPTQ/AWQ, from config.json), or None; bad input (exit 2)
+    """The base's shipped quantization (GPTQ/AWQ/AQLM, from config.json), or None; bad input (exit 2)
     when no package that loads it is installed."""
     import importlib.util
 
     pre = PreQuantized.of(spec.config)
     if pre is not None and not any(importlib.util.find_spec(m) for m in pre.PACKAGES[pre.fmt]):
         raise RankwiseError(f"{spec.name} is a pre-quantized {pre.fmt.upper()} model, and loading it needs "
-                            f"{' or '.join(pre.PACKAGES[pre.fmt])}", "pip install 'rankwise[prequantized]' (GPU "
+                            f"{' or '.join(pre.PACKAGES[pre.fmt])}", f"pip install '{pre.INSTALL[pre.fmt]}' (GPU "
                             "kernels), or train a 16-bit copy of the model with method: qlora")
     return pre
 

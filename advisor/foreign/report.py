@@ -102,6 +102,20 @@ def _matcher(reading: Reading):
     return lambda names: match_targets(raw, how, names)[0]
 
 
+def _shipped(reading: Reading, spec) -> None:
+    """A pre-quantized base the estimate models (GPTQ/AWQ/AQLM, from its config.json or what its name says):
+    the mappers' name-based "not modelled" for it is replaced by a note of the storage estimated."""
+    from ..methods import PreQuantized
+
+    pre = PreQuantized.of(spec.config)
+    if pre is None:
+        return
+    said = [s for s in reading.said if s.code == "not-modelled" and "pre-quantized" in s.message]
+    reading.said = [s for s in reading.said if s not in said]
+    if said:
+        reading.notes.append(f"estimated in its shipped storage: {pre.describe()}")
+
+
 def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: str | None = None) -> Report:
     """Read → resolved model (or, unresolved, a bound from its name's size) → red flags, ignored settings
     and the file's own findings."""
@@ -119,6 +133,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         unresolved = e.message + (f" ({e.hint})" if e.hint else "")
     cfg = reading.cfg
     if spec is not None:
+        _shipped(reading, spec)
         cfg = resolve_targets(reading, spec)
         reading.cfg = cfg
     ctx = context(estimated_cfg(reading, cfg), spec, hw, method)

@@ -14,6 +14,8 @@ from rankwise.advisor.units import gib
 from ..style import FIT_LABEL, FIT_STYLE
 from .common import add_json, add_planning, hardware_from, print_json
 
+PRE_FORMATS = methods.PreQuantized.FORMATS  # --load choices of a pre-quantized base
+
 LABELS = {"base_weights": "base weights", "quant_constants": "quantization constants",
           "unquantized_weights": "unquantized weights (embeddings, norms, lm_head)", "lora_params": "LoRA weights", "lora_grads": "LoRA gradients",
           "optimizer_states": "optimizer states", "lm_head_cast": "lm_head 16-bit copy", "ddp_buckets": "DDP gradient buckets",
@@ -87,9 +89,13 @@ def register(sub) -> None:
     p.add_argument("--loss", choices=("standard", "fused"),
                    help="standard: vocabulary-sized logits; fused: never materialised (Liger's fused linear "
                         "cross-entropy, as --kernels liger; Cut Cross-Entropy holds the same) (default standard)")
-    p.add_argument("--load", choices=("16bit", "8bit", "4bit"),
-                   help="how the base loads: 16bit (LoRA), 8bit (LLM.int8), 4bit (NF4, QLoRA); with --dora the DoRA "
-                        "method on that base. GPTQ/AWQ bases are read from the model's own config (default: --method's)")
+    p.add_argument("--load", choices=("16bit", "8bit", "4bit") + PRE_FORMATS,
+                   help="how the base loads: 16bit (LoRA), 8bit (LLM.int8), 4bit (NF4, QLoRA); gptq, awq, aqlm: a "
+                        "pre-quantized copy of the model (LoRA beside it; --quant-bits, group 128; AQLM 1x16 codes). "
+                        "With --dora the DoRA method on that base. A pre-quantized model's own config.json, or a name "
+                        "that says GPTQ/AWQ/AQLM, is read without it (default: --method's)")
+    p.add_argument("--quant-bits", dest="quant_bits", type=int, choices=(2, 3, 4, 8), metavar="{2,3,4,8}",
+                   help="bits per weight of a --load gptq/awq/aqlm base (default 4; AQLM 2)")
     p.add_argument("--dora", dest="use_dora", action="store_true", default=None,
                    help="DoRA (peft use_dora) on the --load base")
     p.add_argument("--dataset", metavar="PATH",
@@ -117,6 +123,15 @@ def _method_flags(args) -> str | None:
     """--load and --dora → the methods table's entry (None: neither given). Refused beside a --method that says
     otherwise, and where the table has no such method (DoRA on an 8-bit base)."""
     load, dora = getattr(args, "load", None), getattr(args, "use_dora", None)
+    if getattr(args, "quant_bits", None) and load not in PRE_FORMATS:
+        raise RankwiseError("--quant-bits is for a pre-quantized base", "add --load gptq, awq or aqlm")
+    if load in PRE_FORMATS:  # the adapter trains on the shipped format: the 16-bit method's entry (no bitsandbytes)
+        if args.method and methods.METHODS[args.method].quantized:
+            raise RankwiseError(f"--method {args.method} quantizes the base with bitsandbytes; a --load {load} base "
+                                "is already quantized", "give --method lora (or dora), or leave --method out")
+        load = None
+        if not dora:
+            return args.method or "lora"
     if load is None and not dora:
         return None
     bits = {"16bit": 16, "8bit": 8, "4bit": 4}[load or "16bit"]
@@ -270,6 +285,23 @@ def name_bound(args, cfg, unknown):
     return 0
 
 
+def shipped_as(spec, load: str | None, bits: int | None):
+    """`spec` stored as `--load gptq|awq|aqlm` says (its config.json's quantization_config replaced)."""
+    if load not in PRE_FORMATS:
+        return spec
+    from dataclasses import replace
+
+    if load == "aqlm":  # one codebook of 16 bits; the inputs a code covers make the bits (16 / 2 = 8)
+        b = bits or 2
+        q = {"quant_method": "aqlm", "num_codebooks": 1, "nbits_per_codebook": 16, "in_group_size": 16 // b}
+        said = f"--load aqlm: 1x16 codes in groups of {16 // b} ({b}-bit)"
+    else:
+        b = bits or 4
+        q = {"quant_method": load, "bits": b, "group_size": 128}
+        said = f"--load {load}: {b}-bit, group 128"
+    return replace(spec, config={**spec.config, "quantization_config": {**q, "rankwise_inferred": said}})
+
+
 def run(args) -> int:
     from rankwise.advisor.fit import assess
     from rankwise.advisor.model import UnknownModel, load_model
@@ -279,6 +311,7 @@ def run(args) -> int:
         spec = load_model(cfg.model.name)
     except UnknownModel as unknown:
         return name_bound(args, cfg, unknown)
+    spec = shipped_as(spec, getattr(args, "load", None), getattr(args, "quant_bits", None))
     cfg, lengths = real_lengths(args, spec, cfg)
     hw = hardware_from(args)
     judged = assess(spec, cfg, hw)
