@@ -513,14 +513,51 @@ def test_a_full_fine_tune_whose_weights_gradients_and_states_exceed_the_gpu_will
 
 
 def test_a_full_fine_tune_written_for_fsdp_and_judged_on_one_gpu_says_how_many_it_needs(tmp_path):
-    """54 GiB of floor: sharded over N GPUs, 54/N GiB each; on 24 GiB cards (23.6 usable) 3 is the fewest."""
+    """54 GiB of floor on one 24 GiB card: will not fit. Sharded over N GPUs the floor is 54/N GiB each (3 would
+    hold it), but the whole estimate (gathered layers, activations, logits, buffers) fits first on 4: the fix
+    names the fewest N whose whole estimate fits, with its peak."""
+    from rankwise.advisor.fit import with_gpus
+    from rankwise.advisor.foreign.full_ft import full_finetune
+    from rankwise.advisor.config import with_values
+
     path = tmp_path / "full-fsdp.yaml"
     path.write_text((FIX / "foreign-full-7b.yaml").read_text() + "fsdp_version: 2\nfsdp_config:\n  offload_params: false\n")
     report = judge(read(path), GPU24)
     said = next(f for f in report.findings if f["code"] == "full-finetune")
-    floor = report.full.bytes
-    n = next(n for n in range(2, 9) if floor / n <= GPU24.gpu_bytes)
-    assert said["severity"] == "error" and f"--gpus {n}" in said["fix"] and n == 3
+    spec = __import__("rankwise.advisor.model", fromlist=["load_model"]).load_model(report.model)
+
+    def on(n):
+        cfg = with_values(report.ctx.cfg, {"distributed.gpus": n, "distributed.strategy": "fsdp"})
+        return full_finetune("adapter", spec, cfg, with_gpus(GPU24, n))
+
+    n = next(n for n in range(2, 9) if on(n).verdict == "fits")
+    assert said["severity"] == "error" and f"--gpus {n} (~{on(n).peak / 2 ** 30:.1f} GiB per GPU there)" in said["fix"]
+    assert abs(on(n).bytes - report.full.bytes / n) < 4 and on(n - 1).verdict != "fits"
+
+
+@pytest.mark.parametrize("offload,on_gpu", [("params_and_optimizer", set()), ("params", {"grads", "states"})])
+def test_a_full_fine_tune_with_cpu_offload_keeps_what_it_offloads_in_host_ram(tmp_path, offload, on_gpu):
+    """Sharded over 2 GPUs with offload: the offloaded parts leave the GPU (counted in host RAM, every rank's
+    shard), and the fit is judged on what stays (gathered layers, activations, logits, buffers), no longer left
+    unchecked. One GPU is plain training (no offload), as for LoRA."""
+    from rankwise.advisor.config import with_values
+    from rankwise.advisor.fit import with_gpus
+    from rankwise.advisor.foreign.full_ft import full_finetune
+    from rankwise.advisor.model import load_model
+
+    spec = load_model("llama-3.1-8b")
+    cfg = read(FIX / "foreign-full-7b.yaml").cfg
+    two = with_gpus(GPU24, 2)
+    plain = full_finetune("adapter", spec, with_values(cfg, {"distributed.gpus": 2, "distributed.strategy": "deepspeed"}), two)
+    off = full_finetune("adapter", spec, with_values(cfg, {"distributed.gpus": 2, "distributed.strategy": "deepspeed",
+                                                          "distributed.offload": offload}), two)
+    for part in ("weights", "grads", "states"):
+        assert getattr(off, part) == (getattr(plain, part) if part in on_gpu else 0)
+    moved = [p for p in ("weights", "grads", "states") if p not in on_gpu]
+    assert off.host == 2 * sum(getattr(plain, p) for p in moved)
+    assert off.verdict in ("fits", "tight", "wont-fit") and off.peak < plain.peak
+    one = full_finetune("adapter", spec, with_values(cfg, {"distributed.offload": offload}), GPU24)
+    assert one.host == 0 and one.weights == 2 * spec.total_params
 
 
 @pytest.mark.parametrize("strategy,gpus,divides", [("fsdp", 4, {"weights", "grads", "states"}),

@@ -75,7 +75,7 @@ class Floor:
     states: int
     gpus: int
     gpu_bytes: int | None
-    offloaded: bool
+    host: int  # bytes CPU offload keeps in host RAM, over the machine's ranks (0: none)
     rest: dict[str, int] = field(default_factory=dict)  # the run's other memory (`rest_of`); empty: not estimated
     accumulates: bool = False  # gradients accumulate over micro-batches: alive through the next forward
 
@@ -86,8 +86,8 @@ class Floor:
 
     @property
     def peak(self) -> int | None:
-        """The estimated peak per GPU (the module docstring says how), None without `rest` or under offload."""
-        if not self.rest or self.offloaded:
+        """The estimated peak per GPU (the module docstring says how), None without `rest`."""
+        if not self.rest:
             return None
         forward = sum(self.rest.get(k, 0) for k in FORWARD)
         other = sum(v for k, v in self.rest.items() if k not in FORWARD)
@@ -102,10 +102,10 @@ class Floor:
     @property
     def verdict(self) -> str | None:
         """wont-fit when the floor alone is over the GPU; else the estimate's verdict; None (not checked) with
-        CPU offload, no GPU or no estimate."""
+        no GPU or no estimate."""
         from ..fit import verdict
 
-        if self.offloaded or self.gpu_bytes is None:
+        if self.gpu_bytes is None:
             return None
         if self.bytes > self.gpu_bytes:
             return "wont-fit"
@@ -118,31 +118,36 @@ class Floor:
 
     def text(self) -> str:
         per = " per GPU" if self.gpus > 1 else ""
-        floor_text = (f"{gib(self.bytes):.1f} GiB{per} for the {self.params / 1e9:.1f}B weights, their gradients "
-                      f"and optimizer states ({gib(self.weights):.1f} + {gib(self.grads):.1f} + "
-                      f"{gib(self.states):.1f} GiB)")
+        if self.host and not self.bytes:
+            floor_text = (f"the {self.params / 1e9:.1f}B weights, their gradients and optimizer states in host RAM "
+                          f"({gib(self.host):.1f} GiB over the machine's ranks)")
+        else:
+            floor_text = (f"{gib(self.bytes):.1f} GiB{per} for the {self.params / 1e9:.1f}B weights, their "
+                          f"gradients and optimizer states ({gib(self.weights):.1f} + {gib(self.grads):.1f} + "
+                          f"{gib(self.states):.1f} GiB)" + (f", the weights in host RAM ({gib(self.host):.1f} GiB "
+                                                             "over the machine's ranks)" if self.host else ""))
         if self.peak is None or self.basis == "full-floor":
             return f"at least {floor_text}, before activations"
         forward = gib(sum(self.rest.get(k, 0) for k in FORWARD))
-        return (f"~{gib(self.peak):.1f} GiB{per}: {floor_text}, with activations and logits "
-                f"{forward:.1f} GiB " + ("beside the gradients (they accumulate over micro-batches)"
-                                          if self.accumulates else "(held apart from the gradients)")
-                + " and buffers, cache and CUDA context")
+        beside = ("" if not self.grads else " beside the gradients (they accumulate over micro-batches)"
+                  if self.accumulates else " (held apart from the gradients)")
+        return (f"~{gib(self.peak):.1f} GiB{per}: {floor_text}, with activations and logits {forward:.1f} GiB"
+                f"{beside} and buffers, cache and CUDA context")
 
     def unchecked_reason(self) -> str:
-        if self.offloaded:
-            return "a full fine-tune with CPU offload: rankwise does not estimate what stays on the GPU"
-        return f"a full fine-tune: {self.text()}; not estimated further"
+        return f"a full fine-tune: {self.text()}; no GPU to check it against"
 
-    def finding(self, lora_peak_gib: float | None, gpus_needed: int | None = None) -> Said:
-        """What `check` says about it, at the key that makes it one; `gpus_needed`: a config written for several
-        GPUs and judged on one, the fewest of them (up to 8) whose floor is under the GPU."""
+    def finding(self, lora_peak_gib: float | None, more: "Floor | None" = None) -> Said:
+        """What `check` says about it, at the key that makes it one; `more`: a config written for several GPUs
+        and judged on one, the same run on the fewest of them (up to 8) where it fits."""
         lora = f" (its LoRA estimate: ~{lora_peak_gib:.1f} GiB)" if lora_peak_gib is not None else ""
         adapter = ("adapter: lora or qlora" if self.key == "adapter"
                    else f"{self.key}: lora (and quantization_bit: 4 for QLoRA)")
         fix = f"train an adapter: {adapter}{lora}, then check again"
-        if gpus_needed:
-            fix += f"; as written, for several GPUs: rankwise check FILE --gpus {gpus_needed} (the floor fits there)"
+        if more is not None:
+            host = f", with {gib(more.host):.0f} GiB of host RAM for the offload" if more.host else ""
+            fix += (f"; as written, for several GPUs: rankwise check FILE --gpus {more.gpus} (~{gib(more.peak):.1f} "
+                    f"GiB per GPU there{host})")
         why = ("every weight trains, so its gradient and optimizer states are held too; the LoRA estimate of these "
                "settings is not this run's")
         patch = {self.key: "lora"}
@@ -157,22 +162,24 @@ class Floor:
         if verdict == "fits":
             return Said("full-finetune", "info", self.key, f"{self.key}: a full fine-tune: {self.text()}, "
                         f"of {gib(self.gpu_bytes):.1f} GiB{per}", why, "none needed", None)
-        what = "its weights and gradients sit on the CPU" if self.offloaded else self.text()
-        return Said("full-finetune", "warning", self.key, f"{self.key}: a full fine-tune, fit not checked: {what}",
-                    why, fix, patch)
+        return Said("full-finetune", "warning", self.key, f"{self.key}: a full fine-tune, fit not checked: "
+                    f"{self.text()}", why, fix, patch)
 
     def to_dict(self) -> dict:
         return {"key": self.key, "params": self.params, "floor_bytes": self.bytes, "weights_bytes": self.weights,
                 "grads_bytes": self.grads, "optimizer_bytes": self.states, "gpus": self.gpus,
-                "offloaded": self.offloaded, "fit": self.verdict, "peak_bytes": self.peak,
+                "offloaded": bool(self.host), "host_bytes": self.host, "fit": self.verdict, "peak_bytes": self.peak,
                 "components": self.components if self.peak is not None else None,
                 "grads_with_forward": self.accumulates}
 
 
 def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest: dict[str, int] | None = None,
           accumulates: bool = False, stage: str | None = None) -> Floor:
-    """A full fine-tune of `spec` under `plan` (its precision, optimizer, GPUs and strategy): the floor, and with
-    `rest` (`rest_of`) the estimate; a preference `stage` that keeps a reference model adds its copy."""
+    """A full fine-tune of `spec` under `plan` (its precision, optimizer, GPUs, strategy and offload): the floor
+    per GPU, and with `rest` (`rest_of`) the estimate; a preference `stage` that keeps a reference model adds its
+    copy. CPU offload applies where the plan shards (one GPU is plain training, as everywhere in rankwise):
+    params_and_optimizer keeps weights, gradients and states in host RAM (FSDP CPUOffload(offload_params),
+    ZeRO-3 offload_param + offload_optimizer), params the weights alone (ZeRO-3 offload_param)."""
     from ..memory import _optimizer_bytes
 
     n, a = spec.total_params, 4 if plan.fp32_master else plan.dtype_bytes
@@ -184,16 +191,29 @@ def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest
         if plan.fsdp_sharding != "no_shard" or plan.strategy == "deepspeed":
             grads //= gpus
             states //= gpus
-    offloaded = plan.offload != "none"
+    host = 0
+    if plan.sharded and plan.offload != "none":  # what each rank keeps in host RAM, over the machine's ranks
+        moved = (weights, grads, states) if plan.offload == "params_and_optimizer" else (weights,)
+        host = sum(moved) * gpus
+        weights, grads, states = 0, *((0, 0) if plan.offload == "params_and_optimizer" else (grads, states))
     rest = dict(rest or {})
     if rest and stage in REFERENCE_STAGES:
-        rest["reference_model"] = weights
-    return Floor(key, n, weights, grads, states, gpus, gpu_bytes, offloaded, rest, accumulates)
+        rest["reference_model"] = n * a // (gpus if plan.sharded and gpus > 1 else 1)
+    return Floor(key, n, weights, grads, states, gpus, gpu_bytes, host, rest, accumulates)
 
 
-def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None") -> dict[str, int]:
+def full_finetune(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
+                  stage: str | None = None) -> Floor:
+    """A full fine-tune of `spec` with `cfg`'s settings on `hw`: the GPUs, strategy and offload resolved as for
+    the LoRA run (fit.assess), its floor and the rest (the module docstring says how)."""
+    rest, plan, gpu_bytes = rest_of(spec, cfg, hw)
+    return floor(key, spec, plan, gpu_bytes, rest, cfg.train.grad_accum > 1, stage)
+
+
+def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None") -> tuple[dict[str, int], "Plan", int | None]:
     """What a full fine-tune with `cfg`'s settings holds beside its weights, gradients and optimizer states
-    (the module docstring says how it is taken from a LoRA estimate)."""
+    (the module docstring says how it is taken from a LoRA estimate), the plan it was judged under and the
+    GPU's bytes."""
     from ..allocator import fsdp_grad_bytes
     from ..config import with_values
     from ..fit import assess
@@ -201,22 +221,29 @@ def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None") -> dict[
 
     bare = with_values(cfg, {"lora.target_modules": "all-linear", "lora.r": 1, "lora.dropout": 0.0,
                              "lora.modules_to_save": [], "lora.bias": "none"})
-    est = assess(spec, bare, hw, method="lora").estimate
-    plan = est.plan
-    rest = {k: v for k, v in est.components.items() if k not in NOT_REST}
+    judged = assess(spec, bare, hw, method="lora")
+    plan = judged.estimate.plan
+    rest = {k: v for k, v in judged.estimate.components.items() if k not in NOT_REST}
     a = 4 if plan.fp32_master else plan.dtype_bytes
     if plan.gpus > 1 and not plan.sharded:  # DDP: the flat gradient buckets, a second copy of every gradient
         rest["ddp_buckets"] = spec.total_params * a
     elif plan.sharded and plan.strategy == "fsdp":  # one decoder layer's gradient while it reduce-scatters
         rest["fsdp_grad_buffers"] = fsdp_grad_bytes(plan, unit_bytes(spec, plan)[0] // plan.dtype_bytes)
-    return rest
+    return rest, plan, judged.gpu_bytes
 
 
-def gpus_needed(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, strategy: str) -> int | None:
-    """The fewest GPUs (2-8) under `strategy` whose floor is under the GPU: None when none is (or no GPU)."""
-    from dataclasses import replace
+def gpus_needed(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware", strategy: str,
+                stage: str | None = None) -> "Floor | None":
+    """The full fine-tune on the fewest GPUs (2-8) of `hw`'s kind under `strategy` on which it fits: None when
+    it fits on none (or no GPU)."""
+    from ..config import with_values
+    from ..fit import with_gpus
 
-    if not gpu_bytes:
+    if not hw.has_gpu:
         return None
-    return next((n for n in range(2, 9)
-                 if floor(key, spec, replace(plan, gpus=n, strategy=strategy), gpu_bytes).verdict is None), None)
+    for n in range(2, 9):
+        at = full_finetune(key, spec, with_values(cfg, {"distributed.gpus": n, "distributed.strategy": strategy}),
+                           with_gpus(hw, n), stage)
+        if at.verdict == "fits":
+            return at
+    return None

@@ -86,9 +86,7 @@ def _render(args, report, hw) -> None:
     if report.full is not None:
         f = report.full
         per = f" per GPU, {f.gpus} GPUs" if f.gpus > 1 else ""
-        if f.offloaded:
-            floor = "weights on the CPU"
-        elif f.peak is not None and f.basis == "full-estimate":
+        if f.peak is not None and f.basis == "full-estimate":
             floor = f"~{f.peak / 1024 ** 3:.1f} GiB peak{per}"
         else:
             floor = f"at least {f.bytes / 1024 ** 3:.1f} GiB{per} before activations"

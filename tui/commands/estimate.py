@@ -129,9 +129,9 @@ def _method_flags(args) -> str | None:
         if args.method and methods.METHODS[args.method].quantized:
             raise RankwiseError(f"--method {args.method} quantizes the base with bitsandbytes; a --load {load} base "
                                 "is already quantized", "give --method lora (or dora), or leave --method out")
-        load = None
-        if not dora:
-            return args.method or "lora"
+        if args.method and not dora:
+            return args.method
+        load = "16bit"
     if load is None and not dora:
         return None
     bits = {"16bit": 16, "8bit": 8, "4bit": 4}[load or "16bit"]
