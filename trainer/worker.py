@@ -307,6 +307,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         model = build_model()
         model.print_trainable_parameters()
         trainer = build_trainer(model, args)
+        say_engine(trainer, sharded)
         oom = None
         stop.armed = True
         try:
@@ -411,6 +412,18 @@ def kernel_options(cfg, device: str) -> tuple[str | None, bool]:
             raise RankwiseError("train.kernels liger runs Triton kernels, which need a GPU; this machine has none",
                                 "set train.kernels: none on the CPU")
     return attn, liger
+
+
+def say_engine(trainer, sharded: bool) -> None:
+    """Log the distribution engine the Trainer runs (accelerate's distributed type: FSDP, DEEPSPEED, MULTI_GPU,
+    MULTI_CPU, NO). Launched for FSDP/ZeRO-3 (`sharded`) but not running it is said as a warning: accelerate
+    applies ACCELERATE_USE_FSDP only to GPU-like devices (accelerate state.py), so CPU ranks run as DDP while the
+    worker's sharded loading (4-bit storage in the compute dtype, no k-bit upcast) still applies."""
+    kind = str(trainer.accelerator.state.distributed_type).rsplit(".", 1)[-1]
+    log.info("distributed: %s, %d rank%s", kind, world_size(), "s" if world_size() > 1 else "")
+    if sharded and kind not in ("FSDP", "DEEPSPEED"):
+        log.warning("distributed: launched for FSDP/ZeRO-3 but the Trainer runs %s (accelerate runs neither on the "
+                    "CPU); the sharded loading still applies", kind)
 
 
 def prequantized(spec) -> "PreQuantized | None":
