@@ -3,7 +3,8 @@
 # fetched there). From this machine, after bench/gpu_bundle.sh:
 #   run(command="bash bench/gpu_device.sh", carry=[".gpu-wheels"], timeout_s=600)
 # It installs the carried wheels and rankwise itself (no network, no dependency resolution), then runs
-# bench/zero3_load_probe.py (ZeRO-3's load on a 1B, ~30 s), then bench/gpu_suite.py (which ends with
+# bench/zero3_load_probe.py (ZeRO-3's load on a 1B, ~30 s), bench/gpu_full_probe.py (a 1B's full fine-tune
+# beside check's estimate of it, ~40 s), then bench/gpu_suite.py (which ends with
 # bench/gpu_fsdp_probe.py) with its CSVs and log written to $OUT.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -17,5 +18,6 @@ mkdir -p "$OUT"
   python3 -m pip install --quiet --no-index --no-deps --no-build-isolation -e . &&
   python3 -c "import rankwise.advisor, bitsandbytes, pydantic; print('rankwise ready; bitsandbytes', bitsandbytes.__version__)" &&
   { timeout 90 python3 bench/zero3_load_probe.py "$OUT/zero3_load.json" --model llama-3.2-1b || echo "zero3 probe failed"; } &&
-  timeout 460 python3 bench/gpu_suite.py --out "$OUT/gpu_results.csv" --budget-s "${GPU_BUDGET_S:-300}"
+  { timeout 75 python3 bench/gpu_full_probe.py "$OUT/gpu_full_results.csv" || echo "full fine-tune probe failed"; } &&
+  timeout 390 python3 bench/gpu_suite.py --out "$OUT/gpu_results.csv" --budget-s "${GPU_BUDGET_S:-250}"
 } 2>&1 | tee "$OUT/gpu_device.log"

@@ -102,3 +102,18 @@ def test_the_gpu_bundle_carries_what_the_device_image_lacks():
     assert checked >= len(carried) - 1
     device = (ROOT / "bench" / "gpu_device.sh").read_text()
     assert "--find-links .gpu-wheels" in device and "gpu_suite.py" in device and "$OUT" in device
+
+
+def test_full_fine_tune_probe_dry_run_trains_each_case_beside_its_estimate(tmp_path):
+    """bench/gpu_full_probe.py: a full fine-tune (no adapter) of a 2-layer llama-3.2-1b with the HF Trainer on the
+    CPU, each case beside check's estimate of the full-size model; the device script runs it."""
+    out = tmp_path / "full.csv"
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_full_probe.py"), str(out), "--dry-run"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["grad_accum"], r["grad_ckpt"]) for r in rows] == [("1", "True"), ("4", "True"), ("1", "False")]
+    assert all(r["status"] == "dry-run" and float(r["est_peak_gib"]) > float(r["est_allocated_gib"]) > 0 for r in rows)
+    # gradients beside the forward only when they accumulate: the 4-micro-batch case estimates more
+    assert float(rows[1]["est_allocated_gib"]) > float(rows[0]["est_allocated_gib"])
+    assert "gpu_full_probe.py" in (ROOT / "bench" / "gpu_device.sh").read_text()
