@@ -240,8 +240,9 @@ def _accelerate_flags(data: dict) -> list[str]:
 
 
 def _not_a_training_config(data: dict, source: str) -> Problem | None:
-    """One problem for a file that is not a training config at all (rather than one per key): an accelerate
-    launcher config, or 3+ keys none of which a rankwise preset has (the tools' files are told apart before)."""
+    """One problem for a file that is not a rankwise preset (rather than one per key): an accelerate launcher
+    config, an axolotl or LLaMA-Factory config (`check` and `import` read those; `train`, `estimate` and the
+    other preset readers do not), or 3+ keys none of which a rankwise preset has."""
     keys = [str(k) for k in data]
     if set(keys) & set(RunConfig.model_fields):
         return None
@@ -251,11 +252,19 @@ def _not_a_training_config(data: dict, source: str) -> Problem | None:
                                "config: rankwise runs `accelerate launch` itself",
                        "give the training config (a rankwise preset, an axolotl or a LLaMA-Factory YAML)"
                        + (f"; this file's launch settings are {' '.join(flags)}" if flags else ""))
+    from .foreign.marks import tool_of  # not at the top: the foreign mappers import this module
+
+    tool = tool_of(set(keys))
+    if tool is not None:  # read by `check` and `import`, not trained or estimated as it is
+        return Problem(source, f"an {tool} config, not a rankwise preset: rankwise trains its own presets",
+                       f"`rankwise check {source}` judges it as it is (memory, fit, red flags); `rankwise import "
+                       f"{source} --out OUT.yaml` writes a rankwise preset from it, to train with `rankwise train --preset "
+                       "OUT.yaml`")
     if len(keys) < 3:
         return None  # a typo or two: the per-key messages say "did you mean"
     shown = ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
     return Problem(source, f"not a training config rankwise reads: none of its {len(keys)} keys ({shown}) is a "
-                           "rankwise preset's, and none marks an axolotl or LLaMA-Factory config",
+                           "rankwise preset's, nor an axolotl or LLaMA-Factory config's",
                    "give a rankwise preset (`rankwise presets` lists the shipped ones), an axolotl or a "
                    "LLaMA-Factory config")
 

@@ -606,3 +606,14 @@ def test_an_nvfp4_copy_is_its_original_with_the_storage_said(tmp_path, text, key
     path.write_text(text)
     said = [s for s in read(path).said if s.key == key and s.code == "not-modelled"]
     assert said and "NVFP4" in said[0].message
+
+
+@pytest.mark.parametrize("command,fixture,tool", [("train", "axolotl-qlora.yaml", "axolotl"),
+                                                   ("estimate", "llamafactory-lora.yaml", "LLaMA-Factory")])
+def test_a_foreign_config_given_as_a_preset_is_named_with_the_commands_that_read_it(command, fixture, tool):
+    """`train --preset` / `estimate --preset` read rankwise presets: a foreign file is said as what it is, with
+    check and import, not as "not a training config"."""
+    out = cli(command, "--preset", FIX / fixture)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    text = flat(out.stderr)
+    assert f"an {tool} config, not a rankwise preset" in text and "rankwise check" in text and "rankwise import" in text
