@@ -609,11 +609,24 @@ def test_an_nvfp4_copy_is_its_original_with_the_storage_said(tmp_path, text, key
 
 
 @pytest.mark.parametrize("command,fixture,tool", [("train", "axolotl-qlora.yaml", "axolotl"),
-                                                   ("estimate", "llamafactory-lora.yaml", "LLaMA-Factory")])
+                                                   ("sweep", "llamafactory-lora.yaml", "LLaMA-Factory")])
 def test_a_foreign_config_given_as_a_preset_is_named_with_the_commands_that_read_it(command, fixture, tool):
-    """`train --preset` / `estimate --preset` read rankwise presets: a foreign file is said as what it is, with
-    check and import, not as "not a training config"."""
+    """`train --preset` reads rankwise presets: a foreign file is said as what it is, with check and import, not
+    as "not a training config"."""
     out = cli(command, "--preset", FIX / fixture)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     text = flat(out.stderr)
     assert f"an {tool} config, not a rankwise preset" in text and "rankwise check" in text and "rankwise import" in text
+
+
+@pytest.mark.parametrize("fixture", ["axolotl-qlora.yaml", "axolotl-risky.yaml", "llamafactory-lora.yaml",
+                                     "foreign-dpo.yaml", "foreign-full-7b.yaml"])
+def test_estimate_reads_a_foreign_config_as_check_does(fixture):
+    """One answer: `estimate --preset FILE` on an axolotl / LLaMA-Factory file gives check's peak (its target
+    modules under peft's rules, a paired stage's doubled batch; a full fine-tune estimated as one)."""
+    est = json.loads(cli("estimate", "--preset", FIX / fixture, "--gpu-mem", "24GiB", "--json").stdout)
+    _, d = check_json(fixture)
+    if d["full_finetune"]:
+        assert est["method"] == "full" and est["full_finetune"] == d["full_finetune"] and est["fit"] == d["fit"]
+    else:
+        assert est["peak_bytes"] == d["estimate"]["peak_bytes"] and est["fit"] == d["fit"]

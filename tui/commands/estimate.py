@@ -29,7 +29,9 @@ LABELS = {"base_weights": "base weights", "quant_constants": "quantization const
           "gather_root": "FSDP gather: root unit (embeddings, lm_head)",
           "adapter_init": "adapter initialisation (start-up, above training)",
           "saved_modules": "modules_to_save: trainable copies", "saved_modules_grads": "modules_to_save: gradients",
-          "saved_modules_optimizer": "modules_to_save: optimizer states"}
+          "saved_modules_optimizer": "modules_to_save: optimizer states",
+          "weights": "weights (every one trains)", "grads": "gradients (every weight)",
+          "reference_model": "reference model (the preference stage's frozen copy)"}
 
 FIT_TEXT = {v: f"[{FIT_STYLE[v]}]{FIT_LABEL[v]}[/]" + why for v, why in (
     ("fits", " (peak ≤ 90% of the GPU)"),
@@ -102,7 +104,8 @@ def register(sub) -> None:
                    help="estimate at the data's real lengths: with packing off, the longest row (up to --seq) "
                         "instead of every row padded to --seq")
     p.add_argument("--preset", dest="estimate_preset", metavar="NAME|FILE",
-                   help="estimate a preset's config (flags override it)")
+                   help="estimate a preset's config, or an axolotl / LLaMA-Factory config as `check` reads it (a "
+                        "full fine-tune estimated as one); flags override it")
     add_json(p)
     add_planning(p)
     p.set_defaults(func=run)
@@ -164,11 +167,15 @@ def flags_config(args):
     from rankwise.advisor.config import RunConfig, with_values
 
     preset = getattr(args, "estimate_preset", None)
+    args.foreign = None
     if preset:
-        from rankwise.advisor.loader import load_config
+        from rankwise.advisor.foreign import read
         from rankwise.advisor.presets import resolve_preset
 
-        cfg = load_config(resolve_preset(preset))
+        reading = read(resolve_preset(preset))  # a rankwise preset, or an axolotl / LLaMA-Factory config
+        cfg = reading.cfg
+        if reading.tool is not None:
+            args.foreign = reading
     else:
         cfg = with_values(RunConfig(), {"method": methods.DEFAULT})  # without a preset: LoRA unless --method says
     for flag, value, low in (("--rank", args.rank, 1), ("--batch", args.batch, 1), ("--seq", args.seq, 1),
@@ -302,6 +309,56 @@ def shipped_as(spec, load: str | None, bits: int | None):
     return replace(spec, config={**spec.config, "quantization_config": {**q, "rankwise_inferred": said}})
 
 
+def as_foreign(args, spec, cfg):
+    """An axolotl / LLaMA-Factory config's settings as `check` estimates them: its target modules under peft's
+    rules on this model (unless --targets says), a paired preference stage's doubled micro-batch."""
+    from rankwise.advisor.config import with_values
+    from rankwise.advisor.foreign.language import estimated_cfg
+    from rankwise.advisor.foreign.reading import resolve_targets
+
+    reading = args.foreign
+    if args.targets is None and reading.targets is not None:
+        cfg = with_values(cfg, {"lora.target_modules": resolve_targets(reading, spec).lora.target_modules})
+    return estimated_cfg(reading, cfg)
+
+
+def full_finetune_out(args, spec, cfg, hw, reading) -> int:
+    """A foreign config with no adapter: `check`'s full fine-tune estimate, by component."""
+    from rankwise.advisor.foreign.full_ft import full_finetune
+
+    full = full_finetune(reading.full, spec, cfg, hw, reading.stage)
+    if args.json:
+        print_json({"model": spec.name, "method": "full", "fit": full.verdict, "gpu_bytes": full.gpu_bytes,
+                    "peak_bytes": full.peak, "full_finetune": full.to_dict()})
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    plan_gpus = f" · {full.gpus} GPUs (per GPU)" if full.gpus > 1 else ""
+    console.print(f"[bold]{spec.name} · full fine-tune ({reading.kind}: {reading.full}) · batch "
+                  f"{cfg.train.micro_batch} × {cfg.train.max_seq_len}{plan_gpus}[/bold]")
+    t = Table()
+    t.add_column("component")
+    t.add_column("GiB", justify="right")
+    for name, b in full.components.items():
+        if b:
+            t.add_row(LABELS.get(name, name.replace("_", " ")), f"{gib(b):.2f}")
+    apart = sum(full.components.values()) - full.peak  # gradients and the forward not alive together
+    if apart:
+        t.add_row("[dim]not alive with the gradients (one micro-batch a step)[/dim]", f"[dim]-{gib(apart):.2f}[/dim]")
+    t.add_row("[bold]peak (nvidia-smi)[/bold]", f"[bold]{gib(full.peak):.2f}[/bold]")
+    console.print(t)
+    console.print(f"  [dim]{full.text()}[/dim]")
+    if full.gpu_bytes is None:
+        console.print(f"fit: {FIT_TEXT['no-gpu']} — plan for one with --gpu-mem 24GiB or --gpu A100-80GB")
+    else:
+        console.print(f"fit ({gib(full.gpu_bytes):.1f} GiB per GPU): {FIT_TEXT[full.verdict]}")
+    console.print("[dim]every weight trains: the gradients and optimizer states of all of them are held; "
+                  f"`rankwise check {reading.source}` gives its red flags[/dim]")
+    return 0
+
+
 def run(args) -> int:
     from rankwise.advisor.fit import assess
     from rankwise.advisor.model import UnknownModel, load_model
@@ -312,8 +369,13 @@ def run(args) -> int:
     except UnknownModel as unknown:
         return name_bound(args, cfg, unknown)
     spec = shipped_as(spec, getattr(args, "load", None), getattr(args, "quant_bits", None))
+    if getattr(args, "foreign", None) is not None:
+        cfg = as_foreign(args, spec, cfg)
     cfg, lengths = real_lengths(args, spec, cfg)
     hw = hardware_from(args)
+    reading = getattr(args, "foreign", None)
+    if reading is not None and reading.full and not (args.method or _method_flags(args)):
+        return full_finetune_out(args, spec, cfg, hw, reading)
     judged = assess(spec, cfg, hw)
     est, plan, verdict, gpu_bytes = judged.estimate, judged.estimate.plan, judged.verdict, judged.gpu_bytes
     refuse_unrunnable(plan)
