@@ -349,6 +349,26 @@ def test_import_writes_a_preset_train_loads(tmp_path, fixture):
     assert again.returncode == 2 and "--force" in again.stderr
 
 
+def test_importing_a_full_fine_tune_writes_lora_in_its_place_at_a_lora_rate(tmp_path):
+    """rankwise trains adapters: a full fine-tune imports as LoRA on every linear at rankwise's alpha and the LoRA
+    learning rate for the model's size (its 5e-6, a full fine-tune's rate, would barely move an adapter), each
+    such value commented with why."""
+    from rankwise.advisor.coupling import ALPHA, learning_rate
+    from rankwise.advisor.model import load_model
+
+    out = tmp_path / "imported.yaml"
+    done = cli("import", FIX / "foreign-full-7b.yaml", "--out", out)
+    assert done.returncode == 0, done.stderr
+    cfg, source = load_config(out), read(FIX / "foreign-full-7b.yaml")
+    params = load_model(source.cfg.model.name).total_params
+    assert cfg.method == "lora" and cfg.lora.target_modules == "all-linear" and cfg.lora.alpha == ALPHA
+    assert cfg.train.lr == learning_rate(params, cfg.lora.r, ALPHA) > 10 * source.cfg.train.lr
+    text = out.read_text()
+    assert "trains no adapter: a full fine-tune" in text and "LoRA Without Regret" in text
+    checked = json.loads(cli("check", out, "--gpu-mem", "24GiB", "--json").stdout)
+    assert "lr-out-of-range" not in {f["code"] for f in checked["findings"]}
+
+
 def test_import_refuses_a_rankwise_preset():
     out = cli("import", FIX / "clean.yaml")
     assert out.returncode == 2 and "already a rankwise preset" in out.stderr

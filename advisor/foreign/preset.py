@@ -39,8 +39,34 @@ def _data_path(reading: Reading, data: dict, out_dir: Path, trailer: list[str]) 
                    ".jsonl/.parquet file and set data.path")
 
 
-def _comment_lines(text: str, reading: Reading) -> str:
-    """Each `key: value` line of the dump with `# from <foreign key>` (or the tool's default)."""
+def _as_adapter(reading: Reading, data: dict) -> dict[str, str]:
+    """A full fine-tune imported: rankwise trains adapters, so the preset trains LoRA on every linear (the full
+    fine-tune trained them all) at rankwise's alpha and a LoRA learning rate for the model's size. A full
+    fine-tune's rate would barely move an adapter: LoRA's optimal rate is about ten times full fine-tuning's
+    ("LoRA Without Regret", Thinking Machines 2025; tinker-cookbook's get_lora_lr_over_full_finetune_lr).
+    Returns the comments for the values it changed."""
+    from ..coupling import ALPHA, learning_rate
+    from ..model import load_model
+
+    try:
+        params = load_model(reading.cfg.model.name).total_params
+    except RankwiseError:
+        params = None  # unknown offline: the rate for an unknown size (coupling.UNKNOWN_SIZE_LR)
+    lr, was = learning_rate(params, reading.cfg.lora.r, ALPHA), reading.cfg.train.lr
+    data.setdefault("lora", {}).update(target_modules="all-linear", alpha=ALPHA)
+    data.setdefault("train", {})["lr"] = lr
+    size = f"{params / 1e9:.1f}B parameters" if params else "a model of unknown size"
+    return {"method": f"{reading.full} (line {reading.line(reading.full)}) trains no adapter: a full fine-tune; "
+                      "rankwise trains adapters, so this is LoRA in its place",
+            "lora.target_modules": "every linear, as the full fine-tune trained them all",
+            "lora.alpha": "rankwise's alpha at every rank (advisor/coupling.py)",
+            "train.lr": f"a LoRA rate for {size}, not the full fine-tune's {was:g} (LoRA's optimal rate is ~10x full "
+                        "fine-tuning's: LoRA Without Regret, TML 2025)"}
+
+
+def _comment_lines(text: str, reading: Reading, said: dict[str, str] | None = None) -> str:
+    """Each `key: value` line of the dump with `# from <foreign key>` (or the tool's default, or what `said`
+    gives for a value the import chose)."""
     out, stack = [], []
     for line in text.splitlines():
         stripped = line.lstrip()
@@ -52,7 +78,9 @@ def _comment_lines(text: str, reading: Reading) -> str:
         stack = stack[:depth] + [key]
         dotted = ".".join(stack)
         note = ""
-        if dotted in reading.origin:
+        if said and dotted in said:
+            note = f"  # {said[dotted]}"
+        elif dotted in reading.origin:
             note = f"  # from {reading.origin[dotted]}"
         elif dotted in reading.defaulted:
             note = f"  # {reading.tool.label}'s default ({reading.defaulted[dotted].source})"
@@ -70,6 +98,7 @@ def to_preset(reading: Reading, out_dir: Path | None = None) -> str:
     name = Path(reading.source).stem
     data = {"name": name, "description": f"imported from {Path(reading.source).name} ({reading.tool.label})", **data}
     trailer: list[str] = []
+    said = _as_adapter(reading, data) if reading.full else None
     _data_path(reading, data, out_dir, trailer)
     for s in reading.said:
         line = reading.line(s.key)
@@ -85,4 +114,4 @@ def to_preset(reading: Reading, out_dir: Path | None = None) -> str:
     tail = "".join(f"#   {t}\n" for t in trailer)
     if tail:
         tail = "\n# No rankwise equivalent (not carried over, or said as a note):\n" + tail
-    return head + _comment_lines(body, reading) + "\n" + tail
+    return head + _comment_lines(body, reading, said) + "\n" + tail
