@@ -26,8 +26,11 @@ AdamW (transformers 5's default `adamw_torch_fused`, no temporaries) or bitsandb
 steps): no optimizer temporaries are counted. Not counted: a full fine-tune's optimizer step with the foreach
 (non-fused) AdamW, whose temporaries are the size of the parameters in a group.
 
+CPU offload, where the plan shards (FSDP/ZeRO-3 on 2+ GPUs), moves what it offloads to host RAM (said with its
+size); the fit is judged on what stays on the GPU.
+
 The verdict: wont-fit when the floor alone is over the GPU; else the estimate's (fits, tight, wont-fit),
-against the same 90% headroom as LoRA's (fit.verdict). With CPU offload neither is checked.
+against the same 90% headroom as LoRA's (fit.verdict). bench/gpu_full_probe.py measures it on a GPU.
 """
 from __future__ import annotations
 
