@@ -18,6 +18,7 @@ from rankwise.advisor.foreign import read
 from rankwise.advisor.foreign.report import judge
 from rankwise.advisor.hardware import resolve
 from rankwise.advisor.loader import load_config
+from rankwise.advisor.model import load_model
 
 FIX = Path(__file__).parent / "fixtures" / "check"
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -650,3 +651,20 @@ def test_estimate_reads_a_foreign_config_as_check_does(fixture):
         assert est["method"] == "full" and est["full_finetune"] == d["full_finetune"] and est["fit"] == d["fit"]
     else:
         assert est["peak_bytes"] == d["estimate"]["peak_bytes"] and est["fit"] == d["fit"]
+
+
+@pytest.mark.parametrize("block,r", [(None, 8), (16, 4), (64, 16)])
+def test_a_llamafactory_oft_run_is_an_adapter_estimated_as_lora_of_its_size(tmp_path, block, r):
+    """finetuning_type: oft is peft's OFT, an adapter (d_in (b - 1) / 2 trainable weights per adapted linear), not
+    a full or partial fine-tune: estimated as LoRA with as many weights on a square linear, said as such."""
+    f = tmp_path / "oft.yaml"
+    f.write_text("model_name_or_path: meta-llama/Meta-Llama-3-8B-Instruct\nstage: sft\nfinetuning_type: oft\n"
+                 + (f"oft_block_size: {block}\n" if block else "") + "oft_target: all\ncutoff_len: 1024\n")
+    report = judge(read(f), GPU24)
+    cfg = report.reading.cfg
+    assert cfg.method == "lora" and cfg.lora.r == r and cfg.lora.target_modules == "all-linear"
+    assert report.full is None and report.fit_checked
+    said = [s for s in report.findings if s["code"] == "not-modelled" and "OFT" in s["message"]]
+    assert said and said[0]["severity"] == "info" and f"r={r}" in said[0]["message"]
+    q = next(l for l in load_model("meta-llama/Meta-Llama-3-8B-Instruct").linears if l.name == "q_proj")
+    assert r * (q.d_in + q.d_out) == pytest.approx(q.d_in * ((block or 32) - 1) / 2, rel=0.1)  # r is whole

@@ -38,6 +38,9 @@ PRE_QUANTIZED = "a pre-quantized {} base: its weights take ~2-4 bits, the estima
 def _type(value, out: Out):
     if value == "lora":
         out.default("method", "lora")
+    elif value == "oft":  # an adapter: estimated as LoRA of the same size in `finish`
+        out.default("method", "lora")
+        out.extra["oft"] = out.key
     else:
         if value == "full":
             out.full = out.key
@@ -199,8 +202,40 @@ def _unfrozen(what: str):
     return put
 
 
+# peft OFTConfig's block size when LLaMA-Factory's oft_block_size is unset (hparams/finetuning_args.py default 32)
+OFT_BLOCK = 32
+
+
+def _oft_block(value, out: Out):
+    out.extra["oft_block_size"] = value
+
+
+def _flat_finish(out: Out) -> None:
+    """OFT (finetuning_type: oft): peft's OFT (Qiu et al. 2023; peft 0.21 tuners/oft/layer.py) trains, per adapted
+    linear, d_in / b blocks of b x b skew-symmetric matrices stored as their upper triangles, d_in (b - 1) / 2
+    weights (OFTRotationModule: weight r x b(b-1)/2, r = d_in / b), and rotates the input before the frozen base.
+    Estimated as LoRA with as many trainable weights on a square linear (r (d_in + d_out) = d_in (b - 1) / 2:
+    r = (b - 1) / 4, 8 at peft's default b = 32); said as not modelled: the fp32 copy of each adapted linear's
+    input the rotation keeps for backward, and OFT's Cayley-Neumann temporaries."""
+    key = out.extra.get("oft")
+    if not key:
+        return
+    b = out.extra.get("oft_block_size") or OFT_BLOCK
+    try:
+        b = int(b)
+    except (TypeError, ValueError):
+        b = OFT_BLOCK
+    r = max(1, round((b - 1) / 4))
+    out.key = key
+    out.set("lora.r", r)
+    out.not_modelled(f"finetuning_type oft: OFT trains d_in x (b - 1) / 2 weights per adapted linear (block size "
+                     f"{b}), estimated as LoRA r={r}, the same count on a square linear; the fp32 copy of each adapted "
+                     "linear's input its rotation keeps for backward is not counted")
+
+
 FLAT.update({
-    "double_quantization": to("quant.double_quant"),
+    "double_quantization": to("quant.double_quant"), "oft_block_size": _oft_block,
+    "oft_target": targets_mapper("names"),
     "freeze_vision_tower": _unfrozen("the vision tower trains in full: its gradients and optimizer states are "
                                      "not in the estimate"),
     "freeze_multi_modal_projector": _unfrozen("the multimodal projector trains in full: its gradients and "
@@ -246,7 +281,7 @@ REVERSE = {
 }
 
 TOOL = Tool("llama-factory", "LLaMA-Factory", "flat", FLAT, DEFAULTS, NOT_MODELLED, LLAMAFACTORY_KEYS, "error",
-            REVERSE, renames_of(FLAT), preference=PREFERENCE, stage_key="stage")
+            REVERSE, renames_of(FLAT), preference=PREFERENCE, stage_key="stage", finish=_flat_finish)
 
 
 # ------------------------------------------------------------------ the newer layout
