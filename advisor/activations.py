@@ -125,6 +125,21 @@ def layer_weight_transient_bytes(spec: ModelSpec, plan: Plan, adapted: list[Line
     return out
 
 
+CHUNKS = 8  # trainer/chunked_loss.py CHUNKS: the pieces the chunked loss cuts the logits into
+
+
+def chunked_loss_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """Per token: vocab-sized bytes at the chunked loss's peak (train.loss chunked; trainer/chunked_loss.py).
+
+    Its backward holds the 16-bit logits (saved), their gradient in the same dtype (written piece by piece)
+    and one piece's fp32 work (forward: the upcast piece and logsumexp's temporary; backward: the piece's
+    softmax, worked in place, and the gradient it is written from): 2a + 2 x 4 / CHUNKS bytes a logit,
+    5 for 16-bit training, against 12 beside the 16-bit logits for transformers' loss (logits_peak_bytes).
+    No softcap term: Gemma 2's tanh output is the logits the loss reads."""
+    a = plan.dtype_bytes
+    return (2 * a * CHUNKS + 2 * 4) * spec.vocab_size // CHUNKS
+
+
 def fused_loss_bytes(spec: ModelSpec, plan: Plan) -> int:
     """Bytes at the peak of Liger's fused linear cross-entropy (the whole micro-batch).
 

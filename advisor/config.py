@@ -53,6 +53,9 @@ ATTENTIONS: tuple[str, ...] = get_args(Attention)
 # fused training kernels; liger: the HF Trainer's Liger integration (use_liger_kernel)
 Kernels = Literal["none", "liger"]
 KERNELS: tuple[str, ...] = get_args(Kernels)
+# how the loss runs on the logits (train.loss; trainer/chunked_loss.py): standard, or chunked (fp32 one chunk at a time)
+Loss = Literal["standard", "chunked"]
+LOSS_MODES: tuple[str, ...] = get_args(Loss)
 
 
 class Section(BaseModel):
@@ -212,6 +215,12 @@ class TrainSection(Section):
     kernels: Kernels = "none"
     """Fused kernels. liger: Liger's fused linear cross-entropy (never holds the vocabulary-sized
     logits), RMSNorm, SwiGLU, RoPE (Triton, GPU only; `pip install 'rankwise[kernels]'`)."""
+    loss: Loss = "standard"
+    """How the cross-entropy runs on the vocabulary-sized logits. standard: transformers' loss, on an
+    fp32 copy of all of them; chunked: the 16-bit logits cut into 8 chunks along the sequence, each
+    upcast to fp32 on its own (torchtune's CEWithChunkedOutputLoss, axolotl's chunked_cross_entropy):
+    the same loss, about half the loss's memory, on any device. With kernels: liger the loss is
+    fused already (never holds the logits): leave it standard."""
     seed: int = 42
     """Seed for data order, dropout and LoRA init."""
     logging_steps: int = Field(10, ge=1)
@@ -302,6 +311,9 @@ class RunConfig(Section):
     def _val_ratio_or_path(self) -> "RunConfig":
         if self.data.val_path and self.data.val_ratio:
             raise ValueError("set data.val_path or data.val_ratio, not both")
+        if self.train.loss == "chunked" and self.train.kernels == "liger":
+            raise ValueError("train.loss chunked with train.kernels liger: Liger's loss is fused already (it never "
+                             "holds the logits); set train.loss: standard, or train.kernels: none")
         return self
 
     def resolved_optimizer(self, method: str | None = None) -> str:

@@ -28,7 +28,7 @@ from .spec import Linear, ModelSpec
 
 from . import allocator, fsdp_wrap, sharding
 from .adapter_init import start_up
-from .activations import (fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes, layer_saved_bytes,
+from .activations import (chunked_loss_bytes, fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes, layer_saved_bytes,
                           layer_weight_transient_bytes, logits_peak_bytes, stream_bytes)
 from .plan import GIB, HF, LOSSES, OUTSIDE_ALLOCATOR, Estimate, Plan, Stack  # noqa: F401  (callers name them memory.Plan, memory.HF, ...)
 
@@ -273,7 +273,8 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     per_layer = layer_saved_bytes(spec, plan, adapted)
     L = spec.num_layers
     final_norm = 4 * spec.hidden_size
-    logits = fused_loss_bytes(spec, plan) if plan.loss == "fused" else tokens * logits_peak_bytes(spec, plan)
+    logits = (fused_loss_bytes(spec, plan) if plan.loss == "fused" else
+              tokens * (chunked_loss_bytes(spec, plan) if plan.loss == "chunked" else logits_peak_bytes(spec, plan)))
     weight_tmp = layer_weight_transient_bytes(spec, plan, adapted)
     recompute = tokens * (per_layer + layer_backward_transient_bytes(spec, plan)) + weight_tmp
     if plan.reentrant and plan.grad_checkpointing:  # the recomputed layer's output, alive through its backward (_assumptions says why)
@@ -506,6 +507,9 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
     if plan.loss == "fused":
         out.append("loss: Liger fused linear cross-entropy: one chunk of logits at a time, grad_input kept; "
                    "no vocab-sized logits for the whole batch")
+    elif plan.loss == "chunked":
+        out.append("loss: chunked (train.loss chunked): the 16-bit logits and their 16-bit gradient, fp32 one eighth "
+                   "of the rows at a time; no fp32 copy of the whole logits")
     elif plan.stack == HF:
         out.append("loss: 16-bit logits + fp32 upcast + fp32 log_softmax; backward holds 3 fp32 vocab-sized copies")
     else:

@@ -29,7 +29,9 @@ SHARDED = ("fsdp", "deepspeed")
 # How the loss is computed, as far as memory cares. standard: the lm_head's vocab-sized logits
 # are materialised and the loss runs on them (Stack.logits_bytes). fused: the lm_head matmul and
 # cross-entropy run chunk by chunk (Liger's fused linear cross-entropy; `memory.fused_loss_bytes`).
-LOSSES = ("standard", "fused")
+# chunked: the 16-bit logits are materialised, the fp32 loss runs one chunk at a time
+# (train.loss chunked; `activations.chunked_loss_bytes`).
+LOSSES = ("standard", "fused", "chunked")
 KERNEL_LOSS = {"none": "standard", "liger": "fused"}  # train.kernels -> the loss it computes
 
 
@@ -113,7 +115,7 @@ class Plan:
     attention: str = "sdpa"  # sdpa | eager | flash_attention_2 (config.ATTENTIONS; auto is sdpa)
     pure_bf16: bool = False  # train.precision pure_bf16: no autocast, bf16 adapters and optimizer states
     kbit_upcast: bool = True  # quant.kbit_upcast: keep peft's fp32 upcast of a quantized base's other weights
-    loss: str = "standard"  # standard: vocab-sized logits; fused: Liger's fused linear cross-entropy (LOSSES)
+    loss: str = "standard"  # standard: vocab-sized logits; fused: Liger's fused linear cross-entropy; chunked (LOSSES)
     init: str = "default"  # lora.init: how the adapter starts (config.LORA_INITS; adapter_init.py costs it)
     init_iters: int | None = None  # lora.init_iters: PiSSA's fast-SVD iterations (None: the exact SVD)
     offload: str = "none"  # distributed.offload: none | params | params_and_optimizer (sharding.py)
@@ -154,7 +156,8 @@ class Plan:
             double_quant=cfg.quant.double_quant, dtype_bytes=4 if cfg.train.precision == "fp32" else 2,
             gpus=gpus, lora_dropout=cfg.lora.dropout > 0, strategy="ddp" if strategy == "auto" else strategy,
             attention="sdpa" if cfg.train.attention == "auto" else cfg.train.attention,
-            loss=KERNEL_LOSS[cfg.train.kernels], kbit_upcast=cfg.quant.kbit_upcast,
+            loss="chunked" if cfg.train.loss == "chunked" else KERNEL_LOSS[cfg.train.kernels],
+            kbit_upcast=cfg.quant.kbit_upcast,
             pure_bf16=cfg.train.precision == "pure_bf16", init=cfg.lora.init, init_iters=cfg.lora.init_iters,
             offload=cfg.distributed.offload, fsdp_sharding=cfg.distributed.fsdp_sharding,
             fp32_master=cfg.train.precision == "fp32_master", modules_to_save=tuple(cfg.lora.modules_to_save),

@@ -269,10 +269,15 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         return args
 
     def build_trainer(model, args):
+        loss = {}
+        if cfg.train.loss == "chunked":  # transformers' causal-LM loss, one chunk of logits at a time in fp32
+            from .chunked_loss import chunked_causal_lm_loss
+
+            loss = {"compute_loss_func": chunked_causal_lm_loss}
         return adapter_init.trainer_class(cfg)(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
                        data_collator=tokens, callbacks=[events, checkup, checkpoints, SyncedStop(stop), seams, started,
                                                         variant]
-                       + ([samples] if samples else []))
+                       + ([samples] if samples else []), **loss)
 
     # --- callbacks ---------------------------------------------------------------------------
     # the run doctor reads what was emitted (checkup.py); a resumed run's earlier log too

@@ -307,6 +307,23 @@ TABLE["eager_attention"] = _attn_flag("eager")
 TABLE["liger_fused_linear_cross_entropy"] = _liger_flce
 
 
+def _chunked_ce(value, out: Out):
+    """axolotl's chunked_cross_entropy (monkeypatch/loss/chunked.py, torchtune's CEWithChunkedOutputLoss): the 16-bit
+    logits kept, fp32 one chunk at a time: train.loss chunked (its compiled chunks hold what rankwise's do)."""
+    if value is True:
+        out.set("train.loss", "chunked")
+
+
+def _chunks(value, out: Out):
+    if value not in (None, 8, "8"):
+        out.not_modelled(f"{value} loss chunks: rankwise's chunked loss uses 8 (axolotl's default); the fp32 piece "
+                         "it holds is 1/chunks of the logits")
+
+
+TABLE["chunked_cross_entropy"] = _chunked_ce
+TABLE["chunked_cross_entropy_num_chunks"] = _chunks
+
+
 def _bfloat16(value, out: Out):
     """bfloat16: true loads the model in bf16 and turns the Trainer's bf16 on (core/builders/base.py
     _configure_precision_settings: bf16 = cfg.bf16 or cfg.bfloat16), whatever the schema's "No AMP" says."""
@@ -381,6 +398,7 @@ REVERSE = {
     "train.checkpointing_reentrant": lambda v: {"gradient_checkpointing_kwargs": {"use_reentrant": v}},
     "data.val_ratio": lambda v: {"val_set_size": v},
     "train.precision": lambda v: {"bf16": v == "bf16" or ("auto" if v == "auto" else False), "fp16": v == "fp16"},
+    "train.loss": lambda v: {"chunked_cross_entropy": v == "chunked"},
 }
 
 TOOL = Tool("axolotl", "axolotl", "flat", TABLE, DEFAULTS, NOT_MODELLED, AXOLOTL_KEYS, "warning", REVERSE,

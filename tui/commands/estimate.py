@@ -88,9 +88,11 @@ def register(sub) -> None:
     p.add_argument("--modules-to-save", dest="modules_to_save", metavar="NAMES",
                    help="modules trained in full beside the adapter, e.g. embed_tokens,lm_head (peft modules_to_save: "
                         "a trainable copy, its gradients and optimizer states each); none: no module (default none)")
-    p.add_argument("--loss", choices=("standard", "fused"),
-                   help="standard: vocabulary-sized logits; fused: never materialised (Liger's fused linear "
-                        "cross-entropy, as --kernels liger; Cut Cross-Entropy holds the same) (default standard)")
+    p.add_argument("--loss", choices=("standard", "fused", "chunked"),
+                   help="standard: vocabulary-sized logits with an fp32 copy; fused: never materialised (Liger's fused "
+                        "linear cross-entropy, as --kernels liger; Cut Cross-Entropy holds the same); chunked: the "
+                        "16-bit logits, fp32 a chunk at a time (train.loss chunked; axolotl's chunked_cross_entropy) "
+                        "(default standard)")
     p.add_argument("--load", choices=("16bit", "8bit", "4bit") + PRE_FORMATS,
                    help="how the base loads: 16bit (LoRA), 8bit (LLM.int8), 4bit (NF4, QLoRA); gptq, awq, aqlm: a "
                         "pre-quantized copy of the model (LoRA beside it; --quant-bits, group 128; AQLM 1x16 codes). "
@@ -118,7 +120,7 @@ FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lor
          "distributed.strategy": "--strategy", "train.attention": "--attention", "train.kernels": "--kernels",
          "quant.kbit_upcast": "--kbit-upcast", "train.precision": "--precision", "lora.init": "--init",
          "lora.init_iters": "--init-iters", "distributed.offload": "--offload",
-         "distributed.fsdp_sharding": "--fsdp-sharding", "lora.dropout": "--dropout",
+         "distributed.fsdp_sharding": "--fsdp-sharding", "lora.dropout": "--dropout", "train.loss": "--loss",
          "lora.modules_to_save": "--modules-to-save"}
 
 
@@ -149,8 +151,8 @@ def _method_flags(args) -> str | None:
 
 
 def _kernels_flag(args) -> str | None:
-    """--loss fused is --kernels liger (the fused loss rankwise trains with); refused beside a --kernels that
-    says otherwise."""
+    """--loss fused is --kernels liger (the fused loss rankwise trains with), standard and chunked --kernels none
+    (train.loss says which); refused beside a --kernels that says otherwise."""
     loss, kernels = getattr(args, "loss", None), getattr(args, "kernels", None)
     if loss is None:
         return kernels
@@ -201,6 +203,8 @@ def flags_config(args):
         "quant.double_quant": args.double_quant, "distributed.gpus": args.gpus or None,  # --gpus 0: no GPU
         "distributed.strategy": getattr(args, "strategy", None),
         "train.attention": getattr(args, "attention", None), "train.kernels": _kernels_flag(args),
+        "train.loss": None if getattr(args, "loss", None) is None else
+        "chunked" if args.loss == "chunked" else "standard",
         "quant.kbit_upcast": getattr(args, "kbit_upcast", None),
         "train.precision": getattr(args, "precision", None), "lora.init": getattr(args, "init", None),
         "lora.init_iters": getattr(args, "init_iters", None), "distributed.offload": getattr(args, "offload", None),
