@@ -117,3 +117,19 @@ def test_a_run_with_the_chunked_loss_trains_with_the_standard_losses(tmp_path):
         assert of_type(events(run), "end")[-1]["status"] == "finished"
     assert len(logged["chunked"]) == len(logged["standard"]) >= 3
     assert logged["chunked"] == pytest.approx(logged["standard"], rel=1e-3)
+
+
+def test_a_run_that_the_chunked_loss_alone_fits_is_told_so_first():
+    """Llama-3.1-8B LoRA at 8192 tokens: ~32 GiB with transformers' loss, ~23 GiB chunked. On 28 GiB the
+    chunked loss alone fits, and costs nothing in quality, so it is the fix check gives (before QLoRA)."""
+    from rankwise.advisor import fit
+    from rankwise.advisor.config import with_values
+    from rankwise.advisor.hardware import resolve
+    from rankwise.advisor.redflags import check
+
+    spec, hw = load_model("llama-3.1-8b"), resolve("28GiB", None, None)
+    cfg = with_values(RunConfig(), {"model.name": "llama-3.1-8b", "method": "lora", "train.max_seq_len": 8192})
+    fixes = {s["change"].split(":")[0]: s for s in fit.suggest_fixes(spec, hw, cfg, "lora")}
+    assert fixes["chunked loss"]["fit"] == "fits" and fixes["chunked loss"]["saves_gib"] > 6
+    wont = next(f for f in check(cfg, spec, hw) if f.code == "wont-fit")
+    assert wont.patch == {"train.loss": "chunked"} and wont.fix.startswith("chunked loss")
