@@ -46,7 +46,7 @@ TOKENIZER = ROOT / "presets" / "assets" / "tiny-llama"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 MODELS = ("llama-3.2-1b", "llama-3.1-8b", "llama-3.2-3b", "qwen2.5-7b")
 STEPS = 4  # steps per case: the peak is reached in the first optimizer step; a few more confirm it
-FIELDS = ("model", "method", "seq", "batch", "grad_ckpt", "kernels", "status", "nvml_peak_gib", "run_reserved_gib",
+FIELDS = ("model", "method", "seq", "batch", "grad_ckpt", "kernels", "loss", "status", "nvml_peak_gib", "run_reserved_gib",
           "est_peak_gib", "est_reserved_gib", "est_allocated_gib", "error_pct", "tokens_per_s", "planned_tokens_per_s",
           "wall_s", "note")
 GIB = 2 ** 30
@@ -54,9 +54,10 @@ GIB = 2 ** 30
 
 def cases(models: list[str], liger: bool) -> list[dict]:
     """Priority order: the headline cases (LoRA and QLoRA at 2048 with checkpointing) of the first two
-    models, then the first model's grid (512, no checkpointing), Liger, then a pair per other model."""
-    def case(model, method, seq=2048, ckpt=True, kernels="none"):
-        return dict(model=model, method=method, seq=seq, batch=1, grad_ckpt=ckpt, kernels=kernels)
+    models, then the first model's grid (512, no checkpointing), Liger, the chunked loss, then a pair per other
+    model."""
+    def case(model, method, seq=2048, ckpt=True, kernels="none", loss="standard"):
+        return dict(model=model, method=method, seq=seq, batch=1, grad_ckpt=ckpt, kernels=kernels, loss=loss)
 
     head, rest = models[:2], models[2:]
     out = [case(m, method) for m in head for method in ("lora", "qlora")]
@@ -65,6 +66,7 @@ def cases(models: list[str], liger: bool) -> list[dict]:
     out += [case(m, "qlora", ckpt=False) for m in head[1:]]
     if liger:
         out += [case(m, method, kernels="liger") for m in head for method in ("lora", "qlora")]
+    out += [case(m, "lora", loss="chunked") for m in head]  # train.loss chunked (trainer/chunked_loss.py)
     out += [case(m, method) for m in rest for method in ("lora", "qlora")]
     return out
 
@@ -126,10 +128,10 @@ def preset(case: dict, model_dir: Path, data: Path, folder: Path) -> Path:
            "lora": {"r": 16, "target_modules": "all-linear"},
            "train": {"max_steps": STEPS, "micro_batch": case["batch"], "grad_accum": 1, "max_seq_len": case["seq"],
                      "grad_checkpointing": case["grad_ckpt"], "logging_steps": 1, "save_steps": 100000,
-                     "kernels": case["kernels"]},
+                     "kernels": case["kernels"], "loss": case.get("loss", "standard")},
            "output": {"name": "gpu-suite"}}
     path = folder / (f"{case['model']}-{case['method']}-{case['seq']}-"
-                     f"{'ckpt' if case['grad_ckpt'] else 'nockpt'}-{case['kernels']}.yaml")
+                     f"{'ckpt' if case['grad_ckpt'] else 'nockpt'}-{case['kernels']}-{case.get('loss', 'standard')}.yaml")
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
@@ -174,7 +176,7 @@ def cli(*args: str, timeout: float) -> subprocess.CompletedProcess:
 
 
 def run_case(case: dict, file: Path, runs: Path, timeout: float) -> dict:
-    row = {k: case[k] for k in ("model", "method", "seq", "batch", "grad_ckpt", "kernels")}
+    row = {k: case[k] for k in ("model", "method", "seq", "batch", "grad_ckpt", "kernels", "loss")}
     est = cli("estimate", "--preset", str(file), "--json", timeout=120)
     if est.returncode != 0:
         return {**row, "status": "estimate-failed", "note": est.stderr.strip().splitlines()[-1:]}
@@ -211,7 +213,8 @@ def throughput(model_dir: Path, data: Path, folder: Path, dry: bool) -> str:
     import train_overhead as overhead
 
     seq, steps = (128, 6) if dry else (2048, 30)
-    file = preset(dict(model=model_dir.name, method="lora", seq=seq, batch=1, grad_ckpt=True, kernels="none"),
+    file = preset(dict(model=model_dir.name, method="lora", seq=seq, batch=1, grad_ckpt=True, kernels="none",
+                       loss="standard"),
                   model_dir, data, folder)
     settings = ["train.logging_steps=2", "data.val_ratio=0", "train.save_steps=100000", f"train.max_steps={steps}"]
     runs = folder / "throughput-runs"
@@ -282,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             for case in todo:
                 left = args.budget_s - (time.perf_counter() - start)
                 if left <= 0:
-                    w.writerow({**{k: case[k] for k in ("model", "method", "seq", "batch", "grad_ckpt", "kernels")},
+                    w.writerow({**{k: case[k] for k in ("model", "method", "seq", "batch", "grad_ckpt", "kernels", "loss")},
                                 "status": "skipped (budget)"})
                     continue
                 if case["model"] not in built:  # kept until the end: the four models take ~40 GB of disk

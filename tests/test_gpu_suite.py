@@ -38,6 +38,8 @@ def test_case_order_puts_the_headline_cases_first():
     assert len({tuple(sorted(c.items())) for c in todo}) == len(todo)  # no case twice
     assert {c["model"] for c in todo} == set(gpu_suite.MODELS)
     assert not [c for c in gpu_suite.cases(list(gpu_suite.MODELS), liger=False) if c["kernels"] == "liger"]
+    chunked = [c for c in todo if c["loss"] == "chunked"]  # train.loss chunked, measured beside the standard loss
+    assert [c["model"] for c in chunked] == list(gpu_suite.MODELS[:2]) and all(c["kernels"] == "none" for c in chunked)
 
 
 @pytest.mark.slow
