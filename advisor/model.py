@@ -216,5 +216,27 @@ def load_model(name: str) -> ModelSpec:
     raise UnknownModel(f"unknown model {name!r}", hint)
 
 
+def by_folder_name(name: str) -> tuple[ModelSpec, str] | None:
+    """A model path that is not on this machine (a foreign config written on the training server), resolved by
+    its last folder's name when that names a catalog model or one indexed architecture: (spec, what was assumed).
+    Only for configs written elsewhere (`check`, `estimate --preset` on a foreign file): `--model` with a path
+    that does not exist stays bad input."""
+    base = Path(str(name).strip().rstrip("/")).name
+    if not base or Path(name).expanduser().exists():
+        return None
+    found = catalog.lookup(base)
+    if found:
+        key, cfg = found
+        spec = spec_from_config(key, "catalog", _with_name_quantization(base, cfg))
+    else:
+        entry = model_index.lookup(base) if "/" in base else model_index.by_base_name(base)
+        if entry is None:
+            return None
+        key = entry.model_id
+        spec = spec_from_config(key, "index", _with_name_quantization(base, entry.config))
+    return spec, (f"{name} is not on this machine: estimated as {key}, the model its folder's name names "
+                  "(pass --model to say otherwise)")
+
+
 class UnknownModel(RankwiseError):
     """A model name that is no path, not cached, not in the catalog nor the model index."""

@@ -104,6 +104,14 @@ def lookup(name: str) -> Entry | None:
     return None
 
 
+def by_base_name(base: str) -> Entry | None:
+    """The listed model whose name after the organisation is `base` (any case), when exactly one architecture
+    has that name (a local folder named after the model it holds: `models/Llama-2-7b-hf`)."""
+    _, _, by_base = _table()
+    hit = by_base.get(_base_name(base))
+    return _entry(hit, f"its name is {hit[1]}'s") if hit else None
+
+
 def close_ids(name: str, n: int = 3) -> list[str]:
     """Listed ids spelled most like `name` (for the unknown-model hint)."""
     from difflib import get_close_matches

@@ -668,3 +668,25 @@ def test_a_llamafactory_oft_run_is_an_adapter_estimated_as_lora_of_its_size(tmp_
     assert said and said[0]["severity"] == "info" and f"r={r}" in said[0]["message"]
     q = next(l for l in load_model("meta-llama/Meta-Llama-3-8B-Instruct").linears if l.name == "q_proj")
     assert r * (q.d_in + q.d_out) == pytest.approx(q.d_in * ((block or 32) - 1) / 2, rel=0.1)  # r is whole
+
+
+@pytest.mark.parametrize("path,model", [("models/Llama-2-7b", "llama-2-7b"),
+                                        ("/data/models/Meta-Llama-3-8B-Instruct", "meta-llama/Meta-Llama-3-8B-Instruct"),
+                                        ("saves/qwen3-4b/full/sft", None), ("/path/to/my-finetune", None)])
+def test_a_local_path_from_the_server_is_read_by_its_folders_name(tmp_path, path, model):
+    """A config written on the training server names its model by a path this machine lacks: check (and estimate
+    --preset, the same answer) resolve it by the last folder's name where that names a known model, and say so;
+    a name that names none stays unresolved. --model with a missing path stays bad input."""
+    f = tmp_path / "lf.yaml"
+    f.write_text(f"model_name_or_path: {path}\nstage: sft\nfinetuning_type: lora\ncutoff_len: 1024\n"
+                 "per_device_train_batch_size: 1\n")
+    report = judge(read(f), GPU24)
+    if model is None:
+        assert report.unresolved and not any("not on this machine" in n for n in report.notes)
+        return
+    assert report.unresolved is None and report.fit_checked
+    assert any(n.startswith(f"{path} is not on this machine: estimated as {model}") for n in report.notes)
+    est = json.loads(cli("estimate", "--preset", f, "--gpu-mem", "24GiB", "--json").stdout)
+    assert est["peak_bytes"] == report.ctx.estimate.peak_bytes and est["model_note"].startswith(path)
+    bad = cli("estimate", "--model", path if path.startswith("/") else "./" + path)
+    assert bad.returncode == 2 and "not found" in bad.stderr

@@ -333,7 +333,8 @@ def full_finetune_out(args, spec, cfg, hw, reading) -> int:
     full = full_finetune(reading.full, spec, cfg, hw, reading.stage)
     if args.json:
         print_json({"model": spec.name, "method": "full", "fit": full.verdict, "gpu_bytes": full.gpu_bytes,
-                    "peak_bytes": full.peak, "full_finetune": full.to_dict()})
+                    "peak_bytes": full.peak, "full_finetune": full.to_dict(),
+                    **({"model_note": args.model_note} if getattr(args, "model_note", None) else {})})
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -354,6 +355,8 @@ def full_finetune_out(args, spec, cfg, hw, reading) -> int:
     t.add_row("[bold]peak (nvidia-smi)[/bold]", f"[bold]{gib(full.peak):.2f}[/bold]")
     console.print(t)
     console.print(f"  [dim]{full.text()}[/dim]")
+    if getattr(args, "model_note", None):
+        console.print(f"  [dim]{args.model_note}[/dim]")
     if full.gpu_bytes is None:
         console.print(f"fit: {FIT_TEXT['no-gpu']} — plan for one with --gpu-mem 24GiB or --gpu A100-80GB")
     else:
@@ -368,10 +371,19 @@ def run(args) -> int:
     from rankwise.advisor.model import UnknownModel, load_model
 
     cfg = flags_config(args)
+    args.model_note = None
     try:
         spec = load_model(cfg.model.name)
-    except UnknownModel as unknown:
-        return name_bound(args, cfg, unknown)
+    except RankwiseError as e:
+        from rankwise.advisor.model import by_folder_name
+
+        named = by_folder_name(cfg.model.name) if args.foreign is not None and not args.model else None
+        if named is not None:  # a path on the server the foreign file was written for, as check reads it
+            spec, args.model_note = named
+        elif isinstance(e, UnknownModel):
+            return name_bound(args, cfg, e)
+        else:
+            raise
     spec = shipped_as(spec, getattr(args, "load", None), getattr(args, "quant_bits", None))
     if getattr(args, "foreign", None) is not None:
         cfg = as_foreign(args, spec, cfg)
@@ -387,7 +399,8 @@ def run(args) -> int:
 
     ahead = forecast(spec, cfg, judged, hw, price=getattr(args, "price", None))
     if args.json:
-        print_json({**judged.to_dict(), "model": spec.name, **ahead.to_dict(), **({"lengths": lengths} if lengths else {})})
+        print_json({**judged.to_dict(), "model": spec.name, **ahead.to_dict(), **({"lengths": lengths} if lengths else {}),
+                    **({"model_note": args.model_note} if args.model_note else {})})
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -426,6 +439,7 @@ def run(args) -> int:
     if ahead.compare is not None:
         console.print(ahead.compare.line())
     console.print("assumptions:")
-    for a in ((lengths["note"],) if lengths else ()) + est.assumptions + ahead.time.assumptions + ahead.host.notes:
+    for a in (((args.model_note,) if args.model_note else ()) + ((lengths["note"],) if lengths else ())
+              + est.assumptions + ahead.time.assumptions + ahead.host.notes):
         console.print(f"  [dim]- {a}[/dim]")
     return 0
