@@ -21,7 +21,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from rankwise.advisor.config import BIASES, OPTIMIZER_CHOICES, SCHEDULERS, TARGET_SETS, field_help, get_key, with_values
+from rankwise.advisor.config import (BIASES, LOSS_MODES, OPTIMIZER_CHOICES, SCHEDULERS, TARGET_SETS, field_help,
+                                     get_key, with_values)
 from rankwise.advisor.methods import DEFAULT as DEFAULT_METHOD, METHOD_NAMES, METHODS
 
 from ..context import LAUNCHED_PRESETS, SAVED_PRESETS
@@ -43,6 +44,7 @@ FIELDS: tuple[tuple[str, str, tuple | None], ...] = (
     ("train.max_seq_len", "seq len", None),
     ("train.grad_checkpointing", "grad checkpoint", ("on", "off")),
     ("train.optimizer", "optimizer", OPTIMIZER_CHOICES),
+    ("train.loss", "loss", LOSS_MODES),
 )
 
 
@@ -422,7 +424,7 @@ class AdviceScreen(Screen):
     def show_reason(self, widget) -> None:
         for key, label, _ in FIELDS:
             if widget is not None and widget.id == wid(key):
-                why = self.reasons.get(key) or field_help(key)
+                why = self.reasons.get(key) or " ".join((field_help(key) or "").split())  # a docstring: one paragraph
                 text = Text(f"{label}: ", style="bold")
                 text.append(why or "(no reason recorded)")
                 if self.citations.get(key):  # the sources behind it (rankwise advise --why KEY quotes them)
