@@ -107,7 +107,8 @@ def translate(data: dict, tool: Tool, config_dir: Path | None = None) -> tuple[d
             if near and near[0] in tool.table and near[0] not in flat:
                 used = f"; {near[0]} is unset, so {tool.label}'s default is used"
             out.said.append(Said(
-                "unknown-key", tool.unknown_severity, key, f"{key}: not a {tool.label} key{used}",
+                "unknown-key", tool.unknown_severity, key,
+                f"{key}: not {'an' if tool.label[0].lower() in 'aeiou' else 'a'} {tool.label} key{used}",
                 f"{tool.label} {'refuses the file (unknown keys are an error)' if refuses else 'warns and drops it'}",
                 f"did you mean {near[0]}?" if near else "remove it", {near[0]: value} if near else None))
     if tool.finish:
@@ -143,7 +144,8 @@ def _split_overrides(tool: Tool | None, overrides: list[str]) -> tuple[list[tupl
             choices = sorted(tool.known | set(tool.table)) if tool else []
             hint = did_you_mean(key, choices) if tool else None
             p = _key_problem(key)
-            problems.append(Problem(f"--set {key}", f"not a {tool.label} key nor a rankwise key" if tool else p.message,
+            article = "an" if tool and tool.label[0].lower() in "aeiou" else "a"
+            problems.append(Problem(f"--set {key}", f"not {article} {tool.label} key nor a rankwise key" if tool else p.message,
                                     hint or p.hint))
     if problems:
         raise ConfigError(problems=problems, source="--set")
