@@ -212,6 +212,29 @@ def _epochs(rows: int | None, task: str) -> tuple[float, str, str, tuple[str, ..
     return 1.0, f"{rows:,} rows: one pass is usually enough", "guide-rule", guide
 
 
+def _loss(spec: ModelSpec, cfg: RunConfig, hw: Hardware | None, why) -> RunConfig:
+    """The chunked loss (trainer/chunked_loss.py: transformers' loss and gradients, its fp32 work a chunk at a
+    time) where it is what lets the run fit, or lets a better method fit (LoRA where the standard loss leaves
+    only QLoRA with headroom); otherwise the standard loss, as the config says. Judged at micro-batch 1, as the
+    method is."""
+    if _gpu_bytes(hw) is None or cfg.train.loss != "standard" or cfg.train.kernels != "none":
+        return cfg
+    chunked = with_values(cfg, {"train.loss": "chunked"})
+    std = fit.assess(spec, with_values(cfg, {"method": "auto"}), hw)
+    new = fit.assess(spec, with_values(chunked, {"method": "auto"}), hw)
+    order = list(memory.METHODS)
+    rescues = std.verdict != "fits" and new.verdict == "fits"
+    better = std.verdict == "fits" and new.verdict == "fits" and order.index(new.method) < order.index(std.method)
+    if not (rescues or better):
+        return cfg
+    saved = fit.assess(spec, with_values(cfg, {"method": new.method}), hw).peak_gib - new.peak_gib
+    gain = (f"{METHODS[new.method].label} fits where the standard loss leaves only {METHODS[std.method].label}"
+            if better else f"it is what makes {METHODS[new.method].label} fit")
+    why("train.loss", f"chunked: the same loss and gradients with its fp32 work an eighth of the logits at a time, "
+        f"~{saved:.1f} GiB less at the loss's peak here; {gain}", "derived")
+    return chunked
+
+
 def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None = None,
            dataset_rows: int | None = None, seq_len: int | None = None, base: RunConfig | None = None,
            p95_chars: int | None = None, p95_tokens: int | None = None, median_chars: int | None = None,
@@ -299,6 +322,7 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     cfg.train.grad_checkpointing = True
     reasons["train.grad_checkpointing"] = "recomputing activations cuts their memory to one layer's worth (~30% slower)"
     cfg.train.micro_batch, cfg.train.grad_accum = 1, max(1, math.ceil(TARGET_BATCH / gpus))
+    cfg = _loss(spec, cfg, hw, why)
 
     # method: compare both at micro-batch 1
     estimates, fits = _side_by_side(spec, cfg, hw)

@@ -4,6 +4,7 @@ import pytest
 from rankwise.advisor import memory
 from rankwise.advisor.fit import verdict
 from rankwise.advisor.loader import apply_overrides, validate
+from rankwise.advisor.config import RunConfig
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.hardware import Hardware, planned
 from rankwise.advisor.model import load_model
@@ -18,7 +19,9 @@ ADVISED_FIELDS = ["method", "lora.r", "lora.alpha", "lora.dropout", "lora.bias",
 # attention-only weaker, for behaviour/format tasks and small data too)
 SCENARIOS = [
     ("llama-3.1-8b", "chat", "16GiB", {}, "qlora", (16, 32), "all-linear"),
-    ("llama-3.1-8b", "chat", "24GiB", {"seq_len": 4096}, "qlora", (16, 32), "all-linear"),
+    # 8B at 4096 tokens on 24 GiB: the standard loss leaves only QLoRA with headroom; the chunked loss (the same
+    # loss and gradients) lets LoRA fit, so that is the advice (recommend._loss)
+    ("llama-3.1-8b", "chat", "24GiB", {"seq_len": 4096}, "lora", (16, 32), "all-linear"),
     ("llama-3.1-8b", "instruction", "80GiB", {}, "lora", (16, 32), "all-linear"),
     ("qwen2.5-7b", "code", "80GiB", {}, "lora", (64, 128), "all-linear"),
     ("llama-3.1-70b", "chat", "24GiB", {}, None, (16, 32), "all-linear"),
@@ -36,9 +39,9 @@ LR = {"llama-3.1-8b": 2e-4, "qwen2.5-7b": 2e-4, "llama-3.1-70b": 1e-4, "llama-3.
 # here and checked by hand where weights alone decide (test_weights_alone_bound_the_verdicts)
 FITS = [
     {"lora": "wont-fit", "qlora": "fits"},  # 8B: 16-bit weights 14.96 GiB, over 90% of 16 GiB before anything else
-    # 8B at 4096 tokens: weights 15 GiB + the loss's 5.9 GiB + the allocator's cached blocks (the freed 16-bit
-    # logits, 4096 x 128256 x 2 bytes = 0.98 GiB) pass 24 GiB
-    {"lora": "wont-fit", "qlora": "fits"},
+    # 8B at 4096 tokens with the chunked loss: weights 15 GiB + the loss's 2.4 GiB (5 bytes a logit, where the
+    # standard loss's 5.9 GiB and the freed 16-bit logits' cached 0.98 GiB passed 24 GiB)
+    {"lora": "fits", "qlora": "fits"},
     {"lora": "fits", "qlora": "fits"},  # 8B: 15 GiB of weights on 80 GiB
     {"lora": "fits", "qlora": "fits"},  # 7.6B: 14.2 GiB of weights on 80 GiB
     {"lora": "wont-fit", "qlora": "wont-fit"},  # 70B: even 4-bit weights are 32.9 GiB > 24 GiB
@@ -232,3 +235,19 @@ def test_to_dict_shape(results):
     assert d["estimate"]["fit"] == "fits" and d["estimate"]["peak_gib"] > 0
     assert set(d["estimates"]) == {"lora", "qlora"}
     assert d["reasons"]["lora.r"] and isinstance(d["findings"], list) and d["first_sweep"]
+
+
+def test_the_chunked_loss_is_advised_only_where_it_changes_what_fits():
+    """recommend._loss: 8B chat at 4096 tokens on 24 GiB gets LoRA with the chunked loss (the standard loss left
+    only QLoRA with headroom), said in its reason; at 2048 tokens, or on 80 GiB, nothing changes, so the loss
+    stays standard; with no GPU to judge against, standard."""
+    spec = load_model("llama-3.1-8b")
+    long = advise(spec, planned("24GiB"), "chat", seq_len=4096)
+    assert long.config.train.loss == "chunked" and long.method == "lora"
+    assert "LoRA fits where the standard loss leaves only QLoRA" in long.reasons["train.loss"]
+    standard_only = advise(spec, planned("24GiB"), "chat", seq_len=4096,
+                           base=RunConfig.model_validate({"train": {"kernels": "liger"}}))
+    assert standard_only.config.train.loss == "standard"  # Liger's loss is fused already
+    for a in (advise(spec, planned("24GiB"), "chat"), advise(spec, planned("80GiB"), "chat", seq_len=4096),
+              advise(spec, Hardware(gpus=()), "chat", seq_len=4096)):
+        assert a.config.train.loss == "standard" and "train.loss" not in a.reasons
