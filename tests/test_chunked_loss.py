@@ -133,3 +133,18 @@ def test_a_run_that_the_chunked_loss_alone_fits_is_told_so_first():
     assert fixes["chunked loss"]["fit"] == "fits" and fixes["chunked loss"]["saves_gib"] > 6
     wont = next(f for f in check(cfg, spec, hw) if f.code == "wont-fit")
     assert wont.patch == {"train.loss": "chunked"} and wont.fix.startswith("chunked loss")
+
+
+def test_the_oom_message_offers_the_chunked_loss_with_what_it_saves():
+    """After the last OOM retry the worker lists what to change: the chunked loss first where the standard one
+    ran, with the GiB the estimate says it saves (the loss's bytes a logit, 12 -> 5 on this stack)."""
+    from rankwise.trainer.worker import oom_message
+
+    spec = load_model("llama-3.1-8b")
+    std, chunked = estimate(spec, Plan("lora", seq_len=8192)), estimate(spec, Plan("lora", seq_len=8192, loss="chunked"))
+    text = oom_message(std, 24 * 2 ** 30, 1, 8, 2, RunConfig.model_validate({"method": "lora"}))
+    saved = (std.components["logits_loss"] - chunked.components["logits_loss"]) / 2 ** 30
+    assert f"train.loss: chunked (the same loss, its fp32 work a chunk at a time, ~{saved:.1f} GiB less" in text
+    already = oom_message(chunked, 24 * 2 ** 30, 1, 8, 2,
+                          RunConfig.model_validate({"method": "lora", "train": {"loss": "chunked"}}))
+    assert "train.loss: chunked" not in already
