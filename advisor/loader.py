@@ -252,10 +252,11 @@ def _not_a_training_config(data: dict, source: str) -> Problem | None:
                                "config: rankwise runs `accelerate launch` itself",
                        "give the training config (a rankwise preset, an axolotl or a LLaMA-Factory YAML)"
                        + (f"; this file's launch settings are {' '.join(flags)}" if flags else ""))
-    from .foreign.marks import tool_of  # not at the top: the foreign mappers import this module
+    from .foreign.marks import LABELS, which  # not at the top: the foreign mappers import this module
 
-    tool = tool_of(set(keys))
-    if tool is not None:  # read by `check` and `import`, not trained or estimated as it is
+    layout = which(set(keys))
+    if layout is not None:  # read by `check` and `import`, not trained or estimated as it is
+        tool = LABELS[layout]
         return Problem(source, f"an {tool} config, not a rankwise preset: rankwise trains its own presets",
                        f"`rankwise check {source}` judges it as it is (memory, fit, red flags); `rankwise import "
                        f"{source} --out OUT.yaml` writes a rankwise preset from it, to train with `rankwise train --preset "

@@ -22,14 +22,12 @@ Unknown keys: axolotl warns and drops them, so rankwise warns too.
 from __future__ import annotations
 
 from ..config import ATTENTIONS
-from . import marks
 from .known_keys import AXOLOTL_KEYS
 from .mapping import (Default, Out, Tool, accumulate_to, deepspeed,
                       dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
                       names_for_set, OPTIMS_BACK, loraplus, peft_init, FSDP_SHARDING, fsdp_words, modules_to_save, added_tokens)
 
-MARKS = marks.AXOLOTL
 PREFERENCE = {"dpo": "paired", "ipo": "paired", "orpo": "paired", "simpo": "paired", "kto": "unpaired",
               "grpo": "online", "gdpo": "online", "ebft": "online"}
 

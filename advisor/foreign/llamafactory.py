@@ -19,15 +19,12 @@ reports them as errors.
 """
 from __future__ import annotations
 
-from . import marks
 from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
 from .mapping import (Default, Out, Tool, accumulate_to, deepspeed,
                       dora, method_with, optimizer, precision_bf16,
                       precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK,
                       loraplus, fsdp_words, modules_to_save, added_tokens)
 
-MARKS = marks.LLAMA_FACTORY
-V1_MARKS = marks.LLAMA_FACTORY_V1
 V1_SECTIONS = ("peft_config", "quant_config", "dist_config", "kernel_config", "init_config", "optim_config",
                "lr_scheduler_config")
 PREFERENCE = {"dpo": "paired", "rm": "paired", "kto": "unpaired", "ppo": "online", "orpo": "paired",

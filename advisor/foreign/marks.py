@@ -1,5 +1,6 @@
-"""The keys that mark an axolotl or a LLaMA-Factory config, apart from their mappers so that the preset loader
-(advisor/loader.py), which the mappers import, can tell such a file from a broken preset without a cycle."""
+"""The keys that mark an axolotl or a LLaMA-Factory config, and which tool a file is written for: one answer for
+the foreign reader (reading.detect_tool) and the preset loader (advisor/loader.py, which the mappers import, so the
+marks live apart from them: no import cycle)."""
 from __future__ import annotations
 
 AXOLOTL = {"base_model", "adapter", "lora_r", "lora_alpha", "lora_target_modules", "lora_target_linear",
@@ -11,11 +12,15 @@ LLAMA_FACTORY = {"model_name_or_path", "finetuning_type", "lora_rank", "lora_tar
 LLAMA_FACTORY_V1 = {"peft_config", "quant_config", "dist_config", "kernel_config", "model_class", "train_dataset"}
 
 
-def tool_of(keys: set[str]) -> str | None:
-    """"axolotl" or "LLaMA-Factory" for a file with these top-level keys (the one with more marks), else None."""
+def which(keys: set[str]) -> str | None:
+    """The tool and layout a file with these top-level keys is written for: "axolotl", "llama-factory" or
+    "llama-factory-v1" (the newer layout's sections), the tool with more marks; None when no key marks one."""
     if keys & LLAMA_FACTORY_V1:
-        return "LLaMA-Factory"
+        return "llama-factory-v1"
     ax, lf = len(keys & AXOLOTL), len(keys & LLAMA_FACTORY)
     if max(ax, lf) == 0:
         return None
-    return "axolotl" if ax >= lf else "LLaMA-Factory"
+    return "axolotl" if ax >= lf else "llama-factory"
+
+
+LABELS = {"axolotl": "axolotl", "llama-factory": "LLaMA-Factory", "llama-factory-v1": "LLaMA-Factory"}

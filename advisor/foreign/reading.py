@@ -16,7 +16,7 @@ from ..config import RunConfig, set_key
 from ..errors import ConfigError, Problem, RankwiseError, did_you_mean
 from ..loader import _key_problem, anchor_paths, apply_overrides, parse_yaml, read_text, validate
 from ..methods import METHODS
-from . import axolotl, llamafactory
+from . import axolotl, llamafactory, marks
 from .mapping import ROLE, ROLE_FAMILIES, Default, Out, Said, Tool, match_targets, resolve_dora
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 RANKWISE_KEYS = set(RunConfig.model_fields)
 TOOLS = (axolotl.TOOL, llamafactory.TOOL, llamafactory.TOOL_V1)
+BY_LAYOUT = {"axolotl": axolotl.TOOL, "llama-factory": llamafactory.TOOL, "llama-factory-v1": llamafactory.TOOL_V1}
 
 
 def detect_tool(data: Any) -> Tool | None:
@@ -33,12 +34,7 @@ def detect_tool(data: Any) -> Tool | None:
     keys = set(map(str, data))
     if keys <= RANKWISE_KEYS:
         return None
-    if keys & llamafactory.V1_MARKS:
-        return llamafactory.TOOL_V1
-    ax, lf = len(keys & axolotl.MARKS), len(keys & llamafactory.MARKS)
-    if max(ax, lf) == 0:
-        return None
-    return axolotl.TOOL if ax >= lf else llamafactory.TOOL
+    return BY_LAYOUT.get(marks.which(keys))
 
 
 def detect(data: Any) -> str:
