@@ -175,6 +175,15 @@ def _with_name_quantization(name: str, cfg: dict) -> dict:
     return {**cfg, "quantization_config": q} if q else cfg
 
 
+def _catalog_spec(name: str) -> ModelSpec | None:
+    """A catalog model by `name` (or an alias), with what its name says of its shipped quantization."""
+    found = catalog.lookup(name)
+    if found is None:
+        return None
+    key, cfg = found
+    return spec_from_config(key, "catalog", _with_name_quantization(name, cfg))
+
+
 def load_model(name: str) -> ModelSpec:
     """Resolve `--model NAME` without touching the network or any weights."""
     name = str(name).strip()
@@ -195,10 +204,9 @@ def load_model(name: str) -> ModelSpec:
     fetched = None if looks_like_path else config_cache.cached(name)
     if fetched:  # fetched earlier with --fetch-config (config.json only: no weights)
         return spec_from_config(name, "fetched", _read_config(fetched, name))
-    found = catalog.lookup(name)
-    if found:
-        key, cfg = found
-        return spec_from_config(key, "catalog", _with_name_quantization(name, cfg))
+    spec = _catalog_spec(name)
+    if spec:
+        return spec
     entry = None if looks_like_path else model_index.lookup(name)
     if entry:  # families with no record in families.py are read on the meta device from these fields
         return spec_from_config(name, "index", _with_name_quantization(name, entry.config))
@@ -224,18 +232,27 @@ def by_folder_name(name: str) -> tuple[ModelSpec, str] | None:
     base = Path(str(name).strip().rstrip("/")).name
     if not base or Path(name).expanduser().exists():
         return None
-    found = catalog.lookup(base)
-    if found:
-        key, cfg = found
-        spec = spec_from_config(key, "catalog", _with_name_quantization(base, cfg))
-    else:
-        entry = model_index.lookup(base) if "/" in base else model_index.by_base_name(base)
+    spec = _catalog_spec(base)
+    if spec is None:
+        entry = model_index.by_base_name(base)
         if entry is None:
             return None
-        key = entry.model_id
-        spec = spec_from_config(key, "index", _with_name_quantization(base, entry.config))
-    return spec, (f"{name} is not on this machine: estimated as {key}, the model its folder's name names "
+        spec = spec_from_config(entry.model_id, "index", _with_name_quantization(base, entry.config))
+    return spec, (f"{name} is not on this machine: estimated as {spec.name}, the model its folder's name names "
                   "(pass --model to say otherwise)")
+
+
+def load_written(name: str) -> tuple[ModelSpec, str | None]:
+    """`load_model` for the model a config file names, which may be a path on the machine the file was written
+    for: one this machine lacks is read by its folder's name (`by_folder_name`) with the note that says so
+    (None when load_model resolved it); otherwise load_model's own error."""
+    try:
+        return load_model(name), None
+    except RankwiseError:
+        named = by_folder_name(name)
+        if named is None:
+            raise
+        return named
 
 
 class UnknownModel(RankwiseError):

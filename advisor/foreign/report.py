@@ -120,22 +120,20 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
     """Read → resolved model (or, unresolved, a bound from its name's size) → red flags, ignored settings
     and the file's own findings."""
     from .. import fit, size_bound
-    from ..model import by_folder_name, load_model
+    from ..model import load_model, load_written
     from ..redflags import context, run_rules
 
     name = model or reading.cfg.model.name
     spec, unresolved = None, None
     try:
-        spec = load_model(name)
+        spec, note = (load_model(name), None) if model else load_written(name)  # --model: a bad flag is exit 2
     except RankwiseError as e:
         if model:
-            raise  # named on the command line: a bad flag
-        named = by_folder_name(name)  # a path on the server the file was written for
-        if named is not None:
-            spec, note = named
+            raise
+        unresolved = e.message + (f" ({e.hint})" if e.hint else "")
+    else:
+        if note:  # a path on the server the file was written for
             reading.notes.append(note)
-        else:
-            unresolved = e.message + (f" ({e.hint})" if e.hint else "")
     cfg = reading.cfg
     if spec is not None:
         _shipped(reading, spec)

@@ -334,7 +334,7 @@ def full_finetune_out(args, spec, cfg, hw, reading) -> int:
     if args.json:
         print_json({"model": spec.name, "method": "full", "fit": full.verdict, "gpu_bytes": full.gpu_bytes,
                     "peak_bytes": full.peak, "full_finetune": full.to_dict(),
-                    **({"model_note": args.model_note} if getattr(args, "model_note", None) else {})})
+                    **({"model_note": args.model_note} if args.model_note else {})})
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -355,7 +355,7 @@ def full_finetune_out(args, spec, cfg, hw, reading) -> int:
     t.add_row("[bold]peak (nvidia-smi)[/bold]", f"[bold]{gib(full.peak):.2f}[/bold]")
     console.print(t)
     console.print(f"  [dim]{full.text()}[/dim]")
-    if getattr(args, "model_note", None):
+    if args.model_note:
         console.print(f"  [dim]{args.model_note}[/dim]")
     if full.gpu_bytes is None:
         console.print(f"fit: {FIT_TEXT['no-gpu']} — plan for one with --gpu-mem 24GiB or --gpu A100-80GB")
@@ -368,28 +368,20 @@ def full_finetune_out(args, spec, cfg, hw, reading) -> int:
 
 def run(args) -> int:
     from rankwise.advisor.fit import assess
-    from rankwise.advisor.model import UnknownModel, load_model
+    from rankwise.advisor.model import UnknownModel, load_model, load_written
 
     cfg = flags_config(args)
-    args.model_note = None
+    reading = args.foreign
+    written = reading is not None and not args.model  # the model the file names, as check reads it
     try:
-        spec = load_model(cfg.model.name)
-    except RankwiseError as e:
-        from rankwise.advisor.model import by_folder_name
-
-        named = by_folder_name(cfg.model.name) if args.foreign is not None and not args.model else None
-        if named is not None:  # a path on the server the foreign file was written for, as check reads it
-            spec, args.model_note = named
-        elif isinstance(e, UnknownModel):
-            return name_bound(args, cfg, e)
-        else:
-            raise
+        spec, args.model_note = load_written(cfg.model.name) if written else (load_model(cfg.model.name), None)
+    except UnknownModel as unknown:
+        return name_bound(args, cfg, unknown)
     spec = shipped_as(spec, getattr(args, "load", None), getattr(args, "quant_bits", None))
-    if getattr(args, "foreign", None) is not None:
+    if reading is not None:
         cfg = as_foreign(args, spec, cfg)
     cfg, lengths = real_lengths(args, spec, cfg)
     hw = hardware_from(args)
-    reading = getattr(args, "foreign", None)
     if reading is not None and reading.full and not (args.method or _method_flags(args)):
         return full_finetune_out(args, spec, cfg, hw, reading)
     judged = assess(spec, cfg, hw)
