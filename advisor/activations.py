@@ -125,7 +125,7 @@ def layer_weight_transient_bytes(spec: ModelSpec, plan: Plan, adapted: list[Line
     return out
 
 
-CHUNKS = 8  # trainer/chunked_loss.py CHUNKS: the pieces the chunked loss cuts the logits into
+CHUNKS = 8  # the pieces trainer/chunked_loss.py cuts the logits into (torchtune's and axolotl's default)
 
 
 def chunked_loss_bytes(spec: ModelSpec, plan: Plan) -> int:
@@ -136,8 +136,12 @@ def chunked_loss_bytes(spec: ModelSpec, plan: Plan) -> int:
     softmax, worked in place, and the gradient it is written from): 2a + 2 x 4 / CHUNKS bytes a logit,
     5 for 16-bit training, against 12 beside the 16-bit logits for transformers' loss (logits_peak_bytes).
     No softcap term: Gemma 2's tanh output is the logits the loss reads."""
-    a = plan.dtype_bytes
-    return (2 * a * CHUNKS + 2 * 4) * spec.vocab_size // CHUNKS
+    return int(chunked_bytes_a_logit(plan.dtype_bytes) * spec.vocab_size)
+
+
+def chunked_bytes_a_logit(a: int) -> float:
+    """The chunked loss's bytes a logit at its peak for compute dtype `a` (`chunked_loss_bytes`)."""
+    return 2 * a + 2 * 4 / CHUNKS
 
 
 def fused_loss_bytes(spec: ModelSpec, plan: Plan) -> int:

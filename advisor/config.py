@@ -224,6 +224,12 @@ class TrainSection(Section):
     logits): leave it standard."""
     seed: int = 42
     """Seed for data order, dropout and LoRA init."""
+
+    @property
+    def standard_loss(self) -> bool:
+        """transformers' loss runs on the whole logits: neither chunked nor Liger's fused one (which the chunked
+        loss would save memory beside)."""
+        return self.loss == "standard" and self.kernels == "none"
     logging_steps: int = Field(10, ge=1)
     """Steps between progress events."""
     eval_steps: int | None = Field(None, ge=1)

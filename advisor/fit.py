@@ -166,7 +166,7 @@ def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", meth
     base = judged(cfg, method)
     t = cfg.train
     tries: list[tuple[str, dict]] = []  # in order of preference where several are enough alone (_fit_fix)
-    if t.loss == "standard" and t.kernels == "none":  # the same loss and gradients: no cost but a little time
+    if t.standard_loss:  # the chunked loss: the same loss and gradients, no cost but a little time
         tries.append(("chunked loss: fp32 an eighth of the logits at a time (the same loss and gradients)",
                       {"train.loss": "chunked"}))
     if method != LEANEST:

@@ -28,8 +28,8 @@ from .spec import Linear, ModelSpec
 
 from . import allocator, fsdp_wrap, sharding
 from .adapter_init import start_up
-from .activations import (chunked_loss_bytes, fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes, layer_saved_bytes,
-                          layer_weight_transient_bytes, logits_peak_bytes, stream_bytes)
+from .activations import (chunked_loss_bytes, fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes,
+                          layer_saved_bytes, layer_weight_transient_bytes, logits_peak_bytes, stream_bytes)
 from .plan import GIB, HF, LOSSES, OUTSIDE_ALLOCATOR, Estimate, Plan, Stack  # noqa: F401  (callers name them memory.Plan, memory.HF, ...)
 
 MIB = 1024 ** 2
@@ -273,8 +273,10 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     per_layer = layer_saved_bytes(spec, plan, adapted)
     L = spec.num_layers
     final_norm = 4 * spec.hidden_size
-    logits = (fused_loss_bytes(spec, plan) if plan.loss == "fused" else
-              tokens * (chunked_loss_bytes(spec, plan) if plan.loss == "chunked" else logits_peak_bytes(spec, plan)))
+    if plan.loss == "fused":  # the whole micro-batch's, not per token
+        logits = fused_loss_bytes(spec, plan)
+    else:
+        logits = tokens * (chunked_loss_bytes if plan.loss == "chunked" else logits_peak_bytes)(spec, plan)
     weight_tmp = layer_weight_transient_bytes(spec, plan, adapted)
     recompute = tokens * (per_layer + layer_backward_transient_bytes(spec, plan)) + weight_tmp
     if plan.reentrant and plan.grad_checkpointing:  # the recomputed layer's output, alive through its backward (_assumptions says why)

@@ -217,12 +217,12 @@ def _loss(spec: ModelSpec, cfg: RunConfig, hw: Hardware | None, why) -> RunConfi
     time) where it is what lets the run fit, or lets a better method fit (LoRA where the standard loss leaves
     only QLoRA with headroom); otherwise the standard loss, as the config says. Judged at micro-batch 1, as the
     method is."""
-    if _gpu_bytes(hw) is None or cfg.train.loss != "standard" or cfg.train.kernels != "none":
+    if _gpu_bytes(hw) is None or not cfg.train.standard_loss:
         return cfg
     chunked = with_values(cfg, {"train.loss": "chunked"})
     std = fit.assess(spec, with_values(cfg, {"method": "auto"}), hw)
     new = fit.assess(spec, with_values(chunked, {"method": "auto"}), hw)
-    order = list(memory.METHODS)
+    order = list(METHODS)
     rescues = std.verdict != "fits" and new.verdict == "fits"
     better = std.verdict == "fits" and new.verdict == "fits" and order.index(new.method) < order.index(std.method)
     if not (rescues or better):

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import torch
 
-CHUNKS = 8  # pieces of rows the logits are cut into (torchtune's and axolotl's num_output_chunks default)
+from rankwise.advisor.activations import CHUNKS  # pieces of rows: the estimate counts one piece's fp32 work
+
 IGNORE = -100
 
 

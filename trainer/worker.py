@@ -538,13 +538,13 @@ def oom_message(est, gpu_bytes, micro: int, accum: int, retries: int, cfg, prequ
             f"retr{'y' if retries == 1 else 'ies'}; estimated peak {est.peak_gib:.1f} GiB on {where}" if est else
             f"out of memory at micro_batch {micro} after {retries} retries on {where}")
     fixes = []
-    if cfg.train.loss == "standard" and cfg.train.kernels == "none":  # the same loss and gradients, less memory
+    if cfg.train.standard_loss:  # the chunked loss: the same loss and gradients, less memory
         saved = ""
         if est is not None and est.components.get("logits_loss"):  # bytes a logit: the stack's loss vs chunked's
-            from rankwise.advisor.activations import CHUNKS
+            from rankwise.advisor.activations import chunked_bytes_a_logit
 
             a = est.plan.dtype_bytes
-            share = 1 - (2 * a + 8 / CHUNKS) / est.plan.stack.logits_bytes(a)
+            share = 1 - chunked_bytes_a_logit(a) / est.plan.stack.logits_bytes(a)
             saved = f", ~{share * est.components['logits_loss'] / gib:.1f} GiB less at the loss"
         fixes.append(f"train.loss: chunked (the same loss, its fp32 work a chunk at a time{saved})")
     if cfg.method != LEANEST and not prequantized:
