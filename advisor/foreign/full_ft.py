@@ -185,7 +185,7 @@ def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest
     ZeRO-3 offload_param + offload_optimizer), params the weights alone (ZeRO-3 offload_param)."""
     from ..memory import _optimizer_bytes
 
-    n, a = spec.total_params, 4 if plan.fp32_master else plan.dtype_bytes
+    n, a = spec.total_params, _bytes_a_weight(plan)
     weights, grads, states = n * a, n * a, _optimizer_bytes(n, plan.optimizer, a)
     gpus = plan.gpus
     if plan.sharded and gpus > 1:
@@ -203,6 +203,11 @@ def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest
     if rest and stage in REFERENCE_STAGES:
         rest["reference_model"] = n * a // (gpus if plan.sharded and gpus > 1 else 1)
     return Floor(key, n, weights, grads, states, gpus, gpu_bytes, host, rest, accumulates)
+
+
+def _bytes_a_weight(plan: "Plan") -> int:
+    """A trained weight's bytes (and its gradient's): fp32 shards under fp32_master, else the compute dtype."""
+    return 4 if plan.fp32_master else plan.dtype_bytes
 
 
 def full_finetune(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
@@ -227,7 +232,7 @@ def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None") -> tuple
     judged = assess(spec, bare, hw, method="lora")
     plan = judged.estimate.plan
     rest = {k: v for k, v in judged.estimate.components.items() if k not in NOT_REST}
-    a = 4 if plan.fp32_master else plan.dtype_bytes
+    a = _bytes_a_weight(plan)
     if plan.gpus > 1 and not plan.sharded:  # DDP: the flat gradient buckets, a second copy of every gradient
         rest["ddp_buckets"] = spec.total_params * a
     elif plan.sharded and plan.strategy == "fsdp":  # one decoder layer's gradient while it reduce-scatters
