@@ -154,11 +154,21 @@ def _norm(name: str) -> str:
     return name.upper().replace(" ", "").replace("_", "-").replace("NVIDIA", "").replace("GEFORCE", "")
 
 
+def _flat(name: str) -> str:
+    """A GPU name as people type it, to its table spelling: case, spaces, hyphens and a trailing
+    "G" for "GB" do not matter ("rtx-4090", "A100 80G", "a100-80gb")."""
+    key = _norm(name).replace("-", "")
+    return key + "B" if key.endswith("0G") else key
+
+
 def named_gpu(name: str) -> tuple[str, int, tuple[int, int]]:
-    key = _norm(name)
-    table = {_norm(k): k for k in GPU_TABLE}
-    for alias, real in (("A100", "A100-80GB"), ("H100", "H100-80GB"), ("V100", "V100-32GB")):
+    key = _flat(name)
+    table = {_flat(k): k for k in GPU_TABLE}
+    for alias, real in (("A100", "A100-80GB"), ("H100", "H100-80GB"), ("V100", "V100-32GB"),
+                        ("A6000", "RTXA6000"), ("6000ADA", "RTX6000ADA")):
         table.setdefault(alias, real)
+    if key not in table and "RTX" + key in table:  # a GeForce card by its number: "4090"
+        key = "RTX" + key
     if key not in table:
         hint = did_you_mean(key, table) or ""
         raise RankwiseError(f"--gpu: unknown GPU {name!r}",

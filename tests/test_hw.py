@@ -134,3 +134,16 @@ def test_hw_cli_planned_machine():
 def test_usage_error_exits_2():
     out = run_cli("hw", "--bogus")
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("typed,name", [("RTX-4090", "RTX4090"), ("rtx 4090", "RTX4090"), ("4090", "RTX4090"),
+                                        ("a100 80g", "A100-80GB"), ("A100-40G", "A100-40GB"),
+                                        ("A6000", "RTXA6000"), ("rtx 6000 ada", "RTX6000ADA"), ("h200", "H200")])
+def test_gpu_names_as_people_type_them(typed, name):
+    assert hardware.named_gpu(typed)[0] == name
+
+
+def test_an_unknown_gpu_is_still_refused_with_the_near_names():
+    with pytest.raises(RankwiseError) as e:
+        hardware.named_gpu("RTX-4091")
+    assert "RTX4090" in e.value.hint

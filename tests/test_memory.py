@@ -215,6 +215,19 @@ def test_estimate_json(rankwise_cmd):
     assert d["plan"]["grad_checkpointing"] is False and d["plan"]["optimizer"] == "adamw_torch"
 
 
+def test_estimate_takes_the_sequence_length_under_the_names_other_tools_use(rankwise_cmd):
+    """axolotl says sequence_len, TRL max_seq_length: --seq-len and --max-seq-len are --seq."""
+    peaks = []
+    for flag in ("--seq", "--seq-len", "--max-seq-len"):
+        r = subprocess.run(rankwise_cmd + ["estimate", "--model", "qwen2.5-7b", flag, "4096", "--json"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        d = json.loads(r.stdout)
+        assert d["plan"]["seq_len"] == 4096
+        peaks.append(d["peak_gib"])
+    assert len(set(peaks)) == 1
+
+
 def test_estimate_preset_with_override(rankwise_cmd):
     r = subprocess.run(rankwise_cmd + ["estimate", "--preset", "llama3.1-8b-chat-qlora-24gb", "--rank", "64", "--json"],
                        capture_output=True, text=True, timeout=60)

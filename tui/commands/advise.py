@@ -27,7 +27,7 @@ def register(sub) -> None:
     data.add_argument("--dataset", metavar="PATH", help="training data (.jsonl/.json/.csv/.parquet): rows are counted "
                                                         "and lengths measured")
     data.add_argument("--samples", type=int, metavar="N", help="number of training rows, if you know it")
-    p.add_argument("--seq", type=int, metavar="TOKENS", help="sequence length (default: from --dataset, else 2048)")
+    p.add_argument("--seq", "--seq-len", "--max-seq-len", dest="seq", type=int, metavar="TOKENS", help="sequence length (default: from --dataset, else 2048)")
     p.add_argument("--strategy", choices=STRATEGY_CHOICES,
                    help="how --gpus N share the run: ddp (full copy per GPU), fsdp (sharded), deepspeed (ZeRO-3); "
                         "auto (default): DDP if the model fits one GPU, else FSDP")

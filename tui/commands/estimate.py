@@ -49,7 +49,8 @@ def register(sub) -> None:
     p.add_argument("--rank", "-r", type=int, help="LoRA rank (default 16)")
     p.add_argument("--targets", help=f"{' | '.join(TARGET_SETS)} | q_proj,v_proj,... (default standard)")
     p.add_argument("--batch", type=int, help="micro-batch per GPU (default 1)")
-    p.add_argument("--seq", type=int, help="sequence length in tokens (default 2048)")
+    p.add_argument("--seq", "--seq-len", "--max-seq-len", dest="seq", type=int,
+                   help="sequence length in tokens (default 2048)")
     p.add_argument("--grad-checkpointing", dest="grad_checkpointing", action=argparse.BooleanOptionalAction,
                    default=None, help="recompute activations in backward (default on)")
     p.add_argument("--reentrant", dest="reentrant", action=argparse.BooleanOptionalAction, default=None,
