@@ -203,6 +203,33 @@ async def test_save_writes_a_preset_the_schema_accepts(tmp_path):
         assert pilot.app.screen is screen
 
 
+async def test_training_options_are_form_fields_the_estimate_and_the_preset_follow(tmp_path):
+    """init, precision, attention and kernels are on the form: eager attention's score tensors show in the
+    estimate, and what is chosen is what the saved preset (and so the run) holds."""
+    from rankwise.advisor.loader import load_config
+    from rankwise.tui.screens.advice import wid
+
+    async with app_for(tmp_path, hardware=A100).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot, "llama-3.1-8b", "instruction")
+        before = {m: e.peak_bytes for m, e in screen.estimates.items()}
+        chosen = {"train.attention": "eager", "train.precision": "pure_bf16", "lora.init": "pissa",
+                  "train.kernels": "liger"}
+        for key, value in chosen.items():
+            screen.query_one(f"#{wid(key)}", Select).value = value
+            await pilot.pause()
+        assert screen.cfg.train.attention == "eager" and screen.cfg.train.kernels == "liger"
+        assert all(screen.estimates[m].peak_bytes != before[m] for m in before)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        path = tmp_path / "options.yaml"
+        pilot.app.screen.query_one("#path", Input).value = str(path)
+        await pilot.press("enter")
+        await pilot.pause()
+        saved = load_config(path)
+        assert (saved.train.attention, saved.train.precision, saved.lora.init, saved.train.kernels) == (
+            "eager", "pure_bf16", "pissa", "liger")
+
+
 async def test_presets_show_fit_and_flags_on_this_gpu(tmp_path):
     async with app_for(tmp_path).run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+o")

@@ -21,8 +21,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from rankwise.advisor.config import (BIASES, LOSS_MODES, OPTIMIZER_CHOICES, SCHEDULERS, TARGET_SETS, field_help,
-                                     get_key, with_values)
+from rankwise.advisor.config import (ATTENTIONS, BIASES, KERNELS, LORA_INITS, LOSS_MODES, OPTIMIZER_CHOICES,
+                                     PRECISIONS, SCHEDULERS, TARGET_SETS, field_help, get_key, with_values)
 from rankwise.advisor.methods import DEFAULT as DEFAULT_METHOD, METHOD_NAMES, METHODS
 
 from ..context import LAUNCHED_PRESETS, SAVED_PRESETS
@@ -37,6 +37,7 @@ FIELDS: tuple[tuple[str, str, tuple | None], ...] = (
     ("lora.target_modules", "target modules", None),
     ("lora.dropout", "dropout", None),
     ("lora.bias", "bias", BIASES),
+    ("lora.init", "init", LORA_INITS),
     ("train.lr", "learning rate", None),
     ("train.scheduler", "schedule", SCHEDULERS),
     ("train.micro_batch", "micro-batch", None),
@@ -45,6 +46,9 @@ FIELDS: tuple[tuple[str, str, tuple | None], ...] = (
     ("train.grad_checkpointing", "grad checkpoint", ("on", "off")),
     ("train.optimizer", "optimizer", OPTIMIZER_CHOICES),
     ("train.loss", "loss", LOSS_MODES),
+    ("train.precision", "precision", PRECISIONS),
+    ("train.attention", "attention", ATTENTIONS),
+    ("train.kernels", "kernels", KERNELS),
 )
 
 
