@@ -459,14 +459,15 @@ def test_bench_runs_over_a_folder(capsys):
     assert "tracebacks: 0" in text and "fit answer:" in text and "keys left unread:" in text
 
 
-@pytest.mark.parametrize("text,key", [
-    ("base_model: llama-3.2-1b\nlora_r: 8\nlearning_rate: 0.0002\nmicro_batch_size: 1\n", "adapter"),  # axolotl
-    ("model_name_or_path: llama-3.2-1b\nfinetuning_type: full\nstage: sft\n", "finetuning_type"),
+@pytest.mark.parametrize("text,key,held", [
+    ("base_model: llama-3.2-1b\nlora_r: 8\nlearning_rate: 0.0002\nmicro_batch_size: 1\n", "adapter", 2),  # axolotl
+    ("model_name_or_path: llama-3.2-1b\nfinetuning_type: full\nstage: sft\n", "finetuning_type", 4),
 ])
-def test_a_full_fine_tune_is_estimated_as_one_not_as_lora(tmp_path, text, key):
+def test_a_full_fine_tune_is_estimated_as_one_not_as_lora(tmp_path, text, key, held):
     """A small model's full fine-tune on 24 GiB: estimated as a full fine-tune (every weight with its gradient
     and optimizer states, plus the run's activations, logits and buffers), not from the LoRA estimate of the
-    same settings; the LoRA-only checks are dropped."""
+    same settings; the LoRA-only checks are dropped. axolotl trains the weights in the 16-bit dtype it loads;
+    LLaMA-Factory casts them to fp32 first (init_adapter's cast_trainable_params_to_fp32)."""
     from rankwise.advisor.fit import verdict
     from rankwise.advisor.model import load_model
 
@@ -477,7 +478,7 @@ def test_a_full_fine_tune_is_estimated_as_one_not_as_lora(tmp_path, text, key):
     assert said and said[0]["message"].startswith(f"{key}: a full fine-tune")
     full = report.full
     n = load_model("llama-3.2-1b").total_params
-    assert full.weights == full.grads == 2 * n and full.peak > full.bytes  # bf16 weights and gradients, and more
+    assert full.weights == full.grads == held * n and full.states == 2 * held * n and full.peak > full.bytes
     assert full.bytes < GPU24.gpu_bytes and report.fit == verdict(full.peak, GPU24.gpu_bytes) and report.fit_checked
     assert report.fit_basis == "full-estimate"
     assert said[0]["severity"] == {"fits": "info", "tight": "warning", "wont-fit": "error"}[report.fit]
@@ -553,7 +554,9 @@ def test_a_full_fine_tune_written_for_fsdp_and_judged_on_one_gpu_says_how_many_i
 
     n = next(n for n in range(2, 9) if on(n).verdict == "fits")
     assert said["severity"] == "error" and f"--gpus {n} (~{on(n).peak / 2 ** 30:.1f} GiB per GPU there)" in said["fix"]
-    assert abs(on(n).bytes - report.full.bytes / n) < 4 and on(n - 1).verdict != "fits"
+    # accelerate keeps FSDP's trainable shards in fp32 (4 + 4 + 8 bytes a parameter) where one GPU trains the
+    # 16-bit weights it loads (2 + 2 + 4)
+    assert abs(on(n).bytes - 2 * report.full.bytes / n) < 4 and on(n - 1).verdict != "fits"
 
 
 @pytest.mark.parametrize("offload,on_gpu", [("params_and_optimizer", set()), ("params", {"grads", "states"})])
@@ -581,18 +584,26 @@ def test_a_full_fine_tune_with_cpu_offload_keeps_what_it_offloads_in_host_ram(tm
     assert one.host == 0 and one.weights == 2 * spec.total_params
 
 
-@pytest.mark.parametrize("strategy,gpus,divides", [("fsdp", 4, {"weights", "grads", "states"}),
-                                                   ("ddp", 4, set())])
-def test_a_full_fine_tunes_floor_divides_where_the_strategy_shards(strategy, gpus, divides):
+@pytest.mark.parametrize("strategy,gpus,per_param,divides", [
+    ("fsdp", 4, (4, 4, 8), True),  # accelerate upcasts FSDP's trainable flat parameters to fp32
+    ("deepspeed", 4, (2, 2, 4 + 8), True),  # ZeRO-3: 16-bit partition and gradients, fp32 master + AdamW states
+    ("ddp", 4, (2, 2, 4), False),  # every GPU holds it all, in the 16-bit dtype it loads
+])
+def test_a_full_fine_tunes_floor_divides_where_the_strategy_shards(strategy, gpus, per_param, divides):
+    """Bytes a parameter (weights, gradients, optimizer states incl. a master copy) as each stack holds a bf16
+    run with torch AdamW, divided over the GPUs where the strategy shards."""
     from rankwise.advisor.foreign.full_ft import floor
     from rankwise.advisor.model import load_model
     from rankwise.advisor.plan import Plan
 
     spec = load_model("llama-3.1-8b")
+    n = spec.total_params
     one = floor("adapter", spec, Plan("lora", optimizer="adamw_torch", gpus=1), None)
+    assert (one.weights, one.grads, one.states) == (2 * n, 2 * n, 4 * n)
     many = floor("adapter", spec, Plan("lora", optimizer="adamw_torch", gpus=gpus, strategy=strategy), None)
-    for part in ("weights", "grads", "states"):
-        assert getattr(many, part) == getattr(one, part) // (gpus if part in divides else 1)
+    assert (many.weights, many.grads, many.states) == tuple(b * n // (gpus if divides else 1) for b in per_param)
+    upcast = floor("finetuning_type", spec, Plan("lora", optimizer="adamw_torch", gpus=1), None, upcast="LLaMA-Factory")
+    assert (upcast.weights, upcast.grads, upcast.states) == (4 * n, 4 * n, 8 * n) and "LLaMA-Factory" in upcast.held
 
 
 @pytest.mark.parametrize("text", ["peft_use_dora: true\nadapter: qlora\n", "adapter: qlora\npeft_use_dora: true\n"])
@@ -690,3 +701,18 @@ def test_a_local_path_from_the_server_is_read_by_its_folders_name(tmp_path, path
     assert est["peak_bytes"] == report.ctx.estimate.peak_bytes and est["model_note"].startswith(path)
     bad = cli("estimate", "--model", path if path.startswith("/") else "./" + path)
     assert bad.returncode == 2 and "not found" in bad.stderr
+
+
+@pytest.mark.parametrize("order", ["pure_bf16: true\nbf16: true\n", "bf16: true\npure_bf16: true\n"])
+def test_llamafactory_pure_bf16_is_rankwise_pure_bf16_and_keeps_a_full_fine_tune_in_16_bit(tmp_path, order):
+    """pure_bf16 ("purely bf16 precision (without AMP)") is train.precision pure_bf16 whatever bf16 says beside
+    it, and LLaMA-Factory then leaves the trainable parameters in bf16: half the floor of its fp32 cast."""
+    from rankwise.advisor.model import load_model
+
+    path = tmp_path / "pure.yaml"
+    path.write_text("model_name_or_path: llama-3.2-1b\nfinetuning_type: full\nstage: sft\n" + order)
+    reading = read(path)
+    assert reading.cfg.train.precision == "pure_bf16"
+    full = judge(reading, GPU24).full
+    n = load_model("llama-3.2-1b").total_params
+    assert (full.weights, full.grads, full.states) == (2 * n, 2 * n, 4 * n)

@@ -60,6 +60,16 @@ FORWARD = ("activations", "logits_loss")
 # reference-free (as is LLaMA-Factory's dpo stage with pref_loss orpo/simpo, not read here).
 REFERENCE_STAGES = frozenset({"dpo", "ipo", "kto"})
 
+# Tools that cast the trainable parameters to fp32 before training (trained_bytes): LLaMA-Factory's init_adapter
+# (src/llamafactory/model/adapter.py @ff6d4d1: `cast_trainable_params_to_fp32` unless pure_bf16, BAdam or ZeRO-3).
+# axolotl trains them in the dtype it loads (loaders/model.py: `torch_dtype`, no cast for a full fine-tune).
+UPCASTS_TRAINABLE = frozenset({"llama-factory"})
+
+
+def upcaster(reading) -> str:
+    """The tool's name when it casts the trainable parameters to fp32 itself, else ""."""
+    return reading.tool.label if reading.tool is not None and reading.kind in UPCASTS_TRAINABLE else ""
+
 # Rules whose answer is about the LoRA adapter or the LoRA estimate: not this run's.
 LORA_ONLY = frozenset({
     "wont-fit", "ddp-wont-fit", "disk-short", "host-ram-short", "multi-gpu-config", "adapter-start",
@@ -81,6 +91,7 @@ class Floor:
     host: int  # bytes CPU offload keeps in host RAM, over the machine's ranks (0: none)
     rest: dict[str, int] = field(default_factory=dict)  # the run's other memory (`rest_of`); empty: not estimated
     accumulates: bool = False  # gradients accumulate over micro-batches: alive through the next forward
+    held: str = ""  # how a trained weight is held (trained_bytes)
 
     @property
     def bytes(self) -> int:
@@ -127,7 +138,8 @@ class Floor:
         else:
             floor_text = (f"{gib(self.bytes):.1f} GiB{per} for the {self.params / 1e9:.1f}B weights, their "
                           f"gradients and optimizer states ({gib(self.weights):.1f} + {gib(self.grads):.1f} + "
-                          f"{gib(self.states):.1f} GiB)" + (f", the weights in host RAM ({gib(self.host):.1f} GiB "
+                          f"{gib(self.states):.1f} GiB" + (f"; {self.held}" if self.held else "") + ")"
+                          + (f", the weights in host RAM ({gib(self.host):.1f} GiB "
                                                              "over the machine's ranks)" if self.host else ""))
         if self.peak is None or self.basis == "full-floor":
             return f"at least {floor_text}, before activations"
@@ -173,20 +185,22 @@ class Floor:
                 "grads_bytes": self.grads, "optimizer_bytes": self.states, "gpus": self.gpus,
                 "offloaded": bool(self.host), "host_bytes": self.host, "fit": self.verdict, "peak_bytes": self.peak,
                 "components": self.components if self.peak is not None else None,
-                "grads_with_forward": self.accumulates}
+                "grads_with_forward": self.accumulates, "held": self.held}
 
 
 def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest: dict[str, int] | None = None,
-          accumulates: bool = False, stage: str | None = None) -> Floor:
+          accumulates: bool = False, stage: str | None = None, upcast: str = "") -> Floor:
     """A full fine-tune of `spec` under `plan` (its precision, optimizer, GPUs, strategy and offload): the floor
     per GPU, and with `rest` (`rest_of`) the estimate; a preference `stage` that keeps a reference model adds its
     copy. CPU offload applies where the plan shards (one GPU is plain training, as everywhere in rankwise):
     params_and_optimizer keeps weights, gradients and states in host RAM (FSDP CPUOffload(offload_params),
-    ZeRO-3 offload_param + offload_optimizer), params the weights alone (ZeRO-3 offload_param)."""
+    ZeRO-3 offload_param + offload_optimizer), params the weights alone (ZeRO-3 offload_param). `upcast`: the
+    name of the tool when it casts the trained weights to fp32 itself (`trained_bytes`), else ""."""
     from ..memory import _optimizer_bytes
 
-    n, a = spec.total_params, _bytes_a_weight(plan)
-    weights, grads, states = n * a, n * a, _optimizer_bytes(n, plan.optimizer, a)
+    n, held = spec.total_params, trained_bytes(plan, upcast)
+    weights, grads = n * held.weight, n * held.grad
+    states = _optimizer_bytes(n, plan.optimizer, held.state) + n * held.master
     gpus = plan.gpus
     if plan.sharded and gpus > 1:
         if plan.strategy == "deepspeed" or plan.fsdp_sharding in ("full", "hybrid"):
@@ -200,25 +214,64 @@ def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest
         host = sum(moved) * gpus
         weights, grads, states = 0, *((0, 0) if plan.offload == "params_and_optimizer" else (grads, states))
     rest = dict(rest or {})
-    if rest and stage in REFERENCE_STAGES:
-        rest["reference_model"] = n * a // (gpus if plan.sharded and gpus > 1 else 1)
-    return Floor(key, n, weights, grads, states, gpus, gpu_bytes, host, rest, accumulates)
+    if rest and stage in REFERENCE_STAGES:  # frozen, loaded in the compute dtype: never upcast
+        rest["reference_model"] = n * plan.dtype_bytes // (gpus if plan.sharded and gpus > 1 else 1)
+    return Floor(key, n, weights, grads, states, gpus, gpu_bytes, host, rest, accumulates, held.why)
 
 
-def _bytes_a_weight(plan: "Plan") -> int:
-    """A trained weight's bytes (and its gradient's): fp32 shards under fp32_master, else the compute dtype."""
-    return 4 if plan.fp32_master else plan.dtype_bytes
+@dataclass(frozen=True)
+class Held:
+    """How one trained weight is held: its bytes, its gradient's, the dtype's bytes the optimizer keeps its states
+    in, and an fp32 master copy the optimizer keeps beside a 16-bit weight (counted with the optimizer's states:
+    it moves with them under offload_optimizer)."""
+    weight: int
+    grad: int
+    state: int
+    why: str
+    master: int = 0
+
+
+def trained_bytes(plan: "Plan", upcast: str = "") -> Held:
+    """A trained weight as the stack holds it under mixed precision (autocast: bf16/fp16 compute):
+    - FSDP through accelerate upcasts every trainable flat parameter to fp32 ("FSDP upcast of low precision
+      parameters", accelerate 1.16 accelerator.py prepare_model for FSDP1, utils/fsdp_utils.py
+      fsdp2_prepare_model for FSDP2): fp32 shards, fp32 gradients, fp32 AdamW states; the gathered units
+      compute in 16-bit (MixedPrecision param_dtype), which `rest_of` counts;
+    - DeepSpeed ZeRO-3 keeps the 16-bit partition and builds an fp32 copy of it for the optimizer
+      (DeepSpeedZeroOptimizer_Stage3 `_create_fp32_partitions`, which accelerate's comment cites): 16-bit
+      weights and gradients, fp32 master and states (the ZeRO paper's 2 + 2 + 12 bytes a parameter);
+    - `upcast` (the tool's name): it casts the trainable parameters to fp32 before training, as LLaMA-Factory
+      does outside ZeRO-3 and pure_bf16 (model/adapter.py init_adapter, `cast_trainable_params_to_fp32`);
+    - otherwise the HF Trainer trains them in the dtype they load in (axolotl loads in its torch_dtype), and
+      torch AdamW's states take that dtype too.
+    No autocast (pure_bf16, or fp32 compute): no upcast anywhere; fp32_master: the fp32 shards it names."""
+    a = plan.dtype_bytes
+    if plan.fp32_master:
+        return Held(4, 4, 4, "fp32 shards (train.precision fp32_master)")
+    if plan.pure_bf16 or a == 4:
+        return Held(a, a, a, f"{8 * a}-bit weights, gradients and optimizer states (no autocast)")
+    if plan.sharded and plan.gpus > 1 and plan.strategy == "deepspeed":
+        return Held(a, a, 4, f"ZeRO-3's {8 * a}-bit partition and gradients, the optimizer's fp32 master copy and "
+                             "states", master=4)
+    if plan.sharded and plan.gpus > 1:
+        return Held(4, 4, 4, "accelerate upcasts FSDP's trainable parameters to fp32: fp32 shards, gradients "
+                             "and optimizer states")
+    if upcast:
+        return Held(4, 4, 4, f"{upcast} casts the trainable parameters to fp32: fp32 weights, gradients and "
+                             "optimizer states")
+    return Held(a, a, a, f"{8 * a}-bit weights, gradients and optimizer states (trained in the dtype they load in)")
 
 
 def full_finetune(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
-                  stage: str | None = None) -> Floor:
+                  stage: str | None = None, upcast: str = "") -> Floor:
     """A full fine-tune of `spec` with `cfg`'s settings on `hw`: the GPUs, strategy and offload resolved as for
     the LoRA run (fit.assess), its floor and the rest (the module docstring says how)."""
-    rest, plan, gpu_bytes = rest_of(spec, cfg, hw)
-    return floor(key, spec, plan, gpu_bytes, rest, cfg.train.grad_accum > 1, stage)
+    rest, plan, gpu_bytes = rest_of(spec, cfg, hw, upcast)
+    return floor(key, spec, plan, gpu_bytes, rest, cfg.train.grad_accum > 1, stage, upcast)
 
 
-def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None") -> tuple[dict[str, int], "Plan", int | None]:
+def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
+            upcast: str = "") -> tuple[dict[str, int], "Plan", int | None]:
     """What a full fine-tune with `cfg`'s settings holds beside its weights, gradients and optimizer states
     (the module docstring says how it is taken from a LoRA estimate), the plan it was judged under and the
     GPU's bytes."""
@@ -232,16 +285,15 @@ def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None") -> tuple
     judged = assess(spec, bare, hw, method="lora")
     plan = judged.estimate.plan
     rest = {k: v for k, v in judged.estimate.components.items() if k not in NOT_REST}
-    a = _bytes_a_weight(plan)
     if plan.gpus > 1 and not plan.sharded:  # DDP: the flat gradient buckets, a second copy of every gradient
-        rest["ddp_buckets"] = spec.total_params * a
+        rest["ddp_buckets"] = spec.total_params * trained_bytes(plan, upcast).grad
     elif plan.sharded and plan.strategy == "fsdp":  # one decoder layer's gradient while it reduce-scatters
         rest["fsdp_grad_buffers"] = fsdp_grad_bytes(plan, unit_bytes(spec, plan)[0] // plan.dtype_bytes)
     return rest, plan, judged.gpu_bytes
 
 
 def gpus_needed(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware", strategy: str,
-                stage: str | None = None) -> "Floor | None":
+                stage: str | None = None, upcast: str = "") -> "Floor | None":
     """The full fine-tune on the fewest GPUs (2-8) of `hw`'s kind under `strategy` on which it fits: None when
     it fits on none (or no GPU)."""
     from ..config import with_values
@@ -251,7 +303,7 @@ def gpus_needed(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware", s
         return None
     for n in range(2, 9):
         at = full_finetune(key, spec, with_values(cfg, {"distributed.gpus": n, "distributed.strategy": strategy}),
-                           with_gpus(hw, n), stage)
+                           with_gpus(hw, n), stage, upcast)
         if at.verdict == "fits":
             return at
     return None

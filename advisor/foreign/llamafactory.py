@@ -46,6 +46,13 @@ def _type(value, out: Out):
                          {"finetuning_type": "lora"}, severity="warning")
 
 
+def _pure_bf16(value, out: Out):
+    """pure_bf16: "train model in purely bf16 precision (without AMP)" (hparams/finetuning_args.py): rankwise's
+    train.precision pure_bf16 (no autocast; LoRA and optimizer states in bf16, no fp32 cast of what trains)."""
+    if value is True:
+        out.set("train.precision", "pure_bf16")
+
+
 def _quant_bit(value, out: Out):
     if value in (4, "4"):
         method = method_with(True, 4)
@@ -153,7 +160,7 @@ FLAT = {
     "per_device_train_batch_size": to("train.micro_batch"), "gradient_accumulation_steps": to("train.grad_accum"),
     "cutoff_len": to("train.max_seq_len"), "num_train_epochs": to("train.epochs"), "max_steps": steps("train.max_steps"),
     "warmup_ratio": to("train.warmup_ratio"), "warmup_steps": steps("train.warmup_steps"), "bf16": precision_bf16,
-    "fp16": precision_fp16, "trust_remote_code": to("model.trust_remote_code"), "dataset": _dataset,
+    "pure_bf16": _pure_bf16, "fp16": precision_fp16, "trust_remote_code": to("model.trust_remote_code"), "dataset": _dataset,
     "disable_gradient_checkpointing": _no_gc, "optim": optimizer, "weight_decay": to("train.weight_decay"),
     "max_grad_norm": to("train.max_grad_norm"), "seed": to("train.seed"), "logging_steps": to("train.logging_steps"),
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),

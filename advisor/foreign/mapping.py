@@ -171,6 +171,8 @@ def optimizer(value, out):
 
 
 def precision_bf16(value, out):
+    if out.values.get("train.precision") == "pure_bf16":  # LLaMA-Factory's pure_bf16 names the mode either way
+        return
     if value is True or value == "full":
         out.set("train.precision", "bf16")
     elif value == "auto":
