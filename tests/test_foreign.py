@@ -716,3 +716,46 @@ def test_llamafactory_pure_bf16_is_rankwise_pure_bf16_and_keeps_a_full_fine_tune
     full = judge(reading, GPU24).full
     n = load_model("llama-3.2-1b").total_params
     assert (full.weights, full.grads, full.states) == (2 * n, 2 * n, 4 * n)
+
+
+@pytest.mark.parametrize("keys,layers,per_layer", [
+    # LLaMA-Factory's defaults: the last 2 layers, all of each (its norms too; the final norm is not a layer's)
+    ("", 2, lambda fam, L, h: fam["attn"] // L + fam["mlp"] // L + (fam["norm"] - h) // L),
+    ("freeze_trainable_layers: -4\nfreeze_trainable_modules: mlp\n", 4, lambda fam, L, h: fam["mlp"] // L),
+    ("freeze_trainable_layers: 3\nfreeze_trainable_modules: self_attn,mlp\n", 3,
+     lambda fam, L, h: fam["attn"] // L + fam["mlp"] // L),
+])
+def test_a_llamafactory_freeze_fine_tune_trains_only_the_layers_and_modules_it_names(tmp_path, keys, layers,
+                                                                                    per_layer):
+    """finetuning_type freeze: the named layers' modules train (cast to fp32 with their fp32 gradients and
+    states), every other weight stays frozen in bf16; the LoRA checks are dropped as for a full fine-tune, and
+    the finding says what trains."""
+    from rankwise.advisor.model import load_model
+
+    path = tmp_path / "freeze.yaml"
+    path.write_text("model_name_or_path: llama-3.1-8b\nfinetuning_type: freeze\nstage: sft\nbf16: true\n"
+                    "cutoff_len: 1024\n" + keys)
+    report = judge(read(path), GPU24)
+    spec = load_model("llama-3.1-8b")
+    fam, L, n = spec.params_by_family, spec.num_layers, spec.total_params
+    t = layers * per_layer(fam, L, spec.hidden_size)
+    full = report.full
+    assert full.trained == t and 0 < t < n // 4
+    assert (full.weights, full.grads, full.states) == ((n - t) * 2 + t * 4, t * 4, t * 8)
+    said = next(f for f in report.findings if f["code"] == "full-finetune")
+    assert said["message"].startswith("finetuning_type: a partial fine-tune (freeze: ")
+    assert f"{layers} of {L} layers" in said["message"]
+    assert not {"lr-out-of-range", "alpha-below-rank"} & {f["code"] for f in report.findings}
+
+
+def test_freeze_extra_modules_train_the_embeddings_too(tmp_path):
+    from rankwise.advisor.model import load_model
+
+    path = tmp_path / "freeze.yaml"
+    base = "model_name_or_path: llama-3.2-1b\nfinetuning_type: freeze\nstage: sft\nbf16: true\n"
+    path.write_text(base)
+    plain = judge(read(path), GPU24).full
+    path.write_text(base + "freeze_extra_modules: embed_tokens\n")
+    more = judge(read(path), GPU24).full
+    assert more.trained - plain.trained == load_model("llama-3.2-1b").params_by_family["embed"]
+    assert "embed_tokens" in more.which

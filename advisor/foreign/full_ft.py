@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from ..spec import ModelSpec
 
 NOTE = "no adapter: every weight trains; estimated with its gradients and optimizer states"
+PARTIAL_NOTE = ("no adapter: some weights train (the rest frozen, held as loaded); estimated with the trained ones' "
+                "gradients and optimizer states")
 
 # The LoRA estimate's parts that are its adapter or its base's storage (the floor counts the weights), or
 # LoRA-specific start-up peaks; everything else in it is the run's, whatever trains (`rest_of`).
@@ -80,6 +82,57 @@ LORA_ONLY = frozenset({
 
 
 @dataclass(frozen=True)
+class Freeze:
+    """LLaMA-Factory `finetuning_type: freeze` (model/adapter.py `_setup_freeze_tuning` @ff6d4d1): the decoder
+    layers `freeze_trainable_layers` names train (N > 0: the last N; N < 0: the first -N; with use_llama_pro, N
+    layers spread over the depth: N layers all the same), each only in `freeze_trainable_modules` (default
+    "all": the whole layer; else the layer's sub-modules by name, "self_attn", "mlp", ...), plus the
+    `freeze_extra_modules` outside the layers (embed_tokens, lm_head, norm); everything else is frozen. The
+    defaults are LLaMA-Factory's (hparams/finetuning_args.py FreezeArguments: 2 layers, "all", none)."""
+
+    layers: int = 2
+    modules: tuple[str, ...] = ("all",)
+    extra: tuple[str, ...] = ()
+    spread: bool = False  # use_llama_pro: every (L / N)-th layer
+
+    def resolve(self, spec: "ModelSpec") -> tuple[int, str]:
+        """(trained parameters, what trains in LLaMA-Factory's words). A module name the model's families do not
+        place (LLaMA-Factory would refuse it) counts as the whole layer: an upper bound."""
+        fam, L = spec.params_by_family, spec.num_layers
+        per_norm = spec.hidden_size
+        layer_norms = max(0, fam.get("norm", 0) - per_norm) // L  # the final norm sits outside the layers
+        per = {"attn": fam.get("attn", 0) // L,
+               "mlp": (fam.get("mlp", 0) + fam.get("experts", 0) + fam.get("router", 0)) // L}
+        whole = per["attn"] + per["mlp"] + layer_norms
+        one = 0
+        for name in self.modules:
+            low = name.lower()
+            if low == "all":
+                one = whole
+                break
+            if "attn" in low or "attention" in low:
+                one += per["attn"]
+            elif any(w in low for w in ("mlp", "moe", "feed_forward", "ffn")):
+                one += per["mlp"]
+            elif "norm" in low:
+                one += per_norm
+            else:
+                one = whole
+                break
+        n_layers = min(abs(self.layers), L)
+        extra = 0
+        for name in self.extra:
+            low = name.lower()
+            extra += (fam.get("embed", 0) if "embed" in low else fam.get("lm_head", 0) if "lm_head" in low
+                      else per_norm if "norm" in low else 0)
+        where = (f"{n_layers} layers spread over the {L}" if self.spread
+                 else f"{'first' if self.layers < 0 else 'last'} {n_layers} of {L} layers")
+        which = (f"freeze: {', '.join(self.modules)} of the {where}"
+                 + (f", and {', '.join(self.extra)}" if self.extra else ""))
+        return min(spec.total_params, n_layers * one + extra), which
+
+
+@dataclass(frozen=True)
 class Floor:
     key: str  # the foreign key that makes it a full fine-tune (adapter, finetuning_type)
     params: int
@@ -92,6 +145,16 @@ class Floor:
     rest: dict[str, int] = field(default_factory=dict)  # the run's other memory (`rest_of`); empty: not estimated
     accumulates: bool = False  # gradients accumulate over micro-batches: alive through the next forward
     held: str = ""  # how a trained weight is held (trained_bytes)
+    trained: int = 0  # parameters that train, where only some do (a freeze fine-tune: Freeze); 0: all of them
+    which: str = ""  # what trains, in the tool's words, where only some does
+
+    @property
+    def note(self) -> str:
+        return PARTIAL_NOTE if self.trained else NOTE
+
+    @property
+    def what(self) -> str:
+        return f"a partial fine-tune ({self.which})" if self.trained else "a full fine-tune"
 
     @property
     def bytes(self) -> int:
@@ -136,7 +199,8 @@ class Floor:
             floor_text = (f"the {self.params / 1e9:.1f}B weights, their gradients and optimizer states in host RAM "
                           f"({gib(self.host):.1f} GiB over the machine's ranks)")
         else:
-            floor_text = (f"{gib(self.bytes):.1f} GiB{per} for the {self.params / 1e9:.1f}B weights, their "
+            whose = (f"the {self.trained / 1e9:.2f}B trained ones' " if self.trained else "their ")
+            floor_text = (f"{gib(self.bytes):.1f} GiB{per} for the {self.params / 1e9:.1f}B weights, {whose}"
                           f"gradients and optimizer states ({gib(self.weights):.1f} + {gib(self.grads):.1f} + "
                           f"{gib(self.states):.1f} GiB" + (f"; {self.held}" if self.held else "") + ")"
                           + (f", the weights in host RAM ({gib(self.host):.1f} GiB "
@@ -150,7 +214,7 @@ class Floor:
                 f"{beside} and buffers, cache and CUDA context")
 
     def unchecked_reason(self) -> str:
-        return f"a full fine-tune: {self.text()}; no GPU to check it against"
+        return f"{self.what}: {self.text()}; no GPU to check it against"
 
     def finding(self, lora_peak_gib: float | None, more: "Floor | None" = None) -> Said:
         """What `check` says about it, at the key that makes it one; `more`: a config written for several GPUs
@@ -163,21 +227,22 @@ class Floor:
             host = f", with {gib(more.host):.0f} GiB of host RAM for the offload" if more.host else ""
             fix += (f"; as written, for several GPUs: rankwise check FILE --gpus {more.gpus} (~{gib(more.peak):.1f} "
                     f"GiB per GPU there{host})")
-        why = ("every weight trains, so its gradient and optimizer states are held too; the LoRA estimate of these "
-               "settings is not this run's")
+        why = (("the trained weights' gradients and optimizer states are held beside every weight" if self.trained
+                else "every weight trains, so its gradient and optimizer states are held too")
+               + "; the LoRA estimate of these settings is not this run's")
         patch = {self.key: "lora"}
         verdict, per = self.verdict, " per GPU" if self.gpus > 1 else ""
         if verdict == "wont-fit":
-            return Said("full-finetune", "error", self.key, f"{self.key}: a full fine-tune will not fit: "
+            return Said("full-finetune", "error", self.key, f"{self.key}: {self.what} will not fit: "
                         f"{self.text()}, over {gib(self.gpu_bytes):.1f} GiB{per}", why, fix, patch)
         if verdict == "tight":
-            return Said("full-finetune", "warning", self.key, f"{self.key}: a full fine-tune, tight: {self.text()}, "
+            return Said("full-finetune", "warning", self.key, f"{self.key}: {self.what}, tight: {self.text()}, "
                         f"of {gib(self.gpu_bytes):.1f} GiB{per}", why + "; little headroom is left for long batches "
                         "and fragmentation", fix, patch)
         if verdict == "fits":
-            return Said("full-finetune", "info", self.key, f"{self.key}: a full fine-tune: {self.text()}, "
+            return Said("full-finetune", "info", self.key, f"{self.key}: {self.what}: {self.text()}, "
                         f"of {gib(self.gpu_bytes):.1f} GiB{per}", why, "none needed", None)
-        return Said("full-finetune", "warning", self.key, f"{self.key}: a full fine-tune, fit not checked: "
+        return Said("full-finetune", "warning", self.key, f"{self.key}: {self.what}, fit not checked: "
                     f"{self.text()}", why, fix, patch)
 
     def to_dict(self) -> dict:
@@ -185,11 +250,13 @@ class Floor:
                 "grads_bytes": self.grads, "optimizer_bytes": self.states, "gpus": self.gpus,
                 "offloaded": bool(self.host), "host_bytes": self.host, "fit": self.verdict, "peak_bytes": self.peak,
                 "components": self.components if self.peak is not None else None,
-                "grads_with_forward": self.accumulates, "held": self.held}
+                "grads_with_forward": self.accumulates, "held": self.held,
+                "trained_params": self.trained or self.params, "trains": self.which or "every weight"}
 
 
 def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest: dict[str, int] | None = None,
-          accumulates: bool = False, stage: str | None = None, upcast: str = "") -> Floor:
+          accumulates: bool = False, stage: str | None = None, upcast: str = "",
+          trains: "Freeze | None" = None) -> Floor:
     """A full fine-tune of `spec` under `plan` (its precision, optimizer, GPUs, strategy and offload): the floor
     per GPU, and with `rest` (`rest_of`) the estimate; a preference `stage` that keeps a reference model adds its
     copy. CPU offload applies where the plan shards (one GPU is plain training, as everywhere in rankwise):
@@ -199,8 +266,10 @@ def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest
     from ..memory import _optimizer_bytes
 
     n, held = spec.total_params, trained_bytes(plan, upcast)
-    weights, grads = n * held.weight, n * held.grad
-    states = _optimizer_bytes(n, plan.optimizer, held.state) + n * held.master
+    trained, which = trains.resolve(spec) if trains is not None else (0, "")
+    t = trained or n  # the frozen rest stays as loaded, in the compute dtype
+    weights, grads = (n - t) * plan.dtype_bytes + t * held.weight, t * held.grad
+    states = _optimizer_bytes(t, plan.optimizer, held.state) + t * held.master
     gpus = plan.gpus
     if plan.sharded and gpus > 1:
         if plan.strategy == "deepspeed" or plan.fsdp_sharding in ("full", "hybrid"):
@@ -216,7 +285,7 @@ def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest
     rest = dict(rest or {})
     if rest and stage in REFERENCE_STAGES:  # frozen, loaded in the compute dtype: never upcast
         rest["reference_model"] = n * plan.dtype_bytes // (gpus if plan.sharded and gpus > 1 else 1)
-    return Floor(key, n, weights, grads, states, gpus, gpu_bytes, host, rest, accumulates, held.why)
+    return Floor(key, n, weights, grads, states, gpus, gpu_bytes, host, rest, accumulates, held.why, trained, which)
 
 
 @dataclass(frozen=True)
@@ -263,15 +332,15 @@ def trained_bytes(plan: "Plan", upcast: str = "") -> Held:
 
 
 def full_finetune(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
-                  stage: str | None = None, upcast: str = "") -> Floor:
+                  stage: str | None = None, upcast: str = "", trains: "Freeze | None" = None) -> Floor:
     """A full fine-tune of `spec` with `cfg`'s settings on `hw`: the GPUs, strategy and offload resolved as for
     the LoRA run (fit.assess), its floor and the rest (the module docstring says how)."""
-    rest, plan, gpu_bytes = rest_of(spec, cfg, hw, upcast)
-    return floor(key, spec, plan, gpu_bytes, rest, cfg.train.grad_accum > 1, stage, upcast)
+    rest, plan, gpu_bytes = rest_of(spec, cfg, hw, upcast, trains)
+    return floor(key, spec, plan, gpu_bytes, rest, cfg.train.grad_accum > 1, stage, upcast, trains)
 
 
 def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
-            upcast: str = "") -> tuple[dict[str, int], "Plan", int | None]:
+            upcast: str = "", trains: "Freeze | None" = None) -> tuple[dict[str, int], "Plan", int | None]:
     """What a full fine-tune with `cfg`'s settings holds beside its weights, gradients and optimizer states
     (the module docstring says how it is taken from a LoRA estimate), the plan it was judged under and the
     GPU's bytes."""
@@ -286,14 +355,15 @@ def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
     plan = judged.estimate.plan
     rest = {k: v for k, v in judged.estimate.components.items() if k not in NOT_REST}
     if plan.gpus > 1 and not plan.sharded:  # DDP: the flat gradient buckets, a second copy of every gradient
-        rest["ddp_buckets"] = spec.total_params * trained_bytes(plan, upcast).grad
+        trained = (trains.resolve(spec)[0] if trains is not None else 0) or spec.total_params
+        rest["ddp_buckets"] = trained * trained_bytes(plan, upcast).grad
     elif plan.sharded and plan.strategy == "fsdp":  # one decoder layer's gradient while it reduce-scatters
         rest["fsdp_grad_buffers"] = fsdp_grad_bytes(plan, unit_bytes(spec, plan)[0] // plan.dtype_bytes)
     return rest, plan, judged.gpu_bytes
 
 
 def gpus_needed(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware", strategy: str,
-                stage: str | None = None, upcast: str = "") -> "Floor | None":
+                stage: str | None = None, upcast: str = "", trains: "Freeze | None" = None) -> "Floor | None":
     """The full fine-tune on the fewest GPUs (2-8) of `hw`'s kind under `strategy` on which it fits: None when
     it fits on none (or no GPU)."""
     from ..config import with_values
@@ -303,7 +373,7 @@ def gpus_needed(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware", s
         return None
     for n in range(2, 9):
         at = full_finetune(key, spec, with_values(cfg, {"distributed.gpus": n, "distributed.strategy": strategy}),
-                           with_gpus(hw, n), stage, upcast)
+                           with_gpus(hw, n), stage, upcast, trains)
         if at.verdict == "fits":
             return at
     return None

@@ -39,8 +39,9 @@ def _type(value, out: Out):
         out.default("method", "lora")
         out.extra["oft"] = out.key
     else:
-        if value == "full":
+        if value in ("full", "freeze"):  # estimated as what it is (full_ft.py), the LoRA checks dropped
             out.full = out.key
+            out.extra["freeze"] = value == "freeze"
         out.not_modelled(f"finetuning_type {value}: not a LoRA fine-tune, far more memory for a full or partial "
                          "fine-tune (checked as LoRA)", "rankwise estimates LoRA and QLoRA",
                          {"finetuning_type": "lora"}, severity="warning")
@@ -179,7 +180,8 @@ NOT_MODELLED = {
     "neat_packing": "packing without cross-attention between packed sequences (same memory as packing)",
     "resize_vocab": "a resized vocabulary: embeddings and the output head grow",
     "lora_parameters": "LoRA on parameters (e.g. MoE experts): adapter size not estimated",
-    "use_llama_pro": "LLaMA Pro block expansion: extra trainable blocks",
+    "use_llama_pro": "LLaMA Pro block expansion: the added blocks are estimated as the named model's shape has "
+                     "them (a base model's name counts its original layers only)",
     "use_galore": "GaLore projected optimizer states", "use_apollo": "APOLLO optimizer states",
     "use_badam": "BAdam block-wise optimizer", "use_adam_mini": "Adam-mini optimizer states",
     "shift_attn": "shifted-sparse attention (LongLoRA): activation memory at long sequences",
@@ -210,6 +212,44 @@ def _unfrozen(what: str):
 OFT_BLOCK = 32
 
 
+def _freeze_arg(name: str):
+    """freeze_trainable_layers / _modules / freeze_extra_modules / use_llama_pro, kept for `_flat_finish`."""
+    def put(value, out: Out):
+        out.extra[name] = value
+    return put
+
+
+def _llama_pro(value, out: Out):
+    """LLaMA Pro: the blocks scripts/llama_pro.py added are in the model the file names; freeze trains every
+    (L / N)-th layer, those blocks (full_ft.Freeze.spread)."""
+    if value not in (False, 0):
+        out.extra["use_llama_pro"] = value
+        out.not_modelled(NOT_MODELLED["use_llama_pro"])
+
+
+def _names(value) -> tuple[str, ...]:
+    """LLaMA-Factory's comma-separated module list (hparams/finetuning_args.py `split_arg`), or a YAML list."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(str(v).strip() for v in items if str(v).strip())
+
+
+def _freeze(out: Out) -> None:
+    """finetuning_type freeze: which weights train (full_ft.Freeze), from the keys beside it."""
+    from .full_ft import Freeze
+
+    layers = out.extra.get("freeze_trainable_layers", Freeze.layers)
+    try:
+        layers = int(layers)
+    except (TypeError, ValueError):
+        out.key = "freeze_trainable_layers"
+        out.not_modelled(f"freeze_trainable_layers {layers!r} is not a whole number: {Freeze.layers} (the default) "
+                         "assumed")
+        layers = Freeze.layers
+    modules = _names(out.extra.get("freeze_trainable_modules") or "all") or ("all",)
+    extra = _names(out.extra.get("freeze_extra_modules") or "")
+    out.partial = Freeze(layers, modules, extra, bool(out.extra.get("use_llama_pro")))
+
+
 def _oft_block(value, out: Out):
     out.extra["oft_block_size"] = value
 
@@ -221,6 +261,8 @@ def _flat_finish(out: Out) -> None:
     Estimated as LoRA with as many trainable weights on a square linear (r (d_in + d_out) = d_in (b - 1) / 2:
     r = (b - 1) / 4, 8 at peft's default b = 32); said as not modelled: the fp32 copy of each adapted linear's
     input the rotation keeps for backward, and OFT's Cayley-Neumann temporaries."""
+    if out.extra.get("freeze"):
+        _freeze(out)
     key = out.extra.get("oft")
     if not key:
         return
@@ -240,6 +282,8 @@ def _flat_finish(out: Out) -> None:
 FLAT.update({
     "double_quantization": to("quant.double_quant"), "oft_block_size": _oft_block,
     "oft_target": targets_mapper("names"),
+    **{k: _freeze_arg(k) for k in ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules")},
+    "use_llama_pro": _llama_pro,
     "freeze_vision_tower": _unfrozen("the vision tower trains in full: its gradients and optimizer states are "
                                      "not in the estimate"),
     "freeze_multi_modal_projector": _unfrozen("the multimodal projector trains in full: its gradients and "

@@ -45,6 +45,7 @@ class Out:
     targets: tuple[Any, str, str] | None = None  # (raw value, foreign key, "regex" | "names")
     stage: str | None = None  # a preference stage (dpo, kto, orpo, ...) or None for SFT
     full: str | None = None  # the key that makes it a full fine-tune (advisor/foreign/full_ft.py), or None
+    partial: Any = None  # full_ft.Freeze where only some weights train, else None
     extra: dict = field(default_factory=dict)  # what a tool's `finish` combines (axolotl batch_size)
     key: str = ""  # the foreign key being mapped
 

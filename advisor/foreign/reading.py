@@ -61,6 +61,7 @@ class Reading:
     full: str | None = None  # the foreign key that makes it a full fine-tune (full_ft.py), or None
     unread: list[str] = field(default_factory=list)  # keys the tool has that change neither memory nor advice
     blank: list[str] = field(default_factory=list)  # keys written without a value: unset
+    partial: Any = None  # full_ft.Freeze where only some weights train (LLaMA-Factory freeze), else None
 
     @property
     def layout(self) -> str:
@@ -195,7 +196,7 @@ def read(path: str | Path, overrides: list[str] | None = None) -> Reading:
         notes.append(f"{tool.label} defaults used: " + ", ".join(
             f"{d.dotted} {d.value}" for d in defaulted.values()))
     return Reading(cfg, tool.kind, source, tool, notes, list(out.said), dict(out.origin), defaulted, lines,
-                   out.targets, out.stage, out.full, unread, blank)
+                   out.targets, out.stage, out.full, unread, blank, out.partial)
 
 
 def load_any(path: str | Path) -> tuple[RunConfig, str, list[str]]:

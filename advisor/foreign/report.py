@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import RankwiseError
 from ..finding import SEVERITY_ORDER
-from .full_ft import LORA_ONLY, NOTE, Floor, full_finetune, gpus_needed, upcaster
+from .full_ft import LORA_ONLY, Floor, full_finetune, gpus_needed, upcaster
 from .language import estimated_cfg, localize, multi_gpu, stage_findings
 from .mapping import match_targets
 from .reading import Reading, resolve_targets, unread_notes
@@ -43,7 +43,7 @@ class Report:
 
     @property
     def method_note(self) -> str:
-        return NOTE if self.full is not None else self.ctx.method_note
+        return self.full.note if self.full is not None else self.ctx.method_note
 
     @property
     def fit(self) -> str | None:
@@ -161,12 +161,13 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
     full = None
     if reading.full and spec is not None and ctx.judged is not None:  # the LoRA estimate is not this run's
         upcast = upcaster(reading)
-        full = full_finetune(reading.full, spec, ctx.cfg, hw, reading.stage, upcast)
+        full = full_finetune(reading.full, spec, ctx.cfg, hw, reading.stage, upcast, reading.partial)
         findings = [f for f in findings if f.code not in LORA_ONLY]
         said = [s for s in said if s.code not in LORA_ONLY and not (s.code == "not-modelled" and s.key == reading.full)]
         more = None
         if full.verdict in ("wont-fit", "tight") and full.gpus == 1 and cfg.distributed.strategy in ("fsdp", "deepspeed"):
-            more = gpus_needed(reading.full, spec, ctx.cfg, hw, cfg.distributed.strategy, reading.stage, upcast)
+            more = gpus_needed(reading.full, spec, ctx.cfg, hw, cfg.distributed.strategy, reading.stage, upcast,
+                              reading.partial)
         said.append(full.finding(ctx.judged.peak_gib, more))
     out = [localize(f, reading) for f in findings] + [localize(s, reading) for s in said]
     out.sort(key=lambda d: SEVERITY_ORDER[d["severity"]])

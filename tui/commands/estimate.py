@@ -331,7 +331,7 @@ def full_finetune_out(args, spec, cfg, hw, reading) -> int:
     """A foreign config with no adapter: `check`'s full fine-tune estimate, by component."""
     from rankwise.advisor.foreign.full_ft import full_finetune, upcaster
 
-    full = full_finetune(reading.full, spec, cfg, hw, reading.stage, upcaster(reading))
+    full = full_finetune(reading.full, spec, cfg, hw, reading.stage, upcaster(reading), reading.partial)
     if args.json:
         print_json({"model": spec.name, "method": "full", "fit": full.verdict, "gpu_bytes": full.gpu_bytes,
                     "peak_bytes": full.peak, "full_finetune": full.to_dict(),
@@ -342,7 +342,7 @@ def full_finetune_out(args, spec, cfg, hw, reading) -> int:
 
     console = Console()
     plan_gpus = f" · {full.gpus} GPUs (per GPU)" if full.gpus > 1 else ""
-    console.print(f"[bold]{spec.name} · full fine-tune ({reading.kind}: {reading.full}) · batch "
+    console.print(f"[bold]{spec.name} · {full.what.removeprefix('a ')} ({reading.kind}: {reading.full}) · batch "
                   f"{cfg.train.micro_batch} × {cfg.train.max_seq_len}{plan_gpus}[/bold]")
     t = Table()
     t.add_column("component")
