@@ -378,7 +378,7 @@ def test_import_refuses_a_rankwise_preset():
 # ------------------------------------------------------------------ codes: documented and exercised
 
 FOREIGN_CODES = {"not-modelled", "unknown-key", "preference-stage", "multi-gpu-config", "unknown-target-module",
-                 "full-finetune"}
+                 "full-finetune", "frozen-adapter"}
 
 
 def test_foreign_codes_are_documented_and_produced():
@@ -394,7 +394,7 @@ def test_foreign_codes_are_documented_and_produced():
     assert declared == FOREIGN_CODES
     produced = set()
     for fixture in ("foreign-not-modelled.yaml", "foreign-lf-typo.yaml", "foreign-dpo.yaml", "foreign-fsdp.yaml",
-                    "axolotl-risky.yaml", "foreign-full-7b.yaml"):
+                    "axolotl-risky.yaml", "foreign-full-7b.yaml", "axolotl-unfrozen-lora.yaml"):
         produced |= {f["code"] for f in judge(read(FIX / fixture), GPU24).findings}
     assert FOREIGN_CODES <= produced
 
@@ -759,3 +759,34 @@ def test_freeze_extra_modules_train_the_embeddings_too(tmp_path):
     more = judge(read(path), GPU24).full
     assert more.trained - plain.trained == load_model("llama-3.2-1b").params_by_family["embed"]
     assert "embed_tokens" in more.which
+
+
+def _read_text(tmp_path, text: str):
+    path = tmp_path / f"axolotl-{abs(hash(text))}.yaml"
+    path.write_text(text)
+    return read(path)
+
+
+def test_axolotl_unfrozen_parameters_beside_an_adapter_that_freezes_it_is_an_error(tmp_path):
+    """axolotl freezes every parameter its unfrozen_parameters patterns do not match (re.match, dots literal)
+    after the adapter is added: "^model.language_model.*" and "^lm_head.*" match no base_model.model.… LoRA name,
+    so nothing trains. A preference stage that loads the adapter's config only, or a pattern that matches the
+    LoRA weights, leaves it a note; without an adapter the file is a full fine-tune, estimated whole."""
+    report = judge(read(FIX / "axolotl-unfrozen-lora.yaml"), GPU24)
+    said = next(f for f in report.findings if f["code"] == "frozen-adapter")
+    assert said["severity"] == "error" and said["keys"] == [{"key": "unfrozen_parameters", "line": 11}]
+    assert "lora_modules_to_save" in said["fix"]
+    text = (FIX / "axolotl-unfrozen-lora.yaml").read_text()
+    for change in (text + "rl: dpo\n", text.replace("^lm_head.*", "base_model.model.model.layers.0.+")):
+        codes = {f["code"] for f in judge(_read_text(tmp_path, change), GPU24).findings}
+        assert "frozen-adapter" not in codes and "not-modelled" in codes
+    full = judge(_read_text(tmp_path, text.replace("adapter: qlora\nload_in_4bit: true\n", "")), GPU24)
+    assert full.full is not None and "frozen-adapter" not in {f["code"] for f in full.findings}
+
+
+def test_axolotl_leaves_checkpointing_non_reentrant_with_unfrozen_parameters(tmp_path):
+    """normalize_config sets use_reentrant True only without unfrozen_parameters; left unset, transformers 5
+    checkpoints non-reentrant."""
+    text = (FIX / "axolotl-unfrozen-lora.yaml").read_text()
+    assert _read_text(tmp_path, text).cfg.train.checkpointing_reentrant is False
+    assert _read_text(tmp_path, text.split("\nunfrozen_parameters:")[0]).cfg.train.checkpointing_reentrant is True

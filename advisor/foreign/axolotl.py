@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ..config import ATTENTIONS
 from .known_keys import AXOLOTL_KEYS
-from .mapping import (Default, Out, Tool, accumulate_to, deepspeed,
+from .mapping import (Default, Out, Said, Tool, accumulate_to, deepspeed,
                       dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
                       names_for_set, OPTIMS_BACK, loraplus, peft_init, FSDP_SHARDING, fsdp_words, modules_to_save, added_tokens)
@@ -266,8 +266,6 @@ NOT_MODELLED = {
     "model_quantization_config_kwargs": "a torchao/other quantization of the base: base memory differs from "
                                         "estimated",
     "bnb_config_kwargs": "bitsandbytes options (quant type, double quantization): read as NF4 with double quant",
-    "unfrozen_parameters": "parameters trained in full beside LoRA: their gradients and optimizer states are "
-                           "not in the estimate",
     "device_map": "weights placed across devices or the CPU: per-GPU memory differs from estimated",
     "relora_cpu_offload": "ReLoRA merges on the CPU",
     "freeze_mm_modules": "which multimodal modules train: an unfrozen vision tower or projector is not in the "
@@ -337,6 +335,64 @@ def _as_estimated(value, out: Out):
     figure without low-memory loading)."""
 
 
+def _unfrozen(value, out: Out):
+    out.extra["unfrozen"] = value if isinstance(value, list) else [value]
+
+
+# A LoRA weight's name as axolotl's freeze_layers_except sees it: it runs on the model ModelLoader.load returns,
+# the peft model when there is an adapter (train.py `setup_model_and_tokenizer`, then `freeze_layers_except`)
+PEFT_NAMES = ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight",
+              "base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.default.weight")
+
+
+CONFIG_ONLY_STAGES = frozenset({"dpo", "ipo", "kto"})
+
+
+def _pattern(raw: str):
+    """axolotl utils/freeze.py LayerNamePattern: a trailing [start:end] range dropped, every "." not followed by
+    "+" made literal, matched with re.match (anchored at the name's start)."""
+    import re
+
+    base = re.match(r"^(.+)\[([0-9]*)(?::([0-9]*))?\]$", raw)
+    try:
+        return re.compile(re.sub(r"\.(?!\+)", "\\.", base.group(1) if base else raw))
+    except re.error:
+        return None
+
+
+def _check_unfrozen(out: Out) -> None:
+    """unfrozen_parameters freezes every parameter no pattern matches (utils/freeze.py freeze_layers_except): meant
+    for full fine-tunes (axolotl#1464). With an adapter it runs on the peft model, so the LoRA weights are frozen
+    too unless a pattern matches their `base_model.model.` names (axolotl#1188: "unfreezing parameters while doing
+    LoRAs is not supported"): nothing trains and the Trainer stops on an empty optimizer."""
+    patterns = [str(p) for p in out.extra.get("unfrozen") or [] if p is not None and str(p).strip()]
+    if not patterns:
+        return
+    out.key = "unfrozen_parameters"
+    if out.full is not None:
+        out.not_modelled("only the parameters these patterns match train; estimated as if every weight trains "
+                         "(an upper bound)")
+        return
+    compiled = [c for c in map(_pattern, patterns) if c is not None]
+    # dpo/ipo/kto load the adapter's config only (loaders/model.py _load_adapters: config_only=True): TRL adds the
+    # LoRA weights after the freezing, and they train
+    if out.stage in CONFIG_ONLY_STAGES or any(c.match(name) for c in compiled for name in PEFT_NAMES):
+        out.not_modelled("parameters trained in full beside LoRA: their gradients and optimizer states are not in "
+                         "the estimate")
+        return
+    shown = ", ".join(patterns[:3]) + (", ..." if len(patterns) > 3 else "")
+    out.said.append(Said(
+        "frozen-adapter", "error", out.key,
+        f"unfrozen_parameters with an adapter freezes the adapter: axolotl freezes every parameter none of "
+        f"{shown} matches, after the LoRA weights are added, and their names (base_model.model.…lora_A…) match "
+        "none: nothing trains",
+        "unfrozen_parameters is for full fine-tunes (axolotl#1464); freezing runs on the peft model and "
+        "unfreezing beside LoRA is not supported (axolotl#1188)",
+        "remove unfrozen_parameters; to train embed_tokens or lm_head in full beside LoRA, list them in "
+        "lora_modules_to_save"))
+
+
+TABLE["unfrozen_parameters"] = _unfrozen
 TABLE["bfloat16"] = _bfloat16
 TABLE["float16"] = not_modelled("fp16 weights without the Trainer's fp16 autocast (utils/config: torch_dtype "
                                 "float16; core/builders/base.py: fp16 only from cfg.fp16): precision not modelled")
@@ -368,12 +424,14 @@ def finish(out: Out) -> None:
         out.not_modelled("no adapter: a full fine-tune, every weight trained with its gradients and optimizer "
                          "states (far more memory); checked as LoRA", "set adapter: lora or qlora",
                          {"adapter": "lora"}, severity="warning")
+    _check_unfrozen(out)
     if out.values.get("train.grad_checkpointing") and "train.checkpointing_reentrant" not in out.values:
-        # utils/config/__init__.py normalize_config: checkpointing with no gradient_checkpointing_kwargs and no
-        # rl is {"use_reentrant": True}; with rl, core/builders/base.py passes {"use_reentrant": False}
-        # (Gemma 4 is forced to False there too; unfrozen_parameters, which also skips it, is not read here)
+        # utils/config/__init__.py normalize_config: checkpointing with no gradient_checkpointing_kwargs, no rl
+        # and no unfrozen_parameters is {"use_reentrant": True}; with rl, core/builders/base.py passes
+        # {"use_reentrant": False}; with unfrozen_parameters the kwargs stay unset, and transformers 5's
+        # activation_checkpointing_enable then uses {"use_reentrant": False} (Gemma 4 is forced to False too)
         out.key = "gradient_checkpointing"
-        out.set("train.checkpointing_reentrant", out.stage is None)
+        out.set("train.checkpointing_reentrant", out.stage is None and not out.extra.get("unfrozen"))
     accumulate_to(out, "batch_size", out.extra.get("batch_size"))
 
 
