@@ -211,34 +211,6 @@ def validate(data: Any, source: str = "config", lines: dict | None = None) -> Ru
     return cfg
 
 
-# accelerate's launcher config (`accelerate config` writes it): its keys, and how its settings are said in rankwise
-ACCELERATE_MARKS = {"compute_environment", "distributed_type"}
-ACCELERATE_STRATEGY = {"FSDP": "fsdp", "DEEPSPEED": "deepspeed", "MULTI_GPU": "ddp"}
-FSDP_SHARDING = {"FULL_SHARD": "full", "1": "full", "SHARD_GRAD_OP": "shard_grad_op", "2": "shard_grad_op",
-                 "NO_SHARD": "no_shard", "3": "no_shard", "HYBRID_SHARD": "hybrid", "4": "hybrid"}
-
-
-def _accelerate_flags(data: dict) -> list[str]:
-    """An accelerate config's launch settings as rankwise flags (what `rankwise train` passes to accelerate)."""
-    flags = []
-    strategy = ACCELERATE_STRATEGY.get(str(data.get("distributed_type", "")).upper())
-    if strategy:
-        flags.append(f"--set distributed.strategy={strategy}")
-    n = data.get("num_processes")
-    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
-        flags.append(f"--gpus {n}")
-    fsdp = data.get("fsdp_config") if isinstance(data.get("fsdp_config"), dict) else {}
-    if strategy == "fsdp":
-        if fsdp.get("fsdp_offload_params") is True:
-            flags.append("--set distributed.offload=params_and_optimizer")
-        sharding = FSDP_SHARDING.get(str(fsdp.get("fsdp_sharding_strategy", "")).upper())
-        if fsdp.get("fsdp_reshard_after_forward") is False:  # FSDP2's SHARD_GRAD_OP
-            sharding = "shard_grad_op"
-        if sharding and sharding != "full":
-            flags.append(f"--set distributed.fsdp_sharding={sharding}")
-    return flags
-
-
 def _not_a_training_config(data: dict, source: str) -> Problem | None:
     """One problem for a file that is not a rankwise preset (rather than one per key): an accelerate launcher
     config, an axolotl or LLaMA-Factory config (`check` and `import` read those; `train`, `estimate` and the
@@ -246,12 +218,15 @@ def _not_a_training_config(data: dict, source: str) -> Problem | None:
     keys = [str(k) for k in data]
     if set(keys) & set(RunConfig.model_fields):
         return None
-    if ACCELERATE_MARKS & set(keys):
-        flags = _accelerate_flags(data)
+    from . import launcher
+
+    if launcher.MARKS & set(keys):
+        flags = launcher.settings(data).flags()
         return Problem(source, "an accelerate launcher config (compute_environment, distributed_type), not a training "
                                "config: rankwise runs `accelerate launch` itself",
                        "give the training config (a rankwise preset, an axolotl or a LLaMA-Factory YAML)"
-                       + (f"; this file's launch settings are {' '.join(flags)}" if flags else ""))
+                       + (f"; this file's launch settings are {' '.join(flags)}" if flags else "")
+                       + f"; `check` and `estimate` read it beside one: --accelerate-config {source}")
     from .foreign.marks import LABELS, which  # not at the top: the foreign mappers import this module
 
     layout = which(set(keys))

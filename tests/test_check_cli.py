@@ -302,3 +302,58 @@ def test_advise_on_a_model_known_only_by_its_names_size_answers_the_method_appro
     assert not (tmp_path / "x.yaml").exists()
     nameless = cli("advise", "--model", "someorg/Foo", "--task", "chat")
     assert nameless.returncode == 2 and "unknown model" in nameless.stderr and "Traceback" not in nameless.stderr
+
+
+DEEPSPEED_Z3_OFFLOAD = """compute_environment: LOCAL_MACHINE
+distributed_type: DEEPSPEED
+deepspeed_config:
+  zero_stage: 3
+  offload_param_device: cpu
+  offload_optimizer_device: cpu
+mixed_precision: bf16
+num_processes: 2
+"""
+
+
+@pytest.mark.parametrize("text,values,gpus", [
+    ("compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nfsdp_config:\n  fsdp_offload_params: true\n"
+     "mixed_precision: fp16\nnum_processes: 4\n",
+     {"distributed.strategy": "fsdp", "distributed.offload": "params_and_optimizer", "train.precision": "fp16"}, 4),
+    (DEEPSPEED_Z3_OFFLOAD, {"distributed.strategy": "deepspeed", "distributed.offload": "params_and_optimizer",
+                           "train.precision": "bf16"}, 2),
+    ("compute_environment: LOCAL_MACHINE\ndistributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 2\n"
+     "num_processes: 8\n", {"distributed.strategy": "ddp"}, 8),  # ZeRO-2: judged as DDP, said
+    ("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nmixed_precision: 'no'\nnum_processes: 2\n",
+     {"distributed.strategy": "ddp"}, 2),
+])
+def test_an_accelerate_config_reads_as_rankwise_settings(tmp_path, text, values, gpus):
+    from rankwise.advisor import launcher
+
+    f = tmp_path / "acc.yaml"
+    f.write_text(text)
+    got = launcher.read(f)
+    assert got.values == values and got.gpus == gpus
+
+
+def test_check_and_estimate_judge_a_training_config_under_its_accelerate_config(tmp_path):
+    """LLaMA-Factory and axolotl take their GPUs, FSDP/DeepSpeed and offload from the accelerate config the run
+    is launched with: beside the training config, the same answer as those settings written as flags; --gpus
+    and --set still win; a file that is not an accelerate config is bad input."""
+    acc = tmp_path / "acc.yaml"
+    acc.write_text(DEEPSPEED_Z3_OFFLOAD)
+    train = FIX / "foreign-fsdp.yaml"
+    via = json.loads(cli("check", train, "--gpu", "RTX4090", "--accelerate-config", acc, "--json").stdout)
+    by_hand = json.loads(cli("check", train, "--gpu", "RTX4090", "--gpus", "2", "--set", "distributed.strategy=deepspeed",
+                             "--set", "distributed.offload=params_and_optimizer", "--set", "train.precision=bf16",
+                             "--json").stdout)
+    assert via["estimate"]["peak_gib"] == by_hand["estimate"]["peak_gib"]
+    assert via["config"]["distributed"]["strategy"] == "deepspeed" and via["estimate"]["plan"]["gpus"] == 2
+    assert any(n.startswith(f"from {acc}: 2 process(es)") for n in via["notes"])
+    four = json.loads(cli("check", train, "--gpu", "RTX4090", "--accelerate-config", acc, "--gpus", "4",
+                          "--set", "distributed.offload=none", "--json").stdout)
+    assert four["estimate"]["plan"]["gpus"] == 4 and four["config"]["distributed"]["offload"] == "none"
+    est = json.loads(cli("estimate", "--model", "llama-3.1-8b", "--gpu", "RTX4090", "--accelerate-config", acc,
+                         "--json").stdout)
+    assert est["plan"]["gpus"] == 2 and est["plan"]["strategy"] == "deepspeed" and est["launcher"]
+    bad = cli("check", train, "--accelerate-config", train)
+    assert bad.returncode == 2 and "not an accelerate config" in bad.stderr and "Traceback" not in bad.stderr

@@ -48,12 +48,13 @@ def test_an_accelerate_config_is_told_apart_with_its_settings_as_flags(tmp_path)
         load_config(write(tmp_path, ACCELERATE))
     (p,) = e.value.problems
     assert "an accelerate launcher config" in p.message
-    assert p.hint.endswith("--set distributed.strategy=fsdp --gpus 4 --set distributed.offload=params_and_optimizer "
-                           "--set distributed.fsdp_sharding=shard_grad_op")
+    assert ("--gpus 4 --set distributed.strategy=fsdp --set distributed.offload=params_and_optimizer "
+            "--set distributed.fsdp_sharding=shard_grad_op --set train.precision=bf16;") in p.hint
+    assert "--accelerate-config" in p.hint  # check and estimate take it beside a training config
     with pytest.raises(ConfigError) as e:  # FSDP2 says SHARD_GRAD_OP as reshard_after_forward: false
         load_config(write(tmp_path, "compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nfsdp_config:\n"
                                     "  fsdp_version: 2\n  fsdp_reshard_after_forward: false\n"))
-    assert e.value.problems[0].hint.endswith("--set distributed.strategy=fsdp --set distributed.fsdp_sharding=shard_grad_op")
+    assert "--set distributed.strategy=fsdp --set distributed.fsdp_sharding=shard_grad_op;" in e.value.problems[0].hint
 
 
 def test_a_file_with_no_training_keys_is_one_problem_but_typos_still_get_did_you_mean(tmp_path):

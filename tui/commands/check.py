@@ -12,7 +12,7 @@ from rankwise.advisor.fit import STRATEGY_NAMES
 from rankwise.advisor.methods import METHOD_NAMES, label
 
 from ..style import GOOD, SEVERITY_STYLE
-from .common import add_json, add_planning, hardware_from, print_json
+from .common import add_json, add_launcher, add_planning, hardware_from, launcher_from, launcher_note, print_json
 
 
 
@@ -37,6 +37,7 @@ def register(sub) -> None:
 
     add_data_flags(p)
     add_json(p)
+    add_launcher(p)
     add_planning(p)
     p.set_defaults(func=run)
 
@@ -49,7 +50,10 @@ def run(args) -> int:
     from rankwise.advisor.foreign import read
     from rankwise.advisor.foreign.report import judge
 
-    report = judge(read(args.file, args.check_set), hardware_from(args), args.model, args.method)
+    launch = launcher_from(args)  # before hardware_from: its process count is the GPUs when --gpus is not given
+    overrides = (launch.overrides() if launch else []) + args.check_set  # --set wins over the launcher's
+    report = judge(read(args.file, overrides), hardware_from(args), args.model, args.method)
+    report.notes[:0] = launcher_note(args, launch)
     gate = 3 if report.errors or (args.require_fit and not report.fit_checked) else 0
     if args.json:
         r, ctx, full = report.reading, report.ctx, report.full

@@ -27,6 +27,35 @@ def add_planning(parser: argparse.ArgumentParser) -> None:
                         "else a list price per named GPU)")
 
 
+def add_launcher(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--accelerate-config", metavar="FILE",
+                        help="the accelerate config the run is launched with (`accelerate launch --config_file`): "
+                             "its process count, FSDP/DeepSpeed, offload, sharding and mixed precision, under any "
+                             "--gpus/--set given")
+
+
+def launcher_from(args):
+    """--accelerate-config FILE → its settings (advisor/launcher.Launch), or None; its process count becomes --gpus
+    when --gpus is not given."""
+    path = getattr(args, "accelerate_config", None)
+    if not path:
+        return None
+    from rankwise.advisor import launcher
+
+    launch = launcher.read(path)
+    if launch.gpus and getattr(args, "gpus", None) is None:
+        args.gpus = launch.gpus
+    return launch
+
+
+def launcher_note(args, launch) -> list[str]:
+    if launch is None:
+        return []
+    said = ", ".join(f"{k} {v}" for k, v in launch.values.items())
+    head = f"from {args.accelerate_config}: {launch.gpus or 1} process(es)" + (f", {said}" if said else "")
+    return [head, *launch.notes]
+
+
 def hardware_from(args) -> hardware.Hardware:
     return hardware.resolve(getattr(args, "gpu_mem", None), getattr(args, "gpus", None), getattr(args, "gpu", None))
 

@@ -12,7 +12,7 @@ from rankwise.advisor.plan import STARTUPS
 from rankwise.advisor.units import gib
 
 from ..style import FIT_LABEL, FIT_STYLE
-from .common import add_json, add_planning, hardware_from, print_json
+from .common import add_json, add_launcher, add_planning, hardware_from, launcher_from, launcher_note, print_json
 
 PRE_FORMATS = methods.PreQuantized.FORMATS  # --load choices of a pre-quantized base
 
@@ -110,6 +110,7 @@ def register(sub) -> None:
                    help="estimate a preset's config, or an axolotl / LLaMA-Factory config as `check` reads it (a "
                         "full fine-tune estimated as one); flags override it")
     add_json(p)
+    add_launcher(p)
     add_planning(p)
     p.set_defaults(func=run)
 
@@ -181,6 +182,9 @@ def flags_config(args):
             args.foreign = reading
     else:
         cfg = with_values(RunConfig(), {"method": methods.DEFAULT})  # without a preset: LoRA unless --method says
+    args.launch = launcher_from(args)  # the launcher's settings over the preset's, under the flags
+    if args.launch is not None and args.launch.values:
+        cfg = with_values(cfg, args.launch.values)
     for flag, value, low in (("--rank", args.rank, 1), ("--batch", args.batch, 1), ("--seq", args.seq, 1),
                              ("--gpus", args.gpus, 0)):
         if value is not None and value < low:
@@ -393,7 +397,8 @@ def run(args) -> int:
     ahead = forecast(spec, cfg, judged, hw, price=getattr(args, "price", None))
     if args.json:
         print_json({**judged.to_dict(), "model": spec.name, **ahead.to_dict(), **({"lengths": lengths} if lengths else {}),
-                    **({"model_note": args.model_note} if args.model_note else {})})
+                    **({"model_note": args.model_note} if args.model_note else {}),
+                    **({"launcher": launcher_note(args, args.launch)} if args.launch else {})})
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -432,7 +437,8 @@ def run(args) -> int:
     if ahead.compare is not None:
         console.print(ahead.compare.line())
     console.print("assumptions:")
-    for a in (((args.model_note,) if args.model_note else ()) + ((lengths["note"],) if lengths else ())
+    for a in (tuple(launcher_note(args, args.launch)) + ((args.model_note,) if args.model_note else ())
+              + ((lengths["note"],) if lengths else ())
               + est.assumptions + ahead.time.assumptions + ahead.host.notes):
         console.print(f"  [dim]- {a}[/dim]")
     return 0

@@ -1,0 +1,95 @@
+"""accelerate's launcher config (what `accelerate config` writes and `accelerate launch --config_file` reads): how
+many processes, which engine (DDP, FSDP, DeepSpeed), its offload and sharding, the mixed precision. LLaMA-Factory
+and axolotl runs on several GPUs take these from such a file, not from the training YAML, so `check` and
+`estimate` read one beside the training config (`--accelerate-config FILE`) as rankwise settings. No torch."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import RankwiseError
+
+MARKS = {"compute_environment", "distributed_type"}  # keys every accelerate config has, a training config never
+STRATEGY = {"FSDP": "fsdp", "DEEPSPEED": "deepspeed", "MULTI_GPU": "ddp"}
+FSDP_SHARDING = {"FULL_SHARD": "full", "1": "full", "SHARD_GRAD_OP": "shard_grad_op", "2": "shard_grad_op",
+                 "NO_SHARD": "no_shard", "3": "no_shard", "HYBRID_SHARD": "hybrid", "4": "hybrid"}
+PRECISION = {"bf16": "bf16", "fp16": "fp16"}  # mixed_precision "no" leaves the training config's own
+OFFLOADED = ("cpu", "nvme")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """An accelerate config's settings in rankwise's keys, and its process count (the GPUs of the machine)."""
+
+    values: dict[str, Any] = field(default_factory=dict)  # dotted rankwise key → value
+    gpus: int | None = None
+    notes: tuple[str, ...] = ()
+
+    def overrides(self) -> list[str]:
+        """As `--set KEY=VALUE` strings, the form `check` applies."""
+        return [f"{k}={v}" for k, v in self.values.items()]
+
+    def flags(self) -> list[str]:
+        """As the flags a user would type."""
+        return ([f"--gpus {self.gpus}"] if self.gpus and self.gpus > 1 else []) + [
+            f"--set {k}={v}" for k, v in self.values.items()]
+
+
+def settings(data: dict) -> Launch:
+    """An accelerate config's launch settings (accelerate's config keys: distributed_type, num_processes,
+    fsdp_config.fsdp_offload_params / fsdp_sharding_strategy / fsdp_reshard_after_forward, deepspeed_config.
+    zero_stage / offload_param_device / offload_optimizer_device, mixed_precision)."""
+    values: dict[str, Any] = {}
+    notes: list[str] = []
+    strategy = STRATEGY.get(str(data.get("distributed_type", "")).upper())
+    fsdp = data.get("fsdp_config") if isinstance(data.get("fsdp_config"), dict) else {}
+    ds = data.get("deepspeed_config") if isinstance(data.get("deepspeed_config"), dict) else {}
+    if strategy == "deepspeed":
+        stage = ds.get("zero_stage")
+        if stage in (0, 1, 2, "0", "1", "2"):
+            strategy = "ddp"
+            notes.append(f"DeepSpeed ZeRO-{stage}: judged as DDP (it shards at most optimizer states and gradients)")
+        elif "deepspeed_config_file" in ds:
+            notes.append(f"DeepSpeed from {ds['deepspeed_config_file']}: ZeRO-3 assumed (the JSON is not read here)")
+    if strategy:
+        values["distributed.strategy"] = strategy
+    if strategy == "fsdp":
+        if fsdp.get("fsdp_offload_params") is True:
+            values["distributed.offload"] = "params_and_optimizer"
+        sharding = FSDP_SHARDING.get(str(fsdp.get("fsdp_sharding_strategy", "")).upper())
+        if fsdp.get("fsdp_reshard_after_forward") is False:  # FSDP2's SHARD_GRAD_OP
+            sharding = "shard_grad_op"
+        if sharding and sharding != "full":
+            values["distributed.fsdp_sharding"] = sharding
+    if strategy == "deepspeed":
+        param = str(ds.get("offload_param_device", "none")).lower() in OFFLOADED
+        optim = str(ds.get("offload_optimizer_device", "none")).lower() in OFFLOADED
+        if param:
+            values["distributed.offload"] = "params_and_optimizer" if optim else "params"
+        elif optim:
+            notes.append("ZeRO-3 offloads the optimizer states only: estimated without offload (an over-estimate)")
+    precision = PRECISION.get(str(data.get("mixed_precision", "")).lower())
+    if precision:
+        values["train.precision"] = precision
+    n = data.get("num_processes")
+    gpus = n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
+    machines = data.get("num_machines")
+    if isinstance(machines, int) and not isinstance(machines, bool) and machines > 1 and gpus:
+        notes.append(f"num_processes {gpus} over {machines} machines: {gpus // machines} GPUs on each, the "
+                     "estimate is per GPU")
+    return Launch(values, gpus, tuple(notes))
+
+
+def read(path: str | Path) -> Launch:
+    """An accelerate config file → its settings; bad input (missing, not YAML, not an accelerate config) → exit 2."""
+    from .loader import parse_yaml, read_text
+
+    p = Path(path).expanduser()
+    data, _ = parse_yaml(read_text(p, "accelerate config"), str(p))
+    if not isinstance(data, dict) or not MARKS & set(map(str, data)):
+        raise RankwiseError(f"--accelerate-config {path}: not an accelerate config (it has no compute_environment or "
+                            "distributed_type)", "give the file `accelerate config` wrote (e.g. "
+                            "~/.cache/huggingface/accelerate/default_config.yaml), the one `accelerate launch "
+                            "--config_file` is given")
+    return settings(data)
