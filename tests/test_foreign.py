@@ -790,3 +790,33 @@ def test_axolotl_leaves_checkpointing_non_reentrant_with_unfrozen_parameters(tmp
     text = (FIX / "axolotl-unfrozen-lora.yaml").read_text()
     assert _read_text(tmp_path, text).cfg.train.checkpointing_reentrant is False
     assert _read_text(tmp_path, text.split("\nunfrozen_parameters:")[0]).cfg.train.checkpointing_reentrant is True
+
+
+def test_a_full_fine_tunes_checkpoints_are_counted_on_the_disk_they_go_to(tmp_path):
+    """A checkpoint holds the weights as held (LLaMA-Factory's fp32 cast: 4 bytes) and both AdamW moments of
+    every trained weight; save_total_limit unset keeps every one (HF's default), so even the first must fit. On
+    a probed machine with less free disk: an error; on a declared one: the figure only."""
+    from rankwise.advisor.hardware import Gpu, Hardware, Host
+    from rankwise.advisor.model import load_model
+
+    gib = 1024 ** 3
+    n = load_model("llama-3.2-1b").total_params
+
+    def machine(free):
+        host = Host(cpu_cores=8, ram_total_bytes=64 * gib, ram_available_bytes=60 * gib, disk_free_bytes=free,
+                    disk_path="/data")
+        return Hardware(gpus=(Gpu(0, "NVIDIA A100-SXM4-80GB", 80 * gib, free_bytes=79 * gib, used_bytes=gib),), host=host)
+
+    path = tmp_path / "full.yaml"
+    body = "model_name_or_path: llama-3.2-1b\nfinetuning_type: full\nstage: sft\nbf16: true\ncutoff_len: 1024\n"
+    path.write_text(body)
+    roomy = judge(read(path), machine(500 * gib))
+    assert roomy.full.checkpoint > n * (4 + 8) and "disk-short" not in {f["code"] for f in roomy.findings}
+    assert any(note.startswith("checkpoints: ~") and "every one stays" in note for note in roomy.notes)
+    tight = judge(read(path), machine(10 * gib))
+    short = next(f for f in tight.findings if f["code"] == "disk-short")
+    assert short["severity"] == "error" and "the first checkpoint" in short["message"]
+    path.write_text(body + "save_total_limit: 2\n")
+    limited = judge(read(path), machine(30 * gib))  # one fits, three (the limit + the one written before) do not
+    assert "3 checkpoints" in next(f for f in limited.findings if f["code"] == "disk-short")["message"]
+    assert "disk-short" not in {f["code"] for f in judge(read(path), GPU24).findings}  # declared: not judged

@@ -41,6 +41,7 @@ from ..units import gib
 from .mapping import Said
 
 if TYPE_CHECKING:
+    from ..finding import Finding
     from ..config import RunConfig
     from ..hardware import Hardware
     from ..plan import Plan
@@ -61,6 +62,12 @@ FORWARD = ("activations", "logits_loss")
 # like it; with an adapter the reference is the base with the adapter disabled, no copy. ORPO and SimPO are
 # reference-free (as is LLaMA-Factory's dpo stage with pref_loss orpo/simpo, not read here).
 REFERENCE_STAGES = frozenset({"dpo", "ipo", "kto"})
+
+# A full fine-tune's checkpoint (HF Trainer `_save_checkpoint`): the model's weights in the dtype they are held in
+# (save_pretrained of the state dict; FSDP's FULL_STATE_DICT gathers the fp32 shards whole), the optimizer's state
+# dict (both AdamW moments of every trained weight; ZeRO-3's files hold its fp32 master copy too), and the
+# scheduler, RNG and trainer state (host_plan.CHECKPOINT_EXTRA). `save_only_model` (not read) writes the weights only.
+from ..host_plan import CHECKPOINT_EXTRA  # noqa: E402
 
 # Tools that cast the trainable parameters to fp32 before training (trained_bytes): LLaMA-Factory's init_adapter
 # (src/llamafactory/model/adapter.py @ff6d4d1: `cast_trainable_params_to_fp32` unless pure_bf16, BAdam or ZeRO-3).
@@ -147,6 +154,7 @@ class Floor:
     held: str = ""  # how a trained weight is held (trained_bytes)
     trained: int = 0  # parameters that train, where only some do (a freeze fine-tune: Freeze); 0: all of them
     which: str = ""  # what trains, in the tool's words, where only some does
+    checkpoint: int = 0  # bytes one checkpoint writes (checkpoint_bytes)
 
     @property
     def note(self) -> str:
@@ -245,13 +253,37 @@ class Floor:
         return Said("full-finetune", "warning", self.key, f"{self.key}: {self.what}, fit not checked: "
                     f"{self.text()}", why, fix, patch)
 
+    def disk(self, keep: int | None, free: int | None, where: str | None) -> tuple[str, "Finding | None"]:
+        """The checkpoints on disk: a line for the notes, and an error when the disk where they go is too small
+        (`keep`: how many stay at once, save_total_limit + 1, None when the file keeps every one; `free`: bytes
+        free there on a probed machine, None for a declared one)."""
+        one = gib(self.checkpoint)
+        if keep is None:
+            line = (f"checkpoints: ~{one:.1f} GiB each (weights and optimizer states); save_total_limit is unset, "
+                    "so every one stays on disk")
+        else:
+            line = f"checkpoints: ~{one:.1f} GiB each (weights and optimizer states), {keep} on disk at once: " \
+                   f"~{one * keep:.1f} GiB"
+        need = self.checkpoint * (keep or 1)
+        if free is None or need <= free:
+            return line, None
+        many = "the first checkpoint" if keep is None else f"{keep} checkpoints"
+        from ..finding import Finding
+
+        return line, Finding("disk-short", "error", f"disk: {many} of this {self.what.removeprefix('a ')} need "
+                             f"~{gib(need):.1f} GiB, {gib(free):.1f} GiB free at {where}",
+                             "a save on a full disk fails the run at that checkpoint, hours in",
+                             "free disk or write the output elsewhere; keep fewer checkpoints (save_total_limit: 1), "
+                             "or save the weights only (save_only_model: true: no resuming)")
+
     def to_dict(self) -> dict:
         return {"key": self.key, "params": self.params, "floor_bytes": self.bytes, "weights_bytes": self.weights,
                 "grads_bytes": self.grads, "optimizer_bytes": self.states, "gpus": self.gpus,
                 "offloaded": bool(self.host), "host_bytes": self.host, "fit": self.verdict, "peak_bytes": self.peak,
                 "components": self.components if self.peak is not None else None,
                 "grads_with_forward": self.accumulates, "held": self.held,
-                "trained_params": self.trained or self.params, "trains": self.which or "every weight"}
+                "trained_params": self.trained or self.params, "trains": self.which or "every weight",
+                "checkpoint_bytes": self.checkpoint}
 
 
 def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest: dict[str, int] | None = None,
@@ -270,6 +302,7 @@ def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest
     t = trained or n  # the frozen rest stays as loaded, in the compute dtype
     weights, grads = (n - t) * plan.dtype_bytes + t * held.weight, t * held.grad
     states = _optimizer_bytes(t, plan.optimizer, held.state) + t * held.master
+    checkpoint = weights + states + CHECKPOINT_EXTRA  # whole, before the GPUs split them
     gpus = plan.gpus
     if plan.sharded and gpus > 1:
         if plan.strategy == "deepspeed" or plan.fsdp_sharding in ("full", "hybrid"):
@@ -285,7 +318,8 @@ def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest
     rest = dict(rest or {})
     if rest and stage in REFERENCE_STAGES:  # frozen, loaded in the compute dtype: never upcast
         rest["reference_model"] = n * plan.dtype_bytes // (gpus if plan.sharded and gpus > 1 else 1)
-    return Floor(key, n, weights, grads, states, gpus, gpu_bytes, host, rest, accumulates, held.why, trained, which)
+    return Floor(key, n, weights, grads, states, gpus, gpu_bytes, host, rest, accumulates, held.why, trained, which,
+                 checkpoint)
 
 
 @dataclass(frozen=True)

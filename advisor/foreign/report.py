@@ -158,7 +158,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         extra = multi_gpu(reading, ctx.judged, need)
         if extra:
             said.append(extra)
-    full = None
+    full, disk_note = None, []
     if reading.full and spec is not None and ctx.judged is not None:  # the LoRA estimate is not this run's
         upcast = upcaster(reading)
         full = full_finetune(reading.full, spec, ctx.cfg, hw, reading.stage, upcast, reading.partial)
@@ -169,9 +169,15 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
             more = gpus_needed(reading.full, spec, ctx.cfg, hw, cfg.distributed.strategy, reading.stage, upcast,
                               reading.partial)
         said.append(full.finding(ctx.judged.peak_gib, more))
+        keep = cfg.train.save_total_limit + 1 if "train.save_total_limit" in reading.origin else None  # HF: all
+        host = hw.host if hw is not None and hw.source == "probe" else None  # a declared machine's disk is not here
+        line, short = full.disk(keep, host.disk_free_bytes if host else None, host.disk_path if host else None)
+        disk_note = [line]
+        if short is not None:
+            findings.append(short)
     out = [localize(f, reading) for f in findings] + [localize(s, reading) for s in said]
     out.sort(key=lambda d: SEVERITY_ORDER[d["severity"]])
-    notes = reading.notes + unread_notes(reading)
+    notes = reading.notes + disk_note + unread_notes(reading)
     if full is not None and reading.defaulted:  # the tool's LoRA defaults play no part in a full fine-tune
         prefix = f"{reading.tool.label} defaults used: "
         kept = [f"{d.dotted} {d.value}" for d in reading.defaulted.values() if not d.dotted.startswith("lora.")]
