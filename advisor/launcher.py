@@ -1,14 +1,12 @@
 """accelerate's launcher config (what `accelerate config` writes and `accelerate launch --config_file` reads): how
 many processes, which engine (DDP, FSDP, DeepSpeed), its offload and sharding, the mixed precision. LLaMA-Factory
 and axolotl runs on several GPUs take these from such a file, not from the training YAML, so `check` and
-`estimate` read one beside the training config (`--accelerate-config FILE`) as rankwise settings. No torch."""
+`estimate` read one beside the training config (`--accelerate-config FILE`, loader.read_launcher) as rankwise
+settings. No torch, no I/O."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-from .errors import RankwiseError
 
 MARKS = {"compute_environment", "distributed_type"}  # keys every accelerate config has, a training config never
 STRATEGY = {"FSDP": "fsdp", "DEEPSPEED": "deepspeed", "MULTI_GPU": "ddp"}
@@ -79,17 +77,3 @@ def settings(data: dict) -> Launch:
         notes.append(f"num_processes {gpus} over {machines} machines: {gpus // machines} GPUs on each, the "
                      "estimate is per GPU")
     return Launch(values, gpus, tuple(notes))
-
-
-def read(path: str | Path) -> Launch:
-    """An accelerate config file → its settings; bad input (missing, not YAML, not an accelerate config) → exit 2."""
-    from .loader import parse_yaml, read_text
-
-    p = Path(path).expanduser()
-    data, _ = parse_yaml(read_text(p, "accelerate config"), str(p))
-    if not isinstance(data, dict) or not MARKS & set(map(str, data)):
-        raise RankwiseError(f"--accelerate-config {path}: not an accelerate config (it has no compute_environment or "
-                            "distributed_type)", "give the file `accelerate config` wrote (e.g. "
-                            "~/.cache/huggingface/accelerate/default_config.yaml), the one `accelerate launch "
-                            "--config_file` is given")
-    return settings(data)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from . import launcher
 from .config import RunConfig, field_help, set_key
 from .errors import ConfigError, Problem, RankwiseError, did_you_mean
 
@@ -211,6 +212,18 @@ def validate(data: Any, source: str = "config", lines: dict | None = None) -> Ru
     return cfg
 
 
+def read_launcher(path: str | Path) -> launcher.Launch:
+    """An accelerate config file → its settings; missing, not YAML or not an accelerate config → exit 2."""
+    p = Path(path).expanduser()
+    data, _ = parse_yaml(read_text(p, "accelerate config"), str(p))
+    if not isinstance(data, dict) or not launcher.MARKS & set(map(str, data)):
+        raise RankwiseError(f"--accelerate-config {path}: not an accelerate config (it has no compute_environment or "
+                            "distributed_type)", "give the file `accelerate config` wrote (e.g. "
+                            "~/.cache/huggingface/accelerate/default_config.yaml), the one `accelerate launch "
+                            "--config_file` is given")
+    return launcher.settings(data)
+
+
 def _not_a_training_config(data: dict, source: str) -> Problem | None:
     """One problem for a file that is not a rankwise preset (rather than one per key): an accelerate launcher
     config, an axolotl or LLaMA-Factory config (`check` and `import` read those; `train`, `estimate` and the
@@ -218,8 +231,6 @@ def _not_a_training_config(data: dict, source: str) -> Problem | None:
     keys = [str(k) for k in data]
     if set(keys) & set(RunConfig.model_fields):
         return None
-    from . import launcher
-
     if launcher.MARKS & set(keys):
         flags = launcher.settings(data).flags()
         return Problem(source, "an accelerate launcher config (compute_environment, distributed_type), not a training "

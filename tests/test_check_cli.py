@@ -327,11 +327,11 @@ num_processes: 2
      {"distributed.strategy": "ddp"}, 2),
 ])
 def test_an_accelerate_config_reads_as_rankwise_settings(tmp_path, text, values, gpus):
-    from rankwise.advisor import launcher
+    from rankwise.advisor.loader import read_launcher
 
     f = tmp_path / "acc.yaml"
     f.write_text(text)
-    got = launcher.read(f)
+    got = read_launcher(f)
     assert got.values == values and got.gpus == gpus
 
 

@@ -21,6 +21,8 @@ Unknown keys: axolotl warns and drops them, so rankwise warns too.
 """
 from __future__ import annotations
 
+import re
+
 from ..config import ATTENTIONS
 from .known_keys import AXOLOTL_KEYS
 from .mapping import (Default, Out, Said, Tool, accumulate_to, deepspeed,

@@ -37,11 +37,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..finding import Finding
+from ..host_plan import CHECKPOINT_EXTRA
 from ..units import gib
 from .mapping import Said
 
 if TYPE_CHECKING:
-    from ..finding import Finding
     from ..config import RunConfig
     from ..hardware import Hardware
     from ..plan import Plan
@@ -67,7 +68,6 @@ REFERENCE_STAGES = frozenset({"dpo", "ipo", "kto"})
 # (save_pretrained of the state dict; FSDP's FULL_STATE_DICT gathers the fp32 shards whole), the optimizer's state
 # dict (both AdamW moments of every trained weight; ZeRO-3's files hold its fp32 master copy too), and the
 # scheduler, RNG and trainer state (host_plan.CHECKPOINT_EXTRA). `save_only_model` (not read) writes the weights only.
-from ..host_plan import CHECKPOINT_EXTRA  # noqa: E402
 
 # Tools that cast the trainable parameters to fp32 before training (trained_bytes): LLaMA-Factory's init_adapter
 # (src/llamafactory/model/adapter.py @ff6d4d1: `cast_trainable_params_to_fp32` unless pure_bf16, BAdam or ZeRO-3).
@@ -253,7 +253,7 @@ class Floor:
         return Said("full-finetune", "warning", self.key, f"{self.key}: {self.what}, fit not checked: "
                     f"{self.text()}", why, fix, patch)
 
-    def disk(self, keep: int | None, free: int | None, where: str | None) -> tuple[str, "Finding | None"]:
+    def disk(self, keep: int | None, free: int | None, where: str | None) -> tuple[str, Finding | None]:
         """The checkpoints on disk: a line for the notes, and an error when the disk where they go is too small
         (`keep`: how many stay at once, save_total_limit + 1, None when the file keeps every one; `free`: bytes
         free there on a probed machine, None for a declared one)."""
@@ -268,8 +268,6 @@ class Floor:
         if free is None or need <= free:
             return line, None
         many = "the first checkpoint" if keep is None else f"{keep} checkpoints"
-        from ..finding import Finding
-
         return line, Finding("disk-short", "error", f"disk: {many} of this {self.what.removeprefix('a ')} need "
                              f"~{gib(need):.1f} GiB, {gib(free):.1f} GiB free at {where}",
                              "a save on a full disk fails the run at that checkpoint, hours in",

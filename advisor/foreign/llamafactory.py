@@ -19,6 +19,7 @@ reports them as errors.
 """
 from __future__ import annotations
 
+from .full_ft import Freeze
 from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
 from .mapping import (Default, Out, Tool, accumulate_to, deepspeed,
                       dora, method_with, optimizer, precision_bf16,
@@ -235,8 +236,6 @@ def _names(value) -> tuple[str, ...]:
 
 def _freeze(out: Out) -> None:
     """finetuning_type freeze: which weights train (full_ft.Freeze), from the keys beside it."""
-    from .full_ft import Freeze
-
     layers = out.extra.get("freeze_trainable_layers", Freeze.layers)
     try:
         layers = int(layers)

@@ -40,9 +40,9 @@ def launcher_from(args):
     path = getattr(args, "accelerate_config", None)
     if not path:
         return None
-    from rankwise.advisor import launcher
+    from rankwise.advisor.loader import read_launcher
 
-    launch = launcher.read(path)
+    launch = read_launcher(path)
     if launch.gpus and getattr(args, "gpus", None) is None:
         args.gpus = launch.gpus
     return launch
