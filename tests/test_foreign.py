@@ -820,3 +820,14 @@ def test_a_full_fine_tunes_checkpoints_are_counted_on_the_disk_they_go_to(tmp_pa
     limited = judge(read(path), machine(30 * gib))  # one fits, three (the limit + the one written before) do not
     assert "3 checkpoints" in next(f for f in limited.findings if f["code"] == "disk-short")["message"]
     assert "disk-short" not in {f["code"] for f in judge(read(path), GPU24).findings}  # declared: not judged
+
+
+@pytest.mark.parametrize("key", ["reward_model", "process_reward_model"])
+def test_axolotl_reward_models_are_said_over_estimated_not_ignored(tmp_path, key):
+    """A reward model's score head replaces lm_head: the vocabulary-sized logits the estimate counts are not
+    held. Said on its line, not listed among the keys with no effect."""
+    path = tmp_path / "rm.yaml"
+    path.write_text(f"base_model: llama-3.2-1b\nadapter: lora\n{key}: true\nnum_labels: 1\n")
+    reading = read(path)
+    said = [s for s in reading.said if s.code == "not-modelled" and s.key == key]
+    assert said and "over-estimate" in said[0].message and key not in reading.unread

@@ -272,6 +272,11 @@ NOT_MODELLED = {
     "relora_cpu_offload": "ReLoRA merges on the CPU",
     "freeze_mm_modules": "which multimodal modules train: an unfrozen vision tower or projector is not in the "
                          "estimate",
+    "reward_model": "a reward model (AutoModelForSequenceClassification, num_labels outputs): its score head "
+                    "replaces lm_head, so the vocabulary-sized head and logits the estimate counts are not held (an "
+                    "over-estimate), while chosen and rejected answers both run (twice the micro-batch, not counted)",
+    "process_reward_model": "a process reward model (token classification, num_labels outputs a token): no "
+                            "vocabulary-sized head or logits, which the estimate counts (an over-estimate)",
     "expert_parallel_num_nvl_bytes": "expert parallelism buffers", "expert_parallel_token_capacity":
         "expert parallelism: token capacity per expert",
 }
