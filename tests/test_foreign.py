@@ -234,12 +234,13 @@ def test_not_modelled_keys_are_each_said_at_their_line():
 
 def test_precision_padding_and_generation_keys_are_read_or_said():
     """bfloat16 turns the Trainer's bf16 on (axolotl core/builders/base.py); pad_to_sequence_len: true is
-    the estimate's own padding, fsdp_version either FSDP and low_cpu_mem_usage the host plan's loading; eval_batch_size,
-    a vLLM server and loading on the CPU until sharded are said."""
+    the estimate's own padding, fsdp_version either FSDP and low_cpu_mem_usage the host plan's loading;
+    eval_batch_size is kept for the evaluation check (report.eval_said); a vLLM server and loading on the CPU until
+    sharded are said."""
     r = read(FIX / "foreign-axolotl-more-keys.yaml")
     assert r.cfg.train.precision == "bf16" and not r.cfg.quant.kbit_upcast
-    assert {s.key for s in r.said if s.code == "not-modelled"} == {"eval_batch_size", "vllm",
-                                                                  "experimental_skip_move_to_device"}
+    assert {s.key for s in r.said if s.code == "not-modelled"} == {"vllm", "experimental_skip_move_to_device"}
+    assert r.eval_batch is not None and r.eval_batch[0] == "eval_batch_size"
     assert r.unread == []
 
 
@@ -378,7 +379,7 @@ def test_import_refuses_a_rankwise_preset():
 # ------------------------------------------------------------------ codes: documented and exercised
 
 FOREIGN_CODES = {"not-modelled", "unknown-key", "preference-stage", "multi-gpu-config", "unknown-target-module",
-                 "full-finetune", "frozen-adapter"}
+                 "full-finetune", "frozen-adapter", "eval-batch"}
 
 
 def test_foreign_codes_are_documented_and_produced():
@@ -394,7 +395,8 @@ def test_foreign_codes_are_documented_and_produced():
     assert declared == FOREIGN_CODES
     produced = set()
     for fixture in ("foreign-not-modelled.yaml", "foreign-lf-typo.yaml", "foreign-dpo.yaml", "foreign-fsdp.yaml",
-                    "axolotl-risky.yaml", "foreign-full-7b.yaml", "axolotl-unfrozen-lora.yaml"):
+                    "axolotl-risky.yaml", "foreign-full-7b.yaml", "axolotl-unfrozen-lora.yaml",
+                    "axolotl-eval-batch.yaml"):
         produced |= {f["code"] for f in judge(read(FIX / fixture), GPU24).findings}
     assert FOREIGN_CODES <= produced
 
@@ -831,3 +833,36 @@ def test_axolotl_reward_models_are_said_over_estimated_not_ignored(tmp_path, key
     reading = read(path)
     said = [s for s in reading.said if s.code == "not-modelled" and s.key == key]
     assert said and "over-estimate" in said[0].message and key not in reading.unread
+
+
+def test_an_evaluation_batch_that_sets_the_peak_is_judged_against_the_gpu(tmp_path):
+    """eval_batch_size 16 at 4096 tokens: the eval forward's logits (16 x 4096 x 128k, upcast for the loss) beside
+    the resident weights and optimizer states will not fit 24 GiB where training takes ~10 GiB: an error whose
+    fix is the training micro-batch. Only where the run evaluates (a validation split or an eval dataset)."""
+    text = (FIX / "axolotl-eval-batch.yaml").read_text()
+    said = next(f for f in judge(read(FIX / "axolotl-eval-batch.yaml"), GPU24).findings if f["code"] == "eval-batch")
+    assert said["severity"] == "error" and said["set"] == {"eval_batch_size": 1}
+    fixed = judge(read(FIX / "axolotl-eval-batch.yaml", ["eval_batch_size=1"]), GPU24)
+    assert "eval-batch" not in {f["code"] for f in fixed.findings}
+    no_eval = text.replace("val_set_size: 0.05\n", "")
+    assert "eval-batch" not in {f["code"] for f in judge(_read_text(tmp_path, no_eval), GPU24).findings}
+    test_set = no_eval + "test_datasets:\n  - path: held_out.jsonl\n    type: alpaca\n"
+    assert "eval-batch" in {f["code"] for f in judge(_read_text(tmp_path, test_set), GPU24).findings}
+    lf = tmp_path / "lf.yaml"
+    lf.write_text("model_name_or_path: llama-3.2-1b\nfinetuning_type: lora\nstage: sft\ncutoff_len: 4096\n"
+                  "per_device_train_batch_size: 1\nper_device_eval_batch_size: 16\nval_size: 0.1\n")
+    assert "eval-batch" in {f["code"] for f in judge(read(lf), GPU24).findings}
+
+
+def test_the_eval_forward_grows_by_the_loss_over_each_rows_logits():
+    """Per evaluated row: its tokens' logits at the loss's forward peak (16-bit logits, the fp32 copy and the
+    fp32 log_softmax on the HF stack: 10 bytes a logit) and its residual stream; the resident part does not move."""
+    from rankwise.advisor.config import RunConfig, with_values
+    from rankwise.advisor.evaluation import eval_peak_bytes
+    from rankwise.advisor.fit import assess
+    from rankwise.advisor.model import load_model
+
+    spec = load_model("llama-3.2-1b")
+    est = assess(spec, with_values(RunConfig(), {"method": "lora", "train.max_seq_len": 2048}), GPU24).estimate
+    one, two = eval_peak_bytes(spec, est, 1), eval_peak_bytes(spec, est, 2)
+    assert two - one == 2048 * spec.vocab_size * (2 + 4 + 4) + 2048 * 2 * spec.hidden_size

@@ -25,7 +25,7 @@ import re
 
 from ..config import ATTENTIONS
 from .known_keys import AXOLOTL_KEYS
-from .mapping import (Default, Out, Said, Tool, accumulate_to, deepspeed,
+from .mapping import (Default, Out, Said, Tool, accumulate_to, deepspeed, eval_batch, evaluates,
                       dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
                       names_for_set, OPTIMS_BACK, loraplus, peft_init, FSDP_SHARDING, fsdp_words, modules_to_save, added_tokens)
@@ -245,8 +245,6 @@ NOT_MODELLED = {
                                         "the GPU (the estimate is the training peak)",
     "model_config": "overrides of the model's config.json (e.g. output_router_logits: every MoE layer's router "
                     "logits kept for the aux loss): the shapes are read from the unchanged config",
-    "eval_batch_size": "the evaluation batch: an eval forward (no gradients) at its own batch size; its logits can "
-                       "exceed training's when it is larger than micro_batch_size",
     "resize_token_embeddings_to_32x": "embedding rows rounded up to a multiple of 32 after new tokens (a few rows)",
     "liger_rms_norm_gated": "a Liger kernel: lower activation memory than estimated",
     "flash_attn_cross_entropy": "FlashAttention's fused cross-entropy: the logits' float copy is avoided",
@@ -400,6 +398,8 @@ def _check_unfrozen(out: Out) -> None:
 
 
 TABLE["unfrozen_parameters"] = _unfrozen
+TABLE["eval_batch_size"] = eval_batch
+TABLE["test_datasets"] = evaluates
 TABLE["bfloat16"] = _bfloat16
 TABLE["float16"] = not_modelled("fp16 weights without the Trainer's fp16 autocast (utils/config: torch_dtype "
                                 "float16; core/builders/base.py: fp16 only from cfg.fp16): precision not modelled")

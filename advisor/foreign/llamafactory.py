@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from .full_ft import Freeze
 from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
-from .mapping import (Default, Out, Tool, accumulate_to, deepspeed,
+from .mapping import (Default, Out, Tool, accumulate_to, deepspeed, eval_batch, evaluates,
                       dora, method_with, optimizer, precision_bf16,
                       precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK,
                       loraplus, fsdp_words, modules_to_save, added_tokens)
@@ -174,8 +174,6 @@ FLAT = {
 
 NOT_MODELLED = {
     "pissa_convert": "PiSSA conversion of the saved adapter",
-    "per_device_eval_batch_size": "the evaluation batch: an eval forward (no gradients) at its own batch size; "
-                                  "its logits can exceed training's when it is larger than the training batch",
     "use_unsloth": "Unsloth's kernels and gradient offload: less memory than estimated",
     "use_unsloth_gc": "Unsloth's gradient-checkpointing offload: less memory than estimated",
     "neat_packing": "packing without cross-attention between packed sequences (same memory as packing)",
@@ -283,6 +281,7 @@ FLAT.update({
     "oft_target": targets_mapper("names"),
     **{k: _freeze_arg(k) for k in ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules")},
     "use_llama_pro": _llama_pro,
+    "per_device_eval_batch_size": eval_batch, "eval_dataset": evaluates,
     "freeze_vision_tower": _unfrozen("the vision tower trains in full: its gradients and optimizer states are "
                                      "not in the estimate"),
     "freeze_multi_modal_projector": _unfrozen("the multimodal projector trains in full: its gradients and "

@@ -46,6 +46,8 @@ class Out:
     stage: str | None = None  # a preference stage (dpo, kto, orpo, ...) or None for SFT
     full: str | None = None  # the key that makes it a full fine-tune (advisor/foreign/full_ft.py), or None
     partial: Any = None  # full_ft.Freeze where only some weights train, else None
+    eval_batch: tuple[str, int] | None = None  # (the key, the rows) of an evaluation batch the file sets
+    evaluates: bool = False  # the file names an evaluation set (beside a validation split: data.val_ratio)
     extra: dict = field(default_factory=dict)  # what a tool's `finish` combines (axolotl batch_size)
     key: str = ""  # the foreign key being mapped
 
@@ -169,6 +171,19 @@ def optimizer(value, out):
     else:
         out.not_modelled(f"optimizer {value!r}: its state memory (AdamW's two fp32 states per trainable "
                          "weight are assumed)")
+
+
+def eval_batch(value, out):
+    """The evaluation batch (axolotl eval_batch_size, LLaMA-Factory per_device_eval_batch_size): judged in
+    report.py against the GPU when the file evaluates (advisor/evaluation.py)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        out.eval_batch = (out.key, value)
+
+
+def evaluates(value, out):
+    """An evaluation dataset (axolotl test_datasets, LLaMA-Factory eval_dataset): the run evaluates."""
+    if value:
+        out.evaluates = True
 
 
 def precision_bf16(value, out):

@@ -62,6 +62,8 @@ class Reading:
     unread: list[str] = field(default_factory=list)  # keys the tool has that change neither memory nor advice
     blank: list[str] = field(default_factory=list)  # keys written without a value: unset
     partial: Any = None  # full_ft.Freeze where only some weights train (LLaMA-Factory freeze), else None
+    eval_batch: tuple[str, int] | None = None  # (key, rows): an evaluation batch the file sets
+    evaluates: bool = False  # the file names an evaluation dataset
 
     @property
     def layout(self) -> str:
@@ -196,7 +198,7 @@ def read(path: str | Path, overrides: list[str] | None = None) -> Reading:
         notes.append(f"{tool.label} defaults used: " + ", ".join(
             f"{d.dotted} {d.value}" for d in defaulted.values()))
     return Reading(cfg, tool.kind, source, tool, notes, list(out.said), dict(out.origin), defaulted, lines,
-                   out.targets, out.stage, out.full, unread, blank, out.partial)
+                   out.targets, out.stage, out.full, unread, blank, out.partial, out.eval_batch, out.evaluates)
 
 
 def load_any(path: str | Path) -> tuple[RunConfig, str, list[str]]:

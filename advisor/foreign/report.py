@@ -7,10 +7,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..errors import RankwiseError
+from ..evaluation import eval_forward_bytes, resident_bytes
 from ..finding import SEVERITY_ORDER
+from ..fit import verdict
 from .full_ft import LORA_ONLY, Floor, full_finetune, gpus_needed, upcaster
 from .language import estimated_cfg, localize, multi_gpu, stage_findings
-from .mapping import match_targets
+from .mapping import Said, match_targets
 from .reading import Reading, resolve_targets, unread_notes
 
 if TYPE_CHECKING:
@@ -175,6 +177,8 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         disk_note = [line]
         if short is not None:
             findings.append(short)
+    if spec is not None and ctx.estimate is not None:
+        said += eval_said(reading, spec, ctx, full)
     out = [localize(f, reading) for f in findings] + [localize(s, reading) for s in said]
     out.sort(key=lambda d: SEVERITY_ORDER[d["severity"]])
     notes = reading.notes + disk_note + unread_notes(reading)
@@ -185,3 +189,34 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
     if reading.blank:
         notes.append(f"blank (read as unset): {', '.join(reading.blank)}")
     return Report(reading, name, ctx, out, notes, unresolved, full)
+
+
+def eval_said(reading: Reading, spec, ctx, full: Floor | None) -> list[Said]:
+    """An evaluation batch the file sets, where the run evaluates: its forward (advisor/evaluation.py) beside what
+    training leaves resident, said when it sets the peak (an error when it will not fit)."""
+    if reading.eval_batch is None or not (reading.cfg.data.val_ratio > 0 or reading.evaluates):
+        return []
+    key, rows = reading.eval_batch
+    est = ctx.estimate
+    if full is not None and full.peak is not None:
+        resident, train = full.weights + full.states + resident_bytes(full.rest), full.peak
+    else:
+        resident, train = resident_bytes(est.components), est.peak_bytes
+    peak = resident + eval_forward_bytes(spec, est.plan, rows)
+    if peak <= train:
+        return []
+    gpu = ctx.judged.gpu_bytes if ctx.judged is not None else None
+    fit = verdict(peak, gpu) if gpu else None
+    micro = reading.cfg.train.micro_batch
+    msg = (f"{key}: {rows}: evaluation sets the peak: ~{peak / 2 ** 30:.1f} GiB per GPU ({rows} x "
+           f"{est.plan.seq_len} tokens of logits beside the weights and optimizer states), above training's "
+           f"~{train / 2 ** 30:.1f} GiB")
+    why = ("evaluation runs between training steps with the model and optimizer states still on the GPU, and the "
+           "loss over every evaluated token's vocabulary-sized logits")
+    if fit == "wont-fit":
+        return [Said("eval-batch", "error", key, msg + f", over {gpu / 2 ** 30:.1f} GiB: the run dies at its first "
+                     "evaluation", why, f"{key}: {micro} (the training micro-batch)", {key: micro})]
+    if fit == "tight":
+        return [Said("eval-batch", "warning", key, msg + f", tight on {gpu / 2 ** 30:.1f} GiB", why,
+                     f"{key}: {micro} (the training micro-batch)", {key: micro})]
+    return [Said("eval-batch", "info", key, msg, why, "none needed", None)]
