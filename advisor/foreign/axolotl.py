@@ -25,7 +25,8 @@ import re
 
 from ..config import ATTENTIONS
 from .known_keys import AXOLOTL_KEYS
-from .mapping import (Default, Out, Said, Tool, accumulate_to, deepspeed, eval_batch, evaluates,
+from .mapping import (Default, Out, Said, Tool, accumulate_to, attention, checkpointing_kwargs, deepspeed,
+                      eval_batch, evaluates, model_name,
                       dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
                       names_for_set, OPTIMS_BACK, loraplus, peft_init, FSDP_SHARDING, fsdp_words, modules_to_save, added_tokens)
@@ -119,12 +120,6 @@ def _rl(value, out: Out):
         out.stage = str(value).lower()
 
 
-def _gc_kwargs(value, out: Out):
-    """gradient_checkpointing_kwargs: {use_reentrant: ...} goes to the HF Trainer as is (core/builders/base.py)."""
-    if isinstance(value, dict) and isinstance(value.get("use_reentrant"), bool):
-        out.set("train.checkpointing_reentrant", value["use_reentrant"])
-
-
 def _fsdp_config(value, out: Out):
     if not isinstance(value, dict) or not value:
         return
@@ -165,16 +160,6 @@ def _token_overrides(value, out: Out):
                          "lora_modules_to_save")
 
 
-def _base_model(value, out: Out):
-    out.set("model.name", value)
-    name = str(value).lower()
-    for q in ("gptq", "awq", "aqlm", "exl2", "bnb-4bit", "hqq", "nvfp4"):
-        if q in name:
-            out.not_modelled(f"a pre-quantized {q.upper()} base: its weights take ~4 bits, the estimate counts "
-                             "them as the method's base (16-bit for LoRA)")
-            break
-
-
 def _number(value):
     """axolotl takes learning_rate as a string too ("2e-4"); a string that is no number stays (reported)."""
     try:
@@ -184,7 +169,7 @@ def _number(value):
 
 
 TABLE = {
-    "base_model": _base_model, "adapter": _adapter, "load_in_4bit": _4bit, "load_in_8bit": _8bit,
+    "base_model": model_name, "adapter": _adapter, "load_in_4bit": _4bit, "load_in_8bit": _8bit,
     "peft_use_dora": dora, "peft_init_lora_weights": peft_init, "loraplus_lr_ratio": loraplus, "peft": _peft,
     "lora_r": to("lora.r"), "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"),
     "lora_modules_to_save": modules_to_save,
@@ -192,7 +177,7 @@ TABLE = {
     "peft_use_rslora": to("lora.use_rslora"), "learning_rate": to("train.lr", _number),
     "lr_scheduler": scheduler, "micro_batch_size": to("train.micro_batch"), "batch_size": _batch_size,
     "gradient_accumulation_steps": to("train.grad_accum"), "sequence_len": to("train.max_seq_len"),
-    "gradient_checkpointing": _gc, "gradient_checkpointing_kwargs": _gc_kwargs, "optimizer": optimizer, "num_epochs": to("train.epochs"),
+    "gradient_checkpointing": _gc, "gradient_checkpointing_kwargs": checkpointing_kwargs, "optimizer": optimizer, "num_epochs": to("train.epochs"),
     "max_steps": steps("train.max_steps"), "warmup_steps": steps("train.warmup_steps"),
     "warmup_ratio": to("train.warmup_ratio"), "bf16": precision_bf16, "fp16": precision_fp16,
     "trust_remote_code": to("model.trust_remote_code"), "datasets": _datasets, "val_set_size": _val,
@@ -280,13 +265,6 @@ NOT_MODELLED = {
 }
 
 
-def _attn(value, out: Out):
-    if str(value) in ATTENTIONS:
-        out.set("train.attention", str(value))
-    elif str(value).lower() not in ("none", "false"):
-        out.not_modelled(f"attention kernel {value}: activation memory and speed (the estimate assumes SDPA)")
-
-
 def _attn_flag(attention: str):
     """flash_attention: true / sdp_attention: true / eager_attention: true -> train.attention."""
     def put(value, out: Out):
@@ -301,7 +279,7 @@ def _liger_flce(value, out: Out):
         out.set("train.kernels", "liger")
 
 
-TABLE["attn_implementation"] = _attn
+TABLE["attn_implementation"] = attention
 TABLE["flash_attention"] = _attn_flag("flash_attention_2")
 TABLE["sdp_attention"] = _attn_flag("sdpa")
 TABLE["eager_attention"] = _attn_flag("eager")

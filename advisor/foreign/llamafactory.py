@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from .full_ft import Freeze
 from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
-from .mapping import (Default, Out, Tool, accumulate_to, deepspeed, eval_batch, evaluates,
+from .mapping import (Default, Out, Tool, accumulate_to, deepspeed, eval_batch, evaluates, model_name,
                       dora, method_with, optimizer, precision_bf16,
                       precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK,
                       loraplus, fsdp_words, modules_to_save, added_tokens)
@@ -30,7 +30,6 @@ V1_SECTIONS = ("peft_config", "quant_config", "dist_config", "kernel_config", "i
                "lr_scheduler_config")
 PREFERENCE = {"dpo": "paired", "rm": "paired", "kto": "unpaired", "ppo": "online", "orpo": "paired",
               "simpo": "paired"}
-PRE_QUANTIZED = "a pre-quantized {} base: its weights take ~2-4 bits, the estimate counts them as 16-bit"
 
 
 def _type(value, out: Out):
@@ -102,15 +101,6 @@ def _pref_loss(value, out: Out):
         out.stage = str(value).lower()
 
 
-def _model(value, out: Out):
-    out.set("model.name", value)
-    name = str(value).lower()
-    for q in ("gptq", "awq", "aqlm", "exl2", "bnb-4bit", "hqq", "nvfp4"):
-        if q in name:
-            out.not_modelled(PRE_QUANTIZED.format(q.upper()))
-            break
-
-
 # LLaMA-Factory's flash_attn values (hparams/model_args.py AttentionFunction) -> train.attention
 FLASH_ATTN = {"fa2": "flash_attention_2", "sdpa": "sdpa", "disabled": "eager"}
 
@@ -153,7 +143,7 @@ def _liger(value, out: Out):
 
 
 FLAT = {
-    "model_name_or_path": _model, "finetuning_type": _type, "quantization_bit": _quant_bit,
+    "model_name_or_path": model_name, "finetuning_type": _type, "quantization_bit": _quant_bit,
     "quantization_method": _quant_method, "use_dora": dora, "lora_rank": to("lora.r"),
     "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"), "lora_target": targets_mapper("names"),
     "additional_target": modules_to_save, "add_tokens": added_tokens, "add_special_tokens": added_tokens,
@@ -370,7 +360,7 @@ def _v1_finish(out: Out) -> None:
 
 
 V1 = {
-    "model": _model, "trust_remote_code": to("model.trust_remote_code"), "flash_attn": _flash,
+    "model": model_name, "trust_remote_code": to("model.trust_remote_code"), "flash_attn": _flash,
     "peft_config.name": _v1_peft, "peft_config.r": to("lora.r"), "peft_config.lora_alpha": to("lora.alpha"),
     "peft_config.lora_dropout": to("lora.dropout"), "peft_config.target_modules": targets_mapper("regex"),
     "peft_config.use_rslora": to("lora.use_rslora"), "peft_config.use_dora": dora,

@@ -173,6 +173,35 @@ def optimizer(value, out):
                          "weight are assumed)")
 
 
+PRE_QUANTIZED_MARKS = ("gptq", "awq", "aqlm", "exl2", "bnb-4bit", "hqq", "nvfp4")
+
+
+def model_name(value, out):
+    """The base model's name (axolotl base_model, LLaMA-Factory and TRL model_name_or_path); a name that says
+    it ships quantized is said."""
+    out.set("model.name", value)
+    name = str(value).lower()
+    for q in PRE_QUANTIZED_MARKS:
+        if q in name:
+            out.not_modelled(f"a pre-quantized {q.upper()} base: its weights take ~2-4 bits, the estimate counts "
+                             "them as the method's base (16-bit for LoRA)")
+            break
+
+
+def attention(value, out):
+    """attn_implementation (axolotl, TRL's ModelConfig) → train.attention."""
+    if str(value) in config.ATTENTIONS:
+        out.set("train.attention", str(value))
+    elif str(value).lower() not in ("none", "false"):
+        out.not_modelled(f"attention kernel {value}: activation memory and speed (the estimate assumes SDPA)")
+
+
+def checkpointing_kwargs(value, out):
+    """gradient_checkpointing_kwargs: {use_reentrant: ...} goes to the HF Trainer as is."""
+    if isinstance(value, dict) and isinstance(value.get("use_reentrant"), bool):
+        out.set("train.checkpointing_reentrant", value["use_reentrant"])
+
+
 def eval_batch(value, out):
     """The evaluation batch (axolotl eval_batch_size, LLaMA-Factory per_device_eval_batch_size): judged in
     report.py against the GPU when the file evaluates (advisor/evaluation.py)."""
