@@ -406,7 +406,7 @@ def test_foreign_codes_are_documented_and_produced():
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 from rankwise.advisor.errors import RankwiseError  # noqa: E402
-from rankwise.advisor.foreign import AXOLOTL, LLAMAFACTORY, LLAMAFACTORY_V1  # noqa: E402
+from rankwise.advisor.foreign import AXOLOTL, LLAMAFACTORY, LLAMAFACTORY_V1, TRL  # noqa: E402
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 5000), st.floats(allow_nan=False, allow_infinity=False),
                     st.sampled_from(["", "all", "q_proj,v_proj", "[", "(q|v)_proj", "cosine", "zero3.json", "4",
@@ -427,7 +427,7 @@ def _nest(flat: dict) -> dict:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(table=st.sampled_from([AXOLOTL, LLAMAFACTORY, LLAMAFACTORY_V1]), data=st.data())
+@given(table=st.sampled_from([AXOLOTL, LLAMAFACTORY, LLAMAFACTORY_V1, TRL]), data=st.data())
 def test_generated_foreign_files_end_cleanly(tmp_path, table, data):
     flat = data.draw(st.dictionaries(st.sampled_from(sorted(table)), VALUES, min_size=1, max_size=8))
     path = tmp_path / "gen.yaml"
@@ -866,3 +866,77 @@ def test_the_eval_forward_grows_by_the_loss_over_each_rows_logits():
     est = assess(spec, with_values(RunConfig(), {"method": "lora", "train.max_seq_len": 2048}), GPU24).estimate
     one, two = eval_peak_bytes(spec, est, 1), eval_peak_bytes(spec, est, 2)
     assert two - one == 2048 * spec.vocab_size * (2 + 4 + 4) + 2048 * 2 * spec.hidden_size
+
+
+# ------------------------------------------------------------------ TRL's configs (trl sft --config, the recipes)
+
+def test_a_trl_recipe_is_read_as_trl_not_as_axolotl():
+    """alignment-handbook's zephyr QLoRA recipe: model_name_or_path with TRL's own keys is TRL (it was read as an
+    axolotl file: the model unread, llama-3.2-1b estimated, every ModelConfig key unknown)."""
+    reading = read(FIX / "trl-sft-qlora.yaml")
+    c = reading.cfg
+    assert reading.kind == "trl" and c.model.name == "mistralai/Mistral-7B-v0.1" and c.method == "qlora"
+    assert (c.lora.r, c.lora.alpha, c.lora.dropout, len(c.lora.target_modules)) == (16, 16.0, 0.05, 7)
+    assert (c.train.max_seq_len, c.train.micro_batch, c.train.grad_accum, c.train.lr) == (2048, 4, 2, 2e-4)
+    assert c.train.checkpointing_reentrant is False and c.train.attention == "flash_attention_2"
+    assert c.quant.double_quant is False  # ModelConfig use_bnb_nested_quant default
+    report = judge(reading, GPU24)
+    assert report.fit in ("fits", "tight") and not [f for f in report.findings if f["code"] == "unknown-key"]
+
+
+@pytest.mark.parametrize("text,kind", [
+    ("model_name_or_path: llama-3.2-1b\nuse_peft: true\nlora_r: 8\n", "trl"),
+    ("model_name_or_path: llama-3.2-1b\nfinetuning_type: lora\nlora_rank: 8\nstage: sft\n", "llama-factory"),
+    ("model_name_or_path: llama-3.2-1b\nmax_length: 512\nlora_target: all\ntemplate: llama3\n", "llama-factory"),
+    ("base_model: llama-3.2-1b\nadapter: lora\nlora_r: 8\nload_in_4bit: true\n", "axolotl"),
+])
+def test_which_tool_a_file_is_written_for(tmp_path, text, kind):
+    assert _read_text(tmp_path, text).kind == kind
+
+
+def test_a_trl_config_without_use_peft_is_a_full_fine_tune_held_as_loaded(tmp_path):
+    """TRL's ModelConfig: use_peft False by default (every weight trains) and dtype "float32" by default: unset,
+    the weights, gradients and states are fp32; with dtype bfloat16, 16-bit. The fix names use_peft."""
+    from rankwise.advisor.model import load_model
+
+    n = load_model("llama-3.2-1b").total_params
+    base = "model_name_or_path: llama-3.2-1b\nmax_length: 1024\nper_device_train_batch_size: 1\n"
+    fp32 = judge(_read_text(tmp_path, base), GPU24)
+    assert fp32.full is not None and fp32.full.key == "use_peft"
+    assert (fp32.full.weights, fp32.full.grads) == (4 * n, 4 * n) and "float32" in fp32.full.held
+    big = judge(_read_text(tmp_path, base.replace("llama-3.2-1b", "llama-3.1-8b")), GPU24)
+    said = next(f for f in big.findings if f["code"] == "full-finetune")
+    assert said["severity"] == "error" and "use_peft: true" in said["fix"] and said["set"] == {"use_peft": True}
+    bf16 = judge(_read_text(tmp_path, base + "dtype: bfloat16\n"), GPU24)
+    assert (bf16.full.weights, bf16.full.grads) == (2 * n, 2 * n)
+    lora = _read_text(tmp_path, base + "use_peft: true\n")
+    assert [s.key for s in lora.said if s.code == "not-modelled" and "float32" in s.message] == ["model_name_or_path"]
+
+
+def test_trl_configs_say_their_trainer_from_the_keys_only_it_has(tmp_path):
+    """beta and max_prompt_length are DPO's (paired: twice the micro-batch estimated); num_generations and
+    max_completion_length GRPO's (online), whose sequence is prompt + completion."""
+    base = "model_name_or_path: llama-3.2-1b\nuse_peft: true\ndtype: bfloat16\nper_device_train_batch_size: 2\n"
+    dpo = _read_text(tmp_path, base + "beta: 0.01\nmax_prompt_length: 512\nmax_length: 1024\n")
+    assert dpo.stage == "dpo" and judge(dpo, GPU24).ctx.cfg.train.micro_batch == 4
+    grpo = _read_text(tmp_path, base + "num_generations: 8\nmax_prompt_length: 256\nmax_completion_length: 768\n")
+    assert grpo.stage == "grpo" and grpo.cfg.train.max_seq_len == 1024
+    sft = _read_text(tmp_path, base)
+    assert sft.stage is None
+
+
+def test_trl_keys_take_set_and_import(tmp_path):
+    """--set takes TRL's own keys; import writes a rankwise preset from a TRL file."""
+    fixed = read(FIX / "trl-sft-qlora.yaml", ["lora_r=8", "load_in_4bit=false"])
+    assert fixed.cfg.lora.r == 8 and fixed.cfg.method == "lora"
+    out = tmp_path / "imported.yaml"
+    r = cli("import", FIX / "trl-sft-qlora.yaml", "--out", out)
+    assert r.returncode == 0, r.stderr
+    from rankwise.advisor.loader import load_config
+
+    cfg = load_config(out)
+    assert cfg.method == "qlora" and cfg.lora.r == 16 and cfg.train.max_seq_len == 2048
+    typo_file = tmp_path / "typo.yaml"
+    typo_file.write_text("model_name_or_path: llama-3.2-1b\nuse_peft: true\nlora_rr: 8\n")
+    typo = cli("check", typo_file)
+    assert typo.returncode == 3 and "lora_rr" in typo.stdout and "Traceback" not in typo.stderr

@@ -69,6 +69,11 @@ REFERENCE_STAGES = frozenset({"dpo", "ipo", "kto"})
 # dict (both AdamW moments of every trained weight; ZeRO-3's files hold its fp32 master copy too), and the
 # scheduler, RNG and trainer state (host_plan.CHECKPOINT_EXTRA). `save_only_model` (not read) writes the weights only.
 
+# The key that makes a file a full fine-tune → the fix that trains an adapter instead, in the tool's words and keys
+# (LLaMA-Factory's finetuning_type is the default: `{key}: lora`)
+ADAPTER_FIX = {"adapter": ("adapter: lora or qlora", {"adapter": "lora"}),
+               "use_peft": ("use_peft: true (and load_in_4bit: true for QLoRA)", {"use_peft": True})}
+
 # Tools that cast the trainable parameters to fp32 before training (trained_bytes): LLaMA-Factory's init_adapter
 # (src/llamafactory/model/adapter.py @ff6d4d1: `cast_trainable_params_to_fp32` unless pure_bf16, BAdam or ZeRO-3).
 # axolotl trains them in the dtype it loads (loaders/model.py: `torch_dtype`, no cast for a full fine-tune).
@@ -76,8 +81,14 @@ UPCASTS_TRAINABLE = frozenset({"llama-factory"})
 
 
 def upcaster(reading) -> str:
-    """The tool's name when it casts the trainable parameters to fp32 itself, else ""."""
-    return reading.tool.label if reading.tool is not None and reading.kind in UPCASTS_TRAINABLE else ""
+    """What puts the trained weights in fp32 outside accelerate's and DeepSpeed's own casts, said for the
+    estimate: the tool's cast (UPCASTS_TRAINABLE), or a model loaded in float32 (TRL's ModelConfig dtype
+    default); "" when neither."""
+    if reading.tool is not None and reading.kind in UPCASTS_TRAINABLE:
+        return f"{reading.tool.label} casts the trainable parameters to fp32"
+    if getattr(reading, "loads_fp32", False):
+        return f"{reading.tool.label} loads the model in float32 (its dtype default)"
+    return ""
 
 # Rules whose answer is about the LoRA adapter or the LoRA estimate: not this run's.
 LORA_ONLY = frozenset({
@@ -228,8 +239,8 @@ class Floor:
         """What `check` says about it, at the key that makes it one; `more`: a config written for several GPUs
         and judged on one, the same run on the fewest of them (up to 8) where it fits."""
         lora = f" (its LoRA estimate: ~{lora_peak_gib:.1f} GiB)" if lora_peak_gib is not None else ""
-        adapter = ("adapter: lora or qlora" if self.key == "adapter"
-                   else f"{self.key}: lora (and quantization_bit: 4 for QLoRA)")
+        adapter, patch = ADAPTER_FIX.get(self.key, (f"{self.key}: lora (and quantization_bit: 4 for QLoRA)",
+                                                     {self.key: "lora"}))
         fix = f"train an adapter: {adapter}{lora}, then check again"
         if more is not None:
             host = f", with {gib(more.host):.0f} GiB of host RAM for the offload" if more.host else ""
@@ -238,7 +249,6 @@ class Floor:
         why = (("the trained weights' gradients and optimizer states are held beside every weight" if self.trained
                 else "every weight trains, so its gradient and optimizer states are held too")
                + "; the LoRA estimate of these settings is not this run's")
-        patch = {self.key: "lora"}
         verdict, per = self.verdict, " per GPU" if self.gpus > 1 else ""
         if verdict == "wont-fit":
             return Said("full-finetune", "error", self.key, f"{self.key}: {self.what} will not fit: "
@@ -341,8 +351,9 @@ def trained_bytes(plan: "Plan", upcast: str = "") -> Held:
     - DeepSpeed ZeRO-3 keeps the 16-bit partition and builds an fp32 copy of it for the optimizer
       (DeepSpeedZeroOptimizer_Stage3 `_create_fp32_partitions`, which accelerate's comment cites): 16-bit
       weights and gradients, fp32 master and states (the ZeRO paper's 2 + 2 + 12 bytes a parameter);
-    - `upcast` (the tool's name): it casts the trainable parameters to fp32 before training, as LLaMA-Factory
-      does outside ZeRO-3 and pure_bf16 (model/adapter.py init_adapter, `cast_trainable_params_to_fp32`);
+    - `upcast` (what does it, `upcaster`): the trainable parameters are fp32 before training, as LLaMA-Factory
+      casts them outside ZeRO-3 and pure_bf16 (model/adapter.py init_adapter, `cast_trainable_params_to_fp32`)
+      and TRL loads them (ModelConfig dtype "float32" by default);
     - otherwise the HF Trainer trains them in the dtype they load in (axolotl loads in its torch_dtype), and
       torch AdamW's states take that dtype too.
     No autocast (pure_bf16, or fp32 compute): no upcast anywhere; fp32_master: the fp32 shards it names."""
@@ -358,8 +369,7 @@ def trained_bytes(plan: "Plan", upcast: str = "") -> Held:
         return Held(4, 4, 4, "accelerate upcasts FSDP's trainable parameters to fp32: fp32 shards, gradients "
                              "and optimizer states")
     if upcast:
-        return Held(4, 4, 4, f"{upcast} casts the trainable parameters to fp32: fp32 weights, gradients and "
-                             "optimizer states")
+        return Held(4, 4, 4, f"{upcast}: fp32 weights, gradients and optimizer states")
     return Held(a, a, a, f"{8 * a}-bit weights, gradients and optimizer states (trained in the dtype they load in)")
 
 

@@ -7,6 +7,11 @@ Generated (field names of the tools' own config classes; not hand-typed):
   and of transformers' Seq2SeqTrainingArguments (5.24; plus warmup_ratio, which the 4.x/5.x releases
   LLaMA-Factory pins still take, and kt_config, the KTransformers examples' section);
   the newer layout: the fields of src/llamafactory/v1/config/*_args.py.
+- TRL @ f2cd57710ae345ea6428ae95363267fcf38a3dc8 (1.10.0.dev0): the fields of trl/trainer/{base,sft,dpo,grpo,kto,
+  reward,rloo,model}_config.py and trl/scripts/utils.py, transformers' TrainingArguments (5.25), the recipe
+  scripts' own arguments (huggingface/alignment-handbook @925acdf src/alignment/configs.py, huggingface/open-r1
+  @1416fa0 src/open_r1/configs.py), two names older TRL releases used (max_seq_length, torch_dtype), and
+  overwrite_output_dir, which TrainingArguments had until transformers 5 (recipes written for 4.x set it).
 A key outside these sets is unknown to the tool: LLaMA-Factory refuses it (HfArgumentParser
 `allow_extra_keys=False`, hparams/parser.py), axolotl warns and drops it.
 """
@@ -219,4 +224,56 @@ LLAMAFACTORY_V1_KEYS: frozenset[str] = frozenset("""
     mp_replicate_size mp_shard_size num_train_epochs optim_config output_dir peft_config pref_beta pref_ftx
     pref_loss quant_config resume_from_checkpoint sample_backend save_ckpt_as_hf save_epochs save_steps
     save_total_limit seed simpo_gamma train_dataset trust_remote_code
+""".split())
+
+TRL_KEYS: frozenset[str] = frozenset(["overwrite_output_dir"]) | frozenset("""
+    accelerator_config activation_checkpointing activation_checkpointing_kwargs activation_offloading adam_beta1
+    adam_beta2 adam_epsilon assistant_only_loss attn_implementation auto_find_batch_size
+    average_tokens_across_devices batch_eval_metrics benchmarks beta bf16 bf16_full_eval bnb_4bit_quant_storage
+    bnb_4bit_quant_type cache_implementation callbacks cast_lm_head_to_fp32 center_rewards_coefficient chat_template
+    chat_template_kwargs chat_template_path code_eval_scoring_mode code_eval_test_batch_size code_language
+    code_provider columns completion_only_loss config cosine_max_len cosine_max_value_correct cosine_max_value_wrong
+    cosine_min_value_correct cosine_min_value_wrong data_dir data_files data_seed dataloader_drop_last
+    dataloader_in_order dataloader_multiprocessing_context dataloader_num_workers dataloader_persistent_workers
+    dataloader_pin_memory dataloader_prefetch_factor dataset_config dataset_kwargs dataset_mixture dataset_name
+    dataset_num_proc dataset_prompt_column dataset_streaming dataset_test_split dataset_text_field
+    dataset_train_split datasets ddp_backend ddp_broadcast_buffers ddp_bucket_cap_mb ddp_find_unused_parameters
+    ddp_static_graph ddp_timeout debug deepspeed delta desirable_weight disable_dropout disable_tqdm discopop_tau
+    do_eval do_predict do_train ds3_gather_for_generation dtype e2b_router_url enable_jit_checkpoint entropy_coef
+    entropy_coef_delta entropy_coef_max entropy_coef_min entropy_target eos_token epsilon epsilon_high
+    eval_accumulation_steps eval_delay eval_do_concat_batches eval_on_start eval_packing eval_steps eval_strategy
+    eval_use_gather_object f_alpha_divergence_coef f_divergence_type fp16 fp16_full_eval fraction fsdp fsdp_config
+    full_determinism generation_batch_size generation_kwargs gradient_accumulation_steps gradient_checkpointing
+    gradient_checkpointing_kwargs greater_is_better hub_always_push hub_model_id hub_model_revision hub_private_repo
+    hub_revision hub_strategy hub_token id ignore_bias_buffers ignore_data_skip importance_sampling_level
+    include_for_metrics include_num_input_tokens_seen ioi_provider label_names label_smoothing
+    label_smoothing_factor ld_alpha learning_rate length_column_name liger_kernel_config load_best_model_at_end
+    load_in_4bit load_in_8bit local_rank log_completions log_completions_hub_repo log_level log_level_replica
+    log_multimodal log_on_each_node log_unique_prompts logging_first_step logging_nan_inf_filter logging_steps
+    logging_strategy lora_alpha lora_dropout lora_modules_to_save lora_r lora_target_modules lora_target_parameters
+    lora_task_type loss_type loss_weights lr_scheduler_kwargs lr_scheduler_type mask_truncated_completions
+    max_completion_len max_completion_length max_grad_norm max_length max_seq_length max_steps
+    max_tool_calling_iterations metric_for_best_model min_p model_init_kwargs model_name_or_path model_revision
+    morph_router_url multi_objective_aggregation name neftune_noise_alpha normalize_advantages
+    num_completions_to_print num_generations num_generations_eval num_iterations num_train_epochs
+    off_policy_mask_threshold optim optim_args optim_target_modules output_dir overwrite_hub_revision packing
+    packing_strategy pad_to_multiple_of pad_token padding_free parallel_code_exec_per_proc parallelism_config path
+    per_device_eval_batch_size per_device_train_batch_size precompute_ref_batch_size precompute_ref_log_probs
+    prediction_loss_only project push_to_hub push_to_hub_revision ref_model_mixup_alpha ref_model_sync_steps
+    remove_unused_columns repetition_max_penalty repetition_n_grams repetition_penalty report_to
+    restore_callback_states_from_checkpoint resume_from_checkpoint reward_clip_range reward_funcs reward_weights
+    router_aux_loss_coef run_name sapo_temperature_neg sapo_temperature_pos save_on_each_node save_only_model
+    save_steps save_strategy save_total_limit scale_rewards seed shuffle_dataset skip_memory_metrics
+    soft_punish_cache split steps_per_generation streaming sync_ref_model system_prompt temperature test_split_size
+    tf32 top_entropy_quantile top_k top_p torch_compile torch_compile_backend torch_compile_mode torch_dtype
+    torch_empty_cache_steps trackio_bucket_id trackio_space_id trackio_static_space_id train_sampling_strategy
+    transformers_continuous_batching_config truncation_mode trust_remote_code undesirable_weight
+    use_adaptive_entropy use_bias_correction_kl use_bnb_nested_quant use_cache use_cpu use_dora use_liger_kernel
+    use_peft use_rslora use_transformers_continuous_batching use_transformers_paged use_vllm use_weighting
+    vespo_k_neg vespo_k_pos vespo_lambda_neg vespo_lambda_pos vllm_enable_sleep_mode vllm_gpu_memory_utilization
+    vllm_group_port vllm_importance_sampling_cap vllm_importance_sampling_clip_max vllm_importance_sampling_clip_min
+    vllm_importance_sampling_correction vllm_importance_sampling_mode vllm_max_model_length vllm_mode
+    vllm_model_impl vllm_server_base_url vllm_server_host vllm_server_port vllm_server_timeout
+    vllm_structured_outputs_regex vllm_tensor_parallel_size wandb_entity wandb_log_unique_prompts wandb_project
+    wandb_run_group warmup_steps weight weight_decay
 """.split())

@@ -48,6 +48,7 @@ class Out:
     partial: Any = None  # full_ft.Freeze where only some weights train, else None
     eval_batch: tuple[str, int] | None = None  # (the key, the rows) of an evaluation batch the file sets
     evaluates: bool = False  # the file names an evaluation set (beside a validation split: data.val_ratio)
+    loads_fp32: bool = False  # the model loads in float32 (TRL's ModelConfig dtype default)
     extra: dict = field(default_factory=dict)  # what a tool's `finish` combines (axolotl batch_size)
     key: str = ""  # the foreign key being mapped
 
@@ -130,6 +131,9 @@ def steps(dotted: str) -> Mapper:
             value = int(value)
         elif isinstance(value, float) and 0 < value < 1 and dotted == "train.warmup_steps":
             out.set("train.warmup_ratio", value)  # HF Trainer reads a warmup_steps below 1 as a ratio
+            return
+        elif isinstance(value, float) and 0 < value < 1:  # save/eval/logging steps below 1: a ratio of the run
+            out.notes.append(f"{out.key} {value:g} is a ratio of the total steps (HF TrainingArguments): not read")
             return
         out.set(dotted, value)
     put.dotted = dotted  # type: ignore[attr-defined]

@@ -16,15 +16,16 @@ from ..config import RunConfig, set_key
 from ..errors import ConfigError, Problem, RankwiseError, did_you_mean
 from ..loader import _key_problem, anchor_paths, apply_overrides, parse_yaml, read_text, validate
 from ..methods import METHODS
-from . import axolotl, llamafactory, marks
+from . import axolotl, llamafactory, marks, trl
 from .mapping import ROLE, ROLE_FAMILIES, Default, Out, Said, Tool, match_targets, resolve_dora
 
 if TYPE_CHECKING:
     from ..spec import ModelSpec
 
 RANKWISE_KEYS = set(RunConfig.model_fields)
-TOOLS = (axolotl.TOOL, llamafactory.TOOL, llamafactory.TOOL_V1)
-BY_LAYOUT = {"axolotl": axolotl.TOOL, "llama-factory": llamafactory.TOOL, "llama-factory-v1": llamafactory.TOOL_V1}
+TOOLS = (axolotl.TOOL, llamafactory.TOOL, llamafactory.TOOL_V1, trl.TOOL)
+BY_LAYOUT = {"axolotl": axolotl.TOOL, "llama-factory": llamafactory.TOOL, "llama-factory-v1": llamafactory.TOOL_V1,
+             "trl": trl.TOOL}
 
 
 def detect_tool(data: Any) -> Tool | None:
@@ -64,6 +65,7 @@ class Reading:
     partial: Any = None  # full_ft.Freeze where only some weights train (LLaMA-Factory freeze), else None
     eval_batch: tuple[str, int] | None = None  # (key, rows): an evaluation batch the file sets
     evaluates: bool = False  # the file names an evaluation dataset
+    loads_fp32: bool = False  # the model loads in float32 (TRL's default): full_ft.upcaster
 
     @property
     def layout(self) -> str:
@@ -198,7 +200,8 @@ def read(path: str | Path, overrides: list[str] | None = None) -> Reading:
         notes.append(f"{tool.label} defaults used: " + ", ".join(
             f"{d.dotted} {d.value}" for d in defaulted.values()))
     return Reading(cfg, tool.kind, source, tool, notes, list(out.said), dict(out.origin), defaulted, lines,
-                   out.targets, out.stage, out.full, unread, blank, out.partial, out.eval_batch, out.evaluates)
+                   out.targets, out.stage, out.full, unread, blank, out.partial, out.eval_batch, out.evaluates,
+                   out.loads_fp32)
 
 
 def load_any(path: str | Path) -> tuple[RunConfig, str, list[str]]:
