@@ -136,7 +136,7 @@ def chunked_loss_bytes(spec: ModelSpec, plan: Plan) -> int:
     softmax, worked in place, and the gradient it is written from): 2a + 2 x 4 / CHUNKS bytes a logit,
     5 for 16-bit training, against 12 beside the 16-bit logits for transformers' loss (logits_peak_bytes).
     No softcap term: Gemma 2's tanh output is the logits the loss reads."""
-    return int(chunked_bytes_a_logit(plan.dtype_bytes) * spec.vocab_size)
+    return int(chunked_bytes_a_logit(plan.dtype_bytes) * spec.logit_width)
 
 
 def chunked_bytes_a_logit(a: int) -> float:
@@ -154,7 +154,7 @@ def fused_loss_bytes(spec: ModelSpec, plan: Plan) -> int:
     `grad_input` (BT × H, the input's dtype) is filled during forward and kept for backward;
     `loss_1d` is fp32 per token. The vocabulary-sized logits of the whole batch never exist."""
     bt = plan.micro_batch * plan.seq_len
-    v, h = spec.vocab_size, spec.hidden_size
+    v, h = spec.logit_width, spec.hidden_size
     inc = -(-v // h)
     chunk = 1 << max(0, (-(-bt // inc) - 1).bit_length())
     return plan.dtype_bytes * chunk * v + stream_bytes(plan) * bt * h + 4 * bt
@@ -169,4 +169,4 @@ def logits_peak_bytes(spec: ModelSpec, plan: Plan) -> int:
     log_softmax and log_softmax's fp32 input-gradient are alive together: 3 fp32 copies,
     which is the larger of the two for 16-bit training (12 vs 10 bytes per logit)."""
     softcap = plan.dtype_bytes if spec.family.final_softcap(spec.config) else 0  # Gemma 2 keeps tanh's output
-    return (plan.stack.logits_bytes(plan.dtype_bytes) + softcap) * spec.vocab_size
+    return (plan.stack.logits_bytes(plan.dtype_bytes) + softcap) * spec.logit_width

@@ -37,7 +37,7 @@ def eval_forward_bytes(spec: "ModelSpec", plan: "Plan", eval_batch: int) -> int:
     """The evaluation forward's own bytes at `eval_batch` rows: the residual stream and the larger of one layer's
     working set and the loss over the logits."""
     tokens = eval_batch * plan.seq_len
-    logits = tokens * spec.vocab_size * plan.stack.loss_phases(plan.dtype_bytes)[0]
+    logits = tokens * spec.logit_width * plan.stack.loss_phases(plan.dtype_bytes)[0]
     layer = MLP_LIVE * tokens * stream_bytes(plan) * spec.mlp_width
     stream = tokens * stream_bytes(plan) * spec.hidden_size  # the residual stream the next layer reads
     return stream + max(logits, layer)

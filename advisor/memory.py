@@ -260,7 +260,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     if plan.descriptor.quantized and kbit_upcast(plan) and plan.dtype_bytes == 2:
         # the fp32 lm_head under 16-bit autocast: F.linear casts the weight to 16-bit and
         # autograd saves that copy to compute the input gradient in backward
-        comps["lm_head_cast"] = 2 * spec.vocab_size * spec.hidden_size
+        comps["lm_head_cast"] = 2 * spec.logit_width * spec.hidden_size
     offloaded = 0
     layer_unit, root_unit = unit_bytes(spec, plan) if plan.sharded else (0, 0)  # the gathered units' bytes
     if plan.sharded:
@@ -299,7 +299,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
         comps["fsdp_grad_buffers"] = allocator.fsdp_grad_bytes(plan, trainable // L)
     allocated = sum(comps.values())
     comps["allocator_overhead"] = allocator.pool_floor_bytes(plan)
-    comps["allocator_cached"] = allocator.cached_bytes(plan, tokens, spec.vocab_size, logits, other,
+    comps["allocator_cached"] = allocator.cached_bytes(plan, tokens, spec.logit_width, logits, other,
                                                        stream_bytes(plan) * spec.mlp_width)
     wrap = _wrap(spec, plan, adapted)
     if plan.sharded and plan.offload != "none":  # reserved by FSDP's pre-unshard stream, not allocated
@@ -438,11 +438,11 @@ def wrap_units(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> tuple[fsdp
 
     lora = tuple(t for lin in adapted if lin.family != "lm_head" for share in _per_layer(lin.count, L)
                  for t in a_b(lin, share))
-    head = spec.vocab_size * spec.hidden_size
-    heads = 1 if spec.tied_embeddings else 2
+    embed = spec.vocab_size * spec.hidden_size
+    head = 0 if spec.tied_embeddings else spec.logit_width * spec.hidden_size  # an untied head (or a score head)
     # final norm, routers, ...; never below 0 (a generic architecture's norms a layer are an assumption)
-    rest = max(0, spec.total_params - L * layer_unit_params(spec) - heads * head)
-    root = [head * a, rest * a] + ([] if spec.tied_embeddings else [head * a])
+    rest = max(0, spec.total_params - L * layer_unit_params(spec) - embed - head)
+    root = [embed * a, rest * a] + ([head * a] if head else [])
     head_lora = tuple(t for lin in adapted if lin.family == "lm_head" for t in a_b(lin, 1))
     per = tuple(fsdp_wrap.Unit((t,)) for t in lora) + (fsdp_wrap.Unit(tuple(layer), tuple(kept)),)
     return per * L + tuple(fsdp_wrap.Unit((t,)) for t in head_lora) + (fsdp_wrap.Unit(tuple(root)),)

@@ -75,10 +75,29 @@ class ModelSpec:
     experts_per_token: int = 0
     config: dict = field(default_factory=dict, repr=False, compare=False)
     path: str | None = None  # local folder holding weights/tokenizer, when there is one
+    head_outputs: int = 0  # a classification head's outputs in place of the vocabulary (with_score_head); 0: none
 
     @property
     def total_params(self) -> int:
         return sum(self.params_by_family.values())
+
+    @property
+    def logit_width(self) -> int:
+        """Logits a token: the vocabulary, or a classification head's outputs."""
+        return self.head_outputs or self.vocab_size
+
+    def with_score_head(self, outputs: int) -> "ModelSpec":
+        """The model as AutoModelForSequenceClassification / ForTokenClassification builds it (a reward model):
+        a `score` linear of `outputs` rows in place of the output head (never tied to the embedding), so the logits
+        are `outputs` wide, not the vocabulary."""
+        if outputs <= 0:
+            return self
+        fam = dict(self.params_by_family)
+        fam["lm_head"] = outputs * self.hidden_size
+        linears = tuple(replace(l, d_out=outputs, count=1) if l.family == "lm_head" else l for l in self.linears)
+        if not any(l.family == "lm_head" for l in linears):  # a tied head: no linear of its own until now
+            linears += (Linear("lm_head", "lm_head", self.hidden_size, outputs, 1, adaptable=False),)
+        return replace(self, params_by_family=fam, linears=linears, tied_embeddings=False, head_outputs=outputs)
 
     @property
     def is_moe(self) -> bool:
@@ -156,9 +175,10 @@ class ModelSpec:
             return self
         fam = dict(self.params_by_family)
         fam["embed"] = fam.get("embed", 0) + n * self.hidden_size
-        if fam.get("lm_head"):
+        if fam.get("lm_head") and not self.head_outputs:  # a score head does not grow with the vocabulary
             fam["lm_head"] += n * self.hidden_size
-        linears = tuple(replace(l, d_out=l.d_out + n) if l.family == "lm_head" else l for l in self.linears)
+        linears = tuple(replace(l, d_out=l.d_out + n) if l.family == "lm_head" and not self.head_outputs else l
+                        for l in self.linears)
         return replace(self, vocab_size=self.vocab_size + n, params_by_family=fam, linears=linears)
 
     def saved_modules(self, names) -> list[tuple[str, int, bool]]:

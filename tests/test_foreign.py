@@ -824,17 +824,6 @@ def test_a_full_fine_tunes_checkpoints_are_counted_on_the_disk_they_go_to(tmp_pa
     assert "disk-short" not in {f["code"] for f in judge(read(path), GPU24).findings}  # declared: not judged
 
 
-@pytest.mark.parametrize("key", ["reward_model", "process_reward_model"])
-def test_axolotl_reward_models_are_said_over_estimated_not_ignored(tmp_path, key):
-    """A reward model's score head replaces lm_head: the vocabulary-sized logits the estimate counts are not
-    held. Said on its line, not listed among the keys with no effect."""
-    path = tmp_path / "rm.yaml"
-    path.write_text(f"base_model: llama-3.2-1b\nadapter: lora\n{key}: true\nnum_labels: 1\n")
-    reading = read(path)
-    said = [s for s in reading.said if s.code == "not-modelled" and s.key == key]
-    assert said and "over-estimate" in said[0].message and key not in reading.unread
-
-
 def test_an_evaluation_batch_that_sets_the_peak_is_judged_against_the_gpu(tmp_path):
     """eval_batch_size 16 at 4096 tokens: the eval forward's logits (16 x 4096 x 128k, upcast for the loss) beside
     the resident weights and optimizer states will not fit 24 GiB where training takes ~10 GiB: an error whose
@@ -940,3 +929,34 @@ def test_trl_keys_take_set_and_import(tmp_path):
     typo_file.write_text("model_name_or_path: llama-3.2-1b\nuse_peft: true\nlora_rr: 8\n")
     typo = cli("check", typo_file)
     assert typo.returncode == 3 and "lora_rr" in typo.stdout and "Traceback" not in typo.stderr
+
+
+def test_a_reward_model_is_estimated_with_its_score_head_and_its_pairs(tmp_path):
+    """axolotl reward_model: AutoModelForSequenceClassification with num_labels outputs in place of lm_head (no
+    vocabulary-sized logits), chosen and rejected both run (twice the micro-batch); a process reward model labels
+    tokens (num_labels 2 unless set), one sequence at a time. check and estimate --preset say the same peak."""
+    from rankwise.advisor.model import load_model
+
+    base = ("base_model: llama-3.2-1b\nadapter: lora\nlora_r: 16\nlora_alpha: 32\nsequence_len: 4096\n"
+            "micro_batch_size: 1\ngradient_checkpointing: true\nlearning_rate: 0.00002\n")
+    lm = judge(_read_text(tmp_path, base), GPU24)
+    rm_path = tmp_path / "rm.yaml"
+    rm_path.write_text(base + "reward_model: true\nnum_labels: 1\n")
+    rm = judge(read(rm_path), GPU24)
+    assert rm.reading.score_head == 1 and rm.ctx.cfg.train.micro_batch == 2
+    assert lm.ctx.estimate.components["logits_loss"] > 2 ** 30  # 4096 tokens x 128k vocabulary
+    assert rm.ctx.estimate.components.get("logits_loss", 0) < 2 ** 20
+    spec = load_model("llama-3.2-1b")
+    scored = spec.with_score_head(1)
+    assert scored.logit_width == 1 and not scored.tied_embeddings
+    assert scored.total_params == spec.total_params - spec.params_by_family["lm_head"] + spec.hidden_size
+    prm = _read_text(tmp_path, base + "process_reward_model: true\n")
+    assert prm.score_head == 2 and not prm.paired_rows
+    est = json.loads(cli("estimate", "--preset", rm_path, "--gpu-mem", "24GiB", "--json").stdout)
+    assert est["peak_bytes"] == rm.ctx.estimate.peak_bytes
+
+
+def test_a_trl_reward_config_is_a_reward_model(tmp_path):
+    reading = _read_text(tmp_path, "model_name_or_path: llama-3.2-1b\nuse_peft: true\ndtype: bfloat16\n"
+                                   "center_rewards_coefficient: 0.01\n")
+    assert (reading.score_head, reading.paired_rows, reading.stage) == (1, True, None)

@@ -255,11 +255,6 @@ NOT_MODELLED = {
     "relora_cpu_offload": "ReLoRA merges on the CPU",
     "freeze_mm_modules": "which multimodal modules train: an unfrozen vision tower or projector is not in the "
                          "estimate",
-    "reward_model": "a reward model (AutoModelForSequenceClassification, num_labels outputs): its score head "
-                    "replaces lm_head, so the vocabulary-sized head and logits the estimate counts are not held (an "
-                    "over-estimate), while chosen and rejected answers both run (twice the micro-batch, not counted)",
-    "process_reward_model": "a process reward model (token classification, num_labels outputs a token): no "
-                            "vocabulary-sized head or logits, which the estimate counts (an over-estimate)",
     "expert_parallel_num_nvl_bytes": "expert parallelism buffers", "expert_parallel_token_capacity":
         "expert parallelism: token capacity per expert",
 }
@@ -375,6 +370,40 @@ def _check_unfrozen(out: Out) -> None:
         "lora_modules_to_save"))
 
 
+def _reward(kind: str):
+    """reward_model / process_reward_model: true → the model axolotl builds (AutoModelForSequenceClassification /
+    ForTokenClassification, num_labels outputs: loaders/model.py), read in `finish`."""
+    def put(value, out: Out):
+        if value is True:
+            out.extra["reward"] = (kind, out.key)
+    return put
+
+
+def _num_labels(value, out: Out):
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        out.extra["num_labels"] = value
+
+
+# num_labels when the file leaves it unset: a Bradley-Terry reward model scores a sequence with one number; a
+# process reward model labels each step good or bad (axolotl's PRM example sets num_labels: 2)
+REWARD_LABELS = {"sequence": 1, "token": 2}
+
+
+def _finish_reward(out: Out) -> None:
+    reward = out.extra.get("reward")
+    if reward is None:
+        return
+    kind, out.key = reward
+    out.score_head = out.extra.get("num_labels") or REWARD_LABELS[kind]
+    out.paired_rows = kind == "sequence"  # Bradley-Terry: chosen and rejected each run through the model
+    out.notes.append(f"{out.key}: estimated with a {out.score_head}-output score head in place of lm_head (no "
+                     "vocabulary-sized logits)" + ("; chosen and rejected answers both run: twice the micro-batch"
+                                                   if out.paired_rows else ""))
+
+
+TABLE["reward_model"] = _reward("sequence")
+TABLE["process_reward_model"] = _reward("token")
+TABLE["num_labels"] = _num_labels
 TABLE["unfrozen_parameters"] = _unfrozen
 TABLE["eval_batch_size"] = eval_batch
 TABLE["test_datasets"] = evaluates
@@ -410,6 +439,7 @@ def finish(out: Out) -> None:
                          "states (far more memory); checked as LoRA", "set adapter: lora or qlora",
                          {"adapter": "lora"}, severity="warning")
     _check_unfrozen(out)
+    _finish_reward(out)
     if out.values.get("train.grad_checkpointing") and "train.checkpointing_reentrant" not in out.values:
         # utils/config/__init__.py normalize_config: checkpointing with no gradient_checkpointing_kwargs, no rl
         # and no unfrozen_parameters is {"use_reentrant": True}; with rl, core/builders/base.py passes

@@ -136,10 +136,11 @@ def stage_findings(reading: "Reading", findings: list[Finding]) -> tuple[list[Fi
 
 
 def estimated_cfg(reading: "Reading", cfg):
-    """The config the memory estimate judges: a paired preference stage runs chosen and rejected
-    answers together, twice the sequences of the micro-batch."""
+    """The config the memory estimate judges: a paired preference stage (or a reward model's pairs) runs chosen
+    and rejected answers together, twice the sequences of the micro-batch."""
     tool = reading.tool
-    if tool is None or reading.stage not in tool.preference or tool.preference[reading.stage] != "paired":
+    paired = reading.paired_rows or (tool is not None and tool.preference.get(reading.stage) == "paired")
+    if tool is None or not paired:
         return cfg
     from ..config import with_values
 

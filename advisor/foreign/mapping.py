@@ -49,6 +49,8 @@ class Out:
     eval_batch: tuple[str, int] | None = None  # (the key, the rows) of an evaluation batch the file sets
     evaluates: bool = False  # the file names an evaluation set (beside a validation split: data.val_ratio)
     loads_fp32: bool = False  # the model loads in float32 (TRL's ModelConfig dtype default)
+    score_head: int = 0  # a reward model's classification outputs in place of lm_head (ModelSpec.with_score_head)
+    paired_rows: bool = False  # chosen and rejected answers both run (a reward model's pairs): twice the micro-batch
     extra: dict = field(default_factory=dict)  # what a tool's `finish` combines (axolotl batch_size)
     key: str = ""  # the foreign key being mapped
 

@@ -66,6 +66,8 @@ class Reading:
     eval_batch: tuple[str, int] | None = None  # (key, rows): an evaluation batch the file sets
     evaluates: bool = False  # the file names an evaluation dataset
     loads_fp32: bool = False  # the model loads in float32 (TRL's default): full_ft.upcaster
+    score_head: int = 0  # a reward model: its score head's outputs (ModelSpec.with_score_head), 0: a causal LM
+    paired_rows: bool = False  # a reward model's chosen and rejected answers: twice the micro-batch
 
     @property
     def layout(self) -> str:
@@ -201,7 +203,7 @@ def read(path: str | Path, overrides: list[str] | None = None) -> Reading:
             f"{d.dotted} {d.value}" for d in defaulted.values()))
     return Reading(cfg, tool.kind, source, tool, notes, list(out.said), dict(out.origin), defaulted, lines,
                    out.targets, out.stage, out.full, unread, blank, out.partial, out.eval_batch, out.evaluates,
-                   out.loads_fp32)
+                   out.loads_fp32, out.score_head, out.paired_rows)
 
 
 def load_any(path: str | Path) -> tuple[RunConfig, str, list[str]]:

@@ -136,6 +136,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
     else:
         if note:  # a path on the server the file was written for
             reading.notes.append(note)
+        spec = spec.with_score_head(reading.score_head)  # a reward model: a score head, not the vocabulary
     cfg = reading.cfg
     if spec is not None:
         _shipped(reading, spec)

@@ -24,7 +24,7 @@ STAGE_KEYS = (
     ("reward", ("center_rewards_coefficient",)),
     ("dpo", ("beta", "max_prompt_length", "rpo_alpha", "ref_model_init_kwargs", "precompute_ref_log_probs")),
 )
-PREFERENCE = {"dpo": "paired", "kto": "unpaired", "grpo": "online", "reward": "paired"}
+PREFERENCE = {"dpo": "paired", "kto": "unpaired", "grpo": "online"}
 
 
 def _use_peft(value, out: Out):
@@ -106,11 +106,7 @@ TABLE = {
     **{k: _stage_hint for _, keys in STAGE_KEYS for k in keys},
 }
 
-NOT_MODELLED = {
-    "center_rewards_coefficient": "a reward model (AutoModelForSequenceClassification): its score head replaces "
-                                  "lm_head, so the vocabulary-sized logits the estimate counts are not held (an "
-                                  "over-estimate)",
-}
+NOT_MODELLED: dict[str, str] = {}
 VLLM = ("vLLM generation for GRPO's rollouts: its engine's memory on the training GPUs (colocate) or another GPU "
         "(server) is not in the estimate")
 
@@ -149,9 +145,10 @@ def finish(out: Out) -> None:
     if "use_vllm" in out.extra.get("stage_keys", []):
         out.key = "use_vllm"
         out.not_modelled(VLLM)
-    if "center_rewards_coefficient" in out.extra.get("stage_keys", []):
-        out.key = "center_rewards_coefficient"
-        out.not_modelled(NOT_MODELLED["center_rewards_coefficient"])
+    if out.stage == "reward":  # RewardTrainer: AutoModelForSequenceClassification, num_labels=1 (scripts/reward.py)
+        out.score_head, out.paired_rows, out.stage = 1, True, None
+        out.notes.append("a reward model: estimated with a one-output score head in place of lm_head (no "
+                         "vocabulary-sized logits); chosen and rejected answers both run: twice the micro-batch")
     if not out.extra.get("use_peft"):
         out.key = "use_peft"
         out.set("method", "lora")

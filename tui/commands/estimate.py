@@ -384,6 +384,7 @@ def run(args) -> int:
         return name_bound(args, cfg, unknown)
     spec = shipped_as(spec, getattr(args, "load", None), getattr(args, "quant_bits", None))
     if reading is not None:
+        spec = spec.with_score_head(reading.score_head)  # a reward model, as check reads it
         cfg = as_foreign(args, spec, cfg)
     cfg, lengths = real_lengths(args, spec, cfg)
     hw = hardware_from(args)
