@@ -960,3 +960,11 @@ def test_a_trl_reward_config_is_a_reward_model(tmp_path):
     reading = _read_text(tmp_path, "model_name_or_path: llama-3.2-1b\nuse_peft: true\ndtype: bfloat16\n"
                                    "center_rewards_coefficient: 0.01\n")
     assert (reading.score_head, reading.paired_rows, reading.stage) == (1, True, None)
+
+
+@pytest.mark.parametrize("beta,reference", [("", False), ("beta: 0.0\n", False), ("beta: 0.01\n", True)])
+def test_a_trl_grpo_full_fine_tune_keeps_a_reference_copy_only_with_a_kl_term(tmp_path, beta, reference):
+    """GRPOTrainer loads its reference model only when beta > 0 (TRL 1.10's default is 0.0)."""
+    report = judge(_read_text(tmp_path, "model_name_or_path: llama-3.2-1b\ndtype: bfloat16\nnum_generations: 8\n"
+                                        "max_completion_length: 256\nper_device_train_batch_size: 1\n" + beta), GPU24)
+    assert report.reading.stage == "grpo" and ("reference_model" in report.full.rest) == reference

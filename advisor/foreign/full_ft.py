@@ -296,10 +296,11 @@ class Floor:
 
 def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest: dict[str, int] | None = None,
           accumulates: bool = False, stage: str | None = None, upcast: str = "",
-          trains: "Freeze | None" = None) -> Floor:
+          trains: "Freeze | None" = None, reference: bool | None = None) -> Floor:
     """A full fine-tune of `spec` under `plan` (its precision, optimizer, GPUs, strategy and offload): the floor
     per GPU, and with `rest` (`rest_of`) the estimate; a preference `stage` that keeps a reference model adds its
-    copy. CPU offload applies where the plan shards (one GPU is plain training, as everywhere in rankwise):
+    copy (`reference` says so where the stage alone does not: GRPO keeps one when its beta is above 0). CPU offload
+    applies where the plan shards (one GPU is plain training, as everywhere in rankwise):
     params_and_optimizer keeps weights, gradients and states in host RAM (FSDP CPUOffload(offload_params),
     ZeRO-3 offload_param + offload_optimizer), params the weights alone (ZeRO-3 offload_param). `upcast`: the
     name of the tool when it casts the trained weights to fp32 itself (`trained_bytes`), else ""."""
@@ -324,7 +325,7 @@ def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest
         host = sum(moved) * gpus
         weights, grads, states = 0, *((0, 0) if plan.offload == "params_and_optimizer" else (grads, states))
     rest = dict(rest or {})
-    if rest and stage in REFERENCE_STAGES:  # frozen, loaded in the compute dtype: never upcast
+    if rest and (stage in REFERENCE_STAGES if reference is None else reference):  # frozen, 16-bit: never upcast
         rest["reference_model"] = n * plan.dtype_bytes // (gpus if plan.sharded and gpus > 1 else 1)
     return Floor(key, n, weights, grads, states, gpus, gpu_bytes, host, rest, accumulates, held.why, trained, which,
                  checkpoint)
@@ -374,11 +375,12 @@ def trained_bytes(plan: "Plan", upcast: str = "") -> Held:
 
 
 def full_finetune(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
-                  stage: str | None = None, upcast: str = "", trains: "Freeze | None" = None) -> Floor:
+                  stage: str | None = None, upcast: str = "", trains: "Freeze | None" = None,
+                  reference: bool | None = None) -> Floor:
     """A full fine-tune of `spec` with `cfg`'s settings on `hw`: the GPUs, strategy and offload resolved as for
     the LoRA run (fit.assess), its floor and the rest (the module docstring says how)."""
     rest, plan, gpu_bytes = rest_of(spec, cfg, hw, upcast, trains)
-    return floor(key, spec, plan, gpu_bytes, rest, cfg.train.grad_accum > 1, stage, upcast, trains)
+    return floor(key, spec, plan, gpu_bytes, rest, cfg.train.grad_accum > 1, stage, upcast, trains, reference)
 
 
 def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
@@ -405,7 +407,8 @@ def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
 
 
 def gpus_needed(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware", strategy: str,
-                stage: str | None = None, upcast: str = "", trains: "Freeze | None" = None) -> "Floor | None":
+                stage: str | None = None, upcast: str = "", trains: "Freeze | None" = None,
+                reference: bool | None = None) -> "Floor | None":
     """The full fine-tune on the fewest GPUs (2-8) of `hw`'s kind under `strategy` on which it fits: None when
     it fits on none (or no GPU)."""
     from ..config import with_values
@@ -415,7 +418,7 @@ def gpus_needed(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware", s
         return None
     for n in range(2, 9):
         at = full_finetune(key, spec, with_values(cfg, {"distributed.gpus": n, "distributed.strategy": strategy}),
-                           with_gpus(hw, n), stage, upcast, trains)
+                           with_gpus(hw, n), stage, upcast, trains, reference)
         if at.verdict == "fits":
             return at
     return None

@@ -51,6 +51,7 @@ class Out:
     loads_fp32: bool = False  # the model loads in float32 (TRL's ModelConfig dtype default)
     score_head: int = 0  # a reward model's classification outputs in place of lm_head (ModelSpec.with_score_head)
     paired_rows: bool = False  # chosen and rejected answers both run (a reward model's pairs): twice the micro-batch
+    reference: bool | None = None  # a full fine-tune keeps a reference copy (None: as its stage says, full_ft)
     extra: dict = field(default_factory=dict)  # what a tool's `finish` combines (axolotl batch_size)
     key: str = ""  # the foreign key being mapped
 

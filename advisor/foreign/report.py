@@ -164,13 +164,14 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
     full, disk_note = None, []
     if reading.full and spec is not None and ctx.judged is not None:  # the LoRA estimate is not this run's
         upcast = upcaster(reading)
-        full = full_finetune(reading.full, spec, ctx.cfg, hw, reading.stage, upcast, reading.partial)
+        full = full_finetune(reading.full, spec, ctx.cfg, hw, reading.stage, upcast, reading.partial,
+                             reading.reference)
         findings = [f for f in findings if f.code not in LORA_ONLY]
         said = [s for s in said if s.code not in LORA_ONLY and not (s.code == "not-modelled" and s.key == reading.full)]
         more = None
         if full.verdict in ("wont-fit", "tight") and full.gpus == 1 and cfg.distributed.strategy in ("fsdp", "deepspeed"):
             more = gpus_needed(reading.full, spec, ctx.cfg, hw, cfg.distributed.strategy, reading.stage, upcast,
-                              reading.partial)
+                              reading.partial, reading.reference)
         said.append(full.finding(ctx.judged.peak_gib, more))
         keep = cfg.train.save_total_limit + 1 if "train.save_total_limit" in reading.origin else None  # HF: all
         host = hw.host if hw is not None and hw.source == "probe" else None  # a declared machine's disk is not here

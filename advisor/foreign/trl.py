@@ -46,6 +46,7 @@ def _stage_hint(value, out: Out):
 
 
 GRPO_COMPLETION = 512  # trl/trainer/grpo_config.py: max_completion_length default=512
+GRPO_BETA = 0.0  # trl/trainer/grpo_config.py: beta default=0.0 ("the reference model is not loaded")
 
 
 def _grpo_length(out: Out) -> None:
@@ -142,6 +143,10 @@ def finish(out: Out) -> None:
             break
     if out.stage == "grpo":
         _grpo_length(out)
+        beta = out.extra.get("beta", GRPO_BETA)
+        # GRPOTrainer loads a reference model only when beta > 0 (grpo_trainer.py: `if self.beta == 0.0:
+        # self.ref_model = None`); with an adapter it is the base with the adapter disabled, no copy
+        out.reference = isinstance(beta, (int, float)) and beta > 0
     if "use_vllm" in out.extra.get("stage_keys", []):
         out.key = "use_vllm"
         out.not_modelled(VLLM)

@@ -335,7 +335,8 @@ def full_finetune_out(args, spec, cfg, hw, reading) -> int:
     """A foreign config with no adapter: `check`'s full fine-tune estimate, by component."""
     from rankwise.advisor.foreign.full_ft import full_finetune, upcaster
 
-    full = full_finetune(reading.full, spec, cfg, hw, reading.stage, upcaster(reading), reading.partial)
+    full = full_finetune(reading.full, spec, cfg, hw, reading.stage, upcaster(reading), reading.partial,
+                         reading.reference)
     if args.json:
         print_json({"model": spec.name, "method": "full", "fit": full.verdict, "gpu_bytes": full.gpu_bytes,
                     "peak_bytes": full.peak, "full_finetune": full.to_dict(),
