@@ -226,7 +226,7 @@ def read_launcher(path: str | Path) -> launcher.Launch:
 
 def _not_a_training_config(data: dict, source: str) -> Problem | None:
     """One problem for a file that is not a rankwise preset (rather than one per key): an accelerate launcher
-    config, an axolotl or LLaMA-Factory config (`check` and `import` read those; `train`, `estimate` and the
+    config, an axolotl, LLaMA-Factory or TRL config (`check` and `import` read those; `train`, `estimate` and the
     other preset readers do not), or 3+ keys none of which a rankwise preset has."""
     keys = [str(k) for k in data]
     if set(keys) & set(RunConfig.model_fields):
@@ -235,7 +235,7 @@ def _not_a_training_config(data: dict, source: str) -> Problem | None:
         flags = launcher.settings(data).flags()
         return Problem(source, "an accelerate launcher config (compute_environment, distributed_type), not a training "
                                "config: rankwise runs `accelerate launch` itself",
-                       "give the training config (a rankwise preset, an axolotl or a LLaMA-Factory YAML)"
+                       "give the training config (a rankwise preset, an axolotl, a LLaMA-Factory or a TRL YAML)"
                        + (f"; this file's launch settings are {' '.join(flags)}" if flags else "")
                        + f"; `check` and `estimate` read it beside one: --accelerate-config {source}")
     from .foreign.marks import LABELS, which  # not at the top: the foreign mappers import this module
@@ -251,9 +251,9 @@ def _not_a_training_config(data: dict, source: str) -> Problem | None:
         return None  # a typo or two: the per-key messages say "did you mean"
     shown = ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
     return Problem(source, f"not a training config rankwise reads: none of its {len(keys)} keys ({shown}) is a "
-                           "rankwise preset's, nor an axolotl or LLaMA-Factory config's",
-                   "give a rankwise preset (`rankwise presets` lists the shipped ones), an axolotl or a "
-                   "LLaMA-Factory config")
+                           "rankwise preset's, nor an axolotl, LLaMA-Factory or TRL config's",
+                   "give a rankwise preset (`rankwise presets` lists the shipped ones), an axolotl, a "
+                   "LLaMA-Factory or a TRL config")
 
 
 # ---------------------------------------------------------------- --set overrides

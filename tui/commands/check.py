@@ -1,4 +1,4 @@
-"""`rankwise check FILE`: red flags in a rankwise preset, an axolotl or a LLaMA-Factory config.
+"""`rankwise check FILE`: red flags in a rankwise preset, an axolotl, a LLaMA-Factory or a TRL config.
 `rankwise check --data FILE`: the dataset as training sees it (tui/commands/datacheck.py).
 
 Exit 0 when no error-level finding, 3 when one exists, 2 for bad input (unreadable file,
@@ -17,12 +17,12 @@ from .common import add_json, add_launcher, add_planning, hardware_from, launche
 
 
 def register(sub) -> None:
-    p = sub.add_parser("check", help="find red flags in a preset, axolotl or LLaMA-Factory config",
+    p = sub.add_parser("check", help="find red flags in a preset, axolotl, LLaMA-Factory or TRL config",
                        description="Check a config for risky combinations (rank/alpha/dropout/lr, memory fit, "
-                                   "model shape, batch size). Reads rankwise presets, axolotl and LLaMA-Factory "
+                                   "model shape, batch size). Reads rankwise presets, axolotl, LLaMA-Factory and TRL "
                                    "YAML. Exit 0: no errors; 3: error-level red flags; 2: bad input.")
     p.add_argument("file", metavar="FILE", nargs="?",
-                   help="a YAML config (rankwise preset, axolotl or LLaMA-Factory) or a shipped preset name "
+                   help="a YAML config (rankwise preset, axolotl, LLaMA-Factory or TRL) or a shipped preset name "
                         "(with --data: optional, gives the model, format and max_seq_len)")
     p.add_argument("--model", help="check against this model instead of the config's (catalog name or local folder)")
     p.add_argument("--method", choices=METHOD_NAMES, help="check as this method (default: the config's; auto "

@@ -107,7 +107,7 @@ def register(sub) -> None:
                    help="estimate at the data's real lengths: with packing off, the longest row (up to --seq) "
                         "instead of every row padded to --seq")
     p.add_argument("--preset", dest="estimate_preset", metavar="NAME|FILE",
-                   help="estimate a preset's config, or an axolotl / LLaMA-Factory config as `check` reads it (a "
+                   help="estimate a preset's config, or an axolotl / LLaMA-Factory / TRL config as `check` reads it (a "
                         "full fine-tune estimated as one); flags override it")
     add_json(p)
     add_launcher(p)
@@ -319,7 +319,7 @@ def shipped_as(spec, load: str | None, bits: int | None):
 
 
 def as_foreign(args, spec, cfg):
-    """An axolotl / LLaMA-Factory config's settings as `check` estimates them: its target modules under peft's
+    """An axolotl / LLaMA-Factory / TRL config's settings as `check` estimates them: its target modules under peft's
     rules on this model (unless --targets says), a paired preference stage's doubled micro-batch."""
     from rankwise.advisor.config import with_values
     from rankwise.advisor.foreign.language import estimated_cfg

@@ -1,4 +1,4 @@
-"""`rankwise import FILE [--out PRESET] [--force] [--set KEY=VALUE]`: an axolotl or LLaMA-Factory
+"""`rankwise import FILE [--out PRESET] [--force] [--set KEY=VALUE]`: an axolotl, LLaMA-Factory or TRL
 config → a rankwise preset (advisor/foreign/preset.py), validated so `rankwise train --preset` loads it."""
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("import", help="convert an axolotl or LLaMA-Factory config into a rankwise preset",
-                       description="Write an axolotl or LLaMA-Factory YAML as a rankwise preset: model, data, "
+    p = sub.add_parser("import", help="convert an axolotl, LLaMA-Factory or TRL config into a rankwise preset",
+                       description="Write an axolotl, LLaMA-Factory or TRL YAML as a rankwise preset: model, data, "
                                    "method, LoRA, training and distributed settings, each commented with the key "
                                    "it came from; what has no equivalent is listed at the end.")
-    p.add_argument("file", metavar="FILE", help="an axolotl or LLaMA-Factory YAML config")
+    p.add_argument("file", metavar="FILE", help="an axolotl, LLaMA-Factory or TRL YAML config")
     p.add_argument("--out", metavar="PRESET", help="write the preset here (default: print it)")
     p.add_argument("--force", action="store_true", help="let --out overwrite an existing file")
     p.add_argument("--set", dest="import_set", action="append", default=[], metavar="KEY=VALUE",
