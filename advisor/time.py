@@ -257,9 +257,12 @@ def activation_bytes(spec: "ModelSpec", plan, adapted) -> int:
 
 
 def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_len: int,
-                        attention: str | None = None, efficiency: float | None = None) -> dict[str, float]:
+                        attention: str | None = None, efficiency: float | None = None,
+                        trained: int = 0) -> dict[str, float]:
     """Seconds of one micro-batch (per GPU) by part, for sequences padded to `padded_len`;
-    `attention` None: the plan's (train.attention)."""
+    `attention` None: the plan's (train.attention). `trained`: weights whose own gradient backward computes
+    (a full or partial fine-tune: 2 FLOPs a weight a token more, the weight-gradient GEMM beside the
+    input-gradient one, and the gradient written); 0 for LoRA, whose adapter is counted apart."""
     plan = fit.estimate.plan
     attention = attention or plan.attention
     st = device.stack
@@ -270,7 +273,7 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     body, head, adapter = linear_work(spec, fit)
     ckpt = plan.grad_checkpointing
     passes = 3 if ckpt else 2  # forward, backward (+ the recomputed forward)
-    base_flops = tokens * (2 * (body + head) + 2 * (body + head) + (2 * body if ckpt else 0))
+    base_flops = tokens * (2 * (body + head) + 2 * (body + head) + (2 * body if ckpt else 0) + 2 * trained)
     adapter_flops = tokens * adapter * (2 + 4 + (2 if ckpt else 0))
     attn_width = spec.num_heads * spec.head_dim
     span = L if attention == "eager" else L / 2  # causal: flash/SDPA kernels skip the masked half
@@ -286,7 +289,7 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
         weight_bytes = passes * body * (quant.bits / 8 + 2 + 2)
     else:
         weight_bytes = passes * body * plan.dtype_bytes
-    weight_bytes += 2 * head * plan.dtype_bytes
+    weight_bytes += 2 * head * plan.dtype_bytes + trained * plan.dtype_bytes  # + each trained weight's gradient
     dora_flops = dora_bytes = 0.0
     if plan.descriptor.peft.get("use_dora"):
         # peft's DoRA (tuners/lora/dora.py) forms B·A and the row norms of W + s·B·A in each forward
@@ -359,17 +362,22 @@ def steps_and_tokens(cfg: "RunConfig", fit: "Fit", data: DataShape) -> tuple[int
 
 def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | None, data: DataShape | None = None,
               calibration: Iterable[Calibration] = (), price: float | None = None,
-              attention: str | None = None) -> TimePlan:
-    """Tokens/s, step and total seconds, and cost of `cfg` as `fit` resolved it on `hw`."""
+              attention: str | None = None, trained: int = 0, optimizer_bytes: int = 0) -> TimePlan:
+    """Tokens/s, step and total seconds, and cost of `cfg` as `fit` resolved it on `hw`. A full or partial fine-tune
+    gives its `trained` weights (micro_batch_seconds) and `optimizer_bytes`: what one optimizer step reads and
+    writes per GPU (the fused AdamW reads weights, gradients and both moments and writes weights and moments),
+    once a step at the device's bandwidth."""
     attention = attention or fit.estimate.plan.attention
     if attention not in ATTENTION:
         raise ValueError(f"attention {attention!r}: one of {ATTENTION}")
     device = Device.of(hw)
     data = data or data_shape(cfg, spec)
     steps, tok_step, padded, tokens = steps_and_tokens(cfg, fit, data)
-    parts = micro_batch_seconds(spec, fit, device, padded, attention)
+    parts = micro_batch_seconds(spec, fit, device, padded, attention, trained=trained)
     strategy = fit.strategy
-    step_s = (cfg.train.grad_accum * sum(parts.values()) + device.stack.step_overhead_s) / SCALING[strategy]
+    optimizer_s = optimizer_bytes / (device.bandwidth_gbs * 1e9 * device.stack.bandwidth_share)
+    step_s = (cfg.train.grad_accum * sum(parts.values()) + device.stack.step_overhead_s + optimizer_s) \
+        / SCALING[strategy]
     weights_gb = fit.estimate.components.get("base_weights", 0) / 1e9
     setup_s = SETUP_S[device.kind] + weights_gb * fit.gpus / LOAD_GBS
     init_s = start_up_seconds(fit.estimate.init_flops, device.tflops, device.stack.efficiency, device.kind == "gpu")
@@ -403,6 +411,9 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
                f"characters / {CHARS_PER_TOKEN:g}")
         notes.append(f"{data.rows} training rows, ~{data.tokens_per_row:.0f} tokens each ({per}, "
                      f"+ {TEMPLATE_TOKENS} template tokens)")
+    if trained:
+        notes.append(f"{trained / 1e9:.2f}B trained weights: their gradient GEMMs in backward, and an optimizer step "
+                     f"over them of {optimizer_s:.2f} s (memory-bound)")
     if fit.gpus > 1:
         notes.append(f"{fit.gpus} GPUs ({strategy}): {SCALING[strategy]:.0%} scaling")
     if "offload" in parts:

@@ -968,3 +968,29 @@ def test_a_trl_grpo_full_fine_tune_keeps_a_reference_copy_only_with_a_kl_term(tm
     report = judge(_read_text(tmp_path, "model_name_or_path: llama-3.2-1b\ndtype: bfloat16\nnum_generations: 8\n"
                                         "max_completion_length: 256\nper_device_train_batch_size: 1\n" + beta), GPU24)
     assert report.reading.stage == "grpo" and ("reference_model" in report.full.rest) == reference
+
+
+def test_a_full_fine_tune_is_timed_with_its_weight_gradients_and_optimizer_step(tmp_path):
+    """Beside LoRA's passes a full fine-tune computes every weight's gradient (2 FLOPs a weight a token more) and
+    steps the optimizer over all of them once a step: slower a step than LoRA of the same settings; a partial
+    (freeze) fine-tune sits in between. check and estimate --preset give the same time."""
+    from rankwise.advisor.foreign.full_ft import full_time
+    from rankwise.advisor.hardware import resolve
+    from rankwise.advisor.model import load_model
+    from rankwise.advisor.time import plan_time
+
+    hw = resolve(None, None, "A100-80GB")
+    body = "model_name_or_path: llama-3.2-1b\nstage: sft\nbf16: true\ncutoff_len: 2048\nmax_steps: 100\n"
+    path = tmp_path / "full.yaml"
+    path.write_text(body + "finetuning_type: full\n")
+    full = judge(read(path), hw)
+    spec = load_model("llama-3.2-1b")
+    lora_step = plan_time(spec, full.ctx.cfg, full.ctx.judged, hw).step_s
+    assert full.full_time.step_s > lora_step and full.full_time.steps == 100
+    assert any(n.startswith("time: ") for n in full.notes)
+    path.write_text(body + "finetuning_type: freeze\n")
+    part = judge(read(path), hw)
+    assert lora_step < part.full_time.step_s < full.full_time.step_s
+    path.write_text(body + "finetuning_type: full\n")
+    est = json.loads(cli("estimate", "--preset", path, "--gpu", "A100-80GB", "--json").stdout)
+    assert est["full_finetune"]["time"]["step_s"] == round(full_time(spec, full.ctx.cfg, hw, full.full).step_s, 4)

@@ -389,3 +389,23 @@ def test_activation_traffic_by_hand_and_its_share_grows_as_models_shrink():
         parts = micro_batch_seconds(s, assess(s, with_values(cfg_of(), {"model.name": name}), h), _device(h), 2048)
         share[name] = parts["activations"] / sum(parts.values())
     assert share["llama-3.2-1b"] > share["llama-3.1-8b"] > 0
+
+
+def test_trained_weights_add_their_gradient_gemms_to_a_micro_batch():
+    """A full fine-tune's backward also computes each trained weight's gradient: 2 FLOPs a weight a token."""
+    from rankwise.advisor.config import RunConfig, with_values
+    from rankwise.advisor.fit import assess
+    from rankwise.advisor.hardware import resolve
+    from rankwise.advisor.model import load_model
+    from rankwise.advisor.time import Device, micro_batch_seconds
+
+    spec = load_model("llama-3.2-1b")
+    hw = resolve(None, None, "A100-80GB")
+    fit = assess(spec, with_values(RunConfig(), {"method": "lora", "train.max_seq_len": 1024}), hw)
+    device = Device.of(hw)
+    lora = micro_batch_seconds(spec, fit, device, 1024)
+    full = micro_batch_seconds(spec, fit, device, 1024, trained=spec.total_params)
+    tokens = fit.estimate.plan.micro_batch * 1024
+    peak = lora["compute"] and device.tflops * 1e12 * device.stack.efficiency
+    assert abs((full["compute"] - lora["compute"]) - 2 * spec.total_params * tokens / peak) < 1e-9
+    assert full["memory"] > lora["memory"]  # the gradients written

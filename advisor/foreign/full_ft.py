@@ -44,6 +44,7 @@ from .mapping import Said
 
 if TYPE_CHECKING:
     from ..config import RunConfig
+    from ..time import TimePlan
     from ..hardware import Hardware
     from ..plan import Plan
     from ..spec import ModelSpec
@@ -383,19 +384,48 @@ def full_finetune(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware |
     return floor(key, spec, plan, gpu_bytes, rest, cfg.train.grad_accum > 1, stage, upcast, trains, reference)
 
 
+def _bare(cfg: "RunConfig") -> "RunConfig":
+    """The settings with LoRA at rank 1 on every linear and nothing else trained: the run's memory and time
+    beside its parameters (`rest_of`, `full_time`)."""
+    from ..config import with_values
+
+    return with_values(cfg, {"lora.target_modules": "all-linear", "lora.r": 1, "lora.dropout": 0.0,
+                             "lora.modules_to_save": [], "lora.bias": "none"})
+
+
+def full_time(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None", full: Floor) -> "TimePlan":
+    """The fine-tune's time: the time model's passes (time.plan_time) with every trained weight's gradient GEMM
+    and, once a step, the optimizer over them on the GPU (it reads the gradients, reads and writes the weights and
+    the states they hold: nothing when CPU offload steps on the host, not modelled)."""
+    from ..fit import assess
+    from ..time import plan_time
+
+    judged = assess(spec, _bare(cfg), hw, method="lora")
+    trained = full.trained or full.params
+    share = trained / full.params if full.params else 1.0
+    optimizer_bytes = int(full.grads + 2 * full.states + 2 * full.weights * share)
+    return plan_time(spec, cfg, judged, hw, trained=trained, optimizer_bytes=optimizer_bytes)
+
+
+def time_line(t: "TimePlan") -> str:
+    """The time plan as one note: per step, and the run when its steps are known."""
+    from ..time import duration
+
+    run = f", the run ~{duration(t.total_s)} ({t.steps:,} steps)" if t.total_s is not None else \
+        " (steps unknown: no data, no max_steps)"
+    return f"time: {t.step_s:.2f} s/step ({t.tokens_per_s:,.0f} tok/s on {t.device}){run}"
+
+
 def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
             upcast: str = "", trains: "Freeze | None" = None) -> tuple[dict[str, int], "Plan", int | None]:
     """What a full fine-tune with `cfg`'s settings holds beside its weights, gradients and optimizer states
     (the module docstring says how it is taken from a LoRA estimate), the plan it was judged under and the
     GPU's bytes."""
     from ..allocator import fsdp_grad_bytes
-    from ..config import with_values
     from ..fit import assess
     from ..memory import unit_bytes
 
-    bare = with_values(cfg, {"lora.target_modules": "all-linear", "lora.r": 1, "lora.dropout": 0.0,
-                             "lora.modules_to_save": [], "lora.bias": "none"})
-    judged = assess(spec, bare, hw, method="lora")
+    judged = assess(spec, _bare(cfg), hw, method="lora")
     plan = judged.estimate.plan
     rest = {k: v for k, v in judged.estimate.components.items() if k not in NOT_REST}
     if plan.gpus > 1 and not plan.sharded:  # DDP: the flat gradient buckets, a second copy of every gradient

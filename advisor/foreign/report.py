@@ -10,7 +10,7 @@ from ..errors import RankwiseError
 from ..evaluation import eval_forward_bytes, resident_bytes
 from ..finding import SEVERITY_ORDER
 from ..fit import verdict
-from .full_ft import LORA_ONLY, Floor, full_finetune, gpus_needed, upcaster
+from .full_ft import LORA_ONLY, Floor, full_finetune, full_time, gpus_needed, time_line, upcaster
 from .language import estimated_cfg, localize, multi_gpu, stage_findings
 from .mapping import Said, match_targets
 from .reading import Reading, resolve_targets, unread_notes
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..hardware import Hardware
     from ..redflags import Context
     from ..size_bound import Bound
+    from ..time import TimePlan
 
 FIT_ANSWERS = ("fits", "tight", "wont-fit")
 
@@ -32,6 +33,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     unresolved: str | None = None  # why the model could not be read
     full: Floor | None = None  # a full fine-tune: estimated apart, not by the LoRA estimate (full_ft.py)
+    full_time: "TimePlan | None" = None  # its time (full_ft.full_time)
 
     @property
     def bound(self) -> "Bound | None":
@@ -161,7 +163,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         extra = multi_gpu(reading, ctx.judged, need)
         if extra:
             said.append(extra)
-    full, disk_note = None, []
+    full, full_plan, disk_note = None, None, []
     if reading.full and spec is not None and ctx.judged is not None:  # the LoRA estimate is not this run's
         upcast = upcaster(reading)
         full = full_finetune(reading.full, spec, ctx.cfg, hw, reading.stage, upcast, reading.partial,
@@ -176,7 +178,8 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         keep = cfg.train.save_total_limit + 1 if "train.save_total_limit" in reading.origin else None  # HF: all
         host = hw.host if hw is not None and hw.source == "probe" else None  # a declared machine's disk is not here
         line, short = full.disk(keep, host.disk_free_bytes if host else None, host.disk_path if host else None)
-        disk_note = [line]
+        full_plan = full_time(spec, ctx.cfg, hw, full)
+        disk_note = [time_line(full_plan), line]
         if short is not None:
             findings.append(short)
     if spec is not None and ctx.estimate is not None:
@@ -190,7 +193,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         notes = [n for n in notes if not n.startswith(prefix)] + ([prefix + ", ".join(kept)] if kept else [])
     if reading.blank:
         notes.append(f"blank (read as unset): {', '.join(reading.blank)}")
-    return Report(reading, name, ctx, out, notes, unresolved, full)
+    return Report(reading, name, ctx, out, notes, unresolved, full, full_plan)
 
 
 def eval_said(reading: Reading, spec, ctx, full: Floor | None) -> list[Said]:

@@ -61,7 +61,8 @@ def run(args) -> int:
         print_json({
             "file": args.file, "kind": r.kind, "layout": r.layout, "model": report.model,
             "method": report.method, "method_note": report.method_note,
-            "full_finetune": full.to_dict() if full else None, "fit": report.fit, "fit_checked": report.fit_checked,
+            "full_finetune": {**full.to_dict(), "time": report.full_time.to_dict() if report.full_time else None}
+            if full else None, "fit": report.fit, "fit_checked": report.fit_checked,
             "unchecked_reason": report.unchecked_reason, "fit_basis": report.fit_basis,
             "fit_bound": report.bound.to_dict() if report.bound else None,
             "estimate": ctx.estimate.to_dict() if ctx.estimate and not full else None,

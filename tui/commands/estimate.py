@@ -333,13 +333,14 @@ def as_foreign(args, spec, cfg):
 
 def full_finetune_out(args, spec, cfg, hw, reading) -> int:
     """A foreign config with no adapter: `check`'s full fine-tune estimate, by component."""
-    from rankwise.advisor.foreign.full_ft import full_finetune, upcaster
+    from rankwise.advisor.foreign.full_ft import full_finetune, full_time, time_line, upcaster
 
     full = full_finetune(reading.full, spec, cfg, hw, reading.stage, upcaster(reading), reading.partial,
                          reading.reference)
+    timed = full_time(spec, cfg, hw, full)
     if args.json:
         print_json({"model": spec.name, "method": "full", "fit": full.verdict, "gpu_bytes": full.gpu_bytes,
-                    "peak_bytes": full.peak, "full_finetune": full.to_dict(),
+                    "peak_bytes": full.peak, "full_finetune": {**full.to_dict(), "time": timed.to_dict()},
                     **({"model_note": args.model_note} if args.model_note else {})})
         return 0
     from rich.console import Console
@@ -361,6 +362,7 @@ def full_finetune_out(args, spec, cfg, hw, reading) -> int:
     t.add_row("[bold]peak (nvidia-smi)[/bold]", f"[bold]{gib(full.peak):.2f}[/bold]")
     console.print(t)
     console.print(f"  [dim]{full.text()}[/dim]")
+    console.print(f"  {time_line(timed)}")
     if args.model_note:
         console.print(f"  [dim]{args.model_note}[/dim]")
     if full.gpu_bytes is None:
