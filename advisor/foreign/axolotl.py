@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 
-from ..config import ATTENTIONS
 from .known_keys import AXOLOTL_KEYS
 from .mapping import (Default, Out, Said, Tool, accumulate_to, attention, checkpointing_kwargs, deepspeed,
                       eval_batch, evaluates, model_name,
@@ -329,8 +328,6 @@ CONFIG_ONLY_STAGES = frozenset({"dpo", "ipo", "kto"})
 def _pattern(raw: str):
     """axolotl utils/freeze.py LayerNamePattern: a trailing [start:end] range dropped, every "." not followed by
     "+" made literal, matched with re.match (anchored at the name's start)."""
-    import re
-
     base = re.match(r"^(.+)\[([0-9]*)(?::([0-9]*))?\]$", raw)
     try:
         return re.compile(re.sub(r"\.(?!\+)", "\\.", base.group(1) if base else raw))

@@ -34,7 +34,7 @@ against the same 90% headroom as LoRA's (fit.verdict). bench/gpu_full_probe.py m
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..finding import Finding
@@ -44,6 +44,7 @@ from .mapping import Said
 
 if TYPE_CHECKING:
     from ..config import RunConfig
+    from ..fit import Fit
     from ..time import TimePlan
     from ..hardware import Hardware
     from ..plan import Plan
@@ -87,7 +88,7 @@ def upcaster(reading) -> str:
     default); "" when neither."""
     if reading.tool is not None and reading.kind in UPCASTS_TRAINABLE:
         return f"{reading.tool.label} casts the trainable parameters to fp32"
-    if getattr(reading, "loads_fp32", False):
+    if reading.loads_fp32:
         return f"{reading.tool.label} loads the model in float32 (its dtype default)"
     return ""
 
@@ -166,7 +167,8 @@ class Floor:
     held: str = ""  # how a trained weight is held (trained_bytes)
     trained: int = 0  # parameters that train, where only some do (a freeze fine-tune: Freeze); 0: all of them
     which: str = ""  # what trains, in the tool's words, where only some does
-    checkpoint: int = 0  # bytes one checkpoint writes (checkpoint_bytes)
+    checkpoint: int = 0  # bytes one checkpoint writes (floor: weights and optimizer states whole)
+    judged: "Fit | None" = field(default=None, compare=False, repr=False)  # the bare LoRA run `rest` came from
 
     @property
     def note(self) -> str:
@@ -303,8 +305,8 @@ def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest
     copy (`reference` says so where the stage alone does not: GRPO keeps one when its beta is above 0). CPU offload
     applies where the plan shards (one GPU is plain training, as everywhere in rankwise):
     params_and_optimizer keeps weights, gradients and states in host RAM (FSDP CPUOffload(offload_params),
-    ZeRO-3 offload_param + offload_optimizer), params the weights alone (ZeRO-3 offload_param). `upcast`: the
-    name of the tool when it casts the trained weights to fp32 itself (`trained_bytes`), else ""."""
+    ZeRO-3 offload_param + offload_optimizer), params the weights alone (ZeRO-3 offload_param). `upcast`: what
+    puts the trained weights in fp32 outside accelerate's and DeepSpeed's casts (`upcaster`), else ""."""
     from ..memory import _optimizer_bytes
 
     n, held = spec.total_params, trained_bytes(plan, upcast)
@@ -380,8 +382,10 @@ def full_finetune(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware |
                   reference: bool | None = None) -> Floor:
     """A full fine-tune of `spec` with `cfg`'s settings on `hw`: the GPUs, strategy and offload resolved as for
     the LoRA run (fit.assess), its floor and the rest (the module docstring says how)."""
-    rest, plan, gpu_bytes = rest_of(spec, cfg, hw, upcast, trains)
-    return floor(key, spec, plan, gpu_bytes, rest, cfg.train.grad_accum > 1, stage, upcast, trains, reference)
+    rest, judged = rest_of(spec, cfg, hw, upcast, trains)
+    full = floor(key, spec, judged.estimate.plan, judged.gpu_bytes, rest, cfg.train.grad_accum > 1, stage, upcast,
+                 trains, reference)
+    return replace(full, judged=judged)  # full_time's passes are those of the same bare LoRA run
 
 
 def _bare(cfg: "RunConfig") -> "RunConfig":
@@ -400,7 +404,7 @@ def full_time(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None", full: 
     from ..fit import assess
     from ..time import plan_time
 
-    judged = assess(spec, _bare(cfg), hw, method="lora")
+    judged = full.judged or assess(spec, _bare(cfg), hw, method="lora")
     trained = full.trained or full.params
     share = trained / full.params if full.params else 1.0
     optimizer_bytes = int(full.grads + 2 * full.states + 2 * full.weights * share)
@@ -417,10 +421,10 @@ def time_line(t: "TimePlan") -> str:
 
 
 def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
-            upcast: str = "", trains: "Freeze | None" = None) -> tuple[dict[str, int], "Plan", int | None]:
+            upcast: str = "", trains: "Freeze | None" = None) -> tuple[dict[str, int], "Fit"]:
     """What a full fine-tune with `cfg`'s settings holds beside its weights, gradients and optimizer states
-    (the module docstring says how it is taken from a LoRA estimate), the plan it was judged under and the
-    GPU's bytes."""
+    (the module docstring says how it is taken from a LoRA estimate), and that LoRA run's fit (its plan, its
+    GPUs' bytes)."""
     from ..allocator import fsdp_grad_bytes
     from ..fit import assess
     from ..memory import unit_bytes
@@ -433,7 +437,7 @@ def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
         rest["ddp_buckets"] = trained * trained_bytes(plan, upcast).grad
     elif plan.sharded and plan.strategy == "fsdp":  # one decoder layer's gradient while it reduce-scatters
         rest["fsdp_grad_buffers"] = fsdp_grad_bytes(plan, unit_bytes(spec, plan)[0] // plan.dtype_bytes)
-    return rest, plan, judged.gpu_bytes
+    return rest, judged
 
 
 def gpus_needed(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware", strategy: str,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from .full_ft import Freeze
 from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
-from .mapping import (Default, Out, Tool, accumulate_to, deepspeed, eval_batch, evaluates, model_name,
+from .mapping import (Default, Out, Tool, accumulate_to, deepspeed, eval_batch, evaluates, liger, model_name,
                       dora, method_with, optimizer, precision_bf16,
                       precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK,
                       loraplus, fsdp_words, modules_to_save, added_tokens)
@@ -137,11 +137,6 @@ def _pissa_iter(value, out: Out):
         _pissa_iters(out)
 
 
-def _liger(value, out: Out):
-    if value is True:
-        out.set("train.kernels", "liger")
-
-
 FLAT = {
     "model_name_or_path": model_name, "finetuning_type": _type, "quantization_bit": _quant_bit,
     "quantization_method": _quant_method, "use_dora": dora, "lora_rank": to("lora.r"),
@@ -158,7 +153,7 @@ FLAT = {
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
     "save_total_limit": to("train.save_total_limit"), "packing": to("data.packing"), "val_size": _val,
     "max_samples": to("data.max_rows"), "stage": _stage, "pref_loss": _pref_loss, "deepspeed": deepspeed,
-    "flash_attn": _flash, "enable_liger_kernel": _liger, "pissa_init": _pissa_init, "pissa_iter": _pissa_iter,
+    "flash_attn": _flash, "enable_liger_kernel": liger, "pissa_init": _pissa_init, "pissa_iter": _pissa_iter,
     "loraplus_lr_ratio": loraplus, "use_reentrant_gc": to("train.checkpointing_reentrant"), "fsdp": fsdp_words,
 }
 

@@ -203,6 +203,12 @@ def attention(value, out):
         out.not_modelled(f"attention kernel {value}: activation memory and speed (the estimate assumes SDPA)")
 
 
+def liger(value, out):
+    """A switch for Liger's kernels (LLaMA-Factory enable_liger_kernel, TRL use_liger_kernel) → train.kernels."""
+    if value is True:
+        out.set("train.kernels", "liger")
+
+
 def checkpointing_kwargs(value, out):
     """gradient_checkpointing_kwargs: {use_reentrant: ...} goes to the HF Trainer as is."""
     if isinstance(value, dict) and isinstance(value.get("use_reentrant"), bool):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..errors import RankwiseError
-from ..evaluation import eval_forward_bytes, resident_bytes
+from ..evaluation import eval_forward_bytes, eval_peak_bytes, resident_bytes
 from ..finding import SEVERITY_ORDER
 from ..fit import verdict
 from .full_ft import LORA_ONLY, Floor, full_finetune, full_time, gpus_needed, time_line, upcaster
@@ -203,11 +203,11 @@ def eval_said(reading: Reading, spec, ctx, full: Floor | None) -> list[Said]:
         return []
     key, rows = reading.eval_batch
     est = ctx.estimate
-    if full is not None and full.peak is not None:
-        resident, train = full.weights + full.states + resident_bytes(full.rest), full.peak
+    if full is not None and full.peak is not None:  # its weights and states, beside the rest's resident parts
+        train = full.peak
+        peak = full.weights + full.states + resident_bytes(full.rest) + eval_forward_bytes(spec, est.plan, rows)
     else:
-        resident, train = resident_bytes(est.components), est.peak_bytes
-    peak = resident + eval_forward_bytes(spec, est.plan, rows)
+        train, peak = est.peak_bytes, eval_peak_bytes(spec, est, rows)
     if peak <= train:
         return []
     gpu = ctx.judged.gpu_bytes if ctx.judged is not None else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .known_keys import TRL_KEYS
 from .mapping import (Default, Out, Tool, attention, checkpointing_kwargs, deepspeed, dora, eval_batch, evaluates,
-                      fsdp_words, method_with, model_name, modules_to_save, optimizer, precision_bf16, precision_fp16,
+                      fsdp_words, liger, method_with, model_name, modules_to_save, optimizer, precision_bf16, precision_fp16,
                       renames_of, scheduler, steps, targets_mapper, to, OPTIMS_BACK)
 
 # which trainer the keys say (the first that matches): a key only that trainer's config has
@@ -27,16 +27,9 @@ STAGE_KEYS = (
 PREFERENCE = {"dpo": "paired", "kto": "unpaired", "grpo": "online"}
 
 
-def _use_peft(value, out: Out):
-    out.extra["use_peft"] = value is True
-
-
-def _4bit(value, out: Out):
-    out.extra["load_in_4bit"] = value is True
-
-
-def _8bit(value, out: Out):
-    out.extra["load_in_8bit"] = value is True
+def _flag(value, out: Out):
+    """use_peft / load_in_4bit / load_in_8bit: kept under their own key, combined in `finish`."""
+    out.extra[out.key] = value is True
 
 
 def _stage_hint(value, out: Out):
@@ -87,10 +80,10 @@ def _eval_strategy(value, out: Out):
 TABLE = {
     "model_name_or_path": model_name, "dtype": _dtype, "torch_dtype": _dtype, "attn_implementation": attention,
     "trust_remote_code": to("model.trust_remote_code"),
-    "use_peft": _use_peft, "lora_r": to("lora.r"), "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"),
+    "use_peft": _flag, "lora_r": to("lora.r"), "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"),
     "lora_target_modules": targets_mapper("names"), "lora_modules_to_save": modules_to_save,
     "use_rslora": to("lora.use_rslora"), "use_dora": dora,
-    "load_in_4bit": _4bit, "load_in_8bit": _8bit, "bnb_4bit_quant_type": _quant_type,
+    "load_in_4bit": _flag, "load_in_8bit": _flag, "bnb_4bit_quant_type": _quant_type,
     "use_bnb_nested_quant": to("quant.double_quant"),
     "per_device_train_batch_size": to("train.micro_batch"), "gradient_accumulation_steps": to("train.grad_accum"),
     "learning_rate": to("train.lr"), "num_train_epochs": to("train.epochs"), "max_steps": steps("train.max_steps"),
@@ -100,7 +93,7 @@ TABLE = {
     "save_total_limit": to("train.save_total_limit"), "optim": optimizer, "bf16": precision_bf16, "fp16": precision_fp16,
     "gradient_checkpointing": to("train.grad_checkpointing"), "gradient_checkpointing_kwargs": checkpointing_kwargs,
     "max_length": to("train.max_seq_len"), "max_seq_length": to("train.max_seq_len"), "packing": to("data.packing"),
-    "use_liger_kernel": lambda v, out: out.set("train.kernels", "liger") if v is True else None,
+    "use_liger_kernel": liger,
     "deepspeed": deepspeed, "fsdp": fsdp_words,
     "per_device_eval_batch_size": eval_batch, "eval_strategy": _eval_strategy, "do_eval": evaluates,
     "dataset_name": _dataset, "dataset_mixture": _dataset,
@@ -164,9 +157,9 @@ def finish(out: Out) -> None:
     elif out.extra.get("load_in_4bit"):
         out.key = "load_in_4bit"
         out.set("method", method_with(True, 4) or "qlora")
-    elif out.extra.get("load_in_8bit") and method_with(True, 8):
+    elif out.extra.get("load_in_8bit") and (eight := method_with(True, 8)):
         out.key = "load_in_8bit"
-        out.set("method", method_with(True, 8))
+        out.set("method", eight)
     else:  # use_peft on the base as loaded
         out.key = "use_peft"
         out.set("method", "lora")
