@@ -10,7 +10,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field
 
-from .errors import RankwiseError, did_you_mean
+from .errors import RankwiseError, closest
 from .units import GIB, parse_bytes
 
 
@@ -169,8 +169,18 @@ def named_gpu(name: str) -> tuple[str, int, tuple[int, int]]:
         table.setdefault(alias, real)
     if key not in table and "RTX" + key in table:  # a GeForce card by its number: "4090"
         key = "RTX" + key
+    if key not in table and key + "GB" in table:  # its memory without the unit: "A100-40", "H100 80"
+        key += "GB"
     if key not in table:
-        hint = did_you_mean(key, table) or ""
+        try:
+            size = parse_bytes(name, "--gpu")
+        except RankwiseError:
+            size = None
+        if size is not None:  # a memory size where a name was asked for
+            raise RankwiseError(f"--gpu: {name!r} is a memory size, not a GPU name",
+                                f"give it as --gpu-mem {name.replace(' ', '')}, or a GPU name: {', '.join(GPU_TABLE)}")
+        near = list(dict.fromkeys(table[k] for k in closest(key, table)))  # as the table spells them
+        hint = f"did you mean {' or '.join(map(repr, near))}?" if near else ""
         raise RankwiseError(f"--gpu: unknown GPU {name!r}",
                             f"{hint} known: {', '.join(GPU_TABLE)}; or give --gpu-mem 24GiB instead".strip())
     real = table[key]

@@ -32,6 +32,7 @@ RANK_RANGE = (1, 2048)
 DROPOUT_RANGE = (0.0, 0.5)
 EFFECTIVE_BATCH_RANGE = (4, 1024)
 LONG_SEQ = 4096  # without gradient checkpointing, activations at this length dominate memory
+UNFORCEABLE = frozenset({"distributed-setting"})  # errors `train --force` cannot start: the launcher refuses them
 
 
 @dataclass(frozen=True)
@@ -327,12 +328,33 @@ def adapter_start(ctx: Context) -> Finding | None:
                    "keep it if the task matches; `rankwise estimate` shows its start-up memory and time")
 
 
+def distributed_setting(ctx: Context) -> Finding | None:
+    """Offload, FSDP sharding or fp32 master weights the run's strategy cannot run: `rankwise train` and
+    `estimate` refuse them (advisor/sharding.py), so check says it too, with the first one's fix."""
+    from . import sharding
+    from .plan import Plan
+
+    if ctx.judged is not None:
+        plan = ctx.judged.estimate.plan  # the strategy as advisor.fit resolved it (auto: DDP or FSDP)
+    elif ctx.cfg.distributed.strategy != "auto" or ctx.gpus == 1:
+        plan = Plan.from_config(ctx.cfg, method=ctx.method, gpus=ctx.gpus)
+    else:
+        return None  # auto over several GPUs is resolved from the model's memory, unknown here
+    found = sharding.problems(plan)
+    if not found:
+        return None
+    message, hint, patch = found[0]
+    more = f" (and {len(found) - 1} more once this is fixed)" if len(found) > 1 else ""
+    return Finding("distributed-setting", "error", message + more,
+                   "`rankwise train` refuses to start it: the launcher has no such combination", hint, patch)
+
+
 RULES: list[Callable[[Context], Finding | None]] = [
     model_unknown, rank_out_of_range, dropout_out_of_range, lr_out_of_range, high_rank_high_dropout,
     alpha_below_rank, alpha_far_above_rank, all_modules_low_rank, qlora_high_lr, wont_fit, ddp_wont_fit, too_few_gpus, bf16_unsupported,
     fp16_on_bf16_gpu, seq_beyond_positions, unknown_target_module, trust_remote_code, effective_batch_small,
     effective_batch_large, rslora_off_high_rank, no_grad_checkpointing_long_seq, no_warmup, host_ram_short, disk_short,
-    adapter_start,
+    adapter_start, distributed_setting,
 ]
 
 

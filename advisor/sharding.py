@@ -75,27 +75,41 @@ def _runs_as(plan: Plan) -> str:
     return "one GPU runs as one plain process" if plan.gpus == 1 else f"strategy is {plan.strategy}, {plan.gpus} processes"
 
 
-def check(plan: Plan) -> None:
-    """Combinations the trainer cannot run (exit 2, naming the fix)."""
+def problems(plan: Plan) -> list[tuple[str, str, dict]]:
+    """Combinations the trainer cannot run: (what, how to fix it, the config patch that does), in the order
+    `check` reports them. `rankwise check` and the Advice screen show them as the red flag distributed-setting."""
+    out = []
     if plan.offload != "none" and not plan.sharded:
-        raise RankwiseError(f"distributed.offload {plan.offload} needs FSDP or DeepSpeed ZeRO-3 over 2+ GPUs "
-                            f"({_runs_as(plan)})",
-                            "set distributed.strategy: fsdp (or deepspeed) with --gpus N, or distributed.offload: none")
+        out.append((f"distributed.offload {plan.offload} needs FSDP or DeepSpeed ZeRO-3 over 2+ GPUs "
+                    f"({_runs_as(plan)})",
+                    "set distributed.strategy: fsdp (or deepspeed) with --gpus N, or distributed.offload: none",
+                    {"distributed.offload": "none"}))
     if plan.offload == "params" and plan.strategy == "fsdp":
-        raise RankwiseError("distributed.offload params with FSDP: FSDP offloads the parameters with their gradients "
-                            "and optimizer states (CPUOffload(offload_params=True)); it has no parameters-only offload",
-                            "use distributed.offload: params_and_optimizer, or distributed.strategy: deepspeed")
+        out.append(("distributed.offload params with FSDP: FSDP offloads the parameters with their gradients "
+                    "and optimizer states (CPUOffload(offload_params=True)); it has no parameters-only offload",
+                    "use distributed.offload: params_and_optimizer, or distributed.strategy: deepspeed",
+                    {"distributed.offload": "params_and_optimizer"}))
     if plan.fsdp_sharding != "full" and plan.strategy != "fsdp":
-        raise RankwiseError(f"distributed.fsdp_sharding {plan.fsdp_sharding} is an FSDP strategy ({_runs_as(plan)})",
-                            "set distributed.strategy: fsdp with --gpus N, or distributed.fsdp_sharding: full")
+        out.append((f"distributed.fsdp_sharding {plan.fsdp_sharding} is an FSDP strategy ({_runs_as(plan)})",
+                    "set distributed.strategy: fsdp with --gpus N, or distributed.fsdp_sharding: full",
+                    {"distributed.fsdp_sharding": "full"}))
     if plan.fp32_master and plan.strategy != "fsdp":
-        raise RankwiseError("train.precision fp32_master is FSDP mixed precision (fp32 shards, bf16 compute) "
-                            f"and {_runs_as(plan)}",
-                            "set distributed.strategy: fsdp with --gpus N, or train.precision: bf16")
+        out.append(("train.precision fp32_master is FSDP mixed precision (fp32 shards, bf16 compute) "
+                    f"and {_runs_as(plan)}",
+                    "set distributed.strategy: fsdp with --gpus N, or train.precision: bf16",
+                    {"train.precision": "bf16"}))
     if plan.fp32_master and plan.descriptor.quantized:
-        raise RankwiseError(f"train.precision fp32_master with {plan.descriptor.label}: the sharded 4-/8-bit recipe "
-                            "stores the packed weights in the compute dtype (bnb_4bit_quant_storage)",
-                            "use method: lora for fp32 master weights, or train.precision: bf16")
+        out.append((f"train.precision fp32_master with {plan.descriptor.label}: the sharded 4-/8-bit recipe "
+                    "stores the packed weights in the compute dtype (bnb_4bit_quant_storage)",
+                    "use method: lora for fp32 master weights, or train.precision: bf16",
+                    {"train.precision": "bf16"}))
+    return out
+
+
+def check(plan: Plan) -> None:
+    """The first of `problems` as exit 2, naming the fix."""
+    for message, hint, _patch in problems(plan)[:1]:
+        raise RankwiseError(message, hint)
 
 
 def shards(plan: Plan) -> int:

@@ -138,7 +138,8 @@ def test_usage_error_exits_2():
 
 @pytest.mark.parametrize("typed,name", [("RTX-4090", "RTX4090"), ("rtx 4090", "RTX4090"), ("4090", "RTX4090"),
                                         ("a100 80g", "A100-80GB"), ("A100-40G", "A100-40GB"),
-                                        ("A6000", "RTXA6000"), ("rtx 6000 ada", "RTX6000ADA"), ("h200", "H200")])
+                                        ("A6000", "RTXA6000"), ("rtx 6000 ada", "RTX6000ADA"), ("h200", "H200"),
+                                        ("A100-40", "A100-40GB"), ("h100 80", "H100-80GB")])
 def test_gpu_names_as_people_type_them(typed, name):
     assert hardware.named_gpu(typed)[0] == name
 
@@ -146,4 +147,13 @@ def test_gpu_names_as_people_type_them(typed, name):
 def test_an_unknown_gpu_is_still_refused_with_the_near_names():
     with pytest.raises(RankwiseError) as e:
         hardware.named_gpu("RTX-4091")
-    assert "RTX4090" in e.value.hint
+    assert "'RTX4090'" in e.value.hint  # as the table spells it, not as it was compared ("V10032GB")
+    with pytest.raises(RankwiseError) as e:
+        hardware.named_gpu("H100SXM")
+    assert "'H100-80GB'" in e.value.hint and "'H10080GB'" not in e.value.hint
+
+
+def test_a_memory_size_given_as_a_gpu_name_points_to_gpu_mem():
+    with pytest.raises(RankwiseError) as e:
+        hardware.named_gpu("24 GiB")
+    assert "memory size" in e.value.message and "--gpu-mem 24GiB" in e.value.hint

@@ -155,6 +155,20 @@ TABLE = [
     ({"method": "qlora", "lora.init": "loftq"}, "24g", {"adapter-start": "info"}, []),
     ({"lora.loraplus_lr_ratio": 16}, "24g", {"adapter-start": "info"}, []),
     ({"method": "lora", "lora.init": "default"}, "80g", {}, ["adapter-start"]),
+    # offload / FSDP sharding / fp32 master weights the strategy cannot run: what train and estimate refuse
+    ({"distributed.offload": "params_and_optimizer"}, "80g", {"distributed-setting": "error"}, []),  # one GPU
+    ({"distributed.gpus": 4, "distributed.strategy": "ddp", "distributed.offload": "params_and_optimizer"}, "80g-x4",
+     {"distributed-setting": "error"}, []),
+    ({"distributed.gpus": 4, "distributed.strategy": "fsdp", "distributed.offload": "params"}, "80g-x4",
+     {"distributed-setting": "error"}, []),
+    ({"distributed.gpus": 4, "distributed.strategy": "deepspeed", "distributed.fsdp_sharding": "shard_grad_op"},
+     "80g-x4", {"distributed-setting": "error"}, []),
+    ({"method": "qlora", "distributed.gpus": 4, "distributed.strategy": "fsdp", "train.precision": "fp32_master"},
+     "80g-x4", {"distributed-setting": "error"}, []),
+    ({"distributed.gpus": 4, "distributed.strategy": "deepspeed", "distributed.offload": "params"}, "80g-x4", {},
+     ["distributed-setting"]),
+    ({"method": "lora", "distributed.gpus": 4, "distributed.strategy": "fsdp",
+      "distributed.offload": "params_and_optimizer", "distributed.fsdp_sharding": "hybrid", "train.precision": "fp32_master"}, "80g-x4", {}, ["distributed-setting"]),
 ]
 
 

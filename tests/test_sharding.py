@@ -117,7 +117,8 @@ def test_train_on_the_cpu_exits_2_before_a_run_dir(tmp_path):
     runs = tmp_path / "runs"
     proc = train(runs, "--set", "distributed.offload=params_and_optimizer")
     out = " ".join((proc.stdout + proc.stderr).split())
-    assert proc.returncode == 2 and "one process" in out and "Traceback" not in out, out
+    assert proc.returncode == 2 and "one plain process" in out and "Traceback" not in out, out
+    assert "--force" not in out  # the launcher has no such run: forcing the red flag would not start it
     assert not runs.exists() or not any(p.is_dir() and not p.name.startswith(".") for p in runs.iterdir())
 
 

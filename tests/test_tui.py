@@ -186,6 +186,29 @@ async def test_apply_a_red_flag_fix(tmp_path):
         assert screen.query_one("#f-lora--alpha", Input).value == str(screen.cfg.lora.alpha)
 
 
+async def test_distributed_fields_show_what_train_would_refuse_and_fix_it(tmp_path):
+    """GPUs, strategy, offload and FSDP sharding are on the form; offload on one GPU is the red flag train's refusal
+    names (distributed-setting), and its fix puts the form back to a run the launcher starts."""
+    async with app_for(tmp_path, hardware=A100).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot, "llama-3.1-8b", "instruction")
+        assert screen.query_one("#f-distributed--gpus", Input).value == str(screen.cfg.distributed.gpus)
+        screen.query_one("#f-distributed--offload", Select).value = "params_and_optimizer"
+        await pilot.pause()
+        assert screen.cfg.distributed.offload == "params_and_optimizer"
+        finding = next(f for f in screen.findings if f.code == "distributed-setting")
+        assert finding.severity == "error" and "one plain process" in finding.message
+        flags = screen.query_one("#flags", OptionList)
+        flags.focus()
+        flags.highlighted = screen.findings.index(finding)
+        await pilot.press("ctrl+f")
+        await pilot.pause()
+        assert screen.cfg.distributed.offload == "none"
+        assert screen.query_one("#f-distributed--offload", Select).value == "none"
+        assert "distributed-setting" not in {f.code for f in screen.findings}
+        await set_field(pilot, "distributed.gpus", "3")
+        assert screen.cfg.distributed.gpus == 3 and not screen.invalid  # digits are a count
+
+
 async def test_save_writes_a_preset_the_schema_accepts(tmp_path):
     from rankwise.advisor.loader import load_config
 

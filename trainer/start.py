@@ -168,6 +168,9 @@ def check_inputs(cfg: RunConfig, force: bool = False) -> None:
                   cfg.distributed.strategy in ("fsdp", "deepspeed") and cfg.distributed.gpus != 1)
     findings = redflags.check(cfg, spec, hw)  # warnings: the worker logs them as events
     errors = [f for f in findings if f.severity == "error"]
+    for f in errors:  # the launcher has no such combination: --force cannot start it either
+        if f.code in redflags.UNFORCEABLE:
+            raise RankwiseError(f.message, f.fix)
     if errors and not force:
         raise RankwiseError(f"{len(errors)} error-level red flag{'s' if len(errors) > 1 else ''}: {errors[0].message}",
                             f"{errors[0].fix}; or train anyway with --force")

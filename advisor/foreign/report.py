@@ -153,6 +153,8 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         else:
             ctx = replace(ctx, bound=size_bound.bound(name, ctx.cfg, hw, ctx.method, _matcher(reading)))
     findings = run_rules(ctx)
+    if reading.tool is not None and ctx.gpus == 1:  # written for several GPUs, judged on one: multi-gpu-config
+        findings = [f for f in findings if f.code != "distributed-setting"]  # says so; rankwise's launcher is not theirs
     findings, said = stage_findings(reading, findings)
     said = list(reading.said) + said
     if spec is not None and ctx.judged is not None and reading.tool is not None \

@@ -21,8 +21,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from rankwise.advisor.config import (ATTENTIONS, BIASES, KERNELS, LORA_INITS, LOSS_MODES, OPTIMIZER_CHOICES,
-                                     PRECISIONS, SCHEDULERS, TARGET_SETS, field_help, get_key, with_values)
+from rankwise.advisor.config import (ATTENTIONS, BIASES, FSDP_SHARDINGS, KERNELS, LORA_INITS, LOSS_MODES, OFFLOADS,
+                                     OPTIMIZER_CHOICES, PRECISIONS, SCHEDULERS, STRATEGIES, TARGET_SETS, field_help,
+                                     get_key, with_values)
 from rankwise.advisor.methods import DEFAULT as DEFAULT_METHOD, METHOD_NAMES, METHODS
 
 from ..context import LAUNCHED_PRESETS, SAVED_PRESETS
@@ -49,6 +50,12 @@ FIELDS: tuple[tuple[str, str, tuple | None], ...] = (
     ("train.precision", "precision", PRECISIONS),
     ("train.attention", "attention", ATTENTIONS),
     ("train.kernels", "kernels", KERNELS),
+    # several GPUs: the estimate is per GPU; a combination the trainer refuses (offload on one GPU) shows its message
+    # where the bars were, as `rankwise check` says it
+    ("distributed.gpus", "GPUs", None),
+    ("distributed.strategy", "strategy", ("auto",) + STRATEGIES),
+    ("distributed.offload", "offload", OFFLOADS),
+    ("distributed.fsdp_sharding", "FSDP sharding", FSDP_SHARDINGS),
 )
 
 
@@ -79,6 +86,8 @@ def parsed(key: str, text: str):
         return [p.strip() for p in text.split(",") if p.strip()]
     if text == "" and key == "lora.alpha":
         return None
+    if key == "distributed.gpus" and text.isdigit():
+        return int(text)  # the schema takes a count or auto, not the digits as text
     return text
 
 
