@@ -279,6 +279,11 @@ class DistributedSection(Section):
     weights stay gathered from forward to backward (less communication, the whole model in full on
     each GPU at the peak). hybrid: full sharding within a machine, replicas across machines. no_shard:
     a full replica per GPU, gradients all-reduced (FSDP's DDP; NO_SHARD)."""
+    deepspeed_config: str | None = None
+    """A DeepSpeed JSON config for distributed.strategy deepspeed (ZeRO-3), e.g. axolotl's
+    deepspeed_configs/zero3_bf16.json: passed to accelerate as it is, so its bucket sizes, offload
+    and prefetch limits are what runs ("auto" values filled by the HF Trainer). rankwise reads its
+    offload (distributed.offload follows it) and buckets for the estimate. Relative to the preset."""
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -318,6 +323,10 @@ class RunConfig(Section):
     def _val_ratio_or_path(self) -> "RunConfig":
         if self.data.val_path and self.data.val_ratio:
             raise ValueError("set data.val_path or data.val_ratio, not both")
+        if self.distributed.deepspeed_config and self.distributed.strategy != "deepspeed":
+            raise ValueError(f"distributed.deepspeed_config is a DeepSpeed config and distributed.strategy is "
+                             f"{self.distributed.strategy}; set distributed.strategy: deepspeed, or unset "
+                             "distributed.deepspeed_config")
         if self.train.loss == "chunked" and self.train.kernels == "liger":
             raise ValueError("train.loss chunked with train.kernels liger: Liger's loss is fused already (it never "
                              "holds the logits); set train.loss: standard, or train.kernels: none")

@@ -193,9 +193,12 @@ def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", meth
     if plan.sharded:
         name, other = STRATEGY_NAMES[plan.strategy], "deepspeed" if plan.strategy == "fsdp" else "fsdp"
         if plan.offload != "params_and_optimizer":
+            own = (f"; rankwise's own ZeRO-3 settings in place of {plan.ds_config}, whose offload is "
+                   f"{plan.offload}") if plan.ds_config else ""
             offload.append((f"CPU offload of weights, gradients and optimizer states ({name}; slower steps, "
-                            "much more host RAM)",
-                            {"distributed.strategy": plan.strategy, "distributed.offload": "params_and_optimizer"}))
+                            f"much more host RAM{own})",
+                            {"distributed.strategy": plan.strategy, "distributed.offload": "params_and_optimizer"}
+                            | ({"distributed.deepspeed_config": None} if plan.ds_config else {})))
         if plan.strategy == "fsdp" and plan.fsdp_sharding in ("shard_grad_op", "no_shard"):
             sharing.append(("FSDP full sharding (weights gathered per layer, not held from forward to backward)",
                             {"distributed.strategy": "fsdp", "distributed.fsdp_sharding": "full"}))
@@ -236,9 +239,12 @@ def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", meth
     if "train.max_seq_len" in combined:
         combined["train.max_seq_len"] = max(256, t.max_seq_len // 2)
     if len(tries + offload) > 1:
-        new = with_values(cfg, combined)
-        f = judged(new, combined.get("method", method))
-        out.append(row("all of: " + ", ".join(f"{k}={v}" for k, v in combined.items()), combined, f))
+        try:
+            f = judged(with_values(cfg, combined), combined.get("method", method))
+        except RankwiseError:  # a combination the estimate refuses, as above
+            f = None
+        if f is not None:
+            out.append(row("all of: " + ", ".join(f"{k}={v}" for k, v in combined.items()), combined, f))
     if hw is not None and hw.has_gpu:
         out.append({"change": f"a GPU with at least {math.ceil(gib(base.estimate.peak_bytes / HEADROOM))} GiB "
                               "(this plan as it is, with 10% headroom)", "patch": None,

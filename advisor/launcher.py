@@ -48,8 +48,8 @@ def settings(data: dict) -> Launch:
         if stage in (0, 1, 2, "0", "1", "2"):
             strategy = "ddp"
             notes.append(f"DeepSpeed ZeRO-{stage}: judged as DDP (it shards at most optimizer states and gradients)")
-        elif "deepspeed_config_file" in ds:
-            notes.append(f"DeepSpeed from {ds['deepspeed_config_file']}: ZeRO-3 assumed (the JSON is not read here)")
+        elif ds.get("deepspeed_config_file"):  # read by loader.read_launcher: its stage, offload and buckets
+            values["distributed.deepspeed_config"] = str(ds["deepspeed_config_file"])
     if strategy:
         values["distributed.strategy"] = strategy
     if strategy == "fsdp":

@@ -221,7 +221,38 @@ def read_launcher(path: str | Path) -> launcher.Launch:
                             "distributed_type)", "give the file `accelerate config` wrote (e.g. "
                             "~/.cache/huggingface/accelerate/default_config.yaml), the one `accelerate launch "
                             "--config_file` is given")
-    return launcher.settings(data)
+    return _with_deepspeed_file(launcher.settings(data))
+
+
+def _with_deepspeed_file(launch: launcher.Launch) -> launcher.Launch:
+    """An accelerate config's deepspeed_config_file, read as `accelerate launch` opens it (from the current
+    directory): ZeRO-3 → distributed.deepspeed_config (its offload and buckets are the estimate's); stage 0/1/2 →
+    judged as DDP; not readable → ZeRO-3 assumed without it. Each said."""
+    from dataclasses import replace
+
+    from . import deepspeed_file
+
+    name = launch.values.get("distributed.deepspeed_config")
+    if not name:
+        return launch
+    values = dict(launch.values)
+    path = Path(name).expanduser().resolve()
+    try:
+        found = deepspeed_file.parse(deepspeed_file.load_json(path), str(path))
+    except RankwiseError as e:
+        del values["distributed.deepspeed_config"]
+        return replace(launch, values=values,
+                       notes=launch.notes + (f"DeepSpeed config {name}: {e.message}; ZeRO-3 assumed without it",))
+    if found.stage != 3:
+        del values["distributed.deepspeed_config"]
+        values["distributed.strategy"] = "ddp"
+        return replace(launch, values=values, notes=launch.notes + (
+            f"DeepSpeed ZeRO-{found.stage} ({name}): judged as DDP (it shards at most optimizer states and "
+            "gradients)",))
+    values["distributed.deepspeed_config"] = str(path)
+    if found.offload != "none":
+        values["distributed.offload"] = found.offload
+    return replace(launch, values=values)
 
 
 def _not_a_training_config(data: dict, source: str) -> Problem | None:
@@ -318,7 +349,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     return validate(data, str(path), lines)
 
 
-_PATH_KEYS = ("data.path", "data.val_path", "train.sample_prompts")
+_PATH_KEYS = ("data.path", "data.val_path", "train.sample_prompts", "distributed.deepspeed_config")
 _NOT_PATHS = ("auto",)  # words a path key also takes (train.sample_prompts: auto)
 
 

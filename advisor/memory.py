@@ -266,7 +266,8 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     if plan.sharded:
         offloaded = sharding.host_bytes(plan, comps)  # the unsharded totals, before _shard splits them
         comps.update(_shard(plan, comps, layer_unit, root_unit))
-        comps.update(sharding.adjust(plan, comps, layer_unit, spec.num_layers, largest_weight_bytes(spec, plan)))
+        comps.update(sharding.adjust(plan, comps, layer_unit, spec.num_layers, largest_weight_bytes(spec, plan),
+                                     spec.hidden_size))
     elif plan.gpus > 1:
         comps["ddp_buckets"] = 4 * trainable + saved.get("saved_modules_grads", 0)  # DDP's flat gradient buckets (one more grad copy)
 
@@ -458,6 +459,22 @@ def _wrap(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> fsdp_wrap.WrapR
                             preloaded=start == "gpu")
 
 
+def _layer_elems(spec: ModelSpec, plan: Plan) -> int:
+    """Elements of one gathered decoder layer as stored (ZeRO-3 counts parameters in elements)."""
+    return unit_bytes(spec, plan)[0] // plan.dtype_bytes
+
+
+def _ds_whence(plan: Plan, value) -> str:
+    """Where a ZeRO-3 size came from, for the assumptions."""
+    if plan.ds_config is None:
+        return ", DeepSpeed's default as `accelerate config` leaves it"
+    if value == "auto":
+        return f", {plan.ds_config}: \"auto\", filled from hidden_size as the HF Trainer fills it"
+    if value is None:
+        return f", DeepSpeed's default: {plan.ds_config} leaves it unset"
+    return f", from {plan.ds_config}"
+
+
 def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int, recompute: int) -> tuple[str, ...]:
     st = plan.stack
     stack = (f"transformers 5 + peft 0.21 under the HF Trainer, 16-bit autocast, {ATTENTION_TEXT[plan.attention]}"
@@ -524,16 +541,22 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         out.append("LoRA dropout 0: no masked input copies")
     if plan.sharded:
         name = "FSDP (FULL_SHARD)" if plan.strategy == "fsdp" else "DeepSpeed ZeRO-3"
-        running = ("two decoder layers (running + prefetched)" if plan.strategy == "fsdp" else
-                   f"the running decoder layer plus a prefetch of {sharding.DS_PREFETCH_BUCKET_ELEMS:.0e} elements "
-                   "(stage3_prefetch_bucket_size)")
+        if plan.strategy == "fsdp":
+            running = "two decoder layers (running + prefetched)"
+        else:
+            ahead = sharding.prefetch_elems(plan, spec.hidden_size, _layer_elems(spec, plan))
+            running = (f"the running decoder layer plus a prefetch of {ahead:.3g} elements "
+                       f"(stage3_prefetch_bucket_size{', capped by stage3_max_live_parameters' if plan.ds_max_live is not None else ''}{_ds_whence(plan, plan.ds_prefetch_bucket)})"
+                       if ahead else "the running decoder layer, no prefetch (stage3_max_live_parameters "
+                       f"{sharding.max_live(plan):.3g} elements, no more than the layer holds"
+                       f"{_ds_whence(plan, plan.ds_max_live)})")
         out.append(f"{plan.gpus} GPU{'s' if plan.gpus > 1 else ''} as {name}: weights, LoRA weights, gradients and "
                    f"optimizer states sharded 1/{plan.gpus}; NF4 constants replicated; the root unit (embeddings, "
                    f"lm_head) and {running} gathered in full; per-GPU batch = micro_batch")
         if plan.strategy == "deepspeed":
-            out.append(f"ZeRO-3 contiguous gradient bucket: reduce_bucket_size {sharding.DS_REDUCE_BUCKET_ELEMS:.0e} "
-                       f"elements x {plan.dtype_bytes} bytes, allocated for the run (DeepSpeed's defaults, as "
-                       "`accelerate config` leaves them; a JSON config with other bucket sizes is not read)")
+            out.append(f"ZeRO-3 contiguous gradient bucket: reduce_bucket_size "
+                       f"{sharding.reduce_bucket_elems(plan, spec.hidden_size):.3g} elements x {plan.dtype_bytes} "
+                       f"bytes, allocated for the run{_ds_whence(plan, plan.ds_reduce_bucket)}")
         if m.quantized:
             out.append(f"FSDP+{m.label}: bnb_4bit_quant_storage = the compute dtype, model loaded in it, no fp32 upcast")
     elif plan.gpus > 1:

@@ -123,6 +123,12 @@ class Plan:
     fp32_master: bool = False  # train.precision fp32_master: fp32 shards, bf16 gathered compute (FSDP)
     modules_to_save: tuple[str, ...] = ()  # lora.modules_to_save: modules trained in full (memory.saved_modules)
     added_tokens: int = 0  # len(model.added_tokens): rows added to the embedding (and an untied head), trained
+    # distributed.deepspeed_config (advisor/deepspeed_file.py): its path, and the ZeRO-3 sizes it sets, in elements
+    # ("auto": from the hidden size; None: DeepSpeed's default)
+    ds_config: str | None = None
+    ds_reduce_bucket: int | str | None = None
+    ds_prefetch_bucket: int | str | None = None
+    ds_max_live: int | None = None
 
     @property
     def descriptor(self) -> Method:
@@ -147,6 +153,14 @@ class Plan:
         if method == "auto":
             method = DEFAULT_METHOD
         targets = cfg.lora.target_modules
+        offload, ds = cfg.distributed.offload, {}
+        if cfg.distributed.deepspeed_config:
+            from . import deepspeed_file
+
+            f = deepspeed_file.read(cfg.distributed.deepspeed_config)
+            offload = deepspeed_file.offload(f, offload)
+            ds = {"ds_config": f.path, "ds_reduce_bucket": f.reduce_bucket, "ds_prefetch_bucket": f.prefetch_bucket,
+                  "ds_max_live": f.max_live}
         return cls(
             method=method, r=cfg.lora.r,
             targets=targets if isinstance(targets, str) else tuple(targets),
@@ -159,9 +173,9 @@ class Plan:
             loss="chunked" if cfg.train.loss == "chunked" else KERNEL_LOSS[cfg.train.kernels],
             kbit_upcast=cfg.quant.kbit_upcast,
             pure_bf16=cfg.train.precision == "pure_bf16", init=cfg.lora.init, init_iters=cfg.lora.init_iters,
-            offload=cfg.distributed.offload, fsdp_sharding=cfg.distributed.fsdp_sharding,
+            offload=offload, fsdp_sharding=cfg.distributed.fsdp_sharding,
             fp32_master=cfg.train.precision == "fp32_master", modules_to_save=tuple(cfg.lora.modules_to_save),
-            added_tokens=len(cfg.model.added_tokens),
+            added_tokens=len(cfg.model.added_tokens), **ds,
         )
 
 

@@ -32,7 +32,8 @@
   zero_optimization (accelerate v0.28.0 src/accelerate/utils/dataclasses.py, DeepSpeedPlugin.__post_init__),
   and the hidden_size**2 bucket fills of accelerator._prepare_deepspeed (and transformers'
   trainer_config_finalize) replace only values written as "auto" (`fill_match`: `if config.get(ds_key) ==
-  "auto"`). A JSON config with other bucket sizes is not read here (the estimate says which it assumed).
+  "auto"`). A JSON config (distributed.deepspeed_config) sets its own, "auto" filled from the hidden size
+  (advisor/deepspeed_file.py).
 - Reentrant checkpointing around an FSDP unit (`checkpoint_hold_bytes`): FSDP (v1) reshards a unit whose
   flat parameter is frozen (a decoder layer's base weights, LoRA wrapped in units of its own) from a hook on
   the unit's inputs, registered in its pre-forward when grad is enabled (_runtime_utils.py
@@ -52,6 +53,7 @@ No torch here.
 """
 from __future__ import annotations
 
+from . import deepspeed_file
 from .errors import RankwiseError
 from .plan import Plan
 
@@ -93,6 +95,10 @@ def problems(plan: Plan) -> list[tuple[str, str, dict]]:
         out.append((f"distributed.fsdp_sharding {plan.fsdp_sharding} is an FSDP strategy ({_runs_as(plan)})",
                     "set distributed.strategy: fsdp with --gpus N, or distributed.fsdp_sharding: full",
                     {"distributed.fsdp_sharding": "full"}))
+    if plan.ds_config and plan.strategy != "deepspeed":
+        out.append((f"distributed.deepspeed_config {plan.ds_config} is a ZeRO-3 config and {_runs_as(plan)}",
+                    "train on --gpus 2 or more with distributed.strategy: deepspeed, or unset "
+                    "distributed.deepspeed_config", {"distributed.deepspeed_config": None}))
     if plan.fp32_master and plan.strategy != "fsdp":
         out.append(("train.precision fp32_master is FSDP mixed precision (fp32 shards, bf16 compute) "
                     f"and {_runs_as(plan)}",
@@ -117,31 +123,53 @@ def shards(plan: Plan) -> int:
     return 1 if plan.fsdp_sharding == "no_shard" else plan.gpus
 
 
-def zero3_grad_bucket_bytes(plan: Plan) -> int:
+def reduce_bucket_elems(plan: Plan, hidden: int) -> int:
+    """reduce_bucket_size in elements: distributed.deepspeed_config's, "auto" filled as hidden_size**2
+    (advisor/deepspeed_file.py), or DeepSpeed's default."""
+    return deepspeed_file.fill(plan.ds_reduce_bucket, hidden * hidden, DS_REDUCE_BUCKET_ELEMS)
+
+
+def prefetch_elems(plan: Plan, hidden: int, layer_elems: int) -> int:
+    """How many elements ZeRO-3 prefetches beyond the running layer: stage3_prefetch_bucket_size ("auto":
+    int(0.9 * hidden_size**2)), no more than stage3_max_live_parameters leaves beside what is gathered
+    (the running layer's `layer_elems`)."""
+    bucket = deepspeed_file.fill(plan.ds_prefetch_bucket, int(0.9 * hidden * hidden), DS_PREFETCH_BUCKET_ELEMS)
+    return max(0, min(bucket, max_live(plan) - layer_elems))
+
+
+def max_live(plan: Plan) -> int:
+    """stage3_max_live_parameters: distributed.deepspeed_config's, or DeepSpeed's default."""
+    return deepspeed_file.DS_MAX_LIVE if plan.ds_max_live is None else plan.ds_max_live
+
+
+def zero3_grad_bucket_bytes(plan: Plan, hidden: int) -> int:
     """ZeRO-3's contiguous gradient bucket: with contiguous_gradients, stage3.py (v0.14.0 L489-492) allocates
     `torch.empty(self.reduce_bucket_size, dtype=self.dtype, device=...)` when the optimizer is built and keeps it
     for the run (freed only in `destroy`); `self.dtype` is the first trainable parameter's dtype (L149), the 16-bit
     compute dtype under DeepSpeed's bf16/fp16 (the engine casts the module to it)."""
-    return DS_REDUCE_BUCKET_ELEMS * plan.dtype_bytes
+    return reduce_bucket_elems(plan, hidden) * plan.dtype_bytes
 
 
-def zero3_gathered_bytes(plan: Plan, layer: int, largest: int) -> int:
+def zero3_gathered_bytes(plan: Plan, layer: int, largest: int, hidden: int) -> int:
     """The decoder-layer parameters ZeRO-3 holds gathered at once: the running layer, and what the prefetcher
     fetches ahead of it. partitioned_param_coordinator.py (v0.14.0 L353-372) prefetches trace parameters
     `while ... numel_prefetching < max_params_to_prefetch` (= min(max_live_parameters - available,
     prefetch_bucket_size)): up to the bucket plus the one parameter that crosses it (`largest`: bytes of the
-    largest weight in a layer), never more than a layer."""
-    return layer + min(layer, DS_PREFETCH_BUCKET_ELEMS * plan.dtype_bytes + largest)
+    largest weight in a layer), never more than a layer; nothing when the budget is 0."""
+    budget = prefetch_elems(plan, hidden, layer // plan.dtype_bytes)
+    return layer + (min(layer, budget * plan.dtype_bytes + largest) if budget else 0)
 
 
-def adjust(plan: Plan, comps: dict[str, int], layer: int, layers: int, largest: int = 0) -> dict[str, int]:
+def adjust(plan: Plan, comps: dict[str, int], layer: int, layers: int, largest: int = 0,
+           hidden: int = 0) -> dict[str, int]:
     """The per-GPU components after FULL_SHARD (memory._shard) changed for `plan`'s variants. `layer`:
     bytes of one gathered decoder layer; `layers`: how many decoder layers the model has; `largest`: bytes of
-    the largest single weight of a layer as stored (ZeRO-3's prefetch)."""
+    the largest single weight of a layer as stored (ZeRO-3's prefetch); `hidden`: the model's hidden size
+    (ZeRO-3's "auto" sizes)."""
     out = dict(comps)
     if plan.strategy == "deepspeed":
-        out["gather_layers"] = zero3_gathered_bytes(plan, layer, largest)
-        out["zero3_grad_bucket"] = zero3_grad_bucket_bytes(plan)
+        out["gather_layers"] = zero3_gathered_bytes(plan, layer, largest, hidden)
+        out["zero3_grad_bucket"] = zero3_grad_bucket_bytes(plan, hidden)
     if plan.fp32_master:
         for k in ("base_weights", "unquantized_weights"):  # fp32 shards where the compute-dtype ones were
             if k in out:

@@ -64,6 +64,7 @@ class Launch:
     layer_cls: str | None = None  # the decoder layer class FSDP wraps, e.g. LlamaDecoderLayer
     offload: str = "none"  # distributed.offload: none | params | params_and_optimizer (advisor/sharding.py)
     sharding: str = "full"  # distributed.fsdp_sharding: full | shard_grad_op | hybrid | no_shard
+    ds_config: str | None = None  # distributed.deepspeed_config: a DeepSpeed JSON passed to accelerate as it is
 
     @property
     def total_processes(self) -> int:
@@ -144,6 +145,12 @@ def accelerate_config(launch: Launch) -> dict:
         if launch.layer_cls:
             fsdp["fsdp_transformer_layer_cls_to_wrap"] = launch.layer_cls
         cfg["fsdp_config"] = fsdp
+    elif launch.ds_config:
+        # the file holds the ZeRO settings and the precision: accelerate refuses its own offload, stage and
+        # mixed_precision keys beside a deepspeed_config_file (DeepSpeedPlugin._deepspeed_config_checks)
+        cfg["distributed_type"] = "DEEPSPEED"
+        cfg["deepspeed_config"] = {"deepspeed_config_file": launch.ds_config, "zero3_init_flag": True}
+        del cfg["mixed_precision"]
     else:
         cfg["distributed_type"] = "DEEPSPEED"
         cfg["deepspeed_config"] = {"zero_stage": 3, "zero3_init_flag": True, "zero3_save_16bit_model": True,
@@ -278,19 +285,30 @@ def plan(cfg, spec, hw, *, gpus: int | None = None, processes: int | None = None
                     main_port=main_port or (DEFAULT_PORT if nodes > 1 else free_port()),
                     mixed_precision=mixed_precision(cfg.train.precision, bool(hw is not None and hw.bf16)),
                     layer_cls=decoder_layer_class(spec.config) if spec is not None else None,
-                    offload=cfg.distributed.offload, sharding=cfg.distributed.fsdp_sharding)
+                    offload=cfg.distributed.offload, sharding=cfg.distributed.fsdp_sharding,
+                    ds_config=cfg.distributed.deepspeed_config if strategy == "deepspeed" else None)
     # offload, FSDP sharding and fp32 master weights this strategy cannot run: the estimator's own rules
     sharding.check(Plan.from_config(cfg, method=method, gpus=count * nodes, strategy=strategy))
+    if launch.ds_config:
+        from rankwise.advisor import deepspeed_file
+
+        problem = deepspeed_file.precision_problem(deepspeed_file.read(launch.ds_config), launch.mixed_precision)
+        if problem:
+            raise RankwiseError(f"{problem}: the HF Trainer refuses the pair when the run starts",
+                                'write "enabled": "auto" in the file\'s bf16 and fp16 sections (the Trainer fills '
+                                "them from train.precision), or set train.precision to match")
     check(launch)
     return launch
 
 
 def one_process(cfg) -> None:
     """The FSDP/ZeRO-3 options are bad input for a run of one process (rankwise trains one GPU without FSDP)."""
-    sharded_only = [f"{k} {v}" for k, v, off in (
-        ("distributed.offload", cfg.distributed.offload, "none"),
-        ("distributed.fsdp_sharding", cfg.distributed.fsdp_sharding, "full"),
-        ("train.precision", cfg.train.precision, None)) if v != off and (off is not None or v == "fp32_master")]
+    sharded_only = [f"{k} {v}" for k, v, used in (
+        ("distributed.offload", cfg.distributed.offload, cfg.distributed.offload != "none"),
+        ("distributed.fsdp_sharding", cfg.distributed.fsdp_sharding, cfg.distributed.fsdp_sharding != "full"),
+        ("train.precision", cfg.train.precision, cfg.train.precision == "fp32_master"),
+        ("distributed.deepspeed_config", cfg.distributed.deepspeed_config, bool(cfg.distributed.deepspeed_config)))
+        if used]
     if sharded_only:
         raise RankwiseError(f"{', '.join(sharded_only)}: FSDP/ZeRO-3 options, and this run is one process "
                             "(rankwise trains one GPU without FSDP)",

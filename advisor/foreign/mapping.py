@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from .. import config
@@ -247,7 +248,6 @@ def _deepspeed_json(value, out) -> tuple[dict | None, str]:
     config inline (HF TrainingArguments takes one); a path is read from the working directory, where both
     tools' trainers open it, then beside the config file. Plain JSON (json.loads): nothing is executed."""
     import json
-    from pathlib import Path
 
     if isinstance(value, dict):
         return value, "inline"
@@ -314,9 +314,11 @@ def deepspeed(value, out):
                              "offload_param); rankwise offloads parameters too or nothing, so this is estimated "
                              "without offload: the optimizer states are counted on the GPU (an over-estimate)",
                              "distributed.offload: params_and_optimizer to estimate both in host RAM")
-        if data is not None:
-            out.notes.append(f"{out.key}: ZeRO-3 from {how}; rankwise trains with DeepSpeed's own bucket sizes "
-                             "(accelerate's ZeRO-3), not the file's")
+        if data is not None and how != "inline":  # the file: its buckets and prefetch limits, estimated and run
+            out.set("distributed.deepspeed_config", str(Path(how).resolve()))
+        elif data is not None:
+            out.notes.append(f"{out.key}: ZeRO-3 written inline; rankwise estimates and trains it with DeepSpeed's "
+                             "own bucket sizes (save it as a JSON file for distributed.deepspeed_config to use its)")
     else:
         out.set("distributed.strategy", "ddp")
         what = value if data is None else f"ZeRO stage {zero.get('stage', 0)}"
