@@ -16,7 +16,8 @@ import yaml
 from rankwise.advisor.config import get_key
 from rankwise.advisor.foreign import read
 from rankwise.advisor.foreign.report import judge
-from rankwise.advisor.hardware import resolve
+from rankwise.advisor.hardware import planned, resolve
+from rankwise.advisor.host_plan import CHECKPOINT_EXTRA, SHARD_BYTES
 from rankwise.advisor.loader import load_config
 from rankwise.advisor.model import load_model
 
@@ -822,6 +823,53 @@ def test_a_full_fine_tunes_checkpoints_are_counted_on_the_disk_they_go_to(tmp_pa
     limited = judge(read(path), machine(30 * gib))  # one fits, three (the limit + the one written before) do not
     assert "3 checkpoints" in next(f for f in limited.findings if f["code"] == "disk-short")["message"]
     assert "disk-short" not in {f["code"] for f in judge(read(path), GPU24).findings}  # declared: not judged
+
+
+def test_a_full_fine_tunes_host_ram_follows_how_its_checkpoints_are_saved(tmp_path):
+    """FSDP FULL_STATE_DICT (accelerate's default under FSDP1): rank 0 gathers the weights as held and the optimizer
+    states whole in host RAM at each save, on top of what training holds (CPU offload's shards); SHARDED_STATE_DICT
+    (and FSDP2's default) saves a tensor at a time. ZeRO-3: the 16-bit weights consolidated on rank 0. On a probed
+    machine with less RAM available: host-ram-short, an error naming the save; on a declared one: the figure only."""
+    from rankwise.advisor.hardware import Gpu, Hardware, Host
+
+    gib = 1024 ** 3
+
+    def machine(ram):
+        host = Host(cpu_cores=64, ram_total_bytes=ram, ram_available_bytes=ram, disk_free_bytes=100_000 * gib,
+                    disk_path="/data")
+        return Hardware(gpus=tuple(Gpu(i, "NVIDIA H100 80GB HBM3", 80 * gib, free_bytes=79 * gib, used_bytes=gib)
+                                   for i in range(8)), host=host)
+
+    head = ("base_model: meta-llama/Llama-3.1-8B\nsequence_len: 2048\nmicro_batch_size: 1\nbf16: true\n"
+            "gradient_checkpointing: true\n")
+    fsdp = "fsdp:\n  - full_shard\n  - auto_wrap\nfsdp_config:\n  fsdp_offload_params: true\n"
+    n = load_model("llama-3.1-8b").total_params
+
+    def on8(text):  # a probed machine's GPUs are used where the run says how many (as `check --gpus 8`)
+        path = tmp_path / f"full-{abs(hash(text))}.yaml"
+        path.write_text(text)
+        return read(path, ["distributed.gpus=8"])
+
+    got = {}
+    for name, extra in (("default", ""), ("full", "  fsdp_state_dict_type: FULL_STATE_DICT\n"),
+                        ("sharded", "  fsdp_state_dict_type: SHARDED_STATE_DICT\n"), ("fsdp2", "fsdp_version: 2\n")):
+        r = judge(on8(head + fsdp + extra), machine(2000 * gib))
+        got[name] = r
+        assert r.full_host.train >= r.full.host > 0  # the offloaded weights, gradients and states wait on the host
+    whole = got["full"].full.checkpoint - CHECKPOINT_EXTRA
+    assert whole >= n * (4 + 8)  # accelerate's fp32 shards gathered whole, both AdamW moments
+    assert got["full"].full_host.save == got["full"].full_host.train + whole == got["default"].full_host.save
+    assert "accelerate's default" in got["default"].full_host.how
+    for name in ("sharded", "fsdp2"):
+        assert got[name].full_host.save - got[name].full_host.train <= SHARD_BYTES
+    note = next(x for x in got["full"].notes if x.startswith("host RAM:"))
+    assert "FULL_STATE_DICT" in note and f"saving {(got['full'].full_host.save) / gib:.0f} GiB" in note
+    short = judge(on8(head + fsdp), machine(100 * gib))
+    ram = next(f for f in short.findings if f["code"] == "host-ram-short")
+    assert ram["severity"] == "error" and "saving a checkpoint" in ram["message"] and "SHARDED" in ram["fix"]
+    assert "host-ram-short" not in {f["code"] for f in judge(on8(head + fsdp), planned(gpu="H100-80GB", gpus=8)).findings}
+    z3 = judge(on8(head + "deepspeed: zero3.json\n"), machine(2000 * gib))
+    assert z3.full_host.save - z3.full_host.train == 2 * n
 
 
 def test_an_evaluation_batch_that_sets_the_peak_is_judged_against_the_gpu(tmp_path):

@@ -132,6 +132,20 @@ def _fsdp_config(value, out: Out):
         out.set("distributed.fsdp_sharding", "shard_grad_op")
     if value.get("activation_checkpointing") or value.get("fsdp_activation_checkpointing"):
         out.set("train.grad_checkpointing", True)
+    kind = str(value.get("state_dict_type") or value.get("fsdp_state_dict_type") or "").upper()
+    if kind in STATE_DICTS:  # how checkpoints are saved: host RAM at each save (full_ft.host_ram)
+        out.state_dict = STATE_DICTS[kind]
+    _fsdp_version(value.get("fsdp_version", value.get("version")), out)
+
+
+STATE_DICTS = {"FULL_STATE_DICT": "full", "SHARDED_STATE_DICT": "sharded"}
+
+
+def _fsdp_version(value, out: Out):
+    """fsdp_version (top level, or in fsdp_config): FSDP1 and 2 shard the same tensors (the estimate's
+    `_as_estimated`); it sets the checkpoints' default state dict (accelerate: FULL under 1, SHARDED under 2)."""
+    if value in (1, 2, "1", "2"):
+        out.fsdp_version = int(value)
 
 
 def _plugins(value, out: Out):
@@ -307,8 +321,7 @@ def _bfloat16(value, out: Out):
 def _as_estimated(value, out: Out):
     """Read, and already what the estimate assumes: pad_to_sequence_len (true: every row at
     sequence_len; false: each batch at its longest row, the worst case of which is the estimate's,
-    and what `--dataset` measures), fsdp_version (FSDP1 or 2 shard the same tensors) and
-    low_cpu_mem_usage (one shard at a time: the host-RAM plan's `load` figure; it also gives the
+    and what `--dataset` measures) and low_cpu_mem_usage (one shard at a time: the host-RAM plan's `load` figure; it also gives the
     figure without low-memory loading)."""
 
 
@@ -408,7 +421,7 @@ TABLE["bfloat16"] = _bfloat16
 TABLE["float16"] = not_modelled("fp16 weights without the Trainer's fp16 autocast (utils/config: torch_dtype "
                                 "float16; core/builders/base.py: fp16 only from cfg.fp16): precision not modelled")
 TABLE["pad_to_sequence_len"] = _as_estimated
-TABLE["fsdp_version"] = _as_estimated
+TABLE["fsdp_version"] = _fsdp_version
 TABLE["low_cpu_mem_usage"] = _as_estimated
 
 

@@ -287,6 +287,42 @@ class Floor:
                              "free disk or write the output elsewhere; keep fewer checkpoints (save_total_limit: 1), "
                              "or save the weights only (save_only_model: true: no resuming)")
 
+    def host_ram(self, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
+                 state_dict: str | None) -> "HostRam | None":
+        """Host RAM at load, while training and at each save (`state_dict`: FSDP checkpoints "full" or "sharded",
+        None: accelerate's default, FULL_STATE_DICT under FSDP1). The load is the LoRA plan's (the same 16-bit
+        base read the same way: host_plan.plan_host). Training holds each process's runtime and what CPU offload
+        keeps on the host (`host`). A save adds, on top of that:
+        - FSDP FULL_STATE_DICT: rank 0 gathers the weights and the optimizer states whole in host RAM
+          (accelerate's FullStateDictConfig / FullOptimStateDictConfig(offload_to_cpu=True, rank0_only=True);
+          save_fsdp_optimizer torch.saves `FSDP.optim_state_dict` on process 0: accelerate 1.16 utils/fsdp_utils.py);
+        - DeepSpeed ZeRO-3: rank 0 consolidates the 16-bit weights on the host for the weights file
+          (stage3_gather_16bit_weights_on_model_save, which axolotl's, LLaMA-Factory's and rankwise's ZeRO-3
+          configs turn on: `_zero3_consolidated_16bit_state_dict`); its optimizer partitions are saved a tensor at
+          a time by every rank;
+        - otherwise (one GPU, DDP, FSDP SHARDED_STATE_DICT): a tensor or a safetensors shard at a time (5 GB at
+          most: host_plan.SHARD_BYTES).
+        Read from the sources, not measured."""
+        from ..host_plan import PROCESS_CPU, PROCESS_GPU, SHARD_BYTES, plan_host
+
+        if self.judged is None:
+            return None
+        plan = self.judged.estimate.plan
+        gpu = hw is not None and hw.has_gpu
+        procs = plan.gpus if gpu else 1
+        train = procs * (PROCESS_GPU if gpu else PROCESS_CPU) + self.host
+        whole = self.checkpoint - CHECKPOINT_EXTRA  # the weights as held and the optimizer states, unsharded
+        if plan.strategy == "fsdp" and plan.sharded and (state_dict or "full") == "full":
+            save, how = whole, ("FSDP FULL_STATE_DICT: rank 0 gathers the weights and optimizer states whole"
+                                + ("" if state_dict else ", accelerate's default under FSDP1"))
+        elif plan.strategy == "deepspeed" and plan.sharded:
+            save, how = 2 * self.params, "ZeRO-3: rank 0 gathers the 16-bit weights for the weights file"
+        else:
+            save, how = min(SHARD_BYTES, whole), "a safetensors shard or a tensor at a time"
+        host = hw.host if hw is not None and hw.source == "probe" else None
+        return HostRam(plan_host(spec, cfg, self.judged, hw).load_bytes, train, train + save, how,
+                       host.ram_available_bytes if host else None)
+
     def to_dict(self) -> dict:
         return {"key": self.key, "params": self.params, "floor_bytes": self.bytes, "weights_bytes": self.weights,
                 "grads_bytes": self.grads, "optimizer_bytes": self.states, "gpus": self.gpus,
@@ -295,6 +331,42 @@ class Floor:
                 "grads_with_forward": self.accumulates, "held": self.held,
                 "trained_params": self.trained or self.params, "trains": self.which or "every weight",
                 "checkpoint_bytes": self.checkpoint}
+
+
+@dataclass(frozen=True)
+class HostRam:
+    """A full fine-tune's host RAM (Floor.host_ram), bytes over the machine's processes."""
+
+    load: int
+    train: int
+    save: int
+    how: str  # what a save gathers on the host
+    available: int | None  # a probed machine's RAM available, None for a declared one (shown, not judged)
+
+    @property
+    def peak(self) -> int:
+        return max(self.load, self.train, self.save)
+
+    def line(self) -> str:
+        return (f"host RAM: ~{gib(self.peak):.0f} GiB at its peak (load {gib(self.load):.0f}, training "
+                f"{gib(self.train):.0f}, saving {gib(self.save):.0f} GiB: {self.how})")
+
+    def finding(self) -> Finding | None:
+        """host-ram-short where a probed machine has less RAM available than the peak."""
+        if self.available is None or self.peak <= self.available:
+            return None
+        when = "saving a checkpoint" if self.peak == self.save else "loading" if self.peak == self.load else "training"
+        fix = "more host RAM, or more machines (the offloaded shards and the processes split over them)"
+        if "FULL_STATE_DICT" in self.how:
+            fix += "; sharded checkpoints (fsdp_config state_dict_type: SHARDED_STATE_DICT) keep each rank's own"
+        return Finding("host-ram-short", "error",
+                       f"host RAM: ~{gib(self.peak):.0f} GiB while {when}, {gib(self.available):.0f} GiB available",
+                       "the kernel's OOM killer ends the run" + (f" at its first save ({self.how})"
+                                                                 if when == "saving a checkpoint" else ""), fix)
+
+    def to_dict(self) -> dict:
+        return {"peak_bytes": self.peak, "load_bytes": self.load, "train_bytes": self.train, "save_bytes": self.save,
+                "save_gathers": self.how, "available_bytes": self.available}
 
 
 def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest: dict[str, int] | None = None,

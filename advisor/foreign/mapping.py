@@ -53,6 +53,8 @@ class Out:
     score_head: int = 0  # a reward model's classification outputs in place of lm_head (ModelSpec.with_score_head)
     paired_rows: bool = False  # chosen and rejected answers both run (a reward model's pairs): twice the micro-batch
     reference: bool | None = None  # a full fine-tune keeps a reference copy (None: as its stage says, full_ft)
+    state_dict: str | None = None  # FSDP checkpoints: "full" (rank 0 gathers them) | "sharded"; None: unset
+    fsdp_version: int | None = None  # FSDP 1 or 2 where the file says (the state dict's default follows it)
     extra: dict = field(default_factory=dict)  # what a tool's `finish` combines (axolotl batch_size)
     key: str = ""  # the foreign key being mapped
 

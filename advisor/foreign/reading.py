@@ -69,6 +69,7 @@ class Reading:
     score_head: int = 0  # a reward model: its score head's outputs (ModelSpec.with_score_head), 0: a causal LM
     paired_rows: bool = False  # a reward model's chosen and rejected answers: twice the micro-batch
     reference: bool | None = None  # a full fine-tune keeps a reference copy (None: as its stage says)
+    state_dict: str | None = None  # FSDP checkpoints: "full" | "sharded" (full_ft.host_ram); None: the default
 
     @property
     def layout(self) -> str:
@@ -204,7 +205,8 @@ def read(path: str | Path, overrides: list[str] | None = None) -> Reading:
             f"{d.dotted} {d.value}" for d in defaulted.values()))
     return Reading(cfg, tool.kind, source, tool, notes, list(out.said), dict(out.origin), defaulted, lines,
                    out.targets, out.stage, out.full, unread, blank, out.partial, out.eval_batch, out.evaluates,
-                   out.loads_fp32, out.score_head, out.paired_rows, out.reference)
+                   out.loads_fp32, out.score_head, out.paired_rows, out.reference,
+                   out.state_dict or ("sharded" if out.fsdp_version == 2 else None))
 
 
 def load_any(path: str | Path) -> tuple[RunConfig, str, list[str]]:

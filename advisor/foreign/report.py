@@ -10,7 +10,7 @@ from ..errors import RankwiseError
 from ..evaluation import eval_forward_bytes, eval_peak_bytes, resident_bytes
 from ..finding import SEVERITY_ORDER
 from ..fit import verdict
-from .full_ft import LORA_ONLY, Floor, full_finetune, full_time, gpus_needed, time_line, upcaster
+from .full_ft import LORA_ONLY, Floor, HostRam, full_finetune, full_time, gpus_needed, time_line, upcaster
 from .language import estimated_cfg, localize, multi_gpu, stage_findings
 from .mapping import Said, match_targets
 from .reading import Reading, resolve_targets, unread_notes
@@ -34,6 +34,7 @@ class Report:
     unresolved: str | None = None  # why the model could not be read
     full: Floor | None = None  # a full fine-tune: estimated apart, not by the LoRA estimate (full_ft.py)
     full_time: "TimePlan | None" = None  # its time (full_ft.full_time)
+    full_host: "HostRam | None" = None  # its host RAM (Floor.host_ram)
 
     @property
     def bound(self) -> "Bound | None":
@@ -165,7 +166,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         extra = multi_gpu(reading, ctx.judged, need)
         if extra:
             said.append(extra)
-    full, full_plan, disk_note = None, None, []
+    full, full_plan, disk_note, ram = None, None, [], None
     if reading.full and spec is not None and ctx.judged is not None:  # the LoRA estimate is not this run's
         upcast = upcaster(reading)
         full = full_finetune(reading.full, spec, ctx.cfg, hw, reading.stage, upcast, reading.partial,
@@ -181,9 +182,11 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         host = hw.host if hw is not None and hw.source == "probe" else None  # a declared machine's disk is not here
         line, short = full.disk(keep, host.disk_free_bytes if host else None, host.disk_path if host else None)
         full_plan = full_time(spec, ctx.cfg, hw, full)
-        disk_note = [time_line(full_plan), line]
-        if short is not None:
-            findings.append(short)
+        ram = full.host_ram(spec, ctx.cfg, hw, reading.state_dict)
+        disk_note = [time_line(full_plan), line] + ([ram.line()] if ram is not None else [])
+        for found in (short, ram.finding() if ram is not None else None):
+            if found is not None:
+                findings.append(found)
     if spec is not None and ctx.estimate is not None:
         said += eval_said(reading, spec, ctx, full)
     out = [localize(f, reading) for f in findings] + [localize(s, reading) for s in said]
@@ -195,7 +198,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         notes = [n for n in notes if not n.startswith(prefix)] + ([prefix + ", ".join(kept)] if kept else [])
     if reading.blank:
         notes.append(f"blank (read as unset): {', '.join(reading.blank)}")
-    return Report(reading, name, ctx, out, notes, unresolved, full, full_plan)
+    return Report(reading, name, ctx, out, notes, unresolved, full, full_plan, ram)
 
 
 def eval_said(reading: Reading, spec, ctx, full: Floor | None) -> list[Said]:

@@ -61,7 +61,8 @@ def run(args) -> int:
         print_json({
             "file": args.file, "kind": r.kind, "layout": r.layout, "model": report.model,
             "method": report.method, "method_note": report.method_note,
-            "full_finetune": {**full.to_dict(), "time": report.full_time.to_dict() if report.full_time else None}
+            "full_finetune": {**full.to_dict(), "time": report.full_time.to_dict() if report.full_time else None,
+                              "host_ram": report.full_host.to_dict() if report.full_host else None}
             if full else None, "fit": report.fit, "fit_checked": report.fit_checked,
             "unchecked_reason": report.unchecked_reason, "fit_basis": report.fit_basis,
             "fit_bound": report.bound.to_dict() if report.bound else None,

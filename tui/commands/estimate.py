@@ -338,9 +338,11 @@ def full_finetune_out(args, spec, cfg, hw, reading) -> int:
     full = full_finetune(reading.full, spec, cfg, hw, reading.stage, upcaster(reading), reading.partial,
                          reading.reference)
     timed = full_time(spec, cfg, hw, full)
+    ram = full.host_ram(spec, cfg, hw, reading.state_dict)
     if args.json:
         print_json({"model": spec.name, "method": "full", "fit": full.verdict, "gpu_bytes": full.gpu_bytes,
-                    "peak_bytes": full.peak, "full_finetune": {**full.to_dict(), "time": timed.to_dict()},
+                    "peak_bytes": full.peak, "full_finetune": {**full.to_dict(), "time": timed.to_dict(),
+                                                               "host_ram": ram.to_dict() if ram else None},
                     **({"model_note": args.model_note} if args.model_note else {})})
         return 0
     from rich.console import Console
@@ -363,6 +365,8 @@ def full_finetune_out(args, spec, cfg, hw, reading) -> int:
     console.print(t)
     console.print(f"  [dim]{full.text()}[/dim]")
     console.print(f"  {time_line(timed)}")
+    if ram is not None:
+        console.print(f"  {ram.line()}")
     if args.model_note:
         console.print(f"  [dim]{args.model_note}[/dim]")
     if full.gpu_bytes is None:
