@@ -23,6 +23,7 @@ class Launch:
     values: dict[str, Any] = field(default_factory=dict)  # dotted rankwise key → value
     gpus: int | None = None
     notes: tuple[str, ...] = ()
+    state_dict: str | None = None  # FSDP checkpoints: "full" | "sharded" (a foreign full fine-tune's host RAM)
 
     def overrides(self) -> list[str]:
         """As `--set KEY=VALUE` strings, the form `check` applies."""
@@ -40,6 +41,7 @@ def settings(data: dict) -> Launch:
     zero_stage / offload_param_device / offload_optimizer_device, mixed_precision)."""
     values: dict[str, Any] = {}
     notes: list[str] = []
+    state_dict = None
     strategy = STRATEGY.get(str(data.get("distributed_type", "")).upper())
     fsdp = data.get("fsdp_config") if isinstance(data.get("fsdp_config"), dict) else {}
     ds = data.get("deepspeed_config") if isinstance(data.get("deepspeed_config"), dict) else {}
@@ -60,6 +62,10 @@ def settings(data: dict) -> Launch:
             sharding = "shard_grad_op"
         if sharding and sharding != "full":
             values["distributed.fsdp_sharding"] = sharding
+        kind = str(fsdp.get("fsdp_state_dict_type", "")).upper()
+        state_dict = {"FULL_STATE_DICT": "full", "SHARDED_STATE_DICT": "sharded"}.get(kind)
+        if state_dict is None and str(fsdp.get("fsdp_version", "")) == "2":
+            state_dict = "sharded"  # accelerate's default under FSDP2
     if strategy == "deepspeed":
         param = str(ds.get("offload_param_device", "none")).lower() in OFFLOADED
         optim = str(ds.get("offload_optimizer_device", "none")).lower() in OFFLOADED
@@ -76,4 +82,4 @@ def settings(data: dict) -> Launch:
     if isinstance(machines, int) and not isinstance(machines, bool) and machines > 1 and gpus:
         notes.append(f"num_processes {gpus} over {machines} machines: {gpus // machines} GPUs on each, the "
                      "estimate is per GPU")
-    return Launch(values, gpus, tuple(notes))
+    return Launch(values, gpus, tuple(notes), state_dict if strategy == "fsdp" else None)

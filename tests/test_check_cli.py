@@ -335,6 +335,24 @@ def test_an_accelerate_config_reads_as_rankwise_settings(tmp_path, text, values,
     assert got.values == values and got.gpus == gpus
 
 
+def test_an_accelerate_configs_fsdp_state_dict_sets_a_full_fine_tunes_save(tmp_path):
+    """LLaMA-Factory's full FSDP fine-tune takes its checkpoint format from the launcher: FULL_STATE_DICT gathers
+    the weights and optimizer states on rank 0's host at each save, SHARDED_STATE_DICT does not."""
+    lf = tmp_path / "lf.yaml"
+    lf.write_text("model_name_or_path: llama-3.2-1b\nfinetuning_type: full\nstage: sft\nbf16: true\n"
+                  "cutoff_len: 1024\n")
+    saves = {}
+    for kind in ("FULL_STATE_DICT", "SHARDED_STATE_DICT"):
+        acc = tmp_path / f"{kind}.yaml"
+        acc.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nnum_processes: 4\n"
+                       f"fsdp_config:\n  fsdp_state_dict_type: {kind}\n")
+        out = json.loads(cli("check", lf, "--gpu", "A100-80GB", "--accelerate-config", acc, "--json").stdout)
+        ram = out["full_finetune"]["host_ram"]
+        saves[kind] = ram["save_bytes"] - ram["train_bytes"]
+        assert (kind in ram["save_gathers"]) == (kind == "FULL_STATE_DICT")
+    assert saves["FULL_STATE_DICT"] > 12 * 1.2e9 > saves["SHARDED_STATE_DICT"]  # weights + moments of 1.2B params
+
+
 def test_check_and_estimate_judge_a_training_config_under_its_accelerate_config(tmp_path):
     """LLaMA-Factory and axolotl take their GPUs, FSDP/DeepSpeed and offload from the accelerate config the run
     is launched with: beside the training config, the same answer as those settings written as flags; --gpus

@@ -177,7 +177,7 @@ def preset_text(advice, command: str) -> str:
     lines = [f"# Written by: {command}",
              f"# Method: {advice.method or f'none fits ({label(LEANEST)} written; see the suggestions)'} — "
              f"{advice.reasons.get('method', '')}",
-             f"# Check it: rankwise check FILE [--gpu-mem ...]   Launch: rankwise train --preset FILE",
+             "# Check it: rankwise check FILE [--gpu-mem ...]   Launch: rankwise train --preset FILE",
              f"# First sweep (ranks): {', '.join(map(str, advice.first_sweep))}"]
     if not cfg.data.path:
         lines.append("# Set data.path to your training data (.jsonl/.json/.csv/.parquet) before training.")

@@ -12,7 +12,8 @@ from rankwise.advisor.fit import STRATEGY_NAMES
 from rankwise.advisor.methods import METHOD_NAMES, label
 
 from ..style import GOOD, SEVERITY_STYLE
-from .common import add_json, add_launcher, add_planning, hardware_from, launcher_from, launcher_note, print_json
+from .common import (add_json, add_launcher, add_planning, hardware_from, launcher_from, launcher_note, print_json,
+                     with_launcher)
 
 
 
@@ -52,7 +53,7 @@ def run(args) -> int:
 
     launch = launcher_from(args)  # before hardware_from: its process count is the GPUs when --gpus is not given
     overrides = (launch.overrides() if launch else []) + args.check_set  # --set wins over the launcher's
-    report = judge(read(args.file, overrides), hardware_from(args), args.model, args.method)
+    report = judge(with_launcher(read(args.file, overrides), launch), hardware_from(args), args.model, args.method)
     report.notes[:0] = launcher_note(args, launch)
     gate = 3 if report.errors or (args.require_fit and not report.fit_checked) else 0
     if args.json:

@@ -48,6 +48,16 @@ def launcher_from(args):
     return launch
 
 
+def with_launcher(reading, launch):
+    """A foreign reading with what the launcher says beyond rankwise keys: how FSDP saves checkpoints (the
+    training file's own fsdp_config wins where it says)."""
+    if launch is None or launch.state_dict is None or reading.state_dict is not None:
+        return reading
+    from dataclasses import replace
+
+    return replace(reading, state_dict=launch.state_dict)
+
+
 def launcher_note(args, launch) -> list[str]:
     if launch is None:
         return []

@@ -12,7 +12,8 @@ from rankwise.advisor.plan import STARTUPS
 from rankwise.advisor.units import gib
 
 from ..style import FIT_LABEL, FIT_STYLE
-from .common import add_json, add_launcher, add_planning, hardware_from, launcher_from, launcher_note, print_json
+from .common import (add_json, add_launcher, add_planning, hardware_from, launcher_from, launcher_note, print_json,
+                     with_launcher)
 
 PRE_FORMATS = methods.PreQuantized.FORMATS  # --load choices of a pre-quantized base
 
@@ -183,6 +184,8 @@ def flags_config(args):
     else:
         cfg = with_values(RunConfig(), {"method": methods.DEFAULT})  # without a preset: LoRA unless --method says
     args.launch = launcher_from(args)  # the launcher's settings over the preset's, under the flags
+    if args.foreign is not None:
+        args.foreign = with_launcher(args.foreign, args.launch)
     if args.launch is not None and args.launch.values:
         cfg = with_values(cfg, args.launch.values)
     for flag, value, low in (("--rank", args.rank, 1), ("--batch", args.batch, 1), ("--seq", args.seq, 1),
