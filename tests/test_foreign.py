@@ -1042,3 +1042,11 @@ def test_a_full_fine_tune_is_timed_with_its_weight_gradients_and_optimizer_step(
     path.write_text(body + "finetuning_type: full\n")
     est = json.loads(cli("estimate", "--preset", path, "--gpu", "A100-80GB", "--json").stdout)
     assert est["full_finetune"]["time"]["step_s"] == round(full_time(spec, full.ctx.cfg, hw, full.full).step_s, 4)
+    # its cost: the steps are known (max_steps), priced at the GPU's list price or --price, one GPU
+    from rankwise.advisor.pricing import price_for
+
+    listed = price_for("A100-80GB")[0]
+    assert full.full_time.cost == pytest.approx(listed * full.full_time.total_s / 3600, rel=1e-6)
+    assert any(n.startswith("time: ") and "cost ~" in n for n in full.notes)
+    priced = json.loads(cli("estimate", "--preset", path, "--gpu", "A100-80GB", "--price", "10", "--json").stdout)
+    assert priced["full_finetune"]["time"]["cost"]["total"] == round(10 * full.full_time.total_s / 3600, 2)

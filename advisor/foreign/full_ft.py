@@ -469,18 +469,25 @@ def _bare(cfg: "RunConfig") -> "RunConfig":
                              "lora.modules_to_save": [], "lora.bias": "none"})
 
 
-def full_time(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None", full: Floor) -> "TimePlan":
+def full_time(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None", full: Floor,
+              price: float | None = None) -> "TimePlan":
     """The fine-tune's time: the time model's passes (time.plan_time) with every trained weight's gradient GEMM
     and, once a step, the optimizer over them on the GPU (it reads the gradients, reads and writes the weights and
-    the states they hold: nothing when CPU offload steps on the host, not modelled)."""
+    the states they hold: nothing when CPU offload steps on the host, not modelled). Its cost where the steps are
+    known, at `price` per GPU-hour, else the user's or the list price of the GPU (pricing.price_for)."""
     from ..fit import assess
+    from ..pricing import price_for
     from ..time import plan_time
 
     judged = full.judged or assess(spec, _bare(cfg), hw, method="lora")
     trained = full.trained or full.params
     share = trained / full.params if full.params else 1.0
     optimizer_bytes = int(full.grads + 2 * full.states + 2 * full.weights * share)
-    return plan_time(spec, cfg, judged, hw, trained=trained, optimizer_bytes=optimizer_bytes)
+    t = plan_time(spec, cfg, judged, hw, trained=trained, optimizer_bytes=optimizer_bytes)
+    per_hour = price_for(t.device, price)[0] if hw is not None and hw.has_gpu else None
+    if per_hour is None or t.total_s is None:
+        return t
+    return plan_time(spec, cfg, judged, hw, trained=trained, optimizer_bytes=optimizer_bytes, price=per_hour)
 
 
 def time_line(t: "TimePlan") -> str:
@@ -489,7 +496,8 @@ def time_line(t: "TimePlan") -> str:
 
     run = f", the run ~{duration(t.total_s)} ({t.steps:,} steps)" if t.total_s is not None else \
         " (steps unknown: no data, no max_steps)"
-    return f"time: {t.step_s:.2f} s/step ({t.tokens_per_s:,.0f} tok/s on {t.device}){run}"
+    cost = f", cost ~{t.cost:,.2f} ({t.price_per_gpu_hour:g}/GPU-h x {t.gpus})" if t.cost is not None else ""
+    return f"time: {t.step_s:.2f} s/step ({t.tokens_per_s:,.0f} tok/s on {t.device}){run}{cost}"
 
 
 def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",

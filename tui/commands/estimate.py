@@ -340,7 +340,7 @@ def full_finetune_out(args, spec, cfg, hw, reading) -> int:
 
     full = full_finetune(reading.full, spec, cfg, hw, reading.stage, upcaster(reading), reading.partial,
                          reading.reference)
-    timed = full_time(spec, cfg, hw, full)
+    timed = full_time(spec, cfg, hw, full, getattr(args, "price", None))
     ram = full.host_ram(spec, cfg, hw, reading.state_dict)
     if args.json:
         print_json({"model": spec.name, "method": "full", "fit": full.verdict, "gpu_bytes": full.gpu_bytes,
