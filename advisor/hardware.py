@@ -7,6 +7,7 @@ takes a `Hardware` value, so tests pass one in as data.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 
@@ -77,6 +78,7 @@ GPU_TABLE: dict[str, tuple[float, tuple[int, int]]] = {
     "RTX3090": (24.0, (8, 6)), "RTX4090": (24.0, (8, 9)), "RTX5090": (32.0, (12, 0)),
     "A10G": (24.0, (8, 6)), "A10": (24.0, (8, 6)), "L4": (24.0, (8, 9)), "L40S": (48.0, (8, 9)),
     "RTXA6000": (48.0, (8, 6)), "A40": (48.0, (8, 6)), "RTX6000ADA": (48.0, (8, 9)),
+    "L40": (48.0, (8, 9)), "RTXA5000": (24.0, (8, 6)), "RTXA4000": (16.0, (8, 6)),
     "A100-40GB": (40.0, (8, 0)), "A100-80GB": (80.0, (8, 0)), "H100-80GB": (80.0, (9, 0)),
     "H100-94GB": (94.0, (9, 0)), "H200": (141.0, (9, 0)), "B200": (180.0, (10, 0)),
     "MI300X": (192.0, (9, 4)),
@@ -113,6 +115,9 @@ GPU_SPEED: dict[str, GpuSpeed] = {
     "L40S": GpuSpeed(362.0, 864.0, "NVIDIA L40S datasheet: 733 BF16 TFLOPS sparse (362 dense), 864 GB/s"),
     "RTXA6000": GpuSpeed(154.8, 768.0, "NVIDIA RTX A6000 datasheet: 309.7 tensor TFLOPS sparse (154.8 dense), 768 GB/s"),
     "A40": GpuSpeed(149.7, 696.0, "NVIDIA A40 datasheet: 299.4 BF16 TFLOPS sparse (149.7 dense), 696 GB/s"),
+    "L40": GpuSpeed(181.0, 864.0, "NVIDIA L40 datasheet: 362.1 BF16 TFLOPS sparse (181.05 dense), 864 GB/s"),
+    "RTXA5000": GpuSpeed(111.1, 768.0, "NVIDIA RTX A5000 datasheet: 222.2 tensor TFLOPS sparse (111.1 dense), 768 GB/s"),
+    "RTXA4000": GpuSpeed(76.7, 448.0, "NVIDIA RTX A4000 datasheet: 153.4 tensor TFLOPS sparse (76.7 dense), 448 GB/s"),
     "RTX6000ADA": GpuSpeed(364.2, 960.0, "NVIDIA RTX 6000 Ada datasheet: 728.5 tensor TFLOPS sparse (364.2 dense), 960 GB/s"),
     "A100-40GB": GpuSpeed(312.0, 1555.0, "NVIDIA A100 datasheet: 312 BF16 TFLOPS dense, 1555 GB/s (40GB)"),
     "A100-80GB": GpuSpeed(312.0, 2039.0, "NVIDIA A100 datasheet: 312 BF16 TFLOPS dense, 2039 GB/s (80GB SXM)"),
@@ -134,20 +139,32 @@ def speed_of(name: str) -> tuple[str | None, GpuSpeed]:
     for k in GPU_SPEED:  # exact table names first
         if _norm(k) == key:
             return k, GPU_SPEED[k]
-    flat = key.replace("-", "")
+    words = _words(name)
     best = None
     for k in GPU_SPEED:
         parts = _norm(k).split("-")
-        if parts[0] in flat and all(p in flat for p in parts[1:]):
+        # the model as whole words ("L40" is not the L4, "RTX A4000" not the A40); the rest (40GB) within a word
+        if parts[0] in words and all(any(p in w for w in words) for p in parts[1:]):
             if best is None or len(_norm(k)) > len(_norm(best)):
                 best = k
     if best is None:
-        for alias, real in (("A100", "A100-80GB"), ("H100", "H100-80GB"), ("V100", "V100-32GB"),
-                            ("A6000", "RTXA6000"), ("6000ADA", "RTX6000ADA")):
-            if alias in flat:
+        for alias, real in (("A100", "A100-80GB"), ("H100NVL", "H100-94GB"), ("H100", "H100-80GB"),
+                            ("V100", "V100-32GB"), ("A6000", "RTXA6000"), ("6000ADA", "RTX6000ADA")):
+            if alias in words:
                 best = real
                 break
     return (best, GPU_SPEED[best]) if best else (None, GPU_SPEED[DEFAULT_SPEED_GPU])
+
+
+def _words(name: str) -> set[str]:
+    """A GPU name's words, single and run together two and three at a time: "NVIDIA GeForce RTX 4090" → RTX, 4090,
+    RTX4090; "NVIDIA A100-SXM4-80GB" → A100, SXM4, 80GB, A100SXM4, ...; "RTX 6000 Ada" → RTX6000ADA."""
+    tokens = [t for t in re.split(r"[\s_-]+", _norm_case(name)) if t and t not in ("NVIDIA", "GEFORCE", "TESLA")]
+    return {"".join(tokens[i:i + n]) for n in (1, 2, 3) for i in range(len(tokens) - n + 1)}
+
+
+def _norm_case(name: str) -> str:
+    return name.upper()
 
 
 def _norm(name: str) -> str:

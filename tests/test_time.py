@@ -105,6 +105,12 @@ def test_quantized_base_is_slower_and_faster_gpu_is_faster():
     assert speed_of("NVIDIA A100-SXM4-80GB")[0] == "A100-80GB"
     assert speed_of("NVIDIA GeForce RTX 4090")[0] == "RTX4090"
     assert speed_of("declared 24 GiB GPU")[0] is None
+    # a model is matched as whole words: an L40 is not the L4, an RTX A4000 not the A40
+    for nvml, table in (("NVIDIA L40", "L40"), ("NVIDIA L4", "L4"), ("NVIDIA L40S", "L40S"),
+                        ("NVIDIA RTX A4000", "RTXA4000"), ("NVIDIA A40", "A40"), ("NVIDIA H100 NVL", "H100-94GB"),
+                        ("NVIDIA RTX 6000 Ada Generation", "RTX6000ADA"), ("Tesla V100-SXM2-16GB", "V100-16GB")):
+        assert speed_of(nvml)[0] == table, nvml
+    assert speed_of("NVIDIA GeForce RTX 4080")[0] is None  # not in the table: planned as the default card, said
 
 
 # ----------------------------------------------------------------------------- calibration
