@@ -55,12 +55,13 @@ MODEL_TYPES = [
     ("Qwen/Qwen3-30B-A3B", "qwen3_moe"), ("Qwen/Qwen3-235B-A22B", "qwen3_moe"), ("Qwen/Qwen3-", "qwen3"),
     ("google/gemma-2-", "gemma2"), ("google/gemma-3-1b", "gemma3_text"),
     ("microsoft/Phi-3", "phi3"), ("microsoft/phi-4", "phi3"), ("microsoft/Phi-4-reasoning", "phi3"),
+    ("microsoft/Phi-4-mini", "phi3"),
     ("allenai/OLMo-2", "olmo2"), ("openlm-research/open_llama", "llama"),
 ]
 # Left out on purpose: gemma-3-4b/12b/27b (multimodal: litgpt lists the text decoder only, the
-# vision tower would be missing from the estimate); Phi-4-mini and Qwen2.5-Coder/-Math (tied
-# embeddings recorded in no source at hand).
-SKIP = ("google/gemma-3-4b", "google/gemma-3-12b", "google/gemma-3-27b", "microsoft/Phi-4-mini")
+# vision tower would be missing from the estimate); Qwen2.5-Coder/-Math (tied embeddings recorded in no
+# source at hand).
+SKIP = ("google/gemma-3-4b", "google/gemma-3-12b", "google/gemma-3-27b")
 
 # Tied input/output embeddings, as torchtune builds them.
 TIED = {
@@ -73,6 +74,9 @@ TIED = {
     "Qwen/Qwen3-1.7B": torchtune("torchtune/models/qwen3/_model_builders.py"),
     "Qwen/Qwen3-4B": torchtune("torchtune/models/qwen3/_model_builders.py"),
     "HuggingFaceTB/SmolLM2-": torchtune("torchtune/models/smol/_component_builders.py"),
+    # ExecuTorch's Phi-4-mini converter: "Input and output embeddings are tied." (phi_4_tune_to_meta)
+    "microsoft/Phi-4-mini-": {"repo": "pytorch/executorch", "path": "examples/models/phi_4_mini/convert_weights.py",
+                              "commit": "024b0da461f657d6abe596891b754adf0d48fc17"},
 }
 # The Qwen3-4B 2507 releases (262144 positions, rope_theta 5e6) as their config.json is quoted here:
 QWEN3_4B_2507 = {"repo": "akougkas/warpio-cli", "path": "warpio-docs/ai-docs/model_cards/qwen3:4b.md",

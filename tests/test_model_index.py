@@ -86,6 +86,7 @@ PUBLISHED = [
     ("Qwen/Qwen2-1.5B", 1.54e9), ("Qwen/Qwen2-7B", 7.61e9),
     ("google/gemma-2-2b", 2.61e9), ("google/gemma-2-9b", 9.24e9), ("google/gemma-2-27b", 27.2e9),
     ("microsoft/Phi-3-mini-4k-instruct", 3.82e9), ("microsoft/phi-4", 14.7e9),
+    ("microsoft/Phi-4-mini-instruct", 3.84e9),  # the Hub's safetensors count (card: 3.8B); untied would be 4.45B
     ("HuggingFaceTB/SmolLM2-135M", 135e6), ("HuggingFaceTB/SmolLM2-360M", 362e6), ("HuggingFaceTB/SmolLM2-1.7B", 1.71e9),
     ("TinyLlama/TinyLlama-1.1B-Chat-v1.0", 1.1e9), ("TinyLlama/TinyLlama_v1.1", 1.1e9),
     ("tiiuae/Falcon3-1B-Base", 1.67e9), ("tiiuae/Falcon3-3B-Base", 3.23e9), ("tiiuae/Falcon3-7B-Base", 7.46e9),
