@@ -16,7 +16,7 @@ from model_index_build import QUOTED  # the config.json copies the build script 
 # (ids, model_type, the checkpoint the class's docstring names). Left out because the defaults are
 # not the named checkpoint (their totals differ from the card's): seed_oss, smolvlm, qwen2_vl, qwen3_vl,
 # qwen3_vl_moe, qwen3_5 (defaults 9.4B, named 27B), deepseek_v2 (38.6B, named V2-Lite 15.7B),
-# gemma3 (2.7B, named gemma-3-4b-it), nemotron_h, gpt_oss (the 120b's shape, named 20b), apertus,
+# gemma3 (2.7B, named gemma-3-4b-it), nemotron_h, apertus,
 # falcon_h1, olmo3, glm4_moe (GLM-4.5-Air's 106B, named GLM-4.5), mistral3 (untied head
 # missing: DEFAULTS_EXCEPT), arcee, glm46v (GLM-4.1V-9B's 10.3B: GLM-4.6V-Flash is built from a config.json copy in VARIANTS),
 # gemma4_unified (3.0B, named gemma-4-12B-it: VARIANTS uses its conversion table). Not buildable here (the defaults
@@ -39,6 +39,10 @@ DEFAULTS = [
     # Starcoder2Config's docstring names starcoder2-7b, but its defaults are a 3B (30 layers, 3072 wide, 24 heads,
     # 2 KV heads, vocabulary 49152, tied): the total is checked against starcoder2-3b's card (3.03B).
     (["bigcode/starcoder2-3b"], "starcoder2", "bigcode/starcoder2-7b"),
+    # GptOssConfig's docstring names gpt-oss-20b, but its defaults are gpt-oss-120b's shape (36 layers of 2880, 128
+    # experts of 2880 with 4 active, vocabulary 201088, untied): 116.83B, the 116.8B total of OpenAI's gpt-oss model
+    # card (arXiv 2508.10925). The experts' MXFP4 storage is dequantized to 16-bit for training (as for the 20b).
+    (["openai/gpt-oss-120b"], "gpt_oss", "openai/gpt-oss-20b"),
     # FalconConfig's defaults are falcon-7b's shape (71 heads of 64 sharing one K/V head, parallel attention, 32
     # layers of 4544, vocabulary 65024, the head tied to the embedding): 6.92B, the card's "7B" (litgpt's
     # falcon-7b entry has the same shape). Falcon's other sizes (40b, 180B) are not these defaults.

@@ -123,6 +123,7 @@ PUBLISHED_ON_META = [
     ("google/gemma-3-12b-it", 12.2e9), ("google/gemma-3-27b-it", 27.4e9), ("deepseek-ai/DeepSeek-V2-Lite", 15.7e9),
     ("microsoft/phi-1_5", 1.42e9), ("microsoft/phi-2", 2.78e9), ("google/gemma-4-E2B", 5.1e9),  # Gemma 4 E2B: "5.1B with embeddings"
     ("openai/gpt-oss-20b", 20.9e9),  # OpenAI's gpt-oss model card (arXiv 2508.10925): 20.9B total
+    ("openai/gpt-oss-120b", 116.8e9),  # the same card: 116.8B total
     ("EleutherAI/pythia-1.4b-deduped", 1_414_647_808), ("Qwen/Qwen2-VL-7B-Instruct", 8.29e9),
     ("Qwen/Qwen2.5-VL-7B-Instruct", 8.29e9), ("mistral-community/pixtral-12b", 12.7e9),
     ("stabilityai/stablelm-2-1_6b", 1_644_417_024),  # the card's architecture table
