@@ -88,6 +88,10 @@ ALIASES: dict[str, str] = {
     # same shapes as their base models (config.json differs only in non-shape fields)
     "meta-llama/llama-3.1-70b-instruct": "llama-3.1-70b", "mistralai/mistral-7b-instruct-v0.3": "mistral-7b",
     "qwen/qwen2.5-coder-7b": "qwen2.5-7b", "qwen/qwen2.5-coder-7b-instruct": "qwen2.5-7b",
+    # Qwen2.5-Coder Technical Report (Hui et al. 2024, arXiv:2409.12186), Table 1: each size has its Qwen2.5
+    # namesake's hidden size, layers, query/KV heads and intermediate size; 0.5B-3B tie the embedding, 7B-32B do not
+    **{f"qwen/qwen2.5-coder-{size}{tail}": f"qwen2.5-{size}" for size in ("0.5b", "1.5b", "14b", "32b")
+       for tail in ("", "-instruct")},
 }
 
 

@@ -88,3 +88,14 @@ def test_bad_config_json(tmp_path):
     with pytest.raises(RankwiseError) as e:
         load_model(str(tmp_path))
     assert "config.json:1" in e.value.message
+
+
+@pytest.mark.parametrize("name,namesake,tied", [("Qwen/Qwen2.5-Coder-32B-Instruct", "qwen2.5-32b", False),
+                                                ("Qwen/Qwen2.5-Coder-14B", "qwen2.5-14b", False),
+                                                ("Qwen/Qwen2.5-Coder-1.5B-Instruct", "qwen2.5-1.5b", True),
+                                                ("Qwen/Qwen2.5-Coder-7B-Instruct", "qwen2.5-7b", False)])
+def test_qwen25_coder_is_its_qwen25_namesake(name, namesake, tied):
+    """Qwen2.5-Coder's report (Table 1): each size has its Qwen2.5 namesake's shape; the small ones tie the head."""
+    coder, base = load_model(name), load_model(namesake)
+    assert coder.total_params == base.total_params and coder.name == namesake
+    assert ("lm_head" not in coder.params_by_family or not coder.params_by_family["lm_head"]) == tied
