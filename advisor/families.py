@@ -85,6 +85,9 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     # Gemma3DecoderLayer: Gemma 2's four RMSNorms; Gemma3Attention: q_norm/k_norm over each head;
     # Gemma3TextConfig ties embeddings and has no final soft-capping by default
     Family("gemma3_text", "models/gemma3/modeling_gemma3.py", norms_per_layer=4, tied_default=True, qk_norm="head"),
+    # SmolLM3DecoderLayer: Llama's layer (input and post-attention RMSNorms, attention_bias / mlp_bias from
+    # config.json; RoPE left out of some layers changes no weight); SmolLM3Config ties embeddings by default
+    Family("smollm3", "models/smollm3/modeling_smollm3.py", tied_default=True),
 )}
 
 

@@ -43,6 +43,7 @@ DEFAULTS = [
     # experts of 2880 with 4 active, vocabulary 201088, untied): 116.83B, the 116.8B total of OpenAI's gpt-oss model
     # card (arXiv 2508.10925). The experts' MXFP4 storage is dequantized to 16-bit for training (as for the 20b).
     (["openai/gpt-oss-120b"], "gpt_oss", "openai/gpt-oss-20b"),
+    (["HuggingFaceTB/SmolLM3-3B", "HuggingFaceTB/SmolLM3-3B-Base"], "smollm3", "HuggingFaceTB/SmolLM3-3B"),
     # FalconConfig's defaults are falcon-7b's shape (71 heads of 64 sharing one K/V head, parallel attention, 32
     # layers of 4544, vocabulary 65024, the head tied to the embedding): 6.92B, the card's "7B" (litgpt's
     # falcon-7b entry has the same shape). Falcon's other sizes (40b, 180B) are not these defaults.

@@ -124,6 +124,7 @@ PUBLISHED_ON_META = [
     ("microsoft/phi-1_5", 1.42e9), ("microsoft/phi-2", 2.78e9), ("google/gemma-4-E2B", 5.1e9),  # Gemma 4 E2B: "5.1B with embeddings"
     ("openai/gpt-oss-20b", 20.9e9),  # OpenAI's gpt-oss model card (arXiv 2508.10925): 20.9B total
     ("openai/gpt-oss-120b", 116.8e9),  # the same card: 116.8B total
+    ("HuggingFaceTB/SmolLM3-3B", 3.08e9),  # the Hub's safetensors count (the card: 3B, tied embeddings)
     ("EleutherAI/pythia-1.4b-deduped", 1_414_647_808), ("Qwen/Qwen2-VL-7B-Instruct", 8.29e9),
     ("Qwen/Qwen2.5-VL-7B-Instruct", 8.29e9), ("mistral-community/pixtral-12b", 12.7e9),
     ("stabilityai/stablelm-2-1_6b", 1_644_417_024),  # the card's architecture table
