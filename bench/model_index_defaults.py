@@ -86,7 +86,29 @@ LLAMA_FACTORY_README = {"repo": "hiyouga/LLaMA-Factory", "path": "examples/READM
                         "commit": "ff6d4d12eeb035d6ce06805a5733dd7b29f2ac30"}
 
 # (id, the indexed id it is a copy of, the source saying so). Joined to the original's group.
+HANDBOOK_COMMIT = "925acdfe4b2b4e38c3dabd1851bc418f0b656351"
+
+
+def handbook(path: str) -> dict:
+    return {"repo": "huggingface/alignment-handbook", "path": path, "commit": HANDBOOK_COMMIT}
+
+
 ALIASES = [
+    # The alignment-handbook's intermediate models, which its next-stage recipes start from: each is the
+    # hub_model_id of the recipe named, trained from that recipe's model_name_or_path (the same architecture;
+    # the QLoRA one is an adapter over it, loaded with its base)
+    ("alignment-handbook/zephyr-7b-sft-full", "mistralai/Mistral-7B-v0.1",
+     handbook("recipes/zephyr-7b-beta/sft/config_full.yaml")),
+    ("alignment-handbook/zephyr-7b-sft-qlora", "mistralai/Mistral-7B-v0.1",
+     handbook("recipes/zephyr-7b-beta/sft/config_qlora.yaml")),
+    ("alignment-handbook/mistral-7b-sft-constitutional-ai", "mistralai/Mistral-7B-v0.1",
+     handbook("recipes/constitutional-ai/sft/config_anthropic.yaml")),
+    ("HuggingFaceH4/zephyr-7b-gemma-sft-v0.1", "google/gemma-7b", handbook("recipes/zephyr-7b-gemma/sft/config_full.yaml")),
+    ("loubnabnl/smollm2-360M-sft", "HuggingFaceTB/SmolLM2-360M", handbook("recipes/smollm2/sft/config_smol.yaml")),
+    ("loubnabnl/smollm2-1.7B-sft", "HuggingFaceTB/SmolLM2-1.7B", handbook("recipes/smollm2/sft/config.yaml")),
+    # "the three post-training stages (mid-training, SFT, and DPO)" of SmolLM3-3B, the SFT and DPO ones from the
+    # checkpoints repository's revisions
+    ("HuggingFaceTB/SmolLM3-3B-checkpoints", "HuggingFaceTB/SmolLM3-3B", handbook("recipes/smollm3/README.md")),
     # "They use the same architecture, so the same examples below can be re-used" (GPT-OSS-Safeguard)
     ("openai/gpt-oss-safeguard-20b", "openai/gpt-oss-20b", axolotl("examples/gpt-oss/README.md")),
     # the Maverick counterpart of the linearized Scout (axolotl's `delinearize-llama4`, docs/cli.qmd)

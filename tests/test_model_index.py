@@ -323,6 +323,11 @@ SAME_AS = [
     ("Mapika/GLM-5.2-NVFP4", "zai-org/GLM-5.2"), ("LnL-AI/dbrx-base-converted-v2", "databricks/dbrx-base"),
     ("axolotl-quants/DeepSeek-V2.5-bnb-nf4-bf16", "deepseek-ai/DeepSeek-V2"),
     ("deepcogito/cogito-v1-preview-qwen-14B", "Qwen/Qwen2.5-14B"),
+    # the alignment-handbook's intermediate models, which its DPO recipes start from
+    ("alignment-handbook/zephyr-7b-sft-qlora", "mistralai/Mistral-7B-v0.1"),
+    ("HuggingFaceH4/zephyr-7b-gemma-sft-v0.1", "google/gemma-7b"),
+    ("loubnabnl/smollm2-1.7B-sft", "HuggingFaceTB/SmolLM2-1.7B"),
+    ("HuggingFaceTB/SmolLM3-3B-checkpoints", "HuggingFaceTB/SmolLM3-3B"),
 ]
 
 
