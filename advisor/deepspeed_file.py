@@ -70,7 +70,8 @@ def load_json(path: Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RankwiseError(f"{KEY}: {path} not found",
-                            "a relative path in a preset is resolved against the preset's folder") from None
+                            "a relative path in a preset is resolved against the preset's folder, one given on the "
+                            "command line against the current directory") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise RankwiseError(f"{KEY}: {path} could not be read as JSON ({type(e).__name__}: {e})",
                             "fix the file, or unset distributed.deepspeed_config") from None

@@ -212,3 +212,25 @@ def test_the_worker_runs_deepspeed_with_the_files_sizes(tmp_path):
     assert ran["stage3_prefetch_bucket_size"] == int(0.9 * h * h)  # "auto" filled as deepspeed_file.fill says
     assert deepspeed_file.fill(plan.ds_prefetch_bucket, int(0.9 * h * h), 0) == ran["stage3_prefetch_bucket_size"]
     assert ran["max_live_parameters"] == plan.ds_max_live == 0
+
+
+def test_estimate_takes_a_deepspeed_file_as_a_flag(tmp_path):
+    """--deepspeed-config FILE: the same estimate as a preset naming it (strategy deepspeed implied); beside another
+    --strategy, or a file that is not there, exit 2 naming it."""
+    path = write(tmp_path, "z3.json", AXOLOTL_Z3)
+    base = CLI + ["estimate", "--model", "llama-3.1-8b", "--method", "lora", "--gpu-mem", "80GiB", "--gpus", "2",
+                  "--json"]
+    got = json.loads(subprocess.run(base + ["--deepspeed-config", str(path)], capture_output=True, text=True,
+                                    env=env(), check=True).stdout)
+    preset = tmp_path / "p.yaml"
+    preset.write_text(yaml.safe_dump({"model": {"name": "llama-3.1-8b"}, "method": "lora", "distributed": {
+        "gpus": 2, "strategy": "deepspeed", "deepspeed_config": "z3.json"}}))
+    same = json.loads(subprocess.run(CLI + ["estimate", "--preset", str(preset), "--gpu-mem", "80GiB", "--gpus", "2",
+                                            "--json"], capture_output=True, text=True, env=env(), check=True).stdout)
+    assert got["peak_gib"] == same["peak_gib"] and got["plan"]["strategy"] == "deepspeed"
+    assert got["components"]["zero3_grad_bucket"] < 0.1  # GiB: hidden_size**2, not 5e8 elements
+    for extra, said in ((["--strategy", "fsdp"], "set distributed.strategy: deepspeed"),
+                        (["--deepspeed-config", str(tmp_path / "nope.json")], "not found")):
+        args = base + (["--deepspeed-config", str(path)] if "--strategy" in extra else []) + extra
+        p = subprocess.run(args, capture_output=True, text=True, env=env())
+        assert p.returncode == 2 and said in p.stderr and "Traceback" not in p.stderr, p.stderr

@@ -26,8 +26,8 @@ LABELS = {"base_weights": "base weights", "quant_constants": "quantization const
           "fsdp_checkpoint_hold": "FSDP reshard hooks: layer-input gradients held to the end of backward",
           "fsdp_wrap": "FSDP wrapping on the GPU (start-up, above training)",
           "zero3_load": "ZeRO-3 start-up: the 4-bit base whole on the GPU",
-          "cuda_context": "CUDA context", "gather_layers": "FSDP gather: 2 decoder layers (running + prefetched)",
-          "gather_root": "FSDP gather: root unit (embeddings, lm_head)",
+          "cuda_context": "CUDA context", "gather_layers": "gathered decoder layers (the running one + prefetch)",
+          "gather_root": "gathered root unit (embeddings, lm_head)",
           "adapter_init": "adapter initialisation (start-up, above training)",
           "saved_modules": "modules_to_save: trainable copies", "saved_modules_grads": "modules_to_save: gradients",
           "saved_modules_optimizer": "modules_to_save: optimizer states",
@@ -76,6 +76,9 @@ def register(sub) -> None:
                    help="FSDP: full (FULL_SHARD), shard_grad_op (weights kept gathered forward to backward), hybrid "
                         "(sharded within a machine, replicated across machines), no_shard (a full replica per GPU, "
                         "all-reduced gradients) (default full)")
+    p.add_argument("--deepspeed-config", dest="deepspeed_config", metavar="FILE",
+                   help="a DeepSpeed ZeRO-3 JSON (distributed.deepspeed_config; implies --strategy deepspeed): its "
+                        "offload, bucket sizes and prefetch limit are estimated (\"auto\" filled from the hidden size)")
     p.add_argument("--kbit-upcast", dest="kbit_upcast", action=argparse.BooleanOptionalAction, default=None,
                    help="4-/8-bit base: keep peft's fp32 upcast of embeddings, norms, lm_head (default on)")
     p.add_argument("--kernels", choices=KERNELS,
@@ -124,7 +127,7 @@ FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lor
          "quant.kbit_upcast": "--kbit-upcast", "train.precision": "--precision", "lora.init": "--init",
          "lora.init_iters": "--init-iters", "distributed.offload": "--offload",
          "distributed.fsdp_sharding": "--fsdp-sharding", "lora.dropout": "--dropout", "train.loss": "--loss",
-         "lora.modules_to_save": "--modules-to-save"}
+         "lora.modules_to_save": "--modules-to-save", "distributed.deepspeed_config": "--deepspeed-config"}
 
 
 def _method_flags(args) -> str | None:
@@ -216,16 +219,29 @@ def flags_config(args):
         "quant.kbit_upcast": getattr(args, "kbit_upcast", None),
         "train.precision": getattr(args, "precision", None), "lora.init": getattr(args, "init", None),
         "lora.init_iters": getattr(args, "init_iters", None), "distributed.offload": getattr(args, "offload", None),
-        "distributed.fsdp_sharding": getattr(args, "fsdp_sharding", None)}.items()
+        "distributed.fsdp_sharding": getattr(args, "fsdp_sharding", None),
+        "distributed.deepspeed_config": _deepspeed_file(args)}.items()
         if v is not None}
+    if "distributed.deepspeed_config" in patch and "distributed.strategy" not in patch:
+        patch["distributed.strategy"] = "deepspeed"
     try:
         cfg = with_values(cfg, patch)
     except ValidationError as e:
         err = e.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
+        if not key:  # a rule over several keys (the validators of RunConfig): its message names them
+            raise RankwiseError(err["msg"].removeprefix("Value error, "), "see `rankwise estimate --help`")
         flag = FLAGS.get(key, key)
         raise RankwiseError(f"{flag} {err.get('input')!r}: {err['msg']}", f"see `rankwise estimate --help` for {flag}")
     return cfg
+
+
+def _deepspeed_file(args) -> str | None:
+    """--deepspeed-config FILE, absolute (relative to the current directory, where it was typed)."""
+    from pathlib import Path
+
+    path = getattr(args, "deepspeed_config", None)
+    return str(Path(path).expanduser().resolve()) if path else None
 
 
 DATASET_SCAN_ROWS = 200_000  # enough for the longest row of most fine-tuning sets, in seconds
