@@ -19,11 +19,11 @@ from .hardware import GPU_SPEED, speed_of
 
 # On-demand list prices per GPU-hour in USD, as public cloud price pages listed them in 2025
 # (Lambda's and RunPod's GPU pricing pages; AWS g4dn/g5/g6 per-GPU shares for T4/A10G/L4).
-# Prices move: these are only a default, and the user config or --price replaces them.
+# Prices move: these are only a default, and the user config or --price replaces them. A named GPU without a list
+# price here (a desktop card, or one those pages did not list) has no cost figure until --price gives one.
 DEFAULT_PRICES: dict[str, float] = {
     "T4": 0.53, "V100-16GB": 0.50, "V100-32GB": 0.60, "RTX3090": 0.22, "RTX4090": 0.69, "RTX5090": 0.89,
     "A10G": 1.01, "A10": 0.75, "L4": 0.80, "L40S": 0.86, "RTXA6000": 0.80, "A40": 0.40, "RTX6000ADA": 0.77,
-    "L40": 0.99, "RTXA5000": 0.27, "RTXA4000": 0.17,
     "A100-40GB": 1.29, "A100-80GB": 1.79, "H100-80GB": 2.99, "H100-94GB": 2.79, "H200": 3.59, "B200": 5.99,
     "MI300X": 2.49,
 }

@@ -110,7 +110,8 @@ def test_quantized_base_is_slower_and_faster_gpu_is_faster():
                         ("NVIDIA RTX A4000", "RTXA4000"), ("NVIDIA A40", "A40"), ("NVIDIA H100 NVL", "H100-94GB"),
                         ("NVIDIA RTX 6000 Ada Generation", "RTX6000ADA"), ("Tesla V100-SXM2-16GB", "V100-16GB")):
         assert speed_of(nvml)[0] == table, nvml
-    assert speed_of("NVIDIA GeForce RTX 4080")[0] is None  # not in the table: planned as the default card, said
+    assert speed_of("NVIDIA GeForce RTX 4080")[0] == "RTX4080"
+    assert speed_of("NVIDIA GeForce RTX 4070 Ti")[0] is None  # not in the table: planned as the default card, said
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -361,8 +362,13 @@ def test_every_named_gpu_has_a_speed_and_a_price():
     from rankwise.advisor.hardware import GPU_SPEED, GPU_TABLE
     from rankwise.advisor.pricing import DEFAULT_PRICES
 
-    assert set(GPU_SPEED) == set(GPU_TABLE) == set(DEFAULT_PRICES)
+    assert set(GPU_SPEED) == set(GPU_TABLE) and set(DEFAULT_PRICES) <= set(GPU_SPEED)
     assert all(s.tflops > 0 and s.bandwidth_gbs > 0 and s.source for s in GPU_SPEED.values())
+    from rankwise.advisor.pricing import price_for
+
+    unpriced = sorted(set(GPU_SPEED) - set(DEFAULT_PRICES))
+    assert unpriced and all(price_for(n) == (None, "no price for this GPU: give --price") for n in unpriced)
+    assert price_for(unpriced[0], 0.5) == (0.5, "--price")
 
 
 def test_the_configs_attention_upcast_and_dora_options():
