@@ -234,3 +234,21 @@ def test_estimate_takes_a_deepspeed_file_as_a_flag(tmp_path):
         args = base + (["--deepspeed-config", str(path)] if "--strategy" in extra else []) + extra
         p = subprocess.run(args, capture_output=True, text=True, env=env())
         assert p.returncode == 2 and said in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_a_run_keeps_its_own_copy_of_the_file(tmp_path):
+    """The run dir holds the DeepSpeed JSON it trains with: its config.yaml and accelerate.yaml name the copy, so a
+    resume after the original is edited or moved runs the settings the run started with."""
+    from rankwise.advisor.loader import load_config
+    from rankwise.trainer import rundir
+
+    original = write(tmp_path, "z3.json", AXOLOTL_Z3)
+    run = rundir.create(tmp_path / "runs", "ds", ds_cfg(original))
+    copy = run / rundir.DS_COPY
+    saved = load_config(run / rundir.CONFIG)
+    assert saved.distributed.deepspeed_config == str(copy.resolve()) and json.loads(copy.read_text()) == AXOLOTL_Z3
+    original.write_text(json.dumps({"zero_optimization": {"stage": 2}}))  # edited after the start
+    acc = yaml.safe_load(launch.write_config(launch.Launch("deepspeed", 2, ds_config=str(original)), run).read_text())
+    assert acc["deepspeed_config"]["deepspeed_config_file"] == str(copy.resolve())
+    assert json.loads(copy.read_text()) == AXOLOTL_Z3
+    assert Plan.from_config(saved, gpus=2).ds_reduce_bucket == "auto"  # the resumed run's estimate reads the copy

@@ -30,7 +30,7 @@ import os
 import shlex
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -160,8 +160,13 @@ def accelerate_config(launch: Launch) -> dict:
 
 
 def write_config(launch: Launch, run_dir: Path) -> Path:
-    """`<run_dir>/accelerate.yaml`, written through a temporary file and a rename."""
+    """`<run_dir>/accelerate.yaml`, written through a temporary file and a rename. A DeepSpeed JSON is the run's own
+    copy (rundir.keep_deepspeed_config), so a resume runs the settings the run started with."""
+    from .rundir import keep_deepspeed_config
+
     path = Path(run_dir).resolve() / CONFIG_FILE
+    if launch.ds_config:
+        launch = replace(launch, ds_config=str(keep_deepspeed_config(run_dir, launch.ds_config)))
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(yaml.safe_dump(accelerate_config(launch), sort_keys=False), encoding="utf-8")
     os.replace(tmp, path)

@@ -85,9 +85,30 @@ def create(root: Path, name: str, cfg: RunConfig, now: float | None = None) -> P
             continue
         except OSError as e:
             raise RankwiseError(f"cannot create run dir {run_dir}: {e.strerror}", "pass --runs-dir DIR") from None
+        if cfg.distributed.deepspeed_config:  # the run keeps its own copy: a resume runs what the run started with
+            kept = keep_deepspeed_config(run_dir, cfg.distributed.deepspeed_config)
+            cfg = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(
+                update={"deepspeed_config": str(kept)})})
         write_atomic(run_dir / CONFIG, cfg.to_yaml())
         return run_dir
     raise RankwiseError(f"could not claim a run id for {base} in {root}", "remove old runs or change output.name")
+
+
+DS_COPY = "deepspeed.json"  # the run's own copy of distributed.deepspeed_config
+
+
+def keep_deepspeed_config(run_dir: Path, path: str) -> Path:
+    """`<run_dir>/deepspeed.json`: the DeepSpeed JSON the run trains with, copied once (a later call keeps the
+    copy: a resume runs the settings the run started with even if the original is edited or moved)."""
+    copy = Path(run_dir).resolve() / DS_COPY
+    if not copy.exists():
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise RankwiseError(f"distributed.deepspeed_config {path}: {e.strerror}",
+                                "point it at the DeepSpeed JSON the run should use") from None
+        write_atomic(copy, text)
+    return copy
 
 
 def write_atomic(path: Path, text: str) -> None:
