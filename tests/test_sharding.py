@@ -408,3 +408,24 @@ def test_a_plain_run_gets_no_sharing_suggestions(l70):
     cfg = with_values(RunConfig(), {"model.name": "llama-3.1-70b", "method": "lora"})
     rows = suggest_fixes(l70, planned("80GiB"), cfg, "lora")
     assert rows and not any(s["patch"] and any(k.startswith("distributed.") for k in s["patch"]) for s in rows)
+
+
+def test_a_deepspeed_path_is_found_from_the_tools_checkout_root(tmp_path, monkeypatch):
+    """LLaMA-Factory's and axolotl's examples name their DeepSpeed files from the checkout's root
+    (examples/deepspeed/ds_z3_config.json, deepspeed_configs/zero3_bf16.json): checked from elsewhere, the file is
+    found in the folders above the config."""
+    import json
+
+    from rankwise.advisor.foreign import read
+
+    monkeypatch.chdir(tmp_path)  # not the checkout
+    root = tmp_path / "LLaMA-Factory"
+    (root / "examples" / "deepspeed").mkdir(parents=True)
+    (root / "examples" / "deepspeed" / "ds_z3_offload_config.json").write_text(json.dumps(ZERO3_ALL))
+    cfg = root / "examples" / "train_lora" / "x.yaml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text("model_name_or_path: llama-3.1-8b\nfinetuning_type: lora\nstage: sft\n"
+                   "deepspeed: examples/deepspeed/ds_z3_offload_config.json\n")
+    d = read(cfg).cfg.distributed
+    assert d.deepspeed_config == str(root / "examples" / "deepspeed" / "ds_z3_offload_config.json")
+    assert (d.strategy, d.offload) == ("deepspeed", "params_and_optimizer")

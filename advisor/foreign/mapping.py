@@ -243,6 +243,7 @@ def precision_bf16(value, out):
 
 
 DS_FILE_MAX = 1 << 20  # bytes: a DeepSpeed JSON is a few hundred; anything larger is not one
+DS_PARENTS = 3  # folders above the config looked in for a relative DeepSpeed path (a checkout's examples/x/y.yaml)
 
 
 def _deepspeed_json(value, out) -> tuple[dict | None, str]:
@@ -254,7 +255,12 @@ def _deepspeed_json(value, out) -> tuple[dict | None, str]:
     if isinstance(value, dict):
         return value, "inline"
     path = Path(str(value)).expanduser()
-    for where in (Path.cwd(), out.extra.get("config_dir")):
+    beside = out.extra.get("config_dir")
+    # the tools open it from where they run (their checkout's root, where the shipped examples' paths start:
+    # axolotl's deepspeed_configs/..., LLaMA-Factory's examples/deepspeed/...): the working directory, beside the
+    # config, then the config's parent folders
+    above = list(Path(beside).resolve().parents)[:DS_PARENTS] if beside is not None else []
+    for where in (Path.cwd(), beside, *above):
         if where is None:
             continue
         p = path if path.is_absolute() else Path(where) / path
@@ -270,7 +276,7 @@ def _deepspeed_json(value, out) -> tuple[dict | None, str]:
             except (OSError, UnicodeDecodeError, ValueError) as e:
                 return None, f"{p} could not be read as JSON ({type(e).__name__}: {e})"
             return (data, str(p)) if isinstance(data, dict) else (None, f"{p} is not a JSON object")
-    return None, "not found in the working directory or beside the config"
+    return None, "not found in the working directory, beside the config or in the folders above it"
 
 
 def _offloaded(zero: dict, key: str) -> bool:
