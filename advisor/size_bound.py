@@ -310,6 +310,28 @@ def bound(model: str, cfg: "RunConfig", hw: "Hardware | None", method: str,
     return Bound(model, size, unique, gpu_bytes, min(peaks), max(peaks))
 
 
+def full_bound(model: str, floor_of: Callable, hw: "Hardware | None") -> Bound | None:
+    """A full fine-tune's peak per GPU bounded from the size `model`'s name states: `floor_of(spec)` (a
+    foreign/full_ft.Floor) on each stand-in, its weights, gradients and optimizer states scaled to the name's size
+    (the "weights" a verdict may rest on alone); None when the name states no size."""
+    size = name_size(model)
+    if size is None or PREQUANTIZED.search(str(model).rsplit("/", 1)[-1]):
+        return None
+    gpu_bytes = hw.gpu_bytes if hw is not None and hw.has_gpu else None
+    rows = []
+    for c in stand_ins(size):
+        named = c.named(size)
+        scale = size.total / named
+        floor = floor_of(c.spec)
+        held = round(scale * floor.bytes)
+        peak = (floor.peak if floor.peak is not None else floor.bytes) - floor.bytes + held
+        rows.append(StandIn(c.spec.name, c.spec.total_params, named, scale, peak, "full", held))
+    if not rows:
+        return Bound(model, size, (), gpu_bytes)
+    peaks = [r.peak_bytes for r in rows]
+    return Bound(model, size, tuple(rows), gpu_bytes, min(peaks), max(peaks))
+
+
 def auto_method(model: str, cfg: "RunConfig", hw: "Hardware | None",
                 match: Match | None = None) -> tuple[str, str, Bound] | None:
     """`method: auto` for a model known by its name's size, as fit.assess resolves it for a known one: the
@@ -346,7 +368,9 @@ def finding_text(b: Bound) -> str:
         return (f"{b.range_text()} on {have} from one stand-in: one architecture is no range, and its weights "
                 f"alone fit, so it cannot tell (--fetch-config or --model); {b.basis()}")
     if v == "wont-fit" and b.weights_alone_too_big:
-        return f"the weights alone exceed {have} ({b.range_text()} in all); {b.basis()}"
+        held = ("the weights, their gradients and optimizer states" if all(s.method == "full" for s in b.stand_ins)
+                else "the weights")
+        return f"{held} alone exceed {have} ({b.range_text()} in all); {b.basis()}"
     if v is None:
         return (f"between {b.range_text()} on {have}: cannot tell without the shape "
                 f"(--fetch-config or --model); {b.basis()}")

@@ -111,6 +111,8 @@ ALIASES = [
     ("HuggingFaceTB/SmolLM3-3B-checkpoints", "HuggingFaceTB/SmolLM3-3B", handbook("recipes/smollm3/README.md")),
     # "They use the same architecture, so the same examples below can be re-used" (GPT-OSS-Safeguard)
     ("openai/gpt-oss-safeguard-20b", "openai/gpt-oss-20b", axolotl("examples/gpt-oss/README.md")),
+    # "for 120B, see below": the 120B config trains this bf16 copy of gpt-oss-120b ("a dequantized model")
+    ("axolotl-ai-co/gpt-oss-120b-dequantized", "openai/gpt-oss-120b", axolotl("examples/gpt-oss/README.md")),
     # the Maverick counterpart of the linearized Scout (axolotl's `delinearize-llama4`, docs/cli.qmd)
     ("axolotl-quants/Llama-4-Maverick-17B-128E-Linearized-bnb-nf4-bf16", "meta-llama/Llama-4-Maverick-17B-128E",
      axolotl("docs/cli.qmd")),

@@ -1050,3 +1050,27 @@ def test_a_full_fine_tune_is_timed_with_its_weight_gradients_and_optimizer_step(
     assert any(n.startswith("time: ") and "cost ~" in n for n in full.notes)
     priced = json.loads(cli("estimate", "--preset", path, "--gpu", "A100-80GB", "--price", "10", "--json").stdout)
     assert priced["full_finetune"]["time"]["cost"]["total"] == round(10 * full.full_time.total_s / 3600, 2)
+
+
+def test_a_full_fine_tune_of_a_model_known_by_its_names_size_is_bounded_as_one(tmp_path):
+    """An unresolved model with its size in its name: a full fine-tune is bounded on indexed stand-ins as a full
+    fine-tune (weights, gradients and optimizer states scaled to the name's size), not as the LoRA run its
+    defaults would describe; the range holds the estimate of a real 7B of the same settings; estimate --preset
+    gives the same range."""
+    from rankwise.advisor.hardware import resolve
+
+    body = "sequence_len: 2048\nmicro_batch_size: 1\nbf16: true\n"
+    unknown = _read_text(tmp_path, "base_model: someorg/Mystery-7B\n" + body)
+    small, big = judge(unknown, GPU24), judge(unknown, resolve(None, None, "H100-80GB"))
+    assert small.method == big.method == "full" and small.fit == "wont-fit" and small.fit_basis == "name-size"
+    said = {f["code"]: f for f in small.findings}
+    assert said["full-finetune"]["severity"] == "error" and "approximate" in said["full-finetune"]["message"]
+    assert not {"alpha-below-rank", "wont-fit", "lr-out-of-range"} & set(said)  # the LoRA rules are not this run's
+    known = judge(_read_text(tmp_path, "base_model: mistralai/Mistral-7B-v0.1\n" + body), resolve(None, None, "H100-80GB"))
+    assert big.bound.low_bytes <= known.full.peak <= big.bound.high_bytes
+    assert big.bound.low_bytes > 2 * judge(_read_text(tmp_path, "base_model: someorg/Mystery-7B\nadapter: lora\n" + body),
+                                           resolve(None, None, "H100-80GB")).bound.low_bytes  # not LoRA's range
+    path = tmp_path / "mystery.yaml"
+    path.write_text("base_model: someorg/Mystery-7B\n" + body)
+    est = json.loads(cli("estimate", "--preset", path, "--gpu", "H100-80GB", "--json").stdout)
+    assert est["method"] == "full" and est["fit_bound"]["low_gib"] == round(big.bound.low_bytes / 2 ** 30, 3)

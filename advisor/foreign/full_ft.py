@@ -44,6 +44,7 @@ from .mapping import Said
 
 if TYPE_CHECKING:
     from ..config import RunConfig
+    from ..size_bound import Bound
     from ..fit import Fit
     from ..time import TimePlan
     from ..hardware import Hardware
@@ -331,6 +332,27 @@ class Floor:
                 "grads_with_forward": self.accumulates, "held": self.held,
                 "trained_params": self.trained or self.params, "trains": self.which or "every weight",
                 "checkpoint_bytes": self.checkpoint}
+
+
+def bounded_finding(key: str, b: "Bound") -> Said:
+    """What `check` says about a full fine-tune of a model it cannot read: its weights, gradients and optimizer
+    states (and the rest) on indexed stand-ins of the size the name states (size_bound.full_bound), approximate."""
+    adapter, patch = ADAPTER_FIX.get(key, (f"{key}: lora (and quantization_bit: 4 for QLoRA)", {key: "lora"}))
+    fix = f"train an adapter: {adapter}, then check again; or give the model (--model, --fetch-config) for its shape"
+    why = "every weight trains, so its gradient and optimizer states are held too; " + b.basis()
+    if not b.stand_ins:
+        return Said("full-finetune", "warning", key, f"{key}: a full fine-tune, fit not checked: {b.basis()}", why,
+                    fix, patch)
+    text = f"{key}: a full fine-tune: {b.range_text()} at its peak (approximate, from the name's size)"
+    gpu = f"{gib(b.gpu_bytes):.1f} GiB" if b.gpu_bytes else ""
+    verdict = b.verdict
+    if verdict == "wont-fit":
+        return Said("full-finetune", "error", key, f"{text}, over {gpu}: it will not fit", why, fix, patch)
+    if verdict == "tight":
+        return Said("full-finetune", "warning", key, f"{text}, tight on {gpu}", why, fix, patch)
+    if verdict == "fits":
+        return Said("full-finetune", "info", key, f"{text}, within {gpu}", why, "none needed", None)
+    return Said("full-finetune", "warning", key, f"{text}: {b.why_undecided()}", why, fix, patch)
 
 
 @dataclass(frozen=True)

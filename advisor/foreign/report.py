@@ -10,7 +10,8 @@ from ..errors import RankwiseError
 from ..evaluation import eval_forward_bytes, eval_peak_bytes, resident_bytes
 from ..finding import SEVERITY_ORDER
 from ..fit import verdict
-from .full_ft import LORA_ONLY, Floor, HostRam, full_finetune, full_time, gpus_needed, time_line, upcaster
+from . import full_ft
+from .full_ft import LORA_ONLY, Floor, HostRam, bounded_finding, full_finetune, full_time, gpus_needed, time_line, upcaster
 from .language import estimated_cfg, localize, multi_gpu, stage_findings
 from .mapping import Said, match_targets
 from .reading import Reading, resolve_targets, unread_notes
@@ -44,10 +45,12 @@ class Report:
     @property
     def method(self) -> str:
         """What trains: the resolved method, or `full` (a full fine-tune, full_ft.py)."""
-        return "full" if self.full is not None else self.ctx.method
+        return "full" if self.full is not None or self.reading.full else self.ctx.method
 
     @property
     def method_note(self) -> str:
+        if self.full is None and self.reading.full:  # a full fine-tune of a model bounded from its name
+            return full_ft.PARTIAL_NOTE if self.reading.partial is not None else full_ft.NOTE
         return self.full.note if self.full is not None else self.ctx.method_note
 
     @property
@@ -153,6 +156,10 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
             ctx = replace(ctx, method=auto[0], method_note=auto[1], bound=auto[2])
         else:
             ctx = replace(ctx, bound=size_bound.bound(name, ctx.cfg, hw, ctx.method, _matcher(reading)))
+    if spec is None and reading.full:  # a full fine-tune of a model known by its name's size: bounded as one
+        upcast = upcaster(reading)
+        ctx = replace(ctx, bound=size_bound.full_bound(name, lambda s: full_finetune(
+            reading.full, s, ctx.cfg, hw, reading.stage, upcast, reading.partial, reading.reference), hw))
     findings = run_rules(ctx)
     if reading.tool is not None and ctx.gpus == 1:  # written for several GPUs, judged on one: multi-gpu-config
         findings = [f for f in findings if f.code != "distributed-setting"]  # says so; rankwise's launcher is not theirs
@@ -167,6 +174,11 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         if extra:
             said.append(extra)
     full, full_plan, disk_note, ram = None, None, [], None
+    if spec is None and reading.full:  # the LoRA rules are not this run's; the bound is
+        findings = [f for f in findings if f.code not in LORA_ONLY]
+        said = [s for s in said if s.code not in LORA_ONLY and not (s.code == "not-modelled" and s.key == reading.full)]
+        if ctx.bound is not None:
+            said.append(bounded_finding(reading.full, ctx.bound))
     if reading.full and spec is not None and ctx.judged is not None:  # the LoRA estimate is not this run's
         upcast = upcaster(reading)
         full = full_finetune(reading.full, spec, ctx.cfg, hw, reading.stage, upcast, reading.partial,

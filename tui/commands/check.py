@@ -106,7 +106,8 @@ def _render(args, report, hw) -> None:
     elif report.bound is not None and report.bound.stand_ins:
         b = report.bound
         fit = f", {b.range_text()} peak, approximate ({b.verdict or 'undecided'} on {where})"
-    method = (report.full.what.removeprefix("a ") if report.full else label(ctx.method))
+    method = (report.full.what.removeprefix("a ") if report.full else
+              "full fine-tune" if report.method == "full" else label(ctx.method))
     console.print(f"[bold]{escape(str(args.file))}[/bold] ({r.kind}): {escape(report.model)}, {method}{fit}")
     console.print(f"  [dim]{escape(report.method_note)}[/dim]")
     if report.bound is not None:

@@ -286,7 +286,14 @@ def name_bound(args, cfg, unknown):
         raise unknown
     hw = hardware_from(args)
     said = None
-    if cfg.method == "auto":
+    reading = getattr(args, "foreign", None)
+    if reading is not None and reading.full:  # a foreign full fine-tune: bounded as one, as `check` does
+        from rankwise.advisor.foreign.full_ft import full_finetune, upcaster
+
+        upcast = upcaster(reading)
+        method, b = "full", size_bound.full_bound(name, lambda s: full_finetune(
+            reading.full, s, cfg, hw, reading.stage, upcast, reading.partial, reading.reference), hw)
+    elif cfg.method == "auto":
         picked = size_bound.auto_method(name, cfg, hw)
         if picked is None:
             raise unknown
@@ -297,7 +304,8 @@ def name_bound(args, cfg, unknown):
         raise RankwiseError(unknown.message, (b.basis() + "; " if b is not None else "") + (unknown.hint or ""))
     from rankwise.advisor.fit import assess
 
-    refuse_unrunnable(assess(size_bound.stand_ins(b.size)[0].spec, cfg, hw, method=method).estimate.plan)
+    if method != "full":
+        refuse_unrunnable(assess(size_bound.stand_ins(b.size)[0].spec, cfg, hw, method=method).estimate.plan)
     exact = ("for the exact estimate: --fetch-config (this id's config.json only, no weights), or --model with a "
              "local folder or config.json")
     if args.json:
@@ -310,7 +318,8 @@ def name_bound(args, cfg, unknown):
     from rich.markup import escape
 
     console = Console()
-    plan = f"{method} r={cfg.lora.r} · batch {cfg.train.micro_batch} × {cfg.train.max_seq_len}"
+    what = "full fine-tune" if method == "full" else f"{method} r={cfg.lora.r}"
+    plan = f"{what} · batch {cfg.train.micro_batch} × {cfg.train.max_seq_len}"
     console.print(f"[bold]{escape(name)} · {plan}[/bold] (not in the catalog or the model index: approximate)")
     console.print(f"peak per GPU: [bold]{b.range_text()}[/bold]" + (f", {FIT_LABEL[b.verdict]}" if b.decided else ""))
     console.print(escape(size_bound.finding_text(b)), soft_wrap=False)
