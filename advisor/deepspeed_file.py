@@ -20,6 +20,9 @@ The estimate reads what changes memory:
   axolotl's offload configs set it, turns the prefetch off. Default 1e9.
 - `bf16.enabled` / `fp16.enabled` when not "auto": they must agree with train.precision (transformers refuses a
   mismatch when the run starts; rankwise says it before).
+- An `optimizer` or `scheduler` section: the HF Trainer lets DeepSpeed build that one from the file in place of
+  its own (`deepspeed_optim_sched`), so train.optimizer / train.scheduler go unused (said: ignored-by-deepspeed)
+  and the estimate counts DeepSpeed's Adam/AdamW, two fp32 moments a trained weight (adamw_torch's bytes).
 
 Plain JSON (json.loads): nothing in the file is executed. No torch here.
 """
@@ -52,6 +55,8 @@ class DsFile:
     max_live: int | None
     bf16: bool | str | None  # bf16.enabled: True / False / "auto" / None (absent)
     fp16: bool | str | None
+    optimizer: str | None = None  # the "optimizer" section's type: DeepSpeed builds it in place of the HF one
+    scheduler: str | None = None  # the "scheduler" section's type: likewise for the learning-rate schedule
 
     @property
     def offload(self) -> str:
@@ -113,7 +118,15 @@ def parse(data: dict, path: str) -> DsFile:
                   _elements(zero.get("reduce_bucket_size"), "reduce_bucket_size", path),
                   _elements(zero.get("stage3_prefetch_bucket_size", zero.get("prefetch_bucket_size")),
                             "stage3_prefetch_bucket_size", path),
-                  live if isinstance(live, int) else None, _enabled(data, "bf16"), _enabled(data, "fp16"))
+                  live if isinstance(live, int) else None, _enabled(data, "bf16"), _enabled(data, "fp16"),
+                  _section_type(data, "optimizer"), _section_type(data, "scheduler"))
+
+
+def _section_type(data: dict, section: str) -> str | None:
+    """An "optimizer" / "scheduler" section's type (the HF Trainer then lets DeepSpeed build it:
+    transformers integrations/deepspeed.py `deepspeed_optim_sched`), None without one."""
+    sub = data.get(section)
+    return str(sub.get("type", "unnamed")) if isinstance(sub, dict) else None
 
 
 @lru_cache(maxsize=32)

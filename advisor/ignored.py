@@ -97,6 +97,31 @@ def strategy_single_process(ctx: Context) -> Finding | None:
                    "or remove distributed.strategy")
 
 
+def replaced_by_deepspeed(ctx: Context) -> Finding | None:
+    """A DeepSpeed file with an optimizer or scheduler section: DeepSpeed builds that one (advisor/deepspeed_file.py),
+    whatever train.optimizer / train.scheduler say."""
+    from . import deepspeed_file
+    from .errors import RankwiseError
+
+    path = ctx.cfg.distributed.deepspeed_config
+    if not path:
+        return None
+    try:
+        f = deepspeed_file.read(path)
+    except RankwiseError:  # an unreadable file is said where the estimate refuses it
+        return None
+    unused = ([f"train.optimizer {ctx.cfg.resolved_optimizer(ctx.method)} (the file's {f.optimizer})"]
+              if f.optimizer else []) + ([f"train.scheduler {ctx.cfg.train.scheduler} (the file's {f.scheduler})"]
+                                         if f.scheduler else [])
+    if not unused:
+        return None
+    return Finding("ignored-by-deepspeed", "info", f"{', '.join(unused)}: ignored, {path} names its own",
+                   "with an optimizer or scheduler section in its DeepSpeed config, the HF Trainer lets DeepSpeed "
+                   "build that one from the file; the estimate counts DeepSpeed's Adam/AdamW (two fp32 moments)",
+                   "remove the section from the file to use rankwise's settings, or keep it knowingly")
+
+
 RULES: list[Callable[[Context], Finding | None]] = [
     quant_unused, warmup_ratio_overridden, epochs_overridden, eval_steps_without_validation, strategy_single_process,
+    replaced_by_deepspeed,
 ]

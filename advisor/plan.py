@@ -154,6 +154,7 @@ class Plan:
             method = DEFAULT_METHOD
         targets = cfg.lora.target_modules
         offload, ds = cfg.distributed.offload, {}
+        optimizer = cfg.resolved_optimizer(method)
         if cfg.distributed.deepspeed_config:
             from . import deepspeed_file
 
@@ -161,12 +162,14 @@ class Plan:
             offload = deepspeed_file.offload(f, offload)
             ds = {"ds_config": f.path, "ds_reduce_bucket": f.reduce_bucket, "ds_prefetch_bucket": f.prefetch_bucket,
                   "ds_max_live": f.max_live}
+            if f.optimizer:  # DeepSpeed's optimizer from the file: Adam/AdamW's two fp32 moments
+                optimizer = "adamw_torch"
         return cls(
             method=method, r=cfg.lora.r,
             targets=targets if isinstance(targets, str) else tuple(targets),
             micro_batch=cfg.train.micro_batch, seq_len=cfg.train.max_seq_len,
             grad_checkpointing=cfg.train.grad_checkpointing, reentrant=cfg.train.checkpointing_reentrant,
-            optimizer=cfg.resolved_optimizer(method),
+            optimizer=optimizer,
             double_quant=cfg.quant.double_quant, dtype_bytes=4 if cfg.train.precision == "fp32" else 2,
             gpus=gpus, lora_dropout=cfg.lora.dropout > 0, strategy="ddp" if strategy == "auto" else strategy,
             attention="sdpa" if cfg.train.attention == "auto" else cfg.train.attention,

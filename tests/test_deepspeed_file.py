@@ -252,3 +252,17 @@ def test_a_run_keeps_its_own_copy_of_the_file(tmp_path):
     assert acc["deepspeed_config"]["deepspeed_config_file"] == str(copy.resolve())
     assert json.loads(copy.read_text()) == AXOLOTL_Z3
     assert Plan.from_config(saved, gpus=2).ds_reduce_bucket == "auto"  # the resumed run's estimate reads the copy
+
+
+def test_a_files_optimizer_section_is_the_one_estimated(l8):
+    """The HF Trainer lets DeepSpeed build the optimizer a file names: QLoRA's paged 8-bit AdamW goes unused and the
+    adapter's states are DeepSpeed's two fp32 moments."""
+    fixtures = Path(__file__).parent / "fixtures" / "deepspeed"
+    cfg = with_values(ds_cfg(fixtures / "z3-auto.json"), {"method": "qlora"})
+    own = Plan.from_config(cfg, gpus=2)
+    theirs = Plan.from_config(with_values(cfg, {"distributed.deepspeed_config": str(fixtures / "z3-optimizer.json")}),
+                              gpus=2)
+    assert own.optimizer == "paged_adamw_8bit" and theirs.optimizer == "adamw_torch"
+    a, b = estimate(l8, own), estimate(l8, theirs)
+    # 8 bytes a weight where 8-bit AdamW held 2 and its block constants
+    assert 3.9 < b.components["optimizer_states"] / a.components["optimizer_states"] < 4

@@ -1,5 +1,6 @@
 """Settings the resolved config will not use are said (info, with why and fix), and only those."""
 import json
+from pathlib import Path
 
 import pytest
 from rule_codes import declared, documented
@@ -33,6 +34,9 @@ def ignored_findings(tweak: dict, hw: str = "80g") -> dict:
     cfg = make(tweak)
     return {f.code: f for f in check(cfg, load_model(cfg.model.name), HW[hw]()) if f.code.startswith("ignored-")}
 
+
+DS = Path(__file__).parent / "fixtures" / "deepspeed"  # z3-optimizer.json: the HF docs' template shape; z3-auto.json
+ZERO3 = {"distributed.gpus": 4, "distributed.strategy": "deepspeed"}
 
 # (tweak, hardware, {code: words its message must hold}) — every ignored-* code not listed must be absent
 TABLE = [
@@ -68,6 +72,11 @@ TABLE = [
     ({"distributed.strategy": "fsdp"}, "80g-x4", {}),
     ({"distributed.strategy": "fsdp", "distributed.gpus": 4}, "80g-x4", {}),
     ({"distributed.strategy": "auto"}, "80g", {}),
+    # a DeepSpeed file with its own optimizer and scheduler sections: DeepSpeed builds those
+    ({**ZERO3, "distributed.deepspeed_config": str(DS / "z3-optimizer.json")}, "80g-x4",
+     {"ignored-by-deepspeed": ["train.optimizer paged_adamw_8bit (the file's AdamW)",
+                               "train.scheduler cosine (the file's WarmupLR)"]}),
+    ({**ZERO3, "distributed.deepspeed_config": str(DS / "z3-auto.json")}, "80g-x4", {}),
     # several at once, each said once
     ({"method": "lora", "quant.quant_type": "fp4", "train.warmup_ratio": 0.1, "train.warmup_steps": 20,
       "train.epochs": 2, "train.max_steps": 50, "train.eval_steps": 10}, "80g",
