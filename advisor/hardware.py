@@ -162,12 +162,9 @@ def speed_of(name: str) -> tuple[str | None, GpuSpeed]:
 def _words(name: str) -> set[str]:
     """A GPU name's words, single and run together two and three at a time: "NVIDIA GeForce RTX 4090" → RTX, 4090,
     RTX4090; "NVIDIA A100-SXM4-80GB" → A100, SXM4, 80GB, A100SXM4, ...; "RTX 6000 Ada" → RTX6000ADA."""
-    tokens = [t for t in re.split(r"[\s_-]+", _norm_case(name)) if t and t not in ("NVIDIA", "GEFORCE", "TESLA")]
+    tokens = [t for t in re.split(r"[\s_-]+", name.upper()) if t and t not in ("NVIDIA", "GEFORCE", "TESLA")]
     return {"".join(tokens[i:i + n]) for n in (1, 2, 3) for i in range(len(tokens) - n + 1)}
 
-
-def _norm_case(name: str) -> str:
-    return name.upper()
 
 
 def _norm(name: str) -> str:
