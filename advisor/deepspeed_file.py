@@ -55,6 +55,7 @@ class DsFile:
     max_live: int | None
     bf16: bool | str | None  # bf16.enabled: True / False / "auto" / None (absent)
     fp16: bool | str | None
+    overlap: bool = False  # zero_optimization.overlap_comm (ZeRO-1/2: two reduce buckets)
     optimizer: str | None = None  # the "optimizer" section's type: DeepSpeed builds it in place of the HF one
     scheduler: str | None = None  # the "scheduler" section's type: likewise for the learning-rate schedule
 
@@ -119,7 +120,7 @@ def parse(data: dict, path: str) -> DsFile:
                   _elements(zero.get("stage3_prefetch_bucket_size", zero.get("prefetch_bucket_size")),
                             "stage3_prefetch_bucket_size", path),
                   live if isinstance(live, int) else None, _enabled(data, "bf16"), _enabled(data, "fp16"),
-                  _section_type(data, "optimizer"), _section_type(data, "scheduler"))
+                  zero.get("overlap_comm") is True, _section_type(data, "optimizer"), _section_type(data, "scheduler"))
 
 
 def _section_type(data: dict, section: str) -> str | None:

@@ -24,6 +24,7 @@ class Launch:
     gpus: int | None = None
     notes: tuple[str, ...] = ()
     state_dict: str | None = None  # FSDP checkpoints: "full" | "sharded" (a foreign full fine-tune's host RAM)
+    zero: tuple | None = None  # DeepSpeed ZeRO-1/2: (stage, reduce_bucket_size, overlap_comm), Reading.zero
 
     def overrides(self) -> list[str]:
         """As `--set KEY=VALUE` strings, the form `check` applies."""
@@ -41,7 +42,7 @@ def settings(data: dict) -> Launch:
     zero_stage / offload_param_device / offload_optimizer_device, mixed_precision)."""
     values: dict[str, Any] = {}
     notes: list[str] = []
-    state_dict = None
+    state_dict = zero = None
     strategy = STRATEGY.get(str(data.get("distributed_type", "")).upper())
     fsdp = data.get("fsdp_config") if isinstance(data.get("fsdp_config"), dict) else {}
     ds = data.get("deepspeed_config") if isinstance(data.get("deepspeed_config"), dict) else {}
@@ -49,7 +50,9 @@ def settings(data: dict) -> Launch:
         stage = ds.get("zero_stage")
         if stage in (0, 1, 2, "0", "1", "2"):
             strategy = "ddp"
-            notes.append(f"DeepSpeed ZeRO-{stage}: judged as DDP (it shards at most optimizer states and gradients)")
+            notes.append(f"DeepSpeed ZeRO-{stage}: judged as DDP for a LoRA run (a full fine-tune's optimizer "
+                         "states, and under ZeRO-2 its gradients, are counted sharded)")
+            zero = (int(stage), None, False) if str(stage) in ("1", "2") else None
         elif ds.get("deepspeed_config_file"):  # read by loader.read_launcher: its stage, offload and buckets
             values["distributed.deepspeed_config"] = str(ds["deepspeed_config_file"])
     if strategy:
@@ -82,4 +85,4 @@ def settings(data: dict) -> Launch:
     if isinstance(machines, int) and not isinstance(machines, bool) and machines > 1 and gpus:
         notes.append(f"num_processes {gpus} over {machines} machines: {gpus // machines} GPUs on each, the "
                      "estimate is per GPU")
-    return Launch(values, gpus, tuple(notes), state_dict if strategy == "fsdp" else None)
+    return Launch(values, gpus, tuple(notes), state_dict if strategy == "fsdp" else None, zero)

@@ -246,9 +246,10 @@ def _with_deepspeed_file(launch: launcher.Launch) -> launcher.Launch:
     if found.stage != 3:
         del values["distributed.deepspeed_config"]
         values["distributed.strategy"] = "ddp"
-        return replace(launch, values=values, notes=launch.notes + (
-            f"DeepSpeed ZeRO-{found.stage} ({name}): judged as DDP (it shards at most optimizer states and "
-            "gradients)",))
+        zero = (found.stage, found.reduce_bucket, found.overlap) if found.stage in (1, 2) else None
+        return replace(launch, values=values, zero=zero, notes=launch.notes + (
+            f"DeepSpeed ZeRO-{found.stage} ({name}): judged as DDP for a LoRA run (a full fine-tune's optimizer "
+            "states, and under ZeRO-2 its gradients, are counted sharded)",))
     values["distributed.deepspeed_config"] = str(path)
     if found.offload != "none":
         values["distributed.offload"] = found.offload

@@ -375,3 +375,20 @@ def test_check_and_estimate_judge_a_training_config_under_its_accelerate_config(
     assert est["plan"]["gpus"] == 2 and est["plan"]["strategy"] == "deepspeed" and est["launcher"]
     bad = cli("check", train, "--accelerate-config", train)
     assert bad.returncode == 2 and "not an accelerate config" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_an_accelerate_configs_zero_2_shards_a_full_fine_tunes_states(tmp_path):
+    """A launcher with DeepSpeed zero_stage 2 (no JSON): the full fine-tune's states and gradients are counted over its
+    processes, where MULTI_GPU keeps a whole copy on each."""
+    lf = tmp_path / "lf.yaml"
+    lf.write_text("model_name_or_path: llama-3.2-1b\nfinetuning_type: full\nstage: sft\nbf16: true\ncutoff_len: 1024\n")
+    floors = {}
+    for kind, extra in (("zero2", "distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 2\n"),
+                        ("ddp", "distributed_type: MULTI_GPU\n")):
+        acc = tmp_path / f"{kind}.yaml"
+        acc.write_text("compute_environment: LOCAL_MACHINE\nnum_processes: 8\n" + extra)
+        out = json.loads(cli("check", lf, "--gpu", "A100-80GB", "--accelerate-config", acc, "--json").stdout)
+        floors[kind] = out["full_finetune"]
+    assert floors["zero2"]["gpus"] == floors["ddp"]["gpus"] == 8
+    assert floors["zero2"]["optimizer_bytes"] * 4 < floors["ddp"]["optimizer_bytes"]
+    assert floors["zero2"]["grads_bytes"] * 4 < floors["ddp"]["grads_bytes"]

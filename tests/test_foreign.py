@@ -1074,3 +1074,26 @@ def test_a_full_fine_tune_of_a_model_known_by_its_names_size_is_bounded_as_one(t
     path.write_text("base_model: someorg/Mystery-7B\n" + body)
     est = json.loads(cli("estimate", "--preset", path, "--gpu", "H100-80GB", "--json").stdout)
     assert est["method"] == "full" and est["fit_bound"]["low_gib"] == round(big.bound.low_bytes / 2 ** 30, 3)
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2])
+def test_a_zero_1_2_full_fine_tune_shards_its_states_and_zero_2_its_gradients(tmp_path, stage):
+    """DeepSpeed ZeRO-1/2 under a full fine-tune (LLaMA-Factory's ds_z2_config.json shape): the engine holds 16-bit
+    weights (LLaMA-Factory's fp32 cast undone) and an fp32 master copy with the states, partitioned over the GPUs
+    (ZeRO-2: the gradients too), and reduces through its own bucket, not DDP's; ZeRO-0 stays DDP."""
+    from rankwise.advisor.hardware import resolve
+
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {
+        "stage": stage, "reduce_bucket_size": 5e8, "overlap_comm": False, "contiguous_gradients": True}}))
+    path = tmp_path / "full.yaml"
+    path.write_text("model_name_or_path: llama-3.2-1b\nfinetuning_type: full\nstage: sft\nbf16: true\n"
+                    "cutoff_len: 1024\ndeepspeed: ds.json\n")
+    full = judge(read(path, ["distributed.gpus=8"]), resolve(None, None, "A100-80GB")).full
+    n = load_model("llama-3.2-1b").total_params
+    if stage == 0:  # judged as DDP (said as not modelled)
+        assert "ddp_buckets" in full.rest and "zero_buckets" not in full.rest
+        return
+    assert full.weights == 2 * n and "ddp_buckets" not in full.rest
+    assert full.rest["zero_buckets"] == 500_000_000 * 2
+    assert full.states == (8 + 4) * n // 8  # AdamW's two fp32 moments and the fp32 master, over 8 GPUs
+    assert full.grads == (2 * n // 8 if stage == 2 else 2 * n)

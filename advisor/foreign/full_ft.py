@@ -393,17 +393,20 @@ class HostRam:
 
 def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest: dict[str, int] | None = None,
           accumulates: bool = False, stage: str | None = None, upcast: str = "",
-          trains: "Freeze | None" = None, reference: bool | None = None) -> Floor:
+          trains: "Freeze | None" = None, reference: bool | None = None, zero: tuple | None = None) -> Floor:
     """A full fine-tune of `spec` under `plan` (its precision, optimizer, GPUs, strategy and offload): the floor
     per GPU, and with `rest` (`rest_of`) the estimate; a preference `stage` that keeps a reference model adds its
     copy (`reference` says so where the stage alone does not: GRPO keeps one when its beta is above 0). CPU offload
     applies where the plan shards (one GPU is plain training, as everywhere in rankwise):
     params_and_optimizer keeps weights, gradients and states in host RAM (FSDP CPUOffload(offload_params),
     ZeRO-3 offload_param + offload_optimizer), params the weights alone (ZeRO-3 offload_param). `upcast`: what
-    puts the trained weights in fp32 outside accelerate's and DeepSpeed's casts (`upcaster`), else ""."""
+    puts the trained weights in fp32 outside accelerate's and DeepSpeed's casts (`upcaster`), else "". `zero`:
+    DeepSpeed ZeRO-1/2 over the replicas (Reading.zero): ZeRO-1 partitions the optimizer states and the fp32
+    master over the GPUs, ZeRO-2 the gradients too (stage_1_and_2.py), the 16-bit weights stay whole."""
     from ..memory import _optimizer_bytes
 
-    n, held = spec.total_params, trained_bytes(plan, upcast)
+    zero_stage = zero[0] if zero and not plan.sharded else 0
+    n, held = spec.total_params, trained_bytes(plan, upcast, zero_stage)
     trained, which = trains.resolve(spec) if trains is not None else (0, "")
     t = trained or n  # the frozen rest stays as loaded, in the compute dtype
     weights, grads = (n - t) * plan.dtype_bytes + t * held.weight, t * held.grad
@@ -416,6 +419,10 @@ def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest
         if plan.fsdp_sharding != "no_shard" or plan.strategy == "deepspeed":
             grads //= gpus
             states //= gpus
+    elif zero_stage and gpus > 1:
+        states //= gpus
+        if zero_stage == 2:
+            grads //= gpus
     host = 0
     if plan.sharded and plan.offload != "none":  # what each rank keeps in host RAM, over the machine's ranks
         moved = (weights, grads, states) if plan.offload == "params_and_optimizer" else (weights,)
@@ -440,7 +447,7 @@ class Held:
     master: int = 0
 
 
-def trained_bytes(plan: "Plan", upcast: str = "") -> Held:
+def trained_bytes(plan: "Plan", upcast: str = "", zero: int = 0) -> Held:
     """A trained weight as the stack holds it under mixed precision (autocast: bf16/fp16 compute):
     - FSDP through accelerate upcasts every trainable flat parameter to fp32 ("FSDP upcast of low precision
       parameters", accelerate 1.16 accelerator.py prepare_model for FSDP1, utils/fsdp_utils.py
@@ -449,6 +456,9 @@ def trained_bytes(plan: "Plan", upcast: str = "") -> Held:
     - DeepSpeed ZeRO-3 keeps the 16-bit partition and builds an fp32 copy of it for the optimizer
       (DeepSpeedZeroOptimizer_Stage3 `_create_fp32_partitions`, which accelerate's comment cites): 16-bit
       weights and gradients, fp32 master and states (the ZeRO paper's 2 + 2 + 12 bytes a parameter);
+    - DeepSpeed ZeRO-1/2 (`zero`: the stage) likewise: its engine casts the module to the 16-bit dtype (engine.py
+      `_configure_distributed_model`, `_cast_module_mixed_precision`, undoing any upcast) and its optimizer keeps
+      an fp32 master copy of the partition it steps beside the states;
     - `upcast` (what does it, `upcaster`): the trainable parameters are fp32 before training, as LLaMA-Factory
       casts them outside ZeRO-3 and pure_bf16 (model/adapter.py init_adapter, `cast_trainable_params_to_fp32`)
       and TRL loads them (ModelConfig dtype "float32" by default);
@@ -463,6 +473,9 @@ def trained_bytes(plan: "Plan", upcast: str = "") -> Held:
     if plan.sharded and plan.gpus > 1 and plan.strategy == "deepspeed":
         return Held(a, a, 4, f"ZeRO-3's {8 * a}-bit partition and gradients, the optimizer's fp32 master copy and "
                              "states", master=4)
+    if zero and not plan.sharded:
+        return Held(a, a, 4, f"DeepSpeed ZeRO-{zero}'s {8 * a}-bit weights and gradients, the optimizer's fp32 master "
+                             "copy and states", master=4)
     if plan.sharded and plan.gpus > 1:
         return Held(4, 4, 4, "accelerate upcasts FSDP's trainable parameters to fp32: fp32 shards, gradients "
                              "and optimizer states")
@@ -473,12 +486,12 @@ def trained_bytes(plan: "Plan", upcast: str = "") -> Held:
 
 def full_finetune(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
                   stage: str | None = None, upcast: str = "", trains: "Freeze | None" = None,
-                  reference: bool | None = None) -> Floor:
+                  reference: bool | None = None, zero: tuple | None = None) -> Floor:
     """A full fine-tune of `spec` with `cfg`'s settings on `hw`: the GPUs, strategy and offload resolved as for
-    the LoRA run (fit.assess), its floor and the rest (the module docstring says how)."""
-    rest, judged = rest_of(spec, cfg, hw, upcast, trains)
+    the LoRA run (fit.assess), its floor and the rest (the module docstring says how); `zero`: Reading.zero."""
+    rest, judged = rest_of(spec, cfg, hw, upcast, trains, zero)
     full = floor(key, spec, judged.estimate.plan, judged.gpu_bytes, rest, cfg.train.grad_accum > 1, stage, upcast,
-                 trains, reference)
+                 trains, reference, zero)
     return replace(full, judged=judged)  # full_time's passes are those of the same bare LoRA run
 
 
@@ -522,11 +535,13 @@ def time_line(t: "TimePlan") -> str:
     return f"time: {t.step_s:.2f} s/step ({t.tokens_per_s:,.0f} tok/s on {t.device}){run}{cost}"
 
 
-def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
-            upcast: str = "", trains: "Freeze | None" = None) -> tuple[dict[str, int], "Fit"]:
+def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None", upcast: str = "",
+            trains: "Freeze | None" = None, zero: tuple | None = None) -> tuple[dict[str, int], "Fit"]:
     """What a full fine-tune with `cfg`'s settings holds beside its weights, gradients and optimizer states
     (the module docstring says how it is taken from a LoRA estimate), and that LoRA run's fit (its plan, its
-    GPUs' bytes)."""
+    GPUs' bytes). Under DeepSpeed ZeRO-1/2 (`zero`) there are no DDP buckets: the gradients are reduced through
+    DeepSpeed's contiguous bucket of reduce_bucket_size elements in the 16-bit dtype, two with overlap_comm
+    (stage_1_and_2.py `ipg_buffer`), "auto" filled as hidden_size**2 (deepspeed_file.fill)."""
     from ..allocator import fsdp_grad_bytes
     from ..fit import assess
     from ..memory import unit_bytes
@@ -534,7 +549,15 @@ def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
     judged = assess(spec, _bare(cfg), hw, method="lora")
     plan = judged.estimate.plan
     rest = {k: v for k, v in judged.estimate.components.items() if k not in NOT_REST}
-    if plan.gpus > 1 and not plan.sharded:  # DDP: the flat gradient buckets, a second copy of every gradient
+    if plan.gpus > 1 and not plan.sharded and zero:  # DeepSpeed ZeRO-1/2: its reduce bucket
+        from .. import deepspeed_file
+        from ..sharding import DS_REDUCE_BUCKET_ELEMS
+
+        _stage, bucket, overlap = zero
+        h = spec.hidden_size
+        rest["zero_buckets"] = deepspeed_file.fill(bucket, h * h, DS_REDUCE_BUCKET_ELEMS) * plan.dtype_bytes * \
+            (2 if overlap else 1)
+    elif plan.gpus > 1 and not plan.sharded:  # DDP: the flat gradient buckets, a second copy of every gradient
         trained = (trains.resolve(spec)[0] if trains is not None else 0) or spec.total_params
         rest["ddp_buckets"] = trained * trained_bytes(plan, upcast).grad
     elif plan.sharded and plan.strategy == "fsdp":  # one decoder layer's gradient while it reduce-scatters
@@ -544,7 +567,7 @@ def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
 
 def gpus_needed(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware", strategy: str,
                 stage: str | None = None, upcast: str = "", trains: "Freeze | None" = None,
-                reference: bool | None = None) -> "Floor | None":
+                reference: bool | None = None, zero: tuple | None = None) -> "Floor | None":
     """The full fine-tune on the fewest GPUs (2-8) of `hw`'s kind under `strategy` on which it fits: None when
     it fits on none (or no GPU)."""
     from ..config import with_values
@@ -554,7 +577,7 @@ def gpus_needed(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware", s
         return None
     for n in range(2, 9):
         at = full_finetune(key, spec, with_values(cfg, {"distributed.gpus": n, "distributed.strategy": strategy}),
-                           with_gpus(hw, n), stage, upcast, trains, reference)
+                           with_gpus(hw, n), stage, upcast, trains, reference, zero)
         if at.verdict == "fits":
             return at
     return None

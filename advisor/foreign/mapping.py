@@ -55,6 +55,9 @@ class Out:
     reference: bool | None = None  # a full fine-tune keeps a reference copy (None: as its stage says, full_ft)
     state_dict: str | None = None  # FSDP checkpoints: "full" (rank 0 gathers them) | "sharded"; None: unset
     fsdp_version: int | None = None  # FSDP 1 or 2 where the file says (the state dict's default follows it)
+    # DeepSpeed ZeRO-1/2 (judged as DDP for a LoRA run): (stage, reduce_bucket_size as written or None, overlap_comm),
+    # which a full fine-tune shards by (full_ft.floor)
+    zero: tuple | None = None
     extra: dict = field(default_factory=dict)  # what a tool's `finish` combines (axolotl batch_size)
     key: str = ""  # the foreign key being mapped
 
@@ -295,7 +298,9 @@ def deepspeed(value, out):
     data, how = _deepspeed_json(value, out)
     if data is None:
         name = str(value).lower()
-        stage = 3 if ("zero3" in name or "zero_3" in name or "z3" in name) else None
+        stage = 3 if ("zero3" in name or "zero_3" in name or "z3" in name) else \
+            2 if ("zero2" in name or "zero_2" in name or "z2" in name) else \
+            1 if ("zero1" in name or "zero_1" in name or "z1" in name) else None
         # axolotl zero3_bf16_cpuoffload_params.json offloads parameters only; its zero3_bf16_cpuoffload_all.json
         # and LLaMA-Factory's ds_z3_offload_config.json offload both
         param = "offload" in name
@@ -330,9 +335,16 @@ def deepspeed(value, out):
     else:
         out.set("distributed.strategy", "ddp")
         what = value if data is None else f"ZeRO stage {zero.get('stage', 0)}"
-        out.not_modelled(f"DeepSpeed {what}: ZeRO-0/1/2 shard at most "
-                         "optimizer states and gradients across GPUs; judged as DDP, so per-GPU memory is "
-                         "over-estimated a little")
+        if stage in (1, 2):  # a full fine-tune's states (and ZeRO-2's gradients) shard: full_ft.floor
+            bucket = zero.get("reduce_bucket_size") if data is not None else None
+            if not (bucket == "auto" or (isinstance(bucket, (int, float)) and not isinstance(bucket, bool)
+                                         and bucket >= 0)):
+                bucket = None  # unset or not a size: DeepSpeed's default
+            out.zero = (stage, bucket, zero.get("overlap_comm") is True if data is not None else False)
+        out.not_modelled(f"DeepSpeed {what}: ZeRO-0/1/2 shard at most optimizer states and gradients across "
+                         "GPUs; a LoRA run is judged as DDP (its trained weights are few, so per-GPU memory is "
+                         "over-estimated a little)" + ("; a full fine-tune is estimated with them sharded"
+                                                       if stage in (1, 2) else ""))
 
 
 def precision_fp16(value, out):

@@ -159,7 +159,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
     if spec is None and reading.full:  # a full fine-tune of a model known by its name's size: bounded as one
         upcast = upcaster(reading)
         ctx = replace(ctx, bound=size_bound.full_bound(name, lambda s: full_finetune(
-            reading.full, s, ctx.cfg, hw, reading.stage, upcast, reading.partial, reading.reference), hw))
+            reading.full, s, ctx.cfg, hw, reading.stage, upcast, reading.partial, reading.reference, reading.zero), hw))
     findings = run_rules(ctx)
     if reading.tool is not None and ctx.gpus == 1:  # written for several GPUs, judged on one: multi-gpu-config
         findings = [f for f in findings if f.code != "distributed-setting"]  # says so; rankwise's launcher is not theirs
@@ -182,13 +182,14 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
     if reading.full and spec is not None and ctx.judged is not None:  # the LoRA estimate is not this run's
         upcast = upcaster(reading)
         full = full_finetune(reading.full, spec, ctx.cfg, hw, reading.stage, upcast, reading.partial,
-                             reading.reference)
+                             reading.reference, reading.zero)
         findings = [f for f in findings if f.code not in LORA_ONLY]
         said = [s for s in said if s.code not in LORA_ONLY and not (s.code == "not-modelled" and s.key == reading.full)]
         more = None
-        if full.verdict in ("wont-fit", "tight") and full.gpus == 1 and cfg.distributed.strategy in ("fsdp", "deepspeed"):
+        shards = cfg.distributed.strategy in ("fsdp", "deepspeed") or reading.zero is not None  # more GPUs help
+        if full.verdict in ("wont-fit", "tight") and full.gpus == 1 and shards:
             more = gpus_needed(reading.full, spec, ctx.cfg, hw, cfg.distributed.strategy, reading.stage, upcast,
-                              reading.partial, reading.reference)
+                               reading.partial, reading.reference, reading.zero)
         said.append(full.finding(ctx.judged.peak_gib, more))
         keep = cfg.train.save_total_limit + 1 if "train.save_total_limit" in reading.origin else None  # HF: all
         host = hw.host if hw is not None and hw.source == "probe" else None  # a declared machine's disk is not here

@@ -49,13 +49,13 @@ def launcher_from(args):
 
 
 def with_launcher(reading, launch):
-    """A foreign reading with what the launcher says beyond rankwise keys: how FSDP saves checkpoints (the
-    training file's own fsdp_config wins where it says)."""
-    if launch is None or launch.state_dict is None or reading.state_dict is not None:
+    """A foreign reading with what the launcher says beyond rankwise keys: how FSDP saves checkpoints and a
+    DeepSpeed ZeRO-1/2 stage (the training file's own wins where it says)."""
+    if launch is None:
         return reading
     from dataclasses import replace
 
-    return replace(reading, state_dict=launch.state_dict)
+    return replace(reading, state_dict=reading.state_dict or launch.state_dict, zero=reading.zero or launch.zero)
 
 
 def launcher_note(args, launch) -> list[str]:

@@ -26,6 +26,7 @@ LABELS = {"base_weights": "base weights", "quant_constants": "quantization const
           "fsdp_checkpoint_hold": "FSDP reshard hooks: layer-input gradients held to the end of backward",
           "fsdp_wrap": "FSDP wrapping on the GPU (start-up, above training)",
           "zero3_load": "ZeRO-3 start-up: the 4-bit base whole on the GPU",
+          "zero_buckets": "DeepSpeed ZeRO-1/2 gradient reduce bucket",
           "cuda_context": "CUDA context", "gather_layers": "gathered decoder layers (the running one + prefetch)",
           "gather_root": "gathered root unit (embeddings, lm_head)",
           "adapter_init": "adapter initialisation (start-up, above training)",
@@ -292,7 +293,7 @@ def name_bound(args, cfg, unknown):
 
         upcast = upcaster(reading)
         method, b = "full", size_bound.full_bound(name, lambda s: full_finetune(
-            reading.full, s, cfg, hw, reading.stage, upcast, reading.partial, reading.reference), hw)
+            reading.full, s, cfg, hw, reading.stage, upcast, reading.partial, reading.reference, reading.zero), hw)
     elif cfg.method == "auto":
         picked = size_bound.auto_method(name, cfg, hw)
         if picked is None:
@@ -364,7 +365,7 @@ def full_finetune_out(args, spec, cfg, hw, reading) -> int:
     from rankwise.advisor.foreign.full_ft import full_finetune, full_time, time_line, upcaster
 
     full = full_finetune(reading.full, spec, cfg, hw, reading.stage, upcaster(reading), reading.partial,
-                         reading.reference)
+                         reading.reference, reading.zero)
     timed = full_time(spec, cfg, hw, full, getattr(args, "price", None))
     ram = full.host_ram(spec, cfg, hw, reading.state_dict)
     if args.json:
