@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Input, OptionList, Select, Static
@@ -859,3 +860,21 @@ async def test_launch_is_off_with_a_reason_for_a_model_without_weights(tmp_path)
         await pilot.press("ctrl+l")
         await pilot.pause()
         assert pilot.app.screen is screen  # no confirmation of a launch that can only fail
+
+
+async def test_a_deepspeed_file_on_the_form_is_estimated_or_said(tmp_path):
+    """The DeepSpeed JSON field: beside strategy deepspeed on 2 GPUs the bars count its buckets; a path that is not
+    there is said where the bars were (no crash); beside another strategy the field is marked invalid."""
+    fixture = Path(__file__).parent / "fixtures" / "deepspeed" / "z3-auto.json"
+    async with app_for(tmp_path, hardware=A100).run_test(size=SIZE) as pilot:
+        screen = await to_advice(pilot, "llama-3.1-8b", "instruction")
+        await set_field(pilot, "distributed.deepspeed_config", str(fixture))
+        assert screen.invalid and "distributed.deepspeed_config" in screen.invalid  # strategy is not deepspeed yet
+        await set_field(pilot, "distributed.gpus", "2")
+        screen.query_one("#f-distributed--strategy", Select).value = "deepspeed"
+        await pilot.pause()
+        assert not screen.invalid and screen.cfg.distributed.deepspeed_config == str(fixture)
+        est = screen.estimates[screen.chosen]
+        assert est.plan.ds_config == str(fixture) and est.components["zero3_grad_bucket"] == 4096 * 4096 * 2
+        await set_field(pilot, "distributed.deepspeed_config", str(tmp_path / "nope.json"))
+        assert "not found" in text_of(screen.query_one("#mem", Static)) and screen.estimates == {}

@@ -56,6 +56,7 @@ FIELDS: tuple[tuple[str, str, tuple | None], ...] = (
     ("distributed.strategy", "strategy", ("auto",) + STRATEGIES),
     ("distributed.offload", "offload", OFFLOADS),
     ("distributed.fsdp_sharding", "FSDP sharding", FSDP_SHARDINGS),
+    ("distributed.deepspeed_config", "DeepSpeed JSON", None),  # a path; empty: none (DeepSpeed's own sizes)
 )
 
 
@@ -84,8 +85,10 @@ def parsed(key: str, text: str):
         if text in TARGET_SETS:
             return text
         return [p.strip() for p in text.split(",") if p.strip()]
-    if text == "" and key == "lora.alpha":
+    if text == "" and key in ("lora.alpha", "distributed.deepspeed_config"):
         return None
+    if key == "distributed.deepspeed_config":
+        return str(Path(text).expanduser().resolve())  # typed here: relative to the current directory
     if key == "distributed.gpus" and text.isdigit():
         return int(text)  # the schema takes a count or auto, not the digits as text
     return text
@@ -292,6 +295,10 @@ class AdviceScreen(Screen):
             for err in e.errors():
                 where = ".".join(str(p) for p in err["loc"])
                 key = next((k for k, *_ in FIELDS if where == k or where.startswith(k + ".")), where)
+                if not where:  # a rule over several fields (RunConfig's validators): the edited one if it names
+                    named = [k for k, *_ in FIELDS if k in err["msg"]]  # it, else the first it names
+                    edited = next((k for k in named if wid(k) == getattr(event.control, "id", None)), None)
+                    key = edited or (named[0] if named else where)
                 self.invalid.setdefault(key, err["msg"])
             for key, *_ in FIELDS:
                 self.query_one(f"#row-{wid(key)}").set_class(key in self.invalid, "invalid")
@@ -341,13 +348,14 @@ class AdviceScreen(Screen):
         hw = self.hardware
         mem = Text()
         width = max(20, self.size.width - 4)
-        ctx = context(self.cfg, self.spec, hw)  # method auto resolved by advisor.fit, once for bars and flags
-        try:
+        ctx = None
+        try:  # a config the estimate refuses (a DeepSpeed file that is not there) is said where the bars were
+            ctx = context(self.cfg, self.spec, hw)  # method auto resolved by advisor.fit, once for bars and flags
             judged = side_by_side(self.spec, self.cfg, hw)  # the same answer as check, presets and estimate
             chosen = ctx.method
         except RankwiseError as e:
             judged, chosen = {}, None
-            mem.append(e.message, style=message_style("error"))
+            mem.append(e.message + (f"\nhint: {e.hint}" if e.hint else ""), style=message_style("error"))
         self.judged, self.chosen = judged, chosen
         self.estimates = {m: f.estimate for m, f in judged.items()}
         top = max((e.peak_bytes for e in self.estimates.values()), default=0)
@@ -366,7 +374,7 @@ class AdviceScreen(Screen):
                 mem.append("\n" + ahead.line(), style="dim")
         self._mem = mem
         self.show_stale()
-        self.findings = run_rules(ctx)
+        self.findings = run_rules(ctx) if ctx is not None else []
         flags = self.query_one("#flags", OptionList)
         keep = flags.highlighted
         flags.clear_options()
