@@ -286,23 +286,15 @@ def _scaled_peak(f: fit.Fit, scale: float) -> int:
     return f.estimate.peak_bytes + _weights(f, scale) - _weights(f, 1.0)
 
 
-def bound(model: str, cfg: "RunConfig", hw: "Hardware | None", method: str,
-          match: Match | None = None) -> Bound | None:
-    """The config's peak per GPU bounded from the size `model`'s name states; None when it states none.
-
-    `method` is a resolved method name (not auto). `match`: the file's target modules as peft would match
-    them on a list of linear names (a foreign file's regex), else the config's own list is intersected."""
+def _bounded(model: str, hw: "Hardware | None", rows_of: Callable[[Candidate, float, float], list[StandIn]]) \
+        -> Bound | None:
+    """The peak per GPU bounded from the size `model`'s name states, `rows_of(candidate, named, scale)` giving each
+    stand-in's rows (its size as its name states it, and the name's size over it); None when the name states none."""
     size = name_size(model)
     if size is None or PREQUANTIZED.search(str(model).rsplit("/", 1)[-1]):
         return None
     gpu_bytes = hw.gpu_bytes if hw is not None and hw.has_gpu else None
-    rows = []
-    for c in stand_ins(size):
-        named = c.named(size)
-        scale = size.total / named
-        peaks = [(_scaled_peak(f, scale), f.method, _weights(f, scale))
-                 for f in (fit.assess(c.spec, one, hw, method=method) for one in _configs(c.spec, cfg, match))]
-        rows += [StandIn(c.spec.name, c.spec.total_params, named, scale, p, m, w) for p, m, w in peaks]
+    rows = [r for c in stand_ins(size) for r in rows_of(c, c.named(size), size.total / c.named(size))]
     if not rows:
         return Bound(model, size, (), gpu_bytes)
     peaks = [r.peak_bytes for r in rows]
@@ -310,26 +302,31 @@ def bound(model: str, cfg: "RunConfig", hw: "Hardware | None", method: str,
     return Bound(model, size, unique, gpu_bytes, min(peaks), max(peaks))
 
 
+def bound(model: str, cfg: "RunConfig", hw: "Hardware | None", method: str,
+          match: Match | None = None) -> Bound | None:
+    """The config's peak per GPU bounded from the size `model`'s name states; None when it states none.
+
+    `method` is a resolved method name (not auto). `match`: the file's target modules as peft would match
+    them on a list of linear names (a foreign file's regex), else the config's own list is intersected."""
+    def rows_of(c: Candidate, named: float, scale: float) -> list[StandIn]:
+        judged = (fit.assess(c.spec, one, hw, method=method) for one in _configs(c.spec, cfg, match))
+        return [StandIn(c.spec.name, c.spec.total_params, named, scale, _scaled_peak(f, scale), f.method,
+                        _weights(f, scale)) for f in judged]
+
+    return _bounded(model, hw, rows_of)
+
+
 def full_bound(model: str, floor_of: Callable, hw: "Hardware | None") -> Bound | None:
     """A full fine-tune's peak per GPU bounded from the size `model`'s name states: `floor_of(spec)` (a
     foreign/full_ft.Floor) on each stand-in, its weights, gradients and optimizer states scaled to the name's size
     (the "weights" a verdict may rest on alone); None when the name states no size."""
-    size = name_size(model)
-    if size is None or PREQUANTIZED.search(str(model).rsplit("/", 1)[-1]):
-        return None
-    gpu_bytes = hw.gpu_bytes if hw is not None and hw.has_gpu else None
-    rows = []
-    for c in stand_ins(size):
-        named = c.named(size)
-        scale = size.total / named
+    def rows_of(c: Candidate, named: float, scale: float) -> list[StandIn]:
         floor = floor_of(c.spec)
         held = round(scale * floor.bytes)
         peak = (floor.peak if floor.peak is not None else floor.bytes) - floor.bytes + held
-        rows.append(StandIn(c.spec.name, c.spec.total_params, named, scale, peak, "full", held))
-    if not rows:
-        return Bound(model, size, (), gpu_bytes)
-    peaks = [r.peak_bytes for r in rows]
-    return Bound(model, size, tuple(rows), gpu_bytes, min(peaks), max(peaks))
+        return [StandIn(c.spec.name, c.spec.total_params, named, scale, peak, "full", held)]
+
+    return _bounded(model, hw, rows_of)
 
 
 def auto_method(model: str, cfg: "RunConfig", hw: "Hardware | None",
