@@ -44,6 +44,7 @@ from .mapping import Said
 
 if TYPE_CHECKING:
     from ..config import RunConfig
+    from .reading import Reading
     from ..size_bound import Bound
     from ..fit import Fit
     from ..time import TimePlan
@@ -243,8 +244,7 @@ class Floor:
         """What `check` says about it, at the key that makes it one; `more`: a config written for several GPUs
         and judged on one, the same run on the fewest of them (up to 8) where it fits."""
         lora = f" (its LoRA estimate: ~{lora_peak_gib:.1f} GiB)" if lora_peak_gib is not None else ""
-        adapter, patch = ADAPTER_FIX.get(self.key, (f"{self.key}: lora (and quantization_bit: 4 for QLoRA)",
-                                                     {self.key: "lora"}))
+        adapter, patch = adapter_fix(self.key)
         fix = f"train an adapter: {adapter}{lora}, then check again"
         if more is not None:
             host = f", with {gib(more.host):.0f} GiB of host RAM for the offload" if more.host else ""
@@ -334,10 +334,15 @@ class Floor:
                 "checkpoint_bytes": self.checkpoint}
 
 
+def adapter_fix(key: str) -> tuple[str, dict]:
+    """The fix that trains an adapter instead of the full fine-tune `key` makes: (the words, the tool's keys)."""
+    return ADAPTER_FIX.get(key, (f"{key}: lora (and quantization_bit: 4 for QLoRA)", {key: "lora"}))
+
+
 def bounded_finding(key: str, b: "Bound") -> Said:
     """What `check` says about a full fine-tune of a model it cannot read: its weights, gradients and optimizer
     states (and the rest) on indexed stand-ins of the size the name states (size_bound.full_bound), approximate."""
-    adapter, patch = ADAPTER_FIX.get(key, (f"{key}: lora (and quantization_bit: 4 for QLoRA)", {key: "lora"}))
+    adapter, patch = adapter_fix(key)
     fix = f"train an adapter: {adapter}, then check again; or give the model (--model, --fetch-config) for its shape"
     why = "every weight trains, so its gradient and optimizer states are held too; " + b.basis()
     if not b.stand_ins:
@@ -495,6 +500,20 @@ def full_finetune(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware |
     return replace(full, judged=judged)  # full_time's passes are those of the same bare LoRA run
 
 
+def of_reading(reading: "Reading", spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None") -> Floor:
+    """The full fine-tune a foreign reading describes: its key, preference stage, upcast, trained part, reference
+    copy and ZeRO-1/2 stage (the one place `check` and `estimate --preset` take them from)."""
+    return full_finetune(reading.full, spec, cfg, hw, reading.stage, upcaster(reading), reading.partial,
+                         reading.reference, reading.zero)
+
+
+def bound_of(reading: "Reading", name: str, cfg: "RunConfig", hw: "Hardware | None") -> "Bound | None":
+    """That full fine-tune of a model known only by its name's size, bounded on stand-ins (size_bound.full_bound)."""
+    from ..size_bound import full_bound
+
+    return full_bound(name, lambda spec: of_reading(reading, spec, cfg, hw), hw)
+
+
 def _bare(cfg: "RunConfig") -> "RunConfig":
     """The settings with LoRA at rank 1 on every linear and nothing else trained: the run's memory and time
     beside its parameters (`rest_of`, `full_time`)."""
@@ -565,9 +584,8 @@ def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None", upcast: 
     return rest, judged
 
 
-def gpus_needed(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware", strategy: str,
-                stage: str | None = None, upcast: str = "", trains: "Freeze | None" = None,
-                reference: bool | None = None, zero: tuple | None = None) -> "Floor | None":
+def gpus_needed(reading: "Reading", spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware",
+                strategy: str) -> "Floor | None":
     """The full fine-tune on the fewest GPUs (2-8) of `hw`'s kind under `strategy` on which it fits: None when
     it fits on none (or no GPU)."""
     from ..config import with_values
@@ -576,8 +594,8 @@ def gpus_needed(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware", s
     if not hw.has_gpu:
         return None
     for n in range(2, 9):
-        at = full_finetune(key, spec, with_values(cfg, {"distributed.gpus": n, "distributed.strategy": strategy}),
-                           with_gpus(hw, n), stage, upcast, trains, reference, zero)
+        at = of_reading(reading, spec, with_values(cfg, {"distributed.gpus": n, "distributed.strategy": strategy}),
+                        with_gpus(hw, n))
         if at.verdict == "fits":
             return at
     return None

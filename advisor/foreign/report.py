@@ -11,7 +11,7 @@ from ..evaluation import eval_forward_bytes, eval_peak_bytes, resident_bytes
 from ..finding import SEVERITY_ORDER
 from ..fit import verdict
 from . import full_ft
-from .full_ft import LORA_ONLY, Floor, HostRam, bounded_finding, full_finetune, full_time, gpus_needed, time_line, upcaster
+from .full_ft import LORA_ONLY, Floor, HostRam, bounded_finding, full_time, gpus_needed, time_line
 from .language import estimated_cfg, localize, multi_gpu, stage_findings
 from .mapping import Said, match_targets
 from .reading import Reading, resolve_targets, unread_notes
@@ -157,9 +157,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         else:
             ctx = replace(ctx, bound=size_bound.bound(name, ctx.cfg, hw, ctx.method, _matcher(reading)))
     if spec is None and reading.full:  # a full fine-tune of a model known by its name's size: bounded as one
-        upcast = upcaster(reading)
-        ctx = replace(ctx, bound=size_bound.full_bound(name, lambda s: full_finetune(
-            reading.full, s, ctx.cfg, hw, reading.stage, upcast, reading.partial, reading.reference, reading.zero), hw))
+        ctx = replace(ctx, bound=full_ft.bound_of(reading, name, ctx.cfg, hw))
     findings = run_rules(ctx)
     if reading.tool is not None and ctx.gpus == 1:  # written for several GPUs, judged on one: multi-gpu-config
         findings = [f for f in findings if f.code != "distributed-setting"]  # says so; rankwise's launcher is not theirs
@@ -174,22 +172,17 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         if extra:
             said.append(extra)
     full, full_plan, disk_note, ram = None, None, [], None
-    if spec is None and reading.full:  # the LoRA rules are not this run's; the bound is
+    if reading.full and (spec is None or ctx.judged is not None):  # the LoRA rules are not this run's
         findings = [f for f in findings if f.code not in LORA_ONLY]
         said = [s for s in said if s.code not in LORA_ONLY and not (s.code == "not-modelled" and s.key == reading.full)]
-        if ctx.bound is not None:
-            said.append(bounded_finding(reading.full, ctx.bound))
-    if reading.full and spec is not None and ctx.judged is not None:  # the LoRA estimate is not this run's
-        upcast = upcaster(reading)
-        full = full_finetune(reading.full, spec, ctx.cfg, hw, reading.stage, upcast, reading.partial,
-                             reading.reference, reading.zero)
-        findings = [f for f in findings if f.code not in LORA_ONLY]
-        said = [s for s in said if s.code not in LORA_ONLY and not (s.code == "not-modelled" and s.key == reading.full)]
+    if reading.full and spec is None and ctx.bound is not None:  # the bound is
+        said.append(bounded_finding(reading.full, ctx.bound))
+    if reading.full and spec is not None and ctx.judged is not None:  # nor is the LoRA estimate
+        full = full_ft.of_reading(reading, spec, ctx.cfg, hw)
         more = None
         shards = cfg.distributed.strategy in ("fsdp", "deepspeed") or reading.zero is not None  # more GPUs help
         if full.verdict in ("wont-fit", "tight") and full.gpus == 1 and shards:
-            more = gpus_needed(reading.full, spec, ctx.cfg, hw, cfg.distributed.strategy, reading.stage, upcast,
-                               reading.partial, reading.reference, reading.zero)
+            more = gpus_needed(reading, spec, ctx.cfg, hw, cfg.distributed.strategy)
         said.append(full.finding(ctx.judged.peak_gib, more))
         keep = cfg.train.save_total_limit + 1 if "train.save_total_limit" in reading.origin else None  # HF: all
         host = hw.host if hw is not None and hw.source == "probe" else None  # a declared machine's disk is not here

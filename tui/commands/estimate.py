@@ -289,11 +289,9 @@ def name_bound(args, cfg, unknown):
     said = None
     reading = getattr(args, "foreign", None)
     if reading is not None and reading.full:  # a foreign full fine-tune: bounded as one, as `check` does
-        from rankwise.advisor.foreign.full_ft import full_finetune, upcaster
+        from rankwise.advisor.foreign.full_ft import bound_of
 
-        upcast = upcaster(reading)
-        method, b = "full", size_bound.full_bound(name, lambda s: full_finetune(
-            reading.full, s, cfg, hw, reading.stage, upcast, reading.partial, reading.reference, reading.zero), hw)
+        method, b = "full", bound_of(reading, name, cfg, hw)
     elif cfg.method == "auto":
         picked = size_bound.auto_method(name, cfg, hw)
         if picked is None:
@@ -362,10 +360,9 @@ def as_foreign(args, spec, cfg):
 
 def full_finetune_out(args, spec, cfg, hw, reading) -> int:
     """A foreign config with no adapter: `check`'s full fine-tune estimate, by component."""
-    from rankwise.advisor.foreign.full_ft import full_finetune, full_time, time_line, upcaster
+    from rankwise.advisor.foreign.full_ft import full_time, of_reading, time_line
 
-    full = full_finetune(reading.full, spec, cfg, hw, reading.stage, upcaster(reading), reading.partial,
-                         reading.reference, reading.zero)
+    full = of_reading(reading, spec, cfg, hw)
     timed = full_time(spec, cfg, hw, full, getattr(args, "price", None))
     ram = full.host_ram(spec, cfg, hw, reading.state_dict)
     if args.json:
