@@ -68,21 +68,22 @@ class DsFile:
 
 
 def load_json(path: Path) -> dict:
-    """The file as a dict, or RankwiseError naming what is wrong with it."""
+    """The file as a dict, or RankwiseError naming the file and what is wrong with it (callers say which setting
+    named it: `read`, and the foreign readers' `deepspeed:` notes)."""
     try:
         if path.stat().st_size > FILE_MAX:
-            raise RankwiseError(f"{path}: over {FILE_MAX // 1024} KiB, not a DeepSpeed config",
+            raise RankwiseError(f"{path} is over {FILE_MAX // 1024} KiB, not a DeepSpeed config",
                                 "point it at a DeepSpeed JSON config (zero_optimization and the like)")
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RankwiseError(f"{KEY}: {path} not found",
+        raise RankwiseError(f"{path} not found",
                             "a relative path in a preset is resolved against the preset's folder, one given on the "
                             "command line against the current directory") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise RankwiseError(f"{KEY}: {path} could not be read as JSON ({type(e).__name__}: {e})",
+        raise RankwiseError(f"{path} could not be read as JSON ({type(e).__name__}: {e})",
                             "fix the file, or unset distributed.deepspeed_config") from None
     if not isinstance(data, dict):
-        raise RankwiseError(f"{KEY}: {path} is not a JSON object", "a DeepSpeed config is an object: {...}")
+        raise RankwiseError(f"{path} is not a JSON object", "a DeepSpeed config is an object: {...}")
     return data
 
 
@@ -92,11 +93,12 @@ def _elements(value, name: str, path: str) -> int | str | None:
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
         return int(value)
-    raise RankwiseError(f"{KEY}: {path}: zero_optimization.{name} {value!r} is not a size",
+    raise RankwiseError(f"{path}: zero_optimization.{name} {value!r} is not a size",
                         "give a number of elements or \"auto\"")
 
 
-def _device(zero: dict, key: str) -> str:
+def device(zero: dict, key: str) -> str:
+    """offload_param's / offload_optimizer's device in a zero_optimization section: cpu, nvme or none."""
     sub = zero.get(key)
     return str(sub.get("device", "none")).lower() if isinstance(sub, dict) else "none"
 
@@ -114,7 +116,7 @@ def parse(data: dict, path: str) -> DsFile:
         stage = None
     live = zero.get("stage3_max_live_parameters", zero.get("max_live_parameters"))
     live = _elements(live, "stage3_max_live_parameters", path)
-    param, optim = _device(zero, "offload_param"), _device(zero, "offload_optimizer")
+    param, optim = device(zero, "offload_param"), device(zero, "offload_optimizer")
     return DsFile(path, stage, param in OFFLOAD_DEVICES, optim in OFFLOAD_DEVICES, "nvme" in (param, optim),
                   _elements(zero.get("reduce_bucket_size"), "reduce_bucket_size", path),
                   _elements(zero.get("stage3_prefetch_bucket_size", zero.get("prefetch_bucket_size")),
@@ -139,11 +141,14 @@ def read(path: str) -> DsFile:
     """The file at `path` (absolute, as the loader anchors it), ZeRO-3 only; cached while it is unchanged."""
     p = Path(path).expanduser()
     try:
-        st = p.stat()
-    except OSError:
-        load_json(p)  # raises the not-found message
-        raise
-    got = _read(str(p), st.st_mtime, st.st_size)
+        try:
+            st = p.stat()
+        except OSError:
+            load_json(p)  # raises the not-found message
+            raise
+        got = _read(str(p), st.st_mtime, st.st_size)
+    except RankwiseError as e:
+        raise RankwiseError(f"{KEY}: {e.message}", e.hint) from None
     if got.stage != 3:
         raise RankwiseError(f"{KEY}: {path} is ZeRO stage {got.stage}; rankwise's DeepSpeed strategy is ZeRO-3",
                             "set zero_optimization.stage: 3 in the file, or unset distributed.deepspeed_config "

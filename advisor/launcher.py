@@ -8,12 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .deepspeed_file import OFFLOAD_DEVICES
+
 MARKS = {"compute_environment", "distributed_type"}  # keys every accelerate config has, a training config never
 STRATEGY = {"FSDP": "fsdp", "DEEPSPEED": "deepspeed", "MULTI_GPU": "ddp"}
 FSDP_SHARDING = {"FULL_SHARD": "full", "1": "full", "SHARD_GRAD_OP": "shard_grad_op", "2": "shard_grad_op",
                  "NO_SHARD": "no_shard", "3": "no_shard", "HYBRID_SHARD": "hybrid", "4": "hybrid"}
 PRECISION = {"bf16": "bf16", "fp16": "fp16"}  # mixed_precision "no" leaves the training config's own
-OFFLOADED = ("cpu", "nvme")
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,8 @@ def settings(data: dict) -> Launch:
         if state_dict is None and str(fsdp.get("fsdp_version", "")) == "2":
             state_dict = "sharded"  # accelerate's default under FSDP2
     if strategy == "deepspeed":
-        param = str(ds.get("offload_param_device", "none")).lower() in OFFLOADED
-        optim = str(ds.get("offload_optimizer_device", "none")).lower() in OFFLOADED
+        param = str(ds.get("offload_param_device", "none")).lower() in OFFLOAD_DEVICES
+        optim = str(ds.get("offload_optimizer_device", "none")).lower() in OFFLOAD_DEVICES
         if param:
             values["distributed.offload"] = "params_and_optimizer" if optim else "params"
         elif optim:

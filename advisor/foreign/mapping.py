@@ -245,15 +245,15 @@ def precision_bf16(value, out):
         out.set("train.precision", value)  # invalid: reported at its line
 
 
-DS_FILE_MAX = 1 << 20  # bytes: a DeepSpeed JSON is a few hundred; anything larger is not one
 DS_PARENTS = 3  # folders above the config looked in for a relative DeepSpeed path (a checkout's examples/x/y.yaml)
 
 
 def _deepspeed_json(value, out) -> tuple[dict | None, str]:
     """The DeepSpeed config a `deepspeed:` value names → (its dict or None, how it was found). A dict is the
     config inline (HF TrainingArguments takes one); a path is read from the working directory, where both
-    tools' trainers open it, then beside the config file. Plain JSON (json.loads): nothing is executed."""
-    import json
+    tools' trainers open it, then beside the config file. Plain JSON (deepspeed_file.load_json)."""
+    from .. import deepspeed_file
+    from ..errors import RankwiseError
 
     if isinstance(value, dict):
         return value, "inline"
@@ -273,19 +273,10 @@ def _deepspeed_json(value, out) -> tuple[dict | None, str]:
             found = False
         if found:
             try:
-                if p.stat().st_size > DS_FILE_MAX:
-                    return None, f"{p} is over {DS_FILE_MAX // 1024} KiB, not a DeepSpeed config"
-                data = json.loads(p.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError) as e:
-                return None, f"{p} could not be read as JSON ({type(e).__name__}: {e})"
-            return (data, str(p)) if isinstance(data, dict) else (None, f"{p} is not a JSON object")
+                return deepspeed_file.load_json(p), str(p)
+            except RankwiseError as e:
+                return None, e.message
     return None, "not found in the working directory, beside the config or in the folders above it"
-
-
-def _offloaded(zero: dict, key: str) -> bool:
-    """DeepSpeed's offload_param / offload_optimizer: on when its device is cpu or nvme."""
-    sub = zero.get(key)
-    return isinstance(sub, dict) and str(sub.get("device", "none")).lower() in ("cpu", "nvme")
 
 
 def deepspeed(value, out):
@@ -313,9 +304,11 @@ def deepspeed(value, out):
             stage = int(zero.get("stage", 0))
         except (TypeError, ValueError):
             stage = None
-        param, optim = _offloaded(zero, "offload_param"), _offloaded(zero, "offload_optimizer")
-        if "nvme" in (str((zero.get(k) or {}).get("device", "")).lower() for k in ("offload_param", "offload_optimizer")
-                      if isinstance(zero.get(k), dict)):
+        from ..deepspeed_file import OFFLOAD_DEVICES, device
+
+        devices = device(zero, "offload_param"), device(zero, "offload_optimizer")
+        param, optim = (d in OFFLOAD_DEVICES for d in devices)
+        if "nvme" in devices:
             out.not_modelled(f"{value}: NVMe offload is judged as CPU offload (the GPU side is the same; host RAM "
                              "and disk are not)")
     if stage == 3:
