@@ -37,6 +37,12 @@ class Launch:
             f"--set {k}={v}" for k, v in self.values.items()]
 
 
+def zero_note(stage, where: str = "") -> str:
+    """How a DeepSpeed ZeRO-0/1/2 launch is judged (`where`: the file that says the stage, if one does)."""
+    return (f"DeepSpeed ZeRO-{stage}{f' ({where})' if where else ''}: judged as DDP for a LoRA run (a full "
+            "fine-tune's optimizer states, and under ZeRO-2 its gradients, are counted sharded)")
+
+
 def settings(data: dict) -> Launch:
     """An accelerate config's launch settings (accelerate's config keys: distributed_type, num_processes,
     fsdp_config.fsdp_offload_params / fsdp_sharding_strategy / fsdp_reshard_after_forward, deepspeed_config.
@@ -51,8 +57,7 @@ def settings(data: dict) -> Launch:
         stage = ds.get("zero_stage")
         if stage in (0, 1, 2, "0", "1", "2"):
             strategy = "ddp"
-            notes.append(f"DeepSpeed ZeRO-{stage}: judged as DDP for a LoRA run (a full fine-tune's optimizer "
-                         "states, and under ZeRO-2 its gradients, are counted sharded)")
+            notes.append(zero_note(stage))
             zero = (int(stage), None, False) if str(stage) in ("1", "2") else None
         elif ds.get("deepspeed_config_file"):  # read by loader.read_launcher: its stage, offload and buckets
             values["distributed.deepspeed_config"] = str(ds["deepspeed_config_file"])

@@ -247,9 +247,7 @@ def _with_deepspeed_file(launch: launcher.Launch) -> launcher.Launch:
         del values["distributed.deepspeed_config"]
         values["distributed.strategy"] = "ddp"
         zero = (found.stage, found.reduce_bucket, found.overlap) if found.stage in (1, 2) else None
-        return replace(launch, values=values, zero=zero, notes=launch.notes + (
-            f"DeepSpeed ZeRO-{found.stage} ({name}): judged as DDP for a LoRA run (a full fine-tune's optimizer "
-            "states, and under ZeRO-2 its gradients, are counted sharded)",))
+        return replace(launch, values=values, zero=zero, notes=launch.notes + (launcher.zero_note(found.stage, name),))
     values["distributed.deepspeed_config"] = str(path)
     if found.offload != "none":
         values["distributed.offload"] = found.offload
