@@ -282,12 +282,14 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     recompute = tokens * (per_layer + layer_backward_transient_bytes(spec, plan)) + weight_tmp
     if plan.reentrant and plan.grad_checkpointing:  # the recomputed layer's output, alive through its backward (_assumptions says why)
         recompute += tokens * stream_bytes(plan) * spec.hidden_size
+    held = tokens * plan.stack.held_logit_bytes(plan.dtype_bytes) * spec.logit_width  # the loop's output, through backward
+    recompute += held
     if plan.grad_checkpointing:
         saved = tokens * (L * stream_bytes(plan) * spec.hidden_size + final_norm)  # each layer's input
         other = recompute  # backward re-runs one layer's forward, then its backward
     else:
         saved = tokens * (L * per_layer + final_norm)
-        other = tokens * layer_backward_transient_bytes(spec, plan) + weight_tmp
+        other = tokens * layer_backward_transient_bytes(spec, plan) + weight_tmp + held
     at_loss = logits >= other  # which transient sits on top of the saved activations at the peak
     comps["activations"] = saved + (0 if at_loss else other)
     comps["logits_loss"] = logits if at_loss else 0

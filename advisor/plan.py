@@ -58,6 +58,10 @@ class Stack:
     # where a quantized base is when DeepSpeed ZeRO-3 partitions it: "gpu" (loaded whole onto every GPU first:
     # transformers builds a quantized model without zero.Init) or "none" (not modelled)
     zero3_start_quantized: str = "none"
+    # the training loop holds the model's output (its loss-dtype logits) until backward has finished, so the logits
+    # stay alive beside each layer's recompute too, not only at the loss (Answer.AI's fsdp_qlora sets `output = None`
+    # after `loss.backward()`; the HF Trainer's compute_loss returns the loss alone, so its outputs are freed first)
+    keeps_output_in_backward: bool = False
 
     def fsdp_start(self, quantized: bool) -> str:
         return self.fsdp_start_quantized if quantized else self.fsdp_start_16bit
@@ -67,6 +71,10 @@ class Stack:
         ld = 4 if self.loss_upcast else a
         fwd = (a if self.keeps_16bit_logits and ld != a else 0) + ld + (ld if self.shift_copy else 0) + ld
         return fwd, self.bwd_copies * ld
+
+    def held_logit_bytes(self, a: int) -> int:
+        """Bytes per logit the training loop keeps through the layers' backward (0 where it frees its outputs)."""
+        return (4 if self.loss_upcast else a) if self.keeps_output_in_backward else 0
 
     def logits_bytes(self, a: int) -> int:
         """Bytes per logit (token x vocab entry) at the loss's peak, for compute dtype `a`."""

@@ -48,9 +48,10 @@ STACKS["litgpt"] = Stack("litgpt", 2, False, True, False, True, False, 3)
 # `logits.float()` rebinds, `shift_logits ... .contiguous()`, CrossEntropyLoss (as hf-4.40). The
 # training loop keeps `output` (and so the fp32 `output.logits`) alive through `loss.backward()`
 # and only then sets `output = None`: one more fp32 vocab-sized tensor at the loss's backward peak
-# (the saved log_softmax, NLL's grad and log_softmax's grad_input beside it: 4 copies).
+# (the saved log_softmax, NLL's grad and log_softmax's grad_input beside it: 4 copies), and that one fp32 copy stays
+# beside every layer's recompute after it (keeps_output_in_backward).
 STACKS["fsdp-qlora"] = Stack("fsdp-qlora", 2, False, False, True, False, True, 4, fsdp_start_16bit="cpu",
-                              fsdp_start_quantized="cpu")
+                              fsdp_start_quantized="cpu", keeps_output_in_backward=True)
 # torchtune (2024): bf16 LoRA params and AdamW states; the model returns fp32 logits
 # (`self.output(h).float()`), cross_entropy keeps fp32 log_softmax.
 STACKS["torchtune"] = Stack("torchtune", 2, False, False, True, False, False, 3)
