@@ -21,8 +21,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach a hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# tokenized datasets of the test runs go to a folder of this session, not the user's cache
-os.environ.setdefault("RANKWISE_DATA_CACHE", __import__("tempfile").mkdtemp(prefix="rankwise-test-data-cache-"))
+# tokenized datasets of the test runs go to a folder of this session, not the user's cache; the process that made
+# the folder removes it when it exits (each xdist worker makes its own: ~5 MB a session was left in /tmp before)
+if "RANKWISE_DATA_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["RANKWISE_DATA_CACHE"] = tempfile.mkdtemp(prefix="rankwise-test-data-cache-")
+    atexit.register(shutil.rmtree, os.environ["RANKWISE_DATA_CACHE"], ignore_errors=True)
 
 
 def pytest_sessionstart(session):
