@@ -764,6 +764,53 @@ def test_freeze_extra_modules_train_the_embeddings_too(tmp_path):
     assert "embed_tokens" in more.which
 
 
+V1_BASE = "model: llama-3.2-1b\ntrain_dataset: data/v1_sft_demo.yaml\ncutoff_len: 1024\nmax_steps: 10\n"
+
+
+@pytest.mark.parametrize("extra,precision", [("", "fp32"), ("bf16: false\n", "fp32"),
+                                             ("dist_config:\n  name: fsdp2\n", None)])
+def test_llamafactory_v1_without_peft_config_is_a_full_fine_tune(tmp_path, extra, precision):
+    """v1/core/model_engine.py: no peft_config is "full tuning", the model cast to float32; `bf16` reaches only the
+    dist plugin, so without one (or with bf16 false) the run computes in fp32. It was checked as LoRA r=8."""
+    path = tmp_path / "full.yaml"
+    path.write_text(V1_BASE + extra)
+    reading = read(path)
+    assert reading.full == "peft_config" and reading.full_precision == precision
+    report = judge(reading, GPU24)
+    n = load_model("llama-3.2-1b").total_params
+    assert (report.full.weights, report.full.grads) == (4 * n, 4 * n)
+    assert ("no autocast" in report.full.finding(None).message) == (precision == "fp32")
+    assert not {"lr-out-of-range", "alpha-below-rank"} & {f["code"] for f in report.findings}
+    path.write_text(V1_BASE.replace("llama-3.2-1b", "llama-3.1-8b") + extra)  # over 24 GiB: the fix trains LoRA
+    said = next(f for f in judge(read(path), GPU24).findings if f["code"] == "full-finetune")
+    assert said["severity"] == "error" and said["set"] == {"peft_config": {"name": "lora"}}
+
+
+def test_llamafactory_v1_freeze_trains_what_the_flat_layouts_freeze_does(tmp_path):
+    """peft_config name freeze (v1/plugins/model_plugins/peft.py get_freeze_model) is the flat layout's freeze
+    tuning with the same keys under peft_config; it was checked as LoRA."""
+    keys = {"freeze_trainable_layers": -4, "freeze_trainable_modules": "mlp"}
+    v1 = tmp_path / "v1.yaml"
+    v1.write_text(V1_BASE + "peft_config:\n  name: freeze\n" + "".join(f"  {k}: {v}\n" for k, v in keys.items()))
+    old = tmp_path / "flat.yaml"
+    old.write_text("model_name_or_path: llama-3.2-1b\nfinetuning_type: freeze\nstage: sft\nbf16: true\n"
+                   "cutoff_len: 1024\n" + "".join(f"{k}: {v}\n" for k, v in keys.items()))
+    a, b = judge(read(v1), GPU24).full, judge(read(old), GPU24).full
+    assert a.trained == b.trained > 0 and a.which == b.which
+
+
+@pytest.mark.parametrize("value,attention", [("flash_attention_2", "flash_attention_2"), ("eager", "eager"),
+                                             ("sdpa", "sdpa")])
+def test_llamafactory_v1_flash_attn_takes_the_implementation_names(tmp_path, value, attention):
+    """v1's flash_attn values are transformers' attn_implementation names (v1/utils/types.py AttentionFunction),
+    not the flat layout's fa2/disabled: flash_attention_2 was said as "not modelled"."""
+    path = tmp_path / "attn.yaml"
+    path.write_text(V1_BASE + f"peft_config:\n  name: lora\nflash_attn: {value}\n")
+    reading = read(path)
+    assert reading.cfg.train.attention == attention and reading.full is None
+    assert not any(s.code == "not-modelled" and s.key == "flash_attn" for s in reading.said)
+
+
 def _read_text(tmp_path, text: str):
     path = tmp_path / f"axolotl-{abs(hash(text))}.yaml"
     path.write_text(text)

@@ -76,7 +76,11 @@ REFERENCE_STAGES = frozenset({"dpo", "ipo", "kto"})
 # The key that makes a file a full fine-tune → the fix that trains an adapter instead, in the tool's words and keys
 # (LLaMA-Factory's finetuning_type is the default: `{key}: lora`)
 ADAPTER_FIX = {"adapter": ("adapter: lora or qlora", {"adapter": "lora"}),
-               "use_peft": ("use_peft: true (and load_in_4bit: true for QLoRA)", {"use_peft": True})}
+               "use_peft": ("use_peft: true (and load_in_4bit: true for QLoRA)", {"use_peft": True}),
+               "peft_config": ("peft_config: {name: lora} (and quant_config: {quantization_bit: 4} for QLoRA)",
+                               {"peft_config": {"name": "lora"}}),
+               "peft_config.name": ("peft_config.name: lora (and quant_config: {quantization_bit: 4} for QLoRA)",
+                                    {"peft_config.name": "lora"})}
 
 # Tools that cast the trainable parameters to fp32 before training (trained_bytes): LLaMA-Factory's init_adapter
 # (src/llamafactory/model/adapter.py @ff6d4d1: `cast_trainable_params_to_fp32` unless pure_bf16, BAdam or ZeRO-3).
@@ -502,7 +506,12 @@ def full_finetune(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware |
 
 def of_reading(reading: "Reading", spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None") -> Floor:
     """The full fine-tune a foreign reading describes: its key, preference stage, upcast, trained part, reference
-    copy and ZeRO-1/2 stage (the one place `check` and `estimate --preset` take them from)."""
+    copy, ZeRO-1/2 stage and the precision the tool trains it in (the one place `check` and `estimate --preset`
+    take them from)."""
+    if reading.full_precision:
+        from ..config import with_values
+
+        cfg = with_values(cfg, {"train.precision": reading.full_precision})
     return full_finetune(reading.full, spec, cfg, hw, reading.stage, upcaster(reading), reading.partial,
                          reading.reference, reading.zero)
 

@@ -319,10 +319,29 @@ TOOL = Tool("llama-factory", "LLaMA-Factory", "flat", FLAT, DEFAULTS, NOT_MODELL
 
 
 def _v1_peft(value, out: Out):
-    if str(value).lower() == "lora":
+    """peft_config.name: lora, or freeze (v1/plugins/model_plugins/peft.py get_freeze_model: LLaMA-Factory's freeze
+    tuning, read as the flat layout's); no peft_config at all is a full fine-tune (`_v1_finish`)."""
+    out.extra["peft"] = True
+    name = str(value).lower()
+    if name == "lora":
         out.default("method", "lora")
+    elif name == "freeze":
+        out.default("method", "lora")
+        out.full = out.key
+        out.extra["freeze"] = True
     elif value:
         out.not_modelled(f"peft_config name {value}: not LoRA (checked as LoRA)")
+
+
+# v1/utils/types.py AttentionFunction: the attn_implementation names themselves
+V1_ATTENTION = ("eager", "sdpa", "flash_attention_2")
+
+
+def _v1_flash(value, out: Out):
+    if str(value).lower() in V1_ATTENTION:
+        out.set("train.attention", str(value).lower())
+    elif value:
+        out.not_modelled(f"attention kernel {value}: activation memory and speed (the estimate assumes SDPA)")
 
 
 def _v1_quant(value, out: Out):
@@ -352,18 +371,40 @@ def _v1_global(value, out: Out):
 def _v1_finish(out: Out) -> None:
     if accumulate_to(out, "global_batch_size", out.extra.get("global_batch_size")):
         out.notes.append("global_batch_size spans every data-parallel GPU: read as one GPU's accumulation")
+    if out.extra.get("freeze"):
+        _freeze(out)
+    elif not out.extra.get("peft"):  # v1/core/model_engine.py: peft_config None -> "Fine-tuning mode: full tuning"
+        out.key = "peft_config"
+        out.default("method", "lora")
+        out.full = "peft_config"
+        out.not_modelled("no peft_config: a full fine-tune, every weight trained with its gradients and optimizer "
+                         "states (far more memory); checked as LoRA", "set peft_config: {name: lora}",
+                         {"peft_config": {"name": "lora"}}, severity="warning")
+        # model_engine.py casts the model to float32 for full tuning, and `bf16` reaches only the dist plugin
+        # (base_trainer.py shard_model(..., bf16=...)): no autocast, so without one (or with bf16 false) it runs fp32
+        if out.extra.get("bf16") is False or not out.values.get("distributed.strategy"):
+            out.full_precision = "fp32"
+            out.notes.append("full tuning runs in float32: LLaMA-Factory v1 casts the model to float32 and applies "
+                             "bf16 only through dist_config's FSDP/DeepSpeed plugin")
+
+
+def _v1_bf16(value, out: Out):
+    out.extra["bf16"] = value
+    precision_bf16(value, out)
 
 
 V1 = {
-    "model": model_name, "trust_remote_code": to("model.trust_remote_code"), "flash_attn": _flash,
+    "model": model_name, "trust_remote_code": to("model.trust_remote_code"), "flash_attn": _v1_flash,
     "peft_config.name": _v1_peft, "peft_config.r": to("lora.r"), "peft_config.lora_alpha": to("lora.alpha"),
     "peft_config.lora_dropout": to("lora.dropout"), "peft_config.target_modules": targets_mapper("regex"),
     "peft_config.use_rslora": to("lora.use_rslora"), "peft_config.use_dora": dora,
     "peft_config.modules_to_save": modules_to_save,
+    **{f"peft_config.{k}": _freeze_arg(k) for k in ("freeze_trainable_layers", "freeze_trainable_modules",
+                                                    "freeze_extra_modules")},
     "quant_config.quantization_bit": _v1_quant, "dist_config.name": _v1_dist, "kernel_config.name": _v1_kernels,
     "micro_batch_size": to("train.micro_batch"), "global_batch_size": _v1_global, "cutoff_len": to("train.max_seq_len"),
     "learning_rate": to("train.lr"), "num_train_epochs": to("train.epochs"), "max_steps": steps("train.max_steps"),
-    "max_grad_norm": to("train.max_grad_norm"), "bf16": precision_bf16,
+    "max_grad_norm": to("train.max_grad_norm"), "bf16": _v1_bf16,
     "enable_activation_checkpointing": to("train.grad_checkpointing"), "seed": to("train.seed"),
     "logging_steps": to("train.logging_steps"), "save_steps": steps("train.save_steps"),
     "save_total_limit": to("train.save_total_limit"), "train_dataset": _dataset,
@@ -386,7 +427,8 @@ V1_DEFAULTS = (
 V1_PEFT_KEYS = frozenset({"name", "r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "use_dora",
                           "modules_to_save", "freeze_vision_tower", "freeze_multi_modal_projector",
                           "freeze_language_model", "adapter_name_or_path", "export_dir", "export_size",
-                          "infer_dtype", "merge_adapters"})
+                          "infer_dtype", "merge_adapters", "freeze_trainable_layers", "freeze_trainable_modules",
+                          "freeze_extra_modules", "cast_trainable_params_to_fp32"})
 
 
 def _v1_back_quant(value):

@@ -47,6 +47,9 @@ class Out:
     stage: str | None = None  # a preference stage (dpo, kto, orpo, ...) or None for SFT
     full: str | None = None  # the key that makes it a full fine-tune (advisor/foreign/full_ft.py), or None
     partial: Any = None  # full_ft.Freeze where only some weights train, else None
+    # the precision the tool trains a full fine-tune in where it departs from the file's (LLaMA-Factory v1: fp32), used
+    # for the full fine-tune only (its LoRA alternative keeps the file's); None: the file's
+    full_precision: str | None = None
     eval_batch: tuple[str, int] | None = None  # (the key, the rows) of an evaluation batch the file sets
     evaluates: bool = False  # the file names an evaluation set (beside a validation split: data.val_ratio)
     loads_fp32: bool = False  # the model loads in float32 (TRL's ModelConfig dtype default)

@@ -71,6 +71,9 @@ class Reading:
     reference: bool | None = None  # a full fine-tune keeps a reference copy (None: as its stage says)
     state_dict: str | None = None  # FSDP checkpoints: "full" | "sharded" (full_ft.host_ram); None: the default
     zero: tuple | None = None  # DeepSpeed ZeRO-1/2: (stage, reduce_bucket_size, overlap_comm), full_ft.floor
+    # the precision the tool trains a full fine-tune in where it departs from the file's (LLaMA-Factory v1: fp32), used
+    # for the full fine-tune only (its LoRA alternative keeps the file's); None: the file's
+    full_precision: str | None = None
 
     @property
     def layout(self) -> str:
@@ -207,7 +210,8 @@ def read(path: str | Path, overrides: list[str] | None = None) -> Reading:
     return Reading(cfg, tool.kind, source, tool, notes, list(out.said), dict(out.origin), defaulted, lines,
                    out.targets, out.stage, out.full, unread, blank, out.partial, out.eval_batch, out.evaluates,
                    out.loads_fp32, out.score_head, out.paired_rows, out.reference,
-                   out.state_dict or ("sharded" if out.fsdp_version == 2 else None), out.zero)
+                   out.state_dict or ("sharded" if out.fsdp_version == 2 else None), out.zero,
+                   full_precision=out.full_precision)
 
 
 def load_any(path: str | Path) -> tuple[RunConfig, str, list[str]]:
