@@ -53,8 +53,9 @@ ATTENTIONS: tuple[str, ...] = get_args(Attention)
 # fused training kernels; liger: the HF Trainer's Liger integration (use_liger_kernel)
 Kernels = Literal["none", "liger"]
 KERNELS: tuple[str, ...] = get_args(Kernels)
-# how the loss runs on the logits (train.loss; trainer/chunked_loss.py): standard, or chunked (fp32 one chunk at a time)
-Loss = Literal["standard", "chunked"]
+# how the loss runs on the logits (train.loss; trainer/chunked_loss.py, trainer/cce_loss.py): standard, chunked (fp32
+# one chunk at a time), or cce (Cut Cross-Entropy: the logits never held)
+Loss = Literal["standard", "chunked", "cce"]
 LOSS_MODES: tuple[str, ...] = get_args(Loss)
 
 
@@ -220,8 +221,10 @@ class TrainSection(Section):
     fp32 copy of all of them; chunked: the 16-bit logits cut into 8 chunks along the sequence, each
     upcast to fp32 on its own (torchtune's CEWithChunkedOutputLoss, axolotl's chunked_cross_entropy):
     the same loss and gradients, 5 bytes a logit where the standard loss holds 12 beside the
-    logits, on any device. With kernels: liger the loss is fused already (never holds the
-    logits): leave it standard."""
+    logits, on any device; cce: Cut Cross-Entropy (Wijmans et al. 2025), the loss from the hidden
+    states and the head's weight, block by block: the logits are never held (Triton, GPU only;
+    `pip install 'rankwise[kernels]'`; axolotl's CutCrossEntropyPlugin). With kernels: liger the
+    loss is fused already (never holds the logits): leave it standard."""
     seed: int = 42
     """Seed for data order, dropout and LoRA init."""
 
@@ -327,9 +330,9 @@ class RunConfig(Section):
             raise ValueError(f"distributed.deepspeed_config is a DeepSpeed config and distributed.strategy is "
                              f"{self.distributed.strategy}; set distributed.strategy: deepspeed, or unset "
                              "distributed.deepspeed_config")
-        if self.train.loss == "chunked" and self.train.kernels == "liger":
-            raise ValueError("train.loss chunked with train.kernels liger: Liger's loss is fused already (it never "
-                             "holds the logits); set train.loss: standard, or train.kernels: none")
+        if self.train.loss != "standard" and self.train.kernels == "liger":
+            raise ValueError(f"train.loss {self.train.loss} with train.kernels liger: Liger's loss is fused already "
+                             "(it never holds the logits); set train.loss: standard, or train.kernels: none")
         return self
 
     def resolved_optimizer(self, method: str | None = None) -> str:

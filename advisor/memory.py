@@ -526,8 +526,8 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         out.append(f"eager attention: fp32 softmax + its 16-bit copy kept per layer "
                    f"({plan.micro_batch} x {spec.num_heads} heads x {plan.seq_len}² scores)")
     if plan.loss == "fused":
-        out.append("loss: Liger fused linear cross-entropy: one chunk of logits at a time, grad_input kept; "
-                   "no vocab-sized logits for the whole batch")
+        out.append("loss: fused (Liger's fused linear cross-entropy, or Cut Cross-Entropy): one chunk of logits at a "
+                   "time, grad_input kept; no vocab-sized logits for the whole batch")
     elif plan.loss == "chunked":
         out.append("loss: chunked (train.loss chunked): the 16-bit logits and their 16-bit gradient, fp32 one eighth "
                    "of the rows at a time; no fp32 copy of the whole logits")

@@ -33,6 +33,8 @@ SHARDED = ("fsdp", "deepspeed")
 # (train.loss chunked; `activations.chunked_loss_bytes`).
 LOSSES = ("standard", "fused", "chunked")
 KERNEL_LOSS = {"none": "standard", "liger": "fused"}  # train.kernels -> the loss it computes
+# train.loss -> the loss it computes where not the kernels' (Cut Cross-Entropy holds no logits either: fused)
+CONFIG_LOSS = {"chunked": "chunked", "cce": "fused"}
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ class Plan:
             double_quant=cfg.quant.double_quant, dtype_bytes=4 if cfg.train.precision == "fp32" else 2,
             gpus=gpus, lora_dropout=cfg.lora.dropout > 0, strategy="ddp" if strategy == "auto" else strategy,
             attention="sdpa" if cfg.train.attention == "auto" else cfg.train.attention,
-            loss="chunked" if cfg.train.loss == "chunked" else KERNEL_LOSS[cfg.train.kernels],
+            loss=CONFIG_LOSS.get(cfg.train.loss) or KERNEL_LOSS[cfg.train.kernels],
             kbit_upcast=cfg.quant.kbit_upcast,
             pure_bf16=cfg.train.precision == "pure_bf16", init=cfg.lora.init, init_iters=cfg.lora.init_iters,
             offload=offload, fsdp_sharding=cfg.distributed.fsdp_sharding,

@@ -26,7 +26,7 @@ from pathlib import Path
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.methods import LEANEST, METHODS, PreQuantized, unquantized_twin
 
-from . import adapter_init, rundir
+from . import adapter_init, cce_loss, rundir
 from . import tokens as added_tokens
 from .events import EVENTS_FILE, EventSink, read_events
 from .launch import is_main_process, world_size
@@ -233,6 +233,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
                                                                                  cfg.lora.modules_to_save),
                           task_type="CAUSAL_LM", **how.peft, **adapter_init.peft_init(cfg, how.quantized))
         model = get_peft_model(model, lora, autocast_adapter_dtype=not pure)  # pure bf16: adapters stay bf16
+        if cfg.train.loss == "cce":  # the loss from the hidden states and the head, no logits held
+            cce_loss.use_cce(model.get_base_model())
         adapter_init.after_wrap(model, cfg, run_dir, model_dir, eva_batches, how.quantized)
         return model
 
@@ -408,6 +410,16 @@ def kernel_options(cfg, device: str) -> tuple[str | None, bool]:
         if importlib.util.find_spec("flash_attn") is None:
             raise RankwiseError("train.attention flash_attention_2 needs the flash-attn package",
                                 "pip install flash-attn --no-build-isolation, or set train.attention: sdpa")
+    if cfg.train.loss == "cce" and not os.environ.get(cce_loss.REFERENCE_ENV):
+        if importlib.util.find_spec("cut_cross_entropy") is None:
+            raise RankwiseError("train.loss cce needs the cut-cross-entropy package",
+                                "pip install 'rankwise[kernels]', or set train.loss: chunked (any device)")
+        if device != "cuda":
+            raise RankwiseError("train.loss cce runs Triton kernels, which need a GPU; this machine has none",
+                                "set train.loss: chunked on the CPU (the same loss, its fp32 work a chunk at a time)")
+        if cfg.train.precision == "fp32":  # its backward kernels take 16-bit inputs (axolotl's CutCrossEntropyArgs)
+            raise RankwiseError("train.loss cce computes in 16 bits and train.precision is fp32",
+                                "set train.precision: auto (bf16 where the GPU has it), or train.loss: chunked")
     liger = cfg.train.kernels == "liger"
     if liger:
         if importlib.util.find_spec("liger_kernel") is None:

@@ -151,9 +151,8 @@ def _fsdp_version(value, out: Out):
 def _plugins(value, out: Out):
     for p in value if isinstance(value, list) else [value]:
         name = str(p).lower()
-        if "cut_cross_entropy" in name:
-            out.not_modelled("Cut Cross-Entropy: the logits (vocab x tokens) are never materialised, so the "
-                             "estimate's logits term is too high")
+        if "cut_cross_entropy" in name:  # on unless `cut_cross_entropy: false` (its CutCrossEntropyArgs): `finish`
+            out.extra["cce_plugin"] = out.key
         elif "liger" in name:
             out.not_modelled("Liger kernels (fused RMSNorm/SwiGLU/RoPE/cross-entropy): lower activation memory "
                              "than estimated")
@@ -208,7 +207,6 @@ NOT_MODELLED = {
     "xformers_attention": "xFormers attention: activation memory and speed",
     "flex_attention": "flex attention: activation memory and speed",
     "s2_attention": "shifted-sparse attention (LongLoRA): activation memory at long sequences",
-    "cut_cross_entropy": "Cut Cross-Entropy: the logits are never materialised (the estimate counts them)",
     "liger_rope": "a Liger kernel: lower activation memory than estimated",
     "liger_rms_norm": "a Liger kernel: lower activation memory than estimated",
     "liger_glu_activation": "a Liger kernel: lower activation memory than estimated",
@@ -292,6 +290,27 @@ TABLE["flash_attention"] = _attn_flag("flash_attention_2")
 TABLE["sdp_attention"] = _attn_flag("sdpa")
 TABLE["eager_attention"] = _attn_flag("eager")
 TABLE["liger_fused_linear_cross_entropy"] = _liger_flce
+
+
+def _cce(value, out: Out):
+    out.extra["cce"] = value
+
+
+def _finish_cce(out: Out) -> None:
+    """axolotl's CutCrossEntropyPlugin (integrations/cut_cross_entropy: `cut_cross_entropy` defaults to true beside
+    it) is train.loss cce: the loss from the hidden states and the head, no logits held."""
+    key = out.extra.get("cce_plugin")
+    if not key or out.extra.get("cce") is False:
+        return
+    out.key = key
+    if out.values.get("train.kernels") == "liger":  # Liger's loss is fused already: one fused loss is what runs
+        out.notes.append("plugins: Cut Cross-Entropy beside Liger's fused linear cross-entropy: estimated with the "
+                         "fused loss once")
+        return
+    out.set("train.loss", "cce")
+
+
+TABLE["cut_cross_entropy"] = _cce
 
 
 def _chunked_ce(value, out: Out):
@@ -450,6 +469,7 @@ def finish(out: Out) -> None:
                          {"adapter": "lora"}, severity="warning")
     _check_unfrozen(out)
     _finish_reward(out)
+    _finish_cce(out)
     if out.values.get("train.grad_checkpointing") and "train.checkpointing_reentrant" not in out.values:
         # utils/config/__init__.py normalize_config: checkpointing with no gradient_checkpointing_kwargs, no rl
         # and no unfrozen_parameters is {"use_reentrant": True}; with rl, core/builders/base.py passes

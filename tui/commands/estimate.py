@@ -94,11 +94,11 @@ def register(sub) -> None:
     p.add_argument("--modules-to-save", dest="modules_to_save", metavar="NAMES",
                    help="modules trained in full beside the adapter, e.g. embed_tokens,lm_head (peft modules_to_save: "
                         "a trainable copy, its gradients and optimizer states each); none: no module (default none)")
-    p.add_argument("--loss", choices=("standard", "fused", "chunked"),
+    p.add_argument("--loss", choices=("standard", "fused", "cce", "chunked"),
                    help="standard: vocabulary-sized logits with an fp32 copy; fused: never materialised (Liger's fused "
-                        "linear cross-entropy, as --kernels liger; Cut Cross-Entropy holds the same); chunked: the "
-                        "16-bit logits, fp32 a chunk at a time (train.loss chunked; axolotl's chunked_cross_entropy) "
-                        "(default standard)")
+                        "linear cross-entropy, as --kernels liger); cce: never materialised either (Cut Cross-Entropy, "
+                        "train.loss cce); chunked: the 16-bit logits, fp32 a chunk at a time (train.loss chunked; "
+                        "axolotl's chunked_cross_entropy) (default standard)")
     p.add_argument("--load", choices=("16bit", "8bit", "4bit") + PRE_FORMATS,
                    help="how the base loads: 16bit (LoRA), 8bit (LLM.int8), 4bit (NF4, QLoRA); gptq, awq, aqlm: a "
                         "pre-quantized copy of the model (LoRA beside it; --quant-bits, group 128; AQLM 1x16 codes). "
@@ -163,7 +163,7 @@ def _kernels_flag(args) -> str | None:
     loss, kernels = getattr(args, "loss", None), getattr(args, "kernels", None)
     if loss is None:
         return kernels
-    want = "liger" if loss == "fused" else "none"
+    want = "liger" if loss == "fused" else "none"  # cce: train.loss says it
     if kernels is not None and kernels != want:
         raise RankwiseError(f"--loss {loss} and --kernels {kernels} disagree", "give one of them")
     return want
@@ -216,7 +216,7 @@ def flags_config(args):
         "distributed.strategy": getattr(args, "strategy", None),
         "train.attention": getattr(args, "attention", None), "train.kernels": _kernels_flag(args),
         "train.loss": None if getattr(args, "loss", None) is None else
-        "chunked" if args.loss == "chunked" else "standard",
+        args.loss if args.loss in ("chunked", "cce") else "standard",
         "quant.kbit_upcast": getattr(args, "kbit_upcast", None),
         "train.precision": getattr(args, "precision", None), "lora.init": getattr(args, "init", None),
         "lora.init_iters": getattr(args, "init_iters", None), "distributed.offload": getattr(args, "offload", None),
