@@ -1144,3 +1144,14 @@ def test_a_zero_1_2_full_fine_tune_shards_its_states_and_zero_2_its_gradients(tm
     assert full.rest["zero_buckets"] == 500_000_000 * 2
     assert full.states == (8 + 4) * n // 8  # AdamW's two fp32 moments and the fp32 master, over 8 GPUs
     assert full.grads == (2 * n // 8 if stage == 2 else 2 * n)
+
+
+@pytest.mark.parametrize("name,note", [("adamw_torch_8bit", False), ("adamw_torch_4bit", True)])
+def test_torchaos_low_bit_adamw_is_estimated_with_8_bit_states(tmp_path, name, note):
+    """The HF Trainer's torchao optimizers (23 axolotl examples name adamw_torch_8bit, several of them full
+    fine-tunes): int8 states with an fp32 scale per 256, as bitsandbytes' 8-bit AdamW. adamw_torch_8bit was said
+    as not modelled and estimated with two fp32 states per weight; the 4-bit one is said as an upper bound."""
+    r = _read_text(tmp_path, f"base_model: llama-3.2-1b\nadapter: lora\noptimizer: {name}\n")
+    assert r.cfg.train.optimizer == "adamw_8bit"
+    assert not any(s.code == "not-modelled" and s.key == "optimizer" for s in r.said)
+    assert any("upper bound" in n for n in r.notes) == note

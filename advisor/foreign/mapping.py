@@ -164,10 +164,13 @@ SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant", "c
               "cosine_with_min_lr": "cosine", "cosine_with_restarts": "cosine", "warmup_stable_decay": "constant",
               "one_cycle": "cosine", "rex": "linear", "polynomial": "linear", "inverse_sqrt": "linear",
               "reduce_lr_on_plateau": "constant"}
-# optimizer names → rankwise's, by the memory their states take (fused/32-bit AdamW: two fp32 states)
+# optimizer names → rankwise's, by the memory their states take (fused/32-bit AdamW: two fp32 states). torchao's
+# AdamW8bit (the HF Trainer's adamw_torch_8bit) keeps what bitsandbytes' does: int8 states, an fp32 scale per block of
+# 256 (torchao/optim README: "block size is 256 for 8-bit"); its AdamW4bit (adamw_torch_4bit, blocks of 128) about
+# half that, estimated as 8-bit (`optimizer` says so)
 OPTIMS = {"adamw_torch": "adamw_torch", "adamw_torch_fused": "adamw_torch", "adamw_hf": "adamw_torch",
           "adamw_apex_fused": "adamw_torch", "paged_adamw_32bit": "adamw_torch", "adamw_torch_4bit": "adamw_8bit",
-          "adamw_bnb_8bit": "adamw_8bit", "adamw_8bit": "adamw_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
+          "adamw_torch_8bit": "adamw_8bit", "adamw_bnb_8bit": "adamw_8bit", "adamw_8bit": "adamw_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
           "ademamix_8bit": "adamw_8bit", "paged_ademamix_8bit": "paged_adamw_8bit"}
 OPTIMS_BACK = {"adamw_torch": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}
 
@@ -184,6 +187,9 @@ def optimizer(value, out):
     name = str(value)
     if name in OPTIMS:
         out.set("train.optimizer", OPTIMS[name])
+        if name == "adamw_torch_4bit":
+            out.notes.append(f"{out.key} adamw_torch_4bit: torchao's 4-bit AdamW states estimated as 8-bit ones "
+                             "(about twice their size: an upper bound)")
     else:
         out.not_modelled(f"optimizer {value!r}: its state memory (AdamW's two fp32 states per trainable "
                          "weight are assumed)")
