@@ -197,6 +197,10 @@ class TrainSection(Section):
     """With grad_checkpointing: torch's reentrant checkpoint (use_reentrant=True, the default of axolotl
     and LLaMA-Factory) instead of the non-reentrant one. Same saved inputs; the reentrant one recomputes
     each layer in full and keeps its output through that layer's backward (one hidden-state tensor more)."""
+    activation_offload: bool = False
+    """With grad_checkpointing: each checkpointed layer's saved input kept in pinned host RAM and copied
+    back for its backward (torch.autograd.graph.save_on_cpu; axolotl's and TRL's activation_offloading):
+    the GPU holds one layer's input at a time instead of every layer's, slower steps (PCIe copies)."""
     optimizer: OptimizerChoice = "auto"
     """auto: paged 8-bit AdamW for QLoRA (paging as in QLoRA, whose paper used 32-bit states), AdamW for LoRA."""
     weight_decay: float = Field(0.0, ge=0.0)
@@ -330,6 +334,9 @@ class RunConfig(Section):
             raise ValueError(f"distributed.deepspeed_config is a DeepSpeed config and distributed.strategy is "
                              f"{self.distributed.strategy}; set distributed.strategy: deepspeed, or unset "
                              "distributed.deepspeed_config")
+        if self.train.activation_offload and not self.train.grad_checkpointing:
+            raise ValueError("train.activation_offload moves the inputs gradient checkpointing keeps, and "
+                             "train.grad_checkpointing is off; set train.grad_checkpointing: true")
         if self.train.loss != "standard" and self.train.kernels == "liger":
             raise ValueError(f"train.loss {self.train.loss} with train.kernels liger: Liger's loss is fused already "
                              "(it never holds the logits); set train.loss: standard, or train.kernels: none")

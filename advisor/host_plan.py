@@ -133,6 +133,10 @@ def plan_host(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
     if fit.estimate.host_offload_bytes:  # distributed.offload: every rank's shards wait in this machine's RAM
         train += fit.estimate.host_offload_bytes
         notes.append(f"CPU offload: {fit.estimate.host_offload_bytes / 2**30:.1f} GiB of shards in host RAM while training")
+    if fit.estimate.host_activation_bytes and gpu:  # train.activation_offload: pinned, so not swappable
+        train += fit.estimate.host_activation_bytes
+        notes.append(f"activation offload: {fit.estimate.host_activation_bytes / 2**30:.1f} GiB of checkpointed "
+                     "inputs in pinned host RAM while training")
     trainable = fit.estimate.trainable_params
     opt = OPTIMIZER_STATE_BYTES.get(plan.optimizer, 8)
     adapter = trainable * ADAPTER_BYTES

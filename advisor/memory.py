@@ -284,8 +284,12 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
         recompute += tokens * stream_bytes(plan) * spec.hidden_size
     held = tokens * plan.stack.held_logit_bytes(plan.dtype_bytes) * spec.logit_width  # the loop's output, through backward
     recompute += held
+    offloaded_inputs = 0
     if plan.grad_checkpointing:
         saved = tokens * (L * stream_bytes(plan) * spec.hidden_size + final_norm)  # each layer's input
+        if plan.activation_offload:  # save_on_cpu: the inputs go to host RAM; backward copies back one at a time
+            offloaded_inputs = tokens * L * stream_bytes(plan) * spec.hidden_size
+            saved -= offloaded_inputs - tokens * stream_bytes(plan) * spec.hidden_size
         other = recompute  # backward re-runs one layer's forward, then its backward
     else:
         saved = tokens * (L * per_layer + final_norm)
@@ -377,7 +381,8 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
                     plan=plan, trainable_params=trainable + saved_params, allocated_bytes=allocated,
                     transients={"logits_loss": logits, "layer_recompute": recompute, "adapter_init": init_peak}
                     | ({"fsdp_wrap": wrap.peak_allocated} if wrap is not None else {}),
-                    init_flops=init.flops, host_offload_bytes=offloaded, releasable_bytes=releasable)
+                    init_flops=init.flops, host_offload_bytes=offloaded, releasable_bytes=releasable,
+                    host_activation_bytes=offloaded_inputs * plan.gpus)  # one process a GPU, each its own
 
 
 # Training's default-stream requests above 1 MiB, which can split wrapping's cached blocks (fsdp_wrap.py).
@@ -506,6 +511,11 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         out.append(f"{m.label}: base weights in {8 * plan.dtype_bytes}-bit")
     if plan.grad_checkpointing:
         out.append(REENTRANT_TEXT[plan.reentrant])
+        if plan.activation_offload:
+            tokens = plan.micro_batch * plan.seq_len
+            out.append(f"activation offload: the {spec.num_layers} checkpointed layer inputs "
+                       f"({tokens * spec.num_layers * stream_bytes(plan) * spec.hidden_size / GIB:.2f} GiB) wait in "
+                       "pinned host RAM (torch save_on_cpu); one is copied back for its layer's backward")
         which = "the loss's vocab-sized buffers" if logits >= recompute else "one layer's recompute"
         out.append(f"the transient peak is {which} ({logits / GIB:.2f} GiB logits/loss vs "
                    f"{recompute / GIB:.2f} GiB layer recompute)")

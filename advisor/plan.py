@@ -133,6 +133,7 @@ class Plan:
     fp32_master: bool = False  # train.precision fp32_master: fp32 shards, bf16 gathered compute (FSDP)
     modules_to_save: tuple[str, ...] = ()  # lora.modules_to_save: modules trained in full (memory.saved_modules)
     added_tokens: int = 0  # len(model.added_tokens): rows added to the embedding (and an untied head), trained
+    activation_offload: bool = False  # train.activation_offload: the checkpointed inputs wait in host RAM (memory.py)
     # distributed.deepspeed_config (advisor/deepspeed_file.py): its path, and the ZeRO-3 sizes it sets, in elements
     # ("auto": from the hidden size; None: DeepSpeed's default)
     ds_config: str | None = None
@@ -188,7 +189,7 @@ class Plan:
             pure_bf16=cfg.train.precision == "pure_bf16", init=cfg.lora.init, init_iters=cfg.lora.init_iters,
             offload=offload, fsdp_sharding=cfg.distributed.fsdp_sharding,
             fp32_master=cfg.train.precision == "fp32_master", modules_to_save=tuple(cfg.lora.modules_to_save),
-            added_tokens=len(cfg.model.added_tokens), **ds,
+            added_tokens=len(cfg.model.added_tokens), activation_offload=cfg.train.activation_offload, **ds,
         )
 
 
@@ -205,6 +206,7 @@ class Estimate:
     transients: dict[str, int] = field(default_factory=dict)  # the candidate peaks compared
     init_flops: float = 0.0  # the adapter initialisation's factorisation FLOPs (adapter_init.py), for the planner
     host_offload_bytes: int = 0  # distributed.offload: the shards held in host RAM over the machine's ranks
+    host_activation_bytes: int = 0  # train.activation_offload: the checkpointed inputs in pinned host RAM, all ranks
     # cached-but-free blocks max_memory_reserved counts (and nvidia-smi shows while the card has room) that the
     # allocator hands back when memory runs short (an OOM retry releases whole free segments): not in the peak
     # (FSDP's wrapping leaves them: fsdp_wrap.py)

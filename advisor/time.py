@@ -309,8 +309,12 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
         stored = (body * (quant.bits / 8 if quant else plan.dtype_bytes) + head * plan.dtype_bytes) \
             * (2 if plan.fp32_master else 1)
         offload_s = passes * stored / fit.gpus / (PCIE_GBS * 1e9 * st.bandwidth_share)
+    act_offload_s = 0.0
+    if fit.estimate.host_activation_bytes and device.kind == "gpu":  # save_on_cpu: out and back, not overlapped
+        act_offload_s = 2 * fit.estimate.host_activation_bytes / fit.gpus / (PCIE_GBS * 1e9 * st.bandwidth_share)
     return {"compute": (base_flops + adapter_flops + dora_flops) / peak,
             **({"offload": offload_s} if offload_s else {}),
+            **({"activation_offload": act_offload_s} if act_offload_s else {}),
             "attention": attn_flops / peak + attn_bytes / bw,
             "memory": (weight_bytes + dora_bytes) / bw,  # FSDP gathers each full layer: the same bytes per GPU
             "activations": act_bytes / bw,
@@ -419,6 +423,10 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
     if "offload" in parts:
         notes.append(f"CPU offload: each pass copies this rank's weight shards from host RAM over PCIe 4.0 x16 "
                      f"({PCIE_GBS:g} GB/s at {device.stack.bandwidth_share:.0%}): {parts['offload']:.2f} s a micro-batch")
+    if "activation_offload" in parts:
+        notes.append(f"activation offload: the checkpointed inputs copied to host RAM and back over PCIe 4.0 x16, "
+                     f"not overlapped with compute (torch save_on_cpu): {parts['activation_offload']:.2f} s a "
+                     "micro-batch")
     train_s = None if steps is None else steps * step_s
     gpus = fit.gpus if device.kind == "gpu" else 0
     cost = None

@@ -235,6 +235,10 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         model = get_peft_model(model, lora, autocast_adapter_dtype=not pure)  # pure bf16: adapters stay bf16
         if cfg.train.loss == "cce":  # the loss from the hidden states and the head, no logits held
             cce_loss.use_cce(model.get_base_model())
+        if cfg.train.activation_offload:  # the decoder's saved inputs wait in host RAM
+            from .activation_offload import offload_decoder_activations
+
+            offload_decoder_activations(model)
         adapter_init.after_wrap(model, cfg, run_dir, model_dir, eva_batches, how.quantized)
         return model
 

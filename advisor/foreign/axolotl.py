@@ -65,14 +65,24 @@ def _linear(value, out: Out):
 
 
 def _gc(value, out: Out):
-    if value in ("offload", "offload_disk"):
+    if value in ("offload", "offload_disk"):  # utils/schemas/validation.py: checkpointing + activation_offloading
         out.set("train.grad_checkpointing", True)
-        out.not_modelled(f"checkpointed activations offloaded to {'disk' if value == 'offload_disk' else 'CPU'}: "
-                         "less GPU memory than estimated, slower steps")
+        _activation_offloading(True if value == "offload" else "disk", out)
     elif isinstance(value, str):
         out.set("train.grad_checkpointing", value.lower() not in ("false", "no", "0"))
     else:
         out.set("train.grad_checkpointing", value)
+
+
+def _activation_offloading(value, out: Out):
+    """activation_offloading (true | legacy | disk | hidden_states; TRL's OffloadActivations under the Trainer, or
+    axolotl's checkpoint offload): the checkpointed inputs leave the GPU, train.activation_offload."""
+    if not value:
+        return
+    out.set("train.activation_offload", True)
+    if value == "disk":
+        out.notes.append(f"{out.key}: disk: axolotl writes the checkpointed inputs to disk; rankwise's offload holds "
+                         "them in host RAM (the same GPU memory)")
 
 
 def _batch_size(value, out: Out):
@@ -216,7 +226,6 @@ NOT_MODELLED = {
     "lora_qkv_kernel": "axolotl's fused LoRA QKV kernel: less activation memory, faster steps",
     "lora_o_kernel": "axolotl's fused LoRA O kernel: less activation memory, faster steps",
     "lora_target_parameters": "LoRA on parameters (e.g. MoE experts): adapter size and memory not estimated",
-    "activation_offloading": "activations offloaded to CPU: less GPU memory than estimated",
     "context_parallel_size": "sequences split across GPUs: activation memory per GPU divided",
     "sequence_parallel_degree": "sequences split across GPUs: activation memory per GPU divided",
     "tensor_parallel_size": "tensor parallelism: weights split across GPUs",
@@ -311,6 +320,7 @@ def _finish_cce(out: Out) -> None:
 
 
 TABLE["cut_cross_entropy"] = _cce
+TABLE["activation_offloading"] = _activation_offloading
 
 
 def _chunked_ce(value, out: Out):

@@ -92,6 +92,7 @@ TABLE = {
     "logging_steps": to("train.logging_steps"), "save_steps": steps("train.save_steps"),
     "save_total_limit": to("train.save_total_limit"), "optim": optimizer, "bf16": precision_bf16, "fp16": precision_fp16,
     "gradient_checkpointing": to("train.grad_checkpointing"), "gradient_checkpointing_kwargs": checkpointing_kwargs,
+    "activation_offloading": to("train.activation_offload"),
     "max_length": to("train.max_seq_len"), "max_seq_length": to("train.max_seq_len"), "packing": to("data.packing"),
     "use_liger_kernel": liger,
     "deepspeed": deepspeed, "fsdp": fsdp_words,

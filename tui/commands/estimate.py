@@ -58,6 +58,9 @@ def register(sub) -> None:
     p.add_argument("--reentrant", dest="reentrant", action=argparse.BooleanOptionalAction, default=None,
                    help="checkpoint with torch's reentrant variant (use_reentrant=True, axolotl's and LLaMA-Factory's "
                         "default): one hidden-state tensor more per recomputed layer (default off)")
+    p.add_argument("--activation-offload", dest="activation_offload", action=argparse.BooleanOptionalAction,
+                   default=None, help="with checkpointing: the checkpointed layer inputs wait in pinned host RAM "
+                                      "(train.activation_offload; axolotl's activation_offloading) (default off)")
     p.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="default " + ", ".join(f"{m.optimizer} for {m.name}" for m in methods.METHODS.values()))
     p.add_argument("--no-double-quant", dest="double_quant", action="store_false", default=None,
@@ -122,7 +125,7 @@ def register(sub) -> None:
 
 FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lora.target_modules": "--targets",
          "train.micro_batch": "--batch", "train.max_seq_len": "--seq", "train.grad_checkpointing": "--grad-checkpointing",
-         "train.checkpointing_reentrant": "--reentrant",
+         "train.checkpointing_reentrant": "--reentrant", "train.activation_offload": "--activation-offload",
          "train.optimizer": "--optimizer", "quant.double_quant": "--no-double-quant", "distributed.gpus": "--gpus",
          "distributed.strategy": "--strategy", "train.attention": "--attention", "train.kernels": "--kernels",
          "quant.kbit_upcast": "--kbit-upcast", "train.precision": "--precision", "lora.init": "--init",
@@ -212,6 +215,7 @@ def flags_config(args):
         "train.micro_batch": args.batch, "train.max_seq_len": args.seq,
         "train.grad_checkpointing": args.grad_checkpointing, "train.optimizer": args.optimizer,
         "train.checkpointing_reentrant": getattr(args, "reentrant", None),
+        "train.activation_offload": getattr(args, "activation_offload", None),
         "quant.double_quant": args.double_quant, "distributed.gpus": args.gpus or None,  # --gpus 0: no GPU
         "distributed.strategy": getattr(args, "strategy", None),
         "train.attention": getattr(args, "attention", None), "train.kernels": _kernels_flag(args),

@@ -45,6 +45,7 @@ FIELDS: tuple[tuple[str, str, tuple | None], ...] = (
     ("train.grad_accum", "grad accum", None),
     ("train.max_seq_len", "seq len", None),
     ("train.grad_checkpointing", "grad checkpoint", ("on", "off")),
+    ("train.activation_offload", "act. offload", ("off", "on")),
     ("train.optimizer", "optimizer", OPTIMIZER_CHOICES),
     ("train.loss", "loss", LOSS_MODES),
     ("train.precision", "precision", PRECISIONS),
@@ -60,12 +61,15 @@ FIELDS: tuple[tuple[str, str, tuple | None], ...] = (
 )
 
 
+ON_OFF = ("train.grad_checkpointing", "train.activation_offload")  # booleans shown as on / off
+
+
 def wid(key: str) -> str:
     return "f-" + key.replace(".", "--")
 
 
 def shown(key: str, value) -> str:
-    if key == "train.grad_checkpointing":
+    if key in ON_OFF:
         return "on" if value else "off"
     if isinstance(value, (list, tuple)):
         return ",".join(value)
@@ -79,7 +83,7 @@ def shown(key: str, value) -> str:
 def parsed(key: str, text: str):
     """Form text → the value for the schema (pydantic validates and converts the rest)."""
     text = text.strip()
-    if key == "train.grad_checkpointing":
+    if key in ON_OFF:
         return text == "on"
     if key == "lora.target_modules":
         if text in TARGET_SETS:
