@@ -176,6 +176,10 @@ def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", meth
     if t.micro_batch > 1:
         tries.append((f"micro-batch 1 with grad_accum {t.grad_accum * t.micro_batch} (same effective batch)",
                       {"train.micro_batch": 1, "train.grad_accum": t.grad_accum * t.micro_batch}))
+    if not t.activation_offload:  # the same training, slower steps: before anything that changes what is trained
+        tries.append(("offload the checkpointed activations to host RAM (slower steps)",
+                      {"train.activation_offload": True}
+                      | ({} if t.grad_checkpointing else {"train.grad_checkpointing": True})))
     for seq in (t.max_seq_len // 2, t.max_seq_len // 4):
         if seq >= 256:
             tries.append((f"shorter sequences: max_seq_len {seq}", {"train.max_seq_len": seq}))

@@ -100,3 +100,21 @@ def test_a_run_with_activation_offload_trains_with_the_standard_losses(tmp_path)
         assert of_type(events(run), "end")[-1]["status"] == "finished"
     assert len(logged[True]) == len(logged[False]) >= 3
     assert logged[True] == pytest.approx(logged[False], rel=1e-5)
+
+
+def test_it_is_the_first_fix_offered_before_shorter_sequences():
+    """Llama-3.1-8B QLoRA at 12,288 tokens with the chunked loss: ~24.4 GiB on an RTX 4090. Moving the 32
+    checkpointed inputs (6 GiB of fp32 residual stream) to host RAM fits it without changing what is trained, so it
+    comes before shorter sequences; with checkpointing off the fix turns both on."""
+    from rankwise.advisor import fit
+    from rankwise.advisor.hardware import planned
+
+    spec, hw = load_model("llama-3.1-8b"), planned(gpu="RTX4090")
+    cfg = RunConfig.model_validate({"model": {"name": "llama-3.1-8b"}, "method": "qlora",
+                                    "train": {"max_seq_len": 12288, "loss": "chunked"}})
+    assert fit.assess(spec, cfg, hw, method="qlora").verdict == "wont-fit"
+    first = next(s for s in fit.suggest_fixes(spec, hw, cfg, "qlora") if s["fit"] == "fits")
+    assert first["patch"] == {"train.activation_offload": True}
+    off = cfg.model_copy(update={"train": cfg.train.model_copy(update={"grad_checkpointing": False})})
+    patches = [s["patch"] for s in fit.suggest_fixes(spec, hw, off, "qlora")]
+    assert {"train.activation_offload": True, "train.grad_checkpointing": True} in patches
