@@ -118,3 +118,14 @@ def test_it_is_the_first_fix_offered_before_shorter_sequences():
     off = cfg.model_copy(update={"train": cfg.train.model_copy(update={"grad_checkpointing": False})})
     patches = [s["patch"] for s in fit.suggest_fixes(spec, hw, off, "qlora")]
     assert {"train.activation_offload": True, "train.grad_checkpointing": True} in patches
+
+
+def test_the_oom_message_offers_it_until_it_is_on():
+    from rankwise.trainer.worker import oom_message
+
+    est = estimate(load_model("llama-3.1-8b"), Plan("lora", seq_len=8192))
+    text = oom_message(est, 24 * 2 ** 30, 1, 8, 2, RunConfig.model_validate({"method": "lora"}))
+    assert "train.activation_offload: true" in text
+    assert text.index("activation_offload") < text.index("shorter train.max_seq_len")
+    on = RunConfig.model_validate({"method": "lora", "train": {"activation_offload": True}})
+    assert "activation_offload" not in oom_message(est, 24 * 2 ** 30, 1, 8, 2, on)

@@ -565,9 +565,11 @@ def oom_message(est, gpu_bytes, micro: int, accum: int, retries: int, cfg, prequ
         fixes.append(f"train.loss: chunked (the same loss, its fp32 work a chunk at a time{saved})")
     if cfg.method != LEANEST and not prequantized:
         fixes.append(f"method: {LEANEST} ({METHODS[LEANEST].base} base weights)")
-    fixes.append(f"a shorter train.max_seq_len (now {cfg.train.max_seq_len})")
     if not cfg.train.grad_checkpointing:
         fixes.append("train.grad_checkpointing: true")
+    if not cfg.train.activation_offload:  # the same training, the checkpointed inputs in host RAM
+        fixes.append("train.activation_offload: true (the checkpointed activations in host RAM, slower steps)")
+    fixes.append(f"a shorter train.max_seq_len (now {cfg.train.max_seq_len})")
     fixes.append("a smaller lora.r or fewer target modules")
     return head + "\nto fit, try " + "; ".join(fixes) + " (`rankwise estimate` shows the effect)"
 
