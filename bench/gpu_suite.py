@@ -46,18 +46,20 @@ TOKENIZER = ROOT / "presets" / "assets" / "tiny-llama"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 MODELS = ("llama-3.2-1b", "llama-3.1-8b", "llama-3.2-3b", "qwen2.5-7b")
 STEPS = 4  # steps per case: the peak is reached in the first optimizer step; a few more confirm it
-FIELDS = ("model", "method", "seq", "batch", "grad_ckpt", "kernels", "loss", "status", "nvml_peak_gib", "run_reserved_gib",
+CASE_KEYS = ("model", "method", "seq", "batch", "grad_ckpt", "kernels", "loss", "act_offload")
+FIELDS = (*CASE_KEYS, "status", "nvml_peak_gib", "run_reserved_gib",
           "est_peak_gib", "est_reserved_gib", "est_allocated_gib", "error_pct", "tokens_per_s", "planned_tokens_per_s",
           "wall_s", "note")
 GIB = 2 ** 30
 
 
-def cases(models: list[str], liger: bool) -> list[dict]:
+def cases(models: list[str], liger: bool, cce: bool = False) -> list[dict]:
     """Priority order: the headline cases (LoRA and QLoRA at 2048 with checkpointing) of the first two
-    models, then the first model's grid (512, no checkpointing), Liger, the chunked loss, then a pair per other
-    model."""
-    def case(model, method, seq=2048, ckpt=True, kernels="none", loss="standard"):
-        return dict(model=model, method=method, seq=seq, batch=1, grad_ckpt=ckpt, kernels=kernels, loss=loss)
+    models, then the first model's grid (512, no checkpointing), Liger, the chunked loss, Cut Cross-Entropy, QLoRA at
+    4096 with and without activation offload, then a pair per other model."""
+    def case(model, method, seq=2048, ckpt=True, kernels="none", loss="standard", act_offload=False):
+        return dict(model=model, method=method, seq=seq, batch=1, grad_ckpt=ckpt, kernels=kernels, loss=loss,
+                    act_offload=act_offload)
 
     head, rest = models[:2], models[2:]
     out = [case(m, method) for m in head for method in ("lora", "qlora")]
@@ -67,6 +69,10 @@ def cases(models: list[str], liger: bool) -> list[dict]:
     if liger:
         out += [case(m, method, kernels="liger") for m in head for method in ("lora", "qlora")]
     out += [case(m, "lora", loss="chunked") for m in head]  # train.loss chunked (trainer/chunked_loss.py)
+    if cce:  # train.loss cce (trainer/cce_loss.py): the package's Triton kernels
+        out += [case(m, "lora", loss="cce") for m in head]
+    # train.activation_offload (trainer/activation_offload.py): the checkpointed inputs in host RAM, beside the same run
+    out += [case(m, "qlora", seq=4096, act_offload=on) for m in head for on in (False, True)]
     out += [case(m, method) for m in rest for method in ("lora", "qlora")]
     return out
 
@@ -128,10 +134,12 @@ def preset(case: dict, model_dir: Path, data: Path, folder: Path) -> Path:
            "lora": {"r": 16, "target_modules": "all-linear"},
            "train": {"max_steps": STEPS, "micro_batch": case["batch"], "grad_accum": 1, "max_seq_len": case["seq"],
                      "grad_checkpointing": case["grad_ckpt"], "logging_steps": 1, "save_steps": 100000,
-                     "kernels": case["kernels"], "loss": case.get("loss", "standard")},
+                     "kernels": case["kernels"], "loss": case.get("loss", "standard"),
+                     "activation_offload": case.get("act_offload", False)},
            "output": {"name": "gpu-suite"}}
     path = folder / (f"{case['model']}-{case['method']}-{case['seq']}-"
-                     f"{'ckpt' if case['grad_ckpt'] else 'nockpt'}-{case['kernels']}-{case.get('loss', 'standard')}.yaml")
+                     f"{'ckpt' if case['grad_ckpt'] else 'nockpt'}-{case['kernels']}-{case.get('loss', 'standard')}"
+                     f"{'-offload' if case.get('act_offload') else ''}.yaml")
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
@@ -176,7 +184,7 @@ def cli(*args: str, timeout: float) -> subprocess.CompletedProcess:
 
 
 def run_case(case: dict, file: Path, runs: Path, timeout: float) -> dict:
-    row = {k: case[k] for k in ("model", "method", "seq", "batch", "grad_ckpt", "kernels", "loss")}
+    row = {k: case[k] for k in CASE_KEYS}
     est = cli("estimate", "--preset", str(file), "--json", timeout=120)
     if est.returncode != 0:
         return {**row, "status": "estimate-failed", "note": est.stderr.strip().splitlines()[-1:]}
@@ -214,7 +222,7 @@ def throughput(model_dir: Path, data: Path, folder: Path, dry: bool) -> str:
 
     seq, steps = (128, 6) if dry else (2048, 30)
     file = preset(dict(model=model_dir.name, method="lora", seq=seq, batch=1, grad_ckpt=True, kernels="none",
-                       loss="standard"),
+                       loss="standard", act_offload=False),
                   model_dir, data, folder)
     settings = ["train.logging_steps=2", "data.val_ratio=0", "train.save_steps=100000", f"train.max_steps={steps}"]
     runs = folder / "throughput-runs"
@@ -267,8 +275,14 @@ def main(argv: list[str] | None = None) -> int:
         liger = not dry
     except ImportError:
         liger = False
+    try:
+        import cut_cross_entropy  # noqa: F401
+
+        cce = not dry
+    except ImportError:
+        cce = False
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    todo = cases(models, liger)
+    todo = cases(models, liger, cce)
     if dry:  # tiny shapes: short rows are enough
         todo = [{**c, "seq": min(c["seq"], 128)} for c in todo]
     todo = todo[:args.max_cases] if args.max_cases else todo
@@ -285,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             for case in todo:
                 left = args.budget_s - (time.perf_counter() - start)
                 if left <= 0:
-                    w.writerow({**{k: case[k] for k in ("model", "method", "seq", "batch", "grad_ckpt", "kernels", "loss")},
+                    w.writerow({**{k: case[k] for k in CASE_KEYS},
                                 "status": "skipped (budget)"})
                     continue
                 if case["model"] not in built:  # kept until the end: the four models take ~40 GB of disk
