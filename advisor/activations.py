@@ -5,6 +5,7 @@ where they are used.
 """
 from __future__ import annotations
 
+from . import liger
 from .plan import Plan
 from .spec import Linear, ModelSpec
 
@@ -55,11 +56,13 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
     s = stream_bytes(plan)
     h = spec.hidden_size
     qd, kvd = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
-    total = spec.family.norms_per_layer * 4 * h  # RMSNorm keeps the fp32 copy of its input
+    # RMSNorm keeps the fp32 copy of its input; Liger's its input (the stream's dtype) and an fp32 RMS a row (liger.py)
+    total = spec.family.norms_per_layer * ((s * h + 4) if _liger(spec, plan) else 4 * h)
     total += 4 * spec.family.qk_norm_inputs(spec.num_heads, spec.num_kv_heads, spec.head_dim)  # q/k norms: the same
     total += a * (qd + 2 * kvd) + a * qd  # q, k, v and the attention output
     total += _attention_saved_bytes(spec, plan)
-    total += 3 * s * spec.mlp_width  # gate, up, act(gate) saved by act and mul, in each expert a token runs
+    # gate, up, act(gate) saved by act and mul, in each expert a token runs; Liger's SwiGLU (dense MLPs) gate and up
+    total += (2 if _liger(spec, plan) and not spec.is_moe else 3) * s * spec.mlp_width
     if spec.is_moe:
         total += 4 * spec.num_experts  # router logits/softmax in fp32
     dora = plan.descriptor.dora
@@ -75,6 +78,11 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
         # what is counted above: the two norm outputs (attention and MLP inputs) and down_proj's input
         total += s * (2 * h + spec.mlp_width)
     return total
+
+
+def _liger(spec: ModelSpec, plan: Plan) -> bool:
+    """Liger's kernels patch this model (train.kernels liger on a model type it has kernels for)."""
+    return plan.liger and liger.supports(spec.config.get("model_type"))
 
 
 def _attention_saved_bytes(spec: ModelSpec, plan: Plan) -> int:

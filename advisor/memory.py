@@ -26,7 +26,7 @@ from dataclasses import replace
 from .methods import METHOD_NAMES, METHODS, PreQuantized, unquantized_twin
 from .spec import Linear, ModelSpec
 
-from . import allocator, fsdp_wrap, sharding
+from . import allocator, fsdp_wrap, liger, sharding
 from .adapter_init import start_up
 from .activations import (chunked_loss_bytes, fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes,
                           layer_saved_bytes, layer_weight_transient_bytes, logits_peak_bytes, stream_bytes)
@@ -242,6 +242,9 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
         _check(spec, plan)  # an unknown method is still refused by its own name
         plan = replace(plan, method=unquantized_twin(plan.method))  # bitsandbytes does not re-quantize it
     spec = spec.with_added_tokens(plan.added_tokens)  # the resized vocabulary: embeddings, head and logits
+    unpatched = plan.liger and not liger.supports(spec.config.get("model_type"))
+    if unpatched:  # the Trainer's Liger integration patches nothing here: transformers' loss and layers
+        plan = replace(plan, liger=False, loss="standard")
     adapted = _check(spec, plan)
     tokens = plan.micro_batch * plan.seq_len
     trainable = sum(l.count * plan.r * (l.d_in + l.d_out) for l in adapted)
@@ -351,6 +354,8 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
             peak = load
 
     notes = _assumptions(spec, plan, adapted, logits, recompute) + (sharding.notes(plan, offloaded) if plan.sharded else ())
+    if unpatched:
+        notes += (liger.unsupported(spec.config.get("model_type")) + ": estimated with transformers' loss and layers",)
     if load:
         notes += (f"ZeRO-3 starts from the quantized base whole on each GPU ({load / GIB:.2f} GiB with the CUDA "
                   "context): transformers does not partition a quantized model as it loads (no zero.Init) and its "

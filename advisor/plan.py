@@ -134,6 +134,7 @@ class Plan:
     modules_to_save: tuple[str, ...] = ()  # lora.modules_to_save: modules trained in full (memory.saved_modules)
     added_tokens: int = 0  # len(model.added_tokens): rows added to the embedding (and an untied head), trained
     activation_offload: bool = False  # train.activation_offload: the checkpointed inputs wait in host RAM (memory.py)
+    liger: bool = False  # train.kernels liger: Liger's RMSNorm and SwiGLU save less (advisor/liger.py), its loss is fused
     # distributed.deepspeed_config (advisor/deepspeed_file.py): its path, and the ZeRO-3 sizes it sets, in elements
     # ("auto": from the hidden size; None: DeepSpeed's default)
     ds_config: str | None = None
@@ -189,7 +190,8 @@ class Plan:
             pure_bf16=cfg.train.precision == "pure_bf16", init=cfg.lora.init, init_iters=cfg.lora.init_iters,
             offload=offload, fsdp_sharding=cfg.distributed.fsdp_sharding,
             fp32_master=cfg.train.precision == "fp32_master", modules_to_save=tuple(cfg.lora.modules_to_save),
-            added_tokens=len(cfg.model.added_tokens), activation_offload=cfg.train.activation_offload, **ds,
+            added_tokens=len(cfg.model.added_tokens), activation_offload=cfg.train.activation_offload,
+            liger=cfg.train.kernels == "liger", **ds,
         )
 
 

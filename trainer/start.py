@@ -162,7 +162,7 @@ def check_inputs(cfg: RunConfig, force: bool = False) -> None:
     if cfg.train.precision == "fp16" and not hw.has_gpu:
         raise RankwiseError("train.precision fp16 needs a GPU (none found)", "set train.precision: auto (fp32 on CPU)")
     from .worker import kernel_options  # the worker's own check (attention kernel, Liger), before a run dir exists
-    kernel_options(cfg, "cuda" if hw.has_gpu else "cpu")
+    kernel_options(cfg, "cuda" if hw.has_gpu else "cpu", spec.config.get("model_type"))
     from .adapter_init import check_options  # lora.init / LoRA+ (the worker checks again with the resolved method)
     check_options(cfg, "cuda" if hw.has_gpu else "cpu",
                   cfg.distributed.strategy in ("fsdp", "deepspeed") and cfg.distributed.gpus != 1)

@@ -163,7 +163,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     compute = cfg.quant.compute_dtype
     compute_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
         compute, torch.bfloat16 if pure else torch.float32 if device == "cpu" else (torch.bfloat16 if bf16_ok else torch.float16))
-    attn, liger = kernel_options(cfg, device)
+    attn, liger = kernel_options(cfg, device, spec.config.get("model_type"))
     # torch.utils.checkpoint's variant, for the Trainer and peft (advisor/memory.py REENTRANT_TEXT: what each keeps)
     checkpointing = {"use_reentrant": cfg.train.checkpointing_reentrant}
     adapter_init.check_options(cfg, device, sharded, method)  # lora.init / LoRA+ this machine or launch cannot run
@@ -401,10 +401,13 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 # ------------------------------------------------------------------------------- helpers
 
 
-def kernel_options(cfg, device: str) -> tuple[str | None, bool]:
+def kernel_options(cfg, device: str, model_type: str | None = None) -> tuple[str | None, bool]:
     """(attn_implementation for from_pretrained, or None for transformers' choice; use Liger?).
-    Options this machine cannot run are bad input (exit 2), said before anything loads."""
+    Options this machine or this model (its config's `model_type`, where known) cannot run are bad input (exit 2),
+    said before anything loads."""
     import importlib.util
+
+    from rankwise.advisor import liger as liger_kernels
 
     attn = None if cfg.train.attention == "auto" else cfg.train.attention
     if attn == "flash_attention_2":
@@ -426,6 +429,10 @@ def kernel_options(cfg, device: str) -> tuple[str | None, bool]:
                                 "set train.precision: auto (bf16 where the GPU has it), or train.loss: chunked")
     liger = cfg.train.kernels == "liger"
     if liger:
+        if model_type is not None and not liger_kernels.supports(model_type):
+            raise RankwiseError(f"train.kernels liger: {liger_kernels.unsupported(model_type)}",
+                                "set train.kernels: none (train.loss: chunked saves most of the loss's memory on any "
+                                "model)")
         if importlib.util.find_spec("liger_kernel") is None:
             raise RankwiseError("train.kernels liger needs the liger-kernel package",
                                 "pip install 'rankwise[kernels]', or set train.kernels: none")
