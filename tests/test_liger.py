@@ -40,3 +40,15 @@ def test_train_refuses_liger_on_such_a_model_before_the_package_check():
     assert "train.kernels: none" in e.value.hint
     with pytest.raises(RankwiseError, match="liger-kernel package"):  # a type it has kernels for: the next check
         kernel_options(cfg, "cuda", "llama")
+
+
+@pytest.mark.parametrize("flce,said", [(True, set()), (False, {"plugins", "liger_rms_norm", "liger_glu_activation"})])
+def test_axolotls_liger_kernels_are_in_the_estimate_once_its_fused_loss_is(tmp_path, flce, said):
+    from rankwise.advisor.foreign import read
+
+    f = tmp_path / "axolotl.yaml"
+    f.write_text("base_model: meta-llama/Llama-3.1-8B\nadapter: lora\nplugins:\n  - axolotl.integrations.liger.LigerPlugin\n"
+                 f"liger_rms_norm: true\nliger_glu_activation: true\nliger_fused_linear_cross_entropy: {str(flce).lower()}\n")
+    r = read(f)
+    assert r.cfg.train.kernels == ("liger" if flce else "none")
+    assert {s.key for s in r.said if s.code == "not-modelled"} == said

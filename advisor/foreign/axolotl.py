@@ -301,6 +301,19 @@ TABLE["eager_attention"] = _attn_flag("eager")
 TABLE["liger_fused_linear_cross_entropy"] = _liger_flce
 
 
+# what train.kernels liger estimates beside its fused loss (advisor/liger.py): said no more once that is on
+LIGER_MODELLED = ("liger_rms_norm", "liger_glu_activation", "liger_rope")
+
+
+def _finish_liger(out: Out) -> None:
+    """With Liger's fused linear cross-entropy on (train.kernels liger), its RMSNorm, SwiGLU and RoPE kernels are in
+    the estimate too: their not-modelled findings, and the LigerPlugin's, are dropped."""
+    if out.values.get("train.kernels") != "liger":
+        return
+    out.said[:] = [s for s in out.said if not (s.code == "not-modelled" and (
+        s.key in LIGER_MODELLED or (s.key == "plugins" and s.message.startswith("plugins: not modelled: Liger"))))]
+
+
 def _cce(value, out: Out):
     out.extra["cce"] = value
 
@@ -480,6 +493,7 @@ def finish(out: Out) -> None:
     _check_unfrozen(out)
     _finish_reward(out)
     _finish_cce(out)
+    _finish_liger(out)
     if out.values.get("train.grad_checkpointing") and "train.checkpointing_reentrant" not in out.values:
         # utils/config/__init__.py normalize_config: checkpointing with no gradient_checkpointing_kwargs, no rl
         # and no unfrozen_parameters is {"use_reentrant": True}; with rl, core/builders/base.py passes
