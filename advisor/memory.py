@@ -109,6 +109,22 @@ def _check(spec: ModelSpec, plan: Plan) -> list[Linear]:
 # ------------------------------------------------------------------ static memory
 
 
+def quantized(l: Linear, plan: Plan) -> bool:
+    """Does the method's bitsandbytes quantization replace this weight? Every nn.Linear but the output head (unless the
+    stack quantizes it). Not transformers 5's fused MoE experts: they are nn.Parameter tensors (3-D), which its
+    bitsandbytes integration does not convert (measured: a Mixtral loaded in 4-bit keeps experts.gate_up_proj and
+    down_proj in bf16; axolotl docs/expert_quantization.qmd); a stack whose experts were nn.Linear quantizes them."""
+    if plan.descriptor.quant is None:
+        return False
+    if l.family == "lm_head":
+        return plan.stack.quantize_lm_head
+    return plan.stack.quantizes_fused_experts or not fused_experts(l)
+
+
+def fused_experts(l: Linear) -> bool:
+    return l.family == "experts" and not l.adaptable
+
+
 def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
     """Base weights: in the compute dtype, or (a quantized method) its quantized linears +
     their constants + the parts it leaves unquantized (methods.py describes the layout)."""
@@ -124,19 +140,20 @@ def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
     if q is None:
         return {"base_weights": spec.total_params * a}
     # bitsandbytes replaces every nn.Linear except the output head (transformers'
-    # get_keys_to_not_convert keeps lm_head); fused expert tensors are
-    # quantized like linears here (assumption noted in the estimate).
+    # get_keys_to_not_convert keeps lm_head); not transformers 5's fused MoE experts (`quantized`): those stay in
+    # the compute dtype, counted with the base weights (rankwise's worker casts them back after peft's fp32 upcast)
     st = plan.stack
-    qlin = [l for l in spec.linears if l.family != "lm_head" or st.quantize_lm_head]
+    qlin = [l for l in spec.linears if quantized(l, plan)]
     quant = sum(l.count * l.d_in * l.d_out for l in qlin)
     rows = sum(l.count * l.d_out for l in qlin)
     if st.quantize_lm_head and spec.tied_embeddings:
         quant -= spec.vocab_size * spec.hidden_size  # a tied head is the embedding: not quantized
         rows -= spec.vocab_size
-    rest = spec.total_params - quant  # embeddings, norms, lm_head, biases, routers
+    experts = sum(l.count * l.d_in * l.d_out for l in spec.linears if fused_experts(l) and not quantized(l, plan))
+    rest = spec.total_params - quant - experts  # embeddings, norms, lm_head, biases, routers
     rest_bytes = 4 if kbit_upcast(plan) else a
-    return {"base_weights": quant * q.bits // 8, "quant_constants": q.constants_bytes(quant, plan.double_quant, rows),
-            "unquantized_weights": rest * rest_bytes}
+    return {"base_weights": quant * q.bits // 8 + experts * a,
+            "quant_constants": q.constants_bytes(quant, plan.double_quant, rows), "unquantized_weights": rest * rest_bytes}
 
 
 def saved_module_bytes(spec: ModelSpec, plan: Plan) -> tuple[dict[str, int], int]:
@@ -197,7 +214,8 @@ def unit_bytes(spec: ModelSpec, plan: Plan) -> tuple[int, int]:
     root = spec.total_params - spec.num_layers * layer
     q = plan.descriptor.quant
     if q is not None:
-        quant = sum(l.count * l.d_in * l.d_out for l in spec.linears if l.family != "lm_head") // spec.num_layers
+        quant = sum(l.count * l.d_in * l.d_out for l in spec.linears
+                    if l.family != "lm_head" and quantized(l, plan)) // spec.num_layers
         layer_b = quant * q.bits // 8 + (layer - quant) * a
     else:
         layer_b = layer * a
@@ -208,8 +226,8 @@ def largest_weight_bytes(spec: ModelSpec, plan: Plan) -> int:
     """Bytes of the largest single weight of a decoder layer as stored: 4-bit packed under a quantized method
     (as unit_bytes counts it), else the compute dtype. (A fused expert tensor is counted per expert.)"""
     q = plan.descriptor.quant
-    biggest = max((l.d_in * l.d_out for l in spec.linears if l.family != "lm_head"), default=0)
-    return biggest * q.bits // 8 if q is not None else biggest * plan.dtype_bytes
+    return max((l.d_in * l.d_out * q.bits // 8 if quantized(l, plan) else l.d_in * l.d_out * plan.dtype_bytes
+                for l in spec.linears if l.family != "lm_head"), default=0)
 
 
 SAVED_MODULES = ("saved_modules", "saved_modules_grads", "saved_modules_optimizer")  # saved_module_bytes
@@ -356,6 +374,11 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     notes = _assumptions(spec, plan, adapted, logits, recompute) + (sharding.notes(plan, offloaded) if plan.sharded else ())
     if unpatched:
         notes += (liger.unsupported(spec.config.get("model_type")) + ": estimated with transformers' loss and layers",)
+    kept = sum(l.count * l.d_in * l.d_out for l in spec.linears if fused_experts(l) and not quantized(l, plan))
+    if kept and plan.descriptor.quant is not None:
+        notes += (f"MoE experts: transformers 5 holds them as fused tensors, which its bitsandbytes integration does "
+                  f"not quantize: {kept * plan.dtype_bytes / GIB:.1f} GiB of experts stay {8 * plan.dtype_bytes}-bit "
+                  f"under {plan.descriptor.label} (only attention and dense linears are quantized)",)
     if load:
         notes += (f"ZeRO-3 starts from the quantized base whole on each GPU ({load / GIB:.2f} GiB with the CUDA "
                   "context): transformers does not partition a quantized model as it loads (no zero.Init) and its "
@@ -439,8 +462,8 @@ def wrap_units(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> tuple[fsdp
         shares = _per_layer(lin.count, L) if lin.adaptable else (lin.count / L,)
         for share in shares:
             w, d_out = int(share * lin.d_in * lin.d_out), int(share * lin.d_out)
-            layer.append(w * q.bits // 8 if q is not None else w * a)
-            if q is not None:  # bitsandbytes' quant_state tensors move with the weight and stay
+            layer.append(w * q.bits // 8 if quantized(lin, plan) else w * a)
+            if quantized(lin, plan):  # bitsandbytes' quant_state tensors move with the weight and stay
                 kept.append(q.constants_bytes(w, plan.double_quant, d_out))
             if lin.bias:
                 layer.append(d_out * a)

@@ -64,6 +64,9 @@ class Stack:
     # stay alive beside each layer's recompute too, not only at the loss (Answer.AI's fsdp_qlora sets `output = None`
     # after `loss.backward()`; the HF Trainer's compute_loss returns the loss alone, so its outputs are freed first)
     keeps_output_in_backward: bool = False
+    # MoE experts are nn.Linear modules bitsandbytes quantizes (transformers before 5); transformers 5 fuses them into
+    # nn.Parameter tensors it leaves in the compute dtype (memory.quantized)
+    quantizes_fused_experts: bool = False
 
     def fsdp_start(self, quantized: bool) -> str:
         return self.fsdp_start_quantized if quantized else self.fsdp_start_16bit

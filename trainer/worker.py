@@ -218,6 +218,10 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         elif how.quantized:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.grad_checkpointing,
                                                     gradient_checkpointing_kwargs=checkpointing)
+            kept = experts_in(model, compute_dtype)
+            if kept:
+                log.info("MoE experts: %d fused tensors kept in %s after peft's fp32 upcast (never quantized)", kept,
+                         compute_dtype)
             if not cfg.quant.kbit_upcast:  # undo peft's fp32 upcast of the non-quantized weights (as axolotl does)
                 cast = [p for p in model.parameters() if p.dtype == torch.float32 and p.dtype != compute_dtype]
                 for p in cast:
@@ -544,6 +548,20 @@ def weights_dir(spec, cfg) -> str:
                             f"architecture ({spec.source}) but nothing is downloaded; point model.name at a local folder "
                             "or a model id already in the local Hugging Face cache", NO_WEIGHTS_HINT)
     return spec.path
+
+
+def experts_in(model, dtype) -> int:
+    """Cast transformers 5's fused MoE experts back to `dtype` after peft's prepare_model_for_kbit_training: it upcasts
+    every parameter that is not 4-bit to fp32, meant for norms and embeddings, and bitsandbytes leaves the experts
+    (frozen 3-D nn.Parameter tensors) unquantized, so an fp32 copy of them would double the model's largest part
+    (advisor/memory.py `quantized`). Returns how many tensors were cast."""
+    import torch
+
+    cast = [p for p in model.parameters()
+            if p.dim() >= 3 and p.dtype == torch.float32 and dtype != torch.float32 and not p.requires_grad]
+    for p in cast:
+        p.data = p.data.to(dtype)
+    return len(cast)
 
 
 def halve(micro: int, accum: int) -> tuple[int, int]:

@@ -264,7 +264,8 @@ NOT_MODELLED = {
     "use_glm_dsa_kernels": "fused kernels: activation memory and speed",
     "experts_implementation": "the MoE experts' implementation: activation memory and speed",
     "llama4_linearized_experts": "experts as separate linears: LoRA can target them (adapter size not estimated)",
-    "quantize_moe_experts": "MoE expert weights quantized apart from the rest: base memory differs from estimated",
+    "quantize_moe_experts": ("axolotl quantizes the MoE experts as they load; transformers 5's bitsandbytes, and "
+                             "rankwise, keep them 16-bit: this run's base memory is below the estimate"),
     "dsv4_fp4_grouped_mode": "FP4 expert weights: base memory differs from estimated",
     "nvfp4_merge_aware": "NVFP4 weights: base memory differs from estimated",
     "model_quantization_config": "a torchao/other quantization of the base: base memory differs from estimated",

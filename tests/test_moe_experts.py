@@ -1,0 +1,49 @@
+"""transformers 5's fused MoE experts under a bitsandbytes method: bitsandbytes leaves them in 16-bit (measured here on
+a tiny Mixtral loaded in 4-bit on the CPU), peft's kbit preparation would upcast them to fp32, the worker casts them
+back, and the estimate counts them as they are held."""
+import tempfile
+
+import torch
+from peft import prepare_model_for_kbit_training
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, MixtralConfig, MixtralForCausalLM
+
+from rankwise.advisor.memory import GIB, Plan, estimate, fused_experts
+from rankwise.advisor.model import load_model
+from rankwise.trainer.worker import experts_in
+
+
+def _four_bit_mixtral():
+    cfg = MixtralConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=2, vocab_size=128, num_local_experts=4, num_experts_per_tok=2)
+    folder = tempfile.mkdtemp()
+    MixtralForCausalLM(cfg).to(torch.bfloat16).save_pretrained(folder)
+    return AutoModelForCausalLM.from_pretrained(
+        folder, dtype=torch.bfloat16, device_map="cpu",
+        quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                               bnb_4bit_compute_dtype=torch.bfloat16))
+
+
+def test_bitsandbytes_leaves_the_experts_16_bit_and_the_worker_keeps_them_so():
+    model = _four_bit_mixtral()
+    experts = {n: p for n, p in model.named_parameters() if ".experts." in n}
+    q_proj = dict(model.named_parameters())["model.layers.0.self_attn.q_proj.weight"]
+    assert type(q_proj).__name__ == "Params4bit"  # the attention is quantized
+    assert experts and all(p.dtype == torch.bfloat16 and p.dim() == 3 for p in experts.values())
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if ".experts." in n)  # peft's upcast
+    assert experts_in(model, torch.bfloat16) == len(experts)
+    params = dict(model.named_parameters())
+    assert all(params[n].dtype == torch.bfloat16 for n in experts)
+    assert params["model.layers.0.input_layernorm.weight"].dtype == torch.float32  # the rest stays upcast
+    assert experts_in(model, torch.float32) == 0  # an fp32 run (the CPU) keeps fp32
+
+
+def test_the_estimate_holds_the_experts_in_16_bit_under_qlora():
+    """Mixtral-8x7B: ~45B of its ~47B parameters are experts; QLoRA quantizes only the rest."""
+    spec = load_model("mixtral-8x7b")
+    experts = sum(l.count * l.d_in * l.d_out for l in spec.linears if fused_experts(l))
+    assert experts > 0.9 * spec.total_params
+    q, lora = estimate(spec, Plan("qlora")), estimate(spec, Plan("lora"))
+    assert q.components["base_weights"] > 2 * experts > 80 * GIB
+    assert q.peak_bytes > 0.9 * lora.peak_bytes  # QLoRA saves little here
+    assert any("MoE experts" in a and "not quantize" in a for a in q.assumptions)
