@@ -36,7 +36,8 @@ def test_case_order_puts_the_headline_cases_first():
         ("llama-3.2-1b", "lora"), ("llama-3.2-1b", "qlora"), ("llama-3.1-8b", "lora"), ("llama-3.1-8b", "qlora")]
     assert all(c["seq"] == 2048 and c["grad_ckpt"] for c in todo[:4])
     assert len({tuple(sorted(c.items())) for c in todo}) == len(todo)  # no case twice
-    assert {c["model"] for c in todo} == set(gpu_suite.MODELS)
+    assert {c["model"] for c in todo} == set(gpu_suite.MODELS) | {gpu_suite.MOE}
+    assert todo[4] == {**todo[1], "model": gpu_suite.MOE}  # the MoE under QLoRA right after the headline cases
     assert not [c for c in gpu_suite.cases(list(gpu_suite.MODELS), liger=False) if c["kernels"] == "liger"]
     chunked = [c for c in todo if c["loss"] == "chunked"]  # train.loss chunked, measured beside the standard loss
     assert [c["model"] for c in chunked] == list(gpu_suite.MODELS[:2]) and all(c["kernels"] == "none" for c in chunked)
@@ -140,3 +141,17 @@ def test_cce_and_activation_offload_cases_write_presets_rankwise_reads(tmp_path)
     for case in (offload[0], next(c for c in todo if c["loss"] == "cce")):
         cfg = load_config(gpu_suite.preset(case, tmp_path / "model", tmp_path / "data.jsonl", tmp_path))
         assert (cfg.train.activation_offload, cfg.train.loss) == (case["act_offload"], case["loss"])
+
+
+def test_a_model_cut_to_its_first_layers_is_built_and_estimated_as_built(tmp_path):
+    """NAME@N (the suite's MoE case): the catalog config with N decoder layers, written where the estimate reads it."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gpu_suite
+    from rankwise.advisor.model import load_model
+
+    folder = gpu_suite.build_model(gpu_suite.MOE, tmp_path, dry=True)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["num_hidden_layers"] == int(gpu_suite.MOE.split("@")[1]) and config["num_local_experts"] == 8
+    assert load_model(str(folder)).num_layers == config["num_hidden_layers"]
