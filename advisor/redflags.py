@@ -349,12 +349,34 @@ def distributed_setting(ctx: Context) -> Finding | None:
                    "`rankwise train` refuses to start it: the launcher has no such combination", hint, patch)
 
 
+def moe_experts_16bit(ctx: Context) -> Finding | None:
+    """A quantized method on an MoE whose fused experts transformers 5 keeps out of bitsandbytes (memory.quantized):
+    the method shrinks only attention and dense linears, most of the model stays 16-bit (in the estimate too)."""
+    from .memory import fused_experts, quantized
+    from .plan import Plan
+
+    if ctx.spec is None or METHODS.get(ctx.method) is None or METHODS[ctx.method].quant is None:
+        return None
+    plan = Plan.from_config(ctx.cfg, method=ctx.method)
+    kept = sum(l.count * l.d_in * l.d_out for l in ctx.spec.linears if fused_experts(l) and not quantized(l, plan))
+    if not kept:
+        return None
+    share = kept / ctx.spec.total_params
+    return Finding("moe-experts-16bit", "info",
+                   f"{METHODS[ctx.method].label} leaves this MoE's experts 16-bit: {share:.0%} of its weights "
+                   f"({kept * 2 / 2 ** 30:.1f} GiB) are not quantized",
+                   "transformers 5 holds MoE experts as fused nn.Parameter tensors, which its bitsandbytes integration "
+                   "does not quantize; only attention and dense linears shrink (the estimate counts it so)",
+                   "plan the memory for 16-bit experts: more GPUs (distributed.gpus with FSDP) share them; axolotl's "
+                   "quantize_moe_experts is one tool that quantizes them as they load")
+
+
 RULES: list[Callable[[Context], Finding | None]] = [
     model_unknown, rank_out_of_range, dropout_out_of_range, lr_out_of_range, high_rank_high_dropout,
     alpha_below_rank, alpha_far_above_rank, all_modules_low_rank, qlora_high_lr, wont_fit, ddp_wont_fit, too_few_gpus, bf16_unsupported,
     fp16_on_bf16_gpu, seq_beyond_positions, unknown_target_module, trust_remote_code, effective_batch_small,
     effective_batch_large, rslora_off_high_rank, no_grad_checkpointing_long_seq, no_warmup, host_ram_short, disk_short,
-    adapter_start, distributed_setting,
+    adapter_start, distributed_setting, moe_experts_16bit,
 ]
 
 

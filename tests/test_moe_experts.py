@@ -47,3 +47,18 @@ def test_the_estimate_holds_the_experts_in_16_bit_under_qlora():
     assert q.components["base_weights"] > 2 * experts > 80 * GIB
     assert q.peak_bytes > 0.9 * lora.peak_bytes  # QLoRA saves little here
     assert any("MoE experts" in a and "not quantize" in a for a in q.assumptions)
+
+
+def test_check_says_the_experts_stay_16_bit_under_a_quantized_method():
+    from rankwise.advisor import redflags
+    from rankwise.advisor.config import RunConfig
+
+    spec = load_model("mixtral-8x7b")
+    said = lambda method: [f for f in redflags.check(RunConfig.model_validate({"model": {"name": "mixtral-8x7b"},
+                                                                               "method": method}), spec, None)
+                           if f.code == "moe-experts-16bit"]
+    (f,) = said("qlora")
+    assert f.severity == "info" and "97% of its weights" in f.message
+    assert said("lora") == [] and said("lora-8bit")
+    dense = RunConfig.model_validate({"model": {"name": "llama-3.1-8b"}, "method": "qlora"})
+    assert not [f for f in redflags.check(dense, load_model("llama-3.1-8b"), None) if f.code == "moe-experts-16bit"]
