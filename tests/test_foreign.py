@@ -1157,3 +1157,14 @@ def test_torchaos_low_bit_adamw_is_estimated_with_8_bit_states(tmp_path, name, n
     assert r.cfg.train.optimizer == "adamw_8bit"
     assert not any(s.code == "not-modelled" and s.key == "optimizer" for s in r.said)
     assert any("upper bound" in n for n in r.notes) == note
+
+
+@pytest.mark.parametrize("value,said", [("xformers", False), ("flex_attention", False),
+                                        ("kernels-community/vllm-flash-attn3", False), ("my_block_sparse_attn", True)])
+def test_memory_efficient_attention_kernels_are_estimated_as_sdpa_and_said_in_a_note(tmp_path, value, said):
+    """19 axolotl examples name xFormers, flex attention or a hub FlashAttention 3 build: none keeps seq x seq scores,
+    so the SDPA estimate holds for them (a note says so); an unknown kernel stays not modelled."""
+    r = _read_text(tmp_path, f"base_model: llama-3.2-1b\nadapter: lora\nattn_implementation: {value}\n")
+    assert any(s.code == "not-modelled" and s.key == "attn_implementation" for s in r.said) == said
+    assert any("estimated as SDPA" in n for n in r.notes) != said
+    assert r.cfg.train.attention == "auto"

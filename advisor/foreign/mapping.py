@@ -210,11 +210,21 @@ def model_name(value, out):
             break
 
 
+# attention kernels that, like SDPA's flash and memory-efficient ones, keep no seq x seq scores for backward (a
+# logsumexp per head and row instead): xFormers' memory-efficient attention, flex attention, FlashAttention 3 (the
+# hub's kernels-community builds), paged/sdpa variants. The estimate's SDPA holds what they hold; their speed differs.
+MEMORY_EFFICIENT_ATTENTION = ("xformers", "flex_attention", "flash", "sdpa", "mem_efficient")
+
+
 def attention(value, out):
     """attn_implementation (axolotl, TRL's ModelConfig) → train.attention."""
+    name = str(value).lower()
     if str(value) in config.ATTENTIONS:
         out.set("train.attention", str(value))
-    elif str(value).lower() not in ("none", "false"):
+    elif any(k in name for k in MEMORY_EFFICIENT_ATTENTION):
+        out.notes.append(f"{out.key} {value}: estimated as SDPA, which holds the same (no seq x seq scores); its "
+                         "speed differs and rankwise trains with SDPA")
+    elif name not in ("none", "false"):
         out.not_modelled(f"attention kernel {value}: activation memory and speed (the estimate assumes SDPA)")
 
 
