@@ -62,3 +62,22 @@ def test_check_says_the_experts_stay_16_bit_under_a_quantized_method():
     assert said("lora") == [] and said("lora-8bit")
     dense = RunConfig.model_validate({"model": {"name": "llama-3.1-8b"}, "method": "qlora"})
     assert not [f for f in redflags.check(dense, load_model("llama-3.1-8b"), None) if f.code == "moe-experts-16bit"]
+
+
+def test_the_step_time_reads_the_16_bit_experts_without_a_dequantize():
+    """bitsandbytes' dequantize reads 4 bits and writes and reads 16 per weight; the experts it never quantized are
+    plain 16-bit reads (their routed share), so the weights' memory time is below the all-quantized stack's."""
+    from dataclasses import replace
+
+    from rankwise.advisor import fit
+    from rankwise.advisor.config import RunConfig
+    from rankwise.advisor.hardware import planned
+    from rankwise.advisor.time import Device, micro_batch_seconds
+
+    spec, hw = load_model("mixtral-8x7b"), planned(gpu="H100")
+    judged = fit.assess(spec, RunConfig.model_validate({"model": {"name": "mixtral-8x7b"}, "method": "qlora"}), hw)
+    plan = judged.estimate.plan
+    older = replace(judged, estimate=replace(judged.estimate, plan=replace(plan, stack=replace(
+        plan.stack, quantizes_fused_experts=True))))
+    now, before = (micro_batch_seconds(spec, f, Device.of(hw), 2048)["memory"] for f in (judged, older))
+    assert 0 < now < before
