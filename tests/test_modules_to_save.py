@@ -84,7 +84,7 @@ def test_estimate_flags_write_down_the_run():
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     plan = estimate(SPEC, Plan("qdora", optimizer="paged_adamw_8bit", modules_to_save=BOTH, lora_dropout=False,
-                               loss="fused"))
+                               loss="fused", liger=True))  # --loss fused is --kernels liger
     assert d["peak_bytes"] == plan.peak_bytes  # the components are GiB, rounded to 4 places
     assert d["components"]["saved_modules"] == round(4 * 2 * EMBED / 1024 ** 3, 4)
     bad = cli("estimate", "--model", "llama-3.1-8b", "--modules-to-save", "embed_tokns")
