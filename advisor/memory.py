@@ -27,6 +27,7 @@ from .methods import METHOD_NAMES, METHODS, PreQuantized, unquantized_twin
 from .spec import Linear, ModelSpec
 
 from . import allocator, fsdp_wrap, liger, sharding
+from .storage import quantized, unquantized_experts
 from .adapter_init import start_up
 from .activations import (chunked_loss_bytes, fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes,
                           layer_saved_bytes, layer_weight_transient_bytes, logits_peak_bytes, stream_bytes)
@@ -109,22 +110,6 @@ def _check(spec: ModelSpec, plan: Plan) -> list[Linear]:
 # ------------------------------------------------------------------ static memory
 
 
-def quantized(l: Linear, plan: Plan) -> bool:
-    """Does the method's bitsandbytes quantization replace this weight? Every nn.Linear but the output head (unless the
-    stack quantizes it). Not transformers 5's fused MoE experts: they are nn.Parameter tensors (3-D), which its
-    bitsandbytes integration does not convert (measured: a Mixtral loaded in 4-bit keeps experts.gate_up_proj and
-    down_proj in bf16; axolotl docs/expert_quantization.qmd); a stack whose experts were nn.Linear quantizes them."""
-    if plan.descriptor.quant is None:
-        return False
-    if l.family == "lm_head":
-        return plan.stack.quantize_lm_head
-    return plan.stack.quantizes_fused_experts or not fused_experts(l)
-
-
-def fused_experts(l: Linear) -> bool:
-    return l.family == "experts" and not l.adaptable
-
-
 def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
     """Base weights: in the compute dtype, or (a quantized method) its quantized linears +
     their constants + the parts it leaves unquantized (methods.py describes the layout)."""
@@ -149,7 +134,7 @@ def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
     if st.quantize_lm_head and spec.tied_embeddings:
         quant -= spec.vocab_size * spec.hidden_size  # a tied head is the embedding: not quantized
         rows -= spec.vocab_size
-    experts = sum(l.count * l.d_in * l.d_out for l in spec.linears if fused_experts(l) and not quantized(l, plan))
+    experts = unquantized_experts(spec, plan)
     rest = spec.total_params - quant - experts  # embeddings, norms, lm_head, biases, routers
     rest_bytes = 4 if kbit_upcast(plan) else a
     return {"base_weights": quant * q.bits // 8 + experts * a,
@@ -374,8 +359,8 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     notes = _assumptions(spec, plan, adapted, logits, recompute) + (sharding.notes(plan, offloaded) if plan.sharded else ())
     if unpatched:
         notes += (liger.unsupported(spec.config.get("model_type")) + ": estimated with transformers' loss and layers",)
-    kept = sum(l.count * l.d_in * l.d_out for l in spec.linears if fused_experts(l) and not quantized(l, plan))
-    if kept and plan.descriptor.quant is not None:
+    kept = unquantized_experts(spec, plan)
+    if kept:
         notes += (f"MoE experts: transformers 5 holds them as fused tensors, which its bitsandbytes integration does "
                   f"not quantize: {kept * plan.dtype_bytes / GIB:.1f} GiB of experts stay {8 * plan.dtype_bytes}-bit "
                   f"under {plan.descriptor.label} (only attention and dense linears are quantized)",)

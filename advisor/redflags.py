@@ -352,13 +352,13 @@ def distributed_setting(ctx: Context) -> Finding | None:
 def moe_experts_16bit(ctx: Context) -> Finding | None:
     """A quantized method on an MoE whose fused experts transformers 5 keeps out of bitsandbytes (memory.quantized):
     the method shrinks only attention and dense linears, most of the model stays 16-bit (in the estimate too)."""
-    from .memory import fused_experts, quantized
     from .plan import Plan
+    from .storage import unquantized_experts
 
     if ctx.spec is None or METHODS.get(ctx.method) is None or METHODS[ctx.method].quant is None:
         return None
     plan = Plan.from_config(ctx.cfg, method=ctx.method)
-    kept = sum(l.count * l.d_in * l.d_out for l in ctx.spec.linears if fused_experts(l) and not quantized(l, plan))
+    kept = unquantized_experts(ctx.spec, plan)
     if not kept:
         return None
     share = kept / ctx.spec.total_params

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Iterable
 
 from .adapter_init import start_up_seconds
 from .hardware import Hardware, speed_of
-from .memory import fused_experts, kbit_upcast, quantized
+from .memory import kbit_upcast
+from .storage import unquantized_experts
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -287,7 +288,7 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     bw = device.bandwidth_gbs * 1e9 * st.bandwidth_share
     if quant:  # dequantize: 4-bit read, 16-bit written, 16-bit read by the GEMM, each pass
         # transformers 5's fused MoE experts stay 16-bit (memory.quantized): read as they are, the routed share
-        plain = sum(l.params for l in spec.linears if fused_experts(l) and not quantized(l, plan))
+        plain = unquantized_experts(spec, plan)
         if plain and spec.num_experts:
             plain = plain * spec.experts_per_token // spec.num_experts
         weight_bytes = passes * ((body - plain) * (quant.bits / 8 + 2 + 2) + plain * plan.dtype_bytes)

@@ -7,7 +7,8 @@ import torch
 from peft import prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, MixtralConfig, MixtralForCausalLM
 
-from rankwise.advisor.memory import GIB, Plan, estimate, fused_experts
+from rankwise.advisor.memory import GIB, Plan, estimate
+from rankwise.advisor.storage import fused_experts
 from rankwise.advisor.model import load_model
 from rankwise.trainer.worker import experts_in
 

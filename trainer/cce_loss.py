@@ -21,6 +21,9 @@ from typing import Callable
 
 from rankwise.advisor.errors import RankwiseError
 
+# torch and transformers are imported in the functions: the worker imports this module to check options before it
+# loads them (kernel_options), and that check must stay quick
+
 IGNORE = -100
 
 
