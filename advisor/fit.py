@@ -238,6 +238,19 @@ def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", meth
                 out.append(row(f"{n} GPUs ({how})", None, f))
                 if f.verdict == "fits" or not f.estimate.plan.sharded:
                     break
+                # another method may shard where this one cannot: a quantized base is loaded whole onto every GPU
+                # before it is sharded (an MoE's 16-bit experts with it), a 16-bit one from rank 0's CPU
+                for other in COMPARED:
+                    if other == method:
+                        continue
+                    g = judged(with_values(more, {"method": other}), other, with_gpus(hw, max(n, hw.gpu_count)))
+                    if g.verdict == "fits" and g.estimate.plan.sharded:
+                        out.append(row(f"{n} GPUs with {METHODS[other].label} ({STRATEGY_NAMES[g.estimate.plan.strategy]}"
+                                       f": its base sharded as it loads)", None, g))  # hardware, as the row above
+                        break
+                else:
+                    continue
+                break
     # everything together, and the GPU size the plan needs as it is
     combined = {k: v for _, p in tries + offload for k, v in p.items()}  # offload keeps this strategy
     if "train.max_seq_len" in combined:

@@ -82,3 +82,18 @@ def test_the_step_time_reads_the_16_bit_experts_without_a_dequantize():
         plan.stack, quantizes_fused_experts=True))))
     now, before = (micro_batch_seconds(spec, f, Device.of(hw), 2048)["memory"] for f in (judged, older))
     assert 0 < now < before
+
+
+def test_more_gpus_are_offered_with_the_method_that_shards_when_the_quantized_one_cannot():
+    """QLoRA on an MoE loads the whole model, 16-bit experts and all, onto every GPU before FSDP shards it, so more
+    GPUs do not help it; LoRA's 16-bit base is sharded from rank 0's CPU: 2 H100s fit it, and that is offered."""
+    from rankwise.advisor import fit
+    from rankwise.advisor.config import RunConfig
+    from rankwise.advisor.hardware import planned
+
+    spec, hw = load_model("mixtral-8x7b"), planned(gpu="H100")
+    cfg = RunConfig.model_validate({"model": {"name": "mixtral-8x7b"}, "method": "qlora"})
+    rows = {s["change"]: s for s in fit.suggest_fixes(spec, hw, cfg, "qlora")}
+    assert rows["2 GPUs (FSDP: weights, gradients and optimizer states sharded)"]["fit"] == "wont-fit"
+    lora = rows["2 GPUs with LoRA (FSDP: its base sharded as it loads)"]
+    assert lora["fit"] == "fits" and lora["patch"] is None  # hardware: not a --set fix
