@@ -337,6 +337,9 @@ class RunConfig(Section):
         if self.train.activation_offload and not self.train.grad_checkpointing:
             raise ValueError("train.activation_offload moves the inputs gradient checkpointing keeps, and "
                              "train.grad_checkpointing is off; set train.grad_checkpointing: true")
+        if self.train.loss == "cce" and self.distributed.strategy == "deepspeed":
+            raise ValueError("train.loss cce reads the output head's weight outside the head's forward, where DeepSpeed "
+                             "ZeRO-3 keeps it partitioned; use distributed.strategy: fsdp, or train.loss: chunked")
         if self.train.loss != "standard" and self.train.kernels == "liger":
             raise ValueError(f"train.loss {self.train.loss} with train.kernels liger: Liger's loss is fused already "
                              "(it never holds the logits); set train.loss: standard, or train.kernels: none")

@@ -330,6 +330,10 @@ def _finish_cce(out: Out) -> None:
         out.notes.append("plugins: Cut Cross-Entropy beside Liger's fused linear cross-entropy: estimated with the "
                          "fused loss once")
         return
+    if out.values.get("distributed.strategy") == "deepspeed":  # rankwise's cce reads the head outside its forward
+        out.not_modelled("Cut Cross-Entropy under DeepSpeed: rankwise's train.loss cce cannot run under ZeRO-3, so "
+                         "the estimate keeps the whole logits (this run holds none)")
+        return
     out.set("train.loss", "cce")
 
 
