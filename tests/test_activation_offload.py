@@ -85,6 +85,9 @@ def test_trls_activation_offloading_maps_to_it(tmp_path):
     f.write_text("model_name_or_path: meta-llama/Llama-3.1-8B\nuse_peft: true\nactivation_offloading: true\n"
                  "gradient_checkpointing: true\nmax_length: 4096\n")
     assert read(f).cfg.train.activation_offload is True
+    f.write_text(f.read_text().replace("gradient_checkpointing: true", "gradient_checkpointing: false"))
+    r = read(f)  # every saved activation then: said, not a config rankwise refuses
+    assert not r.cfg.train.activation_offload and any(s.key == "activation_offloading" for s in r.said)
 
 
 @pytest.mark.slow
@@ -129,3 +132,16 @@ def test_the_oom_message_offers_it_until_it_is_on():
     assert text.index("activation_offload") < text.index("shorter train.max_seq_len")
     on = RunConfig.model_validate({"method": "lora", "train": {"activation_offload": True}})
     assert "activation_offload" not in oom_message(est, 24 * 2 ** 30, 1, 8, 2, on)
+
+
+def test_llamafactorys_unsloth_checkpointing_maps_to_it(tmp_path):
+    """use_unsloth_gc: LLaMA-Factory's UnslothGradientCheckpointing moves each checkpointed layer's input to the CPU
+    in forward and back in backward, as train.activation_offload does; it was said as not modelled."""
+    f = tmp_path / "lf.yaml"
+    f.write_text("model_name_or_path: llama-3.2-1b\nstage: sft\nfinetuning_type: lora\nuse_unsloth_gc: true\n")
+    r = read(f)
+    assert r.cfg.train.activation_offload and r.cfg.train.grad_checkpointing
+    assert not any(s.key == "use_unsloth_gc" for s in r.said) and r.origin["train.activation_offload"] == "use_unsloth_gc"
+    f.write_text(f.read_text() + "disable_gradient_checkpointing: true\n")  # unused without checkpointing
+    r = read(f)
+    assert not r.cfg.train.activation_offload and not r.cfg.train.grad_checkpointing

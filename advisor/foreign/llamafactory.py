@@ -160,7 +160,6 @@ FLAT = {
 NOT_MODELLED = {
     "pissa_convert": "PiSSA conversion of the saved adapter",
     "use_unsloth": "Unsloth's kernels and gradient offload: less memory than estimated",
-    "use_unsloth_gc": "Unsloth's gradient-checkpointing offload: less memory than estimated",
     "neat_packing": "packing without cross-attention between packed sequences (same memory as packing)",
     "resize_vocab": "a resized vocabulary: embeddings and the output head grow",
     "lora_parameters": "LoRA on parameters (e.g. MoE experts): adapter size not estimated",
@@ -245,6 +244,9 @@ def _flat_finish(out: Out) -> None:
     input the rotation keeps for backward, and OFT's Cayley-Neumann temporaries."""
     if out.extra.get("freeze"):
         _freeze(out)
+    if out.extra.get("unsloth_gc") and out.values.get("train.grad_checkpointing", True):
+        out.key = out.extra["unsloth_gc"]
+        out.set("train.activation_offload", True)
     key = out.extra.get("oft")
     if not key:
         return
@@ -261,7 +263,16 @@ def _flat_finish(out: Out) -> None:
                      "linear's input its rotation keeps for backward is not counted")
 
 
+def _unsloth_gc(value, out: Out):
+    """use_unsloth_gc (model/model_utils/checkpointing.py UnslothGradientCheckpointing): each checkpointed layer's input
+    is moved to the CPU in forward and back for its recompute: train.activation_offload, where checkpointing is on
+    (`_flat_finish`: LLaMA-Factory only uses it then)."""
+    if value is True:
+        out.extra["unsloth_gc"] = out.key
+
+
 FLAT.update({
+    "use_unsloth_gc": _unsloth_gc,
     "double_quantization": to("quant.double_quant"), "oft_block_size": _oft_block,
     "oft_target": targets_mapper("names"),
     **{k: _freeze_arg(k) for k in ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules")},

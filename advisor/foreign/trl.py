@@ -77,6 +77,11 @@ def _eval_strategy(value, out: Out):
         out.evaluates = True
 
 
+def _activation_offloading(value, out: Out):
+    if value is True:
+        out.extra["activation_offloading"] = out.key
+
+
 TABLE = {
     "model_name_or_path": model_name, "dtype": _dtype, "torch_dtype": _dtype, "attn_implementation": attention,
     "trust_remote_code": to("model.trust_remote_code"),
@@ -92,7 +97,7 @@ TABLE = {
     "logging_steps": to("train.logging_steps"), "save_steps": steps("train.save_steps"),
     "save_total_limit": to("train.save_total_limit"), "optim": optimizer, "bf16": precision_bf16, "fp16": precision_fp16,
     "gradient_checkpointing": to("train.grad_checkpointing"), "gradient_checkpointing_kwargs": checkpointing_kwargs,
-    "activation_offloading": to("train.activation_offload"),
+    "activation_offloading": _activation_offloading,
     "max_length": to("train.max_seq_len"), "max_seq_length": to("train.max_seq_len"), "packing": to("data.packing"),
     "use_liger_kernel": liger,
     "deepspeed": deepspeed, "fsdp": fsdp_words,
@@ -126,8 +131,23 @@ DEFAULTS = (
 )
 
 
+def _finish_offload(out: Out) -> None:
+    """activation_offloading (TRL's OffloadActivations): with checkpointing it moves the checkpointed inputs, as
+    train.activation_offload does; without, every saved activation, which rankwise does not run."""
+    key = out.extra.get("activation_offloading")
+    if not key:
+        return
+    out.key = key
+    if out.values.get("train.grad_checkpointing", True):
+        out.set("train.activation_offload", True)
+    else:
+        out.not_modelled("activation offloading without gradient checkpointing: every saved activation goes to host "
+                         "RAM (less GPU memory than estimated, slower steps)")
+
+
 def finish(out: Out) -> None:
     """What needs several keys: the method (use_peft with load_in_4bit/8bit), the trainer, the load dtype."""
+    _finish_offload(out)
     for stage, keys in STAGE_KEYS:
         hit = [k for k in out.extra.get("stage_keys", []) if k in keys]
         if hit:
