@@ -422,12 +422,9 @@ def kernel_options(cfg, device: str, model_type: str | None = None) -> tuple[str
             raise RankwiseError("train.attention flash_attention_2 needs the flash-attn package",
                                 "pip install flash-attn --no-build-isolation, or set train.attention: sdpa")
     if cfg.train.loss == "cce" and not os.environ.get(cce_loss.REFERENCE_ENV):
-        if importlib.util.find_spec("cut_cross_entropy") is None:
-            raise RankwiseError("train.loss cce needs the cut-cross-entropy package",
-                                "pip install 'rankwise[kernels]', or set train.loss: chunked (any device)")
-        if device != "cuda":
-            raise RankwiseError("train.loss cce runs Triton kernels, which need a GPU; this machine has none",
-                                "set train.loss: chunked on the CPU (the same loss, its fp32 work a chunk at a time)")
+        _triton_kernels("train.loss cce", "cut_cross_entropy", "cut-cross-entropy", device,
+                        "set train.loss: chunked (any device)",
+                        "set train.loss: chunked on the CPU (the same loss, its fp32 work a chunk at a time)")
         if cfg.train.precision == "fp32":  # its backward kernels take 16-bit inputs (axolotl's CutCrossEntropyArgs)
             raise RankwiseError("train.loss cce computes in 16 bits and train.precision is fp32",
                                 "set train.precision: auto (bf16 where the GPU has it), or train.loss: chunked")
@@ -437,13 +434,20 @@ def kernel_options(cfg, device: str, model_type: str | None = None) -> tuple[str
             raise RankwiseError(f"train.kernels liger: {liger_kernels.unsupported(model_type)}",
                                 "set train.kernels: none (train.loss: chunked saves most of the loss's memory on any "
                                 "model)")
-        if importlib.util.find_spec("liger_kernel") is None:
-            raise RankwiseError("train.kernels liger needs the liger-kernel package",
-                                "pip install 'rankwise[kernels]', or set train.kernels: none")
-        if device != "cuda":
-            raise RankwiseError("train.kernels liger runs Triton kernels, which need a GPU; this machine has none",
-                                "set train.kernels: none on the CPU")
+        _triton_kernels("train.kernels liger", "liger_kernel", "liger-kernel", device, "set train.kernels: none",
+                        "set train.kernels: none on the CPU")
     return attn, liger
+
+
+def _triton_kernels(option: str, module: str, package: str, device: str, without_package: str, on_cpu: str) -> None:
+    """An option whose Triton kernels come from the kernels extra: the package first, then a GPU (exit 2 each)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise RankwiseError(f"{option} needs the {package} package",
+                            f"pip install 'rankwise[kernels]', or {without_package}")
+    if device != "cuda":
+        raise RankwiseError(f"{option} runs Triton kernels, which need a GPU; this machine has none", on_cpu)
 
 
 def say_engine(trainer, sharded: bool) -> None:
@@ -554,7 +558,7 @@ def experts_in(model, dtype) -> int:
     """Cast transformers 5's fused MoE experts back to `dtype` after peft's prepare_model_for_kbit_training: it upcasts
     every parameter that is not 4-bit to fp32, meant for norms and embeddings, and bitsandbytes leaves the experts
     (frozen 3-D nn.Parameter tensors) unquantized, so an fp32 copy of them would double the model's largest part
-    (advisor/memory.py `quantized`). Returns how many tensors were cast."""
+    (advisor/storage.py). Returns how many tensors were cast."""
     import torch
 
     cast = [p for p in model.parameters()
