@@ -65,7 +65,7 @@ class Stack:
     # after `loss.backward()`; the HF Trainer's compute_loss returns the loss alone, so its outputs are freed first)
     keeps_output_in_backward: bool = False
     # MoE experts are nn.Linear modules bitsandbytes quantizes (transformers before 5); transformers 5 fuses them into
-    # nn.Parameter tensors it leaves in the compute dtype (memory.quantized)
+    # nn.Parameter tensors it leaves in the compute dtype (storage.quantized)
     quantizes_fused_experts: bool = False
 
     def fsdp_start(self, quantized: bool) -> str:

@@ -350,7 +350,7 @@ def distributed_setting(ctx: Context) -> Finding | None:
 
 
 def moe_experts_16bit(ctx: Context) -> Finding | None:
-    """A quantized method on an MoE whose fused experts transformers 5 keeps out of bitsandbytes (memory.quantized):
+    """A quantized method on an MoE whose fused experts transformers 5 keeps out of bitsandbytes (storage.quantized):
     the method shrinks only attention and dense linears, most of the model stays 16-bit (in the estimate too)."""
     from .plan import Plan
     from .storage import unquantized_experts

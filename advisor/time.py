@@ -287,7 +287,7 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     peak = device.tflops * 1e12 * eff * slow
     bw = device.bandwidth_gbs * 1e9 * st.bandwidth_share
     if quant:  # dequantize: 4-bit read, 16-bit written, 16-bit read by the GEMM, each pass
-        # transformers 5's fused MoE experts stay 16-bit (memory.quantized): read as they are, the routed share
+        # transformers 5's fused MoE experts stay 16-bit (storage.quantized): read as they are, the routed share
         plain = unquantized_experts(spec, plan)
         if plain and spec.num_experts:
             plain = plain * spec.experts_per_token // spec.num_experts

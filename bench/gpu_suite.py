@@ -64,7 +64,7 @@ def cases(models: list[str], liger: bool, cce: bool = False) -> list[dict]:
 
     head, rest = models[:2], models[2:]
     out = [case(m, method) for m in head for method in ("lora", "qlora")]
-    # an MoE under QLoRA: transformers 5 leaves its fused experts 16-bit (advisor/memory.py `quantized`); four of
+    # an MoE under QLoRA: transformers 5 leaves its fused experts 16-bit (advisor/storage.py); four of
     # Mixtral-8x7B's layers (~12 GB of bf16 experts) show it beside the estimate without a 90 GB checkpoint
     out += [case(MOE, "qlora")]
     out += [case(models[0], method, seq, ckpt) for method in ("lora", "qlora") for seq in (512, 2048)
