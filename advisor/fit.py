@@ -230,8 +230,8 @@ def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", meth
     if hw is not None and hw.has_gpu:
         for n in (2, 4, 8):
             if n > base.gpus:
-                more = with_values(cfg, {"distributed.gpus": n})
-                f = judged(more, method, with_gpus(hw, max(n, hw.gpu_count)))
+                more, n_hw = with_values(cfg, {"distributed.gpus": n}), with_gpus(hw, max(n, hw.gpu_count))
+                f = judged(more, method, n_hw)
                 how = (f"{STRATEGY_NAMES[f.estimate.plan.strategy]}: weights, gradients and optimizer states sharded"
                        if f.estimate.plan.sharded else
                        "DDP: each GPU holds a full copy; per-GPU memory does not shrink")
@@ -240,17 +240,14 @@ def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", meth
                     break
                 # another method may shard where this one cannot: a quantized base is loaded whole onto every GPU
                 # before it is sharded (an MoE's 16-bit experts with it), a 16-bit one from rank 0's CPU
-                for other in COMPARED:
-                    if other == method:
-                        continue
-                    g = judged(with_values(more, {"method": other}), other, with_gpus(hw, max(n, hw.gpu_count)))
-                    if g.verdict == "fits" and g.estimate.plan.sharded:
-                        out.append(row(f"{n} GPUs with {METHODS[other].label} ({STRATEGY_NAMES[g.estimate.plan.strategy]}"
-                                       f": its base sharded as it loads)", None, g))  # hardware, as the row above
-                        break
-                else:
-                    continue
-                break
+                other = next(((m, g) for m in COMPARED if m != method
+                              for g in (judged(with_values(more, {"method": m}), m, n_hw),)
+                              if g.verdict == "fits" and g.estimate.plan.sharded), None)
+                if other is not None:
+                    m, g = other
+                    out.append(row(f"{n} GPUs with {METHODS[m].label} ({STRATEGY_NAMES[g.estimate.plan.strategy]}: "
+                                   "its base sharded as it loads)", None, g))  # hardware, as the row above
+                    break
     # everything together, and the GPU size the plan needs as it is
     combined = {k: v for _, p in tries + offload for k, v in p.items()}  # offload keeps this strategy
     if "train.max_seq_len" in combined:
