@@ -285,17 +285,18 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     else:
         logits = tokens * (chunked_loss_bytes if plan.loss == "chunked" else logits_peak_bytes)(spec, plan)
     weight_tmp = layer_weight_transient_bytes(spec, plan, adapted)
+    layer_input = tokens * stream_bytes(plan) * spec.hidden_size  # one hidden-state tensor: a checkpointed input
     recompute = tokens * (per_layer + layer_backward_transient_bytes(spec, plan)) + weight_tmp
     if plan.reentrant and plan.grad_checkpointing:  # the recomputed layer's output, alive through its backward (_assumptions says why)
-        recompute += tokens * stream_bytes(plan) * spec.hidden_size
+        recompute += layer_input
     held = tokens * plan.stack.held_logit_bytes(plan.dtype_bytes) * spec.logit_width  # the loop's output, through backward
     recompute += held
     offloaded_inputs = 0
     if plan.grad_checkpointing:
-        saved = tokens * (L * stream_bytes(plan) * spec.hidden_size + final_norm)  # each layer's input
+        saved = L * layer_input + tokens * final_norm  # each layer's input
         if plan.activation_offload:  # save_on_cpu: the inputs go to host RAM; backward copies back one at a time
-            offloaded_inputs = tokens * L * stream_bytes(plan) * spec.hidden_size
-            saved -= offloaded_inputs - tokens * stream_bytes(plan) * spec.hidden_size
+            offloaded_inputs = L * layer_input
+            saved -= offloaded_inputs - layer_input
         other = recompute  # backward re-runs one layer's forward, then its backward
     else:
         saved = tokens * (L * per_layer + final_norm)
@@ -303,7 +304,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     at_loss = logits >= other  # which transient sits on top of the saved activations at the peak
     comps["activations"] = saved + (0 if at_loss else other)
     comps["logits_loss"] = logits if at_loss else 0
-    hold = sharding.checkpoint_hold_bytes(plan, L, tokens * stream_bytes(plan) * spec.hidden_size)
+    hold = sharding.checkpoint_hold_bytes(plan, L, layer_input)
     if hold and hold + recompute > max(logits, other):  # the end of backward: first layer's recompute + the hold
         comps["activations"] = saved + recompute
         comps["logits_loss"] = 0
