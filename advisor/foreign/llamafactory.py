@@ -24,7 +24,7 @@ from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
 from .mapping import (Default, Out, Tool, accumulate_to, deepspeed, eval_batch, evaluates, liger, model_name,
                       dora, method_with, optimizer, precision_bf16,
                       precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK,
-                      loraplus, fsdp_words, modules_to_save, added_tokens)
+                      loraplus, fsdp_words, modules_to_save, added_tokens, offload_where_checkpointing)
 
 V1_SECTIONS = ("peft_config", "quant_config", "dist_config", "kernel_config", "init_config", "optim_config",
                "lr_scheduler_config")
@@ -244,9 +244,8 @@ def _flat_finish(out: Out) -> None:
     input the rotation keeps for backward, and OFT's Cayley-Neumann temporaries."""
     if out.extra.get("freeze"):
         _freeze(out)
-    if out.extra.get("unsloth_gc") and out.values.get("train.grad_checkpointing", True):
-        out.key = out.extra["unsloth_gc"]
-        out.set("train.activation_offload", True)
+    if out.extra.get("unsloth_gc"):  # LLaMA-Factory uses it only with checkpointing
+        offload_where_checkpointing(out, out.extra["unsloth_gc"])
     key = out.extra.get("oft")
     if not key:
         return

@@ -234,6 +234,17 @@ def liger(value, out):
         out.set("train.kernels", "liger")
 
 
+def offload_where_checkpointing(out, key: str) -> bool:
+    """A tool's activation offload (TRL's activation_offloading, LLaMA-Factory's use_unsloth_gc), read in its `finish`
+    once checkpointing is known: train.activation_offload where checkpointing is on (both then move the checkpointed
+    inputs); False where it is off."""
+    if not out.values.get("train.grad_checkpointing", True):
+        return False
+    out.key = key
+    out.set("train.activation_offload", True)
+    return True
+
+
 def checkpointing_kwargs(value, out):
     """gradient_checkpointing_kwargs: {use_reentrant: ...} goes to the HF Trainer as is."""
     if isinstance(value, dict) and isinstance(value.get("use_reentrant"), bool):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from .known_keys import TRL_KEYS
 from .mapping import (Default, Out, Tool, attention, checkpointing_kwargs, deepspeed, dora, eval_batch, evaluates,
                       fsdp_words, liger, method_with, model_name, modules_to_save, optimizer, precision_bf16, precision_fp16,
-                      renames_of, scheduler, steps, targets_mapper, to, OPTIMS_BACK)
+                      offload_where_checkpointing, renames_of, scheduler, steps, targets_mapper, to, OPTIMS_BACK)
 
 # which trainer the keys say (the first that matches): a key only that trainer's config has
 STAGE_KEYS = (
@@ -135,12 +135,8 @@ def _finish_offload(out: Out) -> None:
     """activation_offloading (TRL's OffloadActivations): with checkpointing it moves the checkpointed inputs, as
     train.activation_offload does; without, every saved activation, which rankwise does not run."""
     key = out.extra.get("activation_offloading")
-    if not key:
-        return
-    out.key = key
-    if out.values.get("train.grad_checkpointing", True):
-        out.set("train.activation_offload", True)
-    else:
+    if key and not offload_where_checkpointing(out, key):
+        out.key = key
         out.not_modelled("activation offloading without gradient checkpointing: every saved activation goes to host "
                          "RAM (less GPU memory than estimated, slower steps)")
 
