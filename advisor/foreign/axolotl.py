@@ -163,9 +163,8 @@ def _plugins(value, out: Out):
         name = str(p).lower()
         if "cut_cross_entropy" in name:  # on unless `cut_cross_entropy: false` (its CutCrossEntropyArgs): `finish`
             out.extra["cce_plugin"] = out.key
-        elif "liger" in name:
-            out.not_modelled("Liger kernels (fused RMSNorm/SwiGLU/RoPE/cross-entropy): lower activation memory "
-                             "than estimated")
+        elif "liger" in name:  # said in `finish` unless Liger's fused loss (train.kernels liger) models it
+            out.extra["liger_plugin"] = out.key
         elif p:
             out.not_modelled(f"plugin {p}: its memory effect")
 
@@ -308,11 +307,13 @@ LIGER_MODELLED = ("liger_rms_norm", "liger_glu_activation", "liger_rope")
 
 def _finish_liger(out: Out) -> None:
     """With Liger's fused linear cross-entropy on (train.kernels liger), its RMSNorm, SwiGLU and RoPE kernels are in
-    the estimate too: their not-modelled findings, and the LigerPlugin's, are dropped."""
-    if out.values.get("train.kernels") != "liger":
-        return
-    out.said[:] = [s for s in out.said if not (s.code == "not-modelled" and (
-        s.key in LIGER_MODELLED or (s.key == "plugins" and s.message.startswith("plugins: not modelled: Liger"))))]
+    the estimate too: their not-modelled findings are dropped, and the LigerPlugin is said only without it."""
+    if out.values.get("train.kernels") == "liger":
+        out.said[:] = [s for s in out.said if not (s.code == "not-modelled" and s.key in LIGER_MODELLED)]
+    elif out.extra.get("liger_plugin"):
+        out.key = out.extra["liger_plugin"]
+        out.not_modelled("Liger kernels (fused RMSNorm/SwiGLU/RoPE/cross-entropy): lower activation memory "
+                         "than estimated")
 
 
 def _cce(value, out: Out):
