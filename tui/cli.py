@@ -23,9 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Plan, check and run LoRA/QLoRA fine-tunes. With no command, opens the TUI; "
                     "`rankwise --preset NAME` is the same headless run as `rankwise train --preset NAME`.",
     )
-    parser.add_argument("--preset", help="headless run of this preset (same as `rankwise train --preset`)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a preset key, e.g. --set lora.r=32 (repeatable)")
+    parser.add_argument("--preset", dest="root_preset",
+                        help="headless run of this preset (same as `rankwise train --preset`); before a command, "
+                             "that command's preset")
+    parser.add_argument("--set", dest="root_set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a preset key, e.g. --set lora.r=32 (repeatable); before a command, applied "
+                             "to the preset it reads")
     parser.add_argument("--runs-dir", help="where runs are kept (default ./runs)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -36,7 +39,36 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # a command not built yet
         module.register(sub)
+    parser.set_defaults(commands=sub.choices)
     return parser
+
+
+def route_root_options(args) -> None:
+    """`rankwise [--preset P] [--set K=V] COMMAND ...`: the root's preset and overrides go to the command.
+
+    Without a command they are the headless run's (or the TUI's). A command says where it reads
+    them with `set_defaults(preset_key=..., set_key=...)`; its own `--set` comes after the root's, so
+    it wins. A command that reads no preset refuses them (exit 2) rather than dropping them.
+    """
+    if args.command is None:
+        args.preset, args.overrides = args.root_preset, args.root_set
+        return
+    for option, value, key in (("--set", args.root_set, "set_key"), ("--preset", args.root_preset, "preset_key")):
+        if not value:
+            continue
+        dest = getattr(args, key, None)
+        if dest is None:
+            readers = ", ".join(name for name, p in args.commands.items() if p.get_default(key))
+            raise RankwiseError(f"{option} before `{args.command}`: `rankwise {args.command}` reads no preset, "
+                                f"so it would be dropped", f"{option} goes with a command that reads one: {readers}")
+        own = getattr(args, dest, None)
+        if option == "--set":
+            setattr(args, dest, list(value) + list(own or []))
+        elif own and own != value:
+            raise RankwiseError(f"two presets: --preset {value} before `{args.command}` and --preset {own} after it",
+                                "give one")
+        else:
+            setattr(args, dest, value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config_cache.configure(getattr(args, "fetch_config", False), getattr(args, "runs_dir", None))
     try:
+        route_root_options(args)
         if args.command is None:
             if args.preset:
                 from rankwise.tui.commands import train

@@ -40,7 +40,7 @@ def register(sub) -> None:
     add_json(p)
     add_launcher(p)
     add_planning(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, preset_key="file", set_key="check_set")
 
 
 def run(args) -> int:

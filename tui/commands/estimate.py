@@ -117,10 +117,13 @@ def register(sub) -> None:
     p.add_argument("--preset", dest="estimate_preset", metavar="NAME|FILE",
                    help="estimate a preset's config, or an axolotl / LLaMA-Factory / TRL config as `check` reads it (a "
                         "full fine-tune estimated as one); flags override it")
+    p.add_argument("--set", dest="overrides", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE",
+                   help="override a key of the preset (or of the default config), as `train --set` does; the flags "
+                        "above win over it (repeatable)")
     add_json(p)
     add_launcher(p)
     add_planning(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, preset_key="estimate_preset", set_key="overrides")
 
 
 FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lora.target_modules": "--targets",
@@ -179,17 +182,20 @@ def flags_config(args):
     from rankwise.advisor.config import RunConfig, with_values
 
     preset = getattr(args, "estimate_preset", None)
+    overrides = getattr(args, "overrides", None) or []
     args.foreign = None
     if preset:
         from rankwise.advisor.foreign import read
         from rankwise.advisor.presets import resolve_preset
 
-        reading = read(resolve_preset(preset))  # a rankwise preset, or an axolotl / LLaMA-Factory config
+        reading = read(resolve_preset(preset), overrides)  # a rankwise preset, or an axolotl / LLaMA-Factory config
         cfg = reading.cfg
         if reading.tool is not None:
             args.foreign = reading
     else:
-        cfg = with_values(RunConfig(), {"method": methods.DEFAULT})  # without a preset: LoRA unless --method says
+        from ..overrides import with_overrides
+
+        cfg = with_overrides(with_values(RunConfig(), {"method": methods.DEFAULT}), overrides)  # LoRA unless told
     args.launch = launcher_from(args)  # the launcher's settings over the preset's, under the flags
     if args.foreign is not None:
         args.foreign = with_launcher(args.foreign, args.launch)

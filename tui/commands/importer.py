@@ -15,7 +15,7 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="let --out overwrite an existing file")
     p.add_argument("--set", dest="import_set", action="append", default=[], metavar="KEY=VALUE",
                    help="change a value first: the file's own key or a rankwise key (repeatable)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, set_key="import_set")
 
 
 def run(args) -> int:

@@ -8,10 +8,12 @@ folder (demo-cpu) is estimated from that folder's config.json.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from rankwise.advisor.errors import RankwiseError
 
+from ..overrides import check_overrides
 from ..style import FIT_LABEL, fit_style, message_style
 from .common import add_json, add_planning, hardware_from, print_json
 
@@ -23,9 +25,11 @@ def register(sub) -> None:
                        description="List the shipped presets: what each is for, its model, method and rank, "
                                    "whether it fits the GPU (probed, or declared with --gpu/--gpu-mem/--gpus) "
                                    "and its red-flag counts. Launch one with `rankwise train --preset NAME`.")
+    p.add_argument("--set", dest="overrides", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE",
+                   help="override a key in every preset, e.g. --set train.max_seq_len=4096 (repeatable)")
     add_json(p)
     add_planning(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, set_key="overrides")
 
 
 def describe(name: str, path: Path, hw, price: float | None = None, overrides: list[str] | tuple = ()) -> dict:
@@ -82,7 +86,8 @@ def run(args) -> int:
     from rankwise.advisor.presets import shipped
 
     hw = hardware_from(args)
-    rows = [describe(name, path, hw, getattr(args, "price", None)) for name, path in shipped().items()]
+    overrides = check_overrides(getattr(args, "overrides", None) or [])  # a wrong key: exit 2, not an error per row
+    rows = [describe(name, path, hw, getattr(args, "price", None), overrides) for name, path in shipped().items()]
     if args.json:
         print_json(rows)
         return 0

@@ -24,7 +24,7 @@ def register(sub) -> None:
                                    "find the knee of validation loss against rank, and write a "
                                    "preset with the recommended rank. Trials are recorded in "
                                    "<runs-dir>/sweeps/<id>/trials.json: re-run the same command to resume.")
-    p.add_argument("--preset", required=True, metavar="NAME|FILE", help="a shipped preset name or a YAML file")
+    p.add_argument("--preset", metavar="NAME|FILE", help="a shipped preset name or a YAML file (required)")
     p.add_argument("--set", dest="overrides", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE",
                    help="override a preset key for every trial, e.g. --set train.lr=1e-4 (repeatable)")
     p.add_argument("--ranks", default=DEFAULT_RANKS, metavar="R,R,...",
@@ -56,7 +56,7 @@ def register(sub) -> None:
                    help="where the trials' runs are kept (default: output.dir, ./runs)")
     add_json(p)
     add_planning(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, preset_key="preset", set_key="overrides")
 
 
 def _say(msg: str) -> None:
@@ -125,6 +125,10 @@ def run(args) -> int:
     from rankwise.advisor import knee
     from rankwise.trainer import sweep
 
+    from rankwise.advisor.errors import RankwiseError
+
+    if not args.preset:
+        raise RankwiseError("sweep needs a preset", "e.g. rankwise sweep --preset demo-cpu")
     ranks = sweep.parse_ranks(args.ranks)
     lrs = sweep.parse_lrs(getattr(args, "lrs", None))
     p = sweep.plan(args.preset, getattr(args, "overrides", None) or [], ranks, args.steps, args.minutes,

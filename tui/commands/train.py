@@ -43,7 +43,7 @@ def register(sub) -> None:
     d.add_argument("--main-port", dest="main_port", type=int, metavar="P", help="its rendezvous port (default 29500)")
     d.add_argument("--print-launch", dest="print_launch", action="store_true",
                    help="create the run, print its `accelerate launch` command (for a cluster scheduler), start nothing")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, preset_key="preset", set_key="overrides")
 
 
 def run_from_root(args) -> int:
