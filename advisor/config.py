@@ -150,6 +150,12 @@ class LoraSection(Section):
     """Modules trained in full beside the adapter (peft modules_to_save): [embed_tokens, lm_head] to teach new
     tokens or a new chat template. Each gets a trainable copy with its gradients and optimizer states (an
     8B model's embed_tokens and lm_head: ~1B parameters), and the saved adapter holds the copies. Empty: none."""
+    target_parameters: list[str] = Field(default_factory=list)
+    """Parameters adapted directly, not through a module (peft target_parameters; axolotl's
+    lora_target_parameters): a model's fused MoE expert tensors, e.g. [experts.gate_up_proj,
+    experts.down_proj], which target_modules cannot reach. Each gets rank r per expert. Each forward builds the
+    adapted tensor in full (one layer's experts, 16-bit, kept for backward), and peft allows no dropout there
+    (lora.dropout: 0). Empty: none."""
     loraplus_lr_ratio: float | None = Field(None, ge=1.0)
     """LoRA+: the B matrices learn at train.lr × this ratio (peft create_loraplus_optimizer; the
     paper suggests 16). Unset: one learning rate for A and B."""
@@ -340,6 +346,13 @@ class RunConfig(Section):
         if self.train.loss == "cce" and self.distributed.strategy == "deepspeed":
             raise ValueError("train.loss cce reads the output head's weight outside the head's forward, where DeepSpeed "
                              "ZeRO-3 keeps it partitioned; use distributed.strategy: fsdp, or train.loss: chunked")
+        if self.lora.target_parameters and self.lora.dropout:
+            raise ValueError(f"lora.target_parameters with lora.dropout {self.lora.dropout:g}: peft adapts a parameter "
+                             "by building the weight, with no input to drop out (it refuses any dropout); set "
+                             "lora.dropout: 0")
+        if self.lora.target_parameters and self.lora.init not in ("default", "gaussian"):
+            raise ValueError(f"lora.init {self.lora.init} with lora.target_parameters: peft starts adapted parameters "
+                             "only from random A and zero B; set lora.init: default")
         if self.train.loss != "standard" and self.train.kernels == "liger":
             raise ValueError(f"train.loss {self.train.loss} with train.kernels liger: Liger's loss is fused already "
                              "(it never holds the logits); set train.loss: standard, or train.kernels: none")

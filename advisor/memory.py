@@ -30,7 +30,8 @@ from . import allocator, fsdp_wrap, liger, sharding
 from .storage import quantized, unquantized_experts
 from .adapter_init import start_up
 from .activations import (chunked_loss_bytes, fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes,
-                          layer_saved_bytes, layer_weight_transient_bytes, logits_peak_bytes, stream_bytes)
+                          layer_saved_bytes, layer_weight_transient_bytes, logits_peak_bytes, parameter_lora_bytes,
+                          stream_bytes)
 from .plan import GIB, HF, LOSSES, OUTSIDE_ALLOCATOR, Estimate, Plan, Stack  # noqa: F401  (callers name them memory.Plan, memory.HF, ...)
 
 MIB = 1024 ** 2
@@ -103,6 +104,9 @@ def _check(spec: ModelSpec, plan: Plan) -> list[Linear]:
             raise RankwiseError(f"lora.modules_to_save: {', '.join(frozen)} are {plan.descriptor.label}'s "
                                 f"{plan.descriptor.base} linears, which cannot train in full",
                                 "keep embed_tokens / lm_head there (they stay 16-bit), or use method: lora")
+    if plan.target_parameters and plan.descriptor.dora:
+        raise RankwiseError(f"lora.target_parameters under {plan.descriptor.label}: peft has no DoRA for adapted "
+                            "parameters", "use method lora or qlora, or drop lora.target_parameters")
     targets = plan.targets if isinstance(plan.targets, str) else list(plan.targets)
     return spec.resolve_targets(targets)
 
@@ -163,10 +167,8 @@ def saved_module_bytes(spec: ModelSpec, plan: Plan) -> tuple[dict[str, int], int
 
 
 def adapter_bytes(plan: Plan) -> int:
-    """Bytes per LoRA element (weights, their gradients, each AdamW state). The stack's (hf: fp32, peft
-    autocast_adapter_dtype=True); pure bf16 loads the adapters with autocast_adapter_dtype=False, so they,
-    their gradients and torch AdamW's exp_avg/exp_avg_sq (created like the parameter) are bf16."""
-    return 2 if plan.pure_bf16 else plan.stack.adapter_bytes
+    """Bytes per LoRA element (weights, their gradients, each AdamW state): `Plan.adapter_bytes`."""
+    return plan.adapter_bytes
 
 
 def _optimizer_bytes(n: int, optimizer: str, param_bytes: int = 4) -> int:
@@ -249,8 +251,9 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     if unpatched:  # the Trainer's Liger integration patches nothing here: transformers' loss and layers
         plan = replace(plan, liger=False, loss="standard")
     adapted = _check(spec, plan)
+    wrapped = spec.resolve_parameters(plan.target_parameters)  # fused expert tensors LoRA adapts as parameters
     tokens = plan.micro_batch * plan.seq_len
-    trainable = sum(l.count * plan.r * (l.d_in + l.d_out) for l in adapted)
+    trainable = sum(l.count * plan.r * (l.d_in + l.d_out) for l in adapted + wrapped)
     if plan.added_tokens:  # peft trainable tokens: the new rows of the embedding, and of an untied head
         trainable += plan.added_tokens * spec.hidden_size * (1 + bool(spec.params_by_family.get("lm_head")))
     if plan.descriptor.dora:  # one magnitude per output row of each adapted linear (peft DoraLinearLayer.weight)
@@ -277,7 +280,8 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     elif plan.gpus > 1:
         comps["ddp_buckets"] = 4 * trainable + saved.get("saved_modules_grads", 0)  # DDP's flat gradient buckets (one more grad copy)
 
-    per_layer = layer_saved_bytes(spec, plan, adapted)
+    param_token, param_layer = parameter_lora_bytes(spec, plan, wrapped)  # the adapted experts built each forward
+    per_layer = layer_saved_bytes(spec, plan, adapted) + param_token
     L = spec.num_layers
     final_norm = 4 * spec.hidden_size
     if plan.loss == "fused":  # the whole micro-batch's, not per token
@@ -286,7 +290,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
         logits = tokens * (chunked_loss_bytes if plan.loss == "chunked" else logits_peak_bytes)(spec, plan)
     weight_tmp = layer_weight_transient_bytes(spec, plan, adapted)
     layer_input = tokens * stream_bytes(plan) * spec.hidden_size  # one hidden-state tensor: a checkpointed input
-    recompute = tokens * (per_layer + layer_backward_transient_bytes(spec, plan)) + weight_tmp
+    recompute = tokens * (per_layer + layer_backward_transient_bytes(spec, plan)) + weight_tmp + param_layer
     if plan.reentrant and plan.grad_checkpointing:  # the recomputed layer's output, alive through its backward (_assumptions says why)
         recompute += layer_input
     held = tokens * plan.stack.held_logit_bytes(plan.dtype_bytes) * spec.logit_width  # the loop's output, through backward
@@ -299,7 +303,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
             saved -= offloaded_inputs - layer_input
         other = recompute  # backward re-runs one layer's forward, then its backward
     else:
-        saved = tokens * (L * per_layer + final_norm)
+        saved = tokens * (L * per_layer + final_norm) + L * param_layer
         other = tokens * layer_backward_transient_bytes(spec, plan) + weight_tmp + held
     at_loss = logits >= other  # which transient sits on top of the saved activations at the peak
     comps["activations"] = saved + (0 if at_loss else other)
@@ -516,7 +520,7 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
             out.append("prepare_model_for_kbit_training casts embeddings, norms, lm_head and biases to fp32 (peft 0.21 other.py)")
             out.append("so the residual stream and MLP activations are fp32 (4-bit linears return their input's dtype), "
                        "and the 16-bit autocast copy of the fp32 lm_head is kept for backward")
-        if spec.is_moe:
+        if spec.is_moe and plan.stack.quantizes_fused_experts:  # rankwise's stack: the note in estimate() says
             out.append("MoE expert tensors assumed quantized like linears")
         if m.quant.saves_input:
             out.append("LLM.int8 linears keep their input for backward and de-quantize the weight to 16-bit in it "
@@ -535,6 +539,14 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
                    f"{recompute / GIB:.2f} GiB layer recompute)")
     else:
         out.append("no gradient checkpointing: every layer's activations kept until backward")
+    if plan.target_parameters:
+        wrapped = spec.resolve_parameters(plan.target_parameters)
+        built = sum(l.count * l.d_in * l.d_out for l in wrapped) * plan.dtype_bytes // spec.num_layers
+        out.append(f"adapted parameters {', '.join(l.name for l in wrapped)} (lora.target_parameters): rank "
+                   f"{plan.r} per expert; each forward builds the adapted tensors in full and keeps them for backward "
+                   f"(peft ParamWrapper): {built / GIB:.2f} GiB a layer, "
+                   + ("one layer at a time under checkpointing" if plan.grad_checkpointing else
+                      f"every layer's without checkpointing ({spec.num_layers * built / GIB:.1f} GiB)"))
     if m.dora:
         out.append("DoRA: a trainable magnitude per output row of each adapted linear; each forward builds the "
                    "adapted weight in full for its row norms, and saves the base and LoRA outputs (peft dora.py)")

@@ -135,6 +135,7 @@ class Plan:
     fsdp_sharding: str = "full"  # distributed.fsdp_sharding: full | shard_grad_op | hybrid | no_shard (sharding.py)
     fp32_master: bool = False  # train.precision fp32_master: fp32 shards, bf16 gathered compute (FSDP)
     modules_to_save: tuple[str, ...] = ()  # lora.modules_to_save: modules trained in full (memory.saved_modules)
+    target_parameters: tuple[str, ...] = ()  # lora.target_parameters: fused expert tensors adapted (peft ParamWrapper)
     added_tokens: int = 0  # len(model.added_tokens): rows added to the embedding (and an untied head), trained
     activation_offload: bool = False  # train.activation_offload: the checkpointed inputs wait in host RAM (memory.py)
     liger: bool = False  # train.kernels liger: Liger's RMSNorm and SwiGLU save less (advisor/liger.py), its loss is fused
@@ -149,6 +150,13 @@ class Plan:
     def descriptor(self) -> Method:
         """The method's descriptor (methods.py)."""
         return METHODS[self.method]
+
+    @property
+    def adapter_bytes(self) -> int:
+        """Bytes per LoRA element (weights, their gradients, each AdamW state). The stack's (hf: fp32, peft
+        autocast_adapter_dtype=True); pure bf16 loads the adapters with autocast_adapter_dtype=False, so they,
+        their gradients and torch AdamW's exp_avg/exp_avg_sq (created like the parameter) are bf16."""
+        return 2 if self.pure_bf16 else self.stack.adapter_bytes
 
     @property
     def sharded(self) -> bool:
@@ -193,6 +201,7 @@ class Plan:
             pure_bf16=cfg.train.precision == "pure_bf16", init=cfg.lora.init, init_iters=cfg.lora.init_iters,
             offload=offload, fsdp_sharding=cfg.distributed.fsdp_sharding,
             fp32_master=cfg.train.precision == "fp32_master", modules_to_save=tuple(cfg.lora.modules_to_save),
+            target_parameters=tuple(cfg.lora.target_parameters),
             added_tokens=len(cfg.model.added_tokens), activation_offload=cfg.train.activation_offload,
             liger=cfg.train.kernels == "liger", **ds,
         )

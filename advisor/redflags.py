@@ -191,6 +191,12 @@ def seq_beyond_positions(ctx: Context) -> Finding | None:
 def unknown_target_module(ctx: Context) -> Finding | None:
     if ctx.target_error is None:
         return None
+    if ctx.target_error.startswith("lora.target_parameters"):
+        fused = ctx.spec.fused_names()
+        return Finding("unknown-target-module", "error", ctx.target_error,
+                       "peft refuses target parameters the model does not have, so the run stops before training",
+                       f"use names {ctx.spec.name} has: {', '.join(fused)}" if fused else
+                       "adapt its linears with lora.target_modules instead", {"lora.target_parameters": fused})
     names = ", ".join(ctx.spec.adaptable_names())
     return Finding("unknown-target-module", "error", ctx.target_error,
                    "peft refuses target modules the model does not have, so the run stops before training",
@@ -387,6 +393,7 @@ def context(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method:
     if spec is not None:
         try:
             spec.resolve_targets(cfg.lora.target_modules)
+            spec.resolve_parameters(cfg.lora.target_parameters)
         except RankwiseError as e:
             target_error = e.message
     if spec is None or target_error:

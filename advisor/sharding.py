@@ -104,6 +104,15 @@ def problems(plan: Plan) -> list[tuple[str, str, dict]]:
                     f"and {_runs_as(plan)}",
                     "set distributed.strategy: fsdp with --gpus N, or train.precision: bf16",
                     {"train.precision": "bf16"}))
+    if plan.target_parameters and plan.sharded:
+        # peft 0.21's ParamWrapper reshapes lora_A/B and parametrizes the expert tensor in each forward; FSDP v1
+        # (rankwise's launcher) hands it flattened views, and the first step fails with use_orig_params false
+        # ("shape '[4, -1, 1024]' is invalid") and true (a view modified in place): tried on the CPU with gloo, a tiny
+        # Mixtral, torch 2.13. DeepSpeed ZeRO-3 partitions the tensors whose shape ParamWrapper reads at wrap time.
+        out.append((f"lora.target_parameters under {'FSDP' if plan.strategy == 'fsdp' else 'DeepSpeed ZeRO-3'}: "
+                    "peft's ParamWrapper does not run on sharded expert tensors",
+                    "use distributed.strategy: ddp (a full copy per GPU) or one GPU, or drop lora.target_parameters",
+                    {"distributed.strategy": "ddp"}))
     if plan.fp32_master and plan.descriptor.quantized:
         out.append((f"train.precision fp32_master with {plan.descriptor.label}: the sharded 4-/8-bit recipe "
                     "stores the packed weights in the compute dtype (bnb_4bit_quant_storage)",

@@ -168,6 +168,33 @@ class ModelSpec:
                                 f"not in {self.name}", hint)
         return [self.linear(n) for n in dict.fromkeys(targets)]
 
+    def fused_names(self) -> list[str]:
+        """Parameters LoRA can adapt only as parameters (peft target_parameters): the fused MoE expert tensors."""
+        return [l.name for l in self.linears if not l.adaptable]
+
+    def resolve_parameters(self, names: list[str] | tuple[str, ...]) -> list[Linear]:
+        """lora.target_parameters → the fused expert tensors they adapt, matched as peft matches them (a parameter
+        whose full name is the given name or ends with "." + it; a longer path over the fused name is taken to be its
+        module path). A name that matches none is an error that lists those the model has."""
+        have = self.fused_names()
+        out: dict[str, Linear] = {}
+        missing = []
+        for n in names:
+            hits = [h for h in have if h == n or h.endswith("." + n) or n.endswith("." + h)]
+            if not hits:
+                missing.append(n)
+            out.update((h, self.linear(h)) for h in hits)
+        if missing:
+            adaptable = set(self.adaptable_names())
+            linears = [n for n in missing if n.removesuffix(".weight").rpartition(".")[2] in adaptable]
+            hint = (f"{self.name} has: {', '.join(have)}" if have else
+                    f"{self.name} has no fused expert tensors (a dense model, or experts that are linears)")
+            if linears:
+                hint = f"{', '.join(linears)}: a linear layer, which lora.target_modules adapts; " + hint
+            raise RankwiseError(f"lora.target_parameters: {', '.join(missing)} match{'es' if len(missing) == 1 else ''} "
+                                f"no parameter of {self.name}", hint)
+        return list(out.values())
+
     def with_added_tokens(self, n: int) -> "ModelSpec":
         """The model after model.added_tokens: `n` more rows in the embedding and in an untied head (at most: a
         vocabulary padded past its tokenizer takes new tokens into rows it already has)."""

@@ -257,6 +257,23 @@ def activation_bytes(spec: "ModelSpec", plan, adapted) -> int:
     return out
 
 
+def parameter_lora_work(spec: "ModelSpec", plan, tokens: int, passes: int) -> tuple[float, float]:
+    """(FLOPs, bytes) of one micro-batch's LoRA on fused expert tensors (lora.target_parameters).
+
+    peft folds the adapter into each adapted tensor in every forward (baddbmm: 2·r FLOPs a weight; W read and the
+    built weight written), and the built weight requires grad, so backward runs the weight-gradient GEMM of every
+    expert on its routed tokens (2 FLOPs a weight a routed token, as a full fine-tune's), writes that weight-sized
+    gradient and reads it back for A's and B's (2·2·r FLOPs a weight). Nothing per token on the adapter itself."""
+    if not plan.target_parameters:
+        return 0.0, 0.0
+    weights = sum(l.count * l.d_in * l.d_out for l in spec.resolve_parameters(plan.target_parameters))
+    routed = weights * max(1, spec.experts_per_token) / max(1, spec.num_experts)
+    a = plan.dtype_bytes
+    forwards = passes - 1  # forward (+ the recomputed forward)
+    flops = forwards * 2 * plan.r * weights + 4 * plan.r * weights + 2 * tokens * routed
+    return flops, (forwards + 1) * 2 * a * weights
+
+
 def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_len: int,
                         attention: str | None = None, efficiency: float | None = None,
                         trained: int = 0) -> dict[str, float]:
@@ -304,6 +321,7 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
         for l in spec.resolve_targets(plan.targets if isinstance(plan.targets, str) else list(plan.targets)):
             dora_flops += fwd * l.count * 2 * plan.r * l.d_in * l.d_out
             dora_bytes += fwd * l.count * l.d_in * l.d_out * 14
+    fold_flops, fold_bytes = parameter_lora_work(spec, plan, tokens, passes)
     adapted = spec.resolve_targets(plan.targets if isinstance(plan.targets, str) else list(plan.targets))
     act_bytes = tokens * spec.num_layers * activation_bytes(spec, plan, adapted) * (1 + 2 + (1 if ckpt else 0))
     attn_bytes = 0.0
@@ -317,11 +335,11 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     act_offload_s = 0.0
     if fit.estimate.host_activation_bytes and device.kind == "gpu":  # save_on_cpu: out and back, not overlapped
         act_offload_s = 2 * fit.estimate.host_activation_bytes / fit.gpus / (PCIE_GBS * 1e9 * st.bandwidth_share)
-    return {"compute": (base_flops + adapter_flops + dora_flops) / peak,
+    return {"compute": (base_flops + adapter_flops + dora_flops + fold_flops) / peak,
             **({"offload": offload_s} if offload_s else {}),
             **({"activation_offload": act_offload_s} if act_offload_s else {}),
             "attention": attn_flops / peak + attn_bytes / bw,
-            "memory": (weight_bytes + dora_bytes) / bw,  # FSDP gathers each full layer: the same bytes per GPU
+            "memory": (weight_bytes + dora_bytes + fold_bytes) / bw,  # FSDP gathers each full layer: the same bytes per GPU
             "activations": act_bytes / bw,
             "overhead": spec.num_layers * passes * st.layer_overhead_s}
 

@@ -232,6 +232,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         torch.manual_seed(cfg.train.seed)  # the same LoRA init on every (re)build
         lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha_value, lora_dropout=cfg.lora.dropout,
                           bias=cfg.lora.bias, target_modules=targets, use_rslora=cfg.lora.use_rslora,
+                          target_parameters=list(cfg.lora.target_parameters) or None,
                           modules_to_save=list(cfg.lora.modules_to_save) or None,
                           trainable_token_indices=added_tokens.trainable_indices(model, added_ids,
                                                                                  cfg.lora.modules_to_save),

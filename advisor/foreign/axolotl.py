@@ -28,7 +28,8 @@ from .mapping import (Default, Out, Said, Tool, accumulate_to, attention, checkp
                       eval_batch, evaluates, model_name,
                       dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
-                      names_for_set, OPTIMS_BACK, loraplus, peft_init, FSDP_SHARDING, fsdp_words, modules_to_save, added_tokens)
+                      names_for_set, OPTIMS_BACK, loraplus, peft_init, FSDP_SHARDING, fsdp_words, modules_to_save, added_tokens,
+                      target_parameters)
 
 PREFERENCE = {"dpo": "paired", "ipo": "paired", "orpo": "paired", "simpo": "paired", "kto": "unpaired",
               "grpo": "online", "gdpo": "online", "ebft": "online"}
@@ -193,7 +194,7 @@ TABLE = {
     "base_model": model_name, "adapter": _adapter, "load_in_4bit": _4bit, "load_in_8bit": _8bit,
     "peft_use_dora": dora, "peft_init_lora_weights": peft_init, "loraplus_lr_ratio": loraplus, "peft": _peft,
     "lora_r": to("lora.r"), "lora_alpha": to("lora.alpha"), "lora_dropout": to("lora.dropout"),
-    "lora_modules_to_save": modules_to_save,
+    "lora_modules_to_save": modules_to_save, "lora_target_parameters": target_parameters,
     "lora_target_modules": targets_mapper("regex"), "lora_target_linear": _linear,
     "peft_use_rslora": to("lora.use_rslora"), "learning_rate": to("train.lr", _number),
     "lr_scheduler": scheduler, "micro_batch_size": to("train.micro_batch"), "batch_size": _batch_size,
@@ -224,7 +225,6 @@ NOT_MODELLED = {
     "lora_mlp_kernel": "axolotl's fused LoRA MLP kernel: less activation memory, faster steps",
     "lora_qkv_kernel": "axolotl's fused LoRA QKV kernel: less activation memory, faster steps",
     "lora_o_kernel": "axolotl's fused LoRA O kernel: less activation memory, faster steps",
-    "lora_target_parameters": "LoRA on parameters (e.g. MoE experts): adapter size and memory not estimated",
     "context_parallel_size": "sequences split across GPUs: activation memory per GPU divided",
     "sequence_parallel_degree": "sequences split across GPUs: activation memory per GPU divided",
     "tensor_parallel_size": "tensor parallelism: weights split across GPUs",

@@ -530,6 +530,17 @@ def modules_to_save(value, out: "Out") -> None:
         out.set("lora.modules_to_save", names)
 
 
+def target_parameters(value, out: "Out") -> None:
+    """peft target_parameters (axolotl lora_target_parameters): a list or a comma string of parameter names (a
+    model's fused MoE expert tensors) → lora.target_parameters."""
+    names = _listed(value)
+    if names:
+        out.set("lora.target_parameters", names)
+
+
+target_parameters.dotted = "lora.target_parameters"  # type: ignore[attr-defined]  # one-to-one: renames_of
+
+
 def added_tokens(value, out: "Out") -> None:
     """New tokens (axolotl `tokens`, LLaMA-Factory `add_tokens` / `add_special_tokens` / `new_special_tokens`): a
     list or a comma string → model.added_tokens (the keys' tokens together, in order)."""

@@ -161,6 +161,17 @@ def _split_overrides(tool: Tool | None, overrides: list[str]) -> tuple[list[tupl
     return own, ours
 
 
+def _in_file_keys(text: str, origin: dict[str, str], tool) -> str:
+    """A rule over several keys, said with the file's own keys where their values read the same
+    ("lora.dropout 0.05" → "lora_dropout 0.05"); rankwise's key stays where the file has none."""
+    from .language import DOTTED
+
+    def swap(m):
+        used = origin.get(m.group(0))
+        return used if used and tool.renames.get(m.group(0)) == used else m.group(0)
+    return DOTTED.sub(swap, text)
+
+
 def read(path: str | Path, overrides: list[str] | None = None) -> Reading:
     """Any supported config file (or a shipped preset's name) → Reading. Invalid values raise a
     ConfigError located at the file's lines; an empty file is bad input."""
@@ -200,7 +211,8 @@ def read(path: str | Path, overrides: list[str] | None = None) -> Reading:
         problems = []
         for p in e.problems:
             foreign = out.origin.get(p.message.split(":")[0])
-            problems.append(Problem(p.where, f"{foreign} (→ {p.message})" if foreign else p.message, p.hint))
+            text = f"{foreign} (→ {p.message})" if foreign else _in_file_keys(p.message, out.origin, tool)
+            problems.append(Problem(p.where, text, p.hint))
         raise ConfigError(problems=problems, source=f"{source} ({tool.kind})") from None
     notes = list(out.notes)
     defaulted = out.extra["defaulted"]

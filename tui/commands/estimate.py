@@ -97,6 +97,10 @@ def register(sub) -> None:
     p.add_argument("--modules-to-save", dest="modules_to_save", metavar="NAMES",
                    help="modules trained in full beside the adapter, e.g. embed_tokens,lm_head (peft modules_to_save: "
                         "a trainable copy, its gradients and optimizer states each); none: no module (default none)")
+    p.add_argument("--target-parameters", dest="target_parameters", metavar="NAMES",
+                   help="MoE expert tensors adapted as parameters, e.g. experts.gate_up_proj,experts.down_proj (peft "
+                        "target_parameters: rank r per expert; each forward builds the adapted tensors); implies "
+                        "--dropout 0 unless given (peft allows none); none: no parameter (default none)")
     p.add_argument("--loss", choices=("standard", "fused", "cce", "chunked"),
                    help="standard: vocabulary-sized logits with an fp32 copy; fused: never materialised (Liger's fused "
                         "linear cross-entropy, as --kernels liger); cce: never materialised either (Cut Cross-Entropy, "
@@ -134,7 +138,8 @@ FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lor
          "quant.kbit_upcast": "--kbit-upcast", "train.precision": "--precision", "lora.init": "--init",
          "lora.init_iters": "--init-iters", "distributed.offload": "--offload",
          "distributed.fsdp_sharding": "--fsdp-sharding", "lora.dropout": "--dropout", "train.loss": "--loss",
-         "lora.modules_to_save": "--modules-to-save", "distributed.deepspeed_config": "--deepspeed-config"}
+         "lora.modules_to_save": "--modules-to-save", "distributed.deepspeed_config": "--deepspeed-config",
+         "lora.target_parameters": "--target-parameters"}
 
 
 def _method_flags(args) -> str | None:
@@ -212,12 +217,14 @@ def flags_config(args):
             raise RankwiseError("--targets is empty", "use minimal, standard, aggressive, all-linear or q_proj,v_proj")
         named = targets.strip() in TARGET_SETS
         targets = targets.strip() if named else [t.strip() for t in targets.split(",") if t.strip()]
-    saved = getattr(args, "modules_to_save", None)
-    if saved is not None:
-        saved = [] if saved.strip() == "none" else [t.strip() for t in saved.split(",") if t.strip()]
+    saved, wrapped = (_names(getattr(args, k, None)) for k in ("modules_to_save", "target_parameters"))
+    dropout = getattr(args, "dropout", None)
+    if wrapped and dropout is None:
+        dropout = 0.0  # peft's ParamWrapper refuses any (the help says so)
     patch = {k: v for k, v in {  # one config key per flag (FLAGS names them back in errors)
         "model.name": args.model, "method": _method_flags(args) or args.method,
-        "lora.dropout": getattr(args, "dropout", None), "lora.modules_to_save": saved, "lora.r": args.rank, "lora.target_modules": targets,
+        "lora.dropout": dropout, "lora.modules_to_save": saved, "lora.target_parameters": wrapped,
+        "lora.r": args.rank, "lora.target_modules": targets,
         "train.micro_batch": args.batch, "train.max_seq_len": args.seq,
         "train.grad_checkpointing": args.grad_checkpointing, "train.optimizer": args.optimizer,
         "train.checkpointing_reentrant": getattr(args, "reentrant", None),
@@ -245,6 +252,13 @@ def flags_config(args):
         flag = FLAGS.get(key, key)
         raise RankwiseError(f"{flag} {err.get('input')!r}: {err['msg']}", f"see `rankwise estimate --help` for {flag}")
     return cfg
+
+
+def _names(value: str | None) -> list[str] | None:
+    """A flag's comma list of names; "none" is the empty list, an absent flag None."""
+    if value is None:
+        return None
+    return [] if value.strip() == "none" else [t.strip() for t in value.split(",") if t.strip()]
 
 
 def _deepspeed_file(args) -> str | None:
