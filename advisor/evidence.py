@@ -124,6 +124,10 @@ CLAIMS: dict[str, Claim] = {c.key: c for c in (
     Claim("peft-all-linear", "peft-docs", "LoraConfig.target_modules",
           "'all-linear' selects every linear/Conv1D module of the model except the output layer.", False,
           "peft LoraConfig", "docs"),
+    Claim("peft-target-parameters", "peft-docs", "LoraConfig.target_parameters (peft 0.21)",
+          "E.g., in many mixture of expert (MoE) layers in HF Transformers, instead of using `nn.Linear`, an "
+          "`nn.Parameter` is used. [...] Therefore, to apply LoRA to that parameter, it needs to be targeted with "
+          "`target_parameters`.", True, "peft LoraConfig, transformers MoE layers", "docs"),
     Claim("lora-table5", "hu2021", "§7.1, Table 5 (which matrices at a fixed 18M-parameter budget)",
           "At a fixed parameter budget, adapting more weight matrices at a lower rank beat one matrix at a higher "
           "rank: all four attention matrices at r = 2 did best.", False,

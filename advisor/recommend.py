@@ -16,6 +16,7 @@ from .errors import RankwiseError
 from .hardware import Hardware
 from .methods import LEANEST, METHODS
 from .model import ModelSpec
+from .plan import SHARDED
 from .redflags import check
 from .time import TEMPLATE_TOKENS
 from .units import gib, human_count
@@ -137,7 +138,8 @@ def capacity_limited(tokens: int | None, trainable: int) -> bool:
     return tokens is not None and tokens * BITS_PER_TOKEN > trainable * BITS_PER_PARAM
 
 
-def _rank(task: str, spec: ModelSpec, targets: str, tokens: int | None, how: str) -> tuple[int, str, list[str]]:
+def _rank(task: str, spec: ModelSpec, targets: str, tokens: int | None, how: str,
+          parameters: list[str] | tuple[str, ...] = ()) -> tuple[int, str, list[str]]:
     """The task band's lower end as the prior; its upper end when the data's trained tokens exceed
     the lower end's capacity. Returns (r, why, notes)."""
     lo, hi = BANDS[task]
@@ -145,13 +147,13 @@ def _rank(task: str, spec: ModelSpec, targets: str, tokens: int | None, how: str
     notes: list[str] = []
     if tokens is None:
         return lo, why + "; no data size given, so the lower end (pass --dataset or --samples for the capacity check)", notes
-    cap = lambda r: int(spec.lora_params(targets, r) * BITS_PER_PARAM / BITS_PER_TOKEN)  # noqa: E731
-    if not capacity_limited(tokens, spec.lora_params(targets, lo)):
+    cap = lambda r: int(spec.lora_params(targets, r, parameters) * BITS_PER_PARAM / BITS_PER_TOKEN)  # noqa: E731
+    if not capacity_limited(tokens, spec.lora_params(targets, lo, parameters)):
         return lo, (why + f"; capacity check: ~{human_count(tokens)} trained tokens ({how}) fit r = {lo}'s "
                           f"~{human_count(cap(lo))}-token capacity"), notes
     why += (f"; capacity check: ~{human_count(tokens)} trained tokens ({how}) exceed r = {lo}'s "
             f"~{human_count(cap(lo))}: the upper end")
-    if capacity_limited(tokens, spec.lora_params(targets, hi)):
+    if capacity_limited(tokens, spec.lora_params(targets, hi, parameters)):
         wider = f"; code/reasoning at r = {WIDE_RANK} if memory allows (Biderman et al. 2024)" if task in NEW_KNOWLEDGE else ""
         notes.append(f"capacity-limited: ~{human_count(tokens)} trained tokens exceed even r = {hi}'s "
                      f"~{human_count(cap(hi))}-token capacity (TML 2025): a higher rank should still help"
@@ -238,7 +240,10 @@ def _loss(spec: ModelSpec, cfg: RunConfig, hw: Hardware | None, why) -> RunConfi
 def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None = None,
            dataset_rows: int | None = None, seq_len: int | None = None, base: RunConfig | None = None,
            p95_chars: int | None = None, p95_tokens: int | None = None, median_chars: int | None = None,
-           median_tokens: int | None = None) -> Advice:
+           median_tokens: int | None = None, adapt_experts: bool = True) -> Advice:
+    """The recommended config with its reasons. An MoE's fused expert tensors are adapted (lora.target_parameters)
+    unless that run would not fit, or would need FSDP/ZeRO-3, under which peft's wrapper does not run: then the
+    advice without them, which says why (`adapt_experts` False is that second pass)."""
     if task not in BANDS:
         raise RankwiseError(f"unknown task {task!r}", f"use one of: {', '.join(BANDS)}")
     reasons: dict[str, str] = {}
@@ -263,26 +268,48 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     # targets: every linear layer, for every task (the studies below, at matched parameter counts too)
     targets = "all-linear"
     adapted = spec.target_set(targets)
-    if set(adapted) == set(spec.target_set("standard")):
-        why_t = ("this model's MLP experts are fused tensors LoRA cannot wrap, so only the attention projections are "
-                 "adaptable: attention-only is the weakest option in every study (QLoRA §4, TML, Biderman Fig. 7)")
-    else:
-        why_t = ("every linear layer, for every task: QLoRA (§4), LoRA Without Regret (even with little data and at "
-                 "matched parameters), Biderman et al. (Fig. 7), Raschka and Unsloth all find all-linear better than "
-                 "attention-only; standard (q,k,v,o) and minimal (q,v) remain memory-saving choices that cost quality "
-                 "(the guide's attention-only rule is contradicted)")
+    experts = spec.fused_names() if adapt_experts else []  # fused MoE experts: adapted as parameters (peft)
+    why_t = ("every linear layer, for every task: QLoRA (§4), LoRA Without Regret (even with little data and at "
+             "matched parameters), Biderman et al. (Fig. 7), Raschka and Unsloth all find all-linear better than "
+             "attention-only; standard (q,k,v,o) and minimal (q,v) remain memory-saving choices that cost quality "
+             "(the guide's attention-only rule is contradicted)")
+    if experts:
+        why_t += ("; this MoE's MLP lives in fused expert tensors, which target_modules cannot reach: "
+                  "lora.target_parameters adapts them")
     why("lora.target_modules", f"{targets} ({', '.join(adapted)}): {why_t}", "evidence", "qlora-all-linear",
         "tml-all-layers", "biderman-targets", "raschka-all-layers", "unsloth-targets", "peft-all-linear")
+    if experts:
+        why("lora.target_parameters", (
+            f"{', '.join(experts)}: the MoE's MLP weights, which hold most of its parameters (the MLP matters in the "
+            "studies above; attention-only is the weakest option in every one); peft adapts each fused tensor with "
+            "rank r per expert and builds the adapted tensor in every forward (memory and time in the estimate)"),
+            "evidence", "peft-target-parameters", "tml-all-layers", "biderman-targets")
+    def without_experts(why_not: str) -> Advice:
+        """The advice with the experts frozen, saying why."""
+        plain = advise(spec, hw, task, budget, dataset_rows, seq_len, base, p95_chars, p95_tokens, median_chars,
+                       median_tokens, adapt_experts=False)
+        plain.reasons["lora.target_parameters"] = (
+            f"none: {why_not}, so the experts ({', '.join(experts)}) stay frozen and only attention and the dense "
+            "linears train — the weakest option in every study (QLoRA §4, TML, Biderman Fig. 7); a machine where "
+            "one copy with the experts' adapter fits (DDP or one GPU) would allow it")
+        plain.citations["lora.target_parameters"] = ["peft-target-parameters", "qlora-all-linear", "tml-all-layers",
+                                                      "biderman-targets"]
+        plain.statuses["lora.target_parameters"] = "evidence"
+        return plain
+
+    if experts and budget is not None and budget < spec.lora_params(targets, 1, experts):
+        return without_experts(f"at r = 1 the experts' adapter takes {human_count(spec.lora_params([], 1, experts))} "
+                               f"parameters (r per expert), beyond the {human_count(budget)} budget")
     row_tokens = median_tokens or ((median_chars // CHARS_PER_TOKEN) if median_chars else None)
     tokens, how = trained_tokens(dataset_rows, epochs, seq, row_tokens)
-    r, why_r, rank_notes = _rank(task, spec, targets, tokens, how)
+    r, why_r, rank_notes = _rank(task, spec, targets, tokens, how, experts)
     notes.extend(rank_notes)
-    per_unit = spec.lora_params(targets, 1)
+    per_unit = spec.lora_params(targets, 1, experts)
     arithmetic, r_max = None, None
     if budget is not None:
         r_max = budget // per_unit
         lines = [f"per rank unit: Σ over adapted linears of (d_in + d_out) = {per_unit:,} parameters"]
-        for l in spec.resolve_targets(targets):
+        for l in spec.resolve_targets(targets) + spec.resolve_parameters(experts):
             lines.append(f"  {l.name}: {l.count} × ({l.d_in} + {l.d_out}) = {l.count * (l.d_in + l.d_out):,}")
         if r_max < 1:
             raise RankwiseError(f"--budget {human_count(budget)}: even r = 1 on {targets} targets needs "
@@ -310,8 +337,13 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
                        + (" is the same value at r = 16" if r == 16 else f" would be {2 * r}")
                        + "; under it the learning rate must fall as rank rises (Biderman halved it at r = 256)"),
         "evidence", "tml-lr-rank", "trl-recipe", "qlora-recipe", "guide-alpha", "biderman-lr")
+    cfg.lora.target_parameters = experts
     cfg.lora.dropout, text = _dropout()
     why("lora.dropout", text, "guide-rule", "guide-dropout", "qlora-recipe", "unsloth-defaults")
+    if experts:
+        cfg.lora.dropout = 0.0
+        why("lora.dropout", "0: peft's LoRA on the expert tensors allows no dropout, and one dropout applies to every "
+            "adapted module (" + text.split(": ", 1)[1] + ")", "derived", "peft-target-parameters", "unsloth-defaults")
     cfg.lora.bias = "none"
     why("lora.bias", "none keeps the adapter small and mergeable", "unsourced")
     cfg.lora.use_rslora = False
@@ -427,6 +459,12 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
             cites[key] += [k for k in keys if k not in cites[key]]
             continue
         findings.append(f)
+    sharded = gpus > 1 and strategy["strategy"] in SHARDED
+    if experts and (method is None or sharded):
+        return without_experts(
+            "with their adapter the run would need FSDP here (a full copy does not fit one GPU with headroom), where "
+            "peft's LoRA on the expert tensors does not run (rankwise refuses it)" if sharded else
+            "with their adapter nothing fits")
     return Advice(method=method, config=cfg, estimate=estimates[chosen], estimates=estimates, fits=fits,
                   reasons=reasons, findings=findings, suggestions=suggestions, budget_arithmetic=arithmetic,
                   first_sweep=_sweep(task, r, r_max), notes=notes, strategy=strategy, citations=cites,

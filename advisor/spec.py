@@ -228,9 +228,11 @@ class ModelSpec:
                                     (f"did you mean {sugg[0]}? " if sugg else "") + f"rankwise counts: {', '.join(have)}")
         return out
 
-    def lora_params(self, targets, r: int) -> int:
-        """Trainable LoRA parameters: Σ over adapted linears of r·(d_in + d_out)."""
-        return sum(l.count * r * (l.d_in + l.d_out) for l in self.resolve_targets(targets))
+    def lora_params(self, targets, r: int, parameters: list[str] | tuple[str, ...] = ()) -> int:
+        """Trainable LoRA parameters: Σ over adapted linears (and adapted expert tensors, r per expert) of
+        r·(d_in + d_out)."""
+        adapted = self.resolve_targets(targets) + self.resolve_parameters(parameters)
+        return sum(l.count * r * (l.d_in + l.d_out) for l in adapted)
 
     def summary(self) -> dict:
         return {

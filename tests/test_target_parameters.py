@@ -232,3 +232,33 @@ def test_sharded_strategies_are_refused_with_adapted_parameters(tmp_path):
             if f.code == "distributed-setting"]
     assert f.severity == "error" and "ParamWrapper" in f.message and f.patch == {"distributed.strategy": "ddp"}
     assert f.code in redflags.UNFORCEABLE
+
+
+@pytest.mark.parametrize("gpu, gpus, adapted, said", [
+    ("H200", 1, True, "the MoE's MLP weights"),  # one copy with the experts' adapter fits
+    ("H100", 2, False, "would need FSDP"),  # only FSDP fits: peft's wrapper does not run there
+    ("RTX4090", 1, False, "nothing fits"),
+])
+def test_advise_adapts_the_experts_where_they_can_train_and_says_why_not_elsewhere(gpu, gpus, adapted, said):
+    from rankwise.advisor import redflags
+    from rankwise.advisor.hardware import planned
+    from rankwise.advisor.recommend import advise
+
+    spec, hw = load_model("mixtral-8x7b"), planned(gpu=gpu, gpus=gpus)
+    a = advise(spec, hw, "chat", dataset_rows=5000)
+    assert (a.config.lora.target_parameters == list(EXPERTS)) is adapted
+    assert a.config.lora.dropout == (0.0 if adapted else 0.05)  # peft allows none beside adapted parameters
+    assert said in a.reasons["lora.target_parameters"]
+    assert "peft-target-parameters" in a.citations["lora.target_parameters"]
+    assert not [f for f in redflags.check(a.config, spec, hw) if f.code == "distributed-setting"]
+    if adapted:  # the trainable count in the rank's reason includes the experts' adapter
+        assert a.estimate.trainable_params == spec.lora_params("all-linear", a.config.lora.r, EXPERTS)
+
+
+def test_a_budget_below_the_experts_adapter_keeps_them_frozen():
+    from rankwise.advisor.hardware import planned
+    from rankwise.advisor.recommend import advise
+
+    a = advise(load_model("mixtral-8x7b"), planned(gpu="H200"), "chat", budget=3_000_000)
+    assert a.config.lora.target_parameters == [] and "beyond the 3M budget" in a.reasons["lora.target_parameters"]
+    assert a.estimate.trainable_params <= 3_000_000

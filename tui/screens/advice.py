@@ -36,6 +36,7 @@ FIELDS: tuple[tuple[str, str, tuple | None], ...] = (
     ("lora.r", "rank", None),
     ("lora.alpha", "alpha", None),
     ("lora.target_modules", "target modules", None),
+    ("lora.target_parameters", "expert params", None),  # an MoE's fused expert tensors (peft target_parameters)
     ("lora.dropout", "dropout", None),
     ("lora.bias", "bias", BIASES),
     ("lora.init", "init", LORA_INITS),
@@ -88,6 +89,8 @@ def parsed(key: str, text: str):
     if key == "lora.target_modules":
         if text in TARGET_SETS:
             return text
+        return [p.strip() for p in text.split(",") if p.strip()]
+    if key == "lora.target_parameters":
         return [p.strip() for p in text.split(",") if p.strip()]
     if text == "" and key in ("lora.alpha", "distributed.deepspeed_config"):
         return None
@@ -250,6 +253,9 @@ class AdviceScreen(Screen):
             if message.advice.method is None:
                 self.notify("nothing fits as recommended: see the red flags for what would", severity="warning")
         self.sub_title = f"advice · {self.spec.name}"
+        # the expert tensors' row only where there are any (an MoE's, or a config that names some)
+        self.query_one(f"#row-{wid('lora.target_parameters')}").display = bool(
+            self.spec.fused_names() or message.cfg.lora.target_parameters)
         if message.advice is not None:
             self.query_one("#notes", Static).update(notes_text(message.advice))
         self.show_config(message.cfg)
