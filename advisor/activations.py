@@ -8,6 +8,7 @@ from __future__ import annotations
 from . import liger
 from .plan import Plan
 from .spec import Linear, ModelSpec
+from .storage import experts_as_parameters, fused_experts
 
 
 def kbit_upcast(plan: Plan) -> bool:
@@ -80,22 +81,28 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
     return total
 
 
-def parameter_lora_bytes(spec: ModelSpec, plan: Plan, wrapped: list[Linear]) -> tuple[int, int]:
-    """(per token, per layer) bytes one decoder layer keeps for backward where LoRA adapts fused expert tensors as
-    parameters (lora.target_parameters; peft ParamWrapper).
+def built_expert_bytes(spec: ModelSpec, plan: Plan, wrapped: list[Linear]) -> tuple[int, int]:
+    """(per token, per layer) bytes one decoder layer keeps for backward for fused expert tensors that are built in
+    each forward: those LoRA adapts as parameters (lora.target_parameters; peft ParamWrapper), and a 4-bit method's
+    experts quantized as parameters (storage.experts_as_parameters: bitsandbytes dequantizes them on access).
 
-    peft 0.21 folds the adapter into the weight in each forward (`_LoraFactorsProxy`: baddbmm(W, B·A)): the adapted
-    expert stack is built in full in the weight's dtype, and transformers' experts (grouped_mm, its default) keep
-    it for the input gradient, beside the weight-dtype copies of fp32 A and B the fold reads. The built weight requires
-    grad, so each expert matmul also keeps its input: each token is routed to experts_per_token experts, d_in of
-    each adapted tensor there. Per layer, averaged over the layers that have experts. Measured with autograd's
-    saved tensors on a tiny Mixtral (tests/test_target_parameters.py): exactly these bytes."""
+    peft 0.21 folds the adapter into the weight (`_LoraFactorsProxy`: baddbmm(W, B·A)), and bitsandbytes'
+    parametrization dequantizes it: either way the layer's expert tensor is built in full in the compute dtype,
+    and transformers' experts (grouped_mm, its default) keep it for the input gradient. A LoRA fold also keeps the
+    compute-dtype copies of fp32 A and B, and its built weight requires grad, so each expert matmul keeps its input:
+    each token is routed to experts_per_token experts, d_in of each adapted tensor there. Per layer, averaged over
+    the layers that have experts. Measured with autograd's saved tensors on a tiny Mixtral
+    (tests/test_target_parameters.py, tests/test_moe_quant.py): exactly these bytes."""
     a = plan.dtype_bytes
     k = max(1, spec.experts_per_token)
     copies = plan.adapter_bytes != a  # fp32 adapters (the stack's) are cast for the fold; bf16 ones are read as they are
+    built = {l.name: l for l in spec.linears if fused_experts(l)} if experts_as_parameters(plan) else {}
+    built.update((l.name, l) for l in wrapped)
     per_token = per_layer = 0
+    for l in built.values():
+        per_layer += l.count * l.d_in * l.d_out * a // spec.num_layers
     for l in wrapped:
-        per_layer += l.count * (l.d_in * l.d_out + copies * plan.r * (l.d_in + l.d_out)) * a // spec.num_layers
+        per_layer += l.count * copies * plan.r * (l.d_in + l.d_out) * a // spec.num_layers
         per_token += l.count * k * a * l.d_in // (spec.num_layers * max(1, spec.num_experts))
     return per_token, per_layer
 

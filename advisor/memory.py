@@ -27,10 +27,10 @@ from .methods import METHOD_NAMES, METHODS, PreQuantized, unquantized_twin
 from .spec import Linear, ModelSpec
 
 from . import allocator, fsdp_wrap, liger, sharding
-from .storage import quantized, unquantized_experts
+from .storage import experts_as_parameters, fused_experts, quantized, unquantized_experts
 from .adapter_init import start_up
 from .activations import (chunked_loss_bytes, fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes,
-                          layer_saved_bytes, layer_weight_transient_bytes, logits_peak_bytes, parameter_lora_bytes,
+                          layer_saved_bytes, layer_weight_transient_bytes, logits_peak_bytes, built_expert_bytes,
                           stream_bytes)
 from .plan import GIB, HF, LOSSES, OUTSIDE_ALLOCATOR, Estimate, Plan, Stack  # noqa: F401  (callers name them memory.Plan, memory.HF, ...)
 
@@ -280,7 +280,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     elif plan.gpus > 1:
         comps["ddp_buckets"] = 4 * trainable + saved.get("saved_modules_grads", 0)  # DDP's flat gradient buckets (one more grad copy)
 
-    param_token, param_layer = parameter_lora_bytes(spec, plan, wrapped)  # the adapted experts built each forward
+    param_token, param_layer = built_expert_bytes(spec, plan, wrapped)  # expert tensors built in each forward
     per_layer = layer_saved_bytes(spec, plan, adapted) + param_token
     L = spec.num_layers
     final_norm = 4 * spec.hidden_size
@@ -364,6 +364,12 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     notes = _assumptions(spec, plan, adapted, logits, recompute) + (sharding.notes(plan, offloaded) if plan.sharded else ())
     if unpatched:
         notes += (liger.unsupported(spec.config.get("model_type")) + ": estimated with transformers' loss and layers",)
+    if experts_as_parameters(plan) and spec.fused_names():
+        layer = sum(l.count * l.d_in * l.d_out for l in spec.linears if fused_experts(l)) * plan.dtype_bytes // L
+        notes += (f"MoE experts quantized to NF4 as they load (bitsandbytes' parameter quantization, "
+                  f"quant.quantize_experts), dequantized in each forward and kept for backward: {layer / GIB:.2f} GiB "
+                  "a layer, " + ("one layer at a time under checkpointing" if plan.grad_checkpointing else
+                                 f"every layer's without checkpointing ({L * layer / GIB:.1f} GiB)"),)
     kept = unquantized_experts(spec, plan)
     if kept:
         notes += (f"MoE experts: transformers 5 holds them as fused tensors, which its bitsandbytes integration does "

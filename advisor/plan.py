@@ -136,6 +136,7 @@ class Plan:
     fp32_master: bool = False  # train.precision fp32_master: fp32 shards, bf16 gathered compute (FSDP)
     modules_to_save: tuple[str, ...] = ()  # lora.modules_to_save: modules trained in full (memory.saved_modules)
     target_parameters: tuple[str, ...] = ()  # lora.target_parameters: fused expert tensors adapted (peft ParamWrapper)
+    quantize_experts: bool = True  # quant.quantize_experts: a 4-bit method's fused experts quantized too (storage.py)
     added_tokens: int = 0  # len(model.added_tokens): rows added to the embedding (and an untied head), trained
     activation_offload: bool = False  # train.activation_offload: the checkpointed inputs wait in host RAM (memory.py)
     liger: bool = False  # train.kernels liger: Liger's RMSNorm and SwiGLU save less (advisor/liger.py), its loss is fused
@@ -201,7 +202,7 @@ class Plan:
             pure_bf16=cfg.train.precision == "pure_bf16", init=cfg.lora.init, init_iters=cfg.lora.init_iters,
             offload=offload, fsdp_sharding=cfg.distributed.fsdp_sharding,
             fp32_master=cfg.train.precision == "fp32_master", modules_to_save=tuple(cfg.lora.modules_to_save),
-            target_parameters=tuple(cfg.lora.target_parameters),
+            target_parameters=tuple(cfg.lora.target_parameters), quantize_experts=cfg.quant.quantize_experts,
             added_tokens=len(cfg.model.added_tokens), activation_offload=cfg.train.activation_offload,
             liger=cfg.train.kernels == "liger", **ds,
         )

@@ -363,18 +363,31 @@ def moe_experts_16bit(ctx: Context) -> Finding | None:
 
     if ctx.spec is None or METHODS.get(ctx.method) is None or METHODS[ctx.method].quant is None:
         return None
-    plan = Plan.from_config(ctx.cfg, method=ctx.method)
+    plan = ctx.judged.estimate.plan if ctx.judged is not None else Plan.from_config(ctx.cfg, method=ctx.method)
     kept = unquantized_experts(ctx.spec, plan)
     if not kept:
         return None
     share = kept / ctx.spec.total_params
+    why = ("transformers 5 holds MoE experts as fused nn.Parameter tensors, which its bitsandbytes integration does not "
+           "quantize; only attention and dense linears shrink (the estimate counts it so)")
+    if plan.descriptor.quant.bits != 4:
+        fix, patch = ("bitsandbytes quantizes parameters in 4 bits only: method qlora quantizes the experts too "
+                      "(quant.quantize_experts)"), {"method": "qlora"}
+    elif plan.target_parameters:
+        why += "; lora.target_parameters adapts them, and peft cannot adapt a 4-bit parameter"
+        fix, patch = ("plan the memory for 16-bit experts, or drop lora.target_parameters to store them in 4 bits "
+                      "(frozen)"), {"lora.target_parameters": []}
+    elif plan.sharded:
+        why += "; rankwise quantizes them itself only on one GPU or under DDP: FSDP cannot flatten that storage"
+        fix, patch = ("plan the memory for 16-bit experts, or train on one GPU / DDP where a 4-bit copy fits "
+                      "(distributed.strategy: ddp)"), None
+    else:
+        why += "; quant.quantize_experts is off"
+        fix, patch = "set quant.quantize_experts: true (rankwise quantizes them to NF4 as they load)", {
+            "quant.quantize_experts": True}
     return Finding("moe-experts-16bit", "info",
                    f"{METHODS[ctx.method].label} leaves this MoE's experts 16-bit: {share:.0%} of its weights "
-                   f"({kept * 2 / 2 ** 30:.1f} GiB) are not quantized",
-                   "transformers 5 holds MoE experts as fused nn.Parameter tensors, which its bitsandbytes integration "
-                   "does not quantize; only attention and dense linears shrink (the estimate counts it so)",
-                   "plan the memory for 16-bit experts: more GPUs (distributed.gpus with FSDP) share them; axolotl's "
-                   "quantize_moe_experts is one tool that quantizes them as they load")
+                   f"({kept * 2 / 2 ** 30:.1f} GiB) are not quantized", why, fix, patch)
 
 
 RULES: list[Callable[[Context], Finding | None]] = [

@@ -4,7 +4,8 @@ Every nn.Linear but the output head, unless the stack quantizes the head too. No
 experts: they are nn.Parameter tensors (3-D), which its bitsandbytes integration does not convert (measured: a
 Mixtral loaded in 4-bit keeps experts.gate_up_proj and down_proj in bf16, tests/test_moe_experts.py; axolotl
 docs/expert_quantization.qmd says the same), so they stay in the compute dtype. A stack whose experts were nn.Linear
-modules (transformers 4.x) quantizes them: `Stack.quantizes_fused_experts`.
+modules (transformers 4.x) quantizes them: `Stack.quantizes_fused_experts`. rankwise's own 4-bit path quantizes them
+as parameters unless quant.quantize_experts is off (`experts_as_parameters`).
 """
 from __future__ import annotations
 
@@ -16,13 +17,25 @@ def fused_experts(l: Linear) -> bool:
     return l.family == "experts" and not l.adaptable
 
 
+def experts_as_parameters(plan: Plan) -> bool:
+    """rankwise's own 4-bit path quantizes the fused experts as parameters (trainer/moe_quant.py: bitsandbytes'
+    replace_parameter_4bit as they load), dequantized a layer at a time in each forward: quant.quantize_experts
+    under a 4-bit method, on one GPU or DDP (FSDP cannot flatten the 4-bit storage beside the compute-dtype
+    weights), and not where LoRA adapts them (lora.target_parameters): peft 0.21's ParamWrapper fails on a 4-bit
+    parameter (it sets requires_grad on the uint8 storage; tried on the CPU), so adapted experts stay 16-bit. Not a
+    stack whose experts were linears (`Stack.quantizes_fused_experts`)."""
+    q = plan.descriptor.quant
+    return (q is not None and q.bits == 4 and plan.quantize_experts and not plan.sharded
+            and not plan.target_parameters and not plan.stack.quantizes_fused_experts)
+
+
 def quantized(l: Linear, plan: Plan) -> bool:
     """Does the method's bitsandbytes quantization replace this weight?"""
     if plan.descriptor.quant is None:
         return False
     if l.family == "lm_head":
         return plan.stack.quantize_lm_head
-    return plan.stack.quantizes_fused_experts or not fused_experts(l)
+    return plan.stack.quantizes_fused_experts or not fused_experts(l) or experts_as_parameters(plan)
 
 
 def unquantized_experts(spec: ModelSpec, plan: Plan) -> int:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Iterable
 from .adapter_init import start_up_seconds
 from .hardware import Hardware, speed_of
 from .memory import kbit_upcast
-from .storage import unquantized_experts
+from .storage import experts_as_parameters, fused_experts, unquantized_experts
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -309,6 +309,12 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
         if plain and spec.num_experts:
             plain = plain * spec.experts_per_token // spec.num_experts
         weight_bytes = passes * ((body - plain) * (quant.bits / 8 + 2 + 2) + plain * plan.dtype_bytes)
+        if experts_as_parameters(plan) and spec.num_experts:
+            # bitsandbytes' parametrization dequantizes every expert of a layer on access, not only the routed ones
+            # (counted above): the rest read in 4 bits and written in 16, in each forward (and recompute)
+            every = sum(l.count * l.d_in * l.d_out for l in spec.linears if fused_experts(l))
+            rest = every - every * spec.experts_per_token // spec.num_experts
+            weight_bytes += (passes - 1) * rest * (quant.bits / 8 + plan.dtype_bytes)
     else:
         weight_bytes = passes * body * plan.dtype_bytes
     weight_bytes += 2 * head * plan.dtype_bytes + trained * plan.dtype_bytes  # + each trained weight's gradient

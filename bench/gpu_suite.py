@@ -47,7 +47,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jin
 MODELS = ("llama-3.2-1b", "llama-3.1-8b", "llama-3.2-3b", "qwen2.5-7b")
 MOE = "mixtral-8x7b@4"  # NAME@N: the catalog model cut to its first N decoder layers (build_model)
 STEPS = 4  # steps per case: the peak is reached in the first optimizer step; a few more confirm it
-CASE_KEYS = ("model", "method", "seq", "batch", "grad_ckpt", "kernels", "loss", "act_offload")
+CASE_KEYS = ("model", "method", "seq", "batch", "grad_ckpt", "kernels", "loss", "act_offload", "experts")
 FIELDS = (*CASE_KEYS, "status", "nvml_peak_gib", "run_reserved_gib",
           "est_peak_gib", "est_reserved_gib", "est_allocated_gib", "error_pct", "tokens_per_s", "planned_tokens_per_s",
           "wall_s", "note")
@@ -58,15 +58,15 @@ def cases(models: list[str], liger: bool, cce: bool = False) -> list[dict]:
     """Priority order: the headline cases (LoRA and QLoRA at 2048 with checkpointing) of the first two
     models, then the first model's grid (512, no checkpointing), Liger, the chunked loss, Cut Cross-Entropy, QLoRA at
     4096 with and without activation offload, then a pair per other model."""
-    def case(model, method, seq=2048, ckpt=True, kernels="none", loss="standard", act_offload=False):
+    def case(model, method, seq=2048, ckpt=True, kernels="none", loss="standard", act_offload=False, experts="4bit"):
         return dict(model=model, method=method, seq=seq, batch=1, grad_ckpt=ckpt, kernels=kernels, loss=loss,
-                    act_offload=act_offload)
+                    act_offload=act_offload, experts=experts)
 
     head, rest = models[:2], models[2:]
     out = [case(m, method) for m in head for method in ("lora", "qlora")]
-    # an MoE under QLoRA: transformers 5 leaves its fused experts 16-bit (advisor/storage.py); four of
-    # Mixtral-8x7B's layers (~12 GB of bf16 experts) show it beside the estimate without a 90 GB checkpoint
-    out += [case(MOE, "qlora")]
+    # an MoE under QLoRA, four of Mixtral-8x7B's layers (~12 GB of bf16 experts) without a 90 GB checkpoint: its fused
+    # experts quantized as they load (trainer/moe_quant.py), and left 16-bit as transformers 5 loads them
+    out += [case(MOE, "qlora"), case(MOE, "qlora", experts="16bit")]
     out += [case(models[0], method, seq, ckpt) for method in ("lora", "qlora") for seq in (512, 2048)
             for ckpt in (True, False) if (seq, ckpt) != (2048, True)]
     out += [case(m, "qlora", ckpt=False) for m in head[1:]]
@@ -143,10 +143,12 @@ def preset(case: dict, model_dir: Path, data: Path, folder: Path) -> Path:
                      "grad_checkpointing": case["grad_ckpt"], "logging_steps": 1, "save_steps": 100000,
                      "kernels": case["kernels"], "loss": case.get("loss", "standard"),
                      "activation_offload": case.get("act_offload", False)},
+           "quant": {"quantize_experts": case.get("experts", "4bit") == "4bit"},
            "output": {"name": "gpu-suite"}}
     path = folder / (f"{case['model']}-{case['method']}-{case['seq']}-"
                      f"{'ckpt' if case['grad_ckpt'] else 'nockpt'}-{case['kernels']}-{case.get('loss', 'standard')}"
-                     f"{'-offload' if case.get('act_offload') else ''}.yaml")
+                     f"{'-offload' if case.get('act_offload') else ''}"
+                     f"{'-experts16' if case.get('experts') == '16bit' else ''}.yaml")
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 

@@ -40,11 +40,12 @@ def test_bitsandbytes_leaves_the_experts_16_bit_and_the_worker_keeps_them_so():
 
 
 def test_the_estimate_holds_the_experts_in_16_bit_under_qlora():
-    """Mixtral-8x7B: ~45B of its ~47B parameters are experts; QLoRA quantizes only the rest."""
+    """Mixtral-8x7B: ~45B of its ~47B parameters are experts; QLoRA as transformers loads it (quant.quantize_experts
+    off) quantizes only the rest."""
     spec = load_model("mixtral-8x7b")
     experts = sum(l.count * l.d_in * l.d_out for l in spec.linears if fused_experts(l))
     assert experts > 0.9 * spec.total_params
-    q, lora = estimate(spec, Plan("qlora")), estimate(spec, Plan("lora"))
+    q, lora = estimate(spec, Plan("qlora", quantize_experts=False)), estimate(spec, Plan("lora"))
     assert q.components["base_weights"] > 2 * experts > 80 * GIB
     assert q.peak_bytes > 0.9 * lora.peak_bytes  # QLoRA saves little here
     assert any("MoE experts" in a and "not quantize" in a for a in q.assumptions)
@@ -56,7 +57,9 @@ def test_check_says_the_experts_stay_16_bit_under_a_quantized_method():
 
     spec = load_model("mixtral-8x7b")
     said = lambda method: [f for f in redflags.check(RunConfig.model_validate({"model": {"name": "mixtral-8x7b"},
-                                                                               "method": method}), spec, None)
+                                                                               "method": method,
+                                                                               "quant": {"quantize_experts": False}}),
+                                                     spec, None)
                            if f.code == "moe-experts-16bit"]
     (f,) = said("qlora")
     assert f.severity == "info" and "97% of its weights" in f.message
@@ -76,7 +79,8 @@ def test_the_step_time_reads_the_16_bit_experts_without_a_dequantize():
     from rankwise.advisor.time import Device, micro_batch_seconds
 
     spec, hw = load_model("mixtral-8x7b"), planned(gpu="H100")
-    judged = fit.assess(spec, RunConfig.model_validate({"model": {"name": "mixtral-8x7b"}, "method": "qlora"}), hw)
+    judged = fit.assess(spec, RunConfig.model_validate({"model": {"name": "mixtral-8x7b"}, "method": "qlora",
+                                                        "quant": {"quantize_experts": False}}), hw)
     plan = judged.estimate.plan
     older = replace(judged, estimate=replace(judged.estimate, plan=replace(plan, stack=replace(
         plan.stack, quantizes_fused_experts=True))))
@@ -92,7 +96,8 @@ def test_more_gpus_are_offered_with_the_method_that_shards_when_the_quantized_on
     from rankwise.advisor.hardware import planned
 
     spec, hw = load_model("mixtral-8x7b"), planned(gpu="H100")
-    cfg = RunConfig.model_validate({"model": {"name": "mixtral-8x7b"}, "method": "qlora"})
+    cfg = RunConfig.model_validate({"model": {"name": "mixtral-8x7b"}, "method": "qlora",
+                                    "quant": {"quantize_experts": False}})
     rows = {s["change"]: s for s in fit.suggest_fixes(spec, hw, cfg, "qlora")}
     assert rows["2 GPUs (FSDP: weights, gradients and optimizer states sharded)"]["fit"] == "wont-fit"
     lora = rows["2 GPUs with LoRA (FSDP: its base sharded as it loads)"]

@@ -10,7 +10,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import MixtralConfig, MixtralForCausalLM
 
-from rankwise.advisor.activations import parameter_lora_bytes
+from rankwise.advisor.activations import built_expert_bytes
 from rankwise.advisor.config import RunConfig
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.memory import Plan, estimate
@@ -65,7 +65,7 @@ def test_the_adapted_experts_saved_for_backward_are_what_the_estimate_counts(r):
                                                 target_parameters=list(tp) or None))  # fp32 adapters, as trained
         measured[tp] = _saved_bytes(model, lambda: model(input_ids=ids))
     plan = Plan("lora", r=r, lora_dropout=False, target_parameters=EXPERTS)
-    per_token, per_layer = parameter_lora_bytes(spec, plan, spec.resolve_parameters(EXPERTS))
+    per_token, per_layer = built_expert_bytes(spec, plan, spec.resolve_parameters(EXPERTS))
     expected = spec.num_layers * (per_layer + batch * seq * per_token)
     built = sum(p.numel() for n, p in base.named_parameters() if ".experts." in n and "lora_" not in n) * 2
     assert per_layer * spec.num_layers > built  # the built tensors, and the adapter's 16-bit copies

@@ -263,8 +263,6 @@ NOT_MODELLED = {
     "use_glm_dsa_kernels": "fused kernels: activation memory and speed",
     "experts_implementation": "the MoE experts' implementation: activation memory and speed",
     "llama4_linearized_experts": "experts as separate linears: LoRA can target them (adapter size not estimated)",
-    "quantize_moe_experts": ("axolotl quantizes the MoE experts as they load; transformers 5's bitsandbytes, and "
-                             "rankwise, keep them 16-bit: this run's base memory is below the estimate"),
     "dsv4_fp4_grouped_mode": "FP4 expert weights: base memory differs from estimated",
     "nvfp4_merge_aware": "NVFP4 weights: base memory differs from estimated",
     "model_quantization_config": "a torchao/other quantization of the base: base memory differs from estimated",
@@ -470,6 +468,7 @@ TABLE["float16"] = not_modelled("fp16 weights without the Trainer's fp16 autocas
                                 "float16; core/builders/base.py: fp16 only from cfg.fp16): precision not modelled")
 TABLE["pad_to_sequence_len"] = _as_estimated
 TABLE["fsdp_version"] = _fsdp_version
+TABLE["quantize_moe_experts"] = to("quant.quantize_experts")  # monkeypatch/moe_quant.py: as they load, as rankwise
 TABLE["low_cpu_mem_usage"] = _as_estimated
 
 
@@ -484,6 +483,8 @@ DEFAULTS = (
             "adapters cast norms, embed_tokens and lm_head back to torch_dtype (_convert_embedding_modules_dtype; "
             "QLoRA under FSDP or ZeRO-3 skips the upcast instead)",
             quantized_only=True),
+    Default("quant.quantize_experts", False, "schemas/config.py: quantize_moe_experts default False (transformers' "
+            "4-bit loading leaves an MoE's fused experts 16-bit)", quantized_only=True),
 )
 
 
@@ -500,6 +501,15 @@ def finish(out: Out) -> None:
     _finish_reward(out)
     _finish_cce(out)
     _finish_liger(out)
+    if out.values.get("quant.quantize_experts") and out.values.get("method") == "lora-8bit":
+        out.key = "quantize_moe_experts"
+        out.not_modelled("axolotl's 8-bit MoE experts (rankwise quantizes them in 4 bits only, under qlora): this "
+                         "run's base memory is below the estimate")
+    elif out.values.get("quant.quantize_experts") and out.values.get("lora.target_parameters"):
+        out.key = "quantize_moe_experts"
+        out.not_modelled("4-bit MoE experts with LoRA on them (axolotl's own kernels and peft patches; peft alone "
+                         "cannot adapt a 4-bit parameter, so rankwise keeps adapted experts 16-bit): this run's base "
+                         "memory is below the estimate")
     if out.values.get("train.grad_checkpointing") and "train.checkpointing_reentrant" not in out.values:
         # utils/config/__init__.py normalize_config: checkpointing with no gradient_checkpointing_kwargs, no rl
         # and no unfrozen_parameters is {"use_reentrant": True}; with rl, core/builders/base.py passes

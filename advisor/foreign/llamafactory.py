@@ -299,6 +299,8 @@ DEFAULTS = (
     Default("quant.kbit_upcast", False, "model/model_utils/checkpointing.py prepare_model_for_training: no "
             "prepare_model_for_kbit_training; only upcast_layernorm (default False) casts the 1-D norm weights to fp32",
             quantized_only=True),
+    Default("quant.quantize_experts", False, "transformers' 4-bit loading (BitsAndBytesConfig) leaves an MoE's "
+            "fused experts 16-bit, and nothing here quantizes them", quantized_only=True),
 )
 
 
@@ -433,6 +435,8 @@ V1_DEFAULTS = (
     Default("quant.kbit_upcast", False, "v1 never calls prepare_model_for_kbit_training (only the trainable "
             "LoRA weights are cast to fp32: v1/plugins/model_plugins/peft.py cast_trainable_params_to_fp32)",
             quantized_only=True),
+    Default("quant.quantize_experts", False, "transformers' 4-bit loading (BitsAndBytesConfig) leaves an MoE's "
+            "fused experts 16-bit, and nothing here quantizes them", quantized_only=True),
 )
 V1_PEFT_KEYS = frozenset({"name", "r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "use_dora",
                           "modules_to_save", "freeze_vision_tower", "freeze_multi_modal_projector",

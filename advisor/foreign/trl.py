@@ -118,6 +118,8 @@ DEFAULTS = (
             "peft's per-architecture default (q_proj, v_proj on Llama-family models)"),
     Default("quant.double_quant", False, "trl/trainer/model_config.py: use_bnb_nested_quant default=False",
             quantized_only=True),
+    Default("quant.quantize_experts", False, "transformers' 4-bit loading (BitsAndBytesConfig) leaves an MoE's "
+            "fused experts 16-bit, and nothing here quantizes them", quantized_only=True),
     Default("train.grad_checkpointing", True, "trl/trainer/base_config.py: gradient_checkpointing default=True"),
     Default("train.checkpointing_reentrant", False, "transformers 5 activation_checkpointing_enable: "
             "{'use_reentrant': False} when no kwargs are given"),

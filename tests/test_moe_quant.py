@@ -1,0 +1,137 @@
+"""quant.quantize_experts: a 4-bit method stores an MoE's fused expert tensors in NF4 too (bitsandbytes' parameter
+quantization, as they load), trained with real transformers, peft and bitsandbytes on a tiny Mixtral on the CPU, and
+estimated as the stack holds them."""
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from train_helpers import events, of_type, only_run, train
+from transformers import AutoModelForCausalLM, MixtralConfig, MixtralForCausalLM
+
+from rankwise.advisor.activations import built_expert_bytes
+from rankwise.advisor.config import RunConfig
+from rankwise.advisor.memory import GIB, Plan, estimate
+from rankwise.advisor.model import load_model, spec_from_config
+from rankwise.trainer import moe_quant
+
+FUSED = ("experts.gate_up_proj", "experts.down_proj")
+ASSETS = Path(__file__).resolve().parents[1] / "presets" / "assets"
+
+
+def _config() -> MixtralConfig:
+    return MixtralConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=262, num_local_experts=4, num_experts_per_tok=2,
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
+
+
+def _folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "tiny-mixtral"
+    torch.manual_seed(0)
+    MixtralForCausalLM(_config()).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(ASSETS / "tiny-llama" / name, folder / name)
+    return folder
+
+
+def test_the_experts_are_quantized_as_they_load_and_compute_what_they_dequantize_to(tmp_path):
+    folder = _folder(tmp_path)
+    with moe_quant.quantized_on_load(FUSED, "nf4", True) as done:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    assert sorted(done) == sorted(f"model.layers.{i}.mlp.experts.{n.split('.')[1]}" for i in range(2) for n in FUSED)
+    assert moe_quant.quantized_experts(model) == 4
+    assert moe_quant.quantize_rest(model, FUSED, "nf4", True) == []  # nothing left in 16/32 bits
+    stored = {n: p for n, p in model.named_parameters() if ".experts." in n}
+    assert stored and all(p.dtype == torch.uint8 for p in stored.values())  # NF4 bytes, two weights a byte
+    original = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    experts = model.model.layers[0].mlp.experts
+    ref = original.model.layers[0].mlp.experts.gate_up_proj
+    got = experts.gate_up_proj  # dequantized on access
+    assert got.shape == ref.shape and (got - ref).abs().mean() < 0.1 * ref.abs().mean()  # NF4 rounding, no more
+    import transformers.core_model_loading as loading
+
+    assert loading.set_param_for_module.__name__ == "set_param_for_module"  # the wrap is gone after loading
+
+
+def test_the_dequantized_experts_saved_for_backward_are_what_the_estimate_counts():
+    """bitsandbytes dequantizes each expert tensor on access; grouped_mm keeps the result for the input gradient."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = _config()
+    spec = spec_from_config("tiny-mixtral", "local", {**cfg.to_dict(), "model_type": "mixtral"})
+    ids = torch.randint(3, 262, (2, 16), generator=torch.Generator().manual_seed(0))
+    saved = {}
+    for quantize in (False, True):
+        torch.manual_seed(0)
+        model = MixtralForCausalLM(cfg).to(torch.bfloat16)
+        model.set_experts_implementation("grouped_mm")
+        if quantize:
+            assert len(moe_quant.quantize_rest(model, FUSED, "nf4", True)) == 4
+        model = get_peft_model(model, LoraConfig(r=4, lora_dropout=0.0, target_modules=["q_proj"]))
+        params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        kept: dict[int, int] = {}
+
+        def pack(t):
+            if t.numel() and t.untyped_storage().data_ptr() not in params:
+                kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(input_ids=ids)
+        saved[quantize] = sum(kept.values())
+    plan = Plan("qlora", r=4, lora_dropout=False, grad_checkpointing=False)
+    per_token, per_layer = built_expert_bytes(spec, plan, [])
+    assert per_token == 0
+    assert saved[True] - saved[False] == spec.num_layers * per_layer  # every layer's, without checkpointing
+
+
+def test_the_estimate_stores_them_in_4_bits_and_builds_one_layer_at_a_time():
+    spec = load_model("mixtral-8x7b")
+    q, kept = (estimate(spec, Plan("qlora", quantize_experts=on)) for on in (True, False))
+    experts = sum(l.count * l.d_in * l.d_out for l in spec.linears if l.name in FUSED)
+    assert kept.components["base_weights"] - q.components["base_weights"] == experts * 2 - experts // 2
+    assert q.peak_bytes < 32 * GIB < 85 * GIB < kept.peak_bytes  # Mixtral-8x7B QLoRA fits a 40/48 GB GPU
+    assert any("quantized to NF4 as they load" in a for a in q.assumptions)
+    layer = experts * 2 // spec.num_layers
+    no_ckpt = estimate(spec, Plan("qlora", grad_checkpointing=False))
+    assert no_ckpt.components["activations"] > spec.num_layers * layer  # every layer's dequantized experts
+    # not under the 8-bit method, not sharded, not where LoRA adapts them: 16-bit, as the red flag says
+    for plan in (Plan("lora-8bit"), Plan("qlora", gpus=2, strategy="fsdp"),
+                 Plan("qlora", target_parameters=FUSED, lora_dropout=False)):
+        assert not any("quantized to NF4 as they load" in a for a in estimate(spec, plan).assumptions)
+
+
+@pytest.mark.parametrize("cfg, fix", [
+    ({"method": "qlora", "quant": {"quantize_experts": False}}, {"quant.quantize_experts": True}),
+    ({"method": "lora-8bit"}, {"method": "qlora"}),
+    ({"method": "qlora", "lora": {"dropout": 0, "target_parameters": list(FUSED)}}, {"lora.target_parameters": []}),
+])
+def test_check_says_why_the_experts_stay_16_bit_with_the_fix(cfg, fix):
+    from rankwise.advisor import redflags
+
+    run = RunConfig.model_validate({"model": {"name": "mixtral-8x7b"}, **cfg})
+    (f,) = [f for f in redflags.check(run, load_model("mixtral-8x7b"), None) if f.code == "moe-experts-16bit"]
+    assert f.patch == fix
+    quantized = RunConfig.model_validate({"model": {"name": "mixtral-8x7b"}, "method": "qlora"})
+    assert not [f for f in redflags.check(quantized, load_model("mixtral-8x7b"), None) if f.code == "moe-experts-16bit"]
+
+
+@pytest.mark.slow
+def test_qlora_trains_on_4_bit_experts_and_the_adapter_moves_the_model(tmp_path):
+    from peft import PeftModel
+
+    folder = _folder(tmp_path)
+    runs = tmp_path / "runs"
+    p = train(runs, "--set", f"model.name={folder}", "--set", "train.grad_checkpointing=true",
+              "--set", "train.max_steps=6", "--set", "train.save_steps=6", preset="demo-cpu-qlora")
+    assert p.returncode == 0, p.stderr
+    run = only_run(runs)
+    log = (run / "train.log").read_text()
+    assert re.search(r"MoE experts: 4 fused tensors quantized to NF4 as they loaded \(quant", log), log[-2000:]
+    assert of_type(events(run), "end")[-1]["status"] == "finished"
+    ids = torch.randint(3, 262, (1, 12), generator=torch.Generator().manual_seed(1))
+    base = AutoModelForCausalLM.from_pretrained(folder)
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(folder), run / "adapter")
+    with torch.no_grad():
+        assert not torch.allclose(base(input_ids=ids).logits, tuned(input_ids=ids).logits, atol=1e-4)

@@ -1,0 +1,79 @@
+"""QLoRA's 4-bit storage for an MoE's fused expert tensors (quant.quantize_experts).
+
+transformers 5 holds an MoE's experts as 3-D nn.Parameter tensors, which its bitsandbytes quantizer does not convert:
+loaded "in 4 bits", Mixtral keeps 97% of its weights in bf16 (advisor/storage.py). bitsandbytes quantizes a parameter
+with `replace_parameter_4bit`: NF4 data, and a parametrization that dequantizes it on access (cached for the
+module's forward). Done as each expert tensor loads (transformers.core_model_loading.set_param_for_module, wrapped for
+the length of from_pretrained), one tensor's 16-bit copy exists at a time, never the whole model's; transformers'
+caching-allocator warm-up, which reserves the 16-bit size of every tensor at once, is skipped for the same reason.
+axolotl does the same (monkeypatch/moe_quant.py). Tensors the wrap did not see (a transformers without that function)
+are quantized after loading (`quantize_rest`), and the worker says so: their 16-bit copies were on the device first.
+
+The estimate's side is advisor/storage.py (`experts_as_parameters`: which runs do this) and advisor/activations.py
+(`built_expert_bytes`: the dequantized layer each forward builds).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+def matches(name: str, fused: tuple[str, ...]) -> bool:
+    """Is the full parameter name one of the model's fused expert tensors (their names as the spec has them)?"""
+    return any(name == f or name.endswith("." + f) for f in fused)
+
+
+def _quantize(module, name: str, quant_type: str, double_quant: bool) -> None:
+    from bitsandbytes.nn.parametrize import replace_parameter_4bit
+
+    replace_parameter_4bit(module, name, compress_statistics=double_quant, quant_type=quant_type)
+
+
+@contextmanager
+def quantized_on_load(fused: tuple[str, ...], quant_type: str, double_quant: bool) -> Iterator[list[str]]:
+    """Inside: each fused expert tensor from_pretrained sets is quantized right after. Yields the names done."""
+    import transformers.core_model_loading as loading
+    import transformers.modeling_utils as modeling
+
+    done: list[str] = []
+    if not hasattr(loading, "set_param_for_module"):  # another transformers: quantize_rest after loading
+        yield done
+        return
+    set_param, warmup = loading.set_param_for_module, getattr(modeling, "caching_allocator_warmup", None)
+
+    def set_and_quantize(model, target_name, param_value, *args, **kwargs):
+        set_param(model, target_name, param_value, *args, **kwargs)
+        if param_value.dim() == 3 and param_value.is_floating_point() and matches(target_name, fused):
+            path, _, name = target_name.rpartition(".")
+            _quantize(model.get_submodule(path), name, quant_type, double_quant)
+            done.append(target_name)
+
+    loading.set_param_for_module = set_and_quantize
+    if warmup is not None:
+        modeling.caching_allocator_warmup = lambda *args, **kwargs: None
+    try:
+        yield done
+    finally:
+        loading.set_param_for_module = set_param
+        if warmup is not None:
+            modeling.caching_allocator_warmup = warmup
+
+
+def quantize_rest(model, fused: tuple[str, ...], quant_type: str, double_quant: bool) -> list[str]:
+    """Quantize the fused expert tensors still in 16 bits (not parametrized yet); returns their names."""
+    out = []
+    for path, module in model.named_modules():
+        for name, p in list(module.named_parameters(recurse=False)):
+            full = f"{path}.{name}" if path else name
+            if p.dim() == 3 and p.is_floating_point() and matches(full, fused):
+                _quantize(module, name, quant_type, double_quant)
+                out.append(full)
+    return out
+
+
+def quantized_experts(model) -> int:
+    """How many parameters of `model` are stored through bitsandbytes' 4-bit parametrization."""
+    from bitsandbytes.nn.parametrize import Bnb4bitParametrization
+
+    return sum(1 for m in model.modules() if hasattr(m, "parametrizations")
+               for plist in m.parametrizations.values() if any(isinstance(p, Bnb4bitParametrization) for p in plist))
