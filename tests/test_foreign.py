@@ -1168,3 +1168,27 @@ def test_memory_efficient_attention_kernels_are_estimated_as_sdpa_and_said_in_a_
     assert any(s.code == "not-modelled" and s.key == "attn_implementation" for s in r.said) == said
     assert any("estimated as SDPA" in n for n in r.notes) != said
     assert r.cfg.train.attention == "auto"
+
+
+@pytest.mark.parametrize("text, noted, unmodelled", [
+    ("kernel_config:\n  name: auto\n", True, []),
+    ("kernel_config:\n  name: auto, flash-linear-attention\n", True, ["flash-linear-attention"]),
+    ("kernel_config:\n  name: liger_kernel\n", False, ["liger_kernel"]),
+])
+def test_llamafactory_v1_auto_kernels_patch_nothing_on_a_gpu(tmp_path, text, noted, unmodelled):
+    """kernels/interface.py: "auto" applies _AUTO_KERNELS for the accelerator, which lists Ascend NPU kernels only;
+    it was said as lower activation memory than estimated."""
+    path = tmp_path / "k.yaml"
+    path.write_text(V1_BASE + "peft_config:\n  name: lora\n" + text)
+    reading = read(path)
+    assert any("Ascend NPUs only" in n for n in reading.notes) is noted
+    said = [s.message for s in reading.said if s.code == "not-modelled" and s.key == "kernel_config.name"]
+    assert len(said) == len(unmodelled) and all(u in m for u, m in zip(unmodelled, said))
+
+
+def test_llamafactory_use_v1_kernels_is_the_npu_only_auto_set(tmp_path):
+    path = tmp_path / "flat.yaml"
+    path.write_text("model_name_or_path: llama-3.2-1b\nfinetuning_type: lora\nstage: sft\nuse_v1_kernels: true\n")
+    reading = read(path)
+    assert any(n.startswith("use_v1_kernels: ") and "Ascend NPUs only" in n for n in reading.notes)
+    assert not [s for s in reading.said if s.key == "use_v1_kernels"]

@@ -105,6 +105,18 @@ def _pref_loss(value, out: Out):
 FLASH_ATTN = {"fa2": "flash_attention_2", "sdpa": "sdpa", "disabled": "eager"}
 
 
+# v1/plugins/model_plugins/kernels/interface.py: kernel_config name "auto" (and v0's use_v1_kernels, which is "auto")
+# applies _AUTO_KERNELS for the current accelerator, which lists Ascend NPU kernels only: nothing on a CUDA GPU
+NPU_ONLY = ("LLaMA-Factory's automatic kernels exist for Ascend NPUs only (v1 kernels/interface.py _AUTO_KERNELS): "
+            "on a GPU nothing is patched, so the estimate stands")
+
+
+def _v1_kernels_v0(value, out: Out):
+    """v0's use_v1_kernels: apply_v1_kernels → the v1 "auto" kernels."""
+    if value:
+        out.notes.append("use_v1_kernels: " + NPU_ONLY)
+
+
 def _flash(value, out: Out):
     attention = FLASH_ATTN.get(str(value).lower())
     if attention:
@@ -153,7 +165,7 @@ FLAT = {
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
     "save_total_limit": to("train.save_total_limit"), "packing": to("data.packing"), "val_size": _val,
     "max_samples": to("data.max_rows"), "stage": _stage, "pref_loss": _pref_loss, "deepspeed": deepspeed,
-    "flash_attn": _flash, "enable_liger_kernel": liger, "pissa_init": _pissa_init, "pissa_iter": _pissa_iter,
+    "flash_attn": _flash, "enable_liger_kernel": liger, "use_v1_kernels": _v1_kernels_v0, "pissa_init": _pissa_init, "pissa_iter": _pissa_iter,
     "loraplus_lr_ratio": loraplus, "use_reentrant_gc": to("train.checkpointing_reentrant"), "fsdp": fsdp_words,
 }
 
@@ -180,7 +192,6 @@ NOT_MODELLED = {
     "expert_model_parallel_size": "expert parallelism: MoE experts split across GPUs",
     "use_distributed_optimizer": "Megatron's distributed optimizer: optimizer states sharded across GPUs",
     "sequence_parallel": "Megatron sequence parallelism: activations split across GPUs",
-    "use_v1_kernels": "fused kernels (RMSNorm, SwiGLU, RoPE, ...): lower activation memory than estimated",
 }
 
 
@@ -371,9 +382,15 @@ def _v1_dist(value, out: Out):
 
 
 def _v1_kernels(value, out: Out):
-    if value:
-        out.not_modelled(f"kernel plugin {value}: fused kernels (RMSNorm, SwiGLU, RoPE, ...) lower activation "
-                         "memory than estimated")
+    """kernel_config.name: comma-separated kernel plugins (v1 kernels/interface.py apply_kernels)."""
+    names = [n.strip() for n in str(value or "").split(",") if n.strip()]
+    if "auto" in names:
+        out.notes.append(f"kernel_config {value}: " + NPU_ONLY)
+    for name in (n for n in names if n != "auto"):
+        what = {"liger_kernel": "Liger's RMSNorm, SwiGLU and RoPE on Qwen3-family models only, with the standard "
+                                "loss (training passes require_logits): lower activation memory than estimated",
+                "flash-linear-attention": "linear-attention kernels (fla): activation memory and speed"}
+        out.not_modelled(f"kernel plugin {name}: " + what.get(name, "fused kernels: activation memory and speed"))
 
 
 def _v1_global(value, out: Out):
