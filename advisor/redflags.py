@@ -21,7 +21,7 @@ from .machine_flags import (bf16_unsupported, ddp_wont_fit, disk_short, fp16_on_
 from .fit import Fit
 from .hardware import Hardware
 from .memory import Estimate
-from .methods import DEFAULT, METHODS
+from .methods import DEFAULT, LEANEST, METHODS
 from .model import ModelSpec
 from .size_bound import Bound
 
@@ -371,8 +371,8 @@ def moe_experts_16bit(ctx: Context) -> Finding | None:
     why = ("transformers 5 holds MoE experts as fused nn.Parameter tensors, which its bitsandbytes integration does not "
            "quantize; only attention and dense linears shrink (the estimate counts it so)")
     if plan.descriptor.quant.bits != 4:
-        fix, patch = ("bitsandbytes quantizes parameters in 4 bits only: method qlora quantizes the experts too "
-                      "(quant.quantize_experts)"), {"method": "qlora"}
+        fix, patch = (f"bitsandbytes quantizes parameters in 4 bits only: method {LEANEST} quantizes the experts "
+                      "too (quant.quantize_experts)"), {"method": LEANEST}
     elif plan.target_parameters:
         why += "; lora.target_parameters adapts them, and peft cannot adapt a 4-bit parameter"
         fix, patch = ("plan the memory for 16-bit experts, or drop lora.target_parameters to store them in 4 bits "
