@@ -135,3 +135,15 @@ def test_qlora_trains_on_4_bit_experts_and_the_adapter_moves_the_model(tmp_path)
     tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(folder), run / "adapter")
     with torch.no_grad():
         assert not torch.allclose(base(input_ids=ids).logits, tuned(input_ids=ids).logits, atol=1e-4)
+
+
+def test_estimate_flag_writes_the_setting_down(capsys):
+    import json
+
+    from rankwise.tui.cli import main
+
+    peaks = {}
+    for flag in ("--quantize-experts", "--no-quantize-experts"):
+        assert main(["estimate", "--model", "mixtral-8x7b", "--method", "qlora", flag, "--json"]) == 0
+        peaks[flag] = json.loads(capsys.readouterr().out)["peak_gib"]
+    assert peaks["--quantize-experts"] < 32 < 85 < peaks["--no-quantize-experts"]

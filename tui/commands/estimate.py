@@ -85,6 +85,10 @@ def register(sub) -> None:
                         "offload, bucket sizes and prefetch limit are estimated (\"auto\" filled from the hidden size)")
     p.add_argument("--kbit-upcast", dest="kbit_upcast", action=argparse.BooleanOptionalAction, default=None,
                    help="4-/8-bit base: keep peft's fp32 upcast of embeddings, norms, lm_head (default on)")
+    p.add_argument("--quantize-experts", dest="quantize_experts", action=argparse.BooleanOptionalAction, default=None,
+                   help="4-bit method on an MoE: its fused expert tensors stored in NF4 too, quantized as they load "
+                        "(quant.quantize_experts; off: 16-bit, as transformers, axolotl without quantize_moe_experts, "
+                        "LLaMA-Factory and TRL load them) (default on)")
     p.add_argument("--kernels", choices=KERNELS,
                    help="liger: Liger's fused linear cross-entropy, no vocabulary-sized logits (default none)")
     p.add_argument("--init", choices=LORA_INITS,
@@ -139,7 +143,7 @@ FLAGS = {"model.name": "--model", "method": "--method", "lora.r": "--rank", "lor
          "lora.init_iters": "--init-iters", "distributed.offload": "--offload",
          "distributed.fsdp_sharding": "--fsdp-sharding", "lora.dropout": "--dropout", "train.loss": "--loss",
          "lora.modules_to_save": "--modules-to-save", "distributed.deepspeed_config": "--deepspeed-config",
-         "lora.target_parameters": "--target-parameters"}
+         "lora.target_parameters": "--target-parameters", "quant.quantize_experts": "--quantize-experts"}
 
 
 def _method_flags(args) -> str | None:
@@ -235,6 +239,7 @@ def flags_config(args):
         "train.loss": None if getattr(args, "loss", None) is None else
         args.loss if args.loss in ("chunked", "cce") else "standard",
         "quant.kbit_upcast": getattr(args, "kbit_upcast", None),
+        "quant.quantize_experts": getattr(args, "quantize_experts", None),
         "train.precision": getattr(args, "precision", None), "lora.init": getattr(args, "init", None),
         "lora.init_iters": getattr(args, "init_iters", None), "distributed.offload": getattr(args, "offload", None),
         "distributed.fsdp_sharding": getattr(args, "fsdp_sharding", None),
