@@ -66,7 +66,8 @@ def cases(models: list[str], liger: bool, cce: bool = False) -> list[dict]:
     out = [case(m, method) for m in head for method in ("lora", "qlora")]
     # an MoE under QLoRA, four of Mixtral-8x7B's layers (~12 GB of bf16 experts) without a 90 GB checkpoint: its fused
     # experts quantized as they load (trainer/moe_quant.py), and left 16-bit as transformers 5 loads them
-    out += [case(MOE, "qlora"), case(MOE, "qlora", experts="16bit")]
+    # and LoRA on the experts themselves (lora.target_parameters: peft builds each layer's adapted experts)
+    out += [case(MOE, "qlora"), case(MOE, "qlora", experts="16bit"), case(MOE, "lora", experts="adapted")]
     out += [case(models[0], method, seq, ckpt) for method in ("lora", "qlora") for seq in (512, 2048)
             for ckpt in (True, False) if (seq, ckpt) != (2048, True)]
     out += [case(m, "qlora", ckpt=False) for m in head[1:]]
@@ -138,7 +139,9 @@ def preset(case: dict, model_dir: Path, data: Path, folder: Path) -> Path:
 
     cfg = {"name": "gpu-suite", "model": {"name": str(model_dir)}, "task": "chat", "method": case["method"],
            "data": {"path": str(data), "val_ratio": 0.0},
-           "lora": {"r": 16, "target_modules": "all-linear"},
+           "lora": {"r": 16, "target_modules": "all-linear",
+                    **({"target_parameters": ["experts.gate_up_proj", "experts.down_proj"], "dropout": 0.0}
+                       if case.get("experts") == "adapted" else {})},
            "train": {"max_steps": STEPS, "micro_batch": case["batch"], "grad_accum": 1, "max_seq_len": case["seq"],
                      "grad_checkpointing": case["grad_ckpt"], "logging_steps": 1, "save_steps": 100000,
                      "kernels": case["kernels"], "loss": case.get("loss", "standard"),
@@ -148,7 +151,7 @@ def preset(case: dict, model_dir: Path, data: Path, folder: Path) -> Path:
     path = folder / (f"{case['model']}-{case['method']}-{case['seq']}-"
                      f"{'ckpt' if case['grad_ckpt'] else 'nockpt'}-{case['kernels']}-{case.get('loss', 'standard')}"
                      f"{'-offload' if case.get('act_offload') else ''}"
-                     f"{'-experts16' if case.get('experts') == '16bit' else ''}.yaml")
+                     f"{'' if case.get('experts', '4bit') == '4bit' else '-experts-' + case['experts']}.yaml")
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
