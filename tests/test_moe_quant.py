@@ -136,6 +136,13 @@ def test_qlora_trains_on_4_bit_experts_and_the_adapter_moves_the_model(tmp_path)
     with torch.no_grad():
         assert not torch.allclose(base(input_ids=ids).logits, tuned(input_ids=ids).logits, atol=1e-4)
 
+    # chat holds the base as the run did: the experts in 4 bits beside the adapter
+    from rankwise.trainer.chat import Bench
+
+    bench = Bench.open(run)
+    assert moe_quant.quantized_experts(bench.model) == 4
+    assert bench.answer([{"role": "user", "content": "hi"}], adapter=True)  # generates through the 4-bit experts
+
 
 def test_estimate_flag_writes_the_setting_down(capsys):
     import json

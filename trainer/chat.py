@@ -84,7 +84,8 @@ def load_base(run_dir: Path, cfg):
 
     from .worker import weights_dir
 
-    model_dir = weights_dir(load_model(cfg.model.name), cfg)
+    spec = load_model(cfg.model.name)
+    model_dir = weights_dir(spec, cfg)
     method = trained_method(run_dir, cfg)
     how = METHODS.get(method)
     cuda = torch.cuda.is_available()
@@ -101,8 +102,11 @@ def load_base(run_dir: Path, cfg):
         kwargs["dtype"] = dtype
         if cuda:
             kwargs["device_map"] = {"": 0}
-    try:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+    from . import moe_quant
+
+    fused = moe_quant.fused_to_quantize(cfg, spec, how, sharded=False) if how is not None else ()
+    try:  # an MoE's fused experts in 4 bits as the run held them (one process here)
+        model, _, _ = moe_quant.load(lambda: AutoModelForCausalLM.from_pretrained(model_dir, **kwargs), fused, cfg.quant)
     except OSError as e:
         raise RankwiseError(f"cannot load the weights in {model_dir}: {str(e).splitlines()[0]}",
                             "the run's model.name must still point at its base weights") from None

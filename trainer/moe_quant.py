@@ -36,7 +36,7 @@ def quantized_on_load(fused: tuple[str, ...], quant_type: str, double_quant: boo
     import transformers.modeling_utils as modeling
 
     done: list[str] = []
-    if not hasattr(loading, "set_param_for_module"):  # another transformers: quantize_rest after loading
+    if not fused or not hasattr(loading, "set_param_for_module"):  # none, or another transformers (quantize_rest)
         yield done
         return
     set_param, warmup = loading.set_param_for_module, getattr(modeling, "caching_allocator_warmup", None)
@@ -57,6 +57,36 @@ def quantized_on_load(fused: tuple[str, ...], quant_type: str, double_quant: boo
         loading.set_param_for_module = set_param
         if warmup is not None:
             modeling.caching_allocator_warmup = warmup
+
+
+def fused_to_quantize(cfg, spec, how, sharded: bool) -> tuple[str, ...]:
+    """The fused expert tensors a run with `cfg` stores in 4 bits itself, loaded by `how` (a methods.Method) on one
+    process or DDP (`sharded` False) or under FSDP/ZeRO-3: advisor/storage.py `experts_as_parameters` decides, as
+    for the estimate. () for none."""
+    from rankwise.advisor.plan import Plan
+    from rankwise.advisor.storage import experts_as_parameters
+
+    if not how.quantized or not spec.fused_names():
+        return ()
+    strategy = ("deepspeed" if cfg.distributed.strategy == "deepspeed" else "fsdp") if sharded else None
+    plan = Plan.from_config(cfg, method=how.name, gpus=2 if sharded else 1, strategy=strategy)
+    return tuple(spec.fused_names()) if experts_as_parameters(plan) else ()
+
+
+def load(from_pretrained, fused: tuple[str, ...], quant) -> tuple[object, list[str], list[str]]:
+    """`from_pretrained()` with the fused experts quantized (quant: the config's quant section): (the model, the
+    tensors quantized as they loaded, those quantized after)."""
+    with quantized_on_load(fused, quant.quant_type, quant.double_quant) as done:
+        model = from_pretrained()
+    late = quantize_rest(model, fused, quant.quant_type, quant.double_quant) if fused else []
+    return model, done, late
+
+
+def said(done: list[str], late: list[str], quant_type: str) -> str:
+    """The log line for what `load` did."""
+    return (f"MoE experts: {len(done)} fused tensors quantized to {quant_type.upper()} as they loaded"
+            + (f", {len(late)} after loading (their 16-bit copies were on the device first)" if late else "")
+            + " (quant.quantize_experts)")
 
 
 def quantize_rest(model, fused: tuple[str, ...], quant_type: str, double_quant: bool) -> list[str]:

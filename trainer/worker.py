@@ -200,19 +200,16 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             kwargs["dtype"] = compute_dtype
         else:
             kwargs["dtype"] = weight_dtype
-        fused = experts_4bit(cfg, spec, how, sharded)  # an MoE's fused experts NF4 too (trainer/moe_quant.py)
+        fused = moe_quant.fused_to_quantize(cfg, spec, how, sharded)  # an MoE's fused experts in NF4 too
         try:
-            with moe_quant.quantized_on_load(fused, cfg.quant.quant_type, cfg.quant.double_quant) as on_load:
-                model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+            model, on_load, late = moe_quant.load(lambda: AutoModelForCausalLM.from_pretrained(model_dir, **kwargs),
+                                                  fused, cfg.quant)
         except OSError as e:
             raise RankwiseError(f"cannot load the weights in {model_dir}: {str(e).splitlines()[0]}",
                                 "the folder needs *.safetensors weights (or set model.allow_unsafe_weights "
                                 "for pickled .bin files you trust)") from None
         if fused:
-            late = moe_quant.quantize_rest(model, fused, cfg.quant.quant_type, cfg.quant.double_quant)
-            log.info("MoE experts: %d fused tensors quantized to %s as they loaded%s (quant.quantize_experts)",
-                     len(on_load), cfg.quant.quant_type.upper(),
-                     f", {len(late)} after loading (their 16-bit copies were on the device first)" if late else "")
+            log.info(moe_quant.said(on_load, late, cfg.quant.quant_type))
         if added_ids:
             added_tokens.fit_model(model, tokenizer)
         if how.quantized and device == "cpu":
@@ -560,19 +557,6 @@ def weights_dir(spec, cfg) -> str:
                             f"architecture ({spec.source}) but nothing is downloaded; point model.name at a local folder "
                             "or a model id already in the local Hugging Face cache", NO_WEIGHTS_HINT)
     return spec.path
-
-
-def experts_4bit(cfg, spec, how, sharded: bool) -> tuple[str, ...]:
-    """The fused expert tensors this run stores in 4 bits itself (advisor/storage.py `experts_as_parameters` decides,
-    for the method as loaded and the launch: one process or DDP, sharded under FSDP/ZeRO-3); () for none."""
-    from rankwise.advisor.plan import Plan
-    from rankwise.advisor.storage import experts_as_parameters
-
-    if not how.quantized or not spec.fused_names():
-        return ()
-    strategy = ("deepspeed" if cfg.distributed.strategy == "deepspeed" else "fsdp") if sharded else None
-    plan = Plan.from_config(cfg, method=how.name, gpus=2 if sharded else 1, strategy=strategy)
-    return tuple(spec.fused_names()) if experts_as_parameters(plan) else ()
 
 
 def experts_in(model, dtype) -> int:
