@@ -154,3 +154,18 @@ def test_estimate_flag_writes_the_setting_down(capsys):
         assert main(["estimate", "--model", "mixtral-8x7b", "--method", "qlora", flag, "--json"]) == 0
         peaks[flag] = json.loads(capsys.readouterr().out)["peak_gib"]
     assert peaks["--quantize-experts"] < 32 < 85 < peaks["--no-quantize-experts"]
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_each_hold_the_experts_in_4_bits(tmp_path):
+    """DDP (accelerate launch --cpu, gloo) broadcasts the uint8 storage like any frozen parameter."""
+    folder = _folder(tmp_path)
+    runs = tmp_path / "runs"
+    p = train(runs, "--processes", "2", "--set", f"model.name={folder}", "--set", "train.grad_checkpointing=true",
+              "--set", "train.max_steps=4", "--set", "train.save_steps=4", preset="demo-cpu-qlora", timeout=600)
+    run = only_run(runs)
+    log = (run / "train.log").read_text()
+    assert p.returncode == 0, p.stderr[-2000:] + log[-2000:]
+    assert all(f"rank {r} rankwise.worker: MoE experts: 4 fused tensors quantized to NF4" in log for r in (0, 1))
+    assert "distributed: MULTI_CPU, 2 ranks" in log
+    assert of_type(events(run), "end")[-1]["status"] == "finished"
