@@ -19,6 +19,7 @@ GPU_TARGETS = {
     "qwen2.5-7b-code-lora-80gb": ["--gpu", "H100-80GB"],
     "mistral-7b-style-qlora-12gb": ["--gpu-mem", "12GiB"],
     "llama3.1-70b-qlora-2x80gb": ["--gpu", "A100-80GB", "--gpus", "2"],
+    "qwen3-30b-a3b-chat-qlora-48gb": ["--gpu", "L40S"],
 }
 
 
