@@ -51,7 +51,7 @@ QUANT_TYPES: tuple[str, ...] = get_args(QuantType)
 Attention = Literal["auto", "sdpa", "eager", "flash_attention_2"]
 ATTENTIONS: tuple[str, ...] = get_args(Attention)
 # fused training kernels; liger: the HF Trainer's Liger integration (use_liger_kernel)
-Kernels = Literal["none", "liger"]
+Kernels = Literal["none", "liger", "liger_layers"]
 KERNELS: tuple[str, ...] = get_args(Kernels)
 # how the loss runs on the logits (train.loss; trainer/chunked_loss.py, trainer/cce_loss.py): standard, chunked (fp32
 # one chunk at a time), or cce (Cut Cross-Entropy: the logits never held)
@@ -230,7 +230,9 @@ class TrainSection(Section):
     an Ampere or newer GPU."""
     kernels: Kernels = "none"
     """Fused kernels. liger: Liger's fused linear cross-entropy (never holds the vocabulary-sized
-    logits), RMSNorm, SwiGLU, RoPE (Triton, GPU only; `pip install 'rankwise[kernels]'`)."""
+    logits), RMSNorm, SwiGLU, RoPE (Triton, GPU only; `pip install 'rankwise[kernels]'`).
+    liger_layers: Liger's RMSNorm, SwiGLU and RoPE only, beside train.loss's loss (axolotl's liger_rms_norm /
+    liger_glu_activation with the Cut Cross-Entropy plugin; LLaMA-Factory's Liger outside SFT)."""
     loss: Loss = "standard"
     """How the cross-entropy runs on the vocabulary-sized logits. standard: transformers' loss, on an
     fp32 copy of all of them; chunked: the 16-bit logits cut into 8 chunks along the sequence, each
@@ -239,7 +241,7 @@ class TrainSection(Section):
     logits, on any device; cce: Cut Cross-Entropy (Wijmans et al. 2025), the loss from the hidden
     states and the head's weight, block by block: the logits are never held (Triton, GPU only;
     `pip install 'rankwise[kernels]'`; axolotl's CutCrossEntropyPlugin). With kernels: liger the
-    loss is fused already (never holds the logits): leave it standard."""
+    loss is fused already (never holds the logits): leave it standard; kernels: liger_layers takes any."""
     seed: int = 42
     """Seed for data order, dropout and LoRA init."""
 
@@ -360,7 +362,8 @@ class RunConfig(Section):
                              "only from random A and zero B; set lora.init: default")
         if self.train.loss != "standard" and self.train.kernels == "liger":
             raise ValueError(f"train.loss {self.train.loss} with train.kernels liger: Liger's loss is fused already "
-                             "(it never holds the logits); set train.loss: standard, or train.kernels: none")
+                             "(it never holds the logits); set train.loss: standard, or train.kernels: liger_layers "
+                             "(Liger's norms, SwiGLU and RoPE beside this loss)")
         return self
 
     def resolved_optimizer(self, method: str | None = None) -> str:

@@ -249,7 +249,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     spec = spec.with_added_tokens(plan.added_tokens)  # the resized vocabulary: embeddings, head and logits
     unpatched = plan.liger and not liger.supports(spec.config.get("model_type"))
     if unpatched:  # the Trainer's Liger integration patches nothing here: transformers' loss and layers
-        plan = replace(plan, liger=False, loss="standard")
+        plan = replace(plan, liger=False, loss="standard" if plan.liger_loss else plan.loss)
     adapted = _check(spec, plan)
     wrapped = spec.resolve_parameters(plan.target_parameters)  # fused expert tensors LoRA adapts as parameters
     tokens = plan.micro_batch * plan.seq_len
@@ -567,6 +567,9 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
     if plan.attention == "eager":
         out.append(f"eager attention: fp32 softmax + its 16-bit copy kept per layer "
                    f"({plan.micro_batch} x {spec.num_heads} heads x {plan.seq_len}² scores)")
+    if plan.liger and liger.supports(spec.config.get("model_type")):
+        out.append("Liger's RMSNorm keeps its input and one fp32 RMS a row (not an fp32 copy), its SwiGLU gate and up "
+                   "(not act(gate)), its RoPE nothing more (advisor/liger.py)")
     if plan.loss == "fused":
         out.append("loss: fused (Liger's fused linear cross-entropy, or Cut Cross-Entropy): one chunk of logits at a "
                    "time, grad_input kept; no vocab-sized logits for the whole batch")

@@ -32,7 +32,7 @@ SHARDED = ("fsdp", "deepspeed")
 # chunked: the 16-bit logits are materialised, the fp32 loss runs one chunk at a time
 # (train.loss chunked; `activations.chunked_loss_bytes`).
 LOSSES = ("standard", "fused", "chunked")
-KERNEL_LOSS = {"none": "standard", "liger": "fused"}  # train.kernels -> the loss it computes
+KERNEL_LOSS = {"none": "standard", "liger": "fused", "liger_layers": "standard"}  # train.kernels -> the loss it computes
 # train.loss -> the loss it computes where not the kernels' (Cut Cross-Entropy holds no logits either: fused)
 CONFIG_LOSS = {"chunked": "chunked", "cce": "fused"}
 
@@ -139,7 +139,8 @@ class Plan:
     quantize_experts: bool = True  # quant.quantize_experts: a 4-bit method's fused experts quantized too (storage.py)
     added_tokens: int = 0  # len(model.added_tokens): rows added to the embedding (and an untied head), trained
     activation_offload: bool = False  # train.activation_offload: the checkpointed inputs wait in host RAM (memory.py)
-    liger: bool = False  # train.kernels liger: Liger's RMSNorm and SwiGLU save less (advisor/liger.py), its loss is fused
+    liger: bool = False  # train.kernels liger/liger_layers: Liger's RMSNorm and SwiGLU save less (advisor/liger.py)
+    liger_loss: bool = True  # with liger: the fused loss is Liger's (train.kernels liger), not liger_layers' train.loss
     # distributed.deepspeed_config (advisor/deepspeed_file.py): its path, and the ZeRO-3 sizes it sets, in elements
     # ("auto": from the hidden size; None: DeepSpeed's default)
     ds_config: str | None = None
@@ -204,7 +205,7 @@ class Plan:
             fp32_master=cfg.train.precision == "fp32_master", modules_to_save=tuple(cfg.lora.modules_to_save),
             target_parameters=tuple(cfg.lora.target_parameters), quantize_experts=cfg.quant.quantize_experts,
             added_tokens=len(cfg.model.added_tokens), activation_offload=cfg.train.activation_offload,
-            liger=cfg.train.kernels == "liger", **ds,
+            liger=cfg.train.kernels in ("liger", "liger_layers"), liger_loss=cfg.train.kernels == "liger", **ds,
         )
 
 

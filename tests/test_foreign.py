@@ -225,13 +225,14 @@ def test_not_modelled_keys_are_each_said_at_their_line():
     said = {s.key for s in r.said if s.code == "not-modelled"}
     # load_in_8bit is the methods table's 8-bit LoRA; peft_use_dora on it has no 8-bit DoRA entry
     # flash_attention is train.attention now, lora_modules_to_save lora.modules_to_save, gradient_checkpointing: offload
-    # train.activation_offload, the Cut Cross-Entropy plugin train.loss cce (the Liger plugin's kernels stay said)
-    assert said == {"peft_use_dora", "plugins", "liger_rms_norm", "deepspeed"}
+    # train.activation_offload, the Cut Cross-Entropy plugin train.loss cce, the Liger plugin's norm train.kernels
+    # liger_layers beside it
+    assert said == {"peft_use_dora", "deepspeed"}
     for s in r.said:
         assert text[r.line(s.key) - 1].startswith(s.key + ":")
     assert r.unread == []  # nothing in this file is left unread
     assert r.cfg.method == "lora-8bit" and r.cfg.train.grad_checkpointing and r.cfg.train.activation_offload
-    assert r.cfg.train.loss == "cce"
+    assert (r.cfg.train.loss, r.cfg.train.kernels) == ("cce", "liger_layers")
     assert r.cfg.lora.modules_to_save == ["embed_tokens", "lm_head"]
 
 

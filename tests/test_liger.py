@@ -42,13 +42,69 @@ def test_train_refuses_liger_on_such_a_model_before_the_package_check():
         kernel_options(cfg, "cuda", "llama")
 
 
-@pytest.mark.parametrize("flce,said", [(True, set()), (False, {"plugins", "liger_rms_norm", "liger_glu_activation"})])
-def test_axolotls_liger_kernels_are_in_the_estimate_once_its_fused_loss_is(tmp_path, flce, said):
+@pytest.mark.parametrize("flce,kernels", [(True, "liger"), (False, "liger_layers")])
+def test_axolotls_liger_kernels_are_in_the_estimate_with_or_without_its_fused_loss(tmp_path, flce, kernels):
     from rankwise.advisor.foreign import read
 
     f = tmp_path / "axolotl.yaml"
     f.write_text("base_model: meta-llama/Llama-3.1-8B\nadapter: lora\nplugins:\n  - axolotl.integrations.liger.LigerPlugin\n"
                  f"liger_rms_norm: true\nliger_glu_activation: true\nliger_fused_linear_cross_entropy: {str(flce).lower()}\n")
     r = read(f)
-    assert r.cfg.train.kernels == ("liger" if flce else "none")
-    assert {s.key for s in r.said if s.code == "not-modelled"} == said
+    assert r.cfg.train.kernels == kernels and r.cfg.train.loss == "standard"
+    assert {s.key for s in r.said if s.code == "not-modelled"} == set()
+
+
+def test_axolotls_liger_layers_beside_the_cut_cross_entropy_plugin(tmp_path):
+    """The common pairing: CCE for the loss, Liger for the norms and SwiGLU (axolotl's Gemma 4 / Qwen3.5 examples)."""
+    from rankwise.advisor.foreign import read
+
+    f = tmp_path / "axolotl.yaml"
+    f.write_text("base_model: meta-llama/Llama-3.1-8B\nadapter: lora\nplugins:\n  - axolotl.integrations.liger.LigerPlugin\n"
+                 "  - axolotl.integrations.cut_cross_entropy.CutCrossEntropyPlugin\nliger_rms_norm: true\n"
+                 "liger_glu_activation: true\n")
+    r = read(f)
+    assert (r.cfg.train.kernels, r.cfg.train.loss) == ("liger_layers", "cce")
+    assert not [s for s in r.said if s.code == "not-modelled"]
+    plan = Plan.from_config(r.cfg)
+    assert plan.liger and plan.loss == "fused"  # CCE holds no logits either (plan.CONFIG_LOSS)
+
+
+def test_liger_layers_keeps_the_configured_loss_and_saves_what_liger_does():
+    spec = load_model("llama-3.1-8b")
+    runs = {k: Plan.from_config(RunConfig.model_validate({"train": {"kernels": k, "grad_checkpointing": False}}))
+            for k in ("none", "liger", "liger_layers")}
+    assert (runs["liger_layers"].liger, runs["liger_layers"].loss) == (True, "standard")
+    none, layers, liger = (estimate(spec, runs[k]) for k in ("none", "liger_layers", "liger"))
+    assert layers.components["activations"] < none.components["activations"]  # Liger's norms and SwiGLU
+    assert layers.transients["logits_loss"] == none.transients["logits_loss"] > liger.transients["logits_loss"]
+
+
+def test_liger_layers_turns_off_liger_s_losses_in_the_trainer_and_goes_with_any_loss():
+    from rankwise.trainer.worker import kernel_options, liger_config
+
+    layers = RunConfig.model_validate({"train": {"kernels": "liger_layers", "loss": "cce"}})
+    assert liger_config(layers) == {"fused_linear_cross_entropy": False, "cross_entropy": False}
+    assert liger_config(RunConfig.model_validate({"train": {"kernels": "liger"}})) is None
+    with pytest.raises(ValueError, match="train.kernels: liger_layers"):
+        RunConfig.model_validate({"train": {"kernels": "liger", "loss": "cce"}})
+    with pytest.raises(RankwiseError, match="train.kernels liger_layers needs"):  # GPU-only, as liger: exit 2 here
+        kernel_options(RunConfig.model_validate({"train": {"kernels": "liger_layers"}}), "cpu", "llama")
+
+
+def test_llamafactory_liger_outside_sft_keeps_the_logits(tmp_path):
+    """model/loader.py: apply_liger_kernel(require_logits=stage not in (pt, sft))."""
+    from rankwise.advisor.foreign import read
+
+    for stage, kernels in (("sft", "liger"), ("dpo", "liger_layers")):
+        f = tmp_path / f"{stage}.yaml"
+        f.write_text(f"model_name_or_path: llama-3.2-1b\nfinetuning_type: lora\nstage: {stage}\nenable_liger_kernel: true\n")
+        assert read(f).cfg.train.kernels == kernels
+
+
+def test_liger_layers_on_a_model_liger_cannot_patch_keeps_the_cut_cross_entropy_loss():
+    """Nothing of Liger runs there, but the loss is train.loss's: CCE's holds no logits either way."""
+    spec = load_model("microsoft/phi-2")
+    cfg = {"model": {"name": "microsoft/phi-2"}, "train": {"loss": "cce"}}
+    cce, both = (estimate(spec, Plan.from_config(RunConfig.model_validate(
+        {**cfg, "train": {**cfg["train"], "kernels": k}}))) for k in ("none", "liger_layers"))
+    assert both.peak_bytes == cce.peak_bytes

@@ -277,6 +277,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             use_cpu=device == "cpu", report_to=["tensorboard"] if t.report_to == "tensorboard" else "none",
             disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
             use_liger_kernel=liger,  # HF Trainer's Liger integration (kernel_options checked it can run)
+            liger_kernel_config=liger_config(cfg),
             # HF then keeps the best checkpoint out of save_total_limit's rotation: a run the doctor
             # stops (train.stop_on) keeps it as the adapter
             metric_for_best_model="eval_loss" if val_rows else None, greater_is_better=False if val_rows else None,
@@ -410,6 +411,14 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 # ------------------------------------------------------------------------------- helpers
 
 
+def liger_config(cfg) -> dict | None:
+    """The HF Trainer's liger_kernel_config (its apply_liger_kernel_to_<model> arguments): liger_layers turns off
+    Liger's losses, so train.loss's runs (cce replaces the forward, chunked the loss); None: Liger's defaults."""
+    if cfg.train.kernels == "liger_layers":
+        return {"fused_linear_cross_entropy": False, "cross_entropy": False}
+    return None
+
+
 def kernel_options(cfg, device: str, model_type: str | None = None) -> tuple[str | None, bool]:
     """(attn_implementation for from_pretrained, or None for transformers' choice; use Liger?).
     Options this machine or this model (its config's `model_type`, where known) cannot run are bad input (exit 2),
@@ -433,13 +442,14 @@ def kernel_options(cfg, device: str, model_type: str | None = None) -> tuple[str
         if cfg.train.precision == "fp32":  # its backward kernels take 16-bit inputs (axolotl's CutCrossEntropyArgs)
             raise RankwiseError("train.loss cce computes in 16 bits and train.precision is fp32",
                                 "set train.precision: auto (bf16 where the GPU has it), or train.loss: chunked")
-    liger = cfg.train.kernels == "liger"
+    liger = cfg.train.kernels in ("liger", "liger_layers")
     if liger:
+        said = f"train.kernels {cfg.train.kernels}"
         if model_type is not None and not liger_kernels.supports(model_type):
-            raise RankwiseError(f"train.kernels liger: {liger_kernels.unsupported(model_type)}",
+            raise RankwiseError(f"{said}: {liger_kernels.unsupported(model_type)}",
                                 "set train.kernels: none (train.loss: chunked saves most of the loss's memory on any "
                                 "model)")
-        _triton_kernels("train.kernels liger", "liger_kernel", "liger-kernel", device, "set train.kernels: none",
+        _triton_kernels(said, "liger_kernel", "liger-kernel", device, "set train.kernels: none",
                         "set train.kernels: none on the CPU")
     return attn, liger
 

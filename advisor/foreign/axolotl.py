@@ -304,10 +304,15 @@ LIGER_MODELLED = ("liger_rms_norm", "liger_glu_activation", "liger_rope")
 
 
 def _finish_liger(out: Out) -> None:
-    """With Liger's fused linear cross-entropy on (train.kernels liger), its RMSNorm, SwiGLU and RoPE kernels are in
-    the estimate too: their not-modelled findings are dropped, and the LigerPlugin is said only without it."""
-    if out.values.get("train.kernels") == "liger":
-        out.said[:] = [s for s in out.said if not (s.code == "not-modelled" and s.key in LIGER_MODELLED)]
+    """Liger's RMSNorm, SwiGLU and RoPE are in the estimate with its fused linear cross-entropy (train.kernels liger)
+    or, through the LigerPlugin, without it (liger_layers: the loss is the standard one, or the Cut Cross-Entropy
+    plugin's): their not-modelled findings are dropped, and the LigerPlugin is said only with neither."""
+    layers = [s for s in out.said if s.code == "not-modelled" and s.key in LIGER_MODELLED]
+    if out.values.get("train.kernels") != "liger" and layers and out.extra.get("liger_plugin"):
+        out.key = layers[0].key
+        out.set("train.kernels", "liger_layers")
+    if out.values.get("train.kernels") in ("liger", "liger_layers"):
+        out.said[:] = [s for s in out.said if s not in layers]
     elif out.extra.get("liger_plugin"):
         out.key = out.extra["liger_plugin"]
         out.not_modelled("Liger kernels (fused RMSNorm/SwiGLU/RoPE/cross-entropy): lower activation memory "

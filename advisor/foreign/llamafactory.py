@@ -255,6 +255,10 @@ def _flat_finish(out: Out) -> None:
     input the rotation keeps for backward, and OFT's Cayley-Neumann temporaries."""
     if out.extra.get("freeze"):
         _freeze(out)
+    if out.values.get("train.kernels") == "liger" and out.stage is not None:
+        # model/loader.py apply_liger_kernel(require_logits=stage not in (pt, sft)): outside SFT Liger's fused loss is
+        # off (the trainer needs the logits), its norms, SwiGLU and RoPE on
+        out.set("train.kernels", "liger_layers")
     if out.extra.get("unsloth_gc"):  # LLaMA-Factory uses it only with checkpointing
         offload_where_checkpointing(out, out.extra["unsloth_gc"])
     key = out.extra.get("oft")

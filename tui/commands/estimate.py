@@ -178,10 +178,10 @@ def _kernels_flag(args) -> str | None:
     loss, kernels = getattr(args, "loss", None), getattr(args, "kernels", None)
     if loss is None:
         return kernels
-    want = "liger" if loss == "fused" else "none"  # cce: train.loss says it
-    if kernels is not None and kernels != want:
-        raise RankwiseError(f"--loss {loss} and --kernels {kernels} disagree", "give one of them")
-    return want
+    if (kernels not in (None, "liger")) if loss == "fused" else kernels == "liger":
+        raise RankwiseError(f"--loss {loss} and --kernels {kernels} disagree",
+                            "give one of them (--kernels liger_layers goes with any --loss but fused)")
+    return "liger" if loss == "fused" else kernels or "none"  # cce, chunked: train.loss says it
 
 
 def flags_config(args):
