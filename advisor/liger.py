@@ -25,6 +25,15 @@ MODEL_TYPES = frozenset({
 })
 
 
+# the model types whose apply function takes `layer_norm` (Liger's LayerNorm: vision towers, Llama 4, Gemma 3/4,
+# ...; monkey_patch.py @ead96b6): axolotl's LigerPlugin passes liger_layer_norm only to those, so elsewhere it does
+# nothing (their decoders' norms are RMSNorm)
+LAYER_NORM_TYPES = frozenset({
+    "gemma3", "gemma4", "internvl", "llama4_text", "llama4", "mllama", "mllama_text_model", "qwen2_vl", "qwen2_vl_text",
+    "paligemma", "smolvlm",
+})
+
+
 def supports(model_type: str | None) -> bool:
     return model_type in MODEL_TYPES
 

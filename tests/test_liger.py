@@ -108,3 +108,18 @@ def test_liger_layers_on_a_model_liger_cannot_patch_keeps_the_cut_cross_entropy_
     cce, both = (estimate(spec, Plan.from_config(RunConfig.model_validate(
         {**cfg, "train": {**cfg["train"], "kernels": k}}))) for k in ("none", "liger_layers"))
     assert both.peak_bytes == cce.peak_bytes
+
+
+@pytest.mark.parametrize("model, said", [("meta-llama/Llama-3.1-8B", False), ("google/gemma-3-12b-it", True)])
+def test_axolotls_liger_layer_norm_is_no_effect_where_liger_has_no_layer_norm_to_patch(tmp_path, model, said):
+    from rankwise.advisor.foreign import read
+    from rankwise.advisor.foreign.report import judge
+    from rankwise.advisor.hardware import planned
+
+    f = tmp_path / "axolotl.yaml"
+    f.write_text(f"base_model: {model}\nadapter: lora\nplugins:\n  - axolotl.integrations.liger.LigerPlugin\n"
+                 "liger_layer_norm: true\n")
+    reading = read(f)
+    judge(reading, planned(gpu="H100"))
+    assert any(s.key == "liger_layer_norm" for s in reading.said) is said
+    assert any(n.startswith("liger_layer_norm: Liger has no LayerNorm") for n in reading.notes) is not said

@@ -110,6 +110,18 @@ def _matcher(reading: Reading):
     return lambda names: match_targets(raw, how, names)[0]
 
 
+def _no_layer_norm(reading: Reading, spec) -> None:
+    """axolotl's liger_layer_norm on a model type whose Liger apply function takes no layer_norm (advisor/liger.py
+    LAYER_NORM_TYPES) changes nothing: its "not modelled" becomes a note."""
+    from .. import liger
+
+    said = [s for s in reading.said if s.code == "not-modelled" and s.key == "liger_layer_norm"]
+    if said and spec.config.get("model_type") not in liger.LAYER_NORM_TYPES:
+        reading.said = [s for s in reading.said if s not in said]
+        reading.notes.append(f"liger_layer_norm: Liger has no LayerNorm to patch in model type "
+                             f"{spec.config.get('model_type')} (its norms are RMSNorm): no effect")
+
+
 def _shipped(reading: Reading, spec) -> None:
     """A pre-quantized base the estimate models (GPTQ/AWQ/AQLM, from its config.json or what its name says):
     the mappers' name-based "not modelled" for it is replaced by a note of the storage estimated."""
@@ -146,6 +158,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
     cfg = reading.cfg
     if spec is not None:
         _shipped(reading, spec)
+        _no_layer_norm(reading, spec)
         cfg = resolve_targets(reading, spec)
         reading.cfg = cfg
     ctx = context(estimated_cfg(reading, cfg), spec, hw, method)
