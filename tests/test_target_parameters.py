@@ -262,3 +262,11 @@ def test_a_budget_below_the_experts_adapter_keeps_them_frozen():
     a = advise(load_model("mixtral-8x7b"), planned(gpu="H200"), "chat", budget=3_000_000)
     assert a.config.lora.target_parameters == [] and "beyond the 3M budget" in a.reasons["lora.target_parameters"]
     assert a.estimate.trainable_params <= 3_000_000
+
+
+def test_advise_shows_the_expert_tensors_by_name(capsys):
+    from rankwise.tui.cli import main
+
+    assert main(["advise", "--model", "mixtral-8x7b", "--gpu", "H200", "--task", "chat"]) == 0
+    out = capsys.readouterr().out
+    assert "experts.gate_up_proj," in out and "['experts" not in out  # the names, not a Python list

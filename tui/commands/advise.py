@@ -12,6 +12,12 @@ from ..style import FIT_STYLE, GOOD, SEVERITY_STYLE
 from .common import add_json, add_planning, hardware_from, print_json
 
 
+def _value(value) -> str:
+    """A config value as the table shows it: a list as its names (as a preset writes them), an empty one as none."""
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
+    return str(value)
+
 
 def register(sub) -> None:
     p = sub.add_parser("advise", help="recommend LoRA/QLoRA hyperparameters with reasons",
@@ -277,7 +283,7 @@ def _render(advice, spec, hw, args, ahead=None) -> None:
         for key, reason in advice.reasons.items():
             if key == "method":
                 continue
-            t.add_row(key, escape(str(get_key(cfg, key))), escape(reason))
+            t.add_row(key, escape(_value(get_key(cfg, key))), escape(reason))
         console.print(t)
     if advice.budget_arithmetic:
         console.print("[bold]Budget arithmetic[/bold]")
