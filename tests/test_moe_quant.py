@@ -2,41 +2,22 @@
 quantization, as they load), trained with real transformers, peft and bitsandbytes on a tiny Mixtral on the CPU, and
 estimated as the stack holds them."""
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
+from moe_helpers import FUSED, saved_bytes, tiny_mixtral_config, tiny_mixtral_folder, tiny_mixtral_spec
 from train_helpers import events, of_type, only_run, train
-from transformers import AutoModelForCausalLM, MixtralConfig, MixtralForCausalLM
+from transformers import AutoModelForCausalLM, MixtralForCausalLM
 
 from rankwise.advisor.activations import built_expert_bytes
 from rankwise.advisor.config import RunConfig
 from rankwise.advisor.memory import GIB, Plan, estimate
-from rankwise.advisor.model import load_model, spec_from_config
+from rankwise.advisor.model import load_model
 from rankwise.trainer import moe_quant
-
-FUSED = ("experts.gate_up_proj", "experts.down_proj")
-ASSETS = Path(__file__).resolve().parents[1] / "presets" / "assets"
-
-
-def _config() -> MixtralConfig:
-    return MixtralConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=262, num_local_experts=4, num_experts_per_tok=2,
-                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
-
-
-def _folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "tiny-mixtral"
-    torch.manual_seed(0)
-    MixtralForCausalLM(_config()).save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        shutil.copy(ASSETS / "tiny-llama" / name, folder / name)
-    return folder
 
 
 def test_the_experts_are_quantized_as_they_load_and_compute_what_they_dequantize_to(tmp_path):
-    folder = _folder(tmp_path)
+    folder = tiny_mixtral_folder(tmp_path)
     with moe_quant.quantized_on_load(FUSED, "nf4", True) as done:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     assert sorted(done) == sorted(f"model.layers.{i}.mlp.experts.{n.split('.')[1]}" for i in range(2) for n in FUSED)
@@ -58,8 +39,8 @@ def test_the_dequantized_experts_saved_for_backward_are_what_the_estimate_counts
     """bitsandbytes dequantizes each expert tensor on access; grouped_mm keeps the result for the input gradient."""
     from peft import LoraConfig, get_peft_model
 
-    cfg = _config()
-    spec = spec_from_config("tiny-mixtral", "local", {**cfg.to_dict(), "model_type": "mixtral"})
+    cfg = tiny_mixtral_config()
+    spec = tiny_mixtral_spec(cfg)
     ids = torch.randint(3, 262, (2, 16), generator=torch.Generator().manual_seed(0))
     saved = {}
     for quantize in (False, True):
@@ -69,17 +50,7 @@ def test_the_dequantized_experts_saved_for_backward_are_what_the_estimate_counts
         if quantize:
             assert len(moe_quant.quantize_rest(model, FUSED, "nf4", True)) == 4
         model = get_peft_model(model, LoraConfig(r=4, lora_dropout=0.0, target_modules=["q_proj"]))
-        params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        kept: dict[int, int] = {}
-
-        def pack(t):
-            if t.numel() and t.untyped_storage().data_ptr() not in params:
-                kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model(input_ids=ids)
-        saved[quantize] = sum(kept.values())
+        saved[quantize] = saved_bytes(model, lambda: model(input_ids=ids))
     plan = Plan("qlora", r=4, lora_dropout=False, grad_checkpointing=False)
     per_token, per_layer = built_expert_bytes(spec, plan, [])
     assert per_token == 0
@@ -121,7 +92,7 @@ def test_check_says_why_the_experts_stay_16_bit_with_the_fix(cfg, fix):
 def test_qlora_trains_on_4_bit_experts_and_the_adapter_moves_the_model(tmp_path):
     from peft import PeftModel
 
-    folder = _folder(tmp_path)
+    folder = tiny_mixtral_folder(tmp_path)
     runs = tmp_path / "runs"
     p = train(runs, "--set", f"model.name={folder}", "--set", "train.grad_checkpointing=true",
               "--set", "train.max_steps=6", "--set", "train.save_steps=6", preset="demo-cpu-qlora")
@@ -159,7 +130,7 @@ def test_estimate_flag_writes_the_setting_down(capsys):
 @pytest.mark.slow
 def test_two_ddp_processes_each_hold_the_experts_in_4_bits(tmp_path):
     """DDP (accelerate launch --cpu, gloo) broadcasts the uint8 storage like any frozen parameter."""
-    folder = _folder(tmp_path)
+    folder = tiny_mixtral_folder(tmp_path)
     runs = tmp_path / "runs"
     p = train(runs, "--processes", "2", "--set", f"model.name={folder}", "--set", "train.grad_checkpointing=true",
               "--set", "train.max_steps=4", "--set", "train.save_steps=4", preset="demo-cpu-qlora", timeout=600)

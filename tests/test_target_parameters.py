@@ -2,58 +2,28 @@
 builds it and trained with real peft on a tiny Mixtral on the CPU."""
 import json
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
+from moe_helpers import FUSED as EXPERTS
+from moe_helpers import saved_bytes, tiny_mixtral_config, tiny_mixtral_folder, tiny_mixtral_spec
 from peft import LoraConfig, get_peft_model
-from transformers import MixtralConfig, MixtralForCausalLM
+from train_helpers import events, of_type, only_run, train
+from transformers import MixtralForCausalLM
 
 from rankwise.advisor.activations import built_expert_bytes
 from rankwise.advisor.config import RunConfig
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.memory import Plan, estimate
-from rankwise.advisor.model import load_model, spec_from_config
-
-from train_helpers import events, of_type, only_run, train
-
-EXPERTS = ("experts.gate_up_proj", "experts.down_proj")
-ASSETS = Path(__file__).resolve().parents[1] / "presets" / "assets"
-
-
-def _mixtral_config(**kw) -> MixtralConfig:
-    return MixtralConfig(**{"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                            "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 262,
-                            "num_local_experts": 4, "num_experts_per_tok": 2, "pad_token_id": 0, "bos_token_id": 1,
-                            "eos_token_id": 2, **kw})
-
-
-def _spec(cfg: MixtralConfig):
-    return spec_from_config("tiny-mixtral", "local", {**cfg.to_dict(), "model_type": "mixtral"})
-
-
-def _saved_bytes(model, run) -> int:
-    """Bytes of the distinct storages autograd saves in one forward (parameters excluded)."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(t):
-        if t.numel() and t.untyped_storage().data_ptr() not in params:
-            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        run()
-    return sum(saved.values())
+from rankwise.advisor.model import load_model
 
 
 @pytest.mark.parametrize("r", [4, 8])
 def test_the_adapted_experts_saved_for_backward_are_what_the_estimate_counts(r):
     """peft folds B·A into each expert tensor every forward and transformers' grouped_mm experts keep the built
     tensor; the expert matmuls keep their inputs. Measured as the difference the parameters make."""
-    cfg = _mixtral_config()
-    spec = _spec(cfg)
+    cfg = tiny_mixtral_config()
+    spec = tiny_mixtral_spec(cfg)
     batch, seq = 2, 16
     ids = torch.randint(0, 262, (batch, seq), generator=torch.Generator().manual_seed(0))
     measured = {}
@@ -63,7 +33,7 @@ def test_the_adapted_experts_saved_for_backward_are_what_the_estimate_counts(r):
         base.set_experts_implementation("grouped_mm")  # what from_pretrained picks (transformers 5.25)
         model = get_peft_model(base, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=["q_proj"],
                                                 target_parameters=list(tp) or None))  # fp32 adapters, as trained
-        measured[tp] = _saved_bytes(model, lambda: model(input_ids=ids))
+        measured[tp] = saved_bytes(model, lambda: model(input_ids=ids))
     plan = Plan("lora", r=r, lora_dropout=False, target_parameters=EXPERTS)
     per_token, per_layer = built_expert_bytes(spec, plan, spec.resolve_parameters(EXPERTS))
     expected = spec.num_layers * (per_layer + batch * seq * per_token)
@@ -143,21 +113,12 @@ def test_check_names_a_parameter_the_model_lacks(tmp_path):
     assert f.patch == {"lora.target_parameters": list(EXPERTS)}
 
 
-def _tiny_mixtral_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "tiny-mixtral"
-    torch.manual_seed(0)
-    MixtralForCausalLM(_mixtral_config()).save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        shutil.copy(ASSETS / "tiny-llama" / name, folder / name)
-    return folder
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("preset, checkpointing", [("demo-cpu", "false"), ("demo-cpu-qlora", "true")])
 def test_train_adapts_the_experts_and_the_adapter_holds_them(tmp_path, preset, checkpointing):
     """LoRA (no checkpointing) and QLoRA (the experts stay unquantized beside 4-bit attention; checkpointing
     recomputes the fold in backward)."""
-    folder = _tiny_mixtral_folder(tmp_path)
+    folder = tiny_mixtral_folder(tmp_path)
     runs = tmp_path / "runs"
     p = train(runs, "--set", f"model.name={folder}", "--set", "lora.dropout=0",
               "--set", "lora.target_parameters=[experts.gate_up_proj,experts.down_proj]",
@@ -168,7 +129,7 @@ def test_train_adapts_the_experts_and_the_adapter_holds_them(tmp_path, preset, c
     evs = events(run)
     losses = [e["loss"] for e in of_type(evs, "step") if e.get("loss") is not None]
     assert losses and all(loss == loss for loss in losses)  # finite
-    spec = _spec(_mixtral_config())
+    spec = tiny_mixtral_spec(tiny_mixtral_config())
     expected = sum(l.count * 16 * (l.d_in + l.d_out) for l in spec.resolve_targets("all-linear")
                    + spec.resolve_parameters(EXPERTS))
     said = re.search(r"trainable params: ([\d,]+)", (run / "train.log").read_text())  # peft's own count
