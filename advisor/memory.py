@@ -27,7 +27,7 @@ from .methods import METHOD_NAMES, METHODS, PreQuantized, unquantized_twin
 from .spec import Linear, ModelSpec
 
 from . import allocator, fsdp_wrap, liger, sharding
-from .storage import experts_as_parameters, fused_experts, quantized, unquantized_experts
+from .storage import expert_weights, experts_as_parameters, quantized, unquantized_experts, weights_of
 from .adapter_init import start_up
 from .activations import (chunked_loss_bytes, fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes,
                           layer_saved_bytes, layer_weight_transient_bytes, logits_peak_bytes, built_expert_bytes,
@@ -123,7 +123,7 @@ def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
         lin = [l for l in spec.linears if l.family != "lm_head"]
         packed = sum(l.count * pre.weight_bytes(l.d_in, l.d_out)[0] for l in lin)
         consts = sum(l.count * pre.weight_bytes(l.d_in, l.d_out)[1] for l in lin)
-        rest = spec.total_params - sum(l.count * l.d_in * l.d_out for l in lin)
+        rest = spec.total_params - weights_of(lin)
         return {"base_weights": packed, "quant_constants": consts, "unquantized_weights": rest * a}
     q = plan.descriptor.quant
     if q is None:
@@ -133,7 +133,7 @@ def _weights(spec: ModelSpec, plan: Plan) -> dict[str, int]:
     # the compute dtype, counted with the base weights (rankwise's worker casts them back after peft's fp32 upcast)
     st = plan.stack
     qlin = [l for l in spec.linears if quantized(l, plan)]
-    quant = sum(l.count * l.d_in * l.d_out for l in qlin)
+    quant = weights_of(qlin)
     rows = sum(l.count * l.d_out for l in qlin)
     if st.quantize_lm_head and spec.tied_embeddings:
         quant -= spec.vocab_size * spec.hidden_size  # a tied head is the embedding: not quantized
@@ -201,8 +201,7 @@ def unit_bytes(spec: ModelSpec, plan: Plan) -> tuple[int, int]:
     root = spec.total_params - spec.num_layers * layer
     q = plan.descriptor.quant
     if q is not None:
-        quant = sum(l.count * l.d_in * l.d_out for l in spec.linears
-                    if l.family != "lm_head" and quantized(l, plan)) // spec.num_layers
+        quant = weights_of(l for l in spec.linears if l.family != "lm_head" and quantized(l, plan)) // spec.num_layers
         layer_b = quant * q.bits // 8 + (layer - quant) * a
     else:
         layer_b = layer * a
@@ -365,11 +364,9 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     if unpatched:
         notes += (liger.unsupported(spec.config.get("model_type")) + ": estimated with transformers' loss and layers",)
     if experts_as_parameters(plan) and spec.fused_names():
-        layer = sum(l.count * l.d_in * l.d_out for l in spec.linears if fused_experts(l)) * plan.dtype_bytes // L
-        notes += (f"MoE experts quantized to NF4 as they load (bitsandbytes' parameter quantization, "
-                  f"quant.quantize_experts), dequantized in each forward and kept for backward: {layer / GIB:.2f} GiB "
-                  "a layer, " + ("one layer at a time under checkpointing" if plan.grad_checkpointing else
-                                 f"every layer's without checkpointing ({L * layer / GIB:.1f} GiB)"),)
+        notes += ("MoE experts quantized to NF4 as they load (bitsandbytes' parameter quantization, "
+                  "quant.quantize_experts), dequantized in each forward and kept for backward: "
+                  + _built_per_layer(plan, L, expert_weights(spec) * plan.dtype_bytes // L),)
     kept = unquantized_experts(spec, plan)
     if kept:
         notes += (f"MoE experts: transformers 5 holds them as fused tensors, which its bitsandbytes integration does "
@@ -506,6 +503,12 @@ def _ds_whence(plan: Plan, value) -> str:
     return f", from {plan.ds_config}"
 
 
+def _built_per_layer(plan: Plan, L: int, layer: int) -> str:
+    """How much a layer's tensors built in its forward weigh and how many layers' are kept (built_expert_bytes)."""
+    return f"{layer / GIB:.2f} GiB a layer, " + ("one layer at a time under checkpointing" if plan.grad_checkpointing
+                                                else f"every layer's without checkpointing ({L * layer / GIB:.1f} GiB)")
+
+
 def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int, recompute: int) -> tuple[str, ...]:
     st = plan.stack
     stack = (f"transformers 5 + peft 0.21 under the HF Trainer, 16-bit autocast, {ATTENTION_TEXT[plan.attention]}"
@@ -547,12 +550,10 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         out.append("no gradient checkpointing: every layer's activations kept until backward")
     if plan.target_parameters:
         wrapped = spec.resolve_parameters(plan.target_parameters)
-        built = sum(l.count * l.d_in * l.d_out for l in wrapped) * plan.dtype_bytes // spec.num_layers
         out.append(f"adapted parameters {', '.join(l.name for l in wrapped)} (lora.target_parameters): rank "
                    f"{plan.r} per expert; each forward builds the adapted tensors in full and keeps them for backward "
-                   f"(peft ParamWrapper): {built / GIB:.2f} GiB a layer, "
-                   + ("one layer at a time under checkpointing" if plan.grad_checkpointing else
-                      f"every layer's without checkpointing ({spec.num_layers * built / GIB:.1f} GiB)"))
+                   "(peft ParamWrapper): "
+                   + _built_per_layer(plan, spec.num_layers, weights_of(wrapped) * plan.dtype_bytes // spec.num_layers))
     if m.dora:
         out.append("DoRA: a trainable magnitude per output row of each adapted linear; each forward builds the "
                    "adapted weight in full for its row norms, and saves the base and LoRA outputs (peft dora.py)")

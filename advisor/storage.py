@@ -17,6 +17,16 @@ def fused_experts(l: Linear) -> bool:
     return l.family == "experts" and not l.adaptable
 
 
+def weights_of(linears) -> int:
+    """Weights (no biases) in these linears, every copy counted."""
+    return sum(l.count * l.d_in * l.d_out for l in linears)
+
+
+def expert_weights(spec: ModelSpec) -> int:
+    """Weights in the model's fused MoE expert tensors (0 for a dense model)."""
+    return weights_of(l for l in spec.linears if fused_experts(l))
+
+
 def experts_as_parameters(plan: Plan) -> bool:
     """rankwise's own 4-bit path quantizes the fused experts as parameters (trainer/moe_quant.py: bitsandbytes'
     replace_parameter_4bit as they load), dequantized a layer at a time in each forward: quant.quantize_experts
@@ -43,4 +53,4 @@ def unquantized_experts(spec: ModelSpec, plan: Plan) -> int:
     method that quantizes nothing)."""
     if plan.descriptor.quant is None:
         return 0
-    return sum(l.count * l.d_in * l.d_out for l in spec.linears if fused_experts(l) and not quantized(l, plan))
+    return weights_of(l for l in spec.linears if fused_experts(l) and not quantized(l, plan))

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Iterable
 from .adapter_init import start_up_seconds
 from .hardware import Hardware, speed_of
 from .memory import kbit_upcast
-from .storage import experts_as_parameters, fused_experts, unquantized_experts
+from .storage import expert_weights, experts_as_parameters, unquantized_experts, weights_of
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -266,7 +266,7 @@ def parameter_lora_work(spec: "ModelSpec", plan, tokens: int, passes: int) -> tu
     gradient and reads it back for A's and B's (2·2·r FLOPs a weight). Nothing per token on the adapter itself."""
     if not plan.target_parameters:
         return 0.0, 0.0
-    weights = sum(l.count * l.d_in * l.d_out for l in spec.resolve_parameters(plan.target_parameters))
+    weights = weights_of(spec.resolve_parameters(plan.target_parameters))
     routed = weights * max(1, spec.experts_per_token) / max(1, spec.num_experts)
     a = plan.dtype_bytes
     forwards = passes - 1  # forward (+ the recomputed forward)
@@ -312,7 +312,7 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
         if experts_as_parameters(plan) and spec.num_experts:
             # bitsandbytes' parametrization dequantizes every expert of a layer on access, not only the routed ones
             # (counted above): the rest read in 4 bits and written in 16, in each forward (and recompute)
-            every = sum(l.count * l.d_in * l.d_out for l in spec.linears if fused_experts(l))
+            every = expert_weights(spec)
             rest = every - every * spec.experts_per_token // spec.num_experts
             weight_bytes += (passes - 1) * rest * (quant.bits / 8 + plan.dtype_bytes)
     else:
