@@ -23,6 +23,11 @@ def matches(name: str, fused: tuple[str, ...]) -> bool:
     return any(name == f or name.endswith("." + f) for f in fused)
 
 
+def _fused(name: str, p, fused: tuple[str, ...]) -> bool:
+    """Is this parameter one of the fused expert tensors, still in 16/32 bits?"""
+    return p.dim() == 3 and p.is_floating_point() and matches(name, fused)
+
+
 def _quantize(module, name: str, quant_type: str, double_quant: bool) -> None:
     from bitsandbytes.nn.parametrize import replace_parameter_4bit
 
@@ -43,7 +48,7 @@ def quantized_on_load(fused: tuple[str, ...], quant_type: str, double_quant: boo
 
     def set_and_quantize(model, target_name, param_value, *args, **kwargs):
         set_param(model, target_name, param_value, *args, **kwargs)
-        if param_value.dim() == 3 and param_value.is_floating_point() and matches(target_name, fused):
+        if _fused(target_name, param_value, fused):
             path, _, name = target_name.rpartition(".")
             _quantize(model.get_submodule(path), name, quant_type, double_quant)
             done.append(target_name)
@@ -95,7 +100,7 @@ def quantize_rest(model, fused: tuple[str, ...], quant_type: str, double_quant: 
     for path, module in model.named_modules():
         for name, p in list(module.named_parameters(recurse=False)):
             full = f"{path}.{name}" if path else name
-            if p.dim() == 3 and p.is_floating_point() and matches(full, fused):
+            if _fused(full, p, fused):
                 _quantize(module, name, quant_type, double_quant)
                 out.append(full)
     return out

@@ -136,14 +136,14 @@ def _load(model_dir: str, spec, trust_remote_code: bool = False):
         kwargs.update(dtype=dtype, device_map={"": 0})
     else:
         kwargs["dtype"] = torch.float32
-    from types import SimpleNamespace
+    from rankwise.advisor.config import QuantSection
 
     from . import moe_quant
 
     fused = tuple(spec.fused_names()) if quant == "nf4" else ()  # an MoE's fused experts in 4 bits too
     try:
         model, _, _ = moe_quant.load(lambda: AutoModelForCausalLM.from_pretrained(model_dir, **kwargs), fused,
-                                     SimpleNamespace(quant_type="nf4", double_quant=False))
+                                     QuantSection(double_quant=False))  # the BitsAndBytesConfig above
     except OSError as e:
         raise RankwiseError(f"cannot load the weights in {model_dir}: {str(e).splitlines()[0]}",
                             "the folder needs *.safetensors weights") from None

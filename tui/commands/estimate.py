@@ -173,12 +173,13 @@ def _method_flags(args) -> str | None:
 
 
 def _kernels_flag(args) -> str | None:
-    """--loss fused is --kernels liger (the fused loss rankwise trains with), standard and chunked --kernels none
-    (train.loss says which); refused beside a --kernels that says otherwise."""
+    """--loss fused is --kernels liger (the fused loss rankwise trains with); standard, chunked and cce go with
+    --kernels none or liger_layers (train.loss says which); refused beside a --kernels that says otherwise."""
     loss, kernels = getattr(args, "loss", None), getattr(args, "kernels", None)
     if loss is None:
         return kernels
-    if (kernels not in (None, "liger")) if loss == "fused" else kernels == "liger":
+    fused = loss == "fused"
+    if (fused and kernels not in (None, "liger")) or (not fused and kernels == "liger"):
         raise RankwiseError(f"--loss {loss} and --kernels {kernels} disagree",
                             "give one of them (--kernels liger_layers goes with any --loss but fused)")
     return "liger" if loss == "fused" else kernels or "none"  # cce, chunked: train.loss says it
