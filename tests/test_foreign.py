@@ -1193,3 +1193,13 @@ def test_llamafactory_use_v1_kernels_is_the_npu_only_auto_set(tmp_path):
     reading = read(path)
     assert any(n.startswith("use_v1_kernels: ") and "Ascend NPUs only" in n for n in reading.notes)
     assert not [s for s in reading.said if s.key == "use_v1_kernels"]
+
+
+@pytest.mark.parametrize("value, noted", [(True, True), (False, False)])
+def test_axolotls_32x_embedding_rounding_is_a_note_not_a_gap(tmp_path, value, noted):
+    """axolotl pads a resized embedding to a multiple of 32 rows only when the tokenizer outgrows it: at most 31 rows,
+    said in a note (5 axolotl examples set it), not as memory the estimate misses."""
+    r = _read_text(tmp_path, f"base_model: llama-3.2-1b\nadapter: lora\nresize_token_embeddings_to_32x: {value}\n")
+    assert not any(s.key == "resize_token_embeddings_to_32x" for s in r.said)
+    assert any(n.startswith("resize_token_embeddings_to_32x: ") for n in r.notes) == noted
+    assert "resize_token_embeddings_to_32x" not in r.unread

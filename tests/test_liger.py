@@ -110,8 +110,9 @@ def test_liger_layers_on_a_model_liger_cannot_patch_keeps_the_cut_cross_entropy_
     assert both.peak_bytes == cce.peak_bytes
 
 
-@pytest.mark.parametrize("model, said", [("meta-llama/Llama-3.1-8B", False), ("google/gemma-3-12b-it", True)])
-def test_axolotls_liger_layer_norm_is_no_effect_where_liger_has_no_layer_norm_to_patch(tmp_path, model, said):
+@pytest.mark.parametrize("model, note", [("meta-llama/Llama-3.1-8B", "Liger has no LayerNorm to patch"),
+                                         ("google/gemma-3-12b-it", "Liger's LayerNorm goes to the vision")])
+def test_axolotls_liger_layer_norm_changes_nothing_the_estimate_counts(tmp_path, model, note):
     from rankwise.advisor.foreign import read
     from rankwise.advisor.foreign.report import judge
     from rankwise.advisor.hardware import planned
@@ -121,5 +122,31 @@ def test_axolotls_liger_layer_norm_is_no_effect_where_liger_has_no_layer_norm_to
                  "liger_layer_norm: true\n")
     reading = read(f)
     judge(reading, planned(gpu="H100"))
-    assert any(s.key == "liger_layer_norm" for s in reading.said) is said
-    assert any(n.startswith("liger_layer_norm: Liger has no LayerNorm") for n in reading.notes) is not said
+    assert not any(s.key == "liger_layer_norm" for s in reading.said)
+    assert any(n.startswith(f"liger_layer_norm: {note}") for n in reading.notes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["google/gemma-3-4b-it", "meta-llama/Llama-3.2-11B-Vision", "Qwen/Qwen2-VL-7B",
+                                   "meta-llama/Llama-4-Scout-17B-16E", "google/gemma-4-E2B"])
+def test_the_layer_norms_liger_patches_are_in_the_towers_not_the_language_model(model):
+    """The note above says so: built on the meta device, every nn.LayerNorm of these model types (Liger's
+    LAYER_NORM_TYPES) sits in a vision or audio tower, outside the layers the estimate counts."""
+    import torch
+    from transformers import AutoConfig
+
+    from rankwise.advisor.liger import LAYER_NORM_TYPES
+    from rankwise.advisor.meta import _in_tower, _model_class
+    from rankwise.advisor.model_index import lookup
+
+    cfg = {k: v for k, v in lookup(model).config.items() if k != "auto_map"}
+    assert cfg["model_type"] in LAYER_NORM_TYPES
+    first, fallback = _model_class(cfg)
+    with torch.device("meta"):
+        try:
+            built = first.from_config(AutoConfig.for_model(**cfg))
+        except ValueError:
+            built = fallback.from_config(AutoConfig.for_model(**cfg))
+    norms = [n for n, m in built.named_modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms, "Liger's layer_norm would patch nothing here"
+    assert [n for n in norms if not _in_tower(n)] == []

@@ -182,6 +182,15 @@ def _token_overrides(value, out: Out):
                          "lora_modules_to_save")
 
 
+def _to_32x(value, out: Out):
+    """axolotl (loaders/model.py `_resize_token_embeddings`) resizes the embedding only when the tokenizer has
+    outgrown it, to ceil(len(tokenizer) / 32) * 32 rows: at most 31 rows beyond the tokenizer's (the new tokens
+    the file adds are counted as added tokens either way)."""
+    if value:
+        out.notes.append("resize_token_embeddings_to_32x: where the tokenizer outgrows the embedding, at most 31 rows "
+                         "more (rounding up to a multiple of 32): a few MB even on the widest model, not counted")
+
+
 def _number(value):
     """axolotl takes learning_rate as a string too ("2e-4"); a string that is no number stays (reported)."""
     try:
@@ -208,6 +217,7 @@ TABLE = {
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
     "save_total_limit": to("train.save_total_limit"), "rl": _rl, "fsdp": fsdp_words, "fsdp_config": _fsdp_config,
     "deepspeed": deepspeed, "plugins": _plugins, "special_tokens": _special_tokens, "tokens": added_tokens,
+    "resize_token_embeddings_to_32x": _to_32x,
     "added_tokens_overrides": _token_overrides, "gptq": not_modelled("a GPTQ base: its weights take ~4 bits, the estimate "
                                                             "counts them as 16-bit"),
 }
@@ -220,7 +230,7 @@ NOT_MODELLED = {
     "liger_rope": "a Liger kernel: lower activation memory than estimated",
     "liger_rms_norm": "a Liger kernel: lower activation memory than estimated",
     "liger_glu_activation": "a Liger kernel: lower activation memory than estimated",
-    "liger_layer_norm": "a Liger kernel: lower activation memory than estimated",
+    "liger_layer_norm": "Liger's LayerNorm, for a vision or audio tower's norms (model unresolved: which, if any, not known)",
     "liger_cross_entropy": "a Liger kernel: lower activation memory than estimated",
     "lora_mlp_kernel": "axolotl's fused LoRA MLP kernel: less activation memory, faster steps",
     "lora_qkv_kernel": "axolotl's fused LoRA QKV kernel: less activation memory, faster steps",
@@ -249,7 +259,6 @@ NOT_MODELLED = {
                                         "the GPU (the estimate is the training peak)",
     "model_config": "overrides of the model's config.json (e.g. output_router_logits: every MoE layer's router "
                     "logits kept for the aux loss): the shapes are read from the unchanged config",
-    "resize_token_embeddings_to_32x": "embedding rows rounded up to a multiple of 32 after new tokens (a few rows)",
     "liger_rms_norm_gated": "a Liger kernel: lower activation memory than estimated",
     "flash_attn_cross_entropy": "FlashAttention's fused cross-entropy: the logits' float copy is avoided",
     "flash_attn_rms_norm": "FlashAttention's fused RMSNorm: lower activation memory",

@@ -111,15 +111,25 @@ def _matcher(reading: Reading):
 
 
 def _no_layer_norm(reading: Reading, spec) -> None:
-    """axolotl's liger_layer_norm on a model type whose Liger apply function takes no layer_norm (advisor/liger.py
-    LAYER_NORM_TYPES) changes nothing: its "not modelled" becomes a note."""
+    """axolotl's liger_layer_norm changes nothing the estimate counts: its "not modelled" becomes a note. Liger's
+    apply functions take `layer_norm` only for the model types in advisor/liger.py LAYER_NORM_TYPES, and there it
+    replaces the LayerNorms of the vision (or audio) tower: their language models' norms are RMSNorm (transformers'
+    modeling files: nn.LayerNorm only in the Siglip / vision-encoder / audio classes). The estimate counts the
+    language model's layers."""
     from .. import liger
 
     said = [s for s in reading.said if s.code == "not-modelled" and s.key == "liger_layer_norm"]
-    if said and spec.config.get("model_type") not in liger.LAYER_NORM_TYPES:
-        reading.said = [s for s in reading.said if s not in said]
-        reading.notes.append(f"liger_layer_norm: Liger has no LayerNorm to patch in model type "
-                             f"{spec.config.get('model_type')} (its norms are RMSNorm): no effect")
+    if not said:
+        return
+    reading.said = [s for s in reading.said if s not in said]
+    model_type = spec.config.get("model_type")
+    if model_type in liger.LAYER_NORM_TYPES:
+        reading.notes.append(f"liger_layer_norm: Liger's LayerNorm goes to the vision (or audio) tower of model type "
+                             f"{model_type}, whose language model's norms are RMSNorm: no change to the estimate, "
+                             "which counts the language model's layers")
+    else:
+        reading.notes.append(f"liger_layer_norm: Liger has no LayerNorm to patch in model type {model_type} (its "
+                             "norms are RMSNorm): no effect")
 
 
 def _shipped(reading: Reading, spec) -> None:
