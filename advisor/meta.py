@@ -6,6 +6,9 @@ families with a record in `families.py` never come here (see `model.py`).
 """
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+
 from .errors import RankwiseError
 from .spec import Linear, ModelSpec, experts_per_token
 
@@ -74,7 +77,8 @@ def _one_linear(name: str, shapes: dict[tuple, int]) -> Linear:
     return Linear(name, fam, d_in, d_out, count, any(k[3] for k in shapes), all(k[4] for k in shapes))
 
 
-def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
+def build_on_meta(name: str, cfg: dict):
+    """The whole model (towers included) built from config.json's fields on the meta device."""
     import torch  # deferred: torch costs seconds to import and only unknown architectures need it
     from transformers import AutoConfig
 
@@ -84,12 +88,31 @@ def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
         first, fallback = _model_class(cfg)
         with torch.device("meta"):
             try:
-                model = first.from_config(config)
+                return first.from_config(config)
             except ValueError:
-                model = fallback.from_config(config)
+                return fallback.from_config(config)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise RankwiseError(f"{name}: transformers cannot build model_type {cfg.get('model_type')!r}: {e}",
                             "check the config, or that your transformers version knows this architecture") from None
+
+
+@lru_cache(maxsize=8)
+def _parameters(name: str, cfg_json: str) -> tuple[tuple[str, int], ...]:
+    return tuple((n, p.numel()) for n, p in build_on_meta(name, json.loads(cfg_json)).named_parameters())
+
+
+def parameters(name: str, cfg: dict) -> tuple[tuple[str, int], ...]:
+    """(name, elements) of every parameter as `model.named_parameters()` lists them (a tied head once, under the
+    embedding's name), built on the meta device: what a tool that selects parameters by name sees."""
+    return _parameters(name, json.dumps(cfg, sort_keys=True, default=str))
+
+
+def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
+    import torch
+
+    model = build_on_meta(name, cfg)
+    config = model.config
+    cfg = {k: v for k, v in cfg.items() if k not in ("auto_map",)}
 
     linears: dict[str, dict[tuple, int]] = {}  # leaf name → {(family, d_in, d_out, bias, adaptable): count}
     fam = dict.fromkeys(("embed", "attn", "mlp", "experts", "router", "norm", "lm_head", "vision", "other"), 0)

@@ -383,7 +383,7 @@ def test_import_refuses_a_rankwise_preset():
 # ------------------------------------------------------------------ codes: documented and exercised
 
 FOREIGN_CODES = {"not-modelled", "unknown-key", "preference-stage", "multi-gpu-config", "unknown-target-module",
-                 "full-finetune", "frozen-adapter", "eval-batch"}
+                 "full-finetune", "frozen-adapter", "eval-batch", "unfrozen-unmatched"}
 
 
 def test_foreign_codes_are_documented_and_produced():
@@ -400,7 +400,7 @@ def test_foreign_codes_are_documented_and_produced():
     produced = set()
     for fixture in ("foreign-not-modelled.yaml", "foreign-lf-typo.yaml", "foreign-dpo.yaml", "foreign-fsdp.yaml",
                     "axolotl-risky.yaml", "foreign-full-7b.yaml", "axolotl-unfrozen-lora.yaml",
-                    "axolotl-eval-batch.yaml"):
+                    "axolotl-eval-batch.yaml", "axolotl-unfrozen-full.yaml"):
         produced |= {f["code"] for f in judge(read(FIX / fixture), GPU24).findings}
     assert FOREIGN_CODES <= produced
 
@@ -1203,3 +1203,32 @@ def test_axolotls_32x_embedding_rounding_is_a_note_not_a_gap(tmp_path, value, no
     assert not any(s.key == "resize_token_embeddings_to_32x" for s in r.said)
     assert any(n.startswith("resize_token_embeddings_to_32x: ") for n in r.notes) == noted
     assert "resize_token_embeddings_to_32x" not in r.unread
+
+
+def test_axolotl_unfrozen_parameters_train_what_their_patterns_match_as_transformers_names_it():
+    """A full fine-tune with unfrozen_parameters trains only the parameters a pattern matches from the start of
+    the name (axolotl's freeze_layers_except), named as the model built on the meta device names them: here the
+    MLPs of layers 10-15; `^lm_head.weight$` matches nothing on a tied head (listed once, as the embedding) and
+    `embed_tokens` nothing at all (re.match), which a warning says with the model's own name for it."""
+    reading = read(FIX / "axolotl-unfrozen-full.yaml")
+    report = judge(reading, GPU24)
+    spec = load_model("meta-llama/Llama-3.2-1B")
+    mlp = next(l for l in spec.linears if l.name == "up_proj")
+    assert report.full.trained == 6 * 3 * mlp.d_in * mlp.d_out
+    said = next(f for f in report.findings if f["code"] == "unfrozen-unmatched")
+    assert "^lm_head.weight$, embed_tokens match no parameter" in said["message"]
+    assert "embed_tokens → model.embed_tokens" in said["fix"]
+    assert not any(f["code"] == "not-modelled" and f.get("key") == "unfrozen_parameters" for f in report.findings)
+
+
+def test_axolotl_unfrozen_language_model_pattern_reads_a_text_stand_in_as_the_release_names_it(tmp_path):
+    """The index holds Mistral Small 4's language model alone (model.layers...); the release is a vision-language
+    model whose decoder transformers names model.language_model..., which the file's pattern names: every
+    parameter of the stand-in but its untied head (lm_head, outside model.) trains, and the pattern is not reported
+    as matching nothing."""
+    r = _read_text(tmp_path, "base_model: axolotl-ai-co/Mistral-Small-4-119B-2603-BF16\nunfrozen_parameters:\n"
+                             "  - model.language_model.*\n")
+    report = judge(r, planned(gpu="H100"))
+    spec = load_model("axolotl-ai-co/Mistral-Small-4-119B-2603-BF16")
+    assert report.full.trained == spec.total_params - spec.params_by_family["lm_head"]
+    assert not any(f["code"] == "unfrozen-unmatched" for f in report.findings)

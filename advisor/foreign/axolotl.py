@@ -21,8 +21,7 @@ Unknown keys: axolotl warns and drops them, so rankwise warns too.
 """
 from __future__ import annotations
 
-import re
-
+from .full_ft import Unfrozen, layer_name_pattern
 from .known_keys import AXOLOTL_KEYS
 from .mapping import (Default, Out, Said, Tool, accumulate_to, attention, checkpointing_kwargs, deepspeed,
                       eval_batch, evaluates, model_name,
@@ -244,7 +243,7 @@ NOT_MODELLED = {
     "unsloth_lora_qkv": "Unsloth's fused LoRA kernels: less activation memory",
     "unsloth_lora_o": "Unsloth's fused LoRA kernels: less activation memory",
     "peft_layers_to_transform": "LoRA on some layers only: fewer adapter parameters than estimated",
-    "lora_rank_pattern": "per-module ranks: adapter size differs from lora_r everywhere",
+    "lora_ranklayer_name_pattern": "per-module ranks: adapter size differs from lora_r everywhere",
     "relora": "ReLoRA restarts: merges and re-inits the adapter during training",
     "fp8": "FP8 training: smaller activations and weights than estimated",
     "torch_compile": "torch.compile: activation memory and speed differ",
@@ -398,16 +397,6 @@ PEFT_NAMES = ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.w
 CONFIG_ONLY_STAGES = frozenset({"dpo", "ipo", "kto"})
 
 
-def _pattern(raw: str):
-    """axolotl utils/freeze.py LayerNamePattern: a trailing [start:end] range dropped, every "." not followed by
-    "+" made literal, matched with re.match (anchored at the name's start)."""
-    base = re.match(r"^(.+)\[([0-9]*)(?::([0-9]*))?\]$", raw)
-    try:
-        return re.compile(re.sub(r"\.(?!\+)", "\\.", base.group(1) if base else raw))
-    except re.error:
-        return None
-
-
 def _check_unfrozen(out: Out) -> None:
     """unfrozen_parameters freezes every parameter no pattern matches (utils/freeze.py freeze_layers_except): meant
     for full fine-tunes (axolotl#1464). With an adapter it runs on the peft model, so the LoRA weights are frozen
@@ -417,11 +406,10 @@ def _check_unfrozen(out: Out) -> None:
     if not patterns:
         return
     out.key = "unfrozen_parameters"
-    if out.full is not None:
-        out.not_modelled("only the parameters these patterns match train; estimated as if every weight trains "
-                         "(an upper bound)")
+    if out.full is not None:  # only the parameters the patterns match train, read from the model's names
+        out.partial = Unfrozen(tuple(patterns))
         return
-    compiled = [c for c in map(_pattern, patterns) if c is not None]
+    compiled = [c for c in map(layer_name_pattern, patterns) if c is not None]
     # dpo/ipo/kto load the adapter's config only (loaders/model.py _load_adapters: config_only=True): TRL adds the
     # LoRA weights after the freezing, and they train
     if out.stage in CONFIG_ONLY_STAGES or any(c.match(name) for c in compiled for name in PEFT_NAMES):

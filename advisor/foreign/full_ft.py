@@ -34,6 +34,7 @@ against the same 90% headroom as LoRA's (fit.verdict). bench/gpu_full_probe.py m
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -120,6 +121,7 @@ class Freeze:
     modules: tuple[str, ...] = ("all",)
     extra: tuple[str, ...] = ()
     spread: bool = False  # use_llama_pro: every (L / N)-th layer
+    key: str = "freeze"  # the tool's word for it
 
     def resolve(self, spec: "ModelSpec") -> tuple[int, str]:
         """(trained parameters, what trains in LLaMA-Factory's words). A module name the model's families do not
@@ -156,6 +158,75 @@ class Freeze:
         which = (f"freeze: {', '.join(self.modules)} of the {where}"
                  + (f", and {', '.join(self.extra)}" if self.extra else ""))
         return min(spec.total_params, n_layers * one + extra), which
+
+
+def layer_name_pattern(raw: str) -> "re.Pattern[str] | None":
+    """axolotl utils/freeze.py LayerNamePattern: a trailing [start:end] range dropped, every "." not followed by
+    "+" made literal, matched with re.match (anchored at the name's start)."""
+    base = re.match(r"^(.+)\[([0-9]*)(?::([0-9]*))?\]$", raw)
+    try:
+        return re.compile(re.sub(r"\.(?!\+)", "\\.", base.group(1) if base else raw))
+    except re.error:
+        return None
+
+
+@dataclass(frozen=True)
+class Unfrozen:
+    """axolotl `unfrozen_parameters` in a full fine-tune (utils/freeze.py `freeze_layers_except`): every parameter
+    whose name none of the patterns matches is frozen; a parameter a pattern matches trains whole (a trailing
+    [start:end] range masks its gradient rows with a hook, its optimizer states stay whole). The names are the
+    model's `named_parameters()`, read from the model built on the meta device (meta.parameters); `patterns` are
+    compiled as axolotl compiles them (layer_name_pattern: matched from the name's start)."""
+
+    patterns: tuple[str, ...]
+    key: str = "unfrozen_parameters"
+
+    def _named(self, spec: "ModelSpec") -> list[tuple[str, int]] | None:
+        """The parameters as the tool names them; None when the model cannot be built here. Where the index holds
+        a multimodal release's language model alone (its names start model.layers) and a pattern names
+        model.language_model, the names are the release's: transformers' vision-language models hold the decoder
+        under model.language_model (Gemma 3, Mistral 3, Qwen 3.5)."""
+        from ..errors import RankwiseError
+        from ..meta import parameters
+
+        try:
+            named = list(parameters(spec.name, spec.config))
+        except RankwiseError:
+            return None
+        if any("language_model" in p for p in self.patterns) and not any("language_model" in n for n, _ in named):
+            named = [("model.language_model." + n.removeprefix("model.") if n.startswith("model.") else n, k)
+                     for n, k in named]
+        return named
+
+    def _compiled(self) -> list[tuple[str, "re.Pattern[str]"]]:
+        return [(p, c) for p, c in ((p, layer_name_pattern(p)) for p in self.patterns) if c is not None]
+
+    def resolve(self, spec: "ModelSpec") -> tuple[int, str]:
+        """(trained parameters, what trains); every weight when the model cannot be built here (an upper bound)."""
+        named = self._named(spec)
+        if named is None:
+            return spec.total_params, f"{self.key}: every weight (the model's parameter names are not known here)"
+        compiled = [c for _, c in self._compiled()]
+        trained = sum(n for name, n in named if any(c.match(name) for c in compiled))
+        share = trained / max(1, sum(n for _, n in named))
+        shown = ", ".join(self.patterns[:3]) + (", ..." if len(self.patterns) > 3 else "")
+        return trained, f"{self.key}: {shown}: {share:.0%} of the parameters" if share >= 0.01 else \
+            f"{self.key}: {shown}: {share:.2%} of the parameters"
+
+    def closest(self, spec: "ModelSpec", pattern: str) -> str | None:
+        """A parameter name holding the pattern's last plain word (embed_tokens → model.embed_tokens; a layer's
+        number written N), for the fix; None when no name holds it."""
+        words = [w for w in re.findall(r"[A-Za-z_]{3,}", pattern) if w not in ("weight", "bias")]
+        named = self._named(spec) or []
+        hit = next((n for n, _ in named if words and words[-1] in n), None)
+        return re.sub(r"\.\d+\.", ".N.", hit[:hit.index(words[-1]) + len(words[-1])]) if hit else None
+
+    def unmatched(self, spec: "ModelSpec") -> list[str]:
+        """The patterns that match no parameter name: they unfreeze nothing."""
+        named = self._named(spec)
+        if named is None:
+            return []
+        return [p for p, c in self._compiled() if not any(c.match(name) for name, _ in named)]
 
 
 @dataclass(frozen=True)
@@ -402,7 +473,7 @@ class HostRam:
 
 def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest: dict[str, int] | None = None,
           accumulates: bool = False, stage: str | None = None, upcast: str = "",
-          trains: "Freeze | None" = None, reference: bool | None = None, zero: tuple | None = None) -> Floor:
+          trains: "Freeze | Unfrozen | None" = None, reference: bool | None = None, zero: tuple | None = None) -> Floor:
     """A full fine-tune of `spec` under `plan` (its precision, optimizer, GPUs, strategy and offload): the floor
     per GPU, and with `rest` (`rest_of`) the estimate; a preference `stage` that keeps a reference model adds its
     copy (`reference` says so where the stage alone does not: GRPO keeps one when its beta is above 0). CPU offload
@@ -494,7 +565,7 @@ def trained_bytes(plan: "Plan", upcast: str = "", zero: int = 0) -> Held:
 
 
 def full_finetune(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
-                  stage: str | None = None, upcast: str = "", trains: "Freeze | None" = None,
+                  stage: str | None = None, upcast: str = "", trains: "Freeze | Unfrozen | None" = None,
                   reference: bool | None = None, zero: tuple | None = None) -> Floor:
     """A full fine-tune of `spec` with `cfg`'s settings on `hw`: the GPUs, strategy and offload resolved as for
     the LoRA run (fit.assess), its floor and the rest (the module docstring says how); `zero`: Reading.zero."""
@@ -564,7 +635,7 @@ def time_line(t: "TimePlan") -> str:
 
 
 def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None", upcast: str = "",
-            trains: "Freeze | None" = None, zero: tuple | None = None) -> tuple[dict[str, int], "Fit"]:
+            trains: "Freeze | Unfrozen | None" = None, zero: tuple | None = None) -> tuple[dict[str, int], "Fit"]:
     """What a full fine-tune with `cfg`'s settings holds beside its weights, gradients and optimizer states
     (the module docstring says how it is taken from a LoRA estimate), and that LoRA run's fit (its plan, its
     GPUs' bytes). Under DeepSpeed ZeRO-1/2 (`zero`) there are no DDP buckets: the gradients are reduced through

@@ -56,15 +56,18 @@ def _as_adapter(reading: Reading, data: dict) -> dict[str, str]:
     data.setdefault("lora", {}).update(target_modules="all-linear", alpha=ALPHA)
     data.setdefault("train", {})["lr"] = lr
     size = f"{params / 1e9:.1f}B parameters" if params else "a model of unknown size"
-    what = ("a partial fine-tune (LLaMA-Factory freeze: whole layers, the rest frozen)" if reading.partial
-            else "a full fine-tune")
+    partial = reading.partial.key if reading.partial is not None else None  # freeze | unfrozen_parameters
+    what = ("a full fine-tune" if partial is None else
+            "a partial fine-tune (LLaMA-Factory freeze: whole layers, the rest frozen)" if partial == "freeze" else
+            f"a partial fine-tune ({reading.tool.label} {partial}: the parameters it names, the rest frozen)")
     return {"method": f"{reading.full} (line {reading.line(reading.full)}) trains no adapter: {what}; "
                       "rankwise trains adapters, so this is LoRA in its place",
-            "lora.target_modules": ("every linear, an adapter on every layer where the freeze fine-tune trained a few "
-                                    "whole ones" if reading.partial else "every linear, as the full fine-tune trained "
-                                    "them all"),
+            "lora.target_modules": ("every linear, as the full fine-tune trained them all" if partial is None else
+                                    "every linear, an adapter on every layer where the freeze fine-tune trained a few "
+                                    "whole ones" if partial == "freeze" else
+                                    f"every linear, an adapter on every layer where {partial} trained what it names"),
             "lora.alpha": "rankwise's alpha at every rank (advisor/coupling.py)",
-            "train.lr": f"a LoRA rate for {size}, not the {'freeze' if reading.partial else 'full'} fine-tune's "
+            "train.lr": f"a LoRA rate for {size}, not the {'full' if partial is None else 'freeze' if partial == 'freeze' else 'partial'} fine-tune's "
                         f"{was:g} (LoRA's optimal rate is ~10x full "
                         "fine-tuning's: LoRA Without Regret, TML 2025)"}
 

@@ -132,6 +132,27 @@ def _no_layer_norm(reading: Reading, spec) -> None:
                              "norms are RMSNorm): no effect")
 
 
+def _unmatched(reading: Reading, spec) -> list[Said]:
+    """axolotl unfrozen_parameters patterns that match no parameter of the model as transformers names it: they
+    unfreeze nothing, so what they were written for stays frozen (a name from another transformers version, or a
+    pattern that does not start at the name's start)."""
+    if not isinstance(reading.partial, full_ft.Unfrozen):
+        return []
+    missed = reading.partial.unmatched(spec)
+    if not missed:
+        return []
+    key = reading.partial.key
+    hints = [f"{p} → {hit}" for p, hit in ((p, reading.partial.closest(spec, p)) for p in missed) if hit]
+    return [Said("unfrozen-unmatched", "warning", key,
+                 f"{key}: {', '.join(missed)} match{'es' if len(missed) == 1 else ''} no parameter of "
+                 f"{spec.name}: {'it unfreezes' if len(missed) == 1 else 'they unfreeze'} nothing",
+                 "axolotl matches each pattern from the start of the parameter's name (re.match, dots literal) as "
+                 "the loaded model names it (model.layers.N.mlp.experts..., model.language_model... in a "
+                 "vision-language model; a head tied to the embedding is listed once, under the embedding's name)",
+                 "start each pattern at the name's start" + (f" (the model's names: {'; '.join(hints)})" if hints
+                                                             else "") + ", or drop it")]
+
+
 def _shipped(reading: Reading, spec) -> None:
     """A pre-quantized base the estimate models (GPTQ/AWQ/AQLM, from its config.json or what its name says):
     the mappers' name-based "not modelled" for it is replaced by a note of the storage estimated."""
@@ -202,6 +223,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         said.append(bounded_finding(reading.full, ctx.bound))
     if reading.full and spec is not None and ctx.judged is not None:  # nor is the LoRA estimate
         full = full_ft.of_reading(reading, spec, ctx.cfg, hw)
+        said += _unmatched(reading, spec)
         more = None
         shards = cfg.distributed.strategy in ("fsdp", "deepspeed") or reading.zero is not None  # more GPUs help
         if full.verdict in ("wont-fit", "tight") and full.gpus == 1 and shards:
