@@ -181,6 +181,17 @@ def _token_overrides(value, out: Out):
                          "lora_modules_to_save")
 
 
+def _skip_move(value, out: Out):
+    """experimental_skip_move_to_device overrides one step of axolotl's loading (loaders/model.py
+    `_apply_post_lora_load_setup`): the `model.to(device)` after loading, made only in a DDP run. The Trainer
+    places the model on the GPU for training either way, and a model loaded on the CPU and moved peaks at its
+    weights there, below the training peak the estimate gives."""
+    if value is not None:
+        out.notes.append(f"experimental_skip_move_to_device: {str(value).lower()}: whether axolotl moves the loaded "
+                         "model to the GPU itself or the Trainer does (DDP runs): the training peak estimated is "
+                         "the same")
+
+
 def _to_32x(value, out: Out):
     """axolotl (loaders/model.py `_resize_token_embeddings`) resizes the embedding only when the tokenizer has
     outgrown it, to ceil(len(tokenizer) / 32) * 32 rows: at most 31 rows beyond the tokenizer's (the new tokens
@@ -216,7 +227,7 @@ TABLE = {
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
     "save_total_limit": to("train.save_total_limit"), "rl": _rl, "fsdp": fsdp_words, "fsdp_config": _fsdp_config,
     "deepspeed": deepspeed, "plugins": _plugins, "special_tokens": _special_tokens, "tokens": added_tokens,
-    "resize_token_embeddings_to_32x": _to_32x,
+    "resize_token_embeddings_to_32x": _to_32x, "experimental_skip_move_to_device": _skip_move,
     "added_tokens_overrides": _token_overrides, "gptq": not_modelled("a GPTQ base: its weights take ~4 bits, the estimate "
                                                             "counts them as 16-bit"),
 }
@@ -254,8 +265,6 @@ NOT_MODELLED = {
            "and scored in training, memory the estimate does not count",
     "ebft": "EBFT's settings (samples per prompt, generation length, feature layers): rollouts and the feature "
             "network's passes, memory the estimate does not count",
-    "experimental_skip_move_to_device": "the model stays on the CPU until FSDP shards it: a lower loading peak on "
-                                        "the GPU (the estimate is the training peak)",
     "model_config": "overrides of the model's config.json (e.g. output_router_logits: every MoE layer's router "
                     "logits kept for the aux loss): the shapes are read from the unchanged config",
     "liger_rms_norm_gated": "a Liger kernel: lower activation memory than estimated",
