@@ -66,6 +66,8 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
     total += (2 if _liger(spec, plan) and not spec.is_moe else 3) * s * spec.mlp_width
     if spec.is_moe:
         total += 4 * spec.num_experts  # router logits/softmax in fp32
+    if plan.fused_lora_mlp:
+        total -= fused_lora_mlp_bytes(spec, plan, adapted)
     dora = plan.descriptor.dora
     for l in {l.name: l for l in adapted if l.family != "lm_head"}.values():
         total += l.count * _lora_input_bytes(l, plan) // spec.num_layers  # a module in only some layers: averaged
@@ -79,6 +81,20 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
         # what is counted above: the two norm outputs (attention and MLP inputs) and down_proj's input
         total += s * (2 * h + spec.mlp_width)
     return total
+
+
+def fused_lora_mlp_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int:
+    """Per token, one decoder layer: what axolotl's fused LoRA MLP keeps less than transformers' MLP under peft
+    (axolotl kernels/lora.py LoRA_MLP @067b021: `ctx.save_for_backward(X, X_drop, gate, up, ...)`; its backward
+    recomputes act(gate) and the product down_proj takes). Less: act(gate), and where down_proj is adapted its LoRA
+    branch's saved input (the copy, the dropout mask, the r-wide output). 0 for an MoE, whose experts are no
+    gate/up/down linears the kernel patches, and where gate_proj and up_proj are not both adapted (axolotl patches
+    an MLP whose three projections carry LoRA)."""
+    names = {l.name for l in adapted}
+    if spec.is_moe or not {"gate_proj", "up_proj", "down_proj"} <= names:
+        return 0
+    down = next(l for l in adapted if l.name == "down_proj")
+    return stream_bytes(plan) * spec.mlp_width + _lora_input_bytes(down, plan)
 
 
 def built_expert_bytes(spec: ModelSpec, plan: Plan, wrapped: list[Linear]) -> tuple[int, int]:

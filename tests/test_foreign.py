@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -1233,3 +1234,26 @@ def test_axolotl_unfrozen_language_model_pattern_reads_a_text_stand_in_as_the_re
     spec = load_model("axolotl-ai-co/Mistral-Small-4-119B-2603-BF16")
     assert report.full.trained == spec.total_params - spec.params_by_family["lm_head"]
     assert not any(f["code"] == "unfrozen-unmatched" for f in report.findings)
+
+
+def test_axolotls_fused_lora_mlp_is_said_with_what_it_saves_at_the_peak(tmp_path):
+    """lora_mlp_kernel: axolotl's LoRA_MLP saves X, gate and up and recomputes act(gate) and the product: without
+    checkpointing every layer keeps act(gate) and down_proj's LoRA input less, which the note gives in GiB, where
+    the fit stays on transformers' MLP (an upper bound)."""
+    from rankwise.advisor.activations import _lora_input_bytes, stream_bytes
+    from rankwise.advisor.memory import estimate
+
+    text = ("base_model: meta-llama/Llama-3.2-1B\nadapter: lora\nlora_target_linear: true\nlora_mlp_kernel: true\n"
+            "sequence_len: 512\nmicro_batch_size: 2\ngradient_checkpointing: false\nbf16: true\n")
+    r = _read_text(tmp_path, text)
+    report = judge(r, planned(gpu="H100"))
+    assert not any(f["code"] == "not-modelled" and f.get("key") == "lora_mlp_kernel" for f in report.findings)
+    note = next(n for n in r.notes if n.startswith("lora_mlp_kernel: "))
+    est = report.ctx.estimate
+    fused = estimate(load_model("meta-llama/Llama-3.2-1B"), replace(est.plan, fused_lora_mlp=True))
+    spec = load_model("meta-llama/Llama-3.2-1B")
+    down = next(l for l in spec.linears if l.name == "down_proj")
+    per_token = stream_bytes(est.plan) * spec.mlp_width + _lora_input_bytes(down, est.plan)
+    tokens = 2 * 512
+    assert est.components["activations"] - fused.components["activations"] == spec.num_layers * tokens * per_token
+    assert f"~{(est.peak_bytes - fused.peak_bytes) / 2 ** 30:.2f} GiB less at the peak (every layer's" in note

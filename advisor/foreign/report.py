@@ -132,6 +132,32 @@ def _no_layer_norm(reading: Reading, spec) -> None:
                              "norms are RMSNorm): no effect")
 
 
+def _fused_mlp(reading: Reading, said: list[Said], spec, est) -> list[Said]:
+    """axolotl's lora_mlp_kernel, said with what it saves at the peak (the estimate of the same plan with its
+    fused MLP, activations.fused_lora_mlp_bytes) in place of "not modelled"; the fit stays transformers' MLP (the
+    estimate an upper bound for this run)."""
+    from ..memory import estimate
+
+    mine = [s for s in said if s.code == "not-modelled" and s.key == "lora_mlp_kernel"]
+    if not mine:
+        return said
+    fused = estimate(spec, replace(est.plan, fused_lora_mlp=True))
+    saved = est.peak_bytes - fused.peak_bytes
+    where = ("one layer's, recomputed under gradient checkpointing" if est.plan.grad_checkpointing
+             else "every layer's")
+    if saved > 0:
+        what = f"~{saved / 2 ** 30:.2f} GiB less at the peak ({where} act(gate) and down_proj's LoRA input)"
+    elif spec.is_moe:
+        what = ("nothing estimated here (an MoE's routed experts are not the MLP it fuses; a shared expert's MLP "
+                "would save a little, not counted)")
+    else:
+        what = ("nothing at this run's peak (it fuses an MLP whose gate, up and down all carry LoRA, and saves only "
+                "where the MLP's tensors are kept at the peak)")
+    reading.notes.append(f"lora_mlp_kernel: axolotl's fused LoRA MLP keeps gate and up and recomputes the rest in "
+                         f"backward: {what}; the fit is judged on transformers' MLP, an upper bound for this run")
+    return [s for s in said if s not in mine]
+
+
 def _unmatched(reading: Reading, spec) -> list[Said]:
     """axolotl unfrozen_parameters patterns that match no parameter of the model as transformers names it: they
     unfreeze nothing, so what they were written for stays frozen (a name from another transformers version, or a
@@ -240,6 +266,8 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
                 findings.append(found)
     if spec is not None and ctx.estimate is not None:
         said += eval_said(reading, spec, ctx, full)
+        if full is None:
+            said = _fused_mlp(reading, said, spec, ctx.estimate)
     out = [localize(f, reading) for f in findings] + [localize(s, reading) for s in said]
     out.sort(key=lambda d: SEVERITY_ORDER[d["severity"]])
     notes = reading.notes + disk_note + unread_notes(reading)
