@@ -66,8 +66,8 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
     total += (2 if _liger(spec, plan) and not spec.is_moe else 3) * s * spec.mlp_width
     if spec.is_moe:
         total += 4 * spec.num_experts  # router logits/softmax in fp32
-    if plan.fused_lora_mlp:
-        total -= fused_lora_mlp_bytes(spec, plan, adapted)
+    for kernel in plan.fused_lora:
+        total -= fused_lora_bytes(kernel, spec, plan, adapted)
     dora = plan.descriptor.dora
     for l in {l.name: l for l in adapted if l.family != "lm_head"}.values():
         total += l.count * _lora_input_bytes(l, plan) // spec.num_layers  # a module in only some layers: averaged
@@ -83,18 +83,30 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
     return total
 
 
-def fused_lora_mlp_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int:
-    """Per token, one decoder layer: what axolotl's fused LoRA MLP keeps less than transformers' MLP under peft
-    (axolotl kernels/lora.py LoRA_MLP @067b021: `ctx.save_for_backward(X, X_drop, gate, up, ...)`; its backward
-    recomputes act(gate) and the product down_proj takes). Less: act(gate), and where down_proj is adapted its LoRA
-    branch's saved input (the copy, the dropout mask, the r-wide output). 0 for an MoE, whose experts are no
-    gate/up/down linears the kernel patches, and where gate_proj and up_proj are not both adapted (axolotl patches
-    an MLP whose three projections carry LoRA)."""
-    names = {l.name for l in adapted}
-    if spec.is_moe or not {"gate_proj", "up_proj", "down_proj"} <= names:
-        return 0
-    down = next(l for l in adapted if l.name == "down_proj")
-    return stream_bytes(plan) * spec.mlp_width + _lora_input_bytes(down, plan)
+def fused_lora_bytes(kernel: str, spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int:
+    """Per token, one decoder layer: what one of axolotl's fused LoRA kernels keeps less than transformers' layer
+    under peft (axolotl kernels/lora.py @067b021). 0 where axolotl does not patch: unless every projection the kernel
+    fuses carries LoRA (monkeypatch/lora_kernels.py `can_patch_mlp` / `can_patch_qkv`), and for "mlp" on an MoE, whose
+    routed experts are no gate/up/down linears it fuses.
+    - "mlp" (LoRA_MLP: `ctx.save_for_backward(X, X_drop, gate, up, ...)`; backward recomputes act(gate) and the
+      product down_proj takes): less act(gate), and down_proj's LoRA branch input (its copy, dropout mask, r-wide
+      output).
+    - "qkv" (LoRA_QKV: `ctx.save_for_backward(X, X_drop, ...)`, the LoRA matrices cast once): q, k and v's LoRA
+      branch inputs (each module's own copy of its input, mask and r-wide output) give way to the input once (and
+      one dropout output with its mask)."""
+    by_name = {l.name: l for l in adapted}
+    s = stream_bytes(plan)
+    if kernel == "mlp":
+        if spec.is_moe or not {"gate_proj", "up_proj", "down_proj"} <= set(by_name):
+            return 0
+        return s * spec.mlp_width + _lora_input_bytes(by_name["down_proj"], plan)
+    if kernel == "qkv":
+        if not {"q_proj", "k_proj", "v_proj"} <= set(by_name):
+            return 0
+        h = spec.hidden_size
+        kept = s * h + ((s + 1) * h if plan.lora_dropout else 0)
+        return sum(_lora_input_bytes(by_name[n], plan) for n in ("q_proj", "k_proj", "v_proj")) - kept
+    raise ValueError(f"unknown fused LoRA kernel {kernel!r}")
 
 
 def built_expert_bytes(spec: ModelSpec, plan: Plan, wrapped: list[Linear]) -> tuple[int, int]:

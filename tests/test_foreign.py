@@ -1244,16 +1244,39 @@ def test_axolotls_fused_lora_mlp_is_said_with_what_it_saves_at_the_peak(tmp_path
     from rankwise.advisor.memory import estimate
 
     text = ("base_model: meta-llama/Llama-3.2-1B\nadapter: lora\nlora_target_linear: true\nlora_mlp_kernel: true\n"
+            "lora_o_kernel: true\n"
             "sequence_len: 512\nmicro_batch_size: 2\ngradient_checkpointing: false\nbf16: true\n")
     r = _read_text(tmp_path, text)
     report = judge(r, planned(gpu="H100"))
     assert not any(f["code"] == "not-modelled" and f.get("key") == "lora_mlp_kernel" for f in report.findings)
     note = next(n for n in r.notes if n.startswith("lora_mlp_kernel: "))
     est = report.ctx.estimate
-    fused = estimate(load_model("meta-llama/Llama-3.2-1B"), replace(est.plan, fused_lora_mlp=True))
+    fused = estimate(load_model("meta-llama/Llama-3.2-1B"), replace(est.plan, fused_lora=("mlp",)))
     spec = load_model("meta-llama/Llama-3.2-1B")
     down = next(l for l in spec.linears if l.name == "down_proj")
     per_token = stream_bytes(est.plan) * spec.mlp_width + _lora_input_bytes(down, est.plan)
     tokens = 2 * 512
     assert est.components["activations"] - fused.components["activations"] == spec.num_layers * tokens * per_token
     assert f"~{(est.peak_bytes - fused.peak_bytes) / 2 ** 30:.2f} GiB less at the peak (every layer's" in note
+    assert any(n.startswith("lora_o_kernel: ") and "the estimate holds" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.05])
+def test_axolotls_fused_lora_qkv_keeps_its_input_once_for_three_projections(tmp_path, dropout):
+    """lora_qkv_kernel: LoRA_QKV saves its input (and one dropout output with its mask) once, where peft's q, k and v
+    LoRA branches each keep a copy of theirs: without checkpointing every layer keeps the difference less."""
+    from rankwise.advisor.activations import _lora_input_bytes, stream_bytes
+    from rankwise.advisor.memory import estimate
+
+    spec = load_model("meta-llama/Llama-3.2-1B")
+    r = _read_text(tmp_path, "base_model: meta-llama/Llama-3.2-1B\nadapter: lora\nlora_target_linear: true\n"
+                             f"lora_qkv_kernel: true\nlora_dropout: {dropout}\nsequence_len: 256\nmicro_batch_size: 1\n"
+                             "gradient_checkpointing: false\nbf16: true\n")
+    report = judge(r, planned(gpu="H100"))
+    est = report.ctx.estimate
+    fused = estimate(spec, replace(est.plan, fused_lora=("qkv",)))
+    s, h = stream_bytes(est.plan), spec.hidden_size
+    branches = sum(_lora_input_bytes(l, est.plan) for l in spec.linears if l.name in ("q_proj", "k_proj", "v_proj"))
+    kept = s * h + ((s + 1) * h if dropout else 0)
+    assert est.components["activations"] - fused.components["activations"] == spec.num_layers * 256 * (branches - kept)
+    assert any(n.startswith("lora_qkv_kernel: ") and "GiB less at the peak" in n for n in r.notes)

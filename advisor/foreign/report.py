@@ -132,30 +132,44 @@ def _no_layer_norm(reading: Reading, spec) -> None:
                              "norms are RMSNorm): no effect")
 
 
-def _fused_mlp(reading: Reading, said: list[Said], spec, est) -> list[Said]:
-    """axolotl's lora_mlp_kernel, said with what it saves at the peak (the estimate of the same plan with its
-    fused MLP, activations.fused_lora_mlp_bytes) in place of "not modelled"; the fit stays transformers' MLP (the
-    estimate an upper bound for this run)."""
+# axolotl's fused LoRA kernels: its key → (activations.fused_lora_bytes kernel, what it keeps, what it drops)
+FUSED_LORA = {"lora_mlp_kernel": ("mlp", "fused LoRA MLP keeps gate and up and recomputes the rest in backward",
+                                  "act(gate) and down_proj's LoRA input"),
+              "lora_qkv_kernel": ("qkv", "fused LoRA QKV keeps its input once for q, k and v",
+                                  "each projection's own copy of its LoRA input")}
+
+
+def _fused_kernels(reading: Reading, said: list[Said], spec, est) -> list[Said]:
+    """axolotl's lora_mlp_kernel / lora_qkv_kernel, said with what they save at the peak (the estimate of the same
+    plan with the kernel, activations.fused_lora_bytes) in place of "not modelled", and lora_o_kernel with what it
+    keeps; the fit stays transformers' layers under peft (the estimate an upper bound for this run)."""
     from ..memory import estimate
 
-    mine = [s for s in said if s.code == "not-modelled" and s.key == "lora_mlp_kernel"]
-    if not mine:
-        return said
-    fused = estimate(spec, replace(est.plan, fused_lora_mlp=True))
-    saved = est.peak_bytes - fused.peak_bytes
-    where = ("one layer's, recomputed under gradient checkpointing" if est.plan.grad_checkpointing
-             else "every layer's")
-    if saved > 0:
-        what = f"~{saved / 2 ** 30:.2f} GiB less at the peak ({where} act(gate) and down_proj's LoRA input)"
-    elif spec.is_moe:
-        what = ("nothing estimated here (an MoE's routed experts are not the MLP it fuses; a shared expert's MLP "
-                "would save a little, not counted)")
-    else:
-        what = ("nothing at this run's peak (it fuses an MLP whose gate, up and down all carry LoRA, and saves only "
-                "where the MLP's tensors are kept at the peak)")
-    reading.notes.append(f"lora_mlp_kernel: axolotl's fused LoRA MLP keeps gate and up and recomputes the rest in "
-                         f"backward: {what}; the fit is judged on transformers' MLP, an upper bound for this run")
-    return [s for s in said if s not in mine]
+    done = []
+    for s in said:
+        if s.code != "not-modelled" or s.key not in (*FUSED_LORA, "lora_o_kernel"):
+            continue
+        done.append(s)
+        if s.key == "lora_o_kernel":  # LoRA_O saves o_proj's input, as peft's LoRA branch does its copy of it
+            reading.notes.append("lora_o_kernel: axolotl's fused LoRA O keeps o_proj's input as peft's LoRA branch "
+                                 "does (less only lora_B's r-wide input, bytes a token): the estimate holds")
+            continue
+        kernel, keeps, drops = FUSED_LORA[s.key]
+        fused = estimate(spec, replace(est.plan, fused_lora=(kernel,)))
+        saved = est.peak_bytes - fused.peak_bytes
+        where = ("one layer's, recomputed under gradient checkpointing" if est.plan.grad_checkpointing
+                 else "every layer's")
+        if saved > 0:
+            what = f"~{saved / 2 ** 30:.2f} GiB less at the peak ({where} {drops})"
+        elif kernel == "mlp" and spec.is_moe:
+            what = ("nothing estimated here (an MoE's routed experts are not the MLP it fuses; a shared expert's MLP "
+                    "would save a little, not counted)")
+        else:
+            what = ("nothing at this run's peak (it fuses only where every projection it covers carries LoRA, and "
+                    "saves only where the layer's tensors are kept at the peak)")
+        reading.notes.append(f"{s.key}: axolotl's {keeps}: {what}; the fit is judged on transformers' layers, an "
+                             "upper bound for this run")
+    return [s for s in said if s not in done]
 
 
 def _unmatched(reading: Reading, spec) -> list[Said]:
@@ -267,7 +281,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
     if spec is not None and ctx.estimate is not None:
         said += eval_said(reading, spec, ctx, full)
         if full is None:
-            said = _fused_mlp(reading, said, spec, ctx.estimate)
+            said = _fused_kernels(reading, said, spec, ctx.estimate)
     out = [localize(f, reading) for f in findings] + [localize(s, reading) for s in said]
     out.sort(key=lambda d: SEVERITY_ORDER[d["severity"]])
     notes = reading.notes + disk_note + unread_notes(reading)
