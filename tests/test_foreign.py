@@ -1280,3 +1280,19 @@ def test_axolotls_fused_lora_qkv_keeps_its_input_once_for_three_projections(tmp_
     kept = s * h + ((s + 1) * h if dropout else 0)
     assert est.components["activations"] - fused.components["activations"] == spec.num_layers * 256 * (branches - kept)
     assert any(n.startswith("lora_qkv_kernel: ") and "GiB less at the peak" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("frozen, noted", [("", True), ("freeze_vision_tower: false\n", False)])
+def test_llamafactory_image_tokens_count_within_cutoff_len_beside_a_frozen_tower(tmp_path, frozen, noted):
+    """LLaMA-Factory expands images into their tokens before truncating a row to cutoff_len, and freezes the vision
+    tower by default (nothing there keeps tensors for backward): image_max_pixels is a note. With the tower training,
+    its activations per image are said as not modelled."""
+    f = tmp_path / "vl.yaml"
+    f.write_text("model_name_or_path: Qwen/Qwen2-VL-7B-Instruct\nstage: sft\nfinetuning_type: lora\nlora_target: all\n"
+                 f"image_max_pixels: 262144\nvideo_max_pixels: 16384\ncutoff_len: 2048\n{frozen}")
+    r = read(f)
+    said = {s.key for s in r.said if s.code == "not-modelled"}
+    assert ("image_max_pixels" in said) is not noted
+    assert any(n.startswith("image_max_pixels, video_max_pixels: image and video tokens are counted within cutoff_len")
+               for n in r.notes) is noted
+    assert "image_max_pixels" not in r.unread

@@ -183,8 +183,6 @@ NOT_MODELLED = {
     "rope_scaling": "RoPE scaling: the model reads sequences beyond its trained positions",
     "use_kt": "KTransformers: experts kept on CPU, GPU memory much lower than estimated",
     "kt_config": "KTransformers: experts kept on CPU, GPU memory much lower than estimated",
-    "image_max_pixels": "image tokens join the sequence: activation memory beyond cutoff_len's text",
-    "video_max_pixels": "video frames' tokens join the sequence: activation memory beyond cutoff_len's text",
     "kt_cpu_activation": "KTransformers activations on the CPU", "kt_weight_path": "KTransformers CPU weights",
     "tensor_model_parallel_size": "Megatron tensor parallelism: weights split across GPUs",
     "pipeline_model_parallel_size": "Megatron pipeline parallelism: layers split across GPUs",
@@ -199,7 +197,34 @@ def _unfrozen(what: str):
     def put(value, out: Out):
         if value is False:
             out.not_modelled(what)
+            out.extra["tower_trains"] = True
     return put
+
+
+def _pixels(value, out: Out):
+    """image_max_pixels / video_max_pixels: kept for `_media`."""
+    out.extra.setdefault("media", []).append(out.key)
+
+
+def _media(out: Out) -> None:
+    """Images and video in the data. LLaMA-Factory expands each into its tokens before it truncates the row to
+    cutoff_len (data/processor/supervised.py: mm_plugin.process_messages, then infer_seqlen against cutoff_len), so
+    the language model's sequence is the estimate's. The vision tower and projector are frozen by default
+    (hparams/finetuning_args.py freeze_vision_tower / freeze_multi_modal_projector: True; find_all_linear_modules
+    leaves the tower out of LoRA's targets): nothing in them requires grad, so they keep nothing for backward, and
+    their forward runs a layer at a time beside the language model's. Where the tower or projector trains, its
+    activations per image are not in the estimate."""
+    keys = out.extra.get("media")
+    if not keys:
+        return
+    out.key = keys[0]
+    if out.extra.get("tower_trains"):
+        out.not_modelled("the vision tower or projector trains: its activations for each image are not in the "
+                         "estimate")
+        return
+    out.notes.append(f"{', '.join(keys)}: image and video tokens are counted within cutoff_len (LLaMA-Factory expands "
+                     "them before truncating a row to it); the frozen vision tower keeps nothing for backward, its "
+                     "forward (a layer at a time) is not counted")
 
 
 # peft OFTConfig's block size when LLaMA-Factory's oft_block_size is unset (hparams/finetuning_args.py default 32)
@@ -261,6 +286,7 @@ def _flat_finish(out: Out) -> None:
         out.set("train.kernels", "liger_layers")
     if out.extra.get("unsloth_gc"):  # LLaMA-Factory uses it only with checkpointing
         offload_where_checkpointing(out, out.extra["unsloth_gc"])
+    _media(out)
     key = out.extra.get("oft")
     if not key:
         return
@@ -296,6 +322,7 @@ FLAT.update({
                                      "not in the estimate"),
     "freeze_multi_modal_projector": _unfrozen("the multimodal projector trains in full: its gradients and "
                                               "optimizer states are not in the estimate"),
+    "image_max_pixels": _pixels, "video_max_pixels": _pixels,
 })
 
 DEFAULTS = (
