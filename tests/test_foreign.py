@@ -385,7 +385,7 @@ def test_import_refuses_a_rankwise_preset():
 # ------------------------------------------------------------------ codes: documented and exercised
 
 FOREIGN_CODES = {"not-modelled", "unknown-key", "preference-stage", "multi-gpu-config", "unknown-target-module",
-                 "full-finetune", "frozen-adapter", "eval-batch", "unfrozen-unmatched"}
+                 "full-finetune", "frozen-adapter", "eval-batch", "unfrozen-unmatched", "zero-buckets"}
 
 
 def test_foreign_codes_are_documented_and_produced():
@@ -404,6 +404,7 @@ def test_foreign_codes_are_documented_and_produced():
                     "axolotl-risky.yaml", "foreign-full-7b.yaml", "axolotl-unfrozen-lora.yaml",
                     "axolotl-eval-batch.yaml", "axolotl-unfrozen-full.yaml"):
         produced |= {f["code"] for f in judge(read(FIX / fixture), GPU24).findings}
+    produced |= {f["code"] for f in judge(read(FIX / "axolotl-zero2-lora.yaml"), resolve("24GiB", 2, None)).findings}
     assert FOREIGN_CODES <= produced
 
 
@@ -1296,3 +1297,28 @@ def test_llamafactory_image_tokens_count_within_cutoff_len_beside_a_frozen_tower
     assert any(n.startswith("image_max_pixels, video_max_pixels: image and video tokens are counted within cutoff_len")
                for n in r.notes) is noted
     assert "image_max_pixels" not in r.unread
+
+
+@pytest.mark.parametrize("zero2, elements, copies", [
+    ({"stage": 2, "overlap_comm": True}, 500_000_000, 2),
+    ({"stage": 1, "reduce_bucket_size": "auto"}, 2048 * 2048, 1),
+    ({"stage": 2, "reduce_bucket_size": 5e7, "contiguous_gradients": False}, 0, 0),
+])
+def test_lora_under_zero_1_2_holds_deepspeeds_reduce_buckets_in_ddps_place(tmp_path, zero2, elements, copies):
+    """DeepSpeed ZeRO-1/2 allocates its contiguous reduce bucket (reduce_bucket_size elements, two with overlap_comm)
+    at full size each backward, however few weights train: a LoRA run judged as DDP is said with them in place of
+    DDP's gradient buckets; without contiguous_gradients there is no bucket and nothing is said."""
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": zero2, "bf16": {"enabled": "auto"}}))
+    r = _read_text(tmp_path, "base_model: meta-llama/Llama-3.2-1B\nadapter: lora\nlora_target_linear: true\n"
+                             f"sequence_len: 512\nmicro_batch_size: 1\nbf16: true\ndeepspeed: {tmp_path / 'ds.json'}\n")
+    report = judge(r, resolve("24GiB", 2, None))
+    said = [f for f in report.findings if f["code"] == "zero-buckets"]
+    if not elements:
+        assert said == []
+        return
+    est = report.ctx.estimate
+    peak = est.peak_bytes - est.components["ddp_buckets"] + elements * 2 * copies
+    assert f"take {elements * 2 * copies / 2 ** 30:.2f} GiB per GPU" in said[0]["message"]
+    assert f"~{peak / 2 ** 30:.1f} GiB per GPU" in said[0]["message"]
+    assert said[0]["severity"] == "info"  # the 1B fits either way
+    assert not any(f["code"] == "not-modelled" and f.get("key") == "deepspeed" for f in report.findings)

@@ -649,19 +649,28 @@ def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None", upcast: 
     plan = judged.estimate.plan
     rest = {k: v for k, v in judged.estimate.components.items() if k not in NOT_REST}
     if plan.gpus > 1 and not plan.sharded and zero:  # DeepSpeed ZeRO-1/2: its reduce bucket
-        from .. import deepspeed_file
-        from ..sharding import DS_REDUCE_BUCKET_ELEMS
-
-        _stage, bucket, overlap = zero
-        h = spec.hidden_size
-        rest["zero_buckets"] = deepspeed_file.fill(bucket, h * h, DS_REDUCE_BUCKET_ELEMS) * plan.dtype_bytes * \
-            (2 if overlap else 1)
+        rest["zero_buckets"] = zero_bucket_bytes(zero, spec.hidden_size, plan.dtype_bytes)
     elif plan.gpus > 1 and not plan.sharded:  # DDP: the flat gradient buckets, a second copy of every gradient
         trained = (trains.resolve(spec)[0] if trains is not None else 0) or spec.total_params
         rest["ddp_buckets"] = trained * trained_bytes(plan, upcast).grad
     elif plan.sharded and plan.strategy == "fsdp":  # one decoder layer's gradient while it reduce-scatters
         rest["fsdp_grad_buffers"] = fsdp_grad_bytes(plan, unit_bytes(spec, plan)[0] // plan.dtype_bytes)
     return rest, judged
+
+
+def zero_bucket_bytes(zero: tuple, hidden: int, dtype_bytes: int) -> int:
+    """DeepSpeed ZeRO-1/2's contiguous gradient buckets (Reading.zero: stage, reduce_bucket_size, overlap_comm,
+    contiguous_gradients): with contiguous_gradients (its default) each backward allocates reduce_bucket_size elements
+    of the trained weights' dtype at full size, whatever the model, and a second with overlap_comm (deepspeed 0.19
+    runtime/zero/stage_1_and_2.py `setup_buckets`: `torch.empty(int(self.reduce_bucket_size), ...)`); "auto" is
+    filled as hidden_size**2 (deepspeed_file.fill), unset is DeepSpeed's 5e8."""
+    from .. import deepspeed_file
+    from ..sharding import DS_REDUCE_BUCKET_ELEMS
+
+    _stage, bucket, overlap, contiguous = zero
+    if not contiguous:
+        return 0
+    return deepspeed_file.fill(bucket, hidden * hidden, DS_REDUCE_BUCKET_ELEMS) * dtype_bytes * (2 if overlap else 1)
 
 
 def gpus_needed(reading: "Reading", spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware",

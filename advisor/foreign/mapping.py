@@ -363,11 +363,14 @@ def deepspeed(value, out):
             if not (bucket == "auto" or (isinstance(bucket, (int, float)) and not isinstance(bucket, bool)
                                          and bucket >= 0)):
                 bucket = None  # unset or not a size: DeepSpeed's default
-            out.zero = (stage, bucket, zero.get("overlap_comm") is True if data is not None else False)
+            # contiguous_gradients (DeepSpeed's default True) is what allocates the reduce buckets
+            out.zero = (stage, bucket, zero.get("overlap_comm") is True if data is not None else False,
+                        zero.get("contiguous_gradients") is not False if data is not None else True)
         out.not_modelled(f"DeepSpeed {what}: ZeRO-0/1/2 shard at most optimizer states and gradients across "
-                         "GPUs; a LoRA run is judged as DDP (its trained weights are few, so per-GPU memory is "
-                         "over-estimated a little)" + ("; a full fine-tune is estimated with them sharded"
-                                                       if stage in (1, 2) else ""))
+                         "GPUs; a LoRA run is judged as DDP" + ("; on several GPUs with DeepSpeed's reduce buckets in "
+                                                               "place of DDP's (zero-buckets), and a full fine-tune "
+                                                               "is estimated with them sharded"
+                                                               if stage in (1, 2) else ""))
 
 
 def precision_fp16(value, out):

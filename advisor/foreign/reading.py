@@ -70,7 +70,8 @@ class Reading:
     paired_rows: bool = False  # a reward model's chosen and rejected answers: twice the micro-batch
     reference: bool | None = None  # a full fine-tune keeps a reference copy (None: as its stage says)
     state_dict: str | None = None  # FSDP checkpoints: "full" | "sharded" (full_ft.host_ram); None: the default
-    zero: tuple | None = None  # DeepSpeed ZeRO-1/2: (stage, reduce_bucket_size, overlap_comm), full_ft.floor
+    # DeepSpeed ZeRO-1/2: (stage, reduce_bucket_size, overlap_comm, contiguous_gradients), full_ft.floor
+    zero: tuple | None = None
     # the precision the tool trains a full fine-tune in where it departs from the file's (LLaMA-Factory v1: fp32), used
     # for the full fine-tune only (its LoRA alternative keeps the file's); None: the file's
     full_precision: str | None = None

@@ -282,6 +282,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         said += eval_said(reading, spec, ctx, full)
         if full is None:
             said = _fused_kernels(reading, said, spec, ctx.estimate)
+            said = _zero_lora(reading, said, spec, ctx)
     out = [localize(f, reading) for f in findings] + [localize(s, reading) for s in said]
     out.sort(key=lambda d: SEVERITY_ORDER[d["severity"]])
     notes = reading.notes + disk_note + unread_notes(reading)
@@ -292,6 +293,38 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
     if reading.blank:
         notes.append(f"blank (read as unset): {', '.join(reading.blank)}")
     return Report(reading, name, ctx, out, notes, unresolved, full, full_plan, ram)
+
+
+def _zero_lora(reading: Reading, said: list[Said], spec, ctx) -> list[Said]:
+    """A LoRA run under DeepSpeed ZeRO-1/2 (Reading.zero), judged as DDP: in DDP's gradient buckets' place,
+    DeepSpeed's contiguous reduce buckets (full_ft.zero_bucket_bytes), at their full size however few weights train.
+    Said with the peak they give (an error where it will not fit, as eval_said does) in place of "not modelled"."""
+    est = ctx.estimate
+    if reading.zero is None or reading.zero[0] not in (1, 2) or est.plan.gpus < 2 or est.plan.sharded:
+        return said
+    mine = [s for s in said if s.code == "not-modelled" and s.key == "deepspeed"]
+    stage, bucket, overlap, contiguous = reading.zero
+    if not contiguous:  # no reduce buckets: DeepSpeed reduces each gradient as it is, about DDP's judged
+        return said
+    buckets = full_ft.zero_bucket_bytes(reading.zero, spec.hidden_size, est.plan.dtype_bytes)
+    ddp = est.components.get("ddp_buckets", 0)
+    peak = est.peak_bytes - ddp + buckets
+    gpu = ctx.judged.gpu_bytes if ctx.judged is not None else None
+    fit = verdict(peak, gpu) if gpu else None
+    size = "DeepSpeed's default 5e8" if bucket is None else "auto: hidden_size²" if bucket == "auto" else f"{bucket:g}"
+    msg = (f"deepspeed: ZeRO-{stage} with LoRA: its reduce bucket{'s' if overlap else ''} ({size} elements"
+           f"{', two with overlap_comm' if overlap else ''}) take {buckets / 2 ** 30:.2f} GiB per GPU where DDP's "
+           f"take {ddp / 2 ** 30:.2f}: ~{peak / 2 ** 30:.1f} GiB per GPU")
+    why = (f"ZeRO-{stage} partitions the trained weights' optimizer states{' and gradients' if stage == 2 else ''}, "
+           "a few MB for an adapter, and allocates its reduce buckets at full size each backward (deepspeed "
+           "runtime/zero/stage_1_and_2.py setup_buckets)")
+    fix = "drop the DeepSpeed config for a LoRA run (plain DDP: rankwise's), or set reduce_bucket_size: auto"
+    before = ctx.judged.verdict if ctx.judged is not None else None
+    worse = fit != before and fit in ("wont-fit", "tight")  # the buckets move the verdict (else wont-fit says it)
+    severity = {"wont-fit": "error", "tight": "warning"}.get(fit, "info") if worse else "info"
+    if fit in ("wont-fit", "tight"):
+        msg += f", {'over' if fit == 'wont-fit' else 'tight on'} {gpu / 2 ** 30:.1f} GiB"
+    return [s for s in said if s not in mine] + [Said("zero-buckets", severity, "deepspeed", msg, why, fix)]
 
 
 def eval_said(reading: Reading, spec, ctx, full: Floor | None) -> list[Said]:
