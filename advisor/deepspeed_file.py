@@ -32,6 +32,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import RankwiseError
 
@@ -39,6 +40,16 @@ FILE_MAX = 1 << 20  # bytes: a DeepSpeed JSON is a few hundred; anything larger 
 DS_MAX_LIVE = 1_000_000_000  # stage3_max_live_parameters default (DeepSpeed zero/config.py, pp_int(1e9))
 OFFLOAD_DEVICES = ("cpu", "nvme")
 KEY = "distributed.deepspeed_config"
+
+
+class Zero12(NamedTuple):
+    """DeepSpeed ZeRO-1/2 as a foreign config or launcher sets it (Reading.zero, Launch.zero): rankwise trains it as
+    DDP, and the estimate adds what DeepSpeed holds beside (full_ft.zero_bucket_bytes)."""
+
+    stage: int
+    reduce_bucket: int | str | None = None  # elements, "auto", or None (DeepSpeed's default)
+    overlap: bool = False  # overlap_comm: a second reduce bucket
+    contiguous: bool = True  # contiguous_gradients (DeepSpeed's default): the buckets are allocated at full size
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class DsFile:
     bf16: bool | str | None  # bf16.enabled: True / False / "auto" / None (absent)
     fp16: bool | str | None
     overlap: bool = False  # zero_optimization.overlap_comm (ZeRO-1/2: two reduce buckets)
+    contiguous: bool = True  # zero_optimization.contiguous_gradients (ZeRO-1/2's buckets, DeepSpeed's default on)
     optimizer: str | None = None  # the "optimizer" section's type: DeepSpeed builds it in place of the HF one
     scheduler: str | None = None  # the "scheduler" section's type: likewise for the learning-rate schedule
 
@@ -122,7 +134,8 @@ def parse(data: dict, path: str) -> DsFile:
                   _elements(zero.get("stage3_prefetch_bucket_size", zero.get("prefetch_bucket_size")),
                             "stage3_prefetch_bucket_size", path),
                   live if isinstance(live, int) else None, _enabled(data, "bf16"), _enabled(data, "fp16"),
-                  zero.get("overlap_comm") is True, _section_type(data, "optimizer"), _section_type(data, "scheduler"))
+                  zero.get("overlap_comm") is True, zero.get("contiguous_gradients") is not False,
+                  _section_type(data, "optimizer"), _section_type(data, "scheduler"))
 
 
 def _section_type(data: dict, section: str) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .deepspeed_file import OFFLOAD_DEVICES
+from .deepspeed_file import OFFLOAD_DEVICES, Zero12
 
 MARKS = {"compute_environment", "distributed_type"}  # keys every accelerate config has, a training config never
 STRATEGY = {"FSDP": "fsdp", "DEEPSPEED": "deepspeed", "MULTI_GPU": "ddp"}
@@ -25,7 +25,7 @@ class Launch:
     gpus: int | None = None
     notes: tuple[str, ...] = ()
     state_dict: str | None = None  # FSDP checkpoints: "full" | "sharded" (a foreign full fine-tune's host RAM)
-    zero: tuple | None = None  # DeepSpeed ZeRO-1/2: (stage, reduce_bucket_size, overlap_comm), Reading.zero
+    zero: Zero12 | None = None  # DeepSpeed ZeRO-1/2 (deepspeed_file.Zero12), Reading.zero
 
     def overrides(self) -> list[str]:
         """As `--set KEY=VALUE` strings, the form `check` applies."""
@@ -58,7 +58,7 @@ def settings(data: dict) -> Launch:
         if stage in (0, 1, 2, "0", "1", "2"):
             strategy = "ddp"
             notes.append(zero_note(stage))
-            zero = (int(stage), None, False) if str(stage) in ("1", "2") else None
+            zero = Zero12(int(stage)) if str(stage) in ("1", "2") else None
         elif ds.get("deepspeed_config_file"):  # read by loader.read_launcher: its stage, offload and buckets
             values["distributed.deepspeed_config"] = str(ds["deepspeed_config_file"])
     if strategy:

@@ -246,7 +246,8 @@ def _with_deepspeed_file(launch: launcher.Launch) -> launcher.Launch:
     if found.stage != 3:
         del values["distributed.deepspeed_config"]
         values["distributed.strategy"] = "ddp"
-        zero = (found.stage, found.reduce_bucket, found.overlap) if found.stage in (1, 2) else None
+        zero = (deepspeed_file.Zero12(found.stage, found.reduce_bucket, found.overlap, found.contiguous)
+                if found.stage in (1, 2) else None)
         return replace(launch, values=values, zero=zero, notes=launch.notes + (launcher.zero_note(found.stage, name),))
     values["distributed.deepspeed_config"] = str(path)
     if found.offload != "none":

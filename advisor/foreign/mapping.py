@@ -54,13 +54,14 @@ class Out:
     evaluates: bool = False  # the file names an evaluation set (beside a validation split: data.val_ratio)
     loads_fp32: bool = False  # the model loads in float32 (TRL's ModelConfig dtype default)
     score_head: int = 0  # a reward model's classification outputs in place of lm_head (ModelSpec.with_score_head)
+    linear_experts: bool = False  # the experts load as one nn.Linear each (ModelSpec.with_linear_experts)
     paired_rows: bool = False  # chosen and rejected answers both run (a reward model's pairs): twice the micro-batch
     reference: bool | None = None  # a full fine-tune keeps a reference copy (None: as its stage says, full_ft)
     state_dict: str | None = None  # FSDP checkpoints: "full" (rank 0 gathers them) | "sharded"; None: unset
     fsdp_version: int | None = None  # FSDP 1 or 2 where the file says (the state dict's default follows it)
     # DeepSpeed ZeRO-1/2 (judged as DDP for a LoRA run): (stage, reduce_bucket_size as written or None, overlap_comm),
     # which a full fine-tune shards by (full_ft.floor)
-    zero: tuple | None = None
+    zero: Any = None  # deepspeed_file.Zero12 where the file sets ZeRO-1/2
     extra: dict = field(default_factory=dict)  # what a tool's `finish` combines (axolotl batch_size)
     key: str = ""  # the foreign key being mapped
 
@@ -363,9 +364,10 @@ def deepspeed(value, out):
             if not (bucket == "auto" or (isinstance(bucket, (int, float)) and not isinstance(bucket, bool)
                                          and bucket >= 0)):
                 bucket = None  # unset or not a size: DeepSpeed's default
-            # contiguous_gradients (DeepSpeed's default True) is what allocates the reduce buckets
-            out.zero = (stage, bucket, zero.get("overlap_comm") is True if data is not None else False,
-                        zero.get("contiguous_gradients") is not False if data is not None else True)
+            from ..deepspeed_file import Zero12
+
+            out.zero = Zero12(stage, bucket, data is not None and zero.get("overlap_comm") is True,
+                              data is None or zero.get("contiguous_gradients") is not False)
         out.not_modelled(f"DeepSpeed {what}: ZeRO-0/1/2 shard at most optimizer states and gradients across "
                          "GPUs; a LoRA run is judged as DDP" + ("; on several GPUs with DeepSpeed's reduce buckets in "
                                                                "place of DDP's (zero-buckets), and a full fine-tune "
