@@ -66,6 +66,8 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
     total += (2 if _liger(spec, plan) and not spec.is_moe else 3) * s * spec.mlp_width
     if spec.is_moe:
         total += 4 * spec.num_experts  # router logits/softmax in fp32
+    if spec.dense_moe:  # the layer's input repeated for every expert, kept by its scaling with the router's scores
+        total += s * spec.num_experts * h
     for kernel in plan.fused_lora:
         total -= fused_lora_bytes(kernel, spec, plan, adapted)
     dora = plan.descriptor.dora
@@ -122,7 +124,7 @@ def built_expert_bytes(spec: ModelSpec, plan: Plan, wrapped: list[Linear]) -> tu
     the layers that have experts. Measured with autograd's saved tensors on a tiny Mixtral
     (tests/test_target_parameters.py, tests/test_moe_quant.py): exactly these bytes."""
     a = plan.dtype_bytes
-    k = max(1, spec.experts_per_token)
+    k = max(1, spec.experts_run)
     copies = plan.adapter_bytes != a  # fp32 adapters (the stack's) are cast for the fold; bf16 ones are read as they are
     built = {l.name: l for l in spec.linears if fused_experts(l)} if experts_as_parameters(plan) else {}
     built.update((l.name, l) for l in wrapped)

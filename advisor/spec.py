@@ -25,6 +25,13 @@ EMBEDDING_NAMES = ("embed_tokens", "wte", "tok_embeddings", "word_embeddings", "
 TOP_K_KEYS = ("num_experts_per_tok", "moe_top_k", "moe_topk", "num_experts_per_token")
 
 
+# MoE architectures whose transformers implementation runs every expert on every token: Llama 4's Llama4TextMoe
+# (transformers 5 models/llama4/modeling_llama4.py) repeats the layer's input once per expert, scales each copy by
+# the router's scores (zero for the experts a token is not routed to) and runs the experts as dense bmm's; its
+# Llama4TextExperts is not one of the routed experts implementations (`use_experts_implementation`).
+DENSE_MOE_TYPES = frozenset({"llama4", "llama4_text"})
+
+
 def experts_per_token(cfg: dict) -> int:
     """How many experts a token runs, from a config.json dict (its text config and DBRX's `ffn_config` looked
     in too); 0 when none is stated (a dense model)."""
@@ -103,6 +110,37 @@ class ModelSpec:
     def is_moe(self) -> bool:
         return self.num_experts > 0
 
+    def with_linear_experts(self) -> "ModelSpec":
+        """The model with each fused expert tensor stored as one nn.Linear per expert, as axolotl's linearized
+        Llama 4 builds it (monkeypatch/models/llama4/modeling.py Llama4TextExperts: `gate_projs`, `up_projs` and
+        `down_projs`, ModuleLists of nn.Linear(hidden, width) / nn.Linear(width, hidden)): linears bitsandbytes
+        quantizes and LoRA can target. A fused gate_up tensor becomes the two halves."""
+        h = self.hidden_size
+        out: list[Linear] = []
+        for l in self.linears:
+            if not (l.family == "experts" and not l.adaptable):
+                out.append(l)
+                continue
+            leaf = l.name.rsplit(".", 1)[-1]
+            if "gate_up" in leaf:
+                width = l.d_in * l.d_out // (2 * h)
+                out += [Linear("gate_projs", "experts", h, width, l.count), Linear("up_projs", "experts", h, width, l.count)]
+            elif "down" in leaf:
+                out.append(Linear("down_projs", "experts", l.d_in * l.d_out // h, h, l.count))
+            else:
+                out.append(replace(l, adaptable=True))
+        return replace(self, linears=tuple(out))
+
+    @property
+    def dense_moe(self) -> bool:
+        """Every expert runs on every token (DENSE_MOE_TYPES)."""
+        return self.is_moe and self.model_type in DENSE_MOE_TYPES
+
+    @property
+    def experts_run(self) -> int:
+        """The experts each token's computation runs through: the routed ones, or all of them in a dense MoE."""
+        return self.num_experts if self.dense_moe else self.experts_per_token
+
     @property
     def mlp_width(self) -> int:
         """The MLP width one token passes through in an average decoder layer. Dense: the intermediate size. MoE:
@@ -110,12 +148,13 @@ class ModelSpec:
         experts a token is routed to, in the layers that have experts, plus the MLP every token runs there or in
         the dense layers (shared experts, DeepSeek's and GLM's first layers: the `mlp` family's down_proj input,
         averaged over the layers). config.json's intermediate_size is the dense layers' width in DeepSeek, GLM
-        and Qwen-MoE (6144 where a Qwen3-30B-A3B expert is 768), so it is not used for an MoE."""
+        and Qwen-MoE (6144 where a Qwen3-30B-A3B expert is 768), so it is not used for an MoE. A dense MoE
+        (Llama 4 in transformers) runs every expert on every token (`experts_run`)."""
         experts = [l for l in self.linears if l.family == "experts"]
         if not (self.is_moe and experts and self.num_experts):
-            return self.intermediate_size * (max(1, self.experts_per_token) if self.is_moe else 1)
+            return self.intermediate_size * (max(1, self.experts_run) if self.is_moe else 1)
         width = sum(l.d_in * l.d_out for l in experts) // (3 * self.hidden_size)
-        routed = width * max(1, self.experts_per_token) * experts[0].count // (self.num_experts * self.num_layers)
+        routed = width * max(1, self.experts_run) * experts[0].count // (self.num_experts * self.num_layers)
         every = [l for l in self.linears if l.family == "mlp" and l.d_out == self.hidden_size]  # down projections
         return routed + sum(l.d_in * l.count for l in every) // self.num_layers
 

@@ -220,9 +220,9 @@ def linear_work(spec: "ModelSpec", fit: "Fit") -> tuple[int, int, int]:
     plan = fit.estimate.plan
     head = sum(l.params for l in spec.linears if l.family == "lm_head")
     body = sum(l.params for l in spec.linears if l.family != "lm_head")
-    if spec.is_moe and spec.num_experts:  # a token runs through its routed experts only
+    if spec.is_moe and spec.num_experts:  # a token runs through its routed experts only (all in a dense MoE)
         experts = sum(l.params for l in spec.linears if l.family == "experts")
-        body -= experts - experts * spec.experts_per_token // spec.num_experts
+        body -= experts - experts * spec.experts_run // spec.num_experts
     targets = plan.targets if isinstance(plan.targets, str) else list(plan.targets)
     adapter = spec.lora_params(targets, plan.r)
     return body, head, adapter
@@ -267,7 +267,7 @@ def parameter_lora_work(spec: "ModelSpec", plan, tokens: int, passes: int) -> tu
     if not plan.target_parameters:
         return 0.0, 0.0
     weights = weights_of(spec.resolve_parameters(plan.target_parameters))
-    routed = weights * max(1, spec.experts_per_token) / max(1, spec.num_experts)
+    routed = weights * max(1, spec.experts_run) / max(1, spec.num_experts)
     a = plan.dtype_bytes
     forwards = passes - 1  # forward (+ the recomputed forward)
     flops = forwards * 2 * plan.r * weights + 4 * plan.r * weights + 2 * tokens * routed
@@ -307,13 +307,13 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
         # transformers 5's fused MoE experts stay 16-bit (storage.quantized): read as they are, the routed share
         plain = unquantized_experts(spec, plan)
         if plain and spec.num_experts:
-            plain = plain * spec.experts_per_token // spec.num_experts
+            plain = plain * spec.experts_run // spec.num_experts
         weight_bytes = passes * ((body - plain) * (quant.bits / 8 + 2 + 2) + plain * plan.dtype_bytes)
         if experts_as_parameters(plan) and spec.num_experts:
             # bitsandbytes' parametrization dequantizes every expert of a layer on access, not only the routed ones
             # (counted above): the rest read in 4 bits and written in 16, in each forward (and recompute)
             every = expert_weights(spec)
-            rest = every - every * spec.experts_per_token // spec.num_experts
+            rest = every - every * spec.experts_run // spec.num_experts
             weight_bytes += (passes - 1) * rest * (quant.bits / 8 + plan.dtype_bytes)
     else:
         weight_bytes = passes * body * plan.dtype_bytes

@@ -375,3 +375,59 @@ def test_qlora_stack_facts_and_saved_activations(tmp_path):
     plan = Plan("qlora", r=8, targets="q_proj,v_proj", lora_dropout=False)
     estimated = layer_saved_bytes(spec, plan, spec.resolve_targets("q_proj,v_proj")) * batch * seq
     assert abs(estimated - measured) / measured < 0.06, (estimated, measured)
+
+
+def _tiny_llama4():
+    from transformers import Llama4TextConfig
+
+    from rankwise.advisor.model import spec_from_config
+
+    cfg = Llama4TextConfig(hidden_size=128, intermediate_size=256, intermediate_size_mlp=384, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=32, vocab_size=500,
+                           num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=1,
+                           max_position_embeddings=512, attn_implementation="sdpa", no_rope_layers=[1, 1],
+                           use_qk_norm=False)
+    return cfg, spec_from_config("tiny-llama4", "local", {**cfg.to_dict(), "model_type": "llama4_text"})
+
+
+@pytest.mark.slow
+def test_llama4_runs_every_expert_on_every_token_and_the_estimate_counts_it():
+    """transformers' Llama4TextMoe repeats the layer's input for every expert (scaled by the router's scores, zero
+    for the experts a token is not routed to): the bytes autograd saves in a real tiny Llama 4 layer match the
+    estimate that runs every expert, not the routed one (its routed estimate is half the measured here)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Llama4ForCausalLM
+
+    from rankwise.advisor.activations import layer_saved_bytes
+
+    torch.manual_seed(0)
+    cfg, spec = _tiny_llama4()
+    assert spec.dense_moe and spec.experts_run == spec.num_experts == 4
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    model = get_peft_model(Llama4ForCausalLM(cfg).to(torch.bfloat16),
+                           LoraConfig(r=8, lora_dropout=0.0, target_modules=targets))
+    model.train()
+    batch, seq = 2, 64
+    measured = _saved_bytes_in_last_layer(model, model.base_model.model.model.layers,
+                                          lambda: model(input_ids=torch.randint(0, 500, (batch, seq))))
+    plan = Plan("lora", r=8, targets=tuple(targets), lora_dropout=False)
+    estimated = layer_saved_bytes(spec, plan, [l for l in spec.linears if l.name in targets]) * batch * seq
+    assert abs(estimated - measured) / measured < 0.06, (estimated, measured)
+
+
+def test_a_dense_moes_step_counts_every_experts_work():
+    """The time model's base work of a Llama 4 counts every expert (each runs on every token), a routed MoE's only
+    the routed share."""
+    from rankwise.advisor.fit import assess
+    from rankwise.advisor.hardware import planned
+    from rankwise.advisor.time import linear_work
+
+    hw = planned(gpu="H100")
+    for name, dense in (("meta-llama/Llama-4-Scout-17B-16E", True), ("mistralai/Mixtral-8x7B-v0.1", False)):
+        spec = load_model(name)
+        fit = assess(spec, RunConfig.model_validate({"model": {"name": name}, "method": "qlora"}), hw)
+        body, _, _ = linear_work(spec, fit)
+        every = sum(l.params for l in spec.linears if l.family != "lm_head")
+        experts = sum(l.params for l in spec.linears if l.family == "experts")
+        assert body == (every if dense else every - experts + experts * spec.experts_per_token // spec.num_experts)
