@@ -20,7 +20,9 @@ What is compared, by the row's `measure`:
 Units: GB = 1e9 bytes, GiB = 2**30 bytes, as the source prints them.
 `options`: the run's other settings as the estimator's Plan fields, `key=value;...` (yes/no for
 flags): kbit_upcast=no (the 4-bit base's other weights kept 16-bit), attention=eager, loss=fused
-(Liger), pure_bf16=yes, reentrant=yes (torch's reentrant checkpoint), fsdp_sharding=no_shard (FSDP NO_SHARD).
+(Liger), pure_bf16=yes, reentrant=yes (torch's reentrant checkpoint), fsdp_sharding=no_shard (FSDP NO_SHARD);
+and linear_experts=yes, which changes the model rather than the plan (ModelSpec.with_linear_experts: axolotl's
+linearized Llama 4).
 
 Run: python3 bench/estimator_accuracy.py [--csv FILE] [--verbose]
 """
@@ -52,6 +54,8 @@ def _spec(row: dict):
             k, v = kv.split("=")
             cfg[k.strip()] = int(v)
         spec = spec_from_config(spec.name, "catalog", cfg)
+    if _options(row).get("linear_experts"):  # axolotl's linearized Llama 4: one nn.Linear an expert
+        spec = spec.with_linear_experts()
     return spec
 
 
@@ -68,14 +72,18 @@ def _options(row: dict) -> dict:
     return out
 
 
+SPEC_OPTIONS = ("linear_experts",)  # options that change the model, not the Plan
+
+
 def _plan(row: dict) -> Plan:
     targets = row["targets"]
+    options = {k: v for k, v in _options(row).items() if k not in SPEC_OPTIONS}
     return Plan(
         method=row["method"], r=int(row["r"]),
         targets=targets if targets in ("minimal", "standard", "aggressive", "all-linear") else tuple(targets.split(",")),
         micro_batch=int(row["batch"]), seq_len=int(row["seq"]), grad_checkpointing=row["grad_ckpt"] == "yes",
         optimizer=row["optimizer"], double_quant=row["double_quant"] != "no", lora_dropout=row["lora_dropout"] == "yes",
-        stack=STACKS[row["stack"]], **_options(row),
+        stack=STACKS[row["stack"]], **options,
     )
 
 

@@ -7,6 +7,8 @@ hold the same arithmetic against those figures. Benchmark-only: product code nev
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rankwise.advisor.memory import HF, Stack
 
 STACKS: dict[str, Stack] = {"hf": HF}
@@ -65,3 +67,8 @@ STACKS["torchtune"] = Stack("torchtune", 2, False, False, True, False, False, 3,
 # Every stack above predates transformers 5's fused experts (or quantizes every linear itself): their MoE experts were
 # nn.Linear modules that bitsandbytes replaced (quantizes_fused_experts).
 TRAINER_STACKS = frozenset({"hf", "hf-4.46", "hf-4.40"})
+
+# axolotl (at 067b021: transformers 5.14, peft, the HF Trainer) keeps rankwise's layout, with its own patches beside
+# it (Cut Cross Entropy, Liger's layers, its fused LoRA kernels, linearized Llama 4 experts), which the rows' options
+# name; not rankwise's own stack, so its rows count once.
+STACKS["axolotl"] = replace(HF, name="axolotl")

@@ -1322,3 +1322,27 @@ def test_lora_under_zero_1_2_holds_deepspeeds_reduce_buckets_in_ddps_place(tmp_p
     assert f"~{peak / 2 ** 30:.1f} GiB per GPU" in said[0]["message"]
     assert said[0]["severity"] == "info"  # the 1B fits either way
     assert not any(f["code"] == "not-modelled" and f.get("key") == "deepspeed" for f in report.findings)
+
+
+@pytest.mark.parametrize("model, linear", [("meta-llama/Llama-4-Scout-17B-16E", True), ("mistralai/Mixtral-8x7B-v0.1", False)])
+def test_axolotls_linearized_llama4_experts_are_linears_quantized_with_the_rest(tmp_path, model, linear):
+    """llama4_linearized_experts: axolotl's Llama 4 holds one nn.Linear an expert, which QLoRA stores in 4 bits
+    like every linear (where transformers' fused experts stay 16-bit under axolotl's default); on another model
+    axolotl does not apply it."""
+    text = f"base_model: {model}\nadapter: qlora\nload_in_4bit: true\nlora_target_linear: true\nsequence_len: 1024\n"
+    plain = judge(_read_text(tmp_path, text), planned(gpu="H100"))
+    r = _read_text(tmp_path, text + "llama4_linearized_experts: true\n")
+    report = judge(r, planned(gpu="H100"))
+    spec = report.ctx.spec
+    fused = [l for l in spec.linears if l.family == "experts" and not l.adaptable]
+    base = report.ctx.estimate.components["base_weights"]
+    if linear:  # the experts' 16-bit weights become 4-bit ones: 1.5 bytes a weight less
+        assert fused == [] and {"gate_projs", "up_projs", "down_projs"} <= set(spec.adaptable_names())
+        experts = sum(l.params for l in load_model(model).linears if l.family == "experts")
+        assert sum(l.params for l in spec.linears if l.family == "experts") == experts
+        assert plain.ctx.estimate.components["base_weights"] - base == 1.5 * experts
+        assert any(n.startswith("llama4_linearized_experts: the experts load as one nn.Linear each") for n in r.notes)
+    else:
+        assert fused and base == plain.ctx.estimate.components["base_weights"]
+        assert any("applies it to Llama 4 only" in n for n in r.notes)
+    assert not any(f["code"] == "not-modelled" and f.get("key") == "llama4_linearized_experts" for f in report.findings)

@@ -181,6 +181,13 @@ def _token_overrides(value, out: Out):
                          "lora_modules_to_save")
 
 
+def _linearized(value, out: Out):
+    """llama4_linearized_experts: axolotl loads Llama 4 with its linearized experts (loaders/patch_manager.py
+    `patch_llama4_linearized_modeling`, model type llama4 only): report.judge reads the model so."""
+    if value is True:
+        out.linear_experts = True
+
+
 def _skip_move(value, out: Out):
     """experimental_skip_move_to_device overrides one step of axolotl's loading (loaders/model.py
     `_apply_post_lora_load_setup`): the `model.to(device)` after loading, made only in a DDP run. The Trainer
@@ -228,6 +235,7 @@ TABLE = {
     "save_total_limit": to("train.save_total_limit"), "rl": _rl, "fsdp": fsdp_words, "fsdp_config": _fsdp_config,
     "deepspeed": deepspeed, "plugins": _plugins, "special_tokens": _special_tokens, "tokens": added_tokens,
     "resize_token_embeddings_to_32x": _to_32x, "experimental_skip_move_to_device": _skip_move,
+    "llama4_linearized_experts": _linearized,
     "added_tokens_overrides": _token_overrides, "gptq": not_modelled("a GPTQ base: its weights take ~4 bits, the estimate "
                                                             "counts them as 16-bit"),
 }
@@ -279,7 +287,6 @@ NOT_MODELLED = {
     "use_dsv4_kernels": "fused kernels: activation memory and speed",
     "use_glm_dsa_kernels": "fused kernels: activation memory and speed",
     "experts_implementation": "the MoE experts' implementation: activation memory and speed",
-    "llama4_linearized_experts": "experts as separate linears: LoRA can target them (adapter size not estimated)",
     "dsv4_fp4_grouped_mode": "FP4 expert weights: base memory differs from estimated",
     "nvfp4_merge_aware": "NVFP4 weights: base memory differs from estimated",
     "model_quantization_config": "a torchao/other quantization of the base: base memory differs from estimated",

@@ -44,6 +44,7 @@ from ..units import gib
 from .mapping import Said
 
 if TYPE_CHECKING:
+    from ..deepspeed_file import Zero12
     from ..config import RunConfig
     from .reading import Reading
     from ..size_bound import Bound
@@ -473,7 +474,7 @@ class HostRam:
 
 def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest: dict[str, int] | None = None,
           accumulates: bool = False, stage: str | None = None, upcast: str = "",
-          trains: "Freeze | Unfrozen | None" = None, reference: bool | None = None, zero: tuple | None = None) -> Floor:
+          trains: "Freeze | Unfrozen | None" = None, reference: bool | None = None, zero: "Zero12 | None" = None) -> Floor:
     """A full fine-tune of `spec` under `plan` (its precision, optimizer, GPUs, strategy and offload): the floor
     per GPU, and with `rest` (`rest_of`) the estimate; a preference `stage` that keeps a reference model adds its
     copy (`reference` says so where the stage alone does not: GRPO keeps one when its beta is above 0). CPU offload
@@ -566,7 +567,7 @@ def trained_bytes(plan: "Plan", upcast: str = "", zero: int = 0) -> Held:
 
 def full_finetune(key: str, spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None",
                   stage: str | None = None, upcast: str = "", trains: "Freeze | Unfrozen | None" = None,
-                  reference: bool | None = None, zero: tuple | None = None) -> Floor:
+                  reference: bool | None = None, zero: "Zero12 | None" = None) -> Floor:
     """A full fine-tune of `spec` with `cfg`'s settings on `hw`: the GPUs, strategy and offload resolved as for
     the LoRA run (fit.assess), its floor and the rest (the module docstring says how); `zero`: Reading.zero."""
     rest, judged = rest_of(spec, cfg, hw, upcast, trains, zero)
@@ -635,7 +636,7 @@ def time_line(t: "TimePlan") -> str:
 
 
 def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None", upcast: str = "",
-            trains: "Freeze | Unfrozen | None" = None, zero: tuple | None = None) -> tuple[dict[str, int], "Fit"]:
+            trains: "Freeze | Unfrozen | None" = None, zero: "Zero12 | None" = None) -> tuple[dict[str, int], "Fit"]:
     """What a full fine-tune with `cfg`'s settings holds beside its weights, gradients and optimizer states
     (the module docstring says how it is taken from a LoRA estimate), and that LoRA run's fit (its plan, its
     GPUs' bytes). Under DeepSpeed ZeRO-1/2 (`zero`) there are no DDP buckets: the gradients are reduced through
@@ -658,7 +659,7 @@ def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None", upcast: 
     return rest, judged
 
 
-def zero_bucket_bytes(zero: tuple, hidden: int, dtype_bytes: int) -> int:
+def zero_bucket_bytes(zero: "Zero12", hidden: int, dtype_bytes: int) -> int:
     """DeepSpeed ZeRO-1/2's contiguous gradient buckets (Reading.zero: stage, reduce_bucket_size, overlap_comm,
     contiguous_gradients): with contiguous_gradients (its default) each backward allocates reduce_bucket_size elements
     of the trained weights' dtype at full size, whatever the model, and a second with overlap_comm (deepspeed 0.19

@@ -70,11 +70,11 @@ class Reading:
     paired_rows: bool = False  # a reward model's chosen and rejected answers: twice the micro-batch
     reference: bool | None = None  # a full fine-tune keeps a reference copy (None: as its stage says)
     state_dict: str | None = None  # FSDP checkpoints: "full" | "sharded" (full_ft.host_ram); None: the default
-    # DeepSpeed ZeRO-1/2: (stage, reduce_bucket_size, overlap_comm, contiguous_gradients), full_ft.floor
-    zero: tuple | None = None
+    zero: Any = None  # DeepSpeed ZeRO-1/2 (deepspeed_file.Zero12), full_ft.floor
     # the precision the tool trains a full fine-tune in where it departs from the file's (LLaMA-Factory v1: fp32), used
     # for the full fine-tune only (its LoRA alternative keeps the file's); None: the file's
     full_precision: str | None = None
+    linear_experts: bool = False  # the experts load as one nn.Linear each (ModelSpec.with_linear_experts)
 
     @property
     def layout(self) -> str:
@@ -224,7 +224,7 @@ def read(path: str | Path, overrides: list[str] | None = None) -> Reading:
                    out.targets, out.stage, out.full, unread, blank, out.partial, out.eval_batch, out.evaluates,
                    out.loads_fp32, out.score_head, out.paired_rows, out.reference,
                    out.state_dict or ("sharded" if out.fsdp_version == 2 else None), out.zero,
-                   full_precision=out.full_precision)
+                   full_precision=out.full_precision, linear_experts=out.linear_experts)
 
 
 def load_any(path: str | Path) -> tuple[RunConfig, str, list[str]]:

@@ -139,6 +139,20 @@ FUSED_LORA = {"lora_mlp_kernel": ("mlp", "fused LoRA MLP keeps gate and up and r
                                   "each projection's own copy of its LoRA input")}
 
 
+def _linear_experts(reading: Reading, spec):
+    """axolotl's llama4_linearized_experts: on a Llama 4 its patched Llama4TextExperts holds one nn.Linear per expert
+    (ModelSpec.with_linear_experts), so QLoRA stores them in 4 bits like every other linear and LoRA's all-linear
+    reaches them; elsewhere the patch is not applied (loaders/patch_manager.py: model_config_type llama4)."""
+    if not spec.model_type.startswith("llama4") or not spec.is_moe:
+        reading.notes.append(f"llama4_linearized_experts: axolotl applies it to Llama 4 only; model type "
+                             f"{spec.model_type} loads as it is")
+        return spec
+    reading.notes.append("llama4_linearized_experts: the experts load as one nn.Linear each (axolotl's linearized "
+                         "Llama 4): a 4-bit method stores them in 4 bits with the other linears, and all-linear "
+                         "adapts them; every expert still runs on every token (transformers' Llama 4 MoE)")
+    return spec.with_linear_experts()
+
+
 def _fused_kernels(reading: Reading, said: list[Said], spec, est) -> list[Said]:
     """axolotl's lora_mlp_kernel / lora_qkv_kernel, said with what they save at the peak (the estimate of the same
     plan with the kernel, activations.fused_lora_bytes) in place of "not modelled", and lora_o_kernel with what it
@@ -226,6 +240,8 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         if note:  # a path on the server the file was written for
             reading.notes.append(note)
         spec = spec.with_score_head(reading.score_head)  # a reward model: a score head, not the vocabulary
+        if reading.linear_experts:  # axolotl's linearized Llama 4: its experts are linears
+            spec = _linear_experts(reading, spec)
     cfg = reading.cfg
     if spec is not None:
         _shipped(reading, spec)
