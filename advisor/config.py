@@ -173,10 +173,11 @@ class QuantSection(Section):
     compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     """Dtype of the de-quantized matmuls. auto: bf16 where supported, else fp16 (fp32 on CPU)."""
     quantize_experts: bool = True
-    """4-bit methods: quantize an MoE's fused expert tensors to NF4 as they load (bitsandbytes' parameter
-    quantization; transformers' own 4-bit loading leaves them 16-bit, most of an MoE), dequantized a layer at a time
-    in each forward. false: keep them 16-bit (what axolotl without quantize_moe_experts, LLaMA-Factory and TRL do).
-    One GPU or DDP only: FSDP/ZeRO-3 QLoRA keeps them 16-bit."""
+    """4- and 8-bit methods: quantize an MoE's fused expert tensors as they load, to NF4 (bitsandbytes' parameter
+    quantization) or row-wise int8 (the 8-bit method; LLM.int8's weight format); transformers' own k-bit loading
+    leaves them 16-bit, most of an MoE. Dequantized a layer at a time in each forward. false: keep them 16-bit (what
+    axolotl without quantize_moe_experts, LLaMA-Factory and TRL do). One GPU or DDP only: FSDP/ZeRO-3 keeps them
+    16-bit."""
     kbit_upcast: bool = True
     """Keep peft's fp32 upcast of the non-quantized weights (embeddings, norms, lm_head) of a
     4-/8-bit base (prepare_model_for_kbit_training). false: cast them back to the compute

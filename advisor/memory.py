@@ -364,8 +364,10 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     if unpatched:
         notes += (liger.unsupported(spec.config.get("model_type")) + ": estimated with transformers' loss and layers",)
     if experts_as_parameters(plan) and spec.fused_names():
-        notes += ("MoE experts quantized to NF4 as they load (bitsandbytes' parameter quantization, "
-                  "quant.quantize_experts), dequantized in each forward and kept for backward: "
+        to = ("NF4 as they load (bitsandbytes' parameter quantization" if plan.descriptor.quant.bits == 4 else
+              "row-wise int8 as they load (LLM.int8's weight format, one fp32 absmax a row")
+        notes += (f"MoE experts quantized to {to}, quant.quantize_experts), dequantized in each forward and kept "
+                  "for backward: "
                   + _built_per_layer(plan, L, expert_weights(spec) * plan.dtype_bytes // L),)
     kept = unquantized_experts(spec, plan)
     if kept:

@@ -21,7 +21,7 @@ from .machine_flags import (bf16_unsupported, ddp_wont_fit, disk_short, fp16_on_
 from .fit import Fit
 from .hardware import Hardware
 from .memory import Estimate
-from .methods import DEFAULT, LEANEST, METHODS
+from .methods import DEFAULT, METHODS
 from .model import ModelSpec
 from .size_bound import Bound
 
@@ -370,20 +370,18 @@ def moe_experts_16bit(ctx: Context) -> Finding | None:
     share = kept / ctx.spec.total_params
     why = ("transformers 5 holds MoE experts as fused nn.Parameter tensors, which its bitsandbytes integration does not "
            "quantize; only attention and dense linears shrink (the estimate counts it so)")
-    if plan.descriptor.quant.bits != 4:
-        fix, patch = (f"bitsandbytes quantizes parameters in 4 bits only: method {LEANEST} quantizes the experts "
-                      "too (quant.quantize_experts)"), {"method": LEANEST}
-    elif plan.target_parameters:
-        why += "; lora.target_parameters adapts them, and peft cannot adapt a 4-bit parameter"
-        fix, patch = ("plan the memory for 16-bit experts, or drop lora.target_parameters to store them in 4 bits "
+    if plan.target_parameters:
+        why += "; lora.target_parameters adapts them, and peft cannot adapt a quantized parameter"
+        fix, patch = ("plan the memory for 16-bit experts, or drop lora.target_parameters to store them quantized "
                       "(frozen)"), {"lora.target_parameters": []}
     elif plan.sharded:
         why += "; rankwise quantizes them itself only on one GPU or under DDP: FSDP cannot flatten that storage"
-        fix, patch = ("plan the memory for 16-bit experts, or train on one GPU / DDP where a 4-bit copy fits "
+        fix, patch = ("plan the memory for 16-bit experts, or train on one GPU / DDP where a quantized copy fits "
                       "(distributed.strategy: ddp)"), None
     else:
         why += "; quant.quantize_experts is off"
-        fix, patch = "set quant.quantize_experts: true (rankwise quantizes them to NF4 as they load)", {
+        to = "NF4" if plan.descriptor.quant.bits == 4 else "row-wise int8"
+        fix, patch = f"set quant.quantize_experts: true (rankwise quantizes them to {to} as they load)", {
             "quant.quantize_experts": True}
     return Finding("moe-experts-16bit", "info",
                    f"{METHODS[ctx.method].label} leaves this MoE's experts 16-bit: {share:.0%} of its weights "

@@ -28,14 +28,15 @@ def expert_weights(spec: ModelSpec) -> int:
 
 
 def experts_as_parameters(plan: Plan) -> bool:
-    """rankwise's own 4-bit path quantizes the fused experts as parameters (trainer/moe_quant.py: bitsandbytes'
-    replace_parameter_4bit as they load), dequantized a layer at a time in each forward: quant.quantize_experts
-    under a 4-bit method, on one GPU or DDP (FSDP cannot flatten the 4-bit storage beside the compute-dtype
-    weights), and not where LoRA adapts them (lora.target_parameters): peft 0.21's ParamWrapper fails on a 4-bit
-    parameter (it sets requires_grad on the uint8 storage; tried on the CPU), so adapted experts stay 16-bit. Not a
-    stack whose experts were linears (`Stack.quantizes_fused_experts`)."""
+    """rankwise quantizes the fused experts as parameters itself (trainer/moe_quant.py: bitsandbytes'
+    replace_parameter_4bit as they load; under the 8-bit method row-wise int8, LLM.int8's weight format, behind
+    rankwise's parametrization), dequantized a layer at a time in each forward: quant.quantize_experts under a 4- or
+    8-bit method, on one GPU or DDP (FSDP cannot flatten that storage beside the compute-dtype weights), and not
+    where LoRA adapts them (lora.target_parameters): peft 0.21's ParamWrapper fails on a quantized parameter (it sets
+    requires_grad on the integer storage; tried on the CPU), so adapted experts stay 16-bit. Not a stack whose
+    experts were linears (`Stack.quantizes_fused_experts`)."""
     q = plan.descriptor.quant
-    return (q is not None and q.bits == 4 and plan.quantize_experts and not plan.sharded
+    return (q is not None and q.bits in (4, 8) and plan.quantize_experts and not plan.sharded
             and not plan.target_parameters and not plan.stack.quantizes_fused_experts)
 
 

@@ -35,7 +35,26 @@ def test_the_experts_are_quantized_as_they_load_and_compute_what_they_dequantize
     assert loading.set_param_for_module.__name__ == "set_param_for_module"  # the wrap is gone after loading
 
 
-def test_the_dequantized_experts_saved_for_backward_are_what_the_estimate_counts():
+def test_the_8_bit_method_stores_them_in_row_wise_int8_and_reads_them_back_in_their_dtype(tmp_path):
+    """The 8-bit method: one int8 a weight and an fp32 absmax a row (bitsandbytes' int8_vectorwise_quant, LLM.int8's
+    weight format), dequantized on access to the dtype the tensor loaded in; the state dict holds the int8 data."""
+    folder = tiny_mixtral_folder(tmp_path)
+    with moe_quant.quantized_on_load(FUSED, "nf4", True, bits=8) as done:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+    assert len(done) == 4 and moe_quant.quantized_experts(model) == 4
+    stored = {n: p for n, p in model.named_parameters() if ".experts." in n}
+    assert stored and all(p.dtype == torch.int8 for p in stored.values())
+    experts = model.model.layers[0].mlp.experts
+    ref = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).model.layers[0].mlp.experts.gate_up_proj
+    got = experts.gate_up_proj
+    assert got.dtype == torch.bfloat16 and got.shape == ref.shape
+    assert (got.float() - ref.float()).abs().mean() < 0.02 * ref.float().abs().mean()  # int8 rounding, no more
+    stats = {n: t for n, t in model.state_dict().items() if n.endswith(".stats")}
+    assert len(stats) == 4 and all(t.dtype == torch.float32 for t in stats.values())
+
+
+@pytest.mark.parametrize("method, bits", [("qlora", 4), ("lora-8bit", 8)])
+def test_the_dequantized_experts_saved_for_backward_are_what_the_estimate_counts(method, bits):
     """bitsandbytes dequantizes each expert tensor on access; grouped_mm keeps the result for the input gradient."""
     from peft import LoraConfig, get_peft_model
 
@@ -48,10 +67,10 @@ def test_the_dequantized_experts_saved_for_backward_are_what_the_estimate_counts
         model = MixtralForCausalLM(cfg).to(torch.bfloat16)
         model.set_experts_implementation("grouped_mm")
         if quantize:
-            assert len(moe_quant.quantize_rest(model, FUSED, "nf4", True)) == 4
+            assert len(moe_quant.quantize_rest(model, FUSED, "nf4", True, bits)) == 4
         model = get_peft_model(model, LoraConfig(r=4, lora_dropout=0.0, target_modules=["q_proj"]))
         saved[quantize] = saved_bytes(model, lambda: model(input_ids=ids))
-    plan = Plan("qlora", r=4, lora_dropout=False, grad_checkpointing=False)
+    plan = Plan(method, r=4, lora_dropout=False, grad_checkpointing=False)
     per_token, per_layer = built_expert_bytes(spec, plan, [])
     assert per_token == 0
     assert saved[True] - saved[False] == spec.num_layers * per_layer  # every layer's, without checkpointing
@@ -67,15 +86,20 @@ def test_the_estimate_stores_them_in_4_bits_and_builds_one_layer_at_a_time():
     layer = experts * 2 // spec.num_layers
     no_ckpt = estimate(spec, Plan("qlora", grad_checkpointing=False))
     assert no_ckpt.components["activations"] > spec.num_layers * layer  # every layer's dequantized experts
-    # not under the 8-bit method, not sharded, not where LoRA adapts them: 16-bit, as the red flag says
-    for plan in (Plan("lora-8bit"), Plan("qlora", gpus=2, strategy="fsdp"),
-                 Plan("qlora", target_parameters=FUSED, lora_dropout=False)):
+    # the 8-bit method: row-wise int8, one byte a weight and an fp32 absmax a row
+    int8, kept8 = (estimate(spec, Plan("lora-8bit", quantize_experts=on)) for on in (True, False))
+    rows = sum(l.count * l.d_out for l in spec.linears if l.name in FUSED)
+    assert kept8.components["base_weights"] - int8.components["base_weights"] == experts * 2 - experts
+    assert int8.components["quant_constants"] - kept8.components["quant_constants"] == 4 * rows
+    assert any("quantized to row-wise int8 as they load" in a for a in int8.assumptions)
+    # not sharded, not where LoRA adapts them: 16-bit, as the red flag says
+    for plan in (Plan("qlora", gpus=2, strategy="fsdp"), Plan("qlora", target_parameters=FUSED, lora_dropout=False)):
         assert not any("quantized to NF4 as they load" in a for a in estimate(spec, plan).assumptions)
 
 
 @pytest.mark.parametrize("cfg, fix", [
     ({"method": "qlora", "quant": {"quantize_experts": False}}, {"quant.quantize_experts": True}),
-    ({"method": "lora-8bit"}, {"method": "qlora"}),
+    ({"method": "lora-8bit", "quant": {"quantize_experts": False}}, {"quant.quantize_experts": True}),
     ({"method": "qlora", "lora": {"dropout": 0, "target_parameters": list(FUSED)}}, {"lora.target_parameters": []}),
 ])
 def test_check_says_why_the_experts_stay_16_bit_with_the_fix(cfg, fix):
@@ -84,8 +108,10 @@ def test_check_says_why_the_experts_stay_16_bit_with_the_fix(cfg, fix):
     run = RunConfig.model_validate({"model": {"name": "mixtral-8x7b"}, **cfg})
     (f,) = [f for f in redflags.check(run, load_model("mixtral-8x7b"), None) if f.code == "moe-experts-16bit"]
     assert f.patch == fix
-    quantized = RunConfig.model_validate({"model": {"name": "mixtral-8x7b"}, "method": "qlora"})
-    assert not [f for f in redflags.check(quantized, load_model("mixtral-8x7b"), None) if f.code == "moe-experts-16bit"]
+    for method in ("qlora", "lora-8bit"):
+        quantized = RunConfig.model_validate({"model": {"name": "mixtral-8x7b"}, "method": method})
+        assert not [f for f in redflags.check(quantized, load_model("mixtral-8x7b"), None)
+                    if f.code == "moe-experts-16bit"]
 
 
 @pytest.mark.slow
@@ -113,6 +139,33 @@ def test_qlora_trains_on_4_bit_experts_and_the_adapter_moves_the_model(tmp_path)
     bench = Bench.open(run)
     assert moe_quant.quantized_experts(bench.model) == 4
     assert bench.answer([{"role": "user", "content": "hi"}], adapter=True)  # generates through the 4-bit experts
+
+
+@pytest.mark.slow
+def test_8_bit_lora_trains_on_int8_experts(tmp_path):
+    """The 8-bit method on an MoE: LLM.int8 linears and row-wise int8 experts, trained; the adapter moves the model,
+    and chat holds the experts as the run did."""
+    from peft import PeftModel
+
+    folder = tiny_mixtral_folder(tmp_path)
+    runs = tmp_path / "runs"
+    p = train(runs, "--set", f"model.name={folder}", "--set", "method=lora-8bit", "--set", "train.max_steps=4",
+              "--set", "train.save_steps=4", preset="demo-cpu-qlora")
+    assert p.returncode == 0, p.stderr
+    run = only_run(runs)
+    log = (run / "train.log").read_text()
+    assert re.search(r"MoE experts: 4 fused tensors quantized to row-wise int8 as they loaded", log), log[-2000:]
+    assert of_type(events(run), "end")[-1]["status"] == "finished"
+    ids = torch.randint(3, 262, (1, 12), generator=torch.Generator().manual_seed(1))
+    base = AutoModelForCausalLM.from_pretrained(folder)
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(folder), run / "adapter")
+    with torch.no_grad():
+        assert not torch.allclose(base(input_ids=ids).logits, tuned(input_ids=ids).logits, atol=1e-4)
+    from rankwise.trainer.chat import Bench
+
+    bench = Bench.open(run)
+    assert moe_quant.quantized_experts(bench.model) == 4
+    assert bench.answer([{"role": "user", "content": "hi"}], adapter=True)
 
 
 def test_estimate_flag_writes_the_setting_down(capsys):

@@ -9,6 +9,11 @@ caching-allocator warm-up, which reserves the 16-bit size of every tensor at onc
 axolotl does the same (monkeypatch/moe_quant.py). Tensors the wrap did not see (a transformers without that function)
 are quantized after loading (`quantize_rest`), and the worker says so: their 16-bit copies were on the device first.
 
+The 8-bit method (LLM.int8 base linears) stores them in bitsandbytes' row-wise int8, LLM.int8's weight format: one int8
+a weight and one fp32 absmax a row (`int8_vectorwise_quant`), dequantized on access to the tensor's own dtype
+(`Int8Rows`), with the same per-forward cache; bitsandbytes has no 8-bit `replace_parameter`, so the parametrization
+is rankwise's (axolotl's monkeypatch/moe_quant.py does the same for its `load_in_8bit`, without the cast back).
+
 The estimate's side is advisor/storage.py (`experts_as_parameters`: which runs do this) and advisor/activations.py
 (`built_expert_bytes`: the dequantized layer each forward builds).
 """
@@ -28,14 +33,78 @@ def _fused(name: str, p, fused: tuple[str, ...]) -> bool:
     return p.dim() == 3 and p.is_floating_point() and matches(name, fused)
 
 
-def _quantize(module, name: str, quant_type: str, double_quant: bool) -> None:
+def _quantize(module, name: str, quant_type: str, double_quant: bool, bits: int = 4) -> None:
+    if bits == 8:
+        _quantize_int8(module, name)
+        return
     from bitsandbytes.nn.parametrize import replace_parameter_4bit
 
     replace_parameter_4bit(module, name, compress_statistics=double_quant, quant_type=quant_type)
 
 
+def _int8_rows():
+    """The parametrization class, made on first use (the advice path never imports torch)."""
+    import torch
+
+    class Int8Rows(torch.nn.Module):
+        """Row-wise int8 (one fp32 absmax a row of the tensor seen as 2-D), dequantized on access to `dtype`."""
+
+        def __init__(self, stats: torch.Tensor, dtype: torch.dtype):
+            super().__init__()
+            self.register_buffer("stats", stats)
+            self.dtype = dtype
+
+        @torch.no_grad()
+        def forward(self, quantized: torch.Tensor) -> torch.Tensor:
+            from bitsandbytes.functional import int8_vectorwise_dequant
+
+            rows = quantized.reshape(-1, quantized.shape[-1])
+            return int8_vectorwise_dequant(rows, self.stats).reshape(quantized.shape).to(self.dtype)
+
+    return Int8Rows
+
+
+INT8_ROWS = None  # the class, once made
+
+
+def _cache_on(module, inputs) -> None:
+    """torch's parametrize cache for the module's forward (what `parametrize.cached()` does around it): the experts are
+    dequantized once a forward however often they are read, and the cache is dropped when the forward ends."""
+    import torch.nn.utils.parametrize as P
+
+    P._cache_enabled += 1
+
+
+def _cache_off(module, inputs, output) -> None:
+    import torch.nn.utils.parametrize as P
+
+    P._cache_enabled -= 1
+    if not P._cache_enabled:
+        P._cache = {}
+
+
+def _quantize_int8(module, name: str) -> None:
+    """One fused expert tensor to row-wise int8 behind a parametrization. bitsandbytes' CUDA int8_vectorwise_quant
+    takes fp16, so the weights pass through fp16 (expert weights are far inside its range)."""
+    global INT8_ROWS
+    import torch
+    import torch.nn.utils.parametrize as P
+    from bitsandbytes.functional import int8_vectorwise_quant
+
+    INT8_ROWS = INT8_ROWS or _int8_rows()
+    param = getattr(module, name)
+    q, stats, _ = int8_vectorwise_quant(param.data.reshape(-1, param.shape[-1]).to(torch.float16))
+    setattr(module, name, torch.nn.Parameter(q.reshape(param.shape), requires_grad=False))
+    P.register_parametrization(module, name, INT8_ROWS(stats, param.dtype), unsafe=True)
+    if not getattr(module, "_rankwise_int8_cache", False):
+        # always_call: non-reentrant checkpointing stops its recompute mid-forward, which would skip a plain hook
+        module.register_forward_pre_hook(_cache_on)
+        module.register_forward_hook(_cache_off, always_call=True)
+        module._rankwise_int8_cache = True
+
+
 @contextmanager
-def quantized_on_load(fused: tuple[str, ...], quant_type: str, double_quant: bool) -> Iterator[list[str]]:
+def quantized_on_load(fused: tuple[str, ...], quant_type: str, double_quant: bool, bits: int = 4) -> Iterator[list[str]]:
     """Inside: each fused expert tensor from_pretrained sets is quantized right after. Yields the names done."""
     import transformers.core_model_loading as loading
     import transformers.modeling_utils as modeling
@@ -50,7 +119,7 @@ def quantized_on_load(fused: tuple[str, ...], quant_type: str, double_quant: boo
         set_param(model, target_name, param_value, *args, **kwargs)
         if _fused(target_name, param_value, fused):
             path, _, name = target_name.rpartition(".")
-            _quantize(model.get_submodule(path), name, quant_type, double_quant)
+            _quantize(model.get_submodule(path), name, quant_type, double_quant, bits)
             done.append(target_name)
 
     loading.set_param_for_module = set_and_quantize
@@ -65,7 +134,7 @@ def quantized_on_load(fused: tuple[str, ...], quant_type: str, double_quant: boo
 
 
 def fused_to_quantize(cfg, spec, how, sharded: bool) -> tuple[str, ...]:
-    """The fused expert tensors a run with `cfg` stores in 4 bits itself, loaded by `how` (a methods.Method) on one
+    """The fused expert tensors a run with `cfg` stores in 4 (or 8) bits itself, loaded by `how` (a methods.Method) on one
     process or DDP (`sharded` False) or under FSDP/ZeRO-3: advisor/storage.py `experts_as_parameters` decides, as
     for the estimate. () for none."""
     from rankwise.advisor.plan import Plan
@@ -78,37 +147,39 @@ def fused_to_quantize(cfg, spec, how, sharded: bool) -> tuple[str, ...]:
     return tuple(spec.fused_names()) if experts_as_parameters(plan) else ()
 
 
-def load(from_pretrained, fused: tuple[str, ...], quant) -> tuple[object, list[str], list[str]]:
-    """`from_pretrained()` with the fused experts quantized (quant: the config's quant section): (the model, the
-    tensors quantized as they loaded, those quantized after)."""
-    with quantized_on_load(fused, quant.quant_type, quant.double_quant) as done:
+def load(from_pretrained, fused: tuple[str, ...], quant, bits: int = 4) -> tuple[object, list[str], list[str]]:
+    """`from_pretrained()` with the fused experts quantized (quant: the config's quant section; bits: the method's,
+    4 or 8): (the model, the tensors quantized as they loaded, those quantized after)."""
+    with quantized_on_load(fused, quant.quant_type, quant.double_quant, bits) as done:
         model = from_pretrained()
-    late = quantize_rest(model, fused, quant.quant_type, quant.double_quant) if fused else []
+    late = quantize_rest(model, fused, quant.quant_type, quant.double_quant, bits) if fused else []
     return model, done, late
 
 
-def said(done: list[str], late: list[str], quant_type: str) -> str:
+def said(done: list[str], late: list[str], quant_type: str, bits: int = 4) -> str:
     """The log line for what `load` did."""
-    return (f"MoE experts: {len(done)} fused tensors quantized to {quant_type.upper()} as they loaded"
+    to = "row-wise int8" if bits == 8 else quant_type.upper()
+    return (f"MoE experts: {len(done)} fused tensors quantized to {to} as they loaded"
             + (f", {len(late)} after loading (their 16-bit copies were on the device first)" if late else "")
             + " (quant.quantize_experts)")
 
 
-def quantize_rest(model, fused: tuple[str, ...], quant_type: str, double_quant: bool) -> list[str]:
+def quantize_rest(model, fused: tuple[str, ...], quant_type: str, double_quant: bool, bits: int = 4) -> list[str]:
     """Quantize the fused expert tensors still in 16 bits (not parametrized yet); returns their names."""
     out = []
     for path, module in model.named_modules():
         for name, p in list(module.named_parameters(recurse=False)):
             full = f"{path}.{name}" if path else name
             if _fused(full, p, fused):
-                _quantize(module, name, quant_type, double_quant)
+                _quantize(module, name, quant_type, double_quant, bits)
                 out.append(full)
     return out
 
 
 def quantized_experts(model) -> int:
-    """How many parameters of `model` are stored through bitsandbytes' 4-bit parametrization."""
+    """How many parameters of `model` are stored through bitsandbytes' 4-bit parametrization or rankwise's int8 one."""
     from bitsandbytes.nn.parametrize import Bnb4bitParametrization
 
+    kinds = (Bnb4bitParametrization,) + ((INT8_ROWS,) if INT8_ROWS is not None else ())
     return sum(1 for m in model.modules() if hasattr(m, "parametrizations")
-               for plist in m.parametrizations.values() if any(isinstance(p, Bnb4bitParametrization) for p in plist))
+               for plist in m.parametrizations.values() if any(isinstance(p, kinds) for p in plist))

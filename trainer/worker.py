@@ -200,16 +200,16 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             kwargs["dtype"] = compute_dtype
         else:
             kwargs["dtype"] = weight_dtype
-        fused = moe_quant.fused_to_quantize(cfg, spec, how, sharded)  # an MoE's fused experts in NF4 too
+        fused = moe_quant.fused_to_quantize(cfg, spec, how, sharded)  # an MoE's fused experts in NF4 (int8) too
         try:
             model, on_load, late = moe_quant.load(lambda: AutoModelForCausalLM.from_pretrained(model_dir, **kwargs),
-                                                  fused, cfg.quant)
+                                                  fused, cfg.quant, how.quant.bits if how.quantized else 4)
         except OSError as e:
             raise RankwiseError(f"cannot load the weights in {model_dir}: {str(e).splitlines()[0]}",
                                 "the folder needs *.safetensors weights (or set model.allow_unsafe_weights "
                                 "for pickled .bin files you trust)") from None
         if fused:
-            log.info(moe_quant.said(on_load, late, cfg.quant.quant_type))
+            log.info(moe_quant.said(on_load, late, cfg.quant.quant_type, how.quant.bits))
         if added_ids:
             added_tokens.fit_model(model, tokenizer)
         if how.quantized and device == "cpu":

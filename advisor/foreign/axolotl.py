@@ -520,9 +520,11 @@ def finish(out: Out) -> None:
     _finish_cce(out)
     _finish_liger(out)
     if out.values.get("quant.quantize_experts") and out.values.get("method") == "lora-8bit":
+        # monkeypatch/moe_quant.py Bnb8bitParametrization returns int8_vectorwise_dequant's fp32 as it is
         out.key = "quantize_moe_experts"
-        out.not_modelled("axolotl's 8-bit MoE experts (rankwise quantizes them in 4 bits only, under qlora): this "
-                         "run's base memory is below the estimate")
+        out.not_modelled("axolotl's 8-bit MoE experts are estimated as rankwise stores them (row-wise int8), but "
+                         "axolotl dequantizes them to fp32 without casting back, so the dequantized layer the experts "
+                         "keep for backward (and the routed inputs cast to it) is twice the estimate's")
     elif out.values.get("quant.quantize_experts") and out.values.get("lora.target_parameters"):
         out.key = "quantize_moe_experts"
         out.not_modelled("4-bit MoE experts with LoRA on them (axolotl's own kernels and peft patches; peft alone "
