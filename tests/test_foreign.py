@@ -239,12 +239,14 @@ def test_not_modelled_keys_are_each_said_at_their_line():
 
 def test_precision_padding_and_generation_keys_are_read_or_said():
     """bfloat16 turns the Trainer's bf16 on (axolotl core/builders/base.py); pad_to_sequence_len: true is
-    the estimate's own padding, fsdp_version either FSDP and low_cpu_mem_usage the host plan's loading;
+    the estimate's own padding, fsdp_version 2 estimated as rankwise's FSDP1 (said) and low_cpu_mem_usage the host
+    plan's loading;
     eval_batch_size is kept for the evaluation check (report.eval_said); a vLLM server is said as not modelled,
     where axolotl moves the loaded model to the GPU in a note (the training peak does not depend on it)."""
     r = read(FIX / "foreign-axolotl-more-keys.yaml")
     assert r.cfg.train.precision == "bf16" and not r.cfg.quant.kbit_upcast
-    assert {s.key for s in r.said if s.code == "not-modelled"} == {"vllm"}
+    assert {s.key for s in r.said if s.code == "not-modelled"} == {"vllm", "fsdp_version"}
+    assert any("FSDP2 (fully_shard) estimated as rankwise's FSDP1" in s.message for s in r.said)
     assert any(n.startswith("experimental_skip_move_to_device: true: ") for n in r.notes)
     assert r.eval_batch is not None and r.eval_batch[0] == "eval_batch_size"
     assert r.unread == []

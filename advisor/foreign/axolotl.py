@@ -152,10 +152,18 @@ STATE_DICTS = {"FULL_STATE_DICT": "full", "SHARDED_STATE_DICT": "sharded"}
 
 
 def _fsdp_version(value, out: Out):
-    """fsdp_version (top level, or in fsdp_config): FSDP1 and 2 shard the same tensors (the estimate's
-    `_as_estimated`); it sets the checkpoints' default state dict (accelerate: FULL under 1, SHARDED under 2)."""
+    """fsdp_version (top level, or in fsdp_config): FSDP1 and 2 shard the same tensors, gather a layer at a time and
+    shard the trained weights' states alike, and it sets the checkpoints' default state dict (accelerate: FULL
+    under 1, SHARDED under 2). rankwise trains and estimates FSDP1 (trainer/launch.py), so what FSDP2 does its own
+    way is said: fully_shard shards each parameter in place (no FSDP1 flattening of the loaded model unit by unit,
+    whose reserve the estimate adds: advisor/fsdp_wrap.py), and a DTensor a parameter can hold 4-bit MoE experts,
+    which rankwise keeps 16-bit under FSDP."""
     if value in (1, 2, "1", "2"):
         out.fsdp_version = int(value)
+    if out.fsdp_version == 2:
+        out.not_modelled("FSDP2 (fully_shard) estimated as rankwise's FSDP1: its start-up reserve differs (FSDP1 "
+                         "flattens the loaded model unit by unit), and so do an MoE's quantized experts (FSDP2 can "
+                         "shard them; the estimate keeps them 16-bit under FSDP)")
 
 
 def _plugins(value, out: Out):
