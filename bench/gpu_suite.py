@@ -66,8 +66,10 @@ def cases(models: list[str], liger: bool, cce: bool = False) -> list[dict]:
     out = [case(m, method) for m in head for method in ("lora", "qlora")]
     # an MoE under QLoRA, four of Mixtral-8x7B's layers (~12 GB of bf16 experts) without a 90 GB checkpoint: its fused
     # experts quantized as they load (trainer/moe_quant.py), and left 16-bit as transformers 5 loads them
-    # and LoRA on the experts themselves (lora.target_parameters: peft builds each layer's adapted experts)
+    # and LoRA on the experts themselves (lora.target_parameters: peft builds each layer's adapted experts);
+    # ("4bit" stands for quantized: under lora-8bit, row-wise int8)
     out += [case(MOE, "qlora"), case(MOE, "qlora", experts="16bit"), case(MOE, "lora", experts="adapted")]
+    out += [case(MOE, "lora-8bit")]  # the 8-bit method: LLM.int8 linears, the experts in row-wise int8
     out += [case(models[0], method, seq, ckpt) for method in ("lora", "qlora") for seq in (512, 2048)
             for ckpt in (True, False) if (seq, ckpt) != (2048, True)]
     out += [case(m, "qlora", ckpt=False) for m in head[1:]]
