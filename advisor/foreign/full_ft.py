@@ -486,7 +486,7 @@ def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest
     master over the GPUs, ZeRO-2 the gradients too (stage_1_and_2.py), the 16-bit weights stay whole."""
     from ..memory import _optimizer_bytes
 
-    zero_stage = zero[0] if zero and not plan.sharded else 0
+    zero_stage = zero.stage if zero and not plan.sharded else 0
     n, held = spec.total_params, trained_bytes(plan, upcast, zero_stage)
     trained, which = trains.resolve(spec) if trains is not None else (0, "")
     t = trained or n  # the frozen rest stays as loaded, in the compute dtype
@@ -668,10 +668,10 @@ def zero_bucket_bytes(zero: "Zero12", hidden: int, dtype_bytes: int) -> int:
     from .. import deepspeed_file
     from ..sharding import DS_REDUCE_BUCKET_ELEMS
 
-    _stage, bucket, overlap, contiguous = zero
-    if not contiguous:
+    if not zero.contiguous:
         return 0
-    return deepspeed_file.fill(bucket, hidden * hidden, DS_REDUCE_BUCKET_ELEMS) * dtype_bytes * (2 if overlap else 1)
+    elements = deepspeed_file.fill(zero.reduce_bucket, hidden * hidden, DS_REDUCE_BUCKET_ELEMS)
+    return elements * dtype_bytes * (2 if zero.overlap else 1)
 
 
 def gpus_needed(reading: "Reading", spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware",

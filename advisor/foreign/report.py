@@ -315,14 +315,14 @@ def _zero_lora(reading: Reading, said: list[Said], spec, ctx) -> list[Said]:
     """A LoRA run under DeepSpeed ZeRO-1/2 (Reading.zero), judged as DDP: in DDP's gradient buckets' place,
     DeepSpeed's contiguous reduce buckets (full_ft.zero_bucket_bytes), at their full size however few weights train.
     Said with the peak they give (an error where it will not fit, as eval_said does) in place of "not modelled"."""
-    est = ctx.estimate
-    if reading.zero is None or reading.zero[0] not in (1, 2) or est.plan.gpus < 2 or est.plan.sharded:
+    est, zero = ctx.estimate, reading.zero
+    if zero is None or zero.stage not in (1, 2) or est.plan.gpus < 2 or est.plan.sharded:
+        return said
+    if not zero.contiguous:  # no reduce buckets: DeepSpeed reduces each gradient as it is, about DDP's judged
         return said
     mine = [s for s in said if s.code == "not-modelled" and s.key == "deepspeed"]
-    stage, bucket, overlap, contiguous = reading.zero
-    if not contiguous:  # no reduce buckets: DeepSpeed reduces each gradient as it is, about DDP's judged
-        return said
-    buckets = full_ft.zero_bucket_bytes(reading.zero, spec.hidden_size, est.plan.dtype_bytes)
+    stage, bucket, overlap = zero.stage, zero.reduce_bucket, zero.overlap
+    buckets = full_ft.zero_bucket_bytes(zero, spec.hidden_size, est.plan.dtype_bytes)
     ddp = est.components.get("ddp_buckets", 0)
     peak = est.peak_bytes - ddp + buckets
     gpu = ctx.judged.gpu_bytes if ctx.judged is not None else None
