@@ -142,7 +142,8 @@ class Plan:
     liger: bool = False  # train.kernels liger/liger_layers: Liger's RMSNorm and SwiGLU save less (advisor/liger.py)
     liger_loss: bool = True  # with liger: the fused loss is Liger's (train.kernels liger), not liger_layers' train.loss
     # axolotl's fused LoRA kernels ("mlp": lora_mlp_kernel, "qkv": lora_qkv_kernel; activations.fused_lora_bytes): a
-    # foreign config's, for `check` to say what they save; rankwise's trainer has no such kernels, so no preset sets them
+    # foreign config's, for `check` to say what they save; rankwise's trainer has no such kernels, so no preset sets
+    # them
     fused_lora: tuple[str, ...] = ()
     # distributed.deepspeed_config (advisor/deepspeed_file.py): its path, and the ZeRO-3 sizes it sets, in elements
     # ("auto": from the hidden size; None: DeepSpeed's default)

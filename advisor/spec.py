@@ -124,7 +124,7 @@ class ModelSpec:
             leaf = l.name.rsplit(".", 1)[-1]
             if "gate_up" in leaf:
                 width = l.d_in * l.d_out // (2 * h)
-                out += [Linear("gate_projs", "experts", h, width, l.count), Linear("up_projs", "experts", h, width, l.count)]
+                out += [Linear(name, "experts", h, width, l.count) for name in ("gate_projs", "up_projs")]
             elif "down" in leaf:
                 out.append(Linear("down_projs", "experts", l.d_in * l.d_out // h, h, l.count))
             else:

@@ -117,11 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         rel = (low + high) / 2 / claim - 1
         if how != "name-size":
             rels.append((abs(rel), config))
-        print(f"{config:52s} {value:>8g} {unit:3s} {shown:>20s} {rel:>+7.0%}  {how}{'' if gpus == 1 else f', {gpus} GPUs'}")
+        where = "" if gpus == 1 else f", {gpus} GPUs"
+        print(f"{config:52s} {value:>8g} {unit:3s} {shown:>20s} {rel:>+7.0%}  {how}{where}")
     if rels:
         worst = max(rels)
-        print(f"\nresolved rows: {len(rels)} of {len(CLAIMS)}; median |diff| {statistics.median(r for r, _ in rels):.0%}, "
-              f"worst {worst[0]:.0%} ({worst[1]})")
+        median = statistics.median(r for r, _ in rels)
+        print(f"\nresolved rows: {len(rels)} of {len(CLAIMS)}; median |diff| {median:.0%}, worst {worst[0]:.0%} "
+              f"({worst[1]})")
     return 0
 
 

@@ -1326,7 +1326,8 @@ def test_lora_under_zero_1_2_holds_deepspeeds_reduce_buckets_in_ddps_place(tmp_p
     assert not any(f["code"] == "not-modelled" and f.get("key") == "deepspeed" for f in report.findings)
 
 
-@pytest.mark.parametrize("model, linear", [("meta-llama/Llama-4-Scout-17B-16E", True), ("mistralai/Mixtral-8x7B-v0.1", False)])
+@pytest.mark.parametrize("model, linear", [("meta-llama/Llama-4-Scout-17B-16E", True),
+                                           ("mistralai/Mixtral-8x7B-v0.1", False)])
 def test_axolotls_linearized_llama4_experts_are_linears_quantized_with_the_rest(tmp_path, model, linear):
     """llama4_linearized_experts: axolotl's Llama 4 holds one nn.Linear an expert, which QLoRA stores in 4 bits
     like every linear (where transformers' fused experts stay 16-bit under axolotl's default); on another model

@@ -106,8 +106,8 @@ def load_base(run_dir: Path, cfg):
 
     fused = moe_quant.fused_to_quantize(cfg, spec, how, sharded=False) if how is not None else ()
     try:  # an MoE's fused experts in 4 bits as the run held them (one process here)
-        model, _, _ = moe_quant.load(lambda: AutoModelForCausalLM.from_pretrained(model_dir, **kwargs), fused, cfg.quant,
-                                     how.quant.bits if fused else 4)
+        model, _, _ = moe_quant.load(lambda: AutoModelForCausalLM.from_pretrained(model_dir, **kwargs), fused,
+                                     cfg.quant, how.quant.bits if fused else 4)
     except OSError as e:
         raise RankwiseError(f"cannot load the weights in {model_dir}: {str(e).splitlines()[0]}",
                             "the run's model.name must still point at its base weights") from None

@@ -104,7 +104,8 @@ def _quantize_int8(module, name: str) -> None:
 
 
 @contextmanager
-def quantized_on_load(fused: tuple[str, ...], quant_type: str, double_quant: bool, bits: int = 4) -> Iterator[list[str]]:
+def quantized_on_load(fused: tuple[str, ...], quant_type: str, double_quant: bool,
+                      bits: int = 4) -> Iterator[list[str]]:
     """Inside: each fused expert tensor from_pretrained sets is quantized right after. Yields the names done."""
     import transformers.core_model_loading as loading
     import transformers.modeling_utils as modeling
@@ -134,9 +135,9 @@ def quantized_on_load(fused: tuple[str, ...], quant_type: str, double_quant: boo
 
 
 def fused_to_quantize(cfg, spec, how, sharded: bool) -> tuple[str, ...]:
-    """The fused expert tensors a run with `cfg` stores in 4 (or 8) bits itself, loaded by `how` (a methods.Method) on one
-    process or DDP (`sharded` False) or under FSDP/ZeRO-3: advisor/storage.py `experts_as_parameters` decides, as
-    for the estimate. () for none."""
+    """The fused expert tensors a run with `cfg` stores in 4 (or 8) bits itself, loaded by `how` (a methods.Method) on
+    one process or DDP (`sharded` False) or under FSDP/ZeRO-3: advisor/storage.py `experts_as_parameters` decides,
+    as for the estimate. () for none."""
     from rankwise.advisor.plan import Plan
     from rankwise.advisor.storage import experts_as_parameters
 

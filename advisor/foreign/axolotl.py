@@ -256,7 +256,8 @@ NOT_MODELLED = {
     "liger_rope": "a Liger kernel: lower activation memory than estimated",
     "liger_rms_norm": "a Liger kernel: lower activation memory than estimated",
     "liger_glu_activation": "a Liger kernel: lower activation memory than estimated",
-    "liger_layer_norm": "Liger's LayerNorm, for a vision or audio tower's norms (model unresolved: which, if any, not known)",
+    "liger_layer_norm": "Liger's LayerNorm, for a vision or audio tower's norms (model unresolved: which, if any, "
+                        "not known)",
     "liger_cross_entropy": "a Liger kernel: lower activation memory than estimated",
     "lora_mlp_kernel": "axolotl's fused LoRA MLP kernel: less activation memory, faster steps",
     "lora_qkv_kernel": "axolotl's fused LoRA QKV kernel: less activation memory, faster steps",

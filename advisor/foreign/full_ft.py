@@ -474,7 +474,8 @@ class HostRam:
 
 def floor(key: str, spec: "ModelSpec", plan: "Plan", gpu_bytes: int | None, rest: dict[str, int] | None = None,
           accumulates: bool = False, stage: str | None = None, upcast: str = "",
-          trains: "Freeze | Unfrozen | None" = None, reference: bool | None = None, zero: "Zero12 | None" = None) -> Floor:
+          trains: "Freeze | Unfrozen | None" = None, reference: bool | None = None,
+          zero: "Zero12 | None" = None) -> Floor:
     """A full fine-tune of `spec` under `plan` (its precision, optimizer, GPUs, strategy and offload): the floor
     per GPU, and with `rest` (`rest_of`) the estimate; a preference `stage` that keeps a reference model adds its
     copy (`reference` says so where the stage alone does not: GRPO keeps one when its beta is above 0). CPU offload

@@ -57,6 +57,7 @@ def _as_adapter(reading: Reading, data: dict) -> dict[str, str]:
     data.setdefault("train", {})["lr"] = lr
     size = f"{params / 1e9:.1f}B parameters" if params else "a model of unknown size"
     partial = reading.partial.key if reading.partial is not None else None  # freeze | unfrozen_parameters
+    kind = "full" if partial is None else "freeze" if partial == "freeze" else "partial"
     what = ("a full fine-tune" if partial is None else
             "a partial fine-tune (LLaMA-Factory freeze: whole layers, the rest frozen)" if partial == "freeze" else
             f"a partial fine-tune ({reading.tool.label} {partial}: the parameters it names, the rest frozen)")
@@ -67,7 +68,7 @@ def _as_adapter(reading: Reading, data: dict) -> dict[str, str]:
                                     "whole ones" if partial == "freeze" else
                                     f"every linear, an adapter on every layer where {partial} trained what it names"),
             "lora.alpha": "rankwise's alpha at every rank (advisor/coupling.py)",
-            "train.lr": f"a LoRA rate for {size}, not the {'full' if partial is None else 'freeze' if partial == 'freeze' else 'partial'} fine-tune's "
+            "train.lr": f"a LoRA rate for {size}, not the {kind} fine-tune's "
                         f"{was:g} (LoRA's optimal rate is ~10x full "
                         "fine-tuning's: LoRA Without Regret, TML 2025)"}
 
