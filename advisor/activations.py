@@ -80,8 +80,9 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int
     q = plan.descriptor.quant
     if q is not None and q.saves_input:
         # bnb MatMul8bitLt keeps each frozen linear's input (`ctx.tensors = (CAt, subA, A)`); new beyond
-        # what is counted above: the two norm outputs (attention and MLP inputs) and down_proj's input
-        total += s * (2 * h + spec.mlp_width)
+        # what is counted above: the two norm outputs (attention and MLP inputs) and down_proj's input; an MoE's
+        # fused experts are no Linear8bitLt (16-bit, or int8 behind a parametrization): only its shared MLP's
+        total += s * (2 * h + spec.dense_mlp_width)
     return total
 
 

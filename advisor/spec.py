@@ -155,8 +155,17 @@ class ModelSpec:
             return self.intermediate_size * (max(1, self.experts_run) if self.is_moe else 1)
         width = sum(l.d_in * l.d_out for l in experts) // (3 * self.hidden_size)
         routed = width * max(1, self.experts_run) * experts[0].count // (self.num_experts * self.num_layers)
+        return routed + self.dense_mlp_width
+
+    @property
+    def dense_mlp_width(self) -> int:
+        """The width of the MLP linears every token runs in an average layer: a dense model's intermediate size; in an
+        MoE the `mlp` family's (shared experts, dense first layers: their down projections' inputs, averaged over
+        the layers), not the routed experts'."""
+        if not self.is_moe:
+            return self.intermediate_size
         every = [l for l in self.linears if l.family == "mlp" and l.d_out == self.hidden_size]  # down projections
-        return routed + sum(l.d_in * l.count for l in every) // self.num_layers
+        return sum(l.d_in * l.count for l in every) // self.num_layers
 
     def adaptable_names(self) -> list[str]:
         """Module names LoRA can target, lm_head excluded (as peft's all-linear does)."""

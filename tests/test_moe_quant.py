@@ -193,3 +193,19 @@ def test_two_ddp_processes_each_hold_the_experts_in_4_bits(tmp_path):
     assert all(f"rank {r} rankwise.worker: MoE experts: 4 fused tensors quantized to NF4" in log for r in (0, 1))
     assert "distributed: MULTI_CPU, 2 ranks" in log
     assert of_type(events(run), "end")[-1]["status"] == "finished"
+
+
+def test_the_8_bit_methods_kept_inputs_are_its_int8_linears_not_the_experts():
+    """bitsandbytes' MatMul8bitLt keeps each Linear8bitLt's input for backward; an MoE's fused experts are no
+    Linear8bitLt (int8 behind a parametrization, or 16-bit), so of the MLP only the dense/shared part's down_proj input
+    is kept: a dense model keeps its whole MLP's."""
+    from rankwise.advisor.activations import layer_saved_bytes, stream_bytes
+
+    for name in ("mixtral-8x7b", "Qwen/Qwen3-30B-A3B", "llama-3.1-8b"):
+        spec = load_model(name)
+        p8, p4 = Plan("lora-8bit", targets="minimal"), Plan("qlora", targets="minimal")
+        adapted = spec.resolve_targets("minimal")
+        kept = layer_saved_bytes(spec, p8, adapted) - layer_saved_bytes(spec, p4, adapted)
+        width = spec.intermediate_size if not spec.is_moe else spec.dense_mlp_width
+        assert kept == stream_bytes(p8) * (2 * spec.hidden_size + width)
+        assert (width == 0) == (spec.is_moe and not any(l.family == "mlp" for l in spec.linears))
