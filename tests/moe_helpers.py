@@ -36,6 +36,23 @@ def tiny_mixtral_folder(tmp_path: Path) -> Path:
     return folder
 
 
+def tiny_shared_expert_folder(tmp_path: Path) -> Path:
+    """A tiny Llama 4 language model (2 layers of 4 experts and a shared expert MLP, whose gate/up/down_proj are
+    linears named like the experts' fused tensors) saved beside the tiny tokenizer."""
+    from transformers import Llama4ForCausalLM, Llama4TextConfig
+
+    cfg = Llama4TextConfig(hidden_size=64, intermediate_size=128, intermediate_size_mlp=192, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=262,
+                           num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=1,
+                           no_rope_layers=[1, 1], use_qk_norm=False, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    folder = tmp_path / "tiny-llama4"
+    torch.manual_seed(0)
+    Llama4ForCausalLM(cfg).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(ASSETS / "tiny-llama" / name, folder / name)
+    return folder
+
+
 def saved_bytes(model, run) -> int:
     """Bytes of the distinct storages autograd saves while `run()` runs a forward (parameters excluded)."""
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}

@@ -5,7 +5,8 @@ import re
 
 import pytest
 import torch
-from moe_helpers import FUSED, saved_bytes, tiny_mixtral_config, tiny_mixtral_folder, tiny_mixtral_spec
+from moe_helpers import (FUSED, saved_bytes, tiny_mixtral_config, tiny_mixtral_folder, tiny_mixtral_spec,
+                         tiny_shared_expert_folder)
 from train_helpers import events, of_type, only_run, train
 from transformers import AutoModelForCausalLM, MixtralForCausalLM
 
@@ -161,6 +162,30 @@ def test_8_bit_lora_trains_on_int8_experts(tmp_path):
     tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(folder), run / "adapter")
     with torch.no_grad():
         assert not torch.allclose(base(input_ids=ids).logits, tuned(input_ids=ids).logits, atol=1e-4)
+    from rankwise.trainer.chat import Bench
+
+    bench = Bench.open(run)
+    assert moe_quant.quantized_experts(bench.model) == 4
+    assert bench.answer([{"role": "user", "content": "hi"}], adapter=True)
+
+
+@pytest.mark.slow
+def test_qlora_trains_an_moe_whose_shared_mlp_names_its_linears_like_the_experts(tmp_path):
+    """A quantized fused expert tensor is held by a module named like it (…experts.parametrizations.down_proj); peft's
+    suffix match took it for the shared MLP's down_proj target and stopped the run ("Target module
+    ParametrizationList … is not supported"): the worker excludes those modules, and chat reloads the adapter."""
+    import json
+
+    folder = tiny_shared_expert_folder(tmp_path)
+    runs = tmp_path / "runs"
+    p = train(runs, "--set", f"model.name={folder}", "--set", "train.max_steps=2", "--set", "train.save_steps=2",
+              preset="demo-cpu-qlora")
+    assert p.returncode == 0, p.stderr
+    run = only_run(runs)
+    assert "MoE experts: 4 fused tensors quantized to NF4" in (run / "train.log").read_text()
+    assert of_type(events(run), "end")[-1]["status"] == "finished"
+    config = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert "down_proj" in config["target_modules"] and config["exclude_modules"] == moe_quant.PARAMETRIZED
     from rankwise.trainer.chat import Bench
 
     bench = Bench.open(run)

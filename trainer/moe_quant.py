@@ -23,6 +23,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+# peft LoraConfig.exclude_modules (a regex over module names): the modules torch's parametrize puts in a quantized
+# tensor's place (`<module>.parametrizations.<tensor name>`), never LoRA targets
+PARAMETRIZED = r".*\.parametrizations\..*"
+
+
 def matches(name: str, fused: tuple[str, ...]) -> bool:
     """Is the full parameter name one of the model's fused expert tensors (their names as the spec has them)?"""
     return any(name == f or name.endswith("." + f) for f in fused)

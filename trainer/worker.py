@@ -240,7 +240,11 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
                           modules_to_save=list(cfg.lora.modules_to_save) or None,
                           trainable_token_indices=added_tokens.trainable_indices(model, added_ids,
                                                                                  cfg.lora.modules_to_save),
-                          task_type="CAUSAL_LM", **how.peft, **adapter_init.peft_init(cfg, how.quantized))
+                          task_type="CAUSAL_LM", **how.peft, **adapter_init.peft_init(cfg, how.quantized),
+                          # a quantized fused expert tensor is held by a module named like it (…experts.
+                          # parametrizations.down_proj), which peft's suffix match would take for a shared MLP's
+                          # down_proj target and fail on: it is no linear
+                          **({"exclude_modules": moe_quant.PARAMETRIZED} if fused else {}))
         model = get_peft_model(model, lora, autocast_adapter_dtype=not pure)  # pure bf16: adapters stay bf16
         if cfg.train.loss == "cce":  # the loss from the hidden states and the head, no logits held
             cce_loss.use_cce(model.get_base_model())
