@@ -46,6 +46,9 @@ TOKENIZER = ROOT / "presets" / "assets" / "tiny-llama"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 MODELS = ("llama-3.2-1b", "llama-3.1-8b", "llama-3.2-3b", "qwen2.5-7b")
 MOE = "mixtral-8x7b@4"  # NAME@N: the catalog model cut to its first N decoder layers (build_model)
+# Llama 4 Scout's language model cut to one layer (an index id; its 16 experts run on every token in transformers:
+# advisor/spec.py DENSE_MOE_TYPES): ~8 GB of random weights
+DENSE_MOE = "meta-llama/Llama-4-Scout-17B-16E@1"
 STEPS = 4  # steps per case: the peak is reached in the first optimizer step; a few more confirm it
 CASE_KEYS = ("model", "method", "seq", "batch", "grad_ckpt", "kernels", "loss", "act_offload", "experts")
 FIELDS = (*CASE_KEYS, "status", "nvml_peak_gib", "run_reserved_gib",
@@ -70,6 +73,7 @@ def cases(models: list[str], liger: bool, cce: bool = False) -> list[dict]:
     # ("4bit" stands for quantized: under lora-8bit, row-wise int8)
     out += [case(MOE, "qlora"), case(MOE, "qlora", experts="16bit"), case(MOE, "lora", experts="adapted")]
     out += [case(MOE, "lora-8bit")]  # the 8-bit method: LLM.int8 linears, the experts in row-wise int8
+    out += [case(DENSE_MOE, "qlora")]  # every expert on every token: the repeated input and each expert's MLP kept
     out += [case(models[0], method, seq, ckpt) for method in ("lora", "qlora") for seq in (512, 2048)
             for ckpt in (True, False) if (seq, ckpt) != (2048, True)]
     out += [case(m, "qlora", ckpt=False) for m in head[1:]]
@@ -88,8 +92,33 @@ def tiny(config: dict) -> dict:
     """The same architecture at toy size (--dry-run)."""
     heads = 4
     kv = 2 if config.get("num_key_value_heads", heads) < config.get("num_attention_heads", heads) else heads
+    small = {"intermediate_size_mlp": 192} if "intermediate_size_mlp" in config else {}
     return {**config, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": heads,
-            "num_key_value_heads": kv, "head_dim": 16, "vocab_size": 512, "max_position_embeddings": 4096}
+            "num_key_value_heads": kv, "head_dim": 16, "vocab_size": 512, "max_position_embeddings": 4096, **small}
+
+
+def config_of(base: str) -> dict:
+    """A catalog entry's config.json fields, or an index id's; a multimodal release's language model alone (its
+    text_config), which AutoModelForCausalLM builds."""
+    from rankwise.advisor.catalog import lookup
+    from rankwise.advisor.model_index import lookup as index_lookup
+
+    found = lookup(base)
+    if found is not None:
+        return dict(found[1])
+    entry = index_lookup(base)
+    if entry is None:
+        raise SystemExit(f"{base}: not a catalog entry or an indexed model")
+    return dict(entry.config.get("text_config") or entry.config)
+
+
+def cut(config: dict, layers: int) -> dict:
+    """The config with its first `layers` decoder layers, per-layer lists (layer types, rope and MoE layers) cut
+    to match."""
+    total = config.get("num_hidden_layers")
+    out = {k: (v[:layers] if isinstance(v, list) and len(v) == total else v) for k, v in config.items()}
+    out["num_hidden_layers"] = layers
+    return out
 
 
 def build_model(name: str, folder: Path, dry: bool) -> Path:
@@ -97,19 +126,14 @@ def build_model(name: str, folder: Path, dry: bool) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from rankwise.advisor.catalog import lookup
-
     base, _, layers = name.partition("@")
-    found = lookup(base)
-    if found is None:
-        raise SystemExit(f"{name}: not a catalog entry")
-    config = dict(found[1])
-    if dry:
-        config = tiny(config)
+    config = config_of(base)
     if layers:
-        config["num_hidden_layers"] = int(layers)
+        config = cut(config, int(layers))
+    if dry:
+        config = {**tiny(config), **({"num_hidden_layers": int(layers)} if layers else {})}
     config.update(bos_token_id=1, eos_token_id=2, pad_token_id=0)  # the shipped tokenizer's ids
-    out = folder / name
+    out = folder / name.replace("/", "--")
     out.mkdir(parents=True, exist_ok=True)
     cfg = AutoConfig.for_model(**{k: v for k, v in config.items() if k != "architectures"})
     cfg.architectures = config.get("architectures")
@@ -150,7 +174,7 @@ def preset(case: dict, model_dir: Path, data: Path, folder: Path) -> Path:
                      "activation_offload": case.get("act_offload", False)},
            "quant": {"quantize_experts": case.get("experts", "4bit") == "4bit"},
            "output": {"name": "gpu-suite"}}
-    path = folder / (f"{case['model']}-{case['method']}-{case['seq']}-"
+    path = folder / (f"{case['model'].replace('/', '--')}-{case['method']}-{case['seq']}-"
                      f"{'ckpt' if case['grad_ckpt'] else 'nockpt'}-{case['kernels']}-{case.get('loss', 'standard')}"
                      f"{'-offload' if case.get('act_offload') else ''}"
                      f"{'' if case.get('experts', '4bit') == '4bit' else '-experts-' + case['experts']}.yaml")
