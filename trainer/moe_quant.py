@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 
 # peft LoraConfig.exclude_modules (a regex over module names): the modules torch's parametrize puts in a quantized
@@ -47,8 +48,9 @@ def _quantize(module, name: str, quant_type: str, double_quant: bool, bits: int 
     replace_parameter_4bit(module, name, compress_statistics=double_quant, quant_type=quant_type)
 
 
+@lru_cache(maxsize=None)
 def _int8_rows():
-    """The parametrization class, made on first use (the advice path never imports torch)."""
+    """The parametrization class, made once on first use (this module is imported without torch)."""
     import torch
 
     class Int8Rows(torch.nn.Module):
@@ -67,9 +69,6 @@ def _int8_rows():
             return int8_vectorwise_dequant(rows, self.stats).reshape(quantized.shape).to(self.dtype)
 
     return Int8Rows
-
-
-INT8_ROWS = None  # the class, once made
 
 
 def _cache_on(module, inputs) -> None:
@@ -91,16 +90,14 @@ def _cache_off(module, inputs, output) -> None:
 def _quantize_int8(module, name: str) -> None:
     """One fused expert tensor to row-wise int8 behind a parametrization. bitsandbytes' CUDA int8_vectorwise_quant
     takes fp16, so the weights pass through fp16 (expert weights are far inside its range)."""
-    global INT8_ROWS
     import torch
     import torch.nn.utils.parametrize as P
     from bitsandbytes.functional import int8_vectorwise_quant
 
-    INT8_ROWS = INT8_ROWS or _int8_rows()
     param = getattr(module, name)
     q, stats, _ = int8_vectorwise_quant(param.data.reshape(-1, param.shape[-1]).to(torch.float16))
     setattr(module, name, torch.nn.Parameter(q.reshape(param.shape), requires_grad=False))
-    P.register_parametrization(module, name, INT8_ROWS(stats, param.dtype), unsafe=True)
+    P.register_parametrization(module, name, _int8_rows()(stats, param.dtype), unsafe=True)
     if not getattr(module, "_rankwise_int8_cache", False):
         # always_call: non-reentrant checkpointing stops its recompute mid-forward, which would skip a plain hook
         module.register_forward_pre_hook(_cache_on)
@@ -186,6 +183,6 @@ def quantized_experts(model) -> int:
     """How many parameters of `model` are stored through bitsandbytes' 4-bit parametrization or rankwise's int8 one."""
     from bitsandbytes.nn.parametrize import Bnb4bitParametrization
 
-    kinds = (Bnb4bitParametrization,) + ((INT8_ROWS,) if INT8_ROWS is not None else ())
+    kinds = (Bnb4bitParametrization, _int8_rows())
     return sum(1 for m in model.modules() if hasattr(m, "parametrizations")
                for plist in m.parametrizations.values() if any(isinstance(p, kinds) for p in plist))
