@@ -116,57 +116,39 @@ def test_check_says_why_the_experts_stay_16_bit_with_the_fix(cfg, fix):
 
 
 @pytest.mark.slow
-def test_qlora_trains_on_4_bit_experts_and_the_adapter_moves_the_model(tmp_path):
-    from peft import PeftModel
-
-    folder = tiny_mixtral_folder(tmp_path)
-    runs = tmp_path / "runs"
-    p = train(runs, "--set", f"model.name={folder}", "--set", "train.grad_checkpointing=true",
-              "--set", "train.max_steps=6", "--set", "train.save_steps=6", preset="demo-cpu-qlora")
-    assert p.returncode == 0, p.stderr
-    run = only_run(runs)
-    log = (run / "train.log").read_text()
-    assert re.search(r"MoE experts: 4 fused tensors quantized to NF4 as they loaded \(quant", log), log[-2000:]
-    assert of_type(events(run), "end")[-1]["status"] == "finished"
-    ids = torch.randint(3, 262, (1, 12), generator=torch.Generator().manual_seed(1))
-    base = AutoModelForCausalLM.from_pretrained(folder)
-    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(folder), run / "adapter")
-    with torch.no_grad():
-        assert not torch.allclose(base(input_ids=ids).logits, tuned(input_ids=ids).logits, atol=1e-4)
-
-    # chat holds the base as the run did: the experts in 4 bits beside the adapter
-    from rankwise.trainer.chat import Bench
-
-    bench = Bench.open(run)
-    assert moe_quant.quantized_experts(bench.model) == 4
-    assert bench.answer([{"role": "user", "content": "hi"}], adapter=True)  # generates through the 4-bit experts
-
-
-@pytest.mark.slow
-def test_8_bit_lora_trains_on_int8_experts(tmp_path):
-    """The 8-bit method on an MoE: LLM.int8 linears and row-wise int8 experts, trained; the adapter moves the model,
+@pytest.mark.parametrize("settings, said", [
+    (("train.grad_checkpointing=true", "train.max_steps=6", "train.save_steps=6"),
+     r"MoE experts: 4 fused tensors quantized to NF4 as they loaded \(quant"),
+    # the 8-bit method: LLM.int8 linears and row-wise int8 experts
+    (("method=lora-8bit", "train.max_steps=4", "train.save_steps=4"),
+     r"MoE experts: 4 fused tensors quantized to row-wise int8 as they loaded"),
+])
+def test_an_moe_trains_on_its_quantized_experts_and_the_adapter_moves_the_model(tmp_path, settings, said):
+    """QLoRA (NF4 experts) and the 8-bit method (int8 experts) on a tiny Mixtral: trained, the adapter moves the model,
     and chat holds the experts as the run did."""
     from peft import PeftModel
 
     folder = tiny_mixtral_folder(tmp_path)
     runs = tmp_path / "runs"
-    p = train(runs, "--set", f"model.name={folder}", "--set", "method=lora-8bit", "--set", "train.max_steps=4",
-              "--set", "train.save_steps=4", preset="demo-cpu-qlora")
+    sets = [a for kv in (f"model.name={folder}", *settings) for a in ("--set", kv)]
+    p = train(runs, *sets, preset="demo-cpu-qlora")
     assert p.returncode == 0, p.stderr
     run = only_run(runs)
     log = (run / "train.log").read_text()
-    assert re.search(r"MoE experts: 4 fused tensors quantized to row-wise int8 as they loaded", log), log[-2000:]
+    assert re.search(said, log), log[-2000:]
     assert of_type(events(run), "end")[-1]["status"] == "finished"
     ids = torch.randint(3, 262, (1, 12), generator=torch.Generator().manual_seed(1))
     base = AutoModelForCausalLM.from_pretrained(folder)
     tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(folder), run / "adapter")
     with torch.no_grad():
         assert not torch.allclose(base(input_ids=ids).logits, tuned(input_ids=ids).logits, atol=1e-4)
+
+    # chat holds the base as the run did: the experts quantized beside the adapter
     from rankwise.trainer.chat import Bench
 
     bench = Bench.open(run)
     assert moe_quant.quantized_experts(bench.model) == 4
-    assert bench.answer([{"role": "user", "content": "hi"}], adapter=True)
+    assert bench.answer([{"role": "user", "content": "hi"}], adapter=True)  # generates through the quantized experts
 
 
 @pytest.mark.slow
