@@ -5,7 +5,7 @@ where they are used.
 """
 from __future__ import annotations
 
-from . import liger
+from . import linear_attention, liger
 from .plan import Plan
 from .spec import Linear, ModelSpec
 from .storage import experts_as_parameters, fused_experts
@@ -46,22 +46,32 @@ def _lora_input_bytes(l: Linear, plan: Plan) -> int:
     return a * l.d_in + (l.d_in if plan.lora_dropout else 0) + a * plan.r
 
 
-def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> int:
+def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear], largest: bool = False) -> int:
     """Per token, one decoder layer: tensors autograd keeps from forward to backward.
 
     Frozen linears save nothing (their weight is frozen, their input is not needed);
     RMSNorm saves its fp32 upcast input; SDPA (flash/mem-efficient) saves 16-bit q, k, v,
     the output and an fp32 logsumexp per head; SwiGLU saves gate, up and act(gate) in the
-    stream's dtype (fp32 for QLoRA on the hf stack, see `stream_bytes`)."""
+    stream's dtype (fp32 for QLoRA on the hf stack, see `stream_bytes`).
+
+    A hybrid with linear-attention layers (linear_attention.py) has two kinds of layer: the average over the
+    layers, or with `largest` the larger kind (the layer a checkpointed backward recomputes at the peak)."""
     a = plan.dtype_bytes
     s = stream_bytes(plan)
     h = spec.hidden_size
     qd, kvd = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
     # RMSNorm keeps the fp32 copy of its input; Liger's its input (the stream's dtype) and an fp32 RMS a row (liger.py)
     total = spec.family.norms_per_layer * ((s * h + 4) if _liger(spec, plan) else 4 * h)
-    total += 4 * spec.family.qk_norm_inputs(spec.num_heads, spec.num_kv_heads, spec.head_dim)  # q/k norms: the same
-    total += a * (qd + 2 * kvd) + a * qd  # q, k, v and the attention output
-    total += _attention_saved_bytes(spec, plan)
+    mixer = 4 * spec.family.qk_norm_inputs(spec.num_heads, spec.num_kv_heads, spec.head_dim)  # q/k norms: the same
+    mixer += a * (qd + 2 * kvd) + a * qd  # q, k, v and the attention output
+    mixer += _attention_saved_bytes(spec, plan)
+    gdn = spec.linear_attention
+    if gdn is not None:
+        mixer += linear_attention.gated_attention_bytes(spec.num_heads, spec.num_kv_heads, spec.head_dim, a)
+        linear = linear_attention.saved_bytes(gdn, plan.seq_len, a, plan.linear_kernel, plan.causal_conv1d)
+        L = spec.num_layers
+        mixer = max(mixer, linear) if largest else ((L - gdn.layers) * mixer + gdn.layers * linear) // L
+    total += mixer
     # gate, up, act(gate) saved by act and mul, in each expert a token runs; Liger's SwiGLU (dense MLPs) gate and up
     total += (2 if _liger(spec, plan) and not spec.is_moe else 3) * s * spec.mlp_width
     if spec.is_moe:

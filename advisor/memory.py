@@ -26,7 +26,7 @@ from dataclasses import replace
 from .methods import METHOD_NAMES, METHODS, PreQuantized, unquantized_twin
 from .spec import Linear, ModelSpec
 
-from . import allocator, fsdp_wrap, liger, sharding
+from . import allocator, fsdp_wrap, liger, linear_attention, sharding
 from .storage import expert_weights, experts_as_parameters, quantized, unquantized_experts, weights_of
 from .adapter_init import start_up
 from .activations import (chunked_loss_bytes, fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes,
@@ -281,6 +281,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
 
     param_token, param_layer = built_expert_bytes(spec, plan, wrapped)  # expert tensors built in each forward
     per_layer = layer_saved_bytes(spec, plan, adapted) + param_token
+    largest_layer = layer_saved_bytes(spec, plan, adapted, largest=True) + param_token  # a hybrid's larger kind
     L = spec.num_layers
     final_norm = 4 * spec.hidden_size
     if plan.loss == "fused":  # the whole micro-batch's, not per token
@@ -289,7 +290,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
         logits = tokens * (chunked_loss_bytes if plan.loss == "chunked" else logits_peak_bytes)(spec, plan)
     weight_tmp = layer_weight_transient_bytes(spec, plan, adapted)
     layer_input = tokens * stream_bytes(plan) * spec.hidden_size  # one hidden-state tensor: a checkpointed input
-    recompute = tokens * (per_layer + layer_backward_transient_bytes(spec, plan)) + weight_tmp + param_layer
+    recompute = tokens * (largest_layer + layer_backward_transient_bytes(spec, plan)) + weight_tmp + param_layer
     if plan.reentrant and plan.grad_checkpointing:  # the recomputed layer's output, alive through its backward (_assumptions says why)
         recompute += layer_input
     held = tokens * plan.stack.held_logit_bytes(plan.dtype_bytes) * spec.logit_width  # the loop's output, through backward
@@ -524,6 +525,9 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
     if not is_analytic(spec.model_type):
         out.append(f"activations follow a Llama-style decoder (RMSNorm, SwiGLU MLP, SDPA); for {spec.model_type} "
                    "they are an approximation")
+    if spec.linear_attention is not None:
+        out.append(linear_attention.describe(spec.linear_attention, spec.num_layers, plan.seq_len, plan.dtype_bytes,
+                                             plan.linear_kernel, plan.causal_conv1d))
     m = plan.descriptor
     if m.quant is not None:
         out.append(f"{m.label}: every linear except lm_head in {m.quant.describe(plan.double_quant)}")

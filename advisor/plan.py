@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+from . import linear_attention
 from .methods import DEFAULT as DEFAULT_METHOD, METHODS, Method
 
 if TYPE_CHECKING:  # only for the annotation
@@ -140,6 +141,10 @@ class Plan:
     added_tokens: int = 0  # len(model.added_tokens): rows added to the embedding (and an untied head), trained
     activation_offload: bool = False  # train.activation_offload: the checkpointed inputs wait in host RAM (memory.py)
     liger: bool = False  # train.kernels liger/liger_layers: Liger's RMSNorm and SwiGLU save less (advisor/liger.py)
+    # the Gated DeltaNet layers' delta rule (linear_attention.py): "fla" (flash-linear-attention, installed here)
+    # or transformers' torch fallback; causal_conv1d: the causal-conv1d package runs their conv1d
+    linear_kernel: str = "torch"
+    causal_conv1d: bool = False
     liger_loss: bool = True  # with liger: the fused loss is Liger's (train.kernels liger), not liger_layers' train.loss
     # axolotl's fused LoRA kernels ("mlp": lora_mlp_kernel, "qkv": lora_qkv_kernel; activations.fused_lora_bytes): a
     # foreign config's, for `check` to say what they save; rankwise's trainer has no such kernels, so no preset sets
@@ -209,7 +214,9 @@ class Plan:
             fp32_master=cfg.train.precision == "fp32_master", modules_to_save=tuple(cfg.lora.modules_to_save),
             target_parameters=tuple(cfg.lora.target_parameters), quantize_experts=cfg.quant.quantize_experts,
             added_tokens=len(cfg.model.added_tokens), activation_offload=cfg.train.activation_offload,
-            liger=cfg.train.kernels in ("liger", "liger_layers"), liger_loss=cfg.train.kernels == "liger", **ds,
+            liger=cfg.train.kernels in ("liger", "liger_layers"), liger_loss=cfg.train.kernels == "liger",
+            linear_kernel=linear_attention.installed_kernel(), causal_conv1d=linear_attention.conv_kernel_installed(),
+            **ds,
         )
 
 

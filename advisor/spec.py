@@ -11,6 +11,7 @@ from typing import Literal, get_args
 
 from .errors import RankwiseError, closest
 from .families import Family, family_of
+from .linear_attention import GatedDeltaNet, read as read_linear_attention
 
 # Named target sets (the schema's `lora.target_modules` accepts these or a list of names).
 TargetSet = Literal["minimal", "standard", "aggressive", "all-linear"]
@@ -130,6 +131,11 @@ class ModelSpec:
             else:
                 out.append(replace(l, adaptable=True))
         return replace(self, linears=tuple(out))
+
+    @property
+    def linear_attention(self) -> GatedDeltaNet | None:
+        """The Gated DeltaNet layers of a hybrid (Qwen3-Next, Qwen3.5), or None (linear_attention.py)."""
+        return read_linear_attention(self.model_type, self.config, self.num_layers)
 
     @property
     def dense_moe(self) -> bool:

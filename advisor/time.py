@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
+from . import linear_attention
 from .adapter_init import start_up_seconds
 from .hardware import Hardware, speed_of
 from .memory import kbit_upcast
@@ -295,7 +296,11 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     adapter_flops = tokens * adapter * (2 + 4 + (2 if ckpt else 0))
     attn_width = spec.num_heads * spec.head_dim
     span = L if attention == "eager" else L / 2  # causal: flash/SDPA kernels skip the masked half
-    attn_flops = tokens * spec.num_layers * 4 * span * attn_width * (1 + 2 + (1 if ckpt else 0))
+    gdn = spec.linear_attention  # a hybrid's linear-attention layers: the chunked delta rule, no quadratic term
+    softmax_layers = spec.num_layers - (gdn.layers if gdn else 0)
+    attn_flops = tokens * softmax_layers * 4 * span * attn_width * (1 + 2 + (1 if ckpt else 0))
+    if gdn:
+        attn_flops += tokens * gdn.layers * linear_attention.flops_per_token(gdn) * (1 + 2 + (1 if ckpt else 0))
     # the 4-bit slowdown is measured where peft's prepare_model_for_kbit_training upcasts (fp32 norms,
     # embeddings and output head beside bitsandbytes' unfused dequantize + GEMM); without the upcast
     # (quant.kbit_upcast false, or sharded QLoRA, which skips it) fms-acceleration's
@@ -332,7 +337,7 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     act_bytes = tokens * spec.num_layers * activation_bytes(spec, plan, adapted) * (1 + 2 + (1 if ckpt else 0))
     attn_bytes = 0.0
     if attention == "eager":  # the L×L scores: written, softmaxed in fp32, read by A·V; twice in backward
-        attn_bytes = b * spec.num_heads * L * L * spec.num_layers * 12 * (1 + 2 + (1 if ckpt else 0))
+        attn_bytes = b * spec.num_heads * L * L * softmax_layers * 12 * (1 + 2 + (1 if ckpt else 0))
     offload_s = 0.0
     if plan.sharded and plan.offload != "none":
         stored = (body * (quant.bits / 8 if quant else plan.dtype_bytes) + head * plan.dtype_bytes) \

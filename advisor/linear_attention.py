@@ -1,0 +1,147 @@
+"""Gated DeltaNet layers: what the linear-attention layers of the Qwen3-Next / Qwen3.5 hybrids keep for backward.
+
+Three of every four decoder layers of these models (config.json `layer_types`: "linear_attention") replace softmax
+attention with a Gated DeltaNet (transformers 5 models/qwen3_5/modeling_qwen3_5.py `Qwen3_5GatedDeltaNet`, the same
+layer in qwen3_next and qwen3_5_moe): in_proj_qkv, a depthwise causal conv1d with SiLU over q, k and v, a decay `g`
+and a rate `beta` a value head, the chunked delta rule, a gated RMSNorm, out_proj. The full-attention layers between
+them gate their output (`attn_output * sigmoid(gate)`, half of q_proj's output) and norm q and k per head.
+
+The delta rule runs in one of two implementations, chosen by transformers at run time
+(integrations/hub_kernels.py `use_kernel_func_from_hub_with_fallback`):
+- "fla": flash-linear-attention's `chunk_gated_delta_rule` (fla-core 0.6 ops/gated_delta_rule/chunk.py,
+  `ChunkGatedDeltaRuleFunction.forward`: `ctx.save_for_backward(q, q_rstd, k, k_rstd, v, g, beta_raw, beta, A, ...)`,
+  q and k L2-normed in the input dtype, A `(B, T, HV, 64)` in k's dtype, g fp32), where it is installed and the
+  inputs are on a GPU;
+- "torch": `torch_chunk_gated_delta_rule` otherwise (always on a CPU). It casts q, k, v, g and beta to fp32, pads
+  the sequence to a multiple of 64, and autograd keeps about a dozen fp32 and 16-bit tensors of q/k/v width, the
+  64 x 64 decay and UT matrices of every chunk, and 3 recurrent states (value heads x dk x dv) a chunk. Under 16-bit
+  autocast each matmul keeps its own 16-bit copies of its inputs. Several times what softmax attention keeps.
+The conv1d is the reference F.conv1d (its padded input and its output kept) unless `causal_conv1d` is installed
+(its CausalConv1dFn keeps the input only).
+
+Measured with autograd's saved tensors on tiny Qwen3.5 layers under bf16 autocast (tests/test_linear_attention.py):
+the torch path's count below matches within 0.1%. The fla path is read from its source, not measured (no GPU here).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.util import find_spec
+
+# model types whose "linear_attention" layers are transformers' Gated DeltaNet, with the config keys below
+GATED_DELTANET_TYPES = frozenset({"qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text"})
+CHUNK = 64  # the delta rule's chunk length (torch_chunk_gated_delta_rule and fla's chunk_size default)
+KERNELS = ("torch", "fla")
+
+
+@dataclass(frozen=True)
+class GatedDeltaNet:
+    """The linear-attention layers of one model: how many, and their head shapes (config.json)."""
+
+    layers: int
+    k_heads: int
+    v_heads: int
+    k_dim: int
+    v_dim: int
+    conv_kernel: int
+
+    @property
+    def conv_width(self) -> int:
+        """Channels of the conv1d: q, k (k_heads x k_dim each) and v (v_heads x v_dim)."""
+        return 2 * self.k_heads * self.k_dim + self.v_heads * self.v_dim
+
+
+def text_config(cfg: dict) -> dict:
+    """The decoder's config: a multimodal release (Qwen3.5) nests it under text_config."""
+    inner = cfg.get("text_config")
+    return inner if isinstance(inner, dict) and "hidden_size" not in cfg else cfg
+
+
+def read(model_type: str, cfg: dict, num_layers: int) -> GatedDeltaNet | None:
+    """The model's Gated DeltaNet layers, or None for a model without them."""
+    if model_type not in GATED_DELTANET_TYPES:
+        return None
+    text = text_config(cfg)
+    kinds = text.get("layer_types")
+    if isinstance(kinds, list) and kinds:
+        layers = sum(k == "linear_attention" for k in kinds)
+    else:  # Qwen3NextConfig's default: every full_attention_interval-th layer is full attention
+        interval = int(text.get("full_attention_interval") or 4)
+        layers = num_layers - num_layers // interval
+    if not layers:
+        return None
+    return GatedDeltaNet(layers, int(text.get("linear_num_key_heads") or 16), int(text.get("linear_num_value_heads") or 32),
+                         int(text.get("linear_key_head_dim") or 128), int(text.get("linear_value_head_dim") or 128),
+                         int(text.get("linear_conv_kernel_dim") or 4))
+
+
+@lru_cache(maxsize=None)
+def installed_kernel() -> str:
+    """The delta rule's implementation transformers picks on a GPU here: "fla" when flash-linear-attention is
+    importable, else "torch". Found without importing it (the advice path imports no torch)."""
+    return "fla" if find_spec("fla") is not None else "torch"
+
+
+@lru_cache(maxsize=None)
+def conv_kernel_installed() -> bool:
+    return find_spec("causal_conv1d") is not None
+
+
+def saved_bytes(g: GatedDeltaNet, seq_len: int, dtype_bytes: int, kernel: str, conv_fused: bool = False) -> int:
+    """Per token, one Gated DeltaNet layer, from its input projections' outputs to out_proj's input: the tensors
+    autograd keeps (the frozen projections keep nothing; LoRA's own inputs are counted with the other adapted
+    linears). `dtype_bytes` is the compute dtype: 2 under 16-bit autocast (the casts counted are autocast's)."""
+    a, s = dtype_bytes, seq_len
+    h, kd, vd = g.v_heads, g.v_heads * g.k_dim, g.v_heads * g.v_dim
+    conv = g.conv_width
+    # the conv1d: the reference keeps its left-padded input and the output SiLU takes; causal_conv1d its input
+    total = a * conv * s if conv_fused else a * conv * (2 * s + g.conv_kernel - 1)
+    total += (a + 4) * h * s  # beta = sigmoid(b) keeps its output; softplus keeps its fp32 input (the decay g)
+    # the gated RMSNorm on each value head: fp32 input, fp32 gate and SiLU(gate), the normed 16-bit product, rsqrt
+    total += (3 * 4 + a) * vd * s + 4 * h * s
+    if kernel == "fla":
+        qk = g.k_heads * g.k_dim  # fla takes the key heads as they are (grouped value attention in the kernel)
+        # q and k L2-normed (input dtype) with their fp32 rstd, v's contiguous copy, g's fp32 cumsum, A (64 a head)
+        return (total + s * (2 * a * qk + 2 * 4 * g.k_heads + a * vd + 4 * h + a * h * CHUNK)) // s
+    padded = -(-s // CHUNK) * CHUNK
+    chunks = padded // CHUNK
+    hc = h * CHUNK  # one row of a chunk's 64 x 64 matrices, a head
+    # q and k repeated to the value heads and cast to fp32: the L2 norms keep their inputs and rsqrt's
+    total += 4 * (2 * kd + 2 * h) * s
+    # fp32, padded: v and k (by beta), the decay's exp and the UT system (64 wide), k*beta, the two triangular
+    # solves' outputs (new values, k_cumdecay), the decayed q; beta and the three decay exps (one a head)
+    total += 4 * padded * (2 * vd + 4 * kd + 2 * hc + 4 * h)
+    # the two chunk matmuls' 16-bit products (kept by the products with the decay); autocast's 16-bit copies of
+    # the matmuls' inputs: 4 q/k-wide ones in the batched matmuls, and in the scan over chunks 3 q/k-wide (k_cumdecay
+    # and q not at the first chunk, whose state needs no gradient), one 64-wide and two v-wide
+    total += a * padded * (2 * hc + 7 * kd + hc + 2 * vd) - a * 2 * CHUNK * kd
+    total += chunks * h * g.k_dim * g.v_dim * (4 + 2 * a)  # each chunk's state: fp32, and two 16-bit copies
+    total += CHUNK * CHUNK  # the strictly-upper mask (bool)
+    return total // s
+
+
+def flops_per_token(g: GatedDeltaNet) -> int:
+    """Forward FLOPs a token, one Gated DeltaNet layer's delta rule (the chunked form both implementations run), by
+    value head: k·beta·kᵀ and q·kᵀ within the chunk (2·64·dk each), the two triangular solves (64·(dk + dv)), and in
+    the scan k_cumdecay·S, q·S and kᵀ·v_new against the dk x dv state (2·dk·dv each) and the chunk's attention
+    times v_new (2·64·dv)."""
+    per_head = 4 * CHUNK * g.k_dim + CHUNK * (g.k_dim + g.v_dim) + 2 * CHUNK * g.v_dim + 6 * g.k_dim * g.v_dim
+    return g.v_heads * per_head
+
+
+def gated_attention_bytes(heads: int, kv_heads: int, head_dim: int, dtype_bytes: int) -> int:
+    """Per token, what a full-attention layer of these models keeps beyond Llama's attention: the fp32 inputs of
+    its per-head q/k RMSNorms and their rsqrt, and its output gate's sigmoid and the attention output it scales."""
+    return 4 * (heads + kv_heads) * (head_dim + 1) + 2 * dtype_bytes * heads * head_dim
+
+
+def describe(g: GatedDeltaNet, num_layers: int, seq_len: int, dtype_bytes: int, kernel: str, conv_fused: bool) -> str:
+    """The assumption line: which implementation the estimate counts, and what the other one keeps."""
+    here = saved_bytes(g, seq_len, dtype_bytes, kernel, conv_fused)
+    other = "torch" if kernel == "fla" else "fla"
+    there = saved_bytes(g, seq_len, dtype_bytes, other, conv_fused)
+    which = ("flash-linear-attention's chunked kernel (installed here; on a GPU)" if kernel == "fla" else
+             "transformers' torch fallback (flash-linear-attention is not installed here, and a CPU always runs it)")
+    return (f"Gated DeltaNet in {g.layers} of {num_layers} layers (linear attention): the delta rule in {which} "
+            f"keeps {here / 1024:.0f} KiB a token a layer; {other} would keep {there / 1024:.0f} KiB"
+            + ("" if kernel == "fla" else " (pip install flash-linear-attention; transformers uses it on a GPU)"))

@@ -1,0 +1,153 @@
+"""Gated DeltaNet hybrids (Qwen3-Next, Qwen3.5): what their layers keep for backward, measured with autograd's saved
+tensors on tiny Qwen3.5 models beside advisor/linear_attention.py's count, and the packing fact the red flag rests on.
+
+The CPU runs transformers' torch fallback of the delta rule, the path the count is measured on; flash-linear-attention's
+kernel (a GPU's) is read from its source and left to bench/gpu_suite.py."""
+import pytest
+
+from rankwise.advisor import linear_attention
+from rankwise.advisor.memory import layer_saved_bytes
+from rankwise.advisor.model import load_model, spec_from_config
+from rankwise.advisor.plan import Plan
+
+
+def _config(hidden=256, k_heads=4, v_heads=12, k_dim=32, v_dim=48, kinds=("linear_attention", "linear_attention",
+                                                                            "full_attention")):
+    from transformers.models.qwen3_5.configuration_qwen3_5 import Qwen3_5TextConfig
+
+    return Qwen3_5TextConfig(hidden_size=hidden, intermediate_size=512, num_hidden_layers=len(kinds),
+                             layer_types=list(kinds), num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+                             linear_key_head_dim=k_dim, linear_num_key_heads=k_heads, linear_num_value_heads=v_heads,
+                             linear_value_head_dim=v_dim, vocab_size=500, attn_implementation="sdpa")
+
+
+def _saved_in(model, module, seq: int) -> int:
+    """Bytes of the tensors autograd saves inside `module` (parameters excluded) in one bf16-autocast forward."""
+    import torch
+
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    inside, saved = {"on": False}, {}
+    module.register_forward_pre_hook(lambda m, a: inside.__setitem__("on", True))
+    module.register_forward_hook(lambda m, a, o: inside.__setitem__("on", False))
+
+    def pack(t):
+        if inside["on"] and t.numel() and t.untyped_storage().data_ptr() not in params:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    ids = torch.randint(0, 500, (1, seq))
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=ids, labels=ids)
+    return sum(saved.values())
+
+
+def _lora_model(cfg, targets):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers.models.qwen3_5.modeling_qwen3_5 import Qwen3_5ForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(Qwen3_5ForCausalLM(cfg).to(torch.bfloat16),
+                           LoraConfig(r=8, lora_dropout=0.0, target_modules=targets))
+    model.train()
+    return model
+
+
+@pytest.mark.parametrize("seq,shape", [
+    (128, dict(k_heads=4, v_heads=12, k_dim=32, v_dim=48)),  # a whole number of 64-token chunks, grouped value heads
+    (200, dict(k_heads=4, v_heads=12, k_dim=32, v_dim=48)),  # padded to 256 inside the delta rule
+    (96, dict(k_heads=8, v_heads=8, k_dim=64, v_dim=32)),    # as many key as value heads
+])
+def test_torch_delta_rule_keeps_what_the_count_says(seq, shape):
+    cfg = _config(**shape)
+    model = _lora_model(cfg, ["gate_proj"])  # nothing adapted in the layer measured: its own tensors only
+    measured = _saved_in(model, model.base_model.model.model.layers[1].linear_attn, seq)
+    g = linear_attention.read("qwen3_5_text", cfg.to_dict(), cfg.num_hidden_layers)
+    estimated = linear_attention.saved_bytes(g, seq, 2, "torch") * seq
+    assert abs(estimated - measured) / measured < 0.002, (estimated, measured)
+
+
+def test_gated_full_attention_layer():
+    """The full-attention layers' output gate and per-head q/k norms, beside Llama's attention tensors."""
+    cfg = _config()
+    model = _lora_model(cfg, ["gate_proj"])
+    seq = 128
+    measured = _saved_in(model, model.base_model.model.model.layers[2].self_attn, seq)
+    qd, kvd, a = 4 * 64, 2 * 64, 2
+    llama = a * (qd + 2 * kvd) + a * qd + 4 * 4  # q, k, v, the output, the logsumexp a head
+    estimated = (llama + linear_attention.gated_attention_bytes(4, 2, 64, a)) * seq
+    assert abs(estimated - measured) / measured < 0.03, (estimated, measured)
+
+
+def test_layers_on_average_and_the_largest():
+    """Whole decoder layers with LoRA on every linear: the estimate's average over the hybrid's layers and its larger
+    kind (what a checkpointed backward recomputes) against the measured layers."""
+    cfg = _config()
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "in_proj_qkv",
+               "in_proj_z", "out_proj"]
+    seq = 128
+    linear, full = (_saved_in(m, m.base_model.model.model.layers[i], seq) / seq  # layer 0's input needs no grad
+                    for i, m in ((1, _lora_model(cfg, targets)), (2, _lora_model(cfg, targets))))
+    spec = spec_from_config("tiny", "local", {**cfg.to_dict(), "model_type": "qwen3_5_text"})
+    assert spec.linear_attention.layers == 2
+    plan = Plan("lora", r=8, targets=tuple(targets), lora_dropout=False, seq_len=seq)
+    adapted = spec.resolve_targets(list(targets))
+    mean = layer_saved_bytes(spec, plan, adapted)
+    largest = layer_saved_bytes(spec, plan, adapted, largest=True)
+    average = (2 * linear + full) / 3
+    assert abs(mean - average) / average < 0.04, (mean, linear, full)
+    assert abs(largest - linear) / linear < 0.04, (largest, linear)
+    llama_like = layer_saved_bytes(spec_from_config("tiny", "local", {**cfg.to_dict(), "model_type": "llama"}),
+                                   plan, adapted)
+    assert mean > 2 * llama_like  # what the estimate held before it knew the layers
+
+
+def test_fla_keeps_less_than_the_torch_fallback():
+    g = linear_attention.read("qwen3_5", load_model("Qwen/Qwen3.5-9B").config, 32)
+    assert (g.layers, g.k_heads, g.v_heads, g.k_dim, g.v_dim) == (24, 16, 32, 128, 128)
+    torch_path = linear_attention.saved_bytes(g, 4096, 2, "torch")
+    fla = linear_attention.saved_bytes(g, 4096, 2, "fla")
+    assert 2 * fla < torch_path
+    assert linear_attention.saved_bytes(g, 4096, 2, "fla", conv_fused=True) < fla
+
+
+def test_which_models_have_the_layers():
+    nxt = load_model("Qwen/Qwen3-Next-80B-A3B-Instruct")
+    assert nxt.linear_attention.layers == 36 and nxt.num_layers == 48
+    assert load_model("Qwen/Qwen3.5-35B-A3B").linear_attention.layers == 30
+    assert load_model("llama-3.2-1b").linear_attention is None
+    # no layer_types in config.json: Qwen3NextConfig's default, full attention every 4th layer
+    assert linear_attention.read("qwen3_next", {"num_hidden_layers": 8}, 8).layers == 6
+
+
+def test_estimate_says_which_delta_rule_it_counts():
+    from rankwise.advisor.memory import estimate
+
+    spec = load_model("Qwen/Qwen3.5-9B")
+    torch_path = estimate(spec, Plan("qlora", targets="all-linear", seq_len=4096, grad_checkpointing=False))
+    fla = estimate(spec, Plan("qlora", targets="all-linear", seq_len=4096, grad_checkpointing=False,
+                              linear_kernel="fla"))
+    line = next(a for a in torch_path.assumptions if a.startswith("Gated DeltaNet in 24 of 32 layers"))
+    assert "torch fallback" in line and "pip install flash-linear-attention" in line
+    assert fla.components["activations"] < torch_path.components["activations"]
+
+
+def test_packing_runs_the_linear_layers_across_examples():
+    """What packing-linear-attention rests on: with position_ids restarting per packed example (rankwise's packing),
+    a Qwen3.5 model's second example reads differently packed than alone; with full attention only, the same."""
+    import torch
+    from transformers.models.qwen3_5.modeling_qwen3_5 import Qwen3_5ForCausalLM
+
+    def packed_vs_alone(kinds):
+        torch.manual_seed(0)
+        cfg = _config(hidden=64, k_heads=2, v_heads=4, k_dim=16, v_dim=16, kinds=kinds)
+        model = Qwen3_5ForCausalLM(cfg).eval()
+        a, b = torch.randint(0, 500, (1, 10)), torch.randint(0, 500, (1, 7))
+        with torch.no_grad():
+            alone = model(input_ids=b, use_cache=False).logits
+            positions = torch.cat([torch.arange(10), torch.arange(7)])[None]
+            packed = model(input_ids=torch.cat([a, b], 1), position_ids=positions, use_cache=False).logits[:, 10:]
+        return (alone - packed).abs().max().item()
+
+    assert packed_vs_alone(("linear_attention", "full_attention")) > 1e-3
+    assert packed_vs_alone(("full_attention", "full_attention")) < 1e-5
