@@ -388,12 +388,28 @@ def moe_experts_16bit(ctx: Context) -> Finding | None:
                    f"({kept * 2 / 2 ** 30:.1f} GiB) are not quantized", why, fix, patch)
 
 
+def packing_linear_attention(ctx: Context) -> Finding | None:
+    """Packing on a hybrid with Gated DeltaNet layers: rankwise packs with position_ids restarting per example, which
+    transformers turns into a block-diagonal mask for softmax attention, but its Gated DeltaNet reads sequence
+    boundaries only from `cu_seq_lens_q` (modeling_qwen3_5.py), so the conv1d and the recurrent state run on from one
+    packed example into the next (tests/test_linear_attention.py: the second example's logits change)."""
+    if ctx.spec is None or not ctx.cfg.data.packing or ctx.spec.linear_attention is None:
+        return None
+    g = ctx.spec.linear_attention
+    return Finding("packing-linear-attention", "warning",
+                   f"data.packing on {ctx.spec.name}: its {g.layers} Gated DeltaNet layers see the packed examples as "
+                   "one sequence",
+                   "packed rows restart position_ids per example; transformers masks softmax attention from them, but "
+                   "its linear-attention layers carry their recurrent state and conv1d from one example into the next",
+                   "turn data.packing off (rows are padded to the batch's longest instead)", {"data.packing": False})
+
+
 RULES: list[Callable[[Context], Finding | None]] = [
     model_unknown, rank_out_of_range, dropout_out_of_range, lr_out_of_range, high_rank_high_dropout,
     alpha_below_rank, alpha_far_above_rank, all_modules_low_rank, qlora_high_lr, wont_fit, ddp_wont_fit, too_few_gpus, bf16_unsupported,
     fp16_on_bf16_gpu, seq_beyond_positions, unknown_target_module, trust_remote_code, effective_batch_small,
     effective_batch_large, rslora_off_high_rank, no_grad_checkpointing_long_seq, no_warmup, host_ram_short, disk_short,
-    adapter_start, distributed_setting, moe_experts_16bit,
+    adapter_start, distributed_setting, moe_experts_16bit, packing_linear_attention,
 ]
 
 

@@ -174,6 +174,10 @@ TABLE = [
      {"moe-experts-16bit": "info"}, []),
     ({"model.name": "mixtral-8x7b", "method": "qlora"}, "80g", {}, ["moe-experts-16bit"]),
     ({"model.name": "mixtral-8x7b", "method": "lora"}, "80g", {}, ["moe-experts-16bit"]),
+    # packing on a Gated DeltaNet hybrid: its linear-attention layers run across the packed examples
+    ({"model.name": "Qwen/Qwen3.5-9B", "data.packing": True}, "80g", {"packing-linear-attention": "warning"}, []),
+    ({"model.name": "Qwen/Qwen3.5-9B"}, "80g", {}, ["packing-linear-attention"]),
+    ({"data.packing": True}, "80g", {}, ["packing-linear-attention"]),
 ]
 
 
