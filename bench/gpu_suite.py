@@ -49,6 +49,10 @@ MOE = "mixtral-8x7b@4"  # NAME@N: the catalog model cut to its first N decoder l
 # Llama 4 Scout's language model cut to one layer (an index id; its 16 experts run on every token in transformers:
 # advisor/spec.py DENSE_MOE_TYPES): ~8 GB of random weights
 DENSE_MOE = "meta-llama/Llama-4-Scout-17B-16E@1"
+# Qwen3.5-9B cut to its first four layers (three Gated DeltaNet, one gated full attention: advisor/linear_attention.py):
+# the delta rule as transformers runs it on this GPU (flash-linear-attention's kernel where installed, else its torch
+# fallback, the CPU-measured count)
+HYBRID = "Qwen/Qwen3.5-9B@4"
 STEPS = 4  # steps per case: the peak is reached in the first optimizer step; a few more confirm it
 CASE_KEYS = ("model", "method", "seq", "batch", "grad_ckpt", "kernels", "loss", "act_offload", "experts")
 FIELDS = (*CASE_KEYS, "status", "nvml_peak_gib", "run_reserved_gib",
@@ -74,6 +78,7 @@ def cases(models: list[str], liger: bool, cce: bool = False) -> list[dict]:
     out += [case(MOE, "qlora"), case(MOE, "qlora", experts="16bit"), case(MOE, "lora", experts="adapted")]
     out += [case(MOE, "lora-8bit")]  # the 8-bit method: LLM.int8 linears, the experts in row-wise int8
     out += [case(DENSE_MOE, "qlora")]  # every expert on every token: the repeated input and each expert's MLP kept
+    out += [case(HYBRID, "qlora"), case(HYBRID, "lora", ckpt=False)]  # linear attention: recomputed, and every layer kept
     out += [case(models[0], method, seq, ckpt) for method in ("lora", "qlora") for seq in (512, 2048)
             for ckpt in (True, False) if (seq, ckpt) != (2048, True)]
     out += [case(m, "qlora", ckpt=False) for m in head[1:]]
