@@ -1349,3 +1349,14 @@ def test_axolotls_linearized_llama4_experts_are_linears_quantized_with_the_rest(
         assert fused and base == plain.ctx.estimate.components["base_weights"]
         assert any("applies it to Llama 4 only" in n for n in r.notes)
     assert not any(f["code"] == "not-modelled" and f.get("key") == "llama4_linearized_experts" for f in report.findings)
+
+
+def test_axolotl_sample_packing_on_a_gated_deltanet_model_says_it_needs_fla(tmp_path):
+    """axolotl passes packed examples' bounds to Qwen3.5's linear-attention layers (they need flash-linear-attention
+    for it); rankwise's own packing would run them across examples, the warning a rankwise preset gets."""
+    r = _read_text(tmp_path, "base_model: Qwen/Qwen3.5-9B\nadapter: lora\nsample_packing: true\nsequence_len: 2048\n")
+    found = next(f for f in judge(r, GPU24).findings if f["code"] == "packing-linear-attention")
+    assert found["severity"] == "info" and "needs flash-linear-attention" in found["message"]
+    assert "sample_packing" in found["fix"]
+    r = _read_text(tmp_path, "base_model: Qwen/Qwen3.5-9B\nadapter: lora\nsequence_len: 2048\n")
+    assert not any(f["code"] == "packing-linear-attention" for f in judge(r, GPU24).findings)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import RankwiseError
 from ..evaluation import eval_forward_bytes, eval_peak_bytes, resident_bytes
-from ..finding import SEVERITY_ORDER
+from ..finding import SEVERITY_ORDER, Finding
 from ..fit import verdict
 from . import full_ft
 from .full_ft import LORA_ONLY, Floor, HostRam, bounded_finding, full_time, gpus_needed, time_line
@@ -221,6 +221,18 @@ def _shipped(reading: Reading, spec) -> None:
         reading.notes.append(f"estimated in its shipped storage: {pre.describe()}")
 
 
+def _axolotl_packing(f: Finding) -> Finding:
+    """axolotl packs with each example's bounds passed to the linear-attention layers (cu_seqlens), which
+    transformers' torch fallback refuses: its run needs flash-linear-attention rather than unpacked rows."""
+    return replace(f, severity="info",
+                   message=f.message.split(":")[0] + ": axolotl passes each packed example's bounds to the Gated "
+                   "DeltaNet layers, which needs flash-linear-attention",
+                   why="axolotl's Qwen3.5 README: FLA is required with sample packing, without it training raises on "
+                   "packed sequences (transformers' torch fallback cannot keep them apart); rankwise's own packing "
+                   "restarts position_ids, which these layers do not read",
+                   fix="install flash-linear-attention where it trains (or turn data.packing off)", patch=None)
+
+
 def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: str | None = None) -> Report:
     """Read → resolved model (or, unresolved, a bound from its name's size) → red flags, ignored settings
     and the file's own findings."""
@@ -259,6 +271,8 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
     if spec is None and reading.full:  # a full fine-tune of a model known by its name's size: bounded as one
         ctx = replace(ctx, bound=full_ft.bound_of(reading, name, ctx.cfg, hw))
     findings = run_rules(ctx)
+    if reading.tool is not None and reading.tool.kind == "axolotl":
+        findings = [_axolotl_packing(f) if f.code == "packing-linear-attention" else f for f in findings]
     if reading.tool is not None and ctx.gpus == 1:  # written for several GPUs, judged on one: multi-gpu-config
         findings = [f for f in findings if f.code != "distributed-setting"]  # says so; rankwise's launcher is not theirs
     findings, said = stage_findings(reading, findings)
