@@ -8,7 +8,7 @@ values apply the fix (the TUI's "apply fix" key and `--set` use the same keys).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from . import coupling, fit, ignored
@@ -20,7 +20,7 @@ from .machine_flags import (bf16_unsupported, ddp_wont_fit, disk_short, fp16_on_
                             wont_fit)
 from .fit import Fit
 from .hardware import Hardware
-from .memory import Estimate
+from .memory import Estimate, estimate
 from .methods import DEFAULT, METHODS
 from .model import ModelSpec
 from .size_bound import Bound
@@ -404,12 +404,32 @@ def packing_linear_attention(ctx: Context) -> Finding | None:
                    "turn data.packing off (rows are padded to the batch's longest instead)", {"data.packing": False})
 
 
+def linear_attention_fallback(ctx: Context) -> Finding | None:
+    """A Gated DeltaNet hybrid trained on a GPU without flash-linear-attention: transformers runs the delta rule's
+    torch fallback, which keeps several times what the kernel keeps (linear_attention.py) and is slower."""
+    if ctx.spec is None or ctx.spec.linear_attention is None or ctx.estimate is None or ctx.hw is None \
+            or not ctx.hw.has_gpu or ctx.estimate.plan.linear_kernel == "fla":
+        return None
+    more = ctx.estimate.peak_bytes - estimate(ctx.spec, replace(ctx.estimate.plan, linear_kernel="fla")).peak_bytes
+    g = ctx.spec.linear_attention
+    return Finding("linear-attention-fallback", "info",
+                   f"{ctx.spec.name}'s {g.layers} Gated DeltaNet layers will run transformers' torch fallback "
+                   f"(flash-linear-attention is not installed): "
+                   + (f"{more / 2 ** 30:.1f} GiB more at the peak than its kernel, and slower" if more >= 2 ** 30 / 20
+                      else "slower than its kernel (the peak is set elsewhere here, the same with either)"),
+                   "transformers uses flash-linear-attention's chunked delta rule on a GPU when the package is "
+                   "there; its fallback keeps fp32 chunk matrices and recurrent states for backward (the estimate "
+                   "counts the fallback; the step time does not model its slowness)",
+                   "pip install flash-linear-attention where it trains (then the estimate counts its kernel)")
+
+
 RULES: list[Callable[[Context], Finding | None]] = [
     model_unknown, rank_out_of_range, dropout_out_of_range, lr_out_of_range, high_rank_high_dropout,
     alpha_below_rank, alpha_far_above_rank, all_modules_low_rank, qlora_high_lr, wont_fit, ddp_wont_fit, too_few_gpus, bf16_unsupported,
     fp16_on_bf16_gpu, seq_beyond_positions, unknown_target_module, trust_remote_code, effective_batch_small,
     effective_batch_large, rslora_off_high_rank, no_grad_checkpointing_long_seq, no_warmup, host_ram_short, disk_short,
     adapter_start, distributed_setting, moe_experts_16bit, packing_linear_attention,
+    linear_attention_fallback,
 ]
 
 

@@ -178,6 +178,10 @@ TABLE = [
     ({"model.name": "Qwen/Qwen3.5-9B", "data.packing": True}, "80g", {"packing-linear-attention": "warning"}, []),
     ({"model.name": "Qwen/Qwen3.5-9B"}, "80g", {}, ["packing-linear-attention"]),
     ({"data.packing": True}, "80g", {}, ["packing-linear-attention"]),
+    # ... and on a GPU without flash-linear-attention (not installed where the suite runs), its torch fallback
+    ({"model.name": "Qwen/Qwen3.5-9B"}, "80g", {"linear-attention-fallback": "info"}, []),
+    ({"model.name": "Qwen/Qwen3.5-9B"}, "cpu", {}, ["linear-attention-fallback"]),
+    ({}, "80g", {}, ["linear-attention-fallback"]),
 ]
 
 
