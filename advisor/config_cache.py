@@ -16,12 +16,16 @@ The CLI calls `configure` once per command (the flag and the runs dir); `model.l
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
 
 from .errors import RankwiseError
 
+# transformers 5 writes the floats JSON cannot hold as {"__float__": "Infinity"} (configuration_utils.py
+# `_encode_special_floats`: Nemotron-H's time_step_limit [0.0, inf]) and decodes them on load; so does `config_json`
+SPECIAL_FLOATS = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
 CACHE_DIR = ".model-configs"  # inside the runs directory
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "RANKWISE_OFFLINE")
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -102,7 +106,7 @@ def fetch(model_id: str) -> Path:
     if len(body) > MAX_BYTES:
         raise RankwiseError(f"{url}: over {MAX_BYTES} bytes, not a config.json")
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = config_json(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise RankwiseError(f"{url}: not valid JSON", "is this a transformers model repository?") from None
     if not isinstance(data, dict) or "model_type" not in data:
@@ -113,3 +117,14 @@ def fetch(model_id: str) -> Path:
     tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def _special_float(obj: dict):
+    tag = obj.get("__float__") if len(obj) == 1 else None
+    return SPECIAL_FLOATS[tag] if isinstance(tag, str) and tag in SPECIAL_FLOATS else obj
+
+
+def config_json(text: str):
+    """A config.json's text parsed as transformers reads it: its tagged special floats decoded. Raises ValueError
+    (json.JSONDecodeError) on text that is not JSON."""
+    return json.loads(text, object_hook=_special_float)

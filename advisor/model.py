@@ -122,7 +122,7 @@ def _cached_snapshot(model_id: str) -> Path | None:
 
 def _read_config(path: Path, name: str) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = config_cache.config_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
         raise RankwiseError(f"cannot read {path}: {e}") from None
     except json.JSONDecodeError as e:
