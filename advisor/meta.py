@@ -38,15 +38,21 @@ def _model_class(cfg: dict):
     return AutoModelForCausalLM, AutoModelForMultimodalLM  # Mistral 4's text model is registered only there
 
 
-def _linear_family(module_name: str, leaf: str) -> str:
-    """Which `Linear.family` (attn | mlp | experts | lm_head) a module found on the meta device belongs to."""
+# the classes of the token mixers a linear may sit in, where the module path does not say "attn": Nemotron-H names
+# every block's module `mixer` (attention, Mamba2, MLP and MoE alike), Granite 4.0-H its Mamba2 layers `mamba`
+MIXER_CLASSES = ("Attention", "Mamba", "DeltaNet")
+
+
+def _linear_family(module_name: str, leaf: str, parent_class: str = "") -> str:
+    """Which `Linear.family` (attn | mlp | experts | lm_head) a module found on the meta device belongs to; the
+    sequence mixers (softmax attention, and a hybrid's Mamba2 or Gated DeltaNet layers) are attn."""
     if leaf == "lm_head":
         return "lm_head"
     if "shared_expert" in module_name:  # DeepSeek's shared_experts, Llama 4's shared_expert: every token runs them
         return "mlp"
     if "expert" in module_name:
         return "experts"
-    if any(k in module_name for k in ("attn", "attention")):
+    if any(k in module_name for k in ("attn", "attention")) or any(k in parent_class for k in MIXER_CLASSES):
         return "attn"
     return "mlp"
 
@@ -118,6 +124,7 @@ def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
     fam = dict.fromkeys(("embed", "attn", "mlp", "experts", "router", "norm", "lm_head", "vision", "other"), 0)
     seen: set[int] = set()
     experts = 0
+    classes = {n: type(m).__name__ for n, m in model.named_modules()}
     for mod_name, mod in model.named_modules():
         leaf = mod_name.rsplit(".", 1)[-1]
         kind = type(mod).__name__
@@ -130,7 +137,7 @@ def read_on_meta(name: str, source: str, cfg: dict) -> ModelSpec:
         elif leaf == "router":  # Llama 4's router is an nn.Linear subclass: no LoRA target
             fam["router"] += n_own
         elif isinstance(mod, torch.nn.Linear) or kind == "Conv1D":  # GPT-2 style Conv1D holds (d_in, d_out)
-            fam_name = _linear_family(mod_name, leaf)
+            fam_name = _linear_family(mod_name, leaf, classes.get(mod_name.rpartition(".")[0], ""))
             d_in, d_out = (mod.in_features, mod.out_features) if kind != "Conv1D" else tuple(mod.weight.shape)
             shapes = linears.setdefault(leaf, {})
             key = (fam_name, d_in, d_out, mod.bias is not None, True)

@@ -12,6 +12,7 @@ from typing import Literal, get_args
 from .errors import RankwiseError, closest
 from .families import Family, family_of
 from .linear_attention import GatedDeltaNet, read as read_linear_attention
+from .mamba import Mamba2, read as read_mamba
 
 # Named target sets (the schema's `lora.target_modules` accepts these or a list of names).
 TargetSet = Literal["minimal", "standard", "aggressive", "all-linear"]
@@ -31,6 +32,12 @@ TOP_K_KEYS = ("num_experts_per_tok", "moe_top_k", "moe_topk", "num_experts_per_t
 # the router's scores (zero for the experts a token is not routed to) and runs the experts as dense bmm's; its
 # Llama4TextExperts is not one of the routed experts implementations (`use_experts_implementation`).
 DENSE_MOE_TYPES = frozenset({"llama4", "llama4_text"})
+
+
+# peft 0.21 refuses LoRA on these modules of Mamba-based models (tuners/tuners_utils.py
+# `_check_lora_target_modules_mamba`): a Mamba2 mixer's out_proj is read by mamba-ssm's fused kernel as a bare weight
+PEFT_MAMBA_TYPES = frozenset({"falcon_h1", "mamba", "mamba2", "falcon_mamba", "nemotron_h"})
+PEFT_MAMBA_REFUSED = ("out_proj", "conv1d")
 
 
 def experts_per_token(cfg: dict) -> int:
@@ -138,6 +145,27 @@ class ModelSpec:
         return read_linear_attention(self.model_type, self.config, self.num_layers)
 
     @property
+    def mamba(self) -> Mamba2 | None:
+        """The Mamba2 mixers of a hybrid (Nemotron-H, Granite 4.0-H, Bamba), or None (mamba.py)."""
+        return read_mamba(self.model_type, self.config, self.num_layers)
+
+    @property
+    def attention_layers(self) -> int:
+        """Layers with softmax attention: all but a hybrid's Gated DeltaNet or Mamba2 layers (a block model's MLP
+        and MoE blocks have none either)."""
+        m = self.mamba
+        if m is not None:
+            return m.attention if m.blocks else self.num_layers - m.layers
+        g = self.linear_attention
+        return self.num_layers - (g.layers if g else 0)
+
+    @property
+    def norms_per_layer(self) -> int:
+        """RMSNorms a decoder layer: the family's, or one a block in a block model (Nemotron-H)."""
+        m = self.mamba
+        return 1 if m is not None and m.blocks else self.family.norms_per_layer
+
+    @property
     def dense_moe(self) -> bool:
         """Every expert runs on every token (DENSE_MOE_TYPES)."""
         return self.is_moe and self.model_type in DENSE_MOE_TYPES
@@ -173,9 +201,14 @@ class ModelSpec:
         every = [l for l in self.linears if l.family == "mlp" and l.d_out == self.hidden_size]  # down projections
         return sum(l.d_in * l.count for l in every) // self.num_layers
 
+    @property
+    def peft_refused(self) -> tuple[str, ...]:
+        """Linear names peft will not adapt in this model (PEFT_MAMBA_REFUSED in a Mamba-based model)."""
+        return PEFT_MAMBA_REFUSED if self.model_type in PEFT_MAMBA_TYPES else ()
+
     def adaptable_names(self) -> list[str]:
-        """Module names LoRA can target, lm_head excluded (as peft's all-linear does)."""
-        return [l.name for l in self.linears if l.adaptable and l.family != "lm_head"]
+        """Module names LoRA can target, lm_head excluded (as peft's all-linear does), and those peft refuses."""
+        return [l.name for l in self.linears if l.adaptable and l.family != "lm_head" and l.name not in self.peft_refused]
 
     @property
     def family(self) -> Family:
@@ -213,6 +246,12 @@ class ModelSpec:
             targets = [t.strip() for t in targets.split(",") if t.strip()]
         have = self.adaptable_names()
         missing = [t for t in targets if t not in have]
+        refused = [t for t in missing if t in self.peft_refused]
+        if refused:
+            raise RankwiseError(f"target module{'s' if len(refused) > 1 else ''} {', '.join(refused)}: peft refuses "
+                                f"LoRA on {'them' if len(refused) > 1 else 'it'} in a Mamba-based model "
+                                f"({self.model_type}; its fused kernel reads the weight bare)",
+                                f"drop {', '.join(refused)}; {self.name} can adapt: {', '.join(have)}")
         if missing:
             hint = f"{self.name} has: {', '.join(have)}"
             sugg = [s for t in missing for s in closest(t, have, 1)]
