@@ -5,7 +5,7 @@ where they are used.
 """
 from __future__ import annotations
 
-from . import linear_attention, liger
+from . import linear_attention, liger, mamba
 from .plan import Plan
 from .spec import Linear, ModelSpec
 from .storage import experts_as_parameters, fused_experts
@@ -54,23 +54,29 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear], larges
     the output and an fp32 logsumexp per head; SwiGLU saves gate, up and act(gate) in the
     stream's dtype (fp32 for QLoRA on the hf stack, see `stream_bytes`).
 
-    A hybrid with linear-attention layers (linear_attention.py) has two kinds of layer: the average over the
-    layers, or with `largest` the larger kind (the layer a checkpointed backward recomputes at the peak)."""
+    A hybrid with linear-attention or Mamba2 layers (linear_attention.py, mamba.py) has kinds of layer: the average
+    over the layers, or with `largest` the largest kind (the layer a checkpointed backward recomputes at the peak)."""
     a = plan.dtype_bytes
     s = stream_bytes(plan)
     h = spec.hidden_size
     qd, kvd = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
     # RMSNorm keeps the fp32 copy of its input; Liger's its input (the stream's dtype) and an fp32 RMS a row (liger.py)
-    total = spec.family.norms_per_layer * ((s * h + 4) if _liger(spec, plan) else 4 * h)
+    total = spec.norms_per_layer * ((s * h + 4) if _liger(spec, plan) else 4 * h)
     mixer = 4 * spec.family.qk_norm_inputs(spec.num_heads, spec.num_kv_heads, spec.head_dim)  # q/k norms: the same
     mixer += a * (qd + 2 * kvd) + a * qd  # q, k, v and the attention output
     mixer += _attention_saved_bytes(spec, plan)
-    gdn = spec.linear_attention
+    gdn, ssm = spec.linear_attention, spec.mamba
+    kinds = []  # (layers, bytes a token) of each mixer kind beside softmax attention
     if gdn is not None:
         mixer += linear_attention.gated_attention_bytes(spec.num_heads, spec.num_kv_heads, spec.head_dim, a)
-        linear = linear_attention.saved_bytes(gdn, plan.seq_len, a, plan.linear_kernel, plan.causal_conv1d)
-        L = spec.num_layers
-        mixer = max(mixer, linear) if largest else ((L - gdn.layers) * mixer + gdn.layers * linear) // L
+        kinds.append((gdn.layers, linear_attention.saved_bytes(gdn, plan.seq_len, a, plan.linear_kernel,
+                                                               plan.causal_conv1d)))
+    if ssm is not None:
+        kinds.append((ssm.layers, mamba.saved_bytes(ssm, plan.seq_len, a, plan.mamba_kernel)))
+    if kinds:
+        kinds.append((spec.attention_layers, mixer))
+        present = [b for n, b in kinds if n]
+        mixer = max(present) if largest else sum(n * b for n, b in kinds) // spec.num_layers
     total += mixer
     # gate, up, act(gate) saved by act and mul, in each expert a token runs; Liger's SwiGLU (dense MLPs) gate and up
     total += (2 if _liger(spec, plan) and not spec.is_moe else 3) * s * spec.mlp_width

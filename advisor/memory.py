@@ -26,7 +26,7 @@ from dataclasses import replace
 from .methods import METHOD_NAMES, METHODS, PreQuantized, unquantized_twin
 from .spec import Linear, ModelSpec
 
-from . import allocator, fsdp_wrap, liger, linear_attention, sharding
+from . import allocator, fsdp_wrap, liger, linear_attention, mamba, sharding
 from .storage import expert_weights, experts_as_parameters, quantized, unquantized_experts, weights_of
 from .adapter_init import start_up
 from .activations import (chunked_loss_bytes, fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes,
@@ -184,7 +184,7 @@ def layer_unit_params(spec: ModelSpec) -> int:
     """Parameters of one decoder layer (its linears and RMSNorms): one FSDP unit under
     TRANSFORMER_BASED_WRAP with the decoder layer class."""
     linears = sum(l.params for l in spec.linears if l.family != "lm_head") // spec.num_layers
-    norms = spec.family.norms_per_layer * spec.hidden_size
+    norms = spec.norms_per_layer * spec.hidden_size
     return linears + norms
 
 
@@ -463,7 +463,7 @@ def wrap_units(spec: ModelSpec, plan: Plan, adapted: list[Linear]) -> tuple[fsdp
                 kept.append(q.constants_bytes(w, plan.double_quant, d_out))
             if lin.bias:
                 layer.append(d_out * a)
-    layer += [spec.hidden_size * a] * spec.family.norms_per_layer
+    layer += [spec.hidden_size * a] * spec.norms_per_layer
 
     def a_b(lin: Linear, share: float) -> tuple[int, int]:  # lora_A, lora_B of one adapted linear
         return int(share * plan.r * lin.d_in) * ab, int(share * lin.d_out * plan.r) * ab
@@ -528,6 +528,8 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
     if spec.linear_attention is not None:
         out.append(linear_attention.describe(spec.linear_attention, spec.num_layers, plan.seq_len, plan.dtype_bytes,
                                              plan.linear_kernel, plan.causal_conv1d))
+    if spec.mamba is not None:
+        out.append(mamba.describe(spec.mamba, spec.num_layers, plan.seq_len, plan.dtype_bytes, plan.mamba_kernel))
     m = plan.descriptor
     if m.quant is not None:
         out.append(f"{m.label}: every linear except lm_head in {m.quant.describe(plan.double_quant)}")

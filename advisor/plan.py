@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from . import linear_attention
+from . import linear_attention, mamba
 from .methods import DEFAULT as DEFAULT_METHOD, METHODS, Method
 
 if TYPE_CHECKING:  # only for the annotation
@@ -145,6 +145,7 @@ class Plan:
     # or transformers' torch fallback; causal_conv1d: the causal-conv1d package runs their conv1d
     linear_kernel: str = "torch"
     causal_conv1d: bool = False
+    mamba_kernel: str = "torch"  # the Mamba2 layers' scan (mamba.py): "mamba_ssm" (installed here) or the fallback
     liger_loss: bool = True  # with liger: the fused loss is Liger's (train.kernels liger), not liger_layers' train.loss
     # axolotl's fused LoRA kernels ("mlp": lora_mlp_kernel, "qkv": lora_qkv_kernel; activations.fused_lora_bytes): a
     # foreign config's, for `check` to say what they save; rankwise's trainer has no such kernels, so no preset sets
@@ -216,6 +217,7 @@ class Plan:
             added_tokens=len(cfg.model.added_tokens), activation_offload=cfg.train.activation_offload,
             liger=cfg.train.kernels in ("liger", "liger_layers"), liger_loss=cfg.train.kernels == "liger",
             linear_kernel=linear_attention.installed_kernel(), causal_conv1d=linear_attention.conv_kernel_installed(),
+            mamba_kernel=mamba.installed_kernel(),
             **ds,
         )
 

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
-from . import linear_attention
+from . import linear_attention, mamba
 from .adapter_init import start_up_seconds
 from .hardware import Hardware, speed_of
 from .memory import kbit_upcast
@@ -251,7 +251,7 @@ def activation_bytes(spec: "ModelSpec", plan, adapted) -> int:
     a, s = plan.dtype_bytes, stream_bytes(plan)
     h = spec.hidden_size
     qd, kvd = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
-    out = spec.family.norms_per_layer * (4 * a + 20) * h + 10 * a * (qd + kvd) + a * (2 * qd + 2 * kvd)
+    out = spec.norms_per_layer * (4 * a + 20) * h + 10 * a * (qd + kvd) + a * (2 * qd + 2 * kvd)
     out += 2 * 3 * s * h + 5 * s * spec.mlp_width
     for l in {l.name: l for l in adapted if l.family != "lm_head"}.values():
         out += l.count * (((2 * a + 1) * l.d_in if plan.lora_dropout else 0) + 5 * a * l.d_out) // spec.num_layers
@@ -296,11 +296,14 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     adapter_flops = tokens * adapter * (2 + 4 + (2 if ckpt else 0))
     attn_width = spec.num_heads * spec.head_dim
     span = L if attention == "eager" else L / 2  # causal: flash/SDPA kernels skip the masked half
-    gdn = spec.linear_attention  # a hybrid's linear-attention layers: the chunked delta rule, no quadratic term
-    softmax_layers = spec.num_layers - (gdn.layers if gdn else 0)
+    # a hybrid's linear-attention and Mamba2 layers: their chunked scans, no quadratic term
+    gdn, ssm = spec.linear_attention, spec.mamba
+    softmax_layers = spec.attention_layers
     attn_flops = tokens * softmax_layers * 4 * span * attn_width * (1 + 2 + (1 if ckpt else 0))
     if gdn:
         attn_flops += tokens * gdn.layers * linear_attention.flops_per_token(gdn) * (1 + 2 + (1 if ckpt else 0))
+    if ssm:
+        attn_flops += tokens * ssm.layers * mamba.flops_per_token(ssm) * (1 + 2 + (1 if ckpt else 0))
     # the 4-bit slowdown is measured where peft's prepare_model_for_kbit_training upcasts (fp32 norms,
     # embeddings and output head beside bitsandbytes' unfused dequantize + GEMM); without the upcast
     # (quant.kbit_upcast false, or sharded QLoRA, which skips it) fms-acceleration's

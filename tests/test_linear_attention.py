@@ -9,6 +9,7 @@ from rankwise.advisor import linear_attention
 from rankwise.advisor.memory import layer_saved_bytes
 from rankwise.advisor.model import load_model, spec_from_config
 from rankwise.advisor.plan import Plan
+from saved_tensors import lora_model, saved_in
 
 
 def _config(hidden=256, k_heads=4, v_heads=12, k_dim=32, v_dim=48, kinds=("linear_attention", "linear_attention",
@@ -21,36 +22,12 @@ def _config(hidden=256, k_heads=4, v_heads=12, k_dim=32, v_dim=48, kinds=("linea
                              linear_value_head_dim=v_dim, vocab_size=500, attn_implementation="sdpa")
 
 
-def _saved_in(model, module, seq: int) -> int:
-    """Bytes of the tensors autograd saves inside `module` (parameters excluded) in one bf16-autocast forward."""
-    import torch
-
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    inside, saved = {"on": False}, {}
-    module.register_forward_pre_hook(lambda m, a: inside.__setitem__("on", True))
-    module.register_forward_hook(lambda m, a, o: inside.__setitem__("on", False))
-
-    def pack(t):
-        if inside["on"] and t.numel() and t.untyped_storage().data_ptr() not in params:
-            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    ids = torch.randint(0, 500, (1, seq))
-    with torch.autocast("cpu", dtype=torch.bfloat16), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(input_ids=ids, labels=ids)
-    return sum(saved.values())
-
-
 def _lora_model(cfg, targets):
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers.models.qwen3_5.modeling_qwen3_5 import Qwen3_5ForCausalLM
 
     torch.manual_seed(0)
-    model = get_peft_model(Qwen3_5ForCausalLM(cfg).to(torch.bfloat16),
-                           LoraConfig(r=8, lora_dropout=0.0, target_modules=targets))
-    model.train()
-    return model
+    return lora_model(Qwen3_5ForCausalLM(cfg), targets)
 
 
 @pytest.mark.parametrize("seq,shape", [
@@ -61,7 +38,7 @@ def _lora_model(cfg, targets):
 def test_torch_delta_rule_keeps_what_the_count_says(seq, shape):
     cfg = _config(**shape)
     model = _lora_model(cfg, ["gate_proj"])  # nothing adapted in the layer measured: its own tensors only
-    measured = _saved_in(model, model.base_model.model.model.layers[1].linear_attn, seq)
+    measured = saved_in(model, model.base_model.model.model.layers[1].linear_attn, seq)
     g = linear_attention.read("qwen3_5_text", cfg.to_dict(), cfg.num_hidden_layers)
     estimated = linear_attention.saved_bytes(g, seq, 2, "torch") * seq
     assert abs(estimated - measured) / measured < 0.002, (estimated, measured)
@@ -72,7 +49,7 @@ def test_gated_full_attention_layer():
     cfg = _config()
     model = _lora_model(cfg, ["gate_proj"])
     seq = 128
-    measured = _saved_in(model, model.base_model.model.model.layers[2].self_attn, seq)
+    measured = saved_in(model, model.base_model.model.model.layers[2].self_attn, seq)
     qd, kvd, a = 4 * 64, 2 * 64, 2
     llama = a * (qd + 2 * kvd) + a * qd + 4 * 4  # q, k, v, the output, the logsumexp a head
     estimated = (llama + linear_attention.gated_attention_bytes(4, 2, 64, a)) * seq
@@ -86,7 +63,7 @@ def test_layers_on_average_and_the_largest():
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "in_proj_qkv",
                "in_proj_z", "out_proj"]
     seq = 128
-    linear, full = (_saved_in(m, m.base_model.model.model.layers[i], seq) / seq  # layer 0's input needs no grad
+    linear, full = (saved_in(m, m.base_model.model.model.layers[i], seq) / seq  # layer 0's input needs no grad
                     for i, m in ((1, _lora_model(cfg, targets)), (2, _lora_model(cfg, targets))))
     spec = spec_from_config("tiny", "local", {**cfg.to_dict(), "model_type": "qwen3_5_text"})
     assert spec.linear_attention.layers == 2

@@ -1,0 +1,142 @@
+"""Mamba2 layers: what the state-space mixers of the Mamba2 hybrids keep for backward (Nemotron-H, Granite 4.0-H,
+Bamba).
+
+Their decoder layers are of kinds (config.json `layers_block_type` / `layer_types`: "linear_attention" is a Mamba2
+mixer in transformers 5, "full_attention" softmax attention; Nemotron-H adds "mlp" and "moe" blocks, each block one
+norm and one of the four). The mixer (transformers 5 models/nemotron_h/modeling_nemotron_h.py
+`NemotronHMamba2Mixer`, the same in granitemoehybrid and bamba): in_proj to the gate, x/B/C and dt, a depthwise
+causal conv1d with SiLU over x/B/C, the chunked SSD scan, a grouped gated RMSNorm, out_proj.
+
+The scan runs in one of two implementations, chosen by transformers at run time (integrations/hub_kernels.py
+`use_kernel_func_from_hub_with_fallback`):
+- "mamba_ssm": with the mamba-ssm package on a GPU, training takes the fused `mamba_split_conv1d_scan_combined`
+  (mamba_ssm/ops/triton/ssd_combined.py `MambaSplitConv1dScanCombinedFn`: `ctx.save_for_backward(zxbcdt, ...,
+  out_x, ..., rstd, ...)`: the in_proj output, the scan's output and the norm's rstd; the rest is recomputed);
+- "torch": `mamba2_chunk_scan` otherwise (always on a CPU). It casts x, B and C to fp32, pads the sequence to a
+  multiple of the chunk, and autograd keeps the chunk's decay matrix (fp32, chunk x chunk a head) with the scores
+  it masks, B repeated to every head in fp32, autocast's 16-bit copies for each einsum, and the states of every
+  chunk. Tens of times what softmax attention keeps.
+
+Measured with autograd's saved tensors on tiny Nemotron-H and Granite 4.0-H mixers under bf16 autocast
+(tests/test_mamba.py): the torch path's count below matches within 0.1%. The fused kernel is read from its source, not
+measured (no GPU here).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.util import find_spec
+
+# model type -> the config.json keys of (heads, head_dim, state size, groups, conv kernel, chunk size)
+KEYS = {
+    "nemotron_h": ("mamba_num_heads", "mamba_head_dim", "ssm_state_size", "n_groups", "conv_kernel", "chunk_size"),
+    "granitemoehybrid": ("mamba_n_heads", "mamba_d_head", "mamba_d_state", "mamba_n_groups", "mamba_d_conv",
+                         "mamba_chunk_size"),
+    "bamba": ("mamba_n_heads", "mamba_d_head", "mamba_d_state", "mamba_n_groups", "mamba_d_conv", "mamba_chunk_size"),
+}
+BLOCK_TYPES = frozenset({"nemotron_h"})  # each layer one block (a mixer, an MLP or an MoE) with one norm
+MIXER_KINDS = ("linear_attention", "mamba")
+ATTENTION_KINDS = ("full_attention", "attention")
+
+
+@dataclass(frozen=True)
+class Mamba2:
+    """The Mamba2 mixers of one model: how many, and their shapes (config.json); `attention`: the softmax-attention
+    layers beside them; `blocks`: every layer is one block with one norm (Nemotron-H)."""
+
+    layers: int
+    attention: int
+    heads: int
+    head_dim: int
+    state: int
+    groups: int
+    conv_kernel: int
+    chunk: int
+    blocks: bool = False
+
+    @property
+    def inner(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def conv_width(self) -> int:
+        """Channels of the conv1d: x (inner) and B and C (groups x state each)."""
+        return self.inner + 2 * self.groups * self.state
+
+    @property
+    def in_proj_width(self) -> int:
+        """in_proj's output: the gate, x/B/C and dt."""
+        return self.inner + self.conv_width + self.heads
+
+
+def _kinds(cfg: dict, num_layers: int) -> list[str] | None:
+    for key in ("layers_block_type", "layer_types"):
+        kinds = cfg.get(key)
+        if isinstance(kinds, list) and kinds:
+            return [str(k) for k in kinds]
+    attn = cfg.get("attn_layer_indices")  # Bamba: the attention layers by index, the rest Mamba2
+    if isinstance(attn, list):
+        return ["attention" if i in attn else "mamba" for i in range(num_layers)]
+    return None
+
+
+def read(model_type: str, cfg: dict, num_layers: int) -> Mamba2 | None:
+    """The model's Mamba2 mixers, or None for a model without them."""
+    keys = KEYS.get(model_type)
+    kinds = _kinds(cfg, num_layers) if keys else None
+    if not kinds:
+        return None
+    layers = sum(k in MIXER_KINDS for k in kinds)
+    if not layers:
+        return None
+    values = [cfg.get(k) for k in keys]
+    if not all(isinstance(v, int) and v > 0 for v in values):
+        return None
+    return Mamba2(layers, sum(k in ATTENTION_KINDS for k in kinds), *values, blocks=model_type in BLOCK_TYPES)
+
+
+@lru_cache(maxsize=None)
+def installed_kernel() -> str:
+    """The scan transformers runs on a GPU here: "mamba_ssm" when that package is importable, else "torch"."""
+    return "mamba_ssm" if find_spec("mamba_ssm") is not None else "torch"
+
+
+def saved_bytes(m: Mamba2, seq_len: int, dtype_bytes: int, kernel: str) -> int:
+    """Per token, one Mamba2 mixer, from in_proj's output to out_proj's input: the tensors autograd keeps (LoRA's own
+    inputs are counted with the other adapted linears). `dtype_bytes` is the compute dtype, 2 under 16-bit autocast."""
+    a, s = dtype_bytes, seq_len
+    h, inner, n = m.heads, m.inner, m.state
+    if kernel == "mamba_ssm":  # the in_proj output, the scan's output and the norm's fp32 rstd (one a group)
+        return a * m.in_proj_width + a * inner + 4 * m.groups
+    padded = -(-s // m.chunk) * m.chunk
+    chunks = padded // m.chunk
+    hc = h * m.chunk  # one row of a chunk's decay matrix, a head
+    # the conv1d reads a view of in_proj's whole output (kept) and its padded output is SiLU's input
+    total = a * m.in_proj_width * s + a * m.conv_width * (s + m.conv_kernel - 1)
+    total += (2 * a + 4) * h * s  # dt: softplus's and clamp's inputs, and its fp32 copy scaling x
+    total += 4 * inner * s  # x in fp32, kept by its scaling with dt
+    # padded: B repeated to the heads (fp32), the decay matrix exp(segsum) (fp32) and the scores it masks with its
+    # 16-bit copy; autocast's copies of C and B (twice each) and of x (twice); C·states; the two decay exps a head
+    total += padded * (4 * h * n + 4 * hc + 2 * a * hc + 4 * a * h * n + 3 * a * inner + 8 * h)
+    total += a * (2 * chunks + 1) * h * m.head_dim * n  # the chunks' states, and with the initial one their scan
+    total += (4 + a) * h * (chunks + 1) ** 2 + 2 * m.chunk ** 2 + 2 * (chunks + 1) ** 2  # the chunk-to-chunk decay
+    total += (4 * 4 * inner + 4 * m.groups) * s + 4 * h  # the gated norm: fp32 x, gate, SiLU(gate), product; rstd
+    return total // s
+
+
+def flops_per_token(m: Mamba2) -> int:
+    """Forward FLOPs a token, one mixer's chunked scan, by head: the chunk's C·Bᵀ scores (2·chunk·state) and their
+    product with x (2·chunk·head_dim), the chunk state Bᵀ·x and its read C·state (2·head_dim·state each)."""
+    return m.heads * (2 * m.chunk * (m.state + m.head_dim) + 4 * m.head_dim * m.state)
+
+
+def describe(m: Mamba2, num_layers: int, seq_len: int, dtype_bytes: int, kernel: str) -> str:
+    """The assumption line: which implementation the estimate counts, and what the other keeps."""
+    here = saved_bytes(m, seq_len, dtype_bytes, kernel)
+    other = "torch" if kernel == "mamba_ssm" else "mamba_ssm"
+    there = saved_bytes(m, seq_len, dtype_bytes, other)
+    which = ("mamba-ssm's fused kernel (installed here; on a GPU)" if kernel == "mamba_ssm" else
+             "transformers' torch fallback (mamba-ssm is not installed here, and a CPU always runs it)")
+    return (f"Mamba2 in {m.layers} of {num_layers} layers ({m.attention} softmax attention): the scan in {which} keeps "
+            f"{here / 1024:.0f} KiB a token a layer; {other} would keep {there / 1024:.0f} KiB"
+            + ("" if kernel == "mamba_ssm" else " (pip install mamba-ssm; transformers uses it on a GPU)"))

@@ -1,0 +1,151 @@
+"""Mamba2 hybrids (Nemotron-H, Granite 4.0-H): what their state-space mixers keep for backward, measured with
+autograd's saved tensors on tiny models beside advisor/mamba.py's count, their layer kinds, and packing.
+
+The CPU runs transformers' torch fallback of the chunked scan, the path the count is measured on; mamba-ssm's fused
+kernel (a GPU's) is read from its source."""
+import pytest
+
+from rankwise.advisor import mamba
+from rankwise.advisor.errors import RankwiseError
+from rankwise.advisor.memory import estimate, layer_saved_bytes
+from rankwise.advisor.model import load_model, spec_from_config
+from rankwise.advisor.plan import Plan
+from saved_tensors import lora_model, saved_in
+
+HIDDEN = 256
+
+
+def _nemotron(pattern="MM*", heads=12, head_dim=24, state=40, groups=2, chunk=32):
+    from transformers.models.nemotron_h.configuration_nemotron_h import NemotronHConfig
+
+    return NemotronHConfig(hidden_size=HIDDEN, intermediate_size=512, num_hidden_layers=len(pattern),
+                           hybrid_override_pattern=pattern, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+                           mamba_num_heads=heads, mamba_head_dim=head_dim, ssm_state_size=state, n_groups=groups,
+                           conv_kernel=4, chunk_size=chunk, vocab_size=500)
+
+
+def _granite():
+    from transformers.models.granitemoehybrid.configuration_granitemoehybrid import GraniteMoeHybridConfig
+
+    return GraniteMoeHybridConfig(hidden_size=HIDDEN, intermediate_size=512, num_hidden_layers=3,
+                                  layer_types=["mamba", "mamba", "attention"], num_attention_heads=4,
+                                  num_key_value_heads=2, mamba_n_heads=16, mamba_d_head=32, mamba_d_state=40,
+                                  mamba_n_groups=2, mamba_d_conv=4, mamba_chunk_size=32, vocab_size=500,
+                                  num_local_experts=0, shared_intermediate_size=512)
+
+
+def _measured_mixer(model_type: str, cfg, seq: int) -> tuple[int, "mamba.Mamba2"]:
+    """The second layer's mixer under LoRA on in_proj, less what that LoRA keeps (its input copy and r-wide output,
+    and the 16-bit casts of its two matrices, which are no activation)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = lora_model(AutoModelForCausalLM.from_config(cfg), ["in_proj"])
+    layer = model.base_model.model.model.layers[1]
+    m = mamba.read(model_type, cfg.to_dict(), cfg.num_hidden_layers)
+    lora = 2 * (HIDDEN + 8) * seq + 2 * 8 * (HIDDEN + m.in_proj_width)
+    return saved_in(model, getattr(layer, "mixer", None) or layer.mamba, seq) - lora, m
+
+
+@pytest.mark.parametrize("seq,shape", [
+    (100, {}),  # padded to 128 inside the scan: four chunks of 32
+    (128, {}),  # a whole number of chunks
+    (200, dict(heads=8, head_dim=16, state=64, groups=1, chunk=64)),  # one group, a chunk as long as the state
+])
+def test_nemotron_h_torch_scan_keeps_what_the_count_says(seq, shape):
+    measured, m = _measured_mixer("nemotron_h", _nemotron(**shape), seq)
+    estimated = mamba.saved_bytes(m, seq, 2, "torch") * seq
+    assert abs(estimated - measured) / measured < 0.001, (estimated, measured)
+
+
+def test_granite_4_h_mixer_is_counted_the_same():
+    measured, m = _measured_mixer("granitemoehybrid", _granite(), 100)
+    assert (m.layers, m.attention, m.blocks) == (2, 1, False)
+    estimated = mamba.saved_bytes(m, 100, 2, "torch") * 100
+    assert abs(estimated - measured) / measured < 0.001, (estimated, measured)
+
+
+def test_nemotron_3_nano_layer_kinds_and_what_standard_targets():
+    """Nemotron 3 Nano: 52 blocks, 23 Mamba2, 6 attention, 23 MoE, one norm each; every block's module is `mixer`,
+    so the mixers' linears are found by their class, and `standard` adapts the sequence mixers (before: nothing, and
+    all-linear crashed in peft on out_proj)."""
+    spec = load_model("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16")
+    m = spec.mamba
+    assert (m.layers, m.attention, m.blocks, spec.num_layers) == (23, 6, True, 52)
+    assert (spec.attention_layers, spec.norms_per_layer) == (6, 1)
+    # the mixers' in_proj with attention; never out_proj, which peft refuses in a Mamba-based model
+    assert spec.target_set("standard") == ["in_proj", "q_proj", "k_proj", "v_proj", "o_proj"]
+    assert "out_proj" not in spec.target_set("all-linear")
+    with pytest.raises(RankwiseError, match="out_proj: peft refuses LoRA on it in a Mamba-based model"):
+        spec.resolve_targets("in_proj,out_proj")
+    assert spec.linear_attention is None and load_model("llama-3.2-1b").mamba is None
+
+
+def test_the_estimate_counts_the_mixers_and_says_which_scan():
+    spec = load_model("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16")
+    plan = Plan("qlora", seq_len=4096, grad_checkpointing=False)
+    torch_path, kernel = estimate(spec, plan), estimate(spec, Plan("qlora", seq_len=4096, grad_checkpointing=False,
+                                                                   mamba_kernel="mamba_ssm"))
+    line = next(a for a in torch_path.assumptions if a.startswith("Mamba2 in 23 of 52 layers (6 softmax attention)"))
+    assert "torch fallback" in line and "pip install mamba-ssm" in line
+    assert kernel.components["activations"] < torch_path.components["activations"]
+    adapted = spec.resolve_targets("standard")
+    mixer = mamba.saved_bytes(spec.mamba, 4096, 2, "torch")  # one Mamba2 mixer, a token
+    assert layer_saved_bytes(spec, plan, adapted) > 23 * mixer // 52  # the average over the 52 blocks holds 23
+    assert layer_saved_bytes(spec, plan, adapted, largest=True) > mixer  # a Mamba2 block is the one recomputed
+
+
+def test_whole_layers_on_average():
+    """A Granite 4.0-H of two Mamba2 layers and one attention layer, LoRA on every linear: the estimate's average
+    against the measured layers (layer 0's input needs no grad: the second Mamba2 layer stands for both)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cfg = _granite()
+    targets = ["in_proj", "out_proj", "q_proj", "k_proj", "v_proj", "o_proj", "input_linear", "output_linear"]
+    seq = 128
+    per_layer = []
+    for i in (1, 2):
+        torch.manual_seed(0)
+        model = lora_model(AutoModelForCausalLM.from_config(cfg), targets)
+        per_layer.append(saved_in(model, model.base_model.model.model.layers[i], seq) / seq)
+    spec = spec_from_config("tiny", "local", {**cfg.to_dict(), "model_type": "granitemoehybrid"})
+    plan = Plan("lora", r=8, targets=tuple(targets), lora_dropout=False, seq_len=seq)
+    mean = layer_saved_bytes(spec, plan, spec.resolve_targets(targets))
+    average = (2 * per_layer[0] + per_layer[1]) / 3
+    assert abs(mean - average) / average < 0.05, (mean, per_layer)
+
+
+def test_packing_runs_the_mamba_layers_across_examples():
+    """packing-linear-attention holds for Mamba2 too: with restarting position_ids the second packed example reads
+    differently from alone; attention only, the same."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    def packed_vs_alone(pattern):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(_nemotron(pattern, heads=4, head_dim=16, state=16, groups=1,
+                                                           chunk=8)).eval()
+        a, b = torch.randint(0, 500, (1, 10)), torch.randint(0, 500, (1, 7))
+        with torch.no_grad():
+            alone = model(input_ids=b, use_cache=False).logits
+            positions = torch.cat([torch.arange(10), torch.arange(7)])[None]
+            packed = model(input_ids=torch.cat([a, b], 1), position_ids=positions, use_cache=False).logits[:, 10:]
+        return (alone - packed).abs().max().item()
+
+    assert packed_vs_alone("M*") > 1e-3
+    assert packed_vs_alone("**") < 1e-5
+
+
+def test_a_local_folder_saved_by_transformers_reads_its_tagged_infinity(tmp_path):
+    """transformers 5 writes Nemotron-H's time_step_limit [0.0, inf] as [0.0, {"__float__": "Infinity"}]; the config
+    reader decodes it as transformers does (before: a traceback from the config class's validation)."""
+    import json
+    import math
+
+    _nemotron("M*", heads=4, head_dim=16, state=16, groups=1, chunk=8).save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["time_step_limit"][1] == {"__float__": "Infinity"}
+    spec = load_model(str(tmp_path))
+    assert spec.config["time_step_limit"][1] == math.inf
+    assert (spec.mamba.layers, spec.attention_layers) == (1, 1)
