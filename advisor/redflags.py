@@ -388,39 +388,60 @@ def moe_experts_16bit(ctx: Context) -> Finding | None:
                    f"({kept * 2 / 2 ** 30:.1f} GiB) are not quantized", why, fix, patch)
 
 
+def _recurrent_layers(spec: ModelSpec) -> tuple[int, str] | None:
+    """(layers, kind) of a hybrid's recurrent sequence mixers: Gated DeltaNet (linear_attention.py) or Mamba2
+    (mamba.py); None for a model without them."""
+    if spec.linear_attention is not None:
+        return spec.linear_attention.layers, "Gated DeltaNet"
+    if spec.mamba is not None:
+        return spec.mamba.layers, "Mamba2"
+    return None
+
+
 def packing_linear_attention(ctx: Context) -> Finding | None:
-    """Packing on a hybrid with Gated DeltaNet layers: rankwise packs with position_ids restarting per example, which
-    transformers turns into a block-diagonal mask for softmax attention, but its Gated DeltaNet reads sequence
-    boundaries only from `cu_seq_lens_q` (modeling_qwen3_5.py), so the conv1d and the recurrent state run on from one
-    packed example into the next (tests/test_linear_attention.py: the second example's logits change)."""
-    if ctx.spec is None or not ctx.cfg.data.packing or ctx.spec.linear_attention is None:
+    """Packing on a hybrid with Gated DeltaNet or Mamba2 layers: rankwise packs with position_ids restarting per
+    example, which transformers turns into a block-diagonal mask for softmax attention, but those layers read sequence
+    bounds only from `cu_seq_lens_q` / `seq_idx` (modeling_qwen3_5.py, modeling_nemotron_h.py), so their conv1d and
+    recurrent state run on from one packed example into the next (tests/test_linear_attention.py and test_mamba.py:
+    the second example's logits change)."""
+    found = _recurrent_layers(ctx.spec) if ctx.spec is not None and ctx.cfg.data.packing else None
+    if found is None:
         return None
-    g = ctx.spec.linear_attention
+    layers, kind = found
     return Finding("packing-linear-attention", "warning",
-                   f"data.packing on {ctx.spec.name}: its {g.layers} Gated DeltaNet layers see the packed examples as "
-                   "one sequence",
+                   f"data.packing on {ctx.spec.name}: its {layers} {kind} layers see the packed examples as one "
+                   "sequence",
                    "packed rows restart position_ids per example; transformers masks softmax attention from them, but "
-                   "its linear-attention layers carry their recurrent state and conv1d from one example into the next",
+                   "its recurrent layers carry their state and conv1d from one example into the next",
                    "turn data.packing off (rows are padded to the batch's longest instead)", {"data.packing": False})
 
 
+# the recurrent layers' kernel package and the Plan field that says it is installed, by kind
+KERNELS = {"Gated DeltaNet": ("flash-linear-attention", "linear_kernel", "fla"),
+           "Mamba2": ("mamba-ssm", "mamba_kernel", "mamba_ssm")}
+
+
 def linear_attention_fallback(ctx: Context) -> Finding | None:
-    """A Gated DeltaNet hybrid trained on a GPU without flash-linear-attention: transformers runs the delta rule's
-    torch fallback, which keeps several times what the kernel keeps (linear_attention.py) and is slower."""
-    if ctx.spec is None or ctx.spec.linear_attention is None or ctx.estimate is None or ctx.hw is None \
-            or not ctx.hw.has_gpu or ctx.estimate.plan.linear_kernel == "fla":
+    """A Gated DeltaNet or Mamba2 hybrid trained on a GPU without its kernel package: transformers runs the torch
+    fallback of the chunked scan, which keeps several times what the kernel keeps (linear_attention.py, mamba.py) and
+    is slower."""
+    found = _recurrent_layers(ctx.spec) if ctx.spec is not None else None
+    if found is None or ctx.estimate is None or ctx.hw is None or not ctx.hw.has_gpu:
         return None
-    more = ctx.estimate.peak_bytes - estimate(ctx.spec, replace(ctx.estimate.plan, linear_kernel="fla")).peak_bytes
-    g = ctx.spec.linear_attention
+    layers, kind = found
+    package, field, kernel = KERNELS[kind]
+    if getattr(ctx.estimate.plan, field) == kernel:
+        return None
+    more = ctx.estimate.peak_bytes - estimate(ctx.spec, replace(ctx.estimate.plan, **{field: kernel})).peak_bytes
     return Finding("linear-attention-fallback", "info",
-                   f"{ctx.spec.name}'s {g.layers} Gated DeltaNet layers will run transformers' torch fallback "
-                   f"(flash-linear-attention is not installed): "
+                   f"{ctx.spec.name}'s {layers} {kind} layers will run transformers' torch fallback ({package} is not "
+                   "installed): "
                    + (f"{more / 2 ** 30:.1f} GiB more at the peak than its kernel, and slower" if more >= 2 ** 30 / 20
                       else "slower than its kernel (the peak is set elsewhere here, the same with either)"),
-                   "transformers uses flash-linear-attention's chunked delta rule on a GPU when the package is "
-                   "there; its fallback keeps fp32 chunk matrices and recurrent states for backward (the estimate "
-                   "counts the fallback; the step time does not model its slowness)",
-                   "pip install flash-linear-attention where it trains (then the estimate counts its kernel)")
+                   f"transformers uses {package}'s chunked kernel on a GPU when the package is there; its fallback "
+                   "keeps fp32 chunk matrices and states for backward (the estimate counts the fallback; the step "
+                   "time does not model its slowness)",
+                   f"pip install {package} where it trains (then the estimate counts its kernel)")
 
 
 RULES: list[Callable[[Context], Finding | None]] = [

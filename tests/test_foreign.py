@@ -1360,3 +1360,12 @@ def test_axolotl_sample_packing_on_a_gated_deltanet_model_says_it_needs_fla(tmp_
     assert "sample_packing" in found["fix"]
     r = _read_text(tmp_path, "base_model: Qwen/Qwen3.5-9B\nadapter: lora\nsequence_len: 2048\n")
     assert not any(f["code"] == "packing-linear-attention" for f in judge(r, GPU24).findings)
+
+
+def test_axolotl_sample_packing_on_a_mamba2_hybrid_says_it_needs_mamba_ssm(tmp_path):
+    """axolotl threads seq_idx from position_ids into Nemotron-H's Mamba2 kernels (its packing patch), through
+    mamba-ssm."""
+    r = _read_text(tmp_path, "base_model: nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16\nadapter: qlora\n"
+                             "load_in_4bit: true\nsample_packing: true\nsequence_len: 4096\n")
+    found = next(f for f in judge(r, GPU24).findings if f["code"] == "packing-linear-attention")
+    assert found["severity"] == "info" and "Mamba2 layers, which needs mamba-ssm" in found["message"]

@@ -182,6 +182,9 @@ TABLE = [
     ({"model.name": "Qwen/Qwen3.5-9B"}, "80g", {"linear-attention-fallback": "info"}, []),
     ({"model.name": "Qwen/Qwen3.5-9B"}, "cpu", {}, ["linear-attention-fallback"]),
     ({}, "80g", {}, ["linear-attention-fallback"]),
+    # the same two for a Mamba2 hybrid (mamba-ssm not installed where the suite runs)
+    ({"model.name": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "data.packing": True}, "80g",
+     {"packing-linear-attention": "warning", "linear-attention-fallback": "info"}, []),
 ]
 
 

@@ -221,16 +221,21 @@ def _shipped(reading: Reading, spec) -> None:
         reading.notes.append(f"estimated in its shipped storage: {pre.describe()}")
 
 
-def _axolotl_packing(f: Finding) -> Finding:
-    """axolotl packs with each example's bounds passed to the linear-attention layers (cu_seqlens), which
-    transformers' torch fallback refuses: its run needs flash-linear-attention rather than unpacked rows."""
+def _axolotl_packing(f: Finding, spec) -> Finding:
+    """axolotl packs with each example's bounds passed to the recurrent layers (Gated DeltaNet: cu_seqlens; Mamba2:
+    seq_idx, its monkeypatch/models/{nemotron_h,granitemoehybrid,falcon_h1} patches), through their kernel packages:
+    transformers' torch fallbacks take no bounds. Its run needs the package rather than unpacked rows."""
+    from ..redflags import KERNELS, _recurrent_layers
+
+    _, kind = _recurrent_layers(spec)
+    package = KERNELS[kind][0]
     return replace(f, severity="info",
-                   message=f.message.split(":")[0] + ": axolotl passes each packed example's bounds to the Gated "
-                   "DeltaNet layers, which needs flash-linear-attention",
-                   why="axolotl's Qwen3.5 README: FLA is required with sample packing, without it training raises on "
-                   "packed sequences (transformers' torch fallback cannot keep them apart); rankwise's own packing "
-                   "restarts position_ids, which these layers do not read",
-                   fix="install flash-linear-attention where it trains (or turn data.packing off)", patch=None)
+                   message=f.message.split(":")[0] + f": axolotl passes each packed example's bounds to the {kind} "
+                   f"layers, which needs {package}",
+                   why=f"axolotl keeps packed examples apart in these layers through {package}'s kernels (its Qwen3.5 "
+                   "README: without FLA training raises on packed sequences; its Mamba2 patches thread seq_idx into "
+                   "mamba-ssm); rankwise's own packing restarts position_ids, which these layers do not read",
+                   fix=f"install {package} where it trains (or turn data.packing off)", patch=None)
 
 
 def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: str | None = None) -> Report:
@@ -272,7 +277,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         ctx = replace(ctx, bound=full_ft.bound_of(reading, name, ctx.cfg, hw))
     findings = run_rules(ctx)
     if reading.tool is not None and reading.tool.kind == "axolotl":
-        findings = [_axolotl_packing(f) if f.code == "packing-linear-attention" else f for f in findings]
+        findings = [_axolotl_packing(f, spec) if f.code == "packing-linear-attention" else f for f in findings]
     if reading.tool is not None and ctx.gpus == 1:  # written for several GPUs, judged on one: multi-gpu-config
         findings = [f for f in findings if f.code != "distributed-setting"]  # says so; rankwise's launcher is not theirs
     findings, said = stage_findings(reading, findings)
