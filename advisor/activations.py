@@ -71,7 +71,9 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear], larges
         mixer += linear_attention.gated_attention_bytes(spec.num_heads, spec.num_kv_heads, spec.head_dim, a)
         kinds.append((gdn.layers, linear_attention.saved_bytes(gdn, plan.seq_len, a, plan.linear_kernel,
                                                                plan.causal_conv1d)))
-    if ssm is not None:
+    if ssm is not None and ssm.parallel:  # beside attention in every layer (Falcon-H1)
+        mixer += mamba.saved_bytes(ssm, plan.seq_len, a, plan.mamba_kernel)
+    elif ssm is not None:
         kinds.append((ssm.layers, mamba.saved_bytes(ssm, plan.seq_len, a, plan.mamba_kernel)))
     if kinds:
         kinds.append((spec.attention_layers, mixer))

@@ -1,9 +1,9 @@
 """Mamba2 layers: what the state-space mixers of the Mamba2 hybrids keep for backward (Nemotron-H, Granite 4.0-H,
-Bamba).
+Bamba, Falcon-H1).
 
 Their decoder layers are of kinds (config.json `layers_block_type` / `layer_types`: "linear_attention" is a Mamba2
 mixer in transformers 5, "full_attention" softmax attention; Nemotron-H adds "mlp" and "moe" blocks, each block one
-norm and one of the four). The mixer (transformers 5 models/nemotron_h/modeling_nemotron_h.py
+norm and one of the four; Falcon-H1 runs attention and a Mamba2 mixer side by side in every layer). The mixer (transformers 5 models/nemotron_h/modeling_nemotron_h.py
 `NemotronHMamba2Mixer`, the same in granitemoehybrid and bamba): in_proj to the gate, x/B/C and dt, a depthwise
 causal conv1d with SiLU over x/B/C, the chunked SSD scan, a grouped gated RMSNorm, out_proj.
 
@@ -18,7 +18,7 @@ The scan runs in one of two implementations, chosen by transformers at run time 
   chunk. Tens of times what softmax attention keeps.
 
 Measured with autograd's saved tensors on tiny Nemotron-H and Granite 4.0-H mixers under bf16 autocast
-(tests/test_mamba.py): the torch path's count below matches within 0.1%. The fused kernel is read from its source, not
+and Falcon-H1 (tests/test_mamba.py): the torch path's count below matches within 0.1%. The fused kernel is read from its source, not
 measured (no GPU here).
 """
 from __future__ import annotations
@@ -33,8 +33,12 @@ KEYS = {
     "granitemoehybrid": ("mamba_n_heads", "mamba_d_head", "mamba_d_state", "mamba_n_groups", "mamba_d_conv",
                          "mamba_chunk_size"),
     "bamba": ("mamba_n_heads", "mamba_d_head", "mamba_d_state", "mamba_n_groups", "mamba_d_conv", "mamba_chunk_size"),
+    "falcon_h1": ("mamba_n_heads", "mamba_d_head", "mamba_d_state", "mamba_n_groups", "mamba_d_conv",
+                  "mamba_chunk_size"),
 }
 BLOCK_TYPES = frozenset({"nemotron_h"})  # each layer one block (a mixer, an MLP or an MoE) with one norm
+# every layer runs attention and a Mamba2 mixer side by side on the same input (FalconH1DecoderLayer)
+PARALLEL_TYPES = frozenset({"falcon_h1"})
 MIXER_KINDS = ("linear_attention", "mamba")
 ATTENTION_KINDS = ("full_attention", "attention")
 
@@ -53,6 +57,8 @@ class Mamba2:
     conv_kernel: int
     chunk: int
     blocks: bool = False
+    parallel: bool = False  # beside attention in every layer (Falcon-H1), not in place of it
+    gated_norm: bool = True  # the grouped gated RMSNorm; Falcon-H1 with mamba_rms_norm false gates with SiLU alone
 
     @property
     def inner(self) -> int:
@@ -83,14 +89,16 @@ def _kinds(cfg: dict, num_layers: int) -> list[str] | None:
 def read(model_type: str, cfg: dict, num_layers: int) -> Mamba2 | None:
     """The model's Mamba2 mixers, or None for a model without them."""
     keys = KEYS.get(model_type)
-    kinds = _kinds(cfg, num_layers) if keys else None
-    if not kinds:
-        return None
-    layers = sum(k in MIXER_KINDS for k in kinds)
-    if not layers:
+    if keys is None:
         return None
     values = [cfg.get(k) for k in keys]
     if not all(isinstance(v, int) and v > 0 for v in values):
+        return None
+    if model_type in PARALLEL_TYPES:
+        return Mamba2(num_layers, num_layers, *values, parallel=True, gated_norm=bool(cfg.get("mamba_rms_norm", False)))
+    kinds = _kinds(cfg, num_layers)
+    layers = sum(k in MIXER_KINDS for k in kinds) if kinds else 0
+    if not layers:
         return None
     return Mamba2(layers, sum(k in ATTENTION_KINDS for k in kinds), *values, blocks=model_type in BLOCK_TYPES)
 
@@ -120,8 +128,11 @@ def saved_bytes(m: Mamba2, seq_len: int, dtype_bytes: int, kernel: str) -> int:
     total += padded * (4 * h * n + 4 * hc + 2 * a * hc + 4 * a * h * n + 3 * a * inner + 8 * h)
     total += a * (2 * chunks + 1) * h * m.head_dim * n  # the chunks' states, and with the initial one their scan
     total += (4 + a) * h * (chunks + 1) ** 2 + 2 * m.chunk ** 2 + 2 * (chunks + 1) ** 2  # the chunk-to-chunk decay
-    total += (4 * 4 * inner + 4 * m.groups) * s + 4 * h  # the gated norm: fp32 x, gate, SiLU(gate), product; rstd
-    return total // s
+    if m.gated_norm:  # the gated norm: fp32 x, gate, SiLU(gate), product; rstd
+        total += (4 * 4 * inner + 4 * m.groups) * s
+    else:  # x * silu(gate): the scan's fp32 output and SiLU's 16-bit output (the gate is in_proj's, kept)
+        total += (4 + a) * inner * s
+    return (total + 4 * h) // s
 
 
 def flops_per_token(m: Mamba2) -> int:
@@ -137,6 +148,8 @@ def describe(m: Mamba2, num_layers: int, seq_len: int, dtype_bytes: int, kernel:
     there = saved_bytes(m, seq_len, dtype_bytes, other)
     which = ("mamba-ssm's fused kernel (installed here; on a GPU)" if kernel == "mamba_ssm" else
              "transformers' torch fallback (mamba-ssm is not installed here, and a CPU always runs it)")
-    return (f"Mamba2 in {m.layers} of {num_layers} layers ({m.attention} softmax attention): the scan in {which} keeps "
+    where = (f"beside attention in all {num_layers} layers" if m.parallel else
+             f"in {m.layers} of {num_layers} layers ({m.attention} softmax attention)")
+    return (f"Mamba2 {where}: the scan in {which} keeps "
             f"{here / 1024:.0f} KiB a token a layer; {other} would keep {there / 1024:.0f} KiB"
             + ("" if kernel == "mamba_ssm" else " (pip install mamba-ssm; transformers uses it on a GPU)"))

@@ -40,7 +40,7 @@ def _model_class(cfg: dict):
 
 # the classes of the token mixers a linear may sit in, where the module path does not say "attn": Nemotron-H names
 # every block's module `mixer` (attention, Mamba2, MLP and MoE alike), Granite 4.0-H its Mamba2 layers `mamba`
-MIXER_CLASSES = ("Attention", "Mamba", "DeltaNet")
+MIXER_CLASSES = ("Attention", "Mamba", "DeltaNet", "Mixer")  # Falcon-H1's FalconH1Mixer (under `mamba`)
 
 
 def _linear_family(module_name: str, leaf: str, parent_class: str = "") -> str:

@@ -155,7 +155,7 @@ class ModelSpec:
         and MoE blocks have none either)."""
         m = self.mamba
         if m is not None:
-            return m.attention if m.blocks else self.num_layers - m.layers
+            return m.attention if m.blocks or m.parallel else self.num_layers - m.layers
         g = self.linear_attention
         return self.num_layers - (g.layers if g else 0)
 

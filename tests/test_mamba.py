@@ -34,6 +34,15 @@ def _granite():
                                   num_local_experts=0, shared_intermediate_size=512)
 
 
+def _falcon_h1(rms_norm: bool):
+    from transformers.models.falcon_h1.configuration_falcon_h1 import FalconH1Config
+
+    return FalconH1Config(hidden_size=HIDDEN, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, head_dim=64, mamba_n_heads=12, mamba_d_head=24, mamba_d_ssm=288,
+                          mamba_d_state=40, mamba_n_groups=2, mamba_d_conv=4, mamba_chunk_size=32,
+                          mamba_rms_norm=rms_norm, mamba_norm_before_gate=True, vocab_size=500)
+
+
 def _measured_mixer(model_type: str, cfg, seq: int) -> tuple[int, "mamba.Mamba2"]:
     """The second layer's mixer under LoRA on in_proj, less what that LoRA keeps (its input copy and r-wide output,
     and the 16-bit casts of its two matrices, which are no activation)."""
@@ -45,7 +54,8 @@ def _measured_mixer(model_type: str, cfg, seq: int) -> tuple[int, "mamba.Mamba2"
     layer = model.base_model.model.model.layers[1]
     m = mamba.read(model_type, cfg.to_dict(), cfg.num_hidden_layers)
     lora = 2 * (HIDDEN + 8) * seq + 2 * 8 * (HIDDEN + m.in_proj_width)
-    return saved_in(model, getattr(layer, "mixer", None) or layer.mamba, seq) - lora, m
+    mixer = layer.mamba if hasattr(layer, "mamba") else layer.mixer
+    return saved_in(model, mixer, seq) - lora, m
 
 
 @pytest.mark.parametrize("seq,shape", [
@@ -64,6 +74,19 @@ def test_granite_4_h_mixer_is_counted_the_same():
     assert (m.layers, m.attention, m.blocks) == (2, 1, False)
     estimated = mamba.saved_bytes(m, 100, 2, "torch") * 100
     assert abs(estimated - measured) / measured < 0.001, (estimated, measured)
+
+
+@pytest.mark.parametrize("rms_norm", [True, False])
+def test_falcon_h1_mixer_beside_attention_in_every_layer(rms_norm):
+    """Falcon-H1: its mixer (input and in_proj multipliers, no fused path) with the grouped gated RMSNorm (its 1.5B
+    and larger) or gated by SiLU alone (mamba_rms_norm false, its 0.5B)."""
+    measured, m = _measured_mixer("falcon_h1", _falcon_h1(rms_norm), 100)
+    assert (m.layers, m.attention, m.parallel, m.gated_norm) == (2, 2, True, rms_norm)
+    estimated = mamba.saved_bytes(m, 100, 2, "torch") * 100
+    assert abs(estimated - measured) / measured < 0.002, (estimated, measured)
+    spec = load_model("tiiuae/Falcon-H1-7B-Instruct")
+    assert spec.attention_layers == spec.mamba.layers == spec.num_layers == 44
+    assert spec.target_set("standard") == ["in_proj", "q_proj", "k_proj", "v_proj", "o_proj"]
 
 
 def test_nemotron_3_nano_layer_kinds_and_what_standard_targets():
