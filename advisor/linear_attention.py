@@ -70,9 +70,12 @@ def read(model_type: str, cfg: dict, num_layers: int) -> GatedDeltaNet | None:
         layers = num_layers - num_layers // interval
     if not layers:
         return None
-    return GatedDeltaNet(layers, int(text.get("linear_num_key_heads") or 16), int(text.get("linear_num_value_heads") or 32),
-                         int(text.get("linear_key_head_dim") or 128), int(text.get("linear_value_head_dim") or 128),
-                         int(text.get("linear_conv_kernel_dim") or 4))
+    def key(name: str, default: int) -> int:  # Qwen3NextConfig's defaults where config.json leaves one out
+        return int(text.get(name) or default)
+
+    return GatedDeltaNet(layers, key("linear_num_key_heads", 16), key("linear_num_value_heads", 32),
+                         key("linear_key_head_dim", 128), key("linear_value_head_dim", 128),
+                         key("linear_conv_kernel_dim", 4))
 
 
 @lru_cache(maxsize=None)

@@ -3,9 +3,10 @@ Bamba, Falcon-H1).
 
 Their decoder layers are of kinds (config.json `layers_block_type` / `layer_types`: "linear_attention" is a Mamba2
 mixer in transformers 5, "full_attention" softmax attention; Nemotron-H adds "mlp" and "moe" blocks, each block one
-norm and one of the four; Falcon-H1 runs attention and a Mamba2 mixer side by side in every layer). The mixer (transformers 5 models/nemotron_h/modeling_nemotron_h.py
-`NemotronHMamba2Mixer`, the same in granitemoehybrid and bamba): in_proj to the gate, x/B/C and dt, a depthwise
-causal conv1d with SiLU over x/B/C, the chunked SSD scan, a grouped gated RMSNorm, out_proj.
+norm and one of the four; Falcon-H1 runs attention and a Mamba2 mixer side by side in every layer). The mixer
+(transformers 5 models/nemotron_h/modeling_nemotron_h.py `NemotronHMamba2Mixer`, the same in granitemoehybrid and
+bamba; Falcon-H1's adds multipliers): in_proj to the gate, x/B/C and dt, a depthwise causal conv1d with SiLU over
+x/B/C, the chunked SSD scan, a grouped gated RMSNorm, out_proj.
 
 The scan runs in one of two implementations, chosen by transformers at run time (integrations/hub_kernels.py
 `use_kernel_func_from_hub_with_fallback`):
@@ -17,9 +18,9 @@ The scan runs in one of two implementations, chosen by transformers at run time 
   it masks, B repeated to every head in fp32, autocast's 16-bit copies for each einsum, and the states of every
   chunk. Tens of times what softmax attention keeps.
 
-Measured with autograd's saved tensors on tiny Nemotron-H and Granite 4.0-H mixers under bf16 autocast
-and Falcon-H1 (tests/test_mamba.py): the torch path's count below matches within 0.1%. The fused kernel is read from its source, not
-measured (no GPU here).
+Measured with autograd's saved tensors on tiny Nemotron-H, Granite 4.0-H and Falcon-H1 mixers under bf16 autocast
+(tests/test_mamba.py): the torch path's count below matches within 0.1%. The fused kernel is read from its source,
+not measured (no GPU here).
 """
 from __future__ import annotations
 

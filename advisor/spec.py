@@ -208,7 +208,8 @@ class ModelSpec:
 
     def adaptable_names(self) -> list[str]:
         """Module names LoRA can target, lm_head excluded (as peft's all-linear does), and those peft refuses."""
-        return [l.name for l in self.linears if l.adaptable and l.family != "lm_head" and l.name not in self.peft_refused]
+        refused = self.peft_refused
+        return [l.name for l in self.linears if l.adaptable and l.family != "lm_head" and l.name not in refused]
 
     @property
     def family(self) -> Family:
