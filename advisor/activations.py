@@ -68,7 +68,8 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear], larges
     gdn, ssm = spec.linear_attention, spec.mamba
     kinds = []  # (layers, bytes a token) of each mixer kind beside softmax attention
     if gdn is not None:
-        mixer += linear_attention.gated_attention_bytes(spec.num_heads, spec.num_kv_heads, spec.head_dim, a)
+        if gdn.gated_attention:
+            mixer += linear_attention.gated_attention_bytes(spec.num_heads, spec.num_kv_heads, spec.head_dim, a)
         kinds.append((gdn.layers, linear_attention.saved_bytes(gdn, plan.seq_len, a, plan.linear_kernel,
                                                                plan.causal_conv1d)))
     if ssm is not None and ssm.parallel:  # beside attention in every layer (Falcon-H1)

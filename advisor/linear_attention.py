@@ -30,6 +30,7 @@ from importlib.util import find_spec
 
 # model types whose "linear_attention" layers are transformers' Gated DeltaNet, with the config keys below
 GATED_DELTANET_TYPES = frozenset({"qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text"})
+# (Kimi Linear's Kimi Delta Attention, a Gated DeltaNet with a decay per channel: `KimiDelta`, read apart)
 CHUNK = 64  # the delta rule's chunk length (torch_chunk_gated_delta_rule and fla's chunk_size default)
 KERNELS = ("torch", "fla")
 
@@ -44,11 +45,28 @@ class GatedDeltaNet:
     k_dim: int
     v_dim: int
     conv_kernel: int
+    name = "Gated DeltaNet"
+    gated_attention = True  # the full-attention layers beside them gate their output (Qwen3-Next, Qwen3.5)
 
     @property
     def conv_width(self) -> int:
         """Channels of the conv1d: q, k (k_heads x k_dim each) and v (v_heads x v_dim)."""
         return 2 * self.k_heads * self.k_dim + self.v_heads * self.v_dim
+
+
+@dataclass(frozen=True)
+class KimiDelta:
+    """Kimi Linear's Kimi Delta Attention layers (transformers 5 models/kimi_linear/modeling_kimi_linear.py
+    `KimiLinearDeltaAttention`): Gated DeltaNet with a decay per channel (a low-rank forget gate, heads x head_dim
+    wide) in place of one a head, q, k and v of heads x head_dim each, a sigmoid-gated RMSNorm; MLA attention between
+    them (no output gate)."""
+
+    layers: int
+    heads: int
+    head_dim: int
+    conv_kernel: int
+    name = "Kimi Delta Attention"
+    gated_attention = False
 
 
 def text_config(cfg: dict) -> dict:
@@ -57,8 +75,27 @@ def text_config(cfg: dict) -> dict:
     return inner if isinstance(inner, dict) and "hidden_size" not in cfg else cfg
 
 
-def read(model_type: str, cfg: dict, num_layers: int) -> GatedDeltaNet | None:
-    """The model's Gated DeltaNet layers, or None for a model without them."""
+def _kimi(cfg: dict, num_layers: int) -> KimiDelta | None:
+    """Kimi Linear's KDA layers, from config.json's `linear_attn_config` (kda_layers, 1-indexed; num_heads, head_dim,
+    short_conv_kernel_size) or from KimiLinearConfig's own keys (layer_types, linear_num_heads, ...)."""
+    raw = cfg.get("linear_attn_config") if isinstance(cfg.get("linear_attn_config"), dict) else {}
+    kinds = cfg.get("layer_types")
+    if isinstance(kinds, list) and kinds:
+        layers = sum(k == "linear_attention" for k in kinds)
+    elif isinstance(raw.get("kda_layers"), list):
+        layers = len(raw["kda_layers"])
+    else:  # KimiLinearConfig's default: full attention every 4th layer from the fifth
+        layers = sum(not (i and i % 4 == 0) for i in range(num_layers))
+    heads = int(raw.get("num_heads") or cfg.get("linear_num_heads") or 32)
+    head_dim = int(raw.get("head_dim") or cfg.get("linear_head_dim") or 128)
+    kernel = int(raw.get("short_conv_kernel_size") or cfg.get("linear_conv_kernel_dim") or 4)
+    return KimiDelta(layers, heads, head_dim, kernel) if layers else None
+
+
+def read(model_type: str, cfg: dict, num_layers: int) -> GatedDeltaNet | KimiDelta | None:
+    """The model's Gated DeltaNet (or Kimi Delta Attention) layers, or None for a model without them."""
+    if model_type == "kimi_linear":
+        return _kimi(cfg, num_layers)
     if model_type not in GATED_DELTANET_TYPES:
         return None
     text = text_config(cfg)
@@ -90,10 +127,51 @@ def conv_kernel_installed() -> bool:
     return find_spec("causal_conv1d") is not None
 
 
-def saved_bytes(g: GatedDeltaNet, seq_len: int, dtype_bytes: int, kernel: str, conv_fused: bool = False) -> int:
+def _kda_saved_bytes(g: KimiDelta, seq_len: int, dtype_bytes: int, kernel: str, conv_fused: bool) -> int:
+    """Per token, one KDA layer (as `saved_bytes`). Its torch fallback (`chunk_kimi_delta_attention`) applies the
+    per-channel decay inside each chunk as a (chunk x chunk x head_dim) tensor a head: the decay mask and two products
+    with it are kept in fp32, 3 x 64 x head_dim x 4 bytes a head a token (3 MiB a token at Kimi Linear's 32 x 128), and
+    its UT transform loops over the chunk's rows keeping clones of the rows above (sum of i + i^2, i < 64, a head a
+    chunk). Measured on tiny Kimi Linear layers (tests/test_linear_attention.py): exact. fla's `chunk_kda`
+    (ops/kda/chunk.py save_for_backward, recompute on: q, k L2-normed with rstd, v, the gate and its cumsum, beta,
+    Aqk and Akk of 64 a head, taken as fp32) is read from its source."""
+    a, s = dtype_bytes, seq_len
+    h, d = g.heads, g.head_dim
+    x = h * d
+    conv = 3 * x
+    total = a * conv * s if conv_fused else a * conv * (2 * s + g.conv_kernel - 1)
+    # the forget gate (softplus written as where/exp/log: the bool condition, exp's output, log's input), beta's
+    # sigmoid, and the output norm (fp32 input, the weighted normed value, the gate's sigmoid; rsqrt a head)
+    total += (9 * x + a * h + 12 * x + 4 * h) * s + 4 * d + 4 * h
+    if kernel == "fla":
+        return (total + s * (2 * a * x + 8 * h + a * x + 8 * x + 2 * 4 * h * CHUNK)) // s
+    padded = -(-s // CHUNK) * CHUNK
+    chunks = padded // CHUNK
+    m = h * CHUNK * d  # one chunk row's decay, a head
+    rows = sum(i + i * i for i in range(1, CHUNK))  # the UT loop's kept clones, a head a chunk
+    total += (8 * x + 8 * h) * s  # the L2 norms' fp32 inputs and rsqrt
+    # fp32, padded: v and k (by beta), k*beta, g's exp (three: the chunk matmul's, q's and the state update's), q;
+    # beta; the decay mask and its two products
+    total += 4 * padded * (3 * x + 3 * x + x + h) + 4 * padded * 3 * m
+    total += 4 * chunks * h * rows
+    # autocast's 16-bit copies: the two chunk matmuls (the UT matrix twice, v*beta, k*beta*exp(g)), then in the scan
+    # q*exp(g) (not at the first chunk), k_cumdecay (kept from the second chunk), the intra scores, v_new, k's product
+    hc = h * CHUNK
+    total += a * padded * (2 * hc + 2 * x) + a * (padded - CHUNK) * x + (a * padded * x if chunks > 1 else 0)
+    total += a * padded * (hc + 2 * x)
+    # the states: two 16-bit copies and the fp32 state each chunk, less the first chunk's zero state; g's last exp
+    total += chunks * h * d * d * (2 * a + 4) - (2 + 4) * h * d * d + 4 * chunks * h * d
+    total += 3 * CHUNK * CHUNK  # the masks (bool)
+    return total // s
+
+
+def saved_bytes(g: GatedDeltaNet | KimiDelta, seq_len: int, dtype_bytes: int, kernel: str,
+                conv_fused: bool = False) -> int:
     """Per token, one Gated DeltaNet layer, from its input projections' outputs to out_proj's input: the tensors
     autograd keeps (the frozen projections keep nothing; LoRA's own inputs are counted with the other adapted
     linears). `dtype_bytes` is the compute dtype: 2 under 16-bit autocast (the casts counted are autocast's)."""
+    if isinstance(g, KimiDelta):
+        return _kda_saved_bytes(g, seq_len, dtype_bytes, kernel, conv_fused)
     a, s = dtype_bytes, seq_len
     h, kd, vd = g.v_heads, g.v_heads * g.k_dim, g.v_heads * g.v_dim
     conv = g.conv_width
@@ -123,13 +201,13 @@ def saved_bytes(g: GatedDeltaNet, seq_len: int, dtype_bytes: int, kernel: str, c
     return total // s
 
 
-def flops_per_token(g: GatedDeltaNet) -> int:
-    """Forward FLOPs a token, one Gated DeltaNet layer's delta rule (the chunked form both implementations run), by
-    value head: k·beta·kᵀ and q·kᵀ within the chunk (2·64·dk each), the two triangular solves (64·(dk + dv)), and in
-    the scan k_cumdecay·S, q·S and kᵀ·v_new against the dk x dv state (2·dk·dv each) and the chunk's attention
-    times v_new (2·64·dv)."""
-    per_head = 4 * CHUNK * g.k_dim + CHUNK * (g.k_dim + g.v_dim) + 2 * CHUNK * g.v_dim + 6 * g.k_dim * g.v_dim
-    return g.v_heads * per_head
+def flops_per_token(g: GatedDeltaNet | KimiDelta) -> int:
+    """Forward FLOPs a token, one layer's delta rule (the chunked form both implementations run), by value head:
+    k·beta·kᵀ and q·kᵀ within the chunk (2·64·dk each), the two triangular solves (64·(dk + dv)), and in the scan
+    k_cumdecay·S, q·S and kᵀ·v_new against the dk x dv state (2·dk·dv each) and the chunk's attention times v_new
+    (2·64·dv). KDA's per-channel decay makes its within-chunk products elementwise over dk: the same count."""
+    heads, dk, dv = (g.heads, g.head_dim, g.head_dim) if isinstance(g, KimiDelta) else (g.v_heads, g.k_dim, g.v_dim)
+    return heads * (4 * CHUNK * dk + CHUNK * (dk + dv) + 2 * CHUNK * dv + 6 * dk * dv)
 
 
 def gated_attention_bytes(heads: int, kv_heads: int, head_dim: int, dtype_bytes: int) -> int:
@@ -138,13 +216,14 @@ def gated_attention_bytes(heads: int, kv_heads: int, head_dim: int, dtype_bytes:
     return 4 * (heads + kv_heads) * (head_dim + 1) + 2 * dtype_bytes * heads * head_dim
 
 
-def describe(g: GatedDeltaNet, num_layers: int, seq_len: int, dtype_bytes: int, kernel: str, conv_fused: bool) -> str:
+def describe(g: GatedDeltaNet | KimiDelta, num_layers: int, seq_len: int, dtype_bytes: int, kernel: str,
+             conv_fused: bool) -> str:
     """The assumption line: which implementation the estimate counts, and what the other one keeps."""
     here = saved_bytes(g, seq_len, dtype_bytes, kernel, conv_fused)
     other = "torch" if kernel == "fla" else "fla"
     there = saved_bytes(g, seq_len, dtype_bytes, other, conv_fused)
     which = ("flash-linear-attention's chunked kernel (installed here; on a GPU)" if kernel == "fla" else
              "transformers' torch fallback (flash-linear-attention is not installed here, and a CPU always runs it)")
-    return (f"Gated DeltaNet in {g.layers} of {num_layers} layers (linear attention): the delta rule in {which} "
+    return (f"{g.name} in {g.layers} of {num_layers} layers (linear attention): the delta rule in {which} "
             f"keeps {here / 1024:.0f} KiB a token a layer; {other} would keep {there / 1024:.0f} KiB"
             + ("" if kernel == "fla" else " (pip install flash-linear-attention; transformers uses it on a GPU)"))

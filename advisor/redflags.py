@@ -392,7 +392,7 @@ def _recurrent_layers(spec: ModelSpec) -> tuple[int, str] | None:
     """(layers, kind) of a hybrid's recurrent sequence mixers: Gated DeltaNet (linear_attention.py) or Mamba2
     (mamba.py); None for a model without them."""
     if spec.linear_attention is not None:
-        return spec.linear_attention.layers, "Gated DeltaNet"
+        return spec.linear_attention.layers, spec.linear_attention.name
     if spec.mamba is not None:
         return spec.mamba.layers, "Mamba2"
     return None
@@ -418,6 +418,7 @@ def packing_linear_attention(ctx: Context) -> Finding | None:
 
 # the recurrent layers' kernel package and the Plan field that says it is installed, by kind
 KERNELS = {"Gated DeltaNet": ("flash-linear-attention", "linear_kernel", "fla"),
+           "Kimi Delta Attention": ("flash-linear-attention", "linear_kernel", "fla"),
            "Mamba2": ("mamba-ssm", "mamba_kernel", "mamba_ssm")}
 
 

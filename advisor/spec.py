@@ -11,7 +11,7 @@ from typing import Literal, get_args
 
 from .errors import RankwiseError, closest
 from .families import Family, family_of
-from .linear_attention import GatedDeltaNet, read as read_linear_attention
+from .linear_attention import GatedDeltaNet, KimiDelta, read as read_linear_attention
 from .mamba import Mamba2, read as read_mamba
 
 # Named target sets (the schema's `lora.target_modules` accepts these or a list of names).
@@ -140,8 +140,9 @@ class ModelSpec:
         return replace(self, linears=tuple(out))
 
     @property
-    def linear_attention(self) -> GatedDeltaNet | None:
-        """The Gated DeltaNet layers of a hybrid (Qwen3-Next, Qwen3.5), or None (linear_attention.py)."""
+    def linear_attention(self) -> GatedDeltaNet | KimiDelta | None:
+        """The Gated DeltaNet layers of a hybrid (Qwen3-Next, Qwen3.5; Kimi Linear's per-channel variant), or None
+        (linear_attention.py)."""
         return read_linear_attention(self.model_type, self.config, self.num_layers)
 
     @property

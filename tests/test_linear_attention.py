@@ -128,3 +128,59 @@ def test_packing_runs_the_linear_layers_across_examples():
 
     assert packed_vs_alone(("linear_attention", "full_attention")) > 1e-3
     assert packed_vs_alone(("full_attention", "full_attention")) < 1e-5
+
+
+def test_packing_runs_kimi_delta_attention_across_examples():
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(_kimi_config(2, 16, ("linear_attention", "full_attention"), 64)).eval()
+    a, b = torch.randint(0, 500, (1, 10)), torch.randint(0, 500, (1, 7))
+    with torch.no_grad():
+        alone = model(input_ids=b, use_cache=False).logits
+        positions = torch.cat([torch.arange(10), torch.arange(7)])[None]
+        packed = model(input_ids=torch.cat([a, b], 1), position_ids=positions, use_cache=False).logits[:, 10:]
+    assert (alone - packed).abs().max().item() > 1e-3
+
+
+def _kimi_config(heads=4, head_dim=24, kinds=("linear_attention", "linear_attention", "full_attention"), hidden=128):
+    from transformers.models.kimi_linear.configuration_kimi_linear import KimiLinearConfig
+
+    return KimiLinearConfig(hidden_size=hidden, intermediate_size=256, num_hidden_layers=len(kinds),
+                            layer_types=list(kinds), mlp_layer_types=["dense"] * len(kinds), num_attention_heads=4,
+                            num_key_value_heads=4, kv_lora_rank=32, q_lora_rank=None, qk_rope_head_dim=16,
+                            v_head_dim=32, qk_nope_head_dim=32, linear_head_dim=head_dim, linear_num_heads=heads,
+                            linear_conv_kernel_dim=4, vocab_size=500, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                            num_experts=4, num_experts_per_token=2)
+
+
+@pytest.mark.parametrize("seq,heads,head_dim", [(100, 4, 24), (192, 2, 16)])
+def test_kimi_delta_attention_torch_path_keeps_what_the_count_says(seq, heads, head_dim):
+    """Kimi Linear's KDA layer: its per-channel decay mask and two products with it (fp32, chunk x chunk x head_dim a
+    head) and its UT loop's clones, beside everything GDN keeps; measured less LoRA's own tensors on q_proj."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cfg = _kimi_config(heads, head_dim)
+    torch.manual_seed(0)
+    model = lora_model(AutoModelForCausalLM.from_config(cfg), ["q_proj"])
+    width = heads * head_dim
+    lora = 2 * (128 + 8) * seq + 2 * 8 * (128 + width)  # q_proj's LoRA: its input, lora_A's output, the casts
+    measured = saved_in(model, model.base_model.model.model.layers[1].self_attn, seq) - lora
+    g = linear_attention.read("kimi_linear", cfg.to_dict(), cfg.num_hidden_layers)
+    assert (g.layers, g.heads, g.head_dim, g.gated_attention) == (2, heads, head_dim, False)
+    estimated = linear_attention.saved_bytes(g, seq, 2, "torch") * seq
+    assert abs(estimated - measured) / measured < 0.001, (estimated, measured)
+
+
+def test_kimi_linear_layers_from_the_index_and_from_its_raw_config():
+    spec = load_model("moonshotai/Kimi-Linear-48B-A3B-Instruct")
+    assert (spec.linear_attention.layers, spec.attention_layers, spec.num_layers) == (21, 6, 27)
+    assert spec.linear_attention.name == "Kimi Delta Attention"
+    raw = {"linear_attn_config": {"kda_layers": [1, 2, 3, 5, 6], "full_attn_layers": [4], "num_heads": 8,
+                                  "head_dim": 64, "short_conv_kernel_size": 4}}  # config.json's own form, 1-indexed
+    g = linear_attention.read("kimi_linear", raw, 6)
+    assert (g.layers, g.heads, g.head_dim) == (5, 8, 64)
+    fla, torch_path = (linear_attention.saved_bytes(spec.linear_attention, 4096, 2, k) for k in ("fla", "torch"))
+    assert 10 * fla < torch_path  # the fallback's chunk x chunk x head_dim decay tensors

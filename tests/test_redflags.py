@@ -185,6 +185,8 @@ TABLE = [
     # the same two for a Mamba2 hybrid (mamba-ssm not installed where the suite runs)
     ({"model.name": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "data.packing": True}, "80g",
      {"packing-linear-attention": "warning", "linear-attention-fallback": "info"}, []),
+    ({"model.name": "moonshotai/Kimi-Linear-48B-A3B-Instruct", "data.packing": True}, "80g",
+     {"packing-linear-attention": "warning", "linear-attention-fallback": "info"}, []),
 ]
 
 
