@@ -1,4 +1,5 @@
-"""Gated DeltaNet layers: what the linear-attention layers of the Qwen3-Next / Qwen3.5 hybrids keep for backward.
+"""Gated DeltaNet layers: what the linear-attention layers of the Qwen3-Next / Qwen3.5 hybrids keep for backward
+(and Kimi Linear's Kimi Delta Attention, a Gated DeltaNet with a decay per channel: `KimiDelta`).
 
 Three of every four decoder layers of these models (config.json `layer_types`: "linear_attention") replace softmax
 attention with a Gated DeltaNet (transformers 5 models/qwen3_5/modeling_qwen3_5.py `Qwen3_5GatedDeltaNet`, the same
@@ -16,11 +17,11 @@ The delta rule runs in one of two implementations, chosen by transformers at run
   the sequence to a multiple of 64, and autograd keeps about a dozen fp32 and 16-bit tensors of q/k/v width, the
   64 x 64 decay and UT matrices of every chunk, and 3 recurrent states (value heads x dk x dv) a chunk. Under 16-bit
   autocast each matmul keeps its own 16-bit copies of its inputs. Several times what softmax attention keeps.
-The conv1d is the reference F.conv1d (its padded input and its output kept) unless `causal_conv1d` is installed
+The conv1d is the reference F.conv1d (its input and its padded output kept) unless `causal_conv1d` is installed
 (its CausalConv1dFn keeps the input only).
 
 Measured with autograd's saved tensors on tiny Qwen3.5 layers under bf16 autocast (tests/test_linear_attention.py):
-the torch path's count below matches within 0.1%. The fla path is read from its source, not measured (no GPU here).
+the torch path's count below matches within 0.2%. The fla path is read from its source, not measured (no GPU here).
 """
 from __future__ import annotations
 
@@ -30,9 +31,7 @@ from importlib.util import find_spec
 
 # model types whose "linear_attention" layers are transformers' Gated DeltaNet, with the config keys below
 GATED_DELTANET_TYPES = frozenset({"qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text"})
-# (Kimi Linear's Kimi Delta Attention, a Gated DeltaNet with a decay per channel: `KimiDelta`, read apart)
 CHUNK = 64  # the delta rule's chunk length (torch_chunk_gated_delta_rule and fla's chunk_size default)
-KERNELS = ("torch", "fla")
 
 
 @dataclass(frozen=True)
@@ -175,7 +174,7 @@ def saved_bytes(g: GatedDeltaNet | KimiDelta, seq_len: int, dtype_bytes: int, ke
     a, s = dtype_bytes, seq_len
     h, kd, vd = g.v_heads, g.v_heads * g.k_dim, g.v_heads * g.v_dim
     conv = g.conv_width
-    # the conv1d: the reference keeps its left-padded input and the output SiLU takes; causal_conv1d its input
+    # the conv1d: the reference keeps its input and its padded output (SiLU's input); causal_conv1d its input
     total = a * conv * s if conv_fused else a * conv * (2 * s + g.conv_kernel - 1)
     total += (a + 4) * h * s  # beta = sigmoid(b) keeps its output; softplus keeps its fp32 input (the decay g)
     # the gated RMSNorm on each value head: fp32 input, fp32 gate and SiLU(gate), the normed 16-bit product, rsqrt

@@ -388,7 +388,7 @@ def moe_experts_16bit(ctx: Context) -> Finding | None:
                    f"({kept * 2 / 2 ** 30:.1f} GiB) are not quantized", why, fix, patch)
 
 
-def _recurrent_layers(spec: ModelSpec) -> tuple[int, str] | None:
+def recurrent_layers(spec: ModelSpec) -> tuple[int, str] | None:
     """(layers, kind) of a hybrid's recurrent sequence mixers: Gated DeltaNet (linear_attention.py) or Mamba2
     (mamba.py); None for a model without them."""
     if spec.linear_attention is not None:
@@ -404,7 +404,7 @@ def packing_linear_attention(ctx: Context) -> Finding | None:
     bounds only from `cu_seq_lens_q` / `seq_idx` (modeling_qwen3_5.py, modeling_nemotron_h.py), so their conv1d and
     recurrent state run on from one packed example into the next (tests/test_linear_attention.py and test_mamba.py:
     the second example's logits change)."""
-    found = _recurrent_layers(ctx.spec) if ctx.spec is not None and ctx.cfg.data.packing else None
+    found = recurrent_layers(ctx.spec) if ctx.spec is not None and ctx.cfg.data.packing else None
     if found is None:
         return None
     layers, kind = found
@@ -417,7 +417,7 @@ def packing_linear_attention(ctx: Context) -> Finding | None:
 
 
 # the recurrent layers' kernel package and the Plan field that says it is installed, by kind
-KERNELS = {"Gated DeltaNet": ("flash-linear-attention", "linear_kernel", "fla"),
+RECURRENT_KERNELS = {"Gated DeltaNet": ("flash-linear-attention", "linear_kernel", "fla"),
            "Kimi Delta Attention": ("flash-linear-attention", "linear_kernel", "fla"),
            "Mamba2": ("mamba-ssm", "mamba_kernel", "mamba_ssm")}
 
@@ -426,11 +426,11 @@ def linear_attention_fallback(ctx: Context) -> Finding | None:
     """A Gated DeltaNet or Mamba2 hybrid trained on a GPU without its kernel package: transformers runs the torch
     fallback of the chunked scan, which keeps several times what the kernel keeps (linear_attention.py, mamba.py) and
     is slower."""
-    found = _recurrent_layers(ctx.spec) if ctx.spec is not None else None
+    found = recurrent_layers(ctx.spec) if ctx.spec is not None else None
     if found is None or ctx.estimate is None or ctx.hw is None or not ctx.hw.has_gpu:
         return None
     layers, kind = found
-    package, field, kernel = KERNELS[kind]
+    package, field, kernel = RECURRENT_KERNELS[kind]
     if getattr(ctx.estimate.plan, field) == kernel:
         return None
     more = ctx.estimate.peak_bytes - estimate(ctx.spec, replace(ctx.estimate.plan, **{field: kernel})).peak_bytes

@@ -225,10 +225,10 @@ def _axolotl_packing(f: Finding, spec) -> Finding:
     """axolotl packs with each example's bounds passed to the recurrent layers (Gated DeltaNet: cu_seqlens; Mamba2:
     seq_idx, its monkeypatch/models/{nemotron_h,granitemoehybrid,falcon_h1} patches), through their kernel packages:
     transformers' torch fallbacks take no bounds. Its run needs the package rather than unpacked rows."""
-    from ..redflags import KERNELS, _recurrent_layers
+    from ..redflags import RECURRENT_KERNELS, recurrent_layers
 
-    _, kind = _recurrent_layers(spec)
-    package = KERNELS[kind][0]
+    _, kind = recurrent_layers(spec)
+    package = RECURRENT_KERNELS[kind][0]
     return replace(f, severity="info",
                    message=f.message.split(":")[0] + f": axolotl passes each packed example's bounds to the {kind} "
                    f"layers, which needs {package}",
