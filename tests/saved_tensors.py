@@ -1,5 +1,5 @@
-"""Bytes autograd keeps for backward inside one module: the measurement behind the hybrid layers' counts
-(test_linear_attention.py, test_mamba.py)."""
+"""Measurements on tiny hybrid models (test_linear_attention.py, test_mamba.py): the bytes autograd keeps for backward
+inside one module, behind the hybrid layers' counts, and what packing does to a packed example's logits."""
 
 
 def saved_in(model, module, seq: int, vocab: int = 500) -> int:
@@ -31,3 +31,16 @@ def lora_model(model, targets):
     model = get_peft_model(model.to(torch.bfloat16), LoraConfig(r=8, lora_dropout=0.0, target_modules=targets))
     model.train()
     return model
+
+
+def packed_vs_alone(model, vocab: int = 500) -> float:
+    """The largest logit difference on a 7-token example, run alone and packed after a 10-token one with position_ids
+    restarting at it (rankwise's packing, no attention mask): ~0 where every layer keeps packed examples apart."""
+    import torch
+
+    a, b = torch.randint(0, vocab, (1, 10)), torch.randint(0, vocab, (1, 7))
+    with torch.no_grad():
+        alone = model(input_ids=b, use_cache=False).logits
+        positions = torch.cat([torch.arange(10), torch.arange(7)])[None]
+        packed = model(input_ids=torch.cat([a, b], 1), position_ids=positions, use_cache=False).logits[:, 10:]
+    return (alone - packed).abs().max().item()
