@@ -40,6 +40,25 @@ KEYS = {
 BLOCK_TYPES = frozenset({"nemotron_h"})  # each layer one block (a mixer, an MLP or an MoE) with one norm
 # every layer runs attention and a Mamba2 mixer side by side on the same input (FalconH1DecoderLayer)
 PARALLEL_TYPES = frozenset({"falcon_h1"})
+# Linears a Mamba mixer's training forward reads as bare weights (`self.out_proj.weight`, not `self.out_proj(x)`), in
+# transformers 5.25. A LoRA adapter there is never called (its matrices get no gradient), and a bitsandbytes-quantized
+# weight there reaches a plain matmul packed: axolotl's Granite 4.0 README quotes the crash ("mat1 and mat2 shapes
+# cannot be multiplied (4096x3072 and 1x1179648)") and its loader keeps Falcon-H1's out_proj unquantized
+# (loaders/model.py: "output projection cannot be quantized"). So rankwise neither adapts nor quantizes them.
+# - Mamba2 mixers, with mamba-ssm on a GPU:
+#   `mamba2_split_conv1d_scan_combined(..., outproj_weight=self.out_proj.weight)` (models/{mamba2, nemotron_h,
+#   falcon_h1, granitemoehybrid, bamba, zamba2}); the torch path calls out_proj. peft 0.21 refuses out_proj itself in
+#   three of them (spec.PEFT_MAMBA_TYPES), not in Granite 4.0-H, Bamba or Zamba2.
+# - Mamba1 mixers, on every device: `time_step = self.dt_proj.weight @ time_step` (models/{jamba,falcon_mamba,mamba});
+#   pure Mamba's fused path (`mamba_inner_fn`) takes x_proj's and out_proj's weights too.
+FUSED_OUT = "mamba-ssm's fused kernel takes out_proj.weight on a GPU"
+TIME_STEP = "the time step is dt_proj.weight @ x on a 16-bit base"
+BARE_WEIGHTS = {  # model type -> (names, why)
+    **dict.fromkeys(("mamba2", "nemotron_h", "falcon_h1", "granitemoehybrid", "bamba", "zamba2"),
+                    (("out_proj",), FUSED_OUT)),
+    "jamba": (("dt_proj",), TIME_STEP), "falcon_mamba": (("dt_proj",), TIME_STEP),
+    "mamba": (("dt_proj", "x_proj", "out_proj"), f"{TIME_STEP}; mamba-ssm's fused kernel takes all three on a GPU"),
+}
 MIXER_KINDS = ("linear_attention", "mamba")
 ATTENTION_KINDS = ("full_attention", "attention")
 

@@ -532,7 +532,13 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         out.append(mamba.describe(spec.mamba, spec.num_layers, plan.seq_len, plan.dtype_bytes, plan.mamba_kernel))
     m = plan.descriptor
     if m.quant is not None:
-        out.append(f"{m.label}: every linear except lm_head in {m.quant.describe(plan.double_quant)}")
+        bare = spec.bare_names
+        kept = f" and {', '.join(bare)}" if bare else ""
+        out.append(f"{m.label}: every linear except lm_head{kept} in {m.quant.describe(plan.double_quant)}")
+        if bare:
+            out.append(f"{', '.join(bare)} of each Mamba mixer stay{'s' if len(bare) == 1 else ''} "
+                       f"{8 * plan.dtype_bytes}-bit, neither quantized nor adapted: "
+                       f"{mamba.BARE_WEIGHTS[spec.model_type][1]} (a packed weight cannot be multiplied there)")
         if kbit_upcast(plan):
             out.append("prepare_model_for_kbit_training casts embeddings, norms, lm_head and biases to fp32 (peft 0.21 other.py)")
             out.append("so the residual stream and MLP activations are fp32 (4-bit linears return their input's dtype), "

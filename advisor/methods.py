@@ -44,15 +44,15 @@ class FourBit:
               else f"fp32 absmax per {self.block} weights")
         return f"NF4 ({self.bits} bits) with {dq}"
 
-    def load_kwargs(self, quant: Any, compute_dtype: Any, sharded: bool) -> dict:
-        """BitsAndBytesConfig(**these) for the base (`quant` is the config's QuantSection).
-        FSDP/ZeRO-3 shard float tensors of one dtype: the 4-bit weights are then stored in the
-        compute dtype (peft docs, accelerate/fsdp.md "Use PEFT QLoRA and FSDP")."""
+    def load_kwargs(self, quant: Any, compute_dtype: Any, sharded: bool, keep: tuple[str, ...] = ()) -> dict:
+        """BitsAndBytesConfig(**these) for the base (`quant` is the config's QuantSection; `keep`: linears left in
+        the compute dtype, skip_modules). FSDP/ZeRO-3 shard float tensors of one dtype: the 4-bit weights are then
+        stored in the compute dtype (peft docs, accelerate/fsdp.md "Use PEFT QLoRA and FSDP")."""
         out = {"load_in_4bit": True, "bnb_4bit_quant_type": quant.quant_type,
                "bnb_4bit_use_double_quant": quant.double_quant, "bnb_4bit_compute_dtype": compute_dtype}
         if sharded:
             out["bnb_4bit_quant_storage"] = compute_dtype
-        return out
+        return out | skip_modules(keep)
 
 
 @dataclass(frozen=True)
@@ -76,14 +76,22 @@ class EightBit:
     def describe(self, double_quant: bool) -> str:
         return "LLM.int8 (8 bits) with an fp32 absmax per output row"
 
-    def load_kwargs(self, quant: Any, compute_dtype: Any, sharded: bool) -> dict:
+    def load_kwargs(self, quant: Any, compute_dtype: Any, sharded: bool, keep: tuple[str, ...] = ()) -> dict:
         """BitsAndBytesConfig(**these). Int8Params cannot be flattened with 16-bit tensors into one
         FSDP unit (peft/accelerate document FSDP only for 4-bit with bnb_4bit_quant_storage)."""
         if sharded:
             from .errors import RankwiseError
             raise RankwiseError("an 8-bit (LLM.int8) base cannot be sharded with FSDP/ZeRO-3",
                                 "use distributed.strategy: ddp, or the 4-bit method (FSDP+QLoRA)")
-        return {"load_in_8bit": True}
+        return {"load_in_8bit": True} | skip_modules(keep)
+
+
+def skip_modules(keep: tuple[str, ...]) -> dict:
+    """BitsAndBytesConfig's llm_int8_skip_modules for linears that must stay in the compute dtype
+    (ModelSpec.bare_names), or nothing. Given a list, transformers 5 skips only it (quantizers/base.py
+    get_modules_to_not_convert drops its default, the output head, and matches each name as a suffix), so lm_head,
+    rankwise's causal LM head, is named."""
+    return {"llm_int8_skip_modules": ["lm_head", *keep]} if keep else {}
 
 
 @dataclass(frozen=True)

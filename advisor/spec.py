@@ -12,7 +12,7 @@ from typing import Literal, get_args
 from .errors import RankwiseError, closest
 from .families import Family, family_of
 from .linear_attention import GatedDeltaNet, KimiDelta, read as read_linear_attention
-from .mamba import Mamba2, read as read_mamba
+from .mamba import BARE_WEIGHTS, Mamba2, read as read_mamba
 
 # Named target sets (the schema's `lora.target_modules` accepts these or a list of names).
 TargetSet = Literal["minimal", "standard", "aggressive", "all-linear"]
@@ -64,6 +64,7 @@ class Linear:
     count: int
     bias: bool = False
     adaptable: bool = True  # an nn.Linear that LoRA target_modules can wrap (fused expert tensors are not)
+    bare: bool = False  # the model's forward reads its weight bare (mamba.BARE_WEIGHTS): not adapted, not quantized
 
     @property
     def params(self) -> int:
@@ -95,6 +96,12 @@ class ModelSpec:
     @property
     def total_params(self) -> int:
         return sum(self.params_by_family.values())
+
+    def __post_init__(self):
+        """The linears the model's forward reads bare (mamba.BARE_WEIGHTS) marked, whichever reader built the spec."""
+        bare, _ = BARE_WEIGHTS.get(self.model_type, ((), ""))
+        if any(l.name in bare and not l.bare for l in self.linears):
+            object.__setattr__(self, "linears", tuple(replace(l, bare=l.name in bare) for l in self.linears))
 
     @property
     def logit_width(self) -> int:
@@ -203,6 +210,11 @@ class ModelSpec:
         return sum(l.d_in * l.count for l in every) // self.num_layers
 
     @property
+    def bare_names(self) -> tuple[str, ...]:
+        """Linears the model's forward reads as bare weights (Linear.bare): kept out of LoRA and of quantization."""
+        return tuple(l.name for l in self.linears if l.bare)
+
+    @property
     def peft_refused(self) -> tuple[str, ...]:
         """Linear names peft will not adapt in this model (PEFT_MAMBA_REFUSED in a Mamba-based model)."""
         return PEFT_MAMBA_REFUSED if self.model_type in PEFT_MAMBA_TYPES else ()
@@ -210,7 +222,8 @@ class ModelSpec:
     def adaptable_names(self) -> list[str]:
         """Module names LoRA can target, lm_head excluded (as peft's all-linear does), and those peft refuses."""
         refused = self.peft_refused
-        return [l.name for l in self.linears if l.adaptable and l.family != "lm_head" and l.name not in refused]
+        return [l.name for l in self.linears
+                if l.adaptable and not l.bare and l.family != "lm_head" and l.name not in refused]
 
     @property
     def family(self) -> Family:
@@ -249,6 +262,13 @@ class ModelSpec:
         have = self.adaptable_names()
         missing = [t for t in targets if t not in have]
         refused = [t for t in missing if t in self.peft_refused]
+        bare = [t for t in missing if t in self.bare_names and t not in refused]
+        if bare:
+            raise RankwiseError(f"target module{'s' if len(bare) > 1 else ''} {', '.join(bare)}: {self.model_type}'s "
+                                f"Mamba mixer reads {'their weights' if len(bare) > 1 else 'its weight'} bare in "
+                                f"training ({BARE_WEIGHTS[self.model_type][1]}: transformers' "
+                                f"modeling_{self.model_type}.py), so a LoRA adapter there would get no gradient",
+                                f"drop {', '.join(bare)}; {self.name} can adapt: {', '.join(have)}")
         if refused:
             raise RankwiseError(f"target module{'s' if len(refused) > 1 else ''} {', '.join(refused)}: peft refuses "
                                 f"LoRA on {'them' if len(refused) > 1 else 'it'} in a Mamba-based model "

@@ -41,8 +41,9 @@ def experts_as_parameters(plan: Plan) -> bool:
 
 
 def quantized(l: Linear, plan: Plan) -> bool:
-    """Does the method's bitsandbytes quantization replace this weight?"""
-    if plan.descriptor.quant is None:
+    """Does the method's bitsandbytes quantization replace this weight? Not one the model's forward reads bare
+    (Linear.bare: rankwise keeps it in the compute dtype, llm_int8_skip_modules)."""
+    if plan.descriptor.quant is None or l.bare:
         return False
     if l.family == "lm_head":
         return plan.stack.quantize_lm_head

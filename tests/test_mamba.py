@@ -120,13 +120,14 @@ def test_the_estimate_counts_the_mixers_and_says_which_scan():
 
 
 def test_whole_layers_on_average():
-    """A Granite 4.0-H of two Mamba2 layers and one attention layer, LoRA on every linear: the estimate's average
-    against the measured layers (layer 0's input needs no grad: the second Mamba2 layer stands for both)."""
+    """A Granite 4.0-H of two Mamba2 layers and one attention layer, LoRA on every linear rankwise adapts: the
+    estimate's average against the measured layers (layer 0's input needs no grad: the second Mamba2 layer stands
+    for both)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     cfg = _granite()
-    targets = ["in_proj", "out_proj", "q_proj", "k_proj", "v_proj", "o_proj", "input_linear", "output_linear"]
+    targets = ["in_proj", "q_proj", "k_proj", "v_proj", "o_proj", "input_linear", "output_linear"]  # not out_proj
     seq = 128
     per_layer = []
     for i in (1, 2):
@@ -166,3 +167,101 @@ def test_a_local_folder_saved_by_transformers_reads_its_tagged_infinity(tmp_path
     spec = load_model(str(tmp_path))
     assert spec.config["time_step_limit"][1] == math.inf
     assert (spec.mamba.layers, spec.attention_layers) == (1, 1)
+
+
+def _granite_spec():
+    cfg = _granite()
+    return cfg, spec_from_config("tiny-granite", "local", {**cfg.to_dict(), "model_type": "granitemoehybrid"})
+
+
+@pytest.mark.parametrize("name, bare, error", [
+    ("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", ("out_proj",), "peft refuses LoRA on it"),
+    ("tiiuae/Falcon-H1-7B-Base", ("out_proj",), "peft refuses LoRA on it"),
+    ("tiny-granite", ("out_proj",), "mamba-ssm's fused kernel takes out_proj.weight on a GPU"),
+    ("ai21labs/Jamba-v0.1", ("dt_proj",), "the time step is dt_proj.weight @ x on a 16-bit base"),
+])
+def test_weights_the_forward_reads_bare_are_neither_adapted_nor_quantized(name, bare, error):
+    """mamba.BARE_WEIGHTS: all-linear leaves them out, naming one is exit 2 with the reason (peft's own refusal
+    first where it has one), the 4-bit method keeps them (and lm_head) 16-bit and the estimate says so."""
+    from rankwise.advisor.config import QuantSection
+    from rankwise.advisor.methods import METHODS
+
+    spec = _granite_spec()[1] if name == "tiny-granite" else load_model(name)
+    assert spec.bare_names == bare
+    assert not set(bare) & set(spec.target_set("all-linear"))
+    with pytest.raises(RankwiseError, match=error) as e:
+        spec.resolve_targets(["in_proj", *bare])
+    assert e.value.exit_code == 2 and f"drop {bare[0]};" in e.value.hint and "in_proj" in e.value.hint
+    assert METHODS["qlora"].quant.load_kwargs(QuantSection(), "bf16", False, keep=bare)["llm_int8_skip_modules"] == [
+        "lm_head", *bare]
+    est = estimate(spec, Plan("qlora", seq_len=512))
+    assert any(a.startswith(f"{bare[0]} of each Mamba mixer stays 16-bit, neither quantized nor adapted")
+               for a in est.assumptions)
+
+
+def test_no_skip_list_where_nothing_is_read_bare():
+    """A model without such weights keeps transformers' own skip list (its default, the output head)."""
+    from rankwise.advisor.config import QuantSection
+    from rankwise.advisor.methods import METHODS
+
+    assert load_model("llama-3.2-1b").bare_names == ()
+    assert "llm_int8_skip_modules" not in METHODS["qlora"].quant.load_kwargs(QuantSection(), "bf16", False)
+    assert METHODS["lora-8bit"].quant.load_kwargs(QuantSection(), "bf16", False) == {"load_in_8bit": True}
+
+
+@pytest.mark.slow
+def test_the_fused_kernel_reads_out_proj_bare(tmp_path, monkeypatch):
+    """Granite 4.0-H's training forward hands `self.out_proj.weight` to mamba-ssm's fused kernel. That kernel needs a
+    GPU, so a stand-in takes its place at the one seam (the module's `mamba2_split_conv1d_scan_combined`), ending as
+    mamba-ssm's does (ssd_combined.py: `F.linear(out, outproj_weight, outproj_bias)`). Through it:
+    1. a LoRA adapter on out_proj gets no gradient (in_proj's does): why rankwise never adapts it;
+    2. a 4-bit out_proj reaches the matmul packed and fails (axolotl's Granite 4.0 README quotes this error);
+    3. loaded as rankwise loads it (out_proj and lm_head skipped) the step runs, and the weights in memory are what
+       the estimate counts."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers.models.granitemoehybrid import modeling_granitemoehybrid
+
+    from rankwise.advisor.config import QuantSection
+    from rankwise.advisor.memory import _weights
+    from rankwise.advisor.methods import METHODS
+
+    cfg, spec = _granite_spec()
+    width = spec.linear("out_proj").d_in
+    calls = []
+
+    def kernel(zxbcdt, *args, outproj_weight=None, outproj_bias=None, **kwargs):
+        calls.append(outproj_weight)
+        return F.linear(zxbcdt[..., :width], outproj_weight, outproj_bias)  # the gate's columns stand for the scan
+
+    monkeypatch.setattr(modeling_granitemoehybrid, "mamba2_split_conv1d_scan_combined", kernel)
+    ids = torch.randint(0, cfg.vocab_size, (1, 16))
+
+    torch.manual_seed(0)
+    model = lora_model(AutoModelForCausalLM.from_config(cfg), ["in_proj", "out_proj"]).train()
+    model(input_ids=ids, use_cache=False).logits.float().sum().backward()  # the HF Trainer runs without a cache
+    mixer = model.base_model.model.model.layers[0].mamba
+    assert len(calls) == 2  # the two Mamba2 layers went through the kernel
+    assert mixer.out_proj.lora_B["default"].weight.grad is None
+    assert mixer.in_proj.lora_B["default"].weight.grad.abs().sum() > 0
+
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    quant = QuantSection()
+
+    def load(keep):
+        kwargs = METHODS["qlora"].quant.load_kwargs(quant, torch.bfloat16, False, keep=keep)
+        return AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=BitsAndBytesConfig(**kwargs),
+                                                    dtype=torch.bfloat16, device_map="cpu").train()
+
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        load(())(input_ids=ids, use_cache=False)
+    model = load(spec.bare_names)
+    model(input_ids=ids, use_cache=False).logits.float().sum().backward()
+    mixer = model.model.layers[0].mamba
+    assert type(mixer.out_proj) is torch.nn.Linear and type(model.lm_head) is torch.nn.Linear
+    assert type(mixer.in_proj).__name__ == "Linear4bit"
+    held = sum(p.numel() * p.element_size() for p in model.parameters())
+    counted = _weights(spec, Plan("qlora", kbit_upcast=False))
+    assert held == counted["base_weights"] + counted["unquantized_weights"], (held, counted)

@@ -96,7 +96,8 @@ def load_base(run_dir: Path, cfg):
     if how is not None and how.quantized:
         compute = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
             cfg.quant.compute_dtype, dtype)
-        kwargs.update(quantization_config=BitsAndBytesConfig(**how.quant.load_kwargs(cfg.quant, compute, False)),
+        bnb = how.quant.load_kwargs(cfg.quant, compute, False, keep=spec.bare_names)
+        kwargs.update(quantization_config=BitsAndBytesConfig(**bnb),
                       device_map={"": 0 if cuda else "cpu"}, dtype=compute)
     else:
         kwargs["dtype"] = dtype

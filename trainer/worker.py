@@ -193,7 +193,9 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         if how.quantized:
             # sharded (FSDP/ZeRO-3): the quantized weights are stored in the compute dtype and the model
             # loads in it (peft docs, "Use PEFT QLoRA and FSDP"; see FourBit.load_kwargs)
-            kwargs["quantization_config"] = BitsAndBytesConfig(**how.quant.load_kwargs(cfg.quant, compute_dtype, sharded))
+            # (a linear the forward reads bare stays in the compute dtype: ModelSpec.bare_names)
+            bnb = how.quant.load_kwargs(cfg.quant, compute_dtype, sharded, keep=spec.bare_names)
+            kwargs["quantization_config"] = BitsAndBytesConfig(**bnb)
             where = quantized_device_map(device, local_rank)
             if where is not None:
                 kwargs["device_map"] = where
