@@ -38,6 +38,7 @@ CODES: dict[str, str] = {
     "underfitting": "the train loss was still falling steeply when the run ended",
     "throughput-drop": "tokens/s fell well below the run's own earlier rate",
     "memory-creep": "the measured peak memory keeps climbing step after step",
+    "adapter-unused": "LoRA adapters got no gradient in the first steps: the model's forward bypasses their modules",
 }
 
 # ---------------------------------------------------------------- thresholds (each with its reason)
@@ -342,9 +343,37 @@ def memory_creep(run: Run) -> Diagnosis | None:
                      evidence)
 
 
+def adapter_unused(run: Run) -> Diagnosis | None:
+    """The live run's `adapters` event (trainer/callbacks.py AdapterUse) named adapters whose lora_B never got a
+    gradient: peft wrapped the module, but the forward reads its weight bare (a fused kernel handed `.weight`, a
+    `.weight @ x`), so the adapter is never called and trains nothing. A module name whose every adapter is unused
+    is a target to drop; some of many unused (an MoE's expert linears a few batches did not route to) is said too."""
+    e = run.adapters
+    unused = {str(k): v for k, v in (field_of(e, "unused") or {}).items() if isinstance(v, list) and len(v) == 2
+              and all(isinstance(x, int) for x in v) and v[0] > 0} if e is not None else {}
+    if not unused:
+        return None
+    dead = sorted(n for n, (u, total) in unused.items() if u == total)
+    said = ", ".join(f"{n} ({u} of {total})" for n, (u, total) in sorted(unused.items()))
+    targets = run.cfg.lora.target_modules if run.cfg is not None else None
+    patch = None
+    if dead and isinstance(targets, list) and set(targets) - set(dead):
+        patch = {"lora.target_modules": [t for t in targets if t not in dead]}
+    drop = ", ".join(dead)
+    fix = (f"adapt the other modules: drop {drop} from lora.target_modules" if dead else
+           "nothing to change if those are MoE experts a few batches did not reach; else drop them")
+    return Diagnosis("adapter-unused", "warning" if dead else "info", field_of(e, "step"),
+                     f"LoRA adapters got no gradient in the first steps: {said}",
+                     "peft wrapped these modules, but the model's forward never called them: it reads their weight "
+                     "bare (a fused kernel given `.weight`, or `.weight @ x`), so their adapters train nothing while "
+                     "their parameters and optimizer states take memory",
+                     fix, {"unused": {n: f"{u}/{t}" for n, (u, t) in unused.items()},
+                           "adapters": field_of(e, "adapters")}, patch)
+
+
 RULES: list[Callable[[Run], Diagnosis | None]] = [
     loss_nan, loss_zero_masked, loss_flat, loss_spikes, grad_explosion, overfitting, gap_widening, underfitting,
-    throughput_drop, memory_creep,
+    throughput_drop, memory_creep, adapter_unused,
 ]
 
 

@@ -43,6 +43,7 @@ class Run:
     trained_share: float | None = None  # supervised / training tokens, when the start event says
     cfg: Any = None  # the run's RunConfig, for concrete patches
     recorded: tuple = ()  # the `diagnosis` events the live run wrote (dicts or typed)
+    adapters: Any = None  # the `adapters` event (trainer/callbacks.py AdapterUse), when the run wrote one
 
     @property
     def losses(self) -> list[float]:
@@ -104,12 +105,14 @@ def read_run(events, cfg=None) -> Run:
             ended = True
         elif kind == "diagnosis" and isinstance(field_of(e, "code"), str):
             recorded.setdefault(field_of(e, "code"), e)  # the first time each code fired
+        elif kind == "adapters" and isinstance(field_of(e, "unused"), dict):
+            info["adapters"] = e
     pts = tuple(points[s] for s in sorted(points))
     if pts and info.get("max_steps") and pts[-1].step >= info["max_steps"]:
         ended = True
     return Run(pts, tuple(sorted(evals.items())), info.get("device"), info.get("device_total_bytes"),
                info.get("max_steps"), info.get("method"), ended, info.get("trained_share"), cfg,
-               tuple(recorded.values()))
+               tuple(recorded.values()), info.get("adapters"))
 
 
 # ---------------------------------------------------------------- statistics

@@ -82,6 +82,11 @@ def _with(values: list[float], at: int, value: float) -> list[float]:
     return out
 
 
+def _adapters(unused: dict) -> list[dict]:
+    """A healthy stream with the worker's `adapters` event (trainer/callbacks.py AdapterUse) at step 3."""
+    return stream(HEALTHY) + read([ev("adapters", step=3, adapters=8, unused=unused)])
+
+
 # Each row: (code, severity when it fires, the stream that has the problem, its near miss).
 CASES = {
     "loss-nan": (
@@ -170,6 +175,16 @@ CASES = {
         lambda: stream(HEALTHY, peaks=[int((10 + 0.05 * i) * 2**30) for i in range(60)]),
         # the longest batch arrives once (+20%), then the peak stays: no climb
         lambda: stream(HEALTHY, peaks=[10 << 30] * 40 + [12 << 30] * 20),
+    ),
+    "adapter-unused": (
+        "warning",
+        lambda: _adapters({"dt_proj": [4, 4]}),  # every dt_proj adapter: the forward reads dt_proj.weight bare
+        lambda: _adapters({}),  # every adapter got its gradient
+    ),
+    "adapter-unused/experts": (
+        "info",  # some of many: experts a few batches did not route to, or a layer that bypasses them
+        lambda: _adapters({"w1": [2, 64]}),
+        lambda: _adapters({"w1": [0, 64]}),
     ),
 }
 

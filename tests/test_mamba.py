@@ -1,8 +1,12 @@
 """Mamba2 hybrids (Nemotron-H, Granite 4.0-H): what their state-space mixers keep for backward, measured with
-autograd's saved tensors on tiny models beside advisor/mamba.py's count, their layer kinds, and packing.
+autograd's saved tensors on tiny models beside advisor/mamba.py's count, their layer kinds, and packing; and the
+mixer weights the forward reads bare (Mamba2's out_proj, Jamba's dt_proj): never adapted nor quantized, and a run
+forced to adapt one is told so by the live doctor.
 
 The CPU runs transformers' torch fallback of the chunked scan, the path the count is measured on; mamba-ssm's fused
 kernel (a GPU's) is read from its source."""
+from pathlib import Path
+
 import pytest
 
 from rankwise.advisor import mamba
@@ -265,3 +269,49 @@ def test_the_fused_kernel_reads_out_proj_bare(tmp_path, monkeypatch):
     held = sum(p.numel() * p.element_size() for p in model.parameters())
     counted = _weights(spec, Plan("qlora", kbit_upcast=False))
     assert held == counted["base_weights"] + counted["unquantized_weights"], (held, counted)
+
+
+@pytest.mark.slow
+def test_a_run_whose_forward_bypasses_an_adapter_is_told_so(tmp_path):
+    """Jamba's Mamba mixer computes its time step as `dt_proj.weight @ x` (on a 16-bit base, on every device), so a LoRA
+    adapter on dt_proj is never called. Forced past the exit 2 that names it, a real `rankwise train` of a tiny Jamba
+    on the CPU sees that adapter get no gradient in its first steps (the `adapters` event) and the live doctor says
+    adapter-unused with the targets to keep; its other adapters trained."""
+    import shutil
+
+    import torch
+    import yaml
+    from train_helpers import events, of_type, only_run, tail_log, train
+    from transformers import AutoModelForCausalLM, JambaConfig
+
+    assets = Path(__file__).resolve().parent.parent / "presets" / "assets"
+    model = tmp_path / "model"
+    cfg = JambaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2,
+                      expert_layer_offset=1, num_experts=2, num_experts_per_tok=1, mamba_d_state=8, mamba_d_conv=4,
+                      mamba_expand=2, mamba_dt_rank=8, vocab_size=262, use_mamba_kernels=False,
+                      tie_word_embeddings=False)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(model)
+    for f in (assets / "tiny-llama").iterdir():
+        if "token" in f.name or f.suffix == ".jinja":
+            shutil.copy(f, model)
+    targets = ["in_proj", "x_proj", "dt_proj", "out_proj"]
+    preset = tmp_path / "jamba.yaml"
+    preset.write_text(yaml.safe_dump({
+        "name": "tiny-jamba", "model": {"name": str(model)}, "task": "chat",
+        "data": {"path": str(assets / "demo-chat.jsonl"), "val_ratio": 0.0}, "method": "lora",
+        "lora": {"target_modules": targets}, "train": {"lr": 3e-3, "max_steps": 4, "micro_batch": 4,
+                                                       "max_seq_len": 64, "logging_steps": 1, "save_steps": 4}}))
+    runs = tmp_path / "runs"
+    refused = train(runs, preset=str(preset), quick=False)
+    assert refused.returncode == 2 and "dt_proj" in refused.stderr and "get no gradient" in refused.stderr
+    out = train(runs, "--force", preset=str(preset), quick=False)
+    run = only_run(runs)
+    assert out.returncode == 0, out.stderr[-3000:] + tail_log(run)
+    evs = events(run)
+    assert [(e["step"], e["adapters"], e["unused"]) for e in of_type(evs, "adapters")] == [(3, 4, {"dt_proj": [1, 1]})]
+    said = [e for e in of_type(evs, "diagnosis") if e["code"] == "adapter-unused"]
+    assert len(said) == 1 and said[0]["severity"] == "warning" and said[0]["step"] == 3
+    assert said[0]["patch"] == {"lora.target_modules": ["in_proj", "x_proj", "out_proj"]}
+    assert "adapter-unused" in out.stdout

@@ -48,6 +48,9 @@ def test_lora_trains_the_loss_falls_and_the_adapter_reloads(lora_run):
     assert all(e["peak_mem_bytes"] >= e["mem_bytes"] > 0 for e in steps)
     assert [e["step"] for e in of_type(evs, "checkpoint")] == [8, 16]
     assert [e["step"] for e in of_type(evs, "eval")] == [8, 16] and end["status"] == "finished" and end["exit_code"] == 0 and end["step"] == 16
+    # every adapter got its gradient in the first 3 optimizer steps (the worker's AdapterUse looked once)
+    assert [(e["step"], e["adapters"], e["unused"]) for e in of_type(evs, "adapters")] == [(3, len(layers), {})]
+    assert not [e for e in of_type(evs, "diagnosis") if e["code"] == "adapter-unused"]
     s = summary(run_dir)
     assert s["status"] == "finished" and s["step"] == 16 and s["final_loss"] == steps[-1]["loss"]
     assert s["peak_mem_bytes"] > 0 and s["estimate_peak_gib"] > 0 and s["data"]["format"] == "chat"

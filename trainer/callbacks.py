@@ -306,6 +306,50 @@ class CheckpointVariant(TrainerCallback):
                            f"(use_reentrant={'/'.join(str(f) for f in sorted(flags, key=str))})")
 
 
+ADAPTER_WATCH_STEPS = 3  # optimizer steps. An adapter whose module the forward calls has a lora_B gradient from the
+# first step (zero for lora_A while B is still zero, but never None); three allow for an MoE whose experts are
+# separate linears, one of which a batch may not route to.
+
+
+class AdapterUse(TrainerCallback):
+    """LoRA adapters the model's forward never calls: a module whose weight the forward reads bare (a fused kernel
+    handed `module.weight`, a `module.weight @ x`) bypasses peft's wrapper, and its adapter trains nothing. Seen as a
+    lora_B with no gradient (None) at each of the first ADAPTER_WATCH_STEPS optimizer steps; written once as an
+    `adapters` event for the run doctor (adapter-unused). Off where gradients live outside the parameters
+    (FSDP's flat parameters, DeepSpeed's partitions)."""
+
+    def __init__(self, sink, enabled: bool):
+        self.sink, self.enabled = sink, enabled
+        self.unseen: dict[str, object] | None = None  # lora_B name -> parameter, not yet seen with a gradient
+        self.total: dict[str, int] = {}
+        self.steps = 0
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.unseen, self.total, self.steps = None, {}, 0  # an OOM retry's rebuilt model: watched afresh
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
+        if not self.enabled or model is None:
+            return
+        if self.unseen is None:
+            self.unseen = {n: p for n, p in model.named_parameters() if ".lora_B." in n and p.requires_grad}
+            for n in self.unseen:
+                self.total[_adapted(n)] = self.total.get(_adapted(n), 0) + 1
+        self.unseen = {n: p for n, p in self.unseen.items() if p.grad is None}
+        self.steps += 1
+        if self.steps >= ADAPTER_WATCH_STEPS or state.global_step + 1 >= (state.max_steps or 0):
+            self.enabled = False
+            unused: dict[str, list[int]] = {}
+            for n in self.unseen:
+                unused.setdefault(_adapted(n), [0, self.total[_adapted(n)]])[0] += 1
+            self.sink.emit("adapters", step=state.global_step + 1, adapters=sum(self.total.values()), unused=unused)
+            self.unseen = {}
+
+
+def _adapted(name: str) -> str:
+    """The adapted module's name (target_modules' spelling) from its lora_B parameter's."""
+    return name.split(".lora_B.")[0].rsplit(".", 1)[-1]
+
+
 class StartOnce(TrainerCallback):
     """Emits `start` once per process, when HF knows max_steps (an OOM retry rebuilds the
     Trainer; its `retry` event already says what changed)."""

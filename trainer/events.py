@@ -163,6 +163,17 @@ class Diagnosis(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Adapters(Event):
+    """Which LoRA adapters the model's forward used, seen in their gradients over the first optimizer steps
+    (trainer/callbacks.py AdapterUse): written once. The run doctor reads it (adapter-unused)."""
+
+    type: ClassVar[str] = "adapters"
+    step: int | None = None  # the optimizer step it was decided at (after ADAPTER_WATCH_STEPS, or the last)
+    adapters: int | None = None  # adapted modules
+    unused: dict | None = None  # module name -> [its adapters that got no gradient, its adapters]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Sample(Event):
     """What the model in training answers to a held-out prompt (train.sample_every / sample_prompts)."""
 
@@ -193,7 +204,7 @@ class Data(Event):
 
 
 CLASSES: dict[str, type[Event]] = {c.type: c for c in (Start, Step, Eval, Checkpoint, Retry, Log, End, Error,
-                                                       Diagnosis, Sample, Data)}
+                                                       Diagnosis, Adapters, Sample, Data)}
 TYPES = tuple(CLASSES)
 
 

@@ -104,7 +104,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         from rankwise.advisor import hardware, redflags
         from rankwise.advisor.model import load_model
 
-        from .callbacks import CheckpointVariant, Events, StartOnce, TestSeams, TokenCounter, hold_in_imports
+        from .callbacks import (AdapterUse, CheckpointVariant, Events, StartOnce, TestSeams, TokenCounter,
+                                hold_in_imports)
         from .checkup import Checkup, Watched, best_checkpoint
         from .data import make_collator
         from .data_cache import cache_root, data_progress, data_ready, prepare_data
@@ -298,7 +299,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             loss = {"compute_loss_func": chunked_causal_lm_loss}
         return adapter_init.trainer_class(cfg)(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
                        data_collator=tokens, callbacks=[events, checkup, checkpoints, SyncedStop(stop), seams, started,
-                                                        variant]
+                                                        variant, adapter_use]
                        + ([samples] if samples else []), **loss)
 
     # --- callbacks ---------------------------------------------------------------------------
@@ -312,6 +313,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         log.info("resuming from %s", latest[1] if latest else "the beginning (no complete checkpoint)")
     micro, accum = cfg.train.micro_batch, cfg.train.grad_accum
     variant = CheckpointVariant(sink)  # the run's log says which checkpoint variant the model runs
+    adapter_use = AdapterUse(sink, enabled=not sharded)  # adapters the forward never calls (doctor: adapter-unused)
     started = StartOnce(lambda max_steps: sink.emit(
         "start", run_id=run_dir.name, pid=os.getpid(), model=cfg.model.name, method=method, device=device,
         device_total_bytes=gpu_bytes, max_steps=max_steps, epochs=cfg.train.epochs, micro_batch=micro,
