@@ -60,7 +60,7 @@ STEPS = 4  # steps per case: the peak is reached in the first optimizer step; a 
 CASE_KEYS = ("model", "method", "seq", "batch", "grad_ckpt", "kernels", "loss", "act_offload", "experts")
 FIELDS = (*CASE_KEYS, "status", "nvml_peak_gib", "run_reserved_gib",
           "est_peak_gib", "est_reserved_gib", "est_allocated_gib", "error_pct", "tokens_per_s", "planned_tokens_per_s",
-          "wall_s", "note")
+          "wall_s", "unused_adapters", "note")
 GIB = 2 ** 30
 
 
@@ -252,6 +252,7 @@ def run_case(case: dict, file: Path, runs: Path, timeout: float) -> dict:
     newest = max(runs.iterdir(), key=lambda d: d.stat().st_mtime)
     summary = json.loads((newest / "summary.json").read_text())
     reserved = summary.get("peak_mem_bytes")
+    row["unused_adapters"] = unused_adapters(newest)
     row.update(status="ok", tokens_per_s=summary.get("tokens_per_s"),
                run_reserved_gib=round(reserved / GIB, 3) if reserved and summary.get("peak_mem_kind") == "cuda reserved"
                else None, nvml_peak_gib=None if nvml.used_gib is None else round(nvml.used_gib, 3))
@@ -260,6 +261,17 @@ def run_case(case: dict, file: Path, runs: Path, timeout: float) -> dict:
         row["error_pct"] = round(100 * (row["est_peak_gib"] - measured) / measured, 1)
     row["note"] = "" if measured else "no GPU figure (CPU: summary peak is process RSS)"
     return row
+
+
+def unused_adapters(run: Path) -> str:
+    """The run's `adapters` event (the worker's AdapterUse): adapters whose module the forward never called on this
+    GPU's kernels ("name:unused/total;..."), "" when every one got its gradient, "?" when the run wrote none."""
+    from rankwise.trainer.events import read_events
+
+    said = [e for e in read_events(run / "events.jsonl") if e.get("type") == "adapters"]
+    if not said:
+        return "?"
+    return ";".join(f"{n}:{u}/{t}" for n, (u, t) in sorted((said[-1].get("unused") or {}).items()))
 
 
 def throughput(model_dir: Path, data: Path, folder: Path, dry: bool) -> str:

@@ -23,6 +23,7 @@ def test_dry_run_writes_a_row_per_case_and_the_throughput_line(tmp_path):
     assert (row["model"], row["method"], row["status"]) == ("llama-3.2-1b", "lora", "ok")
     assert float(row["est_peak_gib"]) > 0 and float(row["tokens_per_s"]) > 0 and float(row["planned_tokens_per_s"]) > 0
     assert row["nvml_peak_gib"] == "" and "no GPU figure" in row["note"]  # the CPU has none: said, not faked
+    assert row["unused_adapters"] == ""  # the run's adapters event: every adapter got its gradient
     line = next(l for l in p.stdout.splitlines() if l.startswith("throughput ("))
     assert "rankwise" in line and "bare HF Trainer" in line and "ratio" in line
 
