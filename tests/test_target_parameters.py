@@ -141,6 +141,10 @@ def test_train_adapts_the_experts_and_the_adapter_holds_them(tmp_path, preset, c
     with safe_open(str(run / "adapter" / "adapter_model.safetensors"), "pt") as f:
         learned = [f.get_tensor(k).abs().max().item() for k in f.keys() if "experts" in k and "lora_B" in k]
     assert len(learned) == 2 * spec.num_layers and min(learned) > 0  # each expert tensor's B moved off zero
+    # peft's ParamWrapper adapters are watched with the linears': every one got its gradient
+    (use,) = of_type(evs, "adapters")
+    assert use["unused"] == {} and use["adapters"] == len(learned) + sum(
+        l.count for l in spec.resolve_targets("all-linear"))
     if preset != "demo-cpu":
         return
     # merged: W + B·A folded into each expert tensor, the same logits as the adapter on its base
