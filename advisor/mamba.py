@@ -63,6 +63,31 @@ MIXER_KINDS = ("linear_attention", "mamba")
 ATTENTION_KINDS = ("full_attention", "attention")
 
 
+def other_mixers(model_type: str, cfg: dict, num_layers: int) -> tuple[int, str] | None:
+    """(layers, kind) of sequence mixers the estimate counts as attention layers (an approximation it states) that,
+    like Mamba2 and Gated DeltaNet, read no position_ids, so rankwise's packing (position_ids restarting per example)
+    runs one packed example into the next there (tests/test_mamba.py measures both):
+    - Jamba's Mamba1 mixers (configuration_jamba.py `layers_block_type`: attention where i % attn_layer_period ==
+      attn_layer_offset, Mamba1 elsewhere; every layer of Mamba and Falcon-Mamba) carry their state and conv1d on;
+    - LFM2's gated short convolutions (configuration_lfm2.py `layer_types` "conv", else every layer not in
+      `full_attn_idxs`) read the previous example's last conv_L_cache - 1 tokens.
+    None for other models."""
+    if model_type == "jamba":
+        period, offset = int(cfg.get("attn_layer_period", 8) or 8), int(cfg.get("attn_layer_offset", 4) or 0)
+        layers = sum(1 for i in range(num_layers) if i % period != offset)
+        return (layers, "Mamba1") if layers else None
+    if model_type in ("mamba", "falcon_mamba"):
+        return num_layers, "Mamba1"
+    if model_type in ("lfm2", "lfm2_moe"):
+        types = cfg.get("layer_types")
+        if types is None:
+            attention = set(cfg.get("full_attn_idxs") or range(num_layers))
+            types = ["full_attention" if i in attention else "conv" for i in range(num_layers)]
+        layers = sum(1 for t in types if t == "conv")
+        return (layers, "short-convolution") if layers else None
+    return None
+
+
 @dataclass(frozen=True)
 class Mamba2:
     """The Mamba2 mixers of one model: how many, and their shapes (config.json); `attention`: the softmax-attention

@@ -16,6 +16,7 @@ from .config import RunConfig
 from .coupling import lr_text
 from .errors import RankwiseError
 from .finding import SEVERITY_ORDER, Finding  # declared apart so ignored.py can make findings too
+from .mamba import other_mixers
 from .machine_flags import (bf16_unsupported, ddp_wont_fit, disk_short, fp16_on_bf16_gpu, host_ram_short, too_few_gpus,
                             wont_fit)
 from .fit import Fit
@@ -389,37 +390,43 @@ def moe_experts_16bit(ctx: Context) -> Finding | None:
 
 
 def recurrent_layers(spec: ModelSpec) -> tuple[int, str] | None:
-    """(layers, kind) of a hybrid's recurrent sequence mixers: Gated DeltaNet (linear_attention.py) or Mamba2
-    (mamba.py); None for a model without them."""
+    """(layers, kind) of a model's sequence mixers that read no position_ids: Gated DeltaNet (linear_attention.py),
+    Mamba2 (mamba.py), or those the estimate counts as attention (Jamba's Mamba1, LFM2's short convolutions:
+    mamba.other_mixers); None for a model without them."""
     if spec.linear_attention is not None:
         return spec.linear_attention.layers, spec.linear_attention.name
     if spec.mamba is not None:
         return spec.mamba.layers, "Mamba2"
-    return None
+    return other_mixers(spec.model_type, spec.config, spec.num_layers)
 
 
 def packing_linear_attention(ctx: Context) -> Finding | None:
-    """Packing on a hybrid with Gated DeltaNet or Mamba2 layers: rankwise packs with position_ids restarting per
-    example, which transformers turns into a block-diagonal mask for softmax attention, but those layers read sequence
-    bounds only from `cu_seq_lens_q` / `seq_idx` (modeling_qwen3_5.py, modeling_nemotron_h.py), so their conv1d and
-    recurrent state run on from one packed example into the next (tests/test_linear_attention.py and test_mamba.py:
-    the second example's logits change)."""
+    """Packing on a hybrid with Gated DeltaNet, Mamba2, Mamba1 or short-convolution layers: rankwise packs with
+    position_ids restarting per example, which transformers turns into a block-diagonal mask for softmax attention, but
+    those layers read sequence bounds only from `cu_seq_lens_q` / `seq_idx` (modeling_qwen3_5.py,
+    modeling_nemotron_h.py) or none (modeling_jamba.py, modeling_lfm2.py), so their conv1d and recurrent state run on
+    from one packed example into the next (tests/test_linear_attention.py and test_mamba.py: the second example's
+    logits change)."""
     found = recurrent_layers(ctx.spec) if ctx.spec is not None and ctx.cfg.data.packing else None
     if found is None:
         return None
     layers, kind = found
+    window = int(ctx.spec.config.get("conv_L_cache") or 3)  # LFM2's conv kernel (configuration_lfm2.py default 3)
     return Finding("packing-linear-attention", "warning",
                    f"data.packing on {ctx.spec.name}: its {layers} {kind} layers see the packed examples as one "
                    "sequence",
                    "packed rows restart position_ids per example; transformers masks softmax attention from them, but "
-                   "its recurrent layers carry their state and conv1d from one example into the next",
+                   + (f"its short convolutions ({window} tokens wide) let each example's first {window - 1} tokens "
+                      "read the previous example's last ones" if kind == "short-convolution"
+                      else "its recurrent layers carry their state and conv1d from one example into the next"),
                    "turn data.packing off (rows are padded to the batch's longest instead)", {"data.packing": False})
 
 
 # the recurrent layers' kernel package and the Plan field that says it is installed, by kind
 RECURRENT_KERNELS = {"Gated DeltaNet": ("flash-linear-attention", "linear_kernel", "fla"),
            "Kimi Delta Attention": ("flash-linear-attention", "linear_kernel", "fla"),
-           "Mamba2": ("mamba-ssm", "mamba_kernel", "mamba_ssm")}
+           "Mamba2": ("mamba-ssm", "mamba_kernel", "mamba_ssm"),
+           "Mamba1": ("mamba-ssm", "mamba_kernel", "mamba_ssm")}
 
 
 def linear_attention_fallback(ctx: Context) -> Finding | None:
@@ -430,9 +437,19 @@ def linear_attention_fallback(ctx: Context) -> Finding | None:
     if found is None or ctx.estimate is None or ctx.hw is None or not ctx.hw.has_gpu:
         return None
     layers, kind = found
+    if kind not in RECURRENT_KERNELS:  # LFM2's short convolutions: their fallback is one small conv1d
+        return None
     package, field, kernel = RECURRENT_KERNELS[kind]
     if getattr(ctx.estimate.plan, field) == kernel:
         return None
+    if kind == "Mamba1":  # counted as attention layers: no estimate of the fallback to quote
+        return Finding("linear-attention-fallback", "info",
+                       f"{ctx.spec.name}'s {layers} Mamba1 layers will run transformers' torch fallback ({package} is "
+                       "not installed): a Python loop over every token of every sequence, far slower than its kernel",
+                       "transformers uses mamba-ssm's selective scan on a GPU when the package is there; its "
+                       "fallback keeps each token's fp32 state (d_inner x d_state) for backward. rankwise counts these "
+                       "layers as attention layers, so neither path's memory is estimated on its own",
+                       f"pip install {package} causal-conv1d where it trains")
     more = ctx.estimate.peak_bytes - estimate(ctx.spec, replace(ctx.estimate.plan, **{field: kernel})).peak_bytes
     return Finding("linear-attention-fallback", "info",
                    f"{ctx.spec.name}'s {layers} {kind} layers will run transformers' torch fallback ({package} is not "

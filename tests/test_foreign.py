@@ -1369,3 +1369,13 @@ def test_axolotl_sample_packing_on_a_mamba2_hybrid_says_it_needs_mamba_ssm(tmp_p
                              "load_in_4bit: true\nsample_packing: true\nsequence_len: 4096\n")
     found = next(f for f in judge(r, GPU24).findings if f["code"] == "packing-linear-attention")
     assert found["severity"] == "info" and "Mamba2 layers, which needs mamba-ssm" in found["message"]
+
+
+@pytest.mark.parametrize("model, kind", [("LiquidAI/LFM2-8B-A1B", "18 short-convolution"),
+                                         ("ai21labs/Jamba-v0.1", "28 Mamba1")])
+def test_axolotl_sample_packing_where_it_passes_no_bounds_stays_a_warning(tmp_path, model, kind):
+    """axolotl packs LFM2 and Jamba with position_ids alone (monkeypatch/multipack.py; no patch passes their layers
+    the bounds), so its run mixes packed examples there as rankwise's would: the warning stands."""
+    r = _read_text(tmp_path, f"base_model: {model}\nadapter: lora\nsample_packing: true\nsequence_len: 2048\n")
+    found = next(f for f in judge(r, GPU24).findings if f["code"] == "packing-linear-attention")
+    assert found["severity"] == "warning" and f"its {kind} layers see the packed examples" in found["message"]

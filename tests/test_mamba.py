@@ -315,3 +315,53 @@ def test_a_run_whose_forward_bypasses_an_adapter_is_told_so(tmp_path):
     assert len(said) == 1 and said[0]["severity"] == "warning" and said[0]["step"] == 3
     assert said[0]["patch"] == {"lora.target_modules": ["in_proj", "x_proj", "out_proj"]}
     assert "adapter-unused" in out.stdout
+
+
+def _jamba(period=2, offset=1, layers=2):
+    from transformers import JambaConfig
+
+    return JambaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=4,
+                       num_key_value_heads=2, attn_layer_period=period, attn_layer_offset=offset, expert_layer_period=2,
+                       expert_layer_offset=1, num_experts=2, num_experts_per_tok=1, mamba_d_state=8, mamba_d_conv=4,
+                       mamba_expand=2, mamba_dt_rank=8, vocab_size=262, tie_word_embeddings=False)
+
+
+def _lfm2(types):
+    from transformers import Lfm2Config
+
+    return Lfm2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=len(types), num_attention_heads=4,
+                      num_key_value_heads=2, layer_types=types, vocab_size=262, block_auto_adjust_ff_dim=False)
+
+
+@pytest.mark.parametrize("make, mixed, attention_only", [
+    (_jamba, {"period": 2, "offset": 1}, {"period": 1, "offset": 0}),
+    (_lfm2, {"types": ["conv", "full_attention"]}, {"types": ["full_attention", "full_attention"]}),
+])
+def test_mamba1_and_short_convolutions_run_packed_examples_together(make, mixed, attention_only):
+    """Jamba's Mamba1 mixers and LFM2's short convolutions read no position_ids either: with rankwise's packing the
+    second example reads differently from alone; the same model with attention layers only, the same."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    def packed_vs_alone_on(kwargs):
+        torch.manual_seed(0)
+        return packed_vs_alone(AutoModelForCausalLM.from_config(make(**kwargs)).eval(), 262)
+
+    assert packed_vs_alone_on(mixed) > 1e-4
+    assert packed_vs_alone_on(attention_only) < 1e-5
+
+
+def test_other_mixers_are_counted_from_the_config():
+    """mamba.other_mixers, as transformers' configuration classes lay the layers out."""
+    from rankwise.advisor.redflags import recurrent_layers
+
+    for period, offset, layers in ((8, 4, 32), (2, 1, 2), (1, 0, 3)):
+        cfg = _jamba(period, offset, layers)
+        expect = cfg.layers_block_type.count("mamba")
+        assert mamba.other_mixers("jamba", cfg.to_dict(), layers) == ((expect, "Mamba1") if expect else None)
+    lfm = _lfm2(["conv", "conv", "full_attention"]).to_dict()
+    assert mamba.other_mixers("lfm2", lfm, 3) == (2, "short-convolution")
+    assert mamba.other_mixers("lfm2", {"full_attn_idxs": [1]}, 3) == (2, "short-convolution")  # older config.json
+    assert recurrent_layers(load_model("ai21labs/Jamba-v0.1")) == (28, "Mamba1")
+    assert recurrent_layers(load_model("LiquidAI/LFM2-8B-A1B")) == (18, "short-convolution")
+    assert recurrent_layers(load_model("llama-3.2-1b")) is None

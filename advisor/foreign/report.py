@@ -221,6 +221,14 @@ def _shipped(reading: Reading, spec) -> None:
         reading.notes.append(f"estimated in its shipped storage: {pre.describe()}")
 
 
+# Model types whose recurrent layers axolotl keeps packed examples apart in: its monkeypatch/models/{qwen3_next,
+# qwen3_5, qwen3_5_moe, nemotron_h, granitemoehybrid, falcon_h1} patches thread cu_seqlens / seq_idx into fla or
+# mamba-ssm, and Kimi Linear's own code takes them. Not Jamba or LFM2: axolotl packs those with position_ids alone
+# (monkeypatch/multipack.py; its loader even refuses causal-conv1d for LFM2), so their warning stands.
+AXOLOTL_BOUNDS = frozenset({"qwen3_next", "qwen3_5", "qwen3_5_moe", "nemotron_h", "granitemoehybrid", "falcon_h1",
+                            "kimi_linear"})
+
+
 def _axolotl_packing(f: Finding, spec) -> Finding:
     """axolotl packs with each example's bounds passed to the recurrent layers (Gated DeltaNet: cu_seqlens; Mamba2:
     seq_idx, its monkeypatch/models/{nemotron_h,granitemoehybrid,falcon_h1} patches), through their kernel packages:
@@ -277,7 +285,9 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         ctx = replace(ctx, bound=full_ft.bound_of(reading, name, ctx.cfg, hw))
     findings = run_rules(ctx)
     if reading.tool is not None and reading.tool.kind == "axolotl":
-        findings = [_axolotl_packing(f, spec) if f.code == "packing-linear-attention" else f for f in findings]
+        findings = [_axolotl_packing(f, spec)
+                    if f.code == "packing-linear-attention" and spec.model_type in AXOLOTL_BOUNDS else f
+                    for f in findings]
     if reading.tool is not None and ctx.gpus == 1:  # written for several GPUs, judged on one: multi-gpu-config
         findings = [f for f in findings if f.code != "distributed-setting"]  # says so; rankwise's launcher is not theirs
     findings, said = stage_findings(reading, findings)
