@@ -536,11 +536,12 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         kept = f" and {', '.join(bare)}" if bare else ""
         out.append(f"{m.label}: every linear except lm_head{kept} in {m.quant.describe(plan.double_quant)}")
         if bare:
-            out.append(f"{', '.join(bare)} of each Mamba mixer stay{'s' if len(bare) == 1 else ''} "
-                       f"{8 * plan.dtype_bytes}-bit, neither quantized nor adapted: "
-                       f"{mamba.BARE_WEIGHTS[spec.model_type][1]} (a packed weight cannot be multiplied there)")
+            out.append(f"{', '.join(bare)} of each Mamba mixer {'is' if len(bare) == 1 else 'are'} neither quantized "
+                       f"nor adapted: {mamba.BARE_WEIGHTS[spec.model_type][1]} (a packed weight cannot be multiplied "
+                       "there)")
         if kbit_upcast(plan):
-            out.append("prepare_model_for_kbit_training casts embeddings, norms, lm_head and biases to fp32 (peft 0.21 other.py)")
+            cast = ", ".join(("embeddings", "norms", "lm_head", *bare))
+            out.append(f"prepare_model_for_kbit_training casts {cast} and biases to fp32 (peft 0.21 other.py)")
             out.append("so the residual stream and MLP activations are fp32 (4-bit linears return their input's dtype), "
                        "and the 16-bit autocast copy of the fp32 lm_head is kept for backward")
         if spec.is_moe and plan.stack.quantizes_fused_experts:  # rankwise's stack: the note in estimate() says

@@ -16,9 +16,9 @@ from .config import RunConfig
 from .coupling import lr_text
 from .errors import RankwiseError
 from .finding import SEVERITY_ORDER, Finding  # declared apart so ignored.py can make findings too
-from .mamba import other_mixers
 from .machine_flags import (bf16_unsupported, ddp_wont_fit, disk_short, fp16_on_bf16_gpu, host_ram_short, too_few_gpus,
                             wont_fit)
+from .mamba import other_mixers
 from .fit import Fit
 from .hardware import Hardware
 from .memory import Estimate, estimate
