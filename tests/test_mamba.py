@@ -47,6 +47,22 @@ def _falcon_h1(rms_norm: bool):
                           mamba_rms_norm=rms_norm, mamba_norm_before_gate=True, vocab_size=500)
 
 
+def _jamba(period=2, offset=1, layers=2):
+    from transformers import JambaConfig
+
+    return JambaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=4,
+                       num_key_value_heads=2, attn_layer_period=period, attn_layer_offset=offset, expert_layer_period=2,
+                       expert_layer_offset=1, num_experts=2, num_experts_per_tok=1, mamba_d_state=8, mamba_d_conv=4,
+                       mamba_expand=2, mamba_dt_rank=8, vocab_size=262, tie_word_embeddings=False)
+
+
+def _lfm2(types):
+    from transformers import Lfm2Config
+
+    return Lfm2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=len(types), num_attention_heads=4,
+                      num_key_value_heads=2, layer_types=types, vocab_size=262, block_auto_adjust_ff_dim=False)
+
+
 def _measured_mixer(model_type: str, cfg, seq: int) -> tuple[int, "mamba.Mamba2"]:
     """The second layer's mixer under LoRA on in_proj, less what that LoRA keeps (its input copy and r-wide output,
     and the 16-bit casts of its two matrices, which are no activation)."""
@@ -283,17 +299,12 @@ def test_a_run_whose_forward_bypasses_an_adapter_is_told_so(tmp_path):
     import torch
     import yaml
     from train_helpers import events, of_type, only_run, tail_log, train
-    from transformers import AutoModelForCausalLM, JambaConfig
+    from transformers import AutoModelForCausalLM
 
     assets = Path(__file__).resolve().parent.parent / "presets" / "assets"
     model = tmp_path / "model"
-    cfg = JambaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2,
-                      expert_layer_offset=1, num_experts=2, num_experts_per_tok=1, mamba_d_state=8, mamba_d_conv=4,
-                      mamba_expand=2, mamba_dt_rank=8, vocab_size=262, use_mamba_kernels=False,
-                      tie_word_embeddings=False)
     torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(model)
+    AutoModelForCausalLM.from_config(_jamba()).save_pretrained(model)  # a Mamba1 layer, then attention
     for f in (assets / "tiny-llama").iterdir():
         if "token" in f.name or f.suffix == ".jinja":
             shutil.copy(f, model)
@@ -316,22 +327,6 @@ def test_a_run_whose_forward_bypasses_an_adapter_is_told_so(tmp_path):
     assert len(said) == 1 and said[0]["severity"] == "warning" and said[0]["step"] == 3
     assert said[0]["patch"] == {"lora.target_modules": ["in_proj", "x_proj", "out_proj"]}
     assert "adapter-unused" in out.stdout
-
-
-def _jamba(period=2, offset=1, layers=2):
-    from transformers import JambaConfig
-
-    return JambaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=4,
-                       num_key_value_heads=2, attn_layer_period=period, attn_layer_offset=offset, expert_layer_period=2,
-                       expert_layer_offset=1, num_experts=2, num_experts_per_tok=1, mamba_d_state=8, mamba_d_conv=4,
-                       mamba_expand=2, mamba_dt_rank=8, vocab_size=262, tie_word_embeddings=False)
-
-
-def _lfm2(types):
-    from transformers import Lfm2Config
-
-    return Lfm2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=len(types), num_attention_heads=4,
-                      num_key_value_heads=2, layer_types=types, vocab_size=262, block_auto_adjust_ff_dim=False)
 
 
 @pytest.mark.parametrize("make, mixed, attention_only", [
