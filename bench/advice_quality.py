@@ -126,6 +126,17 @@ within 5%. What the grid says about the advice's logic:
 - rank: the format band's r=4 is capacity- or speed-limited here (all-linear 1.081 at r=4 vs
   0.768 at r=16); knowledge keeps improving to r=64 (2.059, 1.566, 1.127).
 
+A finer learning-rate grid (5 December 2026, the advice of 16cc9e9 unchanged; the base rebuilt as in the
+first run: held-out 6.038 / 8.852 without an adapter; --jobs 2, 13.3 min): --lrs 1e-3,2e-3,3e-3,5e-3,1e-2.
+The "lr swept" regrets did not move (knowledge 34.1%, extraction 11.3%, format 169.1%): the advised
+structure's best rate is 3e-3 on either grid, so the gap is not the grid's coarseness. What it is, on
+knowledge: at r=64 the advice's alpha = 32 (update scale 0.5) reaches 1.512 at its best rate (3e-3), alpha =
+2r = 128 reaches 1.127 at 1e-3, an interior optimum (a second run with --lrs 2.5e-4,5e-4,1e-3 --ranks 16,64
+--epochs 10: 1e-3 stays best). With alpha fixed the best rate is nearly rank-invariant (2e-3, 2e-3, 3e-3 at
+r = 4, 16, 64), as LoRA Without Regret reports, but on this toy the high rank does worse under it than under
+alpha = 2r; at r = 4 alpha = 32 is marginally ahead (1.968 vs 1.993). Reported, not acted on: the advice keeps
+the published parametrisation (advisor/coupling.py), and a 0.2M-parameter model is the weakest evidence here.
+
 Run: python3 bench/advice_quality.py [--quick] [--jobs N] [--threads 1|2] [--cache DIR] [--advice-from REV]
      [--tasks knowledge,format] [--ranks 4,16,64] [--epochs 3,10] [--lrs 1e-3,3e-3,1e-2]
 --quick (a few minutes) uses a smaller world, a short pretraining and a small grid; the default
