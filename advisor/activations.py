@@ -54,8 +54,9 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear], larges
     the output and an fp32 logsumexp per head; SwiGLU saves gate, up and act(gate) in the
     stream's dtype (fp32 for QLoRA on the hf stack, see `stream_bytes`).
 
-    A hybrid with linear-attention or Mamba2 layers (linear_attention.py, mamba.py) has kinds of layer: the average
-    over the layers, or with `largest` the largest kind (the layer a checkpointed backward recomputes at the peak)."""
+    A hybrid with linear-attention, Mamba2 or Mamba1 layers (linear_attention.py, mamba.py) has kinds of layer: the
+    average over the layers, or with `largest` the largest kind (the layer a checkpointed backward recomputes at the
+    peak)."""
     a = plan.dtype_bytes
     s = stream_bytes(plan)
     h = spec.hidden_size
@@ -76,6 +77,9 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear], larges
         mixer += mamba.saved_bytes(ssm, plan.seq_len, a, plan.mamba_kernel)
     elif ssm is not None:
         kinds.append((ssm.layers, mamba.saved_bytes(ssm, plan.seq_len, a, plan.mamba_kernel)))
+    m1 = spec.mamba1
+    if m1 is not None:
+        kinds.append((m1.layers, mamba.mamba1_saved_bytes(m1, plan.seq_len, a, plan.mamba_kernel, plan.causal_conv1d)))
     if kinds:
         kinds.append((spec.attention_layers, mixer))
         present = [b for n, b in kinds if n]

@@ -1,5 +1,5 @@
 """Mamba2 layers: what the state-space mixers of the Mamba2 hybrids keep for backward (Nemotron-H, Granite 4.0-H,
-Bamba, Falcon-H1).
+Bamba, Falcon-H1); Jamba's Mamba1 mixers at the end of the file, the same way.
 
 Their decoder layers are of kinds (config.json `layers_block_type` / `layer_types`: "linear_attention" is a Mamba2
 mixer in transformers 5, "full_attention" softmax attention; Nemotron-H adds "mlp" and "moe" blocks, each block one
@@ -198,3 +198,87 @@ def describe(m: Mamba2, num_layers: int, seq_len: int, dtype_bytes: int, kernel:
     return (f"Mamba2 {where}: the scan in {which} keeps "
             f"{here / 1024:.0f} KiB a token a layer; {other} would keep {there / 1024:.0f} KiB"
             + ("" if kernel == "mamba_ssm" else " (pip install mamba-ssm; transformers uses it on a GPU)"))
+
+
+# ---------------------------------------------------------------- Jamba's Mamba1 mixers
+
+
+SCAN_CHUNK = 2048  # mamba-ssm selective_scan.cpp: `n_chunks = (seqlen + 2048 - 1) / 2048` states kept for backward
+
+
+@dataclass(frozen=True)
+class Mamba1:
+    """Jamba's Mamba1 mixers (configuration_jamba.py; JambaMambaMixer): in_proj to x and the gate (d_inner each,
+    d_inner = mamba_expand x hidden), a depthwise causal conv1d with SiLU, x_proj to the time step (rank dt_rank) and
+    B, C (d_state each), each through its own RMSNorm, dt_proj back to d_inner, the selective scan with a d_state
+    state per channel, the gate, out_proj. `attention`: the softmax-attention layers beside them."""
+
+    layers: int
+    attention: int
+    inner: int
+    state: int
+    dt_rank: int
+    conv_kernel: int
+    name = "Mamba1"
+
+
+def read_mamba1(model_type: str, cfg: dict, num_layers: int) -> Mamba1 | None:
+    """Jamba's Mamba1 mixers (other_mixers counts them), or None for another model."""
+    found = other_mixers(model_type, cfg, num_layers) if model_type == "jamba" else None
+    hidden = cfg.get("hidden_size")
+    if found is None or not isinstance(hidden, int):
+        return None
+    rank = cfg.get("mamba_dt_rank", "auto")
+    rank = -(-hidden // 16) if rank in ("auto", None) else int(rank)  # configuration_jamba.py: ceil(hidden / 16)
+    return Mamba1(found[0], num_layers - found[0], int(cfg.get("mamba_expand") or 2) * hidden,
+                  int(cfg.get("mamba_d_state") or 16), rank, int(cfg.get("mamba_d_conv") or 4))
+
+
+def mamba1_saved_bytes(m: Mamba1, seq_len: int, dtype_bytes: int, kernel: str, conv_fused: bool = False) -> int:
+    """Per token, one Jamba mixer, from in_proj's output to out_proj's input: the tensors autograd keeps (LoRA's own
+    inputs are counted with the other adapted linears; `dtype_bytes`: the compute dtype, 2 under 16-bit autocast).
+    Both paths keep in_proj's output (the conv1d's input and the gate are views of it), the time step's and B's and C's
+    RMSNorms their fp32 inputs and rsqrt, and per sequence A = -exp(A_log) (fp32, d_inner x d_state) and D in fp32.
+    - "mamba_ssm" (mamba_ssm/ops/selective_scan_interface.py SelectiveScanFn: `save_for_backward(u, delta, A, B, C,
+      D, z, delta_bias, x, out)`): u, the time step and the gate (contiguous copies where transformers hands views),
+      the output, B and C (contiguous copies), delta_bias in fp32, and x, one fp32 (d_inner, 2 d_state) state per
+      2,048 tokens; the conv1d (causal-conv1d's CausalConv1dFn) keeps only its input, or without that package the
+      reference F.conv1d's padded output too (SiLU's input).
+    - "torch" (modeling_jamba.py `mamba_selective_scan`, its token-by-token loop): exp(A·Δ) and B·Δ for every token
+      and state (fp32), each step's state (fp32) and its 16-bit copy for the read by C, B in fp32, x in fp32, Δ before
+      and after softplus (fp32), the output in fp32 and SiLU(gate); per sequence the initial state. Measured exactly
+      with autograd's saved tensors on tiny Jamba mixers (tests/test_mamba.py)."""
+    a, s, d, n, r = dtype_bytes, seq_len, m.inner, m.state, m.dt_rank
+    norms = 4 * r + 8 * n + 12  # three RMSNorms: fp32 inputs, one rsqrt a token each
+    if kernel == "mamba_ssm":
+        token = 2 * a * d + 4 * a * d + 2 * a * n + norms  # in_proj's output; u, Δ, the gate, the output; B, C
+        sequence = 4 * d * n + 8 * d + 8 * d * n * -(-s // SCAN_CHUNK)  # A; D and delta_bias; x
+        if not conv_fused:
+            token += a * d
+            sequence += a * d * (m.conv_kernel - 1)
+        return (token * s + sequence) // s
+    token = (12 + a) * d * n + (8 + 6 * a) * d + (4 + a) * n + norms  # exp(AΔ), BΔ, states, their copies; d_inner
+    # wide: in_proj's output, the conv's, x, Δ twice, the output, SiLU(gate); B in fp32 and C
+    sequence = a * d * n + 4 * d + a * d * (m.conv_kernel - 1)  # the initial state, D in fp32, the conv's padding
+    return (token * s + sequence) // s
+
+
+def mamba1_flops_per_token(m: Mamba1) -> int:
+    """Forward FLOPs a token, one selective scan: exp(A·Δ), B·Δ·x, the state update (a multiply-add) and its read by C,
+    per channel and state."""
+    return 7 * m.inner * m.state
+
+
+def describe_mamba1(m: Mamba1, num_layers: int, seq_len: int, dtype_bytes: int, kernel: str,
+                    conv_fused: bool) -> str:
+    """The assumption line: which implementation the estimate counts, and what the other keeps."""
+    here = mamba1_saved_bytes(m, seq_len, dtype_bytes, kernel, conv_fused)
+    other = "torch" if kernel == "mamba_ssm" else "mamba_ssm"
+    there = mamba1_saved_bytes(m, seq_len, dtype_bytes, other, conv_fused)
+    which = ("mamba-ssm's selective scan (installed here; on a GPU)" if kernel == "mamba_ssm" else
+             "transformers' torch fallback, a loop over every token (mamba-ssm is not installed here, and a CPU "
+             "always runs it)")
+    return (f"Mamba1 in {m.layers} of {num_layers} layers ({m.attention} softmax attention): the scan in {which} "
+            f"keeps {here / 1024:.0f} KiB a token a layer; {other} would keep {there / 1024:.0f} KiB"
+            + ("" if kernel == "mamba_ssm" else " (pip install mamba-ssm causal-conv1d; transformers uses them on a "
+                                                  "GPU)"))

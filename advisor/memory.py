@@ -530,6 +530,9 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
                                              plan.linear_kernel, plan.causal_conv1d))
     if spec.mamba is not None:
         out.append(mamba.describe(spec.mamba, spec.num_layers, plan.seq_len, plan.dtype_bytes, plan.mamba_kernel))
+    if spec.mamba1 is not None:
+        out.append(mamba.describe_mamba1(spec.mamba1, spec.num_layers, plan.seq_len, plan.dtype_bytes,
+                                         plan.mamba_kernel, plan.causal_conv1d))
     m = plan.descriptor
     if m.quant is not None:
         bare = spec.bare_names

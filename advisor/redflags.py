@@ -397,7 +397,7 @@ def recurrent_layers(spec: ModelSpec) -> tuple[int, str] | None:
         return spec.linear_attention.layers, spec.linear_attention.name
     if spec.mamba is not None:
         return spec.mamba.layers, "Mamba2"
-    return other_mixers(spec.model_type, spec.config, spec.num_layers)
+    return other_mixers(spec.model_type, spec.config, spec.num_layers)  # Jamba's Mamba1 (spec.mamba1) among them
 
 
 def packing_linear_attention(ctx: Context) -> Finding | None:
@@ -442,7 +442,7 @@ def linear_attention_fallback(ctx: Context) -> Finding | None:
     package, field, kernel = RECURRENT_KERNELS[kind]
     if getattr(ctx.estimate.plan, field) == kernel:
         return None
-    if kind == "Mamba1":  # counted as attention layers: no estimate of the fallback to quote
+    if kind == "Mamba1" and ctx.spec.mamba1 is None:  # pure Mamba / Falcon-Mamba: counted as attention layers
         return Finding("linear-attention-fallback", "info",
                        f"{ctx.spec.name}'s {layers} Mamba1 layers will run transformers' torch fallback ({package} is "
                        "not installed): a Python loop over every token of every sequence, far slower than its kernel",
@@ -456,9 +456,10 @@ def linear_attention_fallback(ctx: Context) -> Finding | None:
                    "installed): "
                    + (f"{more / 2 ** 30:.1f} GiB more at the peak than its kernel, and slower" if more >= 2 ** 30 / 20
                       else "slower than its kernel (the peak is set elsewhere here, the same with either)"),
-                   f"transformers uses {package}'s chunked kernel on a GPU when the package is there; its fallback "
-                   "keeps fp32 chunk matrices and states for backward (the estimate counts the fallback; the step "
-                   "time does not model its slowness)",
+                   f"transformers uses {package}'s kernel on a GPU when the package is there; its fallback keeps "
+                   + ("each token's fp32 state, exp(A·Δ) and B·Δ (d_inner x d_state) for backward, in a loop over "
+                      "every token" if kind == "Mamba1" else "fp32 chunk matrices and states for backward")
+                   + " (the estimate counts the fallback; the step time does not model its slowness)",
                    f"pip install {package} where it trains (then the estimate counts its kernel)")
 
 

@@ -12,7 +12,7 @@ from typing import Literal, get_args
 from .errors import RankwiseError, closest
 from .families import Family, family_of
 from .linear_attention import GatedDeltaNet, KimiDelta, read as read_linear_attention
-from .mamba import BARE_WEIGHTS, Mamba2, read as read_mamba
+from .mamba import BARE_WEIGHTS, Mamba1, Mamba2, read as read_mamba, read_mamba1
 
 # Named target sets (the schema's `lora.target_modules` accepts these or a list of names).
 TargetSet = Literal["minimal", "standard", "aggressive", "all-linear"]
@@ -158,13 +158,18 @@ class ModelSpec:
         return read_mamba(self.model_type, self.config, self.num_layers)
 
     @property
+    def mamba1(self) -> Mamba1 | None:
+        """Jamba's Mamba1 mixers, or None (mamba.py)."""
+        return read_mamba1(self.model_type, self.config, self.num_layers)
+
+    @property
     def attention_layers(self) -> int:
-        """Layers with softmax attention: all but a hybrid's Gated DeltaNet or Mamba2 layers (a block model's MLP
-        and MoE blocks have none either)."""
+        """Layers with softmax attention: all but a hybrid's Gated DeltaNet, Mamba2 or Mamba1 layers (a block model's
+        MLP and MoE blocks have none either)."""
         m = self.mamba
         if m is not None:
             return m.attention if m.blocks or m.parallel else self.num_layers - m.layers
-        g = self.linear_attention
+        g = self.linear_attention or self.mamba1
         return self.num_layers - (g.layers if g else 0)
 
     @property

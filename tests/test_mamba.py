@@ -361,3 +361,42 @@ def test_other_mixers_are_counted_from_the_config():
     assert recurrent_layers(load_model("ai21labs/Jamba-v0.1")) == (28, "Mamba1")
     assert recurrent_layers(load_model("LiquidAI/LFM2-8B-A1B")) == (18, "short-convolution")
     assert recurrent_layers(load_model("llama-3.2-1b")) is None
+
+
+@pytest.mark.parametrize("hidden, state, rank, seq",
+                         [(64, 8, 8, 16), (64, 8, 8, 64), (64, 16, 8, 64), (96, 16, 12, 48)])
+def test_jamba_torch_scan_keeps_what_the_count_says(hidden, state, rank, seq):
+    """Jamba's Mamba1 mixer on the torch path (a CPU's), after an attention layer whose LoRA makes its input need a
+    gradient: the bytes autograd keeps inside it are mamba.mamba1_saved_bytes exactly (the per-sequence part
+    included: the initial state, D in fp32, the conv's padding, A, less the last state no step keeps)."""
+    import torch
+    from transformers import AutoModelForCausalLM, JambaConfig
+
+    cfg = JambaConfig(**{**_jamba(period=2, offset=0).to_dict(), "hidden_size": hidden, "mamba_d_state": state,
+                         "mamba_dt_rank": rank})
+    torch.manual_seed(0)
+    model = lora_model(AutoModelForCausalLM.from_config(cfg), ["q_proj", "v_proj"])
+    measured = saved_in(model, model.base_model.model.model.layers[1].mamba, seq, 262)
+    m = mamba.read_mamba1("jamba", cfg.to_dict(), 2)
+    assert (m.layers, m.attention, m.inner, m.state, m.dt_rank) == (1, 1, 2 * hidden, state, rank)
+    assert mamba.mamba1_saved_bytes(m, seq, 2, "torch") * seq == measured
+
+
+def test_jamba_is_estimated_with_its_mamba1_layers():
+    """Jamba-v0.1: 28 Mamba1 layers, 4 attention. The estimate counts the scan the machine will run and says which;
+    mamba-ssm's keeps ~98 KiB a token a layer at 4k, the torch fallback ~1.9 MiB; without checkpointing every layer's
+    count is kept, so the estimate rises with the fallback by the difference over 28 layers."""
+    spec = load_model("ai21labs/Jamba-v0.1")
+    m = spec.mamba1
+    assert (m.layers, m.attention, m.inner, m.state, m.dt_rank, spec.attention_layers) == (28, 4, 8192, 16, 256, 4)
+    torch_path = Plan("qlora", seq_len=4096, grad_checkpointing=False)
+    kernel = Plan("qlora", seq_len=4096, grad_checkpointing=False, mamba_kernel="mamba_ssm", causal_conv1d=True)
+    scan, fused = mamba.mamba1_saved_bytes(m, 4096, 2, "torch"), mamba.mamba1_saved_bytes(m, 4096, 2, "mamba_ssm", True)
+    assert 1.8 * 2 ** 20 < scan < 2.0 * 2 ** 20 and 90 * 1024 < fused < 110 * 1024
+    slow, fast = estimate(spec, torch_path), estimate(spec, kernel)
+    assert slow.components["activations"] - fast.components["activations"] == pytest.approx(
+        28 * 4096 * (scan - fused), rel=0.01)
+    line = next(a for a in slow.assumptions if a.startswith("Mamba1 in 28 of 32 layers (4 softmax attention)"))
+    assert "torch fallback" in line and "pip install mamba-ssm" in line
+    assert any(a.startswith("Mamba1 in 28 of 32 layers") and "mamba-ssm's selective scan" in a
+               for a in fast.assumptions)
