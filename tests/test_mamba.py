@@ -400,3 +400,25 @@ def test_jamba_is_estimated_with_its_mamba1_layers():
     assert "torch fallback" in line and "pip install mamba-ssm" in line
     assert any(a.startswith("Mamba1 in 28 of 32 layers") and "mamba-ssm's selective scan" in a
                for a in fast.assumptions)
+
+
+def test_jamba_whole_layers_on_average():
+    """A Jamba of attention and Mamba1 layers in turn (the Mamba1 layers with the MoE), LoRA on every linear rankwise
+    adapts: the estimate's layer average against the measured layers (layer 0's input needs no grad: layers 1 and 2,
+    one of each kind, stand for them)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cfg = _jamba(period=2, offset=0, layers=4)
+    spec = spec_from_config("tiny", "local", {**cfg.to_dict(), "model_type": "jamba"})
+    targets = spec.target_set("all-linear")
+    assert "dt_proj" not in targets and {"in_proj", "x_proj", "out_proj", "q_proj"} <= set(targets)
+    seq, per_layer = 64, []
+    for i in (1, 2):
+        torch.manual_seed(0)
+        model = lora_model(AutoModelForCausalLM.from_config(cfg), targets)
+        per_layer.append(saved_in(model, model.base_model.model.model.layers[i], seq, 262) / seq)
+    plan = Plan("lora", r=8, targets=tuple(targets), lora_dropout=False, seq_len=seq)
+    mean = layer_saved_bytes(spec, plan, spec.resolve_targets(targets))
+    average = sum(per_layer) / 2
+    assert abs(mean - average) / average < 0.05, (mean, per_layer)
