@@ -245,9 +245,10 @@ def mamba1_saved_bytes(m: Mamba1, seq_len: int, dtype_bytes: int, kernel: str, c
       2,048 tokens; the conv1d (causal-conv1d's CausalConv1dFn) keeps only its input, or without that package the
       reference F.conv1d's padded output too (SiLU's input).
     - "torch" (modeling_jamba.py `mamba_selective_scan`, its token-by-token loop): exp(A·Δ) and B·Δ for every token
-      and state (fp32), each step's state (fp32) and its 16-bit copy for the read by C, B in fp32, x in fp32, Δ before
-      and after softplus (fp32), the output in fp32 and SiLU(gate); per sequence the initial state. Measured exactly
-      with autograd's saved tensors on tiny Jamba mixers (tests/test_mamba.py)."""
+      and state (fp32), each step's state (fp32) and its 16-bit copy for the read by C, B in fp32, x and the output in
+      fp32, Δ before and after softplus (16-bit: delta_bias is cast to Δ's dtype), SiLU(gate) and the conv's padded
+      output (SiLU's input); per sequence the initial state. Measured exactly with autograd's saved tensors on tiny
+      Jamba mixers (tests/test_mamba.py)."""
     a, s, d, n, r = dtype_bytes, seq_len, m.inner, m.state, m.dt_rank
     norms = 4 * r + 8 * n + 12  # three RMSNorms: fp32 inputs, one rsqrt a token each
     if kernel == "mamba_ssm":
@@ -258,7 +259,7 @@ def mamba1_saved_bytes(m: Mamba1, seq_len: int, dtype_bytes: int, kernel: str, c
             sequence += a * d * (m.conv_kernel - 1)
         return (token * s + sequence) // s
     token = (12 + a) * d * n + (8 + 6 * a) * d + (4 + a) * n + norms  # exp(AΔ), BΔ, states, their copies; d_inner
-    # wide: in_proj's output, the conv's, x, Δ twice, the output, SiLU(gate); B in fp32 and C
+    # wide: x and the output in fp32, in_proj's output (two), the conv's, Δ twice, SiLU(gate); B in fp32 and C
     sequence = a * d * n + 4 * d + a * d * (m.conv_kernel - 1)  # the initial state, D in fp32, the conv's padding
     return (token * s + sequence) // s
 
