@@ -188,16 +188,20 @@ def flops_per_token(m: Mamba2) -> int:
 
 def describe(m: Mamba2, num_layers: int, seq_len: int, dtype_bytes: int, kernel: str) -> str:
     """The assumption line: which implementation the estimate counts, and what the other keeps."""
-    here = saved_bytes(m, seq_len, dtype_bytes, kernel)
-    other = "torch" if kernel == "mamba_ssm" else "mamba_ssm"
-    there = saved_bytes(m, seq_len, dtype_bytes, other)
-    which = ("mamba-ssm's fused kernel (installed here; on a GPU)" if kernel == "mamba_ssm" else
-             "transformers' torch fallback (mamba-ssm is not installed here, and a CPU always runs it)")
     where = (f"beside attention in all {num_layers} layers" if m.parallel else
              f"in {m.layers} of {num_layers} layers ({m.attention} softmax attention)")
-    return (f"Mamba2 {where}: the scan in {which} keeps "
-            f"{here / 1024:.0f} KiB a token a layer; {other} would keep {there / 1024:.0f} KiB"
-            + ("" if kernel == "mamba_ssm" else " (pip install mamba-ssm; transformers uses it on a GPU)"))
+    return _scan_line(f"Mamba2 {where}", kernel, lambda k: saved_bytes(m, seq_len, dtype_bytes, k),
+                      "mamba-ssm's fused kernel", "", "pip install mamba-ssm; transformers uses it on a GPU")
+
+
+def _scan_line(what: str, kernel: str, count, fused: str, loop: str, install: str) -> str:
+    """A Mamba kind's assumption line: the scan the estimate counts, its bytes a token a layer (`count(kernel)`), and
+    what the other implementation would keep; where mamba-ssm is missing, how to install it."""
+    other = "torch" if kernel == "mamba_ssm" else "mamba_ssm"
+    which = (f"{fused} (installed here; on a GPU)" if kernel == "mamba_ssm" else
+             f"transformers' torch fallback{loop} (mamba-ssm is not installed here, and a CPU always runs it)")
+    return (f"{what}: the scan in {which} keeps {count(kernel) / 1024:.0f} KiB a token a layer; {other} would keep "
+            f"{count(other) / 1024:.0f} KiB" + ("" if kernel == "mamba_ssm" else f" ({install})"))
 
 
 # ---------------------------------------------------------------- Jamba's Mamba1 mixers
@@ -219,7 +223,6 @@ class Mamba1:
     state: int
     dt_rank: int
     conv_kernel: int
-    name = "Mamba1"
 
 
 def read_mamba1(model_type: str, cfg: dict, num_layers: int) -> Mamba1 | None:
@@ -273,13 +276,7 @@ def mamba1_flops_per_token(m: Mamba1) -> int:
 def describe_mamba1(m: Mamba1, num_layers: int, seq_len: int, dtype_bytes: int, kernel: str,
                     conv_fused: bool) -> str:
     """The assumption line: which implementation the estimate counts, and what the other keeps."""
-    here = mamba1_saved_bytes(m, seq_len, dtype_bytes, kernel, conv_fused)
-    other = "torch" if kernel == "mamba_ssm" else "mamba_ssm"
-    there = mamba1_saved_bytes(m, seq_len, dtype_bytes, other, conv_fused)
-    which = ("mamba-ssm's selective scan (installed here; on a GPU)" if kernel == "mamba_ssm" else
-             "transformers' torch fallback, a loop over every token (mamba-ssm is not installed here, and a CPU "
-             "always runs it)")
-    return (f"Mamba1 in {m.layers} of {num_layers} layers ({m.attention} softmax attention): the scan in {which} "
-            f"keeps {here / 1024:.0f} KiB a token a layer; {other} would keep {there / 1024:.0f} KiB"
-            + ("" if kernel == "mamba_ssm" else " (pip install mamba-ssm causal-conv1d; transformers uses them on a "
-                                                  "GPU)"))
+    return _scan_line(f"Mamba1 in {m.layers} of {num_layers} layers ({m.attention} softmax attention)", kernel,
+                      lambda k: mamba1_saved_bytes(m, seq_len, dtype_bytes, k, conv_fused),
+                      "mamba-ssm's selective scan", ", a loop over every token",
+                      "pip install mamba-ssm causal-conv1d; transformers uses them on a GPU")

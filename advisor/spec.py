@@ -268,17 +268,18 @@ class ModelSpec:
         missing = [t for t in targets if t not in have]
         refused = [t for t in missing if t in self.peft_refused]
         bare = [t for t in missing if t in self.bare_names and t not in refused]
+
+        def refuse(names: list[str], why: str):
+            raise RankwiseError(f"target module{'s' if len(names) > 1 else ''} {', '.join(names)}: {why}",
+                                f"drop {', '.join(names)}; {self.name} can adapt: {', '.join(have)}")
+
         if bare:
-            raise RankwiseError(f"target module{'s' if len(bare) > 1 else ''} {', '.join(bare)}: {self.model_type}'s "
-                                f"Mamba mixer reads {'their weights' if len(bare) > 1 else 'its weight'} bare in "
-                                f"training ({BARE_WEIGHTS[self.model_type][1]}: transformers' "
-                                f"modeling_{self.model_type}.py), so a LoRA adapter there would get no gradient",
-                                f"drop {', '.join(bare)}; {self.name} can adapt: {', '.join(have)}")
+            refuse(bare, f"{self.model_type}'s Mamba mixer reads {'their weights' if len(bare) > 1 else 'its weight'} "
+                         f"bare in training ({BARE_WEIGHTS[self.model_type][1]}: transformers' "
+                         f"modeling_{self.model_type}.py), so a LoRA adapter there would get no gradient")
         if refused:
-            raise RankwiseError(f"target module{'s' if len(refused) > 1 else ''} {', '.join(refused)}: peft refuses "
-                                f"LoRA on {'them' if len(refused) > 1 else 'it'} in a Mamba-based model "
-                                f"({self.model_type}; its fused kernel reads the weight bare)",
-                                f"drop {', '.join(refused)}; {self.name} can adapt: {', '.join(have)}")
+            refuse(refused, f"peft refuses LoRA on {'them' if len(refused) > 1 else 'it'} in a Mamba-based model "
+                            f"({self.model_type}; its fused kernel reads the weight bare)")
         if missing:
             hint = f"{self.name} has: {', '.join(have)}"
             sugg = [s for t in missing for s in closest(t, have, 1)]

@@ -297,16 +297,13 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     attn_width = spec.num_heads * spec.head_dim
     span = L if attention == "eager" else L / 2  # causal: flash/SDPA kernels skip the masked half
     # a hybrid's linear-attention and Mamba2/Mamba1 layers: their scans, no quadratic term
-    gdn, ssm = spec.linear_attention, spec.mamba
+    gdn, ssm, m1 = spec.linear_attention, spec.mamba, spec.mamba1
     softmax_layers = spec.attention_layers
-    attn_flops = tokens * softmax_layers * 4 * span * attn_width * (1 + 2 + (1 if ckpt else 0))
-    if gdn:
-        attn_flops += tokens * gdn.layers * linear_attention.flops_per_token(gdn) * (1 + 2 + (1 if ckpt else 0))
-    if ssm:
-        attn_flops += tokens * ssm.layers * mamba.flops_per_token(ssm) * (1 + 2 + (1 if ckpt else 0))
-    m1 = spec.mamba1
-    if m1:
-        attn_flops += tokens * m1.layers * mamba.mamba1_flops_per_token(m1) * (1 + 2 + (1 if ckpt else 0))
+    per_layer = [(softmax_layers, 4 * span * attn_width)]  # (layers, forward FLOPs a token a layer)
+    per_layer += [(gdn.layers, linear_attention.flops_per_token(gdn))] if gdn else []
+    per_layer += [(ssm.layers, mamba.flops_per_token(ssm))] if ssm else []
+    per_layer += [(m1.layers, mamba.mamba1_flops_per_token(m1))] if m1 else []
+    attn_flops = tokens * sum(n * f for n, f in per_layer) * (1 + 2 + (1 if ckpt else 0))
     # the 4-bit slowdown is measured where peft's prepare_model_for_kbit_training upcasts (fp32 norms,
     # embeddings and output head beside bitsandbytes' unfused dequantize + GEMM); without the upcast
     # (quant.kbit_upcast false, or sharded QLoRA, which skips it) fms-acceleration's
