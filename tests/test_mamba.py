@@ -38,6 +38,10 @@ def _granite():
                                   num_local_experts=0, shared_intermediate_size=512)
 
 
+def _granite_spec():
+    cfg = _granite()
+    return cfg, spec_from_config("tiny-granite", "local", {**cfg.to_dict(), "model_type": "granitemoehybrid"})
+
 def _falcon_h1(rms_norm: bool):
     from transformers.models.falcon_h1.configuration_falcon_h1 import FalconH1Config
 
@@ -146,7 +150,7 @@ def test_whole_layers_on_average():
     import torch
     from transformers import AutoModelForCausalLM
 
-    cfg = _granite()
+    cfg, spec = _granite_spec()
     targets = ["in_proj", "q_proj", "k_proj", "v_proj", "o_proj", "input_linear", "output_linear"]  # not out_proj
     seq = 128
     per_layer = []
@@ -154,7 +158,6 @@ def test_whole_layers_on_average():
         torch.manual_seed(0)
         model = lora_model(AutoModelForCausalLM.from_config(cfg), targets)
         per_layer.append(saved_in(model, model.base_model.model.model.layers[i], seq) / seq)
-    spec = spec_from_config("tiny", "local", {**cfg.to_dict(), "model_type": "granitemoehybrid"})
     plan = Plan("lora", r=8, targets=tuple(targets), lora_dropout=False, seq_len=seq)
     mean = layer_saved_bytes(spec, plan, spec.resolve_targets(targets))
     average = (2 * per_layer[0] + per_layer[1]) / 3
@@ -188,10 +191,6 @@ def test_a_local_folder_saved_by_transformers_reads_its_tagged_infinity(tmp_path
     assert spec.config["time_step_limit"][1] == math.inf
     assert (spec.mamba.layers, spec.attention_layers) == (1, 1)
 
-
-def _granite_spec():
-    cfg = _granite()
-    return cfg, spec_from_config("tiny-granite", "local", {**cfg.to_dict(), "model_type": "granitemoehybrid"})
 
 
 @pytest.mark.parametrize("name, bare, error", [
