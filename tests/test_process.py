@@ -1,12 +1,14 @@
 """The worker's process plumbing (trainer/process.py) on its own: a full disk recognised through
-torch's wrapping, the half-written checkpoints it leaves dropped, a torn event line ended.
+torch's wrapping, the half-written checkpoints it leaves dropped, a torn event line ended, the process group
+destroyed before exit.
 The whole worker under these faults is tests/faults/test_process_faults.py."""
 import errno
 import json
 
 from rankwise.trainer import rundir
 from rankwise.trainer.events import read_events
-from rankwise.trainer.process import disk_full, disk_full_message, drop_kernels_line, end_torn_line
+from rankwise.trainer.process import (disk_full, disk_full_message, drop_kernels_line, end_torn_line,
+                                      leave_process_group)
 
 
 def _wrapped(inner: BaseException) -> RuntimeError:
@@ -60,3 +62,16 @@ def test_the_kernels_notice_is_dropped_from_train_log():
     record = lambda msg: logging.LogRecord("bitsandbytes", logging.WARNING, __file__, 1, msg, None, None)
     assert not drop_kernels_line(record("kernels package not found: falling back"))
     assert drop_kernels_line(record("loading the model"))
+
+
+def test_the_process_group_is_destroyed_before_exit_and_leaving_twice_is_harmless(tmp_path):
+    """A real gloo group (one rank, a file store): left to interpreter finalisation, gloo's threads can abort a process
+    whose run had finished (a CI run of the two-rank test died so)."""
+    import torch.distributed as dist
+
+    leave_process_group()  # no group yet: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    leave_process_group()
+    assert not dist.is_initialized()
+    leave_process_group()

@@ -178,6 +178,19 @@ def barrier() -> None:
             dist.barrier()
 
 
+def leave_process_group() -> None:
+    """Destroy the process group before the interpreter exits. Left to finalisation, gloo's worker threads can still
+    hold tensors when Python is torn down, and the process dies with SIGABRT ("terminate called without an active
+    exception") after a run that finished: pytorch/pytorch#190489, and #179291 on why torch does not do it itself."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    try:
+        dist.destroy_process_group()
+    except Exception as e:  # noqa: BLE001 - the run's outcome is already recorded; a failed teardown must not change it
+        log.warning("could not destroy the process group at exit: %s", e)
+
+
 def rank_callbacks():
     """The stop flag and checkpoint marker, made safe for several ranks. Built on call:
     trainer/callbacks.py imports transformers, which the worker loads only once its output

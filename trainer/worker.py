@@ -31,7 +31,7 @@ from . import tokens as added_tokens
 from .events import EVENTS_FILE, EventSink, read_events
 from .launch import is_main_process, world_size
 from .process import (RankSink, disk_full, disk_full_message, end_torn_line, install_signal_handlers,
-                      output_to_log, rank_callbacks)
+                      leave_process_group, output_to_log, rank_callbacks)
 
 MAX_OOM_RETRIES = 3
 log = logging.getLogger("rankwise.worker")
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return _ended(run_dir, sink, "failed", 1, state, f"{type(e).__name__}: {e}", f"see {run_dir / rundir.LOG}")
     finally:
         sink.close()
+        leave_process_group()
 
 
 def _ended(run_dir: Path, sink: EventSink, status: str, code: int, state: dict, error: str | None = None,
