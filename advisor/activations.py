@@ -36,6 +36,12 @@ def stream_bytes(plan: Plan) -> int:
     return plan.dtype_bytes
 
 
+def residual_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """Bytes per element of the hidden state between layers (what a checkpointed layer keeps as its input): the
+    stream's, or fp32 where the model keeps its residual in fp32 (spec.residual_fp32: Mamba, Falcon-Mamba)."""
+    return 4 if spec.residual_fp32 else stream_bytes(plan)
+
+
 def _lora_input_bytes(l: Linear, plan: Plan) -> int:
     """Per token: what an adapted linear's LoRA branch saves for backward.
 

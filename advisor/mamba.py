@@ -1,5 +1,5 @@
 """Mamba2 layers: what the state-space mixers of the Mamba2 hybrids keep for backward (Nemotron-H, Granite 4.0-H,
-Bamba, Falcon-H1); Jamba's Mamba1 mixers at the end of the file, the same way.
+Bamba, Falcon-H1); the Mamba1 mixers of Jamba, Mamba and Falcon-Mamba at the end of the file, the same way.
 
 Their decoder layers are of kinds (config.json `layers_block_type` / `layer_types`: "linear_attention" is a Mamba2
 mixer in transformers 5, "full_attention" softmax attention; Nemotron-H adds "mlp" and "moe" blocks, each block one
@@ -59,14 +59,19 @@ BARE_WEIGHTS = {  # model type -> (names, why)
     "jamba": (("dt_proj",), TIME_STEP), "falcon_mamba": (("dt_proj",), TIME_STEP),
     "mamba": (("dt_proj", "x_proj", "out_proj"), f"{TIME_STEP}; mamba-ssm's fused kernel takes all three on a GPU"),
 }
+# Every layer one block: an RMSNorm and a Mamba1 mixer, no attention and no MLP (modeling_mamba.py MambaBlock,
+# modeling_falcon_mamba.py FalconMambaBlock); with `residual_in_fp32` (the default) the residual, so each block's
+# output and the next block's input, is fp32.
+MIXER_ONLY_TYPES = frozenset({"mamba", "falcon_mamba"})
 MIXER_KINDS = ("linear_attention", "mamba")
 ATTENTION_KINDS = ("full_attention", "attention")
 
 
 def other_mixers(model_type: str, cfg: dict, num_layers: int) -> tuple[int, str] | None:
-    """(layers, kind) of sequence mixers the estimate counts as attention layers (an approximation it states) that,
-    like Mamba2 and Gated DeltaNet, read no position_ids, so rankwise's packing (position_ids restarting per example)
-    runs one packed example into the next there (tests/test_mamba.py measures both):
+    """(layers, kind) of sequence mixers beyond Mamba2 and Gated DeltaNet that, like them, read no position_ids, so
+    rankwise's packing (position_ids restarting per example) runs one packed example into the next there
+    (tests/test_mamba.py measures both). The Mamba1 mixers are estimated as such (read_mamba1); LFM2's short
+    convolutions as attention layers (an approximation the estimate states):
     - Jamba's Mamba1 mixers (configuration_jamba.py `layers_block_type`: attention where i % attn_layer_period ==
       attn_layer_offset, Mamba1 elsewhere; every layer of Mamba and Falcon-Mamba) carry their state and conv1d on;
     - LFM2's gated short convolutions (configuration_lfm2.py `layer_types` "conv", else every layer not in
@@ -204,7 +209,7 @@ def _scan_line(what: str, kernel: str, count, fused: str, loop: str, install: st
             f"{count(other) / 1024:.0f} KiB" + ("" if kernel == "mamba_ssm" else f" ({install})"))
 
 
-# ---------------------------------------------------------------- Jamba's Mamba1 mixers
+# ---------------------------------------------------------------- Mamba1 mixers: Jamba, Mamba, Falcon-Mamba
 
 
 SCAN_CHUNK = 2048  # mamba-ssm selective_scan.cpp: `n_chunks = (seqlen + 2048 - 1) / 2048` states kept for backward
@@ -212,10 +217,12 @@ SCAN_CHUNK = 2048  # mamba-ssm selective_scan.cpp: `n_chunks = (seqlen + 2048 - 
 
 @dataclass(frozen=True)
 class Mamba1:
-    """Jamba's Mamba1 mixers (configuration_jamba.py; JambaMambaMixer): in_proj to x and the gate (d_inner each,
-    d_inner = mamba_expand x hidden), a depthwise causal conv1d with SiLU, x_proj to the time step (rank dt_rank) and
-    B, C (d_state each), each through its own RMSNorm, dt_proj back to d_inner, the selective scan with a d_state
-    state per channel, the gate, out_proj. `attention`: the softmax-attention layers beside them."""
+    """Mamba1 mixers (JambaMambaMixer, MambaMixer, FalconMambaMixer): in_proj to x and the gate (d_inner each),
+    a depthwise causal conv1d with SiLU, x_proj to the time step (rank dt_rank) and B, C (d_state each), dt_proj back
+    to d_inner, the selective scan with a d_state state per channel, the gate, out_proj. `attention`: the
+    softmax-attention layers beside them (none in Mamba and Falcon-Mamba). `norms`: the time step, B and C each pass
+    an RMSNorm after x_proj (Jamba, Falcon-Mamba; not Mamba). `fused_inner`: with mamba-ssm, training runs the whole
+    mixer after in_proj as one function, `mamba_inner_fn` (Mamba; the other two call the scan alone)."""
 
     layers: int
     attention: int
@@ -223,40 +230,62 @@ class Mamba1:
     state: int
     dt_rank: int
     conv_kernel: int
+    norms: bool = True
+    fused_inner: bool = False
+
+
+# model type -> the config.json keys of (d_inner's expand factor, state size, time-step rank, conv kernel); Mamba and
+# Falcon-Mamba also write d_inner itself (intermediate_size), which wins
+MAMBA1_KEYS = {"jamba": ("mamba_expand", "mamba_d_state", "mamba_dt_rank", "mamba_d_conv"),
+               **dict.fromkeys(MIXER_ONLY_TYPES, ("expand", "state_size", "time_step_rank", "conv_kernel"))}
 
 
 def read_mamba1(model_type: str, cfg: dict, num_layers: int) -> Mamba1 | None:
-    """Jamba's Mamba1 mixers (other_mixers counts them), or None for another model."""
-    found = other_mixers(model_type, cfg, num_layers) if model_type == "jamba" else None
+    """The Mamba1 mixers of Jamba (other_mixers counts them), Mamba and Falcon-Mamba (every layer), or None."""
+    found = other_mixers(model_type, cfg, num_layers) if model_type in MAMBA1_KEYS else None
     hidden = cfg.get("hidden_size")
     if found is None or not isinstance(hidden, int):
         return None
-    rank = cfg.get("mamba_dt_rank", "auto")
-    rank = -(-hidden // 16) if rank in ("auto", None) else int(rank)  # configuration_jamba.py: ceil(hidden / 16)
-    return Mamba1(found[0], num_layers - found[0], int(cfg.get("mamba_expand") or 2) * hidden,
-                  int(cfg.get("mamba_d_state") or 16), rank, int(cfg.get("mamba_d_conv") or 4))
+    expand, state, rank, conv = MAMBA1_KEYS[model_type]
+    rank = cfg.get(rank, "auto")
+    rank = -(-hidden // 16) if rank in ("auto", None) else int(rank)  # the configurations' "auto": ceil(hidden / 16)
+    inner = cfg.get("intermediate_size") if model_type in MIXER_ONLY_TYPES else None
+    inner = inner if isinstance(inner, int) and inner else int(cfg.get(expand) or 2) * hidden
+    return Mamba1(found[0], num_layers - found[0], inner, int(cfg.get(state) or 16), rank, int(cfg.get(conv) or 4),
+                  norms=model_type != "mamba", fused_inner=model_type == "mamba")
 
 
 def mamba1_saved_bytes(m: Mamba1, seq_len: int, dtype_bytes: int, kernel: str, conv_fused: bool = False) -> int:
-    """Per token, one Jamba mixer, from in_proj's output to out_proj's input: the tensors autograd keeps (LoRA's own
+    """Per token, one Mamba1 mixer, from in_proj's output to out_proj's input: the tensors autograd keeps (LoRA's own
     inputs are counted with the other adapted linears; `dtype_bytes`: the compute dtype, 2 under 16-bit autocast).
-    Both paths keep in_proj's output (the conv1d's input and the gate are views of it), the time step's and B's and C's
-    RMSNorms their fp32 inputs and rsqrt, and per sequence A = -exp(A_log) (fp32, d_inner x d_state) and D in fp32.
-    - "mamba_ssm" (mamba_ssm/ops/selective_scan_interface.py SelectiveScanFn: `save_for_backward(u, delta, A, B, C,
-      D, z, delta_bias, x, out)`): u, the time step and the gate (contiguous copies where transformers hands views),
-      the output, B and C (contiguous copies), delta_bias in fp32, and x, one fp32 (d_inner, 2 d_state) state per
-      2,048 tokens; the conv1d (causal-conv1d's CausalConv1dFn) keeps only its input, or without that package the
+    Jamba's and Falcon-Mamba's time step, B and C each keep their RMSNorm's fp32 input and rsqrt; Mamba's, views of
+    x_proj's output, keep that output whole. Per sequence A = -exp(A_log) (fp32, d_inner x d_state) and D in fp32.
+    - "mamba_ssm", the scan alone (Jamba, Falcon-Mamba; mamba_ssm/ops/selective_scan_interface.py SelectiveScanFn:
+      `save_for_backward(u, delta, A, B, C, D, z, delta_bias, x, out)`): in_proj's output (the conv1d's input and the
+      gate are views of it), u, the time step and the gate (contiguous copies where transformers hands views), the
+      output, B and C (contiguous copies), delta_bias in fp32, and x, one fp32 (d_inner, 2 d_state) state per 2,048
+      tokens; the conv1d (causal-conv1d's CausalConv1dFn) keeps only its input, or without that package the
       reference F.conv1d's padded output too (SiLU's input).
-    - "torch" (modeling_jamba.py `mamba_selective_scan`, its token-by-token loop): exp(A·Δ) and B·Δ for every token
-      and state (fp32), each step's state (fp32) and its 16-bit copy for the read by C, B in fp32, x and the output in
-      fp32, Δ before and after softplus (16-bit: delta_bias is cast to Δ's dtype), SiLU(gate) and the conv's padded
-      output (SiLU's input); per sequence the initial state. Measured exactly with autograd's saved tensors on tiny
-      Jamba mixers (tests/test_mamba.py)."""
+    - "mamba_ssm", the whole mixer (Mamba; MambaInnerFn at checkpoint_lvl 1, which recomputes the conv1d's output and
+      the time step in backward: `save_for_backward(xz, ..., x_dbl, ..., A, B, C, D, delta_bias, scan_intermediates,
+      ..., out)`): in_proj's output (a contiguous copy of transformers' transposed view), x_proj's output, B and C
+      (contiguous copies), the scan's output; delta_bias and D in fp32, A, and the fp32 states per 2,048 tokens. It
+      needs causal-conv1d (`assert causal_conv1d_fwd_function is not None`).
+    - "torch" (modeling_jamba.py / modeling_mamba.py `mamba_selective_scan`, its token-by-token loop): exp(A·Δ) and
+      B·Δ for every token and state (fp32), each step's state (fp32) and its 16-bit copy for the read by C, B in
+      fp32, x and the output in fp32, Δ before and after softplus (16-bit: delta_bias is cast to Δ's dtype),
+      SiLU(gate) and the conv's padded output (SiLU's input); per sequence the initial state. Measured exactly with
+      autograd's saved tensors on tiny Jamba, Mamba and Falcon-Mamba mixers (tests/test_mamba.py)."""
     a, s, d, n, r = dtype_bytes, seq_len, m.inner, m.state, m.dt_rank
-    norms = 4 * r + 8 * n + 12  # three RMSNorms: fp32 inputs, one rsqrt a token each
+    # three RMSNorms (fp32 inputs, one rsqrt a token each), or x_proj's whole output beyond C (counted below)
+    norms = 4 * r + 8 * n + 12 if m.norms else a * (r + n)
+    states = 8 * d * n * -(-s // SCAN_CHUNK)  # the kernel's x
+    if kernel == "mamba_ssm" and m.fused_inner:
+        token = 3 * a * d + a * (r + 2 * n) + 2 * a * n  # xz, the output; x_dbl; B, C
+        return (token * s + 4 * d * n + 8 * d + states) // s  # A; D and delta_bias; x
     if kernel == "mamba_ssm":
         token = 2 * a * d + 4 * a * d + 2 * a * n + norms  # in_proj's output; u, Δ, the gate, the output; B, C
-        sequence = 4 * d * n + 8 * d + 8 * d * n * -(-s // SCAN_CHUNK)  # A; D and delta_bias; x
+        sequence = 4 * d * n + 8 * d + states  # A; D and delta_bias; x
         if not conv_fused:
             token += a * d
             sequence += a * d * (m.conv_kernel - 1)
@@ -276,7 +305,8 @@ def mamba1_flops_per_token(m: Mamba1) -> int:
 def describe_mamba1(m: Mamba1, num_layers: int, seq_len: int, dtype_bytes: int, kernel: str,
                     conv_fused: bool) -> str:
     """The assumption line: which implementation the estimate counts, and what the other keeps."""
-    return _scan_line(f"Mamba1 in {m.layers} of {num_layers} layers ({m.attention} softmax attention)", kernel,
-                      lambda k: mamba1_saved_bytes(m, seq_len, dtype_bytes, k, conv_fused),
-                      "mamba-ssm's selective scan", ", a loop over every token",
-                      "pip install mamba-ssm causal-conv1d; transformers uses them on a GPU")
+    where = (f"in all {num_layers} layers (no attention, no MLP)" if not m.attention else
+             f"in {m.layers} of {num_layers} layers ({m.attention} softmax attention)")
+    return _scan_line(f"Mamba1 {where}", kernel, lambda k: mamba1_saved_bytes(m, seq_len, dtype_bytes, k, conv_fused),
+                      "mamba-ssm's fused mamba_inner_fn" if m.fused_inner else "mamba-ssm's selective scan",
+                      ", a loop over every token", "pip install mamba-ssm causal-conv1d; transformers uses them on a GPU")

@@ -31,7 +31,7 @@ from .storage import expert_weights, experts_as_parameters, quantized, unquantiz
 from .adapter_init import start_up
 from .activations import (chunked_loss_bytes, fused_loss_bytes, kbit_upcast, layer_backward_transient_bytes,
                           layer_saved_bytes, layer_weight_transient_bytes, logits_peak_bytes, built_expert_bytes,
-                          stream_bytes)
+                          residual_bytes, stream_bytes)
 from .plan import GIB, HF, LOSSES, OUTSIDE_ALLOCATOR, Estimate, Plan, Stack  # noqa: F401  (callers name them memory.Plan, memory.HF, ...)
 
 MIB = 1024 ** 2
@@ -289,7 +289,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     else:
         logits = tokens * (chunked_loss_bytes if plan.loss == "chunked" else logits_peak_bytes)(spec, plan)
     weight_tmp = layer_weight_transient_bytes(spec, plan, adapted)
-    layer_input = tokens * stream_bytes(plan) * spec.hidden_size  # one hidden-state tensor: a checkpointed input
+    layer_input = tokens * residual_bytes(spec, plan) * spec.hidden_size  # one hidden-state tensor: a checkpointed input
     recompute = tokens * (largest_layer + layer_backward_transient_bytes(spec, plan)) + weight_tmp + param_layer
     if plan.reentrant and plan.grad_checkpointing:  # the recomputed layer's output, alive through its backward (_assumptions says why)
         recompute += layer_input
@@ -522,7 +522,7 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         f"states kept in {8 * adapter_bytes(plan)}-bit" + (" (pure bf16: no autocast)" if plan.pure_bf16 else ""),
         f"per-GPU micro-batch {plan.micro_batch} x {plan.seq_len} tokens, every sequence padded to full length (no packing savings)",
     ]
-    if not is_analytic(spec.model_type):
+    if not is_analytic(spec.model_type) and not spec.mixer_only:  # a mixer-only model's layers: the Mamba1 line below
         out.append(f"activations follow a Llama-style decoder (RMSNorm, SwiGLU MLP, SDPA); for {spec.model_type} "
                    "they are an approximation")
     if spec.linear_attention is not None:
@@ -559,7 +559,7 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         if plan.activation_offload:
             tokens = plan.micro_batch * plan.seq_len
             out.append(f"activation offload: the {spec.num_layers} checkpointed layer inputs "
-                       f"({tokens * spec.num_layers * stream_bytes(plan) * spec.hidden_size / GIB:.2f} GiB) wait in "
+                       f"({tokens * spec.num_layers * residual_bytes(spec, plan) * spec.hidden_size / GIB:.2f} GiB) wait in "
                        "pinned host RAM (torch save_on_cpu); one is copied back for its layer's backward")
         which = "the loss's vocab-sized buffers" if logits >= recompute else "one layer's recompute"
         out.append(f"the transient peak is {which} ({logits / GIB:.2f} GiB logits/loss vs "

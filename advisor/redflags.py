@@ -391,13 +391,13 @@ def moe_experts_16bit(ctx: Context) -> Finding | None:
 
 def recurrent_layers(spec: ModelSpec) -> tuple[int, str] | None:
     """(layers, kind) of a model's sequence mixers that read no position_ids: Gated DeltaNet (linear_attention.py),
-    Mamba2 (mamba.py), or those the estimate counts as attention (Jamba's Mamba1, LFM2's short convolutions:
-    mamba.other_mixers); None for a model without them."""
+    Mamba2 (mamba.py), or those mamba.other_mixers finds (the Mamba1 of Jamba, Mamba and Falcon-Mamba; LFM2's short
+    convolutions); None for a model without them."""
     if spec.linear_attention is not None:
         return spec.linear_attention.layers, spec.linear_attention.name
     if spec.mamba is not None:
         return spec.mamba.layers, "Mamba2"
-    return other_mixers(spec.model_type, spec.config, spec.num_layers)  # Jamba's Mamba1 (spec.mamba1) among them
+    return other_mixers(spec.model_type, spec.config, spec.num_layers)
 
 
 def packing_linear_attention(ctx: Context) -> Finding | None:
@@ -442,14 +442,6 @@ def linear_attention_fallback(ctx: Context) -> Finding | None:
     package, field, kernel = RECURRENT_KERNELS[kind]
     if getattr(ctx.estimate.plan, field) == kernel:
         return None
-    if kind == "Mamba1" and ctx.spec.mamba1 is None:  # pure Mamba / Falcon-Mamba: counted as attention layers
-        return Finding("linear-attention-fallback", "info",
-                       f"{ctx.spec.name}'s {layers} Mamba1 layers will run transformers' torch fallback ({package} is "
-                       "not installed): a Python loop over every token of every sequence, far slower than its kernel",
-                       "transformers uses mamba-ssm's selective scan on a GPU when the package is there; its "
-                       "fallback keeps each token's fp32 state (d_inner x d_state) for backward. rankwise counts these "
-                       "layers as attention layers, so neither path's memory is estimated on its own",
-                       f"pip install {package} causal-conv1d where it trains")
     more = ctx.estimate.peak_bytes - estimate(ctx.spec, replace(ctx.estimate.plan, **{field: kernel})).peak_bytes
     return Finding("linear-attention-fallback", "info",
                    f"{ctx.spec.name}'s {layers} {kind} layers will run transformers' torch fallback ({package} is not "

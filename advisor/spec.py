@@ -12,7 +12,7 @@ from typing import Literal, get_args
 from .errors import RankwiseError, closest
 from .families import Family, family_of
 from .linear_attention import GatedDeltaNet, KimiDelta, read as read_linear_attention
-from .mamba import BARE_WEIGHTS, Mamba1, Mamba2, read as read_mamba, read_mamba1
+from .mamba import BARE_WEIGHTS, MIXER_ONLY_TYPES, Mamba1, Mamba2, read as read_mamba, read_mamba1
 
 # Named target sets (the schema's `lora.target_modules` accepts these or a list of names).
 TargetSet = Literal["minimal", "standard", "aggressive", "all-linear"]
@@ -159,8 +159,19 @@ class ModelSpec:
 
     @property
     def mamba1(self) -> Mamba1 | None:
-        """Jamba's Mamba1 mixers, or None (mamba.py)."""
+        """The Mamba1 mixers of Jamba, Mamba and Falcon-Mamba, or None (mamba.py)."""
         return read_mamba1(self.model_type, self.config, self.num_layers)
+
+    @property
+    def mixer_only(self) -> bool:
+        """Every layer is a norm and a mixer, with no MLP (Mamba, Falcon-Mamba: mamba.MIXER_ONLY_TYPES)."""
+        return self.model_type in MIXER_ONLY_TYPES
+
+    @property
+    def residual_fp32(self) -> bool:
+        """The residual stream between layers is fp32 whatever the compute dtype (`residual_in_fp32`, Mamba's
+        default: the block adds its mixer's output to an fp32 copy of its input)."""
+        return self.mixer_only and bool(self.config.get("residual_in_fp32", True))
 
     @property
     def attention_layers(self) -> int:
@@ -174,9 +185,10 @@ class ModelSpec:
 
     @property
     def norms_per_layer(self) -> int:
-        """RMSNorms a decoder layer: the family's, or one a block in a block model (Nemotron-H)."""
+        """RMSNorms a decoder layer: the family's, or one a block in a block model (Nemotron-H) and in a mixer-only
+        model."""
         m = self.mamba
-        return 1 if m is not None and m.blocks else self.family.norms_per_layer
+        return 1 if (m is not None and m.blocks) or self.mixer_only else self.family.norms_per_layer
 
     @property
     def dense_moe(self) -> bool:
@@ -197,6 +209,8 @@ class ModelSpec:
         averaged over the layers). config.json's intermediate_size is the dense layers' width in DeepSeek, GLM
         and Qwen-MoE (6144 where a Qwen3-30B-A3B expert is 768), so it is not used for an MoE. A dense MoE
         (Llama 4 in transformers) runs every expert on every token (`experts_run`)."""
+        if self.mixer_only:  # config.json's intermediate_size is the mixer's d_inner there
+            return 0
         experts = [l for l in self.linears if l.family == "experts"]
         if not (self.is_moe and experts and self.num_experts):
             return self.intermediate_size * (max(1, self.experts_run) if self.is_moe else 1)
@@ -210,7 +224,7 @@ class ModelSpec:
         MoE the `mlp` family's (shared experts, dense first layers: their down projections' inputs, averaged over
         the layers), not the routed experts'."""
         if not self.is_moe:
-            return self.intermediate_size
+            return 0 if self.mixer_only else self.intermediate_size
         every = [l for l in self.linears if l.family == "mlp" and l.d_out == self.hidden_size]  # down projections
         return sum(l.d_in * l.count for l in every) // self.num_layers
 

@@ -1,5 +1,6 @@
-"""Mamba2 hybrids (Nemotron-H, Granite 4.0-H): what their state-space mixers keep for backward, measured with
-autograd's saved tensors on tiny models beside advisor/mamba.py's count, their layer kinds, and packing; and the
+"""Mamba2 hybrids (Nemotron-H, Granite 4.0-H) and the Mamba1 mixers of Jamba, Mamba and Falcon-Mamba: what their
+state-space mixers keep for backward, measured with autograd's saved tensors on tiny models beside advisor/mamba.py's
+count, their layer kinds, and packing; and the
 mixer weights the forward reads bare (Mamba2's out_proj, Jamba's dt_proj): never adapted nor quantized, and a run
 forced to adapt one is told so by the live doctor.
 
@@ -58,6 +59,15 @@ def _jamba(period=2, offset=1, layers=2):
                        num_key_value_heads=2, attn_layer_period=period, attn_layer_offset=offset, expert_layer_period=2,
                        expert_layer_offset=1, num_experts=2, num_experts_per_tok=1, mamba_d_state=8, mamba_d_conv=4,
                        mamba_expand=2, mamba_dt_rank=8, vocab_size=262, tie_word_embeddings=False)
+
+
+def _mixer_only(model_type: str, hidden=64, state=8, rank=8, layers=2, **kw):
+    """A tiny Mamba or Falcon-Mamba: every layer a norm and a Mamba1 mixer."""
+    from transformers import FalconMambaConfig, MambaConfig
+
+    make = MambaConfig if model_type == "mamba" else FalconMambaConfig
+    return make(hidden_size=hidden, num_hidden_layers=layers, vocab_size=262, state_size=state, time_step_rank=rank,
+                **kw)
 
 
 def _lfm2(types):
@@ -421,3 +431,126 @@ def test_jamba_whole_layers_on_average():
     mean = layer_saved_bytes(spec, plan, spec.resolve_targets(targets))
     average = sum(per_layer) / 2
     assert abs(mean - average) / average < 0.05, (mean, per_layer)
+
+
+@pytest.mark.parametrize("model_type", ["mamba", "falcon_mamba"])
+@pytest.mark.parametrize("hidden, state, rank, seq", [(64, 8, 8, 16), (64, 16, 8, 64), (96, 16, 12, 48)])
+def test_mamba_and_falcon_mamba_torch_scans_keep_what_the_count_says(model_type, hidden, state, rank, seq):
+    """Layer 1's mixer on the torch path, with LoRA on layer 0's in_proj alone (so its input needs a gradient and nothing
+    in it is adapted): the bytes autograd keeps inside it are mamba1_saved_bytes exactly. Falcon-Mamba's mixer keeps
+    what Jamba's does (an RMSNorm each on the time step, B and C); Mamba's has no norms and keeps x_proj's output whole,
+    of which the time step, B and C are views."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cfg = _mixer_only(model_type, hidden, state, rank)
+    torch.manual_seed(0)
+    model = lora_model(AutoModelForCausalLM.from_config(cfg), r"backbone\.layers\.0\.mixer\.in_proj")
+    measured = saved_in(model, model.base_model.model.backbone.layers[1].mixer, seq, 262)
+    m = mamba.read_mamba1(model_type, cfg.to_dict(), 2)
+    assert (m.layers, m.attention, m.inner, m.state, m.dt_rank) == (2, 0, 2 * hidden, state, rank)
+    assert (m.norms, m.fused_inner) == (model_type == "falcon_mamba", model_type == "mamba")
+    assert mamba.mamba1_saved_bytes(m, seq, 2, "torch") * seq == measured
+
+
+@pytest.mark.parametrize("model_type", ["mamba", "falcon_mamba"])
+def test_mixer_only_blocks_on_average_and_their_fp32_residual(model_type):
+    """A Mamba block is a norm and a mixer: no attention and no MLP (config.json's intermediate_size is the mixer's
+    d_inner there). The whole block, LoRA on every linear rankwise adapts, against the estimate's layer; and its output,
+    the next layer's checkpointed input, is fp32 under bf16 autocast (residual_in_fp32, the default), which the
+    estimate counts: 2 bytes a token and hidden unit more per layer under checkpointing than with the flag off."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rankwise.advisor.activations import residual_bytes
+
+    cfg = _mixer_only(model_type, layers=3)
+    spec = spec_from_config("tiny", "local", {**cfg.to_dict(), "model_type": model_type})
+    assert (spec.attention_layers, spec.mlp_width, spec.norms_per_layer, spec.residual_fp32) == (0, 0, 1, True)
+    targets = spec.target_set("all-linear")
+    assert set(targets) == ({"in_proj"} if model_type == "mamba" else {"in_proj", "x_proj"})
+    torch.manual_seed(0)
+    model = lora_model(AutoModelForCausalLM.from_config(cfg), targets)
+    dtypes = []
+    model.base_model.model.backbone.layers[1].register_forward_hook(lambda m, a, out: dtypes.append(out.dtype))
+    seq = 64
+    measured = saved_in(model, model.base_model.model.backbone.layers[1], seq, 262) / seq
+    plan = Plan("lora", r=8, targets=tuple(targets), lora_dropout=False, seq_len=seq)
+    counted = layer_saved_bytes(spec, plan, spec.resolve_targets(targets))
+    assert abs(counted - measured) / measured < 0.02, (counted, measured)
+    assert dtypes == [torch.float32] and residual_bytes(spec, plan) == 4
+    off = spec_from_config("tiny", "local", {**cfg.to_dict(), "model_type": model_type, "residual_in_fp32": False})
+    assert not off.residual_fp32 and residual_bytes(off, plan) == 2
+    ckpt = Plan("lora", r=8, targets=tuple(targets), lora_dropout=False, seq_len=seq, grad_checkpointing=True)
+    more = estimate(spec, ckpt).components["activations"] - estimate(off, ckpt).components["activations"]
+    assert more == 3 * seq * 2 * cfg.hidden_size
+
+
+def test_a_falcon_mamba_7b_is_estimated_as_its_mixers(tmp_path):
+    """Falcon-Mamba-7B's shape (64 layers of 4096, d_inner 8192, state 16, time-step rank 256, vocabulary 65024, an
+    untied head: 7.27B, the model card's total), from a local config.json: every layer a Mamba1 mixer, said so, with
+    no Llama-style approximation line; without checkpointing the torch fallback keeps 64 layers x tokens x the
+    difference more than mamba-ssm's scan; on a GPU without mamba-ssm the fallback flag gives that figure. Mamba's own
+    kernel path is mamba_inner_fn (the whole mixer), named in its line."""
+    from transformers import FalconMambaConfig
+
+    from rankwise.advisor.hardware import planned
+    from rankwise.advisor.loader import apply_overrides, validate
+    from rankwise.advisor.redflags import check
+
+    FalconMambaConfig(hidden_size=4096, num_hidden_layers=64, intermediate_size=8192, state_size=16,
+                      time_step_rank=256, vocab_size=65024, tie_word_embeddings=False).save_pretrained(tmp_path)
+    spec = load_model(str(tmp_path))
+    assert abs(spec.total_params / 7.27e9 - 1) < 0.002
+    m = spec.mamba1
+    assert (m.layers, m.attention, m.inner, m.norms, spec.attention_layers) == (64, 0, 8192, True, 0)
+    torch_path = Plan("qlora", seq_len=2048, grad_checkpointing=False)
+    kernel = Plan("qlora", seq_len=2048, grad_checkpointing=False, mamba_kernel="mamba_ssm", causal_conv1d=True)
+    slow, fast = estimate(spec, torch_path), estimate(spec, kernel)
+    scan, fused = mamba.mamba1_saved_bytes(m, 2048, 2, "torch"), mamba.mamba1_saved_bytes(m, 2048, 2, "mamba_ssm", True)
+    assert slow.components["activations"] - fast.components["activations"] == pytest.approx(
+        64 * 2048 * (scan - fused), rel=0.01)
+    assert any(a.startswith("Mamba1 in all 64 layers (no attention, no MLP)") for a in slow.assumptions)
+    assert not any("Llama-style" in a for a in slow.assumptions)
+    cfg = validate(apply_overrides({}, [f"model.name={tmp_path}", "method=qlora", "train.max_seq_len=2048",
+                                        "train.grad_checkpointing=false"]))
+    flag = next(f for f in check(cfg, spec, planned("80GiB")) if f.code == "linear-attention-fallback")
+    assert "64 Mamba1 layers" in flag.message and "GiB more at the peak" in flag.message
+    pure = mamba.read_mamba1("mamba", {"hidden_size": 2560, "intermediate_size": 5120, "state_size": 16,
+                                       "time_step_rank": 160}, 64)
+    assert pure.fused_inner and "mamba_inner_fn" in mamba.describe_mamba1(pure, 64, 2048, 2, "mamba_ssm", True)
+
+
+@pytest.mark.slow
+def test_a_tiny_falcon_mamba_trains_under_qlora(tmp_path):
+    """`rankwise train` of a tiny Falcon-Mamba under QLoRA on the CPU: every linear it adapts (in_proj, x_proj) gets a
+    gradient in the first steps, dt_proj (read bare) is left out, and the run ends with a saved adapter of those two."""
+    import shutil
+
+    import torch
+    import yaml
+    from train_helpers import adapter_shapes, events, of_type, only_run, tail_log, train
+    from transformers import AutoModelForCausalLM
+
+    assets = Path(__file__).resolve().parent.parent / "presets" / "assets"
+    model = tmp_path / "model"
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(_mixer_only("falcon_mamba", layers=2)).save_pretrained(model)
+    for f in (assets / "tiny-llama").iterdir():
+        if "token" in f.name or f.suffix == ".jinja":
+            shutil.copy(f, model)
+    preset = tmp_path / "falcon-mamba.yaml"
+    preset.write_text(yaml.safe_dump({
+        "name": "tiny-falcon-mamba", "model": {"name": str(model)}, "task": "chat",
+        "data": {"path": str(assets / "demo-chat.jsonl"), "val_ratio": 0.0}, "method": "qlora",
+        "lora": {"target_modules": "all-linear"}, "train": {"lr": 3e-3, "max_steps": 4, "micro_batch": 4,
+                                                            "max_seq_len": 64, "logging_steps": 1, "save_steps": 4}}))
+    runs = tmp_path / "runs"
+    out = train(runs, preset=str(preset), quick=False)
+    run = only_run(runs)
+    assert out.returncode == 0, out.stderr[-3000:] + tail_log(run)
+    evs = events(run)
+    assert [(e["adapters"], e["unused"]) for e in of_type(evs, "adapters")] == [(4, {})]  # 2 layers x 2 names
+    assert of_type(evs, "end")[-1]["status"] == "finished"
+    names = {k.split(".")[-3] for k in adapter_shapes(run)}
+    assert names == {"in_proj", "x_proj"}

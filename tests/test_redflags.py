@@ -187,8 +187,7 @@ TABLE = [
      {"packing-linear-attention": "warning", "linear-attention-fallback": "info"}, []),
     ({"model.name": "moonshotai/Kimi-Linear-48B-A3B-Instruct", "data.packing": True}, "80g",
      {"packing-linear-attention": "warning", "linear-attention-fallback": "info"}, []),
-    # Jamba's Mamba1 layers (counted as attention: the fallback said without a figure) and LFM2's short
-    # convolutions (no kernel to name) read no position_ids either
+    # Jamba's Mamba1 layers and LFM2's short convolutions (no kernel to name) read no position_ids either
     ({"model.name": "ai21labs/Jamba-v0.1", "data.packing": True}, "80g",
      {"packing-linear-attention": "warning", "linear-attention-fallback": "info"}, []),
     ({"model.name": "LiquidAI/LFM2-8B-A1B", "data.packing": True}, "80g", {"packing-linear-attention": "warning"},
