@@ -56,6 +56,10 @@ HYBRID = "Qwen/Qwen3.5-9B@4"
 # Nemotron 3 Nano cut to its first six blocks (Mamba2, MoE, Mamba2, MoE, Mamba2, attention: advisor/mamba.py), its
 # Mamba2 scan as transformers runs it here (mamba-ssm has no wheel for the device: its torch fallback)
 MAMBA_HYBRID = "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16@6"
+# Falcon-Mamba-7B cut to four of its 64 layers (Mamba1 mixers alone, advisor/mamba.py): the token-by-token torch scan
+# transformers runs without mamba-ssm, whose ~2 MiB a token a layer the CPU measured; at 1024 tokens (a Python loop
+# over every token: slow even on a GPU)
+PURE_MAMBA = "tiiuae/falcon-mamba-7b@4"
 STEPS = 4  # steps per case: the peak is reached in the first optimizer step; a few more confirm it
 CASE_KEYS = ("model", "method", "seq", "batch", "grad_ckpt", "kernels", "loss", "act_offload", "experts")
 FIELDS = (*CASE_KEYS, "status", "nvml_peak_gib", "run_reserved_gib",
@@ -82,7 +86,7 @@ def cases(models: list[str], liger: bool, cce: bool = False) -> list[dict]:
     out += [case(MOE, "lora-8bit")]  # the 8-bit method: LLM.int8 linears, the experts in row-wise int8
     out += [case(DENSE_MOE, "qlora")]  # every expert on every token: the repeated input and each expert's MLP kept
     out += [case(HYBRID, "qlora"), case(HYBRID, "lora", ckpt=False)]  # linear attention: recomputed, and every layer kept
-    out += [case(MAMBA_HYBRID, "qlora")]
+    out += [case(MAMBA_HYBRID, "qlora"), case(PURE_MAMBA, "qlora", seq=1024)]
     out += [case(models[0], method, seq, ckpt) for method in ("lora", "qlora") for seq in (512, 2048)
             for ckpt in (True, False) if (seq, ckpt) != (2048, True)]
     out += [case(m, "qlora", ckpt=False) for m in head[1:]]

@@ -768,6 +768,22 @@ def _jamba_15_large() -> dict:
                        max_position_embeddings=262144).to_dict()
 
 
+# tiiuae/falcon-mamba-7b: experimental-experiment's copy of its config.json (`get_falcon_mamba_7b`, "See
+# falcon-mamba-7b/config.json"): 64 Mamba1 layers of 4096, d_inner 8192, state 16, time-step rank 256, conv 4,
+# vocabulary 65024, an untied head, the residual in fp32. 7.27B in all, the parameter count promptlayer.com's model page
+# gives (tests/test_model_index.py).
+FALCON_MAMBA_7B = {"repo": "sdpython/experimental-experiment", "path": "experimental_experiment/torch_models/llm_model_helper.py",
+                   "commit": "04097e3040047505e7cac0c2c9040ff294fdd980"}
+
+
+def _falcon_mamba_7b() -> dict:
+    from transformers import FalconMambaConfig
+
+    return FalconMambaConfig(hidden_size=4096, num_hidden_layers=64, intermediate_size=8192, expand=16, state_size=16,
+                             time_step_rank=256, conv_kernel=4, vocab_size=65024, tie_word_embeddings=False,
+                             residual_in_fp32=True, use_bias=False, use_conv_bias=True).to_dict()
+
+
 # mlxcel's loader tests copy the config.json of the mlx-community 4-bit conversions ("Mirrors the real checkpoint's
 # config.json"); the shape fields are the original's (the quantization block is the conversion's own and is left out).
 def mlxcel(path: str, commit: str) -> dict:
@@ -1094,6 +1110,7 @@ VARIANTS = [
     (["mistralai/Ministral-8B-Instruct-2410"], _ministral_8b, GENZ_MISTRAL),
     (["databricks/dbrx-base"], _dbrx, {"config": GENZ_MISC, "attn_config": DBRX_INSTRUCT_CONFIG}),
     (["ai21labs/AI21-Jamba-1.5-Large"], _jamba_15_large, GENZ_MISC),
+    (["tiiuae/falcon-mamba-7b"], _falcon_mamba_7b, FALCON_MAMBA_7B),
     (["ByteDance-Seed/Seed-OSS-36B-Instruct"], _seed_oss_36b, SEED_OSS_CONFIG),
     (["swiss-ai/Apertus-8B-Instruct-2509"], _apertus_8b, APERTUS_CONFIG),
     (["arcee-ai/Trinity-Nano-Preview"], _trinity_nano, TRINITY_CONFIG),

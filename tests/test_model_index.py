@@ -23,6 +23,7 @@ ON_META = {  # (Qwen3, Qwen3-MoE, OLMo 2 and Gemma 3 text have family records si
     "qwen3_5_moe": "Qwen3-Next's hybrid layers and a vision tower (multimodal)",
     "qwen3_5": "Gated DeltaNet linear attention in 3 layers of 4, gated attention, a vision tower",
     "jamba": "Mamba layers interleaved with attention, experts every other layer",
+    "falcon_mamba": "Mamba1 mixers alone: no attention, no MLP",
     "gemma": "GeGLU MLP, (1 + weight) RMSNorms, head_dim 256",
     "llava": "a CLIP vision tower and projector before a Llama decoder",
     "mllama": "a vision encoder and cross-attention layers in the decoder",
@@ -135,6 +136,7 @@ PUBLISHED_ON_META = [
     ("Qwen/Qwen3.5-9B", 9_653_104_368 - 243_290_624),
     # "31.6B total / 3.6B active": github.com/NVIDIA-NeMo/Nemotron at e27b371, README.md
     ("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", 31.6e9),
+    ("tiiuae/falcon-mamba-7b", 7.27e9),  # "Parameter Count | 7.27B": promptlayer.com/models/falcon-mamba-7b
     ("cerebras/Cerebras-GPT-1.3B", 1_316e6),
     # "model params = 32.57 B" (llama.cpp's load of GLM-Z1-32B-0414, built on it): ik_llama.cpp pull request #344
     ("THUDM/GLM-4-32B-0414", 32.57e9),
