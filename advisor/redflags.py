@@ -18,7 +18,7 @@ from .errors import RankwiseError
 from .finding import SEVERITY_ORDER, Finding  # declared apart so ignored.py can make findings too
 from .machine_flags import (bf16_unsupported, ddp_wont_fit, disk_short, fp16_on_bf16_gpu, host_ram_short, too_few_gpus,
                             wont_fit)
-from .mamba import other_mixers
+from .mamba import mamba1_kernel_missing, other_mixers
 from .fit import Fit
 from .hardware import Hardware
 from .memory import Estimate, estimate
@@ -455,13 +455,34 @@ def linear_attention_fallback(ctx: Context) -> Finding | None:
                    f"pip install {package} where it trains (then the estimate counts its kernel)")
 
 
+def mamba_kernel_incomplete(ctx: Context) -> Finding | None:
+    """A model with Mamba1 mixers (Jamba, Mamba, Falcon-Mamba) on a GPU where mamba-ssm is installed without what its
+    Mamba1 path needs (mamba.mamba1_kernel_missing): transformers calls mamba-ssm there, which raises at the first
+    training step, after the model has loaded."""
+    m = ctx.spec.mamba1 if ctx.spec is not None else None
+    if m is None or ctx.hw is None or not ctx.hw.has_gpu:
+        return None
+    missing = mamba1_kernel_missing(m)
+    if not missing:
+        return None
+    fixes = {"selective_scan_cuda": "MAMBA_KEEP_CUDA_BUILD=TRUE pip install mamba-ssm --no-build-isolation",
+             "causal-conv1d": "pip install causal-conv1d --no-build-isolation"}
+    return Finding("mamba-kernel-incomplete", "warning",
+                   f"mamba-ssm is installed without {' and '.join(missing)}: {ctx.spec.name}'s {m.layers} Mamba1 layers "
+                   "will fail at the first training step on the GPU",
+                   "transformers calls mamba-ssm's Mamba1 kernels wherever the package imports and the device is CUDA, "
+                   "with no fallback; they need the selective_scan_cuda extension (an opt-in build in mamba-ssm's "
+                   "source since July 2026)" + (" and, for Mamba's fused mixer, causal-conv1d" if m.fused_inner else ""),
+                   "; ".join(fixes[x] for x in missing) + " (or pip uninstall mamba-ssm: the slower torch scan runs)")
+
+
 RULES: list[Callable[[Context], Finding | None]] = [
     model_unknown, rank_out_of_range, dropout_out_of_range, lr_out_of_range, high_rank_high_dropout,
     alpha_below_rank, alpha_far_above_rank, all_modules_low_rank, qlora_high_lr, wont_fit, ddp_wont_fit, too_few_gpus, bf16_unsupported,
     fp16_on_bf16_gpu, seq_beyond_positions, unknown_target_module, trust_remote_code, effective_batch_small,
     effective_batch_large, rslora_off_high_rank, no_grad_checkpointing_long_seq, no_warmup, host_ram_short, disk_short,
     adapter_start, distributed_setting, moe_experts_16bit, packing_linear_attention,
-    linear_attention_fallback,
+    linear_attention_fallback, mamba_kernel_incomplete,
 ]
 
 

@@ -1,11 +1,13 @@
 """Each red-flag rule fires where it should and stays quiet where it should; each patch fixes its flag."""
 import json
+from contextlib import contextmanager
 from dataclasses import replace
+from importlib.machinery import ModuleSpec
 
 import pytest
 from rule_codes import declared, documented
 
-from rankwise.advisor import ignored
+from rankwise.advisor import ignored, mamba
 from rankwise.advisor.config import RunConfig
 from rankwise.advisor.hardware import Hardware, Host, planned
 from rankwise.advisor.loader import apply_overrides, validate
@@ -32,7 +34,32 @@ HW = {
     "24g-disk35": lambda: probed(Host(8, 64 * GIB, 64 * GIB, 35 * GIB, "/runs")),
     "24g-disk5": lambda: probed(Host(8, 64 * GIB, 64 * GIB, 5 * GIB, "/runs")),
     "24g-declared-ram2": lambda: planned("24GiB", host=Host(8, 4 * GIB, 2 * GIB, 500 * GIB, "/runs")),
+    # kernel packages this machine lacks, said installed (installed() below)
+    "80g+mamba_ssm": lambda: planned("80GiB"),
+    "80g+mamba_ssm+scan": lambda: planned("80GiB"),
+    "cpu+mamba_ssm": lambda: Hardware(gpus=(), source="probe"),
 }
+# The packages a machine of HW has, at the one seam the rules read them through (mamba.find_spec); the rest as here
+KERNEL_PACKAGES = ("mamba_ssm", "selective_scan_cuda", "causal_conv1d")
+
+
+@contextmanager
+def installed(hw: str):
+    """Within: the kernel packages named in the HW key (after a "+") importable, the others of KERNEL_PACKAGES not."""
+    if "+" not in hw:
+        yield
+        return
+    names = set(hw.split("+")[1:])
+    names |= {"selective_scan_cuda"} if "scan" in names else set()
+    real = mamba.find_spec
+    fake = lambda name, *a: (ModuleSpec(name, None) if name in names else None) if name in KERNEL_PACKAGES else real(name, *a)  # noqa: E731
+    mamba.installed_kernel.cache_clear()  # the estimate's scan follows the fake too, and after it this machine again
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(mamba, "find_spec", fake)
+            yield
+    finally:
+        mamba.installed_kernel.cache_clear()
 
 
 def probed(host: Host) -> Hardware:
@@ -51,7 +78,8 @@ UNKNOWN = "a-model-rankwise-does-not-know"  # checked without a spec, as `rankwi
 def run(tweak: dict, hw: str, method=None):
     cfg = make(tweak)
     spec = None if cfg.model.name == UNKNOWN else load_model(cfg.model.name)
-    return cfg, check(cfg, spec, HW[hw](), method)
+    with installed(hw):
+        return cfg, check(cfg, spec, HW[hw](), method)
 
 
 # (tweak, hardware, {code: severity} expected present, codes expected absent)
@@ -193,6 +221,16 @@ TABLE = [
     ({"model.name": "LiquidAI/LFM2-8B-A1B", "data.packing": True}, "80g", {"packing-linear-attention": "warning"},
      ["linear-attention-fallback"]),
     ({"model.name": "LiquidAI/LFM2-8B-A1B"}, "80g", {}, ["packing-linear-attention", "linear-attention-fallback"]),
+    # Falcon-Mamba (Mamba1 alone) without mamba-ssm: the fallback, with its figure
+    ({"model.name": "tiiuae/falcon-mamba-7b"}, "80g", {"linear-attention-fallback": "info"}, ["mamba-kernel-incomplete"]),
+    # mamba-ssm without its CUDA selective scan (an opt-in build since July 2026): Mamba1 fails at the first step
+    ({"model.name": "ai21labs/Jamba-v0.1"}, "80g+mamba_ssm", {"mamba-kernel-incomplete": "warning"},
+     ["linear-attention-fallback"]),
+    ({"model.name": "tiiuae/falcon-mamba-7b"}, "80g+mamba_ssm", {"mamba-kernel-incomplete": "warning"}, []),
+    ({"model.name": "ai21labs/Jamba-v0.1"}, "80g+mamba_ssm+scan", {}, ["mamba-kernel-incomplete"]),
+    ({"model.name": "tiiuae/falcon-mamba-7b"}, "80g+mamba_ssm+scan", {}, ["mamba-kernel-incomplete"]),  # no fused mixer
+    ({"model.name": "ai21labs/Jamba-v0.1"}, "cpu+mamba_ssm", {}, ["mamba-kernel-incomplete"]),  # the CPU runs torch
+    ({"model.name": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"}, "80g+mamba_ssm", {}, ["mamba-kernel-incomplete"]),
 ]
 
 
