@@ -296,21 +296,25 @@ def mamba1_saved_bytes(m: Mamba1, seq_len: int, dtype_bytes: int, kernel: str, c
     return (token * s + sequence) // s
 
 
-def mamba1_kernel_missing(m: Mamba1) -> list[str]:
-    """What mamba-ssm's Mamba1 path needs and this machine lacks, where mamba-ssm is installed (transformers then calls
-    it on a GPU, with no fallback: integrations/hub_kernels.py `use_kernel_func_from_hub_with_fallback` takes the
-    torch path only where the package is missing or the device is not CUDA):
-    - `selective_scan_cuda`, the CUDA extension both `selective_scan_fn` and `mamba_inner_fn` call
-      (`_check_selective_scan_cuda()` raises "selective_scan_cuda is not installed. To use Mamba-1, ..."): an opt-in
-      build since state-spaces/mamba f577286 ("Make CUDA selective scan install explicit opt-in", July 2026, on main
-      after v2.3.2.post1; its README: `MAMBA_KEEP_CUDA_BUILD=TRUE pip install mamba-ssm --no-build-isolation`);
-    - causal-conv1d for Mamba's whole-mixer `mamba_inner_fn` (`assert causal_conv1d_fwd_function is not None`;
-      mamba-ssm's setup.py leaves it out of install_requires). Jamba and Falcon-Mamba run the reference conv1d
-      without it."""
+def kernel_missing(m: "Mamba1 | Mamba2") -> list[str]:
+    """What mamba-ssm's training path for these mixers needs and this machine lacks, where mamba-ssm is installed
+    (transformers then calls it on a GPU, with no fallback: integrations/hub_kernels.py
+    `use_kernel_func_from_hub_with_fallback` takes the torch path only where the package is missing or the device is not
+    CUDA). mamba-ssm's setup.py leaves causal-conv1d out of install_requires ("[Option]" in its README), and:
+    - Mamba2 (`mamba_split_conv1d_scan_combined`, ops/triton/ssd_combined.py) calls `causal_conv1d_fwd_function`
+      unconditionally: None without causal-conv1d, a TypeError at the first step ("'NoneType' object is not callable":
+      state-spaces/mamba#786, NVIDIA/Megatron-LM#1798);
+    - Mamba1 (`selective_scan_fn`, and Mamba's whole-mixer `mamba_inner_fn`, ops/selective_scan_interface.py) needs the
+      `selective_scan_cuda` extension (`_check_selective_scan_cuda()` raises "selective_scan_cuda is not installed. To
+      use Mamba-1, ..."): an opt-in build since state-spaces/mamba f577286 ("Make CUDA selective scan install explicit
+      opt-in", July 2026, on main after v2.3.2.post1: `MAMBA_KEEP_CUDA_BUILD=TRUE pip install mamba-ssm
+      --no-build-isolation`); `mamba_inner_fn` also asserts causal-conv1d. Jamba's and Falcon-Mamba's mixers run the
+      reference conv1d without it."""
     if find_spec("mamba_ssm") is None:
         return []
-    missing = [] if find_spec("selective_scan_cuda") is not None else ["selective_scan_cuda"]
-    if m.fused_inner and find_spec("causal_conv1d") is None:
+    one = isinstance(m, Mamba1)
+    missing = ["selective_scan_cuda"] if one and find_spec("selective_scan_cuda") is None else []
+    if (not one or m.fused_inner) and find_spec("causal_conv1d") is None:
         missing.append("causal-conv1d")
     return missing
 

@@ -18,7 +18,7 @@ from .errors import RankwiseError
 from .finding import SEVERITY_ORDER, Finding  # declared apart so ignored.py can make findings too
 from .machine_flags import (bf16_unsupported, ddp_wont_fit, disk_short, fp16_on_bf16_gpu, host_ram_short, too_few_gpus,
                             wont_fit)
-from .mamba import mamba1_kernel_missing, other_mixers
+from .mamba import Mamba1, kernel_missing, other_mixers
 from .fit import Fit
 from .hardware import Hardware
 from .memory import Estimate, estimate
@@ -456,23 +456,28 @@ def linear_attention_fallback(ctx: Context) -> Finding | None:
 
 
 def mamba_kernel_incomplete(ctx: Context) -> Finding | None:
-    """A model with Mamba1 mixers (Jamba, Mamba, Falcon-Mamba) on a GPU where mamba-ssm is installed without what its
-    Mamba1 path needs (mamba.mamba1_kernel_missing): transformers calls mamba-ssm there, which raises at the first
-    training step, after the model has loaded."""
-    m = ctx.spec.mamba1 if ctx.spec is not None else None
+    """A model with Mamba2 or Mamba1 mixers on a GPU where mamba-ssm is installed without what its training path there
+    needs (mamba.kernel_missing): transformers calls mamba-ssm, which fails at the first training step, after the model
+    has loaded."""
+    spec = ctx.spec
+    m = (spec.mamba or spec.mamba1) if spec is not None else None
     if m is None or ctx.hw is None or not ctx.hw.has_gpu:
         return None
-    missing = mamba1_kernel_missing(m)
+    missing = kernel_missing(m)
     if not missing:
         return None
+    kind = "Mamba1" if isinstance(m, Mamba1) else "Mamba2"
     fixes = {"selective_scan_cuda": "MAMBA_KEEP_CUDA_BUILD=TRUE pip install mamba-ssm --no-build-isolation",
              "causal-conv1d": "pip install causal-conv1d --no-build-isolation"}
+    needs = {"selective_scan_cuda": "the Mamba1 scan needs the selective_scan_cuda extension (built only on request "
+                                    "in mamba-ssm's source since July 2026)",
+             "causal-conv1d": "its fused path calls causal-conv1d's kernel, an optional package mamba-ssm does not "
+                              "install"}
     return Finding("mamba-kernel-incomplete", "warning",
-                   f"mamba-ssm is installed without {' and '.join(missing)}: {ctx.spec.name}'s {m.layers} Mamba1 layers "
+                   f"mamba-ssm is installed without {' and '.join(missing)}: {spec.name}'s {m.layers} {kind} layers "
                    "will fail at the first training step on the GPU",
-                   "transformers calls mamba-ssm's Mamba1 kernels wherever the package imports and the device is CUDA, "
-                   "with no fallback; they need the selective_scan_cuda extension (an opt-in build in mamba-ssm's "
-                   "source since July 2026)" + (" and, for Mamba's fused mixer, causal-conv1d" if m.fused_inner else ""),
+                   "transformers calls mamba-ssm's kernels wherever the package imports and the device is CUDA, with "
+                   "no fallback; " + "; ".join(needs[x] for x in missing),
                    "; ".join(fixes[x] for x in missing) + " (or pip uninstall mamba-ssm: the slower torch scan runs)")
 
 

@@ -556,10 +556,11 @@ def test_a_tiny_falcon_mamba_trains_under_qlora(tmp_path):
     assert names == {"in_proj", "x_proj"}
 
 
-def test_what_mamba_ssm_lacks_for_the_mamba1_path(monkeypatch):
-    """Where mamba-ssm imports, transformers calls its Mamba1 kernels on a GPU with no fallback: they need the
-    selective_scan_cuda extension, and Mamba's whole-mixer mamba_inner_fn needs causal-conv1d as well (Jamba's and
-    Falcon-Mamba's scan alone does not). Packages faked at the one seam the check reads (mamba.find_spec)."""
+def test_what_mamba_ssm_lacks_for_its_training_path(monkeypatch):
+    """Where mamba-ssm imports, transformers calls its kernels on a GPU with no fallback: Mamba1's need the
+    selective_scan_cuda extension, and Mamba's whole-mixer mamba_inner_fn and every Mamba2 mixer need causal-conv1d
+    (Jamba's and Falcon-Mamba's scan alone does not). Packages faked at the one seam the check reads
+    (mamba.find_spec)."""
     from importlib.machinery import ModuleSpec
 
     pure = mamba.read_mamba1("mamba", {"hidden_size": 64, "intermediate_size": 128, "state_size": 8}, 2)
@@ -568,12 +569,13 @@ def test_what_mamba_ssm_lacks_for_the_mamba1_path(monkeypatch):
     def have(*names):
         monkeypatch.setattr(mamba, "find_spec", lambda name, *a: ModuleSpec(name, None) if name in names else None)
 
+    mamba2 = _granite_spec()[1].mamba
     have()
-    assert mamba.mamba1_kernel_missing(pure) == [] and mamba.mamba1_kernel_missing(falcon) == []  # the torch scan runs
+    assert not any(mamba.kernel_missing(m) for m in (pure, falcon, mamba2))  # the torch scans run
     have("mamba_ssm")
-    assert mamba.mamba1_kernel_missing(pure) == ["selective_scan_cuda", "causal-conv1d"]
-    assert mamba.mamba1_kernel_missing(falcon) == ["selective_scan_cuda"]
+    assert mamba.kernel_missing(pure) == ["selective_scan_cuda", "causal-conv1d"]
+    assert mamba.kernel_missing(falcon) == ["selective_scan_cuda"] and mamba.kernel_missing(mamba2) == ["causal-conv1d"]
     have("mamba_ssm", "selective_scan_cuda")
-    assert mamba.mamba1_kernel_missing(pure) == ["causal-conv1d"] and mamba.mamba1_kernel_missing(falcon) == []
+    assert mamba.kernel_missing(pure) == ["causal-conv1d"] and mamba.kernel_missing(falcon) == []
     have("mamba_ssm", "selective_scan_cuda", "causal_conv1d")
-    assert mamba.mamba1_kernel_missing(pure) == []
+    assert not any(mamba.kernel_missing(m) for m in (pure, falcon, mamba2))

@@ -37,6 +37,7 @@ HW = {
     # kernel packages this machine lacks, said installed (installed() below)
     "80g+mamba_ssm": lambda: planned("80GiB"),
     "80g+mamba_ssm+scan": lambda: planned("80GiB"),
+    "80g+mamba_ssm+causal_conv1d": lambda: planned("80GiB"),
     "cpu+mamba_ssm": lambda: Hardware(gpus=(), source="probe"),
 }
 # The packages a machine of HW has, at the one seam the rules read them through (mamba.find_spec); the rest as here
@@ -230,7 +231,12 @@ TABLE = [
     ({"model.name": "ai21labs/Jamba-v0.1"}, "80g+mamba_ssm+scan", {}, ["mamba-kernel-incomplete"]),
     ({"model.name": "tiiuae/falcon-mamba-7b"}, "80g+mamba_ssm+scan", {}, ["mamba-kernel-incomplete"]),  # no fused mixer
     ({"model.name": "ai21labs/Jamba-v0.1"}, "cpu+mamba_ssm", {}, ["mamba-kernel-incomplete"]),  # the CPU runs torch
-    ({"model.name": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"}, "80g+mamba_ssm", {}, ["mamba-kernel-incomplete"]),
+    # ... and Mamba2 without causal-conv1d, which mamba-ssm does not install: its fused path calls it unconditionally
+    ({"model.name": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"}, "80g+mamba_ssm", {"mamba-kernel-incomplete": "warning"},
+     ["linear-attention-fallback"]),
+    ({"model.name": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"}, "80g+mamba_ssm+causal_conv1d", {},
+     ["mamba-kernel-incomplete", "linear-attention-fallback"]),
+    ({"model.name": "Qwen/Qwen3.5-9B"}, "80g+mamba_ssm", {}, ["mamba-kernel-incomplete"]),  # no Mamba layers
 ]
 
 
