@@ -61,6 +61,14 @@ class StackSpeed:
     layer_overhead_s: float  # fixed seconds per decoder layer per pass (launches, Python)
     step_overhead_s: float  # fixed seconds per optimizer step (optimizer, logging, scheduler)
     source: str
+    op_s: float = 1e-5  # seconds an eager op costs where its work is negligible: the launch and its Python
+
+
+# Kernels the Mamba1 torch scan (transformers' `mamba_selective_scan` loop, advisor/mamba.py) launches per token and
+# layer: forward (the state update's multiply and add, its 16-bit copy, the read by C, and the output's stacking) and
+# backward, each an op on the whole micro-batch at once. Counted as the non-view aten ops a tiny Mamba, Falcon-Mamba
+# and Jamba mixer dispatches (tests/test_time.py, TorchDispatchMode on the CPU): the same ops launch on a GPU.
+MAMBA1_LOOP_OPS = (5, 13)
 
 
 # transformers + peft under the HF Trainer on a GPU (what rankwise runs). efficiency: the
@@ -72,7 +80,8 @@ class StackSpeed:
 # (2749 and 2881 tokens/s) are 0.76 and 0.79 of those LoRA rows — bitsandbytes dequantizes each
 # weight and then runs an unfused 16-bit GEMM. bandwidth_share 0.8: STREAM-like copies reach
 # ~80-90% of HBM peak (NVIDIA's bandwidthTest); layer_overhead_s: ~40 kernels per layer per
-# pass at ~10 µs launch+Python each (PyTorch eager; a judgment, small beside the FLOPs of a 7B).
+# pass at ~10 µs launch+Python each (op_s; PyTorch eager; a judgment, small beside the FLOPs of a 7B;
+# "~5-25 µs of CPU-side work per op", jiahuanglin.xyz's lesson "From PyTorch op to kernel launch").
 GPU_HF = StackSpeed("hf", 0.70, 0.8, 0.78, 4e-4, 0.02,
                     "fitted to fms-acceleration refs/a100_80gb.csv (Mistral-7B LoRA/QLoRA, 1×A100-80GB)")
 # The CPU (the demo): PyTorch's fp32 GEMMs sustain ~10 GFLOP/s per core on small matrices
@@ -83,7 +92,8 @@ GPU_HF = StackSpeed("hf", 0.70, 0.8, 0.78, 4e-4, 0.02,
 CPU_GFLOPS_PER_CORE = 10.0
 CPU_BANDWIDTH_GBS = 10.0
 CPU_HF = StackSpeed("hf-cpu", 1.0, 1.0, 0.5, 1e-2, 0.25,
-                    "conservative CPU figures (10 GFLOP/s per core, 10 ms per layer pass); calibrate with a demo run")
+                    "conservative CPU figures (10 GFLOP/s per core, 10 ms per layer pass); calibrate with a demo run",
+                    op_s=1e-4)
 STACKS = {s.name: s for s in (GPU_HF, CPU_HF)}
 
 # Several GPUs: DDP overlaps its gradient all-reduce with backward (small LoRA gradients);
@@ -349,8 +359,13 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     act_offload_s = 0.0
     if fit.estimate.host_activation_bytes and device.kind == "gpu":  # save_on_cpu: out and back, not overlapped
         act_offload_s = 2 * fit.estimate.host_activation_bytes / fit.gpus / (PCIE_GBS * 1e9 * st.bandwidth_share)
+    loop_s = 0.0
+    if m1 is not None and (device.kind == "cpu" or plan.mamba_kernel != "mamba_ssm"):
+        forward, backward = MAMBA1_LOOP_OPS  # a Python loop over the tokens: launch-bound, whatever the batch
+        loop_s = L * m1.layers * ((passes - 1) * forward + backward) * st.op_s
     return {"compute": (base_flops + adapter_flops + dora_flops + fold_flops) / peak,
             **({"offload": offload_s} if offload_s else {}),
+            **({"scan_loop": loop_s} if loop_s else {}),
             **({"activation_offload": act_offload_s} if act_offload_s else {}),
             "attention": attn_flops / peak + attn_bytes / bw,
             "memory": (weight_bytes + dora_bytes + fold_bytes) / bw,  # FSDP gathers each full layer: the same bytes per GPU
@@ -460,6 +475,11 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
     if "offload" in parts:
         notes.append(f"CPU offload: each pass copies this rank's weight shards from host RAM over PCIe 4.0 x16 "
                      f"({PCIE_GBS:g} GB/s at {device.stack.bandwidth_share:.0%}): {parts['offload']:.2f} s a micro-batch")
+    if "scan_loop" in parts:
+        forward, backward = MAMBA1_LOOP_OPS
+        notes.append(f"the Mamba1 layers' torch scan (mamba-ssm not used): a loop over every token, {forward} kernels "
+                     f"forward and {backward} backward a token and layer at ~{device.stack.op_s * 1e6:.0f} µs each: "
+                     f"{parts['scan_loop']:.1f} s a micro-batch")
     if "activation_offload" in parts:
         notes.append(f"activation offload: the checkpointed inputs copied to host RAM and back over PCIe 4.0 x16, "
                      f"not overlapped with compute (torch save_on_cpu): {parts['activation_offload']:.2f} s a "

@@ -421,3 +421,62 @@ def test_trained_weights_add_their_gradient_gemms_to_a_micro_batch():
     peak = lora["compute"] and device.tflops * 1e12 * device.stack.efficiency
     assert abs((full["compute"] - lora["compute"]) - 2 * spec.total_params * tokens / peak) < 1e-9
     assert full["memory"] > lora["memory"]  # the gradients written
+
+
+@pytest.mark.parametrize("model_type", ["mamba", "falcon_mamba", "jamba"])
+def test_the_mamba1_torch_scan_launches_what_the_time_model_counts(model_type):
+    """The Mamba1 torch scan is a Python loop over the tokens, so its time is its kernel launches: the non-view aten
+    ops one mixer dispatches in forward and backward grow by time.MAMBA1_LOOP_OPS a token (two lengths apart; each op
+    takes the whole micro-batch, a GPU launches the same ones). Counted at dispatch (TorchDispatchMode) on the CPU."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from transformers import AutoModelForCausalLM, FalconMambaConfig, JambaConfig, MambaConfig
+
+    from rankwise.advisor.time import MAMBA1_LOOP_OPS
+
+    class Ops(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.n += not (func.is_view or torch.Tag.view_copy in func.tags)
+            return func(*args, **(kwargs or {}))
+
+    small = {"hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 262}
+    cfg = {"mamba": lambda: MambaConfig(**small, state_size=8, time_step_rank=8),
+           "falcon_mamba": lambda: FalconMambaConfig(**small, state_size=8, time_step_rank=8),
+           "jamba": lambda: JambaConfig(**small, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
+                                        attn_layer_period=2, attn_layer_offset=1, num_experts=1, mamba_d_state=8,
+                                        mamba_dt_rank=8)}[model_type]()
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg).to(torch.bfloat16).requires_grad_(False)  # a frozen base, as LoRA's
+    mixer = model.model.layers[0].mamba if model_type == "jamba" else model.backbone.layers[0].mixer
+    counts = []
+    for seq in (24, 56):
+        x = torch.randn(2, seq, 64, dtype=torch.bfloat16, requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            with Ops() as forward:
+                y = mixer(x)
+            with Ops() as backward:
+                y.float().sum().backward()
+        counts.append((forward.n, backward.n))
+    per_token = tuple((b - a) / 32 for a, b in zip(*counts))
+    assert per_token == MAMBA1_LOOP_OPS
+
+
+def test_the_mamba1_torch_scan_sets_the_step_time_without_mamba_ssm():
+    """Falcon-Mamba-7B QLoRA at 2048 tokens on an H100 without mamba-ssm: each micro-batch adds its loop's launches,
+    2048 tokens x 64 layers x (2 x 5 forward with the recompute + 13 backward) at the stack's ~10 µs an op (~30 s,
+    several times the whole micro-batch's FLOP time); with mamba-ssm's scan, none."""
+    from rankwise.advisor.hardware import resolve
+    from rankwise.advisor.time import GPU_HF, Device
+
+    spec = load_model("tiiuae/falcon-mamba-7b")
+    hw = resolve(None, None, "H100-80GB")
+    fit = assess(spec, with_values(RunConfig(), {"method": "qlora", "train.max_seq_len": 2048}), hw)
+    assert fit.estimate.plan.grad_checkpointing and fit.estimate.plan.mamba_kernel == "torch"
+    parts = micro_batch_seconds(spec, fit, Device.of(hw), 2048)
+    assert parts["scan_loop"] == pytest.approx(2048 * 64 * (2 * 5 + 13) * GPU_HF.op_s)
+    assert parts["scan_loop"] > 3 * sum(v for k, v in parts.items() if k != "scan_loop")
+    kernel = replace(fit, estimate=replace(fit.estimate, plan=replace(fit.estimate.plan, mamba_kernel="mamba_ssm")))
+    assert "scan_loop" not in micro_batch_seconds(spec, kernel, Device.of(hw), 2048)
+    assert "scan_loop" not in micro_batch_seconds(load_model("llama-3.1-8b"), fit, Device.of(hw), 2048)
