@@ -64,11 +64,38 @@ class StackSpeed:
     op_s: float = 1e-5  # seconds an eager op costs where its work is negligible: the launch and its Python
 
 
-# Kernels the Mamba1 torch scan (transformers' `mamba_selective_scan` loop, advisor/mamba.py) launches per token and
-# layer: forward (the state update's multiply and add, its 16-bit copy, the read by C, and the output's stacking) and
-# backward, each an op on the whole micro-batch at once. Counted as the non-view aten ops a tiny Mamba, Falcon-Mamba
-# and Jamba mixer dispatches (tests/test_time.py, TorchDispatchMode on the CPU): the same ops launch on a GPU.
-MAMBA1_LOOP_OPS = (5, 13)
+# Kernels a recurrent layer's torch fallback launches a layer, forward and backward, each (fixed, per unit): its Python
+# loops run once a token (Mamba1's `mamba_selective_scan`: the state update's multiply and add, its 16-bit copy, the
+# read by C, ...) or once a 64-token chunk (the delta rules' scan over chunks; KDA's UT transform also loops over a
+# chunk's 64 rows, for all chunks at once: most of its fixed part). Each op takes the whole micro-batch, so these
+# layers' time is launches, not FLOPs. Counted as the non-view aten ops tiny mixers dispatch (tests/test_time.py,
+# TorchDispatchMode on the CPU; a GPU launches the same ops); Mamba1's fixed part (~40-80) is left out. Mamba2's
+# chunked scan is vectorised (~230 ops a layer whatever the length): left to layer_overhead_s.
+FALLBACK_LOOPS = {  # kind -> (tokens a unit, (fixed, per unit) forward, (fixed, per unit) backward)
+    "Mamba1": (1, (0, 5), (0, 13)),
+    "Gated DeltaNet": (linear_attention.CHUNK, (88, 21), (128, 43)),
+    "Kimi Delta Attention": (linear_attention.CHUNK, (480, 28), (1040, 61)),
+}
+
+
+def fallback_loops(spec: "ModelSpec", plan, device_kind: str) -> list[tuple[str, int]]:
+    """(kind, layers) of the recurrent layers that run a torch fallback's loops here: always on the CPU; on a GPU those
+    whose kernel package is not installed (plan.linear_kernel, plan.mamba_kernel)."""
+    out = []
+    gdn, m1 = spec.linear_attention, spec.mamba1
+    if gdn is not None and (device_kind == "cpu" or plan.linear_kernel != "fla"):
+        out.append((gdn.name, gdn.layers))
+    if m1 is not None and (device_kind == "cpu" or plan.mamba_kernel != "mamba_ssm"):
+        out.append(("Mamba1", m1.layers))
+    return out
+
+
+def loop_ops(kind: str, seq_len: int, forwards: int) -> int:
+    """Kernels one layer of `kind` launches in a micro-batch of `seq_len` tokens: `forwards` forward passes (2 under
+    checkpointing) and one backward."""
+    unit, (f0, f1), (b0, b1) = FALLBACK_LOOPS[kind]
+    units = -(-seq_len // unit)
+    return forwards * (f0 + f1 * units) + b0 + b1 * units
 
 
 # transformers + peft under the HF Trainer on a GPU (what rankwise runs). efficiency: the
@@ -359,10 +386,8 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     act_offload_s = 0.0
     if fit.estimate.host_activation_bytes and device.kind == "gpu":  # save_on_cpu: out and back, not overlapped
         act_offload_s = 2 * fit.estimate.host_activation_bytes / fit.gpus / (PCIE_GBS * 1e9 * st.bandwidth_share)
-    loop_s = 0.0
-    if m1 is not None and (device.kind == "cpu" or plan.mamba_kernel != "mamba_ssm"):
-        forward, backward = MAMBA1_LOOP_OPS  # a Python loop over the tokens: launch-bound, whatever the batch
-        loop_s = L * m1.layers * ((passes - 1) * forward + backward) * st.op_s
+    loop_s = sum(layers * loop_ops(kind, L, passes - 1) for kind, layers in fallback_loops(spec, plan, device.kind)) \
+        * st.op_s  # Python loops over tokens or chunks: launch-bound, whatever the batch
     return {"compute": (base_flops + adapter_flops + dora_flops + fold_flops) / peak,
             **({"offload": offload_s} if offload_s else {}),
             **({"scan_loop": loop_s} if loop_s else {}),
@@ -476,10 +501,11 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
         notes.append(f"CPU offload: each pass copies this rank's weight shards from host RAM over PCIe 4.0 x16 "
                      f"({PCIE_GBS:g} GB/s at {device.stack.bandwidth_share:.0%}): {parts['offload']:.2f} s a micro-batch")
     if "scan_loop" in parts:
-        forward, backward = MAMBA1_LOOP_OPS
-        notes.append(f"the Mamba1 layers' torch scan (mamba-ssm not used): a loop over every token, {forward} kernels "
-                     f"forward and {backward} backward a token and layer at ~{device.stack.op_s * 1e6:.0f} µs each: "
-                     f"{parts['scan_loop']:.1f} s a micro-batch")
+        loops = fallback_loops(spec, plan, device.kind)
+        notes.append(f"the torch fallback of the {' and '.join(k for k, _ in loops)} layers (no kernel package used): "
+                     f"Python loops over every {' or '.join(dict.fromkeys('token' if k == 'Mamba1' else 'chunk' for k, _ in loops))}, "
+                     f"{sum(n * loop_ops(k, padded, 2 if plan.grad_checkpointing else 1) for k, n in loops):,} kernels "
+                     f"a micro-batch at ~{device.stack.op_s * 1e6:.0f} µs each: {parts['scan_loop']:.1f} s")
     if "activation_offload" in parts:
         notes.append(f"activation offload: the checkpointed inputs copied to host RAM and back over PCIe 4.0 x16, "
                      f"not overlapped with compute (torch save_on_cpu): {parts['activation_offload']:.2f} s a "

@@ -423,16 +423,37 @@ def test_trained_weights_add_their_gradient_gemms_to_a_micro_batch():
     assert full["memory"] > lora["memory"]  # the gradients written
 
 
-@pytest.mark.parametrize("model_type", ["mamba", "falcon_mamba", "jamba"])
-def test_the_mamba1_torch_scan_launches_what_the_time_model_counts(model_type):
-    """The Mamba1 torch scan is a Python loop over the tokens, so its time is its kernel launches: the non-view aten
-    ops one mixer dispatches in forward and backward grow by time.MAMBA1_LOOP_OPS a token (two lengths apart; each op
-    takes the whole micro-batch, a GPU launches the same ones). Counted at dispatch (TorchDispatchMode) on the CPU."""
+def _mixer(kind: str):
+    """A tiny model of `kind` with a frozen base (as under LoRA) and one of its recurrent mixers, and its hidden size."""
     import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
+    from test_linear_attention import _config, _kimi_config
     from transformers import AutoModelForCausalLM, FalconMambaConfig, JambaConfig, MambaConfig
 
-    from rankwise.advisor.time import MAMBA1_LOOP_OPS
+    small = {"hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 262}
+    cfg = {"mamba": lambda: MambaConfig(**small, state_size=8, time_step_rank=8),
+           "falcon_mamba": lambda: FalconMambaConfig(**small, state_size=8, time_step_rank=8),
+           "jamba": lambda: JambaConfig(**small, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
+                                        attn_layer_period=2, attn_layer_offset=1, num_experts=1, mamba_d_state=8,
+                                        mamba_dt_rank=8),
+           "qwen3_5": _config, "kimi_linear": _kimi_config}[kind]()
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg).to(torch.bfloat16).requires_grad_(False)
+    layer = (model.backbone if kind in ("mamba", "falcon_mamba") else model.model).layers[0]
+    mixer = {"jamba": "mamba", "qwen3_5": "linear_attn", "kimi_linear": "self_attn"}.get(kind, "mixer")
+    return getattr(layer, mixer), cfg.hidden_size
+
+
+@pytest.mark.parametrize("kind, model_type", [("Mamba1", "mamba"), ("Mamba1", "falcon_mamba"), ("Mamba1", "jamba"),
+                                              ("Gated DeltaNet", "qwen3_5"), ("Kimi Delta Attention", "kimi_linear")])
+def test_the_torch_fallbacks_launch_what_the_time_model_counts(kind, model_type):
+    """The recurrent layers' torch fallbacks loop in Python over tokens (Mamba1) or 64-token chunks (the delta rules),
+    so their time is their kernel launches: the non-view aten ops one mixer dispatches in forward and in backward, at
+    two lengths a batch of 2 (each op takes the whole batch), grow by time.FALLBACK_LOOPS' per unit exactly, from its
+    fixed part (Mamba1's, small, left out). Counted at dispatch (TorchDispatchMode) on the CPU: a GPU launches the same ops."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from rankwise.advisor.time import FALLBACK_LOOPS
 
     class Ops(TorchDispatchMode):
         n = 0
@@ -441,42 +462,50 @@ def test_the_mamba1_torch_scan_launches_what_the_time_model_counts(model_type):
             self.n += not (func.is_view or torch.Tag.view_copy in func.tags)
             return func(*args, **(kwargs or {}))
 
-    small = {"hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 262}
-    cfg = {"mamba": lambda: MambaConfig(**small, state_size=8, time_step_rank=8),
-           "falcon_mamba": lambda: FalconMambaConfig(**small, state_size=8, time_step_rank=8),
-           "jamba": lambda: JambaConfig(**small, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
-                                        attn_layer_period=2, attn_layer_offset=1, num_experts=1, mamba_d_state=8,
-                                        mamba_dt_rank=8)}[model_type]()
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(cfg).to(torch.bfloat16).requires_grad_(False)  # a frozen base, as LoRA's
-    mixer = model.model.layers[0].mamba if model_type == "jamba" else model.backbone.layers[0].mixer
+    mixer, hidden = _mixer(model_type)
+    unit, forward, backward = FALLBACK_LOOPS[kind]
+    units = (3, 5) if unit == 1 else (2, 4)  # whole chunks past the first
     counts = []
-    for seq in (24, 56):
-        x = torch.randn(2, seq, 64, dtype=torch.bfloat16, requires_grad=True)
+    for n in units:
+        x = torch.randn(2, n * unit if unit > 1 else 8 * n, hidden, dtype=torch.bfloat16, requires_grad=True)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            with Ops() as forward:
+            with Ops() as f:
                 y = mixer(x)
-            with Ops() as backward:
+            y = y[0] if isinstance(y, tuple) else y
+            with Ops() as b:
                 y.float().sum().backward()
-        counts.append((forward.n, backward.n))
-    per_token = tuple((b - a) / 32 for a, b in zip(*counts))
-    assert per_token == MAMBA1_LOOP_OPS
+        counts.append((f.n, b.n))
+    (f_a, b_a), (f_b, b_b) = counts
+    step = (units[1] - units[0]) * (8 if unit == 1 else 1)
+    assert ((f_b - f_a) / step, (b_b - b_a) / step) == (forward[1], backward[1])
+    if unit > 1:  # the fixed parts (counted at batch 1) within 1% of the measured total
+        assert f_a == pytest.approx(forward[0] + forward[1] * units[0], rel=0.01)
+        assert b_a == pytest.approx(backward[0] + backward[1] * units[0], rel=0.01)
+    else:
+        assert 0 < f_a - 5 * 24 <= 100 and 0 < b_a - 13 * 24 <= 100  # the fixed part left out: small
 
 
-def test_the_mamba1_torch_scan_sets_the_step_time_without_mamba_ssm():
+def test_the_torch_fallbacks_set_the_step_time_without_their_kernels():
     """Falcon-Mamba-7B QLoRA at 2048 tokens on an H100 without mamba-ssm: each micro-batch adds its loop's launches,
     2048 tokens x 64 layers x (2 x 5 forward with the recompute + 13 backward) at the stack's ~10 µs an op (~30 s,
-    several times the whole micro-batch's FLOP time); with mamba-ssm's scan, none."""
+    several times the micro-batch's FLOP time); with mamba-ssm's scan, none. Qwen3.5-9B's 24 Gated DeltaNet layers
+    without flash-linear-attention: 32 chunks each; Llama: none."""
     from rankwise.advisor.hardware import resolve
-    from rankwise.advisor.time import GPU_HF, Device
+    from rankwise.advisor.time import GPU_HF, Device, loop_ops
 
-    spec = load_model("tiiuae/falcon-mamba-7b")
     hw = resolve(None, None, "H100-80GB")
+    device = Device.of(hw)
+    spec = load_model("tiiuae/falcon-mamba-7b")
     fit = assess(spec, with_values(RunConfig(), {"method": "qlora", "train.max_seq_len": 2048}), hw)
     assert fit.estimate.plan.grad_checkpointing and fit.estimate.plan.mamba_kernel == "torch"
-    parts = micro_batch_seconds(spec, fit, Device.of(hw), 2048)
+    parts = micro_batch_seconds(spec, fit, device, 2048)
     assert parts["scan_loop"] == pytest.approx(2048 * 64 * (2 * 5 + 13) * GPU_HF.op_s)
     assert parts["scan_loop"] > 3 * sum(v for k, v in parts.items() if k != "scan_loop")
     kernel = replace(fit, estimate=replace(fit.estimate, plan=replace(fit.estimate.plan, mamba_kernel="mamba_ssm")))
-    assert "scan_loop" not in micro_batch_seconds(spec, kernel, Device.of(hw), 2048)
-    assert "scan_loop" not in micro_batch_seconds(load_model("llama-3.1-8b"), fit, Device.of(hw), 2048)
+    assert "scan_loop" not in micro_batch_seconds(spec, kernel, device, 2048)
+    qwen = load_model("Qwen/Qwen3.5-9B")
+    fit = assess(qwen, with_values(RunConfig(), {"method": "qlora", "train.max_seq_len": 2048}), hw)
+    assert qwen.linear_attention.layers == 24 and loop_ops("Gated DeltaNet", 2048, 2) == 2 * (88 + 21 * 32) + 128 + 43 * 32
+    assert micro_batch_seconds(qwen, fit, device, 2048)["scan_loop"] == pytest.approx(
+        24 * loop_ops("Gated DeltaNet", 2048, 2) * GPU_HF.op_s)
+    assert "scan_loop" not in micro_batch_seconds(load_model("llama-3.1-8b"), fit, device, 2048)
