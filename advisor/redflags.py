@@ -450,9 +450,10 @@ def linear_attention_fallback(ctx: Context) -> Finding | None:
                       else "slower than its kernel (the peak is set elsewhere here, the same with either)"),
                    f"transformers uses {package}'s kernel on a GPU when the package is there; its fallback keeps "
                    + ("each token's fp32 state, exp(A·Δ) and B·Δ (d_inner x d_state) for backward, in a loop over "
-                      "every token (the estimate counts it, and the step time its kernel launches)" if kind == "Mamba1"
-                      else "fp32 chunk matrices and states for backward (the estimate counts the fallback; the step "
-                           "time does not model its slowness)"),
+                      "every token" if kind == "Mamba1" else "fp32 chunk matrices and states for backward")
+                   + (" (the estimate counts the fallback; the step time its kernels, vectorised over the sequence)"
+                      if kind == "Mamba2" else " (the estimate counts the fallback, and the step time the kernel "
+                                               "launches of its Python loop)"),
                    f"pip install {package} where it trains (then the estimate counts its kernel)")
 
 
