@@ -196,7 +196,8 @@ def describe(m: Mamba2, num_layers: int, seq_len: int, dtype_bytes: int, kernel:
     where = (f"beside attention in all {num_layers} layers" if m.parallel else
              f"in {m.layers} of {num_layers} layers ({m.attention} softmax attention)")
     return _scan_line(f"Mamba2 {where}", kernel, lambda k: saved_bytes(m, seq_len, dtype_bytes, k),
-                      "mamba-ssm's fused kernel", "", "pip install mamba-ssm; transformers uses it on a GPU")
+                      "mamba-ssm's fused kernel", "",
+                      "pip install mamba-ssm causal-conv1d; transformers uses them on a GPU")
 
 
 def _scan_line(what: str, kernel: str, count, fused: str, loop: str, install: str) -> str:
@@ -332,4 +333,5 @@ def describe_mamba1(m: Mamba1, num_layers: int, seq_len: int, dtype_bytes: int, 
              f"in {m.layers} of {num_layers} layers ({m.attention} softmax attention)")
     return _scan_line(f"Mamba1 {where}", kernel, lambda k: mamba1_saved_bytes(m, seq_len, dtype_bytes, k, conv_fused),
                       "mamba-ssm's fused mamba_inner_fn" if m.fused_inner else "mamba-ssm's selective scan",
-                      ", a loop over every token", "pip install mamba-ssm causal-conv1d; transformers uses them on a GPU")
+                      ", a loop over every token",
+                      "pip install mamba-ssm causal-conv1d; transformers uses them on a GPU")

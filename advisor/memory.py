@@ -289,7 +289,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
     else:
         logits = tokens * (chunked_loss_bytes if plan.loss == "chunked" else logits_peak_bytes)(spec, plan)
     weight_tmp = layer_weight_transient_bytes(spec, plan, adapted)
-    layer_input = tokens * residual_bytes(spec, plan) * spec.hidden_size  # one hidden-state tensor: a checkpointed input
+    layer_input = tokens * residual_bytes(spec, plan) * spec.hidden_size  # a hidden-state tensor: a checkpointed input
     recompute = tokens * (largest_layer + layer_backward_transient_bytes(spec, plan)) + weight_tmp + param_layer
     if plan.reentrant and plan.grad_checkpointing:  # the recomputed layer's output, alive through its backward (_assumptions says why)
         recompute += layer_input
@@ -557,9 +557,9 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
     if plan.grad_checkpointing:
         out.append(REENTRANT_TEXT[plan.reentrant])
         if plan.activation_offload:
-            tokens = plan.micro_batch * plan.seq_len
-            out.append(f"activation offload: the {spec.num_layers} checkpointed layer inputs "
-                       f"({tokens * spec.num_layers * residual_bytes(spec, plan) * spec.hidden_size / GIB:.2f} GiB) wait in "
+            inputs = plan.micro_batch * plan.seq_len * spec.num_layers * residual_bytes(spec, plan) * spec.hidden_size
+            out.append(f"activation offload: the {spec.num_layers} checkpointed layer inputs ({inputs / GIB:.2f} GiB) "
+                       "wait in "
                        "pinned host RAM (torch save_on_cpu); one is copied back for its layer's backward")
         which = "the loss's vocab-sized buffers" if logits >= recompute else "one layer's recompute"
         out.append(f"the transient peak is {which} ({logits / GIB:.2f} GiB logits/loss vs "

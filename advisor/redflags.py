@@ -427,6 +427,13 @@ RECURRENT_KERNELS = {"Gated DeltaNet": ("flash-linear-attention", "linear_kernel
            "Kimi Delta Attention": ("flash-linear-attention", "linear_kernel", "fla"),
            "Mamba2": ("mamba-ssm", "mamba_kernel", "mamba_ssm"),
            "Mamba1": ("mamba-ssm", "mamba_kernel", "mamba_ssm")}
+# How to install a kind's kernels so that they run (mamba.kernel_missing: mamba-ssm's fused paths call causal-conv1d,
+# which it does not install, and Mamba1 needs its selective_scan_cuda build, opt-in on its main branch since July 2026;
+# the variable is ignored by released versions)
+INSTALL = {"Gated DeltaNet": "pip install flash-linear-attention",
+           "Kimi Delta Attention": "pip install flash-linear-attention",
+           "Mamba2": "pip install mamba-ssm causal-conv1d --no-build-isolation",
+           "Mamba1": "MAMBA_KEEP_CUDA_BUILD=TRUE pip install mamba-ssm causal-conv1d --no-build-isolation"}
 
 
 def linear_attention_fallback(ctx: Context) -> Finding | None:
@@ -454,7 +461,7 @@ def linear_attention_fallback(ctx: Context) -> Finding | None:
                    + (" (the estimate counts the fallback; the step time its kernels, vectorised over the sequence)"
                       if kind == "Mamba2" else " (the estimate counts the fallback, and the step time the kernel "
                                                "launches of its Python loop)"),
-                   f"pip install {package} where it trains (then the estimate counts its kernel)")
+                   f"{INSTALL[kind]} where it trains (then the estimate counts its kernel)")
 
 
 def mamba_kernel_incomplete(ctx: Context) -> Finding | None:

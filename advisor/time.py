@@ -502,8 +502,9 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
                      f"({PCIE_GBS:g} GB/s at {device.stack.bandwidth_share:.0%}): {parts['offload']:.2f} s a micro-batch")
     if "scan_loop" in parts:
         loops = fallback_loops(spec, plan, device.kind)
+        units = " or ".join(dict.fromkeys("token" if k == "Mamba1" else "chunk" for k, _ in loops))
         notes.append(f"the torch fallback of the {' and '.join(k for k, _ in loops)} layers (no kernel package used): "
-                     f"Python loops over every {' or '.join(dict.fromkeys('token' if k == 'Mamba1' else 'chunk' for k, _ in loops))}, "
+                     f"Python loops over every {units}, "
                      f"{sum(n * loop_ops(k, padded, 2 if plan.grad_checkpointing else 1) for k, n in loops):,} kernels "
                      f"a micro-batch at ~{device.stack.op_s * 1e6:.0f} µs each: {parts['scan_loop']:.1f} s")
     if "activation_offload" in parts:

@@ -772,7 +772,8 @@ def _jamba_15_large() -> dict:
 # falcon-mamba-7b/config.json"): 64 Mamba1 layers of 4096, d_inner 8192, state 16, time-step rank 256, conv 4,
 # vocabulary 65024, an untied head, the residual in fp32. 7.27B in all, the parameter count promptlayer.com's model page
 # gives (tests/test_model_index.py).
-FALCON_MAMBA_7B = {"repo": "sdpython/experimental-experiment", "path": "experimental_experiment/torch_models/llm_model_helper.py",
+FALCON_MAMBA_7B = {"repo": "sdpython/experimental-experiment",
+                   "path": "experimental_experiment/torch_models/llm_model_helper.py",
                    "commit": "04097e3040047505e7cac0c2c9040ff294fdd980"}
 
 

@@ -37,8 +37,8 @@ def test_case_order_puts_the_headline_cases_first():
         ("llama-3.2-1b", "lora"), ("llama-3.2-1b", "qlora"), ("llama-3.1-8b", "lora"), ("llama-3.1-8b", "qlora")]
     assert all(c["seq"] == 2048 and c["grad_ckpt"] for c in todo[:4])
     assert len({tuple(sorted(c.items())) for c in todo}) == len(todo)  # no case twice
-    assert {c["model"] for c in todo} == set(gpu_suite.MODELS) | {gpu_suite.MOE, gpu_suite.DENSE_MOE, gpu_suite.HYBRID, gpu_suite.MAMBA_HYBRID,
-                                                           gpu_suite.PURE_MAMBA}
+    extra = {gpu_suite.MOE, gpu_suite.DENSE_MOE, gpu_suite.HYBRID, gpu_suite.MAMBA_HYBRID, gpu_suite.PURE_MAMBA}
+    assert {c["model"] for c in todo} == set(gpu_suite.MODELS) | extra
     assert todo[4] == {**todo[1], "model": gpu_suite.MOE}  # the MoE under QLoRA right after the headline cases
     assert not [c for c in gpu_suite.cases(list(gpu_suite.MODELS), liger=False) if c["kernels"] == "liger"]
     chunked = [c for c in todo if c["loss"] == "chunked"]  # train.loss chunked, measured beside the standard loss

@@ -436,10 +436,10 @@ def test_jamba_whole_layers_on_average():
 @pytest.mark.parametrize("model_type", ["mamba", "falcon_mamba"])
 @pytest.mark.parametrize("hidden, state, rank, seq", [(64, 8, 8, 16), (64, 16, 8, 64), (96, 16, 12, 48)])
 def test_mamba_and_falcon_mamba_torch_scans_keep_what_the_count_says(model_type, hidden, state, rank, seq):
-    """Layer 1's mixer on the torch path, with LoRA on layer 0's in_proj alone (so its input needs a gradient and nothing
-    in it is adapted): the bytes autograd keeps inside it are mamba1_saved_bytes exactly. Falcon-Mamba's mixer keeps
-    what Jamba's does (an RMSNorm each on the time step, B and C); Mamba's has no norms and keeps x_proj's output whole,
-    of which the time step, B and C are views."""
+    """Layer 1's mixer on the torch path, with LoRA on layer 0's in_proj alone (so its input needs a gradient and
+    nothing in it is adapted): the bytes autograd keeps inside it are mamba1_saved_bytes exactly. Falcon-Mamba's
+    mixer keeps what Jamba's does (an RMSNorm each on the time step, B and C); Mamba's has no norms and keeps x_proj's
+    output whole, of which the time step, B and C are views."""
     import torch
     from transformers import AutoModelForCausalLM
 

@@ -53,7 +53,9 @@ def installed(hw: str):
     names = set(hw.split("+")[1:])
     names |= {"selective_scan_cuda"} if "scan" in names else set()
     real = mamba.find_spec
-    fake = lambda name, *a: (ModuleSpec(name, None) if name in names else None) if name in KERNEL_PACKAGES else real(name, *a)  # noqa: E731
+    def fake(name, *a):
+        return (ModuleSpec(name, None) if name in names else None) if name in KERNEL_PACKAGES else real(name, *a)
+
     mamba.installed_kernel.cache_clear()  # the estimate's scan follows the fake too, and after it this machine again
     try:
         with pytest.MonkeyPatch.context() as mp:
@@ -223,7 +225,8 @@ TABLE = [
      ["linear-attention-fallback"]),
     ({"model.name": "LiquidAI/LFM2-8B-A1B"}, "80g", {}, ["packing-linear-attention", "linear-attention-fallback"]),
     # Falcon-Mamba (Mamba1 alone) without mamba-ssm: the fallback, with its figure
-    ({"model.name": "tiiuae/falcon-mamba-7b"}, "80g", {"linear-attention-fallback": "info"}, ["mamba-kernel-incomplete"]),
+    ({"model.name": "tiiuae/falcon-mamba-7b"}, "80g", {"linear-attention-fallback": "info"},
+     ["mamba-kernel-incomplete"]),
     # mamba-ssm without its CUDA selective scan (an opt-in build since July 2026): Mamba1 fails at the first step
     ({"model.name": "ai21labs/Jamba-v0.1"}, "80g+mamba_ssm", {"mamba-kernel-incomplete": "warning"},
      ["linear-attention-fallback"]),
@@ -232,8 +235,8 @@ TABLE = [
     ({"model.name": "tiiuae/falcon-mamba-7b"}, "80g+mamba_ssm+scan", {}, ["mamba-kernel-incomplete"]),  # no fused mixer
     ({"model.name": "ai21labs/Jamba-v0.1"}, "cpu+mamba_ssm", {}, ["mamba-kernel-incomplete"]),  # the CPU runs torch
     # ... and Mamba2 without causal-conv1d, which mamba-ssm does not install: its fused path calls it unconditionally
-    ({"model.name": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"}, "80g+mamba_ssm", {"mamba-kernel-incomplete": "warning"},
-     ["linear-attention-fallback"]),
+    ({"model.name": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"}, "80g+mamba_ssm",
+     {"mamba-kernel-incomplete": "warning"}, ["linear-attention-fallback"]),
     ({"model.name": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"}, "80g+mamba_ssm+causal_conv1d", {},
      ["mamba-kernel-incomplete", "linear-attention-fallback"]),
     ({"model.name": "Qwen/Qwen3.5-9B"}, "80g+mamba_ssm", {}, ["mamba-kernel-incomplete"]),  # no Mamba layers

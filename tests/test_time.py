@@ -424,7 +424,7 @@ def test_trained_weights_add_their_gradient_gemms_to_a_micro_batch():
 
 
 def _mixer(kind: str):
-    """A tiny model of `kind` with a frozen base (as under LoRA) and one of its recurrent mixers, and its hidden size."""
+    """A tiny model of `kind` with a frozen base (as under LoRA): one of its recurrent mixers, and its hidden size."""
     import torch
     from test_linear_attention import _config, _kimi_config
     from transformers import AutoModelForCausalLM, FalconMambaConfig, JambaConfig, MambaConfig
@@ -449,7 +449,8 @@ def test_the_torch_fallbacks_launch_what_the_time_model_counts(kind, model_type)
     """The recurrent layers' torch fallbacks loop in Python over tokens (Mamba1) or 64-token chunks (the delta rules),
     so their time is their kernel launches: the non-view aten ops one mixer dispatches in forward and in backward, at
     two lengths a batch of 2 (each op takes the whole batch), grow by time.FALLBACK_LOOPS' per unit exactly, from its
-    fixed part (Mamba1's, small, left out). Counted at dispatch (TorchDispatchMode) on the CPU: a GPU launches the same ops."""
+    fixed part (Mamba1's, small, left out). Counted at dispatch (TorchDispatchMode) on the CPU: a GPU launches the
+    same ops."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -505,7 +506,8 @@ def test_the_torch_fallbacks_set_the_step_time_without_their_kernels():
     assert "scan_loop" not in micro_batch_seconds(spec, kernel, device, 2048)
     qwen = load_model("Qwen/Qwen3.5-9B")
     fit = assess(qwen, with_values(RunConfig(), {"method": "qlora", "train.max_seq_len": 2048}), hw)
-    assert qwen.linear_attention.layers == 24 and loop_ops("Gated DeltaNet", 2048, 2) == 2 * (88 + 21 * 32) + 128 + 43 * 32
+    assert qwen.linear_attention.layers == 24
+    assert loop_ops("Gated DeltaNet", 2048, 2) == 2 * (88 + 21 * 32) + 128 + 43 * 32
     assert micro_batch_seconds(qwen, fit, device, 2048)["scan_loop"] == pytest.approx(
         24 * loop_ops("Gated DeltaNet", 2048, 2) * GPU_HF.op_s)
     assert "scan_loop" not in micro_batch_seconds(load_model("llama-3.1-8b"), fit, device, 2048)

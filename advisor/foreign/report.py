@@ -233,7 +233,7 @@ def _axolotl_packing(f: Finding, spec) -> Finding:
     """axolotl packs with each example's bounds passed to the recurrent layers (Gated DeltaNet: cu_seqlens; Mamba2:
     seq_idx, its monkeypatch/models/{nemotron_h,granitemoehybrid,falcon_h1} patches), through their kernel packages:
     transformers' torch fallbacks take no bounds. Its run needs the package rather than unpacked rows."""
-    from ..redflags import RECURRENT_KERNELS, recurrent_layers
+    from ..redflags import INSTALL, RECURRENT_KERNELS, recurrent_layers
 
     _, kind = recurrent_layers(spec)
     package = RECURRENT_KERNELS[kind][0]
@@ -243,7 +243,7 @@ def _axolotl_packing(f: Finding, spec) -> Finding:
                    why=f"axolotl keeps packed examples apart in these layers through {package}'s kernels (its Qwen3.5 "
                    "README: without FLA training raises on packed sequences; its Mamba2 patches thread seq_idx into "
                    "mamba-ssm); rankwise's own packing restarts position_ids, which these layers do not read",
-                   fix=f"install {package} where it trains (or turn data.packing off)", patch=None)
+                   fix=f"{INSTALL[kind]} where it trains (or turn data.packing off)", patch=None)
 
 
 def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: str | None = None) -> Report:
