@@ -301,7 +301,8 @@ def kernel_missing(m: "Mamba1 | Mamba2") -> list[str]:
     """What mamba-ssm's training path for these mixers needs and this machine lacks, where mamba-ssm is installed
     (transformers then calls it on a GPU, with no fallback: integrations/hub_kernels.py
     `use_kernel_func_from_hub_with_fallback` takes the torch path only where the package is missing or the device is not
-    CUDA). mamba-ssm's setup.py leaves causal-conv1d out of install_requires ("[Option]" in its README), and:
+    CUDA; since huggingface/transformers#47630, August 2026, in 5.25 here: before it, a missing piece sent the model to
+    its slow path instead). mamba-ssm's setup.py leaves causal-conv1d out of install_requires ("[Option]" in its README), and:
     - Mamba2 (`mamba_split_conv1d_scan_combined`, ops/triton/ssd_combined.py) calls `causal_conv1d_fwd_function`
       unconditionally: None without causal-conv1d, a TypeError at the first step ("'NoneType' object is not callable":
       state-spaces/mamba#786, NVIDIA/Megatron-LM#1798);

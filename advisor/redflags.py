@@ -486,7 +486,8 @@ def mamba_kernel_incomplete(ctx: Context) -> Finding | None:
                    f"mamba-ssm is installed without {' and '.join(missing)}: {spec.name}'s {m.layers} {kind} layers "
                    "will fail at the first training step on the GPU",
                    "transformers calls mamba-ssm's kernels wherever the package imports and the device is CUDA, with "
-                   "no fallback; " + "; ".join(needs[x] for x in missing),
+                   "no fallback (since transformers#47630, August 2026; older versions take the slow path); "
+                   + "; ".join(needs[x] for x in missing),
                    "; ".join(fixes[x] for x in missing) + " (or pip uninstall mamba-ssm: the slower torch scan runs)")
 
 
