@@ -85,7 +85,8 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear], larges
         kinds.append((ssm.layers, mamba.saved_bytes(ssm, plan.seq_len, a, plan.mamba_kernel)))
     m1 = spec.mamba1
     if m1 is not None:
-        kinds.append((m1.layers, mamba.mamba1_saved_bytes(m1, plan.seq_len, a, plan.mamba_kernel, plan.causal_conv1d)))
+        kinds.append((m1.layers, mamba.mamba1_saved_bytes(m1, plan.seq_len, a, plan.mamba_kernel, plan.causal_conv1d,
+                                                          stream=s)))
     if kinds:
         kinds.append((spec.attention_layers, mixer))
         present = [b for n, b in kinds if n]

@@ -233,6 +233,7 @@ class Mamba1:
     conv_kernel: int
     norms: bool = True
     fused_inner: bool = False
+    hidden: int = 0  # the model's width: out_proj's output
 
 
 # model type -> the config.json keys of (d_inner's expand factor, state size, time-step rank, conv kernel); Mamba and
@@ -253,10 +254,11 @@ def read_mamba1(model_type: str, cfg: dict, num_layers: int) -> Mamba1 | None:
     inner = cfg.get("intermediate_size") if model_type in MIXER_ONLY_TYPES else None
     inner = inner if isinstance(inner, int) and inner else int(cfg.get(expand) or 2) * hidden
     return Mamba1(found[0], num_layers - found[0], inner, int(cfg.get(state) or 16), rank, int(cfg.get(conv) or 4),
-                  norms=model_type != "mamba", fused_inner=model_type == "mamba")
+                  norms=model_type != "mamba", fused_inner=model_type == "mamba", hidden=hidden)
 
 
-def mamba1_saved_bytes(m: Mamba1, seq_len: int, dtype_bytes: int, kernel: str, conv_fused: bool = False) -> int:
+def mamba1_saved_bytes(m: Mamba1, seq_len: int, dtype_bytes: int, kernel: str, conv_fused: bool = False,
+                       stream: int | None = None) -> int:
     """Per token, one Mamba1 mixer, from in_proj's output to out_proj's input: the tensors autograd keeps (LoRA's own
     inputs are counted with the other adapted linears; `dtype_bytes`: the compute dtype, 2 under 16-bit autocast).
     Jamba's and Falcon-Mamba's time step, B and C each keep their RMSNorm's fp32 input and rsqrt; Mamba's, views of
@@ -276,7 +278,15 @@ def mamba1_saved_bytes(m: Mamba1, seq_len: int, dtype_bytes: int, kernel: str, c
       B·Δ for every token and state (fp32), each step's state (fp32) and its 16-bit copy for the read by C, B in
       fp32, x and the output in fp32, Δ before and after softplus (16-bit: delta_bias is cast to Δ's dtype),
       SiLU(gate) and the conv's padded output (SiLU's input); per sequence the initial state. Measured exactly with
-      autograd's saved tensors on tiny Jamba, Mamba and Falcon-Mamba mixers (tests/test_mamba.py)."""
+      autograd's saved tensors on tiny Jamba, Mamba and Falcon-Mamba mixers (tests/test_mamba.py).
+    `stream`: the bytes of the mixer's input where they exceed the compute dtype's, i.e. fp32 under QLoRA's k-bit
+    upcast (activations.stream_bytes: the norm before the mixer has an fp32 weight, so its output, and a 4-bit linear's,
+    is fp32). On the torch path in_proj's output is then fp32, one more d_inner-wide fp32 tensor is kept on the gate's
+    path, and where x_proj is 4-bit too (Jamba, Falcon-Mamba; Mamba reads it bare, 16-bit) the time step is fp32 from
+    there on: two of its d_inner-wide tensors kept in fp32, not 16-bit. Per sequence the initial state is fp32, D is no
+    copy (already an fp32 parameter), and the fp32 weights the mixer uses outside 4-bit linears are cast to 16-bit for
+    their op and kept: the conv1d's and dt_proj's, and Mamba's x_proj and out_proj. Measured exactly under bitsandbytes
+    NF4 on the CPU (tests/test_mamba.py). The kernel path under it is not measured (no GPU here) and left as above."""
     a, s, d, n, r = dtype_bytes, seq_len, m.inner, m.state, m.dt_rank
     # three RMSNorms (fp32 inputs, one rsqrt a token each), or x_proj's whole output beyond C (counted below)
     norms = 4 * r + 8 * n + 12 if m.norms else a * (r + n)
@@ -294,6 +304,11 @@ def mamba1_saved_bytes(m: Mamba1, seq_len: int, dtype_bytes: int, kernel: str, c
     token = (12 + a) * d * n + (8 + 6 * a) * d + (4 + a) * n + norms  # exp(AΔ), BΔ, states, their copies; d_inner
     # wide: x and the output in fp32, in_proj's output (two), the conv's, Δ twice, SiLU(gate); B in fp32 and C
     sequence = a * d * n + 4 * d + a * d * (m.conv_kernel - 1)  # the initial state, D in fp32, the conv's padding
+    f = stream or a
+    if f > a:  # an fp32 stream (QLoRA's upcast): see the docstring
+        token += 2 * d * (f - a) + f * d + (0 if m.fused_inner else 2 * d * (f - a))
+        cast = r * d + d * m.conv_kernel + ((r + 2 * n) * d + m.hidden * d if m.fused_inner else 0)
+        sequence += d * n * (f - a) - 4 * d + a * cast
     return (token * s + sequence) // s
 
 

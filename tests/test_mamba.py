@@ -400,8 +400,10 @@ def test_jamba_is_estimated_with_its_mamba1_layers():
     assert (m.layers, m.attention, m.inner, m.state, m.dt_rank, spec.attention_layers) == (28, 4, 8192, 16, 256, 4)
     torch_path = Plan("qlora", seq_len=4096, grad_checkpointing=False)
     kernel = Plan("qlora", seq_len=4096, grad_checkpointing=False, mamba_kernel="mamba_ssm", causal_conv1d=True)
-    scan, fused = mamba.mamba1_saved_bytes(m, 4096, 2, "torch"), mamba.mamba1_saved_bytes(m, 4096, 2, "mamba_ssm", True)
-    assert 1.8 * 2 ** 20 < scan < 2.0 * 2 ** 20 and 90 * 1024 < fused < 110 * 1024
+    scan = mamba.mamba1_saved_bytes(m, 4096, 2, "torch", stream=4)  # QLoRA's fp32 stream
+    fused = mamba.mamba1_saved_bytes(m, 4096, 2, "mamba_ssm", True)
+    assert 1.8 * 2 ** 20 < mamba.mamba1_saved_bytes(m, 4096, 2, "torch") < 2.0 * 2 ** 20 < scan
+    assert 90 * 1024 < fused < 110 * 1024
     slow, fast = estimate(spec, torch_path), estimate(spec, kernel)
     assert slow.components["activations"] - fast.components["activations"] == pytest.approx(
         28 * 4096 * (scan - fused), rel=0.01)
@@ -507,7 +509,8 @@ def test_a_falcon_mamba_7b_is_estimated_as_its_mixers(tmp_path):
     torch_path = Plan("qlora", seq_len=2048, grad_checkpointing=False)
     kernel = Plan("qlora", seq_len=2048, grad_checkpointing=False, mamba_kernel="mamba_ssm", causal_conv1d=True)
     slow, fast = estimate(spec, torch_path), estimate(spec, kernel)
-    scan, fused = mamba.mamba1_saved_bytes(m, 2048, 2, "torch"), mamba.mamba1_saved_bytes(m, 2048, 2, "mamba_ssm", True)
+    scan = mamba.mamba1_saved_bytes(m, 2048, 2, "torch", stream=4)  # QLoRA's fp32 stream
+    fused = mamba.mamba1_saved_bytes(m, 2048, 2, "mamba_ssm", True)
     assert slow.components["activations"] - fast.components["activations"] == pytest.approx(
         64 * 2048 * (scan - fused), rel=0.01)
     assert any(a.startswith("Mamba1 in all 64 layers (no attention, no MLP)") for a in slow.assumptions)
@@ -579,3 +582,40 @@ def test_what_mamba_ssm_lacks_for_its_training_path(monkeypatch):
     assert mamba.kernel_missing(pure) == ["causal-conv1d"] and mamba.kernel_missing(falcon) == []
     have("mamba_ssm", "selective_scan_cuda", "causal_conv1d")
     assert not any(mamba.kernel_missing(m) for m in (pure, falcon, mamba2))
+
+
+@pytest.mark.parametrize("model_type", ["falcon_mamba", "mamba", "jamba"])
+def test_mamba1_torch_scan_under_qlora_keeps_what_the_count_says(model_type, tmp_path):
+    """Under QLoRA (bitsandbytes NF4 on the CPU, prepare_model_for_kbit_training's fp32 upcast, the bare weights kept
+    16-bit as rankwise loads them) the mixer's input is fp32: in_proj's output is fp32, and more (the count's `stream`
+    terms). Layer 1's mixer, with LoRA only before it: mamba1_saved_bytes(..., stream=4) exactly (the per-sequence
+    part spread over the tokens, to the byte a token)."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, JambaConfig
+
+    from rankwise.advisor.methods import skip_modules
+
+    if model_type == "jamba":
+        cfg = JambaConfig(hidden_size=96, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, attn_layer_period=2, attn_layer_offset=0, num_experts=1,
+                          mamba_d_state=12, mamba_dt_rank=24, mamba_expand=2, vocab_size=262)
+    else:
+        cfg = _mixer_only(model_type, hidden=96, state=12, rank=24, intermediate_size=320)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    bare = list(mamba.BARE_WEIGHTS[model_type][0])
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16, **skip_modules(tuple(bare)))
+    model = prepare_model_for_kbit_training(
+        AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=quant, dtype=torch.bfloat16),
+        use_gradient_checkpointing=False)
+    first = r"model\.layers\.0\.self_attn\.q_proj" if model_type == "jamba" else r"backbone\.layers\.0\.mixer\.in_proj"
+    model = get_peft_model(model, LoraConfig(r=8, lora_dropout=0.0, target_modules=first))
+    model.train()
+    layers = model.base_model.model.model.layers if model_type == "jamba" else model.base_model.model.backbone.layers
+    seq = 40
+    measured = saved_in(model, layers[1].mamba if model_type == "jamba" else layers[1].mixer, seq, 262)
+    m = mamba.read_mamba1(model_type, cfg.to_dict(), 2)
+    assert abs(mamba.mamba1_saved_bytes(m, seq, 2, "torch", stream=4) * seq - measured) < seq
+    assert mamba.mamba1_saved_bytes(m, seq, 2, "torch", stream=4) > 1.05 * mamba.mamba1_saved_bytes(m, seq, 2, "torch")
