@@ -80,9 +80,9 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear], larges
         kinds.append((gdn.layers, linear_attention.saved_bytes(gdn, plan.seq_len, a, plan.linear_kernel,
                                                                plan.causal_conv1d)))
     if ssm is not None and ssm.parallel:  # beside attention in every layer (Falcon-H1)
-        mixer += mamba.saved_bytes(ssm, plan.seq_len, a, plan.mamba_kernel)
+        mixer += mamba.saved_bytes(ssm, plan.seq_len, a, plan.mamba_kernel, s, h)
     elif ssm is not None:
-        kinds.append((ssm.layers, mamba.saved_bytes(ssm, plan.seq_len, a, plan.mamba_kernel)))
+        kinds.append((ssm.layers, mamba.saved_bytes(ssm, plan.seq_len, a, plan.mamba_kernel, s, h)))
     m1 = spec.mamba1
     if m1 is not None:
         kinds.append((m1.layers, mamba.mamba1_saved_bytes(m1, plan.seq_len, a, plan.mamba_kernel, plan.causal_conv1d,

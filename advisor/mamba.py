@@ -159,9 +159,17 @@ def installed_kernel() -> str:
     return "mamba_ssm" if find_spec("mamba_ssm") is not None else "torch"
 
 
-def saved_bytes(m: Mamba2, seq_len: int, dtype_bytes: int, kernel: str) -> int:
+def saved_bytes(m: Mamba2, seq_len: int, dtype_bytes: int, kernel: str, stream: int | None = None,
+                hidden: int = 0) -> int:
     """Per token, one Mamba2 mixer, from in_proj's output to out_proj's input: the tensors autograd keeps (LoRA's own
-    inputs are counted with the other adapted linears). `dtype_bytes` is the compute dtype, 2 under 16-bit autocast."""
+    inputs are counted with the other adapted linears). `dtype_bytes` is the compute dtype, 2 under 16-bit autocast.
+    `stream`: the mixer input's bytes where they exceed it (fp32 under QLoRA's k-bit upcast, activations.stream_bytes;
+    `hidden`: the model's width). On the torch path in_proj's output is then fp32, and so is the conv's (the reference
+    conv1d casts its result back to its input's dtype), of which x, B and C are views: x's fp32 copy goes, and the
+    gated norm's of the gate (without that norm, Falcon-H1's SiLU(gate) is fp32 instead), and the conv keeps autocast's
+    16-bit copy of its input; dt's two tensors are fp32. Per sequence out_proj's weight
+    (read bare, so 16-bit at load and fp32 after the upcast) and the conv's are cast to 16-bit and kept. Measured exactly
+    under bitsandbytes NF4 on the CPU (tests/test_mamba.py); the kernel path under it is not (no GPU here)."""
     a, s = dtype_bytes, seq_len
     h, inner, n = m.heads, m.inner, m.state
     if kernel == "mamba_ssm":  # the in_proj output, the scan's output and the norm's fp32 rstd (one a group)
@@ -182,6 +190,13 @@ def saved_bytes(m: Mamba2, seq_len: int, dtype_bytes: int, kernel: str) -> int:
         total += (4 * 4 * inner + 4 * m.groups) * s
     else:  # x * silu(gate): the scan's fp32 output and SiLU's 16-bit output (the gate is in_proj's, kept)
         total += (4 + a) * inner * s
+    if m.parallel:  # Falcon-H1 scales in_proj's output by its mup vector, a 16-bit buffer the product keeps
+        total += a * m.in_proj_width
+    f = stream or a
+    if f > a:  # an fp32 stream (QLoRA's upcast): see the docstring
+        gate = -f * inner if m.gated_norm else (f - a) * inner  # the gated norm's fp32 copy goes; or SiLU's is fp32
+        total += s * (m.in_proj_width * (f - a) + m.conv_width * (f + a) - f * inner + gate + 2 * h * (f - a))
+        total += a * (hidden * inner + m.conv_width * m.conv_kernel)
     return (total + 4 * h) // s
 
 
@@ -191,11 +206,12 @@ def flops_per_token(m: Mamba2) -> int:
     return m.heads * (2 * m.chunk * (m.state + m.head_dim) + 4 * m.head_dim * m.state)
 
 
-def describe(m: Mamba2, num_layers: int, seq_len: int, dtype_bytes: int, kernel: str) -> str:
+def describe(m: Mamba2, num_layers: int, seq_len: int, dtype_bytes: int, kernel: str, stream: int | None = None,
+             hidden: int = 0) -> str:
     """The assumption line: which implementation the estimate counts, and what the other keeps."""
     where = (f"beside attention in all {num_layers} layers" if m.parallel else
              f"in {m.layers} of {num_layers} layers ({m.attention} softmax attention)")
-    return _scan_line(f"Mamba2 {where}", kernel, lambda k: saved_bytes(m, seq_len, dtype_bytes, k),
+    return _scan_line(f"Mamba2 {where}", kernel, lambda k: saved_bytes(m, seq_len, dtype_bytes, k, stream, hidden),
                       "mamba-ssm's fused kernel", "",
                       "pip install mamba-ssm causal-conv1d; transformers uses them on a GPU")
 
@@ -343,11 +359,11 @@ def mamba1_flops_per_token(m: Mamba1) -> int:
 
 
 def describe_mamba1(m: Mamba1, num_layers: int, seq_len: int, dtype_bytes: int, kernel: str,
-                    conv_fused: bool) -> str:
+                    conv_fused: bool, stream: int | None = None) -> str:
     """The assumption line: which implementation the estimate counts, and what the other keeps."""
     where = (f"in all {num_layers} layers (no attention, no MLP)" if not m.attention else
              f"in {m.layers} of {num_layers} layers ({m.attention} softmax attention)")
-    return _scan_line(f"Mamba1 {where}", kernel, lambda k: mamba1_saved_bytes(m, seq_len, dtype_bytes, k, conv_fused),
+    return _scan_line(f"Mamba1 {where}", kernel, lambda k: mamba1_saved_bytes(m, seq_len, dtype_bytes, k, conv_fused, stream),
                       "mamba-ssm's fused mamba_inner_fn" if m.fused_inner else "mamba-ssm's selective scan",
                       ", a loop over every token",
                       "pip install mamba-ssm causal-conv1d; transformers uses them on a GPU")

@@ -529,10 +529,11 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         out.append(linear_attention.describe(spec.linear_attention, spec.num_layers, plan.seq_len, plan.dtype_bytes,
                                              plan.linear_kernel, plan.causal_conv1d))
     if spec.mamba is not None:
-        out.append(mamba.describe(spec.mamba, spec.num_layers, plan.seq_len, plan.dtype_bytes, plan.mamba_kernel))
+        out.append(mamba.describe(spec.mamba, spec.num_layers, plan.seq_len, plan.dtype_bytes, plan.mamba_kernel,
+                                  stream_bytes(plan), spec.hidden_size))
     if spec.mamba1 is not None:
         out.append(mamba.describe_mamba1(spec.mamba1, spec.num_layers, plan.seq_len, plan.dtype_bytes,
-                                         plan.mamba_kernel, plan.causal_conv1d))
+                                         plan.mamba_kernel, plan.causal_conv1d, stream_bytes(plan)))
     m = plan.descriptor
     if m.quant is not None:
         bare = spec.bare_names

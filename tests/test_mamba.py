@@ -619,3 +619,36 @@ def test_mamba1_torch_scan_under_qlora_keeps_what_the_count_says(model_type, tmp
     m = mamba.read_mamba1(model_type, cfg.to_dict(), 2)
     assert abs(mamba.mamba1_saved_bytes(m, seq, 2, "torch", stream=4) * seq - measured) < seq
     assert mamba.mamba1_saved_bytes(m, seq, 2, "torch", stream=4) > 1.05 * mamba.mamba1_saved_bytes(m, seq, 2, "torch")
+
+
+@pytest.mark.parametrize("variant", ["nemotron_h", "granitemoehybrid", "falcon_h1", "falcon_h1-silu"])
+def test_mamba2_torch_scan_under_qlora_keeps_what_the_count_says(variant, tmp_path):
+    """The Mamba2 mixers under QLoRA (NF4 on the CPU, the k-bit upcast, out_proj kept 16-bit as rankwise loads it):
+    in_proj's and the conv's outputs are fp32, and more (saved_bytes' `stream` terms), with or without the gated norm
+    (Falcon-H1's mamba_rms_norm). Layer 1's mixer, LoRA only on layer 0's in_proj: exact to the byte a token."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from rankwise.advisor.methods import skip_modules
+
+    model_type = variant.removesuffix("-silu")
+    cfg = {"nemotron_h": lambda: _nemotron("MM*"), "granitemoehybrid": _granite,
+           "falcon_h1": lambda: _falcon_h1(not variant.endswith("-silu"))}[model_type]()
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16, **skip_modules(("out_proj",)))
+    model = prepare_model_for_kbit_training(
+        AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=quant, dtype=torch.bfloat16),
+        use_gradient_checkpointing=False)
+    first = next(n for n, _ in model.named_modules() if n.endswith("in_proj"))
+    model = get_peft_model(model, LoraConfig(r=8, lora_dropout=0.0, target_modules=[first]))
+    model.train()
+    layer = model.base_model.model.model.layers[1]
+    seq = 64
+    measured = saved_in(model, layer.mamba if hasattr(layer, "mamba") else layer.mixer, seq)
+    m = mamba.read(model_type, cfg.to_dict(), cfg.num_hidden_layers)
+    counted = mamba.saved_bytes(m, seq, 2, "torch", stream=4, hidden=cfg.hidden_size) * seq
+    assert abs(counted - measured) < seq, (counted, measured)
+    assert counted > 1.1 * mamba.saved_bytes(m, seq, 2, "torch") * seq
