@@ -78,7 +78,7 @@ def layer_saved_bytes(spec: ModelSpec, plan: Plan, adapted: list[Linear], larges
         if gdn.gated_attention:
             mixer += linear_attention.gated_attention_bytes(spec.num_heads, spec.num_kv_heads, spec.head_dim, a)
         kinds.append((gdn.layers, linear_attention.saved_bytes(gdn, plan.seq_len, a, plan.linear_kernel,
-                                                               plan.causal_conv1d)))
+                                                               plan.causal_conv1d, s)))
     if ssm is not None and ssm.parallel:  # beside attention in every layer (Falcon-H1)
         mixer += mamba.saved_bytes(ssm, plan.seq_len, a, plan.mamba_kernel, s, h)
     elif ssm is not None:

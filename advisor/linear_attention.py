@@ -165,12 +165,17 @@ def _kda_saved_bytes(g: KimiDelta, seq_len: int, dtype_bytes: int, kernel: str, 
 
 
 def saved_bytes(g: GatedDeltaNet | KimiDelta, seq_len: int, dtype_bytes: int, kernel: str,
-                conv_fused: bool = False) -> int:
+                conv_fused: bool = False, stream: int | None = None) -> int:
     """Per token, one Gated DeltaNet layer, from its input projections' outputs to out_proj's input: the tensors
     autograd keeps (the frozen projections keep nothing; LoRA's own inputs are counted with the other adapted
-    linears). `dtype_bytes` is the compute dtype: 2 under 16-bit autocast (the casts counted are autocast's)."""
+    linears). `dtype_bytes` is the compute dtype: 2 under 16-bit autocast (the casts counted are autocast's).
+    `stream`: the layer input's bytes where they exceed it (fp32 under QLoRA's k-bit upcast): on the torch path one
+    v-wide tensor and one a value head are then fp32, not 16-bit, the conv's fp32 weight is cast to 16-bit and kept,
+    and where q and k are not repeated to the value heads their fp32 copies give way to the conv's output, fp32 (the
+    reference conv1d casts back to its input's dtype) and kept whole (measured exactly under NF4 on the CPU, tests/test_linear_attention.py; KDA's layer keeps within 0.1% of
+    its 16-bit count there, so it is left as it is; fla's kernel path under it is not measured)."""
     if isinstance(g, KimiDelta):
-        return _kda_saved_bytes(g, seq_len, dtype_bytes, kernel, conv_fused)
+        return _kda_saved_bytes(g, seq_len, dtype_bytes, kernel, conv_fused)  # `stream`: within 0.1% (docstring)
     a, s = dtype_bytes, seq_len
     h, kd, vd = g.v_heads, g.v_heads * g.k_dim, g.v_heads * g.v_dim
     conv = g.conv_width
@@ -197,6 +202,11 @@ def saved_bytes(g: GatedDeltaNet | KimiDelta, seq_len: int, dtype_bytes: int, ke
     total += a * padded * (2 * hc + 7 * kd + hc + 2 * vd) - a * 2 * CHUNK * kd
     total += chunks * h * g.k_dim * g.v_dim * (4 + 2 * a)  # each chunk's state: fp32, and two 16-bit copies
     total += CHUNK * CHUNK  # the strictly-upper mask (bool)
+    f = stream or a
+    if f > a:  # an fp32 stream (QLoRA's upcast): see the docstring
+        total += (f - a) * (s * vd + s * h) + a * conv * g.conv_kernel
+        if g.k_heads == g.v_heads:  # q and k unrepeated: their fp32 copies are views of the conv's fp32 output, kept
+            total += f * s * (conv - 2 * kd)
     return total // s
 
 
@@ -216,11 +226,11 @@ def gated_attention_bytes(heads: int, kv_heads: int, head_dim: int, dtype_bytes:
 
 
 def describe(g: GatedDeltaNet | KimiDelta, num_layers: int, seq_len: int, dtype_bytes: int, kernel: str,
-             conv_fused: bool) -> str:
+             conv_fused: bool, stream: int | None = None) -> str:
     """The assumption line: which implementation the estimate counts, and what the other one keeps."""
-    here = saved_bytes(g, seq_len, dtype_bytes, kernel, conv_fused)
+    here = saved_bytes(g, seq_len, dtype_bytes, kernel, conv_fused, stream)
     other = "torch" if kernel == "fla" else "fla"
-    there = saved_bytes(g, seq_len, dtype_bytes, other, conv_fused)
+    there = saved_bytes(g, seq_len, dtype_bytes, other, conv_fused, stream)
     which = ("flash-linear-attention's chunked kernel (installed here; on a GPU)" if kernel == "fla" else
              "transformers' torch fallback (flash-linear-attention is not installed here, and a CPU always runs it)")
     return (f"{g.name} in {g.layers} of {num_layers} layers (linear attention): the delta rule in {which} "

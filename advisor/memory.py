@@ -527,7 +527,7 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
                    "they are an approximation")
     if spec.linear_attention is not None:
         out.append(linear_attention.describe(spec.linear_attention, spec.num_layers, plan.seq_len, plan.dtype_bytes,
-                                             plan.linear_kernel, plan.causal_conv1d))
+                                             plan.linear_kernel, plan.causal_conv1d, stream_bytes(plan)))
     if spec.mamba is not None:
         out.append(mamba.describe(spec.mamba, spec.num_layers, plan.seq_len, plan.dtype_bytes, plan.mamba_kernel,
                                   stream_bytes(plan), spec.hidden_size))

@@ -173,3 +173,42 @@ def test_kimi_linear_layers_from_the_index_and_from_its_raw_config():
     assert (g.layers, g.heads, g.head_dim) == (5, 8, 64)
     fla, torch_path = (linear_attention.saved_bytes(spec.linear_attention, 4096, 2, k) for k in ("fla", "torch"))
     assert 10 * fla < torch_path  # the fallback's chunk x chunk x head_dim decay tensors
+
+
+def _qlora_layer(cfg, path, kind: str):
+    """Layer 1's linear-attention module of `cfg` under QLoRA (NF4 on the CPU, prepare_model_for_kbit_training's fp32
+    upcast), with LoRA only on layer 0's MLP: the model and the module."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(path)
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+    model = prepare_model_for_kbit_training(
+        AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=torch.bfloat16),
+        use_gradient_checkpointing=False)
+    model = get_peft_model(model, LoraConfig(r=8, lora_dropout=0.0, target_modules=["model.layers.0.mlp.gate_proj"]))
+    model.train()
+    return model, getattr(model.base_model.model.model.layers[1], kind)
+
+
+@pytest.mark.parametrize("seq,shape", [(100, dict(k_heads=4, v_heads=12, k_dim=32, v_dim=48)),
+                                       (128, dict(k_heads=8, v_heads=8, k_dim=64, v_dim=32))])
+def test_the_delta_rule_under_qlora_keeps_what_the_count_says(seq, shape, tmp_path):
+    """Under QLoRA the layer's input is fp32: v and the gates are fp32 where they were 16-bit, the conv's fp32 weight
+    is cast and kept, and with q and k unrepeated the conv's fp32 output stands for their copies (saved_bytes'
+    `stream`); within 0.01%, as the 16-bit count is. Kimi Delta Attention keeps within 0.1% of its 16-bit count."""
+    cfg = _config(**shape)
+    model, layer = _qlora_layer(cfg, tmp_path / "gdn", "linear_attn")
+    measured = saved_in(model, layer, seq)
+    g = linear_attention.read("qwen3_5_text", cfg.to_dict(), cfg.num_hidden_layers)
+    counted = linear_attention.saved_bytes(g, seq, 2, "torch", stream=4) * seq
+    assert abs(counted - measured) / measured < 1e-4, (counted, measured)
+    assert counted > 1.02 * linear_attention.saved_bytes(g, seq, 2, "torch") * seq
+    kimi = _kimi_config()
+    model, layer = _qlora_layer(kimi, tmp_path / "kda", "self_attn")
+    measured = saved_in(model, layer, seq)
+    k = linear_attention.read("kimi_linear", kimi.to_dict(), kimi.num_hidden_layers)
+    assert abs(linear_attention.saved_bytes(k, seq, 2, "torch", stream=4) * seq - measured) / measured < 1e-3
