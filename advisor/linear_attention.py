@@ -170,10 +170,11 @@ def saved_bytes(g: GatedDeltaNet | KimiDelta, seq_len: int, dtype_bytes: int, ke
     autograd keeps (the frozen projections keep nothing; LoRA's own inputs are counted with the other adapted
     linears). `dtype_bytes` is the compute dtype: 2 under 16-bit autocast (the casts counted are autocast's).
     `stream`: the layer input's bytes where they exceed it (fp32 under QLoRA's k-bit upcast): on the torch path one
-    v-wide tensor and one a value head are then fp32, not 16-bit, the conv's fp32 weight is cast to 16-bit and kept,
-    and where q and k are not repeated to the value heads their fp32 copies give way to the conv's output, fp32 (the
-    reference conv1d casts back to its input's dtype) and kept whole (measured exactly under NF4 on the CPU, tests/test_linear_attention.py; KDA's layer keeps within 0.1% of
-    its 16-bit count there, so it is left as it is; fla's kernel path under it is not measured)."""
+    v-wide tensor and one a value head are then fp32, not 16-bit, the conv's fp32 weight is cast to 16-bit and kept, and
+    where q and k are not repeated to the value heads their fp32 copies give way to the conv's output, fp32 (the
+    reference conv1d casts back to its input's dtype) and kept whole (measured exactly under NF4 on the CPU,
+    tests/test_linear_attention.py; KDA's layer keeps within 0.1% of its 16-bit count there, so it is left as it is;
+    fla's kernel path under it is not measured)."""
     if isinstance(g, KimiDelta):
         return _kda_saved_bytes(g, seq_len, dtype_bytes, kernel, conv_fused)  # `stream`: within 0.1% (docstring)
     a, s = dtype_bytes, seq_len

@@ -165,11 +165,11 @@ def saved_bytes(m: Mamba2, seq_len: int, dtype_bytes: int, kernel: str, stream: 
     inputs are counted with the other adapted linears). `dtype_bytes` is the compute dtype, 2 under 16-bit autocast.
     `stream`: the mixer input's bytes where they exceed it (fp32 under QLoRA's k-bit upcast, activations.stream_bytes;
     `hidden`: the model's width). On the torch path in_proj's output is then fp32, and so is the conv's (the reference
-    conv1d casts its result back to its input's dtype), of which x, B and C are views: x's fp32 copy goes, and the
-    gated norm's of the gate (without that norm, Falcon-H1's SiLU(gate) is fp32 instead), and the conv keeps autocast's
-    16-bit copy of its input; dt's two tensors are fp32. Per sequence out_proj's weight
-    (read bare, so 16-bit at load and fp32 after the upcast) and the conv's are cast to 16-bit and kept. Measured exactly
-    under bitsandbytes NF4 on the CPU (tests/test_mamba.py); the kernel path under it is not (no GPU here)."""
+    conv1d casts its result back to its input's dtype), of which x, B and C are views: x's fp32 copy goes, and the gated
+    norm's of the gate (without that norm, Falcon-H1's SiLU(gate) is fp32 instead), and the conv keeps autocast's 16-bit
+    copy of its input; dt's two tensors are fp32. Per sequence out_proj's weight (read bare, so 16-bit at load and fp32
+    after the upcast) and the conv's are cast to 16-bit and kept. Measured exactly under bitsandbytes NF4 on the CPU
+    (tests/test_mamba.py); the kernel path under it is not (no GPU here)."""
     a, s = dtype_bytes, seq_len
     h, inner, n = m.heads, m.inner, m.state
     if kernel == "mamba_ssm":  # the in_proj output, the scan's output and the norm's fp32 rstd (one a group)
@@ -333,7 +333,8 @@ def kernel_missing(m: "Mamba1 | Mamba2") -> list[str]:
     (transformers then calls it on a GPU, with no fallback: integrations/hub_kernels.py
     `use_kernel_func_from_hub_with_fallback` takes the torch path only where the package is missing or the device is not
     CUDA; since huggingface/transformers#47630, August 2026, in 5.25 here: before it, a missing piece sent the model to
-    its slow path instead). mamba-ssm's setup.py leaves causal-conv1d out of install_requires ("[Option]" in its README), and:
+    its slow path instead). mamba-ssm's setup.py leaves causal-conv1d out of install_requires ("[Option]" in its
+    README), and:
     - Mamba2 (`mamba_split_conv1d_scan_combined`, ops/triton/ssd_combined.py) calls `causal_conv1d_fwd_function`
       unconditionally: None without causal-conv1d, a TypeError at the first step ("'NoneType' object is not callable":
       state-spaces/mamba#786, NVIDIA/Megatron-LM#1798);
@@ -363,7 +364,8 @@ def describe_mamba1(m: Mamba1, num_layers: int, seq_len: int, dtype_bytes: int, 
     """The assumption line: which implementation the estimate counts, and what the other keeps."""
     where = (f"in all {num_layers} layers (no attention, no MLP)" if not m.attention else
              f"in {m.layers} of {num_layers} layers ({m.attention} softmax attention)")
-    return _scan_line(f"Mamba1 {where}", kernel, lambda k: mamba1_saved_bytes(m, seq_len, dtype_bytes, k, conv_fused, stream),
+    return _scan_line(f"Mamba1 {where}", kernel,
+                      lambda k: mamba1_saved_bytes(m, seq_len, dtype_bytes, k, conv_fused, stream),
                       "mamba-ssm's fused mamba_inner_fn" if m.fused_inner else "mamba-ssm's selective scan",
                       ", a loop over every token",
                       "pip install mamba-ssm causal-conv1d; transformers uses them on a GPU")
