@@ -504,8 +504,7 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
         loops = fallback_loops(spec, plan, device.kind)
         units = " or ".join(dict.fromkeys("token" if k == "Mamba1" else "chunk" for k, _ in loops))
         notes.append(f"the torch fallback of the {' and '.join(k for k, _ in loops)} layers (no kernel package used): "
-                     f"Python loops over every {units}, "
-                     f"{sum(n * loop_ops(k, padded, 2 if plan.grad_checkpointing else 1) for k, n in loops):,} kernels "
+                     f"Python loops over every {units}, {round(parts['scan_loop'] / device.stack.op_s):,} kernels "
                      f"a micro-batch at ~{device.stack.op_s * 1e6:.0f} µs each: {parts['scan_loop']:.1f} s")
     if "activation_offload" in parts:
         notes.append(f"activation offload: the checkpointed inputs copied to host RAM and back over PCIe 4.0 x16, "

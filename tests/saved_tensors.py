@@ -33,6 +33,28 @@ def lora_model(model, targets):
     return model
 
 
+def qlora_model(cfg, path, targets, keep: tuple[str, ...] = ()):
+    """`cfg` built with random weights (seed 0), saved to `path` and loaded under QLoRA as rankwise loads it: NF4 with
+    double quant (bitsandbytes on the CPU), the linears in `keep` left 16-bit (methods.skip_modules), peft's
+    prepare_model_for_kbit_training (its fp32 upcast), LoRA r=8 (no dropout) on `targets`, in training mode."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from rankwise.advisor.methods import skip_modules
+
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(path)
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16, **skip_modules(keep))
+    model = prepare_model_for_kbit_training(
+        AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=torch.bfloat16),
+        use_gradient_checkpointing=False)
+    model = get_peft_model(model, LoraConfig(r=8, lora_dropout=0.0, target_modules=targets))
+    model.train()
+    return model
+
+
 def packed_vs_alone(model, vocab: int = 500) -> float:
     """The largest logit difference on a 7-token example, run alone and packed after a 10-token one with position_ids
     restarting at it (rankwise's packing, no attention mask): ~0 where every layer keeps packed examples apart."""

@@ -9,7 +9,7 @@ from rankwise.advisor import linear_attention
 from rankwise.advisor.memory import layer_saved_bytes
 from rankwise.advisor.model import load_model, spec_from_config
 from rankwise.advisor.plan import Plan
-from saved_tensors import lora_model, packed_vs_alone, saved_in
+from saved_tensors import lora_model, packed_vs_alone, qlora_model, saved_in
 
 
 def _config(hidden=256, k_heads=4, v_heads=12, k_dim=32, v_dim=48, kinds=("linear_attention", "linear_attention",
@@ -178,19 +178,7 @@ def test_kimi_linear_layers_from_the_index_and_from_its_raw_config():
 def _qlora_layer(cfg, path, kind: str):
     """Layer 1's linear-attention module of `cfg` under QLoRA (NF4 on the CPU, prepare_model_for_kbit_training's fp32
     upcast), with LoRA only on layer 0's MLP: the model and the module."""
-    import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(path)
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.bfloat16)
-    model = prepare_model_for_kbit_training(
-        AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=torch.bfloat16),
-        use_gradient_checkpointing=False)
-    model = get_peft_model(model, LoraConfig(r=8, lora_dropout=0.0, target_modules=["model.layers.0.mlp.gate_proj"]))
-    model.train()
+    model = qlora_model(cfg, path, ["model.layers.0.mlp.gate_proj"])
     return model, getattr(model.base_model.model.model.layers[1], kind)
 
 

@@ -15,7 +15,7 @@ from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.memory import estimate, layer_saved_bytes
 from rankwise.advisor.model import load_model, spec_from_config
 from rankwise.advisor.plan import Plan
-from saved_tensors import lora_model, packed_vs_alone, saved_in
+from saved_tensors import lora_model, packed_vs_alone, qlora_model, saved_in
 
 HIDDEN = 256
 
@@ -590,11 +590,7 @@ def test_mamba1_torch_scan_under_qlora_keeps_what_the_count_says(model_type, tmp
     16-bit as rankwise loads them) the mixer's input is fp32: in_proj's output is fp32, and more (the count's `stream`
     terms). Layer 1's mixer, with LoRA only before it: mamba1_saved_bytes(..., stream=4) exactly (the per-sequence
     part spread over the tokens, to the byte a token)."""
-    import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, JambaConfig
-
-    from rankwise.advisor.methods import skip_modules
+    from transformers import JambaConfig
 
     if model_type == "jamba":
         cfg = JambaConfig(hidden_size=96, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -602,17 +598,8 @@ def test_mamba1_torch_scan_under_qlora_keeps_what_the_count_says(model_type, tmp
                           mamba_d_state=12, mamba_dt_rank=24, mamba_expand=2, vocab_size=262)
     else:
         cfg = _mixer_only(model_type, hidden=96, state=12, rank=24, intermediate_size=320)
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
-    bare = list(mamba.BARE_WEIGHTS[model_type][0])
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.bfloat16, **skip_modules(tuple(bare)))
-    model = prepare_model_for_kbit_training(
-        AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=quant, dtype=torch.bfloat16),
-        use_gradient_checkpointing=False)
     first = r"model\.layers\.0\.self_attn\.q_proj" if model_type == "jamba" else r"backbone\.layers\.0\.mixer\.in_proj"
-    model = get_peft_model(model, LoraConfig(r=8, lora_dropout=0.0, target_modules=first))
-    model.train()
+    model = qlora_model(cfg, tmp_path, first, keep=mamba.BARE_WEIGHTS[model_type][0])
     layers = model.base_model.model.model.layers if model_type == "jamba" else model.base_model.model.backbone.layers
     seq = 40
     measured = saved_in(model, layers[1].mamba if model_type == "jamba" else layers[1].mixer, seq, 262)
@@ -626,25 +613,11 @@ def test_mamba2_torch_scan_under_qlora_keeps_what_the_count_says(variant, tmp_pa
     """The Mamba2 mixers under QLoRA (NF4 on the CPU, the k-bit upcast, out_proj kept 16-bit as rankwise loads it):
     in_proj's and the conv's outputs are fp32, and more (saved_bytes' `stream` terms), with or without the gated norm
     (Falcon-H1's mamba_rms_norm). Layer 1's mixer, LoRA only on layer 0's in_proj: exact to the byte a token."""
-    import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    from rankwise.advisor.methods import skip_modules
-
     model_type = variant.removesuffix("-silu")
     cfg = {"nemotron_h": lambda: _nemotron("MM*"), "granitemoehybrid": _granite,
            "falcon_h1": lambda: _falcon_h1(not variant.endswith("-silu"))}[model_type]()
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.bfloat16, **skip_modules(("out_proj",)))
-    model = prepare_model_for_kbit_training(
-        AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=quant, dtype=torch.bfloat16),
-        use_gradient_checkpointing=False)
-    first = next(n for n, _ in model.named_modules() if n.endswith("in_proj"))
-    model = get_peft_model(model, LoraConfig(r=8, lora_dropout=0.0, target_modules=[first]))
-    model.train()
+    # layer 0's in_proj: Nemotron-H names its mixer `mixer`, Granite 4.0-H and Falcon-H1 `mamba`
+    model = qlora_model(cfg, tmp_path, r"model\.layers\.0\.(mixer|mamba)\.in_proj", keep=("out_proj",))
     layer = model.base_model.model.model.layers[1]
     seq = 64
     measured = saved_in(model, layer.mamba if hasattr(layer, "mamba") else layer.mixer, seq)
