@@ -78,7 +78,14 @@ def point(run_dir: Path, host: Host | None = None) -> Calibration | None:
     start = starts[-1]
     if start.get("resumed_from_step") or len(starts) > 1:
         return None  # a resumed or restarted run's clock mixes two processes
-    measured = (steps[-1]["time"] - steps[0]["time"]) / (steps[-1]["step"] - steps[0]["step"])
+    first, last = steps[0]["step"], steps[-1]["step"]
+    # evaluations between the two step events are planned apart (time.plan_time's eval_s): their seconds left out
+    t0, t1 = steps[0]["time"], steps[-1]["time"]
+    evaluating = sum(e["runtime_s"] for e in events if e.get("type") == "eval" and isinstance(e.get("time"), (int, float))
+                     and t0 < e["time"] <= t1 and isinstance(e.get("runtime_s"), (int, float)))
+    measured = max(t1 - t0 - evaluating, 0.0) / (last - first)
+    if measured <= 0:
+        return None
     device = "cpu" if summary.get("device") == "cpu" else (start.get("device_name") or "")
     if not device:
         return None  # a GPU run from before runs recorded the GPU's name

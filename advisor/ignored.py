@@ -76,13 +76,30 @@ def epochs_overridden(ctx: Context) -> Finding | None:
 
 def eval_steps_without_validation(ctx: Context) -> Finding | None:
     t, d = ctx.cfg.train, ctx.cfg.data
-    if not _written(t, "eval_steps") or t.eval_steps is None or d.val_path or d.val_ratio > 0:
+    key = next((k for k in ("evals_per_epoch", "eval_steps") if _written(t, k) and getattr(t, k) is not None), None)
+    if key is None or d.val_path or d.val_ratio > 0:
         return None
     return Finding("ignored-eval-steps", "info",
-                   f"train.eval_steps {t.eval_steps}: ignored, there is no validation data",
+                   f"train.{key} {getattr(t, key)}: ignored, there is no validation data",
                    "evaluation needs data.val_path or data.val_ratio; without either the run never evaluates",
                    "hold out validation rows with data.val_ratio: 0.05 (or give data.val_path), "
-                   "or remove train.eval_steps", {"data.val_ratio": 0.05})
+                   f"or remove train.{key}", {"data.val_ratio": 0.05})
+
+
+def interval_overridden(ctx: Context) -> Finding | None:
+    """A per-epoch count beside the step interval it replaces (advisor/cadence.py: the count wins)."""
+    t = ctx.cfg.train
+    pairs = [(count, interval) for count, interval in (("saves_per_epoch", "save_steps"),
+                                                      ("evals_per_epoch", "eval_steps"))
+             if getattr(t, count) is not None and _written(t, interval) and getattr(t, interval) is not None]
+    if not pairs:
+        return None
+    said = ", ".join(f"train.{interval} {getattr(t, interval)}" for _, interval in pairs)
+    by = " and ".join(f"train.{count} {getattr(t, count)}" for count, _ in pairs)
+    return Finding("ignored-step-interval", "info", f"{said}: ignored, {by} sets the cadence",
+                   "a count per epoch is resolved against the steps an epoch takes and replaces the interval "
+                   "(axolotl refuses the two together)",
+                   "keep one of them: remove the interval, or the per-epoch count to save or evaluate by steps")
 
 
 def strategy_single_process(ctx: Context) -> Finding | None:
@@ -122,6 +139,6 @@ def replaced_by_deepspeed(ctx: Context) -> Finding | None:
 
 
 RULES: list[Callable[[Context], Finding | None]] = [
-    quant_unused, warmup_ratio_overridden, epochs_overridden, eval_steps_without_validation, strategy_single_process,
-    replaced_by_deepspeed,
+    quant_unused, warmup_ratio_overridden, epochs_overridden, eval_steps_without_validation, interval_overridden,
+    strategy_single_process, replaced_by_deepspeed,
 ]

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
-from . import linear_attention, mamba
+from . import cadence, linear_attention, mamba
 from .adapter_init import start_up_seconds
 from .hardware import Hardware, speed_of
 from .memory import kbit_upcast
@@ -90,12 +90,12 @@ def fallback_loops(spec: "ModelSpec", plan, device_kind: str) -> list[tuple[str,
     return out
 
 
-def loop_ops(kind: str, seq_len: int, forwards: int) -> int:
+def loop_ops(kind: str, seq_len: int, forwards: int, backward: bool = True) -> int:
     """Kernels one layer of `kind` launches in a micro-batch of `seq_len` tokens: `forwards` forward passes (2 under
-    checkpointing) and one backward."""
+    checkpointing) and one backward (none for an evaluation's forward)."""
     unit, (f0, f1), (b0, b1) = FALLBACK_LOOPS[kind]
     units = -(-seq_len // unit)
-    return forwards * (f0 + f1 * units) + b0 + b1 * units
+    return forwards * (f0 + f1 * units) + ((b0 + b1 * units) if backward else 0)
 
 
 # transformers + peft under the HF Trainer on a GPU (what rankwise runs). efficiency: the
@@ -171,6 +171,7 @@ class DataShape:
     long_tokens_per_row: float  # a long row (p95): what a padded micro-batch of several rows reaches
     source: str  # scan | recorded | assumed
     counted_by: str | None = None  # the tokenizer that counted a scan's rows (None: characters / 4)
+    val_rows: int | None = None  # validation rows split off data.path (None: none, or a val_path not scanned)
 
     @classmethod
     def from_scan(cls, scan, cfg: "RunConfig", spec: "ModelSpec") -> "DataShape":
@@ -179,9 +180,10 @@ class DataShape:
         rows = scan.rows - scan.bad_rows
         if cfg.data.max_rows:
             rows = min(rows, cfg.data.max_rows)
-        rows = max(1, rows - int(rows * cfg.data.val_ratio))
+        val = 0 if cfg.data.val_path else int(rows * cfg.data.val_ratio)
         median, p95 = scan_tokens(scan, spec, "median"), scan_tokens(scan, spec, "p95")
-        return cls(rows, median + TEMPLATE_TOKENS, p95 + TEMPLATE_TOKENS, "scan", getattr(scan, "tokens_by", None))
+        return cls(max(1, rows - val), median + TEMPLATE_TOKENS, p95 + TEMPLATE_TOKENS, "scan",
+                   getattr(scan, "tokens_by", None), val or None)
 
 
 def chars_per_token(spec: "ModelSpec") -> float:
@@ -237,11 +239,13 @@ class TimePlan:
     price_per_gpu_hour: float | None = None
     gpus: int = 1
     cost: float | None = None
+    eval_s: float | None = None  # the evaluations' seconds over the run (in total_s, not in train_s)
+    evaluations: int | None = None  # how many (advisor/cadence.py), each a forward over the validation rows
 
     def to_dict(self) -> dict:
         return {"tokens_per_s": round(self.tokens_per_s, 1), "step_s": round(self.step_s, 4),
                 "total_s": _round(self.total_s, 1), "train_s": _round(self.train_s, 1),
-                "setup_s": round(self.setup_s, 1),
+                "setup_s": round(self.setup_s, 1), "eval_s": _round(self.eval_s, 1), "evaluations": self.evaluations,
                 "steps": self.steps, "tokens": self.tokens, "device": self.device,
                 "efficiency": round(self.efficiency, 4), "calibrated_from": list(self.calibrated_from),
                 "parts_s": {k: round(v, 5) for k, v in self.parts.items()},
@@ -314,11 +318,12 @@ def parameter_lora_work(spec: "ModelSpec", plan, tokens: int, passes: int) -> tu
 
 def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_len: int,
                         attention: str | None = None, efficiency: float | None = None,
-                        trained: int = 0) -> dict[str, float]:
+                        trained: int = 0, forward_only: bool = False) -> dict[str, float]:
     """Seconds of one micro-batch (per GPU) by part, for sequences padded to `padded_len`;
     `attention` None: the plan's (train.attention). `trained`: weights whose own gradient backward computes
     (a full or partial fine-tune: 2 FLOPs a weight a token more, the weight-gradient GEMM beside the
-    input-gradient one, and the gradient written); 0 for LoRA, whose adapter is counted apart."""
+    input-gradient one, and the gradient written); 0 for LoRA, whose adapter is counted apart.
+    `forward_only`: an evaluation's micro-batch (no_grad): one forward, no backward, nothing recomputed."""
     plan = fit.estimate.plan
     attention = attention or plan.attention
     st = device.stack
@@ -327,10 +332,13 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     b, L = plan.micro_batch, padded_len
     tokens = b * L
     body, head, adapter = linear_work(spec, fit)
-    ckpt = plan.grad_checkpointing
-    passes = 3 if ckpt else 2  # forward, backward (+ the recomputed forward)
-    base_flops = tokens * (2 * (body + head) + 2 * (body + head) + (2 * body if ckpt else 0) + 2 * trained)
-    adapter_flops = tokens * adapter * (2 + 4 + (2 if ckpt else 0))
+    ckpt = plan.grad_checkpointing and not forward_only
+    back = 0 if forward_only else 1  # the backward pass, counted in units of a forward's work below
+    passes = 1 if forward_only else 3 if ckpt else 2  # forward, backward (+ the recomputed forward)
+    forwards = 1 if forward_only else passes - 1
+    trained = 0 if forward_only else trained
+    base_flops = tokens * (2 * (body + head) + back * 2 * (body + head) + (2 * body if ckpt else 0) + 2 * trained)
+    adapter_flops = tokens * adapter * (2 + back * 4 + (2 if ckpt else 0))
     attn_width = spec.num_heads * spec.head_dim
     span = L if attention == "eager" else L / 2  # causal: flash/SDPA kernels skip the masked half
     # a hybrid's linear-attention and Mamba2/Mamba1 layers: their scans, no quadratic term
@@ -340,7 +348,8 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
     per_layer += [(gdn.layers, linear_attention.flops_per_token(gdn))] if gdn else []
     per_layer += [(ssm.layers, mamba.flops_per_token(ssm))] if ssm else []
     per_layer += [(m1.layers, mamba.mamba1_flops_per_token(m1))] if m1 else []
-    attn_flops = tokens * sum(n * f for n, f in per_layer) * (1 + 2 + (1 if ckpt else 0))
+    sweeps = 1 + back * 2 + (1 if ckpt else 0)  # forward, backward (twice a forward's work), recompute
+    attn_flops = tokens * sum(n * f for n, f in per_layer) * sweeps
     # the 4-bit slowdown is measured where peft's prepare_model_for_kbit_training upcasts (fp32 norms,
     # embeddings and output head beside bitsandbytes' unfused dequantize + GEMM); without the upcast
     # (quant.kbit_upcast false, or sharded QLoRA, which skips it) fms-acceleration's
@@ -359,34 +368,34 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
             # (counted above): the rest read in 4 bits and written in 16, in each forward (and recompute)
             every = expert_weights(spec)
             rest = every - every * spec.experts_run // spec.num_experts
-            weight_bytes += (passes - 1) * rest * (quant.bits / 8 + plan.dtype_bytes)
+            weight_bytes += forwards * rest * (quant.bits / 8 + plan.dtype_bytes)
     else:
         weight_bytes = passes * body * plan.dtype_bytes
-    weight_bytes += 2 * head * plan.dtype_bytes + trained * plan.dtype_bytes  # + each trained weight's gradient
+    weight_bytes += (1 + back) * head * plan.dtype_bytes + trained * plan.dtype_bytes  # + each trained weight's gradient
     dora_flops = dora_bytes = 0.0
     if plan.descriptor.peft.get("use_dora"):
         # peft's DoRA (tuners/lora/dora.py) forms B·A and the row norms of W + s·B·A in each forward
         # (no backward: the norm is detached): 2·r·d_in·d_out FLOPs and ~14 bytes per weight
         # (W read, B·A written in fp32, both read for the norm) per adapted linear per forward pass
-        fwd = passes - 1
         for l in spec.resolve_targets(plan.targets if isinstance(plan.targets, str) else list(plan.targets)):
-            dora_flops += fwd * l.count * 2 * plan.r * l.d_in * l.d_out
-            dora_bytes += fwd * l.count * l.d_in * l.d_out * 14
-    fold_flops, fold_bytes = parameter_lora_work(spec, plan, tokens, passes)
+            dora_flops += forwards * l.count * 2 * plan.r * l.d_in * l.d_out
+            dora_bytes += forwards * l.count * l.d_in * l.d_out * 14
+    fold_flops, fold_bytes = (0.0, 0.0) if forward_only else parameter_lora_work(spec, plan, tokens, passes)
     adapted = spec.resolve_targets(plan.targets if isinstance(plan.targets, str) else list(plan.targets))
-    act_bytes = tokens * spec.num_layers * activation_bytes(spec, plan, adapted) * (1 + 2 + (1 if ckpt else 0))
+    act_bytes = tokens * spec.num_layers * activation_bytes(spec, plan, adapted) * sweeps
     attn_bytes = 0.0
     if attention == "eager":  # the L×L scores: written, softmaxed in fp32, read by A·V; twice in backward
-        attn_bytes = b * spec.num_heads * L * L * softmax_layers * 12 * (1 + 2 + (1 if ckpt else 0))
+        attn_bytes = b * spec.num_heads * L * L * softmax_layers * 12 * sweeps
     offload_s = 0.0
     if plan.sharded and plan.offload != "none":
         stored = (body * (quant.bits / 8 if quant else plan.dtype_bytes) + head * plan.dtype_bytes) \
             * (2 if plan.fp32_master else 1)
         offload_s = passes * stored / fit.gpus / (PCIE_GBS * 1e9 * st.bandwidth_share)
     act_offload_s = 0.0
-    if fit.estimate.host_activation_bytes and device.kind == "gpu":  # save_on_cpu: out and back, not overlapped
+    if fit.estimate.host_activation_bytes and device.kind == "gpu" and not forward_only:  # save_on_cpu: out and back
         act_offload_s = 2 * fit.estimate.host_activation_bytes / fit.gpus / (PCIE_GBS * 1e9 * st.bandwidth_share)
-    loop_s = sum(layers * loop_ops(kind, L, passes - 1) for kind, layers in fallback_loops(spec, plan, device.kind)) \
+    loop_s = sum(layers * loop_ops(kind, L, forwards, backward=not forward_only)
+                 for kind, layers in fallback_loops(spec, plan, device.kind)) \
         * st.op_s  # Python loops over tokens or chunks: launch-bound, whatever the batch
     return {"compute": (base_flops + adapter_flops + dora_flops + fold_flops) / peak,
             **({"offload": offload_s} if offload_s else {}),
@@ -411,13 +420,21 @@ def _round(x: float | None, n: int) -> float | None:
     return None if x is None else round(x, n)
 
 
+def sequences(cfg: "RunConfig", data: DataShape, rows: int) -> int:
+    """The sequences `rows` rows make: themselves, or data.packing's max_seq_len chunks."""
+    L = cfg.train.max_seq_len
+    if cfg.data.packing:
+        return max(1, math.ceil(rows * min(data.tokens_per_row, L) / L)) if rows else 0
+    return rows
+
+
 def steps_and_tokens(cfg: "RunConfig", fit: "Fit", data: DataShape) -> tuple[int | None, int, int, int | None]:
     """(optimizer steps, real tokens per step, padded length per micro-batch, real tokens in total)."""
     t = cfg.train
     L = t.max_seq_len
     per_row = min(data.tokens_per_row, L)
     if cfg.data.packing:
-        seqs = max(1, math.ceil(data.rows * per_row / L)) if data.rows else 0
+        seqs = sequences(cfg, data, data.rows)
         real_per_seq, padded = L, L
     else:
         seqs = data.rows
@@ -427,8 +444,7 @@ def steps_and_tokens(cfg: "RunConfig", fit: "Fit", data: DataShape) -> tuple[int
     if t.max_steps:
         steps = t.max_steps
     elif seqs:
-        per_epoch = max(1, math.ceil(seqs / batch) // t.grad_accum)  # HF: len(dataloader) // grad_accum
-        steps = math.ceil(t.epochs * per_epoch)
+        steps = math.ceil(t.epochs * cadence.steps_per_epoch(seqs, batch, t.grad_accum))
     else:
         steps = None  # epochs over data the planner has not seen
     tokens_per_step = int(batch * t.grad_accum * real_per_seq)
@@ -469,6 +485,7 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
              f"{'eager' if attention == 'eager' else 'flash/SDPA'} attention; "
              f"{'checkpointing recomputes each layer' if plan.grad_checkpointing else 'no recomputation'}"]
     efficiency = device.stack.efficiency
+    k = 1.0  # the similar runs' measured/planned step time
     if similar:
         # the geometric mean of the similar runs' measured/planned ratios corrects the step time
         k = math.exp(sum(math.log(c.factor) for c in similar) / len(similar))
@@ -511,15 +528,45 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
                      f"not overlapped with compute (torch save_on_cpu): {parts['activation_offload']:.2f} s a "
                      "micro-batch")
     train_s = None if steps is None else steps * step_s
+    evaluations, eval_s = evaluation_seconds(spec, cfg, fit, device, data, steps, padded, attention, k)
+    if evaluations:
+        notes.append(f"{evaluations} evaluation{'s' if evaluations > 1 else ''} of {data.val_rows:,} validation rows "
+                     f"(every {cadence.resolve(cfg.train, epoch_steps(cfg, fit, data)).eval_steps:,} steps), a "
+                     f"forward each: {duration(eval_s)}")
+    elif cfg.data.val_path and steps:
+        notes.append("evaluation time not counted: data.val_path is not scanned")
     gpus = fit.gpus if device.kind == "gpu" else 0
     cost = None
-    if price is not None and gpus and train_s is not None:
-        cost = price * gpus * (setup_s + train_s) / 3600
+    total_s = None if train_s is None else setup_s + train_s + (eval_s or 0.0)
+    if price is not None and gpus and total_s is not None:
+        cost = price * gpus * total_s / 3600
     return TimePlan(tokens_per_s=tok_step / step_s if step_s else 0.0, step_s=step_s,
-                    total_s=None if train_s is None else setup_s + train_s,
+                    total_s=total_s,
                     train_s=train_s, setup_s=setup_s, steps=steps, tokens=tokens, device=device.name,
                     efficiency=efficiency, calibrated_from=tuple(c.run_id for c in similar), parts=parts,
-                    assumptions=tuple(notes), price_per_gpu_hour=price if gpus else None, gpus=max(gpus, 1), cost=cost)
+                    assumptions=tuple(notes), price_per_gpu_hour=price if gpus else None, gpus=max(gpus, 1), cost=cost,
+                    eval_s=eval_s, evaluations=evaluations)
+
+
+def epoch_steps(cfg: "RunConfig", fit: "Fit", data: DataShape) -> int | None:
+    """Optimizer steps an epoch takes (None: the data is not known)."""
+    seqs = sequences(cfg, data, data.rows)
+    return cadence.steps_per_epoch(seqs, cfg.train.micro_batch * fit.gpus, cfg.train.grad_accum) if seqs else None
+
+
+def evaluation_seconds(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", device: Device, data: DataShape,
+                       steps: int | None, padded: int, attention: str, k: float) -> tuple[int | None, float | None]:
+    """(evaluations, their seconds) over a run of `steps`: each a forward over the validation rows at the training
+    micro-batch (the worker's per_device_eval_batch_size), padded as training pads, at the step time's
+    calibration `k`. (None, None) without validation rows the planner knows of."""
+    if not data.val_rows or not steps:
+        return None, None
+    n = cadence.resolve(cfg.train, epoch_steps(cfg, fit, data)).evaluations(steps)
+    if not n:
+        return 0, 0.0
+    batches = math.ceil(sequences(cfg, data, data.val_rows) / (cfg.train.micro_batch * fit.gpus))
+    forward = micro_batch_seconds(spec, fit, device, padded, attention, forward_only=True)
+    return n, n * batches * sum(forward.values()) * k / SCALING[fit.strategy]
 
 
 def duration(seconds: float | None) -> str:

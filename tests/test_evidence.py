@@ -63,7 +63,7 @@ OWN = {"rank-out-of-range", "dropout-out-of-range", "lr-out-of-range", "high-ran
        "effective-batch-large", "rslora-off-high-rank", "no-grad-checkpointing-long-seq", "no-warmup",
        "seq-beyond-positions", "unknown-target-module", "fp16-on-bf16-gpu", "bf16-unsupported", "ddp-wont-fit",
        "too-few-gpus", "ignored-quant", "ignored-warmup-ratio", "ignored-epochs", "ignored-eval-steps",
-       "ignored-strategy"}
+       "ignored-step-interval", "ignored-strategy"}
 GRID = list(itertools.product(TASKS, MODELS, BUDGETS, GPUS, ROWS))
 QUICK = GRID[::17]  # every 17th scenario (17 is prime to each axis' length): every value of every axis appears
 

@@ -66,6 +66,16 @@ TABLE = [
     ({"train.eval_steps": 50, "data.val_ratio": 0.1}, "80g", {}),
     ({"train.eval_steps": 50, "data.val_path": "val.jsonl"}, "80g", {}),
     ({"data.val_ratio": 0.1}, "80g", {}),
+    ({"train.evals_per_epoch": 4}, "80g", {"ignored-eval-steps": ["evals_per_epoch 4"]}),
+    ({"train.evals_per_epoch": 4, "data.val_ratio": 0.05}, "80g", {}),
+    # a per-epoch count replaces the step interval beside it
+    ({"train.saves_per_epoch": 2, "train.save_steps": 100}, "80g",
+     {"ignored-step-interval": ["train.save_steps 100", "saves_per_epoch 2"]}),
+    ({"train.evals_per_epoch": 4, "train.eval_steps": 50, "train.saves_per_epoch": 1, "train.save_steps": 20,
+      "data.val_ratio": 0.05}, "80g",
+     {"ignored-step-interval": ["train.save_steps 20, train.eval_steps 50", "saves_per_epoch 1 and train.evals_per_epoch 4"]}),
+    ({"train.saves_per_epoch": 2}, "80g", {}),
+    ({"train.evals_per_epoch": 2, "train.save_steps": 50, "data.val_ratio": 0.05}, "80g", {}),
     # a strategy shares work between processes: one GPU runs one process
     ({"distributed.strategy": "fsdp"}, "80g", {"ignored-strategy": ["strategy fsdp"]}),
     ({"distributed.strategy": "ddp", "distributed.gpus": 1}, "80g-x4", {"ignored-strategy": ["strategy ddp"]}),

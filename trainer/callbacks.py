@@ -82,7 +82,9 @@ class Events(TrainerCallback):
         if "eval_loss" in logs:
             loss = float(logs["eval_loss"])
             self.best_eval = loss if self.best_eval is None else min(self.best_eval, loss)
-            self.sink.emit("eval", step=state.global_step, eval_loss=loss)
+            runtime = _float(logs.get("eval_runtime"))  # HF's seconds of this evaluation
+            self.sink.emit("eval", step=state.global_step, eval_loss=loss,
+                           **({"runtime_s": round(runtime, 3)} if runtime is not None else {}))
 
     def _step_event(self, state, logs, now):
         loss = float(logs["loss"])
@@ -284,6 +286,15 @@ class Samples(TrainerCallback):
                 model.train()
             if self.clock is not None:
                 self.clock.exclude(time.perf_counter() - t0)
+
+
+class SaveAtEvaluation(TrainerCallback):
+    """A checkpoint at each evaluation (train.evals_per_epoch), whatever the save interval: the best checkpoint by
+    eval loss (checkup.best_checkpoint) is chosen among checkpoints with an evaluation at their step. The Trainer
+    saves after it evaluates when the callbacks leave `should_save` set (Trainer._maybe_log_save_evaluate)."""
+
+    def on_evaluate(self, args, state, control, **kw):
+        control.should_save = True
 
 
 class CheckpointVariant(TrainerCallback):

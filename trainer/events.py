@@ -94,6 +94,7 @@ class Eval(Event):
     type: ClassVar[str] = "eval"
     step: int | None = None
     eval_loss: float | None = None
+    runtime_s: float | None = None  # seconds the evaluation took (HF's eval_runtime): the calibration leaves it out
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -239,6 +239,7 @@ def trial_config(p: SweepPlan, rank: int, phase: str = "sweep"):
         c.train.eval_steps = eval_every(p.steps)
         c.train.logging_steps = max(1, p.steps // 100)
         c.train.save_steps = p.steps
+        c.train.evals_per_epoch = c.train.saves_per_epoch = None  # the sweep's intervals, not the preset's counts
         c.train.save_total_limit = 1
     return c
 

@@ -102,11 +102,11 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
         from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, TrainingArguments
 
-        from rankwise.advisor import hardware, redflags
+        from rankwise.advisor import cadence, hardware, redflags
         from rankwise.advisor.model import load_model
 
-        from .callbacks import (AdapterUse, CheckpointVariant, Events, StartOnce, TestSeams, TokenCounter,
-                                hold_in_imports)
+        from .callbacks import (AdapterUse, CheckpointVariant, Events, SaveAtEvaluation, StartOnce, TestSeams,
+                                TokenCounter, hold_in_imports)
         from .checkup import Checkup, Watched, best_checkpoint
         from .data import make_collator
         from .data_cache import cache_root, data_progress, data_ready, prepare_data
@@ -270,6 +270,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         ckpt = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
         if t.report_to == "tensorboard":
             os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
+        # train.saves_per_epoch / evals_per_epoch resolved against this micro-batch's epoch (advisor/cadence.py)
+        when = cadence.resolve(t, cadence.steps_per_epoch(len(train_rows), micro * world_size(), accum))
         args = TrainingArguments(
             output_dir=str(run_dir / rundir.CHECKPOINTS),
             per_device_train_batch_size=micro, per_device_eval_batch_size=micro, gradient_accumulation_steps=accum,
@@ -278,9 +280,9 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
             **{ckpt: t.grad_checkpointing, f"{ckpt}_kwargs": checkpointing},
             optim=optim, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed,
-            logging_steps=t.logging_steps, save_strategy="steps", save_steps=t.save_steps,
+            logging_steps=t.logging_steps, save_strategy="steps", save_steps=when.save_steps,
             save_total_limit=t.save_total_limit,
-            eval_strategy="steps" if val_rows else "no", eval_steps=t.eval_steps or t.save_steps,
+            eval_strategy="steps" if val_rows else "no", eval_steps=when.eval_steps,
             bf16=precision in ("bf16", "fp32_master") and device == "cuda", fp16=precision == "fp16",
             use_cpu=device == "cpu", report_to=["tensorboard"] if t.report_to == "tensorboard" else "none",
             disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
@@ -301,7 +303,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         return adapter_init.trainer_class(cfg)(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
                        data_collator=tokens, callbacks=[events, checkup, checkpoints, SyncedStop(stop), seams, started,
                                                         variant, adapter_use]
-                       + ([samples] if samples else []), **loss)
+                       + ([samples] if samples else [])
+                       + ([SaveAtEvaluation()] if cfg.train.evals_per_epoch and val_rows else []), **loss)
 
     # --- callbacks ---------------------------------------------------------------------------
     # the run doctor reads what was emitted (checkup.py); a resumed run's earlier log too

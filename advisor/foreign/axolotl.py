@@ -240,6 +240,7 @@ TABLE = {
     "sample_packing": to("data.packing"), "weight_decay": to("train.weight_decay"),
     "max_grad_norm": to("train.max_grad_norm"), "seed": to("train.seed"), "logging_steps": to("train.logging_steps"),
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
+    "saves_per_epoch": steps("train.saves_per_epoch"), "evals_per_epoch": steps("train.evals_per_epoch"),
     "save_total_limit": to("train.save_total_limit"), "rl": _rl, "fsdp": fsdp_words, "fsdp_config": _fsdp_config,
     "deepspeed": deepspeed, "plugins": _plugins, "special_tokens": _special_tokens, "tokens": added_tokens,
     "resize_token_embeddings_to_32x": _to_32x, "experimental_skip_move_to_device": _skip_move,

@@ -190,7 +190,7 @@ def preset_text(advice, command: str) -> str:
     wanted = {"model": ("name",), "task": None, "data": ("path",), "method": None,
               "lora": ("r", "alpha", "dropout", "bias", "target_modules", "use_rslora"),
               "train": ("lr", "scheduler", "warmup_ratio", "epochs", "micro_batch", "grad_accum", "max_seq_len",
-                        "grad_checkpointing", "optimizer", "precision", "stop_on")
+                        "grad_checkpointing", "optimizer", "precision", "evals_per_epoch", "stop_on")
                         + (("loss",) if cfg.train.loss != "standard" else ())}
     wanted["data"] = ("path", "val_ratio")
     if cfg.distributed.gpus != 1:
