@@ -2,9 +2,12 @@
 
 `train.save_steps` / `train.eval_steps` give intervals in optimizer steps; `train.saves_per_epoch` /
 `train.evals_per_epoch` (axolotl's keys) give counts per epoch, resolved against the steps an epoch takes:
-every ceil(steps an epoch / N) steps, axolotl's arithmetic (utils/config/__init__.py: save_steps = 1 /
-(saves_per_epoch × num_epochs) of the run, which HF rounds up against max_steps). A per-epoch count takes
-precedence over the interval beside it (ignored.py says so). Unset eval cadence: at each save.
+every floor(steps an epoch / N) steps, so that an epoch holds at least N and the last one falls within an
+interval of the epoch's end. axolotl rounds up instead (utils/config/__init__.py: save_steps = 1 /
+(saves_per_epoch × num_epochs) of the run, which HF turns into ceil(max_steps × that)), which loses the last
+one whenever N does not divide the epoch: 4 an epoch of 5,938 steps is every 1,485 steps, 3 evaluations;
+rankwise makes it every 1,484, 4. A per-epoch count takes precedence over the interval beside it (ignored.py
+says so). Unset eval cadence: at each save.
 
 The HF Trainer evaluates when the global step is a multiple of the eval interval (DefaultFlowCallback), and not
 again at the end of training, so a run of S steps evaluates S // eval_steps times. Steps an epoch are HF's
@@ -39,7 +42,7 @@ class Cadence:
 
 def every(per_epoch: int | None, count: int) -> int | None:
     """The interval of `count` events an epoch of `per_epoch` steps (None: the epoch is not known)."""
-    return None if per_epoch is None else max(1, math.ceil(per_epoch / count))
+    return None if per_epoch is None else max(1, per_epoch // count)
 
 
 def resolve(train: "TrainSection", per_epoch: int | None) -> Cadence:

@@ -81,8 +81,9 @@ def point(run_dir: Path, host: Host | None = None) -> Calibration | None:
     first, last = steps[0]["step"], steps[-1]["step"]
     # evaluations between the two step events are planned apart (time.plan_time's eval_s): their seconds left out
     t0, t1 = steps[0]["time"], steps[-1]["time"]
-    evaluating = sum(e["runtime_s"] for e in events if e.get("type") == "eval" and isinstance(e.get("time"), (int, float))
-                     and t0 < e["time"] <= t1 and isinstance(e.get("runtime_s"), (int, float)))
+    evaluating = sum(e["runtime_s"] for e in events
+                     if e.get("type") == "eval" and isinstance(e.get("time"), (int, float)) and t0 < e["time"] <= t1
+                     and isinstance(e.get("runtime_s"), (int, float)))
     measured = max(t1 - t0 - evaluating, 0.0) / (last - first)
     if measured <= 0:
         return None

@@ -256,13 +256,13 @@ class TrainSection(Section):
     eval_steps: int | None = Field(None, ge=1)
     """Steps between evaluations (needs validation data). Unset: at each save."""
     evals_per_epoch: int | None = Field(None, ge=1)
-    """Evaluations per epoch (axolotl's key): every ceil(steps an epoch / N) steps, in place of eval_steps, with
+    """Evaluations per epoch (axolotl's key): every floor(steps an epoch / N) steps, in place of eval_steps, with
     a checkpoint at each so the best by eval loss can be kept. Evaluation is a forward over every validation row:
     at a fixed step interval its cost grows with the data, per epoch it stays a share of the run."""
     save_steps: int = Field(100, ge=1)
     """Steps between checkpoints."""
     saves_per_epoch: int | None = Field(None, ge=1)
-    """Checkpoints per epoch (axolotl's key): every ceil(steps an epoch / N) steps, in place of save_steps."""
+    """Checkpoints per epoch (axolotl's key): every floor(steps an epoch / N) steps, in place of save_steps."""
     save_total_limit: int = Field(2, ge=1)
     """Checkpoints kept on disk."""
     report_to: Literal["none", "tensorboard"] = "none"

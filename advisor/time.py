@@ -371,7 +371,7 @@ def micro_batch_seconds(spec: "ModelSpec", fit: "Fit", device: Device, padded_le
             weight_bytes += forwards * rest * (quant.bits / 8 + plan.dtype_bytes)
     else:
         weight_bytes = passes * body * plan.dtype_bytes
-    weight_bytes += (1 + back) * head * plan.dtype_bytes + trained * plan.dtype_bytes  # + each trained weight's gradient
+    weight_bytes += (1 + back) * head * plan.dtype_bytes + trained * plan.dtype_bytes  # + each trained weight's grad
     dora_flops = dora_bytes = 0.0
     if plan.descriptor.peft.get("use_dora"):
         # peft's DoRA (tuners/lora/dora.py) forms B·A and the row norms of W + s·B·A in each forward

@@ -22,7 +22,8 @@ from train_helpers import events, of_type, only_run, train
 def test_steps_per_epoch_rounds_up_as_the_hf_trainer(sequences, batch, accum, expected):
     # transformers 5 Trainer.set_initial_training_values: len(dataloader) // accum + (remainder > 0), at least 1
     batches = -(-sequences // batch)
-    assert cadence.steps_per_epoch(sequences, batch, accum) == expected == max(1, batches // accum + (batches % accum > 0))
+    assert cadence.steps_per_epoch(sequences, batch, accum) == expected \
+        == max(1, batches // accum + (batches % accum > 0))
 
 
 def _train(**values):
@@ -33,9 +34,12 @@ def test_per_epoch_counts_take_the_place_of_the_intervals():
     assert cadence.resolve(_train(), 1000) == cadence.Cadence(100, 100)  # defaults: save every 100, evaluate at each
     assert cadence.resolve(_train(eval_steps=30), 1000) == cadence.Cadence(100, 30)
     assert cadence.resolve(_train(evals_per_epoch=4), 1000) == cadence.Cadence(100, 250)
-    assert cadence.resolve(_train(evals_per_epoch=3), 1000) == cadence.Cadence(100, 334)  # ceil, axolotl's rounding
+    assert cadence.resolve(_train(evals_per_epoch=3), 1000) == cadence.Cadence(100, 333)  # at least 3 an epoch
+    # 4 an epoch of 5,938 steps: every 1,484, the 4th two steps before the end (axolotl's ceil, 1,485, makes 3)
+    assert cadence.resolve(_train(evals_per_epoch=4), 5938).evaluations(5938) == 4
     assert cadence.resolve(_train(saves_per_epoch=2, save_steps=7), 1000) == cadence.Cadence(500, 500)
-    assert cadence.resolve(_train(saves_per_epoch=2, evals_per_epoch=8, eval_steps=3), 1000) == cadence.Cadence(500, 125)
+    both = cadence.resolve(_train(saves_per_epoch=2, evals_per_epoch=8, eval_steps=3), 1000)
+    assert both == cadence.Cadence(500, 125)
     assert cadence.resolve(_train(evals_per_epoch=4), 3) == cadence.Cadence(100, 1)  # never below one step
     # the epoch unknown (no data scanned): the intervals beside the counts
     assert cadence.resolve(_train(evals_per_epoch=4, saves_per_epoch=2, save_steps=50), None) == cadence.Cadence(50, 50)
@@ -47,7 +51,7 @@ def test_per_epoch_counts_take_the_place_of_the_intervals():
 
 @pytest.mark.slow
 def test_a_run_evaluates_and_saves_per_epoch(tmp_path):
-    """demo-cpu: 58 training rows at micro-batch 8 are 8 steps an epoch; 3 evaluations an epoch = every 3 steps,
+    """demo-cpu: 58 training rows at micro-batch 8 are 8 steps an epoch; 3 evaluations an epoch = every 2 steps,
     2 saves an epoch = every 4, and a checkpoint at each evaluation (the best is chosen among those)."""
     r = train(tmp_path, "--set", "train.max_steps=12", "--set", "train.evals_per_epoch=3",
               "--set", "train.saves_per_epoch=2", "--set", "train.logging_steps=1",
@@ -57,9 +61,9 @@ def test_a_run_evaluates_and_saves_per_epoch(tmp_path):
     start = of_type(evs, "start")[0]
     assert (start["train_rows"], start["micro_batch"], start["grad_accum"]) == (58, 8, 1)
     evals = of_type(evs, "eval")
-    assert [e["step"] for e in evals] == [3, 6, 9, 12]
+    assert [e["step"] for e in evals] == [2, 4, 6, 8, 10, 12]
     assert all(e["runtime_s"] > 0 for e in evals)
-    assert sorted({e["step"] for e in of_type(evs, "checkpoint")}) == [3, 4, 6, 8, 9, 12]
+    assert sorted({e["step"] for e in of_type(evs, "checkpoint")}) == [2, 4, 6, 8, 10, 12]
 
 
 # ----------------------------------------------------------------------------- the time planner
@@ -89,6 +93,11 @@ def test_evaluation_seconds_are_in_the_total():
     assert per_epoch.evaluations == 4  # every ceil(1188 / 4) = 297 steps
     assert per_epoch.total_s == pytest.approx(per_epoch.setup_s + per_epoch.train_s + per_epoch.eval_s)
     assert any("4 evaluations of 500 validation rows (every 297 steps)" in a for a in per_epoch.assumptions)
+    from rankwise.trainer.worker import planned_seconds  # the ETA before step 1: the steps and the evaluations
+
+    assert planned_seconds(per_epoch, per_epoch.steps) == round(per_epoch.train_s + per_epoch.eval_s, 1)
+    assert planned_seconds(per_epoch, per_epoch.steps // 2) == pytest.approx((per_epoch.train_s + per_epoch.eval_s) / 2,
+                                                                             abs=0.1)
     *_, every_100 = _plan(data, eval_steps=100)
     assert every_100.evaluations == 11
     assert every_100.eval_s == pytest.approx(per_epoch.eval_s * 11 / 4)

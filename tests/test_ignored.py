@@ -73,7 +73,8 @@ TABLE = [
      {"ignored-step-interval": ["train.save_steps 100", "saves_per_epoch 2"]}),
     ({"train.evals_per_epoch": 4, "train.eval_steps": 50, "train.saves_per_epoch": 1, "train.save_steps": 20,
       "data.val_ratio": 0.05}, "80g",
-     {"ignored-step-interval": ["train.save_steps 20, train.eval_steps 50", "saves_per_epoch 1 and train.evals_per_epoch 4"]}),
+     {"ignored-step-interval": ["train.save_steps 20, train.eval_steps 50",
+                                "saves_per_epoch 1 and train.evals_per_epoch 4"]}),
     ({"train.saves_per_epoch": 2}, "80g", {}),
     ({"train.evals_per_epoch": 2, "train.save_steps": 50, "data.val_ratio": 0.05}, "80g", {}),
     # a strategy shares work between processes: one GPU runs one process
