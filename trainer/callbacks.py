@@ -55,7 +55,13 @@ def memory(device: str) -> tuple[int | None, int | None]:
 
 
 class Events(TrainerCallback):
-    """step / eval / checkpoint events; remembers what summary.json needs."""
+    """step / eval / checkpoint events; remembers what summary.json needs.
+
+    Evaluation is not training: the Trainer's eval dataloader runs the same collator (TokenCounter), so the tokens
+    collated between a step's end and the evaluation after it are the evaluation's and are taken back out, and its
+    seconds (HF's eval_runtime) are kept out of the next step event's tokens/s and of the run's (the ETA keeps
+    them: the evaluations still to come take time too). No batch is collated for training in that window: the
+    Trainer fetches an update's micro-batches before it runs them (and accelerate one batch ahead)."""
 
     def __init__(self, sink: EventSink, device: str, tokens: TokenCounter):
         self.sink, self.device, self.tokens = sink, device, tokens
@@ -67,6 +73,8 @@ class Events(TrainerCallback):
         self._last_t = self._last_tok = None
         self.train_seconds = 0.0
         self.train_tokens = 0
+        self.eval_seconds = 0.0  # evaluations since this process's first step
+        self._tok_at_step = None  # the counter at the last step's end
 
     def on_train_begin(self, args, state, control, **kw):
         self.max_steps = state.max_steps
@@ -83,6 +91,9 @@ class Events(TrainerCallback):
             loss = float(logs["eval_loss"])
             self.best_eval = loss if self.best_eval is None else min(self.best_eval, loss)
             runtime = _float(logs.get("eval_runtime"))  # HF's seconds of this evaluation
+            if runtime is not None and self._last_t is not None:
+                self._last_t += runtime  # not in the next step event's tokens/s
+                self.eval_seconds += runtime
             self.sink.emit("eval", step=state.global_step, eval_loss=loss,
                            **({"runtime_s": round(runtime, 3)} if runtime is not None else {}))
 
@@ -105,6 +116,13 @@ class Events(TrainerCallback):
                        tokens_per_s=round(rate, 1) if rate else None, mem_bytes=mem, peak_mem_bytes=peak,
                        eta_s=round(eta, 1) if eta is not None else None)
 
+    def on_step_end(self, args, state, control, **kw):
+        self._tok_at_step = self.tokens.tokens
+
+    def on_evaluate(self, args, state, control, **kw):
+        if self._tok_at_step is not None:  # what the evaluation collated: not trained on
+            self.tokens.tokens = self._tok_at_step
+
     def on_train_end(self, args, state, control, **kw):
         self.step = state.global_step
         now = time.perf_counter()
@@ -120,7 +138,8 @@ class Events(TrainerCallback):
 
     @property
     def tokens_per_s(self) -> float | None:
-        return self.train_tokens / self.train_seconds if self.train_seconds > 0 else None
+        seconds = self.train_seconds - self.eval_seconds
+        return self.train_tokens / seconds if seconds > 0 else None
 
 
 def _float(v):

@@ -401,6 +401,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         "final_loss": events.final_loss, "best_train_loss": events.best_loss, "best_eval_loss": events.best_eval,
         "runtime_s": round(time.time() - t0, 2),
         "tokens_per_s": round(events.tokens_per_s, 1) if events.tokens_per_s else None,
+        "trained_tokens": events.train_tokens,  # real tokens of the training batches this process ran (no evaluation)
         "peak_mem_bytes": events.peak_mem, "peak_mem_kind": "cuda reserved" if device == "cuda" else "process RSS",
         "estimate_peak_gib": round(est.peak_gib, 3) if est else None,
         "estimate": est.to_dict() if est else None, "micro_batch": micro, "grad_accum": accum,
