@@ -50,7 +50,8 @@ class Forecast:
             parts = [f"time {t.step_s:.1f} s/step ({t.tokens_per_s:,.0f} tok/s{cal}; "
                      "steps unknown: no data, no max_steps)"]
         else:
-            parts = [f"time ~{duration(t.total_s)} ({t.steps:,} steps, {t.tokens_per_s:,.0f} tok/s{cal})"]
+            evals = f" + {t.evaluations:,} evaluation{'s' if t.evaluations > 1 else ''}" if t.evaluations else ""
+            parts = [f"time ~{duration(t.total_s)} ({t.steps:,} steps{evals}, {t.tokens_per_s:,.0f} tok/s{cal})"]
         if t.cost is not None:
             parts.append(f"cost ~{t.cost:,.2f} ({t.price_per_gpu_hour:g}/GPU-h × {t.gpus})")
         ram = f"host RAM {gib(h.ram_bytes):.1f} GiB"
