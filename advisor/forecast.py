@@ -63,6 +63,12 @@ class Forecast:
         return " · ".join(parts + [ram, disk])
 
 
+def data_scan(cfg: "RunConfig", spec: "ModelSpec"):
+    """The scan of cfg's training data every plan reads (its first SCAN_ROWS rows), or None: one limit for every
+    surface, so a screen that scans once and the commands plan the same steps."""
+    return scan_for(cfg, SCAN_ROWS, spec)
+
+
 def forecast(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | None, price: float | None = None,
              runs_dir: str | Path | None = None, scan=None, calibrate: bool = True,
              rows: int | None = None, points: list | None = None) -> Forecast:
@@ -71,7 +77,7 @@ def forecast(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | Non
     count without the data (`advise --samples`): each row then counts as a full max_seq_len.
     `points`: calibration points already read (a screen that re-plans on every edit reads them once)."""
     if scan is None:
-        scan = scan_for(cfg, SCAN_ROWS, spec)
+        scan = data_scan(cfg, spec)
     data = DataShape.from_scan(scan, cfg, spec) if scan is not None and scan.rows else None
     if data is None and rows:
         L = cfg.train.max_seq_len
