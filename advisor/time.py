@@ -242,6 +242,12 @@ class TimePlan:
     eval_s: float | None = None  # the evaluations' seconds over the run (in total_s, not in train_s)
     evaluations: int | None = None  # how many (advisor/cadence.py), each a forward over the validation rows
 
+    def seconds_for(self, steps: int) -> float:
+        """The planned seconds of `steps` steps (the worker's ETA before step 1): the steps and the evaluations
+        among them, those at the plan's rate per step (a run's max_steps can differ from the plan's count)."""
+        evaluating = (self.eval_s or 0.0) * steps / self.steps if self.steps else 0.0
+        return round(self.step_s * steps + evaluating, 1)
+
     def to_dict(self) -> dict:
         return {"tokens_per_s": round(self.tokens_per_s, 1), "step_s": round(self.step_s, 4),
                 "total_s": _round(self.total_s, 1), "train_s": _round(self.train_s, 1),
@@ -433,18 +439,17 @@ def steps_and_tokens(cfg: "RunConfig", fit: "Fit", data: DataShape) -> tuple[int
     t = cfg.train
     L = t.max_seq_len
     per_row = min(data.tokens_per_row, L)
+    seqs = sequences(cfg, data, data.rows)
     if cfg.data.packing:
-        seqs = sequences(cfg, data, data.rows)
         real_per_seq, padded = L, L
     else:
-        seqs = data.rows
         real_per_seq = per_row
         padded = int(min(L, data.long_tokens_per_row if t.micro_batch > 1 else per_row))
     batch = t.micro_batch * fit.gpus
     if t.max_steps:
         steps = t.max_steps
     elif seqs:
-        steps = math.ceil(t.epochs * cadence.steps_per_epoch(seqs, batch, t.grad_accum))
+        steps = math.ceil(t.epochs * epoch_steps(cfg, fit, data))
     else:
         steps = None  # epochs over data the planner has not seen
     tokens_per_step = int(batch * t.grad_accum * real_per_seq)
@@ -528,11 +533,11 @@ def plan_time(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | No
                      f"not overlapped with compute (torch save_on_cpu): {parts['activation_offload']:.2f} s a "
                      "micro-batch")
     train_s = None if steps is None else steps * step_s
-    evaluations, eval_s = evaluation_seconds(spec, cfg, fit, device, data, steps, padded, attention, k)
+    when = cadence.resolve(cfg.train, epoch_steps(cfg, fit, data))
+    evaluations, eval_s = evaluation_seconds(spec, cfg, fit, device, data, steps, padded, attention, k, when)
     if evaluations:
         notes.append(f"{evaluations} evaluation{'s' if evaluations > 1 else ''} of {data.val_rows:,} validation rows "
-                     f"(every {cadence.resolve(cfg.train, epoch_steps(cfg, fit, data)).eval_steps:,} steps), a "
-                     f"forward each: {duration(eval_s)}")
+                     f"(every {when.eval_steps:,} steps), a forward each: {duration(eval_s)}")
     elif cfg.data.val_path and steps:
         notes.append("evaluation time not counted: data.val_path is not scanned")
     gpus = fit.gpus if device.kind == "gpu" else 0
@@ -555,13 +560,14 @@ def epoch_steps(cfg: "RunConfig", fit: "Fit", data: DataShape) -> int | None:
 
 
 def evaluation_seconds(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", device: Device, data: DataShape,
-                       steps: int | None, padded: int, attention: str, k: float) -> tuple[int | None, float | None]:
-    """(evaluations, their seconds) over a run of `steps`: each a forward over the validation rows at the training
-    micro-batch (the worker's per_device_eval_batch_size), padded as training pads, at the step time's
-    calibration `k`. (None, None) without validation rows the planner knows of."""
+                       steps: int | None, padded: int, attention: str, k: float,
+                       when: cadence.Cadence) -> tuple[int | None, float | None]:
+    """(evaluations, their seconds) over a run of `steps` at the cadence `when`: each a forward over the validation
+    rows at the training micro-batch (the worker's per_device_eval_batch_size), padded as training pads, at the
+    step time's calibration `k`. (None, None) without validation rows the planner knows of."""
     if not data.val_rows or not steps:
         return None, None
-    n = cadence.resolve(cfg.train, epoch_steps(cfg, fit, data)).evaluations(steps)
+    n = when.evaluations(steps)
     if not n:
         return 0, 0.0
     batches = math.ceil(sequences(cfg, data, data.val_rows) / (cfg.train.micro_batch * fit.gpus))

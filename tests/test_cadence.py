@@ -96,11 +96,10 @@ def test_evaluation_seconds_are_in_the_total():
     assert per_epoch.evaluations == 4  # every ceil(1188 / 4) = 297 steps
     assert per_epoch.total_s == pytest.approx(per_epoch.setup_s + per_epoch.train_s + per_epoch.eval_s)
     assert any("4 evaluations of 500 validation rows (every 297 steps)" in a for a in per_epoch.assumptions)
-    from rankwise.trainer.worker import planned_seconds  # the ETA before step 1: the steps and the evaluations
-
-    assert planned_seconds(per_epoch, per_epoch.steps) == round(per_epoch.train_s + per_epoch.eval_s, 1)
-    assert planned_seconds(per_epoch, per_epoch.steps // 2) == pytest.approx((per_epoch.train_s + per_epoch.eval_s) / 2,
-                                                                             abs=0.1)
+    # the ETA before step 1 (the worker's start event): the steps and the evaluations
+    assert per_epoch.seconds_for(per_epoch.steps) == round(per_epoch.train_s + per_epoch.eval_s, 1)
+    assert per_epoch.seconds_for(per_epoch.steps // 2) == pytest.approx((per_epoch.train_s + per_epoch.eval_s) / 2,
+                                                                        abs=0.1)
     *_, every_100 = _plan(data, eval_steps=100)
     assert every_100.evaluations == 11
     assert every_100.eval_s == pytest.approx(per_epoch.eval_s * 11 / 4)

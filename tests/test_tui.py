@@ -81,15 +81,24 @@ async def test_bad_planned_gpu_is_said_on_setup(tmp_path):
         assert "unknown GPU" in said and "--gpu" not in said  # in the TUI's words, not the CLI's
 
 
-async def test_dataset_scan_runs_in_a_worker_and_shows_rows(tmp_path):
+def instruction_rows(tmp_path: Path, n: int) -> Path:
     data = tmp_path / "d.jsonl"
-    data.write_text("".join('{"instruction": "say %d", "output": "%d"}\n' % (i, i) for i in range(40)))
+    data.write_text("".join('{"instruction": "say %d", "output": "%d"}\n' % (i, i) for i in range(n)))
+    return data
+
+
+async def pick_dataset(pilot, data: Path) -> None:
+    """Type `data` into Setup's dataset field and wait for its scan."""
+    pilot.app.screen.query_one("#dataset", Input).focus()
+    await pilot.press(*str(data))
+    await pilot.pause(0.6)  # the scan is debounced
+    await settle(pilot)
+
+
+async def test_dataset_scan_runs_in_a_worker_and_shows_rows(tmp_path):
+    data = instruction_rows(tmp_path, 40)
     async with app_for(tmp_path).run_test(size=SIZE) as pilot:
-        box = pilot.app.screen.query_one("#dataset", Input)
-        box.focus()
-        await pilot.press(*str(data))
-        await pilot.pause(0.6)  # the scan is debounced
-        await settle(pilot)
+        await pick_dataset(pilot, data)
         scan = text_of(pilot.app.screen.query_one("#scan", Static))
         assert "40 rows" in scan and "instruction" in scan
 
@@ -100,14 +109,9 @@ async def test_advice_plans_the_steps_the_commands_plan_on_a_big_file(tmp_path):
     from rankwise.advisor.forecast import forecast
     from rankwise.tui.screens.advice import AdviceScreen
 
-    data = tmp_path / "d.jsonl"
-    data.write_text("".join('{"instruction": "say %d", "output": "%d"}\n' % (i, i) for i in range(8000)))
+    data = instruction_rows(tmp_path, 8000)
     async with app_for(tmp_path).run_test(size=SIZE) as pilot:
-        box = pilot.app.screen.query_one("#dataset", Input)
-        box.focus()
-        await pilot.press(*str(data))
-        await pilot.pause(0.6)  # the scan is debounced
-        await settle(pilot)
+        await pick_dataset(pilot, data)
         await pilot.press("ctrl+n")
         await settle(pilot)
         screen = pilot.app.screen
@@ -126,15 +130,12 @@ async def test_dataset_token_check_runs_in_its_own_process(tmp_path):
     subprocess, so the TUI stays torch-free): trained share and masking problems show on Setup."""
     from rankwise.advisor.presets import presets_dir
 
-    data = tmp_path / "d.jsonl"
-    data.write_text("".join('{"instruction": "say %d", "output": "%d"}\n' % (i, i) for i in range(40)))
+    data = instruction_rows(tmp_path, 40)
     async with app_for(tmp_path).run_test(size=SIZE) as pilot:
         screen = pilot.app.screen
         screen.query_one("#model", Input).focus()
         await pilot.press(*str(presets_dir() / "assets" / "tiny-llama"))
-        screen.query_one("#dataset", Input).focus()
-        await pilot.press(*str(data))
-        await pilot.pause(0.6)  # the scan is debounced
+        await pick_dataset(pilot, data)
         scan = ""
         for _ in range(50):  # the scan worker, then the check worker it starts: wait on each
             await settle(pilot)

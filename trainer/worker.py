@@ -94,13 +94,6 @@ def _ended(run_dir: Path, sink: EventSink, status: str, code: int, state: dict, 
     return code
 
 
-def planned_seconds(plan, max_steps: int) -> float:
-    """The planner's seconds for `max_steps` steps (the ETA before step 1): the steps and the evaluations among
-    them, those at the plan's rate per step (the worker's max_steps can differ from the plan's count)."""
-    evaluating = (plan.eval_s or 0.0) * max_steps / plan.steps if plan.steps else 0.0
-    return round(plan.step_s * max_steps + evaluating, 1)
-
-
 def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force: bool) -> int:
     cfg = rundir.load_config(run_dir)
     log.info("run %s: loading libraries", run_dir.name)
@@ -333,7 +326,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         processes=world_size(), sharded=sharded,
         truncated_rows=report.truncated_rows, skipped_rows=report.skipped_rows, train_tokens=report.train_tokens,
         supervised_tokens=report.supervised_tokens, device_name=device_name,
-        planned_s=planned_seconds(ahead.time, max_steps) if ahead is not None and max_steps else None))
+        planned_s=ahead.time.seconds_for(max_steps) if ahead is not None and max_steps else None))
 
     # --- train, halving the micro-batch on CUDA OOM ------------------------------------------
     t0 = time.time()
