@@ -103,6 +103,10 @@ class DataSection(Section):
     """Fraction of the training rows held out for validation when val_path is unset."""
     packing: bool = False
     """Pack several short examples into each max_seq_len sequence (faster, no padding)."""
+    train_on_inputs: bool = False
+    """Train on the whole example, prompt included (axolotl's train_on_inputs, LLaMA-Factory's
+    train_on_prompt). Off: only the responses are trained on. Validation keeps the prompt masked, so
+    the eval loss still measures the answers."""
     skip_bad_rows: bool = False
     """Skip and count rows with missing fields or wrong types instead of stopping."""
     max_rows: int | None = Field(None, ge=1)

@@ -41,7 +41,7 @@ def held_out_rows(run_dir: Path, cfg, tokenizer, n: int, prompts: Path | None) -
         from .data_build import build_datasets
 
         data = cfg.data.model_copy(update={"path": str(prompts), "val_path": None, "val_ratio": 0.0, "packing": False,
-                                           "max_rows": n})
+                                           "max_rows": n, "train_on_inputs": False})  # the prompt: what is asked
         examples, _, _ = build_datasets(cfg.model_copy(update={"data": data}), tokenizer)
         rows = rows_from_examples(examples, tokenizer, n)
     else:

@@ -31,6 +31,9 @@ response span (so "▁Paris" is trained when the response is " Paris"; a token m
 across the prompt/response boundary, rare with chat templates, is trained on). Slow
 tokenizers tokenize prompt and response pieces separately.
 
+With data.train_on_inputs the training examples are trained on whole, prompt included (`Unmasked`, a
+view over the built examples); validation examples keep the prompt masked.
+
 Validation: data.val_path (its own file, same rules), or data.val_ratio of the usable
 training rows, drawn with train.seed (the same split on every run with that seed).
 data.max_rows caps the usable training rows read (before the val_ratio split).
@@ -81,6 +84,41 @@ class DataReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class Unmasked:
+    """Training examples with the prompt trained on too (data.train_on_inputs): labels = input_ids, but -100 on
+    each example's first token, which nothing before it in its own example predicts (with packing: every
+    position where position_ids restart, so no example learns to follow the one packed before it). A view:
+    the built examples (and their cache) stay masked, so validation and `rankwise compare` still find the prompt."""
+
+    def __init__(self, examples):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict:
+        return _unmask(self.examples[i])
+
+    def __iter__(self):
+        return map(_unmask, self.examples)
+
+
+def _unmask(ex: dict) -> dict:
+    labels = list(ex["input_ids"])
+    for k in ([k for k, p in enumerate(ex["position_ids"]) if p == 0] if "position_ids" in ex else [0]):
+        labels[k] = IGNORE
+    return {**ex, "labels": labels}
+
+
+def inputs_trained(cfg, train, report: DataReport):
+    """The training examples as data.train_on_inputs wants them (`Unmasked` when set, the report then counting
+    every token but each example's first as supervised); unchanged when not set."""
+    if not cfg.data.train_on_inputs:
+        return train
+    report.supervised_tokens = report.train_tokens - report.train_rows
+    return Unmasked(train)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from rankwise.advisor.dataset import (apply_columns, iter_rows, jsonl_files, jso
                                       parse_line, prepare_row)
 from rankwise.advisor.errors import RankwiseError
 
-from .data import BATCH, IGNORE, DataReport, _Counter, _format_of, _render
+from .data import BATCH, IGNORE, DataReport, _Counter, _format_of, _render, inputs_trained
 from .data_arrow import list_array, Writer, pack_file, read_examples, split
 from .data_encoder import _Encoder
 
@@ -334,4 +334,4 @@ def build_datasets(cfg: RunConfig, tokenizer) -> tuple[list[dict], list[dict] | 
         report = build_arrow(cfg, tokenizer, Path(tmp))
         train = read_examples(Path(tmp) / "train.arrow")
         val = read_examples(Path(tmp) / "val.arrow") if (Path(tmp) / "val.arrow").exists() else None
-    return train, val, report
+    return list(inputs_trained(cfg, train, report)), val, report

@@ -31,6 +31,8 @@ from typing import Any
 from rankwise.advisor.config import RunConfig
 from rankwise.advisor.dataset import data_suffix
 
+from .data import inputs_trained
+
 VERSION = 1  # the stored layout
 READING = tuple(Path(__file__).resolve().parent.parent / "advisor" / f for f in ("dataset.py", "rowformat.py"))
 SOURCES = (*(Path(__file__).with_name(f) for f in ("data.py", "data_build.py", "data_encoder.py", "data_arrow.py")),
@@ -192,6 +194,7 @@ def prepare_data(cfg: RunConfig, tokenizer, log=None, build=None, progress=None,
                 shutil.rmtree(tmp, ignore_errors=True)
             train, val, report = _load(folder)
     report.cache_dir, report.cache_hit = str(folder), hit
+    train = inputs_trained(cfg, train, report)  # a view: the cached build stays masked (one entry for both)
     info = {"dir": str(folder), "hit": hit, "seconds": round(time.monotonic() - started, 2)}
     return train, val, report, info
 

@@ -135,9 +135,12 @@ def load_tokenizer(model: str | None, trust_remote_code: bool = False) -> tuple[
 
 
 def check_data(path: str | Path, model: str | None = None, fmt: str = "auto", max_seq_len: int | None = None,
-               tokenizer=None, trust_remote_code: bool = False, columns: dict[str, str] | None = None) -> DataCheck:
+               tokenizer=None, trust_remote_code: bool = False, columns: dict[str, str] | None = None,
+               train_on_inputs: bool = False) -> DataCheck:
     """Read, render, tokenize and mask `path` as training would; report what it found.
-    `columns` is data.columns (the preset's, when FILE is given)."""
+    `columns` and `train_on_inputs` are data.columns and data.train_on_inputs (the preset's, when FILE is
+    given): with the latter a row is trained whole (but its first token) as `data.Unmasked` trains it, unless
+    its response is cut away (the build drops such a row whatever the setting)."""
     max_len = max_seq_len or RunConfig().train.max_seq_len
     if tokenizer is None:
         tokenizer, kind, note = load_tokenizer(model, trust_remote_code)
@@ -157,6 +160,8 @@ def check_data(path: str | Path, model: str | None = None, fmt: str = "auto", ma
 
     def flush():
         for r, (ids, labels, offs) in zip(chunk, encoder.full(chunk)):
+            if train_on_inputs and any(lab != IGNORE for lab in labels[:max_len]):
+                labels = [IGNORE] + ids[1:]
             _row(out, tokenizer, r, ids, labels, offs, max_len, lengths, seen)
         chunk.clear()
 

@@ -237,7 +237,7 @@ TABLE = {
     "max_steps": steps("train.max_steps"), "warmup_steps": steps("train.warmup_steps"),
     "warmup_ratio": to("train.warmup_ratio"), "bf16": precision_bf16, "fp16": precision_fp16,
     "trust_remote_code": to("model.trust_remote_code"), "datasets": _datasets, "val_set_size": _val,
-    "sample_packing": to("data.packing"), "weight_decay": to("train.weight_decay"),
+    "sample_packing": to("data.packing"), "train_on_inputs": to("data.train_on_inputs"), "weight_decay": to("train.weight_decay"),
     "max_grad_norm": to("train.max_grad_norm"), "seed": to("train.seed"), "logging_steps": to("train.logging_steps"),
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
     "saves_per_epoch": steps("train.saves_per_epoch"), "evals_per_epoch": steps("train.evals_per_epoch"),

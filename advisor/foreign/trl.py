@@ -72,6 +72,21 @@ def _dataset(value, out: Out):
         out.notes.append(f"{out.key} names Hugging Face Hub data (nothing is downloaded): data checks skipped")
 
 
+def _completion_only(value, out: Out):
+    """completion_only_loss (default None: on for prompt-completion data): off trains the prompt too."""
+    if value is False:
+        out.set("data.train_on_inputs", True)
+
+
+def _assistant_only(value, out: Out):
+    """assistant_only_loss (default False): TRL trains conversational rows on every token unless it is on;
+    rankwise's default (the assistant turns) is what it turns on."""
+    if value is False:
+        out.notes.append(f"{out.key} false: TRL trains conversational rows on every token; rankwise trains the "
+                         "assistant turns unless data.train_on_inputs is true (prompt-completion rows: see "
+                         "completion_only_loss)")
+
+
 def _eval_strategy(value, out: Out):
     if str(value).lower() not in ("no", "none", "false"):
         out.evaluates = True
@@ -99,7 +114,7 @@ TABLE = {
     "gradient_checkpointing": to("train.grad_checkpointing"), "gradient_checkpointing_kwargs": checkpointing_kwargs,
     "activation_offloading": _activation_offloading,
     "max_length": to("train.max_seq_len"), "max_seq_length": to("train.max_seq_len"), "packing": to("data.packing"),
-    "use_liger_kernel": liger,
+    "completion_only_loss": _completion_only, "assistant_only_loss": _assistant_only, "use_liger_kernel": liger,
     "deepspeed": deepspeed, "fsdp": fsdp_words,
     "per_device_eval_batch_size": eval_batch, "eval_strategy": _eval_strategy, "do_eval": evaluates,
     "dataset_name": _dataset, "dataset_mixture": _dataset,
