@@ -497,6 +497,16 @@ def test_a_full_fine_tune_is_estimated_as_one_not_as_lora(tmp_path, text, key, h
     assert not {"lr-out-of-range", "wont-fit", "alpha-below-rank"} & {f["code"] for f in report.findings}
 
 
+@pytest.mark.parametrize("model", ["llama-3.2-1b", "someone/unknown-model"])
+def test_a_full_fine_tune_is_not_said_to_use_the_tools_lora_defaults(tmp_path, model):
+    """axolotl's LoRA defaults (r 8, alpha 8, dropout 0) play no part in a full fine-tune, whether the model resolves
+    or not (an unresolved one listed them)."""
+    path = tmp_path / "full.yaml"
+    path.write_text(f"base_model: {model}\nlearning_rate: 0.00002\nmicro_batch_size: 1\n")
+    report = judge(read(path), GPU24)
+    assert report.reading.full == "adapter" and not any("lora." in n for n in report.notes)
+
+
 def _full(tmp_path, extra: str, gpu=GPU24):
     path = tmp_path / "full.yaml"
     path.write_text("base_model: llama-3.2-1b\nsequence_len: 2048\nmicro_batch_size: 2\nbf16: true\n"

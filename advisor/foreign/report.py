@@ -331,7 +331,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
     out = [localize(f, reading) for f in findings] + [localize(s, reading) for s in said]
     out.sort(key=lambda d: SEVERITY_ORDER[d["severity"]])
     notes = reading.notes + disk_note + unread_notes(reading)
-    if full is not None and reading.defaulted:  # the tool's LoRA defaults play no part in a full fine-tune
+    if reading.full and reading.defaulted:  # the tool's LoRA defaults play no part in a full fine-tune (resolved or not)
         prefix = f"{reading.tool.label} defaults used: "
         kept = [f"{d.dotted} {d.value}" for d in reading.defaulted.values() if not d.dotted.startswith("lora.")]
         notes = [n for n in notes if not n.startswith(prefix)] + ([prefix + ", ".join(kept)] if kept else [])
