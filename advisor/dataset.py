@@ -33,7 +33,7 @@ from .errors import RankwiseError
 from .tokens import BATCH as TOKEN_BATCH, token_lengths
 from .rowformat import (  # noqa: F401 (re-exported: the row formats are part of reading data)
     COLUMNS, FORMAT_HINT, FORMATS, ROLES, SHAREGPT_ROLES, BadRow, _kind, apply_columns, check_row, detect_format,
-    preference_error, prepare_row, row_chars, row_text, unknown_format)
+    preference_error, prepare_row, row_chars, row_text, trained_text, unknown_format)
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
@@ -349,6 +349,7 @@ class DatasetScan:
     p95_tokens: int | None = None
     max_tokens: int | None = None
     tokens_by: str | None = None  # whose tokenizer counted them
+    trained_share: float | None = None  # of the good rows' characters, those the loss reads with the prompt masked
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -371,6 +372,7 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
     counted: list[int] = []
     problems: list[str] = []
     complete = True
+    trained = 0  # characters of the good rows the loss reads (rowformat.trained_text)
     for n, row in iter_rows(path, bad="yield"):
         if limit is not None and rows >= limit:
             complete = False
@@ -392,11 +394,13 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
         elif tokenizer is not None:
             texts.append(row_text(good, fmt))
             lengths.append(len(texts[-1]))
+            trained += len(trained_text(good, fmt))
             if len(texts) >= TOKEN_BATCH:
                 counted += token_lengths(tokenizer, texts)
                 texts = []
         else:
             lengths.append(row_chars(good, fmt))
+            trained += len(trained_text(good, fmt))
     by_tokens: dict = {}
     if tokenizer is not None:
         counted = sorted(counted + token_lengths(tokenizer, texts))
@@ -407,7 +411,8 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
     return DatasetScan(path=str(path), rows=rows, format=fmt, fields=tuple(fields), min_chars=_percentile(lengths, 0.0),
                        median_chars=int(statistics.median(lengths)) if lengths else 0,
                        p95_chars=_percentile(lengths, 0.95), max_chars=lengths[-1] if lengths else 0, bad_rows=bad,
-                       first_problems=problems, complete=complete, **by_tokens)
+                       first_problems=problems, complete=complete,
+                       trained_share=round(trained / sum(lengths), 4) if sum(lengths) else None, **by_tokens)
 
 
 def scan_for_model(path: str | Path, spec: Any = None, **kwargs: Any) -> DatasetScan:
@@ -423,7 +428,8 @@ def advice_inputs(found: DatasetScan) -> dict:
     """What recommend.advise takes from a dataset (its data keyword arguments): the CLI's `advise
     --dataset` and the Advice screen both hand over exactly this, so they give one answer."""
     return dict(dataset_rows=found.rows, p95_chars=found.p95_chars or None, p95_tokens=found.p95_tokens,
-                median_chars=found.median_chars or None, median_tokens=found.median_tokens)
+                median_chars=found.median_chars or None, median_tokens=found.median_tokens,
+                trained_share=found.trained_share)
 
 
 def scan_note(found: DatasetScan, model_name: str) -> str:

@@ -123,11 +123,16 @@ def choose_strategy(spec: ModelSpec, cfg: RunConfig, method: str, hw: Hardware |
 # ------------------------------------------------------------------ the recommendation
 
 
-def trained_tokens(rows: int | None, epochs: float, seq_len: int, row_tokens: int | None) -> tuple[int | None, str]:
-    """Tokens the run trains on (rows x epochs x tokens a row) and how they were counted."""
+def trained_tokens(rows: int | None, epochs: float, seq_len: int, row_tokens: int | None,
+                   share: float | None = None) -> tuple[int | None, str]:
+    """Tokens the run trains on (rows x epochs x tokens a row the loss reads) and how they were counted. `share`:
+    of a row's text, what the loss reads with the prompt masked (DatasetScan.trained_share; None: all of it)."""
     if rows is None:
         return None, "no data size given"
-    if row_tokens:
+    if row_tokens and share is not None and share < 1:
+        per = max(1, round(min(row_tokens, seq_len) * share))
+        how = f"the responses: {share:.0%} of the median row length, the prompt is not trained on"
+    elif row_tokens:
         per, how = min(row_tokens, seq_len), "median row length"
     else:
         per, how = seq_len // 2, f"half of max_seq_len {seq_len} a row (lengths unknown; pass --dataset)"
@@ -241,7 +246,7 @@ def _loss(spec: ModelSpec, cfg: RunConfig, hw: Hardware | None, why) -> RunConfi
 def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None = None,
            dataset_rows: int | None = None, seq_len: int | None = None, base: RunConfig | None = None,
            p95_chars: int | None = None, p95_tokens: int | None = None, median_chars: int | None = None,
-           median_tokens: int | None = None, adapt_experts: bool = True) -> Advice:
+           median_tokens: int | None = None, adapt_experts: bool = True, trained_share: float | None = None) -> Advice:
     """The recommended config with its reasons. An MoE's fused expert tensors are adapted (lora.target_parameters)
     unless that run would not fit, or would need FSDP/ZeRO-3, under which peft's wrapper does not run: then the
     advice without them, which says why (`adapt_experts` False is that second pass)."""
@@ -288,7 +293,7 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     def without_experts(why_not: str) -> Advice:
         """The advice with the experts frozen, saying why."""
         plain = advise(spec, hw, task, budget, dataset_rows, seq_len, base, p95_chars, p95_tokens, median_chars,
-                       median_tokens, adapt_experts=False)
+                       median_tokens, adapt_experts=False, trained_share=trained_share)
         plain.reasons["lora.target_parameters"] = (
             f"none: {why_not}, so the experts ({', '.join(experts)}) stay frozen and only attention and the dense "
             "linears train — the weakest option in every study (QLoRA §4, TML, Biderman Fig. 7); a machine where "
@@ -302,7 +307,8 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
         return without_experts(f"at r = 1 the experts' adapter takes {human_count(spec.lora_params([], 1, experts))} "
                                f"parameters (r per expert), beyond the {human_count(budget)} budget")
     row_tokens = median_tokens or ((median_chars // CHARS_PER_TOKEN) if median_chars else None)
-    tokens, how = trained_tokens(dataset_rows, epochs, seq, row_tokens)
+    share = None if base is not None and base.data.train_on_inputs else trained_share  # the whole row, or its answers
+    tokens, how = trained_tokens(dataset_rows, epochs, seq, row_tokens, share)
     r, why_r, rank_notes = _rank(task, spec, targets, tokens, how, experts)
     notes.extend(rank_notes)
     per_unit = spec.lora_params(targets, 1, experts)

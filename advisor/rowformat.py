@@ -311,6 +311,14 @@ def row_text(row: dict, fmt: str) -> str:
     return "".join(row.get(k) or "" for k in keys)
 
 
+def trained_text(row: dict, fmt: str) -> str:
+    """The part of a prepared row that training puts a loss on when the prompt is masked (trainer/data.py): the
+    assistant turns of a conversation (with their tool calls), an instruction's output, a completion, a whole text."""
+    if fmt in ("chat", "sharegpt"):
+        return row_text({"messages": [m for m in row["messages"] if m["role"] == "assistant"]}, fmt)
+    return row.get({"instruction": "output", "prompt_completion": "completion", "text": "text"}[fmt]) or ""
+
+
 def row_chars(row: dict, fmt: str) -> int:
     """Characters of text in a prepared row: the size figure that scan reports."""
     return len(row_text(row, fmt))

@@ -181,6 +181,27 @@ def test_scan_reports_shape_and_problems(tmp_path):
     assert scan(p, limit=2).rows == 2 and not scan(p, limit=2).complete
 
 
+@pytest.mark.parametrize("rows, share", [
+    (ROWS, (2 + 1 + 3) / sum(len(r["instruction"] + r["input"] + r["output"]) for r in ROWS)),  # the outputs
+    ([{"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "ab"},
+                    {"role": "assistant", "content": "cdef"}, {"role": "user", "content": "g"},
+                    {"role": "assistant", "content": "hi"}]}], 6 / 12),  # every assistant turn
+    ([{"prompt": "Q: 1+1?", "completion": " 2"}], 2 / 9),
+    ([{"text": "all of it"}], 1.0),
+])
+def test_scan_counts_the_share_the_loss_reads(tmp_path, rows, share):
+    """What the loss reads with the prompt masked (the advice's capacity check counts those tokens), as a share of
+    the rows' characters: the tokenizer then counts the rows whole, as before."""
+    p = write_jsonl(tmp_path / "d.jsonl", rows)
+    assert scan(p).trained_share == round(share, 4)
+    assert scan(p, tokenizer=_tiny_tokenizer()).trained_share == round(share, 4)
+
+
+def _tiny_tokenizer():
+    from rankwise.advisor.tokens import local_tokenizer
+    return local_tokenizer(str(ASSETS / "tiny-llama"))
+
+
 def test_scan_before_the_format_is_known(tmp_path):
     p = write_jsonl(tmp_path / "d.jsonl", ["{oops", {"x": 1}] + [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}])
     s = scan(p)

@@ -197,6 +197,20 @@ def test_small_data_trains_longer_and_cites_why(task, slow):
     assert at_1000.config.train.epochs == 2.0 and at_1000.statuses["train.epochs"] == "guide-rule"
 
 
+def test_the_capacity_check_counts_the_tokens_the_loss_reads():
+    """100k rows × 1 epoch × 1,024 tokens = 102M exceed r = 16's 83.9M (above): the upper end. When a quarter of the
+    text is the responses (the prompt masked), 25.6M fit: the lower end. A run that trains on the prompt too
+    (data.train_on_inputs) counts the whole row again."""
+    spec, hw = load_model("llama-3.1-8b"), planned("80GiB")
+    whole = advise(spec, hw, "chat", dataset_rows=100_000, median_tokens=1024)
+    answers = advise(spec, hw, "chat", dataset_rows=100_000, median_tokens=1024, trained_share=0.25)
+    assert (whole.config.lora.r, answers.config.lora.r) == (32, 16)
+    assert "~256 tokens (the responses: 25% of the median row length" in answers.reasons["lora.r"]
+    base = RunConfig.model_validate({"data": {"train_on_inputs": True}})
+    inputs = advise(spec, hw, "chat", dataset_rows=100_000, median_tokens=1024, trained_share=0.25, base=base)
+    assert inputs.config.lora.r == 32 and "responses" not in inputs.reasons["lora.r"]
+
+
 def test_capacity_limited_says_so_and_points_code_to_256():
     # 1M rows × 1024 tokens = 1.02B tokens exceed r = 128's capacity on qwen2.5-7b (128 × per unit × 2 bits)
     a = advise(load_model("qwen2.5-7b"), planned("80GiB"), "code", dataset_rows=1_000_000)
