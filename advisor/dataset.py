@@ -350,6 +350,17 @@ class DatasetScan:
     max_tokens: int | None = None
     tokens_by: str | None = None  # whose tokenizer counted them
     trained_share: float | None = None  # of the good rows' characters, those the loss reads with the prompt masked
+    total_rows: int | None = None  # rows in the whole data (good + bad) when `limit` stopped the scan and count_rows knew
+
+    def all_rows(self) -> int:
+        """Rows in the whole data (good + bad): the total when counted, else those read."""
+        return self.total_rows or self.rows
+
+    def usable_rows(self) -> int:
+        """Good rows in the whole data: those read, or (the scan stopped early, the total counted) the total at the
+        share of good rows among those read."""
+        good = self.rows - self.bad_rows
+        return round(self.total_rows * good / self.rows) if self.total_rows and self.rows else good
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -411,7 +422,7 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
     return DatasetScan(path=str(path), rows=rows, format=fmt, fields=tuple(fields), min_chars=_percentile(lengths, 0.0),
                        median_chars=int(statistics.median(lengths)) if lengths else 0,
                        p95_chars=_percentile(lengths, 0.95), max_chars=lengths[-1] if lengths else 0, bad_rows=bad,
-                       first_problems=problems, complete=complete,
+                       first_problems=problems, complete=complete, total_rows=None if complete else count_rows(path),
                        trained_share=round(trained / sum(lengths), 4) if sum(lengths) else None, **by_tokens)
 
 
@@ -424,17 +435,75 @@ def scan_for_model(path: str | Path, spec: Any = None, **kwargs: Any) -> Dataset
     return scan(path, tokenizer=tokenizer, tokenizer_name=f"{spec.name}'s tokenizer" if tokenizer else None, **kwargs)
 
 
+COUNT_CHUNK = 1 << 24  # bytes a read when counting a JSONL file's lines
+
+
+def count_rows(path: str | Path) -> int | None:
+    """The rows of the whole data without parsing them, where that is cheap: an uncompressed JSONL file's lines (its
+    newlines counted, blank lines taken off as runs of two newlines find them), a parquet file's metadata, a saved
+    dataset's Arrow batches (memory-mapped), a folder of shards summed. None where only reading every row would tell:
+    CSV (a quoted cell spans lines), a JSON list, a compressed file, or an unreadable one."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            if _is_saved_dataset(path):
+                return _arrow_rows(_hf_arrow_files(path))
+            counts = [count_rows(f) for f in shards(path)]
+            return sum(counts) if counts and None not in counts else None
+        suffix, comp = data_suffix(path)
+        if comp:
+            return None
+        if suffix in JSONL_SUFFIXES:
+            return _jsonl_line_count(path)
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq  # deferred: only parquet needs pyarrow
+
+            return pq.ParquetFile(path).metadata.num_rows
+    except (OSError, ValueError, RankwiseError):  # ArrowInvalid is a ValueError
+        return None
+    return None
+
+
+def _jsonl_line_count(path: Path) -> int:
+    newlines = blank = 0
+    last = b"\n"
+    with open(path, "rb") as fh:
+        while chunk := fh.read(COUNT_CHUNK):
+            newlines += chunk.count(b"\n")
+            blank += chunk.count(b"\n\n") + (last == b"\n" and chunk[:1] == b"\n")
+            last = chunk[-1:]
+    return newlines - blank + (last not in (b"\n", b""))  # a last line without its newline
+
+
+def _arrow_rows(files: list[Path]) -> int:
+    import pyarrow as pa  # deferred: only saved datasets need pyarrow
+    import pyarrow.ipc as ipc
+
+    total = 0
+    for f in files:
+        with pa.memory_map(str(f), "r") as source:
+            try:
+                reader = ipc.open_stream(source)  # save_to_disk writes the IPC stream format
+            except pa.ArrowInvalid:
+                source.seek(0)
+                total += ipc.open_file(source).read_all().num_rows
+                continue
+            total += sum(batch.num_rows for batch in reader)
+    return total
+
+
 def advice_inputs(found: DatasetScan) -> dict:
     """What recommend.advise takes from a dataset (its data keyword arguments): the CLI's `advise
     --dataset` and the Advice screen both hand over exactly this, so they give one answer."""
-    return dict(dataset_rows=found.rows, p95_chars=found.p95_chars or None, p95_tokens=found.p95_tokens,
+    return dict(dataset_rows=found.all_rows(), p95_chars=found.p95_chars or None, p95_tokens=found.p95_tokens,
                 median_chars=found.median_chars or None, median_tokens=found.median_tokens,
                 trained_share=found.trained_share)
 
 
 def scan_note(found: DatasetScan, model_name: str) -> str:
     """The advice's first note on its data: rows, format, bad rows, how lengths were counted."""
-    note = f"{found.path}: {found.rows:,} rows ({found.format or 'unknown'} format"
+    rows = f"{found.total_rows:,} rows, the first {found.rows:,} scanned" if found.total_rows else f"{found.rows:,} rows"
+    note = f"{found.path}: {rows} ({found.format or 'unknown'} format"
     note += f", {found.bad_rows} bad)" if found.bad_rows else ")"
     return note + (f"; lengths counted by {found.tokens_by}" if found.tokens_by else
                    f"; lengths at ~4 characters a token ({model_name}'s tokenizer is not on this machine)")

@@ -89,7 +89,10 @@ def forecast(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | Non
     per_hour, source = price_for(t.device, price)
     if per_hour is not None and hw is not None and hw.has_gpu:
         t = plan_time(spec, cfg, fit, hw, data, points, price=per_hour)
-    if scan is not None and not scan.complete:
+    if scan is not None and not scan.complete and scan.total_rows:
+        t = _noted(t, f"data: {scan.total_rows:,} rows counted, the first {scan.rows:,} scanned (their lengths and "
+                      "bad rows stand for the rest)")
+    elif scan is not None and not scan.complete:
         t = _noted(t, f"data: the first {scan.rows:,} rows scanned; the file holds more (steps are a lower bound)")
     return Forecast(t, plan_host(spec, cfg, fit, hw), source, plan_compare(spec, fit, hw, data))
 

@@ -176,8 +176,9 @@ class DataShape:
     @classmethod
     def from_scan(cls, scan, cfg: "RunConfig", spec: "ModelSpec") -> "DataShape":
         """From advisor/dataset.scan (tokens when it counted them, else characters → tokens), with the
-        config's split and max_rows."""
-        rows = scan.rows - scan.bad_rows
+        config's split and max_rows. A scan that stopped early plans the whole data when it was counted (its rows at
+        the lengths of those read)."""
+        rows = scan.usable_rows()
         if cfg.data.max_rows:
             rows = min(rows, cfg.data.max_rows)
         val = 0 if cfg.data.val_path else int(rows * cfg.data.val_ratio)

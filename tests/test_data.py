@@ -202,6 +202,45 @@ def _tiny_tokenizer():
     return local_tokenizer(str(ASSETS / "tiny-llama"))
 
 
+def test_rows_are_counted_without_parsing_where_that_is_cheap(tmp_path):
+    import gzip
+
+    from rankwise.advisor.dataset import count_rows
+    lines = "".join(json.dumps(r) + "\n" for r in ROWS)
+    (tmp_path / "d.jsonl").write_text("\n" + lines + "\n" + lines + json.dumps(ROWS[0]))  # blank lines, no last newline
+    assert count_rows(tmp_path / "d.jsonl") == 7 == sum(1 for _ in iter_rows(tmp_path / "d.jsonl"))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.Table.from_pylist(ROWS * 5), tmp_path / "d.parquet")
+    assert count_rows(tmp_path / "d.parquet") == 15
+    assert count_rows(write_hf_folder(tmp_path / "saved", ROWS * 2)) == 6
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for k in range(3):
+        (shards / f"train-{k:05d}-of-00003.jsonl").write_text(lines)
+    assert count_rows(shards) == 9
+    (tmp_path / "d.csv").write_text("instruction,output\nsay,\"two\nlines\"\n")  # a quoted cell spans lines
+    (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
+    assert count_rows(tmp_path / "d.csv") is None and count_rows(tmp_path / "d.jsonl.gz") is None
+    assert count_rows(tmp_path / "missing.jsonl") is None
+
+
+def test_a_scan_that_stops_early_plans_the_whole_file(tmp_path):
+    """The quick scan reads the first rows for lengths; the rows of the whole file are counted, so the plan's steps and
+    the advice's row count are the file's, not a lower bound."""
+    from rankwise.advisor.dataset import advice_inputs, scan_note
+    from rankwise.advisor.model import load_model
+    from rankwise.advisor.time import DataShape
+    p = write_jsonl(tmp_path / "d.jsonl", (ROWS + [{"instruction": "x"}]) * 50)  # 200 rows, 50 bad
+    quick, whole = scan(p, limit=20), scan(p)
+    assert (quick.rows, quick.total_rows, quick.complete) == (20, 200, False) and whole.total_rows is None
+    assert quick.usable_rows() == whole.usable_rows() == 150
+    assert advice_inputs(quick)["dataset_rows"] == advice_inputs(whole)["dataset_rows"] == 200
+    assert "200 rows, the first 20 scanned" in scan_note(quick, "m")
+    c = cfg(p, val_ratio=0.1)
+    assert DataShape.from_scan(quick, c, load_model("llama-3.2-1b")).rows == 150 - 15
+
+
 def test_scan_before_the_format_is_known(tmp_path):
     p = write_jsonl(tmp_path / "d.jsonl", ["{oops", {"x": 1}] + [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}])
     s = scan(p)

@@ -72,7 +72,11 @@ def plan_text(probed, hw) -> Text:
 
 def scan_text(scan) -> Text:
     fmt = scan.format or "unknown format"
-    t = Text(f"{scan.rows:,}{'' if scan.complete else '+'} rows · {fmt} · chars median {scan.median_chars:,}, "
+    if scan.total_rows:  # the quick scan stopped early and the rows were counted
+        rows = f"{scan.total_rows:,} rows ({scan.rows:,} scanned)"
+    else:
+        rows = f"{scan.rows:,}{'' if scan.complete else '+'} rows"
+    t = Text(f"{rows} · {fmt} · chars median {scan.median_chars:,}, "
              f"p95 {scan.p95_chars:,}, max {scan.max_chars:,}")
     if scan.bad_rows:
         t.append(f" · {scan.bad_rows} bad", style=severity_style("error"))
