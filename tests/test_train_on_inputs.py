@@ -99,12 +99,20 @@ def test_foreign_keys_are_carried_over(tmp_path, text, expect):
     assert not {"train_on_inputs", "train_on_prompt", "completion_only_loss"} & set(r.unread)
 
 
-def test_trl_assistant_only_loss_off_says_how_trl_differs(tmp_path):
+@pytest.mark.parametrize("extra, said", [
+    ("assistant_only_loss: false\n", "assistant_only_loss false"),
+    ("", "assistant_only_loss unset (TRL's default: false)"),
+    ("assistant_only_loss: true\n", None),  # rankwise's own default
+    ("completion_only_loss: false\n", None),  # set: the prompt is trained on
+    ("beta: 0.1\n", None),  # a DPO file: no SFT loss to speak of
+])
+def test_trl_sft_files_are_told_how_trls_loss_differs(tmp_path, extra, said):
     f = tmp_path / "c.yaml"
-    f.write_text("model_name_or_path: llama-3.2-1b\nuse_peft: true\nassistant_only_loss: false\n")
+    f.write_text("model_name_or_path: llama-3.2-1b\nuse_peft: true\n" + extra)
     r = read(f)
-    assert not r.cfg.data.train_on_inputs and "assistant_only_loss" not in r.unread
-    assert any("assistant_only_loss false" in n and "data.train_on_inputs" in n for n in r.notes)
+    notes = [n for n in r.notes if n.startswith("assistant_only_loss")]
+    assert "assistant_only_loss" not in r.unread
+    assert (notes[0].startswith(said) and "data.train_on_inputs" in notes[0]) if said else not notes, notes
 
 
 @pytest.mark.slow

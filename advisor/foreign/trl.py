@@ -79,12 +79,20 @@ def _completion_only(value, out: Out):
 
 
 def _assistant_only(value, out: Out):
-    """assistant_only_loss (default False): TRL trains conversational rows on every token unless it is on;
-    rankwise's default (the assistant turns) is what it turns on."""
-    if value is False:
-        out.notes.append(f"{out.key} false: TRL trains conversational rows on every token; rankwise trains the "
-                         "assistant turns unless data.train_on_inputs is true (prompt-completion rows: see "
-                         "completion_only_loss)")
+    """assistant_only_loss (default False): kept for `_sft_loss`."""
+    out.extra[out.key] = value
+
+
+def _sft_loss(out: Out) -> None:
+    """TRL's SFT loss reads every token of a conversational row unless assistant_only_loss is on; rankwise's default
+    (the assistant turns) is what that turns on. Said, not set: the file does not say which rows it trains on (a
+    prompt-completion dataset trains the completion either way)."""
+    if out.stage is not None or out.extra.get("assistant_only_loss") is True or out.values.get("data.train_on_inputs"):
+        return
+    written = "false" if "assistant_only_loss" in out.extra else "unset (TRL's default: false)"
+    out.notes.append(f"assistant_only_loss {written}: TRL trains conversational rows on every token; rankwise trains "
+                     "the assistant turns unless data.train_on_inputs is true (prompt-completion rows: the completion "
+                     "either way)")
 
 
 def _eval_strategy(value, out: Out):
@@ -168,6 +176,7 @@ def finish(out: Out) -> None:
             out.notes.append(f"a {stage.upper()} config (from {', '.join(hit)}): TRL's command, not the file, names "
                              "the trainer")
             break
+    _sft_loss(out)
     if out.stage == "grpo":
         _grpo_length(out)
         beta = out.extra.get("beta", GRPO_BETA)
