@@ -436,13 +436,15 @@ def scan_for_model(path: str | Path, spec: Any = None, **kwargs: Any) -> Dataset
 
 
 COUNT_CHUNK = 1 << 24  # bytes a read when counting a JSONL file's lines
+COUNT_READ_BYTES = 128 << 20  # a file counted by reading its rows (compressed JSONL, CSV) is at most this big on disk
 
 
 def count_rows(path: str | Path) -> int | None:
-    """The rows of the whole data without parsing them, where that is cheap: an uncompressed JSONL file's lines (its
-    newlines counted, blank lines taken off as runs of two newlines find them), a parquet file's metadata, a saved
-    dataset's Arrow batches (memory-mapped), a folder of shards summed. None where only reading every row would tell:
-    CSV (a quoted cell spans lines), a JSON list, a compressed file, or an unreadable one."""
+    """The rows of the whole data where that is cheap: an uncompressed JSONL file's lines (its newlines counted, blank
+    lines taken off as runs of two newlines find them), a parquet file's metadata, a saved dataset's Arrow batches
+    (memory-mapped), a JSON list (parsed whole, as reading its first row already did), a compressed JSONL file's
+    lines and a CSV file's rows (read, up to COUNT_READ_BYTES on disk), a folder of shards summed. None for a bigger
+    compressed JSONL or CSV file, or an unreadable one."""
     path = Path(path)
     try:
         if path.is_dir():
@@ -451,17 +453,21 @@ def count_rows(path: str | Path) -> int | None:
             counts = [count_rows(f) for f in shards(path)]
             return sum(counts) if counts and None not in counts else None
         suffix, comp = data_suffix(path)
-        if comp:
-            return None
-        if suffix in JSONL_SUFFIXES:
+        if suffix in JSONL_SUFFIXES and not comp:
             return _jsonl_line_count(path)
         if suffix == ".parquet":
             import pyarrow.parquet as pq  # deferred: only parquet needs pyarrow
 
             return pq.ParquetFile(path).metadata.num_rows
+        if suffix == ".json":
+            return sum(1 for _ in _json(path, "yield"))
+        if path.stat().st_size > COUNT_READ_BYTES:
+            return None
+        if suffix in JSONL_SUFFIXES:
+            return sum(1 for line in jsonl_lines(path) if line.strip())
+        return sum(1 for _ in _csv(path, "yield")) if suffix == ".csv" else None
     except (OSError, ValueError, RankwiseError):  # ArrowInvalid is a ValueError
         return None
-    return None
 
 
 def _jsonl_line_count(path: Path) -> int:
@@ -502,7 +508,10 @@ def advice_inputs(found: DatasetScan) -> dict:
 
 def scan_note(found: DatasetScan, model_name: str) -> str:
     """The advice's first note on its data: rows, format, bad rows, how lengths were counted."""
-    rows = f"{found.total_rows:,} rows, the first {found.rows:,} scanned" if found.total_rows else f"{found.rows:,} rows"
+    if found.total_rows:
+        rows = f"{found.total_rows:,} rows, the first {found.rows:,} scanned"
+    else:
+        rows = f"{found.rows:,} rows" if found.complete else f"the first {found.rows:,} rows scanned, the file holds more"
     note = f"{found.path}: {rows} ({found.format or 'unknown'} format"
     note += f", {found.bad_rows} bad)" if found.bad_rows else ")"
     return note + (f"; lengths counted by {found.tokens_by}" if found.tokens_by else

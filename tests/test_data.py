@@ -219,10 +219,23 @@ def test_rows_are_counted_without_parsing_where_that_is_cheap(tmp_path):
     for k in range(3):
         (shards / f"train-{k:05d}-of-00003.jsonl").write_text(lines)
     assert count_rows(shards) == 9
-    (tmp_path / "d.csv").write_text("instruction,output\nsay,\"two\nlines\"\n")  # a quoted cell spans lines
-    (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
-    assert count_rows(tmp_path / "d.csv") is None and count_rows(tmp_path / "d.jsonl.gz") is None
+    (tmp_path / "d.csv").write_text("instruction,output\nsay,\"two\nlines\"\nx,y\n")  # a quoted cell spans lines
+    (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress((lines + "\n" + lines).encode()))
+    (tmp_path / "d.json").write_text(json.dumps({"data": ROWS * 4}))
+    assert (count_rows(tmp_path / "d.csv"), count_rows(tmp_path / "d.jsonl.gz"), count_rows(tmp_path / "d.json")) == (2, 6, 12)
     assert count_rows(tmp_path / "missing.jsonl") is None
+
+
+def test_big_compressed_or_csv_files_are_not_read_to_count_them(tmp_path, monkeypatch):
+    import rankwise.advisor.dataset as dataset
+    p = write_jsonl(tmp_path / "d.csv", [])
+    p.write_text("instruction,output\n" + "a,b\n" * 100)
+    assert dataset.count_rows(p) == 100
+    monkeypatch.setattr(dataset, "COUNT_READ_BYTES", 100)
+    assert dataset.count_rows(p) is None
+    quick = scan(p, limit=10)
+    assert quick.total_rows is None and quick.usable_rows() == 10
+    assert dataset.scan_note(quick, "m").startswith(f"{p}: the first 10 rows scanned, the file holds more")
 
 
 def test_a_scan_that_stops_early_plans_the_whole_file(tmp_path):
