@@ -111,13 +111,13 @@ def test_evaluation_seconds_are_in_the_total():
 
 
 def test_the_scan_splits_off_the_validation_rows():
-    class Scan:
-        rows, bad_rows, median_tokens, p95_tokens = 10_000, 0, 200, 400
+    from rankwise.advisor.dataset import DatasetScan
 
+    scan = DatasetScan("d.jsonl", 10_000, "instruction", (), 0, 800, 1600, 1600, 0, median_tokens=200, p95_tokens=400)
     spec = load_model("llama-3.1-8b")
-    split = DataShape.from_scan(Scan(), with_values(RunConfig(), {"data.val_ratio": 0.05}), spec)
+    split = DataShape.from_scan(scan, with_values(RunConfig(), {"data.val_ratio": 0.05}), spec)
     assert (split.rows, split.val_rows) == (9500, 500)
-    apart = DataShape.from_scan(Scan(), with_values(RunConfig(), {"data.val_path": "val.jsonl"}), spec)
+    apart = DataShape.from_scan(scan, with_values(RunConfig(), {"data.val_path": "val.jsonl"}), spec)
     assert (apart.rows, apart.val_rows) == (10_000, None)  # a val_path is not scanned: no evaluation time
 
 
