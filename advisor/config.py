@@ -77,6 +77,11 @@ class ModelSection(Section):
     rows train with the adapter (peft trainable tokens: the input embedding, and the output head where untied);
     the adapter then holds the resized embedding and head. Empty: none."""
 
+    chat_template: str | None = None
+    """The template chat rows (and instruction rows) are rendered with: unset = the tokenizer's own; `chatml`; a
+    Jinja template written inline; or a Jinja file (relative to the preset's folder). For a base model without
+    one, or to train another format; chat, compare and merge use it too (advisor/chat_templates.py)."""
+
     @field_validator("added_tokens")
     @classmethod
     def _tokens_are_text(cls, v: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from . import launcher
+from . import chat_templates, launcher
 from .config import RunConfig, field_help, set_key
 from .errors import ConfigError, Problem, RankwiseError, did_you_mean
 
@@ -370,6 +370,9 @@ def anchor_paths(data: Any, base: Path) -> Any:
         if isinstance(value, str) and value and value not in _NOT_PATHS and not Path(value).is_absolute():
             data[group][name] = str((base / value).resolve())
     model = data.get("model")
+    template = model.get("chat_template") if isinstance(model, dict) else None
+    if isinstance(template, str) and chat_templates.is_path(template) and not Path(template).expanduser().is_absolute():
+        model["chat_template"] = str((base / Path(template).expanduser()).resolve())
     name = model.get("name") if isinstance(model, dict) else None
     if isinstance(name, str) and name and _is_local_model(name, base):
         local = Path(name).expanduser()

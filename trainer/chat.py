@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from rankwise.advisor import chat_templates
 from rankwise.advisor.errors import RankwiseError
 
 from . import rundir
@@ -114,6 +115,7 @@ def load_base(run_dir: Path, cfg):
                             "the run's model.name must still point at its base weights") from None
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
     carry(tokenizer, model, cfg.model.added_tokens)  # the run's tokens, the same ids, the resized embeddings
+    chat_templates.apply(tokenizer, cfg.model.chat_template)  # asked in the format it was trained in
     model.eval()
     return model, tokenizer, model_dir
 

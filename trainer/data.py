@@ -361,14 +361,19 @@ def _render(tokenizer, fmt: str, where: str, row: dict, has_template: bool) -> _
     return _plain(where, "", row["text"])
 
 
+def no_template(path, fmt: str) -> RankwiseError:
+    """Chat rows and a tokenizer without a chat template (a base model's)."""
+    return RankwiseError(f"{path}: {fmt} data (`messages`/`conversations`) needs a tokenizer with a chat template, and "
+                         "this one has none", "set model.chat_template: chatml (or a Jinja file), use the model's "
+                         "instruct/chat variant, or convert the rows to prompt/completion or text and set data.format")
+
+
 def _rendered(rows: _Rows, tokenizer) -> Iterator[_Rendered]:
     """The good rows of a file rendered to text with their trained-on spans (bad ones counted)."""
     has_template = bool(getattr(tokenizer, "chat_template", None))
     for where, row in rows:
         if rows.fmt in ("chat", "sharegpt") and not has_template:
-            raise RankwiseError(f"{rows.path}: {rows.fmt} data (`messages`/`conversations`) needs a tokenizer with a chat template, "
-                                "and this one has none", "use the model's instruct/chat variant, or convert the rows "
-                                                         "to prompt/completion or text and set data.format")
+            raise no_template(rows.path, rows.fmt)
         try:
             yield _render(tokenizer, rows.fmt, where, row, has_template)
         except RankwiseError:

@@ -33,7 +33,7 @@ from rankwise.advisor.dataset import (apply_columns, iter_rows, jsonl_files, jso
                                       parse_line, prepare_row)
 from rankwise.advisor.errors import RankwiseError
 
-from .data import BATCH, IGNORE, DataReport, _Counter, _format_of, _render, inputs_trained
+from .data import BATCH, IGNORE, DataReport, _Counter, _format_of, _render, inputs_trained, no_template
 from .data_arrow import list_array, Writer, pack_file, read_examples, split
 from .data_encoder import _Encoder
 
@@ -162,9 +162,7 @@ def _write_file(path: Path, cfg: RunConfig, tokenizer, counter: _Counter, max_ro
     fmt, jobs = _jobs(path, cfg.data.format, cfg.data.columns, counter)
     refuse = None
     if fmt in ("chat", "sharegpt") and not getattr(tokenizer, "chat_template", None):
-        refuse = RankwiseError(f"{path}: {fmt} data (`messages`/`conversations`) needs a tokenizer with a chat "
-                               "template, and this one has none", "use the model's instruct/chat variant, or "
-                               "convert the rows to prompt/completion or text and set data.format")
+        refuse = no_template(path, fmt)
     writer = Writer(out)
     lengths, supervised = array("i"), array("i")
     pool, pending = None, deque()

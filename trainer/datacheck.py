@@ -136,16 +136,23 @@ def load_tokenizer(model: str | None, trust_remote_code: bool = False) -> tuple[
 
 def check_data(path: str | Path, model: str | None = None, fmt: str = "auto", max_seq_len: int | None = None,
                tokenizer=None, trust_remote_code: bool = False, columns: dict[str, str] | None = None,
-               train_on_inputs: bool = False) -> DataCheck:
+               train_on_inputs: bool = False, chat_template: str | None = None) -> DataCheck:
     """Read, render, tokenize and mask `path` as training would; report what it found.
-    `columns` and `train_on_inputs` are data.columns and data.train_on_inputs (the preset's, when FILE is
-    given): with the latter a row is trained whole (but its first token) as `data.Unmasked` trains it, unless
-    its response is cut away (the build drops such a row whatever the setting)."""
+    `columns`, `train_on_inputs` and `chat_template` are data.columns, data.train_on_inputs and model.chat_template
+    (the preset's, when FILE is given). With train_on_inputs a row is trained whole (but its first token) as
+    `data.Unmasked` trains it, unless its response is cut away (the build drops such a row whatever the setting)."""
     max_len = max_seq_len or RunConfig().train.max_seq_len
     if tokenizer is None:
         tokenizer, kind, note = load_tokenizer(model, trust_remote_code)
     else:
         kind, note = "model", "the given tokenizer"
+    if chat_template:  # on a copy: a tokenizer the caller passed keeps its own
+        import copy
+
+        from rankwise.advisor.chat_templates import apply
+
+        tokenizer = copy.copy(tokenizer)
+        apply(tokenizer, chat_template)
     path = Path(path)
     if not path.exists():
         raise RankwiseError(f"data file not found: {path}",

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from rankwise.advisor import chat_templates
 from rankwise.advisor.errors import RankwiseError
 
 from . import rundir
@@ -107,5 +108,6 @@ def merged_model(run_dir: Path):
                                                 use_safetensors=None if cfg.model.allow_unsafe_weights else True)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
     carry(tokenizer, base, cfg.model.added_tokens)  # the run's tokens, the same ids, the resized embeddings
+    chat_templates.apply(tokenizer, cfg.model.chat_template)  # saved with the merged model's tokenizer
     merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
     return merged, tokenizer

@@ -148,13 +148,22 @@ def check_inputs(cfg: RunConfig, force: bool = False) -> None:
         if not cfg.model.allow_unsafe_weights:
             raise RankwiseError(f"{folder} has only pickled .bin weights (pickle can run code)",
                                 "convert them to safetensors, or set model.allow_unsafe_weights: true if you trust them")
+    from rankwise.advisor.chat_templates import template_text
+
+    template_text(cfg.model.chat_template)  # a file that cannot be read or a template that does not parse: exit 2
     for key, path in (("data.path", cfg.data.path), ("data.val_path", cfg.data.val_path)):
         if key == "data.path" and not path:
             raise RankwiseError("no training data: data.path is not set", "set data.path in the preset or --set data.path=FILE")
         if path and not Path(path).exists():
             raise RankwiseError(f"{key} not found: {path}", "relative paths in a preset are resolved against its folder, with --set against the current directory")
-        if path:
-            check_rows(key, path, cfg)
+        fmt = check_rows(key, path, cfg) if path else None
+        if fmt in ("chat", "sharegpt") and not cfg.model.chat_template:
+            from rankwise.advisor.chat_templates import folder_has_template
+
+            if not folder_has_template(folder):  # a base model's tokenizer: said before the run dir exists
+                from .data import no_template
+
+                raise no_template(path, fmt)
     if cfg.train.report_to == "tensorboard" and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
         raise RankwiseError("train.report_to: tensorboard, but tensorboard is not installed",
                             "pip install tensorboard, or set train.report_to: none (events.jsonl has every metric)")
@@ -176,9 +185,9 @@ def check_inputs(cfg: RunConfig, force: bool = False) -> None:
                             f"{errors[0].fix}; or train anyway with --force")
 
 
-def check_rows(key: str, path: str, cfg: RunConfig) -> None:
-    """Read every row once (no tokenizer, no torch) so a bad row stops us before the run dir exists.
-    Rows that only tokenizing can reject (a response truncated away) are still caught by the worker."""
+def check_rows(key: str, path: str, cfg: RunConfig) -> str:
+    """Read every row once (no tokenizer, no torch) so a bad row stops us before the run dir exists; the rows'
+    format. Rows that only tokenizing can reject (a response truncated away) are still caught by the worker."""
     from rankwise.advisor.dataset import preference_error, unknown_format
 
     from .data_cache import scan_once  # remembered by content: a re-run or sweep trial does not read it again
@@ -199,6 +208,7 @@ def check_rows(key: str, path: str, cfg: RunConfig) -> None:
     if found.bad_rows == found.rows:
         raise RankwiseError(f"{key}: every row of {path} is bad, e.g. {found.first_problems[0]}",
                             "check the file's format (data.format) and fields")
+    return found.format
 
 
 def plan_launch(cfg: RunConfig, flags: LaunchFlags = LaunchFlags(), resumed: Path | None = None):

@@ -23,6 +23,7 @@ import time
 import traceback
 from pathlib import Path
 
+from rankwise.advisor import chat_templates
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.methods import LEANEST, METHODS, PreQuantized, unquantized_twin
 
@@ -178,6 +179,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
 
     # --- tokenizer and data ------------------------------------------------------------------
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
+    chat_templates.apply(tokenizer, cfg.model.chat_template)  # before the data: the cache key holds the template
     added_ids = added_tokens.add_to(tokenizer, cfg.model.added_tokens) if cfg.model.added_tokens else []
     train_rows, val_rows, report, cached = prepare_data(cfg, tokenizer, log, progress=data_progress(sink, log),
                                                           root=cache_root(run_dir.parent))

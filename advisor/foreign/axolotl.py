@@ -183,6 +183,19 @@ def _special_tokens(value, out: Out):
                          "(train them with lora_modules_to_save)")
 
 
+def _chat_template(value, out: Out):
+    """axolotl's chat_template: chatml is rankwise's built-in, tokenizer_default its default, jinja reads
+    chat_template_jinja (its own key); another of axolotl's named templates is said, not copied."""
+    if value == "chatml":
+        out.set("model.chat_template", "chatml")
+    elif value not in (None, "tokenizer_default", "jinja"):
+        own = ("the tokenizer's own, ChatML where it has none" if value == "tokenizer_default_fallback_chatml"
+               else f"axolotl's built-in {value} template")
+        out.notes.append(f"chat_template {value}: {own}; rankwise renders chat rows with the tokenizer's own template "
+                         "(the same format on an instruct model of that family); for a base model without one, set "
+                         "model.chat_template (chatml, or a Jinja file)")
+
+
 def _token_overrides(value, out: Out):
     if value:
         out.not_modelled("tokens renamed in place (no new rows): their embeddings train only with "
@@ -245,7 +258,8 @@ TABLE = {
     "deepspeed": deepspeed, "plugins": _plugins, "special_tokens": _special_tokens, "tokens": added_tokens,
     "resize_token_embeddings_to_32x": _to_32x, "experimental_skip_move_to_device": _skip_move,
     "llama4_linearized_experts": _linearized,
-    "added_tokens_overrides": _token_overrides, "gptq": not_modelled("a GPTQ base: its weights take ~4 bits, the estimate "
+    "added_tokens_overrides": _token_overrides, "chat_template": _chat_template,
+    "chat_template_jinja": to("model.chat_template"), "gptq": not_modelled("a GPTQ base: its weights take ~4 bits, the estimate "
                                                             "counts them as 16-bit"),
 }
 

@@ -95,6 +95,15 @@ def _sft_loss(out: Out) -> None:
                      "either way)")
 
 
+def _chat_template_path(value, out: Out):
+    """chat_template_path: a Jinja file, or a tokenizer folder whose template TRL copies (said, not read)."""
+    if isinstance(value, str) and value.endswith((".jinja", ".j2")):
+        out.set("model.chat_template", value)
+    elif value:
+        out.notes.append(f"{out.key} {value}: a tokenizer folder's chat template is not read; rankwise renders chat "
+                         "rows with the model's own (set model.chat_template to a Jinja file for another)")
+
+
 def _eval_strategy(value, out: Out):
     if str(value).lower() not in ("no", "none", "false"):
         out.evaluates = True
@@ -123,6 +132,7 @@ TABLE = {
     "activation_offloading": _activation_offloading,
     "max_length": to("train.max_seq_len"), "max_seq_length": to("train.max_seq_len"), "packing": to("data.packing"),
     "completion_only_loss": _completion_only, "assistant_only_loss": _assistant_only, "use_liger_kernel": liger,
+    "chat_template_path": _chat_template_path,
     "deepspeed": deepspeed, "fsdp": fsdp_words,
     "per_device_eval_batch_size": eval_batch, "eval_strategy": _eval_strategy, "do_eval": evaluates,
     "dataset_name": _dataset, "dataset_mixture": _dataset,

@@ -35,7 +35,7 @@ def run_data(args) -> int:
                             "`rankwise check --data train.jsonl --model ./my-model`")
     if args.max_seq_len is not None and args.max_seq_len < 8:
         raise RankwiseError(f"--max-seq-len {args.max_seq_len} is too small", "give 8 or more (train.max_seq_len)")
-    model, fmt, max_len, trust, columns, whole = args.model, args.format, args.max_seq_len, False, None, False
+    model, fmt, max_len, trust, columns, whole, template = args.model, args.format, args.max_seq_len, False, None, False, None
     if args.file:
         from rankwise.advisor.foreign import load_any
 
@@ -44,11 +44,11 @@ def run_data(args) -> int:
         fmt = fmt or cfg.data.format
         max_len = max_len or cfg.train.max_seq_len
         trust = cfg.model.trust_remote_code
-        columns, whole = cfg.data.columns, cfg.data.train_on_inputs
+        columns, whole, template = cfg.data.columns, cfg.data.train_on_inputs, cfg.model.chat_template
     from rankwise.trainer.datacheck import check_data  # deferred: tokenizers/transformers, only for --data
 
     result = check_data(args.data, model, fmt or "auto", max_len, trust_remote_code=trust, columns=columns,
-                        train_on_inputs=whole)
+                        train_on_inputs=whole, chat_template=template)
     if args.json:
         print_json(result.to_dict())
     else:
