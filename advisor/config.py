@@ -228,6 +228,12 @@ class TrainSection(Section):
     """AdamW weight decay on the adapter weights."""
     max_grad_norm: float = Field(1.0, ge=0.0)
     """Gradient clipping norm (0 disables)."""
+    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    """AdamW's beta1 (HF TrainingArguments' default), for the 8-bit and LoRA+ optimizers too."""
+    adam_beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    """AdamW's beta2 (HF's default; some recipes use 0.95 or 0.98 for stability)."""
+    adam_epsilon: float = Field(1e-8, gt=0.0)
+    """AdamW's epsilon (HF's default)."""
     precision: Precision = "auto"
     """Training precision. auto: bf16 where the GPU has it, else fp16; fp32 on CPU. bf16/fp16:
     16-bit weights under autocast, adapters and optimizer states fp32. pure_bf16: no autocast,

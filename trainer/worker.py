@@ -282,6 +282,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
             num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
             **{ckpt: t.grad_checkpointing, f"{ckpt}_kwargs": checkpointing},
             optim=optim, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed,
+            adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2, adam_epsilon=t.adam_epsilon,
             logging_steps=t.logging_steps, save_strategy="steps", save_steps=when.save_steps,
             save_total_limit=t.save_total_limit,
             eval_strategy="steps" if val_rows else "no", eval_steps=when.eval_steps,

@@ -162,6 +162,7 @@ FLAT = {
     "pure_bf16": _pure_bf16, "fp16": precision_fp16, "trust_remote_code": to("model.trust_remote_code"), "dataset": _dataset,
     "disable_gradient_checkpointing": _no_gc, "optim": optimizer, "weight_decay": to("train.weight_decay"),
     "max_grad_norm": to("train.max_grad_norm"), "seed": to("train.seed"), "logging_steps": to("train.logging_steps"),
+    "adam_beta1": to("train.adam_beta1"), "adam_beta2": to("train.adam_beta2"), "adam_epsilon": to("train.adam_epsilon"),
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
     "save_total_limit": to("train.save_total_limit"), "packing": to("data.packing"),
     "train_on_prompt": to("data.train_on_inputs"), "val_size": _val,

@@ -126,6 +126,7 @@ TABLE = {
     "learning_rate": to("train.lr"), "num_train_epochs": to("train.epochs"), "max_steps": steps("train.max_steps"),
     "lr_scheduler_type": scheduler, "warmup_ratio": to("train.warmup_ratio"), "warmup_steps": steps("train.warmup_steps"),
     "weight_decay": to("train.weight_decay"), "max_grad_norm": to("train.max_grad_norm"), "seed": to("train.seed"),
+    "adam_beta1": to("train.adam_beta1"), "adam_beta2": to("train.adam_beta2"), "adam_epsilon": to("train.adam_epsilon"),
     "logging_steps": to("train.logging_steps"), "save_steps": steps("train.save_steps"),
     "save_total_limit": to("train.save_total_limit"), "optim": optimizer, "bf16": precision_bf16, "fp16": precision_fp16,
     "gradient_checkpointing": to("train.grad_checkpointing"), "gradient_checkpointing_kwargs": checkpointing_kwargs,
