@@ -107,6 +107,22 @@ def test_other_tools_keys_are_carried_over(tmp_path, text, expect, note):
     assert any(n.startswith(note) for n in r.notes) if note else not any("chat_template" in n for n in r.notes)
 
 
+def test_an_imported_multi_line_template_is_written_whole(tmp_path):
+    """`rankwise import` notes where each value came from after it on its line; a template that runs over several
+    lines is written without one (inside the quoted value it would become part of the template)."""
+    from rankwise.advisor.foreign.preset import to_preset
+
+    template = "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+    f = tmp_path / "axolotl.yaml"
+    f.write_text("base_model: llama-3.2-1b\nadapter: lora\nchat_template: jinja\nchat_template_jinja: |\n"
+                 + "".join(f"  {line}\n" for line in template.splitlines()) + "lora_r: 16\n")
+    out = tmp_path / "imported.yaml"
+    out.write_text(to_preset(read(f), tmp_path))
+    cfg = load_config(out)
+    assert cfg.model.chat_template == template + "\n" and cfg.lora.r == 16
+    assert "r: 16  # from lora_r" in out.read_text()
+
+
 def test_train_refuses_a_template_it_cannot_read_before_the_run_exists(tmp_path):
     runs = tmp_path / "runs"
     done = subprocess.run([sys.executable, "-m", "rankwise.tui.cli", "train", "--preset", "demo-cpu", "--runs-dir",

@@ -73,27 +73,42 @@ def _as_adapter(reading: Reading, data: dict) -> dict[str, str]:
                         "fine-tuning's: LoRA Without Regret, TML 2025)"}
 
 
+def _one_line_keys(text: str) -> dict[int, str]:
+    """Line (0-based) → dotted key, for each key of the dump whose value starts and ends on the key's own line:
+    where a comment appended to the line stays a comment (inside a value that runs over several lines, a quoted
+    template for one, it would become part of the value)."""
+    keys: dict[int, str] = {}
+
+    def walk(node, prefix: str) -> None:
+        for k, v in node.value:
+            dotted = f"{prefix}.{k.value}" if prefix else k.value
+            if isinstance(v, yaml.MappingNode):
+                walk(v, dotted)
+            elif v.start_mark.line == k.start_mark.line == v.end_mark.line:
+                keys[k.start_mark.line] = dotted
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if isinstance(root, yaml.MappingNode):
+        walk(root, "")
+    return keys
+
+
 def _comment_lines(text: str, reading: Reading, said: dict[str, str] | None = None) -> str:
-    """Each `key: value` line of the dump with `# from <foreign key>` (or the tool's default, or what `said`
+    """Each one-line `key: value` of the dump with `# from <foreign key>` (or the tool's default, or what `said`
     gives for a value the import chose)."""
-    out, stack = [], []
-    for line in text.splitlines():
-        stripped = line.lstrip()
-        if not stripped or stripped.startswith("-") or ":" not in stripped:
-            out.append(line)
-            continue
-        depth = (len(line) - len(stripped)) // 2
-        key = stripped.split(":", 1)[0]
-        stack = stack[:depth] + [key]
-        dotted = ".".join(stack)
-        note = ""
-        if said and dotted in said:
+    keys = _one_line_keys(text)
+    out = []
+    for n, line in enumerate(text.splitlines()):
+        dotted, note = keys.get(n), ""
+        if dotted is None:
+            pass
+        elif said and dotted in said:
             note = f"  # {said[dotted]}"
         elif dotted in reading.origin:
             note = f"  # from {reading.origin[dotted]}"
         elif dotted in reading.defaulted:
             note = f"  # {reading.tool.label}'s default ({reading.defaulted[dotted].source})"
-        out.append(line + note if not stripped.endswith(":") else line)
+        out.append(line + note)
     return "\n".join(out)
 
 
