@@ -151,13 +151,21 @@ def test_a_base_model_trains_on_chat_rows_in_chatml_and_is_asked_in_it(tmp_path)
     from rankwise.trainer.chat import load_base
 
     folder = base_model_folder(tmp_path)
-    runs = tmp_path / "runs"
-    out = train(runs, "--set", f"model.name={folder}", "--set", "model.chat_template=chatml",
-                "--set", "train.max_steps=2")
-    run = only_run(runs)
-    assert out.returncode == 0, out.stderr[-3000:] + tail_log(run)
-    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
-    cfg = load_config(run / "config.yaml") if (run / "config.yaml").exists() else None
-    assert cfg is not None and cfg.model.chat_template == "chatml"
-    _, tokenizer, _ = load_base(run, cfg)
-    assert tokenizer.chat_template == chat_templates.CHATML
+    for template in ("chatml", "file"):
+        runs = tmp_path / f"runs-{template}"
+        if template == "file":  # a file: the run keeps its own copy, so chat and merge do not need the original
+            template = tmp_path / "mine.jinja"
+            template.write_text(chat_templates.CHATML)
+        out = train(runs, "--set", f"model.name={folder}", "--set", f"model.chat_template={template}",
+                    "--set", "train.max_steps=2")
+        run = only_run(runs)
+        assert out.returncode == 0, out.stderr[-3000:] + tail_log(run)
+        assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+        cfg = load_config(run / "config.yaml")
+        if template == "chatml":
+            assert cfg.model.chat_template == "chatml"
+        else:
+            assert cfg.model.chat_template == str(run / "chat_template.jinja")
+            template.unlink()
+        _, tokenizer, _ = load_base(run, cfg)
+        assert tokenizer.chat_template == chat_templates.CHATML

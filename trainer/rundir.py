@@ -8,6 +8,8 @@
     checkpoints/checkpoint-N/ HF checkpoints; complete once `.rankwise-complete` is in them
     adapter/                  the final PEFT adapter (safetensors)
     summary.json              what the run did (written at its end)
+    deepspeed.json            its copy of distributed.deepspeed_config, when set
+    chat_template.jinja       its copy of a model.chat_template file, when one is named
 ```
 
 Creation is collision-safe: `os.mkdir` (never exist_ok) claims an id, and a second run
@@ -22,6 +24,7 @@ import re
 import time
 from pathlib import Path
 
+from rankwise.advisor import chat_templates
 from rankwise.advisor.config import RunConfig
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.loader import parse_yaml, read_text, validate
@@ -89,12 +92,17 @@ def create(root: Path, name: str, cfg: RunConfig, now: float | None = None) -> P
             kept = keep_deepspeed_config(run_dir, cfg.distributed.deepspeed_config)
             cfg = cfg.model_copy(update={"distributed": cfg.distributed.model_copy(
                 update={"deepspeed_config": str(kept)})})
+        if chat_templates.is_path(cfg.model.chat_template):  # its own copy too: chat, merge and a resume read it
+            kept = run_dir / TEMPLATE_COPY
+            write_atomic(kept, Path(cfg.model.chat_template).expanduser().read_text(encoding="utf-8"))
+            cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"chat_template": str(kept)})})
         write_atomic(run_dir / CONFIG, cfg.to_yaml())
         return run_dir
     raise RankwiseError(f"could not claim a run id for {base} in {root}", "remove old runs or change output.name")
 
 
 DS_COPY = "deepspeed.json"  # the run's own copy of distributed.deepspeed_config
+TEMPLATE_COPY = "chat_template.jinja"  # the run's own copy of a model.chat_template file
 
 
 def keep_deepspeed_config(run_dir: Path, path: str) -> Path:
