@@ -144,28 +144,21 @@ def test_train_says_a_base_model_needs_a_template_for_chat_rows_before_the_run_e
 
 @pytest.mark.slow
 def test_a_base_model_trains_on_chat_rows_in_chatml_and_is_asked_in_it(tmp_path):
-    """A real run of the tiny model with its chat template removed (a base model): the chat rows train in ChatML,
-    and the run's chat loads the tokenizer with that template (the format it was trained in)."""
+    """A real run of the tiny model with its chat template removed (a base model): the chat rows train in ChatML from a
+    template file the run keeps a copy of, and the run's chat loads the tokenizer with it (the format it trained in)."""
     from train_helpers import only_run, tail_log, train
 
     from rankwise.trainer.chat import load_base
 
-    folder = base_model_folder(tmp_path)
-    for template in ("chatml", "file"):
-        runs = tmp_path / f"runs-{template}"
-        if template == "file":  # a file: the run keeps its own copy, so chat and merge do not need the original
-            template = tmp_path / "mine.jinja"
-            template.write_text(chat_templates.CHATML)
-        out = train(runs, "--set", f"model.name={folder}", "--set", f"model.chat_template={template}",
-                    "--set", "train.max_steps=2")
-        run = only_run(runs)
-        assert out.returncode == 0, out.stderr[-3000:] + tail_log(run)
-        assert json.loads((run / "summary.json").read_text())["status"] == "finished"
-        cfg = load_config(run / "config.yaml")
-        if template == "chatml":
-            assert cfg.model.chat_template == "chatml"
-        else:
-            assert cfg.model.chat_template == str(run / "chat_template.jinja")
-            template.unlink()
-        _, tokenizer, _ = load_base(run, cfg)
-        assert tokenizer.chat_template == chat_templates.CHATML
+    folder, template, runs = base_model_folder(tmp_path), tmp_path / "mine.jinja", tmp_path / "runs"
+    template.write_text(chat_templates.CHATML)  # a file (chatml by name differs only in where the text comes from)
+    out = train(runs, "--set", f"model.name={folder}", "--set", f"model.chat_template={template}",
+                "--set", "train.max_steps=2")
+    run = only_run(runs)
+    assert out.returncode == 0, out.stderr[-3000:] + tail_log(run)
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+    cfg = load_config(run / "config.yaml")
+    assert cfg.model.chat_template == str(run / "chat_template.jinja")  # the run's own copy
+    template.unlink()  # chat and merge do not need the original
+    _, tokenizer, _ = load_base(run, cfg)
+    assert tokenizer.chat_template == chat_templates.CHATML
