@@ -77,6 +77,29 @@ def test_chat_rows_on_a_base_tokenizer_render_as_chatml():
     assert trained == "".join(f"{a}<|im_end|>" for a in answers) + "</s>"  # the turns, their end, then EOS
 
 
+def test_answers_end_where_a_plain_text_turn_marker_begins():
+    """ChatML's <|im_end|> is plain text to a base tokenizer, so decoding would show it at the end of every answer:
+    generation stops at it and drops it, and compare's reference answers are read without it."""
+    from transformers import AutoModelForCausalLM
+
+    from rankwise.trainer.generation import Settings, generate_ids, turn_end, without_turn_end
+    from rankwise.trainer.prompts import encode, rows_from_examples
+
+    tok = base_tokenizer()
+    assert turn_end(tok) is None  # no template
+    chat_templates.apply(tok, "chatml")
+    assert turn_end(tok) == "<|im_end|>" and without_turn_end("Paris<|im_end|>\n", "<|im_end|>") == "Paris"
+    from transformers import AutoTokenizer
+    assert turn_end(AutoTokenizer.from_pretrained(ASSETS / "tiny-llama")) is None  # its turns end with </s>
+    val, _, _ = build_datasets(RunConfig.model_validate({"data": {"path": str(ASSETS / "demo-chat.jsonl")}}), tok)
+    rows = rows_from_examples(val, tok, 3)
+    assert rows and all(r.reference and "<|im_end|>" not in r.reference for r in rows)
+    model = AutoModelForCausalLM.from_pretrained(ASSETS / "tiny-llama")
+    ids = encode(tok, [{"role": "user", "content": "Capital of France?"}])
+    text = generate_ids(model, tok, ids, Settings(max_new_tokens=8, temperature=0))  # stop_strings accepted
+    assert "<|im_end|>" not in text
+
+
 def test_datacheck_renders_with_the_presets_template():
     from rankwise.trainer.datacheck import check_data
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from rankwise.advisor.errors import RankwiseError
 
 from .data import ALPACA_NO_INPUT, IGNORE
+from .generation import turn_end, without_turn_end
 
 SAMPLE_ROWS = 3  # train.sample_prompts: auto
 
@@ -56,7 +57,8 @@ def rows_from_examples(examples, tokenizer, n: int) -> list[Row]:
             continue  # a text row (all trained) or nothing trained: no prompt to answer
         end = next((j for j in range(first, len(labels)) if labels[j] == IGNORE), len(labels))
         rows.append(Row(prompt=tokenizer.decode(ids[:first], skip_special_tokens=True).strip(),
-                        reference=tokenizer.decode(ids[first:end], skip_special_tokens=True).strip(),
+                        reference=without_turn_end(tokenizer.decode(ids[first:end], skip_special_tokens=True),
+                                                   turn_end(tokenizer)).strip(),
                         prompt_ids=ids[:first], input_ids=ids, labels=labels))
     return rows
 
