@@ -44,15 +44,17 @@ def _hardware(device_name: str, host: Host | None) -> Hardware:
     return Hardware(gpus=(Gpu(0, name or device_name, 80 << 30),), host=host, source="declared")
 
 
-def scan_for(cfg, limit: int = SCAN_ROWS, spec=None):
+def scan_for(cfg, limit: int = SCAN_ROWS, spec=None, count_all: bool = True):
     """advisor/dataset.scan of cfg's training data, or None when it cannot be read; counted in
-    `spec`'s tokens when its tokenizer is on this machine (advisor/tokens.py)."""
+    `spec`'s tokens when its tokenizer is on this machine (advisor/tokens.py). `count_all` off: the length
+    profile only, the rest of a bigger file not counted (a calibration point plans a step, not the run)."""
     from .dataset import scan_for_model
 
     if not cfg.data.path:
         return None
     try:
-        return scan_for_model(cfg.data.path, spec, limit=limit, declared=cfg.data.format, columns=cfg.data.columns)
+        return scan_for_model(cfg.data.path, spec, limit=limit, declared=cfg.data.format, columns=cfg.data.columns,
+                              count_all=count_all)
     except (RankwiseError, OSError):
         return None
 
@@ -101,7 +103,7 @@ def point(run_dir: Path, host: Host | None = None) -> Calibration | None:
 
             cfg = with_values(cfg, {"train.micro_batch": micro, "train.grad_accum": accum})
             fit = assess(spec, cfg, hw, method=fit.method)
-        scan = scan_for(cfg, spec=spec)
+        scan = scan_for(cfg, spec=spec, count_all=False)
         data = DataShape.from_scan(scan, cfg, spec) if scan is not None and scan.rows else None
         planned = plan_time(spec, cfg, fit, hw, data)
     except (RankwiseError, ValueError, OSError):

@@ -370,10 +370,12 @@ class DatasetScan:
 
 
 def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max_problems: int = 5,
-         columns: dict[str, str] | None = None, tokenizer: Any = None, tokenizer_name: str | None = None) -> DatasetScan:
+         columns: dict[str, str] | None = None, tokenizer: Any = None, tokenizer_name: str | None = None,
+         count_all: bool = True) -> DatasetScan:
     """Read up to `limit` rows: format, fields, length percentiles (characters), bad rows.
     `columns` is data.columns (the file's field names read as rankwise's). With `tokenizer` (a
-    `tokenizers.Tokenizer`, advisor/tokens.py) the percentiles are also counted in tokens."""
+    `tokenizers.Tokenizer`, advisor/tokens.py) the percentiles are also counted in tokens. When `limit` stops the
+    read, the rows of the whole data are counted (count_rows) unless `count_all` is off (a length profile only)."""
     path = Path(path)
     fmt = None if declared == "auto" else declared
     rows = bad = 0
@@ -422,7 +424,8 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
     return DatasetScan(path=str(path), rows=rows, format=fmt, fields=tuple(fields), min_chars=_percentile(lengths, 0.0),
                        median_chars=int(statistics.median(lengths)) if lengths else 0,
                        p95_chars=_percentile(lengths, 0.95), max_chars=lengths[-1] if lengths else 0, bad_rows=bad,
-                       first_problems=problems, complete=complete, total_rows=None if complete else count_rows(path),
+                       first_problems=problems, complete=complete,
+                       total_rows=count_rows(path) if count_all and not complete else None,
                        trained_share=round(trained / sum(lengths), 4) if sum(lengths) else None, **by_tokens)
 
 
@@ -439,6 +442,9 @@ COUNT_CHUNK = 1 << 24  # bytes a read when counting a JSONL file's lines
 COUNT_READ_BYTES = 128 << 20  # a file counted by reading its rows (compressed JSONL, CSV) is at most this big on disk
 
 
+_COUNTED: dict[tuple, int | None] = {}  # (file, size, mtime) → its rows: every plan of one process counts it once
+
+
 def count_rows(path: str | Path) -> int | None:
     """The rows of the whole data where that is cheap: an uncompressed JSONL file's lines (its newlines counted, blank
     lines taken off as runs of two newlines find them), a parquet file's metadata, a saved dataset's Arrow batches
@@ -452,22 +458,30 @@ def count_rows(path: str | Path) -> int | None:
                 return _arrow_rows(_hf_arrow_files(path))
             counts = [count_rows(f) for f in shards(path)]
             return sum(counts) if counts and None not in counts else None
-        suffix, comp = data_suffix(path)
-        if suffix in JSONL_SUFFIXES and not comp:
-            return _jsonl_line_count(path)
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq  # deferred: only parquet needs pyarrow
-
-            return pq.ParquetFile(path).metadata.num_rows
-        if suffix == ".json":
-            return sum(1 for _ in _json(path, "yield"))
-        if path.stat().st_size > COUNT_READ_BYTES:
-            return None
-        if suffix in JSONL_SUFFIXES:
-            return sum(1 for line in jsonl_lines(path) if line.strip())
-        return sum(1 for _ in _csv(path, "yield")) if suffix == ".csv" else None
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _COUNTED:
+            _COUNTED[key] = _count_file(path, st.st_size)
+        return _COUNTED[key]
     except (OSError, ValueError, RankwiseError):  # ArrowInvalid is a ValueError
         return None
+
+
+def _count_file(path: Path, size: int) -> int | None:
+    suffix, comp = data_suffix(path)
+    if suffix in JSONL_SUFFIXES and not comp:
+        return _jsonl_line_count(path)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq  # deferred: only parquet needs pyarrow
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if suffix == ".json":
+        return sum(1 for _ in _json(path, "yield"))
+    if size > COUNT_READ_BYTES:
+        return None
+    if suffix in JSONL_SUFFIXES:
+        return sum(1 for line in jsonl_lines(path) if line.strip())
+    return sum(1 for _ in _csv(path, "yield")) if suffix == ".csv" else None
 
 
 def _jsonl_line_count(path: Path) -> int:

@@ -228,11 +228,11 @@ def test_rows_are_counted_without_parsing_where_that_is_cheap(tmp_path):
 
 def test_big_compressed_or_csv_files_are_not_read_to_count_them(tmp_path, monkeypatch):
     import rankwise.advisor.dataset as dataset
-    p = write_jsonl(tmp_path / "d.csv", [])
+    small, p = tmp_path / "small.csv", tmp_path / "d.csv"
+    small.write_text("instruction,output\n" + "a,b\n" * 10)
     p.write_text("instruction,output\n" + "a,b\n" * 100)
-    assert dataset.count_rows(p) == 100
     monkeypatch.setattr(dataset, "COUNT_READ_BYTES", 100)
-    assert dataset.count_rows(p) is None
+    assert dataset.count_rows(small) == 10 and dataset.count_rows(p) is None
     quick = scan(p, limit=10)
     assert quick.total_rows is None and quick.usable_rows() == 10
     assert dataset.scan_note(quick, "m").startswith(f"{p}: the first 10 rows scanned, the file holds more")
@@ -248,6 +248,7 @@ def test_a_scan_that_stops_early_plans_the_whole_file(tmp_path):
     quick, whole = scan(p, limit=20), scan(p)
     assert (quick.rows, quick.total_rows, quick.complete) == (20, 200, False) and whole.total_rows is None
     assert quick.usable_rows() == whole.usable_rows() == 150
+    assert scan(p, limit=20, count_all=False).total_rows is None  # a length profile only (calibration)
     assert advice_inputs(quick)["dataset_rows"] == advice_inputs(whole)["dataset_rows"] == 200
     assert "200 rows, the first 20 scanned" in scan_note(quick, "m")
     c = cfg(p, val_ratio=0.1)
