@@ -173,6 +173,9 @@ def test_find_run_refuses_escapes(tmp_path, dead_pid):
             find_run(runs, ref)
     with pytest.raises(RankwiseError):
         find_run(tmp_path / "nowhere", "ok")
+    with pytest.raises(RankwiseError) as e:  # a run kept in another runs dir: still refused, that dir named
+        find_run(runs, str(outside))
+    assert e.value.hint == f"pass --runs-dir {outside.resolve().parent} (the runs dir that holds it)"
 
 
 def test_request_stop_signals_a_live_worker(tmp_path, worker):

@@ -290,8 +290,10 @@ def find_run(runs_dir: str | Path, ref: str) -> Path:
     if looks_like_path:
         path = Path(ref).expanduser()
         if not _inside(path, root):
+            elsewhere = is_run_dir(path)  # a run kept in another runs dir: name that dir
             raise RankwiseError(f"{ref}: not a run directory inside the runs dir {runs_dir}",
-                                "give a run id (see `rankwise runs`), or pass --runs-dir for runs kept elsewhere")
+                                f"pass --runs-dir {path.resolve().parent} (the runs dir that holds it)" if elsewhere
+                                else "give a run id (see `rankwise runs`), or pass --runs-dir for runs kept elsewhere")
         if not is_run_dir(path):
             raise RankwiseError(f"{ref}: not a run directory (no events.jsonl or config.yaml)",
                                 "see `rankwise runs` for the runs there")
