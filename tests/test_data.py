@@ -226,6 +226,15 @@ def test_rows_are_counted_without_parsing_where_that_is_cheap(tmp_path):
     assert count_rows(tmp_path / "missing.jsonl") is None
 
 
+def test_the_row_count_bench_runs():
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "row_count.py"), "--rows", "3000", "--gz"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "count_rows:" in done.stdout and "(3,000 rows)" in done.stdout
+
+
 def test_big_compressed_or_csv_files_are_not_read_to_count_them(tmp_path, monkeypatch):
     import rankwise.advisor.dataset as dataset
     small, p = tmp_path / "small.csv", tmp_path / "d.csv"
