@@ -102,6 +102,22 @@ def interval_overridden(ctx: Context) -> Finding | None:
                    "keep one of them: remove the interval, or the per-epoch count to save or evaluate by steps")
 
 
+def unused_by_format(ctx: Context) -> Finding | None:
+    """Settings a declared data.format never reads: a chat template for rows rendered as written (prompt_completion,
+    text), training on the inputs of text rows (trained whole already)."""
+    m, d = ctx.cfg.model, ctx.cfg.data
+    unused = ([f"model.chat_template (data.format {d.format}: rows are not rendered with a chat template)"]
+              if m.chat_template and d.format in ("prompt_completion", "text") else [])
+    unused += (["data.train_on_inputs (data.format text: a text row is trained whole already)"]
+               if d.train_on_inputs and d.format == "text" else [])
+    if not unused:
+        return None
+    return Finding("ignored-by-format", "info", f"{'; '.join(unused)}: ignored",
+                   "chat templates render chat and instruction rows; prompt_completion and text rows are trained as "
+                   "written, and a text row has no prompt to mask",
+                   "remove the setting, or set data.format to the rows' format if it was meant for them")
+
+
 def strategy_single_process(ctx: Context) -> Finding | None:
     dist = ctx.cfg.distributed
     if not _non_default(dist, "strategy") or ctx.gpus > 1:
@@ -140,5 +156,5 @@ def replaced_by_deepspeed(ctx: Context) -> Finding | None:
 
 RULES: list[Callable[[Context], Finding | None]] = [
     quant_unused, warmup_ratio_overridden, epochs_overridden, eval_steps_without_validation, interval_overridden,
-    strategy_single_process, replaced_by_deepspeed,
+    strategy_single_process, replaced_by_deepspeed, unused_by_format,
 ]

@@ -56,6 +56,13 @@ TABLE = [
     ({"train.warmup_ratio": 0.03, "train.warmup_steps": 20}, "80g", {"ignored-warmup-ratio": ["warmup_ratio 0.03"]}),
     ({"train.warmup_steps": 20}, "80g", {}),
     ({"train.warmup_ratio": 0.1}, "80g", {}),
+    # settings a declared data.format never reads
+    ({"model.chat_template": "chatml", "data.format": "prompt_completion"}, "80g",
+     {"ignored-by-format": ["model.chat_template (data.format prompt_completion"]}),
+    ({"data.train_on_inputs": True, "data.format": "text", "model.chat_template": "chatml"}, "80g",
+     {"ignored-by-format": ["data.train_on_inputs (data.format text", "model.chat_template (data.format text"]}),
+    ({"model.chat_template": "chatml", "data.train_on_inputs": True, "data.format": "chat"}, "80g", {}),
+    ({"model.chat_template": "chatml", "data.train_on_inputs": True}, "80g", {}),  # format auto: not known here
     # max_steps wins over epochs
     ({"train.epochs": 3, "train.max_steps": 100}, "80g", {"ignored-epochs": ["epochs 3", "max_steps 100"]}),
     ({"train.epochs": 1, "train.max_steps": 100}, "80g", {"ignored-epochs": ["epochs 1"]}),
