@@ -242,23 +242,25 @@ def _shard_rows(files: list[Path], bad: str) -> Iterator[tuple[int, Any]]:
             yield RowNo(n, f), row
 
 
-def _hf_folder(folder: Path) -> Iterator[tuple[int, Any]]:
+def _arrow_batches(source) -> Iterator[Any]:
+    """The record batches of an open Arrow file: the IPC stream format save_to_disk writes, else the file format."""
     import pyarrow as pa  # deferred: only parquet and saved datasets need pyarrow
     import pyarrow.ipc as ipc
 
+    try:
+        return iter(ipc.open_stream(source))
+    except pa.ArrowInvalid:
+        source.seek(0)
+        reader = ipc.open_file(source)
+        return (reader.get_batch(i) for i in range(reader.num_record_batches))
+
+
+def _hf_folder(folder: Path) -> Iterator[tuple[int, Any]]:
     n = 0
     for f in _hf_arrow_files(folder):
         try:
             with open(f, "rb") as fh:
-                try:
-                    reader = ipc.open_stream(fh)  # save_to_disk writes the IPC stream format
-                except pa.ArrowInvalid:
-                    fh.seek(0)
-                    reader = ipc.open_file(fh)
-                    batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-                else:
-                    batches = iter(reader)
-                for batch in batches:
+                for batch in _arrow_batches(fh):
                     for row in batch.to_pylist():
                         n += 1
                         yield n, row
@@ -404,16 +406,16 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
             bad += 1
             if len(problems) < max_problems:
                 problems.append(f"{location(path, n)}: {reason}")
-        elif tokenizer is not None:
+            continue
+        trained += len(trained_text(good, fmt))
+        if tokenizer is not None:
             texts.append(row_text(good, fmt))
             lengths.append(len(texts[-1]))
-            trained += len(trained_text(good, fmt))
             if len(texts) >= TOKEN_BATCH:
                 counted += token_lengths(tokenizer, texts)
                 texts = []
         else:
             lengths.append(row_chars(good, fmt))
-            trained += len(trained_text(good, fmt))
     by_tokens: dict = {}
     if tokenizer is not None:
         counted = sorted(counted + token_lengths(tokenizer, texts))
@@ -426,7 +428,7 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
                        p95_chars=_percentile(lengths, 0.95), max_chars=lengths[-1] if lengths else 0, bad_rows=bad,
                        first_problems=problems, complete=complete,
                        total_rows=count_rows(path) if count_all and not complete else None,
-                       trained_share=round(trained / sum(lengths), 4) if sum(lengths) else None, **by_tokens)
+                       trained_share=round(trained / total, 4) if (total := sum(lengths)) else None, **by_tokens)
 
 
 def scan_for_model(path: str | Path, spec: Any = None, **kwargs: Any) -> DatasetScan:
@@ -497,18 +499,11 @@ def _jsonl_line_count(path: Path) -> int:
 
 def _arrow_rows(files: list[Path]) -> int:
     import pyarrow as pa  # deferred: only saved datasets need pyarrow
-    import pyarrow.ipc as ipc
 
     total = 0
     for f in files:
-        with pa.memory_map(str(f), "r") as source:
-            try:
-                reader = ipc.open_stream(source)  # save_to_disk writes the IPC stream format
-            except pa.ArrowInvalid:
-                source.seek(0)
-                total += ipc.open_file(source).read_all().num_rows
-                continue
-            total += sum(batch.num_rows for batch in reader)
+        with pa.memory_map(str(f), "r") as source:  # batches mapped, not read
+            total += sum(batch.num_rows for batch in _arrow_batches(source))
     return total
 
 

@@ -22,7 +22,7 @@ from rankwise.advisor.config import RunConfig
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.finding import SEVERITY_ORDER, Finding
 
-from .data import BATCH, IGNORE, _Counter, _Rendered, _rendered, _Rows
+from .data import BATCH, IGNORE, _Counter, _Rendered, _rendered, _Rows, _unmask
 from .data_encoder import _Encoder
 
 TRUNCATED_WARN = 0.05  # over 1 row in 20 loses part of its answer: the model learns answers that stop mid-way
@@ -168,7 +168,7 @@ def check_data(path: str | Path, model: str | None = None, fmt: str = "auto", ma
     def flush():
         for r, (ids, labels, offs) in zip(chunk, encoder.full(chunk)):
             if train_on_inputs and any(lab != IGNORE for lab in labels[:max_len]):
-                labels = [IGNORE] + ids[1:]
+                labels = _unmask({"input_ids": ids})["labels"]  # as training unmasks it
             _row(out, tokenizer, r, ids, labels, offs, max_len, lengths, seen)
         chunk.clear()
 
