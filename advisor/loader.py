@@ -364,15 +364,15 @@ def anchor_paths(data: Any, base: Path) -> Any:
     if not isinstance(data, dict):
         return data
     data = copy.deepcopy(data)
-    for key in _PATH_KEYS:
-        group, _, name = key.partition(".")
-        value = data[group].get(name) if isinstance(data.get(group), dict) else None
-        if isinstance(value, str) and value and value not in _NOT_PATHS and not Path(value).is_absolute():
-            data[group][name] = str((base / value).resolve())
     model = data.get("model")
     template = model.get("chat_template") if isinstance(model, dict) else None
-    if isinstance(template, str) and chat_templates.is_path(template) and not Path(template).expanduser().is_absolute():
-        model["chat_template"] = str((base / Path(template).expanduser()).resolve())
+    keys = _PATH_KEYS + (("model.chat_template",) if isinstance(template, str) and chat_templates.is_path(template) else ())
+    for key in keys:
+        group, _, name = key.partition(".")
+        value = data[group].get(name) if isinstance(data.get(group), dict) else None
+        if isinstance(value, str) and value and value not in _NOT_PATHS:
+            local = Path(value).expanduser()  # ~ is the user's home, not a folder beside the preset
+            data[group][name] = str(local if local.is_absolute() else (base / local).resolve())
     name = model.get("name") if isinstance(model, dict) else None
     if isinstance(name, str) and name and _is_local_model(name, base):
         local = Path(name).expanduser()

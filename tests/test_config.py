@@ -107,6 +107,18 @@ def test_relative_data_path_is_anchored_to_preset(tmp_path):
     assert cfg.data.path == str(tmp_path / "d.jsonl")
 
 
+def test_a_path_under_home_is_the_users_home_not_a_folder_beside_the_preset(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    preset = write(tmp_path, "data: {path: ~/data/d.jsonl, val_path: ~/data/v.jsonl}\n"
+                             "model: {chat_template: ~/data/t.jinja}\n")
+    cfg = load_config(preset)
+    assert (cfg.data.path, cfg.data.val_path) == (str(home / "data" / "d.jsonl"), str(home / "data" / "v.jsonl"))
+    assert cfg.model.chat_template == str(home / "data" / "t.jinja")
+    assert load_config(preset, ["data.path=~/x.jsonl"]).data.path == str(home / "x.jsonl")  # typed with --set too
+
+
 def test_json_schema_forbids_unknown_keys():
     schema = json_schema()
     json.dumps(schema)
