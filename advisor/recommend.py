@@ -123,10 +123,12 @@ def choose_strategy(spec: ModelSpec, cfg: RunConfig, method: str, hw: Hardware |
 # ------------------------------------------------------------------ the recommendation
 
 
-def trained_tokens(rows: int | None, epochs: float, seq_len: int, row_tokens: int | None,
+def trained_tokens(rows: int | None, seq_len: int, row_tokens: int | None,
                    share: float | None = None) -> tuple[int | None, str]:
-    """Tokens the run trains on (rows x epochs x tokens a row the loss reads) and how they were counted. `share`:
-    of a row's text, what the loss reads with the prompt masked (DatasetScan.trained_share; None: all of it)."""
+    """The distinct tokens the run trains on (rows x tokens a row the loss reads) and how they were counted: what
+    the capacity check weighs against the adapter. Epochs are left out: a second pass repeats the same information,
+    and the capacity argument (TML 2025) is about the information in the data. `share`: of a row's text, what the
+    loss reads with the prompt masked (DatasetScan.trained_share; None: all of it)."""
     if rows is None:
         return None, "no data size given"
     if row_tokens and share is not None and share < 1:
@@ -136,7 +138,7 @@ def trained_tokens(rows: int | None, epochs: float, seq_len: int, row_tokens: in
         per, how = min(row_tokens, seq_len), "median row length"
     else:
         per, how = seq_len // 2, f"half of max_seq_len {seq_len} a row (lengths unknown; pass --dataset)"
-    return int(rows * epochs * per), f"{rows:,} rows × {epochs:g} epoch{'s' if epochs != 1 else ''} × ~{per:,} tokens ({how})"
+    return rows * per, f"{rows:,} rows × ~{per:,} tokens ({how}; epochs repeat them)"
 
 
 def capacity_limited(tokens: int | None, trainable: int) -> bool:
@@ -267,7 +269,7 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     def why(key: str, text: str, st: str, *claims: str) -> None:
         reasons[key], status[key], cites[key] = text, st, list(claims)
 
-    # sequence and epochs first: the rank's capacity check counts the trained tokens
+    # the sequence first: the rank's capacity check counts the trained tokens
     seq, why_seq = _seq(spec, seq_len, base, p95_chars, p95_tokens)
     epochs, why_ep, st_ep, claims_ep = _epochs(dataset_rows, task)
 
@@ -308,7 +310,7 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
                                f"parameters (r per expert), beyond the {human_count(budget)} budget")
     row_tokens = median_tokens or ((median_chars // CHARS_PER_TOKEN) if median_chars else None)
     share = None if base is not None and base.data.train_on_inputs else trained_share  # the whole row, or its answers
-    tokens, how = trained_tokens(dataset_rows, epochs, seq, row_tokens, share)
+    tokens, how = trained_tokens(dataset_rows, seq, row_tokens, share)
     r, why_r, rank_notes = _rank(task, spec, targets, tokens, how, experts)
     notes.extend(rank_notes)
     per_unit = spec.lora_params(targets, 1, experts)

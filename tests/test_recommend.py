@@ -172,11 +172,11 @@ def test_budget_too_small_is_a_user_error():
 
 # The rank moves with the trained tokens, not the row count (TML 2025): llama-3.1-8b all-linear at r = 16
 # is 16 × 2,621,440 = 41.9M parameters, ~2 bits each: 83.9M tokens of capacity at ~1 bit a token. Rows
-# without lengths count half of max_seq_len 2048 = 1024 tokens each: 20k rows × 1 epoch = 20.5M tokens
-# fit r = 16; 100k rows = 102M exceed it (the band's upper end, 32). Dropout stays 0.05 whatever the
-# rows (no source ties it to the row count); epochs keep the guide's rule from 1,000 rows, and under it
-# follow LIMA's 1,000-row recipe (10 epochs, the validation split keeping the best checkpoint): 500 rows
-# × 10 epochs × 1024 = 5.1M tokens still fit r = 16.
+# without lengths count half of max_seq_len 2048 = 1024 tokens each: 20k rows = 20.5M tokens fit r = 16;
+# 100k rows = 102M exceed it (the band's upper end, 32). Dropout stays 0.05 whatever the rows (no source
+# ties it to the row count); epochs keep the guide's rule from 1,000 rows, and under it follow LIMA's
+# 1,000-row recipe (10 epochs, the validation split keeping the best checkpoint): 500 rows × 1024 = 0.5M
+# tokens fit r = 16.
 @pytest.mark.parametrize("rows,r,dropout,epochs", [(None, 16, 0.05, 1.0), (500, 16, 0.05, 10.0), (5_000, 16, 0.05, 2.0),
                                                    (20_000, 16, 0.05, 1.0), (100_000, 32, 0.05, 1.0)])
 def test_data_size_moves_rank_dropout_epochs(rows, r, dropout, epochs):
@@ -209,6 +209,17 @@ def test_the_capacity_check_counts_the_tokens_the_loss_reads():
     base = RunConfig.model_validate({"data": {"train_on_inputs": True}})
     inputs = advise(spec, hw, "chat", dataset_rows=100_000, median_tokens=1024, trained_share=0.25, base=base)
     assert inputs.config.lora.r == 32 and "responses" not in inputs.reasons["lora.r"]
+
+
+def test_the_capacity_check_counts_a_rows_tokens_once_whatever_the_epochs():
+    """Epochs repeat the data's information, they do not add to it: 50k rows × 1,024 tokens = 51M fit r = 16's
+    83.9M whether the plan trains them once or (at 5,000 rows and 10x the tokens a row) twice."""
+    spec, hw = load_model("llama-3.1-8b"), planned("80GiB")
+    once = advise(spec, hw, "chat", dataset_rows=50_000, median_tokens=1024)
+    assert once.config.train.epochs == 1.0 and once.config.lora.r == 16
+    twice = advise(spec, hw, "chat", dataset_rows=5_000, median_tokens=1024 * 10, seq_len=16384)
+    assert twice.config.train.epochs == 2.0 and twice.config.lora.r == 16  # 5,000 × 10,240 = 51M, not 102M
+    assert "5,000 rows × ~10,240 tokens" in twice.reasons["lora.r"] and "epochs repeat them" in twice.reasons["lora.r"]
 
 
 def test_capacity_limited_says_so_and_points_code_to_256():
