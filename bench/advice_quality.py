@@ -29,8 +29,10 @@ The tasks, mirroring `rankwise advise --task`:
 Each eval loss is the mean cross-entropy of the attribute-value tokens of its rows (chance: ln 16).
 
 The advised config comes from rankwise's recommender at run time (`advise()`, the function behind
-`rankwise advise --json`, here for this model on this machine, with the task's row count and
-sequence length), so the script measures whatever the advice is when it runs. `--advice-from REV`
+`rankwise advise --json`, here for this model on this machine, with the task's sequence length and
+what `advise --dataset` reads from the rows: their count, median length and the share of it the loss
+reads, so the rank's capacity check sees the data; before 5 December 2026 the script passed the row
+count only), so the script measures whatever the advice is when it runs. `--advice-from REV`
 also scores the advice of an older commit (its recommender, called the same way) against the same
 grid.
 
@@ -481,21 +483,31 @@ def run_trials(todo: list, base, spec, train: list[Row], held: dict[str, list[Ro
 
 
 ADVISE_AT = """
-import json, sys
+import inspect, json, sys
 from rankwise.advisor import hardware
 from rankwise.advisor.model import load_model
 from rankwise.advisor.recommend import advise
-folder, task, rows, seq = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+folder, task, seq, data = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
 hw = hardware.resolve(None, None, None)
-cfg = advise(load_model(folder), hw, task, dataset_rows=rows, seq_len=seq).config
+known = inspect.signature(advise).parameters  # an older recommender takes fewer of the data's figures
+cfg = advise(load_model(folder), hw, task, seq_len=seq, **{k: v for k, v in data.items() if k in known}).config
 print(json.dumps(cfg.model_dump(mode="json")))
 """
 
 
-def advised(spec, task: str, rows: int, seq: int, source: str, cache: Path):
+def data_inputs(train: list[Row]) -> dict:
+    """What `rankwise advise --dataset` hands the recommender about these rows (advisor/dataset.py advice_inputs):
+    the row count, the median row length and the share of it the loss reads (the completions), here counted in
+    the world's own tokens, which is what the scan's tokenizer count would give."""
+    lengths = sorted(len(r.prompt) + len(r.completion) for r in train)
+    return dict(dataset_rows=len(train), median_tokens=lengths[len(lengths) // 2],
+                trained_share=round(sum(len(r.completion) for r in train) / sum(lengths), 4))
+
+
+def advised(spec, task: str, data: dict, seq: int, source: str, cache: Path):
     """The advised RunConfig for a task, by `source`:
     - "now": rankwise's recommender in this process, as `rankwise advise --json` computes it
-      (hardware as probed, the task's row count and sequence length);
+      (hardware as probed, the task's sequence length, the data's figures as `advise --dataset` reads them);
     - "json:FILE": the `config` of a saved `rankwise advise --json` output;
     - "git:REV": the same call to the recommender of commit REV (its advisor/ exported with git
       archive into the cache and imported in a subprocess in place of the installed one)."""
@@ -508,7 +520,7 @@ def advised(spec, task: str, rows: int, seq: int, source: str, cache: Path):
         from rankwise.advisor.recommend import advise
 
         hw = hardware.resolve(None, None, None)  # what `rankwise advise` uses without planning flags
-        return advise(spec, hw, TASKS[task], dataset_rows=rows, seq_len=seq).config
+        return advise(spec, hw, TASKS[task], seq_len=seq, **data).config
     if source.startswith("json:"):
         return RunConfig.model_validate(json.loads(Path(source[5:]).read_text())["config"])
     repo = Path(__file__).resolve().parent.parent
@@ -521,8 +533,8 @@ def advised(spec, task: str, rows: int, seq: int, source: str, cache: Path):
         subprocess.run(["tar", "-x", "-C", str(root / "rankwise")], input=tar, check=True)
         (root / "rankwise" / "__init__.py").write_text("")
     env = dict(os.environ, PYTHONPATH=str(root))  # found before the editable install's finder
-    done = subprocess.run([sys.executable, "-c", ADVISE_AT, spec.name, TASKS[task], str(rows),
-                           str(seq)], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", ADVISE_AT, spec.name, TASKS[task], str(seq), json.dumps(data)],
+                          env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"advice at {source} failed:\n{done.stderr[-2000:]}")
     return RunConfig.model_validate(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -574,7 +586,7 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
     sizes = ", ".join(f"{k} {len(v)}" for k, v in held.items())
     advices = {}
     for src in sources:
-        cfg = advised(spec, task, len(train), seq, src, cache)
+        cfg = advised(spec, task, data_inputs(train), seq, src, cache)
         if SEED:  # another draw: the trials' data order, split and initialisation move with it
             from rankwise.advisor.config import with_values
 
