@@ -1,6 +1,7 @@
 """model.chat_template (advisor/chat_templates.py): chat data rendered with a template that is not the tokenizer's own
 (a base model has none), read from a built-in name, inline Jinja or a file, set the same way by the worker, chat and
-merge, and carried over from axolotl (chat_template: chatml, chat_template_jinja) and TRL (chat_template_path)."""
+merge, and carried over from axolotl (chat_template: chatml, chat_template_jinja), LLaMA-Factory (template: chatml)
+and TRL (chat_template_path)."""
 from __future__ import annotations
 
 import json
@@ -120,14 +121,17 @@ def test_datacheck_renders_with_the_presets_template():
     ("model_name_or_path: llama-3.2-1b\nuse_peft: true\nchat_template_path: /t/chat.jinja\n", "/t/chat.jinja", None),
     ("model_name_or_path: llama-3.2-1b\nuse_peft: true\nchat_template_path: /t/tokenizer\n", None,
      "chat_template_path /t/tokenizer: a tokenizer folder"),
+    ("model_name_or_path: llama-3.2-1b\nstage: sft\nfinetuning_type: lora\ntemplate: chatml\n", "chatml", None),
+    ("model_name_or_path: llama-3.2-1b\nstage: sft\nfinetuning_type: lora\ntemplate: llama3\n", None,
+     "template llama3: LLaMA-Factory's built-in llama3 template"),
 ])
 def test_other_tools_keys_are_carried_over(tmp_path, text, expect, note):
     f = tmp_path / "c.yaml"
     f.write_text(text)
     r = read(f)
     assert r.cfg.model.chat_template == expect
-    assert not {"chat_template", "chat_template_jinja", "chat_template_path"} & set(r.unread)
-    assert any(n.startswith(note) for n in r.notes) if note else not any("chat_template" in n for n in r.notes)
+    assert not {"chat_template", "chat_template_jinja", "chat_template_path", "template"} & set(r.unread)
+    assert any(n.startswith(note) for n in r.notes) if note else not any("template" in n for n in r.notes)
 
 
 def test_an_imported_multi_line_template_is_written_whole(tmp_path):

@@ -28,7 +28,7 @@ from .mapping import (Default, Out, Said, Tool, accumulate_to, attention, checkp
                       dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
                       names_for_set, OPTIMS_BACK, loraplus, peft_init, FSDP_SHARDING, fsdp_words, modules_to_save, added_tokens,
-                      target_parameters)
+                      named_template, target_parameters)
 
 PREFERENCE = {"dpo": "paired", "ipo": "paired", "orpo": "paired", "simpo": "paired", "kto": "unpaired",
               "grpo": "online", "gdpo": "online", "ebft": "online"}
@@ -186,14 +186,9 @@ def _special_tokens(value, out: Out):
 def _chat_template(value, out: Out):
     """axolotl's chat_template: chatml is rankwise's built-in, tokenizer_default its default, jinja reads
     chat_template_jinja (its own key); another of axolotl's named templates is said, not copied."""
-    if value == "chatml":
-        out.set("model.chat_template", "chatml")
-    elif value not in (None, "tokenizer_default", "jinja"):
-        own = ("the tokenizer's own, ChatML where it has none" if value == "tokenizer_default_fallback_chatml"
-               else f"axolotl's built-in {value} template")
-        out.notes.append(f"chat_template {value}: {own}; rankwise renders chat rows with the tokenizer's own template "
-                         "(the same format on an instruct model of that family); for a base model without one, set "
-                         "model.chat_template (chatml, or a Jinja file)")
+    if value not in (None, "tokenizer_default", "jinja"):
+        named_template("chat_template", value, "the tokenizer's own, ChatML where it has none"
+                       if value == "tokenizer_default_fallback_chatml" else f"axolotl's built-in {value} template", out)
 
 
 def _token_overrides(value, out: Out):

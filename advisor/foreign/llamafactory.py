@@ -24,7 +24,8 @@ from .known_keys import LLAMAFACTORY_KEYS, LLAMAFACTORY_V1_KEYS
 from .mapping import (Default, Out, Tool, accumulate_to, deepspeed, eval_batch, evaluates, liger, model_name,
                       dora, method_with, optimizer, precision_bf16,
                       precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK,
-                      loraplus, fsdp_words, modules_to_save, added_tokens, offload_where_checkpointing)
+                      loraplus, fsdp_words, modules_to_save, added_tokens, offload_where_checkpointing,
+                      named_template)
 
 V1_SECTIONS = ("peft_config", "quant_config", "dist_config", "kernel_config", "init_config", "optim_config",
                "lr_scheduler_config")
@@ -84,6 +85,12 @@ def _no_gc(value, out: Out):
 
 def _dataset(value, out: Out):
     out.notes.append(f"{out.key} {value!r} names LLaMA-Factory dataset_info.json entries: data checks skipped")
+
+
+def _template(value, out: Out):
+    """The prompt format LLaMA-Factory renders its rows with (its data/template.py registers them by name)."""
+    if value:
+        named_template("template", value, f"LLaMA-Factory's built-in {value} template", out)
 
 
 def _val(value, out: Out):
@@ -165,7 +172,7 @@ FLAT = {
     "adam_beta1": to("train.adam_beta1"), "adam_beta2": to("train.adam_beta2"), "adam_epsilon": to("train.adam_epsilon"),
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
     "save_total_limit": to("train.save_total_limit"), "packing": to("data.packing"),
-    "train_on_prompt": to("data.train_on_inputs"), "val_size": _val,
+    "train_on_prompt": to("data.train_on_inputs"), "template": _template, "val_size": _val,
     "max_samples": to("data.max_rows"), "stage": _stage, "pref_loss": _pref_loss, "deepspeed": deepspeed,
     "flash_attn": _flash, "enable_liger_kernel": liger, "use_v1_kernels": _v1_kernels_v0, "pissa_init": _pissa_init, "pissa_iter": _pissa_iter,
     "loraplus_lr_ratio": loraplus, "use_reentrant_gc": to("train.checkpointing_reentrant"), "fsdp": fsdp_words,

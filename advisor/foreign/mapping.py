@@ -229,6 +229,17 @@ def attention(value, out):
         out.not_modelled(f"attention kernel {value}: activation memory and speed (the estimate assumes SDPA)")
 
 
+def named_template(key: str, value: Any, own: str, out: Out) -> None:
+    """A tool's named chat template: `chatml` is rankwise's built-in (model.chat_template); another name is the
+    tool's own rendering (`own` describes it), said: rankwise renders chat rows with the tokenizer's own."""
+    if value == "chatml":
+        out.set("model.chat_template", "chatml")
+        return
+    out.notes.append(f"{key} {value}: {own}; rankwise renders chat rows with the tokenizer's own template (the same "
+                     "format on an instruct model of that family); for a base model without one, set "
+                     "model.chat_template (chatml, or a Jinja file)")
+
+
 def liger(value, out):
     """A switch for Liger's kernels (LLaMA-Factory enable_liger_kernel, TRL use_liger_kernel) → train.kernels."""
     if value is True:
