@@ -15,7 +15,7 @@ from .compare_plan import ComparePlan, plan_compare
 from .hardware import Hardware
 from .host_plan import HostPlan, plan_host
 from .pricing import price_for
-from .time import DataShape, TimePlan, duration, plan_time
+from .time import DataShape, TimePlan, duration, plan_time, rate
 from .units import gib
 
 if TYPE_CHECKING:
@@ -47,11 +47,11 @@ class Forecast:
         t, h = self.time, self.host
         cal = ", calibrated" if t.calibrated_from else ""
         if t.total_s is None:
-            parts = [f"time {t.step_s:.1f} s/step ({t.tokens_per_s:,.0f} tok/s{cal}; "
+            parts = [f"time {t.step_s:.1f} s/step ({rate(t.tokens_per_s)}{cal}; "
                      "steps unknown: no data, no max_steps)"]
         else:
             evals = f" + {t.evaluations:,} evaluation{'s' if t.evaluations > 1 else ''}" if t.evaluations else ""
-            parts = [f"time ~{duration(t.total_s)} ({t.steps:,} steps{evals}, {t.tokens_per_s:,.0f} tok/s{cal})"]
+            parts = [f"time ~{duration(t.total_s)} ({t.steps:,} steps{evals}, {rate(t.tokens_per_s)}{cal})"]
         if t.cost is not None:
             parts.append(f"cost ~{t.cost:,.2f} ({t.price_per_gpu_hour:g}/GPU-h × {t.gpus})")
         ram = f"host RAM {gib(h.ram_bytes):.1f} GiB"

@@ -576,6 +576,13 @@ def evaluation_seconds(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", device: 
     return n, n * batches * sum(forward.values()) * k / SCALING[fit.strategy]
 
 
+def rate(tokens_per_s: float) -> str:
+    """Tokens a second, as many digits as the figure needs: 12,400 tok/s, 3.2 tok/s, 0.04 tok/s."""
+    if tokens_per_s >= 100:
+        return f"{tokens_per_s:,.0f} tok/s"
+    return f"{tokens_per_s:.2g} tok/s" if tokens_per_s < 1 else f"{tokens_per_s:.1f} tok/s"
+
+
 def duration(seconds: float | None) -> str:
     """3h 12m, 4m 05s, 37s."""
     if seconds is None or not math.isfinite(seconds):

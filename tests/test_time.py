@@ -19,7 +19,7 @@ from rankwise.advisor.hardware import Host, planned, speed_of
 from rankwise.advisor.host_plan import CHECKPOINT_EXTRA, PROCESS_GPU, SHARD_BYTES, plan_host
 from rankwise.advisor.model import load_model
 from rankwise.advisor.pricing import price_for
-from rankwise.advisor.time import DataShape, micro_batch_seconds, plan_time
+from rankwise.advisor.time import DataShape, micro_batch_seconds, plan_time, rate
 from rankwise.advisor.units import GIB
 from rankwise.trainer.events import EventSink
 from rankwise.trainer.rundir import SUMMARY, write_json
@@ -511,3 +511,10 @@ def test_the_torch_fallbacks_set_the_step_time_without_their_kernels():
     assert micro_batch_seconds(qwen, fit, device, 2048)["scan_loop"] == pytest.approx(
         24 * loop_ops("Gated DeltaNet", 2048, 2) * GPU_HF.op_s)
     assert "scan_loop" not in micro_batch_seconds(load_model("llama-3.1-8b"), fit, device, 2048)
+
+
+@pytest.mark.parametrize("tps, text", [(12_400.4, "12,400 tok/s"), (99.5, "99.5 tok/s"), (3.24, "3.2 tok/s"),
+                                       (0.0412, "0.041 tok/s")])
+def test_a_slow_rate_keeps_its_digits(tps, text):
+    """A CPU plan for a big model runs under 1 token a second: it read "0 tok/s"."""
+    assert rate(tps) == text

@@ -18,6 +18,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from rankwise.advisor.time import rate
 from rankwise.trainer.events import Checkpoint, Data, Diagnosis, End, Error, Eval, Event, Log, Retry, Sample, Start, Step
 
 from .formatting import GIB, clean, fmt_duration, fmt_gib, fmt_num, sparkline
@@ -211,7 +212,7 @@ def plain_line(e: Event) -> str | None:
         if e.grad_norm is not None:
             parts.append(f"grad_norm {e.grad_norm:.3f}")
         if e.tokens_per_s is not None:
-            parts.append(f"{e.tokens_per_s:.0f} tok/s")
+            parts.append(rate(e.tokens_per_s))
         if e.mem_bytes is not None:
             parts.append(f"mem {fmt_gib(e.mem_bytes)}")
         if e.eta_s is not None:
