@@ -139,6 +139,13 @@ r = 4, 16, 64), as LoRA Without Regret reports, but on this toy the high rank do
 alpha = 2r; at r = 4 alpha = 32 is marginally ahead (1.968 vs 1.993). Reported, not acted on: the advice keeps
 the published parametrisation (advisor/coupling.py), and a 0.2M-parameter model is the weakest evidence here.
 
+With the data's figures (6 December 2026, db2a01d's bench, the advice of 984f2dd against 2ff7987's; --jobs 2, 12.0 min wall):
+the recommender now sees the rows as `advise --dataset` reads them (count, median length, the completions'
+share), and the capacity check counts a row's tokens once, not once an epoch. The advice did not move: knowledge
+keeps r = 64 (the domain band's lower end), format r = 4 (its 500 rows' completions fit r = 4's capacity), so the
+regrets are the run above to the digit (65.0% / 34.9% / 95.2%; lr swept 14.3% / 6.9% / 70.9%), and the base
+reproduced again (held-out 5.639 / 10.535).
+
 Run: python3 bench/advice_quality.py [--quick] [--jobs N] [--threads 1|2] [--cache DIR] [--advice-from REV]
      [--tasks knowledge,format] [--ranks 4,16,64] [--epochs 3,10] [--lrs 1e-3,3e-3,1e-2]
 --quick (a few minutes) uses a smaller world, a short pretraining and a small grid; the default
