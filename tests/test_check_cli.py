@@ -392,3 +392,20 @@ def test_an_accelerate_configs_zero_2_shards_a_full_fine_tunes_states(tmp_path):
     assert floors["zero2"]["gpus"] == floors["ddp"]["gpus"] == 8
     assert floors["zero2"]["optimizer_bytes"] * 4 < floors["ddp"]["optimizer_bytes"]
     assert floors["zero2"]["grads_bytes"] * 4 < floors["ddp"]["grads_bytes"]
+
+
+def test_a_presets_data_file_missing_here_is_said_before_train_stops_on_it(tmp_path):
+    """check names a rankwise preset's data files that this machine lacks (info: the preset may be checked away from
+    its server); a file that is there, and a foreign config's data, are not mentioned."""
+    (tmp_path / "there.jsonl").write_text('{"prompt": "a", "completion": "b"}\n')
+    preset = tmp_path / "p.yaml"
+    preset.write_text("model: {name: llama-3.2-1b}\ndata: {path: gone.jsonl, val_path: there.jsonl}\n")
+    out = cli("check", str(preset), "--gpu-mem", "24GiB", "--json")
+    assert out.returncode == 0, out.stderr
+    missing = [f for f in json.loads(out.stdout)["findings"] if f["code"] == "data-not-found"]
+    assert [(f["severity"], f["message"]) for f in missing] == [
+        ("info", f"data.path {tmp_path / 'gone.jsonl'} is not on this machine")]
+    axolotl = tmp_path / "axolotl.yaml"
+    axolotl.write_text("base_model: llama-3.2-1b\nadapter: lora\ndatasets:\n  - path: gone.jsonl\n    type: alpaca\n")
+    out = cli("check", str(axolotl), "--gpu-mem", "24GiB", "--json")
+    assert "data-not-found" not in {f["code"] for f in json.loads(out.stdout)["findings"]}

@@ -246,6 +246,24 @@ def _axolotl_packing(f: Finding, spec) -> Finding:
                    fix=f"{INSTALL[kind]} where it trains (or turn data.packing off)", patch=None)
 
 
+def _missing_data(reading: Reading) -> list[Finding]:
+    """A rankwise preset's data files that are not on this machine: `train` stops on them (exit 2) before a run
+    starts. Info: a preset is often checked away from the server it trains on, and the shipped GPU presets name
+    data/train.jsonl for the user to put there. A foreign file's data (hub names, dataset_info entries) is its
+    tool's to find."""
+    if reading.tool is not None:
+        return []
+    from pathlib import Path
+
+    data = reading.cfg.data
+    return [Finding("data-not-found", "info", f"data.{key} {path} is not on this machine",
+                    "train reads it before the run starts and stops there (exit 2)",
+                    f"put the file there, or point data.{key} at it (a preset's relative path is read from its "
+                    "folder)")
+            for key, path in (("path", data.path), ("val_path", data.val_path))
+            if path and not Path(path).expanduser().exists()]
+
+
 def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: str | None = None) -> Report:
     """Read → resolved model (or, unresolved, a bound from its name's size) → red flags, ignored settings
     and the file's own findings."""
@@ -323,6 +341,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         for found in (short, ram.finding() if ram is not None else None):
             if found is not None:
                 findings.append(found)
+    findings += _missing_data(reading)
     if spec is not None and ctx.estimate is not None:
         said += eval_said(reading, spec, ctx, full)
         if full is None:
