@@ -95,10 +95,14 @@ def _no_duplicate_keys(node: yaml.MappingNode, source: str) -> None:
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
     """Safe-load YAML, returning the data and where each key sits. Never runs code."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None:
-            _expanded_size(node, source)  # before anything walks the aliases
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        loader = yaml.SafeLoader(text)  # parsed once: the node gives the lines, then the data (as yaml.load does)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _expanded_size(node, source)  # before anything walks the aliases
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
         lines = _line_map(node) if node is not None else {}
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
