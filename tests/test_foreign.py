@@ -1389,3 +1389,17 @@ def test_axolotl_sample_packing_where_it_passes_no_bounds_stays_a_warning(tmp_pa
     r = _read_text(tmp_path, f"base_model: {model}\nadapter: lora\nsample_packing: true\nsequence_len: 2048\n")
     found = next(f for f in judge(r, GPU24).findings if f["code"] == "packing-linear-attention")
     assert found["severity"] == "warning" and f"its {kind} layers see the packed examples" in found["message"]
+
+
+@pytest.mark.parametrize("text, key", [
+    ("base_model: llama-3.2-1b\nadapter: lora\nlora_model_dir: out/sft\n", "lora_model_dir"),
+    ("model_name_or_path: llama-3.2-1b\nstage: sft\nfinetuning_type: lora\nadapter_name_or_path: saves/sft\n",
+     "adapter_name_or_path"),
+])
+def test_a_run_that_continues_a_trained_adapter_is_told_rankwise_starts_a_new_one(tmp_path, text, key):
+    """It was listed as having no effect: true of the memory, not of what the run trains."""
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    r = read(f)
+    assert key not in r.unread
+    assert any(n.startswith(f"{key} ") and "cannot start from a trained one" in n for n in r.notes)

@@ -28,7 +28,7 @@ from .mapping import (Default, Out, Said, Tool, accumulate_to, attention, checkp
                       dora, method_with, not_modelled, optimizer, positive_count,
                       precision_bf16, precision_fp16, renames_of, scheduler, steps, targets_mapper, to,
                       names_for_set, OPTIMS_BACK, loraplus, peft_init, FSDP_SHARDING, fsdp_words, modules_to_save, added_tokens,
-                      named_template, target_parameters)
+                      named_template, target_parameters, from_adapter)
 
 PREFERENCE = {"dpo": "paired", "ipo": "paired", "orpo": "paired", "simpo": "paired", "kto": "unpaired",
               "grpo": "online", "gdpo": "online", "ebft": "online"}
@@ -256,7 +256,7 @@ TABLE = {
     "resize_token_embeddings_to_32x": _to_32x, "experimental_skip_move_to_device": _skip_move,
     "llama4_linearized_experts": _linearized,
     "added_tokens_overrides": _token_overrides, "chat_template": _chat_template,
-    "chat_template_jinja": to("model.chat_template"), "gptq": not_modelled("a GPTQ base: its weights take ~4 bits, the estimate "
+    "chat_template_jinja": to("model.chat_template"), "lora_model_dir": from_adapter, "gptq": not_modelled("a GPTQ base: its weights take ~4 bits, the estimate "
                                                             "counts them as 16-bit"),
 }
 

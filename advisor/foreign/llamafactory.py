@@ -25,7 +25,7 @@ from .mapping import (Default, Out, Tool, accumulate_to, deepspeed, eval_batch, 
                       dora, method_with, optimizer, precision_bf16,
                       precision_fp16, renames_of, scheduler, steps, targets_mapper, to, names_for_set, OPTIMS_BACK,
                       loraplus, fsdp_words, modules_to_save, added_tokens, offload_where_checkpointing,
-                      named_template)
+                      named_template, from_adapter)
 
 V1_SECTIONS = ("peft_config", "quant_config", "dist_config", "kernel_config", "init_config", "optim_config",
                "lr_scheduler_config")
@@ -173,6 +173,7 @@ FLAT = {
     "save_steps": steps("train.save_steps"), "eval_steps": steps("train.eval_steps"),
     "save_total_limit": to("train.save_total_limit"), "packing": to("data.packing"),
     "train_on_prompt": to("data.train_on_inputs"), "template": _template, "val_size": _val,
+    "adapter_name_or_path": from_adapter,
     "max_samples": to("data.max_rows"), "stage": _stage, "pref_loss": _pref_loss, "deepspeed": deepspeed,
     "flash_attn": _flash, "enable_liger_kernel": liger, "use_v1_kernels": _v1_kernels_v0, "pissa_init": _pissa_init, "pissa_iter": _pissa_iter,
     "loraplus_lr_ratio": loraplus, "use_reentrant_gc": to("train.checkpointing_reentrant"), "fsdp": fsdp_words,

@@ -240,6 +240,14 @@ def named_template(key: str, value: Any, own: str, out: Out) -> None:
                      "model.chat_template (chatml, or a Jinja file)")
 
 
+def from_adapter(value: Any, out: Out) -> None:
+    """A trained adapter the run continues from (axolotl lora_model_dir, LLaMA-Factory adapter_name_or_path)."""
+    if value:
+        out.notes.append(f"{out.key} {value}: the tool continues training that adapter (its r and targets); rankwise "
+                         "trains a new adapter from its lora settings and cannot start from a trained one; the "
+                         "estimate holds for an adapter of the same r and targets")
+
+
 def liger(value, out):
     """A switch for Liger's kernels (LLaMA-Factory enable_liger_kernel, TRL use_liger_kernel) → train.kernels."""
     if value is True:
