@@ -152,6 +152,11 @@ class LoraSection(Section):
     loftq: A·B fit the 4-bit quantization error (QLoRA; on a 16-bit base the weights are NF4-rounded
     in place and the adapter is for the 4-bit base; needs a CUDA GPU). eva: A from the
     SVD of the adapted layers' inputs on the first training batches."""
+    init_from: str | None = None
+    """A trained adapter folder (adapter_config.json + adapter_model.safetensors, e.g. an earlier run's
+    adapter/) whose weights this run starts from: continued fine-tuning on new data, or a second stage. Its r,
+    alpha, targets and variant must equal this config's (the estimate and the advice read them here). Unset: a
+    new adapter (lora.init)."""
     init_iters: int | None = Field(None, ge=1)
     """pissa: iterations of the fast randomized SVD (peft pissa_niter_N; seconds instead of
     minutes for a 7B). Unset: the exact SVD."""

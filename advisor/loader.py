@@ -353,7 +353,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     return validate(data, str(path), lines)
 
 
-_PATH_KEYS = ("data.path", "data.val_path", "train.sample_prompts", "distributed.deepspeed_config")
+_PATH_KEYS = ("data.path", "data.val_path", "train.sample_prompts", "distributed.deepspeed_config", "lora.init_from")
 _NOT_PATHS = ("auto",)  # words a path key also takes (train.sample_prompts: auto)
 
 

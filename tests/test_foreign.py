@@ -1396,10 +1396,11 @@ def test_axolotl_sample_packing_where_it_passes_no_bounds_stays_a_warning(tmp_pa
     ("model_name_or_path: llama-3.2-1b\nstage: sft\nfinetuning_type: lora\nadapter_name_or_path: saves/sft\n",
      "adapter_name_or_path"),
 ])
-def test_a_run_that_continues_a_trained_adapter_is_told_rankwise_starts_a_new_one(tmp_path, text, key):
+def test_a_run_that_continues_a_trained_adapter_continues_it_here(tmp_path, text, key):
     """It was listed as having no effect: true of the memory, not of what the run trains."""
     f = tmp_path / "c.yaml"
     f.write_text(text)
     r = read(f)
     assert key not in r.unread
-    assert any(n.startswith(f"{key} ") and "cannot start from a trained one" in n for n in r.notes)
+    assert r.cfg.lora.init_from.endswith("/sft")
+    assert any(n.startswith(f"{key} ") and "`train` checks that they match" in n for n in r.notes)

@@ -172,6 +172,11 @@ def check_inputs(cfg: RunConfig, force: bool = False) -> None:
         raise RankwiseError("train.precision fp16 needs a GPU (none found)", "set train.precision: auto (fp32 on CPU)")
     from .worker import kernel_options  # the worker's own check (attention kernel, Liger), before a run dir exists
     kernel_options(cfg, "cuda" if hw.has_gpu else "cpu", spec.config.get("model_type"))
+    from rankwise.advisor import adapter_from
+    from rankwise.advisor.methods import METHODS
+
+    method = METHODS.get(cfg.method)
+    adapter_from.check(cfg, spec, dora=method is not None and method.dora)  # a trained adapter to start from
     from .adapter_init import check_options  # lora.init / LoRA+ (the worker checks again with the resolved method)
     check_options(cfg, "cuda" if hw.has_gpu else "cpu",
                   cfg.distributed.strategy in ("fsdp", "deepspeed") and cfg.distributed.gpus != 1)

@@ -95,6 +95,25 @@ def _ended(run_dir: Path, sink: EventSink, status: str, code: int, state: dict, 
     return code
 
 
+def start_from(model, folder: str) -> str:
+    """Load a trained adapter's tensors (lora.init_from, safetensors only) into the adapter get_peft_model built
+    from the config, which advisor/adapter_from.py checked has its shape; what was loaded, for the log."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from rankwise.advisor.adapter_from import WEIGHTS
+
+    state = load_file(str(Path(folder).expanduser() / WEIGHTS))
+    result = set_peft_model_state_dict(model, state)
+    unread = list(result.unexpected_keys)
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if unread or missing:
+        raise RankwiseError(f"lora.init_from {folder}: its tensors do not fit this model's adapter "
+                            f"({len(unread)} not placed, e.g. {(unread or missing)[0]}; {len(missing)} missing)",
+                            "continue an adapter on the base model it was trained on")
+    return f"lora.init_from: {len(state)} adapter tensors loaded from {folder}"
+
+
 def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force: bool) -> int:
     cfg = rundir.load_config(run_dir)
     log.info("run %s: loading libraries", run_dir.name)
@@ -252,6 +271,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
                           # down_proj target and fail on: it is no linear
                           **({"exclude_modules": moe_quant.PARAMETRIZED} if fused else {}))
         model = get_peft_model(model, lora, autocast_adapter_dtype=not pure)  # pure bf16: adapters stay bf16
+        if cfg.lora.init_from and not resume:  # a resumed run's checkpoint holds the weights it has trained since
+            log.info(start_from(model, cfg.lora.init_from))
         if cfg.train.loss == "cce":  # the loss from the hidden states and the head, no logits held
             cce_loss.use_cce(model.get_base_model())
         if cfg.train.activation_offload:  # the decoder's saved inputs wait in host RAM

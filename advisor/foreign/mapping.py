@@ -241,11 +241,17 @@ def named_template(key: str, value: Any, own: str, out: Out) -> None:
 
 
 def from_adapter(value: Any, out: Out) -> None:
-    """A trained adapter the run continues from (axolotl lora_model_dir, LLaMA-Factory adapter_name_or_path)."""
-    if value:
-        out.notes.append(f"{out.key} {value}: the tool continues training that adapter (its r and targets); rankwise "
-                         "trains a new adapter from its lora settings and cannot start from a trained one; the "
-                         "estimate holds for an adapter of the same r and targets")
+    """A trained adapter the run continues (axolotl lora_model_dir, LLaMA-Factory adapter_name_or_path): the tool
+    loads it with peft's PeftModel.from_pretrained, taking its r and targets from the adapter's own config."""
+    if not value:
+        return
+    if isinstance(value, str) and "," not in value:
+        out.set("lora.init_from", value)
+        out.notes.append(f"{out.key} {value}: lora.init_from; the tool reads the adapter's r and targets from it, "
+                         "rankwise from this config, and `train` checks that they match")
+    else:  # LLaMA-Factory: several, merged into the base before a new adapter trains
+        out.notes.append(f"{out.key} {value}: several adapters merged into the base before a new one trains; "
+                         "rankwise continues one adapter (lora.init_from)")
 
 
 def liger(value, out):

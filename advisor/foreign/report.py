@@ -247,20 +247,20 @@ def _axolotl_packing(f: Finding, spec) -> Finding:
 
 
 def _missing_data(reading: Reading) -> list[Finding]:
-    """A rankwise preset's data files that are not on this machine: `train` stops on them (exit 2) before a run
-    starts. Info: a preset is often checked away from the server it trains on, and the shipped GPU presets name
-    data/train.jsonl for the user to put there. A foreign file's data (hub names, dataset_info entries) is its
-    tool's to find."""
+    """A rankwise preset's data files (and the adapter it continues) that are not on this machine: `train` stops on
+    them (exit 2) before a run starts. Info: a preset is often checked away from the server it trains on, and the
+    shipped GPU presets name data/train.jsonl for the user to put there. A foreign file's data (hub names,
+    dataset_info entries) is its tool's to find."""
     if reading.tool is not None:
         return []
     from pathlib import Path
 
-    data = reading.cfg.data
-    return [Finding("data-not-found", "info", f"data.{key} {path} is not on this machine",
+    cfg = reading.cfg
+    return [Finding("data-not-found", "info", f"{key} {path} is not on this machine",
                     "train reads it before the run starts and stops there (exit 2)",
-                    f"put the file there, or point data.{key} at it (a preset's relative path is read from its "
-                    "folder)")
-            for key, path in (("path", data.path), ("val_path", data.val_path))
+                    f"put it there, or point {key} at it (a preset's relative path is read from its folder)")
+            for key, path in (("data.path", cfg.data.path), ("data.val_path", cfg.data.val_path),
+                              ("lora.init_from", cfg.lora.init_from))
             if path and not Path(path).expanduser().exists()]
 
 
