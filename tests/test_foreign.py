@@ -1395,6 +1395,8 @@ def test_axolotl_sample_packing_where_it_passes_no_bounds_stays_a_warning(tmp_pa
     ("base_model: llama-3.2-1b\nadapter: lora\nlora_model_dir: out/sft\n", "lora_model_dir"),
     ("model_name_or_path: llama-3.2-1b\nstage: sft\nfinetuning_type: lora\nadapter_name_or_path: saves/sft\n",
      "adapter_name_or_path"),
+    ("model: llama-3.2-1b\npeft_config:\n  name: lora\n  r: 8\n  adapter_name_or_path: saves/sft\n",
+     "peft_config.adapter_name_or_path"),
 ])
 def test_a_run_that_continues_a_trained_adapter_continues_it_here(tmp_path, text, key):
     """It was listed as having no effect: true of the memory, not of what the run trains."""

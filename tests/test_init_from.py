@@ -88,3 +88,17 @@ def test_a_run_continues_where_the_trained_adapter_left_off(tmp_path):
     wrong = train(tmp_path / "wrong", "--set", "lora.r=4", "--set", f"lora.init_from={run / 'adapter'}")
     assert wrong.returncode == 2 and "lora.r 16 there, 4 here" in wrong.stderr
     assert not (tmp_path / "wrong").exists() or not any((tmp_path / "wrong").iterdir())
+
+
+def test_a_sweep_over_ranks_cannot_continue_one_adapter(tmp_path):
+    """Each trial of a rank sweep would need an adapter of its own rank: said before any trial or sweep folder."""
+    import subprocess
+
+    from train_helpers import CLI, env
+
+    folder = adapter(tmp_path / "a", r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])
+    out = subprocess.run(CLI + ["sweep", "--preset", "demo-cpu", "--ranks", "4,8", "--steps", "2", "--sweep-dir",
+                                str(tmp_path / "sweep"), "--set", f"lora.init_from={folder}"],
+                         capture_output=True, text=True, timeout=300, env=env(), stdin=subprocess.DEVNULL)
+    assert out.returncode == 2 and "sweep over ranks 4, 8 with lora.init_from" in out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / "sweep").exists()

@@ -468,7 +468,7 @@ V1 = {
     "peft_config.name": _v1_peft, "peft_config.r": to("lora.r"), "peft_config.lora_alpha": to("lora.alpha"),
     "peft_config.lora_dropout": to("lora.dropout"), "peft_config.target_modules": targets_mapper("regex"),
     "peft_config.use_rslora": to("lora.use_rslora"), "peft_config.use_dora": dora,
-    "peft_config.modules_to_save": modules_to_save,
+    "peft_config.modules_to_save": modules_to_save, "peft_config.adapter_name_or_path": from_adapter,
     **{f"peft_config.{k}": _freeze_arg(k) for k in ("freeze_trainable_layers", "freeze_trainable_modules",
                                                     "freeze_extra_modules")},
     "quant_config.quantization_bit": _v1_quant, "dist_config.name": _v1_dist, "kernel_config.name": _v1_kernels,

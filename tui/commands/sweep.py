@@ -136,6 +136,10 @@ def run(args) -> int:
                    threshold=args.threshold, prune=args.prune, slots=_slots(args), lrs=lrs)
     from rankwise.trainer.start import check_inputs
 
+    if p.cfg.lora.init_from and set(p.ranks) != {p.cfg.lora.r}:  # each trial would need an adapter of its rank
+        raise RankwiseError(f"sweep over ranks {', '.join(map(str, p.ranks))} with lora.init_from: the trained adapter "
+                            f"{p.cfg.lora.init_from} has one rank", "sweep new adapters (remove lora.init_from), or "
+                            "continue this one with rankwise train (--lrs at its rank: --ranks with that rank alone)")
     for r in (min(p.ranks), max(p.ranks)):  # weights, data and error-level red flags: before any trial starts
         check_inputs(sweep.trial_config(p, r))
     new = sorted(set().union(*(sweep.enqueue(p, p.ranks, phase) for phase in p.phases())))
