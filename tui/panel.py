@@ -199,9 +199,10 @@ def plain_line(e: Event) -> str | None:
     """One clean line for a non-terminal (logs, CI): no colour, no escapes, no carriage returns."""
     if isinstance(e, Start):
         resumed = f" resumed from step {e.resumed_from_step}" if e.resumed_from_step else ""
+        # "steps planned": the training steps alone; the plan line's time also counts loading, data and evaluations
         line = (f"start {e.run_id or ''} model {_q(e.model)} method {_q(e.method)} "
                 f"device {_q(e.device)} max_steps {_q(e.max_steps)}{resumed}"
-                + (f" planned {fmt_duration(e.planned_s)}" if e.planned_s is not None else ""))
+                + (f" steps planned {fmt_duration(e.planned_s)}" if e.planned_s is not None else ""))
     elif isinstance(e, Step):
         parts = [f"step {_q(e.step)}/{e.max_steps or '?'}"]
         if e.epoch is not None:
