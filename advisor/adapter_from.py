@@ -63,9 +63,9 @@ def _value(v) -> str:
 def mismatches(cfg: "RunConfig", spec: "ModelSpec", found: dict) -> list[tuple[str, object, object]]:
     """(rankwise key, the adapter's value, the config's value) where they differ."""
     lora = cfg.lora
-    targets = spec.target_set(lora.target_modules) if isinstance(lora.target_modules, str) else list(lora.target_modules)
     pairs = [("lora.r", found.get("r"), lora.r), ("lora.alpha", found.get("lora_alpha"), lora.alpha_value),
-             ("lora.target_modules", _targets(found.get("target_modules")), _targets(targets)),
+             ("lora.target_modules", _targets(found.get("target_modules")),
+              _targets(spec.peft_targets(lora.target_modules))),
              ("lora.use_rslora", bool(found.get("use_rslora")), lora.use_rslora),
              ("lora.modules_to_save", sorted(found.get("modules_to_save") or []), sorted(lora.modules_to_save))]
     out = []

@@ -265,6 +265,11 @@ class ModelSpec:
             return names
         raise RankwiseError(f"unknown target set {kind!r}", f"use {', '.join(TARGET_SETS[:-1])} or {TARGET_SETS[-1]}")
 
+    def peft_targets(self, targets: str | list[str]) -> list[str]:
+        """lora.target_modules as the worker hands it to peft's LoraConfig: a named set as this model's module
+        names, a list as written."""
+        return self.target_set(targets) if isinstance(targets, str) else list(targets)
+
     def linear(self, name: str) -> Linear:
         for l in self.linears:
             if l.name == name:

@@ -256,8 +256,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
                 for p in cast:
                     p.data = p.data.to(compute_dtype)
                 log.info("quant.kbit_upcast false: %d non-quantized tensors kept in %s", len(cast), compute_dtype)
-        targets = cfg.lora.target_modules
-        targets = spec.target_set(targets) if isinstance(targets, str) else list(targets)
+        targets = spec.peft_targets(cfg.lora.target_modules)
         torch.manual_seed(cfg.train.seed)  # the same LoRA init on every (re)build
         lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha_value, lora_dropout=cfg.lora.dropout,
                           bias=cfg.lora.bias, target_modules=targets, use_rslora=cfg.lora.use_rslora,
