@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import RankwiseError
 from .hardware import Gpu, Hardware, Host, speed_of
+from .lengths import data_lengths
 from .time import Calibration, DataShape, Device, plan_time
 
 NEWEST = 20  # runs read at most (newest first): planning stays well under a second
@@ -96,14 +97,15 @@ def point(run_dir: Path, host: Host | None = None) -> Calibration | None:
         cfg = load_config(run_dir / "config.yaml")
         spec = load_model(cfg.model.name)
         hw = _hardware(device, host)
-        fit = assess(spec, cfg, hw, method=summary.get("method") or None)
+        scan = scan_for(cfg, spec=spec, count_all=False)
+        lengths = data_lengths(cfg, spec, scan)  # at the length plans are made at, as they judge it (fit.assess)
+        fit = assess(spec, cfg, hw, method=summary.get("method") or None, lengths=lengths)
         micro, accum = summary.get("micro_batch"), summary.get("grad_accum")
         if isinstance(micro, int) and isinstance(accum, int):  # after an OOM retry: what really ran
             from .config import with_values
 
             cfg = with_values(cfg, {"train.micro_batch": micro, "train.grad_accum": accum})
-            fit = assess(spec, cfg, hw, method=fit.method)
-        scan = scan_for(cfg, spec=spec, count_all=False)
+            fit = assess(spec, cfg, hw, method=fit.method, lengths=lengths)
         data = DataShape.from_scan(scan, cfg, spec) if scan is not None and scan.rows else None
         planned = plan_time(spec, cfg, fit, hw, data)
     except (RankwiseError, ValueError, OSError):
@@ -112,7 +114,7 @@ def point(run_dir: Path, host: Host | None = None) -> Calibration | None:
     n = summary.get("step") or steps[-1]["step"]
     setup = runtime - n * measured if isinstance(runtime, (int, float)) and runtime > n * measured else None
     return Calibration(run_id=run_dir.name, device=Device.of(hw).name, method=fit.method, params=spec.total_params,
-                       seq_len=cfg.train.max_seq_len, measured_step_s=measured, planned_step_s=planned.step_s,
+                       seq_len=fit.estimate.plan.seq_len, measured_step_s=measured, planned_step_s=planned.step_s,
                        setup_s=setup)
 
 

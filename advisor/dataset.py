@@ -507,12 +507,19 @@ def _arrow_rows(files: list[Path]) -> int:
     return total
 
 
-def advice_inputs(found: DatasetScan) -> dict:
+def advice_inputs(found: DatasetScan, spec: Any = None) -> dict:
     """What recommend.advise takes from a dataset (its data keyword arguments): the CLI's `advise
-    --dataset` and the Advice screen both hand over exactly this, so they give one answer."""
-    return dict(dataset_rows=found.all_rows(), p95_chars=found.p95_chars or None, p95_tokens=found.p95_tokens,
-                median_chars=found.median_chars or None, median_tokens=found.median_tokens,
-                trained_share=found.trained_share)
+    --dataset` and the Advice screen both hand over exactly this, so they give one answer. With `spec`, also the
+    rows' lengths (advisor/lengths.py): the advice's estimates at the longest row, as `check` judges the preset."""
+    out = dict(dataset_rows=found.all_rows(), p95_chars=found.p95_chars or None, p95_tokens=found.p95_tokens,
+               median_chars=found.median_chars or None, median_tokens=found.median_tokens,
+               trained_share=found.trained_share)
+    if spec is not None:
+        from .config import RunConfig
+        from .lengths import data_lengths
+
+        out["lengths"] = data_lengths(RunConfig(), spec, found)
+    return out
 
 
 def scan_note(found: DatasetScan, model_name: str) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from . import memory
 from .errors import RankwiseError
 from .hardware import Hardware
+from .lengths import DataLengths, at_lengths
 from .methods import COMPARED, DEFAULT, LEANEST, METHODS
 from .units import gib, human_count
 
@@ -44,6 +45,12 @@ class Fit:
     verdict: str  # fits | tight | wont-fit | no-gpu
     gpu_bytes: int | None  # memory of the smallest GPU; None without a GPU
     available_gpus: int  # GPUs the hardware has (0: none found or declared)
+    lengths: DataLengths | None = None  # the data's lengths, when the estimate is at them (advisor/lengths.py)
+
+    @property
+    def at_data(self) -> bool:
+        """Estimated at the data's longest row, shorter than max_seq_len (the plan's seq_len is that row's)."""
+        return self.lengths is not None and self.estimate.plan.seq_len == self.lengths.longest
 
     @property
     def strategy(self) -> str:
@@ -63,7 +70,7 @@ class Fit:
     def to_dict(self) -> dict:
         return {**self.estimate.to_dict(), "method": self.method, "method_reason": self.method_reason,
                 "strategy": self.strategy, "gpus": self.gpus, "fit": self.verdict, "gpu_bytes": self.gpu_bytes,
-                "available_gpus": self.available_gpus}
+                "available_gpus": self.available_gpus, **({"lengths": self.lengths.to_dict()} if self.lengths else {})}
 
 
 def verdict(peak_bytes: int, gpu_bytes: int | None) -> str:
@@ -128,12 +135,15 @@ def _method(spec: "ModelSpec", cfg: "RunConfig", gpus: int, gpu_bytes: int | Non
                        f"base needs ~{lean_est.peak_gib:.1f} GiB ({verdict(lean_est.peak_bytes, gpu_bytes)})")
 
 
-def assess(spec: "ModelSpec", cfg: "RunConfig", hw: Hardware | None, method: str | None = None) -> Fit:
+def assess(spec: "ModelSpec", cfg: "RunConfig", hw: Hardware | None, method: str | None = None,
+           lengths: DataLengths | None = None) -> Fit:
     """`cfg` on `hw`: GPU count, method and strategy resolved, the per-GPU estimate, the verdict.
 
     `method` judges the config as if it named that method (the Advice screen shows LoRA and
-    QLoRA side by side). Raises RankwiseError when the config cannot be estimated (e.g.
-    target modules the model lacks)."""
+    QLoRA side by side). `lengths`: the data's (forecast.data_lengths): the peak at its longest
+    row where that is shorter than max_seq_len. Raises RankwiseError when the config cannot be
+    estimated (e.g. target modules the model lacks)."""
+    cfg = at_lengths(cfg, lengths)
     gpus, gpu_bytes = run_gpus(cfg, hw), _gpu_bytes(hw)
     method = method or cfg.method
     if method == "auto":
@@ -142,12 +152,13 @@ def assess(spec: "ModelSpec", cfg: "RunConfig", hw: Hardware | None, method: str
         why = f"method {method} as configured"
     est = _estimate(spec, cfg, method, gpus, gpu_bytes)
     have = hw.gpu_count if hw is not None and hw.has_gpu else 0
-    return Fit(method, why, gpus, est, verdict(est.peak_bytes, gpu_bytes), gpu_bytes, have)
+    return Fit(method, why, gpus, est, verdict(est.peak_bytes, gpu_bytes), gpu_bytes, have, lengths)
 
 
-def side_by_side(spec: "ModelSpec", cfg: "RunConfig", hw: Hardware | None) -> dict[str, Fit]:
+def side_by_side(spec: "ModelSpec", cfg: "RunConfig", hw: Hardware | None,
+                 lengths: DataLengths | None = None) -> dict[str, Fit]:
     """Every method judged with the same settings (the Advice screen's bars, `advise`'s table)."""
-    return {m: assess(spec, cfg, hw, method=m) for m in COMPARED}
+    return {m: assess(spec, cfg, hw, method=m, lengths=lengths) for m in COMPARED}
 
 
 def with_gpus(hw: Hardware, n: int) -> Hardware:
@@ -156,15 +167,18 @@ def with_gpus(hw: Hardware, n: int) -> Hardware:
     return replace(hw, gpus=tuple(replace(first, index=i) for i in range(n)), source="declared")
 
 
-def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", method: str) -> list[dict]:
-    """Changes that would lower the peak, each re-assessed: {change, patch, peak_gib, fit, saves_gib}."""
+def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", method: str,
+                  lengths: DataLengths | None = None) -> list[dict]:
+    """Changes that would lower the peak, each re-assessed (at the data's `lengths` where given):
+    {change, patch, peak_gib, fit, saves_gib}."""
     from .config import with_values
 
     def judged(c: "RunConfig", m: str, h: Hardware | None = hw) -> Fit:
-        return assess(spec, c, h, method=m)
+        return assess(spec, c, h, method=m, lengths=lengths)
 
     base = judged(cfg, method)
     t = cfg.train
+    seq_len = base.estimate.plan.seq_len  # the data's longest row where shorter: halving max_seq_len above it saves nothing
     tries: list[tuple[str, dict]] = []  # in order of preference where several are enough alone (_fit_fix)
     if t.standard_loss:  # the chunked loss: the same loss and gradients, no cost but a little time
         tries.append(("chunked loss: fp32 an eighth of the logits at a time (the same loss and gradients)",
@@ -180,7 +194,7 @@ def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", meth
         tries.append(("offload the checkpointed activations to host RAM (slower steps)",
                       {"train.activation_offload": True}
                       | ({} if t.grad_checkpointing else {"train.grad_checkpointing": True})))
-    for seq in (t.max_seq_len // 2, t.max_seq_len // 4):
+    for seq in (seq_len // 2, seq_len // 4):
         if seq >= 256:
             tries.append((f"shorter sequences: max_seq_len {seq}", {"train.max_seq_len": seq}))
     if cfg.resolved_optimizer(method) != "paged_adamw_8bit":
@@ -251,7 +265,7 @@ def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", meth
     # everything together, and the GPU size the plan needs as it is
     combined = {k: v for _, p in tries + offload for k, v in p.items()}  # offload keeps this strategy
     if "train.max_seq_len" in combined:
-        combined["train.max_seq_len"] = max(256, t.max_seq_len // 2)
+        combined["train.max_seq_len"] = max(256, seq_len // 2)
     if len(tries + offload) > 1:
         try:
             f = judged(with_values(cfg, combined), combined.get("method", method))
@@ -266,7 +280,8 @@ def suggest_fixes(spec: "ModelSpec", hw: Hardware | None, cfg: "RunConfig", meth
     return out
 
 
-def min_gpus(spec: "ModelSpec", cfg: "RunConfig", method: str, hw: Hardware | None) -> int | None:
+def min_gpus(spec: "ModelSpec", cfg: "RunConfig", method: str, hw: Hardware | None,
+             lengths: DataLengths | None = None) -> int | None:
     """The fewest GPUs (powers of two up to the planned count) on which the plan fits, with
     the configured strategy (auto: DDP on one GPU, else as resolved); None when none does."""
     from .config import with_values
@@ -275,7 +290,7 @@ def min_gpus(spec: "ModelSpec", cfg: "RunConfig", method: str, hw: Hardware | No
     if hw is None or not hw.has_gpu:
         return None
     for k in sorted({k for k in (1, 2, 4, 8, 16, 32, 64) if k <= n} | {n}):
-        f = assess(spec, with_values(cfg, {"distributed.gpus": k}), with_gpus(hw, k), method=method)
+        f = assess(spec, with_values(cfg, {"distributed.gpus": k}), with_gpus(hw, k), method=method, lengths=lengths)
         if f.verdict == "fits":
             return k
     return None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .calibration import from_runs, scan_for
 from .compare_plan import ComparePlan, plan_compare
+from . import lengths
 from .hardware import Hardware
 from .host_plan import HostPlan, plan_host
 from .pricing import price_for
@@ -20,6 +21,7 @@ from .units import gib
 
 if TYPE_CHECKING:
     from .config import RunConfig
+    from .lengths import DataLengths
     from .fit import Fit
     from .model import ModelSpec
 
@@ -63,10 +65,32 @@ class Forecast:
         return " · ".join(parts + [ram, disk])
 
 
+_SCANNED: dict[tuple, object] = {}  # (data file state, format, columns, tokenizer folder) → its scan, once a process
+
+
 def data_scan(cfg: "RunConfig", spec: "ModelSpec"):
     """The scan of cfg's training data every plan reads (its first SCAN_ROWS rows), or None: one limit for every
-    surface, so a screen that scans once and the commands plan the same steps."""
-    return scan_for(cfg, SCAN_ROWS, spec)
+    surface, so a screen that scans once and the commands plan the same steps. Read once a process while the file is
+    unchanged: `train` judges the fit and plans the time from the same scan."""
+    path = cfg.data.path
+    try:
+        st = Path(path).stat() if path else None
+    except OSError:
+        st = None
+    if st is None:
+        return scan_for(cfg, SCAN_ROWS, spec)  # not there (or no data): scan_for says None
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, cfg.data.format,
+           tuple(sorted((cfg.data.columns or {}).items())), getattr(spec, "path", None))
+    if key not in _SCANNED:
+        _SCANNED[key] = scan_for(cfg, SCAN_ROWS, spec)
+    return _SCANNED[key]
+
+
+def data_lengths(cfg: "RunConfig", spec: "ModelSpec", scan=None) -> "DataLengths | None":
+    """The lengths of cfg's own training data (data.path, as data_scan reads it) for advisor.fit: the peak at its
+    longest row where that is shorter than max_seq_len, as the collator pads each batch. None without data on this
+    machine. A scan that read the first SCAN_ROWS rows lets them stand for the rest, as the time plan does."""
+    return lengths.data_lengths(cfg, spec, scan if scan is not None else data_scan(cfg, spec))
 
 
 def forecast(spec: "ModelSpec", cfg: "RunConfig", fit: "Fit", hw: Hardware | None, price: float | None = None,

@@ -28,11 +28,13 @@ def wont_fit(ctx: Context) -> Finding | None:
         return None
     have = gib(ctx.hw.gpu_bytes)
     fix, patch = _fit_fix(ctx)
+    need = f"{peak:.1f} GiB" + (f" (at the data's longest row, ~{ctx.lengths.longest:,} tokens)"  # not max_seq_len
+                                if ctx.judged.at_data else "")
     if ctx.fit == "tight":
-        return Finding("wont-fit", "warning", f"tight: ~{peak:.1f} GiB of {have:.1f} GiB per GPU",
+        return Finding("wont-fit", "warning", f"tight: ~{need} of {have:.1f} GiB per GPU",
                        "little headroom is left for the CUDA context, fragmentation and long batches: "
                        "an out-of-memory crash mid-run is likely", fix, patch)
-    return Finding("wont-fit", "error", f"will not fit: ~{peak:.1f} GiB needed, {have:.1f} GiB per GPU",
+    return Finding("wont-fit", "error", f"will not fit: ~{need} needed, {have:.1f} GiB per GPU",
                    f"the {METHODS[ctx.method].label} estimate exceeds the GPU's memory: the run would crash "
                    "with CUDA out of memory", fix, patch)
 
@@ -58,7 +60,7 @@ def _bounded_wont_fit(ctx: Context) -> Finding | None:
 
 
 def _fit_fix(ctx: Context) -> tuple[str, dict | None]:
-    sugg = fit.suggest_fixes(ctx.spec, ctx.hw, ctx.cfg, ctx.method)
+    sugg = fit.suggest_fixes(ctx.spec, ctx.hw, ctx.cfg, ctx.method, ctx.lengths)
     changes = [s for s in sugg if s["patch"]]
     gpu = [s["change"] for s in sugg if not s["patch"] and s["change"].startswith("a GPU")]
     for level in ("fits", "tight"):
@@ -77,7 +79,8 @@ def ddp_wont_fit(ctx: Context) -> Finding | None:
     """DDP keeps a full copy per GPU: more GPUs do not help a model that does not fit one."""
     if ctx.gpus < 2 or ctx.cfg.distributed.strategy != "ddp" or ctx.fit != "wont-fit":
         return None
-    sharded = fit.assess(ctx.spec, with_values(ctx.cfg, {"distributed.strategy": "fsdp"}), ctx.hw, method=ctx.method)
+    sharded = fit.assess(ctx.spec, with_values(ctx.cfg, {"distributed.strategy": "fsdp"}), ctx.hw, method=ctx.method,
+                         lengths=ctx.lengths)
     if sharded.verdict != "fits":
         return None  # sharding does not rescue it either: wont-fit says what would
     return Finding("ddp-wont-fit", "error",

@@ -14,6 +14,7 @@ from . import coupling, evidence, fit, memory
 from .config import RunConfig, with_values, written
 from .errors import RankwiseError
 from .hardware import Hardware
+from .lengths import DataLengths
 from .methods import LEANEST, METHODS
 from .model import ModelSpec
 from .plan import SHARDED
@@ -72,6 +73,7 @@ class Advice:
     strategy: dict | None = None  # {strategy, gpus, min_gpus, peak_gib, reason} (see choose_strategy)
     citations: dict[str, list[str]] = field(default_factory=dict)  # field → claim keys (advisor/evidence.py)
     statuses: dict[str, str] = field(default_factory=dict)  # field → evidence | guide-rule | ... | derived
+    lengths: DataLengths | None = None  # the dataset's: the estimates are at its longest row where that is shorter
 
     def to_dict(self) -> dict:
         est = dict(self.estimate.to_dict(), fit=self.fits.get(self.estimate.plan.method)) if self.estimate else None
@@ -89,6 +91,7 @@ class Advice:
             "strategy": dict(self.strategy) if self.strategy else None,
             "citations": {k: list(v) for k, v in self.citations.items()},
             "statuses": dict(self.statuses),
+            **({"lengths": self.lengths.to_dict()} if self.lengths else {}),
         }
 
 
@@ -99,19 +102,21 @@ def _gpu_bytes(hw: Hardware | None) -> int | None:
     return hw.gpu_bytes if hw and hw.has_gpu else None
 
 
-def _side_by_side(spec: ModelSpec, cfg: RunConfig, hw: Hardware | None) -> tuple[dict, dict]:
-    judged = fit.side_by_side(spec, cfg, hw)
+def _side_by_side(spec: ModelSpec, cfg: RunConfig, hw: Hardware | None,
+                  lengths: DataLengths | None = None) -> tuple[dict, dict]:
+    judged = fit.side_by_side(spec, cfg, hw, lengths)
     return {m: f.estimate for m, f in judged.items()}, {m: f.verdict for m, f in judged.items()}
 
 
-def choose_strategy(spec: ModelSpec, cfg: RunConfig, method: str, hw: Hardware | None) -> dict:
+def choose_strategy(spec: ModelSpec, cfg: RunConfig, method: str, hw: Hardware | None,
+                    lengths: DataLengths | None = None) -> dict:
     """How to use the GPUs: {strategy, gpus, min_gpus, peak_gib, fit, reason}.
 
     DDP when a full copy fits one GPU with headroom (each GPU trains on its share of the
     batch); else FSDP (weights, gradients and optimizer states sharded). `gpus` is every GPU
     planned for; `min_gpus` the fewest that fit (None when even all of them do not)."""
-    f = fit.assess(spec, cfg, hw, method=method)
-    minimum = fit.min_gpus(spec, cfg, method, hw)
+    f = fit.assess(spec, cfg, hw, method=method, lengths=lengths)
+    minimum = fit.min_gpus(spec, cfg, method, hw, lengths)
     reason = fit.strategy_reason(spec, cfg, f, hw)
     n = f.gpus
     if n > 1 and minimum is not None and minimum < n:
@@ -222,7 +227,7 @@ def _epochs(rows: int | None, task: str) -> tuple[float, str, str, tuple[str, ..
     return 1.0, f"{rows:,} rows: one pass is usually enough", "guide-rule", guide
 
 
-def _loss(spec: ModelSpec, cfg: RunConfig, hw: Hardware | None, why) -> RunConfig:
+def _loss(spec: ModelSpec, cfg: RunConfig, hw: Hardware | None, why, lengths: DataLengths | None = None) -> RunConfig:
     """The chunked loss (trainer/chunked_loss.py: transformers' loss and gradients, its fp32 work a chunk at a
     time) where it is what lets the run fit, or lets a better method fit (LoRA where the standard loss leaves
     only QLoRA with headroom); otherwise the standard loss, as the config says. Judged at micro-batch 1, as the
@@ -230,14 +235,14 @@ def _loss(spec: ModelSpec, cfg: RunConfig, hw: Hardware | None, why) -> RunConfi
     if _gpu_bytes(hw) is None or not cfg.train.standard_loss:
         return cfg
     chunked = with_values(cfg, {"train.loss": "chunked"})
-    std = fit.assess(spec, with_values(cfg, {"method": "auto"}), hw)
-    new = fit.assess(spec, with_values(chunked, {"method": "auto"}), hw)
+    std = fit.assess(spec, with_values(cfg, {"method": "auto"}), hw, lengths=lengths)
+    new = fit.assess(spec, with_values(chunked, {"method": "auto"}), hw, lengths=lengths)
     order = list(METHODS)
     rescues = std.verdict != "fits" and new.verdict == "fits"
     better = std.verdict == "fits" and new.verdict == "fits" and order.index(new.method) < order.index(std.method)
     if not (rescues or better):
         return cfg
-    saved = fit.assess(spec, with_values(cfg, {"method": new.method}), hw).peak_gib - new.peak_gib
+    saved = fit.assess(spec, with_values(cfg, {"method": new.method}), hw, lengths=lengths).peak_gib - new.peak_gib
     gain = (f"{METHODS[new.method].label} fits where the standard loss leaves only {METHODS[std.method].label}"
             if better else f"it is what makes {METHODS[new.method].label} fit")
     why("train.loss", f"chunked: the same loss and gradients with its fp32 work an eighth of the logits at a time, "
@@ -248,10 +253,13 @@ def _loss(spec: ModelSpec, cfg: RunConfig, hw: Hardware | None, why) -> RunConfi
 def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None = None,
            dataset_rows: int | None = None, seq_len: int | None = None, base: RunConfig | None = None,
            p95_chars: int | None = None, p95_tokens: int | None = None, median_chars: int | None = None,
-           median_tokens: int | None = None, adapt_experts: bool = True, trained_share: float | None = None) -> Advice:
+           median_tokens: int | None = None, adapt_experts: bool = True, trained_share: float | None = None,
+           lengths: DataLengths | None = None) -> Advice:
     """The recommended config with its reasons. An MoE's fused expert tensors are adapted (lora.target_parameters)
     unless that run would not fit, or would need FSDP/ZeRO-3, under which peft's wrapper does not run: then the
-    advice without them, which says why (`adapt_experts` False is that second pass)."""
+    advice without them, which says why (`adapt_experts` False is that second pass). `lengths`: the dataset's
+    (advisor/lengths.py): every estimate at its longest row where that is shorter than the max_seq_len advised, as
+    `check` and `train` judge the written preset."""
     if task not in BANDS:
         raise RankwiseError(f"unknown task {task!r}", f"use one of: {', '.join(BANDS)}")
     reasons: dict[str, str] = {}
@@ -295,7 +303,7 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     def without_experts(why_not: str) -> Advice:
         """The advice with the experts frozen, saying why."""
         plain = advise(spec, hw, task, budget, dataset_rows, seq_len, base, p95_chars, p95_tokens, median_chars,
-                       median_tokens, adapt_experts=False, trained_share=trained_share)
+                       median_tokens, adapt_experts=False, trained_share=trained_share, lengths=lengths)
         plain.reasons["lora.target_parameters"] = (
             f"none: {why_not}, so the experts ({', '.join(experts)}) stay frozen and only attention and the dense "
             "linears train — the weakest option in every study (QLoRA §4, TML, Biderman Fig. 7); a machine where "
@@ -363,11 +371,11 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     cfg.train.grad_checkpointing = True
     reasons["train.grad_checkpointing"] = "recomputing activations cuts their memory to one layer's worth (~30% slower)"
     cfg.train.micro_batch, cfg.train.grad_accum = 1, max(1, math.ceil(TARGET_BATCH / gpus))
-    cfg = _loss(spec, cfg, hw, why)
+    cfg = _loss(spec, cfg, hw, why, lengths)
 
     # method: compare both at micro-batch 1
-    estimates, fits = _side_by_side(spec, cfg, hw)
-    auto = fit.assess(spec, with_values(cfg, {"method": "auto"}), hw)  # the first method that fits with headroom
+    estimates, fits = _side_by_side(spec, cfg, hw, lengths)
+    auto = fit.assess(spec, with_values(cfg, {"method": "auto"}), hw, lengths=lengths)  # the first that fits with headroom
     method, why_m = auto.method, auto.method_reason
     if _gpu_bytes(hw) is None:
         notes.append("no GPU found or declared: fit is not checked (info); plan with --gpu-mem 24GiB or --gpu NAME")
@@ -387,7 +395,7 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
             if mb > TARGET_BATCH // gpus and mb > 1:
                 continue
             trial = with_values(cfg, {"train.micro_batch": mb})
-            if mb == 1 or fit.assess(spec, trial, hw, method=method).verdict == "fits":
+            if mb == 1 or fit.assess(spec, trial, hw, method=method, lengths=lengths).verdict == "fits":
                 cfg.train.micro_batch = mb
                 break
         why_mb = (f"largest micro-batch whose estimate fits with headroom (tried {', '.join(map(str, MICRO_BATCHES))})")
@@ -449,12 +457,13 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
         status["train.precision"] = "evidence"
     cfg = RunConfig.model_validate(written(cfg))  # re-validate the whole result (unset fields stay unset)
 
-    estimates, fits = _side_by_side(spec, cfg, hw)
+    estimates, fits = _side_by_side(spec, cfg, hw, lengths)
     if method and cfg.train.micro_batch > 1:
         reasons["method"] += (f" (at micro-batch 1; at the chosen micro-batch {cfg.train.micro_batch}: "
                               f"~{estimates[method].peak_gib:.1f} GiB)")
-    suggestions = [] if method is not None or _gpu_bytes(hw) is None else fit.suggest_fixes(spec, hw, cfg, LEANEST)
-    strategy = choose_strategy(spec, cfg, chosen, hw)
+    suggestions = ([] if method is not None or _gpu_bytes(hw) is None
+                   else fit.suggest_fixes(spec, hw, cfg, LEANEST, lengths))
+    strategy = choose_strategy(spec, cfg, chosen, hw, lengths)
     if gpus > 1:
         cfg.distributed.strategy, cfg.distributed.gpus = strategy["strategy"], gpus
         reasons["distributed.strategy"] = strategy["reason"]
@@ -470,7 +479,7 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
         status.setdefault(key, "derived")
         cites.setdefault(key, [])
     findings = []
-    for f in check(cfg, spec, hw, method=chosen):
+    for f in check(cfg, spec, hw, method=chosen, lengths=lengths):
         st, keys = evidence.rule(f.code)
         key = GUIDE_FLAGGED.get(f.code)
         if st == "guide-rule-contradicted" and key in reasons:  # chosen on the evidence: said in the reason
@@ -484,7 +493,11 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
             "with their adapter the run would need FSDP here (a full copy does not fit one GPU with headroom), where "
             "peft's LoRA on the expert tensors does not run (rankwise refuses it)" if sharded else
             "with their adapter nothing fits")
+    if lengths is not None:
+        lengths = lengths.limited(cfg.train.max_seq_len)
+        if lengths.shorter:  # the estimates above are at it, as check and train judge the written preset
+            notes.append(lengths.note)
     return Advice(method=method, config=cfg, estimate=estimates[chosen], estimates=estimates, fits=fits,
                   reasons=reasons, findings=findings, suggestions=suggestions, budget_arithmetic=arithmetic,
                   first_sweep=_sweep(task, r, r_max), notes=notes, strategy=strategy, citations=cites,
-                  statuses=status)
+                  statuses=status, lengths=lengths)

@@ -21,6 +21,7 @@ from .machine_flags import (bf16_unsupported, ddp_wont_fit, disk_short, fp16_on_
 from .mamba import Mamba1, kernel_missing, other_mixers
 from .fit import Fit
 from .hardware import Hardware
+from .lengths import DataLengths
 from .memory import Estimate, estimate
 from .methods import DEFAULT, METHODS
 from .model import ModelSpec
@@ -51,6 +52,11 @@ class Context:
     gpus: int = 1  # GPUs the run trains on (advisor.fit.run_gpus)
     judged: Fit | None = None  # the whole answer from advisor.fit, when the model is known
     bound: "Bound | None" = None  # model unknown: its peak bounded from its name's size (advisor/size_bound.py)
+
+    @property
+    def lengths(self) -> DataLengths | None:
+        """The data's lengths the estimate is at (advisor/lengths.py), when given."""
+        return self.judged.lengths if self.judged is not None else None
 
     @property
     def r(self) -> int:
@@ -501,8 +507,10 @@ RULES: list[Callable[[Context], Finding | None]] = [
 ]
 
 
-def context(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method: str | None = None) -> Context:
-    """The rules' view of `cfg`: method, GPUs and fit resolved by advisor.fit (the one answer)."""
+def context(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method: str | None = None,
+            lengths: DataLengths | None = None) -> Context:
+    """The rules' view of `cfg`: method, GPUs and fit resolved by advisor.fit (the one answer), the peak at the data's
+    `lengths` where given (forecast.data_lengths)."""
     method = method or cfg.method
     target_error = None
     if spec is not None:
@@ -516,14 +524,15 @@ def context(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method:
         if method == "auto":
             method, note = DEFAULT, f"method auto: {METHODS[DEFAULT].label} assumed (the model's size is unknown here)"
         return Context(cfg, spec, hw, method, note, None, None, target_error, fit.run_gpus(cfg, hw))
-    judged = fit.assess(spec, cfg, hw, method=None if method == "auto" else method)
+    judged = fit.assess(spec, cfg, hw, method=None if method == "auto" else method, lengths=lengths)
     return Context(cfg, spec, hw, judged.method, judged.method_reason, judged.estimate, judged.verdict, None,
                    judged.gpus, judged)
 
 
-def check(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method: str | None = None) -> list[Finding]:
-    """Every red flag in `cfg` (for `spec` on `hw`), errors first."""
-    return run_rules(context(cfg, spec, hw, method))
+def check(cfg: RunConfig, spec: ModelSpec | None, hw: Hardware | None, method: str | None = None,
+          lengths: DataLengths | None = None) -> list[Finding]:
+    """Every red flag in `cfg` (for `spec` on `hw`), errors first; its fit at the data's `lengths` where given."""
+    return run_rules(context(cfg, spec, hw, method, lengths))
 
 
 def run_rules(ctx: Context) -> list[Finding]:

@@ -124,6 +124,27 @@ async def test_advice_plans_the_steps_the_commands_plan_on_a_big_file(tmp_path):
         assert on_screen.steps == -(-7600 // screen.cfg.train.effective_batch) * epochs  # 5% held out
 
 
+async def test_advice_bars_are_at_the_datas_longest_row_as_advise_says(tmp_path):
+    """The Advice screen's bars, the CLI's `advise --dataset` and `check` all estimate at the rows' longest row
+    (advisor/lengths.py), and the screen says so under the bars."""
+    from rankwise.advisor.dataset import advice_inputs, scan_for_model
+    from rankwise.advisor.recommend import advise
+
+    data = instruction_rows(tmp_path, 50)
+    async with app_for(tmp_path, hardware=NO_GPU).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pilot.app.screen.query_one("#gpu-mem", Input).value = "24GiB"
+        await pick_dataset(pilot, data)
+        pilot.app.screen.query_one("#model", Input).focus()
+        advice = await to_advice(pilot, task="instruction")
+        judged = advice.judged[advice.chosen]
+        cli = advise(advice.spec, advice.hardware, "instruction",
+                     **advice_inputs(scan_for_model(data, advice.spec), advice.spec))
+        assert judged.at_data and judged.estimate.plan.seq_len < advice.cfg.train.max_seq_len
+        assert judged.estimate.peak_bytes == cli.estimates[advice.chosen].peak_bytes
+        assert "peak at the data's longest row" in text_of(advice.query_one("#mem", Static))
+
+
 @pytest.mark.slow
 async def test_dataset_token_check_runs_in_its_own_process(tmp_path):
     """A picked dataset is also tokenized with the model's tokenizer (`rankwise check --data` in a

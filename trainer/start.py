@@ -180,7 +180,10 @@ def check_inputs(cfg: RunConfig, force: bool = False) -> None:
     from .adapter_init import check_options  # lora.init / LoRA+ (the worker checks again with the resolved method)
     check_options(cfg, "cuda" if hw.has_gpu else "cpu",
                   cfg.distributed.strategy in ("fsdp", "deepspeed") and cfg.distributed.gpus != 1)
-    findings = redflags.check(cfg, spec, hw)  # warnings: the worker logs them as events
+    from rankwise.advisor.forecast import data_lengths
+
+    # warnings: the worker logs them as events; the fit at the data's longest row, as the collator pads each batch
+    findings = redflags.check(cfg, spec, hw, lengths=data_lengths(cfg, spec))
     errors = [f for f in findings if f.severity == "error"]
     for f in errors:  # the launcher has no such combination: --force cannot start it either
         if f.code in redflags.UNFORCEABLE:

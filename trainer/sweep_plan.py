@@ -111,6 +111,7 @@ def sweep_id(name: str, cfg, steps: int | None, minutes: float | None) -> str:
 def fit_reason(cfg, rank: int, hw) -> str | None:
     """Why this rank would not fit the GPU (None: it fits, or there is no GPU to judge)."""
     from rankwise.advisor.fit import assess
+    from rankwise.advisor.forecast import data_lengths
     from rankwise.advisor.model import load_model
 
     if hw is None or hw.gpu_bytes is None:
@@ -120,7 +121,8 @@ def fit_reason(cfg, rank: int, hw) -> str | None:
     if "gpus" not in c.distributed.model_fields_set:
         c.distributed.gpus = 1  # a trial runs as one plain process on its slot's GPU
     try:
-        judged = assess(load_model(c.model.name), c, hw)
+        spec = load_model(c.model.name)
+        judged = assess(spec, c, hw, lengths=data_lengths(c, spec))  # as the trial's own start judges it
     except RankwiseError:
         return None
     if judged.verdict == "wont-fit":

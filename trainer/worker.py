@@ -146,9 +146,12 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         from dataclasses import replace
 
         hw = replace(hw, gpus=tuple(replace(hw.gpus[0], index=i) for i in range(world_size())))
-    ctx = redflags.context(cfg, spec, hw)
+    from rankwise.advisor.forecast import data_lengths
+
+    lengths = data_lengths(cfg, spec)  # the fit at the data's longest row, as `train` judged it before the start
+    ctx = redflags.context(cfg, spec, hw, lengths=lengths)
     method = ctx.method
-    findings = redflags.check(cfg, spec, hw, method)
+    findings = redflags.check(cfg, spec, hw, method, lengths)
     for f in findings:
         log.log(logging.ERROR if f.severity == "error" else logging.WARNING if f.severity == "warning" else logging.INFO,
                 "red flag %s [%s]: %s — %s", f.code, f.severity, f.message, f.fix)
@@ -162,7 +165,8 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     gpu_bytes = torch.cuda.get_device_properties(local_rank).total_memory if device == "cuda" else None
     if est is not None:
         where = f"the {gpu_bytes / 2**30:.1f} GiB GPU" if gpu_bytes else "CPU (the estimate is for a GPU)"
-        note = f"estimated peak {est.peak_gib:.2f} GiB ({method}) on {where}"
+        at = f", at the data's longest row ~{lengths.longest:,} tokens" if ctx.judged.at_data else ""
+        note = f"estimated peak {est.peak_gib:.2f} GiB ({method}{at}) on {where}"
         log.info("%s", note)
         sink.emit("log", level="info", message=note)
     ahead = _forecast(spec, cfg, ctx, hw, run_dir)

@@ -18,6 +18,7 @@ from .reading import Reading, resolve_targets, unread_notes
 
 if TYPE_CHECKING:
     from ..hardware import Hardware
+    from ..lengths import DataLengths
     from ..redflags import Context
     from ..size_bound import Bound
     from ..time import TimePlan
@@ -264,6 +265,16 @@ def _missing_data(reading: Reading) -> list[Finding]:
             if path and not Path(path).expanduser().exists()]
 
 
+def _data_lengths(reading: Reading, spec) -> "DataLengths | None":
+    """A rankwise preset's own data on this machine: the fit judged at its longest row, as `train` judges it
+    (forecast.data_lengths). Not a foreign file's: its tool finds the data, and may pad every row to the length."""
+    if reading.tool is not None or spec is None:
+        return None
+    from ..forecast import data_lengths
+
+    return data_lengths(reading.cfg, spec)
+
+
 def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: str | None = None) -> Report:
     """Read → resolved model (or, unresolved, a bound from its name's size) → red flags, ignored settings
     and the file's own findings."""
@@ -291,7 +302,8 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
         _no_layer_norm(reading, spec)
         cfg = resolve_targets(reading, spec)
         reading.cfg = cfg
-    ctx = context(estimated_cfg(reading, cfg), spec, hw, method)
+    lengths = _data_lengths(reading, spec)
+    ctx = context(estimated_cfg(reading, cfg), spec, hw, method, lengths)
     if spec is None:
         auto = None if (method or cfg.method) != "auto" else size_bound.auto_method(name, ctx.cfg, hw,
                                                                                     _matcher(reading))
@@ -314,7 +326,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
             and cfg.distributed.strategy not in ("auto", "ddp") and ctx.judged.gpus == 1 and hw.has_gpu:
         from ..config import with_values
 
-        need = fit.min_gpus(spec, with_values(cfg, {"distributed.gpus": 8}), ctx.method, hw)
+        need = fit.min_gpus(spec, with_values(cfg, {"distributed.gpus": 8}), ctx.method, hw, ctx.lengths)
         extra = multi_gpu(reading, ctx.judged, need)
         if extra:
             said.append(extra)
@@ -349,7 +361,7 @@ def judge(reading: Reading, hw: "Hardware", model: str | None = None, method: st
             said = _zero_lora(reading, said, spec, ctx)
     out = [localize(f, reading) for f in findings] + [localize(s, reading) for s in said]
     out.sort(key=lambda d: SEVERITY_ORDER[d["severity"]])
-    notes = reading.notes + disk_note + unread_notes(reading)
+    notes = reading.notes + disk_note + unread_notes(reading) + ([lengths.note] if lengths is not None else [])
     if reading.full and reading.defaulted:  # the tool's LoRA defaults play no part in a full fine-tune (resolved or not)
         prefix = f"{reading.tool.label} defaults used: "
         kept = [f"{d.dotted} {d.value}" for d in reading.defaulted.values() if not d.dotted.startswith("lora.")]

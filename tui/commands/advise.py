@@ -76,7 +76,7 @@ def run(args) -> int:
         from rankwise.advisor.dataset import advice_inputs, scan_for_model, scan_note
 
         found = scan_for_model(args.dataset, spec)
-        data, data_note = advice_inputs(found), scan_note(found, spec.name)
+        data, data_note = advice_inputs(found, spec), scan_note(found, spec.name)
         base.data.path = str(Path(args.dataset).resolve())
     advice = advise(spec, hw, args.task, budget=budget, seq_len=args.seq, base=base, **data)
     if args.why and args.why not in advice.reasons:
@@ -163,7 +163,7 @@ def _forecast(spec, advice, hw, args, rows):
     from rankwise.advisor.forecast import forecast
     from rankwise.advisor.methods import LEANEST
 
-    judged = assess(spec, advice.config, hw, method=advice.method or LEANEST)
+    judged = assess(spec, advice.config, hw, method=advice.method or LEANEST, lengths=advice.lengths)
     return forecast(spec, advice.config, judged, hw, price=getattr(args, "price", None), rows=rows)
 
 

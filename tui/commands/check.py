@@ -68,6 +68,7 @@ def run(args) -> int:
             "unchecked_reason": report.unchecked_reason, "fit_basis": report.fit_basis,
             "fit_bound": report.bound.to_dict() if report.bound else None,
             "estimate": ctx.estimate.to_dict() if ctx.estimate and not full else None,
+            "lengths": ctx.lengths.to_dict() if ctx.lengths else None,  # the data's, the estimate at its longest row
             "gpu_gib": round(hw.gpu_bytes / 1024 ** 3, 2) if hw.gpu_bytes else None,
             "findings": report.findings, "notes": report.notes + ([report.unresolved] if report.unresolved else []),
             "unread": r.unread, "blank": r.blank, "errors": report.errors, "config": r.cfg.model_dump(mode="json"),

@@ -121,7 +121,8 @@ def register(sub) -> None:
                    help="DoRA (peft use_dora) on the --load base")
     p.add_argument("--dataset", metavar="PATH",
                    help="estimate at the data's real lengths: with packing off, the longest row (up to --seq) "
-                        "instead of every row padded to --seq")
+                        "instead of every row padded to --seq (default: the preset's data.path where it is on this "
+                        "machine)")
     p.add_argument("--preset", dest="estimate_preset", metavar="NAME|FILE",
                    help="estimate a preset's config, or an axolotl / LLaMA-Factory / TRL config as `check` reads it (a "
                         "full fine-tune estimated as one); flags override it")
@@ -279,21 +280,21 @@ DATASET_SCAN_ROWS = 200_000  # enough for the longest row of most fine-tuning se
 
 
 def real_lengths(args, spec, cfg):
-    """--dataset: (the config estimated at the data's longest row, the note saying so); (cfg, None) without it."""
+    """The data's lengths the peak is estimated at (advisor/lengths.DataLengths): --dataset's, else the config's own
+    data.path where it is on this machine (as `check` and `train` judge the fit); None without data."""
+    from rankwise.advisor.forecast import data_lengths
+    from rankwise.advisor.lengths import measured
+
     if not getattr(args, "dataset", None):
-        return cfg, None
-    from rankwise.advisor.config import with_values
+        return data_lengths(cfg, spec)
     from rankwise.advisor.dataset import scan_for_model
-    from rankwise.advisor.lengths import padded_length
 
     found = scan_for_model(args.dataset, spec, limit=DATASET_SCAN_ROWS, declared=cfg.data.format,
                            columns=cfg.data.columns)
     if found.rows == found.bad_rows:
         raise RankwiseError(f"--dataset {args.dataset}: no usable rows", "; ".join(found.first_problems[:2]) or
                             "check the file with `rankwise check --data`")
-    seq, note = padded_length(cfg, spec, found)
-    return with_values(cfg, {"train.max_seq_len": seq}), {"seq_len": seq, "max_seq_len": cfg.train.max_seq_len,
-                                                         "note": note}
+    return measured(cfg, spec, found)
 
 
 def refuse_unrunnable(plan) -> None:
@@ -436,6 +437,7 @@ def full_finetune_out(args, spec, cfg, hw, reading) -> int:
 
 def run(args) -> int:
     from rankwise.advisor.fit import assess
+    from rankwise.advisor.lengths import at_lengths
     from rankwise.advisor.model import UnknownModel, load_model, load_written
 
     cfg = flags_config(args)
@@ -449,18 +451,18 @@ def run(args) -> int:
     if reading is not None:
         spec = spec.with_score_head(reading.score_head)  # a reward model, as check reads it
         cfg = as_foreign(args, spec, cfg)
-    cfg, lengths = real_lengths(args, spec, cfg)
+    lengths = real_lengths(args, spec, cfg)
     hw = hardware_from(args)
     if reading is not None and reading.full and not (args.method or _method_flags(args)):
-        return full_finetune_out(args, spec, cfg, hw, reading)
-    judged = assess(spec, cfg, hw)
+        return full_finetune_out(args, spec, at_lengths(cfg, lengths), hw, reading)
+    judged = assess(spec, cfg, hw, lengths=lengths)
     est, plan, verdict, gpu_bytes = judged.estimate, judged.estimate.plan, judged.verdict, judged.gpu_bytes
     refuse_unrunnable(plan)
     from rankwise.advisor.forecast import forecast
 
     ahead = forecast(spec, cfg, judged, hw, price=getattr(args, "price", None))
     if args.json:
-        print_json({**judged.to_dict(), "model": spec.name, **ahead.to_dict(), **({"lengths": lengths} if lengths else {}),
+        print_json({**judged.to_dict(), "model": spec.name, **ahead.to_dict(),
                     **({"model_note": args.model_note} if args.model_note else {}),
                     **({"launcher": launcher_note(args, args.launch)} if args.launch else {})})
         return 0
@@ -502,7 +504,7 @@ def run(args) -> int:
         console.print(ahead.compare.line())
     console.print("assumptions:")
     for a in (tuple(launcher_note(args, args.launch)) + ((args.model_note,) if args.model_note else ())
-              + ((lengths["note"],) if lengths else ())
+              + ((lengths.note,) if lengths else ())
               + est.assumptions + ahead.time.assumptions + ahead.host.notes):
         console.print(f"  [dim]- {a}[/dim]")
     return 0

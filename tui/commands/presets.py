@@ -44,7 +44,10 @@ def describe(name: str, path: Path, hw, price: float | None = None, overrides: l
         cfg = load_config(path, list(overrides))  # the TUI's `rankwise --set` applies to every preset
         row.update(description=cfg.description, model=cfg.model.name, rank=cfg.lora.r, method=cfg.method)
         spec = load_model(cfg.model.name)
-        ctx = redflags.context(cfg, spec, hw)  # the same method choice and estimate as `rankwise check`
+        from rankwise.advisor.forecast import data_lengths
+
+        # the same method choice and estimate as `rankwise check`: at the data's longest row when it is here
+        ctx = redflags.context(cfg, spec, hw, lengths=data_lengths(cfg, spec))
         found = redflags.run_rules(ctx)
         counts: dict[str, int] = {}
         for f in found:
@@ -54,6 +57,8 @@ def describe(name: str, path: Path, hw, price: float | None = None, overrides: l
                    peak_gib=round(ctx.estimate.peak_gib, 3) if ctx.estimate is not None else None)
         if ctx.judged is not None:
             row.update(strategy=ctx.judged.strategy, gpus=ctx.judged.gpus)
+            if ctx.judged.lengths is not None:
+                row["lengths"] = ctx.judged.lengths.to_dict()
             from rankwise.advisor.forecast import forecast
 
             ahead = forecast(spec, cfg, ctx.judged, hw, price=price)

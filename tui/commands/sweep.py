@@ -98,7 +98,7 @@ def planned_words(p, ranks: list[int], hw, price: float | None = None) -> str | 
     None when not plannable. The CLI's `plan:` line and the TUI's sweep confirmation."""
     from rankwise.advisor.errors import RankwiseError
     from rankwise.advisor.fit import assess
-    from rankwise.advisor.forecast import forecast, sweep_cost
+    from rankwise.advisor.forecast import data_lengths, forecast, sweep_cost
     from rankwise.advisor.model import load_model
     from rankwise.advisor.time import duration
     from rankwise.trainer import sweep
@@ -110,7 +110,8 @@ def planned_words(p, ranks: list[int], hw, price: float | None = None) -> str | 
         trials = []
         for r in ranks:
             c = sweep.trial_config(p, r)
-            trials.append(forecast(spec, c, assess(spec, c, hw), hw, price=price, runs_dir=p.runs_dir))
+            judged = assess(spec, c, hw, lengths=data_lengths(c, spec))  # as each trial's start judges it
+            trials.append(forecast(spec, c, judged, hw, price=price, runs_dir=p.runs_dir))
     except RankwiseError:
         return None
     total = sweep_cost(trials)

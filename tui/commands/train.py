@@ -83,7 +83,7 @@ def _plan_line(cfg, runs_dir, price=None) -> None:
     from rankwise.advisor import hardware
     from rankwise.advisor.errors import RankwiseError
     from rankwise.advisor.fit import assess
-    from rankwise.advisor.forecast import forecast
+    from rankwise.advisor.forecast import data_lengths, forecast
     from rankwise.advisor.model import load_model
 
     try:
@@ -92,11 +92,12 @@ def _plan_line(cfg, runs_dir, price=None) -> None:
         while not where.exists() and where != where.parent:  # the runs dir is created at start
             where = where.parent
         hw = hardware.probe(str(where))
-        judged = assess(spec, cfg, hw)
+        judged = assess(spec, cfg, hw, lengths=data_lengths(cfg, spec))  # as check_inputs judged the fit
         ahead = forecast(spec, cfg, judged, hw, price=price, runs_dir=runs_dir)
     except (RankwiseError, OSError):
         return  # the worker's own checks say what is wrong
-    print(f"plan: peak ~{judged.peak_gib:.1f} GiB per GPU ({judged.method}) · {ahead.line()}", file=sys.stderr)
+    at = f", at the data's longest row ~{judged.lengths.longest:,} tokens" if judged.at_data else ""
+    print(f"plan: peak ~{judged.peak_gib:.1f} GiB per GPU ({judged.method}{at}) · {ahead.line()}", file=sys.stderr)
 
 
 def _print_launch(prepared) -> int:

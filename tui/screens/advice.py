@@ -227,7 +227,7 @@ class AdviceScreen(Screen):
                 from rankwise.advisor.dataset import advice_inputs, scan_for_model, scan_note
 
                 found = scan_for_model(Path(r.dataset).expanduser(), spec)
-                data, note = advice_inputs(found), scan_note(found, spec.name)
+                data, note = advice_inputs(found, spec), scan_note(found, spec.name)
             advice = advise(spec, r.hardware, r.task, budget=r.budget, **data)
             if note:
                 advice.notes.insert(0, note)
@@ -360,8 +360,9 @@ class AdviceScreen(Screen):
         width = max(20, self.size.width - 4)
         ctx = None
         try:  # a config the estimate refuses (a DeepSpeed file that is not there) is said where the bars were
-            ctx = context(self.cfg, self.spec, hw)  # method auto resolved by advisor.fit, once for bars and flags
-            judged = side_by_side(self.spec, self.cfg, hw)  # the same answer as check, presets and estimate
+            lengths = self._lengths()  # the peak at the data's longest row, as check and train judge it
+            ctx = context(self.cfg, self.spec, hw, lengths=lengths)  # method auto resolved by advisor.fit, once
+            judged = side_by_side(self.spec, self.cfg, hw, lengths)  # the same answer as check, presets and estimate
             chosen = ctx.method
         except RankwiseError as e:
             judged, chosen = {}, None
@@ -379,6 +380,11 @@ class AdviceScreen(Screen):
         if self.estimates:
             mem.append("\n")
             mem.append_text(legend(self.estimates.get(chosen or DEFAULT_METHOD)))
+            shown = judged.get(chosen or DEFAULT_METHOD)
+            if shown is not None and shown.at_data:
+                mem.append(f"\npeak at the data's longest row, ~{shown.lengths.longest:,} tokens "
+                           f"(max_seq_len {self.cfg.train.max_seq_len:,}): batches are padded to their longest row",
+                           style="dim")
             ahead = self._forecast(judged.get(chosen or DEFAULT_METHOD))
             if ahead is not None:
                 mem.append("\n" + ahead.line(), style="dim")
@@ -401,12 +407,28 @@ class AdviceScreen(Screen):
             flags.highlighted = min(keep or 0, len(self.findings) - 1)
         self.show_finding()
 
+    def _data_scan(self):
+        """The commands' scan of the data (forecast.data_scan), read once per data file, not on every edit:
+        calibration's shorter one planned 4x fewer steps on a big file."""
+        from rankwise.advisor.forecast import data_scan
+
+        key = (self.cfg.data.path, self.cfg.data.format, self.spec.path)
+        if getattr(self, "_scan", (None, None))[0] != key:
+            self._scan = (key, data_scan(self.cfg, self.spec) if self.cfg.data.path else None)
+        return self._scan[1]
+
+    def _lengths(self):
+        from rankwise.advisor.forecast import data_lengths
+
+        scan = self._data_scan()
+        return data_lengths(self.cfg, self.spec, scan) if scan is not None else None
+
     def _forecast(self, judged):
         """Time, cost, host RAM and disk beside the bars (advisor/forecast.py). The data scan and
         this machine's finished runs are read once per screen, not on every edit."""
         from rankwise.advisor.calibration import from_runs
         from rankwise.advisor.errors import RankwiseError
-        from rankwise.advisor.forecast import data_scan, forecast
+        from rankwise.advisor.forecast import forecast
 
         if judged is None:
             return None
@@ -414,12 +436,8 @@ class AdviceScreen(Screen):
         if getattr(self, "_points", None) is None:
             runs = getattr(getattr(self.app, "ctx", None), "runs_dir", None) or self.cfg.output.dir
             self._points = from_runs(runs, hw.host if hw is not None else None)
-        key = (self.cfg.data.path, self.cfg.data.format, self.spec.path)
-        if getattr(self, "_scan", (None, None))[0] != key:
-            # the commands' scan (forecast.data_scan): calibration's shorter one planned 4x fewer steps on a big file
-            self._scan = (key, data_scan(self.cfg, self.spec) if self.cfg.data.path else None)
         try:
-            return forecast(self.spec, self.cfg, judged, hw, scan=self._scan[1], points=self._points)
+            return forecast(self.spec, self.cfg, judged, hw, scan=self._data_scan(), points=self._points)
         except RankwiseError:
             return None
 

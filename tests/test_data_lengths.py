@@ -1,0 +1,137 @@
+"""A preset whose data is on this machine is judged at that data's lengths on every surface.
+
+The collator pads each batch to its longest row (trainer/data.py make_collator), so a run's peak is set by the
+data's longest row, truncated at max_seq_len, not by max_seq_len itself. `estimate --preset`, `check`, `presets`,
+the sweep's fit check, `train`'s gate and its plan line all judge the fit there (forecast.data_lengths), and all
+the same way; without the data they judge at max_seq_len, as before.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rankwise.advisor import fit, hardware
+from rankwise.advisor.errors import RankwiseError
+from rankwise.advisor.forecast import data_lengths
+from rankwise.advisor.hardware import Gpu
+from rankwise.advisor.loader import load_config
+from rankwise.advisor.model import load_model
+from rankwise.tui.commands.presets import describe
+
+TINY = Path(__file__).resolve().parent.parent / "presets" / "assets" / "tiny-llama"
+
+
+def _rows(path: Path, words: int, n: int = 40) -> Path:
+    path.write_text("".join(json.dumps({"text": f"row {i} " + "word " * words}) + "\n" for i in range(n)))
+    return path
+
+
+def _preset(tmp_path: Path, model: str, data: str, **train) -> Path:
+    p = tmp_path / "mine.yaml"
+    p.write_text(yaml.safe_dump({"name": "mine", "model": {"name": model}, "task": "chat", "method": "lora",
+                                 "data": {"path": data}, "lora": {"r": 16},
+                                 "train": {"max_seq_len": 8192, "micro_batch": 8, **train}}))
+    return p
+
+
+def _json(cmd: list[str]) -> dict:
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode in (0, 3), r.stderr  # check exits 3 on an error-level finding
+    return json.loads(r.stdout)
+
+
+def test_estimate_check_and_presets_judge_a_presets_data_at_its_longest_row(rankwise_cmd, tmp_path):
+    """8B LoRA at 8 × 8,192 tokens does not fit 24 GiB; at the data's ~300-token rows it does. Every command says
+    the same peak, and says why; with the data gone they all judge at max_seq_len again."""
+    _rows(tmp_path / "train.jsonl", words=200)
+    preset = _preset(tmp_path, "llama-3.1-8b", "train.jsonl")
+    gpu = ["--gpu-mem", "24GiB"]
+    est = _json(rankwise_cmd + ["estimate", "--preset", str(preset), "--json"] + gpu)
+    chk = _json(rankwise_cmd + ["check", str(preset), "--json"] + gpu)
+    row = describe("mine", preset, hardware.planned("24GiB"))  # a row of `rankwise presets` and the Presets screen
+
+    seq = est["lengths"]["seq_len"]
+    assert est["lengths"]["max_seq_len"] == 8192 and 200 < seq < 400 and est["plan"]["seq_len"] == seq
+    assert "longest row" in est["lengths"]["note"] and "train.jsonl" in est["lengths"]["note"]
+    assert est["fit"] == chk["fit"] == row["fit"] == "fits"
+    assert chk["estimate"]["peak_bytes"] == est["peak_bytes"]
+    assert round(est["peak_bytes"] / 2 ** 30, 3) == row["peak_gib"]
+    assert chk["lengths"] == est["lengths"] == row["lengths"]
+    assert not [f for f in chk["findings"] if f["code"] == "wont-fit"]
+    assert any("longest row" in n for n in chk["notes"])
+
+    (tmp_path / "train.jsonl").unlink()  # the data is not on this machine: max_seq_len, the old answer
+    est = _json(rankwise_cmd + ["estimate", "--preset", str(preset), "--json"] + gpu)
+    chk = _json(rankwise_cmd + ["check", str(preset), "--json"] + gpu)
+    assert "lengths" not in est and chk["lengths"] is None and est["plan"]["seq_len"] == 8192
+    assert est["fit"] == chk["fit"] == "wont-fit"
+    assert {"wont-fit", "data-not-found"} <= {f["code"] for f in chk["findings"]}
+
+
+def test_rows_longer_than_max_seq_len_are_judged_at_max_seq_len(tmp_path):
+    spec = load_model("llama-3.1-8b")
+    _rows(tmp_path / "long.jsonl", words=3000)
+    cfg = load_config(_preset(tmp_path, "llama-3.1-8b", "long.jsonl", max_seq_len=1024))
+    lengths = data_lengths(cfg, spec)
+    assert lengths is not None and lengths.seq_len == 1024 and not lengths.shorter
+    assert "truncated to max_seq_len 1,024" in lengths.note
+    judged, plain = fit.assess(spec, cfg, None, lengths=lengths), fit.assess(spec, cfg, None)
+    assert judged.peak_gib == plain.peak_gib and not judged.at_data
+
+
+def test_shorter_sequences_are_suggested_below_the_datas_length(tmp_path):
+    """Halving max_seq_len from 8,192 saves nothing on ~300-token rows: the suggestions halve the data's length."""
+    spec = load_model("llama-3.1-8b")
+    _rows(tmp_path / "train.jsonl", words=1200)
+    cfg = load_config(_preset(tmp_path, "llama-3.1-8b", "train.jsonl"))
+    lengths = data_lengths(cfg, spec)
+    hw = hardware.planned("12GiB")
+    seqs = [s["patch"]["train.max_seq_len"] for s in fit.suggest_fixes(spec, hw, cfg, "lora", lengths)
+            if s["patch"] and list(s["patch"]) == ["train.max_seq_len"]]
+    assert seqs == [lengths.seq_len // 2, lengths.seq_len // 4] and lengths.seq_len < 2048
+    plain = [s["patch"]["train.max_seq_len"] for s in fit.suggest_fixes(spec, hw, cfg, "lora")
+             if s["patch"] and list(s["patch"]) == ["train.max_seq_len"]]
+    assert plain == [4096, 2048]
+
+
+@pytest.mark.parametrize("words,refused", [(20, False), (600, True)])
+def test_train_refuses_at_the_datas_longest_row(tmp_path, monkeypatch, words, refused):
+    """`train`'s gate (trainer/start.check_inputs) on a GPU sized between the tiny model's peak at short rows and
+    at max_seq_len: short rows start, rows that reach max_seq_len are refused. The GPU is the one fake (NVML's
+    answer); the data, the model and the estimate are real."""
+    from rankwise.trainer import start
+
+    spec = load_model(str(TINY))
+    cfg = load_config(_preset(tmp_path, str(TINY), str(_rows(tmp_path / "rows.jsonl", words)),
+                              max_seq_len=512, micro_batch=64, grad_checkpointing=False))
+    at_max = fit.assess(spec, cfg, hardware.planned("80GiB"), method="lora").estimate.peak_bytes
+    gpu_bytes = int(at_max * 0.97)
+    short = fit.assess(spec, cfg, None, method="lora", lengths=data_lengths(cfg, spec)).estimate.peak_bytes
+    assert short <= fit.HEADROOM * gpu_bytes or refused  # the sizes the test relies on
+    monkeypatch.setattr(hardware, "probe_gpus", lambda: ((Gpu(0, "NVIDIA Fake", gpu_bytes),), "560.0", "12.6", ()))
+    if refused:
+        with pytest.raises(RankwiseError, match="will not fit"):
+            start.check_inputs(cfg)
+    else:
+        start.check_inputs(cfg)
+
+
+def test_advise_estimates_at_the_datas_rows_as_check_judges_its_preset(rankwise_cmd, tmp_path):
+    """`advise --dataset` sizes max_seq_len from the rows' p95 (a power of two, at least 256) and estimates at their
+    longest row; the preset it writes gets the same peak from `check` and `estimate`."""
+    data = _rows(tmp_path / "rows.jsonl", words=40, n=300)
+    gpu = ["--gpu-mem", "24GiB"]
+    preset = tmp_path / "advised.yaml"
+    adv = _json(rankwise_cmd + ["advise", "--model", "llama-3.1-8b", "--task", "instruction", "--dataset", str(data),
+                                "--write-preset", str(preset), "--json"] + gpu)
+    seq, limit = adv["lengths"]["seq_len"], adv["config"]["train"]["max_seq_len"]
+    assert seq == adv["estimate"]["plan"]["seq_len"] < limit == adv["lengths"]["max_seq_len"]
+    assert adv["lengths"]["note"] in adv["notes"]
+    chk = _json(rankwise_cmd + ["check", str(preset), "--json"] + gpu)
+    est = _json(rankwise_cmd + ["estimate", "--preset", str(preset), "--json"] + gpu)
+    assert adv["estimate"]["peak_bytes"] == chk["estimate"]["peak_bytes"] == est["peak_bytes"]
+    assert adv["lengths"] == chk["lengths"] == est["lengths"]
