@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,39 @@ def test_advise_estimates_at_the_datas_rows_as_check_judges_its_preset(rankwise_
     est = _json(rankwise_cmd + ["estimate", "--preset", str(preset), "--json"] + gpu)
     assert adv["estimate"]["peak_bytes"] == chk["estimate"]["peak_bytes"] == est["peak_bytes"]
     assert adv["lengths"] == chk["lengths"] == est["lengths"]
+
+
+def test_the_worker_judges_the_fit_again_at_the_tokenized_longest_sequence(tmp_path):
+    """Before the start the rows' text and a 12-token template allowance are counted; the worker, once the data is
+    tokenized (its real chat template around 80 two-letter messages: 481 tokens, not the 172 planned), judges the fit again and stops
+    a run that no longer fits, before the model loads. The declared GPU sits between the two peaks."""
+    from transformers import AutoTokenizer
+
+    from rankwise.advisor import redflags
+    from rankwise.trainer.data_build import build_datasets
+    from rankwise.trainer.events import EventSink
+    from rankwise.trainer.worker import tokenized_fit
+
+    rows = tmp_path / "chat.jsonl"
+    turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": "ab"} for i in range(80)]
+    rows.write_text("".join(json.dumps({"messages": turns}) + "\n" for _ in range(20)))
+    spec = load_model(str(TINY))
+    cfg = load_config(_preset(tmp_path, str(TINY), str(rows), max_seq_len=512, micro_batch=64,
+                              grad_checkpointing=False))
+    _, _, report = build_datasets(cfg, AutoTokenizer.from_pretrained(TINY))
+    planned = data_lengths(cfg, spec)
+    assert planned.seq_len < 250 < 400 < report.longest <= 512  # the template tokens the allowance missed
+
+    def peak(n: int) -> int:
+        return fit.assess(spec, cfg, None, method="lora", lengths=replace(planned, longest=n)).estimate.peak_bytes
+
+    gpu = hardware.planned(f"{(peak(planned.seq_len) / fit.HEADROOM + peak(report.longest)) / 2 / 2**30:.4f}GiB")
+    ctx = redflags.context(cfg, spec, gpu, lengths=planned)
+    assert ctx.fit == "fits"
+    sink = EventSink(tmp_path / "events.jsonl")
+    with pytest.raises(RankwiseError, match="tokenized data's longest sequence"):
+        tokenized_fit(spec, cfg, gpu, ctx, report, sink, force=False)
+    forced = tokenized_fit(spec, cfg, gpu, ctx, report, sink, force=True)  # --force: on, at the exact length
+    assert forced.plan.seq_len == report.longest and forced.peak_bytes == peak(report.longest)
+    said = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert any("longest training sequence is" in e.get("message", "") for e in said)

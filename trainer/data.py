@@ -78,6 +78,7 @@ class DataReport:
     packed: bool = False
     supervised_tokens: int = 0  # training tokens with a label (the response tokens)
     train_sequences: int = 0  # sequences the trainer iterates: train_rows, or packed chunks
+    longest: int = 0  # tokens of the longest training sequence (max_seq_len under packing): the peak's batch length
     packing_efficiency: float | None = None  # packed tokens / (sequences × max_seq_len), with data.packing
     cache_dir: str = ""  # where the tokenized examples are kept (trainer/data_cache.py)
     cache_hit: bool = False  # read from that cache instead of built

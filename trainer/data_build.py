@@ -312,12 +312,14 @@ def build_arrow(cfg: RunConfig, tokenizer, folder: Path, progress: Callable | No
         os.replace(folder / "all.arrow", folder / "train.arrow")
     report = DataReport(format=fmt, train_rows=len(lengths), val_rows=val_rows, truncated_rows=counter.truncated,
                         skipped_rows=counter.skipped, skipped_examples=counter.examples, train_tokens=sum(lengths),
-                        packed=cfg.data.packing, supervised_tokens=sum(supervised), train_sequences=len(lengths))
+                        packed=cfg.data.packing, supervised_tokens=sum(supervised), train_sequences=len(lengths),
+                        longest=max(lengths, default=0))
     if cfg.data.packing:
         sequences, tokens = pack_file(folder / "train.arrow", lengths, cfg.train.max_seq_len, folder / "packed.arrow")
         os.replace(folder / "packed.arrow", folder / "train.arrow")
         report.train_sequences = sequences
         report.packing_efficiency = round(tokens / (sequences * cfg.train.max_seq_len), 4)
+        report.longest = cfg.train.max_seq_len  # each packed sequence is padded to it
     return report
 
 

@@ -207,6 +207,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     train_rows, val_rows, report, cached = prepare_data(cfg, tokenizer, log, progress=data_progress(sink, log),
                                                           root=cache_root(run_dir.parent))
     data_ready(sink, log, report, cached)
+    est = tokenized_fit(spec, cfg, hw, ctx, report, sink, force) or est
     tokens = TokenCounter(make_collator(tokenizer))
 
     def build_model():
@@ -528,6 +529,34 @@ def prequantized(spec) -> "PreQuantized | None":
                             f"{' or '.join(pre.PACKAGES[pre.fmt])}", f"pip install '{pre.INSTALL[pre.fmt]}' (GPU "
                             "kernels), or train a 16-bit copy of the model with method: qlora")
     return pre
+
+
+def tokenized_fit(spec, cfg, hw, ctx, report, sink, force: bool):
+    """The fit again at the tokenized data's longest training sequence, once it is known: the estimate before the
+    start counted the rows' text and a template allowance (advisor/lengths.py), the chat template may add more.
+    Returns the estimate at it where that length differs (the start event and the summary carry it), else None.
+    A run the exact length no longer fits stops here, before the model loads (exit 2; --force runs it anyway)."""
+    if ctx.judged is None or not report.longest:  # a cache built before DataReport.longest: nothing to judge with
+        return None
+    from rankwise.advisor import fit
+    from rankwise.advisor.lengths import DataLengths
+
+    exact = DataLengths(report.longest, cfg.train.max_seq_len,
+                        f"the tokenized training data's longest sequence, {report.longest:,} tokens")
+    judged = fit.assess(spec, cfg, hw, method=ctx.method, lengths=exact)
+    planned = ctx.estimate.plan.seq_len
+    if judged.estimate.plan.seq_len == planned:
+        return None
+    note = (f"tokenized: the longest training sequence is {report.longest:,} tokens (planned at {planned:,}): "
+            f"estimated peak {judged.peak_gib:.2f} GiB")
+    log.info("%s", note)
+    sink.emit("log", level="info", message=note)
+    if judged.verdict == "wont-fit" and ctx.fit != "wont-fit" and not force:
+        raise RankwiseError(f"will not fit: ~{judged.peak_gib:.1f} GiB at the tokenized data's longest sequence "
+                            f"({report.longest:,} tokens), {judged.gpu_bytes / 2 ** 30:.1f} GiB per GPU",
+                            "set a shorter train.max_seq_len or a smaller train.micro_batch (`rankwise estimate "
+                            "--preset ... --seq N` shows the effect), or start it with --force")
+    return judged.estimate
 
 
 def _forecast(spec, cfg, ctx, hw, run_dir: Path):
