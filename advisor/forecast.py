@@ -16,7 +16,7 @@ from . import lengths
 from .hardware import Hardware
 from .host_plan import HostPlan, plan_host
 from .pricing import price_for
-from .time import DataShape, TimePlan, duration, plan_time, rate
+from .time import DataShape, TimePlan, duration, per_step, plan_time, rate
 from .units import gib
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class Forecast:
         t, h = self.time, self.host
         cal = ", calibrated" if t.calibrated_from else ""
         if t.total_s is None:
-            parts = [f"time {t.step_s:.1f} s/step ({rate(t.tokens_per_s)}{cal}; "
+            parts = [f"time {per_step(t.step_s)} ({rate(t.tokens_per_s)}{cal}; "
                      "steps unknown: no data, no max_steps)"]
         else:
             evals = f" + {t.evaluations:,} evaluation{'s' if t.evaluations > 1 else ''}" if t.evaluations else ""

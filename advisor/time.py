@@ -583,6 +583,13 @@ def rate(tokens_per_s: float) -> str:
     return f"{tokens_per_s:.2g} tok/s" if tokens_per_s < 1 else f"{tokens_per_s:.1f} tok/s"
 
 
+def per_step(seconds: float) -> str:
+    """Seconds an optimizer step: 3.1 s/step, 0.25 s/step; a minute or more as a duration (8d 3h/step)."""
+    if seconds >= 60:
+        return f"{duration(seconds)}/step"
+    return f"{seconds:.2g} s/step" if seconds < 1 else f"{seconds:.1f} s/step"
+
+
 def duration(seconds: float | None) -> str:
     """3h 12m, 4m 05s, 37s."""
     if seconds is None or not math.isfinite(seconds):

@@ -518,3 +518,12 @@ def test_the_torch_fallbacks_set_the_step_time_without_their_kernels():
 def test_a_slow_rate_keeps_its_digits(tps, text):
     """A CPU plan for a big model runs under 1 token a second: it read "0 tok/s"."""
     assert rate(tps) == text
+
+
+@pytest.mark.parametrize("s, text", [(3.14, "3.1 s/step"), (0.254, "0.25 s/step"), (701_879.0, "8d 2h/step"),
+                                     (95.0, "1m 35s/step")])
+def test_a_long_step_reads_as_a_duration(s, text):
+    """`rankwise presets` without a GPU planned a 70B QLoRA step on the CPU: it read "701879.0 s/step"."""
+    from rankwise.advisor.time import per_step
+
+    assert per_step(s) == text

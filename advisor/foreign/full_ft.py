@@ -628,12 +628,12 @@ def full_time(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None", full: 
 
 def time_line(t: "TimePlan") -> str:
     """The time plan as one note: per step, and the run when its steps are known."""
-    from ..time import duration, rate
+    from ..time import duration, per_step, rate
 
     run = f", the run ~{duration(t.total_s)} ({t.steps:,} steps)" if t.total_s is not None else \
         " (steps unknown: no data, no max_steps)"
     cost = f", cost ~{t.cost:,.2f} ({t.price_per_gpu_hour:g}/GPU-h x {t.gpus})" if t.cost is not None else ""
-    return f"time: {t.step_s:.2f} s/step ({rate(t.tokens_per_s)} on {t.device}){run}{cost}"
+    return f"time: {per_step(t.step_s)} ({rate(t.tokens_per_s)} on {t.device}){run}{cost}"
 
 
 def rest_of(spec: "ModelSpec", cfg: "RunConfig", hw: "Hardware | None", upcast: str = "",

@@ -72,10 +72,10 @@ def describe(name: str, path: Path, hw, price: float | None = None, overrides: l
 
 def _time_text(t: dict) -> str:
     """~1h 20m (400 steps) · cost ~2.39, or 3.1 s/step when the steps are not known."""
-    from rankwise.advisor.time import duration
+    from rankwise.advisor.time import duration, per_step
 
     if t["total_s"] is None:
-        return f"time {t['step_s']:.1f} s/step"
+        return f"time {per_step(t['step_s'])}"
     out = f"time ~{duration(t['total_s'])} ({t['steps']:,} steps)"
     return out + (f" · cost ~{t['cost']['total']:,.2f}" if t.get("cost") else "")
 
