@@ -13,6 +13,7 @@ No torch here.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,6 +77,45 @@ def mismatches(cfg: "RunConfig", spec: "ModelSpec", found: dict) -> list[tuple[s
     return out
 
 
+HEADER_LIMIT = 100 << 20  # bytes a safetensors JSON header may take (the format's own limit)
+LORA_KEY = re.compile(r"(?P<module>.+)\.lora_(?P<side>[AB])(?:\.[^.]+)?\.weight$")  # peft's saved names, any adapter
+
+
+def tensor_shapes(path: Path) -> dict[str, list[int]]:
+    """Each tensor's shape from a safetensors file's header (8 bytes of length, then JSON): no torch, no weights
+    read. Bad input (exit 2) where the file is not safetensors."""
+    try:
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            if not 2 <= size <= HEADER_LIMIT:
+                raise ValueError(f"a header of {size} bytes")
+            header = json.loads(fh.read(size))
+    except (OSError, ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise RankwiseError(f"lora.init_from: {path} is not a readable safetensors file ({e})",
+                            "save the adapter again with peft's save_pretrained") from None
+    return {k: v["shape"] for k, v in header.items() if isinstance(v, dict) and isinstance(v.get("shape"), list)}
+
+
+def foreign_widths(spec: "ModelSpec", shapes: dict[str, list[int]]) -> list[str]:
+    """The adapted linears whose width in the adapter is none of this model's linears of that name: an adapter
+    trained on another model. lora_A is r × d_in, lora_B d_out × r. Names the model lacks are left to the
+    target_modules comparison (a fused expert tensor's adapter is named otherwise)."""
+    said: dict[str, str] = {}
+    for key, shape in shapes.items():
+        m = LORA_KEY.match(key)
+        if m is None or len(shape) != 2:
+            continue
+        leaf = m["module"].rsplit(".", 1)[-1]
+        linears = [lin for lin in spec.linears if lin.name == leaf]
+        if not linears or leaf in said:
+            continue
+        side, width = ("input", shape[1]) if m["side"] == "A" else ("output", shape[0])
+        ours = sorted({lin.d_in if side == "input" else lin.d_out for lin in linears})
+        if width not in ours:
+            said[leaf] = f"{leaf} {side} {width:,} there, {' or '.join(f'{w:,}' for w in ours)} here"
+    return list(said.values())
+
+
 def check(cfg: "RunConfig", spec: "ModelSpec", dora: bool) -> None:
     """Before a run exists: the folder is a LoRA adapter of this config's shape (exit 2 otherwise)."""
     folder = cfg.lora.init_from
@@ -89,6 +129,13 @@ def check(cfg: "RunConfig", spec: "ModelSpec", dora: bool) -> None:
         raise RankwiseError(f"lora.init_from {folder}: a {'DoRA' if found.get('use_dora') else 'plain LoRA'} "
                             f"adapter, and this run's method trains {'DoRA' if dora else 'plain LoRA'}",
                             "set the method the adapter was trained with")
+    other = foreign_widths(spec, tensor_shapes(Path(folder).expanduser() / WEIGHTS))
+    if other:
+        base = found.get("base_model_name_or_path")
+        raise RankwiseError(f"lora.init_from {folder}: the adapter was trained on another model: {'; '.join(other[:3])}"
+                            + (f" (its base: {base})" if base else ""),
+                            f"continue it on the model it was trained on (model.name), or train a new adapter for "
+                            f"{spec.name} without lora.init_from")
     wrong = mismatches(cfg, spec, found)
     if wrong:
         said = "; ".join(f"{key} {_value(theirs)} there, {_value(ours)} here" for key, theirs, ours in wrong)

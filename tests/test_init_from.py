@@ -16,13 +16,21 @@ from rankwise.advisor.model import load_model
 SPEC = load_model("llama-3.2-1b")
 
 
-def adapter(folder, weights=True, **over):
+def adapter(folder, weights=True, trained_on=SPEC, **over):
+    """A saved adapter as peft writes it: its config, and layer 0's LoRA tensors at `trained_on`'s widths."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
     folder.mkdir(parents=True, exist_ok=True)
     conf = {"peft_type": "LORA", "r": 16, "lora_alpha": 32, "use_rslora": False, "use_dora": False,
             "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "modules_to_save": None, **over}
     (folder / "adapter_config.json").write_text(json.dumps(conf))
     if weights:
-        (folder / "adapter_model.safetensors").write_bytes(b"")
+        r, key = conf["r"], "base_model.model.model.layers.0.self_attn.{}.lora_{}.weight"
+        save_file({key.format(lin.name, side): np.zeros(shape, dtype=np.float16)
+                   for lin in trained_on.linears if lin.name in conf["target_modules"]
+                   for side, shape in (("A", (r, lin.d_in)), ("B", (lin.d_out, r)))},
+                  str(folder / "adapter_model.safetensors"))
     return folder
 
 
@@ -45,6 +53,19 @@ def test_a_shape_that_differs_is_refused_with_the_values_that_match_it(tmp_path)
     fixed = load_config(tmp_path / "p.yaml", ["lora.r=16", "lora.alpha=32", "lora.target_modules=[k_proj,o_proj,q_proj,v_proj]",
                                f"lora.init_from={tmp_path / 'a'}"])
     adapter_from.check(fixed, SPEC, dora=False)  # the hint's values, typed as given, pass
+
+
+def test_an_adapter_of_another_model_is_refused_before_the_run(tmp_path):
+    """Its tensors' widths (read from the safetensors header, no torch) are not this model's: Llama-3.2-1B's q_proj
+    takes 2,048 inputs, Llama-3.1-8B's 4,096. The worker would find it only after loading the model."""
+    folder = adapter(tmp_path / "a", base_model_name_or_path="meta-llama/Llama-3.2-1B")
+    with pytest.raises(RankwiseError) as e:
+        adapter_from.check(cfg(folder), load_model("llama-3.1-8b"), dora=False)
+    assert "trained on another model" in e.value.message and "q_proj input 2,048 there, 4,096 here" in e.value.message
+    assert "its base: meta-llama/Llama-3.2-1B" in e.value.message and "model.name" in e.value.hint
+    (folder / "adapter_model.safetensors").write_bytes(b"\x00" * 4)
+    with pytest.raises(RankwiseError, match="not a readable safetensors file"):
+        adapter_from.check(cfg(folder), SPEC, dora=False)
 
 
 @pytest.mark.parametrize("over, weights, dora, said", [
