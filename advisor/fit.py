@@ -143,6 +143,8 @@ def assess(spec: "ModelSpec", cfg: "RunConfig", hw: Hardware | None, method: str
     QLoRA side by side). `lengths`: the data's (forecast.data_lengths): the peak at its longest
     row where that is shorter than max_seq_len. Raises RankwiseError when the config cannot be
     estimated (e.g. target modules the model lacks)."""
+    if lengths is not None:
+        lengths = lengths.limited(cfg.train.max_seq_len)  # what the Fit says is about this config's max_seq_len
     cfg = at_lengths(cfg, lengths)
     gpus, gpu_bytes = run_gpus(cfg, hw), _gpu_bytes(hw)
     method = method or cfg.method

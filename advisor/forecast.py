@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import lengths
 from .calibration import from_runs, scan_for
 from .compare_plan import ComparePlan, plan_compare
-from . import lengths
 from .hardware import Hardware
 from .host_plan import HostPlan, plan_host
 from .pricing import price_for
@@ -21,8 +21,8 @@ from .units import gib
 
 if TYPE_CHECKING:
     from .config import RunConfig
-    from .lengths import DataLengths
     from .fit import Fit
+    from .lengths import DataLengths
     from .model import ModelSpec
 
 SCAN_ROWS = 20000  # rows of data.path read for lengths (a larger file: its first rows, said in the notes)
