@@ -520,7 +520,7 @@ def _assumptions(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int
         f"stack: {stack}",
         f"adapted modules: {', '.join(dict.fromkeys(l.name for l in adapted))}; LoRA weights, grads and AdamW "
         f"states kept in {8 * adapter_bytes(plan)}-bit" + (" (pure bf16: no autocast)" if plan.pure_bf16 else ""),
-        f"per-GPU micro-batch {plan.micro_batch} x {plan.seq_len} tokens, every sequence padded to full length (no packing savings)",
+        f"per-GPU micro-batch {plan.micro_batch} x {plan.seq_len} tokens, every sequence of the batch padded to that length (no packing savings)",
     ]
     if not is_analytic(spec.model_type) and not spec.mixer_only:  # a mixer-only model's layers: the Mamba1 line below
         out.append(f"activations follow a Llama-style decoder (RMSNorm, SwiGLU MLP, SDPA); for {spec.model_type} "
