@@ -172,3 +172,12 @@ def test_the_worker_judges_the_fit_again_at_the_tokenized_longest_sequence(tmp_p
     assert forced.plan.seq_len == report.longest and forced.peak_bytes == peak(report.longest)
     said = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert any("longest training sequence is" in e.get("message", "") for e in said)
+
+
+def test_estimate_dataset_none_plans_every_row_at_max_seq_len(rankwise_cmd):
+    """The preset's data sets the length by default, and the note says how to plan for longer rows than it has."""
+    base = rankwise_cmd + ["estimate", "--preset", "demo-cpu", "--json"]
+    at_data, padded = _json(base), _json(base + ["--dataset", "none"])
+    assert at_data["plan"]["seq_len"] < padded["plan"]["seq_len"] == 128 and "lengths" not in padded
+    assert "`--dataset none` estimates every row at max_seq_len" in at_data["lengths"]["note"]
+    assert at_data["peak_bytes"] < padded["peak_bytes"]

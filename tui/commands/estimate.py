@@ -122,7 +122,7 @@ def register(sub) -> None:
     p.add_argument("--dataset", metavar="PATH",
                    help="estimate at the data's real lengths: with packing off, the longest row (up to --seq) "
                         "instead of every row padded to --seq (default: the preset's data.path where it is on this "
-                        "machine)")
+                        "machine; `none`: every row at --seq)")
     p.add_argument("--preset", dest="estimate_preset", metavar="NAME|FILE",
                    help="estimate a preset's config, or an axolotl / LLaMA-Factory / TRL config as `check` reads it (a "
                         "full fine-tune estimated as one); flags override it")
@@ -282,11 +282,17 @@ DATASET_SCAN_ROWS = 200_000  # enough for the longest row of most fine-tuning se
 def real_lengths(args, spec, cfg):
     """The data's lengths the peak is estimated at (advisor/lengths.DataLengths): --dataset's, else the config's own
     data.path where it is on this machine (as `check` and `train` judge the fit); None without data."""
+    from dataclasses import replace
+
     from rankwise.advisor.forecast import data_lengths
     from rankwise.advisor.lengths import measured
 
+    if getattr(args, "dataset", None) == "none":  # every row at max_seq_len: the worst case, or data yet to come
+        return None
     if not getattr(args, "dataset", None):
-        return data_lengths(cfg, spec)
+        found = data_lengths(cfg, spec)
+        return replace(found, scanned=found.scanned + "; `--dataset none` estimates every row at max_seq_len") \
+            if found is not None and found.shorter else found
     from rankwise.advisor.dataset import scan_for_model
 
     found = scan_for_model(args.dataset, spec, limit=DATASET_SCAN_ROWS, declared=cfg.data.format,
@@ -314,7 +320,7 @@ def name_bound(args, cfg, unknown):
     from rankwise.advisor import size_bound
 
     name = cfg.model.name
-    if getattr(args, "dataset", None) or size_bound.name_size(name) is None:
+    if getattr(args, "dataset", None) not in (None, "none") or size_bound.name_size(name) is None:
         raise unknown
     hw = hardware_from(args)
     said = None
