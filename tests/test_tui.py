@@ -926,3 +926,18 @@ async def test_a_deepspeed_file_on_the_form_is_estimated_or_said(tmp_path):
         assert est.plan.ds_config == str(fixture) and est.components["zero3_grad_bucket"] == 4096 * 4096 * 2
         await set_field(pilot, "distributed.deepspeed_config", str(tmp_path / "nope.json"))
         assert "not found" in text_of(screen.query_one("#mem", Static)) and screen.estimates == {}
+
+
+def test_setup_says_bytes_where_a_stand_in_counted_them():
+    """Without the model's tokenizer, `check --data` counts with a byte-level stand-in: Setup calls those counts
+    bytes (they are several times the model's tokens, and the plans count ~4 characters a token) and leaves out a
+    truncation count measured in them; with the model's tokenizer, tokens and truncation as counted."""
+    from rankwise.tui.setup_view import datacheck_text
+
+    report = {"tokens": 100, "trained_tokens": 46, "token_p50": 305, "token_p95": 310, "no_trained_rows": 0,
+              "truncated_rows": 4, "max_seq_len": 256, "findings": []}
+    stand_in = datacheck_text({**report, "tokenizer": "byte stand-in"}).plain
+    assert stand_in.startswith("bytes p50 305, p95 310 · 46% trained") and "truncated at" not in stand_in
+    assert "byte-level stand-in" in stand_in
+    model = datacheck_text({**report, "tokenizer": "model"}).plain
+    assert model.startswith("tokens p50 305") and "4 truncated at 256" in model

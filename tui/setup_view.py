@@ -13,11 +13,15 @@ def datacheck_text(report: dict) -> Text:
     """The tokenizing check in one or two lines: what is trained, what is cut, the worst finding."""
     tokens = report.get("tokens") or 0
     share = (report.get("trained_tokens") or 0) / tokens if tokens else 0.0
-    t = Text(f"tokens p50 {report.get('token_p50')}, p95 {report.get('token_p95')} · {share:.0%} trained · "
-             f"{report.get('no_trained_rows', 0)} rows with nothing trained · "
-             f"{report.get('truncated_rows', 0)} truncated at {report.get('max_seq_len')}")
-    if report.get("tokenizer") != "model":
-        t.append(" (byte-level stand-in: the model has no local tokenizer)", style="dim")
+    if report.get("tokenizer") == "model":
+        t = Text(f"tokens p50 {report.get('token_p50')}, p95 {report.get('token_p95')} · {share:.0%} trained · "
+                 f"{report.get('no_trained_rows', 0)} rows with nothing trained · "
+                 f"{report.get('truncated_rows', 0)} truncated at {report.get('max_seq_len')}")
+    else:  # a byte-level stand-in counted them: bytes, several times the model's tokens; its truncation is not the run's
+        t = Text(f"bytes p50 {report.get('token_p50')}, p95 {report.get('token_p95')} · {share:.0%} trained · "
+                 f"{report.get('no_trained_rows', 0)} rows with nothing trained")
+        t.append(" (rendered and counted by a byte-level stand-in: the model has no local tokenizer, so truncation "
+                 "at max_seq_len is not counted)", style="dim")
     worst = next(iter(report.get("findings") or []), None)
     if worst:
         head = worst["message"].split(": ", 1)[0]  # the count; the rows are in `rankwise check --data`
