@@ -282,17 +282,13 @@ DATASET_SCAN_ROWS = 200_000  # enough for the longest row of most fine-tuning se
 def real_lengths(args, spec, cfg):
     """The data's lengths the peak is estimated at (advisor/lengths.DataLengths): --dataset's, else the config's own
     data.path where it is on this machine (as `check` and `train` judge the fit); None without data."""
-    from dataclasses import replace
-
     from rankwise.advisor.forecast import data_lengths
     from rankwise.advisor.lengths import measured
 
     if getattr(args, "dataset", None) == "none":  # every row at max_seq_len: the worst case, or data yet to come
         return None
     if not getattr(args, "dataset", None):
-        found = data_lengths(cfg, spec)
-        return replace(found, scanned=found.scanned + "; `--dataset none` estimates every row at max_seq_len") \
-            if found is not None and found.shorter else found
+        return data_lengths(cfg, spec)
     from rankwise.advisor.dataset import scan_for_model
 
     found = scan_for_model(args.dataset, spec, limit=DATASET_SCAN_ROWS, declared=cfg.data.format,
@@ -510,7 +506,8 @@ def run(args) -> int:
         console.print(ahead.compare.line())
     console.print("assumptions:")
     for a in (tuple(launcher_note(args, args.launch)) + ((args.model_note,) if args.model_note else ())
-              + ((lengths.note,) if lengths else ())
+              + ((lengths.note + ("; `--dataset none` estimates every row at max_seq_len"
+                                  if lengths.shorter and not args.dataset else ""),) if lengths else ())
               + est.assumptions + ahead.time.assumptions + ahead.host.notes):
         console.print(f"  [dim]- {a}[/dim]")
     return 0
