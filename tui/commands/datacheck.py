@@ -64,10 +64,11 @@ def _render(c) -> None:
     console = Console(highlight=False, soft_wrap=True)  # file:line stays on one line (grep, editors)
     console.print(f"[bold]{escape(c.path)}[/bold]: {c.rows} rows, format {c.format or '?'}; "
                   f"{escape(c.tokenizer_note)}")
-    console.print(f"  tokens per row: p50 {c.token_p50} · p95 {c.token_p95} · max {c.token_max} "
+    unit = "tokens" if c.tokenizer == "model" else "bytes"  # a byte-level stand-in counted them (the note says)
+    console.print(f"  {unit} per row: p50 {c.token_p50} · p95 {c.token_p95} · max {c.token_max} "
                   f"(train.max_seq_len {c.max_seq_len})")
     share = f"{c.trained_share:.1%}" if c.trained_share is not None else "-"
-    console.print(f"  trained tokens: {share} ({c.trained_tokens} of {c.tokens})")
+    console.print(f"  trained {unit}: {share} ({c.trained_tokens} of {c.tokens})")
     console.print(f"  truncated: {c.truncated_rows} row(s), {c.truncated_into_response} into the response")
     console.print(f"  rows with no trained token: {c.no_trained_rows}"
                   + (f" ({escape(', '.join(c.no_trained))})" if c.no_trained else ""))
