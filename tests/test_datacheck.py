@@ -140,3 +140,16 @@ def test_check_without_data_imports_no_torch():
             "print(rc, ','.join(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0"]
+
+
+def test_a_byte_stand_in_judges_truncation_at_four_bytes_a_token(tmp_path):
+    """Rows of ~3,500 characters: ~875 tokens as the plans count them, so max_seq_len 2048 cuts none of them; the
+    stand-in's 3,500 bytes were judged against 2,048 and every response was reported cut. At max_seq_len 512
+    (2,048 bytes) they are cut."""
+    rows = tmp_path / "long.jsonl"
+    rows.write_text("".join(json.dumps({"instruction": f"q{i}", "output": "answer " * 500}) + "\n" for i in range(20)))
+    for seq, cut in ((2048, 0), (512, 20)):
+        c = json.loads(cli("check", "--data", rows, "--model", "llama-3.1-8b", "--max-seq-len", seq, "--json").stdout)
+        assert c["tokenizer"] == "byte stand-in" and c["token_max"] > seq
+        assert c["truncated_rows"] == c["truncated_into_response"] == cut
+        assert ("truncated-responses" in {f["code"] for f in c["findings"]}) == bool(cut)

@@ -21,6 +21,7 @@ from pathlib import Path
 from rankwise.advisor.config import RunConfig
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.finding import SEVERITY_ORDER, Finding
+from rankwise.advisor.time import CHARS_PER_TOKEN
 
 from .data import BATCH, IGNORE, _Counter, _Rendered, _rendered, _Rows, _unmask
 from .data_encoder import _Encoder
@@ -131,7 +132,8 @@ def load_tokenizer(model: str | None, trust_remote_code: bool = False) -> tuple[
            else "no --model given")
     return build_tokenizer(), "byte stand-in", (
         f"{why}: a byte-level stand-in tokenizer (one token per byte, a generic chat template); lengths are "
-        "bytes, several times the model's token counts, and truncation is judged on them")
+        f"bytes, several times the model's token counts, and truncation is judged at max_seq_len x "
+        f"{CHARS_PER_TOKEN:g} bytes (the plans' ~{CHARS_PER_TOKEN:g} characters a token)")
 
 
 def check_data(path: str | Path, model: str | None = None, fmt: str = "auto", max_seq_len: int | None = None,
@@ -159,8 +161,10 @@ def check_data(path: str | Path, model: str | None = None, fmt: str = "auto", ma
                             "give a .jsonl/.json/.csv/.parquet file or a saved dataset folder")
     recorder = _Recorder()
     rows = _Rows(path, fmt, recorder, None, columns)
-    encoder = _Encoder(tokenizer, max_len)
     out = DataCheck(str(path), model, kind, note, None, max_len)
+    if kind == "byte stand-in":  # its lengths are bytes: cut where max_seq_len tokens of ~4 characters end, as the
+        max_len = int(max_len * CHARS_PER_TOKEN)  # plans count, not at max_seq_len bytes (a quarter of the row)
+    encoder = _Encoder(tokenizer, max_len)
     lengths: list[int] = []
     seen: dict[str, str] = {}
     chunk: list[_Rendered] = []
