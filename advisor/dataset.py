@@ -354,6 +354,11 @@ class DatasetScan:
     max_tokens: int | None = None
     tokens_by: str | None = None  # whose tokenizer counted them
     tokens_sampled: int | None = None  # rows the token median/p95 come from, where not every row was tokenized
+    # the longest row with its turns beyond two: max over rows of (its tokens, or characters / `turns_cpt`, +
+    # TURN_TOKENS a message past the second); a chat template's allowance grows with the turns (advisor/lengths.py)
+    max_with_turns: float | None = None
+    turns_cpt: float | None = None  # characters a token behind max_with_turns where no tokenizer counted
+    turns_of_longest: int | None = None  # the messages of that row
     trained_share: float | None = None  # of the good rows' characters, those the loss reads with the prompt masked
     total_rows: int | None = None  # rows in the whole data (good + bad) when `limit` stopped the scan and count_rows knew
 
@@ -374,6 +379,22 @@ class DatasetScan:
         return d
 
 
+# A chat template's tokens grow with the turns: ~5 a message for Llama 3's header and end of turn
+# (<|start_header_id|>role<|end_header_id|> \n\n ... <|eot_id|>) and ChatML's (<|im_start|>role \n ... <|im_end|> \n).
+# advisor/time.py's TEMPLATE_TOKENS (12) covers a two-message row; each message past the second adds TURN_TOKENS.
+TURN_TOKENS = 5
+CHARS_PER_TURN = 4 * TURN_TOKENS  # ranking rows by characters: a turn's tokens at ~4 characters a token
+
+
+def extra_turns(messages: int) -> int:
+    return max(0, messages - 2)
+
+
+def messages_of(row: dict, fmt: str) -> int:
+    """Messages a prepared row renders as: a conversation's own; two for the other formats (the allowance's base)."""
+    return len(row["messages"]) if fmt in ("chat", "sharegpt") else 2
+
+
 TOKEN_SAMPLE = 2000  # rows tokenized for the token median and p95: a fixed-seed reservoir sample of the rows read
 TOKEN_LONGEST = 256  # the rows longest in characters, tokenized for the longest row in tokens
 
@@ -387,36 +408,41 @@ class TokenSample:
 
     def __init__(self) -> None:
         self.seen = 0
-        self.sample: list[str] = []
-        self.longest: list[tuple[int, int, str]] = []  # a min-heap of (characters, row, text)
+        self.sample: list[tuple[str, int]] = []  # (text, messages)
+        self.longest: list[tuple[int, int, str, int]] = []  # a min-heap of (characters and turns, row, text, messages)
         self._rng = random.Random(0)
 
-    def add(self, text: str) -> None:
+    def add(self, text: str, messages: int = 2) -> None:
         if len(self.sample) < TOKEN_SAMPLE:
-            self.sample.append(text)
+            self.sample.append((text, messages))
         else:
             j = self._rng.randrange(self.seen + 1)
             if j < TOKEN_SAMPLE:
-                self.sample[j] = text
-        entry = (len(text), self.seen, text)
+                self.sample[j] = (text, messages)
+        entry = (len(text) + CHARS_PER_TURN * extra_turns(messages), self.seen, text, messages)
         if len(self.longest) < TOKEN_LONGEST:
             heapq.heappush(self.longest, entry)
         elif entry[0] > self.longest[0][0]:
             heapq.heapreplace(self.longest, entry)
         self.seen += 1
 
-    def count(self, tokenizer) -> tuple[list[int], int, int | None]:
-        """(the sample's token lengths sorted, the longest row's tokens, rows sampled where not all were)."""
-        counted = sorted(token_lengths(tokenizer, self.sample))
-        if self.seen <= TOKEN_SAMPLE:  # every row: exact
-            return counted, counted[-1] if counted else 0, None
-        longest = max(token_lengths(tokenizer, [text for _, _, text in self.longest]) + counted[-1:])
-        return counted, longest, len(counted)
+    def count(self, tokenizer) -> tuple[list[int], int, int | None, tuple[int, int]]:
+        """(the sample's token lengths sorted, the longest row's tokens, rows sampled where not all were, (the
+        longest row's tokens with its turns past two, its messages))."""
+        lengths = token_lengths(tokenizer, [text for text, _ in self.sample])
+        counted = sorted(lengths)
+        rows = list(zip(lengths, (m for _, m in self.sample)))
+        if self.seen > TOKEN_SAMPLE:
+            found = token_lengths(tokenizer, [text for _, _, text, _ in self.longest])
+            rows += list(zip(found, (m for *_, m in self.longest)))
+        longest = max((n for n, _ in rows), default=0)
+        turns = max(((n + TURN_TOKENS * extra_turns(m), m) for n, m in rows), default=(0, 2))
+        return counted, longest, len(counted) if self.seen > TOKEN_SAMPLE else None, turns
 
 
 def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max_problems: int = 5,
          columns: dict[str, str] | None = None, tokenizer: Any = None, tokenizer_name: str | None = None,
-         count_all: bool = True) -> DatasetScan:
+         count_all: bool = True, chars_per_token: float = 4.0) -> DatasetScan:
     """Read up to `limit` rows: format, fields, length percentiles (characters), bad rows.
     `columns` is data.columns (the file's field names read as rankwise's). With `tokenizer` (a
     `tokenizers.Tokenizer`, advisor/tokens.py) the percentiles are also counted in tokens. When `limit` stops the
@@ -427,6 +453,7 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
     fields: dict[str, None] = {}
     lengths: list[int] = []
     tokenized = TokenSample()
+    with_turns: tuple[float, int] = (0.0, 2)  # characters: the longest row with its turns, and its messages
     problems: list[str] = []
     complete = True
     trained = 0  # characters of the good rows the loss reads (rowformat.trained_text)
@@ -450,18 +477,22 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
                 problems.append(f"{location(path, n)}: {reason}")
             continue
         trained += len(trained_text(good, fmt))
+        messages = messages_of(good, fmt)
         if tokenizer is not None:
             text = row_text(good, fmt)
             lengths.append(len(text))
-            tokenized.add(text)
+            tokenized.add(text, messages)
         else:
             lengths.append(row_chars(good, fmt))
-    by_tokens: dict = {}
+            with_turns = max(with_turns, (lengths[-1] / chars_per_token + TURN_TOKENS * extra_turns(messages),
+                                          messages))
+    by_tokens: dict = dict(max_with_turns=with_turns[0], turns_cpt=chars_per_token, turns_of_longest=with_turns[1])
     if tokenizer is not None:
-        counted, longest, sampled = tokenized.count(tokenizer)
+        counted, longest, sampled, turns = tokenized.count(tokenizer)
         by_tokens = dict(median_tokens=int(statistics.median(counted)) if counted else 0,
                          p95_tokens=_percentile(counted, 0.95), max_tokens=longest,
-                         tokens_by=tokenizer_name or "the model's tokenizer", tokens_sampled=sampled)
+                         tokens_by=tokenizer_name or "the model's tokenizer", tokens_sampled=sampled,
+                         max_with_turns=float(turns[0]), turns_of_longest=turns[1])
     lengths.sort()
     return DatasetScan(path=str(path), rows=rows, format=fmt, fields=tuple(fields), min_chars=_percentile(lengths, 0.0),
                        median_chars=int(statistics.median(lengths)) if lengths else 0,
@@ -477,6 +508,10 @@ def scan_for_model(path: str | Path, spec: Any = None, **kwargs: Any) -> Dataset
     from .tokens import local_tokenizer
 
     tokenizer = local_tokenizer(getattr(spec, "path", None))
+    if spec is not None and tokenizer is None:
+        from .time import chars_per_token  # the time planner's rate: one for every plan
+
+        kwargs.setdefault("chars_per_token", chars_per_token(spec))
     return scan(path, tokenizer=tokenizer, tokenizer_name=f"{spec.name}'s tokenizer" if tokenizer else None, **kwargs)
 
 

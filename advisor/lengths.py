@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from .dataset import TURN_TOKENS
 from .time import TEMPLATE_TOKENS, chars_per_token, scan_tokens
 
 if TYPE_CHECKING:  # only for the annotations
@@ -72,8 +73,15 @@ def measured(cfg: "RunConfig", spec: "ModelSpec", scan: "DatasetScan") -> DataLe
     p95 = math.ceil(scan_tokens(scan, spec, "p95")) + TEMPLATE_TOKENS
     counted = (f"{scan.max_tokens:,} tokens by {scan.tokens_by}" if scan.max_tokens is not None
                else f"{scan.max_chars:,} characters / {chars_per_token(spec):g}")
+    template = f"{TEMPLATE_TOKENS} template tokens"
+    turns = getattr(scan, "max_with_turns", None)
+    if turns is not None and (scan.max_tokens is not None or scan.turns_cpt == chars_per_token(spec)):
+        with_turns = math.ceil(turns) + TEMPLATE_TOKENS
+        if with_turns > longest:  # a conversation's template tokens grow with its turns (dataset.TURN_TOKENS)
+            longest, m = with_turns, scan.turns_of_longest
+            counted = f"its text + {TURN_TOKENS} tokens a message past the first two, {m} messages"
     about = (f"real lengths (packing off, each batch padded to its longest row): the peak is at the longest row of "
-             f"{scan.path}, ~{longest:,} tokens ({counted} + {TEMPLATE_TOKENS} template tokens; p95 ~{p95:,})")
+             f"{scan.path}, ~{longest:,} tokens ({counted} + {template}; p95 ~{p95:,})")
     return DataLengths(longest, limit, about, "" if scan.complete else f"; only the first {scan.rows:,} rows were scanned")
 
 

@@ -140,25 +140,32 @@ def test_advise_estimates_at_the_datas_rows_as_check_judges_its_preset(rankwise_
 
 
 def test_the_worker_judges_the_fit_again_at_the_tokenized_longest_sequence(tmp_path):
-    """Before the start the rows' text and a 12-token template allowance are counted; the worker, once the data is
-    tokenized (its real chat template around 80 two-letter messages: 481 tokens, not the 172 planned), judges the fit again and stops
-    a run that no longer fits, before the model loads. The declared GPU sits between the two peaks."""
+    """Before the start the rows' text and a template allowance (12 tokens, 5 more a message past two) are counted;
+    the worker, once the data is tokenized (a chat template that writes a 40-character banner around each of 20
+    two-letter messages: over 800 bytes, cut at 512, where 142 were planned), judges the fit again and stops a run
+    that no longer fits, before the model loads. The declared GPU sits between the two peaks."""
     from transformers import AutoTokenizer
 
     from rankwise.advisor import redflags
+    from rankwise.advisor.chat_templates import apply
     from rankwise.trainer.data_build import build_datasets
     from rankwise.trainer.events import EventSink
     from rankwise.trainer.worker import tokenized_fit
 
     rows = tmp_path / "chat.jsonl"
-    turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": "ab"} for i in range(80)]
+    turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": "ab"} for i in range(20)]
     rows.write_text("".join(json.dumps({"messages": turns}) + "\n" for _ in range(20)))
+    banner = tmp_path / "banner.jinja"
+    banner.write_text("{% for m in messages %}==================== {{ m['role'] }} ====================\n"
+                      "{{ m['content'] }}{{ eos_token }}\n{% endfor %}")
     spec = load_model(str(TINY))
     cfg = load_config(_preset(tmp_path, str(TINY), str(rows), max_seq_len=512, micro_batch=64,
-                              grad_checkpointing=False))
-    _, _, report = build_datasets(cfg, AutoTokenizer.from_pretrained(TINY))
+                              grad_checkpointing=False), [f"model.chat_template={banner}"])
+    tokenizer = AutoTokenizer.from_pretrained(TINY)
+    apply(tokenizer, cfg.model.chat_template)  # as the worker does before the data
+    _, _, report = build_datasets(cfg, tokenizer)
     planned = data_lengths(cfg, spec)
-    assert planned.seq_len < 250 < 400 < report.longest <= 512  # the template tokens the allowance missed
+    assert planned.seq_len == 40 + 5 * 18 + 12 and report.longest == 512  # the template tokens the allowance missed
 
     def peak(n: int) -> int:
         return fit.assess(spec, cfg, None, method="lora", lengths=replace(planned, longest=n)).estimate.peak_bytes
@@ -184,3 +191,27 @@ def test_estimate_dataset_none_plans_every_row_at_max_seq_len(rankwise_cmd):
     assert at_data["peak_bytes"] < padded["peak_bytes"]
     said = subprocess.run(base, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "400"})
     assert said.returncode == 0 and "`--dataset none` estimates every row at max_seq_len" in said.stdout
+
+
+def test_a_conversation_is_planned_with_its_turns(tmp_path):
+    """A chat template's tokens grow with the messages (~5 each for Llama 3 and ChatML): the longest row is planned
+    with 5 template tokens a message past the first two, counted by the model's tokenizer or at ~4 characters a
+    token. 80 two-letter messages on the tiny model: 160 tokens of text, 562 planned (cut at 512), 481 tokenized
+    by its real template; before, 172 were planned."""
+    from transformers import AutoTokenizer
+
+    from rankwise.trainer.data_build import build_datasets
+
+    rows = tmp_path / "chat.jsonl"
+    turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": "ab"} for i in range(80)]
+    rows.write_text("".join(json.dumps({"messages": turns}) + "\n" for _ in range(20)))
+    cfg = load_config(_preset(tmp_path, str(TINY), str(rows), max_seq_len=1024))
+    planned = data_lengths(cfg, load_model(str(TINY)))
+    _, _, report = build_datasets(cfg, AutoTokenizer.from_pretrained(TINY))
+    assert planned.seq_len == 160 + 5 * 78 + 12 >= report.longest == 481
+    assert "5 tokens a message past the first two, 80 messages" in planned.note
+    long = tmp_path / "long.jsonl"  # a catalog model, no tokenizer here: characters / 4, the same allowance
+    long.write_text(json.dumps({"messages": [{"role": "user" if i % 2 == 0 else "assistant", "content": "x" * 400}
+                                             for i in range(10)]}) + "\n")
+    cfg = load_config(_preset(tmp_path, "llama-3.1-8b", str(long)))
+    assert data_lengths(cfg, load_model("llama-3.1-8b")).seq_len == 4000 // 4 + 5 * 8 + 12
