@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from .errors import RankwiseError
+from .time import TURN_TOKENS
 from .tokens import token_lengths
 from .rowformat import (  # noqa: F401 (re-exported: the row formats are part of reading data)
     COLUMNS, FORMAT_HINT, FORMATS, ROLES, SHAREGPT_ROLES, BadRow, _kind, apply_columns, check_row, detect_format,
@@ -379,11 +380,7 @@ class DatasetScan:
         return d
 
 
-# A chat template's tokens grow with the turns: ~5 a message for Llama 3's header and end of turn
-# (<|start_header_id|>role<|end_header_id|> \n\n ... <|eot_id|>) and ChatML's (<|im_start|>role \n ... <|im_end|> \n).
-# advisor/time.py's TEMPLATE_TOKENS (12) covers a two-message row; each message past the second adds TURN_TOKENS.
-TURN_TOKENS = 5
-CHARS_PER_TURN = 4 * TURN_TOKENS  # ranking rows by characters: a turn's tokens at ~4 characters a token
+CHARS_PER_TURN = 4 * TURN_TOKENS  # ranking rows by characters: a turn's template tokens at ~4 characters a token
 
 
 def extra_turns(messages: int) -> int:

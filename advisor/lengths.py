@@ -9,8 +9,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .dataset import TURN_TOKENS
-from .time import TEMPLATE_TOKENS, chars_per_token, scan_tokens
+from .time import TEMPLATE_TOKENS, TURN_TOKENS, chars_per_token, scan_tokens
 
 if TYPE_CHECKING:  # only for the annotations
     from .config import RunConfig

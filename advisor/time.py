@@ -48,6 +48,10 @@ BYTE_VOCAB = 512
 # Tokens a chat/instruction template adds around a row (role markers, BOS/EOS): a judgment
 # from Llama 3's template (~5 tokens per message header) for a two-message row.
 TEMPLATE_TOKENS = 12
+# ... and each message past the second: a chat template's tokens grow with the turns, ~5 a message for Llama 3's
+# header and end of turn (<|start_header_id|>role<|end_header_id|> \n\n ... <|eot_id|>) and ChatML's
+# (<|im_start|>role \n ... <|im_end|> \n). The longest row is planned with them (advisor/dataset.py, lengths.py).
+TURN_TOKENS = 5
 
 
 @dataclass(frozen=True)
