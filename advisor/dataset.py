@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from .errors import RankwiseError
-from .time import TURN_TOKENS
+from .time import CHARS_PER_TOKEN, TURN_TOKENS
 from .tokens import token_lengths
 from .rowformat import (  # noqa: F401 (re-exported: the row formats are part of reading data)
     COLUMNS, FORMAT_HINT, FORMATS, ROLES, SHAREGPT_ROLES, BadRow, _kind, apply_columns, check_row, detect_format,
@@ -380,11 +380,9 @@ class DatasetScan:
         return d
 
 
-CHARS_PER_TURN = 4 * TURN_TOKENS  # ranking rows by characters: a turn's template tokens at ~4 characters a token
-
-
-def extra_turns(messages: int) -> int:
-    return max(0, messages - 2)
+def turn_tokens(messages: int) -> int:
+    """The template tokens a row's messages past the second add (TEMPLATE_TOKENS covers two)."""
+    return TURN_TOKENS * max(0, messages - 2)
 
 
 def messages_of(row: dict, fmt: str) -> int:
@@ -416,7 +414,7 @@ class TokenSample:
             j = self._rng.randrange(self.seen + 1)
             if j < TOKEN_SAMPLE:
                 self.sample[j] = (text, messages)
-        entry = (len(text) + CHARS_PER_TURN * extra_turns(messages), self.seen, text, messages)
+        entry = (len(text) + CHARS_PER_TOKEN * turn_tokens(messages), self.seen, text, messages)  # by characters
         if len(self.longest) < TOKEN_LONGEST:
             heapq.heappush(self.longest, entry)
         elif entry[0] > self.longest[0][0]:
@@ -433,13 +431,13 @@ class TokenSample:
             found = token_lengths(tokenizer, [text for _, _, text, _ in self.longest])
             rows += list(zip(found, (m for *_, m in self.longest)))
         longest = max((n for n, _ in rows), default=0)
-        turns = max(((n + TURN_TOKENS * extra_turns(m), m) for n, m in rows), default=(0, 2))
+        turns = max(((n + turn_tokens(m), m) for n, m in rows), default=(0, 2))
         return counted, longest, len(counted) if self.seen > TOKEN_SAMPLE else None, turns
 
 
 def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max_problems: int = 5,
          columns: dict[str, str] | None = None, tokenizer: Any = None, tokenizer_name: str | None = None,
-         count_all: bool = True, chars_per_token: float = 4.0) -> DatasetScan:
+         count_all: bool = True, chars_per_token: float = CHARS_PER_TOKEN) -> DatasetScan:
     """Read up to `limit` rows: format, fields, length percentiles (characters), bad rows.
     `columns` is data.columns (the file's field names read as rankwise's). With `tokenizer` (a
     `tokenizers.Tokenizer`, advisor/tokens.py) the percentiles are also counted in tokens. When `limit` stops the
@@ -481,8 +479,7 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
             tokenized.add(text, messages)
         else:
             lengths.append(row_chars(good, fmt))
-            with_turns = max(with_turns, (lengths[-1] / chars_per_token + TURN_TOKENS * extra_turns(messages),
-                                          messages))
+            with_turns = max(with_turns, (lengths[-1] / chars_per_token + turn_tokens(messages), messages))
     by_tokens: dict = dict(max_with_turns=with_turns[0], turns_cpt=chars_per_token, turns_of_longest=with_turns[1])
     if tokenizer is not None:
         counted, longest, sampled, turns = tokenized.count(tokenizer)

@@ -49,8 +49,8 @@ class Fit:
 
     @property
     def at_data(self) -> bool:
-        """Estimated at the data's longest row, shorter than max_seq_len (the plan's seq_len is that row's)."""
-        return self.lengths is not None and self.estimate.plan.seq_len == self.lengths.longest
+        """Estimated at the data's longest row, shorter than max_seq_len (assess limits `lengths` to the config's)."""
+        return self.lengths is not None and self.lengths.shorter
 
     @property
     def strategy(self) -> str:
