@@ -1,6 +1,6 @@
 """The worker's process plumbing (trainer/process.py) on its own: a full disk recognised through
 torch's wrapping, the half-written checkpoints it leaves dropped, a torn event line ended, the process group
-destroyed before exit.
+destroyed before exit, one rank's exit past the C++ teardown, a crash's stacks kept in train.log.
 The whole worker under these faults is tests/faults/test_process_faults.py."""
 import errno
 import json
@@ -75,3 +75,50 @@ def test_the_process_group_is_destroyed_before_exit_and_leaving_twice_is_harmles
     leave_process_group()
     assert not dist.is_initialized()
     leave_process_group()
+
+
+def _python(code: str, tmp_path, **env) -> "subprocess.CompletedProcess":
+    import os
+    import subprocess
+    import sys
+
+    e = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**e, **env},
+                          cwd=tmp_path, timeout=120)
+
+
+EXIT = """
+import atexit, sys
+from pathlib import Path
+from rankwise.trainer.process import exit_process
+atexit.register(lambda: Path('atexit-ran').write_text('yes'))
+sys.stdout.write('buffered, no newline')
+exit_process(3)
+print('not reached')
+"""
+
+
+def test_one_rank_of_several_exits_with_its_code_after_the_atexit_handlers_and_a_flush(tmp_path):
+    """A rank skips the C++ teardown where gloo aborted finished runs, not what Python's shutdown does first."""
+    p = _python(EXIT, tmp_path, WORLD_SIZE="2", RANK="1")
+    assert p.returncode == 3, p.stderr
+    assert p.stdout == "buffered, no newline"
+    assert (tmp_path / "atexit-ran").read_text() == "yes"
+
+
+def test_a_single_process_exits_as_usual(tmp_path):
+    p = _python(EXIT, tmp_path, WORLD_SIZE="1")
+    assert p.returncode == 3, p.stderr
+    assert p.stdout == "buffered, no newline" and (tmp_path / "atexit-ran").exists()
+
+
+def test_a_crash_in_c_code_leaves_every_threads_stack_in_train_log(tmp_path):
+    """train.log is where a user looks when a worker dies: a SIGABRT or SIGSEGV there names the Python frames."""
+    code = ("from pathlib import Path\nfrom rankwise.trainer.process import output_to_log\n"
+            "output_to_log(Path('train.log'))\n"
+            "def deep_in_training():\n    import os; os.abort()\n"
+            "deep_in_training()\n")
+    p = _python(code, tmp_path)
+    assert p.returncode < 0  # killed by the signal
+    log = (tmp_path / "train.log").read_text()
+    assert "Fatal Python error: Aborted" in log and "deep_in_training" in log

@@ -18,7 +18,6 @@ import gc
 import logging
 import math
 import os
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -31,8 +30,8 @@ from . import adapter_init, cce_loss, moe_quant, rundir
 from . import tokens as added_tokens
 from .events import EVENTS_FILE, EventSink, read_events
 from .launch import is_main_process, world_size
-from .process import (RankSink, disk_full, disk_full_message, end_torn_line, install_signal_handlers,
-                      leave_process_group, output_to_log, rank_callbacks)
+from .process import (RankSink, disk_full, disk_full_message, end_torn_line, exit_process,
+                      install_signal_handlers, leave_process_group, output_to_log, rank_callbacks)
 
 MAX_OOM_RETRIES = 3
 log = logging.getLogger("rankwise.worker")
@@ -693,4 +692,4 @@ def _record_batch(run_dir: Path, cfg, micro: int, accum: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
