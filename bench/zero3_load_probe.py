@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
 
     from rankwise.advisor.methods import METHODS
     from rankwise.advisor.config import RunConfig
-    from rankwise.trainer.worker import quantized_device_map
+    from rankwise.trainer.loading import quantized_device_map
 
     import gc
 

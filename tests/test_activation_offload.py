@@ -124,7 +124,7 @@ def test_it_is_the_first_fix_offered_before_shorter_sequences():
 
 
 def test_the_oom_message_offers_it_until_it_is_on():
-    from rankwise.trainer.worker import oom_message
+    from rankwise.trainer.oom import oom_message
 
     est = estimate(load_model("llama-3.1-8b"), Plan("lora", seq_len=8192))
     text = oom_message(est, 24 * 2 ** 30, 1, 8, 2, RunConfig.model_validate({"method": "lora"}))

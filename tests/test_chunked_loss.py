@@ -138,7 +138,7 @@ def test_a_run_that_the_chunked_loss_alone_fits_is_told_so_first():
 def test_the_oom_message_offers_the_chunked_loss_with_what_it_saves():
     """After the last OOM retry the worker lists what to change: the chunked loss first where the standard one
     ran, with the GiB the estimate says it saves (the loss's bytes a logit, 12 -> 5 on this stack)."""
-    from rankwise.trainer.worker import oom_message
+    from rankwise.trainer.oom import oom_message
 
     spec = load_model("llama-3.1-8b")
     std, chunked = estimate(spec, Plan("lora", seq_len=8192)), estimate(spec, Plan("lora", seq_len=8192, loss="chunked"))

@@ -213,6 +213,6 @@ def test_start_runs_the_worker_in_its_own_session_and_returns_at_once(tmp_path):
 def test_a_quantized_base_loads_onto_its_ranks_device_outside_zero3():
     """DDP and FSDP: each rank onto its own GPU (the quantizer would take GPU 0 on every rank); ZeRO-3 passes none
     (tests/test_zero3_load.py: transformers refuses a device_map there)."""
-    from rankwise.trainer.worker import quantized_device_map
+    from rankwise.trainer.loading import quantized_device_map
 
     assert quantized_device_map("cuda", 3) == {"": 3} and quantized_device_map("cpu", 0) == {"": "cpu"}

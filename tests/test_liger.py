@@ -32,7 +32,7 @@ def test_a_model_type_liger_has_no_kernels_for_is_estimated_as_transformers_and_
 
 
 def test_train_refuses_liger_on_such_a_model_before_the_package_check():
-    from rankwise.trainer.worker import kernel_options
+    from rankwise.trainer.loading import kernel_options
 
     cfg = RunConfig.model_validate({"train": {"kernels": "liger"}})
     with pytest.raises(RankwiseError, match="no kernels for model type phi") as e:
@@ -80,7 +80,7 @@ def test_liger_layers_keeps_the_configured_loss_and_saves_what_liger_does():
 
 
 def test_liger_layers_turns_off_liger_s_losses_in_the_trainer_and_goes_with_any_loss():
-    from rankwise.trainer.worker import kernel_options, liger_config
+    from rankwise.trainer.loading import kernel_options, liger_config
 
     layers = RunConfig.model_validate({"train": {"kernels": "liger_layers", "loss": "cce"}})
     assert liger_config(layers) == {"fused_linear_cross_entropy": False, "cross_entropy": False}

@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, BitsAndBytesConfig, MixtralConfig
 from rankwise.advisor.memory import GIB, Plan, estimate
 from rankwise.advisor.storage import fused_experts
 from rankwise.advisor.model import load_model
-from rankwise.trainer.worker import experts_in
+from rankwise.trainer.loading import experts_in
 
 
 def _four_bit_mixtral():

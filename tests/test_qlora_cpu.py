@@ -1,5 +1,5 @@
 """QLoRA on the CPU keeps training correctly after an evaluation: bitsandbytes' CPU inference repacking, which
-drops the gradient through the frozen 4-bit layers, is kept off (trainer/worker.py keep_4bit_trainable_on_cpu)."""
+drops the gradient through the frozen 4-bit layers, is kept off (trainer/loading.py keep_4bit_trainable_on_cpu)."""
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ def _grads_before_and_after_an_eval(fix: bool):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from rankwise.trainer.worker import keep_4bit_trainable_on_cpu
+    from rankwise.trainer.loading import keep_4bit_trainable_on_cpu
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(

@@ -189,7 +189,7 @@ def test_other_tools_attention_and_liger_keys_map_to_the_options(tmp_path, text,
 @pytest.mark.parametrize("option,needs", [("train.kernels=liger", "liger"),
                                           ("train.attention=flash_attention_2", "flash")])
 def test_gpu_only_options_are_bad_input_on_the_cpu(option, needs):
-    from rankwise.trainer.worker import kernel_options
+    from rankwise.trainer.loading import kernel_options
 
     key, value = option.split("=")
     cfg = RunConfig.model_validate({"train": {key.split(".")[1]: value}})
@@ -469,7 +469,7 @@ def test_bitsandbytes_methods_on_a_prequantized_base_are_their_unquantized_twin(
 
 
 def test_training_a_prequantized_base_without_its_package_is_bad_input():
-    from rankwise.trainer.worker import prequantized
+    from rankwise.trainer.loading import prequantized
     import importlib.util
     if importlib.util.find_spec("gptqmodel"):
         pytest.skip("gptqmodel is installed here")
@@ -486,7 +486,7 @@ def test_training_a_prequantized_base_without_its_package_is_bad_input():
 
 @pytest.mark.parametrize("prequantized", [False, True])
 def test_the_oom_message_never_tells_a_prequantized_base_to_switch_to_4bit(prequantized):
-    from rankwise.trainer.worker import oom_message
+    from rankwise.trainer.oom import oom_message
     cfg = RunConfig.model_validate({"method": LORA})
     est = estimate(_prequantized("gptq") if prequantized else SPEC, Plan(LORA))
     text = oom_message(est, 24 * 2 ** 30, 1, 8, 2, cfg, prequantized=prequantized)

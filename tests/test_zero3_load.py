@@ -1,5 +1,5 @@
 """How transformers loads a model under rankwise's ZeRO-3 launch (bench/zero3_load_probe.py, real DeepSpeed on its
-CPU accelerator): what memory._zero3_load and the worker's quantized_device_map assume."""
+CPU accelerator): what memory._zero3_load and trainer/loading.py's quantized_device_map assume."""
 import json
 import subprocess
 import sys

@@ -83,7 +83,7 @@ def load_base(run_dir: Path, cfg):
     from rankwise.advisor.methods import METHODS
     from rankwise.advisor.model import load_model
 
-    from .worker import weights_dir
+    from .loading import weights_dir
 
     spec = load_model(cfg.model.name)
     model_dir = weights_dir(spec, cfg)

@@ -82,7 +82,7 @@ def export(run_dir: Path, fmt: str, out: Path | None = None, quant: str = "q8_0"
 def _check_architecture(run_dir: Path) -> None:
     from rankwise.advisor.model import load_model
 
-    from .worker import weights_dir
+    from .loading import weights_dir
 
     cfg = rundir.load_config(run_dir)
     folder = Path(weights_dir(load_model(cfg.model.name), cfg))

@@ -97,7 +97,7 @@ def merged_model(run_dir: Path):
 
     from rankwise.advisor.model import load_model
 
-    from .worker import weights_dir
+    from .loading import weights_dir
 
     model_dir = weights_dir(load_model(cfg.model.name), cfg)
     if torch.cuda.is_available():

@@ -135,7 +135,7 @@ def check_inputs(cfg: RunConfig, force: bool = False) -> None:
     from rankwise.advisor import hardware, redflags
     from rankwise.advisor.model import load_model
 
-    from .worker import weights_dir  # light at import: the worker defers torch into its functions
+    from .loading import weights_dir
 
     spec = load_model(cfg.model.name)
     folder = Path(weights_dir(spec, cfg))
@@ -170,7 +170,7 @@ def check_inputs(cfg: RunConfig, force: bool = False) -> None:
     hw = hardware.probe()
     if cfg.train.precision == "fp16" and not hw.has_gpu:
         raise RankwiseError("train.precision fp16 needs a GPU (none found)", "set train.precision: auto (fp32 on CPU)")
-    from .worker import kernel_options  # the worker's own check (attention kernel, Liger), before a run dir exists
+    from .loading import kernel_options  # the worker's own check (attention kernel, Liger), before a run dir exists
     kernel_options(cfg, "cuda" if hw.has_gpu else "cpu", spec.config.get("model_type"))
     from rankwise.advisor import adapter_from
     from rankwise.advisor.methods import METHODS
