@@ -19,7 +19,9 @@ from .time import Calibration, DataShape, Device, plan_time
 
 NEWEST = 20  # runs read at most (newest first): planning stays well under a second
 MIN_STEPS = 4  # a run must have measured at least this many steps between two step events
-SCAN_ROWS = 5000  # rows of a run's data scanned for its length profile (the same scan a new plan makes)
+# rows of a run's data scanned for its length profile: the scan a new plan makes, of fewer rows than its
+# dataset.SCAN_ROWS (a point per finished run); a plain JSONL file's longest row is the whole file's either way
+SCAN_ROWS = 5000
 
 
 def _events(path: Path) -> list[dict]:

@@ -41,7 +41,8 @@ from .rowformat import (  # noqa: F401 (re-exported: the row formats are part of
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
 COMPRESSIONS = (".gz", ".zst")
-QUICK_SCAN_ROWS = 20_000  # rows the TUI's quick scan reads: enough for length statistics
+SCAN_ROWS = 20_000  # rows every plan reads of a dataset (percentiles, the time plan); a plain JSONL file's longest row is
+# still the whole file's (longest_lines). One limit, so the commands and the screens read the same rows
 SKIP_HINT = "fix the row, or set data.skip_bad_rows: true to skip and count bad rows"
 
 
@@ -362,6 +363,9 @@ class DatasetScan:
     turns_of_longest: int | None = None  # the messages of that row
     trained_share: float | None = None  # of the good rows' characters, those the loss reads with the prompt masked
     total_rows: int | None = None  # rows in the whole data (good + bad) when `limit` stopped the scan and count_rows knew
+    # where `limit` stopped the scan of an uncompressed JSONL file, the rest of it was searched for its longest lines
+    # (longest_lines): max_chars, max_tokens and max_with_turns are then the whole file's, over this many rows
+    longest_of: int | None = None
 
     def all_rows(self) -> int:
         """Rows in the whole data (good + bad): the total when counted, else those read."""
@@ -403,6 +407,7 @@ class TokenSample:
 
     def __init__(self) -> None:
         self.seen = 0
+        self.beyond = 0  # rows from beyond those read, offered as the longest (add_longest)
         self.sample: list[tuple[str, int]] = []  # (text, messages)
         self.longest: list[tuple[int, int, str, int]] = []  # a min-heap of (characters and turns, row, text, messages)
         self._rng = random.Random(0)
@@ -421,13 +426,23 @@ class TokenSample:
             heapq.heapreplace(self.longest, entry)
         self.seen += 1
 
+    def add_longest(self, text: str, messages: int = 2) -> None:
+        """A row from beyond those read (the rest of the file's longest lines): a candidate for the longest row only,
+        not for the median and p95 sample."""
+        self.beyond += 1
+        entry = (len(text) + CHARS_PER_TOKEN * turn_tokens(messages), -self.beyond, text, messages)
+        if len(self.longest) < TOKEN_LONGEST:
+            heapq.heappush(self.longest, entry)
+        elif entry[0] > self.longest[0][0]:
+            heapq.heapreplace(self.longest, entry)
+
     def count(self, tokenizer) -> tuple[list[int], int, int | None, tuple[int, int]]:
         """(the sample's token lengths sorted, the longest row's tokens, rows sampled where not all were, (the
         longest row's tokens with its turns past two, its messages))."""
         lengths = token_lengths(tokenizer, [text for text, _ in self.sample])
         counted = sorted(lengths)
         rows = list(zip(lengths, (m for _, m in self.sample)))
-        if self.seen > TOKEN_SAMPLE:
+        if self.seen > TOKEN_SAMPLE or self.beyond:
             found = token_lengths(tokenizer, [text for _, _, text, _ in self.longest])
             rows += list(zip(found, (m for *_, m in self.longest)))
         longest = max((n for n, _ in rows), default=0)
@@ -452,9 +467,11 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
     problems: list[str] = []
     complete = True
     trained = 0  # characters of the good rows the loss reads (rowformat.trained_text)
+    beyond_chars = 0  # the longest of the rows beyond the limit (longest_lines)
+    stopped = 0  # the line the limit stopped at (JSONL: a row's number is its line)
     for n, row in iter_rows(path, bad="yield"):
         if limit is not None and rows >= limit:
-            complete = False
+            complete, stopped = False, n
             break
         rows += 1
         if isinstance(row, dict):
@@ -480,6 +497,19 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
         else:
             lengths.append(row_chars(good, fmt))
             with_turns = max(with_turns, (lengths[-1] / chars_per_token + turn_tokens(messages), messages))
+    longest_of = None
+    if not complete and fmt and _plain_jsonl(path):  # the rest of the file's longest rows, read at its reading speed
+        longest_of = count_rows(path)
+        for good in _rows_of(longest_lines(path, stopped - 1), columns, fmt):
+            messages = messages_of(good, fmt)
+            if tokenizer is not None:
+                text = row_text(good, fmt)
+                tokenized.add_longest(text, messages)
+                chars = len(text)
+            else:
+                chars = row_chars(good, fmt)
+                with_turns = max(with_turns, (chars / chars_per_token + turn_tokens(messages), messages))
+            beyond_chars = max(beyond_chars, chars)
     by_tokens: dict = dict(max_with_turns=with_turns[0], turns_cpt=chars_per_token, turns_of_longest=with_turns[1])
     if tokenizer is not None:
         counted, longest, sampled, turns = tokenized.count(tokenizer)
@@ -490,10 +520,74 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
     lengths.sort()
     return DatasetScan(path=str(path), rows=rows, format=fmt, fields=tuple(fields), min_chars=_percentile(lengths, 0.0),
                        median_chars=int(statistics.median(lengths)) if lengths else 0,
-                       p95_chars=_percentile(lengths, 0.95), max_chars=lengths[-1] if lengths else 0, bad_rows=bad,
+                       p95_chars=_percentile(lengths, 0.95),
+                       max_chars=max(lengths[-1] if lengths else 0, beyond_chars), bad_rows=bad,
                        first_problems=problems, complete=complete,
                        total_rows=count_rows(path) if count_all and not complete else None,
-                       trained_share=round(trained / total, 4) if (total := sum(lengths)) else None, **by_tokens)
+                       trained_share=round(trained / total, 4) if (total := sum(lengths)) else None,
+                       longest_of=longest_of, **by_tokens)
+
+
+def _plain_jsonl(path: Path) -> bool:
+    suffix, comp = data_suffix(path)
+    return path.is_file() and suffix in JSONL_SUFFIXES and not comp
+
+
+def longest_lines(path: Path, skip: int, k: int = TOKEN_LONGEST) -> list[tuple[int, bytes]]:
+    """The `k` longest lines in bytes of an uncompressed JSONL file after its first `skip`, with their line numbers
+    (1-based, as iter_rows numbers them), in file order. One pass at about the speed of reading the file (COUNT_CHUNK
+    bytes a read, split into lines in C): a scan that stopped at its limit takes the longest row of the rest from
+    these. A row's bytes hold its characters, so the row longest in characters is among them unless more than `k`
+    rows beyond it are longer in bytes (JSON's escapes, multi-byte characters). Kept per file version and `skip`:
+    the plans of several finished runs on one file read it once."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, skip, k)
+    if key not in _LONGEST:
+        _LONGEST[key] = _longest_lines(path, skip, k)
+    return _LONGEST[key]
+
+
+_LONGEST: dict[tuple, list[tuple[int, bytes]]] = {}
+
+
+def _longest_lines(path: Path, skip: int, k: int) -> list[tuple[int, bytes]]:
+    heap: list[tuple[int, int, bytes]] = []  # a min-heap of (bytes, line number, line)
+    before = 0  # lines before this read's first
+    tail = b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(COUNT_CHUNK):
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()
+            _keep_longest(heap, lines, before, skip, k)
+            before += len(lines)
+    if tail:
+        _keep_longest(heap, [tail], before, skip, k)
+    return sorted((n, line) for _, n, line in heap)
+
+
+def _keep_longest(heap: list, lines: list[bytes], before: int, skip: int, k: int) -> None:
+    if before + len(lines) <= skip:
+        return
+    floor = heap[0][0] if len(heap) >= k else -1
+    for i, size in ((i, size) for i, size in enumerate(map(len, lines)) if size > floor):
+        n = before + i + 1
+        if n <= skip:
+            continue
+        if len(heap) < k:
+            heapq.heappush(heap, (size, n, lines[i]))
+        elif size > heap[0][0]:
+            heapq.heapreplace(heap, (size, n, lines[i]))
+
+
+def _rows_of(lines: list[tuple[int, bytes]], columns: dict[str, str] | None, fmt: str) -> Iterator[dict]:
+    """The good rows among numbered JSONL lines, prepared as the scan prepares a row (bad ones left to the run's own
+    reading: the scan's figures are about the rows that train)."""
+    for n, raw in lines:
+        row = parse_line(n, raw)
+        if isinstance(row, dict):
+            good, reason = prepare_row(apply_columns(row, columns), fmt)
+            if not reason:
+                yield good
 
 
 def scan_for_model(path: str | Path, spec: Any = None, **kwargs: Any) -> DatasetScan:

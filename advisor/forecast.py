@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from . import lengths
 from .calibration import from_runs, scan_for
 from .compare_plan import ComparePlan, plan_compare
+from .dataset import SCAN_ROWS
 from .hardware import Hardware
 from .host_plan import HostPlan, plan_host
 from .pricing import price_for
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from .lengths import DataLengths
     from .model import ModelSpec
 
-SCAN_ROWS = 20000  # rows of data.path read for lengths (a larger file: its first rows, said in the notes)
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ _SCANNED: dict[tuple, object] = {}  # (data file state, format, columns, tokeniz
 
 
 def data_scan(cfg: "RunConfig", spec: "ModelSpec"):
-    """The scan of cfg's training data every plan reads (its first SCAN_ROWS rows), or None: one limit for every
+    """The scan of cfg's training data every plan reads (its first dataset.SCAN_ROWS rows), or None: one limit for every
     surface, so a screen that scans once and the commands plan the same steps. Read once a process while the file is
     unchanged: `train` judges the fit and plans the time from the same scan."""
     path = cfg.data.path
@@ -89,7 +89,8 @@ def data_scan(cfg: "RunConfig", spec: "ModelSpec"):
 def data_lengths(cfg: "RunConfig", spec: "ModelSpec", scan=None) -> "DataLengths | None":
     """The lengths of cfg's own training data (data.path, as data_scan reads it) for advisor.fit: the peak at its
     longest row where that is shorter than max_seq_len, as the collator pads each batch. None without data on this
-    machine. A scan that read the first SCAN_ROWS rows lets them stand for the rest, as the time plan does."""
+    machine. A scan that read the first SCAN_ROWS rows lets them stand for the rest, as the time plan does (a plain JSONL
+    file's longest row is the whole file's)."""
     return lengths.data_lengths(cfg, spec, scan if scan is not None else data_scan(cfg, spec))
 
 

@@ -81,7 +81,18 @@ def measured(cfg: "RunConfig", spec: "ModelSpec", scan: "DatasetScan") -> DataLe
             counted = f"its text + {TURN_TOKENS} tokens a message past the first two, {m} messages"
     about = (f"real lengths (packing off, each batch padded to its longest row): the peak is at the longest row of "
              f"{scan.path}, ~{longest:,} tokens ({counted} + {template}; p95 ~{p95:,})")
-    return DataLengths(longest, limit, about, "" if scan.complete else f"; only the first {scan.rows:,} rows were scanned")
+    return DataLengths(longest, limit, about, scanned(scan))
+
+
+def scanned(scan: "DatasetScan") -> str:
+    """What a scan that stopped at its limit read, said after the longest row: a plain JSONL file's longest is
+    still the whole file's (dataset.longest_lines)."""
+    if scan.complete:
+        return ""
+    if getattr(scan, "longest_of", None):
+        return f"; the longest of all {scan.longest_of:,} rows, the p95 of the first {scan.rows:,}"
+    return f"; only the first {scan.rows:,} rows were scanned"
+
 
 
 def padded_length(cfg: "RunConfig", spec: "ModelSpec", scan: "DatasetScan") -> tuple[int, str]:

@@ -215,3 +215,31 @@ def test_a_conversation_is_planned_with_its_turns(tmp_path):
                                              for i in range(10)]}) + "\n")
     cfg = load_config(_preset(tmp_path, "llama-3.1-8b", str(long)))
     assert data_lengths(cfg, load_model("llama-3.1-8b")).seq_len == 4000 // 4 + 5 * 8 + 12
+
+
+def _big(path: Path, rows: int, longest_at: int, words: int = 900) -> Path:
+    """`rows` short rows, one long one at row `longest_at` (1-based), past what a scan reads (dataset.SCAN_ROWS)."""
+    with open(path, "w") as fh:
+        for i in range(1, rows + 1):
+            fh.write(json.dumps({"text": f"row {i} " + "word " * (words if i == longest_at else 3)}) + "\n")
+    return path
+
+
+def test_a_big_jsonl_files_longest_row_counts_past_the_rows_scanned(rankwise_cmd, tmp_path):
+    """A scan reads the first SCAN_ROWS rows; the longest row of a plain JSONL file is still the whole file's, so a
+    row the scan did not read cannot make the run longer than every command planned. `estimate --preset`,
+    `estimate --dataset` on the same file and `check` give one peak, at that row."""
+    from rankwise.advisor.dataset import SCAN_ROWS
+
+    _big(tmp_path / "train.jsonl", SCAN_ROWS + 500, longest_at=SCAN_ROWS + 321)
+    preset = _preset(tmp_path, "llama-3.1-8b", "train.jsonl", max_seq_len=2048, micro_batch=2)
+    gpu = ["--gpu-mem", "24GiB"]
+    est = _json(rankwise_cmd + ["estimate", "--preset", str(preset), "--json"] + gpu)
+    named = _json(rankwise_cmd + ["estimate", "--preset", str(preset), "--dataset", str(tmp_path / "train.jsonl"),
+                                  "--json"] + gpu)
+    chk = _json(rankwise_cmd + ["check", str(preset), "--json"] + gpu)
+    seq = est["lengths"]["seq_len"]
+    assert seq > 900 * 5 / 4  # the long row's ~4,500 characters at ~4 a token, not the short rows' ~20 tokens
+    assert est["peak_bytes"] == named["peak_bytes"] == chk["estimate"]["peak_bytes"]
+    assert est["lengths"] == named["lengths"] == chk["lengths"]
+    assert f"the longest of all {SCAN_ROWS + 500:,} rows, the p95 of the first {SCAN_ROWS:,}" in est["lengths"]["note"]

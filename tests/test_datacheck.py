@@ -153,3 +153,40 @@ def test_a_byte_stand_in_judges_truncation_at_four_bytes_a_token(tmp_path):
         assert c["tokenizer"] == "byte stand-in" and c["token_max"] > seq
         assert c["truncated_rows"] == c["truncated_into_response"] == cut
         assert ("truncated-responses" in {f["code"] for f in c["findings"]}) == bool(cut)
+
+
+def test_a_scan_stopped_at_its_limit_still_finds_a_jsonl_files_longest_row(tmp_path, monkeypatch):
+    """The rest of a plain JSONL file is searched for its longest lines (dataset.longest_lines, a line split across
+    reads included); a compressed file is not, and says only the rows read."""
+    import gzip
+
+    from rankwise.advisor import dataset
+    from rankwise.advisor.lengths import scanned
+    from rankwise.advisor.tokens import local_tokenizer
+    from rankwise.tui.setup_view import scan_text
+
+    rows = [{"messages": [{"role": "user", "content": "hi " * 3}, {"role": "assistant", "content": "ok"}]}] * 300
+    rows[250] = {"messages": [{"role": "user", "content": "long " * 400}, {"role": "assistant", "content": "ok"}]}
+    rows[280] = {"messages": [{"role": r, "content": "t"} for r in ["user", "assistant"] * 75]}  # turns, not text
+    text = "\n".join(json.dumps(r) for r in rows)  # no newline after the last row
+    plain = tmp_path / "chat.jsonl"
+    plain.write_text(text)
+    monkeypatch.setattr(dataset, "COUNT_CHUNK", 97)  # rows cross reads
+    tok = local_tokenizer(str(Path(__file__).resolve().parent.parent / "presets" / "assets" / "tiny-llama"))
+    for kwargs in ({}, {"tokenizer": tok}):
+        whole, part = dataset.scan(plain, **kwargs), dataset.scan(plain, limit=100, **kwargs)
+        assert not part.complete and part.rows == 100 and part.longest_of == 300
+        assert (part.max_chars, part.max_tokens, part.max_with_turns, part.turns_of_longest) == \
+               (whole.max_chars, whole.max_tokens, whole.max_with_turns, whole.turns_of_longest)
+        assert part.median_chars == whole.median_chars  # the percentiles stay the rows read
+        assert part.turns_of_longest == (2 if kwargs else 150)  # in characters the 150 turns' template tokens win
+        assert scanned(part) == "; the longest of all 300 rows, the p95 of the first 100"
+    assert str(scan_text(part)).startswith("300 rows (100 scanned)") and "of all rows" in str(scan_text(part))
+    assert [n for n, _ in dataset.longest_lines(plain, 100, k=2)] == [251, 281]
+    assert dataset.longest_lines(plain, 251, k=1)[0][0] == 281  # after `skip` lines only
+
+    packed = tmp_path / "chat.jsonl.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+    part = dataset.scan(packed, limit=100)
+    assert part.longest_of is None and part.max_chars < 100
+    assert scanned(part) == "; only the first 100 rows were scanned"

@@ -81,7 +81,7 @@ def scan_text(scan) -> Text:
     else:
         rows = f"{scan.rows:,}{'' if scan.complete else '+'} rows"
     t = Text(f"{rows} · {fmt} · chars median {scan.median_chars:,}, "
-             f"p95 {scan.p95_chars:,}, max {scan.max_chars:,}")
+             f"p95 {scan.p95_chars:,}, max {scan.max_chars:,}" + (" of all rows" if scan.longest_of else ""))
     if scan.bad_rows:
         t.append(f" · {scan.bad_rows} bad", style=severity_style("error"))
         if scan.first_problems:

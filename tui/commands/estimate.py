@@ -276,9 +276,6 @@ def _deepspeed_file(args) -> str | None:
     return str(Path(path).expanduser().resolve()) if path else None
 
 
-DATASET_SCAN_ROWS = 200_000  # enough for the longest row of most fine-tuning sets, in seconds
-
-
 def real_lengths(args, spec, cfg):
     """The data's lengths the peak is estimated at (advisor/lengths.DataLengths): --dataset's, else the config's own
     data.path where it is on this machine (as `check` and `train` judge the fit); None without data."""
@@ -289,9 +286,9 @@ def real_lengths(args, spec, cfg):
         return None
     if not getattr(args, "dataset", None):
         return data_lengths(cfg, spec)
-    from rankwise.advisor.dataset import scan_for_model
+    from rankwise.advisor.dataset import SCAN_ROWS, scan_for_model
 
-    found = scan_for_model(args.dataset, spec, limit=DATASET_SCAN_ROWS, declared=cfg.data.format,
+    found = scan_for_model(args.dataset, spec, limit=SCAN_ROWS, declared=cfg.data.format,
                            columns=cfg.data.columns)
     if found.rows == found.bad_rows:
         raise RankwiseError(f"--dataset {args.dataset}: no usable rows", "; ".join(found.first_problems[:2]) or

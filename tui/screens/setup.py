@@ -256,7 +256,7 @@ class SetupScreen(Screen):
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
     def scan_dataset(self, path: str) -> None:
-        from rankwise.advisor.dataset import QUICK_SCAN_ROWS, scan
+        from rankwise.advisor.dataset import SCAN_ROWS, scan
         from rankwise.advisor.errors import RankwiseError
 
         p = Path(path).expanduser()
@@ -264,7 +264,7 @@ class SetupScreen(Screen):
             self.post_message(DatasetScanned(path, error=f"not found: {path}"))
             return
         try:
-            self.post_message(DatasetScanned(path, result=scan(p, limit=QUICK_SCAN_ROWS)))
+            self.post_message(DatasetScanned(path, result=scan(p, limit=SCAN_ROWS)))
         except RankwiseError as e:
             self.post_message(DatasetScanned(path, error=e.message))
         except OSError as e:
