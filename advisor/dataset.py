@@ -363,8 +363,8 @@ class DatasetScan:
     turns_of_longest: int | None = None  # the messages of that row
     trained_share: float | None = None  # of the good rows' characters, those the loss reads with the prompt masked
     total_rows: int | None = None  # rows in the whole data (good + bad) when `limit` stopped the scan and count_rows knew
-    # where `limit` stopped the scan of an uncompressed JSONL file, the rest of it was searched for its longest lines
-    # (longest_lines): max_chars, max_tokens and max_with_turns are then the whole file's, over this many rows
+    # where `limit` stopped the scan of an uncompressed JSONL file (or folder of them), the rest was searched for its
+    # longest lines (longest_lines): max_chars, max_tokens and max_with_turns are then the whole data's, over these rows
     longest_of: int | None = None
 
     def all_rows(self) -> int:
@@ -498,9 +498,12 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
             lengths.append(row_chars(good, fmt))
             with_turns = max(with_turns, (lengths[-1] / chars_per_token + turn_tokens(messages), messages))
     longest_of = None
-    if not complete and fmt and _plain_jsonl(path):  # the rest of the file's longest rows, read at its reading speed
+    rest = _unread(path, stopped) if not complete and fmt else None
+    if rest:  # the rest of the data's longest rows, found at its reading speed
         longest_of = count_rows(path)
-        for good in _rows_of(longest_lines(path, stopped - 1), columns, fmt):
+        lines = heapq.nlargest(TOKEN_LONGEST, (line for f, skip in rest for line in longest_lines(f, skip)),
+                               key=lambda line: len(line[1]))
+        for good in _rows_of(lines, columns, fmt):
             messages = messages_of(good, fmt)
             if tokenizer is not None:
                 text = row_text(good, fmt)
@@ -531,6 +534,19 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
 def _plain_jsonl(path: Path) -> bool:
     suffix, comp = data_suffix(path)
     return path.is_file() and suffix in JSONL_SUFFIXES and not comp
+
+
+def _unread(path: Path, stopped: int) -> list[tuple[Path, int]] | None:
+    """What a scan that stopped at row `stopped` (a JSONL line; in a folder of shards a RowNo naming its file) left
+    unread, as (file, lines to skip) for longest_lines; None unless every one is an uncompressed JSONL file."""
+    if path.is_file():
+        return [(path, stopped - 1)] if _plain_jsonl(path) else None
+    files = jsonl_files(path)
+    at = getattr(stopped, "file", None)
+    if not files or at not in files:
+        return None
+    rest = [(at, stopped - 1)] + [(f, 0) for f in files[files.index(at) + 1:]]
+    return rest if all(_plain_jsonl(f) for f, _ in rest) else None
 
 
 def longest_lines(path: Path, skip: int, k: int = TOKEN_LONGEST) -> list[tuple[int, bytes]]:

@@ -190,3 +190,22 @@ def test_a_scan_stopped_at_its_limit_still_finds_a_jsonl_files_longest_row(tmp_p
     part = dataset.scan(packed, limit=100)
     assert part.longest_of is None and part.max_chars < 100
     assert scanned(part) == "; only the first 100 rows were scanned"
+
+
+def test_a_folder_of_jsonl_shards_gives_its_longest_row_past_the_shard_the_scan_stopped_in(tmp_path):
+    from rankwise.advisor import dataset
+
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for i, longest in enumerate((None, 40, 75)):  # the scan stops in shard 1; shard 2 holds the longest row
+        folder.joinpath(f"part-{i}.jsonl").write_text("".join(
+            json.dumps({"text": "w " * (300 if j == longest else 2)}) + "\n" for j in range(100)))
+    whole, part = dataset.scan(folder), dataset.scan(folder, limit=150)
+    assert part.rows == 150 and part.longest_of == 300 and part.max_chars == whole.max_chars > 500
+    assert dataset.scan(folder, limit=250).max_chars == whole.max_chars  # stopped in the last shard, before its row
+
+    (folder / "part-1.jsonl").unlink()  # a compressed shard left unread: only the rows read, said as such
+    import gzip
+    (folder / "part-1.jsonl.gz").write_bytes(gzip.compress(b'{"text": "short"}\n'))
+    part = dataset.scan(folder, limit=50)
+    assert part.longest_of is None and part.max_chars < 500
