@@ -29,7 +29,7 @@ import random
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 from .errors import RankwiseError
 from .time import CHARS_PER_TOKEN, TURN_TOKENS
@@ -363,8 +363,9 @@ class DatasetScan:
     turns_of_longest: int | None = None  # the messages of that row
     trained_share: float | None = None  # of the good rows' characters, those the loss reads with the prompt masked
     total_rows: int | None = None  # rows in the whole data (good + bad) when `limit` stopped the scan and count_rows knew
-    # where `limit` stopped the scan of an uncompressed JSONL file (or folder of them), the rest was searched for its
-    # longest lines (longest_lines): max_chars, max_tokens and max_with_turns are then the whole data's, over these rows
+    # where `limit` stopped the scan of a JSONL or parquet file, a saved dataset or a folder of shards (none of them
+    # compressed), the rest was searched for its longest rows (_longest_rows): max_chars, max_tokens and
+    # max_with_turns are then the whole data's, over this many rows
     longest_of: int | None = None
 
     def all_rows(self) -> int:
@@ -501,9 +502,9 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
     rest = _unread(path, stopped) if not complete and fmt else None
     if rest:  # the rest of the data's longest rows, found at its reading speed
         longest_of = count_rows(path)
-        lines = heapq.nlargest(TOKEN_LONGEST, (line for f, skip in rest for line in longest_lines(f, skip)),
-                               key=lambda line: len(line[1]))
-        for good in _rows_of(lines, columns, fmt):
+        found = heapq.nlargest(TOKEN_LONGEST, (c for where, skip in rest for c in _longest_rows(where, skip)),
+                               key=lambda c: c[0])
+        for good in _prepared((row for *_, row in found), columns, fmt):
             messages = messages_of(good, fmt)
             if tokenizer is not None:
                 text = row_text(good, fmt)
@@ -531,22 +532,86 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
                        longest_of=longest_of, **by_tokens)
 
 
-def _plain_jsonl(path: Path) -> bool:
-    suffix, comp = data_suffix(path)
-    return path.is_file() and suffix in JSONL_SUFFIXES and not comp
-
-
-def _unread(path: Path, stopped: int) -> list[tuple[Path, int]] | None:
-    """What a scan that stopped at row `stopped` (a JSONL line; in a folder of shards a RowNo naming its file) left
-    unread, as (file, lines to skip) for longest_lines; None unless every one is an uncompressed JSONL file."""
+def _unread(path: Path, stopped: int) -> list[tuple[Path | list[Path], int]] | None:
+    """What a scan that stopped at row `stopped` left unread, as (where, rows to skip) for _longest_rows: the rest
+    of a data file or of a saved dataset's Arrow files, and, in a folder of shards (`stopped` a RowNo naming its
+    file), the rest of that shard and every later one. None where a compressed file is among them (it cannot be
+    searched faster than it is parsed)."""
+    if path.is_dir() and _is_saved_dataset(path):
+        return [(_hf_arrow_files(path), stopped - 1)]
     if path.is_file():
-        return [(path, stopped - 1)] if _plain_jsonl(path) else None
-    files = jsonl_files(path)
+        return [(path, stopped - 1)] if _searchable(path) else None
+    files = shards(path)
     at = getattr(stopped, "file", None)
-    if not files or at not in files:
+    if at not in files:
         return None
     rest = [(at, stopped - 1)] + [(f, 0) for f in files[files.index(at) + 1:]]
-    return rest if all(_plain_jsonl(f) for f, _ in rest) else None
+    return rest if all(_searchable(f) for f, _ in rest) else None
+
+
+def _searchable(path: Path) -> bool:
+    suffix, comp = data_suffix(path)
+    return path.is_file() and not comp and suffix in (*JSONL_SUFFIXES, ".parquet")
+
+
+def _longest_rows(where: Path | list[Path], skip: int) -> list[tuple[int, int, dict | BadRow | None]]:
+    """(bytes, row number, row) of the TOKEN_LONGEST rows largest in bytes after the first `skip`: a JSONL file's
+    longest lines, or the rows of a parquet file or of Arrow files (a saved dataset's) with the most text."""
+    if isinstance(where, list):
+        return arrow_longest((b for f in where for b in _arrow_file_batches(f)), skip)
+    if data_suffix(where)[0] == ".parquet":
+        import pyarrow.parquet as pq  # deferred: only parquet needs pyarrow
+
+        return arrow_longest(pq.ParquetFile(where).iter_batches(batch_size=4096), skip)
+    return [(len(line), n, parse_line(n, line)) for n, line in longest_lines(where, skip)]
+
+
+def _arrow_file_batches(path: Path) -> Iterator[Any]:
+    with open(path, "rb") as fh:
+        yield from _arrow_batches(fh)
+
+
+def arrow_longest(batches: Iterable[Any], skip: int, k: int = TOKEN_LONGEST) -> list[tuple[int, int, dict]]:
+    """(bytes of text, row number from 1, row) of the `k` rows of Arrow record batches with the most text after the
+    first `skip`: each row's string bytes summed over its columns, nested lists and structs included (a
+    conversation's messages), computed a batch at a time in Arrow and numpy; only the rows kept become Python."""
+    import numpy as np  # deferred: with pyarrow, only for Arrow data
+
+    heap: list[tuple[int, int, dict]] = []  # a min-heap of (bytes, row number, row)
+    before = 0
+    for batch in batches:
+        start, before = max(0, skip - before), before + batch.num_rows
+        if start >= batch.num_rows:
+            continue
+        sizes = sum((_text_bytes(col) for col in batch.columns), np.zeros(batch.num_rows, dtype=np.int64))[start:]
+        first = before - batch.num_rows + start + 1  # the row number of sizes[0]
+        for i in np.argsort(sizes)[::-1][:k]:
+            size, n = int(sizes[i]), first + int(i)
+            if len(heap) >= k and (size, n) <= heap[0][:2]:
+                break  # sorted: the rest of this batch is no bigger
+            entry = (size, n, batch.slice(start + int(i), 1).to_pylist()[0])
+            if len(heap) < k:
+                heapq.heappush(heap, entry)
+            else:
+                heapq.heapreplace(heap, entry)
+    return sorted(heap, key=lambda e: e[1])
+
+
+def _text_bytes(arr: Any) -> Any:
+    """Each row's bytes of string (and binary) data in an Arrow array, through lists and structs; 0 for the rest."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = arr.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return pc.fill_null(pc.binary_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
+        return np.bincount(parents, weights=_text_bytes(pc.list_flatten(arr)), minlength=len(arr)).astype(np.int64)
+    if pa.types.is_struct(t):
+        return sum((_text_bytes(f) for f in arr.flatten()), np.zeros(len(arr), dtype=np.int64))
+    return np.zeros(len(arr), dtype=np.int64)
 
 
 def longest_lines(path: Path, skip: int, k: int = TOKEN_LONGEST) -> list[tuple[int, bytes]]:
@@ -595,11 +660,10 @@ def _keep_longest(heap: list, lines: list[bytes], before: int, skip: int, k: int
             heapq.heapreplace(heap, (size, n, lines[i]))
 
 
-def _rows_of(lines: list[tuple[int, bytes]], columns: dict[str, str] | None, fmt: str) -> Iterator[dict]:
-    """The good rows among numbered JSONL lines, prepared as the scan prepares a row (bad ones left to the run's own
-    reading: the scan's figures are about the rows that train)."""
-    for n, raw in lines:
-        row = parse_line(n, raw)
+def _prepared(rows: Iterable[dict | BadRow | None], columns: dict[str, str] | None, fmt: str) -> Iterator[dict]:
+    """The good rows among `rows`, prepared as the scan prepares a row (bad ones left to the run's own reading: the
+    scan's figures are about the rows that train)."""
+    for row in rows:
         if isinstance(row, dict):
             good, reason = prepare_row(apply_columns(row, columns), fmt)
             if not reason:

@@ -209,3 +209,42 @@ def test_a_folder_of_jsonl_shards_gives_its_longest_row_past_the_shard_the_scan_
     (folder / "part-1.jsonl.gz").write_bytes(gzip.compress(b'{"text": "short"}\n'))
     part = dataset.scan(folder, limit=50)
     assert part.longest_of is None and part.max_chars < 500
+
+
+def _chats(n: int, long_at: dict[int, int]) -> list[dict]:
+    """`n` two-message conversations; row i (0-based) in `long_at` has that many words in its answer."""
+    return [{"messages": [{"role": "user", "content": f"q{i}"},
+                          {"role": "assistant", "content": "w " * long_at.get(i, 2)}], "id": i} for i in range(n)]
+
+
+@pytest.mark.parametrize("kind", ["parquet", "saved dataset"])
+def test_parquet_and_a_saved_datasets_longest_row_past_the_rows_scanned(tmp_path, kind):
+    """Arrow data: each row's text bytes summed through the messages' list of structs, a batch at a time; the scan's
+    limit falls inside a row group / record batch, and the longest row lies in a later one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rankwise.advisor import dataset
+
+    rows = _chats(700, {30: 50, 450: 900, 620: 300})  # the row in the rows read is shorter than the one past them
+    table = pa.Table.from_pylist(rows)
+    if kind == "parquet":
+        path = tmp_path / "chat.parquet"
+        pq.write_table(table, path, row_group_size=128)
+    else:
+        path = tmp_path / "saved"
+        path.mkdir()
+        names = []
+        for k, part in enumerate((table.slice(0, 250), table.slice(250))):
+            names.append({"filename": f"data-{k:05d}-of-00002.arrow"})
+            with pa.OSFile(str(path / names[-1]["filename"]), "wb") as sink:
+                with pa.ipc.new_stream(sink, table.schema) as writer:
+                    for batch in part.to_batches(max_chunksize=100):
+                        writer.write_batch(batch)
+        (path / "state.json").write_text(json.dumps({"_data_files": names}))
+    whole, part = dataset.scan(path), dataset.scan(path, limit=140)
+    assert part.rows == 140 and part.longest_of == 700
+    assert part.max_chars == whole.max_chars >= 1800 and part.max_with_turns == whole.max_with_turns
+    found = dataset.arrow_longest(table.to_batches(max_chunksize=64), skip=140, k=2)
+    assert [n for _, n, _ in found] == [451, 621] and [r["id"] for *_, r in found] == [450, 620]
+    assert found[0][0] == len("q450") + len("user") + len("assistant") + len("w " * 900)  # every string's bytes
