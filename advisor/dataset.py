@@ -20,6 +20,7 @@ and skip (that is what `data.skip_bad_rows: true` does).
 """
 from __future__ import annotations
 
+import copy
 import csv
 import gzip
 import heapq
@@ -556,7 +557,23 @@ def _searchable(path: Path) -> bool:
 
 def _longest_rows(where: Path | list[Path], skip: int) -> list[tuple[int, int, dict | BadRow | None]]:
     """(bytes, row number, row) of the TOKEN_LONGEST rows largest in bytes after the first `skip`: a JSONL file's
-    longest lines, or the rows of a parquet file or of Arrow files (a saved dataset's) with the most text."""
+    longest lines, or the rows of a parquet file or of Arrow files (a saved dataset's) with the most text. Kept per
+    file version and `skip` (the last LONGEST_KEPT searches): the plans of several finished runs on one file search
+    it once. A copy each time: the rows are prepared in place."""
+    files = where if isinstance(where, list) else [where]
+    key = (skip, *((str(f.resolve()), (st := f.stat()).st_size, st.st_mtime_ns) for f in files))
+    if key not in _LONGEST:
+        while len(_LONGEST) >= LONGEST_KEPT:
+            del _LONGEST[next(iter(_LONGEST))]
+        _LONGEST[key] = _search(where, skip)
+    return copy.deepcopy(_LONGEST[key])
+
+
+LONGEST_KEPT = 8
+_LONGEST: dict[tuple, list] = {}
+
+
+def _search(where: Path | list[Path], skip: int) -> list[tuple[int, int, dict | BadRow | None]]:
     if isinstance(where, list):
         return arrow_longest((b for f in where for b in _arrow_file_batches(f)), skip)
     if data_suffix(where)[0] == ".parquet":
@@ -619,19 +636,7 @@ def longest_lines(path: Path, skip: int, k: int = TOKEN_LONGEST) -> list[tuple[i
     (1-based, as iter_rows numbers them), in file order. One pass at about the speed of reading the file (COUNT_CHUNK
     bytes a read, split into lines in C): a scan that stopped at its limit takes the longest row of the rest from
     these. A row's bytes hold its characters, so the row longest in characters is among them unless more than `k`
-    rows beyond it are longer in bytes (JSON's escapes, multi-byte characters). Kept per file version and `skip`:
-    the plans of several finished runs on one file read it once."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, skip, k)
-    if key not in _LONGEST:
-        _LONGEST[key] = _longest_lines(path, skip, k)
-    return _LONGEST[key]
-
-
-_LONGEST: dict[tuple, list[tuple[int, bytes]]] = {}
-
-
-def _longest_lines(path: Path, skip: int, k: int) -> list[tuple[int, bytes]]:
+    rows beyond it are longer in bytes (JSON's escapes, multi-byte characters)."""
     heap: list[tuple[int, int, bytes]] = []  # a min-heap of (bytes, line number, line)
     before = 0  # lines before this read's first
     tail = b""

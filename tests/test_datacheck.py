@@ -248,3 +248,20 @@ def test_parquet_and_a_saved_datasets_longest_row_past_the_rows_scanned(tmp_path
     found = dataset.arrow_longest(table.to_batches(max_chunksize=64), skip=140, k=2)
     assert [n for _, n, _ in found] == [451, 621] and [r["id"] for *_, r in found] == [450, 620]
     assert found[0][0] == len("q450") + len("user") + len("assistant") + len("w " * 900)  # every string's bytes
+
+
+def test_the_longest_rows_search_is_kept_per_file_version_bounded_and_handed_out_as_copies(tmp_path):
+    from rankwise.advisor import dataset
+
+    f = tmp_path / "d.jsonl"
+    f.write_text("".join(json.dumps({"text": "w " * (i + 1)}) + "\n" for i in range(30)))
+    first = dataset._longest_rows(f, 10)
+    assert max(n for _, n, _ in first) == 30
+    first[-1][2]["text"] = "prepared in place"
+    assert dataset._longest_rows(f, 10)[-1][2]["text"] == "w " * 30  # a copy, not the kept rows
+    with open(f, "a") as fh:  # a new version of the file: searched again
+        fh.write(json.dumps({"text": "w " * 99}) + "\n")
+    assert max(n for _, n, _ in dataset._longest_rows(f, 10)) == 31
+    for skip in range(dataset.LONGEST_KEPT + 3):
+        dataset._longest_rows(f, skip)
+    assert len(dataset._LONGEST) <= dataset.LONGEST_KEPT
