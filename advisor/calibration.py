@@ -20,7 +20,7 @@ from .time import Calibration, DataShape, Device, plan_time
 NEWEST = 20  # runs read at most (newest first): planning stays well under a second
 MIN_STEPS = 4  # a run must have measured at least this many steps between two step events
 # rows of a run's data scanned for its length profile: the scan a new plan makes, of fewer rows than its
-# dataset.SCAN_ROWS (a point per finished run); a plain JSONL file's longest row is the whole file's either way
+# dataset.SCAN_ROWS (a point per finished run); the longest row is the whole data's either way, where it can be searched
 SCAN_ROWS = 5000
 
 

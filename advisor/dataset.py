@@ -42,8 +42,8 @@ from .rowformat import (  # noqa: F401 (re-exported: the row formats are part of
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
 COMPRESSIONS = (".gz", ".zst")
-SCAN_ROWS = 20_000  # rows every plan reads of a dataset (percentiles, the time plan); a plain JSONL file's longest row is
-# still the whole file's (longest_lines). One limit, so the commands and the screens read the same rows
+SCAN_ROWS = 20_000  # rows every plan reads of a dataset (percentiles, the time plan); its longest row is still the whole
+# data's where the rest can be searched (scan's _longest_rows). One limit: the commands and the screens read one answer
 SKIP_HINT = "fix the row, or set data.skip_bad_rows: true to skip and count bad rows"
 
 
@@ -429,7 +429,7 @@ class TokenSample:
         self.seen += 1
 
     def add_longest(self, text: str, messages: int = 2) -> None:
-        """A row from beyond those read (the rest of the file's longest lines): a candidate for the longest row only,
+        """A row from beyond those read (the rest of the data's longest rows): a candidate for the longest row only,
         not for the median and p95 sample."""
         self.beyond += 1
         entry = (len(text) + CHARS_PER_TOKEN * turn_tokens(messages), -self.beyond, text, messages)
@@ -469,8 +469,8 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
     problems: list[str] = []
     complete = True
     trained = 0  # characters of the good rows the loss reads (rowformat.trained_text)
-    beyond_chars = 0  # the longest of the rows beyond the limit (longest_lines)
-    stopped = 0  # the line the limit stopped at (JSONL: a row's number is its line)
+    beyond_chars = 0  # the longest of the rows beyond the limit (_longest_rows)
+    stopped = 0  # the row the limit stopped at, numbered as iter_rows does (a JSONL line; in shards a RowNo)
     for n, row in iter_rows(path, bad="yield"):
         if limit is not None and rows >= limit:
             complete, stopped = False, n

@@ -89,8 +89,8 @@ def data_scan(cfg: "RunConfig", spec: "ModelSpec"):
 def data_lengths(cfg: "RunConfig", spec: "ModelSpec", scan=None) -> "DataLengths | None":
     """The lengths of cfg's own training data (data.path, as data_scan reads it) for advisor.fit: the peak at its
     longest row where that is shorter than max_seq_len, as the collator pads each batch. None without data on this
-    machine. A scan that read the first SCAN_ROWS rows lets them stand for the rest, as the time plan does (a plain JSONL
-    file's longest row is the whole file's)."""
+    machine. A scan that read the first SCAN_ROWS rows lets them stand for the rest, as the time plan does (the longest row
+    is the whole data's where the rest can be searched: dataset._longest_rows)."""
     return lengths.data_lengths(cfg, spec, scan if scan is not None else data_scan(cfg, spec))
 
 

@@ -85,8 +85,8 @@ def measured(cfg: "RunConfig", spec: "ModelSpec", scan: "DatasetScan") -> DataLe
 
 
 def scanned(scan: "DatasetScan") -> str:
-    """What a scan that stopped at its limit read, said after the longest row: a plain JSONL file's longest is
-    still the whole file's (dataset.longest_lines)."""
+    """What a scan that stopped at its limit read, said after the longest row: the longest is still the whole data's
+    where the rest could be searched (DatasetScan.longest_of)."""
     if scan.complete:
         return ""
     if getattr(scan, "longest_of", None):
