@@ -421,22 +421,19 @@ class TokenSample:
             j = self._rng.randrange(self.seen + 1)
             if j < TOKEN_SAMPLE:
                 self.sample[j] = (text, messages)
-        entry = (len(text) + CHARS_PER_TOKEN * turn_tokens(messages), self.seen, text, messages)  # by characters
-        if len(self.longest) < TOKEN_LONGEST:
-            heapq.heappush(self.longest, entry)
-        elif entry[0] > self.longest[0][0]:
-            heapq.heapreplace(self.longest, entry)
+        self._offer(text, messages, self.seen)
         self.seen += 1
 
     def add_longest(self, text: str, messages: int = 2) -> None:
         """A row from beyond those read (the rest of the data's longest rows): a candidate for the longest row only,
         not for the median and p95 sample."""
         self.beyond += 1
-        entry = (len(text) + CHARS_PER_TOKEN * turn_tokens(messages), -self.beyond, text, messages)
-        if len(self.longest) < TOKEN_LONGEST:
-            heapq.heappush(self.longest, entry)
-        elif entry[0] > self.longest[0][0]:
-            heapq.heapreplace(self.longest, entry)
+        self._offer(text, messages, -self.beyond)
+
+    def _offer(self, text: str, messages: int, order: int) -> None:
+        """A candidate for the TOKEN_LONGEST rows longest in characters (a message past two as its template tokens)."""
+        _keep_largest(self.longest, (len(text) + CHARS_PER_TOKEN * turn_tokens(messages), order, text, messages),
+               TOKEN_LONGEST)
 
     def count(self, tokenizer) -> tuple[list[int], int, int | None, tuple[int, int]]:
         """(the sample's token lengths sorted, the longest row's tokens, rows sampled where not all were, (the
@@ -469,8 +466,21 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
     problems: list[str] = []
     complete = True
     trained = 0  # characters of the good rows the loss reads (rowformat.trained_text)
-    beyond_chars = 0  # the longest of the rows beyond the limit (_longest_rows)
     stopped = 0  # the row the limit stopped at, numbered as iter_rows does (a JSONL line; in shards a RowNo)
+
+    def measure(good: dict, offer) -> int:
+        """A good row's characters. Its text goes to the token count (`offer`: TokenSample.add, or add_longest for a
+        row past those read); without a tokenizer, its characters and turns to the longest row with its turns."""
+        nonlocal with_turns
+        messages = messages_of(good, fmt)
+        if tokenizer is not None:
+            text = row_text(good, fmt)
+            offer(text, messages)
+            return len(text)
+        chars = row_chars(good, fmt)
+        with_turns = max(with_turns, (chars / chars_per_token + turn_tokens(messages), messages))
+        return chars
+
     for n, row in iter_rows(path, bad="yield"):
         if limit is not None and rows >= limit:
             complete, stopped = False, n
@@ -491,30 +501,15 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
                 problems.append(f"{location(path, n)}: {reason}")
             continue
         trained += len(trained_text(good, fmt))
-        messages = messages_of(good, fmt)
-        if tokenizer is not None:
-            text = row_text(good, fmt)
-            lengths.append(len(text))
-            tokenized.add(text, messages)
-        else:
-            lengths.append(row_chars(good, fmt))
-            with_turns = max(with_turns, (lengths[-1] / chars_per_token + turn_tokens(messages), messages))
-    longest_of = None
+        lengths.append(measure(good, tokenized.add))
+    beyond_chars = 0  # the longest of the rows past the limit
     rest = _unread(path, stopped) if not complete and fmt else None
     if rest:  # the rest of the data's longest rows, found at its reading speed
-        longest_of = count_rows(path)
         found = heapq.nlargest(TOKEN_LONGEST, (c for where, skip in rest for c in _longest_rows(where, skip)),
                                key=lambda c: c[0])
-        for good in _prepared((row for *_, row in found), columns, fmt):
-            messages = messages_of(good, fmt)
-            if tokenizer is not None:
-                text = row_text(good, fmt)
-                tokenized.add_longest(text, messages)
-                chars = len(text)
-            else:
-                chars = row_chars(good, fmt)
-                with_turns = max(with_turns, (chars / chars_per_token + turn_tokens(messages), messages))
-            beyond_chars = max(beyond_chars, chars)
+        beyond_chars = max((measure(good, tokenized.add_longest)
+                            for good in _prepared((row for *_, row in found), columns, fmt)), default=0)
+    all_rows = count_rows(path) if not complete and (count_all or rest) else None  # the whole data's rows, once
     by_tokens: dict = dict(max_with_turns=with_turns[0], turns_cpt=chars_per_token, turns_of_longest=with_turns[1])
     if tokenizer is not None:
         counted, longest, sampled, turns = tokenized.count(tokenizer)
@@ -528,9 +523,9 @@ def scan(path: str | Path, limit: int | None = None, declared: str = "auto", max
                        p95_chars=_percentile(lengths, 0.95),
                        max_chars=max(lengths[-1] if lengths else 0, beyond_chars), bad_rows=bad,
                        first_problems=problems, complete=complete,
-                       total_rows=count_rows(path) if count_all and not complete else None,
+                       total_rows=all_rows if count_all else None,
                        trained_share=round(trained / total, 4) if (total := sum(lengths)) else None,
-                       longest_of=longest_of, **by_tokens)
+                       longest_of=all_rows if rest else None, **by_tokens)
 
 
 def _unread(path: Path, stopped: int) -> list[tuple[Path | list[Path], int]] | None:
@@ -597,20 +592,17 @@ def arrow_longest(batches: Iterable[Any], skip: int, k: int = TOKEN_LONGEST) -> 
     heap: list[tuple[int, int, dict]] = []  # a min-heap of (bytes, row number, row)
     before = 0
     for batch in batches:
-        start, before = max(0, skip - before), before + batch.num_rows
+        start = max(0, skip - before)
+        first = before + start + 1  # the row number of sizes[0]
+        before += batch.num_rows
         if start >= batch.num_rows:
             continue
         sizes = sum((_text_bytes(col) for col in batch.columns), np.zeros(batch.num_rows, dtype=np.int64))[start:]
-        first = before - batch.num_rows + start + 1  # the row number of sizes[0]
         for i in np.argsort(sizes)[::-1][:k]:
             size, n = int(sizes[i]), first + int(i)
-            if len(heap) >= k and (size, n) <= heap[0][:2]:
-                break  # sorted: the rest of this batch is no bigger
-            entry = (size, n, batch.slice(start + int(i), 1).to_pylist()[0])
-            if len(heap) < k:
-                heapq.heappush(heap, entry)
-            else:
-                heapq.heapreplace(heap, entry)
+            if len(heap) >= k and size <= heap[0][0]:
+                break  # sorted: the rest of this batch is no bigger (only the kept rows become Python)
+            _keep_largest(heap, (size, n, batch.slice(start + int(i), 1).to_pylist()[0]), k)
     return sorted(heap, key=lambda e: e[1])
 
 
@@ -652,17 +644,17 @@ def longest_lines(path: Path, skip: int, k: int = TOKEN_LONGEST) -> list[tuple[i
 
 
 def _keep_longest(heap: list, lines: list[bytes], before: int, skip: int, k: int) -> None:
-    if before + len(lines) <= skip:
-        return
-    floor = heap[0][0] if len(heap) >= k else -1
-    for i, size in ((i, size) for i, size in enumerate(map(len, lines)) if size > floor):
-        n = before + i + 1
-        if n <= skip:
-            continue
-        if len(heap) < k:
-            heapq.heappush(heap, (size, n, lines[i]))
-        elif size > heap[0][0]:
-            heapq.heapreplace(heap, (size, n, lines[i]))
+    start = max(0, skip - before)
+    for n, line in enumerate(lines[start:] if start else lines, start=before + start + 1):
+        _keep_largest(heap, (len(line), n, line), k)
+
+
+def _keep_largest(heap: list, entry: tuple, k: int) -> None:
+    """Keep `entry` (its size first) in the min-heap of the `k` largest where it is larger than the smallest kept."""
+    if len(heap) < k:
+        heapq.heappush(heap, entry)
+    elif entry[0] > heap[0][0]:
+        heapq.heapreplace(heap, entry)
 
 
 def _prepared(rows: Iterable[dict | BadRow | None], columns: dict[str, str] | None, fmt: str) -> Iterator[dict]:

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from .model import ModelSpec
 
 
-
 @dataclass(frozen=True)
 class Forecast:
     time: TimePlan

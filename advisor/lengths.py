@@ -94,7 +94,6 @@ def scanned(scan: "DatasetScan") -> str:
     return f"; only the first {scan.rows:,} rows were scanned"
 
 
-
 def padded_length(cfg: "RunConfig", spec: "ModelSpec", scan: "DatasetScan") -> tuple[int, str]:
     """measured's (sequence length, note) for `cfg`."""
     found = measured(cfg, spec, scan)
