@@ -762,6 +762,14 @@ def advice_inputs(found: DatasetScan, spec: Any = None) -> dict:
     return out
 
 
+def advice_data(path: str | Path, spec: Any) -> tuple[dict, str]:
+    """What `advise --dataset` and the Advice screen take from a dataset: the recommender's data keyword arguments
+    and the advice's first note. The scan is every plan's (its first SCAN_ROWS rows, the whole data's row count and
+    longest row), so the advice's lengths are the ones `check`, `estimate` and `train` judge its preset by."""
+    found = scan_for_model(path, spec, limit=SCAN_ROWS)
+    return advice_inputs(found, spec), scan_note(found, spec.name)
+
+
 def scan_note(found: DatasetScan, model_name: str) -> str:
     """The advice's first note on its data: rows, format, bad rows, how lengths were counted."""
     if found.total_rows:

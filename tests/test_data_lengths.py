@@ -243,3 +243,22 @@ def test_a_big_jsonl_files_longest_row_counts_past_the_rows_scanned(rankwise_cmd
     assert est["peak_bytes"] == named["peak_bytes"] == chk["estimate"]["peak_bytes"]
     assert est["lengths"] == named["lengths"] == chk["lengths"]
     assert f"the longest of all {SCAN_ROWS + 500:,} rows, the p95 of the first {SCAN_ROWS:,}" in est["lengths"]["note"]
+
+
+def test_advise_on_a_big_file_reads_what_the_commands_read(rankwise_cmd, tmp_path):
+    """`advise --dataset` scans as every plan does (the first SCAN_ROWS rows, the whole file's row count and longest
+    row), so the preset it writes is judged by `check` at the lengths and the peak the advice showed."""
+    from rankwise.advisor.dataset import SCAN_ROWS
+
+    data = _big(tmp_path / "train.jsonl", SCAN_ROWS + 500, longest_at=SCAN_ROWS + 321, words=300)
+    preset = tmp_path / "advised.yaml"
+    gpu = ["--gpu-mem", "24GiB"]
+    adv = _json(rankwise_cmd + ["advise", "--model", "llama-3.1-8b", "--task", "chat", "--dataset", str(data),
+                                "--write-preset", str(preset), "--json"] + gpu)
+    assert f"{SCAN_ROWS + 500:,} rows, the first {SCAN_ROWS:,} scanned" in adv["notes"][0]
+    assert f"the longest of all {SCAN_ROWS + 500:,} rows, the p95 of the first {SCAN_ROWS:,}" in adv["lengths"]["note"]
+    long_row = len(f"row {SCAN_ROWS + 321} " + "word " * 300)
+    assert f"({long_row:,} characters" in adv["lengths"]["note"]  # the row past those read, not the short rows
+    chk = _json(rankwise_cmd + ["check", str(preset), "--json"] + gpu)
+    assert chk["lengths"] == adv["lengths"]
+    assert chk["estimate"]["peak_bytes"] == adv["estimate"]["peak_bytes"]

@@ -113,7 +113,7 @@ def anyio_backend():
 @pytest.mark.anyio
 async def test_advice_screen_reads_the_dataset_as_advise_does(tmp_path):
     """Setup → Advice with a dataset gives the CLI's answer: the same rows and token counts reach
-    the recommender (the screen scans the whole file with the model's tokenizer, as the CLI does)."""
+    the recommender (the screen scans the file with the model's tokenizer, as the CLI does: advice_data)."""
     from rankwise.advisor.hardware import resolve
     from rankwise.tui.app import build_app
     from rankwise.tui.screens.setup import Request

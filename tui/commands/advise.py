@@ -73,10 +73,9 @@ def run(args) -> int:
     base.model.name = str(local.resolve()) if local.exists() else args.model  # presets resolve relative paths
     data, data_note = {"dataset_rows": args.samples}, None
     if args.dataset:  # the rows read, in the model's own tokens when its tokenizer is here (advisor/tokens.py)
-        from rankwise.advisor.dataset import advice_inputs, scan_for_model, scan_note
+        from rankwise.advisor.dataset import advice_data
 
-        found = scan_for_model(args.dataset, spec)
-        data, data_note = advice_inputs(found, spec), scan_note(found, spec.name)
+        data, data_note = advice_data(args.dataset, spec)
         base.data.path = str(Path(args.dataset).resolve())
     advice = advise(spec, hw, args.task, budget=budget, seq_len=args.seq, base=base, **data)
     if args.why and args.why not in advice.reasons:

@@ -223,11 +223,10 @@ class AdviceScreen(Screen):
             r = self.request
             spec = load_model(r.model)
             data, note = {}, None
-            if r.dataset:  # the whole file, as `advise --dataset` reads it: one answer on both
-                from rankwise.advisor.dataset import advice_inputs, scan_for_model, scan_note
+            if r.dataset:  # as `advise --dataset` reads it: one answer on both
+                from rankwise.advisor.dataset import advice_data
 
-                found = scan_for_model(Path(r.dataset).expanduser(), spec)
-                data, note = advice_inputs(found, spec), scan_note(found, spec.name)
+                data, note = advice_data(Path(r.dataset).expanduser(), spec)
             advice = advise(spec, r.hardware, r.task, budget=r.budget, **data)
             if note:
                 advice.notes.insert(0, note)
