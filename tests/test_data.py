@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from rankwise.advisor.config import RunConfig
-from rankwise.advisor.dataset import BadRow, detect_format, iter_rows, scan
+from rankwise.advisor.dataset import BadRow, detect_format, scan
+from rankwise.advisor.readers import iter_rows
 from rankwise.advisor.errors import RankwiseError
 from rankwise.trainer.data import IGNORE, _render, make_collator
 from rankwise.trainer.data_arrow import pack
@@ -205,7 +206,7 @@ def _tiny_tokenizer():
 def test_rows_are_counted_without_parsing_where_that_is_cheap(tmp_path):
     import gzip
 
-    from rankwise.advisor.dataset import count_rows
+    from rankwise.advisor.readers import count_rows
     lines = "".join(json.dumps(r) + "\n" for r in ROWS)
     (tmp_path / "d.jsonl").write_text("\n" + lines + "\n" + lines + json.dumps(ROWS[0]))  # blank lines, no last newline
     assert count_rows(tmp_path / "d.jsonl") == 7 == sum(1 for _ in iter_rows(tmp_path / "d.jsonl"))
@@ -236,12 +237,12 @@ def test_the_row_count_bench_runs():
 
 
 def test_big_compressed_or_csv_files_are_not_read_to_count_them(tmp_path, monkeypatch):
-    import rankwise.advisor.dataset as dataset
+    from rankwise.advisor import dataset, readers
     small, p = tmp_path / "small.csv", tmp_path / "d.csv"
     small.write_text("instruction,output\n" + "a,b\n" * 10)
     p.write_text("instruction,output\n" + "a,b\n" * 100)
-    monkeypatch.setattr(dataset, "COUNT_READ_BYTES", 100)
-    assert dataset.count_rows(small) == 10 and dataset.count_rows(p) is None
+    monkeypatch.setattr(readers, "COUNT_READ_BYTES", 100)
+    assert readers.count_rows(small) == 10 and readers.count_rows(p) is None
     quick = scan(p, limit=10)
     assert quick.total_rows is None and quick.usable_rows() == 10
     assert dataset.scan_note(quick, "m").startswith(f"{p}: the first 10 rows scanned, the file holds more")

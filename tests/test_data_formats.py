@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from rankwise.advisor.config import RunConfig
-from rankwise.advisor.dataset import iter_rows, scan
+from rankwise.advisor.dataset import scan
+from rankwise.advisor.readers import iter_rows
 from rankwise.advisor.errors import RankwiseError
 from rankwise.trainer.data import IGNORE
 from rankwise.trainer.data_build import build_datasets

@@ -52,8 +52,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from rankwise.advisor.dataset import (SKIP_HINT, BadRow, apply_columns, detect_format, iter_rows, location,
-                                      preference_error, prepare_row, unknown_format)
+from rankwise.advisor.readers import SKIP_HINT, iter_rows, location
+from rankwise.advisor.rowformat import (BadRow, apply_columns, detect_format, preference_error, prepare_row,
+                                        unknown_format)
 from rankwise.advisor.errors import RankwiseError
 
 IGNORE = -100

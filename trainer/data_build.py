@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from rankwise.advisor.config import RunConfig
-from rankwise.advisor.dataset import (apply_columns, iter_rows, jsonl_files, jsonl_lines, location, location_prefix,
-                                      parse_line, prepare_row)
+from rankwise.advisor.readers import iter_rows, jsonl_files, jsonl_lines, location, location_prefix, parse_line
+from rankwise.advisor.rowformat import apply_columns, prepare_row
 from rankwise.advisor.errors import RankwiseError
 
 from .data import BATCH, IGNORE, DataReport, _Counter, _format_of, _render, inputs_trained, no_template
@@ -261,7 +261,7 @@ def _write_file(path: Path, cfg: RunConfig, tokenizer, counter: _Counter, max_ro
 
 def _bytes_per_row(path: Path, rows: int) -> float | None:
     """Bytes of the file per row read so far, from where the reader stands (uncompressed text only)."""
-    from rankwise.advisor.dataset import data_suffix
+    from rankwise.advisor.readers import data_suffix
 
     if data_suffix(path)[1] or data_suffix(path)[0] == ".parquet" or rows < 1:
         return None

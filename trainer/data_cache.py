@@ -7,7 +7,7 @@ a finished build under the cache folder, keyed by everything that changes the ex
 - the data settings (format, columns, packing, skip_bad_rows, max_rows, val_ratio),
   train.max_seq_len and train.seed (the validation split);
 - the masking rules: the source of trainer/data.py, data_build.py, data_encoder.py, data_arrow.py and
-  advisor/dataset.py, rowformat.py.
+  advisor/dataset.py, readers.py, rowformat.py.
 A hit maps the examples from Arrow files (memory-mapped: a million rows cost little RAM) and
 skips reading and tokenizing; `--resume`, a re-run and every sweep trial over the same file hit.
 Processes of one multi-process run take a file lock: the first builds, the others wait and hit.
@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from rankwise.advisor.config import RunConfig
-from rankwise.advisor.dataset import data_suffix
+from rankwise.advisor.readers import data_suffix
 
 from .data import inputs_trained
 
 VERSION = 1  # the stored layout
-READING = tuple(Path(__file__).resolve().parent.parent / "advisor" / f for f in ("dataset.py", "rowformat.py"))
+READING = tuple(Path(__file__).resolve().parent.parent / "advisor" / f for f in ("dataset.py", "readers.py", "rowformat.py"))
 SOURCES = (*(Path(__file__).with_name(f) for f in ("data.py", "data_build.py", "data_encoder.py", "data_arrow.py")),
            *READING)
 

@@ -86,7 +86,8 @@ def rank_band(comp: dict[str, int], hidden: int) -> list[int]:
 
 
 def _texts(path: str | Path, tokenizer, samples: int) -> tuple[list[str], int]:
-    from rankwise.advisor.dataset import detect_format, iter_rows, prepare_row
+    from rankwise.advisor.readers import iter_rows
+    from rankwise.advisor.rowformat import detect_format, prepare_row
 
     texts, skipped = [], 0
     has_template = bool(getattr(tokenizer, "chat_template", None))

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from rankwise.advisor import hardware, redflags
 from rankwise.advisor.config import RunConfig
-from rankwise.advisor.dataset import check_row, iter_rows, scan
+from rankwise.advisor.dataset import check_row, scan
+from rankwise.advisor.readers import iter_rows
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.foreign import AXOLOTL, LLAMAFACTORY, load_any
 from rankwise.advisor.loader import apply_overrides, load_config, parse_yaml, validate
