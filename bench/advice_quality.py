@@ -8,7 +8,10 @@ in two ways: statements ("ka zor lives in vek .") and questions ("q : where does
 vek ."). The tokenizer is word level (one token per syllable, keyword and value).
 
 The base. A tiny Llama (transformers LlamaConfig, random init) pretrained on statements and
-questions about the *known* entities, so it knows them and knows how questions map to facts. It is
+questions about the *known* entities, so it knows them and knows how questions map to facts (full
+mode: 4,000 steps, after which the value loss on the known questions is 0.003; at the 2,000 used
+until 6 December 2026 it was 0.25 or 0.80 by the draw of the initial weights, a base that did not
+know a third of its facts; the script warns when a base is above KNOWN_ENOUGH). It is
 saved (config.json + safetensors) under a cache folder outside the repository
 ($RANKWISE_BENCH_CACHE, default <tmp>/rankwise-bench/advice_quality/<hash of its settings>) and
 reused by later runs.
@@ -23,9 +26,14 @@ The tasks, mirroring `rankwise advise --task`:
   facts. With a validation split in the advice (data.val_ratio), the grid's runs hold those rows
   out too, so a few `knowledge` rows were not trained on.
 - format (advised as task `format`): a new format for asking about *known* entities, a card
-  ("card : ka zor | city = vek |", words the base never saw). Trained on the cards of some known
-  entities, evaluated on the cards of the other known entities (held out): the new format must
-  reach facts the base already holds.
+  ("q : ka zor ? live : vek ?"): words the base knows from its questions, in an order it never saw
+  (the attribute named by a word of its question: live, job, colour, pet, eat). Trained on the
+  cards of some known entities, evaluated on the cards of the other known entities (held out): the
+  new format must reach facts the base already holds. Until 6 December 2026 the card was written in
+  words the base never saw ("card : ka zor | city = vek |"): six of its eleven tokens had untrained
+  embeddings, which no format task on a pretrained model has (every token of a real template has a
+  pretrained embedding; a new token is an added token, a different advice), so the task also asked
+  the adapter to learn what those words mean (see Measured).
 Each eval loss is the mean cross-entropy of the attribute-value tokens of its rows (chance: ln 16).
 
 The advised config comes from rankwise's recommender at run time (`advise()`, the function behind
@@ -146,10 +154,43 @@ keeps r = 64 (the domain band's lower end), format r = 4 (its 500 rows' completi
 regrets are the run above to the digit (65.0% / 34.9% / 95.2%; lr swept 14.3% / 6.9% / 70.9%), and the base
 reproduced again (held-out 5.639 / 10.535).
 
+A base that knows its facts and a card in words it knows (6 December 2026, later; the advice of 7a459c6, unchanged:
+knowledge all-linear r=64 α=32 lr 5e-4, format all-linear r=4; --jobs 2, 9.8 min wall). Two faults of the bench
+itself, found this day: (1) at 2,000 pretraining steps the base's value loss on its known questions was 0.25 (the
+cached base of the 5-6 December runs) or 0.80 (the same world less six unused words: another draw of the initial weights), so
+the format task asked for facts the base half held; at 4,000 steps it is 0.003 on either draw. (2) The card
+("card : ka zor | city = vek |") was six words of eleven the base never saw, their embeddings untrained, which no
+format task on a pretrained model has; now "q : ka zor ? live : vek ?", known words in a new order. Before the
+card change, a check of the advised format config on the old base: rows whose attribute word the base had seen
+(job, pet) and those it had not (city, colour, food) trained alike (1.72 vs 1.73 at r=4), so the untrained words
+that mattered were the card's own (card, |, =), shared by every row. Each fault apart, on the 4,000-step base:
+
+  eval set    world                     advised config                       loss   best   regret  lr swept
+  knowledge   old card (140 words)      all-linear r=64 α=32 lr=5e-4 ep=10  2.784  1.571   77.2%     9.4%
+  knowledge   known-word card (134)     (as above)                          2.691  1.186  126.8%     7.3%
+  extraction  old card                  (as above)                          3.122  2.211   41.2%     1.9%
+  extraction  known-word card           (as above)                          3.006  2.050   46.6%     1.2%
+  format      old card                  all-linear r=4 α=32 lr=5e-4 ep=10   1.995  0.338  490.7%    74.4%
+  format      known-word card           (as above)                          0.087  0.043  104.0%     0.0%
+
+(the knowledge rows differ by the draw of the initial weights only: the vocabulary sizes differ; the old card's
+run was the bench of 7a459c6 with 4,000 steps, not committed). What moved the logic findings:
+- the converged base ends "attention-only wins on format": with the old card all-linear and attention-only tie at
+  matched parameters (0.343 vs 0.338 at ~67k), and on the known-word card all-linear r=4 is the grid's best (0.043;
+  attention 0.051 at r=4, 0.055 at matched r=13);
+- the known-word card ends "r=4 is capacity-limited on format" (old card: r=4 0.453 vs r=16 0.343; known words:
+  r=4 0.043, r=16 0.062, r=64 0.055): the rank was paying to learn six untrained words, not the format;
+- knowledge: all-linear beats attention-only at matched parameters at every rank (1.186 vs 2.406 at ~270k); with
+  α = 32 fixed the best lr stays 1e-3..3e-3 across ranks; the best is α = 2r at r=64, lr 1e-3 (1.186), α = 32 at
+  its best lr 1.273: the structure regret, 7.3%, is the coupling (the published parametrisation, kept).
+The advice's structure (lr swept) is within 5% on extraction and format, 7.3% on knowledge. As advised the
+regret is 46.6-126.8%: the learning rate. 5e-4 (the <= 3.5B band) is 2-6x below this 64-wide model's optimum
+(1e-3 format, 3e-3 knowledge), as in every run above; a better-trained base makes a too-low rate cost more.
+
 Run: python3 bench/advice_quality.py [--quick] [--jobs N] [--threads 1|2] [--cache DIR] [--advice-from REV]
      [--tasks knowledge,format] [--ranks 4,16,64] [--epochs 3,10] [--lrs 1e-3,3e-3,1e-2]
 --quick (a few minutes) uses a smaller world, a short pretraining and a small grid; the default
-(full) mode took 19.8 minutes with --jobs 2 on 2 cores (58.5 on one loaded thread; see Measured).
+(full) mode took 9.8 minutes with --jobs 2 on 2 cores, the base cached (a new base: +2.5 minutes).
 """
 from __future__ import annotations
 
@@ -168,22 +209,22 @@ from pathlib import Path
 
 SYLLABLES = ["ka", "zor", "mi", "tel", "vo", "rin", "sa", "bek", "lu", "dra", "pi", "mon", "ze", "gul", "to", "fen",
              "ri", "yas", "no", "kul", "be", "thar", "wi", "dun"]
-ATTRIBUTES = {  # name → (statement template, question, values)
+ATTRIBUTES = {  # name → (statement template, question, values, the card's word for it: a word of its question)
     "city": ("{e} lives in {v} .", "where does {e} live ?",
              ["vek", "orla", "tamsin", "brev", "quill", "osk", "merra", "dalun", "sif", "pell", "karst", "ume",
-              "hollin", "zask", "ferro", "nim"]),
+              "hollin", "zask", "ferro", "nim"], "live"),
     "job": ("{e} works as a {v} .", "what is the job of {e} ?",
             ["smith", "baker", "sailor", "scribe", "miner", "weaver", "healer", "hunter", "potter", "tanner",
-             "mason", "brewer", "fletcher", "cooper", "glazier", "dyer"]),
+             "mason", "brewer", "fletcher", "cooper", "glazier", "dyer"], "job"),
     "color": ("the favourite colour of {e} is {v} .", "what colour does {e} like ?",
               ["red", "blue", "green", "amber", "violet", "grey", "white", "black", "teal", "gold", "pink", "rust",
-               "olive", "navy", "cream", "plum"]),
+               "olive", "navy", "cream", "plum"], "colour"),
     "pet": ("{e} keeps a {v} .", "what pet does {e} keep ?",
             ["cat", "dog", "hawk", "goat", "toad", "owl", "fox", "crow", "mole", "hare", "newt", "wren", "lynx",
-             "eel", "ram", "moth"]),
+             "eel", "ram", "moth"], "pet"),
     "food": ("{e} eats {v} every day .", "what does {e} eat ?",
              ["bread", "figs", "rice", "plums", "beans", "cheese", "eggs", "soup", "nuts", "dates", "kale", "corn",
-              "pears", "oats", "honey", "leeks"]),
+              "pears", "oats", "honey", "leeks"], "eat"),
 }
 SPECIALS = ["<pad>", "<s>", "</s>"]
 TASKS = {"knowledge": "domain", "format": "format"}  # bench task → rankwise advise --task
@@ -207,10 +248,11 @@ class Mode:
 MODES = {
     "quick": Mode(known=80, new=40, attributes=3, format_train=48, hidden=48, layers=2, pretrain_steps=500,
                   ranks=(4,), epochs=(2.0,), lrs=(3e-3, 1e-2)),
-    "full": Mode(known=200, new=120, attributes=5, format_train=100, hidden=64, layers=3, pretrain_steps=2000,
+    "full": Mode(known=200, new=120, attributes=5, format_train=100, hidden=64, layers=3, pretrain_steps=4000,
                  ranks=(4, 16, 64), epochs=(3.0, 10.0), lrs=(1e-3, 3e-3, 1e-2), alpha_fixed=32.0),
 }
 SEED = 0
+KNOWN_ENOUGH = 0.1  # value loss on the known questions above which the base does not know its facts (warned)
 BASE_FIELDS = ("known", "new", "attributes", "format_train", "hidden", "layers", "pretrain_steps")
 
 
@@ -233,10 +275,11 @@ class World:
         self.known = names[:mode.known]
         self.new = names[mode.known:mode.known + mode.new]
         self.facts = {e: {a: rng.choice(ATTRIBUTES[a][2]) for a in self.attrs} for e in self.known + self.new}
-        words = set(SYLLABLES) | {"q", "a", ":", "card", "|", "="}
+        words = set(SYLLABLES) | {"q", "a", ":"}
         for a in self.attrs:
-            st, q, values = ATTRIBUTES[a]
-            words |= set(st.split()) | set(q.split()) | set(values) | {a}
+            st, q, values, card = ATTRIBUTES[a]
+            assert card in q.split(), f"the card's word for {a} must be one the base knows from its question"
+            words |= set(st.split()) | set(q.split()) | set(values)
         words -= {"{e}", "{v}"}
         self.vocab = {w: i for i, w in enumerate(SPECIALS + sorted(words))}
         self.rng = rng
@@ -254,8 +297,8 @@ class World:
         return Row(prompt, self.ids(f"{self.facts[e][a]} .") + [self.vocab["</s>"]], [0])
 
     def card(self, e: str, a: str) -> Row:
-        prompt = [self.vocab["<s>"]] + self.ids(f"card : {e} | {a} =")
-        return Row(prompt, self.ids(f"{self.facts[e][a]} |") + [self.vocab["</s>"]], [0])
+        prompt = [self.vocab["<s>"]] + self.ids(f"q : {e} ? {ATTRIBUTES[a][3]} :")
+        return Row(prompt, self.ids(f"{self.facts[e][a]} ?") + [self.vocab["</s>"]], [0])
 
     def pretrain_rows(self) -> list[Row]:
         return [f(e, a) for e in self.known for a in self.attrs for f in (self.statement, self.question)]
@@ -332,7 +375,8 @@ def base_model(world: World, mode: Mode, cache: Path, log) -> Path:
     key = hashlib.sha256(json.dumps([made, sorted(world.vocab.items()), SEED, code]).encode()).hexdigest()[:12]
     out = cache / f"base-{key}"
     if (out / "done.json").exists():
-        log(f"base model: cached in {out}")
+        known = json.loads((out / "done.json").read_text())["known_question_loss"]
+        log(f"base model: cached in {out}; value loss on known questions {known:.3f}{_unknowing(known, mode)}")
         return out
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -366,8 +410,18 @@ def base_model(world: World, mode: Mode, cache: Path, log) -> Path:
     (out / "vocab.json").write_text(json.dumps(world.vocab))
     (out / "done.json").write_text(json.dumps({"known_question_loss": known_loss, "seconds": time.time() - t0}))
     log(f"base model: pretrained in {time.time() - t0:.0f} s; value loss on known questions {known_loss:.3f} "
-        f"(chance {math.log(len(ATTRIBUTES['city'][2])):.2f}) → {out}")
+        f"(chance {math.log(len(ATTRIBUTES['city'][2])):.2f}){_unknowing(known_loss, mode)} → {out}")
     return out
+
+
+def _unknowing(known_loss: float, mode: Mode) -> str:
+    """A warning when the base does not know the facts of its known entities: the format task asks for them."""
+    if known_loss <= KNOWN_ENOUGH:
+        return ""
+    if mode.pretrain_steps < MODES["full"].pretrain_steps:
+        return f" (above {KNOWN_ENOUGH}: expected of a short pretraining; the figures are a smoke test)"
+    return (f"\nWARNING: the base does not know its known entities' facts (above {KNOWN_ENOUGH}): the format task's "
+            "figures say little; pretrain longer (Mode.pretrain_steps)")
 
 
 # ------------------------------------------------------------------ one fine-tune
