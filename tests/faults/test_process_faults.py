@@ -425,36 +425,37 @@ def _preparing_data(run_dir):
     return log_has(run_dir, "estimated peak") and not log_has(run_dir, "data: {")
 
 
-def test_ctrl_c_in_each_phase(tmp_path):
+@pytest.mark.parametrize("phase", ["loading", "data_preparation", "training", "evaluation", "saving"])
+def test_ctrl_c_in_each_phase(tmp_path, phase):
     """Ctrl-C in each phase, each signal sent when the run's own log says it is in that phase (never
     after a delay): training, evaluation and saving hold there until the signal (RANKWISE_TEST_HOLD_IN);
-    loading and data preparation are seconds long and end with a log line of their own."""
-    big = big_chat_data(tmp_path / "big.jsonl", 40000)
+    loading and data preparation are seconds long and end with a log line of their own. One test a phase,
+    so the suite's processes share them."""
     args = steps_args(max_steps=8, save_steps=4)
     hold = "RANKWISE_TEST_HOLD_IN"
-    phases = {
-        "loading": (args, {}, lambda d: log_has(d, "loading libraries")),
-        "data_preparation": (args + ["--set", f"data.path={big}"], {}, _preparing_data),
-        "training": (args, {hold: "training:5"}, _held_in("training")),
-        "evaluation": (args, {hold: "evaluation"}, _held_in("evaluation")),
-        "saving": (args, {hold: "saving"}, _held_in("saving")),
-    }
-    results = {}
-    for phase, (a, e, when) in phases.items():
-        results[phase] = _ctrl_c(tmp_path, phase, a, e, when)
+    if phase == "data_preparation":
+        args = args + ["--set", f"data.path={big_chat_data(tmp_path / 'big.jsonl', 40000)}"]
+    env, when = {
+        "loading": ({}, lambda d: log_has(d, "loading libraries")),
+        "data_preparation": ({}, _preparing_data),
+        "training": ({hold: "training:5"}, _held_in("training")),
+        "evaluation": ({hold: "evaluation"}, _held_in("evaluation")),
+        "saving": ({hold: "saving"}, _held_in("saving")),
+    }[phase]
+    o = _ctrl_c(tmp_path, phase, args, env, when)
     # where the interrupt landed, read back from train.log: loading = still importing the
     # libraries (before the advisor check); data preparation = after it, before the data report
-    results["loading"]["phase_hit"] = not log_has(results["loading"]["_run_dir"], "estimated peak")
-    results["data_preparation"]["phase_hit"] = not log_has(results["data_preparation"]["_run_dir"], "data: {")
-    tails = {phase: o.pop("_tails") for phase, o in results.items()}
-    for o in results.values():
-        o.pop("_run_dir")
-    record("ctrl_c", results)
-    for phase, o in results.items():
-        assert (o["exit"], o["status"], o["no_traceback"], o["phase_hit"]) == (130, "interrupted", True, True), (
-            phase, o, tails[phase])
-        if phase in ("training", "evaluation", "saving"):
-            # the stop finishes the step it lands in and saves there: held after step 5 -> 6; in step 4's
-            # evaluation or save -> step 5
-            assert (o["checkpoint"], o.get("resume_exit"), o.get("resume_final_step")) == (
-                {"training": 6, "evaluation": 5, "saving": 5}[phase], 0, 8), (phase, o)
+    if phase == "loading":
+        o["phase_hit"] = not log_has(o["_run_dir"], "estimated peak")
+    if phase == "data_preparation":
+        o["phase_hit"] = not log_has(o["_run_dir"], "data: {")
+    tails = o.pop("_tails")
+    o.pop("_run_dir")
+    record(f"ctrl_c_{phase}", o)
+    assert (o["exit"], o["status"], o["no_traceback"], o["phase_hit"]) == (130, "interrupted", True, True), (
+        phase, o, tails)
+    if phase in ("training", "evaluation", "saving"):
+        # the stop finishes the step it lands in and saves there: held after step 5 -> 6; in step 4's
+        # evaluation or save -> step 5
+        assert (o["checkpoint"], o.get("resume_exit"), o.get("resume_final_step")) == (
+            {"training": 6, "evaluation": 5, "saving": 5}[phase], 0, 8), (phase, o)
