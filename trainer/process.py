@@ -195,6 +195,19 @@ def leave_process_group() -> None:
         log.warning("could not destroy the process group at exit: %s", e)
 
 
+def gloo_for_deepspeed_on_cpu(device: str) -> None:
+    """DeepSpeed on the CPU compiles its shared-memory all-reduce (deepspeed_shm_comm: C++ built with ninja, about a
+    minute of two cores on a fresh machine, and a compiler needed) when it first starts its process group. gloo does
+    the same all-reduce: mark the op not compatible, and DeepSpeed's TorchBackend leaves collectives to
+    torch.distributed (deepspeed/comm/torch.py build_shm_op returns None for an op not compatible; deepspeed.ops keeps
+    one __compatible_ops__ dict, "so edits to it persist"). A GPU run never builds it: nothing to do there."""
+    if device != "cpu" or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() not in ("1", "true"):
+        return
+    import deepspeed.ops  # deferred: only a DeepSpeed run has it
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 def exit_process(code: int) -> NoReturn:
     """End the worker with `code`. One rank of several skips the C++ teardown after Python's: there, at exit(), a
     thread of torch's distributed stack (gloo) can still be joinable, and the process dies with SIGABRT

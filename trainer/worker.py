@@ -32,7 +32,7 @@ from .launch import is_main_process, world_size
 from .loading import (experts_in, keep_4bit_trainable_on_cpu, kernel_options, liger_config, prequantized,
                       quantized_device_map, weights_dir)
 from .oom import MAX_OOM_RETRIES, OOMGiveUp, halve, oom_message
-from .process import (RankSink, disk_full, disk_full_message, end_torn_line, exit_process,
+from .process import (RankSink, disk_full, disk_full_message, end_torn_line, exit_process, gloo_for_deepspeed_on_cpu,
                       install_signal_handlers, leave_process_group, output_to_log, rank_callbacks)
 
 log = logging.getLogger("rankwise.worker")
@@ -134,6 +134,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     spec = load_model(cfg.model.name)
     model_dir = weights_dir(spec, cfg)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    gloo_for_deepspeed_on_cpu(device)  # before anything starts DeepSpeed's process group
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))  # set by accelerate launch; 0 for one process
     sharded = any(os.environ.get(k, "").lower() in ("1", "true") for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
     hw = hardware.probe(str(run_dir))
