@@ -18,8 +18,8 @@ snapshot's `data/train-*.parquet`) is read shard by shard, each row numbered wit
 `bad="yield"` it yields `(row_number, BadRow(reason))` instead so the caller can count
 and skip (that is what `data.skip_bad_rows: true` does).
 
-`count_rows` counts the rows of the whole data where that is cheap, and `longest_rows` finds the rows a scan
-stopped before (advisor/dataset.py) that are longest: where the memory peak is, whatever the scan's limit.
+`count_rows` counts the rows of the whole data where that is cheap, and `longest_rows` finds the longest of the
+rows a scan (advisor/dataset.py) left unread: the memory peak is at the longest row, whatever the scan's limit.
 """
 from __future__ import annotations
 
