@@ -122,7 +122,7 @@ class TokenSample:
     def _offer(self, text: str, messages: int, order: int) -> None:
         """A candidate for the TOKEN_LONGEST rows longest in characters (a message past two as its template tokens)."""
         keep_largest(self.longest, (len(text) + CHARS_PER_TOKEN * turn_tokens(messages), order, text, messages),
-               TOKEN_LONGEST)
+                     TOKEN_LONGEST)
 
     def count(self, tokenizer) -> tuple[list[int], int, int | None, tuple[int, int]]:
         """(the sample's token lengths sorted, the longest row's tokens, rows sampled where not all were, (the

@@ -240,6 +240,12 @@ def world_size(env: dict | None = None) -> int:
     return int(env.get("WORLD_SIZE", "1") or 1)
 
 
+def launched_with(*plugins: str) -> bool:
+    """Did `accelerate launch` start this process with one of `plugins` ("FSDP", "DEEPSPEED") on (its
+    ACCELERATE_USE_<PLUGIN> environment flag)?"""
+    return any(os.environ.get(f"ACCELERATE_USE_{p}", "").lower() in ("1", "true") for p in plugins)
+
+
 def mixed_precision(precision: str, bf16: bool) -> str:
     """train.precision → accelerate's mixed_precision (auto: bf16 where the GPUs have it, else fp16)."""
     # fp32_master: the model loads in fp32 and FSDP's MixedPrecision (accelerate builds it from "bf16") gathers

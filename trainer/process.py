@@ -22,7 +22,7 @@ from typing import NoReturn
 
 from . import rundir
 from .events import EventSink
-from .launch import is_main_process, world_size
+from .launch import is_main_process, launched_with, world_size
 
 log = logging.getLogger("rankwise.worker")  # the worker's name in train.log, as before the split
 
@@ -201,7 +201,7 @@ def gloo_for_deepspeed_on_cpu(device: str) -> None:
     the same all-reduce: mark the op not compatible, and DeepSpeed's TorchBackend leaves collectives to
     torch.distributed (deepspeed/comm/torch.py build_shm_op returns None for an op not compatible; deepspeed.ops keeps
     one __compatible_ops__ dict, "so edits to it persist"). A GPU run never builds it: nothing to do there."""
-    if device != "cpu" or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() not in ("1", "true"):
+    if device != "cpu" or not launched_with("DEEPSPEED"):
         return
     import deepspeed.ops  # deferred: only a DeepSpeed run has it
 

@@ -28,7 +28,7 @@ from rankwise.advisor.methods import METHODS, PreQuantized, unquantized_twin
 from . import adapter_init, cce_loss, moe_quant, rundir
 from . import tokens as added_tokens
 from .events import EVENTS_FILE, EventSink, read_events
-from .launch import is_main_process, world_size
+from .launch import is_main_process, launched_with, world_size
 from .loading import (experts_in, keep_4bit_trainable_on_cpu, kernel_options, liger_config, prequantized,
                       quantized_device_map, weights_dir)
 from .oom import MAX_OOM_RETRIES, OOMGiveUp, halve, oom_message
@@ -136,7 +136,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     device = "cuda" if torch.cuda.is_available() else "cpu"
     gloo_for_deepspeed_on_cpu(device)  # before anything starts DeepSpeed's process group
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))  # set by accelerate launch; 0 for one process
-    sharded = any(os.environ.get(k, "").lower() in ("1", "true") for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
+    sharded = launched_with("FSDP", "DEEPSPEED")
     hw = hardware.probe(str(run_dir))
     if hw.gpus and device == "cuda":  # plan for the GPUs this run uses: one per process, over every machine
         from dataclasses import replace
