@@ -715,7 +715,7 @@ def regret(v: float, best: float) -> float:
 
 def report(out: list[dict], mode: Mode) -> None:
     print("\nRegret of the advised config (eval loss vs the best of the grid and the advised configs; target ≤ 5%)")
-    head = (f"{'task':<10} {'advice':<14} {'advised config':<40} {'loss':>6} {'best':>6} {'regret':>7} "
+    head = (f"{'task':<10} {'advice':<14} {'advised config':<40} {'loss':>6} {'best':>6} {'gap':>6} {'regret':>7} "
             f"{'lr swept':>9}  ≤5%")
     print(head)
     print("-" * len(head))
@@ -723,8 +723,10 @@ def report(out: list[dict], mode: Mode) -> None:
         for a in o["advices"]:
             r1, r2 = regret(a["loss"], o["grid_best"]), regret(a["best_lr"][1], o["grid_best"])
             print(f"{o['task']:<10} {a['source'][:14]:<14} {describe(a['advice']):<40} {a['loss']:>6.3f} "
-                  f"{o['grid_best']:>6.3f} {r1:>7.1%} {r2:>9.1%}  {'yes' if r1 <= 0.05 else 'no'}")
-    print("(regret: the advised config as advised; lr swept: the advice's other choices at their best lr)")
+                  f"{o['grid_best']:>6.3f} {a['loss'] - o['grid_best']:>6.3f} {r1:>7.1%} {r2:>9.1%}  "
+                  f"{'yes' if r1 <= 0.05 else 'no'}")
+    print("(regret: the advised config as advised; lr swept: the advice's other choices at their best lr; gap: "
+          "loss - best in nats, which reads better than the regret where the best is near zero)")
     for o in out:
         best = o["best"]
         winner = min(best.values(), key=lambda tv: tv[1])
