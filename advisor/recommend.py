@@ -1,6 +1,6 @@
 """The recommender: model + hardware + task (+ budget, data size) → a RunConfig with reasons.
 
-`advise(...)` picks the rank from the task's band and the data size (capped by a
+`advise(...)` takes the rank from rank.py (the task's band, the data size, the model's width; capped by a
 parameter budget), LoRA or QLoRA from the memory estimator, then alpha, targets, dropout,
 learning rate, schedule and batch shape. Every value it sets carries a reason; when
 nothing fits it recommends nothing and says which change would make it fit, by how much.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from . import coupling, evidence, fit, memory
+from . import coupling, evidence, fit, memory, rank
 from .config import RunConfig, with_values, written
 from .errors import RankwiseError
 from .hardware import Hardware
@@ -20,18 +20,9 @@ from .model import ModelSpec
 from .plan import SHARDED
 from .redflags import check
 from .time import TEMPLATE_TOKENS
+from .rank import BANDS, NEW_KNOWLEDGE
 from .units import gib, human_count
 
-# Rank bands by how far the task moves the model's behaviour. The LoRA paper (Hu et al.
-# 2021, §7.2) found r = 1–8 enough for GLUE-style adaptation; QLoRA (Dettmers et al. 2023)
-# used r = 64 on all linears for instruction tuning; code/maths/domain continued training
-# needs the higher ranks (Biderman et al. 2024, "LoRA Learns Less and Forgets Less").
-BANDS: dict[str, tuple[int, int]] = {
-    "classification": (4, 8), "format": (4, 8), "style": (4, 8),
-    "instruction": (16, 32), "chat": (16, 32),
-    "domain": (64, 128), "code": (64, 128), "reasoning": (64, 128),
-}
-NEW_KNOWLEDGE = ("domain", "code", "reasoning")
 LARGE_DATA = 10_000  # rows from which 2 epochs become 1 (the guide's epochs rule)
 SMALL_DATA = 1_000  # below: SMALL_DATA_EPOCHS, the validation split picking the checkpoint
 # LIMA (Zhou et al. 2023, §3) trained 1,000 rows for 15 epochs and picked a checkpoint between epochs
@@ -42,17 +33,9 @@ TARGET_BATCH = 16  # effective batch; 16–32 is what LoRA recipes use (QLoRA pa
 LARGE_BATCH = 32  # above: TML's large-batch penalty for LoRA (a note)
 VAL_RATIO = 0.05  # held out for evaluation by default (train.stop_on keeps the best checkpoint)
 EVALS_PER_EPOCH = 4  # evaluations an epoch by default (axolotl's examples most often write 4)
-# Capacity (TML 2025 "LoRA Without Regret": LoRA matches full fine-tuning until the data's
-# information exceeds the adapter's). rankwise's arithmetic, status "derived": an adapter holds
-# ~2 bits per trainable parameter (TML's estimate) and a fine-tune's data is taken to carry at most
-# ~1 bit per trained token beyond what the base already predicts (an assumption); trained tokens
-# above 2x the trainable parameters make the plan look capacity-limited.
-BITS_PER_PARAM = 2.0
-BITS_PER_TOKEN = 1.0
 # Red flags of the guide's rules that the evidence contradicts, by the field advise set on that
 # evidence: advise says them in that field's reason instead of flagging its own output.
 GUIDE_FLAGGED = {"alpha-below-rank": "lora.alpha", "all-modules-low-rank": "lora.r", "qlora-high-lr": "train.lr"}
-WIDE_RANK = 256  # code/reasoning, capacity-limited: Biderman et al. 2024 recommend r = 256 for code
 MICRO_BATCHES = (16, 8, 4, 2, 1)
 CHARS_PER_TOKEN = 4  # rough English average for BPE tokenizers (OpenAI tokenizer docs)
 
@@ -126,58 +109,6 @@ def choose_strategy(spec: ModelSpec, cfg: RunConfig, method: str, hw: Hardware |
 
 
 # ------------------------------------------------------------------ the recommendation
-
-
-def trained_tokens(rows: int | None, seq_len: int, row_tokens: int | None,
-                   share: float | None = None) -> tuple[int | None, str]:
-    """The distinct tokens the run trains on (rows x tokens a row the loss reads) and how they were counted: what
-    the capacity check weighs against the adapter. Epochs are left out: a second pass repeats the same information,
-    and the capacity argument (TML 2025) is about the information in the data. `share`: of a row's text, what the
-    loss reads with the prompt masked (DatasetScan.trained_share; None: all of it)."""
-    if rows is None:
-        return None, "no data size given"
-    if row_tokens and share is not None and share < 1:
-        per = max(1, round(min(row_tokens, seq_len) * share))
-        how = f"the responses: {share:.0%} of the median row length, the prompt is not trained on"
-    elif row_tokens:
-        per, how = min(row_tokens, seq_len), "median row length"
-    else:
-        per, how = seq_len // 2, f"half of max_seq_len {seq_len} a row (lengths unknown; pass --dataset)"
-    return rows * per, f"{rows:,} rows × ~{per:,} tokens ({how}; epochs repeat them)"
-
-
-def capacity_limited(tokens: int | None, trainable: int) -> bool:
-    """More information in the data than the adapter holds (BITS_PER_PARAM, BITS_PER_TOKEN above)."""
-    return tokens is not None and tokens * BITS_PER_TOKEN > trainable * BITS_PER_PARAM
-
-
-def _rank(task: str, spec: ModelSpec, targets: str, tokens: int | None, how: str,
-          parameters: list[str] | tuple[str, ...] = ()) -> tuple[int, str, list[str]]:
-    """The task band's lower end as the prior; its upper end when the data's trained tokens exceed
-    the lower end's capacity. Returns (r, why, notes)."""
-    lo, hi = BANDS[task]
-    why = f"{task} sits in the {lo}–{hi} rank band (the guide's prior)"
-    notes: list[str] = []
-    if tokens is None:
-        return lo, why + "; no data size given, so the lower end (pass --dataset or --samples for the capacity check)", notes
-    cap = lambda r: int(spec.lora_params(targets, r, parameters) * BITS_PER_PARAM / BITS_PER_TOKEN)  # noqa: E731
-    if not capacity_limited(tokens, spec.lora_params(targets, lo, parameters)):
-        return lo, (why + f"; capacity check: ~{human_count(tokens)} trained tokens ({how}) fit r = {lo}'s "
-                          f"~{human_count(cap(lo))}-token capacity"), notes
-    why += (f"; capacity check: ~{human_count(tokens)} trained tokens ({how}) exceed r = {lo}'s "
-            f"~{human_count(cap(lo))}: the upper end")
-    if capacity_limited(tokens, spec.lora_params(targets, hi, parameters)):
-        wider = f"; code/reasoning at r = {WIDE_RANK} if memory allows (Biderman et al. 2024)" if task in NEW_KNOWLEDGE else ""
-        notes.append(f"capacity-limited: ~{human_count(tokens)} trained tokens exceed even r = {hi}'s "
-                     f"~{human_count(cap(hi))}-token capacity (TML 2025): a higher rank should still help"
-                     f"{wider}; sweep it")
-    return hi, why, notes
-
-
-def _sweep(task: str, r: int, r_max: int | None) -> list[int]:
-    lo, hi = BANDS[task]
-    ranks = {max(1, lo // 2), lo, hi, hi * 2, r}
-    return sorted(x for x in ranks if r_max is None or x <= r_max)
 
 
 def _seq(spec: ModelSpec, seq_len: int | None, base: RunConfig | None, p95_chars: int | None,
@@ -318,8 +249,8 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
                                f"parameters (r per expert), beyond the {human_count(budget)} budget")
     row_tokens = median_tokens or ((median_chars // CHARS_PER_TOKEN) if median_chars else None)
     share = None if base is not None and base.data.train_on_inputs else trained_share  # the whole row, or its answers
-    tokens, how = trained_tokens(dataset_rows, seq, row_tokens, share)
-    r, why_r, rank_notes = _rank(task, spec, targets, tokens, how, experts)
+    tokens, how = rank.trained_tokens(dataset_rows, seq, row_tokens, share)
+    r, why_r, rank_notes = rank.choose(task, spec, targets, tokens, how, experts)
     notes.extend(rank_notes)
     per_unit = spec.lora_params(targets, 1, experts)
     arithmetic, r_max = None, None
@@ -499,5 +430,5 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
             notes.append(lengths.note)
     return Advice(method=method, config=cfg, estimate=estimates[chosen], estimates=estimates, fits=fits,
                   reasons=reasons, findings=findings, suggestions=suggestions, budget_arithmetic=arithmetic,
-                  first_sweep=_sweep(task, r, r_max), notes=notes, strategy=strategy, citations=cites,
+                  first_sweep=rank.first_sweep(task, r, r_max, spec.low_rank_cap), notes=notes, strategy=strategy, citations=cites,
                   statuses=status, lengths=lengths)

@@ -101,6 +101,18 @@ def rank_out_of_range(ctx: Context) -> Finding | None:
                    "and costs as much as full fine-tuning", "use a rank between 8 and 256", {"lora.r": 64})
 
 
+def rank_above_width(ctx: Context) -> Finding | None:
+    """A rank above half the hidden size: no longer low-rank on this model (ModelSpec.low_rank_limit)."""
+    if ctx.spec is None or ctx.r <= ctx.spec.low_rank_limit or ctx.r > RANK_RANGE[1]:  # > 2048: rank-out-of-range
+        return None
+    h, cap = ctx.spec.hidden_size, ctx.spec.low_rank_cap
+    return Finding("rank-above-width", "warning", f"lora.r = {ctx.r} is above half the hidden size ({h})",
+                   f"at r = {h // 2} an adapter on a {h}×{h} projection already holds as many parameters as the "
+                   f"projection (2·r·{h} = {h}²); a higher rank adds parameters, memory and time there, and no "
+                   f"matrix's update can exceed rank {h} (B·A has rank at most min(r, d_in, d_out))",
+                   f"use lora.r {cap}, or fine-tune this small a model in full", {"lora.r": cap})
+
+
 def dropout_out_of_range(ctx: Context) -> Finding | None:
     d = ctx.cfg.lora.dropout
     if DROPOUT_RANGE[0] <= d <= DROPOUT_RANGE[1]:
@@ -498,7 +510,7 @@ def mamba_kernel_incomplete(ctx: Context) -> Finding | None:
 
 
 RULES: list[Callable[[Context], Finding | None]] = [
-    model_unknown, rank_out_of_range, dropout_out_of_range, lr_out_of_range, high_rank_high_dropout,
+    model_unknown, rank_out_of_range, rank_above_width, dropout_out_of_range, lr_out_of_range, high_rank_high_dropout,
     alpha_below_rank, alpha_far_above_rank, all_modules_low_rank, qlora_high_lr, wont_fit, ddp_wont_fit, too_few_gpus, bf16_unsupported,
     fp16_on_bf16_gpu, seq_beyond_positions, unknown_target_module, trust_remote_code, effective_batch_small,
     effective_batch_large, rslora_off_high_rank, no_grad_checkpointing_long_seq, no_warmup, host_ram_short, disk_short,

@@ -374,6 +374,19 @@ class ModelSpec:
         adapted = self.resolve_targets(targets) + self.resolve_parameters(parameters)
         return sum(l.count * r * (l.d_in + l.d_out) for l in adapted)
 
+    @property
+    def low_rank_limit(self) -> int:
+        """The highest rank at which LoRA is still low-rank on this model: half the hidden size. There an adapter on
+        a hidden x hidden projection (A: r x h, B: h x r) holds as many parameters as the projection itself
+        (2·r·h = h²); above it the adapter holds more and saves nothing, and no update can exceed rank h anyway
+        (a product B·A has rank at most min(r, d_in, d_out)). Arithmetic; it binds only on models under ~512 wide."""
+        return max(1, self.hidden_size // 2)
+
+    @property
+    def low_rank_cap(self) -> int:
+        """The largest power of two within `low_rank_limit`: the rank `advise` keeps to (its bands are powers of two)."""
+        return 1 << (self.low_rank_limit.bit_length() - 1)
+
     def summary(self) -> dict:
         return {
             "name": self.name, "source": self.source, "model_type": self.model_type,

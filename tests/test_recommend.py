@@ -1,4 +1,6 @@
 """The recommender against the issue's rules, over a table of (GPU, model, task) scenarios."""
+from pathlib import Path
+
 import pytest
 
 from rankwise.advisor import memory
@@ -9,6 +11,7 @@ from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.hardware import Hardware, planned
 from rankwise.advisor.model import load_model
 from rankwise.advisor.recommend import BANDS, advise
+from rankwise.advisor.redflags import check
 
 ADVISED_FIELDS = ["method", "lora.r", "lora.alpha", "lora.dropout", "lora.bias", "lora.target_modules",
                   "train.lr", "train.scheduler", "train.warmup_ratio", "train.micro_batch", "train.grad_accum",
@@ -230,6 +233,35 @@ def test_capacity_limited_says_so_and_points_code_to_256():
     # the median row length counts instead of half of max_seq_len when it is known
     short = advise(load_model("qwen2.5-7b"), planned("80GiB"), "code", dataset_rows=1_000_000, median_tokens=20)
     assert short.config.lora.r == 64 and not any("capacity-limited" in n for n in short.notes)
+
+
+TINY = Path(__file__).resolve().parent.parent / "presets" / "assets" / "tiny-llama"  # hidden size 64
+
+
+@pytest.mark.parametrize("rows", [None, 900, 1_000_000])
+def test_a_model_too_narrow_for_the_band_gets_the_highest_low_rank(rows):
+    """domain's band is 64-128, but on a 64-wide model r = 64 is full rank on the square projections and holds
+    as many parameters as they do: advise keeps to 32 (half the width), says why, never flags it, and sweeps
+    below it; check flags 64 there. Found on bench/advice_quality.py's 64-wide model, whose knowledge task was
+    advised r = 64."""
+    spec = load_model(str(TINY))
+    assert (spec.hidden_size, spec.low_rank_limit, spec.low_rank_cap) == (64, 32, 32)
+    a = advise(spec, Hardware(gpus=()), "domain", dataset_rows=rows)
+    assert a.config.lora.r == 32
+    assert "capped to 32" in a.reasons["lora.r"] and "64 wide" in a.reasons["lora.r"]
+    assert not [f for f in a.findings if f.code == "rank-above-width"]
+    assert a.first_sweep == [8, 16, 32]
+    limited = [n for n in a.notes if "capacity-limited" in n]
+    assert (rows == 1_000_000) <= bool(limited)  # a million rows exceed r = 32's capacity: said, no wider rank
+    assert all("no longer be low-rank" in n and "Biderman" not in n for n in limited)
+    over = check(a.config.model_copy(update={"lora": a.config.lora.model_copy(update={"r": 64})}), spec,
+                 Hardware(gpus=()))
+    [flag] = [f for f in over if f.code == "rank-above-width"]
+    assert flag.severity == "warning" and flag.patch == {"lora.r": 32}
+    # a real model is never capped by it: Qwen2.5-0.5B (896 wide) keeps code's r = 128 and its 256 note
+    wide = advise(load_model("qwen2.5-0.5b"), planned("80GiB"), "code", dataset_rows=1_000_000)
+    assert wide.config.lora.r == 128 and "capped" not in wide.reasons["lora.r"]
+    assert any("capacity-limited" in n and "256" in n for n in wide.notes)
 
 
 def test_cpu_only_plans_by_model_size_and_says_so():

@@ -120,6 +120,11 @@ TABLE = [
     ({"method": "lora", "lora.r": 256, "lora.alpha": 512, "train.lr": 1e-4}, "80g", {}, ["lr-out-of-range"]),
     ({"lora.r": 4096, "lora.alpha": 8192}, "80g", {"rank-out-of-range": "error"}, []),
     ({"lora.r": 2048, "lora.alpha": 4096}, "80g", {}, ["rank-out-of-range"]),
+    # model-aware: half of Llama-3.2-1B's 2048 hidden size is 1024 (ModelSpec.low_rank_limit)
+    ({"model.name": "llama-3.2-1b", "method": "lora", "lora.r": 2048}, "80g", {"rank-above-width": "warning"},
+     ["rank-out-of-range"]),
+    ({"model.name": "llama-3.2-1b", "method": "lora", "lora.r": 1024}, "80g", {}, ["rank-above-width"]),
+    ({"lora.r": 4096}, "80g", {"rank-out-of-range": "error"}, ["rank-above-width"]),  # one finding, the error
     ({"lora.dropout": 0.6}, "24g", {"dropout-out-of-range": "warning"}, []),
     ({"lora.dropout": 0.5}, "24g", {}, ["dropout-out-of-range"]),
     ({"model.name": "llama-3.1-70b"}, "24g", {"wont-fit": "error"}, []),

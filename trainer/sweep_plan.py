@@ -191,9 +191,9 @@ def plan(preset_ref: str, overrides: list[str], ranks: list[int], steps: int | N
 def too_short(cfg, ranks: list[int], steps: int | None) -> str | None:
     """Why trials of `steps` cannot separate the ranks, or None. Early in training every rank follows
     the same loss curve; a low rank falls off it only once the tokens trained exceed its capacity
-    (TML 2025, "LoRA Without Regret"; the capacity arithmetic of advisor/recommend.py)."""
+    (TML 2025, "LoRA Without Regret"; the capacity arithmetic of advisor/rank.py)."""
     from rankwise.advisor.model import load_model
-    from rankwise.advisor.recommend import capacity_limited
+    from rankwise.advisor.rank import capacity_limited
     from rankwise.advisor.units import human_count
 
     if not steps or len(ranks) < 2:
@@ -206,7 +206,7 @@ def too_short(cfg, ranks: list[int], steps: int | None) -> str | None:
     tokens = steps * cfg.train.effective_batch * cfg.train.max_seq_len  # at most: every row a full sequence
     if capacity_limited(tokens, trainable):
         return None
-    from rankwise.advisor.recommend import BITS_PER_PARAM, BITS_PER_TOKEN
+    from rankwise.advisor.rank import BITS_PER_PARAM, BITS_PER_TOKEN
 
     cap = int(trainable * BITS_PER_PARAM / BITS_PER_TOKEN)
     return (f"trials too short to separate ranks: {steps} steps train on at most ~{human_count(tokens)} tokens, "

@@ -104,8 +104,8 @@ def upcaster(reading) -> str:
 LORA_ONLY = frozenset({
     "wont-fit", "ddp-wont-fit", "disk-short", "host-ram-short", "multi-gpu-config", "adapter-start",
     "all-modules-low-rank", "alpha-below-rank", "alpha-far-above-rank", "dropout-out-of-range",
-    "high-rank-high-dropout", "lr-out-of-range", "qlora-high-lr", "rank-out-of-range", "rslora-off-high-rank",
-    "unknown-target-module", "effective-batch-large",
+    "high-rank-high-dropout", "lr-out-of-range", "qlora-high-lr", "rank-out-of-range", "rank-above-width",
+    "rslora-off-high-rank", "unknown-target-module", "effective-batch-large",
 })
 
 
