@@ -379,7 +379,8 @@ class ModelSpec:
         """The highest rank at which LoRA is still low-rank on this model: half the hidden size. There an adapter on
         a hidden x hidden projection (A: r x h, B: h x r) holds as many parameters as the projection itself
         (2·r·h = h²); above it the adapter holds more and saves nothing, and no update can exceed rank h anyway
-        (a product B·A has rank at most min(r, d_in, d_out)). Arithmetic; it binds only on models under ~512 wide."""
+        (a product B·A has rank at most min(r, d_in, d_out)). Arithmetic; it caps advise's bands (at most 128) only on
+        models under 256 wide."""
         return max(1, self.hidden_size // 2)
 
     @property

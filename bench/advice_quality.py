@@ -209,9 +209,9 @@ r=32 was the best rank on both eval sets (knowledge 1.007 with α = 2r, extracti
 r=64. On this 64-wide model r=64 is full rank on every adapted matrix, not a high rank: at r = hidden/2 an adapter
 on a hidden x hidden projection already holds as many parameters as the projection. The advice now keeps to that
 (ModelSpec.low_rank_cap: knowledge is advised r=32, not 64) and check warns above it (rank-above-width); it binds
-only on models under ~512 wide. The full grid is now ranks 4, 16, 32, 64 and rates 5e-4, 1e-3, 2e-3, 4e-3, 8e-3
-(250 trials a task; 23.2 min wall with --jobs 2, the base cached); "before" is the advice of 0fd3e4d
-(--advice-from), scored on the same grid:
+only on models under 256 wide (512 for the r = 256 note). The full grid is now ranks 4, 16, 32, 64 and rates
+5e-4, 1e-3, 2e-3, 4e-3, 8e-3 (250 trials a task; 23.2 min wall with --jobs 2, the base cached); "before" is the
+advice of 0fd3e4d (--advice-from), scored on the same grid:
 
   eval set    advice  advised config                          loss   best    gap   regret  lr swept
   knowledge   now     all-linear r=32 α=32 lr=5e-4 ep=10     2.693  1.007  1.686  167.5%    12.9%
