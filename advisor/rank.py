@@ -44,6 +44,11 @@ def trained_tokens(rows: int | None, seq_len: int, row_tokens: int | None,
     return rows * per, f"{rows:,} rows × ~{per:,} tokens ({how}; epochs repeat them)"
 
 
+def capacity(trainable: int) -> int:
+    """The trained tokens an adapter of `trainable` parameters holds (BITS_PER_PARAM, BITS_PER_TOKEN above)."""
+    return int(trainable * BITS_PER_PARAM / BITS_PER_TOKEN)
+
+
 def capacity_limited(tokens: int | None, trainable: int) -> bool:
     """More information in the data than the adapter holds (BITS_PER_PARAM, BITS_PER_TOKEN above)."""
     return tokens is not None and tokens * BITS_PER_TOKEN > trainable * BITS_PER_PARAM
@@ -62,25 +67,24 @@ def choose(task: str, spec: ModelSpec, targets: str, tokens: int | None, how: st
         why += (f", capped to {hi}: this model is {spec.hidden_size} wide, and above r = {spec.low_rank_limit} an "
                 f"adapter on a {spec.hidden_size}×{spec.hidden_size} projection holds more parameters than the "
                 "projection itself (no longer low-rank)")
-    notes: list[str] = []
     if tokens is None:
-        return lo, why + "; no data size given, so the lower end (pass --dataset or --samples for the capacity check)", notes
-    cap = lambda r: int(spec.lora_params(targets, r, parameters) * BITS_PER_PARAM / BITS_PER_TOKEN)  # noqa: E731
-    over = capacity_limited(tokens, spec.lora_params(targets, lo, parameters))
+        return lo, why + "; no data size given, so the lower end (pass --dataset or --samples for the capacity check)", []
+    at_lo = spec.lora_params(targets, lo, parameters)
+    over = capacity_limited(tokens, at_lo)
     why += (f"; capacity check: ~{human_count(tokens)} trained tokens ({how}) {'exceed' if over else 'fit'} r = "
-            f"{lo}'s ~{human_count(cap(lo))}-token capacity")
+            f"{lo}'s ~{human_count(capacity(at_lo))}-token capacity")
     r = lo
     if over and hi > lo:
         why, r = why + ": the upper end", hi
-    return r, why, _limited(task, spec, tokens, cap(r), r, band_hi)
+    return r, why, _limited(task, spec, tokens, spec.lora_params(targets, r, parameters), r, band_hi)
 
 
-def _limited(task: str, spec: ModelSpec, tokens: int, capacity: int, r: int, band_hi: int) -> list[str]:
+def _limited(task: str, spec: ModelSpec, tokens: int, trainable: int, r: int, band_hi: int) -> list[str]:
     """The note when the data's trained tokens exceed the chosen rank's capacity (none when they fit)."""
-    if tokens * BITS_PER_TOKEN <= capacity:
+    if not capacity_limited(tokens, trainable):
         return []
     head = (f"capacity-limited: ~{human_count(tokens)} trained tokens exceed even r = {r}'s "
-            f"~{human_count(capacity)}-token capacity (TML 2025)")
+            f"~{human_count(capacity(trainable))}-token capacity (TML 2025)")
     if r < band_hi:  # capped by the model's width
         return [head + f": a higher rank would no longer be low-rank on this {spec.hidden_size}-wide model; more "
                        "epochs, or full fine-tuning of a model this small"]

@@ -18,9 +18,9 @@ from .lengths import DataLengths
 from .methods import LEANEST, METHODS
 from .model import ModelSpec
 from .plan import SHARDED
+from .rank import BANDS, NEW_KNOWLEDGE
 from .redflags import check
 from .time import TEMPLATE_TOKENS
-from .rank import BANDS, NEW_KNOWLEDGE
 from .units import gib, human_count
 
 LARGE_DATA = 10_000  # rows from which 2 epochs become 1 (the guide's epochs rule)
@@ -430,5 +430,5 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
             notes.append(lengths.note)
     return Advice(method=method, config=cfg, estimate=estimates[chosen], estimates=estimates, fits=fits,
                   reasons=reasons, findings=findings, suggestions=suggestions, budget_arithmetic=arithmetic,
-                  first_sweep=rank.first_sweep(task, r, r_max, spec.low_rank_cap), notes=notes, strategy=strategy, citations=cites,
-                  statuses=status, lengths=lengths)
+                  first_sweep=rank.first_sweep(task, r, r_max, spec.low_rank_cap), notes=notes, strategy=strategy,
+                  citations=cites, statuses=status, lengths=lengths)

@@ -58,8 +58,8 @@ GPUS = {"cpu": lambda: Hardware(gpus=()), "t4": lambda: planned(gpu="T4"), "16g"
         "24g": lambda: planned("24GiB"), "80g": lambda: planned("80GiB"), "80g-x8": lambda: planned("80GiB", gpus=8)}
 ROWS = [None, 500, 2_000_000]
 # every rule about the values advise chooses (not the machine's facts: fit, host)
-OWN = {"rank-out-of-range", "rank-above-width", "dropout-out-of-range", "lr-out-of-range", "high-rank-high-dropout", "alpha-below-rank",
-       "alpha-far-above-rank", "all-modules-low-rank", "qlora-high-lr", "effective-batch-small",
+OWN = {"rank-out-of-range", "rank-above-width", "dropout-out-of-range", "lr-out-of-range", "high-rank-high-dropout",
+       "alpha-below-rank", "alpha-far-above-rank", "all-modules-low-rank", "qlora-high-lr", "effective-batch-small",
        "effective-batch-large", "rslora-off-high-rank", "no-grad-checkpointing-long-seq", "no-warmup",
        "seq-beyond-positions", "unknown-target-module", "fp16-on-bf16-gpu", "bf16-unsupported", "ddp-wont-fit",
        "too-few-gpus", "ignored-quant", "ignored-warmup-ratio", "ignored-epochs", "ignored-eval-steps",

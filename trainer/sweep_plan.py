@@ -193,7 +193,7 @@ def too_short(cfg, ranks: list[int], steps: int | None) -> str | None:
     the same loss curve; a low rank falls off it only once the tokens trained exceed its capacity
     (TML 2025, "LoRA Without Regret"; the capacity arithmetic of advisor/rank.py)."""
     from rankwise.advisor.model import load_model
-    from rankwise.advisor.rank import capacity_limited
+    from rankwise.advisor.rank import capacity, capacity_limited
     from rankwise.advisor.units import human_count
 
     if not steps or len(ranks) < 2:
@@ -206,12 +206,9 @@ def too_short(cfg, ranks: list[int], steps: int | None) -> str | None:
     tokens = steps * cfg.train.effective_batch * cfg.train.max_seq_len  # at most: every row a full sequence
     if capacity_limited(tokens, trainable):
         return None
-    from rankwise.advisor.rank import BITS_PER_PARAM, BITS_PER_TOKEN
-
-    cap = int(trainable * BITS_PER_PARAM / BITS_PER_TOKEN)
     return (f"trials too short to separate ranks: {steps} steps train on at most ~{human_count(tokens)} tokens, "
-            f"within even r={min(ranks)}'s ~{human_count(cap)}-token capacity ({human_count(trainable)} trainable "
-            "parameters); every rank follows the same loss curve that early (low ranks fall off it only after "
+            f"within even r={min(ranks)}'s ~{human_count(capacity(trainable))}-token capacity "
+            f"({human_count(trainable)} trainable parameters); every rank follows the same loss curve that early (low ranks fall off it only after "
             "enough steps, TML 2025), so differences between ranks are mostly noise: give more --steps or --minutes")
 
 
