@@ -112,3 +112,30 @@ def test_workers_build_what_one_process_builds(tok, tmp_path, monkeypatch, data)
         good = [n for n in range(1, 151) if n % 41 and n % 37 and n % 53][:data["max_rows"]]
         assert alone[2].train_rows == len([n for n in good if n % 29])
 
+
+
+@pytest.mark.timeout(180)  # without the fix a worker killed mid-batch leaves the build waiting for its result
+def test_a_ctrl_c_to_the_process_group_does_not_reach_the_workers(tok, tmp_path, two_procs, monkeypatch):
+    """A terminal's Ctrl-C goes to every process of its group: the build's worker processes ignore it
+    (the parent alone stops, and its pool finishes the batches queued). Interrupted, a worker died with
+    its batch unfinished, or handed the interrupt back as a library's exception (CI: exit 1 for a Ctrl-C
+    in data preparation). Here only the workers are signalled, at the first progress report: the build
+    ends whole, and each signalled worker ended normally (exit 0, not a KeyboardInterrupt's 1)."""
+    import multiprocessing
+    import os
+    import signal
+
+    monkeypatch.setattr(data_build, "PROGRESS_EVERY", 0.0)
+    path = mixed(tmp_path / "d.jsonl", 400)
+    signalled = []
+
+    def progress(rows, total, rate):
+        if not signalled:
+            signalled.extend(multiprocessing.active_children())
+            for p in signalled:
+                os.kill(p.pid, signal.SIGINT)
+
+    with __import__("tempfile").TemporaryDirectory() as folder:
+        report = data_build.build_arrow(cfg(path, skip_bad_rows=True), tok, Path(folder), progress)
+    assert len(signalled) == 2 and [p.exitcode for p in signalled] == [0, 0]
+    assert report.train_rows == len(build_datasets(cfg(path, skip_bad_rows=True), tok)[0])

@@ -213,6 +213,7 @@ class TestSeams(TrainerCallback):
     RANKWISE_TEST_SAVE_DELAY=0.5 between HF's checkpoint save and its completion marker, so a
     test can signal or kill a run during evaluation or saving.
     RANKWISE_TEST_HOLD_IN=training:5 | evaluation | saving | imports holds the run once in that phase
+    (data-finaliser | data-library: `hold_in_data`)
     (`training:5@-r4-`: only a run whose output folder's path contains "-r4-", one trial of a sweep)
     (after step 5's event; at the first evaluation batch; between HF's first checkpoint save and
     its marker; while the worker loads its libraries) until a SIGINT/SIGTERM arrives, having said
@@ -435,6 +436,28 @@ def hold_in_imports(run_dir: Path) -> None:
     it waits for must be deferred to their end: trainer/process.py `Stop.deferring`)."""
     if _hold_asked("imports", str(run_dir)):
         _hold("imports, the libraries loading")
+
+
+def hold_in_data(run_dir: Path) -> None:
+    """Test seam: RANKWISE_TEST_HOLD_IN=data-finaliser | data-library holds the worker as its data
+    preparation begins, where a Ctrl-C raises KeyboardInterrupt at once, in one of the two landings that
+    lose it (trainer/process.py `Stop.raised`): inside a finaliser (a real weakref.finalize callback:
+    Python reports the exception and goes on), or inside library code that re-raises it as its own
+    exception (as transformers' lazy imports re-raise a failed import as ModuleNotFoundError)."""
+    if _hold_asked("data-finaliser", str(run_dir)):
+        import weakref
+
+        class Held:
+            pass
+
+        held = Held()
+        weakref.finalize(held, _hold, "data-finaliser, data preparation (inside a finaliser)")
+        del held  # the finaliser runs here, and holds
+    elif _hold_asked("data-library", str(run_dir)):
+        try:
+            _hold("data-library, data preparation (inside library code)")
+        except KeyboardInterrupt as e:
+            raise ModuleNotFoundError("Could not import module 'X' (a library's own error for the interrupt)") from e
 
 
 def _hold(where: str) -> None:

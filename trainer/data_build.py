@@ -54,6 +54,16 @@ def _init(tokenizer, max_len: int) -> None:
                   has_template=bool(getattr(tokenizer, "chat_template", None)))
 
 
+def _deaf() -> None:
+    """A worker process ignores Ctrl-C and SIGTERM (a terminal sends them to the whole process group):
+    the parent stops reading, and its pool finishes the few batches queued. Interrupted, a worker died
+    with a task unfinished, or handed back the interrupt as whatever exception a library made of it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _work(job: tuple):
     """Read, check, render and tokenize one batch of rows: `(format, data.columns, location prefix,
     first line number, raw JSONL lines)`, or `(format, None, None, None, [(where, row), ...])` for rows
@@ -226,7 +236,7 @@ def _write_file(path: Path, cfg: RunConfig, tokenizer, counter: _Counter, max_ro
             os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker process: they are the parallelism
             gc.freeze()  # the workers inherit _STATE, and never scan (nor copy) what they inherit in collections
             try:
-                pool = mp.get_context("fork").Pool(procs)
+                pool = mp.get_context("fork").Pool(procs, initializer=_deaf)
             finally:
                 gc.unfreeze()
         for job in head:

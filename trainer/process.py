@@ -79,6 +79,13 @@ class Stop:
     # cannot pass it on (torch's pybind11 code calls std::terminate: the process aborts, and the run ends with
     # no end event), so a signal is only noted and acted on when the imports are done
     deferred = False
+    # a signal was raised as KeyboardInterrupt. Where it lands is chance, and two landings lose it: library
+    # code that re-raises it as its own exception (transformers' lazy imports turn a failed import into
+    # ModuleNotFoundError; CI saw exit 1 and a traceback for a Ctrl-C in data preparation), and a finaliser
+    # or weakref callback, where Python reports it and goes on (a run so interrupted trained to its end and
+    # exited 0). So the worker reads this flag: an exception after it is the interrupt, and training never
+    # starts after it (arm)
+    raised = False
 
     @contextmanager
     def deferring(self):
@@ -89,7 +96,21 @@ class Stop:
         finally:
             self.deferred = False
         if self.requested and not self.armed:
+            self.interrupt()
+
+    def interrupt(self):
+        self.raised = True
+        raise KeyboardInterrupt
+
+    def check(self):
+        """Between phases: a KeyboardInterrupt that was raised and lost (see `raised`) stops the run here."""
+        if self.raised and not self.armed:
             raise KeyboardInterrupt
+
+    def arm(self):
+        """The Trainer is about to run: from now on a signal asks for a checkpoint and a stop."""
+        self.check()
+        self.armed = True
 
 
 def install_signal_handlers() -> Stop:
@@ -109,10 +130,20 @@ def install_signal_handlers() -> Stop:
                 log.warning("%s: stopping once the libraries are loaded", signal.Signals(signum).name)
             stop.requested, stop.signal = True, signum
         else:
-            raise KeyboardInterrupt
+            stop.interrupt()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    default = sys.unraisablehook
+
+    def unraisable(u):  # a KeyboardInterrupt Python cannot raise (it landed in a finaliser): one line, no traceback
+        if u.exc_type is not None and issubclass(u.exc_type, KeyboardInterrupt):
+            log.warning("the signal landed where it cannot stop the run (%s): stopping before the next phase",
+                        getattr(u.object, "__qualname__", None) or type(u.object).__name__)
+            return
+        default(u)
+
+    sys.unraisablehook = unraisable
     return stop
 
 

@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         head, _, rest = str(e).partition("\n")
         return _ended(run_dir, sink, "failed", 1, state, head, rest or None)
     except Exception as e:  # a bug or a library failure: the traceback goes to train.log
+        if stop.raised:  # a Ctrl-C that a library turned into this exception (Stop.raised)
+            log.info("interrupted before training started (the signal surfaced as %s: %s)", type(e).__name__,
+                     str(e).splitlines()[0] if str(e) else "")
+            return _ended(run_dir, sink, "interrupted", 130, state)
         traceback.print_exc()
         if disk_full(e):
             return _ended(run_dir, sink, "failed", 1, state, *disk_full_message(run_dir, e))
@@ -121,7 +125,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         from rankwise.advisor.model import load_model
 
         from .callbacks import (AdapterUse, CheckpointVariant, Events, SaveAtEvaluation, StartOnce, TestSeams,
-                                TokenCounter, hold_in_imports)
+                                TokenCounter, hold_in_data, hold_in_imports)
         from .checkup import Checkup, Watched, best_checkpoint
         from .data import make_collator
         from .data_cache import cache_root, data_progress, data_ready, prepare_data
@@ -200,9 +204,11 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=cfg.model.trust_remote_code)
     chat_templates.apply(tokenizer, cfg.model.chat_template)  # before the data: the cache key holds the template
     added_ids = added_tokens.add_to(tokenizer, cfg.model.added_tokens) if cfg.model.added_tokens else []
+    hold_in_data(run_dir)
     train_rows, val_rows, report, cached = prepare_data(cfg, tokenizer, log, progress=data_progress(sink, log),
                                                           root=cache_root(run_dir.parent))
     data_ready(sink, log, report, cached)
+    stop.check()  # a Ctrl-C lost in the data preparation stops here, before the model loads
     est = tokenized_fit(spec, cfg, hw, ctx, report, sink, force) or est
     tokens = TokenCounter(make_collator(tokenizer))
 
@@ -366,7 +372,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
         trainer = build_trainer(model, args)
         say_engine(trainer, sharded)
         oom = None
-        stop.armed = True
+        stop.arm()
         try:
             trainer.train(resume_from_checkpoint=str(latest[1]) if latest else None)
         except torch.OutOfMemoryError as e:

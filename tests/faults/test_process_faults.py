@@ -459,3 +459,21 @@ def test_ctrl_c_in_each_phase(tmp_path, phase):
         # evaluation or save -> step 5
         assert (o["checkpoint"], o.get("resume_exit"), o.get("resume_final_step")) == (
             {"training": 6, "evaluation": 5, "saving": 5}[phase], 0, 8), (phase, o)
+
+
+@pytest.mark.parametrize("landing, said", [
+    ("data-finaliser", "the signal landed where it cannot stop the run"),
+    ("data-library", "interrupted before training started (the signal surfaced as ModuleNotFoundError"),
+])
+def test_a_ctrl_c_that_lands_where_it_is_lost_still_stops_the_run(tmp_path, landing, said):
+    """Before training, a Ctrl-C is a KeyboardInterrupt raised wherever the worker happens to be, and two
+    landings lose it (trainer/process.py `Stop.raised`): a finaliser, where Python reports it and goes on
+    (the run trained to its end and exited 0), and library code that re-raises it as its own exception
+    (a Ctrl-C in data preparation exited 1 with a traceback on CI). The seam holds the worker in each
+    landing until the signal: the run still ends interrupted (130), before training, with no traceback."""
+    o = _ctrl_c(tmp_path, landing, steps_args(max_steps=8, save_steps=4), {"RANKWISE_TEST_HOLD_IN": landing},
+                _held_in(landing))
+    log = o.pop("_tails")["train.log"]
+    run_dir = o.pop("_run_dir")
+    assert (o["exit"], o["status"], o["no_traceback"], o["checkpoint"]) == (130, "interrupted", True, None), (o, log)
+    assert said in log and not of_type(events(run_dir), "step"), log
