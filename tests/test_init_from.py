@@ -1,6 +1,6 @@
 """lora.init_from: a run that starts from a trained adapter's weights (continued fine-tuning). The folder is
 checked before a run exists (advisor/adapter_from.py: a LoRA adapter in safetensors, of the config's shape), and
-the worker loads its tensors into the adapter it builds (trainer/worker.py start_from)."""
+the worker loads its tensors into the adapter it builds (trainer/adapter_init.py start_from)."""
 from __future__ import annotations
 
 import json

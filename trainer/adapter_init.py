@@ -136,3 +136,22 @@ def trainer_class(cfg):
             return self.optimizer
 
     return LoraPlusTrainer
+
+
+def start_from(model, folder: str) -> str:
+    """Load a trained adapter's tensors (lora.init_from, safetensors only) into the adapter get_peft_model built
+    from the config, which advisor/adapter_from.py checked has its shape; what was loaded, for the log."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from rankwise.advisor.adapter_from import WEIGHTS
+
+    state = load_file(str(Path(folder).expanduser() / WEIGHTS))
+    result = set_peft_model_state_dict(model, state)
+    unread = list(result.unexpected_keys)
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if unread or missing:
+        raise RankwiseError(f"lora.init_from {folder}: its tensors do not fit this model's adapter "
+                            f"({len(unread)} not placed, e.g. {(unread or missing)[0]}; {len(missing)} missing)",
+                            "continue an adapter on the base model it was trained on")
+    return f"lora.init_from: {len(state)} adapter tensors loaded from {folder}"

@@ -86,3 +86,24 @@ def prompts_file(path: Path, what: str) -> list[str]:
     if not lines:
         raise RankwiseError(f"{what} {path}: no prompts in the file", "one prompt a line")
     return lines
+
+
+def samples_callback(cfg, tokenizer, val_rows, sink, sharded: bool, main_process: bool, clock, log):
+    """train.sample_every / sample_prompts: the callback that writes `sample` events (rank 0; not
+    for a sharded model, whose generate would need every rank), or None."""
+    from .callbacks import Samples
+
+    rows = sample_rows(cfg, tokenizer, val_rows)
+    if not rows:
+        if cfg.train.sample_every or cfg.train.sample_prompts:
+            log.warning("samples: no prompts (sample_prompts auto needs validation rows)")
+        return None
+    if sharded:
+        log.warning("samples: not taken from a sharded model (FSDP/DeepSpeed)")
+        return None
+    if not main_process:
+        return None
+    if not cfg.train.sample_every and not val_rows:
+        log.warning("samples: taken at each evaluation, and this run has no validation data; set train.sample_every")
+        return None
+    return Samples(sink, tokenizer, rows, cfg.train.sample_every, clock)

@@ -34,6 +34,7 @@ from .loading import (experts_in, keep_4bit_trainable_on_cpu, kernel_options, li
 from .oom import MAX_OOM_RETRIES, OOMGiveUp, halve, oom_message
 from .process import (RankSink, disk_full, disk_full_message, end_torn_line, exit_process, gloo_for_deepspeed_on_cpu,
                       install_signal_handlers, leave_process_group, output_to_log, rank_callbacks)
+from .prompts import samples_callback
 
 log = logging.getLogger("rankwise.worker")
 SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
@@ -92,25 +93,6 @@ def _ended(run_dir: Path, sink: EventSink, status: str, code: int, state: dict, 
     except OSError as e:  # a full disk can refuse even these few bytes: keep the exit code meaningful
         log.error("could not record the end of the run (%s): %s%s", e, error or status, f" ({hint})" if hint else "")
     return code
-
-
-def start_from(model, folder: str) -> str:
-    """Load a trained adapter's tensors (lora.init_from, safetensors only) into the adapter get_peft_model built
-    from the config, which advisor/adapter_from.py checked has its shape; what was loaded, for the log."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    from rankwise.advisor.adapter_from import WEIGHTS
-
-    state = load_file(str(Path(folder).expanduser() / WEIGHTS))
-    result = set_peft_model_state_dict(model, state)
-    unread = list(result.unexpected_keys)
-    missing = [k for k in result.missing_keys if "lora_" in k]
-    if unread or missing:
-        raise RankwiseError(f"lora.init_from {folder}: its tensors do not fit this model's adapter "
-                            f"({len(unread)} not placed, e.g. {(unread or missing)[0]}; {len(missing)} missing)",
-                            "continue an adapter on the base model it was trained on")
-    return f"lora.init_from: {len(state)} adapter tensors loaded from {folder}"
 
 
 def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force: bool) -> int:
@@ -278,7 +260,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
                           **({"exclude_modules": moe_quant.PARAMETRIZED} if fused else {}))
         model = get_peft_model(model, lora, autocast_adapter_dtype=not pure)  # pure bf16: adapters stay bf16
         if cfg.lora.init_from and not resume:  # a resumed run's checkpoint holds the weights it has trained since
-            log.info(start_from(model, cfg.lora.init_from))
+            log.info(adapter_init.start_from(model, cfg.lora.init_from))
         if cfg.train.loss == "cce":  # the loss from the hidden states and the head, no logits held
             cce_loss.use_cce(model.get_base_model())
         if cfg.train.activation_offload:  # the decoder's saved inputs wait in host RAM
@@ -341,7 +323,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     sink = Watched(sink, read_events(run_dir / EVENTS_FILE) if resume else ())
     checkup = Checkup(sink, cfg)  # after Events: it reads the step and eval events Events just wrote
     events, checkpoints, seams = Events(sink, device, tokens), RankZeroCheckpoints(sink), TestSeams()
-    samples = _samples(cfg, tokenizer, val_rows, sink, sharded, events)
+    samples = samples_callback(cfg, tokenizer, val_rows, sink, sharded, is_main_process(), events, log)
     latest = rundir.latest_checkpoint(run_dir) if resume else None
     if resume:
         log.info("resuming from %s", latest[1] if latest else "the beginning (no complete checkpoint)")
@@ -508,27 +490,6 @@ def _forecast(spec, cfg, ctx, hw, run_dir: Path):
         return None
     log.info("plan: %s", ahead.line())
     return ahead
-
-
-def _samples(cfg, tokenizer, val_rows, sink, sharded: bool, clock):
-    """train.sample_every / sample_prompts: the callback that writes `sample` events (rank 0; not
-    for a sharded model, whose generate would need every rank), or None."""
-    from .callbacks import Samples
-    from .prompts import sample_rows
-
-    rows = sample_rows(cfg, tokenizer, val_rows)
-    if not rows:
-        if cfg.train.sample_every or cfg.train.sample_prompts:
-            log.warning("samples: no prompts (sample_prompts auto needs validation rows)")
-        return None
-    if sharded or not is_main_process():
-        if sharded:
-            log.warning("samples: not taken from a sharded model (FSDP/DeepSpeed)")
-        return None
-    if not cfg.train.sample_every and not val_rows:
-        log.warning("samples: taken at each evaluation, and this run has no validation data; set train.sample_every")
-        return None
-    return Samples(sink, tokenizer, rows, cfg.train.sample_every, clock)
 
 
 def _record_batch(run_dir: Path, cfg, micro: int, accum: int) -> None:
