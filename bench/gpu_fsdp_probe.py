@@ -10,7 +10,10 @@ a frozen unit, each LoRA linear a unit of its own). Each variant runs in a proce
 does not serve the next:
 - around: reentrant checkpointing around each FSDP unit (transformers 4.40's call, checkpoint(layer.__call__));
 - inside: reentrant checkpointing inside each unit (transformers 5's GradientCheckpointingLayer: what rankwise runs);
-- around-nonreentrant: the control (non-reentrant checkpointing recomputes without re-entering the unit).
+- around-nonreentrant: the control (non-reentrant checkpointing recomputes without re-entering the unit);
+- inside-offload: inside, with FSDP's CPU offload of the parameters (CPUOffload(offload_params=True), as
+  fsdp_qlora's --use_cpu_offload): what the allocator reserves above what is allocated at the peak, in decoder
+  layers and by stream (the open question of aai-l2-70b-qlora-off-b2). GPU only: offload pins host memory.
 For each: memory after wrapping (allocated, reserved: what FSDP's initialisation leaves cached, the open question of
 aai-l2-7b-qlora-512) and the peak of the second training step (forward + backward). The difference of `around` over
 `inside` is set beside rankwise's estimate of FSDP's hold (advisor/sharding.py checkpoint_hold_bytes), measured
@@ -33,10 +36,13 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = {"around": (True, True), "inside": (False, True), "around-nonreentrant": (True, False)}
+# variant -> (checkpoint around the unit, reentrant, FSDP CPU offload of the parameters)
+VARIANTS = {"around": (True, True, False), "inside": (False, True, False), "around-nonreentrant": (True, False, False),
+            "inside-offload": (False, True, True)}
 FIELDS = ("model", "variant", "seq", "batch", "device", "wrap_allocated_mib", "wrap_reserved_mib",
           "wrap_reserved_est_mib", "static_est_mib", "peak_allocated_mib", "peak_reserved_mib", "est_hold_mib",
-          "around_minus_inside_mib", "note")
+          "around_minus_inside_mib", "layer_mib", "reserved_by_stream", "note")
+GPU_ONLY = {"inside-offload": "FSDP's CPU offload pins host memory, which needs a GPU"}
 MIB = 2 ** 20
 
 
@@ -53,7 +59,8 @@ def model_config(name: str, dry: bool) -> dict:
     return cfg
 
 
-def measure(config: dict, around: bool, reentrant: bool, tokens, pg_file: Path, dtype_name: str = "bfloat16") -> dict:
+def measure(config: dict, around: bool, reentrant: bool, tokens, pg_file: Path, dtype_name: str = "bfloat16",
+            offload: bool = False) -> dict:
     """Bytes after FSDP wraps the LoRA model and at the peak of a second forward + backward (one rank).
     `tokens`: input ids (batch x seq). GPU: torch.cuda's allocated/reserved; CPU: live bytes from the profiler."""
     import torch
@@ -62,7 +69,7 @@ def measure(config: dict, around: bool, reentrant: bool, tokens, pg_file: Path, 
     from peft import LoraConfig, get_peft_model
     from peft.utils.other import fsdp_auto_wrap_policy
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-    from torch.distributed.fsdp import ShardingStrategy
+    from torch.distributed.fsdp import CPUOffload, ShardingStrategy
     from transformers import AutoConfig, AutoModelForCausalLM
 
     class AroundUnit(torch.nn.Module):
@@ -90,14 +97,16 @@ def measure(config: dict, around: bool, reentrant: bool, tokens, pg_file: Path, 
             model.base_model.model.activation_checkpointing_enable(
                 activation_checkpointing_kwargs={"use_reentrant": reentrant})
         model.enable_input_require_grads()
+        layer = next(m for n, m in model.named_modules() if n.endswith("layers.0"))
+        layer_bytes = sum(t.numel() * t.element_size() for t in layer.parameters())
         model = FSDP(model, auto_wrap_policy=fsdp_auto_wrap_policy(model), sharding_strategy=ShardingStrategy.FULL_SHARD,
-                     device_id=device)
+                     device_id=device, cpu_offload=CPUOffload(offload_params=True) if offload else None)
         if around:
             layers = next(m for n, m in model.named_modules() if n.endswith("model.layers"))
             for i in range(len(layers)):
                 layers[i] = AroundUnit(layers[i])
         tokens = tokens.to(device)
-        out = {"device": torch.cuda.get_device_name() if cuda else "cpu"}
+        out = {"device": torch.cuda.get_device_name() if cuda else "cpu", "layer_bytes": layer_bytes}
 
         def step():
             model(input_ids=tokens).logits.float().mean().backward()
@@ -114,6 +123,10 @@ def measure(config: dict, around: bool, reentrant: bool, tokens, pg_file: Path, 
             out["peak_allocated"] = torch.cuda.max_memory_allocated() - base
             out["peak_reserved"] = torch.cuda.max_memory_reserved()
             out["peak_allocated_total"] = torch.cuda.max_memory_allocated()
+            out["streams"] = reserved_by_stream(torch.cuda.memory_snapshot())
+            stats = torch.cuda.memory_stats()
+            out["inactive_split_peak"] = stats.get("inactive_split_bytes.all.peak")
+            out["alloc_retries"] = stats.get("num_alloc_retries")
         else:
             from torch.profiler import ProfilerActivity, profile
             from torch.profiler._memory_profiler import MemoryProfileTimeline
@@ -128,6 +141,20 @@ def measure(config: dict, around: bool, reentrant: bool, tokens, pg_file: Path, 
         return out
     finally:
         dist.destroy_process_group()
+
+
+def reserved_by_stream(segments: list[dict]) -> dict:
+    """What the caching allocator holds, by the stream each segment belongs to (a block is only reused by an
+    allocation on its own stream): {stream: [reserved, allocated, segments]}. FSDP's CPU offload copies each
+    unit's parameters to the GPU on its pre-unshard stream (torch/distributed/fsdp/_flat_param.py pre_unshard,
+    "created on the pre-unshard stream"), apart from the compute stream's pool."""
+    out: dict[str, list[int]] = {}
+    for seg in segments:
+        row = out.setdefault(str(seg.get("stream", 0)), [0, 0, 0])
+        row[0] += seg["total_size"]
+        row[1] += seg["allocated_size"]
+        row[2] += 1
+    return out
 
 
 def measure_qlora_start(config: dict, folder: Path, pg_file: Path) -> dict:
@@ -170,6 +197,18 @@ def measure_qlora_start(config: dict, folder: Path, pg_file: Path) -> dict:
         return out
     finally:
         dist.destroy_process_group()
+
+
+def offload_note(g: dict) -> str:
+    """The offload variant's question (bench/memory_reference.csv, aai-l2-70b-qlora-off-b2): the fsdp_qlora runs
+    under CPU offload reserved 8.5-10.7 decoder layers' bytes more than rankwise estimates where a layer is
+    0.26-0.40 GiB. Reserved above allocated at this peak, in layers, says whether one GPU shows it."""
+    if g.get("peak_reserved") is None:
+        return "dry run"
+    extra = g["peak_reserved"] - g["peak_allocated_total"]
+    return (f"reserved above allocated at the peak: {extra / MIB:.0f} MiB = {extra / g['layer_bytes']:.1f} decoder "
+            f"layers of {g['layer_bytes'] / MIB:.0f} MiB (the fsdp_qlora offload rows: 8.5-10.7 layers unexplained); "
+            f"by stream in reserved_by_stream [reserved, allocated, segments]")
 
 
 def expected_qlora_start(config: dict) -> tuple[int, int]:
@@ -219,9 +258,9 @@ def one(args) -> int:
             print(json.dumps(measure_qlora_start(config, Path(tmp) / "model", Path(tmp) / "pg")))
         return 0
     tokens = torch.randint(0, config["vocab_size"], (args.batch, args.seq))
-    around, reentrant = VARIANTS[args.variant]
+    around, reentrant, offload = VARIANTS[args.variant]
     with tempfile.TemporaryDirectory() as tmp:
-        got = measure(config, around, reentrant, tokens, Path(tmp) / "pg")
+        got = measure(config, around, reentrant, tokens, Path(tmp) / "pg", offload=offload)
     print(json.dumps(got))
     return 0
 
@@ -241,13 +280,17 @@ def main(argv: list[str] | None = None) -> int:
     tokens = args.batch * args.seq
     static, hold, wrap = expected(config, tokens)
     got = {}
-    for variant in [*VARIANTS, "qlora-start"]:
+    skipped = {v: why for v, why in GPU_ONLY.items() if args.dry_run}
+    for variant in [v for v in (*VARIANTS, "qlora-start") if v not in skipped]:
         cmd = [sys.executable, __file__, "--variant", variant, "--model", args.model, "--seq", str(args.seq),
                "--batch", str(args.batch)] + (["--dry-run"] if args.dry_run else [])
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
         if p.returncode != 0:
             print(f"{variant}: failed\n{p.stderr[-3000:]}", file=sys.stderr)
+            if variant in GPU_ONLY:  # the new question must not cost the established rows: said in its row
+                skipped[variant] = "failed: " + ((p.stderr.strip().splitlines() or ["no output"])[-1])[:300]
+                continue
             return 1
         got[variant] = json.loads(p.stdout.strip().splitlines()[-1])
     start = got.pop("qlora-start")
@@ -266,8 +309,14 @@ def main(argv: list[str] | None = None) -> int:
                         "peak_allocated_mib": mib(g["peak_allocated"]), "peak_reserved_mib": mib(g.get("peak_reserved")),
                         "est_hold_mib": mib(hold if variant == "around" else 0),
                         "around_minus_inside_mib": mib(diff) if variant == "around" else "",
-                        "note": ("step peak above the memory allocated before it" if g["device"] != "cpu" else
+                        "layer_mib": mib(g.get("layer_bytes")),
+                        "reserved_by_stream": json.dumps(g["streams"]) if g.get("streams") else "",
+                        "note": (offload_note(g) if variant == "inside-offload" else
+                                 "step peak above the memory allocated before it" if g["device"] != "cpu" else
                                  "dry run (CPU): live-tensor peak from the profiler, no reserved figure")})
+        for variant, why in skipped.items():
+            w.writerow({"model": args.model, "variant": variant, "seq": args.seq, "batch": args.batch,
+                        "device": got.get("inside", {}).get("device", ""), "note": f"not run: {why}"})
         w.writerow({"model": args.model, "variant": "qlora-start", "device": start["device"],
                     "wrap_allocated_mib": mib(start.get("wrap_allocated")), "wrap_reserved_mib": mib(start.get("wrap_reserved")),
                     "wrap_reserved_est_mib": mib(reserve_est), "static_est_mib": mib(alive_est),
@@ -276,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
                             f"loading {mib(start.get('load_allocated')) or '-'} MiB allocated), then wrapped; "
                             "static_est_mib: the most alive at once that fsdp_wrap.py replays (preloaded), "
                             "against peak_allocated_mib"})
+    if "inside-offload" in got:
+        print(f"inside-offload: {offload_note(got['inside-offload'])}")
     print(f"around - inside: {mib(diff)} MiB measured, {mib(hold)} MiB estimated (FSDP's hold); after wrapping: "
           f"{mib(got['inside'].get('wrap_reserved')) or '-'} MiB reserved ({mib(wrap)} MiB replayed), "
           f"{mib(got['inside'].get('wrap_allocated')) or '-'} allocated, {mib(static)} MiB counted static; 4-bit start: "

@@ -54,7 +54,10 @@ def test_fsdp_probe_dry_run_writes_the_three_variants_and_the_4bit_start(tmp_pat
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     rows = {r["variant"]: r for r in csv.DictReader(out.open())}
-    assert set(rows) == {"around", "inside", "around-nonreentrant", "qlora-start"}
+    assert set(rows) == {"around", "inside", "around-nonreentrant", "inside-offload", "qlora-start"}
+    # FSDP's CPU offload pins host memory: the CPU cannot run it, and its row says so instead of a figure
+    offload = rows.pop("inside-offload")
+    assert offload["note"].startswith("not run: ") and offload["peak_allocated_mib"] == ""
     # the 4-bit start rankwise's worker makes under FSDP: on the CPU bitsandbytes quantizes there, FSDP wraps it
     assert "loaded by transformers under FSDP onto cpu" in rows["qlora-start"]["note"]
     assert float(rows["qlora-start"]["static_est_mib"]) > 0
@@ -157,3 +160,21 @@ def test_a_model_cut_to_its_first_layers_is_built_and_estimated_as_built(tmp_pat
     config = json.loads((folder / "config.json").read_text())
     assert config["num_hidden_layers"] == int(gpu_suite.MOE.split("@")[1]) and config["num_local_experts"] == 8
     assert load_model(str(folder)).num_layers == config["num_hidden_layers"]
+
+
+def test_the_offload_variant_reports_the_reserve_in_layers_and_by_stream():
+    """gpu_fsdp_probe's offload figures from what torch.cuda hands back (a memory snapshot's segments, the peak
+    counters): the reserve above the allocated peak in decoder layers, and each stream's pool (FSDP's offload
+    copies parameters on its pre-unshard stream; a block is reused only by its own stream). The inputs are in
+    torch.cuda.memory_snapshot()'s shape: the CPU has no allocator to ask."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gpu_fsdp_probe as probe
+
+    mib = 2 ** 20
+    segments = [{"stream": 0, "total_size": 40 * mib, "allocated_size": 30 * mib},
+                {"stream": 0, "total_size": 20 * mib, "allocated_size": 0},
+                {"stream": 7, "total_size": 64 * mib, "allocated_size": 8 * mib}]
+    assert probe.reserved_by_stream(segments) == {"0": [60 * mib, 30 * mib, 2], "7": [64 * mib, 8 * mib, 1]}
+    note = probe.offload_note({"peak_reserved": 1000 * mib, "peak_allocated_total": 700 * mib, "layer_bytes": 100 * mib})
+    assert note.startswith("reserved above allocated at the peak: 300 MiB = 3.0 decoder layers of 100 MiB")
+    assert probe.offload_note({"peak_reserved": None}) == "dry run"
