@@ -358,7 +358,7 @@ def test_mamba1_and_short_convolutions_run_packed_examples_together(make, mixed,
 
 def test_other_mixers_are_counted_from_the_config():
     """mamba.other_mixers, as transformers' configuration classes lay the layers out."""
-    from rankwise.advisor.redflags import recurrent_layers
+    from rankwise.advisor.architecture_flags import recurrent_layers
 
     for period, offset, layers in ((8, 4, 32), (2, 1, 2), (1, 0, 3)):
         cfg = _jamba(period, offset, layers)

@@ -234,7 +234,7 @@ def _axolotl_packing(f: Finding, spec) -> Finding:
     """axolotl packs with each example's bounds passed to the recurrent layers (Gated DeltaNet: cu_seqlens; Mamba2:
     seq_idx, its monkeypatch/models/{nemotron_h,granitemoehybrid,falcon_h1} patches), through their kernel packages:
     transformers' torch fallbacks take no bounds. Its run needs the package rather than unpacked rows."""
-    from ..redflags import INSTALL, RECURRENT_KERNELS, recurrent_layers
+    from ..architecture_flags import INSTALL, RECURRENT_KERNELS, recurrent_layers
 
     _, kind = recurrent_layers(spec)
     package = RECURRENT_KERNELS[kind][0]
