@@ -15,7 +15,8 @@ from pathlib import Path
 from .errors import RankwiseError
 from .hardware import Gpu, Hardware, Host, speed_of
 from .lengths import data_lengths
-from .time import Calibration, DataShape, Device, plan_time
+from .speeds import Device
+from .time import Calibration, DataShape, plan_time
 
 NEWEST = 20  # runs read at most (newest first): planning stays well under a second
 MIN_STEPS = 4  # a run must have measured at least this many steps between two step events

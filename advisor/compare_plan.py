@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 from .hardware import Hardware
 from .memory import CUDA_CONTEXT_BYTES, FRAGMENTATION, _weights, adapter_bytes
-from .time import LOAD_GBS, SETUP_S, Device, duration, linear_work
+from .speeds import LOAD_GBS, SETUP_S, Device
+from .time import duration, linear_work
 from .units import gib
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from train_helpers import CLI, env, events, of_type, only_run, tail_log, train
 
-from rankwise.advisor import adapter_init, fit, time as planner
+from rankwise.advisor import adapter_init, fit, speeds, time as planner
 from rankwise.advisor.config import RunConfig, with_values
 from rankwise.advisor.errors import RankwiseError
 from rankwise.advisor.foreign import read
@@ -81,7 +81,7 @@ def test_the_planner_adds_the_factorisation_to_setup():
         judged = fit.assess(spec, cfg, hw)
         times[init] = (planner.plan_time(spec, cfg, judged, hw), judged.estimate.init_flops)
     (base, _), (pissa, flops) = times["default"], times["pissa"]
-    dev = planner.Device.of(hw)
+    dev = speeds.Device.of(hw)
     extra = adapter_init.start_up_seconds(flops, dev.tflops, dev.stack.efficiency, True)
     assert extra > 0 and pissa.setup_s == pytest.approx(base.setup_s + extra)
     assert pissa.step_s == base.step_s  # training itself is unchanged

@@ -10,7 +10,8 @@ from rankwise.advisor.fit import assess
 from rankwise.advisor.hardware import planned
 from rankwise.advisor.model import load_model
 from rankwise.advisor.recommend import EVALS_PER_EPOCH, advise
-from rankwise.advisor.time import DataShape, micro_batch_seconds, plan_time, Device
+from rankwise.advisor.speeds import Device
+from rankwise.advisor.time import DataShape, micro_batch_seconds, plan_time
 from rankwise.trainer.events import EventSink
 from rankwise.trainer.rundir import SUMMARY, write_json
 

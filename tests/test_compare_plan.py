@@ -49,7 +49,7 @@ def test_memory_is_the_trained_storage_without_training_state(planned_7b):
 
 
 def test_time_is_load_plus_loss_passes_plus_generation(planned_7b):
-    from rankwise.advisor.time import GPU_HF, LOAD_GBS, SETUP_S
+    from rankwise.advisor.speeds import GPU_HF, LOAD_GBS, SETUP_S
 
     _, cp = planned_7b
     st = GPU_HF  # the hf stack's sustained shares of the datasheet (time.py, each with its source)

@@ -76,7 +76,8 @@ def test_the_step_time_reads_the_16_bit_experts_without_a_dequantize():
     from rankwise.advisor import fit
     from rankwise.advisor.config import RunConfig
     from rankwise.advisor.hardware import planned
-    from rankwise.advisor.time import Device, micro_batch_seconds
+    from rankwise.advisor.speeds import Device
+    from rankwise.advisor.time import micro_batch_seconds
 
     spec, hw = load_model("mixtral-8x7b"), planned(gpu="H100")
     judged = fit.assess(spec, RunConfig.model_validate({"model": {"name": "mixtral-8x7b"}, "method": "qlora",

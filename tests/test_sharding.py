@@ -217,7 +217,8 @@ def test_a_deepspeed_file_that_cannot_be_read_is_judged_by_its_name(tmp_path, co
 def test_offload_costs_the_shards_copy_over_pcie_each_pass(l70):
     """70B LoRA over 8 GPUs with checkpointing: 3 passes each copy 1/8 of the 16-bit weights over PCIe 4.0 x16."""
     from rankwise.advisor import fit as fitting
-    from rankwise.advisor.time import GPU_HF, PCIE_GBS, micro_batch_seconds, Device
+    from rankwise.advisor.speeds import GPU_HF, PCIE_GBS, Device
+    from rankwise.advisor.time import micro_batch_seconds
 
     hw = planned(gpu="A100-80GB", gpus=8)
     parts = {}

@@ -63,7 +63,8 @@ def test_the_estimate_adds_the_adapter_the_built_weights_and_their_work():
 def test_the_step_time_grows_by_the_fold_and_the_expert_weight_gradients():
     from rankwise.advisor import fit
     from rankwise.advisor.hardware import planned
-    from rankwise.advisor.time import Device, micro_batch_seconds
+    from rankwise.advisor.speeds import Device
+    from rankwise.advisor.time import micro_batch_seconds
 
     spec, hw = load_model("mixtral-8x7b"), planned(gpu="H100", gpus=2)
     parts = []

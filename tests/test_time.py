@@ -83,7 +83,7 @@ def test_checkpointing_adds_the_recompute():
     # not checkpointed), 2 per adapter weight, over the device's sustained FLOP/s
     body = sum(l.params for l in spec.linears if l.family != "lm_head")
     adapter = spec.lora_params("standard", 16)
-    from rankwise.advisor.time import GPU_HF
+    from rankwise.advisor.speeds import GPU_HF
 
     sustained = 312e12 * GPU_HF.efficiency
     assert a["compute"] - b["compute"] == pytest.approx(2048 * (2 * body + 2 * adapter) / sustained)
@@ -94,7 +94,7 @@ def test_checkpointing_adds_the_recompute():
 
 
 def _device(h):
-    from rankwise.advisor.time import Device
+    from rankwise.advisor.speeds import Device
 
     return Device.of(h)
 
@@ -409,7 +409,8 @@ def test_trained_weights_add_their_gradient_gemms_to_a_micro_batch():
     from rankwise.advisor.fit import assess
     from rankwise.advisor.hardware import resolve
     from rankwise.advisor.model import load_model
-    from rankwise.advisor.time import Device, micro_batch_seconds
+    from rankwise.advisor.speeds import Device
+    from rankwise.advisor.time import micro_batch_seconds
 
     spec = load_model("llama-3.2-1b")
     hw = resolve(None, None, "A100-80GB")
@@ -448,13 +449,13 @@ def _mixer(kind: str):
 def test_the_torch_fallbacks_launch_what_the_time_model_counts(kind, model_type):
     """The recurrent layers' torch fallbacks loop in Python over tokens (Mamba1) or 64-token chunks (the delta rules),
     so their time is their kernel launches: the non-view aten ops one mixer dispatches in forward and in backward, at
-    two lengths a batch of 2 (each op takes the whole batch), grow by time.FALLBACK_LOOPS' per unit exactly, from its
+    two lengths a batch of 2 (each op takes the whole batch), grow by speeds.FALLBACK_LOOPS' per unit exactly, from its
     fixed part (Mamba1's, small, left out). Counted at dispatch (TorchDispatchMode) on the CPU: a GPU launches the
     same ops."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from rankwise.advisor.time import FALLBACK_LOOPS
+    from rankwise.advisor.speeds import FALLBACK_LOOPS
 
     class Ops(TorchDispatchMode):
         n = 0
@@ -492,7 +493,7 @@ def test_the_torch_fallbacks_set_the_step_time_without_their_kernels():
     several times the micro-batch's FLOP time); with mamba-ssm's scan, none. Qwen3.5-9B's 24 Gated DeltaNet layers
     without flash-linear-attention: 32 chunks each; Llama: none."""
     from rankwise.advisor.hardware import resolve
-    from rankwise.advisor.time import GPU_HF, Device, loop_ops
+    from rankwise.advisor.speeds import GPU_HF, Device, loop_ops
 
     hw = resolve(None, None, "H100-80GB")
     device = Device.of(hw)
