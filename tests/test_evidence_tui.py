@@ -24,7 +24,7 @@ async def test_the_focused_reason_shows_its_sources(tmp_path):
     from rankwise.advisor.evidence import names
     from rankwise.advisor.model import load_model
     from rankwise.advisor.recommend import advise
-    from rankwise.tui.screens.advice import wid
+    from rankwise.tui.screens.advice_form import wid
 
     app = build_app(hardware=L4, runs_dir=tmp_path / "runs", catalog=SMALL_CATALOG, clock=lambda: NOW,
                     presets=gpu_presets())

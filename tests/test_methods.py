@@ -11,7 +11,7 @@ from rankwise.advisor.memory import Plan, estimate
 from rankwise.advisor.methods import METHOD_NAMES, METHODS
 from rankwise.advisor.model import load_model
 from rankwise.tui import cli
-from rankwise.tui.screens.advice import FIELDS
+from rankwise.tui.screens.advice_form import FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 # Files that may spell a method's name: the table itself, and the foreign-config readers,

@@ -38,7 +38,7 @@ async def to_advice(pilot, model="llama-3.1-8b", task="chat"):
 
 
 async def set_field(pilot, key: str, value: str):
-    from rankwise.tui.screens.advice import wid
+    from rankwise.tui.screens.advice_form import wid
 
     box = pilot.app.screen.query_one(f"#{wid(key)}", Input)
     box.focus()
@@ -279,7 +279,7 @@ async def test_training_options_are_form_fields_the_estimate_and_the_preset_foll
     """init, precision, attention and kernels are on the form: eager attention's score tensors show in the
     estimate, and what is chosen is what the saved preset (and so the run) holds."""
     from rankwise.advisor.loader import load_config
-    from rankwise.tui.screens.advice import wid
+    from rankwise.tui.screens.advice_form import wid
 
     async with app_for(tmp_path, hardware=A100).run_test(size=SIZE) as pilot:
         screen = await to_advice(pilot, "llama-3.1-8b", "instruction")

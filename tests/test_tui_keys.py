@@ -218,7 +218,7 @@ async def test_esc_on_setup_leaves_the_field_and_typing_goes_back_into_it(tmp_pa
 
 
 async def test_up_and_down_move_between_advice_fields_and_leave_the_flags_list_alone(tmp_path):
-    from rankwise.tui.screens.advice import FIELDS, wid
+    from rankwise.tui.screens.advice_form import FIELDS, wid
 
     async with app_for(tmp_path, hardware=A100).run_test(size=SIZE) as pilot:
         await pilot.press(*"llama-3.1-8b", "ctrl+n")
