@@ -113,6 +113,8 @@ def test_the_gpu_bundle_carries_what_the_device_image_lacks():
     assert checked >= len(carried) - len(GPU_ONLY)
     device = (ROOT / "bench" / "gpu_device.sh").read_text()
     assert "--find-links .gpu-wheels" in device and "gpu_suite.py" in device and "$OUT" in device
+    # the FSDP probe's own call (GPU_PART=fsdp): the suite's cases spend the main call's budget before its turn
+    assert 'if [ "${GPU_PART:-main}" = fsdp ]; then' in device and "gpu_fsdp_probe.py --out \"$OUT/" in device
 
 
 def test_full_fine_tune_probe_dry_run_trains_each_case_beside_its_estimate(tmp_path):
