@@ -139,3 +139,27 @@ def test_a_ctrl_c_to_the_process_group_does_not_reach_the_workers(tok, tmp_path,
         report = data_build.build_arrow(cfg(path, skip_bad_rows=True), tok, Path(folder), progress)
     assert len(signalled) == 2 and [p.exitcode for p in signalled] == [0, 0]
     assert report.train_rows == len(build_datasets(cfg(path, skip_bad_rows=True), tok)[0])
+
+
+@pytest.mark.timeout(180)
+def test_a_ctrl_c_before_a_worker_is_ready_is_discarded(tok, tmp_path, two_procs, monkeypatch, capfd):
+    """The pool is made with Ctrl-C blocked, so a signal that reaches a worker before its initializer has set
+    it to be ignored (CI: a busy machine signalled one there, and it died with a traceback) waits, and is
+    discarded as the initializer ignores it. Here the first worker signals itself just before the initializer."""
+    import os
+    import signal
+
+    real, marker = data_build._deaf, tmp_path / "signalled"
+
+    def signalled_first():
+        if not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGINT)  # what lands between the fork and the initializer
+        real()
+
+    monkeypatch.setattr(data_build, "_deaf", signalled_first)
+    path = mixed(tmp_path / "d.jsonl", 400)
+    with __import__("tempfile").TemporaryDirectory() as folder:
+        report = data_build.build_arrow(cfg(path, skip_bad_rows=True), tok, Path(folder))
+    assert marker.exists() and "Traceback" not in capfd.readouterr().err
+    assert report.train_rows == len(build_datasets(cfg(path, skip_bad_rows=True), tok)[0])

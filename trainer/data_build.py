@@ -22,6 +22,7 @@ import gc
 import itertools
 import os
 import random
+import signal
 import time
 from array import array
 from collections import deque
@@ -38,6 +39,7 @@ from .data_arrow import list_array, Writer, pack_file, read_examples, split
 from .data_encoder import _Encoder
 
 PROGRESS_EVERY = 5.0  # seconds between progress reports
+DEAF = {signal.SIGINT, signal.SIGTERM}  # what the worker processes ignore (_deaf)
 INLINE_BATCHES = 2  # files up to this many batches are built in the calling process (no pool start-up)
 
 _STATE: dict = {}  # the tokenizer and encoder (set in the parent before the worker processes fork)
@@ -57,11 +59,12 @@ def _init(tokenizer, max_len: int) -> None:
 def _deaf() -> None:
     """A worker process ignores Ctrl-C and SIGTERM (a terminal sends them to the whole process group):
     the parent stops reading, and its pool finishes the few batches queued. Interrupted, a worker died
-    with a task unfinished, or handed back the interrupt as whatever exception a library made of it."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with a task unfinished, or handed back the interrupt as whatever exception a library made of it.
+    It starts with them blocked (the pool is made under that mask): ignored first, then unblocked, one
+    sent in between is discarded."""
+    for s in DEAF:
+        signal.signal(s, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, DEAF)
 
 
 def _work(job: tuple):
@@ -235,9 +238,14 @@ def _write_file(path: Path, cfg: RunConfig, tokenizer, counter: _Counter, max_ro
 
             os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker process: they are the parallelism
             gc.freeze()  # the workers inherit _STATE, and never scan (nor copy) what they inherit in collections
+            # born with Ctrl-C and SIGTERM blocked (the pool's threads too, which fork the replacements), so none can
+            # land before _deaf ignores them (CI: a worker signalled before its initializer died of it); a signal
+            # for this process waits until the mask is restored
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, DEAF)
             try:
                 pool = mp.get_context("fork").Pool(procs, initializer=_deaf)
             finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 gc.unfreeze()
         for job in head:
             (take(_work(job)) if pool is None else pending.append(pool.apply_async(_work, (job,))))
