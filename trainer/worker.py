@@ -172,7 +172,7 @@ def train(run_dir: Path, sink: EventSink, stop, state: dict, resume: bool, force
     compute_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
         compute, torch.bfloat16 if pure else torch.float32 if device == "cpu" else (torch.bfloat16 if bf16_ok else torch.float16))
     attn, liger = kernel_options(cfg, device, spec.config.get("model_type"))
-    # torch.utils.checkpoint's variant, for the Trainer and peft (advisor/memory.py REENTRANT_TEXT: what each keeps)
+    # torch.utils.checkpoint's variant, for the Trainer and peft (advisor/assumptions.py REENTRANT_TEXT: what each keeps)
     checkpointing = {"use_reentrant": cfg.train.checkpointing_reentrant}
     adapter_init.check_options(cfg, device, sharded, method)  # lora.init / LoRA+ this machine or launch cannot run
     prequantized(spec)  # a GPTQ/AWQ base without the package that loads it: exit 2 here
