@@ -4,6 +4,8 @@ sharding), from the same plan, so `rankwise estimate` shows under its table what
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from . import allocator, liger, linear_attention, mamba, sharding
 from .activations import kbit_upcast, residual_bytes, stream_bytes
 from .families import is_analytic
@@ -53,11 +55,11 @@ def built_per_layer(plan: Plan, L: int, layer: int) -> str:
 
 
 def describe(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int, recompute: int, *, adapter_bits: int,
-             layer_elems: int, context_bytes: int) -> tuple[str, ...]:
+             layer_elems: Callable[[], int], context_bytes: int) -> tuple[str, ...]:
     """What `memory.estimate` assumed, in words (Estimate.assumptions): the stack, the adapted modules, the batch,
     the method's storage, checkpointing and the transient peak, the loss, the optimizer and the sharding. The
-    estimate's own figures come in: the adapter's bits, one decoder layer's elements (ZeRO-3's prefetch), the CUDA
-    context."""
+    estimate's own figures come in: the adapter's bits, one decoder layer's elements (counted only for ZeRO-3's
+    prefetch), the CUDA context."""
     st = plan.stack
     stack = (f"transformers 5 + peft 0.21 under the HF Trainer, 16-bit autocast, {ATTENTION_TEXT[plan.attention]}"
              if plan.stack == HF else f"{plan.stack.name} (memory layout of that stack, see bench/stacks.py)")
@@ -156,7 +158,7 @@ def describe(spec: ModelSpec, plan: Plan, adapted: list[Linear], logits: int, re
         if plan.strategy == "fsdp":
             running = "two decoder layers (running + prefetched)"
         else:
-            ahead = sharding.prefetch_elems(plan, spec.hidden_size, layer_elems)
+            ahead = sharding.prefetch_elems(plan, spec.hidden_size, layer_elems())
             running = (f"the running decoder layer plus a prefetch of {ahead:.3g} elements "
                        f"(stage3_prefetch_bucket_size{', capped by stage3_max_live_parameters' if plan.ds_max_live is not None else ''}{_ds_whence(plan, plan.ds_prefetch_bucket)})"
                        if ahead else "the running decoder layer, no prefetch (stage3_max_live_parameters "

@@ -339,7 +339,7 @@ def estimate(spec: ModelSpec, plan: Plan) -> Estimate:
             peak = load
 
     notes = assumptions.describe(spec, plan, adapted, logits, recompute, adapter_bits=8 * adapter_bytes(plan),
-                                 layer_elems=_layer_elems(spec, plan), context_bytes=CUDA_CONTEXT_BYTES)
+                                 layer_elems=lambda: _layer_elems(spec, plan), context_bytes=CUDA_CONTEXT_BYTES)
     notes += sharding.notes(plan, offloaded) if plan.sharded else ()
     if unpatched:
         notes += (liger.unsupported(spec.config.get("model_type")) + ": estimated with transformers' loss and layers",)

@@ -209,7 +209,9 @@ def offload_note(g: dict) -> str:
     extra = g["peak_reserved"] - g["peak_allocated_total"]
     return (f"reserved above allocated at the peak: {extra / MIB:.0f} MiB = {extra / g['layer_bytes']:.1f} decoder "
             f"layers of {g['layer_bytes'] / MIB:.0f} MiB (the fsdp_qlora offload rows: 8.5-10.7 layers unexplained); "
-            f"by stream in reserved_by_stream [reserved, allocated, segments]")
+            f"inactive split blocks at most {(g.get('inactive_split_peak') or 0) / MIB:.0f} MiB, "
+            f"{g.get('alloc_retries') or 0} allocation retries; by stream in reserved_by_stream "
+            "[reserved, allocated, segments]")
 
 
 def expected_qlora_start(config: dict) -> tuple[int, int]:
@@ -281,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     tokens = args.batch * args.seq
     static, hold, wrap = expected(config, tokens)
     got = {}
-    skipped = {v: why for v, why in GPU_ONLY.items() if args.dry_run}
+    skipped = {v: f"not run: {why}" for v, why in GPU_ONLY.items() if args.dry_run}  # variant -> its row's note
     # the established variants first; the GPU-only question last, on a clock of its own, so that it cannot cost
     # their rows (bench/gpu_device.sh gives the whole probe 270 s)
     order = [v for v in VARIANTS if v not in GPU_ONLY] + ["qlora-start"] + list(GPU_ONLY)
@@ -327,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "dry run (CPU): live-tensor peak from the profiler, no reserved figure")})
         for variant, why in skipped.items():
             w.writerow({"model": args.model, "variant": variant, "seq": args.seq, "batch": args.batch,
-                        "device": got.get("inside", {}).get("device", ""), "note": f"not run: {why}"})
+                        "device": got.get("inside", {}).get("device", ""), "note": why})
         w.writerow({"model": args.model, "variant": "qlora-start", "device": start["device"],
                     "wrap_allocated_mib": mib(start.get("wrap_allocated")), "wrap_reserved_mib": mib(start.get("wrap_reserved")),
                     "wrap_reserved_est_mib": mib(reserve_est), "static_est_mib": mib(alive_est),

@@ -208,8 +208,9 @@ def too_short(cfg, ranks: list[int], steps: int | None) -> str | None:
         return None
     return (f"trials too short to separate ranks: {steps} steps train on at most ~{human_count(tokens)} tokens, "
             f"within even r={min(ranks)}'s ~{human_count(capacity(trainable))}-token capacity "
-            f"({human_count(trainable)} trainable parameters); every rank follows the same loss curve that early (low ranks fall off it only after "
-            "enough steps, TML 2025), so differences between ranks are mostly noise: give more --steps or --minutes")
+            f"({human_count(trainable)} trainable parameters); every rank follows the same loss curve that early "
+            "(low ranks fall off it only after enough steps, TML 2025), so differences between ranks are mostly noise: "
+            "give more --steps or --minutes")
 
 
 def trial_lr(p: SweepPlan, rank: int, lr: float | None = None) -> float:
