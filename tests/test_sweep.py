@@ -161,6 +161,29 @@ def test_trials_follow_the_one_alpha_lr_parametrisation(tmp_path):
 # ------------------------------------------------------------------ real sweeps (slow)
 
 
+def test_the_default_grid_keeps_within_the_models_width_and_given_ranks_are_kept_with_a_note(tmp_path):
+    """Without --ranks, ranks above half the hidden size (where an adapter is no longer low-rank, the bound
+    advise and check's rank-above-width keep to) are left out, named; --ranks above it runs, with a note."""
+    from rankwise.advisor.model import load_model
+    from rankwise.advisor.loader import load_config
+    from rankwise.advisor.presets import resolve_preset
+    from rankwise.trainer import sweep as sw
+
+    limit = load_model(load_config(resolve_preset("demo-cpu")).model.name).low_rank_limit
+    assert limit < max(sw.DEFAULT_RANKS)  # the demo model is narrow enough to cut the grid
+    runs = str(tmp_path / "runs")
+    p = sw.plan("demo-cpu", [], None, 4, None, None, None, runs, None)
+    assert p.ranks == [r for r in sw.DEFAULT_RANKS if r <= limit]
+    cut = [r for r in sw.DEFAULT_RANKS if r > limit]
+    assert any(f"r={', '.join(map(str, cut))} left out of the default grid" in n and "--ranks" in n for n in p.notes)
+    given = sw.plan("demo-cpu", [], [8, 64], 4, None, None, None, runs, None)
+    assert given.ranks == [8, 64]
+    assert any(n.startswith("r=64 is above half") for n in given.notes)
+    assert not any("half" in n for n in sw.plan("demo-cpu", [], [8, 16], 4, None, None, None, runs, None).notes)
+    wide = sw.plan("llama3.1-8b-instruct-lora-80gb", [], None, 4, None, None, None, runs, None)
+    assert wide.ranks == list(sw.DEFAULT_RANKS) and not any("half" in n for n in wide.notes)
+
+
 @pytest.mark.slow
 def test_a_learning_rate_grid_compares_each_rank_at_its_best(tmp_path):
     proc = sweep(tmp_path, "--ranks", "2,8", "--lrs", "3e-4,3e-3", *QUICK, "--json")

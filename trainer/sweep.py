@@ -34,14 +34,14 @@ from rankwise.advisor.errors import RankwiseError
 
 from .events import EVENTS_FILE, Eval, Start, read_events
 from .follow import Follower
-from .sweep_plan import (MAX_CURVE, RECOMMENDED, RESULTS_CSV, RESULTS_JSON, SweepPlan, _downsample,
+from .sweep_plan import (DEFAULT_RANKS, MAX_CURVE, RECOMMENDED, RESULTS_CSV, RESULTS_JSON, SweepPlan, _downsample,
                          curve_from_events, default_steps, eval_every, fit_reason, parse_lrs, parse_ranks, phase_lr,
                          plan, read_results, recommended_yaml, sweep_id, too_short, trial_config, trial_lr,
                          write_results)
 from .sweep_trials import GRACE_S, HEARTBEAT_S, TRIALS, Ledger, is_stale
 
 __all__ = [  # the sweep's one face for the CLI and the TUI: planning and results come from sweep_plan
-    "RECOMMENDED", "RESULTS_CSV", "RESULTS_JSON", "TRIALS", "SweepPlan", "Interrupted", "clearly_worse", "curves",
+    "DEFAULT_RANKS", "RECOMMENDED", "RESULTS_CSV", "RESULTS_JSON", "TRIALS", "SweepPlan", "Interrupted", "clearly_worse", "curves",
     "default_steps", "enqueue", "eval_every", "fit_reason", "parse_ranks", "plan", "read_results",
     "recommended_yaml", "sweep_id", "trial_config", "validate_top_two", "work", "write_results",
     "parse_lrs", "phase_lr", "trial_lr", "too_short", "best_curves",

@@ -19,6 +19,7 @@ RESULTS_CSV = "results.csv"
 RECOMMENDED = "recommended.yaml"
 MAX_CURVE = 400  # points kept per curve in the trials' record (downsampled beyond)
 TRIALS = "trials.json"  # the trials' record (trainer/sweep_trials.py)
+DEFAULT_RANKS = (4, 8, 16, 32, 64)  # the grid without --ranks, trimmed to the model's width (within_width)
 
 @dataclass
 class SweepPlan:
@@ -87,6 +88,30 @@ def parse_ranks(text: str) -> list[int]:
     return sorted(set(ranks))
 
 
+def within_width(cfg, ranks: list[int] | None) -> tuple[list[int], str | None]:
+    """The ranks to try and a note. Without --ranks (None): DEFAULT_RANKS up to the model's low-rank limit
+    (half its hidden size, ModelSpec.low_rank_limit; the bound `advise` and `check`'s rank-above-width keep
+    to), the ranks left out named. With --ranks: the user's ranks, and a note for those above the limit."""
+    from rankwise.advisor.model import load_model
+
+    grid = sorted(ranks) if ranks else list(DEFAULT_RANKS)
+    try:
+        spec = load_model(cfg.model.name)
+    except RankwiseError:
+        return grid, None
+    limit, h = spec.low_rank_limit, spec.hidden_size
+    over = [r for r in grid if r > limit]
+    if not over:
+        return grid, None
+    why = (f"above half this {h}-wide model's hidden size ({limit}), where an adapter on a {h}×{h} projection "
+           "holds as many parameters as the projection (rank-above-width)")
+    if ranks:
+        return grid, f"r={', '.join(map(str, over))} {'is' if len(over) == 1 else 'are'} {why}"
+    kept = [r for r in grid if r <= limit] or [limit]
+    return kept, (f"r={', '.join(map(str, over))} left out of the default grid: {why}; "
+                  "--ranks tries {} anyway".format("it" if len(over) == 1 else "them"))
+
+
 def default_steps(cfg) -> int:
     """A quarter of the preset's max_steps (at least 10), or 200 for a preset that trains by epochs."""
     return max(10, cfg.train.max_steps // 4) if cfg.train.max_steps else 200
@@ -131,7 +156,7 @@ def fit_reason(cfg, rank: int, hw) -> str | None:
     return None
 
 
-def plan(preset_ref: str, overrides: list[str], ranks: list[int], steps: int | None, minutes: float | None,
+def plan(preset_ref: str, overrides: list[str], ranks: list[int] | None, steps: int | None, minutes: float | None,
          hw, sweep_dir: str | None, runs_dir: str | None, storage: str | None,
          threshold: float = kn.DEFAULT_THRESHOLD, prune: bool = True, slots: list[str | None] | None = None,
          lrs: list[float] | None = None) -> SweepPlan:
@@ -157,6 +182,9 @@ def plan(preset_ref: str, overrides: list[str], ranks: list[int], steps: int | N
     if not cfg.data.val_path and not cfg.data.val_ratio:
         cfg.data.val_ratio = 0.1
         notes.append("the preset holds out no validation data; the sweep holds out 10% (data.val_ratio 0.1)")
+    ranks, width = within_width(cfg, ranks)  # None (no --ranks): the default grid, within the model's width
+    if width:
+        notes.append(width)
     if minutes is None and steps is None:
         steps = default_steps(cfg)
     if minutes is not None and steps is None:

@@ -13,8 +13,6 @@ import sys
 
 from .common import add_json, add_planning, hardware_from, print_json
 
-DEFAULT_RANKS = "4,8,16,32,64"
-
 
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="short real runs over a grid of ranks; recommends the rank at the knee",
@@ -27,8 +25,9 @@ def register(sub) -> None:
     p.add_argument("--preset", metavar="NAME|FILE", help="a shipped preset name or a YAML file (required)")
     p.add_argument("--set", dest="overrides", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE",
                    help="override a preset key for every trial, e.g. --set train.lr=1e-4 (repeatable)")
-    p.add_argument("--ranks", default=DEFAULT_RANKS, metavar="R,R,...",
-                   help=f"ranks to try (default {DEFAULT_RANKS}); more can be added later to the same sweep")
+    p.add_argument("--ranks", metavar="R,R,...",
+                   help="ranks to try (default 4,8,16,32,64, those above half the model's hidden size left out); "
+                        "more can be added later to the same sweep")
     p.add_argument("--lrs", metavar="LR,LR,...",
                    help="a learning-rate grid per rank, e.g. 1e-4,2e-4,4e-4: each rank is compared at its best "
                         "(default: the preset's train.lr only)")
@@ -130,7 +129,7 @@ def run(args) -> int:
 
     if not args.preset:
         raise RankwiseError("sweep needs a preset", "e.g. rankwise sweep --preset demo-cpu")
-    ranks = sweep.parse_ranks(args.ranks)
+    ranks = sweep.parse_ranks(args.ranks) if args.ranks else None  # None: the default grid (sweep_plan.within_width)
     lrs = sweep.parse_lrs(getattr(args, "lrs", None))
     p = sweep.plan(args.preset, getattr(args, "overrides", None) or [], ranks, args.steps, args.minutes,
                    hardware_from(args), args.sweep_dir, getattr(args, "runs_dir", None), args.storage,

@@ -93,8 +93,9 @@ def plan_sweep(preset: str | Path, runs_dir: str | Path, ranks: str | None = Non
         from rankwise.advisor.hardware import probe
 
         hw = probe()
-    rank_list = sweep.parse_ranks(ranks or "4,8,16,32,64")
-    plan = sweep.plan(str(preset), list(overrides), rank_list, steps, None, hw, None, str(runs_dir), None)
+    plan = sweep.plan(str(preset), list(overrides), sweep.parse_ranks(ranks) if ranks else None, steps, None, hw,
+                      None, str(runs_dir), None)
+    rank_list = sorted(set(plan.ranks) | set(plan.skipped))  # the grid as planned: the started command's --ranks
     for r in (min(plan.ranks), max(plan.ranks)):  # weights, data, error-level red flags: said now, not in a log
         check_inputs(sweep.trial_config(plan, r))
     finished = {t["rank"] for t in Ledger(plan.sweep_dir).trials("sweep")
