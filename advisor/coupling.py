@@ -32,7 +32,8 @@ UNKNOWN_SIZE_LR = 2e-4  # model size unknown: the 7B-13B value
 # to narrower models that is an extrapolation, and on bench/advice_quality.py's 64-wide Llama it
 # overshot: x15 (7.5e-3) trained worse than the 1-3B rate on two of three eval sets (the optimum there
 # was ~3e-3, x6). So the rate stays the table's; the reason says the optimum may be higher and by how
-# much the formula would say (`width_factor`), and points to a learning-rate sweep.
+# much the formula would say (`width_factor`), and gives the sweep to run (`lr_grid`): doublings from the
+# table's rate up to the formula's, the two bounds the evidence gives for such a model.
 WIDTH_REF = 2048
 WIDTH_EXPONENT = 0.781  # Llama
 FAMILY_WIDTH_EXPONENT = {"qwen": 0.0775}  # model_type prefix -> exponent
@@ -59,6 +60,22 @@ def width_hint(params: int | float | None, hidden: int | None, model_type: str |
 def width_claims(params: int | float | None, hidden: int | None, model_type: str | None = None) -> tuple[str, ...]:
     """The registry claim behind that hint, when `reason` gives it."""
     return ("tinker-lr-width",) if width_hint(params, hidden, model_type) != 1.0 else ()
+
+
+def lr_grid(params: int | float | None, r: int, alpha: float = ALPHA, rslora: bool = False, *,
+            hidden: int | None = None, model_type: str | None = None) -> list[float]:
+    """The learning rates to sweep for a model narrower than the sources measured: from the advised rate
+    (the table's, coupled to alpha) up to what Tinker's width scaling would say, doubling, the top itself
+    last. Empty where the advised rate stands on measurements (WIDTH_REF wide and wider) or where the
+    formula moves it by less than 1.2x (Qwen's exponent below ~1,000 wide)."""
+    low = learning_rate(params, r, alpha, rslora)
+    top = float(f"{low * width_hint(params, hidden, model_type):.2g}")
+    if top < low * 1.2:
+        return []
+    out = [low]
+    while out[-1] * 2 <= top / 1.2:
+        out.append(float(f"{out[-1] * 2:.2g}"))
+    return out + [top]
 
 
 def size_lr(params: int | float | None) -> float:
@@ -90,6 +107,11 @@ def lr_text(lr: float) -> str:
     return f"{lr:.1e}".replace(".0e", "e").replace("e-0", "e-").replace("e+0", "e")
 
 
+def lrs_text(lrs, sep: str = ", ") -> str:
+    """A learning-rate grid as papers write its rates: 5e-4, 1e-3, 7.5e-3."""
+    return sep.join(map(lr_text, lrs))
+
+
 def size_text(params: int | float | None) -> str:
     if not params:
         return "model size unknown"
@@ -108,7 +130,9 @@ def reason(params: int | float | None, r: int, alpha: float = ALPHA, rslora: boo
     if factor != 1.0:
         text += (f" (hidden size {hidden}, narrower than any model the sources measured: the best rate may be "
                  f"higher; Tinker's width scaling, ({WIDTH_REF}/{hidden})^{width_exponent(model_type):g}, would say "
-                 f"x{factor:.2g}, unverified this far out: sweep it, rankwise sweep --lrs)")
+                 f"x{factor:.2g}, unverified this far out" + (
+                     f": sweep it, rankwise sweep --lrs {lrs_text(grid, ',')})" if (grid := lr_grid(
+                         params, r, alpha, rslora, hidden=hidden, model_type=model_type)) else ")"))
     eq = equivalent_alpha(r, alpha, rslora)
     if eq != ALPHA:
         text += f"; alpha {'·√r ' if rslora else ''}= {eq:g} scales it by √(32/{eq:g}): {lr_text(lr)}"

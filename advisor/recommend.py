@@ -52,6 +52,8 @@ class Advice:
     suggestions: list[dict] = field(default_factory=list)  # what would make it fit
     budget_arithmetic: str | None = None
     first_sweep: list[int] = field(default_factory=list)
+    first_lrs: list[float] = field(default_factory=list)  # a learning-rate grid for that sweep (coupling.lr_grid);
+    # empty: the advised rate alone (the model is as wide as those the sources measured)
     notes: list[str] = field(default_factory=list)
     strategy: dict | None = None  # {strategy, gpus, min_gpus, peak_gib, reason} (see choose_strategy)
     citations: dict[str, list[str]] = field(default_factory=dict)  # field → claim keys (advisor/evidence.py)
@@ -70,6 +72,7 @@ class Advice:
             "suggestions": list(self.suggestions),
             "budget_arithmetic": self.budget_arithmetic,
             "first_sweep": list(self.first_sweep),
+            "first_lrs": list(self.first_lrs),
             "notes": list(self.notes),
             "strategy": dict(self.strategy) if self.strategy else None,
             "citations": {k: list(v) for k, v in self.citations.items()},
@@ -431,4 +434,5 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     return Advice(method=method, config=cfg, estimate=estimates[chosen], estimates=estimates, fits=fits,
                   reasons=reasons, findings=findings, suggestions=suggestions, budget_arithmetic=arithmetic,
                   first_sweep=rank.first_sweep(task, r, r_max, spec.low_rank_cap), notes=notes, strategy=strategy,
+                  first_lrs=coupling.lr_grid(spec.total_params, r, cfg.lora.alpha_value, **width),
                   citations=cites, statuses=status, lengths=lengths)

@@ -499,7 +499,8 @@ class Trial:
 
 
 def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, list[Row]]) -> dict[str, float]:
-    """Eval loss of each eval set after LoRA training with the trial's knobs and the config's other settings.
+    """Eval loss of each eval set after LoRA training with the trial's knobs and the config's other settings,
+    and, under VAL, the validation loss of the adapter the run keeps (what a user picking among runs sees).
 
     With data.val_ratio, that share of the rows is held out as the run's validation split and
     evaluated at every eval_steps (else save_steps) and at the end, as the worker's Trainer does;
@@ -536,6 +537,7 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
     rng = random.Random(t.seed)
     order: list[Row] = []
     evals: list[tuple[float, dict]] = []  # (val loss, adapter state)
+    kept = math.inf  # the val loss of the adapter the run ends with
     model.train()
     for step in range(1, total + 1):
         if len(order) < bs:
@@ -558,11 +560,14 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
                     and all(ev[k] > ev[k - 1] for k in range(len(ev) - OVERFIT_RISES, len(ev)))
                     and ev[-1] >= ev[best_i] * (1 + EVAL_RISE)):
                 model.load_state_dict(evals[best_i][1], strict=False)  # stopped: the best checkpoint is kept
+                kept = ev[best_i]
                 break
-    out = {k: eval_loss(model, rows, 0) for k, rows in held.items()}
+            kept = ev[-1]
+    out = {k: eval_loss(model, rows, 0) for k, rows in held.items()} | {VAL: kept}
     return {k: v if math.isfinite(v) else float("inf") for k, v in out.items()}
 
 
+VAL = "_val"  # finetune's key for the kept adapter's validation loss (not an eval set)
 _POOL_STATE: dict = {}  # a worker process's base model, spec and rows (set once, by _pool_init)
 
 
@@ -611,8 +616,8 @@ from rankwise.advisor.recommend import advise
 folder, task, seq, data = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
 hw = hardware.resolve(None, None, None)
 known = inspect.signature(advise).parameters  # an older recommender takes fewer of the data's figures
-cfg = advise(load_model(folder), hw, task, seq_len=seq, **{k: v for k, v in data.items() if k in known}).config
-print(json.dumps(cfg.model_dump(mode="json")))
+a = advise(load_model(folder), hw, task, seq_len=seq, **{k: v for k, v in data.items() if k in known})
+print(json.dumps({"config": a.config.model_dump(mode="json"), "first_lrs": getattr(a, "first_lrs", [])}))
 """
 
 
@@ -626,7 +631,8 @@ def data_inputs(train: list[Row]) -> dict:
 
 
 def advised(spec, task: str, data: dict, seq: int, source: str, cache: Path):
-    """The advised RunConfig for a task, by `source`:
+    """The advised RunConfig for a task and the learning-rate grid the advice says to sweep (empty: none), by
+    `source`:
     - "now": rankwise's recommender in this process, as `rankwise advise --json` computes it
       (hardware as probed, the task's sequence length, the data's figures as `advise --dataset` reads them);
     - "json:FILE": the `config` of a saved `rankwise advise --json` output;
@@ -641,9 +647,11 @@ def advised(spec, task: str, data: dict, seq: int, source: str, cache: Path):
         from rankwise.advisor.recommend import advise
 
         hw = hardware.resolve(None, None, None)  # what `rankwise advise` uses without planning flags
-        return advise(spec, hw, TASKS[task], seq_len=seq, **data).config
+        a = advise(spec, hw, TASKS[task], seq_len=seq, **data)
+        return a.config, list(a.first_lrs)
     if source.startswith("json:"):
-        return RunConfig.model_validate(json.loads(Path(source[5:]).read_text())["config"])
+        saved = json.loads(Path(source[5:]).read_text())
+        return RunConfig.model_validate(saved["config"]), list(saved.get("first_lrs", []))
     repo = Path(__file__).resolve().parent.parent
     sha = subprocess.run(["git", "rev-parse", source[4:]], cwd=repo, capture_output=True, text=True,
                          check=True).stdout.strip()
@@ -658,7 +666,8 @@ def advised(spec, task: str, data: dict, seq: int, source: str, cache: Path):
                           env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"advice at {source} failed:\n{done.stderr[-2000:]}")
-    return RunConfig.model_validate(json.loads(done.stdout.strip().splitlines()[-1]))
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    return RunConfig.model_validate(got["config"]), list(got["first_lrs"])
 
 
 def grid(spec, mode: Mode, lrs: tuple[float, ...]) -> list[Trial]:
@@ -707,23 +716,24 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
     sizes = ", ".join(f"{k} {len(v)}" for k, v in held.items())
     advices = {}
     for src in sources:
-        cfg = advised(spec, task, data_inputs(train), seq, src, cache)
+        cfg, first_lrs = advised(spec, task, data_inputs(train), seq, src, cache)
         if SEED:  # another draw: the trials' data order, split and initialisation move with it
             from rankwise.advisor.config import with_values
 
             cfg = with_values(cfg, {"train.seed": cfg.train.seed + SEED})
-        advices[src] = (cfg, as_trial(cfg, f"advised {src}"))
+        advices[src] = (cfg, as_trial(cfg, f"advised {src}"), first_lrs)
         log(f"[{task}] {len(train)} train rows, eval rows: {sizes}; advice {src} (task {TASKS[task]}): "
             f"{describe(advices[src][1])} dropout={cfg.lora.dropout:g} val_ratio={cfg.data.val_ratio:g} "
-            f"batch={cfg.train.micro_batch * cfg.train.grad_accum} rslora={cfg.lora.use_rslora}")
+            f"batch={cfg.train.micro_batch * cfg.train.grad_accum} rslora={cfg.lora.use_rslora}"
+            + (f"; its lr sweep {', '.join(f'{x:g}' for x in first_lrs)}" if first_lrs else ""))
     untuned = {k: eval_loss(base, rows, 0) for k, rows in held.items()}
     log(f"  [{task}] the base without an adapter: " + ", ".join(f"{k} {v:.3f}" for k, v in untuned.items())
         + f" (chance {math.log(16):.3f})")
     lrs = tuple(sorted(set(mode.lrs)))
     first = advices[sources[0]][0]
     jobs = [(first, t) for t in grid(spec, mode, lrs)]
-    for cfg, adv in advices.values():
-        jobs += [(cfg, replace(adv, lr=lr)) for lr in sorted(set(lrs) | {adv.lr})]
+    for cfg, adv, first_lrs in advices.values():
+        jobs += [(cfg, replace(adv, lr=lr)) for lr in sorted(set(lrs) | {adv.lr} | set(first_lrs))]
     todo, seen = [], set()  # each trial once, with the config it first came with
     for cfg, t in jobs:
         if t not in seen:
@@ -741,14 +751,26 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
         results = {t: v[metric] for t, v in losses.items()}
         best = best_per_condition(results)
         grid_best = min(v for k, (t, v) in best.items() if not k[2].startswith("advised"))
-        rows = [{"source": src, "advice": adv, "loss": results[adv], "best_lr": best[condition(adv)]}
-                for src, (cfg, adv) in advices.items()]
+        rows = [{"source": src, "advice": adv, "loss": results[adv], "best_lr": best[condition(adv)],
+                 "followed": followed(adv, first_lrs, losses, metric)}
+                for src, (cfg, adv, first_lrs) in advices.items()]
         out.append({"task": metric, "advices": rows, "results": results, "best": best,
                     "grid_best": min([grid_best] + [r["best_lr"][1] for r in rows]),
                     "per_all": spec.lora_params("all-linear", 1), "per_att": spec.lora_params("standard", 1),
                     "untuned": untuned[metric], "seconds": seconds, "lrs": lrs, "rows": len(train),
                     "held": len(held[metric])})
     return out
+
+
+def followed(adv: Trial, first_lrs: list[float], losses: dict[Trial, dict[str, float]], metric: str):
+    """The advice as a user follows it: where it gives a learning-rate sweep, the rate whose run keeps the
+    lowest *validation* loss (the rows the advice's val_ratio holds out, not the eval sets); (trial, eval loss),
+    or None when the advice gives no sweep or holds out no validation rows."""
+    if not first_lrs:
+        return None
+    runs = [replace(adv, lr=x) for x in first_lrs]
+    pick = min(runs, key=lambda t: losses[t][VAL])
+    return None if not math.isfinite(losses[pick][VAL]) else (pick, losses[pick][metric])
 
 
 # ------------------------------------------------------------------ report
@@ -761,17 +783,28 @@ def regret(v: float, best: float) -> float:
 def report(out: list[dict], mode: Mode) -> None:
     print("\nRegret of the advised config (eval loss vs the best of the grid and the advised configs; target ≤ 5%)")
     head = (f"{'task':<10} {'advice':<14} {'advised config':<40} {'loss':>6} {'best':>6} {'gap':>6} {'regret':>7} "
-            f"{'lr swept':>9}  ≤5%")
+            f"{'followed':>9} {'lr swept':>9}  ≤5%")
     print(head)
     print("-" * len(head))
     for o in out:
         for a in o["advices"]:
             r1, r2 = regret(a["loss"], o["grid_best"]), regret(a["best_lr"][1], o["grid_best"])
+            f = a["followed"]
+            r3 = regret(f[1], o["grid_best"]) if f else None
+            verdict = r3 if r3 is not None else r1  # the advice includes its sweep where it gives one
             print(f"{o['task']:<10} {a['source'][:14]:<14} {describe(a['advice']):<40} {a['loss']:>6.3f} "
-                  f"{o['grid_best']:>6.3f} {a['loss'] - o['grid_best']:>6.3f} {r1:>7.1%} {r2:>9.1%}  "
-                  f"{'yes' if r1 <= 0.05 else 'no'}")
-    print("(regret: the advised config as advised; lr swept: the advice's other choices at their best lr; gap: "
-          "loss - best in nats, which reads better than the regret where the best is near zero)")
+                  f"{o['grid_best']:>6.3f} {a['loss'] - o['grid_best']:>6.3f} {r1:>7.1%} "
+                  f"{f'{r3:.1%}' if f else '-':>9} {r2:>9.1%}  {'yes' if verdict <= 0.05 else 'no'}")
+    print("(regret: the advised config at the advised lr; followed: where the advice gives a learning-rate sweep "
+          "(a model narrower than its sources measured), the rate of that sweep whose run kept the lowest validation "
+          "loss, the advice's own val_ratio rows, and the verdict is on it; lr swept: the advice's other choices at "
+          "the eval sets' best lr, an oracle; gap: loss - best in nats, which reads better than the regret where the "
+          "best is near zero)")
+    for o in out:
+        for a in o["advices"]:
+            if a["followed"]:
+                print(f"  {o['task']}, advice {a['source']}: its sweep picked lr {a['followed'][0].lr:g} "
+                      f"→ {a['followed'][1]:.3f}")
     for o in out:
         best = o["best"]
         winner = min(best.values(), key=lambda tv: tv[1])

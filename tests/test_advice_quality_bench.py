@@ -14,7 +14,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench" / "advice_quality.py"
 
 
 def _table(out: str) -> list[list[str]]:
-    """The regret table's rows (task, advice, ..., loss, best, gap, regret, lr swept, ok)."""
+    """The regret table's rows (task, advice, ..., loss, best, gap, regret, followed, lr swept, ok)."""
     lines = out.splitlines()
     start = next(i for i, l in enumerate(lines) if l.startswith("task ") and "regret" in l) + 2
     rows = []
@@ -34,11 +34,13 @@ def test_quick_mode_prints_a_finite_regret_per_task(tmp_path):
     rows = _table(done.stdout)
     assert sorted(r[0] for r in rows) == ["extraction", "format", "knowledge"]  # one advice ("now") per eval set
     for r in rows:
-        loss, best, gap, regret = float(r[-6]), float(r[-5]), float(r[-4]), float(r[-3].rstrip("%"))
+        loss, best, gap, regret = float(r[-7]), float(r[-6]), float(r[-5]), float(r[-4].rstrip("%"))
         assert math.isfinite(loss) and math.isfinite(best) and math.isfinite(regret)
         assert best <= loss and regret >= 0  # the best is over the grid and the advised configs alike
         assert abs(gap - (loss - best)) <= 0.0015  # in nats, each printed to three decimals
-        assert r[-1] in ("yes", "no")
+        # the quick model is 48 wide: the advice gives a learning-rate sweep, picked on its validation rows
+        assert float(r[-3].rstrip("%")) >= 0 and r[-1] in ("yes", "no")
+    assert done.stdout.count("its sweep picked lr") == 3
     assert any(p.name.startswith("base-") for p in (tmp_path / "cache").iterdir())  # the pretrained base is kept
     # again with a smaller grid (one lr instead of two: 8 trials, not 14) in two trial processes: the base
     # is cached, whatever the grid, and the advised config's loss is the same trial's loss as in one process
@@ -48,4 +50,5 @@ def test_quick_mode_prints_a_finite_regret_per_task(tmp_path):
     assert "base model: cached in" in again.stdout and "2 trial processes" in again.stdout
     assert "kernels" not in again.stdout + again.stderr
     [row] = _table(again.stdout)
-    assert row[0] == "format" and row[-6] == next(r for r in rows if r[0] == "format")[-6]
+    assert row[0] == "format" and row[-7] == next(r for r in rows if r[0] == "format")[-7]
+    assert row[-3] == next(r for r in rows if r[0] == "format")[-3]  # its sweep's trials are the same trials too

@@ -167,9 +167,24 @@ def test_narrow_models_keep_the_size_rate_and_are_told_the_width_scaling(hidden,
     64-wide model its x15 overshot (regret 79.7/26.8/187.7% vs 65.0/34.9/95.2% at the size rate)."""
     assert coupling.learning_rate(0.5e9, 16) == 5e-4
     why = coupling.reason(0.5e9, 16, hidden=hidden, model_type=model_type)
-    assert (factor is not None) == ("sweep it" in why)
+    assert (factor is not None) == ("would say" in why)
     if factor:
-        assert f"would say {factor}," in why
+        assert f"would say {factor}" in why
+
+
+@pytest.mark.parametrize("hidden, model_type, grid", [
+    (64, "llama", [5e-4, 1e-3, 2e-3, 4e-3, 7.5e-3]),  # up to the formula's x15, doubling
+    (576, "llama", [5e-4, 1e-3, 1.3e-3]),  # SmolLM2-135M: up to x2.7
+    (896, "qwen2", []),  # x1.1: nothing worth sweeping
+    (2048, "llama", []),  # measured widths: the size rate stands
+])
+def test_a_narrow_model_is_given_a_learning_rate_sweep_between_the_two_bounds(hidden, model_type, grid):
+    """From the size rate (what the sources measured) to what Tinker's width scaling would say: the two bounds the
+    evidence gives for a model narrower than 2048; the reason names the command."""
+    assert coupling.lr_grid(0.5e9, 16, hidden=hidden, model_type=model_type) == grid
+    why = coupling.reason(0.5e9, 16, hidden=hidden, model_type=model_type)
+    assert (f"rankwise sweep --lrs {coupling.lrs_text(grid, ',')}" in why) == bool(grid)
+    assert coupling.lr_grid(0.5e9, 16, alpha=128, hidden=64)[0] == coupling.learning_rate(0.5e9, 16, alpha=128)
 
 
 def test_advice_on_the_demo_model_cites_the_width_hint_and_flags_nothing():
@@ -178,6 +193,7 @@ def test_advice_on_the_demo_model_cites_the_width_hint_and_flags_nothing():
     assert a.config.train.lr == coupling.learning_rate(spec.total_params, a.config.lora.r) == 5e-4
     assert "tinker-lr-width" in a.citations["train.lr"] and "would say x15" in a.reasons["train.lr"]
     assert not [f.code for f in a.findings if f.code == "lr-out-of-range"]
+    assert a.first_lrs[0] == a.config.train.lr and a.to_dict()["first_lrs"] == a.first_lrs
 
 
 # ------------------------------------------------------------------ recipe regression

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from rankwise.advisor.config import STRATEGY_CHOICES, TASKS, get_key  # the schema's enumerations; a field by dotted key
+from rankwise.advisor.coupling import lrs_text
 from rankwise.advisor.fit import STRATEGY_NAMES
 from rankwise.advisor.methods import LEANEST, label
 
@@ -183,7 +184,8 @@ def preset_text(advice, command: str) -> str:
              f"# Method: {advice.method or f'none fits ({label(LEANEST)} written; see the suggestions)'} — "
              f"{advice.reasons.get('method', '')}",
              "# Check it: rankwise check FILE [--gpu-mem ...]   Launch: rankwise train --preset FILE",
-             f"# First sweep (ranks): {', '.join(map(str, advice.first_sweep))}"]
+             f"# First sweep (ranks): {', '.join(map(str, advice.first_sweep))}"
+             + (f"; learning rates {lrs_text(advice.first_lrs)} at each rank (--lrs)" if advice.first_lrs else "")]
     if not cfg.data.path:
         lines.append("# Set data.path to your training data (.jsonl/.json/.csv/.parquet) before training.")
     wanted = {"model": ("name",), "task": None, "data": ("path",), "method": None,
@@ -301,9 +303,15 @@ def _render(advice, spec, hw, args, ahead=None) -> None:
             st = SEVERITY_STYLE[f.severity]
             console.print(f"  [{st}]{f.severity}[/{st}] {f.code}: {escape(f.message)} — fix: {escape(f.fix)}")
     if advice.method:
+        rates = (f"learning rates {lrs_text(advice.first_lrs)} at each rank, each at its best: this model is narrower "
+                 "than any the learning rate's sources measured" if advice.first_lrs
+                 else f"lr {advice.config.train.lr:g} at each rank")
         console.print(f"\n[bold]First sweep[/bold]: ranks {', '.join(map(str, advice.first_sweep))} "
-                      f"(alpha {advice.config.lora.alpha_value:g} and lr {advice.config.train.lr:g} at each rank; "
-                      "compare validation loss)")
+                      f"(alpha {advice.config.lora.alpha_value:g} and {rates}; compare validation loss)"
+                      + (f": rankwise sweep --preset {escape(str(args.write_preset))} --ranks "
+                         f"{','.join(map(str, advice.first_sweep))}"
+                         + (f" --lrs {lrs_text(advice.first_lrs, ',')}" if advice.first_lrs else "")
+                         if args.write_preset else ""))
     if args.why:
         print_why(console, advice, args.why)
     elif advice.method:

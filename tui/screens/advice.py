@@ -22,6 +22,7 @@ from textual.widgets import Footer, Header, Input, Label, OptionList, Select, St
 from textual.widgets.option_list import Option
 
 from rankwise.advisor.config import field_help, get_key, with_values
+from rankwise.advisor.coupling import lrs_text
 from rankwise.advisor.methods import DEFAULT as DEFAULT_METHOD, METHODS
 
 from ..context import LAUNCHED_PRESETS, SAVED_PRESETS
@@ -44,7 +45,8 @@ def notes_text(advice) -> Text:
         out.append(body, style=style)
 
     if advice.first_sweep:
-        line("first sweep: ", "r = " + ", ".join(map(str, advice.first_sweep)))
+        line("first sweep: ", "r = " + ", ".join(map(str, advice.first_sweep))
+             + (f"; lr {lrs_text(advice.first_lrs)} at each rank" if advice.first_lrs else ""))
     if advice.budget_arithmetic:
         line("budget: ", advice.budget_arithmetic)
     for note in advice.notes:
