@@ -832,6 +832,35 @@ async def test_ctrl_w_sweeps_and_is_not_delete_word_in_a_field(tmp_path):
         assert any("the sweep is off" in m and "no weights" in m for m in said), said  # the sweep answered
 
 
+async def test_ctrl_w_sweeps_the_advices_first_sweep_ranks_and_rates(tmp_path):
+    """^w on Advice starts the sweep `rankwise advise` prints as the first sweep: its ranks, and for a model
+    narrower than the learning rate's sources measured (the 64-wide demo model) its rates at each rank."""
+    from rankwise.advisor.coupling import lrs_text
+    from rankwise.tui.screens.dialogs import ConfirmScreen
+
+    data = instruction_rows(tmp_path, 200)
+    async with app_for(tmp_path, hardware=NO_GPU).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pick_dataset(pilot, data)
+        pilot.app.screen.query_one("#model", Input).focus()
+        screen = await to_advice(pilot, tiny_model(), "domain")
+        first = screen.first_sweep
+        assert first is not None and first.first_sweep and len(first.first_lrs) > 1
+        await pilot.press("ctrl+w")
+        for _ in range(100):  # the sweep is sized in a worker, then asked
+            await settle(pilot)
+            if isinstance(pilot.app.screen, ConfirmScreen):
+                break
+        dialog = pilot.app.screen
+        assert isinstance(dialog, ConfirmScreen)
+        ranks = ", ".join(map(str, first.first_sweep))
+        assert f"{len(first.first_sweep) * len(first.first_lrs)} trials (r={ranks} × lr {lrs_text(first.first_lrs)})" \
+            in dialog.question, dialog.question
+        await pilot.press("n")
+        await settle(pilot)
+        assert not (tmp_path / "runs" / "sweeps").exists()  # refused: nothing started
+
+
 async def test_f1_shows_the_keys(tmp_path):
     async with app_for(tmp_path).run_test(size=SIZE) as pilot:
         await settle(pilot)

@@ -228,30 +228,34 @@ class RankwiseApp(App):
         self.call_from_thread(self.attach, run_dir)
         self.call_from_thread(self.release_keys, "launch")
 
-    def sweep(self, preset: Path, overrides: tuple[str, ...] = ()) -> None:
+    def sweep(self, preset: Path, overrides: tuple[str, ...] = (), ranks: str | None = None,
+              lrs: str | None = None) -> None:
         """Check and size a rank sweep of this preset (in a worker), confirm it in one line (trials,
         ranks, planned time), then start it and show its Sweep screen. A sweep of the same plan that
-        already runs is shown, not started twice."""
+        already runs is shown, not started twice. `ranks`/`lrs` as `rankwise sweep` takes them (the
+        Advice screen passes the advice's first sweep); None: the sweep's defaults."""
         self.notify(f"sizing a rank sweep of {preset.stem}…", timeout=3)
         self.hold_keys("sweep")  # keys typed now are for the confirmation (or the error)
-        self.run_worker(lambda: self._plan_sweep(preset, tuple(overrides)), thread=True, group="launch",
+        self.run_worker(lambda: self._plan_sweep(preset, tuple(overrides), ranks, lrs), thread=True, group="launch",
                         exclusive=True, exit_on_error=False)
 
     def _discard(self, preset: Path) -> None:
         if preset.parent == self.ctx.runs_dir / LAUNCHED_PRESETS:
             preset.unlink(missing_ok=True)  # a launch that did not start leaves nothing behind
 
-    def _plan_sweep(self, preset: Path, overrides: tuple[str, ...]) -> None:
+    def _plan_sweep(self, preset: Path, overrides: tuple[str, ...], ranks: str | None = None,
+                    lrs: str | None = None) -> None:
         try:
-            self._size_sweep(preset, overrides)
+            self._size_sweep(preset, overrides, ranks, lrs)
         finally:
             self.call_from_thread(self.release_keys, "sweep")
 
-    def _size_sweep(self, preset: Path, overrides: tuple[str, ...]) -> None:
+    def _size_sweep(self, preset: Path, overrides: tuple[str, ...], ranks: str | None = None,
+                    lrs: str | None = None) -> None:
         from rankwise.trainer.sweep_driver import is_running
 
         try:
-            start = plan_sweep(preset, self.ctx.runs_dir, overrides=overrides, hw=self.ctx.hardware)
+            start = plan_sweep(preset, self.ctx.runs_dir, ranks, overrides=overrides, hw=self.ctx.hardware, lrs=lrs)
         except RankwiseError as e:
             self._discard(preset)
             self.call_from_thread(self.notify, said(e), title="not started", severity="error", timeout=10)

@@ -93,6 +93,7 @@ class AdviceScreen(Screen):
         self.shown_cfg = None
         self._mem = Text()  # the bars of the last valid config
         self.hardware = request.hardware if request is not None else None
+        self.first_sweep = None  # the Advice whose first sweep (ranks, rates) ^w starts; None: an opened preset
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -167,6 +168,7 @@ class AdviceScreen(Screen):
             return
         self.spec = message.spec
         if message.advice is not None:
+            self.first_sweep = message.advice  # ^w sweeps as the advice's first sweep says
             self.reasons = dict(message.advice.reasons)
             self.citations = dict(message.advice.citations)
             if message.advice.method is None:
@@ -509,8 +511,17 @@ class AdviceScreen(Screen):
                 return
             stamp = time.strftime("%Y%m%d-%H%M%S")
             path = self._write(self.app.ctx.runs_dir / LAUNCHED_PRESETS / f"{self.preset_name()}-{stamp}.yaml", cfg)
-            if path is not None:
-                (self.app.sweep if sweep else self.app.launch)(path)
+            if path is None:
+                return
+            if not sweep:
+                self.app.launch(path)
+                return
+            first = self.first_sweep if self.first_sweep is not None and \
+                self.first_sweep.config.model.name == cfg.model.name else None
+            # the advice's first sweep (its ranks, and its rates for a model narrower than the sources measured),
+            # as `rankwise advise` prints it; a form without an advice for this model sweeps the defaults
+            self.app.sweep(path, ranks=",".join(map(str, first.first_sweep)) if first and first.first_sweep else None,
+                           lrs=lrs_text(first.first_lrs, ",") if first and first.first_lrs else None)
 
         if sweep:  # the sweep confirms its own size and planned time (app.sweep); asking twice helps no one
             confirmed(True)

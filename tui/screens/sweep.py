@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.text import Text
@@ -21,6 +21,8 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
+
+from rankwise.advisor.coupling import lrs_text
 
 from ..style import GOOD, message_style, status_style
 
@@ -65,8 +67,10 @@ class SweepStart:
     ranks: list[int]
     steps: int | None
     overrides: tuple[str, ...]
-    todo: list[int]  # ranks with no finished trial yet
+    todo: list[int]  # ranks with no finished trial yet (at some rate of the grid)
     planned: str | None  # "plan: 5 trials, ~3m 10s of training in all" (advisor/time.py), None when unknown
+    lrs: list[float] = field(default_factory=list)  # a learning-rate grid per rank (--lrs); empty: the preset's
+    trials: int | None = None  # trials to run (ranks × rates not finished); None: one per rank of todo
 
     def question(self) -> str:
         p = self.plan
@@ -75,14 +79,16 @@ class SweepStart:
         again = f" (r={', '.join(map(str, done))} already done)" if done else ""
         # planned_words: "plan: N trials, ~T of training in all[, cost ~C]"; the count is said here already
         plan = self.planned.split(", ", 1)[-1] + " (planned)" if self.planned else "time unknown (not plannable)"
-        return (f"Start a rank sweep of {p.name}: {len(self.todo)} trials (r={', '.join(map(str, self.todo))})"
+        rates = f" × lr {lrs_text(self.lrs)}" if self.lrs else ""
+        n = self.trials if self.trials is not None else len(self.todo)
+        return (f"Start a rank sweep of {p.name}: {n} trials (r={', '.join(map(str, self.todo))}{rates})"
                 f"{again}, {each}, {plan}?")
 
 
 def plan_sweep(preset: str | Path, runs_dir: str | Path, ranks: str | None = None, steps: int | None = None,
-               overrides: tuple[str, ...] = (), hw=None) -> SweepStart:
-    """Check a sweep of this preset and size it (trials, ranks, planned time); starts nothing.
-    Bad input raises RankwiseError."""
+               overrides: tuple[str, ...] = (), hw=None, lrs: str | None = None) -> SweepStart:
+    """Check a sweep of this preset and size it (trials, ranks, planned time); starts nothing. `ranks` and `lrs`
+    as `rankwise sweep --ranks/--lrs` takes them (None: its defaults). Bad input raises RankwiseError."""
     from rankwise.trainer import sweep
     from rankwise.trainer.start import check_inputs
     from rankwise.trainer.sweep_trials import Ledger
@@ -94,15 +100,16 @@ def plan_sweep(preset: str | Path, runs_dir: str | Path, ranks: str | None = Non
 
         hw = probe()
     plan = sweep.plan(str(preset), list(overrides), sweep.parse_ranks(ranks) if ranks else None, steps, None, hw,
-                      None, str(runs_dir), None)
+                      None, str(runs_dir), None, lrs=sweep.parse_lrs(lrs))
     rank_list = sorted(set(plan.ranks) | set(plan.skipped))  # the grid as planned: the started command's --ranks
     for r in (min(plan.ranks), max(plan.ranks)):  # weights, data, error-level red flags: said now, not in a log
         check_inputs(sweep.trial_config(plan, r))
-    finished = {t["rank"] for t in Ledger(plan.sweep_dir).trials("sweep")
-                if t.get("status") in ("complete", "pruned", "failed")}
-    todo = [r for r in plan.ranks if r not in finished]
+    ledger = Ledger(plan.sweep_dir)
+    left = [r for phase in plan.phases() for r in plan.ranks  # a trial per rank and rate of the grid
+            if r not in {t["rank"] for t in ledger.trials(phase) if t.get("status") in ("complete", "pruned", "failed")}]
+    todo = sorted(set(left))
     return SweepStart(plan, str(preset), Path(runs_dir), rank_list, steps, tuple(overrides), todo,
-                      planned_words(plan, todo, hw))
+                      planned_words(plan, left, hw), list(plan.lrs) if len(plan.lrs) > 1 else [], len(left))
 
 
 def start_sweep(s: SweepStart) -> Path:
@@ -112,6 +119,7 @@ def start_sweep(s: SweepStart) -> Path:
     cmd = [sys.executable, "-m", "rankwise.tui.cli", "sweep", "--preset", s.preset, "--runs-dir", str(s.runs_dir),
            "--sweep-dir", str(s.plan.sweep_dir), "--ranks", ",".join(map(str, s.ranks))]
     cmd += ["--steps", str(s.steps)] if s.steps else []
+    cmd += ["--lrs", lrs_text(s.lrs, ",")] if s.lrs else []
     for o in s.overrides:
         cmd += ["--set", o]
     with open(s.plan.sweep_dir / LOG, "ab") as log:
