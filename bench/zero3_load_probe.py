@@ -101,6 +101,10 @@ def main(argv: list[str]) -> int:
     import gc
 
     cuda = torch.cuda.is_available()
+    if not cuda:  # gloo's all-reduce, as the worker uses on the CPU, not DeepSpeed's op compiled first (~90 s)
+        from rankwise.trainer.process import gloo_for_deepspeed_on_cpu
+
+        gloo_for_deepspeed_on_cpu("cpu")
 
     def loaded(load) -> dict:
         """Load, describe, and on a GPU the bytes the load left allocated there."""
