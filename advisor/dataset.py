@@ -14,14 +14,14 @@ from typing import Any, Iterable, Iterator
 
 from .time import CHARS_PER_TOKEN, TURN_TOKENS
 from .tokens import token_lengths
-from .readers import (
-    TOKEN_LONGEST, count_rows, iter_rows, keep_largest, location, longest_rows, unread)
+from .longest import keep_largest, longest_rows, unread
+from .readers import TOKEN_LONGEST, count_rows, iter_rows, location
 from .rowformat import (  # noqa: F401 (re-exported: the row formats are part of reading data)
     COLUMNS, FORMAT_HINT, FORMATS, ROLES, SHAREGPT_ROLES, BadRow, apply_columns, check_row, detect_format,
     preference_error, prepare_row, row_chars, row_text, trained_text, unknown_format)
 
 SCAN_ROWS = 20_000  # rows every plan reads of a dataset (percentiles, the time plan); its longest row is still the whole
-# data's where the rest can be searched (readers.longest_rows). One limit: the commands and the screens read one answer
+# data's where the rest can be searched (longest.longest_rows). One limit: the commands and the screens read one answer
 
 
 # --------------------------------------------------------------------------- scan

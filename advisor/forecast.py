@@ -89,7 +89,7 @@ def data_lengths(cfg: "RunConfig", spec: "ModelSpec", scan=None) -> "DataLengths
     """The lengths of cfg's own training data (data.path, as data_scan reads it) for advisor.fit: the peak at its
     longest row where that is shorter than max_seq_len, as the collator pads each batch. None without data on this
     machine. A scan that read the first SCAN_ROWS rows lets them stand for the rest, as the time plan does (the longest row
-    is the whole data's where the rest can be searched: readers.longest_rows)."""
+    is the whole data's where the rest can be searched: longest.longest_rows)."""
     return lengths.data_lengths(cfg, spec, scan if scan is not None else data_scan(cfg, spec))
 
 

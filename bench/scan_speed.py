@@ -5,7 +5,7 @@ Writes an N-row chat JSONL (default 100,000 rows, two turns of 20-400 words each
 PLANTED words each way 1,000 rows before the end, past the rows read) and times:
 - rankwise: `advisor.dataset.scan` with the model's tokenizer, limit 20,000 rows as the plans read (dataset.SCAN_ROWS):
   the token median and p95 from a 2,000-row sample, the longest from the 256 rows longest in characters among the
-  rows read and the rest of the file's 256 longest lines (readers.longest_rows);
+  rows read and the rest of the file's 256 longest lines (longest.longest_rows);
 - reference: the same rows read, every one tokenized (what the scan did before 6 December 2026).
 Prints the seconds of each, the ratio, the token median / p95 of both, the longest of all rows and of the rows read;
 then the same for a parquet copy of the rows (the search, a limited scan, a scan of every row). The tokenizer is the shipped
@@ -16,11 +16,11 @@ tiny Llama's (byte level: a token a byte, the most tokens a text can have); a BP
 Measured (6 December 2026, the 2-core development machine, quiet): 100,000 rows (239 MB), 20,000 read:
 rankwise 1.00 s, every row tokenized 5.75 s (5.7x); median 2,337 vs 2,310 tokens (+1.2%), p95 4,224 vs 4,202
 (+0.5%), longest 4,400 vs 4,400. `rankwise check` on a preset naming that file: 1.9 s (6.7 s before).
-Again after the scan also searches the rest of the data for its longest rows (readers.longest_rows; the same day,
+Again after the scan also searches the rest of the data for its longest rows (longest.longest_rows; the same day,
 later), with one row of 3,000 words each way planted at row 99,001: rankwise 1.67 s, the rows read tokenized
 6.07 s (3.6x); median +1.2%, p95 +0.5% as before; longest 33,000 tokens of all 100,000 rows (the planted row), where
 the first 20,000 rows' is 4,400. The JSONL search alone, one pass over the 239 MB: 0.31 s. The same rows as parquet
-(0.3 MB on disk, the text repeats): the search (readers.arrow_longest) 0.31 s; a scan of 20,000 rows with it 1.11 s,
+(0.3 MB on disk, the text repeats): the search (longest.arrow_longest) 0.31 s; a scan of 20,000 rows with it 1.11 s,
 one reading every row 1.89 s (1.7x); both find the 33,000-token row.
 """
 from __future__ import annotations
@@ -94,13 +94,13 @@ def main() -> None:
 
 
 def parquet_figures(path: Path, tokenizer) -> str:
-    """The same rows as a parquet file: the longest-rows search (readers.arrow_longest), a scan of LIMIT rows with
+    """The same rows as a parquet file: the longest-rows search (longest.arrow_longest), a scan of LIMIT rows with
     it, and a scan that reads every row."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from rankwise.advisor.dataset import scan
-    from rankwise.advisor.readers import arrow_longest
+    from rankwise.advisor.longest import arrow_longest
 
     out = path.with_suffix(".parquet")
     with open(path) as fh:

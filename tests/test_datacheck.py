@@ -156,11 +156,11 @@ def test_a_byte_stand_in_judges_truncation_at_four_bytes_a_token(tmp_path):
 
 
 def test_a_scan_stopped_at_its_limit_still_finds_a_jsonl_files_longest_row(tmp_path, monkeypatch):
-    """The rest of a plain JSONL file is searched for its longest lines (readers.longest_lines, a line split across
+    """The rest of a plain JSONL file is searched for its longest lines (longest.longest_lines, a line split across
     reads included); a compressed file is not, and says only the rows read."""
     import gzip
 
-    from rankwise.advisor import dataset, readers
+    from rankwise.advisor import dataset, longest
     from rankwise.advisor.lengths import scanned
     from rankwise.advisor.tokens import local_tokenizer
     from rankwise.tui.setup_view import scan_text
@@ -171,7 +171,7 @@ def test_a_scan_stopped_at_its_limit_still_finds_a_jsonl_files_longest_row(tmp_p
     text = "\n".join(json.dumps(r) for r in rows)  # no newline after the last row
     plain = tmp_path / "chat.jsonl"
     plain.write_text(text)
-    monkeypatch.setattr(readers, "COUNT_CHUNK", 97)  # rows cross reads
+    monkeypatch.setattr(longest, "COUNT_CHUNK", 97)  # rows cross reads
     tok = local_tokenizer(str(Path(__file__).resolve().parent.parent / "presets" / "assets" / "tiny-llama"))
     for kwargs in ({}, {"tokenizer": tok}):
         whole, part = dataset.scan(plain, **kwargs), dataset.scan(plain, limit=100, **kwargs)
@@ -182,8 +182,8 @@ def test_a_scan_stopped_at_its_limit_still_finds_a_jsonl_files_longest_row(tmp_p
         assert part.turns_of_longest == (2 if kwargs else 150)  # in characters the 150 turns' template tokens win
         assert scanned(part) == "; the longest of all 300 rows, the p95 of the first 100"
     assert str(scan_text(part)).startswith("300 rows (100 scanned)") and "of all rows" in str(scan_text(part))
-    assert [n for n, _ in readers.longest_lines(plain, 100, k=2)] == [251, 281]
-    assert readers.longest_lines(plain, 251, k=1)[0][0] == 281  # after `skip` lines only
+    assert [n for n, _ in longest.longest_lines(plain, 100, k=2)] == [251, 281]
+    assert longest.longest_lines(plain, 251, k=1)[0][0] == 281  # after `skip` lines only
 
     packed = tmp_path / "chat.jsonl.gz"
     packed.write_bytes(gzip.compress(text.encode()))
@@ -224,7 +224,7 @@ def test_parquet_and_a_saved_datasets_longest_row_past_the_rows_scanned(tmp_path
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from rankwise.advisor import dataset, readers
+    from rankwise.advisor import dataset, longest
 
     rows = _chats(700, {30: 50, 450: 900, 620: 300})  # the row in the rows read is shorter than the one past them
     table = pa.Table.from_pylist(rows)
@@ -245,23 +245,23 @@ def test_parquet_and_a_saved_datasets_longest_row_past_the_rows_scanned(tmp_path
     whole, part = dataset.scan(path), dataset.scan(path, limit=140)
     assert part.rows == 140 and part.longest_of == 700
     assert part.max_chars == whole.max_chars >= 1800 and part.max_with_turns == whole.max_with_turns
-    found = readers.arrow_longest(table.to_batches(max_chunksize=64), skip=140, k=2)
+    found = longest.arrow_longest(table.to_batches(max_chunksize=64), skip=140, k=2)
     assert [n for _, n, _ in found] == [451, 621] and [r["id"] for *_, r in found] == [450, 620]
     assert found[0][0] == len("q450") + len("user") + len("assistant") + len("w " * 900)  # every string's bytes
 
 
 def test_the_longest_rows_search_is_kept_per_file_version_bounded_and_handed_out_as_copies(tmp_path):
-    from rankwise.advisor import readers
+    from rankwise.advisor import longest
 
     f = tmp_path / "d.jsonl"
     f.write_text("".join(json.dumps({"text": "w " * (i + 1)}) + "\n" for i in range(30)))
-    first = readers.longest_rows(f, 10)
+    first = longest.longest_rows(f, 10)
     assert max(n for _, n, _ in first) == 30
     first[-1][2]["text"] = "prepared in place"
-    assert readers.longest_rows(f, 10)[-1][2]["text"] == "w " * 30  # a copy, not the kept rows
+    assert longest.longest_rows(f, 10)[-1][2]["text"] == "w " * 30  # a copy, not the kept rows
     with open(f, "a") as fh:  # a new version of the file: searched again
         fh.write(json.dumps({"text": "w " * 99}) + "\n")
-    assert max(n for _, n, _ in readers.longest_rows(f, 10)) == 31
-    for skip in range(readers.LONGEST_KEPT + 3):
-        readers.longest_rows(f, skip)
-    assert len(readers._LONGEST) <= readers.LONGEST_KEPT
+    assert max(n for _, n, _ in longest.longest_rows(f, 10)) == 31
+    for skip in range(longest.LONGEST_KEPT + 3):
+        longest.longest_rows(f, skip)
+    assert len(longest._LONGEST) <= longest.LONGEST_KEPT
