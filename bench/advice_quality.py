@@ -461,7 +461,13 @@ def base_model(world: World, mode: Mode, cache: Path, log) -> Path:
     # the code that makes the world and pretrains is in the key too: a base cached by an older version of
     # it is not the base this version would make, and must not be reused
     code = "".join(inspect.getsource(f) for f in (World, batch, loss_of, base_model))
-    key = hashlib.sha256(json.dumps([made, sorted(world.vocab.items()), SEED, code]).encode()).hexdigest()[:12]
+    # and the libraries that train it: a base pretrained under another torch or transformers is not assumed the same
+    # (the 7 December run under torch 2.14.1 gave other figures than the 6 December runs under 2.13.0; not isolated)
+    import torch
+    import transformers
+
+    libs = [torch.__version__, transformers.__version__]
+    key = hashlib.sha256(json.dumps([made, sorted(world.vocab.items()), SEED, code, libs]).encode()).hexdigest()[:12]
     out = cache / f"base-{key}"
     if (out / "done.json").exists():
         known = json.loads((out / "done.json").read_text())["known_question_loss"]
