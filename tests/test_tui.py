@@ -844,7 +844,7 @@ async def test_ctrl_w_sweeps_the_advices_first_sweep_ranks_and_rates(tmp_path):
         await pick_dataset(pilot, data)
         pilot.app.screen.query_one("#model", Input).focus()
         screen = await to_advice(pilot, tiny_model(), "domain")
-        first = screen.first_sweep
+        first = screen.advice
         assert first is not None and first.first_sweep and len(first.first_lrs) > 1
         await pilot.press("ctrl+w")
         for _ in range(100):  # the sweep is sized in a worker, then asked

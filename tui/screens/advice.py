@@ -93,7 +93,7 @@ class AdviceScreen(Screen):
         self.shown_cfg = None
         self._mem = Text()  # the bars of the last valid config
         self.hardware = request.hardware if request is not None else None
-        self.first_sweep = None  # the Advice whose first sweep (ranks, rates) ^w starts; None: an opened preset
+        self.advice = None  # the advisor's answer, whose first sweep (ranks, rates) ^w starts; None: an opened preset
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -168,7 +168,7 @@ class AdviceScreen(Screen):
             return
         self.spec = message.spec
         if message.advice is not None:
-            self.first_sweep = message.advice  # ^w sweeps as the advice's first sweep says
+            self.advice = message.advice  # ^w sweeps as its first sweep says
             self.reasons = dict(message.advice.reasons)
             self.citations = dict(message.advice.citations)
             if message.advice.method is None:
@@ -516,8 +516,7 @@ class AdviceScreen(Screen):
             if not sweep:
                 self.app.launch(path)
                 return
-            first = self.first_sweep if self.first_sweep is not None and \
-                self.first_sweep.config.model.name == cfg.model.name else None
+            first = self.advice if self.advice is not None and self.advice.config.model.name == cfg.model.name else None
             # the advice's first sweep (its ranks, and its rates for a model narrower than the sources measured),
             # as `rankwise advise` prints it; a form without an advice for this model sweeps the defaults
             self.app.sweep(path, ranks=",".join(map(str, first.first_sweep)) if first and first.first_sweep else None,

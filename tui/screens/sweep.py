@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -68,9 +68,13 @@ class SweepStart:
     steps: int | None
     overrides: tuple[str, ...]
     todo: list[int]  # ranks with no finished trial yet (at some rate of the grid)
+    trials: int  # trials to run: the ranks and rates of the grid with no finished trial
     planned: str | None  # "plan: 5 trials, ~3m 10s of training in all" (advisor/time.py), None when unknown
-    lrs: list[float] = field(default_factory=list)  # a learning-rate grid per rank (--lrs); empty: the preset's
-    trials: int | None = None  # trials to run (ranks × rates not finished); None: one per rank of todo
+
+    @property
+    def lrs(self) -> list[float]:
+        """The plan's learning-rate grid (--lrs) where it has one; empty: the preset's rate."""
+        return list(self.plan.lrs) if len(self.plan.lrs) > 1 else []
 
     def question(self) -> str:
         p = self.plan
@@ -80,8 +84,7 @@ class SweepStart:
         # planned_words: "plan: N trials, ~T of training in all[, cost ~C]"; the count is said here already
         plan = self.planned.split(", ", 1)[-1] + " (planned)" if self.planned else "time unknown (not plannable)"
         rates = f" × lr {lrs_text(self.lrs)}" if self.lrs else ""
-        n = self.trials if self.trials is not None else len(self.todo)
-        return (f"Start a rank sweep of {p.name}: {n} trials (r={', '.join(map(str, self.todo))}{rates})"
+        return (f"Start a rank sweep of {p.name}: {self.trials} trials (r={', '.join(map(str, self.todo))}{rates})"
                 f"{again}, {each}, {plan}?")
 
 
@@ -105,11 +108,12 @@ def plan_sweep(preset: str | Path, runs_dir: str | Path, ranks: str | None = Non
     for r in (min(plan.ranks), max(plan.ranks)):  # weights, data, error-level red flags: said now, not in a log
         check_inputs(sweep.trial_config(plan, r))
     ledger = Ledger(plan.sweep_dir)
-    left = [r for phase in plan.phases() for r in plan.ranks  # a trial per rank and rate of the grid
-            if r not in {t["rank"] for t in ledger.trials(phase) if t.get("status") in ("complete", "pruned", "failed")}]
-    todo = sorted(set(left))
-    return SweepStart(plan, str(preset), Path(runs_dir), rank_list, steps, tuple(overrides), todo,
-                      planned_words(plan, left, hw), list(plan.lrs) if len(plan.lrs) > 1 else [], len(left))
+    left = []  # a rank for each trial not finished: one trial per rank and rate of the grid
+    for phase in plan.phases():
+        finished = {t["rank"] for t in ledger.trials(phase) if t.get("status") in ("complete", "pruned", "failed")}
+        left += [r for r in plan.ranks if r not in finished]
+    return SweepStart(plan, str(preset), Path(runs_dir), rank_list, steps, tuple(overrides), sorted(set(left)),
+                      len(left), planned_words(plan, left, hw))
 
 
 def start_sweep(s: SweepStart) -> Path:
