@@ -96,6 +96,8 @@ SOURCES: dict[str, Source] = {s.key: s for s in (
     Source("gekhman2024", "Gekhman, Yona, Aharoni, Eyal, Feder, Reichart, Herzig", 2024,
            "Does Fine-Tuning LLMs on New Knowledge Encourage Hallucinations?", "https://arxiv.org/abs/2405.05904",
            "ablation"),
+    Source("allenzhu2023", "Allen-Zhu and Li", 2023, "Physics of Language Models: Part 3.1, Knowledge Storage and "
+           "Extraction", "https://arxiv.org/abs/2309.14316", "ablation"),
     Source("guide", "the practitioner guide rankwise's first rules came from (not named in the repository)", None,
            "LoRA/QLoRA rules of thumb: rank bands by task, alpha = 2r, attention-only targets, four red flags",
            None, "guide"),
@@ -238,6 +240,11 @@ CLAIMS: dict[str, Claim] = {c.key: c for c in (
           "large language models struggle to acquire new factual knowledge through fine-tuning, as fine-tuning "
           "examples that introduce new knowledge are learned significantly slower than those consistent with the "
           "model's knowledge.", True, "PaLM 2-M, closed-book QA (EntityQuestions)", "ablation"),
+    Claim("allenzhu-extraction", "allenzhu2023", "abstract; the QA evaluation on individuals held out of QA training",
+          "Without such augmentation, knowledge may be memorized but not extractable, leading to 0% accuracy, "
+          "regardless of subsequent instruction fine-tuning.", True,
+          "GPT-2 and Llama-shaped models on synthetic biographies; QA trained on a part of the individuals and "
+          "tested on the rest, whose biographies were trained", "ablation"),
     Claim("guide-dropout", "guide", "dropout and epochs",
           "Dropout 0.05 (0.1 on small data); 1-3 epochs by data size, watching the validation loss.", False,
           "rules of thumb", "guide"),
@@ -282,7 +289,8 @@ SHORT = {"dettmers2023": "QLoRA", "qlora-code": "QLoRA code", "hu2021": "LoRA", 
          "tml2025": "LoRA Without Regret", "kalajdzievski2023": "rsLoRA", "raschka2023": "Raschka",
          "unsloth-guide": "Unsloth", "peft-docs": "PEFT docs", "trl-docs": "TRL docs", "guide": "the guide",
          "meng2024": "PiSSA", "pissa-code": "PiSSA code", "hayou2024": "LoRA+", "li2023loftq": "LoftQ",
-         "buyukakyuz2024": "OLoRA", "paischer2024": "EVA"}
+         "buyukakyuz2024": "OLoRA", "paischer2024": "EVA",
+         "allenzhu2023": "Physics of LMs 3.1"}
 
 
 def names(keys) -> str:

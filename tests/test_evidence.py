@@ -134,6 +134,20 @@ def test_notes_for_fp16_qlora_and_large_effective_batches():
     assert (eff > 32) == any("large batches" in n for n in many.notes)
 
 
+def test_new_facts_are_told_a_random_split_cannot_validate_them_and_to_give_a_val_path():
+    spec, hw = load_model("llama-3.2-1b"), planned("24GiB")
+    facts = advise(spec, hw, "domain", dataset_rows=3000)
+    assert facts.config.data.val_ratio > 0 and "overfitting" in facts.config.train.stop_on
+    assert "data.val_path" in facts.reasons["data.val_ratio"] and facts.statuses["data.val_ratio"] == "evidence"
+    assert "allenzhu-extraction" in facts.citations["data.val_ratio"]
+    for task in ("chat", "code", "format"):  # rows that share what they teach: a random split validates them
+        other = advise(spec, hw, task, dataset_rows=3000)
+        assert "data.val_path" not in other.reasons["data.val_ratio"] and not other.citations["data.val_ratio"]
+    given = advise(spec, hw, "domain", dataset_rows=3000, base=facts.config.model_copy(
+        update={"data": facts.config.data.model_copy(update={"val_path": "val.jsonl", "val_ratio": 0.0})}))
+    assert given.reasons["data.val_ratio"] == "data.val_path is given: validation comes from it"
+
+
 def test_qlora_optimizer_reason_says_the_paper_used_32_bit_states():
     a = advise(load_model("llama-3.1-8b"), planned("16GiB"), "chat")
     assert a.method == "qlora"
