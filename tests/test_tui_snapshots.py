@@ -52,16 +52,29 @@ def make(presets, hardware=L4):
     return build_app(hardware=hardware, runs_dir="runs", catalog=SMALL_CATALOG, presets=presets, clock=lambda: NOW)
 
 
+async def settle(pilot) -> None:
+    """Workers done, messages handled, and every DataTable's column widths measured. A DataTable measures
+    its widths on its own idle event, which `pilot.pause()` (a wait for the CPU to go idle) does not wait
+    for: on a busy machine a dialog opened over a table drew the table with its widths not yet measured."""
+    from textual.widgets import DataTable
+
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    for _ in range(100):  # bounded; each round hands the tables' message pumps a turn
+        tables = [t for screen in pilot.app.screen_stack for t in screen.query(DataTable)]
+        if not any(t._require_update_dimensions or t._updated_cells for t in tables):
+            return
+        await pilot.pause()
+
+
 def steps(*keys):
     async def run_before(pilot):
         for key in keys:
             if key == "wait":
-                await pilot.app.workers.wait_for_complete()
-                await pilot.pause()
+                await settle(pilot)
             else:
                 await pilot.press(key)
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
+        await settle(pilot)
     return run_before
 
 
