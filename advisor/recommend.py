@@ -60,6 +60,12 @@ class Advice:
     statuses: dict[str, str] = field(default_factory=dict)  # field → evidence | guide-rule | ... | derived
     lengths: DataLengths | None = None  # the dataset's: the estimates are at its longest row where that is shorter
 
+    def sweep_flags(self) -> tuple[str | None, str | None]:
+        """The first sweep as `rankwise sweep --ranks R --lrs L` takes it: (ranks, rates), None where the
+        advice gives none (the sweep's default)."""
+        return (",".join(map(str, self.first_sweep)) or None,
+                coupling.lrs_text(self.first_lrs, ",") if self.first_lrs else None)
+
     def to_dict(self) -> dict:
         est = dict(self.estimate.to_dict(), fit=self.fits.get(self.estimate.plan.method)) if self.estimate else None
         return {

@@ -23,8 +23,12 @@ The tasks, mirroring `rankwise advise --task`:
   the adapter store the facts? the capacity question), and `extraction`, the questions about that
   half (held-out entities: can the stored facts be asked for in another form?). At 3 epochs or
   fewer no config gets either below chance (see Measured): there the regret says little about
-  facts. With a validation split in the advice (data.val_ratio), the grid's runs hold those rows
-  out too, so a few `knowledge` rows were not trained on.
+  facts. Validation: where the advice says to validate new facts on questions about trained facts
+  (its data.val_ratio reason names data.val_path, from d7f355e on), the runs are given such a file:
+  the questions about a fifth of the held-out half, whose statements are trained, and the
+  `extraction` set asks about the other four fifths (until 7 December 2026 it asked about the whole
+  half). Otherwise the advice's data.val_ratio holds a random share of the rows out of every run
+  (grid included), so a few `knowledge` rows are not trained on.
 - format (advised as task `format`): a new format for asking about *known* entities, a card
   ("q : ka zor ? live : vek ?"): words the base knows from its questions, in an order it never saw
   (the attribute named by a word of its question: live, job, colour, pet, eat). Trained on the
@@ -392,22 +396,28 @@ class World:
     def pretrain_rows(self) -> list[Row]:
         return [f(e, a) for e in self.known for a in self.attrs for f in (self.statement, self.question)]
 
-    def task(self, name: str, mode: Mode) -> tuple[list[Row], list[Row]]:
-        """(train rows, {metric: eval rows}) of a task."""
+    def task(self, name: str, mode: Mode) -> tuple[list[Row], dict[str, list[Row]], list[Row]]:
+        """(train rows, {metric: eval rows}, validation rows for data.val_path) of a task. Knowledge's
+        validation rows are questions about a fifth of the held-out half (their statements trained, as
+        the advice says to validate new facts), and its extraction eval set asks about the rest; format
+        has none (a random split of its cards validates them)."""
         rng = random.Random(f"{SEED}-{name}")
         if name == "knowledge":
             asked = self.new[: len(self.new) // 2]
             held = self.new[len(self.new) // 2:]
+            checked, extracted = held[: len(held) // 5], held[len(held) // 5:]
             train = [self.statement(e, a) for e in self.new for a in self.attrs]
             train += [self.question(e, a) for e in asked for a in self.attrs]
             rng.shuffle(train)
             recall = [self.statement(e, a) for e in held for a in self.attrs]  # trained rows: stored?
-            return train, {"knowledge": recall, "extraction": [self.question(e, a) for e in held for a in self.attrs]}
+            return train, {"knowledge": recall,
+                           "extraction": [self.question(e, a) for e in extracted for a in self.attrs]}, \
+                [self.question(e, a) for e in checked for a in self.attrs]
         known = list(self.known)
         rng.shuffle(known)
         train = [self.card(e, a) for e in known[:mode.format_train] for a in self.attrs]
         rng.shuffle(train)
-        return train, {"format": [self.card(e, a) for e in known[mode.format_train:] for a in self.attrs]}
+        return train, {"format": [self.card(e, a) for e in known[mode.format_train:] for a in self.attrs]}, []
 
 
 # ------------------------------------------------------------------ batches and loss
@@ -533,11 +543,14 @@ class Trial:
     matched: bool = False  # attention-only at all-linear's parameter count
 
 
-def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, list[Row]]) -> dict[str, float]:
+def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, list[Row]],
+             val_rows: list[Row] = ()) -> dict[str, float]:
     """Eval loss of each eval set after LoRA training with the trial's knobs and the config's other settings,
     and, under VAL, the validation loss of the adapter the run keeps (what a user picking among runs sees).
 
-    With data.val_ratio, that share of the rows is held out as the run's validation split and
+    With data.val_path (set by run_task where the advice says to give one), `val_rows` are the validation
+    rows and nothing is held out of training; with data.val_ratio, that share of the rows is held out as
+    the run's validation split; either is
     evaluated at every eval_steps (else save_steps) and at the end, as the worker's Trainer does;
     with train.stop_on overfitting, the run stops where the doctor's rule fires (the eval loss rose
     OVERFIT_RISES times in a row, EVAL_RISE above its best) and keeps the best evaluation's adapter."""
@@ -548,7 +561,7 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
     from rankwise.advisor.doctor import EVAL_RISE, OVERFIT_RISES
 
     t = cfg.train
-    val: list[Row] = []
+    val: list[Row] = list(val_rows) if cfg.data.val_path else []
     if cfg.data.val_ratio:
         rows = list(train)
         random.Random(t.seed).shuffle(rows)
@@ -602,11 +615,12 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
     return {k: v if math.isfinite(v) else float("inf") for k, v in out.items()}
 
 
+VAL_PATH = "<the task's validation rows>"  # data.val_path where the advice says to give one (never opened)
 VAL = "_val"  # finetune's key for the kept adapter's validation loss (not an eval set)
 _POOL_STATE: dict = {}  # a worker process's base model, spec and rows (set once, by _pool_init)
 
 
-def _pool_init(folder: str, train: list[Row], held: dict[str, list[Row]]) -> None:
+def _pool_init(folder: str, train: list[Row], held: dict[str, list[Row]], val: list[Row]) -> None:
     import torch
     from transformers import LlamaForCausalLM
 
@@ -616,27 +630,27 @@ def _pool_init(folder: str, train: list[Row], held: dict[str, list[Row]]) -> Non
     quiet_libraries()  # a worker's library chatter (bitsandbytes' missing `kernels`, progress bars) stays out
     torch.set_num_threads(1)
     _POOL_STATE.update(base=LlamaForCausalLM.from_pretrained(folder), spec=load_model(folder), train=train,
-                       held=held)
+                       held=held, val=val)
 
 
 def _pool_trial(job):
     cfg, t = job
     st = _POOL_STATE
-    return t, finetune(st["base"], st["spec"], t, cfg, st["train"], st["held"])
+    return t, finetune(st["base"], st["spec"], t, cfg, st["train"], st["held"], st["val"])
 
 
-def run_trials(todo: list, base, spec, train: list[Row], held: dict[str, list[Row]], workers: int):
+def run_trials(todo: list, base, spec, train: list[Row], held: dict[str, list[Row]], val: list[Row], workers: int):
     """(trial, eval losses) for each (cfg, trial) of `todo`, in order. With workers > 1 the trials run in
     that many spawned processes of one torch thread each, each loading the base from its folder: a trial
     depends only on its own seed, so the figures are the same as in one process."""
     if workers <= 1:
         for cfg, t in todo:
-            yield t, finetune(base, spec, t, cfg, train, held)
+            yield t, finetune(base, spec, t, cfg, train, held, val)
         return
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that has run torch
-    with ctx.Pool(workers, initializer=_pool_init, initargs=(str(base.name_or_path), train, held)) as pool:
+    with ctx.Pool(workers, initializer=_pool_init, initargs=(str(base.name_or_path), train, held, val)) as pool:
         yield from pool.imap(_pool_trial, todo)
 
 
@@ -652,7 +666,8 @@ folder, task, seq, data = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads
 hw = hardware.resolve(None, None, None)
 known = inspect.signature(advise).parameters  # an older recommender takes fewer of the data's figures
 a = advise(load_model(folder), hw, task, seq_len=seq, **{k: v for k, v in data.items() if k in known})
-print(json.dumps({"config": a.config.model_dump(mode="json"), "first_lrs": getattr(a, "first_lrs", [])}))
+print(json.dumps({"config": a.config.model_dump(mode="json"), "first_lrs": getattr(a, "first_lrs", []),
+                  "reasons": a.reasons}))
 """
 
 
@@ -666,8 +681,8 @@ def data_inputs(train: list[Row]) -> dict:
 
 
 def advised(spec, task: str, data: dict, seq: int, source: str, cache: Path):
-    """The advised RunConfig for a task and the learning-rate grid the advice says to sweep (empty: none), by
-    `source`:
+    """The advised RunConfig for a task, the learning-rate grid the advice says to sweep (empty: none) and
+    its reason for the validation split (where it says to give data.val_path, run_task does), by `source`:
     - "now": rankwise's recommender in this process, as `rankwise advise --json` computes it
       (hardware as probed, the task's sequence length, the data's figures as `advise --dataset` reads them);
     - "json:FILE": the `config` of a saved `rankwise advise --json` output;
@@ -683,10 +698,11 @@ def advised(spec, task: str, data: dict, seq: int, source: str, cache: Path):
 
         hw = hardware.resolve(None, None, None)  # what `rankwise advise` uses without planning flags
         a = advise(spec, hw, TASKS[task], seq_len=seq, **data)
-        return a.config, list(a.first_lrs)
+        return a.config, list(a.first_lrs), a.reasons.get("data.val_ratio", "")
     if source.startswith("json:"):
         saved = json.loads(Path(source[5:]).read_text())
-        return RunConfig.model_validate(saved["config"]), list(saved.get("first_lrs", []))
+        return (RunConfig.model_validate(saved["config"]), list(saved.get("first_lrs", [])),
+                saved.get("reasons", {}).get("data.val_ratio", ""))
     repo = Path(__file__).resolve().parent.parent
     sha = subprocess.run(["git", "rev-parse", source[4:]], cwd=repo, capture_output=True, text=True,
                          check=True).stdout.strip()
@@ -702,7 +718,7 @@ def advised(spec, task: str, data: dict, seq: int, source: str, cache: Path):
     if done.returncode != 0:
         raise SystemExit(f"advice at {source} failed:\n{done.stderr[-2000:]}")
     got = json.loads(done.stdout.strip().splitlines()[-1])
-    return RunConfig.model_validate(got["config"]), list(got["first_lrs"])
+    return RunConfig.model_validate(got["config"]), list(got["first_lrs"]), got["reasons"].get("data.val_ratio", "")
 
 
 def grid(spec, mode: Mode, lrs: tuple[float, ...]) -> list[Trial]:
@@ -746,20 +762,24 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
     """The grid and every advice's config (each also with its lr swept) on one task; one result per
     eval set (metric). Settings the grid does not sweep (dropout, batch, schedule, validation
     split, ...) come from the first advice."""
-    train, held = world.task(task, mode)
+    train, held, val = world.task(task, mode)
     seq = max(len(r.prompt) + len(r.completion) for r in train)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in held.items())
     advices = {}
-    for src in sources:
-        cfg, first_lrs = advised(spec, task, data_inputs(train), seq, src, cache)
-        if SEED:  # another draw: the trials' data order, split and initialisation move with it
-            from rankwise.advisor.config import with_values
+    from rankwise.advisor.config import with_values
 
+    for src in sources:
+        cfg, first_lrs, why_val = advised(spec, task, data_inputs(train), seq, src, cache)
+        if SEED:  # another draw: the trials' data order, split and initialisation move with it
             cfg = with_values(cfg, {"train.seed": cfg.train.seed + SEED})
+        if val and cfg.data.val_ratio and "data.val_path" in why_val:  # the advice says: validate on these
+            cfg = with_values(cfg, {"data.val_ratio": 0.0, "data.val_path": VAL_PATH})
         advices[src] = (cfg, as_trial(cfg, f"advised {src}"), first_lrs)
         log(f"[{task}] {len(train)} train rows, eval rows: {sizes}; advice {src} (task {TASKS[task]}): "
-            f"{describe(advices[src][1])} dropout={cfg.lora.dropout:g} val_ratio={cfg.data.val_ratio:g} "
-            f"batch={cfg.train.micro_batch * cfg.train.grad_accum} rslora={cfg.lora.use_rslora}"
+            f"{describe(advices[src][1])} dropout={cfg.lora.dropout:g} "
+            + (f"val_path: {len(val)} questions about trained facts " if cfg.data.val_path else
+               f"val_ratio={cfg.data.val_ratio:g} ")
+            + f"batch={cfg.train.micro_batch * cfg.train.grad_accum} rslora={cfg.lora.use_rslora}"
             + (f"; its lr sweep {', '.join(f'{x:g}' for x in first_lrs)}" if first_lrs else ""))
     untuned = {k: eval_loss(base, rows, 0) for k, rows in held.items()}
     log(f"  [{task}] the base without an adapter: " + ", ".join(f"{k} {v:.3f}" for k, v in untuned.items())
@@ -776,7 +796,7 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
             todo.append((cfg, t))
     losses: dict[Trial, dict[str, float]] = {}
     t0 = time.time()
-    for i, (t, loss) in enumerate(run_trials(todo, base, spec, train, held, workers)):
+    for i, (t, loss) in enumerate(run_trials(todo, base, spec, train, held, val, workers)):
         losses[t] = loss
         if (i + 1) % 20 == 0 or i + 1 == len(todo):
             log(f"  [{task}] {i + 1}/{len(todo)} trials, {time.time() - t0:.0f} s")
@@ -799,8 +819,8 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
 
 def followed(adv: Trial, first_lrs: list[float], losses: dict[Trial, dict[str, float]], metric: str):
     """The advice as a user follows it: where it gives a learning-rate sweep, the rate whose run keeps the
-    lowest *validation* loss (the rows the advice's val_ratio holds out, not the eval sets); (trial, eval loss),
-    or None when the advice gives no sweep or holds out no validation rows."""
+    lowest *validation* loss (the rows the advice's val_ratio holds out, or the val_path rows it says to give;
+    never the eval sets); (trial, eval loss), or None when the advice gives no sweep or no validation rows."""
     if not first_lrs:
         return None
     runs = [replace(adv, lr=x) for x in first_lrs]
@@ -832,9 +852,9 @@ def report(out: list[dict], mode: Mode) -> None:
                   f"{f'{r3:.1%}' if f else '-':>9} {r2:>9.1%}  {'yes' if verdict <= 0.05 else 'no'}")
     print("(regret: the advised config at the advised lr; followed: where the advice gives a learning-rate sweep "
           "(a model narrower than its sources measured), the rate of that sweep whose run kept the lowest validation "
-          "loss, the advice's own val_ratio rows, and the verdict is on it; lr swept: the advice's other choices at "
-          "the eval sets' best lr, an oracle; gap: loss - best in nats, which reads better than the regret where the "
-          "best is near zero)")
+          "loss (the advice's val_ratio rows, or the val_path it says to give), and the verdict is on it; lr swept: "
+          "the advice's other choices at the eval sets' best lr, an oracle; gap: loss - best in nats, which reads "
+          "better than the regret where the best is near zero)")
     for o in out:
         for a in o["advices"]:
             if a["followed"]:

@@ -306,12 +306,11 @@ def _render(advice, spec, hw, args, ahead=None) -> None:
         rates = (f"learning rates {lrs_text(advice.first_lrs)} at each rank, each at its best: this model is narrower "
                  "than any the learning rate's sources measured" if advice.first_lrs
                  else f"lr {advice.config.train.lr:g} at each rank")
+        ranks, lrs = advice.sweep_flags()
         console.print(f"\n[bold]First sweep[/bold]: ranks {', '.join(map(str, advice.first_sweep))} "
                       f"(alpha {advice.config.lora.alpha_value:g} and {rates}; compare validation loss)"
-                      + (f": rankwise sweep --preset {escape(str(args.write_preset))} --ranks "
-                         f"{','.join(map(str, advice.first_sweep))}"
-                         + (f" --lrs {lrs_text(advice.first_lrs, ',')}" if advice.first_lrs else "")
-                         if args.write_preset else ""))
+                      + (f": rankwise sweep --preset {escape(str(args.write_preset))} --ranks {ranks}"
+                         + (f" --lrs {lrs}" if lrs else "") if args.write_preset else ""))
     if args.why:
         print_why(console, advice, args.why)
     elif advice.method:

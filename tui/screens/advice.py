@@ -519,8 +519,8 @@ class AdviceScreen(Screen):
             first = self.advice if self.advice is not None and self.advice.config.model.name == cfg.model.name else None
             # the advice's first sweep (its ranks, and its rates for a model narrower than the sources measured),
             # as `rankwise advise` prints it; a form without an advice for this model sweeps the defaults
-            self.app.sweep(path, ranks=",".join(map(str, first.first_sweep)) if first and first.first_sweep else None,
-                           lrs=lrs_text(first.first_lrs, ",") if first and first.first_lrs else None)
+            ranks, lrs = first.sweep_flags() if first else (None, None)
+            self.app.sweep(path, ranks=ranks, lrs=lrs)
 
         if sweep:  # the sweep confirms its own size and planned time (app.sweep); asking twice helps no one
             confirmed(True)
