@@ -244,13 +244,22 @@ def overfitting(run: Run) -> Diagnosis | None:
         patch = {"train.stop_on": ["overfitting"]}
         if run.cfg is not None:
             patch["lora.dropout"] = max(0.1, run.cfg.lora.dropout)
+        why = ("the adapter is memorizing the training rows: too many epochs for the data, or more capacity (rank) "
+               "than it needs")
+        fix = (f"keep the checkpoint at step {ev[best_i][0]} (train.stop_on: [overfitting] does it), add dropout, "
+               "lower lora.r or train fewer epochs")
+        cfg = run.cfg
+        if best_i == 0 and cfg is not None and cfg.task == "domain" and not cfg.data.val_path:
+            # never better than the first evaluation on new facts: the split may hold facts no row teaches
+            why += ("; or, for new facts, the validation split holds facts no training row states (a random split "
+                    "of one-row facts), whose loss rises as the adapter learns the rest: then the first checkpoint "
+                    "is the worst to keep")
+            fix += ("; for new facts, set data.val_path to questions about trained facts first (rankwise advise "
+                    "--why data.val_ratio)")
         return Diagnosis("overfitting", "warning", ev[j][0],
                          f"eval loss up {OVERFIT_RISES}x in a row to {ev[j][1]:.3g} (best {ev[best_i][1]:.3g} at step "
                          f"{ev[best_i][0]}) while the train loss fell to {t_now:.3g}",
-                         "the adapter is memorizing the training rows: too many epochs for the data, or more "
-                         "capacity (rank) than it needs",
-                         f"keep the checkpoint at step {ev[best_i][0]} (train.stop_on: [overfitting] does it), add "
-                         "dropout, lower lora.r or train fewer epochs",
+                         why, fix,
                          {"best_eval_loss": _r(ev[best_i][1]), "best_step": ev[best_i][0], "eval_loss": _r(ev[j][1]),
                           "train_loss_at_best": _r(t_best), "train_loss": _r(t_now)}, patch)
     return None

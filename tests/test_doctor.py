@@ -275,6 +275,23 @@ def test_patches_use_the_run_config():
     assert d.patch == {"train.lr": 5e-4}  # halved, but no higher than the top of LoRA's usual band
 
 
+def test_overfitting_from_the_first_evaluation_on_new_facts_names_the_split():
+    """An eval loss never below its first value on a domain task with a random split: the split may hold
+    facts no training row states (the advice's data.val_ratio reason); a later best, or a val_path, is plain
+    overfitting."""
+    from rankwise.advisor.config import RunConfig
+
+    domain = RunConfig.model_validate({"task": "domain"})
+    from_first = _evals_over(decay(40), {8: 2.0, 16: 2.1, 24: 2.2})
+    d = codes(from_first, cfg=domain)["overfitting"]
+    assert "data.val_path" in d.fix and "no training row states" in d.why
+    assert "data.val_path" not in codes(from_first, cfg=RunConfig.model_validate({"task": "chat"}))["overfitting"].fix
+    given = RunConfig.model_validate({"task": "domain", "data": {"val_path": "val.jsonl"}})
+    assert "data.val_path" not in codes(from_first, cfg=given)["overfitting"].fix
+    later = _evals_over(decay(40), {8: 2.0, 16: 1.6, 24: 1.5, 32: 1.56, 40: 1.62})
+    assert "data.val_path" not in codes(later, cfg=domain)["overfitting"].fix
+
+
 def test_recorded_diagnosis_is_kept():
     """A diagnosis the live run recorded stands even when the log alone does not show it again."""
     rec = {"type": "diagnosis", "time": 1.0, "code": "loss-nan", "severity": "error", "step": 7,
