@@ -938,7 +938,9 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import LlamaForCausalLM
 
     from rankwise.advisor.model import load_model
+    from rankwise.trainer.merge import quiet_libraries
 
+    quiet_libraries()  # as in the trial processes: no loading progress bar in the bench's output
     base = LlamaForCausalLM.from_pretrained(folder)
     spec = load_model(str(folder))
     jobs = max(1, args.jobs)
