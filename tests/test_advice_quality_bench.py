@@ -41,6 +41,9 @@ def test_quick_mode_prints_a_finite_regret_per_task(tmp_path):
         # the quick model is 48 wide: the advice gives a learning-rate sweep, picked on its validation rows
         assert float(r[-3].rstrip("%")) >= 0 and r[-1] in ("yes", "no")
     assert done.stdout.count("its sweep picked lr") == 3
+    # the advice says to validate new facts on questions about trained facts (data.val_path), and the
+    # knowledge runs are given them: a fifth of the held-out entities' questions, out of the extraction set
+    assert "val_path: 12 questions about trained facts" in done.stdout and "extraction 48" in done.stdout
     assert any(p.name.startswith("base-") for p in (tmp_path / "cache").iterdir())  # the pretrained base is kept
     # again with a smaller grid (one lr instead of two: 8 trials, not 14) in two trial processes: the base
     # is cached, whatever the grid, and the advised config's loss is the same trial's loss as in one process
