@@ -302,8 +302,12 @@ task did not change: its row above stands); 246 trials, 35.3 min wall with --job
 
 Run: python3 bench/advice_quality.py [--quick] [--jobs N] [--threads 1|2] [--cache DIR] [--advice-from REV]
      [--tasks knowledge,format] [--ranks 4,16,32,64] [--epochs 3,10] [--lrs 5e-4,1e-3,2e-3,4e-3,8e-3]
---quick (a few minutes) uses a smaller world, a short pretraining and a small grid; the default
-(full) mode took 23.2 minutes with --jobs 2 on 2 cores, the base cached (a new base: +2.5 minutes).
+--quick (a few minutes) uses a smaller world, a short pretraining and a small grid. The default (full) mode takes
+about 48 minutes with --jobs 2 on 2 cores, the base cached (7 December 2026: knowledge 35.3, format ~12.7; a new
+base: +4.5 minutes), over issue 18's aim of 40 (23.2 minutes on 6 December, before the learning-rate sweep's trials
+and the knowledge runs' full length: a random split used to stop many of them early). A knowledge trial is ~580
+steps at ~40 ms a step, nearly all of it (profiled) the per-module Python of peft and transformers on a 3-layer
+model: the grid's size, not the model, sets the time. --tasks runs one task.
 """
 from __future__ import annotations
 
