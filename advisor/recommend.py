@@ -427,7 +427,7 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
         cites.setdefault("train.grad_accum", []).append("tml-batch")
     if task == "domain" and not cfg.data.val_path:  # the Advice screen has no validation field: said as a note too
         notes.append("new facts: a random validation split holds out facts no training row teaches; give "
-                     "data.val_path with questions about trained facts (the data.val_ratio reason says why)")
+                     "data.val_path with questions about trained facts (sources: rankwise advise ... --why data.val_ratio)")
     for key in reasons:
         status.setdefault(key, "derived")
         cites.setdefault(key, [])
