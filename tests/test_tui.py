@@ -846,6 +846,9 @@ async def test_ctrl_w_sweeps_the_advices_first_sweep_ranks_and_rates(tmp_path):
         screen = await to_advice(pilot, tiny_model(), "domain")
         first = screen.advice
         assert first is not None and first.first_sweep and len(first.first_lrs) > 1
+        from rankwise.tui.screens.advice import notes_text
+
+        assert "data.val_path" in notes_text(first).plain  # new facts: the validation advice, which has no field
         await pilot.press("ctrl+w")
         for _ in range(100):  # the sweep is sized in a worker, then asked
             await settle(pilot)
