@@ -53,8 +53,11 @@ the HF Trainer (trainer/worker.py): LoraConfig(r, alpha, dropout, bias, target s
 model spec, rsLoRA), AdamW with the config's weight decay and gradient clipping, the config's
 scheduler with its warmup ratio, the effective batch (micro-batch × grad accum) as one batch, the
 config's epochs, the loss over the completion tokens. Not the worker itself: a subprocess per
-trial would cost more time in start-up than in training. Evaluation is at the end of training (no
-best-checkpoint selection, which would need a validation split apart from the eval rows).
+trial would cost more time in start-up than in training. The run's validation rows (the advice's
+data.val_ratio split, or the data.val_path rows where it says to give them) are evaluated as the
+worker's Trainer does, and with train.stop_on overfitting the run stops where the doctor's rule fires
+and keeps its best evaluation's adapter (finetune). The eval sets are scored once, on the adapter
+the run ends with; they never choose anything but the "lr swept" oracle.
 
 The grid (per task; settings it does not sweep stay at the advice's values):
 - targets: all-linear, and attention-only (`standard`) at the same rank *and* at the rank that
