@@ -303,6 +303,20 @@ task did not change: its row above stands); 246 trials, 35.3 min wall with --job
   ahead of attention-only at matched parameters (knowledge 1.536 vs 2.449 at ~135k).
 - As advised, at the size rate 5e-4, still 69.5% / 29.0%: on this 64-wide model the sweep is what gets the rate.
 
+The same at seed 1 (its own world draw and base: known-question loss 0.004, no adapter 7.580 / 7.583; 246 trials,
+31.6 min wall with --jobs 2, nothing beside it):
+
+  eval set    advised config                          loss   best    gap   regret  followed  lr swept
+  knowledge   all-linear r=32 α=32 lr=5e-4 ep=10     2.575  0.800  1.775  221.8%     67.5%     67.1%
+  extraction  (as above)                             2.957  1.435  1.523  106.1%     32.6%     27.9%
+
+- Following works here too: the validation loss picks 2e-3 (1.340 / 1.902), within 0.2% / 3.7% of the advised
+  structure at its best rate (4e-3: 1.337 / 1.835).
+- The structure misses at this draw: α = 2r = 64 at r=32 and 2e-3 (0.800 / 1.435) is far ahead of the advised
+  α = 32 at any rate of the grid (best 1.337 / 1.835); at seed 0 it was 0.003 ahead. The rank (32) and the targets
+  (all-linear, 0.800 against attention-only's best 2.331 at matched parameters) are right at both seeds. As in the
+  6 December runs, α = 2r is the seed-1 winner: on this toy the fixed α = 32 is not the safe side on every draw.
+
 Run: python3 bench/advice_quality.py [--quick] [--jobs N] [--threads 1|2] [--cache DIR] [--advice-from REV]
      [--tasks knowledge,format] [--ranks 4,16,32,64] [--epochs 3,10] [--lrs 5e-4,1e-3,2e-3,4e-3,8e-3]
 --quick (a few minutes) uses a smaller world, a short pretraining and a small grid. The default (full) mode takes
