@@ -370,19 +370,19 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
         cfg.data.val_ratio = VAL_RATIO
     if "overfitting" not in cfg.train.stop_on:
         cfg.train.stop_on = [*cfg.train.stop_on, "overfitting"]
+    held_out = (f"{cfg.data.val_ratio:g} of the rows held out: the run evaluates on them and the epochs are judged "
+                "on the validation loss")
     if cfg.data.val_path:
         why("data.val_ratio", "data.val_path is given: validation comes from it", "unsourced")
     elif task == "domain":  # new facts; code and reasoning rows share what they teach with their neighbours
-        why("data.val_ratio", f"{cfg.data.val_ratio:g} of the rows held out: the run evaluates on them and the epochs "
-            "are judged on the validation loss. Where each new fact is stated in only a row or two, a random split "
-            "holds out facts no training row teaches: their loss cannot fall, it rises as the adapter learns the "
-            "rest, and stop_on would keep an early checkpoint. Then set data.val_path to rows that ask about trained "
-            "facts in other words (questions about entities whose statements are trained, as Allen-Zhu & Li test "
+        why("data.val_ratio", held_out + ". Where each new fact is stated in only a row or two, a random split holds "
+            "out facts no training row teaches: their loss cannot fall, it rises as the adapter learns the rest, and "
+            "stop_on would keep an early checkpoint. Then set data.val_path to rows that ask about trained facts in "
+            "other words (questions about entities whose statements are trained, as Allen-Zhu & Li test "
             "extraction: facts memorized from one phrasing can still be unanswerable)", "evidence",
             "allenzhu-extraction", "gekhman-slow")
     else:
-        why("data.val_ratio", f"{cfg.data.val_ratio:g} of the rows held out: the run evaluates on them and the epochs "
-            "are judged on the validation loss", "unsourced")
+        why("data.val_ratio", held_out, "unsourced")
     if not {"eval_steps", "evals_per_epoch"} & cfg.train.model_fields_set:
         cfg.train.evals_per_epoch = EVALS_PER_EPOCH
         why("train.evals_per_epoch", (

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from rankwise.tui.app import build_app
-from tui_support import L4, NO_GPU, NOW, SMALL_CATALOG, fake_run
+from tui_support import L4, NO_GPU, NOW, SMALL_CATALOG, fake_run, settle
 
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.usefixtures("steady_cursor")]
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
@@ -52,14 +52,14 @@ def make(presets, hardware=L4):
     return build_app(hardware=hardware, runs_dir="runs", catalog=SMALL_CATALOG, presets=presets, clock=lambda: NOW)
 
 
-async def settle(pilot) -> None:
-    """Workers done, messages handled, and every DataTable's column widths measured. A DataTable measures
-    its widths on its own idle event, which `pilot.pause()` (a wait for the CPU to go idle) does not wait
-    for: on a busy machine a dialog opened over a table drew the table with its widths not yet measured."""
+async def settle_tables(pilot) -> None:
+    """tui_support.settle (workers done, messages handled), then until every DataTable has measured its
+    column widths. A DataTable measures them on its own idle event, which `pilot.pause()` (a wait for the
+    CPU to go idle) does not wait for: on a busy machine a dialog opened over a table drew the table with
+    its widths not yet measured."""
     from textual.widgets import DataTable
 
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    await settle(pilot)
     for _ in range(100):  # bounded; each round hands the tables' message pumps a turn
         tables = [t for screen in pilot.app.screen_stack for t in screen.query(DataTable)]
         if not any(t._require_update_dimensions or t._updated_cells for t in tables):
@@ -71,10 +71,10 @@ def steps(*keys):
     async def run_before(pilot):
         for key in keys:
             if key == "wait":
-                await settle(pilot)
+                await settle_tables(pilot)
             else:
                 await pilot.press(key)
-        await settle(pilot)
+        await settle_tables(pilot)
     return run_before
 
 
