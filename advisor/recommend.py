@@ -59,6 +59,8 @@ class Advice:
     citations: dict[str, list[str]] = field(default_factory=dict)  # field → claim keys (advisor/evidence.py)
     statuses: dict[str, str] = field(default_factory=dict)  # field → evidence | guide-rule | ... | derived
     lengths: DataLengths | None = None  # the dataset's: the estimates are at its longest row where that is shorter
+    to_supply: list[str] = field(default_factory=list)  # fields only the user can fill that the advice says to give
+    # (their reasons say what): data.val_path where a random split cannot validate new facts
 
     def sweep_flags(self) -> tuple[str | None, str | None]:
         """The first sweep as `rankwise sweep --ranks R --lrs L` takes it: (ranks, rates), None where the
@@ -84,6 +86,7 @@ class Advice:
             "citations": {k: list(v) for k, v in self.citations.items()},
             "statuses": dict(self.statuses),
             **({"lengths": self.lengths.to_dict()} if self.lengths else {}),
+            "to_supply": list(self.to_supply),
         }
 
 
@@ -425,7 +428,9 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
                      "large batches and a higher rank does not remove it (TML 2025); fewer GPUs or a smaller "
                      "micro-batch keep it near 16–32")
         cites.setdefault("train.grad_accum", []).append("tml-batch")
+    to_supply = []
     if task == "domain" and not cfg.data.val_path:  # the Advice screen has no validation field: said as a note too
+        to_supply.append("data.val_path")
         notes.append("new facts: a random validation split holds out facts no training row teaches; give "
                      "data.val_path with questions about trained facts (sources: rankwise advise ... --why data.val_ratio)")
     for key in reasons:
@@ -454,4 +459,4 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
                   reasons=reasons, findings=findings, suggestions=suggestions, budget_arithmetic=arithmetic,
                   first_sweep=rank.first_sweep(task, r, r_max, spec.low_rank_cap), notes=notes, strategy=strategy,
                   first_lrs=coupling.lr_grid(spec.total_params, r, cfg.lora.alpha_value, **width),
-                  citations=cites, statuses=status, lengths=lengths)
+                  citations=cites, statuses=status, lengths=lengths, to_supply=to_supply)

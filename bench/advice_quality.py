@@ -708,7 +708,7 @@ hw = hardware.resolve(None, None, None)
 known = inspect.signature(advise).parameters  # an older recommender takes fewer of the data's figures
 a = advise(load_model(folder), hw, task, seq_len=seq, **{k: v for k, v in data.items() if k in known})
 print(json.dumps({"config": a.config.model_dump(mode="json"), "first_lrs": getattr(a, "first_lrs", []),
-                  "reasons": a.reasons}))
+                  "reasons": a.reasons, "to_supply": getattr(a, "to_supply", None)}))
 """
 
 
@@ -721,9 +721,17 @@ def data_inputs(train: list[Row]) -> dict:
                 trained_share=round(sum(len(r.completion) for r in train) / sum(lengths), 4))
 
 
+def asks_val_path(got: dict) -> bool:
+    """Whether an advice (as `advise --json` writes it) says to give data.val_path: its `to_supply`, or for an
+    advice older than that key, its validation reason naming the field."""
+    if got.get("to_supply") is not None:
+        return "data.val_path" in got["to_supply"]
+    return "data.val_path" in got.get("reasons", {}).get("data.val_ratio", "")
+
+
 def advised(spec, task: str, data: dict, seq: int, source: str, cache: Path):
     """The advised RunConfig for a task, the learning-rate grid the advice says to sweep (empty: none) and
-    its reason for the validation split (where it says to give data.val_path, run_task does), by `source`:
+    whether it says to give data.val_path (run_task then does), by `source`:
     - "now": rankwise's recommender in this process, as `rankwise advise --json` computes it
       (hardware as probed, the task's sequence length, the data's figures as `advise --dataset` reads them);
     - "json:FILE": the `config` of a saved `rankwise advise --json` output;
@@ -739,11 +747,10 @@ def advised(spec, task: str, data: dict, seq: int, source: str, cache: Path):
 
         hw = hardware.resolve(None, None, None)  # what `rankwise advise` uses without planning flags
         a = advise(spec, hw, TASKS[task], seq_len=seq, **data)
-        return a.config, list(a.first_lrs), a.reasons.get("data.val_ratio", "")
+        return a.config, list(a.first_lrs), "data.val_path" in a.to_supply
     if source.startswith("json:"):
         saved = json.loads(Path(source[5:]).read_text())
-        return (RunConfig.model_validate(saved["config"]), list(saved.get("first_lrs", [])),
-                saved.get("reasons", {}).get("data.val_ratio", ""))
+        return RunConfig.model_validate(saved["config"]), list(saved.get("first_lrs", [])), asks_val_path(saved)
     repo = Path(__file__).resolve().parent.parent
     sha = subprocess.run(["git", "rev-parse", source[4:]], cwd=repo, capture_output=True, text=True,
                          check=True).stdout.strip()
@@ -759,7 +766,7 @@ def advised(spec, task: str, data: dict, seq: int, source: str, cache: Path):
     if done.returncode != 0:
         raise SystemExit(f"advice at {source} failed:\n{done.stderr[-2000:]}")
     got = json.loads(done.stdout.strip().splitlines()[-1])
-    return RunConfig.model_validate(got["config"]), list(got["first_lrs"]), got["reasons"].get("data.val_ratio", "")
+    return RunConfig.model_validate(got["config"]), list(got["first_lrs"]), asks_val_path(got)
 
 
 def grid(spec, mode: Mode, lrs: tuple[float, ...]) -> list[Trial]:
@@ -810,10 +817,10 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
     from rankwise.advisor.config import with_values
 
     for src in sources:
-        cfg, first_lrs, why_val = advised(spec, task, data_inputs(train), seq, src, cache)
+        cfg, first_lrs, wants_val_path = advised(spec, task, data_inputs(train), seq, src, cache)
         if SEED:  # another draw: the trials' data order, split and initialisation move with it
             cfg = with_values(cfg, {"train.seed": cfg.train.seed + SEED})
-        if val and cfg.data.val_ratio and "data.val_path" in why_val:  # the advice says: validate on these
+        if val and cfg.data.val_ratio and wants_val_path:  # the advice says: validate on these
             cfg = with_values(cfg, {"data.val_ratio": 0.0, "data.val_path": VAL_PATH})
         advices[src] = (cfg, as_trial(cfg, f"advised {src}"), first_lrs)
         log(f"[{task}] {len(train)} train rows, eval rows: {sizes}; advice {src} (task {TASKS[task]}): "
@@ -830,18 +837,7 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
     jobs = [(first, t) for t in grid(spec, mode, lrs)]
     for cfg, adv, first_lrs in advices.values():
         jobs += [(cfg, replace(adv, lr=lr)) for lr in sorted(set(lrs) | {adv.lr} | set(first_lrs))]
-    # each run once: trials that train the same thing (at r=16 α=2r is α=32; the advised config at a grid rate
-    # is that grid trial) share one run, with the config it first came with
-    runs: dict[tuple, list[Trial]] = {}
-    todo = []
-    for cfg, t in jobs:
-        key = (t.targets, t.r, t.alpha, t.lr, t.epochs, cfg.model_dump_json())
-        if key not in runs:
-            runs[key] = []
-            todo.append((cfg, t))
-        if t not in runs[key]:
-            runs[key].append(t)
-    same = {todo_t: ts for (_, todo_t), ts in zip(todo, runs.values())}
+    todo, same = distinct_runs(jobs)
     losses: dict[Trial, dict[str, float]] = {}
     t0 = time.time()
     for i, (t, loss) in enumerate(run_trials(todo, base, spec, train, held, val, workers)):
@@ -863,6 +859,22 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
                     "untuned": untuned[metric], "seconds": seconds, "runs": len(todo), "lrs": lrs, "rows": len(train),
                     "held": len(held[metric])})
     return out
+
+
+def distinct_runs(jobs: list) -> tuple[list, dict[Trial, list[Trial]]]:
+    """Each (cfg, trial) of `jobs` that trains something new, in order, and for each the trials it stands for:
+    trials that train the same thing (at r=16, α = 2r is α = 32; the advised config at a grid rate is that grid
+    trial) share one run, with the config the first of them came with."""
+    runs: dict[tuple, list[Trial]] = {}
+    todo = []
+    for cfg, t in jobs:
+        key = (t.targets, t.r, t.alpha, t.lr, t.epochs, cfg.model_dump_json())
+        if key not in runs:
+            runs[key] = []
+            todo.append((cfg, t))
+        if t not in runs[key]:
+            runs[key].append(t)
+    return todo, {t: ts for (_, t), ts in zip(todo, runs.values())}
 
 
 def followed(adv: Trial, first_lrs: list[float], losses: dict[Trial, dict[str, float]], metric: str):

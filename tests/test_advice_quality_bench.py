@@ -55,3 +55,41 @@ def test_quick_mode_prints_a_finite_regret_per_task(tmp_path):
     [row] = _table(again.stdout)
     assert row[0] == "format" and row[-7] == next(r for r in rows if r[0] == "format")[-7]
     assert row[-3] == next(r for r in rows if r[0] == "format")[-3]  # its sweep's trials are the same trials too
+
+
+def _bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("advice_quality", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["advice_quality"] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_trials_that_train_the_same_thing_share_one_run():
+    from rankwise.advisor.config import RunConfig, with_values
+    from rankwise.advisor.model import load_model
+
+    aq = _bench()
+    spec, mode = load_model("llama-3.2-1b"), aq.MODES["full"]
+    cfg = RunConfig()
+    trials = aq.grid(spec, mode, mode.lrs)
+    advised = aq.Trial("all-linear", 32, 32.0, 2e-3, 10.0, "advised now")
+    todo, same = aq.distinct_runs([(cfg, t) for t in trials] + [(cfg, advised)])
+    # at r=16 alpha = 2r is the fixed alpha 32: all-linear and attention-only at r=16, each epoch and rate, once
+    assert len(todo) == len(trials) - 2 * len(mode.epochs) * len(mode.lrs)
+    fixed = aq.Trial("all-linear", 32, 32.0, 2e-3, 10.0, "fixed")
+    assert same[fixed] == [fixed, advised]  # the advised config at a grid rate is that grid trial
+    assert sorted(map(repr, (t for ts in same.values() for t in ts))) == sorted(map(repr, trials + [advised]))
+    other = with_values(cfg, {"lora.dropout": 0.1})  # another advice's config trains something else
+    todo, same = aq.distinct_runs([(cfg, fixed), (other, advised)])
+    assert len(todo) == 2
+
+
+def test_an_advice_asks_for_a_val_path_by_its_to_supply_or_an_older_ones_reason():
+    aq = _bench()
+    assert aq.asks_val_path({"to_supply": ["data.val_path"], "reasons": {}})
+    assert not aq.asks_val_path({"to_supply": [], "reasons": {"data.val_ratio": "... set data.val_path ..."}})
+    assert aq.asks_val_path({"reasons": {"data.val_ratio": "... set data.val_path to rows ..."}})  # before to_supply
+    assert not aq.asks_val_path({"reasons": {"data.val_ratio": "0.05 of the rows held out"}})

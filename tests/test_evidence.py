@@ -141,14 +141,15 @@ def test_new_facts_are_told_a_random_split_cannot_validate_them_and_to_give_a_va
     assert "data.val_path" in facts.reasons["data.val_ratio"] and facts.statuses["data.val_ratio"] == "evidence"
     assert "allenzhu-extraction" in facts.citations["data.val_ratio"]
     assert any("data.val_path" in n for n in facts.notes)  # the Advice screen has no validation field: a note
+    assert facts.to_supply == ["data.val_path"] and facts.to_dict()["to_supply"] == ["data.val_path"]
     for task in ("chat", "code", "format"):  # rows that share what they teach: a random split validates them
         other = advise(spec, hw, task, dataset_rows=3000)
         assert "data.val_path" not in other.reasons["data.val_ratio"] and not other.citations["data.val_ratio"]
-        assert not any("data.val_path" in n for n in other.notes)
+        assert not any("data.val_path" in n for n in other.notes) and other.to_supply == []
     given = advise(spec, hw, "domain", dataset_rows=3000, base=facts.config.model_copy(
         update={"data": facts.config.data.model_copy(update={"val_path": "val.jsonl", "val_ratio": 0.0})}))
     assert given.reasons["data.val_ratio"] == "data.val_path is given: validation comes from it"
-    assert not any("data.val_path" in n for n in given.notes)
+    assert not any("data.val_path" in n for n in given.notes) and given.to_supply == []
 
 
 def test_qlora_optimizer_reason_says_the_paper_used_32_bit_states():
