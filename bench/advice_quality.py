@@ -24,8 +24,8 @@ The tasks, mirroring `rankwise advise --task`:
   half (held-out entities: can the stored facts be asked for in another form?). At 3 epochs or
   fewer no config gets either below chance (see Measured): there the regret says little about
   facts. Validation: where the advice says to validate new facts on questions about trained facts
-  (its data.val_ratio reason names data.val_path, from d7f355e on), the runs are given such a file:
-  the questions about a fifth of the held-out half, whose statements are trained, and the
+  (its `to_supply` names data.val_path; before that key, its data.val_ratio reason did, from d7f355e
+  on), the runs are given such a file: the questions about a fifth of the held-out half, whose statements are trained, and the
   `extraction` set asks about the other four fifths (until 7 December 2026 it asked about the whole
   half). Otherwise the advice's data.val_ratio holds a random share of the rows out of every run
   (grid included), so a few `knowledge` rows are not trained on.
@@ -50,7 +50,8 @@ grid.
 
 Training is a plain peft loop that applies the settings the trainer's worker passes to peft and
 the HF Trainer (trainer/worker.py): LoraConfig(r, alpha, dropout, bias, target set resolved by the
-model spec, rsLoRA), AdamW with the config's weight decay and gradient clipping, the config's
+model spec, rsLoRA), AdamW with the config's weight decay and gradient clipping (with
+lora.loraplus_lr_ratio, peft's LoRA+ optimizer as the worker builds it), the config's
 scheduler with its warmup ratio, the effective batch (micro-batch × grad accum) as one batch, the
 config's epochs, the loss over the completion tokens. Not the worker itself: a subprocess per
 trial would cost more time in start-up than in training. The run's validation rows (the advice's
@@ -317,14 +318,40 @@ The same at seed 1 (its own world draw and base: known-question loss 0.004, no a
   (all-linear, 0.800 against attention-only's best 2.331 at matched parameters) are right at both seeds. As in the
   6 December runs, α = 2r is the seed-1 winner: on this toy the fixed α = 32 is not the safe side on every draw.
 
+Seed 2 (7 December 2026, later: trials that train the same thing share one run, 221 runs for 246 trials; fused
+AdamW; its own base, known-question loss 0.004, no adapter 7.534 / 7.562; both tasks, 48.6 min wall with --jobs 2,
+pretraining 5.2 min of it, and ~5 min of that beside a one-core diagnostic):
+
+  eval set    advised config                          loss   best    gap   regret  followed  lr swept
+  knowledge   all-linear r=32 α=32 lr=5e-4 ep=10     2.522  1.219  1.303  106.9%      5.1%      5.1%
+  extraction  (as above)                             2.955  1.891  1.064   56.2%      0.0%      0.0%
+  format      all-linear r=4 α=32 lr=5e-4 ep=10      0.096  0.043  0.053  125.2%     62.3%      2.0%
+
+- Knowledge: the pick (4e-3, 1.280) is the advised structure's best rate; the grid's best is r=64 with α = 2r at 1e-3
+  (1.219). At the advised r=32 the fixed α = 32 now wins (1.280 vs 1.314 knowledge, 1.891 vs 2.141 extraction).
+- Format: the advised structure at its best rate (2e-3) ties the grid's best (0.043); the validation loss on 25
+  cards picks 4e-3 (0.069).
+- Over the three seeds, at the advised r=32: α = 2r wins by 0.54 nats at seed 1, ties at seed 0 (0.003) and loses at
+  seed 2 (0.034 knowledge, 0.25 extraction). At r=64 (= the model's width, where α 32 scales the update by 0.5)
+  α = 2r wins at every seed (1.591 vs 1.711, 0.871 vs 1.360, 1.219 vs 1.500). Nothing here supports changing the
+  advised α at the advised rank.
+- α = 2r is, under Adam, the fixed α with B's learning rate r/16 times A's (the same B·A step; A moves half as far at
+  r=32): a LoRA+ ratio in disguise. LoRA+ at the paper's ratio 16 (α 32, r 32, lr 2.5e-4 to 2e-3, each seed) was
+  tried beside the bench: its best is behind the grid's best at every seed (knowledge 1.541 / 1.190 / 1.382 against
+  1.536 / 0.800 / 1.219; extraction 2.757 / 2.080 / 2.239 against 2.543 / 1.435 / 1.891). So the advice does not
+  turn LoRA+ on for new facts either. (finetune applies lora.loraplus_lr_ratio as the worker does, for an advice that
+  sets it.)
+
 Run: python3 bench/advice_quality.py [--quick] [--jobs N] [--threads 1|2] [--cache DIR] [--advice-from REV]
      [--tasks knowledge,format] [--ranks 4,16,32,64] [--epochs 3,10] [--lrs 5e-4,1e-3,2e-3,4e-3,8e-3]
 --quick (a few minutes) uses a smaller world, a short pretraining and a small grid. The default (full) mode takes
-about 48 minutes with --jobs 2 on 2 cores, the base cached (7 December 2026: knowledge 35.3, format ~12.7; a new
-base: +4.5 minutes), over issue 18's aim of 40 (23.2 minutes on 6 December, before the learning-rate sweep's trials
-and the knowledge runs' full length: a random split used to stop many of them early). A knowledge trial is ~580
-steps at ~40 ms a step, nearly all of it (profiled) the per-module Python of peft and transformers on a 3-layer
-model: the grid's size, not the model, sets the time. --tasks runs one task.
+43-48 minutes with --jobs 2 on 2 cores, the base cached (7 December 2026: knowledge 32-35, format 11-13; a new base:
++4.5-5 minutes), over issue 18's aim of 40 (23.2 minutes on 6 December, before the learning-rate sweep's trials and
+the knowledge runs' full length: a random split used to stop many of them early). A knowledge trial is ~580 steps at
+~40 ms a step, nearly all of it (profiled) the per-module Python of peft and transformers on a 3-layer model: the
+grid's size, not the model, sets the time. Trials that train the same thing share one run (221 runs for 246 trials,
+~11% of the trial time), and AdamW is the fused one (~4%); the seed's draw moves the time more than that (how many
+knowledge runs stop early). --tasks runs one task.
 """
 from __future__ import annotations
 
@@ -619,7 +646,13 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
     params = [p for p in model.parameters() if p.requires_grad]
     # fused: the same AdamW update in one kernel, ~2 ms a step less than the per-tensor loop the Trainer runs
     # on the CPU (5% of a trial); it differs from it only in float rounding
-    opt = torch.optim.AdamW(params, lr=trial.lr, weight_decay=t.weight_decay, fused=True)
+    if cfg.lora.loraplus_lr_ratio:  # LoRA+: the B matrices at lr × ratio, as the worker builds it (peft's helper)
+        from peft.optimizers import create_loraplus_optimizer
+
+        opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=trial.lr, loraplus_lr_ratio=cfg.lora.loraplus_lr_ratio,
+                                        loraplus_weight_decay=t.weight_decay, fused=True)
+    else:
+        opt = torch.optim.AdamW(params, lr=trial.lr, weight_decay=t.weight_decay, fused=True)
     names = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}  # as trainer/worker.py
     sched = get_scheduler(names[t.scheduler], opt, num_warmup_steps=warm, num_training_steps=total)
     every = t.eval_steps or t.save_steps
