@@ -32,6 +32,13 @@ SMALL_DATA_EPOCHS = 10.0
 TARGET_BATCH = 16  # effective batch; 16–32 is what LoRA recipes use (QLoRA paper: 16)
 LARGE_BATCH = 32  # above: TML's large-batch penalty for LoRA (a note)
 VAL_RATIO = 0.05  # held out for evaluation by default (train.stop_on keeps the best checkpoint)
+# With the dataset's row count known, the split holds at least VAL_ROWS rows (up to VAL_RATIO_MAX of the data):
+# a sweep's runs and an epoch's checkpoints a few percent apart are picked on this loss, and on
+# bench/advice_quality.py's format task (500 rows, 7 December 2026) the 5% split's 25 rows picked a wrong rate
+# of the advice's sweep at both seeds tried (eval loss 0.105 and 0.069 against the sweep's best 0.029 and
+# 0.043), 100 rows the eval sets' best at both. The 100 is rankwise's (no source gives a floor): status unsourced.
+VAL_ROWS = 100
+VAL_RATIO_MAX = 0.2
 EVALS_PER_EPOCH = 4  # evaluations an epoch by default (axolotl's examples most often write 4)
 # Red flags of the guide's rules that the evidence contradicts, by the field advise set on that
 # evidence: advise says them in that field's reason instead of flagging its own output.
@@ -191,6 +198,14 @@ def _loss(spec: ModelSpec, cfg: RunConfig, hw: Hardware | None, why, lengths: Da
     why("train.loss", f"chunked: the same loss and gradients with its fp32 work an eighth of the logits at a time, "
         f"~{saved:.1f} GiB less at the loss's peak here; {gain}", "derived")
     return chunked
+
+
+def val_ratio(dataset_rows: int | None) -> float:
+    """The advised validation share: VAL_RATIO, raised (to VAL_RATIO_MAX at most) until it holds VAL_ROWS rows of a
+    dataset whose row count is known."""
+    if not dataset_rows:
+        return VAL_RATIO
+    return min(VAL_RATIO_MAX, max(VAL_RATIO, math.ceil(100 * VAL_ROWS / dataset_rows) / 100))
 
 
 def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None = None,
@@ -370,11 +385,15 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     cfg.train.epochs = epochs
     why("train.epochs", why_ep, st_ep, *claims_ep)
     if not (cfg.data.val_path or cfg.data.val_ratio):
-        cfg.data.val_ratio = VAL_RATIO
+        cfg.data.val_ratio = val_ratio(dataset_rows)
     if "overfitting" not in cfg.train.stop_on:
         cfg.train.stop_on = [*cfg.train.stop_on, "overfitting"]
     held_out = (f"{cfg.data.val_ratio:g} of the rows held out: the run evaluates on them and the epochs are judged "
                 "on the validation loss")
+    if dataset_rows and cfg.data.val_ratio > VAL_RATIO:
+        held_out += (f" ({cfg.data.val_ratio:g} rather than {VAL_RATIO:g}, so that ~{round(cfg.data.val_ratio * dataset_rows)} "
+                     f"of the {dataset_rows:,} rows validate: on a few dozen, runs and checkpoints whose losses differ "
+                     "by a few percent cannot be told apart, and the sweep and the kept checkpoint are picked on them)")
     if cfg.data.val_path:
         why("data.val_ratio", "data.val_path is given: validation comes from it", "unsourced")
     elif task == "domain":  # new facts; code and reasoning rows share what they teach with their neighbours

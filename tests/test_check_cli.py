@@ -185,7 +185,9 @@ def test_advise_counts_dataset_rows():
     assert any(f"{rows:,} rows" in n for n in d["notes"])
     assert str(rows) in d["reasons"]["lora.r"] and d["config"]["data"]["path"] == str(data)
     assert d["config"]["lora"]["dropout"] == 0.05  # not tiered by rows (issue 18: no source ties it to the row count)
-    assert d["config"]["data"]["val_ratio"] == 0.05 and "capacity check:" in d["reasons"]["lora.r"]
+    # 64 rows: the split is raised to its cap (0.2) toward the 100 validation rows a pick needs, and says so
+    assert d["config"]["data"]["val_ratio"] == 0.2 and "capacity check:" in d["reasons"]["lora.r"]
+    assert f"of the {rows} rows validate" in d["reasons"]["data.val_ratio"]
     assert d["citations"]["lora.target_modules"] and d["statuses"]["lora.target_modules"] == "evidence"
 
 

@@ -152,6 +152,20 @@ def test_new_facts_are_told_a_random_split_cannot_validate_them_and_to_give_a_va
     assert not any("data.val_path" in n for n in given.notes) and given.to_supply == []
 
 
+@pytest.mark.parametrize("rows,ratio", [(None, 0.05), (100_000, 0.05), (2_000, 0.05), (1_000, 0.1), (1_500, 0.07),
+                                        (500, 0.2), (64, 0.2)])
+def test_the_validation_split_holds_a_hundred_rows_where_the_data_allows(rows, ratio):
+    a = advise(load_model("llama-3.2-1b"), planned("24GiB"), "format", dataset_rows=rows)
+    assert a.config.data.val_ratio == ratio
+    if rows:
+        assert round(ratio * rows) >= min(100, round(0.2 * rows))  # the floor, or the cap on small data
+    raised = "rather than 0.05" in a.reasons["data.val_ratio"]
+    assert raised == (ratio > 0.05) and a.statuses["data.val_ratio"] == "unsourced"
+    mine = a.config.model_copy(update={"data": a.config.data.model_copy(update={"val_ratio": 0.01})})
+    assert advise(load_model("llama-3.2-1b"), planned("24GiB"), "format", dataset_rows=rows,
+                  base=mine).config.data.val_ratio == 0.01  # a split the user set is kept
+
+
 def test_qlora_optimizer_reason_says_the_paper_used_32_bit_states():
     a = advise(load_model("llama-3.1-8b"), planned("16GiB"), "chat")
     assert a.method == "qlora"

@@ -78,7 +78,8 @@ def test_scenario(results, i):
     assert cfg.lora.bias == "none"
     assert cfg.train.scheduler == "cosine" and cfg.train.warmup_ratio == 0.03
     assert cfg.train.lr == LR[model]  # by model size, LoRA and QLoRA alike
-    assert cfg.data.val_ratio == 0.05 and "overfitting" in cfg.train.stop_on  # evaluated, best checkpoint kept
+    # evaluated, best checkpoint kept; 300 rows: the split holds 60 (its 0.2 cap) toward the 100 a pick needs
+    assert cfg.data.val_ratio == (0.2 if kw.get("dataset_rows") == 300 else 0.05) and "overfitting" in cfg.train.stop_on
     for field in ADVISED_FIELDS:
         assert a.reasons.get(field), field
     assert a.fits == FITS[i]
