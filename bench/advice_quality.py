@@ -352,6 +352,8 @@ grid trains on 400 cards; 221 runs, 6.6 min wall with --jobs 2, the base cached:
 - The validation loss now picks 1e-3, the advised structure's best rate (0.027): followed 14.6%, was 219.4%.
 - What is left is the structure: attention-only r=4 (0.024) ahead of all-linear r=4 by 0.003 nats, on losses
   near zero.
+- Seed 2, the same (6.3 min): as advised 156.4%, followed 29.0% (was 62.3%), lr swept 29.0%: the pick (2e-3, 0.060)
+  is again the advised structure's best rate; the grid's best is attention-only r=32 α=64 (0.046), 0.014 nats ahead.
 
 Run: python3 bench/advice_quality.py [--quick] [--jobs N] [--threads 1|2] [--cache DIR] [--advice-from REV]
      [--tasks knowledge,format] [--ranks 4,16,32,64] [--epochs 3,10] [--lrs 5e-4,1e-3,2e-3,4e-3,8e-3]
