@@ -205,7 +205,7 @@ def val_ratio(dataset_rows: int | None) -> float:
     dataset whose row count is known."""
     if not dataset_rows:
         return VAL_RATIO
-    return min(VAL_RATIO_MAX, max(VAL_RATIO, math.ceil(100 * VAL_ROWS / dataset_rows) / 100))
+    return min(VAL_RATIO_MAX, max(VAL_RATIO, math.ceil(100 * VAL_ROWS / dataset_rows) / 100))  # up to a whole percent
 
 
 def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None = None,
@@ -384,13 +384,15 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
         *(["qlora-optimizer"] if METHODS[chosen].quantized else []))
     cfg.train.epochs = epochs
     why("train.epochs", why_ep, st_ep, *claims_ep)
+    raised = False  # the advice set a split above VAL_RATIO (a split the user gave is theirs, not explained here)
     if not (cfg.data.val_path or cfg.data.val_ratio):
         cfg.data.val_ratio = val_ratio(dataset_rows)
+        raised = cfg.data.val_ratio > VAL_RATIO
     if "overfitting" not in cfg.train.stop_on:
         cfg.train.stop_on = [*cfg.train.stop_on, "overfitting"]
     held_out = (f"{cfg.data.val_ratio:g} of the rows held out: the run evaluates on them and the epochs are judged "
                 "on the validation loss")
-    if dataset_rows and cfg.data.val_ratio > VAL_RATIO:
+    if raised:
         held_out += (f" ({cfg.data.val_ratio:g} rather than {VAL_RATIO:g}, so that ~{round(cfg.data.val_ratio * dataset_rows)} "
                      f"of the {dataset_rows:,} rows validate: on a few dozen, runs and checkpoints whose losses differ "
                      "by a few percent cannot be told apart, and the sweep and the kept checkpoint are picked on them)")

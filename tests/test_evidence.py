@@ -161,9 +161,10 @@ def test_the_validation_split_holds_a_hundred_rows_where_the_data_allows(rows, r
         assert round(ratio * rows) >= min(100, round(0.2 * rows))  # the floor, or the cap on small data
     raised = "rather than 0.05" in a.reasons["data.val_ratio"]
     assert raised == (ratio > 0.05) and a.statuses["data.val_ratio"] == "unsourced"
-    mine = a.config.model_copy(update={"data": a.config.data.model_copy(update={"val_ratio": 0.01})})
-    assert advise(load_model("llama-3.2-1b"), planned("24GiB"), "format", dataset_rows=rows,
-                  base=mine).config.data.val_ratio == 0.01  # a split the user set is kept
+    for given in (0.01, 0.15):  # a split the user set is kept, and not explained as the advice's raise
+        mine = a.config.model_copy(update={"data": a.config.data.model_copy(update={"val_ratio": given})})
+        kept = advise(load_model("llama-3.2-1b"), planned("24GiB"), "format", dataset_rows=rows, base=mine)
+        assert kept.config.data.val_ratio == given and "rather than" not in kept.reasons["data.val_ratio"]
 
 
 def test_qlora_optimizer_reason_says_the_paper_used_32_bit_states():
