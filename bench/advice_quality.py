@@ -526,6 +526,17 @@ def loss_of(model, ids, mask, labels):
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
 
 
+def tuned_loss(model, ids, labels):
+    """loss_of without the attention mask and the KV cache: batch() pads on the right, so under the causal mask no
+    real token attends to a pad and the scored positions' logits are the same (to the float; the pads' own logits,
+    never scored, differ). ~10% of a fine-tune's step on this model: transformers builds no padding mask. Pretraining
+    keeps loss_of (its source is in the base's cache key: a cached base stays the base it was)."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=ids, use_cache=False).logits[:, :-1]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+
+
 def eval_loss(model, rows: list[Row], pad: int, score_only: bool = True) -> float:
     import torch
 
@@ -535,7 +546,7 @@ def eval_loss(model, rows: list[Row], pad: int, score_only: bool = True) -> floa
         for i in range(0, len(rows), 128):
             ids, mask, labels = batch(rows[i:i + 128], pad, score_only=score_only)
             n = int((labels[:, 1:] != -100).sum())
-            total += float(loss_of(model, ids, mask, labels)) * n
+            total += float(tuned_loss(model, ids, labels)) * n
             count += n
     return total / count
 
@@ -630,13 +641,17 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
     With data.val_path (set by run_task where the advice says to give one), `val_rows` are the validation
     rows and nothing is held out of training; with data.val_ratio, that share of the rows is held out as
     the run's validation split; either is
-    evaluated at every eval_steps (else save_steps) and at the end, as the worker's Trainer does;
+    evaluated at the interval the worker gives its Trainer (advisor/cadence.py: train.evals_per_epoch against the
+    epoch's steps, else eval_steps, else save_steps) and, as the Trainer does, not again at the end (until 7 December
+    2026 the bench evaluated every eval_steps or save_steps, 100 steps, and at the end: 6 evaluations of a
+    knowledge run where the worker makes 40, so the stop rule fired later and kept coarser checkpoints);
     with train.stop_on overfitting, the run stops where the doctor's rule fires (the eval loss rose
     OVERFIT_RISES times in a row, EVAL_RISE above its best) and keeps the best evaluation's adapter."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import get_scheduler
 
+    from rankwise.advisor import cadence
     from rankwise.advisor.doctor import EVAL_RISE, OVERFIT_RISES
 
     t = cfg.train
@@ -653,7 +668,7 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
                       task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
     bs = t.micro_batch * t.grad_accum
-    per_epoch = math.ceil(len(train) / bs)
+    per_epoch = cadence.steps_per_epoch(len(train), t.micro_batch, t.grad_accum)  # HF's, as the worker's
     total = max(1, math.ceil(per_epoch * trial.epochs))
     warm = t.warmup_steps if t.warmup_steps is not None else math.ceil(t.warmup_ratio * total)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -668,11 +683,11 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
         opt = torch.optim.AdamW(params, lr=trial.lr, weight_decay=t.weight_decay, fused=True)
     names = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}  # as trainer/worker.py
     sched = get_scheduler(names[t.scheduler], opt, num_warmup_steps=warm, num_training_steps=total)
-    every = t.eval_steps or t.save_steps
+    every = cadence.resolve(t, per_epoch).eval_steps
     rng = random.Random(t.seed)
     order: list[Row] = []
     evals: list[tuple[float, dict]] = []  # (val loss, adapter state)
-    kept = math.inf  # the val loss of the adapter the run ends with
+    kept = math.inf  # the val loss the run reports last: its best evaluation's where it stopped, else its last one's
     model.train()
     for step in range(1, total + 1):
         if len(order) < bs:
@@ -680,15 +695,16 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
             rng.shuffle(more)
             order += more
         rows, order = order[:bs], order[bs:]
-        loss = loss_of(model, *batch(rows, 0))
+        ids, _, labels = batch(rows, 0)
+        loss = tuned_loss(model, ids, labels)
         loss.backward()
         if t.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
         opt.step(), sched.step(), opt.zero_grad()
-        if val and (step % every == 0 or step == total):
+        if val and step % every == 0:
             v = eval_loss(model, val, 0, score_only=False)
             model.train()
-            evals.append((v, {k: x.detach().clone() for k, x in model.state_dict().items() if "lora_" in k}))
+            evals.append((v, {k: x.detach().clone() for k, x in model.named_parameters() if "lora_" in k}))
             ev = [e[0] for e in evals]
             best_i = min(range(len(ev)), key=ev.__getitem__)
             if ("overfitting" in t.stop_on and len(ev) > OVERFIT_RISES and best_i < len(ev) - OVERFIT_RISES
@@ -698,12 +714,13 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
                 kept = ev[best_i]
                 break
             kept = ev[-1]
-    out = {k: eval_loss(model, rows, 0) for k, rows in held.items()} | {VAL: kept}
+    out = {k: eval_loss(model, rows, 0) for k, rows in held.items()} | {VAL: kept, EVALS: len(evals)}
     return {k: v if math.isfinite(v) else float("inf") for k, v in out.items()}
 
 
 VAL_PATH = "<the task's validation rows>"  # data.val_path where the advice says to give one (never opened)
 VAL = "_val"  # finetune's key for the kept adapter's validation loss (not an eval set)
+EVALS = "_evals"  # finetune's key for how many evaluations the run made
 _POOL_STATE: dict = {}  # a worker process's base model, spec and rows (set once, by _pool_init)
 
 

@@ -93,3 +93,47 @@ def test_an_advice_asks_for_a_val_path_by_its_to_supply_or_an_older_ones_reason(
     assert not aq.asks_val_path({"to_supply": [], "reasons": {"data.val_ratio": "... set data.val_path ..."}})
     assert aq.asks_val_path({"reasons": {"data.val_ratio": "... set data.val_path to rows ..."}})  # before to_supply
     assert not aq.asks_val_path({"reasons": {"data.val_ratio": "0.05 of the rows held out"}})
+
+
+def _tiny(aq):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    world = aq.World(aq.MODES["quick"])
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(world.vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+                      tie_word_embeddings=False, pad_token_id=0)
+    return world, LlamaForCausalLM(cfg)
+
+
+def test_the_fine_tunes_loss_without_a_mask_is_the_masked_loss_on_right_padded_rows():
+    aq = _bench()
+    world, model = _tiny(aq)
+    rows = [world.statement(e, "city") for e in world.known[:6]] + [world.question(e, "job") for e in world.known[:6]]
+    ids, mask, labels = aq.batch(rows, 0)
+    assert (mask == 0).any()  # rows of two lengths: padded
+    model.eval()
+    assert float(aq.tuned_loss(model, ids, labels)) == pytest.approx(float(aq.loss_of(model, ids, mask, labels)),
+                                                                     rel=1e-6)
+    ids[mask == 0] = 5  # whatever the pads hold, the scored positions do not see them
+    assert float(aq.tuned_loss(model, ids, labels)) == pytest.approx(float(aq.loss_of(model, ids, mask, labels)),
+                                                                     rel=1e-6)
+
+
+def test_a_fine_tune_evaluates_at_the_workers_cadence_and_not_again_at_the_end():
+    from rankwise.advisor.config import RunConfig, with_values
+    from rankwise.advisor.model import spec_from_config
+
+    aq = _bench()
+    world, model = _tiny(aq)
+    train = [world.statement(e, "city") for e in world.known[:40]]
+    val = [world.question(e, "city") for e in world.known[:8]]
+    cfg = with_values(RunConfig(), {"train.micro_batch": 4, "train.grad_accum": 1, "train.evals_per_epoch": 4,
+                                    "train.stop_on": [], "data.val_ratio": 0.0, "data.val_path": aq.VAL_PATH,
+                                    "lora.dropout": 0.0})
+    spec = spec_from_config("tiny", "built here", model.config.to_dict())
+    out = aq.finetune(model, spec, aq.Trial("all-linear", 4, 8.0, 1e-3, 1.0), cfg, train, {"q": val}, val)
+    # 40 rows at 4 a step: 10 steps an epoch, 4 evaluations an epoch -> every 10 // 4 = 2 steps: 5, none at the end
+    assert out[aq.EVALS] == 5
+    assert math.isfinite(out["q"]) and math.isfinite(out[aq.VAL])
