@@ -645,14 +645,19 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
     epoch's steps, else eval_steps, else save_steps) and, as the Trainer does, not again at the end (until 7 December
     2026 the bench evaluated every eval_steps or save_steps, 100 steps, and at the end: 6 evaluations of a
     knowledge run where the worker makes 40, so the stop rule fired later and kept coarser checkpoints);
-    with train.stop_on overfitting, the run stops where the doctor's rule fires (the eval loss rose
-    OVERFIT_RISES times in a row, EVAL_RISE above its best) and keeps the best evaluation's adapter."""
+    with train.stop_on overfitting, the run stops where the doctor's rule (advisor/doctor.overfitting, the one the
+    worker's Checkup applies) fires on the run's log: the eval loss rose OVERFIT_RISES times in a row, EVAL_RISE above
+    its best, while the train loss the Trainer logs every logging_steps (the mean over those steps) fell; and it keeps
+    the best evaluation's adapter. (Until 7 December 2026 the bench applied the eval-loss half of the rule only: with
+    40 evaluations a run, not 6, it stopped runs early on the validation loss's wobble while the train loss was not
+    falling, which the worker does not.)"""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import get_scheduler
 
     from rankwise.advisor import cadence
-    from rankwise.advisor.doctor import EVAL_RISE, OVERFIT_RISES
+    from rankwise.advisor.doctor import overfitting
+    from rankwise.advisor.runlog import Point, Run
 
     t = cfg.train
     val: list[Row] = list(val_rows) if cfg.data.val_path else []
@@ -687,6 +692,8 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
     rng = random.Random(t.seed)
     order: list[Row] = []
     evals: list[tuple[float, dict]] = []  # (val loss, adapter state)
+    log: list[Point] = []  # the train loss as the Trainer logs it: every logging_steps, the mean over them
+    since: list[float] = []
     kept = math.inf  # the val loss the run reports last: its best evaluation's where it stopped, else its last one's
     model.train()
     for step in range(1, total + 1):
@@ -701,15 +708,18 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
         if t.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
         opt.step(), sched.step(), opt.zero_grad()
+        since.append(float(loss))
+        if step % t.logging_steps == 0:
+            log.append(Point(step, sum(since) / len(since), None, None, None, None))
+            since = []
         if val and step % every == 0:
             v = eval_loss(model, val, 0, score_only=False)
             model.train()
             evals.append((v, {k: x.detach().clone() for k, x in model.named_parameters() if "lora_" in k}))
             ev = [e[0] for e in evals]
-            best_i = min(range(len(ev)), key=ev.__getitem__)
-            if ("overfitting" in t.stop_on and len(ev) > OVERFIT_RISES and best_i < len(ev) - OVERFIT_RISES
-                    and all(ev[k] > ev[k - 1] for k in range(len(ev) - OVERFIT_RISES, len(ev)))
-                    and ev[-1] >= ev[best_i] * (1 + EVAL_RISE)):
+            at = tuple(((i + 1) * every, x) for i, x in enumerate(ev))
+            if "overfitting" in t.stop_on and overfitting(Run(points=tuple(log), evals=at)):
+                best_i = min(range(len(ev)), key=ev.__getitem__)
                 model.load_state_dict(evals[best_i][1], strict=False)  # stopped: the best checkpoint is kept
                 kept = ev[best_i]
                 break

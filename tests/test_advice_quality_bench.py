@@ -137,3 +137,44 @@ def test_a_fine_tune_evaluates_at_the_workers_cadence_and_not_again_at_the_end()
     # 40 rows at 4 a step: 10 steps an epoch, 4 evaluations an epoch -> every 10 // 4 = 2 steps: 5, none at the end
     assert out[aq.EVALS] == 5
     assert math.isfinite(out["q"]) and math.isfinite(out[aq.VAL])
+
+
+def test_a_fine_tune_stops_where_the_doctors_overfitting_rule_fires_on_its_log():
+    """The bench's stop is the worker's: the eval loss rising while the train loss falls (memorizing) stops the
+    run and keeps the best adapter; the eval loss rising while the train loss rises too (a rate too high) does not."""
+    import torch
+
+    from rankwise.advisor.config import RunConfig, with_values
+    from rankwise.advisor.model import spec_from_config
+
+    aq = _bench()
+    world, model = _tiny(aq)
+    people, values = world.known[:8], aq.ATTRIBUTES["city"][2]
+
+    def told(e, shift):  # the statement of e's city, shifted `shift` values along
+        row, v = world.statement(e, "city"), world.facts[e]["city"]
+        other = world.vocab[values[(values.index(v) + shift) % len(values)]]
+        return aq.Row(row.prompt, [other if c == world.vocab[v] else c for c in row.completion], row.scored)
+
+    known = [told(e, 0) for e in people]
+    ids, _, labels = aq.batch(known, 0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(100):  # the base learns these facts
+        aq.tuned_loss(model, ids, labels).backward()
+        opt.step(), opt.zero_grad()
+    train = [told(e, 1) for e in people]  # the fine-tune teaches other values: the known rows' loss rises
+    spec = spec_from_config("tiny", "built here", model.config.to_dict())
+    runs = {}
+    for lr in (1e-2, 0.3):
+        for stop in ([], ["overfitting"]):
+            cfg = with_values(RunConfig(), {
+                "train.micro_batch": 4, "train.grad_accum": 1, "train.evals_per_epoch": 2, "train.logging_steps": 1,
+                "train.stop_on": stop, "data.val_ratio": 0.0, "data.val_path": aq.VAL_PATH, "lora.dropout": 0.0})
+            runs[lr, bool(stop)] = aq.finetune(model, spec, aq.Trial("all-linear", 8, 16.0, lr, 10.0), cfg, train,
+                                               {"known": known}, known)
+    # 8 rows at 4 a step, 10 epochs: 20 steps, an evaluation every 2 // 2 = 1 step
+    assert runs[1e-2, False][aq.EVALS] == runs[0.3, False][aq.EVALS] == 20
+    assert runs[1e-2, True][aq.EVALS] < 20  # memorizing: stopped
+    assert runs[1e-2, True]["known"] < runs[1e-2, False]["known"]  # with an earlier adapter, better on these rows
+    # at 0.3 the first evaluations rise far above the best too, but the train loss rises with them: not stopped
+    assert runs[0.3, True] == runs[0.3, False]
