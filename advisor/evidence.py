@@ -98,6 +98,8 @@ SOURCES: dict[str, Source] = {s.key: s for s in (
            "ablation"),
     Source("allenzhu2023", "Allen-Zhu and Li", 2023, "Physics of Language Models: Part 3.1, Knowledge Storage and "
            "Extraction", "https://arxiv.org/abs/2309.14316", "ablation"),
+    Source("prechelt1998", "Prechelt", 1998, "Early Stopping — But When? (Neural Networks: Tricks of the Trade, LNCS "
+           "1524)", "https://doi.org/10.1007/3-540-49430-8_3", "ablation"),
     Source("guide", "the practitioner guide rankwise's first rules came from (not named in the repository)", None,
            "LoRA/QLoRA rules of thumb: rank bands by task, alpha = 2r, attention-only targets, four red flags",
            None, "guide"),
@@ -245,6 +247,11 @@ CLAIMS: dict[str, Claim] = {c.key: c for c in (
           "regardless of subsequent instruction fine-tuning.", True,
           "GPT-2 and Llama-shaped models on synthetic biographies; QA trained on a part of the individuals and "
           "tested on the rest, whose biographies were trained", "ablation"),
+    Claim("prechelt-patience", "prechelt1998", "abstract; §2.1.2 (real validation curves with several local minima)",
+          "From the given mix of 1296 training runs using different 12 problems and 24 different network architectures "
+          "I conclude slower stopping criteria allow for small improvements in generalization (here: about 4% on "
+          "average), but cost much more training time (here: about factor 4 longer on average).", True,
+          "multi-layer perceptrons (RPROP) on 12 PROBEN1 problems; 14 stopping criteria of three classes", "ablation"),
     Claim("guide-dropout", "guide", "dropout and epochs",
           "Dropout 0.05 (0.1 on small data); 1-3 epochs by data size, watching the validation loss.", False,
           "rules of thumb", "guide"),

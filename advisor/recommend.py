@@ -417,9 +417,13 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
             "100,000 rows at micro-batch 16 evaluates 59 times, nearly as long as the training itself "
             "(87% as planned for Llama-3.1-8B on an H100)"),
             "derived")
-    why("train.stop_on", ("overfitting: when the eval loss rises for several evaluations the run stops and the best "
-                          "checkpoint by eval loss becomes the adapter (a run that finishes keeps its last state)"),
-        "unsourced")
+    why("train.stop_on", ("overfitting: when the eval loss has risen twice in a row, 2% above its best, its best an "
+                          "epoch of training back (a quarter of the run at most) and the train loss falling, the run "
+                          "stops and the best checkpoint by eval loss becomes the adapter (a run that finishes keeps "
+                          "its last state). The patience is in training, not in evaluations: validation curves have "
+                          "several local minima, and a patient criterion generalizes slightly better for more "
+                          "training (Prechelt)"),
+        "evidence", "prechelt-patience")
     cfg.train.precision = "auto"
     reasons["train.precision"] = ("auto: bf16 on this GPU" if hw and hw.has_gpu and hw.bf16 else
                                   "auto: fp16 (this GPU lacks bf16)" if hw and hw.has_gpu else

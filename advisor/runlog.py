@@ -44,6 +44,7 @@ class Run:
     cfg: Any = None  # the run's RunConfig, for concrete patches
     recorded: tuple = ()  # the `diagnosis` events the live run wrote (dicts or typed)
     adapters: Any = None  # the `adapters` event (trainer/callbacks.py AdapterUse), when the run wrote one
+    steps_per_epoch: float | None = None  # optimizer steps an epoch: step / epoch of the step events (HF's epoch)
 
     @property
     def losses(self) -> list[float]:
@@ -99,6 +100,9 @@ def read_run(events, cfg=None) -> Run:
                 field_of(e, "step"), loss if loss is not None else math.nan, grad,
                 _num(field_of(e, "lr")), _num(field_of(e, "tokens_per_s")), field_of(e, "peak_mem_bytes"))
             info["max_steps"] = field_of(e, "max_steps") or info.get("max_steps")
+            epoch = _num(field_of(e, "epoch"))
+            if epoch and epoch > 0 and field_of(e, "step") > 0:
+                info["steps_per_epoch"] = field_of(e, "step") / epoch
         elif kind == "eval" and isinstance(field_of(e, "step"), int) and _num(field_of(e, "eval_loss")) is not None:
             evals[field_of(e, "step")] = _num(field_of(e, "eval_loss"))
         elif kind == "end":
@@ -112,7 +116,7 @@ def read_run(events, cfg=None) -> Run:
         ended = True
     return Run(pts, tuple(sorted(evals.items())), info.get("device"), info.get("device_total_bytes"),
                info.get("max_steps"), info.get("method"), ended, info.get("trained_share"), cfg,
-               tuple(recorded.values()), info.get("adapters"))
+               tuple(recorded.values()), info.get("adapters"), info.get("steps_per_epoch"))
 
 
 # ---------------------------------------------------------------- statistics

@@ -647,8 +647,8 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
     knowledge run where the worker makes 40, so the stop rule fired later and kept coarser checkpoints);
     with train.stop_on overfitting, the run stops where the doctor's rule (advisor/doctor.overfitting, the one the
     worker's Checkup applies) fires on the run's log: the eval loss rose OVERFIT_RISES times in a row, EVAL_RISE above
-    its best, while the train loss the Trainer logs every logging_steps (the mean over those steps) fell; and it keeps
-    the best evaluation's adapter. (Until 7 December 2026 the bench applied the eval-loss half of the rule only: with
+    its best, its best at least an epoch back (a quarter of the run at most), while the train loss the Trainer logs
+    every logging_steps (the mean over those steps) fell; and it keeps the best evaluation's adapter. (Until 7 December 2026 the bench applied the eval-loss half of the rule only: with
     40 evaluations a run, not 6, it stopped runs early on the validation loss's wobble while the train loss was not
     falling, which the worker does not.)"""
     import torch
@@ -695,6 +695,7 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
     log: list[Point] = []  # the train loss as the Trainer logs it: every logging_steps, the mean over them
     since: list[float] = []
     kept = math.inf  # the val loss the run reports last: its best evaluation's where it stopped, else its last one's
+    stopped = False
     model.train()
     for step in range(1, total + 1):
         if len(order) < bs:
@@ -718,19 +719,22 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
             evals.append((v, {k: x.detach().clone() for k, x in model.named_parameters() if "lora_" in k}))
             ev = [e[0] for e in evals]
             at = tuple(((i + 1) * every, x) for i, x in enumerate(ev))
-            if "overfitting" in t.stop_on and overfitting(Run(points=tuple(log), evals=at)):
+            run = Run(points=tuple(log), evals=at, max_steps=total, steps_per_epoch=per_epoch)
+            if "overfitting" in t.stop_on and overfitting(run):
                 best_i = min(range(len(ev)), key=ev.__getitem__)
                 model.load_state_dict(evals[best_i][1], strict=False)  # stopped: the best checkpoint is kept
-                kept = ev[best_i]
+                kept, stopped = ev[best_i], True
                 break
             kept = ev[-1]
-    out = {k: eval_loss(model, rows, 0) for k, rows in held.items()} | {VAL: kept, EVALS: len(evals)}
+    out = {k: eval_loss(model, rows, 0) for k, rows in held.items()} | {VAL: kept, EVALS: len(evals),
+                                                                       STOPPED: float(stopped)}
     return {k: v if math.isfinite(v) else float("inf") for k, v in out.items()}
 
 
 VAL_PATH = "<the task's validation rows>"  # data.val_path where the advice says to give one (never opened)
 VAL = "_val"  # finetune's key for the kept adapter's validation loss (not an eval set)
 EVALS = "_evals"  # finetune's key for how many evaluations the run made
+STOPPED = "_stopped"  # and for whether the overfitting rule stopped it (1.0) or it ran its length (0.0)
 _POOL_STATE: dict = {}  # a worker process's base model, spec and rows (set once, by _pool_init)
 
 
@@ -913,8 +917,10 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
     todo, same = distinct_runs(jobs)
     losses: dict[Trial, dict[str, float]] = {}
     t0 = time.time()
+    stopped = 0
     for i, (t, loss) in enumerate(run_trials(todo, base, spec, train, held, val, workers)):
         losses |= {each: loss for each in same[t]}
+        stopped += int(loss[STOPPED])
         if (i + 1) % 20 == 0 or i + 1 == len(todo):
             log(f"  [{task}] {i + 1}/{len(todo)} runs, {time.time() - t0:.0f} s")
     seconds = time.time() - t0
@@ -929,7 +935,8 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
         out.append({"task": metric, "advices": rows, "results": results, "best": best,
                     "grid_best": min([grid_best] + [r["best_lr"][1] for r in rows]),
                     "per_all": spec.lora_params("all-linear", 1), "per_att": spec.lora_params("standard", 1),
-                    "untuned": untuned[metric], "seconds": seconds, "runs": len(todo), "lrs": lrs, "rows": len(train),
+                    "untuned": untuned[metric], "seconds": seconds, "runs": len(todo), "stopped": stopped, "lrs": lrs,
+                    "rows": len(train),
                     "held": len(held[metric])})
     return out
 
@@ -998,7 +1005,8 @@ def report(out: list[dict], mode: Mode) -> None:
         winner = min(best.values(), key=lambda tv: tv[1])
         edge = winner[0].lr in (o["lrs"][0], o["lrs"][-1])
         print(f"\n[{o['task']}] {o['rows']} train rows, {o['held']} eval rows; {len(o['results'])} trials "
-              f"({o['runs']} runs) in {o['seconds']:.0f} s; the base without an adapter {o['untuned']:.3f}, chance {math.log(16):.3f}")
+              f"({o['runs']} runs, {o['stopped']} stopped by the overfitting rule) in {o['seconds']:.0f} s; the base "
+              f"without an adapter {o['untuned']:.3f}, chance {math.log(16):.3f}")
         print(f"  best: {describe(winner[0])} ({winner[0].coupling}) → {winner[1]:.3f}"
               f"{'  (its lr is at the edge of the sweep)' if edge else ''}")
         for a in o["advices"]:

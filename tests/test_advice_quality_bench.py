@@ -174,7 +174,7 @@ def test_a_fine_tune_stops_where_the_doctors_overfitting_rule_fires_on_its_log()
                                                {"known": known}, known)
     # 8 rows at 4 a step, 10 epochs: 20 steps, an evaluation every 2 // 2 = 1 step
     assert runs[1e-2, False][aq.EVALS] == runs[0.3, False][aq.EVALS] == 20
-    assert runs[1e-2, True][aq.EVALS] < 20  # memorizing: stopped
+    assert runs[1e-2, True][aq.EVALS] < 20 and runs[1e-2, True][aq.STOPPED] == 1.0  # memorizing: stopped
     assert runs[1e-2, True]["known"] < runs[1e-2, False]["known"]  # with an earlier adapter, better on these rows
     # at 0.3 the first evaluations rise far above the best too, but the train loss rises with them: not stopped
-    assert runs[0.3, True] == runs[0.3, False]
+    assert runs[0.3, True] == runs[0.3, False] and runs[0.3, True][aq.STOPPED] == 0.0

@@ -45,7 +45,7 @@ def decay(n: int, start: float = 3.0, floor: float = 1.0, rate: float = 0.08) ->
 
 
 def stream(losses, *, grads=None, rates=None, peaks=None, lrs=None, evals=(), ended=True, device="cuda",
-           start_extra=None, max_steps=None) -> list[dict]:
+           start_extra=None, max_steps=None, per_epoch=None) -> list[dict]:
     n = len(losses)
     max_steps = max_steps or n
     out = [ev("start", run_id="x", pid=123, model="m", method="lora", device=device, max_steps=max_steps,
@@ -56,7 +56,8 @@ def stream(losses, *, grads=None, rates=None, peaks=None, lrs=None, evals=(), en
                       grad_norm=grads[i - 1] if grads else 1.0,
                       lr=lrs[i - 1] if lrs else 2e-4,
                       tokens_per_s=rates[i - 1] if rates else 1000.0,
-                      peak_mem_bytes=peaks[i - 1] if peaks else 10 << 30))
+                      peak_mem_bytes=peaks[i - 1] if peaks else 10 << 30,
+                      **({"epoch": round(i / per_epoch, 4)} if per_epoch else {})))  # HF's fractional epoch
         if i in evals:
             out.append(ev("eval", step=i, eval_loss=evals[i]))
     if ended:
@@ -290,6 +291,22 @@ def test_overfitting_from_the_first_evaluation_on_new_facts_names_the_split():
     assert "data.val_path" not in codes(from_first, cfg=given)["overfitting"].fix
     later = _evals_over(decay(40), {8: 2.0, 16: 1.6, 24: 1.5, 32: 1.56, 40: 1.62})
     assert "data.val_path" not in codes(later, cfg=domain)["overfitting"].fix
+
+
+def test_overfitting_waits_an_epoch_of_training_off_the_best_whatever_the_eval_cadence():
+    """Two rises within an epoch of the best are a local minimum's wobble when the loss falls again (the bench's
+    runs of new facts, evaluated 4 times an epoch); rising on for an epoch is overfitting. A short run waits a
+    quarter of itself. A log without the epoch (an older one) is judged by the rises alone, as before."""
+    wobble = {35: 1.6, 40: 1.5, 45: 1.56, 50: 1.62, 55: 1.45, 60: 1.4}  # 20 steps an epoch, evaluated every 5
+    assert doctor.read_run(stream(decay(80), evals=wobble.items(), per_epoch=20)).steps_per_epoch == 20
+    assert "overfitting" not in codes(stream(decay(80), evals=wobble.items(), per_epoch=20))
+    assert codes(stream(decay(80), evals=wobble.items()))["overfitting"].step == 50  # no epoch in the log
+    rising = {35: 1.6, 40: 1.5, 45: 1.56, 50: 1.62, 55: 1.66, 60: 1.7}
+    assert codes(stream(decay(80), evals=rising.items(), per_epoch=20))["overfitting"].step == 60  # an epoch on
+    early = {10: 1.6, 15: 1.5, 20: 1.56, 25: 1.62}
+    assert "overfitting" not in codes(stream(decay(80), evals=early.items(), per_epoch=20))
+    # two epochs in all: a quarter of the run (10 steps) is the patience, and the run can still stop and keep its best
+    assert codes(stream(decay(40), evals=early.items(), per_epoch=20))["overfitting"].step == 25
 
 
 def test_recorded_diagnosis_is_kept():
