@@ -405,6 +405,13 @@ Full mode, --jobs 2: seed 0 17.3 min wall (base cached), seed 1 19.2 min with it
   against 0.056; 0.329 against 0.339; 0.075 against 0.079), 0.004-0.012 nats.
 - Still not within 5% followed: knowledge (49.9 / 59.2 / 23.0%), extraction at seeds 0 and 1 (36.2 / 13.4%), format
   (66.8 / 23.8 / 47.4%; gaps of 0.029 / 0.079 / 0.035 nats).
+- A probe of a wider base (not a committed mode: Mode.hidden 128 in a copy of this script, seed 0, knowledge only,
+  --ranks 32 --epochs 10 --lrs 1e-3,2e-3,4e-3; pretraining 6.0 min, 23 runs 4.0 min; known-question loss 0.016).
+  The advice there is r=64 (its half-width cap) with α = 32, and followed (its sweep picks 4.4e-3) it is within 4.8%
+  (knowledge, 1.636 against 1.561) and 0.0% (extraction) of that small grid's best, the advised config at 4e-3 / 4.4e-3
+  itself. At r=32, a quarter of this width, α = 32 ties or beats α = 2r (1.595 against 1.601; 2.540 against 2.612).
+  One seed and a grid without r=64 at α = 2r: a hint that the 64-wide model's preference for α = 2r is a property of
+  r = hidden/2 there, not a test of it.
 
 Run: python3 bench/advice_quality.py [--quick] [--jobs N] [--threads 1|2] [--cache DIR] [--advice-from REV]
      [--tasks knowledge,format] [--ranks 4,16,32,64] [--epochs 3,10] [--lrs 5e-4,1e-3,2e-3,4e-3,8e-3]
