@@ -750,7 +750,7 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
     every = cadence.resolve(t, per_epoch).eval_steps
     rng = random.Random(t.seed)
     order: list[Row] = []
-    evals: list[tuple[float, dict]] = []  # (val loss, adapter state)
+    evals: list[tuple[int, float, dict]] = []  # (step, val loss, adapter state)
     log: list[Point] = []  # the train loss as the Trainer logs it: every logging_steps, the mean over them
     since: list[float] = []
     kept = math.inf  # the val loss the run reports last: its best evaluation's where it stopped, else its last one's
@@ -768,23 +768,21 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
         if t.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
         opt.step(), sched.step(), opt.zero_grad()
-        since.append(float(loss))
+        since.append(loss.item())
         if step % t.logging_steps == 0:
             log.append(Point(step, sum(since) / len(since), None, None, None, None))
             since = []
         if val and step % every == 0:
             v = eval_loss(model, val, 0, score_only=False)
             model.train()
-            evals.append((v, {k: x.detach().clone() for k, x in model.named_parameters() if "lora_" in k}))
-            ev = [e[0] for e in evals]
-            at = tuple(((i + 1) * every, x) for i, x in enumerate(ev))
-            run = Run(points=tuple(log), evals=at, max_steps=total, steps_per_epoch=per_epoch)
-            if "overfitting" in t.stop_on and overfitting(run):
-                best_i = min(range(len(ev)), key=ev.__getitem__)
-                model.load_state_dict(evals[best_i][1], strict=False)  # stopped: the best checkpoint is kept
-                kept, stopped = ev[best_i], True
+            evals.append((step, v, {k: x.detach().clone() for k, x in model.named_parameters() if "lora_" in k}))
+            if "overfitting" in t.stop_on and overfitting(Run(points=tuple(log), evals=tuple((s, x) for s, x, _ in evals),
+                                                              max_steps=total, steps_per_epoch=per_epoch)):
+                _, kept, best = min(evals, key=lambda e: e[1])
+                model.load_state_dict(best, strict=False)  # stopped: the best checkpoint is kept
+                stopped = True
                 break
-            kept = ev[-1]
+            kept = v
     out = {k: eval_loss(model, rows, 0) for k, rows in held.items()} | {VAL: kept, EVALS: len(evals),
                                                                        STOPPED: float(stopped)}
     return {k: v if math.isfinite(v) else float("inf") for k, v in out.items()}
