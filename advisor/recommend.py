@@ -402,7 +402,7 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
         why("data.val_ratio", held_out + ". Where each new fact is stated in only a row or two, a random split holds "
             "out facts no training row teaches: their loss cannot fall, it rises as the adapter learns the rest, and "
             "stop_on would keep an early checkpoint. Then set data.val_path to rows that ask about trained facts in "
-            "other words (questions about entities whose statements are trained, as Allen-Zhu & Li test "
+            f"other words, {VAL_ROWS} or more as for a split (questions about entities whose statements are trained, as Allen-Zhu & Li test "
             "extraction: facts memorized from one phrasing can still be unanswerable)", "evidence",
             "allenzhu-extraction", "gekhman-slow")
     else:
@@ -457,7 +457,8 @@ def advise(spec: ModelSpec, hw: Hardware | None, task: str, budget: int | None =
     if task == "domain" and not cfg.data.val_path:  # the Advice screen has no validation field: said as a note too
         to_supply.append("data.val_path")
         notes.append("new facts: a random validation split holds out facts no training row teaches; give "
-                     "data.val_path with questions about trained facts (sources: rankwise advise ... --why data.val_ratio)")
+                     f"data.val_path with {VAL_ROWS} or more questions about trained facts (sources: rankwise advise ... "
+                     "--why data.val_ratio)")
     for key in reasons:
         status.setdefault(key, "derived")
         cites.setdefault(key, [])

@@ -483,6 +483,12 @@ MODES = {
                   ranks=(4,), epochs=(2.0,), lrs=(3e-3, 1e-2)),
     "full": Mode(known=200, new=120, attributes=5, format_train=100, hidden=64, layers=3, pretrain_steps=4000,
                  ranks=(4, 16, 32, 64), epochs=(3.0, 10.0), lrs=(5e-4, 1e-3, 2e-3, 4e-3, 8e-3), alpha_fixed=32.0),
+    # the full world on a base twice as wide: the advised ranks sit at a quarter or less of the width for format and
+    # at the half-width cap for knowledge, so it asks whether the 64-wide base's findings at r = hidden/2 (alpha = 2r
+    # ahead of the fixed alpha) belong to that ratio or to the rank; 10 epochs only (3 lost in every condition of
+    # the full runs), ~3x a full trial's time a step
+    "wide": Mode(known=200, new=120, attributes=5, format_train=100, hidden=128, layers=3, pretrain_steps=4000,
+                 ranks=(16, 32, 64), epochs=(10.0,), lrs=(5e-4, 1e-3, 2e-3, 4e-3, 8e-3), alpha_fixed=32.0),
 }
 SEED = 0
 KNOWN_ENOUGH = 0.1  # value loss on the known questions above which the base does not know its facts (warned)
@@ -903,6 +909,20 @@ def advised(spec, task: str, data: dict, seq: int, source: str, cache: Path):
     return RunConfig.model_validate(got["config"]), list(got["first_lrs"]), asks_val_path(got)
 
 
+def enough_to_validate(val: list[Row], extraction: list[Row], per_entity: int) -> tuple[list[Row], list[Row]]:
+    """(validation rows, extraction rows) with as many questions as the advice asks a validation set to hold
+    (recommend.VAL_ROWS, a split's floor, which its data.val_path note names too): whole entities move from the
+    extraction set (its rows go entity by entity) until the validation rows reach it, and the extraction set keeps
+    half the held-out entities at least. World.task gives a fifth of them (its source is in the base's cache key,
+    so the split is grown here rather than there)."""
+    from rankwise.advisor.recommend import VAL_ROWS
+
+    entities = (len(val) + len(extraction)) // per_entity
+    want = min(math.ceil(VAL_ROWS / per_entity), entities // 2) * per_entity
+    moved = max(0, want - len(val))
+    return val + extraction[:moved], extraction[moved:]
+
+
 def grid(spec, mode: Mode, lrs: tuple[float, ...]) -> list[Trial]:
     per_all, per_att = spec.lora_params("all-linear", 1), spec.lora_params("standard", 1)
     out = []
@@ -946,7 +966,6 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
     split, ...) come from the first advice."""
     train, held, val = world.task(task, mode)
     seq = max(len(r.prompt) + len(r.completion) for r in train)
-    sizes = ", ".join(f"{k} {len(v)}" for k, v in held.items())
     advices = {}
     from rankwise.advisor.config import with_values
 
@@ -956,7 +975,10 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
             cfg = with_values(cfg, {"train.seed": cfg.train.seed + SEED})
         if val and cfg.data.val_ratio and wants_val_path:  # the advice says: validate on these
             cfg = with_values(cfg, {"data.val_ratio": 0.0, "data.val_path": VAL_PATH})
+            if src == sources[0]:
+                val, held["extraction"] = enough_to_validate(val, held["extraction"], len(world.attrs))
         advices[src] = (cfg, as_trial(cfg, f"advised {src}"), first_lrs)
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in held.items())
         log(f"[{task}] {len(train)} train rows, eval rows: {sizes}; advice {src} (task {TASKS[task]}): "
             f"{describe(advices[src][1])} dropout={cfg.lora.dropout:g} "
             + (f"val_path: {len(val)} questions about trained facts " if cfg.data.val_path else
@@ -1094,7 +1116,10 @@ def report(out: list[dict], mode: Mode) -> None:
 def main(argv: list[str] | None = None) -> int:
     global SEED
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="small world, short pretraining, small grid (a few minutes)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small world, short pretraining, small grid (a few minutes)")
+    size.add_argument("--wide", action="store_true", help="the full world on a base 128 wide (64 in full mode), "
+                       "ranks 16-64 at 10 epochs: rank against width")
     p.add_argument("--threads", type=int, default=1, help="torch threads, at most 2 (default 1: on a shared, "
                    "loaded 2-core machine 2 threads ran steps ~10x slower)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
@@ -1117,7 +1142,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(max(1, min(args.threads, 2)))
-    mode = MODES["quick" if args.quick else "full"]
+    which = "quick" if args.quick else "wide" if args.wide else "full"
+    mode = MODES[which]
     for name, kind in (("ranks", int), ("epochs", float), ("lrs", float)):
         if getattr(args, name):
             mode = replace(mode, **{name: tuple(kind(x) for x in getattr(args, name).split(","))})
@@ -1131,7 +1157,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     world = World(mode, seed=SEED)
     log(f"world: {len(world.known)} known and {len(world.new)} new entities, {len(world.attrs)} attributes "
-        f"(16 values each), vocabulary {len(world.vocab)}; mode {'quick' if args.quick else 'full'}")
+        f"(16 values each), vocabulary {len(world.vocab)}; mode {which}")
     folder = base_model(world, mode, cache, log)
     from transformers import LlamaForCausalLM
 

@@ -43,7 +43,8 @@ def test_quick_mode_prints_a_finite_regret_per_task(tmp_path):
     assert done.stdout.count("its sweep picked lr") == 3
     # the advice says to validate new facts on questions about trained facts (data.val_path), and the
     # knowledge runs are given them: a fifth of the held-out entities' questions, out of the extraction set
-    assert "val_path: 12 questions about trained facts" in done.stdout and "extraction 48" in done.stdout
+    # (as many as the advice's floor asks, up to half the held-out entities: 10 of the quick world's 20, 3 questions each)
+    assert "val_path: 30 questions about trained facts" in done.stdout and "extraction 30" in done.stdout
     assert any(p.name.startswith("base-") for p in (tmp_path / "cache").iterdir())  # the pretrained base is kept
     # again with a smaller grid (one lr instead of two: 8 trials, not 14) in two trial processes: the base
     # is cached, whatever the grid, and the advised config's loss is the same trial's loss as in one process
@@ -93,6 +94,26 @@ def test_an_advice_asks_for_a_val_path_by_its_to_supply_or_an_older_ones_reason(
     assert not aq.asks_val_path({"to_supply": [], "reasons": {"data.val_ratio": "... set data.val_path ..."}})
     assert aq.asks_val_path({"reasons": {"data.val_ratio": "... set data.val_path to rows ..."}})  # before to_supply
     assert not aq.asks_val_path({"reasons": {"data.val_ratio": "0.05 of the rows held out"}})
+
+
+def test_the_validation_questions_reach_the_advices_floor_in_whole_entities_from_the_extraction_set():
+    from rankwise.advisor.recommend import VAL_ROWS
+
+    aq = _bench()
+    world = aq.World(aq.MODES["full"])
+    _, held, val = world.task("knowledge", aq.MODES["full"])
+    per = len(world.attrs)
+    assert len(val) < VAL_ROWS  # World.task's fifth of the held-out entities is short of it
+    grown, rest = aq.enough_to_validate(val, held["extraction"], per)
+    assert len(grown) == -(-VAL_ROWS // per) * per and grown[:len(val)] == val
+    assert grown + rest == val + held["extraction"]  # nothing lost, nothing asked twice
+    entity = {tuple(world.question(e, a).prompt): e for e in world.new for a in world.attrs}
+    asked = [{entity[tuple(r.prompt)] for r in rows} for rows in (grown, rest)]
+    assert not asked[0] & asked[1]  # an entity validates or is extracted, not both
+    assert len(asked[0]) * per == len(grown) and len(asked[1]) * per == len(rest)  # each with all its questions
+    # a world too small for the floor keeps half its held-out entities for extraction
+    small, few = aq.enough_to_validate(val[:per], held["extraction"][:3 * per], per)
+    assert (len(small), len(few)) == (2 * per, 2 * per)
 
 
 def _tiny(aq):
