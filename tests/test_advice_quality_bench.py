@@ -49,13 +49,20 @@ def test_quick_mode_prints_a_finite_regret_per_task(tmp_path):
     # again with a smaller grid (one lr instead of two: 8 trials, not 14) in two trial processes: the base
     # is cached, whatever the grid, and the advised config's loss is the same trial's loss as in one process
     again = subprocess.run([sys.executable, str(BENCH), "--quick", "--tasks", "format", "--lrs", "1e-2",
-                            "--jobs", "2"], capture_output=True, text=True, env=env, timeout=1200)
+                            "--jobs", "2", "--redraws", "1"], capture_output=True, text=True, env=env, timeout=1200)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "base model: cached in" in again.stdout and "2 trial processes" in again.stdout
     assert "kernels" not in again.stdout + again.stderr
     [row] = _table(again.stdout)
     assert row[0] == "format" and row[-7] == next(r for r in rows if r[0] == "format")[-7]
     assert row[-3] == next(r for r in rows if r[0] == "format")[-3]  # its sweep's trials are the same trials too
+    # one redraw: the followed advice and the first draw's best config, trained again on another draw of the trials;
+    # the first draw's pair is this run's own followed loss and best
+    [line] = [l for l in again.stdout.splitlines() if l.strip().startswith("format ") and "means" in l]
+    pairs = [tuple(float(x) for x in pair.split("/")) for pair in line.split()[1:3]]
+    picked = next(l for l in again.stdout.splitlines() if "its sweep picked lr" in l)
+    assert pairs[0] == (float(picked.split("→")[1]), float(row[-6]))
+    assert pairs[1] != pairs[0] and all(math.isfinite(x) for p in pairs for x in p)  # another draw, other losses
 
 
 def _bench():
