@@ -1092,24 +1092,21 @@ def redraw(out: list[dict], advice: tuple, first, n: int, base, spec, train, hel
     from rankwise.advisor.config import with_values
 
     cfg, adv, first_lrs = advice
-    winners = {o["task"]: min(o["best"].values(), key=lambda tv: tv[1])[0] for o in out}
-    jobs = []
-    for k in range(1, n + 1):
-        seeded = lambda c: with_values(c, {"train.seed": c.train.seed + k * REDRAW_SEED})  # noqa: E731
-        jobs += [(k, "sweep", (seeded(cfg), replace(adv, lr=x))) for x in first_lrs]
-        jobs += [(k, w, (seeded(first), w)) for w in dict.fromkeys(winners.values())]
+    winners = {o["task"]: min(o["best"].values(), key=lambda tv: tv[1]) for o in out}  # (trial, first draw's loss)
+    # (config, trial) of one draw: the advice's sweep, then each metric's winner (the grid's config)
+    each = [(cfg, replace(adv, lr=x)) for x in first_lrs]
+    each += [(first, t) for t in dict.fromkeys(t for t, _ in winners.values())]
+    trials = [t for _, t in each]
+    jobs = [(with_values(c, {"train.seed": c.train.seed + k * REDRAW_SEED}), t)
+            for k in range(1, n + 1) for c, t in each]
     t0 = time.time()
-    got = [loss for _, loss in run_trials([j for _, _, j in jobs], base, spec, train, held, val, workers)]
+    got = [loss for _, loss in run_trials(jobs, base, spec, train, held, val, workers)]
     log(f"  redraws: {len(jobs)} runs in {time.time() - t0:.0f} s")
+    draws = [dict(zip(trials, got[i:i + len(trials)])) for i in range(0, len(got), len(trials))]  # {trial: losses}
     for o in out:
-        f = o["advices"][0]["followed"]
-        draws = [(f[1] if f else math.nan, o["best"][condition(winners[o["task"]])][1])]
-        for k in range(1, n + 1):
-            sweep = [loss for (kk, what, _), loss in zip(jobs, got) if kk == k and what == "sweep"]
-            pick = min(sweep, key=lambda x: x[VAL])
-            best = next(loss for (kk, what, _), loss in zip(jobs, got) if kk == k and what == winners[o["task"]])
-            draws.append((pick[o["task"]], best[o["task"]]))
-        o["redraws"] = draws
+        f, (won, first_loss) = o["advices"][0]["followed"], winners[o["task"]]
+        o["redraws"] = [(f[1] if f else math.nan, first_loss)] + [
+            ((followed(adv, first_lrs, d, o["task"]) or (None, math.nan))[1], d[won][o["task"]]) for d in draws]
 
 
 def distinct_runs(jobs: list) -> tuple[list, dict[Trial, list[Trial]]]:
