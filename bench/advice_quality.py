@@ -1083,19 +1083,20 @@ REDRAW_SEED = 1000  # a redraw k trains with train.seed + k * REDRAW_SEED: anoth
 
 
 def redraw(out: list[dict], advice: tuple, first, n: int, base, spec, train, held, val, workers: int, log) -> None:
-    """The followed advice against the grid's best config on n more draws of the trials (same world and base): each
-    draw runs the advice's sweep, picks its rate on the validation loss as `followed` does, and runs the config that
-    was the grid's best on the first draw. One draw's grid best is the least of ~100 noisy runs, so it is low by luck
-    as well as by merit (the winner's curse); on fresh draws its config is scored without being picked again, and the
-    spread between draws shows how much of a regret one draw can hold. Adds o["redraws"]: [(followed, best)] a draw,
-    the first draw's included."""
+    """The followed advice against the grid's best configs on n more draws of the trials (same world and base): each
+    draw runs the advice's sweep and picks its rate on the validation loss as `followed` does, and runs each metric's
+    CONTENDERS best configs of the first draw. One draw's grid best is the least of ~100 noisy runs, so it is low by
+    luck as well as by merit (the winner's curse); on fresh draws the contenders are scored without being picked
+    again, and the best of their means stands for the grid's best config. Adds o["redraws"]: {"followed": [(lr,
+    loss)], "contenders": {trial: [loss]}}, a value a draw, the first draw's included (the means leave it out)."""
     from rankwise.advisor.config import with_values
 
     cfg, adv, first_lrs = advice
-    winners = {o["task"]: min(o["best"].values(), key=lambda tv: tv[1]) for o in out}  # (trial, first draw's loss)
-    # (config, trial) of one draw: the advice's sweep, then each metric's winner (the grid's config)
+    contenders = {o["task"]: contenders_of(o) for o in out}
+    # (config, trial) of one draw: the advice's sweep, then the contenders of every metric (the grid's config)
     each = [(cfg, replace(adv, lr=x)) for x in first_lrs]
-    each += [(first, t) for t in dict.fromkeys(t for t, _ in winners.values())]
+    each += [(first, t) for t in dict.fromkeys(t for ts in contenders.values() for t in ts) if t.lr not in first_lrs
+             or t != replace(adv, lr=t.lr)]  # a contender that is one of the sweep's runs trains once
     trials = [t for _, t in each]
     jobs = [(with_values(c, {"train.seed": c.train.seed + k * REDRAW_SEED}), t)
             for k in range(1, n + 1) for c, t in each]
@@ -1104,9 +1105,30 @@ def redraw(out: list[dict], advice: tuple, first, n: int, base, spec, train, hel
     log(f"  redraws: {len(jobs)} runs in {time.time() - t0:.0f} s")
     draws = [dict(zip(trials, got[i:i + len(trials)])) for i in range(0, len(got), len(trials))]  # {trial: losses}
     for o in out:
-        f, (won, first_loss) = o["advices"][0]["followed"], winners[o["task"]]
-        o["redraws"] = [(f[1] if f else math.nan, first_loss)] + [
-            ((followed(adv, first_lrs, d, o["task"]) or (None, math.nan))[1], d[won][o["task"]]) for d in draws]
+        m, f = o["task"], o["advices"][0]["followed"]
+        picks = [f] + [followed(adv, first_lrs, d, m) for d in draws]
+        o["redraws"] = {"followed": [(p[0].lr, p[1]) if p else (math.nan, math.nan) for p in picks],
+                        "contenders": {t: [o["results"][t]] + [d[t][m] for d in draws] for t in contenders[m]}}
+
+
+CONTENDERS = 3  # a metric's best configs of the first draw that a redraw trains again
+
+
+def contenders_of(o: dict) -> list[Trial]:
+    """A metric's CONTENDERS best configs of the first draw, best first: each condition's best rate, over the grid and
+    the current advice's choices at other rates, the pool the regret's best is taken from (another revision's advice
+    trains with its own config, so it is left out)."""
+    grid = sorted((tv for k, tv in o["best"].items() if not k[2].startswith("advised") or k[2] == "advised now"),
+                  key=lambda tv: tv[1])
+    return [t for t, _ in grid[:CONTENDERS]]
+
+
+def redraw_verdict(d: dict) -> tuple[float, Trial, float]:
+    """(the followed advice's mean, the best contender, its mean) over the fresh draws (the first draw is where the
+    contenders were picked, so it leaves their means)."""
+    fm = statistics.fmean(v for _, v in d["followed"][1:])
+    best, bm = min(((t, statistics.fmean(v[1:])) for t, v in d["contenders"].items()), key=lambda tv: tv[1])
+    return fm, best, bm
 
 
 def distinct_runs(jobs: list) -> tuple[list, dict[Trial, list[Trial]]]:
@@ -1170,14 +1192,20 @@ def report(out: list[dict], mode: Mode) -> None:
                       f"→ {a['followed'][1]:.3f}")
     if any("redraws" in o for o in out):
         print("\nRedraws (the same world and base, the trials drawn again: split, init, order, dropout): the advice "
-              "followed against the first draw's best grid config, each draw (followed / best), then the means")
+              "followed (its sweep's pick on the validation loss each draw) and the first draw's best grid configs, "
+              "each draw's eval loss; the means leave out the first draw, where the contenders were picked")
         for o in out:
             if "redraws" in o:
                 d = o["redraws"]
-                fm, bm = (statistics.fmean(x[i] for x in d) for i in (0, 1))
-                print(f"  {o['task']:<10} " + "  ".join(f"{a:.3f}/{b:.3f}" for a, b in d)
-                      + f"   means {fm:.3f}/{bm:.3f}: regret {regret(fm, bm):.1%}"
-                      + f"; per draw {min(regret(a, b) for a, b in d):.1%} to {max(regret(a, b) for a, b in d):.1%}")
+                fm, best, bm = redraw_verdict(d)
+                lrs = ",".join(f"{lr:g}" for lr, _ in d["followed"])
+                print(f"  {o['task']:<10} {'followed (lr ' + lrs + ')':<44} "
+                      + " ".join(f"{v:6.3f}" for _, v in d["followed"]) + f"   mean {fm:.3f}")
+                for t, v in d["contenders"].items():
+                    print(f"  {'':<10} {describe(t):<44} " + " ".join(f"{x:6.3f}" for x in v)
+                          + f"   mean {statistics.fmean(v[1:]):.3f}")
+                r = regret(fm, bm)
+                print(f"  {'':<10} regret of the means {r:.1%} against {describe(best)}  ≤5% {'yes' if r <= 0.05 else 'no'}")
     for o in out:
         best = o["best"]
         winner = min(best.values(), key=lambda tv: tv[1])
@@ -1234,8 +1262,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", help="epochs of the grid, e.g. 3,10 (default: the mode's)")
     p.add_argument("--lrs", help="learning rates swept per condition, e.g. 3e-3,1e-2 (default: the mode's)")
     p.add_argument("--redraws", type=int, default=0, metavar="N",
-                   help="after the grid, run the advice followed and the grid's best config on N more draws of the "
-                        "trials (same world and base) and report the regret of the means (default 0)")
+                   help="after the grid, run the advice followed and each eval set's best configs of the grid "
+                        f"({CONTENDERS}) on N more draws of the trials (same world and base) and report the regret "
+                        "of the means over those fresh draws (default 0)")
     p.add_argument("--seed", type=int, default=SEED,
                    help=f"the world's, the base model's and the trials' seed (default {SEED}: the figures in the "
                         "notes); another seed shows how much a conclusion depends on the draw")

@@ -56,14 +56,23 @@ def test_quick_mode_prints_a_finite_regret_per_task(tmp_path):
     [row] = _table(again.stdout)
     assert row[0] == "format" and row[-7] == next(r for r in rows if r[0] == "format")[-7]
     assert row[-3] == next(r for r in rows if r[0] == "format")[-3]  # its sweep's trials are the same trials too
-    # one redraw: the followed advice and the first draw's best config, trained again on another draw of the trials;
-    # the first draw's pair is this run's own followed loss and best
-    [line] = [l for l in again.stdout.splitlines() if l.strip().startswith("format ") and "means" in l]
-    pairs = [tuple(float(x) for x in pair.split("/")) for pair in line.split()[1:3]]
-    picked = next(l for l in again.stdout.splitlines() if "its sweep picked lr" in l)
-    assert pairs[0] == (float(picked.split("→")[1]), float(row[-6]))
-    assert pairs[1] != pairs[0] and all(math.isfinite(x) for p in pairs for x in p)  # another draw, other losses
-
+    # one redraw: the followed advice and the first draw's best grid configs, trained again on another draw of the
+    # trials; the first draw's column is this run's own followed loss and grid results
+    lines = again.stdout.splitlines()
+    at = next(i for i, l in enumerate(lines) if l.strip().startswith("format ") and "followed (lr" in l)
+    block = lines[at:at + 5]
+    picked = next(l for l in lines if "its sweep picked lr" in l)
+    mine = [float(x) for x in block[0].split(")")[-1].split()[:2]]
+    assert mine[0] == float(picked.split("→")[1]) and mine[1] != mine[0] and math.isfinite(mine[1])
+    rows = [l for l in block[1:] if "mean" in l and "regret" not in l]
+    assert len(rows) == 3  # three contenders, best first: the first is the grid's best of the first draw
+    losses = [[float(x) for x in l.split("ep=")[1].split()[1:3]] for l in rows]
+    assert losses[0][0] == float(row[-6]) and [v[0] for v in losses] == sorted(v[0] for v in losses)
+    means = [float(l.split("mean")[1]) for l in rows]
+    assert all(abs(m - v[1]) <= 0.0015 for m, v in zip(means, losses))  # one fresh draw: its mean is that draw
+    [verdict] = [l for l in block if "regret of the means" in l]
+    r = float(verdict.split("regret of the means")[1].split("%")[0]) / 100
+    assert abs(r - (mine[1] - min(means)) / min(means)) <= 0.002 and verdict.split()[-1] in ("yes", "no")
 
 def _bench():
     import importlib.util
