@@ -13,8 +13,9 @@ mode: 4,000 steps, after which the value loss on the known questions is 0.003; a
 until 6 December 2026 it was 0.25 or 0.80 by the draw of the initial weights, a base that did not
 know a third of its facts; the script warns when a base is above KNOWN_ENOUGH). It is
 saved (config.json + safetensors) under a cache folder outside the repository
-($RANKWISE_BENCH_CACHE, default <tmp>/rankwise-bench/advice_quality/<hash of its settings>) and
-reused by later runs.
+($RANKWISE_BENCH_CACHE, default <tmp>/rankwise-bench/advice_quality/base-<hash of what pretrains it: the mode's
+base fields, the seed, the world's facts and the code that makes and pretrains on them, torch and transformers;
+not the grid, nor how the fine-tuning tasks are split>) and reused by later runs.
 
 The tasks, mirroring `rankwise advise --task`:
 - knowledge (advised as task `domain`): new facts about *unseen* entities. Training rows: every
@@ -676,20 +677,33 @@ def eval_loss(model, rows: list[Row], pad: int, score_only: bool = True) -> floa
 # ------------------------------------------------------------------ the base model (cached)
 
 
-def base_model(world: World, mode: Mode, cache: Path, log) -> Path:
+PRETRAINING = ("__init__", "ids", "statement", "question", "pretrain_rows")  # the World a base is made from
+
+
+def base_code() -> str:
+    """The code that makes the world's facts and pretrains on them: a base cached by an older version of it is not
+    the base this version would make, and must not be reused. World.task (the splits, the eval sets) is not in it:
+    a base does not depend on how its fine-tuning tasks are drawn."""
     import inspect
 
+    return "".join(inspect.getsource(getattr(World, m)) for m in PRETRAINING) + repr(ATTRIBUTES) + "".join(
+        inspect.getsource(f) for f in (batch, loss_of, base_model))
+
+
+def base_key(world: World, mode: Mode) -> str:
     made = {k: v for k, v in asdict(mode).items() if k in BASE_FIELDS}  # the grid does not change the base
-    # the code that makes the world and pretrains is in the key too: a base cached by an older version of
-    # it is not the base this version would make, and must not be reused
-    code = "".join(inspect.getsource(f) for f in (World, batch, loss_of, base_model))
     # and the libraries that train it: a base pretrained under another torch or transformers is not assumed the same
     # (the 7 December run under torch 2.14.1 gave other figures than the 6 December runs under 2.13.0; not isolated)
     import torch
     import transformers
 
     libs = [torch.__version__, transformers.__version__]
-    key = hashlib.sha256(json.dumps([made, sorted(world.vocab.items()), SEED, code, libs]).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps([made, sorted(world.vocab.items()), SEED, base_code(), libs]).encode()
+                          ).hexdigest()[:12]
+
+
+def base_model(world: World, mode: Mode, cache: Path, log) -> Path:
+    key = base_key(world, mode)
     out = cache / f"base-{key}"
     if (out / "done.json").exists():
         known = json.loads((out / "done.json").read_text())["known_question_loss"]

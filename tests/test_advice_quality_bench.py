@@ -215,3 +215,19 @@ def test_a_fine_tune_stops_where_the_doctors_overfitting_rule_fires_on_its_log()
     assert runs[1e-2, True]["known"] < runs[1e-2, False]["known"]  # with an earlier adapter, better on these rows
     # at 0.3 the first evaluations rise far above the best too, but the train loss rises with them: not stopped
     assert runs[0.3, True] == runs[0.3, False] and runs[0.3, True][aq.STOPPED] == 0.0
+
+
+def test_a_base_is_keyed_by_what_pretrains_it_not_by_the_grid_or_the_tasks(monkeypatch):
+    from dataclasses import replace
+
+    aq = _bench()
+    mode = aq.MODES["full"]
+    world = aq.World(mode)
+    key = aq.base_key(world, mode)
+    assert aq.base_key(world, replace(mode, lrs=(1e-3,), ranks=(4,), epochs=(3.0,))) == key  # the grid's fields
+    assert "def pretrain_rows(" in aq.base_code() and "def statement(" in aq.base_code()
+    assert "def task(" not in aq.base_code()  # how the fine-tuning tasks are split does not make another base
+    assert aq.base_key(world, replace(mode, pretrain_steps=mode.pretrain_steps + 1)) != key
+    assert aq.base_key(world, replace(mode, hidden=2 * mode.hidden)) != key
+    monkeypatch.setattr(aq, "SEED", aq.SEED + 1)
+    assert aq.base_key(aq.World(mode, seed=aq.SEED), mode) != key  # another seed pretrains another base
