@@ -1107,10 +1107,15 @@ def redraw(out: list[dict], advice: tuple, first, n: int, base, spec, train, hel
 
     cfg, adv, first_lrs = advice
     contenders = {o["task"]: contenders_of(o) for o in out}
-    # (config, trial) of one draw: the advice's sweep, then the contenders of every metric (the grid's config)
+    # (config, trial) of one draw: the advice's sweep, then the contenders of every metric (the grid's config, the
+    # advice's own at the current advice's rates: the same config); a contender that trains what a sweep run or another
+    # contender trains is read from that run
     each = [(cfg, replace(adv, lr=x)) for x in first_lrs]
-    each += [(first, t) for t in dict.fromkeys(t for ts in contenders.values() for t in ts) if t.lr not in first_lrs
-             or t != replace(adv, lr=t.lr)]  # a contender that is one of the sweep's runs trains once
+    ran = {trains(t): t for _, t in each}
+    for t in (t for ts in contenders.values() for t in ts):
+        if trains(t) not in ran:
+            ran[trains(t)] = t
+            each.append((first, t))
     trials = [t for _, t in each]
     jobs = [(with_values(c, {"train.seed": c.train.seed + k * REDRAW_SEED}), t)
             for k in range(1, n + 1) for c, t in each]
@@ -1122,7 +1127,8 @@ def redraw(out: list[dict], advice: tuple, first, n: int, base, spec, train, hel
         m, f = o["task"], o["advices"][0]["followed"]
         picks = [f] + [followed(adv, first_lrs, d, m) for d in draws]
         o["redraws"] = {"followed": [(p[0].lr, p[1]) if p else (math.nan, math.nan) for p in picks],
-                        "contenders": {t: [o["results"][t]] + [d[t][m] for d in draws] for t in contenders[m]}}
+                        "contenders": {t: [o["results"][t]] + [d[ran[trains(t)]][m] for d in draws]
+                                       for t in contenders[m]}}
 
 
 CONTENDERS = 3  # a metric's best configs of the first draw that a redraw trains again
@@ -1134,7 +1140,17 @@ def contenders_of(o: dict) -> list[Trial]:
     trains with its own config, so it is left out)."""
     grid = sorted((tv for k, tv in o["best"].items() if not k[2].startswith("advised") or k[2] == "advised now"),
                   key=lambda tv: tv[1])
-    return [t for t, _ in grid[:CONTENDERS]]
+    # one config can be two conditions' best (at r=16 α=2r is α=32; the advised config at a grid rate is that grid
+    # trial): it contends once
+    kept: dict[tuple, Trial] = {}
+    for t, _ in grid:
+        kept.setdefault(trains(t), t)
+    return list(kept.values())[:CONTENDERS]
+
+
+def trains(t: Trial) -> tuple:
+    """What a trial trains (its coupling is a label): trials equal in it are one run."""
+    return t.targets, t.r, t.alpha, t.lr, t.epochs
 
 
 def redraw_verdict(d: dict) -> tuple[float, Trial, float]:
@@ -1152,7 +1168,7 @@ def distinct_runs(jobs: list) -> tuple[list, dict[Trial, list[Trial]]]:
     runs: dict[tuple, list[Trial]] = {}
     todo = []
     for cfg, t in jobs:
-        key = (t.targets, t.r, t.alpha, t.lr, t.epochs, cfg.model_dump_json())
+        key = (*trains(t), cfg.model_dump_json())
         if key not in runs:
             runs[key] = []
             todo.append((cfg, t))

@@ -231,3 +231,18 @@ def test_a_base_is_keyed_by_what_pretrains_it_not_by_the_grid_or_the_tasks(monke
     assert aq.base_key(world, replace(mode, hidden=2 * mode.hidden)) != key
     monkeypatch.setattr(aq, "SEED", aq.SEED + 1)
     assert aq.base_key(aq.World(mode, seed=aq.SEED), mode) != key  # another seed pretrains another base
+
+
+def test_a_config_that_is_two_conditions_best_contends_once():
+    aq = _bench()
+    fixed = aq.Trial("all-linear", 16, 32.0, 2e-3, 10.0, "fixed")
+    twin = aq.Trial("all-linear", 16, 32.0, 2e-3, 10.0, "2r")  # at r=16 α=2r is α=32: the same run
+    advised = aq.Trial("all-linear", 32, 32.0, 4e-3, 10.0, "advised now")
+    other = aq.Trial("all-linear", 32, 32.0, 4e-3, 10.0, "advised git:abc")  # another revision's: not a contender
+    att = aq.Trial("standard", 64, 128.0, 1e-3, 10.0, "2r")
+    worst = aq.Trial("standard", 4, 32.0, 1e-3, 10.0, "fixed")
+    o = {"best": {aq.condition(t): (t, v) for t, v in
+                  ((fixed, 1.0), (twin, 1.0), (advised, 0.9), (other, 0.5), (att, 1.2), (worst, 3.0))}}
+    got = aq.contenders_of(o)
+    assert got[0] == advised and aq.trains(got[1]) == aq.trains(fixed) and got[2] == att  # best first, each once
+    assert len(got) == aq.CONTENDERS
