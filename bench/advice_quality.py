@@ -498,8 +498,11 @@ against the best contender's mean (the first draw's figures are seed 0's 32.7 / 
 - The wide base's format finding, redrawn (--wide --tasks format --seed 1 --redraws 3, 7.6 min): the first draw put
   the advice followed at 72.4% (0.503 at the advised rate; the pick 0.366 against attention-only's 0.212, ~0.15 nats).
   On the means of three fresh draws it is 0.313 against attention-only r=50 α=100's 0.296 (5.7%, 0.017 nats), and the
-  other two attention-only contenders tie (0.313) and trail (0.397) it: most of that ~0.1-nat lead was the winner's
-  curse too. Seed 2 of the wide base was not redrawn (time).
+  other two attention-only contenders tie (0.313) and trail (0.397) it. Seeds 0 and 2 the same way (9.3 and 7.9 min):
+  at seed 0 the advice followed is ahead of every contender on the mean (0.796 against attention-only r=64's 0.853:
+  -6.7%; its first draw said 4.0%); at seed 2 attention-only keeps its lead (r=16 0.257 and r=32 0.260 against 0.325:
+  26.4%, 0.068 nats; the first draw said 83.5%). On the wide base, format on the means: -6.7 / 5.7 / 26.4% at seeds
+  0 / 1 / 2; attention-only's lead is real at one seed of three, and smaller than one draw showed at every seed.
 
 Run: python3 bench/advice_quality.py [--quick | --wide] [--redraws N] [--jobs N] [--threads 1|2] [--cache DIR]
      [--advice-from REV] [--tasks knowledge,format] [--ranks 4,16,32,64] [--epochs 3,10]
