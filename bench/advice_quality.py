@@ -1190,11 +1190,16 @@ def trains(t: Trial) -> tuple:
     return t.targets, t.r, t.alpha, t.lr, t.epochs
 
 
+def fresh_mean(losses: list[float]) -> float:
+    """The mean of a config's losses over the fresh draws: the first draw is where the contenders were picked, so it
+    leaves every mean."""
+    return statistics.fmean(losses[1:])
+
+
 def redraw_verdict(d: dict) -> tuple[float, Trial, float]:
-    """(the followed advice's mean, the best contender, its mean) over the fresh draws (the first draw is where the
-    contenders were picked, so it leaves their means)."""
-    fm = statistics.fmean(v for _, v in d["followed"][1:])
-    best, bm = min(((t, statistics.fmean(v[1:])) for t, v in d["contenders"].items()), key=lambda tv: tv[1])
+    """(the followed advice's mean, the best contender, its mean) over the fresh draws."""
+    fm = fresh_mean([v for _, v in d["followed"]])
+    best, bm = min(((t, fresh_mean(v)) for t, v in d["contenders"].items()), key=lambda tv: tv[1])
     return fm, best, bm
 
 
@@ -1270,7 +1275,7 @@ def report(out: list[dict], mode: Mode) -> None:
                       + " ".join(f"{v:6.3f}" for _, v in d["followed"]) + f"   mean {fm:.3f}")
                 for t, v in d["contenders"].items():
                     print(f"  {'':<10} {describe(t):<44} " + " ".join(f"{x:6.3f}" for x in v)
-                          + f"   mean {statistics.fmean(v[1:]):.3f}")
+                          + f"   mean {fresh_mean(v):.3f}")
                 r = regret(fm, bm)
                 print(f"  {'':<10} regret of the means {r:.1%} against {describe(best)}  ≤5% {'yes' if r <= 0.05 else 'no'}")
     for o in out:
