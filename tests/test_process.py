@@ -92,6 +92,10 @@ import atexit, sys
 from pathlib import Path
 from rankwise.trainer.process import exit_process
 atexit.register(lambda: Path('atexit-ran').write_text('yes'))
+class Teardown:  # what the interpreter's teardown of __main__ runs, and os._exit does not
+    def __del__(self, write=Path.write_text, path=Path('teardown-ran')):
+        write(path, 'yes')
+kept = Teardown()
 sys.stdout.write('buffered, no newline')
 exit_process(3)
 print('not reached')
@@ -104,12 +108,36 @@ def test_one_rank_of_several_exits_with_its_code_after_the_atexit_handlers_and_a
     assert p.returncode == 3, p.stderr
     assert p.stdout == "buffered, no newline"
     assert (tmp_path / "atexit-ran").read_text() == "yes"
+    assert not (tmp_path / "teardown-ran").exists()
 
 
-def test_a_single_process_exits_as_usual(tmp_path):
+def test_a_single_process_skips_the_teardown_after_the_atexit_handlers_and_a_flush(tmp_path):
+    """The ~2 s teardown of torch's, transformers' and peft's modules after a run's end event is skipped, and nothing
+    Python's shutdown does first is: the atexit handlers run, the output is flushed, the exit code is kept."""
     p = _python(EXIT, tmp_path, WORLD_SIZE="1")
     assert p.returncode == 3, p.stderr
     assert p.stdout == "buffered, no newline" and (tmp_path / "atexit-ran").exists()
+    assert not (tmp_path / "teardown-ran").exists()
+    # the same script with the last line run as usual: the teardown does run there (the check above can fail)
+    (tmp_path / "usual").mkdir()
+    usual = _python(EXIT.replace("exit_process(3)", "sys.exit(3)"), tmp_path / "usual")
+    assert usual.returncode == 3 and (tmp_path / "usual" / "teardown-ran").read_text() == "yes"
+
+
+def test_a_single_process_with_a_thread_still_running_waits_for_it(tmp_path):
+    """sys.exit waits for a thread that is not a daemon; skipping the teardown must not cut it short."""
+    import subprocess
+    import sys
+
+    code = ("import sys, threading\nfrom pathlib import Path\nfrom rankwise.trainer.process import exit_process\n"
+            "def finish():\n    sys.stdin.read()\n    Path('thread-done').write_text('yes')\n"
+            "threading.Thread(target=finish).start()\nprint('exiting', flush=True)\nexit_process(4)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    assert proc.stdout.readline() == "exiting\n"  # the main thread is at its exit; the thread waits for its input
+    proc.stdin.close()
+    assert proc.wait(timeout=120) == 4
+    assert (tmp_path / "thread-done").read_text() == "yes"
 
 
 def test_a_crash_in_c_code_leaves_every_threads_stack_in_train_log(tmp_path):
@@ -122,3 +150,18 @@ def test_a_crash_in_c_code_leaves_every_threads_stack_in_train_log(tmp_path):
     assert p.returncode < 0  # killed by the signal
     log = (tmp_path / "train.log").read_text()
     assert "Fatal Python error: Aborted" in log and "deep_in_training" in log
+
+
+def test_the_cli_skips_the_teardown_once_a_command_loaded_torch(tmp_path):
+    """`rankwise merge`, `export` and a chat load the model in the CLI's own process; the CLI exits after its output
+    as a worker does. A command that did not load torch exits as usual."""
+    script = EXIT.replace("exit_process(3)\n", "from rankwise.tui import cli\nsys.argv = ['rankwise', 'presets']\n"
+                          "cli.entry()\n")
+    loaded = _python("import torch\n" + script, tmp_path)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "demo-cpu" in loaded.stdout and (tmp_path / "atexit-ran").exists()
+    assert not (tmp_path / "teardown-ran").exists()
+    (tmp_path / "light").mkdir()
+    light = _python(script, tmp_path / "light")
+    assert light.returncode == 0 and "demo-cpu" in light.stdout
+    assert (tmp_path / "light" / "teardown-ran").exists()

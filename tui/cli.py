@@ -120,7 +120,12 @@ def _open_tui(args) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    if "torch" in sys.modules:  # a command that loaded the model (merge, export, a chat): skip the ~2 s teardown
+        from rankwise.trainer.process import end_without_teardown
+
+        end_without_teardown(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
