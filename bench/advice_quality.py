@@ -1203,6 +1203,17 @@ def redraw_verdict(d: dict) -> tuple[float, Trial, float]:
     return fm, best, bm
 
 
+def regret_error(d: dict, best: Trial, bm: float) -> float | None:
+    """The standard error of the regret of the means against `best` (mean `bm`): of the per-draw differences between
+    the advice followed and that contender, relative to its mean. A draw is the same split, initialisation and order
+    for every config (train.seed + k * REDRAW_SEED), so the differences are paired and the draw's own luck, shared by
+    both, drops out. None under two fresh draws."""
+    diffs = [f - c for (_, f), c in zip(d["followed"][1:], d["contenders"][best][1:])]
+    if len(diffs) < 2 or not all(map(math.isfinite, diffs)):
+        return None
+    return statistics.stdev(diffs) / math.sqrt(len(diffs)) / bm
+
+
 def distinct_runs(jobs: list) -> tuple[list, dict[Trial, list[Trial]]]:
     """Each (cfg, trial) of `jobs` that trains something new, in order, and for each the trials it stands for:
     trials that train the same thing (at r=16, α = 2r is α = 32; the advised config at a grid rate is that grid
@@ -1278,6 +1289,12 @@ def report(out: list[dict], mode: Mode) -> None:
                           + f"   mean {fresh_mean(v):.3f}")
                 r = regret(fm, bm)
                 print(f"  {'':<10} regret of the means {r:.1%} against {describe(best)}  ≤5% {'yes' if r <= 0.05 else 'no'}")
+                se = regret_error(d, best, bm)
+                if se is not None:
+                    n = len(d["followed"]) - 1
+                    print(f"  {'':<10} ± {se:.1%}, the paired differences' standard error over {n} draws: "
+                          + ("the draws cannot tell it from 5% (within two standard errors)" if abs(r - 0.05) < 2 * se
+                             else f"{'within' if r <= 0.05 else 'beyond'} 5% by more than two standard errors"))
     for o in out:
         best = o["best"]
         winner = min(best.values(), key=lambda tv: tv[1])

@@ -3,6 +3,7 @@ Llama (cached in a temp folder), LoRA trials for the advised configs and the gri
 from __future__ import annotations
 
 import math
+import statistics
 import os
 import subprocess
 import sys
@@ -246,3 +247,20 @@ def test_a_config_that_is_two_conditions_best_contends_once():
     got = aq.contenders_of(o)
     assert got[0] == advised and aq.trains(got[1]) == aq.trains(fixed) and got[2] == att  # best first, each once
     assert len(got) == aq.CONTENDERS
+
+
+def test_the_regret_of_the_means_carries_the_paired_draws_standard_error():
+    """Each draw is one split, init and order for every config, so the error is that of the per-draw differences:
+    luck a draw gives both configs drops out. The first draw (where the contenders were picked) is left out."""
+    aq = _bench()
+    best = aq.Trial("all-linear", 64, 128.0, 1e-3, 10.0, "2r")
+    # first draw, then three fresh ones: differences 0.2, 0.0, 0.4 (mean 0.2, stdev 0.2); the draws move both
+    d = {"followed": [(2e-3, 9.0), (2e-3, 1.2), (2e-3, 2.0), (4e-3, 1.4)],
+         "contenders": {best: [0.1, 1.0, 2.0, 1.0]}}
+    fm, got, bm = aq.redraw_verdict(d)
+    assert got == best and math.isclose(fm, 4.6 / 3) and math.isclose(bm, 4 / 3)
+    assert math.isclose(aq.regret_error(d, best, bm), 0.2 / math.sqrt(3) / bm)
+    # an unpaired error of the two means would be far larger: each mean's draws spread by ~0.4-0.6
+    assert aq.regret_error(d, best, bm) < statistics.stdev([1.2, 2.0, 1.4]) / math.sqrt(3) / bm
+    one = {"followed": d["followed"][:2], "contenders": {best: [0.1, 1.0]}}
+    assert aq.regret_error(one, best, 1.0) is None  # one fresh draw: no error to give
