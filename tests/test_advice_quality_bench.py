@@ -3,8 +3,8 @@ Llama (cached in a temp folder), LoRA trials for the advised configs and the gri
 from __future__ import annotations
 
 import math
-import statistics
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
