@@ -529,8 +529,49 @@ standard errors from 5% ("-": the draws cannot tell):
   ten others need more draws. Issue 18's target is not met, and on the full base's knowledge task (the rank capped at
   half the width, capacity-limited) it is decisively not met.
 
-Run: python3 bench/advice_quality.py [--quick | --wide] [--redraws N] [--jobs N] [--threads 1|2] [--cache DIR]
-     [--advice-from REV] [--tasks knowledge,format] [--ranks 4,16,32,64] [--epochs 3,10]
+The α study (7 December 2026, session 37; --alpha-study N): is "α = 2r ahead" a property of the rank, of r against
+the width, or of one draw's minimum? At each rank, all-linear at the advice's 10 epochs with α = 32 and with α = 2r,
+each at the rate with the lowest mean over N paired draws, and the per-draw difference with its standard error. Under
+Adam the scale α/r only sets how fast B moves against A: folded into B, α = 2r is a LoRA+ ratio of 2 at every rank,
+α = 32 one of 32/r (8 at r=4, 1 at r=32, 0.5 at r=64). Knowledge task, the α = 32 mean minus the α = 2r mean ± the
+paired standard error ("32" / "2r": that one ahead by more than two standard errors; "-": cannot tell):
+
+  base, draws         eval set     r     seed 0              seed 1              seed 2
+  full (64), 4        knowledge    4     -0.493 ± 0.192 32   -0.169 ± 0.100 -    -0.030 ± 0.179 -
+                                   8     -0.114 ± 0.074 -    +0.003 ± 0.058 -    -0.063 ± 0.275 -
+                                   32    +0.198 ± 0.063 2r   +0.191 ± 0.021 2r   +0.175 ± 0.172 -
+                      extraction   4     -0.250 ± 0.069 32   -0.055 ± 0.096 -    +0.038 ± 0.109 -
+                                   8     -0.003 ± 0.121 -    +0.187 ± 0.097 -    +0.139 ± 0.150 -
+                                   32    +0.075 ± 0.092 -    +0.189 ± 0.052 2r   +0.066 ± 0.071 -
+  wide (128), 3       knowledge    32    +0.059 ± 0.464 -    +0.032 ± 0.398 -    +0.266 ± 0.111 2r
+                                   64    +0.384 ± 0.204 -    -0.051 ± 0.336 -    +0.216 ± 0.077 2r
+                      extraction   32    -0.085 ± 0.007 32   -0.042 ± 0.088 -    +0.211 ± 0.129 -
+                                   64    -0.082 ± 0.082 -    -0.054 ± 0.240 -    +0.072 ± 0.195 -
+
+(full: rates 5e-4 to 8e-3, and for α = 2r below 32 also 1.6e-2 at seeds 1 and 2; wide: 1e-3 to 8e-3, where α = 2r's
+best was at the bottom rate in four of the eight cells of seeds 0 and 1. Since then the study also tries α = 2r above
+32 one halving lower. At r=16 on the full base the two are one config.) Wall time: 13.5-15 min a full seed, 9-10.5
+min a wide one, --jobs 2. What it shows:
+- On the 64-wide base, at the advised r = 32 (half the width) α = 2r is ahead on the mean in all six cells, by
+  0.07-0.20 nats, decisively in three: that is most of the full base's knowledge regret (23.6% / 64.3% / 15.4% on the
+  redraws). At r = 8 the two tie; at r = 4 α = 32 is ahead or ties. So the fixed α is not wrong at low rank here; it
+  loses at r = hidden/2, where the adapter is no longer low-rank.
+- On the 128-wide base it depends on the world's draw: at seed 2 α = 2r is decisively ahead on knowledge at r = 32
+  (a quarter of the width) and r = 64 (half), by 0.27 and 0.22 nats; at seeds 0 and 1 no cell is decided for α = 2r,
+  and extraction at r = 32, seed 0, has α = 32 ahead.
+- Over both bases: at r >= hidden/4, five cells have α = 2r ahead by more than two standard errors and one α = 32
+  (twelve cannot tell; the mean favours α = 2r in thirteen of eighteen); at r <= hidden/8, two have α = 32 ahead and
+  none α = 2r (ten cannot tell). The fixed α is right, or not wrong, at low rank, as LoRA Without Regret has it; near
+  the width the larger scale tends to win, most of all on the stored facts (knowledge).
+- Not acted on, for the next plan: the advice keeps α = 32 at every rank. The regime where α = 2r leads is r >=
+  hidden/4, which the advice reaches only on models under ~1,000 wide (its half-width cap; real runs sit at r <=
+  hidden/16), so "α = 2r past a quarter of the width", with the learning rate coupled (advisor/coupling.py), would
+  change little a real run is advised, and rests on this toy alone; it wants the full bench with --redraws on both
+  bases before and after. LoRA+ at ratio 2-4, the other idea session 36 left, is this comparison (α = 2r at r = 32 is
+  α = 32 with B at twice A's rate), so the study answers it too.
+
+Run: python3 bench/advice_quality.py [--quick | --wide] [--redraws N | --alpha-study N] [--jobs N] [--threads 1|2]
+     [--cache DIR] [--advice-from REV] [--tasks knowledge,format] [--ranks 4,16,32,64] [--epochs 3,10]
      [--lrs 5e-4,1e-3,2e-3,4e-3,8e-3]
 --quick (a few minutes) uses a smaller world, a short pretraining and a small grid; --wide the full world on a base
 128 wide with a grid of ranks 16-64 at 10 epochs (19 minutes with --jobs 2, 25-27 with a new base). The default (full)
@@ -1093,10 +1134,10 @@ def as_trial(cfg, coupling: str = "advised") -> Trial:
 
 
 def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str], cache: Path, log,
-             workers: int = 1, redraws: int = 0) -> list[dict]:
+             workers: int = 1, redraws: int = 0, alpha_draws: int = 0) -> list[dict]:
     """The grid and every advice's config (each also with its lr swept) on one task; one result per
     eval set (metric). Settings the grid does not sweep (dropout, batch, schedule, validation
-    split, ...) come from the first advice."""
+    split, ...) come from the first advice. With alpha_draws, `alpha_study` on that many draws instead."""
     train, held, val = world.task(task, mode)
     seq = max(len(r.prompt) + len(r.completion) for r in train)
     advices = {}
@@ -1121,8 +1162,10 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
     untuned = {k: eval_loss(base, rows, 0) for k, rows in held.items()}
     log(f"  [{task}] the base without an adapter: " + ", ".join(f"{k} {v:.3f}" for k, v in untuned.items())
         + f" (chance {math.log(16):.3f})")
-    lrs = tuple(sorted(set(mode.lrs)))
     first = advices[sources[0]][0]
+    if alpha_draws:
+        return alpha_study(first, advices[sources[0]][1], mode, base, spec, train, held, val, workers, alpha_draws, log)
+    lrs = tuple(sorted(set(mode.lrs)))
     jobs = [(first, t) for t in grid(spec, mode, lrs)]
     for cfg, adv, first_lrs in advices.values():
         jobs += [(cfg, replace(adv, lr=lr)) for lr in sorted(set(lrs) | {adv.lr} | set(first_lrs))]
@@ -1237,6 +1280,77 @@ def regret_error(d: dict, best: Trial, bm: float) -> float | None:
     if len(diffs) < 2 or not all(map(math.isfinite, diffs)):
         return None
     return statistics.stdev(diffs) / math.sqrt(len(diffs)) / bm
+
+
+def alpha_study(first, adv: Trial, mode: Mode, base, spec, train, held, val, workers: int, draws: int,
+                log) -> list[dict]:
+    """The advice's α against the other coupling at each of the mode's ranks, on `draws` paired draws (draw k trains
+    with train.seed + k * REDRAW_SEED, as a redraw): all-linear at the advice's epochs, α = mode.alpha_fixed and
+    α = 2r, each over the mode's rates (α = 2r below the fixed α also one doubling above the top, above it one halving
+    below the bottom: the coupling moves its optimum by sqrt(32/α)), each compared at the rate with the lowest mean over the draws. The grid's
+    one-draw comparison of couplings is a minimum over noisy runs on each side; this is the same question with the
+    draw's luck paired out.
+
+    Under Adam a step moves A and B by about the rate whatever the scale α/r, so the scale only sets how fast B·A
+    moves through B against A: written with the scale folded into B, a LoRA at α/r is one at scale 1 whose B learns
+    α/r times faster than its A (a LoRA+ ratio, Hayou et al. 2024). α = 2r keeps that ratio at 2 at every rank;
+    α = 32 makes it 32/r: 8 at r=4, 1 at r=32, 0.5 at r=64. One result per eval set: {"task", "draws", "ranks":
+    {r: {coupling: (lr, mean, [loss a draw], at the grid's edge)}}}."""
+    from rankwise.advisor.config import with_values
+
+    lrs = tuple(sorted(set(mode.lrs)))
+    arms = []
+    for r in mode.ranks:
+        for coupling, alpha in (("fixed", mode.alpha_fixed), ("2r", 2.0 * r)):
+            if coupling == "2r" and alpha == mode.alpha_fixed:
+                continue  # the same run
+            rates = ((float(f"{lrs[0] / 2:.2g}"),) if alpha > mode.alpha_fixed else ()) + lrs + (
+                (float(f"{lrs[-1] * 2:.2g}"),) if alpha < mode.alpha_fixed else ())
+            arms += [Trial("all-linear", r, alpha, lr, adv.epochs, coupling) for lr in rates]
+    jobs = [(with_values(first, {"train.seed": first.train.seed + k * REDRAW_SEED}), t)
+            for k in range(draws) for t in arms]
+    t0 = time.time()
+    got = [loss for _, loss in run_trials(jobs, base, spec, train, held, val, workers)]
+    log(f"  α study: {len(jobs)} runs in {time.time() - t0:.0f} s")
+    out = []
+    for metric in held:
+        ranks: dict[int, dict] = {}
+        for r in mode.ranks:
+            for coupling in ("fixed", "2r"):
+                mine = [t for t in arms if t.r == r and t.coupling == coupling]
+                if not mine:
+                    continue
+                each = {t: [got[k * len(arms) + arms.index(t)][metric] for k in range(draws)] for t in mine}
+                t = min(mine, key=lambda t: statistics.fmean(each[t]))
+                ranks.setdefault(r, {})[coupling] = (t.lr, statistics.fmean(each[t]), each[t],
+                                                     t.lr in (mine[0].lr, mine[-1].lr))
+        out.append({"task": metric, "draws": draws, "ranks": ranks, "advice": adv, "alpha_fixed": mode.alpha_fixed})
+    return out
+
+
+def alpha_report(out: list[dict]) -> None:
+    from rankwise.advisor.coupling import lr_text
+
+    for o in out:
+        a = o["advice"]
+        print(f"\nα study, {o['task']}: all-linear, {a.epochs:g} epochs, {o['draws']} paired draws, each coupling at "
+              f"the rate with its lowest mean (the advice: r={a.r} α={a.alpha:g})")
+        print(f"  {'r':>4} {'α = ' + format(o['alpha_fixed'], 'g') + ' (lr)':>20} {'α = 2r (lr)':>20} "
+              f"{'difference ± SE':>17}  verdict")
+        for r, c in o["ranks"].items():
+            cells = [f"{c[k][1]:.3f} ({lr_text(c[k][0])}{', edge' if c[k][3] else ''})" if k in c else "(same run)"
+                     for k in ("fixed", "2r")]
+            line = f"  {r:>4} {cells[0]:>20} {cells[1]:>20}"
+            if len(c) == 2:
+                d = [x - y for x, y in zip(c["fixed"][2], c["2r"][2])]
+                m = statistics.fmean(d)
+                se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else math.nan
+                ahead = f"α = {o['alpha_fixed']:g} ahead" if m < 0 else "α = 2r ahead"
+                who = ahead if abs(m) > 2 * se else "cannot tell"
+                line += f" {m:+8.3f} ± {se:.3f}  {who if len(d) > 1 else '-'}"
+            print(line)
+    print("(difference: the fixed α's mean minus α = 2r's, the paired draws' standard error beside it; ahead: by more "
+          "than two standard errors; edge: the best mean is at the end of the rates tried)")
 
 
 def distinct_runs(jobs: list) -> tuple[list, dict[Trial, list[Trial]]]:
@@ -1379,6 +1493,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="after the grid, run the advice followed and each eval set's best configs of the grid "
                         f"({CONTENDERS}) on N more draws of the trials (same world and base) and report the regret "
                         "of the means over those fresh draws (default 0)")
+    p.add_argument("--alpha-study", type=int, default=0, metavar="N",
+                   help="instead of the grid: at each of the grid's ranks, all-linear with α fixed against α = 2r, "
+                        "each at its best mean rate over N paired draws, the difference with its standard error")
     p.add_argument("--seed", type=int, default=SEED,
                    help=f"the world's, the base model's and the trials' seed (default {SEED}: the figures in the "
                         "notes); another seed shows how much a conclusion depends on the draw")
@@ -1414,8 +1531,12 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_model(str(folder))
     jobs = max(1, args.jobs)
     out = [m for t in args.tasks.split(",")
-           for m in run_task(t, world, mode, base, spec, sources, cache, log, workers=jobs, redraws=args.redraws)]
-    report(out, mode)
+           for m in run_task(t, world, mode, base, spec, sources, cache, log, workers=jobs, redraws=args.redraws,
+                             alpha_draws=args.alpha_study)]
+    if args.alpha_study:
+        alpha_report(out)
+    else:
+        report(out, mode)
     threads = 1 if jobs > 1 else torch.get_num_threads()  # a trial process runs one thread
     print(f"\nwall time {time.time() - t0:.0f} s ({jobs} trial process{'es' if jobs > 1 else ''} of "
           f"{threads} thread{'s' if threads > 1 else ''})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -74,6 +75,21 @@ def test_quick_mode_prints_a_finite_regret_per_task(tmp_path):
     [verdict] = [l for l in block if "regret of the means" in l]
     r = float(verdict.split("regret of the means")[1].split("%")[0]) / 100
     assert abs(r - (mine[1] - min(means)) / min(means)) <= 0.002 and verdict.split()[-1] in ("yes", "no")
+    # the α study on the cached base: at the quick grid's rank (4), α = 32 against α = 2r = 8 (at 1e-2 and at its
+    # extra doubling, 2e-2) on two paired draws, both eval sets of the knowledge task, in place of the grid
+    study = subprocess.run([sys.executable, str(BENCH), "--quick", "--tasks", "knowledge", "--lrs", "1e-2",
+                            "--jobs", "2", "--alpha-study", "2"], capture_output=True, text=True, env=env, timeout=1200)
+    assert study.returncode == 0, study.stderr[-3000:]
+    assert "α study: 6 runs" in study.stdout and "Regret of the advised config" not in study.stdout
+    rows = [l for l in study.stdout.splitlines() if l.strip().startswith("4 ")]
+    assert len(rows) == 2  # knowledge and extraction
+    for row in rows:
+        (fixed, lr_fixed), (twice, lr_twice) = re.findall(r"(\d+\.\d+) \((\S+?)(?:, edge)?\)", row)
+        diff = float(re.search(r"([+-]\d+\.\d+) ± \d+\.\d+", row).group(1))
+        assert abs(diff - (float(fixed) - float(twice))) <= 0.0015
+        assert lr_fixed == "1e-2" and lr_twice in ("1e-2", "2e-2")
+        assert row.endswith(("ahead", "cannot tell"))
+
 
 def _bench():
     import importlib.util
@@ -264,3 +280,46 @@ def test_the_regret_of_the_means_carries_the_paired_draws_standard_error():
     assert aq.regret_error(d, best, bm) < statistics.stdev([1.2, 2.0, 1.4]) / math.sqrt(3) / bm
     one = {"followed": d["followed"][:2], "contenders": {best: [0.1, 1.0]}}
     assert aq.regret_error(one, best, 1.0) is None  # one fresh draw: no error to give
+
+
+def test_the_alpha_study_pairs_each_couplings_best_mean_rate_by_draw(monkeypatch, capsys):
+    """Each coupling is taken at the rate with its lowest mean over the draws, and the difference is paired draw by
+    draw. The trial runner is replaced by a table of losses: what is tested is the study's bookkeeping, not training
+    (the quick run in test_quick_mode_prints_a_finite_regret_per_task trains it)."""
+    from rankwise.advisor.config import RunConfig
+
+    aq = _bench()
+    mode = aq.replace(aq.MODES["quick"], ranks=(4, 16, 32), lrs=(1e-3, 2e-3))
+    # loss(draw k, trial): α = 2r = 64 at r=32 (tried from one halving below the rates) is 0.1 ahead on every draw at
+    # 1e-3; at r=4 α = 8 is best at its extra doubling, 4e-3, and behind α = 32 on draws 0 and 1, ahead on draw 2
+    # (no verdict)
+    table = {(32, 32.0, 1e-3): [1.0, 1.4, 1.2], (32, 32.0, 2e-3): [1.1, 1.5, 1.3],
+             (32, 64.0, 5e-4): [1.0, 1.4, 1.2], (32, 64.0, 1e-3): [0.9, 1.3, 1.1], (32, 64.0, 2e-3): [2.0, 2.0, 2.0],
+             (4, 32.0, 1e-3): [2.0, 2.0, 2.0], (4, 32.0, 2e-3): [1.5, 1.6, 1.7],
+             (4, 8.0, 1e-3): [3.0, 3.0, 3.0], (4, 8.0, 2e-3): [2.9, 2.9, 2.9], (4, 8.0, 4e-3): [1.6, 1.8, 1.5],
+             (16, 32.0, 1e-3): [1.3, 1.3, 1.3], (16, 32.0, 2e-3): [1.2, 1.2, 1.2]}
+    cfg = RunConfig()
+    draws = {cfg.train.seed + k * aq.REDRAW_SEED: k for k in range(3)}
+    ran = []
+
+    def runner(jobs, *args):
+        for c, t in jobs:
+            ran.append((t.r, t.alpha, t.lr))
+            v = table[(t.r, t.alpha, t.lr)][draws[c.train.seed]]
+            yield t, {"knowledge": v, "extraction": v + 1}
+
+    monkeypatch.setattr(aq, "run_trials", runner)
+    adv = aq.Trial("all-linear", 32, 32.0, 2e-3, 10.0, "advised now")
+    out = aq.alpha_study(cfg, adv, mode, None, None, [], {"knowledge": [], "extraction": []}, [], 1, 3, print)
+    assert sorted(ran) == sorted(k for k in table for _ in range(3))  # r=16: α = 2r is α = 32, one run
+    got = out[0]["ranks"]
+    assert got[32]["fixed"][:2] == (1e-3, statistics.fmean([1.0, 1.4, 1.2]))
+    assert got[32]["2r"][0] == 1e-3 and not got[32]["2r"][3]  # inside its rates: 5e-4 was tried
+    assert got[4]["2r"][0] == 4e-3 and got[4]["2r"][3]  # at the edge of its rates
+    assert list(got[16]) == ["fixed"]
+    aq.alpha_report(out)
+    rows = {l.split()[0]: l for l in capsys.readouterr().out.splitlines() if l[:6].strip().isdigit()}
+    assert "+0.100 ± 0.000" in rows["32"] and rows["32"].endswith("α = 2r ahead")  # 0.1 on every draw
+    assert "(4e-3, edge)" in rows["4"]
+    assert rows["4"].endswith("cannot tell")  # -0.1, -0.2, +0.2: mean -0.033, SE 0.12
+    assert "(same run)" in rows["16"] and "±" not in rows["16"]
