@@ -544,13 +544,14 @@ paired standard error ("32" / "2r": that one ahead by more than two standard err
                                    8     -0.003 ± 0.121 -    +0.187 ± 0.097 -    +0.139 ± 0.150 -
                                    32    +0.075 ± 0.092 -    +0.189 ± 0.052 2r   +0.066 ± 0.071 -
   wide (128), 3       knowledge    32    +0.059 ± 0.464 -    +0.032 ± 0.398 -    +0.266 ± 0.111 2r
-                                   64    +0.384 ± 0.204 -    -0.051 ± 0.336 -    +0.216 ± 0.077 2r
+                                   64    +0.384 ± 0.204 -    -0.042 ± 0.287 -    +0.216 ± 0.077 2r
                       extraction   32    -0.085 ± 0.007 32   -0.042 ± 0.088 -    +0.211 ± 0.129 -
                                    64    -0.082 ± 0.082 -    -0.054 ± 0.240 -    +0.072 ± 0.195 -
 
-(full: rates 5e-4 to 8e-3, and for α = 2r below 32 also 1.6e-2 at seeds 1 and 2; wide: 1e-3 to 8e-3, where α = 2r's
-best was at the bottom rate in four of the eight cells of seeds 0 and 1. Since then the study also tries α = 2r above
-32 one halving lower. At r=16 on the full base the two are one config.) Wall time: 13.5-15 min a full seed, 9-10.5
+(full: rates 5e-4 to 8e-3, and for α = 2r below 32 also 1.6e-2 at seeds 1 and 2; wide: 1e-3 to 8e-3, and for
+α = 2r above 32 also 5e-4, which moved one cell (seed 1, knowledge, r = 64: -0.051 ± 0.336 with 1e-3 its bottom rate);
+the run with the flag reproduced a scratch script's wide seed 0, the same arms and draws, to the digit. At r=16 on the
+full base the two are one config.) Wall time: 13.5-15 min a full seed, 9-10.5
 min a wide one, --jobs 2. What it shows:
 - On the 64-wide base, at the advised r = 32 (half the width) α = 2r is ahead on the mean in all six cells, by
   0.07-0.20 nats, decisively in three: that is most of the full base's knowledge regret (23.6% / 64.3% / 15.4% on the

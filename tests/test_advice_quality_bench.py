@@ -77,8 +77,9 @@ def test_quick_mode_prints_a_finite_regret_per_task(tmp_path):
     assert abs(r - (mine[1] - min(means)) / min(means)) <= 0.002 and verdict.split()[-1] in ("yes", "no")
     # the α study on the cached base: at the quick grid's rank (4), α = 32 against α = 2r = 8 (at 1e-2 and at its
     # extra doubling, 2e-2) on two paired draws, both eval sets of the knowledge task, in place of the grid
+    # (one process: trial processes would each import torch and peft again for six tiny runs)
     study = subprocess.run([sys.executable, str(BENCH), "--quick", "--tasks", "knowledge", "--lrs", "1e-2",
-                            "--jobs", "2", "--alpha-study", "2"], capture_output=True, text=True, env=env, timeout=1200)
+                            "--jobs", "1", "--alpha-study", "2"], capture_output=True, text=True, env=env, timeout=1200)
     assert study.returncode == 0, study.stderr[-3000:]
     assert "α study: 6 runs" in study.stdout and "Regret of the advised config" not in study.stdout
     rows = [l for l in study.stdout.splitlines() if l.strip().startswith("4 ")]
