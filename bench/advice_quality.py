@@ -551,7 +551,7 @@ paired standard error ("32" / "2r": that one ahead by more than two standard err
 (full: rates 5e-4 to 8e-3, and for α = 2r below 32 also 1.6e-2 at seeds 1 and 2; wide: 1e-3 to 8e-3, and for
 α = 2r above 32 also 5e-4, which moved one cell (seed 1, knowledge, r = 64: -0.051 ± 0.336 with 1e-3 its bottom rate);
 the run with the flag reproduced a scratch script's wide seed 0, the same arms and draws, to the digit. At r=16 on the
-full base the two are one config.) Wall time: 13.5-15 min a full seed, 9-10.5
+full base the two are one config.) Wall time: 13.5-15 min a full seed, 9-11.5
 min a wide one, --jobs 2. What it shows:
 - On the 64-wide base, at the advised r = 32 (half the width) α = 2r is ahead on the mean in all six cells, by
   0.07-0.20 nats, decisively in three: that is most of the full base's knowledge regret (23.6% / 64.3% / 15.4% on the
