@@ -1277,10 +1277,16 @@ def regret_error(d: dict, best: Trial, bm: float) -> float | None:
     the advice followed and that contender, relative to its mean. A draw is the same split, initialisation and order
     for every config (train.seed + k * REDRAW_SEED), so the differences are paired and the draw's own luck, shared by
     both, drops out. None under two fresh draws."""
-    diffs = [f - c for (_, f), c in zip(d["followed"][1:], d["contenders"][best][1:])]
+    se = paired_error([f - c for (_, f), c in zip(d["followed"][1:], d["contenders"][best][1:])])
+    return None if se is None else se / bm
+
+
+def paired_error(diffs: list[float]) -> float | None:
+    """The standard error of the mean of per-draw differences between two configs trained on the same draws; None
+    under two draws or where a run diverged."""
     if len(diffs) < 2 or not all(map(math.isfinite, diffs)):
         return None
-    return statistics.stdev(diffs) / math.sqrt(len(diffs)) / bm
+    return statistics.stdev(diffs) / math.sqrt(len(diffs))
 
 
 def alpha_study(first, adv: Trial, mode: Mode, base, spec, train, held, val, workers: int, draws: int,
@@ -1288,9 +1294,9 @@ def alpha_study(first, adv: Trial, mode: Mode, base, spec, train, held, val, wor
     """The advice's α against the other coupling at each of the mode's ranks, on `draws` paired draws (draw k trains
     with train.seed + k * REDRAW_SEED, as a redraw): all-linear at the advice's epochs, α = mode.alpha_fixed and
     α = 2r, each over the mode's rates (α = 2r below the fixed α also one doubling above the top, above it one halving
-    below the bottom: the coupling moves its optimum by sqrt(32/α)), each compared at the rate with the lowest mean over the draws. The grid's
-    one-draw comparison of couplings is a minimum over noisy runs on each side; this is the same question with the
-    draw's luck paired out.
+    below the bottom: the coupling moves its optimum by sqrt(32/α)), each compared at the rate with the lowest mean
+    over the draws. The grid's one-draw comparison of couplings is a minimum over noisy runs on each side; this is the
+    same question with the draw's luck paired out.
 
     Under Adam a step moves A and B by about the rate whatever the scale α/r, so the scale only sets how fast B·A
     moves through B against A: written with the scale folded into B, a LoRA at α/r is one at scale 1 whose B learns
@@ -1313,6 +1319,7 @@ def alpha_study(first, adv: Trial, mode: Mode, base, spec, train, held, val, wor
     t0 = time.time()
     got = [loss for _, loss in run_trials(jobs, base, spec, train, held, val, workers)]
     log(f"  α study: {len(jobs)} runs in {time.time() - t0:.0f} s")
+    by_draw = [dict(zip(arms, got[i:i + len(arms)])) for i in range(0, len(got), len(arms))]  # {trial: losses}
     out = []
     for metric in held:
         ranks: dict[int, dict] = {}
@@ -1321,7 +1328,7 @@ def alpha_study(first, adv: Trial, mode: Mode, base, spec, train, held, val, wor
                 mine = [t for t in arms if t.r == r and t.coupling == coupling]
                 if not mine:
                     continue
-                each = {t: [got[k * len(arms) + arms.index(t)][metric] for k in range(draws)] for t in mine}
+                each = {t: [d[t][metric] for d in by_draw] for t in mine}
                 t = min(mine, key=lambda t: statistics.fmean(each[t]))
                 ranks.setdefault(r, {})[coupling] = (t.lr, statistics.fmean(each[t]), each[t],
                                                      t.lr in (mine[0].lr, mine[-1].lr))
@@ -1343,12 +1350,11 @@ def alpha_report(out: list[dict]) -> None:
                      for k in ("fixed", "2r")]
             line = f"  {r:>4} {cells[0]:>20} {cells[1]:>20}"
             if len(c) == 2:
-                d = [x - y for x, y in zip(c["fixed"][2], c["2r"][2])]
-                m = statistics.fmean(d)
-                se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else math.nan
+                m = statistics.fmean(d := [x - y for x, y in zip(c["fixed"][2], c["2r"][2])])
+                se = paired_error(d)
                 ahead = f"α = {o['alpha_fixed']:g} ahead" if m < 0 else "α = 2r ahead"
-                who = ahead if abs(m) > 2 * se else "cannot tell"
-                line += f" {m:+8.3f} ± {se:.3f}  {who if len(d) > 1 else '-'}"
+                who = "-" if se is None else ahead if abs(m) > 2 * se else "cannot tell"
+                line += f" {m:+8.3f} ± {math.nan if se is None else se:.3f}  {who}"
             print(line)
     print("(difference: the fixed α's mean minus α = 2r's, the paired draws' standard error beside it; ahead: by more "
           "than two standard errors; edge: the best mean is at the end of the rates tried)")
