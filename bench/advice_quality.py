@@ -568,10 +568,49 @@ min a wide one, --jobs 2. What it shows:
   hidden/4, which the advice reaches only on models under ~1,000 wide (its half-width cap; real runs sit at r <=
   hidden/16), so "α = 2r past a quarter of the width", with the learning rate coupled (advisor/coupling.py), would
   change little a real run is advised, and rests on this toy alone; it wants the full bench with --redraws on both
-  bases before and after. LoRA+ at ratio 2-4, the other idea session 36 left, is this comparison (α = 2r at r = 32 is
-  α = 32 with B at twice A's rate), so the study answers it too.
+  bases before and after. LoRA+ at ratio 2-4, the other idea session 36 left, was read here as this comparison (α = 2r
+  at r = 32 as α = 32 with B at twice A's rate); the LoRA+ study below measured it, and the reading does not hold.
 
-Run: python3 bench/advice_quality.py [--quick | --wide] [--redraws N | --alpha-study N] [--jobs N] [--threads 1|2]
+The LoRA+ study (7 December 2026, session 38; --loraplus-study N [--loraplus-ratios 2,4]): is LoRA+ a default the
+evidence supports, and does it carry the α study's lead? The advised config (its targets, rank, α = 32, 10 epochs)
+without LoRA+ and with B's rate 4 and 16 times A's (Hayou et al. 2024 suggest 2^4 for LLaMA-class models), each at
+the rate with the lowest mean over N paired draws; a ratio λ also tries halvings below the bottom rate down to
+bottom / λ (B at the plain optimum), and 16 drops the top rate. The mean without LoRA+ minus the mean with it ± the
+paired standard error ("none": no LoRA+ ahead by more than two standard errors; "4": LoRA+ 4 ahead; "-": cannot tell):
+
+  base, draws     eval set     r   ratio   seed 0               seed 1               seed 2
+  full (64), 4    knowledge    32  4       +0.002 ± 0.068 -     +0.058 ± 0.064 -     -0.059 ± 0.194 -
+                               32  16      -0.285 ± 0.316 -     +0.094 ± 0.074 -     -0.013 ± 0.037 -
+                  extraction   32  4       -0.246 ± 0.075 none  +0.153 ± 0.044 4     -0.208 ± 0.173 -
+                               32  16      -0.450 ± 0.124 none  -0.067 ± 0.093 -     -0.119 ± 0.088 -
+                  format       4   4       -0.036 ± 0.010 none  -0.148 ± 0.016 none  -0.030 ± 0.005 none
+                               4   16      -0.073 ± 0.017 none  -0.222 ± 0.022 none  -0.115 ± 0.045 none
+  wide (128), 3   knowledge    64  4       +0.329 ± 0.239 -
+                               64  16      +0.159 ± 0.113 -
+                  extraction   64  4       +0.045 ± 0.044 -
+                               64  16      -0.178 ± 0.030 none
+                  format       4   4       -0.295 ± 0.299 -
+                               4   16      -0.451 ± 0.199 none
+
+(format's LoRA+ arms had their best mean at the bottom rate tried at full seed 0 (16), seed 1 (4 and 16) and seed 2
+(16): their optimum may lie lower still. Wall time: 10.5-12.5 min a full seed, 15 min the wide one; the wide base's
+seeds 1 and 2 were not run.) And ratio 2 (--loraplus-ratios 2), full seed 0, knowledge task: +0.062 ± 0.067 on
+knowledge and -0.149 ± 0.122 on extraction, both cannot tell, where the α study had α = 2r ahead by +0.198 ± 0.063
+and +0.075 ± 0.092 on the same draws. What it shows:
+- Out of 24 comparisons, no LoRA+ is ahead in 10 and LoRA+ in 1 (ratio 4, full seed 1, extraction); 13 cannot tell.
+  At the low rank (format, r = 4, where α = 32 already scales B·A by 8) LoRA+ is behind in 7 of 8, by 0.03-0.45
+  nats. Near the width (r = 32 of 64, 64 of 128: scale 1 and 0.5) ratio 4 leads on the mean in 5 of 8 and ratio 16
+  in 2, decisively once. The paper's ratio 16 is nowhere decisively ahead.
+- So LoRA+ is not made a default, and the adapter-start note keeps saying when it is worth it. The caveat runs the
+  paper's way: its argument is that the right ratio grows with the width, and this toy is 64-128 wide.
+- The α study's reading, that under Adam the scale α/r is only a LoRA+ ratio, fails its test: LoRA+ 2 at the same
+  draws and rates, the same run as α = 2r were Adam blind to the gradient's scale, gets a third of α = 2r's lead on
+  knowledge and none on extraction. Gradient clipping is the likely reason (max_grad_norm 1.0 on the norm of A's and
+  B's gradients together, and B's gradient grows with α/r: the two runs clip differently); not isolated. What α = 2r
+  gains near the width is therefore not B's rate alone, and the α rule for the next plan stands where it stood.
+
+Run: python3 bench/advice_quality.py [--quick | --wide] [--redraws N | --alpha-study N | --loraplus-study N
+     [--loraplus-ratios 4,16]] [--jobs N] [--threads 1|2]
      [--cache DIR] [--advice-from REV] [--tasks knowledge,format] [--ranks 4,16,32,64] [--epochs 3,10]
      [--lrs 5e-4,1e-3,2e-3,4e-3,8e-3]
 --quick (a few minutes) uses a smaller world, a short pretraining and a small grid; --wide the full world on a base
@@ -590,6 +629,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -871,6 +911,7 @@ class Trial:
     epochs: float
     coupling: str = ""  # "2r" | "fixed" | "advised"
     matched: bool = False  # attention-only at all-linear's parameter count
+    loraplus: float | None = None  # LoRA+ ratio (B at lr × it); None: the config's (the advice's)
 
 
 def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, list[Row]],
@@ -919,10 +960,11 @@ def finetune(base, spec, trial: Trial, cfg, train: list[Row], held: dict[str, li
     params = [p for p in model.parameters() if p.requires_grad]
     # fused: the same AdamW update in one kernel, ~2 ms a step less than the per-tensor loop the Trainer runs
     # on the CPU (5% of a trial); it differs from it only in float rounding
-    if cfg.lora.loraplus_lr_ratio:  # LoRA+: the B matrices at lr × ratio, as the worker builds it (peft's helper)
+    ratio = cfg.lora.loraplus_lr_ratio if trial.loraplus is None else trial.loraplus
+    if ratio and ratio != 1:  # LoRA+: the B matrices at lr × ratio, as the worker builds it (peft's helper)
         from peft.optimizers import create_loraplus_optimizer
 
-        opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=trial.lr, loraplus_lr_ratio=cfg.lora.loraplus_lr_ratio,
+        opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=trial.lr, loraplus_lr_ratio=ratio,
                                         loraplus_weight_decay=t.weight_decay, fused=True)
     else:
         opt = torch.optim.AdamW(params, lr=trial.lr, weight_decay=t.weight_decay, fused=True)
@@ -1126,7 +1168,8 @@ def best_per_condition(results: dict[Trial, float]) -> dict[tuple, tuple[Trial, 
 
 
 def describe(t: Trial) -> str:
-    return f"{t.targets} r={t.r} α={t.alpha:g} lr={t.lr:g} ep={t.epochs:g}"
+    return f"{t.targets} r={t.r} α={t.alpha:g} lr={t.lr:g} ep={t.epochs:g}" + (
+        f" lora+={t.loraplus:g}" if t.loraplus is not None else "")
 
 
 def as_trial(cfg, coupling: str = "advised") -> Trial:
@@ -1135,10 +1178,10 @@ def as_trial(cfg, coupling: str = "advised") -> Trial:
 
 
 def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str], cache: Path, log,
-             workers: int = 1, redraws: int = 0, alpha_draws: int = 0) -> list[dict]:
+             workers: int = 1, redraws: int = 0, study: tuple[str, int] | None = None) -> list[dict]:
     """The grid and every advice's config (each also with its lr swept) on one task; one result per
     eval set (metric). Settings the grid does not sweep (dropout, batch, schedule, validation
-    split, ...) come from the first advice. With alpha_draws, `alpha_study` on that many draws instead."""
+    split, ...) come from the first advice. With study (a key of STUDIES, draws), that study instead."""
     train, held, val = world.task(task, mode)
     seq = max(len(r.prompt) + len(r.completion) for r in train)
     advices = {}
@@ -1164,8 +1207,9 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
     log(f"  [{task}] the base without an adapter: " + ", ".join(f"{k} {v:.3f}" for k, v in untuned.items())
         + f" (chance {math.log(16):.3f})")
     first = advices[sources[0]][0]
-    if alpha_draws:
-        return alpha_study(first, advices[sources[0]][1], mode, base, spec, train, held, val, workers, alpha_draws, log)
+    if study:
+        return STUDIES[study[0]](first, advices[sources[0]][1], mode, base, spec, train, held, val, workers, study[1],
+                                 log)
     lrs = tuple(sorted(set(mode.lrs)))
     jobs = [(first, t) for t in grid(spec, mode, lrs)]
     for cfg, adv, first_lrs in advices.values():
@@ -1256,7 +1300,7 @@ def contenders_of(o: dict) -> list[Trial]:
 
 def trains(t: Trial) -> tuple:
     """What a trial trains (its coupling is a label): trials equal in it are one run."""
-    return t.targets, t.r, t.alpha, t.lr, t.epochs
+    return t.targets, t.r, t.alpha, t.lr, t.epochs, t.loraplus
 
 
 def fresh_mean(losses: list[float]) -> float:
@@ -1301,10 +1345,7 @@ def alpha_study(first, adv: Trial, mode: Mode, base, spec, train, held, val, wor
     Under Adam a step moves A and B by about the rate whatever the scale α/r, so the scale only sets how fast B·A
     moves through B against A: written with the scale folded into B, a LoRA at α/r is one at scale 1 whose B learns
     α/r times faster than its A (a LoRA+ ratio, Hayou et al. 2024). α = 2r keeps that ratio at 2 at every rank;
-    α = 32 makes it 32/r: 8 at r=4, 1 at r=32, 0.5 at r=64. One result per eval set: {"task", "draws", "ranks":
-    {r: {coupling: (lr, mean, [loss a draw], at the grid's edge)}}}."""
-    from rankwise.advisor.config import with_values
-
+    α = 32 makes it 32/r: 8 at r=4, 1 at r=32, 0.5 at r=64. One result per eval set (`paired_study`)."""
     lrs = tuple(sorted(set(mode.lrs)))
     arms = []
     for r in mode.ranks:
@@ -1314,50 +1355,97 @@ def alpha_study(first, adv: Trial, mode: Mode, base, spec, train, held, val, wor
             rates = ((float(f"{lrs[0] / 2:.2g}"),) if alpha > mode.alpha_fixed else ()) + lrs + (
                 (float(f"{lrs[-1] * 2:.2g}"),) if alpha < mode.alpha_fixed else ())
             arms += [Trial("all-linear", r, alpha, lr, adv.epochs, coupling) for lr in rates]
+    fixed = f"α = {mode.alpha_fixed:g}"
+    return paired_study(first, arms, {"fixed": fixed, "2r": "α = 2r"}, base, spec, train, held, val, workers, draws,
+                        log, f"α study, {{task}}: all-linear, {adv.epochs:g} epochs, {draws} paired draws, each coupling "
+                             f"at the rate with its lowest mean (the advice: r={adv.r} α={adv.alpha:g})")
+
+
+LORAPLUS_RATIOS = (4.0, 16.0)  # against none: Hayou et al. 2024 suggest 2^4 for LLaMA-class models
+
+
+def loraplus_study(first, adv: Trial, mode: Mode, base, spec, train, held, val, workers: int, draws: int,
+                   log, ratios: tuple[float, ...] = LORAPLUS_RATIOS) -> list[dict]:
+    """The advised config (its targets, rank, α and epochs) without LoRA+ and with each of `ratios`, each over
+    the mode's rates and compared at the rate with its lowest mean over `draws` paired draws (as `alpha_study`).
+
+    Why the rates move: with B at zero, the first steps change B·A through B alone, so a ratio λ makes the start λ
+    times faster at the same rate; if what matters is B's rate, λ's optimum sits at the plain optimum / λ, and if it
+    is A's, at the plain one. So a ratio is tried over the mode's rates and halvings below them down to the bottom
+    rate / λ (a ratio 16 drops the top rate: B at 16 × the top rate). The α study's reading (the scale α/r is a LoRA+
+    ratio under Adam; α = 32 at r=32 is ratio 1) says the advice at r ≥ 32 runs B at no faster than A."""
+    lrs = tuple(sorted(set(mode.lrs)))
+    arms = [Trial(adv.targets, adv.r, adv.alpha, lr, adv.epochs, "plain") for lr in lrs]
+    for ratio in ratios:
+        below = [float(f"{lrs[0] / 2 ** k:.2g}") for k in range(1, int(math.log2(ratio) // 2) + 1)]
+        top = lrs[:-1] if ratio >= 16 else lrs
+        arms += [Trial(adv.targets, adv.r, adv.alpha, lr, adv.epochs, f"lora+{ratio:g}", loraplus=ratio)
+                 for lr in sorted(below) + list(top)]
+    names = {"plain": "no LoRA+"} | {f"lora+{x:g}": f"LoRA+ {x:g}" for x in ratios}
+    return paired_study(first, arms, names, base, spec, train, held, val, workers, draws, log,
+                        f"LoRA+ study, {{task}}: the advised {adv.targets} r={adv.r} α={adv.alpha:g} at "
+                        f"{adv.epochs:g} epochs, {draws} paired draws, each at the rate with its lowest mean")
+
+
+def paired_study(first, arms: list[Trial], names: dict[str, str], base, spec, train, held, val, workers: int,
+                 draws: int, log, title: str) -> list[dict]:
+    """Every arm on `draws` paired draws (draw k trains with train.seed + k * REDRAW_SEED, as a redraw); per eval set,
+    at each rank each arm kind (Trial.coupling, a key of `names`; the first is the reference) at the rate with the
+    lowest mean. One result per eval set: {"task", "draws", "title", "names", "ranks": {r: {kind: (lr, mean,
+    [loss a draw], at the edge of its rates)}}}."""
+    from rankwise.advisor.config import with_values
+
     jobs = [(with_values(first, {"train.seed": first.train.seed + k * REDRAW_SEED}), t)
             for k in range(draws) for t in arms]
     t0 = time.time()
     got = [loss for _, loss in run_trials(jobs, base, spec, train, held, val, workers)]
-    log(f"  α study: {len(jobs)} runs in {time.time() - t0:.0f} s")
+    log(f"  {title.split(',')[0]}: {len(jobs)} runs in {time.time() - t0:.0f} s")
     by_draw = [dict(zip(arms, got[i:i + len(arms)])) for i in range(0, len(got), len(arms))]  # {trial: losses}
     out = []
     for metric in held:
         ranks: dict[int, dict] = {}
-        for r in mode.ranks:
-            for coupling in ("fixed", "2r"):
-                mine = [t for t in arms if t.r == r and t.coupling == coupling]
+        for r in dict.fromkeys(t.r for t in arms):
+            for kind in names:
+                mine = [t for t in arms if t.r == r and t.coupling == kind]
                 if not mine:
                     continue
                 each = {t: [d[t][metric] for d in by_draw] for t in mine}
                 t = min(mine, key=lambda t: statistics.fmean(each[t]))
-                ranks.setdefault(r, {})[coupling] = (t.lr, statistics.fmean(each[t]), each[t],
-                                                     t.lr in (mine[0].lr, mine[-1].lr))
-        out.append({"task": metric, "draws": draws, "ranks": ranks, "advice": adv, "alpha_fixed": mode.alpha_fixed})
+                ranks.setdefault(r, {})[kind] = (t.lr, statistics.fmean(each[t]), each[t],
+                                                 t.lr in (mine[0].lr, mine[-1].lr))
+        out.append({"task": metric, "draws": draws, "ranks": ranks, "names": names,
+                    "title": title.format(task=metric)})
     return out
 
 
-def alpha_report(out: list[dict]) -> None:
+def study_report(out: list[dict]) -> None:
+    """Each rank's arms at their best mean rate, and each arm against the first (the reference), paired by draw."""
     from rankwise.advisor.coupling import lr_text
 
     for o in out:
-        a = o["advice"]
-        print(f"\nα study, {o['task']}: all-linear, {a.epochs:g} epochs, {o['draws']} paired draws, each coupling at "
-              f"the rate with its lowest mean (the advice: r={a.r} α={a.alpha:g})")
-        print(f"  {'r':>4} {'α = ' + format(o['alpha_fixed'], 'g') + ' (lr)':>20} {'α = 2r (lr)':>20} "
-              f"{'difference ± SE':>17}  verdict")
+        names = o["names"]
+        ref, *others = names
+        print(f"\n{o['title']}")
+        print(f"  {'r':>4} " + " ".join(f"{names[k] + ' (lr)':>22}" for k in names)
+              + "".join(f" {names[ref] + ' − ' + names[k] + ' ± SE':>26}  verdict" for k in others))
         for r, c in o["ranks"].items():
             cells = [f"{c[k][1]:.3f} ({lr_text(c[k][0])}{', edge' if c[k][3] else ''})" if k in c else "(same run)"
-                     for k in ("fixed", "2r")]
-            line = f"  {r:>4} {cells[0]:>20} {cells[1]:>20}"
-            if len(c) == 2:
-                m = statistics.fmean(d := [x - y for x, y in zip(c["fixed"][2], c["2r"][2])])
+                     for k in names]
+            line = f"  {r:>4} " + " ".join(f"{x:>22}" for x in cells)
+            for k in others:
+                if ref not in c or k not in c:
+                    continue
+                m = statistics.fmean(d := [x - y for x, y in zip(c[ref][2], c[k][2])])
                 se = paired_error(d)
-                ahead = f"α = {o['alpha_fixed']:g} ahead" if m < 0 else "α = 2r ahead"
+                ahead = f"{names[ref]} ahead" if m < 0 else f"{names[k]} ahead"
                 who = "-" if se is None else ahead if abs(m) > 2 * se else "cannot tell"
-                line += f" {m:+8.3f} ± {math.nan if se is None else se:.3f}  {who}"
+                line += f" {m:+17.3f} ± {math.nan if se is None else se:.3f}  {who}"
             print(line)
-    print("(difference: the fixed α's mean minus α = 2r's, the paired draws' standard error beside it; ahead: by more "
-          "than two standard errors; edge: the best mean is at the end of the rates tried)")
+    print("(difference: the first arm's mean minus the other's, the paired draws' standard error beside it; ahead: by "
+          "more than two standard errors; edge: the best mean is at the end of the rates tried)")
+
+
+STUDIES = {"alpha": alpha_study, "loraplus": loraplus_study}  # --alpha-study N, --loraplus-study N
 
 
 def distinct_runs(jobs: list) -> tuple[list, dict[Trial, list[Trial]]]:
@@ -1503,11 +1591,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alpha-study", type=int, default=0, metavar="N",
                    help="instead of the grid: at each of the grid's ranks, all-linear with α fixed against α = 2r, "
                         "each at its best mean rate over N paired draws, the difference with its standard error")
+    p.add_argument("--loraplus-study", type=int, default=0, metavar="N",
+                   help="instead of the grid: the advised config without LoRA+ and with ratios "
+                        f"{', '.join(f'{x:g}' for x in LORAPLUS_RATIOS)}, each at its best mean rate over N paired "
+                        "draws, the differences with their standard errors")
+    p.add_argument("--loraplus-ratios", help="the LoRA+ study's ratios, e.g. 2,4 (default: "
+                   f"{','.join(f'{x:g}' for x in LORAPLUS_RATIOS)})")
     p.add_argument("--seed", type=int, default=SEED,
                    help=f"the world's, the base model's and the trials' seed (default {SEED}: the figures in the "
                         "notes); another seed shows how much a conclusion depends on the draw")
     args = p.parse_args(argv)
     SEED = args.seed
+    asked = [(k, n) for k, n in (("alpha", args.alpha_study), ("loraplus", args.loraplus_study)) if n]
+    if len(asked) > 1 or (asked and args.redraws):
+        p.error("--alpha-study, --loraplus-study and --redraws: one at a time")
+    study = asked[0] if asked else None
+    if args.loraplus_ratios:
+        try:
+            ratios = tuple(float(x) for x in args.loraplus_ratios.split(","))
+        except ValueError:
+            ratios = ()
+        if not ratios or min(ratios) <= 1:
+            p.error(f"--loraplus-ratios {args.loraplus_ratios}: ratios above 1, comma separated (e.g. 2,4)")
+        STUDIES["loraplus"] = functools.partial(loraplus_study, ratios=ratios)
     import torch
 
     torch.set_num_threads(max(1, min(args.threads, 2)))
@@ -1539,9 +1645,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs = max(1, args.jobs)
     out = [m for t in args.tasks.split(",")
            for m in run_task(t, world, mode, base, spec, sources, cache, log, workers=jobs, redraws=args.redraws,
-                             alpha_draws=args.alpha_study)]
-    if args.alpha_study:
-        alpha_report(out)
+                             study=study)]
+    if study:
+        study_report(out)
     else:
         report(out, mode)
     threads = 1 if jobs > 1 else torch.get_num_threads()  # a trial process runs one thread

@@ -318,9 +318,87 @@ def test_the_alpha_study_pairs_each_couplings_best_mean_rate_by_draw(monkeypatch
     assert got[32]["2r"][0] == 1e-3 and not got[32]["2r"][3]  # inside its rates: 5e-4 was tried
     assert got[4]["2r"][0] == 4e-3 and got[4]["2r"][3]  # at the edge of its rates
     assert list(got[16]) == ["fixed"]
-    aq.alpha_report(out)
+    aq.study_report(out)
     rows = {l.split()[0]: l for l in capsys.readouterr().out.splitlines() if l[:6].strip().isdigit()}
     assert "+0.100 ± 0.000" in rows["32"] and rows["32"].endswith("α = 2r ahead")  # 0.1 on every draw
     assert "(4e-3, edge)" in rows["4"]
     assert rows["4"].endswith("cannot tell")  # -0.1, -0.2, +0.2: mean -0.033, SE 0.12
     assert "(same run)" in rows["16"] and "±" not in rows["16"]
+
+
+def test_the_loraplus_study_tries_each_ratio_down_to_the_rates_its_b_would_run_at(monkeypatch, capsys):
+    """The advised config without LoRA+ and with each ratio, paired by draw: a ratio λ also tries halvings below the
+    bottom rate down to bottom / λ (B's rate at the plain optimum), and 16 drops the top rate. Bookkeeping only: the
+    trial runner is a table of losses (the fine-tune below trains with the ratio)."""
+    from rankwise.advisor.config import RunConfig
+
+    aq = _bench()
+    mode = aq.replace(aq.MODES["quick"], lrs=(1e-3, 2e-3))
+    adv = aq.Trial("all-linear", 32, 32.0, 2e-3, 10.0, "advised now")
+    # LoRA+ 4 is best at 5e-4, 0.2 ahead on every draw; LoRA+ 16 at its lowest rate, 2.5e-4, ahead on two draws of three
+    table = {(None, 1e-3): [1.0, 1.2, 1.4], (None, 2e-3): [1.1, 1.3, 1.5],
+             (4.0, 5e-4): [0.8, 1.0, 1.2], (4.0, 1e-3): [0.9, 1.1, 1.3], (4.0, 2e-3): [2.0, 2.0, 2.0],
+             (16.0, 2.5e-4): [0.7, 1.5, 1.1], (16.0, 5e-4): [0.9, 1.6, 1.3], (16.0, 1e-3): [3.0, 3.0, 3.0]}
+    cfg = RunConfig()
+    draws = {cfg.train.seed + k * aq.REDRAW_SEED: k for k in range(3)}
+    ran = []
+
+    def runner(jobs, *args):
+        for c, t in jobs:
+            assert (t.targets, t.r, t.alpha, t.epochs) == ("all-linear", 32, 32.0, 10.0)  # the advice's, but the rate
+            ran.append((t.loraplus, t.lr))
+            v = table[(t.loraplus, t.lr)][draws[c.train.seed]]
+            yield t, {"knowledge": v}
+
+    monkeypatch.setattr(aq, "run_trials", runner)
+    out = aq.loraplus_study(cfg, adv, mode, None, None, [], {"knowledge": []}, [], 1, 3, print)
+    assert sorted(ran, key=repr) == sorted((k for k in table for _ in range(3)), key=repr)
+    got = out[0]["ranks"][32]
+    assert list(got) == ["plain", "lora+4", "lora+16"]
+    assert got["plain"][:2] == (1e-3, statistics.fmean([1.0, 1.2, 1.4])) and got["plain"][3]
+    assert got["lora+4"][0] == 5e-4 and got["lora+16"][0] == 2.5e-4
+    aq.study_report(out)
+    [row] = [l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("32 ")]
+    four, sixteen = re.findall(r"([+-]\d+\.\d+) ± (\d+\.\d+)  ([^|]+?)(?= +[+-]\d|$)", row)
+    assert four[:2] == ("+0.200", "0.000") and four[2] == "LoRA+ 4 ahead"
+    m = statistics.fmean([0.3, -0.3, 0.3])  # 1.0-0.7, 1.2-1.5, 1.4-1.1
+    assert float(sixteen[0]) == pytest.approx(m, abs=5e-4) and sixteen[2] == "cannot tell"
+
+
+def test_a_fine_tune_runs_b_at_the_trials_loraplus_ratio():
+    """finetune builds peft's LoRA+ optimizer from the trial's ratio (else the config's): a ratio trains B faster
+    than plain LoRA at the same rate and draw, and ratio 1 is plain LoRA."""
+    from rankwise.advisor.config import RunConfig, with_values
+    from rankwise.advisor.model import spec_from_config
+
+    aq = _bench()
+    world, model = _tiny(aq)
+    train = [world.statement(e, "city") for e in world.known[:16]]
+    cfg = with_values(RunConfig(), {"train.micro_batch": 4, "train.grad_accum": 1, "train.stop_on": [],
+                                    "data.val_ratio": 0.0, "lora.dropout": 0.0})
+    spec = spec_from_config("tiny", "built here", model.config.to_dict())
+    held = {"q": [world.question(e, "city") for e in world.known[:8]]}
+    runs = {x: aq.finetune(model, spec, aq.Trial("all-linear", 4, 8.0, 1e-3, 1.0, loraplus=x), cfg, train, held)["q"]
+            for x in (None, 1.0, 16.0)}
+    assert runs[None] == runs[1.0]
+    assert runs[16.0] != runs[None]
+    # the config's ratio where the trial has none
+    again = aq.finetune(model, spec, aq.Trial("all-linear", 4, 8.0, 1e-3, 1.0),
+                        with_values(cfg, {"lora.loraplus_lr_ratio": 16.0}), train, held)["q"]
+    assert again == runs[16.0]
+
+
+@pytest.mark.parametrize("flags", [["--alpha-study", "2", "--loraplus-study", "2"], ["--loraplus-study", "2", "--redraws", "1"]])
+def test_the_studies_and_the_redraws_run_one_at_a_time(flags, capsys):
+    aq = _bench()
+    with pytest.raises(SystemExit) as e:
+        aq.main(["--quick", *flags])
+    assert e.value.code == 2 and "one at a time" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ratios", ["1,4", "x", "0.5"])
+def test_the_loraplus_ratios_must_be_above_one(ratios, capsys):
+    aq = _bench()
+    with pytest.raises(SystemExit) as e:
+        aq.main(["--quick", "--loraplus-study", "2", "--loraplus-ratios", ratios])
+    assert e.value.code == 2 and "ratios above 1" in capsys.readouterr().err
