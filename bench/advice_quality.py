@@ -585,29 +585,45 @@ paired standard error ("none": no LoRA+ ahead by more than two standard errors; 
                                32  16      -0.450 ± 0.124 none  -0.067 ± 0.093 -     -0.119 ± 0.088 -
                   format       4   4       -0.036 ± 0.010 none  -0.148 ± 0.016 none  -0.030 ± 0.005 none
                                4   16      -0.073 ± 0.017 none  -0.222 ± 0.022 none  -0.115 ± 0.045 none
-  wide (128), 3   knowledge    64  4       +0.329 ± 0.239 -
-                               64  16      +0.159 ± 0.113 -
-                  extraction   64  4       +0.045 ± 0.044 -
-                               64  16      -0.178 ± 0.030 none
-                  format       4   4       -0.295 ± 0.299 -
-                               4   16      -0.451 ± 0.199 none
+  wide (128), 3   knowledge    64  4       +0.329 ± 0.239 -     +0.184 ± 0.292 -     +0.384 ± 0.076 4
+                               64  16      +0.159 ± 0.113 -     +0.104 ± 0.262 -     +0.426 ± 0.106 16
+                  extraction   64  4       +0.045 ± 0.044 -     +0.026 ± 0.250 -     +0.318 ± 0.092 4
+                               64  16      -0.178 ± 0.030 none  -0.143 ± 0.197 -     +0.415 ± 0.139 16
+                  format       4   4       -0.295 ± 0.299 -     -0.085 ± 0.063 -     -0.064 ± 0.067 -
+                               4   16      -0.451 ± 0.199 none  -0.154 ± 0.113 -     -0.094 ± 0.069 -
 
 (format's LoRA+ arms had their best mean at the bottom rate tried at full seed 0 (16), seed 1 (4 and 16) and seed 2
-(16): their optimum may lie lower still. Wall time: 10.5-12.5 min a full seed, 15 min the wide one; the wide base's
-seeds 1 and 2 were not run.) And ratio 2 (--loraplus-ratios 2), full seed 0, knowledge task: +0.062 ± 0.067 on
-knowledge and -0.149 ± 0.122 on extraction, both cannot tell, where the α study had α = 2r ahead by +0.198 ± 0.063
-and +0.075 ± 0.092 on the same draws. What it shows:
-- Out of 24 comparisons, no LoRA+ is ahead in 10 and LoRA+ in 1 (ratio 4, full seed 1, extraction); 13 cannot tell.
-  At the low rank (format, r = 4, where α = 32 already scales B·A by 8) LoRA+ is behind in 7 of 8, by 0.03-0.45
-  nats. Near the width (r = 32 of 64, 64 of 128: scale 1 and 0.5) ratio 4 leads on the mean in 5 of 8 and ratio 16
-  in 2, decisively once. The paper's ratio 16 is nowhere decisively ahead.
-- So LoRA+ is not made a default, and the adapter-start note keeps saying when it is worth it. The caveat runs the
-  paper's way: its argument is that the right ratio grows with the width, and this toy is 64-128 wide.
-- The α study's reading, that under Adam the scale α/r is only a LoRA+ ratio, fails its test: LoRA+ 2 at the same
-  draws and rates, the same run as α = 2r were Adam blind to the gradient's scale, gets a third of α = 2r's lead on
-  knowledge and none on extraction. Gradient clipping is the likely reason (max_grad_norm 1.0 on the norm of A's and
-  B's gradients together, and B's gradient grows with α/r: the two runs clip differently); not isolated. What α = 2r
-  gains near the width is therefore not B's rate alone, and the α rule for the next plan stands where it stood.
+(16): their optimum may lie lower still. Wall time: 10.5-12.5 min a full seed, 14-15 min a wide one.) And ratio 2
+(--loraplus-ratios 2), full base, knowledge task, against what the α study had for α = 2r on the same draws:
+  eval set     seed   LoRA+ 2              α = 2r
+  knowledge    0      +0.062 ± 0.067 -     +0.198 ± 0.063 2r
+               1      +0.101 ± 0.058 -     +0.191 ± 0.021 2r
+               2      -0.089 ± 0.274 -     +0.175 ± 0.172 -
+  extraction   0      -0.149 ± 0.122 -     +0.075 ± 0.092 -
+               1      +0.156 ± 0.070 2     +0.189 ± 0.052 2r
+               2      -0.092 ± 0.124 -     +0.066 ± 0.071 -
+
+LoRA+ 2 trails α = 2r in all six cells, by 0.03-0.26 nats, though the two would be one run were Adam blind to the
+gradient's scale (both "no LoRA+ / α = 32 minus it"; 4 paired draws).
+What it shows:
+- Out of 36 comparisons, no LoRA+ is ahead by more than two standard errors in 10 and LoRA+ in 5; 21 cannot tell.
+- At the low rank (format, r = 4, where α = 32 already scales B·A by 8) LoRA+ is behind on the mean in all 12 and
+  decisively in 7, by 0.03-0.45 nats.
+- Near the width (r = 32 of 64, 64 of 128: scale 1 and 0.5) it depends on the width: on the 64-wide base ratio 4 leads
+  on the mean in 3 of 6 and ratio 16 in 1, while no LoRA+ is decisively ahead twice; on the 128-wide base ratio 4
+  leads on the mean in 6 of 6 and ratio 16 in 4, decisively at seed 2 (by 0.32-0.43 nats, both eval sets, both
+  ratios). That is the paper's argument in small: the ratio's benefit grows with the width.
+- So LoRA+ is not made a default: it loses where the advice's ranks usually are (α/r at or above 1), and where it
+  wins (α/r below 1) the evidence here is one seed of three on a 128-wide toy. The adapter-start note keeps saying
+  when it is worth it. For the next plan: LoRA+ where α/r < 1 (r > 32 at α = 32), which, unlike the α = 2r idea,
+  binds on real runs (any rank above 32), with its rate coupled; it wants the paper's own
+  setting (width 4096) or a GPU run before it is advice.
+- The α study's reading, that under Adam the scale α/r is only a LoRA+ ratio, fails its test (the ratio-2 table),
+  and the cause is isolated: gradient clipping. A scratch check through the bench's own finetune (full seed 0, first draw, r = 32,
+  rate 2e-3): with max_grad_norm 1.0 (the advice's) α = 64 reaches 0.728 / 1.414 (knowledge / extraction) and α = 32
+  with LoRA+ 2 0.876 / 1.651; with clipping off they are one run within 0.002: 0.779 / 1.594 and 0.781 / 1.594. Clipping acts on the norm of A's and B's gradients together, and B's gradient grows with α/r, so the two clip
+  differently; and here clipping helped α = 64 (0.728 against 0.779 unclipped). So the α study's lead at r = 32 is
+  partly α acting through the clip: a study of max_grad_norm at α = 32 would tell whether a tighter clip is the knob.
 
 Run: python3 bench/advice_quality.py [--quick | --wide] [--redraws N | --alpha-study N | --loraplus-study N
      [--loraplus-ratios 4,16]] [--jobs N] [--threads 1|2]
