@@ -1194,10 +1194,10 @@ def as_trial(cfg, coupling: str = "advised") -> Trial:
 
 
 def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str], cache: Path, log,
-             workers: int = 1, redraws: int = 0, study: tuple[str, int] | None = None) -> list[dict]:
+             workers: int = 1, redraws: int = 0, study: tuple | None = None) -> list[dict]:
     """The grid and every advice's config (each also with its lr swept) on one task; one result per
     eval set (metric). Settings the grid does not sweep (dropout, batch, schedule, validation
-    split, ...) come from the first advice. With study (a key of STUDIES, draws), that study instead."""
+    split, ...) come from the first advice. With study (alpha_study or loraplus_study, draws), that study instead."""
     train, held, val = world.task(task, mode)
     seq = max(len(r.prompt) + len(r.completion) for r in train)
     advices = {}
@@ -1224,8 +1224,7 @@ def run_task(task: str, world: World, mode: Mode, base, spec, sources: list[str]
         + f" (chance {math.log(16):.3f})")
     first = advices[sources[0]][0]
     if study:
-        return STUDIES[study[0]](first, advices[sources[0]][1], mode, base, spec, train, held, val, workers, study[1],
-                                 log)
+        return study[0](first, advices[sources[0]][1], mode, base, spec, train, held, val, workers, study[1], log)
     lrs = tuple(sorted(set(mode.lrs)))
     jobs = [(first, t) for t in grid(spec, mode, lrs)]
     for cfg, adv, first_lrs in advices.values():
@@ -1461,9 +1460,6 @@ def study_report(out: list[dict]) -> None:
           "more than two standard errors; edge: the best mean is at the end of the rates tried)")
 
 
-STUDIES = {"alpha": alpha_study, "loraplus": loraplus_study}  # --alpha-study N, --loraplus-study N
-
-
 def distinct_runs(jobs: list) -> tuple[list, dict[Trial, list[Trial]]]:
     """Each (cfg, trial) of `jobs` that trains something new, in order, and for each the trials it stands for:
     trials that train the same thing (at r=16, α = 2r is α = 32; the advised config at a grid rate is that grid
@@ -1621,7 +1617,7 @@ def main(argv: list[str] | None = None) -> int:
     asked = [(k, n) for k, n in (("alpha", args.alpha_study), ("loraplus", args.loraplus_study)) if n]
     if len(asked) > 1 or (asked and args.redraws):
         p.error("--alpha-study, --loraplus-study and --redraws: one at a time")
-    study = asked[0] if asked else None
+    ratios = LORAPLUS_RATIOS
     if args.loraplus_ratios:
         try:
             ratios = tuple(float(x) for x in args.loraplus_ratios.split(","))
@@ -1629,7 +1625,8 @@ def main(argv: list[str] | None = None) -> int:
             ratios = ()
         if not ratios or min(ratios) <= 1:
             p.error(f"--loraplus-ratios {args.loraplus_ratios}: ratios above 1, comma separated (e.g. 2,4)")
-        STUDIES["loraplus"] = functools.partial(loraplus_study, ratios=ratios)
+    studies = {"alpha": alpha_study, "loraplus": functools.partial(loraplus_study, ratios=ratios)}
+    study = (studies[asked[0][0]], asked[0][1]) if asked else None
     import torch
 
     torch.set_num_threads(max(1, min(args.threads, 2)))
